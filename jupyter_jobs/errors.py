@@ -1,0 +1,104 @@
+"""Every error jupyter_jobs raises on purpose, each with the HTTP status it maps to.
+
+Handlers turn these into JSON `{"error": ..., "detail": ...}` responses in one place (by
+`http_status`), the CLI into a message and a non-zero exit, the kernel client back into the same
+types, so a caller catches one type whatever path the job took.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class JobsError(Exception):
+    """Base of every jupyter_jobs error."""
+
+    http_status = 500
+
+    def __init__(self, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.message, "detail": self.detail, "type": type(self).__name__}
+
+
+class InvalidRequest(JobsError):
+    """Bad input: a malformed body, an unknown option, a value out of range."""
+
+    http_status = 400
+
+
+class PayloadError(InvalidRequest):
+    """The job's code or variables cannot be serialized; the message names the culprit."""
+
+
+class JobNotFound(JobsError):
+    """No job with that id (it never existed, or it was deleted)."""
+
+    http_status = 404
+
+    def __init__(self, job_id: int | str) -> None:
+        super().__init__(f"no job with id {job_id}", {"id": job_id})
+        self.job_id = job_id
+
+
+class IllegalTransition(JobsError):
+    """The move is not in the transition table (models.TRANSITIONS), e.g. cancel a finished job."""
+
+    http_status = 409
+
+
+class PayloadTooLarge(JobsError):
+    """The payload is over the server's configured limit."""
+
+    http_status = 413
+
+
+class ResultNotReady(JobsError):
+    """The job has no result yet (still running), or none at all (it failed or was cancelled)."""
+
+    http_status = 409
+
+
+class JobFailed(JobsError):
+    """Raised by `Job.result()` when the job failed: carries the remote type, message, traceback.
+
+    It is raised in the caller's process from the stored error description, so it can be raised
+    even when the original exception class does not exist or cannot be unpickled there.
+    """
+
+    def __init__(
+        self, job_id: int, reason: str, type_: str, message: str, traceback: str = ""
+    ) -> None:
+        text = f"job {job_id} failed ({reason}): {type_}: {message}"
+        super().__init__(text, {"reason": reason, "type": type_, "traceback": traceback})
+        self.job_id = job_id
+        self.reason = reason
+        self.type = type_
+        self.remote_message = message
+        self.remote_traceback = traceback
+
+    def __str__(self) -> str:
+        if self.remote_traceback:
+            return f"{self.message}\n\nRemote traceback:\n{self.remote_traceback}"
+        return self.message
+
+
+class JobCancelled(JobsError):
+    """Raised by `Job.result()` when the job was cancelled."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} was cancelled", {"id": job_id})
+        self.job_id = job_id
+
+
+class ServerUnavailable(JobsError):
+    """The kernel client found no Jupyter server to talk to; the message says how to start one."""
+
+    http_status = 503
+
+
+class StorageError(JobsError):
+    """The database cannot be used as configured (e.g. WAL on a network filesystem)."""

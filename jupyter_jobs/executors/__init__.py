@@ -1,0 +1,1 @@
+"""Where jobs run: `local` (worker processes on this machine) or `dask` (a Dask cluster)."""

@@ -1,0 +1,101 @@
+"""The executor interface: the consumer hands it tasks, it reports logs, progress and outcomes.
+
+An executor owns processes, never the store: it knows nothing of SQL, retries or statuses beyond
+the `Outcome` it reports. All methods run on the consumer's event loop and must not block it.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..models import Kind, Outcome, Progress, Reason
+
+
+@dataclass
+class Task:
+    """One attempt of one job, as the executor needs it.
+
+    `payload` is the opaque dill bytes the client sent; only the runner in the worker loads it.
+    """
+
+    job_id: int
+    attempt: int
+    kind: Kind
+    name: str
+    payload: bytes
+    interpreter: str | None = None
+    cwd: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class ExecutorEvents(Protocol):
+    """What an executor calls back, on the event loop, for the task it runs.
+
+    Every call names the attempt: a report for an attempt that is no longer current is ignored by
+    the store (fencing), so a late message from a killed worker cannot corrupt a newer attempt.
+    """
+
+    def on_log(self, job_id: int, attempt: int, data: bytes) -> None: ...
+
+    def on_progress(self, job_id: int, attempt: int, progress: Progress) -> None: ...
+
+    def on_done(self, job_id: int, attempt: int, outcome: Outcome) -> None: ...
+
+
+class Executor(abc.ABC):
+    """Runs tasks somewhere and reports back through `ExecutorEvents`.
+
+    Life: `await start()`, then `await run(task)` while `free_slots() > 0`, `await kill(...)` to
+    cancel or time out, `await shutdown()` at the end. Exactly one `on_done` follows every `run`,
+    whatever happens to the process (exit, crash, kill, shutdown).
+    """
+
+    name: str = "base"
+
+    def __init__(self, events: ExecutorEvents, max_workers: int) -> None:
+        self.events = events
+        self.max_workers = max_workers
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Get ready to run (start warm workers, connect to a cluster)."""
+
+    @abc.abstractmethod
+    def free_slots(self) -> int:
+        """How many more tasks `run` accepts right now."""
+
+    @abc.abstractmethod
+    async def run(self, task: Task) -> None:
+        """Start the task; return once it is dispatched (not when it finishes)."""
+
+    @abc.abstractmethod
+    async def kill(self, job_id: int, reason: Reason | None, grace: float) -> None:
+        """End the task's whole process tree: SIGTERM, `grace` seconds, then SIGKILL.
+
+        `reason=None` means a cancel (outcome `cancelled`); `Reason.TIMEOUT` or
+        `Reason.INTERRUPTED` make the outcome `failed` with that reason. Returns once the process
+        is gone and `on_done` has been called. Unknown or finished job: no-op.
+        """
+
+    @abc.abstractmethod
+    async def shutdown(self, grace: float) -> None:
+        """Stop every running task (outcome `failed`, reason `interrupted`) and release workers."""
+
+    def running(self) -> list[tuple[int, int]]:
+        """(job_id, attempt) of every task this executor currently runs."""
+        return []
+
+    def capabilities(self) -> dict[str, Any]:
+        """What this executor supports, for `GET /jobs/api/capabilities` and the UI."""
+        return {
+            "executor": self.name,
+            "cancel": True,
+            "timeout": True,
+            "progress": True,
+            "logs": True,
+            "outputs": True,
+            "interpreter": True,
+            "cwd": True,
+        }

@@ -1,0 +1,277 @@
+"""`Job`: the future-like handle users hold, the same whether it talks to the store or to a server.
+
+A `Job` is a `concurrent.futures.Future`, so `concurrent.futures.wait` and `as_completed` work on
+it, and it is awaitable. What differs between the engine's `JobQueue` (store in this process) and
+the kernel API (HTTP to the Jupyter server) is only the `Backend`: how to read a record, fetch
+result bytes, cancel, and wait for a change. Each backend runs one watcher thread that resolves
+the futures of every unfinished handle, so waiting on many jobs costs one loop, not one per job.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import threading
+import weakref
+from collections.abc import Generator, Iterable
+from typing import Any
+
+import dill
+
+from .errors import JobCancelled, JobFailed, JobNotFound
+from .models import Job as JobRecord
+from .models import Progress, Status
+
+_NOT_LOADED = object()
+
+
+class Backend(abc.ABC):
+    """Where `Job` handles get their facts; subclasses implement the abstract verbs."""
+
+    #: Watcher back-off bounds in seconds when `wait_for_change` cannot block on a real signal.
+    poll_min = 0.001
+    poll_max = 0.25
+
+    def __init__(self) -> None:
+        self._handles: dict[int, weakref.WeakSet[Job]] = {}
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._closed = False
+
+    @abc.abstractmethod
+    def get(self, job_id: int) -> JobRecord:
+        """The current record; raises JobNotFound."""
+
+    @abc.abstractmethod
+    def get_many(self, job_ids: Iterable[int]) -> list[JobRecord]:
+        """Current records of the ids that exist (unknown ids are left out)."""
+
+    @abc.abstractmethod
+    def result_bytes(self, job_id: int) -> bytes:
+        """The dill bytes of a succeeded job's result."""
+
+    @abc.abstractmethod
+    def outputs(self, job_id: int) -> list[dict[str, Any]]:
+        """The captured display outputs as nbformat v4 output dicts."""
+
+    @abc.abstractmethod
+    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
+        """Log bytes from `offset`, and the offset to read from next."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: int) -> JobRecord:
+        """Ask for the job to be cancelled; returns the record after the request."""
+
+    @abc.abstractmethod
+    def retry(self, job_id: int) -> JobRecord:
+        """Queue a failed or cancelled job again."""
+
+    @abc.abstractmethod
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until something may have changed or `timeout` passed; True if signalled.
+
+        Backends with a real signal (a doorbell, a long poll) return early on it; the watcher
+        falls back to an exponential back-off between `poll_min` and `poll_max` otherwise.
+        """
+
+    def handle(self, record: JobRecord) -> Job:
+        """A new `Job` handle for `record`, watched until it finishes."""
+        return Job(self, record)
+
+    def watch(self, job: Job) -> None:
+        """Resolve `job`'s future when it finishes (one watcher thread serves every handle)."""
+        with self._lock:
+            self._handles.setdefault(job.id, weakref.WeakSet()).add(job)
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = threading.Thread(
+                    target=self._watch_loop, name="jupyter-jobs-watcher", daemon=True
+                )
+                self._watcher.start()
+
+    def resolve(self, records: Iterable[JobRecord]) -> None:
+        """Settle the handles of every finished record (called by the watcher and fast paths)."""
+        for record in records:
+            if not record.finished:
+                continue
+            with self._lock:
+                handles = self._handles.pop(record.id, None)
+            for job in list(handles or ()):
+                job._settle(record)
+
+    def close(self) -> None:
+        """Stop the watcher; unfinished handles stay unresolved but usable through `refresh`."""
+        self._closed = True
+
+    def _watch_loop(self) -> None:
+        delay = self.poll_min
+        while not self._closed:
+            with self._lock:
+                ids = [i for i, hs in self._handles.items() if len(hs)]
+                self._handles = {i: hs for i, hs in self._handles.items() if len(hs)}
+                if not ids:
+                    self._watcher = None
+                    return
+            signalled = self.wait_for_change(delay)
+            records = self.get_many(ids)
+            finished = [r for r in records if r.finished]
+            self.resolve(finished)
+            missing = set(ids) - {r.id for r in records}
+            for job_id in missing:  # deleted while watched: settle so no waiter hangs
+                with self._lock:
+                    handles = self._handles.pop(job_id, None)
+                for job in list(handles or ()):
+                    job._settle_missing()
+            delay = self.poll_min if (finished or signalled) else min(delay * 2, self.poll_max)
+
+
+class Job(concurrent.futures.Future):
+    """A submitted job: `result()`, `exception()`, `done()`, `cancel()`, `logs()`, `wait()`, await.
+
+    `result()` raises `JobFailed` (with the remote type, message and traceback) when the job
+    failed and `JobCancelled` when it was cancelled. The result value is loaded lazily, once.
+    """
+
+    def __init__(self, backend: Backend, record: JobRecord) -> None:
+        super().__init__()
+        self._backend = backend
+        self.id = record.id
+        self.name = record.name
+        self._record = record
+        self._value: Any = _NOT_LOADED
+        self._value_lock = threading.Lock()
+        if record.finished:
+            self._settle(record)
+        else:
+            backend.watch(self)
+
+    # --- facts -------------------------------------------------------------------------------
+
+    @property
+    def record(self) -> JobRecord:
+        """The last record seen (no request); `refresh()` fetches a new one."""
+        return self._record
+
+    def refresh(self) -> JobRecord:
+        """Fetch the current record, and settle the future if the job has finished."""
+        self._record = self._backend.get(self.id)
+        if self._record.finished and not super().done():
+            self._settle(self._record)
+        return self._record
+
+    @property
+    def status(self) -> Status:
+        """The current status (fetched)."""
+        return self.refresh().status
+
+    @property
+    def progress(self) -> Progress | None:
+        """`None` until the job reports progress, then `done`, `total`, `message`."""
+        return self.refresh().progress
+
+    @property
+    def attempt(self) -> int:
+        return self.refresh().attempt
+
+    def logs(self) -> str:
+        """The whole log so far, as text."""
+        chunks: list[bytes] = []
+        offset = 0
+        while True:
+            data, offset = self._backend.read_log(self.id, offset)
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def outputs(self) -> list[dict[str, Any]]:
+        """The job's captured display outputs (nbformat v4 output dicts)."""
+        return self._backend.outputs(self.id)
+
+    # --- future protocol ---------------------------------------------------------------------
+
+    def done(self) -> bool:
+        if super().done():
+            return True
+        return self.refresh().finished
+
+    def running(self) -> bool:
+        return not self.done() and self._record.status is Status.RUNNING
+
+    def cancelled(self) -> bool:
+        return super().done() and self._record.status is Status.CANCELLED
+
+    def cancel(self) -> bool:
+        """Request cancellation; True unless the job had already finished."""
+        if self.done():
+            return False
+        self._record = self._backend.cancel(self.id)
+        if self._record.finished:
+            self._settle(self._record)
+        return True
+
+    def retry(self) -> Job:
+        """Queue this failed or cancelled job again; returns a fresh handle to it."""
+        return self._backend.handle(self._backend.retry(self.id))
+
+    def wait(self, timeout: float | None = None) -> Job:
+        """Block until the job finished (or `timeout` passed); returns self for chaining."""
+        concurrent.futures.wait([self], timeout=timeout)
+        return self
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The job's return value (for a cell: the dict of names it sent back)."""
+        super().result(timeout)  # waits; raises JobFailed / JobCancelled / TimeoutError
+        with self._value_lock:
+            if self._value is _NOT_LOADED:
+                self._value = dill.loads(self._backend.result_bytes(self.id))
+        return self._value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._await().__await__()
+
+    async def _await(self) -> Any:
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: concurrent.futures.Future) -> None:
+            loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+
+        self.add_done_callback(wake)
+        await finished
+        return await asyncio.to_thread(self.result)
+
+    def __repr__(self) -> str:
+        r = self._record
+        return f"<Job {self.id} {r.name!r} {r.status.value}>"
+
+    # --- settling ----------------------------------------------------------------------------
+
+    def _settle(self, record: JobRecord) -> None:
+        self._record = record
+        if record.status is Status.SUCCEEDED:
+            self._finish(None, None)  # the value itself loads lazily in result()
+        elif record.status is Status.CANCELLED:
+            self._finish(None, JobCancelled(record.id))
+        else:
+            err = record.error
+            failure = JobFailed(
+                record.id,
+                record.reason.value if record.reason else "error",
+                err.type if err else "Error",
+                err.message if err else "",
+                err.traceback if err else "",
+            )
+            self._finish(None, failure)
+
+    def _settle_missing(self) -> None:
+        self._finish(None, JobNotFound(self.id))
+
+    def _finish(self, value: Any, error: BaseException | None) -> None:
+        try:
+            if error is None:
+                self.set_result(value)
+            else:
+                self.set_exception(error)
+        except concurrent.futures.InvalidStateError:
+            pass  # the watcher and a caller's refresh() raced; the first one settled it

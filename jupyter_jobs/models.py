@@ -1,0 +1,288 @@
+"""The vocabulary of a job's life: statuses, reasons, the transition table and the records.
+
+Every other module asks this one whether a move is allowed; no status is ever a bare string
+literal elsewhere. The records are plain dataclasses that turn into JSON (`to_json`) for the
+REST API, the CLI and the events, so the three never disagree on field names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    """Where a job is in its life (DESIGN.md, Statuses)."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        """True for the three terminal statuses: nothing runs any more."""
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+ACTIVE = frozenset({Status.PENDING, Status.QUEUED, Status.RUNNING})
+
+
+class Reason(str, enum.Enum):
+    """Why a job failed; `None` on a job that did not fail."""
+
+    ERROR = "error"  # the job's code raised
+    TIMEOUT = "timeout"  # ran longer than its timeout and was killed
+    EXPIRED = "expired"  # not started before expires_at
+    WORKER_LOST = "worker_lost"  # its worker process died under it
+    INTERRUPTED = "interrupted"  # the server or consumer stopped (or died) while it ran
+    DEPENDENCY_FAILED = "dependency_failed"  # a job named in `after` failed or was cancelled
+    PAYLOAD = "payload"  # the payload could not be loaded in the worker
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The allowed moves. `running -> queued` is the automatic retry; `failed/cancelled -> queued` is
+#: an explicit retry. Anything else is refused by the store with `IllegalTransition`.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.QUEUED, Status.FAILED, Status.CANCELLED}),
+    Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.PENDING}),
+    Status.RUNNING: frozenset(
+        {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.QUEUED}
+    ),
+    Status.SUCCEEDED: frozenset(),
+    Status.FAILED: frozenset({Status.QUEUED}),
+    Status.CANCELLED: frozenset({Status.QUEUED}),
+}
+
+
+def can_move(current: Status, target: Status) -> bool:
+    """Whether `current -> target` is in the transition table."""
+    return target in TRANSITIONS[current]
+
+
+class Kind(str, enum.Enum):
+    """What a payload holds: a function call, or a notebook cell plus the variables it reads."""
+
+    FUNCTION = "function"
+    CELL = "cell"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def now() -> float:
+    """Wall-clock seconds since the epoch: every timestamp in the store uses this."""
+    return time.time()
+
+
+@dataclass
+class JobSpec:
+    """What a client asks for when it submits. The payload bytes travel beside it, opaque.
+
+    `options` carries kind-specific settings the server never interprets beyond JSON (for cells:
+    which names to send back). `interpreter` and `cwd` say where the worker runs the job.
+    """
+
+    kind: Kind = Kind.FUNCTION
+    name: str = ""
+    owner: str = ""
+    priority: int = 0
+    timeout: float | None = None
+    retries: int = 0
+    retry_delay: float = 1.0
+    after: list[int] = field(default_factory=list)
+    run_at: float | None = None
+    expires_at: float | None = None
+    hold: bool = False
+    interpreter: str | None = None
+    cwd: str | None = None
+    idempotency_key: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["kind"] = self.kind.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobSpec:
+        """Build a spec from untrusted JSON; raises `InvalidRequest` naming the bad field."""
+        from .errors import InvalidRequest
+
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidRequest(f"unknown field(s) in job spec: {', '.join(unknown)}")
+        spec = cls(**data)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        """Check types and ranges, so that bad input is a 400 that names the field."""
+        from .errors import InvalidRequest
+
+        try:
+            self.kind = Kind(self.kind)
+        except ValueError:
+            raise InvalidRequest(f"kind must be one of {[k.value for k in Kind]}") from None
+        checks: list[tuple[str, Any, tuple[type, ...], bool]] = [
+            ("name", self.name, (str,), False),
+            ("owner", self.owner, (str,), False),
+            ("priority", self.priority, (int,), False),
+            ("timeout", self.timeout, (int, float), True),
+            ("retries", self.retries, (int,), False),
+            ("retry_delay", self.retry_delay, (int, float), False),
+            ("run_at", self.run_at, (int, float), True),
+            ("expires_at", self.expires_at, (int, float), True),
+            ("hold", self.hold, (bool,), False),
+            ("interpreter", self.interpreter, (str,), True),
+            ("cwd", self.cwd, (str,), True),
+            ("idempotency_key", self.idempotency_key, (str,), True),
+            ("options", self.options, (dict,), False),
+            ("after", self.after, (list,), False),
+        ]
+        for name, value, types, optional in checks:
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) and bool not in types:
+                raise InvalidRequest(f"{name} must be {types[0].__name__}, not a boolean")
+            if not isinstance(value, types):
+                raise InvalidRequest(f"{name} must be {types[0].__name__}, got {value!r}")
+        if not all(isinstance(a, int) and not isinstance(a, bool) for a in self.after):
+            raise InvalidRequest("after must be a list of job ids (integers)")
+        if self.timeout is not None and self.timeout <= 0:
+            raise InvalidRequest("timeout must be positive")
+        if self.retries < 0:
+            raise InvalidRequest("retries must be zero or more")
+        if self.retry_delay < 0:
+            raise InvalidRequest("retry_delay must be zero or more")
+        if len(self.name) > 500:
+            raise InvalidRequest("name is longer than 500 characters")
+        if not self.name:
+            self.name = "job"
+
+
+@dataclass
+class Progress:
+    """What job code last reported through `jupyter_jobs.progress(done, total, message)`."""
+
+    done: float
+    total: float | None = None
+    message: str | None = None
+    at: float | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total:
+            return None
+        return max(0.0, min(1.0, self.done / self.total))
+
+
+@dataclass
+class JobError:
+    """A failure as text: the server never holds exception objects, only their description."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass
+class Job:
+    """One job as stored: the record the store returns and the API serializes."""
+
+    id: int
+    name: str
+    kind: Kind
+    owner: str
+    status: Status
+    reason: Reason | None = None
+    priority: int = 0
+    attempt: int = 0
+    retries: int = 0
+    retry_delay: float = 1.0
+    worker_losses: int = 0
+    timeout: float | None = None
+    after: list[int] = field(default_factory=list)
+    run_at: float | None = None
+    expires_at: float | None = None
+    not_before: float | None = None
+    created_at: float = 0.0
+    queued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    cancel_requested: bool = False
+    progress: Progress | None = None
+    error: JobError | None = None
+    interpreter: str | None = None
+    cwd: str | None = None
+    idempotency_key: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    consumer: str | None = None
+    lease_until: float | None = None
+    payload_size: int = 0
+    result_size: int | None = None
+    log_size: int = 0
+    has_outputs: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape used by REST responses, events and `jupyter jobs --json`."""
+        data = dataclasses.asdict(self)
+        data["kind"] = self.kind.value
+        data["status"] = self.status.value
+        data["reason"] = self.reason.value if self.reason else None
+        return data
+
+
+@dataclass
+class Page:
+    """One page of a listing: the jobs, the cursor for the next page, counts per status."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+    counts: dict[str, int]
+
+
+@dataclass
+class Outcome:
+    """How one attempt ended, as the executor reports it to the consumer and the store records it.
+
+    `result` and `outputs` are opaque bytes produced in the worker (dill bytes, nbformat JSON):
+    the server stores and serves them and never unpickles them. `exit` describes how a lost worker
+    ended ("killed by signal 9", "exit code 3") so that `worker_lost` errors say why.
+    """
+
+    status: Status
+    reason: Reason | None = None
+    error: JobError | None = None
+    result: bytes | None = None
+    outputs: bytes | None = None
+    exit: str | None = None
+
+
+@dataclass
+class Change:
+    """One committed change, handed to store subscribers (consumer, event emitter, waiters).
+
+    `what` is "created", "transition", "progress", "cancel_requested" or "deleted"; `previous` is
+    the status before a transition.
+    """
+
+    what: str
+    job: Job
+    previous: Status | None = None
