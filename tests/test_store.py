@@ -1,0 +1,956 @@
+"""The store on real SQLite files: life rules, ordering, fencing, races between real processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+
+import jupyter_jobs
+from jupyter_jobs import store as store_module
+from jupyter_jobs.errors import (
+    IllegalTransition,
+    InvalidRequest,
+    JobNotFound,
+    ResultNotReady,
+    StorageError,
+)
+from jupyter_jobs.models import (
+    TRANSITIONS,
+    Change,
+    JobError,
+    JobSpec,
+    Outcome,
+    Progress,
+    Reason,
+    Status,
+    now,
+)
+from jupyter_jobs.store import MIGRATIONS, Store, filesystem_type
+
+REPO = Path(jupyter_jobs.__file__).resolve().parent.parent
+OK = Outcome(Status.SUCCEEDED, result=b"ok")
+
+
+@pytest.fixture
+def store(db_path: Path):
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+def spec(name: str = "job", **kwargs) -> JobSpec:
+    return JobSpec(name=name, **kwargs)
+
+
+def start(store: Store, job_id: int, consumer: str = "c1", lease: float = 60.0) -> int:
+    """Claim until `job_id` runs (it must be the only queued job); returns its attempt."""
+    claimed = store.claim(consumer, 1, lease)
+    assert [c.job.id for c in claimed] == [job_id]
+    return claimed[0].job.attempt
+
+
+def fail(reason: Reason = Reason.ERROR, exit: str | None = None) -> Outcome:
+    return Outcome(Status.FAILED, reason, JobError("ValueError", "boom", "tb"), exit=exit)
+
+
+def python(code: str, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def communicate(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return out
+
+
+# -- files, journal, schema -------------------------------------------------------------------
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        s = Store(tmp_path / "a" / "b" / "jobs.db", inline_limit=10)
+        job = s.enqueue(spec(), b"x" * 100)
+        attempt = start(s, job.id)
+        s.append_log(job.id, attempt, b"hello\n")
+        s.finish(job.id, attempt, Outcome(Status.SUCCEEDED, result=b"r" * 100, outputs=b"[]"))
+        listener = s.listen()
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "a") == 0o700
+    assert mode(tmp_path / "a" / "b") == 0o700
+    for name in ("jobs.db", "jobs.db-wal", "jobs.db-shm"):
+        assert mode(tmp_path / "a" / "b" / name) == 0o600, name
+    assert mode(s.workspace_root) == 0o700
+    assert mode(s.workspace_root / str(job.id)) == 0o700
+    files = list((s.workspace_root / str(job.id)).iterdir())
+    assert {f.name for f in files} == {"payload", "log", "result.1"}
+    assert all(mode(f) == 0o600 for f in files)
+    assert mode(s.doorbell.directory) == 0o700
+    assert mode(listener.path) == 0o600
+    listener.close()
+    s.close()
+
+
+def test_small_jobs_need_no_workspace_folder(store: Store) -> None:
+    job = store.enqueue(spec(), b"tiny")
+    attempt = start(store, job.id)
+    store.finish(job.id, attempt, OK)
+    assert not (store.workspace_root / str(job.id)).exists()
+    assert store.result(job.id) == b"ok"
+
+
+def test_default_path_is_in_the_jupyter_data_dir() -> None:
+    from jupyter_core.paths import jupyter_data_dir
+
+    assert store_module.default_db_path() == Path(jupyter_data_dir()) / "jupyter_jobs" / "jobs.db"
+
+
+def test_wal_is_on_locally(store: Store, db_path: Path) -> None:
+    assert store.journal_mode == "wal"
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def fake_mounts(monkeypatch: pytest.MonkeyPatch, mounts: list[tuple[str, str]]) -> None:
+    """No NFS here: the mount table is the one thing faked."""
+    monkeypatch.setattr(store_module, "_read_mounts", lambda: mounts)
+
+
+def test_network_filesystem_uses_the_rollback_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_mounts(monkeypatch, [("/", "ext4"), (str(tmp_path), "nfs4")])
+    with caplog.at_level(logging.WARNING, logger="jupyter_jobs.store"):
+        s = Store(tmp_path / "home" / "jobs.db")
+    assert s.journal_mode == "delete"
+    assert "network filesystem (nfs4)" in caplog.text
+    assert "local path" in caplog.text
+    job = s.enqueue(spec(), b"x")
+    assert s.get(job.id).status is Status.QUEUED
+    conn = sqlite3.connect(s.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+    s.close()
+
+
+def test_wal_forced_on_a_network_filesystem_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_mounts(monkeypatch, [("/", "ext4"), (str(tmp_path / "nfs"), "nfs")])
+    with pytest.raises(StorageError, match="local path"):
+        Store(tmp_path / "nfs" / "jobs.db", journal_mode="wal")
+    s = Store(tmp_path / "local" / "jobs.db", journal_mode="wal")
+    assert s.journal_mode == "wal"
+    s.close()
+
+
+def test_filesystem_type_takes_the_longest_mount_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_mounts(monkeypatch, [("/", "ext4"), ("/home", "nfs"), ("/home/me/fast", "xfs")])
+    assert filesystem_type("/home/me/x/jobs.db") == "nfs"
+    assert filesystem_type("/home/me/fast/jobs.db") == "xfs"
+    assert filesystem_type("/homework/jobs.db") == "ext4"
+    assert filesystem_type("/home") == "nfs"
+
+
+def test_real_mount_table_is_read() -> None:
+    mounts = store_module._read_mounts()
+    assert any(point == "/" for point, _ in mounts)
+    assert filesystem_type("/") is not None
+
+
+def test_migrations_upgrade_an_old_database_and_keep_data(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    sqlite3.connect(path).close()  # an empty database: user_version 0
+    s = Store(path)
+    job = s.enqueue(spec("kept"), b"x")
+    s.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    conn.close()
+    s = Store(path)
+    assert s.get(job.id).name == "kept"
+    s.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(StorageError, match="newer"):
+        Store(path)
+
+
+def test_bad_journal_mode_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="journal_mode"):
+        Store(tmp_path / "jobs.db", journal_mode="memory")
+
+
+# -- transitions ----------------------------------------------------------------------------
+
+
+def test_every_move_the_store_makes_is_in_the_table(store: Store) -> None:
+    seen: list[tuple[Status, Status]] = []
+    store.subscribe(
+        lambda changes: seen.extend(
+            (c.previous, c.job.status) for c in changes if c.what == "transition"
+        )
+    )
+    a = store.enqueue(spec(retries=1, retry_delay=0), b"")
+    b = store.enqueue(spec(after=[a.id]), b"")
+    store.finish(a.id, start(store, a.id), fail())
+    store.finish(a.id, start(store, a.id), OK)
+    store.finish(b.id, start(store, b.id), fail(Reason.TIMEOUT))
+    store.retry(b.id)
+    store.request_cancel(b.id)
+    assert seen
+    assert all(target in TRANSITIONS[previous] for previous, target in seen)
+
+
+def test_illegal_moves_are_refused_and_not_written(store: Store) -> None:
+    job = store.enqueue(spec(), b"")
+    store.finish(job.id, start(store, job.id), OK)
+    with pytest.raises(IllegalTransition):
+        store.request_cancel(job.id)
+    with pytest.raises(IllegalTransition, match="only failed or cancelled"):
+        store.retry(job.id)
+    queued = store.enqueue(spec(), b"")
+    with pytest.raises(IllegalTransition):
+        store.retry(queued.id)
+    assert store.get(job.id).status is Status.SUCCEEDED
+    assert store.get(queued.id).status is Status.QUEUED
+
+
+def test_outcome_must_be_finished(store: Store) -> None:
+    job = store.enqueue(spec(), b"")
+    attempt = start(store, job.id)
+    with pytest.raises(InvalidRequest):
+        store.finish(job.id, attempt, Outcome(Status.RUNNING))
+    assert store.get(job.id).status is Status.RUNNING
+
+
+# -- enqueue --------------------------------------------------------------------------------
+
+
+def test_enqueue_stores_every_field(store: Store) -> None:
+    s = JobSpec(
+        kind="cell",
+        name="train",
+        owner="nb.ipynb",
+        priority=3,
+        timeout=5.0,
+        retries=2,
+        retry_delay=0.5,
+        interpreter="/usr/bin/python3",
+        cwd="/tmp",
+        idempotency_key="k",
+        options={"return": ["x"]},
+    )
+    job = store.enqueue(s, b"payload")
+    assert job.status is Status.QUEUED
+    assert job.created_at == job.queued_at
+    assert abs(job.created_at - now()) < 60
+    again = store.get(job.id)
+    assert again == job
+    assert again.to_json()["kind"] == "cell"
+    assert again.options == {"return": ["x"]}
+    assert again.payload_size == 7
+    claimed = store.claim("c", 5, 60)
+    assert claimed[0].payload == b"payload"
+    assert claimed[0].job.attempt == 1
+    assert claimed[0].job.consumer == "c"
+
+
+def test_bad_input_is_named(store: Store) -> None:
+    with pytest.raises(InvalidRequest, match="priority"):
+        store.enqueue(spec(priority="high"), b"")
+    with pytest.raises(InvalidRequest, match="payload must be bytes"):
+        store.enqueue(spec(), "text")
+    with pytest.raises(InvalidRequest, match="options must be JSON"):
+        store.enqueue(spec(options={"f": object()}), b"")
+    with pytest.raises(JobNotFound):
+        store.enqueue(spec(after=[999]), b"")
+    assert store.counts() == dict.fromkeys([s.value for s in Status], 0)
+
+
+def test_enqueue_many_is_one_ordered_all_or_nothing_batch(store: Store) -> None:
+    jobs = store.enqueue_many([(spec(f"j{i}"), f"{i}".encode()) for i in range(1000)])
+    assert [j.name for j in jobs] == [f"j{i}" for i in range(1000)]
+    assert [j.id for j in jobs] == list(range(jobs[0].id, jobs[0].id + 1000))
+    assert store.get(jobs[500].id).name == "j500"
+    with pytest.raises(JobNotFound):
+        store.enqueue_many([(spec("fine"), b""), (spec("bad", after=[10**9]), b"")])
+    assert store.counts()["queued"] == 1000
+    claimed = store.claim("c", 1000, 60)
+    assert {c.payload for c in claimed} == {f"{i}".encode() for i in range(1000)}
+
+
+def test_large_payloads_go_to_files(tmp_path: Path) -> None:
+    s = Store(tmp_path / "jobs.db", inline_limit=100)
+    small, big = s.enqueue_many([(spec(), b"s" * 100), (spec(), b"b" * 101)])
+    assert not (s.workspace_root / str(small.id)).exists()
+    assert (s.workspace_root / str(big.id) / "payload").read_bytes() == b"b" * 101
+    assert {c.job.id: c.payload for c in s.claim("c", 2, 60)} == {
+        small.id: b"s" * 100,
+        big.id: b"b" * 101,
+    }
+    s.close()
+
+
+def test_idempotency_key_returns_the_existing_job(store: Store) -> None:
+    first = store.enqueue(spec(idempotency_key="k1"), b"a")
+    second = store.enqueue(spec("other", idempotency_key="k1"), b"b")
+    assert second.id == first.id
+    assert second.name == first.name
+    batch = store.enqueue_many(
+        [(spec(idempotency_key="k2"), b""), (spec(), b""), (spec(idempotency_key="k2"), b"")]
+    )
+    assert batch[0].id == batch[2].id != batch[1].id
+    assert store.counts()["queued"] == 3
+
+
+def test_idempotency_under_thread_races(store: Store) -> None:
+    ids: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def submit() -> None:
+        barrier.wait(timeout=10)
+        ids.append(store.enqueue(spec(idempotency_key="same"), b"x").id)
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(ids) == 8
+    assert len(set(ids)) == 1
+    assert store.counts()["queued"] == 1
+
+
+IDEMPOTENT_SUBMITTER = """
+import json, sys
+from jupyter_jobs.store import Store
+from jupyter_jobs.models import JobSpec
+store = Store(sys.argv[1])
+order = range(60) if sys.argv[2] == "up" else reversed(range(60))
+print(json.dumps({k: store.enqueue(JobSpec(name="j", idempotency_key=f"k{k}"), b"").id
+                  for k in order}))
+"""
+
+
+def test_idempotency_across_processes(store: Store, db_path: Path) -> None:
+    procs = [python(IDEMPOTENT_SUBMITTER, str(db_path), way) for way in ("up", "down")]
+    up, down = (json.loads(communicate(p)) for p in procs)
+    assert up == down
+    assert len(set(up.values())) == 60
+    assert store.counts()["queued"] == 60
+
+
+# -- claim ----------------------------------------------------------------------------------
+
+
+def test_claim_takes_highest_priority_first(store: Store) -> None:
+    low = store.enqueue(spec(priority=0), b"")
+    high = store.enqueue(spec(priority=5), b"")
+    mid = store.enqueue(spec(priority=1), b"")
+    negative = store.enqueue(spec(priority=-2), b"")
+    order = [c.job.id for c in store.claim("c", 10, 60)]
+    assert order == [high.id, mid.id, low.id, negative.id]
+
+
+def test_claim_shares_fairly_across_owners_oldest_first(store: Store) -> None:
+    a = [j.id for j in store.enqueue_many([(spec(owner="a"), b"") for _ in range(5)])]
+    b = [j.id for j in store.enqueue_many([(spec(owner="b"), b"") for _ in range(2)])]
+    order = [c.job.id for c in store.claim("c", 5, 60)]
+    assert order == [a[0], b[0], a[1], b[1], a[2]]
+    assert [c.job.id for c in store.claim("c", 5, 60)] == a[3:]
+
+
+def test_claim_counts_jobs_already_running(store: Store) -> None:
+    a = [j.id for j in store.enqueue_many([(spec(owner="a"), b"") for _ in range(4)])]
+    assert [c.job.id for c in store.claim("c", 2, 60)] == [a[0], a[1]]
+    b = store.enqueue(spec(owner="b"), b"")
+    c = store.enqueue(spec(owner="c"), b"")
+    # a has 2 running, b and c none: b and c go first (oldest first), then a
+    assert [x.job.id for x in store.claim("c", 3, 60)] == [b.id, c.id, a[2]]
+
+
+def test_claim_skips_jobs_not_yet_due_and_sets_the_lease(store: Store) -> None:
+    later = store.enqueue(spec(retries=1, retry_delay=3600), b"")
+    store.finish(later.id, start(store, later.id), fail())
+    ready = store.enqueue(spec(), b"")
+    claimed = store.claim("c", 5, 30)
+    assert [c.job.id for c in claimed] == [ready.id]
+    job = claimed[0].job
+    assert job.status is Status.RUNNING
+    assert job.started_at is not None
+    assert job.lease_until == pytest.approx(job.started_at + 30)
+    assert store.claim("c", 5, 30) == []
+
+
+CLAIMER = """
+import json, sys
+from jupyter_jobs.store import Store
+from jupyter_jobs.models import Outcome, Status
+store = Store(sys.argv[1])
+name, got = sys.argv[2], []
+print("ready", flush=True)
+sys.stdin.readline()  # start together: a real race
+while True:
+    claimed = store.claim(name, 1 + len(got) % 4, 60)
+    if not claimed:
+        break
+    got += [c.job.id for c in claimed]
+    store.finish_many([(c.job.id, c.job.attempt, Outcome(Status.SUCCEEDED, result=c.payload))
+                       for c in claimed])
+print(json.dumps(got))
+"""
+
+
+@pytest.mark.slow
+def test_four_processes_claim_every_job_exactly_once(store: Store, db_path: Path) -> None:
+    jobs = store.enqueue_many([(spec(owner=f"o{i % 7}"), str(i).encode()) for i in range(2000)])
+    procs = [python(CLAIMER, str(db_path), f"consumer-{n}") for n in range(4)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    claimed = [json.loads(communicate(p)) for p in procs]
+    everything = [i for part in claimed for i in part]
+    assert sorted(everything) == sorted(j.id for j in jobs)
+    assert sum(1 for part in claimed if part) >= 2, "the processes should have competed"
+    done = store.get_many(j.id for j in jobs)
+    assert {(j.status, j.attempt) for j in done} == {(Status.SUCCEEDED, 1)}
+    assert store.result(jobs[1234].id) == b"1234"
+
+
+# -- consumer verbs ------------------------------------------------------------------------
+
+
+def test_heartbeat_extends_only_the_consumers_leases(store: Store) -> None:
+    mine, theirs = store.enqueue_many([(spec(), b""), (spec(), b"")])
+    store.claim("me", 1, 10)
+    store.claim("them", 1, 10)
+    before = store.get(mine.id).lease_until
+    assert store.heartbeat("me", [mine.id, theirs.id], 100) == []
+    assert store.get(mine.id).lease_until > before + 50
+    assert store.get(theirs.id).lease_until < before + 50
+    store.request_cancel(mine.id)
+    assert store.heartbeat("me", [mine.id], 100) == [mine.id]
+    assert store.cancel_requested("me") == [(mine.id, 1)]
+    assert store.cancel_requested("them") == []
+
+
+def test_stale_attempt_cannot_finish_report_or_log(store: Store) -> None:
+    job = store.enqueue(spec(retries=1, retry_delay=0), b"")
+    first = start(store, job.id, "old", lease=0.01)
+    wait_until(lambda: store.recover(lambda consumer: True))
+    second = start(store, job.id, "new")
+    assert (first, second) == (1, 2)
+    assert store.finish(job.id, first, Outcome(Status.SUCCEEDED, result=b"stale")) is None
+    assert store.set_progress(job.id, first, Progress(1, 2)) is False
+    assert store.append_log(job.id, first, b"stale\n") == -1
+    current = store.get(job.id)
+    assert current.status is Status.RUNNING
+    assert current.progress is None
+    assert store.read_log(job.id) == (b"", 0)
+    assert store.set_progress(job.id, second, Progress(1, 2, "half")) is True
+    assert store.get(job.id).progress.message == "half"
+    assert store.finish(job.id, second, OK).status is Status.SUCCEEDED
+    assert store.finish(job.id, second, Outcome(Status.SUCCEEDED, result=b"again")) is None
+    assert store.result(job.id) == b"ok"
+    assert store.finish(10**6, 1, OK) is None
+
+
+def test_failed_attempts_are_retried_with_backoff(store: Store) -> None:
+    job = store.enqueue(spec(retries=2, retry_delay=0.05), b"")
+    after_first = store.finish(job.id, start(store, job.id), fail())
+    assert after_first.status is Status.QUEUED
+    assert after_first.reason is None
+    assert after_first.error.message == "boom"  # the last attempt's error stays visible
+    assert after_first.not_before == pytest.approx(after_first.queued_at + 0.05)
+    claimed = wait_until(lambda: store.claim("c", 1, 60))
+    after_second = store.finish(job.id, claimed[0].job.attempt, fail(Reason.TIMEOUT))
+    assert after_second.not_before == pytest.approx(after_second.queued_at + 0.1)
+    claimed = wait_until(lambda: store.claim("c", 1, 60))
+    assert claimed[0].job.attempt == 3
+    assert claimed[0].job.progress is None
+    final = store.finish(job.id, 3, fail())
+    assert (final.status, final.reason, final.attempt) == (Status.FAILED, Reason.ERROR, 3)
+    assert final.finished_at is not None
+
+
+def test_payload_failures_are_not_retried(store: Store) -> None:
+    job = store.enqueue(spec(retries=3, retry_delay=0), b"")
+    final = store.finish(job.id, start(store, job.id), fail(Reason.PAYLOAD))
+    assert (final.status, final.reason) == (Status.FAILED, Reason.PAYLOAD)
+
+
+def test_poison_jobs_stop_after_the_limit(tmp_path: Path) -> None:
+    s = Store(tmp_path / "jobs.db", poison_limit=3)
+    job = s.enqueue(spec(retries=10, retry_delay=0), b"")
+    for attempt in (1, 2):
+        after = s.finish(job.id, start(s, job.id), fail(Reason.WORKER_LOST, "killed by signal 9"))
+        assert (after.status, after.worker_losses) == (Status.QUEUED, attempt)
+    final = s.finish(
+        job.id, start(s, job.id), Outcome(Status.FAILED, Reason.WORKER_LOST, exit="exit code 3")
+    )
+    assert (final.status, final.reason, final.worker_losses) == (
+        Status.FAILED,
+        Reason.WORKER_LOST,
+        3,
+    )
+    assert "exit code 3" in final.error.message
+    assert "poison" in final.error.message
+    s.close()
+
+
+def test_worker_lost_error_names_the_exit(store: Store) -> None:
+    job = store.enqueue(spec(), b"")
+    final = store.finish(
+        job.id, start(store, job.id), fail(Reason.WORKER_LOST, "killed by signal 9")
+    )
+    assert final.reason is Reason.WORKER_LOST
+    assert "killed by signal 9" in final.error.message
+
+
+def test_dependencies_run_in_order(store: Store) -> None:
+    a = store.enqueue(spec("a"), b"")
+    b = store.enqueue(spec("b", after=[a.id]), b"")
+    c = store.enqueue(spec("c", after=[a.id, b.id]), b"")
+    assert (b.status, c.status) == (Status.PENDING, Status.PENDING)
+    assert store.get(c.id).after == [a.id, b.id]
+    store.finish(a.id, start(store, a.id), OK)
+    assert store.get(b.id).status is Status.QUEUED
+    assert store.get(c.id).status is Status.PENDING
+    store.finish(b.id, start(store, b.id), OK)
+    assert store.get(c.id).status is Status.QUEUED
+    d = store.enqueue(spec("d", after=[a.id]), b"")
+    assert d.status is Status.QUEUED
+
+
+def test_a_failure_fails_the_whole_chain(store: Store) -> None:
+    a = store.enqueue(spec("a"), b"")
+    b = store.enqueue(spec("b", after=[a.id]), b"")
+    c = store.enqueue(spec("c", after=[b.id]), b"")
+    store.finish(a.id, start(store, a.id), fail())
+    for job in store.get_many([b.id, c.id]):
+        assert (job.status, job.reason) == (Status.FAILED, Reason.DEPENDENCY_FAILED)
+    assert str(a.id) in store.get(b.id).error.message
+    late = store.enqueue(spec("late", after=[c.id]), b"")
+    assert (late.status, late.reason) == (Status.FAILED, Reason.DEPENDENCY_FAILED)
+    with pytest.raises(IllegalTransition, match="retry that one first"):
+        store.retry(b.id)
+
+
+def test_retry_of_a_dependent_waits_for_its_retried_dependency(store: Store) -> None:
+    a = store.enqueue(spec("a"), b"")
+    b = store.enqueue(spec("b", after=[a.id]), b"")
+    store.request_cancel(a.id)
+    assert store.get(b.id).reason is Reason.DEPENDENCY_FAILED
+    store.retry(a.id)
+    assert store.retry(b.id).status is Status.PENDING
+    store.finish(a.id, start(store, a.id), OK)
+    assert store.get(b.id).status is Status.QUEUED
+
+
+def test_run_at_holds_a_job_until_its_time(store: Store) -> None:
+    later = now() + 0.3
+    job = store.enqueue(spec(run_at=later), b"")
+    assert job.status is Status.PENDING
+    assert store.next_due() == pytest.approx(later)
+    assert store.claim("c", 1, 60) == []
+    promoted = wait_until(lambda: store.promote(), timeout=10)
+    assert [j.id for j in promoted] == [job.id]
+    assert promoted[0].status is Status.QUEUED
+    assert store.next_due() is None
+
+
+def test_run_at_and_dependencies_both_apply(store: Store) -> None:
+    a = store.enqueue(spec("a"), b"")
+    b = store.enqueue(spec("b", after=[a.id], run_at=now() + 3600), b"")
+    store.finish(a.id, start(store, a.id), OK)
+    assert store.get(b.id).status is Status.PENDING
+    assert store.promote() == []
+
+
+def test_held_jobs_wait_for_release(store: Store) -> None:
+    job = store.enqueue(spec(hold=True), b"")
+    assert job.status is Status.PENDING
+    assert store.promote() == []
+    assert store.release(job.id).status is Status.QUEUED
+    with pytest.raises(IllegalTransition):
+        store.release(job.id)
+
+
+def test_jobs_expire_when_not_started_in_time(store: Store) -> None:
+    deadline = now() + 0.2
+    waiting = store.enqueue(spec(expires_at=deadline, hold=True), b"")
+    queued = store.enqueue(spec(expires_at=deadline), b"")
+    dependent = store.enqueue(spec(after=[queued.id]), b"")
+    assert store.next_due() == pytest.approx(deadline)
+    expired = wait_until(lambda: store.promote(), timeout=10)
+    assert {j.id for j in expired} == {waiting.id, queued.id, dependent.id}
+    for job in store.get_many([waiting.id, queued.id]):
+        assert (job.status, job.reason) == (Status.FAILED, Reason.EXPIRED)
+    assert store.get(dependent.id).reason is Reason.DEPENDENCY_FAILED
+    retried = store.retry(queued.id)
+    assert retried.expires_at is None  # an explicit retry does not expire again at once
+    assert store.promote() == []
+
+
+def test_recover_requeues_or_fails_jobs_of_dead_consumers(store: Store) -> None:
+    kept, retried, lost = store.enqueue_many(
+        [(spec("kept"), b""), (spec("retried", retries=1, retry_delay=0), b""), (spec(), b"")]
+    )
+    store.claim("alive", 1, 60)
+    store.claim("dead", 2, 60)
+    changed = store.recover(lambda consumer: consumer == "alive")
+    assert {j.id for j in changed} == {retried.id, lost.id}
+    assert store.get(kept.id).status is Status.RUNNING
+    assert store.get(retried.id).status is Status.QUEUED
+    final = store.get(lost.id)
+    assert (final.status, final.reason) == (Status.FAILED, Reason.INTERRUPTED)
+    assert "consumer dead" in final.error.message
+    assert store.recover(lambda consumer: consumer == "alive") == []
+
+
+def test_recover_takes_back_expired_leases(store: Store) -> None:
+    job = store.enqueue(spec(), b"")
+    start(store, job.id, "slow", lease=0.05)
+    changed = wait_until(lambda: store.recover(lambda consumer: True) or store.get(job.id).finished)
+    final = store.get(job.id)
+    assert changed
+    assert (final.status, final.reason) == (Status.FAILED, Reason.INTERRUPTED)
+    assert "lease expired" in final.error.message
+
+
+def test_next_due_reports_retries_and_leases(store: Store) -> None:
+    job = store.enqueue(spec(retries=1, retry_delay=100), b"")
+    attempt = start(store, job.id, lease=50)
+    assert store.next_due() == pytest.approx(store.get(job.id).lease_until)
+    requeued = store.finish(job.id, attempt, fail())
+    assert store.next_due() == pytest.approx(requeued.not_before)
+
+
+# -- actions ------------------------------------------------------------------------------------
+
+
+def test_cancel_in_each_state(store: Store) -> None:
+    first = store.enqueue(spec(), b"")
+    pending = store.enqueue(spec(after=[first.id]), b"")
+    second = store.enqueue(spec(after=[pending.id]), b"")
+    queued = store.enqueue(spec(), b"")
+    cancelled = store.request_cancel(pending.id)
+    assert (cancelled.status, cancelled.finished_at is not None) == (Status.CANCELLED, True)
+    assert store.get(second.id).reason is Reason.DEPENDENCY_FAILED
+    assert store.request_cancel(queued.id).status is Status.CANCELLED
+    assert store.request_cancel(first.id).status is Status.CANCELLED
+    job = store.enqueue(spec(retries=5), b"")
+    attempt = start(store, job.id)
+    asked = store.request_cancel(job.id)
+    assert (asked.status, asked.cancel_requested) == (Status.RUNNING, True)
+    # an attempt that fails after a cancel request is not retried
+    final = store.finish(job.id, attempt, fail())
+    assert final.status is Status.CANCELLED
+    with pytest.raises(IllegalTransition):
+        store.request_cancel(job.id)
+    with pytest.raises(JobNotFound):
+        store.request_cancel(10**6)
+
+
+def test_cancelled_outcome_and_explicit_retry(store: Store) -> None:
+    job = store.enqueue(spec(retries=1, retry_delay=0), b"")
+    attempt = start(store, job.id)
+    store.request_cancel(job.id)
+    final = store.finish(job.id, attempt, Outcome(Status.CANCELLED))
+    assert (final.status, final.cancel_requested) == (Status.CANCELLED, False)
+    again = store.retry(job.id)
+    assert (again.status, again.attempt, again.error, again.reason) == (
+        Status.QUEUED,
+        1,
+        None,
+        None,
+    )
+    # the retried job gets its retry budget back: attempt 2 fails and is retried once more
+    requeued = store.finish(job.id, start(store, job.id), fail())
+    assert requeued.status is Status.QUEUED
+    assert store.finish(job.id, start(store, job.id), fail()).status is Status.FAILED
+
+
+def test_delete(store: Store) -> None:
+    job = store.enqueue(spec(), b"x")
+    attempt = start(store, job.id)
+    store.append_log(job.id, attempt, b"log")
+    with pytest.raises(IllegalTransition, match="cancel it first"):
+        store.delete(job.id)
+    store.finish(job.id, attempt, OK)
+    workspace = store.workspace_root / str(job.id)
+    assert workspace.exists()
+    store.delete(job.id)
+    assert not workspace.exists()
+    with pytest.raises(JobNotFound):
+        store.get(job.id)
+    with pytest.raises(JobNotFound):
+        store.delete(job.id)
+    base = store.enqueue(spec(), b"")
+    dependent = store.enqueue(spec(after=[base.id]), b"")
+    store.delete(base.id)
+    assert store.get(dependent.id).reason is Reason.DEPENDENCY_FAILED
+    assert store.enqueue(spec(), b"").id > dependent.id  # ids are never reused
+
+
+# -- reads ------------------------------------------------------------------------------------
+
+
+def test_query_filters_pages_and_counts(store: Store) -> None:
+    names = ["Train model", "train_50%", "plot", "TRAIN again", "trainXfifty"]
+    jobs = store.enqueue_many([(spec(n, owner=f"o{i % 2}"), b"") for i, n in enumerate(names)])
+    store.finish(jobs[0].id, start(store, jobs[0].id), OK)
+    page = store.query(q="train")
+    assert [j.name for j in page.jobs] == ["trainXfifty", "TRAIN again", "train_50%", "Train model"]
+    assert [j.name for j in store.query(q="_50%").jobs] == ["train_50%"]
+    assert page.counts == {
+        **dict.fromkeys([s.value for s in Status], 0),
+        "queued": 3,
+        "succeeded": 1,
+    }
+    page = store.query(owner="o0", status=["queued"])
+    assert [j.name for j in page.jobs] == ["trainXfifty", "plot"]
+    assert page.counts["succeeded"] == 1
+    assert page.counts["queued"] == 2
+    seen, cursor = [], None
+    while True:
+        page = store.query(limit=2, cursor=cursor)
+        seen += [j.id for j in page.jobs]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == sorted((j.id for j in jobs), reverse=True)
+    assert store.counts("o1") == {**dict.fromkeys([s.value for s in Status], 0), "queued": 2}
+    with pytest.raises(InvalidRequest, match="limit"):
+        store.query(limit=501)
+    with pytest.raises(InvalidRequest, match="cursor"):
+        store.query(cursor="garbage!")
+    with pytest.raises(InvalidRequest, match="unknown status"):
+        store.query(status=["done"])
+
+
+def test_results_outputs_and_their_absence(store: Store) -> None:
+    job, empty = store.enqueue_many([(spec(), b""), (spec(), b"")])
+    with pytest.raises(ResultNotReady):
+        store.result(job.id)
+    assert store.outputs(job.id) == b"[]"
+    claimed = {c.job.id: c.job.attempt for c in store.claim("c", 2, 60)}
+    store.finish_many(
+        [
+            (job.id, claimed[job.id], Outcome(Status.SUCCEEDED, result=b"R", outputs=b"[1]")),
+            (empty.id, claimed[empty.id], Outcome(Status.SUCCEEDED)),
+        ]
+    )
+    assert store.result(job.id) == b"R"
+    assert store.outputs(job.id) == b"[1]"
+    assert store.get(job.id).has_outputs
+    assert store.result(empty.id) == b""
+    assert store.get(empty.id).result_size is None
+    with pytest.raises(JobNotFound):
+        store.result(10**6)
+    failed = store.enqueue(spec(), b"")
+    store.finish(failed.id, start(store, failed.id), fail())
+    with pytest.raises(ResultNotReady, match="failed"):
+        store.result(failed.id)
+
+
+def test_large_results_replace_their_files(tmp_path: Path) -> None:
+    s = Store(tmp_path / "jobs.db", inline_limit=10)
+    job = s.enqueue(spec(retries=1, retry_delay=0), b"")
+    s.finish(job.id, start(s, job.id), Outcome(Status.FAILED, Reason.ERROR, outputs=b"o" * 50))
+    assert (s.workspace_root / str(job.id) / "outputs.1").exists()
+    s.finish(
+        job.id, start(s, job.id), Outcome(Status.SUCCEEDED, result=b"r" * 50, outputs=b"p" * 50)
+    )
+    files = {f.name for f in (s.workspace_root / str(job.id)).iterdir()}
+    assert files == {"result.2", "outputs.2"}
+    assert s.result(job.id) == b"r" * 50
+    assert s.outputs(job.id) == b"p" * 50
+    s.close()
+
+
+def test_log_is_capped_with_a_visible_marker(tmp_path: Path) -> None:
+    s = Store(tmp_path / "jobs.db", log_limit=100)
+    job = s.enqueue(spec(retries=1, retry_delay=0), b"")
+    attempt = s.claim("c", 1, 60)[0].job.attempt
+    assert s.append_log(job.id, attempt, b"a" * 60) == 60
+    s.finish(job.id, attempt, fail())
+    attempt = wait_until(lambda: s.claim("c", 1, 60))[0].job.attempt
+    size = s.append_log(job.id, attempt, b"b" * 60)
+    marker = b"\n[jupyter_jobs: log truncated at 100 bytes]\n"
+    header = b"--- attempt 2 ---\n"
+    expected = b"a" * 60 + (header + b"b" * 60)[:40] + marker
+    assert size == len(expected)
+    assert s.append_log(job.id, attempt, b"more") == size
+    data, next_offset = s.read_log(job.id)
+    assert data == expected
+    assert next_offset == len(expected)
+    assert s.get(job.id).log_size == len(expected)
+    assert s.read_log(job.id, 58, 4) == (b"aa--", 62)
+    assert s.read_log(job.id, next_offset) == (b"", next_offset)
+    with pytest.raises(InvalidRequest):
+        s.read_log(job.id, -1)
+    s.close()
+
+
+def test_logs_of_later_attempts_get_a_header(store: Store) -> None:
+    job = store.enqueue(spec(retries=1, retry_delay=0), b"")
+    store.append_log(job.id, 1, b"too early")  # not running yet: refused
+    first = start(store, job.id)
+    store.append_log_many([(job.id, first, b"one\n"), (job.id, first, b"two\n")])
+    store.finish(job.id, first, fail())
+    second = wait_until(lambda: store.claim("c", 1, 60))[0].job.attempt
+    store.append_log(job.id, second, b"three\n")
+    assert store.read_log(job.id)[0] == b"one\ntwo\n--- attempt 2 ---\nthree\n"
+
+
+def test_stats(store: Store) -> None:
+    store.enqueue_many([(spec(), b"x" * 10) for _ in range(3)])
+    stats = store.stats()
+    assert stats["queued"] == 3
+    assert stats["total"] == 3
+    assert stats["db_size"] > 0
+    assert stats["workspace_bytes"] == 30
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+def test_gc_by_age_spares_unfinished_jobs(store: Store) -> None:
+    done = store.enqueue(spec(), b"")
+    store.finish(done.id, start(store, done.id), OK)
+    running = store.enqueue(spec(), b"")
+    start(store, running.id)
+    queued = store.enqueue(spec(), b"")
+    assert store.gc(older_than=3600) == []
+    assert store.gc(older_than=0) == [done.id]
+    assert {j.id for j in store.get_many([done.id, queued.id, running.id])} == {
+        queued.id,
+        running.id,
+    }
+
+
+def test_gc_by_size_deletes_the_oldest_finished_first(tmp_path: Path) -> None:
+    s = Store(tmp_path / "jobs.db", inline_limit=10)
+    jobs = s.enqueue_many([(spec(), b"") for _ in range(4)])
+    for job in jobs[:3]:
+        s.finish(job.id, start(s, job.id), Outcome(Status.SUCCEEDED, result=b"r" * 1000))
+    s.enqueue(spec(), b"p" * 1000)  # unfinished bytes count but are never deleted
+    assert s.stats()["workspace_bytes"] == 4000
+    deleted = s.gc(max_bytes=2500)
+    assert deleted == [jobs[0].id, jobs[1].id]
+    assert not (s.workspace_root / str(jobs[0].id)).exists()
+    assert s.stats()["workspace_bytes"] == 2000
+    assert s.gc(max_bytes=0) == [jobs[2].id]
+    assert s.stats()["workspace_bytes"] == 1000
+    s.close()
+
+
+# -- notifications -----------------------------------------------------------------------------
+
+
+def test_subscribers_get_every_kind_of_change(store: Store) -> None:
+    got: list[Change] = []
+    unsubscribe = store.subscribe(got.extend)
+    job = store.enqueue(spec(), b"")
+    attempt = start(store, job.id)
+    store.set_progress(job.id, attempt, Progress(1, 4, "a quarter"))
+    store.request_cancel(job.id)
+    store.finish(job.id, attempt, Outcome(Status.CANCELLED))
+    store.delete(job.id)
+    assert [(c.what, c.previous, c.job.status) for c in got] == [
+        ("created", None, Status.QUEUED),
+        ("transition", Status.QUEUED, Status.RUNNING),
+        ("progress", None, Status.RUNNING),
+        ("cancel_requested", None, Status.RUNNING),
+        ("transition", Status.RUNNING, Status.CANCELLED),
+        ("deleted", None, Status.CANCELLED),
+    ]
+    assert got[2].job.progress.message == "a quarter"
+    assert got[3].job.cancel_requested
+    unsubscribe()
+    store.enqueue(spec(), b"")
+    assert len(got) == 6
+
+
+def test_a_failing_subscriber_is_logged_and_harmless(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(changes: list[Change]) -> None:
+        raise RuntimeError("subscriber bug")
+
+    got: list[Change] = []
+    store.subscribe(broken)
+    store.subscribe(got.extend)
+    with caplog.at_level(logging.ERROR, logger="jupyter_jobs.store"):
+        job = store.enqueue(spec(), b"")
+    assert "subscriber bug" in caplog.text
+    assert [c.job.id for c in got] == [job.id]
+    assert store.get(job.id).status is Status.QUEUED
+
+
+WAITER = """
+import sys
+from jupyter_jobs.store import Store
+store = Store(sys.argv[1])
+with store.listen() as listener:
+    print("ready", flush=True)
+    print("woken" if listener.wait(60) else "timeout", flush=True)
+"""
+
+
+def test_enqueue_rings_a_listener_in_another_process(store: Store, db_path: Path) -> None:
+    proc = python(WAITER, str(db_path))
+    assert proc.stdout.readline().strip() == "ready"
+    store.enqueue(spec(), b"")
+    assert communicate(proc).strip() == "woken"
+    assert list(store.doorbell.directory.iterdir()) == []
+
+
+def test_progress_does_not_ring_but_finish_does(store: Store) -> None:
+    job = store.enqueue(spec(), b"")
+    with store.listen() as listener:
+        attempt = start(store, job.id)
+        store.set_progress(job.id, attempt, Progress(1))
+        assert listener.drain() == 0
+        store.finish(job.id, attempt, OK)
+        assert listener.wait(10)
+
+
+def test_a_lost_job_that_was_asked_to_cancel_ends_cancelled(store: Store) -> None:
+    job = store.enqueue(spec(retries=3, retry_delay=0), b"")
+    start(store, job.id, "dead")
+    store.request_cancel(job.id)
+    store.recover(lambda consumer: False)
+    final = store.get(job.id)
+    assert (final.status, final.cancel_requested) == (Status.CANCELLED, False)
+    assert "consumer dead" in final.error.message
