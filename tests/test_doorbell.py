@@ -1,0 +1,126 @@
+"""The doorbell with real unix sockets and real processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+
+import jupyter_jobs
+from jupyter_jobs.doorbell import Doorbell
+
+REPO = Path(jupyter_jobs.__file__).resolve().parent.parent
+
+LISTENER = """
+import sys
+from jupyter_jobs.doorbell import Doorbell
+with Doorbell(sys.argv[1]).listen() as listener:
+    print("ready", flush=True)
+    for _ in range(2):
+        print("woken" if listener.wait(60) else "timeout", flush=True)
+"""
+
+
+@pytest.fixture
+def bell(tmp_path: Path):
+    b = Doorbell(tmp_path / "bells")
+    yield b
+    b.close()
+
+
+def test_ring_without_listeners_is_a_no_op(bell: Doorbell) -> None:
+    assert bell.ring() == 0
+    assert stat.S_IMODE(bell.directory.stat().st_mode) == 0o700
+
+
+def test_a_ring_wakes_a_listener_once(bell: Doorbell) -> None:
+    with bell.listen() as listener:
+        assert listener.wait(0) is False
+        assert bell.ring() == 1
+        assert bell.ring() == 1
+        assert listener.wait(10) is True
+        assert listener.wait(0) is False  # wait consumed both pending rings
+        bell.ring()
+        assert listener.drain() == 1
+        assert listener.drain() == 0
+
+
+def test_every_listener_is_woken(bell: Doorbell) -> None:
+    listeners = [bell.listen() for _ in range(3)]
+    assert bell.ring() == 3
+    assert all(listener.wait(10) for listener in listeners)
+    for listener in listeners:
+        listener.close()
+    assert list(bell.directory.iterdir()) == []
+
+
+def test_close_removes_the_socket_and_is_idempotent(bell: Doorbell) -> None:
+    listener = bell.listen()
+    assert listener.path.exists()
+    assert stat.S_ISSOCK(listener.path.stat().st_mode)
+    assert stat.S_IMODE(listener.path.stat().st_mode) == 0o600
+    listener.close()
+    listener.close()
+    assert not listener.path.exists()
+    with pytest.raises(ValueError):
+        listener.fileno()
+
+
+def test_sockets_of_dead_listeners_are_removed(bell: Doorbell) -> None:
+    stale = bell.directory / "12345-dead.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(stale))
+    sock.close()  # the file stays, nobody receives: like a listener killed with -9
+    with bell.listen() as alive:
+        assert bell.ring() == 1
+        assert not stale.exists()
+        assert alive.wait(10)
+
+
+def test_a_full_buffer_does_not_block_the_ringer(bell: Doorbell) -> None:
+    with bell.listen() as listener:
+        for _ in range(5000):
+            assert bell.ring() == 1
+        assert listener.wait(10)
+        assert listener.wait(0) is False
+
+
+def test_long_folder_paths_work(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "bells"
+    bell = Doorbell(deep)
+    with bell.listen() as listener:
+        assert len(os.fsencode(listener.path)) > 108
+        assert listener.path.exists()
+        assert bell.ring() == 1
+        assert listener.wait(10)
+    bell.close()
+
+
+def test_a_ring_wakes_a_listener_in_another_process(bell: Doorbell) -> None:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LISTENER, str(bell.directory)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        assert bell.ring() == 1
+        assert proc.stdout.readline().strip() == "woken"
+        assert bell.ring() == 1
+        assert proc.stdout.readline().strip() == "woken"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    wait_until(lambda: not list(bell.directory.iterdir()), timeout=10)
+    assert bell.ring() == 0
