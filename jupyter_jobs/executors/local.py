@@ -1,0 +1,535 @@
+"""Worker processes on this machine, kept warm so that a job starts without waiting for Python.
+
+Each worker is `python -m jupyter_jobs.runner` in its own session (so a kill reaches the job's
+whole process tree through its process group), connected by a socket pair. The executor never
+unpickles: it moves opaque bytes between the consumer and the runner.
+
+Process exit is watched directly (a pidfd on Linux, a waiting thread elsewhere), so a worker that
+dies under a job is reported at once as `worker_lost` with its signal or exit code, and a fresh
+worker takes its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import protocol
+from ..models import JobError, Kind, Outcome, Progress, Reason, Status, now
+from .base import Executor, ExecutorEvents, Task
+
+log = logging.getLogger(__name__)
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+_STDERR_TAIL = 4096
+
+
+def describe_exit(returncode: int) -> str:
+    """'killed by signal 9 (SIGKILL)' or 'exit code 3': how a worker process ended."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            return f"killed by signal {-returncode}"
+        return f"killed by signal {-returncode} ({name})"
+    return f"exit code {returncode}"
+
+
+class WorkerStartError(Exception):
+    """A worker could not be started or died before it was ready."""
+
+
+@dataclass(eq=False)
+class _Run:
+    """One task from `run` until its single `on_done`."""
+
+    task: Task
+    worker: _Worker | None = None
+    dispatcher: asyncio.Task | None = None
+    killing: bool = False
+    reported: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(eq=False)
+class _Worker:
+    """One runner process and what the executor knows about it."""
+
+    interpreter: str
+    proc: subprocess.Popen
+    ready: asyncio.Future
+    exited: asyncio.Future
+    state: str = "starting"  # starting -> idle <-> busy -> retiring -> dead
+    reserved: bool = False  # a waiting run takes it once it is ready
+    run: _Run | None = None
+    writer: asyncio.StreamWriter | None = None
+    stderr_tail: bytes = b""
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+    supervisor: asyncio.Task | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def spare(self) -> bool:
+        return self.state in ("starting", "idle") and not self.reserved
+
+    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        assert self.writer is not None
+        self.writer.write(protocol.encode_head(header, len(body)))
+        if body:
+            self.writer.write(body)
+
+
+class LocalExecutor(Executor):
+    """Runs each task in a warm worker process of the task's interpreter.
+
+    `log_limit` caps each job's log inside the worker (bytes, None for no cap), so a job that
+    prints gigabytes costs nothing downstream; `progress_interval` is the fastest a job's
+    progress is reported (seconds); `start_timeout` bounds a worker's start-up.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        events: ExecutorEvents,
+        max_workers: int,
+        *,
+        interpreter: str | None = None,
+        warm_workers: bool = True,
+        grace: float = 5.0,
+        env: dict[str, str] | None = None,
+        log_limit: int | None = 10 * 1024 * 1024,
+        progress_interval: float = 1.0,
+        start_timeout: float = 60.0,
+    ) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        super().__init__(events, max_workers)
+        self.interpreter = interpreter or sys.executable
+        self.warm_workers = warm_workers
+        self.grace = grace
+        self.log_limit = log_limit
+        self.progress_interval = progress_interval
+        self.start_timeout = start_timeout
+        self._base_env = dict(os.environ if env is None else env)
+        self._env: dict[str, str] = {}
+        self._link_dir: str | None = None
+        self._workers: list[_Worker] = []
+        self._runs: dict[int, _Run] = {}
+        self._warm: list[str] = [self.interpreter]  # interpreters that keep a spare worker
+        self._started = False
+        self._closing = False
+
+    # -- the Executor interface -----------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        # Workers import jupyter_jobs through a directory that holds only a link to this
+        # package: any interpreter runs the very code the server runs, and nothing else leaks.
+        self._link_dir = tempfile.mkdtemp(prefix="jupyter_jobs-")
+        os.symlink(_PACKAGE_DIR, Path(self._link_dir, "jupyter_jobs"))
+        paths = [p for p in self._base_env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        self._env = {**self._base_env, "PYTHONPATH": os.pathsep.join([*paths, self._link_dir])}
+        self._ensure_spares()
+
+    def free_slots(self) -> int:
+        if self._closing or not self._started:
+            return 0
+        return max(0, self.max_workers - len(self._runs))
+
+    def running(self) -> list[tuple[int, int]]:
+        return [(run.task.job_id, run.task.attempt) for run in self._runs.values()]
+
+    def capabilities(self) -> dict[str, Any]:
+        return {**super().capabilities(), "max_workers": self.max_workers}
+
+    async def run(self, task: Task) -> None:
+        if not self._started or self._closing:
+            raise RuntimeError("the local executor is not running")
+        if task.job_id in self._runs:
+            raise RuntimeError(f"job {task.job_id} is already running in this executor")
+        if self.free_slots() <= 0:
+            raise RuntimeError("no free worker slot: check free_slots() before run()")
+        run = _Run(task)
+        self._runs[task.job_id] = run
+        interpreter = task.interpreter or self.interpreter
+        worker = self._idle_worker(interpreter)
+        if worker is not None:
+            await self._dispatch(run, worker)
+        else:
+            run.dispatcher = asyncio.create_task(self._dispatch_when_ready(run, interpreter))
+        if interpreter not in self._warm:
+            self._warm.append(interpreter)
+        self._ensure_spares()
+
+    async def kill(self, job_id: int, reason: Reason | None, grace: float) -> None:
+        run = self._runs.get(job_id)
+        if run is None or run.reported:
+            return
+        if run.killing:
+            await run.finished.wait()
+            return
+        run.killing = True
+        exit_text = None
+        if run.worker is None and run.dispatcher is not None:
+            run.dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.dispatcher
+        if run.worker is not None:
+            exit_text = await self._terminate(run.worker, grace)
+        self._finish(run, _kill_outcome(reason, exit_text))
+
+    async def shutdown(self, grace: float) -> None:
+        self._closing = True
+        await asyncio.gather(*(self.kill(j, Reason.INTERRUPTED, grace) for j in list(self._runs)))
+        workers = [w for w in self._workers if w.state != "dead"]
+        await asyncio.gather(*(self._terminate(w, grace) for w in workers))
+        if self._link_dir:
+            shutil.rmtree(self._link_dir, ignore_errors=True)
+            self._link_dir = None
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def _idle_worker(self, interpreter: str) -> _Worker | None:
+        for worker in self._workers:
+            if worker.interpreter == interpreter and worker.state == "idle" and not worker.reserved:
+                return worker
+        return None
+
+    async def _dispatch(self, run: _Run, worker: _Worker) -> None:
+        task = run.task
+        worker.state, worker.run, run.worker = "busy", run, worker
+        header = {
+            "t": "job",
+            "job_id": task.job_id,
+            "attempt": task.attempt,
+            "kind": Kind(task.kind).value,
+            "name": task.name,
+            "cwd": task.cwd,
+            "options": task.options,
+            "progress_interval": self.progress_interval,
+            "log_limit": self.log_limit,
+        }
+        worker.send(header, task.payload)
+        # A worker dying right now fails the drain; its exit reports the run as worker_lost.
+        with contextlib.suppress(ConnectionError):
+            await worker.writer.drain()
+
+    async def _dispatch_when_ready(self, run: _Run, interpreter: str) -> None:
+        """Get a worker of the task's interpreter started (or take a starting spare), then run."""
+        worker = next((w for w in self._workers if w.interpreter == interpreter and w.spare), None)
+        if worker is None:
+            try:
+                worker = self._start_worker(interpreter)
+            except OSError as exc:
+                message = f"cannot start a worker with interpreter {interpreter!r}: {exc}"
+                self._finish(run, _failed(Reason.ERROR, "WorkerStartError", message))
+                return
+        worker.reserved = True
+        try:
+            await asyncio.shield(worker.ready)
+        except WorkerStartError as exc:
+            self._finish(run, _failed(Reason.WORKER_LOST, "WorkerStartError", str(exc)))
+            return
+        finally:
+            worker.reserved = False
+        await self._dispatch(run, worker)
+
+    def _finish(self, run: _Run, outcome: Outcome) -> None:
+        """The single on_done of a run."""
+        if run.reported:
+            return
+        run.reported = True
+        self._runs.pop(run.task.job_id, None)
+        if run.worker is not None and run.worker.run is run:
+            run.worker.run = None
+        run.finished.set()
+        self._notify("on_done", run, outcome)
+
+    def _notify(self, method: str, run: _Run, value: Any) -> None:
+        try:
+            getattr(self.events, method)(run.task.job_id, run.task.attempt, value)
+        except Exception:
+            log.exception("%s for job %s raised", method, run.task.job_id)
+
+    # -- workers --------------------------------------------------------------------------
+
+    def _live(self) -> list[_Worker]:
+        return [w for w in self._workers if w.state in ("starting", "idle", "busy")]
+
+    def _cap(self) -> int:
+        # One spare per warm interpreter on top of the slots: workers coming back from
+        # function jobs are kept, so a stream of jobs never starts or stops a process.
+        return self.max_workers + len(self._warm)
+
+    def _ensure_spares(self) -> None:
+        """Keep one spare (idle or starting) worker per warm interpreter."""
+        if self._closing or not self.warm_workers:
+            return
+        for interpreter in list(self._warm):
+            live = self._live()
+            if len(live) >= self._cap():
+                return
+            if any(w.spare and w.interpreter == interpreter for w in live):
+                continue
+            try:
+                self._start_worker(interpreter)
+            except OSError as exc:
+                log.error("cannot start a worker with interpreter %r: %s", interpreter, exc)
+                self._warm.remove(interpreter)
+
+    def _trim_idle(self) -> None:
+        """Retire idle workers beyond the cap, those of non-default interpreters first."""
+        excess = len(self._live()) - self._cap()
+        idle = [w for w in self._workers if w.state == "idle" and not w.reserved]
+        idle.sort(key=lambda w: w.interpreter == self.interpreter)
+        for worker in idle[: max(0, excess)]:
+            worker.state = "retiring"
+            worker.send({"t": "exit"})
+
+    def _start_worker(self, interpreter: str) -> _Worker:
+        parent_sock, child_sock = socket.socketpair()
+        fd = child_sock.fileno()
+        try:
+            proc = subprocess.Popen(
+                [interpreter, "-m", "jupyter_jobs.runner", str(fd), str(os.getpid())],
+                pass_fds=(fd,),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=self._env,
+            )
+        except OSError:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+        loop = asyncio.get_running_loop()
+        worker = _Worker(interpreter, proc, loop.create_future(), _exit_future(proc, loop))
+        # Nobody may be waiting when a spare fails to start; the exit is logged instead.
+        worker.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._workers.append(worker)
+        worker.supervisor = asyncio.create_task(self._supervise(worker, parent_sock))
+        return worker
+
+    async def _supervise(self, worker: _Worker, sock: socket.socket) -> None:
+        """Read the worker's frames and stderr until it exits, then settle its run."""
+        loop = asyncio.get_running_loop()
+        reader, worker.writer = await asyncio.open_unix_connection(sock=sock, limit=2**20)
+        readers = [
+            asyncio.create_task(self._read_frames(worker, reader)),
+            asyncio.create_task(self._read_stderr(worker)),
+        ]
+        timer = loop.call_later(self.start_timeout, self._start_timed_out, worker)
+        returncode = await worker.exited
+        timer.cancel()
+        # Frames written just before the exit are still in flight: take them first. A child
+        # the job forked may hold the socket open, hence the bound.
+        _, pending = await asyncio.wait(readers, timeout=1.0)
+        for task in pending:
+            task.cancel()
+        worker.writer.close()
+        worker.state = "dead"
+        self._workers.remove(worker)
+        self._on_exit(worker, describe_exit(returncode))
+        worker.gone.set()
+
+    def _on_exit(self, worker: _Worker, exit_text: str) -> None:
+        tail = worker.stderr_tail.decode(errors="replace").strip()
+        said = f"; it wrote: {tail[-1000:]}" if tail else ""
+        if not worker.ready.done():
+            worker.ready.set_exception(
+                WorkerStartError(
+                    f"the worker ({worker.interpreter}) ended before it was ready: "
+                    f"{exit_text}{said}"
+                )
+            )
+            # A worker that cannot start would only crash again: no automatic restarts for
+            # this interpreter until a task asks for it.
+            if worker.interpreter in self._warm:
+                self._warm.remove(worker.interpreter)
+            log.error(
+                "worker %d (%s) failed to start: %s%s",
+                worker.pid,
+                worker.interpreter,
+                exit_text,
+                said,
+            )
+        run = worker.run
+        if run is not None and not run.reported and not run.killing:
+            message = f"the worker process (pid {worker.pid}) died: {exit_text}{said}"
+            self._finish(run, _failed(Reason.WORKER_LOST, "WorkerLost", message, exit_text))
+        self._ensure_spares()
+
+    def _start_timed_out(self, worker: _Worker) -> None:
+        if not worker.ready.done():
+            worker.ready.set_exception(
+                WorkerStartError(
+                    f"the worker ({worker.interpreter}) did not start within "
+                    f"{self.start_timeout:g} s"
+                )
+            )
+            _signal_group(worker.pid, signal.SIGKILL)
+
+    async def _read_frames(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
+        try:
+            while (frame := await protocol.read_frame(reader)) is not None:
+                self._on_frame(worker, *frame)
+        except ConnectionError:
+            return  # the worker died; its exit is handled by _supervise
+        except Exception:
+            # A worker that speaks nonsense cannot be trusted with its job: end it.
+            log.exception("worker %d sent a bad frame; killing it", worker.pid)
+            _signal_group(worker.pid, signal.SIGKILL)
+
+    async def _read_stderr(self, worker: _Worker) -> None:
+        """The runner's own diagnostics (import errors, crashes): logged and kept for errors."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), worker.proc.stderr
+        )
+        try:
+            while chunk := await reader.read(65536):
+                worker.stderr_tail = (worker.stderr_tail + chunk)[-_STDERR_TAIL:]
+                log.warning("worker %d: %s", worker.pid, chunk.decode(errors="replace").rstrip())
+        finally:
+            transport.close()
+
+    def _on_frame(self, worker: _Worker, header: dict[str, Any], body: bytes) -> None:
+        kind = header["t"]
+        if kind == "ready":
+            if worker.state == "starting":
+                worker.state = "idle"
+            if not worker.ready.done():
+                worker.ready.set_result(None)
+            return
+        if kind == "exit":
+            worker.state = "retiring"
+            return
+        run = worker.run
+        if run is None or run.reported:
+            return
+        if kind == "log":
+            self._notify("on_log", run, body)
+        elif kind == "progress":
+            progress = Progress(header["done"], header.get("total"), header.get("message"), now())
+            self._notify("on_progress", run, progress)
+        elif kind == "done":
+            worker.run = None
+            cell = Kind(run.task.kind) is Kind.CELL
+            worker.state = "retiring" if cell or run.killing else "idle"
+            if not run.killing:  # a kill decides the outcome once it has begun
+                self._finish(run, _done_outcome(header, body))
+                self._trim_idle()
+                self._ensure_spares()
+        else:
+            raise protocol.ProtocolError(f"unexpected {kind!r} frame from a worker")
+
+    async def _terminate(self, worker: _Worker, grace: float) -> str:
+        """SIGTERM to the worker's process group, up to `grace` seconds, then SIGKILL."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        _signal_group(worker.pid, signal.SIGTERM)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(worker.exited), grace)
+        # The leader may be gone while children that ignore SIGTERM live on.
+        while _group_alive(worker.pid) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        _signal_group(worker.pid, signal.SIGKILL)
+        returncode = await asyncio.shield(worker.exited)
+        await worker.gone.wait()
+        return describe_exit(returncode)
+
+
+def _done_outcome(header: dict[str, Any], body: bytes) -> Outcome:
+    result_len = header.get("result_len", 0)
+    outputs_len = header.get("outputs_len", 0)
+    error = header.get("error")
+    return Outcome(
+        status=Status(header["status"]),
+        reason=Reason(header["reason"]) if header.get("reason") else None,
+        error=JobError(error["type"], error["message"], error.get("traceback", ""))
+        if error
+        else None,
+        result=body[:result_len] if header.get("has_result") else None,
+        outputs=body[result_len : result_len + outputs_len] if header.get("has_outputs") else None,
+    )
+
+
+def _failed(reason: Reason, type_: str, message: str, exit_text: str | None = None) -> Outcome:
+    return Outcome(Status.FAILED, reason, JobError(type_, message), exit=exit_text)
+
+
+_KILL_ERRORS = {
+    Reason.TIMEOUT: ("TimeoutError", "the job ran past its timeout and was stopped"),
+    Reason.INTERRUPTED: ("Interrupted", "the job was stopped because its executor shut down"),
+}
+
+
+def _kill_outcome(reason: Reason | None, exit_text: str | None) -> Outcome:
+    if reason is None:
+        return Outcome(Status.CANCELLED, exit=exit_text)
+    type_, message = _KILL_ERRORS.get(reason, ("Killed", f"the job was stopped ({reason})"))
+    return _failed(reason, type_, message, exit_text)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_future(proc: subprocess.Popen, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+    """A future for the process's return code, set the moment it exits (and reaped)."""
+    future = loop.create_future()
+
+    def reap() -> None:
+        if not future.done():
+            future.set_result(proc.wait())
+
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3: one waiting thread per worker
+
+        def wait() -> None:
+            proc.wait()
+            loop.call_soon_threadsafe(reap)
+
+        threading.Thread(target=wait, name=f"wait-{proc.pid}", daemon=True).start()
+        return future
+
+    def exited() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        reap()
+
+    loop.add_reader(pidfd, exited)
+    return future

@@ -1,0 +1,352 @@
+"""Turn a function call or a notebook cell into payload bytes for a worker.
+
+Runs in the client (the user's kernel), never in the server. Cells ship only the variables they
+read (found by walking the AST, IPython syntax included), modules travel by name, and anything
+dill cannot serialize is named in the error, every culprit at once, so the user fixes the cell in
+one go instead of one variable per attempt.
+
+Payload shapes (DESIGN.md): function jobs `{"fn", "args", "kwargs"}`; cell jobs `{"code",
+"variables", "modules"}` where `modules` maps an alias to a module name. A dotted alias
+("xml.etree") is a submodule the cell reaches through attributes: imported, not bound.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dill
+
+from .errors import PayloadError
+
+#: Names IPython puts into a namespace; shipping them would drag the kernel's history along.
+IPYTHON_NAMES = frozenset(
+    {
+        "In",
+        "Out",
+        "get_ipython",
+        "exit",
+        "quit",
+        "_",
+        "__",
+        "___",
+        "_i",
+        "_ii",
+        "_iii",
+        "_ih",
+        "_oh",
+        "_dh",
+        "_exit_code",
+        "__builtins__",
+        "__builtin__",
+        "__name__",
+        "__doc__",
+        "__spec__",
+        "__loader__",
+        "__package__",
+        "__session__",
+    }
+)
+_IPYTHON_NUMBERED = re.compile(r"_i?\d+$")
+
+#: Magics whose argument is Python run in the user's namespace: (reads names, binds names).
+_CODE_MAGICS = {"time": True, "prun": True, "capture": True, "timeit": False}
+_EXPANSION = re.compile(r"\$([A-Za-z_]\w*)|\{([^{}]+)\}")
+_MISSING = object()
+
+
+@dataclass
+class CellInfo:
+    """What a cell payload carries, for the widget and the kernel magic to show."""
+
+    names: list[str] = field(default_factory=list)
+    modules: dict[str, str] = field(default_factory=dict)
+    assigned: list[str] = field(default_factory=list)
+
+
+def describe_type(obj: Any) -> str:
+    """`sqlite3.Connection`, `generator`: the type as a user would write it."""
+    cls = type(obj)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def dumps(obj: Any) -> bytes:
+    """dill with recurse=True, so a function brings only the globals it really uses."""
+    return dill.dumps(obj, recurse=True)
+
+
+def _why_not(obj: Any) -> str | None:
+    try:
+        dumps(obj)
+    except Exception as exc:
+        return f"{exc}" or type(exc).__name__
+    return None
+
+
+def _culprits(items: Iterable[tuple[str, Any]], verb: str) -> list[str]:
+    problems = []
+    for label, value in items:
+        reason = _why_not(value)
+        if reason is not None:
+            problems.append(f"{label} ({describe_type(value)}) cannot be {verb}: {reason}")
+    return problems
+
+
+def function_payload(
+    fn: Any, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
+) -> bytes:
+    """The payload for `fn(*args, **kwargs)`; PayloadError names each part dill cannot take."""
+    if not callable(fn):
+        raise PayloadError(f"a function job needs a callable, got {describe_type(fn)}")
+    kwargs = dict(kwargs or {})
+    try:
+        return dumps({"fn": fn, "args": tuple(args), "kwargs": kwargs})
+    except Exception as exc:
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        items = [(f"the function '{name}'", fn)]
+        items += [(f"argument {i}", value) for i, value in enumerate(args)]
+        items += [(f"keyword argument '{key}'", value) for key, value in kwargs.items()]
+        problems = _culprits(items, "sent to the job") or [f"the call cannot be sent: {exc}"]
+        raise PayloadError("; ".join(problems), {"problems": problems}) from exc
+
+
+def _parse(code: str) -> ast.Module:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    python = TransformerManager().transform_cell(code)
+    try:
+        return ast.parse(python)
+    except SyntaxError as exc:
+        raise PayloadError(
+            f"the cell has a syntax error on line {exc.lineno}: {exc.msg}",
+            {"line": exc.lineno, "text": exc.text},
+        ) from None
+
+
+def _magic_call(node: ast.AST) -> tuple[str, list[str]] | None:
+    """`get_ipython().<method>(<constant strings>)` -> (method, the strings)."""
+    if not (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Call)
+        and isinstance(node.func.value.func, ast.Name)
+        and node.func.value.func.id == "get_ipython"
+    ):
+        return None
+    strings = [
+        a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+    ]
+    return node.func.attr, strings
+
+
+def _quiet_parse(code: str, mode: str = "exec") -> ast.AST | None:
+    try:
+        return ast.parse(code.strip(), mode=mode)
+    except SyntaxError:
+        return None
+
+
+def _embedded(node: ast.AST) -> tuple[list[ast.AST], list[ast.AST]]:
+    """Code hidden in strings by IPython's transforms: (trees that read names, trees that bind).
+
+    `%time x = f(y)`, `%%capture` bodies and `!echo $y {z}` all use the user's namespace, so
+    their names count like the cell's own.
+    """
+    call = _magic_call(node)
+    if call is None:
+        return [], []
+    method, strings = call
+    reads: list[ast.AST] = []
+    binds: list[ast.AST] = []
+    expand = []
+    if method == "run_line_magic" and len(strings) == 2:
+        magic, line = strings
+        binding = _CODE_MAGICS.get(magic)
+        tree = _quiet_parse(line) if binding is not None else None
+        if tree is not None:
+            reads.append(tree)
+            if binding:
+                binds.append(tree)
+        expand.append(line)
+    elif method == "run_cell_magic" and len(strings) == 3:
+        magic, line, body = strings
+        binding = _CODE_MAGICS.get(magic)
+        tree = _quiet_parse(body) if binding is not None else None
+        if tree is not None:
+            reads.append(tree)
+            if binding:
+                binds.append(tree)
+        if magic == "capture" and line.split() and line.split()[-1].isidentifier():
+            binds.append(ast.parse(f"{line.split()[-1]} = None"))
+        expand.append(line)
+    elif method in ("system", "getoutput"):
+        expand.extend(strings)
+    for text in expand:
+        for match in _EXPANSION.finditer(text):
+            tree = _quiet_parse(match.group(1) or match.group(2), "eval")
+            if tree is not None:
+                reads.append(tree)
+    return reads, binds
+
+
+def _read_nodes(tree: ast.AST) -> Iterable[ast.AST]:
+    for node in ast.walk(tree):
+        yield node
+        for sub in _embedded(node)[0]:
+            yield from _read_nodes(sub)
+
+
+def read_names(code: str) -> list[str]:
+    """Every name the cell may read, at any depth (functions and comprehensions included)."""
+    return _read_names(_parse(code))
+
+
+def _read_names(tree: ast.AST) -> list[str]:
+    names: dict[str, None] = {}
+    for node in _read_nodes(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Load, ast.Del)):
+            names[node.id] = None
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            names[node.target.id] = None
+    return list(names)
+
+
+def _target_names(target: ast.AST) -> Iterable[str]:
+    if isinstance(target, ast.Name):
+        yield target.id
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for element in target.elts:
+            yield from _target_names(element)
+    elif isinstance(target, ast.Starred):
+        yield from _target_names(target.value)
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def _bindings(node: ast.AST, top: bool) -> Iterable[str]:
+    """Names `node` binds at module level; `top` is False inside a function or class body."""
+    if top:
+        yield from _own_bindings(node)
+    if isinstance(node, ast.Global) and not top:
+        yield from node.names
+    if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name) and top:
+        yield node.target.id
+    for sub in _embedded(node)[1]:
+        yield from _bindings(sub, top)
+    inner = top and not isinstance(node, _SCOPES)
+    for child in ast.iter_child_nodes(node):
+        yield from _bindings(child, inner)
+
+
+def _own_bindings(node: ast.AST) -> Iterable[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        yield node.name
+    elif isinstance(node, ast.Assign):
+        for target in node.targets:
+            yield from _target_names(target)
+    elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor)):
+        yield from _target_names(node.target)
+    elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+        yield from _target_names(node.optional_vars)
+    elif isinstance(node, ast.ExceptHandler) and node.name:
+        yield node.name
+    elif isinstance(node, ast.Import):
+        for alias in node.names:
+            yield alias.asname or alias.name.split(".")[0]
+    elif isinstance(node, ast.ImportFrom):
+        yield from (alias.asname or alias.name for alias in node.names if alias.name != "*")
+    elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+        yield node.name
+    elif isinstance(node, ast.MatchMapping) and node.rest:
+        yield node.rest
+
+
+def assigned_names(code: str) -> list[str]:
+    """Names the cell binds in the notebook's namespace, in order of first binding.
+
+    Assignments of every form, imports, def, class, for/with/except targets and walrus at module
+    level (comprehension walrus included: it binds in the enclosing scope); `global` names of
+    functions the cell defines. `del` does not bind.
+    """
+    return _assigned_names(_parse(code))
+
+
+def _assigned_names(tree: ast.Module) -> list[str]:
+    names: dict[str, None] = {}
+    for statement in tree.body:
+        for name in _bindings(statement, True):
+            names[name] = None
+    return list(names)
+
+
+def _ipython_owned(name: str, value: Any) -> bool:
+    if name in IPYTHON_NAMES or _IPYTHON_NUMBERED.match(name):
+        return True
+    # ipykernel injects helpers (its own `open`, private hooks) into the user namespace.
+    owner = getattr(value, "__module__", None) or ""
+    return owner.startswith(("IPython.", "ipykernel.")) and (name.startswith("_") or name == "open")
+
+
+def _submodules(tree: ast.AST, namespace: Mapping[str, Any], modules: dict[str, str]) -> None:
+    """Add `a.b` for every `a.b.c` attribute chain that goes through submodules of module `a`."""
+    for node in ast.walk(tree):
+        chain = []
+        while isinstance(node, ast.Attribute):
+            chain.append(node.attr)
+            node = node.value
+        if not (
+            isinstance(node, ast.Name) and isinstance(namespace.get(node.id), types.ModuleType)
+        ):
+            continue
+        value, path = namespace[node.id], node.id
+        for attr in reversed(chain):
+            value = getattr(value, attr, None)
+            if not isinstance(value, types.ModuleType):
+                break
+            path += f".{attr}"
+            modules[path] = value.__name__
+
+
+def cell_payload(
+    code: str, namespace: Mapping[str, Any], *, exclude: Iterable[str] = ()
+) -> tuple[bytes, CellInfo]:
+    """The payload for running `code` elsewhere with the variables it reads from `namespace`."""
+    tree = _parse(code)
+    skip = set(exclude)
+    variables: dict[str, Any] = {}
+    modules: dict[str, str] = {}
+    for name in _read_names(tree):
+        if name in skip or name not in namespace:
+            continue
+        value = namespace[name]
+        if _ipython_owned(name, value) or getattr(builtins, name, _MISSING) is value:
+            continue
+        if isinstance(value, types.ModuleType):
+            modules[name] = value.__name__
+        else:
+            variables[name] = value
+    _submodules(tree, {alias: namespace[alias] for alias in modules}, modules)
+    info = CellInfo(names=list(variables), modules=modules, assigned=_assigned_names(tree))
+    try:
+        data = dumps({"code": code, "variables": variables, "modules": modules})
+    except Exception as exc:
+        items = [(f"variable '{name}'", value) for name, value in variables.items()]
+        problems = _culprits(items, "sent to the job") or [f"the cell cannot be sent: {exc}"]
+        raise PayloadError("; ".join(problems), {"problems": problems}) from exc
+    return data, info
+
+
+def load_payload(data: bytes) -> dict[str, Any]:
+    """The payload dict; only the runner calls this (the server never unpickles)."""
+    payload = dill.loads(data)
+    if not isinstance(payload, dict):
+        raise TypeError(f"payload is a {describe_type(payload)}, not a dict")
+    return payload

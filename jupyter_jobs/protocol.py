@@ -1,0 +1,101 @@
+"""Frames between the local executor (server side) and a worker's runner.
+
+One socket pair per worker carries length-prefixed frames: a fixed prefix (header length, body
+length), a JSON header whose "t" names the frame type, then an optional binary body. JSON keeps
+the server side free of pickle; the body carries opaque bytes (payload, log text, result).
+
+Frame types: "ready" (worker up), "job" (executor -> worker, body = payload), "log" (body = raw
+output bytes), "progress", "done" (body = result bytes then outputs bytes, lengths in the header),
+"exit" (the worker retires, or the executor asks it to).
+
+The worker side is blocking (a thread may send logs while the main thread runs the job, hence the
+lock); the executor side reads with asyncio streams so that many workers share one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+from typing import Any
+
+PREFIX = struct.Struct("!IQ")
+MAX_HEADER = 1 << 20
+
+Frame = tuple[dict[str, Any], bytes]
+
+
+class ProtocolError(Exception):
+    """The other side sent something that is not a frame: the connection cannot be trusted."""
+
+
+def encode_head(header: dict[str, Any], body_len: int = 0) -> bytes:
+    """A frame's prefix and header; the body follows it on the wire."""
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return PREFIX.pack(len(head), body_len) + head
+
+
+def _parse_prefix(prefix: bytes) -> tuple[int, int]:
+    head_len, body_len = PREFIX.unpack(prefix)
+    if head_len > MAX_HEADER:
+        raise ProtocolError(f"frame header of {head_len} bytes is over the {MAX_HEADER} limit")
+    return head_len, body_len
+
+
+def _parse_header(head: bytes) -> dict[str, Any]:
+    try:
+        header = json.loads(head)
+    except ValueError as exc:
+        raise ProtocolError(f"frame header is not JSON: {exc}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("t"), str):
+        raise ProtocolError("frame header has no type")
+    return header
+
+
+class Channel:
+    """The worker's blocking end of the socket: `send` from any thread, `recv` from one."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._file = sock.makefile("rb")
+        self._lock = threading.Lock()
+
+    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        head = encode_head(header, len(body))
+        with self._lock:
+            self._sock.sendall(head)
+            if body:
+                self._sock.sendall(body)
+
+    def recv(self) -> Frame | None:
+        """The next frame, or None when the executor closed its end (it exited or died)."""
+        prefix = self._file.read(PREFIX.size)
+        if not prefix:
+            return None
+        if len(prefix) < PREFIX.size:
+            raise ProtocolError("connection closed inside a frame")
+        head_len, body_len = _parse_prefix(prefix)
+        head = self._file.read(head_len)
+        body = self._file.read(body_len) if body_len else b""
+        if len(head) < head_len or len(body) < body_len:
+            raise ProtocolError("connection closed inside a frame")
+        return _parse_header(head), body
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
+    """The next frame from a worker, or None at a clean end of stream."""
+    try:
+        prefix = await reader.readexactly(PREFIX.size)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise ProtocolError("connection closed inside a frame") from None
+        return None
+    head_len, body_len = _parse_prefix(prefix)
+    try:
+        head = await reader.readexactly(head_len)
+        body = await reader.readexactly(body_len) if body_len else b""
+    except asyncio.IncompleteReadError:
+        raise ProtocolError("connection closed inside a frame") from None
+    return _parse_header(head), body

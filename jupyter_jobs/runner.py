@@ -1,0 +1,595 @@
+"""The worker process: load a payload, run it, stream its output, report how it ended.
+
+Started by the local executor as `python -m jupyter_jobs.runner FD PARENT_PID`, where FD is this
+worker's end of a socket pair (see protocol.py). This is the only server-hosted place that
+unpickles, and it runs in its own process (and process group) so that cancel and timeout can end
+the job's whole tree without touching the server.
+
+Output: fds 1 and 2 are pipes drained by a thread, so prints, subprocesses and C code all reach
+the log in order, and a job printing gigabytes costs only the reading (the cap is enforced
+here). A cell job also records nbformat outputs: the display machinery drains the pipes before
+it records a display, which keeps prints and displays in the order they happened.
+
+A worker runs many function jobs, but only one cell job: a cell changes global state (imports,
+matplotlib, the shell), so the worker exits after it and the executor starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import ctypes
+import faulthandler
+import importlib
+import inspect
+import io
+import json
+import os
+import platform
+import re
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets import Type
+from traitlets.config import Config
+
+from . import payload as payloads
+from . import protocol
+from .progress import JobContext, install_tqdm_bridge, job_context
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+class Outputs:
+    """A cell's nbformat v4 outputs, built the way a notebook front end would build them."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self._display_ids: dict[int, str] = {}
+        self._decoders = {
+            name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("stdout", "stderr")
+        }
+        self._clear_on_next = False
+
+    def _add(self, output: dict[str, Any]) -> None:
+        if self._clear_on_next:
+            self.clear()
+        self.items.append(output)
+
+    def stream(self, name: str, data: bytes) -> None:
+        text = self._decoders[name].decode(data)
+        if not text:
+            return
+        last = self.items[-1] if self.items and not self._clear_on_next else None
+        if last and last["output_type"] == "stream" and last["name"] == name:
+            last["text"] += text
+        else:
+            self._add({"output_type": "stream", "name": name, "text": text})
+
+    def display(
+        self, data: dict, metadata: dict | None, transient: dict | None, update: bool
+    ) -> None:
+        display_id = (transient or {}).get("display_id")
+        if update:
+            for index, known in self._display_ids.items():
+                if known == display_id:
+                    self.items[index].update(data=_jsonable(data), metadata=metadata or {})
+            return
+        output = {"output_type": "display_data", "data": _jsonable(data), "metadata": {}}
+        output["metadata"] = metadata or {}
+        self._add(output)
+        if display_id:
+            self._display_ids[len(self.items) - 1] = display_id
+
+    def result(self, data: dict, metadata: dict | None) -> None:
+        self._add(
+            {
+                "output_type": "execute_result",
+                "execution_count": None,
+                "data": _jsonable(data),
+                "metadata": metadata or {},
+            }
+        )
+
+    def error(self, ename: str, evalue: str, stb: list[str]) -> None:
+        self._add({"output_type": "error", "ename": ename, "evalue": evalue, "traceback": stb})
+
+    def clear(self, wait: bool = False) -> None:
+        if wait:
+            self._clear_on_next = True
+            return
+        self._clear_on_next = False
+        self.items.clear()
+        self._display_ids.clear()
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.items, default=repr).encode()
+
+
+def _jsonable(data: dict) -> dict:
+    """Mime bundles as JSON: binary images become base64 text, as in a notebook file."""
+    return {
+        mime: base64.b64encode(value).decode() if isinstance(value, bytes) else value
+        for mime, value in data.items()
+    }
+
+
+class JobOutput:
+    """Where one job's output goes: log frames (capped), and the cell's outputs if any."""
+
+    def __init__(
+        self, channel: protocol.Channel, log_limit: int | None, outputs: Outputs | None
+    ) -> None:
+        self.channel = channel
+        self.log_limit = log_limit
+        self.outputs = outputs
+        self.sent = 0
+        self.truncated = False
+
+    def deliver(self, name: str, data: bytes) -> None:
+        """One chunk read from fd 1 or 2 (the caller holds the capture lock)."""
+        if self.truncated:
+            return
+        if self.log_limit is not None and self.sent + len(data) > self.log_limit:
+            data = data[: max(0, self.log_limit - self.sent)]
+            self.truncated = True
+        if data:
+            self._emit(name, data)
+        if self.truncated:
+            marker = f"\n[jupyter_jobs: output over {self.log_limit} bytes was dropped]\n"
+            self._emit(name, marker.encode())
+
+    def _emit(self, name: str, data: bytes) -> None:
+        self.sent += len(data)
+        self.channel.send({"t": "log"}, data)
+        if self.outputs is not None:
+            self.outputs.stream(name, data)
+
+
+class Capture:
+    """Owns fds 1 and 2 for the worker's life: pipes, drained by a thread into the current job.
+
+    Output written between jobs (a straggling child of an earlier job) is dropped. `synced()`
+    gives the main thread everything written so far, in order, under the drain lock.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.job: JobOutput | None = None
+        self._pipes: dict[int, str] = {}
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            os.set_blocking(read_end, False)
+            self._pipes[read_end] = name
+        self.stdout = _text_stream(1)
+        self.stderr = _text_stream(2)
+        self.restore_streams()
+        threading.Thread(target=self._drain_forever, name="jobs-output", daemon=True).start()
+
+    def restore_streams(self) -> None:
+        """Put our stdout/stderr back, in case a job replaced sys.stdout."""
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+
+    def _drain_forever(self) -> None:
+        poller = select.poll()
+        for fd in self._pipes:
+            poller.register(fd, select.POLLIN)
+        while True:
+            poller.poll()
+            with self.lock:
+                self._read_available()
+
+    def _read_available(self) -> None:
+        # Bounded, so that a child writing without pause cannot hold the lock forever.
+        for fd, name in self._pipes.items():
+            for _ in range(64):
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                if self.job is not None:
+                    self.job.deliver(name, data)
+
+    @contextmanager
+    def synced(self) -> Iterator[None]:
+        """Flush Python's streams and drain the pipes, then hold the lock for the caller."""
+        self.stdout.flush()
+        self.stderr.flush()
+        with self.lock:
+            self._read_available()
+            yield
+
+
+def _text_stream(fd: int) -> io.TextIOWrapper:
+    """Line buffered, like a terminal: a line reaches the log as soon as it is printed."""
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(
+        io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=True
+    )
+
+
+class Reporter:
+    """Progress frames at most once per interval, the last value always sent before "done"."""
+
+    def __init__(self, channel: protocol.Channel) -> None:
+        self.channel = channel
+        self.interval = 1.0
+        self._cond = threading.Condition()
+        self._pending: tuple[float, float | None, str | None] | None = None
+        self._last = float("-inf")
+        threading.Thread(target=self._send_later, name="jobs-progress", daemon=True).start()
+
+    def start(self, interval: float) -> None:
+        with self._cond:
+            self.interval, self._pending, self._last = interval, None, float("-inf")
+
+    def report(self, done: float, total: float | None, message: str | None) -> None:
+        with self._cond:
+            if self._pending is None and time.monotonic() - self._last >= self.interval:
+                self._send((done, total, message))
+            else:
+                self._pending = (done, total, message)
+                self._cond.notify()
+
+    def flush(self) -> None:
+        with self._cond:
+            if self._pending is not None:
+                self._send(self._pending)
+
+    def _send(self, value: tuple[float, float | None, str | None]) -> None:
+        done, total, message = value
+        self.channel.send({"t": "progress", "done": done, "total": total, "message": message})
+        self._pending, self._last = None, time.monotonic()
+
+    def _send_later(self) -> None:
+        with self._cond:
+            while True:
+                if self._pending is None:
+                    self._cond.wait()
+                    continue
+                delay = self._last + self.interval - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                else:
+                    self._send(self._pending)
+
+
+class _Publisher(DisplayPublisher):
+    """display() in a cell job: recorded as display_data, in order with the streams."""
+
+    record: Callable[..., None] | None = None
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
+        if self.record is not None:
+            self.record("display", data, metadata, transient, update)
+        elif "text/plain" in data:
+            print(data["text/plain"])  # display() in a function job: text, as in plain Python
+
+    def clear_output(self, wait=False):
+        if self.record is not None:
+            self.record("clear", wait)
+
+
+class _Hook(DisplayHook):
+    """The cell's last expression: an execute_result (no prompt, no execution count)."""
+
+    record: Callable[..., None] | None = None
+
+    def write_output_prompt(self):
+        pass
+
+    def write_format_data(self, format_dict, md_dict=None):
+        if self.record is not None:
+            self.record("result", format_dict, md_dict)
+
+
+class JobShell(InteractiveShell):
+    """IPython as a notebook cell sees it: magics, `!cmd`, display(), tracebacks as outputs."""
+
+    display_pub_class = Type(_Publisher)
+    displayhook_class = Type(_Hook)
+    record: Callable[..., None] | None = None
+    last_traceback: list[str] | None = None
+
+    def _showtraceback(self, etype, evalue, stb):
+        self.last_traceback = stb
+        if self.record is not None:
+            self.record("error", etype.__name__, str(evalue), stb)
+
+    def attach(self, record: Callable[..., None]) -> None:
+        self.record = self.display_pub.record = self.displayhook.record = record
+
+
+def _make_shell() -> JobShell:
+    config = Config()
+    config.HistoryManager.enabled = False  # no shared history.sqlite between workers
+    shell = JobShell.instance(config=config)
+    # `!cmd` as a plain child in our process group (killable with the job, output on fd 1/2);
+    # the default goes through a pty in a new session.
+    shell.system = shell.system_raw
+    return shell
+
+
+class Failure(Exception):
+    """Ends a job as failed with a reason and a described error (nothing to unpickle later)."""
+
+    def __init__(self, reason: str, type_: str, message: str, tb: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.error = {"type": type_, "message": message, "traceback": tb}
+
+
+def _job_traceback(exc: BaseException) -> str:
+    """The job's own frames: the first frame is the runner's call into the job."""
+    tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    try:
+        return payloads.load_payload(data)
+    except Exception as exc:
+        where = f"Python {platform.python_version()} at {sys.executable}"
+        raise Failure(
+            "payload",
+            type(exc).__name__,
+            f"the payload could not be loaded in the worker ({where}): {exc}",
+            _job_traceback(exc),
+        ) from None
+
+
+def _run_function(data: bytes) -> bytes:
+    job = _load(data)
+    fn, args, kwargs = job["fn"], job.get("args", ()), job.get("kwargs", {})
+    try:
+        value = fn(*args, **kwargs)
+        if inspect.iscoroutine(value):
+            value = asyncio.run(value)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt end this job, not the worker
+        raise Failure("error", type(exc).__name__, str(exc), _job_traceback(exc)) from None
+    try:
+        return payloads.dumps(value)
+    except Exception as exc:
+        kind = payloads.describe_type(value)
+        message = f"the job's return value ({kind}) cannot be sent back: {exc}"
+        raise Failure("error", "PayloadError", message) from None
+
+
+def _dumps_or_none(value: Any) -> bytes | None:
+    try:
+        return payloads.dumps(value)
+    except Exception:
+        return None  # compared only: an unpicklable value before and after counts as unchanged
+
+
+def _prepare_cell(shell: JobShell, job: dict[str, Any]) -> dict[str, bytes | None]:
+    """Fill the fresh namespace; returns the shipped variables' bytes for change detection."""
+    namespace = shell.user_ns
+    for alias, name in job.get("modules", {}).items():
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            message = f"module '{name}' (as '{alias}') cannot be imported in the worker: {exc}"
+            raise Failure("payload", type(exc).__name__, message) from None
+        if alias.isidentifier():
+            namespace[alias] = module
+    variables = job.get("variables", {})
+    namespace.update(variables)
+    if "matplotlib" in sys.modules:
+        shell.enable_matplotlib("inline")  # an earlier function job already chose a backend
+    else:
+        os.environ["MPLBACKEND"] = _INLINE_BACKEND
+    return {name: _dumps_or_none(value) for name, value in variables.items()}
+
+
+def _cell_result(
+    shell: JobShell, code: str, before: dict[str, bytes | None], options: dict[str, Any]
+) -> bytes:
+    namespace = shell.user_ns
+    if options.get("no_return"):
+        return payloads.dumps({"values": {}, "assigned": [], "changed": [], "unsent": {}})
+    wanted = options.get("return")
+    assigned = [n for n in payloads.assigned_names(code) if n in namespace]
+    changed = [
+        name
+        for name, old in before.items()
+        if name in namespace and name not in assigned and _dumps_or_none(namespace[name]) != old
+    ]
+    unsent: dict[str, str] = {}
+    if wanted is not None:
+        assigned = [n for n in assigned if n in wanted]
+        changed = [n for n in changed if n in wanted]
+        for name in wanted:
+            if name not in namespace:
+                unsent[name] = "not defined after the cell ran"
+    values = {name: namespace[name] for name in assigned + changed}
+    result = {"values": values, "assigned": assigned, "changed": changed, "unsent": unsent}
+    try:
+        return payloads.dumps(result)
+    except Exception:
+        for name, value in list(values.items()):
+            try:
+                payloads.dumps(value)
+            except Exception as exc:
+                kind = payloads.describe_type(value)
+                unsent[name] = f"{kind} cannot be sent back: {exc}"
+                del values[name]
+        return payloads.dumps(result)
+
+
+def _run_cell(shell: JobShell, data: bytes, options: dict[str, Any]) -> bytes:
+    job = _load(data)
+    before = _prepare_cell(shell, job)
+    code = job["code"]
+    outcome = shell.run_cell(code, store_history=False)
+    if not outcome.success:
+        exc = outcome.error_before_exec or outcome.error_in_exec
+        stb = shell.last_traceback or []
+        text = _ANSI.sub("", "\n".join(stb))
+        raise Failure("error", type(exc).__name__, str(exc), text)
+    return _cell_result(shell, code, before, options)
+
+
+class Worker:
+    """The state a worker keeps between jobs, and the loop that serves them."""
+
+    def __init__(self, channel: protocol.Channel, shell: JobShell) -> None:
+        self.channel = channel
+        self.shell = shell
+        self.home = os.getcwd()
+        self.capture = Capture()
+        self.reporter = Reporter(channel)
+
+    def serve(self) -> None:
+        self.channel.send(
+            {
+                "t": "ready",
+                "pid": os.getpid(),
+                "python": platform.python_version(),
+                "executable": sys.executable,
+            }
+        )
+        while (frame := self.channel.recv()) is not None:
+            header, body = frame
+            if header["t"] == "exit":
+                return
+            if header["t"] != "job":
+                raise protocol.ProtocolError(f"unexpected {header['t']!r} frame")
+            done, result = self.run(header, body)
+            self.channel.send(done, result)
+            if header["kind"] == "cell":
+                self.channel.send({"t": "exit"})
+                return
+
+    def _record(self, output: JobOutput) -> Callable[..., None]:
+        def record(what: str, *args: Any) -> None:
+            outputs = output.outputs
+            assert outputs is not None
+            with self.capture.synced():
+                if what == "display":
+                    outputs.display(*args)
+                elif what == "result":
+                    outputs.result(*args)
+                elif what == "clear":
+                    outputs.clear(*args)
+                elif what == "error":
+                    outputs.error(*args)
+                    text = _ANSI.sub("", "\n".join(args[2])) + "\n"
+                    self.channel.send({"t": "log"}, text.encode())
+
+        return record
+
+    def run(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], bytes]:
+        """One job, start to end; returns the "done" frame."""
+        cell = header["kind"] == "cell"
+        output = JobOutput(self.channel, header.get("log_limit"), Outputs() if cell else None)
+        if cell:
+            self.shell.attach(self._record(output))
+        self.reporter.start(header.get("progress_interval", 1.0))
+        context = JobContext(header["job_id"], header["attempt"])
+        cwd = header.get("cwd") or self.home
+        with self.capture.lock:
+            self.capture.job = output
+        result, error, reason = None, None, None
+        try:
+            with _in_directory(cwd), job_context(context, self.reporter.report):
+                result = (
+                    _run_cell(self.shell, body, header.get("options") or {})
+                    if cell
+                    else (_run_function(body))
+                )
+        except Failure as failure:
+            error, reason = failure.error, failure.reason
+        finally:
+            self.capture.restore_streams()
+            self.reporter.flush()
+            with self.capture.synced():
+                self.capture.job = None
+        outputs = output.outputs.to_json() if output.outputs is not None else b""
+        done = {
+            "t": "done",
+            "status": "failed" if error else "succeeded",
+            "reason": reason,
+            "error": error,
+            "has_result": result is not None,
+            "result_len": len(result or b""),
+            "has_outputs": cell,
+            "outputs_len": len(outputs),
+        }
+        return done, (result or b"") + outputs
+
+
+@contextmanager
+def _in_directory(cwd: str) -> Iterator[None]:
+    """Run in the job's directory, importing the job's local modules from there like a kernel."""
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        raise Failure(
+            "error", type(exc).__name__, f"cannot run in directory {cwd!r}: {exc}"
+        ) from None
+    sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Never outlive the server, even when it is killed with SIGKILL."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+
+def main(argv: list[str]) -> int:
+    """Serve jobs until the executor says exit or goes away; returns the exit code."""
+    fd, parent = int(argv[0]), int(argv[1])
+    _die_with_parent(parent)
+    os.set_inheritable(fd, False)  # the job's children must not keep the executor's socket open
+    channel = protocol.Channel(socket.socket(fileno=fd))
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        sys.path.pop(0)  # added by -m; each job puts its own directory there instead
+    os.environ.setdefault("MPLBACKEND", "agg")
+    install_tqdm_bridge()
+    shell = _make_shell()
+    # The executor reads our original stderr: the worker's own last words (a crash in a C
+    # extension, a protocol error) end up in the worker_lost error instead of nowhere.
+    diagnostics = os.fdopen(os.dup(2), "w", buffering=1)
+    faulthandler.enable(diagnostics)
+    try:
+        Worker(channel, shell).serve()
+    except Exception:
+        traceback.print_exc(file=diagnostics)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    status = 3
+    try:
+        status = main(sys.argv[1:])
+    finally:
+        # Skip interpreter teardown: atexit hooks and non-daemon threads a job left behind must
+        # not keep a retired worker alive.
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(status)
