@@ -954,3 +954,57 @@ def test_a_lost_job_that_was_asked_to_cancel_ends_cancelled(store: Store) -> Non
     final = store.get(job.id)
     assert (final.status, final.cancel_requested) == (Status.CANCELLED, False)
     assert "consumer dead" in final.error.message
+
+
+KILLED_SUBMITTER = """
+import os, signal, sys
+from jupyter_jobs.store import Store
+from jupyter_jobs.models import JobSpec
+store = Store(sys.argv[1])
+job = store.enqueue(JobSpec(name="durable"), b"payload")
+print(job.id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_an_accepted_job_survives_kill_9(db_path: Path) -> None:
+    proc = python(KILLED_SUBMITTER, str(db_path))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == -9, err
+    s = Store(db_path)
+    job = s.get(int(out))
+    assert (job.name, job.status) == ("durable", Status.QUEUED)
+    assert s.claim("c", 1, 60)[0].payload == b"payload"
+    s.close()
+
+
+def test_threads_sharing_a_store_claim_each_job_once(store: Store) -> None:
+    jobs = store.enqueue_many([(spec(owner=f"o{i % 3}"), b"") for i in range(400)])
+    claimed: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def consume(name: str) -> None:
+        barrier.wait(timeout=10)
+        while batch := store.claim(name, 3, 60):
+            claimed.extend(c.job.id for c in batch)
+            store.finish_many([(c.job.id, c.job.attempt, OK) for c in batch])
+
+    threads = [threading.Thread(target=consume, args=(f"t{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(claimed) == [j.id for j in jobs]
+    assert store.counts()["succeeded"] == 400
+
+
+def test_a_broken_doorbell_does_not_fail_a_committed_change(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener = store.listen()
+    listener.close()
+    store.doorbell.directory.rmdir()
+    with caplog.at_level(logging.WARNING, logger="jupyter_jobs.store"):
+        job = store.enqueue(spec(), b"")
+    assert store.get(job.id).status is Status.QUEUED
+    assert "doorbell" in caplog.text
