@@ -1,0 +1,300 @@
+"""The Jupyter server extension: the queue and its consumer live inside every Jupyter server.
+
+`pip install jupyter_jobs` enables it (jupyter-config/jupyter_server_config.d/jupyter_jobs.json),
+so `jupyter lab`, `jupyter notebook` and `jupyter server` all host the job queue with nothing to
+configure. Configuration is traitlets on `JobsApp` (`c.JobsApp.max_workers = 4`), passed down as
+plain arguments: nothing below this module reads config.
+
+Life: the store is opened when the extension loads; the consumer starts on the server's running
+event loop (`_start_jupyter_server_extension`) and stops in `stop_extension`, which jupyter_server
+awaits on shutdown: running jobs end as `failed`/`interrupted` (or are requeued where they have
+retries left), queued jobs stay queued and run at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import inspect
+import os
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.serverapp import ServerApp
+from jupyter_server.utils import url_path_join
+from traitlets import Float, Integer, TraitError, Unicode, default, validate
+
+from ..consumer import Consumer
+from ..errors import ServerUnavailable
+from ..executors.base import Executor, ExecutorEvents
+from ..store import Store, default_db_path
+from .emitter import SCHEMA_PATH, EventBridge
+from .handlers import ROUTES
+
+T = TypeVar("T")
+
+EXECUTOR_GROUP = "jupyter_jobs.executors"
+MiB = 2**20
+#: Environment variables that kernels launched by this server inherit (see kernel/client.py).
+URL_ENV = "JUPYTER_JOBS_URL"
+TOKEN_ENV = "JUPYTER_JOBS_TOKEN"
+#: Threads for the store calls of request handlers: SQLite and files never run on the loop.
+STORE_THREADS = 4
+
+
+def executor_class(name: str) -> type[Executor]:
+    """The executor class registered under `name` in the `jupyter_jobs.executors` entry points."""
+    found = entry_points(group=EXECUTOR_GROUP, name=name)
+    if not found:
+        known = sorted(ep.name for ep in entry_points(group=EXECUTOR_GROUP))
+        raise TraitError(
+            f"unknown executor {name!r}: installed executors are {known or 'none'}"
+            " (is jupyter_jobs installed with pip?)"
+        )
+    return next(iter(found)).load()
+
+
+def kernel_url(serverapp: ServerApp) -> str:
+    """The URL a kernel on this machine uses to reach this server (base_url included).
+
+    A wildcard bind address becomes loopback: kernels run on this host, and the hostname may not
+    resolve (containers).
+    """
+    if serverapp.sock:
+        return serverapp.connection_url
+    ip = serverapp.ip or "localhost"
+    if ip in ("0.0.0.0", "*"):
+        ip = "127.0.0.1"
+    elif ip == "::":
+        ip = "::1"
+    host = f"[{ip}]" if ":" in ip else ip
+    scheme = "https" if serverapp.certfile else "http"
+    return url_path_join(f"{scheme}://{host}:{serverapp.port}", serverapp.base_url)
+
+
+class JobsApp(ExtensionApp):
+    """Hosts the jupyter_jobs queue: REST API under /jobs/api, events, and the consumer."""
+
+    name = "jupyter_jobs"
+    load_other_extensions = True
+
+    db_path = Unicode(
+        help="""The SQLite job database. Default: {jupyter_data_dir}/jupyter_jobs/jobs.db.
+        Job workspaces (payloads, results, large logs) live in a `jobs/` folder beside it.
+        Use a local disk: SQLite's WAL mode does not work on network filesystems.""",
+    ).tag(config=True)
+
+    max_workers = Integer(
+        help="How many jobs run at once (worker processes of the local executor). "
+        "Default: the number of CPUs.",
+    ).tag(config=True)
+
+    executor = Unicode(
+        "local",
+        help="""Where jobs run: the name of an executor in the `jupyter_jobs.executors` entry
+        point group. Built in: "local" (worker processes on this machine) and "dask"
+        (a Dask cluster; set dask_scheduler_address).""",
+    ).tag(config=True)
+
+    dask_scheduler_address = Unicode(
+        None,
+        allow_none=True,
+        help="Address of the Dask scheduler (e.g. tcp://10.0.0.5:8786) for executor = 'dask'. "
+        "Passed to the executor as `scheduler_address` when set.",
+    ).tag(config=True)
+
+    progress_interval = Float(
+        1.0,
+        help="Seconds between two progress writes (and progress events) of one job.",
+    ).tag(config=True)
+
+    log_limit = Integer(
+        10 * MiB,
+        help="Bytes of log kept per job; output beyond it is dropped behind a visible marker.",
+    ).tag(config=True)
+
+    max_payload_size = Integer(
+        256 * MiB,
+        help="""Largest payload (serialized code and variables) a submit may carry, in bytes;
+        larger ones get HTTP 413. The server's ServerApp.max_body_size and max_buffer_size are
+        raised to fit a base64 payload of this size when they are lower.""",
+    ).tag(config=True)
+
+    retention_days = Float(
+        30.0,
+        allow_none=True,
+        help="Finished jobs older than this many days are deleted (with their workspace) by "
+        "the periodic garbage collection. None or 0 keeps them forever.",
+    ).tag(config=True)
+
+    retention_bytes = Integer(
+        None,
+        allow_none=True,
+        help="When finished jobs take more than this many bytes in all, the oldest are deleted "
+        "by the periodic garbage collection. None: no size limit.",
+    ).tag(config=True)
+
+    kill_grace = Float(
+        5.0,
+        help="Seconds between SIGTERM and SIGKILL when a job is cancelled, times out, or the "
+        "server stops.",
+    ).tag(config=True)
+
+    lease = Float(
+        30.0,
+        help="Seconds a running job's claim stays valid without a heartbeat. Another consumer "
+        "on the same database recovers a job whose lease ran out.",
+    ).tag(config=True)
+
+    @default("db_path")
+    def _default_db_path(self) -> str:
+        return str(default_db_path())
+
+    @default("max_workers")
+    def _default_max_workers(self) -> int:
+        return os.cpu_count() or 1
+
+    @validate("max_workers")
+    def _check_max_workers(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 1:
+            raise TraitError("JobsApp.max_workers must be at least 1")
+        return proposal["value"]
+
+    @validate("progress_interval", "kill_grace", "lease", "log_limit", "max_payload_size")
+    def _check_positive(self, proposal: dict[str, Any]) -> Any:
+        if proposal["value"] <= 0:
+            raise TraitError(f"JobsApp.{proposal['trait'].name} must be positive")
+        return proposal["value"]
+
+    @validate("retention_days", "retention_bytes")
+    def _check_retention(self, proposal: dict[str, Any]) -> Any:
+        value = proposal["value"]
+        if value is not None and value < 0:
+            raise TraitError(f"JobsApp.{proposal['trait'].name} must be zero or more (or None)")
+        return value
+
+    store: Store
+    consumer: Consumer
+    _pool: concurrent.futures.ThreadPoolExecutor
+    _events: EventBridge
+    _started = False
+    _stopped = False
+
+    # --- life ------------------------------------------------------------------------------
+
+    def initialize_settings(self) -> None:
+        """At load (before the loop runs): open the store, build the consumer, register events."""
+        self.store = Store(self.db_path, log_limit=self.log_limit)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            STORE_THREADS, thread_name_prefix="jupyter-jobs-api"
+        )
+        self.consumer = Consumer(
+            self.store,
+            self._make_executor,
+            lease=self.lease,
+            progress_interval=self.progress_interval,
+            kill_grace=self.kill_grace,
+            retention_seconds=self.retention_days * 86400 if self.retention_days else None,
+            retention_bytes=self.retention_bytes,
+        )
+        self.serverapp.event_logger.register_event_schema(SCHEMA_PATH)
+        self._events = EventBridge(self.store, self.serverapp.event_logger)
+        self._fit_body_limits()
+        self.log.info(
+            "jupyter_jobs: database %s, executor %s, %d workers",
+            self.store.path,
+            self.executor,
+            self.max_workers,
+        )
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(ROUTES)
+
+    async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
+        """On the running loop: tell future kernels where we are, then start consuming."""
+        self._export_kernel_env(serverapp)
+        self._events.start(asyncio.get_running_loop())
+        await self.consumer.start()
+        self._started = True
+
+    async def stop_extension(self) -> None:
+        """Awaited by jupyter_server on shutdown: end running jobs, keep queued ones queued."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._started:
+            await self.consumer.stop(grace=self.kill_grace)
+            self._started = False
+        self._events.stop()
+        self._pool.shutdown(wait=True)
+        self.store.close()
+
+    # --- used by the handlers --------------------------------------------------------------
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking store call in the API thread pool and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def stats_extra(self) -> dict[str, Any]:
+        """What `GET /jobs/api/stats` adds to the store's numbers."""
+        return {"max_workers": self.max_workers, "executor": self.executor}
+
+    def capabilities(self) -> dict[str, Any]:
+        if not self._started:
+            raise ServerUnavailable("the jobs consumer is not running (yet); try again shortly")
+        return {
+            **self.consumer.executor.capabilities(),
+            "max_workers": self.max_workers,
+            "max_payload_size": self.max_payload_size,
+        }
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _make_executor(self, events: ExecutorEvents) -> Executor:
+        """Build the configured executor, passing the settings its constructor accepts.
+
+        Executors share only `(events, max_workers)`; the rest (log cap, progress rate, kill
+        grace, Dask address) differ per executor, so each gets the ones it names.
+        """
+        cls = executor_class(self.executor)
+        offered: dict[str, Any] = {
+            "log_limit": self.log_limit,
+            "progress_interval": self.progress_interval,
+            "grace": self.kill_grace,
+        }
+        if self.dask_scheduler_address:
+            offered["scheduler_address"] = self.dask_scheduler_address
+        accepted = inspect.signature(cls).parameters
+        options = {k: v for k, v in offered.items() if k in accepted}
+        return cls(events, self.max_workers, **options)
+
+    def _fit_body_limits(self) -> None:
+        """Raise tornado's request size limits so a payload of max_payload_size fits as base64.
+
+        The HTTP server is created after extensions load, so changing the ServerApp traits here
+        takes effect. Limits are only raised, never lowered.
+        """
+        needed = self.max_payload_size * 4 // 3 + 4 * MiB
+        for trait in ("max_body_size", "max_buffer_size"):
+            if getattr(self.serverapp, trait) < needed:
+                self.log.info("jupyter_jobs: raising ServerApp.%s to %d bytes", trait, needed)
+                setattr(self.serverapp, trait, needed)
+
+    def _export_kernel_env(self, serverapp: ServerApp) -> None:
+        """Put this server's URL and token in os.environ, which kernels it launches inherit.
+
+        The token is jupyter_server's own (the identity provider's), so the server's normal auth
+        accepts it. With no token (auth disabled or password-only), none is exported: kernels
+        then reach the API only if the server lets unauthenticated requests through.
+        """
+        os.environ[URL_ENV] = kernel_url(serverapp)
+        token = serverapp.identity_provider.token
+        if token:
+            os.environ[TOKEN_ENV] = token
+        else:
+            os.environ.pop(TOKEN_ENV, None)
+            self.log.info("jupyter_jobs: the server has no token; kernels get no credential")

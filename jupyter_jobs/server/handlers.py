@@ -1,0 +1,281 @@
+"""REST handlers under /jobs/api: parse, authorize, call the store or consumer, write JSON.
+
+Every method is authenticated and authorized by jupyter_server (resource "jobs"). Errors are
+mapped in one place, `JobsHandler.write_error`: a `JobsError` becomes its `http_status` with the
+JSON body `{"error", "detail", "type"}`; tornado's own HTTP errors take the same shape. Blocking
+work (SQLite, files, large JSON and base64) runs in the app's thread pool, never on the loop.
+The server never unpickles anything: result bytes are served as they were stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from http.client import responses
+from typing import TYPE_CHECKING, Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+
+from ..errors import JobsError, ResultNotReady
+from ..models import Status
+from . import parsing, service
+
+if TYPE_CHECKING:
+    from .app import JobsApp
+
+AUTH_RESOURCE = "jobs"
+MAX_WAIT = 300.0
+MAX_LIST_LIMIT = 500
+MAX_LOG_CHUNK = 16 * 2**20
+ID = r"(?P<job_id>[^/]+)"
+
+
+class JobsHandler(ExtensionHandlerMixin, APIHandler):
+    """Base of every jupyter_jobs handler: auth resource, JSON replies, the error mapping."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def app(self) -> JobsApp:
+        return self.extensionapp  # type: ignore[return-value]
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data))
+
+    def query(self, name: str) -> str | None:
+        """A query parameter, or None when absent or empty."""
+        return self.get_query_argument(name, None) or None
+
+    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+        # An expected JobsError (bad input, missing job, consumer not up yet) is one warning
+        # line; only a plain 500 (a bug, or storage failing) earns a traceback.
+        if isinstance(value, JobsError) and value.http_status != 500:
+            self.log.warning("%d %s: %s", value.http_status, self._request_summary(), value)
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The one place errors become HTTP responses."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, JobsError):
+            self.set_status(error.http_status)
+            body = error.to_json()
+        elif isinstance(error, web.HTTPError):
+            message = error.log_message % error.args if error.log_message else None
+            body = {
+                "error": message or responses.get(status_code, "error"),
+                "detail": None,
+                "type": "HTTPError",
+            }
+        else:
+            body = {"error": "internal server error", "detail": None, "type": "InternalError"}
+        self.finish(json.dumps(body))
+
+
+class JobsListHandler(JobsHandler):
+    """`GET /jobs/api/jobs` lists; `POST /jobs/api/jobs` submits one job."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        status = self.query("status")
+        cursor = self.query("cursor")
+        limit = self.query("limit")
+        page = await self.app.run(
+            self.app.store.query,
+            status=parsing.statuses(status) if status else None,
+            owner=self.query("owner"),
+            q=self.query("q"),
+            limit=parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit else 50,
+            cursor=cursor,
+        )
+        self.reply(
+            {
+                "jobs": [j.to_json() for j in page.jobs],
+                "next_cursor": page.next_cursor,
+                "counts": page.counts,
+            }
+        )
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        limit = self.app.max_payload_size
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/form-data"):
+            args = self.request.body_arguments, self.request.files, limit
+            spec, payload = await self.app.run(parsing.submit_multipart, *args)
+        else:
+            spec, payload = await self.app.run(parsing.submit_json, self.request.body, limit)
+        job, created = await self.app.run(service.submit, self.app.store, spec, payload)
+        self.reply(job.to_json(), 201 if created else 200)
+
+
+class BatchHandler(JobsHandler):
+    """`POST /jobs/api/jobs/batch`: many jobs in one transaction (used by `map()`)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        items = await self.app.run(parsing.batch_json, self.request.body, self.app.max_payload_size)
+        jobs = await self.app.run(self.app.store.enqueue_many, items)
+        self.reply({"jobs": [j.to_json() for j in jobs]}, 201)
+
+
+class JobHandler(JobsHandler):
+    """`GET /jobs/api/jobs/{id}`; `DELETE` removes a job that is not running."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        job = await self.app.run(self.app.store.get, parsing.job_id(job_id))
+        self.reply(job.to_json())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, job_id: str) -> None:
+        await self.app.run(self.app.store.delete, parsing.job_id(job_id))
+        self.set_status(204)
+        self.finish()
+
+
+class CancelHandler(JobsHandler):
+    """`POST /jobs/api/jobs/{id}/cancel`: immediate when queued, a kill request when running."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str) -> None:
+        job = await self.app.run(self.app.store.request_cancel, parsing.job_id(job_id))
+        self.reply(job.to_json())
+
+
+class RetryHandler(JobsHandler):
+    """`POST /jobs/api/jobs/{id}/retry`: a failed or cancelled job is queued again."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str) -> None:
+        job = await self.app.run(self.app.store.retry, parsing.job_id(job_id))
+        self.reply(job.to_json())
+
+
+class LogsHandler(JobsHandler):
+    """`GET /jobs/api/jobs/{id}/logs?offset=N&limit=M`: log text from byte N, for tailing."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        offset = self.query("offset")
+        limit = self.query("limit")
+        self.reply(
+            await self.app.run(
+                service.read_log,
+                self.app.store,
+                parsing.job_id(job_id),
+                parsing.integer("offset", offset, 0, parsing.MAX_ID) if offset else 0,
+                parsing.integer("limit", limit, 1, MAX_LOG_CHUNK) if limit else 2**20,
+            )
+        )
+
+
+class OutputsHandler(JobsHandler):
+    """`GET /jobs/api/jobs/{id}/outputs`: the captured display outputs (nbformat v4)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        raw = await self.app.run(self.app.store.outputs, parsing.job_id(job_id))
+        outputs = await self.app.run(json.loads, raw)
+        self.reply({"outputs": outputs})
+
+
+class ResultHandler(JobsHandler):
+    """`GET /jobs/api/jobs/{id}/result?wait=S`: the result bytes, after a long poll of S s.
+
+    200 with the stored bytes (never unpickled here), 202 with the job while it has not
+    finished, 409 with the job as detail when it ended without a result.
+    """
+
+    _wait: asyncio.Future[Any] | None = None
+    _gone = False
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        ident = parsing.job_id(job_id)
+        wait = self.query("wait")
+        timeout = parsing.seconds("wait", wait, MAX_WAIT) if wait else 0.0
+        job = await self.app.run(self.app.store.get, ident)
+        if not job.finished and timeout > 0:
+            self._wait = asyncio.ensure_future(self.app.consumer.wait_finished(ident, timeout))
+            try:
+                job = await self._wait
+            except asyncio.CancelledError:
+                if self._gone:
+                    return  # the client hung up: nobody to answer
+                raise
+        if job.status is Status.SUCCEEDED:
+            data = await self.app.run(self.app.store.result, ident)
+            self.finish(data, set_content_type="application/octet-stream")
+        elif job.finished:
+            raise ResultNotReady(f"job {ident} has no result: it is {job.status}", job.to_json())
+        else:
+            self.reply(job.to_json(), 202)
+
+    def on_connection_close(self) -> None:
+        self._gone = True
+        if self._wait is not None:
+            self._wait.cancel()
+        super().on_connection_close()
+
+
+class StatusHandler(JobsHandler):
+    """`GET /jobs/api/status?ids=1,2,3`: the widgets' batched poll."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        ids = parsing.job_ids(self.get_query_argument("ids", ""))
+        jobs = await self.app.run(self.app.store.get_many, ids) if ids else []
+        found = {j.id for j in jobs}
+        self.reply(
+            {"jobs": [j.to_json() for j in jobs], "missing": [i for i in ids if i not in found]}
+        )
+
+
+class StatsHandler(JobsHandler):
+    """`GET /jobs/api/stats`: queue depth, running, workers, database size."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.app.run(service.stats, self.app.store, self.app.stats_extra()))
+
+
+class CapabilitiesHandler(JobsHandler):
+    """`GET /jobs/api/capabilities`: what the executor supports, so the UI shows only that."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(self.app.capabilities())
+
+
+#: The routes, relative to the server's base_url (openapi.yaml describes each one).
+ROUTES: list[tuple[str, type[JobsHandler]]] = [
+    (r"/jobs/api/jobs", JobsListHandler),
+    (r"/jobs/api/jobs/batch", BatchHandler),
+    (rf"/jobs/api/jobs/{ID}", JobHandler),
+    (rf"/jobs/api/jobs/{ID}/cancel", CancelHandler),
+    (rf"/jobs/api/jobs/{ID}/retry", RetryHandler),
+    (rf"/jobs/api/jobs/{ID}/logs", LogsHandler),
+    (rf"/jobs/api/jobs/{ID}/outputs", OutputsHandler),
+    (rf"/jobs/api/jobs/{ID}/result", ResultHandler),
+    (r"/jobs/api/status", StatusHandler),
+    (r"/jobs/api/stats", StatsHandler),
+    (r"/jobs/api/capabilities", CapabilitiesHandler),
+]

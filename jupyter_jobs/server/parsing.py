@@ -1,0 +1,195 @@
+"""Untrusted request text -> typed values, or `InvalidRequest` naming what is wrong.
+
+Every check a handler needs on ids, query parameters and submit bodies lives here, so that bad
+input is a 400 with a message (never a 500), and the handlers stay a few lines each. These
+functions are pure and some (JSON bodies, base64 payloads) are slow on large input: the handlers
+call those in a thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from typing import Any
+
+from ..errors import InvalidRequest, PayloadTooLarge
+from ..models import JobSpec, Status
+
+#: SQLite integers are signed 64-bit: a larger id cannot exist, and must not reach SQL.
+MAX_ID = 2**63 - 1
+MAX_STATUS_IDS = 1000
+MAX_BATCH = 10_000
+
+
+def job_id(text: str) -> int:
+    """A job id from a URL segment or a list item: a positive decimal integer."""
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_ID:
+        raise InvalidRequest(f"invalid job id {text[:50]!r}: expected a positive integer")
+    return int(text)
+
+
+def job_ids(text: str) -> list[int]:
+    """`1,2,3` -> [1, 2, 3] (order kept, duplicates dropped); at most MAX_STATUS_IDS ids."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if len(parts) > MAX_STATUS_IDS:
+        raise InvalidRequest(f"too many ids: at most {MAX_STATUS_IDS} per request")
+    return list(dict.fromkeys(job_id(p) for p in parts))
+
+
+def statuses(text: str) -> list[str]:
+    """`queued,running` -> the validated status names."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    known = {s.value for s in Status}
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise InvalidRequest(
+            f"unknown status {bad[0][:50]!r}: expected some of {', '.join(sorted(known))}"
+        )
+    return names
+
+
+def integer(name: str, text: str, low: int, high: int) -> int:
+    """A query parameter that must be an integer in [low, high]."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer, got {text[:50]!r}") from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def seconds(name: str, text: str, cap: float) -> float:
+    """A non-negative duration in seconds; values above `cap` are lowered to `cap`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a number of seconds, got {text[:50]!r}") from None
+    if math.isnan(value) or value < 0:
+        raise InvalidRequest(f"{name} must be zero or more seconds, got {text[:50]!r}")
+    return min(value, cap)
+
+
+def json_object(body: bytes, what: str = "request body") -> dict[str, Any]:
+    """Parse a JSON object from bytes (UTF-8)."""
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"{what} is not UTF-8 text") from None
+    except ValueError as e:
+        raise InvalidRequest(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"{what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity, which are not JSON and not storable.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def spec(data: Any) -> JobSpec:
+    """A `JobSpec` from the decoded `spec` value of a submit.
+
+    Beyond `JobSpec.validate`: what SQLite cannot store must be refused here, as a 400, rather
+    than fail in the store as a 500: integers beyond 64 bits and lone UTF-16 surrogates.
+    """
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"spec must be a JSON object, got {type(data).__name__}")
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest("spec contains text that is not valid Unicode") from None
+    result = JobSpec.from_json(data)
+    for name in ("priority", "retries"):
+        if abs(getattr(result, name)) > MAX_ID:
+            raise InvalidRequest(f"{name} is out of range (64-bit integer)")
+    for dep in result.after:
+        job_id(str(dep))
+    return result
+
+
+def payload(text: Any, limit: int) -> bytes:
+    """Decode a base64 payload (standard alphabet, padded), refusing more than `limit` bytes."""
+    if not isinstance(text, str):
+        raise InvalidRequest(f"payload must be a base64 string, got {type(text).__name__}")
+    if len(text) // 4 * 3 > limit + 2:
+        raise PayloadTooLarge(
+            f"payload is larger than the server's limit of {limit} bytes",
+            {"max_payload_size": limit},
+        )
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InvalidRequest(f"payload is not valid base64: {e}") from None
+    check_size(data, limit)
+    return data
+
+
+def check_size(data: bytes, limit: int) -> None:
+    if len(data) > limit:
+        raise PayloadTooLarge(
+            f"payload of {len(data)} bytes is larger than the server's limit of {limit} bytes",
+            {"max_payload_size": limit, "size": len(data)},
+        )
+
+
+def submit_item(data: Any, limit: int, where: str = "") -> tuple[JobSpec, bytes]:
+    """One `{"spec": {...}, "payload": "<base64>"}` item."""
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"{where}submit must be a JSON object with spec and payload")
+    unknown = sorted(set(data) - {"spec", "payload"})
+    if unknown:
+        raise InvalidRequest(f"{where}unknown field(s): {', '.join(unknown)}")
+    for key in ("spec", "payload"):
+        if key not in data:
+            raise InvalidRequest(f"{where}missing field {key!r}")
+    try:
+        return spec(data["spec"]), payload(data["payload"], limit)
+    except (InvalidRequest, PayloadTooLarge) as e:
+        # Name the batch item at fault.
+        e.message = f"{where}{e.message}"
+        e.args = (e.message,)
+        raise
+
+
+def submit_json(body: bytes, limit: int) -> tuple[JobSpec, bytes]:
+    """The JSON form of `POST /jobs/api/jobs`."""
+    return submit_item(json_object(body), limit)
+
+
+def submit_multipart(
+    fields: dict[str, list[bytes]], files: dict[str, list[Any]], limit: int
+) -> tuple[JobSpec, bytes]:
+    """The multipart form of `POST /jobs/api/jobs`: a `spec` field (JSON) and a `payload` file.
+
+    `fields` and `files` are tornado's parsed `body_arguments` and `files`; `spec` may also come
+    as a file part (clients that send every part as a file).
+    """
+    unknown = sorted((set(fields) | set(files)) - {"spec", "payload"})
+    if unknown:
+        raise InvalidRequest(f"unknown multipart field(s): {', '.join(unknown)}")
+    spec_parts = fields.get("spec") or [f["body"] for f in files.get("spec", [])]
+    payload_parts = [f["body"] for f in files.get("payload", [])] or fields.get("payload", [])
+    if len(spec_parts) != 1:
+        raise InvalidRequest("multipart submit needs exactly one 'spec' part (JSON)")
+    if len(payload_parts) != 1:
+        raise InvalidRequest("multipart submit needs exactly one 'payload' part (bytes)")
+    check_size(payload_parts[0], limit)
+    return spec(json_object(spec_parts[0], "spec part")), bytes(payload_parts[0])
+
+
+def batch_json(body: bytes, limit: int) -> list[tuple[JobSpec, bytes]]:
+    """`POST /jobs/api/jobs/batch`: `{"items": [{"spec": ..., "payload": ...}, ...]}`."""
+    data = json_object(body)
+    unknown = sorted(set(data) - {"items"})
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
+    items = data.get("items")
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest("items must be a non-empty list of {spec, payload} objects")
+    if len(items) > MAX_BATCH:
+        raise InvalidRequest(f"too many items: at most {MAX_BATCH} per batch")
+    return [submit_item(item, limit, f"items[{i}]: ") for i, item in enumerate(items)]

@@ -1,0 +1,558 @@
+"""The REST handlers in an in-process Jupyter server (pytest-jupyter), with a real store file,
+the real consumer and real worker processes.
+
+pytest-jupyter's fixtures are imported into this module only (not registered as a plugin), so
+its autouse fixtures (event loop, server cleanup) touch no other test. Tests are synchronous:
+`Api.call` runs the server's loop until the request completes, which is also when the consumer
+gets to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dill
+import jobfuncs
+import pytest
+from jupyter_server.auth import Authorizer
+from pytest_jupyter.jupyter_server import *  # noqa: F403 (fixtures, for this module only)
+from tornado.httpclient import HTTPResponse
+from traitlets.config import Config
+
+from jupyter_jobs.payload import cell_payload, function_payload
+from jupyter_jobs.server import parsing
+from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp
+from jupyter_jobs.server.emitter import SCHEMA_ID
+from jupyter_jobs.server.handlers import ID, ROUTES
+from jupyter_jobs.store import Store
+
+MAX_PAYLOAD = 4096
+BASE = "/a%40b/"  # pytest-jupyter's base_url: proves routes honour base_url
+
+
+class DenyJobs(Authorizer):
+    """An authorizer that lets a user do anything but touch resource "jobs"."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        return resource != "jobs"
+
+
+@pytest.fixture
+def authorizer_class() -> type[Authorizer] | None:
+    return None
+
+
+@pytest.fixture
+def jp_server_config(tmp_path: Path, authorizer_class: type[Authorizer] | None) -> Config:
+    config: dict[str, Any] = {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_jobs": True},
+            "reraise_server_extension_failures": True,
+        },
+        "JobsApp": {
+            "db_path": str(tmp_path / "jobsdb" / "jobs.db"),
+            "max_workers": 1,
+            "max_payload_size": MAX_PAYLOAD,
+            "progress_interval": 0.1,
+            "kill_grace": 1.0,
+        },
+    }
+    if authorizer_class is not None:
+        config["ServerApp"]["authorizer_class"] = authorizer_class
+    return Config(config)
+
+
+class Api:
+    """Synchronous access to the in-process server: each call runs the loop until it is done."""
+
+    def __init__(self, serverapp: Any, fetch: Any, ws_fetch: Any, loop: Any) -> None:
+        self.serverapp = serverapp
+        self.fetch = fetch
+        self.ws_fetch = ws_fetch
+        self.loop = loop
+
+    @property
+    def app(self) -> JobsApp:
+        (app,) = self.serverapp.extension_manager.extension_apps["jupyter_jobs"]
+        return app
+
+    def run(self, awaitable: Any) -> Any:
+        return self.loop.run_until_complete(awaitable)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | dict[str, Any] | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+    ) -> HTTPResponse:
+        if isinstance(body, dict):
+            body = json.dumps(body)
+        if body is None and method in ("POST", "PUT"):
+            body = b""
+        headers = dict(headers or {})
+        if not auth:
+            headers["Authorization"] = ""
+        return self.run(
+            self.fetch(
+                path, method=method, body=body, params=params, headers=headers, raise_error=False
+            )
+        )
+
+    def json(self, method: str, path: str, body: Any = None, status: int = 200, **kw: Any) -> Any:
+        response = self.call(method, path, body, **kw)
+        assert response.code == status, (response.code, response.body[:2000])
+        return json.loads(response.body) if response.body else None
+
+    def error(self, method: str, path: str, body: Any = None, status: int = 400, **kw: Any) -> Any:
+        """Assert an error status with the JSON error shape; returns the body."""
+        response = self.call(method, path, body, **kw)
+        assert response.code == status, (response.code, response.body[:2000])
+        data = json.loads(response.body)
+        assert set(data) == {"error", "detail", "type"}, data
+        assert data["error"], data
+        return data
+
+    def submit(self, fn: Any = jobfuncs.noop, *args: Any, status: int = 201, **spec: Any) -> Any:
+        payload = base64.b64encode(function_payload(fn, args)).decode()
+        return self.json("POST", "jobs/api/jobs", {"spec": spec, "payload": payload}, status)
+
+    def wait(self, job_id: int, *statuses: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll the job (letting the loop run between polls) until it is in one of `statuses`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.json("GET", f"jobs/api/jobs/{job_id}")
+            if job["status"] in statuses:
+                return job
+            assert time.monotonic() < deadline, f"job {job_id} not {statuses}: {job}"
+            self.run(asyncio.sleep(0.05))
+
+
+@pytest.fixture
+def api(
+    jp_serverapp: Any,
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_asyncio_loop: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Api]:
+    """The server with jupyter_jobs loaded and started (the consumer runs)."""
+    # The extension exports these into os.environ: restore them after the test.
+    monkeypatch.delenv(URL_ENV, raising=False)
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    client = Api(jp_serverapp, jp_fetch, jp_ws_fetch, jp_asyncio_loop)
+    client.run(jp_serverapp.extension_manager.start_extension("jupyter_jobs"))
+    yield client
+
+
+def route_requests() -> list[tuple[str, str]]:
+    """(method, path) for every method of every registered route, ids filled in."""
+    out = []
+    for pattern, handler in ROUTES:
+        path = pattern.replace(ID, "1").lstrip("/")
+        for method in ("GET", "POST", "DELETE"):
+            if method.lower() in vars(handler):
+                out.append((method, path))
+    return out
+
+
+def body_for(method: str) -> dict[str, Any] | None:
+    return {} if method == "POST" else None
+
+
+# --- authentication and authorization ---------------------------------------------------------
+
+
+def test_route_requests_cover_every_route() -> None:
+    requests = route_requests()
+    assert len(requests) == 13
+    assert {p for _, p in requests} == {p.replace(ID, "1").lstrip("/") for p, _ in ROUTES}
+
+
+@pytest.mark.parametrize(("method", "path"), route_requests())
+def test_every_route_refuses_unauthenticated_requests(api: Api, method: str, path: str) -> None:
+    data = api.error(method, path, body_for(method), status=403, auth=False)
+    assert data["type"] == "HTTPError"
+    # Also with an id that is not even valid: authentication comes before parsing.
+    bad = path.replace("jobs/1", "jobs/not-an-id")
+    api.error(method, bad, body_for(method), status=403, auth=False)
+
+
+@pytest.mark.parametrize("authorizer_class", [DenyJobs])
+@pytest.mark.parametrize(("method", "path"), route_requests())
+def test_every_route_is_authorized_for_resource_jobs(api: Api, method: str, path: str) -> None:
+    api.error(method, path, body_for(method), status=403)
+    # The same user may use the rest of the server: the refusal is about resource "jobs".
+    assert api.call("GET", "api/status").code == 200
+
+
+# --- submit ------------------------------------------------------------------------------------
+
+
+def test_submit_json_creates_a_queued_job(api: Api) -> None:
+    job = api.submit(jobfuncs.add, 2, 3, name="adder", owner="nb.ipynb", priority=3)
+    assert job["name"] == "adder"
+    assert job["owner"] == "nb.ipynb"
+    assert job["priority"] == 3
+    assert job["kind"] == "function"
+    assert job["status"] in ("queued", "running")
+    assert api.json("GET", f"jobs/api/jobs/{job['id']}")["id"] == job["id"]
+
+
+def test_submit_with_a_seen_idempotency_key_returns_the_same_job(api: Api) -> None:
+    first = api.submit(jobfuncs.noop, idempotency_key="k-1", hold=True)
+    again = api.submit(jobfuncs.noop, idempotency_key="k-1", hold=True, status=200)
+    assert again["id"] == first["id"]
+    other = api.submit(jobfuncs.noop, idempotency_key="k-2", hold=True)
+    assert other["id"] != first["id"]
+
+
+def multipart(parts: list[tuple[str, str | None, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body from (name, filename or None, bytes) parts."""
+    boundary = "----jobs-test-boundary"
+    chunks = []
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename:
+            disposition += f'; filename="{filename}"'
+        chunks.append(
+            f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
+    body = b"".join(chunks) + f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_submit_multipart_runs_and_returns_the_result(api: Api) -> None:
+    payload = function_payload(jobfuncs.add, (40, 2))
+    spec = json.dumps({"name": "mp", "owner": "o"}).encode()
+    body, content_type = multipart([("spec", None, spec), ("payload", "payload.bin", payload)])
+    response = api.call("POST", "jobs/api/jobs", body, headers={"Content-Type": content_type})
+    assert response.code == 201, response.body
+    job = json.loads(response.body)
+    assert job["name"] == "mp"
+    assert job["payload_size"] == len(payload)
+    result = api.call("GET", f"jobs/api/jobs/{job['id']}/result", params={"wait": 60})
+    assert result.code == 200
+    assert result.headers["Content-Type"] == "application/octet-stream"
+    assert dill.loads(result.body) == 42
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b"", "not valid JSON"),
+        (json.dumps({"spec": {}, "payload": "", "extra": 1}), "unknown field(s): extra"),
+        (json.dumps({"payload": ""}), "missing field 'spec'"),
+        (json.dumps({"spec": {}}), "missing field 'payload'"),
+        (json.dumps({"spec": [], "payload": ""}), "spec must be a JSON object"),
+        (json.dumps({"spec": {"colour": "red"}, "payload": ""}), "colour"),
+        (json.dumps({"spec": {"priority": "high"}, "payload": ""}), "priority"),
+        (json.dumps({"spec": {"priority": 2**70}, "payload": ""}), "priority is out of range"),
+        (json.dumps({"spec": {"retries": -1}, "payload": ""}), "retries"),
+        (json.dumps({"spec": {"timeout": 0}, "payload": ""}), "timeout"),
+        (json.dumps({"spec": {"kind": "shell"}, "payload": ""}), "kind"),
+        (json.dumps({"spec": {"after": [0]}, "payload": ""}), "invalid job id"),
+        (json.dumps({"spec": {"after": [2**64]}, "payload": ""}), "invalid job id"),
+        (json.dumps({"spec": {"name": "x" * 501}, "payload": ""}), "name"),
+        (b'{"spec": {"name": "\\ud800"}, "payload": ""}', "not valid Unicode"),
+        (b'{"spec": {"timeout": NaN}, "payload": ""}', "NaN"),
+        (json.dumps({"spec": {}, "payload": "!!!not base64"}), "not valid base64"),
+        (json.dumps({"spec": {}, "payload": 12}), "payload must be a base64 string"),
+    ],
+)
+def test_submit_bad_input_is_a_400_naming_the_problem(api: Api, body: Any, message: str) -> None:
+    data = api.error("POST", "jobs/api/jobs", body, status=400)
+    assert message in data["error"]
+    assert data["type"] == "InvalidRequest"
+
+
+def test_submit_after_a_missing_job_is_a_404(api: Api) -> None:
+    payload = base64.b64encode(b"x").decode()
+    data = api.error("POST", "jobs/api/jobs", {"spec": {"after": [999]}, "payload": payload}, 404)
+    assert data["type"] == "JobNotFound"
+
+
+def test_payload_over_the_limit_is_a_413(api: Api) -> None:
+    big = base64.b64encode(b"x" * (MAX_PAYLOAD + 1)).decode()
+    data = api.error("POST", "jobs/api/jobs", {"spec": {}, "payload": big}, status=413)
+    assert data["detail"]["max_payload_size"] == MAX_PAYLOAD
+    body, content_type = multipart(
+        [("spec", None, b"{}"), ("payload", "p", b"x" * (MAX_PAYLOAD + 1))]
+    )
+    api.error("POST", "jobs/api/jobs", body, 413, headers={"Content-Type": content_type})
+    exact = base64.b64encode(b"x" * MAX_PAYLOAD).decode()
+    assert api.call("POST", "jobs/api/jobs", {"spec": {"hold": True}, "payload": exact}).code == 201
+
+
+def test_multipart_bad_parts_are_400(api: Api) -> None:
+    headers = {}
+    for parts, message in [
+        ([("payload", "p", b"x")], "exactly one 'spec'"),
+        ([("spec", None, b"{}")], "exactly one 'payload'"),
+        ([("spec", None, b"{oops"), ("payload", "p", b"x")], "spec part is not valid JSON"),
+        ([("spec", None, b"{}"), ("payload", "p", b"x"), ("more", None, b"1")], "more"),
+    ]:
+        body, headers["Content-Type"] = multipart(parts)
+        assert message in api.error("POST", "jobs/api/jobs", body, 400, headers=headers)["error"]
+
+
+def test_batch_submits_all_in_order_or_none(api: Api) -> None:
+    def item(n: int) -> dict[str, Any]:
+        payload = base64.b64encode(function_payload(jobfuncs.add, (n, 1))).decode()
+        return {"spec": {"name": f"b{n}", "hold": True}, "payload": payload}
+
+    jobs = api.json("POST", "jobs/api/jobs/batch", {"items": [item(i) for i in range(5)]}, 201)
+    assert [j["name"] for j in jobs["jobs"]] == [f"b{i}" for i in range(5)]
+    assert [j["id"] for j in jobs["jobs"]] == sorted(j["id"] for j in jobs["jobs"])
+    before = api.json("GET", "jobs/api/stats")["counts"]["pending"]
+    bad = {"items": [item(10), {"spec": {"priority": "x"}, "payload": ""}]}
+    assert "items[1]: " in api.error("POST", "jobs/api/jobs/batch", bad)["error"]
+    assert api.json("GET", "jobs/api/stats")["counts"]["pending"] == before
+    api.error("POST", "jobs/api/jobs/batch", {"items": []})
+    api.error("POST", "jobs/api/jobs/batch", {"items": [item(1)], "x": 1})
+    big = base64.b64encode(b"x" * (MAX_PAYLOAD + 1)).decode()
+    api.error("POST", "jobs/api/jobs/batch", {"items": [{"spec": {}, "payload": big}]}, 413)
+
+
+# --- one job -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-1", "1.5", str(2**63), "%C2%B2"])
+def test_bad_ids_are_400(api: Api, bad: str) -> None:
+    for method, path in route_requests():
+        if "jobs/1" in path:
+            bad_path = path.replace("jobs/1", f"jobs/{bad}")
+            data = api.error(method, bad_path, body_for(method), status=400)
+            assert "invalid job id" in data["error"]
+
+
+def test_missing_jobs_are_404(api: Api) -> None:
+    for method, path in route_requests():
+        if "jobs/1" in path:
+            missing = path.replace("jobs/1", "jobs/424242")
+            data = api.error(method, missing, body_for(method), status=404)
+            assert data["type"] == "JobNotFound"
+            assert data["detail"] == {"id": 424242}
+
+
+def test_cancel_retry_delete(api: Api) -> None:
+    job = api.submit(jobfuncs.noop, hold=True)
+    assert job["status"] == "pending"
+    path = f"jobs/api/jobs/{job['id']}"
+    assert api.json("POST", f"{path}/cancel")["status"] == "cancelled"
+    assert api.error("POST", f"{path}/cancel", status=409)["type"] == "IllegalTransition"
+    assert api.json("POST", f"{path}/retry")["status"] in ("queued", "running", "succeeded")
+    api.wait(job["id"], "succeeded")
+    api.error("POST", f"{path}/retry", status=409)
+    response = api.call("DELETE", path)
+    assert response.code == 204
+    assert not response.body
+    api.error("GET", path, status=404)
+    api.error("DELETE", path, status=404)
+
+
+def test_running_job_cannot_be_deleted_but_can_be_cancelled(api: Api) -> None:
+    job = api.submit(jobfuncs.sleep, 60)
+    api.wait(job["id"], "running")
+    path = f"jobs/api/jobs/{job['id']}"
+    assert "cancel it first" in api.error("DELETE", path, status=409)["error"]
+    assert api.json("POST", f"{path}/cancel")["cancel_requested"] is True
+    assert api.wait(job["id"], "cancelled")["finished_at"] is not None
+    assert api.call("DELETE", path).code == 204
+
+
+# --- result, logs, outputs ---------------------------------------------------------------------
+
+
+def test_result_long_poll_then_bytes(api: Api) -> None:
+    job = api.submit(jobfuncs.blob, 3000)
+    response = api.call("GET", f"jobs/api/jobs/{job['id']}/result", params={"wait": 60})
+    assert response.code == 200
+    assert dill.loads(response.body) == b"x" * 3000
+
+
+def test_result_of_an_unfinished_job_is_202_with_the_job(api: Api) -> None:
+    job = api.submit(jobfuncs.noop, hold=True)
+    path = f"jobs/api/jobs/{job['id']}/result"
+    assert api.json("GET", path, status=202)["status"] == "pending"
+    assert api.json("GET", path, params={"wait": 0.3}, status=202)["id"] == job["id"]
+
+
+def test_result_of_a_failed_job_is_409_with_the_job(api: Api) -> None:
+    job = api.submit(jobfuncs.fail, "no luck")
+    data = api.error("GET", f"jobs/api/jobs/{job['id']}/result", params={"wait": 60}, status=409)
+    assert data["type"] == "ResultNotReady"
+    assert data["detail"]["status"] == "failed"
+    assert data["detail"]["reason"] == "error"
+    assert "no luck" in data["detail"]["error"]["message"]
+
+
+@pytest.mark.parametrize("wait", ["-1", "soon", "nan"])
+def test_bad_wait_is_400(api: Api, wait: str) -> None:
+    job = api.submit(jobfuncs.noop, hold=True)
+    api.error("GET", f"jobs/api/jobs/{job['id']}/result", params={"wait": wait}, status=400)
+
+
+def test_wait_is_capped() -> None:
+    assert parsing.seconds("wait", "1e9", 300.0) == 300.0
+    assert parsing.seconds("wait", "2.5", 300.0) == 2.5
+
+
+def test_logs_in_chunks(api: Api) -> None:
+    job = api.submit(jobfuncs.print_lines, 50)
+    api.wait(job["id"], "succeeded")
+    logs = f"jobs/api/jobs/{job['id']}/logs"
+    whole = api.json("GET", logs)
+    assert "line 0\n" in whole["data"]
+    assert "line 49\n" in whole["data"]
+    assert whole["offset"] == 0
+    assert whole["next_offset"] == whole["size"] == len(whole["data"].encode())
+    text, offset = "", 0
+    while offset < whole["size"]:
+        chunk = api.json("GET", logs, params={"offset": offset, "limit": 64})
+        assert chunk["offset"] == offset
+        assert chunk["next_offset"] > offset
+        text, offset = text + chunk["data"], chunk["next_offset"]
+    assert text == whole["data"]
+    for params in ({"offset": -1}, {"offset": "x"}, {"limit": 0}, {"limit": 2**40}):
+        api.error("GET", logs, params=params, status=400)
+
+
+def test_log_chunks_end_on_whole_characters(api: Api) -> None:
+    from jupyter_jobs.server.service import _whole_utf8
+
+    text = "é€😀".encode()  # 2-, 3- and 4-byte characters
+    assert [_whole_utf8(text[:n]) for n in range(len(text) + 1)] == [
+        0, 1, 2, 2, 2, 5, 5, 5, 5, 9,
+    ]  # fmt: skip
+
+
+def test_outputs_of_a_cell_job(api: Api) -> None:
+    payload, _ = cell_payload("from IPython.display import display\ndisplay('shown')\nx = 1", {})
+    body = {"spec": {"kind": "cell"}, "payload": base64.b64encode(payload).decode()}
+    job = api.json("POST", "jobs/api/jobs", body, status=201)
+    api.wait(job["id"], "succeeded")
+    outputs = api.json("GET", f"jobs/api/jobs/{job['id']}/outputs")["outputs"]
+    assert any("shown" in json.dumps(o) for o in outputs), outputs
+    pending = api.submit(jobfuncs.noop, hold=True)
+    assert api.json("GET", f"jobs/api/jobs/{pending['id']}/outputs") == {"outputs": []}
+
+
+# --- listing and batched status ----------------------------------------------------------------
+
+
+def test_list_newest_first_with_cursor_filters_and_counts(api: Api) -> None:
+    ids = [api.submit(jobfuncs.noop, hold=True, name=f"n{i}", owner="A")["id"] for i in range(5)]
+    other = api.submit(jobfuncs.noop, hold=True, name="other", owner="B")["id"]
+    page = api.json("GET", "jobs/api/jobs", params={"limit": 2, "owner": "A"})
+    assert [j["id"] for j in page["jobs"]] == ids[::-1][:2]
+    assert page["counts"]["pending"] == 5
+    seen = [j["id"] for j in page["jobs"]]
+    while page["next_cursor"]:
+        params = {"limit": 2, "owner": "A", "cursor": page["next_cursor"]}
+        page = api.json("GET", "jobs/api/jobs", params=params)
+        seen += [j["id"] for j in page["jobs"]]
+    assert seen == ids[::-1]
+    assert [j["id"] for j in api.json("GET", "jobs/api/jobs", params={"q": "oth"})["jobs"]] == [
+        other
+    ]
+    everything = api.json("GET", "jobs/api/jobs", params={"status": "pending,queued"})
+    assert {j["id"] for j in everything["jobs"]} == {*ids, other}
+    assert api.json("GET", "jobs/api/jobs", params={"status": "failed"})["jobs"] == []
+    for params in (
+        {"status": "done"},
+        {"limit": 0},
+        {"limit": 501},
+        {"limit": "ten"},
+        {"cursor": "garbage"},
+    ):
+        api.error("GET", "jobs/api/jobs", params=params, status=400)
+
+
+def test_status_batches_found_and_missing(api: Api) -> None:
+    a = api.submit(jobfuncs.noop, hold=True)["id"]
+    b = api.submit(jobfuncs.noop, hold=True)["id"]
+    data = api.json("GET", "jobs/api/status", params={"ids": f"{b},999999,{a},{b}"})
+    assert [j["id"] for j in data["jobs"]] == [b, a]
+    assert data["missing"] == [999999]
+    assert api.json("GET", "jobs/api/status") == {"jobs": [], "missing": []}
+    for ids in ("1,x", "-3", ",".join(["1"] * 1001)):
+        api.error("GET", "jobs/api/status", params={"ids": ids}, status=400)
+
+
+def test_stats_and_capabilities(api: Api) -> None:
+    api.submit(jobfuncs.noop, hold=True)
+    stats = api.json("GET", "jobs/api/stats")
+    assert stats["counts"]["pending"] == 1
+    assert stats["max_workers"] == 1
+    assert stats["executor"] == "local"
+    assert stats["db_size"] > 0
+    caps = api.json("GET", "jobs/api/capabilities")
+    assert caps["max_payload_size"] == MAX_PAYLOAD
+    assert caps["executor"] == "local"
+    assert caps["cancel"] is True
+
+
+# --- events, kernel environment, shutdown ------------------------------------------------------
+
+
+def test_events_of_a_job_arrive_in_order_over_the_websocket(api: Api) -> None:
+    ws = api.run(api.ws_fetch("api", "events", "subscribe"))
+    job = api.submit(jobfuncs.noop)
+    seen: list[tuple[str, str | None, str]] = []
+    deadline = time.monotonic() + 60
+    while not seen or seen[-1][2] != "succeeded":
+        assert time.monotonic() < deadline, seen
+        message = api.run(asyncio.wait_for(ws.read_message(), 60))
+        event = json.loads(message)
+        mine = event.get("schema_id") == SCHEMA_ID and event["id"] == job["id"]
+        if mine and event["action"] in ("created", "transition"):
+            seen.append((event["action"], event["previous"], event["status"]))
+    ws.close()
+    assert seen == [
+        ("created", None, "queued"),
+        ("transition", "queued", "running"),
+        ("transition", "running", "succeeded"),
+    ]
+
+
+def test_kernels_inherit_the_server_url_and_token(api: Api) -> None:
+    serverapp = api.serverapp
+    assert os.environ[URL_ENV] == f"http://localhost:{serverapp.port}{BASE}"
+    assert os.environ[TOKEN_ENV] == serverapp.identity_provider.token
+
+
+@pytest.mark.parametrize(
+    ("retries", "status", "reason"), [(0, "failed", "interrupted"), (2, "queued", None)]
+)
+def test_stop_ends_running_jobs_and_keeps_queued_ones(
+    api: Api, retries: int, status: str, reason: str | None
+) -> None:
+    running = api.submit(jobfuncs.sleep, 60, retries=retries)
+    queued = api.submit(jobfuncs.noop)  # max_workers=1: stays queued
+    api.wait(running["id"], "running")
+    api.run(api.serverapp.extension_manager.stop_all_extensions())
+    store = Store(api.app.db_path)
+    try:
+        after = {j.id: j for j in store.get_many([running["id"], queued["id"]])}
+    finally:
+        store.close()
+    assert after[running["id"]].status.value == status
+    assert (after[running["id"]].reason and after[running["id"]].reason.value) == reason
+    assert after[queued["id"]].status.value == "queued"
