@@ -926,25 +926,25 @@ class Store:
         """`set_progress` for many jobs in one transaction."""
         if not items:
             return []
-        results = []
         with self._tx() as tx:
-            for job_id, attempt, progress in items:
-                cursor = tx.conn.execute(
-                    "UPDATE jobs SET progress_done = ?, progress_total = ?, progress_message = ?, "
-                    f"progress_at = ? WHERE id = ? AND status = {_RUNNING} AND attempt = ?",
-                    (
-                        progress.done,
-                        progress.total,
-                        progress.message,
-                        progress.at if progress.at is not None else tx.now,
-                        job_id,
-                        attempt,
-                    ),
-                )
-                results.append(cursor.rowcount == 1)
-                if cursor.rowcount == 1:
-                    tx.record("progress", job_id)
-        return results
+            return [self._set_progress(tx, *item) for item in items]
+
+    def _set_progress(self, tx: _Tx, job_id: int, attempt: int, progress: Progress) -> bool:
+        cursor = tx.conn.execute(
+            "UPDATE jobs SET progress_done = ?, progress_total = ?, progress_message = ?, "
+            f"progress_at = ? WHERE id = ? AND status = {_RUNNING} AND attempt = ?",
+            (
+                progress.done,
+                progress.total,
+                progress.message,
+                progress.at if progress.at is not None else tx.now,
+                job_id,
+                attempt,
+            ),
+        )
+        if cursor.rowcount == 1:
+            tx.record("progress", job_id)
+        return cursor.rowcount == 1
 
     def append_log(self, job_id: int, attempt: int, data: bytes) -> int:
         """Append to the job's log; returns the new log size, or -1 for a stale attempt."""
@@ -992,18 +992,34 @@ class Store:
 
     def finish_many(self, items: Sequence[tuple[int, int, Outcome]]) -> list[Job | None]:
         """`finish` for many attempts in one transaction."""
-        if not items:
-            return []
-        for _, _, outcome in items:
+        return self.record(outcomes=items)
+
+    def record(
+        self,
+        logs: Sequence[tuple[int, int, bytes]] = (),
+        progress: Sequence[tuple[int, int, Progress]] = (),
+        outcomes: Sequence[tuple[int, int, Outcome]] = (),
+    ) -> list[Job | None]:
+        """Logs, then progress, then outcomes of many attempts, all in one transaction.
+
+        This is the consumer's flush: one commit instead of one per kind. Each item is fenced by
+        its attempt like `append_log`, `set_progress` and `finish`; returns what `finish_many`
+        returns for `outcomes`.
+        """
+        for _, _, outcome in outcomes:
             if outcome.status not in TERMINAL:
                 raise InvalidRequest(f"an outcome must be finished, not {outcome.status}")
+        if not (logs or progress or outcomes):
+            return []
         with self._tx() as tx:
-            done = [
-                self._finish(tx, job_id, attempt, outcome) for job_id, attempt, outcome in items
-            ]
+            for job_id, attempt, data in logs:
+                self._append_log(tx, job_id, attempt, bytes(data))
+            for item in progress:
+                self._set_progress(tx, *item)
+            done = [self._finish(tx, *item) for item in outcomes]
         return [
             tx.snapshots.get(job_id) if ok else None
-            for (job_id, _, _), ok in zip(items, done, strict=False)
+            for (job_id, _, _), ok in zip(outcomes, done, strict=True)
         ]
 
     def _finish(self, tx: _Tx, job_id: int, attempt: int, outcome: Outcome) -> bool:

@@ -1008,3 +1008,26 @@ def test_a_broken_doorbell_does_not_fail_a_committed_change(
         job = store.enqueue(spec(), b"")
     assert store.get(job.id).status is Status.QUEUED
     assert "doorbell" in caplog.text
+
+
+def test_record_writes_logs_progress_and_outcomes_in_one_commit(store: Store) -> None:
+    a, b = store.enqueue_many([(spec(), b""), (spec(), b"")])
+    attempts = {c.job.id: c.job.attempt for c in store.claim("c", 2, 60)}
+    commits: list[list[Change]] = []
+    store.subscribe(commits.append)
+    jobs = store.record(
+        logs=[(a.id, attempts[a.id], b"out\n"), (b.id, 99, b"stale\n")],
+        progress=[(a.id, attempts[a.id], Progress(2, 2)), (b.id, attempts[b.id], Progress(1))],
+        outcomes=[(a.id, attempts[a.id], OK), (b.id, 99, OK)],
+    )
+    assert [j.status if j else None for j in jobs] == [Status.SUCCEEDED, None]
+    assert len(commits) == 1
+    assert [(c.what, c.job.id) for c in commits[0]] == [
+        ("progress", a.id),
+        ("progress", b.id),
+        ("transition", a.id),
+    ]
+    assert store.read_log(a.id)[0] == b"out\n"
+    assert store.read_log(b.id)[0] == b""
+    assert store.get(b.id).progress.done == 1
+    assert store.record() == []
