@@ -510,6 +510,12 @@ class Store:
         self._local = threading.local()
         self.doorbell.close()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def subscribe(self, callback: Callable[[list[Change]], None]) -> Callable[[], None]:
         """Call `callback(changes)` after every commit that changed jobs; returns unsubscribe."""
         with self._lock:
@@ -679,10 +685,13 @@ class Store:
             prepared.append((spec, bytes(payload), options))
         if not prepared:
             return []
-        with self._tx() as tx:
-            dep_status = self._dep_statuses(tx.conn, {a for s, _, _ in prepared for a in s.after})
-            ids = self._insert_jobs(tx, prepared, dep_status)
-            return [tx.snapshots[job_id] for job_id in ids]
+        try:
+            with self._tx() as tx:
+                after = {a for s, _, _ in prepared for a in s.after}
+                ids = self._insert_jobs(tx, prepared, self._dep_statuses(tx.conn, after))
+        except OverflowError:
+            raise InvalidRequest("a number in the job spec is out of range (64-bit)") from None
+        return [tx.snapshots[job_id] for job_id in ids]
 
     def _dep_statuses(self, conn: sqlite3.Connection, after: set[int]) -> dict[int, Status]:
         if not after:
@@ -884,6 +893,8 @@ class Store:
                 count, job_id, owner = heapq.heappop(heads)
                 picked.append(job_id)
                 running[owner] = count + 1
+                if len(picked) == limit:
+                    break
                 following = conn.execute(_NEXT_OF_OWNER, (at, priority, owner, job_id)).fetchone()
                 if following is not None:
                     heapq.heappush(heads, (count + 1, following[0], owner))

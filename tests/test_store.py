@@ -291,6 +291,10 @@ def test_bad_input_is_named(store: Store) -> None:
         store.enqueue(spec(options={"f": object()}), b"")
     with pytest.raises(JobNotFound):
         store.enqueue(spec(after=[999]), b"")
+    with pytest.raises(InvalidRequest, match="out of range"):
+        store.enqueue(spec(priority=2**70), b"")
+    with pytest.raises(JobNotFound):
+        store.enqueue(spec(after=[2**70]), b"")
     assert store.counts() == dict.fromkeys([s.value for s in Status], 0)
 
 
