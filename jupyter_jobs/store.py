@@ -169,6 +169,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX jobs_not_before ON jobs(not_before) WHERE not_before IS NOT NULL",
         "CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL",
     ],
+    [
+        # when each owner last had a job claimed: the round-robin tie-break of fair share
+        "CREATE TABLE owners (owner TEXT PRIMARY KEY, last_claim REAL NOT NULL) WITHOUT ROWID",
+    ],
 ]
 
 _COLUMNS = (
@@ -871,33 +875,62 @@ class Store:
         return [Claimed(tx.snapshots[i], self._blob_bytes(*blobs.get(i, (b"", None)))) for i in ids]
 
     def _pick(self, conn: sqlite3.Connection, limit: int, at: float) -> list[int]:
+        """Ids to claim: priority, then fewest running per owner, then round-robin, then FIFO.
+
+        Owners with as many running jobs are served in turn (the one claimed from longest ago
+        first), so one worker still alternates between notebooks instead of draining the oldest.
+        """
         running = dict(
             conn.execute(
                 f"SELECT owner, COUNT(*) FROM jobs WHERE status = {_RUNNING} GROUP BY owner"
             ).fetchall()
         )
         picked: list[int] = []
+        served: dict[str, int] = {}
         bound: float = float("inf")
         while len(picked) < limit:
             top = conn.execute(_TOP_PRIORITY, (at, bound)).fetchone()
             if top is None:
                 break
             priority = bound = top[0]
-            heads: list[tuple[int, int, str]] = []
+            first: dict[str, int] = {}
             row = conn.execute(_FIRST_OWNER, (at, priority)).fetchone()
             while row is not None:
-                heads.append((running.get(row[0], 0), row[1], row[0]))
+                first[row[0]] = row[1]
                 row = conn.execute(_NEXT_OWNER, (at, priority, row[0])).fetchone()
+            last_claim = dict(
+                conn.execute(
+                    f"SELECT owner, last_claim FROM owners WHERE owner IN {_IDS}",
+                    (json.dumps(list(first)),),
+                ).fetchall()
+            )
+            # (running, last served, order served in this batch, head id, owner)
+            heads = [
+                (
+                    running.get(o, 0),
+                    at if o in served else last_claim.get(o, 0.0),
+                    served.get(o, 0),
+                    i,
+                    o,
+                )
+                for o, i in first.items()
+            ]
             heapq.heapify(heads)
             while heads and len(picked) < limit:
-                count, job_id, owner = heapq.heappop(heads)
+                count, _, _, job_id, owner = heapq.heappop(heads)
                 picked.append(job_id)
                 running[owner] = count + 1
+                served[owner] = len(picked)
                 if len(picked) == limit:
                     break
                 following = conn.execute(_NEXT_OF_OWNER, (at, priority, owner, job_id)).fetchone()
                 if following is not None:
-                    heapq.heappush(heads, (count + 1, following[0], owner))
+                    heapq.heappush(heads, (count + 1, at, len(picked), following[0], owner))
+        conn.executemany(
+            "INSERT INTO owners (owner, last_claim) VALUES (?, ?) "
+            "ON CONFLICT(owner) DO UPDATE SET last_claim = excluded.last_claim",
+            [(owner, at) for owner in served],
+        )
         return picked
 
     def heartbeat(self, consumer: str, job_ids: Iterable[int], lease: float) -> list[int]:

@@ -1035,3 +1035,23 @@ def test_record_writes_logs_progress_and_outcomes_in_one_commit(store: Store) ->
     assert store.read_log(b.id)[0] == b""
     assert store.get(b.id).progress.done == 1
     assert store.record() == []
+
+
+def test_one_worker_alternates_between_owners(store: Store) -> None:
+    a = [j.id for j in store.enqueue_many([(spec(owner="a"), b"") for _ in range(4)])]
+    b = [j.id for j in store.enqueue_many([(spec(owner="b"), b"") for _ in range(2)])]
+    order = []
+    while claimed := store.claim("c", 1, 60):
+        order.append(claimed[0].job.id)
+        store.finish(claimed[0].job.id, claimed[0].job.attempt, OK)
+    assert order == [a[0], b[0], a[1], b[1], a[2], a[3]]
+
+
+def test_round_robin_remembers_owners_served_earlier_in_the_batch(store: Store) -> None:
+    b_running = store.enqueue(spec(owner="b"), b"")
+    start(store, b_running.id)
+    urgent = store.enqueue(spec(owner="a", priority=1), b"")
+    a = store.enqueue(spec(owner="a"), b"")
+    b = store.enqueue(spec(owner="b"), b"")
+    # both have one running job after `urgent`; a was served last, so b goes first
+    assert [c.job.id for c in store.claim("c", 3, 60)] == [urgent.id, b.id, a.id]
