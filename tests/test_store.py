@@ -1055,3 +1055,23 @@ def test_round_robin_remembers_owners_served_earlier_in_the_batch(store: Store) 
     b = store.enqueue(spec(owner="b"), b"")
     # both have one running job after `urgent`; a was served last, so b goes first
     assert [c.job.id for c in store.claim("c", 3, 60)] == [urgent.id, b.id, a.id]
+
+
+def test_migrations_apply_in_order_from_an_older_version(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO jobs (name, kind, owner, status, created_at, queued_at) "
+        "VALUES ('old', 'function', 'nb', 'queued', 1.0, 1.0)"
+    )
+    conn.close()
+    s = Store(path)
+    assert [c.job.name for c in s.claim("c", 5, 60)] == ["old"]
+    s.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) >= 2
+    assert conn.execute("SELECT owner FROM owners").fetchall() == [("nb",)]
+    conn.close()
