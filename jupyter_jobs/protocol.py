@@ -69,6 +69,10 @@ class Channel:
             if body:
                 self._sock.sendall(body)
 
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
     def recv(self) -> Frame | None:
         """The next frame, or None when the executor closed its end (it exited or died)."""
         prefix = self._file.read(PREFIX.size)

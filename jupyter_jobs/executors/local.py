@@ -56,7 +56,8 @@ class _Run:
     """One task from `run` until its single `on_done`."""
 
     task: Task
-    worker: _Worker | None = None
+    worker: _Worker | None = None  # the worker it was sent to
+    waiting_on: _Worker | None = None  # the starting worker reserved for it
     dispatcher: asyncio.Task | None = None
     killing: bool = False
     reported: bool = False
@@ -170,13 +171,13 @@ class LocalExecutor(Executor):
         run = _Run(task)
         self._runs[task.job_id] = run
         interpreter = task.interpreter or self.interpreter
+        if interpreter not in self._warm:
+            self._warm.append(interpreter)
         worker = self._idle_worker(interpreter)
         if worker is not None:
             await self._dispatch(run, worker)
         else:
-            run.dispatcher = asyncio.create_task(self._dispatch_when_ready(run, interpreter))
-        if interpreter not in self._warm:
-            self._warm.append(interpreter)
+            self._wait_for_worker(run, interpreter)
         self._ensure_spares()
 
     async def kill(self, job_id: int, reason: Reason | None, grace: float) -> None:
@@ -192,6 +193,7 @@ class LocalExecutor(Executor):
             run.dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await run.dispatcher
+            run.waiting_on.reserved = False  # it becomes a spare once ready
         if run.worker is not None:
             exit_text = await self._terminate(run.worker, grace)
         self._finish(run, _kill_outcome(reason, exit_text))
@@ -232,17 +234,22 @@ class LocalExecutor(Executor):
         with contextlib.suppress(ConnectionError):
             await worker.writer.drain()
 
-    async def _dispatch_when_ready(self, run: _Run, interpreter: str) -> None:
-        """Get a worker of the task's interpreter started (or take a starting spare), then run."""
+    def _wait_for_worker(self, run: _Run, interpreter: str) -> None:
+        """Reserve a starting spare of the interpreter (or start a worker) and run when ready."""
         worker = next((w for w in self._workers if w.interpreter == interpreter and w.spare), None)
         if worker is None:
             try:
                 worker = self._start_worker(interpreter)
             except OSError as exc:
+                self._forget(interpreter)
                 message = f"cannot start a worker with interpreter {interpreter!r}: {exc}"
                 self._finish(run, _failed(Reason.ERROR, "WorkerStartError", message))
                 return
         worker.reserved = True
+        run.waiting_on = worker
+        run.dispatcher = asyncio.create_task(self._dispatch_when_ready(run, worker))
+
+    async def _dispatch_when_ready(self, run: _Run, worker: _Worker) -> None:
         try:
             await asyncio.shield(worker.ready)
         except WorkerStartError as exc:
@@ -293,7 +300,12 @@ class LocalExecutor(Executor):
                 self._start_worker(interpreter)
             except OSError as exc:
                 log.error("cannot start a worker with interpreter %r: %s", interpreter, exc)
-                self._warm.remove(interpreter)
+                self._forget(interpreter)
+
+    def _forget(self, interpreter: str) -> None:
+        """No more spares for an interpreter that cannot start workers (no restart loops)."""
+        if interpreter in self._warm:
+            self._warm.remove(interpreter)
 
     def _trim_idle(self) -> None:
         """Retire idle workers beyond the cap, those of non-default interpreters first."""
@@ -356,23 +368,13 @@ class LocalExecutor(Executor):
         tail = worker.stderr_tail.decode(errors="replace").strip()
         said = f"; it wrote: {tail[-1000:]}" if tail else ""
         if not worker.ready.done():
-            worker.ready.set_exception(
-                WorkerStartError(
-                    f"the worker ({worker.interpreter}) ended before it was ready: "
-                    f"{exit_text}{said}"
-                )
-            )
-            # A worker that cannot start would only crash again: no automatic restarts for
-            # this interpreter until a task asks for it.
-            if worker.interpreter in self._warm:
-                self._warm.remove(worker.interpreter)
-            log.error(
-                "worker %d (%s) failed to start: %s%s",
-                worker.pid,
-                worker.interpreter,
-                exit_text,
-                said,
-            )
+            message = f"the worker ({worker.interpreter}) ended before it was ready: {exit_text}"
+            worker.ready.set_exception(WorkerStartError(message + said))
+            if not self._closing:
+                # A worker that cannot start would only crash again: no automatic restarts
+                # for this interpreter until a task asks for it.
+                self._forget(worker.interpreter)
+                log.error("%s%s", message, said)
         run = worker.run
         if run is not None and not run.reported and not run.killing:
             message = f"the worker process (pid {worker.pid}) died: {exit_text}{said}"

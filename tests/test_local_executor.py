@@ -1,0 +1,258 @@
+"""LocalExecutor with real worker processes: warm pool, lost workers, kill, timeout, shutdown.
+
+Every kill test checks the processes themselves (through /proc), not only the reported outcome:
+no process of a cancelled job may be left, grandchildren and SIGTERM-deaf jobs included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dill
+import pytest
+import workers_util as wu
+
+from jupyter_jobs.executors.local import LocalExecutor, describe_exit
+from jupyter_jobs.models import Reason, Status
+
+
+@pytest.fixture
+def recorder() -> wu.Recorder:
+    return wu.Recorder()
+
+
+@pytest.fixture
+async def executor(recorder):
+    async with wu.running_executor(recorder, grace=1.0) as executor:
+        yield executor
+
+
+def worker_pids(executor: LocalExecutor) -> set[int]:
+    return {w.pid for w in executor._workers}
+
+
+async def start_hanging(executor, recorder, tmp_path: Path, ignore_term: bool):
+    pid_file = tmp_path / "pids"
+    task = wu.function_task(wu.spawns_and_hangs, str(pid_file), ignore_term)
+    await executor.run(task)
+    await wu.wait_for(pid_file.exists)
+    pids = wu.read_pids(pid_file)
+    assert len(pids) == 4 and all(wu.alive(pid) for pid in pids)
+    return task, pids
+
+
+def test_describe_exit():
+    assert describe_exit(-9) == "killed by signal 9 (SIGKILL)"
+    assert describe_exit(3) == "exit code 3"
+
+
+async def test_warm_spare_is_ready_before_the_first_job(executor, recorder):
+    await wu.wait_for(lambda: any(w.state == "idle" for w in executor._workers))
+    spare = next(w.pid for w in executor._workers if w.state == "idle")
+    task = wu.function_task(wu.whoami)
+    await executor.run(task)
+    outcome = await recorder.done(task.job_id)
+    assert dill.loads(outcome.result)["pid"] == spare
+    # A new spare is started in the background for the next job.
+    await wu.wait_for(lambda: any(w.spare and w.pid != spare for w in executor._workers))
+
+
+async def test_slots_and_running(executor, recorder, tmp_path):
+    assert executor.free_slots() == 2
+    assert executor.capabilities()["max_workers"] == 2
+    flags = [tmp_path / "a", tmp_path / "b"]
+    tasks = [wu.function_task(wu.hangs_after_start, str(flag)) for flag in flags]
+    for task in tasks:
+        await executor.run(task)
+    assert executor.free_slots() == 0
+    assert sorted(executor.running()) == sorted((t.job_id, 1) for t in tasks)
+    with pytest.raises(RuntimeError, match="no free worker slot"):
+        await executor.run(wu.function_task(wu.add, 1))
+    for flag in flags:
+        await wu.wait_for(flag.exists)
+    for task in tasks:
+        await executor.kill(task.job_id, None, 1.0)
+    assert executor.free_slots() == 2 and executor.running() == []
+
+
+async def test_worker_killed_mid_job_is_reported_lost_and_replaced(executor, recorder, tmp_path):
+    flag = tmp_path / "started"
+    task = wu.function_task(wu.hangs_after_start, str(flag))
+    await executor.run(task)
+    await wu.wait_for(flag.exists)
+    os.kill(int(flag.read_text()), signal.SIGKILL)
+    outcome = await recorder.done(task.job_id, timeout=10)
+    assert outcome.status is Status.FAILED
+    assert outcome.reason is Reason.WORKER_LOST
+    assert outcome.exit == "killed by signal 9 (SIGKILL)"
+    assert "killed by signal 9 (SIGKILL)" in outcome.error.message
+    again = wu.function_task(wu.add, 2, 3)
+    await executor.run(again)
+    assert dill.loads((await recorder.done(again.job_id)).result) == 5
+    assert len(recorder.outcomes[task.job_id]) == 1
+
+
+async def test_worker_exit_code_is_reported(executor, recorder):
+    task = wu.function_task(wu.exits, 3)
+    await executor.run(task)
+    outcome = await recorder.done(task.job_id)
+    assert outcome.reason is Reason.WORKER_LOST
+    assert outcome.exit == "exit code 3"
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["children", "sigterm-deaf"])
+async def test_cancel_ends_the_whole_process_tree(executor, recorder, tmp_path, ignore_term):
+    task, pids = await start_hanging(executor, recorder, tmp_path, ignore_term)
+    other = wu.function_task(wu.hangs_after_start, str(tmp_path / "other"))
+    await executor.run(other)
+    await wu.wait_for((tmp_path / "other").exists)
+
+    await asyncio.wait_for(executor.kill(task.job_id, None, 0.5), 15)
+    outcome = recorder.outcomes[task.job_id][0]  # on_done happened before kill returned
+    assert outcome.status is Status.CANCELLED
+    assert outcome.exit is not None
+    if ignore_term:
+        assert outcome.exit == "killed by signal 9 (SIGKILL)"
+    # Processes killed by a signal vanish at once (zombies awaiting their reaper count as gone).
+    await wu.wait_for(lambda: not any(wu.alive(pid) for pid in pids), timeout=5)
+    # No other job was touched.
+    assert other.job_id not in recorder.outcomes
+    assert wu.alive(int((tmp_path / "other").read_text()))
+    await executor.kill(other.job_id, None, 0.5)
+    assert len(recorder.outcomes[task.job_id]) == 1
+
+
+async def test_timeout_kill_fails_with_reason_timeout(executor, recorder, tmp_path):
+    task, pids = await start_hanging(executor, recorder, tmp_path, ignore_term=False)
+    await asyncio.wait_for(executor.kill(task.job_id, Reason.TIMEOUT, 1.0), 15)
+    outcome = recorder.outcomes[task.job_id][0]
+    assert outcome.status is Status.FAILED and outcome.reason is Reason.TIMEOUT
+    assert outcome.error.type == "TimeoutError"
+    await wu.wait_for(lambda: not any(wu.alive(pid) for pid in pids), timeout=5)
+
+
+async def test_exactly_one_on_done_whatever_the_order(executor, recorder, tmp_path):
+    done = wu.function_task(wu.add, 1)
+    await executor.run(done)
+    await recorder.done(done.job_id)
+    await executor.kill(done.job_id, None, 1.0)  # finished: a no-op
+    await executor.kill(12345678, None, 1.0)  # unknown: a no-op
+
+    flag = tmp_path / "flag"
+    task = wu.function_task(wu.hangs_after_start, str(flag))
+    await executor.run(task)
+    await wu.wait_for(flag.exists)
+    await asyncio.wait_for(
+        asyncio.gather(
+            executor.kill(task.job_id, None, 1.0), executor.kill(task.job_id, Reason.TIMEOUT, 1.0)
+        ),
+        15,
+    )
+    assert [len(recorder.outcomes[t.job_id]) for t in (done, task)] == [1, 1]
+    assert recorder.outcomes[task.job_id][0].status is Status.CANCELLED
+
+
+async def test_cancel_before_a_worker_is_ready(recorder, tmp_path):
+    async with wu.running_executor(recorder, warm_workers=False) as executor:
+        task = wu.function_task(wu.add, 1)
+        await executor.run(task)  # no warm worker: it waits for a fresh one
+        await executor.kill(task.job_id, None, 1.0)
+        assert recorder.outcomes[task.job_id][0].status is Status.CANCELLED
+        # The worker started for it serves the next job.
+        again = wu.function_task(wu.add, 2)
+        await executor.run(again)
+        assert dill.loads((await recorder.done(again.job_id)).result) == 2
+        assert len(recorder.outcomes[task.job_id]) == 1
+
+
+async def test_missing_interpreter_fails_the_job_clearly(executor, recorder, tmp_path):
+    task = wu.function_task(wu.add, 1)
+    task.interpreter = str(tmp_path / "no-python")
+    await executor.run(task)
+    outcome = await recorder.done(task.job_id)
+    assert outcome.status is Status.FAILED
+    assert "no-python" in outcome.error.message
+    assert outcome.error.type == "WorkerStartError"
+
+
+async def test_interpreter_that_cannot_run_the_worker_reports_why(executor, recorder, tmp_path):
+    fake = tmp_path / "fake-python"
+    fake.write_text("#!/bin/sh\necho 'fake: no dill here' >&2\nexit 5\n")
+    fake.chmod(0o755)
+    task = wu.function_task(wu.add, 1)
+    task.interpreter = str(fake)
+    await executor.run(task)
+    outcome = await recorder.done(task.job_id)
+    assert outcome.status is Status.FAILED and outcome.reason is Reason.WORKER_LOST
+    assert "exit code 5" in outcome.error.message
+    assert "fake: no dill here" in outcome.error.message
+    # No restart loop for a broken interpreter.
+    await asyncio.sleep(0.5)
+    assert not any(w.interpreter == str(fake) for w in executor._workers)
+
+
+async def test_large_payload_and_result_round_trip(executor, recorder):
+    blob = os.urandom(20 * 1024 * 1024)
+    task = wu.function_task(wu.add, blob, b"!")
+    await executor.run(task)
+    outcome = await recorder.done(task.job_id)
+    assert dill.loads(outcome.result) == blob + b"!"
+
+
+async def test_shutdown_interrupts_running_jobs_and_leaves_no_process(recorder, tmp_path):
+    async with wu.running_executor(recorder) as executor:
+        task, pids = await start_hanging(executor, recorder, tmp_path, ignore_term=True)
+        await wu.wait_for(lambda: any(w.spare for w in executor._workers))
+        workers = worker_pids(executor)
+        await asyncio.wait_for(executor.shutdown(0.5), 30)
+        assert executor.free_slots() == 0
+    outcome = recorder.outcomes[task.job_id][0]
+    assert outcome.status is Status.FAILED and outcome.reason is Reason.INTERRUPTED
+    await wu.wait_for(lambda: not any(wu.alive(pid) for pid in [*pids, *workers]), timeout=5)
+
+
+SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from jupyter_jobs.executors.local import LocalExecutor
+
+    class Events:
+        def on_log(self, *a): pass
+        def on_progress(self, *a): pass
+        def on_done(self, *a): pass
+
+    async def main():
+        executor = LocalExecutor(Events(), 2)
+        await executor.start()
+        while not any(w.state == "idle" for w in executor._workers):
+            await asyncio.sleep(0.01)
+        print(" ".join(str(w.pid) for w in executor._workers), flush=True)
+        await asyncio.sleep(1000)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_workers_die_with_a_server_killed_by_sigkill(tmp_path):
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, cwd=tmp_path, env=env
+    )
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(server.stdout.readline), 60)
+        pids = [int(p) for p in line.split()]
+        assert pids and all(wu.alive(pid) for pid in pids)
+        server.kill()
+        server.wait(timeout=10)
+        await wu.wait_for(lambda: not any(wu.alive(pid) for pid in pids), timeout=10)
+    finally:
+        server.kill()
+        server.wait()

@@ -1,0 +1,235 @@
+"""Payloads built in the client: which names a cell reads and binds, and errors that name names."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+import xml.etree.ElementTree
+
+import dill
+import pytest
+
+from jupyter_jobs.errors import PayloadError
+from jupyter_jobs.payload import (
+    assigned_names,
+    cell_payload,
+    function_payload,
+    load_payload,
+    read_names,
+)
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+# -- names a cell reads -----------------------------------------------------------------------
+
+
+def test_read_names_at_any_depth():
+    code = (
+        "def f(a):\n"
+        "    return [g(b) for b in rows if b > limit]\n"
+        "obj.attr.method()\n"
+        "counter += 1\n"
+        "del old\n"
+        "lambda: inside\n"
+    )
+    names = set(read_names(code))
+    assert {"g", "rows", "limit", "obj", "counter", "old", "inside"} <= names
+    assert "b" in names  # locals too: only names found in the namespace travel
+
+
+def test_read_names_through_ipython_syntax():
+    code = (
+        "%time result = compute(x)\n"
+        "!echo $path {count + 1}\n"
+        "listing = !ls {folder}\n"
+        "%timeit helper(y)\n"
+    )
+    names = set(read_names(code))
+    assert {"compute", "x", "path", "count", "folder", "helper", "y"} <= names
+    assert {"body_var"} <= set(read_names("%%capture captured\nprint(body_var)\n"))
+
+
+def test_cell_ships_only_what_it_reads_and_what_exists():
+    namespace = {"data": [1, 2], "unused": 3, "limit": 10, "conn": sqlite3.connect(":memory:")}
+    data, info = cell_payload("total = sum(d for d in data if d < limit)", namespace)
+    assert info.names == ["data", "limit"]
+    assert info.assigned == ["total"]
+    payload = load_payload(data)
+    assert payload["variables"] == {"data": [1, 2], "limit": 10}
+    assert payload["code"] == "total = sum(d for d in data if d < limit)"
+
+
+def test_cell_skips_ipython_internals_builtins_and_excluded_names():
+    namespace = {
+        "In": ["", "x = 1"],
+        "Out": {1: 2},
+        "_": 2,
+        "__": 1,
+        "_5": 2,
+        "_i3": "x",
+        "_ih": [],
+        "get_ipython": lambda: None,
+        "exit": object(),
+        "len": len,
+        "_private": "mine",
+        "secret": "skip me",
+    }
+    code = "print(In, Out, _, __, _5, _i3, _ih, get_ipython, exit, len, _private, secret)"
+    _, info = cell_payload(code, namespace, exclude=["secret"])
+    assert info.names == ["_private"]
+
+
+def test_shadowed_builtin_travels():
+    _, info = cell_payload("print(list)", {"list": [1, 2]})
+    assert info.names == ["list"]
+
+
+def test_modules_travel_by_name_with_aliases_and_submodules():
+    import numpy as np
+
+    namespace = {"np": np, "os": os, "xml": xml, "path_mod": os.path}
+    data, info = cell_payload(
+        "np.zeros(2)\nos.getcwd()\nxml.etree.ElementTree.fromstring('<a/>')\npath_mod.join('a')",
+        namespace,
+    )
+    assert info.names == []
+    assert info.modules["np"] == "numpy"
+    assert info.modules["os"] == "os"
+    assert info.modules["path_mod"] == os.path.__name__
+    assert info.modules["xml.etree.ElementTree"] == "xml.etree.ElementTree"
+    assert load_payload(data)["modules"] == info.modules
+
+
+def test_every_unpicklable_variable_is_named_with_its_reason():
+    server = socket.socket()
+    namespace = {
+        "conn": sqlite3.connect(":memory:"),
+        "rows": (i for i in range(3)),
+        "server": server,
+        "fine": [1, 2],
+        "lock": threading.Lock(),  # dill can send locks: not a culprit
+    }
+    try:
+        with pytest.raises(PayloadError) as caught:
+            cell_payload("print(conn, rows, server, fine, lock)", namespace)
+    finally:
+        server.close()
+    message = str(caught.value)
+    assert (
+        "variable 'conn' (sqlite3.Connection) cannot be sent to the job: "
+        "cannot pickle 'sqlite3.Connection' object" in message
+    )
+    assert "variable 'rows' (generator) cannot be sent to the job" in message
+    assert "variable 'server' (socket.socket) cannot be sent to the job" in message
+    assert "fine" not in message and "lock" not in message
+    assert len(caught.value.detail["problems"]) == 3
+
+
+def test_syntax_error_is_a_payload_error_with_the_line():
+    with pytest.raises(PayloadError, match="syntax error on line 2"):
+        cell_payload("x = 1\ny = (", {})
+
+
+# -- names a cell binds -----------------------------------------------------------------------
+
+ASSIGNED_CASES = [
+    ("x = 1", ["x"]),
+    ("a, (b, *c) = 1, (2, 3, 4)", ["a", "b", "c"]),
+    ("a = b = 0", ["a", "b"]),
+    ("n += 1", ["n"]),
+    ("w: int = 3", ["w"]),
+    ("v: int", ["v"]),
+    ("import numpy as np, os.path", ["np", "os"]),
+    ("import a.b.c", ["a"]),
+    ("from m import x as y, z", ["y", "z"]),
+    ("from m import *", []),
+    ("def f():\n    local = 1", ["f"]),
+    ("async def g():\n    pass", ["g"]),
+    ("class K:\n    attr = 1", ["K"]),
+    ("for i, (j, k) in pairs:\n    inner = i", ["i", "j", "k", "inner"]),
+    ("with open(p) as fh, lock as (l1, l2):\n    body = 1", ["fh", "l1", "l2", "body"]),
+    ("try:\n    t = 1\nexcept ValueError as err:\n    e2 = 2", ["t", "err", "e2"]),
+    ("if (found := check()):\n    pass", ["found"]),
+    ("[(last := v) for v in values]", ["last"]),
+    ("del x", []),
+    ("x[0] = 5\nobj.attr = 1", []),
+    ("lambda: (hidden := 1)", []),
+    ("def f():\n    global counter\n    counter = 1", ["f", "counter"]),
+    ("listing = !ls", ["listing"]),
+    ("%time timed = 6 * 7", ["timed"]),
+    ("%timeit not_bound = 1", []),
+    ("%%capture out\nprinted = 1", ["printed", "out"]),
+    (
+        "match cmd:\n    case [first, *rest]:\n        pass\n    case {'k': v, **others}:\n"
+        "        pass\n    case Point(x=px) as whole:\n        pass",
+        ["first", "rest", "v", "others", "px", "whole"],
+    ),
+    ("while cond:\n    loop_var = 1\nelse:\n    after = 2", ["loop_var", "after"]),
+]
+
+
+@pytest.mark.parametrize(("code", "expected"), ASSIGNED_CASES)
+def test_assigned_names(code, expected):
+    assert sorted(assigned_names(code)) == sorted(expected)
+
+
+def test_assigned_names_keep_the_order_of_first_binding():
+    assert assigned_names("b = 1\na = 2\nb = 3\nimport c") == ["b", "a", "c"]
+
+
+# -- function payloads ------------------------------------------------------------------------
+
+
+def test_function_payload_round_trip():
+    data = function_payload(double, (21,), {})
+    loaded = load_payload(data)
+    assert loaded["fn"](*loaded["args"], **loaded["kwargs"]) == 42
+
+
+def test_function_payload_takes_only_referenced_globals():
+    big = list(range(100_000))
+    namespace = {"big": big, "factor": 3}
+    exec("def scale(x):\n    return x * factor", namespace)
+    data = function_payload(namespace["scale"], (2,), {})
+    assert len(data) < 5_000  # `big` stayed home
+    loaded = dill.loads(data)
+    assert loaded["fn"](*loaded["args"]) == 6
+
+
+def test_function_payload_names_the_bad_arguments():
+    server = socket.socket()
+    try:
+        with pytest.raises(PayloadError) as caught:
+            function_payload(double, (1, (i for i in range(2))), {"sock": server, "ok": 1})
+    finally:
+        server.close()
+    message = str(caught.value)
+    assert "argument 1 (generator) cannot be sent to the job" in message
+    assert "keyword argument 'sock' (socket.socket) cannot be sent to the job" in message
+    assert "argument 0" not in message and "'ok'" not in message
+
+
+def test_function_payload_names_an_unpicklable_function():
+    lock = threading.Lock()
+    gen = (i for i in range(2))
+
+    def closure() -> object:
+        return gen, lock
+
+    with pytest.raises(PayloadError, match=r"the function '.*closure' .* cannot be sent"):
+        function_payload(closure, (), {})
+
+
+def test_function_payload_needs_a_callable():
+    with pytest.raises(PayloadError, match="needs a callable"):
+        function_payload(42, (), {})
+
+
+def test_load_payload_refuses_non_dicts():
+    with pytest.raises(TypeError, match="not a dict"):
+        load_payload(dill.dumps([1, 2]))

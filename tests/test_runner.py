@@ -1,0 +1,367 @@
+"""The runner in real worker processes: results, errors, cells, output capture, progress.
+
+Jobs go through the LocalExecutor (the runner's only client), so every test here runs the real
+`python -m jupyter_jobs.runner`; tests of process management are in test_local_executor.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import dill
+import pytest
+import workers_util as wu
+
+from jupyter_jobs import payload, protocol
+from jupyter_jobs.executors.base import Task
+from jupyter_jobs.models import Kind, Reason, Status
+
+
+@pytest.fixture
+def recorder() -> wu.Recorder:
+    return wu.Recorder()
+
+
+@pytest.fixture
+async def executor(recorder):
+    async with wu.running_executor(recorder, log_limit=1024 * 1024) as executor:
+        yield executor
+
+
+async def run(executor, recorder, task: Task, timeout: float = 60.0):
+    await executor.run(task)
+    return await recorder.done(task.job_id, timeout)
+
+
+def outputs_of(outcome) -> list[dict]:
+    return json.loads(outcome.outputs)
+
+
+# -- function jobs ----------------------------------------------------------------------------
+
+
+async def test_function_result_comes_back_as_dill_bytes(executor, recorder):
+    outcome = await run(executor, recorder, wu.function_task(wu.add, 2, b=40))
+    assert outcome.status is Status.SUCCEEDED
+    assert dill.loads(outcome.result) == 42
+    assert outcome.outputs is None
+
+
+async def test_job_sees_its_context_and_the_public_progress_api(executor, recorder):
+    task = wu.function_task(wu.whoami)
+    task.attempt = 3
+    outcome = await run(executor, recorder, task)
+    assert dill.loads(outcome.result)["job"] == (task.job_id, 3)
+
+    task = wu.function_task(wu.public_api)
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    assert dill.loads(outcome.result) == (task.job_id, 1)
+    assert [(p.done, p.total, p.message) for p in recorder.progress[task.job_id]] == [
+        (1.0, 2.0, "half")
+    ]
+
+
+async def test_exception_reports_type_message_and_the_jobs_own_traceback(executor, recorder):
+    outcome = await run(executor, recorder, wu.function_task(wu.outer_fails, "bad input"))
+    assert outcome.status is Status.FAILED
+    assert outcome.reason is Reason.ERROR
+    assert outcome.error.type == "ValueError"
+    assert outcome.error.message == "bad input"
+    tb = outcome.error.traceback
+    assert "outer_fails" in tb and "inner_fails" in tb
+    assert "runner.py" not in tb
+    assert tb.strip().endswith("ValueError: bad input")
+
+
+async def test_system_exit_fails_the_job_not_the_worker(executor, recorder):
+    outcome = await run(executor, recorder, wu.function_task(sys.exit, 4))
+    assert outcome.reason is Reason.ERROR and outcome.error.type == "SystemExit"
+    outcome = await run(executor, recorder, wu.function_task(wu.add, 1, 1))
+    assert dill.loads(outcome.result) == 2
+
+
+async def test_unserializable_result_fails_naming_its_type(executor, recorder):
+    outcome = await run(executor, recorder, wu.function_task(wu.returns_generator))
+    assert outcome.status is Status.FAILED and outcome.reason is Reason.ERROR
+    assert "generator" in outcome.error.message
+    assert "cannot be sent back" in outcome.error.message
+
+
+async def test_payload_the_worker_cannot_load_fails_with_reason_payload(executor, recorder):
+    # A pickle that names a module the worker does not have (GLOBAL opcode, then STOP).
+    task = Task(wu.next_id(), 1, Kind.FUNCTION, "broken", b"cno_such_module_here\nthing\n.")
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.FAILED
+    assert outcome.reason is Reason.PAYLOAD
+    assert outcome.error.type == "ModuleNotFoundError"
+    assert "no_such_module_here" in outcome.error.message
+    assert "could not be loaded in the worker" in outcome.error.message
+    # The worker survived: the next job runs.
+    assert dill.loads((await run(executor, recorder, wu.function_task(wu.add, 1))).result) == 1
+
+
+async def test_job_runs_in_the_requested_directory_and_imports_from_it(
+    executor, recorder, tmp_path
+):
+    (tmp_path / "localmod.py").write_text("VALUE = 'from the notebook folder'\n")
+    code = "import localmod\nfound = localmod.VALUE\nimport os\nhere = os.getcwd()"
+    task = wu.cell_task(code, **{"return": ["found", "here"]})
+    task.cwd = str(tmp_path)
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    values = dill.loads(outcome.result)["values"]
+    assert values["found"] == "from the notebook folder"
+    assert values["here"] == str(tmp_path)
+
+    task = wu.function_task(wu.whoami)
+    task.cwd = str(tmp_path / "missing")
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.FAILED and "missing" in outcome.error.message
+
+
+async def test_job_runs_with_the_requested_interpreter(executor, recorder, tmp_path):
+    other = tmp_path / "python-other"
+    other.symlink_to(sys.executable)
+    task = wu.function_task(wu.whoami)
+    task.interpreter = str(other)
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    assert dill.loads(outcome.result)["executable"] == str(other)
+    default = dill.loads((await run(executor, recorder, wu.function_task(wu.whoami))).result)
+    assert default["executable"] == sys.executable
+
+
+# -- output capture ---------------------------------------------------------------------------
+
+
+async def test_logs_stream_while_running_in_order_with_fd_level_output(
+    executor, recorder, tmp_path
+):
+    gate = tmp_path / "gate"
+    task = wu.function_task(wu.mixed_output, str(gate))
+    await executor.run(task)
+    # Everything printed before the gate reaches the executor while the job still runs.
+    await recorder.log_contains(task.job_id, "to stderr")
+    await recorder.log_contains(task.job_id, "three")
+    assert task.job_id not in recorder.outcomes
+    gate.write_text("open")
+    outcome = await recorder.done(task.job_id)
+    assert outcome.status is Status.SUCCEEDED
+    text = recorder.log_text(task.job_id)
+    stdout_lines = [line for line in text.splitlines() if line != "to stderr"]
+    assert stdout_lines == ["one", "two", "three", "four"]
+
+
+async def test_log_cap_drops_a_flood_in_the_worker_with_one_marker(executor, recorder):
+    task = wu.function_task(wu.floods, 50)
+    outcome = await run(executor, recorder, task, timeout=120)
+    assert outcome.status is Status.SUCCEEDED
+    data = b"".join(recorder.logs[task.job_id])
+    marker = b"[jupyter_jobs: output over 1048576 bytes was dropped]"
+    assert data.count(marker) == 1
+    assert len(data) <= 1024 * 1024 + 200
+    assert data.startswith(b"x" * 1023 + b"\n")
+
+
+async def test_progress_is_rate_limited_and_the_last_value_is_exact(executor, recorder):
+    task = wu.function_task(wu.many_progress, 50_000, 1.0)
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED
+    reports = recorder.progress[task.job_id]
+    # ~1 s at one report per 0.2 s: a handful, far fewer than the 50 001 calls.
+    assert 2 <= len(reports) <= 12
+    last = reports[-1]
+    assert (last.done, last.total, last.message) == (50_000, 50_000, "end")
+
+
+async def test_tqdm_bars_report_progress_without_code_changes(executor, recorder):
+    task = wu.function_task(wu.with_tqdm, 100)
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED
+    reports = recorder.progress[task.job_id]
+    assert reports[-1].done == 100 and reports[-1].total == 100
+    assert reports[-1].message == "steps"
+    assert "100/100" in recorder.log_text(task.job_id)  # the bar itself still prints
+
+
+# -- cell jobs --------------------------------------------------------------------------------
+
+CELL = """\
+import matplotlib.pyplot as plt
+from IPython.display import display, Markdown
+print("before")
+display(Markdown("**shown**"))
+!echo hi from the shell
+fig, ax = plt.subplots()
+ax.plot([1, 2, 3])
+total = sum(numbers)
+total * 2
+"""
+
+
+async def test_cell_outputs_in_notebook_order(executor, recorder):
+    task = wu.cell_task(CELL, {"numbers": [1, 2, 3]})
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    outputs = outputs_of(outcome)
+    kinds = [o["output_type"] for o in outputs]
+    assert kinds == ["stream", "display_data", "stream", "execute_result", "display_data"]
+    assert outputs[0] == {"output_type": "stream", "name": "stdout", "text": "before\n"}
+    assert outputs[1]["data"]["text/markdown"] == "**shown**"
+    assert outputs[2]["text"] == "hi from the shell\n"
+    assert outputs[3]["data"]["text/plain"] == "12"
+    assert outputs[3]["execution_count"] is None
+    assert outputs[4]["data"]["image/png"].startswith("iVBOR")  # the figure, inline
+    # Prints reach the log too (the figure and displays do not).
+    assert recorder.log_text(task.job_id) == "before\nhi from the shell\n"
+
+
+async def test_cell_outputs_are_valid_nbformat(executor, recorder):
+    import nbformat
+
+    outcome = await run(executor, recorder, wu.cell_task(CELL, {"numbers": [1]}))
+    cell = nbformat.v4.new_code_cell("x", outputs=outputs_of(outcome))
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    nbformat.validate(notebook)
+
+
+async def test_cell_sends_back_assigned_and_changed_names_and_reports_unsent(executor, recorder):
+    code = (
+        "items.append(3)\n"
+        "x[0] = 5\n"
+        "y = len(items)\n"
+        "import json as j\n"
+        "gen = (i for i in range(3))\n"
+        "def helper(v):\n    return v + y\n"
+    )
+    namespace = {"items": [1, 2], "x": [0, 0], "same": {"a": 1}}
+    outcome = await run(executor, recorder, wu.cell_task(code + "print(same)", namespace))
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    result = dill.loads(outcome.result)
+    assert result["assigned"] == ["y", "j", "gen", "helper"]
+    assert sorted(result["changed"]) == ["items", "x"]
+    assert result["values"]["items"] == [1, 2, 3]
+    assert result["values"]["x"] == [5, 0]
+    assert result["values"]["y"] == 3
+    assert result["values"]["j"] is json
+    assert result["values"]["helper"](1) == 4
+    assert "gen" not in result["values"]
+    assert "generator" in result["unsent"]["gen"]
+
+
+async def test_cell_return_options_choose_what_comes_back(executor, recorder):
+    code = "a = 1\nb = 2\nitems.append(1)"
+    task = wu.cell_task(code, {"items": []}, **{"return": ["b", "nope"]})
+    result = dill.loads((await run(executor, recorder, task)).result)
+    assert result["values"] == {"b": 2}
+    assert result["unsent"] == {"nope": "not defined after the cell ran"}
+
+    task = wu.cell_task(code, {"items": []}, no_return=True)
+    result = dill.loads((await run(executor, recorder, task)).result)
+    assert result == {"values": {}, "assigned": [], "changed": [], "unsent": {}}
+
+
+async def test_cell_exception_fails_with_plain_traceback_and_error_output(executor, recorder):
+    code = "print('start')\ndef divide(a):\n    return a / 0\ndivide(value)"
+    task = wu.cell_task(code, {"value": 3})
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.FAILED and outcome.reason is Reason.ERROR
+    assert outcome.error.type == "ZeroDivisionError"
+    assert "divide" in outcome.error.traceback
+    assert "\x1b[" not in outcome.error.traceback
+    outputs = outputs_of(outcome)
+    assert outputs[0]["text"] == "start\n"
+    assert outputs[-1]["output_type"] == "error"
+    assert outputs[-1]["ename"] == "ZeroDivisionError"
+    assert outcome.result is None
+    assert "ZeroDivisionError" in recorder.log_text(task.job_id)
+
+
+async def test_cell_magics_work(executor, recorder):
+    code = (
+        "%time z = 6 * 7\n"
+        "lines = !printf 'a\\nb\\n'\n"
+        "%env JJ_TEST=1\n"
+        "import os\n"
+        "env = os.environ['JJ_TEST']"
+    )
+    outcome = await run(executor, recorder, wu.cell_task(code))
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    values = dill.loads(outcome.result)["values"]
+    assert values["z"] == 42
+    assert list(values["lines"]) == ["a", "b"]
+    assert values["env"] == "1"
+
+
+async def test_cell_worker_retires_and_function_workers_are_reused(executor, recorder):
+    first = dill.loads((await run(executor, recorder, wu.function_task(wu.whoami))).result)
+    second = dill.loads((await run(executor, recorder, wu.function_task(wu.whoami))).result)
+    assert first["pid"] == second["pid"]
+    cell = await run(executor, recorder, wu.cell_task("import os\npid = os.getpid()"))
+    cell_pid = dill.loads(cell.result)["values"]["pid"]
+    await wu.wait_for(lambda: not wu.alive(cell_pid), timeout=10)
+    after = dill.loads((await run(executor, recorder, wu.function_task(wu.whoami))).result)
+    assert after["pid"] != cell_pid
+
+
+async def test_a_cells_side_effects_never_reach_the_next_cell(executor, recorder):
+    await run(executor, recorder, wu.cell_task("import os\nos.environ['LEAK'] = '1'\nleak = 1"))
+    outcome = await run(
+        executor, recorder, wu.cell_task("import os\nseen = os.environ.get('LEAK')")
+    )
+    assert dill.loads(outcome.result)["values"]["seen"] is None
+
+
+# -- the runner alone -------------------------------------------------------------------------
+
+
+def start_runner(tmp_path: Path) -> tuple[subprocess.Popen, protocol.Channel]:
+    ours, theirs = socket.socketpair()
+    env = dict(os.environ)
+    root = str(Path(payload.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_jobs.runner", str(theirs.fileno()), str(os.getpid())],
+        pass_fds=(theirs.fileno(),),
+        start_new_session=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    theirs.close()
+    return proc, protocol.Channel(ours)
+
+
+def test_runner_says_ready_and_exits_when_the_executor_goes_away(tmp_path):
+    proc, channel = start_runner(tmp_path)
+    try:
+        header, _ = channel.recv()
+        assert header["t"] == "ready" and header["pid"] == proc.pid
+        assert header["executable"] == sys.executable
+        channel.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_runner_frames_for_one_job(tmp_path):
+    proc, channel = start_runner(tmp_path)
+    try:
+        assert channel.recv()[0]["t"] == "ready"
+        body = payload.function_payload(wu.add, (1, 2), {})
+        channel.send({"t": "job", "job_id": 7, "attempt": 1, "kind": "function"}, body)
+        header, data = channel.recv()
+        assert header["t"] == "done" and header["status"] == "succeeded"
+        assert dill.loads(data[: header["result_len"]]) == 3
+        channel.send({"t": "exit"})
+        assert proc.wait(timeout=30) == 0
+    finally:
+        channel.close()
+        proc.kill()
+        proc.wait()

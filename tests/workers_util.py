@@ -1,0 +1,237 @@
+"""Helpers for the worker-side tests: an events recorder, job functions, process checks.
+
+Job functions live here (not in the test modules) because dill sends functions of importable
+modules by reference: worker processes import this module through PYTHONPATH (conftest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_jobs import payload
+from jupyter_jobs.executors.base import Task
+from jupyter_jobs.executors.local import LocalExecutor
+from jupyter_jobs.models import Kind, Outcome, Progress
+from jupyter_jobs.progress import current_job, progress
+
+_ids = itertools.count(1)
+
+
+def next_id() -> int:
+    return next(_ids)
+
+
+class Recorder:
+    """ExecutorEvents that remembers everything and lets a test await a job's end."""
+
+    def __init__(self) -> None:
+        self.logs: dict[int, list[bytes]] = {}
+        self.progress: dict[int, list[Progress]] = {}
+        self.outcomes: dict[int, list[Outcome]] = {}
+        self.attempts: dict[int, set[int]] = {}
+        self._done: dict[int, asyncio.Event] = {}
+        self._log_seen: dict[int, asyncio.Event] = {}
+
+    def _event(self, table: dict[int, asyncio.Event], job_id: int) -> asyncio.Event:
+        return table.setdefault(job_id, asyncio.Event())
+
+    def on_log(self, job_id: int, attempt: int, data: bytes) -> None:
+        self.logs.setdefault(job_id, []).append(data)
+        self.attempts.setdefault(job_id, set()).add(attempt)
+        self._event(self._log_seen, job_id).set()
+
+    def on_progress(self, job_id: int, attempt: int, value: Progress) -> None:
+        self.progress.setdefault(job_id, []).append(value)
+
+    def on_done(self, job_id: int, attempt: int, outcome: Outcome) -> None:
+        self.outcomes.setdefault(job_id, []).append(outcome)
+        self.attempts.setdefault(job_id, set()).add(attempt)
+        self._event(self._done, job_id).set()
+
+    def log_text(self, job_id: int) -> str:
+        return b"".join(self.logs.get(job_id, [])).decode(errors="replace")
+
+    async def done(self, job_id: int, timeout: float = 60.0) -> Outcome:
+        await asyncio.wait_for(self._event(self._done, job_id).wait(), timeout)
+        return self.outcomes[job_id][0]
+
+    async def log_contains(self, job_id: int, text: str, timeout: float = 30.0) -> None:
+        async def wait() -> None:
+            while text not in self.log_text(job_id):
+                event = self._event(self._log_seen, job_id)
+                event.clear()
+                if text in self.log_text(job_id):
+                    return
+                await event.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+
+@contextlib.asynccontextmanager
+async def running_executor(recorder: Recorder, max_workers: int = 2, **kwargs: Any):
+    """A started LocalExecutor that is shut down (no process left) when the block ends."""
+    kwargs.setdefault("progress_interval", 0.2)
+    executor = LocalExecutor(recorder, max_workers, **kwargs)
+    await executor.start()
+    try:
+        yield executor
+    finally:
+        await asyncio.wait_for(executor.shutdown(1.0), 30)
+
+
+def function_task(fn: Any, *args: Any, **kwargs: Any) -> Task:
+    return Task(
+        next_id(), 1, Kind.FUNCTION, fn.__name__, payload.function_payload(fn, args, kwargs)
+    )
+
+
+def cell_task(code: str, namespace: dict[str, Any] | None = None, **options: Any) -> Task:
+    data, _ = payload.cell_payload(code, namespace or {})
+    return Task(next_id(), 1, Kind.CELL, "cell", data, options=options)
+
+
+async def wait_for(predicate: Any, timeout: float = 30.0) -> Any:
+    """Poll `predicate` on the loop until truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)
+    return value
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` is a process that still runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def read_pids(path: Path) -> list[int]:
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+# -- job functions (run inside workers) -----------------------------------------------------
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def whoami() -> dict[str, Any]:
+    job = current_job()
+    return {
+        "pid": os.getpid(),
+        "cwd": os.getcwd(),
+        "executable": sys.executable,
+        "job": (job.id, job.attempt) if job else None,
+    }
+
+
+def outer_fails(message: str) -> None:
+    inner_fails(message)
+
+
+def inner_fails(message: str) -> None:
+    raise ValueError(message)
+
+
+def returns_generator() -> Any:
+    return (i for i in range(3))
+
+
+def mixed_output(gate: str) -> str:
+    print("one")
+    os.system("echo two")
+    os.write(1, b"three\n")
+    print("to stderr", file=sys.stderr)
+    sys.stderr.flush()
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+    print("four")
+    return "ok"
+
+
+def floods(megabytes: int) -> int:
+    line = "x" * 1023 + "\n"
+    block = line * 1024
+    for _ in range(megabytes):
+        sys.stdout.write(block)
+    return megabytes
+
+
+def many_progress(count: int, seconds: float) -> int:
+    """`count` progress calls spread over about `seconds`, then an exact last one."""
+    for i in range(count):
+        progress(i, count, "working")
+        if i % 1000 == 0:
+            time.sleep(seconds * 1000 / count)
+    progress(count, count, "end")
+    return count
+
+
+def with_tqdm(n: int) -> int:
+    from tqdm.auto import tqdm
+
+    total = 0
+    for i in tqdm(range(n), desc="steps", mininterval=0):
+        total += i
+        time.sleep(0.002)
+    return total
+
+
+def public_api() -> Any:
+    import jupyter_jobs
+
+    jupyter_jobs.progress(1, 2, "half")
+    job = jupyter_jobs.current_job()
+    return (job.id, job.attempt)
+
+
+def sleeps(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def spawns_and_hangs(pid_file: str, ignore_term: bool) -> None:
+    """Children, a grandchild through a shell, then hang; optionally deaf to SIGTERM."""
+    if ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    child = subprocess.Popen(["sleep", "1000"])
+    grandchild_file = Path(pid_file + ".g")
+    shell = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            f"sleep 1000 & echo $! > {grandchild_file}.tmp; "
+            f"mv {grandchild_file}.tmp {grandchild_file}; wait",
+        ]
+    )
+    while not grandchild_file.exists():
+        time.sleep(0.01)
+    pids = f"{os.getpid()} {child.pid} {shell.pid} {grandchild_file.read_text().strip()}"
+    Path(pid_file + ".tmp").write_text(pids)
+    os.rename(pid_file + ".tmp", pid_file)
+    while True:
+        time.sleep(1)
+
+
+def exits(code: int) -> None:
+    os._exit(code)
+
+
+def hangs_after_start(flag: str) -> None:
+    Path(flag).write_text(str(os.getpid()))
+    while True:
+        time.sleep(1)
