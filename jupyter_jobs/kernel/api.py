@@ -1,0 +1,170 @@
+"""`jj.submit`, `jj.map`, `jj.get`, `jj.jobs`: the engine's API, over HTTP, from a notebook.
+
+Same options and the same `Job` interface as `JobQueue` (result, exception, cancel, done,
+progress, logs, wait, await), but the jobs go to the Jupyter server, run with this kernel's
+interpreter in this kernel's working directory, and belong to this notebook (the owner).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..job import Job
+from ..models import JobSpec, Kind, Status
+from ..payload import function_payload
+from ..queue import TimeLike, as_epoch, job_ids
+from .client import Client, HttpBackend, discover
+from .handle import RemoteJob
+from .session import owner
+
+_backend: HttpBackend | None = None
+_backend_lock = threading.Lock()
+
+
+def connection() -> HttpBackend:
+    """This process's connection to the server (found on first use; ServerUnavailable if none)."""
+    global _backend
+    with _backend_lock:
+        if _backend is None:
+            _backend = HttpBackend(Client(discover()))
+        return _backend
+
+
+def reset_connection() -> None:
+    """Forget the server (after it moved); the next call discovers it again."""
+    global _backend
+    with _backend_lock:
+        old, _backend = _backend, None
+    if old is not None:
+        old.close()
+
+
+def user_namespace() -> dict[str, Any] | None:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell.user_ns if shell is not None else None
+
+
+def make_spec(kind: Kind, name: str, **options: Any) -> JobSpec:
+    """A spec with this kernel's owner, interpreter and working directory; bad options raise
+    TypeError (unknown name) or InvalidRequest (bad value), before anything is sent."""
+    spec = JobSpec(
+        kind=kind,
+        name=name,
+        owner=owner(user_namespace()),
+        priority=options.pop("priority", 0),
+        timeout=options.pop("timeout", None),
+        retries=options.pop("retries", 0),
+        retry_delay=options.pop("retry_delay", 1.0),
+        after=job_ids(options.pop("after", None)),
+        run_at=as_epoch(options.pop("run_at", None)),
+        expires_at=as_epoch(options.pop("expires_at", None)),
+        hold=options.pop("hold", False),
+        idempotency_key=options.pop("idempotency_key", None),
+        interpreter=options.pop("interpreter", None) or sys.executable,
+        cwd=options.pop("cwd", None) or os.getcwd(),
+        options=options.pop("options", {}),
+    )
+    if options:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(options))}")
+    spec.validate()
+    return spec
+
+
+def _name(fn: Callable[..., Any], name: str | None) -> str:
+    return name or getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def submit(
+    fn: Callable[..., Any],
+    /,
+    *args: Any,
+    name: str | None = None,
+    priority: int = 0,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_delay: float = 1.0,
+    after: Iterable[Job | int] | Job | int | None = None,
+    run_at: TimeLike = None,
+    expires_at: TimeLike = None,
+    idempotency_key: str | None = None,
+    interpreter: str | None = None,
+    cwd: str | None = None,
+    **kwargs: Any,
+) -> RemoteJob:
+    """Run `fn(*args, **kwargs)` as a background job; returns its handle at once.
+
+    The options are `JobQueue.submit`'s; `interpreter` and `cwd` default to this kernel's.
+    In a notebook the handle displays as a live widget.
+    """
+    spec = make_spec(
+        Kind.FUNCTION,
+        _name(fn, name),
+        priority=priority,
+        timeout=timeout,
+        retries=retries,
+        retry_delay=retry_delay,
+        after=after,
+        run_at=run_at,
+        expires_at=expires_at,
+        idempotency_key=idempotency_key,
+        interpreter=interpreter,
+        cwd=cwd,
+    )
+    payload = function_payload(fn, args, kwargs)
+    backend = connection()
+    return backend.handle(backend.submit(spec, payload))
+
+
+def map(fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> list[RemoteJob]:
+    """One job per item, `fn(item)`, sent in one request and stored in one transaction.
+
+    Options are `submit`'s; job names get the item's index (`f[0]`, `f[1]`...), and an
+    `idempotency_key` gets one too, so a re-run of the same map does not submit twice.
+    """
+    base = _name(fn, options.pop("name", None))
+    key = options.pop("idempotency_key", None)
+    items = []
+    for index, item in enumerate(iterable):
+        spec = make_spec(
+            Kind.FUNCTION,
+            f"{base}[{index}]",
+            idempotency_key=None if key is None else f"{key}[{index}]",
+            **dict(options),
+        )
+        items.append((spec, function_payload(fn, (item,), {})))
+    if not items:
+        return []
+    backend = connection()
+    return [backend.handle(r) for r in backend.submit_many(items)]
+
+
+def get(job_id: int) -> RemoteJob:
+    """The handle of any job on the server, by id (raises JobNotFound)."""
+    backend = connection()
+    return backend.handle(backend.get(int(job_id)))
+
+
+def jobs(
+    status: str | Iterable[str] | Status | None = None, all: bool = False, limit: int = 1000
+) -> list[RemoteJob]:
+    """This notebook's jobs, newest first (`all=True`: everyone's); `status` filters."""
+    if isinstance(status, (str, Status)):
+        status = [str(status)]
+    statuses = [str(s) for s in status] if status is not None else None
+    who = None if all else owner(user_namespace())
+    backend = connection()
+    records, cursor = [], None
+    while len(records) < limit:
+        page, cursor, _ = backend.list(
+            status=statuses, owner=who, limit=min(200, limit - len(records)), cursor=cursor
+        )
+        records.extend(page)
+        if not cursor:
+            break
+    return [backend.handle(r) for r in records]

@@ -1,0 +1,439 @@
+"""The kernel's side of the REST API: find the server, speak HTTP to it, and back `Job` handles.
+
+Why stdlib `http.client` and not `requests`: a kernel submits and polls a lot of tiny requests,
+and a keep-alive connection per thread costs about a millisecond a round trip on localhost; it
+also keeps `requests` out of the runtime dependencies. Errors come back as the same
+`jupyter_jobs.errors` types the server raised (by the `type` field of the JSON error body), so a
+notebook catches `JobNotFound` whether it asked the engine or the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import select
+import threading
+import urllib.parse
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .. import errors
+from ..errors import JobNotFound, JobsError, ServerUnavailable
+from ..job import Backend
+from ..models import Job as JobRecord
+from ..models import JobError, JobSpec, Kind, Progress, Reason, Status
+
+ENV_URL = "JUPYTER_JOBS_URL"
+ENV_TOKEN = "JUPYTER_JOBS_TOKEN"
+API_PREFIX = "jobs/api/"
+
+#: Payloads up to this size travel as base64 inside the JSON body (one small request); larger
+#: ones as multipart/form-data, which avoids the 4/3 base64 blow-up and a JSON parse of megabytes.
+INLINE_PAYLOAD_LIMIT = 256 * 2**10
+#: Ids per `/status?ids=` request, so the URL stays far below tornado's header size limit.
+STATUS_CHUNK = 400
+#: Longest single long poll on `/result?wait=`; the server caps it at 300 s.
+LONG_POLL = 30.0
+
+START_HINT = (
+    "Start one in a terminal with `jupyter lab` (or `jupyter server`), with jupyter_jobs "
+    "installed, then run this again."
+)
+
+_ERROR_TYPES: dict[str, type[JobsError]] = {
+    cls.__name__: cls
+    for cls in vars(errors).values()
+    if isinstance(cls, type) and issubclass(cls, JobsError)
+}
+_ERROR_BY_STATUS: dict[int, type[JobsError]] = {
+    400: errors.InvalidRequest,
+    404: JobNotFound,
+    409: errors.IllegalTransition,
+    413: errors.PayloadTooLarge,
+}
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where the server is: `url` ends with the base_url and a slash; `source` says how we knew."""
+
+    url: str
+    token: str
+    source: str
+
+
+@dataclass
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+def discover() -> ServerInfo:
+    """The server this kernel should use: the one that launched it, else a running one.
+
+    A kernel launched by a Jupyter server with jupyter_jobs inherits `JUPYTER_JOBS_URL` and
+    `JUPYTER_JOBS_TOKEN`; any other kernel (a console, an IDE, a script) looks through the
+    servers' runtime files and takes the first whose jobs extension answers.
+    """
+    url = os.environ.get(ENV_URL)
+    if url:
+        return ServerInfo(_with_slash(url), os.environ.get(ENV_TOKEN, ""), ENV_URL)
+    from jupyter_server.serverapp import list_running_servers
+
+    tried: list[str] = []
+    for info in list_running_servers():
+        server = ServerInfo(_with_slash(info["url"]), info.get("token", ""), "runtime file")
+        try:
+            Client(server, timeout=2.0).json("GET", "capabilities")
+        except JobsError as exc:
+            tried.append(f"{server.url}: {exc.message}")
+            continue
+        return server
+    found = "; ".join(tried) if tried else "no running Jupyter server found"
+    raise ServerUnavailable(
+        f"No Jupyter server with jupyter_jobs to send jobs to ({found}). {START_HINT}",
+        {"tried": tried},
+    )
+
+
+def _with_slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+class Client:
+    """A small keep-alive HTTP client for `/jobs/api/`, one connection per thread.
+
+    One connection per thread because the poller, the `Job` waiters and the main thread each
+    make requests, and a long poll must not hold up the others.
+    """
+
+    def __init__(self, server: ServerInfo, timeout: float = 30.0) -> None:
+        self.server = server
+        self.timeout = timeout
+        parts = urllib.parse.urlsplit(server.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ServerUnavailable(f"{server.source} is not an http(s) URL: {server.url!r}")
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        self._base_path = parts.path + API_PREFIX
+        self._headers = {"Authorization": f"token {server.token}"} if server.token else {}
+        self._local = threading.local()
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+        expect: tuple[int, ...] = (),
+    ) -> Response:
+        """One request; raises the mapped `JobsError` for a status >= 400 not in `expect`."""
+        target = self._base_path + path
+        if query:
+            pairs = {k: v for k, v in query.items() if v is not None}
+            target += "?" + urllib.parse.urlencode(pairs, safe=",")
+        headers = dict(self._headers)
+        if content_type:
+            headers["Content-Type"] = content_type
+        response = self._send(method, target, body, headers, timeout or self.timeout)
+        if response.status >= 400 and response.status not in expect:
+            raise error_from_response(response, f"{method} {path}")
+        return response
+
+    def json(self, method: str, path: str, payload: Any = None, **kwargs: Any) -> Any:
+        """A JSON request and its decoded JSON answer."""
+        body = None if payload is None else json.dumps(payload).encode()
+        ctype = None if payload is None else "application/json"
+        return self.request(method, path, body=body, content_type=ctype, **kwargs).json()
+
+    def _send(
+        self, method: str, target: str, body: bytes | None, headers: dict[str, str], timeout: float
+    ) -> Response:
+        # A reused connection the server has closed in the meantime fails at once; only then is
+        # it safe to send again, since the server never saw the request.
+        for attempt in (0, 1):
+            conn, fresh = self._connection()
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            try:
+                conn.request(method, target, body=body, headers=headers)
+                raw = conn.getresponse()
+                data = raw.read()
+            except (ConnectionError, http.client.HTTPException, OSError) as exc:
+                conn.close()
+                self._local.conn = None
+                stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError))
+                if attempt == 0 and not fresh and stale:
+                    continue
+                raise ServerUnavailable(
+                    f"the Jupyter server at {self.server.url} (from {self.server.source}) does "
+                    f"not answer: {exc}. {START_HINT}",
+                    {"url": self.server.url},
+                ) from exc
+            if raw.will_close:
+                conn.close()
+                self._local.conn = None
+            return Response(raw.status, raw.getheader("Content-Type", ""), data)
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.sock is not None and _peer_closed(conn.sock):
+            conn.close()
+            conn = None
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            conn = cls(self._host, self._port, timeout=self.timeout)
+            self._local.conn = conn
+            return conn, True
+        return conn, False
+
+    def close(self) -> None:
+        """Close this thread's connection (others close with their threads)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _peer_closed(sock: Any) -> bool:
+    """An idle keep-alive socket that is readable has been closed by the server."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def error_from_response(response: Response, what: str) -> JobsError:
+    """The `JobsError` an error response stands for (the server's own type when it names one)."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "error" in data:
+        cls = _ERROR_TYPES.get(str(data.get("type")))
+        cls = cls or _ERROR_BY_STATUS.get(response.status, JobsError)
+        detail = data.get("detail")
+        if cls is JobNotFound:
+            job_id = detail.get("id") if isinstance(detail, dict) else None
+            return JobNotFound(job_id if job_id is not None else "?")
+        if cls in (errors.JobFailed, errors.JobCancelled):
+            cls = JobsError  # only raised from a record, never received as an HTTP error
+        return cls(str(data["error"]), detail)
+    text = response.body[:300].decode("utf-8", errors="replace")
+    if isinstance(data, dict) and "message" in data:  # jupyter_server's own error pages
+        text = str(data["message"])
+    if response.status in (401, 403):
+        return ServerUnavailable(
+            f"{what}: the Jupyter server refused this kernel's credential ({response.status}: "
+            f"{text}). Set {ENV_TOKEN} to the server's token, or restart the kernel from it."
+        )
+    if response.status == 404:
+        return ServerUnavailable(
+            f"{what}: the Jupyter server answered 404: is the jupyter_jobs server extension "
+            f"enabled? (`jupyter server extension list`)"
+        )
+    return JobsError(f"{what}: HTTP {response.status}: {text}", {"status": response.status})
+
+
+def record_from_json(data: dict[str, Any]) -> JobRecord:
+    """Rebuild a `models.Job` from its `to_json()` form (fields the client does not know are
+    ignored, so an older kernel keeps working with a newer server)."""
+    known = JobRecord.__dataclass_fields__
+    fields = {k: v for k, v in data.items() if k in known}
+    fields["kind"] = Kind(fields["kind"])
+    fields["status"] = Status(fields["status"])
+    fields["reason"] = Reason(fields["reason"]) if fields.get("reason") else None
+    if fields.get("progress"):
+        fields["progress"] = Progress(**fields["progress"])
+    if fields.get("error"):
+        fields["error"] = JobError(**fields["error"])
+    return JobRecord(**fields)
+
+
+def encode_submission(spec: JobSpec, payload: bytes) -> dict[str, Any]:
+    """One item of a JSON submit or batch body."""
+    return {"spec": spec.to_json(), "payload": base64.b64encode(payload).decode("ascii")}
+
+
+def multipart(spec: JobSpec, payload: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body with the spec as JSON text and the payload as a file."""
+    boundary = uuid.uuid4().hex
+    head = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="spec"\r\n'
+        "Content-Type: application/json\r\n\r\n"
+        f"{json.dumps(spec.to_json())}\r\n"
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="payload"; filename="payload.dill"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return head + payload + tail, f"multipart/form-data; boundary={boundary}"
+
+
+class HttpBackend(Backend):
+    """`Job` handles over HTTP: every verb is one REST call.
+
+    Unfinished handles are not watched by the engine's watcher thread: they join the kernel's
+    one `Poller` (see `poller.py`), which also feeds the widgets, so a kernel makes one batched
+    status request per tick however many jobs and widgets it shows.
+    """
+
+    def __init__(self, client: Client) -> None:
+        super().__init__()
+        from .poller import Poller
+
+        self.client = client
+        self.poller = Poller(self.get_many)
+        self._results: dict[int, bytes] = {}
+        self._results_lock = threading.Lock()
+
+    # --- submit and list ---------------------------------------------------------------------
+
+    def submit(self, spec: JobSpec, payload: bytes) -> JobRecord:
+        """Store one job; large payloads go as multipart."""
+        if len(payload) <= INLINE_PAYLOAD_LIMIT:
+            data = self.client.json("POST", "jobs", encode_submission(spec, payload))
+        else:
+            body, ctype = multipart(spec, payload)
+            data = self.client.request("POST", "jobs", body=body, content_type=ctype).json()
+        return record_from_json(data)
+
+    def submit_many(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+        """Store many jobs in one request and one server transaction."""
+        body = {"items": [encode_submission(spec, payload) for spec, payload in items]}
+        data = self.client.json("POST", "jobs/batch", body)
+        return [record_from_json(j) for j in data["jobs"]]
+
+    def list(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        owner: str | None = None,
+        limit: int = 200,
+        cursor: str | None = None,
+    ) -> tuple[list[JobRecord], str | None, dict[str, int]]:
+        """One page of jobs, newest first: records, next cursor, counts per status."""
+        query = {
+            "status": ",".join(status) if status else None,
+            "owner": owner,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        data = self.client.json("GET", "jobs", query=query)
+        jobs = [record_from_json(j) for j in data["jobs"]]
+        return jobs, data.get("next_cursor"), data.get("counts", {})
+
+    def delete(self, job_id: int) -> None:
+        self.client.request("DELETE", f"jobs/{int(job_id)}")
+
+    # --- Backend verbs -----------------------------------------------------------------------
+
+    def get(self, job_id: int) -> JobRecord:
+        return record_from_json(self.client.json("GET", f"jobs/{int(job_id)}"))
+
+    def get_many(self, job_ids: Iterable[int]) -> list[JobRecord]:
+        ids = [int(i) for i in job_ids]
+        records: list[JobRecord] = []
+        for start in range(0, len(ids), STATUS_CHUNK):
+            chunk = ",".join(map(str, ids[start : start + STATUS_CHUNK]))
+            data = self.client.json("GET", "status", query={"ids": chunk})
+            records.extend(record_from_json(j) for j in data["jobs"])
+        return records
+
+    def poll_result(self, job_id: int, wait: float) -> JobRecord | None:
+        """Long-poll the result for up to `wait` s: None once the bytes are here (kept for
+        `result_bytes`), else the record (finished unsuccessfully, or still going)."""
+        body, record = self._result_request(job_id, max(0.0, min(wait, 300.0)))
+        if body is not None:
+            with self._results_lock:
+                self._results[job_id] = body
+        return record
+
+    def result_bytes(self, job_id: int) -> bytes:
+        with self._results_lock:
+            cached = self._results.pop(job_id, None)
+        if cached is not None:
+            return cached
+        body, _ = self._result_request(job_id, 0)
+        if body is None:
+            raise errors.ResultNotReady(f"job {job_id} has no result", {"id": job_id})
+        return body
+
+    def _result_request(self, job_id: int, wait: float) -> tuple[bytes | None, JobRecord | None]:
+        """The bytes (200), or the record: still going (202), failed or cancelled (409, the
+        record in the error's detail)."""
+        path = f"jobs/{int(job_id)}/result"
+        response = self.client.request(
+            "GET",
+            path,
+            query={"wait": f"{wait:g}"},
+            timeout=wait + self.client.timeout,
+            expect=(409,),
+        )
+        if response.status == 200:
+            return response.body, None
+        data = response.json()
+        if response.status == 409:
+            data = data.get("detail") if isinstance(data, dict) else None
+            if not (isinstance(data, dict) and "status" in data):
+                raise error_from_response(response, f"GET {path}")
+        return None, record_from_json(data)
+
+    def outputs(self, job_id: int) -> list[dict[str, Any]]:
+        return self.client.json("GET", f"jobs/{int(job_id)}/outputs")["outputs"]
+
+    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
+        data = self.log_page(job_id, offset)
+        return data["data"].encode("utf-8"), int(data["next_offset"])
+
+    def log_page(self, job_id: int, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+        """The log from byte `offset` as the server sends it: data, offset, next_offset, size."""
+        query = {"offset": int(offset), "limit": limit}
+        return self.client.json("GET", f"jobs/{int(job_id)}/logs", query=query)
+
+    def cancel(self, job_id: int) -> JobRecord:
+        record = record_from_json(self.client.json("POST", f"jobs/{int(job_id)}/cancel", {}))
+        self.poller.poke()
+        return record
+
+    def retry(self, job_id: int) -> JobRecord:
+        record = record_from_json(self.client.json("POST", f"jobs/{int(job_id)}/retry", {}))
+        self.poller.poke()
+        return record
+
+    def wait_for_change(self, timeout: float) -> bool:
+        return self.poller.wait_tick(timeout)
+
+    def watch(self, job: Any) -> None:
+        self.poller.watch(job.id, job)
+
+    def handle(self, record: JobRecord) -> Any:
+        from .handle import RemoteJob
+
+        return RemoteJob(self, record)
+
+    def capabilities(self) -> dict[str, Any]:
+        return self.client.json("GET", "capabilities")
+
+    def close(self) -> None:
+        super().close()
+        self.poller.stop()
+        self.client.close()

@@ -1,0 +1,108 @@
+"""`RemoteJob`: the engine's `Job` handle, fed over HTTP, shown as a widget in a notebook.
+
+Two things differ from the engine's handle. Waiting (`wait`, `result`, `exception`) long-polls
+the server's result endpoint, so a finished job is seen within a round trip instead of at the
+next poller tick. And in IPython the handle displays as the live `JobWidget`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..job import Job
+from ..models import Job as JobRecord
+from ..models import Status
+
+if TYPE_CHECKING:
+    from .client import HttpBackend
+
+#: Whether the future is settled, without the request `Job.done()` makes to find out.
+_settled = concurrent.futures.Future.done
+
+
+class RemoteJob(Job):
+    """A job submitted through the Jupyter server (same interface as `jupyter_jobs.job.Job`)."""
+
+    _backend: HttpBackend
+
+    def __init__(self, backend: HttpBackend, record: JobRecord) -> None:
+        self._stale = False
+        super().__init__(backend, record)
+
+    @property
+    def backend(self) -> HttpBackend:
+        """The connection this handle talks through (the widget fetches logs and outputs)."""
+        return self._backend
+
+    # --- fed by the poller -------------------------------------------------------------------
+
+    def observe(self, record: JobRecord) -> None:
+        """A fresh record from the poller; settles the future when the job has finished."""
+        self._record = record
+        self._stale = False
+        if record.finished and not _settled(self):
+            self._settle(record)
+
+    def observe_missing(self, job_id: int) -> None:
+        if not _settled(self):
+            self._settle_missing()
+
+    # --- facts -------------------------------------------------------------------------------
+
+    @property
+    def record(self) -> JobRecord:
+        """The last record seen; fetched again only if a long poll settled the job without one."""
+        if self._stale:
+            self.refresh()
+        return self._record
+
+    def refresh(self) -> JobRecord:
+        record = super().refresh()
+        self._stale = False
+        return record
+
+    # --- waiting -----------------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> RemoteJob:
+        """Block until the job finished or `timeout` passed (long polls, no busy loop)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not _settled(self):
+            left = 30.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            record = self._backend.poll_result(self.id, min(left, 30.0))
+            if record is None:  # succeeded: the bytes are cached by the backend
+                self._stale = True
+                self._settle(dataclasses.replace(self._record, status=Status.SUCCEEDED))
+            else:
+                self.observe(record)
+        if _settled(self):
+            from .widget import complete_now
+
+            complete_now(self.id)
+        return self
+
+    def result(self, timeout: float | None = None) -> Any:
+        self.wait(timeout)
+        return super().result(0 if timeout is not None else None)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self.wait(timeout)
+        return super().exception(0 if timeout is not None else None)
+
+    # --- notebook display and pickling -------------------------------------------------------
+
+    def _ipython_display_(self) -> None:
+        from .widget import show
+
+        show(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Shipped into another job (a cell variable, an argument), a handle becomes the same job
+        # looked up again there: workers inherit the server's JUPYTER_JOBS_URL.
+        from .api import get
+
+        return (get, (self.id,))

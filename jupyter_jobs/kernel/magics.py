@@ -1,0 +1,274 @@
+"""`%%job`, `%jobs` and `%job ...`: run a cell in the background and follow jobs from a notebook.
+
+`%%job` ships the cell's code and the variables it reads, submits it with this kernel's
+interpreter and working directory, and shows the widget. When the job succeeds the names the
+cell assigned (or `--return`'s) and the shipped variables it changed come back into the
+namespace, except names the user rebound meanwhile (see `namespace.py`). Mistakes the user can
+fix (bad options, a variable that cannot be sent, no server) are `UsageError`s: one clear line,
+no traceback through IPython's internals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+
+from ..errors import (
+    IllegalTransition,
+    InvalidRequest,
+    JobNotFound,
+    PayloadTooLarge,
+    ServerUnavailable,
+)
+from ..models import Kind
+from ..payload import cell_payload
+from . import api, render
+from .namespace import Snapshot, merge
+from .widget import show, widget_for
+
+SUBCOMMANDS = ("show", "logs", "cancel", "retry", "result", "attach")
+LINE_USAGE = "%job show|logs|cancel|retry|result|attach ID"
+
+
+@magic_arguments()
+@argument("--name", help="the job's name (default: the cell's first line)")
+@argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+@argument("--timeout", type=float, help="kill the job after this many seconds")
+@argument("--retries", type=int, default=0, help="automatic retries after a failure")
+@argument("--after", help="comma-separated job ids that must succeed first")
+@argument("--return", dest="return_", metavar="NAMES", help="comma-separated names to send back")
+@argument("--no-return", action="store_true", help="send no names back")
+@argument("--out", metavar="VAR", help="bind the Job handle to VAR")
+@argument("--wait", action="store_true", help="block until the job is done")
+def _cell_options(line: str) -> None:
+    """%%job [options]: run this cell as a background job."""
+
+
+@dataclass
+class CellOptions:
+    """`%%job`'s options, checked: what `parse_cell_options` returns."""
+
+    name: str | None
+    priority: int
+    timeout: float | None
+    retries: int
+    after: list[int]
+    return_names: list[str] | None
+    no_return: bool
+    out: str | None
+    wait: bool
+
+
+def parse_cell_options(line: str) -> CellOptions:
+    """Parse `%%job`'s line; UsageError names the bad option."""
+    args = parse_argstring(_cell_options, line)
+    if args.return_ is not None and args.no_return:
+        raise UsageError("%%job: --return and --no-return exclude each other")
+    return_names = _names(args.return_, "--return") if args.return_ is not None else None
+    if args.out is not None and not args.out.isidentifier():
+        raise UsageError(f"%%job: --out needs a variable name, got {args.out!r}")
+    after = []
+    for part in (args.after or "").split(","):
+        if part.strip():
+            try:
+                after.append(int(part))
+            except ValueError:
+                raise UsageError(f"%%job: --after takes job ids, got {part.strip()!r}") from None
+    return CellOptions(
+        name=args.name,
+        priority=args.priority,
+        timeout=args.timeout,
+        retries=args.retries,
+        after=after,
+        return_names=return_names,
+        no_return=args.no_return,
+        out=args.out,
+        wait=args.wait,
+    )
+
+
+def _names(text: str, option: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if not n.isidentifier()]
+    if bad or not names:
+        raise UsageError(f"%%job: {option} takes comma-separated names, got {text!r}")
+    return names
+
+
+def default_name(cell: str) -> str:
+    """The cell's first line of code past its imports: what a user recognises in a list."""
+    lines = [raw.strip() for raw in cell.splitlines()]
+    code = [line for line in lines if line and not line.startswith("#")]
+    body = [line for line in code if not line.startswith(("import ", "from "))]
+    line = (body or code or ["cell"])[0]
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
+@magics_class
+class JobMagics(Magics):
+    @line_cell_magic
+    def job(self, line: str, cell: str | None = None) -> Any:
+        """%%job [--name N] [--priority P] [--timeout S] [--retries R] [--after ID,...]
+        [--return a,b | --no-return] [--out VAR] [--wait]: run the cell as a background job.
+
+        %job show|logs|cancel|retry|result|attach ID: look at or act on one job.
+        """
+        if cell is None:
+            return self._job_line(line)
+        return self._job_cell(line, cell)
+
+    @line_magic
+    def jobs(self, line: str) -> None:
+        """%jobs [--all] [--status running,queued]: this notebook's jobs as a table."""
+        parser = argparse.ArgumentParser(prog="%jobs", add_help=False, exit_on_error=False)
+        parser.add_argument("--all", action="store_true")
+        parser.add_argument("--status")
+        try:
+            args = parser.parse_args(shlex.split(line))
+        except (argparse.ArgumentError, SystemExit) as exc:
+            raise UsageError(f"%jobs [--all] [--status S,...]: {exc}") from None
+        status = args.status.split(",") if args.status else None
+        with _user_errors():
+            found = api.jobs(status=status, all=args.all)
+        display(jobs_table([j.record for j in found]), raw=True)
+
+    # --- %%job -------------------------------------------------------------------------------
+
+    def _job_cell(self, line: str, cell: str) -> None:
+        opts = parse_cell_options(line)
+        ns = self.shell.user_ns
+        with _user_errors():
+            payload, info = cell_payload(cell, ns)
+            spec = api.make_spec(
+                Kind.CELL,
+                opts.name or default_name(cell),
+                priority=opts.priority,
+                timeout=opts.timeout,
+                retries=opts.retries,
+                after=opts.after,
+                options={"return": opts.return_names, "no_return": opts.no_return},
+            )
+            snapshot = Snapshot.take(ns, dict.fromkeys([*info.assigned, *info.names]))
+            backend = api.connection()
+            job = backend.handle(backend.submit(spec, payload))
+        if opts.out:
+            ns[opts.out] = job
+        on_success = None if opts.no_return else partial(self._merge, snapshot, opts.return_names)
+        widget = widget_for(job, on_success=on_success, inline=opts.wait)
+        widget.show()
+        if opts.wait:
+            try:
+                job.wait()
+            except KeyboardInterrupt:
+                widget.stop_inline()
+                raise
+            widget.finish_here()
+
+    def _merge(
+        self, snapshot: Snapshot, wanted: list[str] | None, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        return merge(self.shell.user_ns, snapshot, result, wanted).to_json()
+
+    # --- %job SUB ID -------------------------------------------------------------------------
+
+    def _job_line(self, line: str) -> Any:
+        words = shlex.split(line)
+        if len(words) != 2 or words[0] not in SUBCOMMANDS or not words[1].isdigit():
+            raise UsageError(f"usage: {LINE_USAGE} (got %job {line.strip()!r})")
+        sub, job_id = words[0], int(words[1])
+        with _user_errors():
+            job = api.get(job_id)
+            if sub == "show":
+                display(details(job.record), raw=True)
+            elif sub == "logs":
+                print(job.logs(), end="")
+            elif sub == "cancel":
+                job.cancel()
+                print(f"job {job_id}: {render.status_word(job.refresh())}")
+            elif sub == "retry":
+                show(job.retry())
+            elif sub == "result":
+                return job.result()
+            else:
+                show(job)
+        return None
+
+
+#: Errors the user fixes themselves (PayloadError is an InvalidRequest): one line, no traceback.
+_USER_ERRORS = (InvalidRequest, ServerUnavailable, JobNotFound, IllegalTransition, PayloadTooLarge)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except _USER_ERRORS as exc:
+        raise UsageError(f"{type(exc).__name__}: {exc}") from None
+
+
+def jobs_table(records: list[Any]) -> dict[str, str]:
+    """text/html and text/plain tables of job records (what `%jobs` shows)."""
+    if not records:
+        return {"text/html": "<i>no jobs</i>", "text/plain": "no jobs"}
+    head = ("id", "name", "status", "progress", "time", "owner")
+    rows = [
+        (
+            str(r.id),
+            r.name,
+            render.status_word(r),
+            render.progress_text(r),
+            " · ".join(render.timing_parts(r)),
+            r.owner,
+        )
+        for r in records
+    ]
+    left = 'style="text-align:left"'
+    body = "".join(
+        f"<tr><td {left}>{html.escape(row[0])}</td><td {left}>{html.escape(row[1])}</td>"
+        f'<td style="text-align:left;color:{render.COLOURS[r.status]}">{html.escape(row[2])}</td>'
+        + "".join(f"<td {left}>{html.escape(c)}</td>" for c in row[3:])
+        + "</tr>"
+        for r, row in zip(records, rows, strict=True)
+    )
+    th = "".join(f"<th {left}>{h}</th>" for h in head)
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(head)]
+    lines = [head, *rows]
+    text = "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines
+    )
+    return {
+        "text/html": f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>",
+        "text/plain": text,
+    }
+
+
+def details(record: Any) -> dict[str, str]:
+    """One job's record as an HTML table and text (what `%job show` shows)."""
+    data = record.to_json()
+    text = "\n".join(f"{k}: {v}" for k, v in data.items())
+    rows = "".join(
+        f'<tr><th style="text-align:left">{html.escape(k)}</th>'
+        f'<td style="text-align:left"><pre style="margin:0">{html.escape(str(v))}</pre></td></tr>'
+        for k, v in data.items()
+    )
+    return {"text/html": f"<table>{rows}</table>", "text/plain": text}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext jupyter_jobs`: register `%%job`, `%job` and `%jobs`."""
+    ipython.register_magics(JobMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Nothing to undo beyond what IPython does; present so `%reload_ext` works."""

@@ -1,0 +1,91 @@
+"""Putting a cell job's names back into the notebook, without overwriting anything silently.
+
+At submit time the magic takes a `Snapshot`: for each name the job may send back, the object the
+name was bound to (or that it was unbound). When the job succeeds, `merge` sets a name only if it
+still holds that same object: a name the user reassigned, deleted or created meanwhile keeps the
+user's value, and the report says where the job's value is instead. Identity, not equality, is
+the test, because "the user did something to this name since" is what must not be lost; the
+snapshot keeps strong references so an id cannot be reused by another object meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_UNBOUND = object()
+
+
+@dataclass
+class Snapshot:
+    """The names a job may send back, each with its object at submit time (or `_UNBOUND`)."""
+
+    objects: dict[str, Any]
+    present: frozenset[str]  # every name bound at submit time (for names nobody predicted)
+
+    @classmethod
+    def take(cls, ns: MutableMapping[str, Any], names: Iterable[str]) -> Snapshot:
+        return cls({n: ns.get(n, _UNBOUND) for n in names}, frozenset(ns))
+
+
+@dataclass
+class MergeReport:
+    """What `merge` did, for the widget: names set, names kept (with why), names not sent."""
+
+    set: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+    unsent: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # asked for with --return, never assigned
+
+    @property
+    def empty(self) -> bool:
+        return not (self.set or self.kept or self.unsent or self.missing)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"set": self.set, "kept": self.kept, "unsent": self.unsent, "missing": self.missing}
+
+
+def merge(
+    ns: MutableMapping[str, Any],
+    snapshot: Snapshot,
+    result: dict[str, Any],
+    wanted: list[str] | None = None,
+) -> MergeReport:
+    """Apply a cell job's result (`{"values", "assigned", "changed", "unsent"}`) to `ns`.
+
+    `wanted` is `--return`'s list (None: everything the job sent back).
+    """
+    values: dict[str, Any] = result.get("values", {})
+    unsent: dict[str, str] = dict(result.get("unsent", {}))
+    report = MergeReport()
+    names = list(values) if wanted is None else [n for n in wanted if n in values]
+    if wanted is not None:
+        report.missing = [n for n in wanted if n not in values and n not in unsent]
+        unsent = {n: why for n, why in unsent.items() if n in wanted}
+    report.unsent = unsent
+    for name in names:
+        why = _conflict(ns, snapshot, name)
+        if why:
+            report.kept[name] = why
+        else:
+            ns[name] = values[name]
+            report.set.append(name)
+    return report
+
+
+def _conflict(ns: MutableMapping[str, Any], snapshot: Snapshot, name: str) -> str | None:
+    """Why `name` must keep the user's value, or None if the job's value may go in."""
+    now = ns.get(name, _UNBOUND)
+    if name not in snapshot.objects:
+        if name in snapshot.present or now is not _UNBOUND:
+            return "was not tracked at submit and is bound now"
+        return None
+    before = snapshot.objects[name]
+    if now is before:
+        return None
+    if now is _UNBOUND:
+        return "was deleted since submit"
+    if before is _UNBOUND:
+        return "was created since submit"
+    return "was reassigned since submit"

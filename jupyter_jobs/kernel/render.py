@@ -1,0 +1,246 @@
+"""A job's state as HTML and text: the widget's header, and the static view a saved notebook keeps.
+
+Pure functions of a record (plus outputs, log lines and the namespace report), so the live widget
+and the kernel-free rendering cannot drift apart. Every piece of job-provided text (names,
+messages, logs, tracebacks) is escaped here, in one place.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..models import Job as JobRecord
+from ..models import Status
+
+COLOURS = {
+    Status.PENDING: "#8a8a8a",
+    Status.QUEUED: "#6d6d6d",
+    Status.RUNNING: "#1565c0",
+    Status.SUCCEEDED: "#2e7d32",
+    Status.FAILED: "#c62828",
+    Status.CANCELLED: "#e65100",
+}
+#: ipywidgets' progress bar styles by status.
+BAR_STYLES = {
+    Status.RUNNING: "info",
+    Status.SUCCEEDED: "success",
+    Status.FAILED: "danger",
+    Status.CANCELLED: "warning",
+}
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    """Tracebacks from IPython carry colour codes; HTML and plain text want them gone."""
+    return _ANSI.sub("", text)
+
+
+def duration(seconds: float) -> str:
+    """`0.4 s`, `12 s`, `3 min 05 s`, `2 h 03 min`."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def status_word(record: JobRecord) -> str:
+    """The status, with what qualifies it: `failed (timeout)`, `running (cancelling)`."""
+    word = record.status.value
+    if record.reason is not None:
+        word += f" ({record.reason.value})"
+    elif record.cancel_requested and not record.finished:
+        word += " (cancelling)"
+    if record.attempt > 1:
+        word += f", attempt {record.attempt}"
+    return word
+
+
+def elapsed(record: JobRecord, now: float | None = None) -> float | None:
+    """Seconds the current attempt has run (to its end once finished), None before it starts."""
+    if record.started_at is None:
+        return None
+    end = record.finished_at if record.finished_at is not None else (now or time.time())
+    return max(0.0, end - record.started_at)
+
+
+def eta(record: JobRecord, now: float | None = None) -> float | None:
+    """Seconds left, extrapolated from progress so far; None when it cannot be told."""
+    p = record.progress
+    spent = elapsed(record, now)
+    if record.status is not Status.RUNNING or not p or not p.total or not p.done or not spent:
+        return None
+    return spent * (p.total - p.done) / p.done
+
+
+def timing_parts(record: JobRecord, now: float | None = None) -> list[str]:
+    """`["3.2 s elapsed", "ETA 10 s"]`, `["took 4.1 s"]`, `["submitted 2 s ago"]`."""
+    spent = elapsed(record, now)
+    if record.finished and spent is not None:
+        return [f"took {duration(spent)}"]
+    if spent is not None:
+        left = eta(record, now)
+        return [f"{duration(spent)} elapsed"] + ([f"ETA {duration(left)}"] if left else [])
+    if record.created_at:
+        return [f"submitted {duration(max(0.0, (now or time.time()) - record.created_at))} ago"]
+    return []
+
+
+def timing(record: JobRecord, now: float | None = None) -> str:
+    """`#12 · 3.2 s elapsed · ETA 10 s`."""
+    return " · ".join([f"#{record.id}", *timing_parts(record, now)])
+
+
+def progress_text(record: JobRecord) -> str:
+    """`40/100 · loading data` (or just the message, or '')."""
+    p = record.progress
+    if p is None:
+        return ""
+    count = f"{p.done:g}/{p.total:g}" if p.total else f"{p.done:g}"
+    return f"{count} · {p.message}" if p.message else count
+
+
+def header_html(record: JobRecord, now: float | None = None) -> str:
+    colour = COLOURS[record.status]
+    return (
+        f"<b>{html.escape(record.name)}</b> "
+        f'<span style="color:{colour};font-weight:bold">&#9679; '
+        f"{html.escape(status_word(record))}</span> "
+        f'<span style="color:#757575">{html.escape(timing(record, now))}</span>'
+    )
+
+
+def log_html(lines: Sequence[str], max_height: str = "12em") -> str:
+    text = html.escape(strip_ansi("\n".join(lines)))
+    return (
+        f'<pre style="margin:0;max-height:{max_height};overflow:auto;font-size:12px;'
+        f'background:#f7f7f7;padding:4px">{text}</pre>'
+    )
+
+
+def names_html(report: dict[str, Any] | None, job_id: int) -> str:
+    """What the job put into the namespace, what it left alone and why, what it could not send."""
+    if not report:
+        return ""
+    rows = []
+    if report.get("set"):
+        rows.append("Set: " + ", ".join(f"<code>{html.escape(n)}</code>" for n in report["set"]))
+    for name, why in report.get("kept", {}).items():
+        n = html.escape(name)
+        rows.append(
+            f"<code>{n}</code> {html.escape(why)}; kept yours; job value in "
+            f"<code>jj.get({job_id}).result()['values']['{n}']</code>"
+        )
+    for name, why in report.get("unsent", {}).items():
+        rows.append(f"<code>{html.escape(name)}</code> not sent back: {html.escape(why)}")
+    if report.get("missing"):
+        names = ", ".join(f"<code>{html.escape(n)}</code>" for n in report["missing"])
+        rows.append(f"Not assigned by the cell: {names}")
+    return "<br>".join(rows)
+
+
+def names_text(report: dict[str, Any] | None, job_id: int) -> list[str]:
+    if not report:
+        return []
+    lines = []
+    if report.get("set"):
+        lines.append("Set: " + ", ".join(report["set"]))
+    for name, why in report.get("kept", {}).items():
+        lines.append(
+            f"{name} {why}; kept yours; job value in jj.get({job_id}).result()['values']['{name}']"
+        )
+    lines += [f"{n} not sent back: {why}" for n, why in report.get("unsent", {}).items()]
+    if report.get("missing"):
+        lines.append("Not assigned by the cell: " + ", ".join(report["missing"]))
+    return lines
+
+
+def error_output(record: JobRecord) -> dict[str, Any] | None:
+    """The job's error as an nbformat `error` output, so it renders like a cell's traceback."""
+    err = record.error
+    if err is None:
+        return None
+    trace = err.traceback.splitlines() if err.traceback else []
+    return {"output_type": "error", "ename": err.type, "evalue": err.message, "traceback": trace}
+
+
+def output_html(output: dict[str, Any]) -> str:
+    """One nbformat output as HTML for the static view (the richest safe type it has)."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        colour = "#c62828" if output.get("name") == "stderr" else "inherit"
+        text = html.escape(strip_ansi(_text(output.get("text", ""))))
+        return f'<pre style="margin:0;color:{colour}">{text}</pre>'
+    if kind == "error":
+        trace = "\n".join(output.get("traceback") or []) or (
+            f"{output.get('ename')}: {output.get('evalue')}"
+        )
+        return f'<pre style="margin:0;color:#c62828">{html.escape(strip_ansi(trace))}</pre>'
+    data = output.get("data", {})
+    if "text/html" in data:
+        return _text(data["text/html"])  # the job's own HTML, as trusted as its cell would be
+    for mime in ("image/png", "image/jpeg"):
+        if mime in data:
+            b64 = _text(data[mime]).replace("\n", "")
+            return f'<img src="data:{mime};base64,{b64}"/>'
+    if "image/svg+xml" in data:
+        return _text(data["image/svg+xml"])
+    if "text/plain" in data:
+        return f'<pre style="margin:0">{html.escape(_text(data["text/plain"]))}</pre>'
+    return ""
+
+
+def output_text(output: dict[str, Any]) -> str:
+    kind = output.get("output_type")
+    if kind == "stream":
+        return strip_ansi(_text(output.get("text", ""))).rstrip("\n")
+    if kind == "error":
+        return strip_ansi("\n".join(output.get("traceback") or [])) or (
+            f"{output.get('ename')}: {output.get('evalue')}"
+        )
+    return _text(output.get("data", {}).get("text/plain", "")).rstrip("\n")
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def static_bundle(
+    record: JobRecord,
+    *,
+    outputs: Sequence[dict[str, Any]] = (),
+    log_lines: Sequence[str] = (),
+    report: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """text/html + text/plain of the job's state: what a notebook shows with no kernel."""
+    parts = [header_html(record)]
+    if record.progress is not None:
+        parts.append(html.escape(progress_text(record)))
+    if names := names_html(report, record.id):
+        parts.append(names)
+    if log_lines:
+        parts.append(
+            f"<details><summary>Log (last {len(log_lines)} lines)</summary>"
+            f"{log_html(log_lines)}</details>"
+        )
+    body = "".join(f"<div>{p}</div>" for p in parts)
+    shown = "".join(f"<div>{output_html(o)}</div>" for o in outputs)
+    if shown:
+        body += f'<div style="margin-top:4px">{shown}</div>'
+    text = [f"{record.name} {status_word(record)} {timing(record)}"]
+    if record.progress is not None:
+        text.append(progress_text(record))
+    text += names_text(report, record.id)
+    text += [t for t in (output_text(o) for o in outputs) if t]
+    return {
+        "text/html": f'<div class="jupyter-jobs-job">{body}</div>',
+        "text/plain": "\n".join(text),
+    }

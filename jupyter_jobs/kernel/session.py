@@ -1,0 +1,42 @@
+"""Who is submitting: the notebook a kernel belongs to, which becomes the owner of its jobs.
+
+`%jobs` and `jj.jobs()` show "this notebook's jobs" by this owner, and the sidebar groups by it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def owner(user_ns: Mapping[str, Any] | None = None) -> str:
+    """The notebook path when known, else `kernel:<kernel id>` (else `process:<host>:<pid>`).
+
+    A kernel started by Jupyter for a notebook gets `JPY_SESSION_NAME` (the notebook's path);
+    ipykernel copies it to `__session__`, which VS Code sets too.
+    """
+    name = os.environ.get("JPY_SESSION_NAME")
+    if name:
+        return name
+    session = (user_ns or {}).get("__session__")
+    if isinstance(session, str) and session:
+        return session
+    kid = kernel_id()
+    if kid:
+        return f"kernel:{kid}"
+    return f"process:{socket.gethostname()}:{os.getpid()}"
+
+
+def kernel_id() -> str | None:
+    """The id in this kernel's connection file name (`kernel-<id>.json`), None outside a kernel."""
+    try:
+        from ipykernel.connect import get_connection_file
+
+        path = Path(get_connection_file())
+    except (ImportError, RuntimeError, AttributeError):
+        return None  # not running inside an ipykernel
+    stem = path.stem
+    return stem[len("kernel-") :] if stem.startswith("kernel-") else stem

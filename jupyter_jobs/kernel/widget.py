@@ -1,0 +1,414 @@
+"""`JobWidget`: a job's live view in a notebook, made of standard ipywidgets only.
+
+Name, status (colour and word), progress bar with done/total and message, elapsed time and ETA,
+the last log lines (the full log in an accordion), Cancel while the job can be cancelled, Retry
+once it failed, then the captured outputs (in an `Output` widget, so they render as in a cell)
+or the error with its traceback.
+
+The widget does not poll: the kernel's one `Poller` feeds it records from a background thread
+(ipywidgets sends trait changes as comm messages from any thread, so it moves while the kernel
+is busy). Work that touches the user's namespace runs on the kernel's main thread.
+
+Saved notebooks: every display of the widget is a bundle of the widget view plus text/html and
+text/plain describing the state, and when the job finishes the display is updated (by its
+display_id) with the final state, captured outputs included. A notebook viewer without the
+widget's model (nbconvert, GitHub, a notebook saved without widget state) shows that instead.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+from IPython.display import display, publish_display_data, update_display
+
+from ..errors import JobsError
+from ..models import Job as JobRecord
+from ..models import Status
+from . import render
+
+if TYPE_CHECKING:
+    from .handle import RemoteJob
+
+log = logging.getLogger(__name__)
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+TAIL_LINES = 8
+TAIL_BYTES = 8 * 2**10
+FULL_LOG_BYTES = 2**20
+#: The last log lines are fetched at most this often per widget while the log grows.
+TAIL_INTERVAL = 1.0
+
+#: One widget per job per kernel: showing a job again shows another view of the same widget.
+_widgets: dict[int, JobWidget] = {}
+_widgets_lock = threading.Lock()
+
+
+def show(job: RemoteJob) -> JobWidget:
+    """Display `job`'s widget (the one already made for it in this kernel, else a new one)."""
+    widget = widget_for(job)
+    widget.show()
+    return widget
+
+
+def widget_for(job: RemoteJob, **kwargs: Any) -> JobWidget:
+    with _widgets_lock:
+        widget = _widgets.get(job.id)
+        if widget is None:
+            widget = _widgets[job.id] = JobWidget(job, **kwargs)
+        return widget
+
+
+def complete_now(job_id: int) -> None:
+    """On the main thread, once a job finished: apply its pending namespace update now.
+
+    `job.wait()` and `job.result()` call this, so that after them in a notebook the cell's names
+    are there, without waiting for the poller to notice and hand the update to the main thread.
+    """
+    widget = _widgets.get(job_id)
+    if widget is not None and threading.current_thread() is threading.main_thread():
+        widget.complete()
+
+
+def call_on_main(fn: Callable[..., None], *args: Any) -> None:
+    """Run `fn(*args)` on the kernel's main thread, between cells (at once if already there).
+
+    Namespace updates must not race the user's running cell. Outside an ipykernel (a terminal
+    IPython, a script) there is no event loop to hand over to, and `fn` runs in this thread.
+    """
+    from IPython import get_ipython
+
+    loop = getattr(getattr(get_ipython(), "kernel", None), "io_loop", None)
+    if loop is None or threading.current_thread() is threading.main_thread():
+        _logged(fn, *args)
+    else:
+        loop.add_callback(_logged, fn, *args)
+
+
+def _logged(fn: Callable[..., None], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("jupyter_jobs: %s failed", getattr(fn, "__qualname__", fn))
+
+
+class JobWidget:
+    """The live view of one job. `on_success(result)` (main thread) may return a namespace
+    report (`MergeReport.to_json()`) to list; `inline=True` (`%%job --wait`) leaves the captured
+    outputs to the cell itself, which publishes them as its own outputs.
+
+    The log, names and outputs parts are created when there is something to show: every
+    ipywidget costs comm messages, and a trivial `%%job` should appear at once.
+    """
+
+    def __init__(
+        self,
+        job: RemoteJob,
+        *,
+        on_success: Callable[[Any], dict[str, Any] | None] | None = None,
+        inline: bool = False,
+    ) -> None:
+        self.job = job
+        self.record: JobRecord = job.record
+        self.on_success = on_success
+        self.inline = inline
+        self.report: dict[str, Any] | None = None
+        self.outputs: list[dict[str, Any]] = []
+        self.tail: list[str] = []
+        self.problem = ""
+        self._lock = threading.RLock()
+        self._display_ids: list[str] = []
+        self._completed_attempt: int | None = None
+        self._tail_size = 0
+        self._tail_at = 0.0
+        self._full_offset = 0
+        self._full_text = ""
+
+        self.header = widgets.HTML()
+        self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout={"width": "40%"})
+        self.bar_label = widgets.Label()
+        self.action = widgets.Button(layout={"width": "auto"})
+        self.action.on_click(lambda _: self._act(self._on_action))
+        self.log_tail: widgets.HTML | None = None
+        self.log_box: widgets.Accordion | None = None
+        self.full_log: widgets.HTML | None = None
+        self.names: widgets.HTML | None = None
+        self.out: widgets.Output | None = None
+        self.box = widgets.VBox(
+            [self.header, widgets.HBox([self.bar, self.bar_label, self.action])]
+        )
+        self._render(self.record)
+
+    # --- showing -----------------------------------------------------------------------------
+
+    def show(self) -> None:
+        """Display one more view of this widget, and keep it fed until the job finishes."""
+        with self._lock:
+            if self.record.finished:
+                self.complete()
+            handle = display(self._bundle(), raw=True, display_id=True)
+            self._display_ids.append(handle.display_id)
+        if not self.record.finished:
+            self.job.backend.poller.watch(self.job.id, self)
+
+    def _bundle(self) -> dict[str, Any]:
+        """Widget view plus the state as HTML and text (what shows where widgets cannot)."""
+        shown = () if self.inline else self.outputs
+        bundle: dict[str, Any] = render.static_bundle(
+            self.record, outputs=shown, log_lines=self.tail, report=self.report
+        )
+        bundle[WIDGET_MIME] = {
+            "version_major": 2,
+            "version_minor": 0,
+            "model_id": self.box.model_id,
+        }
+        return bundle
+
+    def _update_displays(self) -> None:
+        bundle = self._bundle()
+        for display_id in self._display_ids:
+            update_display(bundle, raw=True, display_id=display_id)
+
+    def _layout(self) -> None:
+        """The parts that exist, in their fixed order."""
+        parts = [self.log_tail, self.log_box, self.names, self.out]
+        self.box.children = [*self.box.children[:2], *(p for p in parts if p is not None)]
+
+    # --- fed by the poller (background thread) -----------------------------------------------
+
+    def observe(self, record: JobRecord) -> None:
+        with self._lock:
+            if record.attempt < self.record.attempt:
+                return  # a record from before a retry, fetched just before it
+            self.problem = ""
+            self._render(record)
+            self._refresh_tail(record, force=record.finished)
+            if record.finished and not self.inline:
+                self._collect(record)
+                call_on_main(self._complete, record)
+
+    def observe_missing(self, job_id: int) -> None:
+        with self._lock:
+            self.problem = f"job {job_id} no longer exists (deleted)"
+            self._render(self.record)
+            self.action.layout.display = "none"
+
+    def observe_error(self, exc: JobsError) -> None:
+        with self._lock:
+            self.problem = f"cannot reach the server, still trying: {exc.message}"
+            self._render(self.record)
+
+    # --- rendering ---------------------------------------------------------------------------
+
+    def _render(self, record: JobRecord) -> None:
+        self.record = record
+        header = render.header_html(record)
+        if self.problem:
+            header += f'<br><span style="color:#c62828">{html.escape(self.problem)}</span>'
+        self.header.value = header
+        p = record.progress
+        status = record.status
+        has_bar = bool(p and p.total) or status is Status.SUCCEEDED
+        self.bar.layout.display = "" if has_bar else "none"
+        if p and p.total:
+            self.bar.max = float(p.total)
+            self.bar.value = min(float(p.done), float(p.total))
+        elif status is Status.SUCCEEDED:
+            self.bar.max, self.bar.value = 1.0, 1.0
+        self.bar.bar_style = render.BAR_STYLES.get(status, "")
+        self.bar_label.value = render.progress_text(record)
+        if not record.finished and not record.cancel_requested:
+            self.action.description, self.action.icon = "Cancel", "stop"
+            self.action.layout.display = ""
+        elif status is Status.FAILED:
+            self.action.description, self.action.icon = "Retry", "redo"
+            self.action.layout.display = ""
+        else:
+            self.action.layout.display = "none"
+
+    def _refresh_tail(self, record: JobRecord, force: bool = False) -> None:
+        """The last lines of the log, fetched only when it grew (and at most once a second)."""
+        now = time.monotonic()
+        grew = record.log_size != self._tail_size
+        if not grew or (not force and now - self._tail_at < TAIL_INTERVAL):
+            return
+        self._tail_at, self._tail_size = now, record.log_size
+        offset = max(0, record.log_size - TAIL_BYTES)
+        page = self.job.backend.log_page(self.job.id, offset, TAIL_BYTES)
+        lines = page["data"].splitlines()
+        if offset > 0 and lines:
+            lines = lines[1:]  # the first line is cut
+        self.tail = lines[-TAIL_LINES:]
+        if self.log_tail is None:
+            self.log_tail = widgets.HTML()
+            self.full_log = widgets.HTML()
+            self.log_box = widgets.Accordion([self.full_log], selected_index=None)
+            self.log_box.set_title(0, "Full log")
+            self.log_box.observe(self._on_log_toggle, names="selected_index")
+            self._layout()
+        self.log_tail.value = render.log_html(self.tail)
+        if self.log_box is not None and self.log_box.selected_index == 0:
+            self._load_full_log()
+
+    def _on_log_toggle(self, change: dict[str, Any]) -> None:
+        if change["new"] == 0:
+            self._act(self._load_full_log)
+
+    def _load_full_log(self) -> None:
+        with self._lock:
+            while True:
+                page = self.job.backend.log_page(self.job.id, self._full_offset, FULL_LOG_BYTES)
+                if not page["data"]:
+                    break
+                self._full_text = (self._full_text + page["data"])[-FULL_LOG_BYTES:]
+                self._full_offset = int(page["next_offset"])
+            if self.full_log is not None:
+                self.full_log.value = render.log_html(self._full_text.splitlines(), "30em")
+
+    def _show_names(self) -> None:
+        text = render.names_html(self.report, self.job.id)
+        if self.names is None and text:
+            self.names = widgets.HTML()
+            self._layout()
+        if self.names is not None:
+            self.names.value = text
+
+    # --- finishing ---------------------------------------------------------------------------
+
+    def _collect(self, record: JobRecord) -> None:
+        """Fetch what a finished job left: captured outputs, and the error as an output."""
+        self.outputs = self.job.backend.outputs(self.job.id) if record.has_outputs else []
+        error = render.error_output(record)
+        if error is not None and not any(o.get("output_type") == "error" for o in self.outputs):
+            self.outputs.append(error)
+        if not self.inline and (self.outputs or self.out is not None):
+            if self.out is None:
+                self.out = widgets.Output()
+                self._layout()
+            self.out.outputs = tuple(_plain(o) for o in self.outputs)
+
+    def _complete(self, record: JobRecord) -> None:
+        """Main thread, once per attempt: namespace update, then the final displays."""
+        with self._lock:
+            if self._completed_attempt == record.attempt:
+                return
+            self._completed_attempt = record.attempt
+            if record.status is Status.SUCCEEDED and self.on_success is not None:
+                self.report = self.on_success(self.job.result())
+                self._show_names()
+            self._update_displays()
+
+    def complete(self) -> None:
+        """Finish now (main thread) if the job has finished and this attempt is not done yet."""
+        with self._lock:
+            record = self.job.refresh() if not self.record.finished else self.record
+            if record.finished and not self.inline and self._completed_attempt != record.attempt:
+                self._render(record)
+                self._refresh_tail(record, force=True)
+                self._collect(record)
+                self._complete(record)
+
+    def finish_here(self) -> None:
+        """`%%job --wait`: the job is done; put its outputs into the running cell itself."""
+        record = self.job.record  # fetched again only if the long poll settled it
+        with self._lock:
+            self._render(record)
+            self._refresh_tail(record, force=True)
+            self._collect(record)
+            for output in self.outputs:
+                publish_output(output)
+            self._complete(record)
+
+    def stop_inline(self) -> None:
+        """The `--wait` was interrupted: let the poller finish the job's view later."""
+        with self._lock:
+            self.inline = False
+            record = self.record
+        if record.finished:
+            self.observe(record)
+        else:
+            self.job.backend.poller.watch(self.job.id, self)
+
+    # --- the button --------------------------------------------------------------------------
+
+    def _on_action(self) -> None:
+        if self.record.status is Status.FAILED:
+            self._retry()
+        elif not self.record.finished:
+            self.job.cancel()
+            self._render(self.job.record)
+
+    def _retry(self) -> None:
+        self.job = self.job.retry()
+        self.outputs, self.report, self.problem = [], None, ""
+        if self.out is not None:
+            self.out.outputs = ()
+        self._show_names()
+        self._render(self.job.record)
+        self.job.backend.poller.watch(self.job.id, self)
+
+    def _act(self, action: Callable[[], Any]) -> None:
+        """Run a button's action; a refusal (already finished, server gone) shows in the widget."""
+        try:
+            with self._lock:
+                action()
+        except JobsError as exc:
+            with self._lock:
+                self.problem = exc.message
+                self._render(self.record)
+
+
+def _plain(output: dict[str, Any]) -> dict[str, Any]:
+    """nbformat allows multi-line strings as lists; the Output widget wants strings."""
+    fixed = dict(output)
+    if "text" in fixed:
+        fixed["text"] = _text(fixed["text"])
+    if "data" in fixed:
+        fixed["data"] = {k: _text(v) for k, v in fixed["data"].items()}
+    if fixed.get("output_type") == "execute_result":
+        fixed.pop("execution_count", None)
+        fixed["output_type"] = "display_data"
+    if "data" in fixed:
+        fixed.setdefault("metadata", {})
+    return fixed
+
+
+def _text(value: Any) -> Any:
+    return "".join(value) if isinstance(value, list) else value
+
+
+def publish_output(output: dict[str, Any]) -> None:
+    """Emit one nbformat output as an output of the running cell."""
+    output = _plain(output)
+    kind = output.get("output_type")
+    if kind == "stream":
+        stream = sys.stderr if output.get("name") == "stderr" else sys.stdout
+        stream.write(output.get("text", ""))
+        stream.flush()
+    elif kind == "error":
+        publish_error(output.get("ename", "Error"), output.get("evalue", ""), output["traceback"])
+    else:
+        publish_display_data(output.get("data", {}), output.get("metadata", {}))
+
+
+def publish_error(ename: str, evalue: str, traceback: list[str]) -> None:
+    """An `error` output (red traceback) in the running cell, without failing the cell.
+
+    `_showtraceback` is IPython's documented hook for where a shell shows tracebacks (ipykernel
+    sends them as `error` messages); the cell itself still ends normally.
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    stb = traceback or [f"{ename}: {evalue}"]
+    if shell is None:
+        sys.stderr.write("\n".join(stb) + "\n")
+        return
+    remote_type = type(ename.rsplit(".", 1)[-1] or "Error", (Exception,), {})
+    shell._showtraceback(remote_type, evalue, stb)
