@@ -170,19 +170,31 @@ class Capture:
         self.lock = threading.Lock()
         self.job: JobOutput | None = None
         self._pipes: dict[int, str] = {}
+        self._write_ends: dict[int, int] = {}  # fd 1/2 -> a spare (non-inheritable) copy
         for fd, name in ((1, "stdout"), (2, "stderr")):
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
-            os.close(write_end)
+            self._write_ends[fd] = write_end
             os.set_blocking(read_end, False)
             self._pipes[read_end] = name
         self.stdout = _text_stream(1)
         self.stderr = _text_stream(2)
-        self.restore_streams()
+        self.reset()
         threading.Thread(target=self._drain_forever, name="jobs-output", daemon=True).start()
 
-    def restore_streams(self) -> None:
-        """Put our stdout/stderr back, in case a job replaced sys.stdout."""
+    def reset(self) -> None:
+        """Undo what a job may have done to its output: replaced sys.stdout, closed fd 1."""
+        for fd, spare in self._write_ends.items():
+            try:
+                same = os.path.sameopenfile(fd, spare)
+            except OSError:
+                same = False
+            if not same:
+                os.dup2(spare, fd)
+        if self.stdout.closed:
+            self.stdout = _text_stream(1)
+        if self.stderr.closed:
+            self.stderr = _text_stream(2)
         sys.stdout, sys.stderr = self.stdout, self.stderr
 
     def _drain_forever(self) -> None:
@@ -208,8 +220,9 @@ class Capture:
     @contextmanager
     def synced(self) -> Iterator[None]:
         """Flush Python's streams and drain the pipes, then hold the lock for the caller."""
-        self.stdout.flush()
-        self.stderr.flush()
+        for stream in (self.stdout, self.stderr):
+            if not stream.closed:
+                stream.flush()
         with self.lock:
             self._read_available()
             yield
@@ -289,6 +302,11 @@ class _Hook(DisplayHook):
     """The cell's last expression: an execute_result (no prompt, no execution count)."""
 
     record: Callable[..., None] | None = None
+    cell = ""
+
+    def quiet(self):
+        # IPython looks for the trailing ';' in the history, which store_history=False skips.
+        return self.semicolon_at_end_of_expression(self.cell)
 
     def write_output_prompt(self):
         pass
@@ -436,6 +454,7 @@ def _run_cell(shell: JobShell, data: bytes, options: dict[str, Any]) -> bytes:
     job = _load(data)
     before = _prepare_cell(shell, job)
     code = job["code"]
+    shell.displayhook.cell = code
     outcome = shell.run_cell(code, store_history=False)
     if not outcome.success:
         exc = outcome.error_before_exec or outcome.error_in_exec
@@ -516,7 +535,9 @@ class Worker:
         except Failure as failure:
             error, reason = failure.error, failure.reason
         finally:
-            self.capture.restore_streams()
+            self.capture.reset()
+            # A reused worker must stay killable: a job may have ignored SIGTERM.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             self.reporter.flush()
             with self.capture.synced():
                 self.capture.job = None

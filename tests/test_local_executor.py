@@ -128,6 +128,25 @@ async def test_cancel_ends_the_whole_process_tree(executor, recorder, tmp_path, 
     assert len(recorder.outcomes[task.job_id]) == 1
 
 
+async def test_a_reused_worker_is_repaired_after_a_job_that_broke_it(executor, recorder):
+    vandal = wu.function_task(wu.vandal)
+    await executor.run(vandal)
+    pid = dill.loads((await recorder.done(vandal.job_id)).result)
+    task = wu.function_task(wu.prints, "still here")
+    await executor.run(task)
+    outcome = await recorder.done(task.job_id)
+    assert dill.loads(outcome.result) == pid  # the same worker ...
+    assert recorder.log_text(task.job_id) == "still here\nstill here from a child\n"
+    flag_task = wu.function_task(wu.sleeps, 1000)
+    await executor.run(flag_task)
+    await wu.wait_for(lambda: executor._runs[flag_task.job_id].worker is not None)
+    worker = executor._runs[flag_task.job_id].worker
+    assert worker.pid == pid
+    # ... which SIGTERM ends again at once (a grace of 20 s would time the test out).
+    await asyncio.wait_for(executor.kill(flag_task.job_id, None, 20.0), 10)
+    assert recorder.outcomes[flag_task.job_id][0].exit == "killed by signal 15 (SIGTERM)"
+
+
 async def test_timeout_kill_fails_with_reason_timeout(executor, recorder, tmp_path):
     task, pids = await start_hanging(executor, recorder, tmp_path, ignore_term=False)
     await asyncio.wait_for(executor.kill(task.job_id, Reason.TIMEOUT, 1.0), 15)

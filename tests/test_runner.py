@@ -283,8 +283,15 @@ async def test_cell_exception_fails_with_plain_traceback_and_error_output(execut
     assert "ZeroDivisionError" in recorder.log_text(task.job_id)
 
 
-async def test_cell_magics_work(executor, recorder):
+async def test_trailing_semicolon_hides_the_result(executor, recorder):
+    outcome = await run(executor, recorder, wu.cell_task("x = 1\nx + 1;"))
+    assert outputs_of(outcome) == []
+
+
+async def test_cell_magics_and_top_level_await_work(executor, recorder):
     code = (
+        "import asyncio\n"
+        "await asyncio.sleep(0.01)\n"
         "%time z = 6 * 7\n"
         "lines = !printf 'a\\nb\\n'\n"
         "%env JJ_TEST=1\n"

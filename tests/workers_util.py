@@ -199,6 +199,21 @@ def public_api() -> Any:
     return (job.id, job.attempt)
 
 
+def vandal() -> int:
+    """Leaves the worker in a state the next job must not notice."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.stdout.close()
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    os.close(1)
+    return os.getpid()
+
+
+def prints(text: str) -> int:
+    print(text)
+    os.system(f"echo {text} from a child")
+    return os.getpid()
+
+
 def sleeps(seconds: float) -> float:
     time.sleep(seconds)
     return seconds

@@ -500,13 +500,27 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: their reaper (init,
+    or a container's PID 1) may take its time, and they hold no resources worth waiting for."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return True  # no /proc: a zombie-only group looks alive until the grace runs out
+    for pid in entries:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                state, _, group = stat.read().rsplit(b")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # it exited while we looked
+        if int(group) == pgid and state != b"Z":
+            return True
+    return False
 
 
 def _exit_future(proc: subprocess.Popen, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
