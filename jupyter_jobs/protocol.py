@@ -62,12 +62,14 @@ class Channel:
         self._file = sock.makefile("rb")
         self._lock = threading.Lock()
 
-    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
-        head = encode_head(header, len(body))
+    def send(self, header: dict[str, Any], *body: bytes) -> None:
+        """One frame; the body may come in parts (sent back to back, never copied together)."""
+        head = encode_head(header, sum(len(part) for part in body))
         with self._lock:
             self._sock.sendall(head)
-            if body:
-                self._sock.sendall(body)
+            for part in body:
+                if part:
+                    self._sock.sendall(part)
 
     def close(self) -> None:
         self._file.close()

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -88,9 +88,9 @@ class Outputs:
                 if known == display_id:
                     self.items[index].update(data=_jsonable(data), metadata=metadata or {})
             return
-        output = {"output_type": "display_data", "data": _jsonable(data), "metadata": {}}
-        output["metadata"] = metadata or {}
-        self._add(output)
+        self._add(
+            {"output_type": "display_data", "data": _jsonable(data), "metadata": metadata or {}}
+        )
         if display_id:
             self._display_ids[len(self.items) - 1] = display_id
 
@@ -282,38 +282,70 @@ class Reporter:
                     self._send(self._pending)
 
 
+class CellOutput:
+    """What a cell's display machinery writes to: its outputs, in order with its streams.
+
+    Every record first drains fds 1 and 2 (`Capture.synced`), so a display lands after the
+    prints that came before it, and the streams never interleave with it.
+    """
+
+    def __init__(self, capture: Capture, channel: protocol.Channel, outputs: Outputs) -> None:
+        self.capture = capture
+        self.channel = channel
+        self.outputs = outputs
+
+    def display(self, data: dict, metadata: dict | None, transient: dict | None, update: bool):
+        with self.capture.synced():
+            self.outputs.display(data, metadata, transient, update)
+
+    def result(self, data: dict, metadata: dict | None) -> None:
+        with self.capture.synced():
+            self.outputs.result(data, metadata)
+
+    def clear(self, wait: bool) -> None:
+        with self.capture.synced():
+            self.outputs.clear(wait)
+
+    def error(self, ename: str, evalue: str, stb: list[str]) -> None:
+        with self.capture.synced():
+            self.outputs.error(ename, evalue, stb)
+            # The log gets the traceback too, as plain text: logs are read in terminals.
+            text = _ANSI.sub("", "\n".join(stb)) + "\n"
+            self.channel.send({"t": "log"}, text.encode())
+
+
 class _Publisher(DisplayPublisher):
     """display() in a cell job: recorded as display_data, in order with the streams."""
 
-    record: Callable[..., None] | None = None
+    cell: CellOutput | None = None
 
     def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
-        if self.record is not None:
-            self.record("display", data, metadata, transient, update)
+        if self.cell is not None:
+            self.cell.display(data, metadata, transient, update)
         elif "text/plain" in data:
             print(data["text/plain"])  # display() in a function job: text, as in plain Python
 
     def clear_output(self, wait=False):
-        if self.record is not None:
-            self.record("clear", wait)
+        if self.cell is not None:
+            self.cell.clear(wait)
 
 
 class _Hook(DisplayHook):
     """The cell's last expression: an execute_result (no prompt, no execution count)."""
 
-    record: Callable[..., None] | None = None
-    cell = ""
+    cell: CellOutput | None = None
+    code = ""
 
     def quiet(self):
         # IPython looks for the trailing ';' in the history, which store_history=False skips.
-        return self.semicolon_at_end_of_expression(self.cell)
+        return self.semicolon_at_end_of_expression(self.code)
 
     def write_output_prompt(self):
         pass
 
     def write_format_data(self, format_dict, md_dict=None):
-        if self.record is not None:
-            self.record("result", format_dict, md_dict)
+        if self.cell is not None:
+            self.cell.result(format_dict, md_dict)
 
 
 class JobShell(InteractiveShell):
@@ -321,16 +353,18 @@ class JobShell(InteractiveShell):
 
     display_pub_class = Type(_Publisher)
     displayhook_class = Type(_Hook)
-    record: Callable[..., None] | None = None
+    cell: CellOutput | None = None
     last_traceback: list[str] | None = None
 
     def _showtraceback(self, etype, evalue, stb):
         self.last_traceback = stb
-        if self.record is not None:
-            self.record("error", etype.__name__, str(evalue), stb)
+        if self.cell is not None:
+            self.cell.error(etype.__name__, str(evalue), stb)
 
-    def attach(self, record: Callable[..., None]) -> None:
-        self.record = self.display_pub.record = self.displayhook.record = record
+    def attach(self, cell: CellOutput, code: str) -> None:
+        """Send this cell's displays, result and errors to `cell`."""
+        self.cell = self.display_pub.cell = self.displayhook.cell = cell
+        self.displayhook.code = code
 
 
 def _make_shell() -> JobShell:
@@ -450,11 +484,11 @@ def _cell_result(
         return payloads.dumps(result)
 
 
-def _run_cell(shell: JobShell, data: bytes, options: dict[str, Any]) -> bytes:
+def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str, Any]) -> bytes:
     job = _load(data)
     before = _prepare_cell(shell, job)
     code = job["code"]
-    shell.displayhook.cell = code
+    shell.attach(cell, code)
     outcome = shell.run_cell(code, store_history=False)
     if not outcome.success:
         exc = outcome.error_before_exec or outcome.error_in_exec
@@ -489,36 +523,17 @@ class Worker:
                 return
             if header["t"] != "job":
                 raise protocol.ProtocolError(f"unexpected {header['t']!r} frame")
-            done, result = self.run(header, body)
-            self.channel.send(done, result)
+            done, parts = self.run(header, body)
+            self.channel.send(done, *parts)
             if header["kind"] == "cell":
                 self.channel.send({"t": "exit"})
                 return
 
-    def _record(self, output: JobOutput) -> Callable[..., None]:
-        def record(what: str, *args: Any) -> None:
-            outputs = output.outputs
-            assert outputs is not None
-            with self.capture.synced():
-                if what == "display":
-                    outputs.display(*args)
-                elif what == "result":
-                    outputs.result(*args)
-                elif what == "clear":
-                    outputs.clear(*args)
-                elif what == "error":
-                    outputs.error(*args)
-                    text = _ANSI.sub("", "\n".join(args[2])) + "\n"
-                    self.channel.send({"t": "log"}, text.encode())
-
-        return record
-
-    def run(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], bytes]:
-        """One job, start to end; returns the "done" frame."""
+    def run(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], list[bytes]]:
+        """One job, start to end; returns the "done" frame (header, body parts)."""
         cell = header["kind"] == "cell"
-        output = JobOutput(self.channel, header.get("log_limit"), Outputs() if cell else None)
-        if cell:
-            self.shell.attach(self._record(output))
+        outputs = Outputs() if cell else None
+        output = JobOutput(self.channel, header.get("log_limit"), outputs)
         self.reporter.start(header.get("progress_interval", 1.0))
         context = JobContext(header["job_id"], header["attempt"])
         cwd = header.get("cwd") or self.home
@@ -527,11 +542,11 @@ class Worker:
         result, error, reason = None, None, None
         try:
             with _in_directory(cwd), job_context(context, self.reporter.report):
-                result = (
-                    _run_cell(self.shell, body, header.get("options") or {})
-                    if cell
-                    else (_run_function(body))
-                )
+                if outputs is not None:
+                    target = CellOutput(self.capture, self.channel, outputs)
+                    result = _run_cell(self.shell, target, body, header.get("options") or {})
+                else:
+                    result = _run_function(body)
         except Failure as failure:
             error, reason = failure.error, failure.reason
         finally:
@@ -541,7 +556,7 @@ class Worker:
             self.reporter.flush()
             with self.capture.synced():
                 self.capture.job = None
-        outputs = output.outputs.to_json() if output.outputs is not None else b""
+        notebook = outputs.to_json() if outputs is not None else b""
         done = {
             "t": "done",
             "status": "failed" if error else "succeeded",
@@ -549,10 +564,10 @@ class Worker:
             "error": error,
             "has_result": result is not None,
             "result_len": len(result or b""),
-            "has_outputs": cell,
-            "outputs_len": len(outputs),
+            "has_outputs": outputs is not None,
+            "outputs_len": len(notebook),
         }
-        return done, (result or b"") + outputs
+        return done, [result or b"", notebook]
 
 
 @contextmanager

@@ -283,6 +283,31 @@ async def test_cell_exception_fails_with_plain_traceback_and_error_output(execut
     assert "ZeroDivisionError" in recorder.log_text(task.job_id)
 
 
+async def test_display_updates_and_clear_output_behave_like_a_notebook(executor, recorder):
+    code = (
+        "from IPython.display import display, update_display, clear_output\n"
+        "print('gone soon')\n"
+        "clear_output()\n"
+        "display('first', display_id='d')\n"
+        "print('between')\n"
+        "update_display('second', display_id='d')\n"
+        "display('waiting')\n"
+        "clear_output(wait=True)\n"
+        "display('last')\n"
+    )
+    outcome = await run(executor, recorder, wu.cell_task(code))
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    assert [o["data"]["text/plain"] for o in outputs_of(outcome)] == ["'last'"]
+    code = code.replace("clear_output(wait=True)\n", "")
+    outputs = outputs_of(await run(executor, recorder, wu.cell_task(code)))
+    assert [o.get("data", {}).get("text/plain", o.get("text")) for o in outputs] == [
+        "'second'",
+        "between\n",
+        "'waiting'",
+        "'last'",
+    ]
+
+
 async def test_trailing_semicolon_hides_the_result(executor, recorder):
     outcome = await run(executor, recorder, wu.cell_task("x = 1\nx + 1;"))
     assert outputs_of(outcome) == []
