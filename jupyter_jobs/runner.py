@@ -356,6 +356,9 @@ class JobShell(InteractiveShell):
     cell: CellOutput | None = None
     last_traceback: list[str] | None = None
 
+    def init_virtualenv(self):
+        """Never: the job runs with its interpreter's own packages, not the server's venv."""
+
     def _showtraceback(self, etype, evalue, stb):
         self.last_traceback = stb
         if self.cell is not None:
@@ -610,7 +613,7 @@ def main(argv: list[str]) -> int:
     # The executor reads our original stderr: the worker's own last words (a crash in a C
     # extension, a protocol error) end up in the worker_lost error instead of nowhere.
     diagnostics = os.fdopen(os.dup(2), "w", buffering=1)
-    faulthandler.enable(diagnostics)
+    faulthandler.enable(diagnostics, all_threads=False)
     try:
         Worker(channel, shell).serve()
     except Exception:

@@ -242,6 +242,12 @@ def spawns_and_hangs(pid_file: str, ignore_term: bool) -> None:
         time.sleep(1)
 
 
+def segfaults() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
 def exits(code: int) -> None:
     os._exit(code)
 

@@ -33,7 +33,7 @@ from .base import Executor, ExecutorEvents, Task
 log = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
-_STDERR_TAIL = 4096
+_STDERR_TAIL = 16384
 
 
 def describe_exit(returncode: int) -> str:
@@ -48,7 +48,18 @@ def describe_exit(returncode: int) -> str:
 
 
 class WorkerStartError(Exception):
-    """A worker could not be started or died before it was ready."""
+    """A worker could not be started or died before it was ready; `output` is what it wrote."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+
+
+def _last_words(output: str) -> str:
+    """The most telling line a dying worker wrote: a fatal error, else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith("Fatal Python error")]
+    return (fatal or lines or [""])[-1]
 
 
 @dataclass(eq=False)
@@ -77,6 +88,7 @@ class _Worker:
     run: _Run | None = None
     writer: asyncio.StreamWriter | None = None
     stderr_tail: bytes = b""
+    exit_text: str | None = None
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     supervisor: asyncio.Task | None = None
 
@@ -253,10 +265,16 @@ class LocalExecutor(Executor):
         try:
             await asyncio.shield(worker.ready)
         except WorkerStartError as exc:
-            self._finish(run, _failed(Reason.WORKER_LOST, "WorkerStartError", str(exc)))
+            outcome = _failed(Reason.WORKER_LOST, "WorkerStartError", str(exc))
+            outcome.error.traceback = exc.output
+            self._finish(run, outcome)
             return
         finally:
             worker.reserved = False
+        if worker.state != "idle":  # it died between saying ready and getting the job
+            message = f"the worker process (pid {worker.pid}) died: {worker.exit_text}"
+            self._finish(run, _failed(Reason.WORKER_LOST, "WorkerLost", message))
+            return
         await self._dispatch(run, worker)
 
     def _finish(self, run: _Run, outcome: Outcome) -> None:
@@ -360,16 +378,18 @@ class LocalExecutor(Executor):
             task.cancel()
         worker.writer.close()
         worker.state = "dead"
+        worker.exit_text = describe_exit(returncode)
         self._workers.remove(worker)
-        self._on_exit(worker, describe_exit(returncode))
+        self._on_exit(worker, worker.exit_text)
         worker.gone.set()
 
     def _on_exit(self, worker: _Worker, exit_text: str) -> None:
-        tail = worker.stderr_tail.decode(errors="replace").strip()
-        said = f"; it wrote: {tail[-1000:]}" if tail else ""
+        output = worker.stderr_tail.decode(errors="replace").strip()
+        words = _last_words(output)
+        said = f": {words}" if words else ""
         if not worker.ready.done():
             message = f"the worker ({worker.interpreter}) ended before it was ready: {exit_text}"
-            worker.ready.set_exception(WorkerStartError(message + said))
+            worker.ready.set_exception(WorkerStartError(message + said, output))
             if not self._closing:
                 # A worker that cannot start would only crash again: no automatic restarts
                 # for this interpreter until a task asks for it.
@@ -378,7 +398,9 @@ class LocalExecutor(Executor):
         run = worker.run
         if run is not None and not run.reported and not run.killing:
             message = f"the worker process (pid {worker.pid}) died: {exit_text}{said}"
-            self._finish(run, _failed(Reason.WORKER_LOST, "WorkerLost", message, exit_text))
+            outcome = _failed(Reason.WORKER_LOST, "WorkerLost", message, exit_text)
+            outcome.error.traceback = output
+            self._finish(run, outcome)
         self._ensure_spares()
 
     def _start_timed_out(self, worker: _Worker) -> None:
