@@ -21,8 +21,9 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
+from IPython.utils.process import arg_split
 
 from ..errors import (
     IllegalTransition,
@@ -72,7 +73,11 @@ class CellOptions:
 
 def parse_cell_options(line: str) -> CellOptions:
     """Parse `%%job`'s line; UsageError names the bad option."""
-    args = parse_argstring(_cell_options, line)
+    try:  # POSIX quoting, so that `--name "my job"` is `my job` (IPython keeps the quotes)
+        argv = arg_split(line, posix=True)
+    except ValueError as exc:
+        raise UsageError(f"%%job: {exc}") from None
+    args = _cell_options.parser.parse_args(argv)
     if args.return_ is not None and args.no_return:
         raise UsageError("%%job: --return and --no-return exclude each other")
     return_names = _names(args.return_, "--return") if args.return_ is not None else None

@@ -41,6 +41,11 @@ def signature(record: JobRecord) -> tuple[Any, ...]:
     )
 
 
+def next_delay(delay: float, changed: bool, low: float, high: float) -> float:
+    """Back to `low` when something changed, else double up to `high`."""
+    return low if changed else min(delay * 2, high)
+
+
 class Poller:
     """Polls the jobs its watchers care about; watchers are held weakly and dropped once their
     job has finished (a watcher that wants more, e.g. after a retry, registers again)."""
@@ -112,7 +117,7 @@ class Poller:
                     self._seen = {i: s for i, s in self._seen.items() if i in self._watchers}
                     return
             changed = self._tick_once(ids)
-            delay = self.min_delay if changed else min(delay * 2, self.max_delay)
+            delay = next_delay(delay, changed, self.min_delay, self.max_delay)
             self._wake.wait(delay)
             self._wake.clear()
 

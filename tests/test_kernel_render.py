@@ -1,0 +1,97 @@
+"""The widget's texts and the static view a saved notebook keeps: escaped, and telling the truth."""
+
+from __future__ import annotations
+
+from jupyter_jobs.kernel import render
+from jupyter_jobs.models import Job, JobError, Kind, Progress, Reason, Status
+
+EVIL = "<script>alert('x')</script>"
+
+
+def record(**fields) -> Job:
+    base = {"id": 7, "name": "train", "kind": Kind.CELL, "owner": "nb", "status": Status.RUNNING}
+    return Job(**{**base, **fields})
+
+
+def test_job_text_is_escaped_everywhere_it_goes_into_html():
+    r = record(name=EVIL, progress=Progress(1, 2, EVIL))
+    assert EVIL not in render.header_html(r)
+    assert "&lt;script&gt;" in render.header_html(r)
+    assert EVIL not in render.log_html([EVIL, "\x1b[31mred\x1b[0m"])
+    assert "\x1b" not in render.log_html(["\x1b[31mred\x1b[0m"])
+    names = render.names_html({"set": [EVIL], "kept": {EVIL: EVIL}, "unsent": {EVIL: EVIL}}, 7)
+    assert EVIL not in names
+    bundle = render.static_bundle(r, log_lines=[EVIL])
+    assert EVIL not in bundle["text/html"]
+
+
+def test_status_words_say_why():
+    assert render.status_word(record(status=Status.FAILED, reason=Reason.TIMEOUT)) == (
+        "failed (timeout)"
+    )
+    assert render.status_word(record(cancel_requested=True)) == "running (cancelling)"
+    assert render.status_word(record(attempt=2)) == "running, attempt 2"
+
+
+def test_elapsed_and_eta_come_from_progress():
+    r = record(started_at=100.0, progress=Progress(done=25, total=100))
+    assert render.elapsed(r, now=110.0) == 10.0
+    assert render.eta(r, now=110.0) == 30.0  # a quarter took 10 s: three quarters left
+    assert render.timing(r, now=110.0) == "#7 · 10 s elapsed · ETA 30 s"
+    done = record(status=Status.SUCCEEDED, started_at=100.0, finished_at=104.0)
+    assert render.eta(done, now=200.0) is None
+    assert render.timing(done, now=200.0) == "#7 · took 4.0 s"
+    queued = record(status=Status.QUEUED, created_at=100.0)
+    assert render.timing(queued, now=102.0) == "#7 · submitted 2.0 s ago"
+
+
+def test_durations_read_like_a_person_would_say_them():
+    assert render.duration(0.42) == "0.4 s"
+    assert render.duration(42) == "42 s"
+    assert render.duration(185) == "3 min 05 s"
+    assert render.duration(7380) == "2 h 03 min"
+
+
+def test_progress_text():
+    assert render.progress_text(record(progress=Progress(3, 10, "loading"))) == "3/10 · loading"
+    assert render.progress_text(record(progress=Progress(3))) == "3"
+    assert render.progress_text(record()) == ""
+
+
+def test_the_error_becomes_an_error_output_like_a_cells():
+    err = JobError("ZeroDivisionError", "division by zero", "Traceback\n  line 1\nZeroDivision")
+    output = render.error_output(record(status=Status.FAILED, error=err))
+    assert output == {
+        "output_type": "error",
+        "ename": "ZeroDivisionError",
+        "evalue": "division by zero",
+        "traceback": ["Traceback", "  line 1", "ZeroDivision"],
+    }
+    assert render.error_output(record()) is None
+
+
+def test_the_static_view_holds_final_status_names_and_outputs():
+    r = record(status=Status.SUCCEEDED, started_at=1.0, finished_at=2.0)
+    outputs = [
+        {"output_type": "stream", "name": "stdout", "text": ["hello ", "<world>\n"]},
+        {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo=\n"}, "metadata": {}},
+        {"output_type": "execute_result", "data": {"text/plain": "42"}, "metadata": {}},
+    ]
+    bundle = render.static_bundle(r, outputs=outputs, report={"set": ["total"]})
+    html, text = bundle["text/html"], bundle["text/plain"]
+    assert "succeeded" in html and "succeeded" in text
+    assert "hello &lt;world&gt;" in html
+    assert '<img src="data:image/png;base64,iVBORw0KGgo="/>' in html
+    assert "Set: <code>total</code>" in html
+    assert text.splitlines()[1:] == ["Set: total", "hello <world>", "42"]
+
+
+def test_outputs_render_as_html_by_their_richest_safe_type():
+    stderr = {"output_type": "stream", "name": "stderr", "text": "warn"}
+    assert "color:#c62828" in render.output_html(stderr)
+    error = {"output_type": "error", "ename": "E", "evalue": "v", "traceback": ["\x1b[31mE: v"]}
+    assert render.output_html(error).endswith(">E: v</pre>")
+    table = {"output_type": "display_data", "data": {"text/html": "<table></table>"}}
+    assert render.output_html(table) == "<table></table>"
+    plain = {"output_type": "display_data", "data": {"text/plain": "<1>"}}
+    assert "&lt;1&gt;" in render.output_html(plain)
