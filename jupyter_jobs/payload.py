@@ -90,12 +90,13 @@ def _why_not(obj: Any) -> str | None:
     return None
 
 
-def _culprits(items: Iterable[tuple[str, Any]], verb: str) -> list[str]:
+def _culprits(items: Iterable[tuple[str, Any]]) -> list[str]:
+    """One sentence per part that dill refuses, so the user can fix all of them at once."""
     problems = []
     for label, value in items:
         reason = _why_not(value)
         if reason is not None:
-            problems.append(f"{label} ({describe_type(value)}) cannot be {verb}: {reason}")
+            problems.append(f"{label} ({describe_type(value)}) cannot be sent to the job: {reason}")
     return problems
 
 
@@ -113,7 +114,7 @@ def function_payload(
         items = [(f"the function '{name}'", fn)]
         items += [(f"argument {i}", value) for i, value in enumerate(args)]
         items += [(f"keyword argument '{key}'", value) for key, value in kwargs.items()]
-        problems = _culprits(items, "sent to the job") or [f"the call cannot be sent: {exc}"]
+        problems = _culprits(items) or [f"the call cannot be sent: {exc}"]
         raise PayloadError("; ".join(problems), {"problems": problems}) from exc
 
 
@@ -339,7 +340,7 @@ def cell_payload(
         data = dumps({"code": code, "variables": variables, "modules": modules})
     except Exception as exc:
         items = [(f"variable '{name}'", value) for name, value in variables.items()]
-        problems = _culprits(items, "sent to the job") or [f"the cell cannot be sent: {exc}"]
+        problems = _culprits(items) or [f"the cell cannot be sent: {exc}"]
         raise PayloadError("; ".join(problems), {"problems": problems}) from exc
     return data, info
 

@@ -22,6 +22,7 @@ import codecs
 import ctypes
 import faulthandler
 import importlib
+import importlib.util
 import inspect
 import io
 import json
@@ -445,10 +446,12 @@ def _prepare_cell(shell: JobShell, job: dict[str, Any]) -> dict[str, bytes | Non
             namespace[alias] = module
     variables = job.get("variables", {})
     namespace.update(variables)
-    if "matplotlib" in sys.modules:
-        shell.enable_matplotlib("inline")  # an earlier function job already chose a backend
-    else:
-        os.environ["MPLBACKEND"] = _INLINE_BACKEND
+    # Figures show up as outputs, as in a notebook (when this interpreter has the backend).
+    if importlib.util.find_spec("matplotlib_inline") is not None:
+        if "matplotlib" in sys.modules:
+            shell.enable_matplotlib("inline")  # an earlier function job already chose a backend
+        else:
+            os.environ["MPLBACKEND"] = _INLINE_BACKEND
     return {name: _dumps_or_none(value) for name, value in variables.items()}
 
 
@@ -459,19 +462,23 @@ def _cell_result(
     if options.get("no_return"):
         return payloads.dumps({"values": {}, "assigned": [], "changed": [], "unsent": {}})
     wanted = options.get("return")
-    assigned = [n for n in payloads.assigned_names(code) if n in namespace]
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    if wanted is not None and not all(isinstance(name, str) for name in wanted):
+        raise Failure("error", "InvalidRequest", f"option 'return' must list names: {wanted!r}")
+    bound = payloads.assigned_names(code)
+    # Asked-for names count even when the AST cannot see them bound (exec, globals()).
+    candidates = bound if wanted is None else [n for n in wanted if n in bound or n not in before]
+    assigned = [name for name in candidates if name in namespace]
+    shipped = before if wanted is None else {n: before[n] for n in wanted if n in before}
     changed = [
         name
-        for name, old in before.items()
-        if name in namespace and name not in assigned and _dumps_or_none(namespace[name]) != old
+        for name, old in shipped.items()
+        if name in namespace and name not in bound and _dumps_or_none(namespace[name]) != old
     ]
-    unsent: dict[str, str] = {}
-    if wanted is not None:
-        assigned = [n for n in assigned if n in wanted]
-        changed = [n for n in changed if n in wanted]
-        for name in wanted:
-            if name not in namespace:
-                unsent[name] = "not defined after the cell ran"
+    unsent = {
+        name: "not defined after the cell ran" for name in wanted or () if name not in namespace
+    }
     values = {name: namespace[name] for name in assigned + changed}
     result = {"values": values, "assigned": assigned, "changed": changed, "unsent": unsent}
     try:

@@ -256,11 +256,15 @@ async def test_cell_sends_back_assigned_and_changed_names_and_reports_unsent(exe
 
 
 async def test_cell_return_options_choose_what_comes_back(executor, recorder):
-    code = "a = 1\nb = 2\nitems.append(1)"
-    task = wu.cell_task(code, {"items": []}, **{"return": ["b", "nope"]})
+    code = "a = 1\nb = 2\nitems.append(1)\nexec('hidden = 3')"
+    task = wu.cell_task(code, {"items": [], "same": 1}, **{"return": ["b", "hidden", "nope"]})
     result = dill.loads((await run(executor, recorder, task)).result)
-    assert result["values"] == {"b": 2}
+    assert result["values"] == {"b": 2, "hidden": 3}
     assert result["unsent"] == {"nope": "not defined after the cell ran"}
+
+    task = wu.cell_task(code + "\nprint(same)", {"items": [], "same": 1}, **{"return": "items"})
+    result = dill.loads((await run(executor, recorder, task)).result)
+    assert result["values"] == {"items": [1]} and result["changed"] == ["items"]
 
     task = wu.cell_task(code, {"items": []}, no_return=True)
     result = dill.loads((await run(executor, recorder, task)).result)
