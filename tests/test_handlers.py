@@ -485,6 +485,12 @@ def test_list_newest_first_with_cursor_filters_and_counts(api: Api) -> None:
         api.error("GET", "jobs/api/jobs", params=params, status=400)
 
 
+def test_out_of_range_cursor_is_400(api: Api) -> None:
+    # A well-formed cursor ("v1:<id>") whose id SQLite cannot hold.
+    cursor = base64.urlsafe_b64encode(b"v1:99999999999999999999").decode().rstrip("=")
+    api.error("GET", "jobs/api/jobs", params={"cursor": cursor}, status=400)
+
+
 def test_status_batches_found_and_missing(api: Api) -> None:
     a = api.submit(jobfuncs.noop, hold=True)["id"]
     b = api.submit(jobfuncs.noop, hold=True)["id"]

@@ -47,8 +47,11 @@ class JobsHandler(ExtensionHandlerMixin, APIHandler):
         self.finish(json.dumps(data))
 
     def query(self, name: str) -> str | None:
-        """A query parameter, or None when absent or empty."""
-        return self.get_query_argument(name, None) or None
+        """A query parameter's text ("" when given empty), or None when absent.
+
+        Not stripped: " 5" is not a number, and a name with spaces is matched as sent.
+        """
+        return self.get_query_argument(name, None, strip=False)
 
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         # An expected JobsError (bad input, missing job, consumer not up yet) is one warning
@@ -82,16 +85,14 @@ class JobsListHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        status = self.query("status")
-        cursor = self.query("cursor")
-        limit = self.query("limit")
+        status, limit = self.query("status"), self.query("limit")
         page = await self.app.run(
             self.app.store.query,
-            status=parsing.statuses(status) if status else None,
+            status=parsing.statuses(status or "") or None,
             owner=self.query("owner"),
             q=self.query("q"),
-            limit=parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit else 50,
-            cursor=cursor,
+            limit=parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
+            cursor=self.query("cursor"),
         )
         self.reply(
             {
@@ -169,15 +170,14 @@ class LogsHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        offset = self.query("offset")
-        limit = self.query("limit")
+        offset, limit = self.query("offset"), self.query("limit")
         self.reply(
             await self.app.run(
                 service.read_log,
                 self.app.store,
                 parsing.job_id(job_id),
-                parsing.integer("offset", offset, 0, parsing.MAX_ID) if offset else 0,
-                parsing.integer("limit", limit, 1, MAX_LOG_CHUNK) if limit else 2**20,
+                parsing.integer("offset", offset, 0, parsing.MAX_ID) if offset is not None else 0,
+                parsing.integer("limit", limit, 1, MAX_LOG_CHUNK) if limit is not None else 2**20,
             )
         )
 
@@ -208,7 +208,7 @@ class ResultHandler(JobsHandler):
     async def get(self, job_id: str) -> None:
         ident = parsing.job_id(job_id)
         wait = self.query("wait")
-        timeout = parsing.seconds("wait", wait, MAX_WAIT) if wait else 0.0
+        timeout = parsing.seconds("wait", wait, MAX_WAIT) if wait is not None else 0.0
         job = await self.app.run(self.app.store.get, ident)
         if not job.finished and timeout > 0:
             self._wait = asyncio.ensure_future(self.app.consumer.wait_finished(ident, timeout))
@@ -239,7 +239,7 @@ class StatusHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        ids = parsing.job_ids(self.get_query_argument("ids", ""))
+        ids = parsing.job_ids(self.query("ids") or "")
         jobs = await self.app.run(self.app.store.get_many, ids) if ids else []
         found = {j.id for j in jobs}
         self.reply(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
+import re
 from typing import Any
 
 from ..errors import InvalidRequest, PayloadTooLarge
@@ -21,6 +21,9 @@ from ..models import JobSpec, Status
 MAX_ID = 2**63 - 1
 MAX_STATUS_IDS = 1000
 MAX_BATCH = 10_000
+#: What JSON calls a number (Python's int() and float() also take "1_0", " 5", "inf", "nan").
+INTEGER = re.compile(r"-?[0-9]+")
+NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 
 def job_id(text: str) -> int:
@@ -31,16 +34,17 @@ def job_id(text: str) -> int:
 
 
 def job_ids(text: str) -> list[int]:
-    """`1,2,3` -> [1, 2, 3] (order kept, duplicates dropped); at most MAX_STATUS_IDS ids."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    """`1,2,3` -> [1, 2, 3] (order kept, duplicates dropped; "" is none); at most
+    MAX_STATUS_IDS ids."""
+    parts = text.split(",") if text else []
     if len(parts) > MAX_STATUS_IDS:
         raise InvalidRequest(f"too many ids: at most {MAX_STATUS_IDS} per request")
     return list(dict.fromkeys(job_id(p) for p in parts))
 
 
 def statuses(text: str) -> list[str]:
-    """`queued,running` -> the validated status names."""
-    names = [p.strip() for p in text.split(",") if p.strip()]
+    """`queued,running` -> the validated status names ("" is none)."""
+    names = text.split(",") if text else []
     known = {s.value for s in Status}
     bad = [n for n in names if n not in known]
     if bad:
@@ -51,11 +55,10 @@ def statuses(text: str) -> list[str]:
 
 
 def integer(name: str, text: str, low: int, high: int) -> int:
-    """A query parameter that must be an integer in [low, high]."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer, got {text[:50]!r}") from None
+    """A query parameter that must be a decimal integer in [low, high]."""
+    if not INTEGER.fullmatch(text):
+        raise InvalidRequest(f"{name} must be an integer, got {text[:50]!r}")
+    value = int(text)
     if not low <= value <= high:
         raise InvalidRequest(f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -63,11 +66,10 @@ def integer(name: str, text: str, low: int, high: int) -> int:
 
 def seconds(name: str, text: str, cap: float) -> float:
     """A non-negative duration in seconds; values above `cap` are lowered to `cap`."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a number of seconds, got {text[:50]!r}") from None
-    if math.isnan(value) or value < 0:
+    if not NUMBER.fullmatch(text):
+        raise InvalidRequest(f"{name} must be a number of seconds, got {text[:50]!r}")
+    value = float(text)
+    if value < 0:
         raise InvalidRequest(f"{name} must be zero or more seconds, got {text[:50]!r}")
     return min(value, cap)
 

@@ -1,0 +1,215 @@
+"""A real `jupyter server` subprocess hosting jupyter_jobs: submit over HTTP, run, fetch results,
+events over the websocket, the kernel environment, and `jupyter server extension list`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jobfuncs
+import requests
+import websocket
+from conftest import RunningServer, poll, submit_body
+
+from jupyter_jobs.payload import function_payload
+from jupyter_jobs.server.emitter import SCHEMA_ID
+
+
+def test_submit_run_result_over_http(jupyter_server: RunningServer) -> None:
+    job = jupyter_server.submit(jobfuncs.add, 2, 40, name="add")
+    assert job["status"] in ("queued", "running")
+    assert jupyter_server.result(job["id"]) == 42
+    done = jupyter_server.job(job["id"])
+    assert done["status"] == "succeeded"
+    assert done["attempt"] == 1
+    assert done["started_at"] <= done["finished_at"]
+
+
+def test_large_payload_by_multipart_and_large_result(jupyter_server: RunningServer) -> None:
+    data = bytes(range(256)) * 8192  # 2 MiB of every byte value
+    payload = function_payload(len, (data,))
+    response = jupyter_server.api(
+        "POST",
+        "jobs/api/jobs",
+        files={
+            "spec": (None, json.dumps({"name": "len"}), "application/json"),
+            "payload": ("payload", payload, "application/octet-stream"),
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["payload_size"] == len(payload)
+    assert jupyter_server.result(response.json()["id"]) == len(data)
+    big = jupyter_server.submit(jobfuncs.blob, 5 * 2**20)
+    assert jupyter_server.result(big["id"]) == b"x" * (5 * 2**20)
+
+
+def test_failed_job_result_is_409_with_the_error(jupyter_server: RunningServer) -> None:
+    job = jupyter_server.submit(jobfuncs.fail, "broken on purpose")
+    response = jupyter_server.api("GET", f"jobs/api/jobs/{job['id']}/result", params={"wait": 60})
+    assert response.status_code == 409
+    detail = response.json()["detail"]
+    assert detail["status"] == "failed"
+    assert detail["error"]["type"] == "ValueError"
+    assert "broken on purpose" in detail["error"]["message"]
+
+
+def job_events(server: RunningServer, job_id_of: Callable[[], int]) -> list[dict[str, Any]]:
+    """Subscribe to the server's events, run `job_id_of()` (which submits a job), and collect
+    that job's jupyter_jobs events until it has finished."""
+    ws = websocket.create_connection(
+        server.url.replace("http", "ws", 1) + "api/events/subscribe",
+        header=[f"Authorization: token {server.token}"],
+        timeout=60,
+    )
+    events: list[dict[str, Any]] = []
+    try:
+        job_id = job_id_of()
+        deadline = time.monotonic() + 60
+        while not events or events[-1]["status"] not in ("succeeded", "failed", "cancelled"):
+            assert time.monotonic() < deadline, events
+            event = json.loads(ws.recv())
+            if event.get("schema_id") == SCHEMA_ID and event["id"] == job_id:
+                events.append(event)
+    finally:
+        ws.close()
+    return events
+
+
+def test_events_arrive_in_order_over_the_websocket(jupyter_server: RunningServer) -> None:
+    events = job_events(jupyter_server, lambda: jupyter_server.submit(jobfuncs.sleep, 0.5)["id"])
+    assert [(e["action"], e["previous"], e["status"]) for e in events] == [
+        ("created", None, "queued"),
+        ("transition", "queued", "running"),
+        ("transition", "running", "succeeded"),
+    ]
+    assert [e["attempt"] for e in events] == [0, 1, 1]
+    assert {e["name"] for e in events} == {"sleep"}
+
+
+def test_progress_events(jupyter_server: RunningServer) -> None:
+    events = job_events(
+        jupyter_server, lambda: jupyter_server.submit(jobfuncs.progress_steps, 3, 0.3)["id"]
+    )
+    assert events[-1]["status"] == "succeeded", events[-1]
+    done = [e["progress"]["done"] for e in events if e["action"] == "progress"]
+    assert done, events
+    assert done == sorted(done)
+    assert events[-1]["progress"] == {"done": 3, "total": 3, "message": "step 3"}
+
+
+def test_events_websocket_needs_the_token(jupyter_server: RunningServer) -> None:
+    url = jupyter_server.url.replace("http", "ws", 1) + "api/events/subscribe"
+    try:
+        websocket.create_connection(url, timeout=30).close()
+    except websocket.WebSocketBadStatusException as e:
+        assert e.status_code == 403
+    else:
+        raise AssertionError("the events websocket accepted a request without a token")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid` (whatever thread started them)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if item)
+
+
+def test_kernels_started_by_the_server_can_reach_it(jupyter_server: RunningServer) -> None:
+    before = set(child_pids(jupyter_server.process.pid))
+    response = jupyter_server.api("POST", "api/kernels", json={"name": "python3"})
+    assert response.status_code == 201, response.text
+    kernel_id = response.json()["id"]
+    try:
+        kernels = poll(
+            lambda: [
+                p
+                for p in set(child_pids(jupyter_server.process.pid)) - before
+                if "ipykernel" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+            ],
+            60,
+            "kernel process",
+        )
+        env = environ(kernels[0])
+        assert env["JUPYTER_JOBS_URL"] == jupyter_server.url
+        assert env["JUPYTER_JOBS_TOKEN"] == jupyter_server.token
+        # What the kernel got is enough to use the API.
+        stats = requests.get(
+            env["JUPYTER_JOBS_URL"] + "jobs/api/stats",
+            headers={"Authorization": f"token {env['JUPYTER_JOBS_TOKEN']}"},
+            timeout=30,
+        )
+        assert stats.status_code == 200
+    finally:
+        jupyter_server.api("DELETE", f"api/kernels/{kernel_id}")
+    assert jupyter_server.token not in jupyter_server.log_text()
+
+
+def test_server_answers_within_a_second_while_500_jobs_churn(
+    jupyter_server: RunningServer,
+) -> None:
+    # Each job writes log lines: the consumer has logs, transitions and results to record.
+    items = [submit_body(jobfuncs.print_lines, 20) for _ in range(500)]
+    response = jupyter_server.api("POST", "jobs/api/jobs/batch", json={"items": items})
+    assert response.status_code == 201, response.text
+    ids = [j["id"] for j in response.json()["jobs"]]
+    slowest = 0.0
+    samples = 0
+    deadline = time.monotonic() + 240
+    while True:
+        start = time.monotonic()
+        assert jupyter_server.api("GET", "api/status").status_code == 200
+        slowest = max(slowest, time.monotonic() - start)
+        samples += 1
+        counts = jupyter_server.api("GET", "jobs/api/stats").json()["counts"]
+        if counts["succeeded"] == len(ids):
+            break
+        assert time.monotonic() < deadline, counts
+        time.sleep(0.05)
+    assert samples > 1
+    assert slowest < 1.0, f"GET /api/status took {slowest:.2f} s while jobs ran"
+
+
+def test_extension_is_listed_as_enabled(jupyter_server: RunningServer) -> None:
+    listing = subprocess.run(
+        [sys.executable, "-m", "jupyter_server", "extension", "list"],
+        env=jupyter_server.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = listing.stdout + listing.stderr
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", output)  # drop the colours
+    assert re.search(r"^\s+jupyter_jobs enabled$", plain, re.M), output
+    assert re.search(r"^\s+jupyter_jobs \S* ?OK$", plain, re.M), output
+
+
+def test_submit_bad_payload_runs_and_fails_cleanly(jupyter_server: RunningServer) -> None:
+    # The server stores bytes it never unpickles; the worker reports the bad payload.
+    body = {"spec": {"name": "junk"}, "payload": base64.b64encode(b"not dill").decode()}
+    job = jupyter_server.api("POST", "jobs/api/jobs", json=body).json()
+    done = jupyter_server.wait_status(job["id"], "failed")
+    assert done["reason"] == "payload"
+
+
+def test_jupyter_lab_hosts_the_queue_too(jupyter_lab: RunningServer) -> None:
+    assert jupyter_lab.api("GET", "lab").status_code == 200
+    job = jupyter_lab.submit(jobfuncs.add, 1, 1)
+    assert jupyter_lab.result(job["id"]) == 2
