@@ -29,7 +29,7 @@ def recorder() -> wu.Recorder:
 
 @pytest.fixture
 async def executor(recorder):
-    async with wu.running_executor(recorder, grace=1.0) as executor:
+    async with wu.running_executor(recorder) as executor:
         yield executor
 
 

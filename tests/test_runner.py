@@ -174,8 +174,8 @@ async def test_progress_is_rate_limited_and_the_last_value_is_exact(executor, re
     outcome = await run(executor, recorder, task)
     assert outcome.status is Status.SUCCEEDED
     reports = recorder.progress[task.job_id]
-    # ~1 s at one report per 0.2 s: a handful, far fewer than the 50 001 calls.
-    assert 2 <= len(reports) <= 12
+    # ~1 s at one report per 0.2 s: a handful (slack for a slow machine), not 50 001.
+    assert 2 <= len(reports) <= 30
     last = reports[-1]
     assert (last.done, last.total, last.message) == (50_000, 50_000, "end")
 

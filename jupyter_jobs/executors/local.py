@@ -112,7 +112,8 @@ class LocalExecutor(Executor):
 
     `log_limit` caps each job's log inside the worker (bytes, None for no cap), so a job that
     prints gigabytes costs nothing downstream; `progress_interval` is the fastest a job's
-    progress is reported (seconds); `start_timeout` bounds a worker's start-up.
+    progress is reported (seconds); `start_timeout` bounds a worker's start-up. The kill grace
+    comes with each `kill()` and `shutdown()` call, as the Executor interface has it.
     """
 
     name = "local"
@@ -124,7 +125,6 @@ class LocalExecutor(Executor):
         *,
         interpreter: str | None = None,
         warm_workers: bool = True,
-        grace: float = 5.0,
         env: dict[str, str] | None = None,
         log_limit: int | None = 10 * 1024 * 1024,
         progress_interval: float = 1.0,
@@ -135,7 +135,6 @@ class LocalExecutor(Executor):
         super().__init__(events, max_workers)
         self.interpreter = interpreter or sys.executable
         self.warm_workers = warm_workers
-        self.grace = grace
         self.log_limit = log_limit
         self.progress_interval = progress_interval
         self.start_timeout = start_timeout
