@@ -1,0 +1,207 @@
+/**
+ * The REST client against a real HTTP server on localhost: real fetch, real URLs and headers.
+ * The server answers what each test scripts and records what it was asked.
+ */
+
+import * as http from 'http';
+import { AddressInfo } from 'net';
+
+import { ServerConnection } from '@jupyterlab/services';
+
+import { apiUrl, JobsApiError, JobsClient, listParams } from '../client';
+import { makeJob } from './fakes';
+
+interface IRecorded {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+interface IAnswer {
+  status: number;
+  body?: string;
+  type?: string;
+}
+
+let server: http.Server;
+let baseUrl: string;
+let recorded: IRecorded[] = [];
+let answer: (request: IRecorded) => IAnswer = () => ({
+  status: 200,
+  body: '{}'
+});
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    // JupyterLab appends a cache buster (`?1700000000000`) to every request: leave it out.
+    const url = req.url!.replace(/[?&]\d{10,}$/, '');
+    const request = { method: req.method!, url, headers: req.headers };
+    recorded.push(request);
+    const reply = answer(request);
+    res.writeHead(reply.status, {
+      'Content-Type': reply.type ?? 'application/json'
+    });
+    res.end(reply.body ?? '');
+  });
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  baseUrl = `http://127.0.0.1:${port}/user/ana/`;
+});
+
+afterAll(async () => {
+  await new Promise(resolve => server.close(resolve));
+});
+
+beforeEach(() => {
+  recorded = [];
+  answer = () => ({ status: 200, body: '{}' });
+});
+
+function client(): JobsClient {
+  return new JobsClient({
+    serverSettings: ServerConnection.makeSettings({
+      baseUrl,
+      wsUrl: baseUrl.replace('http', 'ws'),
+      token: 'secret-token',
+      appendToken: false
+    })
+  });
+}
+
+describe('URL building', () => {
+  it('joins the base URL, the API path and the query, leaving out empty values', () => {
+    expect(
+      apiUrl('http://h/base/', 'jobs', { a: 1, b: '', c: null, d: undefined })
+    ).toBe('http://h/base/jobs/api/jobs?a=1');
+    expect(apiUrl('http://h/', 'stats')).toBe('http://h/jobs/api/stats');
+  });
+
+  it('encodes filters as the server reads them', () => {
+    expect(
+      listParams({
+        status: ['queued', 'running'],
+        q: ' fit & plot ',
+        limit: 50,
+        cursor: null
+      })
+    ).toEqual({
+      status: 'queued,running',
+      owner: undefined,
+      q: 'fit & plot',
+      limit: 50,
+      cursor: undefined
+    });
+    expect(listParams({ status: [] }).status).toBeUndefined();
+  });
+});
+
+describe('JobsClient requests', () => {
+  it('lists with filters, under the base URL, with the token', async () => {
+    const page = {
+      jobs: [makeJob(3)],
+      next_cursor: '3',
+      counts: { queued: 1 }
+    };
+    answer = () => ({ status: 200, body: JSON.stringify(page) });
+    const result = await client().list({
+      status: ['failed'],
+      q: 'a&b',
+      limit: 20,
+      cursor: 'abc'
+    });
+    expect(result).toEqual(page);
+    expect(recorded).toHaveLength(1);
+    expect(recorded[0].method).toBe('GET');
+    expect(recorded[0].url).toBe(
+      '/user/ana/jobs/api/jobs?status=failed&q=a%26b&limit=20&cursor=abc'
+    );
+    expect(recorded[0].headers.authorization).toBe('token secret-token');
+  });
+
+  it('uses the verbs of each action', async () => {
+    answer = request =>
+      request.method === 'DELETE'
+        ? { status: 204 }
+        : { status: 200, body: JSON.stringify(makeJob(4)) };
+    const api = client();
+    await api.cancel(4);
+    await api.retry(4);
+    await api.remove(4);
+    await api.get(4);
+    await api.status([1, 2, 3]);
+    await api.logs(4, 1024, 4096);
+    await api.outputs(4);
+    await api.stats();
+    expect(recorded.map(r => `${r.method} ${r.url}`)).toEqual([
+      'POST /user/ana/jobs/api/jobs/4/cancel',
+      'POST /user/ana/jobs/api/jobs/4/retry',
+      'DELETE /user/ana/jobs/api/jobs/4',
+      'GET /user/ana/jobs/api/jobs/4',
+      'GET /user/ana/jobs/api/status?ids=1%2C2%2C3',
+      'GET /user/ana/jobs/api/jobs/4/logs?offset=1024&limit=4096',
+      'GET /user/ana/jobs/api/jobs/4/outputs',
+      'GET /user/ana/jobs/api/stats'
+    ]);
+  });
+});
+
+describe('JobsClient errors', () => {
+  it("raises the API's error with its message, type, detail and status", async () => {
+    answer = () => ({
+      status: 409,
+      body: JSON.stringify({
+        error: 'job 4 is running: cancel it first',
+        detail: { id: 4 },
+        type: 'IllegalTransition'
+      })
+    });
+    const error = await client()
+      .remove(4)
+      .catch(e => e);
+    expect(error).toBeInstanceOf(JobsApiError);
+    expect(error).toBeInstanceOf(ServerConnection.ResponseError);
+    expect(error.message).toBe('job 4 is running: cancel it first');
+    expect(error.type).toBe('IllegalTransition');
+    expect(error.detail).toEqual({ id: 4 });
+    expect(error.status).toBe(409);
+  });
+
+  it('names the status and the body when the answer is not the API error format', async () => {
+    answer = () => ({
+      status: 502,
+      body: '<html>Bad gateway</html>',
+      type: 'text/html'
+    });
+    const error = await client()
+      .stats()
+      .catch(e => e);
+    expect(error).toBeInstanceOf(JobsApiError);
+    expect(error.status).toBe(502);
+    expect(error.message).toContain('502');
+    expect(error.message).toContain('Bad gateway');
+    expect(error.type).toBe('HTTPError');
+  });
+
+  it("reads jupyter_server's own error messages", async () => {
+    answer = () => ({
+      status: 403,
+      body: JSON.stringify({ message: 'Forbidden', reason: null })
+    });
+    const error = await client()
+      .get(1)
+      .catch(e => e);
+    expect(error.message).toContain('Forbidden');
+    expect(error.status).toBe(403);
+  });
+
+  it('fails with a network error when the server is gone', async () => {
+    const api = new JobsClient({
+      serverSettings: ServerConnection.makeSettings({
+        baseUrl: 'http://127.0.0.1:9/'
+      })
+    });
+    await expect(api.stats()).rejects.toBeInstanceOf(
+      ServerConnection.NetworkError
+    );
+  });
+});

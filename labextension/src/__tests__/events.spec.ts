@@ -1,0 +1,172 @@
+import { Stream } from '@lumino/signaling';
+
+import { LiveUpdates, parseJobEvent } from '../events';
+import { JobsModel } from '../model';
+import { EVENT_SCHEMA_ID } from '../types';
+import { FakeApi, makeJob } from './fakes';
+
+/** Poll `check` until it holds, failing after `timeout` ms. */
+async function waitFor(check: () => boolean, timeout = 5000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!check()) {
+    if (Date.now() > deadline) {
+      throw new Error('condition not met in time');
+    }
+    await new Promise(resolve => setTimeout(resolve, 10));
+  }
+}
+
+/** A stand-in for JupyterLab's EventManager: the same stream type, fed by the test. */
+class FakeEvents {
+  stream = new Stream<any, any>(this);
+  serverSettings = {} as any;
+  isDisposed = false;
+  dispose() {
+    this.isDisposed = true;
+  }
+  async emit() {
+    throw new Error('not used');
+  }
+}
+
+describe('parseJobEvent', () => {
+  it('reads our schema and ignores others', () => {
+    expect(
+      parseJobEvent({
+        schema_id:
+          'https://events.jupyter.org/jupyter_server/contents_service/v1',
+        action: 'save'
+      })
+    ).toBeNull();
+    expect(
+      parseJobEvent({
+        schema_id: EVENT_SCHEMA_ID,
+        action: 'transition',
+        id: 7,
+        name: 'fit',
+        owner: 'a.ipynb',
+        status: 'failed',
+        previous: 'running',
+        reason: 'error',
+        attempt: 2,
+        progress: null
+      })
+    ).toEqual({
+      action: 'transition',
+      id: 7,
+      name: 'fit',
+      owner: 'a.ipynb',
+      status: 'failed',
+      previous: 'running',
+      reason: 'error',
+      attempt: 2,
+      progress: null
+    });
+  });
+
+  it('reports a malformed job event instead of applying it', () => {
+    const warn = jest
+      .spyOn(console, 'warn')
+      .mockImplementation(() => undefined);
+    expect(
+      parseJobEvent({
+        schema_id: EVENT_SCHEMA_ID,
+        action: 'transition',
+        id: '7',
+        status: 'failed'
+      })
+    ).toBeNull();
+    expect(
+      parseJobEvent({
+        schema_id: EVENT_SCHEMA_ID,
+        action: 'exploded',
+        id: 7,
+        status: 'failed'
+      })
+    ).toBeNull();
+    expect(
+      parseJobEvent({
+        schema_id: EVENT_SCHEMA_ID,
+        action: 'created',
+        id: 7,
+        status: 'weird'
+      })
+    ).toBeNull();
+    expect(warn).toHaveBeenCalledTimes(3);
+    warn.mockRestore();
+  });
+});
+
+describe('LiveUpdates', () => {
+  function setup(withEvents: boolean) {
+    const api = new FakeApi();
+    api.add(makeJob(1), makeJob(2));
+    const model = new JobsModel({ client: api.asClient(), fetchDelay: 5 });
+    const events = withEvents ? new FakeEvents() : null;
+    const live = new LiveUpdates({
+      model,
+      events: events as any,
+      fastInterval: 20,
+      slowInterval: 60_000,
+      quietAfter: 0
+    });
+    return { api, model, events, live };
+  }
+
+  it('applies events from the stream and trusts them (slow poll)', async () => {
+    const { api, model, events, live } = setup(true);
+    await waitFor(() => model.loaded);
+    expect(live.live).toBe(true);
+    const listings = api.calls.filter(c => c.startsWith('list')).length;
+    api.set(2, { status: 'running' });
+    events!.stream.emit({
+      schema_id: EVENT_SCHEMA_ID,
+      action: 'transition',
+      id: 2,
+      name: 'job-2',
+      owner: '',
+      status: 'running',
+      previous: 'queued',
+      reason: null,
+      attempt: 1,
+      progress: null
+    });
+    expect(model.get(2)!.status).toBe('running');
+    events!.stream.emit({
+      schema_id: 'other',
+      id: 1,
+      action: 'deleted',
+      status: 'queued'
+    });
+    expect(model.get(1)).toBeDefined();
+    await new Promise(resolve => setTimeout(resolve, 100));
+    // No fast polling while events are trusted.
+    expect(api.calls.filter(c => c.startsWith('list')).length).toBe(listings);
+    live.dispose();
+    model.dispose();
+  });
+
+  it('polls every few seconds without an event manager', async () => {
+    const { api, model, live } = setup(false);
+    await waitFor(() => model.loaded);
+    expect(live.live).toBe(false);
+    api.add(makeJob(3, { name: 'arrived' }));
+    await waitFor(() => model.get(3) !== undefined);
+    expect(model.get(3)!.name).toBe('arrived');
+    live.dispose();
+    model.dispose();
+  });
+
+  it('falls back to polling when a poll finds what no event announced', async () => {
+    const { api, model, live } = setup(true);
+    await waitFor(() => model.loaded);
+    api.set(1, { status: 'failed' });
+    await live.refresh();
+    await waitFor(() => !live.live);
+    // Now polling fast: the next change shows up without any event.
+    api.set(2, { status: 'succeeded' });
+    await waitFor(() => model.get(2)?.status === 'succeeded');
+    live.dispose();
+    model.dispose();
+  });
+});

@@ -1,0 +1,192 @@
+/**
+ * Test helpers: job records, and an in-memory stand-in for the jobs API that follows the
+ * server's listing rules (newest first, status and name filters, id cursors, global counts).
+ */
+
+import { IListQuery, JobsClient } from '../client';
+import { provisionalJob } from '../model';
+import type {
+  IJob,
+  IJobEvent,
+  IJobPage,
+  IStats,
+  IStatusResponse,
+  JobStatus,
+  StatusCounts
+} from '../types';
+
+/** A full job record with defaults. */
+export function makeJob(id: number, fields: Partial<IJob> = {}): IJob {
+  const base = provisionalJob({
+    action: 'created',
+    id,
+    name: `job-${id}`,
+    owner: 'analysis.ipynb',
+    status: 'queued',
+    previous: null,
+    reason: null,
+    attempt: 0,
+    progress: null
+  });
+  return { ...base, created_at: 1_700_000_000 + id, ...fields };
+}
+
+/** A job event with defaults. */
+export function makeEvent(
+  id: number,
+  fields: Partial<IJobEvent> = {}
+): IJobEvent {
+  return {
+    action: 'transition',
+    id,
+    name: `job-${id}`,
+    owner: 'analysis.ipynb',
+    status: 'running',
+    previous: 'queued',
+    reason: null,
+    attempt: 1,
+    progress: null,
+    ...fields
+  };
+}
+
+/** A deferred promise, to hold a fake response until a test releases it. */
+export class Deferred<T> {
+  promise: Promise<T>;
+  resolve!: (value: T) => void;
+  reject!: (reason: unknown) => void;
+  constructor() {
+    this.promise = new Promise<T>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+}
+
+/** An in-memory jobs API with the subset of JobsClient the model uses. */
+export class FakeApi {
+  jobs = new Map<number, IJob>();
+  /** Every call, as "method args", for assertions on what the model asked. */
+  calls: string[] = [];
+  /** When set, the next calls of this method fail with this error. */
+  failing: { [method: string]: Error | undefined } = {};
+  /** When set, `status()` waits for this before answering. */
+  statusGate: Deferred<void> | null = null;
+  /** When set, `list()` waits for this before answering. */
+  listGate: Deferred<void> | null = null;
+
+  add(...jobs: IJob[]): void {
+    for (const job of jobs) {
+      this.jobs.set(job.id, job);
+    }
+  }
+
+  set(id: number, fields: Partial<IJob>): IJob {
+    const job = { ...this.jobs.get(id)!, ...fields };
+    this.jobs.set(id, job);
+    return job;
+  }
+
+  /** Jobs per status, among those whose name contains `q` (as the server counts). */
+  counts(q = ''): StatusCounts {
+    const counts: StatusCounts = {};
+    for (const job of this.jobs.values()) {
+      if (q && !job.name.toLowerCase().includes(q)) {
+        continue;
+      }
+      counts[job.status] = (counts[job.status] ?? 0) + 1;
+    }
+    return counts;
+  }
+
+  async list(query: IListQuery = {}): Promise<IJobPage> {
+    this.calls.push(`list ${JSON.stringify(query)}`);
+    const gate = this.listGate;
+    if (gate) {
+      await gate.promise;
+    }
+    this._maybeFail('list');
+    const statuses = query.status ?? [];
+    const q = (query.q ?? '').toLowerCase();
+    const limit = query.limit ?? 50;
+    const before = query.cursor ? Number(query.cursor) : Infinity;
+    const matching = [...this.jobs.values()]
+      .filter(job => job.id < before)
+      .filter(job => !statuses.length || statuses.includes(job.status))
+      .filter(job => !q || job.name.toLowerCase().includes(q))
+      .sort((a, b) => b.id - a.id);
+    const jobs = matching.slice(0, limit);
+    const more = matching.length > limit;
+    return {
+      jobs: jobs.map(job => ({ ...job })),
+      next_cursor: more ? String(jobs[jobs.length - 1].id) : null,
+      counts: this.counts(q)
+    };
+  }
+
+  async stats(): Promise<IStats> {
+    this.calls.push('stats');
+    this._maybeFail('stats');
+    const counts = this.counts();
+    return {
+      counts,
+      running: counts.running ?? 0,
+      queued: counts.queued ?? 0,
+      max_workers: 2,
+      db_size: 4096,
+      executor: 'local'
+    };
+  }
+
+  async status(ids: readonly number[]): Promise<IStatusResponse> {
+    this.calls.push(`status ${ids.join(',')}`);
+    const snapshot = ids.map(id => this.jobs.get(id));
+    const gate = this.statusGate;
+    if (gate) {
+      await gate.promise;
+    }
+    this._maybeFail('status');
+    return {
+      jobs: snapshot
+        .filter((job): job is IJob => !!job)
+        .map(job => ({ ...job })),
+      missing: ids.filter((_, i) => !snapshot[i])
+    };
+  }
+
+  async get(id: number): Promise<IJob> {
+    this.calls.push(`get ${id}`);
+    this._maybeFail('get');
+    const job = this.jobs.get(id);
+    if (!job) {
+      throw new Error(`no job with id ${id}`);
+    }
+    return { ...job };
+  }
+
+  /** This fake as the client type the model expects. */
+  asClient(): JobsClient {
+    return this as unknown as JobsClient;
+  }
+
+  /** Move a job and build the event the server would emit for it. */
+  move(id: number, status: JobStatus, fields: Partial<IJob> = {}): IJobEvent {
+    const previous = this.jobs.get(id)!.status;
+    const job = this.set(id, { status, ...fields });
+    return makeEvent(id, {
+      name: job.name,
+      status,
+      previous,
+      attempt: job.attempt,
+      reason: job.reason,
+      progress: job.progress
+    });
+  }
+
+  private _maybeFail(method: string): void {
+    const error = this.failing[method];
+    if (error) {
+      throw error;
+    }
+  }
+}

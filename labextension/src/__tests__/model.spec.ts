@@ -1,0 +1,311 @@
+import { IJobTransition, JobsModel } from '../model';
+import { Deferred, FakeApi, makeEvent, makeJob } from './fakes';
+
+/** A model over a fake API holding jobs 1..n (all queued unless said otherwise). */
+function setup(n: number, pageSize = 10) {
+  const api = new FakeApi();
+  for (let id = 1; id <= n; id++) {
+    api.add(makeJob(id));
+  }
+  const model = new JobsModel({
+    client: api.asClient(),
+    pageSize,
+    fetchDelay: 10_000 // tests flush by hand
+  });
+  const transitions: IJobTransition[] = [];
+  model.transition.connect((_, t) => transitions.push(t));
+  return { api, model, transitions };
+}
+
+const ids = (model: JobsModel) => model.jobs.map(job => job.id);
+
+describe('JobsModel paging', () => {
+  it('loads the first page newest first, with the global counts', async () => {
+    const { model } = setup(25);
+    await model.load();
+    expect(ids(model)).toEqual([25, 24, 23, 22, 21, 20, 19, 18, 17, 16]);
+    expect(model.hasMore).toBe(true);
+    expect(model.loaded).toBe(true);
+    expect(model.counts.queued).toBe(25);
+  });
+
+  it('loads older pages with the cursor until there are none', async () => {
+    const { model, api } = setup(25);
+    await model.load();
+    await model.loadMore();
+    await model.loadMore();
+    expect(ids(model)).toEqual(Array.from({ length: 25 }, (_, i) => 25 - i));
+    expect(model.hasMore).toBe(false);
+    expect(
+      api.calls.filter(call => call.includes('"cursor":"16"'))
+    ).toHaveLength(1);
+    // Nothing left: no further request.
+    const before = api.calls.length;
+    await model.loadMore();
+    expect(api.calls.length).toBe(before);
+  });
+
+  it('keeps 10,000 jobs in order without duplicates across pages', async () => {
+    const { model } = setup(10_000, 500);
+    await model.load();
+    while (model.hasMore) {
+      await model.loadMore();
+    }
+    expect(model.jobs.length).toBe(10_000);
+    expect(new Set(ids(model)).size).toBe(10_000);
+    expect(model.jobs[0].id).toBe(10_000);
+    expect(model.jobs[9_999].id).toBe(1);
+  });
+});
+
+describe('JobsModel filters', () => {
+  it('asks the server for the chosen statuses and search text', async () => {
+    const { model, api } = setup(6);
+    api.set(2, { status: 'failed' });
+    api.set(5, { status: 'failed', name: 'train model' });
+    await model.setFilter({ statuses: ['failed'] });
+    expect(ids(model)).toEqual([5, 2]);
+    const listings = api.calls.filter(call => call.startsWith('list'));
+    expect(listings[listings.length - 1]).toContain('"status":["failed"]');
+    await model.setFilter({ query: 'TRAIN' });
+    expect(ids(model)).toEqual([5]);
+    expect(model.filter).toEqual({ statuses: ['failed'], query: 'TRAIN' });
+  });
+
+  it('counts per status within the search, totals over all jobs', async () => {
+    const { model, api } = setup(4);
+    api.set(1, { name: 'fit a' });
+    api.set(2, { name: 'fit b', status: 'running' });
+    await model.setFilter({ query: 'fit' });
+    expect(model.counts).toEqual({ queued: 1, running: 1 });
+    expect(model.totals).toEqual({ queued: 3, running: 1 });
+    // An event for a job outside the search moves the totals only.
+    model.applyEvent(api.move(4, 'running'));
+    expect(model.counts).toEqual({ queued: 1, running: 1 });
+    expect(model.totals).toEqual({ queued: 2, running: 2 });
+    model.applyEvent(api.move(1, 'running'));
+    expect(model.counts).toEqual({ queued: 0, running: 2 });
+    expect(model.totals).toEqual({ queued: 1, running: 3 });
+  });
+
+  it('matches jobs by status and case-insensitive name', () => {
+    const { model } = setup(0);
+    void model.setFilter({ statuses: ['running'], query: 'Fit' });
+    expect(model.matches({ status: 'running', name: 'model fitting' })).toBe(
+      true
+    );
+    expect(model.matches({ status: 'queued', name: 'model fitting' })).toBe(
+      false
+    );
+    expect(model.matches({ status: 'running', name: 'plot' })).toBe(false);
+  });
+
+  it('drops the answer of a listing overtaken by a newer filter', async () => {
+    const { model, api } = setup(5);
+    api.set(3, { status: 'failed' });
+    const gate = new Deferred<void>();
+    api.listGate = gate;
+    const slow = model.load(); // held until the gate opens
+    api.listGate = null;
+    await model.setFilter({ statuses: ['failed'] });
+    gate.resolve(); // the unfiltered answer arrives last
+    await slow;
+    expect(ids(model)).toEqual([3]);
+    expect(model.loading).toBe(false);
+  });
+});
+
+describe('JobsModel events', () => {
+  it('shows a created job at once and its full record after the batched read', async () => {
+    const { model, api } = setup(3);
+    await model.load();
+    api.add(makeJob(4, { name: 'new one', created_at: 42 }));
+    model.applyEvent(
+      makeEvent(4, {
+        action: 'created',
+        status: 'queued',
+        previous: null,
+        name: 'new one'
+      })
+    );
+    expect(ids(model)).toEqual([4, 3, 2, 1]);
+    expect(model.get(4)!.name).toBe('new one');
+    expect(model.counts.queued).toBe(4);
+    await model.flush();
+    expect(model.get(4)!.created_at).toBe(42);
+    expect(api.calls).toContain('status 4');
+  });
+
+  it('patches a transition at once and reports it exactly once', async () => {
+    const { model, api, transitions } = setup(3);
+    await model.load();
+    model.applyEvent(api.move(2, 'running', { attempt: 1, started_at: 100 }));
+    expect(model.get(2)!.status).toBe('running');
+    expect(model.counts).toMatchObject({ queued: 2, running: 1 });
+    await model.flush();
+    expect(model.get(2)!.started_at).toBe(100);
+    model.applyEvent(api.move(2, 'failed', { reason: 'error' }));
+    await model.flush();
+    expect(transitions.map(t => `${t.id}:${t.previous}->${t.status}`)).toEqual([
+      '2:queued->running',
+      '2:running->failed'
+    ]);
+    expect(transitions[1].reason).toBe('error');
+  });
+
+  it('applies progress without reading the job again', async () => {
+    const { model, api } = setup(2);
+    await model.load();
+    model.applyEvent(
+      makeEvent(1, {
+        action: 'progress',
+        status: 'queued',
+        previous: null,
+        progress: { done: 3, total: 10, message: 'epoch 3' }
+      })
+    );
+    expect(model.get(1)!.progress).toEqual({
+      done: 3,
+      total: 10,
+      message: 'epoch 3'
+    });
+    await model.flush();
+    expect(api.calls.filter(call => call.startsWith('status'))).toEqual([]);
+  });
+
+  it('removes a job that leaves the status filter and adds one that enters it', async () => {
+    const { model, api } = setup(4);
+    api.set(1, { status: 'running' });
+    await model.setFilter({ statuses: ['running'] });
+    expect(ids(model)).toEqual([1]);
+    model.applyEvent(api.move(1, 'succeeded'));
+    expect(ids(model)).toEqual([]);
+    model.applyEvent(api.move(3, 'running'));
+    expect(ids(model)).toEqual([3]);
+    await model.flush();
+    expect(ids(model)).toEqual([3]);
+  });
+
+  it('reports transitions of jobs outside the loaded window too', async () => {
+    const { model, api, transitions } = setup(30);
+    await model.load(); // 30..21 loaded
+    model.applyEvent(api.move(5, 'failed', { reason: 'timeout' }));
+    expect(model.get(5)).toBeUndefined();
+    expect(transitions).toEqual([
+      {
+        id: 5,
+        name: 'job-5',
+        owner: 'analysis.ipynb',
+        status: 'failed',
+        previous: 'queued',
+        reason: 'timeout'
+      }
+    ]);
+    await model.flush();
+    expect(api.calls.filter(call => call.startsWith('status'))).toEqual([]);
+  });
+
+  it('forgets a deleted job and its count', async () => {
+    const { model, api } = setup(3);
+    await model.load();
+    api.jobs.delete(2);
+    model.applyEvent(
+      makeEvent(2, { action: 'deleted', status: 'queued', previous: null })
+    );
+    expect(ids(model)).toEqual([3, 1]);
+    expect(model.counts.queued).toBe(2);
+  });
+
+  it('does not step back to a record older than the last event', async () => {
+    const { model, api, transitions } = setup(2);
+    await model.load();
+    model.applyEvent(api.move(1, 'running'));
+    api.statusGate = new Deferred();
+    const gate = api.statusGate;
+    const reading = model.flush(); // reads job 1 while it is running
+    api.statusGate = null;
+    model.applyEvent(api.move(1, 'succeeded')); // arrives before the answer
+    gate.resolve();
+    await reading;
+    expect(model.get(1)!.status).toBe('succeeded');
+    await model.flush(); // the re-read the stale answer asked for
+    expect(model.get(1)!.status).toBe('succeeded');
+    expect(transitions.map(t => t.status)).toEqual(['running', 'succeeded']);
+  });
+
+  it('batches the reads of many touched jobs', async () => {
+    const { model, api } = setup(450, 500);
+    await model.load();
+    for (let id = 1; id <= 450; id++) {
+      model.applyEvent(api.move(id, 'running'));
+    }
+    await model.flush();
+    const reads = api.calls.filter(call => call.startsWith('status'));
+    expect(reads).toHaveLength(3); // 200 + 200 + 50
+    expect(model.jobs.every(job => job.status === 'running')).toBe(true);
+  });
+});
+
+describe('JobsModel refresh (polling)', () => {
+  it('finds new, changed and deleted jobs and says whether anything changed', async () => {
+    const { model, api, transitions } = setup(5);
+    await model.load();
+    expect(await model.refresh()).toBe(false);
+    api.add(makeJob(6));
+    api.set(2, { status: 'failed', reason: 'error' });
+    api.jobs.delete(4);
+    expect(await model.refresh()).toBe(true);
+    expect(ids(model)).toEqual([6, 5, 3, 2, 1]);
+    expect(model.get(2)!.status).toBe('failed');
+    expect(transitions).toEqual([
+      expect.objectContaining({ id: 2, previous: 'queued', status: 'failed' })
+    ]);
+    expect(model.counts).toMatchObject({ queued: 4, failed: 1 });
+  });
+
+  it('re-reads active jobs loaded beyond the first page', async () => {
+    const { model, api } = setup(15, 10);
+    await model.load();
+    await model.loadMore(); // 15..1 loaded
+    api.set(3, { status: 'running' });
+    expect(await model.refresh()).toBe(true);
+    expect(model.get(3)!.status).toBe('running');
+    expect(api.calls).toContain('status 5,4,3,2,1');
+  });
+
+  it('loads the first page when nothing was loaded yet', async () => {
+    const { model } = setup(3);
+    expect(await model.refresh()).toBe(true);
+    expect(ids(model)).toEqual([3, 2, 1]);
+  });
+});
+
+describe('JobsModel errors', () => {
+  it('keeps the message of a failed request and clears it on the next success', async () => {
+    const { model, api } = setup(3);
+    const spy = jest
+      .spyOn(console, 'error')
+      .mockImplementation(() => undefined);
+    api.failing.list = new Error('503 Service Unavailable');
+    await model.load();
+    expect(model.error).toBe('503 Service Unavailable');
+    expect(model.loading).toBe(false);
+    expect(model.loaded).toBe(false);
+    expect(spy).toHaveBeenCalled();
+    api.failing.list = undefined;
+    await model.load();
+    expect(model.error).toBeNull();
+    expect(ids(model)).toEqual([3, 2, 1]);
+    spy.mockRestore();
+  });
+
+  it('puts the jobs returned by actions in place', async () => {
+    const { model, api, transitions } = setup(2);
+    await model.load();
+    model.upsert(api.set(1, { status: 'cancelled' }));
+    expect(model.get(1)!.status).toBe('cancelled');
+    expect(transitions.map(t => t.status)).toEqual(['cancelled']);
+    model.remove(1);
+    expect(ids(model)).toEqual([2]);
+  });
+});

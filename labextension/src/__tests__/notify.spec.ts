@@ -1,0 +1,68 @@
+import { Notification } from '@jupyterlab/apputils';
+
+import { JobsModel } from '../model';
+import { JobNotifier } from '../notify';
+import { FakeApi, makeJob } from './fakes';
+
+async function setup(n: number) {
+  const api = new FakeApi();
+  for (let id = 1; id <= n; id++) {
+    api.add(makeJob(id, { status: 'running' }));
+  }
+  const model = new JobsModel({ client: api.asClient(), fetchDelay: 10_000 });
+  await model.load();
+  const shown: number[] = [];
+  let panelOpened = 0;
+  const notifier = new JobNotifier({
+    model,
+    showJob: id => shown.push(id),
+    showAll: () => panelOpened++,
+    window: 5
+  });
+  const settle = () => new Promise(resolve => setTimeout(resolve, 30));
+  return { api, model, notifier, shown, settle, panel: () => panelOpened };
+}
+
+afterEach(() => {
+  Notification.dismiss();
+});
+
+describe('JobNotifier', () => {
+  it('says when a job finishes or fails, with a button that opens it', async () => {
+    const { api, model, shown, settle } = await setup(3);
+    model.applyEvent(api.move(1, 'succeeded'));
+    model.applyEvent(api.move(2, 'failed', { reason: 'error' }));
+    model.applyEvent(api.move(3, 'queued')); // an automatic retry: no news
+    await settle();
+    const notes = Notification.manager.notifications;
+    expect(notes.map(n => [n.type, n.message]).sort()).toEqual([
+      ['error', 'Job 2 “job-2” failed (error)'],
+      ['success', 'Job 1 “job-1” finished']
+    ]);
+    const failed = notes.find(n => n.type === 'error')!;
+    expect(failed.options.autoClose).toBe(false);
+    failed.options.actions![0].callback(new MouseEvent('click'));
+    expect(shown).toEqual([2]);
+  });
+
+  it('sums up a burst of finished jobs in one notification', async () => {
+    const { api, model, settle, panel } = await setup(10);
+    for (let id = 1; id <= 10; id++) {
+      model.applyEvent(api.move(id, id <= 2 ? 'failed' : 'succeeded'));
+    }
+    await settle();
+    const notes = Notification.manager.notifications;
+    expect(notes).toHaveLength(1);
+    expect(notes[0].message).toBe('10 jobs finished, 2 failed');
+    notes[0].options.actions![0].callback(new MouseEvent('click'));
+    expect(panel()).toBe(1);
+  });
+
+  it('stays quiet when switched off', async () => {
+    const { api, model, notifier, settle } = await setup(1);
+    notifier.enabled = false;
+    model.applyEvent(api.move(1, 'failed'));
+    await settle();
+    expect(Notification.manager.count).toBe(0);
+  });
+});

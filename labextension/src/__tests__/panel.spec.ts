@@ -1,0 +1,174 @@
+import { CommandRegistry } from '@lumino/commands';
+import { MessageLoop } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
+
+import { CommandIDs } from '../commands';
+import { JobsModel } from '../model';
+import { JobsPanel } from '../panel';
+import { FakeApi, makeJob } from './fakes';
+
+async function waitFor(check: () => boolean, timeout = 5000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!check()) {
+    if (Date.now() > deadline) {
+      throw new Error('condition not met in time');
+    }
+    await new Promise(resolve => setTimeout(resolve, 10));
+  }
+}
+
+const EVIL = '<img src=x onerror="window.__pwned = 1">';
+
+async function setup(api: FakeApi, pageSize = 100) {
+  const model = new JobsModel({
+    client: api.asClient(),
+    pageSize,
+    fetchDelay: 10_000
+  });
+  const commands = new CommandRegistry();
+  const executed: string[] = [];
+  for (const id of [
+    CommandIDs.show,
+    CommandIDs.cancel,
+    CommandIDs.retry,
+    CommandIDs.remove,
+    CommandIDs.openNotebook
+  ]) {
+    commands.addCommand(id, {
+      execute: args => void executed.push(`${id} ${JSON.stringify(args)}`)
+    });
+  }
+  await model.load();
+  const panel = new JobsPanel({ model, commands, serverRoot: '/home/ana' });
+  Widget.attach(panel, document.body);
+  const render = async () => {
+    MessageLoop.sendMessage(panel, Widget.Msg.UpdateRequest);
+    await panel.renderPromise;
+  };
+  await render();
+  const rows = () => [
+    ...panel.node.querySelectorAll<HTMLElement>('.jp-JobsPanel-row')
+  ];
+  await waitFor(() => rows().length > 0);
+  return { model, panel, executed, rows, render };
+}
+
+afterEach(() => {
+  document.body.innerHTML = '';
+});
+
+describe('JobsPanel', () => {
+  it('shows name, owner, status and progress of each job, newest first', async () => {
+    const api = new FakeApi();
+    api.add(
+      makeJob(1, {
+        name: 'load data',
+        status: 'succeeded',
+        owner: '/home/ana/work/etl.ipynb'
+      }),
+      makeJob(2, {
+        name: 'train',
+        status: 'running',
+        started_at: 1,
+        progress: { done: 3, total: 4, message: 'epoch 3' }
+      }),
+      makeJob(3, {
+        name: 'plot',
+        status: 'failed',
+        reason: 'error',
+        owner: 'kernel:abc'
+      })
+    );
+    const { rows } = await setup(api);
+    expect(rows().map(row => row.dataset.jobId)).toEqual(['3', '2', '1']);
+    const [plot, train, load] = rows();
+    expect(plot.querySelector('.jp-JobsPanel-status')!.textContent).toBe(
+      'failed (error)'
+    );
+    expect(plot.querySelector('.jp-JobsPanel-owner')!.textContent).toBe(
+      'kernel:abc'
+    );
+    expect(
+      train.querySelector('[role=progressbar]')!.getAttribute('aria-valuenow')
+    ).toBe('75');
+    expect(
+      train.querySelector('.jp-JobsPanel-progress-label')!.textContent
+    ).toBe('75% (3/4) · epoch 3');
+    expect(load.querySelector('button.jp-JobsPanel-owner')!.textContent).toBe(
+      'etl.ipynb'
+    );
+  });
+
+  it('renders job names as text, never as HTML', async () => {
+    const api = new FakeApi();
+    api.add(makeJob(1, { name: EVIL, owner: EVIL }));
+    const { panel, rows } = await setup(api);
+    expect(rows()[0].querySelector('.jp-JobsPanel-name')!.textContent).toBe(
+      EVIL
+    );
+    expect(panel.node.querySelector('img')).toBeNull();
+    expect((window as any).__pwned).toBeUndefined();
+  });
+
+  it('acts through the commands: open, cancel, retry, delete, notebook', async () => {
+    const api = new FakeApi();
+    api.add(
+      makeJob(1, { status: 'failed', owner: '/home/ana/a.ipynb' }),
+      makeJob(2, { status: 'running' })
+    );
+    const { rows, executed } = await setup(api);
+    const [running, failed] = rows();
+    running
+      .querySelector<HTMLButtonElement>('[aria-label="Cancel job 2"]')!
+      .click();
+    expect(running.querySelector('[aria-label="Delete job 2"]')).toBeNull();
+    failed
+      .querySelector<HTMLButtonElement>('[aria-label="Retry job 1"]')!
+      .click();
+    failed
+      .querySelector<HTMLButtonElement>('[aria-label="Delete job 1"]')!
+      .click();
+    failed
+      .querySelector<HTMLButtonElement>('button.jp-JobsPanel-owner')!
+      .click();
+    running.click();
+    expect(executed).toEqual([
+      'jupyter-jobs:cancel {"id":2}',
+      'jupyter-jobs:retry {"id":1}',
+      'jupyter-jobs:delete {"id":1}',
+      'jupyter-jobs:open-notebook {"path":"a.ipynb"}',
+      'jupyter-jobs:show {"id":2}'
+    ]);
+  });
+
+  it('filters by status from the chips, with counts', async () => {
+    const api = new FakeApi();
+    api.add(makeJob(1, { status: 'failed' }), makeJob(2), makeJob(3));
+    const { panel, model, rows, render } = await setup(api);
+    const chip = panel.node.querySelector<HTMLButtonElement>(
+      '.jp-JobsPanel-chip[data-status=failed]'
+    )!;
+    expect(chip.textContent).toBe('failed1');
+    chip.click();
+    await waitFor(() => model.jobs.length === 1);
+    await render();
+    await waitFor(() => rows().length === 1);
+    expect(model.filter.statuses).toEqual(['failed']);
+    expect(chip.getAttribute('aria-pressed')).toBe('true');
+  });
+
+  it('keeps the DOM small with 10,000 jobs loaded', async () => {
+    const api = new FakeApi();
+    for (let id = 1; id <= 10_000; id++) {
+      api.add(makeJob(id));
+    }
+    const { model, rows, render } = await setup(api, 2_000);
+    while (model.hasMore) {
+      await model.loadMore();
+    }
+    await render();
+    expect(model.jobs.length).toBe(10_000);
+    expect(rows().length).toBeLessThan(60);
+    expect(rows()[0].dataset.jobId).toBe('10000');
+  });
+});

@@ -1,0 +1,217 @@
+/**
+ * A typed client for the jupyter_jobs REST API (`/jobs/api`).
+ *
+ * Every request goes through `ServerConnection.makeRequest`, so it carries the same credentials
+ * (token, XSRF cookie) as the rest of JupyterLab and works under any base URL.
+ */
+
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import type {
+  IErrorBody,
+  IJob,
+  IJobPage,
+  ILogChunk,
+  IOutputs,
+  IStats,
+  IStatusResponse,
+  JobStatus
+} from './types';
+
+/** The path of the API below the server's base URL. */
+export const API_PATH = 'jobs/api';
+
+/** Filters and paging of a listing. Empty values are left out of the query string. */
+export interface IListQuery {
+  status?: readonly JobStatus[];
+  owner?: string;
+  q?: string;
+  limit?: number;
+  cursor?: string | null;
+}
+
+/**
+ * An error answered by the jobs API: keeps the server's message, error type and detail so the
+ * UI can say what went wrong ("job 4 is running: cancel it first") instead of "409".
+ */
+export class JobsApiError extends ServerConnection.ResponseError {
+  /** The error class name on the server, e.g. `IllegalTransition`. */
+  readonly type: string;
+  /** The structured detail the server attached, if any. */
+  readonly detail: unknown;
+
+  constructor(
+    response: Response,
+    message: string,
+    type: string,
+    detail: unknown
+  ) {
+    super(response, message);
+    this.type = type;
+    this.detail = detail;
+  }
+
+  /** The HTTP status code. */
+  get status(): number {
+    return this.response.status;
+  }
+}
+
+/** Build `base + path + ?query`, leaving out empty parameters. */
+export function apiUrl(
+  baseUrl: string,
+  path: string,
+  query: Record<string, string | number | null | undefined> = {}
+): string {
+  const url = URLExt.join(baseUrl, API_PATH, path);
+  const params = Object.entries(query)
+    .filter(
+      ([, value]) => value !== undefined && value !== null && value !== ''
+    )
+    .map(
+      ([key, value]) =>
+        `${encodeURIComponent(key)}=${encodeURIComponent(String(value))}`
+    );
+  return params.length ? `${url}?${params.join('&')}` : url;
+}
+
+/** The query parameters of a listing, as the server reads them. */
+export function listParams(
+  query: IListQuery
+): Record<string, string | number | undefined> {
+  return {
+    status: query.status?.length ? query.status.join(',') : undefined,
+    owner: query.owner || undefined,
+    q: query.q?.trim() || undefined,
+    limit: query.limit,
+    cursor: query.cursor || undefined
+  };
+}
+
+/** The REST client. One instance is shared by the panel, the detail views and the status bar. */
+export class JobsClient {
+  constructor(options: JobsClient.IOptions = {}) {
+    this.serverSettings =
+      options.serverSettings ?? ServerConnection.makeSettings();
+  }
+
+  /** The settings (base URL, credentials, fetch) used for every request. */
+  readonly serverSettings: ServerConnection.ISettings;
+
+  /** One page of jobs, newest first. */
+  list(query: IListQuery = {}): Promise<IJobPage> {
+    return this._json<IJobPage>('GET', 'jobs', listParams(query));
+  }
+
+  /** One job. */
+  get(id: number): Promise<IJob> {
+    return this._json<IJob>('GET', `jobs/${id}`);
+  }
+
+  /** Several jobs at once; ids the server does not know come back in `missing`. */
+  status(ids: readonly number[]): Promise<IStatusResponse> {
+    return this._json<IStatusResponse>('GET', 'status', {
+      ids: ids.join(',')
+    });
+  }
+
+  /** Ask to cancel: immediate for a waiting job, a kill for a running one. */
+  cancel(id: number): Promise<IJob> {
+    return this._json<IJob>('POST', `jobs/${id}/cancel`);
+  }
+
+  /** Queue a failed or cancelled job again. */
+  retry(id: number): Promise<IJob> {
+    return this._json<IJob>('POST', `jobs/${id}/retry`);
+  }
+
+  /** Delete a job that is not running, with its workspace. */
+  async remove(id: number): Promise<void> {
+    await this._request('DELETE', `jobs/${id}`);
+  }
+
+  /** The log from byte `offset` on. */
+  logs(id: number, offset = 0, limit?: number): Promise<ILogChunk> {
+    return this._json<ILogChunk>('GET', `jobs/${id}/logs`, { offset, limit });
+  }
+
+  /** The display outputs the job captured, as nbformat outputs. */
+  outputs(id: number): Promise<IOutputs> {
+    return this._json<IOutputs>('GET', `jobs/${id}/outputs`);
+  }
+
+  /** Queue depth, running jobs, counts per status. */
+  stats(): Promise<IStats> {
+    return this._json<IStats>('GET', 'stats');
+  }
+
+  private async _json<T>(
+    method: string,
+    path: string,
+    query?: Record<string, string | number | null | undefined>
+  ): Promise<T> {
+    const response = await this._request(method, path, query);
+    return (await response.json()) as T;
+  }
+
+  private async _request(
+    method: string,
+    path: string,
+    query?: Record<string, string | number | null | undefined>
+  ): Promise<Response> {
+    const url = apiUrl(this.serverSettings.baseUrl, path, query);
+    const response = await ServerConnection.makeRequest(
+      url,
+      { method },
+      this.serverSettings
+    );
+    if (!response.ok) {
+      throw await errorFrom(response);
+    }
+    return response;
+  }
+}
+
+/** The JobsClient namespace. */
+export namespace JobsClient {
+  /** Options to build a client. */
+  export interface IOptions {
+    /** Defaults to `ServerConnection.makeSettings()`. */
+    serverSettings?: ServerConnection.ISettings;
+  }
+}
+
+/**
+ * Turn an error response into a `JobsApiError`. A body that is not the API's JSON error (a proxy
+ * page, an empty 502) still gives a message that names the status and the start of the body.
+ */
+export async function errorFrom(response: Response): Promise<JobsApiError> {
+  const text = await response.text();
+  let body: Partial<IErrorBody> | null = null;
+  try {
+    const parsed = JSON.parse(text);
+    body = parsed && typeof parsed === 'object' ? parsed : null;
+  } catch {
+    body = null;
+  }
+  if (body && typeof body.error === 'string') {
+    return new JobsApiError(
+      response,
+      body.error,
+      typeof body.type === 'string' ? body.type : 'JobsError',
+      body.detail ?? null
+    );
+  }
+  // jupyter_server's own errors (403, 404 for an unknown route) use "message".
+  const message =
+    body && typeof (body as any).message === 'string'
+      ? (body as any).message
+      : text.trim().slice(0, 200);
+  return new JobsApiError(
+    response,
+    `${response.status} ${response.statusText}${message ? `: ${message}` : ''}`,
+    'HTTPError',
+    null
+  );
+}

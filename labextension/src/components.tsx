@@ -1,0 +1,143 @@
+/**
+ * Small React pieces shared by the panel and the detail view: the progress bar, the action
+ * buttons of a job, and a clock for elapsed times.
+ */
+
+import {
+  deleteIcon,
+  LabIcon,
+  refreshIcon,
+  stopIcon
+} from '@jupyterlab/ui-components';
+import { CommandRegistry } from '@lumino/commands';
+import * as React from 'react';
+
+import { CommandIDs } from './commands';
+import type { IJob } from './types';
+import { ACTIVE_STATUSES, RETRYABLE_STATUSES } from './types';
+
+/** A bar for the job's progress; indeterminate while it runs without a known total. */
+export function ProgressBar(props: {
+  job: IJob;
+  fraction: number | null;
+}): JSX.Element {
+  const { job, fraction } = props;
+  const label = `Progress of job ${job.id}`;
+  if (job.status === 'running' && fraction === null) {
+    return (
+      <div
+        className="jp-JobsPanel-bar jp-mod-indeterminate"
+        role="progressbar"
+        aria-label={label}
+        data-status={job.status}
+      >
+        <div className="jp-JobsPanel-bar-fill" />
+      </div>
+    );
+  }
+  const value = job.status === 'succeeded' ? 1 : (fraction ?? 0);
+  return (
+    <div
+      className="jp-JobsPanel-bar"
+      role="progressbar"
+      aria-label={label}
+      aria-valuemin={0}
+      aria-valuemax={100}
+      aria-valuenow={Math.round(value * 100)}
+      data-status={job.status}
+    >
+      <div
+        className="jp-JobsPanel-bar-fill"
+        style={{ width: `${value * 100}%` }}
+      />
+    </div>
+  );
+}
+
+/** The actions a job allows now: cancel while active, retry after a failure, delete when done. */
+export function ActionButtons(props: {
+  job: IJob;
+  commands: CommandRegistry;
+  withLabels?: boolean;
+}): JSX.Element {
+  const { job, commands, withLabels } = props;
+  const run = (command: string) => (event: React.MouseEvent) => {
+    event.stopPropagation();
+    void commands.execute(command, { id: job.id });
+  };
+  const active = ACTIVE_STATUSES.has(job.status);
+  return (
+    <span className="jp-JobsPanel-actions">
+      {active && (
+        <ActionButton
+          text="Cancel"
+          label={`Cancel job ${job.id}`}
+          icon={stopIcon}
+          withLabel={withLabels}
+          onClick={run(CommandIDs.cancel)}
+        />
+      )}
+      {RETRYABLE_STATUSES.has(job.status) && (
+        <ActionButton
+          text="Retry"
+          label={`Retry job ${job.id}`}
+          icon={refreshIcon}
+          withLabel={withLabels}
+          onClick={run(CommandIDs.retry)}
+        />
+      )}
+      {!active && (
+        <ActionButton
+          text="Delete"
+          label={`Delete job ${job.id}`}
+          icon={deleteIcon}
+          withLabel={withLabels}
+          onClick={run(CommandIDs.remove)}
+        />
+      )}
+    </span>
+  );
+}
+
+/** An icon button with an accessible label, and optionally its text beside the icon. */
+function ActionButton(props: {
+  text: string;
+  label: string;
+  icon: LabIcon;
+  withLabel?: boolean;
+  onClick: (event: React.MouseEvent) => void;
+}): JSX.Element {
+  return (
+    <button
+      type="button"
+      className={
+        props.withLabel
+          ? 'jp-mod-styled jp-JobDetail-button'
+          : 'jp-JobsPanel-action'
+      }
+      aria-label={props.label}
+      title={props.label}
+      onClick={props.onClick}
+    >
+      <props.icon.react tag="span" elementPosition="center" />
+      {props.withLabel && <span>{props.text}</span>}
+    </button>
+  );
+}
+
+/**
+ * The current time in seconds, ticking every second while `ticking` (elapsed times of active jobs
+ * move) and still otherwise.
+ */
+export function useClock(ticking: boolean): number {
+  const [now, setNow] = React.useState(() => Date.now() / 1000);
+  React.useEffect(() => {
+    setNow(Date.now() / 1000);
+    if (!ticking) {
+      return;
+    }
+    const timer = setInterval(() => setNow(Date.now() / 1000), 1000);
+    return () => clearInterval(timer);
+  }, [ticking]);
+  return now;
+}

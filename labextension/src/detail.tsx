@@ -1,0 +1,474 @@
+/**
+ * The detail view of one job: its facts (timings, attempts, priority, dependencies), the error
+ * with its traceback, the display outputs it captured (rendered by JupyterLab's rendermime, like
+ * a cell's outputs) and its log, tailed live while the job runs.
+ *
+ * The view polls the job and its log once a second while the job is active and stops when it has
+ * read everything of a finished job; an event about the job (a retry, a delete) wakes it again.
+ */
+
+import { ReactWidget } from '@jupyterlab/apputils';
+import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { CommandRegistry } from '@lumino/commands';
+import { Poll } from '@lumino/polling';
+import { Panel, Widget } from '@lumino/widgets';
+import * as React from 'react';
+
+import { JobsApiError } from './client';
+import { CommandIDs } from './commands';
+import {
+  elapsedSeconds,
+  formatDuration,
+  formatTime,
+  notebookPath,
+  progressFraction,
+  progressLabel,
+  stripAnsi
+} from './format';
+import { JobsModel } from './model';
+import { ActionButtons, ProgressBar, useClock } from './components';
+import type { IJob } from './types';
+import { ACTIVE_STATUSES } from './types';
+
+/** Most log characters kept on screen; older text is dropped with a marker. */
+export const MAX_LOG_CHARS = 1_000_000;
+/** Bytes asked for per log request. */
+const LOG_CHUNK = 256 * 1024;
+
+/** The content of a job's detail tab. */
+export class JobDetail extends Panel {
+  constructor(options: JobDetail.IOptions) {
+    super();
+    this.jobId = options.id;
+    this._model = options.model;
+    this.addClass('jp-JobDetail');
+    this.title.label = `Job ${options.id}`;
+    this.title.caption = `Job ${options.id}`;
+
+    this._summary = new JobSummaryWidget({
+      commands: options.commands,
+      serverRoot: options.serverRoot ?? ''
+    });
+    this.addWidget(this._summary);
+
+    this._outputsSection = new Panel();
+    this._outputsSection.addClass('jp-JobDetail-section');
+    this._outputsSection.addWidget(heading('Outputs'));
+    if (options.rendermime) {
+      this._outputs = new OutputArea({
+        model: new OutputAreaModel({ trusted: false }),
+        rendermime: options.rendermime
+      });
+      this._outputs.addClass('jp-JobDetail-outputs');
+      this._outputsSection.addWidget(this._outputs);
+    }
+    this._outputsSection.hide();
+    this.addWidget(this._outputsSection);
+
+    this._log = new LogView();
+    this.addWidget(this._log);
+
+    this._model.jobTouched.connect(this._onTouched, this);
+    this._poll = new Poll({
+      auto: false,
+      factory: () => this._tick(),
+      frequency: { interval: 1000, backoff: true, max: 30000 },
+      name: `jupyter-jobs:detail-${options.id}`,
+      standby: 'when-hidden'
+    });
+    void this._poll.start();
+  }
+
+  /** The job shown. */
+  readonly jobId: number;
+
+  /** The job as last read, or null before the first read. */
+  get job(): IJob | null {
+    return this._job;
+  }
+
+  /** Read the job again now. */
+  refresh(): Promise<void> {
+    return this._poll.refresh();
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this._model.jobTouched.disconnect(this._onTouched, this);
+    this._poll.dispose();
+    this._outputs?.model.dispose();
+    super.dispose();
+  }
+
+  private _onTouched(_: JobsModel, id: number): void {
+    if (id === this.jobId) {
+      this._setActive(true);
+      void this._poll.refresh();
+    }
+  }
+
+  /** One poll: the record, new log text, and the outputs once the job has them. */
+  private async _tick(): Promise<void> {
+    const client = this._model.client;
+    let job: IJob;
+    try {
+      job = await client.get(this.jobId);
+    } catch (error) {
+      if (error instanceof JobsApiError && error.status === 404) {
+        this._summary.setState({ job: this._job, gone: true, error: null });
+        this._setActive(false);
+        return;
+      }
+      this._summary.setState({
+        job: this._job,
+        gone: false,
+        error: (error as Error).message
+      });
+      throw error;
+    }
+    if (this._job !== null && job.attempt !== this._job.attempt) {
+      // A new attempt: its outputs replace the old ones.
+      this._outputsRead = false;
+      this._outputsSection.hide();
+    }
+    if (job.log_size < this._logOffset) {
+      // The log was rewritten (a retry that starts it afresh): read it from the start.
+      this._logOffset = 0;
+      this._log.clear();
+    }
+    this._job = job;
+    this.title.label = `Job ${job.id}: ${job.name}`;
+    this.title.caption = `Job ${job.id}: ${job.name} (${job.status})`;
+    this._summary.setState({ job, gone: false, error: null });
+    const logDone = await this._readLog(job);
+    await this._readOutputs(job);
+    const finished = !ACTIVE_STATUSES.has(job.status);
+    this._setActive(!(finished && logDone && this._outputsRead));
+  }
+
+  /** Append the log text written since the last read; true when all of it is read. */
+  private async _readLog(job: IJob): Promise<boolean> {
+    if (this._logOffset === 0 && job.log_size > MAX_LOG_CHARS) {
+      // Start near the end of a long log: the tail is what a user looks for.
+      this._logOffset = job.log_size - MAX_LOG_CHARS;
+      this._log.markCut();
+    }
+    for (let reads = 0; reads < 8; reads++) {
+      const chunk = await this._model.client.logs(
+        this.jobId,
+        this._logOffset,
+        LOG_CHUNK
+      );
+      this._log.append(chunk.data);
+      const advanced = chunk.next_offset > this._logOffset;
+      this._logOffset = chunk.next_offset;
+      if (!advanced || chunk.next_offset >= chunk.size) {
+        return chunk.next_offset >= chunk.size;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Show the captured display outputs once the job finished with some. Streams and errors are
+   * left out: the log and the error section already show them, as text.
+   */
+  private async _readOutputs(job: IJob): Promise<void> {
+    if (this._outputsRead || ACTIVE_STATUSES.has(job.status)) {
+      return;
+    }
+    if (!job.has_outputs || !this._outputs) {
+      this._outputsRead = true;
+      return;
+    }
+    const { outputs } = await this._model.client.outputs(this.jobId);
+    const shown = outputs.filter(
+      output =>
+        output.output_type !== 'stream' && output.output_type !== 'error'
+    );
+    this._outputs.model.clear();
+    this._outputs.model.fromJSON(shown);
+    this._outputsSection.setHidden(shown.length === 0);
+    this._outputsRead = true;
+  }
+
+  private _setActive(active: boolean): void {
+    this._poll.frequency = {
+      interval: active ? 1000 : Poll.NEVER,
+      backoff: true,
+      max: active ? 30000 : Poll.NEVER
+    };
+  }
+
+  private _model: JobsModel;
+  private _summary: JobSummaryWidget;
+  private _outputsSection: Panel;
+  private _outputs: OutputArea | null = null;
+  private _log: LogView;
+  private _poll: Poll;
+  private _job: IJob | null = null;
+  private _logOffset = 0;
+  private _outputsRead = false;
+}
+
+/** The JobDetail namespace. */
+export namespace JobDetail {
+  /** Options to build a detail view. */
+  export interface IOptions {
+    id: number;
+    model: JobsModel;
+    commands: CommandRegistry;
+    /** Renders the captured outputs; without it they are not shown. */
+    rendermime?: IRenderMimeRegistry | null;
+    serverRoot?: string;
+  }
+}
+
+function heading(text: string): Widget {
+  const node = document.createElement('h3');
+  node.className = 'jp-JobDetail-heading';
+  node.textContent = text;
+  return new Widget({ node });
+}
+
+/**
+ * The log, appended as text nodes: a chunk costs one DOM insertion however long the log is, and
+ * nothing in it is ever parsed as HTML.
+ */
+export class LogView extends Widget {
+  constructor() {
+    super();
+    this.addClass('jp-JobDetail-section');
+    this.addClass('jp-JobDetail-logSection');
+    const title = document.createElement('h3');
+    title.className = 'jp-JobDetail-heading';
+    title.textContent = 'Log';
+    this._pre = document.createElement('pre');
+    this._pre.className = 'jp-JobDetail-log';
+    this._pre.setAttribute('aria-label', 'Job log');
+    this._empty = document.createElement('div');
+    this._empty.className = 'jp-JobDetail-muted';
+    this._empty.textContent = 'No log output yet.';
+    this.node.append(title, this._empty, this._pre);
+  }
+
+  /** The text shown. */
+  get text(): string {
+    return this._pre.textContent ?? '';
+  }
+
+  /** Add text at the end, keeping the view pinned to the bottom if it was there. */
+  append(text: string): void {
+    if (!text) {
+      return;
+    }
+    const pinned =
+      this._pre.scrollHeight - this._pre.scrollTop - this._pre.clientHeight < 4;
+    this._pre.appendChild(document.createTextNode(stripAnsi(text)));
+    this._length += text.length;
+    this._empty.hidden = true;
+    while (this._length > MAX_LOG_CHARS && this._pre.childNodes.length > 1) {
+      const node = this._pre.childNodes[this._cut ? 1 : 0];
+      this._length -= node.textContent?.length ?? 0;
+      node.remove();
+      this.markCut();
+    }
+    if (pinned) {
+      this._pre.scrollTop = this._pre.scrollHeight;
+    }
+  }
+
+  /** Say that the beginning of the log is not shown. */
+  markCut(): void {
+    if (this._cut) {
+      return;
+    }
+    this._cut = document.createElement('span');
+    this._cut.className = 'jp-JobDetail-muted';
+    this._cut.textContent = '… earlier log not shown …\n';
+    this._pre.prepend(this._cut);
+  }
+
+  /** Forget the text (a retry starts a new log). */
+  clear(): void {
+    this._pre.textContent = '';
+    this._cut = null;
+    this._length = 0;
+    this._empty.hidden = false;
+  }
+
+  private _pre: HTMLPreElement;
+  private _empty: HTMLDivElement;
+  private _cut: HTMLSpanElement | null = null;
+  private _length = 0;
+}
+
+interface ISummaryState {
+  job: IJob | null;
+  gone: boolean;
+  error: string | null;
+}
+
+/** The React part: header, actions, facts, error. */
+class JobSummaryWidget extends ReactWidget {
+  constructor(options: { commands: CommandRegistry; serverRoot: string }) {
+    super();
+    this._commands = options.commands;
+    this._serverRoot = options.serverRoot;
+    this.addClass('jp-JobDetail-summary');
+  }
+
+  setState(state: ISummaryState): void {
+    this._state = state;
+    this.update();
+  }
+
+  protected render(): JSX.Element {
+    return (
+      <JobSummary
+        {...this._state}
+        commands={this._commands}
+        serverRoot={this._serverRoot}
+      />
+    );
+  }
+
+  private _commands: CommandRegistry;
+  private _serverRoot: string;
+  private _state: ISummaryState = { job: null, gone: false, error: null };
+}
+
+function JobSummary(
+  props: ISummaryState & { commands: CommandRegistry; serverRoot: string }
+): JSX.Element {
+  const { job, commands } = props;
+  const now = useClock(job !== null && ACTIVE_STATUSES.has(job.status));
+  if (!job) {
+    return (
+      <div className="jp-JobDetail-muted">
+        {props.gone
+          ? 'This job does not exist (it was deleted).'
+          : props.error
+            ? `Cannot read the job: ${props.error}`
+            : 'Loading…'}
+      </div>
+    );
+  }
+  const path = notebookPath(job.owner, props.serverRoot);
+  const open = (command: string, args: Record<string, number | string>) => () =>
+    void commands.execute(command, args);
+  return (
+    <div>
+      <header className="jp-JobDetail-header">
+        <h2 className="jp-JobDetail-name">{job.name}</h2>
+        <span
+          className="jp-JobsPanel-status jp-JobDetail-status"
+          data-status={job.status}
+        >
+          {job.status}
+          {job.reason ? ` (${job.reason})` : ''}
+          {job.cancel_requested && ACTIVE_STATUSES.has(job.status)
+            ? ' · cancel requested'
+            : ''}
+        </span>
+      </header>
+      {props.gone && (
+        <div className="jp-JobsPanel-error" role="alert">
+          This job was deleted.
+        </div>
+      )}
+      {props.error && (
+        <div className="jp-JobsPanel-error" role="alert">
+          Cannot read the job: {props.error}
+        </div>
+      )}
+      <div className="jp-JobDetail-toolbar">
+        <ActionButtons job={job} commands={commands} withLabels />
+        {path && (
+          <button
+            type="button"
+            className="jp-mod-styled jp-JobDetail-button"
+            onClick={open(CommandIDs.openNotebook, { path })}
+          >
+            Open {path}
+          </button>
+        )}
+      </div>
+      {(job.progress || job.status === 'running') && (
+        <div className="jp-JobDetail-progress">
+          <ProgressBar job={job} fraction={progressFraction(job.progress)} />
+          <span>{progressLabel(job.progress)}</span>
+        </div>
+      )}
+      <dl className="jp-JobDetail-facts">
+        <Fact label="Job">{`${job.id} (${job.kind})`}</Fact>
+        <Fact label="Owner">{job.owner || '—'}</Fact>
+        <Fact label="Priority">{String(job.priority)}</Fact>
+        <Fact label="Attempt">
+          {`${job.attempt} of ${job.retries + 1}`}
+          {job.worker_losses
+            ? ` · worker lost ${job.worker_losses} time(s)`
+            : ''}
+        </Fact>
+        <Fact label="Depends on">
+          {job.after.length
+            ? job.after.map(id => (
+                <button
+                  key={id}
+                  type="button"
+                  className="jp-JobsPanel-link"
+                  onClick={open(CommandIDs.show, { id })}
+                >
+                  {`#${id}`}
+                </button>
+              ))
+            : '—'}
+        </Fact>
+        <Fact label="Created">{formatTime(job.created_at)}</Fact>
+        <Fact label="Queued">{formatTime(job.queued_at)}</Fact>
+        <Fact label="Started">{formatTime(job.started_at)}</Fact>
+        <Fact label="Finished">{formatTime(job.finished_at)}</Fact>
+        <Fact label={job.started_at !== null ? 'Ran for' : 'Waiting for'}>
+          {formatDuration(elapsedSeconds(job, now))}
+        </Fact>
+        {job.timeout !== null && (
+          <Fact label="Timeout">{formatDuration(job.timeout)}</Fact>
+        )}
+        {job.run_at !== null && (
+          <Fact label="Run at">{formatTime(job.run_at)}</Fact>
+        )}
+        {job.expires_at !== null && (
+          <Fact label="Expires">{formatTime(job.expires_at)}</Fact>
+        )}
+      </dl>
+      {job.error && (
+        <section className="jp-JobDetail-section" aria-label="Error">
+          <h3 className="jp-JobDetail-heading">Error</h3>
+          <div className="jp-JobDetail-errorMessage">
+            {`${job.error.type}: ${job.error.message}`}
+          </div>
+          {job.error.traceback && (
+            <pre className="jp-JobDetail-traceback">
+              {stripAnsi(job.error.traceback)}
+            </pre>
+          )}
+        </section>
+      )}
+    </div>
+  );
+}
+
+function Fact(props: {
+  label: string;
+  children: React.ReactNode;
+}): JSX.Element {
+  return (
+    <>
+      <dt>{props.label}</dt>
+      <dd>{props.children}</dd>
+    </>
+  );
+}

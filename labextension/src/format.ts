@@ -1,0 +1,101 @@
+/**
+ * Small pure helpers that turn job records into what the UI prints: durations, times, progress
+ * fractions, the notebook path behind an owner, tracebacks without terminal colours.
+ */
+
+import type { IJob, IProgress } from './types';
+
+/** "4s", "2m 05s", "1h 02m": short enough for a list row. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) {
+    return `${s}s`;
+  }
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const minutes = Math.floor(s / 60);
+  if (minutes < 60) {
+    return `${minutes}m ${pad(s % 60)}s`;
+  }
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) {
+    return `${hours}h ${pad(minutes % 60)}m`;
+  }
+  return `${Math.floor(hours / 24)}d ${hours % 24}h`;
+}
+
+/**
+ * How long the job ran (or has been running); for a job that has not started, how long it has
+ * waited. `now` is in seconds since the epoch.
+ */
+export function elapsedSeconds(job: IJob, now: number): number {
+  if (job.started_at !== null) {
+    return (job.finished_at ?? now) - job.started_at;
+  }
+  return (job.finished_at ?? now) - job.created_at;
+}
+
+/** A local date and time for a timestamp in seconds, or an em dash when there is none. */
+export function formatTime(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined) {
+    return '—';
+  }
+  return new Date(seconds * 1000).toLocaleString();
+}
+
+/** The fraction done (0..1), or null when the job reported no total (indeterminate). */
+export function progressFraction(progress: IProgress | null): number | null {
+  if (!progress || !progress.total || progress.total <= 0) {
+    return null;
+  }
+  return Math.max(0, Math.min(1, progress.done / progress.total));
+}
+
+/** "3 / 10", "42 %" or just the count, for the text beside the bar. */
+export function progressLabel(progress: IProgress | null): string {
+  if (!progress) {
+    return '';
+  }
+  const fraction = progressFraction(progress);
+  const count =
+    fraction === null
+      ? `${progress.done}`
+      : `${Math.round(fraction * 100)}% (${progress.done}/${progress.total})`;
+  return progress.message ? `${count} · ${progress.message}` : count;
+}
+
+/**
+ * The path, relative to the server root, of the notebook that owns a job, or null when the owner
+ * is not a notebook we can open (`kernel:<id>`, a script, a path outside the root).
+ *
+ * Kernels name their notebook by `JPY_SESSION_NAME`, which jupyter_server sets to an absolute
+ * path for sessions that JupyterLab starts, hence the server root to strip.
+ */
+export function notebookPath(owner: string, serverRoot = ''): string | null {
+  if (!owner || !/\.ipynb$/i.test(owner) || /^kernel:/.test(owner)) {
+    return null;
+  }
+  const path = owner.replace(/\\/g, '/');
+  if (!path.startsWith('/') && !/^[A-Za-z]:\//.test(path)) {
+    return path;
+  }
+  const root = serverRoot.replace(/\\/g, '/').replace(/\/+$/, '');
+  if (serverRoot && path.startsWith(`${root}/`)) {
+    return path.slice(root.length + 1);
+  }
+  return null;
+}
+
+/** The last segment of a path, for a compact owner column. */
+export function basename(path: string): string {
+  const parts = path.replace(/\\/g, '/').split('/');
+  return parts[parts.length - 1] || path;
+}
+
+// ESC [ ... final byte: the colour and cursor sequences IPython puts in tracebacks.
+// eslint-disable-next-line no-control-regex
+const ANSI = /\u001b\[[0-9;?]*[A-Za-z]|\u001b\][^\u0007]*\u0007/g;
+
+/** Text without terminal escape sequences, for tracebacks and logs shown as plain text. */
+export function stripAnsi(text: string): string {
+  return text.replace(ANSI, '');
+}

@@ -1,0 +1,151 @@
+/**
+ * Wires the jupyter_jobs front end into the application: the Jobs panel in the left area, the
+ * detail views, the status-bar item, notifications and the commands.
+ *
+ * Every token except the application itself is optional, so the same extension runs in
+ * JupyterLab and in Notebook 7 (no ILabShell, no status bar there: details open in the right
+ * area, since Notebook's main area holds a single document).
+ */
+
+import {
+  ILabShell,
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import {
+  ICommandPalette,
+  MainAreaWidget,
+  WidgetTracker
+} from '@jupyterlab/apputils';
+import { PageConfig } from '@jupyterlab/coreutils';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStatusBar } from '@jupyterlab/statusbar';
+
+import { JobsClient } from './client';
+import { CommandIDs, registerCommands } from './commands';
+import { JobDetail } from './detail';
+import { LiveUpdates } from './events';
+import { jobsIcon } from './icons';
+import { JobsModel } from './model';
+import { JobNotifier } from './notify';
+import { JobsPanel } from './panel';
+import { JobsStatus } from './statusbar';
+
+const PLUGIN_ID = 'jupyter-jobs:plugin';
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description:
+    'Background jobs (jupyter_jobs): sidebar panel, job details, status bar and notifications.',
+  autoStart: true,
+  optional: [
+    ILabShell,
+    ILayoutRestorer,
+    ISettingRegistry,
+    IRenderMimeRegistry,
+    IStatusBar,
+    ICommandPalette
+  ],
+  activate: (
+    app: JupyterFrontEnd,
+    labShell: ILabShell | null,
+    restorer: ILayoutRestorer | null,
+    settingRegistry: ISettingRegistry | null,
+    rendermime: IRenderMimeRegistry | null,
+    statusBar: IStatusBar | null,
+    palette: ICommandPalette | null
+  ): void => {
+    const serverRoot = PageConfig.getOption('serverRoot');
+    const client = new JobsClient({
+      serverSettings: app.serviceManager.serverSettings
+    });
+    const model = new JobsModel({ client });
+    const live = new LiveUpdates({
+      model,
+      events: app.serviceManager.events ?? null
+    });
+
+    const panel = new JobsPanel({ model, commands: app.commands, serverRoot });
+    app.shell.add(panel, 'left', { rank: 600 });
+    restorer?.add(panel, panel.id);
+    const openPanel = () => {
+      app.shell.activateById(panel.id);
+      void live.refresh();
+    };
+
+    const tracker = new WidgetTracker<MainAreaWidget<JobDetail>>({
+      namespace: 'jupyter-jobs-detail'
+    });
+    const openDetail = (id: number) => {
+      const open = tracker.find(widget => widget.content.jobId === id);
+      if (open) {
+        app.shell.activateById(open.id);
+        void open.content.refresh();
+        return;
+      }
+      const content = new JobDetail({
+        id,
+        model,
+        commands: app.commands,
+        rendermime,
+        serverRoot
+      });
+      const widget = new MainAreaWidget({ content });
+      widget.id = `jupyter-jobs-detail-${id}`;
+      widget.title.icon = jobsIcon;
+      if (labShell) {
+        app.shell.add(widget, 'main');
+      } else {
+        // Notebook 7: one detail at a time in the right area.
+        tracker.forEach(other => other.dispose());
+        app.shell.add(widget, 'right', { rank: 600 });
+      }
+      void tracker.add(widget);
+      app.shell.activateById(widget.id);
+    };
+    if (restorer && labShell) {
+      void restorer.restore(tracker, {
+        command: CommandIDs.show,
+        args: widget => ({ id: widget.content.jobId }),
+        name: widget => String(widget.content.jobId)
+      });
+    }
+
+    registerCommands({ commands: app.commands, model, openPanel, openDetail });
+    palette?.addItem({ command: CommandIDs.openPanel, category: 'Jobs' });
+
+    const notifier = new JobNotifier({
+      model,
+      showJob: openDetail,
+      showAll: openPanel
+    });
+    if (settingRegistry) {
+      settingRegistry
+        .load(PLUGIN_ID)
+        .then(settings => {
+          const apply = () => {
+            notifier.enabled =
+              settings.get('notifications').composite !== false;
+          };
+          apply();
+          settings.changed.connect(apply);
+        })
+        .catch(reason => {
+          console.error(
+            'jupyter-jobs: could not load the settings; notifications stay on',
+            reason
+          );
+        });
+    }
+
+    statusBar?.registerStatusItem('jupyter-jobs:status', {
+      item: new JobsStatus({ model, onClick: openPanel }),
+      align: 'left',
+      rank: 5
+    });
+  }
+};
+
+export default plugin;

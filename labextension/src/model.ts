@@ -1,0 +1,614 @@
+/**
+ * The jobs the sidebar shows: the loaded window of the list, its filters and paging, and how
+ * server events and polls change it.
+ *
+ * The list is a window over the server's listing, newest first: the first pages, loaded on
+ * demand with the server's cursor. Events patch what they carry (status, progress) at once, then
+ * the full records of the jobs they touched are fetched in one batched `/status` read, so a
+ * burst of 500 events costs a few requests, not 500.
+ */
+
+import { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { JobsClient } from './client';
+import type {
+  IJob,
+  IJobEvent,
+  IJobPage,
+  IStats,
+  JobStatus,
+  JobReason,
+  StatusCounts
+} from './types';
+import { ACTIVE_STATUSES } from './types';
+
+/** What the list shows: the statuses chosen (none = all) and a search over job names. */
+export interface IJobsFilter {
+  statuses: readonly JobStatus[];
+  query: string;
+}
+
+/** A job that moved from one status to another, seen through an event or a poll. */
+export interface IJobTransition {
+  id: number;
+  name: string;
+  owner: string;
+  status: JobStatus;
+  previous: JobStatus | null;
+  reason: JobReason | null;
+}
+
+/** Most ids in one `/status` request, so its URL stays short. */
+const STATUS_BATCH = 200;
+
+/** The jobs model shared by the panel, the status bar, the notifier and the detail views. */
+export class JobsModel implements IDisposable {
+  constructor(options: JobsModel.IOptions) {
+    this.client = options.client;
+    this._pageSize = options.pageSize ?? 100;
+    this._fetchDelay = options.fetchDelay ?? 250;
+  }
+
+  /** The REST client the model reads through. */
+  readonly client: JobsClient;
+
+  /** Emitted after any change of what the list shows. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** Emitted when a job's status changes (events, polls, actions); used for notifications. */
+  get transition(): ISignal<this, IJobTransition> {
+    return this._transition;
+  }
+
+  /** Emitted with a job id whenever news about that job arrives, loaded or not. */
+  get jobTouched(): ISignal<this, number> {
+    return this._jobTouched;
+  }
+
+  /** The loaded jobs, newest first. */
+  get jobs(): readonly IJob[] {
+    return this._jobs;
+  }
+
+  /** Whether older jobs remain to be loaded with `loadMore()`. */
+  get hasMore(): boolean {
+    return this._cursor !== null;
+  }
+
+  /** Whether a page is being loaded. */
+  get loading(): boolean {
+    return this._loading;
+  }
+
+  /** Whether the first page arrived at least once. */
+  get loaded(): boolean {
+    return this._loaded;
+  }
+
+  /** The last failure to reach the server, cleared by the next success. */
+  get error(): string | null {
+    return this._error;
+  }
+
+  /**
+   * Jobs per status among those the search matches (all statuses, not only the loaded window):
+   * the numbers beside the status filters.
+   */
+  get counts(): StatusCounts {
+    return this._counts;
+  }
+
+  /** Jobs per status over the whole store, whatever the filter: the status bar's numbers. */
+  get totals(): StatusCounts {
+    return this._totals;
+  }
+
+  /** The current filter. */
+  get filter(): IJobsFilter {
+    return this._filter;
+  }
+
+  /** Whether the model is disposed. */
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  /** A loaded job by id. */
+  get(id: number): IJob | undefined {
+    return this._byId.get(id);
+  }
+
+  /** Whether a job passes the current filter (the same rule the server applies). */
+  matches(job: Pick<IJob, 'status' | 'name'>): boolean {
+    const { statuses } = this._filter;
+    if (statuses.length && !statuses.includes(job.status)) {
+      return false;
+    }
+    return this._matchesQuery(job.name);
+  }
+
+  /** Change the filter and load the first page for it. */
+  setFilter(filter: Partial<IJobsFilter>): Promise<void> {
+    this._filter = {
+      statuses: filter.statuses ?? this._filter.statuses,
+      query: filter.query ?? this._filter.query
+    };
+    return this.load();
+  }
+
+  /** Load the first page, replacing what was loaded. */
+  async load(): Promise<void> {
+    const generation = ++this._generation;
+    const seq = this._seq;
+    this._loading = true;
+    this._changed.emit();
+    try {
+      const [page, stats] = await Promise.all([
+        this.client.list(this._query(null, this._pageSize)),
+        this.client.stats()
+      ]);
+      if (generation !== this._generation) {
+        return;
+      }
+      this._totals = { ...stats.counts };
+      this._jobs = [];
+      this._byId.clear();
+      this._insertAll(page.jobs);
+      this._cursor = page.next_cursor;
+      this._counts = { ...page.counts };
+      this._loaded = true;
+      this._error = null;
+      // Events that arrived while the page was on its way may be newer than it.
+      for (const [id, touched] of this._touched) {
+        if (touched > seq) {
+          this._scheduleFetch(id);
+        }
+      }
+    } catch (error) {
+      this._fail(generation, error);
+    } finally {
+      if (generation === this._generation) {
+        this._loading = false;
+        this._changed.emit();
+      }
+    }
+  }
+
+  /** Load the next page of older jobs. */
+  async loadMore(): Promise<void> {
+    if (this._cursor === null || this._loading) {
+      return;
+    }
+    const generation = this._generation;
+    this._loading = true;
+    this._changed.emit();
+    try {
+      const page = await this.client.list(
+        this._query(this._cursor, this._pageSize)
+      );
+      if (generation !== this._generation) {
+        return;
+      }
+      this._insertAll(page.jobs);
+      this._cursor = page.next_cursor;
+      this._counts = { ...page.counts };
+      this._error = null;
+    } catch (error) {
+      this._fail(generation, error);
+    } finally {
+      if (generation === this._generation) {
+        this._loading = false;
+        this._changed.emit();
+      }
+    }
+  }
+
+  /**
+   * Apply one server event: patch what it carries now, fetch the full record soon after.
+   */
+  applyEvent(event: IJobEvent): void {
+    this._touched.set(event.id, ++this._seq);
+    this._countEvent(event);
+    const job = this._byId.get(event.id);
+    if (event.action === 'deleted') {
+      this._removeJob(event.id);
+    } else if (job) {
+      const carriesProgress = event.action === 'progress' || !!event.progress;
+      this._put(
+        {
+          ...job,
+          status: event.status,
+          reason: event.reason,
+          attempt: event.attempt,
+          progress: carriesProgress ? event.progress : job.progress,
+          cancel_requested:
+            job.cancel_requested || event.action === 'cancel_requested'
+        },
+        job.status
+      );
+      if (event.action !== 'progress') {
+        this._scheduleFetch(event.id);
+      }
+    } else {
+      if (event.action === 'transition' && event.previous !== event.status) {
+        this._transition.emit(transitionOf(event));
+      }
+      if (this.matches(event) && this._inWindow(event.id)) {
+        this._insert(provisionalJob(event));
+        this._scheduleFetch(event.id);
+      }
+    }
+    this._changed.emit();
+    this._jobTouched.emit(event.id);
+  }
+
+  /** Fetch, in batches, the full records of the jobs that events touched. */
+  async flush(): Promise<void> {
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+      this._timer = null;
+    }
+    const ids = [...this._pending];
+    this._pending.clear();
+    if (!ids.length) {
+      return;
+    }
+    const generation = this._generation;
+    for (let start = 0; start < ids.length; start += STATUS_BATCH) {
+      const batch = ids.slice(start, start + STATUS_BATCH);
+      const seq = this._seq;
+      try {
+        const answer = await this.client.status(batch);
+        if (generation !== this._generation) {
+          return;
+        }
+        this._merge(answer.jobs, answer.missing, seq);
+        this._error = null;
+      } catch (error) {
+        this._fail(generation, error);
+      }
+    }
+    this._changed.emit();
+  }
+
+  /**
+   * Reconcile with the server: re-read the first page and the active jobs loaded beyond it.
+   * Used by the poll (the fallback when events do not arrive, and a slow safety net when they
+   * do). Returns whether anything the list shows changed.
+   */
+  async refresh(): Promise<boolean> {
+    if (!this._loaded) {
+      await this.load();
+      return this._loaded;
+    }
+    const generation = this._generation;
+    const seq = this._seq;
+    const before = this._signature();
+    let page: IJobPage;
+    let stats: IStats;
+    try {
+      [page, stats] = await Promise.all([
+        this.client.list(this._query(null, this._pageSize)),
+        this.client.stats()
+      ]);
+    } catch (error) {
+      this._fail(generation, error);
+      this._changed.emit();
+      return false;
+    }
+    if (generation !== this._generation) {
+      return false;
+    }
+    this._error = null;
+    this._counts = { ...page.counts };
+    this._totals = { ...stats.counts };
+    this._mergeFirstPage(page, seq);
+    const oldest = page.jobs.length
+      ? page.jobs[page.jobs.length - 1].id
+      : Infinity;
+    const beyond = this._jobs
+      .filter(job => job.id < oldest && ACTIVE_STATUSES.has(job.status))
+      .map(job => job.id);
+    for (const id of beyond) {
+      this._pending.add(id);
+    }
+    await this.flush();
+    const changed = this._signature() !== before;
+    this._changed.emit();
+    return changed;
+  }
+
+  /** Put a job the server just returned (after an action) into the list. */
+  upsert(job: IJob): void {
+    this._touched.set(job.id, ++this._seq);
+    this._merge([job], [], this._seq);
+    this._changed.emit();
+  }
+
+  /** Forget a job the server deleted. */
+  remove(id: number): void {
+    this._touched.set(id, ++this._seq);
+    this._merge([], [id], this._seq);
+    this._changed.emit();
+  }
+
+  /** Stop timers and disconnect listeners. */
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+    }
+    Signal.clearData(this);
+  }
+
+  /** The server's search: the text anywhere in the name, ignoring (ASCII) case. */
+  private _matchesQuery(name: string): boolean {
+    const q = this._filter.query.trim().toLowerCase();
+    return !q || name.toLowerCase().includes(q);
+  }
+
+  private _query(cursor: string | null, limit: number) {
+    return {
+      status: this._filter.statuses,
+      q: this._filter.query,
+      limit,
+      cursor
+    };
+  }
+
+  /** Whether a job with this id belongs to the loaded window (newer than the oldest loaded). */
+  private _inWindow(id: number): boolean {
+    if (this._cursor === null) {
+      return true;
+    }
+    const oldest = this._jobs[this._jobs.length - 1];
+    return oldest !== undefined && id > oldest.id;
+  }
+
+  /** Merge fresh records; `seq` is the event counter when they were requested. */
+  private _merge(jobs: IJob[], missing: number[], seq: number): void {
+    for (const id of missing) {
+      if (this._isNewer(id, seq)) {
+        continue;
+      }
+      this._removeJob(id);
+    }
+    for (const job of jobs) {
+      if (this._isNewer(job.id, seq)) {
+        // An event arrived while this record was on its way: it may be older than what we
+        // show. Read the job again rather than step back.
+        this._scheduleFetch(job.id);
+        continue;
+      }
+      const current = this._byId.get(job.id);
+      if (current) {
+        this._put(job, current.status);
+      } else if (this.matches(job) && this._inWindow(job.id)) {
+        this._insert(job);
+      }
+    }
+  }
+
+  /** Merge the first page: jobs in its id range that it no longer lists are gone. */
+  private _mergeFirstPage(page: IJobPage, seq: number): void {
+    const listed = new Set(page.jobs.map(job => job.id));
+    const oldest =
+      page.next_cursor === null || !page.jobs.length
+        ? -Infinity
+        : page.jobs[page.jobs.length - 1].id;
+    const gone = this._jobs
+      .filter(job => job.id >= oldest && !listed.has(job.id))
+      .map(job => job.id);
+    this._merge(page.jobs, gone, seq);
+  }
+
+  private _isNewer(id: number, seq: number): boolean {
+    return (this._touched.get(id) ?? 0) > seq;
+  }
+
+  /** Update a loaded job, or drop it when it no longer passes the filter. */
+  private _put(job: IJob, previous: JobStatus): void {
+    if (this.matches(job)) {
+      this._jobs = this._jobs.map(item => (item.id === job.id ? job : item));
+      this._byId.set(job.id, job);
+    } else {
+      this._removeJob(job.id);
+    }
+    this._emitTransition(job, previous);
+  }
+
+  private _emitTransition(job: IJob, previous: JobStatus): void {
+    if (job.status !== previous) {
+      this._transition.emit({
+        id: job.id,
+        name: job.name,
+        owner: job.owner,
+        status: job.status,
+        previous,
+        reason: job.reason
+      });
+    }
+  }
+
+  private _insert(job: IJob): void {
+    // Newest first: ids grow with creation (SQLite AUTOINCREMENT).
+    let index = this._jobs.findIndex(item => item.id < job.id);
+    if (index < 0) {
+      index = this._jobs.length;
+    }
+    this._jobs = [
+      ...this._jobs.slice(0, index),
+      job,
+      ...this._jobs.slice(index)
+    ];
+    this._byId.set(job.id, job);
+  }
+
+  private _insertAll(jobs: IJob[]): void {
+    const fresh = jobs.filter(job => !this._byId.has(job.id));
+    for (const job of fresh) {
+      this._byId.set(job.id, job);
+    }
+    this._jobs = [...this._jobs, ...fresh].sort((a, b) => b.id - a.id);
+  }
+
+  private _removeJob(id: number): void {
+    if (!this._byId.delete(id)) {
+      return;
+    }
+    this._jobs = this._jobs.filter(job => job.id !== id);
+  }
+
+  /** Keep the per-status numbers in step with events between two reads of the real ones. */
+  private _countEvent(event: IJobEvent): void {
+    const moves: [JobStatus | null, number][] = [];
+    if (event.action === 'created') {
+      moves.push([event.status, 1]);
+    } else if (event.action === 'deleted') {
+      moves.push([event.status, -1]);
+    } else if (
+      event.action === 'transition' &&
+      event.previous !== event.status
+    ) {
+      moves.push([event.previous, -1], [event.status, 1]);
+    }
+    if (!moves.length) {
+      return;
+    }
+    this._totals = applyMoves(this._totals, moves);
+    if (this._matchesQuery(event.name)) {
+      this._counts = applyMoves(this._counts, moves);
+    }
+  }
+
+  private _scheduleFetch(id: number): void {
+    this._pending.add(id);
+    if (this._timer === null && !this._isDisposed) {
+      this._timer = setTimeout(() => {
+        this._timer = null;
+        void this.flush();
+      }, this._fetchDelay);
+    }
+  }
+
+  private _fail(generation: number, error: unknown): void {
+    if (generation !== this._generation) {
+      return;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    this._error = message;
+    console.error('jupyter-jobs: request to the jobs API failed', error);
+  }
+
+  /** A digest of what the list shows, to tell whether a poll found anything new. */
+  private _signature(): string {
+    return this._jobs
+      .map(
+        job =>
+          `${job.id}:${job.status}:${job.attempt}:${job.progress?.done ?? ''}`
+      )
+      .join(',');
+  }
+
+  private _jobs: IJob[] = [];
+  private _byId = new Map<number, IJob>();
+  private _cursor: string | null = null;
+  private _counts: StatusCounts = {};
+  private _totals: StatusCounts = {};
+  private _filter: IJobsFilter = { statuses: [], query: '' };
+  private _loading = false;
+  private _loaded = false;
+  private _error: string | null = null;
+  private _generation = 0;
+  private _seq = 0;
+  private _touched = new Map<number, number>();
+  private _pending = new Set<number>();
+  private _timer: ReturnType<typeof setTimeout> | null = null;
+  private _pageSize: number;
+  private _fetchDelay: number;
+  private _isDisposed = false;
+  private _changed = new Signal<this, void>(this);
+  private _transition = new Signal<this, IJobTransition>(this);
+  private _jobTouched = new Signal<this, number>(this);
+}
+
+/** The JobsModel namespace. */
+export namespace JobsModel {
+  /** Options to build a model. */
+  export interface IOptions {
+    client: JobsClient;
+    /** Jobs per page (default 100). */
+    pageSize?: number;
+    /** How long events are collected before their jobs are re-read, in ms (default 250). */
+    fetchDelay?: number;
+  }
+}
+
+function applyMoves(
+  counts: StatusCounts,
+  moves: [JobStatus | null, number][]
+): StatusCounts {
+  const next = { ...counts };
+  for (const [status, delta] of moves) {
+    if (status) {
+      next[status] = Math.max(0, (next[status] ?? 0) + delta);
+    }
+  }
+  return next;
+}
+
+function transitionOf(event: IJobEvent): IJobTransition {
+  return {
+    id: event.id,
+    name: event.name,
+    owner: event.owner,
+    status: event.status,
+    previous: event.previous,
+    reason: event.reason
+  };
+}
+
+/** A stand-in record built from an event, shown until the full record arrives. */
+export function provisionalJob(event: IJobEvent): IJob {
+  return {
+    id: event.id,
+    name: event.name,
+    kind: 'function',
+    owner: event.owner,
+    status: event.status,
+    reason: event.reason,
+    priority: 0,
+    attempt: event.attempt,
+    retries: 0,
+    retry_delay: 0,
+    worker_losses: 0,
+    timeout: null,
+    after: [],
+    run_at: null,
+    expires_at: null,
+    not_before: null,
+    created_at: Date.now() / 1000,
+    queued_at: null,
+    started_at: null,
+    finished_at: null,
+    cancel_requested: event.action === 'cancel_requested',
+    progress: event.progress,
+    error: null,
+    interpreter: null,
+    cwd: null,
+    idempotency_key: null,
+    options: {},
+    consumer: null,
+    lease_until: null,
+    payload_size: 0,
+    result_size: null,
+    log_size: 0,
+    has_outputs: false
+  };
+}

@@ -1,0 +1,132 @@
+/**
+ * Notifications when jobs finish or fail, through JupyterLab's notification API, each with a
+ * button that opens the job. Switched on and off by the `notifications` setting.
+ *
+ * Transitions are collected for a moment first: when a map() of 500 jobs ends, the user gets one
+ * summary, not 500 toasts.
+ */
+
+import { Notification } from '@jupyterlab/apputils';
+import { IDisposable } from '@lumino/disposable';
+
+import { IJobTransition, JobsModel } from './model';
+
+/** Sends the notifications for one model. */
+export class JobNotifier implements IDisposable {
+  constructor(options: JobNotifier.IOptions) {
+    this._model = options.model;
+    this._showJob = options.showJob;
+    this._showAll = options.showAll;
+    this._window = options.window ?? 500;
+    this._maxSingle = options.maxSingle ?? 3;
+    this._model.transition.connect(this._onTransition, this);
+  }
+
+  /** Whether notifications are sent (the `notifications` setting). */
+  enabled = true;
+
+  /** Whether the notifier is disposed. */
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    this._model.transition.disconnect(this._onTransition, this);
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+    }
+  }
+
+  private _onTransition(_: JobsModel, transition: IJobTransition): void {
+    if (
+      !this.enabled ||
+      (transition.status !== 'succeeded' && transition.status !== 'failed')
+    ) {
+      return;
+    }
+    this._batch.push(transition);
+    if (this._timer === null) {
+      this._timer = setTimeout(() => this._flush(), this._window);
+    }
+  }
+
+  private _flush(): void {
+    this._timer = null;
+    const batch = this._batch;
+    this._batch = [];
+    if (!this.enabled || !batch.length) {
+      return;
+    }
+    if (batch.length <= this._maxSingle) {
+      batch.forEach(transition => this._notifyOne(transition));
+      return;
+    }
+    const failed = batch.filter(t => t.status === 'failed').length;
+    const message =
+      `${batch.length} jobs finished` + (failed ? `, ${failed} failed` : '');
+    const options = {
+      autoClose: failed ? (false as const) : 8000,
+      actions: [{ label: 'Show jobs', callback: () => this._showAll() }]
+    };
+    if (failed) {
+      Notification.error(message, options);
+    } else {
+      Notification.success(message, options);
+    }
+  }
+
+  private _notifyOne(transition: IJobTransition): void {
+    const options = {
+      autoClose: transition.status === 'failed' ? (false as const) : 8000,
+      actions: [
+        {
+          label: 'Show job',
+          caption: `Open the details of job ${transition.id}`,
+          callback: () => this._showJob(transition.id)
+        }
+      ],
+      data: { jobId: transition.id }
+    };
+    if (transition.status === 'failed') {
+      const why = transition.reason ? ` (${transition.reason})` : '';
+      Notification.error(
+        `Job ${transition.id} “${transition.name}” failed${why}`,
+        options
+      );
+    } else {
+      Notification.success(
+        `Job ${transition.id} “${transition.name}” finished`,
+        options
+      );
+    }
+  }
+
+  private _model: JobsModel;
+  private _showJob: (id: number) => void;
+  private _showAll: () => void;
+  private _window: number;
+  private _maxSingle: number;
+  private _batch: IJobTransition[] = [];
+  private _timer: ReturnType<typeof setTimeout> | null = null;
+  private _isDisposed = false;
+}
+
+/** The JobNotifier namespace. */
+export namespace JobNotifier {
+  /** Options of the notifier. */
+  export interface IOptions {
+    model: JobsModel;
+    /** Open a job's detail view (the notification's button). */
+    showJob: (id: number) => void;
+    /** Open the Jobs panel (the summary's button). */
+    showAll: () => void;
+    /** How long transitions are collected before notifying, in ms (default 500). */
+    window?: number;
+    /** Up to this many finished jobs get one notification each; more get a summary. */
+    maxSingle?: number;
+  }
+}

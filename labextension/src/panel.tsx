@@ -1,0 +1,347 @@
+/**
+ * The Jobs panel in the left sidebar: a live list of jobs, newest first, with status filters, a
+ * name search, progress bars, elapsed times and the actions on each job.
+ *
+ * The list is virtualized (only the rows in view are in the DOM) and loads older pages as the
+ * user scrolls, so ten thousand jobs scroll as smoothly as ten. Everything from a job (name,
+ * owner, messages) is rendered as React text, never as HTML.
+ */
+
+import { ReactWidget } from '@jupyterlab/apputils';
+import { CommandRegistry } from '@lumino/commands';
+import { Message } from '@lumino/messaging';
+import * as React from 'react';
+
+import { CommandIDs } from './commands';
+import { ActionButtons, ProgressBar, useClock } from './components';
+import {
+  basename,
+  elapsedSeconds,
+  formatDuration,
+  notebookPath,
+  progressFraction,
+  progressLabel
+} from './format';
+import { jobsIcon } from './icons';
+import { JobsModel } from './model';
+import type { IJob, JobStatus } from './types';
+import { ACTIVE_STATUSES, STATUSES } from './types';
+
+/** Height of one row in pixels; fixed so that the list can be virtualized. */
+export const ROW_HEIGHT = 58;
+/** Rows rendered above and below the visible ones. */
+const OVERSCAN = 8;
+/** Delay between the last keystroke in the search box and the new listing, in ms. */
+const SEARCH_DELAY = 250;
+
+/** The sidebar widget. */
+export class JobsPanel extends ReactWidget {
+  constructor(options: JobsPanel.IOptions) {
+    super();
+    this._model = options.model;
+    this._commands = options.commands;
+    this._serverRoot = options.serverRoot ?? '';
+    this.id = 'jupyter-jobs-panel';
+    this.title.icon = jobsIcon;
+    this.title.caption = 'Jobs';
+    this.addClass('jp-JobsPanel');
+    this._model.changed.connect(this._onModelChanged, this);
+  }
+
+  dispose(): void {
+    this._model.changed.disconnect(this._onModelChanged, this);
+    super.dispose();
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.update();
+  }
+
+  protected render(): JSX.Element {
+    return (
+      <JobsView
+        model={this._model}
+        commands={this._commands}
+        serverRoot={this._serverRoot}
+      />
+    );
+  }
+
+  /** Lumino conflates update requests: at most one render per animation frame. */
+  private _onModelChanged(): void {
+    if (this.isVisible) {
+      this.update();
+    }
+  }
+
+  private _model: JobsModel;
+  private _commands: CommandRegistry;
+  private _serverRoot: string;
+}
+
+/** The JobsPanel namespace. */
+export namespace JobsPanel {
+  /** Options to build the panel. */
+  export interface IOptions {
+    model: JobsModel;
+    commands: CommandRegistry;
+    /** The server's root directory, to turn absolute owner paths into openable ones. */
+    serverRoot?: string;
+  }
+}
+
+interface IViewProps {
+  model: JobsModel;
+  commands: CommandRegistry;
+  serverRoot: string;
+}
+
+/** The whole panel: toolbar, status line, list. */
+function JobsView(props: IViewProps): JSX.Element {
+  const { model } = props;
+  const now = useClock(model.jobs.some(job => ACTIVE_STATUSES.has(job.status)));
+  return (
+    <div className="jp-JobsPanel-body">
+      <header className="jp-JobsPanel-header">
+        <h2 className="jp-JobsPanel-title">Jobs</h2>
+        <SearchBox model={model} />
+        <StatusFilter model={model} />
+      </header>
+      {model.error && (
+        <div className="jp-JobsPanel-error" role="alert">
+          Cannot reach the jobs API: {model.error}
+        </div>
+      )}
+      <JobList {...props} now={now} />
+    </div>
+  );
+}
+
+/** Search by name; the listing follows after a short pause in typing. */
+function SearchBox({ model }: { model: JobsModel }): JSX.Element {
+  const [text, setText] = React.useState(model.filter.query);
+  React.useEffect(() => {
+    if (text === model.filter.query) {
+      return;
+    }
+    const timer = setTimeout(
+      () => void model.setFilter({ query: text }),
+      SEARCH_DELAY
+    );
+    return () => clearTimeout(timer);
+  }, [text]);
+  return (
+    <input
+      className="jp-JobsPanel-search jp-mod-styled"
+      type="search"
+      placeholder="Search jobs by name"
+      aria-label="Search jobs by name"
+      value={text}
+      onChange={event => setText(event.target.value)}
+    />
+  );
+}
+
+/** One toggle per status, each with its count; none pressed shows every job. */
+function StatusFilter({ model }: { model: JobsModel }): JSX.Element {
+  const chosen = model.filter.statuses;
+  const toggle = (status: JobStatus) => {
+    const next = chosen.includes(status)
+      ? chosen.filter(item => item !== status)
+      : [...chosen, status];
+    void model.setFilter({ statuses: next });
+  };
+  return (
+    <div
+      className="jp-JobsPanel-filters"
+      role="group"
+      aria-label="Filter by status"
+    >
+      <button
+        type="button"
+        className="jp-JobsPanel-chip"
+        aria-pressed={chosen.length === 0}
+        onClick={() => void model.setFilter({ statuses: [] })}
+      >
+        all
+      </button>
+      {STATUSES.map(status => (
+        <button
+          key={status}
+          type="button"
+          className="jp-JobsPanel-chip"
+          data-status={status}
+          aria-pressed={chosen.includes(status)}
+          onClick={() => toggle(status)}
+        >
+          {status}
+          <span className="jp-JobsPanel-count">
+            {model.counts[status] ?? 0}
+          </span>
+        </button>
+      ))}
+    </div>
+  );
+}
+
+/** The virtualized list, with the "load more" footer. */
+function JobList(props: IViewProps & { now: number }): JSX.Element {
+  const { model } = props;
+  const jobs = model.jobs;
+  const ref = React.useRef<HTMLDivElement>(null);
+  const [scrollTop, setScrollTop] = React.useState(0);
+  const [height, setHeight] = React.useState(600);
+
+  React.useEffect(() => {
+    const node = ref.current;
+    if (!node || typeof ResizeObserver === 'undefined') {
+      return;
+    }
+    const observer = new ResizeObserver(() => setHeight(node.clientHeight));
+    observer.observe(node);
+    return () => observer.disconnect();
+  }, []);
+
+  const first = Math.max(0, Math.floor(scrollTop / ROW_HEIGHT) - OVERSCAN);
+  const last = Math.min(
+    jobs.length,
+    Math.ceil((scrollTop + height) / ROW_HEIGHT) + OVERSCAN
+  );
+
+  // Load the next page before the user reaches the end of what is loaded.
+  React.useEffect(() => {
+    if (
+      model.hasMore &&
+      !model.loading &&
+      !model.error &&
+      last >= jobs.length
+    ) {
+      void model.loadMore();
+    }
+  }, [last, jobs.length, model.hasMore, model.loading]);
+
+  if (model.loaded && !jobs.length && !model.loading) {
+    const filtered = model.filter.statuses.length || model.filter.query;
+    return (
+      <div className="jp-JobsPanel-empty">
+        {filtered
+          ? 'No job matches the filter.'
+          : 'No jobs yet. Run a cell with %%job, or call jupyter_jobs.submit(), to start one.'}
+      </div>
+    );
+  }
+
+  return (
+    <div
+      ref={ref}
+      className="jp-JobsPanel-list"
+      role="list"
+      aria-label="Jobs"
+      aria-busy={model.loading}
+      onScroll={event => setScrollTop(event.currentTarget.scrollTop)}
+    >
+      <div
+        className="jp-JobsPanel-rows"
+        style={{ height: jobs.length * ROW_HEIGHT }}
+      >
+        {jobs.slice(first, last).map((job, offset) => (
+          <JobRow
+            key={job.id}
+            job={job}
+            top={(first + offset) * ROW_HEIGHT}
+            {...props}
+          />
+        ))}
+      </div>
+      <div className="jp-JobsPanel-footer">
+        {model.loading ? (
+          <span>Loading…</span>
+        ) : model.hasMore ? (
+          <button
+            type="button"
+            className="jp-mod-styled jp-JobsPanel-more"
+            onClick={() => void model.loadMore()}
+          >
+            Load more
+          </button>
+        ) : (
+          jobs.length > 0 && <span>{jobs.length} shown</span>
+        )}
+      </div>
+    </div>
+  );
+}
+
+interface IRowProps extends IViewProps {
+  job: IJob;
+  top: number;
+  now: number;
+}
+
+/** One job: name, elapsed, owner, status, progress and actions. */
+function JobRow(props: IRowProps): JSX.Element {
+  const { job, commands, now } = props;
+  const path = notebookPath(job.owner, props.serverRoot);
+  const fraction = progressFraction(job.progress);
+  const run =
+    (command: string, args: Record<string, number | string>) =>
+    (event: React.MouseEvent) => {
+      event.stopPropagation();
+      void commands.execute(command, args);
+    };
+  const status =
+    job.cancel_requested && job.status === 'running'
+      ? 'cancelling'
+      : job.status;
+  return (
+    <div
+      className="jp-JobsPanel-row"
+      role="listitem"
+      tabIndex={0}
+      data-job-id={job.id}
+      data-status={job.status}
+      style={{ top: props.top, height: ROW_HEIGHT }}
+      title={`Job ${job.id}: ${job.name}`}
+      onClick={() => void commands.execute(CommandIDs.show, { id: job.id })}
+      onKeyDown={event => {
+        if (event.key === 'Enter') {
+          void commands.execute(CommandIDs.show, { id: job.id });
+        }
+      }}
+    >
+      <div className="jp-JobsPanel-line">
+        <span className="jp-JobsPanel-dot" data-status={job.status} />
+        <span className="jp-JobsPanel-name">{job.name}</span>
+        <span className="jp-JobsPanel-elapsed" title="Elapsed">
+          {formatDuration(elapsedSeconds(job, now))}
+        </span>
+        <ActionButtons job={job} commands={commands} />
+      </div>
+      <div className="jp-JobsPanel-line jp-JobsPanel-meta">
+        <span className="jp-JobsPanel-status" data-status={job.status}>
+          {status}
+          {job.reason ? ` (${job.reason})` : ''}
+        </span>
+        {path ? (
+          <button
+            type="button"
+            className="jp-JobsPanel-owner jp-JobsPanel-link"
+            title={`Open ${path}`}
+            onClick={run(CommandIDs.openNotebook, { path })}
+          >
+            {basename(path)}
+          </button>
+        ) : (
+          <span className="jp-JobsPanel-owner" title={job.owner}>
+            {job.owner}
+          </span>
+        )}
+        <span className="jp-JobsPanel-progress-label">
+          {progressLabel(job.progress)}
+        </span>
+      </div>
+      <ProgressBar job={job} fraction={fraction} />
+    </div>
+  );
+}
