@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,20 +138,25 @@ class Api:
 
 
 @pytest.fixture
-def api(
+def unstarted_api(
     jp_serverapp: Any,
     jp_fetch: Any,
     jp_ws_fetch: Any,
     jp_asyncio_loop: Any,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Api]:
-    """The server with jupyter_jobs loaded and started (the consumer runs)."""
+) -> Api:
+    """The server with jupyter_jobs loaded, before the extension's start hook ran."""
     # The extension exports these into os.environ: restore them after the test.
     monkeypatch.delenv(URL_ENV, raising=False)
     monkeypatch.delenv(TOKEN_ENV, raising=False)
-    client = Api(jp_serverapp, jp_fetch, jp_ws_fetch, jp_asyncio_loop)
-    client.run(jp_serverapp.extension_manager.start_extension("jupyter_jobs"))
-    yield client
+    return Api(jp_serverapp, jp_fetch, jp_ws_fetch, jp_asyncio_loop)
+
+
+@pytest.fixture
+def api(unstarted_api: Api) -> Api:
+    """The server with jupyter_jobs loaded and started (the consumer runs)."""
+    unstarted_api.run(unstarted_api.serverapp.extension_manager.start_extension("jupyter_jobs"))
+    return unstarted_api
 
 
 def route_requests() -> list[tuple[str, str]]:
@@ -502,6 +506,16 @@ def test_status_batches_found_and_missing(api: Api) -> None:
         api.error("GET", "jobs/api/status", params={"ids": ids}, status=400)
 
 
+def test_before_the_consumer_runs_jobs_queue_and_waits_are_503(unstarted_api: Api) -> None:
+    api = unstarted_api
+    assert api.error("GET", "jobs/api/capabilities", status=503)["type"] == "ServerUnavailable"
+    job = api.submit(jobfuncs.noop)
+    assert job["status"] == "queued"
+    result = f"jobs/api/jobs/{job['id']}/result"
+    api.error("GET", result, params={"wait": 5}, status=503)
+    assert api.json("GET", result, status=202)["status"] == "queued"
+
+
 def test_stats_and_capabilities(api: Api) -> None:
     api.submit(jobfuncs.noop, hold=True)
     stats = api.json("GET", "jobs/api/stats")
@@ -530,11 +544,17 @@ def test_events_of_a_job_arrive_in_order_over_the_websocket(api: Api) -> None:
         mine = event.get("schema_id") == SCHEMA_ID and event["id"] == job["id"]
         if mine and event["action"] in ("created", "transition"):
             seen.append((event["action"], event["previous"], event["status"]))
+    api.call("DELETE", f"jobs/api/jobs/{job['id']}")
+    while seen[-1][0] != "deleted":
+        event = json.loads(api.run(asyncio.wait_for(ws.read_message(), 60)))
+        if event.get("schema_id") == SCHEMA_ID and event["id"] == job["id"]:
+            seen.append((event["action"], event["previous"], event["status"]))
     ws.close()
     assert seen == [
         ("created", None, "queued"),
         ("transition", "queued", "running"),
         ("transition", "running", "succeeded"),
+        ("deleted", None, "succeeded"),
     ]
 
 

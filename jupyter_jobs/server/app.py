@@ -243,11 +243,15 @@ class JobsApp(ExtensionApp):
         """What `GET /jobs/api/stats` adds to the store's numbers."""
         return {"max_workers": self.max_workers, "executor": self.executor}
 
-    def capabilities(self) -> dict[str, Any]:
+    def running_consumer(self) -> Consumer:
+        """The consumer once it runs; `ServerUnavailable` (503) while it starts or after stop."""
         if not self._started:
             raise ServerUnavailable("the jobs consumer is not running (yet); try again shortly")
+        return self.consumer
+
+    def capabilities(self) -> dict[str, Any]:
         return {
-            **self.consumer.executor.capabilities(),
+            **self.running_consumer().executor.capabilities(),
             "max_workers": self.max_workers,
             "max_payload_size": self.max_payload_size,
         }

@@ -211,7 +211,8 @@ class ResultHandler(JobsHandler):
         timeout = parsing.seconds("wait", wait, MAX_WAIT) if wait is not None else 0.0
         job = await self.app.run(self.app.store.get, ident)
         if not job.finished and timeout > 0:
-            self._wait = asyncio.ensure_future(self.app.consumer.wait_finished(ident, timeout))
+            waiting = self.app.running_consumer().wait_finished(ident, timeout)
+            self._wait = asyncio.ensure_future(waiting)
             try:
                 job = await self._wait
             except asyncio.CancelledError:
