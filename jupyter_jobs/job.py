@@ -100,8 +100,11 @@ class Backend(abc.ABC):
                 job._settle(record)
 
     def close(self) -> None:
-        """Stop the watcher; unfinished handles stay unresolved but usable through `refresh`."""
+        """Stop the watcher (waiting for it, so it never reads a closed backend)."""
         self._closed = True
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(self.poll_max + 5.0)
 
     def _watch_loop(self) -> None:
         delay = self.poll_min
@@ -113,6 +116,8 @@ class Backend(abc.ABC):
                     self._watcher = None
                     return
             signalled = self.wait_for_change(delay)
+            if self._closed:
+                return
             records = self.get_many(ids)
             finished = [r for r in records if r.finished]
             self.resolve(finished)

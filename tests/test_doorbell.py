@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
 
 import jupyter_jobs
 from jupyter_jobs.doorbell import Doorbell
+
+from conftest import wait_until
 
 REPO = Path(jupyter_jobs.__file__).resolve().parent.parent
 

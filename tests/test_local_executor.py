@@ -16,10 +16,11 @@ from pathlib import Path
 
 import dill
 import pytest
-import workers_util as wu
 
 from jupyter_jobs.executors.local import LocalExecutor, describe_exit
 from jupyter_jobs.models import Reason, Status
+
+import workers_util as wu
 
 
 @pytest.fixture

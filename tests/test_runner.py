@@ -15,11 +15,12 @@ from pathlib import Path
 
 import dill
 import pytest
-import workers_util as wu
 
 from jupyter_jobs import payload, protocol
 from jupyter_jobs.executors.base import Task
 from jupyter_jobs.models import Kind, Reason, Status
+
+import workers_util as wu
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
 
 import jupyter_jobs
 from jupyter_jobs import store as store_module
@@ -36,6 +35,8 @@ from jupyter_jobs.models import (
     now,
 )
 from jupyter_jobs.store import MIGRATIONS, Store, filesystem_type
+
+from conftest import wait_until
 
 REPO = Path(jupyter_jobs.__file__).resolve().parent.parent
 OK = Outcome(Status.SUCCEEDED, result=b"ok")

@@ -1,0 +1,207 @@
+"""Engine benchmark: jupyter_jobs beside ProcessPoolExecutor, Huey (SQLite) and Dask.
+
+Run on demand (not a test): `python benchmarks/engine_bench.py [--jobs 2000] [--only NAME,...]`.
+Workloads (issue 3): W1 N no-op jobs submitted one by one, then every result (jobs/s); W1b the
+same through `map` (jobs/s); W2 200 sequential submit->result round trips (p50/p99 ms); W3 50 jobs
+each returning 1 MB (MB/s). Every system gets 2 worker processes. jupyter_jobs and Huey store
+every job durably in SQLite; ProcessPoolExecutor and Dask keep them in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+
+import peers  # noqa: E402
+
+WORKERS = 2
+
+
+@dataclass
+class System:
+    """One system under test: how to submit one, submit many, and get a result."""
+
+    name: str
+    submit: Callable[[Callable], object]
+    map: Callable[[Callable, list], list]
+    result: Callable[[object], object]
+
+
+@dataclass
+class Row:
+    name: str
+    w1: float
+    w1b: float
+    w2_p50: float
+    w2_p99: float
+    w3: float
+
+
+def measure(system: System, n: int) -> Row:
+    for _ in range(20):  # warm up: workers started, imports done
+        system.result(system.submit(peers.noop))
+
+    start = time.perf_counter()
+    handles = [system.submit(peers.noop) for _ in range(n)]
+    for h in handles:
+        system.result(h)
+    w1 = n / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    for h in system.map(peers.noop_item, list(range(n))):
+        system.result(h)
+    w1b = n / (time.perf_counter() - start)
+
+    latencies = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        system.result(system.submit(peers.noop))
+        latencies.append((time.perf_counter() - t0) * 1000)
+    latencies.sort()
+    p50 = statistics.median(latencies)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+
+    start = time.perf_counter()
+    blobs = [system.submit(peers.blob) for _ in range(50)]
+    total = sum(len(system.result(h)) for h in blobs)
+    w3 = total / peers.MB / (time.perf_counter() - start)
+    return Row(system.name, w1, w1b, p50, p99, w3)
+
+
+@contextlib.contextmanager
+def jupyter_jobs_system(tmp: Path) -> Iterator[System]:
+    from jupyter_jobs import JobQueue
+
+    with JobQueue(tmp / "jj" / "jobs.db") as q:
+        q.start_consumer(max_workers=WORKERS)
+        yield System(
+            "jupyter_jobs",
+            submit=lambda fn: q.submit(fn),
+            map=lambda fn, items: q.map(fn, items),
+            result=lambda job: job.result(timeout=600),
+        )
+
+
+@contextlib.contextmanager
+def process_pool_system(tmp: Path) -> Iterator[System]:
+    with concurrent.futures.ProcessPoolExecutor(WORKERS) as pool:
+        yield System(
+            "ProcessPoolExecutor",
+            submit=lambda fn: pool.submit(fn),
+            map=lambda fn, items: [pool.submit(fn, i) for i in items],
+            result=lambda f: f.result(600),
+        )
+
+
+@contextlib.contextmanager
+def huey_system(tmp: Path) -> Iterator[System]:
+    os.environ["BENCH_HUEY_DB"] = str(tmp / "huey.db")
+    import importlib
+
+    importlib.reload(peers)
+    consumer_bin = shutil.which("huey_consumer") or shutil.which("huey_consumer.py")
+    cmd = [consumer_bin] if consumer_bin else [sys.executable, "-m", "huey.bin.huey_consumer"]
+    proc = subprocess.Popen(
+        [
+            *cmd,
+            "peers.huey",
+            "-k",
+            "process",
+            "-w",
+            str(WORKERS),
+            "-q",
+            "-d",
+            "0.001",
+            "-m",
+            "0.05",
+        ],
+        cwd=HERE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield System(
+            "Huey (SqliteHuey, -k process -w 2)",
+            submit=lambda fn: {peers.noop: peers.huey_noop, peers.blob: peers.huey_blob}[fn](),
+            map=lambda fn, items: [peers.huey_noop_item(i) for i in items],
+            # Poll results at most 5 ms apart: Huey backs off to 1 s by default (measuring sleep).
+            result=lambda r: r.get(blocking=True, timeout=600, max_delay=0.005),
+        )
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@contextlib.contextmanager
+def dask_system(tmp: Path) -> Iterator[System]:
+    from dask.distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=WORKERS,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            local_directory=str(tmp / "dask"),
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield System(
+            "Dask LocalCluster",
+            submit=lambda fn: client.submit(fn, pure=False),
+            map=lambda fn, items: client.map(fn, items, pure=False),
+            result=lambda f: f.result(600),
+        )
+
+
+SYSTEMS = {
+    "jupyter_jobs": jupyter_jobs_system,
+    "process_pool": process_pool_system,
+    "huey": huey_system,
+    "dask": dask_system,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs in W1 and W1b")
+    parser.add_argument("--only", help=f"comma-separated subset of {', '.join(SYSTEMS)}")
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else list(SYSTEMS)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            try:
+                with SYSTEMS[name](Path(tmp)) as system:
+                    rows.append(measure(system, args.jobs))
+            except ImportError as exc:
+                print(f"skipping {name}: {exc}", file=sys.stderr)
+    print(f"\n{os.cpu_count()} cores, {WORKERS} workers each, N={args.jobs}\n")
+    header = f"{'system':<36} {'W1 jobs/s':>10} {'W1b jobs/s':>11} {'W2 p50 ms':>10} "
+    header += f"{'W2 p99 ms':>10} {'W3 MB/s':>9}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r.name:<36} {r.w1:>10.0f} {r.w1b:>11.0f} {r.w2_p50:>10.2f} "
+            f"{r.w2_p99:>10.2f} {r.w3:>9.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

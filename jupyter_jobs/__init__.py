@@ -1,0 +1,51 @@
+"""jupyter_jobs: background jobs that feel native in Jupyter.
+
+`import jupyter_jobs` stays cheap (worker processes import it for every job): the heavier parts load
+on first use through module `__getattr__`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Eager on purpose: `jupyter_jobs.progress` must be the function, never the submodule of the same
+# name (importing a submodule binds it on the package), and it is what job code calls.
+from .progress import current_job, progress
+
+__version__ = "0.1.0"
+
+# name -> module that defines it (relative to this package)
+_LAZY = {
+    "JobQueue": "queue",
+    "Job": "job",
+    "Status": "models",
+    "Reason": "models",
+    "JobFailed": "errors",
+    "JobCancelled": "errors",
+    "JobNotFound": "errors",
+    "PayloadError": "errors",
+    "ServerUnavailable": "errors",
+}
+
+__all__ = [*_LAZY, "__version__", "current_job", "progress"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jupyter_jobs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "jupyter-jobs"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The server extension (jupyter_jobs.server.app.JobsApp), imported only by the server."""
+    from .server.app import JobsApp
+
+    return [{"module": "jupyter_jobs", "app": JobsApp}]

@@ -1,0 +1,385 @@
+"""The consumer: moves jobs from the store to an executor and records what happens to them.
+
+It is one asyncio task (in the Jupyter server's loop, or in `jupyter jobs consumer`). Each tick it
+writes what the executor reported (logs, progress, outcomes: batched, in one writer thread so the
+loop never blocks on SQLite and the writes never contend with each other), kills what was
+cancelled or timed out, promotes pending jobs whose time came, recovers orphans, and claims as many
+queued jobs as the executor has free slots. It wakes at once on a change made in this process
+(store subscription) or another (doorbell), and otherwise sleeps until the next due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .executors.base import Executor, ExecutorEvents, Task
+from .models import Change, Job, Outcome, Progress, Reason, Status
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+ExecutorFactory = Callable[[ExecutorEvents], Executor]
+T = TypeVar("T")
+
+
+def _process_start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (clock ticks since boot), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return fields[19].decode()
+
+
+def make_consumer_id() -> str:
+    """`host:pid:start-time`: enough for another process on this host to tell if we are alive."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid) or '0'}"
+
+
+def consumer_is_alive(consumer_id: str) -> bool:
+    """False only when we can prove the consumer process is gone (same host, pid dead/reused).
+
+    A consumer on another host cannot be checked from here; its lease decides.
+    """
+    try:
+        host, pid_text, started = consumer_id.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return True
+    current = _process_start_time(pid)
+    return current is not None and (started == "0" or current == started)
+
+
+@dataclass
+class _Running:
+    job_id: int
+    attempt: int
+    deadline: float | None
+    killing: bool = False
+
+
+class Consumer:
+    """Claims, dispatches and records jobs for one store, with one executor.
+
+    Used by the Jupyter server extension, by `jupyter jobs consumer`, and by
+    `JobQueue.start_consumer()`. Call `await start()` inside a running loop, `await stop()` at the
+    end; `wake()` from the loop's thread when something changed.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        executor_factory: ExecutorFactory,
+        *,
+        consumer_id: str | None = None,
+        lease: float = 30.0,
+        heartbeat_interval: float = 5.0,
+        progress_interval: float = 1.0,
+        kill_grace: float = 5.0,
+        retention_seconds: float | None = None,
+        retention_bytes: int | None = None,
+        gc_interval: float = 3600.0,
+    ) -> None:
+        self.store = store
+        self.consumer_id = consumer_id or make_consumer_id()
+        self.lease = lease
+        self.heartbeat_interval = min(heartbeat_interval, lease / 3)
+        self.progress_interval = progress_interval
+        self.kill_grace = kill_grace
+        self.retention_seconds = retention_seconds
+        self.retention_bytes = retention_bytes
+        self.gc_interval = gc_interval
+        self.executor = executor_factory(self)
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jobs-store")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._running: dict[int, _Running] = {}
+        self._logs: dict[tuple[int, int], bytearray] = {}
+        self._progress: dict[tuple[int, int], Progress] = {}
+        self._progress_written: dict[int, float] = {}
+        self._outcomes: list[tuple[int, int, Outcome]] = []
+        self._cancel_ids: set[int] = set()
+        self._waiters: dict[int, set[asyncio.Future[None]]] = defaultdict(set)
+        self._kills: set[asyncio.Task[None]] = set()
+        self._listener = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._due = {"heartbeat": 0.0, "recover": 0.0, "promote": 0.0, "gc": 0.0}
+        self._store_due: float | None = None
+        self._bell = False
+
+    # --- life --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover orphans, start the executor, and begin consuming."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        await self._in_writer(self.store.recover, consumer_is_alive)
+        await self.executor.start()
+        self._unsubscribe = self.store.subscribe(self._on_store_changes)
+        self._listener = self.store.listen()
+        self._loop.add_reader(self._listener.fileno(), self._on_bell)
+        self._task = self._loop.create_task(self._run(), name="jupyter-jobs-consumer")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, end running jobs (interrupted, or requeued where retries remain)."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self.wake()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.executor.shutdown(self.kill_grace if grace is None else grace)
+        await self._flush()
+        if self._unsubscribe:
+            self._unsubscribe()
+        if self._listener is not None and self._loop is not None:
+            self._loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+        for futures in self._waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_result(None)
+        self._writer.shutdown(wait=True)
+        self._task = None
+
+    def wake(self) -> None:
+        """Run a tick soon (from the loop's thread)."""
+        self._wake.set()
+
+    async def wait_finished(self, job_id: int, timeout: float) -> Job:
+        """The job's record once it has finished, or its latest record after `timeout` seconds."""
+        assert self._loop is not None, "consumer not started"
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._waiters[job_id].add(fut)
+        try:
+            job = await asyncio.to_thread(self.store.get, job_id)
+            if not job.finished and timeout > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(fut, timeout)
+                job = await asyncio.to_thread(self.store.get, job_id)
+            return job
+        finally:
+            self._waiters[job_id].discard(fut)
+            if not self._waiters[job_id]:
+                del self._waiters[job_id]
+
+    # --- executor events (on the loop) -------------------------------------------------------
+
+    def on_log(self, job_id: int, attempt: int, data: bytes) -> None:
+        self._logs.setdefault((job_id, attempt), bytearray()).extend(data)
+        self.wake()
+
+    def on_progress(self, job_id: int, attempt: int, progress: Progress) -> None:
+        self._progress[(job_id, attempt)] = progress
+        self.wake()
+
+    def on_done(self, job_id: int, attempt: int, outcome: Outcome) -> None:
+        self._running.pop(job_id, None)
+        self._outcomes.append((job_id, attempt, outcome))
+        self.wake()
+
+    # --- wake-ups from elsewhere -------------------------------------------------------------
+
+    def _on_store_changes(self, changes: list[Change]) -> None:
+        """Store subscription: runs in whichever thread committed; hop to the loop."""
+        relevant = [
+            c
+            for c in changes
+            if c.what in ("created", "cancel_requested")
+            or (c.what == "transition" and (c.job.finished or c.job.status is Status.QUEUED))
+        ]
+        if relevant and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._apply_changes, relevant)
+
+    def _apply_changes(self, changes: list[Change]) -> None:
+        for change in changes:
+            if change.what == "cancel_requested":
+                self._cancel_ids.add(change.job.id)
+            elif change.job.finished:
+                self._release_waiters(change.job.id)
+        self.wake()
+
+    def _on_bell(self) -> None:
+        if self._listener is not None:
+            self._listener.drain()
+        self._bell = True
+        self.wake()
+
+    def _release_waiters(self, job_id: int) -> None:
+        for fut in self._waiters.get(job_id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._tick()
+            except Exception:
+                # A failed tick (disk full, a locked database past the busy timeout) must not end
+                # the consumer: log it with its traceback and try again after a pause.
+                log.exception("jupyter_jobs consumer tick failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+            timeout = self._seconds_to_next_due()
+            if timeout > 0 and not self._wake.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+
+    async def _tick(self) -> None:
+        await self._flush()
+        now = time.time()
+        await self._handle_cancels()
+        self._check_timeouts(now)
+        if self._bell:
+            self._bell = False
+            await self._after_bell()
+        await self._maintenance(now)
+        if not self._stopping:
+            await self._claim()
+
+    async def _flush(self) -> None:
+        """Write buffered logs, progress and outcomes, in that order, in one writer call."""
+        if not (self._logs or self._progress or self._outcomes):
+            return
+        now = time.time()
+        logs, self._logs = self._logs, {}
+        finishing = {(j, a) for j, a, _ in self._outcomes}
+        progress = {}
+        for key in list(self._progress):
+            last = self._progress_written.get(key[0], 0.0)
+            if key in finishing or now - last >= self.progress_interval:
+                progress[key] = self._progress.pop(key)
+                self._progress_written[key[0]] = now
+        outcomes, self._outcomes = self._outcomes, []
+        for job_id, _, _ in outcomes:
+            self._progress_written.pop(job_id, None)
+
+        def write() -> list[Job | None]:
+            for (job_id, attempt), data in logs.items():
+                self.store.append_log(job_id, attempt, bytes(data))
+            for (job_id, attempt), value in progress.items():
+                self.store.set_progress(job_id, attempt, value)
+            return self.store.finish_many(outcomes) if outcomes else []
+
+        await self._in_writer(write)
+
+    async def _handle_cancels(self) -> None:
+        ids, self._cancel_ids = self._cancel_ids, set()
+        for job_id in ids:
+            self._kill(job_id, None)
+
+    def _check_timeouts(self, now: float) -> None:
+        for run in list(self._running.values()):
+            if run.deadline is not None and now >= run.deadline:
+                self._kill(run.job_id, Reason.TIMEOUT)
+
+    def _kill(self, job_id: int, reason: Reason | None) -> None:
+        run = self._running.get(job_id)
+        if run is None or run.killing:
+            return
+        run.killing = True
+        task = asyncio.get_running_loop().create_task(
+            self.executor.kill(job_id, reason, self.kill_grace)
+        )
+        self._kills.add(task)
+        task.add_done_callback(self._kill_done)
+
+    def _kill_done(self, task: asyncio.Task[None]) -> None:
+        self._kills.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("killing a job failed", exc_info=task.exception())
+
+    async def _after_bell(self) -> None:
+        """Another process changed the database: pick up cancels and finished jobs we wait on."""
+        requested = await self._in_writer(self.store.cancel_requested, self.consumer_id)
+        for job_id, _attempt in requested:
+            self._kill(job_id, None)
+        if self._waiters:
+            jobs = await self._in_writer(self.store.get_many, list(self._waiters))
+            for job in jobs:
+                if job.finished:
+                    self._release_waiters(job.id)
+
+    async def _maintenance(self, now: float) -> None:
+        due = self._due
+        if now >= due["heartbeat"] and self._running:
+            ids = list(self._running)
+            cancel = await self._in_writer(self.store.heartbeat, self.consumer_id, ids, self.lease)
+            for job_id in cancel:
+                self._kill(job_id, None)
+        if now >= due["heartbeat"]:
+            due["heartbeat"] = now + self.heartbeat_interval
+        if now >= due["recover"]:
+            await self._in_writer(self.store.recover, consumer_is_alive)
+            due["recover"] = now + self.lease / 2
+        if now >= due["promote"] or (self._store_due is not None and now >= self._store_due):
+            await self._in_writer(self.store.promote)
+            self._store_due = await self._in_writer(self.store.next_due)
+            due["promote"] = now + 1.0
+        if (self.retention_seconds or self.retention_bytes) and now >= due["gc"]:
+            deleted = await self._in_writer(
+                self.store.gc, self.retention_seconds, self.retention_bytes
+            )
+            if deleted:
+                log.info("jupyter_jobs: garbage-collected %d finished jobs", len(deleted))
+            due["gc"] = now + self.gc_interval
+
+    async def _claim(self) -> None:
+        while True:
+            free = self.executor.free_slots()
+            if free <= 0:
+                return
+            claimed = await self._in_writer(self.store.claim, self.consumer_id, free, self.lease)
+            for item in claimed:
+                job = item.job
+                deadline = time.time() + job.timeout if job.timeout else None
+                self._running[job.id] = _Running(job.id, job.attempt, deadline)
+                task = Task(
+                    job_id=job.id,
+                    attempt=job.attempt,
+                    kind=job.kind,
+                    name=job.name,
+                    payload=item.payload,
+                    interpreter=job.interpreter,
+                    cwd=job.cwd,
+                    options=job.options,
+                )
+                await self.executor.run(task)
+            if len(claimed) < free:
+                return
+
+    def _seconds_to_next_due(self) -> float:
+        now = time.time()
+        times = [self._due["heartbeat"] if self._running else None, self._due["recover"]]
+        times.append(self._due["promote"])
+        times.append(self._store_due)
+        times.extend(r.deadline for r in self._running.values())
+        if self._progress:
+            times.append(now + self.progress_interval)
+        upcoming = [t for t in times if t is not None]
+        return max(0.0, min(upcoming) - now) if upcoming else 1.0
+
+    async def _in_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store call on the single writer thread, so the loop never waits on SQLite."""
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._writer, fn, *args)

@@ -1,0 +1,273 @@
+"""`JobQueue`: the engine's Python API, talking straight to a store file.
+
+Jobs submitted here run wherever a consumer serves the same database: the Jupyter server, a
+`jupyter jobs consumer` process, or a consumer this object starts in a background thread
+(`start_consumer()`, for scripts and tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .consumer import Consumer
+from .errors import JobsError
+from .executors.local import LocalExecutor
+from .job import Backend, Job
+from .models import Change, JobSpec, Kind
+from .models import Job as JobRecord
+from .payload import function_payload
+from .store import Store
+
+TimeLike = float | int | dt.datetime | dt.timedelta | None
+
+
+def as_epoch(value: TimeLike) -> float | None:
+    """Accept epoch seconds, an aware/naive datetime (local time), or a delay from now."""
+    if value is None:
+        return None
+    if isinstance(value, dt.timedelta):
+        return dt.datetime.now().timestamp() + value.total_seconds()
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    return float(value)
+
+
+def job_ids(after: Iterable[Job | int] | Job | int | None) -> list[int]:
+    """`after=` accepts handles or ids, one or many."""
+    if after is None:
+        return []
+    if isinstance(after, (Job, int)):
+        after = [after]
+    return [a.id if isinstance(a, Job) else int(a) for a in after]
+
+
+class StoreBackend(Backend):
+    """`Job` handles backed by a store in this process; woken by its doorbell and subscription."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+        self._listener = None
+        self._unsubscribe = store.subscribe(self._on_changes)
+
+    def _on_changes(self, changes: list[Change]) -> None:
+        self.resolve(c.job for c in changes if c.what == "transition" and c.job.finished)
+
+    def get(self, job_id: int) -> JobRecord:
+        return self.store.get(job_id)
+
+    def get_many(self, job_ids: Iterable[int]) -> list[JobRecord]:
+        return self.store.get_many(job_ids)
+
+    def result_bytes(self, job_id: int) -> bytes:
+        return self.store.result(job_id)
+
+    def outputs(self, job_id: int) -> list[dict[str, Any]]:
+        return json.loads(self.store.outputs(job_id))
+
+    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
+        return self.store.read_log(job_id, offset)
+
+    def cancel(self, job_id: int) -> JobRecord:
+        return self.store.request_cancel(job_id)
+
+    def retry(self, job_id: int) -> JobRecord:
+        return self.store.retry(job_id)
+
+    def wait_for_change(self, timeout: float) -> bool:
+        if self._listener is None:
+            self._listener = self.store.listen()
+        signalled = self._listener.wait(timeout)
+        if signalled:
+            self._listener.drain()
+        return signalled
+
+    def close(self) -> None:
+        super().close()
+        self._unsubscribe()
+        if self._listener is not None:
+            self._listener.close()
+
+
+class ConsumerThread:
+    """A `Consumer` on its own event loop in a background thread (scripts and tests)."""
+
+    def __init__(self, store: Store, max_workers: int | None, **options: Any) -> None:
+        self._store = store
+        self._max_workers = max_workers or os.cpu_count() or 1
+        self._options = options
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.consumer: Consumer | None = None
+        self._thread = threading.Thread(target=self._main, name="jupyter-jobs-consumer")
+        self._thread.daemon = True
+        self._thread.start()
+        if not self._ready.wait(60):
+            raise JobsError("the consumer did not start within 60 s")
+        if self._error is not None:
+            raise self._error
+
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            self.consumer = Consumer(
+                self._store,
+                lambda events: LocalExecutor(events, self._max_workers),
+                **self._options,
+            )
+            await self.consumer.start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            raise
+        self._ready.set()
+        await self._stop.wait()
+        await self.consumer.stop()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """End running jobs (recorded interrupted) and stop the thread."""
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise JobsError(f"the consumer did not stop within {timeout} s")
+
+
+class JobQueue:
+    """Submit and follow jobs stored in one SQLite file.
+
+    >>> with JobQueue("jobs.db") as q:
+    ...     q.start_consumer()
+    ...     q.submit(pow, 2, 10).result()
+    1024
+    """
+
+    def __init__(
+        self, path: str | Path | None = None, *, owner: str | None = None, **store_options: Any
+    ) -> None:
+        self.store = Store(path, **store_options)
+        self.owner = owner or f"script:{os.getpid()}"
+        self._backend = StoreBackend(self.store)
+        self._consumer: ConsumerThread | None = None
+
+    # --- submitting --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        name: str | None = None,
+        priority: int = 0,
+        timeout: float | None = None,
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        after: Iterable[Job | int] | Job | int | None = None,
+        run_at: TimeLike = None,
+        expires_at: TimeLike = None,
+        idempotency_key: str | None = None,
+        interpreter: str | None = None,
+        cwd: str | None = None,
+        **kwargs: Any,
+    ) -> Job:
+        """Store `fn(*args, **kwargs)` as a job and return its handle at once."""
+        spec = self._spec(
+            fn,
+            name=name,
+            priority=priority,
+            timeout=timeout,
+            retries=retries,
+            retry_delay=retry_delay,
+            after=after,
+            run_at=run_at,
+            expires_at=expires_at,
+            idempotency_key=idempotency_key,
+            interpreter=interpreter,
+            cwd=cwd,
+        )
+        record = self.store.enqueue(spec, function_payload(fn, args, kwargs))
+        return self._backend.handle(record)
+
+    def map(self, fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> list[Job]:
+        """One job per item, `fn(item)`, stored in a single transaction."""
+        items = []
+        for item in iterable:
+            spec = self._spec(fn, **options)
+            items.append((spec, function_payload(fn, (item,), {})))
+        return [self._backend.handle(r) for r in self.store.enqueue_many(items)]
+
+    def _spec(self, fn: Callable[..., Any], **options: Any) -> JobSpec:
+        name = options.pop("name", None) or getattr(fn, "__qualname__", None) or repr(fn)
+        spec = JobSpec(
+            kind=Kind.FUNCTION,
+            name=name,
+            owner=self.owner,
+            priority=options.pop("priority", 0),
+            timeout=options.pop("timeout", None),
+            retries=options.pop("retries", 0),
+            retry_delay=options.pop("retry_delay", 1.0),
+            after=job_ids(options.pop("after", None)),
+            run_at=as_epoch(options.pop("run_at", None)),
+            expires_at=as_epoch(options.pop("expires_at", None)),
+            idempotency_key=options.pop("idempotency_key", None),
+            interpreter=options.pop("interpreter", None),
+            cwd=options.pop("cwd", None),
+        )
+        if options:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(options))}")
+        spec.validate()
+        return spec
+
+    # --- following ---------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        """A handle to an existing job (raises JobNotFound)."""
+        return self._backend.handle(self.store.get(job_id))
+
+    def jobs(self, **filters: Any) -> list[Job]:
+        """Handles for the jobs matching `status=`, `owner=`, `q=`, `limit=` (newest first)."""
+        return [self._backend.handle(r) for r in self.store.query(**filters).jobs]
+
+    def cancel(self, job_id: int) -> Job:
+        return self._backend.handle(self.store.request_cancel(job_id))
+
+    def retry(self, job_id: int) -> Job:
+        return self._backend.handle(self.store.retry(job_id))
+
+    def delete(self, job_id: int) -> None:
+        self.store.delete(job_id)
+
+    # --- running -----------------------------------------------------------------------------
+
+    def start_consumer(self, max_workers: int | None = None, **options: Any) -> ConsumerThread:
+        """Run a consumer for this store in a background thread until `close()`."""
+        if self._consumer is None:
+            self._consumer = ConsumerThread(self.store, max_workers, **options)
+        return self._consumer
+
+    def close(self) -> None:
+        """Stop the consumer this queue started (if any) and release the store."""
+        if self._consumer is not None:
+            self._consumer.stop()
+            self._consumer = None
+        self._backend.close()
+        self.store.close()
+
+    def __enter__(self) -> JobQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

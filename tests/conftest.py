@@ -1,0 +1,61 @@
+"""Fixtures shared by every test: real store files in a temp dir, bounded waits."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.01) -> T:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A fresh database path in a private temp dir."""
+    return tmp_path / "jobs" / "jobs.db"
+
+
+@pytest.fixture
+def queue(db_path: Path) -> Iterator[object]:
+    """A JobQueue on a fresh database with a 2-worker consumer running in this process."""
+    from jupyter_jobs import JobQueue
+
+    q = JobQueue(db_path)
+    q.start_consumer(max_workers=2, progress_interval=0.2, kill_grace=2.0)
+    yield q
+    q.close()
+
+
+TESTS_DIR = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """Never touch the real ~/.local/share/jupyter; let workers import `jobfuncs`.
+
+    Job functions live in tests/jobfuncs.py because dill sends functions of importable modules by
+    reference: the worker processes must be able to import that module too.
+    """
+    base = tmp_path_factory.mktemp("jupyter")
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(base / "data"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(base / "runtime"))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(base / "config"))
+    monkeypatch.delenv("JUPYTER_JOBS_DB", raising=False)
+    path = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(TESTS_DIR), path) if p))

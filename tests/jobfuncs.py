@@ -1,0 +1,109 @@
+"""Functions that tests run as jobs (importable by worker processes through PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jupyter_jobs
+
+
+def noop() -> None:
+    return None
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def blob(size: int) -> bytes:
+    return b"x" * size
+
+
+def mark(path: str) -> int:
+    """Append this job's id and attempt to `path` (O_APPEND: one line per run, atomically)."""
+    job = jupyter_jobs.current_job()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{job.id} {job.attempt}\n".encode())
+    finally:
+        os.close(fd)
+    return job.id
+
+
+def mark_then_sleep(path: str, seconds: float) -> int:
+    job_id = mark(path)
+    time.sleep(seconds)
+    return job_id
+
+
+def progress_steps(n: int, delay: float = 0.0) -> int:
+    for i in range(1, n + 1):
+        jupyter_jobs.progress(i, n, f"step {i}")
+        if delay:
+            time.sleep(delay)
+    return n
+
+
+def print_lines(n: int) -> int:
+    for i in range(n):
+        print(f"line {i}", flush=True)
+    return n
+
+
+def chatty_then_sleep(seconds: float) -> None:
+    print("started", flush=True)
+    time.sleep(seconds)
+
+
+def crash(code: int | None = None) -> None:
+    """Die like a segfault (SIGKILL to self) or with an exit code, without cleanup."""
+    if code is None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(code)
+
+
+def ignore_sigterm_and_sleep(pidfile: str, seconds: float) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with open(pidfile, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+
+
+def spawn_children_and_sleep(pidfile: str, seconds: float) -> None:
+    """Start a child and a grandchild that both ignore SIGTERM, write their pids, then sleep."""
+    script = (
+        "import os,signal,subprocess,sys,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);"
+        "p=subprocess.Popen([sys.executable,'-c','import signal,time;"
+        "signal.signal(signal.SIGTERM,signal.SIG_IGN);time.sleep(1000)']);"
+        "print(p.pid,flush=True);time.sleep(1000)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    grandchild = child.stdout.readline().strip()
+    with open(pidfile, "w") as f:
+        f.write(f"{os.getpid()} {child.pid} {grandchild}")
+    time.sleep(seconds)
+
+
+def fail_until(path: str, succeed_on_attempt: int) -> int:
+    attempt = jupyter_jobs.current_job().attempt
+    mark(path)
+    if attempt < succeed_on_attempt:
+        raise RuntimeError(f"attempt {attempt} fails on purpose")
+    return attempt
+
+
+def cwd_and_python() -> tuple[str, str]:
+    return os.getcwd(), sys.executable

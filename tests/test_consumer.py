@@ -1,0 +1,144 @@
+"""The consumer's own rules: priorities, cancel, progress rate, logs, stop and recovery."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jupyter_jobs import JobQueue
+from jupyter_jobs.consumer import consumer_is_alive, make_consumer_id
+from jupyter_jobs.errors import JobFailed
+from jupyter_jobs.models import Change, JobSpec, Reason, Status
+from jupyter_jobs.payload import function_payload
+
+import jobfuncs
+from conftest import wait_until
+
+
+def test_consumer_id_liveness():
+    me = make_consumer_id()
+    assert consumer_is_alive(me)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(10)
+    host = me.split(":")[0]
+    assert not consumer_is_alive(f"{host}:{proc.pid}:12345")
+    assert consumer_is_alive("some-other-host:1:1")  # cannot tell: the lease decides
+    assert not consumer_is_alive("garbage")
+
+
+def test_priority_order_with_one_worker(db_path, tmp_path):
+    marks = tmp_path / "marks"
+    with JobQueue(db_path) as q:
+        low = [q.submit(jobfuncs.mark, str(marks), priority=0) for _ in range(3)]
+        high = [q.submit(jobfuncs.mark, str(marks), priority=5) for _ in range(3)]
+        q.start_consumer(max_workers=1)
+        for job in low + high:
+            job.result(timeout=60)
+    order = [int(line.split()[0]) for line in marks.read_text().splitlines()]
+    assert order == [j.id for j in high] + [j.id for j in low]
+
+
+def test_fair_share_across_owners(db_path, tmp_path):
+    marks = tmp_path / "marks"
+    with JobQueue(db_path, owner="a.ipynb") as a, JobQueue(db_path, owner="b.ipynb") as b:
+        a_jobs = [a.submit(jobfuncs.mark, str(marks)) for _ in range(4)]
+        b_jobs = [b.submit(jobfuncs.mark, str(marks)) for _ in range(2)]
+        a.start_consumer(max_workers=1)
+        for job in a_jobs + b_jobs:
+            job.result(timeout=60)
+    owner = {j.id: "a" for j in a_jobs} | {j.id: "b" for j in b_jobs}
+    order = "".join(owner[int(line.split()[0])] for line in marks.read_text().splitlines())
+    # b's jobs are not starved behind a's older ones: they interleave.
+    assert order.index("b") <= 2 and order.count("b") == 2
+
+
+def test_progress_writes_are_rate_limited_last_value_kept(db_path):
+    with JobQueue(db_path) as q:
+        changes: list[Change] = []
+        q.store.subscribe(lambda cs: changes.extend(c for c in cs if c.what == "progress"))
+        q.start_consumer(max_workers=1, progress_interval=0.5)
+        job = q.submit(jobfuncs.progress_steps, 200, 0.005)  # ~1 s of progress calls
+        job.result(timeout=60)
+        writes = [c for c in changes if c.job.id == job.id]
+        assert 1 <= len(writes) <= 6
+        assert writes[-1].job.progress.done == 200
+        assert job.progress.message == "step 200"
+
+
+def test_logs_stream_while_running(db_path):
+    with JobQueue(db_path) as q:
+        q.start_consumer(max_workers=1)
+        job = q.submit(jobfuncs.chatty_then_sleep, 60)
+        wait_until(lambda: "started" in job.logs(), timeout=30)
+        assert job.status is Status.RUNNING
+        job.cancel()
+
+
+def test_cancel_queued_and_pending_is_immediate(db_path):
+    with JobQueue(db_path) as q:
+        queued = q.submit(jobfuncs.noop)
+        pending = q.submit(jobfuncs.noop, after=queued)
+        assert q.cancel(pending.id).status is Status.CANCELLED
+        assert q.cancel(queued.id).status is Status.CANCELLED
+
+
+def test_stop_interrupts_running_and_keeps_queued(db_path, tmp_path):
+    marks = tmp_path / "marks"
+    q = JobQueue(db_path)
+    q.start_consumer(max_workers=1, kill_grace=1.0)
+    running = q.submit(jobfuncs.mark_then_sleep, str(marks), 60)
+    retrying = q.submit(jobfuncs.mark_then_sleep, str(marks), 60, retries=1)
+    waiting = q.submit(jobfuncs.noop)
+    wait_until(lambda: marks.exists())
+    q.close()
+    with JobQueue(db_path) as again:
+        first = again.store.get(running.id)
+        assert first.status is Status.FAILED and first.reason is Reason.INTERRUPTED
+        assert again.store.get(retrying.id).status is Status.QUEUED
+        assert again.store.get(waiting.id).status is Status.QUEUED
+        again.start_consumer(max_workers=2)
+        assert again.get(waiting.id).result(timeout=60) is None
+
+
+def test_jobs_of_a_dead_consumer_are_recovered_at_start(db_path):
+    """A consumer that vanished (kill -9) leaves `running` rows; the next one resolves them."""
+    with JobQueue(db_path) as q:
+        spec = JobSpec(name="orphan", owner="t")
+        payload = function_payload(jobfuncs.noop, (), {})
+        plain = q.store.enqueue(spec, payload)
+        spec_retry = JobSpec(name="orphan-retry", owner="t", retries=1)
+        retried = q.store.enqueue(spec_retry, payload)
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait(10)
+        dead_id = f"{make_consumer_id().split(':')[0]}:{dead.pid}:1"
+        claimed = q.store.claim(dead_id, 10, lease=3600)
+        assert {c.job.id for c in claimed} == {plain.id, retried.id}
+        q.start_consumer(max_workers=1)
+        lost = q.get(plain.id)
+        with pytest.raises(JobFailed) as info:
+            lost.result(timeout=30)
+        assert info.value.reason == Reason.INTERRUPTED.value
+        assert q.get(retried.id).result(timeout=30) is None
+        assert q.store.get(retried.id).attempt == 2
+
+
+def test_cancel_from_another_process_reaches_the_consumer(db_path, tmp_path):
+    marks = tmp_path / "marks"
+    with JobQueue(db_path) as q:
+        q.start_consumer(max_workers=1)
+        job = q.submit(jobfuncs.mark_then_sleep, str(marks), 60)
+        wait_until(lambda: marks.exists())
+        env = dict(os.environ)
+        out = subprocess.run(
+            [sys.executable, "-m", "jupyter_jobs.cli", "cancel", str(job.id), "--db", str(db_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=True,
+        )
+        assert "cancel requested" in out.stdout
+        assert job.wait(timeout=30).status is Status.CANCELLED

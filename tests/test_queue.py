@@ -1,0 +1,208 @@
+"""The engine's Python API end to end: JobQueue + in-process consumer + real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import os
+import sys
+
+import pytest
+
+from jupyter_jobs import JobQueue
+from jupyter_jobs.errors import (
+    IllegalTransition,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    PayloadError,
+)
+from jupyter_jobs.models import Reason, Status
+
+import jobfuncs
+from conftest import wait_until
+
+
+def test_submit_and_result(queue):
+    job = queue.submit(jobfuncs.add, 2, b=40, name="answer")
+    assert job.result(timeout=30) == 42
+    assert job.status is Status.SUCCEEDED
+    assert job.name == "answer"
+    assert job.done() and not job.running() and not job.cancelled()
+    assert job.exception() is None
+
+
+def test_lambda_and_closure_travel_by_value(queue):
+    offset = 7
+    job = queue.submit(lambda x: x + offset, 3)
+    assert job.result(timeout=30) == 10
+
+
+def test_failure_raises_with_remote_traceback(queue):
+    job = queue.submit(jobfuncs.fail, "bad input")
+    with pytest.raises(JobFailed) as info:
+        job.result(timeout=30)
+    err = info.value
+    assert err.reason == Reason.ERROR.value
+    assert err.type == "ValueError"
+    assert err.remote_message == "bad input"
+    assert "jobfuncs.py" in err.remote_traceback and "raise ValueError" in err.remote_traceback
+    assert isinstance(job.exception(), JobFailed)
+    assert job.record.reason is Reason.ERROR
+
+
+def test_map_is_one_batch_and_keeps_order(queue):
+    jobs = queue.map(jobfuncs.add, range(50))
+    ids = [j.id for j in jobs]
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    assert [j.result(timeout=60) for j in jobs] == list(range(50))
+
+
+def test_futures_wait_and_as_completed(queue):
+    jobs = [queue.submit(jobfuncs.sleep, 0.05 * i) for i in range(4)]
+    done, not_done = concurrent.futures.wait(jobs, timeout=60)
+    assert not not_done and len(done) == 4
+    again = [queue.submit(jobfuncs.add, i) for i in range(5)]
+    results = sorted(f.result() for f in concurrent.futures.as_completed(again, timeout=60))
+    assert results == [0, 1, 2, 3, 4]
+
+
+def test_awaitable(queue):
+    async def main():
+        a = queue.submit(jobfuncs.add, 1, 2)
+        b = queue.submit(jobfuncs.add, 3, 4)
+        return await asyncio.wait_for(asyncio.gather(a, b), 60)
+
+    assert asyncio.run(main()) == [3, 7]
+
+
+def test_progress_is_none_until_reported(queue):
+    job = queue.submit(jobfuncs.progress_steps, 5)
+    job.result(timeout=30)
+    progress = job.progress
+    assert progress is not None
+    assert (progress.done, progress.total, progress.message) == (5, 5, "step 5")
+    plain = queue.submit(jobfuncs.add, 1)
+    plain.result(timeout=30)
+    assert plain.progress is None
+
+
+def test_logs(queue):
+    job = queue.submit(jobfuncs.print_lines, 3)
+    job.result(timeout=30)
+    assert job.logs() == "line 0\nline 1\nline 2\n"
+
+
+def test_cancel_running_job(queue, tmp_path):
+    marks = tmp_path / "marks"
+    job = queue.submit(jobfuncs.mark_then_sleep, str(marks), 60)
+    wait_until(lambda: marks.exists())
+    assert job.cancel() is True
+    with pytest.raises(JobCancelled):
+        job.result(timeout=30)
+    assert job.cancelled()
+    assert job.status is Status.CANCELLED
+    assert job.cancel() is False  # already finished
+
+
+def test_timeout_fails_with_reason(queue):
+    job = queue.submit(jobfuncs.sleep, 60, timeout=0.5)
+    with pytest.raises(JobFailed) as info:
+        job.result(timeout=30)
+    assert info.value.reason == "timeout"
+
+
+def test_retries_with_backoff_and_visible_attempt(queue, tmp_path):
+    marks = tmp_path / "marks"
+    job = queue.submit(jobfuncs.fail_until, str(marks), 3, retries=3, retry_delay=0.05)
+    assert job.result(timeout=60) == 3
+    assert job.attempt == 3
+    assert [line.split()[1] for line in marks.read_text().splitlines()] == ["1", "2", "3"]
+
+
+def test_dependencies_run_in_order_and_failure_propagates(queue, tmp_path):
+    marks = tmp_path / "marks"
+    first = queue.submit(jobfuncs.mark_then_sleep, str(marks), 0.2)
+    second = queue.submit(jobfuncs.mark, str(marks), after=first)
+    assert second.result(timeout=60) == second.id
+    ids = [int(line.split()[0]) for line in marks.read_text().splitlines()]
+    assert ids == [first.id, second.id]
+
+    bad = queue.submit(jobfuncs.fail)
+    child = queue.submit(jobfuncs.noop, after=[bad])
+    grandchild = queue.submit(jobfuncs.noop, after=[child.id])
+    with pytest.raises(JobFailed) as info:
+        grandchild.result(timeout=60)
+    assert info.value.reason == Reason.DEPENDENCY_FAILED.value
+    assert child.status is Status.FAILED
+
+
+def test_run_at_and_expiry(queue):
+    later = queue.submit(jobfuncs.add, 1, run_at=dt.timedelta(seconds=0.5))
+    assert later.status is Status.PENDING
+    assert later.result(timeout=30) == 1
+    assert later.record.started_at >= later.record.created_at + 0.45
+
+    expired = queue.submit(
+        jobfuncs.noop, after=queue.submit(jobfuncs.sleep, 1.5), expires_at=dt.timedelta(seconds=0.3)
+    )
+    with pytest.raises(JobFailed) as info:
+        expired.result(timeout=30)
+    assert info.value.reason == Reason.EXPIRED.value
+
+
+def test_worker_crash_is_worker_lost_with_signal(queue):
+    job = queue.submit(jobfuncs.crash)
+    with pytest.raises(JobFailed) as info:
+        job.result(timeout=30)
+    assert info.value.reason == Reason.WORKER_LOST.value
+    assert "9" in info.value.remote_message or "SIGKILL" in info.value.remote_message
+    # The pool replaced the worker: the next job runs.
+    assert queue.submit(jobfuncs.add, 5).result(timeout=30) == 5
+
+
+def test_cwd_and_interpreter(queue, tmp_path):
+    job = queue.submit(jobfuncs.cwd_and_python, cwd=str(tmp_path), interpreter=sys.executable)
+    cwd, python = job.result(timeout=30)
+    assert os.path.realpath(cwd) == os.path.realpath(tmp_path)
+    assert python == sys.executable
+
+
+def test_unpicklable_argument_is_named(queue):
+    gen = (i for i in range(3))
+    with pytest.raises(PayloadError) as info:
+        queue.submit(jobfuncs.add, gen)
+    assert "generator" in str(info.value)
+
+
+def test_get_jobs_delete(queue):
+    job = queue.submit(jobfuncs.add, 1)
+    job.result(timeout=30)
+    assert queue.get(job.id).result() == 1
+    assert job.id in [j.id for j in queue.jobs(status=["succeeded"])]
+    queue.delete(job.id)
+    with pytest.raises(JobNotFound):
+        queue.get(job.id)
+
+
+def test_illegal_actions_are_refused(queue):
+    job = queue.submit(jobfuncs.add, 1)
+    job.result(timeout=30)
+    with pytest.raises(IllegalTransition):
+        queue.retry(job.id)
+    with pytest.raises(IllegalTransition):
+        queue.store.request_cancel(job.id)
+
+
+def test_unknown_option_is_a_type_error(queue):
+    with pytest.raises(TypeError, match="bogus"):
+        queue.map(jobfuncs.add, [1], bogus=True)
+
+
+def test_jobs_submitted_before_a_consumer_starts_run_when_it_does(db_path):
+    with JobQueue(db_path) as q:
+        jobs = q.map(jobfuncs.add, range(5))
+        assert {j.status for j in jobs} == {Status.QUEUED}
+        q.start_consumer(max_workers=1)
+        assert [j.result(timeout=60) for j in jobs] == list(range(5))
