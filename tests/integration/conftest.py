@@ -13,6 +13,9 @@ Fixtures (for the server, kernel and labextension tests alike):
         job = jupyter_server.submit(jobfuncs.add, 2, 3)
         assert jupyter_server.result(job["id"]) == 5
 
+    def test_w(shared_jupyter_server):          # one server for the whole module
+        ...
+
     def test_y(jupyter_lab):                    # the same with `jupyter lab` (the lab UI at /lab)
         page.goto(jupyter_lab.url + "lab?token=" + jupyter_lab.token)
 
@@ -304,18 +307,30 @@ def jupyter_server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
         server.close()
 
 
+#: Small and quick: two workers, progress every 0.2 s, kills after 2 s.
+TEST_CONFIG = {"JobsApp": {"max_workers": 2, "progress_interval": 0.2, "kill_grace": 2.0}}
+
+
 @pytest.fixture
 def jupyter_server(jupyter_server_factory: ServerFactory) -> RunningServer:
-    """A ready `jupyter server` with jupyter_jobs (2 workers, fast progress and kills)."""
-    return jupyter_server_factory(
-        config={"JobsApp": {"max_workers": 2, "progress_interval": 0.2, "kill_grace": 2.0}}
+    """A ready `jupyter server` with jupyter_jobs (TEST_CONFIG), for this test alone."""
+    return jupyter_server_factory(config=TEST_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def shared_jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One ready `jupyter server` (TEST_CONFIG) for a whole test module: cheaper, for tests
+    that do not need the queue to themselves."""
+    server = RunningServer(
+        JupyterHome.create(tmp_path_factory.mktemp("shared")), config=TEST_CONFIG
     )
+    try:
+        yield server.wait_ready()
+    finally:
+        server.close()
 
 
 @pytest.fixture
 def jupyter_lab(jupyter_server_factory: ServerFactory) -> RunningServer:
     """The same as `jupyter_server`, started as `jupyter lab` (JupyterLab UI at `url + "lab"`)."""
-    return jupyter_server_factory(
-        app="lab",
-        config={"JobsApp": {"max_workers": 2, "progress_interval": 0.2, "kill_grace": 2.0}},
-    )
+    return jupyter_server_factory(app="lab", config=TEST_CONFIG)
