@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import dill
-import jobfuncs
 import pytest
 from jupyter_server.auth import Authorizer
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (fixtures, for this module only)
@@ -31,6 +30,8 @@ from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp
 from jupyter_jobs.server.emitter import SCHEMA_ID
 from jupyter_jobs.server.handlers import ID, ROUTES
 from jupyter_jobs.store import Store
+
+import jobfuncs
 
 MAX_PAYLOAD = 4096
 BASE = "/a%40b/"  # pytest-jupyter's base_url: proves routes honour base_url

@@ -7,12 +7,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import jobfuncs
 import pytest
 import requests
-from conftest import RunningServer, ServerFactory, poll
 
 from jupyter_jobs.payload import function_payload
+
+import jobfuncs
+from conftest import RunningServer, ServerFactory, poll
 
 CLIENTS = 8
 SUBMITS = 250

@@ -10,7 +10,6 @@ import pytest
 import requests
 import schemathesis
 import yaml
-from conftest import RunningServer
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -22,6 +21,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from jupyter_jobs.server import handlers
+
+from conftest import RunningServer
 
 SPEC = Path(handlers.__file__).with_name("openapi.yaml")
 CONFORMANCE = [

@@ -7,11 +7,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import jobfuncs
 import pytest
-from conftest import JupyterHome, RunningServer, ServerFactory, poll
 
 from jupyter_jobs.store import Store
+
+import jobfuncs
+from conftest import JupyterHome, RunningServer, ServerFactory, poll
 
 CONFIG = {"JobsApp": {"max_workers": 2, "kill_grace": 2.0, "lease": 6.0}}
 
