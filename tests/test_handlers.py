@@ -22,11 +22,12 @@ import pytest
 from jupyter_server.auth import Authorizer
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (fixtures, for this module only)
 from tornado.httpclient import HTTPResponse
+from traitlets import TraitError
 from traitlets.config import Config
 
 from jupyter_jobs.payload import cell_payload, function_payload
 from jupyter_jobs.server import parsing
-from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp
+from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp, executor_class
 from jupyter_jobs.server.emitter import SCHEMA_ID
 from jupyter_jobs.server.handlers import ID, ROUTES
 from jupyter_jobs.store import Store
@@ -528,6 +529,24 @@ def test_stats_and_capabilities(api: Api) -> None:
     assert caps["max_payload_size"] == MAX_PAYLOAD
     assert caps["executor"] == "local"
     assert caps["cancel"] is True
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_unknown_executor_names_the_installed_ones() -> None:
+    with pytest.raises(TraitError, match=r"unknown executor 'nope'.*'local'"):
+        executor_class("nope")
+    assert executor_class("local").__name__ == "LocalExecutor"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("max_workers", 0), ("kill_grace", 0), ("log_limit", -1), ("retention_days", -1.0)],
+)
+def test_bad_settings_are_refused(name: str, value: Any) -> None:
+    with pytest.raises(TraitError, match=name):
+        JobsApp(**{name: value})
 
 
 # --- events, kernel environment, shutdown ------------------------------------------------------

@@ -54,7 +54,10 @@ def executor_class(name: str) -> type[Executor]:
             f"unknown executor {name!r}: installed executors are {known or 'none'}"
             " (is jupyter_jobs installed with pip?)"
         )
-    return next(iter(found)).load()
+    try:
+        return next(iter(found)).load()
+    except ImportError as e:
+        raise TraitError(f"executor {name!r} cannot be loaded: {e}") from e
 
 
 def kernel_url(serverapp: ServerApp) -> str:
