@@ -69,7 +69,7 @@ SCRUBBED_ENV = (
     "JUPYTER_SERVER_ROOT",
 )
 #: Apps the fixture can start, as `python -m <module>`.
-APPS = {"server": "jupyter_server", "lab": "jupyterlab"}
+APPS = {"server": "jupyter_server", "lab": "jupyterlab", "notebook": "notebook"}
 
 
 def poll(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
@@ -282,7 +282,8 @@ ServerFactory = Callable[..., RunningServer]
 
 @pytest.fixture
 def jupyter_server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
-    """`start(home=None, app="server", config=None, args=(), env=None, ready=True)`.
+    """`start(home=None, app="server"|"lab"|"notebook", config=None, args=(), env=None,
+    ready=True)`.
 
     Starts a server (in a fresh JupyterHome unless given one) and waits until it is ready.
     Every server it started is stopped at teardown.

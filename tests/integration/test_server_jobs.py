@@ -21,7 +21,7 @@ from jupyter_jobs.payload import function_payload
 from jupyter_jobs.server.emitter import SCHEMA_ID
 
 import jobfuncs
-from conftest import RunningServer, poll, submit_body
+from conftest import TEST_CONFIG, RunningServer, ServerFactory, poll, submit_body
 
 
 @pytest.fixture
@@ -221,3 +221,10 @@ def test_jupyter_lab_hosts_the_queue_too(jupyter_lab: RunningServer) -> None:
     assert jupyter_lab.api("GET", "lab").status_code == 200
     job = jupyter_lab.submit(jobfuncs.add, 1, 1)
     assert jupyter_lab.result(job["id"]) == 2
+
+
+def test_jupyter_notebook_hosts_the_queue_too(jupyter_server_factory: ServerFactory) -> None:
+    notebook = jupyter_server_factory(app="notebook", config=TEST_CONFIG)
+    assert notebook.api("GET", "tree").status_code == 200
+    job = notebook.submit(jobfuncs.add, 2, 2)
+    assert notebook.result(job["id"]) == 4
