@@ -74,3 +74,13 @@ def test_unsent_names_are_reported_with_their_reason():
     assert report.unsent == {"conn": "sqlite3.Connection cannot be sent"}
     assert report.to_json()["unsent"] == {"conn": "sqlite3.Connection cannot be sent"}
     assert not report.empty
+
+
+def test_a_name_already_bound_to_the_jobs_very_object_is_no_conflict():
+    import json
+
+    ns: dict = {}
+    snap = Snapshot.take(ns, ["json"])
+    ns["json"] = json  # the user imported it too; the job sends back the same module
+    report = merge(ns, snap, result({"json": json}))
+    assert report.set == ["json"] and report.kept == {}

@@ -65,7 +65,9 @@ def merge(
         unsent = {n: why for n, why in unsent.items() if n in wanted}
     report.unsent = unsent
     for name in names:
-        why = _conflict(ns, snapshot, name)
+        # the same object either way (a module both imported): nothing is overwritten
+        same = ns.get(name, _UNBOUND) is values[name]
+        why = None if same else _conflict(ns, snapshot, name)
         if why:
             report.kept[name] = why
         else:

@@ -73,7 +73,7 @@ def complete_now(job_id: int) -> None:
     """
     widget = _widgets.get(job_id)
     if widget is not None and threading.current_thread() is threading.main_thread():
-        widget.complete()
+        widget.complete(resend=True)
 
 
 def call_on_main(fn: Callable[..., None], *args: Any) -> None:
@@ -125,6 +125,7 @@ class JobWidget:
         self._lock = threading.RLock()
         self._display_ids: list[str] = []
         self._completed_attempt: int | None = None
+        self._completing = False
         self._tail_size = 0
         self._tail_at = 0.0
         self._full_offset = 0
@@ -299,20 +300,35 @@ class JobWidget:
             if self._completed_attempt == record.attempt:
                 return
             self._completed_attempt = record.attempt
-            if record.status is Status.SUCCEEDED and self.on_success is not None:
-                self.report = self.on_success(self.job.result())
-                self._show_names()
+            self._completing = True
+            try:
+                if record.status is Status.SUCCEEDED and self.on_success is not None:
+                    self.report = self.on_success(self.job.result())
+                    self._show_names()
+            finally:
+                self._completing = False
             self._update_displays()
 
-    def complete(self) -> None:
-        """Finish now (main thread) if the job has finished and this attempt is not done yet."""
+    def complete(self, resend: bool = False) -> None:
+        """Finish now (main thread) if the job has finished and this attempt is not done yet.
+
+        `resend` repeats the final display update even if it was sent already: sent between
+        cells, it reached a live frontend but not nbclient/papermill, which only listen while a
+        cell runs. From `job.wait()` it lands in the waiting cell, so saved notebooks get it.
+        """
         with self._lock:
+            if self._completing:
+                return
             record = self.job.refresh() if not self.record.finished else self.record
-            if record.finished and not self.inline and self._completed_attempt != record.attempt:
+            if not record.finished or self.inline:
+                return
+            if self._completed_attempt != record.attempt:
                 self._render(record)
                 self._refresh_tail(record, force=True)
                 self._collect(record)
                 self._complete(record)
+            elif resend:
+                self._update_displays()
 
     def finish_here(self) -> None:
         """`%%job --wait`: the job is done; put its outputs into the running cell itself."""

@@ -1,0 +1,226 @@
+"""The kernel API (`jj.submit`, `map`, `get`, `jobs`) against a real `jupyter server`.
+
+This test process plays the kernel: it finds the server through JUPYTER_JOBS_URL/TOKEN (what a
+kernel launched by the server inherits) or through the server's runtime file, and its jobs run
+in the server's worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from jupyter_jobs import errors
+from jupyter_jobs.kernel import api
+from jupyter_jobs.kernel.client import INLINE_PAYLOAD_LIMIT, discover
+from jupyter_jobs.models import Status
+
+import jobfuncs
+from conftest import JupyterHome, RunningServer, poll
+
+OWNER = "/notebooks/api-test.ipynb"
+
+
+def connect(monkeypatch: pytest.MonkeyPatch, server: Any) -> None:
+    monkeypatch.setenv("JUPYTER_JOBS_URL", server.url)
+    monkeypatch.setenv("JUPYTER_JOBS_TOKEN", server.token)
+    monkeypatch.setenv("JPY_SESSION_NAME", OWNER)
+    api.reset_connection()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the module: these tests do not disturb each other's jobs."""
+    home = JupyterHome.create(tmp_path_factory.mktemp("kernel-api"))
+    server = RunningServer(home, config={"JobsApp": {"max_workers": 2}})
+    try:
+        yield server.wait_ready()
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def server(shared_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    connect(monkeypatch, shared_server)
+    yield shared_server
+    api.reset_connection()
+
+
+class Requests:
+    """Every request the kernel's client sends: (method, path, query, content type)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any], str | None]] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> Requests:
+        client = api.connection().client
+        original = client.request
+
+        def request(method: str, path: str, **kwargs: Any) -> Any:
+            query = dict(kwargs.get("query") or {})
+            self.calls.append((method, path, query, kwargs.get("content_type")))
+            return original(method, path, **kwargs)
+
+        monkeypatch.setattr(client, "request", request)
+        return self
+
+
+def test_submit_runs_with_this_processes_interpreter_cwd_and_owner(server):
+    job = api.submit(jobfuncs.add, 2, b=3, name="adding")
+    assert job.result(timeout=60) == 5
+    record = job.record
+    assert record.name == "adding" and record.status is Status.SUCCEEDED
+    assert record.interpreter == sys.executable
+    assert record.cwd == os.getcwd()
+    assert record.owner == OWNER
+    assert job.done() and not job.running() and job.exception() is None
+
+
+def test_map_sends_one_request(server, monkeypatch):
+    seen = Requests().install(monkeypatch)
+    jobs = api.map(jobfuncs.add, range(5), name="plus", priority=3)
+    posts = [c for c in seen.calls if c[0] == "POST"]
+    assert [(m, p) for m, p, _, _ in posts] == [("POST", "jobs/batch")]
+    assert [j.name for j in jobs] == [f"plus[{i}]" for i in range(5)]
+    assert [j.result(timeout=60) for j in jobs] == [0, 1, 2, 3, 4]
+    assert {j.record.priority for j in jobs} == {3}
+    assert api.map(jobfuncs.add, []) == []
+
+
+def test_get_and_jobs_list_this_notebooks_jobs(server):
+    mine = api.submit(jobfuncs.add, 1)
+    theirs = server.submit(jobfuncs.add, 1, owner="/elsewhere.ipynb")
+    mine.result(timeout=60)
+    server.wait_status(theirs["id"], "succeeded")
+    assert api.get(mine.id).result(timeout=60) == 1
+    own_ids = [j.id for j in api.jobs()]
+    assert mine.id in own_ids and theirs["id"] not in own_ids
+    all_ids = [j.id for j in api.jobs(all=True)]
+    assert {mine.id, theirs["id"]} <= set(all_ids)
+    assert all_ids == sorted(all_ids, reverse=True)  # newest first
+    assert [j.id for j in api.jobs(status="failed")] == []
+    assert mine.id in [j.id for j in api.jobs(status=["succeeded", "failed"])]
+
+
+def test_errors_come_back_as_their_types(server):
+    with pytest.raises(errors.JobNotFound) as missing:
+        api.get(10**9)
+    assert missing.value.job_id == 10**9
+    done = api.submit(jobfuncs.add, 1)
+    done.result(timeout=60)
+    with pytest.raises(errors.IllegalTransition):
+        api.connection().cancel(done.id)
+    assert done.cancel() is False  # the handle knows it finished
+    with pytest.raises(errors.InvalidRequest, match="priority"):
+        api.submit(jobfuncs.add, 1, priority="high")
+
+
+def test_a_failure_carries_the_remote_error_and_retry_runs_it_again(server):
+    job = api.submit(jobfuncs.fail, "broken on purpose")
+    with pytest.raises(errors.JobFailed) as failed:
+        job.result(timeout=60)
+    assert failed.value.type.endswith("ValueError")
+    assert failed.value.remote_message == "broken on purpose"
+    assert "broken on purpose" in failed.value.remote_traceback
+    assert isinstance(job.exception(), errors.JobFailed)
+    again = job.retry()
+    assert again.id == job.id
+    with pytest.raises(errors.JobFailed):
+        again.result(timeout=60)
+    assert again.record.attempt == 2
+
+
+def test_cancel_a_running_job(server):
+    job = api.submit(jobfuncs.chatty_then_sleep, 60)
+    poll(lambda: "started" in job.logs(), 60, "the job's first log line")
+    assert job.running()
+    assert job.cancel() is True
+    with pytest.raises(errors.JobCancelled):
+        job.result(timeout=60)
+    assert job.cancelled()
+
+
+def test_wait_is_bounded_and_jobs_are_awaitable(server):
+    job = api.submit(jobfuncs.sleep, 2.0)
+    assert job.wait(timeout=0.1) is job
+    assert not job.done()
+
+    async def main() -> float:
+        return await job
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == 2.0
+
+
+def test_large_payloads_go_multipart(server, monkeypatch):
+    seen = Requests().install(monkeypatch)
+    data = b"\x00\xff" * INLINE_PAYLOAD_LIMIT  # twice the inline limit, not valid UTF-8
+    job = api.submit(len, data)
+    assert job.result(timeout=60) == len(data)
+    small = api.submit(len, b"abc")
+    assert small.result(timeout=60) == 3
+    big_post, small_post = [c[3] for c in seen.calls if c[0] == "POST"]
+    assert big_post.startswith("multipart/form-data; boundary=")
+    assert small_post == "application/json"
+
+
+def test_a_payload_over_the_servers_limit_is_refused(jupyter_server_factory, monkeypatch):
+    server = jupyter_server_factory(config={"JobsApp": {"max_payload_size": 50_000}})
+    connect(monkeypatch, server)
+    with pytest.raises(errors.PayloadTooLarge):
+        api.submit(len, b"x" * 100_000)
+    with pytest.raises(errors.PayloadTooLarge):
+        api.submit(len, b"x" * (INLINE_PAYLOAD_LIMIT + 1))
+    api.reset_connection()
+
+
+def test_one_batched_status_request_per_tick(server, monkeypatch):
+    seen = Requests().install(monkeypatch)
+    jobs = [api.submit(jobfuncs.sleep, 1.0 + i * 0.1) for i in range(6)]
+    submitted = len(seen.calls)
+    assert sorted(j.result(timeout=120) for j in jobs) == [1.0 + i * 0.1 for i in range(6)]
+    batches = [
+        {int(i) for i in q["ids"].split(",")}
+        for m, p, q, _ in seen.calls[submitted:]
+        if p == "status"
+    ]
+    assert batches, "the poller asked nothing"
+    assert max(len(b) for b in batches) == 6  # all watched jobs in one request
+    # each tick asks about every job still watched: the sets only shrink
+    assert all(later <= earlier for earlier, later in itertools.pairwise(batches))
+    poll(lambda: not api.connection().poller.running, 30, "poller stopped")
+
+
+def test_discovery_through_the_servers_runtime_file(server, monkeypatch):
+    monkeypatch.delenv("JUPYTER_JOBS_URL")
+    monkeypatch.delenv("JUPYTER_JOBS_TOKEN")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(server.home.runtime_dir))
+    found = discover()
+    assert found.url == server.url and found.token == server.token
+    assert found.source == "runtime file"
+    api.reset_connection()
+    assert api.submit(jobfuncs.add, 20, 22).result(timeout=60) == 42
+
+
+def test_requests_share_one_keep_alive_connection(server, monkeypatch):
+    client = api.connection().client
+    opened = []
+    original = client._connection
+
+    def counting() -> Any:
+        conn, fresh = original()
+        if threading.current_thread() is threading.main_thread():
+            opened.append(fresh)
+        return conn, fresh
+
+    monkeypatch.setattr(client, "_connection", counting)
+    for i in range(10):
+        assert api.submit(jobfuncs.add, i).result(timeout=60) == i
+    assert len(opened) >= 20  # a submit and a result each
+    assert opened.count(True) == 1

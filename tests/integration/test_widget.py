@@ -1,0 +1,270 @@
+"""The JobWidget as a frontend sees it: widget model state in comm messages from a real kernel.
+
+A real ipykernel (jupyter_client) runs `%%job` cells against a real `jupyter server`; the test
+plays the frontend: it reads the widgets' comm_open/comm_msg state from iopub, and clicks buttons
+by sending the comm message a browser sends.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import pytest
+from jupyter_client.manager import KernelManager
+
+STATUS = re.compile(r"&#9679; (\w+)")
+DEADLINE = 90.0
+
+
+class Kernel:
+    """A kernel and the widget models it has sent, kept up to date from iopub."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env, self.cwd = env, cwd
+        self.km = KernelManager(kernel_name="python3")
+        self.models: dict[str, dict[str, Any]] = {}
+        self.updates: list[tuple[str, dict[str, Any]]] = []  # (model id, changed state)
+        self.displays: list[dict[str, Any]] = []  # display_data / update_display_data contents
+        self.km.start_kernel(env=env, cwd=str(cwd))
+        self._connect()
+
+    def _connect(self) -> None:
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def restart(self) -> None:
+        self.kc.stop_channels()
+        self.km.restart_kernel(now=True)
+        self.models.clear()
+        self._connect()
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+    # --- messages ----------------------------------------------------------------------------
+
+    def _track(self, msg: dict[str, Any]) -> None:
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "comm_open":
+            self.models[content["comm_id"]] = dict(content["data"].get("state", {}))
+        elif kind == "comm_msg" and content["data"].get("method") == "update":
+            state = content["data"]["state"]
+            self.models.setdefault(content["comm_id"], {}).update(state)
+            self.updates.append((content["comm_id"], state))
+        elif kind in ("display_data", "update_display_data"):
+            self.displays.append(content)
+
+    def execute(self, code: str, timeout: float = DEADLINE) -> list[dict[str, Any]]:
+        """Run `code`; every iopub message until it is idle (other cells' messages included)."""
+        msg_id = self.kc.execute(code)
+        seen = []
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._next(deadline, f"cell {code[:40]!r} to finish")
+            seen.append(msg)
+            if (
+                msg["parent_header"].get("msg_id") == msg_id
+                and msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+            ):
+                reply = self.kc.get_shell_msg(timeout=10)
+                assert reply["content"]["status"] == "ok", reply["content"]
+                return seen
+
+    def pump_until(self, predicate: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
+        """Read iopub (the kernel is idle) until `predicate()` holds."""
+        deadline = time.monotonic() + timeout
+        while not (value := predicate()):
+            self._next(deadline, what)
+        return value
+
+    def _next(self, deadline: float, what: str) -> dict[str, Any]:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {what}")
+            try:
+                msg = self.kc.get_iopub_msg(timeout=min(left, 1.0))
+            except Empty:
+                continue
+            self._track(msg)
+            return msg
+
+    def output_text(self, msgs: list[dict[str, Any]]) -> str:
+        return "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
+
+    def click(self, model_id: str) -> None:
+        """What a browser sends when a Button is clicked."""
+        content = {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}
+        self.kc.shell_channel.send(self.kc.session.msg("comm_msg", content))
+
+    # --- the job widget ----------------------------------------------------------------------
+
+    def widget(self, name: str) -> dict[str, str]:
+        """Model ids of the job widget whose header names `name` (header, bar, label, action)."""
+        header = next(
+            (i for i, s in self.models.items() if f"<b>{name}</b>" in str(s.get("value", ""))),
+            None,
+        )
+        if header is None:
+            return {}
+        box = next(
+            (
+                s
+                for s in self.models.values()
+                if s.get("children", [None])[0] == f"IPY_MODEL_{header}"
+            ),
+            None,
+        )
+        if box is None:
+            return {}
+        row = self.models[box["children"][1].removeprefix("IPY_MODEL_")]
+        bar, label, action = (c.removeprefix("IPY_MODEL_") for c in row["children"])
+        parts = {"header": header, "bar": bar, "label": label, "action": action}
+        for child in box["children"][2:]:
+            state = self.models[child.removeprefix("IPY_MODEL_")]
+            if state.get("_model_name") == "HTMLModel" and "Set:" in str(state.get("value")):
+                parts["names"] = child.removeprefix("IPY_MODEL_")
+        return parts
+
+    def status(self, name: str) -> str | None:
+        parts = self.widget(name)
+        match = parts and STATUS.search(self.models[parts["header"]]["value"])
+        return match.group(1) if match else None
+
+    def statuses_seen(self, header_id: str) -> list[str]:
+        seen: list[str] = []
+        for model_id, state in self.updates:
+            match = model_id == header_id and STATUS.search(str(state.get("value", "")))
+            if match and (not seen or seen[-1] != match.group(1)):
+                seen.append(match.group(1))
+        return seen
+
+
+@pytest.fixture
+def kernel(jupyter_server: Any, tmp_path: Path) -> Iterator[Kernel]:
+    """A kernel as the server would launch it: it inherits JUPYTER_JOBS_URL and the token."""
+    env = dict(jupyter_server.env)
+    env.update(JUPYTER_JOBS_URL=jupyter_server.url, JUPYTER_JOBS_TOKEN=jupyter_server.token)
+    work = tmp_path / "notebook-dir"
+    work.mkdir()
+    k = Kernel(env, work)
+    k.execute("%load_ext jupyter_jobs.kernel")
+    yield k
+    k.close()
+
+
+LIVE_JOB = """%%job --name live-job --out job
+import time
+from jupyter_jobs.progress import progress
+
+for step in range(1, 6):
+    progress(step, 5, f"step {step}")
+    print("step", step, flush=True)
+    time.sleep(0.4)
+answer = 42
+"""
+
+
+def test_the_widget_follows_a_job_while_the_kernel_is_busy_and_sets_names_when_idle(kernel):
+    kernel.execute(LIVE_JOB)
+    parts = kernel.widget("live-job")
+    assert parts, "no widget for the job"
+    busy = kernel.execute("import time\ntime.sleep(3)")
+    moved = [m for m in busy if m["msg_type"] == "comm_msg"]
+    assert moved, "no widget update while the kernel was busy with another cell"
+
+    # nothing more is executed: the update comes while the kernel is idle
+    kernel.pump_until(lambda: kernel.status("live-job") == "succeeded", "job succeeded")
+    names = kernel.pump_until(lambda: kernel.widget("live-job").get("names"), "names listed")
+    listed = kernel.models[names]["value"]
+    assert listed.startswith("Set: ") and "<code>answer</code>" in listed.split("<br>")[0]
+
+    def final_updates() -> list[dict[str, Any]]:
+        """Display updates whose text (what a saved notebook keeps) says it all."""
+        return [
+            d
+            for d in kernel.displays
+            if "live-job succeeded" in (text := d["data"].get("text/plain", ""))
+            and any(line.startswith("Set: ") and "answer" in line for line in text.splitlines())
+            and "step 5" in text
+        ]
+
+    final = kernel.pump_until(final_updates, "final display update")
+    assert final[0]["transient"]["display_id"]
+
+    assert kernel.statuses_seen(parts["header"])[-2:] == ["running", "succeeded"]
+    values = [s["value"] for i, s in kernel.updates if i == parts["bar"] and "value" in s]
+    assert values == sorted(values) and values[-1] == 5.0
+    labels = [s["value"] for i, s in kernel.updates if i == parts["label"] and "value" in s]
+    assert "5/5 · step 5" in labels
+    out = kernel.execute("print(answer, job.result()['values']['answer'])")
+    assert kernel.output_text(out) == "42 42\n"
+
+
+def test_cancel_and_retry_buttons(kernel):
+    kernel.execute("%%job --name sleeper\nimport time\ntime.sleep(120)")
+    kernel.pump_until(lambda: kernel.status("sleeper") == "running", "sleeper running")
+    action = kernel.widget("sleeper")["action"]
+    assert kernel.models[action]["description"] == "Cancel"
+    kernel.click(action)
+    kernel.pump_until(lambda: kernel.status("sleeper") == "cancelled", "sleeper cancelled")
+    layout = kernel.models[action]["layout"].removeprefix("IPY_MODEL_")
+    kernel.pump_until(lambda: kernel.models[layout].get("display") == "none", "Cancel hidden")
+
+    flaky = (
+        "%%job --name flaky\nimport os\n"
+        "if not os.path.exists('tried'):\n"
+        "    open('tried', 'w').close()\n"
+        "    raise RuntimeError('first attempt fails')\n"
+        "fixed = 'yes'\n"
+    )
+    kernel.execute(flaky)
+    kernel.pump_until(lambda: kernel.status("flaky") == "failed", "flaky failed")
+    action = kernel.widget("flaky")["action"]
+    kernel.pump_until(lambda: kernel.models[action].get("description") == "Retry", "Retry shown")
+    kernel.click(action)
+    kernel.pump_until(lambda: kernel.status("flaky") == "succeeded", "flaky succeeded")
+    kernel.pump_until(lambda: kernel.widget("flaky").get("names"), "names listed")
+    assert kernel.output_text(kernel.execute("print(fixed)")) == "yes\n"
+
+
+def test_after_a_kernel_restart_attach_shows_the_job_finish(kernel):
+    out = kernel.execute(
+        "%%job --name survivor --out job\nimport time\ntime.sleep(4)\n"
+        "print('survived')\nvalue = 7\n"
+    )
+    assert not [m for m in out if m["msg_type"] == "error"]
+    job_id = int(kernel.output_text(kernel.execute("print(job.id)")))
+    kernel.pump_until(lambda: kernel.status("survivor") == "running", "survivor running")
+
+    kernel.restart()
+    kernel.execute("%load_ext jupyter_jobs.kernel")
+    assert kernel.status("survivor") is None  # the new kernel has shown nothing yet
+    kernel.execute(f"%job attach {job_id}")
+    assert kernel.status("survivor") in ("running", "succeeded")
+    kernel.pump_until(lambda: kernel.status("survivor") == "succeeded", "attached job succeeded")
+    outputs = kernel.pump_until(
+        lambda: [s for s in kernel.models.values() if s.get("_model_name") == "OutputModel"],
+        "captured outputs",
+    )
+    kernel.pump_until(lambda: outputs[0].get("outputs"), "outputs filled")
+    assert outputs[0]["outputs"][0]["text"] == "survived\n"
+
+
+def test_job_text_is_escaped_and_the_owner_is_the_kernel(kernel):
+    name = "<img src=x onerror=alert(1)>"
+    kernel.execute(f"%%job --wait --name '{name}'\nx = 1")
+    header = next(s["value"] for s in kernel.models.values() if "onerror" in str(s.get("value")))
+    assert "<img" not in header and "&lt;img src=x onerror=alert(1)&gt;" in header
+    out = kernel.execute("from jupyter_jobs.kernel import api\nprint(api.jobs()[0].record.owner)")
+    owner = kernel.output_text(out).strip()
+    connection_id = Path(kernel.km.connection_file).stem.removeprefix("kernel-")
+    assert owner == f"kernel:{connection_id}"
