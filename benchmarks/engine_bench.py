@@ -90,11 +90,44 @@ def jupyter_jobs_system(tmp: Path) -> Iterator[System]:
     with JobQueue(tmp / "jj" / "jobs.db") as q:
         q.start_consumer(max_workers=WORKERS)
         yield System(
-            "jupyter_jobs",
+            "jupyter_jobs (in-process consumer)",
             submit=lambda fn: q.submit(fn),
             map=lambda fn, items: q.map(fn, items),
             result=lambda job: job.result(timeout=600),
         )
+
+
+@contextlib.contextmanager
+def jupyter_jobs_consumer_process(tmp: Path) -> Iterator[System]:
+    """The Jupyter shape: the consumer in another process (the server, here the CLI's)."""
+    from jupyter_jobs import JobQueue
+
+    db = tmp / "jjp" / "jobs.db"
+    with JobQueue(db) as q:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_jobs.cli",
+                "consumer",
+                "--db",
+                str(db),
+                "--max-workers",
+                str(WORKERS),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield System(
+                "jupyter_jobs (consumer process)",
+                submit=lambda fn: q.submit(fn),
+                map=lambda fn, items: q.map(fn, items),
+                result=lambda job: job.result(timeout=600),
+            )
+        finally:
+            proc.terminate()
+            proc.wait(60)
 
 
 @contextlib.contextmanager
@@ -170,7 +203,8 @@ def dask_system(tmp: Path) -> Iterator[System]:
 
 
 SYSTEMS = {
-    "jupyter_jobs": jupyter_jobs_system,
+    "jupyter_jobs": jupyter_jobs_consumer_process,
+    "jupyter_jobs_inprocess": jupyter_jobs_system,
     "process_pool": process_pool_system,
     "huey": huey_system,
     "dask": dask_system,

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from .executors.base import Executor, ExecutorEvents, Task
 from .models import Change, Job, Outcome, Progress, Reason, Status
-from .store import Store
+from .store import Claimed, Store
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +218,10 @@ class Consumer:
         self.wake()
 
     def _on_bell(self) -> None:
-        if self._listener is not None:
-            self._listener.drain()
-        self._bell = True
-        self.wake()
+        # Our own store's rings are skipped: those changes came through the subscription.
+        if self._listener is not None and self._listener.drain_foreign():
+            self._bell = True
+            self.wake()
 
     def _release_waiters(self, job_id: int) -> None:
         for fut in self._waiters.get(job_id, ()):
@@ -246,7 +246,6 @@ class Consumer:
             self._wake.clear()
 
     async def _tick(self) -> None:
-        await self._flush()
         now = time.time()
         await self._handle_cancels()
         self._check_timeouts(now)
@@ -254,34 +253,53 @@ class Consumer:
             self._bell = False
             await self._after_bell()
         await self._maintenance(now)
-        if not self._stopping:
-            await self._claim()
+        await self._flush_and_claim()
 
     async def _flush(self) -> None:
-        """Write buffered logs, progress and outcomes, in that order, in one writer call."""
-        if not (self._logs or self._progress or self._outcomes):
-            return
+        """Write what the executor reported (used on stop, when nothing more is claimed)."""
+        reports = self._take_reports()
+        if any(reports):
+            await self._in_writer(self.store.record, *reports)
+
+    async def _flush_and_claim(self) -> None:
+        """Record reports and claim into the free slots in one transaction, so a finished job's
+        slot is refilled after a single hop to the writer thread and a single commit."""
+        while True:
+            logs, progress, outcomes = self._take_reports()
+            free = 0 if self._stopping else self.executor.free_slots()
+            if not (logs or progress or outcomes or free > 0):
+                return
+            claim = (self.consumer_id, free, self.lease)
+            _, claimed = await self._in_writer(
+                self.store.record_and_claim, logs, progress, outcomes, claim
+            )
+            for item in claimed:
+                await self._dispatch(item)
+            if len(claimed) < free or free <= 0:
+                return
+
+    def _take_reports(
+        self,
+    ) -> tuple[
+        list[tuple[int, int, bytes]],
+        list[tuple[int, int, Progress]],
+        list[tuple[int, int, Outcome]],
+    ]:
+        """Take the buffered logs, the progress that is due, and the outcomes."""
         now = time.time()
-        logs, self._logs = self._logs, {}
         finishing = {(j, a) for j, a, _ in self._outcomes}
-        progress = {}
+        progress = []
         for key in list(self._progress):
             last = self._progress_written.get(key[0], 0.0)
             if key in finishing or now - last >= self.progress_interval:
-                progress[key] = self._progress.pop(key)
+                progress.append((*key, self._progress.pop(key)))
                 self._progress_written[key[0]] = now
+        logs = [(j, a, bytes(data)) for (j, a), data in self._logs.items()]
+        self._logs = {}
         outcomes, self._outcomes = self._outcomes, []
         for job_id, _, _ in outcomes:
             self._progress_written.pop(job_id, None)
-
-        def write() -> list[Job | None]:
-            for (job_id, attempt), data in logs.items():
-                self.store.append_log(job_id, attempt, bytes(data))
-            for (job_id, attempt), value in progress.items():
-                self.store.set_progress(job_id, attempt, value)
-            return self.store.finish_many(outcomes) if outcomes else []
-
-        await self._in_writer(write)
+        return logs, progress, outcomes
 
     async def _handle_cancels(self) -> None:
         ids, self._cancel_ids = self._cancel_ids, set()
@@ -336,7 +354,7 @@ class Consumer:
             await self._in_writer(self.store.promote)
             self._store_due = await self._in_writer(self.store.next_due)
             due["promote"] = now + 1.0
-        if (self.retention_seconds or self.retention_bytes) and now >= due["gc"]:
+        if now >= due["gc"]:
             deleted = await self._in_writer(
                 self.store.gc, self.retention_seconds, self.retention_bytes
             )
@@ -344,29 +362,21 @@ class Consumer:
                 log.info("jupyter_jobs: garbage-collected %d finished jobs", len(deleted))
             due["gc"] = now + self.gc_interval
 
-    async def _claim(self) -> None:
-        while True:
-            free = self.executor.free_slots()
-            if free <= 0:
-                return
-            claimed = await self._in_writer(self.store.claim, self.consumer_id, free, self.lease)
-            for item in claimed:
-                job = item.job
-                deadline = time.time() + job.timeout if job.timeout else None
-                self._running[job.id] = _Running(job.id, job.attempt, deadline)
-                task = Task(
-                    job_id=job.id,
-                    attempt=job.attempt,
-                    kind=job.kind,
-                    name=job.name,
-                    payload=item.payload,
-                    interpreter=job.interpreter,
-                    cwd=job.cwd,
-                    options=job.options,
-                )
-                await self.executor.run(task)
-            if len(claimed) < free:
-                return
+    async def _dispatch(self, item: Claimed) -> None:
+        job = item.job
+        deadline = time.time() + job.timeout if job.timeout else None
+        self._running[job.id] = _Running(job.id, job.attempt, deadline)
+        task = Task(
+            job_id=job.id,
+            attempt=job.attempt,
+            kind=job.kind,
+            name=job.name,
+            payload=item.payload,
+            interpreter=job.interpreter,
+            cwd=job.cwd,
+            options=job.options,
+        )
+        await self.executor.run(task)
 
     def _seconds_to_next_due(self) -> float:
         now = time.time()

@@ -53,6 +53,9 @@ class Doorbell:
         self._sender: socket.socket | None = None
         self._lock = threading.Lock()
         self._cache: tuple[int, list[str]] | None = None
+        # Rings carry this token so a listener can skip rings of its own store: those changes
+        # already reach it through the store's in-process subscription.
+        self.token = secrets.token_bytes(8)
 
     def _address(self, name: str) -> str:
         """A path the kernel accepts for `name`, even when the folder's path is long."""
@@ -95,7 +98,7 @@ class Doorbell:
         rung = 0
         for name in names:
             try:
-                sender.sendto(b"\x01", self._address(name))
+                sender.sendto(self.token, self._address(name))
                 rung += 1
             except BlockingIOError:
                 rung += 1  # its buffer is full: it has a wake-up pending already
@@ -152,26 +155,40 @@ class Listener:
             raise ValueError("listener is closed")
         return self._sock.fileno()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until rung (True) or `timeout` seconds pass (False); consumes pending rings."""
+    def wait(self, timeout: float | None = None, *, foreign: bool = False) -> bool:
+        """Block until rung (True) or `timeout` seconds pass (False); consumes pending rings.
+
+        With `foreign=True` only rings from other doorbells (other stores) count.
+        """
         poller = select.poll()
         poller.register(self.fileno(), select.POLLIN)
-        events = poller.poll(None if timeout is None else max(0, int(timeout * 1000)))
-        if not events:
-            return False
-        self.drain()
-        return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not poller.poll(None if left is None else int(left * 1000)):
+                return False
+            rings, others = self._drain()
+            if (others if foreign else rings) or left == 0:
+                return bool(others if foreign else rings)
 
     def drain(self) -> int:
         """Consume every pending ring without blocking; returns how many there were."""
-        count = 0
+        return self._drain()[0]
+
+    def drain_foreign(self) -> int:
+        """Consume pending rings; returns how many came from other doorbells than ours."""
+        return self._drain()[1]
+
+    def _drain(self) -> tuple[int, int]:
+        rings = others = 0
         while self._sock is not None:
             try:
-                self._sock.recv(64)
+                token = self._sock.recv(64)
             except BlockingIOError:
                 break
-            count += 1
-        return count
+            rings += 1
+            others += token != self._doorbell.token
+        return rings, others
 
     def close(self) -> None:
         """Stop listening and remove the socket from the folder. Idempotent."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import concurrent.futures
 import threading
+import time
 import weakref
 from collections.abc import Generator, Iterable
 from typing import Any
@@ -32,12 +34,17 @@ class Backend(abc.ABC):
     #: Watcher back-off bounds in seconds when `wait_for_change` cannot block on a real signal.
     poll_min = 0.001
     poll_max = 0.25
+    #: How often the watcher re-reads every watched job (catches deletions, lost signals).
+    full_poll_interval = 5.0
+    #: How many recently finished ids to remember (see `watch`).
+    recent_limit = 10_000
 
     def __init__(self) -> None:
         self._handles: dict[int, weakref.WeakSet[Job]] = {}
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._closed = False
+        self._recent: collections.OrderedDict[int, None] = collections.OrderedDict()
 
     @abc.abstractmethod
     def get(self, job_id: int) -> JobRecord:
@@ -75,6 +82,13 @@ class Backend(abc.ABC):
         falls back to an exponential back-off between `poll_min` and `poll_max` otherwise.
         """
 
+    def poll(self, job_ids: list[int], full: bool) -> list[JobRecord]:
+        """Records among `job_ids` that may have finished since the last poll (all when `full`).
+
+        The default reads them all; a backend that can tell what finished lately reads less.
+        """
+        return self.get_many(job_ids)
+
     def handle(self, record: JobRecord) -> Job:
         """A new `Job` handle for `record`, watched until it finishes."""
         return Job(self, record)
@@ -82,18 +96,39 @@ class Backend(abc.ABC):
     def watch(self, job: Job) -> None:
         """Resolve `job`'s future when it finishes (one watcher thread serves every handle)."""
         with self._lock:
-            self._handles.setdefault(job.id, weakref.WeakSet()).add(job)
-            if self._watcher is None or not self._watcher.is_alive():
-                self._watcher = threading.Thread(
-                    target=self._watch_loop, name="jupyter-jobs-watcher", daemon=True
-                )
-                self._watcher.start()
+            finished_meanwhile = job.id in self._recent
+            if not finished_meanwhile:
+                self._handles.setdefault(job.id, weakref.WeakSet()).add(job)
+                if self._watcher is None or not self._watcher.is_alive():
+                    self._watcher = threading.Thread(
+                        target=self._watch_loop, name="jupyter-jobs-watcher", daemon=True
+                    )
+                    self._watcher.start()
+        if finished_meanwhile:
+            # It finished between the read that made the handle and now: settle from a fresh
+            # read (unless a retry made it run again, then watch it like any other).
+            record = self.get(job.id)
+            if record.finished:
+                job._settle(record)
+            else:
+                with self._lock:
+                    self._recent.pop(job.id, None)
+                self.watch(job)
+
+    def remember_finished(self, job_ids: Iterable[int]) -> None:
+        """Note jobs seen finishing, so a handle registered just after still settles at once."""
+        with self._lock:
+            for job_id in job_ids:
+                self._recent[job_id] = None
+                self._recent.move_to_end(job_id)
+            while len(self._recent) > self.recent_limit:
+                self._recent.popitem(last=False)
 
     def resolve(self, records: Iterable[JobRecord]) -> None:
         """Settle the handles of every finished record (called by the watcher and fast paths)."""
-        for record in records:
-            if not record.finished:
-                continue
+        finished = [r for r in records if r.finished]
+        self.remember_finished(r.id for r in finished)
+        for record in finished:
             with self._lock:
                 handles = self._handles.pop(record.id, None)
             for job in list(handles or ()):
@@ -108,25 +143,29 @@ class Backend(abc.ABC):
 
     def _watch_loop(self) -> None:
         delay = self.poll_min
+        last_full = time.monotonic()
         while not self._closed:
             with self._lock:
-                ids = [i for i, hs in self._handles.items() if len(hs)]
                 self._handles = {i: hs for i, hs in self._handles.items() if len(hs)}
+                ids = list(self._handles)
                 if not ids:
                     self._watcher = None
                     return
             signalled = self.wait_for_change(delay)
             if self._closed:
                 return
-            records = self.get_many(ids)
+            full = time.monotonic() - last_full > self.full_poll_interval
+            if full:
+                last_full = time.monotonic()
+            records = self.poll(ids, full)
             finished = [r for r in records if r.finished]
             self.resolve(finished)
-            missing = set(ids) - {r.id for r in records}
-            for job_id in missing:  # deleted while watched: settle so no waiter hangs
-                with self._lock:
-                    handles = self._handles.pop(job_id, None)
-                for job in list(handles or ()):
-                    job._settle_missing()
+            if full:  # deleted while watched: settle so no waiter hangs
+                for job_id in set(ids) - {r.id for r in records}:
+                    with self._lock:
+                        handles = self._handles.pop(job_id, None)
+                    for job in list(handles or ()):
+                        job._settle_missing()
             delay = self.poll_min if (finished or signalled) else min(delay * 2, self.poll_max)
 
 

@@ -55,6 +55,7 @@ class StoreBackend(Backend):
         super().__init__()
         self.store = store
         self._listener = None
+        self._mark = store.finished_since(None)[1]
         self._unsubscribe = store.subscribe(self._on_changes)
 
     def _on_changes(self, changes: list[Change]) -> None:
@@ -81,13 +82,18 @@ class StoreBackend(Backend):
     def retry(self, job_id: int) -> JobRecord:
         return self.store.retry(job_id)
 
+    def poll(self, job_ids: list[int], full: bool) -> list[JobRecord]:
+        finished, self._mark = self.store.finished_since(self._mark)
+        if full or finished is None:
+            return self.get_many(job_ids)
+        self.remember_finished(finished)
+        return self.get_many(set(finished).intersection(job_ids))
+
     def wait_for_change(self, timeout: float) -> bool:
+        # Only other stores' rings: this store's own changes arrive through the subscription.
         if self._listener is None:
             self._listener = self.store.listen()
-        signalled = self._listener.wait(timeout)
-        if signalled:
-            self._listener.drain()
-        return signalled
+        return self._listener.wait(timeout, foreign=True)
 
     def close(self) -> None:
         super().close()

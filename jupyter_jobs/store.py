@@ -173,7 +173,21 @@ MIGRATIONS: list[list[str]] = [
         # when each owner last had a job claimed: the round-robin tie-break of fair share
         "CREATE TABLE owners (owner TEXT PRIMARY KEY, last_claim REAL NOT NULL) WITHOUT ROWID",
     ],
+    [
+        # Every arrival in a terminal status, numbered in commit order (writes are serialized),
+        # so a waiter in another process reads only what finished since its mark.
+        "CREATE TABLE finished_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER)",
+        f"""CREATE TRIGGER finished_log_update AFTER UPDATE OF status ON jobs
+            WHEN NEW.status IN ({_FINISHED}) AND OLD.status IS NOT NEW.status
+            BEGIN INSERT INTO finished_log (job_id) VALUES (NEW.id); END""",
+        f"""CREATE TRIGGER finished_log_insert AFTER INSERT ON jobs
+            WHEN NEW.status IN ({_FINISHED})
+            BEGIN INSERT INTO finished_log (job_id) VALUES (NEW.id); END""",
+    ],
 ]
+
+#: How many finished_log entries to keep; a waiter whose mark is older re-reads its jobs.
+_FINISHED_LOG_KEEP = 100_000
 
 _COLUMNS = (
     "id, name, kind, owner, status, reason, priority, attempt, retries, retry_delay, "
@@ -852,27 +866,39 @@ class Store:
         if not can_move(Status.QUEUED, Status.RUNNING):
             raise IllegalTransition("the transition table does not let queued jobs start")
         with self._tx() as tx:
-            ids = self._pick(tx.conn, limit, tx.now)
-            if not ids:
-                return []
-            tx.conn.execute(
-                "UPDATE jobs SET status = ?, attempt = attempt + 1, started_at = ?, "
-                "consumer = ?, lease_until = ?, cancel_requested = 0, not_before = NULL, "
-                "progress_done = NULL, progress_total = NULL, progress_message = NULL, "
-                f"progress_at = NULL WHERE id IN {_IDS}",
-                (Status.RUNNING.value, tx.now, consumer, tx.now + lease, json.dumps(ids)),
-            )
-            for job_id in ids:
-                tx.record("transition", job_id, Status.QUEUED)
-            blobs = {
-                r[0]: (r[1], r[2])
-                for r in tx.conn.execute(
-                    f"SELECT job_id, data, path FROM blobs WHERE kind = 'payload' "
-                    f"AND job_id IN {_IDS}",
-                    (json.dumps(ids),),
-                ).fetchall()
-            }
-        return [Claimed(tx.snapshots[i], self._blob_bytes(*blobs.get(i, (b"", None)))) for i in ids]
+            claimed = self._claim(tx, consumer, limit, lease)
+        return self._claimed(tx, claimed)
+
+    def _claim(
+        self, tx: _Tx, consumer: str, limit: int, lease: float
+    ) -> list[tuple[int, bytes | None, str | None]]:
+        """Inside a transaction: mark the picked jobs running; their ids and payload places."""
+        ids = self._pick(tx.conn, limit, tx.now)
+        if not ids:
+            return []
+        tx.conn.execute(
+            "UPDATE jobs SET status = ?, attempt = attempt + 1, started_at = ?, "
+            "consumer = ?, lease_until = ?, cancel_requested = 0, not_before = NULL, "
+            "progress_done = NULL, progress_total = NULL, progress_message = NULL, "
+            f"progress_at = NULL WHERE id IN {_IDS}",
+            (Status.RUNNING.value, tx.now, consumer, tx.now + lease, json.dumps(ids)),
+        )
+        for job_id in ids:
+            tx.record("transition", job_id, Status.QUEUED)
+        blobs = {
+            r[0]: (r[1], r[2])
+            for r in tx.conn.execute(
+                f"SELECT job_id, data, path FROM blobs WHERE kind = 'payload' AND job_id IN {_IDS}",
+                (json.dumps(ids),),
+            ).fetchall()
+        }
+        return [(i, *blobs.get(i, (b"", None))) for i in ids]
+
+    def _claimed(
+        self, tx: _Tx, claimed: list[tuple[int, bytes | None, str | None]]
+    ) -> list[Claimed]:
+        """After the commit: the claimed jobs as records with their payload bytes."""
+        return [Claimed(tx.snapshots[i], self._blob_bytes(data, path)) for i, data, path in claimed]
 
     def _pick(self, conn: sqlite3.Connection, limit: int, at: float) -> list[int]:
         """Ids to claim: priority, then fewest running per owner, then round-robin, then FIFO.
@@ -1050,21 +1076,37 @@ class Store:
         its attempt like `append_log`, `set_progress` and `finish`; returns what `finish_many`
         returns for `outcomes`.
         """
+        return self.record_and_claim(logs, progress, outcomes)[0]
+
+    def record_and_claim(
+        self,
+        logs: Sequence[tuple[int, int, bytes]] = (),
+        progress: Sequence[tuple[int, int, Progress]] = (),
+        outcomes: Sequence[tuple[int, int, Outcome]] = (),
+        claim: tuple[str, int, float] | None = None,
+    ) -> tuple[list[Job | None], list[Claimed]]:
+        """`record`, then `claim(*claim)` for the slots that freed up, in the same transaction.
+
+        A consumer's steady state is "this job ended, start the next one": one commit for both
+        halves the cost of every job.
+        """
         for _, _, outcome in outcomes:
             if outcome.status not in TERMINAL:
                 raise InvalidRequest(f"an outcome must be finished, not {outcome.status}")
-        if not (logs or progress or outcomes):
-            return []
+        if not (logs or progress or outcomes or (claim and claim[1] > 0)):
+            return [], []
         with self._tx() as tx:
             for job_id, attempt, data in logs:
                 self._append_log(tx, job_id, attempt, bytes(data))
             for item in progress:
                 self._set_progress(tx, *item)
             done = [self._finish(tx, *item) for item in outcomes]
-        return [
+            claimed = self._claim(tx, *claim) if claim and claim[1] > 0 else []
+        finished = [
             tx.snapshots.get(job_id) if ok else None
             for (job_id, _, _), ok in zip(outcomes, done, strict=True)
         ]
+        return finished, self._claimed(tx, claimed)
 
     def _finish(self, tx: _Tx, job_id: int, attempt: int, outcome: Outcome) -> bool:
         row = tx.conn.execute("SELECT status, attempt FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -1385,6 +1427,24 @@ class Store:
     def get(self, job_id: int) -> Job:
         return self._load_one(self._conn(), job_id)
 
+    def finished_since(self, mark: int | None) -> tuple[list[int] | None, int]:
+        """Ids of jobs that reached a terminal status after `mark`, and the new mark.
+
+        `mark=None` just returns the current mark. `None` instead of ids means the log no longer
+        reaches back to `mark` (it is pruned): re-read the jobs you wait for.
+        """
+        with self._read() as conn:
+            (top,) = conn.execute("SELECT coalesce(max(seq), 0) FROM finished_log").fetchone()
+            if mark is None or mark >= top:
+                return ([] if mark is not None else None), top
+            (low,) = conn.execute("SELECT coalesce(min(seq), 0) FROM finished_log").fetchone()
+            if low > mark + 1:
+                return None, top
+            rows = conn.execute(
+                "SELECT job_id FROM finished_log WHERE seq > ? AND seq <= ?", (mark, top)
+            ).fetchall()
+        return [r[0] for r in rows], top
+
     def get_many(self, job_ids: Iterable[int]) -> list[Job]:
         """The jobs that exist among `job_ids`, in the order asked (unknown ids are skipped)."""
         ids = list(job_ids)
@@ -1528,8 +1588,14 @@ class Store:
     def gc(self, older_than: float | None = None, max_bytes: int | None = None) -> list[int]:
         """Delete finished jobs finished over `older_than` seconds ago, then the oldest finished
         ones until blobs plus logs take at most `max_bytes`. Unfinished jobs are never touched.
+        Also prunes the finished log (see `finished_since`), so call it now and then even with
+        no retention set.
         """
         with self._tx() as tx:
+            tx.conn.execute(
+                "DELETE FROM finished_log WHERE seq <= (SELECT max(seq) FROM finished_log) - ?",
+                (_FINISHED_LOG_KEEP,),
+            )
             doomed: list[int] = []
             if older_than is not None:
                 doomed += [

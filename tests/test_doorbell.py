@@ -125,3 +125,16 @@ def test_a_ring_wakes_a_listener_in_another_process(bell: Doorbell) -> None:
             proc.wait(timeout=10)
     wait_until(lambda: not list(bell.directory.iterdir()), timeout=10)
     assert bell.ring() == 0
+
+
+def test_listeners_can_skip_their_own_doorbells_rings(tmp_path):
+    mine = Doorbell(tmp_path / "bells")
+    other = Doorbell(tmp_path / "bells")
+    with mine.listen() as listener:
+        mine.ring()
+        assert listener.wait(0.2, foreign=True) is False  # only our own ring came
+        other.ring()
+        assert listener.wait(5, foreign=True) is True
+        mine.ring()
+        other.ring()
+        assert listener.drain_foreign() == 1

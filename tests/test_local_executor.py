@@ -286,3 +286,34 @@ async def test_workers_die_with_a_server_killed_by_sigkill(tmp_path):
     finally:
         server.kill()
         server.wait()
+
+
+async def test_short_jobs_are_prefetched_and_a_backlogged_one_cancels_cleanly(
+    executor, recorder, tmp_path
+):
+    # Long jobs (no run time known yet): exactly max_workers slots, nothing held back.
+    assert executor.free_slots() == 2
+    for _ in range(6):  # teach it that jobs are short
+        task = wu.function_task(wu.add, 1)
+        await executor.run(task)
+        await recorder.done(task.job_id)
+    assert executor.free_slots() == 4  # two more, held until a worker frees up
+    flags = [tmp_path / "a", tmp_path / "b"]
+    hanging = [wu.function_task(wu.hangs_after_start, str(f)) for f in flags]
+    for task in hanging:
+        await executor.run(task)
+    waiting = wu.function_task(wu.add, 41, 1)
+    cancelled = wu.function_task(wu.add, 0)
+    await executor.run(waiting)
+    await executor.run(cancelled)
+    assert executor.free_slots() == 0
+    for flag in flags:
+        await wu.wait_for(flag.exists)
+    pids = worker_pids(executor)
+    await executor.kill(cancelled.job_id, None, grace=1.0)
+    assert (await recorder.done(cancelled.job_id)).status is Status.CANCELLED
+    assert worker_pids(executor) >= {p for p in pids if wu.alive(p)}  # no worker was touched
+    await executor.kill(hanging[0].job_id, None, grace=1.0)
+    outcome = await recorder.done(waiting.job_id)  # the freed worker took the backlog
+    assert outcome.status is Status.SUCCEEDED and dill.loads(outcome.result) == 42
+    await executor.kill(hanging[1].job_id, None, grace=1.0)

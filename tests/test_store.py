@@ -1076,3 +1076,33 @@ def test_migrations_apply_in_order_from_an_older_version(tmp_path: Path) -> None
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) >= 2
     assert conn.execute("SELECT owner FROM owners").fetchall() == [("nb",)]
     conn.close()
+
+
+def test_finished_since_reports_each_arrival_once_in_commit_order(store):
+    start = store.finished_since(None)[1]
+    a = store.enqueue(JobSpec(name="a"), b"")
+    b = store.enqueue(JobSpec(name="b"), b"")
+    assert store.finished_since(start) == ([], start)
+    store.request_cancel(b.id)
+    [claimed] = store.claim("c", 1, 60)
+    store.finish(claimed.job.id, claimed.job.attempt, Outcome(Status.SUCCEEDED))
+    ids, mark = store.finished_since(start)
+    assert ids == [b.id, a.id] and mark > start
+    assert store.finished_since(mark) == ([], mark)
+    store.retry(b.id)
+    store.request_cancel(b.id)
+    assert store.finished_since(mark)[0] == [b.id]
+
+
+def test_record_and_claim_in_one_transaction(store):
+    first = store.enqueue(JobSpec(name="first"), b"p1")
+    second = store.enqueue(JobSpec(name="second"), b"p2")
+    [claimed] = store.claim("c", 1, 60)
+    assert claimed.job.id == first.id
+    outcome = Outcome(Status.SUCCEEDED, result=b"r")
+    finished, more = store.record_and_claim(
+        [(first.id, 1, b"log")], [], [(first.id, 1, outcome)], ("c", 5, 60)
+    )
+    assert finished[0].status is Status.SUCCEEDED
+    assert [(c.job.id, c.payload) for c in more] == [(second.id, b"p2")]
+    assert store.record_and_claim() == ([], [])

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ class _Run:
     worker: _Worker | None = None  # the worker it was sent to
     waiting_on: _Worker | None = None  # the starting worker reserved for it
     dispatcher: asyncio.Task | None = None
+    sent_at: float | None = None  # loop time it went to its worker
     killing: bool = False
     reported: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event)
@@ -118,6 +120,11 @@ class LocalExecutor(Executor):
 
     name = "local"
 
+    #: Prefetch only while jobs take less than this (seconds, moving average): then the cost of
+    #: fetching the next job matters, and holding one back briefly misleads no one. Long jobs are
+    #: never held back, so their status and priority order stay exact.
+    prefetch_below = 0.05
+
     def __init__(
         self,
         events: ExecutorEvents,
@@ -143,6 +150,8 @@ class LocalExecutor(Executor):
         self._link_dir: str | None = None
         self._workers: list[_Worker] = []
         self._runs: dict[int, _Run] = {}
+        self._backlog: deque[_Run] = deque()  # accepted, waiting for a worker of the pool
+        self._duration: float | None = None  # moving average of recent jobs' run time
         self._warm: list[str] = [self.interpreter]  # interpreters that keep a spare worker
         self._started = False
         self._closing = False
@@ -164,7 +173,14 @@ class LocalExecutor(Executor):
     def free_slots(self) -> int:
         if self._closing or not self._started:
             return 0
-        return max(0, self.max_workers - len(self._runs))
+        return max(0, self.max_workers + self._prefetch() - len(self._runs))
+
+    def _prefetch(self) -> int:
+        short = self._duration is not None and self._duration < self.prefetch_below
+        return self.max_workers if short else 0
+
+    def _active(self) -> int:
+        return len(self._runs) - len(self._backlog)
 
     def running(self) -> list[tuple[int, int]]:
         return [(run.task.job_id, run.task.attempt) for run in self._runs.values()]
@@ -185,7 +201,9 @@ class LocalExecutor(Executor):
         if interpreter not in self._warm:
             self._warm.append(interpreter)
         worker = self._idle_worker(interpreter)
-        if worker is not None:
+        if self._active() > self.max_workers:  # counting this run: every worker is taken
+            self._backlog.append(run)
+        elif worker is not None:
             await self._dispatch(run, worker)
         else:
             self._wait_for_worker(run, interpreter)
@@ -200,7 +218,9 @@ class LocalExecutor(Executor):
             return
         run.killing = True
         exit_text = None
-        if run.worker is None and run.dispatcher is not None:
+        if run in self._backlog:  # never reached a worker: nothing to stop
+            self._backlog.remove(run)
+        elif run.worker is None and run.dispatcher is not None:
             run.dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await run.dispatcher
@@ -227,8 +247,15 @@ class LocalExecutor(Executor):
         return None
 
     async def _dispatch(self, run: _Run, worker: _Worker) -> None:
+        self._send_job(run, worker)
+        # A worker dying right now fails the drain; its exit reports the run as worker_lost.
+        with contextlib.suppress(ConnectionError):
+            await worker.writer.drain()
+
+    def _send_job(self, run: _Run, worker: _Worker) -> None:
         task = run.task
         worker.state, worker.run, run.worker = "busy", run, worker
+        run.sent_at = asyncio.get_running_loop().time()
         header = {
             "t": "job",
             "job_id": task.job_id,
@@ -241,9 +268,17 @@ class LocalExecutor(Executor):
             "log_limit": self.log_limit,
         }
         worker.send(header, task.payload)
-        # A worker dying right now fails the drain; its exit reports the run as worker_lost.
-        with contextlib.suppress(ConnectionError):
-            await worker.writer.drain()
+
+    def _take_backlog(self) -> None:
+        """Hand waiting runs to the workers that came free."""
+        while self._backlog and self._active() < self.max_workers:
+            run = self._backlog.popleft()
+            interpreter = run.task.interpreter or self.interpreter
+            worker = self._idle_worker(interpreter)
+            if worker is not None:
+                self._send_job(run, worker)
+            else:
+                self._wait_for_worker(run, interpreter)
 
     def _wait_for_worker(self, run: _Run, interpreter: str) -> None:
         """Reserve a starting spare of the interpreter (or start a worker) and run when ready."""
@@ -284,8 +319,13 @@ class LocalExecutor(Executor):
         self._runs.pop(run.task.job_id, None)
         if run.worker is not None and run.worker.run is run:
             run.worker.run = None
+        if run.sent_at is not None and outcome.status is Status.SUCCEEDED:
+            took = asyncio.get_running_loop().time() - run.sent_at
+            self._duration = took if self._duration is None else 0.8 * self._duration + 0.2 * took
         run.finished.set()
         self._notify("on_done", run, outcome)
+        if not self._closing:
+            self._take_backlog()
 
     def _notify(self, method: str, run: _Run, value: Any) -> None:
         try:
