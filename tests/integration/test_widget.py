@@ -200,7 +200,7 @@ def test_the_widget_follows_a_job_while_the_kernel_is_busy_and_sets_names_when_i
     final = kernel.pump_until(final_updates, "final display update")
     assert final[0]["transient"]["display_id"]
 
-    assert kernel.statuses_seen(parts["header"])[-2:] == ["running", "succeeded"]
+    assert kernel.statuses_seen(parts["header"]) == ["queued", "running", "succeeded"]
     values = [s["value"] for i, s in kernel.updates if i == parts["bar"] and "value" in s]
     assert values == sorted(values) and values[-1] == 5.0
     labels = [s["value"] for i, s in kernel.updates if i == parts["label"] and "value" in s]
