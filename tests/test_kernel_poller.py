@@ -148,3 +148,32 @@ def test_watchers_are_held_weakly():
     assert poller.watched() == [1]
     server.set(1, status=Status.SUCCEEDED)
     wait_until(lambda: not poller.running, timeout=10)
+
+
+class Handle(Watcher):
+    """A watcher that may not want news (a job handle nobody waits on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited_on = False
+
+    def wanted(self) -> bool:
+        return self.waited_on
+
+
+def test_jobs_nobody_waits_on_are_not_asked_about():
+    server = Server([record(1), record(2)])
+    poller = Poller(server.fetch, min_delay=0.01, max_delay=0.02)
+    handle, widget = Handle(), Watcher()
+    poller.watch(1, handle)
+    poller.watch(2, widget)
+    wait_until(lambda: widget.seen, timeout=10)
+    assert all(ids == [2] for ids in server.fetches)
+    assert handle.seen == []
+    handle.waited_on = True
+    poller.poke()
+    wait_until(lambda: handle.seen, timeout=10)
+    assert server.fetches[-1] == [1, 2]
+    server.set(1, status=Status.SUCCEEDED)
+    server.set(2, status=Status.SUCCEEDED)
+    wait_until(lambda: not poller.running, timeout=10)

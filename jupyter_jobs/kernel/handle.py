@@ -46,6 +46,18 @@ class RemoteJob(Job):
         if record.finished and not _settled(self):
             self._settle(record)
 
+    def wanted(self) -> bool:
+        """Whether the poller must follow this job: only if something waits on the future
+        (`add_done_callback`, `await`, `concurrent.futures.wait`/`as_completed`). `wait()` and
+        `result()` long-poll on their own, so a plain `submit(...).result()` costs no polling.
+        """
+        return bool(self._waiters or self._done_callbacks)
+
+    def add_done_callback(self, fn: Any) -> None:
+        super().add_done_callback(fn)
+        if not _settled(self):
+            self._backend.poller.poke()  # the poller skipped this job until now (`wanted`)
+
     def observe_missing(self, job_id: int) -> None:
         if not _settled(self):
             self._settle_missing()

@@ -2,9 +2,13 @@
 
 Widgets and unfinished `Job` handles register here. Each tick is ONE batched
 `GET /jobs/api/status?ids=...` request, whatever the number of jobs; the tick interval starts
-short and doubles while nothing changes (0.2 s -> 2 s), drops back as soon as something moves,
-and the thread ends once every watched job has finished. It runs beside the kernel's main thread,
-so widgets keep moving while the kernel executes another cell.
+short and doubles while nothing changes (0.2 s -> 2 s, or 0.5 s while a future is waited on),
+drops back as soon as something moves, and the thread ends once every watched job has finished.
+Handles nobody waits on through their future are not asked about at all (`wanted`): a script
+that submits thousands of jobs and calls `result()` (which long-polls) costs no polling.
+
+The thread runs beside the kernel's main thread, so widgets keep moving while the kernel
+executes another cell.
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ log = logging.getLogger(__name__)
 
 
 class Watcher(Protocol):
-    """What the poller feeds: a widget or a `RemoteJob` handle."""
+    """What the poller feeds: a widget or a `RemoteJob` handle.
+
+    A watcher may also have `wanted() -> bool`: False means nobody needs news of it right now
+    (a handle nobody waits on through its future), so the tick leaves its job out.
+    """
 
     def observe(self, record: JobRecord) -> None: ...
 
@@ -46,6 +54,11 @@ def next_delay(delay: float, changed: bool, low: float, high: float) -> float:
     return low if changed else min(delay * 2, high)
 
 
+def _wants(watcher: Any) -> bool:
+    wanted = getattr(watcher, "wanted", None)
+    return wanted is None or bool(wanted())
+
+
 class Poller:
     """Polls the jobs its watchers care about; watchers are held weakly and dropped once their
     job has finished (a watcher that wants more, e.g. after a retry, registers again)."""
@@ -55,10 +68,12 @@ class Poller:
         fetch: Callable[[list[int]], list[JobRecord]],
         min_delay: float = 0.2,
         max_delay: float = 2.0,
+        blocked_delay: float = 0.5,
     ) -> None:
         self._fetch = fetch
         self.min_delay = min_delay
         self.max_delay = max_delay
+        self.blocked_delay = blocked_delay
         self._watchers: dict[int, weakref.WeakSet[Any]] = {}
         self._seen: dict[int, tuple[Any, ...]] = {}
         self._lock = threading.Lock()
@@ -80,7 +95,6 @@ class Poller:
                     target=self._run, name="jupyter-jobs-poller", daemon=True
                 )
                 self._thread.start()
-        self.poke()
 
     def poke(self) -> None:
         """Tick now (after a submit, cancel or retry the user expects to see it at once)."""
@@ -89,6 +103,19 @@ class Poller:
     def watched(self) -> list[int]:
         with self._lock:
             return [i for i, ws in self._watchers.items() if len(ws)]
+
+    def _wanted(self) -> tuple[list[int], bool]:
+        """The ids this tick asks about (a watcher wants news), and whether a future is among
+        them: someone blocked on a result should not wait out the widgets' slowest back-off."""
+        with self._lock:
+            watchers = {i: list(ws) for i, ws in self._watchers.items()}
+        ids, blocked = [], False
+        for job_id, ws in watchers.items():
+            wants = [w for w in ws if _wants(w)]
+            if wants:
+                ids.append(job_id)
+                blocked = blocked or any(hasattr(w, "wanted") for w in wants)
+        return ids, blocked
 
     @property
     def running(self) -> bool:
@@ -116,8 +143,10 @@ class Poller:
                     self._thread = None
                     self._seen = {i: s for i, s in self._seen.items() if i in self._watchers}
                     return
-            changed = self._tick_once(ids)
-            delay = next_delay(delay, changed, self.min_delay, self.max_delay)
+            wanted, blocked = self._wanted()
+            changed = self._tick_once(wanted) if wanted else False
+            high = min(self.max_delay, self.blocked_delay) if blocked else self.max_delay
+            delay = next_delay(delay, changed, self.min_delay, high)
             self._wake.wait(delay)
             self._wake.clear()
 

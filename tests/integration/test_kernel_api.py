@@ -8,6 +8,7 @@ in the server's worker processes.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import os
 import sys
@@ -184,6 +185,9 @@ def test_one_batched_status_request_per_tick(server, monkeypatch):
     seen = Requests().install(monkeypatch)
     jobs = [api.submit(jobfuncs.sleep, 1.0 + i * 0.1) for i in range(6)]
     submitted = len(seen.calls)
+    assert [c for c in seen.calls if c[1] == "status"] == []  # nobody waits on a future yet
+    finished, _ = concurrent.futures.wait(jobs, timeout=120)  # waits on the futures: polled
+    assert len(finished) == 6
     assert sorted(j.result(timeout=120) for j in jobs) == [1.0 + i * 0.1 for i in range(6)]
     batches = [
         {int(i) for i in q["ids"].split(",")}
