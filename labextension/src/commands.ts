@@ -7,6 +7,7 @@
  */
 
 import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { CommandRegistry } from '@lumino/commands';
 
 import { JobsModel } from './model';
@@ -30,37 +31,58 @@ export interface ICommandContext {
   /** Show the Jobs panel. */
   openPanel: () => void;
   /** Open (or focus) the detail view of a job. */
-  openDetail: (id: number) => void;
+  openDetail: (id: number) => Promise<void>;
+  translator?: ITranslator;
 }
+
+/** The arguments of the commands that act on one job. */
+const JOB_ARGS = {
+  args: {
+    type: 'object' as const,
+    properties: { id: { type: 'integer' as const, description: 'The job id' } },
+    required: ['id']
+  }
+};
 
 /** Register the commands; their `id` argument is a job id. */
 export function registerCommands(context: ICommandContext): void {
   const { commands, model } = context;
+  const trans = (context.translator ?? nullTranslator).load('jupyter_jobs');
 
   commands.addCommand(CommandIDs.openPanel, {
-    label: 'Show Jobs',
-    caption: 'Show the background jobs panel',
+    label: trans.__('Show Jobs'),
+    caption: trans.__('Show the background jobs panel'),
+    describedBy: { args: { type: 'object', properties: {} } },
     execute: () => context.openPanel()
   });
 
   commands.addCommand(CommandIDs.show, {
-    label: args => (args.id !== undefined ? `Show Job ${args.id}` : 'Show Job'),
+    label: args =>
+      args.id !== undefined
+        ? trans.__('Show Job %1', String(args.id))
+        : trans.__('Show Job'),
+    describedBy: JOB_ARGS,
     execute: args => context.openDetail(jobId(args))
   });
 
   commands.addCommand(CommandIDs.cancel, {
-    label: 'Cancel Job',
-    caption: 'Stop the job (a running job is killed)',
+    label: trans.__('Cancel Job'),
+    caption: trans.__('Stop the job (a running job is killed)'),
+    describedBy: JOB_ARGS,
     execute: args =>
-      act('Could not cancel the job', async () => {
+      act(trans.__('Could not cancel the job'), async () => {
         const job = await loadJob(model, jobId(args));
         if (
           job.status === 'running' &&
           !(await confirm(
-            'Cancel running job?',
-            `Job ${job.id} “${job.name}” is running. Cancelling ends its process; its work so far is lost.`,
-            'Cancel job',
-            'Keep running'
+            trans.__('Cancel running job?'),
+            trans.__(
+              'Job %1 “%2” is running. Cancelling ends its process; its work so far is lost.',
+              job.id,
+              job.name
+            ),
+            trans.__('Cancel job'),
+            trans.__('Keep running')
           ))
         ) {
           return;
@@ -70,31 +92,42 @@ export function registerCommands(context: ICommandContext): void {
   });
 
   commands.addCommand(CommandIDs.retry, {
-    label: 'Retry Job',
-    caption: 'Queue the job again',
+    label: trans.__('Retry Job'),
+    caption: trans.__('Queue the job again'),
+    describedBy: JOB_ARGS,
     execute: args =>
-      act('Could not retry the job', async () => {
+      act(trans.__('Could not retry the job'), async () => {
         model.upsert(await model.client.retry(jobId(args)));
       })
   });
 
   commands.addCommand(CommandIDs.remove, {
-    label: 'Delete Job',
-    caption: 'Delete the job with its log, result and outputs',
+    label: trans.__('Delete Job'),
+    caption: trans.__('Delete the job with its log, result and outputs'),
+    describedBy: JOB_ARGS,
     execute: args =>
-      act('Could not delete the job', async () => {
+      act(trans.__('Could not delete the job'), async () => {
         const job = await loadJob(model, jobId(args));
         if (ACTIVE_STATUSES.has(job.status)) {
           throw new Error(
-            `Job ${job.id} “${job.name}” is ${job.status}: cancel it before deleting it.`
+            trans.__(
+              'Job %1 “%2” is %3: cancel it before deleting it.',
+              job.id,
+              job.name,
+              job.status
+            )
           );
         }
         if (
           await confirm(
-            'Delete job?',
-            `Delete job ${job.id} “${job.name}” with its log, result and outputs? This cannot be undone.`,
-            'Delete',
-            'Keep'
+            trans.__('Delete job?'),
+            trans.__(
+              'Delete job %1 “%2” with its log, result and outputs? This cannot be undone.',
+              job.id,
+              job.name
+            ),
+            trans.__('Delete'),
+            trans.__('Keep')
           )
         ) {
           await model.client.remove(job.id);
@@ -104,8 +137,20 @@ export function registerCommands(context: ICommandContext): void {
   });
 
   commands.addCommand(CommandIDs.openNotebook, {
-    label: 'Open Notebook',
-    caption: 'Open the notebook that submitted the job',
+    label: trans.__('Open Notebook'),
+    caption: trans.__('Open the notebook that submitted the job'),
+    describedBy: {
+      args: {
+        type: 'object',
+        properties: {
+          path: {
+            type: 'string',
+            description: 'The notebook path, relative to the server root'
+          }
+        },
+        required: ['path']
+      }
+    },
     execute: args =>
       commands.execute('docmanager:open', { path: String(args.path) })
   });

@@ -9,6 +9,7 @@ import {
   refreshIcon,
   stopIcon
 } from '@jupyterlab/ui-components';
+import { TranslationBundle } from '@jupyterlab/translation';
 import { CommandRegistry } from '@lumino/commands';
 import * as React from 'react';
 
@@ -20,9 +21,10 @@ import { ACTIVE_STATUSES, RETRYABLE_STATUSES } from './types';
 export function ProgressBar(props: {
   job: IJob;
   fraction: number | null;
+  trans: TranslationBundle;
 }): JSX.Element {
-  const { job, fraction } = props;
-  const label = `Progress of job ${job.id}`;
+  const { job, fraction, trans } = props;
+  const label = trans.__('Progress of job %1', job.id);
   if (job.status === 'running' && fraction === null) {
     return (
       <div
@@ -58,9 +60,10 @@ export function ProgressBar(props: {
 export function ActionButtons(props: {
   job: IJob;
   commands: CommandRegistry;
+  trans: TranslationBundle;
   withLabels?: boolean;
 }): JSX.Element {
-  const { job, commands, withLabels } = props;
+  const { job, commands, trans, withLabels } = props;
   const run = (command: string) => (event: React.MouseEvent) => {
     event.stopPropagation();
     void commands.execute(command, { id: job.id });
@@ -70,8 +73,8 @@ export function ActionButtons(props: {
     <span className="jp-JobsPanel-actions">
       {active && (
         <ActionButton
-          text="Cancel"
-          label={`Cancel job ${job.id}`}
+          text={trans.__('Cancel')}
+          label={trans.__('Cancel job %1', job.id)}
           icon={stopIcon}
           withLabel={withLabels}
           onClick={run(CommandIDs.cancel)}
@@ -79,8 +82,8 @@ export function ActionButtons(props: {
       )}
       {RETRYABLE_STATUSES.has(job.status) && (
         <ActionButton
-          text="Retry"
-          label={`Retry job ${job.id}`}
+          text={trans.__('Retry')}
+          label={trans.__('Retry job %1', job.id)}
           icon={refreshIcon}
           withLabel={withLabels}
           onClick={run(CommandIDs.retry)}
@@ -88,8 +91,8 @@ export function ActionButtons(props: {
       )}
       {!active && (
         <ActionButton
-          text="Delete"
-          label={`Delete job ${job.id}`}
+          text={trans.__('Delete')}
+          label={trans.__('Delete job %1', job.id)}
           icon={deleteIcon}
           withLabel={withLabels}
           onClick={run(CommandIDs.remove)}

@@ -10,6 +10,11 @@
 import { ReactWidget } from '@jupyterlab/apputils';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import {
+  ITranslator,
+  nullTranslator,
+  TranslationBundle
+} from '@jupyterlab/translation';
 import { CommandRegistry } from '@lumino/commands';
 import { Poll } from '@lumino/polling';
 import { Panel, Widget } from '@lumino/widgets';
@@ -43,18 +48,21 @@ export class JobDetail extends Panel {
     this.jobId = options.id;
     this._model = options.model;
     this.addClass('jp-JobDetail');
-    this.title.label = `Job ${options.id}`;
-    this.title.caption = `Job ${options.id}`;
+    const trans = (options.translator ?? nullTranslator).load('jupyter_jobs');
+    this._trans = trans;
+    this.title.label = trans.__('Job %1', options.id);
+    this.title.caption = this.title.label;
 
     this._summary = new JobSummaryWidget({
       commands: options.commands,
-      serverRoot: options.serverRoot ?? ''
+      serverRoot: options.serverRoot ?? '',
+      trans
     });
     this.addWidget(this._summary);
 
     this._outputsSection = new Panel();
     this._outputsSection.addClass('jp-JobDetail-section');
-    this._outputsSection.addWidget(heading('Outputs'));
+    this._outputsSection.addWidget(heading(trans.__('Outputs')));
     if (options.rendermime) {
       this._outputs = new OutputArea({
         model: new OutputAreaModel({ trusted: false }),
@@ -66,7 +74,7 @@ export class JobDetail extends Panel {
     this._outputsSection.hide();
     this.addWidget(this._outputsSection);
 
-    this._log = new LogView();
+    this._log = new LogView(trans);
     this.addWidget(this._log);
 
     this._model.jobTouched.connect(this._onTouched, this);
@@ -140,8 +148,8 @@ export class JobDetail extends Panel {
       this._log.clear();
     }
     this._job = job;
-    this.title.label = `Job ${job.id}: ${job.name}`;
-    this.title.caption = `Job ${job.id}: ${job.name} (${job.status})`;
+    this.title.label = this._trans.__('Job %1: %2', job.id, job.name);
+    this.title.caption = `${this.title.label} (${job.status})`;
     this._summary.setState({ job, gone: false, error: null });
     const logDone = await this._readLog(job);
     await this._readOutputs(job);
@@ -204,6 +212,7 @@ export class JobDetail extends Panel {
   }
 
   private _model: JobsModel;
+  private _trans: TranslationBundle;
   private _summary: JobSummaryWidget;
   private _outputsSection: Panel;
   private _outputs: OutputArea | null = null;
@@ -224,6 +233,7 @@ export namespace JobDetail {
     /** Renders the captured outputs; without it they are not shown. */
     rendermime?: IRenderMimeRegistry | null;
     serverRoot?: string;
+    translator?: ITranslator;
   }
 }
 
@@ -239,19 +249,20 @@ function heading(text: string): Widget {
  * nothing in it is ever parsed as HTML.
  */
 export class LogView extends Widget {
-  constructor() {
+  constructor(trans: TranslationBundle = nullTranslator.load('jupyter_jobs')) {
     super();
     this.addClass('jp-JobDetail-section');
     this.addClass('jp-JobDetail-logSection');
     const title = document.createElement('h3');
     title.className = 'jp-JobDetail-heading';
-    title.textContent = 'Log';
+    title.textContent = trans.__('Log');
     this._pre = document.createElement('pre');
     this._pre.className = 'jp-JobDetail-log';
-    this._pre.setAttribute('aria-label', 'Job log');
+    this._pre.setAttribute('aria-label', trans.__('Job log'));
     this._empty = document.createElement('div');
     this._empty.className = 'jp-JobDetail-muted';
-    this._empty.textContent = 'No log output yet.';
+    this._empty.textContent = trans.__('No log output yet.');
+    this._cutText = trans.__('… earlier log not shown …');
     this.node.append(title, this._empty, this._pre);
   }
 
@@ -288,7 +299,7 @@ export class LogView extends Widget {
     }
     this._cut = document.createElement('span');
     this._cut.className = 'jp-JobDetail-muted';
-    this._cut.textContent = '… earlier log not shown …\n';
+    this._cut.textContent = `${this._cutText}\n`;
     this._pre.prepend(this._cut);
   }
 
@@ -303,6 +314,7 @@ export class LogView extends Widget {
   private _pre: HTMLPreElement;
   private _empty: HTMLDivElement;
   private _cut: HTMLSpanElement | null = null;
+  private _cutText: string;
   private _length = 0;
 }
 
@@ -312,12 +324,17 @@ interface ISummaryState {
   error: string | null;
 }
 
+interface ISummaryContext {
+  commands: CommandRegistry;
+  serverRoot: string;
+  trans: TranslationBundle;
+}
+
 /** The React part: header, actions, facts, error. */
 class JobSummaryWidget extends ReactWidget {
-  constructor(options: { commands: CommandRegistry; serverRoot: string }) {
+  constructor(context: ISummaryContext) {
     super();
-    this._commands = options.commands;
-    this._serverRoot = options.serverRoot;
+    this._context = context;
     this.addClass('jp-JobDetail-summary');
   }
 
@@ -327,39 +344,37 @@ class JobSummaryWidget extends ReactWidget {
   }
 
   protected render(): JSX.Element {
-    return (
-      <JobSummary
-        {...this._state}
-        commands={this._commands}
-        serverRoot={this._serverRoot}
-      />
-    );
+    return <JobSummary {...this._state} {...this._context} />;
   }
 
-  private _commands: CommandRegistry;
-  private _serverRoot: string;
+  private _context: ISummaryContext;
   private _state: ISummaryState = { job: null, gone: false, error: null };
 }
 
-function JobSummary(
-  props: ISummaryState & { commands: CommandRegistry; serverRoot: string }
-): JSX.Element {
-  const { job, commands } = props;
+function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
+  const { job, commands, trans } = props;
   const now = useClock(job !== null && ACTIVE_STATUSES.has(job.status));
   if (!job) {
     return (
       <div className="jp-JobDetail-muted">
         {props.gone
-          ? 'This job does not exist (it was deleted).'
+          ? trans.__('This job does not exist (it was deleted).')
           : props.error
-            ? `Cannot read the job: ${props.error}`
-            : 'Loading…'}
+            ? trans.__('Cannot read the job: %1', props.error)
+            : trans.__('Loading…')}
       </div>
     );
   }
   const path = notebookPath(job.owner, props.serverRoot);
   const open = (command: string, args: Record<string, number | string>) => () =>
     void commands.execute(command, args);
+  const active = ACTIVE_STATUSES.has(job.status);
+  const duration =
+    job.started_at === null
+      ? trans.__('Waiting for')
+      : active
+        ? trans.__('Running for')
+        : trans.__('Ran for');
   return (
     <div>
       <header className="jp-JobDetail-header">
@@ -368,52 +383,55 @@ function JobSummary(
           className="jp-JobsPanel-status jp-JobDetail-status"
           data-status={job.status}
         >
-          {job.status}
-          {job.reason ? ` (${job.reason})` : ''}
-          {job.cancel_requested && ACTIVE_STATUSES.has(job.status)
-            ? ' · cancel requested'
+          {job.reason ? `${job.status} (${job.reason})` : job.status}
+          {job.cancel_requested && active
+            ? ` · ${trans.__('cancel requested')}`
             : ''}
         </span>
       </header>
       {props.gone && (
         <div className="jp-JobsPanel-error" role="alert">
-          This job was deleted.
+          {trans.__('This job was deleted.')}
         </div>
       )}
       {props.error && (
         <div className="jp-JobsPanel-error" role="alert">
-          Cannot read the job: {props.error}
+          {trans.__('Cannot read the job: %1', props.error)}
         </div>
       )}
       <div className="jp-JobDetail-toolbar">
-        <ActionButtons job={job} commands={commands} withLabels />
+        <ActionButtons job={job} commands={commands} trans={trans} withLabels />
         {path && (
           <button
             type="button"
             className="jp-mod-styled jp-JobDetail-button"
             onClick={open(CommandIDs.openNotebook, { path })}
           >
-            Open {path}
+            {trans.__('Open %1', path)}
           </button>
         )}
       </div>
       {(job.progress || job.status === 'running') && (
         <div className="jp-JobDetail-progress">
-          <ProgressBar job={job} fraction={progressFraction(job.progress)} />
+          <ProgressBar
+            job={job}
+            fraction={progressFraction(job.progress)}
+            trans={trans}
+          />
           <span>{progressLabel(job.progress)}</span>
         </div>
       )}
       <dl className="jp-JobDetail-facts">
-        <Fact label="Job">{`${job.id} (${job.kind})`}</Fact>
-        <Fact label="Owner">{job.owner || '—'}</Fact>
-        <Fact label="Priority">{String(job.priority)}</Fact>
-        <Fact label="Attempt">
-          {`${job.attempt} of ${job.retries + 1}`}
+        <Fact label={trans.__('Job')}>{`${job.id} (${job.kind})`}</Fact>
+        <Fact label={trans.__('Owner')}>{job.owner || '—'}</Fact>
+        <Fact label={trans.__('Priority')}>{String(job.priority)}</Fact>
+        <Fact label={trans.__('Attempt')}>
+          {trans.__('%1 of %2', job.attempt, job.retries + 1)}
           {job.worker_losses
-            ? ` · worker lost ${job.worker_losses} time(s)`
+            ? ` · ${trans._n('worker lost once', 'worker lost %1 times', job.worker_losses)}`
             : ''}
         </Fact>
-        <Fact label="Depends on">
+        <Fact label={trans.__('Depends on')}>
           {job.after.length
             ? job.after.map(id => (
                 <button
@@ -427,26 +445,27 @@ function JobSummary(
               ))
             : '—'}
         </Fact>
-        <Fact label="Created">{formatTime(job.created_at)}</Fact>
-        <Fact label="Queued">{formatTime(job.queued_at)}</Fact>
-        <Fact label="Started">{formatTime(job.started_at)}</Fact>
-        <Fact label="Finished">{formatTime(job.finished_at)}</Fact>
-        <Fact label={job.started_at !== null ? 'Ran for' : 'Waiting for'}>
-          {formatDuration(elapsedSeconds(job, now))}
-        </Fact>
+        <Fact label={trans.__('Created')}>{formatTime(job.created_at)}</Fact>
+        <Fact label={trans.__('Queued')}>{formatTime(job.queued_at)}</Fact>
+        <Fact label={trans.__('Started')}>{formatTime(job.started_at)}</Fact>
+        <Fact label={trans.__('Finished')}>{formatTime(job.finished_at)}</Fact>
+        <Fact label={duration}>{formatDuration(elapsedSeconds(job, now))}</Fact>
         {job.timeout !== null && (
-          <Fact label="Timeout">{formatDuration(job.timeout)}</Fact>
+          <Fact label={trans.__('Timeout')}>{formatDuration(job.timeout)}</Fact>
         )}
         {job.run_at !== null && (
-          <Fact label="Run at">{formatTime(job.run_at)}</Fact>
+          <Fact label={trans.__('Run at')}>{formatTime(job.run_at)}</Fact>
         )}
         {job.expires_at !== null && (
-          <Fact label="Expires">{formatTime(job.expires_at)}</Fact>
+          <Fact label={trans.__('Expires')}>{formatTime(job.expires_at)}</Fact>
         )}
       </dl>
       {job.error && (
-        <section className="jp-JobDetail-section" aria-label="Error">
-          <h3 className="jp-JobDetail-heading">Error</h3>
+        <section
+          className="jp-JobDetail-section"
+          aria-label={trans.__('Error')}
+        >
+          <h3 className="jp-JobDetail-heading">{trans.__('Error')}</h3>
           <div className="jp-JobDetail-errorMessage">
             {`${job.error.type}: ${job.error.message}`}
           </div>

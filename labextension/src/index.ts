@@ -1,3 +1,6 @@
+/* eslint-disable jupyter/prefer-lazy-imports -- the model, the live updates, the panel, the status
+   item and the notifier all start with the application (the panel and the status item are on
+   screen at once); only the detail view waits for a first use, below. */
 /**
  * Wires the jupyter_jobs front end into the application: the Jobs panel in the left area, the
  * detail views, the status-bar item, notifications and the commands.
@@ -22,10 +25,11 @@ import { PageConfig } from '@jupyterlab/coreutils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 
 import { JobsClient } from './client';
 import { CommandIDs, registerCommands } from './commands';
-import { JobDetail } from './detail';
+import type { JobDetail } from './detail';
 import { LiveUpdates } from './events';
 import { jobsIcon } from './icons';
 import { JobsModel } from './model';
@@ -46,7 +50,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     ISettingRegistry,
     IRenderMimeRegistry,
     IStatusBar,
-    ICommandPalette
+    ICommandPalette,
+    ITranslator
   ],
   activate: (
     app: JupyterFrontEnd,
@@ -55,8 +60,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     settingRegistry: ISettingRegistry | null,
     rendermime: IRenderMimeRegistry | null,
     statusBar: IStatusBar | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    translator: ITranslator | null
   ): void => {
+    const options = { translator: translator ?? undefined };
     const serverRoot = PageConfig.getOption('serverRoot');
     const client = new JobsClient({
       serverSettings: app.serviceManager.serverSettings
@@ -67,7 +74,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       events: app.serviceManager.events ?? null
     });
 
-    const panel = new JobsPanel({ model, commands: app.commands, serverRoot });
+    const panel = new JobsPanel({
+      model,
+      commands: app.commands,
+      serverRoot,
+      ...options
+    });
     app.shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, panel.id);
     const openPanel = () => {
@@ -78,19 +90,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const tracker = new WidgetTracker<MainAreaWidget<JobDetail>>({
       namespace: 'jupyter-jobs-detail'
     });
-    const openDetail = (id: number) => {
+    const openDetail = async (id: number) => {
       const open = tracker.find(widget => widget.content.jobId === id);
       if (open) {
         app.shell.activateById(open.id);
         void open.content.refresh();
         return;
       }
+      // The detail view (and the output area it uses) loads on first use.
+      const { JobDetail } = await import('./detail');
       const content = new JobDetail({
         id,
         model,
         commands: app.commands,
         rendermime,
-        serverRoot
+        serverRoot,
+        ...options
       });
       const widget = new MainAreaWidget({ content });
       widget.id = `jupyter-jobs-detail-${id}`;
@@ -113,13 +128,24 @@ const plugin: JupyterFrontEndPlugin<void> = {
       });
     }
 
-    registerCommands({ commands: app.commands, model, openPanel, openDetail });
-    palette?.addItem({ command: CommandIDs.openPanel, category: 'Jobs' });
+    registerCommands({
+      commands: app.commands,
+      model,
+      openPanel,
+      openDetail,
+      ...options
+    });
+    const trans = (translator ?? nullTranslator).load('jupyter_jobs');
+    palette?.addItem({
+      command: CommandIDs.openPanel,
+      category: trans.__('Jobs')
+    });
 
     const notifier = new JobNotifier({
       model,
-      showJob: openDetail,
-      showAll: openPanel
+      showJob: id => void openDetail(id),
+      showAll: openPanel,
+      ...options
     });
     if (settingRegistry) {
       settingRegistry
@@ -141,7 +167,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     statusBar?.registerStatusItem('jupyter-jobs:status', {
-      item: new JobsStatus({ model, onClick: openPanel }),
+      item: new JobsStatus({ model, onClick: openPanel, ...options }),
       align: 'left',
       rank: 5
     });

@@ -7,6 +7,11 @@
  */
 
 import { Notification } from '@jupyterlab/apputils';
+import {
+  nullTranslator,
+  TranslationBundle,
+  ITranslator
+} from '@jupyterlab/translation';
 import { IDisposable } from '@lumino/disposable';
 
 import { IJobTransition, JobsModel } from './model';
@@ -19,6 +24,7 @@ export class JobNotifier implements IDisposable {
     this._showAll = options.showAll;
     this._window = options.window ?? 500;
     this._maxSingle = options.maxSingle ?? 3;
+    this._trans = (options.translator ?? nullTranslator).load('jupyter_jobs');
     this._model.transition.connect(this._onTransition, this);
   }
 
@@ -65,12 +71,16 @@ export class JobNotifier implements IDisposable {
       batch.forEach(transition => this._notifyOne(transition));
       return;
     }
+    const trans = this._trans;
     const failed = batch.filter(t => t.status === 'failed').length;
-    const message =
-      `${batch.length} jobs finished` + (failed ? `, ${failed} failed` : '');
+    const message = failed
+      ? trans.__('%1 jobs finished, %2 failed', batch.length, failed)
+      : trans.__('%1 jobs finished', batch.length);
     const options = {
       autoClose: failed ? (false as const) : 8000,
-      actions: [{ label: 'Show jobs', callback: () => this._showAll() }]
+      actions: [
+        { label: trans.__('Show jobs'), callback: () => this._showAll() }
+      ]
     };
     if (failed) {
       Notification.error(message, options);
@@ -80,26 +90,33 @@ export class JobNotifier implements IDisposable {
   }
 
   private _notifyOne(transition: IJobTransition): void {
+    const trans = this._trans;
     const options = {
       autoClose: transition.status === 'failed' ? (false as const) : 8000,
       actions: [
         {
-          label: 'Show job',
-          caption: `Open the details of job ${transition.id}`,
+          label: trans.__('Show job'),
+          caption: trans.__('Open the details of job %1', transition.id),
           callback: () => this._showJob(transition.id)
         }
       ],
       data: { jobId: transition.id }
     };
     if (transition.status === 'failed') {
-      const why = transition.reason ? ` (${transition.reason})` : '';
       Notification.error(
-        `Job ${transition.id} “${transition.name}” failed${why}`,
+        transition.reason
+          ? trans.__(
+              'Job %1 “%2” failed (%3)',
+              transition.id,
+              transition.name,
+              transition.reason
+            )
+          : trans.__('Job %1 “%2” failed', transition.id, transition.name),
         options
       );
     } else {
       Notification.success(
-        `Job ${transition.id} “${transition.name}” finished`,
+        trans.__('Job %1 “%2” finished', transition.id, transition.name),
         options
       );
     }
@@ -110,6 +127,7 @@ export class JobNotifier implements IDisposable {
   private _showAll: () => void;
   private _window: number;
   private _maxSingle: number;
+  private _trans: TranslationBundle;
   private _batch: IJobTransition[] = [];
   private _timer: ReturnType<typeof setTimeout> | null = null;
   private _isDisposed = false;
@@ -128,5 +146,6 @@ export namespace JobNotifier {
     window?: number;
     /** Up to this many finished jobs get one notification each; more get a summary. */
     maxSingle?: number;
+    translator?: ITranslator;
   }
 }

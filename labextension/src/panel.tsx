@@ -8,6 +8,11 @@
  */
 
 import { ReactWidget } from '@jupyterlab/apputils';
+import {
+  ITranslator,
+  nullTranslator,
+  TranslationBundle
+} from '@jupyterlab/translation';
 import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
 import * as React from 'react';
@@ -41,9 +46,10 @@ export class JobsPanel extends ReactWidget {
     this._model = options.model;
     this._commands = options.commands;
     this._serverRoot = options.serverRoot ?? '';
+    this._trans = (options.translator ?? nullTranslator).load('jupyter_jobs');
     this.id = 'jupyter-jobs-panel';
     this.title.icon = jobsIcon;
-    this.title.caption = 'Jobs';
+    this.title.caption = this._trans.__('Jobs');
     this.addClass('jp-JobsPanel');
     this._model.changed.connect(this._onModelChanged, this);
   }
@@ -64,6 +70,7 @@ export class JobsPanel extends ReactWidget {
         model={this._model}
         commands={this._commands}
         serverRoot={this._serverRoot}
+        trans={this._trans}
       />
     );
   }
@@ -78,6 +85,7 @@ export class JobsPanel extends ReactWidget {
   private _model: JobsModel;
   private _commands: CommandRegistry;
   private _serverRoot: string;
+  private _trans: TranslationBundle;
 }
 
 /** The JobsPanel namespace. */
@@ -88,6 +96,7 @@ export namespace JobsPanel {
     commands: CommandRegistry;
     /** The server's root directory, to turn absolute owner paths into openable ones. */
     serverRoot?: string;
+    translator?: ITranslator;
   }
 }
 
@@ -95,22 +104,23 @@ interface IViewProps {
   model: JobsModel;
   commands: CommandRegistry;
   serverRoot: string;
+  trans: TranslationBundle;
 }
 
 /** The whole panel: toolbar, status line, list. */
 function JobsView(props: IViewProps): JSX.Element {
-  const { model } = props;
+  const { model, trans } = props;
   const now = useClock(model.jobs.some(job => ACTIVE_STATUSES.has(job.status)));
   return (
     <div className="jp-JobsPanel-body">
       <header className="jp-JobsPanel-header">
-        <h2 className="jp-JobsPanel-title">Jobs</h2>
-        <SearchBox model={model} />
-        <StatusFilter model={model} />
+        <h2 className="jp-JobsPanel-title">{trans.__('Jobs')}</h2>
+        <SearchBox model={model} trans={trans} />
+        <StatusFilter model={model} trans={trans} />
       </header>
       {model.error && (
         <div className="jp-JobsPanel-error" role="alert">
-          Cannot reach the jobs API: {model.error}
+          {trans.__('Cannot reach the jobs API: %1', model.error)}
         </div>
       )}
       <JobList {...props} now={now} />
@@ -119,7 +129,11 @@ function JobsView(props: IViewProps): JSX.Element {
 }
 
 /** Search by name; the listing follows after a short pause in typing. */
-function SearchBox({ model }: { model: JobsModel }): JSX.Element {
+function SearchBox(props: {
+  model: JobsModel;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { model, trans } = props;
   const [text, setText] = React.useState(model.filter.query);
   React.useEffect(() => {
     if (text === model.filter.query) {
@@ -135,8 +149,8 @@ function SearchBox({ model }: { model: JobsModel }): JSX.Element {
     <input
       className="jp-JobsPanel-search jp-mod-styled"
       type="search"
-      placeholder="Search jobs by name"
-      aria-label="Search jobs by name"
+      placeholder={trans.__('Search jobs by name')}
+      aria-label={trans.__('Search jobs by name')}
       value={text}
       onChange={event => setText(event.target.value)}
     />
@@ -144,7 +158,11 @@ function SearchBox({ model }: { model: JobsModel }): JSX.Element {
 }
 
 /** One toggle per status, each with its count; none pressed shows every job. */
-function StatusFilter({ model }: { model: JobsModel }): JSX.Element {
+function StatusFilter(props: {
+  model: JobsModel;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { model, trans } = props;
   const chosen = model.filter.statuses;
   const toggle = (status: JobStatus) => {
     const next = chosen.includes(status)
@@ -156,7 +174,7 @@ function StatusFilter({ model }: { model: JobsModel }): JSX.Element {
     <div
       className="jp-JobsPanel-filters"
       role="group"
-      aria-label="Filter by status"
+      aria-label={trans.__('Filter by status')}
     >
       <button
         type="button"
@@ -164,7 +182,7 @@ function StatusFilter({ model }: { model: JobsModel }): JSX.Element {
         aria-pressed={chosen.length === 0}
         onClick={() => void model.setFilter({ statuses: [] })}
       >
-        all
+        {trans.__('all')}
       </button>
       {STATUSES.map(status => (
         <button
@@ -187,7 +205,7 @@ function StatusFilter({ model }: { model: JobsModel }): JSX.Element {
 
 /** The virtualized list, with the "load more" footer. */
 function JobList(props: IViewProps & { now: number }): JSX.Element {
-  const { model } = props;
+  const { model, trans } = props;
   const jobs = model.jobs;
   const ref = React.useRef<HTMLDivElement>(null);
   const [scrollTop, setScrollTop] = React.useState(0);
@@ -226,8 +244,10 @@ function JobList(props: IViewProps & { now: number }): JSX.Element {
     return (
       <div className="jp-JobsPanel-empty">
         {filtered
-          ? 'No job matches the filter.'
-          : 'No jobs yet. Run a cell with %%job, or call jupyter_jobs.submit(), to start one.'}
+          ? trans.__('No job matches the filter.')
+          : trans.__(
+              'No jobs yet. Run a cell with %%job, or call jupyter_jobs.submit(), to start one.'
+            )}
       </div>
     );
   }
@@ -237,7 +257,7 @@ function JobList(props: IViewProps & { now: number }): JSX.Element {
       ref={ref}
       className="jp-JobsPanel-list"
       role="list"
-      aria-label="Jobs"
+      aria-label={trans.__('Jobs')}
       aria-busy={model.loading}
       onScroll={event => setScrollTop(event.currentTarget.scrollTop)}
     >
@@ -256,17 +276,19 @@ function JobList(props: IViewProps & { now: number }): JSX.Element {
       </div>
       <div className="jp-JobsPanel-footer">
         {model.loading ? (
-          <span>Loading…</span>
+          <span>{trans.__('Loading…')}</span>
         ) : model.hasMore ? (
           <button
             type="button"
             className="jp-mod-styled jp-JobsPanel-more"
             onClick={() => void model.loadMore()}
           >
-            Load more
+            {trans.__('Load more')}
           </button>
         ) : (
-          jobs.length > 0 && <span>{jobs.length} shown</span>
+          jobs.length > 0 && (
+            <span>{trans._n('%1 job', '%1 jobs', jobs.length)}</span>
+          )
         )}
       </div>
     </div>
@@ -281,7 +303,7 @@ interface IRowProps extends IViewProps {
 
 /** One job: name, elapsed, owner, status, progress and actions. */
 function JobRow(props: IRowProps): JSX.Element {
-  const { job, commands, now } = props;
+  const { job, commands, now, trans } = props;
   const path = notebookPath(job.owner, props.serverRoot);
   const fraction = progressFraction(job.progress);
   const run =
@@ -292,7 +314,7 @@ function JobRow(props: IRowProps): JSX.Element {
     };
   const status =
     job.cancel_requested && job.status === 'running'
-      ? 'cancelling'
+      ? trans.__('cancelling')
       : job.status;
   return (
     <div
@@ -302,7 +324,7 @@ function JobRow(props: IRowProps): JSX.Element {
       data-job-id={job.id}
       data-status={job.status}
       style={{ top: props.top, height: ROW_HEIGHT }}
-      title={`Job ${job.id}: ${job.name}`}
+      title={trans.__('Job %1: %2', job.id, job.name)}
       onClick={() => void commands.execute(CommandIDs.show, { id: job.id })}
       onKeyDown={event => {
         if (event.key === 'Enter') {
@@ -313,10 +335,10 @@ function JobRow(props: IRowProps): JSX.Element {
       <div className="jp-JobsPanel-line">
         <span className="jp-JobsPanel-dot" data-status={job.status} />
         <span className="jp-JobsPanel-name">{job.name}</span>
-        <span className="jp-JobsPanel-elapsed" title="Elapsed">
+        <span className="jp-JobsPanel-elapsed" title={trans.__('Elapsed')}>
           {formatDuration(elapsedSeconds(job, now))}
         </span>
-        <ActionButtons job={job} commands={commands} />
+        <ActionButtons job={job} commands={commands} trans={trans} />
       </div>
       <div className="jp-JobsPanel-line jp-JobsPanel-meta">
         <span className="jp-JobsPanel-status" data-status={job.status}>
@@ -327,7 +349,7 @@ function JobRow(props: IRowProps): JSX.Element {
           <button
             type="button"
             className="jp-JobsPanel-owner jp-JobsPanel-link"
-            title={`Open ${path}`}
+            title={trans.__('Open %1', path)}
             onClick={run(CommandIDs.openNotebook, { path })}
           >
             {basename(path)}
@@ -341,7 +363,7 @@ function JobRow(props: IRowProps): JSX.Element {
           {progressLabel(job.progress)}
         </span>
       </div>
-      <ProgressBar job={job} fraction={fraction} />
+      <ProgressBar job={job} fraction={fraction} trans={trans} />
     </div>
   );
 }

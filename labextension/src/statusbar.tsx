@@ -4,15 +4,25 @@
 
 import { ReactWidget } from '@jupyterlab/apputils';
 import { TextItem } from '@jupyterlab/statusbar';
+import {
+  ITranslator,
+  nullTranslator,
+  TranslationBundle
+} from '@jupyterlab/translation';
 import * as React from 'react';
 
 import { JobsModel } from './model';
 
 /** The text of the item: what runs now and what waits for a worker. */
-export function statusText(model: JobsModel): string {
-  const running = model.totals.running ?? 0;
-  const queued = model.totals.queued ?? 0;
-  return `${running} running · ${queued} queued`;
+export function statusText(
+  model: JobsModel,
+  trans: TranslationBundle = nullTranslator.load('jupyter_jobs')
+): string {
+  return trans.__(
+    '%1 running · %2 queued',
+    model.totals.running ?? 0,
+    model.totals.queued ?? 0
+  );
 }
 
 /** The status-bar widget. */
@@ -21,10 +31,13 @@ export class JobsStatus extends ReactWidget {
     super();
     this._model = options.model;
     this._onClick = options.onClick;
+    this._trans = (options.translator ?? nullTranslator).load('jupyter_jobs');
     this.id = 'jupyter-jobs-status';
     this.addClass('jp-mod-highlighted');
     this.addClass('jp-JobsStatus');
-    this.node.title = 'Background jobs: click to show the Jobs panel';
+    this.node.title = this._trans.__(
+      'Background jobs: click to show the Jobs panel'
+    );
     this.node.setAttribute('role', 'button');
     this.node.addEventListener('click', this._onClick);
     this._model.changed.connect(this.update, this);
@@ -37,11 +50,12 @@ export class JobsStatus extends ReactWidget {
   }
 
   protected render(): JSX.Element {
-    return <TextItem source={statusText(this._model)} />;
+    return <TextItem source={statusText(this._model, this._trans)} />;
   }
 
   private _model: JobsModel;
   private _onClick: () => void;
+  private _trans: TranslationBundle;
 }
 
 /** The JobsStatus namespace. */
@@ -51,5 +65,6 @@ export namespace JobsStatus {
     model: JobsModel;
     /** Called on a click: opens the panel. */
     onClick: () => void;
+    translator?: ITranslator;
   }
 }

@@ -1,0 +1,395 @@
+"""The JupyterLab sidebar in a real Chromium against a real `jupyter lab`.
+
+Jobs are submitted through the REST API (payloads made with dill) and the test watches the page:
+they appear and progress in the Jobs panel without a reload, one is cancelled from the panel,
+the detail view shows the log tailing and an error's traceback, notifications say when jobs end,
+and the status bar counts running and queued jobs. Screenshots for the README are saved as
+docs/sidebar.png and docs/detail.png.
+
+The extension under test is the one built in the repository (`jupyter_jobs/labextension`, made by
+`cd labextension && npm run build:prod` or by `pip install`), linked into the server's private
+data dir, so the test sees the fresh build whether or not the package is installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dill
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+import jobfuncs
+from conftest import REPO, JupyterHome, RunningServer, ServerFactory, poll
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LABEXTENSION = REPO / "jupyter_jobs" / "labextension"
+DOCS = REPO / "docs"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CONFIG = {"JobsApp": {"max_workers": 2, "progress_interval": 0.2, "kill_grace": 2.0}}
+#: No news feed or update check (no network here), and no toast asking about them.
+PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+VIEWPORT = {"width": 1400, "height": 900}
+#: Generous bound for anything the page must show (a job's whole life fits in it).
+UI_TIMEOUT = 30_000
+
+#: A cell job that trains for a while: log lines, progress, then a rich output.
+TRAIN_CELL = """\
+import time
+from IPython.display import HTML, display
+from jupyter_jobs.progress import progress
+for epoch in range(1, 61):
+    print(f"epoch {epoch}: loss {1 / epoch:.4f}", flush=True)
+    progress(epoch, 60, f"epoch {epoch}")
+    time.sleep(0.25)
+header = "<tr><th>epochs</th><th>final loss</th></tr>"
+display(HTML(f"<table>{header}<tr><td>60</td><td>0.0167</td></tr></table>"))
+"""
+
+#: A cell job that logs, then fails with a traceback.
+FAILING_CELL = """\
+print("loading data", flush=True)
+def load(path):
+    raise FileNotFoundError(f"no such file: {path}")
+load("measurements.csv")
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def lab(jupyter_server_factory: ServerFactory, tmp_path: Path) -> RunningServer:
+    """`jupyter lab` with the repository's build of the extension in its data dir."""
+    if not (LABEXTENSION / "package.json").is_file():
+        pytest.fail(
+            f"{LABEXTENSION} is missing: build the extension first "
+            "(cd labextension && npm install && npm run build:prod)"
+        )
+    home = JupyterHome.create(tmp_path / "home")
+    target = home.data_dir / "labextensions" / "jupyter-jobs"
+    target.parent.mkdir(parents=True)
+    target.symlink_to(LABEXTENSION, target_is_directory=True)
+    labconfig = home.config_dir / "labconfig"
+    labconfig.mkdir()
+    (labconfig / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
+    return jupyter_server_factory(home, app="lab", config=CONFIG)
+
+
+@pytest.fixture
+def page(browser: Browser, lab: RunningServer) -> Iterator[Page]:
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not [e for e in errors if "jupyter-jobs" in e or "JobsPanel" in e], errors
+
+
+def open_lab(page: Page, lab: RunningServer) -> None:
+    page.goto(f"{lab.url}lab?token={lab.token}")
+    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=60_000)
+
+
+def open_panel(page: Page) -> None:
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-jobs-panel"]').click()
+    expect(page.locator("#jupyter-jobs-panel")).to_be_visible()
+
+
+def row(page: Page, job_id: int):
+    return page.locator(f'#jupyter-jobs-panel .jp-JobsPanel-row[data-job-id="{job_id}"]')
+
+
+def status_of(page: Page, job_id: int):
+    return row(page, job_id).locator(".jp-JobsPanel-status")
+
+
+def toast(page: Page, job_id: int):
+    return page.locator(".Toastify__toast").filter(has_text=f"Job {job_id} ")
+
+
+def create_notebook(lab: RunningServer, path: str) -> Path:
+    """An empty notebook at `path` (relative to the server root); returns its absolute path."""
+    parent = str(Path(path).parent)
+    if parent != ".":
+        lab.api("PUT", f"api/contents/{parent}", json={"type": "directory"}).raise_for_status()
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    content = {
+        "cells": [],
+        "metadata": {"kernelspec": kernelspec},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    response = lab.api("PUT", f"api/contents/{path}", json={"type": "notebook", "content": content})
+    assert response.status_code in (200, 201), response.text
+    return lab.home.root_dir / path
+
+
+def submit_cell(lab: RunningServer, code: str, **spec: Any) -> dict[str, Any]:
+    """Submit a cell job: the payload is the dill of {code, variables, modules}."""
+    payload = dill.dumps({"code": code, "variables": {}, "modules": {}})
+    body = {"spec": {"kind": "cell", **spec}, "payload": base64.b64encode(payload).decode()}
+    response = lab.api("POST", "jobs/api/jobs", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_jobs_appear_progress_and_cancel_in_the_panel(page: Page, lab: RunningServer) -> None:
+    open_lab(page, lab)
+    open_panel(page)
+    expect(page.locator("#jupyter-jobs-panel")).to_contain_text("No jobs yet")
+    status_item = page.locator("#jupyter-jobs-status")
+    expect(status_item).to_have_text("0 running · 0 queued")
+
+    # Submitted after the page loaded: they must arrive live. Two workers: two run, two wait.
+    # Kernels name their notebook by its absolute path (JPY_SESSION_NAME).
+    notebook = create_notebook(lab, "experiments/train.ipynb")
+    train = submit_cell(lab, TRAIN_CELL, name="train model", owner=str(notebook))
+    sleeper = lab.submit(jobfuncs.sleep, 3600, name="long sleep", owner="kernel:0a1b")
+    adder = lab.submit(jobfuncs.add, 2, 3, name="add <b>numbers</b>")
+    broken = lab.submit(jobfuncs.fail, "bad input", name="validate input", owner="etl.ipynb")
+
+    train_row = row(page, train["id"])
+    expect(train_row.locator(".jp-JobsPanel-name")).to_have_text("train model", timeout=UI_TIMEOUT)
+    expect(train_row.locator(".jp-JobsPanel-status")).to_have_text("running", timeout=UI_TIMEOUT)
+    expect(train_row.locator(".jp-JobsPanel-owner")).to_have_text("train.ipynb")
+    expect(status_item).to_have_text("2 running · 2 queued", timeout=UI_TIMEOUT)
+    # The name is text, not markup.
+    expect(row(page, adder["id"]).locator(".jp-JobsPanel-name")).to_have_text("add <b>numbers</b>")
+    # Newest first.
+    shown = page.locator(".jp-JobsPanel-row").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
+    assert [int(i) for i in shown] == [broken["id"], adder["id"], sleeper["id"], train["id"]]
+
+    # Progress moves without a reload.
+    bar = train_row.locator("[role=progressbar]")
+    expect(bar).to_have_attribute("aria-valuenow", re.compile(r"^[1-9]\d?$"), timeout=UI_TIMEOUT)
+    first = int(bar.get_attribute("aria-valuenow"))
+    poll(
+        lambda: int(bar.get_attribute("aria-valuenow") or 0) > first,
+        30,
+        "the progress bar of the training job moves",
+    )
+    expect(train_row.locator(".jp-JobsPanel-progress-label")).to_contain_text("epoch")
+
+    # Cancel the sleeper from the panel, confirming in the dialog; the waiting jobs then run.
+    sleeper_row = row(page, sleeper["id"])
+    expect(sleeper_row.locator(".jp-JobsPanel-status")).to_have_text("running")
+    sleeper_row.get_by_role("button", name=f"Cancel job {sleeper['id']}").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Cancel running job?")
+    dialog.get_by_role("button", name="Cancel job").click()
+    expect(sleeper_row.locator(".jp-JobsPanel-status")).to_have_text(
+        "cancelled", timeout=UI_TIMEOUT
+    )
+    assert lab.job(sleeper["id"])["status"] == "cancelled"
+    expect(status_of(page, adder["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
+    expect(status_of(page, broken["id"])).to_have_text("failed (error)", timeout=UI_TIMEOUT)
+    page.screenshot(path=str(DOCS / "sidebar.png"))
+
+    # Filter by status and search by name.
+    panel = page.locator("#jupyter-jobs-panel")
+    panel.locator('.jp-JobsPanel-chip[data-status="failed"]').click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
+    expect(row(page, broken["id"])).to_be_visible()
+    panel.locator(".jp-JobsPanel-chip", has_text="all").click()
+    panel.get_by_label("Search jobs by name").fill("TRAIN")
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
+    expect(train_row).to_be_visible()
+    panel.get_by_label("Search jobs by name").fill("")
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(4)
+
+    # The owner link opens the notebook that submitted the job.
+    train_row.locator("button.jp-JobsPanel-owner").click()
+    expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")).to_contain_text(
+        "train.ipynb"
+    )
+
+    # The training job finishes on its own; the list and the status bar follow.
+    expect(train_row.locator(".jp-JobsPanel-status")).to_have_text("succeeded", timeout=60_000)
+    expect(status_item).to_have_text("0 running · 0 queued", timeout=UI_TIMEOUT)
+
+
+def test_detail_view_shows_log_traceback_outputs_and_notifies(
+    page: Page, lab: RunningServer
+) -> None:
+    open_lab(page, lab)
+    open_panel(page)
+    failing = submit_cell(lab, FAILING_CELL, name="load measurements", owner="analysis.ipynb")
+    expect(status_of(page, failing["id"])).to_have_text("failed (error)", timeout=UI_TIMEOUT)
+
+    # A notification says so, with a button that opens the job.
+    failed = toast(page, failing["id"])
+    expect(failed).to_contain_text("“load measurements” failed (error)", timeout=UI_TIMEOUT)
+    failed.get_by_role("button", name="Show job").click()
+
+    detail = page.locator(f"#jupyter-jobs-detail-{failing['id']}")
+    expect(detail).to_be_visible()
+    expect(detail.locator(".jp-JobDetail-name")).to_have_text("load measurements")
+    expect(detail.locator(".jp-JobDetail-log")).to_contain_text("loading data", timeout=UI_TIMEOUT)
+    expect(detail.locator(".jp-JobDetail-errorMessage")).to_have_text(
+        "FileNotFoundError: no such file: measurements.csv"
+    )
+    traceback = detail.locator(".jp-JobDetail-traceback")
+    expect(traceback).to_contain_text('load("measurements.csv")')
+    expect(traceback).to_contain_text("FileNotFoundError")
+    assert "\x1b[" not in traceback.inner_text()
+
+    # A running job: the log grows while the view is open, then the outputs are rendered.
+    train = submit_cell(lab, TRAIN_CELL, name="train model", owner="experiments/train.ipynb")
+    row(page, train["id"]).click()
+    detail = page.locator(f"#jupyter-jobs-detail-{train['id']}")
+    log = detail.locator(".jp-JobDetail-log")
+    expect(log).to_contain_text("epoch 3:", timeout=UI_TIMEOUT)
+    expect(log).to_contain_text("epoch 12:", timeout=UI_TIMEOUT)
+    assert "epoch 60:" not in log.inner_text()  # a tail of a job still running
+    expect(detail.locator(".jp-JobDetail-facts")).to_contain_text("1 of 1")
+    expect(detail.locator(".jp-JobDetail-facts")).to_contain_text("experiments/train.ipynb")
+    expect(log).to_contain_text("epoch 60:", timeout=60_000)
+    # The captured display output, rendered by rendermime (streams are in the log, not here).
+    outputs = detail.locator(".jp-JobDetail-outputs")
+    expect(outputs.locator("table")).to_contain_text("final loss", timeout=UI_TIMEOUT)
+    expect(outputs).not_to_contain_text("epoch 1:")
+    finished = toast(page, train["id"])
+    expect(finished).to_contain_text("“train model” finished", timeout=UI_TIMEOUT)
+    # Let the toast finish sliding in before the screenshot.
+    poll(
+        lambda: (box := finished.bounding_box()) and box["x"] + box["width"] <= VIEWPORT["width"],
+        10,
+        "the notification is fully on screen",
+    )
+    page.screenshot(path=str(DOCS / "detail.png"))
+
+
+def test_panel_polls_when_events_do_not_arrive(page: Page, lab: RunningServer) -> None:
+    # The events websocket opens but never delivers (a proxy that drops it, say).
+    page.route_web_socket(re.compile(r"/api/events/subscribe"), lambda ws: None)
+    open_lab(page, lab)
+    open_panel(page)
+    expect(page.locator("#jupyter-jobs-panel")).to_contain_text("No jobs yet")
+    first = lab.submit(jobfuncs.add, 1, 2, name="found by polling")
+    # The slow safety poll finds it, notices events missed it, and polls fast from then on.
+    expect(status_of(page, first["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
+    second = lab.submit(jobfuncs.sleep, 3600, name="second")
+    expect(status_of(page, second["id"])).to_have_text("running", timeout=10_000)
+    lab.api("POST", f"jobs/api/jobs/{second['id']}/cancel").raise_for_status()
+    expect(status_of(page, second["id"])).to_have_text("cancelled", timeout=10_000)
+
+
+def test_notifications_can_be_switched_off(page: Page, lab: RunningServer) -> None:
+    response = lab.api(
+        "PUT",
+        "lab/api/settings/jupyter-jobs:plugin",
+        json={"raw": json.dumps({"notifications": False})},
+    )
+    assert response.status_code == 204, response.text
+    open_lab(page, lab)
+    open_panel(page)
+    failing = lab.submit(jobfuncs.fail, "quietly", name="quiet failure")
+    expect(status_of(page, failing["id"])).to_have_text("failed (error)", timeout=UI_TIMEOUT)
+    # Absence can only be seen after the notifier's batching window (0.5 s) has passed.
+    page.wait_for_timeout(2_000)
+    expect(page.locator(".Toastify__toast")).to_have_count(0)
+
+    # Switched back on in the settings editor, the next failure is notified.
+    page.locator(".lm-MenuBar-item", has_text="Settings").click()
+    page.locator(".lm-Menu-item", has_text="Settings Editor").click()
+    page.locator(".jp-PluginList-entry", has_text="Jobs").click()
+    checkbox = page.locator('[id="jp-SettingsEditor-jupyter-jobs:plugin_notifications"]')
+    expect(checkbox).not_to_be_checked()
+    checkbox.check()
+    poll(
+        lambda: (
+            lab.api("GET", "lab/api/settings/jupyter-jobs:plugin").json()["settings"]
+            == {"notifications": True}
+        ),
+        30,
+        "the settings editor saved notifications: true",
+    )
+    loud = lab.submit(jobfuncs.fail, "loudly", name="loud failure")
+    expect(toast(page, loud["id"])).to_contain_text("“loud failure” failed", timeout=UI_TIMEOUT)
+    expect(toast(page, failing["id"])).to_have_count(0)
+
+
+def test_notebook7_shows_the_panel_left_and_details_right(page: Page, lab: RunningServer) -> None:
+    create_notebook(lab, "analysis.ipynb")
+    page.goto(f"{lab.url}notebooks/analysis.ipynb?token={lab.token}")
+    expect(page.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
+    page.locator(".lm-MenuBar-item", has_text="View").click()
+    sidebar = page.locator(".lm-Menu-item", has_text="Left Sidebar")
+    expect(sidebar).to_be_visible()
+    sidebar.hover()
+    page.locator(".lm-Menu-item", has_text="Show Jobs").click()
+    expect(page.locator("#jupyter-jobs-panel")).to_be_visible()
+
+    failing = lab.submit(jobfuncs.fail, "in notebook 7", name="notebook seven")
+    expect(status_of(page, failing["id"])).to_have_text("failed (error)", timeout=UI_TIMEOUT)
+    row(page, failing["id"]).click()
+    detail = page.locator(f"#jupyter-jobs-detail-{failing['id']}")
+    expect(detail.locator(".jp-JobDetail-errorMessage")).to_have_text(
+        "ValueError: in notebook 7", timeout=UI_TIMEOUT
+    )
+    expect(detail.locator(".jp-JobDetail-traceback")).to_contain_text("raise ValueError(message)")
+    # Notebook keeps its one document in the main area; the details sit in the right one.
+    expect(page.locator(".jp-Notebook")).to_be_visible()
+
+
+def test_ten_thousand_jobs_stay_light(page: Page, lab: RunningServer) -> None:
+    payload = base64.b64encode(dill.dumps({"fn": jobfuncs.noop, "args": (), "kwargs": {}}))
+    items = [
+        {
+            "spec": {"name": f"sweep {i}", "owner": "sweep.ipynb", "hold": True},
+            "payload": payload.decode(),
+        }
+        for i in range(10_000)
+    ]
+    response = lab.api("POST", "jobs/api/jobs/batch", json={"items": items})
+    assert response.status_code == 201, response.text
+    ids = [job["id"] for job in response.json()["jobs"]]
+    open_lab(page, lab)
+    open_panel(page)
+    panel = page.locator("#jupyter-jobs-panel")
+    expect(panel.locator('.jp-JobsPanel-chip[data-status="pending"]')).to_have_text("pending10000")
+    rows = panel.locator(".jp-JobsPanel-row")
+    expect(rows.first).to_have_attribute("data-job-id", str(ids[-1]))
+    # Only the rows in view (and a few around them) are in the page.
+    assert rows.count() < 60
+
+    # Scrolling down loads older pages as it goes; the page still holds only a window of rows.
+    listing = panel.locator(".jp-JobsPanel-list")
+    row_height = rows.first.evaluate("node => node.offsetHeight")
+
+    def scrolled_down_and_loaded(count: int) -> bool:
+        listing.evaluate("node => { node.scrollTop = node.scrollHeight; }")
+        height = panel.locator(".jp-JobsPanel-rows").evaluate("node => node.offsetHeight")
+        return height >= count * row_height
+
+    poll(lambda: scrolled_down_and_loaded(400), 30, "scrolling down loads older pages")
+    listing.evaluate(f"node => {{ node.scrollTop = {350 * row_height}; }}")
+    expect(row(page, ids[-352])).to_be_attached()
+    assert rows.count() < 60
+
+    # The server searches all ten thousand by name.
+    panel.get_by_label("Search jobs by name").fill("sweep 1234")
+    expect(rows).to_have_count(1)
+    expect(row(page, ids[1234])).to_be_visible()
