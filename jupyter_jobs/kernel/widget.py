@@ -126,6 +126,7 @@ class JobWidget:
         self._display_ids: list[str] = []
         self._completed_attempt: int | None = None
         self._completing = False
+        self._resent_attempt: int | None = None
         self._tail_size = 0
         self._tail_at = 0.0
         self._full_offset = 0
@@ -305,6 +306,10 @@ class JobWidget:
                 if record.status is Status.SUCCEEDED and self.on_success is not None:
                     self.report = self.on_success(self.job.result())
                     self._show_names()
+            except Exception as exc:  # e.g. a result whose class this kernel cannot import
+                log.exception("jupyter_jobs: job %s: setting its names failed", self.job.id)
+                self.problem = f"the job's names could not be set: {type(exc).__name__}: {exc}"
+                self._render(record)
             finally:
                 self._completing = False
             self._update_displays()
@@ -327,8 +332,9 @@ class JobWidget:
                 self._refresh_tail(record, force=True)
                 self._collect(record)
                 self._complete(record)
-            elif resend:
+            elif resend and self._resent_attempt != record.attempt:
                 self._update_displays()
+            self._resent_attempt = record.attempt
 
     def finish_here(self) -> None:
         """`%%job --wait`: the job is done; put its outputs into the running cell itself."""
