@@ -27,11 +27,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(REPO / "tests" / "integration"))
+sys.path[1:1] = [str(REPO / "tests" / "integration"), str(REPO / "tests")]
 
 import engine_bench  # noqa: E402  (also puts benchmarks/ on the workers' PYTHONPATH)
 
-from conftest import JupyterHome, RunningServer  # noqa: E402  (the tests' server fixture)
+from servers import JupyterHome, RunningServer  # noqa: E402  (the tests' real-server helpers)
 
 WORKERS = engine_bench.WORKERS
 
