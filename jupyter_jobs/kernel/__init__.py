@@ -5,6 +5,6 @@ a notebook behaves the same whether the server runs next door or on another mach
 """
 
 from .api import get, jobs, map, submit
-from .magics import load_ipython_extension, unload_ipython_extension
+from .magics import load_ipython_extension
 
-__all__ = ["get", "jobs", "load_ipython_extension", "map", "submit", "unload_ipython_extension"]
+__all__ = ["get", "jobs", "load_ipython_extension", "map", "submit"]

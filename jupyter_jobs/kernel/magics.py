@@ -273,7 +273,3 @@ def details(record: Any) -> dict[str, str]:
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext jupyter_jobs`: register `%%job`, `%job` and `%jobs`."""
     ipython.register_magics(JobMagics)
-
-
-def unload_ipython_extension(ipython: Any) -> None:
-    """Nothing to undo beyond what IPython does; present so `%reload_ext` works."""

@@ -294,6 +294,9 @@ class JobWidget:
                 self.out = widgets.Output()
                 self._layout()
             self.out.outputs = tuple(_plain(o) for o in self.outputs)
+        if self.log_tail is not None and self.outputs:
+            # the prints and the traceback now show as outputs: the tail would repeat them
+            self.log_tail.layout.display = "none"
 
     def _complete(self, record: JobRecord) -> None:
         """Main thread, once per attempt: namespace update, then the final displays."""
@@ -371,6 +374,8 @@ class JobWidget:
         self.outputs, self.report, self.problem = [], None, ""
         if self.out is not None:
             self.out.outputs = ()
+        if self.log_tail is not None:
+            self.log_tail.layout.display = ""
         self._show_names()
         self._render(self.job.record)
         self.job.backend.poller.watch(self.job.id, self)
