@@ -18,6 +18,7 @@ import pytest
 from jupyter_client.manager import KernelManager
 
 STATUS = re.compile(r"&#9679; (\w+)")
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 DEADLINE = 90.0
 
 
@@ -268,3 +269,12 @@ def test_job_text_is_escaped_and_the_owner_is_the_kernel(kernel):
     owner = kernel.output_text(out).strip()
     connection_id = Path(kernel.km.connection_file).stem.removeprefix("kernel-")
     assert owner == f"kernel:{connection_id}"
+
+
+def test_a_job_handle_displays_as_the_widget(kernel):
+    out = kernel.execute("from jupyter_jobs.kernel import api\napi.submit(pow, 2, 9, name='power')")
+    shown = [m for m in out if m["msg_type"] == "display_data"]
+    assert len(shown) == 1 and WIDGET_MIME in shown[0]["content"]["data"]
+    assert "power" in shown[0]["content"]["data"]["text/plain"]
+    assert not [m for m in out if m["msg_type"] == "execute_result"]  # no repr besides it
+    kernel.pump_until(lambda: kernel.status("power") == "succeeded", "power succeeded")
