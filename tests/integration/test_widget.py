@@ -101,6 +101,13 @@ class Kernel:
     def output_text(self, msgs: list[dict[str, Any]]) -> str:
         return "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
 
+    def set_state(self, model_id: str, state: dict[str, Any]) -> None:
+        """What a browser sends when the user changes a widget (opens an accordion...)."""
+        data = {"method": "update", "state": state, "buffer_paths": []}
+        self.kc.shell_channel.send(
+            self.kc.session.msg("comm_msg", {"comm_id": model_id, "data": data})
+        )
+
     def click(self, model_id: str) -> None:
         """What a browser sends when a Button is clicked."""
         content = {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}
@@ -208,6 +215,14 @@ def test_the_widget_follows_a_job_while_the_kernel_is_busy_and_sets_names_when_i
     assert "5/5 · step 5" in labels
     out = kernel.execute("print(answer, job.result()['values']['answer'])")
     assert kernel.output_text(out) == "42 42\n"
+
+    # the full log loads when its accordion is opened
+    models = kernel.models.items()
+    accordion = next(i for i, m in models if m.get("_model_name") == "AccordionModel")
+    full_log = kernel.models[accordion]["children"][0].removeprefix("IPY_MODEL_")
+    kernel.set_state(accordion, {"selected_index": 0})
+    kernel.pump_until(lambda: "step 1" in kernel.models[full_log].get("value", ""), "full log")
+    assert all(f"step {i}" in kernel.models[full_log]["value"] for i in range(1, 6))
 
 
 def test_cancel_and_retry_buttons(kernel):
