@@ -26,6 +26,12 @@ _LAZY = {
     "JobNotFound": "errors",
     "PayloadError": "errors",
     "ServerUnavailable": "errors",
+    # the kernel side: `import jupyter_jobs as jj; jj.submit(...)`, `%load_ext jupyter_jobs`
+    "submit": "kernel.api",
+    "map": "kernel.api",
+    "get": "kernel.api",
+    "jobs": "kernel.api",
+    "load_ipython_extension": "kernel.magics",
 }
 
 __all__ = [*_LAZY, "__version__", "current_job", "progress"]

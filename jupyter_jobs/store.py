@@ -296,7 +296,10 @@ def _decode_cursor(cursor: str) -> int:
         version, _, value = text.partition(":")
         if version != "v1":
             raise ValueError(version)
-        return int(value)
+        last_id = int(value)
+        if not 0 <= last_id < 2**63:  # SQLite integers are 64-bit
+            raise ValueError(value)
+        return last_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidRequest(f"invalid cursor {cursor!r}") from None
 

@@ -15,7 +15,7 @@ from jupyter_jobs.models import Change, JobSpec, Reason, Status
 from jupyter_jobs.payload import function_payload
 
 import jobfuncs
-from conftest import wait_until
+from waiting import wait_until
 
 
 def test_consumer_id_liveness():

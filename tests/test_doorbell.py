@@ -14,7 +14,7 @@ import pytest
 import jupyter_jobs
 from jupyter_jobs.doorbell import Doorbell
 
-from conftest import wait_until
+from waiting import wait_until
 
 REPO = Path(jupyter_jobs.__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from jupyter_jobs.errors import JobFailed
 from jupyter_jobs.models import Reason, Status
 
 import jobfuncs
-from conftest import wait_until
+from waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

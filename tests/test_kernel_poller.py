@@ -15,7 +15,7 @@ from jupyter_jobs.errors import ServerUnavailable
 from jupyter_jobs.kernel.poller import Poller, next_delay
 from jupyter_jobs.models import Job, Kind, Progress, Status
 
-from conftest import wait_until
+from waiting import wait_until
 
 
 def record(job_id: int, status: Status = Status.RUNNING, **fields) -> Job:

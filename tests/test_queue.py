@@ -21,7 +21,7 @@ from jupyter_jobs.errors import (
 from jupyter_jobs.models import Reason, Status
 
 import jobfuncs
-from conftest import wait_until
+from waiting import wait_until
 
 
 def test_submit_and_result(queue):

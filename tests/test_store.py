@@ -36,7 +36,7 @@ from jupyter_jobs.models import (
 )
 from jupyter_jobs.store import MIGRATIONS, Store, filesystem_type
 
-from conftest import wait_until
+from waiting import wait_until
 
 REPO = Path(jupyter_jobs.__file__).resolve().parent.parent
 OK = Outcome(Status.SUCCEEDED, result=b"ok")

@@ -24,7 +24,7 @@ from jupyter_jobs.kernel.client import INLINE_PAYLOAD_LIMIT, discover
 from jupyter_jobs.models import Status
 
 import jobfuncs
-from conftest import JupyterHome, RunningServer, poll
+from servers import JupyterHome, RunningServer, poll
 
 OWNER = "/notebooks/api-test.ipynb"
 

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import REPO, JupyterHome, RunningServer
+from servers import REPO, JupyterHome, RunningServer
 
 NOTEBOOKS = REPO / "notebooks"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"

@@ -13,7 +13,7 @@ import requests
 from jupyter_jobs.payload import function_payload
 
 import jobfuncs
-from conftest import RunningServer, ServerFactory, poll
+from servers import RunningServer, ServerFactory, poll
 
 CLIENTS = 8
 SUBMITS = 250

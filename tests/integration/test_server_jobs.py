@@ -21,7 +21,7 @@ from jupyter_jobs.payload import function_payload
 from jupyter_jobs.server.emitter import SCHEMA_ID
 
 import jobfuncs
-from conftest import TEST_CONFIG, RunningServer, ServerFactory, poll, submit_body
+from servers import TEST_CONFIG, RunningServer, ServerFactory, poll, submit_body
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 
 from jupyter_jobs.server import handlers
 
-from conftest import RunningServer
+from servers import RunningServer
 
 SPEC = Path(handlers.__file__).with_name("openapi.yaml")
 CONFORMANCE = [

@@ -12,7 +12,7 @@ import pytest
 from jupyter_jobs.store import Store
 
 import jobfuncs
-from conftest import JupyterHome, RunningServer, ServerFactory, poll
+from servers import JupyterHome, RunningServer, ServerFactory, poll
 
 CONFIG = {"JobsApp": {"max_workers": 2, "kill_grace": 2.0, "lease": 6.0}}
 

@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import jobfuncs
-from conftest import REPO, JupyterHome, RunningServer, ServerFactory, poll
+from servers import REPO, JupyterHome, RunningServer, ServerFactory, poll
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
