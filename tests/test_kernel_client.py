@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,6 +37,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.seen.append((self.path, self.headers.get("Authorization")))
+        if self.path.endswith("/slow"):
+            time.sleep(2)
         body = json.dumps({"path": self.path}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -94,6 +98,25 @@ def test_a_connection_the_server_closed_is_replaced_transparently(http_server):
     for _ in range(5):
         client.json("GET", "stats")
     assert http_server.connections == 5
+
+
+def test_an_interrupted_request_does_not_poison_the_next_one(http_server):
+    client = client_for(http_server)
+    client.json("GET", "stats")
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)  # Ctrl-C while waiting for the answer
+        with pytest.raises(KeyboardInterrupt):
+            client.json("GET", "slow")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert client.json("GET", "stats") == {"path": "/base/jobs/api/stats"}
+    assert http_server.connections == 2
 
 
 def test_no_credential_no_header(http_server):

@@ -175,8 +175,7 @@ class Client:
                 raw = conn.getresponse()
                 data = raw.read()
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
-                conn.close()
-                self._local.conn = None
+                self._drop(conn)
                 stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError))
                 if attempt == 0 and not fresh and stale:
                     continue
@@ -185,9 +184,13 @@ class Client:
                     f"not answer: {exc}. {START_HINT}",
                     {"url": self.server.url},
                 ) from exc
+            except BaseException:
+                # Interrupted mid-request (Ctrl-C in a `%%job --wait`): an unread response
+                # would poison the next request on this connection.
+                self._drop(conn)
+                raise
             if raw.will_close:
-                conn.close()
-                self._local.conn = None
+                self._drop(conn)
             return Response(raw.status, raw.getheader("Content-Type", ""), data)
         raise AssertionError("unreachable")
 
@@ -203,12 +206,15 @@ class Client:
             return conn, True
         return conn, False
 
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        self._local.conn = None
+
     def close(self) -> None:
         """Close this thread's connection (others close with their threads)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            conn.close()
-            self._local.conn = None
+            self._drop(conn)
 
 
 def _peer_closed(sock: Any) -> bool:
