@@ -293,3 +293,16 @@ def test_a_job_handle_displays_as_the_widget(kernel):
     assert "power" in shown[0]["content"]["data"]["text/plain"]
     assert not [m for m in out if m["msg_type"] == "execute_result"]  # no repr besides it
     kernel.pump_until(lambda: kernel.status("power") == "succeeded", "power succeeded")
+
+
+def test_interrupting_a_wait_leaves_the_job_running_and_its_names_still_come_back(kernel):
+    msg_id = kernel.kc.execute("%%job --wait --name patient\nimport time\ntime.sleep(3)\nz = 1")
+    kernel.pump_until(lambda: kernel.status("patient") == "running", "patient running")
+    kernel.km.interrupt_kernel()
+    reply = kernel.kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    kernel.pump_until(lambda: kernel.status("patient") == "succeeded", "patient succeeded")
+    kernel.pump_until(lambda: kernel.widget("patient").get("names"), "names listed")
+    assert kernel.output_text(kernel.execute("print(z)")) == "1\n"
