@@ -17,7 +17,8 @@ from pathlib import Path
 import dill
 import pytest
 
-from jupyter_jobs.executors.local import LocalExecutor, describe_exit
+from jupyter_jobs.executors.local import LocalExecutor
+from jupyter_jobs.executors.processes import describe_exit
 from jupyter_jobs.models import Reason, Status
 
 import workers_util as wu
@@ -293,6 +294,7 @@ async def test_short_jobs_are_prefetched_and_a_backlogged_one_cancels_cleanly(
 ):
     # Long jobs (no run time known yet): exactly max_workers slots, nothing held back.
     assert executor.free_slots() == 2
+    executor.prefetch_below = 10.0  # "short" whatever the load on this machine
     for _ in range(6):  # teach it that jobs are short
         task = wu.function_task(wu.add, 1)
         await executor.run(task)

@@ -61,7 +61,14 @@ from ..models import JobError, Kind, Outcome, Progress, Reason, Status, now
 from .base import Executor, ExecutorEvents, Task
 
 # Process handling and kill outcomes shared with the local executor.
-from .local import _failed, _group_alive, _kill_outcome, _last_words, _signal_group, describe_exit
+from .processes import (
+    describe_exit,
+    failed_outcome,
+    group_alive,
+    kill_outcome,
+    last_words,
+    signal_group,
+)
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +215,7 @@ class DaskExecutor(Executor):
                 payload = run.payload = await client.scatter(task.payload, hash=False)
             except OSError as exc:
                 message = f"the payload could not be sent to the Dask cluster: {exc}"
-                self._finish(run, _failed(Reason.ERROR, "DaskUnavailable", message))
+                self._finish(run, failed_outcome(Reason.ERROR, "DaskUnavailable", message))
                 return
             if run.killing:  # killed while its payload travelled: nothing runs yet
                 self._finish(run, self._killed(run, None))
@@ -307,7 +314,9 @@ class DaskExecutor(Executor):
             outcome = await self._outcome(run)
         except Exception as exc:  # a bug here must not leave the job running in the store
             log.exception("jupyter_jobs: following job %d on Dask failed", run.task.job_id)
-            outcome = _failed(Reason.ERROR, type(exc).__name__, f"the Dask executor failed: {exc}")
+            outcome = failed_outcome(
+                Reason.ERROR, type(exc).__name__, f"the Dask executor failed: {exc}"
+            )
         self._finish(run, outcome)
         run.future = run.payload = None  # releases the key on the scheduler
         # After an unconfirmed kill the signals stay: the worker may still come to read them.
@@ -322,13 +331,13 @@ class DaskExecutor(Executor):
             if run.killing:
                 return self._killed(run, None)
             message = f"the Dask task was cancelled ({exc.reason})"
-            return _failed(Reason.INTERRUPTED, "Interrupted", message)
+            return failed_outcome(Reason.INTERRUPTED, "Interrupted", message)
         except KilledWorker as exc:
             message = f"Dask lost the worker(s) running this job: {exc}"
-            return _failed(Reason.WORKER_LOST, "WorkerLost", message)
+            return failed_outcome(Reason.WORKER_LOST, "WorkerLost", message)
         except Exception as exc:  # raised by Dask on the worker: not by the job, which is fenced
             message = f"the Dask task failed on the worker: {type(exc).__name__}: {exc}"
-            return _failed(Reason.ERROR, "DaskTaskError", message)
+            return failed_outcome(Reason.ERROR, "DaskTaskError", message)
         await self._events_arrived(run, data.get("events", 0))
         if run.killing:  # a kill decides the outcome once it has begun
             return self._killed(run, data.get("exit"))
@@ -352,7 +361,7 @@ class DaskExecutor(Executor):
                 await asyncio.wait_for(run.arrived.wait(), left)
 
     def _killed(self, run: _Run, exit_text: str | None) -> Outcome:
-        return _kill_outcome(run.kill_reason, exit_text or run.unconfirmed)
+        return kill_outcome(run.kill_reason, exit_text or run.unconfirmed)
 
     async def _forget_signals(self, run: _Run) -> None:
         """Remove the run's Events and Variable from the scheduler (they would pile up)."""
@@ -388,14 +397,14 @@ def _outcome_of(data: dict[str, Any], where: str | None) -> Outcome:
     status = data["status"]
     if status == "stopped":
         message = "the job was stopped on its Dask worker: its task was released"
-        return _failed(Reason.INTERRUPTED, "Interrupted", message, data.get("exit"))
+        return failed_outcome(Reason.INTERRUPTED, "Interrupted", message, data.get("exit"))
     if data.get("rerun"):
         lost = f"the Dask worker {where}" if where else "the Dask worker"
         message = (
             f"{lost} running this attempt was lost; Dask re-ran the task on "
             f"{data.get('worker')}, which does not run an attempt twice"
         )
-        return _failed(Reason.WORKER_LOST, "WorkerLost", message)
+        return failed_outcome(Reason.WORKER_LOST, "WorkerLost", message)
     error = data.get("error")
     return Outcome(
         status=Status(status),
@@ -593,14 +602,14 @@ class _Attempt:
         pid = self.proc.pid
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited; the zombie keeps the pid
         with self.lock:
-            _signal_group(pid, signal.SIGKILL)
+            signal_group(pid, signal.SIGKILL)
             self.reaped = True
             return self.proc.wait()
 
     def _signal(self, sig: int) -> None:
         with self.lock:
             if not self.reaped:
-                _signal_group(self.proc.pid, sig)
+                signal_group(self.proc.pid, sig)
 
     def _watch(self) -> None:
         """Stop the runner when the executor asks, or when Dask released this task's key."""
@@ -638,9 +647,9 @@ class _Attempt:
             if self.reaped:
                 return
             self.stopped = True
-            _signal_group(self.proc.pid, signal.SIGTERM)
+            signal_group(self.proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _group_alive(self.proc.pid):
+        while time.monotonic() < deadline and group_alive(self.proc.pid):
             time.sleep(0.02)
         self._signal(signal.SIGKILL)
 
@@ -666,7 +675,7 @@ class _Attempt:
             }
         if self.stopped:
             return {"status": "stopped", "exit": exit_text}
-        words = self.problem or _last_words(output)
+        words = self.problem or last_words(output)
         said = f": {words}" if words else ""
         pid = self.proc.pid
         when = "before it was ready" if ready is None else "while running the job"

@@ -30,22 +30,19 @@ from typing import Any
 from .. import protocol
 from ..models import JobError, Kind, Outcome, Progress, Reason, Status, now
 from .base import Executor, ExecutorEvents, Task
+from .processes import (
+    describe_exit,
+    failed_outcome,
+    group_alive,
+    kill_outcome,
+    last_words,
+    signal_group,
+)
 
 log = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDERR_TAIL = 16384
-
-
-def describe_exit(returncode: int) -> str:
-    """'killed by signal 9 (SIGKILL)' or 'exit code 3': how a worker process ended."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            return f"killed by signal {-returncode}"
-        return f"killed by signal {-returncode} ({name})"
-    return f"exit code {returncode}"
 
 
 class WorkerStartError(Exception):
@@ -54,13 +51,6 @@ class WorkerStartError(Exception):
     def __init__(self, message: str, output: str = "") -> None:
         super().__init__(message)
         self.output = output
-
-
-def _last_words(output: str) -> str:
-    """The most telling line a dying worker wrote: a fatal error, else its last line."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    fatal = [line for line in lines if line.startswith("Fatal Python error")]
-    return (fatal or lines or [""])[-1]
 
 
 @dataclass(eq=False)
@@ -227,7 +217,7 @@ class LocalExecutor(Executor):
             run.waiting_on.reserved = False  # it becomes a spare once ready
         if run.worker is not None:
             exit_text = await self._terminate(run.worker, grace)
-        self._finish(run, _kill_outcome(reason, exit_text))
+        self._finish(run, kill_outcome(reason, exit_text))
 
     async def shutdown(self, grace: float) -> None:
         self._closing = True
@@ -289,7 +279,7 @@ class LocalExecutor(Executor):
             except OSError as exc:
                 self._forget(interpreter)
                 message = f"cannot start a worker with interpreter {interpreter!r}: {exc}"
-                self._finish(run, _failed(Reason.ERROR, "WorkerStartError", message))
+                self._finish(run, failed_outcome(Reason.ERROR, "WorkerStartError", message))
                 return
         worker.reserved = True
         run.waiting_on = worker
@@ -299,7 +289,7 @@ class LocalExecutor(Executor):
         try:
             await asyncio.shield(worker.ready)
         except WorkerStartError as exc:
-            outcome = _failed(Reason.WORKER_LOST, "WorkerStartError", str(exc))
+            outcome = failed_outcome(Reason.WORKER_LOST, "WorkerStartError", str(exc))
             outcome.error.traceback = exc.output
             self._finish(run, outcome)
             return
@@ -307,7 +297,7 @@ class LocalExecutor(Executor):
             worker.reserved = False
         if worker.state != "idle":  # it died between saying ready and getting the job
             message = f"the worker process (pid {worker.pid}) died: {worker.exit_text}"
-            self._finish(run, _failed(Reason.WORKER_LOST, "WorkerLost", message))
+            self._finish(run, failed_outcome(Reason.WORKER_LOST, "WorkerLost", message))
             return
         await self._dispatch(run, worker)
 
@@ -424,7 +414,7 @@ class LocalExecutor(Executor):
 
     def _on_exit(self, worker: _Worker, exit_text: str) -> None:
         output = worker.stderr_tail.decode(errors="replace").strip()
-        words = _last_words(output)
+        words = last_words(output)
         said = f": {words}" if words else ""
         if not worker.ready.done():
             message = f"the worker ({worker.interpreter}) ended before it was ready: {exit_text}"
@@ -437,7 +427,7 @@ class LocalExecutor(Executor):
         run = worker.run
         if run is not None and not run.reported and not run.killing:
             message = f"the worker process (pid {worker.pid}) died: {exit_text}{said}"
-            outcome = _failed(Reason.WORKER_LOST, "WorkerLost", message, exit_text)
+            outcome = failed_outcome(Reason.WORKER_LOST, "WorkerLost", message, exit_text)
             outcome.error.traceback = output
             self._finish(run, outcome)
         self._ensure_spares()
@@ -450,7 +440,7 @@ class LocalExecutor(Executor):
                     f"{self.start_timeout:g} s"
                 )
             )
-            _signal_group(worker.pid, signal.SIGKILL)
+            signal_group(worker.pid, signal.SIGKILL)
 
     async def _read_frames(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
         try:
@@ -461,7 +451,7 @@ class LocalExecutor(Executor):
         except Exception:
             # A worker that speaks nonsense cannot be trusted with its job: end it.
             log.exception("worker %d sent a bad frame; killing it", worker.pid)
-            _signal_group(worker.pid, signal.SIGKILL)
+            signal_group(worker.pid, signal.SIGKILL)
 
     async def _read_stderr(self, worker: _Worker) -> None:
         """The runner's own diagnostics (import errors, crashes): logged and kept for errors."""
@@ -511,13 +501,13 @@ class LocalExecutor(Executor):
         """SIGTERM to the worker's process group, up to `grace` seconds, then SIGKILL."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        _signal_group(worker.pid, signal.SIGTERM)
+        signal_group(worker.pid, signal.SIGTERM)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(worker.exited), grace)
         # The leader may be gone while children that ignore SIGTERM live on.
-        while _group_alive(worker.pid) and loop.time() < deadline:
+        while group_alive(worker.pid) and loop.time() < deadline:
             await asyncio.sleep(0.02)
-        _signal_group(worker.pid, signal.SIGKILL)
+        signal_group(worker.pid, signal.SIGKILL)
         returncode = await asyncio.shield(worker.exited)
         await worker.gone.wait()
         return describe_exit(returncode)
@@ -536,52 +526,6 @@ def _done_outcome(header: dict[str, Any], body: bytes) -> Outcome:
         result=body[:result_len] if header.get("has_result") else None,
         outputs=body[result_len : result_len + outputs_len] if header.get("has_outputs") else None,
     )
-
-
-def _failed(reason: Reason, type_: str, message: str, exit_text: str | None = None) -> Outcome:
-    return Outcome(Status.FAILED, reason, JobError(type_, message), exit=exit_text)
-
-
-_KILL_ERRORS = {
-    Reason.TIMEOUT: ("TimeoutError", "the job ran past its timeout and was stopped"),
-    Reason.INTERRUPTED: ("Interrupted", "the job was stopped because its executor shut down"),
-}
-
-
-def _kill_outcome(reason: Reason | None, exit_text: str | None) -> Outcome:
-    if reason is None:
-        return Outcome(Status.CANCELLED, exit=exit_text)
-    type_, message = _KILL_ERRORS.get(reason, ("Killed", f"the job was stopped ({reason})"))
-    return _failed(reason, type_, message, exit_text)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of the group still runs. Zombies do not count: their reaper (init,
-    or a container's PID 1) may take its time, and they hold no resources worth waiting for."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
-    except OSError:
-        return True  # no /proc: a zombie-only group looks alive until the grace runs out
-    for pid in entries:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                state, _, group = stat.read().rsplit(b")", 1)[1].split()[:3]
-        except (OSError, ValueError):
-            continue  # it exited while we looked
-        if int(group) == pgid and state != b"Z":
-            return True
-    return False
 
 
 def _exit_future(proc: subprocess.Popen, loop: asyncio.AbstractEventLoop) -> asyncio.Future:

@@ -1,0 +1,82 @@
+"""What both executors need to know about a job's process: how it ended, how to stop it.
+
+The local executor runs workers on this machine and the Dask executor runs the same runner on a
+Dask worker; both stop a job through its process group and describe its end the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+from ..models import JobError, Outcome, Reason, Status
+
+
+def describe_exit(returncode: int) -> str:
+    """'killed by signal 9 (SIGKILL)' or 'exit code 3': how a worker process ended."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            return f"killed by signal {-returncode}"
+        return f"killed by signal {-returncode} ({name})"
+    return f"exit code {returncode}"
+
+
+def last_words(output: str) -> str:
+    """The most telling line a dying worker wrote: a fatal error, else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith("Fatal Python error")]
+    return (fatal or lines or [""])[-1]
+
+
+def failed_outcome(
+    reason: Reason, type_: str, message: str, exit_text: str | None = None
+) -> Outcome:
+    """A failed outcome made by the executor itself (the job's code never said anything)."""
+    return Outcome(Status.FAILED, reason, JobError(type_, message), exit=exit_text)
+
+
+_KILL_ERRORS = {
+    Reason.TIMEOUT: ("TimeoutError", "the job ran past its timeout and was stopped"),
+    Reason.INTERRUPTED: ("Interrupted", "the job was stopped because its executor shut down"),
+}
+
+
+def kill_outcome(reason: Reason | None, exit_text: str | None) -> Outcome:
+    """What a kill ends in: `cancelled` for a cancel (no reason), else failed with the reason."""
+    if reason is None:
+        return Outcome(Status.CANCELLED, exit=exit_text)
+    type_, message = _KILL_ERRORS.get(reason, ("Killed", f"the job was stopped ({reason})"))
+    return failed_outcome(reason, type_, message, exit_text)
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Signal a job's whole process group (grandchildren included); gone already is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: their reaper (init,
+    or a container's PID 1) may take its time, and they hold no resources worth waiting for."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return True  # no /proc: a zombie-only group looks alive until the grace runs out
+    for pid in entries:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                state, _, group = stat.read().rsplit(b")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # it exited while we looked
+        if int(group) == pgid and state != b"Z":
+            return True
+    return False
