@@ -306,3 +306,21 @@ def test_interrupting_a_wait_leaves_the_job_running_and_its_names_still_come_bac
     kernel.pump_until(lambda: kernel.status("patient") == "succeeded", "patient succeeded")
     kernel.pump_until(lambda: kernel.widget("patient").get("names"), "names listed")
     assert kernel.output_text(kernel.execute("print(z)")) == "1\n"
+
+
+def test_the_jobs_table(kernel):
+    kernel.execute("%%job --wait --name tabled\nx = 1")
+    listed = [
+        m["content"]["data"]["text/plain"]
+        for m in kernel.execute("%jobs --status succeeded")
+        if m["msg_type"] == "display_data"
+    ]
+    assert len(listed) == 1 and "tabled" in listed[0] and "succeeded" in listed[0]
+    none = [
+        m for m in kernel.execute("%jobs --all --status failed") if m["msg_type"] == "display_data"
+    ]
+    assert none[0]["content"]["data"]["text/plain"] == "no jobs"
+    msg_id = kernel.kc.execute("%jobs --bogus")
+    reply = kernel.kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["ename"] == "UsageError"
