@@ -49,11 +49,11 @@ UI_TIMEOUT = 30_000
 #: A cell job that trains for a while: log lines, progress, then a rich output.
 TRAIN_CELL = """\
 import time
+import jupyter_jobs
 from IPython.display import HTML, display
-from jupyter_jobs.progress import progress
 for epoch in range(1, 61):
     print(f"epoch {epoch}: loss {1 / epoch:.4f}", flush=True)
-    progress(epoch, 60, f"epoch {epoch}")
+    jupyter_jobs.progress(epoch, 60, f"epoch {epoch}")
     time.sleep(0.25)
 header = "<tr><th>epochs</th><th>final loss</th></tr>"
 display(HTML(f"<table>{header}<tr><td>60</td><td>0.0167</td></tr></table>"))
@@ -157,10 +157,12 @@ def submit_cell(lab: RunningServer, code: str, **spec: Any) -> dict[str, Any]:
 
 def test_jobs_appear_progress_and_cancel_in_the_panel(page: Page, lab: RunningServer) -> None:
     open_lab(page, lab)
-    open_panel(page)
-    expect(page.locator("#jupyter-jobs-panel")).to_contain_text("No jobs yet")
+    # The status-bar item opens the panel.
     status_item = page.locator("#jupyter-jobs-status")
     expect(status_item).to_have_text("0 running · 0 queued")
+    expect(page.locator("#jupyter-jobs-panel")).to_be_hidden()
+    status_item.click()
+    expect(page.locator("#jupyter-jobs-panel")).to_contain_text("No jobs yet")
 
     # Submitted after the page loaded: they must arrive live. Two workers: two run, two wait.
     # Kernels name their notebook by its absolute path (JPY_SESSION_NAME).
