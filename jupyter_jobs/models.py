@@ -57,9 +57,7 @@ class Reason(str, enum.Enum):
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.QUEUED, Status.FAILED, Status.CANCELLED}),
     Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.PENDING}),
-    Status.RUNNING: frozenset(
-        {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.QUEUED}
-    ),
+    Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.QUEUED}),
     Status.SUCCEEDED: frozenset(),
     Status.FAILED: frozenset({Status.QUEUED}),
     Status.CANCELLED: frozenset({Status.QUEUED}),
