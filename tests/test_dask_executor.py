@@ -30,7 +30,8 @@ from jupyter_jobs.store import Store
 
 import jobfuncs
 import workers_util as wu
-from conftest import TESTS_DIR
+
+TESTS_DIR = Path(__file__).parent
 
 pytestmark = pytest.mark.timeout(120)
 
