@@ -8,7 +8,6 @@ Jobs submitted here run wherever a consumer serves the same database: the Jupyte
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import os
 import threading
@@ -22,30 +21,9 @@ from .executors.local import LocalExecutor
 from .job import Backend, Job
 from .models import Change, JobSpec, Kind
 from .models import Job as JobRecord
+from .options import TimeLike, build_spec, function_name
 from .payload import function_payload
 from .store import Store
-
-TimeLike = float | int | dt.datetime | dt.timedelta | None
-
-
-def as_epoch(value: TimeLike) -> float | None:
-    """Accept epoch seconds, an aware/naive datetime (local time), or a delay from now."""
-    if value is None:
-        return None
-    if isinstance(value, dt.timedelta):
-        return dt.datetime.now().timestamp() + value.total_seconds()
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    return float(value)
-
-
-def job_ids(after: Iterable[Job | int] | Job | int | None) -> list[int]:
-    """`after=` accepts handles or ids, one or many."""
-    if after is None:
-        return []
-    if isinstance(after, (Job, int)):
-        after = [after]
-    return [a.id if isinstance(a, Job) else int(a) for a in after]
 
 
 class StoreBackend(Backend):
@@ -216,26 +194,8 @@ class JobQueue:
         return [self._backend.handle(r) for r in self.store.enqueue_many(items)]
 
     def _spec(self, fn: Callable[..., Any], **options: Any) -> JobSpec:
-        name = options.pop("name", None) or getattr(fn, "__qualname__", None) or repr(fn)
-        spec = JobSpec(
-            kind=Kind.FUNCTION,
-            name=name,
-            owner=self.owner,
-            priority=options.pop("priority", 0),
-            timeout=options.pop("timeout", None),
-            retries=options.pop("retries", 0),
-            retry_delay=options.pop("retry_delay", 1.0),
-            after=job_ids(options.pop("after", None)),
-            run_at=as_epoch(options.pop("run_at", None)),
-            expires_at=as_epoch(options.pop("expires_at", None)),
-            idempotency_key=options.pop("idempotency_key", None),
-            interpreter=options.pop("interpreter", None),
-            cwd=options.pop("cwd", None),
-        )
-        if options:
-            raise TypeError(f"unknown option(s): {', '.join(sorted(options))}")
-        spec.validate()
-        return spec
+        name = function_name(fn, options.pop("name", None))
+        return build_spec(Kind.FUNCTION, name, self.owner, options)
 
     # --- following ---------------------------------------------------------------------------
 

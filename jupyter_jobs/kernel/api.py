@@ -15,8 +15,8 @@ from typing import Any
 
 from ..job import Job
 from ..models import JobSpec, Kind, Status
+from ..options import TimeLike, build_spec, function_name
 from ..payload import function_payload
-from ..queue import TimeLike, as_epoch, job_ids
 from .client import Client, HttpBackend, discover
 from .handle import RemoteJob
 from .session import owner
@@ -53,31 +53,8 @@ def user_namespace() -> dict[str, Any] | None:
 def make_spec(kind: Kind, name: str, **options: Any) -> JobSpec:
     """A spec with this kernel's owner, interpreter and working directory; bad options raise
     TypeError (unknown name) or InvalidRequest (bad value), before anything is sent."""
-    spec = JobSpec(
-        kind=kind,
-        name=name,
-        owner=owner(user_namespace()),
-        priority=options.pop("priority", 0),
-        timeout=options.pop("timeout", None),
-        retries=options.pop("retries", 0),
-        retry_delay=options.pop("retry_delay", 1.0),
-        after=job_ids(options.pop("after", None)),
-        run_at=as_epoch(options.pop("run_at", None)),
-        expires_at=as_epoch(options.pop("expires_at", None)),
-        hold=options.pop("hold", False),
-        idempotency_key=options.pop("idempotency_key", None),
-        interpreter=options.pop("interpreter", None) or sys.executable,
-        cwd=options.pop("cwd", None) or os.getcwd(),
-        options=options.pop("options", {}),
-    )
-    if options:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(options))}")
-    spec.validate()
-    return spec
-
-
-def _name(fn: Callable[..., Any], name: str | None) -> str:
-    return name or getattr(fn, "__qualname__", None) or repr(fn)
+    owner_ = owner(user_namespace())
+    return build_spec(kind, name, owner_, options, interpreter=sys.executable, cwd=os.getcwd())
 
 
 def submit(
@@ -104,7 +81,7 @@ def submit(
     """
     spec = make_spec(
         Kind.FUNCTION,
-        _name(fn, name),
+        function_name(fn, name),
         priority=priority,
         timeout=timeout,
         retries=retries,
@@ -127,7 +104,7 @@ def map(fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> l
     Options are `submit`'s; job names get the item's index (`f[0]`, `f[1]`...), and an
     `idempotency_key` gets one too, so a re-run of the same map does not submit twice.
     """
-    base = _name(fn, options.pop("name", None))
+    base = function_name(fn, options.pop("name", None))
     key = options.pop("idempotency_key", None)
     items = []
     for index, item in enumerate(iterable):
