@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+import importlib
+import io
 import re
 import types
 from collections.abc import Iterable, Mapping
@@ -77,9 +79,33 @@ def describe_type(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+class _Pickler(dill.Pickler):
+    """dill, except that every module but `__main__` travels by name.
+
+    dill pickles a module that lives outside `sys.prefix` by value (its whole namespace), which
+    breaks for the modules users care about most: their own package next to the notebook, an
+    editable install, this package in a checkout. The worker imports those by name like any other
+    (it runs in the notebook's directory, with the notebook's interpreter).
+    """
+
+    dispatch = dill.Pickler.dispatch.copy()
+
+
+def _save_module(pickler: dill.Pickler, module: types.ModuleType) -> None:
+    if module.__name__ == "__main__":
+        dill.Pickler.dispatch[types.ModuleType](pickler, module)
+    else:
+        pickler.save_reduce(importlib.import_module, (module.__name__,), obj=module)
+
+
+_Pickler.dispatch[types.ModuleType] = _save_module
+
+
 def dumps(obj: Any) -> bytes:
     """dill with recurse=True, so a function brings only the globals it really uses."""
-    return dill.dumps(obj, recurse=True)
+    buffer = io.BytesIO()
+    _Pickler(buffer, recurse=True).dump(obj)
+    return buffer.getvalue()
 
 
 def _why_not(obj: Any) -> str | None:

@@ -15,6 +15,7 @@ from jupyter_jobs.errors import PayloadError
 from jupyter_jobs.payload import (
     assigned_names,
     cell_payload,
+    dumps,
     function_payload,
     load_payload,
     read_names,
@@ -233,3 +234,20 @@ def test_function_payload_needs_a_callable():
 def test_load_payload_refuses_non_dicts():
     with pytest.raises(TypeError, match="not a dict"):
         load_payload(dill.dumps([1, 2]))
+
+
+def test_a_local_module_travels_by_name_not_by_value(tmp_path, monkeypatch):
+    """dill would copy a module living outside sys.prefix by value, and choke on its globals."""
+    (tmp_path / "mylocalmod.py").write_text(
+        "import struct\nPACK = struct.Struct('i')\nMARK = 'only-in-the-module'\n"
+        "def double(x):\n    return 2 * x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mylocalmod
+
+    def uses_it(x):
+        return mylocalmod.double(x) + mylocalmod.PACK.size
+
+    data = dumps(uses_it)
+    assert b"only-in-the-module" not in data  # the module's namespace is not inside
+    assert dill.loads(data)(3) == 10
