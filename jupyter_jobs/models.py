@@ -246,6 +246,21 @@ class Job:
         data["reason"] = self.reason.value if self.reason else None
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Job:
+        """The inverse of `to_json` (for clients of the REST API). Fields this version does not
+        know are ignored, so an older kernel keeps working with a newer server."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in data.items() if k in known}
+        fields["kind"] = Kind(fields["kind"])
+        fields["status"] = Status(fields["status"])
+        fields["reason"] = Reason(fields["reason"]) if fields.get("reason") else None
+        if fields.get("progress"):
+            fields["progress"] = Progress(**fields["progress"])
+        if fields.get("error"):
+            fields["error"] = JobError(**fields["error"])
+        return cls(**fields)
+
 
 @dataclass
 class Page:

@@ -27,7 +27,6 @@ from jupyter_jobs.kernel.client import (
     encode_submission,
     error_from_response,
     multipart,
-    record_from_json,
 )
 from jupyter_jobs.models import Job, JobError, JobSpec, Kind, Progress, Reason, Status
 
@@ -183,7 +182,7 @@ def test_records_survive_the_json_round_trip():
     )
     data = json.loads(json.dumps(record.to_json()))
     data["added_by_a_newer_server"] = True
-    assert record_from_json(data) == record
+    assert Job.from_json(data) == record
 
 
 def test_payload_encodings_parse_as_the_server_parses_them():

@@ -25,7 +25,7 @@ from .. import errors
 from ..errors import JobNotFound, JobsError, ServerUnavailable
 from ..job import Backend
 from ..models import Job as JobRecord
-from ..models import JobError, JobSpec, Kind, Progress, Reason, Status
+from ..models import JobSpec
 
 ENV_URL = "JUPYTER_JOBS_URL"
 ENV_TOKEN = "JUPYTER_JOBS_TOKEN"
@@ -258,21 +258,6 @@ def error_from_response(response: Response, what: str) -> JobsError:
     return JobsError(f"{what}: HTTP {response.status}: {text}", {"status": response.status})
 
 
-def record_from_json(data: dict[str, Any]) -> JobRecord:
-    """Rebuild a `models.Job` from its `to_json()` form (fields the client does not know are
-    ignored, so an older kernel keeps working with a newer server)."""
-    known = JobRecord.__dataclass_fields__
-    fields = {k: v for k, v in data.items() if k in known}
-    fields["kind"] = Kind(fields["kind"])
-    fields["status"] = Status(fields["status"])
-    fields["reason"] = Reason(fields["reason"]) if fields.get("reason") else None
-    if fields.get("progress"):
-        fields["progress"] = Progress(**fields["progress"])
-    if fields.get("error"):
-        fields["error"] = JobError(**fields["error"])
-    return JobRecord(**fields)
-
-
 def encode_submission(spec: JobSpec, payload: bytes) -> dict[str, Any]:
     """One item of a JSON submit or batch body."""
     return {"spec": spec.to_json(), "payload": base64.b64encode(payload).decode("ascii")}
@@ -320,13 +305,13 @@ class HttpBackend(Backend):
         else:
             body, ctype = multipart(spec, payload)
             data = self.client.request("POST", "jobs", body=body, content_type=ctype).json()
-        return record_from_json(data)
+        return JobRecord.from_json(data)
 
     def submit_many(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
         """Store many jobs in one request and one server transaction."""
         body = {"items": [encode_submission(spec, payload) for spec, payload in items]}
         data = self.client.json("POST", "jobs/batch", body)
-        return [record_from_json(j) for j in data["jobs"]]
+        return [JobRecord.from_json(j) for j in data["jobs"]]
 
     def list(
         self,
@@ -344,7 +329,7 @@ class HttpBackend(Backend):
             "cursor": cursor,
         }
         data = self.client.json("GET", "jobs", query=query)
-        jobs = [record_from_json(j) for j in data["jobs"]]
+        jobs = [JobRecord.from_json(j) for j in data["jobs"]]
         return jobs, data.get("next_cursor"), data.get("counts", {})
 
     def delete(self, job_id: int) -> None:
@@ -353,7 +338,7 @@ class HttpBackend(Backend):
     # --- Backend verbs -----------------------------------------------------------------------
 
     def get(self, job_id: int) -> JobRecord:
-        return record_from_json(self.client.json("GET", f"jobs/{int(job_id)}"))
+        return JobRecord.from_json(self.client.json("GET", f"jobs/{int(job_id)}"))
 
     def get_many(self, job_ids: Iterable[int]) -> list[JobRecord]:
         ids = [int(i) for i in job_ids]
@@ -361,7 +346,7 @@ class HttpBackend(Backend):
         for start in range(0, len(ids), STATUS_CHUNK):
             chunk = ",".join(map(str, ids[start : start + STATUS_CHUNK]))
             data = self.client.json("GET", "status", query={"ids": chunk})
-            records.extend(record_from_json(j) for j in data["jobs"])
+            records.extend(JobRecord.from_json(j) for j in data["jobs"])
         return records
 
     def poll_result(self, job_id: int, wait: float) -> JobRecord | None:
@@ -401,7 +386,7 @@ class HttpBackend(Backend):
             data = data.get("detail") if isinstance(data, dict) else None
             if not (isinstance(data, dict) and "status" in data):
                 raise error_from_response(response, f"GET {path}")
-        return None, record_from_json(data)
+        return None, JobRecord.from_json(data)
 
     def outputs(self, job_id: int) -> list[dict[str, Any]]:
         return self.client.json("GET", f"jobs/{int(job_id)}/outputs")["outputs"]
@@ -416,12 +401,12 @@ class HttpBackend(Backend):
         return self.client.json("GET", f"jobs/{int(job_id)}/logs", query=query)
 
     def cancel(self, job_id: int) -> JobRecord:
-        record = record_from_json(self.client.json("POST", f"jobs/{int(job_id)}/cancel", {}))
+        record = JobRecord.from_json(self.client.json("POST", f"jobs/{int(job_id)}/cancel", {}))
         self.poller.poke()
         return record
 
     def retry(self, job_id: int) -> JobRecord:
-        record = record_from_json(self.client.json("POST", f"jobs/{int(job_id)}/retry", {}))
+        record = JobRecord.from_json(self.client.json("POST", f"jobs/{int(job_id)}/retry", {}))
         self.poller.poke()
         return record
 
