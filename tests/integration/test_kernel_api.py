@@ -24,7 +24,7 @@ from jupyter_jobs.kernel.client import INLINE_PAYLOAD_LIMIT, discover
 from jupyter_jobs.models import Status
 
 import jobfuncs
-from servers import JupyterHome, RunningServer, poll
+from servers import RunningServer, poll
 
 OWNER = "/notebooks/api-test.ipynb"
 
@@ -36,21 +36,10 @@ def connect(monkeypatch: pytest.MonkeyPatch, server: Any) -> None:
     api.reset_connection()
 
 
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """One server for the module: these tests do not disturb each other's jobs."""
-    home = JupyterHome.create(tmp_path_factory.mktemp("kernel-api"))
-    server = RunningServer(home, config={"JobsApp": {"max_workers": 2}})
-    try:
-        yield server.wait_ready()
-    finally:
-        server.close()
-
-
 @pytest.fixture
-def server(shared_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    connect(monkeypatch, shared_server)
-    yield shared_server
+def server(shared_jupyter_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    connect(monkeypatch, shared_jupyter_server)
+    yield shared_jupyter_server
     api.reset_connection()
 
 

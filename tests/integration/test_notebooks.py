@@ -9,7 +9,6 @@ kernel or without widget state).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +16,16 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from servers import REPO, JupyterHome, RunningServer
+from servers import REPO, RunningServer
 
 NOTEBOOKS = REPO / "notebooks"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(shared_jupyter_server: RunningServer) -> RunningServer:
     """One server for all notebooks (they never look at each other's jobs)."""
-    home = JupyterHome.create(tmp_path_factory.mktemp("notebooks"))
-    server = RunningServer(
-        home, config={"JobsApp": {"max_workers": 2, "progress_interval": 0.2, "kill_grace": 2.0}}
-    )
-    try:
-        yield server.wait_ready()
-    finally:
-        server.close()
+    return shared_jupyter_server
 
 
 def run(server: RunningServer, name: str, tmp_path: Path) -> nbformat.NotebookNode:
