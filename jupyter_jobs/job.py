@@ -145,8 +145,10 @@ class Backend(abc.ABC):
         delay = self.poll_min
         last_full = time.monotonic()
         while not self._closed:
+            full = time.monotonic() - last_full > self.full_poll_interval
             with self._lock:
-                self._handles = {i: hs for i, hs in self._handles.items() if len(hs)}
+                if full:  # forget handles nobody holds any more (cheap enough only now and then)
+                    self._handles = {i: hs for i, hs in self._handles.items() if len(hs)}
                 ids = list(self._handles)
                 if not ids:
                     self._watcher = None
@@ -154,7 +156,6 @@ class Backend(abc.ABC):
             signalled = self.wait_for_change(delay)
             if self._closed:
                 return
-            full = time.monotonic() - last_full > self.full_poll_interval
             if full:
                 last_full = time.monotonic()
             records = self.poll(ids, full)
