@@ -115,14 +115,22 @@ class Backend(abc.ABC):
                     self._recent.pop(job.id, None)
                 self.watch(job)
 
-    def remember_finished(self, job_ids: Iterable[int]) -> None:
-        """Note jobs seen finishing, so a handle registered just after still settles at once."""
+    def remember_finished(self, job_ids: Iterable[int]) -> list[int]:
+        """Note jobs seen finishing; returns those that have handles waiting right now.
+
+        Under the lock `watch` takes, so every handle is either found here or finds its job in
+        the remembered set when it registers: none waits for the next full poll.
+        """
         with self._lock:
+            waiting = []
             for job_id in job_ids:
                 self._recent[job_id] = None
                 self._recent.move_to_end(job_id)
+                if job_id in self._handles:
+                    waiting.append(job_id)
             while len(self._recent) > self.recent_limit:
                 self._recent.popitem(last=False)
+        return waiting
 
     def resolve(self, records: Iterable[JobRecord]) -> None:
         """Settle the handles of every finished record (called by the watcher and fast paths)."""

@@ -64,8 +64,7 @@ class StoreBackend(Backend):
         finished, self._mark = self.store.finished_since(self._mark)
         if full or finished is None:
             return self.get_many(job_ids)
-        self.remember_finished(finished)
-        return self.get_many(set(finished).intersection(job_ids))
+        return self.get_many(self.remember_finished(finished))
 
     def wait_for_change(self, timeout: float) -> bool:
         # Only other stores' rings: this store's own changes arrive through the subscription.

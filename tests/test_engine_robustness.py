@@ -120,3 +120,17 @@ def test_kill_9_of_the_consumer_mid_run_then_restart(db_path, tmp_path, retries)
         for r in records:
             if r.status is Status.SUCCEEDED:
                 assert 1 <= counts[r.id] <= r.attempt
+
+
+def test_every_handle_settles_without_the_periodic_full_poll(db_path):
+    """Finishes seen by the watcher must reach handles registered while it polled."""
+    with JobQueue(db_path) as q:
+        q._backend.full_poll_interval = float("inf")  # only finished_since may settle them
+        consumer = start_consumer(db_path)
+        try:
+            q.submit(jobfuncs.noop).result(timeout=60)  # the watcher is running from here on
+            for _ in range(3):
+                jobs = q.map(jobfuncs.add, range(1000))
+                assert [j.result(timeout=60) for j in jobs] == list(range(1000))
+        finally:
+            stop(consumer)
