@@ -294,7 +294,7 @@ async def test_short_jobs_are_prefetched_and_a_backlogged_one_cancels_cleanly(
 ):
     # Long jobs (no run time known yet): exactly max_workers slots, nothing held back.
     assert executor.free_slots() == 2
-    executor.prefetch_below = 10.0  # "short" whatever the load on this machine
+    executor.prefetch_seconds, executor.prefetch_limit = 1e6, 1  # "short" whatever the load
     for _ in range(6):  # teach it that jobs are short
         task = wu.function_task(wu.add, 1)
         await executor.run(task)
@@ -319,3 +319,13 @@ async def test_short_jobs_are_prefetched_and_a_backlogged_one_cancels_cleanly(
     outcome = await recorder.done(waiting.job_id)  # the freed worker took the backlog
     assert outcome.status is Status.SUCCEEDED and dill.loads(outcome.result) == 42
     await executor.kill(hanging[1].job_id, None, grace=1.0)
+
+
+async def test_prefetch_holds_at_most_about_a_tenth_of_a_second_per_worker(executor):
+    assert executor.free_slots() == 2  # nothing known about run times: nothing held back
+    executor._duration = 0.2  # long jobs: never held back
+    assert executor.free_slots() == 2
+    executor._duration = 0.01  # 10 ms jobs: ten behind each worker
+    assert executor.free_slots() == 2 + 2 * 10
+    executor._duration = 1e-5  # tiny jobs: the cap
+    assert executor.free_slots() == 2 + 2 * executor.prefetch_limit

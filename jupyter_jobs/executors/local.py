@@ -110,10 +110,14 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    #: Prefetch only while jobs take less than this (seconds, moving average): then the cost of
-    #: fetching the next job matters, and holding one back briefly misleads no one. Long jobs are
-    #: never held back, so their status and priority order stay exact.
-    prefetch_below = 0.05
+    #: How much work (seconds, by the moving average of recent jobs' run time) each worker may
+    #: have waiting behind its current job. For very short jobs the cost of fetching the next one
+    #: dominates, so a few are claimed ahead and the store is written in batches; a job held back
+    #: waits about this long at most, which misleads no one. Jobs longer than this are never held
+    #: back, so their status and priority order stay exact.
+    prefetch_seconds = 0.1
+    #: At most this many jobs held back per worker, however short they are.
+    prefetch_limit = 16
 
     def __init__(
         self,
@@ -166,8 +170,10 @@ class LocalExecutor(Executor):
         return max(0, self.max_workers + self._prefetch() - len(self._runs))
 
     def _prefetch(self) -> int:
-        short = self._duration is not None and self._duration < self.prefetch_below
-        return self.max_workers if short else 0
+        if self._duration is None:
+            return 0
+        per_worker = self.prefetch_seconds / max(self._duration, 1e-6)
+        return self.max_workers * min(self.prefetch_limit, int(per_worker))
 
     def _active(self) -> int:
         return len(self._runs) - len(self._backlog)
