@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .executors.base import Executor, ExecutorEvents, Task
-from .models import Change, Job, Outcome, Progress, Reason, Status
+from .models import Change, Job, JobError, Outcome, Progress, Reason, Status
 from .store import Claimed, Store
 
 log = logging.getLogger(__name__)
@@ -376,7 +376,14 @@ class Consumer:
             cwd=job.cwd,
             options=job.options,
         )
-        await self.executor.run(task)
+        try:
+            await self.executor.run(task)
+        except Exception as exc:
+            # A claimed job the executor refused must not linger as `running` until its lease
+            # runs out: it ends now as interrupted (and is retried where it allows retries).
+            log.exception("jupyter_jobs: could not hand job %d to the executor", job.id)
+            error = JobError("DispatchError", f"the executor did not take the job: {exc}")
+            self.on_done(job.id, job.attempt, Outcome(Status.FAILED, Reason.INTERRUPTED, error))
 
     def _seconds_to_next_due(self) -> float:
         now = time.time()

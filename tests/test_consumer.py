@@ -142,3 +142,34 @@ def test_cancel_from_another_process_reaches_the_consumer(db_path, tmp_path):
         )
         assert "cancel requested" in out.stdout
         assert job.wait(timeout=30).status is Status.CANCELLED
+
+
+async def test_a_claimed_job_the_executor_refuses_ends_interrupted_not_lost(db_path):
+    from jupyter_jobs.consumer import Consumer
+    from jupyter_jobs.executors.local import LocalExecutor
+    from jupyter_jobs.store import Store
+
+    class Overcommitting(LocalExecutor):
+        """Reports one slot more than it takes: the consumer claims a job run() refuses."""
+
+        prefetch_limit = 0
+
+        def free_slots(self) -> int:
+            return super().free_slots() + 1
+
+    store = Store(db_path)
+    payload = function_payload(jobfuncs.sleep, (0.5,), {})
+    ids = [store.enqueue(JobSpec(name=f"j{i}"), payload).id for i in range(3)]
+    consumer = Consumer(store, lambda events: Overcommitting(events, 2))
+    await consumer.start()
+    try:
+        for job_id in ids:
+            assert (await consumer.wait_finished(job_id, 60)).finished
+    finally:
+        await consumer.stop()
+    jobs = store.get_many(ids)
+    store.close()
+    assert sorted(j.status.value for j in jobs) == ["failed", "succeeded", "succeeded"]
+    [refused] = [j for j in jobs if j.status is Status.FAILED]
+    assert refused.reason is Reason.INTERRUPTED
+    assert "did not take the job" in refused.error.message

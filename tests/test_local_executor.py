@@ -74,6 +74,8 @@ async def test_slots_and_running(executor, recorder, tmp_path):
         await executor.run(task)
     assert executor.free_slots() == 0
     assert sorted(executor.running()) == sorted((t.job_id, 1) for t in tasks)
+    # Beyond the workers and the most it may ever hold back, a task is refused.
+    executor.prefetch_limit = 0
     with pytest.raises(RuntimeError, match="no free worker slot"):
         await executor.run(wu.function_task(wu.add, 1))
     for flag in flags:

@@ -189,7 +189,9 @@ class LocalExecutor(Executor):
             raise RuntimeError("the local executor is not running")
         if task.job_id in self._runs:
             raise RuntimeError(f"job {task.job_id} is already running in this executor")
-        if self.free_slots() <= 0:
+        # free_slots() may have shrunk since the consumer asked (the prefetch depth follows recent
+        # run times): what it claimed then is still taken, and waits in the backlog.
+        if self._closing or len(self._runs) >= self.max_workers * (1 + self.prefetch_limit):
             raise RuntimeError("no free worker slot: check free_slots() before run()")
         run = _Run(task)
         self._runs[task.job_id] = run
