@@ -12,6 +12,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -185,11 +186,17 @@ class JobQueue:
         return self._backend.handle(record)
 
     def map(self, fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> list[Job]:
-        """One job per item, `fn(item)`, stored in a single transaction."""
+        """One job per item, `fn(item)`, stored in a single transaction.
+
+        An `idempotency_key` gets the item's index (`key[0]`, `key[1]`...), as in the kernel's
+        `map`, so each item is one job and a re-run of the same map stores nothing twice.
+        """
+        key = options.pop("idempotency_key", None)
+        spec = self._spec(fn, **options)  # validated once: the items differ only by key
         items = []
-        for item in iterable:
-            spec = self._spec(fn, **options)
-            items.append((spec, function_payload(fn, (item,), {})))
+        for index, item in enumerate(iterable):
+            item_spec = spec if key is None else replace(spec, idempotency_key=f"{key}[{index}]")
+            items.append((item_spec, function_payload(fn, (item,), {})))
         return [self._backend.handle(r) for r in self.store.enqueue_many(items)]
 
     def _spec(self, fn: Callable[..., Any], **options: Any) -> JobSpec:

@@ -206,3 +206,11 @@ def test_jobs_submitted_before_a_consumer_starts_run_when_it_does(db_path):
         assert {j.status for j in jobs} == {Status.QUEUED}
         q.start_consumer(max_workers=1)
         assert [j.result(timeout=60) for j in jobs] == list(range(5))
+
+
+def test_map_with_an_idempotency_key_is_one_job_per_item_once(queue):
+    first = queue.map(jobfuncs.add, [1, 2, 3], idempotency_key="batch")
+    assert len({j.id for j in first}) == 3
+    again = queue.map(jobfuncs.add, [1, 2, 3], idempotency_key="batch")
+    assert [j.id for j in again] == [j.id for j in first]
+    assert [j.result(timeout=60) for j in again] == [1, 2, 3]
