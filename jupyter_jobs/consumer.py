@@ -130,7 +130,6 @@ class Consumer:
     async def start(self) -> None:
         """Recover orphans, start the executor, and begin consuming."""
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
         await self._in_writer(self.store.recover, consumer_is_alive)
         await self.executor.start()
         self._unsubscribe = self.store.subscribe(self._on_store_changes)
@@ -247,7 +246,7 @@ class Consumer:
 
     async def _tick(self) -> None:
         now = time.time()
-        await self._handle_cancels()
+        self._handle_cancels()
         self._check_timeouts(now)
         if self._bell:
             self._bell = False
@@ -301,7 +300,7 @@ class Consumer:
             self._progress_written.pop(job_id, None)
         return logs, progress, outcomes
 
-    async def _handle_cancels(self) -> None:
+    def _handle_cancels(self) -> None:
         ids, self._cancel_ids = self._cancel_ids, set()
         for job_id in ids:
             self._kill(job_id, None)
