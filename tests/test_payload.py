@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import sqlite3
+import sys
 import threading
 import xml.etree.ElementTree
 
@@ -190,6 +192,28 @@ def test_function_payload_round_trip():
     data = function_payload(double, (21,), {})
     loaded = load_payload(data)
     assert loaded["fn"](*loaded["args"], **loaded["kwargs"]) == 42
+
+
+def test_an_importable_function_travels_by_name_through_the_c_pickler():
+    data = dumps({"fn": double, "args": (1,)})
+    assert b"dill" not in data  # nothing of dill's reconstructors: plain pickle by name
+    assert pickle.loads(data)["fn"] is double
+
+
+def test_what_lives_in_main_travels_by_value_through_dill(monkeypatch):
+    """As in a kernel, whose `__main__` holds the notebook's functions and classes: the worker
+    has another `__main__`, so by name they would not load there."""
+    namespace = {"__name__": "__main__"}
+    exec("class Point:\n    x = 3\ndef triple(p):\n    return 3 * p.x", namespace)
+    fn, cls = namespace["triple"], namespace["Point"]
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "triple", fn, raising=False)
+    monkeypatch.setattr(main, "Point", cls, raising=False)
+    data = dumps({"fn": fn, "args": (cls(),)})
+    monkeypatch.delattr(main, "triple")
+    monkeypatch.delattr(main, "Point")
+    loaded = dill.loads(data)
+    assert loaded["fn"](*loaded["args"]) == 9
 
 
 def test_function_payload_takes_only_referenced_globals():
