@@ -23,6 +23,7 @@ from typing import Any
 
 PREFIX = struct.Struct("!IQ")
 MAX_HEADER = 1 << 20
+_JOIN_LIMIT = 1 << 16
 
 Frame = tuple[dict[str, Any], bytes]
 
@@ -63,9 +64,17 @@ class Channel:
         self._lock = threading.Lock()
 
     def send(self, header: dict[str, Any], *body: bytes) -> None:
-        """One frame; the body may come in parts (sent back to back, never copied together)."""
-        head = encode_head(header, sum(len(part) for part in body))
+        """One frame; the body may come in parts.
+
+        A small frame goes in one system call, so the executor wakes once for it; large parts
+        are sent as they are rather than copied together.
+        """
+        size = sum(len(part) for part in body)
+        head = encode_head(header, size)
         with self._lock:
+            if size <= _JOIN_LIMIT:
+                self._sock.sendall(b"".join((head, *body)))
+                return
             self._sock.sendall(head)
             for part in body:
                 if part:

@@ -94,9 +94,8 @@ class _Worker:
 
     def send(self, header: dict[str, Any], body: bytes = b"") -> None:
         assert self.writer is not None
-        self.writer.write(protocol.encode_head(header, len(body)))
-        if body:
-            self.writer.write(body)
+        # One write, so one system call and one wake-up of the worker per frame.
+        self.writer.write(protocol.encode_head(header, len(body)) + body)
 
 
 class LocalExecutor(Executor):
