@@ -1,7 +1,9 @@
 """Kernel benchmark: the engine's workloads through the kernel API and a real Jupyter server,
 and the latency of a trivial `%%job --wait` cell in a real kernel.
 
-Run on demand (not a test): `python benchmarks/kernel_bench.py [--jobs 2000] [--cells 30]`.
+Run on demand (not a test): `python benchmarks/kernel_bench.py [--jobs 2000] [--cells 30]`;
+`--cells 0` skips the cell latencies, `--no-engine` the engine row (quicker while tuning the
+HTTP path; the server's pid is printed, for `py-spy record -p PID`).
 
 - W1/W1b/W2/W3 (see engine_bench.py) through `jupyter_jobs.kernel.api` (HTTP to a `jupyter
   server` subprocess with 2 workers), beside the engine itself in the same Jupyter shape (the
@@ -108,17 +110,27 @@ def p(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000, help="jobs in W1 and W1b")
-    parser.add_argument("--cells", type=int, default=30, help="timed %%job cells per mode")
+    parser.add_argument(
+        "--cells", type=int, default=30, help="timed %%job cells per mode (0: none)"
+    )
+    parser.add_argument("--no-engine", action="store_true", help="only the kernel API row")
     args = parser.parse_args()
+    engine_row: engine_bench.Row | None = None
+    cells: list[tuple[str, list[float]]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        with engine_bench.jupyter_jobs_consumer_process(tmp) as engine:
-            engine_row = engine_bench.measure(engine, args.jobs)
+        if not args.no_engine:
+            with engine_bench.jupyter_jobs_consumer_process(tmp) as engine:
+                engine_row = engine_bench.measure(engine, args.jobs)
         with jupyter_server(tmp) as server:
+            print(f"jupyter server pid {server.process.pid}", flush=True)
             with kernel_api_system(server) as kernel:
                 kernel_row = engine_bench.measure(kernel, args.jobs)
-            paced = cell_latency(server, args.cells, pause=1.0)
-            back_to_back = cell_latency(server, args.cells, pause=0.0)
+            if args.cells > 0:
+                cells = [
+                    ("paced (1 s between cells)", cell_latency(server, args.cells, pause=1.0)),
+                    ("back-to-back", cell_latency(server, args.cells, pause=0.0)),
+                ]
 
     print(f"\n{os.cpu_count()} cores, {WORKERS} workers, N={args.jobs}\n")
     header = f"{'system':<38} {'W1 jobs/s':>10} {'W1b jobs/s':>11} {'W2 p50 ms':>10} "
@@ -126,18 +138,23 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for r in (engine_row, kernel_row):
+        if r is not None:
+            print(
+                f"{r.name:<38} {r.w1:>10.0f} {r.w1b:>11.0f} {r.w2_p50:>10.2f} "
+                f"{r.w2_p99:>10.2f} {r.w3:>9.0f}"
+            )
+    if engine_row is not None:
         print(
-            f"{r.name:<38} {r.w1:>10.0f} {r.w1b:>11.0f} {r.w2_p50:>10.2f} "
-            f"{r.w2_p99:>10.2f} {r.w3:>9.0f}"
+            f"{'kernel / engine':<38} {kernel_row.w1 / engine_row.w1:>9.2f}x "
+            f"{kernel_row.w1b / engine_row.w1b:>10.2f}x "
+            f"{kernel_row.w2_p50 / engine_row.w2_p50:>9.2f}x "
+            f"{kernel_row.w2_p99 / engine_row.w2_p99:>9.2f}x {kernel_row.w3 / engine_row.w3:>8.2f}x"
         )
-    print(
-        f"{'kernel / engine':<38} {kernel_row.w1 / engine_row.w1:>9.2f}x "
-        f"{kernel_row.w1b / engine_row.w1b:>10.2f}x {kernel_row.w2_p50 / engine_row.w2_p50:>9.2f}x "
-        f"{kernel_row.w2_p99 / engine_row.w2_p99:>9.2f}x {kernel_row.w3 / engine_row.w3:>8.2f}x"
-    )
+    if not cells:
+        return
     print(f"\n%%job --wait cell -> variables back ({args.cells} cells each), ms")
     print(f"{'mode':<38} {'p50':>8} {'p90':>8} {'min':>8} {'max':>8}")
-    for name, times in (("paced (1 s between cells)", paced), ("back-to-back", back_to_back)):
+    for name, times in cells:
         print(
             f"{name:<38} {statistics.median(times):>8.1f} {p(times, 0.9):>8.1f} "
             f"{min(times):>8.1f} {max(times):>8.1f}"

@@ -181,7 +181,7 @@ def body_for(method: str) -> dict[str, Any] | None:
 
 def test_route_requests_cover_every_route() -> None:
     requests = route_requests()
-    assert len(requests) == 13
+    assert len(requests) == 14
     assert {p for _, p in requests} == {p.replace(ID, "1").lstrip("/") for p, _ in ROUTES}
 
 
@@ -409,6 +409,49 @@ def test_result_of_a_failed_job_is_409_with_the_job(api: Api) -> None:
     assert "no luck" in data["detail"]["error"]["message"]
 
 
+def test_results_batch_ended_jobs_with_their_bytes(api: Api) -> None:
+    ok = api.submit(jobfuncs.blob, 3000)["id"]
+    failed = api.submit(jobfuncs.fail, "no luck")["id"]
+    held = api.submit(jobfuncs.noop, hold=True)["id"]
+    api.wait(ok, "succeeded")
+    api.wait(failed, "failed")
+    ids = f"{held},{failed},999999,{ok}"
+    data = api.json("GET", "jobs/api/results", params={"ids": ids})
+    assert [r["id"] for r in data["results"]] == [ok]
+    assert dill.loads(base64.b64decode(data["results"][0]["data"])) == b"x" * 3000
+    assert [(j["id"], j["status"]) for j in data["jobs"]] == [(failed, "failed")]
+    assert "no luck" in data["jobs"][0]["error"]["message"]
+    assert data["missing"] == [999999]
+    # Bytes beyond max_bytes stay on the server: the job comes as a record instead.
+    small = api.json("GET", "jobs/api/results", params={"ids": str(ok), "max_bytes": 100})
+    assert small["results"] == []
+    assert [(j["id"], j["status"]) for j in small["jobs"]] == [(ok, "succeeded")]
+    assert api.json("GET", "jobs/api/results") == {"results": [], "jobs": [], "missing": []}
+
+
+def test_results_long_poll_answers_when_one_job_ends(api: Api) -> None:
+    held = api.submit(jobfuncs.noop, hold=True)["id"]
+    params = {"ids": str(held), "wait": 0.3}
+    assert api.json("GET", "jobs/api/results", params=params) == {
+        "results": [],
+        "jobs": [],
+        "missing": [],
+    }
+    runs = api.submit(jobfuncs.add, 2, 3)["id"]
+    params = {"ids": f"{held},{runs}", "wait": 60}
+    data = api.json("GET", "jobs/api/results", params=params)
+    assert [r["id"] for r in data["results"]] == [runs]
+    assert dill.loads(base64.b64decode(data["results"][0]["data"])) == 5
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"ids": "1,x"}, {"ids": "1", "wait": "soon"}, {"ids": "1", "max_bytes": "-1"}],
+)
+def test_results_bad_parameters_are_400(api: Api, params: dict[str, str]) -> None:
+    api.error("GET", "jobs/api/results", params=params, status=400)
+
+
 @pytest.mark.parametrize("wait", ["-1", "soon", "nan"])
 def test_bad_wait_is_400(api: Api, wait: str) -> None:
     job = api.submit(jobfuncs.noop, hold=True)
@@ -516,6 +559,8 @@ def test_before_the_consumer_runs_jobs_queue_and_waits_are_503(unstarted_api: Ap
     result = f"jobs/api/jobs/{job['id']}/result"
     api.error("GET", result, params={"wait": 5}, status=503)
     assert api.json("GET", result, status=202)["status"] == "queued"
+    results = {"ids": str(job["id"]), "wait": 5}
+    api.error("GET", "jobs/api/results", params=results, status=503)
 
 
 def test_stats_and_capabilities(api: Api) -> None:

@@ -10,6 +10,7 @@ notebook catches `JobNotFound` whether it asked the engine or the server.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import http.client
 import json
 import os
@@ -17,15 +18,22 @@ import select
 import threading
 import urllib.parse
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..errors import JobNotFound, JobsError, ServerUnavailable
 from ..job import Backend
 from ..models import Job as JobRecord
 from ..models import JobSpec
+
+if TYPE_CHECKING:
+    from .handle import RemoteJob
+
+#: Whether a handle's future is settled, without the request `Job.done()` makes to find out.
+settled = concurrent.futures.Future.done
 
 ENV_URL = "JUPYTER_JOBS_URL"
 ENV_TOKEN = "JUPYTER_JOBS_TOKEN"
@@ -36,8 +44,12 @@ API_PREFIX = "jobs/api/"
 INLINE_PAYLOAD_LIMIT = 256 * 2**10
 #: Ids per `/status?ids=` request, so the URL stays far below tornado's header size limit.
 STATUS_CHUNK = 400
-#: Longest single long poll on `/result?wait=`; the server caps it at 300 s.
+#: Longest single long poll on `/results?wait=`; the server caps it at 300 s.
 LONG_POLL = 30.0
+#: Ids in one `/results` poll: the awaited job and this many minus one other unsettled ones.
+RESULTS_BATCH = 500
+#: Result bytes one `/results` answer may carry; results beyond come one by one, unencoded.
+RESULTS_BYTES = 8 * 2**20
 
 START_HINT = (
     "Start one in a terminal with `jupyter lab` (or `jupyter server`), with jupyter_jobs "
@@ -280,11 +292,14 @@ def multipart(spec: JobSpec, payload: bytes) -> tuple[bytes, str]:
 
 
 class HttpBackend(Backend):
-    """`Job` handles over HTTP: every verb is one REST call.
+    """`Job` handles over HTTP: every verb is one REST call, but results come in batches.
 
     Unfinished handles are not watched by the engine's watcher thread: they join the kernel's
     one `Poller` (see `poller.py`), which also feeds the widgets, so a kernel makes one batched
-    status request per tick however many jobs and widgets it shows.
+    status request per tick however many jobs and widgets it shows. Waiting for one handle
+    (`result()`, `wait()`) long-polls `/results` for it and up to RESULTS_BATCH - 1 other
+    unfinished handles: every one that ended comes back in the same answer, result bytes
+    included, so a loop over a thousand handles' results costs a few requests, not a thousand.
     """
 
     def __init__(self, client: Client) -> None:
@@ -295,6 +310,9 @@ class HttpBackend(Backend):
         self.poller = Poller(self.get_many)
         self._results: dict[int, bytes] = {}
         self._results_lock = threading.Lock()
+        # Unsettled handles by job id, oldest first: who else to ask about in a `/results` poll.
+        self._unsettled: dict[int, weakref.WeakSet[RemoteJob]] = {}
+        self._unsettled_lock = threading.Lock()
 
     # --- submit and list ---------------------------------------------------------------------
 
@@ -349,44 +367,66 @@ class HttpBackend(Backend):
             records.extend(JobRecord.from_json(j) for j in data["jobs"])
         return records
 
-    def poll_result(self, job_id: int, wait: float) -> JobRecord | None:
-        """Long-poll the result for up to `wait` s: None once the bytes are here (kept for
-        `result_bytes`), else the record (finished unsuccessfully, or still going)."""
-        body, record = self._result_request(job_id, max(0.0, min(wait, 300.0)))
-        if body is not None:
-            with self._results_lock:
-                self._results[job_id] = body
-        return record
+    def collect(self, job: RemoteJob, wait: float) -> None:
+        """Long-poll up to `wait` s for `job` or another unsettled handle to end, and settle
+        every handle whose job ended (a succeeded one keeps its result bytes)."""
+        ids = [job.id, *self._others(job.id, RESULTS_BATCH - 1)]
+        query = {
+            "ids": ",".join(map(str, ids)),
+            "wait": f"{max(0.0, min(wait, 300.0)):g}",
+            "max_bytes": RESULTS_BYTES,
+        }
+        data = self.client.json("GET", "results", query=query, timeout=wait + self.client.timeout)
+        for item in data["results"]:
+            value = base64.b64decode(item["data"])
+            for handle in self._holders(item["id"], job):
+                handle.found_result(value)
+        for raw in data["jobs"]:
+            record = JobRecord.from_json(raw)
+            for handle in self._holders(record.id, job):
+                handle.observe(record)
+        for job_id in data["missing"]:
+            for handle in self._holders(job_id, job):
+                handle.observe_missing(job_id)
+
+    def _others(self, job_id: int, limit: int) -> list[int]:
+        """Up to `limit` ids of other unsettled handles, oldest first (the order a loop over
+        submitted jobs asks in); settled and forgotten handles are dropped on the way."""
+        picked: list[int] = []
+        with self._unsettled_lock:
+            done = []
+            for other, handles in self._unsettled.items():
+                if len(picked) >= limit:
+                    break
+                if all(settled(h) for h in handles):
+                    done.append(other)
+                elif other != job_id:
+                    picked.append(other)
+            for other in done:
+                del self._unsettled[other]
+        return picked
+
+    def _holders(self, job_id: int, asking: RemoteJob) -> list[RemoteJob]:
+        with self._unsettled_lock:
+            handles = set(self._unsettled.get(job_id, ()))
+        if asking.id == job_id:
+            handles.add(asking)
+        return list(handles)
+
+    def keep_result(self, job_id: int, data: bytes) -> None:
+        """Hold a handle's prefetched bytes for the `result_bytes` call that follows at once."""
+        with self._results_lock:
+            self._results[job_id] = data
 
     def result_bytes(self, job_id: int) -> bytes:
         with self._results_lock:
             cached = self._results.pop(job_id, None)
         if cached is not None:
             return cached
-        body, _ = self._result_request(job_id, 0)
-        if body is None:
+        response = self.client.request("GET", f"jobs/{int(job_id)}/result")
+        if response.status != 200:  # 202: not finished (a 409 raised ResultNotReady already)
             raise errors.ResultNotReady(f"job {job_id} has no result", {"id": job_id})
-        return body
-
-    def _result_request(self, job_id: int, wait: float) -> tuple[bytes | None, JobRecord | None]:
-        """The bytes (200), or the record: still going (202), failed or cancelled (409, the
-        record in the error's detail)."""
-        path = f"jobs/{int(job_id)}/result"
-        response = self.client.request(
-            "GET",
-            path,
-            query={"wait": f"{wait:g}"},
-            timeout=wait + self.client.timeout,
-            expect=(409,),
-        )
-        if response.status == 200:
-            return response.body, None
-        data = response.json()
-        if response.status == 409:
-            data = data.get("detail") if isinstance(data, dict) else None
-            if not (isinstance(data, dict) and "status" in data):
-                raise error_from_response(response, f"GET {path}")
-        return None, JobRecord.from_json(data)
+        return response.body
 
     def outputs(self, job_id: int) -> list[dict[str, Any]]:
         return self.client.json("GET", f"jobs/{int(job_id)}/outputs")["outputs"]
@@ -414,6 +454,8 @@ class HttpBackend(Backend):
         return self.poller.wait_tick(timeout)
 
     def watch(self, job: Any) -> None:
+        with self._unsettled_lock:
+            self._unsettled.setdefault(job.id, weakref.WeakSet()).add(job)
         self.poller.watch(job.id, job)
 
     def handle(self, record: JobRecord) -> Any:

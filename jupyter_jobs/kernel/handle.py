@@ -1,13 +1,14 @@
 """`RemoteJob`: the engine's `Job` handle, fed over HTTP, shown as a widget in a notebook.
 
 Two things differ from the engine's handle. Waiting (`wait`, `result`, `exception`) long-polls
-the server's result endpoint, so a finished job is seen within a round trip instead of at the
-next poller tick. And in IPython the handle displays as the live `JobWidget`.
+the server's batched result endpoint (see `HttpBackend.collect`), so a finished job is seen
+within a round trip instead of at the next poller tick, and the other handles that finished
+meanwhile are settled by the same answer. And in IPython the handle displays as the live
+`JobWidget`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
@@ -15,12 +16,10 @@ from typing import TYPE_CHECKING, Any
 from ..job import Job
 from ..models import Job as JobRecord
 from ..models import Status
+from .client import LONG_POLL, settled
 
 if TYPE_CHECKING:
     from .client import HttpBackend
-
-#: Whether the future is settled, without the request `Job.done()` makes to find out.
-_settled = concurrent.futures.Future.done
 
 
 class RemoteJob(Job):
@@ -30,6 +29,7 @@ class RemoteJob(Job):
 
     def __init__(self, backend: HttpBackend, record: JobRecord) -> None:
         self._stale = False
+        self._prefetched: bytes | None = None
         super().__init__(backend, record)
 
     @property
@@ -43,7 +43,7 @@ class RemoteJob(Job):
         """A fresh record from the poller; settles the future when the job has finished."""
         self._record = record
         self._stale = False
-        if record.finished and not _settled(self):
+        if record.finished and not settled(self):
             self._settle(record)
 
     def wanted(self) -> bool:
@@ -55,11 +55,11 @@ class RemoteJob(Job):
 
     def add_done_callback(self, fn: Any) -> None:
         super().add_done_callback(fn)
-        if not _settled(self):
+        if not settled(self):
             self._backend.poller.poke()  # the poller skipped this job until now (`wanted`)
 
     def observe_missing(self, job_id: int) -> None:
-        if not _settled(self):
+        if not settled(self):
             self._settle_missing()
 
     # --- facts -------------------------------------------------------------------------------
@@ -81,24 +81,30 @@ class RemoteJob(Job):
     def wait(self, timeout: float | None = None) -> RemoteJob:
         """Block until the job finished or `timeout` passed (long polls, no busy loop)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not _settled(self):
-            left = 30.0 if deadline is None else deadline - time.monotonic()
+        while not settled(self):
+            left = LONG_POLL if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 break
-            record = self._backend.poll_result(self.id, min(left, 30.0))
-            if record is None:  # succeeded: the bytes are cached by the backend
-                self._stale = True
-                self._settle(dataclasses.replace(self._record, status=Status.SUCCEEDED))
-            else:
-                self.observe(record)
-        if _settled(self):
+            self._backend.collect(self, min(left, LONG_POLL))
+        if settled(self):
             from .widget import complete_now
 
             complete_now(self.id)
         return self
 
+    def found_result(self, data: bytes) -> None:
+        """The job succeeded and its result bytes came with a batch: keep them for `result()`
+        (they live as long as this handle, so a dropped handle drops them)."""
+        if not settled(self):
+            self._prefetched = data
+            self._stale = True
+            self._settle(dataclasses.replace(self._record, status=Status.SUCCEEDED))
+
     def result(self, timeout: float | None = None) -> Any:
         self.wait(timeout)
+        data, self._prefetched = self._prefetched, None
+        if data is not None:
+            self._backend.keep_result(self.id, data)  # taken by the load in `Job.result`
         return super().result(0 if timeout is not None else None)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:

@@ -33,6 +33,7 @@ from ..executors.base import Executor, ExecutorEvents
 from ..store import Store, default_db_path
 from .emitter import SCHEMA_PATH, EventBridge
 from .handlers import ROUTES
+from .waiters import Waiters
 
 T = TypeVar("T")
 
@@ -183,6 +184,7 @@ class JobsApp(ExtensionApp):
     consumer: Consumer
     _pool: concurrent.futures.ThreadPoolExecutor
     _events: EventBridge
+    waiters: Waiters
     _started = False
     _stopped = False
 
@@ -205,6 +207,7 @@ class JobsApp(ExtensionApp):
         )
         self.serverapp.event_logger.register_event_schema(SCHEMA_PATH)
         self._events = EventBridge(self.store, self.serverapp.event_logger)
+        self.waiters = Waiters(self.store)
         self._fit_body_limits()
         self.log.info(
             "jupyter_jobs: database %s, executor %s, %d workers",
@@ -220,6 +223,7 @@ class JobsApp(ExtensionApp):
         """On the running loop: tell future kernels where we are, then start consuming."""
         self._export_kernel_env(serverapp)
         self._events.start(asyncio.get_running_loop())
+        self.waiters.start(asyncio.get_running_loop())
         await self.consumer.start()
         self._started = True
 
@@ -232,6 +236,7 @@ class JobsApp(ExtensionApp):
             await self.consumer.stop(grace=self.kill_grace)
             self._started = False
         self._events.stop()
+        self.waiters.stop()
         self._pool.shutdown(wait=True)
         self.store.close()
 

@@ -10,9 +10,11 @@ The server never unpickles anything: result bytes are served as they were stored
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections.abc import Callable
 from http.client import responses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -20,14 +22,19 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from ..errors import JobsError, ResultNotReady
-from ..models import Status
+from ..models import Job
 from . import parsing, service
 
 if TYPE_CHECKING:
     from .app import JobsApp
 
+T = TypeVar("T")
+
 AUTH_RESOURCE = "jobs"
 MAX_WAIT = 300.0
+#: Result bytes in one `/results` answer: by default, and at most (base64 adds a third).
+DEFAULT_RESULTS_BYTES = 8 * 2**20
+MAX_RESULTS_BYTES = 64 * 2**20
 MAX_LIST_LIMIT = 500
 MAX_LOG_CHUNK = 16 * 2**20
 ID = r"(?P<job_id>[^/]+)"
@@ -108,11 +115,13 @@ class JobsListHandler(JobsHandler):
         limit = self.app.max_payload_size
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.startswith("multipart/form-data"):
-            args = self.request.body_arguments, self.request.files, limit
-            spec, payload = await self.app.run(parsing.submit_multipart, *args)
+            request = self.request
+            parse = functools.partial(
+                parsing.submit_multipart, request.body_arguments, request.files, limit
+            )
         else:
-            spec, payload = await self.app.run(parsing.submit_json, self.request.body, limit)
-        job, created = await self.app.run(service.submit, self.app.store, spec, payload)
+            parse = functools.partial(parsing.submit_json, self.request.body, limit)
+        job, created = await self.app.run(service.submit, self.app.store, parse)
         self.reply(job.to_json(), 201 if created else 200)
 
 
@@ -193,45 +202,96 @@ class OutputsHandler(JobsHandler):
         self.reply({"outputs": outputs})
 
 
-class ResultHandler(JobsHandler):
+class LongPollHandler(JobsHandler):
+    """A GET that may wait `?wait=S` seconds (at most MAX_WAIT) for jobs to end."""
+
+    _waiting: asyncio.Future[None] | None = None
+    _gone = False
+
+    async def long_poll(
+        self, job_ids: list[int], read: Callable[[], T], ready: Callable[[T], bool]
+    ) -> T | None:
+        """`read()` (in a thread) until `ready` says so or the wait is over; each read after the
+        first follows the end of one of `job_ids`. None when the client hung up meanwhile.
+
+        The waiter is registered before each read, so an end between the read and the wait
+        still wakes it; a wake-up that did not make the answer ready waits again until the
+        deadline. Waiting needs the consumer: before it runs that is a 503.
+        """
+        wait = self.query("wait")
+        timeout = parsing.seconds("wait", wait, MAX_WAIT) if wait is not None else 0.0
+        if timeout <= 0 or not job_ids:
+            return await self.app.run(read)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            with self.app.waiters.watch(job_ids) as ended:
+                answer = await self.app.run(read)
+                left = deadline - loop.time()
+                if ready(answer) or left <= 0:
+                    return answer
+                self.app.running_consumer()
+                self._waiting = ended
+                if not self._gone:
+                    await asyncio.wait([ended], timeout=left)
+                if self._gone:
+                    return None  # nobody to answer
+
+    def on_connection_close(self) -> None:
+        self._gone = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+        super().on_connection_close()
+
+
+class ResultHandler(LongPollHandler):
     """`GET /jobs/api/jobs/{id}/result?wait=S`: the result bytes, after a long poll of S s.
 
     200 with the stored bytes (never unpickled here), 202 with the job while it has not
     finished, 409 with the job as detail when it ended without a result.
     """
 
-    _wait: asyncio.Future[Any] | None = None
-    _gone = False
-
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
         ident = parsing.job_id(job_id)
-        wait = self.query("wait")
-        timeout = parsing.seconds("wait", wait, MAX_WAIT) if wait is not None else 0.0
-        job = await self.app.run(self.app.store.get, ident)
-        if not job.finished and timeout > 0:
-            waiting = self.app.running_consumer().wait_finished(ident, timeout)
-            self._wait = asyncio.ensure_future(waiting)
-            try:
-                job = await self._wait
-            except asyncio.CancelledError:
-                if self._gone:
-                    return  # the client hung up: nobody to answer
-                raise
-        if job.status is Status.SUCCEEDED:
-            data = await self.app.run(self.app.store.result, ident)
-            self.finish(data, set_content_type="application/octet-stream")
-        elif job.finished:
-            raise ResultNotReady(f"job {ident} has no result: it is {job.status}", job.to_json())
+        read = functools.partial(service.result, self.app.store, ident)
+        answer = await self.long_poll([ident], read, _has_ended)
+        if isinstance(answer, bytes):
+            self.finish(answer, set_content_type="application/octet-stream")
+        elif answer is None:
+            return  # the client hung up
+        elif answer.finished:
+            raise ResultNotReady(
+                f"job {ident} has no result: it is {answer.status}", answer.to_json()
+            )
         else:
-            self.reply(job.to_json(), 202)
+            self.reply(answer.to_json(), 202)
 
-    def on_connection_close(self) -> None:
-        self._gone = True
-        if self._wait is not None:
-            self._wait.cancel()
-        super().on_connection_close()
+
+def _has_ended(answer: bytes | Job) -> bool:
+    return isinstance(answer, bytes) or answer.finished
+
+
+class ResultsHandler(LongPollHandler):
+    """`GET /jobs/api/results?ids=1,2,3&wait=S&max_bytes=B`: every ended job among `ids`, the
+    result bytes of succeeded ones included (base64, never unpickled), after a long poll of S s
+    for the first to end. A kernel collects many results with one request per batch."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        ids = parsing.job_ids(self.query("ids") or "")
+        limit = self.query("max_bytes")
+        max_bytes = (
+            parsing.integer("max_bytes", limit, 0, MAX_RESULTS_BYTES)
+            if limit is not None
+            else DEFAULT_RESULTS_BYTES
+        )
+        read = functools.partial(service.results, self.app.store, ids, max_bytes)
+        answer = await self.long_poll(ids, read, lambda batch: batch.ended)
+        if answer is not None:
+            self.finish(answer.body)
 
 
 class StatusHandler(JobsHandler):
@@ -276,6 +336,7 @@ ROUTES: list[tuple[str, type[JobsHandler]]] = [
     (rf"/jobs/api/jobs/{ID}/logs", LogsHandler),
     (rf"/jobs/api/jobs/{ID}/outputs", OutputsHandler),
     (rf"/jobs/api/jobs/{ID}/result", ResultHandler),
+    (r"/jobs/api/results", ResultsHandler),
     (r"/jobs/api/status", StatusHandler),
     (r"/jobs/api/stats", StatsHandler),
     (r"/jobs/api/capabilities", CapabilitiesHandler),

@@ -1,27 +1,84 @@
-"""The few API answers that combine store calls; each runs in a thread (they block on SQLite).
+"""The API answers that take more than one step; each runs in a thread (they block on SQLite).
 
 Handlers call these through `JobsApp.run`, so that one request is one hop off the loop even
-when it needs two reads.
+when it parses a body and writes, or needs two reads. A hop costs a thread wake-up and a loop
+wake-up, as much as a small store call: a kernel's submit and result requests must not pay it
+twice.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
+from ..errors import JobNotFound, ResultNotReady
 from ..models import Job, JobSpec, Status, now
 from ..store import Store
 
 
-def submit(store: Store, spec: JobSpec, payload: bytes) -> tuple[Job, bool]:
-    """Enqueue; also say whether the job is new (201) or an earlier one with the same key (200).
+def submit(store: Store, parse: Callable[[], tuple[JobSpec, bytes]]) -> tuple[Job, bool]:
+    """Parse a submit body (`parsing.submit_json` or `submit_multipart`, bound to the body) and
+    enqueue; also say whether the job is new (201) or an earlier one with the same key (200).
 
     The store returns the existing job for an `idempotency_key` it has seen: such a job was
     created before this call started. (Two concurrent first submits of one key both see a job
     created during their call and both answer 201; there is still only one job.)
     """
+    spec, payload = parse()
     started = now()
     job = store.enqueue(spec, payload)
     return job, spec.idempotency_key is None or job.created_at >= started
+
+
+def result(store: Store, job_id: int) -> bytes | Job:
+    """The result bytes of a succeeded job, else its record: one hop for either answer."""
+    try:
+        return store.result(job_id)
+    except ResultNotReady:
+        job = store.get(job_id)
+    if job.status is Status.SUCCEEDED:  # it succeeded between the two reads
+        return store.result(job_id)
+    return job
+
+
+class Batch(NamedTuple):
+    """A `/results` answer: whether any job asked about has ended (or does not exist), and the
+    JSON body, encoded in the thread because it can be megabytes."""
+
+    ended: bool
+    body: bytes
+
+
+def results(store: Store, job_ids: Sequence[int], max_bytes: int) -> Batch:
+    """`GET /jobs/api/results`: the ended jobs among `job_ids`.
+
+    Succeeded jobs come with their result bytes (base64 of the stored bytes: never unpickled),
+    in the order asked, while their total stays within `max_bytes`; finished jobs beyond that,
+    and failed or cancelled ones, come as records; unfinished ones are left out.
+    """
+    jobs = store.get_many(job_ids)
+    found = {j.id for j in jobs}
+    missing = [i for i in job_ids if i not in found]
+    with_bytes: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    budget = max_bytes
+    for job in jobs:
+        if not job.finished:
+            continue
+        if job.status is Status.SUCCEEDED and (job.result_size or 0) <= budget:
+            try:
+                data = store.result(job.id)
+            except JobNotFound:  # deleted since the first read
+                missing.append(job.id)
+                continue
+            budget -= len(data)
+            with_bytes.append({"id": job.id, "data": base64.b64encode(data).decode("ascii")})
+        else:
+            records.append(job.to_json())
+    body = {"results": with_bytes, "jobs": records, "missing": missing}
+    return Batch(bool(with_bytes or records or missing), json.dumps(body).encode())
 
 
 def read_log(store: Store, job_id: int, offset: int, limit: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pytest
 
 from jupyter_jobs import errors
 from jupyter_jobs.kernel import api
+from jupyter_jobs.kernel import client as client_module
 from jupyter_jobs.kernel.client import INLINE_PAYLOAD_LIMIT, discover
 from jupyter_jobs.models import Status
 
@@ -188,6 +189,33 @@ def test_one_batched_status_request_per_tick(server, monkeypatch):
     # each tick asks about every job still watched: the sets only shrink
     assert all(later <= earlier for earlier, later in itertools.pairwise(batches))
     poll(lambda: not api.connection().poller.running, 30, "poller stopped")
+
+
+def test_results_of_many_jobs_come_in_one_batched_request(server, monkeypatch):
+    jobs = [api.submit(jobfuncs.add, i) for i in range(30)]
+    failing = api.submit(jobfuncs.fail, "broken on purpose")
+    for job in [*jobs, failing]:
+        server.wait_status(job.id, "succeeded", "failed")
+    seen = Requests().install(monkeypatch)
+    assert [j.result(timeout=60) for j in jobs] == list(range(30))
+    with pytest.raises(errors.JobFailed, match="broken on purpose"):
+        failing.result(timeout=60)
+    assert [(m, p) for m, p, _, _ in seen.calls] == [("GET", "results")]
+    asked = [int(i) for i in seen.calls[0][2]["ids"].split(",")]
+    assert asked[0] == jobs[0].id and set(asked) == {j.id for j in [*jobs, failing]}
+
+
+def test_results_beyond_the_batch_byte_limit_come_one_by_one(server, monkeypatch):
+    monkeypatch.setattr(client_module, "RESULTS_BYTES", 5000)
+    jobs = [api.submit(jobfuncs.blob, 3000) for _ in range(3)]
+    for job in jobs:
+        server.wait_status(job.id, "succeeded")
+    seen = Requests().install(monkeypatch)
+    assert [j.result(timeout=60) for j in jobs] == [b"x" * 3000] * 3
+    paths = [p for _, p, _, _ in seen.calls]
+    assert paths[0] == "results"
+    assert len(paths) == 3  # one batch brought the first result; the other two, one each
+    assert paths[1:] == [f"jobs/{j.id}/result" for j in jobs[1:]]
 
 
 def test_discovery_through_the_servers_runtime_file(server, monkeypatch):

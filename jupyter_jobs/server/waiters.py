@@ -1,0 +1,71 @@
+"""Long polls on `/result?wait=` and `/results?wait=`: wake a request when a job it waits for ends.
+
+The store calls its subscribers in whichever thread committed; this hops the ids that someone
+waits for, and only those, to the server's loop and resolves their futures. A request registers
+before it reads the store, so a job that finishes between the read and the wait still wakes it.
+Waiting here rather than through the consumer's `wait_finished` keeps a long poll to the store
+reads it needs: each read is a hop to a thread, and the consumer's way reads the job twice more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+
+from ..models import Change
+from ..store import Store
+
+
+class Waiters:
+    """Futures per job id, resolved on the loop once that job has finished or was deleted."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        # Changed on the loop only; the committing threads just test membership.
+        self._futures: dict[int, set[asyncio.Future[None]]] = {}
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Begin listening; `loop` is the server's running loop."""
+        self._loop = loop
+        self._unsubscribe = self._store.subscribe(self._on_changes)
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    @contextlib.contextmanager
+    def watch(self, job_ids: Iterable[int]) -> Iterator[asyncio.Future[None]]:
+        """A future that resolves once any of `job_ids` ends (on the loop, inside the block)."""
+        ids = list(job_ids)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for job_id in ids:
+            self._futures.setdefault(job_id, set()).add(future)
+        try:
+            yield future
+        finally:
+            for job_id in ids:
+                futures = self._futures.get(job_id)
+                if futures is not None:
+                    futures.discard(future)
+                    if not futures:
+                        del self._futures[job_id]
+
+    def _on_changes(self, changes: list[Change]) -> None:
+        ended = [
+            c.job.id
+            for c in changes
+            if (c.what == "deleted" or c.job.finished) and c.job.id in self._futures
+        ]
+        loop = self._loop
+        if ended and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake, ended)
+
+    def _wake(self, job_ids: list[int]) -> None:
+        for job_id in job_ids:
+            for future in list(self._futures.get(job_id, ())):
+                if not future.done():
+                    future.set_result(None)
