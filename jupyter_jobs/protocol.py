@@ -8,6 +8,11 @@ Frame types: "ready" (worker up), "job" (executor -> worker, body = payload), "l
 output bytes), "progress", "done" (body = result bytes then outputs bytes, lengths in the header),
 "exit" (the worker retires, or the executor asks it to).
 
+A short job may be sent to a worker that is still busy ("job" with "queued": true), so that the
+worker starts it the moment the current one ends. The worker then says "start" when it does.
+"skip" (executor -> worker) takes such a job back; the worker answers "skipped" at once if it
+had not started it yet (a thread of its own reads the executor's frames, even during a job).
+
 The worker side is blocking (a thread may send logs while the main thread runs the job, hence the
 lock); the executor side reads with asyncio streams so that many workers share one event loop.
 """
@@ -23,7 +28,8 @@ from typing import Any
 
 PREFIX = struct.Struct("!IQ")
 MAX_HEADER = 1 << 20
-_JOIN_LIMIT = 1 << 16
+#: Frames up to this size are copied together and sent in one system call.
+JOIN_LIMIT = 1 << 16
 
 Frame = tuple[dict[str, Any], bytes]
 
@@ -72,13 +78,19 @@ class Channel:
         size = sum(len(part) for part in body)
         head = encode_head(header, size)
         with self._lock:
-            if size <= _JOIN_LIMIT:
+            if size <= JOIN_LIMIT:
                 self._sock.sendall(b"".join((head, *body)))
                 return
             self._sock.sendall(head)
             for part in body:
                 if part:
                     self._sock.sendall(part)
+
+    def send_frames(self, frames: list[Frame]) -> None:
+        """Several (small) frames in one system call: the executor wakes once for all."""
+        data = b"".join(encode_head(header, len(body)) + body for header, body in frames)
+        with self._lock:
+            self._sock.sendall(data)
 
     def close(self) -> None:
         self._file.close()

@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -527,17 +528,41 @@ class Worker:
                 "executable": sys.executable,
             }
         )
-        while (frame := self.channel.recv()) is not None:
-            header, body = frame
-            if header["t"] == "exit":
-                return
-            if header["t"] != "job":
-                raise protocol.ProtocolError(f"unexpected {header['t']!r} frame")
-            done, parts = self.run(header, body)
-            self.channel.send(done, *parts)
+        inbox = _Inbox(self.channel)
+        done: tuple[dict[str, Any], list[bytes]] | None = None  # sent with the next "start"
+        while True:
+            job = inbox.take()
+            if done is not None:
+                self._send_done(*done, job)
+                done = None
+            elif job is not None and job[0].get("queued"):
+                self.channel.send(_start(job))
+            if job is None:
+                job = inbox.wait()
+                if job is None:
+                    break
+                if job[0].get("queued"):
+                    self.channel.send(_start(job))
+            header, body = job
+            done_header, parts = self.run(header, body)
             if header["kind"] == "cell":
+                self.channel.send(done_header, *parts)
                 self.channel.send({"t": "exit"})
                 return
+            done = (done_header, parts)
+        inbox.check()
+
+    def _send_done(
+        self, header: dict[str, Any], parts: list[bytes], job: protocol.Frame | None
+    ) -> None:
+        """The last job's "done", in one write with the next job's "start" when it has one."""
+        start = [(_start(job), b"")] if job is not None and job[0].get("queued") else []
+        if sum(len(part) for part in parts) > protocol.JOIN_LIMIT:
+            self.channel.send(header, *parts)
+            for frame in start:
+                self.channel.send(*frame)
+        else:
+            self.channel.send_frames([(header, b"".join(parts)), *start])
 
     def run(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], list[bytes]]:
         """One job, start to end; returns the "done" frame (header, body parts)."""
@@ -578,6 +603,71 @@ class Worker:
             "outputs_len": len(notebook),
         }
         return done, [result or b"", notebook]
+
+
+def _start(job: protocol.Frame) -> dict[str, Any]:
+    return {"t": "start", "job_id": job[0]["job_id"]}
+
+
+class _Inbox:
+    """The executor's frames, read by a thread of their own into a queue of jobs.
+
+    A job sent ahead waits here while the current one runs; a "skip" for it is answered at
+    once, so the executor can take it back from a worker stuck on a long job.
+    """
+
+    def __init__(self, channel: protocol.Channel) -> None:
+        self.channel = channel
+        self._jobs: deque[protocol.Frame] = deque()
+        self._ready = threading.Condition()
+        self._closed = False  # "exit", or the executor is gone
+        self._error: BaseException | None = None
+        threading.Thread(target=self._read, name="jobs-inbox", daemon=True).start()
+
+    def take(self) -> protocol.Frame | None:
+        """The next job if one is waiting."""
+        with self._ready:
+            return self._jobs.popleft() if self._jobs and not self._closed else None
+
+    def wait(self) -> protocol.Frame | None:
+        """The next job, waiting for it; None once the executor said "exit" or is gone."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._jobs or self._closed)
+            return None if self._closed else self._jobs.popleft()
+
+    def check(self) -> None:
+        """Raise what made the reader stop, if it was not a clean end."""
+        if self._error is not None:
+            raise self._error
+
+    def _read(self) -> None:
+        try:
+            while (frame := self.channel.recv()) is not None:
+                header = frame[0]
+                if header["t"] == "exit":
+                    break
+                with self._ready:
+                    if header["t"] == "job":
+                        self._jobs.append(frame)
+                        self._ready.notify()
+                    elif header["t"] == "skip":
+                        self._skip(header["job_id"])
+                    else:
+                        raise protocol.ProtocolError(f"unexpected {header['t']!r} frame")
+        except BaseException as exc:  # the main thread raises it, and the worker ends
+            self._error = exc
+        finally:
+            with self._ready:
+                self._closed = True
+                self._ready.notify()
+
+    def _skip(self, job_id: int) -> None:
+        # Not found: it has started or ended already, as the executor learns from our frames.
+        for job in self._jobs:
+            if job[0]["job_id"] == job_id:
+                self._jobs.remove(job)
+                self.channel.send({"t": "skipped", "job_id": job_id})
+                return
 
 
 @contextmanager

@@ -296,11 +296,7 @@ async def test_short_jobs_are_prefetched_and_a_backlogged_one_cancels_cleanly(
 ):
     # Long jobs (no run time known yet): exactly max_workers slots, nothing held back.
     assert executor.free_slots() == 2
-    executor.prefetch_seconds, executor.prefetch_limit = 1e6, 1  # "short" whatever the load
-    for _ in range(6):  # teach it that jobs are short
-        task = wu.function_task(wu.add, 1)
-        await executor.run(task)
-        await recorder.done(task.job_id)
+    await teach_short(executor, recorder, limit=1)
     assert executor.free_slots() == 4  # two more, held until a worker frees up
     flags = [tmp_path / "a", tmp_path / "b"]
     hanging = [wu.function_task(wu.hangs_after_start, str(f)) for f in flags]
@@ -321,6 +317,50 @@ async def test_short_jobs_are_prefetched_and_a_backlogged_one_cancels_cleanly(
     outcome = await recorder.done(waiting.job_id)  # the freed worker took the backlog
     assert outcome.status is Status.SUCCEEDED and dill.loads(outcome.result) == 42
     await executor.kill(hanging[1].job_id, None, grace=1.0)
+
+
+async def teach_short(executor, recorder, limit: int) -> None:
+    """Prefetch on whatever the load: the executor believes that jobs are short."""
+    executor.prefetch_seconds, executor.prefetch_limit = 1e6, limit
+    for _ in range(6):
+        task = wu.function_task(wu.add, 1)
+        await executor.run(task)
+        await recorder.done(task.job_id)
+
+
+async def test_short_jobs_sent_ahead_each_run_once(executor, recorder):
+    await teach_short(executor, recorder, limit=4)
+    tasks = [wu.function_task(wu.whoami) for _ in range(60)]
+    most_ahead = 0
+    for task in tasks:
+        await wu.wait_for(lambda: executor.free_slots() > 0)
+        await executor.run(task)
+        most_ahead = max(most_ahead, executor._ahead)
+    assert most_ahead > 0  # some went to a busy worker ahead of time
+    for task in tasks:
+        outcome = await recorder.done(task.job_id)
+        assert outcome.status is Status.SUCCEEDED
+        assert dill.loads(outcome.result)["job"] == (task.job_id, 1)
+        assert len(recorder.outcomes[task.job_id]) == 1
+
+
+async def test_a_lost_worker_hands_back_the_jobs_sent_ahead_to_it(recorder, tmp_path):
+    async with wu.running_executor(recorder, max_workers=1) as executor:
+        await teach_short(executor, recorder, limit=4)
+        flag = tmp_path / "started"
+        hanging = wu.function_task(wu.hangs_after_start, str(flag))
+        await executor.run(hanging)
+        await wu.wait_for(flag.exists)
+        quick = [wu.function_task(wu.add, i, 1) for i in range(3)]
+        for task in quick:
+            await executor.run(task)
+        worker = next(w for w in executor._workers if w.run and w.run.task is hanging)
+        assert len(worker.ahead) == executor.send_ahead  # the rest waits in the backlog
+        os.kill(worker.pid, signal.SIGKILL)
+        assert (await recorder.done(hanging.job_id)).reason is Reason.WORKER_LOST
+        for i, task in enumerate(quick):  # never started: run by the next worker, not lost
+            outcome = await recorder.done(task.job_id)
+            assert outcome.status is Status.SUCCEEDED and dill.loads(outcome.result) == i + 1
 
 
 async def test_prefetch_holds_at_most_about_a_tenth_of_a_second_per_worker(executor):

@@ -61,7 +61,7 @@ class _Run:
     worker: _Worker | None = None  # the worker it was sent to
     waiting_on: _Worker | None = None  # the starting worker reserved for it
     dispatcher: asyncio.Task | None = None
-    sent_at: float | None = None  # loop time it went to its worker
+    sent_at: float | None = None  # loop time it started in its worker
     killing: bool = False
     reported: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event)
@@ -77,7 +77,11 @@ class _Worker:
     exited: asyncio.Future
     state: str = "starting"  # starting -> idle <-> busy -> retiring -> dead
     reserved: bool = False  # a waiting run takes it once it is ready
-    run: _Run | None = None
+    run: _Run | None = None  # the run it is executing
+    ahead: deque[_Run] = field(default_factory=deque)  # sent ahead, not started yet, in order
+    withdrawn: dict[int, float] = field(default_factory=dict)  # killed: job id -> kill grace
+    reclaimed: dict[int, _Run] = field(default_factory=dict)  # asked back, for an idle worker
+    stopper: asyncio.Task | None = None  # stops it when a withdrawn run started anyway
     writer: asyncio.StreamWriter | None = None
     stderr_tail: bytes = b""
     exit_text: str | None = None
@@ -117,6 +121,10 @@ class LocalExecutor(Executor):
     prefetch_seconds = 0.1
     #: At most this many jobs held back per worker, however short they are.
     prefetch_limit = 16
+    #: Of the jobs held back, at most this many per worker are sent to it ahead of time, so that
+    #: it starts the next one the moment the current one ends instead of waiting for this
+    #: process to answer its "done". Few, so that a worker stuck on a long job delays few others.
+    send_ahead = 2
 
     def __init__(
         self,
@@ -144,6 +152,7 @@ class LocalExecutor(Executor):
         self._workers: list[_Worker] = []
         self._runs: dict[int, _Run] = {}
         self._backlog: deque[_Run] = deque()  # accepted, waiting for a worker of the pool
+        self._ahead = 0  # runs sent ahead to busy workers, not started yet
         self._duration: float | None = None  # moving average of recent jobs' run time
         self._warm: list[str] = [self.interpreter]  # interpreters that keep a spare worker
         self._started = False
@@ -175,7 +184,9 @@ class LocalExecutor(Executor):
         return self.max_workers * min(self.prefetch_limit, int(per_worker))
 
     def _active(self) -> int:
-        return len(self._runs) - len(self._backlog)
+        """Workers taken: by a run, by runs sent ahead to it, or reserved for a waiting run."""
+        between = sum(1 for w in self._workers if w.run is None and _has_queue(w))
+        return len(self._runs) - len(self._backlog) - self._ahead + between
 
     def running(self) -> list[tuple[int, int]]:
         return [(run.task.job_id, run.task.attempt) for run in self._runs.values()]
@@ -200,6 +211,7 @@ class LocalExecutor(Executor):
         worker = self._idle_worker(interpreter)
         if self._active() > self.max_workers:  # counting this run: every worker is taken
             self._backlog.append(run)
+            self._send_ahead()
         elif worker is not None:
             await self._dispatch(run, worker)
         else:
@@ -217,6 +229,8 @@ class LocalExecutor(Executor):
         exit_text = None
         if run in self._backlog:  # never reached a worker: nothing to stop
             self._backlog.remove(run)
+        elif run.worker is not None and run in run.worker.ahead:
+            self._withdraw(run, run.worker, grace)
         elif run.worker is None and run.dispatcher is not None:
             run.dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -225,6 +239,16 @@ class LocalExecutor(Executor):
         if run.worker is not None:
             exit_text = await self._terminate(run.worker, grace)
         self._finish(run, kill_outcome(reason, exit_text))
+
+    def _withdraw(self, run: _Run, worker: _Worker, grace: float) -> None:
+        """Take back a run sent ahead. It ends now; the worker drops it when it reads "skip",
+        which may be only after its current job, however long that takes. Should it have
+        started it already, its "start" frame tells, and the worker is stopped then."""
+        worker.ahead.remove(run)
+        self._ahead -= 1
+        run.worker = None
+        worker.withdrawn[run.task.job_id] = grace
+        worker.send({"t": "skip", "job_id": run.task.job_id})
 
     async def shutdown(self, grace: float) -> None:
         self._closing = True
@@ -250,10 +274,41 @@ class LocalExecutor(Executor):
             await worker.writer.drain()
 
     def _send_job(self, run: _Run, worker: _Worker) -> None:
-        task = run.task
         worker.state, worker.run, run.worker = "busy", run, worker
         run.sent_at = asyncio.get_running_loop().time()
-        header = {
+        worker.send(self._job_header(run.task), run.task.payload)
+
+    def _reclaim(self) -> None:
+        """With nothing left in the backlog, an idle worker takes a run sent ahead to a busy
+        one, which may be stuck on a long job: the busy worker is asked for it back."""
+        if self._backlog or self._closing:
+            return
+        for worker in self._workers:
+            if self._active() >= self.max_workers:
+                return  # an idle spare beyond the slots takes nothing
+            if worker.state != "idle" or worker.reserved:
+                continue
+            donors = [w for w in self._workers if w.ahead and w.interpreter == worker.interpreter]
+            if not donors:
+                continue
+            donor = max(donors, key=lambda w: len(w.ahead))
+            run = donor.ahead.pop()  # the one it would start last
+            self._ahead -= 1
+            donor.reclaimed[run.task.job_id] = run
+            donor.send({"t": "skip", "job_id": run.task.job_id})
+
+    def _takes_ahead(self, worker: _Worker, interpreter: str) -> bool:
+        current = worker.run
+        if current is not None and (Kind(current.task.kind) is Kind.CELL or current.killing):
+            return False  # its worker retires or dies after this run
+        return (
+            worker.state == "busy"
+            and worker.interpreter == interpreter
+            and len(worker.ahead) < self.send_ahead
+        )
+
+    def _job_header(self, task: Task) -> dict[str, Any]:
+        return {
             "t": "job",
             "job_id": task.job_id,
             "attempt": task.attempt,
@@ -264,10 +319,9 @@ class LocalExecutor(Executor):
             "progress_interval": self.progress_interval,
             "log_limit": self.log_limit,
         }
-        worker.send(header, task.payload)
 
     def _take_backlog(self) -> None:
-        """Hand waiting runs to the workers that came free."""
+        """Hand waiting runs to the workers that came free, then send some ahead."""
         while self._backlog and self._active() < self.max_workers:
             run = self._backlog.popleft()
             interpreter = run.task.interpreter or self.interpreter
@@ -276,6 +330,31 @@ class LocalExecutor(Executor):
                 self._send_job(run, worker)
             else:
                 self._wait_for_worker(run, interpreter)
+        self._send_ahead()
+        self._reclaim()
+
+    def _send_ahead(self) -> None:
+        """Send short function jobs from the backlog to busy workers (see `send_ahead`).
+
+        Only while jobs are short (prefetching is on), and never behind a cell job (its worker
+        retires) or a run being stopped (its worker dies).
+        """
+        if self._closing or not self._prefetch():
+            return
+        while self._backlog:
+            run = self._backlog[0]
+            if Kind(run.task.kind) is not Kind.FUNCTION:
+                return
+            interpreter = run.task.interpreter or self.interpreter
+            workers = [w for w in self._workers if self._takes_ahead(w, interpreter)]
+            if not workers:
+                return
+            worker = min(workers, key=lambda w: len(w.ahead))
+            self._backlog.popleft()
+            worker.ahead.append(run)
+            run.worker = worker
+            self._ahead += 1
+            worker.send({**self._job_header(run.task), "queued": True}, run.task.payload)
 
     def _wait_for_worker(self, run: _Run, interpreter: str) -> None:
         """Reserve a starting spare of the interpreter (or start a worker) and run when ready."""
@@ -431,6 +510,7 @@ class LocalExecutor(Executor):
                 # for this interpreter until a task asks for it.
                 self._forget(worker.interpreter)
                 log.error("%s%s", message, said)
+        self._take_back(worker)
         run = worker.run
         if run is not None and not run.reported and not run.killing:
             message = f"the worker process (pid {worker.pid}) died: {exit_text}{said}"
@@ -438,6 +518,20 @@ class LocalExecutor(Executor):
             outcome.error.traceback = output
             self._finish(run, outcome)
         self._ensure_spares()
+
+    def _take_back(self, worker: _Worker) -> None:
+        """The runs sent ahead to a worker that is gone never started: they go back to the
+        front of the backlog."""
+        back = [*worker.reclaimed.values(), *worker.ahead]
+        self._ahead -= len(worker.ahead)
+        worker.ahead.clear()
+        worker.withdrawn.clear()
+        worker.reclaimed.clear()
+        for run in back:
+            run.worker = None
+        self._backlog.extendleft(reversed(back))
+        if back and not self._closing:
+            self._take_backlog()
 
     def _start_timed_out(self, worker: _Worker) -> None:
         if not worker.ready.done():
@@ -481,9 +575,13 @@ class LocalExecutor(Executor):
                 worker.state = "idle"
             if not worker.ready.done():
                 worker.ready.set_result(None)
+            self._reclaim()
             return
         if kind == "exit":
             worker.state = "retiring"
+            return
+        if kind in ("start", "skipped"):
+            self._on_ahead(worker, kind, header.get("job_id"))
             return
         run = worker.run
         if run is None or run.reported:
@@ -496,13 +594,53 @@ class LocalExecutor(Executor):
         elif kind == "done":
             worker.run = None
             cell = Kind(run.task.kind) is Kind.CELL
-            worker.state = "retiring" if cell or run.killing else "idle"
+            worker.state = (
+                "retiring" if cell or run.killing else "busy" if _has_queue(worker) else "idle"
+            )
             if not run.killing:  # a kill decides the outcome once it has begun
                 self._finish(run, _done_outcome(header, body))
                 self._trim_idle()
                 self._ensure_spares()
         else:
             raise protocol.ProtocolError(f"unexpected {kind!r} frame from a worker")
+
+    def _on_ahead(self, worker: _Worker, kind: str, job_id: Any) -> None:
+        """A run sent ahead started, or one asked back was given back or started anyway."""
+        if job_id in worker.withdrawn:
+            grace = worker.withdrawn.pop(job_id)
+            if kind == "start":  # it read "skip" too late: stop it like any running job
+                worker.state = "retiring"
+                worker.stopper = asyncio.create_task(self._terminate(worker, grace))
+            else:
+                self._settle(worker)
+            return
+        if job_id in worker.reclaimed:
+            run = worker.reclaimed.pop(job_id)
+            if kind == "start":  # too late to move it: it runs here
+                self._begin(worker, run)
+            else:
+                run.worker = None
+                self._backlog.appendleft(run)
+                self._settle(worker)
+                self._take_backlog()
+            return
+        run = worker.ahead[0] if worker.ahead else None
+        if kind != "start" or run is None or run.task.job_id != job_id:
+            raise protocol.ProtocolError(f"{kind!r} of job {job_id!r}, which it was not sent")
+        worker.ahead.popleft()
+        self._ahead -= 1
+        self._begin(worker, run)
+
+    def _begin(self, worker: _Worker, run: _Run) -> None:
+        worker.run = run
+        run.sent_at = asyncio.get_running_loop().time()
+        self._send_ahead()
+
+    def _settle(self, worker: _Worker) -> None:
+        """A worker between jobs with nothing more to start is idle."""
+        if worker.state == "busy" and worker.run is None and not _has_queue(worker):
+            worker.state = "idle"
+            self._take_backlog()
 
     async def _terminate(self, worker: _Worker, grace: float) -> str:
         """SIGTERM to the worker's process group, up to `grace` seconds, then SIGKILL."""
@@ -518,6 +656,11 @@ class LocalExecutor(Executor):
         returncode = await asyncio.shield(worker.exited)
         await worker.gone.wait()
         return describe_exit(returncode)
+
+
+def _has_queue(worker: _Worker) -> bool:
+    """Whether the worker will start (or may start) another run once its current one ends."""
+    return bool(worker.ahead or worker.withdrawn or worker.reclaimed)
 
 
 def _done_outcome(header: dict[str, Any], body: bytes) -> Outcome:
