@@ -217,8 +217,8 @@ class Consumer:
         self.wake()
 
     def _on_bell(self) -> None:
-        # Our own store's rings are skipped: those changes came through the subscription.
-        if self._listener is not None and self._listener.drain_foreign():
+        # Only other stores ring: our own store's changes came through the subscription.
+        if self._listener is not None and self._listener.drain():
             self._bell = True
             self.wake()
 

@@ -53,9 +53,9 @@ class Doorbell:
         self._sender: socket.socket | None = None
         self._lock = threading.Lock()
         self._cache: tuple[int, list[str]] | None = None
-        # Rings carry this token so a listener can skip rings of its own store: those changes
-        # already reach it through the store's in-process subscription.
-        self.token = secrets.token_bytes(8)
+        # Our own listeners are never rung: what this doorbell's store commits reaches them
+        # through the store's in-process subscription, and a wake-up per submit would be waste.
+        self._own: set[str] = set()
 
     def _address(self, name: str) -> str:
         """A path the kernel accepts for `name`, even when the folder's path is long."""
@@ -97,8 +97,10 @@ class Doorbell:
         sender = self._socket()
         rung = 0
         for name in names:
+            if name in self._own:
+                continue
             try:
-                sender.sendto(self.token, self._address(name))
+                sender.sendto(b"!", self._address(name))
                 rung += 1
             except BlockingIOError:
                 rung += 1  # its buffer is full: it has a wake-up pending already
@@ -128,6 +130,7 @@ class Doorbell:
             sock.close()
             raise
         self._cache = None
+        self._own.add(name)
         return Listener(self, name, sock)
 
     def close(self) -> None:
@@ -155,11 +158,8 @@ class Listener:
             raise ValueError("listener is closed")
         return self._sock.fileno()
 
-    def wait(self, timeout: float | None = None, *, foreign: bool = False) -> bool:
-        """Block until rung (True) or `timeout` seconds pass (False); consumes pending rings.
-
-        With `foreign=True` only rings from other doorbells (other stores) count.
-        """
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until rung (True) or `timeout` seconds pass (False); consumes pending rings."""
         poller = select.poll()
         poller.register(self.fileno(), select.POLLIN)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -167,28 +167,20 @@ class Listener:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not poller.poll(None if left is None else int(left * 1000)):
                 return False
-            rings, others = self._drain()
-            if (others if foreign else rings) or left == 0:
-                return bool(others if foreign else rings)
+            rings = self.drain()
+            if rings or left == 0:
+                return bool(rings)
 
     def drain(self) -> int:
         """Consume every pending ring without blocking; returns how many there were."""
-        return self._drain()[0]
-
-    def drain_foreign(self) -> int:
-        """Consume pending rings; returns how many came from other doorbells than ours."""
-        return self._drain()[1]
-
-    def _drain(self) -> tuple[int, int]:
-        rings = others = 0
+        rings = 0
         while self._sock is not None:
             try:
-                token = self._sock.recv(64)
+                self._sock.recv(64)
             except BlockingIOError:
                 break
             rings += 1
-            others += token != self._doorbell.token
-        return rings, others
+        return rings
 
     def close(self) -> None:
         """Stop listening and remove the socket from the folder. Idempotent."""
@@ -199,6 +191,7 @@ class Listener:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         self._doorbell._cache = None
+        self._doorbell._own.discard(self.name)
 
     def __enter__(self) -> Listener:
         return self

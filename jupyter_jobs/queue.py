@@ -68,10 +68,10 @@ class StoreBackend(Backend):
         return self.get_many(self.remember_finished(finished))
 
     def wait_for_change(self, timeout: float) -> bool:
-        # Only other stores' rings: this store's own changes arrive through the subscription.
+        # Only other stores ring it: this store's own changes arrive through the subscription.
         if self._listener is None:
             self._listener = self.store.listen()
-        return self._listener.wait(timeout, foreign=True)
+        return self._listener.wait(timeout)
 
     def close(self) -> None:
         super().close()
