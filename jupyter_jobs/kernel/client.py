@@ -48,8 +48,9 @@ STATUS_CHUNK = 400
 LONG_POLL = 30.0
 #: Ids in one `/results` poll: the awaited job and this many minus one other unsettled ones.
 RESULTS_BATCH = 500
-#: Result bytes one `/results` answer may carry; results beyond come one by one, unencoded.
-RESULTS_BYTES = 8 * 2**20
+#: Result bytes one `/results` answer may carry; results beyond come one by one, unencoded
+#: (for results of a megabyte, base64 inside JSON costs more than a request each).
+RESULTS_BYTES = 2**20
 
 START_HINT = (
     "Start one in a terminal with `jupyter lab` (or `jupyter server`), with jupyter_jobs "
