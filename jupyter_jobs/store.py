@@ -1555,11 +1555,13 @@ class Store:
         Raises `ResultNotReady` for a job that has not succeeded (detail: its status).
         """
         with self._read() as conn:
-            job = self._load_one(conn, job_id)
-            if job.status is not Status.SUCCEEDED:
+            found = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if found is None:
+                raise JobNotFound(job_id)
+            if found[0] != Status.SUCCEEDED.value:  # (not the whole record: a hot path)
                 raise ResultNotReady(
-                    f"job {job_id} is {job.status.value}: it has no result",
-                    {"id": job_id, "status": job.status.value},
+                    f"job {job_id} is {found[0]}: it has no result",
+                    {"id": job_id, "status": found[0]},
                 )
             row = conn.execute(
                 "SELECT data, path FROM blobs WHERE job_id = ? AND kind = 'result'", (job_id,)
