@@ -97,9 +97,12 @@ class _Worker:
         return self.state in ("starting", "idle") and not self.reserved
 
     def send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        self.send_frames([(header, body)])
+
+    def send_frames(self, frames: list[protocol.Frame]) -> None:
+        """One write, so one system call and one wake-up of the worker, for all `frames`."""
         assert self.writer is not None
-        # One write, so one system call and one wake-up of the worker per frame.
-        self.writer.write(protocol.encode_head(header, len(body)) + body)
+        self.writer.write(b"".join(protocol.encode_head(h, len(b)) + b for h, b in frames))
 
 
 class LocalExecutor(Executor):
@@ -123,8 +126,9 @@ class LocalExecutor(Executor):
     prefetch_limit = 16
     #: Of the jobs held back, at most this many per worker are sent to it ahead of time, so that
     #: it starts the next one the moment the current one ends instead of waiting for this
-    #: process to answer its "done". Few, so that a worker stuck on a long job delays few others.
-    send_ahead = 2
+    #: process to answer its "done". They go in batches, once half of them started (one write,
+    #: one wake-up). An idle worker takes back those waiting behind a long job.
+    send_ahead = 4
 
     def __init__(
         self,
@@ -297,14 +301,16 @@ class LocalExecutor(Executor):
             donor.reclaimed[run.task.job_id] = run
             donor.send({"t": "skip", "job_id": run.task.job_id})
 
-    def _takes_ahead(self, worker: _Worker, interpreter: str) -> bool:
+    def _takes_ahead(self, worker: _Worker, interpreter: str, batches: dict) -> bool:
         current = worker.run
         if current is not None and (Kind(current.task.kind) is Kind.CELL or current.killing):
             return False  # its worker retires or dies after this run
+        room = self.send_ahead - len(worker.ahead)
         return (
             worker.state == "busy"
             and worker.interpreter == interpreter
-            and len(worker.ahead) < self.send_ahead
+            and room > 0
+            and (worker in batches or room >= (self.send_ahead + 1) // 2)
         )
 
     def _job_header(self, task: Task) -> dict[str, Any]:
@@ -341,20 +347,24 @@ class LocalExecutor(Executor):
         """
         if self._closing or not self._prefetch():
             return
+        batches: dict[_Worker, list[protocol.Frame]] = {}
         while self._backlog:
             run = self._backlog[0]
             if Kind(run.task.kind) is not Kind.FUNCTION:
-                return
+                break
             interpreter = run.task.interpreter or self.interpreter
-            workers = [w for w in self._workers if self._takes_ahead(w, interpreter)]
+            workers = [w for w in self._workers if self._takes_ahead(w, interpreter, batches)]
             if not workers:
-                return
+                break
             worker = min(workers, key=lambda w: len(w.ahead))
             self._backlog.popleft()
             worker.ahead.append(run)
             run.worker = worker
             self._ahead += 1
-            worker.send({**self._job_header(run.task), "queued": True}, run.task.payload)
+            frame = ({**self._job_header(run.task), "queued": True}, run.task.payload)
+            batches.setdefault(worker, []).append(frame)
+        for worker, frames in batches.items():
+            worker.send_frames(frames)
 
     def _wait_for_worker(self, run: _Run, interpreter: str) -> None:
         """Reserve a starting spare of the interpreter (or start a worker) and run when ready."""
