@@ -1512,9 +1512,9 @@ class Store:
         if owner is not None:
             where.append("owner = ?")
             params.append(owner)
-        if q:
-            where.append("name LIKE ? ESCAPE '\\'")
-            params.append(_like(q))
+        if q:  # the sidebar's search box: a job's name, or its notebook's path
+            where.append("(name LIKE ? ESCAPE '\\' OR owner LIKE ? ESCAPE '\\')")
+            params += [_like(q)] * 2
         return where, params
 
     @staticmethod

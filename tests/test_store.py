@@ -730,6 +730,12 @@ def test_delete(store: Store) -> None:
 # -- reads ------------------------------------------------------------------------------------
 
 
+def test_the_search_finds_names_and_owners(store: Store) -> None:
+    store.enqueue_many([(spec("fit", owner="work/Churn.ipynb"), b""), (spec("churn"), b"")])
+    assert sorted(j.name for j in store.query(q="CHURN").jobs) == ["churn", "fit"]
+    assert [j.name for j in store.query(q="work/").jobs] == ["fit"]
+
+
 def test_query_filters_pages_and_counts(store: Store) -> None:
     names = ["Train model", "train_50%", "plot", "TRAIN again", "trainXfifty"]
     jobs = store.enqueue_many([(spec(n, owner=f"o{i % 2}"), b"") for i, n in enumerate(names)])
