@@ -1,6 +1,7 @@
 /**
  * Notifications when jobs finish or fail, through JupyterLab's notification API, each with a
- * button that opens the job. Switched on and off by the `notifications` setting.
+ * button that opens the job. Switched on and off by the `notifications` setting. A cancelled
+ * job is not announced: somebody asked for that, and the sidebar shows it.
  *
  * Transitions are collected for a moment first: when a map() of 500 jobs ends, the user gets one
  * summary, not 500 toasts.
