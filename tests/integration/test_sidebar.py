@@ -3,8 +3,9 @@
 Jobs are submitted through the REST API (payloads made with dill) and the test watches the page:
 they appear and progress in the Jobs panel without a reload, one is cancelled from the panel,
 the detail view shows the log tailing and an error's traceback, notifications say when jobs end,
-and the status bar counts running and queued jobs. Screenshots for the README are saved as
-docs/sidebar.png and docs/detail.png.
+and the status bar counts running and queued jobs. The screenshots in the README come from here:
+`JUPYTER_JOBS_SCREENSHOTS=docs pytest tests/integration/test_sidebar.py` writes them to docs/
+(otherwise they go to a temporary folder, so a test run leaves the checkout alone).
 
 The extension under test is the one built in the repository (`jupyter_jobs/labextension`, made by
 `cd labextension && npm run build:prod` or by `pip install`), linked into the server's private
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +32,6 @@ from servers import REPO, JupyterHome, RunningServer, ServerFactory, poll
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LABEXTENSION = REPO / "jupyter_jobs" / "labextension"
-DOCS = REPO / "docs"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -97,6 +98,13 @@ def lab(jupyter_server_factory: ServerFactory, tmp_path: Path) -> RunningServer:
 
 
 @pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where screenshots go: `JUPYTER_JOBS_SCREENSHOTS` (relative to the repository), or tmp."""
+    chosen = os.environ.get("JUPYTER_JOBS_SCREENSHOTS")
+    return REPO / chosen if chosen else tmp_path
+
+
+@pytest.fixture
 def page(browser: Browser, lab: RunningServer) -> Iterator[Page]:
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
@@ -155,7 +163,9 @@ def submit_cell(lab: RunningServer, code: str, **spec: Any) -> dict[str, Any]:
     return response.json()
 
 
-def test_jobs_appear_progress_and_cancel_in_the_panel(page: Page, lab: RunningServer) -> None:
+def test_jobs_appear_progress_and_cancel_in_the_panel(
+    page: Page, lab: RunningServer, screenshots: Path
+) -> None:
     open_lab(page, lab)
     # The status-bar item opens the panel.
     status_item = page.locator("#jupyter-jobs-status")
@@ -207,7 +217,7 @@ def test_jobs_appear_progress_and_cancel_in_the_panel(page: Page, lab: RunningSe
     assert lab.job(sleeper["id"])["status"] == "cancelled"
     expect(status_of(page, adder["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
     expect(status_of(page, broken["id"])).to_have_text("failed (error)", timeout=UI_TIMEOUT)
-    page.screenshot(path=str(DOCS / "sidebar.png"))
+    page.screenshot(path=str(screenshots / "sidebar.png"))
 
     # Filter by status and search by name.
     panel = page.locator("#jupyter-jobs-panel")
@@ -233,7 +243,7 @@ def test_jobs_appear_progress_and_cancel_in_the_panel(page: Page, lab: RunningSe
 
 
 def test_detail_view_shows_log_traceback_outputs_and_notifies(
-    page: Page, lab: RunningServer
+    page: Page, lab: RunningServer, screenshots: Path
 ) -> None:
     open_lab(page, lab)
     open_panel(page)
@@ -280,7 +290,7 @@ def test_detail_view_shows_log_traceback_outputs_and_notifies(
         10,
         "the notification is fully on screen",
     )
-    page.screenshot(path=str(DOCS / "detail.png"))
+    page.screenshot(path=str(screenshots / "detail.png"))
 
 
 def test_panel_polls_when_events_do_not_arrive(page: Page, lab: RunningServer) -> None:
