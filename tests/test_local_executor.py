@@ -363,6 +363,30 @@ async def test_a_lost_worker_hands_back_the_jobs_sent_ahead_to_it(recorder, tmp_
             assert outcome.status is Status.SUCCEEDED and dill.loads(outcome.result) == i + 1
 
 
+async def test_a_job_taken_back_too_late_is_stopped_when_it_starts(recorder, tmp_path):
+    async with wu.running_executor(recorder, max_workers=1) as executor:
+        await teach_short(executor, recorder, limit=4)
+        gate = tmp_path / "gate"
+        first = wu.function_task(wu.waits_for, str(gate))
+        late = wu.function_task(wu.hangs_after_start, str(tmp_path / "started"))
+        await executor.run(first)
+        await executor.run(late)
+        worker = next(w for w in executor._workers if w.run and w.run.task is first)
+        assert [run.task for run in worker.ahead] == [late]
+        # The "skip" is lost on the way, as if the worker had started `late` before reading it.
+        send = worker.send_frames
+        worker.send_frames = lambda frames: send([f for f in frames if f[0]["t"] != "skip"])
+        await executor.kill(late.job_id, None, grace=1.0)
+        assert (await recorder.done(late.job_id)).status is Status.CANCELLED
+        gate.touch()
+        assert dill.loads((await recorder.done(first.job_id)).result) == "opened"
+        await wu.wait_for(lambda: not wu.alive(worker.pid))  # stopped as it started `late`
+        assert len(recorder.outcomes[late.job_id]) == 1
+        after = wu.function_task(wu.add, 2, 3)
+        await executor.run(after)
+        assert dill.loads((await recorder.done(after.job_id)).result) == 5
+
+
 async def test_prefetch_holds_at_most_about_a_tenth_of_a_second_per_worker(executor):
     assert executor.free_slots() == 2  # nothing known about run times: nothing held back
     executor._duration = 0.2  # long jobs: never held back

@@ -163,6 +163,15 @@ def mixed_output(gate: str) -> str:
     return "ok"
 
 
+def waits_for(gate: str, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{gate} did not appear")
+        time.sleep(0.01)
+    return "opened"
+
+
 def floods(megabytes: int) -> int:
     line = "x" * 1023 + "\n"
     block = line * 1024
