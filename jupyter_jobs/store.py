@@ -427,6 +427,9 @@ class Store:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # This store's threads (a server's request threads and its consumer's writer) take
+        # turns here: waiting on SQLite's lock instead sleeps 1, 2, 5... ms per try.
+        self._writing = threading.Lock()
         self._subscribers: list[Callable[[list[Change]], None]] = []
         self._closed = False
         make_private_dir(self.path.parent)
@@ -492,13 +495,14 @@ class Store:
 
     @contextmanager
     def _write_tx(self, conn: sqlite3.Connection) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._writing:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -559,19 +563,20 @@ class Store:
     def _tx(self) -> Iterator[_Tx]:
         """One write transaction; after commit, tell subscribers and ring the doorbell."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        tx = _Tx(conn, now())
-        try:
-            yield tx
-            self._resolve_dependents(tx, tx.finished)
-            self._snapshot(tx)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for path in tx.written:
-                path.unlink(missing_ok=True)
-            raise
+        with self._writing:
+            conn.execute("BEGIN IMMEDIATE")
+            tx = _Tx(conn, now())
+            try:
+                yield tx
+                self._resolve_dependents(tx, tx.finished)
+                self._snapshot(tx)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                for path in tx.written:
+                    path.unlink(missing_ok=True)
+                raise
         for path in tx.obsolete:
             path.unlink(missing_ok=True)
         for directory in tx.doomed_dirs:

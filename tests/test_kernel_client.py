@@ -183,6 +183,10 @@ def test_records_survive_the_json_round_trip():
     data = json.loads(json.dumps(record.to_json()))
     data["added_by_a_newer_server"] = True
     assert Job.from_json(data) == record
+    copied = record.to_json()  # shares nothing mutable with the record
+    copied["after"].append(9)
+    copied["options"]["return"].append("b")
+    assert (record.after, record.options) == ([1, 2], {"return": ["a"]})
 
 
 def test_payload_encodings_parse_as_the_server_parses_them():
