@@ -75,9 +75,21 @@ class Kernel:
                 and msg["msg_type"] == "status"
                 and msg["content"]["execution_state"] == "idle"
             ):
-                reply = self.kc.get_shell_msg(timeout=10)
+                reply = self.reply_to(msg_id)
                 assert reply["content"]["status"] == "ok", reply["content"]
                 return seen
+
+    def reply_to(self, msg_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The shell reply to `msg_id`. Replies to nobody's current request are skipped: under
+        load, `wait_for_ready` may have asked for kernel_info more than once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no shell reply to {msg_id} within {timeout} s")
+            reply = self.kc.get_shell_msg(timeout=left)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply
 
     def pump_until(self, predicate: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
         """Read iopub (the kernel is idle) until `predicate()` holds."""
@@ -299,8 +311,7 @@ def test_interrupting_a_wait_leaves_the_job_running_and_its_names_still_come_bac
     msg_id = kernel.kc.execute("%%job --wait --name patient\nimport time\ntime.sleep(3)\nz = 1")
     kernel.pump_until(lambda: kernel.status("patient") == "running", "patient running")
     kernel.km.interrupt_kernel()
-    reply = kernel.kc.get_shell_msg(timeout=30)
-    assert reply["parent_header"]["msg_id"] == msg_id
+    reply = kernel.reply_to(msg_id)
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     kernel.pump_until(lambda: kernel.status("patient") == "succeeded", "patient succeeded")
@@ -321,6 +332,5 @@ def test_the_jobs_table(kernel):
     ]
     assert none[0]["content"]["data"]["text/plain"] == "no jobs"
     msg_id = kernel.kc.execute("%jobs --bogus")
-    reply = kernel.kc.get_shell_msg(timeout=30)
-    assert reply["parent_header"]["msg_id"] == msg_id
+    reply = kernel.reply_to(msg_id)
     assert reply["content"]["ename"] == "UsageError"
