@@ -387,6 +387,30 @@ async def test_a_job_taken_back_too_late_is_stopped_when_it_starts(recorder, tmp
         assert dill.loads((await recorder.done(after.job_id)).result) == 5
 
 
+async def test_killing_a_job_being_taken_back_leaves_its_worker_alone(executor, recorder, tmp_path):
+    await teach_short(executor, recorder, limit=4)
+    flags = [tmp_path / "a", tmp_path / "b"]
+    hanging = [wu.function_task(wu.hangs_after_start, str(f)) for f in flags]
+    for task in hanging:
+        await executor.run(task)
+    for flag in flags:
+        await wu.wait_for(flag.exists)
+    quick = wu.function_task(wu.add, 1, 1)
+    await executor.run(quick)
+    donor = next(w for w in executor._workers if any(r.task is quick for r in w.ahead))
+    kept = donor.run.task
+    # Its answer to "skip" is lost on the way, so `quick` stays asked back, unanswered.
+    send = donor.send_frames
+    donor.send_frames = lambda frames: send([f for f in frames if f[0]["t"] != "skip"])
+    freed = next(t for t in hanging if t is not kept)
+    await executor.kill(freed.job_id, None, grace=1.0)  # a slot frees: an idle worker asks
+    await wu.wait_for(lambda: quick.job_id in donor.reclaimed)
+    await executor.kill(quick.job_id, None, grace=1.0)
+    assert (await recorder.done(quick.job_id)).status is Status.CANCELLED
+    assert wu.alive(donor.pid) and donor.run.task is kept and kept.job_id not in recorder.outcomes
+    await executor.kill(kept.job_id, None, grace=1.0)
+
+
 async def test_prefetch_holds_at_most_about_a_tenth_of_a_second_per_worker(executor):
     assert executor.free_slots() == 2  # nothing known about run times: nothing held back
     executor._duration = 0.2  # long jobs: never held back

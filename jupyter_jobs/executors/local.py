@@ -233,7 +233,9 @@ class LocalExecutor(Executor):
         exit_text = None
         if run in self._backlog:  # never reached a worker: nothing to stop
             self._backlog.remove(run)
-        elif run.worker is not None and run in run.worker.ahead:
+        elif run.worker is not None and (
+            run in run.worker.ahead or run.task.job_id in run.worker.reclaimed
+        ):
             self._withdraw(run, run.worker, grace)
         elif run.worker is None and run.dispatcher is not None:
             run.dispatcher.cancel()
@@ -245,14 +247,16 @@ class LocalExecutor(Executor):
         self._finish(run, kill_outcome(reason, exit_text))
 
     def _withdraw(self, run: _Run, worker: _Worker, grace: float) -> None:
-        """Take back a run sent ahead. It ends now; the worker drops it when it reads "skip",
-        which may be only after its current job, however long that takes. Should it have
-        started it already, its "start" frame tells, and the worker is stopped then."""
-        worker.ahead.remove(run)
-        self._ahead -= 1
+        """Take back a run sent ahead, for good. It ends now; the worker drops it when it reads
+        "skip". Should it have started it already, its "start" frame tells, and the worker is
+        stopped then."""
+        job_id = run.task.job_id
+        if worker.reclaimed.pop(job_id, None) is None:  # else "skip" is on its way already
+            worker.ahead.remove(run)
+            self._ahead -= 1
+            worker.send({"t": "skip", "job_id": job_id})
+        worker.withdrawn[job_id] = grace
         run.worker = None
-        worker.withdrawn[run.task.job_id] = grace
-        worker.send({"t": "skip", "job_id": run.task.job_id})
 
     async def shutdown(self, grace: float) -> None:
         self._closing = True
@@ -623,6 +627,7 @@ class LocalExecutor(Executor):
                 worker.stopper = asyncio.create_task(self._terminate(worker, grace))
             else:
                 self._settle(worker)
+                self._take_backlog()
             return
         if job_id in worker.reclaimed:
             run = worker.reclaimed.pop(job_id)
@@ -650,7 +655,6 @@ class LocalExecutor(Executor):
         """A worker between jobs with nothing more to start is idle."""
         if worker.state == "busy" and worker.run is None and not _has_queue(worker):
             worker.state = "idle"
-            self._take_backlog()
 
     async def _terminate(self, worker: _Worker, grace: float) -> str:
         """SIGTERM to the worker's process group, up to `grace` seconds, then SIGKILL."""
