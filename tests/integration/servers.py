@@ -126,6 +126,16 @@ class JupyterHome:
         return env
 
 
+def _default_stop_signals() -> None:
+    """In the server process (before exec): SIGHUP and SIGINT not ignored, as in a terminal.
+
+    "Ignore" is inherited through exec: under `nohup`, or in a shell's background job, the
+    server would otherwise ignore the very signals the restart tests send it.
+    """
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class RunningServer:
     """One Jupyter server subprocess and an authenticated HTTP client for it."""
 
@@ -172,6 +182,7 @@ class RunningServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_default_stop_signals,
             )
 
     # --- life ------------------------------------------------------------------------------
