@@ -17,13 +17,12 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .executors.base import Executor, ExecutorEvents, Task
-from .models import Change, Job, JobError, Outcome, Progress, Reason, Status
+from .models import Change, JobError, Outcome, Progress, Reason, Status
 from .store import Claimed, Store
 
 log = logging.getLogger(__name__)
@@ -117,7 +116,6 @@ class Consumer:
         self._progress_written: dict[int, float] = {}
         self._outcomes: list[tuple[int, int, Outcome]] = []
         self._cancel_ids: set[int] = set()
-        self._waiters: dict[int, set[asyncio.Future[None]]] = defaultdict(set)
         self._kills: set[asyncio.Task[None]] = set()
         self._listener = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -152,33 +150,12 @@ class Consumer:
         if self._listener is not None and self._loop is not None:
             self._loop.remove_reader(self._listener.fileno())
             self._listener.close()
-        for futures in self._waiters.values():
-            for fut in futures:
-                if not fut.done():
-                    fut.set_result(None)
         self._writer.shutdown(wait=True)
         self._task = None
 
     def wake(self) -> None:
         """Run a tick soon (from the loop's thread)."""
         self._wake.set()
-
-    async def wait_finished(self, job_id: int, timeout: float) -> Job:
-        """The job's record once it has finished, or its latest record after `timeout` seconds."""
-        assert self._loop is not None, "consumer not started"
-        fut: asyncio.Future[None] = self._loop.create_future()
-        self._waiters[job_id].add(fut)
-        try:
-            job = await asyncio.to_thread(self.store.get, job_id)
-            if not job.finished and timeout > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(fut, timeout)
-                job = await asyncio.to_thread(self.store.get, job_id)
-            return job
-        finally:
-            self._waiters[job_id].discard(fut)
-            if not self._waiters[job_id]:
-                del self._waiters[job_id]
 
     # --- executor events (on the loop) -------------------------------------------------------
 
@@ -212,8 +189,6 @@ class Consumer:
         for change in changes:
             if change.what == "cancel_requested":
                 self._cancel_ids.add(change.job.id)
-            elif change.job.finished:
-                self._release_waiters(change.job.id)
         self.wake()
 
     def _on_bell(self) -> None:
@@ -221,11 +196,6 @@ class Consumer:
         if self._listener is not None and self._listener.drain():
             self._bell = True
             self.wake()
-
-    def _release_waiters(self, job_id: int) -> None:
-        for fut in self._waiters.get(job_id, ()):
-            if not fut.done():
-                fut.set_result(None)
 
     # --- the loop ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from jupyter_jobs.models import Change, JobSpec, Reason, Status
 from jupyter_jobs.payload import function_payload
 
 import jobfuncs
+import workers_util as wu
 from waiting import wait_until
 
 
@@ -163,8 +164,7 @@ async def test_a_claimed_job_the_executor_refuses_ends_interrupted_not_lost(db_p
     consumer = Consumer(store, lambda events: Overcommitting(events, 2))
     await consumer.start()
     try:
-        for job_id in ids:
-            assert (await consumer.wait_finished(job_id, 60)).finished
+        await wu.wait_for(lambda: all(j.finished for j in store.get_many(ids)), timeout=60)
     finally:
         await consumer.stop()
     jobs = store.get_many(ids)

@@ -3,8 +3,6 @@
 The store calls its subscribers in whichever thread committed; this hops the ids that someone
 waits for, and only those, to the server's loop and resolves their futures. A request registers
 before it reads the store, so a job that finishes between the read and the wait still wakes it.
-Waiting here rather than through the consumer's `wait_finished` keeps a long poll to the store
-reads it needs: each read is a hop to a thread, and the consumer's way reads the job twice more.
 """
 
 from __future__ import annotations
