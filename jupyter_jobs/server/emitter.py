@@ -7,8 +7,6 @@ server's event loop: so each batch of changes hops to the loop before it is emit
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from jupyter_events import EventLogger
 
 from ..models import Change
 from ..store import Store
+from .subscriber import LoopSubscriber
 
 SCHEMA_ID = "https://events.jupyter.org/jupyter_jobs/job"
 SCHEMA_PATH = Path(__file__).parent / "events" / "job.yaml"
@@ -44,29 +43,15 @@ def event_data(change: Change) -> dict[str, Any]:
     }
 
 
-class EventBridge:
+class EventBridge(LoopSubscriber):
     """Subscribes to a store and emits every change as a `jupyter_jobs/job` event."""
 
     def __init__(self, store: Store, event_logger: EventLogger) -> None:
-        self._store = store
+        super().__init__(store)
         self._logger = event_logger
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._unsubscribe: Callable[[], None] | None = None
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Begin forwarding; `loop` is the server's running loop."""
-        self._loop = loop
-        self._unsubscribe = self._store.subscribe(self._on_changes)
-
-    def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
 
     def _on_changes(self, changes: list[Change]) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._emit, [event_data(c) for c in changes])
+        self._on_loop(self._emit, [event_data(c) for c in changes])
 
     def _emit(self, events: list[dict[str, Any]]) -> None:
         for data in events:

@@ -9,31 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from ..models import Change
 from ..store import Store
+from .subscriber import LoopSubscriber
 
 
-class Waiters:
+class Waiters(LoopSubscriber):
     """Futures per job id, resolved on the loop once that job has finished or was deleted."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._unsubscribe: Callable[[], None] | None = None
+        super().__init__(store)
         # Changed on the loop only; the committing threads just test membership.
         self._futures: dict[int, set[asyncio.Future[None]]] = {}
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Begin listening; `loop` is the server's running loop."""
-        self._loop = loop
-        self._unsubscribe = self._store.subscribe(self._on_changes)
-
-    def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
 
     @contextlib.contextmanager
     def watch(self, job_ids: Iterable[int]) -> Iterator[asyncio.Future[None]]:
@@ -58,9 +47,8 @@ class Waiters:
             for c in changes
             if (c.what == "deleted" or c.job.finished) and c.job.id in self._futures
         ]
-        loop = self._loop
-        if ended and loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake, ended)
+        if ended:
+            self._on_loop(self._wake, ended)
 
     def _wake(self, job_ids: list[int]) -> None:
         for job_id in job_ids:
