@@ -48,11 +48,13 @@ export class JobNotifier implements IDisposable {
     }
   }
 
+  /**
+   * Transitions are gathered even while switched off; `enabled` is read when the batch is sent.
+   * Switching on reloads the settings from the server after saving them, and a job that ends in
+   * that moment is still announced.
+   */
   private _onTransition(_: JobsModel, transition: IJobTransition): void {
-    if (
-      !this.enabled ||
-      (transition.status !== 'succeeded' && transition.status !== 'failed')
-    ) {
+    if (transition.status !== 'succeeded' && transition.status !== 'failed') {
       return;
     }
     this._batch.push(transition);

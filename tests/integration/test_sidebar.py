@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -338,8 +339,19 @@ def test_notifications_can_be_switched_off(page: Page, lab: RunningServer) -> No
         30,
         "the settings editor saved notifications: true",
     )
-    loud = lab.submit(jobfuncs.fail, "loudly", name="loud failure")
-    expect(toast(page, loud["id"])).to_contain_text("“loud failure” failed", timeout=UI_TIMEOUT)
+    # The page applies the setting once it has read it back from the server, a moment after the
+    # save: a failure in that moment may go unannounced, so fail jobs until one is announced.
+    announced = None
+    deadline = time.monotonic() + UI_TIMEOUT / 1000
+    while announced is None and time.monotonic() < deadline:
+        loud = lab.submit(jobfuncs.fail, "loudly", name="loud failure")
+        expect(status_of(page, loud["id"])).to_have_text("failed (error)", timeout=UI_TIMEOUT)
+        try:
+            expect(toast(page, loud["id"])).to_contain_text("“loud failure” failed", timeout=3_000)
+            announced = loud
+        except AssertionError:
+            continue
+    assert announced is not None, "no failure was announced after notifications were switched on"
     expect(toast(page, failing["id"])).to_have_count(0)
 
 

@@ -65,4 +65,13 @@ describe('JobNotifier', () => {
     await settle();
     expect(Notification.manager.count).toBe(0);
   });
+
+  it('announces a job that ended just before it was switched on', async () => {
+    const { api, model, notifier, settle } = await setup(1);
+    notifier.enabled = false;
+    model.applyEvent(api.move(1, 'failed'));
+    notifier.enabled = true;
+    await settle();
+    expect(Notification.manager.count).toBe(1);
+  });
 });
