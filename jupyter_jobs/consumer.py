@@ -297,15 +297,10 @@ class Consumer:
             log.error("killing a job failed", exc_info=task.exception())
 
     async def _after_bell(self) -> None:
-        """Another process changed the database: pick up cancels and finished jobs we wait on."""
+        """Another process changed the database: pick up cancels of jobs we run."""
         requested = await self._in_writer(self.store.cancel_requested, self.consumer_id)
         for job_id, _attempt in requested:
             self._kill(job_id, None)
-        if self._waiters:
-            jobs = await self._in_writer(self.store.get_many, list(self._waiters))
-            for job in jobs:
-                if job.finished:
-                    self._release_waiters(job.id)
 
     async def _maintenance(self, now: float) -> None:
         due = self._due

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,3 +44,30 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch)
     monkeypatch.delenv("JUPYTER_JOBS_DB", raising=False)
     path = os.environ.get("PYTHONPATH", "")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(TESTS_DIR), path) if p))
+
+
+class _ConsumerErrors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def _consumer_logs_no_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An in-process consumer that fails a tick logs it and carries on a second later, so a
+    test would still pass, only slower: fail it instead. A test that breaks something on
+    purpose says so with the `expect_consumer_errors` mark."""
+    if request.node.get_closest_marker("expect_consumer_errors"):
+        yield
+        return
+    handler = _ConsumerErrors()
+    logger = logging.getLogger("jupyter_jobs.consumer")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    assert not handler.messages, "the consumer logged errors:\n" + "\n".join(handler.messages)

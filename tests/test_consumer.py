@@ -145,6 +145,7 @@ def test_cancel_from_another_process_reaches_the_consumer(db_path, tmp_path):
         assert job.wait(timeout=30).status is Status.CANCELLED
 
 
+@pytest.mark.expect_consumer_errors
 async def test_a_claimed_job_the_executor_refuses_ends_interrupted_not_lost(db_path):
     from jupyter_jobs.consumer import Consumer
     from jupyter_jobs.executors.local import LocalExecutor

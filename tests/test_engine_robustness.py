@@ -22,24 +22,30 @@ pytestmark = pytest.mark.slow
 
 
 def start_consumer(db: Path, workers: int = 2) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_jobs.cli",
-            "consumer",
-            "--db",
-            str(db),
-            "--max-workers",
-            str(workers),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    """A `jupyter jobs consumer` process; its stderr goes to a file beside the database."""
+    log = db.with_name(f"consumer-{os.urandom(4).hex()}.log")
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_jobs.cli",
+                "consumer",
+                "--db",
+                str(db),
+                "--max-workers",
+                str(workers),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    proc.log_path = log  # type: ignore[attr-defined]
+    return proc
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> str:
+    """Stop the consumer; returns what it wrote to stderr."""
     if proc.poll() is None:
         proc.send_signal(sig)
     try:
@@ -48,6 +54,12 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         raise
+    return proc.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
+
+
+def assert_no_errors(stderr: str) -> None:
+    """A consumer that logged a traceback failed a tick, even if it recovered afterwards."""
+    assert "Traceback" not in stderr, stderr[-3000:]
 
 
 def marks_of(path: Path) -> Counter:
@@ -64,8 +76,9 @@ def test_four_consumers_run_each_of_2000_jobs_exactly_once(db_path, tmp_path):
         try:
             wait_until(lambda: q.store.counts()["succeeded"] == 2000, timeout=240, interval=0.2)
         finally:
-            for proc in consumers:
-                stop(proc)
+            logs = [stop(proc) for proc in consumers]
+        for log in logs:
+            assert_no_errors(log)
         counts = marks_of(marks)
         assert set(counts) == {j.id for j in jobs}
         assert max(counts.values()) == 1
@@ -105,7 +118,8 @@ def test_kill_9_of_the_consumer_mid_run_then_restart(db_path, tmp_path, retries)
                 interval=0.1,
             )
         finally:
-            stop(second)
+            log = stop(second)
+        assert_no_errors(log)
         records = q.store.get_many([j.id for j in jobs])
         statuses = Counter(r.status for r in records)
         assert statuses[Status.RUNNING] == 0 and statuses[Status.QUEUED] == 0
@@ -133,4 +147,5 @@ def test_every_handle_settles_without_the_periodic_full_poll(db_path):
                 jobs = q.map(jobfuncs.add, range(1000))
                 assert [j.result(timeout=60) for j in jobs] == list(range(1000))
         finally:
-            stop(consumer)
+            log = stop(consumer)
+        assert_no_errors(log)

@@ -37,6 +37,8 @@ def jupyter_server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
     yield start
     for server in started:
         server.close()
+    for server in started:
+        server.assert_consumer_never_failed()
 
 
 #: Small and quick: two workers, progress every 0.2 s, kills after 2 s.
@@ -59,6 +61,7 @@ def shared_jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield server.wait_ready()
     finally:
         server.close()
+    server.assert_consumer_never_failed()
 
 
 @pytest.fixture

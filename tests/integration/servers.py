@@ -136,6 +136,10 @@ def _default_stop_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+#: What the consumer logs when a tick fails (consumer.py).
+TICK_FAILED = "consumer tick failed"
+
+
 class RunningServer:
     """One Jupyter server subprocess and an authenticated HTTP client for it."""
 
@@ -238,6 +242,12 @@ class RunningServer:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def assert_consumer_never_failed(self) -> None:
+        """The consumer retries a failed tick a second later, which hides the failure from a
+        test that only waits for its jobs: fixtures check the log for it at teardown."""
+        text = self.log_text()
+        assert TICK_FAILED not in text, f"the consumer failed a tick:\n{text[-4000:]}"
 
     # --- HTTP ------------------------------------------------------------------------------
 
