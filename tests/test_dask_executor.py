@@ -401,3 +401,22 @@ async def test_consumer_and_store_run_jobs_on_dask(cluster, db_path):
         queue.close()
         await consumer.stop()
         store.close()
+
+
+async def test_by_default_it_follows_the_cluster_as_it_scales(recorder):
+    config = dask.config.set({"distributed.client.scheduler-info-interval": "100ms"})
+    with config:
+        cluster = await LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, asynchronous=True,
+            dashboard_address=":0",
+        )  # fmt: skip
+        try:
+            async with connected(recorder, cluster.scheduler_address, max_workers=None) as ex:
+                assert ex.free_slots() == 1
+                cluster.scale(3)
+                await wu.wait_for(lambda: ex.free_slots() == 3, timeout=60)
+                assert ex.capabilities()["max_workers"] == 3
+                cluster.scale(1)
+                await wu.wait_for(lambda: ex.free_slots() == 1, timeout=60)
+        finally:
+            await cluster.close()

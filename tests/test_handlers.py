@@ -25,6 +25,7 @@ from tornado.httpclient import HTTPResponse
 from traitlets import TraitError
 from traitlets.config import Config
 
+from jupyter_jobs.executors.local import LocalExecutor
 from jupyter_jobs.payload import cell_payload, function_payload
 from jupyter_jobs.server import parsing
 from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp, executor_class
@@ -33,6 +34,7 @@ from jupyter_jobs.server.handlers import ID, ROUTES
 from jupyter_jobs.store import Store
 
 import jobfuncs
+import workers_util as wu
 
 MAX_PAYLOAD = 4096
 BASE = "/a%40b/"  # pytest-jupyter's base_url: proves routes honour base_url
@@ -592,6 +594,13 @@ def test_unknown_executor_names_the_installed_ones() -> None:
 def test_bad_settings_are_refused(name: str, value: Any) -> None:
     with pytest.raises(TraitError, match=name):
         JobsApp(**{name: value})
+
+
+def test_by_default_each_executor_picks_its_capacity() -> None:
+    # None reaches the executor: the local one takes the CPUs, Dask follows its cluster.
+    assert JobsApp().max_workers is None
+    assert LocalExecutor(wu.Recorder()).max_workers == (os.cpu_count() or 1)
+    assert JobsApp(max_workers=3).max_workers == 3
 
 
 # --- events, kernel environment, shutdown ------------------------------------------------------

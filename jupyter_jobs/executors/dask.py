@@ -113,12 +113,16 @@ class DaskExecutor(Executor):
     `scheduler_address` is the cluster's scheduler (`c.JobsApp.dask_scheduler_address`); without
     one, `start()` starts a `LocalCluster` of `max_workers` single-threaded worker processes (for
     tests and single machines) and closes it at `shutdown()`. `max_workers` is how many jobs this
-    executor runs at once; set it to the cluster's capacity (its total threads): more makes jobs
-    wait in Dask's queue while their timeout runs. `None` means the cluster's total threads at
-    `start()`. `log_limit` and `progress_interval` are the runner's, as in the local executor;
-    `grace` is the SIGTERM-to-SIGKILL time used when a task stops on its own because its key was
-    released (a kill brings its own grace); `stop_timeout` bounds how long a kill waits, beyond
-    the grace, for the worker to confirm the job's processes are gone.
+    executor runs at once. `None` (the default) follows the cluster's total threads as the client
+    last heard them (every 2 s by default), so a cluster that scales is used as it grows; at
+    least one job runs even when an adaptive cluster has no worker yet, since work is what makes
+    it scale up. A number above the cluster's threads makes jobs wait in Dask's queue while
+    their timeout runs.
+
+    `log_limit` and `progress_interval` are the runner's, as in the local executor; `grace` is the
+    SIGTERM-to-SIGKILL time used when a task stops on its own because its key was released (a
+    kill brings its own grace); `stop_timeout` bounds how long a kill waits, beyond the grace,
+    for the worker to confirm the job's processes are gone.
     """
 
     name = "dask"
@@ -136,7 +140,8 @@ class DaskExecutor(Executor):
     ) -> None:
         if max_workers is not None and max_workers < 1:
             raise ValueError("max_workers must be at least 1")
-        super().__init__(events, max_workers or 0)
+        super().__init__(events, max_workers or 1)
+        self._follow_cluster = max_workers is None
         self.scheduler_address = scheduler_address
         self.log_limit = log_limit
         self.progress_interval = progress_interval
@@ -160,7 +165,7 @@ class DaskExecutor(Executor):
         address = self.scheduler_address
         if address is None:
             self._cluster = await LocalCluster(
-                n_workers=self.max_workers or None,
+                n_workers=None if self._follow_cluster else self.max_workers,
                 threads_per_worker=1,
                 processes=True,
                 asynchronous=True,
@@ -176,7 +181,7 @@ class DaskExecutor(Executor):
             raise ConnectionError(
                 f"jupyter_jobs cannot connect to the Dask scheduler at {address!r}: {exc}"
             ) from exc
-        if not self.max_workers:
+        if self._follow_cluster:
             self.max_workers = max(1, sum((await self._client.nthreads()).values()))
         self._client.subscribe_topic(self._topic, self._on_event)
         self._started = True
@@ -184,6 +189,10 @@ class DaskExecutor(Executor):
     def free_slots(self) -> int:
         if self._closing or not self._started:
             return 0
+        if self._follow_cluster and self._client is not None:
+            threads = self._client.scheduler_info().get("total_threads")
+            if threads is not None:
+                self.max_workers = max(1, int(threads))
         return max(0, self.max_workers - len(self._runs))
 
     def running(self) -> list[tuple[int, int]]:

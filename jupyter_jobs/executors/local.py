@@ -133,7 +133,7 @@ class LocalExecutor(Executor):
     def __init__(
         self,
         events: ExecutorEvents,
-        max_workers: int,
+        max_workers: int | None = None,
         *,
         interpreter: str | None = None,
         warm_workers: bool = True,
@@ -142,6 +142,8 @@ class LocalExecutor(Executor):
         progress_interval: float = 1.0,
         start_timeout: float = 60.0,
     ) -> None:
+        if max_workers is None:
+            max_workers = os.cpu_count() or 1
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         super().__init__(events, max_workers)

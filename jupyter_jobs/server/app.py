@@ -92,8 +92,11 @@ class JobsApp(ExtensionApp):
     ).tag(config=True)
 
     max_workers = Integer(
-        help="How many jobs run at once (worker processes of the local executor). "
-        "Default: the number of CPUs.",
+        None,
+        allow_none=True,
+        help="How many jobs run at once. Default: the number of CPUs for the local executor "
+        "(its worker processes); for Dask, the cluster's total threads, followed as the "
+        "cluster grows or shrinks.",
     ).tag(config=True)
 
     executor = Unicode(
@@ -157,13 +160,9 @@ class JobsApp(ExtensionApp):
     def _default_db_path(self) -> str:
         return str(default_db_path())
 
-    @default("max_workers")
-    def _default_max_workers(self) -> int:
-        return os.cpu_count() or 1
-
     @validate("max_workers")
-    def _check_max_workers(self, proposal: dict[str, Any]) -> int:
-        if proposal["value"] < 1:
+    def _check_max_workers(self, proposal: dict[str, Any]) -> int | None:
+        if proposal["value"] is not None and proposal["value"] < 1:
             raise TraitError("JobsApp.max_workers must be at least 1")
         return proposal["value"]
 
@@ -210,10 +209,10 @@ class JobsApp(ExtensionApp):
         self.waiters = Waiters(self.store)
         self._fit_body_limits()
         self.log.info(
-            "jupyter_jobs: database %s, executor %s, %d workers",
+            "jupyter_jobs: database %s, executor %s, max_workers %s",
             self.store.path,
             self.executor,
-            self.max_workers,
+            self.max_workers or "(the executor's default)",
         )
 
     def initialize_handlers(self) -> None:
@@ -249,7 +248,7 @@ class JobsApp(ExtensionApp):
 
     def stats_extra(self) -> dict[str, Any]:
         """What `GET /jobs/api/stats` adds to the store's numbers."""
-        return {"max_workers": self.max_workers, "executor": self.executor}
+        return {"max_workers": self.consumer.executor.max_workers, "executor": self.executor}
 
     def running_consumer(self) -> Consumer:
         """The consumer once it runs; `ServerUnavailable` (503) while it starts or after stop."""
@@ -260,7 +259,7 @@ class JobsApp(ExtensionApp):
     def capabilities(self) -> dict[str, Any]:
         return {
             **self.running_consumer().executor.capabilities(),
-            "max_workers": self.max_workers,
+            "max_workers": self.consumer.executor.max_workers,
             "max_payload_size": self.max_payload_size,
         }
 
