@@ -110,7 +110,10 @@ class JobSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        """Built by hand, as `Job.to_json` is: a kernel pays this on every submit."""
+        data = dict(self.__dict__)
+        data["after"] = list(self.after)
+        data["options"] = copy.deepcopy(self.options)
         data["kind"] = self.kind.value
         return data
 

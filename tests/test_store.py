@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from jupyter_jobs.models import (
     Change,
     JobError,
     JobSpec,
+    Kind,
     Outcome,
     Progress,
     Reason,
@@ -1114,3 +1116,16 @@ def test_record_and_claim_in_one_transaction(store):
     assert finished[0].status is Status.SUCCEEDED
     assert [(c.job.id, c.payload) for c in more] == [(second.id, b"p2")]
     assert store.record_and_claim() == ([], [])
+
+
+def test_a_spec_survives_its_json_form_unshared() -> None:
+    spec = JobSpec(
+        kind=Kind.CELL, name="n", owner="o", priority=3, timeout=2.5, retries=1, after=[4, 5],
+        run_at=10.0, cwd="/tmp", idempotency_key="k", options={"return": ["a"], "deep": {"x": 1}},
+    )  # fmt: skip
+    data = spec.to_json()
+    assert data == {**dataclasses.asdict(spec), "kind": "cell"}
+    assert JobSpec.from_json(json.loads(json.dumps(data))) == spec
+    data["options"]["deep"]["x"] = 2
+    data["after"].append(6)
+    assert spec.options["deep"]["x"] == 1 and spec.after == [4, 5]

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Mapping
@@ -30,8 +31,12 @@ def owner(user_ns: Mapping[str, Any] | None = None) -> str:
     return f"process:{socket.gethostname()}:{os.getpid()}"
 
 
+@functools.cache
 def kernel_id() -> str | None:
-    """The id in this kernel's connection file name (`kernel-<id>.json`), None outside a kernel."""
+    """The id in this kernel's connection file name (`kernel-<id>.json`), None outside a kernel.
+
+    Cached: it never changes in a process, and a script's every submit asks for it.
+    """
     try:
         from ipykernel.connect import get_connection_file
 
