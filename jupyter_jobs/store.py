@@ -607,7 +607,7 @@ class Store:
             if job_id in tx.snapshots
         ]
         ring = any(
-            c.what in ("created", "cancel_requested")
+            c.what in ("created", "cancel_requested", "deleted")
             or (c.what == "transition" and c.job.status is not Status.RUNNING)
             for c in changes
         )
@@ -1099,8 +1099,8 @@ class Store:
         halves the cost of every job.
         """
         for _, _, outcome in outcomes:
-            if outcome.status not in TERMINAL:
-                raise InvalidRequest(f"an outcome must be finished, not {outcome.status}")
+            if outcome.status not in TERMINAL and outcome.status is not Status.QUEUED:
+                raise InvalidRequest(f"an outcome must be finished or queued, not {outcome.status}")
         if not (logs or progress or outcomes or (claim and claim[1] > 0)):
             return [], []
         with self._tx() as tx:
@@ -1117,9 +1117,14 @@ class Store:
         return finished, self._claimed(tx, claimed)
 
     def _finish(self, tx: _Tx, job_id: int, attempt: int, outcome: Outcome) -> bool:
-        row = tx.conn.execute("SELECT status, attempt FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = tx.conn.execute(
+            "SELECT status, attempt, cancel_requested FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
         if row is None or row[0] != Status.RUNNING.value or row[1] != attempt:
             return False
+        if outcome.status is Status.QUEUED:
+            self._unclaim(tx, job_id, attempt, bool(row[2]))
+            return True
         if outcome.outputs is not None:
             self._put_blob(tx, job_id, "outputs", attempt, outcome.outputs)
             tx.conn.execute("UPDATE jobs SET has_outputs = 1 WHERE id = ?", (job_id,))
@@ -1141,6 +1146,20 @@ class Store:
             reason = outcome.reason or Reason.ERROR
             self._end_attempt(tx, job_id, reason, self._failure_error(reason, outcome))
         return True
+
+    def _unclaim(self, tx: _Tx, job_id: int, attempt: int, cancel: bool) -> None:
+        """A claimed attempt that never started (its executor stopped first) goes back to the
+        queue uncounted, as if never claimed; a cancel asked for meanwhile still wins."""
+        if cancel:
+            self._move(
+                tx, job_id, Status.RUNNING, Status.CANCELLED, reason=None, finished_at=tx.now,
+                lease_until=None, cancel_requested=0,
+            )  # fmt: skip
+            return
+        self._move(
+            tx, job_id, Status.RUNNING, Status.QUEUED, reason=None, attempt=attempt - 1,
+            queued_at=tx.now, started_at=None, consumer=None, lease_until=None,
+        )  # fmt: skip
 
     @staticmethod
     def _failure_error(reason: Reason, outcome: Outcome) -> JobError:
@@ -1587,8 +1606,12 @@ class Store:
         self.get(job_id)
         try:
             with open(self.workspace_root / str(job_id) / "log", "rb") as f:
-                f.seek(offset)
-                data = f.read(limit)
+                # Past the end there is nothing yet (a seek that far can fail: EINVAL).
+                if offset >= os.fstat(f.fileno()).st_size:
+                    data = b""
+                else:
+                    f.seek(offset)
+                    data = f.read(limit)
         except FileNotFoundError:
             data = b""
         return data, offset + len(data)

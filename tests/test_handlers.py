@@ -13,6 +13,8 @@ import asyncio
 import base64
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -444,6 +446,58 @@ def test_results_long_poll_answers_when_one_job_ends(api: Api) -> None:
     data = api.json("GET", "jobs/api/results", params=params)
     assert [r["id"] for r in data["results"]] == [runs]
     assert dill.loads(base64.b64decode(data["results"][0]["data"])) == 5
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "params"),
+    [
+        ("GET", "jobs/api/jobs/" + "1" * 5000, None, None),  # int() refuses 4300+ digits
+        ("GET", "jobs/api/jobs", None, {"limit": "1" * 5000}),
+        ("GET", "jobs/api/status", None, {"ids": "1," + "2" * 5000}),
+        ("POST", "jobs/api/jobs", b'{"spec": ' + b"[" * 100_000, None),  # RecursionError
+    ],
+)
+def test_input_that_breaks_python_itself_is_a_400(
+    api: Api, method: str, path: str, body: bytes | None, params: dict[str, str] | None
+) -> None:
+    api.error(method, path, body, params=params)
+
+
+def test_a_log_offset_beyond_any_file_is_an_empty_chunk(api: Api) -> None:
+    job = api.submit(jobfuncs.print_lines, 3)
+    api.wait(job["id"], "succeeded")
+    chunk = api.json("GET", f"jobs/api/jobs/{job['id']}/logs", params={"offset": str(2**44)})
+    assert chunk["data"] == "" and chunk["next_offset"] == 2**44
+
+
+@pytest.mark.parametrize(
+    ("path", "command", "answer"),
+    [("result", "cancel", 409), ("results", "rm", 200)],
+)
+def test_a_long_poll_wakes_when_another_process_ends_the_job(
+    api: Api, path: str, command: str, answer: int
+) -> None:
+    """`jupyter jobs cancel`/`rm` write the database directly: only the doorbell tells."""
+    job_id = api.submit(jobfuncs.noop, hold=True)["id"]
+    url = f"jobs/api/jobs/{job_id}/result" if path == "result" else "jobs/api/results"
+    params = {"wait": 60} if path == "result" else {"ids": str(job_id), "wait": 60}
+    db = str(api.app.store.path)
+
+    async def scenario() -> tuple[int, float]:
+        poll = asyncio.ensure_future(api.fetch(url, params=params, raise_error=False))
+        deadline = time.monotonic() + 30
+        while job_id not in api.app.waiters._futures:  # the request is waiting
+            assert time.monotonic() < deadline, "the long poll never started waiting"
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        cli = [sys.executable, "-m", "jupyter_jobs.cli", command, str(job_id), "--db", db]
+        await asyncio.to_thread(subprocess.run, cli, check=True, capture_output=True)
+        response = await asyncio.wait_for(poll, 90)
+        return response.code, time.monotonic() - started
+
+    code, took = api.run(scenario())
+    assert code == answer
+    assert took < 20, f"the long poll answered {took:.1f} s after the job ended: not woken"
 
 
 @pytest.mark.parametrize(

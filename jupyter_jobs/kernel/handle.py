@@ -82,10 +82,11 @@ class RemoteJob(Job):
         """Block until the job finished or `timeout` passed (long polls, no busy loop)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not settled(self):
-            left = LONG_POLL if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                break
+            # The server is asked at least once, so `result(timeout=0)` sees a finished job.
+            left = LONG_POLL if deadline is None else max(0.0, deadline - time.monotonic())
             self._backend.collect(self, min(left, LONG_POLL))
+            if deadline is not None and time.monotonic() >= deadline:
+                break
         if settled(self):
             from .widget import complete_now
 

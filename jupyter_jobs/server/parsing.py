@@ -19,6 +19,8 @@ from ..models import JobSpec, Status
 
 #: SQLite integers are signed 64-bit: a larger id cannot exist, and must not reach SQL.
 MAX_ID = 2**63 - 1
+#: Digits of the largest integer any parameter takes (MAX_ID has 19).
+_MAX_DIGITS = 20
 MAX_STATUS_IDS = 1000
 MAX_BATCH = 10_000
 #: What JSON calls a number (Python's int() and float() also take "1_0", " 5", "inf", "nan").
@@ -28,7 +30,10 @@ NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 def job_id(text: str) -> int:
     """A job id from a URL segment or a list item: a positive decimal integer."""
-    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_ID:
+    # The length check comes first: int() refuses more than 4300 digits with a ValueError.
+    if len(text) > _MAX_DIGITS or not text.isascii() or not text.isdigit():
+        raise InvalidRequest(f"invalid job id {text[:50]!r}: expected a positive integer")
+    if not 0 < int(text) <= MAX_ID:
         raise InvalidRequest(f"invalid job id {text[:50]!r}: expected a positive integer")
     return int(text)
 
@@ -58,6 +63,8 @@ def integer(name: str, text: str, low: int, high: int) -> int:
     """A query parameter that must be a decimal integer in [low, high]."""
     if not INTEGER.fullmatch(text):
         raise InvalidRequest(f"{name} must be an integer, got {text[:50]!r}")
+    if len(text.lstrip("-")) > _MAX_DIGITS:
+        raise InvalidRequest(f"{name} must be between {low} and {high}, got {text[:50]!r}...")
     value = int(text)
     if not low <= value <= high:
         raise InvalidRequest(f"{name} must be between {low} and {high}, got {value}")
@@ -82,6 +89,8 @@ def json_object(body: bytes, what: str = "request body") -> dict[str, Any]:
         raise InvalidRequest(f"{what} is not UTF-8 text") from None
     except ValueError as e:
         raise InvalidRequest(f"{what} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidRequest(f"{what} is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequest(f"{what} must be a JSON object, got {type(data).__name__}")
     return data

@@ -3,6 +3,10 @@
 The store calls its subscribers in whichever thread committed; this hops the ids that someone
 waits for, and only those, to the server's loop and resolves their futures. A request registers
 before it reads the store, so a job that finishes between the read and the wait still wakes it.
+
+Another process that ends or deletes a job (`jupyter jobs cancel`/`rm`, a second consumer on
+the same database) is not seen by the subscription: it rings the store's doorbell, and a ring
+wakes every waiting request, which reads again and waits again if its jobs are still running.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator
 
+from ..doorbell import Listener
 from ..models import Change
 from ..store import Store
 from .subscriber import LoopSubscriber
@@ -23,6 +28,25 @@ class Waiters(LoopSubscriber):
         super().__init__(store)
         # Changed on the loop only; the committing threads just test membership.
         self._futures: dict[int, set[asyncio.Future[None]]] = {}
+        self._listener: Listener | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().start(loop)
+        self._listener = self._store.listen()
+        loop.add_reader(self._listener.fileno(), self._on_bell)
+
+    def stop(self) -> None:
+        super().stop()
+        if self._listener is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+
+    def _on_bell(self) -> None:
+        """Another process committed (on the loop): every waiting request reads again."""
+        if self._listener is not None and self._listener.drain():
+            self._wake(list(self._futures))
 
     @contextlib.contextmanager
     def watch(self, job_ids: Iterable[int]) -> Iterator[asyncio.Future[None]]:

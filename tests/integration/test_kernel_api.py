@@ -149,6 +149,16 @@ def test_wait_is_bounded_and_jobs_are_awaitable(server):
     assert asyncio.run(asyncio.wait_for(main(), 60)) == 2.0
 
 
+def test_a_zero_timeout_asks_the_server_once(server):
+    job = api.submit(jobfuncs.add, 2, 3)
+    poll(lambda: server.job(job.id)["status"] == "succeeded", 60, "the job succeeded")
+    assert job.result(timeout=0) == 5  # the handle had not heard: it asks, without waiting
+    running = api.submit(jobfuncs.sleep, 60)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        running.result(timeout=0)
+    running.cancel()
+
+
 def test_large_payloads_go_multipart(server, monkeypatch):
     seen = Requests().install(monkeypatch)
     data = b"\x00\xff" * INLINE_PAYLOAD_LIMIT  # twice the inline limit, not valid UTF-8
