@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -69,7 +69,8 @@ def consumer_is_alive(consumer_id: str) -> bool:
 class _Running:
     job_id: int
     attempt: int
-    deadline: float | None
+    timeout: float | None
+    deadline: float | None = None  # set when the job starts (see `on_started`)
     killing: bool = False
 
 
@@ -167,6 +168,14 @@ class Consumer:
         self._progress[(job_id, attempt)] = progress
         self.wake()
 
+    def on_started(self, job_id: int, attempt: int) -> None:
+        """The timeout runs from here: a job can wait in the executor after its claim (behind
+        another job in a busy worker, or for a worker to start)."""
+        run = self._running.get(job_id)
+        if run is not None and run.attempt == attempt and run.timeout:
+            run.deadline = time.time() + run.timeout
+            self.wake()
+
     def on_done(self, job_id: int, attempt: int, outcome: Outcome) -> None:
         self._running.pop(job_id, None)
         self._outcomes.append((job_id, attempt, outcome))
@@ -228,7 +237,8 @@ class Consumer:
         """Write what the executor reported (used on stop, when nothing more is claimed)."""
         reports = self._take_reports()
         if any(reports):
-            await self._in_writer(self.store.record, *reports)
+            with self._kept_on_failure(*reports):
+                await self._in_writer(self.store.record, *reports)
 
     async def _flush_and_claim(self) -> None:
         """Record reports and claim into the free slots in one transaction, so a finished job's
@@ -239,9 +249,10 @@ class Consumer:
             if not (logs or progress or outcomes or free > 0):
                 return
             claim = (self.consumer_id, free, self.lease)
-            _, claimed = await self._in_writer(
-                self.store.record_and_claim, logs, progress, outcomes, claim
-            )
+            with self._kept_on_failure(logs, progress, outcomes):
+                _, claimed = await self._in_writer(
+                    self.store.record_and_claim, logs, progress, outcomes, claim
+                )
             for item in claimed:
                 await self._dispatch(item)
             if len(claimed) < free or free <= 0:
@@ -269,6 +280,27 @@ class Consumer:
         for job_id, _, _ in outcomes:
             self._progress_written.pop(job_id, None)
         return logs, progress, outcomes
+
+    @contextlib.contextmanager
+    def _kept_on_failure(
+        self,
+        logs: list[tuple[int, int, bytes]],
+        progress: list[tuple[int, int, Progress]],
+        outcomes: list[tuple[int, int, Outcome]],
+    ) -> Iterator[None]:
+        """Put taken reports back if writing them fails (a locked or full disk): the next tick
+        writes them. Dropped, a finished job's result would be lost, and the job would end
+        `interrupted` when its lease ran out."""
+        try:
+            yield
+        except BaseException:
+            self._outcomes[:0] = outcomes
+            for job_id, attempt, data in logs:
+                later = self._logs.get((job_id, attempt), b"")
+                self._logs[(job_id, attempt)] = bytearray(data) + later
+            for job_id, attempt, value in progress:
+                self._progress.setdefault((job_id, attempt), value)  # a newer one wins
+            raise
 
     def _handle_cancels(self) -> None:
         ids, self._cancel_ids = self._cancel_ids, set()
@@ -317,6 +349,14 @@ class Consumer:
         if now >= due["promote"] or (self._store_due is not None and now >= self._store_due):
             await self._in_writer(self.store.promote)
             self._store_due = await self._in_writer(self.store.next_due)
+            if self._store_due is not None and self._store_due <= now:
+                # Only a running job's lease can be due already (another consumer's, which
+                # stopped renewing it): end it now, rather than spin until the recover timer.
+                await self._in_writer(self.store.recover, consumer_is_alive)
+                due["recover"] = now + self.lease / 2
+                self._store_due = await self._in_writer(self.store.next_due)
+                if self._store_due is not None:
+                    self._store_due = max(self._store_due, now + 1.0)
             due["promote"] = now + 1.0
         if now >= due["gc"]:
             deleted = await self._in_writer(
@@ -328,8 +368,10 @@ class Consumer:
 
     async def _dispatch(self, item: Claimed) -> None:
         job = item.job
-        deadline = time.time() + job.timeout if job.timeout else None
-        self._running[job.id] = _Running(job.id, job.attempt, deadline)
+        run = _Running(job.id, job.attempt, job.timeout)
+        if job.timeout and not self.executor.reports_start:
+            run.deadline = time.time() + job.timeout
+        self._running[job.id] = run
         task = Task(
             job_id=job.id,
             attempt=job.attempt,

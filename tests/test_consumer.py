@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import dill
 import pytest
 
 from jupyter_jobs import JobQueue
@@ -174,3 +175,123 @@ async def test_a_claimed_job_the_executor_refuses_ends_interrupted_not_lost(db_p
     [refused] = [j for j in jobs if j.status is Status.FAILED]
     assert refused.reason is Reason.INTERRUPTED
     assert "did not take the job" in refused.error.message
+
+
+@pytest.mark.expect_consumer_errors  # the failed write is logged, then retried
+async def test_a_failed_write_keeps_the_outcome_for_the_next_tick(db_path):
+    import sqlite3
+
+    from jupyter_jobs.consumer import Consumer
+    from jupyter_jobs.executors.local import LocalExecutor
+    from jupyter_jobs.store import Store
+
+    store = Store(db_path)
+    real, failed = store.record_and_claim, []
+
+    def locked_once(logs=(), progress=(), outcomes=(), claim=None):
+        if outcomes and not failed:
+            failed.append(list(outcomes))
+            raise sqlite3.OperationalError("database is locked")
+        return real(logs, progress, outcomes, claim)
+
+    store.record_and_claim = locked_once
+    consumer = Consumer(store, lambda events: LocalExecutor(events, 1))
+    await consumer.start()
+    try:
+        job = store.enqueue(JobSpec(name="add"), function_payload(jobfuncs.add, (2, 3), {}))
+        await wu.wait_for(lambda: store.get(job.id).finished, timeout=60)
+    finally:
+        await consumer.stop()
+    final = store.get(job.id)
+    result = store.result(job.id)
+    store.close()
+    assert failed, "the write never failed: the test did not test anything"
+    assert final.status is Status.SUCCEEDED and final.attempt == 1
+    assert dill.loads(result) == 5
+
+
+async def test_a_lease_that_runs_out_elsewhere_is_recovered_at_once_without_spinning(db_path):
+    from jupyter_jobs.consumer import Consumer
+    from jupyter_jobs.executors.local import LocalExecutor
+    from jupyter_jobs.store import Store
+
+    store = Store(db_path)
+    job = store.enqueue(JobSpec(name="x"), function_payload(jobfuncs.noop, (), {}))
+    store.claim("otherhost:123:0", 1, 1.5)  # a consumer elsewhere, seen only through its lease
+    calls, real = [], store.promote
+    store.promote = lambda: calls.append(1) or real()
+    consumer = Consumer(store, lambda events: LocalExecutor(events, 1), lease=30.0)
+    await consumer.start()
+    try:
+        # The recover timer is lease / 2 = 15 s away: the lease itself must be noticed.
+        await wu.wait_for(lambda: store.get(job.id).status is not Status.RUNNING, timeout=10)
+        await wu.wait_for(lambda: store.get(job.id).finished, timeout=30)
+    finally:
+        await consumer.stop()
+    final = store.get(job.id)
+    store.close()
+    assert final.status is Status.FAILED and final.reason is Reason.INTERRUPTED
+    assert len(calls) < 30, f"{len(calls)} promote() transactions: the consumer spun"
+
+
+async def _warmed_up(store, consumer) -> None:
+    """Short jobs first, so that the executor claims ahead and sends jobs ahead."""
+    payload = function_payload(jobfuncs.noop, (), {})
+    warm = [store.enqueue(JobSpec(name="warm"), payload).id for _ in range(30)]
+    await wu.wait_for(lambda: all(j.finished for j in store.get_many(warm)), timeout=60)
+
+
+async def test_a_timeout_counts_from_the_start_not_the_claim(db_path):
+    from jupyter_jobs.consumer import Consumer
+    from jupyter_jobs.executors.local import LocalExecutor
+    from jupyter_jobs.store import Store
+
+    store = Store(db_path)
+    consumer = Consumer(store, lambda events: LocalExecutor(events, 1), kill_grace=1.0)
+    await consumer.start()
+    try:
+        await _warmed_up(store, consumer)
+        slow = store.enqueue(JobSpec(name="slow"), function_payload(jobfuncs.sleep, (4,), {}))
+        quick = function_payload(jobfuncs.noop, (), {})
+        # Claimed with the slow one and queued behind it for ~4 s: longer than their timeout.
+        short = [store.enqueue(JobSpec(name="s", timeout=2.0), quick).id for _ in range(5)]
+        ids = [slow.id, *short]
+        await wu.wait_for(lambda: all(j.finished for j in store.get_many(ids)), timeout=60)
+    finally:
+        await consumer.stop()
+    jobs = store.get_many(short)
+    store.close()
+    assert [j.status for j in jobs] == [Status.SUCCEEDED] * 5, [(j.reason, j.error) for j in jobs]
+
+
+async def test_a_stop_puts_jobs_claimed_but_never_started_back_in_the_queue(db_path):
+    from jupyter_jobs.consumer import Consumer
+    from jupyter_jobs.executors.local import LocalExecutor
+    from jupyter_jobs.store import Store
+
+    store = Store(db_path)
+    consumer = Consumer(store, lambda events: LocalExecutor(events, 1), kill_grace=1.0)
+    await consumer.start()
+    try:
+        await _warmed_up(store, consumer)
+        slow = store.enqueue(JobSpec(name="slow"), function_payload(jobfuncs.sleep, (60,), {}))
+        quick = function_payload(jobfuncs.noop, (), {})
+        rest = [store.enqueue(JobSpec(name="s"), quick).id for _ in range(20)]
+
+        def claimed_behind_slow() -> bool:
+            jobs = store.get_many(rest)
+            return store.get(slow.id).status is Status.RUNNING and any(
+                j.status is Status.RUNNING for j in jobs
+            )
+
+        await wu.wait_for(claimed_behind_slow, timeout=60)
+    finally:
+        await consumer.stop()
+    after = store.get_many(rest)
+    ended = store.get(slow.id)
+    store.close()
+    assert ended.status is Status.FAILED and ended.reason is Reason.INTERRUPTED
+    assert {j.status for j in after} <= {Status.QUEUED, Status.SUCCEEDED}, [
+        (j.id, j.status, j.reason) for j in after
+    ]
+    assert all(j.attempt == 0 for j in after if j.status is Status.QUEUED)

@@ -696,11 +696,16 @@ def test_kernels_inherit_the_server_url_and_token(api: Api) -> None:
     ("retries", "status", "reason"), [(0, "failed", "interrupted"), (2, "queued", None)]
 )
 def test_stop_ends_running_jobs_and_keeps_queued_ones(
-    api: Api, retries: int, status: str, reason: str | None
+    api: Api, retries: int, status: str, reason: str | None, tmp_path: Path
 ) -> None:
-    running = api.submit(jobfuncs.sleep, 60, retries=retries)
+    marks = tmp_path / "marks"
+    running = api.submit(jobfuncs.mark_then_sleep, str(marks), 60, retries=retries)
     queued = api.submit(jobfuncs.noop)  # max_workers=1: stays queued
-    api.wait(running["id"], "running")
+    # Begun in its worker, not only claimed: a claimed job that never began goes back to queued.
+    deadline = time.monotonic() + 60
+    while not (marks.exists() and marks.read_text().strip()):
+        assert time.monotonic() < deadline, "the job never began"
+        api.run(asyncio.sleep(0.05))
     api.run(api.serverapp.extension_manager.stop_all_extensions())
     store = Store(api.app.db_path)
     try:

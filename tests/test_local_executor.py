@@ -319,6 +319,30 @@ async def test_short_jobs_are_prefetched_and_a_backlogged_one_cancels_cleanly(
     await executor.kill(hanging[1].job_id, None, grace=1.0)
 
 
+def lose_skips(worker) -> None:
+    """Drop the "skip" frames sent to `worker`, as if it took each job before reading its skip."""
+    send = worker.send_frames
+    worker.send_frames = lambda frames: send([f for f in frames if f[0]["t"] != "skip"])
+
+
+def frames_seen(executor: LocalExecutor) -> list[tuple[int, str]]:
+    """(worker pid, frame type) of each frame the executor handles from now on."""
+    seen: list[tuple[int, str]] = []
+    handle = executor._on_frame
+
+    def spy(worker, header, body) -> None:
+        seen.append((worker.pid, header["t"]))
+        handle(worker, header, body)
+
+    executor._on_frame = spy
+    return seen
+
+
+def waits_in_a_cell(gate: Path):
+    """A cell job (never sent ahead: it waits in the backlog) that ends once `gate` exists."""
+    return wu.cell_task(f"wu.waits_for({str(gate)!r})", {"wu": wu})
+
+
 async def teach_short(executor, recorder, limit: int) -> None:
     """Prefetch on whatever the load: the executor believes that jobs are short."""
     executor.prefetch_seconds, executor.prefetch_limit = 1e6, limit
@@ -342,6 +366,7 @@ async def test_short_jobs_sent_ahead_each_run_once(executor, recorder):
         assert outcome.status is Status.SUCCEEDED
         assert dill.loads(outcome.result)["job"] == (task.job_id, 1)
         assert len(recorder.outcomes[task.job_id]) == 1
+        assert recorder.started[task.job_id] == [1]
 
 
 async def test_a_lost_worker_hands_back_the_jobs_sent_ahead_to_it(recorder, tmp_path):
@@ -374,8 +399,7 @@ async def test_a_job_taken_back_too_late_is_stopped_when_it_starts(recorder, tmp
         worker = next(w for w in executor._workers if w.run and w.run.task is first)
         assert [run.task for run in worker.ahead] == [late]
         # The "skip" is lost on the way, as if the worker had started `late` before reading it.
-        send = worker.send_frames
-        worker.send_frames = lambda frames: send([f for f in frames if f[0]["t"] != "skip"])
+        lose_skips(worker)
         await executor.kill(late.job_id, None, grace=1.0)
         assert (await recorder.done(late.job_id)).status is Status.CANCELLED
         gate.touch()
@@ -400,8 +424,7 @@ async def test_killing_a_job_being_taken_back_leaves_its_worker_alone(executor, 
     donor = next(w for w in executor._workers if any(r.task is quick for r in w.ahead))
     kept = donor.run.task
     # Its answer to "skip" is lost on the way, so `quick` stays asked back, unanswered.
-    send = donor.send_frames
-    donor.send_frames = lambda frames: send([f for f in frames if f[0]["t"] != "skip"])
+    lose_skips(donor)
     freed = next(t for t in hanging if t is not kept)
     await executor.kill(freed.job_id, None, grace=1.0)  # a slot frees: an idle worker asks
     await wu.wait_for(lambda: quick.job_id in donor.reclaimed)
@@ -419,3 +442,187 @@ async def test_prefetch_holds_at_most_about_a_tenth_of_a_second_per_worker(execu
     assert executor.free_slots() == 2 + 2 * 10
     executor._duration = 1e-5  # tiny jobs: the cap
     assert executor.free_slots() == 2 + 2 * executor.prefetch_limit
+
+
+async def test_a_job_sent_ahead_is_reported_started_when_it_begins(recorder, tmp_path):
+    async with wu.running_executor(recorder, max_workers=1) as executor:
+        assert executor.reports_start
+        await teach_short(executor, recorder, limit=4)
+        gate = tmp_path / "gate"
+        first = wu.function_task(wu.waits_for, str(gate))
+        second = wu.function_task(wu.add, 1)
+        await executor.run(first)
+        await executor.run(second)
+        worker = executor._runs[first.job_id].worker
+        assert [run.task for run in worker.ahead] == [second]
+        assert recorder.started[first.job_id] == [1]
+        assert second.job_id not in recorder.started  # in its worker, but not begun
+        gate.touch()
+        await recorder.done(second.job_id)
+        ours = [event for event in recorder.history if event[1] in (first.job_id, second.job_id)]
+        assert ours == [
+            ("started", first.job_id),
+            ("done", first.job_id),
+            ("started", second.job_id),
+            ("done", second.job_id),
+        ]
+
+
+@pytest.mark.parametrize("ending", ["handles-sigterm", "ends-as-the-kill-comes"])
+async def test_a_job_that_begins_behind_a_killed_one_runs_again_elsewhere(
+    recorder, tmp_path, ending
+):
+    """B, sent ahead behind A, begins in A's worker while A is killed: A ends cleanly on SIGTERM,
+    or had just ended ("done" A and "start" B on the wire) when the kill came. The worker dies
+    all the same; B, not at fault, runs again in another worker instead of ending worker_lost."""
+    async with wu.running_executor(recorder, max_workers=1) as executor:
+        await teach_short(executor, recorder, limit=4)
+        flag, marks, gate = tmp_path / "a", tmp_path / "b", tmp_path / "gate"
+        if ending == "handles-sigterm":
+            a = wu.function_task(wu.graceful_until_term, str(flag))
+        else:
+            a = wu.function_task(wu.waits_for, str(flag))
+        b = wu.function_task(wu.records_start, str(marks), str(gate))
+        await executor.run(a)
+        await executor.run(b)
+        worker = executor._runs[a.job_id].worker
+        assert [run.task for run in worker.ahead] == [b]
+        if ending == "handles-sigterm":
+            await wu.wait_for(flag.exists)
+        else:
+            flag.touch()
+            wu.hold_loop_until(marks.exists)  # A ended and B began, unknown to the executor
+        await asyncio.wait_for(executor.kill(a.job_id, None, grace=1.0), 15)
+        assert recorder.outcomes[a.job_id][0].status is Status.CANCELLED
+        gate.touch()
+        assert (await recorder.done(b.job_id)).status is Status.SUCCEEDED
+        first, again = wu.read_pids(marks)  # B began in the killed worker, then in another
+        assert first == worker.pid and again != worker.pid
+        assert len(recorder.outcomes[b.job_id]) == 1 and recorder.started[b.job_id] == [1]
+
+
+async def test_a_job_behind_one_taken_back_too_late_runs_again_elsewhere(recorder, tmp_path):
+    """C, taken back from a busy worker, had started anyway, so that worker is stopped; D, sent
+    ahead behind C, began there first. D runs again in another worker, not worker_lost."""
+    async with wu.running_executor(recorder, max_workers=1) as executor:
+        await teach_short(executor, recorder, limit=4)
+        release, marks, gate = tmp_path / "release", tmp_path / "d", tmp_path / "gate"
+        a = wu.function_task(wu.waits_for, str(release))
+        c = wu.function_task(wu.add, 1)
+        d = wu.function_task(wu.records_start, str(marks), str(gate))
+        for task in (a, c, d):
+            await executor.run(task)
+        worker = executor._runs[a.job_id].worker
+        assert [run.task for run in worker.ahead] == [c, d]
+        lose_skips(worker)
+        await executor.kill(c.job_id, None, grace=1.0)
+        release.touch()
+        wu.hold_loop_until(marks.exists)  # A and C ended and D began, unknown to the executor
+        await wu.wait_for(lambda: not wu.alive(worker.pid), timeout=10)
+        gate.touch()
+        assert (await recorder.done(d.job_id, timeout=20)).status is Status.SUCCEEDED
+        first, again = wu.read_pids(marks)
+        assert first == worker.pid and again != worker.pid
+        assert len(recorder.outcomes[d.job_id]) == 1 and recorder.started[d.job_id] == [1]
+
+
+async def test_the_backlog_moves_once_a_worker_is_stopped(recorder, tmp_path):
+    """X, a cell job, cannot be sent ahead: it waits for a free worker. The worker stopped for C
+    (taken back too late) frees one, although no run ends and none is handed back."""
+    async with wu.running_executor(recorder, max_workers=1) as executor:
+        await teach_short(executor, recorder, limit=4)
+        release = tmp_path / "release"
+        a = wu.function_task(wu.waits_for, str(release))
+        c = wu.function_task(wu.add, 1)
+        x = wu.cell_task("41 + 1")
+        for task in (a, c, x):
+            await executor.run(task)
+        worker = executor._runs[a.job_id].worker
+        assert [run.task for run in worker.ahead] == [c] and executor._backlog[0].task is x
+        lose_skips(worker)
+        await executor.kill(c.job_id, None, grace=1.0)
+        release.touch()
+        assert (await recorder.done(a.job_id)).status is Status.SUCCEEDED
+        assert (await recorder.done(x.job_id, timeout=15)).status is Status.SUCCEEDED
+
+
+async def test_a_worker_being_killed_is_handed_no_job(recorder, tmp_path):
+    """B, sent ahead behind A, runs to its end in A's worker while A is killed. That worker must
+    stay doomed when a slot frees: X, from the backlog, would die with it."""
+    async with wu.running_executor(recorder, max_workers=2, warm_workers=False) as executor:
+        await teach_short(executor, recorder, limit=4)
+        flag, marks = tmp_path / "a", tmp_path / "b"
+        gate, other_gate = tmp_path / "gate", tmp_path / "other"
+        a = wu.function_task(wu.graceful_until_term, str(flag))
+        other = waits_in_a_cell(other_gate)  # the other slot; nothing is sent ahead to it
+        b = wu.function_task(wu.records_start, str(marks))
+        x = waits_in_a_cell(gate)
+        for task in (a, other):
+            await executor.run(task)
+        await wu.wait_for(flag.exists)
+        for task in (b, x):
+            await executor.run(task)
+        worker = executor._runs[a.job_id].worker
+        assert [run.task for run in worker.ahead] == [b] and executor._backlog[0].task is x
+        seen = frames_seen(executor)
+        kill = asyncio.create_task(executor.kill(a.job_id, None, grace=2.0))
+        await wu.wait_for(lambda: seen.count((worker.pid, "done")) == 2)  # A's, then B's
+        other_gate.touch()
+        assert (await recorder.done(other.job_id)).status is Status.SUCCEEDED  # a slot frees
+        await asyncio.wait_for(kill, 15)
+        gate.touch()
+        for task in (x, b):
+            assert (await recorder.done(task.job_id, timeout=20)).status is Status.SUCCEEDED
+        first, again = wu.read_pids(marks)  # B ran to its end in the killed worker, then again
+        assert first == worker.pid and again != worker.pid
+
+
+async def test_a_worker_stopped_for_a_job_taken_back_too_late_is_handed_no_job(recorder, tmp_path):
+    """C, taken back, had started anyway, so its worker is stopped; D behind it begins and ends
+    there before the stop. Neither may make the worker look free: X, from the backlog, would
+    die with it."""
+    async with wu.running_executor(recorder, max_workers=1, warm_workers=False) as executor:
+        await teach_short(executor, recorder, limit=4)
+        release, marks, gate = tmp_path / "release", tmp_path / "d", tmp_path / "gate"
+        a = wu.function_task(wu.waits_for, str(release))
+        c = wu.function_task(wu.add, 1)
+        d = wu.function_task(wu.records_start, str(marks))
+        x = waits_in_a_cell(gate)
+        for task in (a, c, d, x):
+            await executor.run(task)
+        worker = executor._runs[a.job_id].worker
+        assert [run.task for run in worker.ahead] == [c, d] and executor._backlog[0].task is x
+        lose_skips(worker)
+        await executor.kill(c.job_id, None, grace=1.0)
+        release.touch()
+        wu.hold_loop_until(marks.exists)  # A, C and D ran, unknown to the executor
+        await wu.wait_for(lambda: not wu.alive(worker.pid), timeout=10)
+        gate.touch()
+        for task in (x, d):
+            assert (await recorder.done(task.job_id, timeout=20)).status is Status.SUCCEEDED
+        assert wu.read_pids(marks)[0] == worker.pid and len(wu.read_pids(marks)) == 2
+
+
+async def test_shutdown_gives_back_the_jobs_that_never_started(recorder, tmp_path):
+    async with wu.running_executor(recorder, max_workers=1) as executor:
+        await teach_short(executor, recorder, limit=4)
+        flag = tmp_path / "started"
+        running = wu.function_task(wu.hangs_after_start, str(flag))
+        await executor.run(running)
+        await wu.wait_for(flag.exists)
+        ahead = [wu.function_task(wu.add, i) for i in range(2)]
+        waiting = wu.cell_task("42")
+        for task in (*ahead, waiting):
+            await executor.run(task)
+        worker = executor._runs[running.job_id].worker
+        assert [run.task for run in worker.ahead] == ahead
+        assert executor._backlog[0].task is waiting
+        await asyncio.wait_for(executor.shutdown(1.0), 30)
+    outcome = recorder.outcomes[running.job_id][0]
+    assert outcome.status is Status.FAILED and outcome.reason is Reason.INTERRUPTED
+    for task in (*ahead, waiting):
+        [outcome] = recorder.outcomes[task.job_id]
+        assert outcome.status is Status.QUEUED and outcome.reason is Reason.INTERRUPTED
+        assert outcome.error.type == "NotStarted"
+        assert task.job_id not in recorder.started
+    assert not wu.alive(worker.pid)

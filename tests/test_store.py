@@ -1129,3 +1129,17 @@ def test_a_spec_survives_its_json_form_unshared() -> None:
     data["options"]["deep"]["x"] = 2
     data["after"].append(6)
     assert spec.options["deep"]["x"] == 1 and spec.after == [4, 5]
+
+
+def test_an_attempt_that_never_started_goes_back_to_the_queue_uncounted(store: Store) -> None:
+    kept, cancelled = store.enqueue(spec("kept"), b"p"), store.enqueue(spec("cancelled"), b"p")
+    claimed = {c.job.id: c.job for c in store.claim("c1", 2, 30.0)}
+    store.request_cancel(cancelled.id)
+    never = Outcome(Status.QUEUED, Reason.INTERRUPTED, JobError("NotStarted", "stopped first"))
+    store.record(outcomes=[(i, claimed[i].attempt, never) for i in (kept.id, cancelled.id)])
+    again, gone = store.get(kept.id), store.get(cancelled.id)
+    assert again.status is Status.QUEUED and again.attempt == 0 and again.consumer is None
+    assert again.started_at is None and again.error is None
+    assert gone.status is Status.CANCELLED
+    [reclaimed] = store.claim("c2", 1, 30.0)
+    assert reclaimed.job.id == kept.id and reclaimed.job.attempt == 1

@@ -37,6 +37,8 @@ class Recorder:
         self.logs: dict[int, list[bytes]] = {}
         self.progress: dict[int, list[Progress]] = {}
         self.outcomes: dict[int, list[Outcome]] = {}
+        self.started: dict[int, list[int]] = {}  # job id -> the attempts that started
+        self.history: list[tuple[str, int]] = []  # ("started" | "done", job id), in order
         self.attempts: dict[int, set[int]] = {}
         self._done: dict[int, asyncio.Event] = {}
         self._log_seen: dict[int, asyncio.Event] = {}
@@ -52,8 +54,13 @@ class Recorder:
     def on_progress(self, job_id: int, attempt: int, value: Progress) -> None:
         self.progress.setdefault(job_id, []).append(value)
 
+    def on_started(self, job_id: int, attempt: int) -> None:
+        self.started.setdefault(job_id, []).append(attempt)
+        self.history.append(("started", job_id))
+
     def on_done(self, job_id: int, attempt: int, outcome: Outcome) -> None:
         self.outcomes.setdefault(job_id, []).append(outcome)
+        self.history.append(("done", job_id))
         self.attempts.setdefault(job_id, set()).add(attempt)
         self._event(self._done, job_id).set()
 
@@ -107,6 +114,17 @@ async def wait_for(predicate: Any, timeout: float = 30.0) -> Any:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.02)
     return value
+
+
+def hold_loop_until(predicate: Any, timeout: float = 30.0) -> None:
+    """Poll `predicate` *without* yielding to the loop: the executor reads none of its workers'
+    frames meanwhile, as on a busy server, so a worker can get ahead of what the executor knows.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.01)
 
 
 def alive(pid: int) -> bool:
@@ -261,7 +279,29 @@ def exits(code: int) -> None:
     os._exit(code)
 
 
+def records_start(path: str, gate: str | None = None) -> int:
+    """Adds its pid to `path` as it begins (once per time it runs), then waits for `gate`."""
+    with open(path, "a") as file:
+        file.write(f"{os.getpid()}\n")
+    if gate is not None:
+        waits_for(gate)
+    return os.getpid()
+
+
+def graceful_until_term(flag: str) -> None:
+    """Hangs, but ends cleanly on SIGTERM (a common pattern): the job ends, its worker lives."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit("terminated, cleaning up")
+
+    signal.signal(signal.SIGTERM, on_term)
+    Path(flag).write_text(str(os.getpid()))  # only now may the test send SIGTERM
+    while True:
+        time.sleep(0.05)
+
+
 def hangs_after_start(flag: str) -> None:
-    Path(flag).write_text(str(os.getpid()))
+    Path(flag + ".tmp").write_text(str(os.getpid()))
+    os.replace(flag + ".tmp", flag)  # whole: a test may read the pid as soon as `flag` exists
     while True:
         time.sleep(1)

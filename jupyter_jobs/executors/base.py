@@ -41,7 +41,14 @@ class ExecutorEvents(Protocol):
 
     def on_progress(self, job_id: int, attempt: int, progress: Progress) -> None: ...
 
-    def on_done(self, job_id: int, attempt: int, outcome: Outcome) -> None: ...
+    def on_started(self, job_id: int, attempt: int) -> None:
+        """The run's code begins in a worker now (not when it is queued, sent ahead or waiting
+        for a worker): at most once per run, and only from executors with `reports_start`.
+        A job's timeout runs from here."""
+
+    def on_done(self, job_id: int, attempt: int, outcome: Outcome) -> None:
+        """How the run ended: exactly once per `run`. The outcome is `queued` only for a run
+        that never started, and only from `shutdown`: the claim is given back, not spent."""
 
 
 class Executor(abc.ABC):
@@ -53,6 +60,9 @@ class Executor(abc.ABC):
     """
 
     name: str = "base"
+    #: Whether `on_started` tells when a run's code really begins. Executors that cannot tell
+    #: leave it False, and a run counts as started when `run()` is called.
+    reports_start: bool = False
 
     def __init__(self, events: ExecutorEvents, max_workers: int) -> None:
         self.events = events
@@ -81,7 +91,10 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     async def shutdown(self, grace: float) -> None:
-        """Stop every running task (outcome `failed`, reason `interrupted`) and release workers."""
+        """Stop every task and release workers. A started task ends `failed`, reason
+        `interrupted`; one that never started (an executor with `reports_start` can tell) ends
+        `queued`, reason `interrupted`, error `NotStarted`, so that its job is queued again
+        without counting the attempt."""
 
     def running(self) -> list[tuple[int, int]]:
         """(job_id, attempt) of every task this executor currently runs."""

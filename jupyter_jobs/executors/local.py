@@ -61,7 +61,7 @@ class _Run:
     worker: _Worker | None = None  # the worker it was sent to
     waiting_on: _Worker | None = None  # the starting worker reserved for it
     dispatcher: asyncio.Task | None = None
-    sent_at: float | None = None  # loop time it started in its worker
+    started_at: float | None = None  # loop time its code began in a worker; None: never began
     killing: bool = False
     reported: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event)
@@ -76,6 +76,7 @@ class _Worker:
     ready: asyncio.Future
     exited: asyncio.Future
     state: str = "starting"  # starting -> idle <-> busy -> retiring -> dead
+    doomed: bool = False  # being stopped: whatever it starts from now on is taken back
     reserved: bool = False  # a waiting run takes it once it is ready
     run: _Run | None = None  # the run it is executing
     ahead: deque[_Run] = field(default_factory=deque)  # sent ahead, not started yet, in order
@@ -115,6 +116,7 @@ class LocalExecutor(Executor):
     """
 
     name = "local"
+    reports_start = True  # a run sent ahead starts when its worker says "start"
 
     #: How much work (seconds, by the moving average of recent jobs' run time) each worker may
     #: have waiting behind its current job. For very short jobs the cost of fetching the next one
@@ -225,6 +227,11 @@ class LocalExecutor(Executor):
         self._ensure_spares()
 
     async def kill(self, job_id: int, reason: Reason | None, grace: float) -> None:
+        await self._end(job_id, reason, grace, give_back=False)
+
+    async def _end(self, job_id: int, reason: Reason | None, grace: float, give_back: bool) -> None:
+        """`kill`; with `give_back` (shutdown), a run that never started ends `queued`, so
+        the job returns to the queue instead of failing without having run."""
         run = self._runs.get(job_id)
         if run is None or run.reported:
             return
@@ -232,6 +239,7 @@ class LocalExecutor(Executor):
             await run.finished.wait()
             return
         run.killing = True
+        started = run.started_at is not None
         exit_text = None
         if run in self._backlog:  # never reached a worker: nothing to stop
             self._backlog.remove(run)
@@ -246,7 +254,10 @@ class LocalExecutor(Executor):
             run.waiting_on.reserved = False  # it becomes a spare once ready
         if run.worker is not None:
             exit_text = await self._terminate(run.worker, grace)
-        self._finish(run, kill_outcome(reason, exit_text))
+        if give_back and not started:
+            self._finish(run, _not_started())
+        else:
+            self._finish(run, kill_outcome(reason, exit_text))
 
     def _withdraw(self, run: _Run, worker: _Worker, grace: float) -> None:
         """Take back a run sent ahead, for good. It ends now; the worker drops it when it reads
@@ -262,7 +273,8 @@ class LocalExecutor(Executor):
 
     async def shutdown(self, grace: float) -> None:
         self._closing = True
-        await asyncio.gather(*(self.kill(j, Reason.INTERRUPTED, grace) for j in list(self._runs)))
+        ends = (self._end(j, Reason.INTERRUPTED, grace, give_back=True) for j in list(self._runs))
+        await asyncio.gather(*ends)
         workers = [w for w in self._workers if w.state != "dead"]
         await asyncio.gather(*(self._terminate(w, grace) for w in workers))
         if self._link_dir:
@@ -285,8 +297,14 @@ class LocalExecutor(Executor):
 
     def _send_job(self, run: _Run, worker: _Worker) -> None:
         worker.state, worker.run, run.worker = "busy", run, worker
-        run.sent_at = asyncio.get_running_loop().time()
         worker.send(self._job_header(run.task), run.task.payload)
+        self._report_start(run)
+
+    def _report_start(self, run: _Run) -> None:
+        """The run's code begins now (sent to an idle worker, or its "start" came): its one
+        on_started. A run that starts in a doomed worker never gets here (see `_on_ahead`)."""
+        run.started_at = asyncio.get_running_loop().time()
+        self._notify("on_started", run)
 
     def _reclaim(self) -> None:
         """With nothing left in the backlog, an idle worker takes a run sent ahead to a busy
@@ -298,7 +316,11 @@ class LocalExecutor(Executor):
                 return  # an idle spare beyond the slots takes nothing
             if worker.state != "idle" or worker.reserved:
                 continue
-            donors = [w for w in self._workers if w.ahead and w.interpreter == worker.interpreter]
+            donors = [
+                w
+                for w in self._workers
+                if w.ahead and not w.doomed and w.interpreter == worker.interpreter
+            ]
             if not donors:
                 continue
             donor = max(donors, key=lambda w: len(w.ahead))
@@ -309,8 +331,8 @@ class LocalExecutor(Executor):
 
     def _takes_ahead(self, worker: _Worker, interpreter: str, batches: dict) -> bool:
         current = worker.run
-        if current is not None and (Kind(current.task.kind) is Kind.CELL or current.killing):
-            return False  # its worker retires or dies after this run
+        if current is not None and Kind(current.task.kind) is Kind.CELL:
+            return False  # its worker retires after this run
         room = self.send_ahead - len(worker.ahead)
         return (
             worker.state == "busy"
@@ -349,7 +371,7 @@ class LocalExecutor(Executor):
         """Send short function jobs from the backlog to busy workers (see `send_ahead`).
 
         Only while jobs are short (prefetching is on), and never behind a cell job (its worker
-        retires) or a run being stopped (its worker dies).
+        retires) or to a doomed worker (it is "retiring", not "busy").
         """
         if self._closing or not self._prefetch():
             return
@@ -411,17 +433,17 @@ class LocalExecutor(Executor):
         self._runs.pop(run.task.job_id, None)
         if run.worker is not None and run.worker.run is run:
             run.worker.run = None
-        if run.sent_at is not None and outcome.status is Status.SUCCEEDED:
-            took = asyncio.get_running_loop().time() - run.sent_at
+        if run.started_at is not None and outcome.status is Status.SUCCEEDED:
+            took = asyncio.get_running_loop().time() - run.started_at
             self._duration = took if self._duration is None else 0.8 * self._duration + 0.2 * took
         run.finished.set()
         self._notify("on_done", run, outcome)
         if not self._closing:
             self._take_backlog()
 
-    def _notify(self, method: str, run: _Run, value: Any) -> None:
+    def _notify(self, method: str, run: _Run, *value: Any) -> None:
         try:
-            getattr(self.events, method)(run.task.job_id, run.task.attempt, value)
+            getattr(self.events, method)(run.task.job_id, run.task.attempt, *value)
         except Exception:
             log.exception("%s for job %s raised", method, run.task.job_id)
 
@@ -533,11 +555,14 @@ class LocalExecutor(Executor):
             outcome = failed_outcome(Reason.WORKER_LOST, "WorkerLost", message, exit_text)
             outcome.error.traceback = output
             self._finish(run, outcome)
+        if not self._closing:  # its slot, or the runs taken back, may let the backlog move
+            self._take_backlog()
         self._ensure_spares()
 
     def _take_back(self, worker: _Worker) -> None:
-        """The runs sent ahead to a worker that is gone never started: they go back to the
-        front of the backlog."""
+        """The runs sent ahead to a worker that is gone never started (or began only after it
+        was doomed, and were cut short through no fault of theirs): they go back to the front
+        of the backlog."""
         back = [*worker.reclaimed.values(), *worker.ahead]
         self._ahead -= len(worker.ahead)
         worker.ahead.clear()
@@ -546,8 +571,6 @@ class LocalExecutor(Executor):
         for run in back:
             run.worker = None
         self._backlog.extendleft(reversed(back))
-        if back and not self._closing:
-            self._take_backlog()
 
     def _start_timed_out(self, worker: _Worker) -> None:
         if not worker.ready.done():
@@ -611,7 +634,7 @@ class LocalExecutor(Executor):
             worker.run = None
             cell = Kind(run.task.kind) is Kind.CELL
             worker.state = (
-                "retiring" if cell or run.killing else "busy" if _has_queue(worker) else "idle"
+                "retiring" if cell or worker.doomed else "busy" if _has_queue(worker) else "idle"
             )
             if not run.killing:  # a kill decides the outcome once it has begun
                 self._finish(run, _done_outcome(header, body))
@@ -622,11 +645,16 @@ class LocalExecutor(Executor):
 
     def _on_ahead(self, worker: _Worker, kind: str, job_id: Any) -> None:
         """A run sent ahead started, or one asked back was given back or started anyway."""
+        if worker.doomed:
+            # What it starts now is cut short: it stays in `ahead` (or `reclaimed`), unstarted
+            # for us, and goes back to the backlog when the worker is gone (`_take_back`).
+            return
         if job_id in worker.withdrawn:
             grace = worker.withdrawn.pop(job_id)
             if kind == "start":  # it read "skip" too late: stop it like any running job
-                worker.state = "retiring"
+                self._doom(worker)
                 worker.stopper = asyncio.create_task(self._terminate(worker, grace))
+                self._take_backlog()  # its slot is free: nothing of ours runs there any more
             else:
                 self._settle(worker)
                 self._take_backlog()
@@ -650,7 +678,7 @@ class LocalExecutor(Executor):
 
     def _begin(self, worker: _Worker, run: _Run) -> None:
         worker.run = run
-        run.sent_at = asyncio.get_running_loop().time()
+        self._report_start(run)
         self._send_ahead()
 
     def _settle(self, worker: _Worker) -> None:
@@ -658,8 +686,18 @@ class LocalExecutor(Executor):
         if worker.state == "busy" and worker.run is None and not _has_queue(worker):
             worker.state = "idle"
 
+    def _doom(self, worker: _Worker) -> None:
+        """From the decision to stop a worker on, it takes no job and starts nothing for us."""
+        worker.doomed = True
+        if worker.state != "dead":
+            worker.state = "retiring"
+
     async def _terminate(self, worker: _Worker, grace: float) -> str:
-        """SIGTERM to the worker's process group, up to `grace` seconds, then SIGKILL."""
+        """SIGTERM to the worker's process group, up to `grace` seconds, then SIGKILL.
+
+        The worker is doomed before the first await, so no frame read meanwhile can hand it work.
+        """
+        self._doom(worker)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         signal_group(worker.pid, signal.SIGTERM)
@@ -677,6 +715,12 @@ class LocalExecutor(Executor):
 def _has_queue(worker: _Worker) -> bool:
     """Whether the worker will start (or may start) another run once its current one ends."""
     return bool(worker.ahead or worker.withdrawn or worker.reclaimed)
+
+
+def _not_started() -> Outcome:
+    """The outcome of a run the executor never started when it stopped: the claim goes back."""
+    error = JobError("NotStarted", "the executor stopped before the job started")
+    return Outcome(Status.QUEUED, Reason.INTERRUPTED, error)
 
 
 def _done_outcome(header: dict[str, Any], body: bytes) -> Outcome:
