@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -234,14 +235,10 @@ async def test_a_lease_that_runs_out_elsewhere_is_recovered_at_once_without_spin
     assert len(calls) < 30, f"{len(calls)} promote() transactions: the consumer spun"
 
 
-async def _warmed_up(store, consumer) -> None:
-    """Short jobs first, so that the executor claims ahead and sends jobs ahead."""
-    payload = function_payload(jobfuncs.noop, (), {})
-    warm = [store.enqueue(JobSpec(name="warm"), payload).id for _ in range(30)]
-    await wu.wait_for(lambda: all(j.finished for j in store.get_many(warm)), timeout=60)
-
-
-async def test_a_timeout_counts_from_the_start_not_the_claim(db_path):
+@contextlib.asynccontextmanager
+async def one_warm_worker(db_path):
+    """A store and its one-worker consumer, which has just run short jobs, so that it claims
+    ahead and sends jobs ahead to its busy worker."""
     from jupyter_jobs.consumer import Consumer
     from jupyter_jobs.executors.local import LocalExecutor
     from jupyter_jobs.store import Store
@@ -250,30 +247,29 @@ async def test_a_timeout_counts_from_the_start_not_the_claim(db_path):
     consumer = Consumer(store, lambda events: LocalExecutor(events, 1), kill_grace=1.0)
     await consumer.start()
     try:
-        await _warmed_up(store, consumer)
+        payload = function_payload(jobfuncs.noop, (), {})
+        warm = [store.enqueue(JobSpec(name="warm"), payload).id for _ in range(30)]
+        await wu.wait_for(lambda: all(j.finished for j in store.get_many(warm)), timeout=60)
+        yield store, consumer
+    finally:
+        await consumer.stop()  # a no-op when the test stopped it
+        store.close()
+
+
+async def test_a_timeout_counts_from_the_start_not_the_claim(db_path):
+    async with one_warm_worker(db_path) as (store, _):
         slow = store.enqueue(JobSpec(name="slow"), function_payload(jobfuncs.sleep, (4,), {}))
         quick = function_payload(jobfuncs.noop, (), {})
         # Claimed with the slow one and queued behind it for ~4 s: longer than their timeout.
         short = [store.enqueue(JobSpec(name="s", timeout=2.0), quick).id for _ in range(5)]
         ids = [slow.id, *short]
         await wu.wait_for(lambda: all(j.finished for j in store.get_many(ids)), timeout=60)
-    finally:
-        await consumer.stop()
-    jobs = store.get_many(short)
-    store.close()
+        jobs = store.get_many(short)
     assert [j.status for j in jobs] == [Status.SUCCEEDED] * 5, [(j.reason, j.error) for j in jobs]
 
 
 async def test_a_stop_puts_jobs_claimed_but_never_started_back_in_the_queue(db_path):
-    from jupyter_jobs.consumer import Consumer
-    from jupyter_jobs.executors.local import LocalExecutor
-    from jupyter_jobs.store import Store
-
-    store = Store(db_path)
-    consumer = Consumer(store, lambda events: LocalExecutor(events, 1), kill_grace=1.0)
-    await consumer.start()
-    try:
-        await _warmed_up(store, consumer)
+    async with one_warm_worker(db_path) as (store, consumer):
         slow = store.enqueue(JobSpec(name="slow"), function_payload(jobfuncs.sleep, (60,), {}))
         quick = function_payload(jobfuncs.noop, (), {})
         rest = [store.enqueue(JobSpec(name="s"), quick).id for _ in range(20)]
@@ -285,11 +281,9 @@ async def test_a_stop_puts_jobs_claimed_but_never_started_back_in_the_queue(db_p
             )
 
         await wu.wait_for(claimed_behind_slow, timeout=60)
-    finally:
         await consumer.stop()
-    after = store.get_many(rest)
-    ended = store.get(slow.id)
-    store.close()
+        after = store.get_many(rest)
+        ended = store.get(slow.id)
     assert ended.status is Status.FAILED and ended.reason is Reason.INTERRUPTED
     assert {j.status for j in after} <= {Status.QUEUED, Status.SUCCEEDED}, [
         (j.id, j.status, j.reason) for j in after
