@@ -101,6 +101,21 @@ def test_line_magic_usage(shell):
         shell.run_line_magic("job", "show notanumber")
 
 
+@pytest.mark.parametrize(
+    ("magic", "line", "message"),
+    [
+        ("jobs", "--bogus", r"unrecognized arguments: --bogus"),
+        ("jobs", "extra", r"unrecognized arguments: extra"),
+        ("jobs", "--status", r"--status: expected one argument"),
+        ("jobs", "--status 'a", r"No closing quotation"),
+        ("job", "show 'x", r"No closing quotation"),
+    ],
+)
+def test_bad_magic_lines_say_what_is_wrong(shell, magic, line, message):
+    with pytest.raises(UsageError, match=message):
+        shell.run_line_magic(magic, line)
+
+
 def test_an_unshippable_variable_is_named_before_anything_is_sent(shell, monkeypatch):
     monkeypatch.setenv("JUPYTER_JOBS_URL", "http://127.0.0.1:9/")  # never contacted
     shell.user_ns["numbers"] = (i for i in range(3))  # a generator cannot travel

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
@@ -136,13 +136,10 @@ class JobMagics(Magics):
     @line_magic
     def jobs(self, line: str) -> None:
         """%jobs [--all] [--status running,queued]: this notebook's jobs as a table."""
-        parser = argparse.ArgumentParser(prog="%jobs", add_help=False, exit_on_error=False)
+        parser = _Parser(prog="%jobs [--all] [--status S,...]", add_help=False)
         parser.add_argument("--all", action="store_true")
         parser.add_argument("--status")
-        try:
-            args = parser.parse_args(shlex.split(line))
-        except (argparse.ArgumentError, SystemExit) as exc:
-            raise UsageError(f"%jobs [--all] [--status S,...]: {exc}") from None
+        args = parser.parse_args(_words("%jobs", line))
         status = args.status.split(",") if args.status else None
         with _user_errors():
             found = api.jobs(status=status, all=args.all)
@@ -188,7 +185,7 @@ class JobMagics(Magics):
     # --- %job SUB ID -------------------------------------------------------------------------
 
     def _job_line(self, line: str) -> Any:
-        words = shlex.split(line)
+        words = _words("%job", line)
         if len(words) != 2 or words[0] not in SUBCOMMANDS or not words[1].isdigit():
             raise UsageError(f"usage: {LINE_USAGE} (got %job {line.strip()!r})")
         sub, job_id = words[0], int(words[1])
@@ -208,6 +205,22 @@ class JobMagics(Magics):
             else:
                 show(job)
         return None
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are UsageErrors that say what is wrong (argparse's own
+    `exit_on_error=False` still exits, after printing the reason, on an unknown argument)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _words(magic: str, line: str) -> list[str]:
+    """A magic's line split as a shell would; unbalanced quotes are a UsageError."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"{magic}: {exc} in {line.strip()!r}") from None
 
 
 #: Errors the user fixes themselves (PayloadError is an InvalidRequest): one line, no traceback.

@@ -185,11 +185,21 @@ class Poller:
             watchers = list(self._watchers.get(job_id, ()))
             if final:
                 self._watchers.pop(job_id, None)
+        again = []
         for watcher in watchers:
             try:
                 call(watcher)
+            except JobsError as exc:
+                # The server failed a request the watcher made (its outputs, its log): the
+                # job's last word must not be lost to a blip, so it is told again next tick.
+                log.warning("jupyter_jobs: updating job %s failed, will retry: %s", job_id, exc)
+                again.append(watcher)
             except Exception:  # a broken widget must not stop the others' updates
                 log.exception("jupyter_jobs: updating %r for job %s failed", watcher, job_id)
+        if final and again:
+            with self._lock:
+                for watcher in again:
+                    self._watchers.setdefault(job_id, weakref.WeakSet()).add(watcher)
 
     def _dispatch_error(self, ids: list[int], exc: JobsError) -> None:
         for job_id in ids:

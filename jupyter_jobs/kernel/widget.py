@@ -62,7 +62,15 @@ def widget_for(job: RemoteJob, **kwargs: Any) -> JobWidget:
         widget = _widgets.get(job.id)
         if widget is None:
             widget = _widgets[job.id] = JobWidget(job, **kwargs)
-        return widget
+            return widget
+    widget.adopt(job)
+    return widget
+
+
+def _ending(record: JobRecord) -> tuple[int, float | None]:
+    """Which end of a job a record shows: a retry that is cancelled before it is claimed ends
+    again with the same attempt number, but not at the same time."""
+    return record.attempt, record.finished_at
 
 
 def complete_now(job_id: int) -> None:
@@ -124,9 +132,9 @@ class JobWidget:
         self.problem = ""
         self._lock = threading.RLock()
         self._display_ids: list[str] = []
-        self._completed_attempt: int | None = None
+        self._completed: tuple[int, float | None] | None = None  # `_ending` of the last finish
         self._completing = False
-        self._resent_attempt: int | None = None
+        self._resent: tuple[int, float | None] | None = None
         self._tail_size = 0
         self._tail_at = 0.0
         self._full_offset = 0
@@ -301,9 +309,9 @@ class JobWidget:
     def _complete(self, record: JobRecord) -> None:
         """Main thread, once per attempt: namespace update, then the final displays."""
         with self._lock:
-            if self._completed_attempt == record.attempt:
+            if self._completed == _ending(record):
                 return
-            self._completed_attempt = record.attempt
+            self._completed = _ending(record)
             self._completing = True
             try:
                 if record.status is Status.SUCCEEDED and self.on_success is not None:
@@ -330,14 +338,14 @@ class JobWidget:
             record = self.job.refresh() if not self.record.finished else self.record
             if not record.finished or self.inline:
                 return
-            if self._completed_attempt != record.attempt:
+            if self._completed != _ending(record):
                 self._render(record)
                 self._refresh_tail(record, force=True)
                 self._collect(record)
                 self._complete(record)
-            elif resend and self._resent_attempt != record.attempt:
+            elif resend and self._resent != _ending(record):
                 self._update_displays()
-            self._resent_attempt = record.attempt
+            self._resent = _ending(record)
 
     def finish_here(self) -> None:
         """`%%job --wait`: the job is done; put its outputs into the running cell itself."""
@@ -370,15 +378,30 @@ class JobWidget:
             self._render(self.job.record)
 
     def _retry(self) -> None:
-        self.job = self.job.retry()
+        self._restart(self.job.retry())
+        self.job.backend.poller.watch(self.job.id, self)
+
+    def adopt(self, job: RemoteJob) -> None:
+        """Another handle of this job (`%job retry`/`attach`, `jj.get`): if the job was run
+        again since this widget finished (a retry from anywhere), follow the new run."""
+        with self._lock:
+            if job is self.job or not self.record.finished:
+                return
+            fresh = job.record
+            if not fresh.finished or _ending(fresh) != _ending(self.record):
+                self._restart(job)
+
+    def _restart(self, job: RemoteJob) -> None:
+        """Follow `job`, run again: clear what the last run left. It runs in the background
+        now, even if the first run was a `--wait` cell's."""
+        self.job, self.inline = job, False
         self.outputs, self.report, self.problem = [], None, ""
         if self.out is not None:
             self.out.outputs = ()
         if self.log_tail is not None:
             self.log_tail.layout.display = ""
         self._show_names()
-        self._render(self.job.record)
-        self.job.backend.poller.watch(self.job.id, self)
+        self._render(job.record)
 
     def _act(self, action: Callable[[], Any]) -> None:
         """Run a button's action; a refusal (already finished, server gone) shows in the widget."""

@@ -264,6 +264,57 @@ def test_cancel_and_retry_buttons(kernel):
     assert kernel.output_text(kernel.execute("print(fixed)")) == "yes\n"
 
 
+def flaky_cell(name: str, options: str = "") -> str:
+    """A cell job that fails on its first attempt and sets `fixed` on the next."""
+    return (
+        f"%%job --name {name} --out job {options}\nimport os\n"
+        f"if not os.path.exists('tried-{name}'):\n"
+        f"    open('tried-{name}', 'w').close()\n"
+        "    raise RuntimeError('first attempt fails')\n"
+        "print('second attempt')\nfixed = 'yes'\n"
+    )
+
+
+def test_retry_of_a_wait_cell_from_its_button_brings_the_names_back(kernel):
+    kernel.execute(flaky_cell("waited", "--wait"))
+    assert kernel.status("waited") == "failed"
+    action = kernel.widget("waited")["action"]
+    kernel.pump_until(lambda: kernel.models[action].get("description") == "Retry", "Retry shown")
+    kernel.click(action)
+    kernel.pump_until(lambda: kernel.status("waited") == "succeeded", "the retry succeeded")
+    kernel.pump_until(lambda: kernel.widget("waited").get("names"), "names listed")
+    assert kernel.output_text(kernel.execute("print(fixed)")) == "yes\n"
+
+
+def test_a_retry_by_the_line_magic_is_followed_by_the_widget(kernel):
+    kernel.execute(flaky_cell("magic"))
+    kernel.pump_until(lambda: kernel.status("magic") == "failed", "the first attempt failed")
+    job_id = int(kernel.output_text(kernel.execute("print(job.id)")))
+    kernel.execute(f"%job retry {job_id}")
+    kernel.pump_until(lambda: kernel.status("magic") == "succeeded", "the widget shows the retry")
+    kernel.pump_until(lambda: kernel.widget("magic").get("names"), "names listed")
+    assert kernel.output_text(kernel.execute("print(fixed)")) == "yes\n"
+
+
+def test_a_failed_request_for_the_final_outputs_is_retried(kernel):
+    kernel.execute(
+        "from jupyter_jobs.kernel import api\n"
+        "from jupyter_jobs.errors import ServerUnavailable\n"
+        "backend = api.connection()\n"
+        "real, calls = backend.outputs, []\n"
+        "def blip(job_id):\n"
+        "    calls.append(job_id)\n"
+        "    if len(calls) == 1:\n"
+        "        raise ServerUnavailable('connection reset (the test says so)')\n"
+        "    return real(job_id)\n"
+        "backend.outputs = blip\n"
+    )
+    kernel.execute("%%job --name blip\nprint('hello')\nv = 1\n")
+    kernel.pump_until(lambda: kernel.status("blip") == "succeeded", "blip succeeded")
+    kernel.pump_until(lambda: kernel.widget("blip").get("names"), "names listed")
+    assert kernel.output_text(kernel.execute("print(v, len(calls) >= 2)")) == "1 True\n"
+
+
 def test_after_a_kernel_restart_attach_shows_the_job_finish(kernel):
     out = kernel.execute(
         "%%job --name survivor --out job\nimport time\ntime.sleep(4)\n"
