@@ -116,7 +116,9 @@ class _ByName(pickle.Pickler):
     """
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, (type, types.FunctionType)) and obj.__module__ == "__main__":
+        # Functions, classes and wrappers that pickle by name (functools.cache, lru_cache)
+        # defined in `__main__` exist only in this process: dill sends them by value.
+        if getattr(obj, "__module__", None) == "__main__" and hasattr(obj, "__qualname__"):
             raise _NeedsDill
         return NotImplemented
 
@@ -206,6 +208,17 @@ def _quiet_parse(code: str, mode: str = "exec") -> ast.AST | None:
         return None
 
 
+def _magic_code(line: str) -> ast.AST | None:
+    """The code of a line magic such as `%timeit -n 10 f(x)`: the longest end of the line,
+    after its options, that parses as Python."""
+    words = line.split(" ")
+    for start in range(len(words)):
+        tree = _quiet_parse(" ".join(words[start:]))
+        if tree is not None:
+            return tree
+    return None
+
+
 def _embedded(node: ast.AST) -> tuple[list[ast.AST], list[ast.AST]]:
     """Code hidden in strings by IPython's transforms: (trees that read names, trees that bind).
 
@@ -222,7 +235,7 @@ def _embedded(node: ast.AST) -> tuple[list[ast.AST], list[ast.AST]]:
     if method == "run_line_magic" and len(strings) == 2:
         magic, line = strings
         binding = _CODE_MAGICS.get(magic)
-        tree = _quiet_parse(line) if binding is not None else None
+        tree = _magic_code(line) if binding is not None else None
         if tree is not None:
             reads.append(tree)
             if binding:

@@ -55,6 +55,9 @@ def test_read_names_through_ipython_syntax():
     names = set(read_names(code))
     assert {"compute", "x", "path", "count", "folder", "helper", "y"} <= names
     assert {"body_var"} <= set(read_names("%%capture captured\nprint(body_var)\n"))
+    # A line magic's options come before its code.
+    assert {"f", "x"} <= set(read_names("%timeit -n 10 -r 3 f(x)\n"))
+    assert {"g", "y"} <= set(read_names("%prun -l 5 -s cumulative g(y)\n"))
 
 
 def test_cell_ships_only_what_it_reads_and_what_exists():
@@ -214,6 +217,18 @@ def test_what_lives_in_main_travels_by_value_through_dill(monkeypatch):
     monkeypatch.delattr(main, "Point")
     loaded = dill.loads(data)
     assert loaded["fn"](*loaded["args"]) == 9
+
+
+def test_a_cached_function_of_main_travels_by_value(monkeypatch):
+    """`functools.cache` wraps a notebook function in an object that pickles by name."""
+    namespace = {"__name__": "__main__"}
+    exec("import functools\n@functools.cache\ndef square(n):\n    return n * n", namespace)
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "square", namespace["square"], raising=False)
+    data = dumps({"fn": namespace["square"], "args": (7,)})
+    monkeypatch.delattr(main, "square")  # the worker's __main__ has no `square`
+    loaded = dill.loads(data)
+    assert loaded["fn"](*loaded["args"]) == 49
 
 
 def test_function_payload_takes_only_referenced_globals():
