@@ -31,6 +31,7 @@ import platform
 import re
 import select
 import signal
+import site
 import socket
 import sys
 import threading
@@ -141,23 +142,24 @@ class JobOutput:
         self.sent = 0
         self.truncated = False
 
-    def deliver(self, name: str, data: bytes) -> None:
-        """One chunk read from fd 1 or 2 (the caller holds the capture lock)."""
+    def deliver(self, name: str, data: bytes, stream: bool = True) -> None:
+        """One chunk read from fd 1 or 2 (the caller holds the capture lock). `stream=False`:
+        for the log only, under the same cap (a cell's traceback, already an output)."""
         if self.truncated:
             return
         if self.log_limit is not None and self.sent + len(data) > self.log_limit:
             data = data[: max(0, self.log_limit - self.sent)]
             self.truncated = True
         if data:
-            self._emit(name, data)
+            self._emit(name, data, stream)
         if self.truncated:
             marker = f"\n[jupyter_jobs: output over {self.log_limit} bytes was dropped]\n"
-            self._emit(name, marker.encode())
+            self._emit(name, marker.encode(), stream)
 
-    def _emit(self, name: str, data: bytes) -> None:
+    def _emit(self, name: str, data: bytes, stream: bool) -> None:
         self.sent += len(data)
         self.channel.send({"t": "log"}, data)
-        if self.outputs is not None:
+        if stream and self.outputs is not None:
             self.outputs.stream(name, data)
 
 
@@ -313,7 +315,8 @@ class CellOutput:
             self.outputs.error(ename, evalue, stb)
             # The log gets the traceback too, as plain text: logs are read in terminals.
             text = _ANSI.sub("", "\n".join(stb)) + "\n"
-            self.channel.send({"t": "log"}, text.encode())
+            if self.capture.job is not None:  # always, while a cell runs
+                self.capture.job.deliver("stderr", text.encode(), stream=False)
 
 
 class _Publisher(DisplayPublisher):
@@ -672,19 +675,57 @@ class _Inbox:
 
 @contextmanager
 def _in_directory(cwd: str) -> Iterator[None]:
-    """Run in the job's directory, importing the job's local modules from there like a kernel."""
+    """Run in the job's directory, importing the job's local modules from there like a kernel.
+
+    A function worker serves every notebook with its interpreter, so what one job leaves must
+    not reach another's: the environment is restored after each job, and a job from another
+    directory than the last one finds none of the last directory's modules (two notebooks
+    may each have a `utils.py`). Jobs from the same directory keep them, as a kernel would.
+    """
+    global _last_cwd
     try:
         os.chdir(cwd)
     except OSError as exc:
         raise Failure(
             "error", type(exc).__name__, f"cannot run in directory {cwd!r}: {exc}"
         ) from None
+    if _last_cwd is not None and _last_cwd != cwd:
+        _forget_modules_under(_last_cwd)
+    _last_cwd = cwd
+    environ = dict(os.environ)
     sys.path.insert(0, cwd)
     try:
         yield
     finally:
         if cwd in sys.path:
             sys.path.remove(cwd)
+        if os.environ != environ:
+            os.environ.clear()
+            os.environ.update(environ)
+
+
+#: The directory of the last job this worker ran (see `_in_directory`).
+_last_cwd: str | None = None
+#: What the worker imported before any job ran (set in `main`).
+_PRELOADED: frozenset[str] = frozenset()
+
+
+def _forget_modules_under(directory: str) -> None:
+    """Drop the modules jobs imported from files under `directory`: the notebook's own. Not
+    installed packages, even in a virtualenv inside it (an extension module cannot be loaded
+    twice), nor what the worker had imported before its first job."""
+    prefix = os.path.join(os.path.realpath(directory), "")
+    installed = tuple(
+        os.path.join(os.path.realpath(p), "")
+        for p in {sys.prefix, sys.base_prefix, *site.getsitepackages()}
+    )
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name in _PRELOADED or not path:
+            continue
+        real = os.path.realpath(path)
+        if real.startswith(prefix) and not real.startswith(installed):
+            del sys.modules[name]
 
 
 def _die_with_parent(parent: int) -> None:
@@ -707,6 +748,8 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("MPLBACKEND", "agg")
     install_tqdm_bridge()
     shell = _make_shell()
+    global _PRELOADED
+    _PRELOADED = frozenset(sys.modules)
     # The executor reads our original stderr: the worker's own last words (a crash in a C
     # extension, a protocol error) end up in the worker_lost error instead of nowhere.
     diagnostics = os.fdopen(os.dup(2), "w", buffering=1)

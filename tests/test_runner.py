@@ -170,6 +170,40 @@ async def test_log_cap_drops_a_flood_in_the_worker_with_one_marker(executor, rec
     assert data.startswith(b"x" * 1023 + b"\n")
 
 
+async def test_a_cells_traceback_stays_under_the_log_cap(recorder):
+    async with wu.running_executor(recorder, max_workers=1, log_limit=1000) as executor:
+        task = wu.cell_task("print('x' * 5000)\n1/0")
+        outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.FAILED and outcome.error.type == "ZeroDivisionError"
+    data = b"".join(recorder.logs[task.job_id])
+    marker = b"[jupyter_jobs: output over 1000 bytes was dropped]"
+    assert data.count(marker) == 1 and data.endswith(marker + b"\n")  # nothing after it
+    assert len(data) <= 1000 + 100
+
+
+async def test_a_worker_shared_by_two_notebooks_gives_each_its_own_modules(recorder, tmp_path):
+    """Two notebooks in two folders, each with a `localmod.py`, one worker for both."""
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+        (folder / "localmod.py").write_text(f"VALUE = {folder.name!r}\n")
+    got = []
+    async with wu.running_executor(recorder, max_workers=1) as executor:
+        for folder in [*folders, folders[0]]:
+            task = wu.function_task(wu.import_local)
+            task.cwd = str(folder)
+            outcome = await run(executor, recorder, task)
+            assert outcome.status is Status.SUCCEEDED, outcome.error
+            got.append(dill.loads(outcome.result))
+    assert got == ["a", "b", "a"]
+
+
+async def test_a_job_leaves_no_environment_variables_to_the_next(executor, recorder):
+    await run(executor, recorder, wu.function_task(wu.set_environment_variable, "LEAK", "yes"))
+    outcome = await run(executor, recorder, wu.function_task(wu.environment_variable, "LEAK"))
+    assert outcome.status is Status.SUCCEEDED and dill.loads(outcome.result) is None
+
+
 async def test_progress_is_rate_limited_and_the_last_value_is_exact(executor, recorder):
     task = wu.function_task(wu.many_progress, 50_000, 1.0)
     outcome = await run(executor, recorder, task)

@@ -305,3 +305,18 @@ def hangs_after_start(flag: str) -> None:
     os.replace(flag + ".tmp", flag)  # whole: a test may read the pid as soon as `flag` exists
     while True:
         time.sleep(1)
+
+
+def import_local() -> Any:
+    """What `localmod` (a module in the job's directory) says."""
+    import localmod
+
+    return localmod.VALUE
+
+
+def set_environment_variable(name: str, value: str) -> None:
+    os.environ[name] = value
+
+
+def environment_variable(name: str) -> str | None:
+    return os.environ.get(name)
