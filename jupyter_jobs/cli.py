@@ -167,9 +167,10 @@ def cmd_logs(store: Store, args: argparse.Namespace) -> int:
             out.flush()
             continue
         if not args.follow or store.get(args.id).finished:
-            # One last read: the job may have written its final lines as it finished.
-            data, offset = store.read_log(args.id, offset)
-            out.write(data)
+            # The rest: the job may have written its final lines as it finished.
+            while data := store.read_log(args.id, offset)[0]:
+                offset += len(data)
+                out.write(data)
             out.flush()
             return 0
         time.sleep(0.2)

@@ -395,6 +395,20 @@ class _Tx:
         self.events.append((what, job_id, previous))
 
 
+def _refuse_foreign_file(path: Path) -> None:
+    """A path to some other file (a typo in `--db`) is an error, before anything is changed:
+    its mode, a `jobs/` folder beside it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot open the job database {path}: {exc}") from None
+    if head and head != b"SQLite format 3\x00":
+        raise StorageError(f"{path} is not a job database (not an SQLite file)")
+
+
 class Store:
     """A job store on one SQLite file. Thread-safe: one connection per thread.
 
@@ -432,6 +446,7 @@ class Store:
         self._writing = threading.Lock()
         self._subscribers: list[Callable[[list[Change]], None]] = []
         self._closed = False
+        _refuse_foreign_file(self.path)
         make_private_dir(self.path.parent)
         make_private_dir(self.workspace_root)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
