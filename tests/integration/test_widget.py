@@ -237,33 +237,6 @@ def test_the_widget_follows_a_job_while_the_kernel_is_busy_and_sets_names_when_i
     assert all(f"step {i}" in kernel.models[full_log]["value"] for i in range(1, 6))
 
 
-def test_cancel_and_retry_buttons(kernel):
-    kernel.execute("%%job --name sleeper\nimport time\ntime.sleep(120)")
-    kernel.pump_until(lambda: kernel.status("sleeper") == "running", "sleeper running")
-    action = kernel.widget("sleeper")["action"]
-    assert kernel.models[action]["description"] == "Cancel"
-    kernel.click(action)
-    kernel.pump_until(lambda: kernel.status("sleeper") == "cancelled", "sleeper cancelled")
-    layout = kernel.models[action]["layout"].removeprefix("IPY_MODEL_")
-    kernel.pump_until(lambda: kernel.models[layout].get("display") == "none", "Cancel hidden")
-
-    flaky = (
-        "%%job --name flaky\nimport os\n"
-        "if not os.path.exists('tried'):\n"
-        "    open('tried', 'w').close()\n"
-        "    raise RuntimeError('first attempt fails')\n"
-        "fixed = 'yes'\n"
-    )
-    kernel.execute(flaky)
-    kernel.pump_until(lambda: kernel.status("flaky") == "failed", "flaky failed")
-    action = kernel.widget("flaky")["action"]
-    kernel.pump_until(lambda: kernel.models[action].get("description") == "Retry", "Retry shown")
-    kernel.click(action)
-    kernel.pump_until(lambda: kernel.status("flaky") == "succeeded", "flaky succeeded")
-    kernel.pump_until(lambda: kernel.widget("flaky").get("names"), "names listed")
-    assert kernel.output_text(kernel.execute("print(fixed)")) == "yes\n"
-
-
 def flaky_cell(name: str, options: str = "") -> str:
     """A cell job that fails on its first attempt and sets `fixed` on the next."""
     return (
@@ -275,15 +248,35 @@ def flaky_cell(name: str, options: str = "") -> str:
     )
 
 
+def retry_from_the_button(kernel: Kernel, name: str) -> None:
+    """Click the failed job's Retry; its names come back when the retry succeeds."""
+    action = kernel.widget(name)["action"]
+    kernel.pump_until(lambda: kernel.models[action].get("description") == "Retry", "Retry shown")
+    kernel.click(action)
+    kernel.pump_until(lambda: kernel.status(name) == "succeeded", f"{name} succeeded")
+    kernel.pump_until(lambda: kernel.widget(name).get("names"), "names listed")
+    assert kernel.output_text(kernel.execute("print(fixed)")) == "yes\n"
+
+
+def test_cancel_and_retry_buttons(kernel):
+    kernel.execute("%%job --name sleeper\nimport time\ntime.sleep(120)")
+    kernel.pump_until(lambda: kernel.status("sleeper") == "running", "sleeper running")
+    action = kernel.widget("sleeper")["action"]
+    assert kernel.models[action]["description"] == "Cancel"
+    kernel.click(action)
+    kernel.pump_until(lambda: kernel.status("sleeper") == "cancelled", "sleeper cancelled")
+    layout = kernel.models[action]["layout"].removeprefix("IPY_MODEL_")
+    kernel.pump_until(lambda: kernel.models[layout].get("display") == "none", "Cancel hidden")
+
+    kernel.execute(flaky_cell("flaky"))
+    kernel.pump_until(lambda: kernel.status("flaky") == "failed", "flaky failed")
+    retry_from_the_button(kernel, "flaky")
+
+
 def test_retry_of_a_wait_cell_from_its_button_brings_the_names_back(kernel):
     kernel.execute(flaky_cell("waited", "--wait"))
     assert kernel.status("waited") == "failed"
-    action = kernel.widget("waited")["action"]
-    kernel.pump_until(lambda: kernel.models[action].get("description") == "Retry", "Retry shown")
-    kernel.click(action)
-    kernel.pump_until(lambda: kernel.status("waited") == "succeeded", "the retry succeeded")
-    kernel.pump_until(lambda: kernel.widget("waited").get("names"), "names listed")
-    assert kernel.output_text(kernel.execute("print(fixed)")) == "yes\n"
+    retry_from_the_button(kernel, "waited")
 
 
 def test_a_retry_by_the_line_magic_is_followed_by_the_widget(kernel):
