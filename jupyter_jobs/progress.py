@@ -9,6 +9,7 @@ through `progress()` without code changes.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,6 +61,17 @@ def job_context(context: JobContext, sink: Sink) -> Iterator[None]:
         yield
     finally:
         _context, _sink = None, None
+
+
+def _forget_sink_in_a_forked_child() -> None:
+    """A process a job forks (a fork-based multiprocessing pool) is not the job: its
+    progress() would write frames into the worker's channel in the middle of the worker's own,
+    which the executor reads as a broken worker."""
+    global _sink
+    _sink = None
+
+
+os.register_at_fork(after_in_child=_forget_sink_in_a_forked_child)
 
 
 def _report_bar(bar: Any) -> None:

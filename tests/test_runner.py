@@ -204,6 +204,13 @@ async def test_a_job_leaves_no_environment_variables_to_the_next(executor, recor
     assert outcome.status is Status.SUCCEEDED and dill.loads(outcome.result) is None
 
 
+async def test_a_process_the_job_forks_does_not_speak_for_it(executor, recorder):
+    task = wu.function_task(wu.progress_from_a_forked_child)
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    assert [p.message for p in recorder.progress[task.job_id]] == ["parent"]
+
+
 async def test_progress_is_rate_limited_and_the_last_value_is_exact(executor, recorder):
     task = wu.function_task(wu.many_progress, 50_000, 1.0)
     outcome = await run(executor, recorder, task)

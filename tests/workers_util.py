@@ -320,3 +320,17 @@ def set_environment_variable(name: str, value: str) -> None:
 
 def environment_variable(name: str) -> str | None:
     return os.environ.get(name)
+
+
+def progress_from_a_forked_child() -> int:
+    """A child forked by the job reports progress, then the job itself does."""
+    from jupyter_jobs import progress
+
+    pid = os.fork()
+    if pid == 0:
+        for k in range(2000):
+            progress(k, 2000, "child")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    progress(1, 1, "parent")
+    return 1
