@@ -227,11 +227,8 @@ class LocalExecutor(Executor):
         self._ensure_spares()
 
     async def kill(self, job_id: int, reason: Reason | None, grace: float) -> None:
-        await self._end(job_id, reason, grace, give_back=False)
-
-    async def _end(self, job_id: int, reason: Reason | None, grace: float, give_back: bool) -> None:
-        """`kill`; with `give_back` (shutdown), a run that never started ends `queued`, so
-        the job returns to the queue instead of failing without having run."""
+        """End a run. At shutdown, a run that never started ends `queued` instead, so that
+        its job returns to the queue rather than failing without having run."""
         run = self._runs.get(job_id)
         if run is None or run.reported:
             return
@@ -239,7 +236,7 @@ class LocalExecutor(Executor):
             await run.finished.wait()
             return
         run.killing = True
-        started = run.started_at is not None
+        give_back = self._closing and run.started_at is None
         exit_text = None
         if run in self._backlog:  # never reached a worker: nothing to stop
             self._backlog.remove(run)
@@ -254,7 +251,7 @@ class LocalExecutor(Executor):
             run.waiting_on.reserved = False  # it becomes a spare once ready
         if run.worker is not None:
             exit_text = await self._terminate(run.worker, grace)
-        if give_back and not started:
+        if give_back:
             self._finish(run, _not_started())
         else:
             self._finish(run, kill_outcome(reason, exit_text))
@@ -273,8 +270,7 @@ class LocalExecutor(Executor):
 
     async def shutdown(self, grace: float) -> None:
         self._closing = True
-        ends = (self._end(j, Reason.INTERRUPTED, grace, give_back=True) for j in list(self._runs))
-        await asyncio.gather(*ends)
+        await asyncio.gather(*(self.kill(j, Reason.INTERRUPTED, grace) for j in list(self._runs)))
         workers = [w for w in self._workers if w.state != "dead"]
         await asyncio.gather(*(self._terminate(w, grace) for w in workers))
         if self._link_dir:
