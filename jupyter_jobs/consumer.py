@@ -133,7 +133,7 @@ class Consumer:
         await self.executor.start()
         self._unsubscribe = self.store.subscribe(self._on_store_changes)
         self._listener = self.store.listen()
-        self._loop.add_reader(self._listener.fileno(), self._on_bell)
+        self._listener.on_loop(self._loop, self._on_bell)
         self._task = self._loop.create_task(self._run(), name="jupyter-jobs-consumer")
 
     async def stop(self, grace: float | None = None) -> None:
@@ -148,8 +148,7 @@ class Consumer:
         await self._flush()
         if self._unsubscribe:
             self._unsubscribe()
-        if self._listener is not None and self._loop is not None:
-            self._loop.remove_reader(self._listener.fileno())
+        if self._listener is not None:
             self._listener.close()
         self._writer.shutdown(wait=True)
         self._task = None
@@ -202,9 +201,8 @@ class Consumer:
 
     def _on_bell(self) -> None:
         # Only other stores ring: our own store's changes came through the subscription.
-        if self._listener is not None and self._listener.drain():
-            self._bell = True
-            self.wake()
+        self._bell = True
+        self.wake()
 
     # --- the loop ----------------------------------------------------------------------------
 

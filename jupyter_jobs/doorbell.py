@@ -9,6 +9,7 @@ kernel, so the ringer removes it. Only processes of the same user can use the fo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -17,6 +18,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -152,6 +154,18 @@ class Listener:
         self.name = name
         self.path = doorbell.directory / name
         self._sock: socket.socket | None = sock
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def on_loop(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        """Call `callback()` on `loop` whenever rings came (they are drained first), until
+        `close()`."""
+
+        def readable() -> None:
+            if self.drain():
+                callback()
+
+        loop.add_reader(self.fileno(), readable)
+        self._loop = loop
 
     def fileno(self) -> int:
         if self._sock is None:
@@ -186,6 +200,8 @@ class Listener:
         """Stop listening and remove the socket from the folder. Idempotent."""
         if self._sock is None:
             return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
         self._sock = None
         with contextlib.suppress(FileNotFoundError):

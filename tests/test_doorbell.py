@@ -144,3 +144,17 @@ def test_a_doorbell_never_rings_its_own_listeners(tmp_path):
         assert listener.drain() == 0
         assert other.ring() == 1
         assert listener.wait(5) is True
+
+
+async def test_a_listener_on_the_loop_calls_back_after_rings_until_closed(bell, ringer):
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    listener = bell.listen()
+    rung = asyncio.Event()
+    listener.on_loop(loop, rung.set)
+    ringer.ring()
+    await asyncio.wait_for(rung.wait(), 30)
+    fd = listener.fileno()
+    listener.close()
+    assert not loop.remove_reader(fd)  # close() took it off the loop already

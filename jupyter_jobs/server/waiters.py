@@ -33,20 +33,17 @@ class Waiters(LoopSubscriber):
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
         self._listener = self._store.listen()
-        loop.add_reader(self._listener.fileno(), self._on_bell)
+        self._listener.on_loop(loop, self._on_bell)
 
     def stop(self) -> None:
         super().stop()
         if self._listener is not None:
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(self._listener.fileno())
             self._listener.close()
             self._listener = None
 
     def _on_bell(self) -> None:
         """Another process committed (on the loop): every waiting request reads again."""
-        if self._listener is not None and self._listener.drain():
-            self._wake(list(self._futures))
+        self._wake(list(self._futures))
 
     @contextlib.contextmanager
     def watch(self, job_ids: Iterable[int]) -> Iterator[asyncio.Future[None]]:
