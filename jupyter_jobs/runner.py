@@ -521,6 +521,39 @@ class Worker:
         self.home = os.getcwd()
         self.capture = Capture()
         self.reporter = Reporter(channel)
+        self.preloaded = frozenset(sys.modules)  # what no job's directory change may drop
+        self.last_cwd: str | None = None  # the directory of the last job (see `_in_directory`)
+
+    @contextmanager
+    def _in_directory(self, cwd: str) -> Iterator[None]:
+        """Run in the job's directory, importing the job's local modules from there like a
+        kernel.
+
+        A function worker serves every notebook with its interpreter, so what one job leaves
+        must not reach another's: the environment is restored after each job, and a job from
+        another directory than the last one finds none of the last directory's modules (two
+        notebooks may each have a `utils.py`). Jobs from the same directory keep them, as a
+        kernel would.
+        """
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            raise Failure(
+                "error", type(exc).__name__, f"cannot run in directory {cwd!r}: {exc}"
+            ) from None
+        if self.last_cwd is not None and self.last_cwd != cwd:
+            _forget_modules_under(self.last_cwd, self.preloaded)
+        self.last_cwd = cwd
+        environ = dict(os.environ)
+        sys.path.insert(0, cwd)
+        try:
+            yield
+        finally:
+            if cwd in sys.path:
+                sys.path.remove(cwd)
+            if os.environ != environ:
+                os.environ.clear()
+                os.environ.update(environ)
 
     def serve(self) -> None:
         self.channel.send(
@@ -579,7 +612,7 @@ class Worker:
             self.capture.job = output
         result, error, reason = None, None, None
         try:
-            with _in_directory(cwd), job_context(context, self.reporter.report):
+            with self._in_directory(cwd), job_context(context, self.reporter.report):
                 if outputs is not None:
                     target = CellOutput(self.capture, self.channel, outputs)
                     result = _run_cell(self.shell, target, body, header.get("options") or {})
@@ -673,47 +706,10 @@ class _Inbox:
                 return
 
 
-@contextmanager
-def _in_directory(cwd: str) -> Iterator[None]:
-    """Run in the job's directory, importing the job's local modules from there like a kernel.
-
-    A function worker serves every notebook with its interpreter, so what one job leaves must
-    not reach another's: the environment is restored after each job, and a job from another
-    directory than the last one finds none of the last directory's modules (two notebooks
-    may each have a `utils.py`). Jobs from the same directory keep them, as a kernel would.
-    """
-    global _last_cwd
-    try:
-        os.chdir(cwd)
-    except OSError as exc:
-        raise Failure(
-            "error", type(exc).__name__, f"cannot run in directory {cwd!r}: {exc}"
-        ) from None
-    if _last_cwd is not None and _last_cwd != cwd:
-        _forget_modules_under(_last_cwd)
-    _last_cwd = cwd
-    environ = dict(os.environ)
-    sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if cwd in sys.path:
-            sys.path.remove(cwd)
-        if os.environ != environ:
-            os.environ.clear()
-            os.environ.update(environ)
-
-
-#: The directory of the last job this worker ran (see `_in_directory`).
-_last_cwd: str | None = None
-#: What the worker imported before any job ran (set in `main`).
-_PRELOADED: frozenset[str] = frozenset()
-
-
-def _forget_modules_under(directory: str) -> None:
+def _forget_modules_under(directory: str, keep: frozenset[str]) -> None:
     """Drop the modules jobs imported from files under `directory`: the notebook's own. Not
     installed packages, even in a virtualenv inside it (an extension module cannot be loaded
-    twice), nor what the worker had imported before its first job."""
+    twice), nor those in `keep` (what the worker had imported before its first job)."""
     prefix = os.path.join(os.path.realpath(directory), "")
     installed = tuple(
         os.path.join(os.path.realpath(p), "")
@@ -721,7 +717,7 @@ def _forget_modules_under(directory: str) -> None:
     )
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if name in _PRELOADED or not path:
+        if name in keep or not path:
             continue
         real = os.path.realpath(path)
         if real.startswith(prefix) and not real.startswith(installed):
@@ -748,8 +744,6 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("MPLBACKEND", "agg")
     install_tqdm_bridge()
     shell = _make_shell()
-    global _PRELOADED
-    _PRELOADED = frozenset(sys.modules)
     # The executor reads our original stderr: the worker's own last words (a crash in a C
     # extension, a protocol error) end up in the worker_lost error instead of nowhere.
     diagnostics = os.fdopen(os.dup(2), "w", buffering=1)
