@@ -17,6 +17,7 @@ from pathlib import Path
 import dill
 import pytest
 
+from jupyter_jobs.executors.base import Task
 from jupyter_jobs.executors.local import LocalExecutor
 from jupyter_jobs.executors.processes import describe_exit
 from jupyter_jobs.models import Reason, Status
@@ -47,6 +48,14 @@ async def start_hanging(executor, recorder, tmp_path: Path, ignore_term: bool):
     pids = wu.read_pids(pid_file)
     assert len(pids) == 4 and all(wu.alive(pid) for pid in pids)
     return task, pids
+
+
+async def start_one_hanging(executor: LocalExecutor, flag: Path) -> Task:
+    """Run a job that hangs once it has begun; returns when it has (its pid is in `flag`)."""
+    task = wu.function_task(wu.hangs_after_start, str(flag))
+    await executor.run(task)
+    await wu.wait_for(flag.exists)
+    return task
 
 
 def test_describe_exit():
@@ -87,9 +96,7 @@ async def test_slots_and_running(executor, recorder, tmp_path):
 
 async def test_worker_killed_mid_job_is_reported_lost_and_replaced(executor, recorder, tmp_path):
     flag = tmp_path / "started"
-    task = wu.function_task(wu.hangs_after_start, str(flag))
-    await executor.run(task)
-    await wu.wait_for(flag.exists)
+    task = await start_one_hanging(executor, flag)
     os.kill(int(flag.read_text()), signal.SIGKILL)
     outcome = await recorder.done(task.job_id, timeout=10)
     assert outcome.status is Status.FAILED
@@ -178,9 +185,7 @@ async def test_exactly_one_on_done_whatever_the_order(executor, recorder, tmp_pa
     await executor.kill(12345678, None, 1.0)  # unknown: a no-op
 
     flag = tmp_path / "flag"
-    task = wu.function_task(wu.hangs_after_start, str(flag))
-    await executor.run(task)
-    await wu.wait_for(flag.exists)
+    task = await start_one_hanging(executor, flag)
     await asyncio.wait_for(
         asyncio.gather(
             executor.kill(task.job_id, None, 1.0), executor.kill(task.job_id, Reason.TIMEOUT, 1.0)
@@ -373,9 +378,7 @@ async def test_a_lost_worker_hands_back_the_jobs_sent_ahead_to_it(recorder, tmp_
     async with wu.running_executor(recorder, max_workers=1) as executor:
         await teach_short(executor, recorder, limit=4)
         flag = tmp_path / "started"
-        hanging = wu.function_task(wu.hangs_after_start, str(flag))
-        await executor.run(hanging)
-        await wu.wait_for(flag.exists)
+        hanging = await start_one_hanging(executor, flag)
         quick = [wu.function_task(wu.add, i, 1) for i in range(4)]
         for task in quick:
             await executor.run(task)
@@ -607,9 +610,7 @@ async def test_shutdown_gives_back_the_jobs_that_never_started(recorder, tmp_pat
     async with wu.running_executor(recorder, max_workers=1) as executor:
         await teach_short(executor, recorder, limit=4)
         flag = tmp_path / "started"
-        running = wu.function_task(wu.hangs_after_start, str(flag))
-        await executor.run(running)
-        await wu.wait_for(flag.exists)
+        running = await start_one_hanging(executor, flag)
         ahead = [wu.function_task(wu.add, i) for i in range(2)]
         waiting = wu.cell_task("42")
         for task in (*ahead, waiting):
