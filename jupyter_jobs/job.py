@@ -16,14 +16,15 @@ import concurrent.futures
 import threading
 import time
 import weakref
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 import dill
 
-from .errors import JobCancelled, JobFailed, JobNotFound
+from .errors import JobCancelled, JobFailed, JobNotFound, JobsError
 from .models import Job as JobRecord
-from .models import Progress, Status
+from .models import JobSpec, Progress, Status
+from .submitter import BATCH_BYTES, Submitter
 
 _NOT_LOADED = object()
 
@@ -38,6 +39,8 @@ class Backend(abc.ABC):
     full_poll_interval = 5.0
     #: How many recently finished ids to remember (see `watch`).
     recent_limit = 10_000
+    #: Submitted groups whose payloads are larger than this are stored on their own.
+    submit_alone_over = BATCH_BYTES
 
     def __init__(self) -> None:
         self._handles: dict[int, weakref.WeakSet[Job]] = {}
@@ -45,6 +48,7 @@ class Backend(abc.ABC):
         self._watcher: threading.Thread | None = None
         self._closed = False
         self._recent: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._submitter: Submitter | None = None
 
     @abc.abstractmethod
     def get(self, job_id: int) -> JobRecord:
@@ -89,9 +93,28 @@ class Backend(abc.ABC):
         """
         return self.get_many(job_ids)
 
+    @abc.abstractmethod
+    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+        """Store jobs in one transaction, in order (the submitter's write); raises if refused."""
+
     def handle(self, record: JobRecord) -> Job:
         """A new `Job` handle for `record`, watched until it finishes."""
         return Job(self, record)
+
+    def pending(self, name: str) -> Job:
+        """A handle for a job the submitter has yet to store."""
+        return Job(self, None, name)
+
+    def submit(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[Job]:
+        """Queue jobs to be stored together, in one transaction, after those queued before;
+        their handles come back at once (see `submitter.py`)."""
+        handles = [self.pending(spec.name) for spec, _ in items]
+        with self._lock:
+            if self._submitter is None:
+                self._submitter = Submitter(self.store_jobs, self.submit_alone_over)
+            submitter = self._submitter
+        submitter.put(items, handles)
+        return handles
 
     def watch(self, job: Job) -> None:
         """Resolve `job`'s future when it finishes (one watcher thread serves every handle)."""
@@ -142,8 +165,16 @@ class Backend(abc.ABC):
             for job in list(handles or ()):
                 job._settle(record)
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every job submitted so far is stored or refused; False on timeout."""
+        submitter = self._submitter
+        return submitter is None or submitter.flush(timeout)
+
     def close(self) -> None:
-        """Stop the watcher (waiting for it, so it never reads a closed backend)."""
+        """Store what was submitted, then stop the watcher (waiting for it, so it never reads
+        a closed backend)."""
+        if self._submitter is not None:
+            self._submitter.close()
         self._closed = True
         watcher = self._watcher
         if watcher is not None and watcher is not threading.current_thread():
@@ -183,26 +214,62 @@ class Job(concurrent.futures.Future):
 
     `result()` raises `JobFailed` (with the remote type, message and traceback) when the job
     failed and `JobCancelled` when it was cancelled. The result value is loaded lazily, once.
+
+    A handle from `submit` exists a moment before its job is stored (see `submitter.py`):
+    meanwhile `done()` and `running()` say False without waiting, while `id`, `record` and the
+    verbs wait until it is stored. A job that could not be stored fails its handle with the
+    error that refused it: `result()` raises it, `exception()` returns it, `id` raises it.
     """
 
-    def __init__(self, backend: Backend, record: JobRecord) -> None:
+    def __init__(self, backend: Backend, record: JobRecord | None, name: str = "") -> None:
         super().__init__()
         self._backend = backend
-        self.id = record.id
-        self.name = record.name
-        self._record = record
+        self.name = record.name if record is not None else name
         self._value: Any = _NOT_LOADED
         self._value_lock = threading.Lock()
+        self._refusal: JobsError | None = None
+        self._known = threading.Event()  # stored (it has an id) or refused
+        if record is not None:
+            self._bind(record)
+
+    # --- fed by the submitter (a handle from `submit` exists before its job is stored) -------
+
+    def stored(self, record: JobRecord) -> None:
+        """The job is stored: the handle gets its id and is followed until it finishes."""
+        self._bind(record)
+
+    def refused(self, error: JobsError) -> None:
+        """The job could not be stored: the handle fails with `error`, and has no id."""
+        self._refusal = error
+        self._finish(None, error)
+        self._known.set()
+
+    def ensure_stored(self) -> Job:
+        """Block until the job is stored (a moment after `submit`); raise what refused it."""
+        self._known.wait()
+        if self._refusal is not None:
+            raise self._refusal
+        return self
+
+    def _bind(self, record: JobRecord) -> None:
+        self._id, self._record = record.id, record  # readable once `_known` is set
+        self._known.set()
         if record.finished:
             self._settle(record)
         else:
-            backend.watch(self)
+            self._backend.watch(self)
+
+    @property
+    def id(self) -> int:
+        """The job's id; waits until the job is stored."""
+        return self.ensure_stored()._id
 
     # --- facts -------------------------------------------------------------------------------
 
     @property
     def record(self) -> JobRecord:
         """The last record seen (no request); `refresh()` fetches a new one."""
+        self.ensure_stored()
         return self._record
 
     def refresh(self) -> JobRecord:
@@ -244,19 +311,23 @@ class Job(concurrent.futures.Future):
     # --- future protocol ---------------------------------------------------------------------
 
     def done(self) -> bool:
+        """Whether the job has finished (asks the store or server); False while being stored."""
         if super().done():
             return True
-        return self.refresh().finished
+        return self._known.is_set() and self.refresh().finished
 
     def running(self) -> bool:
-        return not self.done() and self._record.status is Status.RUNNING
+        if not self._known.is_set() or self._refusal is not None or self.done():
+            return False
+        return self._record.status is Status.RUNNING
 
     def cancelled(self) -> bool:
-        return super().done() and self._record.status is Status.CANCELLED
+        return super().done() and self._refusal is None and self._record.status is Status.CANCELLED
 
     def cancel(self) -> bool:
-        """Request cancellation; True unless the job had already finished."""
-        if self.done():
+        """Request cancellation; True unless the job had already finished (or was refused)."""
+        self._known.wait()
+        if self._refusal is not None or self.done():
             return False
         self._record = self._backend.cancel(self.id)
         if self._record.finished:
@@ -295,8 +366,12 @@ class Job(concurrent.futures.Future):
         return await asyncio.to_thread(self.result)
 
     def __repr__(self) -> str:
+        if not self._known.is_set():
+            return f"<Job (being stored) {self.name!r}>"
+        if self._refusal is not None:
+            return f"<Job (refused) {self.name!r}: {self._refusal}>"
         r = self._record
-        return f"<Job {self.id} {r.name!r} {r.status.value}>"
+        return f"<Job {self._id} {r.name!r} {r.status.value}>"
 
     # --- settling ----------------------------------------------------------------------------
 

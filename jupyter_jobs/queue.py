@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ class StoreBackend(Backend):
 
     def _on_changes(self, changes: list[Change]) -> None:
         self.resolve(c.job for c in changes if c.what == "transition" and c.job.finished)
+
+    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+        return self.store.enqueue_many(items)
 
     def get(self, job_id: int) -> JobRecord:
         return self.store.get(job_id)
@@ -167,7 +170,14 @@ class JobQueue:
         cwd: str | None = None,
         **kwargs: Any,
     ) -> Job:
-        """Store `fn(*args, **kwargs)` as a job and return its handle at once."""
+        """Store `fn(*args, **kwargs)` as a job and return its handle at once.
+
+        What cannot be serialized and options that are not valid raise here. The job is stored
+        a moment later, in the background, in submission order, batched with other submits into
+        one transaction (see `submitter.py`): `job.id` waits until it is stored, and a job the
+        store refuses (an unknown job in `after=`) raises that error from `job.id`, `result()`
+        and the other verbs.
+        """
         spec = self._spec(
             fn,
             name=name,
@@ -182,8 +192,7 @@ class JobQueue:
             interpreter=interpreter,
             cwd=cwd,
         )
-        record = self.store.enqueue(spec, function_payload(fn, args, kwargs))
-        return self._backend.handle(record)
+        return self._backend.submit([(spec, function_payload(fn, args, kwargs))])[0]
 
     def map(self, fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> list[Job]:
         """One job per item, `fn(item)`, stored in a single transaction.
@@ -197,7 +206,11 @@ class JobQueue:
         for index, item in enumerate(iterable):
             item_spec = spec if key is None else replace(spec, idempotency_key=f"{key}[{index}]")
             items.append((item_spec, function_payload(fn, (item,), {})))
-        return [self._backend.handle(r) for r in self.store.enqueue_many(items)]
+        if not items:
+            return []
+        jobs = self._backend.submit(items)
+        jobs[0].ensure_stored()  # one transaction: stored together, or all refused with this
+        return jobs
 
     def _spec(self, fn: Callable[..., Any], **options: Any) -> JobSpec:
         name = function_name(fn, options.pop("name", None))
@@ -231,7 +244,9 @@ class JobQueue:
         return self._consumer
 
     def close(self) -> None:
-        """Stop the consumer this queue started (if any) and release the store."""
+        """Store what was submitted, stop the consumer this queue started (if any) and
+        release the store."""
+        self._backend.flush()
         if self._consumer is not None:
             self._consumer.stop()
             self._consumer = None

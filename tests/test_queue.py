@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import os
+import subprocess
 import sys
 
 import pytest
@@ -214,3 +215,59 @@ def test_map_with_an_idempotency_key_is_one_job_per_item_once(queue):
     again = queue.map(jobfuncs.add, [1, 2, 3], idempotency_key="batch")
     assert [j.id for j in again] == [j.id for j in first]
     assert [j.result(timeout=60) for j in again] == [1, 2, 3]
+
+
+def test_submits_in_a_loop_are_stored_in_order_in_few_transactions(queue, monkeypatch):
+    writes: list[int] = []
+    enqueue_many = queue.store.enqueue_many
+
+    def counting(items):
+        writes.append(len(items))
+        return enqueue_many(items)
+
+    monkeypatch.setattr(queue.store, "enqueue_many", counting)
+    jobs = [queue.submit(jobfuncs.add, i) for i in range(300)]
+    ids = [j.id for j in jobs]
+    assert ids == sorted(ids) and len(set(ids)) == 300
+    assert sum(writes) == 300 and len(writes) < 300  # what piled up went together
+    assert [j.result(timeout=60) for j in jobs] == list(range(300))
+
+
+def test_a_job_the_store_refuses_fails_alone(queue):
+    before = queue.submit(jobfuncs.add, 1)
+    bad = queue.submit(jobfuncs.add, 2, after=[10**9])
+    later = queue.submit(jobfuncs.add, 3)
+    with pytest.raises(JobNotFound):
+        bad.result(timeout=30)
+    assert isinstance(bad.exception(timeout=30), JobNotFound)
+    assert bad.done() and not bad.running() and not bad.cancelled() and not bad.cancel()
+    with pytest.raises(JobNotFound):
+        bad.id  # noqa: B018  (a job that was never stored has no id)
+    assert "refused" in repr(bad)
+    assert before.result(timeout=30) == 1 and later.result(timeout=30) == 3
+    with pytest.raises(JobNotFound):  # map is one transaction: refused at once, all of it
+        queue.map(jobfuncs.add, [1, 2], after=[10**9])
+
+
+def test_a_script_that_exits_right_after_submitting_loses_no_job(db_path):
+    script = (
+        "import sys, jobfuncs\n"
+        "from jupyter_jobs import JobQueue\n"
+        "q = JobQueue(sys.argv[1], owner='exiting')\n"
+        "for i in range(300):\n"
+        "    q.submit(jobfuncs.add, i)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(db_path)],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    with JobQueue(db_path) as q:
+        stored = q.jobs(owner="exiting", limit=500)
+        assert len(stored) == 300
+        q.start_consumer(max_workers=2)
+        assert sorted(j.result(timeout=60) for j in stored) == list(range(300))

@@ -77,7 +77,10 @@ def submit(
     """Run `fn(*args, **kwargs)` as a background job; returns its handle at once.
 
     The options are `JobQueue.submit`'s; `interpreter` and `cwd` default to this kernel's.
-    In a notebook the handle displays as a live widget.
+    In a notebook the handle displays as a live widget. What cannot be serialized or is not a
+    valid option raises here; the job itself is stored a moment later, in the background and
+    batched with other submits, in order: `job.id` waits until it is stored, and a job the
+    server refuses raises that error from `job.id`, `result()` and the other verbs.
     """
     spec = make_spec(
         Kind.FUNCTION,
@@ -94,8 +97,7 @@ def submit(
         cwd=cwd,
     )
     payload = function_payload(fn, args, kwargs)
-    backend = connection()
-    return backend.handle(backend.submit(spec, payload))
+    return connection().submit([(spec, payload)])[0]
 
 
 def map(fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> list[RemoteJob]:
@@ -117,8 +119,9 @@ def map(fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> l
         items.append((spec, function_payload(fn, (item,), {})))
     if not items:
         return []
-    backend = connection()
-    return [backend.handle(r) for r in backend.submit_many(items)]
+    jobs = connection().submit(items)
+    jobs[0].ensure_stored()  # one transaction: stored together, or all refused with this error
+    return jobs
 
 
 def get(job_id: int) -> RemoteJob:

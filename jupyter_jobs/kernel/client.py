@@ -52,6 +52,8 @@ RESULTS_BATCH = 500
 #: (for results of a megabyte, base64 inside JSON costs more than a request each).
 RESULTS_BYTES = 2**20
 
+_UNKNOWN = object()
+
 START_HINT = (
     "Start one in a terminal with `jupyter lab` (or `jupyter server`), with jupyter_jobs "
     "installed, then run this again."
@@ -303,12 +305,16 @@ class HttpBackend(Backend):
     included, so a loop over a thousand handles' results costs a few requests, not a thousand.
     """
 
+    #: Larger payloads are sent on their own, as multipart (see `store_jobs`).
+    submit_alone_over = INLINE_PAYLOAD_LIMIT
+
     def __init__(self, client: Client) -> None:
         super().__init__()
         from .poller import Poller
 
         self.client = client
         self.poller = Poller(self.get_many)
+        self._limit: Any = _UNKNOWN
         self._results: dict[int, bytes] = {}
         self._results_lock = threading.Lock()
         # Unsettled handles by job id, oldest first: who else to ask about in a `/results` poll.
@@ -317,20 +323,40 @@ class HttpBackend(Backend):
 
     # --- submit and list ---------------------------------------------------------------------
 
-    def submit(self, spec: JobSpec, payload: bytes) -> JobRecord:
-        """Store one job; large payloads go as multipart."""
+    def submit(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[RemoteJob]:
+        """Queue jobs to be stored together (see `Backend.submit`); a payload over the server's
+        limit is refused here, before anything is queued."""
+        limit = self._payload_limit()
+        for spec, payload in items:
+            if limit is not None and len(payload) > limit:
+                raise errors.PayloadTooLarge(
+                    f"job {spec.name!r}: payload of {len(payload)} bytes is larger than the "
+                    f"server's limit of {limit} bytes",
+                    {"max_payload_size": limit, "size": len(payload)},
+                )
+        return super().submit(items)
+
+    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+        """Store jobs in one request and one transaction (the submitter's transport): one job
+        as `POST /jobs` (multipart when its payload is large), several as `POST /jobs/batch`."""
+        if len(items) > 1:
+            body = {"items": [encode_submission(spec, payload) for spec, payload in items]}
+            data = self.client.json("POST", "jobs/batch", body)
+            return [JobRecord.from_json(j) for j in data["jobs"]]
+        spec, payload = items[0]
         if len(payload) <= INLINE_PAYLOAD_LIMIT:
             data = self.client.json("POST", "jobs", encode_submission(spec, payload))
         else:
             body, ctype = multipart(spec, payload)
             data = self.client.request("POST", "jobs", body=body, content_type=ctype).json()
-        return JobRecord.from_json(data)
+        return [JobRecord.from_json(data)]
 
-    def submit_many(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
-        """Store many jobs in one request and one server transaction."""
-        body = {"items": [encode_submission(spec, payload) for spec, payload in items]}
-        data = self.client.json("POST", "jobs/batch", body)
-        return [JobRecord.from_json(j) for j in data["jobs"]]
+    def _payload_limit(self) -> int | None:
+        """The server's `max_payload_size` (asked once per connection; None if it has none)."""
+        if self._limit is _UNKNOWN:
+            limit = self.capabilities().get("max_payload_size")
+            self._limit = int(limit) if isinstance(limit, int) and limit > 0 else None
+        return self._limit
 
     def list(
         self,
@@ -463,6 +489,11 @@ class HttpBackend(Backend):
         from .handle import RemoteJob
 
         return RemoteJob(self, record)
+
+    def pending(self, name: str) -> Any:
+        from .handle import RemoteJob
+
+        return RemoteJob(self, None, name)
 
     def capabilities(self) -> dict[str, Any]:
         return self.client.json("GET", "capabilities")

@@ -27,10 +27,10 @@ class RemoteJob(Job):
 
     _backend: HttpBackend
 
-    def __init__(self, backend: HttpBackend, record: JobRecord) -> None:
+    def __init__(self, backend: HttpBackend, record: JobRecord | None, name: str = "") -> None:
         self._stale = False
         self._prefetched: bytes | None = None
-        super().__init__(backend, record)
+        super().__init__(backend, record, name)
 
     @property
     def backend(self) -> HttpBackend:
@@ -67,6 +67,7 @@ class RemoteJob(Job):
     @property
     def record(self) -> JobRecord:
         """The last record seen; fetched again only if a long poll settled the job without one."""
+        self.ensure_stored()
         if self._stale:
             self.refresh()
         return self._record
@@ -81,13 +82,15 @@ class RemoteJob(Job):
     def wait(self, timeout: float | None = None) -> RemoteJob:
         """Block until the job finished or `timeout` passed (long polls, no busy loop)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._known.wait(timeout):  # still on its way to the server
+            return self
         while not settled(self):
             # The server is asked at least once, so `result(timeout=0)` sees a finished job.
             left = LONG_POLL if deadline is None else max(0.0, deadline - time.monotonic())
             self._backend.collect(self, min(left, LONG_POLL))
             if deadline is not None and time.monotonic() >= deadline:
                 break
-        if settled(self):
+        if settled(self) and self._refusal is None:
             from .widget import complete_now
 
             complete_now(self.id)

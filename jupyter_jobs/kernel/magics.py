@@ -162,8 +162,7 @@ class JobMagics(Magics):
                 options={"return": opts.return_names, "no_return": opts.no_return},
             )
             snapshot = Snapshot.take(ns, dict.fromkeys([*info.assigned, *info.names]))
-            backend = api.connection()
-            job = backend.handle(backend.submit(spec, payload))
+            job = api.connection().submit([(spec, payload)])[0].ensure_stored()
         if opts.out:
             ns[opts.out] = job
         on_success = None if opts.no_return else partial(self._merge, snapshot, opts.return_names)

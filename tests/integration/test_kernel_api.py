@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -184,6 +185,7 @@ def test_a_payload_over_the_servers_limit_is_refused(jupyter_server_factory, mon
 def test_one_batched_status_request_per_tick(server, monkeypatch):
     seen = Requests().install(monkeypatch)
     jobs = [api.submit(jobfuncs.sleep, 1.0 + i * 0.1) for i in range(6)]
+    assert all(j.id for j in jobs)  # stored (in the background: `id` waits for it)
     submitted = len(seen.calls)
     assert [c for c in seen.calls if c[1] == "status"] == []  # nobody waits on a future yet
     finished, _ = concurrent.futures.wait(jobs, timeout=120)  # waits on the futures: polled
@@ -246,12 +248,71 @@ def test_requests_share_one_keep_alive_connection(server, monkeypatch):
 
     def counting() -> Any:
         conn, fresh = original()
-        if threading.current_thread() is threading.main_thread():
-            opened.append(fresh)
+        opened.append((threading.current_thread().name, fresh))
         return conn, fresh
 
     monkeypatch.setattr(client, "_connection", counting)
     for i in range(10):
         assert api.submit(jobfuncs.add, i).result(timeout=60) == i
-    assert len(opened) >= 20  # a submit and a result each
-    assert opened.count(True) == 1
+    # submits go from the submitter's thread, result polls from this one
+    assert len(opened) >= 20
+    fresh = sorted(name for name, new in opened if new)
+    assert fresh == sorted({name for name, _ in opened})  # one connection per thread
+
+
+def test_submits_in_a_loop_are_batched_and_stored_in_order(server, monkeypatch):
+    seen = Requests().install(monkeypatch)
+    jobs = [api.submit(jobfuncs.add, i, name=f"loop{i}") for i in range(300)]
+    ids = [j.id for j in jobs]
+    assert ids == sorted(ids) and len(set(ids)) == 300  # stored in submission order
+    posts = [p for m, p, _, _ in seen.calls if m == "POST"]
+    assert "jobs/batch" in posts and len(posts) < 300  # what piled up went together
+    assert [j.result(timeout=120) for j in jobs] == list(range(300))
+    assert [j.record.name for j in jobs[:3]] == ["loop0", "loop1", "loop2"]
+
+
+def test_a_job_the_server_refuses_fails_alone_with_the_servers_error(server):
+    before = api.submit(jobfuncs.add, 1)
+    bad = api.submit(jobfuncs.add, 2, after=[10**9])  # valid here, unknown to the server
+    later = api.submit(jobfuncs.add, 3)
+    with pytest.raises(errors.JobNotFound) as refused:
+        bad.result(timeout=60)
+    assert refused.value.job_id == 10**9
+    assert isinstance(bad.exception(timeout=60), errors.JobNotFound)
+    assert bad.done() and not bad.running() and not bad.cancelled() and not bad.cancel()
+    with pytest.raises(errors.JobNotFound):
+        bad.id  # noqa: B018  (a refused job has no id)
+    assert "refused" in repr(bad)
+    assert before.result(timeout=60) == 1 and later.result(timeout=60) == 3
+    with pytest.raises(errors.JobNotFound):  # map is one transaction: it raises at once
+        api.map(jobfuncs.add, [1, 2], after=[10**9])
+
+
+def test_a_job_can_wait_on_one_still_being_submitted(server):
+    first = api.submit(jobfuncs.sleep, 0.5)
+    second = api.submit(jobfuncs.add, 1, after=[first])
+    assert second.result(timeout=60) == 1
+    assert second.record.after == [first.id]
+    assert first.done()
+
+
+def test_a_process_that_exits_right_after_submitting_loses_no_job(server, tmp_path):
+    owner = f"/exit-test-{os.getpid()}.ipynb"
+    script = (
+        "import jobfuncs\n"
+        "from jupyter_jobs.kernel import api\n"
+        "for i in range(200):\n"
+        "    api.submit(jobfuncs.add, i)\n"
+    )
+    env = dict(
+        os.environ,
+        JPY_SESSION_NAME=owner,
+        PYTHONPATH=os.pathsep.join([str(jobfuncs.__file__).rsplit(os.sep, 1)[0], *sys.path]),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    listed = server.api("GET", "jobs/api/jobs", params={"owner": owner, "limit": 500}).json()
+    assert len(listed["jobs"]) == 200
+    assert sorted(j["name"] for j in listed["jobs"]) == sorted(["add"] * 200)

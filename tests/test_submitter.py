@@ -1,0 +1,197 @@
+"""The background submitter: order, batching, and that every handle ends stored or refused.
+
+The transport is a function here so that a test decides when a write "answers"; the real ones
+are exercised in test_queue.py (the store) and integration/test_kernel_api.py (the server).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from jupyter_jobs import submitter as submitter_module
+from jupyter_jobs.errors import InvalidRequest, JobsError, ServerUnavailable
+from jupyter_jobs.models import Job as JobRecord
+from jupyter_jobs.models import JobSpec, Kind
+from jupyter_jobs.submitter import Submitter
+
+from waiting import wait_until
+
+WAIT = 30.0
+
+
+class Handle:
+    """What the submitter feeds: records the outcome."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.record: JobRecord | None = None
+        self.error: JobsError | None = None
+        self.known = threading.Event()
+
+    def stored(self, record: JobRecord) -> None:
+        self.record = record
+        self.known.set()
+
+    def refused(self, error: JobsError) -> None:
+        self.error = error
+        self.known.set()
+
+
+class Server:
+    """A transport that stores names in order, can hold a request, and refuses on demand."""
+
+    def __init__(self) -> None:
+        self.requests: list[list[str]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self.refuse: set[str] = set()
+        self.fail_with: Exception | None = None
+
+    def store(self, items: list[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+        names = [spec.name for spec, _ in items]
+        self.requests.append(names)
+        self.entered.set()
+        assert self.release.wait(WAIT)
+        if self.fail_with is not None:
+            raise self.fail_with
+        if bad := self.refuse.intersection(names):
+            raise InvalidRequest(f"refused {sorted(bad)}")
+        first = sum(len(r) for r in self.requests)
+        return [record(first + i, name) for i, name in enumerate(names)]
+
+
+def record(job_id: int, name: str) -> JobRecord:
+    return JobRecord.from_json(
+        {"id": job_id, "name": name, "kind": "function", "status": "queued", "owner": "t"}
+    )
+
+
+def spec(name: str) -> JobSpec:
+    return JobSpec(kind=Kind.FUNCTION, name=name, owner="t")
+
+
+@pytest.fixture
+def server() -> Server:
+    return Server()
+
+
+@pytest.fixture
+def submitter(server: Server) -> Iterator[Submitter]:
+    sub = Submitter(server.store, alone_over=100)
+    yield sub
+    server.release.set()
+    sub.close()
+
+
+def put(submitter: Submitter, *names: str, size: int = 1) -> list[Handle]:
+    handles = [Handle(n) for n in names]
+    submitter.put([(spec(n), b"x" * size) for n in names], handles)  # type: ignore[arg-type]
+    return handles
+
+
+def test_a_lone_submit_goes_at_once(submitter, server):
+    (handle,) = put(submitter, "a")
+    assert handle.known.wait(WAIT)
+    assert handle.record is not None and handle.record.name == "a"
+    assert server.requests == [["a"]]
+
+
+def test_submits_made_during_a_request_go_together_in_order(submitter, server):
+    server.release.clear()
+    first = put(submitter, "first")
+    assert server.entered.wait(WAIT)
+    later = [h for i in range(50) for h in put(submitter, f"job{i}")]
+    server.release.set()
+    assert submitter.flush(WAIT)
+    assert server.requests == [["first"], [f"job{i}" for i in range(50)]]
+    ids = [h.record.id for h in [*first, *later]]
+    assert ids == sorted(ids) and len(set(ids)) == 51
+
+
+def test_a_refused_group_fails_alone_and_groups_stay_whole(submitter, server):
+    server.release.clear()
+    put(submitter, "first")
+    assert server.entered.wait(WAIT)
+    before = put(submitter, "b0", "b1")  # one group: stored together or not at all
+    bad = put(submitter, "bad", "bad-sibling")
+    after = put(submitter, "c")
+    server.refuse = {"bad"}
+    server.release.set()
+    assert submitter.flush(WAIT)
+    assert server.requests[1] == ["b0", "b1", "bad", "bad-sibling", "c"]
+    assert server.requests[2:] == [["b0", "b1"], ["bad", "bad-sibling"], ["c"]]
+    assert all(h.record is not None for h in [*before, *after])
+    assert all(isinstance(h.error, InvalidRequest) and "bad" in str(h.error) for h in bad)
+
+
+def test_an_unreachable_server_fails_the_batch_and_the_next_submit_tries_again(submitter, server):
+    server.fail_with = ServerUnavailable("no answer")
+    handles = put(submitter, "a", "b")
+    assert submitter.flush(WAIT)
+    assert [type(h.error) for h in handles] == [ServerUnavailable, ServerUnavailable]
+    assert server.requests == [["a", "b"]]  # not resent: the server may have stored them
+    server.fail_with = None
+    (again,) = put(submitter, "c")
+    assert again.known.wait(WAIT) and again.record is not None
+
+
+def test_a_bug_in_sending_refuses_with_an_error_that_names_it(submitter, server):
+    server.fail_with = TypeError("unexpected keyword")
+    (handle,) = put(submitter, "a")
+    assert handle.known.wait(WAIT)
+    assert isinstance(handle.error, JobsError)
+    assert "TypeError: unexpected keyword" in str(handle.error)
+    assert isinstance(handle.error.__cause__, TypeError)
+
+
+def test_large_payloads_go_alone(submitter, server):
+    server.release.clear()
+    put(submitter, "first")
+    assert server.entered.wait(WAIT)
+    put(submitter, "small1")
+    put(submitter, "big", size=500)
+    put(submitter, "small2")
+    server.release.set()
+    assert submitter.flush(WAIT)
+    assert server.requests == [["first"], ["small1"], ["big"], ["small2"]]
+
+
+def test_a_closed_submitter_sends_what_it_has_then_refuses_more(server):
+    sub = Submitter(server.store, alone_over=100)
+    handles = put(sub, "a", "b")
+    sub.close()
+    assert all(h.record is not None for h in handles)
+    with pytest.raises(JobsError, match="closed"):
+        put(sub, "late")
+
+
+def test_an_idle_thread_ends_and_the_next_submit_starts_another(server, monkeypatch):
+    monkeypatch.setattr(submitter_module, "IDLE_EXIT", 0.05)
+    sub = Submitter(server.store, alone_over=100)
+    (first,) = put(sub, "a")
+    assert first.known.wait(WAIT)
+    wait_until(lambda: sub._thread is None, WAIT, what="the idle thread ended")
+    (second,) = put(sub, "b")
+    assert second.known.wait(WAIT) and second.record is not None
+    sub.close()
+
+
+def test_a_full_queue_makes_submit_wait_for_room(submitter, server, monkeypatch):
+    monkeypatch.setattr(submitter_module, "QUEUE_ITEMS", 5)
+    server.release.clear()
+    put(submitter, "first")
+    assert server.entered.wait(WAIT)  # taken: the queue is empty again, the write hangs
+    put(submitter, *[f"q{i}" for i in range(5)])
+    late: list[Handle] = []
+    blocked = threading.Thread(target=lambda: late.extend(put(submitter, "late")))
+    blocked.start()
+    blocked.join(0.3)
+    assert blocked.is_alive() and not late  # no room until the store takes the queue
+    server.release.set()
+    blocked.join(WAIT)
+    assert not blocked.is_alive() and late[0].known.wait(WAIT)
+    assert server.requests[-1] == ["late"]
