@@ -43,7 +43,8 @@ class Backend(abc.ABC):
     submit_alone_over = BATCH_BYTES
 
     def __init__(self) -> None:
-        self._handles: dict[int, weakref.WeakSet[Job]] = {}
+        # Weak references, a list per job: a WeakSet each cost a tenth of a submit.
+        self._handles: dict[int, list[weakref.ref[Job]]] = {}
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._closed = False
@@ -121,7 +122,7 @@ class Backend(abc.ABC):
         with self._lock:
             finished_meanwhile = job.id in self._recent
             if not finished_meanwhile:
-                self._handles.setdefault(job.id, weakref.WeakSet()).add(job)
+                self._handles.setdefault(job.id, []).append(weakref.ref(job))
                 if self._watcher is None or not self._watcher.is_alive():
                     self._watcher = threading.Thread(
                         target=self._watch_loop, name="jupyter-jobs-watcher", daemon=True
@@ -161,8 +162,8 @@ class Backend(abc.ABC):
         self.remember_finished(r.id for r in finished)
         for record in finished:
             with self._lock:
-                handles = self._handles.pop(record.id, None)
-            for job in list(handles or ()):
+                refs = self._handles.pop(record.id, ())
+            for job in _alive(refs):
                 job._settle(record)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -187,7 +188,7 @@ class Backend(abc.ABC):
             full = time.monotonic() - last_full > self.full_poll_interval
             with self._lock:
                 if full:  # forget handles nobody holds any more (cheap enough only now and then)
-                    self._handles = {i: hs for i, hs in self._handles.items() if len(hs)}
+                    self._handles = {i: r for i, r in self._handles.items() if _alive(r)}
                 ids = list(self._handles)
                 if not ids:
                     self._watcher = None
@@ -203,10 +204,47 @@ class Backend(abc.ABC):
             if full:  # deleted while watched: settle so no waiter hangs
                 for job_id in set(ids) - {r.id for r in records}:
                     with self._lock:
-                        handles = self._handles.pop(job_id, None)
-                    for job in list(handles or ()):
+                        refs = self._handles.pop(job_id, ())
+                    for job in _alive(refs):
                         job._settle_missing()
             delay = self.poll_min if (finished or signalled) else min(delay * 2, self.poll_max)
+
+
+def _alive(refs: Iterable[weakref.ref[Job]]) -> list[Job]:
+    """The handles still held by someone."""
+    return [job for job in (ref() for ref in refs) if job is not None]
+
+
+class _Latch:
+    """A one-shot `threading.Event` made of a bare lock, held until `set()`.
+
+    A loop of submits makes one per job, and an Event (which builds a Condition) cost a tenth
+    of the submitting process's time per job.
+    """
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        """Open the latch (only the first call does anything)."""
+        if not self._set:
+            self._set = True
+            self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        self._lock.release()
+        return True
 
 
 class Job(concurrent.futures.Future):
@@ -228,7 +266,7 @@ class Job(concurrent.futures.Future):
         self._value: Any = _NOT_LOADED
         self._value_lock = threading.Lock()
         self._refusal: JobsError | None = None
-        self._known = threading.Event()  # stored (it has an id) or refused
+        self._known = _Latch()  # stored (it has an id) or refused
         if record is not None:
             self._bind(record)
 

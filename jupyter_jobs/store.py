@@ -871,7 +871,7 @@ class Store:
             interpreter=spec.interpreter,
             cwd=spec.cwd,
             idempotency_key=spec.idempotency_key,
-            options=json.loads(row[21]),
+            options=json.loads(row[21]) if row[21] != "{}" else {},
             payload_size=row[22],
         )
 

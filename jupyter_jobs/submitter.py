@@ -19,6 +19,7 @@ group's handles fail.
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import time
 import weakref
@@ -33,6 +34,8 @@ from .models import JobSpec
 
 if TYPE_CHECKING:
     from .job import Job
+
+log = logging.getLogger(__name__)
 
 Items = Sequence[tuple[JobSpec, bytes]]
 
@@ -189,7 +192,10 @@ class Submitter:
         else:
             handles = [handle for group in batch for handle in group.handles]
             for handle, record in zip(handles, records, strict=True):
-                handle.stored(record)
+                try:
+                    handle.stored(record)
+                except Exception:  # the job is stored and runs; the other handles still bind
+                    log.exception("job %s was stored, but its handle cannot follow it", record.id)
 
     @staticmethod
     def _refuse(batch: list[Group], error: JobsError) -> None:

@@ -202,6 +202,14 @@ async def test_a_job_leaves_no_environment_variables_to_the_next(executor, recor
     await run(executor, recorder, wu.function_task(wu.set_environment_variable, "LEAK", "yes"))
     outcome = await run(executor, recorder, wu.function_task(wu.environment_variable, "LEAK"))
     assert outcome.status is Status.SUCCEEDED and dill.loads(outcome.result) is None
+    # a variable the worker started with, changed, then removed, comes back as it was
+    original = os.environ["HOME"]
+    await run(executor, recorder, wu.function_task(wu.set_environment_variable, "HOME", "/x"))
+    outcome = await run(executor, recorder, wu.function_task(wu.environment_variable, "HOME"))
+    assert dill.loads(outcome.result) == original
+    await run(executor, recorder, wu.function_task(wu.remove_environment_variable, "HOME"))
+    outcome = await run(executor, recorder, wu.function_task(wu.environment_variable, "HOME"))
+    assert dill.loads(outcome.result) == original
 
 
 async def test_a_process_the_job_forks_does_not_speak_for_it(executor, recorder):

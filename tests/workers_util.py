@@ -318,6 +318,10 @@ def set_environment_variable(name: str, value: str) -> None:
     os.environ[name] = value
 
 
+def remove_environment_variable(name: str) -> None:
+    del os.environ[name]
+
+
 def environment_variable(name: str) -> str | None:
     return os.environ.get(name)
 
