@@ -453,6 +453,19 @@ def test_four_processes_claim_every_job_exactly_once(store: Store, db_path: Path
     assert store.result(jobs[1234].id) == b"1234"
 
 
+def test_finished_among_reads_only_the_ended_jobs_in_the_order_asked(store: Store) -> None:
+    c = store.enqueue(spec("c"), b"")
+    store.finish(c.id, start(store, c.id), Outcome(Status.SUCCEEDED, result=b"r"))
+    b = store.enqueue(spec("b", options={"k": 1}), b"")
+    store.finish(b.id, start(store, b.id), fail())
+    a = store.enqueue(spec("a"), b"")
+    ended, missing = store.finished_among([10**6, c.id, a.id, b.id])
+    assert [(j.id, j.status) for j in ended] == [(c.id, Status.SUCCEEDED), (b.id, Status.FAILED)]
+    assert ended[1].options == {"k": 1} and ended[0].options == {} and ended[0].after == []
+    assert missing == [10**6]
+    assert store.finished_among([]) == ([], [])
+
+
 # -- consumer verbs ------------------------------------------------------------------------
 
 

@@ -58,15 +58,11 @@ def results(store: Store, job_ids: Sequence[int], max_bytes: int) -> Batch:
     in the order asked, while their total stays within `max_bytes`; finished jobs beyond that,
     and failed or cancelled ones, come as records; unfinished ones are left out.
     """
-    jobs = store.get_many(job_ids)
-    found = {j.id for j in jobs}
-    missing = [i for i in job_ids if i not in found]
+    jobs, missing = store.finished_among(job_ids)
     with_bytes: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
     budget = max_bytes
     for job in jobs:
-        if not job.finished:
-            continue
         if job.status is Status.SUCCEEDED and (job.result_size or 0) <= budget:
             try:
                 data = store.result(job.id)
