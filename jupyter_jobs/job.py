@@ -117,6 +117,15 @@ class Backend(abc.ABC):
         submitter.put(items, handles)
         return handles
 
+    def submit_and_wait(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[Job]:
+        """`submit`, then wait until the group is stored (all of it, in one transaction), or
+        raise what refused it (for `map`, and for a cell that shows its widget at once)."""
+        if not items:
+            return []
+        jobs = self.submit(items)
+        jobs[0].ensure_stored()
+        return jobs
+
     def watch(self, job: Job) -> None:
         """Resolve `job`'s future when it finishes (one watcher thread serves every handle)."""
         with self._lock:

@@ -206,11 +206,7 @@ class JobQueue:
         for index, item in enumerate(iterable):
             item_spec = spec if key is None else replace(spec, idempotency_key=f"{key}[{index}]")
             items.append((item_spec, function_payload(fn, (item,), {})))
-        if not items:
-            return []
-        jobs = self._backend.submit(items)
-        jobs[0].ensure_stored()  # one transaction: stored together, or all refused with this
-        return jobs
+        return self._backend.submit_and_wait(items)
 
     def _spec(self, fn: Callable[..., Any], **options: Any) -> JobSpec:
         name = function_name(fn, options.pop("name", None))

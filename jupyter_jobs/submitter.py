@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import JobsError, ServerUnavailable
+from .errors import InvalidRequest, JobNotFound, JobsError, PayloadTooLarge
 from .models import Job as JobRecord
 from .models import JobSpec
 
@@ -47,6 +47,9 @@ BATCH_BYTES = 4 * 2**20
 #: submits faster than the store takes its jobs must not fill memory).
 QUEUE_BYTES = 64 * 2**20
 QUEUE_ITEMS = 20_000
+#: Refusals raised before anything is written (a bad spec, an unknown job in `after=`, a
+#: payload over the limit): only these make a batch be stored again, group by group.
+REFUSED_UNWRITTEN = (InvalidRequest, JobNotFound, PayloadTooLarge)
 #: How long interpreter exit waits for submits still on their way.
 EXIT_WAIT = 30.0
 #: Seconds the thread waits for more work before it ends (the next submit starts another).
@@ -175,27 +178,30 @@ class Submitter:
         items = [item for group in batch for item in group.items]
         try:
             records = self._store(items)
-            if len(records) != len(items):
-                raise JobsError(f"the server stored {len(records)} of {len(items)} jobs sent")
-        except ServerUnavailable as exc:
-            self._refuse(batch, exc)
-        except JobsError as exc:
+        except REFUSED_UNWRITTEN as exc:
             if len(batch) == 1:
                 self._refuse(batch, exc)
             else:  # one group was refused, and the transaction with it: find which
                 for group in batch:
                     self._deliver([group])
+            return
+        except JobsError as exc:  # unreachable, or failed maybe after writing: not sent again
+            self._refuse(batch, exc)
+            return
         except Exception as exc:  # a bug must not leave handles waiting: each one says so
             error = JobsError(f"submitting failed: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
             self._refuse(batch, error)
-        else:
-            handles = [handle for group in batch for handle in group.handles]
-            for handle, record in zip(handles, records, strict=True):
-                try:
-                    handle.stored(record)
-                except Exception:  # the job is stored and runs; the other handles still bind
-                    log.exception("job %s was stored, but its handle cannot follow it", record.id)
+            return
+        if len(records) != len(items):
+            self._refuse(batch, JobsError(f"{len(records)} of {len(items)} jobs were stored"))
+            return
+        handles = [handle for group in batch for handle in group.handles]
+        for handle, record in zip(handles, records, strict=True):
+            try:
+                handle.stored(record)
+            except Exception:  # the job is stored and runs; the other handles still bind
+                log.exception("job %s was stored, but its handle cannot follow it", record.id)
 
     @staticmethod
     def _refuse(batch: list[Group], error: JobsError) -> None:

@@ -195,3 +195,16 @@ def test_a_full_queue_makes_submit_wait_for_room(submitter, server, monkeypatch)
     blocked.join(WAIT)
     assert not blocked.is_alive() and late[0].known.wait(WAIT)
     assert server.requests[-1] == ["late"]
+
+
+def test_a_failure_that_may_have_written_is_not_sent_again(submitter, server):
+    server.release.clear()
+    put(submitter, "first")
+    assert server.entered.wait(WAIT)
+    one = put(submitter, "a")
+    two = put(submitter, "b")
+    server.fail_with = JobsError("HTTP 500: the answer was lost")  # stored or not: unknown
+    server.release.set()
+    assert submitter.flush(WAIT)
+    assert server.requests[1:] == [["a", "b"]]  # one try: resending could store them twice
+    assert all("HTTP 500" in str(h.error) for h in [*one, *two])

@@ -117,11 +117,7 @@ def map(fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> l
             **dict(options),
         )
         items.append((spec, function_payload(fn, (item,), {})))
-    if not items:
-        return []
-    jobs = connection().submit(items)
-    jobs[0].ensure_stored()  # one transaction: stored together, or all refused with this error
-    return jobs
+    return connection().submit_and_wait(items) if items else []
 
 
 def get(job_id: int) -> RemoteJob:

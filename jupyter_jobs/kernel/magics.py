@@ -162,7 +162,7 @@ class JobMagics(Magics):
                 options={"return": opts.return_names, "no_return": opts.no_return},
             )
             snapshot = Snapshot.take(ns, dict.fromkeys([*info.assigned, *info.names]))
-            job = api.connection().submit([(spec, payload)])[0].ensure_stored()
+            (job,) = api.connection().submit_and_wait([(spec, payload)])
         if opts.out:
             ns[opts.out] = job
         on_success = None if opts.no_return else partial(self._merge, snapshot, opts.return_names)
