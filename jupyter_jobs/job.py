@@ -13,10 +13,11 @@ import abc
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import threading
 import time
 import weakref
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any
 
 import dill
@@ -24,7 +25,7 @@ import dill
 from .errors import JobCancelled, JobFailed, JobNotFound, JobsError
 from .models import Job as JobRecord
 from .models import JobSpec, Progress, Status
-from .submitter import BATCH_BYTES, Submitter
+from .submitter import BATCH_BYTES, Submitter, exiting
 
 _NOT_LOADED = object()
 
@@ -126,27 +127,44 @@ class Backend(abc.ABC):
         jobs[0].ensure_stored()
         return jobs
 
-    def watch(self, job: Job) -> None:
-        """Resolve `job`'s future when it finishes (one watcher thread serves every handle)."""
+    def watch(self, job: Job) -> JobRecord | None:
+        """Resolve `job`'s future when it finishes (one watcher thread serves every handle).
+
+        Returns the record of a job that finished before its handle got here: the caller
+        settles the handle with it, in a thread where its callbacks may do anything.
+        """
         with self._lock:
             finished_meanwhile = job.id in self._recent
             if not finished_meanwhile:
-                self._handles.setdefault(job.id, []).append(weakref.ref(job))
+                refs = self._handles.setdefault(job.id, [])
+                refs.append(weakref.ref(job))
+                if len(refs) > 8:  # many short-lived handles of one running job
+                    refs[:] = [ref for ref in refs if ref() is not None]
                 if self._watcher is None or not self._watcher.is_alive():
-                    self._watcher = threading.Thread(
-                        target=self._watch_loop, name="jupyter-jobs-watcher", daemon=True
-                    )
-                    self._watcher.start()
+                    self._start_watcher()
         if finished_meanwhile:
             # It finished between the read that made the handle and now: settle from a fresh
             # read (unless a retry made it run again, then watch it like any other).
             record = self.get(job.id)
             if record.finished:
-                job._settle(record)
-            else:
-                with self._lock:
-                    self._recent.pop(job.id, None)
-                self.watch(job)
+                return record
+            with self._lock:
+                self._recent.pop(job.id, None)
+            return self.watch(job)
+        return None
+
+    def _start_watcher(self) -> None:
+        self._watcher = threading.Thread(
+            target=self._watch_loop, name="jupyter-jobs-watcher", daemon=True
+        )
+        try:
+            self._watcher.start()
+        except RuntimeError:
+            # Python 3.12+ starts no thread at exit, where the submitter stores what scripts
+            # left queued: nobody will wait on those handles.
+            self._watcher = None
+            if not exiting():
+                raise
 
     def remember_finished(self, job_ids: Iterable[int]) -> list[int]:
         """Note jobs seen finishing; returns those that have handles waiting right now.
@@ -197,7 +215,11 @@ class Backend(abc.ABC):
             full = time.monotonic() - last_full > self.full_poll_interval
             with self._lock:
                 if full:  # forget handles nobody holds any more (cheap enough only now and then)
-                    self._handles = {i: r for i, r in self._handles.items() if _alive(r)}
+                    self._handles = {
+                        i: alive
+                        for i, refs in self._handles.items()
+                        if (alive := [ref for ref in refs if ref() is not None])
+                    }
                 ids = list(self._handles)
                 if not ids:
                     self._watcher = None
@@ -250,7 +272,7 @@ class _Latch:
     def wait(self, timeout: float | None = None) -> bool:
         if self._set:
             return True
-        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+        if not self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
             return False
         self._lock.release()
         return True
@@ -276,20 +298,23 @@ class Job(concurrent.futures.Future):
         self._value_lock = threading.Lock()
         self._refusal: JobsError | None = None
         self._known = _Latch()  # stored (it has an id) or refused
-        if record is not None:
-            self._bind(record)
+        if record is not None and (ended := self._bind(record)) is not None:
+            self._settle(ended)
 
     # --- fed by the submitter (a handle from `submit` exists before its job is stored) -------
+    # Both return what settles the future, if anything does yet: the submitter calls it once
+    # it no longer serves the queue, because done callbacks may submit or wait on other jobs.
 
-    def stored(self, record: JobRecord) -> None:
+    def stored(self, record: JobRecord) -> Callable[[], None] | None:
         """The job is stored: the handle gets its id and is followed until it finishes."""
-        self._bind(record)
+        ended = self._bind(record)
+        return None if ended is None else functools.partial(self._settle, ended)
 
-    def refused(self, error: JobsError) -> None:
-        """The job could not be stored: the handle fails with `error`, and has no id."""
+    def refused(self, error: JobsError) -> Callable[[], None]:
+        """The job could not be stored: the handle has no id and fails with `error`."""
         self._refusal = error
-        self._finish(None, error)
         self._known.set()
+        return functools.partial(self._finish, None, error)
 
     def ensure_stored(self) -> Job:
         """Block until the job is stored (a moment after `submit`); raise what refused it."""
@@ -298,13 +323,13 @@ class Job(concurrent.futures.Future):
             raise self._refusal
         return self
 
-    def _bind(self, record: JobRecord) -> None:
+    def _bind(self, record: JobRecord) -> JobRecord | None:
+        """Tie the handle to its stored job; returns the record to settle it with if the job
+        has already ended, else follows it."""
         self._id, self._record = record.id, record  # readable once `_known` is set
+        self.name = record.name  # an idempotency key may have found an earlier job
         self._known.set()
-        if record.finished:
-            self._settle(record)
-        else:
-            self._backend.watch(self)
+        return record if record.finished else self._backend.watch(self)
 
     @property
     def id(self) -> int:
@@ -359,7 +384,7 @@ class Job(concurrent.futures.Future):
 
     def done(self) -> bool:
         """Whether the job has finished (asks the store or server); False while being stored."""
-        if super().done():
+        if super().done() or self._refusal is not None:  # refused: settled in a moment
             return True
         return self._known.is_set() and self.refresh().finished
 

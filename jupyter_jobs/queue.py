@@ -25,6 +25,7 @@ from .models import Job as JobRecord
 from .options import TimeLike, build_spec, function_name
 from .payload import function_payload
 from .store import Store
+from .submitter import EXIT_WAIT
 
 
 class StoreBackend(Backend):
@@ -242,7 +243,7 @@ class JobQueue:
     def close(self) -> None:
         """Store what was submitted, stop the consumer this queue started (if any) and
         release the store."""
-        self._backend.flush()
+        self._backend.flush(EXIT_WAIT)
         if self._consumer is not None:
             self._consumer.stop()
             self._consumer = None

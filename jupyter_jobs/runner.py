@@ -51,6 +51,7 @@ from traitlets.config import Config
 from . import payload as payloads
 from . import protocol
 from .progress import JobContext, install_tqdm_bridge, job_context
+from .submitter import flush_all
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -631,6 +632,9 @@ class Worker:
         except Failure as failure:
             error, reason = failure.error, failure.reason
         finally:
+            # Jobs the job submitted are stored before it is reported: the worker may be
+            # retired (`os._exit`) as soon as it is, and the exit hook would not run.
+            flush_all()
             self.capture.reset()
             # A reused worker must stay killable: a job may have ignored SIGTERM.
             signal.signal(signal.SIGTERM, signal.SIG_DFL)

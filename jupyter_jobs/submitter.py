@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
@@ -57,14 +58,39 @@ IDLE_EXIT = 2.0
 
 #: Submitters that may hold queued jobs, for the exit hook (weak: an idle one may go away).
 _live: weakref.WeakSet[Submitter] = weakref.WeakSet()
+_exiting = False
+
+Settle = Callable[[], None]
+
+
+def flush_all(timeout: float = EXIT_WAIT) -> bool:
+    """Wait until every submitter in this process has stored what it holds; False if some
+    did not within `timeout` (the runner calls this after each job, before it reports)."""
+    deadline = time.monotonic() + timeout
+    return all([s.flush(max(0.0, deadline - time.monotonic())) for s in list(_live)])
+
+
+def exiting() -> bool:
+    """Whether the interpreter is exiting (the exit hook below has started)."""
+    return _exiting
 
 
 @atexit.register
 def _store_the_rest() -> None:
     """At interpreter exit, store what is still queued: a script's last submits are not lost."""
-    deadline = time.monotonic() + EXIT_WAIT
+    global _exiting
+    _exiting = True
+    if not flush_all(EXIT_WAIT):
+        left = sum(s.queued() for s in list(_live))
+        log.warning("exiting with %d submitted jobs not stored after %.0f s", left, EXIT_WAIT)
+
+
+def _after_fork_in_child() -> None:
     for submitter in list(_live):
-        submitter.flush(max(0.0, deadline - time.monotonic()))
+        submitter._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass
@@ -92,10 +118,10 @@ class Submitter:
         self._queue: deque[Group] = deque()
         self._queued_items = 0
         self._queued_bytes = 0
-        self._busy = False
+        self._sending: list[Group] = []  # the batch being stored
         self._closed = False
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the one thread serving the queue
 
     def put(self, items: Items, handles: list[Job]) -> None:
         """Queue one group; its handles are stored or refused later, in submission order."""
@@ -108,12 +134,20 @@ class Submitter:
             self._queued_items += len(items)
             self._queued_bytes += group.size
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="jupyter-jobs-submitter", daemon=True
-                )
-                self._thread.start()
-                _live.add(self)
+                try:
+                    self._start_thread()
+                except BaseException:  # nothing will store it: the caller hears so, now
+                    self._queue.pop()
+                    self._queued_items -= len(items)
+                    self._queued_bytes -= group.size
+                    raise
             self._cond.notify_all()
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._run, name="jupyter-jobs-submitter", daemon=True)
+        thread.start()
+        self._thread = thread
+        _live.add(self)
 
     def _has_room(self) -> bool:
         return (
@@ -122,10 +156,15 @@ class Submitter:
             or (self._queued_bytes < QUEUE_BYTES and self._queued_items < QUEUE_ITEMS)
         )
 
+    def queued(self) -> int:
+        """Jobs not stored yet (queued or being stored)."""
+        with self._cond:
+            return self._queued_items + sum(len(g.items) for g in self._sending)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far was stored or refused; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+            return self._cond.wait_for(lambda: not self._queue and not self._sending, timeout)
 
     def close(self, timeout: float = EXIT_WAIT) -> None:
         """Send what is queued, then stop the thread (further `put`s raise)."""
@@ -138,23 +177,59 @@ class Submitter:
     # --- the thread --------------------------------------------------------------------------
 
     def _run(self) -> None:
+        me = threading.current_thread()
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._queue or self._closed, IDLE_EXIT)
+                if self._thread is not me:
+                    return  # a forked child's copy of the state: not ours
                 if not self._queue:
                     self._thread = None
                     return
-                batch = self._take()
-                self._queued_items -= sum(len(group.items) for group in batch)
-                self._queued_bytes -= sum(group.size for group in batch)
-                self._busy = True
+                self._sending = self._take()
+                self._queued_items -= sum(len(group.items) for group in self._sending)
+                self._queued_bytes -= sum(group.size for group in self._sending)
                 self._cond.notify_all()  # room for a waiting `put`
+            settles: list[Settle] = []
             try:
-                self._deliver(batch)
+                self._deliver(self._sending, settles)
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._sending = []
+                    if settles:  # hand the queue over before running anyone's callbacks
+                        self._thread = None
+                        self._start_successor()
                     self._cond.notify_all()
+            if settles:
+                for settle in settles:
+                    settle()
+                return
+
+    def _start_successor(self) -> None:
+        if not self._queue:
+            return
+        try:
+            self._start_thread()
+        except RuntimeError as exc:  # no thread can store them: say so on each handle
+            error = JobsError(f"no thread to store the job: {exc}")
+            groups, self._queue = list(self._queue), deque()
+            self._queued_items = self._queued_bytes = 0
+            for settle in self._refuse(groups, error):
+                settle()
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's thread is gone, and what it held is the parent's to
+        store; this copy of those handles fails, so that nothing here waits on them."""
+        groups = [*self._sending, *self._queue]
+        self._cond = threading.Condition()
+        self._queue, self._sending, self._thread = deque(), [], None
+        self._queued_items = self._queued_bytes = 0
+        error = JobsError(
+            "this process was forked while the job was being stored: the parent "
+            "process stores it, and only the parent's handle follows it"
+        )
+        for settle in self._refuse(groups, error):
+            settle()
 
     def _take(self) -> list[Group]:
         """The next batch: the first group, and the small groups behind it that fit."""
@@ -173,38 +248,41 @@ class Submitter:
             size += group.size
         return batch
 
-    def _deliver(self, batch: list[Group]) -> None:
-        """Store a batch and bind its handles; every handle ends stored or refused."""
+    def _deliver(self, batch: list[Group], settles: list[Settle]) -> None:
+        """Store a batch and bind its handles: every handle ends stored or refused. What
+        settles a handle's future (its callbacks run then) is appended to `settles`."""
         items = [item for group in batch for item in group.items]
         try:
             records = self._store(items)
         except REFUSED_UNWRITTEN as exc:
             if len(batch) == 1:
-                self._refuse(batch, exc)
+                settles += self._refuse(batch, exc)
             else:  # one group was refused, and the transaction with it: find which
                 for group in batch:
-                    self._deliver([group])
+                    self._deliver([group], settles)
             return
         except JobsError as exc:  # unreachable, or failed maybe after writing: not sent again
-            self._refuse(batch, exc)
+            settles += self._refuse(batch, exc)
             return
         except Exception as exc:  # a bug must not leave handles waiting: each one says so
             error = JobsError(f"submitting failed: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
-            self._refuse(batch, error)
+            settles += self._refuse(batch, error)
             return
         if len(records) != len(items):
-            self._refuse(batch, JobsError(f"{len(records)} of {len(items)} jobs were stored"))
+            error = JobsError(f"{len(records)} of {len(items)} jobs were stored")
+            settles += self._refuse(batch, error)
             return
         handles = [handle for group in batch for handle in group.handles]
         for handle, record in zip(handles, records, strict=True):
             try:
-                handle.stored(record)
+                settle = handle.stored(record)
             except Exception:  # the job is stored and runs; the other handles still bind
                 log.exception("job %s was stored, but its handle cannot follow it", record.id)
+                continue
+            if settle is not None:
+                settles.append(settle)
 
     @staticmethod
-    def _refuse(batch: list[Group], error: JobsError) -> None:
-        for group in batch:
-            for handle in group.handles:
-                handle.refused(error)
+    def _refuse(batch: list[Group], error: JobsError) -> list[Settle]:
+        return [handle.refused(error) for group in batch for handle in group.handles]

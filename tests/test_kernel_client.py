@@ -8,6 +8,7 @@ tests/integration/test_kernel_api.py.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import signal
 import threading
@@ -21,6 +22,7 @@ from tornado.httputil import parse_body_arguments
 from jupyter_jobs import errors
 from jupyter_jobs.kernel.client import (
     Client,
+    HttpBackend,
     Response,
     ServerInfo,
     discover,
@@ -217,3 +219,12 @@ def test_discovery_without_any_server_says_how_to_start_one(monkeypatch):
 def test_a_url_that_is_not_http_is_refused():
     with pytest.raises(errors.ServerUnavailable, match="not an http"):
         Client(ServerInfo("ftp://example.org/", "", "JUPYTER_JOBS_URL"))
+
+
+def test_a_negative_timeout_on_a_handle_being_submitted_means_now():
+    backend = HttpBackend(Client(ServerInfo("http://127.0.0.1:9/", "", "test")))
+    job = backend.pending("on its way")  # what `jj.submit` returns before the job is stored
+    with pytest.raises(concurrent.futures.TimeoutError):
+        job.result(timeout=-0.5)
+    assert job.wait(timeout=-1) is job and not job.done()
+    assert "being stored" in repr(job)

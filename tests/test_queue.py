@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
 import os
+import select
+import sqlite3
 import subprocess
 import sys
 
@@ -19,7 +22,8 @@ from jupyter_jobs.errors import (
     JobNotFound,
     PayloadError,
 )
-from jupyter_jobs.models import Reason, Status
+from jupyter_jobs.models import JobSpec, Kind, Reason, Status
+from jupyter_jobs.payload import cell_payload
 
 import jobfuncs
 from waiting import wait_until
@@ -271,3 +275,85 @@ def test_a_script_that_exits_right_after_submitting_loses_no_job(db_path):
         assert len(stored) == 300
         q.start_consumer(max_workers=2)
         assert sorted(j.result(timeout=60) for j in stored) == list(range(300))
+
+
+@contextlib.contextmanager
+def submits_held(db_path):
+    """Hold SQLite's write lock from another connection: submits stay queued meanwhile, so a
+    test can act on a handle before its job is stored."""
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_done_callbacks_of_jobs_settled_when_stored_may_submit_and_wait(queue, db_path):
+    failed = queue.submit(jobfuncs.fail, "first")
+    assert failed.exception(timeout=30) is not None
+    seen: list[object] = []
+
+    def on_done(job):
+        # read the handle, then submit and wait: the submitter must not be this thread
+        seen.append(
+            (job.exception(), [j.result(timeout=30) for j in queue.map(jobfuncs.add, [1, 2])])
+        )
+
+    with submits_held(db_path):
+        refused = queue.submit(jobfuncs.noop, after=[10**9])  # refused when stored
+        doomed = queue.submit(jobfuncs.noop, after=[failed])  # stored already failed
+        refused.add_done_callback(on_done)
+        doomed.add_done_callback(on_done)
+    wait_until(lambda: len(seen) == 2, 60, what="both callbacks ran to the end")
+    assert {type(error) for error, _ in seen} == {JobNotFound, JobFailed}
+    assert [results for _, results in seen] == [[1, 2], [1, 2]]
+    assert queue.submit(jobfuncs.add, 5).result(timeout=30) == 5
+
+
+def test_a_cell_job_that_submits_stores_them_all_before_it_is_reported(queue, db_path):
+    code = (
+        "from jupyter_jobs import JobQueue\n"
+        "import jobfuncs\n"
+        f"inner = JobQueue({str(db_path)!r})\n"
+        "handles = [inner.submit(jobfuncs.noop, name='child') for i in range(300)]\n"
+    )
+    data, _ = cell_payload(code, {})
+    spec = JobSpec(kind=Kind.CELL, name="fan-out", owner="t", options={"no_return": True})
+    parent = queue.get(queue.store.enqueue(spec, data).id)
+    assert parent.exception(timeout=120) is None  # its worker retires right after
+    children = queue.store.query(q="child", limit=500).jobs
+    assert len(children) == 300
+
+
+def test_a_forked_child_submits_with_its_own_thread(queue):
+    assert queue.submit(jobfuncs.add, 1).result(timeout=30) == 1  # the parent's thread exists
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child reports through the pipe)
+        try:
+            job = queue.submit(jobfuncs.add, 2)
+            os.write(write, b"stored" if job._known.wait(20) else b"never stored")
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        ready, _, _ = select.select([pipe], [], [], 60)
+        said = pipe.read() if ready else b"no answer"
+    os.waitpid(pid, 0)
+    assert said == b"stored"
+
+
+def test_a_handle_takes_the_name_of_the_job_its_key_found(queue):
+    first = queue.submit(jobfuncs.noop, name="first", idempotency_key="k")
+    again = queue.submit(jobfuncs.add, 1, name="second", idempotency_key="k")
+    assert again.id == first.id and again.name == again.record.name == "first"
+
+
+def test_short_lived_handles_of_a_running_job_do_not_pile_up(db_path):
+    with JobQueue(db_path) as q:  # no consumer: the job stays queued
+        kept = q.submit(jobfuncs.noop)
+        for _ in range(2000):
+            assert q.get(kept.id).status is Status.QUEUED  # a throwaway handle each time
+        assert len(q._backend._handles[kept.id]) <= 9

@@ -7,7 +7,7 @@ are exercised in test_queue.py (the store) and integration/test_kernel_api.py (t
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -35,9 +35,13 @@ class Handle:
         self.record = record
         self.known.set()
 
-    def refused(self, error: JobsError) -> None:
+    def refused(self, error: JobsError) -> Callable[[], None]:
         self.error = error
         self.known.set()
+        return self.on_refused
+
+    def on_refused(self) -> None:
+        """Like a done callback: runs once the submitter no longer serves the queue."""
 
 
 class Server:
@@ -208,3 +212,39 @@ def test_a_failure_that_may_have_written_is_not_sent_again(submitter, server):
     assert submitter.flush(WAIT)
     assert server.requests[1:] == [["a", "b"]]  # one try: resending could store them twice
     assert all("HTTP 500" in str(h.error) for h in [*one, *two])
+
+
+def test_callbacks_run_after_the_thread_hands_the_queue_over(submitter, server):
+    """A done callback may submit and wait: it must not need the thread that runs it."""
+    server.refuse = {"bad"}
+    (bad,) = put(submitter, "bad")
+    again: list[Handle] = []
+
+    def callback() -> None:
+        (handle,) = put(submitter, "from-callback")
+        assert handle.known.wait(WAIT)  # stored by the next thread
+        again.append(handle)
+
+    bad.on_refused = callback  # type: ignore[method-assign]
+    wait_until(lambda: again, WAIT, what="the callback's own submit was stored")
+    assert again[0].record is not None and isinstance(bad.error, InvalidRequest)
+
+
+def test_a_thread_that_cannot_start_fails_that_submit_and_not_the_next(server, monkeypatch):
+    sub = Submitter(server.store, alone_over=100)
+    real_start = threading.Thread.start
+    failed: list[bool] = []
+
+    def start_once_fails(self: threading.Thread) -> None:
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start_once_fails)
+    with pytest.raises(RuntimeError, match="can't start"):
+        put(sub, "a")
+    (b,) = put(sub, "b")
+    assert b.known.wait(WAIT) and b.record is not None
+    assert server.requests == [["b"]]  # the refused submit was not stored behind the caller
+    sub.close()

@@ -9,6 +9,7 @@ meanwhile are settled by the same answer. And in IPython the handle displays as 
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
@@ -84,13 +85,16 @@ class RemoteJob(Job):
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._known.wait(timeout):  # still on its way to the server
             return self
+        if self._refusal is not None:  # its future is failed a moment after, by the submitter
+            concurrent.futures.wait([self], timeout)
+            return self
         while not settled(self):
             # The server is asked at least once, so `result(timeout=0)` sees a finished job.
             left = LONG_POLL if deadline is None else max(0.0, deadline - time.monotonic())
             self._backend.collect(self, min(left, LONG_POLL))
             if deadline is not None and time.monotonic() >= deadline:
                 break
-        if settled(self) and self._refusal is None:
+        if settled(self):
             from .widget import complete_now
 
             complete_now(self.id)
