@@ -211,23 +211,26 @@ class Submitter:
         try:
             self._start_thread()
         except RuntimeError as exc:  # no thread can store them: say so on each handle
-            error = JobsError(f"no thread to store the job: {exc}")
-            groups, self._queue = list(self._queue), deque()
-            self._queued_items = self._queued_bytes = 0
-            for settle in self._refuse(groups, error):
-                settle()
+            self._fail_now(self._drop_queue(), JobsError(f"no thread to store the job: {exc}"))
 
     def _forked(self) -> None:
         """In a forked child: the parent's thread is gone, and what it held is the parent's to
         store; this copy of those handles fails, so that nothing here waits on them."""
-        groups = [*self._sending, *self._queue]
+        groups = [*self._sending, *self._drop_queue()]
         self._cond = threading.Condition()
-        self._queue, self._sending, self._thread = deque(), [], None
-        self._queued_items = self._queued_bytes = 0
+        self._sending, self._thread = [], None
         error = JobsError(
             "this process was forked while the job was being stored: the parent "
             "process stores it, and only the parent's handle follows it"
         )
+        self._fail_now(groups, error)
+
+    def _drop_queue(self) -> list[Group]:
+        groups, self._queue = list(self._queue), deque()
+        self._queued_items = self._queued_bytes = 0
+        return groups
+
+    def _fail_now(self, groups: list[Group], error: JobsError) -> None:
         for settle in self._refuse(groups, error):
             settle()
 
