@@ -389,7 +389,7 @@ class Job(concurrent.futures.Future):
         return self._known.is_set() and self.refresh().finished
 
     def running(self) -> bool:
-        if not self._known.is_set() or self._refusal is not None or self.done():
+        if not self._known.is_set() or self.done():  # done() is True for a refused job
             return False
         return self._record.status is Status.RUNNING
 
@@ -399,7 +399,7 @@ class Job(concurrent.futures.Future):
     def cancel(self) -> bool:
         """Request cancellation; True unless the job had already finished (or was refused)."""
         self._known.wait()
-        if self._refusal is not None or self.done():
+        if self.done():  # finished, or refused
             return False
         self._record = self._backend.cancel(self.id)
         if self._record.finished:

@@ -86,7 +86,8 @@ class RemoteJob(Job):
         if not self._known.wait(timeout):  # still on its way to the server
             return self
         if self._refusal is not None:  # its future is failed a moment after, by the submitter
-            concurrent.futures.wait([self], timeout)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            concurrent.futures.wait([self], left)
             return self
         while not settled(self):
             # The server is asked at least once, so `result(timeout=0)` sees a finished job.
