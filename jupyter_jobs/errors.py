@@ -102,3 +102,8 @@ class ServerUnavailable(JobsError):
 
 class StorageError(JobsError):
     """The database cannot be used as configured (e.g. WAL on a network filesystem)."""
+
+
+class WorkspaceConflict(StorageError):
+    """The database's job files folder belongs to another database, or holds files of unknown
+    origin: it is refused, never read (workspace.py)."""

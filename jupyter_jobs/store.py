@@ -8,9 +8,9 @@ Why it is built this way:
 - WAL with `synchronous=NORMAL`: a commit survives `kill -9` of any process without an fsync per
   job. WAL needs shared memory, which network filesystems do not provide, so there the store uses
   the rollback journal (or refuses, when WAL was asked for explicitly).
-- Bytes over `inline_limit` live in files in the job's workspace; a row that points to a file is
-  written after the file, so a committed row never points to a missing file. Small jobs need no
-  folder at all.
+- Bytes over `inline_limit`, and logs, live in files in the database's own workspace folder
+  (workspace.py), which refuses another database's files; a row that points to a file is written
+  after the file, so a committed row never points to a missing file. Small jobs need no folder.
 - The rules of a job's life live here once: the retry rule (`_end_attempt`), dependency
   resolution (`_resolve_dependents`), and every move is checked with `models.can_move`.
 """
@@ -23,7 +23,6 @@ import heapq
 import json
 import logging
 import os
-import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -49,6 +48,7 @@ from .models import (
     can_move,
     now,
 )
+from .workspace import Reference, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,15 @@ MIGRATIONS: list[list[str]] = [
             WHEN NEW.status IN ({_FINISHED})
             BEGIN INSERT INTO finished_log (job_id) VALUES (NEW.id); END""",
     ],
+    [
+        # The workspace id names this database's job files folder (workspace.py). A database
+        # that already had jobs kept their files in a shared `jobs/` folder: `legacy_workspace`
+        # asks the next open to move that folder, if it can be told to be this database's.
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+        "INSERT INTO meta (key, value) VALUES ('workspace_id', lower(hex(randomblob(16))))",
+        "INSERT INTO meta (key, value) SELECT 'legacy_workspace', '1' "
+        "WHERE EXISTS (SELECT 1 FROM jobs)",
+    ],
 ]
 
 #: How many finished_log entries to keep; a waiter whose mark is older re-reads its jobs.
@@ -260,30 +269,6 @@ def filesystem_type(path: str | Path) -> str | None:
         ):
             best = (point, fstype)
     return best[1] if best else None
-
-
-def _write_private(path: Path, data: bytes, append: bool = False) -> int:
-    """Write (or append) bytes to a 0600 file whatever the umask; returns the file's size."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        return os.fstat(fd).st_size
-    finally:
-        os.close(fd)
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a workspace folder; a folder that never existed is fine, other errors are logged."""
-
-    def report(function: Any, target: str, exc_info: Any) -> None:
-        if not isinstance(exc_info[1], FileNotFoundError):
-            log.warning("could not remove %s: %s", target, exc_info[1])
-
-    shutil.rmtree(path, onerror=report)
 
 
 def _encode_cursor(last_id: int) -> str:
@@ -383,7 +368,7 @@ class _Tx:
     snapshots: dict[int, Job] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
     obsolete: list[Path] = field(default_factory=list)
-    doomed_dirs: list[Path] = field(default_factory=list)
+    doomed_jobs: list[int] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
     moved: set[int] = field(default_factory=set)
 
@@ -397,7 +382,7 @@ class _Tx:
 
 def _refuse_foreign_file(path: Path) -> None:
     """A path to some other file (a typo in `--db`) is an error, before anything is changed:
-    its mode, a `jobs/` folder beside it."""
+    its mode, a workspace folder beside it."""
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -418,6 +403,7 @@ class Store:
     """
 
     path: Path
+    workspace: Workspace
     workspace_root: Path
 
     def __init__(
@@ -430,10 +416,13 @@ class Store:
         busy_timeout: float = 30.0,
         poison_limit: int = 3,
     ) -> None:
+        """Open (or create) the database at `path`; its workspace folder must be its own
+        (`WorkspaceConflict`)."""
         if journal_mode not in ("auto", "wal", "delete"):
             raise InvalidRequest(f"journal_mode must be auto, wal or delete, not {journal_mode!r}")
         self.path = Path(path if path is not None else default_db_path()).expanduser().absolute()
-        self.workspace_root = self.path.parent / "jobs"
+        self.workspace = Workspace(self.path)
+        self.workspace_root = self.workspace.root
         self.log_limit = log_limit
         self.inline_limit = inline_limit
         self.poison_limit = poison_limit
@@ -447,15 +436,22 @@ class Store:
         self._subscribers: list[Callable[[list[Change]], None]] = []
         self._closed = False
         _refuse_foreign_file(self.path)
+        if not self.path.exists():
+            self.workspace.refuse_leftover()
         make_private_dir(self.path.parent)
-        make_private_dir(self.workspace_root)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.fchmod(fd, 0o600)
         os.close(fd)
         self.journal_mode = self._choose_journal_mode(journal_mode)
         conn = self._conn()
-        self._set_journal_mode(conn)
-        self._migrate(conn)
+        try:
+            self._set_journal_mode(conn)
+            self._migrate(conn)
+            self._open_workspace(conn)
+        except BaseException:  # refused (e.g. another database's folder): nothing stays open
+            self._closed = True
+            conn.close()
+            raise
         self._protect_side_files()
         self.doorbell = Doorbell(self.path.with_name(self.path.name + ".bells"))
 
@@ -507,6 +503,29 @@ class Store:
                     conn.execute(statement)
             if version != len(MIGRATIONS):
                 conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    def _open_workspace(self, conn: sqlite3.Connection) -> None:
+        """Check (or create) the workspace folder for this database's id; first, for a database
+        from before workspace ids, take over its old `jobs/` folder when it is its own.
+
+        Under the write lock, so two processes opening an old database do not both move it.
+        """
+        with self._write_tx(conn):
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if "legacy_workspace" in meta:
+                references = [
+                    Reference(path, size)
+                    for path, size in conn.execute(
+                        "SELECT path, size FROM blobs WHERE path IS NOT NULL "
+                        "UNION ALL SELECT id || '/log', log_size FROM jobs WHERE log_size > 0"
+                    ).fetchall()
+                ]
+                (last_id,) = conn.execute(
+                    "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'jobs'"
+                ).fetchone()
+                self.workspace.adopt_legacy(meta["workspace_id"], references, last_id)
+                conn.execute("DELETE FROM meta WHERE key = 'legacy_workspace'")
+            self.workspace.open(meta["workspace_id"])
 
     @contextmanager
     def _write_tx(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -594,8 +613,8 @@ class Store:
                 raise
         for path in tx.obsolete:
             path.unlink(missing_ok=True)
-        for directory in tx.doomed_dirs:
-            _remove_tree(directory)
+        for job_id in tx.doomed_jobs:
+            self.workspace.remove_job(job_id)
         if tx.events:
             self._publish(tx)
 
@@ -667,12 +686,6 @@ class Store:
 
     # -- files ---------------------------------------------------------------------------------
 
-    def _job_dir(self, job_id: int) -> Path:
-        directory = self.workspace_root / str(job_id)
-        if not directory.is_dir():
-            make_private_dir(directory)
-        return directory
-
     def _put_blob(self, tx: _Tx, job_id: int, kind: str, attempt: int, data: bytes) -> None:
         """Store bytes inline or, when large, in a workspace file written before its row."""
         old = tx.conn.execute(
@@ -681,17 +694,15 @@ class Store:
         path = None
         if len(data) > self.inline_limit:
             name = kind if kind == "payload" else f"{kind}.{attempt}"
-            target = self._job_dir(job_id) / name
-            _write_private(target, data)
+            target, path = self.workspace.write(job_id, name, data)
             tx.written.append(target)
-            path = f"{job_id}/{name}"
         tx.conn.execute(
             "INSERT OR REPLACE INTO blobs (job_id, kind, attempt, size, data, path) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (job_id, kind, attempt, len(data), None if path else data, path),
         )
         if old and old[0] and old[0] != path:
-            tx.obsolete.append(self.workspace_root / old[0])
+            tx.obsolete.append(self.workspace.file(old[0]))
 
     def _get_blob(self, conn: sqlite3.Connection, job_id: int, kind: str) -> bytes | None:
         row = conn.execute(
@@ -704,7 +715,7 @@ class Store:
     def _blob_bytes(self, data: bytes | None, path: str | None) -> bytes:
         if path is None:
             return bytes(data or b"")
-        return (self.workspace_root / path).read_bytes()
+        return self.workspace.read(path)
 
     # -- submit --------------------------------------------------------------------------------
 
@@ -1072,7 +1083,7 @@ class Store:
                 + f"\n[jupyter_jobs: log truncated at {self.log_limit} bytes]\n".encode()
             )
             truncated = 1
-        size = _write_private(self._job_dir(job_id) / "log", data, append=True)
+        size = self.workspace.append_log(job_id, data)
         tx.conn.execute(
             "UPDATE jobs SET log_size = ?, log_attempt = ?, log_truncated = ? WHERE id = ?",
             (size, attempt, truncated, job_id),
@@ -1449,7 +1460,7 @@ class Store:
         for job in jobs:
             tx.snapshots[job.id] = job
             tx.record("deleted", job.id)
-            tx.doomed_dirs.append(self.workspace_root / str(job.id))
+            tx.doomed_jobs.append(job.id)
         tx.conn.execute(f"DELETE FROM jobs WHERE id IN {_IDS}", (json.dumps(ids),))
         failed = []
         for dependent, after_id in dependents:
@@ -1635,7 +1646,7 @@ class Store:
             raise InvalidRequest("offset and limit must be zero or more")
         self.get(job_id)
         try:
-            with open(self.workspace_root / str(job_id) / "log", "rb") as f:
+            with open(self.workspace.log_file(job_id), "rb") as f:
                 # Past the end there is nothing yet (a seek that far can fail: EINVAL).
                 if offset >= os.fstat(f.fileno()).st_size:
                     data = b""

@@ -85,3 +85,23 @@ def test_logs_follow_prints_what_was_written_as_the_job_ended(
     code = cli.main(["logs", "-f", str(job.id), "--db", str(db_path)])
     out, _ = capsysbinary.readouterr()
     assert code == 0 and out == b"start\n" + tail
+
+
+def finished_job(store: Store, log: bytes = b"") -> int:
+    job = store.enqueue(JobSpec(name="j"), b"p")
+    [claimed] = store.claim("c", 1, 30.0)
+    if log:
+        store.append_log(job.id, claimed.job.attempt, log)
+    store.finish(job.id, claimed.job.attempt, Outcome(Status.SUCCEEDED, result=b"r"))
+    return job.id
+
+
+def test_logs_follow_never_prints_another_databases_log(tmp_path, capsysbinary):
+    with Store(tmp_path / "old.db") as old:
+        assert finished_job(old, b"old database's log\n") == 1
+    with Store(tmp_path / "new.db") as new:
+        assert finished_job(new) == 1
+    code, out, err = run(capsysbinary, tmp_path / "new.db", "logs", "1", "-f")
+    assert (code, out, err) == (0, "", "")
+    code, out, _ = run(capsysbinary, tmp_path / "old.db", "logs", "1", "-f")
+    assert (code, out) == (0, "old database's log\n")

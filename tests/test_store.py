@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -23,6 +24,7 @@ from jupyter_jobs.errors import (
     JobNotFound,
     ResultNotReady,
     StorageError,
+    WorkspaceConflict,
 )
 from jupyter_jobs.models import (
     TRANSITIONS,
@@ -123,6 +125,143 @@ def test_small_jobs_need_no_workspace_folder(store: Store) -> None:
     store.finish(job.id, attempt, OK)
     assert not (store.workspace_root / str(job.id)).exists()
     assert store.result(job.id) == b"ok"
+
+
+# -- one workspace folder per database --------------------------------------------------------
+
+
+def finished_job(s: Store, log: bytes, result: bytes) -> int:
+    """A job that logged `log` and succeeded with `result`; its id."""
+    job = s.enqueue(spec(), b"p")
+    attempt = start(s, job.id)
+    s.append_log(job.id, attempt, log)
+    s.finish(job.id, attempt, Outcome(Status.SUCCEEDED, result=result))
+    return job.id
+
+
+def test_two_databases_in_one_folder_each_get_their_own_results_and_logs(
+    tmp_path: Path,
+) -> None:
+    a = Store(tmp_path / "a.db", inline_limit=10)
+    b = Store(tmp_path / "b.db", inline_limit=10)
+    assert finished_job(a, b"AAA\n", b"A" * 100) == finished_job(b, b"BBB\n", b"B" * 100) == 1
+    assert (a.result(1), a.read_log(1)[0]) == (b"A" * 100, b"AAA\n")
+    assert (b.result(1), b.read_log(1)[0]) == (b"B" * 100, b"BBB\n")
+    assert a.workspace_root == tmp_path / "a.db.files" and mode(a.workspace_root) == 0o700
+    assert mode(a.workspace_root / "workspace-id") == 0o600
+    a.delete(1)
+    assert b.result(1) == b"B" * 100
+    a.close()
+    b.close()
+
+
+def remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def test_a_new_database_refuses_the_files_a_deleted_one_left(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    old = Store(path, inline_limit=10)
+    finished_job(old, b"old log\n", b"R" * 100)
+    old.close()
+    remove_database(path)
+    before = {p: p.read_bytes() for p in old.workspace_root.rglob("*") if p.is_file()}
+    with pytest.raises(WorkspaceConflict, match=r"jobs\.db\.files"):
+        Store(path)
+    assert not path.exists()  # refused before anything was created
+    assert {p: p.read_bytes() for p in old.workspace_root.rglob("*") if p.is_file()} == before
+    shutil.rmtree(old.workspace_root)
+    with Store(path) as new:
+        assert finished_job(new, b"new\n", b"n") == 1 and new.read_log(1)[0] == b"new\n"
+
+
+def test_a_folder_marked_for_another_database_is_refused_unread(tmp_path: Path) -> None:
+    a = Store(tmp_path / "a.db", inline_limit=10)
+    b = Store(tmp_path / "b.db", inline_limit=10)
+    finished_job(a, b"AAA\n", b"A" * 100)
+    finished_job(b, b"BBB\n", b"B" * 100)
+    a.close()
+    b.close()
+    a.workspace_root.rename(tmp_path / "swap")
+    b.workspace_root.rename(a.workspace_root)
+    with pytest.raises(WorkspaceConflict, match="belongs to another database"):
+        Store(tmp_path / "a.db")
+    assert (a.workspace_root / "1" / "log").read_bytes() == b"BBB\n"
+
+
+def test_an_unmarked_folder_that_holds_files_is_refused(tmp_path: Path) -> None:
+    stray = tmp_path / "jobs.db.files" / "1"
+    stray.mkdir(parents=True)
+    (stray / "log").write_bytes(b"whose?\n")
+    with pytest.raises(WorkspaceConflict, match="holds files"):
+        Store(tmp_path / "jobs.db")
+    (tmp_path / "jobs.db").touch()  # an existing (empty) database: checked after it opens
+    with pytest.raises(WorkspaceConflict, match="no workspace-id"):
+        Store(tmp_path / "jobs.db")
+    assert (stray / "log").read_bytes() == b"whose?\n"
+
+
+def legacy_database(path: Path, logs: dict[int, bytes], result: bytes | None = None) -> None:
+    """A database as versions before workspace ids wrote it: jobs with these logs (files in
+    `jobs/` beside it, appended to, as two such databases in one folder did), and job 1's
+    result in a file."""
+    before = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE meta" in m[0])
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:before]:
+        for statement in migration:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {before}")
+    folder = path.parent / "jobs"
+    for job_id, log in logs.items():
+        conn.execute(
+            "INSERT INTO jobs (id, name, kind, status, created_at, finished_at, log_size) "
+            "VALUES (?, 'old', 'function', 'succeeded', 1.0, 2.0, ?)",
+            (job_id, len(log)),
+        )
+        (folder / str(job_id)).mkdir(parents=True, exist_ok=True)
+        with open(folder / str(job_id) / "log", "ab") as f:
+            f.write(log)
+    if result is not None:
+        conn.execute(
+            "INSERT INTO blobs (job_id, kind, attempt, size, path) "
+            "VALUES (1, 'result', 1, ?, '1/result.1')",
+            (len(result),),
+        )
+        (folder / "1" / "result.1").write_bytes(result)
+    conn.close()
+
+
+def test_a_database_from_before_workspace_ids_takes_its_jobs_folder_along(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "jobs.db"
+    legacy_database(path, {1: b"old log\n", 2: b"two\n"}, result=b"R" * 100)
+    with caplog.at_level(logging.WARNING, "jupyter_jobs.workspace"), Store(path) as s:
+        assert s.result(1) == b"R" * 100 and s.read_log(2)[0] == b"two\n"
+        assert not (tmp_path / "jobs").exists() and mode(s.workspace_root) == 0o700
+    assert "moved the job files" in caplog.text
+    with Store(path) as s:  # once: the next open just checks the marker
+        assert s.read_log(1)[0] == b"old log\n"
+        assert finished_job(s, b"three\n", b"3") == 3
+
+
+def test_two_old_databases_sharing_a_jobs_folder_never_read_each_others_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    legacy_database(tmp_path / "a.db", {1: b"AAA\n"})
+    legacy_database(tmp_path / "b.db", {1: b"BBB\n", 2: b"B2\n"}, result=b"B" * 100)
+    shared = {p: p.read_bytes() for p in (tmp_path / "jobs").rglob("*") if p.is_file()}
+    with caplog.at_level(logging.WARNING, "jupyter_jobs.workspace"):
+        with Store(tmp_path / "a.db") as a:  # jobs/2 is not one of a's
+            assert a.read_log(1)[0] == b""
+        assert "holds 2, which no job of this database made" in caplog.text
+        with Store(tmp_path / "b.db") as b:  # jobs/1/log holds a's lines too
+            assert b.read_log(1)[0] == b"" and b.read_log(2)[0] == b""
+            with pytest.raises(StorageError, match="missing"):
+                b.result(1)
+        assert "1/log has 8 bytes" in caplog.text
+    assert {p: p.read_bytes() for p in (tmp_path / "jobs").rglob("*") if p.is_file()} == shared
 
 
 def test_default_path_is_in_the_jupyter_data_dir() -> None:

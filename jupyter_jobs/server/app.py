@@ -87,7 +87,8 @@ class JobsApp(ExtensionApp):
 
     db_path = Unicode(
         help="""The SQLite job database. Default: {jupyter_data_dir}/jupyter_jobs/jobs.db.
-        Job workspaces (payloads, results, large logs) live in a `jobs/` folder beside it.
+        Job files (large payloads and results, logs) live in a folder beside it named for it
+        (`jobs.db.files/`), which no other database may use.
         Use a local disk: SQLite's WAL mode does not work on network filesystems.""",
     ).tag(config=True)
 
