@@ -2,27 +2,39 @@
 
 The CLI opens the store file directly: a consumer serving the same database (the Jupyter server's
 or a `jupyter jobs consumer`) hears about cancels and retries at once through the doorbell, so
-there is no need to find a server first.
+there is no need to find a server first. Only `consumer` creates a database: a typo in `--db`
+must not look like an empty queue. With `--json`, everything it prints is JSON, errors included
+(on stderr, in the REST API's error shape).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import codecs
 import datetime as dt
 import json
 import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
 
-from .errors import JobsError
+from .errors import DatabaseNotFound, InvalidRequest, JobsError
 from .models import Job, Status
-from .store import Store, default_db_path
+from .store import DEFAULT_RETENTION_DAYS, Store, default_db_path
 
 DB_ENV = "JUPYTER_JOBS_DB"
+#: Seconds between two looks at a followed job's log.
+_FOLLOW_INTERVAL = 0.2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are raised (as `InvalidRequest`), so that under --json they are JSON too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InvalidRequest(message, {"usage": self.format_usage().strip()})
 
 
 def _db_path(args: argparse.Namespace) -> str:
@@ -157,23 +169,44 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_logs(store: Store, args: argparse.Namespace) -> int:
+def _log_chunks(store: Store, job_id: int, follow: bool) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of the job's log in order; when following, until the job has ended."""
     offset = 0
-    out = sys.stdout.buffer
     while True:
-        data, offset = store.read_log(args.id, offset)
+        data, offset = store.read_log(job_id, offset)
         if data:
+            yield offset - len(data), data
+            continue
+        if not follow or store.get(job_id).finished:
+            # The rest: the job may have written its final lines as it finished.
+            while data := store.read_log(job_id, offset)[0]:
+                yield offset, data
+                offset += len(data)
+            return
+        time.sleep(_FOLLOW_INTERVAL)
+
+
+def cmd_logs(store: Store, args: argparse.Namespace) -> int:
+    chunks = _log_chunks(store, args.id, args.follow)
+    if not args.json:
+        out = sys.stdout.buffer
+        for _, data in chunks:
             out.write(data)
             out.flush()
-            continue
-        if not args.follow or store.get(args.id).finished:
-            # The rest: the job may have written its final lines as it finished.
-            while data := store.read_log(args.id, offset)[0]:
-                offset += len(data)
-                out.write(data)
-            out.flush()
-            return 0
-        time.sleep(0.2)
+        return 0
+    # The REST API's log chunk: {"data", "offset", "next_offset"}; one object for the whole
+    # log, or with -f one line per chunk as it comes (JSON Lines).
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    if not args.follow:
+        whole = [data for _, data in chunks]
+        size = sum(map(len, whole))
+        text = decoder.decode(b"".join(whole), final=True)
+        _print_json({"id": args.id, "data": text, "offset": 0, "next_offset": size})
+        return 0
+    for offset, data in chunks:
+        line = {"id": args.id, "data": decoder.decode(data), "offset": offset}
+        print(json.dumps({**line, "next_offset": offset + len(data)}), flush=True)
+    return 0
 
 
 def cmd_cancel(store: Store, args: argparse.Namespace) -> int:
@@ -195,15 +228,26 @@ def cmd_rm(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_gc(store: Store, args: argparse.Namespace) -> int:
-    older = args.older_than_days * 86400 if args.older_than_days is not None else None
-    max_bytes = int(args.max_mb * 2**20) if args.max_mb is not None else None
-    if older is None and max_bytes is None:
-        raise JobsError("say what to collect: --older-than-days N and/or --max-mb N")
+    days, max_mb = args.older_than_days, args.max_mb
+    if days is None and max_mb is None:  # the server's retention defaults
+        days = DEFAULT_RETENTION_DAYS
+    older = days * 86400 if days is not None else None
+    max_bytes = int(max_mb * 2**20) if max_mb is not None else None
     deleted = store.gc(older, max_bytes)
     if args.json:
-        _print_json({"deleted": deleted})
+        _print_json({"deleted": deleted, "older_than_days": days, "max_mb": max_mb})
+        return 0
+    rules = []
+    if days is not None:
+        rules.append(f"finished over {days:g} days ago")
+    if max_mb is not None:
+        rules.append(f"the oldest beyond {max_mb:g} MB in all")
+    rule = " or ".join(rules)
+    if deleted:
+        ids = ", ".join(map(str, deleted))
+        print(f"deleted {len(deleted)} finished job(s) ({rule}): {ids}")
     else:
-        print(f"deleted {len(deleted)} finished job(s)")
+        print(f"nothing to delete: no finished job matched ({rule})")
     return 0
 
 
@@ -232,12 +276,16 @@ def cmd_consumer(store: Store, args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await consumer.start()
-        print(
-            f"jupyter-jobs consumer {consumer.consumer_id} serving {store.path} "
-            f"with {max_workers} worker(s)",
-            file=sys.stderr,
-            flush=True,
-        )
+        if args.json:
+            started = {"consumer": consumer.consumer_id, "database": str(store.path)}
+            print(json.dumps({**started, "max_workers": max_workers}), file=sys.stderr)
+        else:
+            print(
+                f"jupyter-jobs consumer {consumer.consumer_id} serving {store.path} "
+                f"with {max_workers} worker(s)",
+                file=sys.stderr,
+            )
+        sys.stderr.flush()
         await stop.wait()
         await consumer.stop()
 
@@ -246,13 +294,13 @@ def cmd_consumer(store: Store, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--db",
         help=f"database path (default: ${DB_ENV}, else {{jupyter_data_dir}}/jupyter_jobs/jobs.db)",
     )
     common.add_argument("--json", action="store_true", help="machine-readable output")
-    parser = argparse.ArgumentParser(prog="jupyter jobs", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="jupyter jobs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", parents=[common], help="list jobs, newest first")
@@ -274,33 +322,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=_job_id)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
     p.set_defaults(func=cmd_logs)
-    p = sub.add_parser("gc", parents=[common], help="delete old finished jobs")
+    p = sub.add_parser(
+        "gc",
+        parents=[common],
+        help="delete old finished jobs (by default those finished over "
+        f"{DEFAULT_RETENTION_DAYS:g} days ago, as the server does)",
+    )
     p.add_argument("--older-than-days", type=float)
     p.add_argument("--max-mb", type=float, help="keep the total size under this")
     p.set_defaults(func=cmd_gc)
-    p = sub.add_parser("consumer", parents=[common], help="run jobs from the database (headless)")
+    p = sub.add_parser(
+        "consumer",
+        parents=[common],
+        help="run jobs from the database (headless); creates the database if it is missing",
+    )
     p.add_argument("--max-workers", type=int, default=None)
     p.add_argument("--progress-interval", type=float, default=1.0)
-    p.set_defaults(func=cmd_consumer)
+    p.set_defaults(func=cmd_consumer, creates=True)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `jupyter-jobs` / `jupyter jobs`; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _open(args: argparse.Namespace) -> Store:
+    """The store; only a command that may create the database (`consumer`) creates it."""
     try:
-        store = Store(_db_path(args))
+        return Store(_db_path(args), create=getattr(args, "creates", False))
+    except DatabaseNotFound as exc:
+        raise DatabaseNotFound(
+            f"{exc.message} (check --db and ${DB_ENV}; `jupyter jobs consumer` creates one)",
+            exc.detail,
+        ) from None
+
+
+def _report_error(error: JobsError, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(error.to_json()), file=sys.stderr)
+        return
+    if isinstance(error.detail, dict) and "usage" in error.detail:
+        print(error.detail["usage"], file=sys.stderr)
+    print(f"jupyter jobs: error: {error.message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `jupyter-jobs` / `jupyter jobs`; returns the exit code.
+
+    Exit codes: 0 done, 1 refused or failed, 2 no such job or bad usage.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv  # known even when the arguments cannot be parsed
+    try:
+        args = build_parser().parse_args(argv)
+        store = _open(args)
     except JobsError as exc:
-        print(f"jupyter jobs: error: {exc.message}", file=sys.stderr)
-        return 1
+        _report_error(exc, as_json)
+        return 2 if isinstance(exc, InvalidRequest) else 1
     try:
         return args.func(store, args)
     except JobsError as exc:
-        print(f"jupyter jobs: error: {exc.message}", file=sys.stderr)
+        _report_error(exc, as_json)
         return 2 if exc.http_status == 404 else 1
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        if not as_json:
+            raise
+        # A bug or a failing disk: still JSON, in the REST API's shape for a 500.
+        error = {"error": f"{type(exc).__name__}: {exc}", "detail": None, "type": "InternalError"}
+        print(json.dumps(error), file=sys.stderr)
+        return 1
     finally:
         store.close()
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .models import Status
+
 
 class JobsError(Exception):
     """Base of every jupyter_jobs error."""
@@ -48,6 +50,38 @@ class IllegalTransition(JobsError):
     """The move is not in the transition table (models.TRANSITIONS), e.g. cancel a finished job."""
 
     http_status = 409
+
+    @classmethod
+    def move(cls, job_id: int, current: Status, target: Status) -> IllegalTransition:
+        """The refusal of `current -> target`, worded for people: "job 1 has already
+        succeeded; it cannot be cancelled"."""
+        return cls(
+            f"job {job_id} {status_phrase(current)}; it cannot {_TARGET_PHRASES[target]}",
+            {"id": job_id, "status": current.value, "target": target.value},
+        )
+
+
+_STATUS_PHRASES = {
+    Status.PENDING: "is pending",
+    Status.QUEUED: "is queued",
+    Status.RUNNING: "is running",
+    Status.SUCCEEDED: "has already succeeded",
+    Status.FAILED: "has already failed",
+    Status.CANCELLED: "has already been cancelled",
+}
+_TARGET_PHRASES = {
+    Status.PENDING: "go back to pending",
+    Status.QUEUED: "be queued",
+    Status.RUNNING: "start",
+    Status.SUCCEEDED: "succeed",
+    Status.FAILED: "fail",
+    Status.CANCELLED: "be cancelled",
+}
+
+
+def status_phrase(status: Status) -> str:
+    """Where a job is, as the rest of a sentence that starts "job 1 ...": "is running"."""
+    return _STATUS_PHRASES[status]
 
 
 class PayloadTooLarge(JobsError):
@@ -102,6 +136,11 @@ class ServerUnavailable(JobsError):
 
 class StorageError(JobsError):
     """The database cannot be used as configured (e.g. WAL on a network filesystem)."""
+
+
+class DatabaseNotFound(StorageError):
+    """No job database at the path given, and the caller did not ask to create one (a typo in
+    `--db` must not quietly start an empty database)."""
 
 
 class WorkspaceConflict(StorageError):

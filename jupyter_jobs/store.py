@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from .doorbell import Doorbell, Listener, make_private_dir
-from .errors import IllegalTransition, InvalidRequest, JobNotFound, ResultNotReady, StorageError
+from .errors import (
+    DatabaseNotFound,
+    IllegalTransition,
+    InvalidRequest,
+    JobNotFound,
+    ResultNotReady,
+    StorageError,
+    status_phrase,
+)
 from .models import (
     TERMINAL,
     Change,
@@ -84,6 +92,9 @@ MAX_PAGE = 500
 #: Backoff doubles per attempt; past this exponent it stops growing (and floats stay finite).
 _MAX_BACKOFF_EXPONENT = 30
 BLOB_KINDS = ("payload", "result", "outputs")
+#: Finished jobs are kept this long by default: the server's `JobsApp.retention_days`, and what
+#: a bare `jupyter jobs gc` collects.
+DEFAULT_RETENTION_DAYS = 30.0
 
 
 def _sql(*statuses: Status) -> str:
@@ -410,14 +421,15 @@ class Store:
         self,
         path: str | Path | None = None,
         *,
+        create: bool = True,
         log_limit: int = 10 * 2**20,
         inline_limit: int = 64 * 2**10,
         journal_mode: str = "auto",
         busy_timeout: float = 30.0,
         poison_limit: int = 3,
     ) -> None:
-        """Open (or create) the database at `path`; its workspace folder must be its own
-        (`WorkspaceConflict`)."""
+        """Open the database at `path`, creating it unless `create=False` (then a missing file
+        is `DatabaseNotFound`); its workspace folder must be its own (`WorkspaceConflict`)."""
         if journal_mode not in ("auto", "wal", "delete"):
             raise InvalidRequest(f"journal_mode must be auto, wal or delete, not {journal_mode!r}")
         self.path = Path(path if path is not None else default_db_path()).expanduser().absolute()
@@ -437,6 +449,11 @@ class Store:
         self._closed = False
         _refuse_foreign_file(self.path)
         if not self.path.exists():
+            if not create:
+                raise DatabaseNotFound(
+                    f"there is no job database at {self.path}",
+                    {"database": str(self.path)},
+                )
             self.workspace.refuse_leftover()
         make_private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -673,10 +690,7 @@ class Store:
     def _move(self, tx: _Tx, job_id: int, current: Status, target: Status, **columns: Any) -> None:
         """The one place a status changes: checked against the transition table, recorded."""
         if not can_move(current, target):
-            raise IllegalTransition(
-                f"job {job_id} is {current.value}: it cannot become {target.value}",
-                {"id": job_id, "status": current.value, "target": target.value},
-            )
+            raise IllegalTransition.move(job_id, current, target)
         columns["status"] = target.value
         assignments = ", ".join(f"{name} = ?" for name in columns)
         tx.conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*columns.values(), job_id))
@@ -1392,8 +1406,8 @@ class Store:
             job = self._load_one(tx.conn, job_id)
             if job.status not in (Status.FAILED, Status.CANCELLED):
                 raise IllegalTransition(
-                    f"job {job_id} is {job.status.value}: only failed or cancelled jobs can be "
-                    "retried",
+                    f"job {job_id} {status_phrase(job.status)}; only failed or cancelled jobs "
+                    "can be retried",
                     {"id": job_id, "status": job.status.value},
                 )
             deps = tx.conn.execute(
@@ -1428,7 +1442,7 @@ class Store:
             job = self._load_one(tx.conn, job_id)
             if job.status is not Status.PENDING:
                 raise IllegalTransition(
-                    f"job {job_id} is {job.status.value}: only pending jobs can be released",
+                    f"job {job_id} {status_phrase(job.status)}; only pending jobs can be released",
                     {"id": job_id, "status": job.status.value},
                 )
             tx.conn.execute("UPDATE jobs SET hold = 0 WHERE id = ?", (job_id,))

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +110,90 @@ def test_logs_follow_never_prints_another_databases_log(tmp_path, capsysbinary):
     assert (code, out, err) == (0, "", "")
     code, out, _ = run(capsysbinary, tmp_path / "old.db", "logs", "1", "-f")
     assert (code, out) == (0, "old database's log\n")
+
+
+@pytest.mark.parametrize(
+    "command", [["list"], ["show", "1"], ["logs", "1"], ["cancel", "1"], ["retry", "1"],
+                ["rm", "1"], ["gc"]],
+)  # fmt: skip
+def test_a_missing_database_is_refused_not_created(tmp_path, capsysbinary, command):
+    typo = tmp_path / "typo" / "jbos.db"
+    code, out, err = run(capsysbinary, typo, *command)
+    assert code == 1 and out == ""
+    assert f"no job database at {typo}" in err and "--db" in err and "Traceback" not in err
+    assert not typo.parent.exists()
+
+
+def test_the_consumer_creates_a_missing_database(tmp_path):
+    db = tmp_path / "new" / "jobs.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_jobs.cli", "consumer", "--db", str(db), "--json",
+         "--max-workers", "1"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        started = json.loads(proc.stderr.readline())
+        assert started["database"] == str(db) and started["max_workers"] == 1
+        assert db.exists() and (tmp_path / "new" / "jobs.db.files" / "workspace-id").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+
+
+def test_errors_under_json_are_json_on_stderr(tmp_path, db_path, store, capsysbinary):
+    code, out, err = run(capsysbinary, db_path, "show", "999", "--json")
+    assert (code, out) == (2, "")
+    assert json.loads(err) == {"error": "no job with id 999", "detail": {"id": 999},
+                               "type": "JobNotFound"}  # fmt: skip
+    code, out, err = run(capsysbinary, db_path, "show", "x", "--json")
+    assert (code, out) == (2, "")
+    assert json.loads(err)["type"] == "InvalidRequest" and "job id" in json.loads(err)["error"]
+    code, out, err = run(capsysbinary, tmp_path / "missing.db", "list", "--json")
+    assert (code, out, json.loads(err)["type"]) == (1, "", "DatabaseNotFound")
+    code, _, err = run(capsysbinary, db_path, "show", "x")  # without --json: argparse's form
+    assert code == 2 and err.startswith("usage:") and "job id must be an integer" in err
+
+
+def test_logs_as_json(store, db_path, capsysbinary):
+    job_id = finished_job(store, "héllo\n".encode())
+    code, out, _ = run(capsysbinary, db_path, "logs", str(job_id), "--json")
+    assert code == 0
+    assert json.loads(out) == {"id": job_id, "data": "héllo\n", "offset": 0, "next_offset": 7}
+    code, out, _ = run(capsysbinary, db_path, "logs", str(job_id), "-f", "--json")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and "".join(line["data"] for line in lines) == "héllo\n"
+    assert lines[-1]["next_offset"] == 7
+
+
+def test_bare_gc_applies_the_server_retention_and_says_what_it_removed(
+    store, db_path, capsysbinary
+):
+    old, recent = finished_job(store), finished_job(store)
+    running = store.enqueue(JobSpec(name="running"), b"p")
+    store.claim("c", 1, 30.0)
+    with sqlite3.connect(db_path) as conn:  # finished 31 days ago; the running one started then
+        conn.execute(
+            "UPDATE jobs SET finished_at = ?, started_at = ? WHERE id IN (?, ?)",
+            (time.time() - 31 * 86400, time.time() - 31 * 86400, old, running.id),
+        )
+    code, out, _ = run(capsysbinary, db_path, "gc")
+    assert code == 0 and out == f"deleted 1 finished job(s) (finished over 30 days ago): {old}\n"
+    assert [j.id for j in store.query().jobs] == [running.id, recent]
+    code, out, _ = run(capsysbinary, db_path, "gc", "--json")
+    assert json.loads(out) == {"deleted": [], "older_than_days": 30.0, "max_mb": None}
+    code, out, _ = run(capsysbinary, db_path, "gc")
+    assert out == "nothing to delete: no finished job matched (finished over 30 days ago)\n"
+    code, out, _ = run(capsysbinary, db_path, "gc", "--max-mb", "0")
+    assert out == f"deleted 1 finished job(s) (the oldest beyond 0 MB in all): {recent}\n"
+    assert [j.id for j in store.query().jobs] == [running.id]
+
+
+def test_a_refused_action_is_worded_naturally(store, db_path, capsysbinary):
+    job_id = finished_job(store)
+    code, _, err = run(capsysbinary, db_path, "cancel", str(job_id))
+    assert code == 1
+    said = f"job {job_id} has already succeeded; it cannot be cancelled"
+    assert err == f"jupyter jobs: error: {said}\n"
+    code, _, err = run(capsysbinary, db_path, "retry", str(job_id))
+    assert f"job {job_id} has already succeeded; only failed or cancelled" in err

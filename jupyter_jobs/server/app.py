@@ -30,7 +30,7 @@ from traitlets import Float, Integer, TraitError, Unicode, default, validate
 from ..consumer import Consumer
 from ..errors import ServerUnavailable
 from ..executors.base import Executor, ExecutorEvents
-from ..store import Store, default_db_path
+from ..store import DEFAULT_RETENTION_DAYS, Store, default_db_path
 from .emitter import SCHEMA_PATH, EventBridge
 from .handlers import ROUTES
 from .waiters import Waiters
@@ -132,7 +132,7 @@ class JobsApp(ExtensionApp):
     ).tag(config=True)
 
     retention_days = Float(
-        30.0,
+        DEFAULT_RETENTION_DAYS,
         allow_none=True,
         help="Finished jobs older than this many days are deleted (with their workspace) by "
         "the periodic garbage collection. None or 0 keeps them forever.",
