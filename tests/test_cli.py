@@ -17,6 +17,8 @@ from jupyter_jobs import cli
 from jupyter_jobs.models import JobSpec, Outcome, Status
 from jupyter_jobs.store import Store
 
+from waiting import wait_until
+
 
 @pytest.fixture
 def store(db_path: Path):
@@ -125,20 +127,22 @@ def test_a_missing_database_is_refused_not_created(tmp_path, capsysbinary, comma
 
 
 def test_the_consumer_creates_a_missing_database(tmp_path):
-    db = tmp_path / "new" / "jobs.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_jobs.cli", "consumer", "--db", str(db), "--json",
-         "--max-workers", "1"],
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    db, stderr = tmp_path / "new" / "jobs.db", tmp_path / "consumer.err"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_jobs.cli", "consumer", "--db", str(db), "--json",
+             "--max-workers", "1"],
+            stderr=err,
+        )  # fmt: skip
     try:
-        started = json.loads(proc.stderr.readline())
+        wait_until(lambda: "\n" in stderr.read_text() or proc.poll() is not None, timeout=60)
+        started = json.loads(stderr.read_text().splitlines()[0])
         assert started["database"] == str(db) and started["max_workers"] == 1
         assert db.exists() and (tmp_path / "new" / "jobs.db.files" / "workspace-id").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
-    assert proc.returncode == 0
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, stderr.read_text()
 
 
 def test_errors_under_json_are_json_on_stderr(tmp_path, db_path, store, capsysbinary):
