@@ -130,7 +130,11 @@ class Workspace:
             raise self._conflict("it holds files but the database does not exist")
 
     def open(self, workspace_id: str) -> None:
-        """Create the folder marked with `workspace_id`, or check that it is marked so."""
+        """Create the folder marked with `workspace_id`, or check that it is marked so.
+
+        The store calls this under its database's write lock, so two processes opening one
+        database take turns here.
+        """
         make_private_dir(self.root)
         marker = self.root / MARKER
         try:
@@ -206,7 +210,7 @@ def _mark(folder: Path, workspace_id: str) -> str:
     write_private(temp, f"{workspace_id}\n".encode("ascii"))
     try:
         os.link(temp, folder / MARKER)  # (a link is never made over an existing file)
-    except FileExistsError:  # another process opening this database marked it first
+    except FileExistsError:  # something else marked it meanwhile: the caller compares ids
         return (folder / MARKER).read_text(encoding="ascii").strip()
     finally:
         temp.unlink()

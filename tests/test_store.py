@@ -155,6 +155,27 @@ def test_two_databases_in_one_folder_each_get_their_own_results_and_logs(
     b.close()
 
 
+OPENER = """
+import sys
+from jupyter_jobs.store import Store
+sys.stdin.readline()  # all start together
+with Store(sys.argv[1]) as s:
+    print(s.workspace_root)
+"""
+
+
+def test_processes_creating_one_database_at_once_all_open_it(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    procs = [python(OPENER, str(path)) for _ in range(4)]
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    assert {communicate(p).strip() for p in procs} == {str(tmp_path / "jobs.db.files")}
+    assert sorted(os.listdir(tmp_path / "jobs.db.files")) == ["workspace-id"]
+    with Store(path) as s:
+        assert finished_job(s, b"log\n", b"r") == 1
+
+
 def remove_database(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
