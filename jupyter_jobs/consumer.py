@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 ExecutorFactory = Callable[[ExecutorEvents], Executor]
 T = TypeVar("T")
 
+#: Seconds a reported start may wait to share a commit: a short job's start then goes with its
+#: outcome (one commit a job, as before starts were written), a long one shows running this late.
+START_WRITE_DELAY = 0.05
+
 
 def _process_start_time(pid: int) -> str | None:
     """The kernel's start time of `pid` (clock ticks since boot), to tell a reused pid apart."""
@@ -175,13 +179,14 @@ class Consumer:
     def on_started(self, job_id: int, attempt: int) -> None:
         """The job runs from here, and its timeout with it: a job can wait in the executor after
         its claim (behind another job in a busy worker, or for a worker to start). The start is
-        written with the next flush, beside the outcomes and claims of the same tick."""
+        written with the next flush, at most `START_WRITE_DELAY` later (its time is now)."""
         started = time.time()
+        if not self._starts and self._loop is not None:
+            self._loop.call_later(START_WRITE_DELAY, self.wake)
         self._starts.append((job_id, attempt, started))
         run = self._running.get(job_id)
         if run is not None and run.attempt == attempt and run.timeout:
             run.deadline = started + run.timeout
-        self.wake()
 
     def on_done(self, job_id: int, attempt: int, outcome: Outcome) -> None:
         self._running.pop(job_id, None)
