@@ -639,7 +639,7 @@ class Store:
             for c in changes
         )
         with self._lock:
-            subscribers = list(self._subscribers)
+            subscribers = list(self._subscribers) if changes else []
         for callback in subscribers:
             try:
                 callback(changes)
@@ -1355,9 +1355,13 @@ class Store:
         return [tx.snapshots[i] for i in changed]
 
     def recover(self, is_alive: Callable[[str], bool]) -> list[Job]:
-        """End attempts whose lease ran out or whose consumer is gone: a running one ends
-        `interrupted` (and is retried where it allows), a claimed one that never started is
-        given back to the queue uncounted.
+        """End attempts whose lease ran out or whose consumer is gone (reason `interrupted`,
+        retried where the job allows).
+
+        A claimed attempt that was never recorded as started ends the same way: its start may
+        have happened in the moments before its consumer died, unwritten, and an attempt that
+        may have run is counted, so a job never runs more often than its attempts say. (A
+        consumer that stops cleanly knows, and gives such claims back uncounted.)
 
         `is_alive` is called outside the transaction (it may be slow); each candidate is then
         checked again under the write lock, so a job that finished meanwhile is left alone.
@@ -1379,26 +1383,25 @@ class Store:
                 lost.append((job_id, status, attempt, consumer, "its process is gone"))
         if not lost:
             return []
+        ended: list[int] = []
         with self._tx() as tx:
             for job_id, status, attempt, consumer, why in lost:
                 current = tx.conn.execute(
-                    f"SELECT status, attempt, consumer, cancel_requested FROM jobs WHERE id = ? "
-                    f"AND {_LEASED}",
+                    f"SELECT status, attempt, consumer FROM jobs WHERE id = ? AND {_LEASED}",
                     (job_id,),
                 ).fetchone()
-                if current is None or current[:3] != (status, attempt, consumer):
+                if current != (status, attempt, consumer):
                     continue
-                if status == Status.QUEUED.value:
-                    self._unclaim(tx, job_id, attempt, bool(current[3]))
-                    continue
+                ended.append(job_id)
+                held = "running" if status == Status.RUNNING.value else "about to start"
                 error = JobError(
-                    "Interrupted", f"the consumer {consumer} running attempt {attempt} was lost "
-                    f"({why})",
+                    "Interrupted", f"the consumer {consumer} holding attempt {attempt} ({held}) "
+                    f"was lost ({why})",
                 )  # fmt: skip
                 self._end_attempt(tx, job_id, Reason.INTERRUPTED, error)
-        changed = [e[1] for e in tx.events]
-        given_back = [j for j, status, *_ in lost if status == Status.QUEUED.value]
-        return [tx.snapshots[i] for i in changed] + self.get_many(given_back)
+            # (a claim requeued for a retry changed no status: it has no snapshot yet)
+            tx.snapshots.update(self._load(tx.conn, [i for i in ended if i not in tx.snapshots]))
+        return [tx.snapshots[i] for i in ended]
 
     def next_due(self) -> float | None:
         """The earliest future time a time-based rule applies (call `promote` first).

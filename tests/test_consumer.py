@@ -109,14 +109,14 @@ def test_stop_interrupts_running_and_keeps_queued(db_path, tmp_path):
 
 def test_jobs_of_a_dead_consumer_are_recovered_at_start(db_path):
     """A consumer that vanished (kill -9) leaves `running` and claimed rows; the next one
-    resolves them: what ran is interrupted, what never started is given back and runs."""
+    resolves them: each attempt ends interrupted, and runs again where it allows retries."""
     with JobQueue(db_path) as q:
         spec = JobSpec(name="orphan", owner="t")
         payload = function_payload(jobfuncs.noop, (), {})
         plain = q.store.enqueue(spec, payload)
         spec_retry = JobSpec(name="orphan-retry", owner="t", retries=1)
         retried = q.store.enqueue(spec_retry, payload)
-        waiting = q.store.enqueue(JobSpec(name="never-started", owner="t"), payload)
+        waiting = q.store.enqueue(JobSpec(name="claimed", owner="t", retries=1), payload)
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait(10)
         dead_id = f"{make_consumer_id().split(':')[0]}:{dead.pid}:1"
@@ -127,7 +127,7 @@ def test_jobs_of_a_dead_consumer_are_recovered_at_start(db_path):
                 q.store.start(c.job.id, c.job.attempt)
         q.start_consumer(max_workers=1)
         assert q.get(waiting.id).result(timeout=30) is None
-        assert q.store.get(waiting.id).attempt == 1
+        assert q.store.get(waiting.id).attempt == 2
         lost = q.get(plain.id)
         with pytest.raises(JobFailed) as info:
             lost.result(timeout=30)

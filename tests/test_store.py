@@ -1219,25 +1219,35 @@ def test_starts_are_fenced_by_the_attempt_and_the_claim(store: Store) -> None:
     assert store.get(job.id).status is Status.QUEUED
 
 
-def test_recovery_gives_back_the_claims_of_a_lost_consumer_uncounted(store: Store) -> None:
-    started, waiting, cancelled = store.enqueue_many(
-        [(spec("started"), b""), (spec("waiting"), b""), (spec("cancelled"), b"")]
+def test_recovery_counts_the_claims_of_a_lost_consumer_as_interrupted_attempts(
+    store: Store,
+) -> None:
+    # Whether a claimed job began in the moments before its consumer died is unknown: its
+    # attempt counts, so that no job runs more often than its attempts say.
+    started, once, again, cancelled = store.enqueue_many(
+        [
+            (spec("started"), b""),
+            (spec("once"), b""),
+            (spec("again", retries=1, retry_delay=0), b""),
+            (spec("cancelled"), b""),
+        ]
     )
-    claims = {c.job.id: c.job.attempt for c in store.claim("dead", 3, 60)}
+    claims = {c.job.id: c.job.attempt for c in store.claim("dead", 4, 60)}
     store.start(started.id, claims[started.id])
     store.request_cancel(cancelled.id)
-    store.recover(lambda consumer: False)
-    ran, back, gone = store.get_many([started.id, waiting.id, cancelled.id])
+    changed = store.recover(lambda consumer: False)
+    assert {j.id for j in changed} == {started.id, once.id, again.id, cancelled.id}
+    ran, failed, retried, gone = store.get_many([started.id, once.id, again.id, cancelled.id])
     assert (ran.status, ran.reason) == (Status.FAILED, Reason.INTERRUPTED)
-    assert (back.status, back.attempt, back.consumer, back.lease_until) == (
-        Status.QUEUED,
-        0,
-        None,
+    assert (failed.status, failed.reason, failed.started_at) == (
+        Status.FAILED,
+        Reason.INTERRUPTED,
         None,
     )
-    assert (back.started_at, back.error) == (None, None)
+    assert "about to start" in failed.error.message and "consumer dead" in failed.error.message
+    assert (retried.status, retried.attempt, retried.lease_until) == (Status.QUEUED, 1, None)
     assert gone.status is Status.CANCELLED and gone.started_at is None
-    assert [(c.job.id, c.job.attempt) for c in store.claim("c2", 5, 60)] == [(waiting.id, 1)]
+    assert [(c.job.id, c.job.attempt) for c in store.claim("c2", 5, 60)] == [(again.id, 2)]
 
 
 def test_a_claimed_job_is_cancelled_through_its_consumer(store: Store) -> None:
