@@ -59,9 +59,9 @@ class Reason(str, enum.Enum):
 #: A queued job can be *claimed*: leased to a consumer (`consumer`, `lease_until`, its `attempt`
 #: counted) that handed it to an executor, where it may wait behind another job or for a worker.
 #: A claim is not a move: the job stays queued, without `started_at`, until its code begins in a
-#: worker; that is `queued -> running`. A claim that never started is given back (on stop, or by
-#: recovery when its consumer is lost) uncounted; a claimed job's cancel or failure to start moves
-#: it from `queued` (see `Job.claimed`).
+#: worker; that is `queued -> running`. A claim that never started is given back uncounted when
+#: its consumer stops; one whose consumer was lost counts as an interrupted attempt (it may have
+#: begun unrecorded). A claimed job's cancel or failure to start moves it from `queued`.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.QUEUED, Status.FAILED, Status.CANCELLED}),
     Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.PENDING}),

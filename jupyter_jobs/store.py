@@ -1220,8 +1220,8 @@ class Store:
         return True
 
     def _unclaim(self, tx: _Tx, job_id: int, attempt: int, cancel: bool) -> None:
-        """A claimed attempt that never started (its executor stopped first, or its consumer is
-        lost) is given back uncounted, as if never claimed; a cancel asked for meanwhile wins."""
+        """A claimed attempt that never started (its executor stopped first) is given back
+        uncounted, as if never claimed; a cancel asked for meanwhile wins."""
         if cancel:
             self._move(
                 tx, job_id, Status.QUEUED, Status.CANCELLED, reason=None, finished_at=tx.now,
