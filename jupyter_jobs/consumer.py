@@ -1,11 +1,13 @@
 """The consumer: moves jobs from the store to an executor and records what happens to them.
 
 It is one asyncio task (in the Jupyter server's loop, or in `jupyter jobs consumer`). Each tick it
-writes what the executor reported (logs, progress, outcomes: batched, in one writer thread so the
-loop never blocks on SQLite and the writes never contend with each other), kills what was
+writes what the executor reported (starts, logs, progress, outcomes: batched, in one writer thread
+so the loop never blocks on SQLite and the writes never contend with each other), kills what was
 cancelled or timed out, promotes pending jobs whose time came, recovers orphans, and claims as many
-queued jobs as the executor has free slots. It wakes at once on a change made in this process
-(store subscription) or another (doorbell), and otherwise sleeps until the next due time.
+queued jobs as the executor has free slots. A claimed job stays queued until the executor reports
+that its code began: only then is it running, with that moment as its `started_at`. It wakes at
+once on a change made in this process (store subscription) or another (doorbell), and otherwise
+sleeps until the next due time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ log = logging.getLogger(__name__)
 
 ExecutorFactory = Callable[[ExecutorEvents], Executor]
 T = TypeVar("T")
+
+#: Seconds a reported start may wait to share a commit: a short job's start then goes with its
+#: outcome (one commit a job, as before starts were written), a long one shows running this late.
+START_WRITE_DELAY = 0.05
 
 
 def _process_start_time(pid: int) -> str | None:
@@ -67,6 +73,8 @@ def consumer_is_alive(consumer_id: str) -> bool:
 
 @dataclass
 class _Running:
+    """A job handed to the executor: claimed, and running once it started."""
+
     job_id: int
     attempt: int
     timeout: float | None
@@ -116,6 +124,7 @@ class Consumer:
         self._progress: dict[tuple[int, int], Progress] = {}
         self._progress_written: dict[int, float] = {}
         self._outcomes: list[tuple[int, int, Outcome]] = []
+        self._starts: list[tuple[int, int, float]] = []
         self._cancel_ids: set[int] = set()
         self._kills: set[asyncio.Task[None]] = set()
         self._listener = None
@@ -168,12 +177,16 @@ class Consumer:
         self.wake()
 
     def on_started(self, job_id: int, attempt: int) -> None:
-        """The timeout runs from here: a job can wait in the executor after its claim (behind
-        another job in a busy worker, or for a worker to start)."""
+        """The job runs from here, and its timeout with it: a job can wait in the executor after
+        its claim (behind another job in a busy worker, or for a worker to start). The start is
+        written with the next flush, at most `START_WRITE_DELAY` later (its time is now)."""
+        started = time.time()
+        if not self._starts and self._loop is not None:
+            self._loop.call_later(START_WRITE_DELAY, self.wake)
+        self._starts.append((job_id, attempt, started))
         run = self._running.get(job_id)
         if run is not None and run.attempt == attempt and run.timeout:
-            run.deadline = time.time() + run.timeout
-            self.wake()
+            run.deadline = started + run.timeout
 
     def on_done(self, job_id: int, attempt: int, outcome: Outcome) -> None:
         self._running.pop(job_id, None)
@@ -242,14 +255,14 @@ class Consumer:
         """Record reports and claim into the free slots in one transaction, so a finished job's
         slot is refilled after a single hop to the writer thread and a single commit."""
         while True:
-            logs, progress, outcomes = self._take_reports()
+            logs, progress, outcomes, starts = self._take_reports()
             free = 0 if self._stopping else self.executor.free_slots()
-            if not (logs or progress or outcomes or free > 0):
+            if not (logs or progress or outcomes or starts or free > 0):
                 return
             claim = (self.consumer_id, free, self.lease)
-            with self._kept_on_failure(logs, progress, outcomes):
+            with self._kept_on_failure(logs, progress, outcomes, starts):
                 _, claimed = await self._in_writer(
-                    self.store.record_and_claim, logs, progress, outcomes, claim
+                    self.store.record_and_claim, logs, progress, outcomes, claim, starts
                 )
             for item in claimed:
                 await self._dispatch(item)
@@ -262,8 +275,9 @@ class Consumer:
         list[tuple[int, int, bytes]],
         list[tuple[int, int, Progress]],
         list[tuple[int, int, Outcome]],
+        list[tuple[int, int, float]],
     ]:
-        """Take the buffered logs, the progress that is due, and the outcomes."""
+        """Take the buffered logs, the progress that is due, the outcomes and the starts."""
         now = time.time()
         finishing = {(j, a) for j, a, _ in self._outcomes}
         progress = []
@@ -277,7 +291,8 @@ class Consumer:
         outcomes, self._outcomes = self._outcomes, []
         for job_id, _, _ in outcomes:
             self._progress_written.pop(job_id, None)
-        return logs, progress, outcomes
+        starts, self._starts = self._starts, []
+        return logs, progress, outcomes, starts
 
     @contextlib.contextmanager
     def _kept_on_failure(
@@ -285,6 +300,7 @@ class Consumer:
         logs: list[tuple[int, int, bytes]],
         progress: list[tuple[int, int, Progress]],
         outcomes: list[tuple[int, int, Outcome]],
+        starts: list[tuple[int, int, float]],
     ) -> Iterator[None]:
         """Put taken reports back if writing them fails (a locked or full disk): the next tick
         writes them. Dropped, a finished job's result would be lost, and the job would end
@@ -292,6 +308,7 @@ class Consumer:
         try:
             yield
         except BaseException:
+            self._starts[:0] = starts
             self._outcomes[:0] = outcomes
             for job_id, attempt, data in logs:
                 later = self._logs.get((job_id, attempt), b"")
@@ -366,10 +383,7 @@ class Consumer:
 
     async def _dispatch(self, item: Claimed) -> None:
         job = item.job
-        run = _Running(job.id, job.attempt, job.timeout)
-        if job.timeout and not self.executor.reports_start:
-            run.deadline = time.time() + job.timeout
-        self._running[job.id] = run
+        self._running[job.id] = _Running(job.id, job.attempt, job.timeout)
         task = Task(
             job_id=job.id,
             attempt=job.attempt,
@@ -383,11 +397,14 @@ class Consumer:
         try:
             await self.executor.run(task)
         except Exception as exc:
-            # A claimed job the executor refused must not linger as `running` until its lease
-            # runs out: it ends now as interrupted (and is retried where it allows retries).
+            # A claimed job the executor refused must not linger until its lease runs out: it
+            # ends now as interrupted (and is retried where it allows retries).
             log.exception("jupyter_jobs: could not hand job %d to the executor", job.id)
             error = JobError("DispatchError", f"the executor did not take the job: {exc}")
             self.on_done(job.id, job.attempt, Outcome(Status.FAILED, Reason.INTERRUPTED, error))
+            return
+        if not self.executor.reports_start and job.id in self._running:
+            self.on_started(job.id, job.attempt)  # it cannot tell: taken counts as started
 
     def _seconds_to_next_due(self) -> float:
         now = time.time()

@@ -55,6 +55,13 @@ class Reason(str, enum.Enum):
 
 #: The allowed moves. `running -> queued` is the automatic retry; `failed/cancelled -> queued` is
 #: an explicit retry. Anything else is refused by the store with `IllegalTransition`.
+#:
+#: A queued job can be *claimed*: leased to a consumer (`consumer`, `lease_until`, its `attempt`
+#: counted) that handed it to an executor, where it may wait behind another job or for a worker.
+#: A claim is not a move: the job stays queued, without `started_at`, until its code begins in a
+#: worker; that is `queued -> running`. A claim that never started is given back uncounted when
+#: its consumer stops; one whose consumer was lost counts as an interrupted attempt (it may have
+#: begun unrecorded). A claimed job's cancel or failure to start moves it from `queued`.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.QUEUED, Status.FAILED, Status.CANCELLED}),
     Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.PENDING}),
@@ -241,6 +248,14 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status.finished
+
+    @property
+    def claimed(self) -> bool:
+        """Queued, but handed to a consumer's executor and about to start (see `TRANSITIONS`).
+
+        Only running and claimed jobs hold a lease: it is what tells them from a plain queued
+        job, one waiting for a retry included."""
+        return self.status is Status.QUEUED and self.lease_until is not None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape used by REST responses, events and `jupyter jobs --json`.

@@ -108,6 +108,8 @@ _RUNNING = _sql(Status.RUNNING)
 _SUCCEEDED = _sql(Status.SUCCEEDED)
 _FINISHED = _sql(*sorted(TERMINAL))
 _BROKEN = _sql(Status.FAILED, Status.CANCELLED)
+#: Running and claimed jobs, and only they, hold a lease (`Job.claimed`, models.TRANSITIONS).
+_LEASED = "lease_until IS NOT NULL"
 
 #: Forward migrations; `PRAGMA user_version` is how many have been applied. Append, never edit.
 MIGRATIONS: list[list[str]] = [
@@ -204,6 +206,11 @@ MIGRATIONS: list[list[str]] = [
         "INSERT INTO meta (key, value) SELECT 'legacy_workspace', '1' "
         "WHERE EXISTS (SELECT 1 FROM jobs)",
     ],
+    [
+        # The jobs consumers hold (running, or claimed and about to start): counted per owner on
+        # every claim, scanned by recovery, their leases watched, without visiting the queue.
+        f"CREATE INDEX jobs_leased ON jobs(lease_until) WHERE {_LEASED}",
+    ],
 ]
 
 #: How many finished_log entries to keep; a waiter whose mark is older re-reads its jobs.
@@ -227,20 +234,22 @@ _INSERT_JOB = (
 )
 
 _ELIGIBLE = "(not_before IS NULL OR not_before <= ?1) AND (expires_at IS NULL OR expires_at > ?1)"
+# Queued jobs not claimed yet. (Claimed ones are the oldest few of their owners: a seek steps
+# over at most the executors' slots.)
+_CLAIMABLE = f"status = {_QUEUED} AND lease_until IS NULL"
 _TOP_PRIORITY = (
-    f"SELECT priority FROM jobs WHERE status = {_QUEUED} AND priority < ?2 "
-    "ORDER BY priority DESC LIMIT 1"
+    f"SELECT priority FROM jobs WHERE {_CLAIMABLE} AND priority < ?2 ORDER BY priority DESC LIMIT 1"
 )
 _FIRST_OWNER = (
-    f"SELECT owner, id FROM jobs WHERE status = {_QUEUED} AND priority = ?2 AND {_ELIGIBLE} "
+    f"SELECT owner, id FROM jobs WHERE {_CLAIMABLE} AND priority = ?2 AND {_ELIGIBLE} "
     "ORDER BY owner, id LIMIT 1"
 )
 _NEXT_OWNER = (
-    f"SELECT owner, id FROM jobs WHERE status = {_QUEUED} AND priority = ?2 AND owner > ?3 "
+    f"SELECT owner, id FROM jobs WHERE {_CLAIMABLE} AND priority = ?2 AND owner > ?3 "
     f"AND {_ELIGIBLE} ORDER BY owner, id LIMIT 1"
 )
 _NEXT_OF_OWNER = (
-    f"SELECT id FROM jobs WHERE status = {_QUEUED} AND priority = ?2 AND owner = ?3 "
+    f"SELECT id FROM jobs WHERE {_CLAIMABLE} AND priority = ?2 AND owner = ?3 "
     f"AND id > ?4 AND {_ELIGIBLE} ORDER BY id LIMIT 1"
 )
 
@@ -362,7 +371,8 @@ def _error_columns(error: JobError | None) -> dict[str, Any]:
 
 @dataclass
 class Claimed:
-    """A job the consumer now runs, with the payload bytes to hand to the executor."""
+    """A job the consumer now holds (still queued until it starts), with the payload bytes to
+    hand to the executor."""
 
     job: Job
     payload: bytes
@@ -382,6 +392,8 @@ class _Tx:
     doomed_jobs: list[int] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
     moved: set[int] = field(default_factory=set)
+    #: claims given back (no status changes: they were queued all along): others may take them
+    released: bool = False
 
     def record(self, what: str, job_id: int, previous: Status | None = None) -> None:
         if what == "transition":
@@ -632,7 +644,7 @@ class Store:
             path.unlink(missing_ok=True)
         for job_id in tx.doomed_jobs:
             self.workspace.remove_job(job_id)
-        if tx.events:
+        if tx.events or tx.released:
             self._publish(tx)
 
     @contextmanager
@@ -657,13 +669,13 @@ class Store:
             for what, job_id, previous in tx.events
             if job_id in tx.snapshots
         ]
-        ring = any(
+        ring = tx.released or any(
             c.what in ("created", "cancel_requested", "deleted")
             or (c.what == "transition" and c.job.status is not Status.RUNNING)
             for c in changes
         )
         with self._lock:
-            subscribers = list(self._subscribers)
+            subscribers = list(self._subscribers) if changes else []
         for callback in subscribers:
             try:
                 callback(changes)
@@ -691,12 +703,16 @@ class Store:
         """The one place a status changes: checked against the transition table, recorded."""
         if not can_move(current, target):
             raise IllegalTransition.move(job_id, current, target)
-        columns["status"] = target.value
-        assignments = ", ".join(f"{name} = ?" for name in columns)
-        tx.conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*columns.values(), job_id))
+        self._update(tx, job_id, status=target.value, **columns)
         tx.record("transition", job_id, current)
         if target in TERMINAL:
             tx.finished.append(job_id)
+
+    @staticmethod
+    def _update(tx: _Tx, job_id: int, **columns: Any) -> None:
+        """Set columns of one row (a status goes through `_move`)."""
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        tx.conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*columns.values(), job_id))
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -903,9 +919,11 @@ class Store:
     # -- consumer ------------------------------------------------------------------------------
 
     def claim(self, consumer: str, limit: int, lease: float) -> list[Claimed]:
-        """Start up to `limit` queued jobs for `consumer`, in priority, fair-share, FIFO order.
+        """Claim up to `limit` queued jobs for `consumer`, in priority, fair-share, FIFO order.
 
-        Within a priority, the owner with the fewest running jobs (counting this batch) goes
+        A claimed job is leased to `consumer` and its attempt is counted, so no other consumer
+        takes it and every report about it is fenced; it stays queued until `start`. Within a
+        priority, the owner with the fewest jobs held by consumers (counting this batch) goes
         first, so one notebook's thousand jobs do not starve another's one. The order is found
         with index seeks per owner, never a scan of the whole queue.
         """
@@ -920,19 +938,20 @@ class Store:
     def _claim(
         self, tx: _Tx, consumer: str, limit: int, lease: float
     ) -> list[tuple[int, bytes | None, str | None]]:
-        """Inside a transaction: mark the picked jobs running; their ids and payload places."""
+        """Inside a transaction: lease the picked jobs; their ids and payload places.
+
+        Not a change anyone is told of: the jobs are as queued as before, until they start."""
         ids = self._pick(tx.conn, limit, tx.now)
         if not ids:
             return []
         tx.conn.execute(
-            "UPDATE jobs SET status = ?, attempt = attempt + 1, started_at = ?, "
-            "consumer = ?, lease_until = ?, cancel_requested = 0, not_before = NULL, "
-            "progress_done = NULL, progress_total = NULL, progress_message = NULL, "
-            f"progress_at = NULL WHERE id IN {_IDS}",
-            (Status.RUNNING.value, tx.now, consumer, tx.now + lease, json.dumps(ids)),
+            "UPDATE jobs SET attempt = attempt + 1, started_at = NULL, consumer = ?, "
+            "lease_until = ?, cancel_requested = 0, not_before = NULL, progress_done = NULL, "
+            "progress_total = NULL, progress_message = NULL, progress_at = NULL "
+            f"WHERE id IN {_IDS}",
+            (consumer, tx.now + lease, json.dumps(ids)),
         )
-        for job_id in ids:
-            tx.record("transition", job_id, Status.QUEUED)
+        tx.snapshots.update(self._load(tx.conn, ids))
         blobs = {
             r[0]: (r[1], r[2])
             for r in tx.conn.execute(
@@ -949,14 +968,17 @@ class Store:
         return [Claimed(tx.snapshots[i], self._blob_bytes(data, path)) for i, data, path in claimed]
 
     def _pick(self, conn: sqlite3.Connection, limit: int, at: float) -> list[int]:
-        """Ids to claim: priority, then fewest running per owner, then round-robin, then FIFO.
+        """Ids to claim: priority, then fewest held per owner, then round-robin, then FIFO.
 
-        Owners with as many running jobs are served in turn (the one claimed from longest ago
-        first), so one worker still alternates between notebooks instead of draining the oldest.
+        Owners with as many jobs running or claimed are served in turn (the one claimed from
+        longest ago first), so one worker still alternates between notebooks instead of draining
+        the oldest.
         """
+        # (Without INDEXED BY, SQLite would rather walk the owner index of every job.)
         running = dict(
             conn.execute(
-                f"SELECT owner, COUNT(*) FROM jobs WHERE status = {_RUNNING} GROUP BY owner"
+                f"SELECT owner, COUNT(*) FROM jobs INDEXED BY jobs_leased WHERE {_LEASED} "
+                "GROUP BY owner"
             ).fetchall()
         )
         picked: list[int] = []
@@ -1008,27 +1030,28 @@ class Store:
         return picked
 
     def heartbeat(self, consumer: str, job_ids: Iterable[int], lease: float) -> list[int]:
-        """Extend the lease of `consumer`'s running jobs; returns those asked to cancel."""
+        """Extend the lease of `consumer`'s running and claimed jobs; returns those asked to
+        cancel."""
         ids = json.dumps(list(job_ids))
         with self._tx() as tx:
             tx.conn.execute(
-                f"UPDATE jobs SET lease_until = ? WHERE status = {_RUNNING} AND consumer = ? "
+                f"UPDATE jobs SET lease_until = ? WHERE {_LEASED} AND consumer = ? "
                 f"AND id IN {_IDS}",
                 (tx.now + lease, consumer, ids),
             )
             rows = tx.conn.execute(
-                f"SELECT id FROM jobs WHERE status = {_RUNNING} AND consumer = ? "
+                f"SELECT id FROM jobs WHERE {_LEASED} AND consumer = ? "
                 f"AND cancel_requested = 1 AND id IN {_IDS}",
                 (consumer, ids),
             ).fetchall()
         return [r[0] for r in rows]
 
     def cancel_requested(self, consumer: str) -> list[tuple[int, int]]:
-        """(id, attempt) of `consumer`'s running jobs that someone asked to cancel."""
+        """(id, attempt) of `consumer`'s running or claimed jobs that someone asked to cancel."""
         rows = (
             self._conn()
             .execute(
-                f"SELECT id, attempt FROM jobs WHERE status = {_RUNNING} AND consumer = ? "
+                f"SELECT id, attempt FROM jobs WHERE {_LEASED} AND consumer = ? "
                 "AND cancel_requested = 1",
                 (consumer,),
             )
@@ -1104,6 +1127,25 @@ class Store:
         )
         return size
 
+    def start(self, job_id: int, attempt: int, at: float | None = None) -> bool:
+        """Record that a claimed attempt's code began in a worker at `at` (default: now):
+        `queued -> running`, `started_at = at`. False (nothing written) for a stale attempt."""
+        with self._tx() as tx:
+            return self._start(tx, job_id, attempt, tx.now if at is None else at)
+
+    def _start(self, tx: _Tx, job_id: int, attempt: int, at: float) -> bool:
+        # Fenced like every report: only this attempt's claim starts (not a retry's queued row).
+        if not can_move(Status.QUEUED, Status.RUNNING):
+            raise IllegalTransition("the transition table does not let queued jobs start")
+        cursor = tx.conn.execute(
+            f"UPDATE jobs SET status = ?, started_at = ? WHERE id = ? AND status = {_QUEUED} "
+            f"AND attempt = ? AND {_LEASED}",
+            (Status.RUNNING.value, at, job_id, attempt),
+        )
+        if cursor.rowcount == 1:
+            tx.record("transition", job_id, Status.QUEUED)
+        return cursor.rowcount == 1
+
     def finish(self, job_id: int, attempt: int, outcome: Outcome) -> Job | None:
         """Record how an attempt ended; None (nothing written) when the attempt is stale."""
         return self.finish_many([(job_id, attempt, outcome)])[0]
@@ -1117,14 +1159,15 @@ class Store:
         logs: Sequence[tuple[int, int, bytes]] = (),
         progress: Sequence[tuple[int, int, Progress]] = (),
         outcomes: Sequence[tuple[int, int, Outcome]] = (),
+        starts: Sequence[tuple[int, int, float]] = (),
     ) -> list[Job | None]:
-        """Logs, then progress, then outcomes of many attempts, all in one transaction.
+        """Starts, then logs, then progress, then outcomes of many attempts, in one transaction.
 
         This is the consumer's flush: one commit instead of one per kind. Each item is fenced by
-        its attempt like `append_log`, `set_progress` and `finish`; returns what `finish_many`
-        returns for `outcomes`.
+        its attempt like `start`, `append_log`, `set_progress` and `finish`; returns what
+        `finish_many` returns for `outcomes`.
         """
-        return self.record_and_claim(logs, progress, outcomes)[0]
+        return self.record_and_claim(logs, progress, outcomes, starts=starts)[0]
 
     def record_and_claim(
         self,
@@ -1132,23 +1175,30 @@ class Store:
         progress: Sequence[tuple[int, int, Progress]] = (),
         outcomes: Sequence[tuple[int, int, Outcome]] = (),
         claim: tuple[str, int, float] | None = None,
+        starts: Sequence[tuple[int, int, float]] = (),
     ) -> tuple[list[Job | None], list[Claimed]]:
         """`record`, then `claim(*claim)` for the slots that freed up, in the same transaction.
 
-        A consumer's steady state is "this job ended, start the next one": one commit for both
-        halves the cost of every job.
+        A consumer's steady state is "this job ended, the next one began, claim another": one
+        commit for all of it keeps the cost of every job low. `starts` are (job id, attempt,
+        when its code began).
         """
         for _, _, outcome in outcomes:
             if outcome.status not in TERMINAL and outcome.status is not Status.QUEUED:
                 raise InvalidRequest(f"an outcome must be finished or queued, not {outcome.status}")
-        if not (logs or progress or outcomes or (claim and claim[1] > 0)):
+        if not (starts or logs or progress or outcomes or (claim and claim[1] > 0)):
             return [], []
         with self._tx() as tx:
+            for job_id, attempt, at in starts:
+                self._start(tx, job_id, attempt, at)
             for job_id, attempt, data in logs:
                 self._append_log(tx, job_id, attempt, bytes(data))
             for item in progress:
                 self._set_progress(tx, *item)
             done = [self._finish(tx, *item) for item in outcomes]
+            # A claim given back, or retried before it started, changed no status: no snapshot.
+            ended = [i for (i, _, _), ok in zip(outcomes, done, strict=True) if ok]
+            tx.snapshots.update(self._load(tx.conn, [i for i in ended if i not in tx.snapshots]))
             claimed = self._claim(tx, *claim) if claim and claim[1] > 0 else []
         finished = [
             tx.snapshots.get(job_id) if ok else None
@@ -1158,13 +1208,20 @@ class Store:
 
     def _finish(self, tx: _Tx, job_id: int, attempt: int, outcome: Outcome) -> bool:
         row = tx.conn.execute(
-            "SELECT status, attempt, cancel_requested FROM jobs WHERE id = ?", (job_id,)
+            "SELECT status, attempt, cancel_requested, lease_until FROM jobs WHERE id = ?",
+            (job_id,),
         ).fetchone()
-        if row is None or row[0] != Status.RUNNING.value or row[1] != attempt:
+        if row is None or row[1] != attempt or row[3] is None:  # stale, or neither held nor run
             return False
-        if outcome.status is Status.QUEUED:
+        current = Status(row[0])
+        if current is Status.QUEUED and outcome.status is Status.QUEUED:
             self._unclaim(tx, job_id, attempt, bool(row[2]))
             return True
+        if current is Status.QUEUED and outcome.status is Status.SUCCEEDED:
+            # It ran, though no start was reported (the executor could not tell when): it
+            # started as it ended, as far as anyone knows.
+            self._start(tx, job_id, attempt, tx.now)
+            current = Status.RUNNING
         if outcome.outputs is not None:
             self._put_blob(tx, job_id, "outputs", attempt, outcome.outputs)
             tx.conn.execute("UPDATE jobs SET has_outputs = 1 WHERE id = ?", (job_id,))
@@ -1174,12 +1231,12 @@ class Store:
                 self._put_blob(tx, job_id, "result", attempt, outcome.result)
             size = None if outcome.result is None else len(outcome.result)
             self._move(
-                tx, job_id, Status.RUNNING, Status.SUCCEEDED, reason=None, result_size=size,
+                tx, job_id, current, Status.SUCCEEDED, reason=None, result_size=size,
                 **_error_columns(None), **done,
             )  # fmt: skip
         elif outcome.status is Status.CANCELLED:
             self._move(
-                tx, job_id, Status.RUNNING, Status.CANCELLED, reason=None,
+                tx, job_id, current, Status.CANCELLED, reason=None,
                 **_error_columns(outcome.error), **done,
             )  # fmt: skip
         else:
@@ -1188,18 +1245,18 @@ class Store:
         return True
 
     def _unclaim(self, tx: _Tx, job_id: int, attempt: int, cancel: bool) -> None:
-        """A claimed attempt that never started (its executor stopped first) goes back to the
-        queue uncounted, as if never claimed; a cancel asked for meanwhile still wins."""
+        """A claimed attempt that never started (its executor stopped first) is given back
+        uncounted, as if never claimed; a cancel asked for meanwhile wins."""
         if cancel:
             self._move(
-                tx, job_id, Status.RUNNING, Status.CANCELLED, reason=None, finished_at=tx.now,
+                tx, job_id, Status.QUEUED, Status.CANCELLED, reason=None, finished_at=tx.now,
                 lease_until=None, cancel_requested=0,
             )  # fmt: skip
             return
-        self._move(
-            tx, job_id, Status.RUNNING, Status.QUEUED, reason=None, attempt=attempt - 1,
-            queued_at=tx.now, started_at=None, consumer=None, lease_until=None,
-        )  # fmt: skip
+        self._update(
+            tx, job_id, attempt=attempt - 1, consumer=None, lease_until=None, cancel_requested=0
+        )
+        tx.released = True
 
     @staticmethod
     def _failure_error(reason: Reason, outcome: Outcome) -> JobError:
@@ -1219,14 +1276,15 @@ class Store:
         probably kills whatever runs it. A job someone asked to cancel ends cancelled, whatever
         its last attempt did.
         """
-        attempt, retries, base, delay, losses, cancel = tx.conn.execute(
-            "SELECT attempt, retries, retry_base, retry_delay, worker_losses, cancel_requested "
-            "FROM jobs WHERE id = ?",
+        status, attempt, retries, base, delay, losses, cancel = tx.conn.execute(
+            "SELECT status, attempt, retries, retry_base, retry_delay, worker_losses, "
+            "cancel_requested FROM jobs WHERE id = ?",
             (job_id,),
         ).fetchone()
+        current = Status(status)  # running, or claimed (it failed before it began)
         if cancel:
             self._move(
-                tx, job_id, Status.RUNNING, Status.CANCELLED, reason=None, finished_at=tx.now,
+                tx, job_id, current, Status.CANCELLED, reason=None, finished_at=tx.now,
                 lease_until=None, cancel_requested=0, **_error_columns(error),
             )  # fmt: skip
             return
@@ -1244,13 +1302,15 @@ class Store:
         columns = {"worker_losses": losses, "lease_until": None, **_error_columns(error)}
         if reason in RETRYABLE and used <= retries and not poisoned:
             backoff = delay * 2 ** min(max(used - 1, 0), _MAX_BACKOFF_EXPONENT)
-            self._move(
-                tx, job_id, Status.RUNNING, Status.QUEUED, reason=None, queued_at=tx.now,
-                not_before=tx.now + backoff, **columns,
-            )  # fmt: skip
+            again = {"queued_at": tx.now, "not_before": tx.now + backoff, "started_at": None}
+            if current is Status.QUEUED:  # a claim that failed to start: it ends, still queued
+                self._update(tx, job_id, **again, **columns)
+                tx.released = True
+            else:
+                self._move(tx, job_id, current, Status.QUEUED, reason=None, **again, **columns)
         else:
             self._move(
-                tx, job_id, Status.RUNNING, Status.FAILED, reason=reason.value,
+                tx, job_id, current, Status.FAILED, reason=reason.value,
                 finished_at=tx.now, **columns,
             )  # fmt: skip
 
@@ -1320,7 +1380,13 @@ class Store:
         return [tx.snapshots[i] for i in changed]
 
     def recover(self, is_alive: Callable[[str], bool]) -> list[Job]:
-        """End attempts whose lease ran out or whose consumer is gone (reason `interrupted`).
+        """End attempts whose lease ran out or whose consumer is gone (reason `interrupted`,
+        retried where the job allows).
+
+        A claimed attempt that was never recorded as started ends the same way: its start may
+        have happened in the moments before its consumer died, unwritten, and an attempt that
+        may have run is counted, so a job never runs more often than its attempts say. (A
+        consumer that stops cleanly knows, and gives such claims back uncounted.)
 
         `is_alive` is called outside the transaction (it may be slow); each candidate is then
         checked again under the write lock, so a job that finished meanwhile is left alone.
@@ -1328,43 +1394,46 @@ class Store:
         at = now()
         rows = (
             self._conn()
-            .execute(
-                f"SELECT id, attempt, consumer, lease_until FROM jobs WHERE status = {_RUNNING}"
-            )
+            .execute(f"SELECT id, status, attempt, consumer, lease_until FROM jobs WHERE {_LEASED}")
             .fetchall()
         )
         alive: dict[str, bool] = {}
         lost = []
-        for job_id, attempt, consumer, lease_until in rows:
+        for job_id, status, attempt, consumer, lease_until in rows:
             if consumer not in alive:
                 alive[consumer] = bool(consumer) and is_alive(consumer)
-            if lease_until is None or lease_until < at:
-                lost.append((job_id, attempt, consumer, "its lease expired"))
+            if lease_until < at:
+                lost.append((job_id, status, attempt, consumer, "its lease expired"))
             elif not alive[consumer]:
-                lost.append((job_id, attempt, consumer, "its process is gone"))
+                lost.append((job_id, status, attempt, consumer, "its process is gone"))
         if not lost:
             return []
+        ended: list[int] = []
         with self._tx() as tx:
-            for job_id, attempt, consumer, why in lost:
+            for job_id, status, attempt, consumer, why in lost:
                 current = tx.conn.execute(
-                    "SELECT status, attempt, consumer FROM jobs WHERE id = ?", (job_id,)
+                    f"SELECT status, attempt, consumer FROM jobs WHERE id = ? AND {_LEASED}",
+                    (job_id,),
                 ).fetchone()
-                if current != (Status.RUNNING.value, attempt, consumer):
+                if current != (status, attempt, consumer):
                     continue
+                ended.append(job_id)
+                held = "running" if status == Status.RUNNING.value else "about to start"
                 error = JobError(
-                    "Interrupted", f"the consumer {consumer} running attempt {attempt} was lost "
-                    f"({why})",
+                    "Interrupted", f"the consumer {consumer} holding attempt {attempt} ({held}) "
+                    f"was lost ({why})",
                 )  # fmt: skip
                 self._end_attempt(tx, job_id, Reason.INTERRUPTED, error)
-            changed = [e[1] for e in tx.events]
-        return [tx.snapshots[i] for i in changed]
+            # (a claim requeued for a retry changed no status: it has no snapshot yet)
+            tx.snapshots.update(self._load(tx.conn, [i for i in ended if i not in tx.snapshots]))
+        return [tx.snapshots[i] for i in ended]
 
     def next_due(self) -> float | None:
         """The earliest future time a time-based rule applies (call `promote` first).
 
-        Leases of running jobs are included even when already past, so that the caller runs
-        `recover` for them. (`+status` keeps SQLite on the small partial time indexes rather
-        than the status index, which would visit every queued job.)
+        Leases of running and claimed jobs are included even when already past, so that the
+        caller runs `recover` for them. (`+status` keeps SQLite on the small partial time
+        indexes rather than the status index, which would visit every queued job.)
         """
         at = now()
         row = (
@@ -1377,7 +1446,7 @@ class Store:
                 "AND not_before > ?1 "
                 f"UNION ALL SELECT MIN(expires_at) FROM jobs WHERE +status IN ({_PENDING}, "
                 f"{_QUEUED}) AND expires_at > ?1 AND attempt = retry_base "
-                f"UNION ALL SELECT MIN(lease_until) FROM jobs WHERE status = {_RUNNING})",
+                f"UNION ALL SELECT MIN(lease_until) FROM jobs WHERE {_LEASED})",
                 (at,),
             )
             .fetchone()
@@ -1387,10 +1456,11 @@ class Store:
     # -- actions -------------------------------------------------------------------------------
 
     def request_cancel(self, job_id: int) -> Job:
-        """Cancel a pending or queued job now; ask the consumer to stop a running one."""
+        """Cancel a pending or queued job now; ask the consumer to stop a running one, or to
+        take a claimed one back from its executor (it ends cancelled once it has)."""
         with self._tx() as tx:
             job = self._load_one(tx.conn, job_id)
-            if job.status is Status.RUNNING:
+            if job.status is Status.RUNNING or job.claimed:
                 if not job.cancel_requested:
                     tx.conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
                     tx.record("cancel_requested", job_id)
@@ -1427,9 +1497,9 @@ class Store:
                 expires_at = None  # an explicit retry must not expire again at once
             self._move(
                 tx, job_id, job.status, Status.QUEUED, reason=None, cancel_requested=0,
-                worker_losses=0, not_before=None, finished_at=None, queued_at=tx.now,
-                retry_base=job.attempt, expires_at=expires_at, lease_until=None,
-                **_error_columns(None),
+                worker_losses=0, not_before=None, started_at=None, finished_at=None,
+                queued_at=tx.now, retry_base=job.attempt, expires_at=expires_at,
+                lease_until=None, **_error_columns(None),
             )  # fmt: skip
             if any(status != Status.SUCCEEDED.value for _, status in deps):
                 self._move(tx, job_id, Status.QUEUED, Status.PENDING, queued_at=None)
@@ -1459,8 +1529,9 @@ class Store:
     def _delete(self, tx: _Tx, jobs: list[Job]) -> None:
         """Delete rows; pending dependents of a deleted unfinished job fail, others re-settle."""
         for job in jobs:
-            if job.status is Status.RUNNING:
-                raise IllegalTransition(f"job {job.id} is running: cancel it first", {"id": job.id})
+            if job.status is Status.RUNNING or job.claimed:
+                state = "running" if job.status is Status.RUNNING else "about to start in a worker"
+                raise IllegalTransition(f"job {job.id} is {state}: cancel it first", {"id": job.id})
         ids = [job.id for job in jobs]
         dependents = [
             (r[0], r[1])

@@ -28,6 +28,13 @@ def sleep(seconds: float) -> float:
     return seconds
 
 
+def wait_for_file(path: str, timeout: float = 120.0) -> None:
+    """Run until `path` exists (a gate the test opens), at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def blob(size: int) -> bytes:
     return b"x" * size
 

@@ -68,6 +68,7 @@ def test_logs_follow_prints_what_was_written_as_the_job_ended(
 ):
     job = store.enqueue(JobSpec(name="j"), b"p")
     [claimed] = store.claim("c", 1, 30.0)
+    store.start(job.id, claimed.job.attempt)
     store.append_log(job.id, claimed.job.attempt, b"start\n")
     tail = b"y" * (3 * 2**20)  # more than one read's worth
     real_read, real_get, last_read = Store.read_log, Store.get, [None]
@@ -97,6 +98,7 @@ def test_logs_follow_prints_what_was_written_as_the_job_ended(
 def finished_job(store: Store, log: bytes = b"") -> int:
     job = store.enqueue(JobSpec(name="j"), b"p")
     [claimed] = store.claim("c", 1, 30.0)
+    store.start(job.id, claimed.job.attempt)
     if log:
         store.append_log(job.id, claimed.job.attempt, log)
     store.finish(job.id, claimed.job.attempt, Outcome(Status.SUCCEEDED, result=b"r"))

@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 
 import dill
 import pytest
@@ -107,19 +108,26 @@ def test_stop_interrupts_running_and_keeps_queued(db_path, tmp_path):
 
 
 def test_jobs_of_a_dead_consumer_are_recovered_at_start(db_path):
-    """A consumer that vanished (kill -9) leaves `running` rows; the next one resolves them."""
+    """A consumer that vanished (kill -9) leaves `running` and claimed rows; the next one
+    resolves them: each attempt ends interrupted, and runs again where it allows retries."""
     with JobQueue(db_path) as q:
         spec = JobSpec(name="orphan", owner="t")
         payload = function_payload(jobfuncs.noop, (), {})
         plain = q.store.enqueue(spec, payload)
         spec_retry = JobSpec(name="orphan-retry", owner="t", retries=1)
         retried = q.store.enqueue(spec_retry, payload)
+        waiting = q.store.enqueue(JobSpec(name="claimed", owner="t", retries=1), payload)
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait(10)
         dead_id = f"{make_consumer_id().split(':')[0]}:{dead.pid}:1"
         claimed = q.store.claim(dead_id, 10, lease=3600)
-        assert {c.job.id for c in claimed} == {plain.id, retried.id}
+        assert {c.job.id for c in claimed} == {plain.id, retried.id, waiting.id}
+        for c in claimed:
+            if c.job.id != waiting.id:
+                q.store.start(c.job.id, c.job.attempt)
         q.start_consumer(max_workers=1)
+        assert q.get(waiting.id).result(timeout=30) is None
+        assert q.store.get(waiting.id).attempt == 2
         lost = q.get(plain.id)
         with pytest.raises(JobFailed) as info:
             lost.result(timeout=30)
@@ -189,11 +197,11 @@ async def test_a_failed_write_keeps_the_outcome_for_the_next_tick(db_path):
     store = Store(db_path)
     real, failed = store.record_and_claim, []
 
-    def locked_once(logs=(), progress=(), outcomes=(), claim=None):
+    def locked_once(logs=(), progress=(), outcomes=(), claim=None, starts=()):
         if outcomes and not failed:
             failed.append(list(outcomes))
             raise sqlite3.OperationalError("database is locked")
-        return real(logs, progress, outcomes, claim)
+        return real(logs, progress, outcomes, claim, starts)
 
     store.record_and_claim = locked_once
     consumer = Consumer(store, lambda events: LocalExecutor(events, 1))
@@ -218,7 +226,8 @@ async def test_a_lease_that_runs_out_elsewhere_is_recovered_at_once_without_spin
 
     store = Store(db_path)
     job = store.enqueue(JobSpec(name="x"), function_payload(jobfuncs.noop, (), {}))
-    store.claim("otherhost:123:0", 1, 1.5)  # a consumer elsewhere, seen only through its lease
+    [claimed] = store.claim("otherhost:123:0", 1, 1.5)  # elsewhere, seen only through its lease
+    store.start(job.id, claimed.job.attempt)
     calls, real = [], store.promote
     store.promote = lambda: calls.append(1) or real()
     consumer = Consumer(store, lambda events: LocalExecutor(events, 1), lease=30.0)
@@ -236,15 +245,15 @@ async def test_a_lease_that_runs_out_elsewhere_is_recovered_at_once_without_spin
 
 
 @contextlib.asynccontextmanager
-async def one_warm_worker(db_path):
-    """A store and its one-worker consumer, which has just run short jobs, so that it claims
-    ahead and sends jobs ahead to its busy worker."""
+async def one_warm_worker(db_path, workers: int = 1):
+    """A store and its consumer of `workers` workers, which has just run short jobs, so that it
+    claims ahead and sends jobs ahead to its busy workers."""
     from jupyter_jobs.consumer import Consumer
     from jupyter_jobs.executors.local import LocalExecutor
     from jupyter_jobs.store import Store
 
     store = Store(db_path)
-    consumer = Consumer(store, lambda events: LocalExecutor(events, 1), kill_grace=1.0)
+    consumer = Consumer(store, lambda events: LocalExecutor(events, workers), kill_grace=1.0)
     await consumer.start()
     try:
         payload = function_payload(jobfuncs.noop, (), {})
@@ -276,9 +285,7 @@ async def test_a_stop_puts_jobs_claimed_but_never_started_back_in_the_queue(db_p
 
         def claimed_behind_slow() -> bool:
             jobs = store.get_many(rest)
-            return store.get(slow.id).status is Status.RUNNING and any(
-                j.status is Status.RUNNING for j in jobs
-            )
+            return store.get(slow.id).status is Status.RUNNING and any(j.claimed for j in jobs)
 
         await wu.wait_for(claimed_behind_slow, timeout=60)
         await consumer.stop()
@@ -289,3 +296,64 @@ async def test_a_stop_puts_jobs_claimed_but_never_started_back_in_the_queue(db_p
         (j.id, j.status, j.reason) for j in after
     ]
     assert all(j.attempt == 0 for j in after if j.status is Status.QUEUED)
+
+
+async def test_jobs_sent_ahead_to_busy_workers_stay_queued_until_they_really_start(
+    db_path, tmp_path
+):
+    async with one_warm_worker(db_path, workers=2) as (store, _):
+        began: dict[int, float] = {}  # job id -> when it was announced out of the queue
+
+        def announced(changes: list[Change]) -> None:
+            for c in changes:  # (a job that starts and ends in one commit skips `running`)
+                if c.what == "transition" and c.previous is Status.QUEUED:
+                    assert c.job.id not in began, "announced twice"
+                    began[c.job.id] = time.time()
+
+        store.subscribe(announced)
+        gate = tmp_path / "gate"
+        payload = function_payload(jobfuncs.wait_for_file, (str(gate),), {})
+        ids = [store.enqueue(JobSpec(name="long"), payload).id for _ in range(4)]
+
+        def two_run_two_wait() -> list:
+            jobs = store.get_many(ids)
+            running = [j for j in jobs if j.status is Status.RUNNING]
+            return len(running) == 2 and all(j.claimed for j in jobs if j not in running) and jobs
+
+        jobs = await wu.wait_for(two_run_two_wait, timeout=60)
+        waiting = [j for j in jobs if j.status is Status.QUEUED]
+        assert [j.started_at for j in waiting] == [None, None]
+        stats = store.stats()
+        assert (stats["running"], stats["queued"]) == (2, 2)
+        assert len(store.query(status=["running"]).jobs) == 2
+        assert sorted(began) == sorted(j.id for j in jobs if j.status is Status.RUNNING)
+        opened = time.time()
+        gate.touch()
+        await wu.wait_for(lambda: all(j.finished for j in store.get_many(ids)), timeout=60)
+        ended = {j.id: j for j in store.get_many(ids)}
+    assert {j.status for j in ended.values()} == {Status.SUCCEEDED}
+    for job in waiting:  # they began once the first two ended, and their clocks with them
+        assert ended[job.id].started_at >= opened and began[job.id] >= opened
+
+
+async def test_a_job_cancelled_while_it_waits_in_the_executor_never_starts(db_path, tmp_path):
+    async with one_warm_worker(db_path, workers=2) as (store, _):
+        gate = tmp_path / "gate"
+        payload = function_payload(jobfuncs.wait_for_file, (str(gate),), {})
+        ids = [store.enqueue(JobSpec(name="long"), payload).id for _ in range(4)]
+        jobs = await wu.wait_for(
+            lambda: store.counts()["running"] == 2 and store.get_many(ids), timeout=60
+        )
+        victim = next(j for j in jobs if j.claimed)
+        store.request_cancel(victim.id)
+        await wu.wait_for(lambda: store.get(victim.id).finished, timeout=30)
+        cancelled = store.get(victim.id)
+        gate.touch()
+        await wu.wait_for(lambda: all(j.finished for j in store.get_many(ids)), timeout=60)
+        others = [j for j in store.get_many(ids) if j.id != victim.id]
+    assert (cancelled.status, cancelled.started_at, cancelled.attempt) == (
+        Status.CANCELLED,
+        None,
+        1,
+    )
+    assert [j.status for j in others] == [Status.SUCCEEDED] * 3

@@ -237,6 +237,27 @@ async def test_kill_of_a_job_still_queued_in_dask(cluster, recorder, tmp_path):
         assert all(len(recorder.outcomes[t.job_id]) == 1 for t in tasks)
 
 
+async def test_a_job_waiting_in_dask_s_queue_has_not_started_and_is_given_back(
+    cluster, recorder, tmp_path
+):
+    # Three slots on two Dask threads: the third job waits in Dask's queue, and is not running.
+    async with connected(recorder, cluster.scheduler_address, max_workers=3) as executor:
+        flags = [tmp_path / f"flag{i}" for i in range(3)]
+        tasks = [wu.function_task(wu.hangs_after_start, str(flag)) for flag in flags]
+        for task in tasks:
+            await executor.run(task)
+        await wu.wait_for(lambda: flags[0].exists() and flags[1].exists(), timeout=60)
+        first, second, waiting = (t.job_id for t in tasks)
+        await wu.wait_for(lambda: first in recorder.started and second in recorder.started)
+        assert waiting not in recorder.started
+        await asyncio.wait_for(executor.shutdown(1.0), 30)
+    assert recorder.started == {first: [tasks[0].attempt], second: [tasks[1].attempt]}
+    assert [recorder.outcomes[j][0].reason for j in (first, second)] == [Reason.INTERRUPTED] * 2
+    given_back = recorder.outcomes[waiting][0]
+    assert (given_back.status, given_back.error.type) == (Status.QUEUED, "NotStarted")
+    assert not flags[2].exists()
+
+
 async def test_shutdown_interrupts_running_jobs(cluster, recorder, tmp_path):
     async with connected(recorder, cluster.scheduler_address) as executor:
         task, pids = await start_hanging(executor, recorder, tmp_path)

@@ -662,7 +662,9 @@ def test_by_default_each_executor_picks_its_capacity() -> None:
 
 def test_events_of_a_job_arrive_in_order_over_the_websocket(api: Api) -> None:
     ws = api.run(api.ws_fetch("api", "events", "subscribe"))
-    job = api.submit(jobfuncs.noop)
+    # Long enough to be seen running: a job that ends within moments of its start is written
+    # once, queued -> succeeded (consumer.START_WRITE_DELAY).
+    job = api.submit(jobfuncs.sleep, 0.5)
     seen: list[tuple[str, str | None, str]] = []
     deadline = time.monotonic() + 60
     while not seen or seen[-1][2] != "succeeded":

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -58,10 +59,12 @@ def spec(name: str = "job", **kwargs) -> JobSpec:
 
 
 def start(store: Store, job_id: int, consumer: str = "c1", lease: float = 60.0) -> int:
-    """Claim until `job_id` runs (it must be the only queued job); returns its attempt."""
+    """Claim `job_id` (it must be the only queued job) and start it; returns its attempt."""
     claimed = store.claim(consumer, 1, lease)
     assert [c.job.id for c in claimed] == [job_id]
-    return claimed[0].job.attempt
+    attempt = claimed[0].job.attempt
+    assert store.start(job_id, attempt)
+    return attempt
 
 
 def fail(reason: Reason = Reason.ERROR, exit: str | None = None) -> Outcome:
@@ -567,12 +570,12 @@ def test_claim_skips_jobs_not_yet_due_and_sets_the_lease(store: Store) -> None:
     later = store.enqueue(spec(retries=1, retry_delay=3600), b"")
     store.finish(later.id, start(store, later.id), fail())
     ready = store.enqueue(spec(), b"")
+    before = time.time()
     claimed = store.claim("c", 5, 30)
     assert [c.job.id for c in claimed] == [ready.id]
     job = claimed[0].job
-    assert job.status is Status.RUNNING
-    assert job.started_at is not None
-    assert job.lease_until == pytest.approx(job.started_at + 30)
+    assert job.claimed and job.consumer == "c"
+    assert before + 30 <= job.lease_until <= time.time() + 30
     assert store.claim("c", 5, 30) == []
 
 
@@ -805,8 +808,9 @@ def test_recover_requeues_or_fails_jobs_of_dead_consumers(store: Store) -> None:
     kept, retried, lost = store.enqueue_many(
         [(spec("kept"), b""), (spec("retried", retries=1, retry_delay=0), b""), (spec(), b"")]
     )
-    store.claim("alive", 1, 60)
-    store.claim("dead", 2, 60)
+    start(store, kept.id, "alive")
+    for claimed in store.claim("dead", 2, 60):
+        assert store.start(claimed.job.id, claimed.job.attempt)
     changed = store.recover(lambda consumer: consumer == "alive")
     assert {j.id for j in changed} == {retried.id, lost.id}
     assert store.get(kept.id).status is Status.RUNNING
@@ -987,10 +991,11 @@ def test_large_results_replace_their_files(tmp_path: Path) -> None:
 def test_log_is_capped_with_a_visible_marker(tmp_path: Path) -> None:
     s = Store(tmp_path / "jobs.db", log_limit=100)
     job = s.enqueue(spec(retries=1, retry_delay=0), b"")
-    attempt = s.claim("c", 1, 60)[0].job.attempt
+    attempt = start(s, job.id)
     assert s.append_log(job.id, attempt, b"a" * 60) == 60
     s.finish(job.id, attempt, fail())
     attempt = wait_until(lambda: s.claim("c", 1, 60))[0].job.attempt
+    s.start(job.id, attempt)
     size = s.append_log(job.id, attempt, b"b" * 60)
     marker = b"\n[jupyter_jobs: log truncated at 100 bytes]\n"
     header = b"--- attempt 2 ---\n"
@@ -1015,6 +1020,8 @@ def test_logs_of_later_attempts_get_a_header(store: Store) -> None:
     store.append_log_many([(job.id, first, b"one\n"), (job.id, first, b"two\n")])
     store.finish(job.id, first, fail())
     second = wait_until(lambda: store.claim("c", 1, 60))[0].job.attempt
+    store.append_log(job.id, second, b"not started yet")  # claimed, not running: refused
+    store.start(job.id, second)
     store.append_log(job.id, second, b"three\n")
     assert store.read_log(job.id)[0] == b"one\ntwo\n--- attempt 2 ---\nthree\n"
 
@@ -1201,6 +1208,8 @@ def test_a_broken_doorbell_does_not_fail_a_committed_change(
 def test_record_writes_logs_progress_and_outcomes_in_one_commit(store: Store) -> None:
     a, b = store.enqueue_many([(spec(), b""), (spec(), b"")])
     attempts = {c.job.id: c.job.attempt for c in store.claim("c", 2, 60)}
+    for job_id, attempt in attempts.items():
+        store.start(job_id, attempt)
     commits: list[list[Change]] = []
     store.subscribe(commits.append)
     jobs = store.record(
@@ -1316,3 +1325,116 @@ def test_an_attempt_that_never_started_goes_back_to_the_queue_uncounted(store: S
     assert gone.status is Status.CANCELLED
     [reclaimed] = store.claim("c2", 1, 30.0)
     assert reclaimed.job.id == kept.id and reclaimed.job.attempt == 1
+
+
+# -- claimed is not started (issue 12) ---------------------------------------------------------
+
+
+def test_a_claimed_job_stays_queued_without_started_at_until_its_code_begins(store: Store) -> None:
+    jobs = store.enqueue_many([(spec(), b"") for _ in range(4)])
+    claimed = store.claim("c", 4, 60)
+    assert [c.job.id for c in claimed] == [j.id for j in jobs]
+    for job in store.get_many(j.id for j in jobs):
+        assert (job.status, job.started_at, job.claimed) == (Status.QUEUED, None, True)
+    assert store.counts()["queued"] == 4 and store.counts()["running"] == 0
+    began = time.time() - 5.0  # when the executor saw it begin, not when this is written
+    assert store.start(jobs[0].id, claimed[0].job.attempt, began)
+    assert store.start(jobs[1].id, claimed[1].job.attempt)
+    stats = store.stats()
+    assert (stats["running"], stats["queued"]) == (2, 2)
+    running = store.query(status=["running"]).jobs
+    assert sorted(j.id for j in running) == [jobs[0].id, jobs[1].id]
+    assert store.get(jobs[0].id).started_at == began
+    assert [j.started_at for j in store.get_many([jobs[2].id, jobs[3].id])] == [None, None]
+
+
+def test_a_claim_is_not_announced_its_start_is(store: Store) -> None:
+    job = store.enqueue(spec(), b"")
+    commits: list[list[Change]] = []
+    store.subscribe(commits.append)
+    [claimed] = store.claim("c", 1, 60)
+    assert commits == []
+    store.record(starts=[(job.id, claimed.job.attempt, time.time())])
+    [[change]] = commits
+    assert (change.what, change.previous, change.job.status) == (
+        "transition",
+        Status.QUEUED,
+        Status.RUNNING,
+    )
+
+
+def test_a_claimed_job_is_taken_by_no_other_consumer(store: Store) -> None:
+    first, second = store.enqueue_many([(spec(), b""), (spec(), b"")])
+    assert [c.job.id for c in store.claim("c1", 1, 60)] == [first.id]
+    assert [c.job.id for c in store.claim("c2", 5, 60)] == [second.id]
+
+
+def test_starts_are_fenced_by_the_attempt_and_the_claim(store: Store) -> None:
+    job = store.enqueue(spec(retries=1, retry_delay=3600), b"")
+    attempt = start(store, job.id)
+    assert not store.start(job.id, attempt)  # running already
+    store.finish(job.id, attempt, fail())  # queued again for its retry, not claimed
+    assert not store.start(job.id, attempt)
+    assert not store.start(job.id, attempt + 1)
+    assert store.get(job.id).status is Status.QUEUED
+
+
+def test_recovery_counts_the_claims_of_a_lost_consumer_as_interrupted_attempts(
+    store: Store,
+) -> None:
+    # Whether a claimed job began in the moments before its consumer died is unknown: its
+    # attempt counts, so that no job runs more often than its attempts say.
+    started, once, again, cancelled = store.enqueue_many(
+        [
+            (spec("started"), b""),
+            (spec("once"), b""),
+            (spec("again", retries=1, retry_delay=0), b""),
+            (spec("cancelled"), b""),
+        ]
+    )
+    claims = {c.job.id: c.job.attempt for c in store.claim("dead", 4, 60)}
+    store.start(started.id, claims[started.id])
+    store.request_cancel(cancelled.id)
+    changed = store.recover(lambda consumer: False)
+    assert {j.id for j in changed} == {started.id, once.id, again.id, cancelled.id}
+    ran, failed, retried, gone = store.get_many([started.id, once.id, again.id, cancelled.id])
+    assert (ran.status, ran.reason) == (Status.FAILED, Reason.INTERRUPTED)
+    assert (failed.status, failed.reason, failed.started_at) == (
+        Status.FAILED,
+        Reason.INTERRUPTED,
+        None,
+    )
+    assert "about to start" in failed.error.message and "consumer dead" in failed.error.message
+    assert (retried.status, retried.attempt, retried.lease_until) == (Status.QUEUED, 1, None)
+    assert gone.status is Status.CANCELLED and gone.started_at is None
+    assert [(c.job.id, c.job.attempt) for c in store.claim("c2", 5, 60)] == [(again.id, 2)]
+
+
+def test_a_claimed_job_is_cancelled_through_its_consumer(store: Store) -> None:
+    job = store.enqueue(spec(), b"")
+    [claimed] = store.claim("c", 1, 60)
+    asked = store.request_cancel(job.id)
+    assert (asked.status, asked.cancel_requested) == (Status.QUEUED, True)
+    assert store.cancel_requested("c") == [(job.id, claimed.job.attempt)]
+    assert store.heartbeat("c", [job.id], 60) == [job.id]
+    with pytest.raises(IllegalTransition, match="about to start"):
+        store.delete(job.id)
+    withdrawn = store.finish(job.id, claimed.job.attempt, Outcome(Status.CANCELLED))
+    assert (withdrawn.status, withdrawn.started_at) == (Status.CANCELLED, None)
+
+
+def test_a_claim_that_fails_before_it_starts_counts_and_is_retried(store: Store) -> None:
+    job = store.enqueue(spec(retries=1, retry_delay=0), b"")
+    [claimed] = store.claim("c", 1, 60)
+    again = store.finish(job.id, claimed.job.attempt, fail(Reason.WORKER_LOST))
+    assert (again.status, again.attempt, again.lease_until) == (Status.QUEUED, 1, None)
+    assert again.error.message.startswith("boom") and again.worker_losses == 1
+    [second] = wait_until(lambda: store.claim("c", 1, 60))
+    assert second.job.attempt == 2
+
+
+def test_a_success_reported_without_a_start_started_as_it_ended(store: Store) -> None:
+    job = store.enqueue(spec(), b"")
+    [claimed] = store.claim("c", 1, 60)
+    done = store.finish(job.id, claimed.job.attempt, OK)
+    assert done.status is Status.SUCCEEDED and done.started_at == done.finished_at

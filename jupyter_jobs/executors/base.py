@@ -44,7 +44,8 @@ class ExecutorEvents(Protocol):
     def on_started(self, job_id: int, attempt: int) -> None:
         """The run's code begins in a worker now (not when it is queued, sent ahead or waiting
         for a worker): at most once per run, and only from executors with `reports_start`.
-        A job's timeout runs from here."""
+        The job is `running` from here (until then it is queued, though claimed), with this
+        moment as its `started_at`, and its timeout runs from here."""
 
     def on_done(self, job_id: int, attempt: int, outcome: Outcome) -> None:
         """How the run ended: exactly once per `run`. The outcome is `queued` only for a run
@@ -61,7 +62,7 @@ class Executor(abc.ABC):
 
     name: str = "base"
     #: Whether `on_started` tells when a run's code really begins. Executors that cannot tell
-    #: leave it False, and a run counts as started when `run()` is called.
+    #: leave it False, and the consumer counts a run as started once `run()` has taken it.
     reports_start: bool = False
 
     def __init__(self, events: ExecutorEvents, max_workers: int) -> None:

@@ -67,6 +67,7 @@ from .processes import (
     group_alive,
     kill_outcome,
     last_words,
+    not_started_outcome,
     signal_group,
 )
 
@@ -116,8 +117,8 @@ class DaskExecutor(Executor):
     executor runs at once. `None` (the default) follows the cluster's total threads as the client
     last heard them (every 2 s by default), so a cluster that scales is used as it grows; at
     least one job runs even when an adaptive cluster has no worker yet, since work is what makes
-    it scale up. A number above the cluster's threads makes jobs wait in Dask's queue while
-    their timeout runs.
+    it scale up. A number above the cluster's threads makes jobs wait in Dask's queue: they
+    stay queued (their timeout not running) until their task starts on a worker.
 
     `log_limit` and `progress_interval` are the runner's, as in the local executor; `grace` is the
     SIGTERM-to-SIGKILL time used when a task stops on its own because its key was released (a
@@ -126,6 +127,9 @@ class DaskExecutor(Executor):
     """
 
     name = "dask"
+    #: A run starts when its task starts the runner process on a Dask worker (the "start"
+    #: event), not when it is submitted: it may wait in Dask's queue for a thread first.
+    reports_start = True
 
     def __init__(
         self,
@@ -314,8 +318,9 @@ class DaskExecutor(Executor):
         elif kind == "progress":
             value = Progress(message["done"], message.get("total"), message.get("message"), now())
             self._notify("on_progress", run, value)
-        elif kind == "start":
+        elif kind == "start" and run.where is None:
             run.where = message.get("where")  # "worker" is the scheduler's
+            self._notify("on_started", run)
 
     async def _follow(self, run: _Run) -> None:
         """Wait for the task, then report its outcome (exactly once) and tidy the scheduler."""
@@ -349,7 +354,7 @@ class DaskExecutor(Executor):
             return failed_outcome(Reason.ERROR, "DaskTaskError", message)
         await self._events_arrived(run, data.get("events", 0))
         if run.killing:  # a kill decides the outcome once it has begun
-            return self._killed(run, data.get("exit"))
+            return self._killed(run, data.get("exit"), ran=True)
         return _outcome_of(data, run.where)
 
     async def _events_arrived(self, run: _Run, sent: int) -> None:
@@ -369,7 +374,12 @@ class DaskExecutor(Executor):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(run.arrived.wait(), left)
 
-    def _killed(self, run: _Run, exit_text: str | None) -> Outcome:
+    def _killed(self, run: _Run, exit_text: str | None, ran: bool = False) -> Outcome:
+        """How a killed run ends. At shutdown, one taken out of Dask's queue before it started
+        (no "start" event, its task never returned, the cancel confirmed) goes back to the
+        queue uncounted, as the Executor contract asks."""
+        if self._closing and not ran and run.where is None and run.unconfirmed is None:
+            return not_started_outcome()
         return kill_outcome(run.kill_reason, exit_text or run.unconfirmed)
 
     async def _forget_signals(self, run: _Run) -> None:
@@ -394,9 +404,9 @@ class DaskExecutor(Executor):
         run.finished.set()
         self._notify("on_done", run, outcome)
 
-    def _notify(self, method: str, run: _Run, value: Any) -> None:
+    def _notify(self, method: str, run: _Run, *value: Any) -> None:
         try:
-            getattr(self.events, method)(run.task.job_id, run.task.attempt, value)
+            getattr(self.events, method)(run.task.job_id, run.task.attempt, *value)
         except Exception:
             log.exception("%s for job %s raised", method, run.task.job_id)
 

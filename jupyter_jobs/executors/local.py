@@ -36,6 +36,7 @@ from .processes import (
     group_alive,
     kill_outcome,
     last_words,
+    not_started_outcome,
     signal_group,
 )
 
@@ -252,7 +253,7 @@ class LocalExecutor(Executor):
         if run.worker is not None:
             exit_text = await self._terminate(run.worker, grace)
         if give_back:
-            self._finish(run, _not_started())
+            self._finish(run, not_started_outcome())
         else:
             self._finish(run, kill_outcome(reason, exit_text))
 
@@ -711,12 +712,6 @@ class LocalExecutor(Executor):
 def _has_queue(worker: _Worker) -> bool:
     """Whether the worker will start (or may start) another run once its current one ends."""
     return bool(worker.ahead or worker.withdrawn or worker.reclaimed)
-
-
-def _not_started() -> Outcome:
-    """The outcome of a run the executor never started when it stopped: the claim goes back."""
-    error = JobError("NotStarted", "the executor stopped before the job started")
-    return Outcome(Status.QUEUED, Reason.INTERRUPTED, error)
 
 
 def _done_outcome(header: dict[str, Any], body: bytes) -> Outcome:

@@ -52,6 +52,12 @@ def kill_outcome(reason: Reason | None, exit_text: str | None) -> Outcome:
     return failed_outcome(reason, type_, message, exit_text)
 
 
+def not_started_outcome() -> Outcome:
+    """The outcome of a run the executor never started when it stopped: the claim goes back."""
+    error = JobError("NotStarted", "the executor stopped before the job started")
+    return Outcome(Status.QUEUED, Reason.INTERRUPTED, error)
+
+
 def signal_group(pgid: int, sig: int) -> None:
     """Signal a job's whole process group (grandchildren included); gone already is fine."""
     with contextlib.suppress(ProcessLookupError):

@@ -228,3 +228,53 @@ def test_jupyter_notebook_hosts_the_queue_too(jupyter_server_factory: ServerFact
     assert notebook.api("GET", "tree").status_code == 200
     job = notebook.submit(jobfuncs.add, 2, 2)
     assert notebook.result(job["id"]) == 4
+
+
+def test_jobs_waiting_behind_busy_workers_show_queued_until_they_start(
+    jupyter_server: RunningServer, tmp_path: Path
+) -> None:
+    server = jupyter_server
+    # Short jobs first: the consumer then claims ahead and sends jobs ahead to busy workers.
+    for job in [server.submit(jobfuncs.noop) for _ in range(30)]:
+        server.wait_status(job["id"], "succeeded")
+    ws = websocket.create_connection(
+        server.url.replace("http", "ws", 1) + "api/events/subscribe",
+        header=[f"Authorization: token {server.token}"],
+        timeout=60,
+    )
+    try:
+        gate = tmp_path / "gate"
+        ids = [server.submit(jobfuncs.wait_for_file, str(gate))["id"] for _ in range(4)]
+        stats = poll(
+            lambda: (s := server.api("GET", "jobs/api/stats").json())["running"] == 2 and s,
+            60,
+            "two jobs running",
+        )
+        jobs = [server.job(i) for i in ids]
+        assert (stats["queued"], stats["counts"]["queued"], stats["counts"]["running"]) == (2, 2, 2)
+        waiting = [j["id"] for j in jobs if j["status"] == "queued"]
+        assert len(waiting) == 2
+        assert [server.job(i)["started_at"] for i in waiting] == [None, None]
+        listed = server.api("GET", "jobs/api/jobs", params={"status": "running"}).json()
+        assert sorted(j["id"] for j in listed["jobs"]) == sorted(set(ids) - set(waiting))
+        opened = time.time()
+        gate.touch()
+        events: list[dict[str, Any]] = []
+        ended: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(ended) < 4:
+            assert time.monotonic() < deadline, events
+            event = json.loads(ws.recv())
+            if event.get("schema_id") == SCHEMA_ID and event["id"] in ids:
+                events.append(event)
+                if event["status"] in ("succeeded", "failed", "cancelled"):
+                    ended.add(event["id"])
+    finally:
+        ws.close()
+    # Out of the queue only once a worker came free: in the commit that ended a running job
+    # (where its start is written first), or later.
+    first_end = next(n for n, e in enumerate(events) if e["status"] == "succeeded")
+    for job_id in waiting:
+        left = [n for n, e in enumerate(events) if e["id"] == job_id and e["action"] != "created"]
+        assert left and left[0] >= first_end, events
+        assert server.job(job_id)["started_at"] >= opened
