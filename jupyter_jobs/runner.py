@@ -504,6 +504,10 @@ def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str,
     before = _prepare_cell(shell, job)
     code = job["code"]
     shell.attach(cell, code)
+    # IPython names the cell in tracebacks by its execution count: `Cell In[7], line 3`, as in
+    # the notebook that ran `%%job` as cell 7 (store_history=False leaves the count alone).
+    count = job.get("execution_count")
+    shell.execution_count = count if isinstance(count, int) and count > 0 else 1
     outcome = shell.run_cell(code, store_history=False)
     if not outcome.success:
         exc = outcome.error_before_exec or outcome.error_in_exec
