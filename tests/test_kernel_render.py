@@ -126,3 +126,4 @@ def test_a_long_print_shows_its_tail_after_a_note_on_where_the_rest_is():
     assert cut[1:] == outputs[1:]
     wide = render.tail_streams([{"output_type": "stream", "text": "x" * 10**6}], 12)[0]["text"]
     assert len(wide) < render.STREAM_TAIL_CHARS + 100
+    assert wide.startswith('[... the start of a long line: see "Full log" or %job logs 12]\n')

@@ -210,7 +210,8 @@ def _tail_stream(output: dict[str, Any], job_id: int) -> dict[str, Any]:
         return output
     kept = "".join(lines[-STREAM_TAIL_LINES:])[-STREAM_TAIL_CHARS:]
     hidden = text[: len(text) - len(kept)].count("\n")
-    note = f'[... {hidden:,} earlier lines: see "Full log" or %job logs {job_id}]\n'
+    what = f"{hidden:,} earlier lines" if hidden else "the start of a long line"
+    note = f'[... {what}: see "Full log" or %job logs {job_id}]\n'
     return {**output, "text": note + kept}
 
 
