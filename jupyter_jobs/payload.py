@@ -6,10 +6,11 @@ dill cannot serialize is named in the error, every culprit at once, so the user 
 one go instead of one variable per attempt.
 
 Payload shapes (DESIGN.md): function jobs `{"fn", "args", "kwargs"}`; cell jobs `{"code",
-"variables", "modules", "execution_count"}` where `modules` maps an alias to a module name. A
-dotted alias ("xml.etree") is a submodule the cell reaches through attributes: imported, not
-bound. `execution_count` is the notebook cell's number (None outside a notebook): the worker
-labels the cell's tracebacks with it, `Cell In[7], line 3`, as the kernel would.
+"variables", "modules", "execution_count", "first_line"}` where `modules` maps an alias to a
+module name. A dotted alias ("xml.etree") is a submodule the cell reaches through attributes:
+imported, not bound. `execution_count` is the notebook cell's number (None outside a notebook)
+and `first_line` the cell's line the code starts on (2 under `%%job`): the worker labels the
+cell's tracebacks with them, `Cell In[7], line 3`, as the kernel would.
 """
 
 from __future__ import annotations
@@ -415,9 +416,10 @@ def cell_payload(
     *,
     exclude: Iterable[str] = (),
     execution_count: int | None = None,
+    first_line: int = 1,
 ) -> tuple[bytes, CellInfo]:
     """The payload for running `code` elsewhere with the variables it reads from `namespace`
-    (`execution_count`: the notebook cell's number, for its tracebacks)."""
+    (`execution_count` and `first_line`: where the code is in the notebook, for tracebacks)."""
     tree = _parse(code)
     skip = set(exclude)
     variables: dict[str, Any] = {}
@@ -446,6 +448,7 @@ def cell_payload(
                 "variables": variables,
                 "modules": modules,
                 "execution_count": execution_count,
+                "first_line": first_line,
             }
         )
     except Exception as exc:

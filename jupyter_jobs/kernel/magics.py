@@ -154,7 +154,9 @@ class JobMagics(Magics):
         opts = parse_cell_options(line)
         ns = self.shell.user_ns
         with _user_errors():
-            payload, info = cell_payload(cell, ns, execution_count=self.shell.execution_count)
+            # the body starts on the cell's second line, under `%%job`
+            count = self.shell.execution_count
+            payload, info = cell_payload(cell, ns, execution_count=count, first_line=2)
             spec = api.make_spec(
                 Kind.CELL,
                 opts.name or default_name(cell),

@@ -408,7 +408,7 @@ def test_a_finished_cell_shows_its_results_the_tail_of_its_prints_and_its_cell_n
     errors = [m["content"] for m in out if m["msg_type"] == "error"]
     assert errors and errors[0]["ename"] == "ValueError"
     trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0]["traceback"]))
-    assert f"Cell In[{number}], line 2" in trace
+    assert f"Cell In[{number}], line 3" in trace  # the cell's line 3 (`%%job` is line 1)
 
 
 def test_job_text_is_escaped_and_the_owner_is_the_kernel(kernel):
