@@ -130,7 +130,8 @@ class JobMagics(Magics):
         """%%job [--name N] [--priority P] [--timeout S] [--retries R] [--after ID,...]
         [--return a,b | --no-return] [--out VAR] [--wait]: run the cell as a background job.
 
-        %job show|logs|cancel|retry|result|attach ID: look at or act on one job.
+        %job show|logs|cancel|retry|result|attach ID: look at or act on one job; attach and
+        retry bring a cell job's names into this kernel (after a restart too).
         """
         if cell is None:
             return self._job_line(line)
