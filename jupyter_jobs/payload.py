@@ -6,8 +6,11 @@ dill cannot serialize is named in the error, every culprit at once, so the user 
 one go instead of one variable per attempt.
 
 Payload shapes (DESIGN.md): function jobs `{"fn", "args", "kwargs"}`; cell jobs `{"code",
-"variables", "modules"}` where `modules` maps an alias to a module name. A dotted alias
-("xml.etree") is a submodule the cell reaches through attributes: imported, not bound.
+"variables", "modules", "execution_count", "first_line"}` where `modules` maps an alias to a
+module name. A dotted alias ("xml.etree") is a submodule the cell reaches through attributes:
+imported, not bound. `execution_count` is the notebook cell's number (None outside a notebook)
+and `first_line` the cell's line the code starts on (2 under `%%job`): the worker labels the
+cell's tracebacks with them, `Cell In[7], line 3`, as the kernel would.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class CellInfo:
     names: list[str] = field(default_factory=list)
     modules: dict[str, str] = field(default_factory=dict)
     assigned: list[str] = field(default_factory=list)
+    #: Assigned names that are not results: bound only by imports or as `for` targets.
+    incidental: dict[str, str] = field(default_factory=dict)
 
 
 def describe_type(obj: Any) -> str:
@@ -297,14 +302,15 @@ def _target_names(target: ast.AST) -> Iterable[str]:
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 
 
-def _bindings(node: ast.AST, top: bool) -> Iterable[str]:
-    """Names `node` binds at module level; `top` is False inside a function or class body."""
+def _bindings(node: ast.AST, top: bool) -> Iterable[tuple[str, ast.AST]]:
+    """Names `node` binds at module level, each with the node that binds it; `top` is False
+    inside a function or class body."""
     if top:
-        yield from _own_bindings(node)
+        yield from ((name, node) for name in _own_bindings(node))
     if isinstance(node, ast.Global) and not top:
-        yield from node.names
+        yield from ((name, node) for name in node.names)
     if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name) and top:
-        yield node.target.id
+        yield node.target.id, node
     for sub in _embedded(node)[1]:
         yield from _bindings(sub, top)
     inner = top and not isinstance(node, _SCOPES)
@@ -348,9 +354,32 @@ def assigned_names(code: str) -> list[str]:
 def _assigned_names(tree: ast.Module) -> list[str]:
     names: dict[str, None] = {}
     for statement in tree.body:
-        for name in _bindings(statement, True):
+        for name, _ in _bindings(statement, True):
             names[name] = None
     return list(names)
+
+
+#: Bindings that give a name without making it a result of the cell.
+_INCIDENTAL: dict[type[ast.AST], str] = {
+    ast.Import: "import",
+    ast.ImportFrom: "import",
+    ast.For: "loop variable",
+    ast.AsyncFor: "loop variable",
+}
+
+
+def _incidental_names(tree: ast.Module) -> dict[str, str]:
+    """Names the cell binds only by imports or only as `for` targets, with that kind: what a
+    reader would not call the cell's results (`import time`, `for i in ...`)."""
+    kinds: dict[str, set[str | None]] = {}
+    for statement in tree.body:
+        for name, node in _bindings(statement, True):
+            kinds.setdefault(name, set()).add(_INCIDENTAL.get(type(node)))
+    return {
+        name: kind
+        for name, found in kinds.items()
+        if len(found) == 1 and (kind := next(iter(found)))
+    }
 
 
 def _ipython_owned(name: str, value: Any) -> bool:
@@ -382,9 +411,15 @@ def _submodules(tree: ast.AST, namespace: Mapping[str, Any], modules: dict[str, 
 
 
 def cell_payload(
-    code: str, namespace: Mapping[str, Any], *, exclude: Iterable[str] = ()
+    code: str,
+    namespace: Mapping[str, Any],
+    *,
+    exclude: Iterable[str] = (),
+    execution_count: int | None = None,
+    first_line: int = 1,
 ) -> tuple[bytes, CellInfo]:
-    """The payload for running `code` elsewhere with the variables it reads from `namespace`."""
+    """The payload for running `code` elsewhere with the variables it reads from `namespace`
+    (`execution_count` and `first_line`: where the code is in the notebook, for tracebacks)."""
     tree = _parse(code)
     skip = set(exclude)
     variables: dict[str, Any] = {}
@@ -400,9 +435,22 @@ def cell_payload(
         else:
             variables[name] = value
     _submodules(tree, {alias: namespace[alias] for alias in modules}, modules)
-    info = CellInfo(names=list(variables), modules=modules, assigned=_assigned_names(tree))
+    info = CellInfo(
+        names=list(variables),
+        modules=modules,
+        assigned=_assigned_names(tree),
+        incidental=_incidental_names(tree),
+    )
     try:
-        data = dumps({"code": code, "variables": variables, "modules": modules})
+        data = dumps(
+            {
+                "code": code,
+                "variables": variables,
+                "modules": modules,
+                "execution_count": execution_count,
+                "first_line": first_line,
+            }
+        )
     except Exception as exc:
         items = [(f"variable '{name}'", value) for name, value in variables.items()]
         problems = _culprits(items) or [f"the cell cannot be sent: {exc}"]

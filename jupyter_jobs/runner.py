@@ -499,12 +499,28 @@ def _cell_result(
         return payloads.dumps(result)
 
 
+def _as_in_the_notebook(code: str, first_line: Any) -> str:
+    """`code` after comment lines that stand for the notebook cell's lines above it (the
+    `%%job` line), so that a traceback's `line k` is the cell's line k. Comments, because
+    IPython drops leading blank lines; none before a cell magic, which must come first, nor
+    before indented code, which IPython dedents only when it comes first."""
+    if not isinstance(first_line, int) or not 1 < first_line <= 100:
+        return code
+    if code.startswith("%%") or code.lstrip("\r\n")[:1] in (" ", "\t"):
+        return code
+    return "#\n" * (first_line - 1) + code
+
+
 def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str, Any]) -> bytes:
     job = _load(data)
     before = _prepare_cell(shell, job)
     code = job["code"]
     shell.attach(cell, code)
-    outcome = shell.run_cell(code, store_history=False)
+    # IPython names the cell in tracebacks by its execution count: `Cell In[7], line 3`, as in
+    # the notebook that ran `%%job` as cell 7 (store_history=False leaves the count alone).
+    count = job.get("execution_count")
+    shell.execution_count = count if isinstance(count, int) and count > 0 else 1
+    outcome = shell.run_cell(_as_in_the_notebook(code, job.get("first_line")), store_history=False)
     if not outcome.success:
         exc = outcome.error_before_exec or outcome.error_in_exec
         stb = shell.last_traceback or []

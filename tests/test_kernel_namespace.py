@@ -84,3 +84,30 @@ def test_a_name_already_bound_to_the_jobs_very_object_is_no_conflict():
     ns["json"] = json  # the user imported it too; the job sends back the same module
     report = merge(ns, snap, result({"json": json}))
     assert report.set == ["json"] and report.kept == {}
+
+
+def test_imports_and_loop_variables_are_set_and_reported_as_no_results():
+    import json
+    import os.path
+
+    ns: dict = {}
+    snap = Snapshot.take(ns, ["json", "i", "total", "join", "f"])
+
+    def f() -> None: ...
+
+    f.__module__ = "__main__"  # as a function the cell defined comes back
+    values = {"json": json, "i": 9, "total": 45, "join": os.path.join, "f": f}
+    report = merge(ns, snap, result(values), incidental={"i": "loop variable"})
+    assert report.set == ["json", "i", "total", "join", "f"]
+    assert report.incidental == {"json": "import", "i": "loop variable", "join": "import"}
+    assert ns["i"] == 9 and ns["json"] is json
+
+
+def test_attach_sets_only_the_names_free_in_this_kernel():
+    ns = {"x": 1}
+    snap = Snapshot.take(ns, [], moment="attach")
+    ns["fresh"] = 3
+    report = merge(ns, snap, result({"x": "job", "fresh": "job", "new": "job"}))
+    assert report.kept == {"x": "was already bound at attach", "fresh": "was created since attach"}
+    assert report.set == ["new"]
+    assert ns == {"x": 1, "fresh": 3, "new": "job"}

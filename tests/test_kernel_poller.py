@@ -177,3 +177,27 @@ def test_jobs_nobody_waits_on_are_not_asked_about():
     server.set(1, status=Status.SUCCEEDED)
     server.set(2, status=Status.SUCCEEDED)
     wait_until(lambda: not poller.running, timeout=10)
+
+
+def test_a_watcher_that_watches_again_sees_a_finished_job_run_again():
+    """What a widget does for a failed or cancelled job: a retry from elsewhere reaches it."""
+    server = Server([record(1)])
+    poller = Poller(server.fetch, min_delay=0.01, max_delay=0.02, dormant_delay=0.05)
+
+    class Follower(Watcher):
+        def observe(self, r: Job) -> None:
+            super().observe(r)
+            if r.finished and r.status is not Status.SUCCEEDED:
+                poller.watch(r.id, self)
+
+    follower = Follower()
+    poller.watch(1, follower)
+    server.set(1, status=Status.CANCELLED)
+    wait_until(lambda: follower.seen and follower.seen[-1].status is Status.CANCELLED, 10)
+    ticks = len(server.fetches)
+    wait_until(lambda: len(server.fetches) > ticks + 2, timeout=10)  # still asked about
+    server.set(1, status=Status.RUNNING, attempt=2)
+    wait_until(lambda: follower.seen[-1].attempt == 2, timeout=10)
+    server.set(1, status=Status.SUCCEEDED)
+    wait_until(lambda: not poller.running, timeout=10)
+    assert follower.seen[-1].status is Status.SUCCEEDED

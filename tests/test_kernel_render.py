@@ -95,3 +95,35 @@ def test_outputs_render_as_html_by_their_richest_safe_type():
     assert render.output_html(table) == "<table></table>"
     plain = {"output_type": "display_data", "data": {"text/plain": "<1>"}}
     assert "&lt;1&gt;" in render.output_html(plain)
+
+
+def test_the_set_line_lists_results_and_summarises_imports_and_loop_variables():
+    names = ["model", "time", "jupyter_jobs", "score", "i"]
+    incidental = {"time": "import", "jupyter_jobs": "import", "i": "loop variable"}
+    report = {"set": names, "incidental": incidental}
+    assert render.names_text(report, 7) == [
+        "Set: model, score (and 3 more: imports time, jupyter_jobs; loop variable i)"
+    ]
+    assert render.names_html(report, 7).startswith(
+        "Set: <code>model</code>, <code>score</code> (and 3 more: imports <code>time</code>"
+    )
+    only = {"set": ["os"], "incidental": {"os": "import"}}
+    assert render.names_text(only, 7) == ["Set: no results, only import os"]
+    assert render.names_text({"set": ["a", "b"]}, 7) == ["Set: a, b"]
+
+
+def test_a_long_print_shows_its_tail_after_a_note_on_where_the_rest_is():
+    text = "".join(f"line {i}\n" for i in range(1, 3001))
+    outputs = [
+        {"output_type": "stream", "name": "stdout", "text": text},
+        {"output_type": "display_data", "data": {"text/plain": "kept"}, "metadata": {}},
+        {"output_type": "stream", "name": "stdout", "text": "short\n"},
+    ]
+    cut = render.tail_streams(outputs, 12)
+    lines = cut[0]["text"].splitlines()
+    assert lines[0] == '[... 2,970 earlier lines: see "Full log" or %job logs 12]'
+    assert lines[1:] == [f"line {i}" for i in range(2971, 3001)]
+    assert cut[1:] == outputs[1:]
+    wide = render.tail_streams([{"output_type": "stream", "text": "x" * 10**6}], 12)[0]["text"]
+    assert len(wide) < render.STREAM_TAIL_CHARS + 100
+    assert wide.startswith('[... the start of a long line: see "Full log" or %job logs 12]\n')

@@ -188,6 +188,22 @@ def test_assigned_names_keep_the_order_of_first_binding():
     assert assigned_names("b = 1\na = 2\nb = 3\nimport c") == ["b", "a", "c"]
 
 
+def test_names_bound_only_by_imports_or_loops_are_incidental():
+    code = (
+        "import time, os.path\nfrom math import pi\nbest = None\n"
+        "for i in range(3):\n    for j, best in pairs:\n        score = i\n"
+        "import numpy as best_lib\nbest_lib = 1\n"
+    )
+    _, info = cell_payload(code, {"pairs": []})
+    assert info.incidental == {
+        "time": "import",
+        "os": "import",
+        "pi": "import",
+        "i": "loop variable",
+        "j": "loop variable",
+    }
+
+
 # -- function payloads ------------------------------------------------------------------------
 
 

@@ -3,7 +3,9 @@
 `%%job` ships the cell's code and the variables it reads, submits it with this kernel's
 interpreter and working directory, and shows the widget. When the job succeeds the names the
 cell assigned (or `--return`'s) and the shipped variables it changed come back into the
-namespace, except names the user rebound meanwhile (see `namespace.py`). Mistakes the user can
+namespace, except names the user rebound meanwhile (see `namespace.py`). `%job attach ID` and
+`%job retry ID` bring a cell job's names into any kernel (the one restarted since the submit,
+another notebook): the names free there, never one the user has bound. Mistakes the user can
 fix (bad options, a variable that cannot be sent, no server) are `UsageError`s: one clear line,
 no traceback through IPython's internals.
 """
@@ -35,8 +37,9 @@ from ..errors import (
 from ..models import Kind
 from ..payload import cell_payload
 from . import api, render
+from .handle import RemoteJob
 from .namespace import Snapshot, merge
-from .widget import show, widget_for
+from .widget import widget_for
 
 SUBCOMMANDS = ("show", "logs", "cancel", "retry", "result", "attach")
 LINE_USAGE = "%job show|logs|cancel|retry|result|attach ID"
@@ -127,7 +130,8 @@ class JobMagics(Magics):
         """%%job [--name N] [--priority P] [--timeout S] [--retries R] [--after ID,...]
         [--return a,b | --no-return] [--out VAR] [--wait]: run the cell as a background job.
 
-        %job show|logs|cancel|retry|result|attach ID: look at or act on one job.
+        %job show|logs|cancel|retry|result|attach ID: look at or act on one job; attach and
+        retry bring a cell job's names into this kernel (after a restart too).
         """
         if cell is None:
             return self._job_line(line)
@@ -151,7 +155,9 @@ class JobMagics(Magics):
         opts = parse_cell_options(line)
         ns = self.shell.user_ns
         with _user_errors():
-            payload, info = cell_payload(cell, ns)
+            # the body starts on the cell's second line, under `%%job`
+            count = self.shell.execution_count
+            payload, info = cell_payload(cell, ns, execution_count=count, first_line=2)
             spec = api.make_spec(
                 Kind.CELL,
                 opts.name or default_name(cell),
@@ -165,7 +171,9 @@ class JobMagics(Magics):
             (job,) = api.connection().submit_and_wait([(spec, payload)])
         if opts.out:
             ns[opts.out] = job
-        on_success = None if opts.no_return else partial(self._merge, snapshot, opts.return_names)
+        on_success = None
+        if not opts.no_return:
+            on_success = partial(self._merge, snapshot, opts.return_names, info.incidental)
         widget = widget_for(job, on_success=on_success, inline=opts.wait)
         widget.show()
         if opts.wait:
@@ -177,9 +185,13 @@ class JobMagics(Magics):
             widget.finish_here()
 
     def _merge(
-        self, snapshot: Snapshot, wanted: list[str] | None, result: dict[str, Any]
+        self,
+        snapshot: Snapshot,
+        wanted: list[str] | None,
+        incidental: dict[str, str] | None,
+        result: dict[str, Any],
     ) -> dict[str, Any]:
-        return merge(self.shell.user_ns, snapshot, result, wanted).to_json()
+        return merge(self.shell.user_ns, snapshot, result, wanted, incidental).to_json()
 
     # --- %job SUB ID -------------------------------------------------------------------------
 
@@ -198,12 +210,26 @@ class JobMagics(Magics):
                 job.cancel()
                 print(f"job {job_id}: {render.status_word(job.refresh())}")
             elif sub == "retry":
-                show(job.retry())
+                self._follow(job.retry())
             elif sub == "result":
                 return job.result()
             else:
-                show(job)
+                self._follow(job)
         return None
+
+    def _follow(self, job: RemoteJob) -> None:
+        """Show `job`'s widget; a cell job's names come into this kernel once it has succeeded.
+
+        This kernel may know nothing of the submit (it was restarted since, or is another
+        notebook's), so no name is taken for the job's: only the names free here are set, and
+        the widget says where the job's value of the others is, as for a `%%job` cell.
+        """
+        widget = widget_for(job)
+        record = job.record
+        if record.kind is Kind.CELL and not record.options.get("no_return"):
+            snapshot = Snapshot.take(self.shell.user_ns, [], moment="attach")
+            widget.bring_names(partial(self._merge, snapshot, record.options.get("return"), None))
+        widget.show()
 
 
 class _Parser(argparse.ArgumentParser):

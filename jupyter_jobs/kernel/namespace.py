@@ -6,11 +6,15 @@ still holds that same object: a name the user reassigned, deleted or created mea
 user's value, and the report says where the job's value is instead. Identity, not equality, is
 the test, because "the user did something to this name since" is what must not be lost; the
 snapshot keeps strong references so an id cannot be reused by another object meanwhile.
+
+The report also says which names are not results (imports, loop variables), so the widget can
+list what the user would call results and summarise the rest: all of them are set alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+import types
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,14 +23,21 @@ _UNBOUND = object()
 
 @dataclass
 class Snapshot:
-    """The names a job may send back, each with its object at submit time (or `_UNBOUND`)."""
+    """The names a job may send back, each with its object at submit time (or `_UNBOUND`).
+
+    `moment` names when it was taken, for the report: "submit" (the `%%job` cell), or "attach"
+    (`%job attach`: no name is tracked, so every name bound then keeps the user's value).
+    """
 
     objects: dict[str, Any]
-    present: frozenset[str]  # every name bound at submit time (for names nobody predicted)
+    present: frozenset[str]  # every name bound when taken (for names nobody predicted)
+    moment: str = "submit"
 
     @classmethod
-    def take(cls, ns: MutableMapping[str, Any], names: Iterable[str]) -> Snapshot:
-        return cls({n: ns.get(n, _UNBOUND) for n in names}, frozenset(ns))
+    def take(
+        cls, ns: MutableMapping[str, Any], names: Iterable[str], moment: str = "submit"
+    ) -> Snapshot:
+        return cls({n: ns.get(n, _UNBOUND) for n in names}, frozenset(ns), moment)
 
 
 @dataclass
@@ -37,13 +48,20 @@ class MergeReport:
     kept: dict[str, str] = field(default_factory=dict)
     unsent: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # asked for with --return, never assigned
+    incidental: dict[str, str] = field(default_factory=dict)  # set names that are no results
 
     @property
     def empty(self) -> bool:
         return not (self.set or self.kept or self.unsent or self.missing)
 
     def to_json(self) -> dict[str, Any]:
-        return {"set": self.set, "kept": self.kept, "unsent": self.unsent, "missing": self.missing}
+        return {
+            "set": self.set,
+            "kept": self.kept,
+            "unsent": self.unsent,
+            "missing": self.missing,
+            "incidental": self.incidental,
+        }
 
 
 def merge(
@@ -51,10 +69,13 @@ def merge(
     snapshot: Snapshot,
     result: dict[str, Any],
     wanted: list[str] | None = None,
+    incidental: Mapping[str, str] | None = None,
 ) -> MergeReport:
     """Apply a cell job's result (`{"values", "assigned", "changed", "unsent"}`) to `ns`.
 
-    `wanted` is `--return`'s list (None: everything the job sent back).
+    `wanted` is `--return`'s list (None: everything the job sent back). `incidental` names what
+    the cell bound only by imports or loops (from its code, when this kernel has it); modules,
+    and functions and classes of other modules, count as imports by their value alone.
     """
     values: dict[str, Any] = result.get("values", {})
     unsent: dict[str, str] = dict(result.get("unsent", {}))
@@ -73,21 +94,35 @@ def merge(
         else:
             ns[name] = values[name]
             report.set.append(name)
+            kind = (incidental or {}).get(name) or _imported(values[name])
+            if kind:
+                report.incidental[name] = kind
     return report
+
+
+def _imported(value: Any) -> str | None:
+    """`import` for what only an import binds: a module, or a function or class of a module
+    (the cell's own functions and classes come back as `__main__`'s); None for data."""
+    if isinstance(value, types.ModuleType):
+        return "import"
+    named = isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType))
+    if named and getattr(value, "__module__", None) not in (None, "__main__"):
+        return "import"
+    return None
 
 
 def _conflict(ns: MutableMapping[str, Any], snapshot: Snapshot, name: str) -> str | None:
     """Why `name` must keep the user's value, or None if the job's value may go in."""
-    now = ns.get(name, _UNBOUND)
+    now, moment = ns.get(name, _UNBOUND), snapshot.moment
     if name not in snapshot.objects:
-        if name in snapshot.present or now is not _UNBOUND:
-            return "was not tracked at submit and is bound now"
-        return None
+        if name in snapshot.present:
+            return f"was already bound at {moment}"
+        return None if now is _UNBOUND else f"was created since {moment}"
     before = snapshot.objects[name]
     if now is before:
         return None
     if now is _UNBOUND:
-        return "was deleted since submit"
+        return f"was deleted since {moment}"
     if before is _UNBOUND:
-        return "was created since submit"
-    return "was reassigned since submit"
+        return f"was created since {moment}"
+    return f"was reassigned since {moment}"

@@ -3,7 +3,9 @@
 Widgets and unfinished `Job` handles register here. Each tick is ONE batched
 `GET /jobs/api/status?ids=...` request, whatever the number of jobs; the tick interval starts
 short and doubles while nothing changes (0.2 s -> 2 s, or 0.5 s while a future is waited on),
-drops back as soon as something moves, and the thread ends once every watched job has finished.
+drops back as soon as something moves, and the thread ends once no job is watched any more.
+A widget keeps following a failed or cancelled job (a retry from the sidebar may run it again):
+while only finished jobs are watched, the ticks slow down to one every 5 s (`dormant_delay`).
 Handles nobody waits on through their future are not asked about at all (`wanted`): a script
 that submits thousands of jobs and calls `result()` (which long-polls) costs no polling.
 
@@ -69,11 +71,13 @@ class Poller:
         min_delay: float = 0.2,
         max_delay: float = 2.0,
         blocked_delay: float = 0.5,
+        dormant_delay: float = 5.0,
     ) -> None:
         self._fetch = fetch
         self.min_delay = min_delay
         self.max_delay = max_delay
         self.blocked_delay = blocked_delay
+        self.dormant_delay = dormant_delay
         self._watchers: dict[int, weakref.WeakSet[Any]] = {}
         self._seen: dict[int, tuple[Any, ...]] = {}
         self._lock = threading.Lock()
@@ -146,9 +150,17 @@ class Poller:
             wanted, blocked = self._wanted()
             changed = self._tick_once(wanted) if wanted else False
             high = min(self.max_delay, self.blocked_delay) if blocked else self.max_delay
+            if not blocked and self._dormant(wanted):
+                high = max(high, self.dormant_delay)
             delay = next_delay(delay, changed, self.min_delay, high)
             self._wake.wait(delay)
             self._wake.clear()
+
+    def _dormant(self, ids: list[int]) -> bool:
+        """Whether every job asked about had finished at the last look: only a retry from
+        elsewhere can change them, and that need not show within two seconds."""
+        seen = [self._seen.get(i) for i in ids]
+        return bool(seen) and all(s is not None and s[0].finished for s in seen)
 
     def _tick_once(self, ids: list[int]) -> bool:
         """One batched request, dispatched to the watchers; True if anything changed."""

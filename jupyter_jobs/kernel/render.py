@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..models import Job as JobRecord
@@ -32,6 +32,11 @@ BAR_STYLES = {
     Status.CANCELLED: "warning",
 }
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: A finished job's prints show their tail, as the log does while it runs: a loop that printed
+#: 3,000 lines must not land whole in the cell (nor in the saved notebook). The full log stays
+#: one click away (the widget's "Full log", `%job logs ID`).
+STREAM_TAIL_LINES = 30
+STREAM_TAIL_CHARS = 16 * 2**10
 
 
 def strip_ansi(text: str) -> str:
@@ -126,13 +131,33 @@ def log_html(lines: Sequence[str], max_height: str = "12em") -> str:
     )
 
 
+def set_line(report: dict[str, Any], name: Callable[[str], str] = str) -> str:
+    """`Set: model, score (and 3 more: imports time, jupyter_jobs; loop variable i)`: the
+    results first, then the names that are no results (imports, loop variables) summarised.
+    `name` formats one name (`<code>` in HTML)."""
+    incidental: dict[str, str] = report.get("incidental") or {}
+    results = [name(n) for n in report["set"] if n not in incidental]
+    kinds: dict[str, list[str]] = {}
+    for n in report["set"]:
+        if n in incidental:
+            kinds.setdefault(incidental[n], []).append(name(n))
+    rest = "; ".join(
+        f"{kind}{'s' if len(names) > 1 else ''} {', '.join(names)}" for kind, names in kinds.items()
+    )
+    if not rest:
+        return "Set: " + ", ".join(results)
+    if not results:
+        return f"Set: no results, only {rest}"
+    return f"Set: {', '.join(results)} (and {len(report['set']) - len(results)} more: {rest})"
+
+
 def names_html(report: dict[str, Any] | None, job_id: int) -> str:
     """What the job put into the namespace, what it left alone and why, what it could not send."""
     if not report:
         return ""
     rows = []
     if report.get("set"):
-        rows.append("Set: " + ", ".join(f"<code>{html.escape(n)}</code>" for n in report["set"]))
+        rows.append(set_line(report, lambda n: f"<code>{html.escape(n)}</code>"))
     for name, why in report.get("kept", {}).items():
         n = html.escape(name)
         rows.append(
@@ -152,7 +177,7 @@ def names_text(report: dict[str, Any] | None, job_id: int) -> list[str]:
         return []
     lines = []
     if report.get("set"):
-        lines.append("Set: " + ", ".join(report["set"]))
+        lines.append(set_line(report))
     for name, why in report.get("kept", {}).items():
         lines.append(
             f"{name} {why}; kept yours; job value in jj.get({job_id}).result()['values']['{name}']"
@@ -170,6 +195,24 @@ def error_output(record: JobRecord) -> dict[str, Any] | None:
         return None
     trace = err.traceback.splitlines() if err.traceback else []
     return {"output_type": "error", "ename": err.type, "evalue": err.message, "traceback": trace}
+
+
+def tail_streams(outputs: Sequence[dict[str, Any]], job_id: int) -> list[dict[str, Any]]:
+    """The captured outputs with each long print cut to its last lines, after a note that says
+    how many came before and where they are."""
+    return [_tail_stream(o, job_id) if o.get("output_type") == "stream" else o for o in outputs]
+
+
+def _tail_stream(output: dict[str, Any], job_id: int) -> dict[str, Any]:
+    text = _text(output.get("text", ""))
+    lines = text.splitlines(keepends=True)
+    if len(lines) <= STREAM_TAIL_LINES and len(text) <= STREAM_TAIL_CHARS:
+        return output
+    kept = "".join(lines[-STREAM_TAIL_LINES:])[-STREAM_TAIL_CHARS:]
+    hidden = text[: len(text) - len(kept)].count("\n")
+    what = f"{hidden:,} earlier lines" if hidden else "the start of a long line"
+    note = f'[... {what}: see "Full log" or %job logs {job_id}]\n'
+    return {**output, "text": note + kept}
 
 
 def output_html(output: dict[str, Any]) -> str:

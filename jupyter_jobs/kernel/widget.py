@@ -2,12 +2,14 @@
 
 Name, status (colour and word), progress bar with done/total and message, elapsed time and ETA,
 the last log lines (the full log in an accordion), Cancel while the job can be cancelled, Retry
-once it failed, then the captured outputs (in an `Output` widget, so they render as in a cell)
-or the error with its traceback.
+once it failed or was cancelled, then the captured outputs (in an `Output` widget, so they
+render as in a cell; long prints cut to their tail) or the error with its traceback.
 
 The widget does not poll: the kernel's one `Poller` feeds it records from a background thread
 (ipywidgets sends trait changes as comm messages from any thread, so it moves while the kernel
-is busy). Work that touches the user's namespace runs on the kernel's main thread.
+is busy). Work that touches the user's namespace runs on the kernel's main thread. A widget
+keeps following a failed or cancelled job: whoever runs it again (its Retry, `%job retry`, the
+sidebar, the REST API), the widget shows the new run and its names come back.
 
 Saved notebooks: every display of the widget is a bundle of the widget view plus text/html and
 text/plain describing the state, and when the job finishes the display is updated (by its
@@ -30,7 +32,7 @@ from IPython.display import display, publish_display_data, update_display
 
 from ..errors import JobsError
 from ..models import Job as JobRecord
-from ..models import Status
+from ..models import Status, can_move
 from . import render
 
 if TYPE_CHECKING:
@@ -71,6 +73,12 @@ def _ending(record: JobRecord) -> tuple[int, float | None]:
     """Which end of a job a record shows: a retry that is cancelled before it is claimed ends
     again with the same attempt number, but not at the same time."""
     return record.attempt, record.finished_at
+
+
+def can_retry(record: JobRecord) -> bool:
+    """Whether the job may run again: the store's transition table says so (failed or
+    cancelled), wherever the retry comes from."""
+    return record.finished and can_move(record.status, Status.QUEUED)
 
 
 def complete_now(job_id: int) -> None:
@@ -133,6 +141,7 @@ class JobWidget:
         self._lock = threading.RLock()
         self._display_ids: list[str] = []
         self._completed: tuple[int, float | None] | None = None  # `_ending` of the last finish
+        self._collected: tuple[int, float | None] | None = None  # the end whose outputs show
         self._completing = False
         self._resent: tuple[int, float | None] | None = None
         self._tail_size = 0
@@ -164,7 +173,11 @@ class JobWidget:
                 self.complete()
             handle = display(self._bundle(), raw=True, display_id=True)
             self._display_ids.append(handle.display_id)
-        if not self.record.finished:
+        self._follow(self.record)
+
+    def _follow(self, record: JobRecord) -> None:
+        """Keep getting the job's records while it runs, or while it may run again."""
+        if not record.finished or can_retry(record):
             self.job.backend.poller.watch(self.job.id, self)
 
     def _bundle(self) -> dict[str, Any]:
@@ -195,13 +208,41 @@ class JobWidget:
     def observe(self, record: JobRecord) -> None:
         with self._lock:
             if record.attempt < self.record.attempt:
-                return  # a record from before a retry, fetched just before it
+                # a record from before a retry, fetched just before it (if it was that run's
+                # end, the poller has let go of this job: the new run is still to follow)
+                self._follow(self.record)
+                return
+            if self._collected is not None:  # an end is shown: is this a new run?
+                rerun = self._rerun(record)
+                if rerun is None:
+                    self._follow(self.record)
+                    return
+                self._restart(self.job.backend.handle(rerun))
+                record = rerun
             self.problem = ""
             self._render(record)
             self._refresh_tail(record, force=record.finished)
             if record.finished and not self.inline:
                 self._collect(record)
                 call_on_main(self._complete, record)
+            if record.finished:
+                self._follow(record)
+
+    def _rerun(self, record: JobRecord) -> JobRecord | None:
+        """The record of a new run of the job, when `record` may show one, else None.
+
+        A later attempt is one. A record of the attempt shown may also have been fetched just
+        before the end this widget shows (by the poller, while `wait()` fetched the end): only
+        the server's current record tells a stale one from a retry not yet claimed.
+        """
+        shown = self._collected
+        if shown is None or (record.finished and _ending(record) == shown):
+            return None
+        if record.attempt == shown[0]:
+            record = self.job.backend.get(self.job.id)
+            if record.finished and _ending(record) == shown:
+                return None
+        return record
 
     def observe_missing(self, job_id: int) -> None:
         with self._lock:
@@ -236,7 +277,7 @@ class JobWidget:
         if not record.finished and not record.cancel_requested:
             self.action.description, self.action.icon = "Cancel", "stop"
             self.action.layout.display = ""
-        elif status is Status.FAILED:
+        elif can_retry(record):
             self.action.description, self.action.icon = "Retry", "redo"
             self.action.layout.display = ""
         else:
@@ -293,7 +334,8 @@ class JobWidget:
 
     def _collect(self, record: JobRecord) -> None:
         """Fetch what a finished job left: captured outputs, and the error as an output."""
-        self.outputs = self.job.backend.outputs(self.job.id) if record.has_outputs else []
+        outputs = self.job.backend.outputs(self.job.id) if record.has_outputs else []
+        self.outputs = render.tail_streams(outputs, self.job.id)
         error = render.error_output(record)
         if error is not None and not any(o.get("output_type") == "error" for o in self.outputs):
             self.outputs.append(error)
@@ -305,6 +347,7 @@ class JobWidget:
         if self.log_tail is not None and self.outputs:
             # the prints and the traceback now show as outputs: the tail would repeat them
             self.log_tail.layout.display = "none"
+        self._collected = _ending(record)
 
     def _complete(self, record: JobRecord) -> None:
         """Main thread, once per attempt: namespace update, then the final displays."""
@@ -315,15 +358,20 @@ class JobWidget:
             self._completing = True
             try:
                 if record.status is Status.SUCCEEDED and self.on_success is not None:
-                    self.report = self.on_success(self.job.result())
-                    self._show_names()
-            except Exception as exc:  # e.g. a result whose class this kernel cannot import
-                log.exception("jupyter_jobs: job %s: setting its names failed", self.job.id)
-                self.problem = f"the job's names could not be set: {type(exc).__name__}: {exc}"
-                self._render(record)
+                    self._set_names(self.on_success)
             finally:
                 self._completing = False
             self._update_displays()
+
+    def _set_names(self, on_success: Callable[[Any], dict[str, Any] | None]) -> None:
+        """Main thread: put the succeeded job's names into the namespace and list them."""
+        try:
+            self.report = on_success(self.job.result())
+            self._show_names()
+        except Exception as exc:  # e.g. a result whose class this kernel cannot import
+            log.exception("jupyter_jobs: job %s: setting its names failed", self.job.id)
+            self.problem = f"the job's names could not be set: {type(exc).__name__}: {exc}"
+            self._render(self.record)
 
     def complete(self, resend: bool = False) -> None:
         """Finish now (main thread) if the job has finished and this attempt is not done yet.
@@ -371,11 +419,23 @@ class JobWidget:
     # --- the button --------------------------------------------------------------------------
 
     def _on_action(self) -> None:
-        if self.record.status is Status.FAILED:
+        if can_retry(self.record):
             self._retry()
         elif not self.record.finished:
             self.job.cancel()
             self._render(self.job.record)
+
+    def bring_names(self, on_success: Callable[[Any], dict[str, Any] | None]) -> None:
+        """`%job attach`/`retry` (main thread): the job's names come into this kernel by
+        `on_success`, now if its run has ended in success, else when it does (a widget made by
+        `%%job` in this kernel keeps its own snapshot of the submit for that)."""
+        with self._lock:
+            if self.on_success is None:
+                self.on_success = on_success
+            ended = self._completed == _ending(self.record)
+            if ended and self.record.status is Status.SUCCEEDED:
+                self._set_names(on_success)
+                self._update_displays()
 
     def _retry(self) -> None:
         self._restart(self.job.retry())
@@ -396,6 +456,7 @@ class JobWidget:
         now, even if the first run was a `--wait` cell's."""
         self.job, self.inline = job, False
         self.outputs, self.report, self.problem = [], None, ""
+        self._collected = None
         if self.out is not None:
             self.out.outputs = ()
         if self.log_tail is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -316,3 +317,28 @@ def test_a_process_that_exits_right_after_submitting_loses_no_job(server, tmp_pa
     listed = server.api("GET", "jobs/api/jobs", params={"owner": owner, "limit": 500}).json()
     assert len(listed["jobs"]) == 200
     assert sorted(j["name"] for j in listed["jobs"]) == sorted(["add"] * 200)
+
+
+def test_a_widget_tells_a_record_from_before_its_end_from_a_run_started_elsewhere(server, tmp_path):
+    """The widget's part of following retries, in this process (no kernel: its namespace work
+    runs at once); test_widget.py does the same from a real kernel."""
+    from jupyter_jobs.kernel.widget import widget_for
+
+    job = api.submit(jobfuncs.fail_until, str(tmp_path / "marks"), 2, name="rerun-widget")
+    with pytest.raises(errors.JobFailed):
+        job.result(timeout=60)
+    widget = widget_for(job)
+    widget.complete()  # what `show()` does, besides displaying (which needs a kernel)
+    api.connection().poller.watch(job.id, widget)
+    assert widget.record.status is Status.FAILED and widget.action.description == "Retry"
+
+    # fetched by the poller just before the end the widget shows: not a new run
+    before_end = dataclasses.replace(job.record, status=Status.RUNNING, finished_at=None)
+    widget.observe(before_end)
+    assert widget.job is job and widget.record.status is Status.FAILED
+
+    response = server.api("POST", f"jobs/api/jobs/{job.id}/retry", json={})  # the sidebar's
+    assert response.status_code == 200, response.text
+    poll(lambda: widget.record.status is Status.SUCCEEDED, 60, "the widget follows the retry")
+    assert widget.job is not job and widget.job.result() == 2
+    assert widget.record.attempt == 2 and widget.outputs == []

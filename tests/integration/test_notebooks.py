@@ -85,6 +85,7 @@ def test_getting_started(server, tmp_path):
     nb = run(server, "getting-started.ipynb", tmp_path)
     assert text(cell(nb, "%%job --wait --name sum-of-squares")).endswith("the total is 285\n")
     assert text(cell(nb, "total")) == "285\n"
+    assert text(cell(nb, "del total")).endswith("Set: total\n285\n")  # `%job attach`
     assert text(cell(nb, "import jupyter_jobs as jj")) == "144\n"
     listing = text(cell(nb, "%jobs"))
     assert "sum-of-squares" in listing and "square" in listing

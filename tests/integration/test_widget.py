@@ -289,6 +289,39 @@ def test_a_retry_by_the_line_magic_is_followed_by_the_widget(kernel):
     assert kernel.output_text(kernel.execute("print(fixed)")) == "yes\n"
 
 
+def test_a_cancelled_cell_retried_through_rest_is_followed_and_sets_its_names(
+    kernel, jupyter_server
+):
+    """A retry from the sidebar or the detail view: the REST API, from outside the kernel."""
+    kernel.execute(
+        "%%job --name elsewhere --out job\nimport os, time\n"
+        "if not os.path.exists('tried-elsewhere'):\n"
+        "    open('tried-elsewhere', 'w').close()\n"
+        "    time.sleep(120)\n"
+        "again = 'from the retry'\n"
+    )
+    kernel.pump_until(lambda: kernel.status("elsewhere") == "running", "first run running")
+    job_id = int(kernel.output_text(kernel.execute("print(job.id)")))
+    cancelled = jupyter_server.api("POST", f"jobs/api/jobs/{job_id}/cancel", json={})
+    assert cancelled.status_code == 200, cancelled.text
+    kernel.pump_until(lambda: kernel.status("elsewhere") == "cancelled", "first run cancelled")
+    action = kernel.widget("elsewhere")["action"]
+    layout = kernel.models[action]["layout"].removeprefix("IPY_MODEL_")
+    kernel.pump_until(
+        lambda: (
+            kernel.models[action].get("description") == "Retry"
+            and kernel.models[layout].get("display") != "none"
+        ),
+        "Retry offered for the cancelled job",
+    )
+
+    retried = jupyter_server.api("POST", f"jobs/api/jobs/{job_id}/retry", json={})
+    assert retried.status_code == 200, retried.text
+    kernel.pump_until(lambda: kernel.status("elsewhere") == "succeeded", "the retry followed")
+    kernel.pump_until(lambda: kernel.widget("elsewhere").get("names"), "names listed")
+    assert kernel.output_text(kernel.execute("print(again)")) == "from the retry\n"
+
+
 def test_a_failed_request_for_the_final_outputs_is_retried(kernel):
     kernel.execute(
         "from jupyter_jobs.kernel import api\n"
@@ -308,7 +341,7 @@ def test_a_failed_request_for_the_final_outputs_is_retried(kernel):
     assert kernel.output_text(kernel.execute("print(v, len(calls) >= 2)")) == "1 True\n"
 
 
-def test_after_a_kernel_restart_attach_shows_the_job_finish(kernel):
+def test_after_a_kernel_restart_attach_follows_the_job_and_brings_its_names_back(kernel):
     out = kernel.execute(
         "%%job --name survivor --out job\nimport time\ntime.sleep(4)\n"
         "print('survived')\nvalue = 7\n"
@@ -329,6 +362,53 @@ def test_after_a_kernel_restart_attach_shows_the_job_finish(kernel):
     )
     kernel.pump_until(lambda: outputs[0].get("outputs"), "outputs filled")
     assert outputs[0]["outputs"][0]["text"] == "survived\n"
+    names = kernel.pump_until(lambda: kernel.widget("survivor").get("names"), "names listed")
+    assert kernel.models[names]["value"].startswith("Set: <code>value</code>")
+    assert kernel.output_text(kernel.execute("print(value)")) == "7\n"
+
+    # attached once the job has finished, the names come at once; a name bound is kept
+    kernel.restart()
+    kernel.execute("%load_ext jupyter_jobs.kernel")
+    kernel.execute(f"%job attach {job_id}")
+    assert kernel.output_text(kernel.execute("print(value)")) == "7\n"
+    out = kernel.execute(f"value = 'mine'\n%job attach {job_id}\nprint(value)")
+    assert kernel.output_text(out) == "mine\n"
+    names = kernel.models[kernel.widget("survivor")["names"]]["value"]
+    assert names.startswith("Set: no results, only import <code>time</code><br>")
+    assert "<code>value</code> was already bound at attach; kept yours" in names
+
+
+def test_a_finished_cell_shows_its_results_the_tail_of_its_prints_and_its_cell_number(kernel):
+    kernel.execute(
+        "%%job --name chatty\nimport time\nimport jupyter_jobs\n"
+        "for i in range(3000):\n    print('line', i)\nmodel, score = 'fitted', 0.9\n"
+    )
+    kernel.pump_until(lambda: kernel.status("chatty") == "succeeded", "chatty succeeded")
+    names = kernel.pump_until(lambda: kernel.widget("chatty").get("names"), "names listed")
+    assert kernel.models[names]["value"] == (
+        "Set: <code>model</code>, <code>score</code> (and 3 more: imports <code>time</code>, "
+        "<code>jupyter_jobs</code>; loop variable <code>i</code>)"
+    )
+    assert kernel.output_text(kernel.execute("print(i, time.__name__)")) == "2999 time\n"
+
+    note = '[... 2,970 earlier lines: see "Full log" or %job logs'
+    final = kernel.pump_until(
+        lambda: [d for d in kernel.displays if "Set: model" in d["data"]["text/plain"]],
+        "final display update",
+    )
+    saved = final[-1]["data"]["text/plain"]
+    assert note in saved and "line 2999" in saved and "line 2969" not in saved
+    assert len(saved.splitlines()) < 40  # what the saved notebook keeps
+    output = next(s for s in kernel.models.values() if s.get("_model_name") == "OutputModel")
+    shown = output["outputs"][0]["text"]
+    assert shown.startswith(note) and shown.endswith("line 2999\n")
+
+    out = kernel.execute("%%job --wait --name broken\nx = 1\nraise ValueError('boom')")
+    number = next(m["content"]["execution_count"] for m in out if m["msg_type"] == "execute_input")
+    errors = [m["content"] for m in out if m["msg_type"] == "error"]
+    assert errors and errors[0]["ename"] == "ValueError"
+    trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0]["traceback"]))
+    assert f"Cell In[{number}], line 3" in trace  # the cell's line 3 (`%%job` is line 1)
 
 
 def test_job_text_is_escaped_and_the_owner_is_the_kernel(kernel):
