@@ -77,3 +77,32 @@ def test_the_startup_log_gives_max_workers_as_a_number(
     server = jupyter_server_factory(config={"JobsApp": {"kill_grace": 2.0}})
     assert f"max_workers {os.cpu_count()} (the number of CPUs)" in server.log_text()
     assert "executor's default" not in server.log_text()
+
+
+def test_with_dask_the_startup_log_says_max_workers_follows_the_cluster(
+    jupyter_server_factory: ServerFactory,
+) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp://",
+        dashboard_address=":0",
+    ) as cluster:
+        server = jupyter_server_factory(
+            config={
+                "JobsApp": {
+                    "executor": "dask",
+                    "dask_scheduler_address": cluster.scheduler_address,
+                    "kill_grace": 2.0,
+                }
+            }
+        )
+        try:
+            assert "max_workers 2 for now (follows the Dask cluster's threads)" in (
+                server.log_text()
+            )
+        finally:
+            server.close()  # while its cluster still runs
