@@ -47,6 +47,9 @@ def test_requests_during_a_slow_stop_get_503_and_the_log_says_what_happens_to_th
     poll(pidfile.exists, 60, "the stubborn job ignores SIGTERM")
     queued = server.submit(jobfuncs.noop)
     assert server.job(queued["id"])["status"] == "queued"
+    # jupyter_server shuts kernels down after the extensions: requests keep coming meanwhile.
+    kernel = server.api("POST", "api/kernels", json={"name": "python3"})
+    assert kernel.status_code == 201, kernel.text
 
     server.process.send_signal(signal.SIGTERM)
     answers = answers_until_exit(server, stubborn["id"])
