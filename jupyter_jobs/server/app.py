@@ -236,13 +236,13 @@ class JobsApp(ExtensionApp):
         if self.stopping:
             return
         self.stopping = True
+        self.waiters.wake_all()  # long polls answer 503 now, not when the loop is gone
         if self._started:
             held = [job_id for job_id, _ in self.consumer.executor.running()]
-            counts = await self._in_pool(self.store.counts)
-            self.log.info(stop_announcement(len(held), counts))
+            await self._log_jobs(functools.partial(stop_announcement, len(held)), self.store.counts)
             await self.consumer.stop(grace=self.kill_grace)
             self._started = False
-            self.log.info(stop_summary(await self._in_pool(self.store.get_many, held)))
+            await self._log_jobs(stop_summary, self.store.get_many, held)
         self._events.stop()
         self.waiters.stop()
         self._pool.shutdown(wait=True)
@@ -286,6 +286,15 @@ class JobsApp(ExtensionApp):
     async def _in_pool(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def _log_jobs(
+        self, describe: Callable[[Any], str], read: Callable[..., Any], *args: Any
+    ) -> None:
+        """Log `describe(read(*args))`; a store failure here must not stop the stop."""
+        try:
+            self.log.info(describe(await self._in_pool(read, *args)))
+        except Exception:
+            self.log.exception("jupyter_jobs: cannot tell what the stop does to the jobs")
 
     def _workers_text(self) -> str:
         """The number of jobs that run at once, and where it comes from when not configured."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -35,6 +36,18 @@ def answers_until_exit(server: RunningServer, job_id: int) -> list[requests.Resp
     return answers
 
 
+def long_poll(server: RunningServer, job_id: int) -> Future[requests.Response]:
+    """`GET /result?wait=` for `job_id` in a thread, on a connection opened before it."""
+    session = requests.Session()
+    session.headers.update(server.session.headers)
+    url = f"{server.url}jobs/api/jobs/{job_id}/result"
+    assert session.get(url, timeout=10).status_code == 202
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(session.get, url, params={"wait": 120}, timeout=180)
+    pool.shutdown(wait=False)
+    return future
+
+
 def test_requests_during_a_slow_stop_get_503_and_the_log_says_what_happens_to_the_jobs(
     jupyter_server_factory: ServerFactory, tmp_path: Path
 ) -> None:
@@ -47,6 +60,7 @@ def test_requests_during_a_slow_stop_get_503_and_the_log_says_what_happens_to_th
     poll(pidfile.exists, 60, "the stubborn job ignores SIGTERM")
     queued = server.submit(jobfuncs.noop)
     assert server.job(queued["id"])["status"] == "queued"
+    waiting = long_poll(server, queued["id"])
     # jupyter_server shuts kernels down after the extensions: requests keep coming meanwhile.
     kernel = server.api("POST", "api/kernels", json={"name": "python3"})
     assert kernel.status_code == 201, kernel.text
@@ -55,6 +69,8 @@ def test_requests_during_a_slow_stop_get_503_and_the_log_says_what_happens_to_th
     answers = answers_until_exit(server, stubborn["id"])
     server.stop()
 
+    # A long poll for a job that stays queued is answered at once, not dropped at the end.
+    assert waiting.result(timeout=30).status_code == 503
     codes = [a.status_code for a in answers]
     assert 500 not in codes, [a.text for a in answers if a.status_code == 500]
     refused = [a for a in answers if a.status_code == 503]
