@@ -3,8 +3,8 @@
 Every method is authenticated and authorized by jupyter_server (resource "jobs"). Errors are
 mapped in one place, `JobsHandler.write_error`: a `JobsError` becomes its `http_status` with the
 JSON body `{"error", "detail", "type"}`; tornado's own HTTP errors take the same shape. While the
-server stops, `prepare` answers every request 503 (`ShuttingDown`). Blocking
-work (SQLite, files, large JSON and base64) runs in the app's thread pool, never on the loop.
+server stops, `prepare` answers every request 503 (`ShuttingDown`). Blocking work (SQLite, files,
+large JSON and base64) runs in the app's thread pool, never on the loop.
 The server never unpickles anything: result bytes are served as they were stored.
 """
 
