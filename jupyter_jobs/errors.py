@@ -134,6 +134,12 @@ class ServerUnavailable(JobsError):
     http_status = 503
 
 
+class ShuttingDown(ServerUnavailable):
+    """The server is stopping: the request was not served. Send it again to the next server."""
+
+    http_status = 503
+
+
 class StorageError(JobsError):
     """The database cannot be used as configured (e.g. WAL on a network filesystem)."""
 

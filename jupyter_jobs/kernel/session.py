@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from traitlets.config import MultipleInstanceError
+
 
 def owner(user_ns: Mapping[str, Any] | None = None) -> str:
     """The notebook path when known, else `kernel:<kernel id>` (else `process:<host>:<pid>`).
@@ -41,7 +43,9 @@ def kernel_id() -> str | None:
         from ipykernel.connect import get_connection_file
 
         path = Path(get_connection_file())
-    except (ImportError, RuntimeError, AttributeError):
-        return None  # not running inside an ipykernel
+    except (ImportError, RuntimeError, AttributeError, MultipleInstanceError):
+        # Not inside an ipykernel. In a terminal IPython the application singleton is
+        # IPython's own: ipykernel sees "an app" and asking it for a kernel app fails.
+        return None
     stem = path.stem
     return stem[len("kernel-") :] if stem.startswith("kernel-") else stem

@@ -8,7 +8,9 @@ plain arguments: nothing below this module reads config.
 Life: the store is opened when the extension loads; the consumer starts on the server's running
 event loop (`_start_jupyter_server_extension`) and stops in `stop_extension`, which jupyter_server
 awaits on shutdown: running jobs end as `failed`/`interrupted` (or are requeued where they have
-retries left), queued jobs stay queued and run at the next start.
+retries left), queued jobs stay queued and run at the next start. From the moment the stop begins
+every API request is answered 503 (`ShuttingDown`): jupyter_server stops listening first, but
+kept-alive connections still bring requests while the jobs are being stopped.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from jupyter_server.utils import url_path_join
 from traitlets import Float, Integer, TraitError, Unicode, default, validate
 
 from ..consumer import Consumer
-from ..errors import ServerUnavailable
+from ..errors import ServerUnavailable, ShuttingDown
 from ..executors.base import Executor, ExecutorEvents
+from ..models import Job, Status
 from ..store import DEFAULT_RETENTION_DAYS, Store, default_db_path
 from .emitter import SCHEMA_PATH, EventBridge
 from .handlers import ROUTES
@@ -186,7 +189,8 @@ class JobsApp(ExtensionApp):
     _events: EventBridge
     waiters: Waiters
     _started = False
-    _stopped = False
+    #: Set when the stop begins: from then on every request is answered 503.
+    stopping = False
 
     # --- life ------------------------------------------------------------------------------
 
@@ -209,12 +213,7 @@ class JobsApp(ExtensionApp):
         self._events = EventBridge(self.store, self.serverapp.event_logger)
         self.waiters = Waiters(self.store)
         self._fit_body_limits()
-        self.log.info(
-            "jupyter_jobs: database %s, executor %s, max_workers %s",
-            self.store.path,
-            self.executor,
-            self.max_workers or "(the executor's default)",
-        )
+        self.log.info("jupyter_jobs: database %s, executor %s", self.store.path, self.executor)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(ROUTES)
@@ -226,15 +225,25 @@ class JobsApp(ExtensionApp):
         self.waiters.start(asyncio.get_running_loop())
         await self.consumer.start()
         self._started = True
+        self.log.info("jupyter_jobs: consumer running, max_workers %s", self._workers_text())
 
     async def stop_extension(self) -> None:
-        """Awaited by jupyter_server on shutdown: end running jobs, keep queued ones queued."""
-        if self._stopped:
+        """Awaited by jupyter_server on shutdown: end running jobs, keep queued ones queued.
+
+        Says in the log, before and after, what happens to the jobs: a stop can take
+        `kill_grace` seconds, and jupyter_server's Ctrl-C prompt has no place for an
+        extension's words (it counts kernels only).
+        """
+        if self.stopping:
             return
-        self._stopped = True
+        self.stopping = True
+        self.waiters.wake_all()  # long polls answer 503 now, not when the loop is gone
         if self._started:
+            held = [job_id for job_id, _ in self.consumer.executor.running()]
+            await self._log_jobs(functools.partial(stop_announcement, len(held)), self.store.counts)
             await self.consumer.stop(grace=self.kill_grace)
             self._started = False
+            await self._log_jobs(stop_summary, self.store.get_many, held)
         self._events.stop()
         self.waiters.stop()
         self._pool.shutdown(wait=True)
@@ -243,9 +252,18 @@ class JobsApp(ExtensionApp):
     # --- used by the handlers --------------------------------------------------------------
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking store call in the API thread pool and await its result."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        """Run a blocking store call in the API thread pool and await its result.
+
+        `ShuttingDown` (503) once the stop began: a request that was waiting (a long poll)
+        when it began must not reach a store that is about to close.
+        """
+        self.refuse_while_stopping()
+        return await self._in_pool(fn, *args, **kwargs)
+
+    def refuse_while_stopping(self) -> None:
+        """`ShuttingDown` (503) once the stop began; every handler asks before its work."""
+        if self.stopping:
+            raise ShuttingDown("the Jupyter server is shutting down; try again once it runs")
 
     def stats_extra(self) -> dict[str, Any]:
         """What `GET /jobs/api/stats` adds to the store's numbers."""
@@ -265,6 +283,30 @@ class JobsApp(ExtensionApp):
         }
 
     # --- helpers ---------------------------------------------------------------------------
+
+    async def _in_pool(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def _log_jobs(
+        self, describe: Callable[[Any], str], read: Callable[..., Any], *args: Any
+    ) -> None:
+        """Log `describe(read(*args))`; a store failure here must not stop the stop."""
+        try:
+            self.log.info(describe(await self._in_pool(read, *args)))
+        except Exception:
+            self.log.exception("jupyter_jobs: cannot tell what the stop does to the jobs")
+
+    def _workers_text(self) -> str:
+        """The number of jobs that run at once, and where it comes from when not configured."""
+        figure = self.consumer.executor.max_workers
+        if self.max_workers is not None:
+            return str(figure)
+        if self.executor == "dask":
+            return f"{figure} for now (follows the Dask cluster's threads)"
+        if self.executor == "local":
+            return f"{figure} (the number of CPUs)"
+        return f"{figure} (the executor's default)"
 
     def _make_executor(self, events: ExecutorEvents) -> Executor:
         """Build the configured executor, passing the settings its constructor accepts.
@@ -310,3 +352,30 @@ class JobsApp(ExtensionApp):
         else:
             os.environ.pop(TOKEN_ENV, None)
             self.log.info("jupyter_jobs: the server has no token; kernels get no credential")
+
+
+def stop_announcement(running: int, counts: dict[str, int]) -> str:
+    """What the log says when a stop begins: what will happen to the jobs, by number."""
+    queued = counts.get(Status.QUEUED.value, 0)
+    pending = counts.get(Status.PENDING.value, 0)
+    return (
+        f"Stopping jupyter_jobs: {_jobs(running)} running here will be interrupted (those with "
+        f"retries left, or not yet begun in a worker, are requeued); {_jobs(queued)} queued and "
+        f"{pending} pending stay for the next start"
+    )
+
+
+def stop_summary(held: list[Job]) -> str:
+    """What the log says when the jobs have stopped: how each job that was running ended."""
+    ended: dict[str, int] = {}
+    for job in held:
+        status = "requeued" if job.status is Status.QUEUED else str(job.status)
+        if job.status is Status.FAILED and job.reason is not None:
+            status = f"{status} ({job.reason})"
+        ended[status] = ended.get(status, 0) + 1
+    parts = ", ".join(f"{n} {status}" for status, n in sorted(ended.items()))
+    return f"jupyter_jobs stopped: of {_jobs(len(held))} running, {parts or 'none left'}"
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"

@@ -2,8 +2,9 @@
 
 Every method is authenticated and authorized by jupyter_server (resource "jobs"). Errors are
 mapped in one place, `JobsHandler.write_error`: a `JobsError` becomes its `http_status` with the
-JSON body `{"error", "detail", "type"}`; tornado's own HTTP errors take the same shape. Blocking
-work (SQLite, files, large JSON and base64) runs in the app's thread pool, never on the loop.
+JSON body `{"error", "detail", "type"}`; tornado's own HTTP errors take the same shape. While the
+server stops, `prepare` answers every request 503 (`ShuttingDown`). Blocking work (SQLite, files,
+large JSON and base64) runs in the app's thread pool, never on the loop.
 The server never unpickles anything: result bytes are served as they were stored.
 """
 
@@ -48,6 +49,11 @@ class JobsHandler(ExtensionHandlerMixin, APIHandler):
     @property
     def app(self) -> JobsApp:
         return self.extensionapp  # type: ignore[return-value]
+
+    async def prepare(self) -> None:
+        # While the server stops, every request gets the same 503 (errors.ShuttingDown).
+        await super().prepare()
+        self.app.refuse_while_stopping()
 
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

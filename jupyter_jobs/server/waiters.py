@@ -33,7 +33,7 @@ class Waiters(LoopSubscriber):
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
         self._listener = self._store.listen()
-        self._listener.on_loop(loop, self._on_bell)
+        self._listener.on_loop(loop, self.wake_all)
 
     def stop(self) -> None:
         super().stop()
@@ -41,8 +41,9 @@ class Waiters(LoopSubscriber):
             self._listener.close()
             self._listener = None
 
-    def _on_bell(self) -> None:
-        """Another process committed (on the loop): every waiting request reads again."""
+    def wake_all(self) -> None:
+        """Every waiting request reads again (on the loop): another process committed (a
+        doorbell ring), or the server is stopping and each must answer now."""
         self._wake(list(self._futures))
 
     @contextlib.contextmanager
