@@ -19,6 +19,7 @@ widget's model (nbconvert, GitHub, a notebook saved without widget state) shows 
 
 from __future__ import annotations
 
+import collections
 import html
 import logging
 import sys
@@ -95,16 +96,34 @@ def complete_now(job_id: int) -> None:
 def call_on_main(fn: Callable[..., None], *args: Any) -> None:
     """Run `fn(*args)` on the kernel's main thread, between cells (at once if already there).
 
-    Namespace updates must not race the user's running cell. Outside an ipykernel (a terminal
-    IPython, a script) there is no event loop to hand over to, and `fn` runs in this thread.
+    Namespace updates must not race the user's running cell. An ipykernel hands them to its
+    event loop. A terminal IPython has no loop to hand over to: they wait for the next cell to
+    start (its `pre_run_cell` event, on the main thread), or for `job.wait()`/`result()`. In a
+    plain script there are no cells, and `fn` runs in this thread.
     """
     from IPython import get_ipython
 
-    loop = getattr(getattr(get_ipython(), "kernel", None), "io_loop", None)
-    if loop is None or threading.current_thread() is threading.main_thread():
+    shell = get_ipython()
+    loop = getattr(getattr(shell, "kernel", None), "io_loop", None)
+    if threading.current_thread() is threading.main_thread() or shell is None:
         _logged(fn, *args)
-    else:
+    elif loop is not None:
         loop.add_callback(_logged, fn, *args)
+    else:
+        _between_cells.append((fn, args))
+        if not getattr(shell, "_jupyter_jobs_between_cells", False):
+            shell._jupyter_jobs_between_cells = True
+            shell.events.register("pre_run_cell", _run_between_cells)
+
+
+#: Main-thread work a terminal IPython applies when the next cell starts (see `call_on_main`).
+_between_cells: collections.deque[tuple[Callable[..., None], tuple[Any, ...]]] = collections.deque()
+
+
+def _run_between_cells(*_info: Any) -> None:
+    while _between_cells:
+        fn, args = _between_cells.popleft()
+        _logged(fn, *args)
 
 
 def _logged(fn: Callable[..., None], *args: Any) -> None:

@@ -48,3 +48,31 @@ def test_job_cells_and_submit_work_in_a_terminal_ipython(
     assert "y is 40" in output, output  # the name came back after --wait
     assert "submitted: 1024" in output, output
     assert "in the job 20" in output, output
+
+
+#: A job cell without --wait ends while the next cell (one line: each line is a cell here) runs:
+#: as inline, its name must not appear in the middle of that cell, only when a later cell starts.
+BETWEEN_CELLS = """\
+%load_ext jupyter_jobs
+import time, pathlib
+gate = pathlib.Path("gate")
+%%job --name gated
+while not gate.exists(): time.sleep(0.02)
+z = 7
+
+
+watch = lambda: any([time.sleep(0.05) or "z" in globals() for _ in range(100)])
+gate.touch(); print("during the cell:", watch())
+import jupyter_jobs as jj
+jj.get(1).wait(30); print("after wait:", z)
+"""
+
+
+def test_a_job_s_names_arrive_between_cells_not_during_one(
+    jupyter_server: RunningServer, tmp_path: Path
+) -> None:
+    done = run_ipython(jupyter_server, BETWEEN_CELLS, tmp_path)
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output, output
+    assert "during the cell: False" in output, output
+    assert "after wait: 7" in output, output
