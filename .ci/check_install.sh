@@ -49,7 +49,7 @@ step "a fresh virtualenv"
 export VIRTUAL_ENV=$venv PATH=$venv/bin:$PATH
 hash -r
 
-step 'pip install ".[lab,examples]"  (the README, verbatim)'
+step "pip install \".[lab,examples]\"  (the README's first command)"
 (cd "$src" && pip install -q ".[lab,examples]")
 changed=$(git -C "$src" diff --name-only; git -C "$src" ls-files --others --exclude-standard)
 [ -z "$changed" ] || fail "the install changed files of the tree: $changed"
