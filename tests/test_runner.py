@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import socket
 import subprocess
 import sys
+import venv
 from pathlib import Path
 
 import dill
@@ -126,9 +128,30 @@ async def test_job_runs_in_the_requested_directory_and_imports_from_it(
     assert outcome.status is Status.FAILED and "missing" in outcome.error.message
 
 
+def python_at_another_path(env_dir: Path) -> Path:
+    """A Python at a new path that imports what this one imports: a fresh virtualenv whose `.pth`
+    adds this interpreter's site directories (their own `.pth` files, editable installs, too).
+
+    A bare link to `sys.executable` would do only outside a virtualenv: the linked python finds
+    no `pyvenv.cfg` beside it and starts as the base interpreter, without the venv's packages.
+    """
+    venv.create(env_dir, with_pip=False, symlinks=os.name != "nt")
+    python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    ask = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    purelib = subprocess.run(
+        [python, "-c", ask], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    sites = [
+        *site.getsitepackages(),
+        *([site.getusersitepackages()] if site.ENABLE_USER_SITE else []),
+    ]
+    lines = [f"import site; site.addsitedir({d!r})" for d in sites]
+    Path(purelib, "this_environment.pth").write_text("\n".join(lines) + "\n")
+    return python
+
+
 async def test_job_runs_with_the_requested_interpreter(executor, recorder, tmp_path):
-    other = tmp_path / "python-other"
-    other.symlink_to(sys.executable)
+    other = python_at_another_path(tmp_path / "other-env")
     task = wu.function_task(wu.whoami)
     task.interpreter = str(other)
     outcome = await run(executor, recorder, task)
