@@ -21,7 +21,7 @@ import {
   MainAreaWidget,
   WidgetTracker
 } from '@jupyterlab/apputils';
-import { PageConfig } from '@jupyterlab/coreutils';
+import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
@@ -128,11 +128,24 @@ const plugin: JupyterFrontEndPlugin<void> = {
       });
     }
 
+    // Notebook 7 opens a notebook in a browser tab of its own, as its file browser does.
+    const openNotebook = labShell
+      ? undefined
+      : async (path: string) =>
+          window.open(
+            URLExt.join(
+              app.serviceManager.serverSettings.baseUrl,
+              'notebooks',
+              URLExt.encodeParts(path)
+            ),
+            '_blank'
+          );
     registerCommands({
       commands: app.commands,
       model,
       openPanel,
       openDetail,
+      openNotebook,
       ...options
     });
     const trans = (translator ?? nullTranslator).load('jupyter_jobs');

@@ -378,6 +378,84 @@ def test_notebook7_shows_the_panel_left_and_details_right(page: Page, lab: Runni
     expect(page.locator(".jp-Notebook")).to_be_visible()
 
 
+def test_filter_chips_fit_one_row_and_clear_finished_keeps_active_jobs(
+    page: Page, lab: RunningServer
+) -> None:
+    done = lab.submit(jobfuncs.add, 1, 2, name="load parquet")
+    broken = lab.submit(jobfuncs.fail, "bad input", name="validate input")
+    dropped = lab.submit(jobfuncs.noop, name="dropped", hold=True)
+    lab.api("POST", f"jobs/api/jobs/{dropped['id']}/cancel").raise_for_status()
+    waiting = lab.submit(jobfuncs.noop, name="waiting", hold=True)
+    sleeper = lab.submit(jobfuncs.sleep, 3600, name="train resnet")
+    open_lab(page, lab)
+    open_panel(page)
+    expect(status_of(page, done["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
+    expect(status_of(page, broken["id"])).to_have_text("failed (error)", timeout=UI_TIMEOUT)
+    expect(status_of(page, sleeper["id"])).to_have_text("running", timeout=UI_TIMEOUT)
+
+    # At the sidebar's default width every chip sits on one line, inside the panel.
+    panel = page.locator("#jupyter-jobs-panel")
+    chips = panel.locator(".jp-JobsPanel-chip")
+    expect(chips).to_have_count(7)
+    boxes = [chips.nth(i).bounding_box() for i in range(7)]
+    assert len({round(box["y"]) for box in boxes}) == 1, boxes
+    group = panel.locator(".jp-JobsPanel-filters").bounding_box()
+    panel_box = panel.bounding_box()
+    assert group["height"] < 2 * boxes[0]["height"], (group, boxes)
+    assert group["x"] + group["width"] <= panel_box["x"] + panel_box["width"] + 1
+    # A chip beyond the edge scrolls into reach and still filters.
+    last = chips.nth(6)
+    last.scroll_into_view_if_needed()
+    last.click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
+    expect(row(page, dropped["id"])).to_be_visible()
+    chips.nth(0).scroll_into_view_if_needed()
+    chips.nth(0).click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(5)
+
+    # One confirmation for all of them; the waiting and running jobs stay.
+    panel.get_by_role("button", name="Clear finished jobs").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Delete 3 finished jobs?")
+    expect(dialog).to_contain_text("1 succeeded, 1 failed, 1 cancelled")
+    dialog.get_by_role("button", name="Keep").click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(5)
+    panel.get_by_role("button", name="Clear finished jobs").click()
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(2, timeout=UI_TIMEOUT)
+    expect(row(page, waiting["id"])).to_be_visible()
+    expect(row(page, sleeper["id"])).to_be_visible()
+    for job in (done, broken, dropped):
+        assert lab.api("GET", f"jobs/api/jobs/{job['id']}").status_code == 404
+    expect(panel.locator('.jp-JobsPanel-chip[data-status="succeeded"]')).to_have_text("succeeded0")
+    expect(panel.get_by_role("button", name="Clear finished jobs")).to_be_disabled()
+    lab.api("POST", f"jobs/api/jobs/{sleeper['id']}/cancel").raise_for_status()
+
+
+def test_notebook7_owner_link_opens_the_notebook_in_a_new_tab(
+    page: Page, lab: RunningServer
+) -> None:
+    notebook = create_notebook(lab, "experiments/train.ipynb")
+    create_notebook(lab, "analysis.ipynb")
+    # Kernels name their notebook by its absolute path (JPY_SESSION_NAME).
+    job = lab.submit(jobfuncs.add, 1, 2, name="train resnet", owner=str(notebook))
+    page.goto(f"{lab.url}notebooks/analysis.ipynb?token={lab.token}")
+    expect(page.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
+    page.locator(".lm-MenuBar-item", has_text="View").click()
+    page.locator(".lm-Menu-item", has_text="Left Sidebar").hover()
+    page.locator(".lm-Menu-item", has_text="Show Jobs").click()
+    owner = row(page, job["id"]).locator("button.jp-JobsPanel-owner")
+    expect(owner).to_have_text("train.ipynb", timeout=UI_TIMEOUT)
+    expect(owner).to_have_attribute("title", "Open experiments/train.ipynb")
+    with page.context.expect_page() as opened:
+        owner.click()
+    tab = opened.value
+    tab.wait_for_load_state()
+    assert tab.url.split("?")[0] == f"{lab.url}notebooks/experiments/train.ipynb"
+    expect(tab.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
+    tab.close()
+
+
 def test_ten_thousand_jobs_stay_light(page: Page, lab: RunningServer) -> None:
     payload = base64.b64encode(dill.dumps({"fn": jobfuncs.noop, "args": (), "kwargs": {}}))
     items = [
