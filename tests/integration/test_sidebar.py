@@ -456,6 +456,22 @@ def test_notebook7_owner_link_opens_the_notebook_in_a_new_tab(
     tab.close()
 
 
+def test_notebook7_tree_page_has_a_jobs_tab(page: Page, lab: RunningServer) -> None:
+    job = lab.submit(jobfuncs.add, 1, 2, name="load parquet")
+    page.goto(f"{lab.url}tree?token={lab.token}")
+    tab = page.locator(".jp-TreePanel .lm-TabBar-tab", has_text="Jobs")
+    expect(tab).to_be_visible(timeout=60_000)
+    tab.click()
+    jobs = page.locator("#jupyter-jobs-tree")
+    expect(jobs).to_be_visible()
+    expect(jobs.locator(f'.jp-JobsPanel-row[data-job-id="{job["id"]}"]')).to_contain_text(
+        "load parquet", timeout=UI_TIMEOUT
+    )
+    # The Files tab is still there and still works.
+    page.locator(".jp-TreePanel .lm-TabBar-tab", has_text="Files").click()
+    expect(jobs).to_be_hidden()
+
+
 def test_ten_thousand_jobs_stay_light(page: Page, lab: RunningServer) -> None:
     payload = base64.b64encode(dill.dumps({"fn": jobfuncs.noop, "args": (), "kwargs": {}}))
     items = [
