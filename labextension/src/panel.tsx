@@ -182,7 +182,11 @@ function SearchBox(props: {
   );
 }
 
-/** One toggle per status, each with its count; none pressed shows every job. */
+/**
+ * One toggle per status, each with its count; none pressed shows every job. In a narrow
+ * sidebar a chip is the status's colour and its count (the name in its label and tooltip, and
+ * shown once pressed), so all of them fit one row; a wide one shows every name.
+ */
 function StatusFilter(props: {
   model: JobsModel;
   trans: TranslationBundle;
@@ -209,21 +213,26 @@ function StatusFilter(props: {
       >
         {trans.__('all')}
       </button>
-      {STATUSES.map(status => (
-        <button
-          key={status}
-          type="button"
-          className="jp-JobsPanel-chip"
-          data-status={status}
-          aria-pressed={chosen.includes(status)}
-          onClick={() => toggle(status)}
-        >
-          {status}
-          <span className="jp-JobsPanel-count">
-            {model.counts[status] ?? 0}
-          </span>
-        </button>
-      ))}
+      {STATUSES.map(status => {
+        const count = model.counts[status] ?? 0;
+        const label = trans.__('%1: %2', status, count);
+        return (
+          <button
+            key={status}
+            type="button"
+            className="jp-JobsPanel-chip"
+            data-status={status}
+            aria-pressed={chosen.includes(status)}
+            aria-label={label}
+            title={label}
+            onClick={() => toggle(status)}
+          >
+            <span className="jp-JobsPanel-dot" data-status={status} />
+            <span className="jp-JobsPanel-chip-label">{status}</span>
+            <span className="jp-JobsPanel-count">{count}</span>
+          </button>
+        );
+      })}
     </div>
   );
 }

@@ -165,6 +165,7 @@ describe('JobsPanel', () => {
       '.jp-JobsPanel-chip[data-status=failed]'
     )!;
     expect(chip.textContent).toBe('failed1');
+    expect(chip.getAttribute('aria-label')).toBe('failed: 1');
     chip.click();
     await waitFor(() => model.jobs.length === 1);
     await render();
