@@ -1526,6 +1526,22 @@ class Store:
             job = self._load_one(tx.conn, job_id)
             self._delete(tx, [job])
 
+    def clear_finished(self) -> list[int]:
+        """Delete every finished job in one transaction, with its files; the ids deleted.
+
+        Pending, queued and running jobs are never touched: "finished" is `models.TERMINAL`.
+        """
+        with self._tx() as tx:
+            ids = [
+                r[0]
+                for r in tx.conn.execute(
+                    f"SELECT id FROM jobs WHERE status IN ({_FINISHED}) ORDER BY id"
+                ).fetchall()
+            ]
+            if ids:
+                self._delete(tx, list(self._load(tx.conn, ids).values()))
+        return ids
+
     def _delete(self, tx: _Tx, jobs: list[Job]) -> None:
         """Delete rows; pending dependents of a deleted unfinished job fail, others re-settle."""
         for job in jobs:

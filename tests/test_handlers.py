@@ -185,7 +185,7 @@ def body_for(method: str) -> dict[str, Any] | None:
 
 def test_route_requests_cover_every_route() -> None:
     requests = route_requests()
-    assert len(requests) == 14
+    assert len(requests) == 15
     assert {p for _, p in requests} == {p.replace(ID, "1").lstrip("/") for p, _ in ROUTES}
 
 
@@ -385,6 +385,30 @@ def test_running_job_cannot_be_deleted_but_can_be_cancelled(api: Api) -> None:
     assert api.json("POST", f"{path}/cancel")["cancel_requested"] is True
     assert api.wait(job["id"], "cancelled")["finished_at"] is not None
     assert api.call("DELETE", path).code == 204
+
+
+def test_clear_deletes_every_finished_job_and_no_active_one(api: Api) -> None:
+    succeeded = api.submit(jobfuncs.noop)
+    failed = api.submit(jobfuncs.fail, "boom")
+    cancelled = api.submit(jobfuncs.noop, hold=True)
+    api.json("POST", f"jobs/api/jobs/{cancelled['id']}/cancel")
+    pending = api.submit(jobfuncs.noop, hold=True)
+    running = api.submit(jobfuncs.sleep, 60)
+    api.wait(succeeded["id"], "succeeded")
+    api.wait(failed["id"], "failed")
+    api.wait(running["id"], "running")
+    finished = [succeeded["id"], failed["id"], cancelled["id"]]
+
+    assert api.json("POST", "jobs/api/jobs/clear") == {"deleted": finished}
+
+    for job_id in finished:
+        api.error("GET", f"jobs/api/jobs/{job_id}", status=404)
+    assert api.json("GET", f"jobs/api/jobs/{pending['id']}")["status"] == "pending"
+    assert api.json("GET", f"jobs/api/jobs/{running['id']}")["status"] == "running"
+    # Nothing finished is left: a second clear deletes nothing.
+    assert api.json("POST", "jobs/api/jobs/clear") == {"deleted": []}
+    api.json("POST", f"jobs/api/jobs/{running['id']}/cancel")
+    api.wait(running["id"], "cancelled")
 
 
 # --- result, logs, outputs ---------------------------------------------------------------------

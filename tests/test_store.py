@@ -1052,6 +1052,35 @@ def test_gc_by_age_spares_unfinished_jobs(store: Store) -> None:
     }
 
 
+def test_clear_finished_deletes_finished_jobs_with_their_files_in_one_change_set(
+    store: Store,
+) -> None:
+    done = store.enqueue(spec(), b"")
+    attempt = start(store, done.id)
+    store.append_log(done.id, attempt, b"log")
+    store.finish(done.id, attempt, OK)
+    cancelled = store.enqueue(spec(hold=True), b"")
+    store.request_cancel(cancelled.id)
+    running = store.enqueue(spec(), b"")
+    start(store, running.id)
+    queued = store.enqueue(spec(), b"")
+    workspace = store.workspace_root / str(done.id)
+    assert workspace.exists()
+    published: list[list[Change]] = []
+    unsubscribe = store.subscribe(published.append)
+    assert store.clear_finished() == [done.id, cancelled.id]
+    unsubscribe()
+    assert not workspace.exists()
+    assert [[(c.what, c.job.id) for c in batch] for batch in published] == [
+        [("deleted", done.id), ("deleted", cancelled.id)]
+    ]
+    assert [j.id for j in store.get_many([done.id, cancelled.id, running.id, queued.id])] == [
+        running.id,
+        queued.id,
+    ]
+    assert store.clear_finished() == []
+
+
 def test_gc_by_size_deletes_the_oldest_finished_first(tmp_path: Path) -> None:
     s = Store(tmp_path / "jobs.db", inline_limit=10)
     jobs = s.enqueue_many([(spec(), b"") for _ in range(4)])

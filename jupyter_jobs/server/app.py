@@ -213,6 +213,7 @@ class JobsApp(ExtensionApp):
         self._events = EventBridge(self.store, self.serverapp.event_logger)
         self.waiters = Waiters(self.store)
         self._fit_body_limits()
+        self._share_server_root()
         self.log.info("jupyter_jobs: database %s, executor %s", self.store.path, self.executor)
 
     def initialize_handlers(self) -> None:
@@ -337,6 +338,16 @@ class JobsApp(ExtensionApp):
             if getattr(self.serverapp, trait) < needed:
                 self.log.info("jupyter_jobs: raising ServerApp.%s to %d bytes", trait, needed)
                 setattr(self.serverapp, trait, needed)
+
+    def _share_server_root(self) -> None:
+        """Give Notebook 7's pages the `serverRoot` option JupyterLab's pages already carry.
+
+        Kernels name their notebook by an absolute path (JPY_SESSION_NAME); the Jobs panel needs
+        the root to turn it into a path it can open. JupyterLab sets the same value itself.
+        """
+        settings = self.serverapp.web_app.settings
+        root = str(settings.get("server_root_dir", "")).replace(os.sep, "/")
+        settings.setdefault("page_config_data", {}).setdefault("serverRoot", root)
 
     def _export_kernel_env(self, serverapp: ServerApp) -> None:
         """Put this server's URL and token in os.environ, which kernels it launches inherit.

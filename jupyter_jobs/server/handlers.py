@@ -159,6 +159,17 @@ class JobHandler(JobsHandler):
         self.finish()
 
 
+class ClearHandler(JobsHandler):
+    """`POST /jobs/api/jobs/clear`: delete every finished job at once (the sidebar's "clear
+    finished"); active jobs stay. Answers the deleted ids."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        deleted = await self.app.run(self.app.store.clear_finished)
+        self.reply({"deleted": deleted})
+
+
 class CancelHandler(JobsHandler):
     """`POST /jobs/api/jobs/{id}/cancel`: immediate when queued, a kill request when running."""
 
@@ -336,6 +347,8 @@ class CapabilitiesHandler(JobsHandler):
 ROUTES: list[tuple[str, type[JobsHandler]]] = [
     (r"/jobs/api/jobs", JobsListHandler),
     (r"/jobs/api/jobs/batch", BatchHandler),
+    # Before the `{ID}` route, which would take "clear" for a (bad) job id.
+    (r"/jobs/api/jobs/clear", ClearHandler),
     (rf"/jobs/api/jobs/{ID}", JobHandler),
     (rf"/jobs/api/jobs/{ID}/cancel", CancelHandler),
     (rf"/jobs/api/jobs/{ID}/retry", RetryHandler),

@@ -131,6 +131,12 @@ export class JobsClient {
     await this._request('DELETE', `jobs/${id}`);
   }
 
+  /** Delete every finished job at once (running and waiting ones stay); the ids deleted. */
+  async clearFinished(): Promise<number[]> {
+    return (await this._json<{ deleted: number[] }>('POST', 'jobs/clear'))
+      .deleted;
+  }
+
   /** The log from byte `offset` on. */
   logs(id: number, offset = 0, limit?: number): Promise<ILogChunk> {
     return this._json<ILogChunk>('GET', `jobs/${id}/logs`, { offset, limit });

@@ -10,6 +10,7 @@ import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { CommandRegistry } from '@lumino/commands';
 
+import { finishedCounts } from './format';
 import { JobsModel } from './model';
 import type { IJob } from './types';
 import { ACTIVE_STATUSES } from './types';
@@ -22,6 +23,7 @@ export namespace CommandIDs {
   export const retry = 'jupyter-jobs:retry';
   export const remove = 'jupyter-jobs:delete';
   export const openNotebook = 'jupyter-jobs:open-notebook';
+  export const clearFinished = 'jupyter-jobs:clear-finished';
 }
 
 /** What the commands need from the application. */
@@ -32,6 +34,11 @@ export interface ICommandContext {
   openPanel: () => void;
   /** Open (or focus) the detail view of a job. */
   openDetail: (id: number) => Promise<void>;
+  /**
+   * Open a notebook by its path relative to the server root: in JupyterLab's main area, in a
+   * new browser tab in Notebook 7. Defaults to `docmanager:open`.
+   */
+  openNotebook?: (path: string) => Promise<unknown>;
   translator?: ITranslator;
 }
 
@@ -152,8 +159,46 @@ export function registerCommands(context: ICommandContext): void {
       }
     },
     execute: args =>
-      commands.execute('docmanager:open', { path: String(args.path) })
+      (context.openNotebook ?? openInDocManager)(String(args.path))
   });
+
+  commands.addCommand(CommandIDs.clearFinished, {
+    label: trans.__('Clear Finished Jobs'),
+    caption: trans.__(
+      'Delete every succeeded, failed and cancelled job with its log, result and outputs'
+    ),
+    describedBy: { args: { type: 'object', properties: {} } },
+    isEnabled: () => finishedCounts(model.totals).total > 0,
+    execute: () =>
+      act(trans.__('Could not clear the finished jobs'), async () => {
+        const { total, parts } = finishedCounts(model.totals);
+        const which = parts
+          .map(([status, count]) => `${count} ${status}`)
+          .join(', ');
+        if (
+          await confirm(
+            trans._n(
+              'Delete %1 finished job?',
+              'Delete %1 finished jobs?',
+              total
+            ),
+            trans.__(
+              'Delete every finished job (%1) with its log, result and outputs? Running and waiting jobs stay. This cannot be undone.',
+              which
+            ),
+            trans.__('Delete'),
+            trans.__('Keep')
+          )
+        ) {
+          // The rows and the counts follow from the server's "deleted" events.
+          await model.client.clearFinished();
+        }
+      })
+  });
+
+  function openInDocManager(path: string): Promise<unknown> {
+    return commands.execute('docmanager:open', { path });
+  }
 }
 
 /** The numeric job id a command was called with; a clear error otherwise. */

@@ -3,7 +3,8 @@
  * fractions, the notebook path behind an owner, tracebacks without terminal colours.
  */
 
-import type { IJob, IProgress } from './types';
+import type { IJob, IProgress, JobStatus, StatusCounts } from './types';
+import { ACTIVE_STATUSES, STATUSES } from './types';
 
 /** "4s", "2m 05s", "1h 02m": short enough for a list row. */
 export function formatDuration(seconds: number): string {
@@ -98,4 +99,18 @@ const ANSI = /\u001b\[[0-9;?]*[A-Za-z]|\u001b\][^\u0007]*\u0007/g;
 /** Text without terminal escape sequences, for tracebacks and logs shown as plain text. */
 export function stripAnsi(text: string): string {
   return text.replace(ANSI, '');
+}
+
+/**
+ * The finished jobs among per-status counts (what "clear finished" deletes): how many, and the
+ * statuses that have some, e.g. [["succeeded", 3], ["failed", 1]], in the order of a job's life.
+ */
+export function finishedCounts(counts: StatusCounts): {
+  total: number;
+  parts: [JobStatus, number][];
+} {
+  const parts = STATUSES.filter(status => !ACTIVE_STATUSES.has(status))
+    .map(status => [status, counts[status] ?? 0] as [JobStatus, number])
+    .filter(([, count]) => count > 0);
+  return { total: parts.reduce((sum, [, count]) => sum + count, 0), parts };
 }

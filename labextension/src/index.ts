@@ -21,11 +21,12 @@ import {
   MainAreaWidget,
   WidgetTracker
 } from '@jupyterlab/apputils';
-import { PageConfig } from '@jupyterlab/coreutils';
+import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
+import { INotebookTree } from '@jupyter-notebook/tree';
 
 import { JobsClient } from './client';
 import { CommandIDs, registerCommands } from './commands';
@@ -51,7 +52,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     IRenderMimeRegistry,
     IStatusBar,
     ICommandPalette,
-    ITranslator
+    ITranslator,
+    INotebookTree
   ],
   activate: (
     app: JupyterFrontEnd,
@@ -61,7 +63,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     rendermime: IRenderMimeRegistry | null,
     statusBar: IStatusBar | null,
     palette: ICommandPalette | null,
-    translator: ITranslator | null
+    translator: ITranslator | null,
+    notebookTree: INotebookTree | null
   ): void => {
     const options = { translator: translator ?? undefined };
     const serverRoot = PageConfig.getOption('serverRoot');
@@ -82,6 +85,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     app.shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, panel.id);
+    if (notebookTree) {
+      // Notebook 7's tree page: a Jobs tab beside Files and Running, as its Running tab is made.
+      const tab = new JobsPanel({
+        model,
+        commands: app.commands,
+        serverRoot,
+        ...options
+      });
+      tab.id = 'jupyter-jobs-tree';
+      tab.title.label = (translator ?? nullTranslator)
+        .load('jupyter_jobs')
+        .__('Jobs');
+      notebookTree.addWidget(tab);
+    }
     const openPanel = () => {
       app.shell.activateById(panel.id);
       void live.refresh();
@@ -128,11 +145,24 @@ const plugin: JupyterFrontEndPlugin<void> = {
       });
     }
 
+    // Notebook 7 opens a notebook in a browser tab of its own, as its file browser does.
+    const openNotebook = labShell
+      ? undefined
+      : async (path: string) =>
+          window.open(
+            URLExt.join(
+              app.serviceManager.serverSettings.baseUrl,
+              'notebooks',
+              URLExt.encodeParts(path)
+            ),
+            '_blank'
+          );
     registerCommands({
       commands: app.commands,
       model,
       openPanel,
       openDetail,
+      openNotebook,
       ...options
     });
     const trans = (translator ?? nullTranslator).load('jupyter_jobs');

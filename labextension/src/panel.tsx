@@ -13,6 +13,7 @@ import {
   nullTranslator,
   TranslationBundle
 } from '@jupyterlab/translation';
+import { clearIcon } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
 import * as React from 'react';
@@ -22,6 +23,7 @@ import { ActionButtons, ProgressBar, useClock } from './components';
 import {
   basename,
   elapsedSeconds,
+  finishedCounts,
   formatDuration,
   notebookPath,
   progressFraction,
@@ -114,7 +116,10 @@ function JobsView(props: IViewProps): JSX.Element {
   return (
     <div className="jp-JobsPanel-body">
       <header className="jp-JobsPanel-header">
-        <h2 className="jp-JobsPanel-title">{trans.__('Jobs')}</h2>
+        <div className="jp-JobsPanel-titlebar">
+          <h2 className="jp-JobsPanel-title">{trans.__('Jobs')}</h2>
+          <ClearFinishedButton {...props} />
+        </div>
         <SearchBox model={model} trans={trans} />
         <StatusFilter model={model} trans={trans} />
       </header>
@@ -125,6 +130,26 @@ function JobsView(props: IViewProps): JSX.Element {
       )}
       <JobList {...props} now={now} />
     </div>
+  );
+}
+
+/** Deletes every finished job (after one confirmation); off while there is none. */
+function ClearFinishedButton(props: IViewProps): JSX.Element {
+  const { model, commands, trans } = props;
+  const { total } = finishedCounts(model.totals);
+  const label = trans.__('Clear finished jobs');
+  return (
+    <button
+      type="button"
+      className="jp-JobsPanel-clear"
+      aria-label={label}
+      title={label}
+      disabled={total === 0}
+      onClick={() => void commands.execute(CommandIDs.clearFinished)}
+    >
+      <clearIcon.react tag="span" elementPosition="center" />
+      <span>{trans.__('Clear finished')}</span>
+    </button>
   );
 }
 
@@ -157,7 +182,11 @@ function SearchBox(props: {
   );
 }
 
-/** One toggle per status, each with its count; none pressed shows every job. */
+/**
+ * One toggle per status, each with its count; none pressed shows every job. In a narrow
+ * sidebar a chip is the status's colour and its count (the name in its label and tooltip, and
+ * shown once pressed), so all of them fit one row; a wide one shows every name.
+ */
 function StatusFilter(props: {
   model: JobsModel;
   trans: TranslationBundle;
@@ -184,21 +213,26 @@ function StatusFilter(props: {
       >
         {trans.__('all')}
       </button>
-      {STATUSES.map(status => (
-        <button
-          key={status}
-          type="button"
-          className="jp-JobsPanel-chip"
-          data-status={status}
-          aria-pressed={chosen.includes(status)}
-          onClick={() => toggle(status)}
-        >
-          {status}
-          <span className="jp-JobsPanel-count">
-            {model.counts[status] ?? 0}
-          </span>
-        </button>
-      ))}
+      {STATUSES.map(status => {
+        const count = model.counts[status] ?? 0;
+        const label = trans.__('%1: %2', status, count);
+        return (
+          <button
+            key={status}
+            type="button"
+            className="jp-JobsPanel-chip"
+            data-status={status}
+            aria-pressed={chosen.includes(status)}
+            aria-label={label}
+            title={label}
+            onClick={() => toggle(status)}
+          >
+            <span className="jp-JobsPanel-dot" data-status={status} />
+            <span className="jp-JobsPanel-chip-label">{status}</span>
+            <span className="jp-JobsPanel-count">{count}</span>
+          </button>
+        );
+      })}
     </div>
   );
 }

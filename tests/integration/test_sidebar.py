@@ -3,9 +3,8 @@
 Jobs are submitted through the REST API (payloads made with dill) and the test watches the page:
 they appear and progress in the Jobs panel without a reload, one is cancelled from the panel,
 the detail view shows the log tailing and an error's traceback, notifications say when jobs end,
-and the status bar counts running and queued jobs. The screenshots in the README come from here:
-`JUPYTER_JOBS_SCREENSHOTS=docs pytest tests/integration/test_sidebar.py` writes them to docs/
-(otherwise they go to a temporary folder, so a test run leaves the checkout alone).
+and the status bar counts running and queued jobs. (The README's screenshots come from a
+realistic session instead: `python docs/screenshots.py`.)
 
 The extension under test is the one built in the repository (`jupyter_jobs/labextension`, made by
 `cd labextension && npm run build:prod` or by `pip install`), linked into the server's private
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -99,13 +97,6 @@ def lab(jupyter_server_factory: ServerFactory, tmp_path: Path) -> RunningServer:
 
 
 @pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    """Where screenshots go: `JUPYTER_JOBS_SCREENSHOTS` (relative to the repository), or tmp."""
-    chosen = os.environ.get("JUPYTER_JOBS_SCREENSHOTS")
-    return REPO / chosen if chosen else tmp_path
-
-
-@pytest.fixture
 def page(browser: Browser, lab: RunningServer) -> Iterator[Page]:
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
@@ -164,9 +155,7 @@ def submit_cell(lab: RunningServer, code: str, **spec: Any) -> dict[str, Any]:
     return response.json()
 
 
-def test_jobs_appear_progress_and_cancel_in_the_panel(
-    page: Page, lab: RunningServer, screenshots: Path
-) -> None:
+def test_jobs_appear_progress_and_cancel_in_the_panel(page: Page, lab: RunningServer) -> None:
     open_lab(page, lab)
     # The status-bar item opens the panel.
     status_item = page.locator("#jupyter-jobs-status")
@@ -218,7 +207,6 @@ def test_jobs_appear_progress_and_cancel_in_the_panel(
     assert lab.job(sleeper["id"])["status"] == "cancelled"
     expect(status_of(page, adder["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
     expect(status_of(page, broken["id"])).to_have_text("failed (error)", timeout=UI_TIMEOUT)
-    page.screenshot(path=str(screenshots / "sidebar.png"))
 
     # Filter by status and search by name.
     panel = page.locator("#jupyter-jobs-panel")
@@ -244,7 +232,7 @@ def test_jobs_appear_progress_and_cancel_in_the_panel(
 
 
 def test_detail_view_shows_log_traceback_outputs_and_notifies(
-    page: Page, lab: RunningServer, screenshots: Path
+    page: Page, lab: RunningServer
 ) -> None:
     open_lab(page, lab)
     open_panel(page)
@@ -285,13 +273,6 @@ def test_detail_view_shows_log_traceback_outputs_and_notifies(
     expect(outputs).not_to_contain_text("epoch 1:")
     finished = toast(page, train["id"])
     expect(finished).to_contain_text("“train model” finished", timeout=UI_TIMEOUT)
-    # Let the toast finish sliding in before the screenshot.
-    poll(
-        lambda: (box := finished.bounding_box()) and box["x"] + box["width"] <= VIEWPORT["width"],
-        10,
-        "the notification is fully on screen",
-    )
-    page.screenshot(path=str(screenshots / "detail.png"))
 
 
 def test_panel_polls_when_events_do_not_arrive(page: Page, lab: RunningServer) -> None:
@@ -376,6 +357,100 @@ def test_notebook7_shows_the_panel_left_and_details_right(page: Page, lab: Runni
     expect(detail.locator(".jp-JobDetail-traceback")).to_contain_text("raise ValueError(message)")
     # Notebook keeps its one document in the main area; the details sit in the right one.
     expect(page.locator(".jp-Notebook")).to_be_visible()
+
+
+def test_filter_chips_fit_one_row_and_clear_finished_keeps_active_jobs(
+    page: Page, lab: RunningServer
+) -> None:
+    done = lab.submit(jobfuncs.add, 1, 2, name="load parquet")
+    broken = lab.submit(jobfuncs.fail, "bad input", name="validate input")
+    dropped = lab.submit(jobfuncs.noop, name="dropped", hold=True)
+    lab.api("POST", f"jobs/api/jobs/{dropped['id']}/cancel").raise_for_status()
+    waiting = lab.submit(jobfuncs.noop, name="waiting", hold=True)
+    sleeper = lab.submit(jobfuncs.sleep, 3600, name="train resnet")
+    open_lab(page, lab)
+    open_panel(page)
+    expect(status_of(page, done["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
+    expect(status_of(page, broken["id"])).to_have_text("failed (error)", timeout=UI_TIMEOUT)
+    expect(status_of(page, sleeper["id"])).to_have_text("running", timeout=UI_TIMEOUT)
+
+    # At the sidebar's default width every chip sits on one line, all in view.
+    panel = page.locator("#jupyter-jobs-panel")
+    chips = panel.locator(".jp-JobsPanel-chip")
+    expect(chips).to_have_count(7)
+    boxes = [chips.nth(i).bounding_box() for i in range(7)]
+    assert len({round(box["y"]) for box in boxes}) == 1, boxes
+    group = panel.locator(".jp-JobsPanel-filters").bounding_box()
+    assert group["height"] < 2 * boxes[0]["height"], (group, boxes)
+    right = group["x"] + group["width"] + 1
+    assert all(box["x"] + box["width"] <= right for box in boxes), (group, boxes)
+    # Colour and count in the chip, the status in its name; pressed, it shows the name too.
+    cancelled = panel.get_by_role("button", name="cancelled: 1")
+    cancelled.click()
+    expect(cancelled).to_have_attribute("aria-pressed", "true")
+    expect(cancelled.locator(".jp-JobsPanel-chip-label")).to_be_visible()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
+    expect(row(page, dropped["id"])).to_be_visible()
+    chips.nth(0).click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(5)
+
+    # One confirmation for all of them; the waiting and running jobs stay.
+    panel.get_by_role("button", name="Clear finished jobs").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Delete 3 finished jobs?")
+    expect(dialog).to_contain_text("1 succeeded, 1 failed, 1 cancelled")
+    dialog.get_by_role("button", name="Keep").click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(5)
+    panel.get_by_role("button", name="Clear finished jobs").click()
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(2, timeout=UI_TIMEOUT)
+    expect(row(page, waiting["id"])).to_be_visible()
+    expect(row(page, sleeper["id"])).to_be_visible()
+    for job in (done, broken, dropped):
+        assert lab.api("GET", f"jobs/api/jobs/{job['id']}").status_code == 404
+    expect(panel.get_by_role("button", name="succeeded: 0")).to_be_visible()
+    expect(panel.get_by_role("button", name="Clear finished jobs")).to_be_disabled()
+    lab.api("POST", f"jobs/api/jobs/{sleeper['id']}/cancel").raise_for_status()
+
+
+def test_notebook7_owner_link_opens_the_notebook_in_a_new_tab(
+    page: Page, lab: RunningServer
+) -> None:
+    notebook = create_notebook(lab, "experiments/train.ipynb")
+    create_notebook(lab, "analysis.ipynb")
+    # Kernels name their notebook by its absolute path (JPY_SESSION_NAME).
+    job = lab.submit(jobfuncs.add, 1, 2, name="train resnet", owner=str(notebook))
+    page.goto(f"{lab.url}notebooks/analysis.ipynb?token={lab.token}")
+    expect(page.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
+    page.locator(".lm-MenuBar-item", has_text="View").click()
+    page.locator(".lm-Menu-item", has_text="Left Sidebar").hover()
+    page.locator(".lm-Menu-item", has_text="Show Jobs").click()
+    owner = row(page, job["id"]).locator("button.jp-JobsPanel-owner")
+    expect(owner).to_have_text("train.ipynb", timeout=UI_TIMEOUT)
+    expect(owner).to_have_attribute("title", "Open experiments/train.ipynb")
+    with page.context.expect_page() as opened:
+        owner.click()
+    tab = opened.value
+    tab.wait_for_load_state()
+    assert tab.url.split("?")[0] == f"{lab.url}notebooks/experiments/train.ipynb"
+    expect(tab.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
+    tab.close()
+
+
+def test_notebook7_tree_page_has_a_jobs_tab(page: Page, lab: RunningServer) -> None:
+    job = lab.submit(jobfuncs.add, 1, 2, name="load parquet")
+    page.goto(f"{lab.url}tree?token={lab.token}")
+    tab = page.locator(".jp-TreePanel .lm-TabBar-tab", has_text="Jobs")
+    expect(tab).to_be_visible(timeout=60_000)
+    tab.click()
+    jobs = page.locator("#jupyter-jobs-tree")
+    expect(jobs).to_be_visible()
+    expect(jobs.locator(f'.jp-JobsPanel-row[data-job-id="{job["id"]}"]')).to_contain_text(
+        "load parquet", timeout=UI_TIMEOUT
+    )
+    # The Files tab is still there and still works.
+    page.locator(".jp-TreePanel .lm-TabBar-tab", has_text="Files").click()
+    expect(jobs).to_be_hidden()
 
 
 def test_ten_thousand_jobs_stay_light(page: Page, lab: RunningServer) -> None:

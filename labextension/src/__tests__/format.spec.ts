@@ -1,6 +1,7 @@
 import {
   basename,
   elapsedSeconds,
+  finishedCounts,
   formatDuration,
   notebookPath,
   progressFraction,
@@ -99,5 +100,23 @@ describe('text helpers', () => {
     expect(stripAnsi(colored)).toBe(
       'ZeroDivisionError Traceback (most recent call last)\n----> 1 1/0'
     );
+  });
+});
+
+describe('finishedCounts', () => {
+  it('adds the finished statuses only, in the order of a job life', () => {
+    expect(
+      finishedCounts({ cancelled: 1, running: 4, failed: 2, queued: 3 })
+    ).toEqual({
+      total: 3,
+      parts: [
+        ['failed', 2],
+        ['cancelled', 1]
+      ]
+    });
+    expect(finishedCounts({ pending: 2, succeeded: 0 })).toEqual({
+      total: 0,
+      parts: []
+    });
   });
 });

@@ -32,7 +32,8 @@ async function setup(api: FakeApi, pageSize = 100) {
     CommandIDs.cancel,
     CommandIDs.retry,
     CommandIDs.remove,
-    CommandIDs.openNotebook
+    CommandIDs.openNotebook,
+    CommandIDs.clearFinished
   ]) {
     commands.addCommand(id, {
       execute: args => void executed.push(`${id} ${JSON.stringify(args)}`)
@@ -99,6 +100,21 @@ describe('JobsPanel', () => {
     );
   });
 
+  it('offers to clear finished jobs only while there are some', async () => {
+    const api = new FakeApi();
+    api.add(makeJob(1, { status: 'running', started_at: 1 }));
+    const { panel, model, executed, render } = await setup(api);
+    const clear = () =>
+      panel.node.querySelector<HTMLButtonElement>('.jp-JobsPanel-clear')!;
+    expect(clear().disabled).toBe(true);
+    api.add(makeJob(2, { status: 'failed', reason: 'error' }));
+    await model.refresh();
+    await render();
+    await waitFor(() => !clear().disabled);
+    clear().click();
+    expect(executed).toEqual([`${CommandIDs.clearFinished} {}`]);
+  });
+
   it('renders job names as text, never as HTML', async () => {
     const api = new FakeApi();
     api.add(makeJob(1, { name: EVIL, owner: EVIL }));
@@ -149,6 +165,7 @@ describe('JobsPanel', () => {
       '.jp-JobsPanel-chip[data-status=failed]'
     )!;
     expect(chip.textContent).toBe('failed1');
+    expect(chip.getAttribute('aria-label')).toBe('failed: 1');
     chip.click();
     await waitFor(() => model.jobs.length === 1);
     await render();
