@@ -15,6 +15,9 @@ Saved notebooks: every display of the widget is a bundle of the widget view plus
 text/plain describing the state, and when the job finishes the display is updated (by its
 display_id) with the final state, captured outputs included. A notebook viewer without the
 widget's model (nbconvert, GitHub, a notebook saved without widget state) shows that instead.
+The bundle also names the job (`JOB_MIME`): the labextension renders the widget while its model
+exists, and otherwise the job as the server knows it now (or, failing that, the saved state),
+so a reopened notebook never shows "model not found".
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+#: Which job a display shows; `created_at` tells it from another server's job with the same id.
+JOB_MIME = "application/vnd.jupyter-jobs.job+json"
 TAIL_LINES = 8
 TAIL_BYTES = 8 * 2**10
 FULL_LOG_BYTES = 2**20
@@ -200,7 +205,8 @@ class JobWidget:
             self.job.backend.poller.watch(self.job.id, self)
 
     def _bundle(self) -> dict[str, Any]:
-        """Widget view plus the state as HTML and text (what shows where widgets cannot)."""
+        """Widget view, the job's identity, and the state as HTML and text (what shows where
+        widgets cannot)."""
         shown = () if self.inline else self.outputs
         bundle: dict[str, Any] = render.static_bundle(
             self.record, outputs=shown, log_lines=self.tail, report=self.report
@@ -210,6 +216,8 @@ class JobWidget:
             "version_minor": 0,
             "model_id": self.box.model_id,
         }
+        record = self.record
+        bundle[JOB_MIME] = {"id": record.id, "name": record.name, "created_at": record.created_at}
         return bundle
 
     def _update_displays(self) -> None:

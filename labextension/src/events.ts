@@ -7,11 +7,17 @@
  * against a missed one (and finds out within seconds if the stream is dead); when there is no
  * event manager, or a poll finds changes no event announced, we poll every few seconds until
  * events flow again.
+ *
+ * Reconnecting (a server restart): what changed while the stream was down came with no event, so
+ * the list and its numbers are read again as soon as the panel is back in touch, whichever
+ * way comes first: the first event after a failed poll, an event that does not follow from what
+ * the list shows (a transition from another status), or the next poll, which retries every few
+ * seconds while the server is unreachable instead of backing off for a minute.
  */
 
 import type { Event } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
-import { Poll } from '@lumino/polling';
+import { IPoll, Poll } from '@lumino/polling';
 
 import { JobsModel } from './model';
 import type { IJobEvent, JobAction, JobStatus } from './types';
@@ -68,20 +74,19 @@ export class LiveUpdates implements IDisposable {
     this._fast = options.fastInterval ?? 3000;
     this._slow = options.slowInterval ?? 10000;
     this._quiet = options.quietAfter ?? 10000;
+    this._retryMax = options.retryMax ?? 10000;
     this._events?.stream.connect(this._onEmission, this);
     // Trust the event stream until a poll shows it missed something.
     this._live = this._events !== null;
     this._poll = new Poll({
       auto: false,
       factory: () => this._tick(),
-      frequency: {
-        interval: this._live ? this._slow : this._fast,
-        backoff: true,
-        max: 60000
-      },
+      frequency: this._frequency(),
       name: 'jupyter-jobs:poll',
       standby: 'when-hidden'
     });
+    // The constructor stretches `max` to at least 30 s; the setter takes it as given.
+    this._poll.frequency = this._frequency();
     void this._poll.start();
   }
 
@@ -116,16 +121,23 @@ export class LiveUpdates implements IDisposable {
     }
     this._lastEvent = Date.now();
     this._setLive(true);
-    this._model.applyEvent(event);
+    const inStep = this._model.applyEvent(event);
+    if (this._offline || !inStep) {
+      // Back in touch, or events were missed: what changed meanwhile came with no event.
+      this._offline = false;
+      void this.refresh();
+    }
   }
 
   private async _tick(): Promise<void> {
     const wasLoaded = this._model.loaded;
     const changed = await this._model.refresh();
     if (this._model.error) {
-      // Let the poll back off while the server is unreachable.
+      // Retry (with a short backoff) while the server is unreachable.
+      this._offline = true;
       throw new Error(this._model.error);
     }
+    this._offline = false;
     // A change that no recent event announced: events are not reaching us.
     const quiet = Date.now() - this._lastEvent > this._quiet;
     if (!this._events || (wasLoaded && changed && quiet)) {
@@ -138,10 +150,16 @@ export class LiveUpdates implements IDisposable {
       return;
     }
     this._live = live;
-    this._poll.frequency = {
-      interval: live ? this._slow : this._fast,
+    this._poll.frequency = this._frequency();
+  }
+
+  /** The poll's rhythm: slow while events flow; a failed poll is retried within `retryMax`. */
+  private _frequency(): IPoll.Frequency {
+    const interval = this._live ? this._slow : this._fast;
+    return {
+      interval,
       backoff: true,
-      max: 60000
+      max: Math.max(interval, this._retryMax)
     };
   }
 
@@ -151,7 +169,9 @@ export class LiveUpdates implements IDisposable {
   private _fast: number;
   private _slow: number;
   private _quiet: number;
+  private _retryMax: number;
   private _live: boolean;
+  private _offline = false;
   private _lastEvent = 0;
 }
 
@@ -168,5 +188,7 @@ export namespace LiveUpdates {
     slowInterval?: number;
     /** How long without events before a poll's news means events are lost, in ms. */
     quietAfter?: number;
+    /** Longest wait before retrying a failed poll, in ms (default 10000). */
+    retryMax?: number;
   }
 }

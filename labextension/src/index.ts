@@ -37,6 +37,13 @@ import { JobsModel } from './model';
 import { JobNotifier } from './notify';
 import { JobsPanel } from './panel';
 import { JobsStatus } from './statusbar';
+import {
+  jobRendererFactory,
+  JobWatch,
+  RENDERER_RANK,
+  WIDGET_MIME,
+  widgetsBound
+} from './renderer';
 
 const PLUGIN_ID = 'jupyter-jobs:plugin';
 
@@ -204,4 +211,56 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+/**
+ * `%%job` outputs in notebooks (JupyterLab and Notebook 7): the widget while the kernel has its
+ * model, otherwise the job as the server has it, or the state the output saved (renderer.tsx).
+ * The renderer goes into each notebook's own rendermime, which is where ipywidgets binds its
+ * renderer to the notebook's widget manager.
+ */
+const outputsPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-jobs:outputs',
+  description:
+    'Shows %%job outputs whose widget model is gone (a reopened notebook) as the job itself.',
+  autoStart: true,
+  optional: [IRenderMimeRegistry, ITranslator],
+  activate: (
+    app: JupyterFrontEnd,
+    rendermime: IRenderMimeRegistry | null,
+    translator: ITranslator | null
+  ): void => {
+    const client = new JobsClient({
+      serverSettings: app.serviceManager.serverSettings
+    });
+    const watch = new JobWatch({
+      client,
+      events: app.serviceManager.events ?? null
+    });
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: panel => {
+        // A NotebookPanel: its rendermime is the notebook's clone of the global one.
+        const notebook = (
+          panel as unknown as { content: { rendermime?: IRenderMimeRegistry } }
+        ).content;
+        const own = notebook?.rendermime;
+        if (!own) {
+          return;
+        }
+        own.addFactory(
+          jobRendererFactory({
+            rendermime: own,
+            // ipywidgets' placeholder stays in the global registry.
+            widgetsReady: () =>
+              widgetsBound(own, rendermime?.getFactory(WIDGET_MIME)),
+            watch,
+            client,
+            commands: app.commands,
+            translator
+          }),
+          RENDERER_RANK
+        );
+      }
+    });
+  }
+};
+
+export default [plugin, outputsPlugin];

@@ -6,6 +6,11 @@
  * demand with the server's cursor. Events patch what they carry (status, progress) at once, then
  * the full records of the jobs they touched are fetched in one batched `/status` read, so a
  * burst of 500 events costs a few requests, not 500.
+ *
+ * The numbers per status are the server's: events move them at once, and every burst of events
+ * that moved them is followed by one read of the real ones, so a missed or late event (a server
+ * restart loses the events of its recovery) is corrected within a batch. An answer never
+ * replaces the numbers of a newer one.
  */
 
 import { IDisposable } from '@lumino/disposable';
@@ -143,6 +148,7 @@ export class JobsModel implements IDisposable {
   async load(): Promise<void> {
     const generation = ++this._generation;
     const seq = this._seq;
+    const ask = this._askCounts();
     this._loading = true;
     this._changed.emit();
     try {
@@ -153,12 +159,11 @@ export class JobsModel implements IDisposable {
       if (generation !== this._generation) {
         return;
       }
-      this._totals = { ...stats.counts };
+      this._setCounts(ask, page.counts, stats.counts);
       this._jobs = [];
       this._byId.clear();
       this._insertAll(page.jobs);
       this._cursor = page.next_cursor;
-      this._counts = { ...page.counts };
       this._loaded = true;
       this._error = null;
       // Events that arrived while the page was on its way may be newer than it.
@@ -183,6 +188,7 @@ export class JobsModel implements IDisposable {
       return;
     }
     const generation = this._generation;
+    const ask = this._askCounts();
     this._loading = true;
     this._changed.emit();
     try {
@@ -194,7 +200,7 @@ export class JobsModel implements IDisposable {
       }
       this._insertAll(page.jobs);
       this._cursor = page.next_cursor;
-      this._counts = { ...page.counts };
+      this._setCounts(ask, page.counts, null);
       this._error = null;
     } catch (error) {
       this._fail(generation, error);
@@ -208,11 +214,19 @@ export class JobsModel implements IDisposable {
 
   /**
    * Apply one server event: patch what it carries now, fetch the full record soon after.
+   *
+   * Returns false when the event does not follow from what the model knows (a transition from
+   * another status than the one shown): events were missed, and the caller should reconcile.
    */
-  applyEvent(event: IJobEvent): void {
+  applyEvent(event: IJobEvent): boolean {
     this._touched.set(event.id, ++this._seq);
     this._countEvent(event);
     const job = this._byId.get(event.id);
+    const inStep =
+      !job ||
+      event.action !== 'transition' ||
+      event.previous === null ||
+      event.previous === job.status;
     if (event.action === 'deleted') {
       this._removeJob(event.id);
     } else if (job) {
@@ -243,9 +257,13 @@ export class JobsModel implements IDisposable {
     }
     this._changed.emit();
     this._jobTouched.emit(event.id);
+    return inStep;
   }
 
-  /** Fetch, in batches, the full records of the jobs that events touched. */
+  /**
+   * Fetch, in batches, the full records of the jobs that events touched, and the real numbers
+   * per status once events moved them.
+   */
   async flush(): Promise<void> {
     if (this._timer !== null) {
       clearTimeout(this._timer);
@@ -253,7 +271,13 @@ export class JobsModel implements IDisposable {
     }
     const ids = [...this._pending];
     this._pending.clear();
+    const counting = this._countsMoved ? this._readCounts() : null;
+    this._countsMoved = false;
     if (!ids.length) {
+      if (counting) {
+        await counting;
+        this._changed.emit();
+      }
       return;
     }
     const generation = this._generation;
@@ -271,6 +295,7 @@ export class JobsModel implements IDisposable {
         this._fail(generation, error);
       }
     }
+    await counting;
     this._changed.emit();
   }
 
@@ -286,6 +311,7 @@ export class JobsModel implements IDisposable {
     }
     const generation = this._generation;
     const seq = this._seq;
+    const ask = this._askCounts();
     const before = this._signature();
     let page: IJobPage;
     let stats: IStats;
@@ -303,8 +329,7 @@ export class JobsModel implements IDisposable {
       return false;
     }
     this._error = null;
-    this._counts = { ...page.counts };
-    this._totals = { ...stats.counts };
+    this._setCounts(ask, page.counts, stats.counts);
     this._mergeFirstPage(page, seq);
     const oldest = page.jobs.length
       ? page.jobs[page.jobs.length - 1].id
@@ -485,10 +510,55 @@ export class JobsModel implements IDisposable {
     if (this._matchesQuery(event.name)) {
       this._counts = applyMoves(this._counts, moves);
     }
+    this._countsMoved = true;
+    this._scheduleFlush();
+  }
+
+  /** Number a request that answers with counts, so that only the newest answer is applied. */
+  private _askCounts(): number {
+    return ++this._countsAsked;
+  }
+
+  /** Apply counts read by request `ask`, unless a later request's answer is applied already. */
+  private _setCounts(
+    ask: number,
+    counts: StatusCounts,
+    totals: StatusCounts | null
+  ): void {
+    if (ask < this._countsApplied) {
+      return;
+    }
+    this._countsApplied = ask;
+    this._counts = { ...counts };
+    if (totals) {
+      this._totals = { ...totals };
+    }
+  }
+
+  /** Read the real numbers: the totals, and the counts within the search when there is one. */
+  private async _readCounts(): Promise<void> {
+    const generation = this._generation;
+    const ask = this._askCounts();
+    const q = this._filter.query.trim();
+    try {
+      const [stats, page] = await Promise.all([
+        this.client.stats(),
+        q ? this.client.list({ q, limit: 1 }) : null
+      ]);
+      if (generation === this._generation) {
+        this._setCounts(ask, page ? page.counts : stats.counts, stats.counts);
+      }
+    } catch (error) {
+      this._fail(generation, error);
+    }
   }
 
   private _scheduleFetch(id: number): void {
     this._pending.add(id);
+    this._scheduleFlush();
+  }
+
+  private _scheduleFlush(): void {
     if (this._timer === null && !this._isDisposed) {
       this._timer = setTimeout(() => {
         this._timer = null;
@@ -529,6 +599,9 @@ export class JobsModel implements IDisposable {
   private _seq = 0;
   private _touched = new Map<number, number>();
   private _pending = new Set<number>();
+  private _countsMoved = false;
+  private _countsAsked = 0;
+  private _countsApplied = 0;
   private _timer: ReturnType<typeof setTimeout> | null = null;
   private _pageSize: number;
   private _fetchDelay: number;

@@ -2,7 +2,7 @@ import { Stream } from '@lumino/signaling';
 
 import { LiveUpdates, parseJobEvent } from '../events';
 import { JobsModel } from '../model';
-import { EVENT_SCHEMA_ID } from '../types';
+import { EVENT_SCHEMA_ID, IJobEvent } from '../types';
 import { FakeApi, makeJob } from './fakes';
 
 /** Poll `check` until it holds, failing after `timeout` ms. */
@@ -98,7 +98,7 @@ describe('parseJobEvent', () => {
 });
 
 describe('LiveUpdates', () => {
-  function setup(withEvents: boolean) {
+  function setup(withEvents: boolean, retryMax?: number) {
     const api = new FakeApi();
     api.add(makeJob(1), makeJob(2));
     const model = new JobsModel({ client: api.asClient(), fetchDelay: 5 });
@@ -108,9 +108,15 @@ describe('LiveUpdates', () => {
       events: events as any,
       fastInterval: 20,
       slowInterval: 60_000,
-      quietAfter: 0
+      quietAfter: 0,
+      retryMax
     });
     return { api, model, events, live };
+  }
+
+  /** What the server's event for `api.move(...)` looks like on the stream. */
+  function emit(events: FakeEvents, event: IJobEvent) {
+    events.stream.emit({ schema_id: EVENT_SCHEMA_ID, ...event });
   }
 
   it('applies events from the stream and trusts them (slow poll)', async () => {
@@ -153,6 +159,41 @@ describe('LiveUpdates', () => {
     api.add(makeJob(3, { name: 'arrived' }));
     await waitFor(() => model.get(3) !== undefined);
     expect(model.get(3)!.name).toBe('arrived');
+    live.dispose();
+    model.dispose();
+  });
+
+  it('reads the list and its numbers again on the first event after an outage', async () => {
+    // Polls are a minute apart here: only the reconnection can set things right in time.
+    const { api, model, events, live } = setup(true, 60_000);
+    await waitFor(() => model.loaded);
+    const spy = jest
+      .spyOn(console, 'error')
+      .mockImplementation(() => undefined);
+    api.failing.list = new Error('server stopped');
+    await live.refresh().catch(() => undefined);
+    await waitFor(() => model.error !== null);
+    // The server restarts: its recovery fails job 1 before anyone listens, then job 2 runs.
+    api.failing.list = undefined;
+    api.set(1, { status: 'failed', reason: 'interrupted' });
+    emit(events!, api.move(2, 'running'));
+    await waitFor(() => model.get(1)?.status === 'failed');
+    await waitFor(() => model.error === null);
+    expect(model.totals).toEqual(api.counts());
+    expect(model.counts).toEqual(api.counts());
+    spy.mockRestore();
+    live.dispose();
+    model.dispose();
+  });
+
+  it('reads the list again when an event shows that others were missed', async () => {
+    const { api, model, events, live } = setup(true, 60_000);
+    await waitFor(() => model.loaded);
+    api.set(2, { status: 'cancelled' }); // missed
+    api.set(1, { status: 'running' }); // missed
+    emit(events!, api.move(1, 'succeeded')); // from running, the list says queued
+    await waitFor(() => model.get(2)?.status === 'cancelled');
+    expect(model.totals).toEqual(api.counts());
     live.dispose();
     model.dispose();
   });

@@ -3,12 +3,15 @@
  * server's listing rules (newest first, status and name filters, id cursors, global counts).
  */
 
+import type * as nbformat from '@jupyterlab/nbformat';
+
 import { IListQuery, JobsClient } from '../client';
 import { provisionalJob } from '../model';
 import type {
   IJob,
   IJobEvent,
   IJobPage,
+  IOutputs,
   IStats,
   IStatusResponse,
   JobStatus,
@@ -66,6 +69,8 @@ export class Deferred<T> {
 /** An in-memory jobs API with the subset of JobsClient the model uses. */
 export class FakeApi {
   jobs = new Map<number, IJob>();
+  /** The captured outputs of jobs, by id. */
+  outputsOf = new Map<number, nbformat.IOutput[]>();
   /** Every call, as "method args", for assertions on what the model asked. */
   calls: string[] = [];
   /** When set, the next calls of this method fail with this error. */
@@ -162,6 +167,12 @@ export class FakeApi {
       throw new Error(`no job with id ${id}`);
     }
     return { ...job };
+  }
+
+  async outputs(id: number): Promise<IOutputs> {
+    this.calls.push(`outputs ${id}`);
+    this._maybeFail('outputs');
+    return { outputs: this.outputsOf.get(id) ?? [] };
   }
 
   /** This fake as the client type the model expects. */

@@ -246,6 +246,58 @@ describe('JobsModel events', () => {
   });
 });
 
+describe('JobsModel counts', () => {
+  it('reads the real numbers after a burst of events that moved them', async () => {
+    const { model, api } = setup(4);
+    await model.load();
+    // A change no event announced (a server restart recovers jobs before anyone listens).
+    api.set(3, { status: 'failed', reason: 'interrupted' });
+    model.applyEvent(api.move(1, 'running'));
+    expect(model.totals).toEqual({ queued: 3, running: 1 }); // patched at once
+    await model.flush();
+    expect(model.totals).toEqual(api.counts());
+    expect(model.counts).toEqual(api.counts());
+  });
+
+  it('reads the counts within the search after events', async () => {
+    const { model, api } = setup(4);
+    api.set(2, { name: 'train' });
+    api.set(4, { name: 'train again' });
+    await model.setFilter({ query: 'train' });
+    api.set(4, { status: 'failed' });
+    model.applyEvent(api.move(2, 'running', { name: 'train' }));
+    await model.flush();
+    expect(model.counts).toEqual({ running: 1, failed: 1 });
+    expect(model.totals).toEqual(api.counts());
+    expect(api.calls).toContain('list {"q":"train","limit":1}');
+  });
+
+  it('never replaces numbers with those of an older answer', async () => {
+    const { model, api } = setup(3);
+    await model.load();
+    api.listGate = new Deferred();
+    const gate = api.listGate;
+    const refreshing = model.refresh(); // its stats are read now, before the change
+    api.listGate = null;
+    model.applyEvent(api.move(1, 'running'));
+    await model.flush(); // reads the numbers after the change
+    expect(model.totals).toEqual({ queued: 2, running: 1 });
+    gate.resolve();
+    await refreshing;
+    expect(model.totals).toEqual({ queued: 2, running: 1 });
+  });
+
+  it('says when an event does not follow from what it shows', async () => {
+    const { model, api } = setup(2);
+    await model.load();
+    expect(model.applyEvent(api.move(1, 'running'))).toBe(true);
+    api.set(2, { status: 'running' }); // missed
+    expect(model.applyEvent(api.move(2, 'succeeded'))).toBe(false);
+    // A job outside the list: nothing to compare with.
+    expect(model.applyEvent(makeEvent(5))).toBe(true);
+  });
+});
+
 describe('JobsModel refresh (polling)', () => {
   it('finds new, changed and deleted jobs and says whether anything changed', async () => {
     const { model, api, transitions } = setup(5);
