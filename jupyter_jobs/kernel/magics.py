@@ -123,6 +123,15 @@ def default_name(cell: str) -> str:
     return line if len(line) <= 60 else line[:57] + "..."
 
 
+def cell_number(shell: Any) -> int:
+    """The running cell's number, `n` of `In[n]`: IPython 9 counts the cell before running it,
+    IPython 8 after, so the shell's `execution_count` is one apart between them; the running
+    cell's result object knows its own."""
+    running = getattr(shell.displayhook, "exec_result", None)
+    count = getattr(running, "execution_count", None)
+    return count if isinstance(count, int) else shell.execution_count
+
+
 @magics_class
 class JobMagics(Magics):
     @line_cell_magic
@@ -156,7 +165,7 @@ class JobMagics(Magics):
         ns = self.shell.user_ns
         with _user_errors():
             # the body starts on the cell's second line, under `%%job`
-            count = self.shell.execution_count
+            count = cell_number(self.shell)
             payload, info = cell_payload(cell, ns, execution_count=count, first_line=2)
             spec = api.make_spec(
                 Kind.CELL,
