@@ -417,9 +417,11 @@ def cell_payload(
     exclude: Iterable[str] = (),
     execution_count: int | None = None,
     first_line: int = 1,
+    rng: dict[str, Any] | None = None,
 ) -> tuple[bytes, CellInfo]:
     """The payload for running `code` elsewhere with the variables it reads from `namespace`
-    (`execution_count` and `first_line`: where the code is in the notebook, for tracebacks)."""
+    (`execution_count` and `first_line`: where the code is in the notebook, for tracebacks;
+    `rng`: the kernel's random generators' states, `rng.capture()`)."""
     tree = _parse(code)
     skip = set(exclude)
     variables: dict[str, Any] = {}
@@ -449,6 +451,7 @@ def cell_payload(
                 "modules": modules,
                 "execution_count": execution_count,
                 "first_line": first_line,
+                "rng": rng,
             }
         )
     except Exception as exc:

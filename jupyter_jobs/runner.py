@@ -49,7 +49,7 @@ from traitlets import Type
 from traitlets.config import Config
 
 from . import payload as payloads
-from . import protocol
+from . import protocol, rng
 from .progress import JobContext, install_tqdm_bridge, job_context
 from .submitter import flush_all
 
@@ -387,12 +387,17 @@ def _make_shell() -> JobShell:
 
 
 class Failure(Exception):
-    """Ends a job as failed with a reason and a described error (nothing to unpickle later)."""
+    """Ends a job as failed with a reason and a described error (nothing to unpickle later).
 
-    def __init__(self, reason: str, type_: str, message: str, tb: str = "") -> None:
+    `result`: what a failed cell still sends back (the names it set before its error)."""
+
+    def __init__(
+        self, reason: str, type_: str, message: str, tb: str = "", result: bytes | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.error = {"type": type_, "message": message, "traceback": tb}
+        self.result = result
 
 
 def _job_traceback(exc: BaseException) -> str:
@@ -461,17 +466,56 @@ def _prepare_cell(shell: JobShell, job: dict[str, Any]) -> dict[str, bytes | Non
 
 
 def _cell_result(
-    shell: JobShell, code: str, before: dict[str, bytes | None], options: dict[str, Any]
+    shell: JobShell,
+    code: str,
+    before: dict[str, bytes | None],
+    options: dict[str, Any],
+    last: Any = None,
+    partial: bool = False,
 ) -> bytes:
-    namespace = shell.user_ns
-    if options.get("no_return"):
-        return payloads.dumps({"values": {}, "assigned": [], "changed": [], "unsent": {}})
+    """What a cell sends back: its names (`values`, `assigned`, `changed`, `unsent`), the
+    global generators' states (`rng`), and the value of its last expression (`last`, when it
+    showed one), which the kernel shows as the cell's result. `partial`: the cell raised, so a
+    shipped variable counts only if its value changed (the kernel keeps its own object)."""
+    result: dict[str, Any] = {"values": {}, "assigned": [], "changed": [], "unsent": {}}
+    if not options.get("no_return"):
+        result.update(_names_back(shell.user_ns, code, before, options, partial))
+    result["rng"] = rng.capture()
+    if last is not None:
+        result["last"] = last
+    try:
+        return payloads.dumps(result)
+    except Exception:
+        values, unsent = result["values"], result["unsent"]
+        for name, value in list(values.items()):
+            try:
+                payloads.dumps(value)
+            except Exception as exc:
+                kind = payloads.describe_type(value)
+                unsent[name] = f"{kind} cannot be sent back: {exc}"
+                del values[name]
+        try:
+            payloads.dumps(last)
+        except Exception:
+            del result["last"]  # the kernel shows the worker's rendering of it instead
+        return payloads.dumps(result)
+
+
+def _names_back(
+    namespace: dict[str, Any],
+    code: str,
+    before: dict[str, bytes | None],
+    options: dict[str, Any],
+    partial: bool,
+) -> dict[str, Any]:
     wanted = options.get("return")
     if isinstance(wanted, str):
         wanted = [wanted]
     if wanted is not None and not all(isinstance(name, str) for name in wanted):
         raise Failure("error", "InvalidRequest", f"option 'return' must list names: {wanted!r}")
     bound = payloads.assigned_names(code)
+    if partial:  # the assignments after the error never ran
+        bound = [n for n in bound if n not in before or _dumps_or_none(namespace[n]) != before[n]]
     # Asked-for names count even when the AST cannot see them bound (exec, globals()).
     candidates = bound if wanted is None else [n for n in wanted if n in bound or n not in before]
     assigned = [name for name in candidates if name in namespace]
@@ -485,18 +529,7 @@ def _cell_result(
         name: "not defined after the cell ran" for name in wanted or () if name not in namespace
     }
     values = {name: namespace[name] for name in assigned + changed}
-    result = {"values": values, "assigned": assigned, "changed": changed, "unsent": unsent}
-    try:
-        return payloads.dumps(result)
-    except Exception:
-        for name, value in list(values.items()):
-            try:
-                payloads.dumps(value)
-            except Exception as exc:
-                kind = payloads.describe_type(value)
-                unsent[name] = f"{kind} cannot be sent back: {exc}"
-                del values[name]
-        return payloads.dumps(result)
+    return {"values": values, "assigned": assigned, "changed": changed, "unsent": unsent}
 
 
 def _as_in_the_notebook(code: str, first_line: Any) -> str:
@@ -520,13 +553,17 @@ def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str,
     # the notebook that ran `%%job` as cell 7 (store_history=False leaves the count alone).
     count = job.get("execution_count")
     shell.execution_count = count if isinstance(count, int) and count > 0 else 1
+    rng.restore(job.get("rng"), import_missing=True)  # draws as the kernel would have
     outcome = shell.run_cell(_as_in_the_notebook(code, job.get("first_line")), store_history=False)
     if not outcome.success:
         exc = outcome.error_before_exec or outcome.error_in_exec
         stb = shell.last_traceback or []
         text = _ANSI.sub("", "\n".join(stb))
-        raise Failure("error", type(exc).__name__, str(exc), text)
-    return _cell_result(shell, code, before, options)
+        # What ran before the error stays done, as in a kernel: its names come back too.
+        ran = outcome.error_before_exec is None
+        partial = _cell_result(shell, code, before, options, partial=True) if ran else None
+        raise Failure("error", type(exc).__name__, str(exc), text, partial)
+    return _cell_result(shell, code, before, options, last=outcome.result)
 
 
 def _raw_environ() -> Mapping[Any, Any]:
@@ -646,7 +683,7 @@ class Worker:
                 else:
                     result = _run_function(body)
         except Failure as failure:
-            error, reason = failure.error, failure.reason
+            error, reason, result = failure.error, failure.reason, failure.result
         finally:
             # Jobs the job submitted are stored before it is reported: the worker may be
             # retired (`os._exit`) as soon as it is, and the exit hook would not run.

@@ -1240,6 +1240,8 @@ class Store:
                 **_error_columns(outcome.error), **done,
             )  # fmt: skip
         else:
+            if outcome.result is not None:  # a failed cell's names set before its error
+                self._put_blob(tx, job_id, "result", attempt, outcome.result)
             reason = outcome.reason or Reason.ERROR
             self._end_attempt(tx, job_id, reason, self._failure_error(reason, outcome))
         return True
@@ -1716,22 +1718,28 @@ class Store:
         }
 
     def result(self, job_id: int) -> bytes:
-        """The result bytes of a succeeded job (b"" if it succeeded without a result).
+        """The result bytes of a succeeded job (b"" if it succeeded without a result), or of a
+        failed one whose last attempt sent some (a cell's names set before its error).
 
-        Raises `ResultNotReady` for a job that has not succeeded (detail: its status).
+        Raises `ResultNotReady` for a job that has no result (detail: its status).
         """
         with self._read() as conn:
-            found = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            found = conn.execute(
+                "SELECT status, attempt FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
             if found is None:
                 raise JobNotFound(job_id)
-            if found[0] != Status.SUCCEEDED.value:  # (not the whole record: a hot path)
-                raise ResultNotReady(
-                    f"job {job_id} is {found[0]}: it has no result",
-                    {"id": job_id, "status": found[0]},
-                )
             row = conn.execute(
-                "SELECT data, path FROM blobs WHERE job_id = ? AND kind = 'result'", (job_id,)
+                "SELECT data, path, attempt FROM blobs WHERE job_id = ? AND kind = 'result'",
+                (job_id,),
             ).fetchone()
+        status, attempt = found
+        if row is not None and row[2] != attempt:
+            row = None  # an earlier attempt's (a failed cell's, since retried)
+        if status != Status.SUCCEEDED.value and not (status == Status.FAILED.value and row):
+            raise ResultNotReady(
+                f"job {job_id} is {status}: it has no result", {"id": job_id, "status": status}
+            )
         return b"" if row is None else self._blob_bytes(row[0], row[1])
 
     def outputs(self, job_id: int) -> bytes:

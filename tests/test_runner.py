@@ -18,7 +18,7 @@ from pathlib import Path
 import dill
 import pytest
 
-from jupyter_jobs import payload, protocol
+from jupyter_jobs import payload, protocol, rng
 from jupyter_jobs.executors.base import Task
 from jupyter_jobs.models import Kind, Reason, Status
 
@@ -341,7 +341,9 @@ async def test_cell_return_options_choose_what_comes_back(executor, recorder):
 
     task = wu.cell_task(code, {"items": []}, no_return=True)
     result = dill.loads((await run(executor, recorder, task)).result)
-    assert result == {"values": {}, "assigned": [], "changed": [], "unsent": {}}
+    names = {"values": {}, "assigned": [], "changed": [], "unsent": {}}
+    assert {key: result[key] for key in names} == names
+    assert "random" in result["rng"]  # the generators' states come back all the same
 
 
 async def test_cell_exception_fails_with_plain_traceback_and_error_output(executor, recorder):
@@ -356,8 +358,63 @@ async def test_cell_exception_fails_with_plain_traceback_and_error_output(execut
     assert outputs[0]["text"] == "start\n"
     assert outputs[-1]["output_type"] == "error"
     assert outputs[-1]["ename"] == "ZeroDivisionError"
-    assert outcome.result is None
+    sent = dill.loads(outcome.result)  # what ran before the error: `divide` was defined
+    assert sent["assigned"] == ["divide"] and sent["values"]["divide"].__name__ == "divide"
     assert "ZeroDivisionError" in recorder.log_text(task.job_id)
+
+
+async def test_a_failed_cell_sends_back_what_it_set_before_the_error(executor, recorder):
+    code = (
+        "kept.append(1)\n"
+        "before = 'set'\n"
+        "untouched = untouched\n"
+        "raise ValueError('boom')\n"
+        "after = 'never'\n"
+        "shadow = 2\n"
+    )
+    namespace = {"kept": [], "untouched": {"a": 1}, "shadow": 1}
+    outcome = await run(executor, recorder, wu.cell_task(code, namespace))
+    assert outcome.status is Status.FAILED and outcome.error.type == "ValueError"
+    sent = dill.loads(outcome.result)
+    assert sent["values"] == {"before": "set", "kept": [1]}
+    assert sent["assigned"] == ["before"] and sent["changed"] == ["kept"]
+    assert "random" in sent["rng"] and "last" not in sent
+
+
+async def test_the_last_value_comes_back_unless_hidden_or_unsendable(executor, recorder):
+    outcome = await run(executor, recorder, wu.cell_task("x = 40\nx + 2"))
+    assert dill.loads(outcome.result)["last"] == 42
+    hidden = await run(executor, recorder, wu.cell_task("x = 40\nx + 2;"))
+    assert "last" not in dill.loads(hidden.result)
+    unsendable = await run(executor, recorder, wu.cell_task("(i for i in range(3))"))
+    assert unsendable.status is Status.SUCCEEDED, unsendable.error
+    assert "last" not in dill.loads(unsendable.result)
+    shown = outputs_of(unsendable)[-1]  # what the kernel shows instead
+    assert shown["output_type"] == "execute_result"
+    assert shown["data"]["text/plain"].startswith("<generator object")
+
+
+async def test_a_cell_draws_from_the_generators_it_was_sent_and_sends_them_back(executor, recorder):
+    import random
+
+    import numpy as np
+
+    kept = rng.capture()
+    try:
+        random.seed(1)
+        np.random.seed(0)
+        sent = rng.capture()
+        inline = [(random.random(), float(np.random.rand())) for _ in range(2)]
+        # the cell does not import numpy itself: it reads `np` from the namespace
+        code = "import random\ndrawn = (random.random(), float(np.random.rand()))"
+        data, _ = payload.cell_payload(code, {"np": np}, rng=sent)
+        outcome = await run(executor, recorder, Task(wu.next_id(), 1, Kind.CELL, "c", data))
+        result = dill.loads(outcome.result)
+        assert result["values"]["drawn"] == inline[0]
+        assert rng.restore(result["rng"]) == ["random", "numpy.random"]
+        assert (random.random(), float(np.random.rand())) == inline[1]
+    finally:
+        rng.restore(kept)
 
 
 async def test_display_updates_and_clear_output_behave_like_a_notebook(executor, recorder):

@@ -973,6 +973,22 @@ def test_results_outputs_and_their_absence(store: Store) -> None:
         store.result(failed.id)
 
 
+def test_a_failed_attempt_keeps_what_it_sent_back_until_it_is_retried(store: Store) -> None:
+    """A failed cell sends back the names it set before its error; a retry's attempt that
+    sends nothing must not serve the earlier attempt's."""
+    job = store.enqueue(spec(), b"")
+    sent = dataclasses.replace(fail(), result=b"names before the error")
+    store.finish(job.id, start(store, job.id), sent)
+    assert store.get(job.id).status is Status.FAILED
+    assert store.result(job.id) == b"names before the error"
+    store.retry(job.id)
+    with pytest.raises(ResultNotReady, match="queued"):
+        store.result(job.id)
+    store.finish(job.id, start(store, job.id), fail(Reason.WORKER_LOST))
+    with pytest.raises(ResultNotReady, match="failed"):
+        store.result(job.id)
+
+
 def test_large_results_replace_their_files(tmp_path: Path) -> None:
     s = Store(tmp_path / "jobs.db", inline_limit=10)
     job = s.enqueue(spec(retries=1, retry_delay=0), b"")

@@ -27,6 +27,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from IPython.utils.process import arg_split
 
+from .. import rng
 from ..errors import (
     IllegalTransition,
     InvalidRequest,
@@ -34,12 +35,12 @@ from ..errors import (
     PayloadTooLarge,
     ServerUnavailable,
 )
-from ..models import Kind
+from ..models import Kind, Status
 from ..payload import cell_payload
 from . import api, render
 from .handle import RemoteJob
 from .namespace import Snapshot, merge
-from .widget import widget_for
+from .widget import JobWidget, widget_for
 
 SUBCOMMANDS = ("show", "logs", "cancel", "retry", "result", "attach")
 LINE_USAGE = "%job show|logs|cancel|retry|result|attach ID"
@@ -163,10 +164,15 @@ class JobMagics(Magics):
     def _job_cell(self, line: str, cell: str) -> None:
         opts = parse_cell_options(line)
         ns = self.shell.user_ns
+        count = cell_number(self.shell)
+        error = self._syntax_error(cell, count)
+        if error is not None:
+            raise error  # as inline, and nothing is submitted
         with _user_errors():
             # the body starts on the cell's second line, under `%%job`
-            count = cell_number(self.shell)
-            payload, info = cell_payload(cell, ns, execution_count=count, first_line=2)
+            payload, info = cell_payload(
+                cell, ns, execution_count=count, first_line=2, rng=rng.capture()
+            )
             spec = api.make_spec(
                 Kind.CELL,
                 opts.name or default_name(cell),
@@ -180,10 +186,8 @@ class JobMagics(Magics):
             (job,) = api.connection().submit_and_wait([(spec, payload)])
         if opts.out:
             ns[opts.out] = job
-        on_success = None
-        if not opts.no_return:
-            on_success = partial(self._merge, snapshot, opts.return_names, info.incidental)
-        widget = widget_for(job, on_success=on_success, inline=opts.wait)
+        on_result = partial(self._cell_done, snapshot, opts, info.incidental)
+        widget = widget_for(job, on_result=on_result, inline=opts.wait)
         widget.show()
         if opts.wait:
             try:
@@ -192,6 +196,66 @@ class JobMagics(Magics):
                 widget.stop_inline()
                 raise
             widget.finish_here()
+            self._end_as_inline(widget)
+
+    def _syntax_error(self, cell: str, count: int) -> JobCellError | None:
+        """The error IPython shows for the cell's code when it does not compile, as inline
+        (`Cell In[n], line k`, with `k` counted from the `%%job` line); None when it does."""
+        shell = self.shell
+        try:
+            source = shell.transform_cell(cell)
+        except Exception:
+            return None  # not a syntax error: `cell_payload` names the problem
+        # IPython dropped the leading blank lines, and the code starts under the `%%job` line:
+        # blank lines in their place give the errors (and their messages) the cell's numbers
+        blank = next((i for i, text in enumerate(cell.splitlines()) if text.strip()), 0)
+        source = "\n" * (1 + blank) + source
+        name = shell.compile.cache(source, count, raw_code=cell)
+        try:
+            shell.compile.ast_parse(source, filename=name)
+        except SyntaxError as exc:  # IndentationError included
+            stb = shell.SyntaxTB.structured_traceback(type(exc), exc, [])
+            return job_cell_error(type(exc).__name__, str(exc), stb)
+        return None
+
+    def _cell_done(
+        self,
+        snapshot: Snapshot,
+        opts: CellOptions,
+        incidental: dict[str, str] | None,
+        result: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """Main thread, once the cell job ended (succeeded, or failed after setting names): its
+        names come into the namespace (unless `--no-return`), then the state of the random
+        generators it drew from, so the next draws go on from the job's."""
+        report = None
+        if not opts.no_return:
+            ns = self.shell.user_ns
+            report = merge(ns, snapshot, result, opts.return_names, incidental).to_json()
+        rng.restore(result.get("rng"))
+        return report
+
+    def _end_as_inline(self, widget: JobWidget) -> None:
+        """A `--wait` cell ends as it would have inline: failed with the job's error (the
+        reply is an error, so Run All stops there), or with the value of its last line as the
+        cell's result (`Out[n]`, `_`)."""
+        record = widget.record
+        if record.status is Status.FAILED:
+            error = next(o for o in widget.outputs if o.get("output_type") == "error")
+            stb = error.get("traceback") or []
+            raise job_cell_error(error.get("ename", "Error"), error.get("evalue", ""), stb)
+        if record.status is not Status.SUCCEEDED:
+            return
+        try:
+            result = widget.job.result()
+        except Exception:  # already said in the widget (a class this kernel cannot import)
+            result = {}
+        if "last" in result:
+            self.shell.displayhook(result["last"])
+            return
+        shown = [o for o in widget.outputs if o.get("output_type") == "execute_result"]
+        if shown:  # a value that cannot be sent back: its rendering in the worker
+            self.shell.displayhook(Rendered(shown[-1].get("data", {}), shown[-1].get("metadata")))
 
     def _merge(
         self,
@@ -239,6 +303,40 @@ class JobMagics(Magics):
             snapshot = Snapshot.take(self.shell.user_ns, [], moment="attach")
             widget.bring_names(partial(self._merge, snapshot, record.options.get("return"), None))
         widget.show()
+
+
+class JobCellError(Exception):
+    """A `%%job` cell's error, raised in the kernel so that the cell fails as it would inline:
+    the execute reply is an error named as the job's (`ValueError`), and IPython shows the
+    job's traceback (`_render_traceback_` is IPython's hook for tracebacks from elsewhere)."""
+
+    def __init__(self, evalue: str, traceback: list[str]) -> None:
+        super().__init__(evalue)
+        self.traceback = traceback
+
+    def _render_traceback_(self) -> list[str]:
+        return self.traceback
+
+
+def job_cell_error(ename: str, evalue: str, traceback: list[str]) -> JobCellError:
+    """A `JobCellError` whose class has the job's exception's name."""
+    name = ename.rsplit(".", 1)[-1] or "Error"
+    return type(name, (JobCellError,), {"__module__": __name__})(evalue, traceback)
+
+
+class Rendered:
+    """A value shown by its rendering in the worker: the cell's result when the value itself
+    could not be sent back."""
+
+    def __init__(self, data: dict[str, Any], metadata: dict[str, Any] | None) -> None:
+        self.data, self.metadata = data, metadata or {}
+
+    def _repr_mimebundle_(self, **_: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.data, self.metadata
+
+    def __repr__(self) -> str:
+        text = self.data.get("text/plain", "")
+        return "".join(text) if isinstance(text, list) else str(text)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -134,7 +134,8 @@ def log_html(lines: Sequence[str], max_height: str = "12em") -> str:
 def set_line(report: dict[str, Any], name: Callable[[str], str] = str) -> str:
     """`Set: model, score (and 3 more: imports time, jupyter_jobs; loop variable i)`: the
     results first, then the names that are no results (imports, loop variables) summarised.
-    `name` formats one name (`<code>` in HTML)."""
+    `Set before the error:` for a failed cell's. `name` formats one name (`<code>` in HTML)."""
+    label = "Set before the error" if report.get("before_error") else "Set"
     incidental: dict[str, str] = report.get("incidental") or {}
     results = [name(n) for n in report["set"] if n not in incidental]
     kinds: dict[str, list[str]] = {}
@@ -145,10 +146,11 @@ def set_line(report: dict[str, Any], name: Callable[[str], str] = str) -> str:
         f"{kind}{'s' if len(names) > 1 else ''} {', '.join(names)}" for kind, names in kinds.items()
     )
     if not rest:
-        return "Set: " + ", ".join(results)
+        return f"{label}: " + ", ".join(results)
     if not results:
-        return f"Set: no results, only {rest}"
-    return f"Set: {', '.join(results)} (and {len(report['set']) - len(results)} more: {rest})"
+        return f"{label}: no results, only {rest}"
+    more = len(report["set"]) - len(results)
+    return f"{label}: {', '.join(results)} (and {more} more: {rest})"
 
 
 def names_html(report: dict[str, Any] | None, job_id: int) -> str:

@@ -31,10 +31,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import dill
 import ipywidgets as widgets
 from IPython.display import display, publish_display_data, update_display
 
-from ..errors import JobsError
+from ..errors import JobsError, ResultNotReady
 from ..models import Job as JobRecord
 from ..models import Status, can_move
 from . import render
@@ -79,6 +80,10 @@ def _ending(record: JobRecord) -> tuple[int, float | None]:
     """Which end of a job a record shows: a retry that is cancelled before it is claimed ends
     again with the same attempt number, but not at the same time."""
     return record.attempt, record.finished_at
+
+
+#: Ends after which a cell's names come back: a failed cell keeps what it set before the error.
+_SENDS_NAMES = (Status.SUCCEEDED, Status.FAILED)
 
 
 def can_retry(record: JobRecord) -> bool:
@@ -139,9 +144,10 @@ def _logged(fn: Callable[..., None], *args: Any) -> None:
 
 
 class JobWidget:
-    """The live view of one job. `on_success(result)` (main thread) may return a namespace
-    report (`MergeReport.to_json()`) to list; `inline=True` (`%%job --wait`) leaves the captured
-    outputs to the cell itself, which publishes them as its own outputs.
+    """The live view of one job. `on_result(result)` (main thread) gets a succeeded job's
+    result, or what a failed cell sent back (the names it set before its error), and may return
+    a namespace report (`MergeReport.to_json()`) to list; `inline=True` (`%%job --wait`) leaves
+    the captured outputs to the cell itself, which publishes them as its own outputs.
 
     The log, names and outputs parts are created when there is something to show: every
     ipywidget costs comm messages, and a trivial `%%job` should appear at once.
@@ -151,12 +157,12 @@ class JobWidget:
         self,
         job: RemoteJob,
         *,
-        on_success: Callable[[Any], dict[str, Any] | None] | None = None,
+        on_result: Callable[[Any], dict[str, Any] | None] | None = None,
         inline: bool = False,
     ) -> None:
         self.job = job
         self.record: JobRecord = job.record
-        self.on_success = on_success
+        self.on_result = on_result
         self.inline = inline
         self.report: dict[str, Any] | None = None
         self.outputs: list[dict[str, Any]] = []
@@ -384,21 +390,36 @@ class JobWidget:
             self._completed = _ending(record)
             self._completing = True
             try:
-                if record.status is Status.SUCCEEDED and self.on_success is not None:
-                    self._set_names(self.on_success)
+                if record.status in _SENDS_NAMES and self.on_result is not None:
+                    self._set_names(self.on_result)
             finally:
                 self._completing = False
             self._update_displays()
 
-    def _set_names(self, on_success: Callable[[Any], dict[str, Any] | None]) -> None:
-        """Main thread: put the succeeded job's names into the namespace and list them."""
+    def _set_names(self, on_result: Callable[[Any], dict[str, Any] | None]) -> None:
+        """Main thread: put the job's names into the namespace and list them: a succeeded
+        job's, or those a failed cell set before its error (as a kernel keeps them)."""
         try:
-            self.report = on_success(self.job.result())
+            if self.record.status is Status.SUCCEEDED:
+                self.report = on_result(self.job.result())
+            elif (sent := self._sent_before_the_error()) is not None:
+                self.report = on_result(sent)
+                if self.report is not None:
+                    self.report["before_error"] = True
             self._show_names()
         except Exception as exc:  # e.g. a result whose class this kernel cannot import
             log.exception("jupyter_jobs: job %s: setting its names failed", self.job.id)
             self.problem = f"the job's names could not be set: {type(exc).__name__}: {exc}"
             self._render(self.record)
+
+    def _sent_before_the_error(self) -> dict[str, Any] | None:
+        """What a failed cell sent back, if anything (a function job, or a worker that died,
+        sends nothing)."""
+        try:
+            data = self.job.backend.result_bytes(self.job.id)
+        except ResultNotReady:
+            return None
+        return dill.loads(data)
 
     def complete(self, resend: bool = False) -> None:
         """Finish now (main thread) if the job has finished and this attempt is not done yet.
@@ -423,14 +444,20 @@ class JobWidget:
             self._resent = _ending(record)
 
     def finish_here(self) -> None:
-        """`%%job --wait`: the job is done; put its outputs into the running cell itself."""
+        """`%%job --wait`: the job is done; put its outputs into the running cell itself.
+
+        Its result (a succeeded cell's last value) or its error is the cell's own, which the
+        magic shows as the cell's end (`execute_result`, or the cell fails): not here.
+        """
         record = self.job.record  # fetched again only if the long poll settled it
         with self._lock:
             self._render(record)
             self._refresh_tail(record, force=True)
             self._collect(record)
+            own = "error" if record.status is Status.FAILED else "execute_result"
             for output in self.outputs:
-                publish_output(output)
+                if output.get("output_type") != own:
+                    publish_output(output)
             self._complete(record)
 
     def stop_inline(self) -> None:
@@ -452,16 +479,16 @@ class JobWidget:
             self.job.cancel()
             self._render(self.job.record)
 
-    def bring_names(self, on_success: Callable[[Any], dict[str, Any] | None]) -> None:
+    def bring_names(self, on_result: Callable[[Any], dict[str, Any] | None]) -> None:
         """`%job attach`/`retry` (main thread): the job's names come into this kernel by
-        `on_success`, now if its run has ended in success, else when it does (a widget made by
+        `on_result`, now if its run has ended in success, else when it does (a widget made by
         `%%job` in this kernel keeps its own snapshot of the submit for that)."""
         with self._lock:
-            if self.on_success is None:
-                self.on_success = on_success
+            if self.on_result is None:
+                self.on_result = on_result
             ended = self._completed == _ending(self.record)
             if ended and self.record.status is Status.SUCCEEDED:
-                self._set_names(on_success)
+                self._set_names(on_result)
                 self._update_displays()
 
     def _retry(self) -> None:

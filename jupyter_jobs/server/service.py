@@ -33,7 +33,8 @@ def submit(store: Store, parse: Callable[[], tuple[JobSpec, bytes]]) -> tuple[Jo
 
 
 def result(store: Store, job_id: int) -> bytes | Job:
-    """The result bytes of a succeeded job, else its record: one hop for either answer."""
+    """The result bytes of a succeeded job (or of a failed cell that sent names back), else its
+    record: one hop for either answer."""
     try:
         return store.result(job_id)
     except ResultNotReady:

@@ -62,9 +62,13 @@ class Kernel:
         elif kind in ("display_data", "update_display_data"):
             self.displays.append(content)
 
-    def execute(self, code: str, timeout: float = DEADLINE) -> list[dict[str, Any]]:
-        """Run `code`; every iopub message until it is idle (other cells' messages included)."""
-        msg_id = self.kc.execute(code)
+    def execute(
+        self, code: str, timeout: float = DEADLINE, reply: str = "ok"
+    ) -> list[dict[str, Any]]:
+        """Run `code`; every iopub message until it is idle (other cells' messages included:
+        `mine` picks this cell's). The execute reply's status must be `reply`; it is kept in
+        `self.reply`."""
+        msg_id = self.msg_id = self.kc.execute(code)
         seen = []
         deadline = time.monotonic() + timeout
         while True:
@@ -75,9 +79,17 @@ class Kernel:
                 and msg["msg_type"] == "status"
                 and msg["content"]["execution_state"] == "idle"
             ):
-                reply = self.reply_to(msg_id)
-                assert reply["content"]["status"] == "ok", reply["content"]
+                self.reply = self.reply_to(msg_id)["content"]
+                assert self.reply["status"] == reply, self.reply
                 return seen
+
+    def mine(self, msgs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+        """The contents of the last executed cell's messages of one kind."""
+        return [
+            m["content"]
+            for m in msgs
+            if m["msg_type"] == kind and m["parent_header"].get("msg_id") == self.msg_id
+        ]
 
     def reply_to(self, msg_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """The shell reply to `msg_id`. Replies to nobody's current request are skipped: under
@@ -150,7 +162,9 @@ class Kernel:
         parts = {"header": header, "bar": bar, "label": label, "action": action}
         for child in box["children"][2:]:
             state = self.models[child.removeprefix("IPY_MODEL_")]
-            if state.get("_model_name") == "HTMLModel" and "Set:" in str(state.get("value")):
+            if state.get("_model_name") == "HTMLModel" and str(state.get("value")).startswith(
+                ("Set:", "Set before the error:")
+            ):
                 parts["names"] = child.removeprefix("IPY_MODEL_")
         return parts
 
@@ -274,7 +288,7 @@ def test_cancel_and_retry_buttons(kernel):
 
 
 def test_retry_of_a_wait_cell_from_its_button_brings_the_names_back(kernel):
-    kernel.execute(flaky_cell("waited", "--wait"))
+    kernel.execute(flaky_cell("waited", "--wait"), reply="error")
     assert kernel.status("waited") == "failed"
     retry_from_the_button(kernel, "waited")
 
@@ -403,9 +417,12 @@ def test_a_finished_cell_shows_its_results_the_tail_of_its_prints_and_its_cell_n
     shown = output["outputs"][0]["text"]
     assert shown.startswith(note) and shown.endswith("line 2999\n")
 
-    out = kernel.execute("%%job --wait --name broken\nx = 1\nraise ValueError('boom')")
-    number = next(m["content"]["execution_count"] for m in out if m["msg_type"] == "execute_input")
-    errors = [m["content"] for m in out if m["msg_type"] == "error"]
+    out = kernel.execute(
+        "%%job --wait --name broken\nx = 1\nraise ValueError('boom')", reply="error"
+    )
+    # the cell's own number, whichever IPython counts (9 counts a cell before it runs, 8 after)
+    (number,) = [m["execution_count"] for m in kernel.mine(out, "execute_input")]
+    errors = kernel.mine(out, "error")
     assert errors and errors[0]["ename"] == "ValueError"
     trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0]["traceback"]))
     assert f"Cell In[{number}], line 3" in trace  # the cell's line 3 (`%%job` is line 1)
@@ -458,3 +475,117 @@ def test_the_jobs_table(kernel):
     msg_id = kernel.kc.execute("%jobs --bogus")
     reply = kernel.reply_to(msg_id)
     assert reply["content"]["ename"] == "UsageError"
+
+
+# --- a `%%job` cell behaves as the same cell inline ---------------------------------------------
+
+
+def test_a_failing_wait_cell_fails_as_inline_and_keeps_what_it_set_before_the_error(kernel):
+    out = kernel.execute(
+        "%%job --wait --name broken\nx = 1\nraise ValueError('boom')\ny = 2", reply="error"
+    )
+    assert (kernel.reply["ename"], kernel.reply["evalue"]) == ("ValueError", "boom")
+    (number,) = [m["execution_count"] for m in kernel.mine(out, "execute_input")]
+    (error,) = kernel.mine(out, "error")  # the job's traceback, shown once
+    trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error["traceback"]))
+    assert f"Cell In[{number}], line 3" in trace and "ValueError: boom" in trace
+    assert kernel.output_text(kernel.execute("print(x, 'y' in globals())")) == "1 False\n"
+    names = kernel.models[kernel.widget("broken")["names"]]["value"]
+    assert names == "Set before the error: <code>x</code>"
+
+
+def test_a_failed_background_cell_brings_back_what_it_set_before_the_error(kernel):
+    kernel.execute("%%job --name later\nearly = 'kept'\nraise ValueError('boom')\nlate = 1")
+    kernel.pump_until(lambda: kernel.status("later") == "failed", "the job failed")
+    names = kernel.pump_until(lambda: kernel.widget("later").get("names"), "names listed")
+    assert kernel.models[names]["value"] == "Set before the error: <code>early</code>"
+    out = kernel.execute("print(early, 'late' in globals())")
+    assert kernel.output_text(out) == "kept False\n"
+
+
+def test_run_all_stops_at_a_failing_wait_cell_with_the_names_it_set(jupyter_server, tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    cells = [
+        "%load_ext jupyter_jobs.kernel",
+        "%%job --wait --name broken\nbefore = 'set'\nraise ValueError('boom')\nafter = 1",
+        "reached = True",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    env = dict(jupyter_server.env)
+    env.update(JUPYTER_JOBS_URL=jupyter_server.url, JUPYTER_JOBS_TOKEN=jupyter_server.token)
+    km = KernelManager(kernel_name="python3")
+    client = NotebookClient(nb, km=km, timeout=120, resources={"metadata": {"path": tmp_path}})
+    try:
+        with pytest.raises(CellExecutionError, match="ValueError"):
+            client.execute(env=env)
+        assert nb.cells[1].outputs[-1]["ename"] == "ValueError"
+        assert nb.cells[2].get("execution_count") is None  # Run All stopped there
+        kc = km.client()
+        kc.start_channels()
+        try:
+            shown = []
+            kc.wait_for_ready(timeout=60)
+            reply = kc.execute_interactive(
+                "print(before, 'after' in globals(), 'reached' in globals())",
+                timeout=60,
+                output_hook=lambda msg: shown.append(msg["content"].get("text", "")),
+            )
+            assert reply["content"]["status"] == "ok"
+            assert "".join(shown) == "set False False\n"
+        finally:
+            kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)
+
+
+def test_the_last_value_of_a_wait_cell_is_its_result(kernel):
+    (inline,) = kernel.mine(kernel.execute("40 + 2"), "execute_result")
+    out = kernel.execute("%%job --wait --name answer\nbase = 40\nbase + 2")
+    (number,) = [m["execution_count"] for m in kernel.mine(out, "execute_input")]
+    (result,) = kernel.mine(out, "execute_result")
+    assert result["execution_count"] == number
+    assert result["data"] == inline["data"]
+    out = kernel.execute(f"print(_, __, Out[{number}], _{number})")
+    assert kernel.output_text(out) == "42 42 42 42\n"
+
+    quiet = kernel.execute("%%job --wait --name quiet\n40 + 2;")
+    assert not kernel.mine(quiet, "execute_result")
+    shown = [m["data"].get("text/plain") for m in kernel.mine(quiet, "display_data")]
+    assert "42" not in shown
+
+
+def test_a_syntax_error_shows_as_inline_and_submits_nothing(kernel):
+    cases = [("x = (\n", "SyntaxError", 2), ("if True:\nx = 1\n", "IndentationError", 3)]
+    for code, ename, line in cases:
+        # inline, the code under a first line: the same line numbers as under `%%job`
+        kernel.execute("#\n" + code, reply="error")
+        inline = kernel.reply
+        kernel.execute("%%job --wait --name bad\n" + code, reply="error")
+        job = kernel.reply
+        assert job["ename"] == inline["ename"] == ename
+
+        def shown(reply: dict[str, Any]) -> str:
+            text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(reply["traceback"]))
+            return re.sub(r"Cell In\[\d+\]", "Cell In[n]", text)
+
+        assert shown(job) == shown(inline) and f"Cell In[n], line {line}\n" in shown(job)
+    out = kernel.execute("from jupyter_jobs.kernel import api\nprint(len(api.jobs(all=True)))")
+    assert kernel.output_text(out) == "0\n"
+    assert kernel.status("bad") is None  # no widget either
+
+
+def test_seeded_draws_are_the_inline_ones_and_go_on_from_the_job(kernel):
+    draw = "(random.random(), float(np.random.rand()))"
+    kernel.execute(
+        "import random\nimport numpy as np\nrandom.seed(1)\nnp.random.seed(0)\n"
+        f"expected = [{draw} for _ in range(4)]\nrandom.seed(1)\nnp.random.seed(0)"
+    )
+    kernel.execute(f"%%job --wait --name waited-draw\nfirst = {draw}")
+    kernel.execute(f"second = {draw}")  # the kernel goes on from the job's state
+    kernel.execute(f"%%job --name background-draw\nthird = {draw}")
+    kernel.pump_until(lambda: kernel.widget("background-draw").get("names"), "names back")
+    out = kernel.execute(f"fourth = {draw}\nprint([first, second, third, fourth] == expected)")
+    assert kernel.output_text(out) == "True\n"
