@@ -19,7 +19,8 @@ Each later cell is compared by what a reader sees: the stdout text, the `text/pl
 it), the number of image outputs, and the names of its errors. The job's own widget display is
 not an output of the cell's code and is left out. A cell whose two plain runs differ (a
 timestamp, an object address) measures nothing and is reported as unstable, outside the share.
-Both runs allow errors, so a failing cell is compared like any other and the notebook goes on.
+Both runs allow errors, so a failing cell is compared like any other and the notebook goes on;
+a cell that outlasts `CELL_TIMEOUT` is interrupted, and the notebook goes on too.
 """
 
 from __future__ import annotations
@@ -223,6 +224,8 @@ def execute(
         startup_timeout=120,
         kernel_name="python3",
         allow_errors=True,
+        # a cell stuck as a job is a difference (KeyboardInterrupt), not the end of the report
+        interrupt_on_timeout=True,
         resources={"metadata": {"path": str(workdir)}},
     )
     client.execute(env=env)
