@@ -96,8 +96,11 @@ class Outcome:
         if self.errors != other.errors:
             parts.append(f"errors {list(self.errors)} != {list(other.errors)}")
         if self.results != other.results:
-            moved = self.results and set(self.results) <= set(other.displays)
-            shown = " (shown as display_data)" if moved else ""
+            shown = ""
+            if self.results and set(self.results) <= set(other.displays):
+                shown = " (shown as display_data)"
+            elif other.displays and not other.results:
+                shown = f" (displayed: {_short(other.displays)})"
             parts.append(f"result {_short(self.results)} != {_short(other.results)}{shown}")
         if self.images != other.images:
             parts.append(f"images {self.images} != {other.images}")
