@@ -6,6 +6,10 @@ tests/fidelity/notebooks/, without `.ipynb`; all of them by default). The harnes
 `tests/fidelity/notebook_fidelity.py`, is the one `tests/fidelity/test_fidelity.py` uses; it
 starts one real `jupyter server` with the extension and runs each notebook twice plainly and once
 as `%%job --wait` cells, with nbclient. Exit status 1 below the test's threshold.
+
+Measured on main at 0c21a16 (2 shared cores, about 3 minutes): 32.4%, 106 of 327 cells the
+same, no unstable cell. 142 cells differ only because the job shows the cell's last value as
+display_data instead of an execute_result; counting those, 75.8%.
 """
 
 from __future__ import annotations
