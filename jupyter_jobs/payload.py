@@ -28,6 +28,7 @@ from typing import Any
 
 import dill
 
+from . import history
 from .errors import PayloadError
 
 #: Names IPython puts into a namespace; shipping them would drag the kernel's history along.
@@ -417,16 +418,19 @@ def cell_payload(
     exclude: Iterable[str] = (),
     execution_count: int | None = None,
     first_line: int = 1,
-    rng: dict[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> tuple[bytes, CellInfo]:
     """The payload for running `code` elsewhere with the variables it reads from `namespace`
     (`execution_count` and `first_line`: where the code is in the notebook, for tracebacks;
-    `rng`: the kernel's random generators' states, `rng.capture()`)."""
+    `settings`: the kernel's global state that is not variables, by kind: `rng`, the random
+    generators' states, `display`, its print options). The history names the code reads (`_`,
+    `Out`) travel apart from its variables (see history.py)."""
     tree = _parse(code)
     skip = set(exclude)
     variables: dict[str, Any] = {}
     modules: dict[str, str] = {}
-    for name in _read_names(tree):
+    read = _read_names(tree)
+    for name in read:
         if name in skip or name not in namespace:
             continue
         value = namespace[name]
@@ -451,7 +455,8 @@ def cell_payload(
                 "modules": modules,
                 "execution_count": execution_count,
                 "first_line": first_line,
-                "rng": rng,
+                **(settings or {}),
+                "history": history.capture(read, namespace),
             }
         )
     except Exception as exc:

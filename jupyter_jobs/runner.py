@@ -48,8 +48,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Type
 from traitlets.config import Config
 
+from . import display_options, history, protocol, rng
 from . import payload as payloads
-from . import protocol, rng
 from .progress import JobContext, install_tqdm_bridge, job_context
 from .submitter import flush_all
 
@@ -554,6 +554,8 @@ def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str,
     count = job.get("execution_count")
     shell.execution_count = count if isinstance(count, int) and count > 0 else 1
     rng.restore(job.get("rng"), import_missing=True)  # draws as the kernel would have
+    display_options.restore(job.get("display"))  # prints as the kernel would have
+    history.restore(shell, job.get("history"))  # `_`, `Out[2]` are the kernel's
     outcome = shell.run_cell(_as_in_the_notebook(code, job.get("first_line")), store_history=False)
     if not outcome.success:
         exc = outcome.error_before_exec or outcome.error_in_exec

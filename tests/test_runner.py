@@ -18,7 +18,7 @@ from pathlib import Path
 import dill
 import pytest
 
-from jupyter_jobs import payload, protocol, rng
+from jupyter_jobs import history, payload, protocol, rng
 from jupyter_jobs.executors.base import Task
 from jupyter_jobs.models import Kind, Reason, Status
 
@@ -407,7 +407,7 @@ async def test_a_cell_draws_from_the_generators_it_was_sent_and_sends_them_back(
         inline = [(random.random(), float(np.random.rand())) for _ in range(2)]
         # the cell does not import numpy itself: it reads `np` from the namespace
         code = "import random\ndrawn = (random.random(), float(np.random.rand()))"
-        data, _ = payload.cell_payload(code, {"np": np}, rng=sent)
+        data, _ = payload.cell_payload(code, {"np": np}, settings={"rng": sent})
         outcome = await run(executor, recorder, Task(wu.next_id(), 1, Kind.CELL, "c", data))
         result = dill.loads(outcome.result)
         assert result["values"]["drawn"] == inline[0]
@@ -415,6 +415,45 @@ async def test_a_cell_draws_from_the_generators_it_was_sent_and_sends_them_back(
         assert (random.random(), float(np.random.rand())) == inline[1]
     finally:
         rng.restore(kept)
+
+
+async def test_a_cell_reads_the_kernels_history_and_prints_with_its_display_options(
+    executor, recorder
+):
+    import numpy as np
+
+    kernel = {"_": 42, "__": "older", "_i2": "40 + 2", "Out": {2: 42, 3: "text"}, "x": 1}
+    code = (
+        "doubled = _ * 2\n"
+        "earlier = __, _i2, Out[2] + 1, Out is _oh\n"
+        "shown = str(np.array([1 / 3]))\n"
+        "print(np.array([1 / 3]))"
+    )
+    settings = {"display": {"numpy": {"precision": 3}, "unknown": {"a": 1}}}
+    data, info = payload.cell_payload(code, {**kernel, "np": np}, settings=settings)
+    assert info.names == []  # history is not a variable of the cell: it never comes back
+    outcome = await run(executor, recorder, Task(wu.next_id(), 1, Kind.CELL, "c", data))
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    values = dill.loads(outcome.result)["values"]
+    assert values["doubled"] == 84
+    assert values["earlier"] == ("older", "40 + 2", 43, True)
+    assert values["shown"] == "[0.333]"
+    assert np.get_printoptions()["precision"] == 8  # the kernel's own are untouched
+
+
+def test_history_travels_only_what_the_cell_reads_and_only_what_pickles():
+    namespace = {
+        "_": 1,
+        "_3": 3,
+        "Out": {1: 1, 2: (i for i in "a generator")},
+        "In": ["", "1"],
+        "y": 2,
+    }
+    assert history.capture(["_", "Out", "In", "y", "_4"], namespace) == {
+        "_": 1,
+        "Out": {1: 1},
+        "In": ["", "1"],
+    }
 
 
 async def test_display_updates_and_clear_output_behave_like_a_notebook(executor, recorder):

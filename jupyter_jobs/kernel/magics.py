@@ -27,7 +27,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from IPython.utils.process import arg_split
 
-from .. import rng
+from .. import display_options, rng
 from ..errors import (
     IllegalTransition,
     InvalidRequest,
@@ -171,7 +171,11 @@ class JobMagics(Magics):
         with _user_errors():
             # the body starts on the cell's second line, under `%%job`
             payload, info = cell_payload(
-                cell, ns, execution_count=count, first_line=2, rng=rng.capture()
+                cell,
+                ns,
+                execution_count=count,
+                first_line=2,
+                settings={"rng": rng.capture(), "display": display_options.capture()},
             )
             spec = api.make_spec(
                 Kind.CELL,
