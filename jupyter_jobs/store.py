@@ -1734,7 +1734,7 @@ class Store:
                 (job_id,),
             ).fetchone()
         status, attempt = found
-        if row is not None and row[2] != attempt:
+        if status == Status.FAILED.value and row is not None and row[2] != attempt:
             row = None  # an earlier attempt's (a failed cell's, since retried)
         if status != Status.SUCCEEDED.value and not (status == Status.FAILED.value and row):
             raise ResultNotReady(
