@@ -418,10 +418,12 @@ def cell_payload(
     execution_count: int | None = None,
     first_line: int = 1,
     rng: dict[str, Any] | None = None,
+    figures: dict[str, Any] | None = None,
 ) -> tuple[bytes, CellInfo]:
     """The payload for running `code` elsewhere with the variables it reads from `namespace`
     (`execution_count` and `first_line`: where the code is in the notebook, for tracebacks;
-    `rng`: the kernel's random generators' states, `rng.capture()`)."""
+    `rng`: the kernel's random generators' states, `rng.capture()`; `figures`: the kernel's
+    matplotlib style, `figures.style()`)."""
     tree = _parse(code)
     skip = set(exclude)
     variables: dict[str, Any] = {}
@@ -452,6 +454,7 @@ def cell_payload(
                 "execution_count": execution_count,
                 "first_line": first_line,
                 "rng": rng,
+                "figures": figures,
             }
         )
     except Exception as exc:
