@@ -77,8 +77,8 @@ def prepare(shell: Any, style: dict[str, Any] | None) -> None:
 
 def style() -> dict[str, Any] | None:
     """The look of this process's figures: the rcParams that differ from matplotlib's defaults
-    (`rc`) and the inline backend's settings (`inline`, when it is set up); None when matplotlib
-    is not imported."""
+    (`rc`), the default colormap when it is not matplotlib's (`colormaps`), and the inline
+    backend's settings (`inline`, when it is set up); None when matplotlib is not imported."""
     if "matplotlib" not in sys.modules:
         return None
     import matplotlib
@@ -90,6 +90,9 @@ def style() -> dict[str, Any] | None:
         if _is_style(key) and (key not in defaults or defaults[key] != value)
     }
     found: dict[str, Any] = {"rc": rc}
+    if isinstance(rc.get("image.cmap"), str):
+        # a colormap a library registered (seaborn's "rocket"): the other side may not have it
+        found["colormaps"] = {rc["image.cmap"]: matplotlib.colormaps[rc["image.cmap"]]}
     inline = _inline_backend()
     if inline is not None:
         found["inline"] = {name: getattr(inline, name) for name in _INLINE_SETTINGS}
@@ -109,6 +112,9 @@ def restore(found: dict[str, Any] | None) -> list[str]:
         return []
     import matplotlib
 
+    for name, colormap in (found.get("colormaps") or {}).items():
+        if name not in matplotlib.colormaps:
+            matplotlib.colormaps.register(colormap, name=name)
     wanted = {k: v for k, v in matplotlib.rcParamsDefault.items() if _is_style(k)}
     wanted.update(found.get("rc") or {})
     refused = []
