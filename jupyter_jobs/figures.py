@@ -60,63 +60,75 @@ def prepare(shell: Any, style: dict[str, Any] | None) -> None:
     """Before a cell runs: figures as in a notebook, in the kernel's style (`style()`'s dict).
 
     matplotlib already imported (the cell's `plt` came with it, or an earlier function job
-    imported it) or a style sent: the inline backend now, then the style. Otherwise the cell
-    may import matplotlib itself: the backend is named in the environment, and matplotlib_inline
-    sets itself up on the shell when pyplot loads it, as in a kernel.
+    imported it) or rcParams sent: the inline backend now, then the style (the defaults when
+    none came: the kernel has not imported matplotlib). Otherwise the cell may import
+    matplotlib itself: the backend is named in the environment, and matplotlib_inline sets
+    itself up on the shell when pyplot loads it, as in a kernel.
     """
     if importlib.util.find_spec("matplotlib_inline") is None:
         return  # this interpreter cannot show figures: plain matplotlib, as in a script
     os.environ["MPLBACKEND"] = INLINE_BACKEND
-    if "matplotlib" not in sys.modules and style is None:
-        return
-    shell.enable_matplotlib("inline")
-    refused = restore(style or {"rc": {}})  # none sent: the kernel's figures have the defaults
+    style = dict(style or {})
+    if "matplotlib" in sys.modules or "rc" in style:
+        shell.enable_matplotlib("inline")
+        style.setdefault("rc", {})
+    refused = restore(style)
     if refused:
         print(f"jupyter_jobs: this matplotlib refused the kernel's {refused}", file=sys.stderr)
 
 
 def style() -> dict[str, Any] | None:
-    """The look of this process's figures: the rcParams that differ from matplotlib's defaults
-    (`rc`), the default colormap when it is not matplotlib's (`colormaps`), and the inline
-    backend's settings (`inline`, when it is set up); None when matplotlib is not imported."""
-    if "matplotlib" not in sys.modules:
-        return None
-    import matplotlib
+    """The look of this process's figures, or None when nothing is known of it.
 
-    defaults = matplotlib.rcParamsDefault
-    rc = {
-        key: value
-        for key, value in matplotlib.rcParams.items()
-        if _is_style(key) and (key not in defaults or defaults[key] != value)
-    }
-    found: dict[str, Any] = {"rc": rc}
-    if isinstance(rc.get("image.cmap"), str):
-        # a colormap a library registered (seaborn's "rocket"): the other side may not have it
-        found["colormaps"] = {rc["image.cmap"]: matplotlib.colormaps[rc["image.cmap"]]}
-    inline = _inline_backend()
-    if inline is not None:
-        found["inline"] = {name: getattr(inline, name) for name in _INLINE_SETTINGS}
-    return found
+    `rc`: the rcParams that differ from matplotlib's defaults, and `colormaps`: the default
+    colormap when it is not matplotlib's (only once matplotlib is imported); `inline`: the
+    inline backend's settings (`%config InlineBackend...`), from the backend or, before its
+    first figure, from the shell's configuration, which is where `%config` leaves them.
+    """
+    found: dict[str, Any] = {}
+    if "matplotlib" in sys.modules:
+        import matplotlib
+
+        defaults = matplotlib.rcParamsDefault
+        rc = {
+            key: value
+            for key, value in matplotlib.rcParams.items()
+            if _is_style(key) and (key not in defaults or defaults[key] != value)
+        }
+        found["rc"] = rc
+        if isinstance(rc.get("image.cmap"), str):
+            # a colormap a library registered (seaborn's "rocket"): the other side may lack it
+            found["colormaps"] = {rc["image.cmap"]: matplotlib.colormaps[rc["image.cmap"]]}
+    inline = _inline_settings()
+    if inline:
+        found["inline"] = inline
+    return found or None
 
 
 def restore(found: dict[str, Any] | None) -> list[str]:
     """Give figures the look `style()` read elsewhere; returns the rcParams this matplotlib
     does not accept (another version), which are left as they are.
 
-    Imports matplotlib only when there is a look to set: a cell that set a style with
-    matplotlib the kernel had not imported still styles the kernel's next figure.
+    Imports matplotlib only for rcParams other than the defaults: a cell that set a style
+    with matplotlib the kernel had not imported still styles the kernel's next figure.
     """
-    if not found:
-        return []
-    if "matplotlib" not in sys.modules and not found.get("rc") and "inline" not in found:
-        return []
+    found = found or {}
+    refused = []
+    rc = found.get("rc")
+    if rc is not None and ("matplotlib" in sys.modules or rc):
+        refused = _restore_rc(rc, found.get("colormaps") or {})
+    _restore_inline(found.get("inline") or {})
+    return refused
+
+
+def _restore_rc(rc: dict[str, Any], colormaps: dict[str, Any]) -> list[str]:
     import matplotlib
 
-    for name, colormap in (found.get("colormaps") or {}).items():
+    for name, colormap in colormaps.items():
         if name not in matplotlib.colormaps:
             matplotlib.colormaps.register(colormap, name=name)
     wanted = {k: v for k, v in matplotlib.rcParamsDefault.items() if _is_style(k)}
-    wanted.update(found.get("rc") or {})
+    wanted.update(rc)
     refused = []
     for key, value in wanted.items():
         if not _is_style(key):
@@ -126,21 +138,51 @@ def restore(found: dict[str, Any] | None) -> list[str]:
                 matplotlib.rcParams[key] = value
         except (KeyError, ValueError):
             refused.append(key)
-    inline = _inline_backend()
-    if inline is not None:
-        for name, value in (found.get("inline") or {}).items():
-            if name in _INLINE_SETTINGS and getattr(inline, name) != value:
-                setattr(inline, name, value)  # its observers update the shell's formatters
     return refused
+
+
+def _restore_inline(settings: dict[str, Any]) -> None:
+    settings = {k: v for k, v in settings.items() if k in _INLINE_SETTINGS}
+    if not settings:
+        return
+    backend = _inline_backend()
+    if backend is not None:
+        for name, value in settings.items():
+            if getattr(backend, name) != value:
+                setattr(backend, name, value)  # its observers update the shell's formatters
+        return
+    shell = _shell()
+    if shell is not None:  # the backend reads them when the first figure makes it
+        shell.config.InlineBackend.update(settings)
+
+
+def _inline_settings() -> dict[str, Any]:
+    backend = _inline_backend()
+    if backend is not None:
+        return {name: getattr(backend, name) for name in _INLINE_SETTINGS}
+    shell = _shell()
+    section = shell.config.get("InlineBackend") if shell is not None else None
+    if not section:
+        return {}
+    settings = {name: section[name] for name in _INLINE_SETTINGS if name in section}
+    if section.get("figure_format"):  # the older, singular setting
+        settings["figure_formats"] = {section["figure_format"]}
+    return settings
 
 
 def _is_style(key: str) -> bool:
     return key not in _NOT_STYLE and not key.startswith(_NOT_STYLE_PREFIXES)
 
 
+def _shell() -> Any:
+    from IPython.core.getipython import get_ipython
+
+    return get_ipython()
+
+
 def _inline_backend() -> Any:
-    """The inline backend's configuration, if this process set the backend up (never made
-    here: a kernel that never used the inline backend has none to match)."""
+    """The inline backend's configuration once this process set the backend up (never made
+    here: importing it imports matplotlib, and setting it up is the first figure's job)."""
     module = sys.modules.get("matplotlib_inline.config")
     if module is None or not module.InlineBackend.initialized():
         return None

@@ -23,7 +23,7 @@ SETUP = """\
 %load_ext jupyter_jobs.kernel
 import matplotlib.pyplot as plt
 plt.rcParams["figure.figsize"] = (4.0, 2.5)
-%config InlineBackend.figure_formats = {"png"}
+%config InlineBackend.figure_format = 'retina'
 """
 #: Plotting cells as a notebook has them: figures left open (flushed at the cell's end),
 #: `plt.show()`, `display(fig)` on an open figure (shown twice, as inline), `%matplotlib inline`.
