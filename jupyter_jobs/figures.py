@@ -14,6 +14,7 @@ checking costs nothing to a cell that never plots.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import sys
@@ -145,7 +146,7 @@ def _restore_inline(settings: dict[str, Any]) -> None:
     settings = {k: v for k, v in settings.items() if k in _INLINE_SETTINGS}
     if not settings:
         return
-    backend = _inline_backend()
+    backend = _inline_backend() or _set_up_inline()
     if backend is not None:
         for name, value in settings.items():
             if getattr(backend, name) != value:
@@ -154,6 +155,20 @@ def _restore_inline(settings: dict[str, Any]) -> None:
     shell = _shell()
     if shell is not None:  # the backend reads them when the first figure makes it
         shell.config.InlineBackend.update(settings)
+
+
+def _set_up_inline() -> Any:
+    """A kernel whose figures were all drawn by jobs sets its inline backend up now, as its
+    first figure would have: a figure that comes back as a cell's value shows as an image."""
+    shell = _shell()
+    if shell is None or "matplotlib" not in sys.modules:
+        return None
+    import matplotlib
+
+    if matplotlib.rcParams._get("backend") not in (INLINE_BACKEND, "inline"):
+        return None  # the kernel chose another backend: not ours to change
+    importlib.import_module("matplotlib_inline.backend_inline")  # it sets itself up on import
+    return _inline_backend()
 
 
 def _inline_settings() -> dict[str, Any]:

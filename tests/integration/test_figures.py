@@ -26,8 +26,10 @@ plt.rcParams["figure.figsize"] = (4.0, 2.5)
 %config InlineBackend.figure_format = 'retina'
 """
 #: Plotting cells as a notebook has them: figures left open (flushed at the cell's end),
-#: `plt.show()`, `display(fig)` on an open figure (shown twice, as inline), `%matplotlib inline`.
+#: `plt.show()`, `display(fig)` on an open figure (shown twice, as inline), `%matplotlib inline`,
+#: and first a figure as the cell's value, which the kernel renders before it drew any figure.
 PLOTS = [
+    "fig, ax = plt.subplots()\nax.plot([1, 2])\nplt.close(fig)\nfig",  # the kernel shows it
     "fig, ax = plt.subplots()\nax.plot([1, 3, 2])",
     "plt.plot([1, 2, 3])\nplt.title('shown')\nplt.show()",
     "fig, ax = plt.subplots()\nax.bar(['a', 'b'], [3, 5])\ndisplay(fig)",
