@@ -1,10 +1,10 @@
-"""Figures of `%%job --wait` cells in a notebook run by nbclient against a real server: the same
-images as the same cells run inline, in the saved notebook, in the kernel's style.
+"""Figures of `%%job` cells against a real server, as the same cells show them inline.
 
-The notebook imports `matplotlib.pyplot as plt` in its first cell (the kernel's `plt` travels
-to the worker by reference) and sets a style there; each plotting cell runs once inline and once
-as a job, and the two must show the same figures: as many, the same PNG, the same
-`<Figure size ...>` text.
+A notebook run by nbclient imports `matplotlib.pyplot as plt` in its first cell (the kernel's
+`plt` travels to the worker by reference) and sets a style there; each plotting cell runs once
+inline and once as a `%%job --wait`, and the saved notebooks must show the same figures: as
+many, the same PNG, the same `<Figure size ...>` text. A background `%%job` shows its figures in
+its widget, live and in the display a saved notebook keeps.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import nbformat
 import pytest
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
+from test_widget import kernel  # noqa: F401  (the fixture: a real kernel, its widgets' state)
 
 JOB_MIME = "application/vnd.jupyter-jobs.job+json"
 SETUP = """\
@@ -87,3 +88,28 @@ def test_a_plotting_job_cell_shows_the_figures_inline_shows(notebooks, index):
 def test_a_style_set_in_a_job_styles_the_kernels_next_figures(notebooks):
     inline, job = notebooks
     assert job.cells[-1].outputs[0]["text"] == inline.cells[-1].outputs[0]["text"] == "#E5E5E5\n"
+
+
+def test_a_background_job_shows_its_figures_in_its_widget_and_the_saved_display(kernel):  # noqa: F811
+    kernel.execute("import matplotlib.pyplot as plt")
+    kernel.execute("%%job --name background-plot\nfig, ax = plt.subplots()\nax.plot([1, 2])")
+    kernel.pump_until(lambda: kernel.status("background-plot") == "succeeded", "job succeeded")
+
+    def shown() -> list[dict[str, Any]]:
+        return [
+            out
+            for state in kernel.models.values()
+            if state.get("_model_name") == "OutputModel"
+            for out in state.get("outputs", [])
+            if "image/png" in out.get("data", {})
+        ]
+
+    (figure,) = kernel.pump_until(shown, "the figure in the widget")
+    assert figure["data"]["text/plain"] == "<Figure size 640x480 with 1 Axes>"
+
+    def kept() -> list[str]:
+        html = [d["data"].get("text/html", "") for d in kernel.displays]
+        return [text for text in html if "data:image/png;base64," in text]
+
+    saved = kernel.pump_until(kept, "the figure in the display a saved notebook keeps")
+    assert figure["data"]["image/png"] in saved[-1]
