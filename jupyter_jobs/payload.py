@@ -423,8 +423,9 @@ def cell_payload(
     """The payload for running `code` elsewhere with the variables it reads from `namespace`
     (`execution_count` and `first_line`: where the code is in the notebook, for tracebacks;
     `settings`: the kernel's global state that is not variables, by kind: `rng`, the random
-    generators' states, `display`, its print options). The history names the code reads (`_`,
-    `Out`) travel apart from its variables (see history.py)."""
+    generators' states (`rng.capture()`), `display`, its print options, `figures`, its
+    matplotlib style (`figures.style()`)). The history names the code reads (`_`, `Out`)
+    travel apart from its variables (see history.py)."""
     tree = _parse(code)
     skip = set(exclude)
     variables: dict[str, Any] = {}

@@ -22,7 +22,6 @@ import codecs
 import ctypes
 import faulthandler
 import importlib
-import importlib.util
 import inspect
 import io
 import json
@@ -48,13 +47,12 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Type
 from traitlets.config import Config
 
-from . import display_options, history, protocol, rng
+from . import display_options, figures, history, protocol, rng
 from . import payload as payloads
 from .progress import JobContext, install_tqdm_bridge, job_context
 from .submitter import flush_all
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 class Outputs:
@@ -354,7 +352,7 @@ class _Hook(DisplayHook):
             self.cell.result(format_dict, md_dict)
 
 
-class JobShell(InteractiveShell):
+class JobShell(figures.InlineShell, InteractiveShell):
     """IPython as a notebook cell sees it: magics, `!cmd`, display(), tracebacks as outputs."""
 
     display_pub_class = Type(_Publisher)
@@ -456,12 +454,7 @@ def _prepare_cell(shell: JobShell, job: dict[str, Any]) -> dict[str, bytes | Non
             namespace[alias] = module
     variables = job.get("variables", {})
     namespace.update(variables)
-    # Figures show up as outputs, as in a notebook (when this interpreter has the backend).
-    if importlib.util.find_spec("matplotlib_inline") is not None:
-        if "matplotlib" in sys.modules:
-            shell.enable_matplotlib("inline")  # an earlier function job already chose a backend
-        else:
-            os.environ["MPLBACKEND"] = _INLINE_BACKEND
+    figures.prepare(shell, job.get("figures"))  # shown and styled as in the kernel
     return {name: _dumps_or_none(value) for name, value in variables.items()}
 
 
@@ -474,13 +467,15 @@ def _cell_result(
     partial: bool = False,
 ) -> bytes:
     """What a cell sends back: its names (`values`, `assigned`, `changed`, `unsent`), the
-    global generators' states (`rng`), and the value of its last expression (`last`, when it
-    showed one), which the kernel shows as the cell's result. `partial`: the cell raised, so a
-    shipped variable counts only if its value changed (the kernel keeps its own object)."""
+    global generators' states (`rng`), its figures' style (`figures`), and the value of its
+    last expression (`last`, when it showed one), which the kernel shows as the cell's result.
+    `partial`: the cell raised, so a shipped variable counts only if its value changed (the
+    kernel keeps its own object)."""
     result: dict[str, Any] = {"values": {}, "assigned": [], "changed": [], "unsent": {}}
     if not options.get("no_return"):
         result.update(_names_back(shell.user_ns, code, before, options, partial))
     result["rng"] = rng.capture()
+    result["figures"] = figures.style()
     if last is not None:
         result["last"] = last
     try:

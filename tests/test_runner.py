@@ -504,6 +504,98 @@ async def test_cell_magics_and_top_level_await_work(executor, recorder):
     assert values["env"] == "1"
 
 
+# -- figures (matplotlib, as the kernel's inline backend shows them) ---------------------------
+
+
+def figure_task(code: str, style: dict | None = None) -> Task:
+    """A cell with the kernel's `plt` (shipped by reference, as a notebook's first cell's
+    import is) and the kernel's matplotlib style, `figures.style()`'s dict."""
+    import matplotlib.pyplot as plt
+
+    data, _ = payload.cell_payload(code, {"plt": plt}, settings={"figures": style})
+    return Task(wu.next_id(), 1, Kind.CELL, "cell", data)
+
+
+def figures_in(outcome) -> list[str]:
+    """The text/plain of the cell's image outputs (`<Figure size WxH with N Axes>`)."""
+    return [
+        o["data"]["text/plain"]
+        for o in outputs_of(outcome)
+        if any(mime.startswith("image/") for mime in o.get("data", {}))
+    ]
+
+
+async def test_cell_with_the_kernels_plt_shows_the_figures_it_leaves_open(executor, recorder):
+    code = "fig, ax = plt.subplots()\nax.plot([1, 2, 3])\nplt.figure()\nprint('plotted')"
+    outcome = await run(executor, recorder, figure_task(code))
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    outputs = outputs_of(outcome)
+    assert outputs[0] == {"output_type": "stream", "name": "stdout", "text": "plotted\n"}
+    assert [o["output_type"] for o in outputs[1:]] == ["display_data", "display_data"]
+    assert outputs[1]["data"]["image/png"].startswith("iVBOR")
+    assert figures_in(outcome) == ["<Figure size 640x480 with 1 Axes>"]
+    # an empty figure has no image, inline neither: its text only
+    assert outputs[2]["data"] == {"text/plain": "<Figure size 640x480 with 0 Axes>"}
+
+
+async def test_cell_show_display_and_matplotlib_magic_show_figures_as_inline(executor, recorder):
+    code = (
+        "%matplotlib inline\n"
+        "fig, ax = plt.subplots()\n"
+        "display(fig)\n"  # shown now, and again at the end: it is still open (as inline)
+        "closed, _ = plt.subplots(1, 2)\n"
+        "plt.close(closed)\n"
+        "display(closed)\n"  # once: closed figures are not flushed
+        "plt.plot([1, 2])\n"
+        "plt.show()\n"  # the open figures, now, then closed: nothing left for the end
+        "print(plt.get_fignums())\n"
+        "%matplotlib\n"
+        "plt.figure(figsize=(2, 1)).add_subplot();"
+    )
+    outcome = await run(executor, recorder, figure_task(code))
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    one, two = "<Figure size 640x480 with 1 Axes>", "<Figure size 640x480 with 2 Axes>"
+    assert figures_in(outcome) == [one, two, one, "<Figure size 200x100 with 1 Axes>"]
+    printed = "".join(o.get("text", "") for o in outputs_of(outcome))
+    assert printed == "[]\nUsing matplotlib backend: module://matplotlib_inline.backend_inline\n"
+
+
+async def test_cell_asking_for_a_gui_backend_fails_saying_why(executor, recorder):
+    outcome = await run(executor, recorder, figure_task("%matplotlib qt\nplt.plot([1])"))
+    assert outcome.status is Status.FAILED and outcome.reason is Reason.ERROR
+    assert outcome.error.type == "UsageError"
+    assert "`%matplotlib qt` needs a screen or a live kernel" in outcome.error.message
+
+
+async def test_cell_figures_take_the_kernels_style_and_send_the_cells_back(executor, recorder):
+    from matplotlib.colors import ListedColormap
+
+    style = {
+        "rc": {"figure.figsize": [4.0, 2.5], "image.cmap": "jobs_two_tone"},
+        "colormaps": {"jobs_two_tone": ListedColormap(["red", "blue"], name="jobs_two_tone")},
+        "inline": {
+            "figure_formats": {"svg"},
+            "print_figure_kwargs": {"bbox_inches": "tight"},
+            "close_figures": True,
+        },
+    }
+    code = "plt.imshow([[0, 1]])\nplt.style.use('ggplot')"
+    outcome = await run(executor, recorder, figure_task(code, style))
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    (shown,) = [o for o in outputs_of(outcome) if o["output_type"] == "display_data"]
+    assert shown["data"]["text/plain"] == "<Figure size 400x250 with 1 Axes>"
+    assert "image/svg+xml" in shown["data"] and "image/png" not in shown["data"]
+    back = dill.loads(outcome.result)["figures"]
+    assert back["rc"]["axes.facecolor"] == "#E5E5E5"  # ggplot's, for the kernel's next cells
+    assert back["rc"]["image.cmap"] == "jobs_two_tone"
+    assert back["inline"]["figure_formats"] == {"svg"}
+
+
+async def test_cell_without_matplotlib_sends_no_style(executor, recorder):
+    outcome = await run(executor, recorder, wu.cell_task("x = 1"))
+    assert dill.loads(outcome.result)["figures"] is None
+
+
 async def test_cell_worker_retires_and_function_workers_are_reused(executor, recorder):
     first = dill.loads((await run(executor, recorder, wu.function_task(wu.whoami))).result)
     second = dill.loads((await run(executor, recorder, wu.function_task(wu.whoami))).result)

@@ -27,7 +27,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from IPython.utils.process import arg_split
 
-from .. import display_options, rng
+from .. import display_options, figures, rng
 from ..errors import (
     IllegalTransition,
     InvalidRequest,
@@ -175,7 +175,11 @@ class JobMagics(Magics):
                 ns,
                 execution_count=count,
                 first_line=2,
-                settings={"rng": rng.capture(), "display": display_options.capture()},
+                settings={
+                    "rng": rng.capture(),
+                    "display": display_options.capture(),
+                    "figures": figures.style(),
+                },
             )
             spec = api.make_spec(
                 Kind.CELL,
@@ -231,12 +235,14 @@ class JobMagics(Magics):
     ) -> dict[str, Any] | None:
         """Main thread, once the cell job ended (succeeded, or failed after setting names): its
         names come into the namespace (unless `--no-return`), then the state of the random
-        generators it drew from, so the next draws go on from the job's."""
+        generators it drew from, so the next draws go on from the job's, and its figures'
+        style (`plt.style.use` in a job styles the next cell's figures, as inline)."""
         report = None
         if not opts.no_return:
             ns = self.shell.user_ns
             report = merge(ns, snapshot, result, opts.return_names, incidental).to_json()
         rng.restore(result.get("rng"))
+        figures.restore(result.get("figures"))
         return report
 
     def _end_as_inline(self, widget: JobWidget) -> None:

@@ -46,7 +46,7 @@ VIEWPORT = {"width": 1400, "height": 900}
 #: Generous bound for anything the page must show (a job's whole life fits in it).
 UI_TIMEOUT = 30_000
 
-#: A cell job that trains for a while: log lines, progress, then a rich output.
+#: A cell job that trains for a while: log lines, progress, then a rich output and a figure.
 TRAIN_CELL = """\
 import time
 import jupyter_jobs
@@ -57,6 +57,8 @@ for epoch in range(1, 61):
     time.sleep(0.25)
 header = "<tr><th>epochs</th><th>final loss</th></tr>"
 display(HTML(f"<table>{header}<tr><td>60</td><td>0.0167</td></tr></table>"))
+import matplotlib.pyplot as plt
+plt.plot([1 / epoch for epoch in range(1, 61)])
 """
 
 #: A cell job that logs, then fails with a traceback.
@@ -270,6 +272,7 @@ def test_detail_view_shows_log_traceback_outputs_and_notifies(
     # The captured display output, rendered by rendermime (streams are in the log, not here).
     outputs = detail.locator(".jp-JobDetail-outputs")
     expect(outputs.locator("table")).to_contain_text("final loss", timeout=UI_TIMEOUT)
+    expect(outputs.locator("img[src^='data:image/png']")).to_be_visible()  # the figure
     expect(outputs).not_to_contain_text("epoch 1:")
     finished = toast(page, train["id"])
     expect(finished).to_contain_text("“train model” finished", timeout=UI_TIMEOUT)
