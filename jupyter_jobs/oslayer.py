@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -47,10 +47,10 @@ def is_private_dir(path: Path) -> bool:
     """Whether `path` is a folder only we can use (ours, no access for group or others).
 
     Windows has no such modes; there a folder under the user's own temp folder is private."""
-    st = os.lstat(path)
+    st = os.lstat(path)  # a symlink is refused: it could point anywhere
     if sys.platform == "win32":
-        return os.path.isdir(path)
-    return os.path.isdir(path) and st.st_uid == os.getuid() and st.st_mode & 0o077 == 0
+        return stat.S_ISDIR(st.st_mode)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077 == 0
 
 
 def short_private_dir(key: str) -> Path:
@@ -130,7 +130,7 @@ def _group(pgid: int) -> list[psutil.Process]:
     if hasattr(os, "getpgid"):
         members = []
         for pid in psutil.pids():
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, psutil.Error):  # it exited while we looked
                 if os.getpgid(pid) == pgid:
                     members.append(psutil.Process(pid))
         return members
@@ -144,15 +144,15 @@ def _group(pgid: int) -> list[psutil.Process]:
 def signal_group(pgid: int, sig: int) -> None:
     """Signal a job's whole process group (grandchildren included); gone already is fine.
 
-    On Windows, where a signal other than a console event ends a process, every process of the
-    tree is terminated instead."""
+    On Windows, where any signal but a console event ends a process at once (SIGTERM included),
+    every process of the tree is terminated instead."""
     if hasattr(os, "killpg"):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
         return
     for process in _group(pgid):
         with contextlib.suppress(psutil.Error):
-            process.kill() if sig == getattr(signal, "SIGKILL", None) else process.terminate()
+            process.terminate()
 
 
 def group_alive(pgid: int) -> bool:

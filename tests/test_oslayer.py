@@ -48,6 +48,14 @@ def test_liveness_of_a_live_a_dead_and_a_recycled_pid() -> None:
     assert not oslayer.process_alive(exited_pid())
 
 
+def test_a_consumer_id_names_one_process() -> None:
+    me = make_consumer_id()
+    host, pid, started = me.rsplit(":", 2)
+    assert consumer_is_alive(me)
+    assert not consumer_is_alive(f"{host}:{pid}:{float(started) - 10:.3f}")  # a recycled pid
+    assert consumer_is_alive(f"{host}:{pid}:0")  # start time unknown: the pid decides
+
+
 def test_a_zombie_is_dead() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
@@ -104,6 +112,9 @@ def test_private_dirs(tmp_path: Path) -> None:
     with pytest.raises(PermissionError, match="not a folder private"):
         oslayer.short_private_dir(str(folder))
     os.chmod(short, 0o700)
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    assert not oslayer.is_private_dir(link)  # it could point anywhere
 
 
 @pytest.fixture
