@@ -18,6 +18,8 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,25 @@ def _pid_exists(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+#: Seconds between two looks at the parent in `watch_parent`.
+_PARENT_CHECK_INTERVAL = 1.0
+
+
+def watch_parent(parent: int) -> threading.Thread:
+    """Exit this process soon after `parent` ends (where the kernel cannot do it, as Linux's
+    PR_SET_PDEATHSIG does): a worker must not outlive a server killed with SIGKILL."""
+    started = process_start_time(parent)
+
+    def watch() -> None:
+        while os.getppid() == parent and process_alive(parent, started):
+            time.sleep(_PARENT_CHECK_INTERVAL)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="jupyter-jobs-parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def new_group_options() -> dict[str, Any]:

@@ -32,6 +32,17 @@ time.sleep(120)
 """
 
 
+#: A parent that starts a child watching it, says the child's pid, and waits to be killed.
+WATCHED_CHILD = """
+import os, subprocess, sys, time
+code = "import os, sys, time; from jupyter_jobs import oslayer; "
+code += "oslayer.watch_parent(int(sys.argv[1])); time.sleep(120)"
+child = subprocess.Popen([sys.executable, "-c", code, str(os.getpid())])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
 def exited_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait(30)
@@ -163,3 +174,19 @@ def test_without_unix_datagrams_listeners_poll(
         consumer_side.start_consumer(max_workers=1)
         job = submitter.submit(jobfuncs.add, 4, 5)
         assert job.result(timeout=60) == 9
+
+
+def test_a_watched_parent_takes_its_child_along() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", WATCHED_CHILD], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        child = int(parent.stdout.readline())
+        assert oslayer.process_alive(child)
+        parent.kill()
+        parent.wait(30)
+        wait_until(lambda: not oslayer.process_alive(child), 30)
+    finally:
+        parent.kill()
+        parent.wait(30)
+        parent.stdout.close()
