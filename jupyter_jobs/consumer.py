@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from .executors.base import Executor, ExecutorEvents, Task
 from .models import Change, JobError, Outcome, Progress, Reason, Status
+from .oslayer import process_alive, process_start_time
 from .store import Claimed, Store
 
 log = logging.getLogger(__name__)
@@ -37,38 +38,28 @@ T = TypeVar("T")
 START_WRITE_DELAY = 0.05
 
 
-def _process_start_time(pid: int) -> str | None:
-    """The kernel's start time of `pid` (clock ticks since boot), to tell a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return fields[19].decode()
-
-
 def make_consumer_id() -> str:
     """`host:pid:start-time`: enough for another process on this host to tell if we are alive."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid) or '0'}"
+    started = process_start_time(pid)
+    return f"{socket.gethostname()}:{pid}:{'0' if started is None else f'{started:.3f}'}"
 
 
 def consumer_is_alive(consumer_id: str) -> bool:
     """False only when we can prove the consumer process is gone (same host, pid dead/reused).
 
-    A consumer on another host cannot be checked from here; its lease decides.
+    A consumer on another host cannot be checked from here, nor one whose start time was
+    unknown ('0') or written by a version that counted clock ticks (no '.'): its lease decides.
     """
     try:
-        host, pid_text, started = consumer_id.rsplit(":", 2)
+        host, pid_text, started_text = consumer_id.rsplit(":", 2)
         pid = int(pid_text)
+        started = float(started_text) if "." in started_text else None
     except ValueError:
         return False
     if host != socket.gethostname():
         return True
-    current = _process_start_time(pid)
-    return current is not None and (started == "0" or current == started)
+    return process_alive(pid, started)
 
 
 @dataclass

@@ -5,6 +5,12 @@ waits (a consumer, a CLI waiting for a result) binds one datagram socket in a sh
 whoever commits a change sends one byte to each socket there. Datagrams never block the sender:
 a full receive buffer already means "wake up", and a socket whose listener died is refused by the
 kernel, so the ringer removes it. Only processes of the same user can use the folder (0700).
+
+A socket's path must fit in about 100 bytes. When the folder beside the database is deeper, the
+sockets live in a short private folder under the temp folder instead, named by a hash of the real
+path of the database's folder, so every process of the user using that database finds it. Where
+unix datagram sockets do not exist (Windows), or that short folder is not ours, listeners poll:
+they wake every `POLL_INTERVAL` seconds and the waiting party looks at the store again.
 """
 
 from __future__ import annotations
@@ -21,28 +27,38 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .oslayer import (
+    make_private_dir,
+    short_private_dir,
+    unix_datagram_socket,
+    unix_datagrams_available,
+)
+
 log = logging.getLogger(__name__)
 
-#: sun_path holds 108 bytes with its NUL; longer paths go through /proc/self/fd (see `_address`).
+#: macOS's sun_path holds 104 bytes with its NUL (Linux 108); deeper sockets move (see above).
 _MAX_SOCKET_PATH = 100
+#: Longest listener name: `{pid}-{12 hex}.sock` with a 7-digit pid (Linux's largest).
+_MAX_NAME = 25
 #: A folder listing is reused only while the folder has not changed for this long (see `_names`).
 _STABLE_NS = 200_000_000
 _SUFFIX = ".sock"
+#: Seconds between wake-ups of a listener where no socket can wake it.
+POLL_INTERVAL = 0.5
 
 
-def make_private_dir(path: Path) -> None:
-    """Create `path` and its missing parents with mode 0700, whatever the umask."""
-    missing = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory, 0o700)
-        except FileExistsError:
-            continue
-        os.chmod(directory, 0o700)
+def _socket_dir(directory: Path) -> Path | None:
+    """Where the sockets for `directory` live; None when listeners must poll instead."""
+    if not unix_datagrams_available():
+        return None
+    real = os.path.realpath(directory)
+    if len(os.fsencode(real)) + 1 + _MAX_NAME < _MAX_SOCKET_PATH:
+        return Path(real)
+    try:
+        return short_private_dir(real)
+    except PermissionError as exc:
+        log.warning("doorbell falls back to polling every %ss: %s", POLL_INTERVAL, exc)
+        return None
 
 
 class Doorbell:
@@ -51,7 +67,8 @@ class Doorbell:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         make_private_dir(self.directory)
-        self._dirfd = os.open(self.directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        #: The folder holding the sockets; None when listeners poll (see the module's doc).
+        self.socket_dir = _socket_dir(self.directory)
         self._sender: socket.socket | None = None
         self._lock = threading.Lock()
         self._cache: tuple[int, list[str]] | None = None
@@ -59,14 +76,7 @@ class Doorbell:
         # through the store's in-process subscription, and a wake-up per submit would be waste.
         self._own: set[str] = set()
 
-    def _address(self, name: str) -> str:
-        """A path the kernel accepts for `name`, even when the folder's path is long."""
-        full = os.path.join(self.directory, name)
-        if len(os.fsencode(full)) < _MAX_SOCKET_PATH:
-            return full
-        return f"/proc/self/fd/{self._dirfd}/{name}"
-
-    def _names(self) -> list[str]:
+    def _names(self, socket_dir: Path) -> list[str]:
         """The socket names in the folder.
 
         Listing the folder on every ring would cost more than the commit it follows, so the
@@ -74,11 +84,11 @@ class Doorbell:
         listing is only cached once the folder has been still for a while: a later change then
         necessarily moves the mtime.
         """
-        mtime = os.stat(self._dirfd).st_mtime_ns
+        mtime = os.stat(socket_dir).st_mtime_ns
         cache = self._cache
         if cache is not None and cache[0] == mtime:
             return cache[1]
-        names = [n for n in os.listdir(self.directory) if n.endswith(_SUFFIX)]
+        names = [n for n in os.listdir(socket_dir) if n.endswith(_SUFFIX)]
         if time.time_ns() - mtime > _STABLE_NS:
             self._cache = (mtime, names)
         return names
@@ -86,14 +96,14 @@ class Doorbell:
     def _socket(self) -> socket.socket:
         with self._lock:
             if self._sender is None:
-                self._sender = socket.socket(
-                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
-                )
+                self._sender = unix_datagram_socket()
             return self._sender
 
     def ring(self) -> int:
         """Wake every listener; returns how many were rung. Never blocks."""
-        names = self._names()
+        if self.socket_dir is None:
+            return 0  # the listeners poll
+        names = self._names(self.socket_dir)
         if not names:
             return 0
         sender = self._socket()
@@ -102,32 +112,32 @@ class Doorbell:
             if name in self._own:
                 continue
             try:
-                sender.sendto(b"!", self._address(name))
+                sender.sendto(b"!", os.fspath(self.socket_dir / name))
                 rung += 1
             except BlockingIOError:
                 rung += 1  # its buffer is full: it has a wake-up pending already
             except (ConnectionRefusedError, FileNotFoundError):
-                self._forget(name)
+                self._forget(self.socket_dir / name)
             except OSError as exc:
-                log.warning("cannot ring %s: %s", self.directory / name, exc)
+                log.warning("cannot ring %s: %s", self.socket_dir / name, exc)
         return rung
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, path: Path) -> None:
         """Remove the socket of a listener that is gone (it died without closing)."""
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._address(name))
+            os.unlink(path)
         self._cache = None
 
     def listen(self) -> Listener:
         """A new listener with its own socket in the folder; close it when done."""
         name = f"{os.getpid()}-{secrets.token_hex(6)}{_SUFFIX}"
-        sock = socket.socket(
-            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
-        )
-        address = self._address(name)
+        if self.socket_dir is None:
+            return Listener(self, name, None)
+        sock = unix_datagram_socket()
+        path = self.socket_dir / name
         try:
-            sock.bind(address)
-            os.chmod(address, 0o600)
+            sock.bind(os.fspath(path))
+            os.chmod(path, 0o600)
         except BaseException:
             sock.close()
             raise
@@ -136,36 +146,48 @@ class Doorbell:
         return Listener(self, name, sock)
 
     def close(self) -> None:
-        """Release the sending socket and the folder handle (listeners stay valid until closed)."""
+        """Release the sending socket (listeners stay valid until closed)."""
         with self._lock:
             if self._sender is not None:
                 self._sender.close()
                 self._sender = None
-        if self._dirfd >= 0:
-            os.close(self._dirfd)
-            self._dirfd = -1
 
 
 class Listener:
-    """One waiting party. Use `wait(timeout)`, or `fileno()` with an event loop plus `drain()`."""
+    """One waiting party. Use `wait(timeout)`, or `on_loop` with an event loop.
 
-    def __init__(self, doorbell: Doorbell, name: str, sock: socket.socket) -> None:
+    Without a socket (`polling`), it wakes every `POLL_INTERVAL` seconds instead of when rung.
+    """
+
+    def __init__(self, doorbell: Doorbell, name: str, sock: socket.socket | None) -> None:
         self._doorbell = doorbell
         self.name = name
-        self.path = doorbell.directory / name
-        self._sock: socket.socket | None = sock
+        self.polling = sock is None
+        #: The socket's path (None when polling).
+        self.path = None if doorbell.socket_dir is None else doorbell.socket_dir / name
+        self._sock = sock
+        self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tick: asyncio.TimerHandle | None = None
 
     def on_loop(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
         """Call `callback()` on `loop` whenever rings came (they are drained first), until
-        `close()`."""
+        `close()`. When polling, every `POLL_INTERVAL` seconds instead."""
+        self._loop = loop
+        if self.polling:
+
+            def tick() -> None:
+                self._tick = loop.call_later(POLL_INTERVAL, tick)
+                callback()
+
+            self._tick = loop.call_later(POLL_INTERVAL, tick)
+            return
 
         def readable() -> None:
             if self.drain():
                 callback()
 
         loop.add_reader(self.fileno(), readable)
-        self._loop = loop
 
     def fileno(self) -> int:
         if self._sock is None:
@@ -173,7 +195,13 @@ class Listener:
         return self._sock.fileno()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until rung (True) or `timeout` seconds pass (False); consumes pending rings."""
+        """Block until rung (True) or `timeout` seconds pass (False); consumes pending rings.
+
+        When polling, True after a poll interval (the caller looks again), False for no wait."""
+        if self.polling:
+            delay = POLL_INTERVAL if timeout is None else min(max(timeout, 0.0), POLL_INTERVAL)
+            time.sleep(delay)
+            return delay > 0
         poller = select.poll()
         poller.register(self.fileno(), select.POLLIN)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -198,14 +226,20 @@ class Listener:
 
     def close(self) -> None:
         """Stop listening and remove the socket from the folder. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._tick is not None:
+            self._tick.cancel()
         if self._sock is None:
             return
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
         self._sock = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
         self._doorbell._cache = None
         self._doorbell._own.discard(self.name)
 

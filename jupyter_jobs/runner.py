@@ -47,7 +47,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Type
 from traitlets.config import Config
 
-from . import display_options, figures, history, protocol, rng
+from . import display_options, figures, history, oslayer, protocol, rng
 from . import payload as payloads
 from .progress import JobContext, install_tqdm_bridge, job_context
 from .submitter import flush_all
@@ -789,10 +789,13 @@ def _forget_modules_under(directory: str, keep: frozenset[str]) -> None:
 
 
 def _die_with_parent(parent: int) -> None:
-    """Never outlive the server, even when it is killed with SIGKILL."""
+    """Never outlive the server, even when it is killed with SIGKILL. Linux's kernel sees to it;
+    elsewhere a thread watches the parent."""
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    else:
+        oslayer.watch_parent(parent)
     if os.getppid() != parent:  # it died before prctl took effect
         os._exit(1)
 

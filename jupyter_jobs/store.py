@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .doorbell import Doorbell, Listener, make_private_dir
+from .doorbell import Doorbell, Listener
 from .errors import (
     DatabaseNotFound,
     IllegalTransition,
@@ -56,6 +56,7 @@ from .models import (
     can_move,
     now,
 )
+from .oslayer import filesystem_type, make_private_dir
 from .workspace import Reference, Workspace
 
 log = logging.getLogger(__name__)
@@ -259,36 +260,6 @@ def default_db_path() -> Path:
     from jupyter_core.paths import jupyter_data_dir
 
     return Path(jupyter_data_dir()) / "jupyter_jobs" / "jobs.db"
-
-
-def _read_mounts() -> list[tuple[str, str]]:
-    """(mount point, filesystem type) of every mount, from /proc/mounts ([] where absent)."""
-    try:
-        with open("/proc/mounts", encoding="utf-8", errors="surrogateescape") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    mounts = []
-    for line in lines:
-        fields = line.split()
-        if len(fields) >= 3:
-            # /proc/mounts escapes spaces, tabs and backslashes as octal (\040)
-            point = fields[1].encode("latin-1", "surrogateescape").decode("unicode_escape")
-            mounts.append((point, fields[2]))
-    return mounts
-
-
-def filesystem_type(path: str | Path) -> str | None:
-    """The type of the filesystem holding `path` (longest mount point prefix), if known."""
-    real = os.path.realpath(path)
-    best: tuple[str, str] | None = None
-    for point, fstype in _read_mounts():
-        prefix = point.rstrip("/") + "/"
-        if (real == point or real.startswith(prefix)) and (
-            best is None or len(point) >= len(best[0])
-        ):
-            best = (point, fstype)
-    return best[1] if best else None
 
 
 def _encode_cursor(last_id: int) -> str:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .doorbell import make_private_dir
 from .errors import StorageError, WorkspaceConflict
+from .oslayer import make_private_dir
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import jupyter_jobs
+from jupyter_jobs import oslayer
 from jupyter_jobs import store as store_module
 from jupyter_jobs.errors import (
     IllegalTransition,
@@ -39,7 +40,8 @@ from jupyter_jobs.models import (
     Status,
     now,
 )
-from jupyter_jobs.store import MIGRATIONS, Store, filesystem_type
+from jupyter_jobs.oslayer import filesystem_type
+from jupyter_jobs.store import MIGRATIONS, Store
 
 from waiting import wait_until
 
@@ -303,7 +305,7 @@ def test_wal_is_on_locally(store: Store, db_path: Path) -> None:
 
 def fake_mounts(monkeypatch: pytest.MonkeyPatch, mounts: list[tuple[str, str]]) -> None:
     """No NFS here: the mount table is the one thing faked."""
-    monkeypatch.setattr(store_module, "_read_mounts", lambda: mounts)
+    monkeypatch.setattr(oslayer, "_read_mounts", lambda: mounts)
 
 
 def test_network_filesystem_uses_the_rollback_journal(
@@ -343,7 +345,7 @@ def test_filesystem_type_takes_the_longest_mount_prefix(monkeypatch: pytest.Monk
 
 
 def test_real_mount_table_is_read() -> None:
-    mounts = store_module._read_mounts()
+    mounts = oslayer._read_mounts()
     assert any(point == "/" for point, _ in mounts)
     assert filesystem_type("/") is not None
 
@@ -1171,7 +1173,7 @@ def test_enqueue_rings_a_listener_in_another_process(store: Store, db_path: Path
     assert proc.stdout.readline().strip() == "ready"
     store.enqueue(spec(), b"")
     assert communicate(proc).strip() == "woken"
-    assert list(store.doorbell.directory.iterdir()) == []
+    assert list(store.doorbell.socket_dir.iterdir()) == []
 
 
 def test_progress_does_not_ring_but_finish_does(store: Store, db_path: Path) -> None:
@@ -1243,7 +1245,7 @@ def test_a_broken_doorbell_does_not_fail_a_committed_change(
 ) -> None:
     listener = store.listen()
     listener.close()
-    store.doorbell.directory.rmdir()
+    store.doorbell.socket_dir.rmdir()
     with caplog.at_level(logging.WARNING, logger="jupyter_jobs.store"):
         job = store.enqueue(spec(), b"")
     assert store.get(job.id).status is Status.QUEUED

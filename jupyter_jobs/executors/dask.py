@@ -58,6 +58,7 @@ from distributed.scheduler import KilledWorker
 
 from .. import protocol
 from ..models import JobError, Kind, Outcome, Progress, Reason, Status, now
+from ..oslayer import new_group_options
 from .base import Executor, ExecutorEvents, Task
 
 # Process handling and kill outcomes shared with the local executor.
@@ -561,7 +562,7 @@ class _Attempt:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "jupyter_jobs.runner", str(fd), str(os.getpid())],
                 pass_fds=(fd,),
-                start_new_session=True,
+                **new_group_options(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

@@ -29,6 +29,7 @@ from typing import Any
 
 from .. import protocol
 from ..models import JobError, Kind, Outcome, Progress, Reason, Status, now
+from ..oslayer import new_group_options
 from .base import Executor, ExecutorEvents, Task
 from .processes import (
     describe_exit,
@@ -491,7 +492,7 @@ class LocalExecutor(Executor):
             proc = subprocess.Popen(
                 [interpreter, "-m", "jupyter_jobs.runner", str(fd), str(os.getpid())],
                 pass_fds=(fd,),
-                start_new_session=True,
+                **new_group_options(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

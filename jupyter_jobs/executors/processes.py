@@ -1,16 +1,26 @@
 """What both executors need to know about a job's process: how it ended, how to stop it.
 
 The local executor runs workers on this machine and the Dask executor runs the same runner on a
-Dask worker; both stop a job through its process group and describe its end the same way.
+Dask worker; both stop a job through its process group (see `oslayer`) and describe its end
+the same way.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 
 from ..models import JobError, Outcome, Reason, Status
+from ..oslayer import group_alive, signal_group
+
+__all__ = [
+    "describe_exit",
+    "failed_outcome",
+    "group_alive",
+    "kill_outcome",
+    "last_words",
+    "not_started_outcome",
+    "signal_group",
+]
 
 
 def describe_exit(returncode: int) -> str:
@@ -56,33 +66,3 @@ def not_started_outcome() -> Outcome:
     """The outcome of a run the executor never started when it stopped: the claim goes back."""
     error = JobError("NotStarted", "the executor stopped before the job started")
     return Outcome(Status.QUEUED, Reason.INTERRUPTED, error)
-
-
-def signal_group(pgid: int, sig: int) -> None:
-    """Signal a job's whole process group (grandchildren included); gone already is fine."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether a process of the group still runs. Zombies do not count: their reaper (init,
-    or a container's PID 1) may take its time, and they hold no resources worth waiting for."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
-    except OSError:
-        return True  # no /proc: a zombie-only group looks alive until the grace runs out
-    for pid in entries:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                state, _, group = stat.read().rsplit(b")", 1)[1].split()[:3]
-        except (OSError, ValueError):
-            continue  # it exited while we looked
-        if int(group) == pgid and state != b"Z":
-            return True
-    return False
