@@ -108,6 +108,21 @@ def _save_module(pickler: dill.Pickler, module: types.ModuleType) -> None:
 _Pickler.dispatch[types.ModuleType] = _save_module
 
 
+def _refuse_file(pickler: dill.Pickler, file: io.IOBase) -> None:
+    # dill would reopen the file by its name and mode in the worker: a file opened for writing
+    # would be truncated there, the user's data lost. A file is this process's handle.
+    state = "closed" if file.closed else "open"
+    raise pickle.PicklingError(
+        f"a file handle ({state}, {getattr(file, 'name', '?')!r}) is this process's own: "
+        "open the file in the job instead"
+    )
+
+
+for _file_type in (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter, io.BufferedRandom,
+                   io.FileIO):  # fmt: skip
+    _Pickler.dispatch[_file_type] = _refuse_file
+
+
 class _NeedsDill(Exception):
     """Raised by `_ByName` for what only dill can send."""
 
@@ -439,6 +454,8 @@ def cell_payload(
             continue
         if isinstance(value, types.ModuleType):
             modules[name] = value.__name__
+        elif isinstance(value, io.IOBase) and value.closed:
+            continue  # nothing to share (`with open(...) as fh` of an earlier cell)
         else:
             variables[name] = value
     _submodules(tree, {alias: namespace[alias] for alias in modules}, modules)

@@ -136,6 +136,26 @@ def test_every_unpicklable_variable_is_named_with_its_reason():
     assert len(caught.value.detail["problems"]) == 3
 
 
+def test_a_file_handle_is_never_sent_so_a_file_open_for_writing_is_never_truncated(tmp_path):
+    path = tmp_path / "notes.txt"
+    handle = open(path, "w")  # noqa: SIM115  (the handle is the point)
+    handle.write("kept\n")
+    handle.flush()
+    with pytest.raises(PayloadError) as caught:
+        cell_payload("handle.write('more')", {"handle": handle})
+    assert "variable 'handle' (_io.TextIOWrapper) cannot be sent" in str(caught.value)
+    assert "open the file in the job instead" in str(caught.value)
+    handle.close()
+    # a closed handle of an earlier `with open(...) as handle` is left behind, nested it is refused
+    _, info = cell_payload(
+        "with open('notes.txt') as handle:\n    lines = list(handle)", {"handle": handle}
+    )
+    assert info.names == []
+    with pytest.raises(PayloadError, match="a file handle \\(closed"):
+        function_payload(print, ([handle],))
+    assert path.read_text() == "kept\n"
+
+
 def test_syntax_error_is_a_payload_error_with_the_line():
     with pytest.raises(PayloadError, match="syntax error on line 2"):
         cell_payload("x = 1\ny = (", {})
