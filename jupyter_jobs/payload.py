@@ -22,13 +22,13 @@ import io
 import pickle
 import re
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import dill
 
-from . import history
+from . import history, notebook_main
 from .errors import PayloadError
 
 #: Names IPython puts into a namespace; shipping them would drag the kernel's history along.
@@ -96,6 +96,13 @@ class _Pickler(dill.Pickler):
     """
 
     dispatch = dill.Pickler.dispatch.copy()
+    by_reference: dict[int, str] = {}
+
+    def reducer_override(self, obj: Any) -> Any:
+        qualname = self.by_reference.get(id(obj))
+        if qualname is None:
+            return NotImplemented
+        return notebook_main.from_main, (qualname,)
 
 
 def _save_module(pickler: dill.Pickler, module: types.ModuleType) -> None:
@@ -144,16 +151,19 @@ class _ByName(pickle.Pickler):
         return NotImplemented
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(obj: Any, by_reference: Collection[type] = ()) -> bytes:
     """Pickle `obj` by name where possible, else with dill (recurse=True, so a function by
-    value brings only the globals it really uses)."""
+    value brings only the globals it really uses). `by_reference`: notebook classes to send as
+    the receiving notebook's own (see notebook_main.py), not by value."""
     buffer = io.BytesIO()
     try:
         _ByName(buffer, dill.settings["protocol"]).dump(obj)
         return buffer.getvalue()
     except Exception:  # dill takes what the C pickler refuses, or says why it cannot
         buffer = io.BytesIO()
-    _Pickler(buffer, recurse=True).dump(obj)
+    pickler = _Pickler(buffer, recurse=True)
+    pickler.by_reference = {id(cls): cls.__qualname__ for cls in by_reference}
+    pickler.dump(obj)
     return buffer.getvalue()
 
 

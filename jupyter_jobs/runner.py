@@ -36,8 +36,9 @@ import sys
 import threading
 import time
 import traceback
+import types
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,7 +48,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Type
 from traitlets.config import Config
 
-from . import display_options, figures, history, oslayer, protocol, rng
+from . import display_options, figures, history, notebook_main, oslayer, protocol, rng
 from . import payload as payloads
 from .progress import JobContext, install_tqdm_bridge, job_context
 from .submitter import flush_all
@@ -434,15 +435,18 @@ def _run_function(data: bytes) -> bytes:
         raise Failure("error", "PayloadError", message) from None
 
 
-def _dumps_or_none(value: Any) -> bytes | None:
+def _dumps_or_none(value: Any, by_reference: Collection[type] = ()) -> bytes | None:
     try:
-        return payloads.dumps(value)
+        return payloads.dumps(value, by_reference)
     except Exception:
         return None  # compared only: an unpicklable value before and after counts as unchanged
 
 
-def _prepare_cell(shell: JobShell, job: dict[str, Any]) -> dict[str, bytes | None]:
-    """Fill the fresh namespace; returns the shipped variables' bytes for change detection."""
+def _prepare_cell(
+    shell: JobShell, job: dict[str, Any]
+) -> tuple[dict[str, bytes | None], set[type]]:
+    """Fill the fresh namespace; returns the shipped variables' bytes for change detection,
+    and the notebook classes that go back by reference (the kernel has them)."""
     namespace = shell.user_ns
     for alias, name in job.get("modules", {}).items():
         try:
@@ -452,16 +456,19 @@ def _prepare_cell(shell: JobShell, job: dict[str, Any]) -> dict[str, bytes | Non
             raise Failure("payload", type(exc).__name__, message) from None
         if alias.isidentifier():
             namespace[alias] = module
-    variables = job.get("variables", {})
+    # notebook helpers read the job's globals, as the kernel's read the notebook's
+    variables = notebook_main.rebind(job.get("variables", {}), namespace)
     namespace.update(variables)
     figures.prepare(shell, job.get("figures"))  # shown and styled as in the kernel
-    return {name: _dumps_or_none(value) for name, value in variables.items()}
+    classes = notebook_main.notebook_classes(variables.values())
+    return {name: _dumps_or_none(value, classes) for name, value in variables.items()}, classes
 
 
 def _cell_result(
     shell: JobShell,
     code: str,
     before: dict[str, bytes | None],
+    classes: set[type],
     options: dict[str, Any],
     last: Any = None,
     partial: bool = False,
@@ -470,36 +477,38 @@ def _cell_result(
     global generators' states (`rng`), its figures' style (`figures`), and the value of its
     last expression (`last`, when it showed one), which the kernel shows as the cell's result.
     `partial`: the cell raised, so a shipped variable counts only if its value changed (the
-    kernel keeps its own object)."""
+    kernel keeps its own object). `classes`: the notebook classes the kernel has, sent as its
+    own, so that what the cell built with them is an instance of them there."""
     result: dict[str, Any] = {"values": {}, "assigned": [], "changed": [], "unsent": {}}
     if not options.get("no_return"):
-        result.update(_names_back(shell.user_ns, code, before, options, partial))
+        result.update(_names_back(shell.user_ns, code, before, classes, options, partial))
     result["rng"] = rng.capture()
     result["figures"] = figures.style()
     if last is not None:
         result["last"] = last
     try:
-        return payloads.dumps(result)
+        return payloads.dumps(result, classes)
     except Exception:
         values, unsent = result["values"], result["unsent"]
         for name, value in list(values.items()):
             try:
-                payloads.dumps(value)
+                payloads.dumps(value, classes)
             except Exception as exc:
                 kind = payloads.describe_type(value)
                 unsent[name] = f"{kind} cannot be sent back: {exc}"
                 del values[name]
         try:
-            payloads.dumps(last)
+            payloads.dumps(last, classes)
         except Exception:
             del result["last"]  # the kernel shows the worker's rendering of it instead
-        return payloads.dumps(result)
+        return payloads.dumps(result, classes)
 
 
 def _names_back(
     namespace: dict[str, Any],
     code: str,
     before: dict[str, bytes | None],
+    classes: set[type],
     options: dict[str, Any],
     partial: bool,
 ) -> dict[str, Any]:
@@ -510,15 +519,23 @@ def _names_back(
         raise Failure("error", "InvalidRequest", f"option 'return' must list names: {wanted!r}")
     bound = payloads.assigned_names(code)
     if partial:  # the assignments after the error never ran
-        bound = [n for n in bound if n not in before or _dumps_or_none(namespace[n]) != before[n]]
+        bound = [
+            n
+            for n in bound
+            if n not in before or _dumps_or_none(namespace[n], classes) != before[n]
+        ]
     # Asked-for names count even when the AST cannot see them bound (exec, globals()).
     candidates = bound if wanted is None else [n for n in wanted if n in bound or n not in before]
     assigned = [name for name in candidates if name in namespace]
     shipped = before if wanted is None else {n: before[n] for n in wanted if n in before}
+    # A notebook function changes only by being bound anew (its globals are the job's now).
     changed = [
         name
         for name, old in shipped.items()
-        if name in namespace and name not in bound and _dumps_or_none(namespace[name]) != old
+        if name in namespace
+        and name not in bound
+        and not isinstance(namespace[name], types.FunctionType)
+        and _dumps_or_none(namespace[name], classes) != old
     ]
     unsent = {
         name: "not defined after the cell ran" for name in wanted or () if name not in namespace
@@ -541,7 +558,7 @@ def _as_in_the_notebook(code: str, first_line: Any) -> str:
 
 def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str, Any]) -> bytes:
     job = _load(data)
-    before = _prepare_cell(shell, job)
+    before, classes = _prepare_cell(shell, job)
     code = job["code"]
     shell.attach(cell, code)
     # IPython names the cell in tracebacks by its execution count: `Cell In[7], line 3`, as in
@@ -558,9 +575,9 @@ def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str,
         text = _ANSI.sub("", "\n".join(stb))
         # What ran before the error stays done, as in a kernel: its names come back too.
         ran = outcome.error_before_exec is None
-        partial = _cell_result(shell, code, before, options, partial=True) if ran else None
+        partial = _cell_result(shell, code, before, classes, options, partial=True) if ran else None
         raise Failure("error", type(exc).__name__, str(exc), text, partial)
-    return _cell_result(shell, code, before, options, last=outcome.result)
+    return _cell_result(shell, code, before, classes, options, last=outcome.result)
 
 
 def _raw_environ() -> Mapping[Any, Any]:

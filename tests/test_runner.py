@@ -456,6 +456,30 @@ def test_history_travels_only_what_the_cell_reads_and_only_what_pickles():
     }
 
 
+async def test_notebook_helpers_read_the_jobs_globals_and_notebook_classes_come_back_as_theirs(
+    executor, recorder, monkeypatch
+):
+    notebook: dict = {"__name__": "__main__"}
+    cell = (
+        "from dataclasses import dataclass\n"
+        "scale = 10\n"
+        "def scaled(x):\n    return x * scale\n"
+        "@dataclass\nclass Point:\n    x: float\n"
+        "    def norm(self):\n        return self.x * scale\n"
+        "p = Point(1.0)\n"
+    )
+    exec(compile(cell, "<notebook cell 1>", "exec"), notebook)
+    monkeypatch.setattr(sys.modules["__main__"], "Point", notebook["Point"], raising=False)
+    code = "scale = 100\nres = scaled(3), p.norm()\nmoved = Point(p.x + 1)\n"
+    data, _ = payload.cell_payload(code, notebook)
+    outcome = await run(executor, recorder, Task(wu.next_id(), 1, Kind.CELL, "c", data))
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    result = dill.loads(outcome.result)
+    assert result["values"]["res"] == (300, 100.0)  # as inline: the helpers read `scale` now
+    assert type(result["values"]["moved"]) is notebook["Point"]  # the notebook's own class
+    assert result["changed"] == []  # pickling side effects on the class are no change
+
+
 async def test_display_updates_and_clear_output_behave_like_a_notebook(executor, recorder):
     code = (
         "from IPython.display import display, update_display, clear_output\n"

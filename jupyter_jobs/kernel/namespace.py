@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import notebook_main
+
 _UNBOUND = object()
 
 
@@ -77,7 +79,10 @@ def merge(
     the cell bound only by imports or loops (from its code, when this kernel has it); modules,
     and functions and classes of other modules, count as imports by their value alone.
     """
+    # the notebook's functions and classes read the notebook's globals, not the job's copies
     values: dict[str, Any] = result.get("values", {})
+    if isinstance(ns, dict):  # a kernel's namespace (functions need a real dict as globals)
+        values = notebook_main.rebind(values, ns, fill=False)
     unsent: dict[str, str] = dict(result.get("unsent", {}))
     report = MergeReport()
     names = list(values) if wanted is None else [n for n in wanted if n in values]
