@@ -484,6 +484,7 @@ def _cell_result(
         result.update(_names_back(shell.user_ns, code, before, classes, options, partial))
     result["rng"] = rng.capture()
     result["figures"] = figures.style()
+    result["cwd"] = os.getcwd()  # where the cell left it (`os.chdir`): the kernel follows
     if last is not None:
         result["last"] = last
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -194,7 +195,7 @@ class JobMagics(Magics):
             (job,) = api.connection().submit_and_wait([(spec, payload)])
         if opts.out:
             ns[opts.out] = job
-        on_result = partial(self._cell_done, snapshot, opts, info.incidental)
+        on_result = partial(self._cell_done, snapshot, opts, info.incidental, os.getcwd())
         widget = widget_for(job, on_result=on_result, inline=opts.wait)
         widget.show()
         if opts.wait:
@@ -231,18 +232,26 @@ class JobMagics(Magics):
         snapshot: Snapshot,
         opts: CellOptions,
         incidental: dict[str, str] | None,
+        started_in: str,
         result: dict[str, Any],
     ) -> dict[str, Any] | None:
         """Main thread, once the cell job ended (succeeded, or failed after setting names): its
         names come into the namespace (unless `--no-return`), then the state of the random
         generators it drew from, so the next draws go on from the job's, and its figures'
-        style (`plt.style.use` in a job styles the next cell's figures, as inline)."""
+        style (`plt.style.use` in a job styles the next cell's figures, as inline). A cell that
+        changed directory (`os.chdir`, `%cd`) moves the kernel too, as inline, unless the kernel
+        moved itself meanwhile (from `started_in`, where the job started) or the directory is
+        not on this machine (a remote worker's)."""
         report = None
         if not opts.no_return:
             ns = self.shell.user_ns
             report = merge(ns, snapshot, result, opts.return_names, incidental).to_json()
         rng.restore(result.get("rng"))
         figures.restore(result.get("figures"))
+        moved_to = result.get("cwd")
+        here = os.getcwd() == started_in
+        if moved_to and moved_to != started_in and here and os.path.isdir(moved_to):
+            os.chdir(moved_to)
         return report
 
     def _end_as_inline(self, widget: JobWidget) -> None:

@@ -589,3 +589,10 @@ def test_seeded_draws_are_the_inline_ones_and_go_on_from_the_job(kernel):
     kernel.pump_until(lambda: kernel.widget("background-draw").get("names"), "names back")
     out = kernel.execute(f"fourth = {draw}\nprint([first, second, third, fourth] == expected)")
     assert kernel.output_text(out) == "True\n"
+
+
+def test_a_cell_reads_the_history_and_the_kernel_follows_its_change_of_directory(kernel):
+    kernel.execute("import os\nstart = os.getcwd()\nos.makedirs('sub', exist_ok=True)\n40 + 2")
+    kernel.execute("%%job --wait --name history\nimport os\ndoubled = _ * 2\nos.chdir('sub')")
+    out = kernel.execute("print(doubled, os.getcwd() == os.path.join(start, 'sub'))")
+    assert kernel.output_text(out) == "84 True\n"
