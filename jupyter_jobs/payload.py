@@ -436,6 +436,34 @@ def _submodules(tree: ast.AST, namespace: Mapping[str, Any], modules: dict[str, 
             modules[path] = value.__name__
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _names_in_strings(
+    tree: ast.AST, namespace: Mapping[str, Any], read: Iterable[str]
+) -> list[str]:
+    """Variables named only inside string literals, which code reads by name at run time:
+    `df.query('v > @thr')`, `pd.eval('a + b')`, `numexpr.evaluate('x > 0.5')`, `eval('df1')`.
+    A word of a string is only a guess, so a value that cannot be sent is left behind (the
+    cell then fails as it would without it) rather than failing the cell."""
+    found: list[str] = []
+    seen = set(read)
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            continue
+        for word in _IDENTIFIER.findall(node.value[:10_000]):
+            if word in seen or word not in namespace:
+                continue
+            seen.add(word)
+            value = namespace[word]
+            if isinstance(value, types.ModuleType) or _ipython_owned(word, value):
+                continue
+            if getattr(builtins, word, _MISSING) is value or _why_not(value) is not None:
+                continue
+            found.append(word)
+    return found
+
+
 def cell_payload(
     code: str,
     namespace: Mapping[str, Any],
@@ -468,6 +496,9 @@ def cell_payload(
             continue  # nothing to share (`with open(...) as fh` of an earlier cell)
         else:
             variables[name] = value
+    for name in _names_in_strings(tree, namespace, read):
+        if name not in skip:
+            variables[name] = namespace[name]
     _submodules(tree, {alias: namespace[alias] for alias in modules}, modules)
     info = CellInfo(
         names=list(variables),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import socket
@@ -326,3 +327,23 @@ def test_a_local_module_travels_by_name_not_by_value(tmp_path, monkeypatch):
     data = dumps(uses_it)
     assert b"only-in-the-module" not in data  # the module's namespace is not inside
     assert dill.loads(data)(3) == 10
+
+
+def test_variables_named_only_inside_strings_are_sent_when_they_can_be():
+    namespace = {
+        "df": 1,
+        "thr": 2,
+        "x": 3,
+        "df1": 4,
+        "rows": (i for i in range(3)),  # a guess that cannot be sent is left behind
+        "json": json,  # a module named in a string is not a variable
+    }
+    code = (
+        "r = df.query('v > @thr')\n"
+        "z = numexpr.evaluate('x > 0.5')\n"
+        "w = eval('df1')\n"
+        "print('rows of json')\n"
+    )
+    _, info = cell_payload(code, namespace)
+    assert info.names == ["df", "thr", "x", "df1"]
+    assert info.modules == {}
