@@ -4,16 +4,14 @@ Inline, `_ * 2` doubles the last result and `Out[2] + 1` reads cell 2's; a job c
 the same values, so the kernel sends the history names the cell reads with it, and the worker
 puts them where IPython keeps them. Only what the cell reads travels (the whole `Out` dict can
 hold every DataFrame the notebook showed), and only entries that can be pickled: an `Out` entry
-that cannot is left out, and reading it fails in the job as a missing entry would.
+that cannot is left out (`sendable`), and reading it fails in the job as a missing entry would.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-
-import dill
 
 #: The last three results and inputs, which IPython shifts after each cell.
 _SHIFTED = ("_", "__", "___", "_i", "_ii", "_iii")
@@ -28,28 +26,20 @@ def is_history_name(name: str) -> bool:
     return name in _SHIFTED or name in _WHOLE or bool(_NUMBERED.match(name))
 
 
-def _picklable(value: Any) -> bool:
-    try:
-        dill.dumps(value)
-    except Exception:
-        return False
-    return True
-
-
 def capture(names: Iterable[str], namespace: Mapping[str, Any]) -> dict[str, Any]:
     """The history values among `names` (the names a cell reads) in the kernel's namespace."""
-    found: dict[str, Any] = {}
-    for name in names:
-        if not is_history_name(name) or name not in namespace:
-            continue
-        value = namespace[name]
+    return {name: namespace[name] for name in names if is_history_name(name) and name in namespace}
+
+
+def sendable(found: Mapping[str, Any], can_send: Callable[[Any], bool]) -> dict[str, Any]:
+    """`found` without what `can_send` refuses: whole values, or single entries of `Out`."""
+    kept: dict[str, Any] = {}
+    for name, value in found.items():
         if isinstance(value, dict):  # Out / _oh: the entries that can travel
-            found[name] = {k: v for k, v in value.items() if _picklable(v)}
-        elif isinstance(value, list):  # In / _ih: strings
-            found[name] = list(value)
-        elif _picklable(value):
-            found[name] = value
-    return found
+            kept[name] = {k: v for k, v in value.items() if can_send(v)}
+        elif can_send(value):
+            kept[name] = value
+    return kept
 
 
 def restore(shell: Any, history: Mapping[str, Any] | None) -> None:

@@ -444,8 +444,7 @@ def _names_in_strings(
 ) -> list[str]:
     """Variables named only inside string literals, which code reads by name at run time:
     `df.query('v > @thr')`, `pd.eval('a + b')`, `numexpr.evaluate('x > 0.5')`, `eval('df1')`.
-    A word of a string is only a guess, so a value that cannot be sent is left behind (the
-    cell then fails as it would without it) rather than failing the cell."""
+    A word of a string is only a guess: `cell_payload` leaves behind one that cannot be sent."""
     found: list[str] = []
     seen = set(read)
     for node in ast.walk(tree):
@@ -458,7 +457,7 @@ def _names_in_strings(
             value = namespace[word]
             if isinstance(value, types.ModuleType) or _ipython_owned(word, value):
                 continue
-            if getattr(builtins, word, _MISSING) is value or _why_not(value) is not None:
+            if getattr(builtins, word, _MISSING) is value:
                 continue
             found.append(word)
     return found
@@ -496,32 +495,39 @@ def cell_payload(
             continue  # nothing to share (`with open(...) as fh` of an earlier cell)
         else:
             variables[name] = value
-    for name in _names_in_strings(tree, namespace, read):
-        if name not in skip:
-            variables[name] = namespace[name]
+    guessed = {
+        name: namespace[name]
+        for name in _names_in_strings(tree, namespace, read)
+        if name not in skip
+    }
+    past = history.capture(read, namespace)
     _submodules(tree, {alias: namespace[alias] for alias in modules}, modules)
+    fields = {
+        "code": code,
+        "modules": modules,
+        "execution_count": execution_count,
+        "first_line": first_line,
+        **(settings or {}),
+    }
+    try:
+        data = dumps({**fields, "variables": {**variables, **guessed}, "history": past})
+    except Exception as exc:
+        # Names guessed from strings and history entries are optional: what cannot be sent
+        # stays behind (the cell fails as it would without it); only then is each one tried.
+        guessed = {name: value for name, value in guessed.items() if _why_not(value) is None}
+        past = history.sendable(past, lambda value: _why_not(value) is None)
+        try:
+            data = dumps({**fields, "variables": {**variables, **guessed}, "history": past})
+        except Exception:
+            items = [(f"variable '{name}'", value) for name, value in variables.items()]
+            problems = _culprits(items) or [f"the cell cannot be sent: {exc}"]
+            raise PayloadError("; ".join(problems), {"problems": problems}) from exc
     info = CellInfo(
-        names=list(variables),
+        names=[*variables, *guessed],
         modules=modules,
         assigned=_assigned_names(tree),
         incidental=_incidental_names(tree),
     )
-    try:
-        data = dumps(
-            {
-                "code": code,
-                "variables": variables,
-                "modules": modules,
-                "execution_count": execution_count,
-                "first_line": first_line,
-                **(settings or {}),
-                "history": history.capture(read, namespace),
-            }
-        )
-    except Exception as exc:
-        items = [(f"variable '{name}'", value) for name, value in variables.items()]
-        problems = _culprits(items) or [f"the cell cannot be sent: {exc}"]
-        raise PayloadError("; ".join(problems), {"problems": problems}) from exc
     return data, info
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import dill
 import pytest
 
-from jupyter_jobs import history, payload, protocol, rng
+from jupyter_jobs import payload, protocol, rng
 from jupyter_jobs.executors.base import Task
 from jupyter_jobs.models import Kind, Reason, Status
 
@@ -449,11 +449,13 @@ def test_history_travels_only_what_the_cell_reads_and_only_what_pickles():
         "In": ["", "1"],
         "y": 2,
     }
-    assert history.capture(["_", "Out", "In", "y", "_4"], namespace) == {
+    data, info = payload.cell_payload("print(_, Out[1], In, y, _4)", namespace)
+    assert payload.load_payload(data)["history"] == {
         "_": 1,
         "Out": {1: 1},
         "In": ["", "1"],
     }
+    assert info.names == ["y"]
 
 
 async def test_notebook_helpers_read_the_jobs_globals_and_notebook_classes_come_back_as_theirs(
