@@ -1132,7 +1132,7 @@ class Store:
         outcomes: Sequence[tuple[int, int, Outcome]] = (),
         starts: Sequence[tuple[int, int, float]] = (),
     ) -> list[Job | None]:
-        """Starts, then logs, then progress, then outcomes of many attempts, in one transaction.
+        """Starts, logs, progress and outcomes of many attempts, in one transaction.
 
         This is the consumer's flush: one commit instead of one per kind. Each item is fenced by
         its attempt like `start`, `append_log`, `set_progress` and `finish`; returns what
@@ -1159,14 +1159,13 @@ class Store:
                 raise InvalidRequest(f"an outcome must be finished or queued, not {outcome.status}")
         if not (starts or logs or progress or outcomes or (claim and claim[1] > 0)):
             return [], []
+        ending = {job_id for job_id, _, _ in outcomes}
         with self._tx() as tx:
-            for job_id, attempt, at in starts:
-                self._start(tx, job_id, attempt, at)
-            for job_id, attempt, data in logs:
-                self._append_log(tx, job_id, attempt, bytes(data))
-            for item in progress:
-                self._set_progress(tx, *item)
+            # A worker ends one job before it starts the next: the jobs that ended are written
+            # first, so the change events of this one commit keep that order.
+            self._report(tx, starts, logs, progress, lambda job_id: job_id in ending)
             done = [self._finish(tx, *item) for item in outcomes]
+            self._report(tx, starts, logs, progress, lambda job_id: job_id not in ending)
             # A claim given back, or retried before it started, changed no status: no snapshot.
             ended = [i for (i, _, _), ok in zip(outcomes, done, strict=True) if ok]
             tx.snapshots.update(self._load(tx.conn, [i for i in ended if i not in tx.snapshots]))
@@ -1176,6 +1175,25 @@ class Store:
             for (job_id, _, _), ok in zip(outcomes, done, strict=True)
         ]
         return finished, self._claimed(tx, claimed)
+
+    def _report(
+        self,
+        tx: _Tx,
+        starts: Sequence[tuple[int, int, float]],
+        logs: Sequence[tuple[int, int, bytes]],
+        progress: Sequence[tuple[int, int, Progress]],
+        among: Callable[[int], bool],
+    ) -> None:
+        """Starts, then logs, then progress of the jobs `among` picks (a log needs its start)."""
+        for job_id, attempt, at in starts:
+            if among(job_id):
+                self._start(tx, job_id, attempt, at)
+        for job_id, attempt, data in logs:
+            if among(job_id):
+                self._append_log(tx, job_id, attempt, bytes(data))
+        for item in progress:
+            if among(item[0]):
+                self._set_progress(tx, *item)
 
     def _finish(self, tx: _Tx, job_id: int, attempt: int, outcome: Outcome) -> bool:
         row = tx.conn.execute(

@@ -1277,6 +1277,27 @@ def test_record_writes_logs_progress_and_outcomes_in_one_commit(store: Store) ->
     assert store.record() == []
 
 
+def test_one_commit_reports_the_job_that_ended_before_the_one_that_began(store: Store) -> None:
+    a, b, c = store.enqueue_many([(spec(), b""), (spec(), b""), (spec(), b"")])
+    attempts = {x.job.id: x.job.attempt for x in store.claim("c", 3, 60)}
+    store.start(a.id, attempts[a.id])
+    commits: list[list[Change]] = []
+    store.subscribe(commits.append)
+    # One flush: b began after a ended on the same worker; c began and ended within it.
+    store.record(
+        starts=[(b.id, attempts[b.id], 2.0), (c.id, attempts[c.id], 1.0)],
+        logs=[(b.id, attempts[b.id], b"b\n"), (c.id, attempts[c.id], b"c\n")],
+        outcomes=[(a.id, attempts[a.id], OK), (c.id, attempts[c.id], OK)],
+    )
+    assert [(x.what, x.job.id, x.job.status) for x in commits[0]] == [
+        ("transition", c.id, Status.SUCCEEDED),
+        ("transition", a.id, Status.SUCCEEDED),
+        ("transition", b.id, Status.RUNNING),
+    ]
+    assert store.get(c.id).started_at == 1.0 and store.read_log(c.id)[0] == b"c\n"
+    assert store.read_log(b.id)[0] == b"b\n"
+
+
 def test_one_worker_alternates_between_owners(store: Store) -> None:
     a = [j.id for j in store.enqueue_many([(spec(owner="a"), b"") for _ in range(4)])]
     b = [j.id for j in store.enqueue_many([(spec(owner="b"), b"") for _ in range(2)])]

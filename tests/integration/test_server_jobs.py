@@ -271,8 +271,8 @@ def test_jobs_waiting_behind_busy_workers_show_queued_until_they_start(
                     ended.add(event["id"])
     finally:
         ws.close()
-    # Out of the queue only once a worker came free: in the commit that ended a running job
-    # (where its start is written first), or later.
+    # Out of the queue only once a worker came free: after the event of the job that ended
+    # (in the same commit, the ended job's event comes first), or later.
     first_end = next(n for n, e in enumerate(events) if e["status"] == "succeeded")
     for job_id in waiting:
         left = [n for n, e in enumerate(events) if e["id"] == job_id and e["action"] != "created"]
