@@ -28,7 +28,7 @@ from typing import Any
 
 import dill
 
-from . import history, notebook_main
+from . import array_views, history, notebook_main
 from .errors import PayloadError
 
 #: Names IPython puts into a namespace; shipping them would drag the kernel's history along.
@@ -97,8 +97,12 @@ class _Pickler(dill.Pickler):
 
     dispatch = dill.Pickler.dispatch.copy()
     by_reference: dict[int, str] = {}
+    views: dict[int, array_views.View] = {}
 
     def reducer_override(self, obj: Any) -> Any:
+        view = self.views.get(id(obj))
+        if view is not None:
+            return array_views.rebuild, view
         qualname = self.by_reference.get(id(obj))
         if qualname is None:
             return NotImplemented
@@ -143,7 +147,12 @@ class _ByName(pickle.Pickler):
     makes this pickler give up, and `dumps` then uses dill.
     """
 
+    views: dict[int, array_views.View] = {}
+
     def reducer_override(self, obj: Any) -> Any:
+        view = self.views.get(id(obj))
+        if view is not None:
+            return array_views.rebuild, view
         # Functions, classes and wrappers that pickle by name (functools.cache, lru_cache)
         # defined in `__main__` exist only in this process: dill sends them by value.
         if getattr(obj, "__module__", None) == "__main__" and hasattr(obj, "__qualname__"):
@@ -151,18 +160,23 @@ class _ByName(pickle.Pickler):
         return NotImplemented
 
 
-def dumps(obj: Any, by_reference: Collection[type] = ()) -> bytes:
+def dumps(obj: Any, by_reference: Collection[type] = (), together: Iterable[Any] = ()) -> bytes:
     """Pickle `obj` by name where possible, else with dill (recurse=True, so a function by
     value brings only the globals it really uses). `by_reference`: notebook classes to send as
-    the receiving notebook's own (see notebook_main.py), not by value."""
+    the receiving notebook's own (see notebook_main.py), not by value. `together`: variables
+    sent in `obj` whose NumPy views of one another stay views (see array_views.py)."""
+    views = array_views.find(together)
     buffer = io.BytesIO()
     try:
-        _ByName(buffer, dill.settings["protocol"]).dump(obj)
+        fast = _ByName(buffer, dill.settings["protocol"])
+        fast.views = views
+        fast.dump(obj)
         return buffer.getvalue()
     except Exception:  # dill takes what the C pickler refuses, or says why it cannot
         buffer = io.BytesIO()
     pickler = _Pickler(buffer, recurse=True)
     pickler.by_reference = {id(cls): cls.__qualname__ for cls in by_reference}
+    pickler.views = views
     pickler.dump(obj)
     return buffer.getvalue()
 
@@ -510,14 +524,16 @@ def cell_payload(
         **(settings or {}),
     }
     try:
-        data = dumps({**fields, "variables": {**variables, **guessed}, "history": past})
+        sent = {**variables, **guessed}
+        data = dumps({**fields, "variables": sent, "history": past}, together=sent.values())
     except Exception as exc:
         # Names guessed from strings and history entries are optional: what cannot be sent
         # stays behind (the cell fails as it would without it); only then is each one tried.
         guessed = {name: value for name, value in guessed.items() if _why_not(value) is None}
         past = history.sendable(past, lambda value: _why_not(value) is None)
+        sent = {**variables, **guessed}
         try:
-            data = dumps({**fields, "variables": {**variables, **guessed}, "history": past})
+            data = dumps({**fields, "variables": sent, "history": past}, together=sent.values())
         except Exception:
             items = [(f"variable '{name}'", value) for name, value in variables.items()]
             problems = _culprits(items) or [f"the cell cannot be sent: {exc}"]

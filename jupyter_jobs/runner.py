@@ -470,6 +470,7 @@ def _cell_result(
     before: dict[str, bytes | None],
     classes: set[type],
     options: dict[str, Any],
+    sent: dict[str, Any],
     last: Any = None,
     partial: bool = False,
 ) -> bytes:
@@ -478,19 +479,25 @@ def _cell_result(
     last expression (`last`, when it showed one), which the kernel shows as the cell's result.
     `partial`: the cell raised, so a shipped variable counts only if its value changed (the
     kernel keeps its own object). `classes`: the notebook classes the kernel has, sent as its
-    own, so that what the cell built with them is an instance of them there."""
+    own, so that what the cell built with them is an instance of them there. `mutated`: the
+    names whose object is the one `sent` (changed in place, not bound anew): the kernel changes
+    its own object, which other names and views may share."""
     result: dict[str, Any] = {"values": {}, "assigned": [], "changed": [], "unsent": {}}
     if not options.get("no_return"):
         result.update(_names_back(shell.user_ns, code, before, classes, options, partial))
+    result["mutated"] = [
+        name for name, value in result["values"].items() if name in sent and sent[name] is value
+    ]
     result["rng"] = rng.capture()
     result["figures"] = figures.style()
     result["cwd"] = os.getcwd()  # where the cell left it (`os.chdir`): the kernel follows
     if last is not None:
         result["last"] = last
+    values = result["values"]
     try:
-        return payloads.dumps(result, classes)
+        return payloads.dumps(result, classes, together=values.values())
     except Exception:
-        values, unsent = result["values"], result["unsent"]
+        unsent = result["unsent"]
         for name, value in list(values.items()):
             try:
                 payloads.dumps(value, classes)
@@ -502,7 +509,7 @@ def _cell_result(
             payloads.dumps(last, classes)
         except Exception:
             del result["last"]  # the kernel shows the worker's rendering of it instead
-        return payloads.dumps(result, classes)
+        return payloads.dumps(result, classes, together=values.values())
 
 
 def _names_back(
@@ -560,6 +567,7 @@ def _as_in_the_notebook(code: str, first_line: Any) -> str:
 def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str, Any]) -> bytes:
     job = _load(data)
     before, classes = _prepare_cell(shell, job)
+    sent = {name: shell.user_ns[name] for name in before}  # to tell mutated from rebound
     code = job["code"]
     shell.attach(cell, code)
     # IPython names the cell in tracebacks by its execution count: `Cell In[7], line 3`, as in
@@ -576,9 +584,11 @@ def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str,
         text = _ANSI.sub("", "\n".join(stb))
         # What ran before the error stays done, as in a kernel: its names come back too.
         ran = outcome.error_before_exec is None
-        partial = _cell_result(shell, code, before, classes, options, partial=True) if ran else None
+        partial = (
+            _cell_result(shell, code, before, classes, options, sent, partial=True) if ran else None
+        )
         raise Failure("error", type(exc).__name__, str(exc), text, partial)
-    return _cell_result(shell, code, before, classes, options, last=outcome.result)
+    return _cell_result(shell, code, before, classes, options, sent, last=outcome.result)
 
 
 def _raw_environ() -> Mapping[Any, Any]:

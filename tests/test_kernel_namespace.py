@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dill
+import numpy as np
+import pandas as pd
+
+from jupyter_jobs import payload
 from jupyter_jobs.kernel.namespace import Snapshot, merge
 
 
@@ -111,3 +116,88 @@ def test_attach_sets_only_the_names_free_in_this_kernel():
     assert report.kept == {"x": "was already bound at attach", "fresh": "was created since attach"}
     assert report.set == ["new"]
     assert ns == {"x": 1, "fresh": 3, "new": "job"}
+
+
+def _back(value: dict) -> dict:
+    """A job's result as the kernel receives it: pickled by the worker, loaded here."""
+    return dill.loads(payload.dumps(value, together=value.get("values", {}).values()))
+
+
+def test_a_list_changed_in_place_stays_the_object_every_alias_holds():
+    items = [1, 2, 3]
+    ns = {"items": items, "same": items, "nested": {"values": items}}
+    snap = Snapshot.take(ns, ["items"])
+    moved = _back({"values": {"items": [1, 2, 3, 4]}, "mutated": ["items"]})
+    report = merge(ns, snap, moved)
+    assert ns["items"] is items and ns["same"] is items and ns["nested"]["values"] is items
+    assert items == [1, 2, 3, 4] and report.set == ["items"] and report.separated == {}
+
+
+def test_a_container_changed_with_its_element_keeps_holding_the_notebooks_element():
+    items = [1]
+    nested = {"values": items}
+    ns = {"items": items, "nested": nested}
+    snap = Snapshot.take(ns, ["items", "nested"])
+    sent = dill.loads(payload.dumps(ns))  # what the worker got: one pickle, one list
+    sent["nested"]["values"].append(2)
+    sent["nested"]["extra"] = 0
+    moved = _back({"values": sent, "mutated": ["items", "nested"]})
+    merge(ns, snap, moved)
+    assert ns["nested"] is nested and nested["values"] is items and items == [1, 2]
+    assert nested["extra"] == 0
+
+
+def test_an_array_changed_in_place_shows_through_the_notebooks_views():
+    x2 = np.arange(16).reshape(4, 4)
+    ns = {"x2": x2, "sub": x2[:2, :2]}
+    snap = Snapshot.take(ns, ["x2"])
+    changed = x2.copy()
+    changed[0, 0] = 99
+    merge(ns, snap, _back({"values": {"x2": changed}, "mutated": ["x2"]}))
+    assert ns["x2"] is x2 and ns["sub"][0, 0] == 99
+
+
+def test_a_view_changed_alone_writes_through_to_the_array_it_views():
+    x2 = np.arange(16).reshape(4, 4)
+    sub = x2[:2, :2]
+    ns = {"x2": x2, "sub": sub}
+    snap = Snapshot.take(ns, ["sub"])
+    changed = sub.copy()
+    changed[1, 1] = -5
+    merge(ns, snap, _back({"values": {"sub": changed}, "mutated": ["sub"]}))
+    assert ns["sub"] is sub and x2[1, 1] == -5
+
+
+def test_objects_take_the_jobs_state_pandas_and_plain_classes_alike():
+    class Model:
+        def __init__(self) -> None:
+            self.fitted = False
+
+    frame, model = pd.DataFrame({"a": [1, 2]}), Model()
+    ns = {"frame": frame, "alias": frame, "model": model, "models": [model]}
+    snap = Snapshot.take(ns, ["frame", "model"])
+    new_frame, new_model = frame.copy(), Model()
+    new_frame["b"] = new_frame["a"] * 2
+    new_model.fitted = True
+    result = {"values": {"frame": new_frame, "model": new_model}, "mutated": ["frame", "model"]}
+    merge(ns, snap, result)
+    assert ns["alias"] is frame and list(frame.columns) == ["a", "b"]
+    assert ns["models"][0] is model and model.fitted
+
+
+def test_a_name_bound_anew_leaves_its_aliases_with_the_old_object_as_inline():
+    items = [1]
+    ns = {"items": items, "same": items}
+    snap = Snapshot.take(ns, ["items"])
+    merge(ns, snap, {"values": {"items": [1, 2]}, "mutated": []})
+    assert ns["same"] is items and items == [1] and ns["items"] == [1, 2]
+
+
+def test_what_cannot_change_in_place_takes_its_aliases_along_and_names_views_left_behind():
+    x2 = np.arange(4.0)
+    ns = {"x2": x2, "same": x2, "half": x2[:2]}
+    snap = Snapshot.take(ns, ["x2"])
+    grown = np.arange(6.0)  # a shape the old array cannot take
+    report = merge(ns, snap, {"values": {"x2": grown}, "mutated": ["x2"]})
+    assert ns["x2"] is grown and ns["same"] is grown
+    assert list(report.separated) == ["half"] and "'x2'" in report.separated["half"]

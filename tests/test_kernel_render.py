@@ -19,10 +19,18 @@ def test_job_text_is_escaped_everywhere_it_goes_into_html():
     assert "&lt;script&gt;" in render.header_html(r)
     assert EVIL not in render.log_html([EVIL, "\x1b[31mred\x1b[0m"])
     assert "\x1b" not in render.log_html(["\x1b[31mred\x1b[0m"])
-    names = render.names_html({"set": [EVIL], "kept": {EVIL: EVIL}, "unsent": {EVIL: EVIL}}, 7)
-    assert EVIL not in names
+    report = {"set": [EVIL], "kept": {EVIL: EVIL}, "unsent": {EVIL: EVIL}}
+    report["separated"] = {EVIL: EVIL}
+    names = render.names_html(report, 7)
+    assert EVIL not in names and names.count("&lt;script&gt;") == 8
     bundle = render.static_bundle(r, log_lines=[EVIL])
     assert EVIL not in bundle["text/html"]
+
+
+def test_names_separated_from_a_changed_array_are_named_in_text_and_html():
+    report = {"set": ["x2"], "separated": {"half": "still views 'x2' as it was before the job"}}
+    assert "half separated: still views 'x2'" in render.names_text(report, 3)[1]
+    assert "<code>half</code> separated" in render.names_html(report, 3)
 
 
 def test_status_words_say_why():

@@ -347,3 +347,23 @@ def test_variables_named_only_inside_strings_are_sent_when_they_can_be():
     _, info = cell_payload(code, namespace)
     assert info.names == ["df", "thr", "x", "df1"]
     assert info.modules == {}
+
+
+def test_numpy_views_of_a_variable_sent_along_stay_views_of_it() -> None:
+    import numpy as np
+
+    base = np.zeros(6)
+    grid = np.arange(9.0).reshape(3, 3)  # itself a view of an unnamed array of its size
+    big = np.zeros(1000)
+    sent = {
+        "base": base, "window": base[1:4], "reversed": base[::-1], "grid": grid, "t": grid.T,
+        "diag": np.diagonal(grid), "slice_of_big": big[:2],
+    }  # fmt: skip
+    back = dill.loads(dumps(sent, together=sent.values()))
+    assert back["window"].base is back["base"] and back["reversed"].base is back["base"]
+    back["window"][:] = 7
+    assert back["base"].tolist() == [0, 7, 7, 7, 0, 0] and back["reversed"][4] == 7
+    back["t"][0, 1] = 100
+    assert back["grid"][1, 0] == 100 and not back["diag"].flags.writeable
+    assert back["slice_of_big"].base is None  # a copy: the big array is not worth sending
+    assert dill.loads(dumps(sent))["window"].base is None  # only when asked

@@ -328,6 +328,18 @@ async def test_cell_sends_back_assigned_and_changed_names_and_reports_unsent(exe
     assert "generator" in result["unsent"]["gen"]
 
 
+async def test_cell_tells_objects_changed_in_place_from_names_bound_anew(executor, recorder):
+    import numpy as np
+
+    code = "items += [3]\nrebound = rebound + [1]\nx[0] = 5\nfresh = [0]\nwindow[:] = 1\nbase"
+    base = np.zeros(4)
+    namespace = {"items": [1], "rebound": [], "x": [0], "base": base, "window": base[1:3]}
+    outcome = await run(executor, recorder, wu.cell_task(code, namespace))
+    result = dill.loads(outcome.result)
+    assert sorted(result["mutated"]) == ["base", "items", "window", "x"]
+    assert result["values"]["window"].base is result["values"]["base"]  # one memory still
+
+
 async def test_cell_return_options_choose_what_comes_back(executor, recorder):
     code = "a = 1\nb = 2\nitems.append(1)\nexec('hidden = 3')"
     task = wu.cell_task(code, {"items": [], "same": 1}, **{"return": ["b", "hidden", "nope"]})

@@ -13,12 +13,14 @@ list what the user would call results and summarise the rest: all of them are se
 
 from __future__ import annotations
 
+import sys
 import types
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import notebook_main
+from . import in_place
 
 _UNBOUND = object()
 
@@ -51,6 +53,7 @@ class MergeReport:
     unsent: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # asked for with --return, never assigned
     incidental: dict[str, str] = field(default_factory=dict)  # set names that are no results
+    separated: dict[str, str] = field(default_factory=dict)  # views left with the old memory
 
     @property
     def empty(self) -> bool:
@@ -63,6 +66,7 @@ class MergeReport:
             "unsent": self.unsent,
             "missing": self.missing,
             "incidental": self.incidental,
+            "separated": self.separated,
         }
 
 
@@ -73,7 +77,10 @@ def merge(
     wanted: list[str] | None = None,
     incidental: Mapping[str, str] | None = None,
 ) -> MergeReport:
-    """Apply a cell job's result (`{"values", "assigned", "changed", "unsent"}`) to `ns`.
+    """Apply a cell job's result (`{"values", "assigned", "changed", "unsent", "mutated"}`).
+
+    A name the cell changed in place (`mutated`) keeps its object here, changed the same way
+    (see in_place.py), so the names, views and containers sharing it see the change as inline.
 
     `wanted` is `--return`'s list (None: everything the job sent back). `incidental` names what
     the cell bound only by imports or loops (from its code, when this kernel has it); modules,
@@ -90,19 +97,51 @@ def merge(
         report.missing = [n for n in wanted if n not in values and n not in unsent]
         unsent = {n: why for n, why in unsent.items() if n in wanted}
     report.unsent = unsent
+    # Objects the cell changed in place (not bound anew) that the name still holds here.
+    mutated = set(result.get("mutated", ()))
+    own = {
+        n: ns[n]
+        for n in names
+        if n in mutated and n in ns and ns[n] is snapshot.objects.get(n, _UNBOUND)
+    }
+    stand_in = {id(values[n]): obj for n, obj in own.items()}
+
+    def swap(obj: Any) -> Any:
+        return stand_in.get(id(obj), obj)
+
     for name in names:
         # the same object either way (a module both imported): nothing is overwritten
         same = ns.get(name, _UNBOUND) is values[name]
         why = None if same else _conflict(ns, snapshot, name)
         if why:
             report.kept[name] = why
-        else:
-            ns[name] = values[name]
-            report.set.append(name)
-            kind = (incidental or {}).get(name) or _imported(values[name])
-            if kind:
-                report.incidental[name] = kind
+            continue
+        report.set.append(name)
+        kind = (incidental or {}).get(name) or _imported(values[name])
+        if kind:
+            report.incidental[name] = kind
+        if name in own:
+            if in_place.update(own[name], values[name], swap):
+                continue  # one object still: other names, views, containers see the change
+            report.separated.update(_rebind_aliases(ns, own[name], values[name], name))
+        ns[name] = values[name]
     return report
+
+
+def _rebind_aliases(ns: MutableMapping[str, Any], old: Any, new: Any, name: str) -> dict[str, str]:
+    """`old` could not take the job's change: the names bound to it take `new` with `name`,
+    and the NumPy views of it, which cannot, are returned as separated (name -> why)."""
+    separated = {}
+    np = sys.modules.get("numpy")
+    array = np is not None and isinstance(old, np.ndarray)
+    for other, value in list(ns.items()):
+        if other == name or other.startswith("_"):
+            continue
+        if value is old:
+            ns[other] = new
+        elif array and isinstance(value, np.ndarray) and np.may_share_memory(value, old):
+            separated[other] = f"still views '{name}' as it was before the job"
+    return separated
 
 
 def _imported(value: Any) -> str | None:

@@ -168,6 +168,8 @@ def names_html(report: dict[str, Any] | None, job_id: int) -> str:
         )
     for name, why in report.get("unsent", {}).items():
         rows.append(f"<code>{html.escape(name)}</code> not sent back: {html.escape(why)}")
+    for name, why in report.get("separated", {}).items():
+        rows.append(f"<code>{html.escape(name)}</code> separated: {html.escape(why)}")
     if report.get("missing"):
         names = ", ".join(f"<code>{html.escape(n)}</code>" for n in report["missing"])
         rows.append(f"Not assigned by the cell: {names}")
@@ -185,6 +187,7 @@ def names_text(report: dict[str, Any] | None, job_id: int) -> list[str]:
             f"{name} {why}; kept yours; job value in jj.get({job_id}).result()['values']['{name}']"
         )
     lines += [f"{n} not sent back: {why}" for n, why in report.get("unsent", {}).items()]
+    lines += [f"{n} separated: {why}" for n, why in report.get("separated", {}).items()]
     if report.get("missing"):
         lines.append("Not assigned by the cell: " + ", ".join(report["missing"]))
     return lines
