@@ -28,7 +28,7 @@ from typing import Any
 
 import dill
 
-from . import array_views, history, notebook_main
+from . import array_views, history, notebook_enums, notebook_main
 from .errors import PayloadError
 
 #: Names IPython puts into a namespace; shipping them would drag the kernel's history along.
@@ -105,7 +105,7 @@ class _Pickler(dill.Pickler):
             return array_views.rebuild, view
         qualname = self.by_reference.get(id(obj))
         if qualname is None:
-            return NotImplemented
+            return notebook_enums.reduce(obj) or NotImplemented
         return notebook_main.from_main, (qualname,)
 
 

@@ -21,6 +21,7 @@ import base64
 import codecs
 import ctypes
 import faulthandler
+import functools
 import importlib
 import inspect
 import io
@@ -48,7 +49,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Type
 from traitlets.config import Config
 
-from . import display_options, figures, history, notebook_main, oslayer, protocol, rng
+from . import display_options, figures, history, notebook_main, oslayer, protocol, rng, tty_system
 from . import payload as payloads
 from .progress import JobContext, install_tqdm_bridge, job_context
 from .submitter import flush_all
@@ -379,9 +380,12 @@ def _make_shell() -> JobShell:
     config = Config()
     config.HistoryManager.enabled = False  # no shared history.sqlite between workers
     shell = JobShell.instance(config=config)
-    # `!cmd` as a plain child in our process group (killable with the job, output on fd 1/2);
-    # the default goes through a pty in a new session.
-    shell.system = shell.system_raw
+    # `!cmd` on a terminal as in a kernel, but in our process group (killable with the job);
+    # IPython's own goes through a pty in a new session.
+    if tty_system.AVAILABLE:
+        shell.system = functools.partial(tty_system.system, shell)
+    else:
+        shell.system = shell.system_raw
     return shell
 
 

@@ -7,6 +7,7 @@ import os
 import pickle
 import socket
 import sqlite3
+import subprocess
 import sys
 import threading
 import xml.etree.ElementTree
@@ -367,3 +368,30 @@ def test_numpy_views_of_a_variable_sent_along_stay_views_of_it() -> None:
     assert back["grid"][1, 0] == 100 and not back["diag"].flags.writeable
     assert back["slice_of_big"].base is None  # a copy: the big array is not worth sending
     assert dill.loads(dumps(sent))["window"].base is None  # only when asked
+
+
+def test_an_enum_class_of_the_notebook_arrives_with_its_members_and_methods(tmp_path) -> None:
+    # dill alone sends such a class by name, which the worker cannot find in its __main__
+    script = tmp_path / "notebook.py"
+    script.write_text(
+        "import enum, sys\n"
+        "from jupyter_jobs.payload import dumps\n"
+        "class Colour(enum.Enum):\n"
+        "    RED = 1\n"
+        "    GREEN = 2\n"
+        "    CRIMSON = 1\n"
+        "    def warm(self):\n"
+        "        return self is Colour.RED\n"
+        "class Level(enum.IntEnum):\n"
+        "    LOW = enum.auto()\n"
+        "    HIGH = enum.auto()\n"
+        "sent = {'favourite': Colour.GREEN, 'Colour': Colour, 'h': Level.HIGH}\n"
+        "sys.stdout.buffer.write(dumps(sent))\n"
+    )
+    data = subprocess.run([sys.executable, str(script)], capture_output=True, check=True).stdout
+    sent = dill.loads(data)
+    colour = sent["Colour"]
+    assert sent["favourite"] is colour.GREEN and colour.CRIMSON is colour.RED
+    assert colour.RED.warm() and not colour.GREEN.warm()
+    assert [m.name for m in colour] == ["RED", "GREEN"] and colour.__module__ == "__main__"
+    assert sent["h"] + 1 == 3 and type(sent["h"]).__name__ == "Level"

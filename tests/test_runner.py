@@ -6,6 +6,7 @@ Jobs go through the LocalExecutor (the runner's only client), so every test here
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import site
@@ -293,6 +294,35 @@ async def test_cell_outputs_in_notebook_order(executor, recorder):
     assert outputs[4]["data"]["image/png"].startswith("iVBOR")  # the figure, inline
     # Prints reach the log too (the figure and displays do not).
     assert recorder.log_text(task.job_id) == "before\nhi from the shell\n"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kernels on Windows run `!cmd` on pipes too")
+async def test_shell_commands_run_on_a_terminal_as_in_a_kernel(executor, recorder, tmp_path):
+    for name in ("array.npy", "frame.csv", "readme.txt"):
+        (tmp_path / name).write_text("x")
+    code = (
+        "!ls {folder}\n"
+        "!{python} -c 'import os; print(os.isatty(1), os.get_terminal_size().columns)'\n"
+        "!exit 3\n"
+        "print(_exit_code)\n"
+    )
+    task = wu.cell_task(code, {"folder": str(tmp_path), "python": sys.executable})
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    text = "".join(o["text"] for o in outputs_of(outcome))
+    assert text == "array.npy  frame.csv  readme.txt\nTrue 80\n3\n"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no pseudo-terminals")
+async def test_cancel_ends_a_shell_command_on_its_terminal(executor, recorder, tmp_path):
+    pid_file = tmp_path / "pid"
+    task = wu.cell_task(f"!echo $$ > {pid_file}; exec sleep 600", {})
+    await executor.run(task)
+    await wu.wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    pid = int(pid_file.read_text())
+    await asyncio.wait_for(executor.kill(task.job_id, None, 0.5), 15)
+    assert recorder.outcomes[task.job_id][0].status is Status.CANCELLED
+    await wu.wait_for(lambda: not wu.alive(pid), timeout=5)
 
 
 async def test_cell_outputs_are_valid_nbformat(executor, recorder):
