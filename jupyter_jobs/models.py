@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,14 @@ def now() -> float:
     return time.time()
 
 
+#: SQLite integers are signed 64-bit: ids, priorities and counts beyond cannot be stored.
+MAX_INT = 2**63 - 1
+#: The longest timeout or retry delay: ten years (any longer is a mistake, or "never").
+MAX_DURATION = 10 * 365.25 * 86400
+#: The latest run_at / expires_at: the last second of year 9999, the last date Python can show.
+MAX_EPOCH = 253402300799.0
+
+
 @dataclass
 class JobSpec:
     """What a client asks for when it submits. The payload bytes travel beside it, opaque.
@@ -170,12 +179,27 @@ class JobSpec:
                 raise InvalidRequest(f"{name} must be {types[0].__name__}, got {value!r}")
         if not all(isinstance(a, int) and not isinstance(a, bool) for a in self.after):
             raise InvalidRequest("after must be a list of job ids (integers)")
+        if not all(0 < a <= MAX_INT for a in self.after):
+            raise InvalidRequest("after must list job ids, positive 64-bit integers")
+        for name, low in (("priority", -MAX_INT), ("retries", 0)):
+            value = getattr(self, name)
+            if not low <= value <= MAX_INT:
+                raise InvalidRequest(f"{name} must be between {low} and {MAX_INT}, got {value}")
+        # A number that is not finite, or beyond what a date can be, would break every reader
+        # (JSON has no Infinity; rendering a date of 1e300 raises): refused where it comes in.
+        for name, low, high, what in (
+            ("timeout", 0.0, MAX_DURATION, "a number of seconds"),
+            ("retry_delay", 0.0, MAX_DURATION, "a number of seconds"),
+            ("run_at", 0.0, MAX_EPOCH, "a time (epoch seconds)"),
+            ("expires_at", 0.0, MAX_EPOCH, "a time (epoch seconds)"),
+        ):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and low <= value <= high):
+                raise InvalidRequest(
+                    f"{name} must be {what} between {low:g} and {high:g}, got {value!r}"
+                )
         if self.timeout is not None and self.timeout <= 0:
             raise InvalidRequest("timeout must be positive")
-        if self.retries < 0:
-            raise InvalidRequest("retries must be zero or more")
-        if self.retry_delay < 0:
-            raise InvalidRequest("retry_delay must be zero or more")
         if len(self.name) > 500:
             raise InvalidRequest("name is longer than 500 characters")
         if not self.name:

@@ -732,18 +732,15 @@ class Store:
             if not isinstance(payload, (bytes, bytearray, memoryview)):
                 raise InvalidRequest(f"payload must be bytes, got {type(payload).__name__}")
             try:
-                options = json.dumps(spec.options)
+                options = json.dumps(spec.options, allow_nan=False)  # NaN is no JSON
             except (TypeError, ValueError) as exc:
                 raise InvalidRequest(f"options must be JSON: {exc}") from None
             prepared.append((spec, bytes(payload), options))
         if not prepared:
             return []
-        try:
-            with self._tx() as tx:
-                after = {a for s, _, _ in prepared for a in s.after}
-                ids = self._insert_jobs(tx, prepared, self._dep_statuses(tx.conn, after))
-        except OverflowError:
-            raise InvalidRequest("a number in the job spec is out of range (64-bit)") from None
+        with self._tx() as tx:  # numbers are in range: `validate` checked them
+            after = {a for s, _, _ in prepared for a in s.after}
+            ids = self._insert_jobs(tx, prepared, self._dep_statuses(tx.conn, after))
         return [tx.snapshots[job_id] for job_id in ids]
 
     def _dep_statuses(self, conn: sqlite3.Connection, after: set[int]) -> dict[int, Status]:

@@ -17,6 +17,7 @@ import pytest
 from jupyter_jobs import JobQueue
 from jupyter_jobs.errors import (
     IllegalTransition,
+    InvalidRequest,
     JobCancelled,
     JobFailed,
     JobNotFound,
@@ -357,3 +358,25 @@ def test_short_lived_handles_of_a_running_job_do_not_pile_up(db_path):
         for _ in range(2000):
             assert q.get(kept.id).status is Status.QUEUED  # a throwaway handle each time
         assert len(q._backend._handles[kept.id]) <= 9
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("timeout", float("nan"), "timeout must be a number of seconds"),
+        ("timeout", float("inf"), "timeout must be a number of seconds"),
+        ("retry_delay", 1e999, "retry_delay must be a number of seconds"),
+        ("run_at", float("-inf"), "run_at must be a time"),
+        ("expires_at", 1e300, "expires_at must be a time"),
+        ("priority", 2**64, "priority must be between"),
+        ("retries", 2**64, "retries must be between"),
+    ],
+)
+def test_numbers_that_are_not_finite_or_out_of_range_are_refused_by_name(
+    queue, option, value, words
+):
+    with pytest.raises(InvalidRequest, match=words):
+        queue.submit(jobfuncs.add, 1, 2, **{option: value})
+    with pytest.raises(InvalidRequest, match=words):
+        queue.map(jobfuncs.add, [1, 2], **{option: value})
+    assert sum(queue.store.counts().values()) == 0  # nothing stored, no item of the map either

@@ -459,9 +459,11 @@ def test_bad_input_is_named(store: Store) -> None:
         store.enqueue(spec(options={"f": object()}), b"")
     with pytest.raises(JobNotFound):
         store.enqueue(spec(after=[999]), b"")
-    with pytest.raises(InvalidRequest, match="out of range"):
+    with pytest.raises(InvalidRequest, match="options must be JSON"):
+        store.enqueue(spec(options={"threshold": float("nan")}), b"")
+    with pytest.raises(InvalidRequest, match="priority must be between"):
         store.enqueue(spec(priority=2**70), b"")
-    with pytest.raises(JobNotFound):
+    with pytest.raises(InvalidRequest, match="after must list job ids"):
         store.enqueue(spec(after=[2**70]), b"")
     assert store.counts() == dict.fromkeys([s.value for s in Status], 0)
 

@@ -15,10 +15,10 @@ import re
 from typing import Any
 
 from ..errors import InvalidRequest, PayloadTooLarge
-from ..models import JobSpec, Status
+from ..models import MAX_INT, JobSpec, Status
 
-#: SQLite integers are signed 64-bit: a larger id cannot exist, and must not reach SQL.
-MAX_ID = 2**63 - 1
+#: A larger id cannot exist (SQLite integers are signed 64-bit), and must not reach SQL.
+MAX_ID = MAX_INT
 #: Digits of the largest integer any parameter takes (MAX_ID has 19).
 _MAX_DIGITS = 20
 MAX_STATUS_IDS = 1000
@@ -104,8 +104,8 @@ def _no_constant(name: str) -> Any:
 def spec(data: Any) -> JobSpec:
     """A `JobSpec` from the decoded `spec` value of a submit.
 
-    Beyond `JobSpec.validate`: what SQLite cannot store must be refused here, as a 400, rather
-    than fail in the store as a 500: integers beyond 64 bits and lone UTF-16 surrogates.
+    Beyond `JobSpec.validate` (which refuses numbers out of range wherever a spec comes from):
+    lone UTF-16 surrogates, which SQLite cannot store, are refused here as a 400.
     """
     if not isinstance(data, dict):
         raise InvalidRequest(f"spec must be a JSON object, got {type(data).__name__}")
@@ -113,13 +113,7 @@ def spec(data: Any) -> JobSpec:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidRequest("spec contains text that is not valid Unicode") from None
-    result = JobSpec.from_json(data)
-    for name in ("priority", "retries"):
-        if abs(getattr(result, name)) > MAX_ID:
-            raise InvalidRequest(f"{name} is out of range (64-bit integer)")
-    for dep in result.after:
-        job_id(str(dep))
-    return result
+    return JobSpec.from_json(data)
 
 
 def payload(text: Any, limit: int) -> bytes:
@@ -203,4 +197,17 @@ def batch_json(body: bytes, limit: int) -> list[tuple[JobSpec, bytes]]:
         raise InvalidRequest("items must be a non-empty list of {spec, payload} objects")
     if len(items) > MAX_BATCH:
         raise InvalidRequest(f"too many items: at most {MAX_BATCH} per batch")
-    return [submit_item(item, limit, f"items[{i}]: ") for i, item in enumerate(items)]
+    parsed, bad = [], {}
+    for i, item in enumerate(items):
+        try:
+            parsed.append(submit_item(item, limit, f"items[{i}]: "))
+        except InvalidRequest as e:  # all or none: the 400 names every bad item at once
+            bad[str(i)] = e.message
+    if bad:
+        raise InvalidRequest(
+            f"{len(bad)} of {len(items)} items are invalid, none was submitted: "
+            + "; ".join(list(bad.values())[:10])
+            + ("; ..." if len(bad) > 10 else ""),
+            {"items": bad},
+        )
+    return parsed
