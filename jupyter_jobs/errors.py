@@ -134,6 +134,11 @@ class ServerUnavailable(JobsError):
     http_status = 503
 
 
+class ServerUnreachable(ServerUnavailable):
+    """No answer at all (refused, reset, timed out): a restarting server looks like this, so a
+    submit sends the request again for a while (with the same idempotency keys)."""
+
+
 class ShuttingDown(ServerUnavailable):
     """The server is stopping: the request was not served. Send it again to the next server."""
 

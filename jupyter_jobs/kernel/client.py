@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import dataclasses
 import http.client
 import json
 import os
 import select
 import threading
+import time
 import urllib.parse
 import uuid
 import weakref
@@ -37,6 +39,7 @@ settled = concurrent.futures.Future.done
 
 ENV_URL = "JUPYTER_JOBS_URL"
 ENV_TOKEN = "JUPYTER_JOBS_TOKEN"
+ENV_SUBMIT_PATIENCE = "JUPYTER_JOBS_SUBMIT_PATIENCE"
 API_PREFIX = "jobs/api/"
 
 #: Payloads up to this size travel as base64 inside the JSON body (one small request); larger
@@ -194,7 +197,7 @@ class Client:
                 stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError))
                 if attempt == 0 and not fresh and stale:
                     continue
-                raise ServerUnavailable(
+                raise errors.ServerUnreachable(
                     f"the Jupyter server at {self.server.url} (from {self.server.source}) does "
                     f"not answer: {exc}. {START_HINT}",
                     {"url": self.server.url},
@@ -230,6 +233,13 @@ class Client:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             self._drop(conn)
+
+
+def _keyed(spec: JobSpec) -> JobSpec:
+    """`spec` with an idempotency key: its own, or a new one for this submit."""
+    if spec.idempotency_key is not None:
+        return spec
+    return dataclasses.replace(spec, idempotency_key=f"kernel-{uuid.uuid4().hex}")
 
 
 def _peer_closed(sock: Any) -> bool:
@@ -307,6 +317,8 @@ class HttpBackend(Backend):
 
     #: Larger payloads are sent on their own, as multipart (see `store_jobs`).
     submit_alone_over = INLINE_PAYLOAD_LIMIT
+    #: Seconds a submit keeps trying while the server does not answer (it is restarting).
+    submit_patience = float(os.environ.get(ENV_SUBMIT_PATIENCE) or 60.0)
 
     def __init__(self, client: Client) -> None:
         super().__init__()
@@ -337,8 +349,28 @@ class HttpBackend(Backend):
         return super().submit(items)
 
     def store_jobs(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
-        """Store jobs in one request and one transaction (the submitter's transport): one job
-        as `POST /jobs` (multipart when its payload is large), several as `POST /jobs/batch`."""
+        """Store jobs in one request and one transaction (the submitter's transport).
+
+        A server restart must not fail a notebook's submits: while the server does not answer,
+        or answers that it is stopping, the request goes again for up to `submit_patience`
+        seconds. Every job carries an idempotency key (its own, or one made here), so a request
+        the server stored but could not answer is stored once however often it is sent.
+        """
+        items = [(_keyed(spec), payload) for spec, payload in items]
+        deadline = time.monotonic() + self.submit_patience
+        pause = 0.05
+        while True:
+            try:
+                return self._store_once(items)
+            except (errors.ServerUnreachable, errors.ShuttingDown):
+                if time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)  # a backoff, not a synchronisation: the server is away
+            pause = min(pause * 2, 1.0)
+
+    def _store_once(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+        """One job as `POST /jobs` (multipart when its payload is large), several as
+        `POST /jobs/batch`."""
         if len(items) > 1:
             body = {"items": [encode_submission(spec, payload) for spec, payload in items]}
             data = self.client.json("POST", "jobs/batch", body)
@@ -352,9 +384,13 @@ class HttpBackend(Backend):
         return [JobRecord.from_json(data)]
 
     def _payload_limit(self) -> int | None:
-        """The server's `max_payload_size` (asked once per connection; None if it has none)."""
+        """The server's `max_payload_size` (asked once per connection; None if it has none, or
+        does not answer now: the submit waits for it, and the server checks the size itself)."""
         if self._limit is _UNKNOWN:
-            limit = self.capabilities().get("max_payload_size")
+            try:
+                limit = self.capabilities().get("max_payload_size")
+            except errors.ServerUnreachable:
+                return None
             self._limit = int(limit) if isinstance(limit, int) and limit > 0 else None
         return self._limit
 

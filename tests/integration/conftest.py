@@ -14,10 +14,11 @@ from servers import TEST_CONFIG, JupyterHome, RunningServer, ServerFactory
 @pytest.fixture
 def jupyter_server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
     """`start(home=None, app="server"|"lab"|"notebook", config=None, args=(), env=None,
-    ready=True)`.
+    ready=True, replacing=None)`.
 
-    Starts a server (in a fresh JupyterHome unless given one) and waits until it is ready.
-    Every server it started is stopped at teardown.
+    Starts a server (in a fresh JupyterHome unless given one) and waits until it is ready;
+    `replacing` a stopped one, on its port with its token. Every server it started is stopped
+    at teardown.
     """
     started: list[RunningServer] = []
 
@@ -28,9 +29,10 @@ def jupyter_server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         ready: bool = True,
+        replacing: RunningServer | None = None,
     ) -> RunningServer:
         home = home or JupyterHome.create(tmp_path / f"home{len(started)}")
-        server = RunningServer(home, app, config, args, env)
+        server = RunningServer(home, app, config, args, env, replacing)
         started.append(server)
         return server.wait_ready() if ready else server
 

@@ -150,11 +150,14 @@ class RunningServer:
         config: dict[str, Any] | None = None,
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        replacing: RunningServer | None = None,
     ) -> None:
+        """`replacing`: a stopped server whose address and token this one takes over (the
+        same server restarted, as its clients see it)."""
         self.home = home
         self.app = app
-        self.token = secrets.token_hex(16)
-        self.port = free_port()
+        self.token = replacing.token if replacing else secrets.token_hex(16)
+        self.port = replacing.port if replacing else free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.env = home.env(self.token, env)
         self.session = requests.Session()

@@ -342,3 +342,48 @@ def test_a_widget_tells_a_record_from_before_its_end_from_a_run_started_elsewher
     poll(lambda: widget.record.status is Status.SUCCEEDED, 60, "the widget follows the retry")
     assert widget.job is not job and widget.job.result() == 2
     assert widget.record.attempt == 2 and widget.outputs == []
+
+
+def test_submits_while_the_server_restarts_wait_for_it_and_run_once(
+    jupyter_server_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import TEST_CONFIG
+
+    first = jupyter_server_factory(config=TEST_CONFIG)
+    connect(monkeypatch, first)
+    assert api.submit(jobfuncs.add, 1, 1).result(60) == 2
+    first.kill()
+    # A notebook loop goes on submitting while nothing answers (`map` waits until its jobs are
+    # stored, so the server comes back meanwhile): no error, nothing lost, nothing twice.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        restarted = pool.submit(
+            jupyter_server_factory, first.home, config=TEST_CONFIG, replacing=first
+        )
+        handles = [api.submit(jobfuncs.add, i, 100) for i in range(5)]
+        handles += api.map(jobfuncs.add, range(105, 110))
+        second = restarted.result(120)
+    assert [h.result(60) for h in handles] == [i + 100 for i in range(10)]
+    assert second.api("GET", "jobs/api/stats").json()["counts"]["succeeded"] == 11
+    api.reset_connection()
+
+
+def test_a_submit_whose_answer_was_lost_is_stored_once(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = api.connection()
+    store_once = backend._store_once
+    lost: list[int] = []
+
+    def answer_lost_once(items: Any) -> Any:
+        records = store_once(items)  # the server stored them ...
+        if not lost:
+            lost.append(len(records))  # ... and the connection died before the answer
+            raise errors.ServerUnreachable("connection reset")
+        return records
+
+    monkeypatch.setattr(backend, "_store_once", answer_lost_once)
+    before = sum(server.api("GET", "jobs/api/stats").json()["counts"].values())
+    job = api.submit(jobfuncs.add, 20, 22)
+    assert job.result(60) == 42 and lost == [1]
+    assert sum(server.api("GET", "jobs/api/stats").json()["counts"].values()) == before + 1
+    assert server.job(job.id)["idempotency_key"].startswith("kernel-")
