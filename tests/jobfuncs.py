@@ -56,6 +56,13 @@ def mark_then_sleep(path: str, seconds: float) -> int:
     return job_id
 
 
+def mark_run(folder: str, seconds: float) -> int:
+    """`mark` in `folder`/starts as the job's code begins and in `folder`/ends as it ends."""
+    mark(os.path.join(folder, "starts"))
+    time.sleep(seconds)
+    return mark(os.path.join(folder, "ends"))
+
+
 def progress_steps(n: int, delay: float = 0.0) -> int:
     for i in range(1, n + 1):
         jupyter_jobs.progress(i, n, f"step {i}")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from consumers import assert_no_errors, kill_loop, start_consumer, stop
 
 from jupyter_jobs import JobQueue
 from jupyter_jobs.errors import JobFailed
@@ -19,47 +18,6 @@ import jobfuncs
 from waiting import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def start_consumer(db: Path, workers: int = 2) -> subprocess.Popen:
-    """A `jupyter jobs consumer` process; its stderr goes to a file beside the database."""
-    log = db.with_name(f"consumer-{os.urandom(4).hex()}.log")
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyter_jobs.cli",
-                "consumer",
-                "--db",
-                str(db),
-                "--max-workers",
-                str(workers),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    proc.log_path = log  # type: ignore[attr-defined]
-    return proc
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> str:
-    """Stop the consumer; returns what it wrote to stderr."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        raise
-    return proc.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
-
-
-def assert_no_errors(stderr: str) -> None:
-    """A consumer that logged a traceback failed a tick, even if it recovered afterwards."""
-    assert "Traceback" not in stderr, stderr[-3000:]
 
 
 def marks_of(path: Path) -> Counter:
@@ -149,3 +107,17 @@ def test_every_handle_settles_without_the_periodic_full_poll(db_path):
         finally:
             log = stop(consumer)
         assert_no_errors(log)
+
+
+def test_a_kill_loop_loses_no_job_and_runs_no_attempt_twice(db_path, tmp_path):
+    """Random kill -9s of workers and of the consumer under 300 short jobs (the long version is
+    `benchmarks/chaos.py`): every job ends, none lost; no attempt's code ran twice; the jobs a
+    killed consumer held are labelled as soon as the next consumer starts."""
+    report = kill_loop(db_path, tmp_path, jobs=300, kills=12, seed=17)
+    assert report.kills["worker"] >= 3 and report.kills["consumer"] >= 2, report.kills
+    assert "Traceback" not in report.last_log, report.last_log[-3000:]
+    # Only a job that lost its worker too often may fail (poisoned), never silently.
+    assert all(r.reason is Reason.WORKER_LOST for r in report.not_succeeded), report.not_succeeded
+    assert report.attempts_completed_twice == []
+    assert report.succeeded_without_their_run == []
+    assert max(report.label_seconds) < 5.0  # a consumer's start (~1 s) and its recovery

@@ -1,0 +1,134 @@
+"""Real `jupyter jobs consumer` processes for tests and benchmarks: start, stop, kill in a loop."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from jupyter_jobs import JobQueue
+from jupyter_jobs.models import Job, Status
+
+import jobfuncs
+from waiting import wait_until
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def start_consumer(db: Path, workers: int = 2) -> subprocess.Popen:
+    """A `jupyter jobs consumer` process; its stderr goes to a file beside the database."""
+    log = db.with_name(f"consumer-{os.urandom(4).hex()}.log")
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_jobs.cli",
+                "consumer",
+                "--db",
+                str(db),
+                "--max-workers",
+                str(workers),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    proc.log_path = log  # type: ignore[attr-defined]
+    return proc
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> str:
+    """Stop the consumer; returns what it wrote to stderr."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        raise
+    return proc.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
+
+
+def assert_no_errors(stderr: str) -> None:
+    """A consumer that logged a traceback failed a tick, even if it recovered afterwards."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+
+
+@dataclass
+class KillReport:
+    """What a kill loop did and what it left: the facts a test asserts and a benchmark prints."""
+
+    kills: Counter = field(default_factory=Counter)
+    #: Seconds from starting a consumer after a kill until the dead one's jobs were labelled.
+    label_seconds: list[float] = field(default_factory=list)
+    not_succeeded: list[Job] = field(default_factory=list)
+    attempts_completed_twice: list[str] = field(default_factory=list)
+    succeeded_without_their_run: list[int] = field(default_factory=list)
+    last_log: str = ""
+    seconds: float = 0.0
+
+
+def kill_loop(db: Path, folder: Path, jobs: int, kills: int, seed: int) -> KillReport:
+    """Run `jobs` short jobs (retries=10) while killing (-9) a random worker, or now and then
+    the consumer itself (then starting another), `kills` times; wait until every job ended."""
+    rng = random.Random(seed)
+    report = KillReport()
+    began = time.monotonic()
+    with JobQueue(db) as q:
+        ids = [
+            q.submit(jobfuncs.mark_run, str(folder), rng.uniform(0, 0.04), retries=10).id
+            for _ in range(jobs)
+        ]
+
+        def final() -> int:
+            counts = q.store.counts()
+            return sum(counts[s] for s in FINAL)
+
+        def held_by_others(pid: int) -> set[int]:
+            running = q.store.query(status=["running"], limit=jobs).jobs
+            return {r.id for r in running if r.consumer and r.consumer.split(":")[1] != str(pid)}
+
+        consumer = start_consumer(db)
+        step = max(1, jobs // (kills + 5))
+        while report.kills.total() < kills and final() < jobs:
+            done = final()
+            wait_until(lambda d=done: final() >= min(jobs, d + step), timeout=60, interval=0.02)
+            workers = [
+                p for p in psutil.Process(consumer.pid).children()
+                if "jupyter_jobs.runner" in " ".join(p.cmdline())
+            ]  # fmt: skip
+            if workers and rng.random() < 0.75:
+                rng.choice(workers).kill()
+                report.kills["worker"] += 1
+                continue
+            os.kill(consumer.pid, signal.SIGKILL)
+            stop(consumer)
+            report.kills["consumer"] += 1
+            restarted = time.monotonic()
+            consumer = start_consumer(db)
+            wait_until(lambda pid=consumer.pid: not held_by_others(pid), timeout=30, interval=0.02)
+            report.label_seconds.append(time.monotonic() - restarted)
+        try:
+            wait_until(lambda: final() == jobs, timeout=600, interval=0.1)
+        finally:
+            report.last_log = stop(consumer)
+        records = q.store.get_many(ids)
+    report.seconds = time.monotonic() - began
+    report.not_succeeded = [r for r in records if r.status is not Status.SUCCEEDED]
+    ends_file = folder / "ends"
+    ends = ends_file.read_text().splitlines() if ends_file.exists() else []
+    report.attempts_completed_twice = [line for line, n in Counter(ends).items() if n > 1]
+    report.succeeded_without_their_run = [
+        r.id for r in records if r.status is Status.SUCCEEDED and f"{r.id} {r.attempt}" not in ends
+    ]
+    return report
