@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from . import chains
 from .executors.base import Executor, ExecutorEvents, Task
-from .models import Change, JobError, Outcome, Progress, Reason, Status
+from .models import Change, Job, JobError, Kind, Outcome, Progress, Reason, Status
 from .oslayer import process_alive, process_start_time
 from .store import Claimed, Store
 
@@ -375,12 +376,15 @@ class Consumer:
     async def _dispatch(self, item: Claimed) -> None:
         job = item.job
         self._running[job.id] = _Running(job.id, job.attempt, job.timeout)
+        payload = item.payload
+        if job.kind is Kind.CELL and job.after:  # it sees the names of the cells before it
+            payload = chains.bundle(payload, await asyncio.to_thread(self._upstream, job))
         task = Task(
             job_id=job.id,
             attempt=job.attempt,
             kind=job.kind,
             name=job.name,
-            payload=item.payload,
+            payload=payload,
             interpreter=job.interpreter,
             cwd=job.cwd,
             options=job.options,
@@ -396,6 +400,18 @@ class Consumer:
             return
         if not self.executor.reports_start and job.id in self._running:
             self.on_started(job.id, job.attempt)  # it cannot tell: taken counts as started
+
+    def _upstream(self, job: Job) -> list[bytes]:
+        """The results of the cell jobs `job` runs after, in its `after` order (opaque bytes:
+        only the worker loads them)."""
+        records = {r.id: r for r in self.store.get_many(job.after)}
+        return [
+            self.store.result(i)
+            for i in job.after
+            if i in records
+            and records[i].kind is Kind.CELL
+            and records[i].status is Status.SUCCEEDED
+        ]
 
     def _seconds_to_next_due(self) -> float:
         now = time.time()

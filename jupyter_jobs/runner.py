@@ -39,7 +39,7 @@ import time
 import traceback
 import types
 from collections import deque
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,7 +49,17 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Type
 from traitlets.config import Config
 
-from . import display_options, figures, history, notebook_main, oslayer, protocol, rng, tty_system
+from . import (
+    chains,
+    display_options,
+    figures,
+    history,
+    notebook_main,
+    oslayer,
+    protocol,
+    rng,
+    tty_system,
+)
 from . import payload as payloads
 from .progress import JobContext, install_tqdm_bridge, job_context
 from .submitter import flush_all
@@ -447,10 +457,12 @@ def _dumps_or_none(value: Any, by_reference: Collection[type] = ()) -> bytes | N
 
 
 def _prepare_cell(
-    shell: JobShell, job: dict[str, Any]
+    shell: JobShell, job: dict[str, Any], upstream: Sequence[memoryview] = ()
 ) -> tuple[dict[str, bytes | None], set[type]]:
     """Fill the fresh namespace; returns the shipped variables' bytes for change detection,
-    and the notebook classes that go back by reference (the kernel has them)."""
+    and the notebook classes that go back by reference (the kernel has them). `upstream`: the
+    results of the cells this one runs after (chains.py), whose names are newer than the
+    kernel's at submit."""
     namespace = shell.user_ns
     for alias, name in job.get("modules", {}).items():
         try:
@@ -463,9 +475,26 @@ def _prepare_cell(
     # notebook helpers read the job's globals, as the kernel's read the notebook's
     variables = notebook_main.rebind(job.get("variables", {}), namespace)
     namespace.update(variables)
+    read = set(payloads.read_names(job["code"]))
+    for job_id, data in enumerate(upstream):
+        before_it = _upstream_values(data, job_id)
+        namespace.update(notebook_main.rebind(before_it, namespace))
+        # what the cell reads of them counts as sent: a change to it comes back
+        variables.update({n: namespace[n] for n in before_it if n in read})
     figures.prepare(shell, job.get("figures"))  # shown and styled as in the kernel
     classes = notebook_main.notebook_classes(variables.values())
     return {name: _dumps_or_none(value, classes) for name, value in variables.items()}, classes
+
+
+def _upstream_values(data: memoryview, index: int) -> dict[str, Any]:
+    """The names a cell this one runs after sent back (its result), loaded here."""
+    try:
+        result = payloads.load_payload(data)
+    except Exception as exc:
+        message = f"the result of the cell job it runs after (#{index + 1}) cannot be loaded: {exc}"
+        raise Failure("payload", type(exc).__name__, message) from None
+    values = result.get("values")
+    return values if isinstance(values, dict) else {}
 
 
 def _cell_result(
@@ -569,8 +598,9 @@ def _as_in_the_notebook(code: str, first_line: Any) -> str:
 
 
 def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str, Any]) -> bytes:
-    job = _load(data)
-    before, classes = _prepare_cell(shell, job)
+    payload, upstream = chains.unbundle(data)
+    job = _load(payload)
+    before, classes = _prepare_cell(shell, job, upstream)
     sent = {name: shell.user_ns[name] for name in before}  # to tell mutated from rebound
     code = job["code"]
     shell.attach(cell, code)

@@ -358,6 +358,40 @@ async def test_cell_sends_back_assigned_and_changed_names_and_reports_unsent(exe
     assert "generator" in result["unsent"]["gen"]
 
 
+async def test_a_cell_after_others_reads_their_names_over_the_kernels(executor, recorder):
+    import dataclasses
+
+    from jupyter_jobs import chains
+
+    first = payload.dumps({"values": {"df": [1, 2], "k": 3}, "assigned": ["df", "k"]})
+    second = payload.dumps({"values": {"k": 4}, "assigned": ["k"]})
+    task = wu.cell_task("df.append(k)\nseen = (df, k)", {"df": ["stale"]})
+    task = dataclasses.replace(task, payload=chains.bundle(task.payload, [first, second]))
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    result = dill.loads(outcome.result)
+    assert result["values"]["seen"] == ([1, 2, 4], 4)  # the later cell's `k` wins
+    assert result["changed"] == ["df"] and result["mutated"] == ["df"]
+    assert "k" not in result["values"]  # read, unchanged: nothing to send back
+
+    missing = wu.cell_task("print(never_set)", {})
+    missing = dataclasses.replace(missing, payload=chains.bundle(missing.payload, [first]))
+    outcome = await run(executor, recorder, missing)
+    assert outcome.error.type == "NameError" and "never_set" in outcome.error.message
+
+
+def test_a_bundle_unbundles_to_its_parts_and_a_plain_payload_to_itself():
+    from jupyter_jobs import chains
+
+    assert chains.bundle(b"p", []) == b"p"
+    body, parts = chains.unbundle(chains.bundle(b"\x80payload", [b"one", b""]))
+    assert bytes(body) == b"\x80payload" and [bytes(p) for p in parts] == [b"one", b""]
+    plain, none = chains.unbundle(b"\x80plain")
+    assert bytes(plain) == b"\x80plain" and none == []
+    with pytest.raises(ValueError, match="parts say"):
+        chains.unbundle(chains.bundle(b"p", [b"x"]) + b"extra")
+
+
 async def test_cell_tells_objects_changed_in_place_from_names_bound_anew(executor, recorder):
     import numpy as np
 

@@ -37,11 +37,11 @@ from ..errors import (
     ServerUnavailable,
 )
 from ..models import Kind, Status
-from ..payload import cell_payload
+from ..payload import cell_payload, read_names
 from . import api, render
 from .handle import RemoteJob
 from .namespace import Snapshot, merge
-from .widget import JobWidget, widget_for
+from .widget import JobWidget, complete_now, widget_for
 
 SUBCOMMANDS = ("show", "logs", "cancel", "retry", "result", "attach")
 LINE_USAGE = "%job show|logs|cancel|retry|result|attach ID"
@@ -136,6 +136,12 @@ def cell_number(shell: Any) -> int:
 
 @magics_class
 class JobMagics(Magics):
+    def __init__(self, shell: Any = None) -> None:
+        super().__init__(shell)
+        # The snapshots of cell jobs submitted `--after` a job of this kernel, by that job's
+        # id, until its names come back (see `Snapshot.follow`).
+        self._after: dict[int, list[Snapshot]] = {}
+
     @line_cell_magic
     def job(self, line: str, cell: str | None = None) -> Any:
         """%%job [--name N] [--priority P] [--timeout S] [--retries R] [--after ID,...]
@@ -191,11 +197,16 @@ class JobMagics(Magics):
                 after=opts.after,
                 options={"return": opts.return_names, "no_return": opts.no_return},
             )
-            snapshot = Snapshot.take(ns, dict.fromkeys([*info.assigned, *info.names]))
+            # Names from the cells it runs after are not in the kernel yet: tracked as unbound.
+            later = [n for n in read_names(cell) if n not in ns] if opts.after else []
+            names = dict.fromkeys([*info.assigned, *info.names, *later])
+            snapshot = Snapshot.take(ns, names)
             (job,) = api.connection().submit_and_wait([(spec, payload)])
+        for upstream in opts.after:
+            self._after.setdefault(upstream, []).append(snapshot)
         if opts.out:
             ns[opts.out] = job
-        on_result = partial(self._cell_done, snapshot, opts, info.incidental, os.getcwd())
+        on_result = partial(self._cell_done, job.id, snapshot, opts, info.incidental, os.getcwd())
         widget = widget_for(job, on_result=on_result, inline=opts.wait)
         widget.show()
         if opts.wait:
@@ -229,6 +240,7 @@ class JobMagics(Magics):
 
     def _cell_done(
         self,
+        job_id: int,
         snapshot: Snapshot,
         opts: CellOptions,
         incidental: dict[str, str] | None,
@@ -241,11 +253,18 @@ class JobMagics(Magics):
         style (`plt.style.use` in a job styles the next cell's figures, as inline). A cell that
         changed directory (`os.chdir`, `%cd`) moves the kernel too, as inline, unless the kernel
         moved itself meanwhile (from `started_in`, where the job started) or the directory is
-        not on this machine (a remote worker's)."""
+        not on this machine (a remote worker's). The cells it ran `--after` put their names
+        in first, as their cells came first; the cells waiting on it follow its names."""
+        for upstream in opts.after:
+            complete_now(upstream)
+        waiting = self._after.pop(job_id, [])
+        ns = self.shell.user_ns
+        before = [later.bound(ns) for later in waiting]
         report = None
         if not opts.no_return:
-            ns = self.shell.user_ns
             report = merge(ns, snapshot, result, opts.return_names, incidental).to_json()
+            for later, was in zip(waiting, before, strict=True):
+                later.follow(ns, was, report["set"])
         rng.restore(result.get("rng"))
         figures.restore(result.get("figures"))
         moved_to = result.get("cwd")

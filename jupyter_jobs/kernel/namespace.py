@@ -43,6 +43,21 @@ class Snapshot:
     ) -> Snapshot:
         return cls({n: ns.get(n, _UNBOUND) for n in names}, frozenset(ns), moment)
 
+    def bound(self, ns: Mapping[str, Any]) -> dict[str, Any]:
+        """What this snapshot's names hold in `ns` now (for `follow`)."""
+        return {n: ns.get(n, _UNBOUND) for n in self.objects}
+
+    def follow(
+        self, ns: Mapping[str, Any], before: Mapping[str, Any], names: Iterable[str]
+    ) -> None:
+        """A cell job this one runs after (`--after`) just set `names` in `ns`; `before` is
+        what they held until then (`bound`). Its names are no user's change: where this
+        snapshot had the object it replaced, it takes the new one, so this job's own values
+        for them are not "reassigned since submit" when they come back."""
+        for name in names:
+            if name in self.objects and self.objects[name] is before.get(name, _UNBOUND):
+                self.objects[name] = ns.get(name, _UNBOUND)
+
 
 @dataclass
 class MergeReport:

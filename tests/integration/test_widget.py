@@ -596,3 +596,32 @@ def test_a_cell_reads_the_history_and_the_kernel_follows_its_change_of_directory
     kernel.execute("%%job --wait --name history\nimport os\ndoubled = _ * 2\nos.chdir('sub')")
     out = kernel.execute("print(doubled, os.getcwd() == os.path.join(start, 'sub'))")
     assert kernel.output_text(out) == "84 True\n"
+
+
+def test_a_cell_after_another_sees_its_names_even_submitted_while_it_runs(kernel, tmp_path):
+    gate = tmp_path / "gate"
+    kernel.execute("rows = [0]\nscale = 1")
+    kernel.execute(
+        "%%job --name load --out first\n"
+        "import pathlib, time\n"
+        "deadline = time.monotonic() + 60\n"
+        f"while not pathlib.Path({str(gate)!r}).exists() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.02)\n"
+        "rows = list(range(5))\n"
+        "scale = 10\n"
+        "table = {'n': len(rows)}\n"
+    )
+    # Submitted while `load` still runs: it reads names that job sets (`table` is not even in
+    # the kernel yet) and changes one of them in place.
+    state = kernel.execute("print(first.status.value)")
+    assert kernel.output_text(state).strip() in ("queued", "running")
+    kernel.execute(
+        "%%job --name fit --out second --after {first.id}\n"
+        "rows.append(99)\n"
+        "total = sum(rows) * scale + table['n']\n"
+    )
+    gate.touch()
+    kernel.execute("second.result(timeout=60)")
+    result = kernel.execute("print(rows, scale, table, total)")
+    expected = f"[0, 1, 2, 3, 4, 99] 10 {{'n': 5}} {(sum(range(5)) + 99) * 10 + 5}\n"
+    assert kernel.output_text(result) == expected
