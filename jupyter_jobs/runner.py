@@ -10,8 +10,10 @@ the log in order, and a job printing gigabytes costs only the reading (the cap i
 here). A cell job also records nbformat outputs: the display machinery drains the pipes before
 it records a display, which keeps prints and displays in the order they happened.
 
-A worker runs many function jobs, but only one cell job: a cell changes global state (imports,
-matplotlib, the shell), so the worker exits after it and the executor starts a fresh one.
+A worker runs many function jobs, or the cell jobs of one kernel: a cell changes global state
+(imports, matplotlib, the shell) as it would in its kernel, so after one the executor gives the
+worker only the next cells of the same kernel (each in a fresh namespace), as a kernel runs a
+notebook's cells in one process, or retires it.
 """
 
 from __future__ import annotations
@@ -706,8 +708,9 @@ class Worker:
             done_header, parts = self.run(header, body)
             if header["kind"] == "cell":
                 self.channel.send(done_header, *parts)
-                self.channel.send({"t": "exit"})
-                return
+                # Its names go now, not when the kernel's next cell comes (if it does).
+                self.shell.reset(new_session=False)
+                continue
             done = (done_header, parts)
         inbox.check()
 

@@ -627,3 +627,61 @@ async def test_shutdown_gives_back_the_jobs_that_never_started(recorder, tmp_pat
         assert outcome.error.type == "NotStarted"
         assert task.job_id not in recorder.started
     assert not wu.alive(worker.pid)
+
+
+# -- a worker stays with a kernel for its next cell ---------------------------------------------
+
+PID_CELL = "import os\npid = os.getpid()\nleft = sorted(n for n in dir() if n.startswith('mine'))\n"
+
+
+async def cell_pid(executor, recorder, kernel: str, code: str = "") -> tuple[int, list[str]]:
+    task = wu.cell_task(code + PID_CELL, {}, kernel=kernel)
+    await executor.run(task)
+    outcome = await recorder.done(task.job_id)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    values = dill.loads(outcome.result)["values"]
+    return values["pid"], values["left"]
+
+
+async def test_a_kernels_next_cell_runs_in_the_worker_of_its_last_in_a_fresh_namespace(recorder):
+    async with wu.running_executor(recorder, 2) as executor:
+        first, _ = await cell_pid(executor, recorder, "K1", "import json\nmine = 1\n")
+        again, left = await cell_pid(executor, recorder, "K1")
+        assert again == first and left == []  # the process, not the names
+        other, _ = await cell_pid(executor, recorder, "K2")
+        assert other != first
+        function = wu.function_task(wu.whoami)
+        await executor.run(function)
+        ran_in = dill.loads((await recorder.done(function.job_id)).result)["pid"]
+        assert ran_in not in (first, other)  # a kept worker takes no function job
+
+
+async def test_a_kept_worker_gives_way_to_other_jobs(recorder, tmp_path):
+    async with wu.running_executor(recorder, 1) as executor:
+        kept, _ = await cell_pid(executor, recorder, "K1")
+        await wu.wait_for(lambda: any(w.spare and w.state == "idle" for w in executor._workers))
+        # The one slot and the spare: a function job takes the spare at once, and the kept
+        # worker retires so that a new spare can start.
+        flag = tmp_path / "started"
+        task = await start_one_hanging(executor, flag)
+        await wu.wait_for(lambda: not wu.alive(kept), timeout=30)
+        await executor.kill(task.job_id, None, 0.5)
+
+
+async def test_a_kept_worker_retires_after_its_linger_and_a_killed_cells_is_not_kept(
+    recorder, tmp_path
+):
+    async with wu.running_executor(recorder, 2, cell_linger=2.0) as executor:
+        kept, _ = await cell_pid(executor, recorder, "K1")
+        await wu.wait_for(lambda: not wu.alive(kept), timeout=30)
+        again, _ = await cell_pid(executor, recorder, "K1")
+        assert again != kept
+        pid_file = tmp_path / "pid"
+        code = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        task = wu.cell_task(code + "time.sleep(60)", {}, kernel="K1")
+        await executor.run(task)
+        await wu.wait_for(lambda: pid_file.exists() and pid_file.read_text())
+        await asyncio.wait_for(executor.kill(task.job_id, None, 0.5), 15)
+        assert int(pid_file.read_text()) == again  # it ran in the kept worker ...
+        await wu.wait_for(lambda: not wu.alive(again), timeout=10)  # ... which the kill ended
+        assert all(w.kernel is None for w in executor._workers)

@@ -78,6 +78,8 @@ class _Worker:
     ready: asyncio.Future
     exited: asyncio.Future
     state: str = "starting"  # starting -> idle <-> busy -> retiring -> dead
+    kernel: str | None = None  # idle, kept for this kernel's next cell (see `cell_linger`)
+    kept_since: float = 0.0  # loop time it was kept since
     doomed: bool = False  # being stopped: whatever it starts from now on is taken back
     reserved: bool = False  # a waiting run takes it once it is ready
     run: _Run | None = None  # the run it is executing
@@ -97,7 +99,7 @@ class _Worker:
 
     @property
     def spare(self) -> bool:
-        return self.state in ("starting", "idle") and not self.reserved
+        return self.state in ("starting", "idle") and not self.reserved and self.kernel is None
 
     def send(self, header: dict[str, Any], body: bytes = b"") -> None:
         self.send_frames([(header, body)])
@@ -115,6 +117,11 @@ class LocalExecutor(Executor):
     prints gigabytes costs nothing downstream; `progress_interval` is the fastest a job's
     progress is reported (seconds); `start_timeout` bounds a worker's start-up. The kill grace
     comes with each `kill()` and `shutdown()` call, as the Executor interface has it.
+
+    `cell_linger`: how long (seconds) a worker that ran a cell job stays for the next cell of
+    the same kernel (the cell's `kernel` option), which then starts at once in a process that
+    has the kernel's imports, as the next cell does in a kernel. A worker kept so takes nothing
+    else, and gives way (it retires) when its room is wanted for a spare; 0 retires it at once.
     """
 
     name = "local"
@@ -145,6 +152,7 @@ class LocalExecutor(Executor):
         log_limit: int | None = 10 * 1024 * 1024,
         progress_interval: float = 1.0,
         start_timeout: float = 60.0,
+        cell_linger: float = 60.0,
     ) -> None:
         if max_workers is None:
             max_workers = os.cpu_count() or 1
@@ -156,6 +164,7 @@ class LocalExecutor(Executor):
         self.log_limit = log_limit
         self.progress_interval = progress_interval
         self.start_timeout = start_timeout
+        self.cell_linger = cell_linger
         self._base_env = dict(os.environ if env is None else env)
         self._env: dict[str, str] = {}
         self._link_dir: str | None = None
@@ -218,7 +227,7 @@ class LocalExecutor(Executor):
         interpreter = task.interpreter or self.interpreter
         if interpreter not in self._warm:
             self._warm.append(interpreter)
-        worker = self._idle_worker(interpreter)
+        worker = self._idle_worker(interpreter, _kernel_of(task))
         if self._active() > self.max_workers:  # counting this run: every worker is taken
             self._backlog.append(run)
             self._send_ahead()
@@ -281,11 +290,16 @@ class LocalExecutor(Executor):
 
     # -- dispatch -------------------------------------------------------------------------
 
-    def _idle_worker(self, interpreter: str) -> _Worker | None:
-        for worker in self._workers:
-            if worker.interpreter == interpreter and worker.state == "idle" and not worker.reserved:
-                return worker
-        return None
+    def _idle_worker(self, interpreter: str, kernel: str | None = None) -> _Worker | None:
+        """An idle worker of `interpreter`: the one kept for `kernel` (a cell's), else one
+        kept for nobody."""
+        idle = [
+            w
+            for w in self._workers
+            if w.interpreter == interpreter and w.state == "idle" and not w.reserved
+        ]
+        kept = next((w for w in idle if kernel is not None and w.kernel == kernel), None)
+        return kept or next((w for w in idle if w.kernel is None), None)
 
     async def _dispatch(self, run: _Run, worker: _Worker) -> None:
         self._send_job(run, worker)
@@ -295,6 +309,7 @@ class LocalExecutor(Executor):
 
     def _send_job(self, run: _Run, worker: _Worker) -> None:
         worker.state, worker.run, run.worker = "busy", run, worker
+        worker.kernel = None  # busy; kept again once done, if it is a cell's
         worker.send(self._job_header(run.task), run.task.payload)
         self._report_start(run)
 
@@ -312,7 +327,7 @@ class LocalExecutor(Executor):
         for worker in self._workers:
             if self._active() >= self.max_workers:
                 return  # an idle spare beyond the slots takes nothing
-            if worker.state != "idle" or worker.reserved:
+            if worker.state != "idle" or worker.reserved or worker.kernel is not None:
                 continue
             donors = [
                 w
@@ -330,7 +345,7 @@ class LocalExecutor(Executor):
     def _takes_ahead(self, worker: _Worker, interpreter: str, batches: dict) -> bool:
         current = worker.run
         if current is not None and Kind(current.task.kind) is Kind.CELL:
-            return False  # its worker retires after this run
+            return False  # its worker then waits for the kernel's next cell, or retires
         room = self.send_ahead - len(worker.ahead)
         return (
             worker.state == "busy"
@@ -357,7 +372,7 @@ class LocalExecutor(Executor):
         while self._backlog and self._active() < self.max_workers:
             run = self._backlog.popleft()
             interpreter = run.task.interpreter or self.interpreter
-            worker = self._idle_worker(interpreter)
+            worker = self._idle_worker(interpreter, _kernel_of(run.task))
             if worker is not None:
                 self._send_job(run, worker)
             else:
@@ -369,7 +384,7 @@ class LocalExecutor(Executor):
         """Send short function jobs from the backlog to busy workers (see `send_ahead`).
 
         Only while jobs are short (prefetching is on), and never behind a cell job (its worker
-        retires) or to a doomed worker (it is "retiring", not "busy").
+        is the kernel's) or to a doomed worker (it is "retiring", not "busy").
         """
         if self._closing or not self._prefetch():
             return
@@ -461,10 +476,10 @@ class LocalExecutor(Executor):
             return
         for interpreter in list(self._warm):
             live = self._live()
-            if len(live) >= self._cap():
-                return
             if any(w.spare and w.interpreter == interpreter for w in live):
                 continue
+            if len(live) >= self._cap() and not self._release_kept():
+                return
             try:
                 self._start_worker(interpreter)
             except OSError as exc:
@@ -477,13 +492,36 @@ class LocalExecutor(Executor):
             self._warm.remove(interpreter)
 
     def _trim_idle(self) -> None:
-        """Retire idle workers beyond the cap, those of non-default interpreters first."""
+        """Retire idle workers beyond the cap: those kept for a kernel first (the longest
+        kept first), then those of non-default interpreters."""
         excess = len(self._live()) - self._cap()
         idle = [w for w in self._workers if w.state == "idle" and not w.reserved]
-        idle.sort(key=lambda w: w.interpreter == self.interpreter)
+        idle.sort(key=lambda w: (w.kernel is None, w.kept_since, w.interpreter == self.interpreter))
         for worker in idle[: max(0, excess)]:
-            worker.state = "retiring"
-            worker.send({"t": "exit"})
+            self._retire(worker)
+
+    def _retire(self, worker: _Worker) -> None:
+        worker.state, worker.kernel = "retiring", None
+        worker.send({"t": "exit"})
+
+    def _keep(self, worker: _Worker, kernel: str) -> None:
+        """After a cell: the worker waits for its kernel's next cell, `cell_linger` at most."""
+        loop = asyncio.get_running_loop()
+        worker.state, worker.kernel, worker.kept_since = "idle", kernel, loop.time()
+        loop.call_later(self.cell_linger, self._linger_ended, worker, worker.kept_since)
+
+    def _linger_ended(self, worker: _Worker, since: float) -> None:
+        if worker.state == "idle" and worker.kernel is not None and worker.kept_since == since:
+            self._retire(worker)
+            self._ensure_spares()
+
+    def _release_kept(self) -> bool:
+        """Make room: retire the worker kept longest for a kernel (False if none is)."""
+        kept = [w for w in self._workers if w.state == "idle" and w.kernel is not None]
+        if not kept:
+            return False
+        self._retire(min(kept, key=lambda w: w.kept_since))
+        return True
 
     def _start_worker(self, interpreter: str) -> _Worker:
         parent_sock, child_sock = socket.socketpair()
@@ -630,10 +668,16 @@ class LocalExecutor(Executor):
             self._notify("on_progress", run, progress)
         elif kind == "done":
             worker.run = None
-            cell = Kind(run.task.kind) is Kind.CELL
-            worker.state = (
-                "retiring" if cell or worker.doomed else "busy" if _has_queue(worker) else "idle"
-            )
+            kernel = _kernel_of(run.task)
+            if worker.doomed:
+                worker.state = "retiring"
+            elif Kind(run.task.kind) is Kind.CELL:
+                if kernel and self.cell_linger > 0 and not self._closing:
+                    self._keep(worker, kernel)
+                else:
+                    self._retire(worker)
+            else:
+                worker.state = "busy" if _has_queue(worker) else "idle"
             if not run.killing:  # a kill decides the outcome once it has begun
                 self._finish(run, _done_outcome(header, body))
                 self._trim_idle()
@@ -708,6 +752,12 @@ class LocalExecutor(Executor):
         returncode = await asyncio.shield(worker.exited)
         await worker.gone.wait()
         return describe_exit(returncode)
+
+
+def _kernel_of(task: Task) -> str | None:
+    """The kernel a cell job came from (the `kernel` option its magic sets), else None."""
+    kernel = task.options.get("kernel") if Kind(task.kind) is Kind.CELL else None
+    return kernel if isinstance(kernel, str) and kernel else None
 
 
 def _has_queue(worker: _Worker) -> bool:

@@ -38,7 +38,7 @@ from ..errors import (
 )
 from ..models import Kind, Status
 from ..payload import cell_payload, read_names
-from . import api, render
+from . import api, render, session
 from .handle import RemoteJob
 from .namespace import Snapshot, merge
 from .widget import JobWidget, complete_now, widget_for
@@ -195,7 +195,11 @@ class JobMagics(Magics):
                 timeout=opts.timeout,
                 retries=opts.retries,
                 after=opts.after,
-                options={"return": opts.return_names, "no_return": opts.no_return},
+                options={
+                    "return": opts.return_names,
+                    "no_return": opts.no_return,
+                    "kernel": session.PROCESS,
+                },
             )
             # Names from the cells it runs after are not in the kernel yet: tracked as unbound.
             later = [n for n in read_names(cell) if n not in ns] if opts.after else []

@@ -1,4 +1,5 @@
-"""Who is submitting: the notebook a kernel belongs to, which becomes the owner of its jobs.
+"""Who is submitting: the notebook a kernel belongs to, which becomes the owner of its jobs,
+and the kernel process itself, which its cell jobs name.
 
 `%jobs` and `jj.jobs()` show "this notebook's jobs" by this owner, and the sidebar groups by it.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,3 +51,8 @@ def kernel_id() -> str | None:
         return None
     stem = path.stem
     return stem[len("kernel-") :] if stem.startswith("kernel-") else stem
+
+
+#: This kernel process, as its cell jobs name it: a worker that ran one of its cells may run its
+#: next ones (the executor keeps it for them). A restarted kernel is another process.
+PROCESS = uuid.uuid4().hex

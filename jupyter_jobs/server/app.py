@@ -154,6 +154,14 @@ class JobsApp(ExtensionApp):
         "server stops.",
     ).tag(config=True)
 
+    cell_linger = Float(
+        60.0,
+        min=0.0,
+        help="Seconds a worker that ran a notebook's %%job cell waits for that kernel's next "
+        "cell, which then starts at once with the kernel's imports done (0: a fresh worker for "
+        "every cell). A waiting worker gives way to other jobs.",
+    ).tag(config=True)
+
     lease = Float(
         30.0,
         help="Seconds a running job's claim stays valid without a heartbeat. Another consumer "
@@ -320,6 +328,7 @@ class JobsApp(ExtensionApp):
             "log_limit": self.log_limit,
             "progress_interval": self.progress_interval,
             "grace": self.kill_grace,
+            "cell_linger": self.cell_linger,
         }
         if self.dask_scheduler_address:
             offered["scheduler_address"] = self.dask_scheduler_address
