@@ -385,7 +385,15 @@ def test_an_enum_class_of_the_notebook_arrives_with_its_members_and_methods(tmp_
         "class Level(enum.IntEnum):\n"
         "    LOW = enum.auto()\n"
         "    HIGH = enum.auto()\n"
+        "class Coordinate(bytes, enum.Enum):\n"
+        "    def __new__(cls, value, label):\n"
+        "        obj = bytes.__new__(cls, [value])\n"
+        "        obj._value_, obj.label = value, label\n"
+        "        return obj\n"
+        "    PX = (0, 'P.X')\n"
         "sent = {'favourite': Colour.GREEN, 'Colour': Colour, 'h': Level.HIGH}\n"
+        "if sys.argv[1:] == ['coordinate']:\n"
+        "    sent = {'c': Coordinate.PX}\n"
         "sys.stdout.buffer.write(dumps(sent))\n"
     )
     data = subprocess.run([sys.executable, str(script)], capture_output=True, check=True).stdout
@@ -395,3 +403,7 @@ def test_an_enum_class_of_the_notebook_arrives_with_its_members_and_methods(tmp_
     assert colour.RED.warm() and not colour.GREEN.warm()
     assert [m.name for m in colour] == ["RED", "GREEN"] and colour.__module__ == "__main__"
     assert sent["h"] + 1 == 3 and type(sent["h"]).__name__ == "Level"
+    run = [sys.executable, str(script), "coordinate"]
+    data = subprocess.run(run, capture_output=True, check=True).stdout
+    with pytest.raises(TypeError, match="Coordinate defined in the notebook cannot be made again"):
+        dill.loads(data)
