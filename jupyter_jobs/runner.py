@@ -478,25 +478,27 @@ def _prepare_cell(
     variables = notebook_main.rebind(job.get("variables", {}), namespace)
     namespace.update(variables)
     read = set(payloads.read_names(job["code"]))
-    for job_id, data in enumerate(upstream):
-        before_it = _upstream_values(data, job_id)
-        namespace.update(notebook_main.rebind(before_it, namespace))
+    for index, data in enumerate(upstream):
+        before_it = _upstream_result(data, index)
+        values = before_it.get("values")
+        values = values if isinstance(values, dict) else {}
+        namespace.update(notebook_main.rebind(values, namespace))
         # what the cell reads of them counts as sent: a change to it comes back
-        variables.update({n: namespace[n] for n in before_it if n in read})
+        variables.update({n: namespace[n] for n in values if n in read})
+        # draws and figure style go on from the cell that ran just before, as inline
+        job.update({k: before_it[k] for k in ("rng", "figures") if before_it.get(k) is not None})
     figures.prepare(shell, job.get("figures"))  # shown and styled as in the kernel
     classes = notebook_main.notebook_classes(variables.values())
     return {name: _dumps_or_none(value, classes) for name, value in variables.items()}, classes
 
 
-def _upstream_values(data: memoryview, index: int) -> dict[str, Any]:
-    """The names a cell this one runs after sent back (its result), loaded here."""
+def _upstream_result(data: memoryview, index: int) -> dict[str, Any]:
+    """What a cell this one runs after sent back (its names, generators, style), loaded here."""
     try:
-        result = payloads.load_payload(data)
+        return payloads.load_payload(data)
     except Exception as exc:
         message = f"the result of the cell job it runs after (#{index + 1}) cannot be loaded: {exc}"
         raise Failure("payload", type(exc).__name__, message) from None
-    values = result.get("values")
-    return values if isinstance(values, dict) else {}
 
 
 def _cell_result(

@@ -360,17 +360,23 @@ async def test_cell_sends_back_assigned_and_changed_names_and_reports_unsent(exe
 
 async def test_a_cell_after_others_reads_their_names_over_the_kernels(executor, recorder):
     import dataclasses
+    import random
 
     from jupyter_jobs import chains
 
+    random.seed(7)
+    state = rng.capture()
+    expected = random.random()
     first = payload.dumps({"values": {"df": [1, 2], "k": 3}, "assigned": ["df", "k"]})
-    second = payload.dumps({"values": {"k": 4}, "assigned": ["k"]})
-    task = wu.cell_task("df.append(k)\nseen = (df, k)", {"df": ["stale"]})
+    second = payload.dumps({"values": {"k": 4}, "assigned": ["k"], "rng": state})
+    code = "import random\ndf.append(k)\nseen = (df, k)\ndrawn = random.random()"
+    task = wu.cell_task(code, {"df": ["stale"]})
     task = dataclasses.replace(task, payload=chains.bundle(task.payload, [first, second]))
     outcome = await run(executor, recorder, task)
     assert outcome.status is Status.SUCCEEDED, outcome.error
     result = dill.loads(outcome.result)
     assert result["values"]["seen"] == ([1, 2, 4], 4)  # the later cell's `k` wins
+    assert result["values"]["drawn"] == expected  # draws go on from the cell before
     assert result["changed"] == ["df"] and result["mutated"] == ["df"]
     assert "k" not in result["values"]  # read, unchanged: nothing to send back
 
