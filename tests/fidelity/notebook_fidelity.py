@@ -7,7 +7,9 @@ below `THRESHOLD`) and `benchmarks/fidelity.py` (which prints the table). For ev
 `jupyter server` with the extension, and runs:
 
 1. the notebook as it is, twice ("plain" and "again"), each time in a fresh working directory;
-2. a copy in which every code cell but the first starts with `%%job --wait`.
+2. a copy in which every code cell but the first starts with `%%job --wait`, or with the
+   `%%job` options its source gives: a chain's cells run in the background (`--out load_job`)
+   and the next one `--after {load_job.id} --wait`, so it is submitted while they still run.
 
 The first code cell of each notebook is its setup cell: `%load_ext jupyter_jobs` and the
 imports. It runs as it is in every run (a user loads the extension before any `%%job`, and the
@@ -50,7 +52,8 @@ from servers import TEST_CONFIG, JupyterHome, RunningServer  # noqa: E402
 NOTEBOOKS = HERE / "notebooks"
 #: The issue's bar: the share of compared cells that must look the same as a job.
 THRESHOLD = 0.98
-JOB_LINE = "%%job --wait\n"
+#: A cell's `%%job` options in the jobs run, unless its metadata names others (chains).
+JOB_OPTIONS = "--wait"
 #: The job's widget display carries this mime type; the cell's code did not display it.
 JOB_MIME = "application/vnd.jupyter-jobs.job+json"
 CELL_TIMEOUT = 120
@@ -203,10 +206,12 @@ def notebook_paths() -> list[Path]:
 
 
 def as_jobs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of `nb` whose code cells, but the setup cell, start with `%%job --wait`."""
+    """A copy of `nb` whose code cells, but the setup cell, start with `%%job --wait` (or
+    their own `%%job` options)."""
     jobs = copy.deepcopy(nb)
     for cell in code_cells(jobs)[1:]:
-        cell.source = JOB_LINE + cell.source
+        options = cell.metadata.get("fidelity", {}).get("job", JOB_OPTIONS)
+        cell.source = f"%%job {options}\n{cell.source}"
     return jobs
 
 
