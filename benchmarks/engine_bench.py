@@ -26,7 +26,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent / "tests"))  # the suite's consumer-process helpers
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+
+import consumers  # noqa: E402
 
 import peers  # noqa: E402
 
@@ -105,20 +108,7 @@ def jupyter_jobs_consumer_process(tmp: Path) -> Iterator[System]:
 
     db = tmp / "jjp" / "jobs.db"
     with JobQueue(db) as q:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyter_jobs.cli",
-                "consumer",
-                "--db",
-                str(db),
-                "--max-workers",
-                str(WORKERS),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = consumers.start_consumer(db, WORKERS)
         try:
             yield System(
                 "jupyter_jobs (consumer process)",
@@ -127,8 +117,7 @@ def jupyter_jobs_consumer_process(tmp: Path) -> Iterator[System]:
                 result=lambda job: job.result(timeout=600),
             )
         finally:
-            proc.terminate()
-            proc.wait(60)
+            consumers.stop(proc)
 
 
 @contextlib.contextmanager
