@@ -387,6 +387,71 @@ def test_running_job_cannot_be_deleted_but_can_be_cancelled(api: Api) -> None:
     assert api.call("DELETE", path).code == 204
 
 
+ACTIONS = ("cancel", "retry", "delete")
+
+
+def act(api: Api, job_id: int, action: str) -> HTTPResponse:
+    """Ask for one action on a job through its REST route."""
+    path = f"jobs/api/jobs/{job_id}"
+    if action == "delete":
+        return api.call("DELETE", path)
+    return api.call("POST", f"{path}/{action}")
+
+
+def check_actions(api: Api, make: Any, expected: list[str]) -> None:
+    """On a fresh job from `make()` for each action: the job offers `expected`, every action it
+    offers succeeds, and every other one is refused with a 409."""
+    for action in ACTIONS:
+        job = make()
+        assert job["actions"] == expected, (job["status"], job["actions"])
+        response = act(api, job["id"], action)
+        if action in expected:
+            assert response.code in (200, 204), (job["status"], action, response.body)
+        else:
+            assert response.code == 409, (job["status"], action, response.code)
+            assert json.loads(response.body)["type"] == "IllegalTransition"
+        if job["status"] == "running":  # free the one worker for the next job
+            act(api, job["id"], "cancel")
+            api.wait(job["id"], "cancelled")
+
+
+def test_every_status_offers_exactly_the_actions_the_server_accepts(unstarted_api: Api) -> None:
+    api = unstarted_api
+    # Before the consumer starts, a queued job stays queued (never claimed).
+    check_actions(api, lambda: api.submit(jobfuncs.noop, hold=True), ["cancel", "delete"])
+    check_actions(api, lambda: api.submit(jobfuncs.noop), ["cancel", "delete"])
+    for job in api.json("GET", "jobs/api/jobs")["jobs"]:
+        act(api, job["id"], "delete")
+    api.run(api.serverapp.extension_manager.start_extension("jupyter_jobs"))
+
+    def running() -> Any:
+        return api.wait(api.submit(jobfuncs.sleep, 60)["id"], "running")
+
+    def ended(fn: Any, *args: Any, status: str) -> Any:
+        return api.wait(api.submit(fn, *args)["id"], status)
+
+    def cancelled() -> Any:
+        return api.json(
+            "POST", f"jobs/api/jobs/{api.submit(jobfuncs.noop, hold=True)['id']}/cancel"
+        )
+
+    check_actions(api, running, ["cancel"])
+    check_actions(api, lambda: ended(jobfuncs.noop, status="succeeded"), ["delete"])
+    check_actions(api, lambda: ended(jobfuncs.fail, "x", status="failed"), ["retry", "delete"])
+    check_actions(api, cancelled, ["retry", "delete"])
+
+
+def test_a_running_job_asked_to_cancel_offers_nothing_until_it_has_stopped(
+    api: Api, tmp_path: Path
+) -> None:
+    pidfile = str(tmp_path / "pid")
+    job = api.submit(jobfuncs.ignore_sigterm_and_sleep, pidfile, 60)
+    api.wait(job["id"], "running")
+    asked = api.json("POST", f"jobs/api/jobs/{job['id']}/cancel")
+    assert (asked["status"], asked["cancel_requested"], asked["actions"]) == ("running", True, [])
+    assert api.wait(job["id"], "cancelled")["actions"] == ["retry", "delete"]
+
+
 def test_clear_deletes_every_finished_job_and_no_active_one(api: Api) -> None:
     succeeded = api.submit(jobfuncs.noop)
     failed = api.submit(jobfuncs.fail, "boom")
