@@ -2,8 +2,9 @@
 
 Name, status (colour and word), progress bar with done/total and message, elapsed time and ETA,
 the last log lines (the full log in an accordion), Cancel or Retry when the job's `actions` offer
-them (`lifecycle.allowed_actions`, the rule the server applies), then the captured outputs (in an `Output` widget, so they
-render as in a cell; long prints cut to their tail) or the error with its traceback.
+them (`lifecycle.allowed_actions`, the rule the server applies), then the captured outputs (in
+an `Output` widget, so they render as in a cell; long prints cut to their tail) or the error
+with its traceback.
 
 The widget does not poll: the kernel's one `Poller` feeds it records from a background thread
 (ipywidgets sends trait changes as comm messages from any thread, so it moves while the kernel
