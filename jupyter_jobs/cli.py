@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from .errors import DatabaseNotFound, InvalidRequest, JobsError
+from .errors import DatabaseNotFound, InvalidRequest, JobsError, error_body
 from .models import Job, Status
 from .store import DEFAULT_RETENTION_DAYS, Store, default_db_path
 
@@ -386,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not as_json:
             raise
         # A bug or a failing disk: still JSON, in the REST API's shape for a 500.
-        error = {"error": f"{type(exc).__name__}: {exc}", "detail": None, "type": "InternalError"}
+        error = error_body(f"{type(exc).__name__}: {exc}", 500, "InternalError")
         print(json.dumps(error), file=sys.stderr)
         return 1
     finally:

@@ -150,11 +150,11 @@ def test_the_consumer_creates_a_missing_database(tmp_path):
 def test_errors_under_json_are_json_on_stderr(tmp_path, db_path, store, capsysbinary):
     code, out, err = run(capsysbinary, db_path, "show", "999", "--json")
     assert (code, out) == (2, "")
-    assert json.loads(err) == {"error": "no job with id 999", "detail": {"id": 999},
-                               "type": "JobNotFound"}  # fmt: skip
+    assert json.loads(err) == {"message": "no job with id 999", "reason": "Not Found",
+                               "type": "JobNotFound", "detail": {"id": 999}}  # fmt: skip
     code, out, err = run(capsysbinary, db_path, "show", "x", "--json")
     assert (code, out) == (2, "")
-    assert json.loads(err)["type"] == "InvalidRequest" and "job id" in json.loads(err)["error"]
+    assert json.loads(err)["type"] == "InvalidRequest" and "job id" in json.loads(err)["message"]
     code, out, err = run(capsysbinary, tmp_path / "missing.db", "list", "--json")
     assert (code, out, json.loads(err)["type"]) == (1, "", "DatabaseNotFound")
     code, _, err = run(capsysbinary, db_path, "show", "x")  # without --json: argparse's form

@@ -124,8 +124,8 @@ class Api:
         response = self.call(method, path, body, **kw)
         assert response.code == status, (response.code, response.body[:2000])
         data = json.loads(response.body)
-        assert set(data) == {"error", "detail", "type"}, data
-        assert data["error"], data
+        assert set(data) == {"message", "reason", "type", "detail"}, data
+        assert data["message"] and data["reason"], data
         return data
 
     def submit(self, fn: Any = jobfuncs.noop, *args: Any, status: int = 201, **spec: Any) -> Any:
@@ -288,7 +288,7 @@ def test_submit_multipart_runs_and_returns_the_result(api: Api) -> None:
 )
 def test_submit_bad_input_is_a_400_naming_the_problem(api: Api, body: Any, message: str) -> None:
     data = api.error("POST", "jobs/api/jobs", body, status=400)
-    assert message in data["error"]
+    assert message in data["message"]
     assert data["type"] == "InvalidRequest"
 
 
@@ -319,7 +319,7 @@ def test_multipart_bad_parts_are_400(api: Api) -> None:
         ([("spec", None, b"{}"), ("payload", "p", b"x"), ("more", None, b"1")], "more"),
     ]:
         body, headers["Content-Type"] = multipart(parts)
-        assert message in api.error("POST", "jobs/api/jobs", body, 400, headers=headers)["error"]
+        assert message in api.error("POST", "jobs/api/jobs", body, 400, headers=headers)["message"]
 
 
 def test_batch_submits_all_in_order_or_none(api: Api) -> None:
@@ -332,7 +332,7 @@ def test_batch_submits_all_in_order_or_none(api: Api) -> None:
     assert [j["id"] for j in jobs["jobs"]] == sorted(j["id"] for j in jobs["jobs"])
     before = api.json("GET", "jobs/api/stats")["counts"]["pending"]
     bad = {"items": [item(10), {"spec": {"priority": "x"}, "payload": ""}]}
-    assert "items[1]: " in api.error("POST", "jobs/api/jobs/batch", bad)["error"]
+    assert "items[1]: " in api.error("POST", "jobs/api/jobs/batch", bad)["message"]
     assert api.json("GET", "jobs/api/stats")["counts"]["pending"] == before
     api.error("POST", "jobs/api/jobs/batch", {"items": []})
     api.error("POST", "jobs/api/jobs/batch", {"items": [item(1)], "x": 1})
@@ -349,7 +349,7 @@ def test_bad_ids_are_400(api: Api, bad: str) -> None:
         if "jobs/1" in path:
             bad_path = path.replace("jobs/1", f"jobs/{bad}")
             data = api.error(method, bad_path, body_for(method), status=400)
-            assert "invalid job id" in data["error"]
+            assert "invalid job id" in data["message"]
 
 
 def test_missing_jobs_are_404(api: Api) -> None:
@@ -381,7 +381,7 @@ def test_running_job_cannot_be_deleted_but_can_be_cancelled(api: Api) -> None:
     job = api.submit(jobfuncs.sleep, 60)
     api.wait(job["id"], "running")
     path = f"jobs/api/jobs/{job['id']}"
-    assert "cancel it first" in api.error("DELETE", path, status=409)["error"]
+    assert "cancel it first" in api.error("DELETE", path, status=409)["message"]
     assert api.json("POST", f"{path}/cancel")["cancel_requested"] is True
     assert api.wait(job["id"], "cancelled")["finished_at"] is not None
     assert api.call("DELETE", path).code == 204
