@@ -41,6 +41,18 @@ def test_list_and_show_as_tables_and_json(store, db_path, capsysbinary):
     assert code == 0 and json.loads(out)["name"] == "train model"
 
 
+def test_show_and_cancel_use_the_widgets_words_and_the_jobs_actions(store, db_path, capsysbinary):
+    job = store.enqueue(JobSpec(name="train"), b"p")
+    (claimed,) = store.claim("c1", 1, lease=60)
+    assert store.start(job.id, claimed.job.attempt)
+    code, out, _ = run(capsysbinary, db_path, "show", str(job.id))
+    assert code == 0 and "actions   cancel\n" in out
+    code, out, _ = run(capsysbinary, db_path, "cancel", str(job.id))
+    assert (code, out) == (0, f"job {job.id}: running (cancelling)\n")
+    code, out, _ = run(capsysbinary, db_path, "show", str(job.id))
+    assert "status    running (cancelling)\n" in out and "actions   -\n" in out
+
+
 def test_an_unknown_job_is_exit_2_with_a_message(db_path, capsysbinary):
     Store(db_path).close()
     code, _, err = run(capsysbinary, db_path, "show", "999")

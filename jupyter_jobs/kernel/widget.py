@@ -36,6 +36,7 @@ import dill
 import ipywidgets as widgets
 from IPython.display import display, publish_display_data, update_display
 
+from .. import wording
 from ..errors import JobsError, ResultNotReady
 from ..lifecycle import Action
 from ..models import Job as JobRecord
@@ -302,7 +303,7 @@ class JobWidget:
         elif status is Status.SUCCEEDED:
             self.bar.max, self.bar.value = 1.0, 1.0
         self.bar.bar_style = render.BAR_STYLES.get(status, "")
-        self.bar_label.value = render.progress_text(record)
+        self.bar_label.value = wording.progress_text(record)
         if Action.CANCEL in record.actions:
             self.action.description, self.action.icon = "Cancel", "stop"
             self.action.layout.display = ""
