@@ -175,7 +175,7 @@ export function registerCommands(context: ICommandContext): void {
       act(trans.__('Could not clear the finished jobs'), async () => {
         const { total, parts } = finishedCounts(model.totals);
         const which = parts
-          .map(([status, count]) => `${count} ${status}`)
+          .map(([status, count]) => `${count} ${statusWord(status, trans)}`)
           .join(', ');
         if (
           await confirm(
