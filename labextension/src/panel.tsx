@@ -176,8 +176,8 @@ function SearchBox(props: {
     <input
       className="jp-JobsPanel-search jp-mod-styled"
       type="search"
-      placeholder={trans.__('Search jobs by name')}
-      aria-label={trans.__('Search jobs by name')}
+      placeholder={trans.__('Search by name or notebook')}
+      aria-label={trans.__('Search jobs by name or notebook')}
       value={text}
       onChange={event => setText(event.target.value)}
     />
