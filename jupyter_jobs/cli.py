@@ -21,7 +21,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from .errors import DatabaseNotFound, InvalidRequest, JobsError
+from . import wording
+from .errors import DatabaseNotFound, InvalidRequest, JobsError, error_body
 from .models import Job, Status
 from .store import DEFAULT_RETENTION_DAYS, Store, default_db_path
 
@@ -58,19 +59,8 @@ def _when(ts: float | None) -> str:
 
 
 def _elapsed(job: Job) -> str:
-    if job.started_at is None:
-        return "-"
-    seconds = (job.finished_at or time.time()) - job.started_at
-    return f"{seconds:.1f}s"
-
-
-def _progress(job: Job) -> str:
-    p = job.progress
-    if p is None:
-        return "-"
-    if p.total:
-        return f"{p.done:g}/{p.total:g}"
-    return f"{p.done:g}"
+    seconds = wording.elapsed(job)
+    return "-" if seconds is None else wording.duration(seconds)
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
@@ -84,23 +74,17 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def _describe(job: Job) -> str:
-    status = job.status.value + (f" ({job.reason.value})" if job.reason else "")
-    if job.cancel_requested and not job.finished:
-        status += " (cancel requested)"
     fields = [
         ("id", str(job.id)),
         ("name", job.name),
         ("kind", job.kind.value),
         ("owner", job.owner or "-"),
-        ("status", status),
+        ("status", wording.status_word(job)),
         ("attempt", f"{job.attempt} (retries allowed: {job.retries})"),
+        ("actions", ", ".join(job.actions) or "-"),
         ("priority", str(job.priority)),
         ("after", ", ".join(map(str, job.after)) or "-"),
-        (
-            "progress",
-            _progress(job)
-            + (f"  {job.progress.message}" if job.progress and job.progress.message else ""),
-        ),
+        ("progress", wording.progress_text(job) or "-"),
         ("created", _when(job.created_at)),
         ("started", _when(job.started_at)),
         ("finished", _when(job.finished_at)),
@@ -145,7 +129,7 @@ def cmd_list(store: Store, args: argparse.Namespace) -> int:
             j.name[:40],
             j.status.value,
             (j.reason.value if j.reason else ""),
-            _progress(j),
+            wording.progress_count(j) or "-",
             _elapsed(j),
             _when(j.created_at),
             (j.owner or "")[:40],
@@ -210,12 +194,11 @@ def cmd_logs(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(store: Store, args: argparse.Namespace) -> int:
-    job = store.request_cancel(args.id)
-    return _report(job, args, "cancel requested" if not job.finished else "cancelled")
+    return _report(store.request_cancel(args.id), args)
 
 
 def cmd_retry(store: Store, args: argparse.Namespace) -> int:
-    return _report(store.retry(args.id), args, "queued again")
+    return _report(store.retry(args.id), args)
 
 
 def cmd_rm(store: Store, args: argparse.Namespace) -> int:
@@ -251,11 +234,11 @@ def cmd_gc(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(job: Job, args: argparse.Namespace, what: str) -> int:
+def _report(job: Job, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(job.to_json())
     else:
-        print(f"job {job.id}: {what} (status {job.status.value})")
+        print(f"job {job.id}: {wording.status_word(job)}")
     return 0
 
 
@@ -386,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not as_json:
             raise
         # A bug or a failing disk: still JSON, in the REST API's shape for a 500.
-        error = {"error": f"{type(exc).__name__}: {exc}", "detail": None, "type": "InternalError"}
+        error = error_body(f"{type(exc).__name__}: {exc}", 500, "InternalError")
         print(json.dumps(error), file=sys.stderr)
         return 1
     finally:

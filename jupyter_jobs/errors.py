@@ -1,12 +1,14 @@
 """Every error jupyter_jobs raises on purpose, each with the HTTP status it maps to.
 
-Handlers turn these into JSON `{"error": ..., "detail": ...}` responses in one place (by
-`http_status`), the CLI into a message and a non-zero exit, the kernel client back into the same
-types, so a caller catches one type whatever path the job took.
+Handlers turn these into JSON responses in jupyter_server's error shape, `{"message", "reason"}`
+plus `type` and `detail` (`JobsError.to_json`), in one place (by `http_status`); the CLI into a
+message and a non-zero exit; the kernel client back into the same types, so a caller catches
+one type whatever path the job took.
 """
 
 from __future__ import annotations
 
+from http.client import responses
 from typing import Any
 
 from .models import Status
@@ -23,7 +25,19 @@ class JobsError(Exception):
         self.detail = detail
 
     def to_json(self) -> dict[str, Any]:
-        return {"error": self.message, "detail": self.detail, "type": type(self).__name__}
+        """The error body of the REST API (and of `jupyter jobs --json`).
+
+        jupyter_server's shape (`message`, and `reason`: the HTTP reason phrase), so that
+        JupyterLab's `ServerConnection.ResponseError` reads it as it reads the server's own
+        errors; plus `type` (the class, which the kernel client raises again) and `detail`.
+        """
+        return error_body(self.message, self.http_status, type(self).__name__, self.detail)
+
+
+def error_body(message: str, status: int, type_: str, detail: Any = None) -> dict[str, Any]:
+    """An error response's JSON, for errors that are not `JobsError`s too (tornado's, bugs)."""
+    reason = responses.get(status, "Unknown Error")
+    return {"message": message, "reason": reason, "type": type_, "detail": detail}
 
 
 class InvalidRequest(JobsError):

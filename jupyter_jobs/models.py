@@ -281,6 +281,14 @@ class Job:
         job, one waiting for a retry included."""
         return self.status is Status.QUEUED and self.lease_until is not None
 
+    @property
+    def actions(self) -> list[str]:
+        """What a user may ask of the job now (`lifecycle.allowed_actions`): every front end
+        offers these, and only these."""
+        from .lifecycle import allowed_actions
+
+        return allowed_actions(self)
+
     def to_json(self) -> dict[str, Any]:
         """The JSON shape used by REST responses, events and `jupyter jobs --json`.
 
@@ -295,6 +303,7 @@ class Job:
         data["kind"] = self.kind.value
         data["status"] = self.status.value
         data["reason"] = self.reason.value if self.reason else None
+        data["actions"] = self.actions
         return data
 
     @classmethod

@@ -7,7 +7,15 @@ import jupyterPlugin from '@jupyter/eslint-plugin';
 
 export default defineConfig([
   {
-    ignores: ['node_modules', 'lib', 'coverage', '**/*.js', '**/*.d.ts']
+    ignores: [
+      'node_modules',
+      'lib',
+      'coverage',
+      '**/*.js',
+      '**/*.d.ts',
+      // Generated from openapi.yaml by `npm run build:types`.
+      'src/openapi.ts'
+    ]
   },
   js.configs.recommended,
   tseslint.configs.recommended,

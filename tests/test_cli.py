@@ -41,6 +41,18 @@ def test_list_and_show_as_tables_and_json(store, db_path, capsysbinary):
     assert code == 0 and json.loads(out)["name"] == "train model"
 
 
+def test_show_and_cancel_use_the_widgets_words_and_the_jobs_actions(store, db_path, capsysbinary):
+    job = store.enqueue(JobSpec(name="train"), b"p")
+    (claimed,) = store.claim("c1", 1, lease=60)
+    assert store.start(job.id, claimed.job.attempt)
+    code, out, _ = run(capsysbinary, db_path, "show", str(job.id))
+    assert code == 0 and "actions   cancel\n" in out
+    code, out, _ = run(capsysbinary, db_path, "cancel", str(job.id))
+    assert (code, out) == (0, f"job {job.id}: running (cancelling)\n")
+    code, out, _ = run(capsysbinary, db_path, "show", str(job.id))
+    assert "status    running (cancelling)\n" in out and "actions   -\n" in out
+
+
 def test_an_unknown_job_is_exit_2_with_a_message(db_path, capsysbinary):
     Store(db_path).close()
     code, _, err = run(capsysbinary, db_path, "show", "999")
@@ -150,11 +162,11 @@ def test_the_consumer_creates_a_missing_database(tmp_path):
 def test_errors_under_json_are_json_on_stderr(tmp_path, db_path, store, capsysbinary):
     code, out, err = run(capsysbinary, db_path, "show", "999", "--json")
     assert (code, out) == (2, "")
-    assert json.loads(err) == {"error": "no job with id 999", "detail": {"id": 999},
-                               "type": "JobNotFound"}  # fmt: skip
+    assert json.loads(err) == {"message": "no job with id 999", "reason": "Not Found",
+                               "type": "JobNotFound", "detail": {"id": 999}}  # fmt: skip
     code, out, err = run(capsysbinary, db_path, "show", "x", "--json")
     assert (code, out) == (2, "")
-    assert json.loads(err)["type"] == "InvalidRequest" and "job id" in json.loads(err)["error"]
+    assert json.loads(err)["type"] == "InvalidRequest" and "job id" in json.loads(err)["message"]
     code, out, err = run(capsysbinary, tmp_path / "missing.db", "list", "--json")
     assert (code, out, json.loads(err)["type"]) == (1, "", "DatabaseNotFound")
     code, _, err = run(capsysbinary, db_path, "show", "x")  # without --json: argparse's form

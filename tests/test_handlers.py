@@ -124,8 +124,8 @@ class Api:
         response = self.call(method, path, body, **kw)
         assert response.code == status, (response.code, response.body[:2000])
         data = json.loads(response.body)
-        assert set(data) == {"error", "detail", "type"}, data
-        assert data["error"], data
+        assert set(data) == {"message", "reason", "type", "detail"}, data
+        assert data["message"] and data["reason"], data
         return data
 
     def submit(self, fn: Any = jobfuncs.noop, *args: Any, status: int = 201, **spec: Any) -> Any:
@@ -292,7 +292,7 @@ def test_submit_multipart_runs_and_returns_the_result(api: Api) -> None:
 )
 def test_submit_bad_input_is_a_400_naming_the_problem(api: Api, body: Any, message: str) -> None:
     data = api.error("POST", "jobs/api/jobs", body, status=400)
-    assert message in data["error"]
+    assert message in data["message"]
     assert data["type"] == "InvalidRequest"
 
 
@@ -323,7 +323,7 @@ def test_multipart_bad_parts_are_400(api: Api) -> None:
         ([("spec", None, b"{}"), ("payload", "p", b"x"), ("more", None, b"1")], "more"),
     ]:
         body, headers["Content-Type"] = multipart(parts)
-        assert message in api.error("POST", "jobs/api/jobs", body, 400, headers=headers)["error"]
+        assert message in api.error("POST", "jobs/api/jobs", body, 400, headers=headers)["message"]
 
 
 def test_batch_submits_all_in_order_or_none(api: Api) -> None:
@@ -339,7 +339,7 @@ def test_batch_submits_all_in_order_or_none(api: Api) -> None:
     bad = {"items": [item(10), {"spec": {"priority": "x"}, "payload": ""}, item(11), nan]}
     body = json.dumps(bad).replace("NaN", "1e999")  # what a client sends for an overflow
     data = api.error("POST", "jobs/api/jobs/batch", body)
-    assert data["error"].startswith("2 of 4 items are invalid, none was submitted: items[1]: ")
+    assert data["message"].startswith("2 of 4 items are invalid, none was submitted: items[1]: ")
     assert list(data["detail"]["items"]) == ["1", "3"]
     assert "retry_delay" in data["detail"]["items"]["3"]
     assert api.json("GET", "jobs/api/stats")["counts"]["pending"] == before
@@ -358,7 +358,7 @@ def test_bad_ids_are_400(api: Api, bad: str) -> None:
         if "jobs/1" in path:
             bad_path = path.replace("jobs/1", f"jobs/{bad}")
             data = api.error(method, bad_path, body_for(method), status=400)
-            assert "invalid job id" in data["error"]
+            assert "invalid job id" in data["message"]
 
 
 def test_missing_jobs_are_404(api: Api) -> None:
@@ -390,10 +390,75 @@ def test_running_job_cannot_be_deleted_but_can_be_cancelled(api: Api) -> None:
     job = api.submit(jobfuncs.sleep, 60)
     api.wait(job["id"], "running")
     path = f"jobs/api/jobs/{job['id']}"
-    assert "cancel it first" in api.error("DELETE", path, status=409)["error"]
+    assert "cancel it first" in api.error("DELETE", path, status=409)["message"]
     assert api.json("POST", f"{path}/cancel")["cancel_requested"] is True
     assert api.wait(job["id"], "cancelled")["finished_at"] is not None
     assert api.call("DELETE", path).code == 204
+
+
+ACTIONS = ("cancel", "retry", "delete")
+
+
+def act(api: Api, job_id: int, action: str) -> HTTPResponse:
+    """Ask for one action on a job through its REST route."""
+    path = f"jobs/api/jobs/{job_id}"
+    if action == "delete":
+        return api.call("DELETE", path)
+    return api.call("POST", f"{path}/{action}")
+
+
+def check_actions(api: Api, make: Any, expected: list[str]) -> None:
+    """On a fresh job from `make()` for each action: the job offers `expected`, every action it
+    offers succeeds, and every other one is refused with a 409."""
+    for action in ACTIONS:
+        job = make()
+        assert job["actions"] == expected, (job["status"], job["actions"])
+        response = act(api, job["id"], action)
+        if action in expected:
+            assert response.code in (200, 204), (job["status"], action, response.body)
+        else:
+            assert response.code == 409, (job["status"], action, response.code)
+            assert json.loads(response.body)["type"] == "IllegalTransition"
+        if job["status"] == "running":  # free the one worker for the next job
+            act(api, job["id"], "cancel")
+            api.wait(job["id"], "cancelled")
+
+
+def test_every_status_offers_exactly_the_actions_the_server_accepts(unstarted_api: Api) -> None:
+    api = unstarted_api
+    # Before the consumer starts, a queued job stays queued (never claimed).
+    check_actions(api, lambda: api.submit(jobfuncs.noop, hold=True), ["cancel", "delete"])
+    check_actions(api, lambda: api.submit(jobfuncs.noop), ["cancel", "delete"])
+    for job in api.json("GET", "jobs/api/jobs")["jobs"]:
+        act(api, job["id"], "delete")
+    api.run(api.serverapp.extension_manager.start_extension("jupyter_jobs"))
+
+    def running() -> Any:
+        return api.wait(api.submit(jobfuncs.sleep, 60)["id"], "running")
+
+    def ended(fn: Any, *args: Any, status: str) -> Any:
+        return api.wait(api.submit(fn, *args)["id"], status)
+
+    def cancelled() -> Any:
+        return api.json(
+            "POST", f"jobs/api/jobs/{api.submit(jobfuncs.noop, hold=True)['id']}/cancel"
+        )
+
+    check_actions(api, running, ["cancel"])
+    check_actions(api, lambda: ended(jobfuncs.noop, status="succeeded"), ["delete"])
+    check_actions(api, lambda: ended(jobfuncs.fail, "x", status="failed"), ["retry", "delete"])
+    check_actions(api, cancelled, ["retry", "delete"])
+
+
+def test_a_running_job_asked_to_cancel_offers_nothing_until_it_has_stopped(
+    api: Api, tmp_path: Path
+) -> None:
+    pidfile = str(tmp_path / "pid")
+    job = api.submit(jobfuncs.ignore_sigterm_and_sleep, pidfile, 60)
+    api.wait(job["id"], "running")
+    asked = api.json("POST", f"jobs/api/jobs/{job['id']}/cancel")
+    assert (asked["status"], asked["cancel_requested"], asked["actions"]) == ("running", True, [])
+    assert api.wait(job["id"], "cancelled")["actions"] == ["retry", "delete"]
 
 
 def test_clear_deletes_every_finished_job_and_no_active_one(api: Api) -> None:

@@ -155,7 +155,8 @@ def test_job_not_found_keeps_the_id():
 
 
 def test_unknown_error_types_fall_back_on_the_status():
-    exc = error_from_response(json_response(409, {"error": "nope", "type": "Weird"}), "x")
+    body = {"message": "nope", "reason": "Conflict", "type": "Weird"}
+    exc = error_from_response(json_response(409, body), "x")
     assert type(exc) is errors.IllegalTransition
 
 

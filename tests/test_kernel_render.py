@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jupyter_jobs.kernel import render
-from jupyter_jobs.models import Job, JobError, Kind, Progress, Reason, Status
+from jupyter_jobs.models import Job, JobError, Kind, Progress, Status
 
 EVIL = "<script>alert('x')</script>"
 
@@ -31,39 +31,6 @@ def test_names_separated_from_a_changed_array_are_named_in_text_and_html():
     report = {"set": ["x2"], "separated": {"half": "still views 'x2' as it was before the job"}}
     assert "half separated: still views 'x2'" in render.names_text(report, 3)[1]
     assert "<code>half</code> separated" in render.names_html(report, 3)
-
-
-def test_status_words_say_why():
-    assert render.status_word(record(status=Status.FAILED, reason=Reason.TIMEOUT)) == (
-        "failed (timeout)"
-    )
-    assert render.status_word(record(cancel_requested=True)) == "running (cancelling)"
-    assert render.status_word(record(attempt=2)) == "running, attempt 2"
-
-
-def test_elapsed_and_eta_come_from_progress():
-    r = record(started_at=100.0, progress=Progress(done=25, total=100))
-    assert render.elapsed(r, now=110.0) == 10.0
-    assert render.eta(r, now=110.0) == 30.0  # a quarter took 10 s: three quarters left
-    assert render.timing(r, now=110.0) == "#7 · 10 s elapsed · ETA 30 s"
-    done = record(status=Status.SUCCEEDED, started_at=100.0, finished_at=104.0)
-    assert render.eta(done, now=200.0) is None
-    assert render.timing(done, now=200.0) == "#7 · took 4.0 s"
-    queued = record(status=Status.QUEUED, created_at=100.0)
-    assert render.timing(queued, now=102.0) == "#7 · submitted 2.0 s ago"
-
-
-def test_durations_read_like_a_person_would_say_them():
-    assert render.duration(0.42) == "0.4 s"
-    assert render.duration(42) == "42 s"
-    assert render.duration(185) == "3 min 05 s"
-    assert render.duration(7380) == "2 h 03 min"
-
-
-def test_progress_text():
-    assert render.progress_text(record(progress=Progress(3, 10, "loading"))) == "3/10 · loading"
-    assert render.progress_text(record(progress=Progress(3))) == "3"
-    assert render.progress_text(record()) == ""
 
 
 def test_the_error_becomes_an_error_output_like_a_cells():

@@ -257,7 +257,7 @@ def error_from_response(response: Response, what: str) -> JobsError:
         data = response.json()
     except ValueError:
         data = None
-    if isinstance(data, dict) and "error" in data:
+    if isinstance(data, dict) and "type" in data and "message" in data:
         cls = _ERROR_TYPES.get(str(data.get("type")))
         cls = cls or _ERROR_BY_STATUS.get(response.status, JobsError)
         detail = data.get("detail")
@@ -266,7 +266,7 @@ def error_from_response(response: Response, what: str) -> JobsError:
             return JobNotFound(job_id if job_id is not None else "?")
         if cls in (errors.JobFailed, errors.JobCancelled):
             cls = JobsError  # only raised from a record, never received as an HTTP error
-        return cls(str(data["error"]), detail)
+        return cls(str(data["message"]), detail)
     text = response.body[:300].decode("utf-8", errors="replace")
     if isinstance(data, dict) and "message" in data:  # jupyter_server's own error pages
         text = str(data["message"])

@@ -28,7 +28,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from IPython.utils.process import arg_split
 
-from .. import display_options, figures, rng
+from .. import display_options, figures, rng, wording
 from ..errors import (
     IllegalTransition,
     InvalidRequest,
@@ -323,7 +323,7 @@ class JobMagics(Magics):
                 print(job.logs(), end="")
             elif sub == "cancel":
                 job.cancel()
-                print(f"job {job_id}: {render.status_word(job.refresh())}")
+                print(f"job {job_id}: {wording.status_word(job.refresh())}")
             elif sub == "retry":
                 self._follow(job.retry())
             elif sub == "result":
@@ -418,9 +418,9 @@ def jobs_table(records: list[Any]) -> dict[str, str]:
         (
             str(r.id),
             r.name,
-            render.status_word(r),
-            render.progress_text(r),
-            " · ".join(render.timing_parts(r)),
+            wording.status_word(r),
+            wording.progress_text(r),
+            " · ".join(wording.timing_parts(r)),
             r.owner,
         )
         for r in records

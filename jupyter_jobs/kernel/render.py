@@ -1,20 +1,21 @@
 """A job's state as HTML and text: the widget's header, and the static view a saved notebook keeps.
 
 Pure functions of a record (plus outputs, log lines and the namespace report), so the live widget
-and the kernel-free rendering cannot drift apart. Every piece of job-provided text (names,
-messages, logs, tracebacks) is escaped here, in one place.
+and the kernel-free rendering cannot drift apart. The words themselves (status, durations,
+progress) come from `jupyter_jobs.wording`, which the CLI and `%jobs` use too. Every piece of
+job-provided text (names, messages, logs, tracebacks) is escaped here, in one place.
 """
 
 from __future__ import annotations
 
 import html
 import re
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..models import Job as JobRecord
 from ..models import Status
+from ..wording import progress_text, status_word, timing
 
 COLOURS = {
     Status.PENDING: "#8a8a8a",
@@ -42,75 +43,6 @@ STREAM_TAIL_CHARS = 16 * 2**10
 def strip_ansi(text: str) -> str:
     """Tracebacks from IPython carry colour codes; HTML and plain text want them gone."""
     return _ANSI.sub("", text)
-
-
-def duration(seconds: float) -> str:
-    """`0.4 s`, `12 s`, `3 min 05 s`, `2 h 03 min`."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def status_word(record: JobRecord) -> str:
-    """The status, with what qualifies it: `failed (timeout)`, `running (cancelling)`."""
-    word = record.status.value
-    if record.reason is not None:
-        word += f" ({record.reason.value})"
-    elif record.cancel_requested and not record.finished:
-        word += " (cancelling)"
-    if record.attempt > 1:
-        word += f", attempt {record.attempt}"
-    return word
-
-
-def elapsed(record: JobRecord, now: float | None = None) -> float | None:
-    """Seconds the current attempt has run (to its end once finished), None before it starts."""
-    if record.started_at is None:
-        return None
-    end = record.finished_at if record.finished_at is not None else (now or time.time())
-    return max(0.0, end - record.started_at)
-
-
-def eta(record: JobRecord, now: float | None = None) -> float | None:
-    """Seconds left, extrapolated from progress so far; None when it cannot be told."""
-    p = record.progress
-    spent = elapsed(record, now)
-    if record.status is not Status.RUNNING or not p or not p.total or not p.done or not spent:
-        return None
-    return spent * (p.total - p.done) / p.done
-
-
-def timing_parts(record: JobRecord, now: float | None = None) -> list[str]:
-    """`["3.2 s elapsed", "ETA 10 s"]`, `["took 4.1 s"]`, `["submitted 2 s ago"]`."""
-    spent = elapsed(record, now)
-    if record.finished and spent is not None:
-        return [f"took {duration(spent)}"]
-    if spent is not None:
-        left = eta(record, now)
-        return [f"{duration(spent)} elapsed"] + ([f"ETA {duration(left)}"] if left else [])
-    if record.created_at:
-        return [f"submitted {duration(max(0.0, (now or time.time()) - record.created_at))} ago"]
-    return []
-
-
-def timing(record: JobRecord, now: float | None = None) -> str:
-    """`#12 · 3.2 s elapsed · ETA 10 s`."""
-    return " · ".join([f"#{record.id}", *timing_parts(record, now)])
-
-
-def progress_text(record: JobRecord) -> str:
-    """`40/100 · loading data` (or just the message, or '')."""
-    p = record.progress
-    if p is None:
-        return ""
-    count = f"{p.done:g}/{p.total:g}" if p.total else f"{p.done:g}"
-    return f"{count} · {p.message}" if p.message else count
 
 
 def header_html(record: JobRecord, now: float | None = None) -> str:

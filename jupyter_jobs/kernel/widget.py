@@ -1,9 +1,10 @@
 """`JobWidget`: a job's live view in a notebook, made of standard ipywidgets only.
 
 Name, status (colour and word), progress bar with done/total and message, elapsed time and ETA,
-the last log lines (the full log in an accordion), Cancel while the job can be cancelled, Retry
-once it failed or was cancelled, then the captured outputs (in an `Output` widget, so they
-render as in a cell; long prints cut to their tail) or the error with its traceback.
+the last log lines (the full log in an accordion), Cancel or Retry when the job's `actions` offer
+them (`lifecycle.allowed_actions`, the rule the server applies), then the captured outputs (in
+an `Output` widget, so they render as in a cell; long prints cut to their tail) or the error
+with its traceback.
 
 The widget does not poll: the kernel's one `Poller` feeds it records from a background thread
 (ipywidgets sends trait changes as comm messages from any thread, so it moves while the kernel
@@ -35,9 +36,11 @@ import dill
 import ipywidgets as widgets
 from IPython.display import display, publish_display_data, update_display
 
+from .. import wording
 from ..errors import JobsError, ResultNotReady
+from ..lifecycle import Action
 from ..models import Job as JobRecord
-from ..models import Status, can_move
+from ..models import Status
 from . import render
 
 if TYPE_CHECKING:
@@ -84,12 +87,6 @@ def _ending(record: JobRecord) -> tuple[int, float | None]:
 
 #: Ends after which a cell's names come back: a failed cell keeps what it set before the error.
 _SENDS_NAMES = (Status.SUCCEEDED, Status.FAILED)
-
-
-def can_retry(record: JobRecord) -> bool:
-    """Whether the job may run again: the store's transition table says so (failed or
-    cancelled), wherever the retry comes from."""
-    return record.finished and can_move(record.status, Status.QUEUED)
 
 
 def complete_now(job_id: int) -> None:
@@ -207,7 +204,7 @@ class JobWidget:
 
     def _follow(self, record: JobRecord) -> None:
         """Keep getting the job's records while it runs, or while it may run again."""
-        if not record.finished or can_retry(record):
+        if not record.finished or Action.RETRY in record.actions:
             self.job.backend.poller.watch(self.job.id, self)
 
     def _bundle(self) -> dict[str, Any]:
@@ -306,11 +303,11 @@ class JobWidget:
         elif status is Status.SUCCEEDED:
             self.bar.max, self.bar.value = 1.0, 1.0
         self.bar.bar_style = render.BAR_STYLES.get(status, "")
-        self.bar_label.value = render.progress_text(record)
-        if not record.finished and not record.cancel_requested:
+        self.bar_label.value = wording.progress_text(record)
+        if Action.CANCEL in record.actions:
             self.action.description, self.action.icon = "Cancel", "stop"
             self.action.layout.display = ""
-        elif can_retry(record):
+        elif Action.RETRY in record.actions:
             self.action.description, self.action.icon = "Retry", "redo"
             self.action.layout.display = ""
         else:
@@ -473,9 +470,9 @@ class JobWidget:
     # --- the button --------------------------------------------------------------------------
 
     def _on_action(self) -> None:
-        if can_retry(self.record):
+        if Action.RETRY in self.record.actions:
             self._retry()
-        elif not self.record.finished:
+        elif Action.CANCEL in self.record.actions:
             self.job.cancel()
             self._render(self.job.record)
 

@@ -40,6 +40,7 @@ def event_data(change: Change) -> dict[str, Any]:
         "reason": job.reason.value if job.reason is not None else None,
         "attempt": job.attempt,
         "progress": progress,
+        "actions": [] if change.what == "deleted" else job.actions,
     }
 
 

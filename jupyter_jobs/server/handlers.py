@@ -2,7 +2,8 @@
 
 Every method is authenticated and authorized by jupyter_server (resource "jobs"). Errors are
 mapped in one place, `JobsHandler.write_error`: a `JobsError` becomes its `http_status` with the
-JSON body `{"error", "detail", "type"}`; tornado's own HTTP errors take the same shape. While the
+JSON body `{"message", "reason", "type", "detail"}` (jupyter_server's `APIHandler` shape, plus
+type and detail); tornado's own HTTP errors take the same shape. While the
 server stops, `prepare` answers every request 503 (`ShuttingDown`). Blocking work (SQLite, files,
 large JSON and base64) runs in the app's thread pool, never on the loop.
 The server never unpickles anything: result bytes are served as they were stored.
@@ -22,7 +23,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from ..errors import JobsError, ResultNotReady
+from ..errors import JobsError, ResultNotReady, error_body
 from ..models import Job
 from . import parsing, service
 
@@ -77,18 +78,17 @@ class JobsHandler(ExtensionHandlerMixin, APIHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """The one place errors become HTTP responses."""
         error = kwargs.get("exc_info", (None, None, None))[1]
+        self.set_header("Content-Type", "application/json")
         if isinstance(error, JobsError):
             self.set_status(error.http_status)
             body = error.to_json()
         elif isinstance(error, web.HTTPError):
             message = error.log_message % error.args if error.log_message else None
-            body = {
-                "error": message or responses.get(status_code, "error"),
-                "detail": None,
-                "type": "HTTPError",
-            }
+            body = error_body(
+                message or responses.get(status_code, "error"), status_code, "HTTPError"
+            )
         else:
-            body = {"error": "internal server error", "detail": None, "type": "InternalError"}
+            body = error_body("internal server error", status_code, "InternalError")
         self.finish(json.dumps(body))
 
 

@@ -9,7 +9,6 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import type {
-  IErrorBody,
   IJob,
   IJobPage,
   ILogChunk,
@@ -29,33 +28,6 @@ export interface IListQuery {
   q?: string;
   limit?: number;
   cursor?: string | null;
-}
-
-/**
- * An error answered by the jobs API: keeps the server's message, error type and detail so the
- * UI can say what went wrong ("job 4 is running: cancel it first") instead of "409".
- */
-export class JobsApiError extends ServerConnection.ResponseError {
-  /** The error class name on the server, e.g. `IllegalTransition`. */
-  readonly type: string;
-  /** The structured detail the server attached, if any. */
-  readonly detail: unknown;
-
-  constructor(
-    response: Response,
-    message: string,
-    type: string,
-    detail: unknown
-  ) {
-    super(response, message);
-    this.type = type;
-    this.detail = detail;
-  }
-
-  /** The HTTP status code. */
-  get status(): number {
-    return this.response.status;
-  }
 }
 
 /** Build `base + path + ?query`, leaving out empty parameters. */
@@ -173,7 +145,9 @@ export class JobsClient {
       this.serverSettings
     );
     if (!response.ok) {
-      throw await errorFrom(response);
+      // The server answers errors in jupyter_server's shape (`message`, `reason`, plus `type`
+      // and `detail`): JupyterLab's own error type reads them, no decoder of ours needed.
+      throw await ServerConnection.ResponseError.create(response);
     }
     return response;
   }
@@ -186,38 +160,4 @@ export namespace JobsClient {
     /** Defaults to `ServerConnection.makeSettings()`. */
     serverSettings?: ServerConnection.ISettings;
   }
-}
-
-/**
- * Turn an error response into a `JobsApiError`. A body that is not the API's JSON error (a proxy
- * page, an empty 502) still gives a message that names the status and the start of the body.
- */
-export async function errorFrom(response: Response): Promise<JobsApiError> {
-  const text = await response.text();
-  let body: Partial<IErrorBody> | null = null;
-  try {
-    const parsed = JSON.parse(text);
-    body = parsed && typeof parsed === 'object' ? parsed : null;
-  } catch {
-    body = null;
-  }
-  if (body && typeof body.error === 'string') {
-    return new JobsApiError(
-      response,
-      body.error,
-      typeof body.type === 'string' ? body.type : 'JobsError',
-      body.detail ?? null
-    );
-  }
-  // jupyter_server's own errors (403, 404 for an unknown route) use "message".
-  const message =
-    body && typeof (body as any).message === 'string'
-      ? (body as any).message
-      : text.trim().slice(0, 200);
-  return new JobsApiError(
-    response,
-    `${response.status} ${response.statusText}${message ? `: ${message}` : ''}`,
-    'HTTPError',
-    null
-  );
 }

@@ -10,10 +10,9 @@ import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { CommandRegistry } from '@lumino/commands';
 
-import { finishedCounts } from './format';
+import { finishedCounts, statusWord } from './format';
 import { JobsModel } from './model';
-import type { IJob } from './types';
-import { ACTIVE_STATUSES } from './types';
+import type { Action, IJob } from './types';
 
 /** Command ids. */
 export namespace CommandIDs {
@@ -76,6 +75,7 @@ export function registerCommands(context: ICommandContext): void {
     label: trans.__('Cancel Job'),
     caption: trans.__('Stop the job (a running job is killed)'),
     describedBy: JOB_ARGS,
+    isEnabled: args => offers(model, args, 'cancel'),
     execute: args =>
       act(trans.__('Could not cancel the job'), async () => {
         const job = await loadJob(model, jobId(args));
@@ -102,6 +102,7 @@ export function registerCommands(context: ICommandContext): void {
     label: trans.__('Retry Job'),
     caption: trans.__('Queue the job again'),
     describedBy: JOB_ARGS,
+    isEnabled: args => offers(model, args, 'retry'),
     execute: args =>
       act(trans.__('Could not retry the job'), async () => {
         model.upsert(await model.client.retry(jobId(args)));
@@ -112,16 +113,17 @@ export function registerCommands(context: ICommandContext): void {
     label: trans.__('Delete Job'),
     caption: trans.__('Delete the job with its log, result and outputs'),
     describedBy: JOB_ARGS,
+    isEnabled: args => offers(model, args, 'delete'),
     execute: args =>
       act(trans.__('Could not delete the job'), async () => {
         const job = await loadJob(model, jobId(args));
-        if (ACTIVE_STATUSES.has(job.status)) {
+        if (!job.actions.includes('delete')) {
           throw new Error(
             trans.__(
               'Job %1 “%2” is %3: cancel it before deleting it.',
               job.id,
               job.name,
-              job.status
+              statusWord(job.status, trans)
             )
           );
         }
@@ -173,7 +175,7 @@ export function registerCommands(context: ICommandContext): void {
       act(trans.__('Could not clear the finished jobs'), async () => {
         const { total, parts } = finishedCounts(model.totals);
         const which = parts
-          .map(([status, count]) => `${count} ${status}`)
+          .map(([status, count]) => `${count} ${statusWord(status, trans)}`)
           .join(', ');
         if (
           await confirm(
@@ -208,6 +210,19 @@ function jobId(args: { [key: string]: unknown }): number {
     throw new Error(`a job command needs an integer "id", got ${args.id}`);
   }
   return id;
+}
+
+/**
+ * Whether the job a command names offers `action` (its `actions`, as the server decides them).
+ * A job the model does not hold is left to the server to judge.
+ */
+function offers(
+  model: JobsModel,
+  args: { [key: string]: unknown },
+  action: Action
+): boolean {
+  const job = model.get(Number(args.id));
+  return !job || job.actions.includes(action);
 }
 
 async function loadJob(model: JobsModel, id: number): Promise<IJob> {

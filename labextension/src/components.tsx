@@ -15,7 +15,6 @@ import * as React from 'react';
 
 import { CommandIDs } from './commands';
 import type { IJob } from './types';
-import { ACTIVE_STATUSES, RETRYABLE_STATUSES } from './types';
 
 /** A bar for the job's progress; indeterminate while it runs without a known total. */
 export function ProgressBar(props: {
@@ -56,7 +55,7 @@ export function ProgressBar(props: {
   );
 }
 
-/** The actions a job allows now: cancel while active, retry after a failure, delete when done. */
+/** A button for each action the job allows now: its `actions`, as the server decides them. */
 export function ActionButtons(props: {
   job: IJob;
   commands: CommandRegistry;
@@ -68,10 +67,9 @@ export function ActionButtons(props: {
     event.stopPropagation();
     void commands.execute(command, { id: job.id });
   };
-  const active = ACTIVE_STATUSES.has(job.status);
   return (
     <span className="jp-JobsPanel-actions">
-      {active && (
+      {job.actions.includes('cancel') && (
         <ActionButton
           text={trans.__('Cancel')}
           label={trans.__('Cancel job %1', job.id)}
@@ -80,7 +78,7 @@ export function ActionButtons(props: {
           onClick={run(CommandIDs.cancel)}
         />
       )}
-      {RETRYABLE_STATUSES.has(job.status) && (
+      {job.actions.includes('retry') && (
         <ActionButton
           text={trans.__('Retry')}
           label={trans.__('Retry job %1', job.id)}
@@ -89,7 +87,7 @@ export function ActionButtons(props: {
           onClick={run(CommandIDs.retry)}
         />
       )}
-      {!active && (
+      {job.actions.includes('delete') && (
         <ActionButton
           text={trans.__('Delete')}
           label={trans.__('Delete job %1', job.id)}

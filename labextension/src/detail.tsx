@@ -10,6 +10,7 @@
 import { ReactWidget } from '@jupyterlab/apputils';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ServerConnection } from '@jupyterlab/services';
 import {
   ITranslator,
   nullTranslator,
@@ -20,7 +21,6 @@ import { Poll } from '@lumino/polling';
 import { Panel, Widget } from '@lumino/widgets';
 import * as React from 'react';
 
-import { JobsApiError } from './client';
 import { CommandIDs } from './commands';
 import {
   elapsedSeconds,
@@ -29,7 +29,8 @@ import {
   notebookPath,
   progressFraction,
   progressLabel,
-  stripAnsi
+  stripAnsi,
+  statusText
 } from './format';
 import { JobsModel } from './model';
 import { ActionButtons, ProgressBar, useClock } from './components';
@@ -125,7 +126,10 @@ export class JobDetail extends Panel {
     try {
       job = await client.get(this.jobId);
     } catch (error) {
-      if (error instanceof JobsApiError && error.status === 404) {
+      if (
+        error instanceof ServerConnection.ResponseError &&
+        error.response.status === 404
+      ) {
         this._summary.setState({ job: this._job, gone: true, error: null });
         this._setActive(false);
         return;
@@ -149,7 +153,7 @@ export class JobDetail extends Panel {
     }
     this._job = job;
     this.title.label = this._trans.__('Job %1: %2', job.id, job.name);
-    this.title.caption = `${this.title.label} (${job.status})`;
+    this.title.caption = `${this.title.label} (${statusText(job, this._trans)})`;
     this._summary.setState({ job, gone: false, error: null });
     const logDone = await this._readLog(job);
     await this._readOutputs(job);
@@ -383,10 +387,7 @@ function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
           className="jp-JobsPanel-status jp-JobDetail-status"
           data-status={job.status}
         >
-          {job.reason ? `${job.status} (${job.reason})` : job.status}
-          {job.cancel_requested && active
-            ? ` · ${trans.__('cancel requested')}`
-            : ''}
+          {statusText(job, trans)}
         </span>
       </header>
       {props.gone && (

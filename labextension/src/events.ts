@@ -20,10 +20,10 @@ import { IDisposable } from '@lumino/disposable';
 import { IPoll, Poll } from '@lumino/polling';
 
 import { JobsModel } from './model';
-import type { IJobEvent, JobAction, JobStatus } from './types';
-import { EVENT_SCHEMA_ID, STATUSES } from './types';
+import type { Action, IJobEvent, JobAction, JobStatus } from './types';
+import { ACTIONS, EVENT_SCHEMA_ID, STATUSES } from './types';
 
-const ACTIONS: readonly JobAction[] = [
+const EVENT_ACTIONS: readonly JobAction[] = [
   'created',
   'transition',
   'progress',
@@ -44,7 +44,7 @@ export function parseJobEvent(emission: {
   const { action, id, status } = emission;
   if (
     typeof id !== 'number' ||
-    !ACTIONS.includes(action as JobAction) ||
+    !EVENT_ACTIONS.includes(action as JobAction) ||
     !STATUSES.includes(status as JobStatus)
   ) {
     console.warn('jupyter-jobs: ignoring a malformed job event', emission);
@@ -62,7 +62,10 @@ export function parseJobEvent(emission: {
       : null,
     reason: (emission.reason as IJobEvent['reason']) ?? null,
     attempt: typeof emission.attempt === 'number' ? emission.attempt : 0,
-    progress: (emission.progress as IJobEvent['progress']) ?? null
+    progress: (emission.progress as IJobEvent['progress']) ?? null,
+    actions: Array.isArray(emission.actions)
+      ? emission.actions.filter((a): a is Action => ACTIONS.includes(a))
+      : []
   };
 }
 

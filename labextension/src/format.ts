@@ -1,10 +1,85 @@
 /**
- * Small pure helpers that turn job records into what the UI prints: durations, times, progress
- * fractions, the notebook path behind an owner, tracebacks without terminal colours.
+ * Small pure helpers that turn job records into what the UI prints: status words, durations,
+ * times, progress fractions, the notebook path behind an owner, tracebacks without terminal
+ * colours. The one home of these words in the labextension (Python's is `jupyter_jobs/wording.py`);
+ * every word goes through the translator.
  */
 
-import type { IJob, IProgress, JobStatus, StatusCounts } from './types';
+import type { TranslationBundle } from '@jupyterlab/translation';
+
+import type {
+  IJob,
+  IProgress,
+  JobReason,
+  JobStatus,
+  StatusCounts
+} from './types';
 import { ACTIVE_STATUSES, STATUSES } from './types';
+
+/** A status as a word of the user's language (the chips, the rows, messages). */
+export function statusWord(
+  status: JobStatus,
+  trans: TranslationBundle
+): string {
+  // Spelled out, one call per word, so that the strings can be extracted for translation.
+  switch (status) {
+    case 'pending':
+      return trans.__('pending');
+    case 'queued':
+      return trans.__('queued');
+    case 'running':
+      return trans.__('running');
+    case 'succeeded':
+      return trans.__('succeeded');
+    case 'failed':
+      return trans.__('failed');
+    case 'cancelled':
+      return trans.__('cancelled');
+  }
+}
+
+/** Why a job failed, as a word of the user's language. */
+export function reasonWord(
+  reason: JobReason,
+  trans: TranslationBundle
+): string {
+  switch (reason) {
+    case 'error':
+      return trans.__('error');
+    case 'timeout':
+      return trans.__('timeout');
+    case 'expired':
+      return trans.__('expired');
+    case 'worker_lost':
+      return trans.__('worker lost');
+    case 'interrupted':
+      return trans.__('interrupted');
+    case 'dependency_failed':
+      return trans.__('dependency failed');
+    case 'payload':
+      return trans.__('payload');
+  }
+}
+
+/**
+ * The status with what qualifies it, as Python's `wording.status_word` says it: "failed
+ * (timeout)", "running (cancelling)", "running, attempt 2".
+ */
+export function statusText(
+  job: Pick<IJob, 'status' | 'reason' | 'cancel_requested' | 'attempt'>,
+  trans: TranslationBundle
+): string {
+  let text = statusWord(job.status, trans);
+  if (job.reason) {
+    text = trans.__('%1 (%2)', text, reasonWord(job.reason, trans));
+  } else if (job.cancel_requested && ACTIVE_STATUSES.has(job.status)) {
+    text = trans.__('%1 (cancelling)', text);
+  }
+  if (job.attempt > 1) {
+    text = trans.__('%1, attempt %2', text, job.attempt);
+  }
+  return text;
+}
 
 /** "4s", "2m 05s", "1h 02m": short enough for a list row. */
 export function formatDuration(seconds: number): string {

@@ -127,12 +127,12 @@ export class JobsModel implements IDisposable {
   }
 
   /** Whether a job passes the current filter (the same rule the server applies). */
-  matches(job: Pick<IJob, 'status' | 'name'>): boolean {
+  matches(job: Pick<IJob, 'status' | 'name' | 'owner'>): boolean {
     const { statuses } = this._filter;
     if (statuses.length && !statuses.includes(job.status)) {
       return false;
     }
-    return this._matchesQuery(job.name);
+    return this._matchesQuery(job);
   }
 
   /** Change the filter and load the first page for it. */
@@ -239,7 +239,8 @@ export class JobsModel implements IDisposable {
           attempt: event.attempt,
           progress: carriesProgress ? event.progress : job.progress,
           cancel_requested:
-            job.cancel_requested || event.action === 'cancel_requested'
+            job.cancel_requested || event.action === 'cancel_requested',
+          actions: event.actions
         },
         job.status
       );
@@ -372,16 +373,26 @@ export class JobsModel implements IDisposable {
     Signal.clearData(this);
   }
 
-  /** The server's search: the text anywhere in the name, ignoring (ASCII) case. */
-  private _matchesQuery(name: string): boolean {
-    const q = this._filter.query.trim().toLowerCase();
-    return !q || name.toLowerCase().includes(q);
+  /**
+   * The server's search (`Store._filters`): the text anywhere in the name or in the owner (the
+   * notebook's path), ignoring ASCII case as SQLite's LIKE does.
+   */
+  private _matchesQuery(job: Pick<IJob, 'name' | 'owner'>): boolean {
+    const q = foldAscii(this._searchText());
+    return (
+      !q || foldAscii(job.name).includes(q) || foldAscii(job.owner).includes(q)
+    );
+  }
+
+  /** The search text as sent to the server. */
+  private _searchText(): string {
+    return this._filter.query.trim();
   }
 
   private _query(cursor: string | null, limit: number) {
     return {
       status: this._filter.statuses,
-      q: this._filter.query,
+      q: this._searchText(),
       limit,
       cursor
     };
@@ -507,7 +518,7 @@ export class JobsModel implements IDisposable {
       return;
     }
     this._totals = applyMoves(this._totals, moves);
-    if (this._matchesQuery(event.name)) {
+    if (this._matchesQuery(event)) {
       this._counts = applyMoves(this._counts, moves);
     }
     this._countsMoved = true;
@@ -623,6 +634,11 @@ export namespace JobsModel {
   }
 }
 
+/** Lower case for A-Z only: SQLite's LIKE folds no other letters. */
+function foldAscii(text: string): string {
+  return text.replace(/[A-Z]/g, c => c.toLowerCase());
+}
+
 function applyMoves(
   counts: StatusCounts,
   moves: [JobStatus | null, number][]
@@ -682,6 +698,7 @@ export function provisionalJob(event: IJobEvent): IJob {
     payload_size: 0,
     result_size: null,
     log_size: 0,
-    has_outputs: false
+    has_outputs: false,
+    actions: event.actions
   };
 }

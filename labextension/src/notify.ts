@@ -16,6 +16,7 @@ import {
 import { IDisposable } from '@lumino/disposable';
 
 import { IJobTransition, JobsModel } from './model';
+import { reasonWord } from './format';
 
 /** Sends the notifications for one model. */
 export class JobNotifier implements IDisposable {
@@ -112,7 +113,7 @@ export class JobNotifier implements IDisposable {
               'Job %1 “%2” failed (%3)',
               transition.id,
               transition.name,
-              transition.reason
+              reasonWord(transition.reason, trans)
             )
           : trans.__('Job %1 “%2” failed', transition.id, transition.name),
         options

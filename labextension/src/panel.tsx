@@ -27,7 +27,9 @@ import {
   formatDuration,
   notebookPath,
   progressFraction,
-  progressLabel
+  progressLabel,
+  statusText,
+  statusWord
 } from './format';
 import { jobsIcon } from './icons';
 import { JobsModel } from './model';
@@ -174,8 +176,8 @@ function SearchBox(props: {
     <input
       className="jp-JobsPanel-search jp-mod-styled"
       type="search"
-      placeholder={trans.__('Search jobs by name')}
-      aria-label={trans.__('Search jobs by name')}
+      placeholder={trans.__('Search by name or notebook')}
+      aria-label={trans.__('Search jobs by name or notebook')}
       value={text}
       onChange={event => setText(event.target.value)}
     />
@@ -215,7 +217,8 @@ function StatusFilter(props: {
       </button>
       {STATUSES.map(status => {
         const count = model.counts[status] ?? 0;
-        const label = trans.__('%1: %2', status, count);
+        const word = statusWord(status, trans);
+        const label = trans.__('%1: %2', word, count);
         return (
           <button
             key={status}
@@ -228,7 +231,7 @@ function StatusFilter(props: {
             onClick={() => toggle(status)}
           >
             <span className="jp-JobsPanel-dot" data-status={status} />
-            <span className="jp-JobsPanel-chip-label">{status}</span>
+            <span className="jp-JobsPanel-chip-label">{word}</span>
             <span className="jp-JobsPanel-count">{count}</span>
           </button>
         );
@@ -346,10 +349,6 @@ function JobRow(props: IRowProps): JSX.Element {
       event.stopPropagation();
       void commands.execute(command, args);
     };
-  const status =
-    job.cancel_requested && job.status === 'running'
-      ? trans.__('cancelling')
-      : job.status;
   return (
     <div
       className="jp-JobsPanel-row"
@@ -376,8 +375,7 @@ function JobRow(props: IRowProps): JSX.Element {
       </div>
       <div className="jp-JobsPanel-line jp-JobsPanel-meta">
         <span className="jp-JobsPanel-status" data-status={job.status}>
-          {status}
-          {job.reason ? ` (${job.reason})` : ''}
+          {statusText(job, trans)}
         </span>
         {path ? (
           <button

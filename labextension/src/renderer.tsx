@@ -47,7 +47,8 @@ import {
   elapsedSeconds,
   formatDuration,
   progressFraction,
-  progressLabel
+  progressLabel,
+  statusText
 } from './format';
 import type { IJob } from './types';
 import { ACTIVE_STATUSES } from './types';
@@ -653,22 +654,13 @@ function JobLine(props: {
       : active
         ? trans.__('%1 elapsed', spent)
         : trans.__('took %1', spent);
-  let status: string = job.status;
-  if (job.reason) {
-    status += ` (${job.reason})`;
-  } else if (job.cancel_requested && active) {
-    status += ` (${trans.__('cancelling')})`;
-  }
-  if (job.attempt > 1) {
-    status += `, ${trans.__('attempt %1', job.attempt)}`;
-  }
   const canShow = !!commands?.hasCommand(CommandIDs.show);
   return (
     <>
       <div className="jp-JobOutput-line">
         <span className="jp-JobOutput-name">{job.name}</span>
         <span className="jp-JobsPanel-status" data-status={job.status}>
-          {status}
+          {statusText(job, trans)}
         </span>
         <span className="jp-JobOutput-timing">{`#${job.id} · ${timing}`}</span>
         {canShow && (

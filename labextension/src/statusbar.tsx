@@ -1,5 +1,6 @@
 /**
- * The status-bar item "N running · M queued"; a click opens the Jobs panel.
+ * The status-bar item "N running · M queued"; a click, or Enter or Space once it has the
+ * keyboard focus, opens the Jobs panel.
  */
 
 import { ReactWidget } from '@jupyterlab/apputils';
@@ -39,19 +40,36 @@ export class JobsStatus extends ReactWidget {
       'Background jobs: click to show the Jobs panel'
     );
     this.node.setAttribute('role', 'button');
+    this.node.tabIndex = 0;
     this.node.addEventListener('click', this._onClick);
+    this.node.addEventListener('keydown', this._onKey);
     this._model.changed.connect(this.update, this);
   }
 
   dispose(): void {
     this.node.removeEventListener('click', this._onClick);
+    this.node.removeEventListener('keydown', this._onKey);
     this._model.changed.disconnect(this.update, this);
     super.dispose();
   }
 
   protected render(): JSX.Element {
-    return <TextItem source={statusText(this._model, this._trans)} />;
+    const text = statusText(this._model, this._trans);
+    // A screen reader hears what the item says and what it does.
+    this.node.setAttribute(
+      'aria-label',
+      this._trans.__('Background jobs: %1. Show the Jobs panel', text)
+    );
+    return <TextItem source={text} />;
   }
+
+  /** Enter and Space press the item, as they press a button. */
+  private _onKey = (event: KeyboardEvent): void => {
+    if (event.key === 'Enter' || event.key === ' ') {
+      event.preventDefault();
+      this._onClick();
+    }
+  };
 
   private _model: JobsModel;
   private _onClick: () => void;

@@ -78,8 +78,8 @@ def test_requests_during_a_slow_stop_get_503_and_the_log_says_what_happens_to_th
     assert set(codes[codes.index(503) :]) == {503}, codes  # once stopping, always 503
     body = refused[0].json()
     assert body["type"] == "ShuttingDown"
-    assert "shutting down" in body["error"]
-    assert set(body) == {"error", "detail", "type"}
+    assert "shutting down" in body["message"]
+    assert set(body) == {"message", "reason", "type", "detail"}
 
     log = server.log_text()
     assert (

@@ -210,17 +210,19 @@ def test_jobs_appear_progress_and_cancel_in_the_panel(page: Page, lab: RunningSe
     expect(status_of(page, adder["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
     expect(status_of(page, broken["id"])).to_have_text("failed (error)", timeout=UI_TIMEOUT)
 
-    # Filter by status and search by name.
+    # Filter by status, search by name or by notebook.
     panel = page.locator("#jupyter-jobs-panel")
     panel.locator('.jp-JobsPanel-chip[data-status="failed"]').click()
     expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
     expect(row(page, broken["id"])).to_be_visible()
     panel.locator(".jp-JobsPanel-chip", has_text="all").click()
-    panel.get_by_label("Search jobs by name").fill("TRAIN")
+    search = panel.get_by_label("Search jobs by name or notebook")
+    search.fill("TRAIN")
     expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
     expect(train_row).to_be_visible()
-    panel.get_by_label("Search jobs by name").fill("")
-    expect(page.locator(".jp-JobsPanel-row")).to_have_count(4)
+    search.fill("experiments/")  # in the notebook's path only
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
+    expect(train_row).to_be_visible()
 
     # The owner link opens the notebook that submitted the job.
     train_row.locator("button.jp-JobsPanel-owner").click()
@@ -228,9 +230,19 @@ def test_jobs_appear_progress_and_cancel_in_the_panel(page: Page, lab: RunningSe
         "train.ipynb"
     )
 
-    # The training job finishes on its own; the list and the status bar follow.
+    # The training job finishes on its own; the list (still searched by notebook: the job
+    # stays through its events) and the status bar follow.
     expect(train_row.locator(".jp-JobsPanel-status")).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
     expect(status_item).to_have_text("0 running · 0 queued", timeout=UI_TIMEOUT)
+    search.fill("")
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(4)
+
+    # The status-bar item works from the keyboard too: focused, Enter opens the panel.
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-jobs-panel"]').click()  # collapses
+    expect(panel).to_be_hidden()
+    status_item.press("Enter")
+    expect(panel).to_be_visible()
 
 
 def test_detail_view_shows_log_traceback_outputs_and_notifies(
@@ -492,6 +504,6 @@ def test_ten_thousand_jobs_stay_light(page: Page, lab: RunningServer) -> None:
     assert rows.count() < 60
 
     # The server searches all ten thousand by name.
-    panel.get_by_label("Search jobs by name").fill("sweep 1234")
+    panel.get_by_label("Search jobs by name or notebook").fill("sweep 1234")
     expect(rows).to_have_count(1)
     expect(row(page, ids[1234])).to_be_visible()

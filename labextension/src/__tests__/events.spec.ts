@@ -49,7 +49,8 @@ describe('parseJobEvent', () => {
         previous: 'running',
         reason: 'error',
         attempt: 2,
-        progress: null
+        progress: null,
+        actions: ['retry', 'delete', 'fly']
       })
     ).toEqual({
       action: 'transition',
@@ -60,7 +61,8 @@ describe('parseJobEvent', () => {
       previous: 'running',
       reason: 'error',
       attempt: 2,
-      progress: null
+      progress: null,
+      actions: ['retry', 'delete'] // an action this version does not know is left out
     });
   });
 

@@ -1,6 +1,7 @@
 /**
  * Test helpers: job records, and an in-memory stand-in for the jobs API that follows the
- * server's listing rules (newest first, status and name filters, id cursors, global counts).
+ * server's rules as openapi.yaml states them (newest first, status filter, search in name or
+ * owner, id cursors, global counts, the actions each status allows).
  */
 
 import type * as nbformat from '@jupyterlab/nbformat';
@@ -8,6 +9,7 @@ import type * as nbformat from '@jupyterlab/nbformat';
 import { IListQuery, JobsClient } from '../client';
 import { provisionalJob } from '../model';
 import type {
+  Action,
   IJob,
   IJobEvent,
   IJobPage,
@@ -18,8 +20,33 @@ import type {
   StatusCounts
 } from '../types';
 
+/**
+ * The actions the server offers per status (`lifecycle.allowed_actions`, for a job neither
+ * claimed nor asked to cancel): the fake's jobs carry them as the server's records do.
+ */
+export const ACTIONS_BY_STATUS: Record<JobStatus, Action[]> = {
+  pending: ['cancel', 'delete'],
+  queued: ['cancel', 'delete'],
+  running: ['cancel'],
+  succeeded: ['delete'],
+  failed: ['retry', 'delete'],
+  cancelled: ['retry', 'delete']
+};
+
+/** The server's search (`q`): the text in the name or the owner, ASCII case folded. */
+export function searchMatches(
+  job: Pick<IJob, 'name' | 'owner'>,
+  q: string
+): boolean {
+  const fold = (text: string) => text.replace(/[A-Z]/g, c => c.toLowerCase());
+  return (
+    !q || fold(job.name).includes(fold(q)) || fold(job.owner).includes(fold(q))
+  );
+}
+
 /** A full job record with defaults. */
 export function makeJob(id: number, fields: Partial<IJob> = {}): IJob {
+  const status = fields.status ?? 'queued';
   const base = provisionalJob({
     action: 'created',
     id,
@@ -29,7 +56,8 @@ export function makeJob(id: number, fields: Partial<IJob> = {}): IJob {
     previous: null,
     reason: null,
     attempt: 0,
-    progress: null
+    progress: null,
+    actions: ACTIONS_BY_STATUS[status]
   });
   return { ...base, created_at: 1_700_000_000 + id, ...fields };
 }
@@ -49,6 +77,7 @@ export function makeEvent(
     reason: null,
     attempt: 1,
     progress: null,
+    actions: ACTIONS_BY_STATUS[fields.status ?? 'running'],
     ...fields
   };
 }
@@ -86,17 +115,22 @@ export class FakeApi {
     }
   }
 
+  /** Change a job; a new status brings that status's actions unless `fields` says otherwise. */
   set(id: number, fields: Partial<IJob>): IJob {
-    const job = { ...this.jobs.get(id)!, ...fields };
+    const old = this.jobs.get(id)!;
+    const status = fields.status ?? old.status;
+    const actions =
+      status === old.status ? old.actions : ACTIONS_BY_STATUS[status];
+    const job = { ...old, actions, ...fields };
     this.jobs.set(id, job);
     return job;
   }
 
-  /** Jobs per status, among those whose name contains `q` (as the server counts). */
+  /** Jobs per status, among those the search `q` matches (as the server counts). */
   counts(q = ''): StatusCounts {
     const counts: StatusCounts = {};
     for (const job of this.jobs.values()) {
-      if (q && !job.name.toLowerCase().includes(q)) {
+      if (!searchMatches(job, q)) {
         continue;
       }
       counts[job.status] = (counts[job.status] ?? 0) + 1;
@@ -112,13 +146,13 @@ export class FakeApi {
     }
     this._maybeFail('list');
     const statuses = query.status ?? [];
-    const q = (query.q ?? '').toLowerCase();
+    const q = query.q ?? '';
     const limit = query.limit ?? 50;
     const before = query.cursor ? Number(query.cursor) : Infinity;
     const matching = [...this.jobs.values()]
       .filter(job => job.id < before)
       .filter(job => !statuses.length || statuses.includes(job.status))
-      .filter(job => !q || job.name.toLowerCase().includes(q))
+      .filter(job => searchMatches(job, q))
       .sort((a, b) => b.id - a.id);
     const jobs = matching.slice(0, limit);
     const more = matching.length > limit;
@@ -186,11 +220,13 @@ export class FakeApi {
     const job = this.set(id, { status, ...fields });
     return makeEvent(id, {
       name: job.name,
+      owner: job.owner,
       status,
       previous,
       attempt: job.attempt,
       reason: job.reason,
-      progress: job.progress
+      progress: job.progress,
+      actions: job.actions
     });
   }
 

@@ -1,3 +1,5 @@
+import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
+
 import {
   basename,
   elapsedSeconds,
@@ -6,8 +8,11 @@ import {
   notebookPath,
   progressFraction,
   progressLabel,
+  statusText,
+  statusWord,
   stripAnsi
 } from '../format';
+import type { IJob } from '../types';
 import { makeJob } from './fakes';
 
 describe('formatDuration', () => {
@@ -118,5 +123,44 @@ describe('finishedCounts', () => {
       total: 0,
       parts: []
     });
+  });
+});
+
+describe('status words', () => {
+  const trans = nullTranslator.load('jupyter_jobs');
+
+  it('say why, as the widget and the CLI do', () => {
+    const job = (fields: Partial<IJob>) => makeJob(1, fields);
+    expect(
+      statusText(job({ status: 'failed', reason: 'timeout' }), trans)
+    ).toBe('failed (timeout)');
+    expect(
+      statusText(job({ status: 'running', cancel_requested: true }), trans)
+    ).toBe('running (cancelling)');
+    expect(
+      statusText(job({ status: 'queued', cancel_requested: true }), trans)
+    ).toBe('queued (cancelling)');
+    expect(statusText(job({ status: 'running', attempt: 2 }), trans)).toBe(
+      'running, attempt 2'
+    );
+    expect(
+      statusText(job({ status: 'failed', reason: 'worker_lost' }), trans)
+    ).toBe('failed (worker lost)');
+  });
+
+  it('go through the translator', () => {
+    const upper = {
+      __: (text: string, ...args: unknown[]) =>
+        args
+          .reduce<string>(
+            (out, arg, i) => out.replace(`%${i + 1}`, String(arg)),
+            text
+          )
+          .toUpperCase()
+    } as unknown as TranslationBundle;
+    expect(statusWord('cancelled', upper)).toBe('CANCELLED');
+    expect(
+      statusText(makeJob(1, { status: 'failed', reason: 'error' }), upper)
+    ).toBe('FAILED (ERROR)');
   });
 });

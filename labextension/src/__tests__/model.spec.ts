@@ -88,16 +88,55 @@ describe('JobsModel filters', () => {
     expect(model.totals).toEqual({ queued: 1, running: 3 });
   });
 
-  it('matches jobs by status and case-insensitive name', () => {
+  it('matches jobs by status, and by name or notebook as the server searches', () => {
     const { model } = setup(0);
     void model.setFilter({ statuses: ['running'], query: 'Fit' });
-    expect(model.matches({ status: 'running', name: 'model fitting' })).toBe(
-      true
+    const job = (status: 'running' | 'queued', name: string, owner = '') => ({
+      status,
+      name,
+      owner
+    });
+    expect(model.matches(job('running', 'model fitting'))).toBe(true);
+    expect(model.matches(job('queued', 'model fitting'))).toBe(false);
+    expect(model.matches(job('running', 'plot'))).toBe(false);
+    expect(model.matches(job('running', 'plot', 'work/FIT.ipynb'))).toBe(true);
+    // SQLite's LIKE folds ASCII case only, so the model does too.
+    void model.setFilter({ statuses: [], query: 'É' });
+    expect(model.matches(job('running', 'é'))).toBe(false);
+    expect(model.matches(job('running', 'É'))).toBe(true);
+  });
+
+  it('keeps a job found by its notebook name through its events', async () => {
+    const { model, api } = setup(3);
+    api.set(2, { name: 'fit', owner: 'experiments/train.ipynb' });
+    await model.setFilter({ query: 'train.ipynb' });
+    expect(ids(model)).toEqual([2]);
+    model.applyEvent(api.move(2, 'running'));
+    expect(ids(model)).toEqual([2]);
+    expect(model.counts).toEqual({ running: 1, queued: 0 });
+    await model.flush();
+    expect(ids(model)).toEqual([2]);
+    expect(model.get(2)!.status).toBe('running');
+    // A job of that notebook not loaded yet comes in with its first event.
+    api.add(makeJob(4, { name: 'plot', owner: 'experiments/train.ipynb' }));
+    model.applyEvent(
+      makeEvent(4, {
+        action: 'created',
+        status: 'queued',
+        previous: null,
+        name: 'plot',
+        owner: 'experiments/train.ipynb'
+      })
     );
-    expect(model.matches({ status: 'queued', name: 'model fitting' })).toBe(
-      false
-    );
-    expect(model.matches({ status: 'running', name: 'plot' })).toBe(false);
+    expect(ids(model)).toEqual([4, 2]);
+  });
+
+  it('shows the actions an event carries until the record is read again', async () => {
+    const { model, api } = setup(1);
+    await model.load();
+    expect(model.get(1)!.actions).toEqual(['cancel', 'delete']);
+    model.applyEvent(api.move(1, 'failed', { reason: 'error' }));
+    expect(model.get(1)!.actions).toEqual(['retry', 'delete']);
   });
 
   it('drops the answer of a listing overtaken by a newer filter', async () => {

@@ -1,6 +1,7 @@
 /**
- * The TypeScript payload types against the server's own descriptions: `openapi.yaml` (REST) and
- * `events/job.yaml` (events). A field added or renamed on one side fails here.
+ * What is not generated from the server's descriptions, checked against them: the test fakes
+ * and the status order against `openapi.yaml` (the REST types themselves are generated from it,
+ * `npm run build:types`), and the hand-written event type against `events/job.yaml`.
  */
 
 import * as fs from 'fs';
@@ -8,7 +9,7 @@ import * as path from 'path';
 
 import * as yaml from 'js-yaml';
 
-import { EVENT_SCHEMA_ID, STATUSES } from '../types';
+import { ACTIONS, EVENT_SCHEMA_ID, STATUSES } from '../types';
 import { makeEvent, makeJob } from './fakes';
 
 const SERVER = path.resolve(__dirname, '../../../jupyter_jobs/server');
@@ -22,16 +23,19 @@ const schemas = openapi.components.schemas;
 
 const sorted = (keys: Iterable<string>) => [...keys].sort();
 
-describe('types.ts matches openapi.yaml', () => {
-  it('has every Job field, and no other', () => {
-    // makeJob builds a full IJob: the compiler makes it hold exactly the interface's keys.
+describe('types.ts and the fakes match openapi.yaml', () => {
+  it('builds fake jobs with every Job field, and no other', () => {
     expect(sorted(Object.keys(makeJob(1)))).toEqual(
+      sorted(Object.keys(schemas.Job.properties))
+    );
+    expect(sorted(schemas.Job.required)).toEqual(
       sorted(Object.keys(schemas.Job.properties))
     );
   });
 
-  it('knows every status', () => {
-    expect(sorted(STATUSES)).toEqual(sorted(schemas.Status.enum));
+  it('knows every status in the order of a job life, and every action', () => {
+    expect(STATUSES).toEqual(schemas.Status.enum);
+    expect(ACTIONS).toEqual(schemas.Action.enum);
   });
 
   it('reads the listing, log and stats fields the server promises', () => {
@@ -46,12 +50,13 @@ describe('types.ts matches openapi.yaml', () => {
       'offset',
       'size'
     ]);
-    expect(sorted(schemas.Error.required)).toEqual(['detail', 'error', 'type']);
-    const stats =
-      openapi.paths['/jobs/api/stats'].get.responses['200'].content[
-        'application/json'
-      ].schema;
-    expect(sorted(stats.required)).toEqual([
+    expect(sorted(schemas.Error.required)).toEqual([
+      'detail',
+      'message',
+      'reason',
+      'type'
+    ]);
+    expect(sorted(schemas.Stats.required)).toEqual([
       'counts',
       'db_size',
       'executor',
@@ -59,11 +64,7 @@ describe('types.ts matches openapi.yaml', () => {
       'queued',
       'running'
     ]);
-    const status =
-      openapi.paths['/jobs/api/status'].get.responses['200'].content[
-        'application/json'
-      ].schema;
-    expect(sorted(status.required)).toEqual(['jobs', 'missing']);
+    expect(sorted(schemas.StatusList.required)).toEqual(['jobs', 'missing']);
   });
 
   it('uses the paths and verbs the client calls', () => {
@@ -109,5 +110,6 @@ describe('types.ts matches events/job.yaml', () => {
         'deleted'
       ])
     );
+    expect(schema.properties.actions.items.enum).toEqual(ACTIONS);
   });
 });

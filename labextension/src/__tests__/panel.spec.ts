@@ -157,6 +157,23 @@ describe('JobsPanel', () => {
     ]);
   });
 
+  it("offers exactly the job's actions: delete a queued job, nothing while one stops", async () => {
+    const api = new FakeApi();
+    api.add(
+      makeJob(1, { status: 'queued' }),
+      makeJob(2, { status: 'running', cancel_requested: true, actions: [] })
+    );
+    const { rows } = await setup(api);
+    const [stopping, queued] = rows();
+    const labels = (row: Element) =>
+      [...row.querySelectorAll('.jp-JobsPanel-actions button')].map(b =>
+        b.getAttribute('aria-label')
+      );
+    expect(labels(queued)).toEqual(['Cancel job 1', 'Delete job 1']);
+    expect(labels(stopping)).toEqual([]);
+    expect(stopping.textContent).toContain('running (cancelling)');
+  });
+
   it('filters by status from the chips, with counts', async () => {
     const api = new FakeApi();
     api.add(makeJob(1, { status: 'failed' }), makeJob(2), makeJob(3));
