@@ -46,8 +46,11 @@ def _pandas_read(pd: Any) -> dict[str, Any]:
     # pandas lists its options (and their defaults) only in its config module's registry
     from pandas._config import config
 
+    deprecated = getattr(config, "_deprecated_options", {})  # reading one warns (pandas 3)
     changed = {}
     for key, option in config._registered_options.items():
+        if key in deprecated:
+            continue
         try:
             value = pd.get_option(key)
         except Exception:  # deprecated or removed options raise on read

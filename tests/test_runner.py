@@ -774,3 +774,22 @@ def test_runner_frames_for_one_job(tmp_path):
         channel.close()
         proc.kill()
         proc.wait()
+
+
+def test_deprecated_pandas_options_are_not_read_nor_sent():
+    # Reading one warns (pandas 3 deprecated `mode.chained_assignment`): a warning per cell.
+    import warnings
+
+    import pandas as pd
+    from pandas._config import config
+
+    from jupyter_jobs import display_options
+
+    config.register_option("jupyter_jobs_test.old", 1)
+    config.deprecate_option("jupyter_jobs_test.old", FutureWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pd.set_option("jupyter_jobs_test.old", 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "jupyter_jobs_test.old" not in display_options.capture().get("pandas", {})
