@@ -477,7 +477,7 @@ def _prepare_cell(
     # notebook helpers read the job's globals, as the kernel's read the notebook's
     variables = notebook_main.rebind(job.get("variables", {}), namespace)
     namespace.update(variables)
-    read = set(payloads.read_names(job["code"]))
+    read = set(payloads.read_names(job["code"])) if upstream else set()
     for index, data in enumerate(upstream):
         before_it = _upstream_result(data, index)
         values = before_it.get("values")

@@ -24,7 +24,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from ..errors import JobsError, ResultNotReady, error_body
-from ..models import Job
+from ..models import MAX_INT, Job
 from . import parsing, service
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ class LogsHandler(JobsHandler):
                 service.read_log,
                 self.app.store,
                 parsing.job_id(job_id),
-                parsing.integer("offset", offset, 0, parsing.MAX_ID) if offset is not None else 0,
+                parsing.integer("offset", offset, 0, MAX_INT) if offset is not None else 0,
                 parsing.integer("limit", limit, 1, MAX_LOG_CHUNK) if limit is not None else 2**20,
             )
         )

@@ -17,9 +17,7 @@ from typing import Any
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..models import MAX_INT, JobSpec, Status
 
-#: A larger id cannot exist (SQLite integers are signed 64-bit), and must not reach SQL.
-MAX_ID = MAX_INT
-#: Digits of the largest integer any parameter takes (MAX_ID has 19).
+#: Digits of the largest integer any parameter takes (MAX_INT, the largest id, has 19).
 _MAX_DIGITS = 20
 MAX_STATUS_IDS = 1000
 MAX_BATCH = 10_000
@@ -33,7 +31,7 @@ def job_id(text: str) -> int:
     # The length check comes first: int() refuses more than 4300 digits with a ValueError.
     if len(text) > _MAX_DIGITS or not text.isascii() or not text.isdigit():
         raise InvalidRequest(f"invalid job id {text[:50]!r}: expected a positive integer")
-    if not 0 < int(text) <= MAX_ID:
+    if not 0 < int(text) <= MAX_INT:
         raise InvalidRequest(f"invalid job id {text[:50]!r}: expected a positive integer")
     return int(text)
 
