@@ -191,11 +191,30 @@ def test_route_requests_cover_every_route() -> None:
 
 @pytest.mark.parametrize(("method", "path"), route_requests())
 def test_every_route_refuses_unauthenticated_requests(api: Api, method: str, path: str) -> None:
-    data = api.error(method, path, body_for(method), status=403, auth=False)
+    data = api.error(method, path, body_for(method), status=401, auth=False)
     assert data["type"] == "HTTPError"
+    assert "Authorization: token" in data["message"]
     # Also with an id that is not even valid: authentication comes before parsing.
     bad = path.replace("jobs/1", "jobs/not-an-id")
-    api.error(method, bad, body_for(method), status=403, auth=False)
+    api.error(method, bad, body_for(method), status=401, auth=False)
+
+
+def test_a_cookie_request_without_its_xsrf_token_is_403(api: Api) -> None:
+    # A browser's session cookie alone must not be enough (cross-site request forgery).
+    login = api.call("GET", "jobs/api/stats")
+    assert login.code == 200
+    cookies = "; ".join(c.split(";")[0] for c in login.headers.get_list("Set-Cookie"))
+    assert cookies, login.headers
+    response = api.call("POST", "jobs/api/jobs/clear", headers={"Cookie": cookies}, auth=False)
+    assert response.code == 403, response.body
+    assert "_xsrf" in json.loads(response.body)["message"]
+
+
+def test_a_method_a_route_lacks_is_405_with_allow(api: Api) -> None:
+    response = api.call("PUT", "jobs/api/jobs/1", b"{}")
+    assert response.code == 405
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "DELETE", "OPTIONS"}
+    assert json.loads(response.body)["reason"] == "Method Not Allowed"
 
 
 @pytest.mark.parametrize("authorizer_class", [DenyJobs])
@@ -296,6 +315,17 @@ def test_submit_bad_input_is_a_400_naming_the_problem(api: Api, body: Any, messa
     assert data["type"] == "InvalidRequest"
 
 
+def test_a_whole_number_written_as_a_float_is_an_integer(api: Api) -> None:
+    # JSON has one number type, and JSON Schema counts 3.0 as an integer.
+    body = {"spec": {"priority": 3.0, "retries": 2.0, "hold": True}, "payload": ""}
+    job = api.json("POST", "jobs/api/jobs", body, 201)
+    assert (job["priority"], job["retries"]) == (3, 2)
+    body["spec"] = {"after": [float(job["id"])], "hold": True}
+    assert api.json("POST", "jobs/api/jobs", body, 201)["after"] == [job["id"]]
+    body["spec"] = {"priority": 3.5}
+    assert "priority must be int" in api.error("POST", "jobs/api/jobs", body)["message"]
+
+
 def test_submit_after_a_missing_job_is_a_404(api: Api) -> None:
     payload = base64.b64encode(b"x").decode()
     data = api.error("POST", "jobs/api/jobs", {"spec": {"after": [999]}, "payload": payload}, 404)
@@ -352,7 +382,7 @@ def test_batch_submits_all_in_order_or_none(api: Api) -> None:
 # --- one job -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["abc", "0", "-1", "1.5", str(2**63), "%C2%B2"])
+@pytest.mark.parametrize("bad", ["abc", "0", "-1", "1.5", "01", str(10**18), "%C2%B2"])
 def test_bad_ids_are_400(api: Api, bad: str) -> None:
     for method, path in route_requests():
         if "jobs/1" in path:

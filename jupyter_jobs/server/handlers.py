@@ -52,9 +52,34 @@ class JobsHandler(ExtensionHandlerMixin, APIHandler):
         return self.extensionapp  # type: ignore[return-value]
 
     async def prepare(self) -> None:
+        try:
+            await super().prepare()
+        except web.HTTPError as e:
+            # A POST without credentials fails jupyter_server's XSRF check first (403).
+            if e.status_code == 403 and self.current_user is None and self.check_host():
+                raise self._unauthenticated() from None
+            raise
         # While the server stops, every request gets the same 503 (errors.ShuttingDown).
-        await super().prepare()
         self.app.refuse_while_stopping()
+
+    def get_login_url(self) -> str:
+        # `@web.authenticated` asks this for a request without valid credentials, and
+        # jupyter_server's APIHandler answers 403; HTTP and openapi.yaml say 401.
+        raise self._unauthenticated()
+
+    @staticmethod
+    def _unauthenticated() -> web.HTTPError:
+        """401: 403 stays for what is refused to a known user (not authorized, a cookie
+        request without its XSRF token, a bad Host)."""
+        return web.HTTPError(
+            401, "authentication required: send the server's token as 'Authorization: token ...'"
+        )
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The HTTP methods this route answers (OPTIONS too: APIHandler answers CORS)."""
+        unimplemented = web.RequestHandler._unimplemented_method
+        return [m for m in cls.SUPPORTED_METHODS if getattr(cls, m.lower()) is not unimplemented]
 
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -79,6 +104,11 @@ class JobsHandler(ExtensionHandlerMixin, APIHandler):
         """The one place errors become HTTP responses."""
         error = kwargs.get("exc_info", (None, None, None))[1]
         self.set_header("Content-Type", "application/json")
+        # RFC 9110: a 401 carries its challenge, a 405 the methods the resource has.
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", 'token realm="jupyter_jobs"')
+        elif status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         if isinstance(error, JobsError):
             self.set_status(error.http_status)
             body = error.to_json()

@@ -10,29 +10,32 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 from typing import Any
 
 from ..errors import InvalidRequest, PayloadTooLarge
-from ..models import MAX_INT, JobSpec, Status
+from ..models import JobSpec, Status
 
-#: Digits of the largest integer any parameter takes (MAX_INT, the largest id, has 19).
+#: Digits of the largest integer a query parameter takes (MAX_INT has 19).
 _MAX_DIGITS = 20
 MAX_STATUS_IDS = 1000
 MAX_BATCH = 10_000
+#: A job id as text: ids are SQLite rowids, far below 10**18 in any real store.
+ID_TEXT = re.compile(r"[1-9][0-9]{0,17}")
 #: What JSON calls a number (Python's int() and float() also take "1_0", " 5", "inf", "nan").
 INTEGER = re.compile(r"-?[0-9]+")
 NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 
 def job_id(text: str) -> int:
-    """A job id from a URL segment or a list item: a positive decimal integer."""
-    # The length check comes first: int() refuses more than 4300 digits with a ValueError.
-    if len(text) > _MAX_DIGITS or not text.isascii() or not text.isdigit():
-        raise InvalidRequest(f"invalid job id {text[:50]!r}: expected a positive integer")
-    if not 0 < int(text) <= MAX_INT:
-        raise InvalidRequest(f"invalid job id {text[:50]!r}: expected a positive integer")
+    """A job id from a URL segment or a list item: a decimal integer from 1 to MAX_ID, written
+    without leading zeros (openapi.yaml's patterns say exactly this)."""
+    if not ID_TEXT.fullmatch(text):
+        raise InvalidRequest(
+            f"invalid job id {text[:50]!r}: expected a positive integer of at most 18 digits"
+        )
     return int(text)
 
 
@@ -111,7 +114,31 @@ def spec(data: Any) -> JobSpec:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidRequest("spec contains text that is not valid Unicode") from None
-    return JobSpec.from_json(data)
+    return JobSpec.from_json(_integers(data))
+
+
+#: The spec fields that hold an integer or a list of them (`after`).
+_INTEGER_FIELDS = tuple(
+    f.name for f in dataclasses.fields(JobSpec) if f.type in ("int", "list[int]")
+)
+
+
+def _integers(data: dict[str, Any]) -> dict[str, Any]:
+    """JSON has one number type: `2.0` is the integer 2 (JSON Schema agrees), so it is taken
+    where an integer is due; `2.5` is left for `JobSpec.validate` to refuse by name."""
+
+    def whole(value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    fixed = dict(data)
+    for name in _INTEGER_FIELDS:
+        if name not in fixed:
+            continue
+        value = fixed[name]
+        fixed[name] = [whole(v) for v in value] if isinstance(value, list) else whole(value)
+    return fixed
 
 
 def payload(text: Any, limit: int) -> bytes:
