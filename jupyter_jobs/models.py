@@ -256,6 +256,8 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     cancel_requested: bool = False
+    #: submitted with `hold=True` and not released yet: it stays pending until released
+    held: bool = False
     progress: Progress | None = None
     error: JobError | None = None
     interpreter: str | None = None
