@@ -92,7 +92,7 @@ class Move:
 
 
 @dataclass(frozen=True)
-class Attempts:
+class RetryState:
     """What the retry rule reads of a job whose attempt just ended."""
 
     attempt: int
@@ -119,7 +119,7 @@ def failure_error(reason: Reason, error: JobError | None, exit: str | None = Non
 
 
 def after_failure(
-    job: Attempts, reason: Reason, error: JobError, at: float, poison_limit: int = POISON_LIMIT
+    job: RetryState, reason: Reason, error: JobError, at: float, poison_limit: int = POISON_LIMIT
 ) -> Move:
     """What an attempt that ended with `reason` leads to: the retry rule, in its one place.
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from store_driver import append_log, claim, finish, started
 
 from jupyter_jobs import cli
 from jupyter_jobs.models import JobSpec, Outcome, Status
@@ -43,8 +44,8 @@ def test_list_and_show_as_tables_and_json(store, db_path, capsysbinary):
 
 def test_show_and_cancel_use_the_widgets_words_and_the_jobs_actions(store, db_path, capsysbinary):
     job = store.enqueue(JobSpec(name="train"), b"p")
-    (claimed,) = store.claim("c1", 1, lease=60)
-    assert store.start(job.id, claimed.job.attempt)
+    (claimed,) = claim(store, "c1", 1, lease=60)
+    assert started(store, job.id, claimed.job.attempt)
     code, out, _ = run(capsysbinary, db_path, "show", str(job.id))
     assert code == 0 and "actions   cancel\n" in out
     code, out, _ = run(capsysbinary, db_path, "cancel", str(job.id))
@@ -79,9 +80,9 @@ def test_logs_follow_prints_what_was_written_as_the_job_ended(
     store, db_path, capsysbinary, monkeypatch
 ):
     job = store.enqueue(JobSpec(name="j"), b"p")
-    [claimed] = store.claim("c", 1, 30.0)
-    store.start(job.id, claimed.job.attempt)
-    store.append_log(job.id, claimed.job.attempt, b"start\n")
+    [claimed] = claim(store, "c", 1, 30.0)
+    started(store, job.id, claimed.job.attempt)
+    append_log(store, job.id, claimed.job.attempt, b"start\n")
     tail = b"y" * (3 * 2**20)  # more than one read's worth
     real_read, real_get, last_read = Store.read_log, Store.get, [None]
 
@@ -95,8 +96,8 @@ def test_logs_follow_prints_what_was_written_as_the_job_ended(
         if not record.finished and last_read[0] == b"":
             # Between the follower's empty read and its look at the status, the job writes
             # its last lines and ends.
-            self.append_log(job_id, claimed.job.attempt, tail)
-            self.finish(job_id, claimed.job.attempt, Outcome(Status.SUCCEEDED, result=b"r"))
+            append_log(self, job_id, claimed.job.attempt, tail)
+            finish(self, job_id, claimed.job.attempt, Outcome(Status.SUCCEEDED, result=b"r"))
             record = real_get(self, job_id)
         return record
 
@@ -109,11 +110,11 @@ def test_logs_follow_prints_what_was_written_as_the_job_ended(
 
 def finished_job(store: Store, log: bytes = b"") -> int:
     job = store.enqueue(JobSpec(name="j"), b"p")
-    [claimed] = store.claim("c", 1, 30.0)
-    store.start(job.id, claimed.job.attempt)
+    [claimed] = claim(store, "c", 1, 30.0)
+    started(store, job.id, claimed.job.attempt)
     if log:
-        store.append_log(job.id, claimed.job.attempt, log)
-    store.finish(job.id, claimed.job.attempt, Outcome(Status.SUCCEEDED, result=b"r"))
+        append_log(store, job.id, claimed.job.attempt, log)
+    finish(store, job.id, claimed.job.attempt, Outcome(Status.SUCCEEDED, result=b"r"))
     return job.id
 
 
@@ -189,7 +190,7 @@ def test_bare_gc_applies_the_server_retention_and_says_what_it_removed(
 ):
     old, recent = finished_job(store), finished_job(store)
     running = store.enqueue(JobSpec(name="running"), b"p")
-    store.claim("c", 1, 30.0)
+    claim(store, "c", 1, 30.0)
     with sqlite3.connect(db_path) as conn:  # finished 31 days ago; the running one started then
         conn.execute(
             "UPDATE jobs SET finished_at = ?, started_at = ? WHERE id IN (?, ?)",
