@@ -354,7 +354,8 @@ class Outcome:
 class Change:
     """One committed change, handed to store subscribers (consumer, event emitter, waiters).
 
-    `what` is "created", "transition", "progress", "cancel_requested" or "deleted"; `previous` is
+    `what` is "created", "transition", "progress", "cancel_requested", "released" (a held job
+    may run; it is also a "transition" when it is queued at once) or "deleted"; `previous` is
     the status before a transition.
     """
 

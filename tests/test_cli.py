@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from store_driver import append_log, claim, finish, started
 
 from jupyter_jobs import cli
 from jupyter_jobs.models import JobSpec, Outcome, Status
 from jupyter_jobs.store import Store
 
+from store_driver import append_log, claim, finish, started
 from waiting import wait_until
 
 
@@ -96,8 +96,9 @@ def test_logs_follow_prints_what_was_written_as_the_job_ended(
         if not record.finished and last_read[0] == b"":
             # Between the follower's empty read and its look at the status, the job writes
             # its last lines and ends.
-            append_log(self, job_id, claimed.job.attempt, tail)
-            finish(self, job_id, claimed.job.attempt, Outcome(Status.SUCCEEDED, result=b"r"))
+            attempt = claimed.job.attempt
+            ended = Outcome(Status.SUCCEEDED, result=b"r")
+            self.record(logs=[(job_id, attempt, tail)], outcomes=[(job_id, attempt, ended)])
             record = real_get(self, job_id)
         return record
 
@@ -216,3 +217,16 @@ def test_a_refused_action_is_worded_naturally(store, db_path, capsysbinary):
     assert err == f"jupyter jobs: error: {said}\n"
     code, _, err = run(capsysbinary, db_path, "retry", str(job_id))
     assert f"job {job_id} has already succeeded; only failed or cancelled" in err
+
+
+def test_release_lets_held_jobs_run_and_reports_one_that_is_not_held(store, db_path, capsysbinary):
+    a, b = (store.enqueue(JobSpec(name=n, hold=True), b"p") for n in ("a", "b"))
+    queued = store.enqueue(JobSpec(name="q"), b"p")
+    code, out, _ = run(capsysbinary, db_path, "show", str(a.id))
+    assert "actions   cancel, release, delete\n" in out
+    code, out, err = run(capsysbinary, db_path, "release", str(a.id), str(queued.id), str(b.id))
+    assert code == 1 and out == f"job {a.id}: queued\njob {b.id}: queued\n"
+    assert f"job {queued.id} is not held: it is queued" in err
+    assert [j.held for j in store.get_many([a.id, b.id])] == [False, False]
+    code, _, err = run(capsysbinary, db_path, "release", "999", "--json")
+    assert code == 2 and json.loads(err)["type"] == "JobNotFound"

@@ -10,7 +10,6 @@ import time
 
 import dill
 import pytest
-from store_driver import claim, started
 
 from jupyter_jobs import JobQueue
 from jupyter_jobs.consumer import consumer_is_alive, make_consumer_id
@@ -20,6 +19,7 @@ from jupyter_jobs.payload import function_payload
 
 import jobfuncs
 import workers_util as wu
+from store_driver import claim, started
 from waiting import wait_until
 
 

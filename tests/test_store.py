@@ -16,15 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from store_driver import (
-    append_log,
-    append_log_many,
-    claim,
-    finish,
-    finish_many,
-    set_progress,
-    started,
-)
 
 import jupyter_jobs
 from jupyter_jobs import oslayer
@@ -52,6 +43,15 @@ from jupyter_jobs.models import (
 from jupyter_jobs.oslayer import filesystem_type
 from jupyter_jobs.store import MIGRATIONS, Store
 
+from store_driver import (
+    append_log,
+    append_log_many,
+    claim,
+    finish,
+    finish_many,
+    set_progress,
+    started,
+)
 from waiting import wait_until
 
 REPO = Path(jupyter_jobs.__file__).resolve().parent.parent
@@ -794,11 +794,55 @@ def test_run_at_and_dependencies_both_apply(store: Store) -> None:
 
 def test_held_jobs_wait_for_release(store: Store) -> None:
     job = store.enqueue(spec(hold=True), b"")
-    assert job.status is Status.PENDING
+    assert (job.status, job.held, store.get(job.id).held) == (Status.PENDING, True, True)
     assert store.promote() == []
-    assert store.release(job.id).status is Status.QUEUED
-    with pytest.raises(IllegalTransition):
+    released = store.release(job.id)
+    assert (released.status, released.held) == (Status.QUEUED, False)
+    with pytest.raises(IllegalTransition, match=f"job {job.id} is not held"):
         store.release(job.id)
+
+
+def test_a_released_job_keeps_its_place_in_the_queue(store: Store) -> None:
+    held = store.enqueue(spec("held", hold=True), b"")
+    store.enqueue_many([(spec("second"), b""), (spec("third"), b"")])
+    changes: list[Change] = []
+    store.subscribe(changes.extend)
+    released = store.release(held.id)
+    assert [(c.what, c.job.id, c.job.status) for c in changes] == [
+        ("released", held.id, Status.QUEUED),
+        ("transition", held.id, Status.QUEUED),
+    ]
+    assert (released.created_at, released.priority) == (held.created_at, held.priority)
+    order = [c.job.name for c in claim(store, "c", 3, 60)]
+    assert order == ["held", "second", "third"]  # submitted first, so claimed first
+
+
+def test_a_released_job_still_waits_for_the_jobs_it_runs_after(store: Store) -> None:
+    before = store.enqueue(spec("before"), b"")
+    job = store.enqueue(spec(after=[before.id], hold=True), b"")
+    changes: list[Change] = []
+    store.subscribe(changes.extend)
+    released = store.release(job.id)
+    assert (released.status, released.held, released.actions) == (
+        Status.PENDING,
+        False,
+        ["cancel", "delete"],
+    )
+    assert [(c.what, c.job.held) for c in changes] == [("released", False)]
+    finish(store, before.id, start(store, before.id), OK)
+    assert store.get(job.id).status is Status.QUEUED
+
+
+def test_only_held_pending_jobs_can_be_released(store: Store) -> None:
+    queued = store.enqueue(spec(), b"")
+    with pytest.raises(IllegalTransition, match="is not held: it is queued"):
+        store.release(queued.id)
+    cancelled = store.enqueue(spec(hold=True), b"")
+    store.request_cancel(cancelled.id)
+    with pytest.raises(IllegalTransition):
+        store.release(cancelled.id)
+    with pytest.raises(JobNotFound):
+        store.release(10**6)
 
 
 def test_jobs_expire_when_not_started_in_time(store: Store) -> None:

@@ -451,7 +451,7 @@ class Store:
             job = schema.load_one(tx.conn, job_id)
             if not (job.status is Status.PENDING and job.held):
                 raise IllegalTransition(
-                    f"job {job_id} is not held ({status_phrase(job.status)}); only a pending "
+                    f"job {job_id} is not held: it {status_phrase(job.status)}; only a pending "
                     "job submitted with hold=True can be released",
                     {"id": job_id, "status": job.status.value, "held": job.held},
                 )
