@@ -77,8 +77,6 @@ class Store:
     ) -> None:
         """Open the database at `path`, creating it unless `create=False` (then a missing file
         is `DatabaseNotFound`); its workspace folder must be its own (`WorkspaceConflict`)."""
-        if journal_mode not in ("auto", "wal", "delete"):
-            raise InvalidRequest(f"journal_mode must be auto, wal or delete, not {journal_mode!r}")
         self.path = Path(path if path is not None else default_db_path()).expanduser().absolute()
         self.workspace = Workspace(self.path)
         self.workspace_root = self.workspace.root
