@@ -104,6 +104,11 @@ class RetryState:
     cancel_requested: bool
 
 
+#: The decisions without details, made once (storing a job is on the hot path).
+_QUEUE = Move(Status.QUEUED)
+_WAIT = Move(Status.PENDING)
+
+
 def failure_error(reason: Reason, error: JobError | None, exit: str | None = None) -> JobError:
     """The error a failed attempt carries: the worker's, or one naming the reason; a lost
     worker's says how it ended (`exit`: "killed by signal 9")."""
@@ -172,7 +177,7 @@ def when_stored(
     broken = _broken(deps)
     if broken is not None:
         return Move(Status.FAILED, Reason.DEPENDENCY_FAILED, dependency_error(broken[0]))
-    return Move(Status.QUEUED if _may_run(deps, held, run_at, at) else Status.PENDING)
+    return _QUEUE if _may_run(deps, held, run_at, at) else _WAIT
 
 
 def settle(
@@ -186,7 +191,7 @@ def settle(
         after_id, status = broken
         error = dependency_error(after_id, f"ended {status}")
         return Move(Status.FAILED, Reason.DEPENDENCY_FAILED, error)
-    return Move(Status.QUEUED) if _may_run(deps, held, run_at, at) else None
+    return _QUEUE if _may_run(deps, held, run_at, at) else None
 
 
 def after_deleted(after_id: int) -> Move:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -156,59 +157,64 @@ INSERT_JOB = (
 )
 
 
+#: A row read with `SELECT_JOBS`, its values named by column.
+JobRow = namedtuple("JobRow", JOB_COLUMNS)  # type: ignore[misc]
+#: `JobRow._make` without its length check (SELECT_JOBS reads exactly JOB_COLUMNS): every read
+#: of a job pays this.
+_as_row = tuple.__new__
+
+
 def job_from_row(values: Sequence[Any]) -> Job:
     """The record of a row read with `SELECT_JOBS`."""
-    r = dict(zip(JOB_COLUMNS, values, strict=True))
+    r = _as_row(JobRow, values)
     progress = None
-    if r["progress_done"] is not None:
+    if r.progress_done is not None:
         progress = Progress(
-            done=r["progress_done"],
-            total=r["progress_total"],
-            message=r["progress_message"],
-            at=r["progress_at"],
+            done=r.progress_done,
+            total=r.progress_total,
+            message=r.progress_message,
+            at=r.progress_at,
         )
     error = None
-    if r["error_type"] is not None:
+    if r.error_type is not None:
         error = JobError(
-            type=r["error_type"],
-            message=r["error_message"] or "",
-            traceback=r["error_traceback"] or "",
+            type=r.error_type, message=r.error_message or "", traceback=r.error_traceback or ""
         )
     return Job(
-        id=r["id"],
-        name=r["name"],
-        kind=Kind(r["kind"]),
-        owner=r["owner"],
-        status=Status(r["status"]),
-        reason=Reason(r["reason"]) if r["reason"] else None,
-        priority=r["priority"],
-        attempt=r["attempt"],
-        retries=r["retries"],
-        retry_delay=r["retry_delay"],
-        worker_losses=r["worker_losses"],
-        timeout=r["timeout"],
-        after=json.loads(r["after_ids"]) if r["after_ids"] != "[]" else [],
-        held=bool(r["hold"]),
-        run_at=r["run_at"],
-        expires_at=r["expires_at"],
-        not_before=r["not_before"],
-        created_at=r["created_at"],
-        queued_at=r["queued_at"],
-        started_at=r["started_at"],
-        finished_at=r["finished_at"],
-        cancel_requested=bool(r["cancel_requested"]),
+        id=r.id,
+        name=r.name,
+        kind=Kind(r.kind),
+        owner=r.owner,
+        status=Status(r.status),
+        reason=Reason(r.reason) if r.reason else None,
+        priority=r.priority,
+        attempt=r.attempt,
+        retries=r.retries,
+        retry_delay=r.retry_delay,
+        worker_losses=r.worker_losses,
+        timeout=r.timeout,
+        after=json.loads(r.after_ids) if r.after_ids != "[]" else [],
+        held=bool(r.hold),
+        run_at=r.run_at,
+        expires_at=r.expires_at,
+        not_before=r.not_before,
+        created_at=r.created_at,
+        queued_at=r.queued_at,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        cancel_requested=bool(r.cancel_requested),
         progress=progress,
         error=error,
-        interpreter=r["interpreter"],
-        cwd=r["cwd"],
-        idempotency_key=r["idempotency_key"],
-        options=json.loads(r["options"]) if r["options"] != "{}" else {},
-        consumer=r["consumer"],
-        lease_until=r["lease_until"],
-        payload_size=r["payload_size"],
-        result_size=r["result_size"],
-        log_size=r["log_size"],
-        has_outputs=bool(r["has_outputs"]),
+        interpreter=r.interpreter,
+        cwd=r.cwd,
+        idempotency_key=r.idempotency_key,
+        options=json.loads(r.options) if r.options != "{}" else {},
+        consumer=r.consumer,
+        lease_until=r.lease_until,
+        payload_size=r.payload_size,
+        result_size=r.result_size,
+        log_size=r.log_size,
+        has_outputs=bool(r.has_outputs),
     )
 
 
