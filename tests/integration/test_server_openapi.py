@@ -114,4 +114,4 @@ def test_schemathesis_finds_no_server_error_and_no_spec_violation(
             )
 
         run()
-    assert len(labels) == 15
+    assert len(labels) == 16
