@@ -67,13 +67,28 @@ def allowed_actions(job: Job) -> list[str]:
     actions = []
     if not job.finished and not job.cancel_requested:
         actions.append(Action.CANCEL.value)
-    if job.finished and can_move(job.status, Status.QUEUED):
+    if retryable(job):
         actions.append(Action.RETRY.value)
-    if job.status is Status.PENDING and job.held:
+    if releasable(job):
         actions.append(Action.RELEASE.value)
-    if job.status is not Status.RUNNING and not job.claimed:
+    if deletable(job):
         actions.append(Action.DELETE.value)
     return actions
+
+
+def retryable(job: Job) -> bool:
+    """Whether `job` can be retried: it failed or was cancelled (`models.TRANSITIONS`)."""
+    return job.finished and can_move(job.status, Status.QUEUED)
+
+
+def deletable(job: Job) -> bool:
+    """Whether `job` can be deleted: it neither runs nor is claimed to start (cancel first)."""
+    return job.status is not Status.RUNNING and not job.claimed
+
+
+def releasable(job: Job) -> bool:
+    """Whether `job` can be released: pending, and held (submitted with `hold=True`)."""
+    return job.status is Status.PENDING and job.held
 
 
 @dataclass(frozen=True)

@@ -415,7 +415,7 @@ class Store:
         """Run a failed or cancelled job again (its deps must not have failed)."""
         with self._tx() as tx:
             job = schema.load_one(tx.conn, job_id)
-            if job.status not in (Status.FAILED, Status.CANCELLED):
+            if not lifecycle.retryable(job):
                 raise IllegalTransition(
                     f"job {job_id} {status_phrase(job.status)}; only failed or cancelled jobs "
                     "can be retried",
@@ -447,7 +447,7 @@ class Store:
         else pending until they have. `IllegalTransition` for a job that is not held."""
         with self._tx() as tx:
             job = schema.load_one(tx.conn, job_id)
-            if not (job.status is Status.PENDING and job.held):
+            if not lifecycle.releasable(job):
                 raise IllegalTransition(
                     f"job {job_id} is not held: it {status_phrase(job.status)}; only a pending "
                     "job submitted with hold=True can be released",
@@ -495,7 +495,7 @@ class Store:
     def _delete(self, tx: Tx, jobs: list[Job]) -> None:
         """Delete rows; pending dependents of a deleted unfinished job fail, others re-settle."""
         for job in jobs:
-            if job.status is Status.RUNNING or job.claimed:
+            if not lifecycle.deletable(job):
                 state = "running" if job.status is Status.RUNNING else "about to start in a worker"
                 raise IllegalTransition(f"job {job.id} is {state}: cancel it first", {"id": job.id})
         ids = [job.id for job in jobs]
