@@ -201,6 +201,19 @@ def cmd_retry(store: Store, args: argparse.Namespace) -> int:
     return _report(store.retry(args.id), args)
 
 
+def cmd_release(store: Store, args: argparse.Namespace) -> int:
+    """Release each held job in turn; one that cannot be released is reported and the rest
+    still are (exit code: the worst, as for one job)."""
+    code = 0
+    for job_id in args.ids:
+        try:
+            _report(store.release(job_id), args)
+        except JobsError as exc:
+            _report_error(exc, args.json)
+            code = max(code, 2 if exc.http_status == 404 else 1)
+    return code
+
+
 def cmd_rm(store: Store, args: argparse.Namespace) -> int:
     store.delete(args.id)
     if args.json:
@@ -301,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_)
         p.add_argument("id", type=_job_id)
         p.set_defaults(func=func)
+    p = sub.add_parser("release", parents=[common], help="let jobs submitted with hold=True run")
+    p.add_argument("ids", type=_job_id, nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_release)
     p = sub.add_parser("logs", parents=[common], help="print a job's log")
     p.add_argument("id", type=_job_id)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")

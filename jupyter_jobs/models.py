@@ -256,6 +256,8 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     cancel_requested: bool = False
+    #: submitted with `hold=True` and not released yet: it stays pending until released
+    held: bool = False
     progress: Progress | None = None
     error: JobError | None = None
     interpreter: str | None = None
@@ -352,7 +354,8 @@ class Outcome:
 class Change:
     """One committed change, handed to store subscribers (consumer, event emitter, waiters).
 
-    `what` is "created", "transition", "progress", "cancel_requested" or "deleted"; `previous` is
+    `what` is "created", "transition", "progress", "cancel_requested", "released" (a held job
+    may run; it is also a "transition" when it is queued at once) or "deleted"; `previous` is
     the status before a transition.
     """
 

@@ -17,6 +17,7 @@ from jupyter_jobs import cli
 from jupyter_jobs.models import JobSpec, Outcome, Status
 from jupyter_jobs.store import Store
 
+from store_driver import append_log, claim, finish, started
 from waiting import wait_until
 
 
@@ -43,8 +44,8 @@ def test_list_and_show_as_tables_and_json(store, db_path, capsysbinary):
 
 def test_show_and_cancel_use_the_widgets_words_and_the_jobs_actions(store, db_path, capsysbinary):
     job = store.enqueue(JobSpec(name="train"), b"p")
-    (claimed,) = store.claim("c1", 1, lease=60)
-    assert store.start(job.id, claimed.job.attempt)
+    (claimed,) = claim(store, "c1", 1, lease=60)
+    assert started(store, job.id, claimed.job.attempt)
     code, out, _ = run(capsysbinary, db_path, "show", str(job.id))
     assert code == 0 and "actions   cancel\n" in out
     code, out, _ = run(capsysbinary, db_path, "cancel", str(job.id))
@@ -79,9 +80,9 @@ def test_logs_follow_prints_what_was_written_as_the_job_ended(
     store, db_path, capsysbinary, monkeypatch
 ):
     job = store.enqueue(JobSpec(name="j"), b"p")
-    [claimed] = store.claim("c", 1, 30.0)
-    store.start(job.id, claimed.job.attempt)
-    store.append_log(job.id, claimed.job.attempt, b"start\n")
+    [claimed] = claim(store, "c", 1, 30.0)
+    started(store, job.id, claimed.job.attempt)
+    append_log(store, job.id, claimed.job.attempt, b"start\n")
     tail = b"y" * (3 * 2**20)  # more than one read's worth
     real_read, real_get, last_read = Store.read_log, Store.get, [None]
 
@@ -95,8 +96,9 @@ def test_logs_follow_prints_what_was_written_as_the_job_ended(
         if not record.finished and last_read[0] == b"":
             # Between the follower's empty read and its look at the status, the job writes
             # its last lines and ends.
-            self.append_log(job_id, claimed.job.attempt, tail)
-            self.finish(job_id, claimed.job.attempt, Outcome(Status.SUCCEEDED, result=b"r"))
+            attempt = claimed.job.attempt
+            ended = Outcome(Status.SUCCEEDED, result=b"r")
+            self.record(logs=[(job_id, attempt, tail)], outcomes=[(job_id, attempt, ended)])
             record = real_get(self, job_id)
         return record
 
@@ -109,11 +111,11 @@ def test_logs_follow_prints_what_was_written_as_the_job_ended(
 
 def finished_job(store: Store, log: bytes = b"") -> int:
     job = store.enqueue(JobSpec(name="j"), b"p")
-    [claimed] = store.claim("c", 1, 30.0)
-    store.start(job.id, claimed.job.attempt)
+    [claimed] = claim(store, "c", 1, 30.0)
+    started(store, job.id, claimed.job.attempt)
     if log:
-        store.append_log(job.id, claimed.job.attempt, log)
-    store.finish(job.id, claimed.job.attempt, Outcome(Status.SUCCEEDED, result=b"r"))
+        append_log(store, job.id, claimed.job.attempt, log)
+    finish(store, job.id, claimed.job.attempt, Outcome(Status.SUCCEEDED, result=b"r"))
     return job.id
 
 
@@ -189,7 +191,7 @@ def test_bare_gc_applies_the_server_retention_and_says_what_it_removed(
 ):
     old, recent = finished_job(store), finished_job(store)
     running = store.enqueue(JobSpec(name="running"), b"p")
-    store.claim("c", 1, 30.0)
+    claim(store, "c", 1, 30.0)
     with sqlite3.connect(db_path) as conn:  # finished 31 days ago; the running one started then
         conn.execute(
             "UPDATE jobs SET finished_at = ?, started_at = ? WHERE id IN (?, ?)",
@@ -215,3 +217,16 @@ def test_a_refused_action_is_worded_naturally(store, db_path, capsysbinary):
     assert err == f"jupyter jobs: error: {said}\n"
     code, _, err = run(capsysbinary, db_path, "retry", str(job_id))
     assert f"job {job_id} has already succeeded; only failed or cancelled" in err
+
+
+def test_release_lets_held_jobs_run_and_reports_one_that_is_not_held(store, db_path, capsysbinary):
+    a, b = (store.enqueue(JobSpec(name=n, hold=True), b"p") for n in ("a", "b"))
+    queued = store.enqueue(JobSpec(name="q"), b"p")
+    code, out, _ = run(capsysbinary, db_path, "show", str(a.id))
+    assert "actions   cancel, release, delete\n" in out
+    code, out, err = run(capsysbinary, db_path, "release", str(a.id), str(queued.id), str(b.id))
+    assert code == 1 and out == f"job {a.id}: queued\njob {b.id}: queued\n"
+    assert f"job {queued.id} is not held: it is queued" in err
+    assert [j.held for j in store.get_many([a.id, b.id])] == [False, False]
+    code, _, err = run(capsysbinary, db_path, "release", "999", "--json")
+    assert code == 2 and json.loads(err)["type"] == "JobNotFound"

@@ -19,6 +19,7 @@ from jupyter_jobs.payload import function_payload
 
 import jobfuncs
 import workers_util as wu
+from store_driver import claim, started
 from waiting import wait_until
 
 
@@ -120,11 +121,11 @@ def test_jobs_of_a_dead_consumer_are_recovered_at_start(db_path):
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait(10)
         dead_id = f"{make_consumer_id().split(':')[0]}:{dead.pid}:1"
-        claimed = q.store.claim(dead_id, 10, lease=3600)
+        claimed = claim(q.store, dead_id, 10, lease=3600)
         assert {c.job.id for c in claimed} == {plain.id, retried.id, waiting.id}
         for c in claimed:
             if c.job.id != waiting.id:
-                q.store.start(c.job.id, c.job.attempt)
+                started(q.store, c.job.id, c.job.attempt)
         q.start_consumer(max_workers=1)
         assert q.get(waiting.id).result(timeout=30) is None
         assert q.store.get(waiting.id).attempt == 2
@@ -226,8 +227,8 @@ async def test_a_lease_that_runs_out_elsewhere_is_recovered_at_once_without_spin
 
     store = Store(db_path)
     job = store.enqueue(JobSpec(name="x"), function_payload(jobfuncs.noop, (), {}))
-    [claimed] = store.claim("otherhost:123:0", 1, 1.5)  # elsewhere, seen only through its lease
-    store.start(job.id, claimed.job.attempt)
+    [claimed] = claim(store, "otherhost:123:0", 1, 1.5)  # elsewhere, seen only through its lease
+    started(store, job.id, claimed.job.attempt)
     calls, real = [], store.promote
     store.promote = lambda: calls.append(1) or real()
     consumer = Consumer(store, lambda events: LocalExecutor(events, 1), lease=30.0)

@@ -185,7 +185,7 @@ def body_for(method: str) -> dict[str, Any] | None:
 
 def test_route_requests_cover_every_route() -> None:
     requests = route_requests()
-    assert len(requests) == 15
+    assert len(requests) == 16
     assert {p for _, p in requests} == {p.replace(ID, "1").lstrip("/") for p, _ in ROUTES}
 
 
@@ -416,6 +416,22 @@ def test_cancel_retry_delete(api: Api) -> None:
     api.error("DELETE", path, status=404)
 
 
+def test_release_runs_a_held_job_and_is_a_409_when_it_is_not_held(api: Api) -> None:
+    job = api.submit(jobfuncs.noop, hold=True)
+    assert (job["status"], job["held"], job["actions"]) == (
+        "pending",
+        True,
+        ["cancel", "release", "delete"],
+    )
+    path = f"jobs/api/jobs/{job['id']}/release"
+    released = api.json("POST", path)
+    assert released["held"] is False and "release" not in released["actions"]
+    assert api.wait(job["id"], "succeeded")["held"] is False
+    refused = api.error("POST", path, status=409)
+    assert refused["type"] == "IllegalTransition"
+    assert refused["message"].startswith(f"job {job['id']} is not held")
+
+
 def test_running_job_cannot_be_deleted_but_can_be_cancelled(api: Api) -> None:
     job = api.submit(jobfuncs.sleep, 60)
     api.wait(job["id"], "running")
@@ -426,7 +442,7 @@ def test_running_job_cannot_be_deleted_but_can_be_cancelled(api: Api) -> None:
     assert api.call("DELETE", path).code == 204
 
 
-ACTIONS = ("cancel", "retry", "delete")
+ACTIONS = ("cancel", "retry", "release", "delete")
 
 
 def act(api: Api, job_id: int, action: str) -> HTTPResponse:
@@ -457,7 +473,9 @@ def check_actions(api: Api, make: Any, expected: list[str]) -> None:
 def test_every_status_offers_exactly_the_actions_the_server_accepts(unstarted_api: Api) -> None:
     api = unstarted_api
     # Before the consumer starts, a queued job stays queued (never claimed).
-    check_actions(api, lambda: api.submit(jobfuncs.noop, hold=True), ["cancel", "delete"])
+    check_actions(
+        api, lambda: api.submit(jobfuncs.noop, hold=True), ["cancel", "release", "delete"]
+    )
     check_actions(api, lambda: api.submit(jobfuncs.noop), ["cancel", "delete"])
     for job in api.json("GET", "jobs/api/jobs")["jobs"]:
         act(api, job["id"], "delete")

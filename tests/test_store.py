@@ -43,6 +43,15 @@ from jupyter_jobs.models import (
 from jupyter_jobs.oslayer import filesystem_type
 from jupyter_jobs.store import MIGRATIONS, Store
 
+from store_driver import (
+    append_log,
+    append_log_many,
+    claim,
+    finish,
+    finish_many,
+    set_progress,
+    started,
+)
 from waiting import wait_until
 
 REPO = Path(jupyter_jobs.__file__).resolve().parent.parent
@@ -62,10 +71,10 @@ def spec(name: str = "job", **kwargs) -> JobSpec:
 
 def start(store: Store, job_id: int, consumer: str = "c1", lease: float = 60.0) -> int:
     """Claim `job_id` (it must be the only queued job) and start it; returns its attempt."""
-    claimed = store.claim(consumer, 1, lease)
+    claimed = claim(store, consumer, 1, lease)
     assert [c.job.id for c in claimed] == [job_id]
     attempt = claimed[0].job.attempt
-    assert store.start(job_id, attempt)
+    assert started(store, job_id, attempt)
     return attempt
 
 
@@ -104,8 +113,8 @@ def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
         s = Store(tmp_path / "a" / "b" / "jobs.db", inline_limit=10)
         job = s.enqueue(spec(), b"x" * 100)
         attempt = start(s, job.id)
-        s.append_log(job.id, attempt, b"hello\n")
-        s.finish(job.id, attempt, Outcome(Status.SUCCEEDED, result=b"r" * 100, outputs=b"[]"))
+        append_log(s, job.id, attempt, b"hello\n")
+        finish(s, job.id, attempt, Outcome(Status.SUCCEEDED, result=b"r" * 100, outputs=b"[]"))
         listener = s.listen()
     finally:
         os.umask(old)
@@ -127,7 +136,7 @@ def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
 def test_small_jobs_need_no_workspace_folder(store: Store) -> None:
     job = store.enqueue(spec(), b"tiny")
     attempt = start(store, job.id)
-    store.finish(job.id, attempt, OK)
+    finish(store, job.id, attempt, OK)
     assert not (store.workspace_root / str(job.id)).exists()
     assert store.result(job.id) == b"ok"
 
@@ -139,8 +148,8 @@ def finished_job(s: Store, log: bytes, result: bytes) -> int:
     """A job that logged `log` and succeeded with `result`; its id."""
     job = s.enqueue(spec(), b"p")
     attempt = start(s, job.id)
-    s.append_log(job.id, attempt, log)
-    s.finish(job.id, attempt, Outcome(Status.SUCCEEDED, result=result))
+    append_log(s, job.id, attempt, log)
+    finish(s, job.id, attempt, Outcome(Status.SUCCEEDED, result=result))
     return job.id
 
 
@@ -387,9 +396,9 @@ def test_every_move_the_store_makes_is_in_the_table(store: Store) -> None:
     )
     a = store.enqueue(spec(retries=1, retry_delay=0), b"")
     b = store.enqueue(spec(after=[a.id]), b"")
-    store.finish(a.id, start(store, a.id), fail())
-    store.finish(a.id, start(store, a.id), OK)
-    store.finish(b.id, start(store, b.id), fail(Reason.TIMEOUT))
+    finish(store, a.id, start(store, a.id), fail())
+    finish(store, a.id, start(store, a.id), OK)
+    finish(store, b.id, start(store, b.id), fail(Reason.TIMEOUT))
     store.retry(b.id)
     store.request_cancel(b.id)
     assert seen
@@ -398,7 +407,7 @@ def test_every_move_the_store_makes_is_in_the_table(store: Store) -> None:
 
 def test_illegal_moves_are_refused_and_not_written(store: Store) -> None:
     job = store.enqueue(spec(), b"")
-    store.finish(job.id, start(store, job.id), OK)
+    finish(store, job.id, start(store, job.id), OK)
     with pytest.raises(IllegalTransition):
         store.request_cancel(job.id)
     with pytest.raises(IllegalTransition, match="only failed or cancelled"):
@@ -414,7 +423,7 @@ def test_outcome_must_be_finished(store: Store) -> None:
     job = store.enqueue(spec(), b"")
     attempt = start(store, job.id)
     with pytest.raises(InvalidRequest):
-        store.finish(job.id, attempt, Outcome(Status.RUNNING))
+        finish(store, job.id, attempt, Outcome(Status.RUNNING))
     assert store.get(job.id).status is Status.RUNNING
 
 
@@ -444,7 +453,7 @@ def test_enqueue_stores_every_field(store: Store) -> None:
     assert again.to_json()["kind"] == "cell"
     assert again.options == {"return": ["x"]}
     assert again.payload_size == 7
-    claimed = store.claim("c", 5, 60)
+    claimed = claim(store, "c", 5, 60)
     assert claimed[0].payload == b"payload"
     assert claimed[0].job.attempt == 1
     assert claimed[0].job.consumer == "c"
@@ -476,7 +485,7 @@ def test_enqueue_many_is_one_ordered_all_or_nothing_batch(store: Store) -> None:
     with pytest.raises(JobNotFound):
         store.enqueue_many([(spec("fine"), b""), (spec("bad", after=[10**9]), b"")])
     assert store.counts()["queued"] == 1000
-    claimed = store.claim("c", 1000, 60)
+    claimed = claim(store, "c", 1000, 60)
     assert {c.payload for c in claimed} == {f"{i}".encode() for i in range(1000)}
 
 
@@ -485,7 +494,7 @@ def test_large_payloads_go_to_files(tmp_path: Path) -> None:
     small, big = s.enqueue_many([(spec(), b"s" * 100), (spec(), b"b" * 101)])
     assert not (s.workspace_root / str(small.id)).exists()
     assert (s.workspace_root / str(big.id) / "payload").read_bytes() == b"b" * 101
-    assert {c.job.id: c.payload for c in s.claim("c", 2, 60)} == {
+    assert {c.job.id: c.payload for c in claim(s, "c", 2, 60)} == {
         small.id: b"s" * 100,
         big.id: b"b" * 101,
     }
@@ -549,38 +558,38 @@ def test_claim_takes_highest_priority_first(store: Store) -> None:
     high = store.enqueue(spec(priority=5), b"")
     mid = store.enqueue(spec(priority=1), b"")
     negative = store.enqueue(spec(priority=-2), b"")
-    order = [c.job.id for c in store.claim("c", 10, 60)]
+    order = [c.job.id for c in claim(store, "c", 10, 60)]
     assert order == [high.id, mid.id, low.id, negative.id]
 
 
 def test_claim_shares_fairly_across_owners_oldest_first(store: Store) -> None:
     a = [j.id for j in store.enqueue_many([(spec(owner="a"), b"") for _ in range(5)])]
     b = [j.id for j in store.enqueue_many([(spec(owner="b"), b"") for _ in range(2)])]
-    order = [c.job.id for c in store.claim("c", 5, 60)]
+    order = [c.job.id for c in claim(store, "c", 5, 60)]
     assert order == [a[0], b[0], a[1], b[1], a[2]]
-    assert [c.job.id for c in store.claim("c", 5, 60)] == a[3:]
+    assert [c.job.id for c in claim(store, "c", 5, 60)] == a[3:]
 
 
 def test_claim_counts_jobs_already_running(store: Store) -> None:
     a = [j.id for j in store.enqueue_many([(spec(owner="a"), b"") for _ in range(4)])]
-    assert [c.job.id for c in store.claim("c", 2, 60)] == [a[0], a[1]]
+    assert [c.job.id for c in claim(store, "c", 2, 60)] == [a[0], a[1]]
     b = store.enqueue(spec(owner="b"), b"")
     c = store.enqueue(spec(owner="c"), b"")
     # a has 2 running, b and c none: b and c go first (oldest first), then a
-    assert [x.job.id for x in store.claim("c", 3, 60)] == [b.id, c.id, a[2]]
+    assert [x.job.id for x in claim(store, "c", 3, 60)] == [b.id, c.id, a[2]]
 
 
 def test_claim_skips_jobs_not_yet_due_and_sets_the_lease(store: Store) -> None:
     later = store.enqueue(spec(retries=1, retry_delay=3600), b"")
-    store.finish(later.id, start(store, later.id), fail())
+    finish(store, later.id, start(store, later.id), fail())
     ready = store.enqueue(spec(), b"")
     before = time.time()
-    claimed = store.claim("c", 5, 30)
+    claimed = claim(store, "c", 5, 30)
     assert [c.job.id for c in claimed] == [ready.id]
     job = claimed[0].job
     assert job.claimed and job.consumer == "c"
     assert before + 30 <= job.lease_until <= time.time() + 30
-    assert store.claim("c", 5, 30) == []
+    assert claim(store, "c", 5, 30) == []
 
 
 CLAIMER = """
@@ -592,12 +601,12 @@ name, got = sys.argv[2], []
 print("ready", flush=True)
 sys.stdin.readline()  # start together: a real race
 while True:
-    claimed = store.claim(name, 1 + len(got) % 4, 60)
+    claimed = store.record_and_claim(claim=(name, 1 + len(got) % 4, 60))[1]
     if not claimed:
         break
     got += [c.job.id for c in claimed]
-    store.finish_many([(c.job.id, c.job.attempt, Outcome(Status.SUCCEEDED, result=c.payload))
-                       for c in claimed])
+    store.record(outcomes=[(c.job.id, c.job.attempt, Outcome(Status.SUCCEEDED, result=c.payload))
+                           for c in claimed])
 print(json.dumps(got))
 """
 
@@ -622,9 +631,9 @@ def test_four_processes_claim_every_job_exactly_once(store: Store, db_path: Path
 
 def test_finished_among_reads_only_the_ended_jobs_in_the_order_asked(store: Store) -> None:
     c = store.enqueue(spec("c"), b"")
-    store.finish(c.id, start(store, c.id), Outcome(Status.SUCCEEDED, result=b"r"))
+    finish(store, c.id, start(store, c.id), Outcome(Status.SUCCEEDED, result=b"r"))
     b = store.enqueue(spec("b", options={"k": 1}), b"")
-    store.finish(b.id, start(store, b.id), fail())
+    finish(store, b.id, start(store, b.id), fail())
     a = store.enqueue(spec("a"), b"")
     ended, missing = store.finished_among([10**6, c.id, a.id, b.id])
     assert [(j.id, j.status) for j in ended] == [(c.id, Status.SUCCEEDED), (b.id, Status.FAILED)]
@@ -638,8 +647,8 @@ def test_finished_among_reads_only_the_ended_jobs_in_the_order_asked(store: Stor
 
 def test_heartbeat_extends_only_the_consumers_leases(store: Store) -> None:
     mine, theirs = store.enqueue_many([(spec(), b""), (spec(), b"")])
-    store.claim("me", 1, 10)
-    store.claim("them", 1, 10)
+    claim(store, "me", 1, 10)
+    claim(store, "them", 1, 10)
     before = store.get(mine.id).lease_until
     assert store.heartbeat("me", [mine.id, theirs.id], 100) == []
     assert store.get(mine.id).lease_until > before + 50
@@ -656,42 +665,42 @@ def test_stale_attempt_cannot_finish_report_or_log(store: Store) -> None:
     wait_until(lambda: store.recover(lambda consumer: True))
     second = start(store, job.id, "new")
     assert (first, second) == (1, 2)
-    assert store.finish(job.id, first, Outcome(Status.SUCCEEDED, result=b"stale")) is None
-    assert store.set_progress(job.id, first, Progress(1, 2)) is False
-    assert store.append_log(job.id, first, b"stale\n") == -1
+    assert finish(store, job.id, first, Outcome(Status.SUCCEEDED, result=b"stale")) is None
+    assert set_progress(store, job.id, first, Progress(1, 2)) is False
+    assert append_log(store, job.id, first, b"stale\n") == -1
     current = store.get(job.id)
     assert current.status is Status.RUNNING
     assert current.progress is None
     assert store.read_log(job.id) == (b"", 0)
-    assert store.set_progress(job.id, second, Progress(1, 2, "half")) is True
+    assert set_progress(store, job.id, second, Progress(1, 2, "half")) is True
     assert store.get(job.id).progress.message == "half"
-    assert store.finish(job.id, second, OK).status is Status.SUCCEEDED
-    assert store.finish(job.id, second, Outcome(Status.SUCCEEDED, result=b"again")) is None
+    assert finish(store, job.id, second, OK).status is Status.SUCCEEDED
+    assert finish(store, job.id, second, Outcome(Status.SUCCEEDED, result=b"again")) is None
     assert store.result(job.id) == b"ok"
-    assert store.finish(10**6, 1, OK) is None
+    assert finish(store, 10**6, 1, OK) is None
 
 
 def test_failed_attempts_are_retried_with_backoff(store: Store) -> None:
     job = store.enqueue(spec(retries=2, retry_delay=0.05), b"")
-    after_first = store.finish(job.id, start(store, job.id), fail())
+    after_first = finish(store, job.id, start(store, job.id), fail())
     assert after_first.status is Status.QUEUED
     assert after_first.reason is None
     assert after_first.error.message == "boom"  # the last attempt's error stays visible
     assert after_first.not_before == pytest.approx(after_first.queued_at + 0.05)
-    claimed = wait_until(lambda: store.claim("c", 1, 60))
-    after_second = store.finish(job.id, claimed[0].job.attempt, fail(Reason.TIMEOUT))
+    claimed = wait_until(lambda: claim(store, "c", 1, 60))
+    after_second = finish(store, job.id, claimed[0].job.attempt, fail(Reason.TIMEOUT))
     assert after_second.not_before == pytest.approx(after_second.queued_at + 0.1)
-    claimed = wait_until(lambda: store.claim("c", 1, 60))
+    claimed = wait_until(lambda: claim(store, "c", 1, 60))
     assert claimed[0].job.attempt == 3
     assert claimed[0].job.progress is None
-    final = store.finish(job.id, 3, fail())
+    final = finish(store, job.id, 3, fail())
     assert (final.status, final.reason, final.attempt) == (Status.FAILED, Reason.ERROR, 3)
     assert final.finished_at is not None
 
 
 def test_payload_failures_are_not_retried(store: Store) -> None:
     job = store.enqueue(spec(retries=3, retry_delay=0), b"")
-    final = store.finish(job.id, start(store, job.id), fail(Reason.PAYLOAD))
+    final = finish(store, job.id, start(store, job.id), fail(Reason.PAYLOAD))
     assert (final.status, final.reason) == (Status.FAILED, Reason.PAYLOAD)
 
 
@@ -699,10 +708,10 @@ def test_poison_jobs_stop_after_the_limit(tmp_path: Path) -> None:
     s = Store(tmp_path / "jobs.db", poison_limit=3)
     job = s.enqueue(spec(retries=10, retry_delay=0), b"")
     for attempt in (1, 2):
-        after = s.finish(job.id, start(s, job.id), fail(Reason.WORKER_LOST, "killed by signal 9"))
+        after = finish(s, job.id, start(s, job.id), fail(Reason.WORKER_LOST, "killed by signal 9"))
         assert (after.status, after.worker_losses) == (Status.QUEUED, attempt)
-    final = s.finish(
-        job.id, start(s, job.id), Outcome(Status.FAILED, Reason.WORKER_LOST, exit="exit code 3")
+    final = finish(
+        s, job.id, start(s, job.id), Outcome(Status.FAILED, Reason.WORKER_LOST, exit="exit code 3")
     )
     assert (final.status, final.reason, final.worker_losses) == (
         Status.FAILED,
@@ -716,8 +725,8 @@ def test_poison_jobs_stop_after_the_limit(tmp_path: Path) -> None:
 
 def test_worker_lost_error_names_the_exit(store: Store) -> None:
     job = store.enqueue(spec(), b"")
-    final = store.finish(
-        job.id, start(store, job.id), fail(Reason.WORKER_LOST, "killed by signal 9")
+    final = finish(
+        store, job.id, start(store, job.id), fail(Reason.WORKER_LOST, "killed by signal 9")
     )
     assert final.reason is Reason.WORKER_LOST
     assert "killed by signal 9" in final.error.message
@@ -729,10 +738,10 @@ def test_dependencies_run_in_order(store: Store) -> None:
     c = store.enqueue(spec("c", after=[a.id, b.id]), b"")
     assert (b.status, c.status) == (Status.PENDING, Status.PENDING)
     assert store.get(c.id).after == [a.id, b.id]
-    store.finish(a.id, start(store, a.id), OK)
+    finish(store, a.id, start(store, a.id), OK)
     assert store.get(b.id).status is Status.QUEUED
     assert store.get(c.id).status is Status.PENDING
-    store.finish(b.id, start(store, b.id), OK)
+    finish(store, b.id, start(store, b.id), OK)
     assert store.get(c.id).status is Status.QUEUED
     d = store.enqueue(spec("d", after=[a.id]), b"")
     assert d.status is Status.QUEUED
@@ -742,7 +751,7 @@ def test_a_failure_fails_the_whole_chain(store: Store) -> None:
     a = store.enqueue(spec("a"), b"")
     b = store.enqueue(spec("b", after=[a.id]), b"")
     c = store.enqueue(spec("c", after=[b.id]), b"")
-    store.finish(a.id, start(store, a.id), fail())
+    finish(store, a.id, start(store, a.id), fail())
     for job in store.get_many([b.id, c.id]):
         assert (job.status, job.reason) == (Status.FAILED, Reason.DEPENDENCY_FAILED)
     assert str(a.id) in store.get(b.id).error.message
@@ -759,7 +768,7 @@ def test_retry_of_a_dependent_waits_for_its_retried_dependency(store: Store) -> 
     assert store.get(b.id).reason is Reason.DEPENDENCY_FAILED
     store.retry(a.id)
     assert store.retry(b.id).status is Status.PENDING
-    store.finish(a.id, start(store, a.id), OK)
+    finish(store, a.id, start(store, a.id), OK)
     assert store.get(b.id).status is Status.QUEUED
 
 
@@ -768,7 +777,7 @@ def test_run_at_holds_a_job_until_its_time(store: Store) -> None:
     job = store.enqueue(spec(run_at=later), b"")
     assert job.status is Status.PENDING
     assert store.next_due() == pytest.approx(later)
-    assert store.claim("c", 1, 60) == []
+    assert claim(store, "c", 1, 60) == []
     promoted = wait_until(lambda: store.promote(), timeout=10)
     assert [j.id for j in promoted] == [job.id]
     assert promoted[0].status is Status.QUEUED
@@ -778,18 +787,62 @@ def test_run_at_holds_a_job_until_its_time(store: Store) -> None:
 def test_run_at_and_dependencies_both_apply(store: Store) -> None:
     a = store.enqueue(spec("a"), b"")
     b = store.enqueue(spec("b", after=[a.id], run_at=now() + 3600), b"")
-    store.finish(a.id, start(store, a.id), OK)
+    finish(store, a.id, start(store, a.id), OK)
     assert store.get(b.id).status is Status.PENDING
     assert store.promote() == []
 
 
 def test_held_jobs_wait_for_release(store: Store) -> None:
     job = store.enqueue(spec(hold=True), b"")
-    assert job.status is Status.PENDING
+    assert (job.status, job.held, store.get(job.id).held) == (Status.PENDING, True, True)
     assert store.promote() == []
-    assert store.release(job.id).status is Status.QUEUED
-    with pytest.raises(IllegalTransition):
+    released = store.release(job.id)
+    assert (released.status, released.held) == (Status.QUEUED, False)
+    with pytest.raises(IllegalTransition, match=f"job {job.id} is not held"):
         store.release(job.id)
+
+
+def test_a_released_job_keeps_its_place_in_the_queue(store: Store) -> None:
+    held = store.enqueue(spec("held", hold=True), b"")
+    store.enqueue_many([(spec("second"), b""), (spec("third"), b"")])
+    changes: list[Change] = []
+    store.subscribe(changes.extend)
+    released = store.release(held.id)
+    assert [(c.what, c.job.id, c.job.status) for c in changes] == [
+        ("released", held.id, Status.QUEUED),
+        ("transition", held.id, Status.QUEUED),
+    ]
+    assert (released.created_at, released.priority) == (held.created_at, held.priority)
+    order = [c.job.name for c in claim(store, "c", 3, 60)]
+    assert order == ["held", "second", "third"]  # submitted first, so claimed first
+
+
+def test_a_released_job_still_waits_for_the_jobs_it_runs_after(store: Store) -> None:
+    before = store.enqueue(spec("before"), b"")
+    job = store.enqueue(spec(after=[before.id], hold=True), b"")
+    changes: list[Change] = []
+    store.subscribe(changes.extend)
+    released = store.release(job.id)
+    assert (released.status, released.held, released.actions) == (
+        Status.PENDING,
+        False,
+        ["cancel", "delete"],
+    )
+    assert [(c.what, c.job.held) for c in changes] == [("released", False)]
+    finish(store, before.id, start(store, before.id), OK)
+    assert store.get(job.id).status is Status.QUEUED
+
+
+def test_only_held_pending_jobs_can_be_released(store: Store) -> None:
+    queued = store.enqueue(spec(), b"")
+    with pytest.raises(IllegalTransition, match="is not held: it is queued"):
+        store.release(queued.id)
+    cancelled = store.enqueue(spec(hold=True), b"")
+    store.request_cancel(cancelled.id)
+    with pytest.raises(IllegalTransition):
+        store.release(cancelled.id)
+    with pytest.raises(JobNotFound):
+        store.release(10**6)
 
 
 def test_jobs_expire_when_not_started_in_time(store: Store) -> None:
@@ -813,8 +866,8 @@ def test_recover_requeues_or_fails_jobs_of_dead_consumers(store: Store) -> None:
         [(spec("kept"), b""), (spec("retried", retries=1, retry_delay=0), b""), (spec(), b"")]
     )
     start(store, kept.id, "alive")
-    for claimed in store.claim("dead", 2, 60):
-        assert store.start(claimed.job.id, claimed.job.attempt)
+    for claimed in claim(store, "dead", 2, 60):
+        assert started(store, claimed.job.id, claimed.job.attempt)
     changed = store.recover(lambda consumer: consumer == "alive")
     assert {j.id for j in changed} == {retried.id, lost.id}
     assert store.get(kept.id).status is Status.RUNNING
@@ -839,7 +892,7 @@ def test_next_due_reports_retries_and_leases(store: Store) -> None:
     job = store.enqueue(spec(retries=1, retry_delay=100), b"")
     attempt = start(store, job.id, lease=50)
     assert store.next_due() == pytest.approx(store.get(job.id).lease_until)
-    requeued = store.finish(job.id, attempt, fail())
+    requeued = finish(store, job.id, attempt, fail())
     assert store.next_due() == pytest.approx(requeued.not_before)
 
 
@@ -861,7 +914,7 @@ def test_cancel_in_each_state(store: Store) -> None:
     asked = store.request_cancel(job.id)
     assert (asked.status, asked.cancel_requested) == (Status.RUNNING, True)
     # an attempt that fails after a cancel request is not retried
-    final = store.finish(job.id, attempt, fail())
+    final = finish(store, job.id, attempt, fail())
     assert final.status is Status.CANCELLED
     with pytest.raises(IllegalTransition):
         store.request_cancel(job.id)
@@ -873,7 +926,7 @@ def test_cancelled_outcome_and_explicit_retry(store: Store) -> None:
     job = store.enqueue(spec(retries=1, retry_delay=0), b"")
     attempt = start(store, job.id)
     store.request_cancel(job.id)
-    final = store.finish(job.id, attempt, Outcome(Status.CANCELLED))
+    final = finish(store, job.id, attempt, Outcome(Status.CANCELLED))
     assert (final.status, final.cancel_requested) == (Status.CANCELLED, False)
     again = store.retry(job.id)
     assert (again.status, again.attempt, again.error, again.reason) == (
@@ -883,18 +936,18 @@ def test_cancelled_outcome_and_explicit_retry(store: Store) -> None:
         None,
     )
     # the retried job gets its retry budget back: attempt 2 fails and is retried once more
-    requeued = store.finish(job.id, start(store, job.id), fail())
+    requeued = finish(store, job.id, start(store, job.id), fail())
     assert requeued.status is Status.QUEUED
-    assert store.finish(job.id, start(store, job.id), fail()).status is Status.FAILED
+    assert finish(store, job.id, start(store, job.id), fail()).status is Status.FAILED
 
 
 def test_delete(store: Store) -> None:
     job = store.enqueue(spec(), b"x")
     attempt = start(store, job.id)
-    store.append_log(job.id, attempt, b"log")
+    append_log(store, job.id, attempt, b"log")
     with pytest.raises(IllegalTransition, match="cancel it first"):
         store.delete(job.id)
-    store.finish(job.id, attempt, OK)
+    finish(store, job.id, attempt, OK)
     workspace = store.workspace_root / str(job.id)
     assert workspace.exists()
     store.delete(job.id)
@@ -922,7 +975,7 @@ def test_the_search_finds_names_and_owners(store: Store) -> None:
 def test_query_filters_pages_and_counts(store: Store) -> None:
     names = ["Train model", "train_50%", "plot", "TRAIN again", "trainXfifty"]
     jobs = store.enqueue_many([(spec(n, owner=f"o{i % 2}"), b"") for i, n in enumerate(names)])
-    store.finish(jobs[0].id, start(store, jobs[0].id), OK)
+    finish(store, jobs[0].id, start(store, jobs[0].id), OK)
     page = store.query(q="train")
     assert [j.name for j in page.jobs] == ["trainXfifty", "TRAIN again", "train_50%", "Train model"]
     assert [j.name for j in store.query(q="_50%").jobs] == ["train_50%"]
@@ -957,12 +1010,13 @@ def test_results_outputs_and_their_absence(store: Store) -> None:
     with pytest.raises(ResultNotReady):
         store.result(job.id)
     assert store.outputs(job.id) == b"[]"
-    claimed = {c.job.id: c.job.attempt for c in store.claim("c", 2, 60)}
-    store.finish_many(
+    claimed = {c.job.id: c.job.attempt for c in claim(store, "c", 2, 60)}
+    finish_many(
+        store,
         [
             (job.id, claimed[job.id], Outcome(Status.SUCCEEDED, result=b"R", outputs=b"[1]")),
             (empty.id, claimed[empty.id], Outcome(Status.SUCCEEDED)),
-        ]
+        ],
     )
     assert store.result(job.id) == b"R"
     assert store.outputs(job.id) == b"[1]"
@@ -972,7 +1026,7 @@ def test_results_outputs_and_their_absence(store: Store) -> None:
     with pytest.raises(JobNotFound):
         store.result(10**6)
     failed = store.enqueue(spec(), b"")
-    store.finish(failed.id, start(store, failed.id), fail())
+    finish(store, failed.id, start(store, failed.id), fail())
     with pytest.raises(ResultNotReady, match="failed"):
         store.result(failed.id)
 
@@ -982,13 +1036,13 @@ def test_a_failed_attempt_keeps_what_it_sent_back_until_it_is_retried(store: Sto
     sends nothing must not serve the earlier attempt's."""
     job = store.enqueue(spec(), b"")
     sent = dataclasses.replace(fail(), result=b"names before the error")
-    store.finish(job.id, start(store, job.id), sent)
+    finish(store, job.id, start(store, job.id), sent)
     assert store.get(job.id).status is Status.FAILED
     assert store.result(job.id) == b"names before the error"
     store.retry(job.id)
     with pytest.raises(ResultNotReady, match="queued"):
         store.result(job.id)
-    store.finish(job.id, start(store, job.id), fail(Reason.WORKER_LOST))
+    finish(store, job.id, start(store, job.id), fail(Reason.WORKER_LOST))
     with pytest.raises(ResultNotReady, match="failed"):
         store.result(job.id)
 
@@ -996,10 +1050,10 @@ def test_a_failed_attempt_keeps_what_it_sent_back_until_it_is_retried(store: Sto
 def test_large_results_replace_their_files(tmp_path: Path) -> None:
     s = Store(tmp_path / "jobs.db", inline_limit=10)
     job = s.enqueue(spec(retries=1, retry_delay=0), b"")
-    s.finish(job.id, start(s, job.id), Outcome(Status.FAILED, Reason.ERROR, outputs=b"o" * 50))
+    finish(s, job.id, start(s, job.id), Outcome(Status.FAILED, Reason.ERROR, outputs=b"o" * 50))
     assert (s.workspace_root / str(job.id) / "outputs.1").exists()
-    s.finish(
-        job.id, start(s, job.id), Outcome(Status.SUCCEEDED, result=b"r" * 50, outputs=b"p" * 50)
+    finish(
+        s, job.id, start(s, job.id), Outcome(Status.SUCCEEDED, result=b"r" * 50, outputs=b"p" * 50)
     )
     files = {f.name for f in (s.workspace_root / str(job.id)).iterdir()}
     assert files == {"result.2", "outputs.2"}
@@ -1012,16 +1066,16 @@ def test_log_is_capped_with_a_visible_marker(tmp_path: Path) -> None:
     s = Store(tmp_path / "jobs.db", log_limit=100)
     job = s.enqueue(spec(retries=1, retry_delay=0), b"")
     attempt = start(s, job.id)
-    assert s.append_log(job.id, attempt, b"a" * 60) == 60
-    s.finish(job.id, attempt, fail())
-    attempt = wait_until(lambda: s.claim("c", 1, 60))[0].job.attempt
-    s.start(job.id, attempt)
-    size = s.append_log(job.id, attempt, b"b" * 60)
+    assert append_log(s, job.id, attempt, b"a" * 60) == 60
+    finish(s, job.id, attempt, fail())
+    attempt = wait_until(lambda: claim(s, "c", 1, 60))[0].job.attempt
+    started(s, job.id, attempt)
+    size = append_log(s, job.id, attempt, b"b" * 60)
     marker = b"\n[jupyter_jobs: log truncated at 100 bytes]\n"
     header = b"--- attempt 2 ---\n"
     expected = b"a" * 60 + (header + b"b" * 60)[:40] + marker
     assert size == len(expected)
-    assert s.append_log(job.id, attempt, b"more") == size
+    assert append_log(s, job.id, attempt, b"more") == size
     data, next_offset = s.read_log(job.id)
     assert data == expected
     assert next_offset == len(expected)
@@ -1035,14 +1089,14 @@ def test_log_is_capped_with_a_visible_marker(tmp_path: Path) -> None:
 
 def test_logs_of_later_attempts_get_a_header(store: Store) -> None:
     job = store.enqueue(spec(retries=1, retry_delay=0), b"")
-    store.append_log(job.id, 1, b"too early")  # not running yet: refused
+    append_log(store, job.id, 1, b"too early")  # not running yet: refused
     first = start(store, job.id)
-    store.append_log_many([(job.id, first, b"one\n"), (job.id, first, b"two\n")])
-    store.finish(job.id, first, fail())
-    second = wait_until(lambda: store.claim("c", 1, 60))[0].job.attempt
-    store.append_log(job.id, second, b"not started yet")  # claimed, not running: refused
-    store.start(job.id, second)
-    store.append_log(job.id, second, b"three\n")
+    append_log_many(store, [(job.id, first, b"one\n"), (job.id, first, b"two\n")])
+    finish(store, job.id, first, fail())
+    second = wait_until(lambda: claim(store, "c", 1, 60))[0].job.attempt
+    append_log(store, job.id, second, b"not started yet")  # claimed, not running: refused
+    started(store, job.id, second)
+    append_log(store, job.id, second, b"three\n")
     assert store.read_log(job.id)[0] == b"one\ntwo\n--- attempt 2 ---\nthree\n"
 
 
@@ -1060,7 +1114,7 @@ def test_stats(store: Store) -> None:
 
 def test_gc_by_age_spares_unfinished_jobs(store: Store) -> None:
     done = store.enqueue(spec(), b"")
-    store.finish(done.id, start(store, done.id), OK)
+    finish(store, done.id, start(store, done.id), OK)
     running = store.enqueue(spec(), b"")
     start(store, running.id)
     queued = store.enqueue(spec(), b"")
@@ -1077,8 +1131,8 @@ def test_clear_finished_deletes_finished_jobs_with_their_files_in_one_change_set
 ) -> None:
     done = store.enqueue(spec(), b"")
     attempt = start(store, done.id)
-    store.append_log(done.id, attempt, b"log")
-    store.finish(done.id, attempt, OK)
+    append_log(store, done.id, attempt, b"log")
+    finish(store, done.id, attempt, OK)
     cancelled = store.enqueue(spec(hold=True), b"")
     store.request_cancel(cancelled.id)
     running = store.enqueue(spec(), b"")
@@ -1105,7 +1159,7 @@ def test_gc_by_size_deletes_the_oldest_finished_first(tmp_path: Path) -> None:
     s = Store(tmp_path / "jobs.db", inline_limit=10)
     jobs = s.enqueue_many([(spec(), b"") for _ in range(4)])
     for job in jobs[:3]:
-        s.finish(job.id, start(s, job.id), Outcome(Status.SUCCEEDED, result=b"r" * 1000))
+        finish(s, job.id, start(s, job.id), Outcome(Status.SUCCEEDED, result=b"r" * 1000))
     s.enqueue(spec(), b"p" * 1000)  # unfinished bytes count but are never deleted
     assert s.stats()["workspace_bytes"] == 4000
     deleted = s.gc(max_bytes=2500)
@@ -1125,9 +1179,9 @@ def test_subscribers_get_every_kind_of_change(store: Store) -> None:
     unsubscribe = store.subscribe(got.extend)
     job = store.enqueue(spec(), b"")
     attempt = start(store, job.id)
-    store.set_progress(job.id, attempt, Progress(1, 4, "a quarter"))
+    set_progress(store, job.id, attempt, Progress(1, 4, "a quarter"))
     store.request_cancel(job.id)
-    store.finish(job.id, attempt, Outcome(Status.CANCELLED))
+    finish(store, job.id, attempt, Outcome(Status.CANCELLED))
     store.delete(job.id)
     assert [(c.what, c.previous, c.job.status) for c in got] == [
         ("created", None, Status.QUEUED),
@@ -1184,9 +1238,9 @@ def test_progress_does_not_ring_but_finish_does(store: Store, db_path: Path) -> 
     # listeners learn its changes from its subscription, never from its doorbell.
     with Store(db_path) as other, other.listen() as listener:
         attempt = start(store, job.id)
-        store.set_progress(job.id, attempt, Progress(1))
+        set_progress(store, job.id, attempt, Progress(1))
         assert listener.drain() == 0
-        store.finish(job.id, attempt, OK)
+        finish(store, job.id, attempt, OK)
         assert listener.wait(10)
 
 
@@ -1218,7 +1272,7 @@ def test_an_accepted_job_survives_kill_9(db_path: Path) -> None:
     s = Store(db_path)
     job = s.get(int(out))
     assert (job.name, job.status) == ("durable", Status.QUEUED)
-    assert s.claim("c", 1, 60)[0].payload == b"payload"
+    assert claim(s, "c", 1, 60)[0].payload == b"payload"
     s.close()
 
 
@@ -1229,9 +1283,9 @@ def test_threads_sharing_a_store_claim_each_job_once(store: Store) -> None:
 
     def consume(name: str) -> None:
         barrier.wait(timeout=10)
-        while batch := store.claim(name, 3, 60):
+        while batch := claim(store, name, 3, 60):
             claimed.extend(c.job.id for c in batch)
-            store.finish_many([(c.job.id, c.job.attempt, OK) for c in batch])
+            finish_many(store, [(c.job.id, c.job.attempt, OK) for c in batch])
 
     threads = [threading.Thread(target=consume, args=(f"t{n}",)) for n in range(4)]
     for t in threads:
@@ -1256,9 +1310,9 @@ def test_a_broken_doorbell_does_not_fail_a_committed_change(
 
 def test_record_writes_logs_progress_and_outcomes_in_one_commit(store: Store) -> None:
     a, b = store.enqueue_many([(spec(), b""), (spec(), b"")])
-    attempts = {c.job.id: c.job.attempt for c in store.claim("c", 2, 60)}
+    attempts = {c.job.id: c.job.attempt for c in claim(store, "c", 2, 60)}
     for job_id, attempt in attempts.items():
-        store.start(job_id, attempt)
+        started(store, job_id, attempt)
     commits: list[list[Change]] = []
     store.subscribe(commits.append)
     jobs = store.record(
@@ -1281,8 +1335,8 @@ def test_record_writes_logs_progress_and_outcomes_in_one_commit(store: Store) ->
 
 def test_one_commit_reports_the_job_that_ended_before_the_one_that_began(store: Store) -> None:
     a, b, c = store.enqueue_many([(spec(), b""), (spec(), b""), (spec(), b"")])
-    attempts = {x.job.id: x.job.attempt for x in store.claim("c", 3, 60)}
-    store.start(a.id, attempts[a.id])
+    attempts = {x.job.id: x.job.attempt for x in claim(store, "c", 3, 60)}
+    started(store, a.id, attempts[a.id])
     commits: list[list[Change]] = []
     store.subscribe(commits.append)
     # One flush: b began after a ended on the same worker; c began and ended within it.
@@ -1304,9 +1358,9 @@ def test_one_worker_alternates_between_owners(store: Store) -> None:
     a = [j.id for j in store.enqueue_many([(spec(owner="a"), b"") for _ in range(4)])]
     b = [j.id for j in store.enqueue_many([(spec(owner="b"), b"") for _ in range(2)])]
     order = []
-    while claimed := store.claim("c", 1, 60):
+    while claimed := claim(store, "c", 1, 60):
         order.append(claimed[0].job.id)
-        store.finish(claimed[0].job.id, claimed[0].job.attempt, OK)
+        finish(store, claimed[0].job.id, claimed[0].job.attempt, OK)
     assert order == [a[0], b[0], a[1], b[1], a[2], a[3]]
 
 
@@ -1317,7 +1371,7 @@ def test_round_robin_remembers_owners_served_earlier_in_the_batch(store: Store) 
     a = store.enqueue(spec(owner="a"), b"")
     b = store.enqueue(spec(owner="b"), b"")
     # both have one running job after `urgent`; a was served last, so b goes first
-    assert [c.job.id for c in store.claim("c", 3, 60)] == [urgent.id, b.id, a.id]
+    assert [c.job.id for c in claim(store, "c", 3, 60)] == [urgent.id, b.id, a.id]
 
 
 def test_migrations_apply_in_order_from_an_older_version(tmp_path: Path) -> None:
@@ -1332,7 +1386,7 @@ def test_migrations_apply_in_order_from_an_older_version(tmp_path: Path) -> None
     )
     conn.close()
     s = Store(path)
-    assert [c.job.name for c in s.claim("c", 5, 60)] == ["old"]
+    assert [c.job.name for c in claim(s, "c", 5, 60)] == ["old"]
     s.close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) >= 2
@@ -1346,8 +1400,8 @@ def test_finished_since_reports_each_arrival_once_in_commit_order(store):
     b = store.enqueue(JobSpec(name="b"), b"")
     assert store.finished_since(start) == ([], start)
     store.request_cancel(b.id)
-    [claimed] = store.claim("c", 1, 60)
-    store.finish(claimed.job.id, claimed.job.attempt, Outcome(Status.SUCCEEDED))
+    [claimed] = claim(store, "c", 1, 60)
+    finish(store, claimed.job.id, claimed.job.attempt, Outcome(Status.SUCCEEDED))
     ids, mark = store.finished_since(start)
     assert ids == [b.id, a.id] and mark > start
     assert store.finished_since(mark) == ([], mark)
@@ -1359,7 +1413,7 @@ def test_finished_since_reports_each_arrival_once_in_commit_order(store):
 def test_record_and_claim_in_one_transaction(store):
     first = store.enqueue(JobSpec(name="first"), b"p1")
     second = store.enqueue(JobSpec(name="second"), b"p2")
-    [claimed] = store.claim("c", 1, 60)
+    [claimed] = claim(store, "c", 1, 60)
     assert claimed.job.id == first.id
     outcome = Outcome(Status.SUCCEEDED, result=b"r")
     finished, more = store.record_and_claim(
@@ -1385,7 +1439,7 @@ def test_a_spec_survives_its_json_form_unshared() -> None:
 
 def test_an_attempt_that_never_started_goes_back_to_the_queue_uncounted(store: Store) -> None:
     kept, cancelled = store.enqueue(spec("kept"), b"p"), store.enqueue(spec("cancelled"), b"p")
-    claimed = {c.job.id: c.job for c in store.claim("c1", 2, 30.0)}
+    claimed = {c.job.id: c.job for c in claim(store, "c1", 2, 30.0)}
     store.request_cancel(cancelled.id)
     never = Outcome(Status.QUEUED, Reason.INTERRUPTED, JobError("NotStarted", "stopped first"))
     store.record(outcomes=[(i, claimed[i].attempt, never) for i in (kept.id, cancelled.id)])
@@ -1393,7 +1447,7 @@ def test_an_attempt_that_never_started_goes_back_to_the_queue_uncounted(store: S
     assert again.status is Status.QUEUED and again.attempt == 0 and again.consumer is None
     assert again.started_at is None and again.error is None
     assert gone.status is Status.CANCELLED
-    [reclaimed] = store.claim("c2", 1, 30.0)
+    [reclaimed] = claim(store, "c2", 1, 30.0)
     assert reclaimed.job.id == kept.id and reclaimed.job.attempt == 1
 
 
@@ -1402,14 +1456,14 @@ def test_an_attempt_that_never_started_goes_back_to_the_queue_uncounted(store: S
 
 def test_a_claimed_job_stays_queued_without_started_at_until_its_code_begins(store: Store) -> None:
     jobs = store.enqueue_many([(spec(), b"") for _ in range(4)])
-    claimed = store.claim("c", 4, 60)
+    claimed = claim(store, "c", 4, 60)
     assert [c.job.id for c in claimed] == [j.id for j in jobs]
     for job in store.get_many(j.id for j in jobs):
         assert (job.status, job.started_at, job.claimed) == (Status.QUEUED, None, True)
     assert store.counts()["queued"] == 4 and store.counts()["running"] == 0
     began = time.time() - 5.0  # when the executor saw it begin, not when this is written
-    assert store.start(jobs[0].id, claimed[0].job.attempt, began)
-    assert store.start(jobs[1].id, claimed[1].job.attempt)
+    assert started(store, jobs[0].id, claimed[0].job.attempt, began)
+    assert started(store, jobs[1].id, claimed[1].job.attempt)
     stats = store.stats()
     assert (stats["running"], stats["queued"]) == (2, 2)
     running = store.query(status=["running"]).jobs
@@ -1422,7 +1476,7 @@ def test_a_claim_is_not_announced_its_start_is(store: Store) -> None:
     job = store.enqueue(spec(), b"")
     commits: list[list[Change]] = []
     store.subscribe(commits.append)
-    [claimed] = store.claim("c", 1, 60)
+    [claimed] = claim(store, "c", 1, 60)
     assert commits == []
     store.record(starts=[(job.id, claimed.job.attempt, time.time())])
     [[change]] = commits
@@ -1435,17 +1489,17 @@ def test_a_claim_is_not_announced_its_start_is(store: Store) -> None:
 
 def test_a_claimed_job_is_taken_by_no_other_consumer(store: Store) -> None:
     first, second = store.enqueue_many([(spec(), b""), (spec(), b"")])
-    assert [c.job.id for c in store.claim("c1", 1, 60)] == [first.id]
-    assert [c.job.id for c in store.claim("c2", 5, 60)] == [second.id]
+    assert [c.job.id for c in claim(store, "c1", 1, 60)] == [first.id]
+    assert [c.job.id for c in claim(store, "c2", 5, 60)] == [second.id]
 
 
 def test_starts_are_fenced_by_the_attempt_and_the_claim(store: Store) -> None:
     job = store.enqueue(spec(retries=1, retry_delay=3600), b"")
     attempt = start(store, job.id)
-    assert not store.start(job.id, attempt)  # running already
-    store.finish(job.id, attempt, fail())  # queued again for its retry, not claimed
-    assert not store.start(job.id, attempt)
-    assert not store.start(job.id, attempt + 1)
+    assert not started(store, job.id, attempt)  # running already
+    finish(store, job.id, attempt, fail())  # queued again for its retry, not claimed
+    assert not started(store, job.id, attempt)
+    assert not started(store, job.id, attempt + 1)
     assert store.get(job.id).status is Status.QUEUED
 
 
@@ -1454,7 +1508,7 @@ def test_recovery_counts_the_claims_of_a_lost_consumer_as_interrupted_attempts(
 ) -> None:
     # Whether a claimed job began in the moments before its consumer died is unknown: its
     # attempt counts, so that no job runs more often than its attempts say.
-    started, once, again, cancelled = store.enqueue_many(
+    began, once, again, cancelled = store.enqueue_many(
         [
             (spec("started"), b""),
             (spec("once"), b""),
@@ -1462,12 +1516,12 @@ def test_recovery_counts_the_claims_of_a_lost_consumer_as_interrupted_attempts(
             (spec("cancelled"), b""),
         ]
     )
-    claims = {c.job.id: c.job.attempt for c in store.claim("dead", 4, 60)}
-    store.start(started.id, claims[started.id])
+    claims = {c.job.id: c.job.attempt for c in claim(store, "dead", 4, 60)}
+    started(store, began.id, claims[began.id])
     store.request_cancel(cancelled.id)
     changed = store.recover(lambda consumer: False)
-    assert {j.id for j in changed} == {started.id, once.id, again.id, cancelled.id}
-    ran, failed, retried, gone = store.get_many([started.id, once.id, again.id, cancelled.id])
+    assert {j.id for j in changed} == {began.id, once.id, again.id, cancelled.id}
+    ran, failed, retried, gone = store.get_many([began.id, once.id, again.id, cancelled.id])
     assert (ran.status, ran.reason) == (Status.FAILED, Reason.INTERRUPTED)
     assert (failed.status, failed.reason, failed.started_at) == (
         Status.FAILED,
@@ -1477,34 +1531,34 @@ def test_recovery_counts_the_claims_of_a_lost_consumer_as_interrupted_attempts(
     assert "about to start" in failed.error.message and "consumer dead" in failed.error.message
     assert (retried.status, retried.attempt, retried.lease_until) == (Status.QUEUED, 1, None)
     assert gone.status is Status.CANCELLED and gone.started_at is None
-    assert [(c.job.id, c.job.attempt) for c in store.claim("c2", 5, 60)] == [(again.id, 2)]
+    assert [(c.job.id, c.job.attempt) for c in claim(store, "c2", 5, 60)] == [(again.id, 2)]
 
 
 def test_a_claimed_job_is_cancelled_through_its_consumer(store: Store) -> None:
     job = store.enqueue(spec(), b"")
-    [claimed] = store.claim("c", 1, 60)
+    [claimed] = claim(store, "c", 1, 60)
     asked = store.request_cancel(job.id)
     assert (asked.status, asked.cancel_requested) == (Status.QUEUED, True)
     assert store.cancel_requested("c") == [(job.id, claimed.job.attempt)]
     assert store.heartbeat("c", [job.id], 60) == [job.id]
     with pytest.raises(IllegalTransition, match="about to start"):
         store.delete(job.id)
-    withdrawn = store.finish(job.id, claimed.job.attempt, Outcome(Status.CANCELLED))
+    withdrawn = finish(store, job.id, claimed.job.attempt, Outcome(Status.CANCELLED))
     assert (withdrawn.status, withdrawn.started_at) == (Status.CANCELLED, None)
 
 
 def test_a_claim_that_fails_before_it_starts_counts_and_is_retried(store: Store) -> None:
     job = store.enqueue(spec(retries=1, retry_delay=0), b"")
-    [claimed] = store.claim("c", 1, 60)
-    again = store.finish(job.id, claimed.job.attempt, fail(Reason.WORKER_LOST))
+    [claimed] = claim(store, "c", 1, 60)
+    again = finish(store, job.id, claimed.job.attempt, fail(Reason.WORKER_LOST))
     assert (again.status, again.attempt, again.lease_until) == (Status.QUEUED, 1, None)
     assert again.error.message.startswith("boom") and again.worker_losses == 1
-    [second] = wait_until(lambda: store.claim("c", 1, 60))
+    [second] = wait_until(lambda: claim(store, "c", 1, 60))
     assert second.job.attempt == 2
 
 
 def test_a_success_reported_without_a_start_started_as_it_ended(store: Store) -> None:
     job = store.enqueue(spec(), b"")
-    [claimed] = store.claim("c", 1, 60)
-    done = store.finish(job.id, claimed.job.attempt, OK)
+    [claimed] = claim(store, "c", 1, 60)
+    done = finish(store, job.id, claimed.job.attempt, OK)
     assert done.status is Status.SUCCEEDED and done.started_at == done.finished_at

@@ -220,6 +220,16 @@ class RetryHandler(JobsHandler):
         self.reply(job.to_json())
 
 
+class ReleaseHandler(JobsHandler):
+    """`POST /jobs/api/jobs/{id}/release`: a held job may run (409 when it is not held)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str) -> None:
+        job = await self.app.run(self.app.store.release, parsing.job_id(job_id))
+        self.reply(job.to_json())
+
+
 class LogsHandler(JobsHandler):
     """`GET /jobs/api/jobs/{id}/logs?offset=N&limit=M`: log text from byte N, for tailing."""
 
@@ -382,6 +392,7 @@ ROUTES: list[tuple[str, type[JobsHandler]]] = [
     (rf"/jobs/api/jobs/{ID}", JobHandler),
     (rf"/jobs/api/jobs/{ID}/cancel", CancelHandler),
     (rf"/jobs/api/jobs/{ID}/retry", RetryHandler),
+    (rf"/jobs/api/jobs/{ID}/release", ReleaseHandler),
     (rf"/jobs/api/jobs/{ID}/logs", LogsHandler),
     (rf"/jobs/api/jobs/{ID}/outputs", OutputsHandler),
     (rf"/jobs/api/jobs/{ID}/result", ResultHandler),

@@ -98,6 +98,11 @@ export class JobsClient {
     return this._json<IJob>('POST', `jobs/${id}/retry`);
   }
 
+  /** Let a job submitted with `hold` run (it keeps its place in the queue). */
+  release(id: number): Promise<IJob> {
+    return this._json<IJob>('POST', `jobs/${id}/release`);
+  }
+
   /** Delete a job that is not running, with its workspace. */
   async remove(id: number): Promise<void> {
     await this._request('DELETE', `jobs/${id}`);

@@ -1,5 +1,6 @@
 /**
- * The extension's commands: the actions on a job (cancel, retry, delete), opening the panel, a
+ * The extension's commands: the actions on a job (cancel, retry, release, delete), opening the
+ * panel, a
  * job's detail view and the notebook that submitted it.
  *
  * The panel, the detail views and the notifications all act through these commands, so a
@@ -20,6 +21,7 @@ export namespace CommandIDs {
   export const show = 'jupyter-jobs:show';
   export const cancel = 'jupyter-jobs:cancel';
   export const retry = 'jupyter-jobs:retry';
+  export const release = 'jupyter-jobs:release';
   export const remove = 'jupyter-jobs:delete';
   export const openNotebook = 'jupyter-jobs:open-notebook';
   export const clearFinished = 'jupyter-jobs:clear-finished';
@@ -106,6 +108,17 @@ export function registerCommands(context: ICommandContext): void {
     execute: args =>
       act(trans.__('Could not retry the job'), async () => {
         model.upsert(await model.client.retry(jobId(args)));
+      })
+  });
+
+  commands.addCommand(CommandIDs.release, {
+    label: trans.__('Release Job'),
+    caption: trans.__('Let the held job run'),
+    describedBy: JOB_ARGS,
+    isEnabled: args => offers(model, args, 'release'),
+    execute: args =>
+      act(trans.__('Could not release the job'), async () => {
+        model.upsert(await model.client.release(jobId(args)));
       })
   });
 

@@ -7,6 +7,7 @@ import {
   deleteIcon,
   LabIcon,
   refreshIcon,
+  runIcon,
   stopIcon
 } from '@jupyterlab/ui-components';
 import { TranslationBundle } from '@jupyterlab/translation';
@@ -85,6 +86,15 @@ export function ActionButtons(props: {
           icon={refreshIcon}
           withLabel={withLabels}
           onClick={run(CommandIDs.retry)}
+        />
+      )}
+      {job.actions.includes('release') && (
+        <ActionButton
+          text={trans.__('Release')}
+          label={trans.__('Release job %1', job.id)}
+          icon={runIcon}
+          withLabel={withLabels}
+          onClick={run(CommandIDs.release)}
         />
       )}
       {job.actions.includes('delete') && (

@@ -28,6 +28,7 @@ const EVENT_ACTIONS: readonly JobAction[] = [
   'transition',
   'progress',
   'cancel_requested',
+  'released',
   'deleted'
 ];
 

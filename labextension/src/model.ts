@@ -240,6 +240,7 @@ export class JobsModel implements IDisposable {
           progress: carriesProgress ? event.progress : job.progress,
           cancel_requested:
             job.cancel_requested || event.action === 'cancel_requested',
+          held: job.held && event.action !== 'released',
           actions: event.actions
         },
         job.status
@@ -687,6 +688,7 @@ export function provisionalJob(event: IJobEvent): IJob {
     started_at: null,
     finished_at: null,
     cancel_requested: event.action === 'cancel_requested',
+    held: event.actions.includes('release'),
     progress: event.progress,
     error: null,
     interpreter: null,

@@ -71,7 +71,12 @@ export type IErrorBody = Schemas['Error'];
 
 /** What happened to a job, as the `job` event's `action` says. */
 export type JobAction =
-  'created' | 'transition' | 'progress' | 'cancel_requested' | 'deleted';
+  | 'created'
+  | 'transition'
+  | 'progress'
+  | 'cancel_requested'
+  | 'released'
+  | 'deleted';
 
 /** The schema id of the events the server emits for jobs. */
 export const EVENT_SCHEMA_ID = 'https://events.jupyter.org/jupyter_jobs/job';

@@ -374,6 +374,18 @@ def test_notebook7_shows_the_panel_left_and_details_right(page: Page, lab: Runni
     expect(page.locator(".jp-Notebook")).to_be_visible()
 
 
+def test_a_held_job_is_released_from_the_panel_and_runs(page: Page, lab: RunningServer) -> None:
+    held = lab.submit(jobfuncs.add, 1, 2, name="held back", hold=True)
+    open_lab(page, lab)
+    open_panel(page)
+    expect(status_of(page, held["id"])).to_have_text("pending", timeout=UI_TIMEOUT)
+    release = row(page, held["id"]).get_by_role("button", name=f"Release job {held['id']}")
+    release.click()
+    expect(status_of(page, held["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
+    expect(release).to_have_count(0)
+    assert lab.job(held["id"])["held"] is False
+
+
 def test_filter_chips_fit_one_row_and_clear_finished_keeps_active_jobs(
     page: Page, lab: RunningServer
 ) -> None:

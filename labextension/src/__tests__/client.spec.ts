@@ -126,6 +126,7 @@ describe('JobsClient requests', () => {
     const api = client();
     await api.cancel(4);
     await api.retry(4);
+    await api.release(4);
     await api.remove(4);
     await api.get(4);
     await api.status([1, 2, 3]);
@@ -135,6 +136,7 @@ describe('JobsClient requests', () => {
     expect(recorded.map(r => `${r.method} ${r.url}`)).toEqual([
       'POST /user/ana/jobs/api/jobs/4/cancel',
       'POST /user/ana/jobs/api/jobs/4/retry',
+      'POST /user/ana/jobs/api/jobs/4/release',
       'DELETE /user/ana/jobs/api/jobs/4',
       'GET /user/ana/jobs/api/jobs/4',
       'GET /user/ana/jobs/api/status?ids=1%2C2%2C3',

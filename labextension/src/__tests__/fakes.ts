@@ -22,7 +22,8 @@ import type {
 
 /**
  * The actions the server offers per status (`lifecycle.allowed_actions`, for a job neither
- * claimed nor asked to cancel): the fake's jobs carry them as the server's records do.
+ * claimed, held nor asked to cancel): the fake's jobs carry them as the server's records do; a
+ * held pending job also offers `release` (`HELD_ACTIONS`).
  */
 export const ACTIONS_BY_STATUS: Record<JobStatus, Action[]> = {
   pending: ['cancel', 'delete'],
@@ -32,6 +33,9 @@ export const ACTIONS_BY_STATUS: Record<JobStatus, Action[]> = {
   failed: ['retry', 'delete'],
   cancelled: ['retry', 'delete']
 };
+
+/** What a pending job submitted with `hold` offers until it is released. */
+export const HELD_ACTIONS: Action[] = ['cancel', 'release', 'delete'];
 
 /** The server's search (`q`): the text in the name or the owner, ASCII case folded. */
 export function searchMatches(
@@ -201,6 +205,17 @@ export class FakeApi {
       throw new Error(`no job with id ${id}`);
     }
     return { ...job };
+  }
+
+  /** The server's release: a held pending job is queued (it runs after nothing here). */
+  async release(id: number): Promise<IJob> {
+    this.calls.push(`release ${id}`);
+    this._maybeFail('release');
+    const job = this.jobs.get(id);
+    if (!job?.actions.includes('release')) {
+      throw new Error(`job ${id} is not held`);
+    }
+    return { ...this.set(id, { status: 'queued', held: false }) };
   }
 
   async outputs(id: number): Promise<IOutputs> {

@@ -78,6 +78,7 @@ describe('types.ts and the fakes match openapi.yaml', () => {
     expect(verbs['/jobs/api/jobs/{id}']).toEqual(['delete', 'get']);
     expect(verbs['/jobs/api/jobs/{id}/cancel']).toEqual(['post']);
     expect(verbs['/jobs/api/jobs/{id}/retry']).toEqual(['post']);
+    expect(verbs['/jobs/api/jobs/{id}/release']).toEqual(['post']);
     expect(verbs['/jobs/api/jobs/{id}/logs']).toEqual(['get']);
     expect(verbs['/jobs/api/jobs/{id}/outputs']).toEqual(['get']);
     expect(verbs['/jobs/api/status']).toEqual(['get']);
@@ -107,6 +108,7 @@ describe('types.ts matches events/job.yaml', () => {
         'transition',
         'progress',
         'cancel_requested',
+        'released',
         'deleted'
       ])
     );

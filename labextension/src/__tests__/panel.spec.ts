@@ -5,7 +5,7 @@ import { Widget } from '@lumino/widgets';
 import { CommandIDs } from '../commands';
 import { JobsModel } from '../model';
 import { JobsPanel } from '../panel';
-import { FakeApi, makeJob } from './fakes';
+import { FakeApi, HELD_ACTIONS, makeJob } from './fakes';
 
 async function waitFor(check: () => boolean, timeout = 5000): Promise<void> {
   const deadline = Date.now() + timeout;
@@ -31,6 +31,7 @@ async function setup(api: FakeApi, pageSize = 100) {
     CommandIDs.show,
     CommandIDs.cancel,
     CommandIDs.retry,
+    CommandIDs.release,
     CommandIDs.remove,
     CommandIDs.openNotebook,
     CommandIDs.clearFinished
@@ -155,6 +156,21 @@ describe('JobsPanel', () => {
       'jupyter-jobs:open-notebook {"path":"a.ipynb"}',
       'jupyter-jobs:show {"id":2}'
     ]);
+  });
+
+  it('offers Release for a held job, through the release command', async () => {
+    const api = new FakeApi();
+    api.add(
+      makeJob(1, { status: 'pending', held: true, actions: HELD_ACTIONS }),
+      makeJob(2, { status: 'pending' })
+    );
+    const { rows, executed } = await setup(api);
+    const [plain, held] = rows();
+    expect(plain.querySelector('[aria-label="Release job 2"]')).toBeNull();
+    held
+      .querySelector<HTMLButtonElement>('[aria-label="Release job 1"]')!
+      .click();
+    expect(executed).toEqual(['jupyter-jobs:release {"id":1}']);
   });
 
   it("offers exactly the job's actions: delete a queued job, nothing while one stops", async () => {

@@ -1,0 +1,163 @@
+"""A consumer's writes about attempts: claims (leases), starts, progress, outcomes.
+
+Every write names its attempt and is fenced by it: a stale worker (an earlier attempt, or one
+whose claim was taken back) writes nothing. A claim leases the row and counts the attempt but
+leaves the job queued; it is `running` only once its code starts (`start`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from .. import lifecycle
+from ..errors import IllegalTransition
+from ..models import Outcome, Progress, Reason, Status, can_move
+from . import moves, picking, schema
+from .files import JobFiles
+from .schema import IDS, LEASED, QUEUED, RUNNING, error_columns
+from .transaction import Tx
+
+#: (job id, inline payload, payload file) of each job a claim took
+Taken = tuple[int, bytes | None, str | None]
+
+
+def claim(tx: Tx, consumer: str, limit: int, lease: float) -> list[Taken]:
+    """Lease the picked jobs (`picking.pick`) to `consumer`, counting their attempts.
+
+    Not a change anyone is told of: the jobs are as queued as before, until they start."""
+    ids = picking.pick(tx.conn, limit, tx.now)
+    if not ids:
+        return []
+    tx.conn.execute(
+        "UPDATE jobs SET attempt = attempt + 1, started_at = NULL, consumer = ?, "
+        "lease_until = ?, cancel_requested = 0, not_before = NULL, progress_done = NULL, "
+        "progress_total = NULL, progress_message = NULL, progress_at = NULL "
+        f"WHERE id IN {IDS}",
+        (consumer, tx.now + lease, json.dumps(ids)),
+    )
+    tx.snapshots.update(schema.load(tx.conn, ids))
+    blobs = {
+        r[0]: (r[1], r[2])
+        for r in tx.conn.execute(
+            f"SELECT job_id, data, path FROM blobs WHERE kind = 'payload' AND job_id IN {IDS}",
+            (json.dumps(ids),),
+        ).fetchall()
+    }
+    return [(i, *blobs.get(i, (b"", None))) for i in ids]
+
+
+def check_table() -> None:
+    """Claims and starts rely on `queued -> running` being allowed."""
+    if not can_move(Status.QUEUED, Status.RUNNING):
+        raise IllegalTransition("the transition table does not let queued jobs start")
+
+
+def start(tx: Tx, job_id: int, attempt: int, at: float) -> bool:
+    """`queued -> running` for this attempt's claim (not a retry's queued row); False when
+    stale."""
+    check_table()
+    cursor = tx.conn.execute(
+        f"UPDATE jobs SET status = ?, started_at = ? WHERE id = ? AND status = {QUEUED} "
+        f"AND attempt = ? AND {LEASED}",
+        (Status.RUNNING.value, at, job_id, attempt),
+    )
+    if cursor.rowcount == 1:
+        tx.record("transition", job_id, Status.QUEUED)
+    return cursor.rowcount == 1
+
+
+def set_progress(tx: Tx, job_id: int, attempt: int, progress: Progress) -> bool:
+    """Record progress of a running attempt; False (nothing written) when stale."""
+    cursor = tx.conn.execute(
+        "UPDATE jobs SET progress_done = ?, progress_total = ?, progress_message = ?, "
+        f"progress_at = ? WHERE id = ? AND status = {RUNNING} AND attempt = ?",
+        (
+            progress.done,
+            progress.total,
+            progress.message,
+            progress.at if progress.at is not None else tx.now,
+            job_id,
+            attempt,
+        ),
+    )
+    if cursor.rowcount == 1:
+        tx.record("progress", job_id)
+    return cursor.rowcount == 1
+
+
+def report(
+    tx: Tx,
+    files: JobFiles,
+    starts: Sequence[tuple[int, int, float]],
+    logs: Sequence[tuple[int, int, bytes]],
+    progress: Sequence[tuple[int, int, Progress]],
+    among: Callable[[int], bool],
+) -> None:
+    """Starts, then logs, then progress of the jobs `among` picks (a log needs its start)."""
+    for job_id, attempt, at in starts:
+        if among(job_id):
+            start(tx, job_id, attempt, at)
+    for job_id, attempt, data in logs:
+        if among(job_id):
+            files.append_log(tx, job_id, attempt, bytes(data))
+    for item in progress:
+        if among(item[0]):
+            set_progress(tx, *item)
+
+
+def finish(
+    tx: Tx, files: JobFiles, job_id: int, attempt: int, outcome: Outcome, poison_limit: int
+) -> bool:
+    """Record how an attempt ended; False (nothing written) when it is stale."""
+    row = tx.conn.execute(
+        "SELECT status, attempt, cancel_requested, lease_until FROM jobs WHERE id = ?",
+        (job_id,),
+    ).fetchone()
+    if row is None or row[1] != attempt or row[3] is None:  # stale, or neither held nor run
+        return False
+    current = Status(row[0])
+    if current is Status.QUEUED and outcome.status is Status.QUEUED:
+        _unclaim(tx, job_id, attempt, bool(row[2]))
+        return True
+    if current is Status.QUEUED and outcome.status is Status.SUCCEEDED:
+        # It ran, though no start was reported (the executor could not tell when): it
+        # started as it ended, as far as anyone knows.
+        start(tx, job_id, attempt, tx.now)
+        current = Status.RUNNING
+    if outcome.outputs is not None:
+        files.put_blob(tx, job_id, "outputs", attempt, outcome.outputs)
+        tx.update(job_id, has_outputs=1)
+    done = {"finished_at": tx.now, "lease_until": None, "cancel_requested": 0}
+    if outcome.status is Status.SUCCEEDED:
+        if outcome.result is not None:
+            files.put_blob(tx, job_id, "result", attempt, outcome.result)
+        size = None if outcome.result is None else len(outcome.result)
+        tx.move(
+            job_id, current, Status.SUCCEEDED, reason=None, result_size=size,
+            **error_columns(None), **done,
+        )  # fmt: skip
+    elif outcome.status is Status.CANCELLED:
+        tx.move(
+            job_id, current, Status.CANCELLED, reason=None, **error_columns(outcome.error), **done
+        )
+    else:
+        if outcome.result is not None:  # a failed cell's names set before its error
+            files.put_blob(tx, job_id, "result", attempt, outcome.result)
+        reason = outcome.reason or Reason.ERROR
+        error = lifecycle.failure_error(reason, outcome.error, outcome.exit)
+        moves.end_attempt(tx, job_id, reason, error, poison_limit)
+    return True
+
+
+def _unclaim(tx: Tx, job_id: int, attempt: int, cancel: bool) -> None:
+    """A claimed attempt that never started (its executor stopped first) is given back
+    uncounted, as if never claimed; a cancel asked for meanwhile wins."""
+    if cancel:
+        tx.move(
+            job_id, Status.QUEUED, Status.CANCELLED, reason=None, finished_at=tx.now,
+            lease_until=None, cancel_requested=0,
+        )  # fmt: skip
+        return
+    tx.update(job_id, attempt=attempt - 1, consumer=None, lease_until=None, cancel_requested=0)
+    tx.released = True

@@ -1,0 +1,617 @@
+"""The store's verbs: the only way into the job database for the rest of the package.
+
+Why it is built this way:
+
+- Every verb is one short transaction (`connection.py`): this is what makes claims exactly-once
+  per attempt, fencing reliable and idempotency keys unique.
+- After a commit that changes jobs, subscribers in this process get the `Change`s (in the
+  calling thread), and other processes waiting on this database are woken through the doorbell.
+- The verbs are the ones the consumer (`record_and_claim`, `record`, `heartbeat`, `recover`,
+  `promote`, `next_due`, `gc` ...), the server, `JobQueue`, the CLI and gc use; what a move
+  means is decided in `lifecycle.py`, and applied by `moves.py` and `attempts.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import lifecycle
+from ..doorbell import Doorbell, Listener
+from ..errors import IllegalTransition, InvalidRequest, JobNotFound, ResultNotReady, status_phrase
+from ..models import (
+    TERMINAL,
+    Change,
+    Job,
+    JobError,
+    JobSpec,
+    Outcome,
+    Page,
+    Progress,
+    Reason,
+    Status,
+    now,
+)
+from ..workspace import Reference, Workspace
+from . import attempts, moves, queries, retention, schema, submit
+from .connection import Database, check_file, default_db_path
+from .files import JobFiles
+from .schema import IDS, LEASED, PENDING, QUEUED, error_columns
+from .transaction import Tx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Claimed:
+    """A job the consumer now holds (still queued until it starts), with the payload bytes to
+    hand to the executor."""
+
+    job: Job
+    payload: bytes
+
+
+class Store:
+    """A job store on one SQLite file. Thread-safe: one connection per thread."""
+
+    path: Path
+    workspace: Workspace
+    workspace_root: Path
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        create: bool = True,
+        log_limit: int = 10 * 2**20,
+        inline_limit: int = 64 * 2**10,
+        journal_mode: str = "auto",
+        busy_timeout: float = 30.0,
+        poison_limit: int = lifecycle.POISON_LIMIT,
+    ) -> None:
+        """Open the database at `path`, creating it unless `create=False` (then a missing file
+        is `DatabaseNotFound`); its workspace folder must be its own (`WorkspaceConflict`)."""
+        self.path = Path(path if path is not None else default_db_path()).expanduser().absolute()
+        self.workspace = Workspace(self.path)
+        self.workspace_root = self.workspace.root
+        self.files = JobFiles(self.workspace, inline_limit, log_limit)
+        self.poison_limit = poison_limit
+        self._lock = threading.Lock()
+        self._subscribers: list[Callable[[list[Change]], None]] = []
+        if not check_file(self.path, create):
+            self.workspace.refuse_leftover()
+        self._db = Database(self.path, journal_mode, busy_timeout)
+        self.journal_mode = self._db.journal_mode
+        try:
+            self._open_workspace()
+        except BaseException:  # refused (e.g. another database's folder): nothing stays open
+            self._db.close()
+            raise
+        self._db.protect_side_files()
+        self.doorbell = Doorbell(self.path.with_name(self.path.name + ".bells"))
+
+    def _open_workspace(self) -> None:
+        """Check (or create) the workspace folder for this database's id; first, for a database
+        from before workspace ids, take over its old `jobs/` folder when it is its own.
+
+        Under the write lock, so two processes opening an old database do not both move it.
+        """
+        with self._db.write() as conn:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if "legacy_workspace" in meta:
+                references = [
+                    Reference(path, size)
+                    for path, size in conn.execute(
+                        "SELECT path, size FROM blobs WHERE path IS NOT NULL "
+                        "UNION ALL SELECT id || '/log', log_size FROM jobs WHERE log_size > 0"
+                    ).fetchall()
+                ]
+                (last_id,) = conn.execute(
+                    "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'jobs'"
+                ).fetchone()
+                self.workspace.adopt_legacy(meta["workspace_id"], references, last_id)
+                conn.execute("DELETE FROM meta WHERE key = 'legacy_workspace'")
+            self.workspace.open(meta["workspace_id"])
+
+    def close(self) -> None:
+        """Close every connection (of every thread) and the doorbell."""
+        self._db.close()
+        self.doorbell.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def subscribe(self, callback: Callable[[list[Change]], None]) -> Callable[[], None]:
+        """Call `callback(changes)` after every commit that changed jobs; returns unsubscribe."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def listen(self) -> Listener:
+        """A doorbell listener woken after commits that enqueue, finish, cancel or retry jobs."""
+        return self.doorbell.listen()
+
+    # -- transactions --------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Tx]:
+        """One write transaction; pending dependents of jobs that finished in it are settled
+        before the commit; after it, subscribers are told and the doorbell rung."""
+        tx: Tx | None = None
+        try:
+            with self._db.write() as conn:
+                tx = Tx(conn, now())
+                yield tx
+                moves.resolve_dependents(tx, tx.finished)
+                tx.snapshot()
+        except BaseException:
+            for path in tx.written if tx else []:
+                path.unlink(missing_ok=True)
+            raise
+        for path in tx.obsolete:
+            path.unlink(missing_ok=True)
+        for job_id in tx.doomed_jobs:
+            self.workspace.remove_job(job_id)
+        if tx.events or tx.released:
+            self._publish(tx)
+
+    def _publish(self, tx: Tx) -> None:
+        changes = [
+            Change(what, tx.snapshots[job_id], previous)
+            for what, job_id, previous in tx.events
+            if job_id in tx.snapshots
+        ]
+        ring = tx.released or any(
+            c.what in ("created", "cancel_requested", "deleted")
+            or (c.what == "transition" and c.job.status is not Status.RUNNING)
+            for c in changes
+        )
+        with self._lock:
+            subscribers = list(self._subscribers) if changes else []
+        for callback in subscribers:
+            try:
+                callback(changes)
+            except Exception:
+                log.exception("job store subscriber %r failed", callback)
+        if ring:
+            try:
+                self.doorbell.ring()
+            except OSError as exc:  # committed already: a failed wake-up must not look like one
+                log.warning("could not ring the doorbell in %s: %s", self.doorbell.directory, exc)
+
+    # -- submit --------------------------------------------------------------------------------
+
+    def enqueue(self, spec: JobSpec, payload: bytes) -> Job:
+        """Store one job; with a known `idempotency_key`, return the existing job instead."""
+        return self.enqueue_many([(spec, payload)])[0]
+
+    def enqueue_many(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[Job]:
+        """Store many jobs in one transaction (all or none), in order; ids increase with order."""
+        prepared = []
+        for spec, payload in items:
+            spec.validate()
+            if not isinstance(payload, (bytes, bytearray, memoryview)):
+                raise InvalidRequest(f"payload must be bytes, got {type(payload).__name__}")
+            try:
+                options = json.dumps(spec.options, allow_nan=False)  # NaN is no JSON
+            except (TypeError, ValueError) as exc:
+                raise InvalidRequest(f"options must be JSON: {exc}") from None
+            prepared.append((spec, bytes(payload), options))
+        if not prepared:
+            return []
+        with self._tx() as tx:  # numbers are in range: `validate` checked them
+            after = {a for s, _, _ in prepared for a in s.after}
+            statuses = submit.dependency_statuses(tx.conn, after)
+            ids = submit.insert(tx, self.files, prepared, statuses)
+        return [tx.snapshots[job_id] for job_id in ids]
+
+    # -- consumer ------------------------------------------------------------------------------
+
+    def record(
+        self,
+        logs: Sequence[tuple[int, int, bytes]] = (),
+        progress: Sequence[tuple[int, int, Progress]] = (),
+        outcomes: Sequence[tuple[int, int, Outcome]] = (),
+        starts: Sequence[tuple[int, int, float]] = (),
+    ) -> list[Job | None]:
+        """Starts, logs, progress and outcomes of many attempts, in one transaction.
+
+        This is the consumer's flush: one commit instead of one per kind. Each item is fenced by
+        its attempt: a stale one writes nothing. `starts` are (job id, attempt, when its code
+        began): `queued -> running`. Returns, per outcome, the job as it ended (or was requeued
+        for a retry), or None for a stale attempt.
+        """
+        return self.record_and_claim(logs, progress, outcomes, starts=starts)[0]
+
+    def record_and_claim(
+        self,
+        logs: Sequence[tuple[int, int, bytes]] = (),
+        progress: Sequence[tuple[int, int, Progress]] = (),
+        outcomes: Sequence[tuple[int, int, Outcome]] = (),
+        claim: tuple[str, int, float] | None = None,
+        starts: Sequence[tuple[int, int, float]] = (),
+    ) -> tuple[list[Job | None], list[Claimed]]:
+        """`record`, then claim up to `limit` queued jobs for `claim = (consumer, limit, lease)`
+        in the same transaction.
+
+        A consumer's steady state is "this job ended, the next one began, claim another": one
+        commit for all of it keeps the cost of every job low. A claimed job is leased to its
+        consumer and its attempt counted, so no other consumer takes it and every report about
+        it is fenced; it stays queued until its start is recorded. The order is
+        `store/picking.py`'s: priority, fair share between owners, then FIFO.
+        """
+        for _, _, outcome in outcomes:
+            if outcome.status not in TERMINAL and outcome.status is not Status.QUEUED:
+                raise InvalidRequest(f"an outcome must be finished or queued, not {outcome.status}")
+        claiming = claim is not None and claim[1] > 0
+        if not (starts or logs or progress or outcomes or claiming):
+            return [], []
+        if claiming:
+            attempts.check_table()
+        ending = {job_id for job_id, _, _ in outcomes}
+        with self._tx() as tx:
+            # A worker ends one job before it starts the next: the jobs that ended are written
+            # first, so the change events of this one commit keep that order.
+            attempts.report(tx, self.files, starts, logs, progress, lambda i: i in ending)
+            done = [attempts.finish(tx, self.files, *item, self.poison_limit) for item in outcomes]
+            attempts.report(tx, self.files, starts, logs, progress, lambda i: i not in ending)
+            # A claim given back, or retried before it started, changed no status: no snapshot.
+            tx.load_ended([i for (i, _, _), ok in zip(outcomes, done, strict=True) if ok])
+            taken = attempts.claim(tx, *claim) if claim and claiming else []
+        finished = [
+            tx.snapshots.get(job_id) if ok else None
+            for (job_id, _, _), ok in zip(outcomes, done, strict=True)
+        ]
+        claimed = [
+            Claimed(tx.snapshots[i], self.files.blob_bytes(data, path)) for i, data, path in taken
+        ]
+        return finished, claimed
+
+    def heartbeat(self, consumer: str, job_ids: Iterable[int], lease: float) -> list[int]:
+        """Extend the lease of `consumer`'s running and claimed jobs; returns those asked to
+        cancel."""
+        ids = json.dumps(list(job_ids))
+        with self._tx() as tx:
+            tx.conn.execute(
+                f"UPDATE jobs SET lease_until = ? WHERE {LEASED} AND consumer = ? AND id IN {IDS}",
+                (tx.now + lease, consumer, ids),
+            )
+            rows = tx.conn.execute(
+                f"SELECT id FROM jobs WHERE {LEASED} AND consumer = ? "
+                f"AND cancel_requested = 1 AND id IN {IDS}",
+                (consumer, ids),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def cancel_requested(self, consumer: str) -> list[tuple[int, int]]:
+        """(id, attempt) of `consumer`'s running or claimed jobs that someone asked to cancel."""
+        rows = self._db.conn().execute(
+            f"SELECT id, attempt FROM jobs WHERE {LEASED} AND consumer = ? "
+            "AND cancel_requested = 1",
+            (consumer,),
+        )
+        return [(r[0], r[1]) for r in rows.fetchall()]
+
+    def promote(self) -> list[Job]:
+        """Expire jobs past `expires_at`; queue pending jobs whose time came and deps succeeded."""
+        with self._tx() as tx:
+            expired = tx.conn.execute(
+                f"SELECT id, status FROM jobs WHERE expires_at <= ? "
+                f"AND +status IN ({PENDING}, {QUEUED}) AND attempt = retry_base",
+                (tx.now,),
+            ).fetchall()
+            for job_id, status in expired:
+                moves.fail(tx, job_id, Status(status), lifecycle.expiry())
+            moves.resolve_dependents(tx, tx.finished)
+            due = tx.conn.execute(
+                f"SELECT id FROM jobs WHERE status = {PENDING} AND hold = 0 "
+                "AND (run_at IS NULL OR run_at <= ?)",
+                (tx.now,),
+            ).fetchall()
+            for (job_id,) in due:
+                moves.settle_pending(tx, job_id)
+            changed = [e[1] for e in tx.events]
+        return [tx.snapshots[i] for i in changed]
+
+    def recover(self, is_alive: Callable[[str], bool]) -> list[Job]:
+        """End attempts whose lease ran out or whose consumer is gone (reason `interrupted`,
+        retried where the job allows).
+
+        A claimed attempt that was never recorded as started ends the same way: its start may
+        have happened in the moments before its consumer died, unwritten, and an attempt that
+        may have run is counted, so a job never runs more often than its attempts say. (A
+        consumer that stops cleanly knows, and gives such claims back uncounted.)
+
+        `is_alive` is called outside the transaction (it may be slow); each candidate is then
+        checked again under the write lock, so a job that finished meanwhile is left alone.
+        """
+        at = now()
+        rows = self._db.conn().execute(
+            f"SELECT id, status, attempt, consumer, lease_until FROM jobs WHERE {LEASED}"
+        )
+        alive: dict[str, bool] = {}
+        lost = []
+        for job_id, status, attempt, consumer, lease_until in rows.fetchall():
+            if consumer not in alive:
+                alive[consumer] = bool(consumer) and is_alive(consumer)
+            if lease_until < at:
+                lost.append((job_id, status, attempt, consumer, "its lease expired"))
+            elif not alive[consumer]:
+                lost.append((job_id, status, attempt, consumer, "its process is gone"))
+        if not lost:
+            return []
+        ended: list[int] = []
+        with self._tx() as tx:
+            for job_id, status, attempt, consumer, why in lost:
+                current = tx.conn.execute(
+                    f"SELECT status, attempt, consumer FROM jobs WHERE id = ? AND {LEASED}",
+                    (job_id,),
+                ).fetchone()
+                if current != (status, attempt, consumer):
+                    continue
+                ended.append(job_id)
+                held = "running" if status == Status.RUNNING.value else "about to start"
+                error = JobError(
+                    "Interrupted", f"the consumer {consumer} holding attempt {attempt} ({held}) "
+                    f"was lost ({why})",
+                )  # fmt: skip
+                moves.end_attempt(tx, job_id, Reason.INTERRUPTED, error, self.poison_limit)
+            tx.load_ended(ended)
+        return [tx.snapshots[i] for i in ended]
+
+    def next_due(self) -> float | None:
+        """The earliest future time a time-based rule applies (call `promote` first).
+
+        Leases of running and claimed jobs are included even when already past, so that the
+        caller runs `recover` for them. (`+status` keeps SQLite on the small partial time
+        indexes rather than the status index, which would visit every queued job.)
+        """
+        row = self._db.conn().execute(
+            "SELECT MIN(t) FROM ("
+            f"SELECT MIN(run_at) AS t FROM jobs WHERE status = {PENDING} AND hold = 0 "
+            "AND run_at > ?1 "
+            f"UNION ALL SELECT MIN(not_before) FROM jobs WHERE +status = {QUEUED} "
+            "AND not_before > ?1 "
+            f"UNION ALL SELECT MIN(expires_at) FROM jobs WHERE +status IN ({PENDING}, "
+            f"{QUEUED}) AND expires_at > ?1 AND attempt = retry_base "
+            f"UNION ALL SELECT MIN(lease_until) FROM jobs WHERE {LEASED})",
+            (now(),),
+        )
+        return row.fetchone()[0]
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def request_cancel(self, job_id: int) -> Job:
+        """Cancel a pending or queued job now; ask the consumer to stop a running one, or to
+        take a claimed one back from its executor (it ends cancelled once it has)."""
+        with self._tx() as tx:
+            job = schema.load_one(tx.conn, job_id)
+            if job.status is Status.RUNNING or job.claimed:
+                if not job.cancel_requested:
+                    tx.update(job_id, cancel_requested=1)
+                    tx.record("cancel_requested", job_id)
+            else:
+                tx.move(job_id, job.status, Status.CANCELLED, finished_at=tx.now)
+            moves.resolve_dependents(tx, tx.finished)
+            tx.snapshot()
+            return tx.snapshots.get(job_id) or job
+
+    def retry(self, job_id: int) -> Job:
+        """Run a failed or cancelled job again (its deps must not have failed)."""
+        with self._tx() as tx:
+            job = schema.load_one(tx.conn, job_id)
+            if not lifecycle.retryable(job):
+                raise IllegalTransition(
+                    f"job {job_id} {status_phrase(job.status)}; only failed or cancelled jobs "
+                    "can be retried",
+                    {"id": job_id, "status": job.status.value},
+                )
+            deps = schema.dependencies(tx.conn, job_id)
+            refused = lifecycle.retry_refusal(deps)
+            if refused is not None:
+                status = dict(deps)[refused]
+                raise IllegalTransition(
+                    f"job {job_id} runs after job {refused}, which {status}: retry that one first",
+                    {"id": job_id, "after": refused},
+                )
+            target, expires_at = lifecycle.after_retry(deps, job.expires_at, tx.now)
+            tx.move(
+                job_id, job.status, Status.QUEUED, reason=None, cancel_requested=0,
+                worker_losses=0, not_before=None, started_at=None, finished_at=None,
+                queued_at=tx.now, retry_base=job.attempt, expires_at=expires_at,
+                lease_until=None, **error_columns(None),
+            )  # fmt: skip
+            if target is Status.PENDING:
+                tx.move(job_id, Status.QUEUED, Status.PENDING, queued_at=None)
+            tx.snapshot()
+            return tx.snapshots[job_id]
+
+    def release(self, job_id: int) -> Job:
+        """Let a job submitted with `hold=True` run: queued now if the jobs it runs after have
+        succeeded and its `run_at` has come (it keeps its place: priority, then submit order),
+        else pending until they have. `IllegalTransition` for a job that is not held."""
+        with self._tx() as tx:
+            job = schema.load_one(tx.conn, job_id)
+            if not lifecycle.releasable(job):
+                raise IllegalTransition(
+                    f"job {job_id} is not held: it {status_phrase(job.status)}; only a pending "
+                    "job submitted with hold=True can be released",
+                    {"id": job_id, "status": job.status.value, "held": job.held},
+                )
+            tx.update(job_id, hold=0)
+            tx.record("released", job_id)
+            moves.settle_pending(tx, job_id)
+            tx.snapshot()
+            return tx.snapshots[job_id]
+
+    def delete(self, job_id: int) -> None:
+        """Remove a job that is not running, with its payload, result, logs and workspace."""
+        with self._tx() as tx:
+            self._delete(tx, [schema.load_one(tx.conn, job_id)])
+
+    def clear_finished(self) -> list[int]:
+        """Delete every finished job in one transaction, with its files; the ids deleted.
+
+        Pending, queued and running jobs are never touched: "finished" is `models.TERMINAL`.
+        """
+        with self._tx() as tx:
+            ids = retention.finished_ids(tx.conn)
+            if ids:
+                self._delete(tx, list(schema.load(tx.conn, ids).values()))
+        return ids
+
+    def gc(self, older_than: float | None = None, max_bytes: int | None = None) -> list[int]:
+        """Delete finished jobs finished over `older_than` seconds ago, then the oldest finished
+        ones until blobs plus logs take at most `max_bytes`. Unfinished jobs are never touched.
+        Also prunes the finished log (see `finished_since`), so call it now and then even with
+        no retention set.
+        """
+        with self._tx() as tx:
+            retention.prune_finished_log(tx.conn)
+            doomed: list[int] = []
+            if older_than is not None:
+                doomed += retention.finished_before(tx.conn, tx.now - older_than)
+            if max_bytes is not None:
+                doomed += retention.over_budget(tx.conn, set(doomed), max_bytes)
+            if doomed:
+                self._delete(tx, list(schema.load(tx.conn, doomed).values()))
+        return doomed
+
+    def _delete(self, tx: Tx, jobs: list[Job]) -> None:
+        """Delete rows; pending dependents of a deleted unfinished job fail, others re-settle."""
+        for job in jobs:
+            if not lifecycle.deletable(job):
+                state = "running" if job.status is Status.RUNNING else "about to start in a worker"
+                raise IllegalTransition(f"job {job.id} is {state}: cancel it first", {"id": job.id})
+        ids = [job.id for job in jobs]
+        dependents = moves.pending_dependents(tx, ids)
+        unfinished = {job.id for job in jobs if not job.finished}
+        for job in jobs:
+            tx.snapshots[job.id] = job
+            tx.record("deleted", job.id)
+            tx.doomed_jobs.append(job.id)
+        tx.conn.execute(f"DELETE FROM jobs WHERE id IN {IDS}", (json.dumps(ids),))
+        failed = []
+        for dependent, after_id in dependents:
+            if after_id in unfinished and dependent not in failed and dependent not in ids:
+                moves.fail(tx, dependent, Status.PENDING, lifecycle.after_deleted(after_id))
+                failed.append(dependent)
+        for dependent, _ in dependents:
+            if dependent not in failed and dependent not in ids:
+                moves.settle_pending(tx, dependent)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        return schema.load_one(self._db.conn(), job_id)
+
+    def get_many(self, job_ids: Iterable[int]) -> list[Job]:
+        """The jobs that exist among `job_ids`, in the order asked (unknown ids are skipped)."""
+        ids = list(job_ids)
+        found = schema.load(self._db.conn(), ids)
+        return [found[i] for i in ids if i in found]
+
+    def finished_since(self, mark: int | None) -> tuple[list[int] | None, int]:
+        """Ids of jobs that reached a terminal status after `mark`, and the new mark.
+
+        `mark=None` just returns the current mark. `None` instead of ids means the log no longer
+        reaches back to `mark` (it is pruned): re-read the jobs you wait for.
+        """
+        with self._db.read() as conn:
+            return queries.finished_since(conn, mark)
+
+    def finished_among(self, job_ids: Iterable[int]) -> tuple[list[Job], list[int]]:
+        """The finished jobs among `job_ids` (in the order asked), and the ids that do not exist.
+
+        For long polls that ask about hundreds of jobs of which a few have ended.
+        """
+        with self._db.read() as conn:
+            return queries.finished_among(conn, list(job_ids))
+
+    def query(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        owner: str | None = None,
+        q: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """A page of jobs, newest first, plus counts per status for the same owner/q filter."""
+        with self._db.read() as conn:
+            return queries.page(conn, status, owner, q, limit, cursor)
+
+    def counts(self, owner: str | None = None) -> dict[str, int]:
+        """Jobs per status (all statuses present), optionally for one owner."""
+        return queries.counts(self._db.conn(), *queries.filters(owner, None))
+
+    def stats(self) -> dict[str, int | float]:
+        """Counts per status, database bytes (db + WAL) and workspace bytes (blobs + logs)."""
+        with self._db.read() as conn:
+            counts = queries.counts(conn, [], [])
+            blob_bytes = conn.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0]
+            log_bytes = conn.execute("SELECT COALESCE(SUM(log_size), 0) FROM jobs").fetchone()[0]
+        db_size = 0
+        for suffix in ("", "-wal"):
+            with suppress(FileNotFoundError):
+                db_size += os.stat(f"{self.path}{suffix}").st_size
+        return {
+            **counts,
+            "total": sum(counts.values()),
+            "db_size": db_size,
+            "workspace_bytes": blob_bytes + log_bytes,
+        }
+
+    def result(self, job_id: int) -> bytes:
+        """The result bytes of a succeeded job (b"" if it succeeded without a result), or of a
+        failed one whose last attempt sent some (a cell's names set before its error).
+
+        Raises `ResultNotReady` for a job that has no result (detail: its status).
+        """
+        with self._db.read() as conn:
+            found = conn.execute(
+                "SELECT status, attempt FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if found is None:
+                raise JobNotFound(job_id)
+            row = conn.execute(
+                "SELECT data, path, attempt FROM blobs WHERE job_id = ? AND kind = 'result'",
+                (job_id,),
+            ).fetchone()
+        status, attempt = found
+        if status == Status.FAILED.value and row is not None and row[2] != attempt:
+            row = None  # an earlier attempt's (a failed cell's, since retried)
+        if status != Status.SUCCEEDED.value and not (status == Status.FAILED.value and row):
+            raise ResultNotReady(
+                f"job {job_id} is {status}: it has no result", {"id": job_id, "status": status}
+            )
+        return b"" if row is None else self.files.blob_bytes(row[0], row[1])
+
+    def outputs(self, job_id: int) -> bytes:
+        """The captured display outputs (nbformat outputs JSON bytes; b"[]" when none)."""
+        with self._db.read() as conn:
+            schema.load_one(conn, job_id)
+            data = self.files.get_blob(conn, job_id, "outputs")
+        return b"[]" if data is None else data
+
+    def read_log(self, job_id: int, offset: int = 0, limit: int = 2**20) -> tuple[bytes, int]:
+        """Log bytes from `offset` (at most `limit`), and the offset to ask for next."""
+        if offset < 0 or limit < 0:
+            raise InvalidRequest("offset and limit must be zero or more")
+        self.get(job_id)
+        return self.files.read_log(job_id, offset, limit)

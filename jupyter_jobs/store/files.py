@@ -1,0 +1,101 @@
+"""A job's bytes: payloads, results and outputs (blobs), and its log.
+
+Blobs up to `inline_limit` bytes live in the database; larger ones, and logs, in files of the
+database's own workspace folder (`workspace.py`, which refuses another database's files). A row
+that points to a file is written after the file, and a file written by a transaction that rolls
+back is removed (`Tx.written`), so a committed row never points to a missing file and small jobs
+need no folder at all.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from ..errors import InvalidRequest
+from ..models import Status
+from ..workspace import Workspace
+from .transaction import Tx
+
+
+class JobFiles:
+    """Blobs and logs of one database's jobs."""
+
+    def __init__(self, workspace: Workspace, inline_limit: int, log_limit: int) -> None:
+        self.workspace = workspace
+        self.inline_limit = inline_limit
+        self.log_limit = log_limit
+
+    def put_blob(self, tx: Tx, job_id: int, kind: str, attempt: int, data: bytes) -> None:
+        """Store bytes inline or, when large, in a workspace file written before its row."""
+        old = tx.conn.execute(
+            "SELECT path FROM blobs WHERE job_id = ? AND kind = ?", (job_id, kind)
+        ).fetchone()
+        path = None
+        if len(data) > self.inline_limit:
+            name = kind if kind == "payload" else f"{kind}.{attempt}"
+            target, path = self.workspace.write(job_id, name, data)
+            tx.written.append(target)
+        tx.conn.execute(
+            "INSERT OR REPLACE INTO blobs (job_id, kind, attempt, size, data, path) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, kind, attempt, len(data), None if path else data, path),
+        )
+        if old and old[0] and old[0] != path:
+            tx.obsolete.append(self.workspace.file(old[0]))
+
+    def get_blob(self, conn: sqlite3.Connection, job_id: int, kind: str) -> bytes | None:
+        """A blob's bytes, or None when the job has none of this kind."""
+        row = conn.execute(
+            "SELECT data, path FROM blobs WHERE job_id = ? AND kind = ?", (job_id, kind)
+        ).fetchone()
+        if row is None:
+            return None
+        return self.blob_bytes(row[0], row[1])
+
+    def blob_bytes(self, data: bytes | None, path: str | None) -> bytes:
+        """The bytes of a blob row: inline `data`, or the workspace file at `path`."""
+        if path is None:
+            return bytes(data or b"")
+        return self.workspace.read(path)
+
+    def append_log(self, tx: Tx, job_id: int, attempt: int, data: bytes) -> int:
+        """Append to a running attempt's log, capped at `log_limit` with a visible marker; the
+        new log size, or -1 for a stale attempt (nothing written)."""
+        row = tx.conn.execute(
+            "SELECT status, attempt, log_size, log_attempt, log_truncated FROM jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        if row is None or row[0] != Status.RUNNING.value or row[1] != attempt:
+            return -1
+        size, log_attempt, truncated = row[2], row[3], row[4]
+        if truncated or not data:
+            return size
+        if attempt > 1 and log_attempt != attempt:
+            data = f"--- attempt {attempt} ---\n".encode() + data
+        room = max(0, self.log_limit - size)
+        if len(data) > room:
+            data = (
+                data[:room]
+                + f"\n[jupyter_jobs: log truncated at {self.log_limit} bytes]\n".encode()
+            )
+            truncated = 1
+        size = self.workspace.append_log(job_id, data)
+        tx.update(job_id, log_size=size, log_attempt=attempt, log_truncated=truncated)
+        return size
+
+    def read_log(self, job_id: int, offset: int, limit: int) -> tuple[bytes, int]:
+        """Log bytes from `offset` (at most `limit`), and the offset to ask for next."""
+        if offset < 0 or limit < 0:
+            raise InvalidRequest("offset and limit must be zero or more")
+        try:
+            with open(self.workspace.log_file(job_id), "rb") as f:
+                # Past the end there is nothing yet (a seek that far can fail: EINVAL).
+                if offset >= os.fstat(f.fileno()).st_size:
+                    data = b""
+                else:
+                    f.seek(offset)
+                    data = f.read(limit)
+        except FileNotFoundError:
+            data = b""
+        return data, offset + len(data)

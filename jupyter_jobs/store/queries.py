@@ -1,0 +1,145 @@
+"""Reading many jobs: pages with cursors and filters, counts per status, what finished since.
+
+Pages are newest first; a cursor is an opaque, versioned encoding of the last id shown, so a
+page stays stable while jobs are added. Each status is read through its own `(status, id)` index
+range and the ranges are merged here: one `status IN (...)` query would sort every matching row
+for each page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import InvalidRequest
+from ..models import Job, Page, Status
+from . import schema
+from .schema import FINISHED, IDS, SELECT_JOBS
+
+#: The largest page a listing returns.
+MAX_PAGE = 500
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The last id a cursor names; `InvalidRequest` for anything `encode_cursor` did not make."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, value = text.partition(":")
+        if version != "v1":
+            raise ValueError(version)
+        last_id = int(value)
+        if not 0 <= last_id < 2**63:  # SQLite integers are 64-bit
+            raise ValueError(value)
+        return last_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest(f"invalid cursor {cursor!r}") from None
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with LIKE's wildcards escaped."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _status(value: str) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        raise InvalidRequest(
+            f"unknown status {value!r}; one of {[s.value for s in Status]}"
+        ) from None
+
+
+def filters(owner: str | None, q: str | None) -> tuple[list[str], list[Any]]:
+    """SQL conditions and their parameters for an owner and a search text."""
+    where: list[str] = []
+    params: list[Any] = []
+    if owner is not None:
+        where.append("owner = ?")
+        params.append(owner)
+    if q:  # the sidebar's search box: a job's name, or its notebook's path
+        where.append("(name LIKE ? ESCAPE '\\' OR owner LIKE ? ESCAPE '\\')")
+        params += [_like(q)] * 2
+    return where, params
+
+
+def counts(conn: sqlite3.Connection, where: list[str], params: list[Any]) -> dict[str, int]:
+    """Jobs per status (every status present) among those the conditions select."""
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    found = {s.value: 0 for s in Status}
+    for status, n in conn.execute(
+        f"SELECT status, COUNT(*) FROM jobs{clause} GROUP BY status", params
+    ).fetchall():
+        found[status] = n
+    return found
+
+
+def page(
+    conn: sqlite3.Connection,
+    status: Sequence[str] | None,
+    owner: str | None,
+    q: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    """A page of jobs, newest first, plus counts per status for the same owner/q filter."""
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
+    statuses = [_status(s) for s in dict.fromkeys(status or [])]
+    conditions, params = filters(owner, q)
+    where, values = list(conditions), list(params)
+    if cursor:
+        where.append("id < ?")
+        values.append(decode_cursor(cursor))
+    ranges = [
+        conn.execute(
+            f"{SELECT_JOBS} WHERE {' AND '.join([*where, 'status = ?'])} ORDER BY id DESC LIMIT ?",
+            (*values, s.value, limit + 1),
+        ).fetchall()
+        for s in statuses
+    ] or [
+        conn.execute(
+            f"{SELECT_JOBS} WHERE {' AND '.join([*where, '1'])} ORDER BY id DESC LIMIT ?",
+            (*values, limit + 1),
+        ).fetchall()
+    ]
+    per_status = counts(conn, conditions, params)
+    rows = list(heapq.merge(*ranges, key=lambda r: -r[0]))[: limit + 1]
+    jobs = [schema.job_from_row(r) for r in rows[:limit]]
+    next_cursor = encode_cursor(jobs[-1].id) if len(rows) > limit else None
+    return Page(jobs, next_cursor, per_status)
+
+
+def finished_since(conn: sqlite3.Connection, mark: int | None) -> tuple[list[int] | None, int]:
+    """Ids of jobs that reached a terminal status after `mark`, and the new mark (see
+    `Store.finished_since`)."""
+    (top,) = conn.execute("SELECT coalesce(max(seq), 0) FROM finished_log").fetchone()
+    if mark is None or mark >= top:
+        return ([] if mark is not None else None), top
+    (low,) = conn.execute("SELECT coalesce(min(seq), 0) FROM finished_log").fetchone()
+    if low > mark + 1:
+        return None, top
+    rows = conn.execute(
+        "SELECT job_id FROM finished_log WHERE seq > ? AND seq <= ?", (mark, top)
+    ).fetchall()
+    return [r[0] for r in rows], top
+
+
+def finished_among(conn: sqlite3.Connection, ids: list[int]) -> tuple[list[Job], list[int]]:
+    """The finished jobs among `ids` (in the order asked), and the ids that do not exist; only
+    the statuses of the others are read, not their whole records."""
+    sql = f"SELECT id, status IN ({FINISHED}) FROM jobs WHERE id IN {IDS}"
+    rows = conn.execute(sql, (json.dumps(ids),)).fetchall()
+    ended = [job_id for job_id, finished in rows if finished]
+    found = schema.load(conn, ended) if ended else {}
+    exist = {r[0] for r in rows}
+    return [found[i] for i in ids if i in found], [i for i in ids if i not in exist]

@@ -1,0 +1,259 @@
+"""The database's shape: migrations, the SQL names of statuses, and rows turned into records.
+
+Migrations are append-only: `PRAGMA user_version` is how many have been applied, so an old file
+is brought forward and a newer one refused (`connection.py`). Rows become `models.Job` by column
+name, never by position, so a column added later cannot shift every field after it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import namedtuple
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..errors import JobNotFound
+from ..models import TERMINAL, Job, JobError, Kind, Progress, Reason, Status
+
+
+def sql_list(*statuses: Status) -> str:
+    """Statuses as an SQL list, so SQL text names them through the `Status` enum."""
+    return ", ".join(f"'{s.value}'" for s in statuses)
+
+
+PENDING = sql_list(Status.PENDING)
+QUEUED = sql_list(Status.QUEUED)
+RUNNING = sql_list(Status.RUNNING)
+FINISHED = sql_list(*sorted(TERMINAL))
+#: Running and claimed jobs, and only they, hold a lease (`Job.claimed`, models.TRANSITIONS).
+LEASED = "lease_until IS NOT NULL"
+#: A JSON list of ids bound to one `?`, as a subquery: `WHERE id IN {IDS}`.
+IDS = "(SELECT value FROM json_each(?))"
+
+#: Forward migrations; `PRAGMA user_version` is how many have been applied. Append, never edit.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            owner TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL,
+            reason TEXT,
+            priority INTEGER NOT NULL DEFAULT 0,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            retries INTEGER NOT NULL DEFAULT 0,
+            retry_delay REAL NOT NULL DEFAULT 1.0,
+            retry_base INTEGER NOT NULL DEFAULT 0,
+            worker_losses INTEGER NOT NULL DEFAULT 0,
+            timeout REAL,
+            after_ids TEXT NOT NULL DEFAULT '[]',
+            hold INTEGER NOT NULL DEFAULT 0,
+            run_at REAL,
+            expires_at REAL,
+            not_before REAL,
+            created_at REAL NOT NULL,
+            queued_at REAL,
+            started_at REAL,
+            finished_at REAL,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            progress_done REAL,
+            progress_total REAL,
+            progress_message TEXT,
+            progress_at REAL,
+            error_type TEXT,
+            error_message TEXT,
+            error_traceback TEXT,
+            interpreter TEXT,
+            cwd TEXT,
+            idempotency_key TEXT,
+            options TEXT NOT NULL DEFAULT '{}',
+            consumer TEXT,
+            lease_until REAL,
+            payload_size INTEGER NOT NULL DEFAULT 0,
+            result_size INTEGER,
+            log_size INTEGER NOT NULL DEFAULT 0,
+            log_attempt INTEGER NOT NULL DEFAULT 0,
+            log_truncated INTEGER NOT NULL DEFAULT 0,
+            has_outputs INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE deps (
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            after_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            PRIMARY KEY (job_id, after_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX deps_after ON deps(after_id)",
+        """CREATE TABLE blobs (
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            size INTEGER NOT NULL,
+            data BLOB,
+            path TEXT,
+            PRIMARY KEY (job_id, kind)
+        )""",
+        # partial: the many jobs without a key cost no index entry
+        "CREATE UNIQUE INDEX jobs_key ON jobs(idempotency_key) WHERE idempotency_key IS NOT NULL",
+        "CREATE INDEX jobs_claim ON jobs(status, priority, owner, id)",
+        "CREATE INDEX jobs_status ON jobs(status, id)",
+        "CREATE INDEX jobs_owner ON jobs(owner, id)",
+        "CREATE INDEX jobs_expires ON jobs(expires_at) WHERE expires_at IS NOT NULL",
+        "CREATE INDEX jobs_not_before ON jobs(not_before) WHERE not_before IS NOT NULL",
+        "CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL",
+    ],
+    [
+        # when each owner last had a job claimed: the round-robin tie-break of fair share
+        "CREATE TABLE owners (owner TEXT PRIMARY KEY, last_claim REAL NOT NULL) WITHOUT ROWID",
+    ],
+    [
+        # Every arrival in a terminal status, numbered in commit order (writes are serialized),
+        # so a waiter in another process reads only what finished since its mark.
+        "CREATE TABLE finished_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER)",
+        f"""CREATE TRIGGER finished_log_update AFTER UPDATE OF status ON jobs
+            WHEN NEW.status IN ({FINISHED}) AND OLD.status IS NOT NEW.status
+            BEGIN INSERT INTO finished_log (job_id) VALUES (NEW.id); END""",
+        f"""CREATE TRIGGER finished_log_insert AFTER INSERT ON jobs
+            WHEN NEW.status IN ({FINISHED})
+            BEGIN INSERT INTO finished_log (job_id) VALUES (NEW.id); END""",
+    ],
+    [
+        # The workspace id names this database's job files folder (workspace.py). A database
+        # that already had jobs kept their files in a shared `jobs/` folder: `legacy_workspace`
+        # asks the next open to move that folder, if it can be told to be this database's.
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+        "INSERT INTO meta (key, value) VALUES ('workspace_id', lower(hex(randomblob(16))))",
+        "INSERT INTO meta (key, value) SELECT 'legacy_workspace', '1' "
+        "WHERE EXISTS (SELECT 1 FROM jobs)",
+    ],
+    [
+        # The jobs consumers hold (running, or claimed and about to start): counted per owner on
+        # every claim, scanned by recovery, their leases watched, without visiting the queue.
+        f"CREATE INDEX jobs_leased ON jobs(lease_until) WHERE {LEASED}",
+    ],
+]
+
+#: The columns a `Job` is read from (`job_from_row` maps them by these names).
+JOB_COLUMNS = (
+    "id", "name", "kind", "owner", "status", "reason", "priority", "attempt", "retries",
+    "retry_delay", "worker_losses", "timeout", "after_ids", "hold", "run_at", "expires_at",
+    "not_before", "created_at", "queued_at", "started_at", "finished_at", "cancel_requested",
+    "progress_done", "progress_total", "progress_message", "progress_at", "error_type",
+    "error_message", "error_traceback", "interpreter", "cwd", "idempotency_key", "options",
+    "consumer", "lease_until", "payload_size", "result_size", "log_size", "has_outputs",
+)  # fmt: skip
+SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
+
+#: The columns a new job's row sets (`insert_values` names them).
+INSERT_COLUMNS = (
+    "name", "kind", "owner", "status", "reason", "priority", "retries", "retry_delay", "timeout",
+    "after_ids", "hold", "run_at", "expires_at", "created_at", "queued_at", "finished_at",
+    "error_type", "error_message", "interpreter", "cwd", "idempotency_key", "options",
+    "payload_size",
+)  # fmt: skip
+INSERT_JOB = (
+    f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
+)
+
+
+#: A row read with `SELECT_JOBS`, its values named by column.
+JobRow = namedtuple("JobRow", JOB_COLUMNS)  # type: ignore[misc]
+#: `JobRow._make` without its length check (SELECT_JOBS reads exactly JOB_COLUMNS): every read
+#: of a job pays this.
+_as_row = tuple.__new__
+
+
+def job_from_row(values: Sequence[Any]) -> Job:
+    """The record of a row read with `SELECT_JOBS`."""
+    r = _as_row(JobRow, values)
+    progress = None
+    if r.progress_done is not None:
+        progress = Progress(
+            done=r.progress_done,
+            total=r.progress_total,
+            message=r.progress_message,
+            at=r.progress_at,
+        )
+    error = None
+    if r.error_type is not None:
+        error = JobError(
+            type=r.error_type, message=r.error_message or "", traceback=r.error_traceback or ""
+        )
+    return Job(
+        id=r.id,
+        name=r.name,
+        kind=Kind(r.kind),
+        owner=r.owner,
+        status=Status(r.status),
+        reason=Reason(r.reason) if r.reason else None,
+        priority=r.priority,
+        attempt=r.attempt,
+        retries=r.retries,
+        retry_delay=r.retry_delay,
+        worker_losses=r.worker_losses,
+        timeout=r.timeout,
+        after=json.loads(r.after_ids) if r.after_ids != "[]" else [],
+        held=bool(r.hold),
+        run_at=r.run_at,
+        expires_at=r.expires_at,
+        not_before=r.not_before,
+        created_at=r.created_at,
+        queued_at=r.queued_at,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        cancel_requested=bool(r.cancel_requested),
+        progress=progress,
+        error=error,
+        interpreter=r.interpreter,
+        cwd=r.cwd,
+        idempotency_key=r.idempotency_key,
+        options=json.loads(r.options) if r.options != "{}" else {},
+        consumer=r.consumer,
+        lease_until=r.lease_until,
+        payload_size=r.payload_size,
+        result_size=r.result_size,
+        log_size=r.log_size,
+        has_outputs=bool(r.has_outputs),
+    )
+
+
+def error_columns(error: JobError | None) -> dict[str, Any]:
+    """The columns that hold a job's error (all NULL for none)."""
+    if error is None:
+        return {"error_type": None, "error_message": None, "error_traceback": None}
+    return {
+        "error_type": error.type,
+        "error_message": error.message,
+        "error_traceback": error.traceback,
+    }
+
+
+def load(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, Job]:
+    """The jobs among `ids` that exist, by id."""
+    rows = conn.execute(f"{SELECT_JOBS} WHERE id IN {IDS}", (json.dumps(list(ids)),))
+    return {job.id: job for job in map(job_from_row, rows.fetchall())}
+
+
+def load_one(conn: sqlite3.Connection, job_id: int) -> Job:
+    """One job; `JobNotFound` when there is none."""
+    row = conn.execute(f"{SELECT_JOBS} WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise JobNotFound(job_id)
+    return job_from_row(row)
+
+
+def statuses(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, Status]:
+    """The status of each job among `ids` that exists."""
+    rows = conn.execute(f"SELECT id, status FROM jobs WHERE id IN {IDS}", (json.dumps(list(ids)),))
+    return {job_id: Status(status) for job_id, status in rows.fetchall()}
+
+
+def dependencies(conn: sqlite3.Connection, job_id: int) -> list[tuple[int, Status]]:
+    """(id, status) of the jobs `job_id` runs after."""
+    rows = conn.execute(
+        "SELECT d.after_id, j.status FROM deps d JOIN jobs j ON j.id = d.after_id "
+        "WHERE d.job_id = ?",
+        (job_id,),
+    ).fetchall()
+    return [(after_id, Status(status)) for after_id, status in rows]
