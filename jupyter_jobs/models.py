@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import enum
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +96,9 @@ def now() -> float:
 
 #: SQLite integers are signed 64-bit: ids, priorities and counts beyond cannot be stored.
 MAX_INT = 2**63 - 1
+#: A job id written as text (URLs, id lists, page cursors): decimal, no leading zero, at most
+#: 18 digits. Ids are SQLite rowids, far below 10**18 in any real store.
+ID_TEXT = re.compile(r"[1-9][0-9]{0,17}")
 #: The longest timeout or retry delay: ten years (any longer is a mistake, or "never").
 MAX_DURATION = 10 * 365.25 * 86400
 #: The latest run_at / expires_at: the last second of year 9999, the last date Python can show.

@@ -16,22 +16,19 @@ import re
 from typing import Any
 
 from ..errors import InvalidRequest, PayloadTooLarge
-from ..models import JobSpec, Status
+from ..models import ID_TEXT, JobSpec, Status
 
 #: Digits of the largest integer a query parameter takes (MAX_INT has 19).
 _MAX_DIGITS = 20
 MAX_STATUS_IDS = 1000
 MAX_BATCH = 10_000
-#: A job id as text: ids are SQLite rowids, far below 10**18 in any real store.
-ID_TEXT = re.compile(r"[1-9][0-9]{0,17}")
 #: What JSON calls a number (Python's int() and float() also take "1_0", " 5", "inf", "nan").
 INTEGER = re.compile(r"-?[0-9]+")
 NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 
 def job_id(text: str) -> int:
-    """A job id from a URL segment or a list item: a decimal integer from 1 to MAX_ID, written
-    without leading zeros (openapi.yaml's patterns say exactly this)."""
+    """A job id from a URL segment or a list item (`models.ID_TEXT`, as openapi.yaml says)."""
     if not ID_TEXT.fullmatch(text):
         raise InvalidRequest(
             f"invalid job id {text[:50]!r}: expected a positive integer of at most 18 digits"
