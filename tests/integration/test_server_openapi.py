@@ -58,7 +58,9 @@ def test_every_registered_handler_pattern_is_one_of_the_routes(
 
 
 @pytest.mark.slow
-def test_schemathesis_with_all_its_checks_finds_nothing(jupyter_server: RunningServer) -> None:
+def test_schemathesis_with_all_its_checks_finds_nothing(
+    jupyter_server: RunningServer, tmp_path: Path
+) -> None:
     """Schemathesis's own command, every check (auth, 405s, schema-valid data accepted, invalid
     data refused, responses as documented) and every phase (coverage, fuzzing, stateful)."""
     # Some jobs to act on (fuzzed ids are small integers), held so that none runs away.
@@ -73,7 +75,10 @@ def test_schemathesis_with_all_its_checks_finds_nothing(jupyter_server: RunningS
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
-    run = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    # In tmp_path: Schemathesis keeps a cache of what it found in `.schemathesis/`.
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path
+    )
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
     operations = sum(len(methods) for methods in spec_routes().values())
     assert re.search(rf"Tested: +{operations}\b", run.stdout), run.stdout[-3000:]
