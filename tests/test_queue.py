@@ -357,7 +357,7 @@ def test_short_lived_handles_of_a_running_job_do_not_pile_up(db_path):
         kept = q.submit(jobfuncs.noop)
         for _ in range(2000):
             assert q.get(kept.id).status is Status.QUEUED  # a throwaway handle each time
-        assert len(q._backend._handles[kept.id]) <= 9
+        assert len(q.backend._handles[kept.id]) <= 9
 
 
 @pytest.mark.parametrize(
