@@ -482,7 +482,8 @@ class Job(concurrent.futures.Future):
         if record.status is Status.SUCCEEDED:
             self._finish(None, None)  # the value itself loads lazily in result()
         elif record.status is Status.CANCELLED:
-            self._cancelled = not super().done()
+            if not super().done():  # as `result()` will say: the first end settles it
+                self._cancelled = True
             self._finish(None, JobCancelled(record.id))
         else:
             err = record.error
