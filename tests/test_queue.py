@@ -449,6 +449,12 @@ def test_a_cancelled_job_is_caught_as_any_cancelled_future(queue):
     with pytest.raises(JobsError):
         job.result(timeout=30)
 
+    async def awaited():
+        return await job
+
+    with pytest.raises(JobCancelled):  # not turned into the awaiting task's own cancellation
+        asyncio.run(awaited())
+
 
 def test_a_held_job_runs_once_released(queue):
     job = queue.submit(jobfuncs.add, 20, b=22, hold=True)

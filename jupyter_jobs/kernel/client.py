@@ -34,7 +34,7 @@ from ..models import JobSpec
 if TYPE_CHECKING:
     from .handle import RemoteJob
 
-#: Whether a handle's future is settled, without the request `Job.done()` makes to find out.
+#: Whether a handle's future is settled, without `RemoteJob.done()` having the poller follow it.
 settled = concurrent.futures.Future.done
 
 ENV_URL = "JUPYTER_JOBS_URL"

@@ -414,10 +414,10 @@ class JobWidget:
         cell runs. From `job.wait()` it lands in the waiting cell, so saved notebooks get it.
         """
         with self._lock:
-            if self._completing:
+            if self._completing or self.inline:
                 return
             record = self.job.refresh() if not self.record.finished else self.record
-            if not record.finished or self.inline:
+            if not record.finished:
                 return
             if self._completed != _ending(record):
                 self._render(record)
