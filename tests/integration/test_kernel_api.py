@@ -465,3 +465,17 @@ def test_a_held_job_runs_once_released_through_the_server(server):
     assert job.result(timeout=60) == 42
     with pytest.raises(errors.IllegalTransition):
         api.release(job.id)
+
+
+def test_waiting_on_a_handle_merges_nothing_until_the_done_callback_of_the_cell(server):
+    """The namespace work of a `%%job` cell is the done callback its magic registers on the
+    handle (`finish_if_main`); `wait()` itself knows nothing of widgets or namespaces."""
+    from jupyter_jobs.kernel.widget import widget_for
+
+    merged: list[Any] = []
+    job = api.submit(jobfuncs.add, 41, 1)
+    widget = widget_for(job, on_result=merged.append)
+    assert job.wait(60).done()  # on the main thread, where names could be set
+    assert merged == []
+    job.add_done_callback(widget.finish_if_main)  # what `%%job` registers
+    assert merged == [42]
