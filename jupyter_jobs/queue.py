@@ -1,8 +1,9 @@
-"""`JobQueue`: the engine's Python API, talking straight to a store file.
+"""`JobQueue`: the engine's Python API, the `Jobs` front end (`front.py`) over a store file.
 
-Jobs submitted here run wherever a consumer serves the same database: the Jupyter server, a
-`jupyter jobs consumer` process, or a consumer this object starts in a background thread
-(`start_consumer()`, for scripts and tests).
+`StoreBackend` is what differs from the kernel's `jj.*` (`kernel/client.py`'s `HttpBackend`):
+it reads and acts on the store in this process. Jobs submitted here run wherever a consumer
+serves the same database: the Jupyter server, a `jupyter jobs consumer` process, or a consumer
+this object starts in a background thread (`start_consumer()`, for scripts and tests).
 """
 
 from __future__ import annotations
