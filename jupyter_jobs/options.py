@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import inspect
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,8 @@ class Option:
     default: Any
     help: str
     nullable: bool = False
+    #: What a number stands for, in the error that refuses one out of range.
+    unit: str = "a number"
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: float | None = None
@@ -93,37 +96,174 @@ class Option:
         return schema
 
 
+SECONDS = "a number of seconds"
+TIME = "a time (epoch seconds)"
+
 OPTIONS: tuple[Option, ...] = (
-    Option("name", str, None, "the job's name (default: the function's, or the cell's first "
-           "line)", nullable=False, max_length=500, flag="--name", metavar="NAME"),
-    Option("priority", int, 0, "higher runs first", minimum=-MAX_INT, maximum=MAX_INT,
-           flag="--priority", parse=int),
-    Option("timeout", float, None, "seconds after which the job is killed", nullable=True,
-           exclusive_minimum=0, maximum=MAX_DURATION, flag="--timeout", parse=float,
-           metavar="SECONDS"),
-    Option("retries", int, 0, "automatic retries after a failure", minimum=0, maximum=MAX_INT,
-           flag="--retries", parse=int),
-    Option("retry_delay", float, 1.0, "seconds before the first retry (doubling after)",
-           minimum=0, maximum=MAX_DURATION, flag="--retry-delay", parse=float,
-           metavar="SECONDS"),
-    Option("after", list, None, "jobs (handles or ids) that must succeed first",
-           convert=job_ids, flag="--after", parse=parse_ids, metavar="ID,..."),
-    Option("run_at", float, None, "not before this time (epoch seconds, datetime, or a "
-           "timedelta from now)", nullable=True, minimum=0, maximum=MAX_EPOCH,
-           convert=as_epoch),
-    Option("expires_at", float, None, "cancelled if still waiting at this time (as run_at)",
-           nullable=True, minimum=0, maximum=MAX_EPOCH, convert=as_epoch),
-    Option("hold", bool, False, "stored but held until released (`release(id)`, the sidebar, "
-           "`jupyter jobs release`)", flag="--hold"),
-    Option("idempotency_key", str, None, "a submit with a key already used returns that job "
-           "instead of storing another", nullable=True),
-    Option("interpreter", str, None, "the Python that runs the job (a kernel's: its own)",
-           nullable=True),
-    Option("cwd", str, None, "the working directory of the job (a kernel's: its own)",
-           nullable=True),
-)  # fmt: skip
+    Option(
+        "name",
+        str,
+        None,
+        "the job's name (default: the function's, or the cell's first line)",
+        max_length=500,
+        flag="--name",
+        metavar="NAME",
+    ),
+    Option(
+        "priority",
+        int,
+        0,
+        "higher runs first",
+        minimum=-MAX_INT,
+        maximum=MAX_INT,
+        flag="--priority",
+        parse=int,
+    ),
+    Option(
+        "timeout",
+        float,
+        None,
+        "seconds after which the job is killed",
+        nullable=True,
+        unit=SECONDS,
+        exclusive_minimum=0,
+        maximum=MAX_DURATION,
+        flag="--timeout",
+        parse=float,
+        metavar="SECONDS",
+    ),
+    Option(
+        "retries",
+        int,
+        0,
+        "automatic retries after a failure",
+        minimum=0,
+        maximum=MAX_INT,
+        flag="--retries",
+        parse=int,
+    ),
+    Option(
+        "retry_delay",
+        float,
+        1.0,
+        "seconds before the first retry (doubling after)",
+        unit=SECONDS,
+        minimum=0,
+        maximum=MAX_DURATION,
+        flag="--retry-delay",
+        parse=float,
+        metavar="SECONDS",
+    ),
+    Option(
+        "after",
+        list,
+        None,
+        "jobs (handles or ids) that must succeed first",
+        convert=job_ids,
+        flag="--after",
+        parse=parse_ids,
+        metavar="IDS",
+    ),
+    Option(
+        "run_at",
+        float,
+        None,
+        "not before this time (epoch seconds, datetime, or a timedelta from now)",
+        nullable=True,
+        unit=TIME,
+        minimum=0,
+        maximum=MAX_EPOCH,
+        convert=as_epoch,
+    ),
+    Option(
+        "expires_at",
+        float,
+        None,
+        "cancelled if still waiting at this time (as run_at)",
+        nullable=True,
+        unit=TIME,
+        minimum=0,
+        maximum=MAX_EPOCH,
+        convert=as_epoch,
+    ),
+    Option(
+        "hold",
+        bool,
+        False,
+        "stored but held until released (`release(id)`, the sidebar, `jupyter jobs release`)",
+        flag="--hold",
+    ),
+    Option(
+        "idempotency_key",
+        str,
+        None,
+        "a submit with a key already used returns that job instead of storing another",
+        nullable=True,
+    ),
+    Option(
+        "interpreter",
+        str,
+        None,
+        "the Python that runs the job (a kernel's: its own)",
+        nullable=True,
+    ),
+    Option(
+        "cwd",
+        str,
+        None,
+        "the working directory of the job (a kernel's: its own)",
+        nullable=True,
+    ),
+)
 
 BY_NAME = {option.name: option for option in OPTIONS}
+
+_ACCEPTS: dict[type, tuple[type, ...]] = {float: (int, float)}
+_TYPE_WORDS = {int: "int", float: "a number", bool: "bool", str: "str", list: "list"}
+
+
+def check(spec: JobSpec) -> None:
+    """Refuse a spec whose option fields break their declaration (`JobSpec.validate` calls
+    this on every submit, in clients and in the server): `InvalidRequest` names the field."""
+    from .errors import InvalidRequest
+
+    for option in OPTIONS:
+        name, value = option.name, getattr(spec, option.name)
+        if value is None and option.nullable:
+            continue
+        word = _TYPE_WORDS[option.type]
+        if isinstance(value, bool) and option.type is not bool:
+            raise InvalidRequest(f"{name} must be {word}, not a boolean")
+        if not isinstance(value, _ACCEPTS.get(option.type, (option.type,))):
+            raise InvalidRequest(f"{name} must be {word}, got {value!r}")
+        if option.type is list:
+            _check_ids(value)
+        elif option.type is int and not option.minimum <= value <= option.maximum:
+            raise InvalidRequest(
+                f"{name} must be between {option.minimum} and {option.maximum}, got {value}"
+            )
+        elif option.type is float:
+            # A number that is not finite, or beyond what a date can be, would break every
+            # reader (JSON has no Infinity; rendering a date of 1e300 raises).
+            low = option.minimum if option.minimum is not None else option.exclusive_minimum
+            if not (math.isfinite(value) and low <= value <= option.maximum):
+                raise InvalidRequest(
+                    f"{name} must be {option.unit} between {low:g} and {option.maximum:g}, "
+                    f"got {value!r}"
+                )
+            if option.exclusive_minimum is not None and value <= option.exclusive_minimum:
+                raise InvalidRequest(f"{name} must be positive")
+        elif option.max_length is not None and len(value) > option.max_length:
+            raise InvalidRequest(f"{name} is longer than {option.max_length} characters")
+
+
+def _check_ids(after: list[Any]) -> None:
+    from .errors import InvalidRequest
+
+    if not all(isinstance(a, int) and not isinstance(a, bool) for a in after):
+        raise InvalidRequest("after must be a list of job ids (integers)")
+    if not all(0 < a <= MAX_INT for a in after):
+        raise InvalidRequest("after must list job ids, positive 64-bit integers")
 
 
 def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,5 +1,6 @@
-"""The submit options are declared once (`options.OPTIONS`): the REST schema, the spec's own
-checks, `%%job`'s arguments and the submit functions' signatures all follow that declaration."""
+"""The submit options are declared once (`options.OPTIONS`): the REST schema (checked here), the
+spec's checks (`options.check`, from `JobSpec.validate`), `%%job`'s arguments and the submit
+functions' signatures and docstrings all follow that declaration."""
 
 from __future__ import annotations
 
