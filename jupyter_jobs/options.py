@@ -2,8 +2,9 @@
 
 `Jobs.submit`/`map` (so `JobQueue` and `jj.*`) and `%%job` take the same options, listed in
 `OPTIONS` below: the magic's arguments, the submit signature and docstrings are generated from
-it, and a test checks it against the `JobSpec` schema of `server/openapi.yaml` (same names, types
-and bounds), so no client can drift from another or from the server. It is light on purpose:
+it, `JobSpec.validate` checks a spec against it (`check`, in clients and in the server), and a
+test checks it against the `JobSpec` schema of `server/openapi.yaml` (same names, types and
+bounds), so no client can drift from another or from the server. It is light on purpose:
 kernels import it without the store, the consumer or the executors.
 """
 
@@ -299,10 +300,7 @@ def build_spec(
     values: dict[str, Any] = {}
     for option in OPTIONS[1:]:  # the name is given apart
         value = options.get(option.name, option.default)
-        if option.convert is not None:
-            value = option.convert(value)
-        if value is not None:
-            values[option.name] = value
+        values[option.name] = value if option.convert is None else option.convert(value)
     values["interpreter"] = values.get("interpreter") or interpreter
     values["cwd"] = values.get("cwd") or cwd
     kind_options = options.get("options") or {}

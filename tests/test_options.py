@@ -98,3 +98,9 @@ def test_the_submit_functions_show_every_option_in_signature_and_docstring():
             assert params[option.name].default == option.default
             assert option.name in fn.__doc__
     assert list(inspect.signature(api.submit).parameters)[:2] == ["fn", "args"]
+
+
+def test_an_option_given_as_none_where_none_is_no_value_is_refused():
+    with pytest.raises(InvalidRequest, match="priority"):
+        build(priority=None)
+    assert build(timeout=None).timeout is None
