@@ -52,29 +52,45 @@ class RemoteJob(Job):
     def wanted(self) -> bool:
         """Whether the poller must follow this job: only if something waits on the future
         (`add_done_callback`, `await`, `concurrent.futures.wait`/`as_completed`) or asked
-        `done()`/`cancel()`. `wait()` and `result()` long-poll on their own, so a plain
-        `submit(...).result()` costs no polling.
+        `done()`, `cancelled()` or `cancel()`. `wait()` and `result()` long-poll on their own,
+        so a plain `submit(...).result()` costs no polling, and a handle nobody follows is
+        settled in the thread that waits on it.
         """
-        return bool(self._followed or self._waiters or self._done_callbacks)
+        return bool(self._followed or self._waiters)
 
     def _follow(self) -> None:
-        if not settled(self):
-            self._backend.poller.poke()  # the poller skipped this job until now (`wanted`)
+        """Have the poller push this handle's state from now on (it skipped it until now)."""
+        self._followed = True
+        if self._known.is_set() and not settled(self):
+            self._backend.poller.watch(self.id, self)  # again, if it let go at the job's end
+            self._backend.poller.poke()
 
-    def add_done_callback(self, fn: Any) -> None:
+    def add_done_callback(self, fn: Any, *, follow: bool = True) -> None:
+        """Call `fn(self)` once the future is settled, in the thread that settles it.
+
+        With `follow=False` the poller does not follow the job for `fn`'s sake: `fn` runs when
+        the handle is settled otherwise, mostly by a `wait()` or `result()`, in that thread.
+        `%%job` registers its namespace work so: after a `wait()` on the kernel's main thread
+        the cell's names are there (without one, its widget brings them between cells).
+        """
         super().add_done_callback(fn)
-        self._follow()
+        if follow and not self._followed:
+            self._follow()
 
     def done(self) -> bool:
         """Whether the job has finished, as the poller last saw it (no request: the first call
         has the poller follow this job, so a loop on `done()` sees it end within a tick)."""
-        if not self._followed and self._known.is_set() and not settled(self):
-            self._followed = True
+        if not self._followed:
             self._follow()
         return super().done()
 
+    def cancelled(self) -> bool:
+        if not self._followed:
+            self._follow()
+        return super().cancelled()
+
     def cancel(self) -> bool:
-        self._followed = True  # `cancelled()` must turn True without a `wait()`
+        self._follow()  # `cancelled()` must turn True without a `wait()`
         return super().cancel()
 
     def observe_missing(self, job_id: int) -> None:

@@ -202,10 +202,10 @@ class JobMagics(Magics):
             ns[opts.out] = job
         on_result = partial(self._cell_done, job.id, snapshot, opts, info.incidental, os.getcwd())
         widget = widget_for(job, on_result=on_result, inline=opts.wait)
-        # The names come back when the job is done, not when someone waits on it: this callback
-        # finishes the cell at once when the job ends under a `wait()`/`result()` of this
-        # thread (the main one), else the poller's update does, between cells.
-        job.add_done_callback(widget.finish_if_main)
+        # The names come back by a done callback, not by waiting: it finishes the cell at once
+        # when a `wait()`/`result()` on the main thread settles the handle; without one, the
+        # widget's own update does, between cells.
+        job.add_done_callback(widget.finish_if_main, follow=False)
         widget.show()
         if opts.wait:
             try:
