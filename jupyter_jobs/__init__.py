@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # name -> module that defines it (relative to this package)
 _LAZY = {
     "JobQueue": "queue",
+    "Jobs": "front",
     "Job": "job",
     "Status": "models",
     "Reason": "models",
@@ -31,6 +32,10 @@ _LAZY = {
     "map": "kernel.api",
     "get": "kernel.api",
     "jobs": "kernel.api",
+    "cancel": "kernel.api",
+    "retry": "kernel.api",
+    "release": "kernel.api",
+    "delete": "kernel.api",
     "load_ipython_extension": "kernel.magics",
 }
 

@@ -8,6 +8,7 @@ one type whatever path the job took.
 
 from __future__ import annotations
 
+import concurrent.futures
 from http.client import responses
 from typing import Any
 
@@ -134,8 +135,12 @@ class JobFailed(JobsError):
         return self.message
 
 
-class JobCancelled(JobsError):
-    """Raised by `Job.result()` when the job was cancelled."""
+class JobCancelled(JobsError, concurrent.futures.CancelledError):
+    """Raised by `Job.result()` when the job was cancelled.
+
+    A `concurrent.futures.CancelledError` too (as dask's), so code written for futures catches
+    it as it catches any cancelled future's.
+    """
 
     def __init__(self, job_id: int) -> None:
         super().__init__(f"job {job_id} was cancelled", {"id": job_id})

@@ -22,7 +22,7 @@ from typing import Any
 
 import dill
 
-from .errors import JobCancelled, JobFailed, JobNotFound, JobsError
+from .errors import IllegalTransition, JobCancelled, JobFailed, JobNotFound, JobsError
 from .models import Job as JobRecord
 from .models import JobSpec, Progress, Status
 from .submitter import BATCH_BYTES, Submitter, exiting
@@ -79,6 +79,20 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def retry(self, job_id: int) -> JobRecord:
         """Queue a failed or cancelled job again."""
+
+    @abc.abstractmethod
+    def release(self, job_id: int) -> JobRecord:
+        """Let a held job run (queued now if its dependencies and time allow)."""
+
+    @abc.abstractmethod
+    def delete(self, job_id: int) -> None:
+        """Remove a job that is not running."""
+
+    @abc.abstractmethod
+    def find(
+        self, *, status: Sequence[str] | None, owner: str | None, q: str | None, limit: int
+    ) -> list[JobRecord]:
+        """Up to `limit` records matching the filters, newest first."""
 
     @abc.abstractmethod
     def wait_for_change(self, timeout: float) -> bool:
@@ -298,6 +312,7 @@ class Job(concurrent.futures.Future):
         self._value_lock = threading.Lock()
         self._refusal: JobsError | None = None
         self._known = _Latch()  # stored (it has an id) or refused
+        self._cancelled = False  # settled by a cancelled end (see `cancelled`)
         if record is not None and (ended := self._bind(record)) is not None:
             self._settle(ended)
 
@@ -381,27 +396,42 @@ class Job(concurrent.futures.Future):
         return self._backend.outputs(self.id)
 
     # --- future protocol ---------------------------------------------------------------------
+    # As dask.distributed's `Future`: `done()` and `cancelled()` read the state the backend's
+    # watcher pushed (no request per call); `result()`, `exception()` and `wait()` block on it.
 
     def done(self) -> bool:
-        """Whether the job has finished (asks the store or server); False while being stored."""
-        if super().done() or self._refusal is not None:  # refused: settled in a moment
-            return True
-        return self._known.is_set() and self.refresh().finished
+        """Whether the job has finished, as last pushed by the watcher (no request); False while
+        being stored, True once refused."""
+        return super().done() or self._refusal is not None  # refused: settled in a moment
 
     def running(self) -> bool:
+        """Whether the job runs now (asks the store or server)."""
         if not self._known.is_set() or self.done():  # done() is True for a refused job
             return False
-        return self._record.status is Status.RUNNING
+        return self.refresh().status is Status.RUNNING
 
     def cancelled(self) -> bool:
-        return super().done() and self._refusal is None and self._record.status is Status.CANCELLED
+        """Whether the job ended cancelled: `result()` raises `JobCancelled` exactly then."""
+        return self._cancelled
 
     def cancel(self) -> bool:
-        """Request cancellation; True unless the job had already finished (or was refused)."""
+        """Ask for the job to be cancelled; False if it had already finished (or was refused).
+
+        A job that is not running yet (queued, held, waiting for its time or its dependencies)
+        is cancelled at once: `cancelled()` is True on return. A running job is stopped by its
+        consumer (its worker is terminated, then killed after a grace period): `cancel()`
+        returns True when the request is accepted, and `cancelled()` turns True once the job
+        has ended cancelled (`wait()` for it). A running job that finishes before it is stopped
+        keeps its outcome, and `cancelled()` stays False, as `result()` says.
+        """
         self._known.wait()
         if self.done():  # finished, or refused
             return False
-        self._record = self._backend.cancel(self.id)
+        try:
+            self._record = self._backend.cancel(self.id)
+        except IllegalTransition:  # it finished before the request arrived
+            self.refresh()
+            return False
         if self._record.finished:
             self._settle(self._record)
         return True
@@ -452,6 +482,8 @@ class Job(concurrent.futures.Future):
         if record.status is Status.SUCCEEDED:
             self._finish(None, None)  # the value itself loads lazily in result()
         elif record.status is Status.CANCELLED:
+            if not super().done():  # as `result()` will say: the first end settles it
+                self._cancelled = True
             self._finish(None, JobCancelled(record.id))
         else:
             err = record.error

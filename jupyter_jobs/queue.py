@@ -1,8 +1,9 @@
-"""`JobQueue`: the engine's Python API, talking straight to a store file.
+"""`JobQueue`: the engine's Python API, the `Jobs` front end (`front.py`) over a store file.
 
-Jobs submitted here run wherever a consumer serves the same database: the Jupyter server, a
-`jupyter jobs consumer` process, or a consumer this object starts in a background thread
-(`start_consumer()`, for scripts and tests).
+`StoreBackend` is what differs from the kernel's `jj.*` (`kernel/client.py`'s `HttpBackend`):
+it reads and acts on the store in this process. Jobs submitted here run wherever a consumer
+serves the same database: the Jupyter server, a `jupyter jobs consumer` process, or a consumer
+this object starts in a background thread (`start_consumer()`, for scripts and tests).
 """
 
 from __future__ import annotations
@@ -11,19 +12,17 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .consumer import Consumer
 from .errors import JobsError
 from .executors.local import LocalExecutor
-from .job import Backend, Job
-from .models import Change, JobSpec, Kind
+from .front import Jobs
+from .job import Backend
+from .models import Change, JobSpec
 from .models import Job as JobRecord
-from .options import TimeLike, build_spec, function_name
-from .payload import function_payload
 from .store import Store
 from .submitter import EXIT_WAIT
 
@@ -64,6 +63,27 @@ class StoreBackend(Backend):
 
     def retry(self, job_id: int) -> JobRecord:
         return self.store.retry(job_id)
+
+    def release(self, job_id: int) -> JobRecord:
+        return self.store.release(job_id)
+
+    def delete(self, job_id: int) -> None:
+        self.store.delete(job_id)
+
+    def find(
+        self, *, status: Sequence[str] | None, owner: str | None, q: str | None, limit: int
+    ) -> list[JobRecord]:
+        records: list[JobRecord] = []
+        cursor = None
+        while len(records) < limit:
+            page = self.store.query(
+                status=status, owner=owner, q=q, limit=min(200, limit - len(records)), cursor=cursor
+            )
+            records.extend(page.jobs)
+            cursor = page.next_cursor
+            if not cursor:
+                return records
+        return records
 
     def poll(self, job_ids: list[int], full: bool) -> list[JobRecord]:
         finished, self._mark = self.store.finished_since(self._mark)
@@ -134,8 +154,8 @@ class ConsumerThread:
             raise JobsError(f"the consumer did not stop within {timeout} s")
 
 
-class JobQueue:
-    """Submit and follow jobs stored in one SQLite file.
+class JobQueue(Jobs):
+    """Submit and follow jobs stored in one SQLite file: the `Jobs` front end over the store.
 
     >>> with JobQueue("jobs.db") as q:
     ...     q.start_consumer()
@@ -148,89 +168,8 @@ class JobQueue:
     ) -> None:
         self.store = Store(path, **store_options)
         self.owner = owner or f"script:{os.getpid()}"
-        self._backend = StoreBackend(self.store)
+        super().__init__(StoreBackend(self.store), lambda: self.owner)
         self._consumer: ConsumerThread | None = None
-
-    # --- submitting --------------------------------------------------------------------------
-
-    def submit(
-        self,
-        fn: Callable[..., Any],
-        /,
-        *args: Any,
-        name: str | None = None,
-        priority: int = 0,
-        timeout: float | None = None,
-        retries: int = 0,
-        retry_delay: float = 1.0,
-        after: Iterable[Job | int] | Job | int | None = None,
-        run_at: TimeLike = None,
-        expires_at: TimeLike = None,
-        idempotency_key: str | None = None,
-        interpreter: str | None = None,
-        cwd: str | None = None,
-        **kwargs: Any,
-    ) -> Job:
-        """Store `fn(*args, **kwargs)` as a job and return its handle at once.
-
-        What cannot be serialized and options that are not valid raise here. The job is stored
-        a moment later, in the background, in submission order, batched with other submits into
-        one transaction (see `submitter.py`): `job.id` waits until it is stored, and a job the
-        store refuses (an unknown job in `after=`) raises that error from `job.id`, `result()`
-        and the other verbs.
-        """
-        spec = self._spec(
-            fn,
-            name=name,
-            priority=priority,
-            timeout=timeout,
-            retries=retries,
-            retry_delay=retry_delay,
-            after=after,
-            run_at=run_at,
-            expires_at=expires_at,
-            idempotency_key=idempotency_key,
-            interpreter=interpreter,
-            cwd=cwd,
-        )
-        return self._backend.submit([(spec, function_payload(fn, args, kwargs))])[0]
-
-    def map(self, fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> list[Job]:
-        """One job per item, `fn(item)`, stored in a single transaction.
-
-        An `idempotency_key` gets the item's index (`key[0]`, `key[1]`...), as in the kernel's
-        `map`, so each item is one job and a re-run of the same map stores nothing twice.
-        """
-        key = options.pop("idempotency_key", None)
-        spec = self._spec(fn, **options)  # validated once: the items differ only by key
-        items = []
-        for index, item in enumerate(iterable):
-            item_spec = spec if key is None else replace(spec, idempotency_key=f"{key}[{index}]")
-            items.append((item_spec, function_payload(fn, (item,), {})))
-        return self._backend.submit_and_wait(items)
-
-    def _spec(self, fn: Callable[..., Any], **options: Any) -> JobSpec:
-        name = function_name(fn, options.pop("name", None))
-        return build_spec(Kind.FUNCTION, name, self.owner, options)
-
-    # --- following ---------------------------------------------------------------------------
-
-    def get(self, job_id: int) -> Job:
-        """A handle to an existing job (raises JobNotFound)."""
-        return self._backend.handle(self.store.get(job_id))
-
-    def jobs(self, **filters: Any) -> list[Job]:
-        """Handles for the jobs matching `status=`, `owner=`, `q=`, `limit=` (newest first)."""
-        return [self._backend.handle(r) for r in self.store.query(**filters).jobs]
-
-    def cancel(self, job_id: int) -> Job:
-        return self._backend.handle(self.store.request_cancel(job_id))
-
-    def retry(self, job_id: int) -> Job:
-        return self._backend.handle(self.store.retry(job_id))
-
-    def delete(self, job_id: int) -> None:
-        self.store.delete(job_id)
 
     # --- running -----------------------------------------------------------------------------
 
@@ -243,11 +182,11 @@ class JobQueue:
     def close(self) -> None:
         """Store what was submitted, stop the consumer this queue started (if any) and
         release the store."""
-        self._backend.flush(EXIT_WAIT)
+        self.backend.flush(EXIT_WAIT)
         if self._consumer is not None:
             self._consumer.stop()
             self._consumer = None
-        self._backend.close()
+        self.backend.close()
         self.store.close()
 
     def __enter__(self) -> JobQueue:

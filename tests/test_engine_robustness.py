@@ -97,7 +97,7 @@ def test_kill_9_of_the_consumer_mid_run_then_restart(db_path, tmp_path, retries)
 def test_every_handle_settles_without_the_periodic_full_poll(db_path):
     """Finishes seen by the watcher must reach handles registered while it polled."""
     with JobQueue(db_path) as q:
-        q._backend.full_poll_interval = float("inf")  # only finished_since may settle them
+        q.backend.full_poll_interval = float("inf")  # only finished_since may settle them
         consumer = start_consumer(db_path)
         try:
             q.submit(jobfuncs.noop).result(timeout=60)  # the watcher is running from here on

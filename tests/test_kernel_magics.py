@@ -15,10 +15,9 @@ from jupyter_jobs.kernel.magics import (
 from jupyter_jobs.models import Job, Kind, Status
 
 
-def test_defaults():
+def test_defaults_leave_every_submit_option_to_its_declared_default():
     opts = parse_cell_options("")
-    assert opts.name is None and opts.priority == 0 and opts.timeout is None
-    assert opts.retries == 0 and opts.after == [] and opts.return_names is None
+    assert opts.submit == {} and opts.after == [] and opts.return_names is None
     assert not opts.no_return and opts.out is None and not opts.wait
 
 
@@ -29,13 +28,18 @@ def test_unclosed_quotes_are_a_usage_error():
 
 def test_every_option():
     opts = parse_cell_options(
-        '--name "my job" --priority 5 --timeout 2.5 --retries 3 --after 4,7 '
-        "--return a,b --out handle --wait"
+        '--name "my job" --priority 5 --timeout 2.5 --retries 3 --retry-delay 0.5 --after 4,7 '
+        "--hold --return a,b --out handle --wait"
     )
-    assert opts.name == "my job"
-    assert opts.priority == 5
-    assert opts.timeout == 2.5
-    assert opts.retries == 3
+    assert opts.submit == {
+        "name": "my job",
+        "priority": 5,
+        "timeout": 2.5,
+        "retries": 3,
+        "retry_delay": 0.5,
+        "after": [4, 7],
+        "hold": True,
+    }
     assert opts.after == [4, 7]
     assert opts.return_names == ["a", "b"]
     assert opts.out == "handle"
@@ -95,7 +99,7 @@ def shell(monkeypatch):
 
 
 def test_line_magic_usage(shell):
-    with pytest.raises(UsageError, match=r"show\|logs\|cancel\|retry\|result\|attach ID"):
+    with pytest.raises(UsageError, match=r"show\|logs\|cancel\|retry\|release\|result\|attach ID"):
         shell.run_line_magic("job", "explode 3")
     with pytest.raises(UsageError, match="usage"):
         shell.run_line_magic("job", "show notanumber")

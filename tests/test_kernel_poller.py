@@ -201,3 +201,17 @@ def test_a_watcher_that_watches_again_sees_a_finished_job_run_again():
     server.set(1, status=Status.SUCCEEDED)
     wait_until(lambda: not poller.running, timeout=10)
     assert follower.seen[-1].status is Status.SUCCEEDED
+
+
+def test_a_handle_nobody_follows_is_not_fed_the_records_its_widget_asks_for():
+    """Settled by whoever waits on it, in that thread (a `%%job` cell's names come back by the
+    callback that settling runs): the poller, asking for the widget, leaves it alone."""
+    server = Server([record(1)])
+    poller = Poller(server.fetch, min_delay=0.01, max_delay=0.02)
+    handle, widget = Handle(), Watcher()
+    poller.watch(1, handle)
+    poller.watch(1, widget)
+    server.set(1, status=Status.SUCCEEDED)
+    wait_until(lambda: widget.seen and widget.seen[-1].finished, timeout=10)
+    wait_until(lambda: not poller.running, timeout=10)
+    assert handle.seen == []

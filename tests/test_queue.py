@@ -11,6 +11,7 @@ import select
 import sqlite3
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -21,6 +22,7 @@ from jupyter_jobs.errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    JobsError,
     PayloadError,
 )
 from jupyter_jobs.models import JobSpec, Kind, Reason, Status
@@ -357,7 +359,7 @@ def test_short_lived_handles_of_a_running_job_do_not_pile_up(db_path):
         kept = q.submit(jobfuncs.noop)
         for _ in range(2000):
             assert q.get(kept.id).status is Status.QUEUED  # a throwaway handle each time
-        assert len(q._backend._handles[kept.id]) <= 9
+        assert len(q.backend._handles[kept.id]) <= 9
 
 
 @pytest.mark.parametrize(
@@ -380,3 +382,104 @@ def test_numbers_that_are_not_finite_or_out_of_range_are_refused_by_name(
     with pytest.raises(InvalidRequest, match=words):
         queue.map(jobfuncs.add, [1, 2], **{option: value})
     assert sum(queue.store.counts().values()) == 0  # nothing stored, no item of the map either
+
+
+class CountingCalls:
+    """Counts the calls each thread makes to a backend's reading verbs."""
+
+    VERBS = ("get", "get_many", "poll", "result_bytes", "cancel")
+
+    def __init__(self, backend, monkeypatch) -> None:
+        self.calls: list[tuple[str, str]] = []
+        for verb in self.VERBS:
+            original = getattr(backend, verb)
+
+            def counted(*args, _verb=verb, _original=original, **kwargs):
+                self.calls.append((_verb, threading.current_thread().name))
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(backend, verb, counted)
+
+    def made_by_this_thread(self) -> list[str]:
+        here = threading.current_thread().name
+        return [verb for verb, thread in self.calls if thread == here]
+
+
+def test_done_reads_the_state_the_watcher_pushed_and_asks_nothing(queue, tmp_path, monkeypatch):
+    gate = tmp_path / "gate"
+    job = queue.submit(jobfuncs.wait_for_file, str(gate), 60)
+    job.id  # noqa: B018  (stored)
+    calls = CountingCalls(queue.backend, monkeypatch)
+    assert not any(job.done() for _ in range(200))
+    assert calls.made_by_this_thread() == []
+    gate.touch()
+    wait_until(job.done)  # the watcher's push, not a read of ours
+    assert calls.made_by_this_thread() == []
+    assert job.result(timeout=0) is None
+
+
+def test_cancelled_agrees_with_cancel_and_result(queue, tmp_path):
+    gate = tmp_path / "gate"
+    first = queue.submit(jobfuncs.wait_for_file, str(gate), 60, name="blocker")
+    held = queue.submit(jobfuncs.add, 1, after=[first])  # waits: cancelled at once
+    assert not held.cancelled()
+    assert held.cancel() is True
+    assert held.cancelled() and held.done()
+    with pytest.raises(JobCancelled):
+        held.result(timeout=0)
+    gate.touch()
+    assert first.result(timeout=60) is None
+    assert first.cancel() is False and not first.cancelled()
+
+
+def test_a_running_job_is_cancelled_once_it_has_ended_cancelled(queue, tmp_path):
+    marks = tmp_path / "marks"
+    job = queue.submit(jobfuncs.mark_then_sleep, str(marks), 60)
+    wait_until(lambda: marks.exists())
+    assert job.cancel() is True  # accepted: the worker is being stopped
+    wait_until(job.cancelled)  # pushed by the watcher, without a wait()
+    assert job.done() and isinstance(job.exception(timeout=0), JobCancelled)
+
+
+def test_a_cancelled_job_is_caught_as_any_cancelled_future(queue):
+    job = queue.submit(jobfuncs.add, 1, hold=True)
+    job.cancel()
+    with pytest.raises(concurrent.futures.CancelledError):
+        job.result(timeout=30)
+    with pytest.raises(JobsError):
+        job.result(timeout=30)
+
+    async def awaited():
+        return await job
+
+    with pytest.raises(JobCancelled):  # not turned into the awaiting task's own cancellation
+        asyncio.run(awaited())
+
+
+def test_a_held_job_runs_once_released(queue):
+    job = queue.submit(jobfuncs.add, 20, b=22, hold=True)
+    assert job.refresh().status is Status.PENDING and not job.done()
+    released = queue.release(job.id)
+    assert released.id == job.id and released.record.status is not Status.PENDING
+    assert job.result(timeout=60) == 42
+    with pytest.raises(IllegalTransition):
+        queue.release(job.id)
+
+
+def test_map_names_each_job_by_its_index(queue):
+    jobs = queue.map(jobfuncs.add, [1, 2, 3], name="adding", priority=2)
+    assert [j.name for j in jobs] == ["adding[0]", "adding[1]", "adding[2]"]
+    assert {j.record.priority for j in jobs} == {2}
+    unnamed = queue.map(jobfuncs.add, [5])
+    assert unnamed[0].name == "add[0]"
+    assert [j.result(timeout=60) for j in jobs + unnamed] == [1, 2, 3, 5]
+
+
+def test_delete_and_list_through_the_front_end(queue):
+    job = queue.submit(jobfuncs.add, 1, name="to delete")
+    job.result(timeout=60)
+    assert job.id in [j.id for j in queue.jobs("succeeded", q="to delete")]
+    queue.delete(job.id)
+    assert job.id not in [j.id for j in queue.jobs()]
+    with pytest.raises(JobNotFound):
+        queue.get(job.id)

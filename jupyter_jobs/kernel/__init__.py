@@ -4,7 +4,17 @@ Nothing here touches the store: a kernel talks to the Jupyter server over its RE
 a notebook behaves the same whether the server runs next door or on another machine.
 """
 
-from .api import get, jobs, map, submit
+from .api import cancel, delete, get, jobs, map, release, retry, submit
 from .magics import load_ipython_extension
 
-__all__ = ["get", "jobs", "load_ipython_extension", "map", "submit"]
+__all__ = [
+    "cancel",
+    "delete",
+    "get",
+    "jobs",
+    "load_ipython_extension",
+    "map",
+    "release",
+    "retry",
+    "submit",
+]

@@ -34,7 +34,7 @@ from ..models import JobSpec
 if TYPE_CHECKING:
     from .handle import RemoteJob
 
-#: Whether a handle's future is settled, without the request `Job.done()` makes to find out.
+#: Whether a handle's future is settled, without `RemoteJob.done()` having the poller follow it.
 settled = concurrent.futures.Future.done
 
 ENV_URL = "JUPYTER_JOBS_URL"
@@ -329,6 +329,9 @@ class HttpBackend(Backend):
         self._limit: Any = _UNKNOWN
         self._results: dict[int, bytes] = {}
         self._results_lock = threading.Lock()
+        #: The widget of each job shown through this connection (`widget.widget_for`).
+        self.widgets: dict[int, Any] = {}
+        self.widgets_lock = threading.Lock()
         # Unsettled handles by job id, oldest first: who else to ask about in a `/results` poll.
         self._unsettled: dict[int, weakref.WeakSet[RemoteJob]] = {}
         self._unsettled_lock = threading.Lock()
@@ -399,6 +402,7 @@ class HttpBackend(Backend):
         *,
         status: Sequence[str] | None = None,
         owner: str | None = None,
+        q: str | None = None,
         limit: int = 200,
         cursor: str | None = None,
     ) -> tuple[list[JobRecord], str | None, dict[str, int]]:
@@ -406,12 +410,27 @@ class HttpBackend(Backend):
         query = {
             "status": ",".join(status) if status else None,
             "owner": owner,
+            "q": q,
             "limit": limit,
             "cursor": cursor,
         }
         data = self.client.json("GET", "jobs", query=query)
         jobs = [JobRecord.from_json(j) for j in data["jobs"]]
         return jobs, data.get("next_cursor"), data.get("counts", {})
+
+    def find(
+        self, *, status: Sequence[str] | None, owner: str | None, q: str | None, limit: int
+    ) -> list[JobRecord]:
+        records: list[JobRecord] = []
+        cursor = None
+        while len(records) < limit:
+            page, cursor, _ = self.list(
+                status=status, owner=owner, q=q, limit=min(200, limit - len(records)), cursor=cursor
+            )
+            records.extend(page)
+            if not cursor:
+                break
+        return records
 
     def delete(self, job_id: int) -> None:
         self.client.request("DELETE", f"jobs/{int(job_id)}")
@@ -510,6 +529,11 @@ class HttpBackend(Backend):
 
     def retry(self, job_id: int) -> JobRecord:
         record = JobRecord.from_json(self.client.json("POST", f"jobs/{int(job_id)}/retry", {}))
+        self.poller.poke()
+        return record
+
+    def release(self, job_id: int) -> JobRecord:
+        record = JobRecord.from_json(self.client.json("POST", f"jobs/{int(job_id)}/release", {}))
         self.poller.poke()
         return record
 

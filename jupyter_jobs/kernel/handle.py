@@ -4,7 +4,8 @@ Two things differ from the engine's handle. Waiting (`wait`, `result`, `exceptio
 the server's batched result endpoint (see `HttpBackend.collect`), so a finished job is seen
 within a round trip instead of at the next poller tick, and the other handles that finished
 meanwhile are settled by the same answer. And in IPython the handle displays as the live
-`JobWidget`.
+`JobWidget`. Waiting never touches the user's namespace: a `%%job` cell's names come back by
+the done callback its magic registers on the handle.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class RemoteJob(Job):
     def __init__(self, backend: HttpBackend, record: JobRecord | None, name: str = "") -> None:
         self._stale = False
         self._prefetched: bytes | None = None
+        self._followed = False  # `done()` or `cancel()` asked: the poller pushes its state
         super().__init__(backend, record, name)
 
     @property
@@ -49,15 +51,47 @@ class RemoteJob(Job):
 
     def wanted(self) -> bool:
         """Whether the poller must follow this job: only if something waits on the future
-        (`add_done_callback`, `await`, `concurrent.futures.wait`/`as_completed`). `wait()` and
-        `result()` long-poll on their own, so a plain `submit(...).result()` costs no polling.
+        (`add_done_callback`, `await`, `concurrent.futures.wait`/`as_completed`) or asked
+        `done()`, `cancelled()` or `cancel()`. `wait()` and `result()` long-poll on their own,
+        so a plain `submit(...).result()` costs no polling, and a handle nobody follows is
+        settled in the thread that waits on it.
         """
-        return bool(self._waiters or self._done_callbacks)
+        return bool(self._followed or self._waiters)
 
-    def add_done_callback(self, fn: Any) -> None:
+    def _follow(self) -> None:
+        """Have the poller push this handle's state from now on (it skipped it until now)."""
+        self._followed = True
+        if self._known.is_set() and not settled(self):
+            self._backend.poller.watch(self.id, self)  # again, if it let go at the job's end
+            self._backend.poller.poke()
+
+    def add_done_callback(self, fn: Any, *, follow: bool = True) -> None:
+        """Call `fn(self)` once the future is settled, in the thread that settles it.
+
+        With `follow=False` the poller does not follow the job for `fn`'s sake: `fn` runs when
+        the handle is settled otherwise, mostly by a `wait()` or `result()`, in that thread.
+        `%%job` registers its namespace work so: after a `wait()` on the kernel's main thread
+        the cell's names are there (without one, its widget brings them between cells).
+        """
         super().add_done_callback(fn)
-        if not settled(self):
-            self._backend.poller.poke()  # the poller skipped this job until now (`wanted`)
+        if follow and not self._followed:
+            self._follow()
+
+    def done(self) -> bool:
+        """Whether the job has finished, as the poller last saw it (no request: the first call
+        has the poller follow this job, so a loop on `done()` sees it end within a tick)."""
+        if not self._followed:
+            self._follow()
+        return super().done()
+
+    def cancelled(self) -> bool:
+        if not self._followed:
+            self._follow()
+        return super().cancelled()
+
+    def cancel(self) -> bool:
+        self._follow()  # `cancelled()` must turn True without a `wait()`
+        return super().cancel()
 
     def observe_missing(self, job_id: int) -> None:
         if not settled(self):
@@ -95,10 +129,6 @@ class RemoteJob(Job):
             self._backend.collect(self, min(left, LONG_POLL))
             if deadline is not None and time.monotonic() >= deadline:
                 break
-        if settled(self):
-            from .widget import complete_now
-
-            complete_now(self.id)
         return self
 
     def found_result(self, data: bytes) -> None:

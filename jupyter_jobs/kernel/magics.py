@@ -28,7 +28,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from IPython.utils.process import arg_split
 
-from .. import display_options, figures, rng, wording
+from .. import display_options, figures, options, rng, wording
 from ..errors import (
     IllegalTransition,
     InvalidRequest,
@@ -41,39 +41,42 @@ from ..payload import cell_payload, read_names
 from . import api, render, session
 from .handle import RemoteJob
 from .namespace import Snapshot, merge
-from .widget import JobWidget, complete_now, widget_for
+from .widget import JobWidget, widget_for
 
-SUBCOMMANDS = ("show", "logs", "cancel", "retry", "result", "attach")
-LINE_USAGE = "%job show|logs|cancel|retry|result|attach ID"
+SUBCOMMANDS = ("show", "logs", "cancel", "retry", "release", "result", "attach")
+LINE_USAGE = "%job show|logs|cancel|retry|release|result|attach ID"
 
 
 @magic_arguments()
-@argument("--name", help="the job's name (default: the cell's first line)")
-@argument("--priority", type=int, default=0, help="higher runs first (default 0)")
-@argument("--timeout", type=float, help="kill the job after this many seconds")
-@argument("--retries", type=int, default=0, help="automatic retries after a failure")
-@argument("--after", help="comma-separated job ids that must succeed first")
 @argument("--return", dest="return_", metavar="NAMES", help="comma-separated names to send back")
 @argument("--no-return", action="store_true", help="send no names back")
 @argument("--out", metavar="VAR", help="bind the Job handle to VAR")
 @argument("--wait", action="store_true", help="block until the job is done")
 def _cell_options(line: str) -> None:
-    """%%job [options]: run this cell as a background job."""
+    """%%job [options]: run this cell as a background job.
+
+    The submit options come from `jupyter_jobs.options.OPTIONS` (as `jj.submit`'s)."""
+
+
+options.add_arguments(_cell_options.parser)
+_cell_options.parser.prog = "%%job"
+_cell_options.__doc__ = _cell_options.parser.format_help()
 
 
 @dataclass
 class CellOptions:
     """`%%job`'s options, checked: what `parse_cell_options` returns."""
 
-    name: str | None
-    priority: int
-    timeout: float | None
-    retries: int
-    after: list[int]
+    #: The submit options given on the line (`OPTIONS`' names); the others keep their defaults.
+    submit: dict[str, Any]
     return_names: list[str] | None
     no_return: bool
     out: str | None
     wait: bool
+
+    @property
+    def after(self) -> list[int]:
+        return self.submit.get("after") or []
 
 
 def parse_cell_options(line: str) -> CellOptions:
@@ -82,29 +85,19 @@ def parse_cell_options(line: str) -> CellOptions:
         argv = arg_split(line, posix=True)
     except ValueError as exc:
         raise UsageError(f"%%job: {exc}") from None
-    args = _cell_options.parser.parse_args(argv)
-    if args.return_ is not None and args.no_return:
+    args = vars(_cell_options.parser.parse_args(argv))
+    if args["return_"] is not None and args["no_return"]:
         raise UsageError("%%job: --return and --no-return exclude each other")
-    return_names = _names(args.return_, "--return") if args.return_ is not None else None
-    if args.out is not None and not args.out.isidentifier():
-        raise UsageError(f"%%job: --out needs a variable name, got {args.out!r}")
-    after = []
-    for part in (args.after or "").split(","):
-        if part.strip():
-            try:
-                after.append(int(part))
-            except ValueError:
-                raise UsageError(f"%%job: --after takes job ids, got {part.strip()!r}") from None
+    return_names = _names(args["return_"], "--return") if args["return_"] is not None else None
+    if args["out"] is not None and not args["out"].isidentifier():
+        raise UsageError(f"%%job: --out needs a variable name, got {args['out']!r}")
+    given = {o.name: args[o.name] for o in options.OPTIONS if args.get(o.name) is not None}
     return CellOptions(
-        name=args.name,
-        priority=args.priority,
-        timeout=args.timeout,
-        retries=args.retries,
-        after=after,
+        submit=given,
         return_names=return_names,
-        no_return=args.no_return,
-        out=args.out,
-        wait=args.wait,
+        no_return=args["no_return"],
+        out=args["out"],
+        wait=args["wait"],
     )
 
 
@@ -144,11 +137,10 @@ class JobMagics(Magics):
 
     @line_cell_magic
     def job(self, line: str, cell: str | None = None) -> Any:
-        """%%job [--name N] [--priority P] [--timeout S] [--retries R] [--after ID,...]
-        [--return a,b | --no-return] [--out VAR] [--wait]: run the cell as a background job.
+        """%%job [options]: run the cell as a background job (options below).
 
-        %job show|logs|cancel|retry|result|attach ID: look at or act on one job; attach and
-        retry bring a cell job's names into this kernel (after a restart too).
+        %job show|logs|cancel|retry|release|result|attach ID: look at or act on one job;
+        attach and retry bring a cell job's names into this kernel (after a restart too).
         """
         if cell is None:
             return self._job_line(line)
@@ -188,13 +180,11 @@ class JobMagics(Magics):
                     "figures": figures.style(),
                 },
             )
+            submit = dict(opts.submit)
             spec = api.make_spec(
                 Kind.CELL,
-                opts.name or default_name(cell),
-                priority=opts.priority,
-                timeout=opts.timeout,
-                retries=opts.retries,
-                after=opts.after,
+                submit.pop("name", None) or default_name(cell),
+                **submit,
                 options={
                     "return": opts.return_names,
                     "no_return": opts.no_return,
@@ -212,6 +202,10 @@ class JobMagics(Magics):
             ns[opts.out] = job
         on_result = partial(self._cell_done, job.id, snapshot, opts, info.incidental, os.getcwd())
         widget = widget_for(job, on_result=on_result, inline=opts.wait)
+        # The names come back by a done callback, not by waiting: it finishes the cell at once
+        # when a `wait()`/`result()` on the main thread settles the handle; without one, the
+        # widget's own update does, between cells.
+        job.add_done_callback(widget.finish_if_main, follow=False)
         widget.show()
         if opts.wait:
             try:
@@ -260,7 +254,9 @@ class JobMagics(Magics):
         not on this machine (a remote worker's). The cells it ran `--after` put their names
         in first, as their cells came first; the cells waiting on it follow its names."""
         for upstream in opts.after:
-            complete_now(upstream)
+            shown = api.connection().widgets.get(upstream)
+            if shown is not None:
+                shown.complete()
         waiting = self._after.pop(job_id, [])
         ns = self.shell.user_ns
         before = [later.bound(ns) for later in waiting]
@@ -326,6 +322,8 @@ class JobMagics(Magics):
                 print(f"job {job_id}: {wording.status_word(job.refresh())}")
             elif sub == "retry":
                 self._follow(job.retry())
+            elif sub == "release":
+                print(f"job {job_id}: {wording.status_word(api.release(job_id).record)}")
             elif sub == "result":
                 return job.result()
             else:
@@ -455,6 +453,9 @@ def details(record: Any) -> dict[str, str]:
         for k, v in data.items()
     )
     return {"text/html": f"<table>{rows}</table>", "text/plain": text}
+
+
+JobMagics.job.__doc__ = f"{JobMagics.job.__doc__}\n{_cell_options.__doc__}"
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -193,12 +193,15 @@ class Poller:
         return changed
 
     def _dispatch(self, job_id: int, call: Callable[[Any], None], final: bool) -> None:
+        """Feed the watchers of `job_id` that want news (a handle nobody follows is settled by
+        whoever waits on it, in that thread; at the end it lets go, and watches again if
+        followed later)."""
         with self._lock:
             watchers = list(self._watchers.get(job_id, ()))
             if final:
                 self._watchers.pop(job_id, None)
         again = []
-        for watcher in watchers:
+        for watcher in filter(_wants, watchers):
             try:
                 call(watcher)
             except JobsError as exc:

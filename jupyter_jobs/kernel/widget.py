@@ -57,10 +57,6 @@ FULL_LOG_BYTES = 2**20
 #: The last log lines are fetched at most this often per widget while the log grows.
 TAIL_INTERVAL = 1.0
 
-#: One widget per job per kernel: showing a job again shows another view of the same widget.
-_widgets: dict[int, JobWidget] = {}
-_widgets_lock = threading.Lock()
-
 
 def show(job: RemoteJob) -> JobWidget:
     """Display `job`'s widget (the one already made for it in this kernel, else a new one)."""
@@ -70,10 +66,13 @@ def show(job: RemoteJob) -> JobWidget:
 
 
 def widget_for(job: RemoteJob, **kwargs: Any) -> JobWidget:
-    with _widgets_lock:
-        widget = _widgets.get(job.id)
+    """The widget of `job` on its connection: one per job, so showing a job again shows
+    another view of the same widget (which keeps what its `%%job` cell needs to finish)."""
+    backend = job.backend
+    with backend.widgets_lock:
+        widget = backend.widgets.get(job.id)
         if widget is None:
-            widget = _widgets[job.id] = JobWidget(job, **kwargs)
+            widget = backend.widgets[job.id] = JobWidget(job, **kwargs)
             return widget
     widget.adopt(job)
     return widget
@@ -87,17 +86,6 @@ def _ending(record: JobRecord) -> tuple[int, float | None]:
 
 #: Ends after which a cell's names come back: a failed cell keeps what it set before the error.
 _SENDS_NAMES = (Status.SUCCEEDED, Status.FAILED)
-
-
-def complete_now(job_id: int) -> None:
-    """On the main thread, once a job finished: apply its pending namespace update now.
-
-    `job.wait()` and `job.result()` call this, so that after them in a notebook the cell's names
-    are there, without waiting for the poller to notice and hand the update to the main thread.
-    """
-    widget = _widgets.get(job_id)
-    if widget is not None and threading.current_thread() is threading.main_thread():
-        widget.complete(resend=True)
 
 
 def call_on_main(fn: Callable[..., None], *args: Any) -> None:
@@ -426,10 +414,10 @@ class JobWidget:
         cell runs. From `job.wait()` it lands in the waiting cell, so saved notebooks get it.
         """
         with self._lock:
-            if self._completing:
+            if self._completing or self.inline:
                 return
             record = self.job.refresh() if not self.record.finished else self.record
-            if not record.finished or self.inline:
+            if not record.finished:
                 return
             if self._completed != _ending(record):
                 self._render(record)
@@ -439,6 +427,13 @@ class JobWidget:
             elif resend and self._resent != _ending(record):
                 self._update_displays()
             self._resent = _ending(record)
+
+    def finish_if_main(self, _job: Any = None) -> None:
+        """A done callback of the handle: settled on the main thread (a `wait()` or `result()`
+        there), the job's namespace update is applied now, so the cell's names are there after
+        it; settled by the poller's thread, the poller's update applies it between cells."""
+        if threading.current_thread() is threading.main_thread():
+            self.complete(resend=True)
 
     def finish_here(self) -> None:
         """`%%job --wait`: the job is done; put its outputs into the running cell itself.

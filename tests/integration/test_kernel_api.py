@@ -25,6 +25,7 @@ from jupyter_jobs.kernel import api
 from jupyter_jobs.kernel import client as client_module
 from jupyter_jobs.kernel.client import INLINE_PAYLOAD_LIMIT, discover
 from jupyter_jobs.models import Status
+from jupyter_jobs.server import handlers
 
 import jobfuncs
 from servers import RunningServer, poll
@@ -63,6 +64,23 @@ class Requests:
 
         monkeypatch.setattr(client, "request", request)
         return self
+
+    def install_with_threads(self, monkeypatch: pytest.MonkeyPatch) -> Requests:
+        """Also note which thread sent each request (`threaded`: thread name, path)."""
+        self.threaded: list[tuple[str, str]] = []
+        client = api.connection().client
+        original = client.request
+
+        def request(method: str, path: str, **kwargs: Any) -> Any:
+            self.threaded.append((threading.current_thread().name, path))
+            return original(method, path, **kwargs)
+
+        monkeypatch.setattr(client, "request", request)
+        return self
+
+    def from_this_thread(self) -> list[str]:
+        here = threading.current_thread().name
+        return [path for thread, path in self.threaded if thread == here]
 
 
 def test_submit_runs_with_this_processes_interpreter_cwd_and_owner(server):
@@ -387,3 +405,77 @@ def test_a_submit_whose_answer_was_lost_is_stored_once(
     assert job.result(60) == 42 and lost == [1]
     assert sum(server.api("GET", "jobs/api/stats").json()["counts"].values()) == before + 1
     assert server.job(job.id)["idempotency_key"].startswith("kernel-")
+
+
+def test_done_asks_the_server_nothing_and_sees_the_end_the_poller_pushed(
+    server, tmp_path, monkeypatch
+):
+    gate = tmp_path / "gate"
+    job = api.submit(jobfuncs.wait_for_file, str(gate), 60)
+    job.id  # noqa: B018  (stored)
+    seen = Requests().install_with_threads(monkeypatch)
+    assert not any(job.done() for _ in range(200))
+    assert seen.from_this_thread() == []
+    gate.touch()
+    poll(job.done, 60, "done() turns True from the poller's push")
+    assert seen.from_this_thread() == []
+    assert any(path == "status" for _, path in seen.threaded)  # the poller asked, batched
+
+
+def test_cancelled_turns_true_once_a_cancelled_running_job_has_ended(server):
+    job = api.submit(jobfuncs.chatty_then_sleep, 60)
+    poll(lambda: "started" in job.logs(), 60, "the job's first log line")
+    assert job.cancel() is True and not job.done()
+    poll(job.cancelled, 60, "cancelled() without a wait")
+    with pytest.raises(concurrent.futures.CancelledError):  # JobCancelled is one
+        job.result(timeout=0)
+
+
+def test_both_front_ends_name_and_configure_a_map_the_same_way(server, tmp_path):
+    from jupyter_jobs import JobQueue, options
+
+    call = {
+        "name": "same",
+        "priority": 4,
+        "retries": 2,
+        "retry_delay": 0.5,
+        "timeout": 30.0,
+        "idempotency_key": f"same-{os.getpid()}-{tmp_path.name}",
+    }
+    remote = api.map(jobfuncs.add, [1, 2], **call)
+    with JobQueue(tmp_path / "engine.db") as queue:  # no consumer: only what is stored counts
+        local = queue.map(jobfuncs.add, [1, 2], **call)
+        # a kernel's jobs run with its own interpreter and directory, the engine's with none
+        compared = [o.name for o in options.OPTIONS if o.name not in ("interpreter", "cwd")]
+        for a, b in zip(remote, local, strict=True):
+            assert {f: getattr(a.record, f) for f in compared if hasattr(a.record, f)} == {
+                f: getattr(b.record, f) for f in compared if hasattr(b.record, f)
+            }
+        assert [j.name for j in local] == ["same[0]", "same[1]"]
+
+
+@pytest.mark.skipif(
+    not any(pattern.endswith("/release") for pattern, _ in handlers.ROUTES),
+    reason="the server has no release route yet (added by the store work of issue 14)",
+)
+def test_a_held_job_runs_once_released_through_the_server(server):
+    job = api.submit(jobfuncs.add, 40, b=2, hold=True)
+    assert job.refresh().status is Status.PENDING
+    assert api.release(job.id).id == job.id
+    assert job.result(timeout=60) == 42
+    with pytest.raises(errors.IllegalTransition):
+        api.release(job.id)
+
+
+def test_waiting_on_a_handle_merges_nothing_until_the_done_callback_of_the_cell(server):
+    """The namespace work of a `%%job` cell is the done callback its magic registers on the
+    handle (`finish_if_main`); `wait()` itself knows nothing of widgets or namespaces."""
+    from jupyter_jobs.kernel.widget import widget_for
+
+    merged: list[Any] = []
+    job = api.submit(jobfuncs.add, 41, 1)
+    widget = widget_for(job, on_result=merged.append)
+    assert job.wait(60).done()  # on the main thread, where names could be set
+    assert merged == []
+    job.add_done_callback(widget.finish_if_main)  # what `%%job` registers
+    assert merged == [42]

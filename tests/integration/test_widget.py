@@ -625,3 +625,11 @@ def test_a_cell_after_another_sees_its_names_even_submitted_while_it_runs(kernel
     result = kernel.execute("print(rows, scale, table, total)")
     expected = f"[0, 1, 2, 3, 4, 99] 10 {{'n': 5}} {(sum(range(5)) + 99) * 10 + 5}\n"
     assert kernel.output_text(result) == expected
+
+
+def test_a_background_cells_names_are_there_right_after_waiting_on_its_handle(kernel):
+    """The cell's done callback runs in the thread whose `wait()` settles the handle: here the
+    kernel's main thread, inside the waiting cell (the handle's `wait` itself sets nothing)."""
+    kernel.execute("%%job --name later --out later_job\nimport time\ntime.sleep(1)\nlate = 7")
+    out = kernel.execute("print(later_job.wait(60).status.value, late)")
+    assert kernel.output_text(out) == "succeeded 7\n"

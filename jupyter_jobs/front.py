@@ -1,0 +1,128 @@
+"""`Jobs`: the one front end (submit, map, get, jobs, cancel, retry, delete, release).
+
+`JobQueue` (the engine's API, over a store file) and `jj.*` in kernels (over the Jupyter server's
+REST API) are thin over it; they differ only by their `Backend` and by who the jobs belong to.
+So a job submitted the same way is named and configured the same way from both, and a verb added
+here is added to both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import options as opts
+from .job import Backend, Job
+from .models import JobSpec, Kind, Status
+from .payload import function_payload
+
+#: Jobs one `jobs()` call lists unless told otherwise.
+LIST_LIMIT = 1000
+
+
+def _no_defaults() -> dict[str, str | None]:
+    return {}
+
+
+class Jobs:
+    """Submit and follow jobs through `backend`.
+
+    `owner()` names who submits (a script, a notebook); `defaults()` gives the `interpreter` and
+    `cwd` a job gets when the caller names none (a kernel's own; none for the engine, where the
+    worker's are used). Both are called per submit: a kernel's working directory may change.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        owner: Callable[[], str],
+        defaults: Callable[[], dict[str, str | None]] = _no_defaults,
+    ) -> None:
+        self.backend = backend
+        self._owner = owner
+        self._defaults = defaults
+
+    def spec(self, kind: Kind, name: str, **options: Any) -> JobSpec:
+        """A validated spec with this front end's owner and defaults (see `options.build_spec`)."""
+        return opts.build_spec(kind, name, self._owner(), options, **self._defaults())
+
+    # --- submitting --------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
+        """Run `fn(*args, **kwargs)` as a job; returns its handle at once.
+
+        Keywords named as submit options (below) configure the job; the others go to `fn`.
+        What cannot be serialized and options that are not valid raise here. The job is stored
+        a moment later, in the background, in submission order, batched with other submits into
+        one transaction (see `submitter.py`): `job.id` waits until it is stored, and a job the
+        store or server refuses (an unknown job in `after=`) raises that error from `job.id`,
+        `result()` and the other verbs.
+        """
+        options, kwargs = opts.split_options(kwargs)
+        name = opts.function_name(fn, options.pop("name", None))
+        spec = self.spec(Kind.FUNCTION, name, **options)
+        return self.backend.submit([(spec, function_payload(fn, args, kwargs))])[0]
+
+    def map(self, fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> list[Job]:
+        """One job per item, `fn(item)`, stored in one transaction; waits until it is stored.
+
+        Options are `submit`'s. Job names get the item's index (`f[0]`, `f[1]`...), so the jobs
+        can be told apart in a list, and an `idempotency_key` gets one too, so each item is one
+        job and a re-run of the same map stores nothing twice.
+        """
+        base = opts.function_name(fn, options.pop("name", None))
+        key = options.pop("idempotency_key", None)
+        spec = self.spec(Kind.FUNCTION, base, **options)  # validated once: items differ by name
+        items = []
+        for index, item in enumerate(iterable):
+            item_spec = dataclasses.replace(
+                spec,
+                name=f"{base}[{index}]",
+                idempotency_key=None if key is None else f"{key}[{index}]",
+            )
+            item_spec.validate()  # the index may make the name too long
+            items.append((item_spec, function_payload(fn, (item,), {})))
+        return self.backend.submit_and_wait(items)
+
+    # --- following and acting ----------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        """The handle of an existing job (raises JobNotFound)."""
+        return self.backend.handle(self.backend.get(int(job_id)))
+
+    def jobs(
+        self,
+        status: str | Status | Iterable[str | Status] | None = None,
+        *,
+        owner: str | None = None,
+        q: str | None = None,
+        limit: int = LIST_LIMIT,
+    ) -> list[Job]:
+        """Handles for the jobs matching the filters, newest first: `status` (one or several),
+        `owner`, `q` (in the name or notebook), at most `limit`."""
+        if isinstance(status, (str, Status)):
+            status = [status]
+        statuses = [str(s) for s in status] if status is not None else None
+        records = self.backend.find(status=statuses, owner=owner, q=q, limit=limit)
+        return [self.backend.handle(r) for r in records]
+
+    def cancel(self, job_id: int) -> Job:
+        """Cancel a job by id (see `Job.cancel` for a running one); returns its handle."""
+        return self.backend.handle(self.backend.cancel(int(job_id)))
+
+    def retry(self, job_id: int) -> Job:
+        """Run a failed or cancelled job again; returns a handle to the new run."""
+        return self.backend.handle(self.backend.retry(int(job_id)))
+
+    def release(self, job_id: int) -> Job:
+        """Let a job submitted with `hold=True` run; returns its handle."""
+        return self.backend.handle(self.backend.release(int(job_id)))
+
+    def delete(self, job_id: int) -> None:
+        """Remove a job that is not running, with its payload, result and logs."""
+        self.backend.delete(int(job_id))
+
+
+Jobs.submit.__doc__ = (Jobs.submit.__doc__ or "") + opts.describe()
+Jobs.submit.__signature__ = opts.submit_signature(method=True)  # type: ignore[attr-defined]
