@@ -1,7 +1,7 @@
 """`JobWidget`: a job's live view in a notebook, made of standard ipywidgets only.
 
 Name, status (colour and word), progress bar with done/total and message, elapsed time and ETA,
-the last log lines (the full log in an accordion), Cancel or Retry when the job's `actions` offer
+the last log lines (the full log in an accordion), Cancel, Retry or Release when its `actions` offer
 them (`lifecycle.allowed_actions`, the rule the server applies), then the captured outputs (in
 an `Output` widget, so they render as in a cell; long prints cut to their tail) or the error
 with its traceback.
@@ -169,13 +169,16 @@ class JobWidget:
         self.bar_label = widgets.Label()
         self.action = widgets.Button(layout={"width": "auto"})
         self.action.on_click(lambda _: self._act(self._on_action))
+        # A held job waits for this: the one action offered beside the main one.
+        self.release = widgets.Button(description="Release", icon="play", layout={"width": "auto"})
+        self.release.on_click(lambda _: self._act(self._on_release))
         self.log_tail: widgets.HTML | None = None
         self.log_box: widgets.Accordion | None = None
         self.full_log: widgets.HTML | None = None
         self.names: widgets.HTML | None = None
         self.out: widgets.Output | None = None
         self.box = widgets.VBox(
-            [self.header, widgets.HBox([self.bar, self.bar_label, self.action])]
+            [self.header, widgets.HBox([self.bar, self.bar_label, self.release, self.action])]
         )
         self._render(self.record)
 
@@ -300,6 +303,7 @@ class JobWidget:
             self.action.layout.display = ""
         else:
             self.action.layout.display = "none"
+        self.release.layout.display = "" if Action.RELEASE in record.actions else "none"
 
     def _refresh_tail(self, record: JobRecord, force: bool = False) -> None:
         """The last lines of the log, fetched only when it grew (and at most once a second)."""
@@ -470,6 +474,10 @@ class JobWidget:
         elif Action.CANCEL in self.record.actions:
             self.job.cancel()
             self._render(self.job.record)
+
+    def _on_release(self) -> None:
+        if Action.RELEASE in self.record.actions:
+            self._render(self.job.backend.release(self.job.id))
 
     def bring_names(self, on_result: Callable[[Any], dict[str, Any] | None]) -> None:
         """`%job attach`/`retry` (main thread): the job's names come into this kernel by

@@ -479,3 +479,19 @@ def test_waiting_on_a_handle_merges_nothing_until_the_done_callback_of_the_cell(
     assert merged == []
     job.add_done_callback(widget.finish_if_main)  # what `%%job` registers
     assert merged == [42]
+
+
+def test_a_held_jobs_widget_offers_release_and_releasing_runs_it(server):
+    from jupyter_jobs.kernel.widget import widget_for
+
+    job = api.submit(jobfuncs.add, 2, 3, name="held-widget", hold=True)
+    widget = widget_for(job)
+    widget.observe(poll(lambda: job.refresh() if job.id else None, 30, "the job stored"))
+    assert job.record.held
+    assert widget.release.layout.display == ""
+    assert widget.action.description == "Cancel"
+    widget.release.click()
+    assert not widget.problem
+    assert job.result(timeout=60) == 5
+    widget.observe(job.refresh())
+    assert widget.release.layout.display == "none"
