@@ -76,18 +76,14 @@ async def stop_group_async(pid: int, grace: float) -> None:
         await asyncio.sleep(pause)
 
 
-def reap_group(proc: subprocess.Popen) -> int:
-    """Wait for the leader to exit, end what its job left in its group, reap it; its exit code.
-
-    Where the platform allows (POSIX `waitid` with WNOWAIT), the leader stays a zombie until its
-    group has been killed, so that its pid (the group's id) cannot be reused in between.
-    """
+def wait_leader(proc: subprocess.Popen) -> None:
+    """Wait for the group's leader to exit. Where the platform allows (POSIX `waitid` with
+    WNOWAIT) it stays a zombie, unreaped, so that its pid (the group's id) cannot be reused
+    before the caller has ended what the job left in its group; `proc.wait()` reaps it then."""
     if hasattr(os, "waitid"):
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
     else:
         proc.wait()
-    oslayer.kill_group(proc.pid)
-    return proc.wait()
 
 
 def describe_exit(returncode: int) -> str:

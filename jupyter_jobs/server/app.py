@@ -363,7 +363,7 @@ class JobsApp(ExtensionApp):
         `jupyter jobs consumer`, which reads the same config files."""
         return Consumer(
             store,
-            self._make_executor,
+            self.make_executor,
             lease=self.lease,
             progress_interval=self.progress_interval,
             kill_grace=self.kill_grace,
@@ -371,7 +371,7 @@ class JobsApp(ExtensionApp):
             retention_bytes=self.retention_bytes,
         )
 
-    def _make_executor(self, events: ExecutorEvents) -> Executor:
+    def make_executor(self, events: ExecutorEvents) -> Executor:
         """The configured executor, configured by its own section (`c.LocalExecutor` ...)
         through this app as its parent, with the app's settings every executor follows."""
         traits: dict[str, Any] = {
