@@ -15,8 +15,10 @@ import textwrap
 from pathlib import Path
 
 import dill
+import psutil
 import pytest
 
+from jupyter_jobs import oslayer
 from jupyter_jobs.executors.base import Task
 from jupyter_jobs.executors.local import LocalExecutor
 from jupyter_jobs.executors.processes import describe_exit
@@ -692,3 +694,46 @@ async def test_a_kept_worker_retires_after_its_linger_and_a_killed_cells_is_not_
         assert int(pid_file.read_text()) == again  # it ran in the kept worker ...
         await wu.wait_for(lambda: not wu.alive(again), timeout=10)  # ... which the kill ended
         assert all(w.kernel is None for w in executor.pool.view())
+
+
+# -- where sockets cannot be inherited and there are no process groups (Windows) ----------------
+
+
+@pytest.fixture
+def like_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paths Windows takes, on Linux: each worker connects back to a loopback listener with
+    a token (no `pass_fds`), and a job's tree is stopped through psutil (no `os.killpg`)."""
+    monkeypatch.setattr(oslayer, "INHERIT_SOCKETS", False)
+    monkeypatch.setattr(oslayer, "PROCESS_GROUPS", False)
+
+
+async def test_jobs_run_fail_and_stop_without_inherited_sockets_or_groups(
+    like_windows, recorder, tmp_path
+):
+    async with wu.running_executor(recorder) as executor:
+        ok, fails = wu.function_task(wu.add, 2, 3), wu.function_task(wu.outer_fails, "bad")
+        for task in (ok, fails):
+            await executor.run(task)
+        assert dill.loads((await recorder.done(ok.job_id)).result) == 5
+        failed = await recorder.done(fails.job_id)
+        assert failed.status is Status.FAILED and failed.error.message == "bad"
+        for worker in executor.pool.view():
+            assert any(
+                arg.startswith("tcp:127.0.0.1:") for arg in psutil.Process(worker.pid).cmdline()
+            )
+
+        # A cancel reaches the whole tree, SIGTERM-deaf children included.
+        task, pids = await start_hanging(executor, recorder, tmp_path, ignore_term=True)
+        await asyncio.wait_for(executor.kill(task.job_id, None, 1.0), 15)
+        assert recorder.outcomes[task.job_id][0].status is Status.CANCELLED
+        await wu.wait_for(lambda: not any(wu.alive(pid) for pid in pids), timeout=10)
+
+        # A worker killed under its job is reported lost, and the next job runs in a new one.
+        flag = tmp_path / "flag"
+        hanging = await start_one_hanging(executor, flag)
+        os.kill(executor.pool.view_of(hanging.job_id).pid, signal.SIGKILL)
+        lost = await recorder.done(hanging.job_id)
+        assert lost.status is Status.FAILED and lost.reason is Reason.WORKER_LOST
+        again = wu.function_task(wu.add, 1, 1)
+        await executor.run(again)
+        assert dill.loads((await recorder.done(again.job_id)).result) == 2
