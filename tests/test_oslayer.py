@@ -116,11 +116,11 @@ def test_without_groups_an_orphaned_child_is_still_stopped(monkeypatch: pytest.M
     """The tree is remembered: a child whose leader died first (SIGTERM ends the leader, the
     child ignores it) is no longer the leader's descendant, and must still be found."""
     monkeypatch.setattr(oslayer, "PROCESS_GROUPS", False)
-    deaf = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
-    code = (
-        f"import subprocess, sys, time\nchild = subprocess.Popen([sys.executable, '-c', {deaf!r}])"
-    )
-    code += "\nprint(child.pid, flush=True)\ntime.sleep(120)"
+    deaf = "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    deaf += "print(os.getpid(), flush=True); time.sleep(120)"  # says its pid once deaf
+    code = "import subprocess, sys, time\n"
+    code += f"subprocess.Popen([sys.executable, '-c', {deaf!r}])\n"
+    code += "time.sleep(120)"
     leader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         child = int(leader.stdout.readline())
