@@ -4,9 +4,10 @@ One socket pair per worker carries length-prefixed frames: a fixed prefix (heade
 length), a JSON header whose "t" names the frame type, then an optional binary body. JSON keeps
 the server side free of pickle; the body carries opaque bytes (payload, log text, result).
 
-Frame types: "ready" (worker up), "job" (executor -> worker, body = payload), "log" (body = raw
-output bytes), "progress", "done" (body = result bytes then outputs bytes, lengths in the header),
-"exit" (the worker retires, or the executor asks it to).
+Frame types (`FrameType`): "ready" (worker up), "job" (executor -> worker, body = payload, header
+from `job_header`), "log" (body = raw output bytes), "progress", "done" (body = result bytes then
+outputs bytes, lengths in the header; `done_fields` reads it), "exit" (the worker retires, or the
+executor asks it to).
 
 A short job may be sent to a worker that is still busy ("job" with "queued": true), so that the
 worker starts it the moment the current one ends. The worker then says "start" when it does.

@@ -65,6 +65,7 @@ from . import (
 )
 from . import payload as payloads
 from .progress import JobContext, install_tqdm_bridge, job_context
+from .protocol import FrameType
 from .submitter import flush_all
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -174,7 +175,7 @@ class JobOutput:
 
     def _emit(self, name: str, data: bytes, stream: bool) -> None:
         self.sent += len(data)
-        self.channel.send({"t": "log"}, data)
+        self.channel.send({"t": FrameType.LOG.value}, data)
         if stream and self.outputs is not None:
             self.outputs.stream(name, data)
 
@@ -292,7 +293,9 @@ class Reporter:
 
     def _send(self, value: tuple[float, float | None, str | None]) -> None:
         done, total, message = value
-        self.channel.send({"t": "progress", "done": done, "total": total, "message": message})
+        self.channel.send(
+            {"t": FrameType.PROGRESS.value, "done": done, "total": total, "message": message}
+        )
         self._pending, self._last = None, time.monotonic()
 
     def _send_later(self) -> None:
@@ -694,7 +697,7 @@ class Worker:
     def serve(self) -> None:
         self.channel.send(
             {
-                "t": "ready",
+                "t": FrameType.READY.value,
                 "pid": os.getpid(),
                 "python": platform.python_version(),
                 "executable": sys.executable,
@@ -769,7 +772,7 @@ class Worker:
                 self.capture.job = None
         notebook = outputs.to_json() if outputs is not None else b""
         done = {
-            "t": "done",
+            "t": FrameType.DONE.value,
             "status": "failed" if error else "succeeded",
             "reason": reason,
             "error": error,
@@ -782,7 +785,7 @@ class Worker:
 
 
 def _start(job: protocol.Frame) -> dict[str, Any]:
-    return {"t": "start", "job_id": job[0]["job_id"]}
+    return {"t": FrameType.START.value, "job_id": job[0]["job_id"]}
 
 
 class _Inbox:
@@ -820,13 +823,13 @@ class _Inbox:
         try:
             while (frame := self.channel.recv()) is not None:
                 header = frame[0]
-                if header["t"] == "exit":
+                if header["t"] == FrameType.EXIT:
                     break
                 with self._ready:
-                    if header["t"] == "job":
+                    if header["t"] == FrameType.JOB:
                         self._jobs.append(frame)
                         self._ready.notify()
-                    elif header["t"] == "skip":
+                    elif header["t"] == FrameType.SKIP:
                         self._skip(header["job_id"])
                     else:
                         raise protocol.ProtocolError(f"unexpected {header['t']!r} frame")
@@ -842,7 +845,7 @@ class _Inbox:
         for job in self._jobs:
             if job[0]["job_id"] == job_id:
                 self._jobs.remove(job)
-                self.channel.send({"t": "skipped", "job_id": job_id})
+                self.channel.send({"t": FrameType.SKIPPED.value, "job_id": job_id})
                 return
 
 

@@ -6,6 +6,7 @@ the `Outcome` it reports. All methods run on the consumer's event loop and must 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -13,6 +14,8 @@ from traitlets import Float, Integer, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
 from ..models import Kind, Outcome, Progress, Reason
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -135,6 +138,14 @@ class Executor(LoggingConfigurable):
         `queued`, reason `interrupted`, error `NotStarted`, so that its job is queued again
         without counting the attempt."""
         raise NotImplementedError
+
+    def _notify(self, method: str, task: Task, *value: Any) -> None:
+        """Call `events.<method>` for `task`'s attempt. A callback that raises is logged, not
+        raised: it must not leave the executor's own bookkeeping half done."""
+        try:
+            getattr(self.events, method)(task.job_id, task.attempt, *value)
+        except Exception:
+            log.exception("%s for job %s raised", method, task.job_id)
 
     def running(self) -> list[tuple[int, int]]:
         """(job_id, attempt) of every task this executor currently runs."""

@@ -287,13 +287,13 @@ class DaskExecutor(Executor):
         run.arrived.set()
         kind = message.get("t")
         if kind == "log":
-            self._notify("on_log", run, bytes(message["data"]))
+            self._notify("on_log", run.task, bytes(message["data"]))
         elif kind == "progress":
             value = Progress(message["done"], message.get("total"), message.get("message"), now())
-            self._notify("on_progress", run, value)
+            self._notify("on_progress", run.task, value)
         elif kind == "start" and run.where is None:
             run.where = message.get("where")  # "worker" is the scheduler's
-            self._notify("on_started", run)
+            self._notify("on_started", run.task)
 
     async def _follow(self, run: _Run) -> None:
         """Wait for the task, then report its outcome (exactly once) and tidy the scheduler."""
@@ -375,13 +375,7 @@ class DaskExecutor(Executor):
         self._runs.pop(run.task.job_id, None)
         self._keys.pop(run.key, None)
         run.finished.set()
-        self._notify("on_done", run, outcome)
-
-    def _notify(self, method: str, run: _Run, *value: Any) -> None:
-        try:
-            getattr(self.events, method)(run.task.job_id, run.task.attempt, *value)
-        except Exception:
-            log.exception("%s for job %s raised", method, run.task.job_id)
+        self._notify("on_done", run.task, outcome)
 
 
 def _outcome_of(data: dict[str, Any], where: str | None) -> Outcome:

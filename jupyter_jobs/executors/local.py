@@ -1,8 +1,10 @@
 """Worker processes on this machine, kept warm so that a job starts without waiting for Python.
 
-Each worker is `python -m jupyter_jobs.runner` in its own session (so a kill reaches the job's
-whole process tree through its process group), connected by a socket pair. The executor never
-unpickles: it moves opaque bytes between the consumer and the runner.
+Each worker is `python -m jupyter_jobs.runner` in its own process group (so a kill reaches the
+job's whole process tree), connected by a socket (see `processes.spawn_runner`). The executor
+never unpickles: it moves opaque bytes between the consumer and the runner. Its workers live in a
+`WorkerPool` (pool.py); what a run is waiting for and where it went is this module's business:
+the backlog, the jobs sent ahead to busy workers and taken back by idle ones.
 
 Process exit is watched directly (a pidfd on Linux, a waiting thread elsewhere), so a worker that
 dies under a job is reported at once as `worker_lost` with its signal or exit code, and a fresh
@@ -273,7 +275,7 @@ class LocalExecutor(Executor):
         """The run's code begins now (sent to an idle worker, or its "start" came): its one
         on_started. A run that starts in a doomed worker never gets here (see `_on_ahead`)."""
         run.started_at = asyncio.get_running_loop().time()
-        self._notify("on_started", run)
+        self._notify("on_started", run.task)
 
     def _reclaim(self) -> None:
         """With nothing left in the backlog, an idle worker takes a run sent ahead to a busy
@@ -404,15 +406,9 @@ class LocalExecutor(Executor):
             recent = self.recent_run_time
             self.recent_run_time = took if recent is None else 0.8 * recent + 0.2 * took
         run.finished.set()
-        self._notify("on_done", run, outcome)
+        self._notify("on_done", run.task, outcome)
         if not self._closing:
             self._take_backlog()
-
-    def _notify(self, method: str, run: Run, *value: Any) -> None:
-        try:
-            getattr(self.events, method)(run.task.job_id, run.task.attempt, *value)
-        except Exception:
-            log.exception("%s for job %s raised", method, run.task.job_id)
 
     # -- workers --------------------------------------------------------------------------
 
@@ -586,18 +582,22 @@ class LocalExecutor(Executor):
             kill_group(worker.pid)
 
     async def _read_stderr(self, worker: Worker) -> None:
-        """The runner's own diagnostics (import errors, crashes): logged and kept for errors."""
+        """The runner's own diagnostics (import errors, crashes): logged and kept for errors.
+
+        A thread reads the pipe: not every event loop can watch one (Windows' cannot)."""
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), worker.proc.stderr
-        )
-        try:
-            while chunk := await reader.read(65536):
-                worker.stderr_tail = (worker.stderr_tail + chunk)[-_STDERR_TAIL:]
-                log.warning("worker %d: %s", worker.pid, chunk.decode(errors="replace").rstrip())
-        finally:
-            transport.close()
+        chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+        def read() -> None:
+            with worker.proc.stderr as stream, contextlib.suppress(RuntimeError):  # loop closed
+                while chunk := stream.read1(65536):
+                    loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+                loop.call_soon_threadsafe(chunks.put_nowait, b"")
+
+        threading.Thread(target=read, name=f"stderr-{worker.pid}", daemon=True).start()
+        while chunk := await chunks.get():
+            worker.stderr_tail = (worker.stderr_tail + chunk)[-_STDERR_TAIL:]
+            log.warning("worker %d: %s", worker.pid, chunk.decode(errors="replace").rstrip())
 
     def _on_frame(self, worker: Worker, header: dict[str, Any], body: bytes) -> None:
         kind = header["t"]
@@ -618,10 +618,10 @@ class LocalExecutor(Executor):
         if run is None or run.reported:
             return
         if kind == FrameType.LOG:
-            self._notify("on_log", run, body)
+            self._notify("on_log", run.task, body)
         elif kind == FrameType.PROGRESS:
             progress = Progress(header["done"], header.get("total"), header.get("message"), now())
-            self._notify("on_progress", run, progress)
+            self._notify("on_progress", run.task, progress)
         elif kind == FrameType.DONE:
             worker.run = None
             kernel = _kernel_of(run.task)

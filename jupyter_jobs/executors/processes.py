@@ -28,8 +28,9 @@ _GROUP_POLL = 0.02
 def spawn_runner(
     interpreter: str = sys.executable,
     *,
-    stderr: int | IO[Any],
+    stderr: int | IO[Any] | None = None,
     env: dict[str, str] | None = None,
+    cwd: str | None = None,
 ) -> tuple[subprocess.Popen, oslayer.ParentEnd]:
     """Start `python -m jupyter_jobs.runner` as the leader of a new process group.
 
@@ -45,6 +46,7 @@ def spawn_runner(
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             env=env,
+            cwd=cwd,
         )
     except OSError:
         end.close()
