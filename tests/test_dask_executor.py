@@ -367,8 +367,12 @@ def test_the_server_app_finds_and_configures_it():
 
 def test_the_deprecated_app_settings_still_choose_and_configure_it():
     config = Config({"JobsApp": {"executor": "dask", "dask_scheduler_address": "tcp://h:1"}})
-    with pytest.warns(DeprecationWarning, match="DaskExecutor.scheduler_address"):
+    with pytest.warns(DeprecationWarning) as warned:
         app = JobsApp(config=config)
+    assert {str(w.message).split(": use ")[1] for w in warned} == {
+        "JobsApp.executor_class",
+        "DaskExecutor.scheduler_address",
+    }
     executor = app.make_executor(wu.Recorder())
     assert type(executor) is DaskExecutor and executor.scheduler_address == "tcp://h:1"
 
