@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import codecs
+import contextlib
 import datetime as dt
 import json
 import os
@@ -256,36 +257,48 @@ def _report(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_consumer(store: Store, args: argparse.Namespace) -> int:
-    from .consumer import Consumer
-    from .executors.local import LocalExecutor
+    """Run jobs headless with the server's configuration: `c.JobsApp` (executor, lease,
+    kill_grace, retention, log_limit ...) and the executor's section (`c.LocalExecutor` ...)
+    from the Jupyter config files the server reads; the command line's flags win."""
+    from .server.app import JobsApp, load_config
 
-    max_workers = args.max_workers or os.cpu_count() or 1
+    config = load_config()
+    if args.max_workers is not None:
+        config.JobsApp.max_workers = args.max_workers
+    if args.progress_interval is not None:
+        config.JobsApp.progress_interval = args.progress_interval
+    if args.executor is not None:
+        config.JobsApp.executor_class = args.executor
+    app = JobsApp(config=config)
+    store.log_limit = app.log_limit  # the server opens its store with it
 
     async def serve() -> None:
-        consumer = Consumer(
-            store,
-            lambda events: LocalExecutor(events, max_workers),
-            progress_interval=args.progress_interval,
-        )
+        consumer = app.make_consumer(store)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C raises instead
+                loop.add_signal_handler(sig, stop.set)
         await consumer.start()
+        executor = consumer.executor
         if args.json:
             started = {"consumer": consumer.consumer_id, "database": str(store.path)}
-            print(json.dumps({**started, "max_workers": max_workers}), file=sys.stderr)
+            started.update(executor=executor.name, max_workers=executor.max_workers)
+            print(json.dumps(started), file=sys.stderr)
         else:
             print(
                 f"jupyter-jobs consumer {consumer.consumer_id} serving {store.path} "
-                f"with {max_workers} worker(s)",
+                f"with the {executor.name} executor, {executor.max_workers} worker(s)",
                 file=sys.stderr,
             )
         sys.stderr.flush()
-        await stop.wait()
-        await consumer.stop()
+        try:
+            await stop.wait()
+        finally:
+            await consumer.stop()
 
-    asyncio.run(serve())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
     return 0
 
 
@@ -335,8 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="run jobs from the database (headless); creates the database if it is missing",
     )
-    p.add_argument("--max-workers", type=int, default=None)
-    p.add_argument("--progress-interval", type=float, default=1.0)
+    p.add_argument("--max-workers", type=int, help="overrides c.JobsApp.max_workers")
+    p.add_argument("--progress-interval", type=float, help="overrides c.JobsApp.progress_interval")
+    p.add_argument(
+        "--executor", help='overrides c.JobsApp.executor_class ("local", "dask" or a class)'
+    )
     p.set_defaults(func=cmd_consumer, creates=True)
     return parser
 

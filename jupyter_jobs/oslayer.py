@@ -2,17 +2,20 @@
 
 The rest of the package asks this module about processes (are they alive, is a pid still the same
 process, stop a job's whole group), private folders, filesystem types and whether unix datagram
-sockets exist, and never reads /proc or uses a platform-only flag itself. Process facts come from
-psutil, which answers on all three. When a question cannot be answered here (no permission, an
-unknown platform), the answer is the one that loses nothing: a process we cannot check counts as
-alive, and the leases in the store decide.
-"""
+sockets exist, and how a child gets its socket to its parent; it never reads /proc or uses a
+platform-only flag itself. Process facts come from psutil, which answers on all three. When a
+question cannot be answered here (no permission, an unknown platform), the answer is the one that
+loses nothing: a process we cannot check counts as alive, and the leases in the store decide."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import hmac
 import os
+import secrets
+import signal
 import socket
 import stat
 import subprocess
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,57 +142,83 @@ def watch_parent(parent: int) -> threading.Thread:
     return thread
 
 
+#: How a job's whole process tree is reached: through its process group (`os.killpg`, POSIX) or,
+#: where there are no groups (Windows), by walking the leader's descendants with psutil. Tests set
+#: it to False to run the second path on Linux.
+PROCESS_GROUPS: bool = hasattr(os, "killpg")
+
+
 def new_group_options() -> dict[str, Any]:
     """`subprocess.Popen` options that start the child as the leader of its own process group,
-    so that `signal_group` reaches everything it starts (its pid is the group's id)."""
+    so that `terminate_group` reaches everything it starts (its pid is the group's id)."""
     if sys.platform == "win32":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     return {"start_new_session": True}
 
 
-def _group(pgid: int) -> list[psutil.Process]:
-    """The processes of group `pgid`; on Windows (no groups) the leader and its descendants."""
-    if hasattr(os, "getpgid"):
-        members = []
-        for pid in psutil.pids():
-            with contextlib.suppress(OSError, psutil.Error):  # it exited while we looked
-                if os.getpgid(pid) == pgid:
-                    members.append(psutil.Process(pid))
-        return members
-    try:
-        leader = psutil.Process(pgid)
-        return [leader, *leader.children(recursive=True)]
-    except psutil.Error:
-        return []
+#: Without process groups: every process seen in a leader's tree, by the leader's pid. A child
+#: whose parent died is no longer the leader's descendant, and must still be found.
+_seen: dict[int, dict[int, psutil.Process]] = {}
 
 
-def signal_group(pgid: int, sig: int) -> None:
-    """Signal a job's whole process group (grandchildren included); gone already is fine.
+def _tree(leader_pid: int) -> list[psutil.Process]:
+    """The leader and its descendants, with those seen before that still run (orphans)."""
+    seen = _seen.setdefault(leader_pid, {})
+    with contextlib.suppress(psutil.Error):
+        leader = psutil.Process(leader_pid)
+        for process in (leader, *leader.children(recursive=True)):
+            seen.setdefault(process.pid, process)
+    members = [p for p in seen.values() if p.is_running()]  # is_running: not a recycled pid
+    if members:
+        _seen[leader_pid] = {p.pid: p for p in members}
+    else:
+        del _seen[leader_pid]
+    return members
 
-    On Windows, where any signal but a console event ends a process at once (SIGTERM included),
-    every process of the tree is terminated instead."""
-    if hasattr(os, "killpg"):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, sig)
-        return
-    for process in _group(pgid):
+
+def _signal_tree(leader_pid: int, force: bool) -> None:
+    for process in _tree(leader_pid):
         with contextlib.suppress(psutil.Error):
-            process.terminate()
+            if force:
+                process.kill()
+            else:
+                process.terminate()
+
+
+def terminate_group(pgid: int) -> None:
+    """Ask a job's whole process group (grandchildren included) to end: SIGTERM, or on
+    Windows `TerminateProcess` for every process of the tree (it has no gentler way that every
+    process hears). Gone already is fine."""
+    if PROCESS_GROUPS:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        return
+    _signal_tree(pgid, force=False)
+
+
+def kill_group(pgid: int) -> None:
+    """End a job's whole process group at once (SIGKILL); gone already is fine."""
+    if PROCESS_GROUPS:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        return
+    _signal_tree(pgid, force=True)
 
 
 def group_alive(pgid: int) -> bool:
     """Whether a process of the group still runs. Zombies do not count: their reaper (init,
     or a container's PID 1) may take its time, and they hold no resources worth waiting for."""
-    if hasattr(os, "killpg"):
+    if PROCESS_GROUPS:
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-    try:
-        members = _group(pgid)
-    except OSError:
+        members = _group_members(pgid)
+    else:
+        members = _tree(pgid)
+    if members is None:
         return True  # the process table cannot be read (no /proc): the grace period decides
     for process in members:
         try:
@@ -199,6 +229,181 @@ def group_alive(pgid: int) -> bool:
         except (psutil.Error, OSError):
             return True
     return False
+
+
+def _group_members(pgid: int) -> list[psutil.Process] | None:
+    """The processes of group `pgid`, None when the process table cannot be read."""
+    try:
+        pids = psutil.pids()
+    except (psutil.Error, OSError):
+        return None
+    members = []
+    for pid in pids:
+        with contextlib.suppress(OSError, psutil.Error):  # it exited while we looked
+            if os.getpgid(pid) == pgid:
+                members.append(psutil.Process(pid))
+    return members
+
+
+#: How a worker gets its end of the executor's socket: inherited (`pass_fds`, POSIX), or, where
+#: a child cannot inherit a socket (Windows), by connecting back to a loopback listener and
+#: proving itself with a random token. Tests set it to False to run the second path on Linux.
+INHERIT_SOCKETS: bool = os.name == "posix"
+#: Bytes of the token a connecting-back child sends first (hex of 16 random bytes).
+_TOKEN_LEN = 32
+
+
+class ParentEnd:
+    """The parent's side of a child's channel, from before the child starts until it is there.
+
+    Use: `child_arg` goes on the child's command line (it passes it to `child_socket`),
+    `popen_options` into `subprocess.Popen`, then `spawned(proc)`, then `accept` (blocking) or
+    `await accept_async()` for the connected socket, and `close()` in every case.
+    """
+
+    child_arg: str
+    popen_options: dict[str, Any]
+
+    def spawned(self, proc: subprocess.Popen) -> None:
+        """The child runs: let go of what only it needed."""
+
+    def accept(self, timeout: float, alive: Callable[[], bool]) -> socket.socket | None:
+        """The connected socket, or None when the child died (`alive` said so) or `timeout`
+        seconds passed first."""
+        raise NotImplementedError
+
+    async def accept_async(self) -> socket.socket:
+        """The connected socket, once the child is there (the caller bounds the wait)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what is left (idempotent)."""
+
+
+class _InheritedEnd(ParentEnd):
+    """A socket pair: the child inherits its end by file descriptor number."""
+
+    def __init__(self) -> None:
+        self._parent, self._child = socket.socketpair()
+        fd = self._child.fileno()
+        self.child_arg = f"fd:{fd}"
+        self.popen_options = {"pass_fds": (fd,), "stdin": subprocess.DEVNULL}
+
+    def spawned(self, proc: subprocess.Popen) -> None:
+        self._child.close()
+
+    def accept(self, timeout: float, alive: Callable[[], bool]) -> socket.socket | None:
+        return self._take()
+
+    async def accept_async(self) -> socket.socket:
+        return self._take()
+
+    def _take(self) -> socket.socket:
+        sock, self._parent = self._parent, None
+        if sock is None:
+            raise RuntimeError("the channel was taken already")
+        return sock
+
+    def close(self) -> None:
+        self._child.close()
+        if self._parent is not None:
+            self._parent.close()
+
+
+class _ConnectBackEnd(ParentEnd):
+    """A listener on 127.0.0.1: the child connects and sends the token it read on its stdin
+    (not on its command line, which every user of the machine can read)."""
+
+    def __init__(self) -> None:
+        self._token = secrets.token_hex(_TOKEN_LEN // 2).encode()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        host, port = self._listener.getsockname()[:2]
+        self.child_arg = f"tcp:{host}:{port}"
+        self.popen_options = {"stdin": subprocess.PIPE}
+
+    def spawned(self, proc: subprocess.Popen) -> None:
+        try:
+            proc.stdin.write(self._token + b"\n")
+            proc.stdin.close()
+        except OSError:
+            pass  # it died already: its exit says why
+
+    def accept(self, timeout: float, alive: Callable[[], bool]) -> socket.socket | None:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0 and alive():
+            self._listener.settimeout(min(left, 0.1))
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                token = _recv_exactly(conn, _TOKEN_LEN)
+            except OSError:
+                token = b""
+            if hmac.compare_digest(token, self._token):
+                conn.settimeout(None)
+                return conn
+            conn.close()  # not our child: someone else found the port
+        return None
+
+    async def accept_async(self) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        self._listener.setblocking(False)
+        while True:
+            conn, _ = await loop.sock_accept(self._listener)
+            conn.setblocking(False)
+            token = b""
+            with contextlib.suppress(OSError, asyncio.TimeoutError):
+                token = await asyncio.wait_for(_recv_exactly_async(loop, conn, _TOKEN_LEN), 10)
+            if hmac.compare_digest(token, self._token):
+                return conn
+            conn.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _recv_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size and (chunk := conn.recv(size - len(data))):
+        data += chunk
+    return data
+
+
+async def _recv_exactly_async(
+    loop: asyncio.AbstractEventLoop, conn: socket.socket, size: int
+) -> bytes:
+    data = b""
+    while len(data) < size and (chunk := await loop.sock_recv(conn, size - len(data))):
+        data += chunk
+    return data
+
+
+def parent_end() -> ParentEnd:
+    """The parent's side of a new child's channel, the kind this platform allows."""
+    return _InheritedEnd() if INHERIT_SOCKETS else _ConnectBackEnd()
+
+
+def child_socket(arg: str) -> socket.socket:
+    """The child's end of its channel to the parent, from the `child_arg` it was given."""
+    kind, _, where = arg.partition(":")
+    if kind == "fd":
+        fd = int(where)
+        os.set_inheritable(fd, False)  # the job's children must not keep the parent's socket
+        return socket.socket(fileno=fd)
+    if kind == "tcp":
+        host, _, port = where.rpartition(":")
+        token = sys.stdin.buffer.readline().strip()
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall(token)
+        return sock
+    raise ValueError(f"unknown channel {arg!r}")
+
+
+def can_select_pipes() -> bool:
+    """Whether `selectors` can wait on a pipe (not on Windows, where it takes sockets only)."""
+    return os.name == "posix"
 
 
 def _read_mounts() -> list[tuple[str, str]]:

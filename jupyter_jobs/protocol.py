@@ -4,9 +4,10 @@ One socket pair per worker carries length-prefixed frames: a fixed prefix (heade
 length), a JSON header whose "t" names the frame type, then an optional binary body. JSON keeps
 the server side free of pickle; the body carries opaque bytes (payload, log text, result).
 
-Frame types: "ready" (worker up), "job" (executor -> worker, body = payload), "log" (body = raw
-output bytes), "progress", "done" (body = result bytes then outputs bytes, lengths in the header),
-"exit" (the worker retires, or the executor asks it to).
+Frame types (`FrameType`): "ready" (worker up), "job" (executor -> worker, body = payload, header
+from `job_header`), "log" (body = raw output bytes), "progress", "done" (body = result bytes then
+outputs bytes, lengths in the header; `done_fields` reads it), "exit" (the worker retires, or the
+executor asks it to).
 
 A short job may be sent to a worker that is still busy ("job" with "queued": true), so that the
 worker starts it the moment the current one ends. The worker then says "start" when it does.
@@ -24,6 +25,7 @@ import json
 import socket
 import struct
 import threading
+from enum import Enum
 from typing import Any
 
 PREFIX = struct.Struct("!IQ")
@@ -32,6 +34,75 @@ MAX_HEADER = 1 << 20
 JOIN_LIMIT = 1 << 16
 
 Frame = tuple[dict[str, Any], bytes]
+
+
+class FrameType(str, Enum):
+    """The "t" of a frame's header (the module docstring says who sends which)."""
+
+    READY = "ready"
+    JOB = "job"
+    LOG = "log"
+    PROGRESS = "progress"
+    DONE = "done"
+    EXIT = "exit"
+    START = "start"
+    SKIP = "skip"
+    SKIPPED = "skipped"
+
+
+class WorkerState(str, Enum):
+    """Where a worker process is in its life, as its executor sees it through the frames.
+
+    starting (until "ready") -> idle <-> busy -> retiring ("exit" sent or received, or being
+    stopped) -> dead (its process exited).
+    """
+
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    RETIRING = "retiring"
+    DEAD = "dead"
+
+
+def job_header(
+    *,
+    job_id: int,
+    attempt: int,
+    kind: str,
+    name: str,
+    cwd: str | None,
+    options: dict[str, Any],
+    log_limit: int | None,
+    progress_interval: float,
+) -> dict[str, Any]:
+    """The header of a "job" frame (its body is the payload): all a runner needs to run it."""
+    return {
+        "t": FrameType.JOB.value,
+        "job_id": job_id,
+        "attempt": attempt,
+        "kind": kind,
+        "name": name,
+        "cwd": cwd,
+        "options": options,
+        "progress_interval": progress_interval,
+        "log_limit": log_limit,
+    }
+
+
+def done_fields(header: dict[str, Any], body: bytes) -> dict[str, Any]:
+    """What a "done" frame says, as plain data: status, reason, error (a dict or None), and
+    the result and notebook outputs (opaque bytes, or None when the job has none)."""
+    result_len = header.get("result_len", 0)
+    outputs_len = header.get("outputs_len", 0)
+    return {
+        "status": header["status"],
+        "reason": header.get("reason"),
+        "error": header.get("error"),
+        "result": body[:result_len] if header.get("has_result") else None,
+        "outputs": body[result_len : result_len + outputs_len]
+        if header.get("has_outputs")
+        else None,
+    }
 
 
 class ProtocolError(Exception):

@@ -1,9 +1,11 @@
 """The worker process: load a payload, run it, stream its output, report how it ended.
 
-Started by the local executor as `python -m jupyter_jobs.runner FD PARENT_PID`, where FD is this
-worker's end of a socket pair (see protocol.py). This is the only server-hosted place that
-unpickles, and it runs in its own process (and process group) so that cancel and timeout can end
-the job's whole tree without touching the server.
+Started by an executor as `python -m jupyter_jobs.runner CHANNEL PARENT_PID` (see
+`executors/processes.py`), where CHANNEL says how to reach the executor's socket: `fd:N`, an
+inherited socket pair end, or `tcp:HOST:PORT`, a loopback listener to connect back to with the token
+read from stdin (where sockets cannot be inherited; see `oslayer.parent_end`). This is the only
+server-hosted place that unpickles, and it runs in its own process (and process group) so that
+cancel and timeout can end the job's whole tree without touching the server.
 
 Output: fds 1 and 2 are pipes drained by a thread, so prints, subprocesses and C code all reach
 the log in order, and a job printing gigabytes costs only the reading (the cap is enforced
@@ -31,10 +33,9 @@ import json
 import os
 import platform
 import re
-import select
+import selectors
 import signal
 import site
-import socket
 import sys
 import threading
 import time
@@ -64,9 +65,12 @@ from . import (
 )
 from . import payload as payloads
 from .progress import JobContext, install_tqdm_bridge, job_context
+from .protocol import FrameType
 from .submitter import flush_all
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: Seconds between two reads of the output pipes where they cannot be waited on (Windows).
+_PIPE_POLL = 0.01
 
 
 class Outputs:
@@ -171,7 +175,7 @@ class JobOutput:
 
     def _emit(self, name: str, data: bytes, stream: bool) -> None:
         self.sent += len(data)
-        self.channel.send({"t": "log"}, data)
+        self.channel.send({"t": FrameType.LOG.value}, data)
         if stream and self.outputs is not None:
             self.outputs.stream(name, data)
 
@@ -215,11 +219,17 @@ class Capture:
         sys.stdout, sys.stderr = self.stdout, self.stderr
 
     def _drain_forever(self) -> None:
-        poller = select.poll()
+        """Wake when a pipe has data (or, where pipes cannot be waited on, every few ms)."""
+        if not oslayer.can_select_pipes():
+            while True:
+                time.sleep(_PIPE_POLL)
+                with self.lock:
+                    self._read_available()
+        selector = selectors.DefaultSelector()
         for fd in self._pipes:
-            poller.register(fd, select.POLLIN)
+            selector.register(fd, selectors.EVENT_READ)
         while True:
-            poller.poll()
+            selector.select()
             with self.lock:
                 self._read_available()
 
@@ -283,7 +293,9 @@ class Reporter:
 
     def _send(self, value: tuple[float, float | None, str | None]) -> None:
         done, total, message = value
-        self.channel.send({"t": "progress", "done": done, "total": total, "message": message})
+        self.channel.send(
+            {"t": FrameType.PROGRESS.value, "done": done, "total": total, "message": message}
+        )
         self._pending, self._last = None, time.monotonic()
 
     def _send_later(self) -> None:
@@ -685,7 +697,7 @@ class Worker:
     def serve(self) -> None:
         self.channel.send(
             {
-                "t": "ready",
+                "t": FrameType.READY.value,
                 "pid": os.getpid(),
                 "python": platform.python_version(),
                 "executable": sys.executable,
@@ -760,7 +772,7 @@ class Worker:
                 self.capture.job = None
         notebook = outputs.to_json() if outputs is not None else b""
         done = {
-            "t": "done",
+            "t": FrameType.DONE.value,
             "status": "failed" if error else "succeeded",
             "reason": reason,
             "error": error,
@@ -773,7 +785,7 @@ class Worker:
 
 
 def _start(job: protocol.Frame) -> dict[str, Any]:
-    return {"t": "start", "job_id": job[0]["job_id"]}
+    return {"t": FrameType.START.value, "job_id": job[0]["job_id"]}
 
 
 class _Inbox:
@@ -811,13 +823,13 @@ class _Inbox:
         try:
             while (frame := self.channel.recv()) is not None:
                 header = frame[0]
-                if header["t"] == "exit":
+                if header["t"] == FrameType.EXIT:
                     break
                 with self._ready:
-                    if header["t"] == "job":
+                    if header["t"] == FrameType.JOB:
                         self._jobs.append(frame)
                         self._ready.notify()
-                    elif header["t"] == "skip":
+                    elif header["t"] == FrameType.SKIP:
                         self._skip(header["job_id"])
                     else:
                         raise protocol.ProtocolError(f"unexpected {header['t']!r} frame")
@@ -833,7 +845,7 @@ class _Inbox:
         for job in self._jobs:
             if job[0]["job_id"] == job_id:
                 self._jobs.remove(job)
-                self.channel.send({"t": "skipped", "job_id": job_id})
+                self.channel.send({"t": FrameType.SKIPPED.value, "job_id": job_id})
                 return
 
 
@@ -869,10 +881,9 @@ def _die_with_parent(parent: int) -> None:
 
 def main(argv: list[str]) -> int:
     """Serve jobs until the executor says exit or goes away; returns the exit code."""
-    fd, parent = int(argv[0]), int(argv[1])
+    channel_arg, parent = argv[0], int(argv[1])
     _die_with_parent(parent)
-    os.set_inheritable(fd, False)  # the job's children must not keep the executor's socket open
-    channel = protocol.Channel(socket.socket(fileno=fd))
+    channel = protocol.Channel(oslayer.child_socket(channel_arg))
     if sys.path and sys.path[0] in ("", os.getcwd()):
         sys.path.pop(0)  # added by -m; each job puts its own directory there instead
     os.environ.setdefault("MPLBACKEND", "agg")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import dill
 import pytest
@@ -358,3 +361,37 @@ async def test_a_job_cancelled_while_it_waits_in_the_executor_never_starts(db_pa
         1,
     )
     assert [j.status for j in others] == [Status.SUCCEEDED] * 3
+
+
+def test_the_headless_consumer_reads_the_servers_config_files(db_path, tmp_path):
+    """`jupyter jobs consumer` runs with the server's configuration: `c.JobsApp` and the
+    executor's section, from the config files in the Jupyter config path."""
+    config_dir = Path(os.environ["JUPYTER_CONFIG_DIR"])
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "jupyter_server_config.py").write_text(
+        "c.JobsApp.log_limit = 100\nc.JobsApp.executor_class = 'local'\n"
+    )
+    (config_dir / "jupyter_jobs_config.json").write_text('{"LocalExecutor": {"max_workers": 3}}')
+    stderr = tmp_path / "consumer.err"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_jobs.cli", "consumer", "--db", str(db_path), "--json"],
+            stderr=err,
+            cwd=tmp_path,
+        )
+    try:
+        wait_until(lambda: "\n" in stderr.read_text() or proc.poll() is not None, timeout=60)
+        started = json.loads(stderr.read_text().splitlines()[0])
+        assert started["executor"] == "local" and started["max_workers"] == 3
+        with JobQueue(db_path) as q:
+            job = q.submit(jobfuncs.print_lines, 50)
+            assert job.wait(timeout=60).status is Status.SUCCEEDED
+            log = job.logs()
+        # The limit of 100 bytes is applied (by the worker, or else by the store).
+        assert log.startswith("line 0") and len(log) < 300
+        assert "[jupyter_jobs: output over 100 bytes" in log or "truncated at 100 bytes" in log
+        assert len(log) < 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, stderr.read_text()

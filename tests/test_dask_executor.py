@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import os
 import signal
@@ -20,12 +19,14 @@ import dask
 import dill
 import pytest
 from distributed import Client, LocalCluster
+from traitlets.config import Config
 
 from jupyter_jobs import JobQueue
 from jupyter_jobs.consumer import Consumer
-from jupyter_jobs.executors.dask import DaskExecutor, _run_on_worker
+from jupyter_jobs.executors.dask import DaskExecutor
+from jupyter_jobs.executors.dask_task import run_on_worker
 from jupyter_jobs.models import Kind, Reason, Status
-from jupyter_jobs.server.app import executor_class
+from jupyter_jobs.server.app import JobsApp, resolve_executor
 from jupyter_jobs.store import Store
 
 import jobfuncs
@@ -57,7 +58,7 @@ def recorder() -> wu.Recorder:
 async def connected(
     recorder: wu.Recorder, address: str | None, max_workers: int | None = 2, **options
 ):
-    options = {"progress_interval": 0.2, "grace": 1.0, **options}
+    options = {"progress_interval": 0.2, "kill_grace": 1.0, **options}
     executor = DaskExecutor(recorder, max_workers, scheduler_address=address, **options)
     await asyncio.wait_for(executor.start(), 60)
     try:
@@ -119,7 +120,7 @@ async def test_failure_carries_the_job_traceback(executor, recorder):
     assert outcome.status is Status.FAILED and outcome.reason is Reason.ERROR
     assert outcome.error.type == "ValueError" and outcome.error.message == "bad input"
     assert "inner_fails" in outcome.error.traceback
-    assert "_run_on_worker" not in outcome.error.traceback
+    assert "run_on_worker" not in outcome.error.traceback
 
 
 async def test_cell_job_returns_values_and_outputs(executor, recorder):
@@ -286,7 +287,7 @@ async def test_a_released_task_stops_its_job(cluster, tmp_path):
         "grace": 1.0,
     }
     async with Client(cluster.scheduler_address, asynchronous=True) as client:
-        future = client.submit(_run_on_worker, job, task.payload, "orphans", key=job["key"])
+        future = client.submit(run_on_worker, job, task.payload, "orphans", key=job["key"])
         await wu.wait_for(pid_file.exists, timeout=60)
         pids = wu.read_pids(pid_file)
         assert all(wu.alive(pid) for pid in pids)
@@ -351,10 +352,29 @@ async def test_the_executor_client_refuses_pickled_data(executor):
 
 
 def test_the_server_app_finds_and_configures_it():
-    cls = executor_class("dask")
-    assert cls is DaskExecutor
-    accepted = inspect.signature(cls).parameters
-    assert {"scheduler_address", "log_limit", "progress_interval", "grace"} <= set(accepted)
+    assert resolve_executor("dask") is DaskExecutor
+    config = Config(
+        {
+            "JobsApp": {"executor_class": "dask", "kill_grace": 2.5, "log_limit": 4096},
+            "DaskExecutor": {"scheduler_address": "tcp://10.0.0.5:8786", "stop_timeout": 7.0},
+        }
+    )
+    executor = JobsApp(config=config).make_executor(wu.Recorder())
+    assert type(executor) is DaskExecutor
+    assert executor.scheduler_address == "tcp://10.0.0.5:8786" and executor.stop_timeout == 7.0
+    assert executor.kill_grace == 2.5 and executor.log_limit == 4096
+
+
+def test_the_deprecated_app_settings_still_choose_and_configure_it():
+    config = Config({"JobsApp": {"executor": "dask", "dask_scheduler_address": "tcp://h:1"}})
+    with pytest.warns(DeprecationWarning) as warned:
+        app = JobsApp(config=config)
+    assert {str(w.message).split(": use ")[1] for w in warned} == {
+        "JobsApp.executor_class",
+        "DaskExecutor.scheduler_address",
+    }
+    executor = app.make_executor(wu.Recorder())
+    assert type(executor) is DaskExecutor and executor.scheduler_address == "tcp://h:1"
 
 
 async def test_capabilities_are_honest(executor, cluster):

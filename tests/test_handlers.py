@@ -30,7 +30,7 @@ from traitlets.config import Config
 from jupyter_jobs.executors.local import LocalExecutor
 from jupyter_jobs.payload import cell_payload, function_payload
 from jupyter_jobs.server import parsing
-from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp, executor_class
+from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp, resolve_executor
 from jupyter_jobs.server.emitter import SCHEMA_ID
 from jupyter_jobs.server.handlers import ID, ROUTES
 from jupyter_jobs.store import Store
@@ -783,8 +783,8 @@ def test_stats_and_capabilities(api: Api) -> None:
 
 def test_unknown_executor_names_the_installed_ones() -> None:
     with pytest.raises(TraitError, match=r"unknown executor 'nope'.*'local'"):
-        executor_class("nope")
-    assert executor_class("local").__name__ == "LocalExecutor"
+        JobsApp(executor_class="nope")
+    assert resolve_executor("local").__name__ == "LocalExecutor"
 
 
 @pytest.mark.parametrize(

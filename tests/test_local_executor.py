@@ -15,12 +15,15 @@ import textwrap
 from pathlib import Path
 
 import dill
+import psutil
 import pytest
 
+from jupyter_jobs import oslayer
 from jupyter_jobs.executors.base import Task
 from jupyter_jobs.executors.local import LocalExecutor
 from jupyter_jobs.executors.processes import describe_exit
 from jupyter_jobs.models import Reason, Status
+from jupyter_jobs.protocol import WorkerState
 
 import workers_util as wu
 
@@ -37,7 +40,7 @@ async def executor(recorder):
 
 
 def worker_pids(executor: LocalExecutor) -> set[int]:
-    return {w.pid for w in executor._workers}
+    return {w.pid for w in executor.pool.view()}
 
 
 async def start_hanging(executor, recorder, tmp_path: Path, ignore_term: bool):
@@ -64,14 +67,14 @@ def test_describe_exit():
 
 
 async def test_warm_spare_is_ready_before_the_first_job(executor, recorder):
-    await wu.wait_for(lambda: any(w.state == "idle" for w in executor._workers))
-    spare = next(w.pid for w in executor._workers if w.state == "idle")
+    await wu.wait_for(lambda: any(w.state is WorkerState.IDLE for w in executor.pool.view()))
+    spare = next(w.pid for w in executor.pool.view() if w.state is WorkerState.IDLE)
     task = wu.function_task(wu.whoami)
     await executor.run(task)
     outcome = await recorder.done(task.job_id)
     assert dill.loads(outcome.result)["pid"] == spare
     # A new spare is started in the background for the next job.
-    await wu.wait_for(lambda: any(w.spare and w.pid != spare for w in executor._workers))
+    await wu.wait_for(lambda: any(w.spare and w.pid != spare for w in executor.pool.view()))
 
 
 async def test_slots_and_running(executor, recorder, tmp_path):
@@ -160,8 +163,8 @@ async def test_a_reused_worker_is_repaired_after_a_job_that_broke_it(executor, r
     assert recorder.log_text(task.job_id) == "still here\nstill here from a child\n"
     flag_task = wu.function_task(wu.sleeps, 1000)
     await executor.run(flag_task)
-    await wu.wait_for(lambda: executor._runs[flag_task.job_id].worker is not None)
-    worker = executor._runs[flag_task.job_id].worker
+    await wu.wait_for(lambda: executor.pool.view_of(flag_task.job_id) is not None)
+    worker = executor.pool.view_of(flag_task.job_id)
     assert worker.pid == pid
     # ... which SIGTERM ends again at once (a grace of 20 s would time the test out).
     await asyncio.wait_for(executor.kill(flag_task.job_id, None, 20.0), 10)
@@ -232,7 +235,7 @@ async def test_interpreter_that_cannot_run_the_worker_reports_why(executor, reco
     assert outcome.error.message.endswith(": fake: no dill here")
     # No restart loop for a broken interpreter.
     await asyncio.sleep(0.5)
-    assert not any(w.interpreter == str(fake) for w in executor._workers)
+    assert not any(w.interpreter == str(fake) for w in executor.pool.view())
 
 
 async def test_large_payload_and_result_round_trip(executor, recorder):
@@ -246,7 +249,7 @@ async def test_large_payload_and_result_round_trip(executor, recorder):
 async def test_shutdown_interrupts_running_jobs_and_leaves_no_process(recorder, tmp_path):
     async with wu.running_executor(recorder) as executor:
         task, pids = await start_hanging(executor, recorder, tmp_path, ignore_term=True)
-        await wu.wait_for(lambda: any(w.spare for w in executor._workers))
+        await wu.wait_for(lambda: any(w.spare for w in executor.pool.view()))
         workers = worker_pids(executor)
         await asyncio.wait_for(executor.shutdown(0.5), 30)
         assert executor.free_slots() == 0
@@ -268,9 +271,9 @@ SERVER = textwrap.dedent(
     async def main():
         executor = LocalExecutor(Events(), 2)
         await executor.start()
-        while not any(w.state == "idle" for w in executor._workers):
+        while not any(w.state == "idle" for w in executor.pool.view()):
             await asyncio.sleep(0.01)
-        print(" ".join(str(w.pid) for w in executor._workers), flush=True)
+        print(" ".join(str(w.pid) for w in executor.pool.view()), flush=True)
         await asyncio.sleep(1000)
 
     asyncio.run(main())
@@ -324,8 +327,10 @@ async def test_short_jobs_are_prefetched_and_a_backlogged_one_cancels_cleanly(
     await executor.kill(hanging[1].job_id, None, grace=1.0)
 
 
-def lose_skips(worker) -> None:
-    """Drop the "skip" frames sent to `worker`, as if it took each job before reading its skip."""
+def lose_skips(executor: LocalExecutor, pid: int) -> None:
+    """Drop the "skip" frames sent to worker `pid`, as if it took each job before reading its
+    skip (a fault injected into the pool's worker itself)."""
+    worker = next(w for w in executor.pool if w.pid == pid)
     send = worker.send_frames
     worker.send_frames = lambda frames: send([f for f in frames if f[0]["t"] != "skip"])
 
@@ -364,7 +369,7 @@ async def test_short_jobs_sent_ahead_each_run_once(executor, recorder):
     for task in tasks:
         await wu.wait_for(lambda: executor.free_slots() > 0)
         await executor.run(task)
-        most_ahead = max(most_ahead, executor._ahead)
+        most_ahead = max(most_ahead, executor.pool.sent_ahead())
     assert most_ahead > 0  # some went to a busy worker ahead of time
     for task in tasks:
         outcome = await recorder.done(task.job_id)
@@ -382,7 +387,7 @@ async def test_a_lost_worker_hands_back_the_jobs_sent_ahead_to_it(recorder, tmp_
         quick = [wu.function_task(wu.add, i, 1) for i in range(4)]
         for task in quick:
             await executor.run(task)
-        worker = next(w for w in executor._workers if w.run and w.run.task is hanging)
+        worker = executor.pool.view_of(hanging.job_id)
         assert len(worker.ahead) >= 2
         os.kill(worker.pid, signal.SIGKILL)
         assert (await recorder.done(hanging.job_id)).reason is Reason.WORKER_LOST
@@ -399,10 +404,10 @@ async def test_a_job_taken_back_too_late_is_stopped_when_it_starts(recorder, tmp
         late = wu.function_task(wu.hangs_after_start, str(tmp_path / "started"))
         await executor.run(first)
         await executor.run(late)
-        worker = next(w for w in executor._workers if w.run and w.run.task is first)
-        assert [run.task for run in worker.ahead] == [late]
+        worker = executor.pool.view_of(first.job_id)
+        assert worker.running == first.job_id and worker.ahead == (late.job_id,)
         # The "skip" is lost on the way, as if the worker had started `late` before reading it.
-        lose_skips(worker)
+        lose_skips(executor, worker.pid)
         await executor.kill(late.job_id, None, grace=1.0)
         assert (await recorder.done(late.job_id)).status is Status.CANCELLED
         gate.touch()
@@ -424,26 +429,28 @@ async def test_killing_a_job_being_taken_back_leaves_its_worker_alone(executor, 
         await wu.wait_for(flag.exists)
     quick = wu.function_task(wu.add, 1, 1)
     await executor.run(quick)
-    donor = next(w for w in executor._workers if any(r.task is quick for r in w.ahead))
-    kept = donor.run.task
+    donor = executor.pool.view_of(quick.job_id)
+    assert quick.job_id in donor.ahead
+    kept = next(t for t in hanging if t.job_id == donor.running)
     # Its answer to "skip" is lost on the way, so `quick` stays asked back, unanswered.
-    lose_skips(donor)
+    lose_skips(executor, donor.pid)
     freed = next(t for t in hanging if t is not kept)
     await executor.kill(freed.job_id, None, grace=1.0)  # a slot frees: an idle worker asks
-    await wu.wait_for(lambda: quick.job_id in donor.reclaimed)
+    await wu.wait_for(lambda: quick.job_id in executor.pool.view_of(quick.job_id).asked_back)
     await executor.kill(quick.job_id, None, grace=1.0)
     assert (await recorder.done(quick.job_id)).status is Status.CANCELLED
-    assert wu.alive(donor.pid) and donor.run.task is kept and kept.job_id not in recorder.outcomes
+    assert wu.alive(donor.pid) and executor.pool.view_of(kept.job_id).pid == donor.pid
+    assert kept.job_id not in recorder.outcomes
     await executor.kill(kept.job_id, None, grace=1.0)
 
 
 async def test_prefetch_holds_at_most_about_a_tenth_of_a_second_per_worker(executor):
     assert executor.free_slots() == 2  # nothing known about run times: nothing held back
-    executor._duration = 0.2  # long jobs: never held back
+    executor.recent_run_time = 0.2  # long jobs: never held back
     assert executor.free_slots() == 2
-    executor._duration = 0.01  # 10 ms jobs: ten behind each worker
+    executor.recent_run_time = 0.01  # 10 ms jobs: ten behind each worker
     assert executor.free_slots() == 2 + 2 * 10
-    executor._duration = 1e-5  # tiny jobs: the cap
+    executor.recent_run_time = 1e-5  # tiny jobs: the cap
     assert executor.free_slots() == 2 + 2 * executor.prefetch_limit
 
 
@@ -456,8 +463,8 @@ async def test_a_job_sent_ahead_is_reported_started_when_it_begins(recorder, tmp
         second = wu.function_task(wu.add, 1)
         await executor.run(first)
         await executor.run(second)
-        worker = executor._runs[first.job_id].worker
-        assert [run.task for run in worker.ahead] == [second]
+        worker = executor.pool.view_of(first.job_id)
+        assert worker.ahead == (second.job_id,)
         assert recorder.started[first.job_id] == [1]
         assert second.job_id not in recorder.started  # in its worker, but not begun
         gate.touch()
@@ -488,8 +495,8 @@ async def test_a_job_that_begins_behind_a_killed_one_runs_again_elsewhere(
         b = wu.function_task(wu.records_start, str(marks), str(gate))
         await executor.run(a)
         await executor.run(b)
-        worker = executor._runs[a.job_id].worker
-        assert [run.task for run in worker.ahead] == [b]
+        worker = executor.pool.view_of(a.job_id)
+        assert worker.ahead == (b.job_id,)
         if ending == "handles-sigterm":
             await wu.wait_for(flag.exists)
         else:
@@ -515,9 +522,9 @@ async def test_a_job_behind_one_taken_back_too_late_runs_again_elsewhere(recorde
         d = wu.function_task(wu.records_start, str(marks), str(gate))
         for task in (a, c, d):
             await executor.run(task)
-        worker = executor._runs[a.job_id].worker
-        assert [run.task for run in worker.ahead] == [c, d]
-        lose_skips(worker)
+        worker = executor.pool.view_of(a.job_id)
+        assert worker.ahead == (c.job_id, d.job_id)
+        lose_skips(executor, worker.pid)
         await executor.kill(c.job_id, None, grace=1.0)
         release.touch()
         wu.hold_loop_until(marks.exists)  # A and C ended and D began, unknown to the executor
@@ -540,9 +547,9 @@ async def test_the_backlog_moves_once_a_worker_is_stopped(recorder, tmp_path):
         x = wu.cell_task("41 + 1")
         for task in (a, c, x):
             await executor.run(task)
-        worker = executor._runs[a.job_id].worker
-        assert [run.task for run in worker.ahead] == [c] and executor._backlog[0].task is x
-        lose_skips(worker)
+        worker = executor.pool.view_of(a.job_id)
+        assert worker.ahead == (c.job_id,) and executor.waiting()[0] == x.job_id
+        lose_skips(executor, worker.pid)
         await executor.kill(c.job_id, None, grace=1.0)
         release.touch()
         assert (await recorder.done(a.job_id)).status is Status.SUCCEEDED
@@ -565,8 +572,8 @@ async def test_a_worker_being_killed_is_handed_no_job(recorder, tmp_path):
         await wu.wait_for(flag.exists)
         for task in (b, x):
             await executor.run(task)
-        worker = executor._runs[a.job_id].worker
-        assert [run.task for run in worker.ahead] == [b] and executor._backlog[0].task is x
+        worker = executor.pool.view_of(a.job_id)
+        assert worker.ahead == (b.job_id,) and executor.waiting()[0] == x.job_id
         seen = frames_seen(executor)
         kill = asyncio.create_task(executor.kill(a.job_id, None, grace=2.0))
         await wu.wait_for(lambda: seen.count((worker.pid, "done")) == 2)  # A's, then B's
@@ -593,9 +600,9 @@ async def test_a_worker_stopped_for_a_job_taken_back_too_late_is_handed_no_job(r
         x = waits_in_a_cell(gate)
         for task in (a, c, d, x):
             await executor.run(task)
-        worker = executor._runs[a.job_id].worker
-        assert [run.task for run in worker.ahead] == [c, d] and executor._backlog[0].task is x
-        lose_skips(worker)
+        worker = executor.pool.view_of(a.job_id)
+        assert worker.ahead == (c.job_id, d.job_id) and executor.waiting()[0] == x.job_id
+        lose_skips(executor, worker.pid)
         await executor.kill(c.job_id, None, grace=1.0)
         release.touch()
         wu.hold_loop_until(marks.exists)  # A, C and D ran, unknown to the executor
@@ -615,9 +622,9 @@ async def test_shutdown_gives_back_the_jobs_that_never_started(recorder, tmp_pat
         waiting = wu.cell_task("42")
         for task in (*ahead, waiting):
             await executor.run(task)
-        worker = executor._runs[running.job_id].worker
-        assert [run.task for run in worker.ahead] == ahead
-        assert executor._backlog[0].task is waiting
+        worker = executor.pool.view_of(running.job_id)
+        assert worker.ahead == tuple(t.job_id for t in ahead)
+        assert executor.waiting()[0] == waiting.job_id
         await asyncio.wait_for(executor.shutdown(1.0), 30)
     outcome = recorder.outcomes[running.job_id][0]
     assert outcome.status is Status.FAILED and outcome.reason is Reason.INTERRUPTED
@@ -659,7 +666,9 @@ async def test_a_kernels_next_cell_runs_in_the_worker_of_its_last_in_a_fresh_nam
 async def test_a_kept_worker_gives_way_to_other_jobs(recorder, tmp_path):
     async with wu.running_executor(recorder, 1) as executor:
         kept, _ = await cell_pid(executor, recorder, "K1")
-        await wu.wait_for(lambda: any(w.spare and w.state == "idle" for w in executor._workers))
+        await wu.wait_for(
+            lambda: any(w.spare and w.state is WorkerState.IDLE for w in executor.pool.view())
+        )
         # The one slot and the spare: a function job takes the spare at once, and the kept
         # worker retires so that a new spare can start.
         flag = tmp_path / "started"
@@ -684,4 +693,47 @@ async def test_a_kept_worker_retires_after_its_linger_and_a_killed_cells_is_not_
         await asyncio.wait_for(executor.kill(task.job_id, None, 0.5), 15)
         assert int(pid_file.read_text()) == again  # it ran in the kept worker ...
         await wu.wait_for(lambda: not wu.alive(again), timeout=10)  # ... which the kill ended
-        assert all(w.kernel is None for w in executor._workers)
+        assert all(w.kernel is None for w in executor.pool.view())
+
+
+# -- where sockets cannot be inherited and there are no process groups (Windows) ----------------
+
+
+@pytest.fixture
+def like_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paths Windows takes, on Linux: each worker connects back to a loopback listener with
+    a token (no `pass_fds`), and a job's tree is stopped through psutil (no `os.killpg`)."""
+    monkeypatch.setattr(oslayer, "INHERIT_SOCKETS", False)
+    monkeypatch.setattr(oslayer, "PROCESS_GROUPS", False)
+
+
+async def test_jobs_run_fail_and_stop_without_inherited_sockets_or_groups(
+    like_windows, recorder, tmp_path
+):
+    async with wu.running_executor(recorder) as executor:
+        ok, fails = wu.function_task(wu.add, 2, 3), wu.function_task(wu.outer_fails, "bad")
+        for task in (ok, fails):
+            await executor.run(task)
+        assert dill.loads((await recorder.done(ok.job_id)).result) == 5
+        failed = await recorder.done(fails.job_id)
+        assert failed.status is Status.FAILED and failed.error.message == "bad"
+        for worker in executor.pool.view():
+            assert any(
+                arg.startswith("tcp:127.0.0.1:") for arg in psutil.Process(worker.pid).cmdline()
+            )
+
+        # A cancel reaches the whole tree, SIGTERM-deaf children included.
+        task, pids = await start_hanging(executor, recorder, tmp_path, ignore_term=True)
+        await asyncio.wait_for(executor.kill(task.job_id, None, 1.0), 15)
+        assert recorder.outcomes[task.job_id][0].status is Status.CANCELLED
+        await wu.wait_for(lambda: not any(wu.alive(pid) for pid in pids), timeout=10)
+
+        # A worker killed under its job is reported lost, and the next job runs in a new one.
+        flag = tmp_path / "flag"
+        hanging = await start_one_hanging(executor, flag)
+        os.kill(executor.pool.view_of(hanging.job_id).pid, signal.SIGKILL)
+        lost = await recorder.done(hanging.job_id)
+        assert lost.status is Status.FAILED and lost.reason is Reason.WORKER_LOST
+        again = wu.function_task(wu.add, 1, 1)
+        await executor.run(again)
+        assert dill.loads((await recorder.done(again.job_id)).result) == 2

@@ -6,6 +6,7 @@ sockets. Those paths are run here on Linux by removing exactly those things.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -85,7 +86,11 @@ def test_cannot_tell_means_alive(monkeypatch: pytest.MonkeyPatch) -> None:
     assert oslayer.process_start_time(1) is None
 
 
-def test_signal_group_stops_the_leader_and_its_children() -> None:
+@pytest.mark.parametrize("groups", [True, False], ids=["killpg", "process-tree"])
+def test_kill_group_stops_the_leader_and_its_children(
+    monkeypatch: pytest.MonkeyPatch, groups: bool
+) -> None:
+    monkeypatch.setattr(oslayer, "PROCESS_GROUPS", groups)  # False: the Windows way
     leader = subprocess.Popen(
         [sys.executable, "-c", GROUP_LEADER],
         stdout=subprocess.PIPE,
@@ -96,15 +101,76 @@ def test_signal_group_stops_the_leader_and_its_children() -> None:
         child = int(leader.stdout.readline())
         assert os.getpgid(child) == leader.pid
         assert oslayer.group_alive(leader.pid)
-        oslayer.signal_group(leader.pid, signal.SIGKILL)
+        oslayer.kill_group(leader.pid)
         # The leader stays a zombie (not reaped yet): a group of zombies is not alive.
         wait_until(lambda: not oslayer.group_alive(leader.pid), 30)
         assert not oslayer.process_alive(child)
-        oslayer.signal_group(leader.pid, signal.SIGKILL)  # gone already is fine
+        oslayer.kill_group(leader.pid)  # gone already is fine
     finally:
         leader.kill()
         leader.wait(30)
         leader.stdout.close()
+
+
+def test_without_groups_an_orphaned_child_is_still_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tree is remembered: a child whose leader died first (SIGTERM ends the leader, the
+    child ignores it) is no longer the leader's descendant, and must still be found."""
+    monkeypatch.setattr(oslayer, "PROCESS_GROUPS", False)
+    deaf = "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    deaf += "print(os.getpid(), flush=True); time.sleep(120)"  # says its pid once deaf
+    code = "import subprocess, sys, time\n"
+    code += f"subprocess.Popen([sys.executable, '-c', {deaf!r}])\n"
+    code += "time.sleep(120)"
+    leader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(leader.stdout.readline())
+        wait_until(lambda: oslayer.group_alive(leader.pid), 30)  # the tree is seen
+        oslayer.terminate_group(leader.pid)
+        leader.wait(30)
+        assert oslayer.process_alive(child) and oslayer.group_alive(leader.pid)
+        oslayer.kill_group(leader.pid)
+        wait_until(lambda: not oslayer.process_alive(child), 30)
+        assert not oslayer.group_alive(leader.pid)
+    finally:
+        leader.kill()
+        leader.wait(30)
+        leader.stdout.close()
+        with contextlib.suppress(ProcessLookupError, ValueError, NameError):
+            os.kill(child, signal.SIGKILL)
+
+
+#: A child that reaches its parent through `oslayer.child_socket` and says hello.
+CONNECTING_CHILD = """
+import sys
+from jupyter_jobs import oslayer
+oslayer.child_socket(sys.argv[1]).sendall(b"hello")
+"""
+
+
+def test_a_child_connects_back_with_its_token_and_an_intruder_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(oslayer, "INHERIT_SOCKETS", False)
+    end = oslayer.parent_end()
+    assert end.child_arg.startswith("tcp:127.0.0.1:")
+    port = int(end.child_arg.rsplit(":", 1)[1])
+    intruder = socket.create_connection(("127.0.0.1", port))
+    intruder.sendall(b"0" * 32)  # the wrong token, first in line
+    child = subprocess.Popen(
+        [sys.executable, "-c", CONNECTING_CHILD, end.child_arg], **end.popen_options
+    )
+    try:
+        end.spawned(child)
+        sock = end.accept(30, lambda: True)
+        assert sock is not None and sock.recv(5) == b"hello"
+        assert intruder.recv(1) == b""  # closed on it
+        sock.close()
+        assert child.wait(30) == 0
+    finally:
+        end.close()
+        intruder.close()
+        child.kill()
+        child.wait(30)
 
 
 def test_filesystem_type_of_real_paths(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import site
-import socket
 import subprocess
 import sys
 import venv
@@ -21,6 +20,7 @@ import pytest
 
 from jupyter_jobs import payload, protocol, rng
 from jupyter_jobs.executors.base import Task
+from jupyter_jobs.executors.processes import spawn_runner
 from jupyter_jobs.models import Kind, Reason, Status
 
 import workers_util as wu
@@ -731,19 +731,15 @@ async def test_a_cells_side_effects_never_reach_the_next_cell(executor, recorder
 
 
 def start_runner(tmp_path: Path) -> tuple[subprocess.Popen, protocol.Channel]:
-    ours, theirs = socket.socketpair()
     env = dict(os.environ)
     root = str(Path(payload.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_jobs.runner", str(theirs.fileno()), str(os.getpid())],
-        pass_fds=(theirs.fileno(),),
-        start_new_session=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    theirs.close()
-    return proc, protocol.Channel(ours)
+    proc, end = spawn_runner(env=env, cwd=str(tmp_path))
+    try:
+        sock = end.accept(30, lambda: proc.poll() is None)
+    finally:
+        end.close()
+    return proc, protocol.Channel(sock)
 
 
 def test_runner_says_ready_and_exits_when_the_executor_goes_away(tmp_path):

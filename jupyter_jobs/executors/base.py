@@ -6,11 +6,16 @@ the `Outcome` it reports. All methods run on the consumer's event loop and must 
 
 from __future__ import annotations
 
-import abc
+import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+
+from traitlets import Float, Integer, TraitError, validate
+from traitlets.config import LoggingConfigurable
 
 from ..models import Kind, Outcome, Progress, Reason
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,36 +57,72 @@ class ExecutorEvents(Protocol):
         that never started, and only from `shutdown`: the claim is given back, not spent."""
 
 
-class Executor(abc.ABC):
+class Executor(LoggingConfigurable):
     """Runs tasks somewhere and reports back through `ExecutorEvents`.
 
     Life: `await start()`, then `await run(task)` while `free_slots() > 0`, `await kill(...)` to
     cancel or time out, `await shutdown()` at the end. Exactly one `on_done` follows every `run`,
     whatever happens to the process (exit, crash, kill, shutdown).
+
+    A traitlets configurable: the Jupyter server builds the class `c.JobsApp.executor_class`
+    names with the app as its parent, so `c.LocalExecutor.cell_linger = 10` or
+    `c.DaskExecutor.scheduler_address = ...` in a Jupyter config file configure it, and keyword
+    arguments set traits too. `log_limit`, `progress_interval` and `kill_grace` are the app's
+    (the store and the consumer follow them as well), handed down by it, not configured here.
     """
 
-    name: str = "base"
+    name: ClassVar[str] = "base"
     #: Whether `on_started` tells when a run's code really begins. Executors that cannot tell
     #: leave it False, and the consumer counts a run as started once `run()` has taken it.
-    reports_start: bool = False
+    reports_start: ClassVar[bool] = False
 
-    def __init__(self, events: ExecutorEvents, max_workers: int) -> None:
+    max_workers = Integer(
+        None,
+        allow_none=True,
+        help="How many jobs run at once (None: the executor's own default). "
+        "`c.JobsApp.max_workers` sets it too.",
+    ).tag(config=True)
+
+    log_limit = Integer(
+        10 * 1024 * 1024,
+        allow_none=True,
+        help="Bytes of log each job may write, capped in the worker (None: no cap).",
+    )
+
+    progress_interval = Float(1.0, help="The fastest a job's progress is reported (seconds).")
+
+    kill_grace = Float(
+        5.0,
+        help="Seconds between SIGTERM and SIGKILL when the executor stops a job on its own "
+        "(a kill or shutdown brings its own grace).",
+    )
+
+    def __init__(
+        self, events: ExecutorEvents, max_workers: int | None = None, **traits: Any
+    ) -> None:
+        if max_workers is not None:
+            traits["max_workers"] = max_workers
+        super().__init__(**traits)
         self.events = events
-        self.max_workers = max_workers
 
-    @abc.abstractmethod
+    @validate("max_workers")
+    def _check_max_workers(self, proposal: dict[str, Any]) -> int | None:
+        if proposal["value"] is not None and proposal["value"] < 1:
+            raise TraitError("max_workers must be at least 1")
+        return proposal["value"]
+
     async def start(self) -> None:
         """Get ready to run (start warm workers, connect to a cluster)."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def free_slots(self) -> int:
         """How many more tasks `run` accepts right now."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     async def run(self, task: Task) -> None:
         """Start the task; return once it is dispatched (not when it finishes)."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     async def kill(self, job_id: int, reason: Reason | None, grace: float) -> None:
         """End the task's whole process tree: SIGTERM, `grace` seconds, then SIGKILL.
 
@@ -89,13 +130,22 @@ class Executor(abc.ABC):
         `Reason.INTERRUPTED` make the outcome `failed` with that reason. Returns once the process
         is gone and `on_done` has been called. Unknown or finished job: no-op.
         """
+        raise NotImplementedError
 
-    @abc.abstractmethod
     async def shutdown(self, grace: float) -> None:
         """Stop every task and release workers. A started task ends `failed`, reason
         `interrupted`; one that never started (an executor with `reports_start` can tell) ends
         `queued`, reason `interrupted`, error `NotStarted`, so that its job is queued again
         without counting the attempt."""
+        raise NotImplementedError
+
+    def _notify(self, method: str, task: Task, *value: Any) -> None:
+        """Call `events.<method>` for `task`'s attempt. A callback that raises is logged, not
+        raised: it must not leave the executor's own bookkeeping half done."""
+        try:
+            getattr(self.events, method)(task.job_id, task.attempt, *value)
+        except Exception:
+            log.exception("%s for job %s raised", method, task.job_id)
 
     def running(self) -> list[tuple[int, int]]:
         """(job_id, attempt) of every task this executor currently runs."""

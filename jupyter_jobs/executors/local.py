@@ -1,8 +1,10 @@
 """Worker processes on this machine, kept warm so that a job starts without waiting for Python.
 
-Each worker is `python -m jupyter_jobs.runner` in its own session (so a kill reaches the job's
-whole process tree through its process group), connected by a socket pair. The executor never
-unpickles: it moves opaque bytes between the consumer and the runner.
+Each worker is `python -m jupyter_jobs.runner` in its own process group (so a kill reaches the
+job's whole process tree), connected by a socket (see `processes.spawn_runner`). The executor
+never unpickles: it moves opaque bytes between the consumer and the runner. Its workers live in a
+`WorkerPool` (pool.py); what a run is waiting for and where it went is this module's business:
+the backlog, the jobs sent ahead to busy workers and taken back by idle ones.
 
 Process exit is watched directly (a pidfd on Linux, a waiting thread elsewhere), so a worker that
 dies under a job is reported at once as `worker_lost` with its signal or exit code, and a fresh
@@ -16,7 +18,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,18 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from traitlets import Bool, Float, Unicode, default
+
 from .. import protocol
-from ..models import JobError, Kind, Outcome, Progress, Reason, Status, now
-from ..oslayer import new_group_options
+from ..models import Kind, Outcome, Progress, Reason, Status, now
+from ..oslayer import ParentEnd, kill_group
+from ..protocol import FrameType, WorkerState
 from .base import Executor, ExecutorEvents, Task
+from .pool import Worker, WorkerPool
 from .processes import (
     describe_exit,
+    done_outcome,
     failed_outcome,
-    group_alive,
     kill_outcome,
     last_words,
     not_started_outcome,
-    signal_group,
+    spawn_runner,
+    stop_group_async,
 )
 
 log = logging.getLogger(__name__)
@@ -56,12 +62,12 @@ class WorkerStartError(Exception):
 
 
 @dataclass(eq=False)
-class _Run:
+class Run:
     """One task from `run` until its single `on_done`."""
 
     task: Task
-    worker: _Worker | None = None  # the worker it was sent to
-    waiting_on: _Worker | None = None  # the starting worker reserved for it
+    worker: Worker | None = None  # the worker it was sent to
+    waiting_on: Worker | None = None  # the starting worker reserved for it
     dispatcher: asyncio.Task | None = None
     started_at: float | None = None  # loop time its code began in a worker; None: never began
     killing: bool = False
@@ -69,63 +75,34 @@ class _Run:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-@dataclass(eq=False)
-class _Worker:
-    """One runner process and what the executor knows about it."""
-
-    interpreter: str
-    proc: subprocess.Popen
-    ready: asyncio.Future
-    exited: asyncio.Future
-    state: str = "starting"  # starting -> idle <-> busy -> retiring -> dead
-    kernel: str | None = None  # idle, kept for this kernel's next cell (see `cell_linger`)
-    kept_since: float = 0.0  # loop time it was kept since
-    doomed: bool = False  # being stopped: whatever it starts from now on is taken back
-    reserved: bool = False  # a waiting run takes it once it is ready
-    run: _Run | None = None  # the run it is executing
-    ahead: deque[_Run] = field(default_factory=deque)  # sent ahead, not started yet, in order
-    withdrawn: dict[int, float] = field(default_factory=dict)  # killed: job id -> kill grace
-    reclaimed: dict[int, _Run] = field(default_factory=dict)  # asked back, for an idle worker
-    stopper: asyncio.Task | None = None  # stops it when a withdrawn run started anyway
-    writer: asyncio.StreamWriter | None = None
-    stderr_tail: bytes = b""
-    exit_text: str | None = None
-    gone: asyncio.Event = field(default_factory=asyncio.Event)
-    supervisor: asyncio.Task | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def spare(self) -> bool:
-        return self.state in ("starting", "idle") and not self.reserved and self.kernel is None
-
-    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
-        self.send_frames([(header, body)])
-
-    def send_frames(self, frames: list[protocol.Frame]) -> None:
-        """One write, so one system call and one wake-up of the worker, for all `frames`."""
-        assert self.writer is not None
-        self.writer.write(b"".join(protocol.encode_head(h, len(b)) + b for h, b in frames))
-
-
 class LocalExecutor(Executor):
     """Runs each task in a warm worker process of the task's interpreter.
 
-    `log_limit` caps each job's log inside the worker (bytes, None for no cap), so a job that
-    prints gigabytes costs nothing downstream; `progress_interval` is the fastest a job's
-    progress is reported (seconds); `start_timeout` bounds a worker's start-up. The kill grace
-    comes with each `kill()` and `shutdown()` call, as the Executor interface has it.
-
-    `cell_linger`: how long (seconds) a worker that ran a cell job stays for the next cell of
-    the same kernel (the cell's `kernel` option), which then starts at once in a process that
-    has the kernel's imports, as the next cell does in a kernel. A worker kept so takes nothing
-    else, and gives way (it retires) when its room is wanted for a spare; 0 retires it at once.
+    The kill grace comes with each `kill()` and `shutdown()` call, as the Executor interface has
+    it. The workers live in `pool` (a `WorkerPool`: each worker's state, what runs or waits in it).
     """
 
     name = "local"
     reports_start = True  # a run sent ahead starts when its worker says "start"
+
+    interpreter = Unicode(
+        help="The Python that runs jobs which name none (default: the server's own)."
+    ).tag(config=True)
+
+    warm_workers = Bool(
+        True, help="Keep a spare worker started, so that the next job need not wait for one."
+    ).tag(config=True)
+
+    start_timeout = Float(60.0, help="Seconds a worker may take to start.").tag(config=True)
+
+    cell_linger = Float(
+        60.0,
+        min=0.0,
+        help="""Seconds a worker that ran a notebook's %%job cell waits for that kernel's next
+        cell (the cell's `kernel` option), which then starts at once in a process that has the
+        kernel's imports, as the next cell does in a kernel. A waiting worker takes nothing else
+        and gives way (it retires) when its room is wanted for a spare; 0 retires it at once.""",
+    ).tag(config=True)
 
     #: How much work (seconds, by the moving average of recent jobs' run time) each worker may
     #: have waiting behind its current job. For very short jobs the cost of fetching the next one
@@ -141,38 +118,23 @@ class LocalExecutor(Executor):
     #: one wake-up). An idle worker takes back those waiting behind a long job.
     send_ahead = 4
 
+    @default("interpreter")
+    def _default_interpreter(self) -> str:
+        return sys.executable
+
     def __init__(
-        self,
-        events: ExecutorEvents,
-        max_workers: int | None = None,
-        *,
-        interpreter: str | None = None,
-        warm_workers: bool = True,
-        env: dict[str, str] | None = None,
-        log_limit: int | None = 10 * 1024 * 1024,
-        progress_interval: float = 1.0,
-        start_timeout: float = 60.0,
-        cell_linger: float = 60.0,
+        self, events: ExecutorEvents, max_workers: int | None = None, **traits: Any
     ) -> None:
-        if max_workers is None:
-            max_workers = os.cpu_count() or 1
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
-        super().__init__(events, max_workers)
-        self.interpreter = interpreter or sys.executable
-        self.warm_workers = warm_workers
-        self.log_limit = log_limit
-        self.progress_interval = progress_interval
-        self.start_timeout = start_timeout
-        self.cell_linger = cell_linger
-        self._base_env = dict(os.environ if env is None else env)
+        super().__init__(events, max_workers, **traits)
+        if self.max_workers is None:
+            self.max_workers = os.cpu_count() or 1
+        self.pool = WorkerPool()
+        #: Moving average of recent successful jobs' run time (seconds); None until one ran.
+        self.recent_run_time: float | None = None
         self._env: dict[str, str] = {}
         self._link_dir: str | None = None
-        self._workers: list[_Worker] = []
-        self._runs: dict[int, _Run] = {}
-        self._backlog: deque[_Run] = deque()  # accepted, waiting for a worker of the pool
-        self._ahead = 0  # runs sent ahead to busy workers, not started yet
-        self._duration: float | None = None  # moving average of recent jobs' run time
+        self._runs: dict[int, Run] = {}
+        self._backlog: deque[Run] = deque()  # accepted, waiting for a worker of the pool
         self._warm: list[str] = [self.interpreter]  # interpreters that keep a spare worker
         self._started = False
         self._closing = False
@@ -186,9 +148,13 @@ class LocalExecutor(Executor):
         # Workers import jupyter_jobs through a directory that holds only a link to this
         # package: any interpreter runs the very code the server runs, and nothing else leaks.
         self._link_dir = tempfile.mkdtemp(prefix="jupyter_jobs-")
-        os.symlink(_PACKAGE_DIR, Path(self._link_dir, "jupyter_jobs"))
-        paths = [p for p in self._base_env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        self._env = {**self._base_env, "PYTHONPATH": os.pathsep.join([*paths, self._link_dir])}
+        try:
+            os.symlink(_PACKAGE_DIR, Path(self._link_dir, "jupyter_jobs"))
+            importable = self._link_dir
+        except OSError:  # Windows without the right to make links: the package's own parent
+            importable = str(_PACKAGE_DIR.parent)
+        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        self._env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, importable])}
         self._ensure_spares()
 
     def free_slots(self) -> int:
@@ -197,18 +163,22 @@ class LocalExecutor(Executor):
         return max(0, self.max_workers + self._prefetch() - len(self._runs))
 
     def _prefetch(self) -> int:
-        if self._duration is None:
+        if self.recent_run_time is None:
             return 0
-        per_worker = self.prefetch_seconds / max(self._duration, 1e-6)
+        per_worker = self.prefetch_seconds / max(self.recent_run_time, 1e-6)
         return self.max_workers * min(self.prefetch_limit, int(per_worker))
 
     def _active(self) -> int:
         """Workers taken: by a run, by runs sent ahead to it, or reserved for a waiting run."""
-        between = sum(1 for w in self._workers if w.run is None and _has_queue(w))
-        return len(self._runs) - len(self._backlog) - self._ahead + between
+        pool = self.pool
+        return len(self._runs) - len(self._backlog) - pool.sent_ahead() + pool.between_jobs()
 
     def running(self) -> list[tuple[int, int]]:
         return [(run.task.job_id, run.task.attempt) for run in self._runs.values()]
+
+    def waiting(self) -> list[int]:
+        """Job ids taken by `run` that are in no worker yet, in the order they will go to one."""
+        return [run.task.job_id for run in self._backlog]
 
     def capabilities(self) -> dict[str, Any]:
         return {**super().capabilities(), "max_workers": self.max_workers}
@@ -222,12 +192,12 @@ class LocalExecutor(Executor):
         # run times): what it claimed then is still taken, and waits in the backlog.
         if self._closing or len(self._runs) >= self.max_workers * (1 + self.prefetch_limit):
             raise RuntimeError("no free worker slot: check free_slots() before run()")
-        run = _Run(task)
+        run = Run(task)
         self._runs[task.job_id] = run
         interpreter = task.interpreter or self.interpreter
         if interpreter not in self._warm:
             self._warm.append(interpreter)
-        worker = self._idle_worker(interpreter, _kernel_of(task))
+        worker = self.pool.idle(interpreter, _kernel_of(task))
         if self._active() > self.max_workers:  # counting this run: every worker is taken
             self._backlog.append(run)
             self._send_ahead()
@@ -267,22 +237,21 @@ class LocalExecutor(Executor):
         else:
             self._finish(run, kill_outcome(reason, exit_text))
 
-    def _withdraw(self, run: _Run, worker: _Worker, grace: float) -> None:
+    def _withdraw(self, run: Run, worker: Worker, grace: float) -> None:
         """Take back a run sent ahead, for good. It ends now; the worker drops it when it reads
         "skip". Should it have started it already, its "start" frame tells, and the worker is
         stopped then."""
         job_id = run.task.job_id
         if worker.reclaimed.pop(job_id, None) is None:  # else "skip" is on its way already
             worker.ahead.remove(run)
-            self._ahead -= 1
-            worker.send({"t": "skip", "job_id": job_id})
+            worker.send({"t": FrameType.SKIP.value, "job_id": job_id})
         worker.withdrawn[job_id] = grace
         run.worker = None
 
     async def shutdown(self, grace: float) -> None:
         self._closing = True
         await asyncio.gather(*(self.kill(j, Reason.INTERRUPTED, grace) for j in list(self._runs)))
-        workers = [w for w in self._workers if w.state != "dead"]
+        workers = [w for w in self.pool if w.state is not WorkerState.DEAD]
         await asyncio.gather(*(self._terminate(w, grace) for w in workers))
         if self._link_dir:
             shutil.rmtree(self._link_dir, ignore_errors=True)
@@ -290,89 +259,76 @@ class LocalExecutor(Executor):
 
     # -- dispatch -------------------------------------------------------------------------
 
-    def _idle_worker(self, interpreter: str, kernel: str | None = None) -> _Worker | None:
-        """An idle worker of `interpreter`: the one kept for `kernel` (a cell's), else one
-        kept for nobody."""
-        idle = [
-            w
-            for w in self._workers
-            if w.interpreter == interpreter and w.state == "idle" and not w.reserved
-        ]
-        kept = next((w for w in idle if kernel is not None and w.kernel == kernel), None)
-        return kept or next((w for w in idle if w.kernel is None), None)
-
-    async def _dispatch(self, run: _Run, worker: _Worker) -> None:
+    async def _dispatch(self, run: Run, worker: Worker) -> None:
         self._send_job(run, worker)
         # A worker dying right now fails the drain; its exit reports the run as worker_lost.
         with contextlib.suppress(ConnectionError):
             await worker.writer.drain()
 
-    def _send_job(self, run: _Run, worker: _Worker) -> None:
-        worker.state, worker.run, run.worker = "busy", run, worker
+    def _send_job(self, run: Run, worker: Worker) -> None:
+        worker.state, worker.run, run.worker = WorkerState.BUSY, run, worker
         worker.kernel = None  # busy; kept again once done, if it is a cell's
         worker.send(self._job_header(run.task), run.task.payload)
         self._report_start(run)
 
-    def _report_start(self, run: _Run) -> None:
+    def _report_start(self, run: Run) -> None:
         """The run's code begins now (sent to an idle worker, or its "start" came): its one
         on_started. A run that starts in a doomed worker never gets here (see `_on_ahead`)."""
         run.started_at = asyncio.get_running_loop().time()
-        self._notify("on_started", run)
+        self._notify("on_started", run.task)
 
     def _reclaim(self) -> None:
         """With nothing left in the backlog, an idle worker takes a run sent ahead to a busy
         one, which may be stuck on a long job: the busy worker is asked for it back."""
         if self._backlog or self._closing:
             return
-        for worker in self._workers:
+        for worker in self.pool:
             if self._active() >= self.max_workers:
                 return  # an idle spare beyond the slots takes nothing
-            if worker.state != "idle" or worker.reserved or worker.kernel is not None:
+            if worker.state is not WorkerState.IDLE or worker.reserved or worker.kernel is not None:
                 continue
             donors = [
                 w
-                for w in self._workers
+                for w in self.pool
                 if w.ahead and not w.doomed and w.interpreter == worker.interpreter
             ]
             if not donors:
                 continue
             donor = max(donors, key=lambda w: len(w.ahead))
             run = donor.ahead.pop()  # the one it would start last
-            self._ahead -= 1
             donor.reclaimed[run.task.job_id] = run
-            donor.send({"t": "skip", "job_id": run.task.job_id})
+            donor.send({"t": FrameType.SKIP.value, "job_id": run.task.job_id})
 
-    def _takes_ahead(self, worker: _Worker, interpreter: str, batches: dict) -> bool:
+    def _takes_ahead(self, worker: Worker, interpreter: str, batches: dict) -> bool:
         current = worker.run
         if current is not None and Kind(current.task.kind) is Kind.CELL:
             return False  # its worker then waits for the kernel's next cell, or retires
         room = self.send_ahead - len(worker.ahead)
         return (
-            worker.state == "busy"
+            worker.state is WorkerState.BUSY
             and worker.interpreter == interpreter
             and room > 0
             and (worker in batches or room >= (self.send_ahead + 1) // 2)
         )
 
     def _job_header(self, task: Task) -> dict[str, Any]:
-        return {
-            "t": "job",
-            "job_id": task.job_id,
-            "attempt": task.attempt,
-            "kind": Kind(task.kind).value,
-            "name": task.name,
-            "cwd": task.cwd,
-            "options": task.options,
-            "progress_interval": self.progress_interval,
-            "log_limit": self.log_limit,
-        }
+        return protocol.job_header(
+            job_id=task.job_id,
+            attempt=task.attempt,
+            kind=Kind(task.kind).value,
+            name=task.name,
+            cwd=task.cwd,
+            options=task.options,
+            log_limit=self.log_limit,
+            progress_interval=self.progress_interval,
+        )
 
     def _take_backlog(self) -> None:
         """Hand waiting runs to the workers that came free, then send some ahead."""
         while self._backlog and self._active() < self.max_workers:
             run = self._backlog.popleft()
             interpreter = run.task.interpreter or self.interpreter
-            worker = self._idle_worker(interpreter, _kernel_of(run.task))
+            worker = self.pool.idle(interpreter, _kernel_of(run.task))
             if worker is not None:
                 self._send_job(run, worker)
             else:
@@ -388,28 +344,27 @@ class LocalExecutor(Executor):
         """
         if self._closing or not self._prefetch():
             return
-        batches: dict[_Worker, list[protocol.Frame]] = {}
+        batches: dict[Worker, list[protocol.Frame]] = {}
         while self._backlog:
             run = self._backlog[0]
             if Kind(run.task.kind) is not Kind.FUNCTION:
                 break
             interpreter = run.task.interpreter or self.interpreter
-            workers = [w for w in self._workers if self._takes_ahead(w, interpreter, batches)]
+            workers = [w for w in self.pool if self._takes_ahead(w, interpreter, batches)]
             if not workers:
                 break
             worker = min(workers, key=lambda w: len(w.ahead))
             self._backlog.popleft()
             worker.ahead.append(run)
             run.worker = worker
-            self._ahead += 1
             frame = ({**self._job_header(run.task), "queued": True}, run.task.payload)
             batches.setdefault(worker, []).append(frame)
         for worker, frames in batches.items():
             worker.send_frames(frames)
 
-    def _wait_for_worker(self, run: _Run, interpreter: str) -> None:
+    def _wait_for_worker(self, run: Run, interpreter: str) -> None:
         """Reserve a starting spare of the interpreter (or start a worker) and run when ready."""
-        worker = next((w for w in self._workers if w.interpreter == interpreter and w.spare), None)
+        worker = self.pool.spare(interpreter)
         if worker is None:
             try:
                 worker = self._start_worker(interpreter)
@@ -422,7 +377,7 @@ class LocalExecutor(Executor):
         run.waiting_on = worker
         run.dispatcher = asyncio.create_task(self._dispatch_when_ready(run, worker))
 
-    async def _dispatch_when_ready(self, run: _Run, worker: _Worker) -> None:
+    async def _dispatch_when_ready(self, run: Run, worker: Worker) -> None:
         try:
             await asyncio.shield(worker.ready)
         except WorkerStartError as exc:
@@ -432,13 +387,13 @@ class LocalExecutor(Executor):
             return
         finally:
             worker.reserved = False
-        if worker.state != "idle":  # it died between saying ready and getting the job
+        if worker.state is not WorkerState.IDLE:  # it died between saying ready and getting the job
             message = f"the worker process (pid {worker.pid}) died: {worker.exit_text}"
             self._finish(run, failed_outcome(Reason.WORKER_LOST, "WorkerLost", message))
             return
         await self._dispatch(run, worker)
 
-    def _finish(self, run: _Run, outcome: Outcome) -> None:
+    def _finish(self, run: Run, outcome: Outcome) -> None:
         """The single on_done of a run."""
         if run.reported:
             return
@@ -448,22 +403,14 @@ class LocalExecutor(Executor):
             run.worker.run = None
         if run.started_at is not None and outcome.status is Status.SUCCEEDED:
             took = asyncio.get_running_loop().time() - run.started_at
-            self._duration = took if self._duration is None else 0.8 * self._duration + 0.2 * took
+            recent = self.recent_run_time
+            self.recent_run_time = took if recent is None else 0.8 * recent + 0.2 * took
         run.finished.set()
-        self._notify("on_done", run, outcome)
+        self._notify("on_done", run.task, outcome)
         if not self._closing:
             self._take_backlog()
 
-    def _notify(self, method: str, run: _Run, *value: Any) -> None:
-        try:
-            getattr(self.events, method)(run.task.job_id, run.task.attempt, *value)
-        except Exception:
-            log.exception("%s for job %s raised", method, run.task.job_id)
-
     # -- workers --------------------------------------------------------------------------
-
-    def _live(self) -> list[_Worker]:
-        return [w for w in self._workers if w.state in ("starting", "idle", "busy")]
 
     def _cap(self) -> int:
         # One spare per warm interpreter on top of the slots: workers coming back from
@@ -475,7 +422,7 @@ class LocalExecutor(Executor):
         if self._closing or not self.warm_workers:
             return
         for interpreter in list(self._warm):
-            live = self._live()
+            live = self.pool.live()
             if any(w.spare and w.interpreter == interpreter for w in live):
                 continue
             if len(live) >= self._cap() and not self._release_kept():
@@ -494,70 +441,58 @@ class LocalExecutor(Executor):
     def _trim_idle(self) -> None:
         """Retire idle workers beyond the cap: those kept for a kernel first (the longest
         kept first), then those of non-default interpreters."""
-        excess = len(self._live()) - self._cap()
-        idle = [w for w in self._workers if w.state == "idle" and not w.reserved]
+        excess = len(self.pool.live()) - self._cap()
+        idle = [w for w in self.pool if w.state is WorkerState.IDLE and not w.reserved]
         idle.sort(key=lambda w: (w.kernel is None, w.kept_since, w.interpreter == self.interpreter))
         for worker in idle[: max(0, excess)]:
             self._retire(worker)
 
-    def _retire(self, worker: _Worker) -> None:
-        worker.state, worker.kernel = "retiring", None
-        worker.send({"t": "exit"})
+    def _retire(self, worker: Worker) -> None:
+        worker.state, worker.kernel = WorkerState.RETIRING, None
+        worker.send({"t": FrameType.EXIT.value})
 
-    def _keep(self, worker: _Worker, kernel: str) -> None:
+    def _keep(self, worker: Worker, kernel: str) -> None:
         """After a cell: the worker waits for its kernel's next cell, `cell_linger` at most."""
         loop = asyncio.get_running_loop()
-        worker.state, worker.kernel, worker.kept_since = "idle", kernel, loop.time()
+        worker.state, worker.kernel, worker.kept_since = WorkerState.IDLE, kernel, loop.time()
         loop.call_later(self.cell_linger, self._linger_ended, worker, worker.kept_since)
 
-    def _linger_ended(self, worker: _Worker, since: float) -> None:
-        if worker.state == "idle" and worker.kernel is not None and worker.kept_since == since:
+    def _linger_ended(self, worker: Worker, since: float) -> None:
+        kept = worker.state is WorkerState.IDLE and worker.kernel is not None
+        if kept and worker.kept_since == since:
             self._retire(worker)
             self._ensure_spares()
 
     def _release_kept(self) -> bool:
         """Make room: retire the worker kept longest for a kernel (False if none is)."""
-        kept = [w for w in self._workers if w.state == "idle" and w.kernel is not None]
+        kept = self.pool.kept()
         if not kept:
             return False
         self._retire(min(kept, key=lambda w: w.kept_since))
         return True
 
-    def _start_worker(self, interpreter: str) -> _Worker:
-        parent_sock, child_sock = socket.socketpair()
-        fd = child_sock.fileno()
-        try:
-            proc = subprocess.Popen(
-                [interpreter, "-m", "jupyter_jobs.runner", str(fd), str(os.getpid())],
-                pass_fds=(fd,),
-                **new_group_options(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env=self._env,
-            )
-        except OSError:
-            parent_sock.close()
-            raise
-        finally:
-            child_sock.close()
+    def _start_worker(self, interpreter: str) -> Worker:
+        proc, end = spawn_runner(interpreter, stderr=subprocess.PIPE, env=self._env)
         loop = asyncio.get_running_loop()
-        worker = _Worker(interpreter, proc, loop.create_future(), _exit_future(proc, loop))
+        worker = Worker(interpreter, proc, loop.create_future(), _exit_future(proc, loop))
         # Nobody may be waiting when a spare fails to start; the exit is logged instead.
         worker.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._workers.append(worker)
-        worker.supervisor = asyncio.create_task(self._supervise(worker, parent_sock))
+        self.pool.add(worker)
+        worker.supervisor = asyncio.create_task(self._supervise(worker, end))
         return worker
 
-    async def _supervise(self, worker: _Worker, sock: socket.socket) -> None:
+    async def _supervise(self, worker: Worker, end: ParentEnd) -> None:
         """Read the worker's frames and stderr until it exits, then settle its run."""
         loop = asyncio.get_running_loop()
-        reader, worker.writer = await asyncio.open_unix_connection(sock=sock, limit=2**20)
-        readers = [
-            asyncio.create_task(self._read_frames(worker, reader)),
-            asyncio.create_task(self._read_stderr(worker)),
-        ]
         timer = loop.call_later(self.start_timeout, self._start_timed_out, worker)
+        readers = [asyncio.create_task(self._read_stderr(worker))]
+        try:
+            sock = await self._connection(worker, end)
+        finally:
+            end.close()
+        if sock is not None:
+            reader, worker.writer = await asyncio.open_connection(sock=sock, limit=2**20)
+            readers.append(asyncio.create_task(self._read_frames(worker, reader)))
         returncode = await worker.exited
         timer.cancel()
         # Frames written just before the exit are still in flight: take them first. A child
@@ -565,14 +500,32 @@ class LocalExecutor(Executor):
         _, pending = await asyncio.wait(readers, timeout=1.0)
         for task in pending:
             task.cancel()
-        worker.writer.close()
-        worker.state = "dead"
+        if worker.writer is not None:
+            worker.writer.close()
+        worker.state = WorkerState.DEAD
         worker.exit_text = describe_exit(returncode)
-        self._workers.remove(worker)
+        self.pool.remove(worker)
         self._on_exit(worker, worker.exit_text)
         worker.gone.set()
 
-    def _on_exit(self, worker: _Worker, exit_text: str) -> None:
+    async def _connection(self, worker: Worker, end: ParentEnd) -> socket.socket | None:
+        """The worker's socket once it is there; None if it exited first (or a start timeout
+        stopped it)."""
+        accepting = asyncio.ensure_future(end.accept_async())
+        await asyncio.wait({accepting, worker.exited}, return_when=asyncio.FIRST_COMPLETED)
+        if not accepting.done():
+            accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await accepting
+            return None
+        try:
+            return accepting.result()
+        except OSError as exc:
+            log.error("worker %d: its channel could not be set up: %s", worker.pid, exc)
+            kill_group(worker.pid)
+            return None
+
+    def _on_exit(self, worker: Worker, exit_text: str) -> None:
         output = worker.stderr_tail.decode(errors="replace").strip()
         words = last_words(output)
         said = f": {words}" if words else ""
@@ -595,12 +548,11 @@ class LocalExecutor(Executor):
             self._take_backlog()
         self._ensure_spares()
 
-    def _take_back(self, worker: _Worker) -> None:
+    def _take_back(self, worker: Worker) -> None:
         """The runs sent ahead to a worker that is gone never started (or began only after it
         was doomed, and were cut short through no fault of theirs): they go back to the front
         of the backlog."""
         back = [*worker.reclaimed.values(), *worker.ahead]
-        self._ahead -= len(worker.ahead)
         worker.ahead.clear()
         worker.withdrawn.clear()
         worker.reclaimed.clear()
@@ -608,7 +560,7 @@ class LocalExecutor(Executor):
             run.worker = None
         self._backlog.extendleft(reversed(back))
 
-    def _start_timed_out(self, worker: _Worker) -> None:
+    def _start_timed_out(self, worker: Worker) -> None:
         if not worker.ready.done():
             worker.ready.set_exception(
                 WorkerStartError(
@@ -616,9 +568,9 @@ class LocalExecutor(Executor):
                     f"{self.start_timeout:g} s"
                 )
             )
-            signal_group(worker.pid, signal.SIGKILL)
+            kill_group(worker.pid)
 
-    async def _read_frames(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
+    async def _read_frames(self, worker: Worker, reader: asyncio.StreamReader) -> None:
         try:
             while (frame := await protocol.read_frame(reader)) is not None:
                 self._on_frame(worker, *frame)
@@ -627,65 +579,69 @@ class LocalExecutor(Executor):
         except Exception:
             # A worker that speaks nonsense cannot be trusted with its job: end it.
             log.exception("worker %d sent a bad frame; killing it", worker.pid)
-            signal_group(worker.pid, signal.SIGKILL)
+            kill_group(worker.pid)
 
-    async def _read_stderr(self, worker: _Worker) -> None:
-        """The runner's own diagnostics (import errors, crashes): logged and kept for errors."""
+    async def _read_stderr(self, worker: Worker) -> None:
+        """The runner's own diagnostics (import errors, crashes): logged and kept for errors.
+
+        A thread reads the pipe: not every event loop can watch one (Windows' cannot)."""
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), worker.proc.stderr
-        )
-        try:
-            while chunk := await reader.read(65536):
-                worker.stderr_tail = (worker.stderr_tail + chunk)[-_STDERR_TAIL:]
-                log.warning("worker %d: %s", worker.pid, chunk.decode(errors="replace").rstrip())
-        finally:
-            transport.close()
+        chunks: asyncio.Queue[bytes] = asyncio.Queue()
 
-    def _on_frame(self, worker: _Worker, header: dict[str, Any], body: bytes) -> None:
+        def read() -> None:
+            with worker.proc.stderr as stream, contextlib.suppress(RuntimeError):  # loop closed
+                while chunk := stream.read1(65536):
+                    loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+                loop.call_soon_threadsafe(chunks.put_nowait, b"")
+
+        threading.Thread(target=read, name=f"stderr-{worker.pid}", daemon=True).start()
+        while chunk := await chunks.get():
+            worker.stderr_tail = (worker.stderr_tail + chunk)[-_STDERR_TAIL:]
+            log.warning("worker %d: %s", worker.pid, chunk.decode(errors="replace").rstrip())
+
+    def _on_frame(self, worker: Worker, header: dict[str, Any], body: bytes) -> None:
         kind = header["t"]
-        if kind == "ready":
-            if worker.state == "starting":
-                worker.state = "idle"
+        if kind == FrameType.READY:
+            if worker.state is WorkerState.STARTING:
+                worker.state = WorkerState.IDLE
             if not worker.ready.done():
                 worker.ready.set_result(None)
             self._reclaim()
             return
-        if kind == "exit":
-            worker.state = "retiring"
+        if kind == FrameType.EXIT:
+            worker.state = WorkerState.RETIRING
             return
-        if kind in ("start", "skipped"):
+        if kind == FrameType.START or kind == FrameType.SKIPPED:
             self._on_ahead(worker, kind, header.get("job_id"))
             return
         run = worker.run
         if run is None or run.reported:
             return
-        if kind == "log":
-            self._notify("on_log", run, body)
-        elif kind == "progress":
+        if kind == FrameType.LOG:
+            self._notify("on_log", run.task, body)
+        elif kind == FrameType.PROGRESS:
             progress = Progress(header["done"], header.get("total"), header.get("message"), now())
-            self._notify("on_progress", run, progress)
-        elif kind == "done":
+            self._notify("on_progress", run.task, progress)
+        elif kind == FrameType.DONE:
             worker.run = None
             kernel = _kernel_of(run.task)
             if worker.doomed:
-                worker.state = "retiring"
+                worker.state = WorkerState.RETIRING
             elif Kind(run.task.kind) is Kind.CELL:
                 if kernel and self.cell_linger > 0 and not self._closing:
                     self._keep(worker, kernel)
                 else:
                     self._retire(worker)
             else:
-                worker.state = "busy" if _has_queue(worker) else "idle"
+                worker.state = WorkerState.BUSY if worker.has_queue else WorkerState.IDLE
             if not run.killing:  # a kill decides the outcome once it has begun
-                self._finish(run, _done_outcome(header, body))
+                self._finish(run, done_outcome(protocol.done_fields(header, body)))
                 self._trim_idle()
                 self._ensure_spares()
         else:
             raise protocol.ProtocolError(f"unexpected {kind!r} frame from a worker")
 
-    def _on_ahead(self, worker: _Worker, kind: str, job_id: Any) -> None:
+    def _on_ahead(self, worker: Worker, kind: str, job_id: Any) -> None:
         """A run sent ahead started, or one asked back was given back or started anyway."""
         if worker.doomed:
             # What it starts now is cut short: it stays in `ahead` (or `reclaimed`), unstarted
@@ -693,7 +649,7 @@ class LocalExecutor(Executor):
             return
         if job_id in worker.withdrawn:
             grace = worker.withdrawn.pop(job_id)
-            if kind == "start":  # it read "skip" too late: stop it like any running job
+            if kind == FrameType.START:  # it read "skip" too late: stop it like any running job
                 self._doom(worker)
                 worker.stopper = asyncio.create_task(self._terminate(worker, grace))
                 self._take_backlog()  # its slot is free: nothing of ours runs there any more
@@ -703,7 +659,7 @@ class LocalExecutor(Executor):
             return
         if job_id in worker.reclaimed:
             run = worker.reclaimed.pop(job_id)
-            if kind == "start":  # too late to move it: it runs here
+            if kind == FrameType.START:  # too late to move it: it runs here
                 self._begin(worker, run)
             else:
                 run.worker = None
@@ -712,43 +668,34 @@ class LocalExecutor(Executor):
                 self._take_backlog()
             return
         run = worker.ahead[0] if worker.ahead else None
-        if kind != "start" or run is None or run.task.job_id != job_id:
+        if kind != FrameType.START or run is None or run.task.job_id != job_id:
             raise protocol.ProtocolError(f"{kind!r} of job {job_id!r}, which it was not sent")
         worker.ahead.popleft()
-        self._ahead -= 1
         self._begin(worker, run)
 
-    def _begin(self, worker: _Worker, run: _Run) -> None:
+    def _begin(self, worker: Worker, run: Run) -> None:
         worker.run = run
         self._report_start(run)
         self._send_ahead()
 
-    def _settle(self, worker: _Worker) -> None:
+    def _settle(self, worker: Worker) -> None:
         """A worker between jobs with nothing more to start is idle."""
-        if worker.state == "busy" and worker.run is None and not _has_queue(worker):
-            worker.state = "idle"
+        if worker.state is WorkerState.BUSY and worker.run is None and not worker.has_queue:
+            worker.state = WorkerState.IDLE
 
-    def _doom(self, worker: _Worker) -> None:
+    def _doom(self, worker: Worker) -> None:
         """From the decision to stop a worker on, it takes no job and starts nothing for us."""
         worker.doomed = True
-        if worker.state != "dead":
-            worker.state = "retiring"
+        if worker.state is not WorkerState.DEAD:
+            worker.state = WorkerState.RETIRING
 
-    async def _terminate(self, worker: _Worker, grace: float) -> str:
+    async def _terminate(self, worker: Worker, grace: float) -> str:
         """SIGTERM to the worker's process group, up to `grace` seconds, then SIGKILL.
 
         The worker is doomed before the first await, so no frame read meanwhile can hand it work.
         """
         self._doom(worker)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        signal_group(worker.pid, signal.SIGTERM)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(worker.exited), grace)
-        # The leader may be gone while children that ignore SIGTERM live on.
-        while group_alive(worker.pid) and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        signal_group(worker.pid, signal.SIGKILL)
+        await stop_group_async(worker.pid, grace)
         returncode = await asyncio.shield(worker.exited)
         await worker.gone.wait()
         return describe_exit(returncode)
@@ -758,26 +705,6 @@ def _kernel_of(task: Task) -> str | None:
     """The kernel a cell job came from (the `kernel` option its magic sets), else None."""
     kernel = task.options.get("kernel") if Kind(task.kind) is Kind.CELL else None
     return kernel if isinstance(kernel, str) and kernel else None
-
-
-def _has_queue(worker: _Worker) -> bool:
-    """Whether the worker will start (or may start) another run once its current one ends."""
-    return bool(worker.ahead or worker.withdrawn or worker.reclaimed)
-
-
-def _done_outcome(header: dict[str, Any], body: bytes) -> Outcome:
-    result_len = header.get("result_len", 0)
-    outputs_len = header.get("outputs_len", 0)
-    error = header.get("error")
-    return Outcome(
-        status=Status(header["status"]),
-        reason=Reason(header["reason"]) if header.get("reason") else None,
-        error=JobError(error["type"], error["message"], error.get("traceback", ""))
-        if error
-        else None,
-        result=body[:result_len] if header.get("has_result") else None,
-        outputs=body[result_len : result_len + outputs_len] if header.get("has_outputs") else None,
-    )
 
 
 def _exit_future(proc: subprocess.Popen, loop: asyncio.AbstractEventLoop) -> asyncio.Future:

@@ -3,7 +3,8 @@
 `pip install jupyter_jobs` enables it (jupyter-config/jupyter_server_config.d/jupyter_jobs.json),
 so `jupyter lab`, `jupyter notebook` and `jupyter server` all host the job queue with nothing to
 configure. Configuration is traitlets on `JobsApp` (`c.JobsApp.max_workers = 4`), passed down as
-plain arguments: nothing below this module reads config.
+plain arguments (or, for the executor, as its parent: `c.LocalExecutor`, `c.DaskExecutor`); nothing
+else below this module reads config.
 
 Life: the store is opened when the extension loads; the consumer starts on the server's running
 event loop (`_start_jupyter_server_extension`) and stops in `stop_extension`, which jupyter_server
@@ -18,16 +19,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import inspect
 import os
+import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
+from jupyter_core.paths import jupyter_config_path
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from jupyter_server.utils import url_path_join
-from traitlets import Float, Integer, TraitError, Unicode, default, validate
+from traitlets import Float, Integer, TraitError, Type, Unicode, default, observe, validate
+from traitlets.config import Application, Config
 
 from ..consumer import Consumer
 from ..errors import ServerUnavailable, ShuttingDown
@@ -49,7 +52,7 @@ TOKEN_ENV = "JUPYTER_JOBS_TOKEN"
 STORE_THREADS = 4
 
 
-def executor_class(name: str) -> type[Executor]:
+def resolve_executor(name: str) -> type[Executor]:
     """The executor class registered under `name` in the `jupyter_jobs.executors` entry points."""
     found = entry_points(group=EXECUTOR_GROUP, name=name)
     if not found:
@@ -62,6 +65,34 @@ def executor_class(name: str) -> type[Executor]:
         return next(iter(found)).load()
     except ImportError as e:
         raise TraitError(f"executor {name!r} cannot be loaded: {e}") from e
+
+
+class ExecutorClass(Type):
+    """The executor's class: a dotted import path, a class, or the name of an entry point in the
+    `jupyter_jobs.executors` group ("local", "dask"), which stays the short way to say it."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if isinstance(value, str) and "." not in value:
+            value = resolve_executor(value)
+        return super().validate(obj, value)
+
+
+#: The config files the server reads that may hold `c.JobsApp` settings, in the order loaded.
+CONFIG_FILES = ("jupyter_server_config", "jupyter_jobs_config")
+
+
+def load_config() -> Config:
+    """The Jupyter configuration a headless consumer shares with the server: the files above
+    (`.py` and `.json`) in every directory of `jupyter_config_path()`, the current directory
+    first as the server has it; the ones of higher priority win."""
+    config = Config()
+    paths = [os.getcwd(), *jupyter_config_path()]
+    for name in CONFIG_FILES:
+        for loaded, _ in Application._load_config_files(
+            name, path=paths, raise_config_file_errors=True
+        ):
+            config.merge(loaded)
+    return config
 
 
 def kernel_url(serverapp: ServerApp) -> str:
@@ -103,18 +134,21 @@ class JobsApp(ExtensionApp):
         "cluster grows or shrinks.",
     ).tag(config=True)
 
+    executor_class = ExecutorClass(
+        default_value="jupyter_jobs.executors.local.LocalExecutor",
+        klass=Executor,
+        help="""Where jobs run: an `Executor` subclass, or the name of one in the
+        `jupyter_jobs.executors` entry point group. Built in: "local" (worker processes on this
+        machine, `c.LocalExecutor`) and "dask" (a Dask cluster: `c.DaskExecutor`, e.g.
+        `c.DaskExecutor.scheduler_address`). The executor is configured under its class name.""",
+    ).tag(config=True)
+
     executor = Unicode(
-        "local",
-        help="""Where jobs run: the name of an executor in the `jupyter_jobs.executors` entry
-        point group. Built in: "local" (worker processes on this machine) and "dask"
-        (a Dask cluster; set dask_scheduler_address).""",
+        None, allow_none=True, help="Deprecated: use JobsApp.executor_class (same names)."
     ).tag(config=True)
 
     dask_scheduler_address = Unicode(
-        None,
-        allow_none=True,
-        help="Address of the Dask scheduler (e.g. tcp://10.0.0.5:8786) for executor = 'dask'. "
-        "Passed to the executor as `scheduler_address` when set.",
+        None, allow_none=True, help="Deprecated: use DaskExecutor.scheduler_address."
     ).tag(config=True)
 
     progress_interval = Float(
@@ -155,11 +189,7 @@ class JobsApp(ExtensionApp):
     ).tag(config=True)
 
     cell_linger = Float(
-        60.0,
-        min=0.0,
-        help="Seconds a worker that ran a notebook's %%job cell waits for that kernel's next "
-        "cell, which then starts at once with the kernel's imports done (0: a fresh worker for "
-        "every cell). A waiting worker gives way to other jobs.",
+        None, allow_none=True, help="Deprecated: use LocalExecutor.cell_linger."
     ).tag(config=True)
 
     lease = Float(
@@ -183,6 +213,22 @@ class JobsApp(ExtensionApp):
         if proposal["value"] <= 0:
             raise TraitError(f"JobsApp.{proposal['trait'].name} must be positive")
         return proposal["value"]
+
+    @observe("executor", "dask_scheduler_address", "cell_linger")
+    def _deprecated_alias(self, change: dict[str, Any]) -> None:
+        """Settings that moved keep working: each goes where it lives now, with a warning."""
+        name, value = change["name"], change["new"]
+        if value is None:
+            return
+        section, trait = _MOVED[name]
+        warnings.warn(
+            f"JobsApp.{name} is deprecated: use {section}.{trait}", DeprecationWarning, stacklevel=2
+        )
+        self.log.warning("jupyter_jobs: JobsApp.%s is deprecated; use %s.%s", name, section, trait)
+        if section == "JobsApp":
+            self.executor_class = value
+        elif trait not in self.config[section]:  # the new name wins when both are set
+            self.config[section][trait] = value
 
     @validate("retention_days", "retention_bytes")
     def _check_retention(self, proposal: dict[str, Any]) -> Any:
@@ -208,21 +254,14 @@ class JobsApp(ExtensionApp):
         self._pool = concurrent.futures.ThreadPoolExecutor(
             STORE_THREADS, thread_name_prefix="jupyter-jobs-api"
         )
-        self.consumer = Consumer(
-            self.store,
-            self._make_executor,
-            lease=self.lease,
-            progress_interval=self.progress_interval,
-            kill_grace=self.kill_grace,
-            retention_seconds=self.retention_days * 86400 if self.retention_days else None,
-            retention_bytes=self.retention_bytes,
-        )
+        self.consumer = self.make_consumer(self.store)
         self.serverapp.event_logger.register_event_schema(SCHEMA_PATH)
         self._events = EventBridge(self.store, self.serverapp.event_logger)
         self.waiters = Waiters(self.store)
         self._fit_body_limits()
         self._share_server_root()
-        self.log.info("jupyter_jobs: database %s, executor %s", self.store.path, self.executor)
+        executor = self.consumer.executor.name
+        self.log.info("jupyter_jobs: database %s, executor %s", self.store.path, executor)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(ROUTES)
@@ -276,7 +315,8 @@ class JobsApp(ExtensionApp):
 
     def stats_extra(self) -> dict[str, Any]:
         """What `GET /jobs/api/stats` adds to the store's numbers."""
-        return {"max_workers": self.consumer.executor.max_workers, "executor": self.executor}
+        executor = self.consumer.executor
+        return {"max_workers": executor.max_workers, "executor": executor.name}
 
     def running_consumer(self) -> Consumer:
         """The consumer once it runs; `ServerUnavailable` (503) while it starts or after stop."""
@@ -311,30 +351,35 @@ class JobsApp(ExtensionApp):
         figure = self.consumer.executor.max_workers
         if self.max_workers is not None:
             return str(figure)
-        if self.executor == "dask":
+        name = self.consumer.executor.name
+        if name == "dask":
             return f"{figure} for now (follows the Dask cluster's threads)"
-        if self.executor == "local":
+        if name == "local":
             return f"{figure} (the number of CPUs)"
         return f"{figure} (the executor's default)"
 
-    def _make_executor(self, events: ExecutorEvents) -> Executor:
-        """Build the configured executor, passing the settings its constructor accepts.
+    def make_consumer(self, store: Store) -> Consumer:
+        """The consumer of `store` with this configuration: the server's, and that of
+        `jupyter jobs consumer`, which reads the same config files."""
+        return Consumer(
+            store,
+            self.make_executor,
+            lease=self.lease,
+            progress_interval=self.progress_interval,
+            kill_grace=self.kill_grace,
+            retention_seconds=self.retention_days * 86400 if self.retention_days else None,
+            retention_bytes=self.retention_bytes,
+        )
 
-        Executors share only `(events, max_workers)`; the rest (log cap, progress rate, kill
-        grace, Dask address) differ per executor, so each gets the ones it names.
-        """
-        cls = executor_class(self.executor)
-        offered: dict[str, Any] = {
+    def make_executor(self, events: ExecutorEvents) -> Executor:
+        """The configured executor, configured by its own section (`c.LocalExecutor` ...)
+        through this app as its parent, with the app's settings every executor follows."""
+        traits: dict[str, Any] = {
             "log_limit": self.log_limit,
             "progress_interval": self.progress_interval,
-            "grace": self.kill_grace,
-            "cell_linger": self.cell_linger,
+            "kill_grace": self.kill_grace,
         }
-        if self.dask_scheduler_address:
-            offered["scheduler_address"] = self.dask_scheduler_address
-        accepted = inspect.signature(cls).parameters
-        options = {k: v for k, v in offered.items() if k in accepted}
-        return cls(events, self.max_workers, **options)
+        return self.executor_class(events, self.max_workers, parent=self, **traits)
 
     def _fit_body_limits(self) -> None:
         """Raise tornado's request size limits so a payload of max_payload_size fits as base64.
@@ -372,6 +417,14 @@ class JobsApp(ExtensionApp):
         else:
             os.environ.pop(TOKEN_ENV, None)
             self.log.info("jupyter_jobs: the server has no token; kernels get no credential")
+
+
+#: Deprecated JobsApp settings: where each lives now (config section, trait).
+_MOVED = {
+    "executor": ("JobsApp", "executor_class"),
+    "dask_scheduler_address": ("DaskExecutor", "scheduler_address"),
+    "cell_linger": ("LocalExecutor", "cell_linger"),
+}
 
 
 def stop_announcement(running: int, counts: dict[str, int]) -> str:
