@@ -11,7 +11,7 @@ HTTP path; the server's pid is printed, for `py-spy record -p PID`).
 - Cell: from sending `%%job --wait\\na = <n>` to a kernel until the cell is done, i.e. until `a`
   is in the kernel's namespace (checked). "paced" leaves a second between cells, as a person
   does; "back-to-back" sends the next cell at once. Either way the next cell runs in the worker
-  the kernel's last cell ran in (kept for it: `JobsApp.cell_linger`), in a fresh namespace.
+  the kernel's last cell ran in (kept for it: `c.LocalExecutor.cell_linger`), in a fresh namespace.
 """
 
 from __future__ import annotations

@@ -96,6 +96,15 @@ class Store:
         self._db.protect_side_files()
         self.doorbell = Doorbell(self.path.with_name(self.path.name + ".bells"))
 
+    @property
+    def log_limit(self) -> int:
+        """The most log bytes kept per attempt (beyond, a visible marker)."""
+        return self.files.log_limit
+
+    @log_limit.setter
+    def log_limit(self, value: int) -> None:
+        self.files.log_limit = value
+
     def _open_workspace(self) -> None:
         """Check (or create) the workspace folder for this database's id; first, for a database
         from before workspace ids, take over its old `jobs/` folder when it is its own.
