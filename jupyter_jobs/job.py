@@ -24,7 +24,7 @@ import dill
 
 from .errors import IllegalTransition, JobCancelled, JobFailed, JobNotFound, JobsError
 from .models import Job as JobRecord
-from .models import JobSpec, Progress, Status
+from .models import JobSpec, Page, Progress, Status
 from .submitter import BATCH_BYTES, Submitter, exiting
 
 _NOT_LOADED = object()
@@ -89,10 +89,32 @@ class Backend(abc.ABC):
         """Remove a job that is not running."""
 
     @abc.abstractmethod
+    def page(
+        self,
+        *,
+        status: Sequence[str] | None,
+        owner: str | None,
+        q: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        """One page of records matching the filters, newest first."""
+
     def find(
         self, *, status: Sequence[str] | None, owner: str | None, q: str | None, limit: int
     ) -> list[JobRecord]:
-        """Up to `limit` records matching the filters, newest first."""
+        """Up to `limit` records matching the filters, newest first, page after page."""
+        records: list[JobRecord] = []
+        cursor = None
+        while len(records) < limit:
+            page = self.page(
+                status=status, owner=owner, q=q, limit=min(200, limit - len(records)), cursor=cursor
+            )
+            records.extend(page.jobs)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        return records
 
     @abc.abstractmethod
     def wait_for_change(self, timeout: float) -> bool:

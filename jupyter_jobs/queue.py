@@ -21,7 +21,7 @@ from .errors import JobsError
 from .executors.local import LocalExecutor
 from .front import Jobs
 from .job import Backend
-from .models import Change, JobSpec
+from .models import Change, JobSpec, Page
 from .models import Job as JobRecord
 from .store import Store
 from .submitter import EXIT_WAIT
@@ -70,20 +70,16 @@ class StoreBackend(Backend):
     def delete(self, job_id: int) -> None:
         self.store.delete(job_id)
 
-    def find(
-        self, *, status: Sequence[str] | None, owner: str | None, q: str | None, limit: int
-    ) -> list[JobRecord]:
-        records: list[JobRecord] = []
-        cursor = None
-        while len(records) < limit:
-            page = self.store.query(
-                status=status, owner=owner, q=q, limit=min(200, limit - len(records)), cursor=cursor
-            )
-            records.extend(page.jobs)
-            cursor = page.next_cursor
-            if not cursor:
-                return records
-        return records
+    def page(
+        self,
+        *,
+        status: Sequence[str] | None,
+        owner: str | None,
+        q: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        return self.store.query(status=status, owner=owner, q=q, limit=limit, cursor=cursor)
 
     def poll(self, job_ids: list[int], full: bool) -> list[JobRecord]:
         finished, self._mark = self.store.finished_since(self._mark)

@@ -29,7 +29,7 @@ from .. import errors
 from ..errors import JobNotFound, JobsError, ServerUnavailable
 from ..job import Backend
 from ..models import Job as JobRecord
-from ..models import JobSpec
+from ..models import JobSpec, Page
 
 if TYPE_CHECKING:
     from .handle import RemoteJob
@@ -397,16 +397,15 @@ class HttpBackend(Backend):
             self._limit = int(limit) if isinstance(limit, int) and limit > 0 else None
         return self._limit
 
-    def list(
+    def page(
         self,
         *,
-        status: Sequence[str] | None = None,
-        owner: str | None = None,
-        q: str | None = None,
-        limit: int = 200,
-        cursor: str | None = None,
-    ) -> tuple[list[JobRecord], str | None, dict[str, int]]:
-        """One page of jobs, newest first: records, next cursor, counts per status."""
+        status: Sequence[str] | None,
+        owner: str | None,
+        q: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
         query = {
             "status": ",".join(status) if status else None,
             "owner": owner,
@@ -416,21 +415,7 @@ class HttpBackend(Backend):
         }
         data = self.client.json("GET", "jobs", query=query)
         jobs = [JobRecord.from_json(j) for j in data["jobs"]]
-        return jobs, data.get("next_cursor"), data.get("counts", {})
-
-    def find(
-        self, *, status: Sequence[str] | None, owner: str | None, q: str | None, limit: int
-    ) -> list[JobRecord]:
-        records: list[JobRecord] = []
-        cursor = None
-        while len(records) < limit:
-            page, cursor, _ = self.list(
-                status=status, owner=owner, q=q, limit=min(200, limit - len(records)), cursor=cursor
-            )
-            records.extend(page)
-            if not cursor:
-                break
-        return records
+        return Page(jobs, data.get("next_cursor"), data.get("counts", {}))
 
     def delete(self, job_id: int) -> None:
         self.client.request("DELETE", f"jobs/{int(job_id)}")
