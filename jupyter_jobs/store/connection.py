@@ -145,8 +145,11 @@ class Database:
                     f"knows ({len(MIGRATIONS)}): upgrade jupyter_jobs"
                 )
             for number in range(version, len(MIGRATIONS)):
-                for statement in MIGRATIONS[number]:
-                    conn.execute(statement)
+                for step in MIGRATIONS[number]:
+                    if isinstance(step, str):
+                        conn.execute(step)
+                    else:
+                        step(conn)
             if version != len(MIGRATIONS):
                 conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 

@@ -558,14 +558,13 @@ class Store:
 
     def counts(self, owner: str | None = None) -> dict[str, int]:
         """Jobs per status (all statuses present), optionally for one owner."""
-        return queries.counts(self._db.conn(), *queries.filters(owner, None))
+        return queries.counts(self._db.conn(), owner)
 
     def stats(self) -> dict[str, int | float]:
         """Counts per status, database bytes (db + WAL) and workspace bytes (blobs + logs)."""
         with self._db.read() as conn:
-            counts = queries.counts(conn, [], [])
-            blob_bytes = conn.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0]
-            log_bytes = conn.execute("SELECT COALESCE(SUM(log_size), 0) FROM jobs").fetchone()[0]
+            counts = queries.counts(conn)
+            totals = queries.totals(conn)
         db_size = 0
         for suffix in ("", "-wal"):
             with suppress(FileNotFoundError):
@@ -574,7 +573,7 @@ class Store:
             **counts,
             "total": sum(counts.values()),
             "db_size": db_size,
-            "workspace_bytes": blob_bytes + log_bytes,
+            "workspace_bytes": totals["blob_bytes"] + totals["log_bytes"],
         }
 
     def result(self, job_id: int) -> bytes:
