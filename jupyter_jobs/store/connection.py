@@ -51,6 +51,10 @@ NETWORK_FILESYSTEMS = frozenset(
 )
 
 
+#: The size a WAL is cut back to after a checkpoint (SQLite otherwise keeps its largest size).
+WAL_LIMIT = 16 * 2**20
+
+
 def default_db_path() -> Path:
     """`{jupyter_data_dir}/jupyter_jobs/jobs.db`."""
     from jupyter_core.paths import jupyter_data_dir
@@ -96,7 +100,12 @@ class Database:
         os.close(fd)
         self.journal_mode = self._choose_journal_mode(journal_mode)
         try:
-            self._set_journal_mode(self.conn())
+            conn = self.conn()
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                # a new file: freed pages can be given back after a large gc (`Store._shrink`);
+                # only possible before the first table
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            self._set_journal_mode(conn)
             self._migrate()
         except BaseException:
             self.close()
@@ -178,6 +187,12 @@ class Database:
         finally:
             conn.execute("COMMIT")
 
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the file now, without waiting for readers or writers (so a
+        shrunk database is shorter on disk too); nothing to do with the rollback journal."""
+        if self.journal_mode == "wal":
+            self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     def conn(self) -> sqlite3.Connection:
         """This thread's connection (opened on first use)."""
         conn = getattr(self._local, "conn", None)
@@ -195,6 +210,8 @@ class Database:
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # a WAL grown by a large gc is cut back to this size once it is copied back
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
         self._local.conn = conn
         with self._lock:
             self._conns.append(conn)
