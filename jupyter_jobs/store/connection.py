@@ -51,6 +51,8 @@ NETWORK_FILESYSTEMS = frozenset(
 )
 
 
+#: Pages one step of `Database.shrink` frees (4 KiB each: 2 MiB).
+VACUUM_PAGES = 512
 #: The size a WAL is cut back to after a checkpoint (SQLite otherwise keeps its largest size).
 WAL_LIMIT = 16 * 2**20
 
@@ -188,10 +190,46 @@ class Database:
             conn.execute("COMMIT")
 
     def checkpoint(self) -> None:
-        """Copy the WAL back into the file now, without waiting for readers or writers (so a
-        shrunk database is shorter on disk too); nothing to do with the rollback journal."""
+        """Copy the WAL back into the file now, without waiting for readers or writers and
+        without this process's write lock (so a shrunk database is shorter on disk too);
+        nothing to do with the rollback journal."""
         if self.journal_mode == "wal":
             self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    @contextmanager
+    def deferred_checkpoints(self) -> Iterator[None]:
+        """Within: this thread's commits leave the WAL to grow, for the caller to `checkpoint`
+        between its transactions; a commit that copies the WAL back holds the write lock for
+        as long as that takes (tens of milliseconds while a large gc writes)."""
+        conn = self.conn()
+        (pages,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+
+    def shrink(self) -> None:
+        """Give free pages back to the filesystem, `VACUUM_PAGES` per transaction, then copy
+        the WAL back so the file gets shorter.
+
+        Only files made with `auto_vacuum = INCREMENTAL` (every one this version creates) can;
+        an older one keeps its size and reuses its free pages for new jobs.
+        """
+        conn = self.conn()
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2: incremental
+            return
+        while conn.execute("PRAGMA freelist_count").fetchone()[0] > 0:
+            with self._writing:
+                try:  # (`execute` would free one page per call: the pragma's rows have no columns)
+                    conn.executescript(
+                        f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum({VACUUM_PAGES}); COMMIT;"
+                    )
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            self.checkpoint()
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection (opened on first use)."""

@@ -484,7 +484,7 @@ class Store:
         transaction each (`retention.Batches`), so a submit or a claim arriving meanwhile
         waits for one batch, not for the whole collection; each batch is published as one
         list of changes. A job that changed since it was chosen (retried) is spared. Freed
-        pages are then given back to the filesystem, in short steps too (`_shrink`).
+        pages are then given back to the filesystem, in short steps too (`Database.shrink`).
         """
         with self._tx() as tx:
             retention.prune_finished_log(tx.conn)
@@ -504,30 +504,23 @@ class Store:
 
     def _collect(self, ids: list[int], still: Callable[[Job], bool]) -> list[int]:
         """Delete the jobs among `ids` that are `still` to go when their batch comes; the ids
-        deleted. Then return the freed pages to the filesystem."""
+        deleted. The WAL is copied back between batches, outside the write lock; at the end
+        the freed pages go back to the filesystem."""
         deleted: list[int] = []
         batches = retention.Batches()
-        while batches.done < len(ids):
-            chunk = ids[batches.done : batches.done + batches.size]
-            with batches.timed(), self._tx() as tx:
-                found = schema.load(tx.conn, chunk)
-                jobs = [found[i] for i in chunk if i in found and still(found[i])]
-                if jobs:
-                    self._delete(tx, jobs)
-            deleted += [job.id for job in jobs]
+        with self._db.deferred_checkpoints():
+            while batches.done < len(ids):
+                chunk = ids[batches.done : batches.done + batches.size]
+                with batches.timed(), self._tx() as tx:
+                    found = schema.load(tx.conn, chunk)
+                    jobs = [found[i] for i in chunk if i in found and still(found[i])]
+                    if jobs:
+                        self._delete(tx, jobs)
+                deleted += [job.id for job in jobs]
+                self._db.checkpoint()
         if deleted:
-            self._shrink()
+            self._db.shrink()
         return deleted
-
-    def _shrink(self) -> None:
-        """Give freed pages back to the filesystem (a database made with incremental auto
-        vacuum: every one made by this version), a few megabytes per transaction, then let
-        the WAL be copied back so the file itself gets shorter."""
-        while True:
-            with self._db.write() as conn:
-                if not retention.vacuum_step(conn):
-                    break
-        self._db.checkpoint()
 
     def _delete(self, tx: Tx, jobs: list[Job]) -> None:
         """Delete rows; pending dependents of a deleted unfinished job fail, others re-settle."""

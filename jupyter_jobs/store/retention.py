@@ -66,29 +66,11 @@ def over_budget(conn: sqlite3.Connection, max_bytes: int) -> list[int]:
     return extra
 
 
-#: Pages one `incremental_vacuum` step frees (4 KiB each: 8 MiB).
-VACUUM_PAGES = 2048
-
-
-def vacuum_step(conn: sqlite3.Connection) -> bool:
-    """Free up to `VACUUM_PAGES` pages at the end of the file; whether there were any.
-
-    Only databases made with `auto_vacuum = INCREMENTAL` (`connection.py`) can: an older one
-    keeps its size, and reuses its free pages for new jobs.
-    """
-    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2: incremental
-        return False
-    if conn.execute("PRAGMA freelist_count").fetchone()[0] == 0:
-        return False
-    conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
-    return True
-
-
 class Batches:
     """Batch sizes for deleting many jobs: doubled while a batch is quick, halved when it is
     slow, so each transaction holds the write lock for about `target` seconds."""
 
-    target = 0.025
+    target = 0.015
     smallest, largest = 16, 4096
 
     def __init__(self, size: int = 256) -> None:

@@ -197,6 +197,8 @@ MIGRATIONS: list[list[Migration]] = [
         """CREATE TABLE owner_counts (owner TEXT NOT NULL, status TEXT NOT NULL,
             n INTEGER NOT NULL, PRIMARY KEY (owner, status)) WITHOUT ROWID""",
         "CREATE TABLE totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+        # a notebook's jobs of one status, newest first, without visiting its others
+        "CREATE INDEX jobs_owner_status ON jobs(owner, status, id)",
         "INSERT INTO status_counts SELECT status, COUNT(*) FROM jobs GROUP BY status",
         "INSERT INTO owner_counts SELECT owner, status, COUNT(*) FROM jobs GROUP BY owner, status",
         "INSERT INTO totals SELECT 'log_bytes', COALESCE(SUM(log_size), 0) FROM jobs",
