@@ -6,10 +6,11 @@ range and the ranges are merged here: one `status IN (...)` query would sort eve
 for each page.
 
 Counts come from the tables the triggers keep (`status_counts`, `owner_counts`: schema.py), never
-from the jobs. A search reads its matches once through the trigram index (`jobs_fts`), then checks
-each with the LIKE rule it always had, so results are exactly those of `LIKE %q%` on name or
-notebook; the counts and the page both come from that one read. Queries under three characters,
-and databases made where SQLite has no FTS5 trigram tokenizer, scan with LIKE.
+from the jobs. A search finds names through the trigram index (`jobs_fts`) and notebooks among the
+kept counts' owners, checking each with the LIKE rule it always had, so results are exactly those
+of `LIKE %q%` on name or notebook; counts and page come from that one read (`_search`). Queries
+under three characters, and databases made where SQLite has no FTS5 trigram tokenizer, scan with
+LIKE.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from ..models import ID_TEXT, Job, Page, Status
 from . import schema
 from .schema import FINISHED, FTS_TABLE, IDS, SELECT_JOBS
 
+#: A name containing the text a `_like` pattern names.
+NAME_LIKE = "name LIKE ? ESCAPE '\\'"
 #: The shortest text the trigram index can find (a trigram); shorter searches scan.
 MIN_INDEXED = 3
 
@@ -100,41 +103,90 @@ def _phrase(text: str) -> str:
 
 
 def _search(
-    conn: sqlite3.Connection, indexed: bool, owner: str | None, q: str
-) -> list[tuple[int, str]]:
-    """(id, status) of every job whose name or notebook contains `q` (LIKE's rule), of `owner`
-    when given: through the index when it can find `q`, else by a scan."""
-    where, params = filters(owner, q)
-    if indexed and len(q) >= MIN_INDEXED:
-        sql = (
-            f"SELECT id, status FROM jobs WHERE id IN (SELECT rowid FROM {FTS_TABLE} "
-            f"WHERE {FTS_TABLE} MATCH ?) AND {' AND '.join(where)}"
-        )
-        return conn.execute(sql, (_phrase(q), *params)).fetchall()
-    sql = f"SELECT id, status FROM jobs WHERE {' AND '.join(where)}"
-    return conn.execute(sql, params).fetchall()
-
-
-def _searched_page(
     conn: sqlite3.Connection,
-    matches: list[tuple[int, str]],
+    owner: str | None,
+    q: str,
     statuses: list[Status],
     limit: int,
     before: int | None,
 ) -> Page:
-    """A page of the matches of a search, and their counts per status."""
+    """A page of the jobs whose name or notebook contains `q` (LIKE's rule), of `owner` when
+    given, with their counts per status.
+
+    Notebooks are few: those that match are found among the kept counts' owners, and their jobs
+    counted from there and paged through the owner indexes. Names go through the trigram index
+    (each hit checked with LIKE); only those of other notebooks are read. Where the index cannot
+    find `q`, every job is scanned with LIKE.
+    """
+    if len(q) < MIN_INDEXED or not has_search_index(conn):
+        where, params = filters(owner, q)
+        sql = f"SELECT id, status FROM jobs WHERE {' AND '.join(where)}"
+        return _matches_page(
+            conn, conn.execute(sql, params).fetchall(), [], statuses, limit, before
+        )
+    owners = [
+        o
+        for (o,) in conn.execute(
+            "SELECT DISTINCT owner FROM owner_counts WHERE n > 0 AND owner LIKE ? ESCAPE '\\'",
+            (_like(q),),
+        ).fetchall()
+        if owner is None or o == owner
+    ]
+    where, params = filters(owner, None)
+    where.append(NAME_LIKE)
+    sql = (
+        f"SELECT id, status, owner FROM jobs WHERE id IN (SELECT rowid FROM {FTS_TABLE} "
+        f"WHERE {FTS_TABLE} MATCH ?) AND {' AND '.join(where)}"
+    )
+    named = conn.execute(sql, (_phrase(q), *params, _like(q))).fetchall()
+    matched = set(owners)
+    others = [(job_id, status) for job_id, status, o in named if o not in matched]
+    return _matches_page(conn, others, owners, statuses, limit, before)
+
+
+def _owner_ids(
+    conn: sqlite3.Connection, owner: str, statuses: list[Status], limit: int, before: int | None
+) -> list[int]:
+    """The newest `limit` ids of one notebook's jobs (of `statuses`, before the cursor)."""
+    where = ["owner = ?"] + (["id < ?"] if before is not None else [])
+    values: list[Any] = [owner] + ([before] if before is not None else [])
+    ids: list[int] = []
+    for status in statuses or [None]:
+        extra = ([" AND status = ?"], [status.value]) if status else ([""], [])
+        rows = conn.execute(
+            f"SELECT id FROM jobs WHERE {' AND '.join(where)}{extra[0][0]} "
+            "ORDER BY id DESC LIMIT ?",
+            (*values, *extra[1], limit),
+        )
+        ids += [r[0] for r in rows.fetchall()]
+    return ids
+
+
+def _matches_page(
+    conn: sqlite3.Connection,
+    matches: list[tuple[int, str]],
+    owners: list[str],
+    statuses: list[Status],
+    limit: int,
+    before: int | None,
+) -> Page:
+    """A page of a search's matches: `matches` (id, status) plus every job of `owners`, and
+    their counts per status."""
     per_status = {s.value: 0 for s in Status}
+    for o in owners:
+        for status, n in counts(conn, o).items():
+            per_status[status] += n
     for _, status in matches:
         per_status[status] += 1
     wanted = {s.value for s in statuses}
-    ids = sorted(
-        (
-            job_id
-            for job_id, status in matches
-            if (not wanted or status in wanted) and (before is None or job_id < before)
-        ),
-        reverse=True,
-    )[: limit + 1]
+    candidates = [
+        job_id
+        for job_id, status in matches
+        if (not wanted or status in wanted) and (before is None or job_id < before)
+    ]
+    for o in owners:
+        candidates += _owner_ids(conn, o, statuses, limit + 1, before)
+    ids = sorted(candidates, reverse=True)[: limit + 1]
     found = schema.load(conn, ids[:limit])
     jobs = [found[i] for i in ids[:limit] if i in found]
     next_cursor = encode_cursor(jobs[-1].id) if len(ids) > limit else None
@@ -155,8 +207,7 @@ def page(
     statuses = [_status(s) for s in dict.fromkeys(status or [])]
     before = decode_cursor(cursor) if cursor else None
     if q:
-        matches = _search(conn, has_search_index(conn), owner, q)
-        return _searched_page(conn, matches, statuses, limit, before)
+        return _search(conn, owner, q, statuses, limit, before)
     where, values = filters(owner, None)
     if before is not None:
         where.append("id < ?")

@@ -31,8 +31,8 @@ LEASED = "lease_until IS NOT NULL"
 #: A JSON list of ids bound to one `?`, as a subquery: `WHERE id IN {IDS}`.
 IDS = "(SELECT value FROM json_each(?))"
 
-#: The full-text index of names and notebooks (`queries.py`): trigram, so any substring of three
-#: characters or more is found through it.
+#: The full-text index of names (`queries.py`): trigram, so any substring of three characters or
+#: more is found through it. (Notebooks are few: they are searched among `owner_counts`.)
 FTS_TABLE = "jobs_fts"
 
 
@@ -47,24 +47,21 @@ def fts_available(conn: sqlite3.Connection) -> bool:
 
 
 def _create_search_index(conn: sqlite3.Connection) -> None:
-    """The trigram index on name and owner, kept by triggers; none where this SQLite lacks
-    FTS5 or trigram (searches then scan with LIKE: `queries.py`)."""
+    """The trigram index on names, kept by triggers; none where this SQLite lacks FTS5 or
+    trigram (searches then scan with LIKE: `queries.py`)."""
     if not fts_available(conn):
         return
     for statement in (
-        f"""CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(name, owner, content='jobs',
+        f"""CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(name, content='jobs',
             content_rowid='id', tokenize='trigram')""",
         f"""CREATE TRIGGER jobs_fts_insert AFTER INSERT ON jobs BEGIN
-            INSERT INTO {FTS_TABLE} (rowid, name, owner) VALUES (NEW.id, NEW.name, NEW.owner);
-            END""",
+            INSERT INTO {FTS_TABLE} (rowid, name) VALUES (NEW.id, NEW.name); END""",
         f"""CREATE TRIGGER jobs_fts_delete AFTER DELETE ON jobs BEGIN
-            INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, name, owner)
-            VALUES ('delete', OLD.id, OLD.name, OLD.owner);
+            INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, name) VALUES ('delete', OLD.id, OLD.name);
             END""",
-        f"""CREATE TRIGGER jobs_fts_update AFTER UPDATE OF name, owner ON jobs BEGIN
-            INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, name, owner)
-            VALUES ('delete', OLD.id, OLD.name, OLD.owner);
-            INSERT INTO {FTS_TABLE} (rowid, name, owner) VALUES (NEW.id, NEW.name, NEW.owner);
+        f"""CREATE TRIGGER jobs_fts_update AFTER UPDATE OF name ON jobs BEGIN
+            INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, name) VALUES ('delete', OLD.id, OLD.name);
+            INSERT INTO {FTS_TABLE} (rowid, name) VALUES (NEW.id, NEW.name);
             END""",
         f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}) VALUES ('rebuild')",
     ):
