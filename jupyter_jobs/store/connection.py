@@ -51,6 +51,12 @@ NETWORK_FILESYSTEMS = frozenset(
 )
 
 
+#: Pages one step of `Database.shrink` frees (4 KiB each: 2 MiB).
+VACUUM_PAGES = 512
+#: The size a WAL is cut back to after a checkpoint (SQLite otherwise keeps its largest size).
+WAL_LIMIT = 16 * 2**20
+
+
 def default_db_path() -> Path:
     """`{jupyter_data_dir}/jupyter_jobs/jobs.db`."""
     from jupyter_core.paths import jupyter_data_dir
@@ -96,7 +102,12 @@ class Database:
         os.close(fd)
         self.journal_mode = self._choose_journal_mode(journal_mode)
         try:
-            self._set_journal_mode(self.conn())
+            conn = self.conn()
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                # a new file: freed pages can be given back after a large gc (`Store._shrink`);
+                # only possible before the first table
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            self._set_journal_mode(conn)
             self._migrate()
         except BaseException:
             self.close()
@@ -145,8 +156,11 @@ class Database:
                     f"knows ({len(MIGRATIONS)}): upgrade jupyter_jobs"
                 )
             for number in range(version, len(MIGRATIONS)):
-                for statement in MIGRATIONS[number]:
-                    conn.execute(statement)
+                for step in MIGRATIONS[number]:
+                    if isinstance(step, str):
+                        conn.execute(step)
+                    else:
+                        step(conn)
             if version != len(MIGRATIONS):
                 conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
@@ -175,6 +189,48 @@ class Database:
         finally:
             conn.execute("COMMIT")
 
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the file now, without waiting for readers or writers and
+        without this process's write lock (so a shrunk database is shorter on disk too);
+        nothing to do with the rollback journal."""
+        if self.journal_mode == "wal":
+            self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    @contextmanager
+    def deferred_checkpoints(self) -> Iterator[None]:
+        """Within: this thread's commits leave the WAL to grow, for the caller to `checkpoint`
+        between its transactions; a commit that copies the WAL back holds the write lock for
+        as long as that takes (tens of milliseconds while a large gc writes)."""
+        conn = self.conn()
+        (pages,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+
+    def shrink(self) -> None:
+        """Give free pages back to the filesystem, `VACUUM_PAGES` per transaction, then copy
+        the WAL back so the file gets shorter.
+
+        Only files made with `auto_vacuum = INCREMENTAL` (every one this version creates) can;
+        an older one keeps its size and reuses its free pages for new jobs.
+        """
+        conn = self.conn()
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2: incremental
+            return
+        while conn.execute("PRAGMA freelist_count").fetchone()[0] > 0:
+            with self._writing:
+                try:  # (`execute` would free one page per call: the pragma's rows have no columns)
+                    conn.executescript(
+                        f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum({VACUUM_PAGES}); COMMIT;"
+                    )
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            self.checkpoint()
+
     def conn(self) -> sqlite3.Connection:
         """This thread's connection (opened on first use)."""
         conn = getattr(self._local, "conn", None)
@@ -192,6 +248,8 @@ class Database:
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # a WAL grown by a large gc is cut back to this size once it is copied back
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
         self._local.conn = conn
         with self._lock:
             self._conns.append(conn)

@@ -474,32 +474,62 @@ class Store:
             self._delete(tx, [schema.load_one(tx.conn, job_id)])
 
     def clear_finished(self) -> list[int]:
-        """Delete every finished job in one transaction, with its files; the ids deleted.
+        """Delete every finished job, with its files, in short batches (see `gc`); the ids
+        deleted.
 
         Pending, queued and running jobs are never touched: "finished" is `models.TERMINAL`.
         """
-        with self._tx() as tx:
-            ids = retention.finished_ids(tx.conn)
-            if ids:
-                self._delete(tx, list(schema.load(tx.conn, ids).values()))
-        return ids
+        with self._db.read() as conn:
+            ids = retention.finished_ids(conn)
+        return self._collect(ids, lambda job: job.finished)
 
     def gc(self, older_than: float | None = None, max_bytes: int | None = None) -> list[int]:
         """Delete finished jobs finished over `older_than` seconds ago, then the oldest finished
         ones until blobs plus logs take at most `max_bytes`. Unfinished jobs are never touched.
         Also prunes the finished log (see `finished_since`), so call it now and then even with
         no retention set.
+
+        The jobs are chosen by id from the indexes, then deleted in batches of one short
+        transaction each (`retention.Batches`), so a submit or a claim arriving meanwhile
+        waits for one batch, not for the whole collection; each batch is published as one
+        list of changes. A job that changed since it was chosen (retried) is spared. Freed
+        pages are then given back to the filesystem, in short steps too (`Database.shrink`).
         """
         with self._tx() as tx:
             retention.prune_finished_log(tx.conn)
-            doomed: list[int] = []
-            if older_than is not None:
-                doomed += retention.finished_before(tx.conn, tx.now - older_than)
-            if max_bytes is not None:
-                doomed += retention.over_budget(tx.conn, set(doomed), max_bytes)
-            if doomed:
-                self._delete(tx, list(schema.load(tx.conn, doomed).values()))
+        doomed: list[int] = []
+        if older_than is not None:
+            cutoff = now() - older_than
+            with self._db.read() as conn:
+                aged = retention.finished_before(conn, cutoff)
+            doomed += self._collect(
+                aged, lambda job: job.finished and (job.finished_at or 0.0) < cutoff
+            )
+        if max_bytes is not None:
+            with self._db.read() as conn:
+                extra = retention.over_budget(conn, max_bytes)
+            doomed += self._collect(extra, lambda job: job.finished)
         return doomed
+
+    def _collect(self, ids: list[int], still: Callable[[Job], bool]) -> list[int]:
+        """Delete the jobs among `ids` that are `still` to go when their batch comes; the ids
+        deleted. The WAL is copied back between batches, outside the write lock; at the end
+        the freed pages go back to the filesystem."""
+        deleted: list[int] = []
+        batches = retention.Batches()
+        with self._db.deferred_checkpoints():
+            while batches.done < len(ids):
+                chunk = ids[batches.done : batches.done + batches.size]
+                with batches.timed(), self._tx() as tx:
+                    found = schema.load(tx.conn, chunk)
+                    jobs = [found[i] for i in chunk if i in found and still(found[i])]
+                    if jobs:
+                        self._delete(tx, jobs)
+                deleted += [job.id for job in jobs]
+                self._db.checkpoint()
+        if deleted:
+            self._db.shrink()
+        return deleted
 
     def _delete(self, tx: Tx, jobs: list[Job]) -> None:
         """Delete rows; pending dependents of a deleted unfinished job fail, others re-settle."""
@@ -567,14 +597,13 @@ class Store:
 
     def counts(self, owner: str | None = None) -> dict[str, int]:
         """Jobs per status (all statuses present), optionally for one owner."""
-        return queries.counts(self._db.conn(), *queries.filters(owner, None))
+        return queries.counts(self._db.conn(), owner)
 
     def stats(self) -> dict[str, int | float]:
         """Counts per status, database bytes (db + WAL) and workspace bytes (blobs + logs)."""
         with self._db.read() as conn:
-            counts = queries.counts(conn, [], [])
-            blob_bytes = conn.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0]
-            log_bytes = conn.execute("SELECT COALESCE(SUM(log_size), 0) FROM jobs").fetchone()[0]
+            counts = queries.counts(conn)
+            totals = queries.totals(conn)
         db_size = 0
         for suffix in ("", "-wal"):
             with suppress(FileNotFoundError):
@@ -583,7 +612,7 @@ class Store:
             **counts,
             "total": sum(counts.values()),
             "db_size": db_size,
-            "workspace_bytes": blob_bytes + log_bytes,
+            "workspace_bytes": totals["blob_bytes"] + totals["log_bytes"],
         }
 
     def result(self, job_id: int) -> bytes:

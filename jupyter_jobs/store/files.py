@@ -37,8 +37,10 @@ class JobFiles:
             target, path = self.workspace.write(job_id, name, data)
             tx.written.append(target)
         tx.conn.execute(
-            "INSERT OR REPLACE INTO blobs (job_id, kind, attempt, size, data, path) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO blobs (job_id, kind, attempt, size, data, path) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, kind) DO UPDATE SET "
+            "attempt = excluded.attempt, size = excluded.size, data = excluded.data, "
+            "path = excluded.path",
             (job_id, kind, attempt, len(data), None if path else data, path),
         )
         if old and old[0] and old[0] != path:

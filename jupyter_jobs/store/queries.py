@@ -4,6 +4,13 @@ Pages are newest first; a cursor is the last id shown, as text (clients pass it 
 page stays stable while jobs are added. Each status is read through its own `(status, id)` index
 range and the ranges are merged here: one `status IN (...)` query would sort every matching row
 for each page.
+
+Counts come from the tables the triggers keep (`status_counts`, `owner_counts`: schema.py), never
+from the jobs. A search finds names through the trigram index (`jobs_fts`) and notebooks among the
+kept counts' owners, checking each with the LIKE rule it always had, so results are exactly those
+of `LIKE %q%` on name or notebook; counts and page come from that one read (`_search`). Queries
+under three characters, and databases made where SQLite has no FTS5 trigram tokenizer, scan with
+LIKE.
 """
 
 from __future__ import annotations
@@ -17,7 +24,12 @@ from typing import Any
 from ..errors import InvalidRequest
 from ..models import ID_TEXT, Job, Page, Status
 from . import schema
-from .schema import FINISHED, IDS, SELECT_JOBS
+from .schema import FINISHED, FTS_TABLE, IDS, SELECT_JOBS
+
+#: A name containing the text a `_like` pattern names.
+NAME_LIKE = "name LIKE ? ESCAPE '\\'"
+#: The shortest text the trigram index can find (a trigram); shorter searches scan.
+MIN_INDEXED = 3
 
 #: The largest page a listing returns.
 MAX_PAGE = 500
@@ -62,15 +74,123 @@ def filters(owner: str | None, q: str | None) -> tuple[list[str], list[Any]]:
     return where, params
 
 
-def counts(conn: sqlite3.Connection, where: list[str], params: list[Any]) -> dict[str, int]:
-    """Jobs per status (every status present) among those the conditions select."""
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
+def counts(conn: sqlite3.Connection, owner: str | None = None) -> dict[str, int]:
+    """Jobs per status (every status present), of one owner or of all, from the kept counts."""
     found = {s.value: 0 for s in Status}
-    for status, n in conn.execute(
-        f"SELECT status, COUNT(*) FROM jobs{clause} GROUP BY status", params
-    ).fetchall():
+    if owner is None:
+        rows = conn.execute("SELECT status, n FROM status_counts")
+    else:
+        rows = conn.execute("SELECT status, n FROM owner_counts WHERE owner = ?", (owner,))
+    for status, n in rows.fetchall():
         found[status] = n
     return found
+
+
+def totals(conn: sqlite3.Connection) -> dict[str, int]:
+    """Kept byte totals: `blob_bytes` (payloads, results, outputs) and `log_bytes`."""
+    return dict(conn.execute("SELECT name, value FROM totals").fetchall())
+
+
+def has_search_index(conn: sqlite3.Connection) -> bool:
+    """Whether this database has the trigram index (made where SQLite could build it)."""
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (FTS_TABLE,)).fetchone()
+    return row is not None
+
+
+def _phrase(text: str) -> str:
+    """`text` as one FTS5 phrase: with the trigram tokenizer, every row containing it."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _search(
+    conn: sqlite3.Connection,
+    owner: str | None,
+    q: str,
+    statuses: list[Status],
+    limit: int,
+    before: int | None,
+) -> Page:
+    """A page of the jobs whose name or notebook contains `q` (LIKE's rule), of `owner` when
+    given, with their counts per status.
+
+    Notebooks are few: those that match are found among the kept counts' owners, and their jobs
+    counted from there and paged through the owner indexes. Names go through the trigram index
+    (each hit checked with LIKE); only those of other notebooks are read. Where the index cannot
+    find `q`, every job is scanned with LIKE.
+    """
+    if len(q) < MIN_INDEXED or not has_search_index(conn):
+        where, params = filters(owner, q)
+        sql = f"SELECT id, status FROM jobs WHERE {' AND '.join(where)}"
+        return _matches_page(
+            conn, conn.execute(sql, params).fetchall(), [], statuses, limit, before
+        )
+    owners = [
+        o
+        for (o,) in conn.execute(
+            "SELECT DISTINCT owner FROM owner_counts WHERE n > 0 AND owner LIKE ? ESCAPE '\\'",
+            (_like(q),),
+        ).fetchall()
+        if owner is None or o == owner
+    ]
+    where, params = filters(owner, None)
+    where.append(NAME_LIKE)
+    sql = (
+        f"SELECT id, status, owner FROM jobs WHERE id IN (SELECT rowid FROM {FTS_TABLE} "
+        f"WHERE {FTS_TABLE} MATCH ?) AND {' AND '.join(where)}"
+    )
+    named = conn.execute(sql, (_phrase(q), *params, _like(q))).fetchall()
+    matched = set(owners)
+    others = [(job_id, status) for job_id, status, o in named if o not in matched]
+    return _matches_page(conn, others, owners, statuses, limit, before)
+
+
+def _owner_ids(
+    conn: sqlite3.Connection, owner: str, statuses: list[Status], limit: int, before: int | None
+) -> list[int]:
+    """The newest `limit` ids of one notebook's jobs (of `statuses`, before the cursor)."""
+    where = ["owner = ?"] + (["id < ?"] if before is not None else [])
+    values: list[Any] = [owner] + ([before] if before is not None else [])
+    ids: list[int] = []
+    for status in statuses or [None]:
+        extra = ([" AND status = ?"], [status.value]) if status else ([""], [])
+        rows = conn.execute(
+            f"SELECT id FROM jobs WHERE {' AND '.join(where)}{extra[0][0]} "
+            "ORDER BY id DESC LIMIT ?",
+            (*values, *extra[1], limit),
+        )
+        ids += [r[0] for r in rows.fetchall()]
+    return ids
+
+
+def _matches_page(
+    conn: sqlite3.Connection,
+    matches: list[tuple[int, str]],
+    owners: list[str],
+    statuses: list[Status],
+    limit: int,
+    before: int | None,
+) -> Page:
+    """A page of a search's matches: `matches` (id, status) plus every job of `owners`, and
+    their counts per status."""
+    per_status = {s.value: 0 for s in Status}
+    for o in owners:
+        for status, n in counts(conn, o).items():
+            per_status[status] += n
+    for _, status in matches:
+        per_status[status] += 1
+    wanted = {s.value for s in statuses}
+    candidates = [
+        job_id
+        for job_id, status in matches
+        if (not wanted or status in wanted) and (before is None or job_id < before)
+    ]
+    for o in owners:
+        candidates += _owner_ids(conn, o, statuses, limit + 1, before)
+    ids = sorted(candidates, reverse=True)[: limit + 1]
+    found = schema.load(conn, ids[:limit])
+    jobs = [found[i] for i in ids[:limit] if i in found]
+    next_cursor = encode_cursor(jobs[-1].id) if len(ids) > limit else None
+    return Page(jobs, next_cursor, per_status)
 
 
 def page(
@@ -85,11 +205,13 @@ def page(
     if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
     statuses = [_status(s) for s in dict.fromkeys(status or [])]
-    conditions, params = filters(owner, q)
-    where, values = list(conditions), list(params)
-    if cursor:
+    before = decode_cursor(cursor) if cursor else None
+    if q:
+        return _search(conn, owner, q, statuses, limit, before)
+    where, values = filters(owner, None)
+    if before is not None:
         where.append("id < ?")
-        values.append(decode_cursor(cursor))
+        values.append(before)
     ranges = [
         conn.execute(
             f"{SELECT_JOBS} WHERE {' AND '.join([*where, 'status = ?'])} ORDER BY id DESC LIMIT ?",
@@ -102,7 +224,7 @@ def page(
             (*values, limit + 1),
         ).fetchall()
     ]
-    per_status = counts(conn, conditions, params)
+    per_status = counts(conn, owner)
     rows = list(heapq.merge(*ranges, key=lambda r: -r[0]))[: limit + 1]
     jobs = [schema.job_from_row(r) for r in rows[:limit]]
     next_cursor = encode_cursor(jobs[-1].id) if len(rows) > limit else None

@@ -1,13 +1,18 @@
-"""Which finished jobs go: those finished long ago, then the oldest while over a byte budget.
+"""Which finished jobs go: those finished long ago, then the oldest while over a byte budget;
+and how much of them goes per transaction.
 
-Unfinished jobs are never chosen: "finished" is `models.TERMINAL`.
+Unfinished jobs are never chosen: "finished" is `models.TERMINAL`. Choosing reads ids from
+indexes (never whole records); deleting goes in batches sized so that one holds the write lock
+for about `Batches.target` seconds, so other writers wait that long at most.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from ..models import TERMINAL, Status
 from .schema import FINISHED
 
 #: Finished jobs are kept this long by default: the server's `JobsApp.retention_days`, and what
@@ -40,20 +45,47 @@ def finished_before(conn: sqlite3.Connection, at: float) -> list[int]:
     return [r[0] for r in rows.fetchall()]
 
 
-def over_budget(conn: sqlite3.Connection, doomed: set[int], max_bytes: int) -> list[int]:
-    """The oldest finished jobs (beyond `doomed`) to delete so blobs plus logs fit `max_bytes`."""
-    sizes = conn.execute(
-        "SELECT j.id, j.status, j.log_size + COALESCE(SUM(b.size), 0) FROM jobs j "
-        "LEFT JOIN blobs b ON b.job_id = j.id GROUP BY j.id "
-        "ORDER BY j.finished_at IS NULL, j.finished_at, j.id"
-    ).fetchall()
-    total = sum(size for job_id, _, size in sizes if job_id not in doomed)
+def over_budget(conn: sqlite3.Connection, max_bytes: int) -> list[int]:
+    """The oldest finished jobs to delete so blobs plus logs fit `max_bytes`: read from the kept
+    total and the oldest finished jobs first, only as far as needed."""
+    (total,) = conn.execute(
+        "SELECT COALESCE(SUM(value), 0) FROM totals WHERE name IN ('blob_bytes', 'log_bytes')"
+    ).fetchone()
+    rows = conn.execute(
+        "SELECT id, log_size + (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE job_id = jobs.id) "
+        f"FROM jobs WHERE finished_at IS NOT NULL AND status IN ({FINISHED}) "
+        "ORDER BY finished_at, id"
+    )
     extra = []
-    for job_id, status, size in sizes:
-        if total <= max_bytes:
+    while total > max_bytes:
+        row = rows.fetchone()
+        if row is None:
             break
-        if job_id in doomed or Status(status) not in TERMINAL:
-            continue
-        extra.append(job_id)
-        total -= size
+        extra.append(row[0])
+        total -= row[1]
     return extra
+
+
+class Batches:
+    """Batch sizes for deleting many jobs: doubled while a batch is quick, halved when it is
+    slow, so each transaction holds the write lock for about `target` seconds."""
+
+    target = 0.015
+    smallest, largest = 16, 4096
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        #: how many of the chosen ids the batches so far covered
+        self.done = 0
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        """Time one batch of `size` ids and size the next one."""
+        began = time.perf_counter()
+        yield
+        self.done += self.size
+        took = time.perf_counter() - began
+        if took < self.target / 2:
+            self.size = min(self.size * 2, self.largest)
+        elif took > self.target:
+            self.size = max(self.size // 2, self.smallest)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import namedtuple
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..errors import JobNotFound
@@ -31,8 +31,63 @@ LEASED = "lease_until IS NOT NULL"
 #: A JSON list of ids bound to one `?`, as a subquery: `WHERE id IN {IDS}`.
 IDS = "(SELECT value FROM json_each(?))"
 
+#: The full-text index of names (`queries.py`): trigram, so any substring of three characters or
+#: more is found through it. (Notebooks are few: they are searched among `owner_counts`.)
+FTS_TABLE = "jobs_fts"
+
+
+def fts_available(conn: sqlite3.Connection) -> bool:
+    """Whether this SQLite has FTS5 with the trigram tokenizer (3.34+, built with FTS5)."""
+    try:
+        conn.execute("CREATE VIRTUAL TABLE temp.fts_probe USING fts5(a, tokenize='trigram')")
+    except sqlite3.OperationalError:
+        return False
+    conn.execute("DROP TABLE temp.fts_probe")
+    return True
+
+
+def _create_search_index(conn: sqlite3.Connection) -> None:
+    """The trigram index on names, kept by triggers; none where this SQLite lacks FTS5 or
+    trigram (searches then scan with LIKE: `queries.py`)."""
+    if not fts_available(conn):
+        return
+    for statement in (
+        f"""CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(name, content='jobs',
+            content_rowid='id', tokenize='trigram')""",
+        f"""CREATE TRIGGER jobs_fts_insert AFTER INSERT ON jobs BEGIN
+            INSERT INTO {FTS_TABLE} (rowid, name) VALUES (NEW.id, NEW.name); END""",
+        f"""CREATE TRIGGER jobs_fts_delete AFTER DELETE ON jobs BEGIN
+            INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, name) VALUES ('delete', OLD.id, OLD.name);
+            END""",
+        f"""CREATE TRIGGER jobs_fts_update AFTER UPDATE OF name ON jobs BEGIN
+            INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, name) VALUES ('delete', OLD.id, OLD.name);
+            INSERT INTO {FTS_TABLE} (rowid, name) VALUES (NEW.id, NEW.name);
+            END""",
+        f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}) VALUES ('rebuild')",
+    ):
+        conn.execute(statement)
+
+
+def _count(table: str, key: str, values: str, delta: str) -> str:
+    """An upsert adding `delta` to the count row of `key` in `table`."""
+    return (
+        f"INSERT INTO {table} ({key}, n) VALUES ({values}, {delta}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET n = n + excluded.n;"
+    )
+
+
+def _counted(row: str, delta: str) -> str:
+    """The count statements for one row (`NEW` or `OLD`) entering (+1) or leaving (-1)."""
+    return _count("status_counts", "status", f"{row}.status", delta) + _count(
+        "owner_counts", "owner, status", f"{row}.owner, {row}.status", delta
+    )
+
+
+#: A migration step: an SQL statement, or a function for what depends on this SQLite.
+Migration = str | Callable[[sqlite3.Connection], None]
+
 #: Forward migrations; `PRAGMA user_version` is how many have been applied. Append, never edit.
-MIGRATIONS: list[list[str]] = [
+MIGRATIONS: list[list[Migration]] = [
     [
         """CREATE TABLE jobs (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -130,6 +185,41 @@ MIGRATIONS: list[list[str]] = [
         # The jobs consumers hold (running, or claimed and about to start): counted per owner on
         # every claim, scanned by recovery, their leases watched, without visiting the queue.
         f"CREATE INDEX jobs_leased ON jobs(lease_until) WHERE {LEASED}",
+    ],
+    [
+        # Counts and byte totals kept as data, in the same transaction as every write (by
+        # triggers), so listing, counting and stats cost the same at a million jobs as at ten.
+        """CREATE TABLE status_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL)
+            WITHOUT ROWID""",
+        """CREATE TABLE owner_counts (owner TEXT NOT NULL, status TEXT NOT NULL,
+            n INTEGER NOT NULL, PRIMARY KEY (owner, status)) WITHOUT ROWID""",
+        "CREATE TABLE totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+        # a notebook's jobs of one status, newest first, without visiting its others
+        "CREATE INDEX jobs_owner_status ON jobs(owner, status, id)",
+        "INSERT INTO status_counts SELECT status, COUNT(*) FROM jobs GROUP BY status",
+        "INSERT INTO owner_counts SELECT owner, status, COUNT(*) FROM jobs GROUP BY owner, status",
+        "INSERT INTO totals SELECT 'log_bytes', COALESCE(SUM(log_size), 0) FROM jobs",
+        "INSERT INTO totals SELECT 'blob_bytes', COALESCE(SUM(size), 0) FROM blobs",
+        f"""CREATE TRIGGER jobs_counted_insert AFTER INSERT ON jobs BEGIN {_counted("NEW", "1")}
+            UPDATE totals SET value = value + NEW.log_size WHERE name = 'log_bytes'; END""",
+        f"""CREATE TRIGGER jobs_counted_delete AFTER DELETE ON jobs BEGIN {_counted("OLD", "-1")}
+            UPDATE totals SET value = value - OLD.log_size WHERE name = 'log_bytes'; END""",
+        f"""CREATE TRIGGER jobs_counted_move AFTER UPDATE OF status, owner ON jobs
+            WHEN OLD.status IS NOT NEW.status OR OLD.owner IS NOT NEW.owner
+            BEGIN {_counted("OLD", "-1")} {_counted("NEW", "1")} END""",
+        """CREATE TRIGGER jobs_log_bytes AFTER UPDATE OF log_size ON jobs
+            WHEN OLD.log_size IS NOT NEW.log_size BEGIN
+            UPDATE totals SET value = value + NEW.log_size - OLD.log_size
+            WHERE name = 'log_bytes'; END""",
+        # (`files.put_blob` replaces a blob by an upsert: REPLACE would skip the delete trigger)
+        """CREATE TRIGGER blobs_bytes_insert AFTER INSERT ON blobs BEGIN
+            UPDATE totals SET value = value + NEW.size WHERE name = 'blob_bytes'; END""",
+        """CREATE TRIGGER blobs_bytes_delete AFTER DELETE ON blobs BEGIN
+            UPDATE totals SET value = value - OLD.size WHERE name = 'blob_bytes'; END""",
+        """CREATE TRIGGER blobs_bytes_update AFTER UPDATE OF size ON blobs BEGIN
+            UPDATE totals SET value = value + NEW.size - OLD.size WHERE name = 'blob_bytes';
+            END""",
+        _create_search_index,
     ],
 ]
 
