@@ -14,11 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 from jupyter_events import EventLogger
 
 from jupyter_jobs.models import JobSpec, Outcome, Progress, Status
-from jupyter_jobs.server.emitter import SCHEMA_ID, SCHEMA_PATH, EventBridge, merge
+from jupyter_jobs.server.emitter import (
+    SCHEMA_ID,
+    SCHEMA_PATH,
+    EventBridge,
+    merge,
+    register_schema,
+)
 from jupyter_jobs.store import Store
 
 from store_driver import claim, finish, set_progress, started
@@ -89,7 +97,7 @@ class Bridge:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self.logger = EventLogger()
-        self.logger.register_event_schema(SCHEMA_PATH)
+        register_schema(self.logger)
         self.bridge = EventBridge(store, self.logger, window=window)
         self._call(self._setup)
 
@@ -216,3 +224,24 @@ def test_what_the_open_window_holds_goes_out_at_stop(store: Store) -> None:
     job = store.enqueue(JobSpec(name="late"), b"")
     bridge.close()
     assert [(e["id"], e["action"]) for e in bridge.entries()] == [(job.id, "created")]
+
+
+def test_every_entry_sent_meets_the_full_schema_of_the_file(store: Store, bridge: Bridge) -> None:
+    # The server checks entries by their keys only; the file's per-field rules are the contract.
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    full = EventLogger()
+    full.register_event_schema(SCHEMA_PATH)  # the whole file is a valid jupyter_events schema
+    job = store.enqueue(JobSpec(name="checked", hold=True), b"")
+    store.release(job.id)
+    run_one(store, job.id, Status.FAILED)
+    held = store.enqueue(JobSpec(name="cancelled"), b"")
+    wait_for(lambda: bridge.last_of(held.id), "the creation")  # not created and deleted at once
+    store.request_cancel(held.id)
+    store.delete(held.id)
+    wait_for(lambda: (e := bridge.last_of(job.id)) and e["status"] == "failed", "the failure")
+    wait_for(lambda: (e := bridge.last_of(held.id)) and e["action"] == "deleted", "the deletion")
+    for event in bridge.events:
+        jsonschema.validate(event, schema)
+        full.schemas.validate_event(SCHEMA_ID, event)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"jobs": [entry("exploded", "running")]}, schema)

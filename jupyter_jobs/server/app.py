@@ -34,7 +34,7 @@ from ..errors import ServerUnavailable, ShuttingDown
 from ..executors.base import Executor, ExecutorEvents
 from ..models import Job, Status
 from ..store import DEFAULT_RETENTION_DAYS, Store, default_db_path
-from .emitter import SCHEMA_PATH, EventBridge
+from .emitter import EventBridge, register_schema
 from .handlers import ROUTES
 from .waiters import Waiters
 
@@ -217,7 +217,7 @@ class JobsApp(ExtensionApp):
             retention_seconds=self.retention_days * 86400 if self.retention_days else None,
             retention_bytes=self.retention_bytes,
         )
-        self.serverapp.event_logger.register_event_schema(SCHEMA_PATH)
+        register_schema(self.serverapp.event_logger)
         self._events = EventBridge(self.store, self.serverapp.event_logger)
         self.waiters = Waiters(self.store)
         self._fit_body_limits()
