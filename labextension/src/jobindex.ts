@@ -54,7 +54,10 @@ export class JobIndex {
     if (this._dead.delete(id)) {
       return; // still in place: back to life
     }
-    const newest = this._ids.length > this._head ? this._ids[this._ids.length - 1] : undefined;
+    const newest =
+      this._ids.length > this._head
+        ? this._ids[this._ids.length - 1]
+        : undefined;
     if (newest === undefined || id > newest) {
       this._ids.push(id);
     } else if (id < this._ids[this._head] && this._head > 0) {
@@ -69,7 +72,10 @@ export class JobIndex {
   addAll(ids: readonly number[]): void {
     const fresh = ids.filter(id => !this._live.has(id) && !this._dead.has(id));
     const oldest = this.oldest;
-    if (fresh.length > 1 && oldest !== undefined && Math.max(...fresh) < oldest) {
+    if (
+      fresh.length > 1 &&
+      (oldest === undefined || fresh.every(id => id < oldest))
+    ) {
       const older = [...fresh].sort((a, b) => a - b);
       this._ids = [...older, ...this._ids.slice(this._head)];
       this._head = 0;
