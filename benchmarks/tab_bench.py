@@ -13,6 +13,7 @@ server's PYTHONPATH, its built extension in the tab) for a side-by-side table.
 - lag: from the last job's `finished_at` until the subscriber saw it succeed: the websocket's
   entry for it, or the panel's row for it showing "succeeded" (checked every 50 ms in the page).
   Goal: <= 0.5 s.
+- long tasks: the tab's tasks over 50 ms from the panel's opening to the end (count, longest).
 """
 
 from __future__ import annotations
@@ -133,13 +134,22 @@ class TabWatcher:
         )
         return self.page.evaluate(f"window.__jobsEnded[{job_id}]") / 1000
 
+    def long_tasks(self) -> list[float]:
+        """The durations of the page's long tasks so far, in ms."""
+        return self.page.evaluate("window.__longTasks")
+
     def close(self) -> None:
         self._browser.close()
 
 
-#: In the page: every 50 ms, note when a row shows a job as succeeded (Date.now(), ms).
+#: In the page: every 50 ms, note when a row shows a job as succeeded (Date.now(), ms); and
+#: the page's long tasks (over 50 ms: the page stutters), from the panel's opening on.
 WATCH_JS = """() => {
   window.__jobsEnded = {};
+  window.__longTasks = [];
+  new PerformanceObserver(list => {
+    for (const entry of list.getEntries()) window.__longTasks.push(entry.duration);
+  }).observe({ type: 'longtask' });
   setInterval(() => {
     const now = Date.now();
     for (const el of document.querySelectorAll(
@@ -187,6 +197,8 @@ def measure(code: Code, mode: str, n: int, tmp: Path, playwright: Any) -> dict[s
         if watcher is not None:
             last_finished = job_finished(server, last_id)
             row["lag"] = watcher.seen(last_id, 120) - last_finished
+        if isinstance(watcher, TabWatcher):
+            row["long"] = watcher.long_tasks()
         return row
     finally:
         if watcher is not None:
@@ -220,8 +232,12 @@ def main() -> None:
                     rows.append(row)
                     lag = f"  lag {row['lag']:.2f} s" if "lag" in row else ""
                     print(f"{code.label:5} {mode:7} {row['rate']:8.0f} jobs/s{lag}", flush=True)
+                    if "long" in row:
+                        print(f"      long tasks (ms): {sorted(row['long'])[-10:]}", flush=True)
     print(f"\n{args.jobs} no-op jobs, {WORKERS} workers, best of {args.rounds} round(s)")
-    print(f"{'code':5} {'subscriber':10} {'jobs/s':>8} {'ratio':>6} {'lag (s)':>8}")
+    print(
+        f"{'code':5} {'subscriber':10} {'jobs/s':>8} {'ratio':>6} {'lag (s)':>8} {'long tasks':>10}"
+    )
     for code in codes:
         best = {
             mode: max(
@@ -234,7 +250,12 @@ def main() -> None:
         for mode, row in best.items():
             ratio = f"{row['rate'] / base:6.2f}" if base else "     -"
             lag = f"{row['lag']:8.2f}" if "lag" in row else "       -"
-            print(f"{code.label:5} {mode:10} {row['rate']:8.0f} {ratio} {lag}")
+            long = (
+                f"{len(row['long'])}, max {max(row['long'], default=0):.0f} ms"
+                if "long" in row
+                else "-"
+            )
+            print(f"{code.label:5} {mode:10} {row['rate']:8.0f} {ratio} {lag} {long:>10}")
 
 
 if __name__ == "__main__":

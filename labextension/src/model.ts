@@ -59,6 +59,7 @@ export class JobsModel implements IDisposable {
   constructor(options: JobsModel.IOptions) {
     this.client = options.client;
     this._pageSize = options.pageSize ?? 100;
+    this._rows = this._pageSize;
     this._fetchDelay = options.fetchDelay ?? 250;
   }
 
@@ -644,7 +645,7 @@ export class JobsModel implements IDisposable {
   private _byId = new Map<number, IJob>();
   private _index = new JobIndex();
   /** How many jobs the loaded pages hold at most (page size times pages loaded). */
-  private _rows = 0;
+  private _rows: number;
   private _cursor: string | null = null;
   private _counts: StatusCounts = {};
   private _totals: StatusCounts = {};

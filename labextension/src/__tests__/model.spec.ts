@@ -569,6 +569,13 @@ describe('JobsModel cost per event', () => {
     ]);
   });
 
+  it('keeps a job an action returned before the first page arrived', () => {
+    const { model, api } = setup(3);
+    model.upsert(api.set(2, { status: 'cancelled' }));
+    expect(model.get(2)!.status).toBe('cancelled');
+    expect(model.hasMore).toBe(false);
+  });
+
   it('builds the list once per read after any number of events', async () => {
     const { model, api } = setup(100, 100);
     await model.load();
