@@ -812,26 +812,39 @@ def test_events_of_a_job_arrive_in_order_over_the_websocket(api: Api) -> None:
     # once, queued -> succeeded (consumer.START_WRITE_DELAY).
     job = api.submit(jobfuncs.sleep, 0.5)
     seen: list[tuple[str, str | None, str]] = []
+
+    def read() -> None:
+        event = json.loads(api.run(asyncio.wait_for(ws.read_message(), 60)))
+        if event.get("schema_id") == SCHEMA_ID:
+            seen.extend(
+                (e["action"], e["previous"], e["status"])
+                for e in event["jobs"]
+                if e["id"] == job["id"] and e["action"] in ("created", "transition", "deleted")
+            )
+
     deadline = time.monotonic() + 60
     while not seen or seen[-1][2] != "succeeded":
         assert time.monotonic() < deadline, seen
-        message = api.run(asyncio.wait_for(ws.read_message(), 60))
-        event = json.loads(message)
-        mine = event.get("schema_id") == SCHEMA_ID and event["id"] == job["id"]
-        if mine and event["action"] in ("created", "transition"):
-            seen.append((event["action"], event["previous"], event["status"]))
+        read()
     api.call("DELETE", f"jobs/api/jobs/{job['id']}")
     while seen[-1][0] != "deleted":
-        event = json.loads(api.run(asyncio.wait_for(ws.read_message(), 60)))
-        if event.get("schema_id") == SCHEMA_ID and event["id"] == job["id"]:
-            seen.append((event["action"], event["previous"], event["status"]))
+        read()
     ws.close()
-    assert seen == [
-        ("created", None, "queued"),
-        ("transition", "queued", "running"),
-        ("transition", "running", "succeeded"),
-        ("deleted", None, "succeeded"),
-    ]
+    # Changes within one window (50 ms) arrive as one entry: the claim and the start may join
+    # the creation; the half-second run keeps the end apart.
+    assert seen in (
+        [
+            ("created", None, "queued"),
+            ("transition", "queued", "running"),
+            ("transition", "running", "succeeded"),
+            ("deleted", None, "succeeded"),
+        ],
+        [
+            ("created", None, "running"),
+            ("transition", "running", "succeeded"),
+            ("deleted", None, "succeeded"),
+        ],
+    )
 
 
 def test_kernels_inherit_the_server_url_and_token(api: Api) -> None:

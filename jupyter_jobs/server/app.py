@@ -37,7 +37,7 @@ from ..errors import ServerUnavailable, ShuttingDown
 from ..executors.base import Executor, ExecutorEvents
 from ..models import Job, Status
 from ..store import DEFAULT_RETENTION_DAYS, Store, default_db_path
-from .emitter import SCHEMA_PATH, EventBridge
+from .emitter import EventBridge, register_schema
 from .handlers import ROUTES
 from .waiters import Waiters
 
@@ -255,7 +255,7 @@ class JobsApp(ExtensionApp):
             STORE_THREADS, thread_name_prefix="jupyter-jobs-api"
         )
         self.consumer = self.make_consumer(self.store)
-        self.serverapp.event_logger.register_event_schema(SCHEMA_PATH)
+        register_schema(self.serverapp.event_logger)
         self._events = EventBridge(self.store, self.serverapp.event_logger)
         self.waiters = Waiters(self.store)
         self._fit_body_limits()

@@ -33,15 +33,32 @@ const EVENT_ACTIONS: readonly JobAction[] = [
 ];
 
 /**
- * Read one emission of the event stream as a job event, or null when it is another schema's.
- * A job event with a malformed payload is reported, not dropped silently.
+ * Read one emission of the event stream as its job entries (the changes of one window, one entry
+ * per job: schema version 2), or null when it is another schema's. A malformed entry is
+ * reported, not dropped silently.
  */
-export function parseJobEvent(emission: {
+export function parseJobEvents(emission: {
   [key: string]: unknown;
-}): IJobEvent | null {
+}): IJobEvent[] | null {
   if (emission.schema_id !== EVENT_SCHEMA_ID) {
     return null;
   }
+  if (!Array.isArray(emission.jobs)) {
+    console.warn('jupyter-jobs: ignoring a malformed job event', emission);
+    return [];
+  }
+  const events: IJobEvent[] = [];
+  for (const entry of emission.jobs) {
+    const event = parseEntry(entry ?? {});
+    if (event) {
+      events.push(event);
+    }
+  }
+  return events;
+}
+
+/** One entry of a job event, or null (reported) when it is malformed. */
+function parseEntry(emission: { [key: string]: unknown }): IJobEvent | null {
   const { action, id, status } = emission;
   if (
     typeof id !== 'number' ||
@@ -119,13 +136,13 @@ export class LiveUpdates implements IDisposable {
   }
 
   private _onEmission(_: unknown, emission: Event.Emission): void {
-    const event = parseJobEvent(emission);
-    if (!event) {
+    const events = parseJobEvents(emission);
+    if (!events) {
       return;
     }
     this._lastEvent = Date.now();
     this._setLive(true);
-    const inStep = this._model.applyEvent(event);
+    const inStep = this._model.applyEvents(events);
     if (this._offline || !inStep) {
       // Back in touch, or events were missed: what changed meanwhile came with no event.
       this._offline = false;

@@ -7,6 +7,12 @@
  * the full records of the jobs they touched are fetched in one batched `/status` read, so a
  * burst of 500 events costs a few requests, not 500.
  *
+ * Events cost O(1) however many jobs are loaded: the jobs are held in a map by id and their
+ * order in a `JobIndex`; the `jobs` array is built only when read (once per render). A job is
+ * added only when it belongs to the filter and to the loaded range: a job newer than all loaded
+ * goes on top, and the oldest loaded one makes room for it (the cursor moves up with it), so a
+ * burst of new jobs does not grow the list; older ones are left to "load more".
+ *
  * The numbers per status are the server's: events move them at once, and every burst of events
  * that moved them is followed by one read of the real ones, so a missed or late event (a server
  * restart loses the events of its recovery) is corrected within a batch. An answer never
@@ -17,6 +23,7 @@ import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { JobsClient } from './client';
+import { JobIndex } from './jobindex';
 import type {
   IJob,
   IJobEvent,
@@ -52,6 +59,7 @@ export class JobsModel implements IDisposable {
   constructor(options: JobsModel.IOptions) {
     this.client = options.client;
     this._pageSize = options.pageSize ?? 100;
+    this._rows = this._pageSize;
     this._fetchDelay = options.fetchDelay ?? 250;
   }
 
@@ -73,9 +81,17 @@ export class JobsModel implements IDisposable {
     return this._jobTouched;
   }
 
-  /** The loaded jobs, newest first. */
+  /** The loaded jobs, newest first (built when read after a change: once per render). */
   get jobs(): readonly IJob[] {
+    if (this._jobs === null) {
+      this._jobs = this._index.newestFirst().map(id => this._byId.get(id)!);
+    }
     return this._jobs;
+  }
+
+  /** How many times a job was moved between loaded ones (O(loaded) each); tests count them. */
+  get moves(): number {
+    return this._index.moves;
   }
 
   /** Whether older jobs remain to be loaded with `loadMore()`. */
@@ -160,8 +176,9 @@ export class JobsModel implements IDisposable {
         return;
       }
       this._setCounts(ask, page.counts, stats.counts);
-      this._jobs = [];
       this._byId.clear();
+      this._index.clear();
+      this._rows = this._pageSize;
       this._insertAll(page.jobs);
       this._cursor = page.next_cursor;
       this._loaded = true;
@@ -199,6 +216,7 @@ export class JobsModel implements IDisposable {
         return;
       }
       this._insertAll(page.jobs);
+      this._rows += this._pageSize;
       this._cursor = page.next_cursor;
       this._setCounts(ask, page.counts, null);
       this._error = null;
@@ -213,12 +231,27 @@ export class JobsModel implements IDisposable {
   }
 
   /**
-   * Apply one server event: patch what it carries now, fetch the full record soon after.
+   * Apply the entries of one server event (a window of changes, one entry per job), then say
+   * once that the list changed.
    *
-   * Returns false when the event does not follow from what the model knows (a transition from
+   * Returns false when an entry does not follow from what the model knows (a transition from
    * another status than the one shown): events were missed, and the caller should reconcile.
    */
+  applyEvents(events: readonly IJobEvent[]): boolean {
+    let inStep = true;
+    for (const event of events) {
+      inStep = this._apply(event) && inStep;
+    }
+    this._changed.emit();
+    return inStep;
+  }
+
+  /** Apply one entry: patch what it carries now, fetch the full record soon after. */
   applyEvent(event: IJobEvent): boolean {
+    return this.applyEvents([event]);
+  }
+
+  private _apply(event: IJobEvent): boolean {
     this._touched.set(event.id, ++this._seq);
     this._countEvent(event);
     const job = this._byId.get(event.id);
@@ -249,7 +282,13 @@ export class JobsModel implements IDisposable {
         this._scheduleFetch(event.id);
       }
     } else {
-      if (event.action === 'transition' && event.previous !== event.status) {
+      // A job created and ended within one window comes as `created` with its final status.
+      const ended =
+        event.action === 'created' && !ACTIVE_STATUSES.has(event.status);
+      if (
+        ended ||
+        (event.action === 'transition' && event.previous !== event.status)
+      ) {
         this._transition.emit(transitionOf(event));
       }
       if (this.matches(event) && this._inWindow(event.id)) {
@@ -257,7 +296,6 @@ export class JobsModel implements IDisposable {
         this._scheduleFetch(event.id);
       }
     }
-    this._changed.emit();
     this._jobTouched.emit(event.id);
     return inStep;
   }
@@ -271,7 +309,10 @@ export class JobsModel implements IDisposable {
       clearTimeout(this._timer);
       this._timer = null;
     }
-    const ids = [...this._pending];
+    // Jobs that left the list meanwhile (a burst pushed them out) need no reading.
+    const ids = [...this._pending].filter(
+      id => this._byId.has(id) || this._inWindow(id)
+    );
     this._pending.clear();
     const counting = this._countsMoved ? this._readCounts() : null;
     this._countsMoved = false;
@@ -336,7 +377,7 @@ export class JobsModel implements IDisposable {
     const oldest = page.jobs.length
       ? page.jobs[page.jobs.length - 1].id
       : Infinity;
-    const beyond = this._jobs
+    const beyond = this.jobs
       .filter(job => job.id < oldest && ACTIVE_STATUSES.has(job.status))
       .map(job => job.id);
     for (const id of beyond) {
@@ -404,8 +445,8 @@ export class JobsModel implements IDisposable {
     if (this._cursor === null) {
       return true;
     }
-    const oldest = this._jobs[this._jobs.length - 1];
-    return oldest !== undefined && id > oldest.id;
+    const oldest = this._index.oldest;
+    return oldest !== undefined && id > oldest;
   }
 
   /** Merge fresh records; `seq` is the event counter when they were requested. */
@@ -439,7 +480,7 @@ export class JobsModel implements IDisposable {
       page.next_cursor === null || !page.jobs.length
         ? -Infinity
         : page.jobs[page.jobs.length - 1].id;
-    const gone = this._jobs
+    const gone = this.jobs
       .filter(job => job.id >= oldest && !listed.has(job.id))
       .map(job => job.id);
     this._merge(page.jobs, gone, seq);
@@ -452,8 +493,8 @@ export class JobsModel implements IDisposable {
   /** Update a loaded job, or drop it when it no longer passes the filter. */
   private _put(job: IJob, previous: JobStatus): void {
     if (this.matches(job)) {
-      this._jobs = this._jobs.map(item => (item.id === job.id ? job : item));
       this._byId.set(job.id, job);
+      this._jobs = null;
     } else {
       this._removeJob(job.id);
     }
@@ -473,33 +514,34 @@ export class JobsModel implements IDisposable {
     }
   }
 
+  /** Add a job to the list; past the loaded pages' size, the oldest loaded one makes room. */
   private _insert(job: IJob): void {
-    // Newest first: ids grow with creation (SQLite AUTOINCREMENT).
-    let index = this._jobs.findIndex(item => item.id < job.id);
-    if (index < 0) {
-      index = this._jobs.length;
-    }
-    this._jobs = [
-      ...this._jobs.slice(0, index),
-      job,
-      ...this._jobs.slice(index)
-    ];
     this._byId.set(job.id, job);
+    this._index.add(job.id);
+    this._jobs = null;
+    while (this._index.size > this._rows) {
+      this._byId.delete(this._index.dropOldest()!);
+      // "Load more" goes on from the oldest job still loaded.
+      this._cursor = String(this._index.oldest);
+    }
   }
 
   private _insertAll(jobs: IJob[]): void {
-    const fresh = jobs.filter(job => !this._byId.has(job.id));
-    for (const job of fresh) {
-      this._byId.set(job.id, job);
+    for (const job of jobs) {
+      if (!this._byId.has(job.id)) {
+        this._byId.set(job.id, job);
+      }
     }
-    this._jobs = [...this._jobs, ...fresh].sort((a, b) => b.id - a.id);
+    this._index.addAll(jobs.map(job => job.id));
+    this._jobs = null;
   }
 
   private _removeJob(id: number): void {
     if (!this._byId.delete(id)) {
       return;
     }
-    this._jobs = this._jobs.filter(job => job.id !== id);
+    this._index.delete(id);
+    this._jobs = null;
   }
 
   /** Keep the per-status numbers in step with events between two reads of the real ones. */
@@ -590,7 +632,7 @@ export class JobsModel implements IDisposable {
 
   /** A digest of what the list shows, to tell whether a poll found anything new. */
   private _signature(): string {
-    return this._jobs
+    return this.jobs
       .map(
         job =>
           `${job.id}:${job.status}:${job.attempt}:${job.progress?.done ?? ''}`
@@ -598,8 +640,12 @@ export class JobsModel implements IDisposable {
       .join(',');
   }
 
-  private _jobs: IJob[] = [];
+  /** The `jobs` array as last built; null after a change. */
+  private _jobs: IJob[] | null = null;
   private _byId = new Map<number, IJob>();
+  private _index = new JobIndex();
+  /** How many jobs the loaded pages hold at most (page size times pages loaded). */
+  private _rows: number;
   private _cursor: string | null = null;
   private _counts: StatusCounts = {};
   private _totals: StatusCounts = {};

@@ -42,6 +42,13 @@ export const ROW_HEIGHT = 58;
 const OVERSCAN = 8;
 /** Delay between the last keystroke in the search box and the new listing, in ms. */
 const SEARCH_DELAY = 250;
+/**
+ * Shortest time between two renders while the list keeps changing, in ms. A queue draining
+ * thousands of jobs changes the list at every event; rendering it every frame cost the page
+ * (React, style, layout, paint) a third of a core that the server and its workers need on a
+ * small machine. A few renders a second look just as live.
+ */
+export const RENDER_INTERVAL = 200;
 
 /** The sidebar widget. */
 export class JobsPanel extends ReactWidget {
@@ -60,12 +67,20 @@ export class JobsPanel extends ReactWidget {
 
   dispose(): void {
     this._model.changed.disconnect(this._onModelChanged, this);
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+    }
     super.dispose();
   }
 
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
     this.update();
+  }
+
+  protected onUpdateRequest(msg: Message): void {
+    this._rendered = Date.now();
+    super.onUpdateRequest(msg);
   }
 
   protected render(): JSX.Element {
@@ -79,17 +94,33 @@ export class JobsPanel extends ReactWidget {
     );
   }
 
-  /** Lumino conflates update requests: at most one render per animation frame. */
+  /**
+   * Render after a change: at once when the last render is `RENDER_INTERVAL` old, else when it
+   * will be (one render for all the changes in between; Lumino conflates update requests too).
+   */
   private _onModelChanged(): void {
-    if (this.isVisible) {
-      this.update();
+    if (!this.isVisible || this._timer !== null) {
+      return;
     }
+    const wait = this._rendered + RENDER_INTERVAL - Date.now();
+    if (wait <= 0) {
+      this.update();
+      return;
+    }
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      if (this.isVisible) {
+        this.update();
+      }
+    }, wait);
   }
 
   private _model: JobsModel;
   private _commands: CommandRegistry;
   private _serverRoot: string;
   private _trans: TranslationBundle;
+  private _rendered = 0;
+  private _timer: ReturnType<typeof setTimeout> | null = null;
 }
 
 /** The JobsPanel namespace. */

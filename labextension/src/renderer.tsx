@@ -42,7 +42,7 @@ import * as React from 'react';
 import { JobsClient } from './client';
 import { CommandIDs } from './commands';
 import { ProgressBar, useClock } from './components';
-import { parseJobEvent } from './events';
+import { parseJobEvents } from './events';
 import {
   elapsedSeconds,
   formatDuration,
@@ -204,9 +204,10 @@ export class JobWatch implements IDisposable {
   }
 
   private _onEmission(_: unknown, emission: Event.Emission): void {
-    const event = parseJobEvent(emission);
-    if (event && this._listeners.get(event.id)?.size) {
-      this._schedule(event.id);
+    for (const event of parseJobEvents(emission) ?? []) {
+      if (this._listeners.get(event.id)?.size) {
+        this._schedule(event.id);
+      }
     }
   }
 

@@ -81,7 +81,7 @@ export type JobAction =
 /** The schema id of the events the server emits for jobs. */
 export const EVENT_SCHEMA_ID = 'https://events.jupyter.org/jupyter_jobs/job';
 
-/** The payload of one `job` event (`jupyter_jobs/server/events/job.yaml`). */
+/** One entry of a `job` event: a job's changes over one window (`jobs` in `jupyter_jobs/server/events/job.yaml`). */
 export interface IJobEvent {
   action: JobAction;
   id: number;

@@ -1,6 +1,6 @@
 import { Stream } from '@lumino/signaling';
 
-import { LiveUpdates, parseJobEvent } from '../events';
+import { LiveUpdates, parseJobEvents } from '../events';
 import { JobsModel } from '../model';
 import { EVENT_SCHEMA_ID, IJobEvent } from '../types';
 import { FakeApi, makeJob } from './fakes';
@@ -29,18 +29,47 @@ class FakeEvents {
   }
 }
 
-describe('parseJobEvent', () => {
-  it('reads our schema and ignores others', () => {
+describe('parseJobEvents', () => {
+  it('reads the entries of our schema and ignores others', () => {
     expect(
-      parseJobEvent({
+      parseJobEvents({
         schema_id:
           'https://events.jupyter.org/jupyter_server/contents_service/v1',
         action: 'save'
       })
     ).toBeNull();
     expect(
-      parseJobEvent({
+      parseJobEvents({
         schema_id: EVENT_SCHEMA_ID,
+        jobs: [
+          {
+            action: 'transition',
+            id: 7,
+            name: 'fit',
+            owner: 'a.ipynb',
+            status: 'failed',
+            previous: 'running',
+            reason: 'error',
+            attempt: 2,
+            progress: null,
+            actions: ['retry', 'delete', 'fly']
+          },
+          {
+            action: 'created',
+            id: 8,
+            name: 'plot',
+            owner: '',
+            status: 'succeeded',
+            previous: null,
+            reason: null,
+            attempt: 1,
+            progress: { done: 1, total: 1, message: null },
+            actions: ['delete']
+          }
+        ]
+      })
+    ).toEqual([
+      {
         action: 'transition',
         id: 7,
         name: 'fit',
@@ -50,51 +79,50 @@ describe('parseJobEvent', () => {
         reason: 'error',
         attempt: 2,
         progress: null,
-        actions: ['retry', 'delete', 'fly']
-      })
-    ).toEqual({
-      action: 'transition',
-      id: 7,
-      name: 'fit',
-      owner: 'a.ipynb',
-      status: 'failed',
-      previous: 'running',
-      reason: 'error',
-      attempt: 2,
-      progress: null,
-      actions: ['retry', 'delete'] // an action this version does not know is left out
-    });
+        actions: ['retry', 'delete'] // an action this version does not know is left out
+      },
+      {
+        action: 'created',
+        id: 8,
+        name: 'plot',
+        owner: '',
+        status: 'succeeded',
+        previous: null,
+        reason: null,
+        attempt: 1,
+        progress: { done: 1, total: 1, message: null },
+        actions: ['delete']
+      }
+    ]);
   });
 
-  it('reports a malformed job event instead of applying it', () => {
+  it('reports a malformed entry instead of applying it, and keeps the others', () => {
     const warn = jest
       .spyOn(console, 'warn')
       .mockImplementation(() => undefined);
+    const good = { action: 'created', id: 9, status: 'queued' };
     expect(
-      parseJobEvent({
+      parseJobEvents({
         schema_id: EVENT_SCHEMA_ID,
-        action: 'transition',
-        id: '7',
-        status: 'failed'
-      })
-    ).toBeNull();
+        jobs: [
+          { action: 'transition', id: '7', status: 'failed' },
+          { action: 'exploded', id: 7, status: 'failed' },
+          { action: 'created', id: 7, status: 'weird' },
+          null,
+          good
+        ]
+      })!.map(event => event.id)
+    ).toEqual([9]);
+    // A version 1 event (one change at the top level) is not ours to guess at.
     expect(
-      parseJobEvent({
-        schema_id: EVENT_SCHEMA_ID,
-        action: 'exploded',
-        id: 7,
-        status: 'failed'
-      })
-    ).toBeNull();
-    expect(
-      parseJobEvent({
+      parseJobEvents({
         schema_id: EVENT_SCHEMA_ID,
         action: 'created',
         id: 7,
-        status: 'weird'
+        status: 'queued'
       })
-    ).toBeNull();
-    expect(warn).toHaveBeenCalledTimes(3);
+    ).toEqual([]);
+    expect(warn).toHaveBeenCalledTimes(5);
     warn.mockRestore();
   });
 });
@@ -118,7 +146,7 @@ describe('LiveUpdates', () => {
 
   /** What the server's event for `api.move(...)` looks like on the stream. */
   function emit(events: FakeEvents, event: IJobEvent) {
-    events.stream.emit({ schema_id: EVENT_SCHEMA_ID, ...event });
+    events.stream.emit({ schema_id: EVENT_SCHEMA_ID, jobs: [event] });
   }
 
   it('applies events from the stream and trusts them (slow poll)', async () => {
@@ -129,15 +157,19 @@ describe('LiveUpdates', () => {
     api.set(2, { status: 'running' });
     events!.stream.emit({
       schema_id: EVENT_SCHEMA_ID,
-      action: 'transition',
-      id: 2,
-      name: 'job-2',
-      owner: '',
-      status: 'running',
-      previous: 'queued',
-      reason: null,
-      attempt: 1,
-      progress: null
+      jobs: [
+        {
+          action: 'transition',
+          id: 2,
+          name: 'job-2',
+          owner: '',
+          status: 'running',
+          previous: 'queued',
+          reason: null,
+          attempt: 1,
+          progress: null
+        }
+      ]
     });
     expect(model.get(2)!.status).toBe('running');
     events!.stream.emit({

@@ -400,3 +400,191 @@ describe('JobsModel errors', () => {
     expect(ids(model)).toEqual([2]);
   });
 });
+
+describe('JobsModel cost per event', () => {
+  /** Elements visited by array methods (map, filter, slice, ...) while `fn` runs. */
+  function arrayWork(fn: () => void): number {
+    const names = [
+      'map',
+      'filter',
+      'slice',
+      'splice',
+      'sort',
+      'findIndex',
+      'indexOf',
+      'includes',
+      'concat',
+      'some',
+      'every',
+      'forEach'
+    ] as const;
+    const proto = Array.prototype as any;
+    const originals = names.map(name => proto[name]);
+    let visited = 0;
+    names.forEach((name, i) => {
+      proto[name] = function (this: unknown[], ...args: unknown[]) {
+        visited += this.length;
+        return originals[i].apply(this, args);
+      };
+    });
+    try {
+      fn();
+    } finally {
+      names.forEach((name, i) => (proto[name] = originals[i]));
+    }
+    return visited;
+  }
+
+  it('applies 10,000 events to 20,000 loaded jobs without walking the list', async () => {
+    const { model, api } = setup(20_000, 20_000);
+    await model.load();
+    expect(model.jobs.length).toBe(20_000);
+    let changes = 0;
+    model.changed.connect(() => changes++);
+    const events = [];
+    for (let k = 0; k < 2_500; k++) {
+      const id = 1 + ((k * 7919) % 20_000); // spread over the whole list
+      events.push(api.move(id, 'running'));
+      events.push(
+        makeEvent(id, {
+          action: 'progress',
+          status: 'running',
+          previous: null,
+          progress: { done: k, total: null, message: null }
+        })
+      );
+    }
+    for (let id = 20_001; id <= 22_500; id++) {
+      api.add(makeJob(id));
+      events.push(
+        makeEvent(id, { action: 'created', status: 'queued', previous: null })
+      );
+    }
+    for (let id = 5_001; id <= 7_500; id++) {
+      api.jobs.delete(id);
+      events.push(
+        makeEvent(id, { action: 'deleted', status: 'queued', previous: null })
+      );
+    }
+    expect(events).toHaveLength(10_000);
+    const batches: (typeof events)[] = [];
+    for (let start = 0; start < events.length; start += 100) {
+      batches.push(events.slice(start, start + 100));
+    }
+    const moved = model.moves;
+    const work = arrayWork(() => {
+      for (const batch of batches) {
+        model.applyEvents(batch);
+      }
+    });
+    // A few array elements per event (the entries themselves), not the 20,000 rows.
+    expect(work).toBeLessThan(10 * events.length);
+    expect(model.moves).toBe(moved);
+    expect(changes).toBe(batches.length); // one "changed" per server event
+    // What the list shows: the new jobs on top, the deleted ones gone, no growth.
+    const shown = ids(model);
+    expect(shown.length).toBe(20_000 - 2_500);
+    expect(shown[0]).toBe(22_500);
+    expect(shown).toEqual([...shown].sort((a, b) => b - a));
+    expect(shown.includes(6_000)).toBe(false);
+    expect(model.get(1 + 7919)!.status).toBe('running');
+  });
+
+  it('keeps the list at its loaded size through a burst of new jobs', async () => {
+    const { model, api } = setup(30, 10);
+    await model.load(); // 30..21
+    for (let id = 31; id <= 1_030; id++) {
+      api.add(makeJob(id));
+      model.applyEvent(
+        makeEvent(id, { action: 'created', status: 'queued', previous: null })
+      );
+    }
+    expect(ids(model)).toEqual(Array.from({ length: 10 }, (_, i) => 1_030 - i));
+    expect(model.hasMore).toBe(true);
+    // "Load more" goes on from the oldest job shown.
+    await model.loadMore();
+    expect(ids(model).slice(10)).toEqual(
+      Array.from({ length: 10 }, (_, i) => 1_020 - i)
+    );
+    expect(api.calls).toContain(
+      'list {"status":[],"q":"","limit":10,"cursor":"1021"}'
+    );
+  });
+
+  it('leaves older jobs that enter the filter to "load more"', async () => {
+    const { model, api } = setup(40, 10);
+    api.set(35, { status: 'failed' });
+    api.set(5, { status: 'failed' });
+    for (let id = 11; id <= 20; id++) {
+      api.set(id, { status: 'failed' });
+    }
+    await model.setFilter({ statuses: ['failed'] }); // 35, 20..12
+    expect(ids(model)).toEqual([35, 20, 19, 18, 17, 16, 15, 14, 13, 12]);
+    model.applyEvent(api.move(3, 'failed', { reason: 'error' })); // older than all shown
+    model.applyEvent(api.move(25, 'failed', { reason: 'error' })); // between shown ones
+    // The page keeps its size: 12 makes room, and "load more" starts after 13.
+    expect(ids(model)).toEqual([35, 25, 20, 19, 18, 17, 16, 15, 14, 13]);
+    expect(model.moves).toBe(1);
+    expect(model.hasMore).toBe(true);
+    model.applyEvent(api.move(38, 'failed', { reason: 'error' })); // newer than all: on top
+    expect(ids(model)[0]).toBe(38);
+  });
+
+  it('applies the entries of one event in order, coalesced ones included', async () => {
+    const { model, api, transitions } = setup(3);
+    await model.load();
+    let changes = 0;
+    model.changed.connect(() => changes++);
+    api.add(
+      makeJob(4, { status: 'succeeded' }),
+      makeJob(5, { status: 'failed' })
+    );
+    const inStep = model.applyEvents([
+      // Created and finished within one window: one entry with its final status.
+      makeEvent(4, { action: 'created', status: 'succeeded', previous: null }),
+      makeEvent(5, {
+        action: 'created',
+        status: 'failed',
+        previous: null,
+        reason: 'error'
+      }),
+      // Queued -> running -> succeeded within one window: one transition from queued.
+      api.move(2, 'succeeded'),
+      makeEvent(1, { action: 'deleted', status: 'queued', previous: null })
+    ]);
+    expect(inStep).toBe(true);
+    expect(changes).toBe(1);
+    expect(ids(model)).toEqual([5, 4, 3, 2]);
+    expect(model.get(2)!.status).toBe('succeeded');
+    expect(model.totals).toEqual({
+      queued: 1,
+      succeeded: 2,
+      failed: 1
+    });
+    // The notifier hears of the jobs that ended, whichever way the window cut them.
+    expect(transitions.map(t => `${t.id}:${t.previous}->${t.status}`)).toEqual([
+      '4:null->succeeded',
+      '5:null->failed',
+      '2:queued->succeeded'
+    ]);
+  });
+
+  it('keeps a job an action returned before the first page arrived', () => {
+    const { model, api } = setup(3);
+    model.upsert(api.set(2, { status: 'cancelled' }));
+    expect(model.get(2)!.status).toBe('cancelled');
+    expect(model.hasMore).toBe(false);
+  });
+
+  it('builds the list once per read after any number of events', async () => {
+    const { model, api } = setup(100, 100);
+    await model.load();
+    const before = model.jobs;
+    expect(model.jobs).toBe(before); // no change: the same array
+    model.applyEvents([api.move(10, 'running'), api.move(20, 'running')]);
+    const after = model.jobs;
+    expect(after).not.toBe(before);
+    expect(model.jobs).toBe(after);
+    expect(after.find(job => job.id === 10)!.status).toBe('running');
+  });
+});

@@ -4,7 +4,7 @@ import { Widget } from '@lumino/widgets';
 
 import { CommandIDs } from '../commands';
 import { JobsModel } from '../model';
-import { JobsPanel } from '../panel';
+import { JobsPanel, RENDER_INTERVAL } from '../panel';
 import { FakeApi, HELD_ACTIONS, makeJob } from './fakes';
 
 async function waitFor(check: () => boolean, timeout = 5000): Promise<void> {
@@ -220,5 +220,34 @@ describe('JobsPanel', () => {
     expect(model.jobs.length).toBe(10_000);
     expect(rows().length).toBeLessThan(60);
     expect(rows()[0].dataset.jobId).toBe('10000');
+  });
+});
+
+describe('JobsPanel rendering', () => {
+  it('renders a burst of changes a few times a second, the last one included', async () => {
+    const api = new FakeApi();
+    api.add(makeJob(1));
+    const { model, panel, rows } = await setup(api);
+    let renders = 0;
+    const original = panel.processMessage.bind(panel);
+    panel.processMessage = msg => {
+      if (msg.type === 'update-request') {
+        renders++;
+      }
+      original(msg);
+    };
+    const started = Date.now();
+    for (let id = 2; id <= 200; id++) {
+      api.add(makeJob(id));
+      model.applyEvent(api.move(id, 'running'));
+      await new Promise(resolve => setTimeout(resolve, 1));
+    }
+    const elapsed = Date.now() - started;
+    await waitFor(() => rows()[0]?.dataset.jobId === '200');
+    // At most one render per RENDER_INTERVAL (and one at the start), not one per change.
+    expect(renders).toBeLessThanOrEqual(
+      Math.ceil(elapsed / RENDER_INTERVAL) + 2
+    );
+    expect(renders).toBeGreaterThan(0);
   });
 });

@@ -298,15 +298,20 @@ describe('JobOutputRenderer', () => {
     ]);
     env.events.stream.emit({
       schema_id: EVENT_SCHEMA_ID,
-      action: 'transition',
-      id: 7,
-      name: 'fit',
-      owner: '',
-      status: 'succeeded',
-      previous: 'running',
-      reason: null,
-      attempt: 1,
-      progress: null
+      jobs: [
+        {
+          action: 'transition',
+          id: 7,
+          name: 'fit',
+          owner: '',
+          status: 'succeeded',
+          previous: 'running',
+          reason: null,
+          attempt: 1,
+          progress: null,
+          actions: ['delete']
+        }
+      ]
     });
     await waitFor(() => visibleText(renderer).includes('the answer is 42'));
     await waitFor(() => visibleText(renderer).includes('succeeded'));
