@@ -260,7 +260,7 @@ class ScheduleSpec:
         """This spec with `changes` (a PATCH body) applied, checked as a whole."""
         if not isinstance(changes, dict):
             raise InvalidRequest("a schedule change must be a JSON object")
-        data = self.to_json()
+        data = ScheduleSpec.to_json(self)  # a stored schedule's own fields are not the spec's
         if "cron" in changes and changes["cron"] is not None:
             data["every"] = None  # switching timing kind need not null the other one
         if "every" in changes and changes["every"] is not None:
@@ -290,7 +290,9 @@ class ScheduleSpec:
         self._check_target()
         self._check_job()
         if not self.name:
-            self.name = Path(self.target.get("path") or "").stem or self.target.get("name") or "schedule"
+            self.name = (
+                Path(self.target.get("path") or "").stem or self.target.get("name") or "schedule"
+            )
 
     def _check_target(self) -> None:
         target = self.target
@@ -397,9 +399,7 @@ def declares_parameter(notebook: dict[str, Any], name: str) -> bool:
     return False
 
 
-def notebook_payload(
-    notebook: bytes, parameters: dict[str, Any], kernel_name: str | None
-) -> bytes:
+def notebook_payload(notebook: bytes, parameters: dict[str, Any], kernel_name: str | None) -> bytes:
     """A notebook job's payload: JSON {notebook, parameters, kernel_name} (the contract's).
 
     Kept here until the notebook-jobs module offers the same builder; that one replaces it.

@@ -124,9 +124,7 @@ def fire(tx: Tx, files: JobFiles, at: float) -> list[int]:
     return ids
 
 
-def runs(
-    conn: sqlite3.Connection, schedule_id: int, limit: int, cursor: str | None
-) -> Page:
+def runs(conn: sqlite3.Connection, schedule_id: int, limit: int, cursor: str | None) -> Page:
     """A page of one schedule's runs, newest first, with counts per status."""
     if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
@@ -242,9 +240,11 @@ class ScheduleVerbs:
 
     def next_schedule_run(self) -> float | None:
         """The earliest `next_run` of the running schedules."""
-        return self._db.conn().execute(
-            "SELECT MIN(next_run) FROM schedules WHERE paused = 0"
-        ).fetchone()[0]
+        return (
+            self._db.conn()
+            .execute("SELECT MIN(next_run) FROM schedules WHERE paused = 0")
+            .fetchone()[0]
+        )
 
     def schedule_runs(self, schedule_id: int, limit: int = 50, cursor: str | None = None) -> Page:
         """A page of a schedule's runs (the job list's `?schedule=` filter)."""
