@@ -5,9 +5,9 @@ writes what the executor reported (starts, logs, progress, outcomes: batched, in
 so the loop never blocks on SQLite and the writes never contend with each other), kills what was
 cancelled or timed out, promotes pending jobs whose time came, fires due schedules, recovers
 orphans, and claims as many queued jobs as the executor has free slots. A claimed job stays
-queued until the executor reports that its code began: only then is it running, with that moment as its `started_at`. It wakes at
-once on a change made in this process (store subscription) or another (doorbell), and otherwise
-sleeps until the next due time.
+queued until the executor reports that its code began: only then is it running, with that moment
+as its `started_at`. It wakes at once on a change made in this process (store subscription) or
+another (doorbell), and otherwise sleeps until the next due time.
 """
 
 from __future__ import annotations
