@@ -71,6 +71,12 @@ class ScheduleNotFound(JobsError):
         self.schedule_id = schedule_id
 
 
+class NotebookNotFound(JobsError):
+    """No notebook at the path given (relative to the server's root)."""
+
+    http_status = 404
+
+
 class IllegalTransition(JobsError):
     """The move is not in the transition table (models.TRANSITIONS), e.g. cancel a finished job."""
 

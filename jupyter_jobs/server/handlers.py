@@ -129,6 +129,22 @@ class JobsListHandler(JobsHandler):
     @authorized
     async def get(self) -> None:
         status, limit = self.query("status"), self.query("limit")
+        schedule = self.query("schedule")
+        if schedule is not None:  # a schedule's runs (the Schedules view's history)
+            page = await self.app.run(
+                self.app.store.schedule_runs,
+                parsing.integer("schedule", schedule, 1, MAX_INT),
+                parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
+                self.query("cursor"),
+            )
+            self.reply(
+                {
+                    "jobs": [j.to_json() for j in page.jobs],
+                    "next_cursor": page.next_cursor,
+                    "counts": page.counts,
+                }
+            )
+            return
         page = await self.app.run(
             self.app.store.query,
             status=parsing.statuses(status or "") or None,
@@ -401,3 +417,8 @@ ROUTES: list[tuple[str, type[JobsHandler]]] = [
     (r"/jobs/api/stats", StatsHandler),
     (r"/jobs/api/capabilities", CapabilitiesHandler),
 ]
+
+# The schedule routes live in their own module, which builds on `JobsHandler` above.
+from .schedule_handlers import ROUTES as SCHEDULE_ROUTES  # noqa: E402
+
+ROUTES += SCHEDULE_ROUTES
