@@ -152,7 +152,7 @@ class Timing:
 
     def _cron_times(self, start: float, backward: bool = False) -> Iterator[float]:
         """Cron fire times after `start` (before it, `backward`), in order of travel."""
-        from croniter import croniter
+        from croniter import CroniterError, croniter
 
         assert self.cron is not None
         tz = zone(self.timezone)
@@ -160,7 +160,10 @@ class Timing:
         iterator = croniter(self.cron, datetime.fromtimestamp(start, tz))
         step = iterator.get_prev if backward else iterator.get_next
         while True:
-            when = step(datetime)
+            try:
+                when = step(datetime)
+            except CroniterError:  # "0 0 31 2 *" is well formed, and never comes
+                raise InvalidRequest(f"cron: {self.cron!r} never fires") from None
             if fixed_hour and _repeated_wall_time(when, tz):
                 continue  # 02:30 on the autumn night: its first occurrence is the one
             yield when.timestamp()
@@ -214,12 +217,14 @@ def check_timing(cron: Any, every: Any, timezone_name: Any, anchor: float) -> Ti
         raise InvalidRequest("cron, every: give exactly one of them")
     tz_name = local_zone() if timezone_name is None else timezone_name
     zone(tz_name)
-    return Timing(
+    timing = Timing(
         check_cron(cron) if cron is not None else None,
         check_every(every) if every is not None else None,
         tz_name,
         anchor,
     )
+    timing.next_after(anchor)  # a cron that never comes is refused here, not when it fires
+    return timing
 
 
 def iso_time(t: float, timezone_name: str) -> str:

@@ -38,6 +38,8 @@ MAX_WAIT = 300.0
 DEFAULT_RESULTS_BYTES = 8 * 2**20
 MAX_RESULTS_BYTES = 64 * 2**20
 MAX_LIST_LIMIT = 500
+#: The largest id text allows (`models.ID_TEXT`: 18 digits), as openapi.yaml says.
+MAX_ID = 10**18 - 1
 MAX_LOG_CHUNK = 16 * 2**20
 ID = r"(?P<job_id>[^/]+)"
 
@@ -133,7 +135,7 @@ class JobsListHandler(JobsHandler):
         if schedule is not None:  # a schedule's runs (the Schedules view's history)
             page = await self.app.run(
                 self.app.store.schedule_runs,
-                parsing.integer("schedule", schedule, 1, MAX_INT),
+                parsing.integer("schedule", schedule, 1, MAX_ID),
                 parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
                 self.query("cursor"),
             )

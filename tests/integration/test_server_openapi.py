@@ -3,6 +3,7 @@ Schemathesis fuzzing a live server finds no 5xx and no response the spec does no
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -69,6 +70,9 @@ def test_schemathesis_with_all_its_checks_finds_nothing(
     # Some jobs to act on (fuzzed ids are small integers), held so that none runs away.
     for _ in range(3):
         jupyter_server.submit(len, (), hold=True)
+    # The notebook every generated schedule runs (schemathesis_hooks.py points them at it).
+    notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (jupyter_server.home.root_dir / "scheduled.ipynb").write_text(json.dumps(notebook))
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "run", str(SPEC)),
         *("--url", jupyter_server.url.rstrip("/")),
