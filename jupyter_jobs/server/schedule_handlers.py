@@ -71,7 +71,7 @@ class SchedulesHandler(ScheduleBase):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = parsing.json_object(self.request.body, "schedule")
+        body = parsing.schedule_json(self.request.body)
         spec = rules.ScheduleSpec.from_json(body)
         payload = await self.snapshot(spec.target)
         made = await self.app.run(self.app.store.add_schedule, spec, self.owner(), payload)
@@ -91,7 +91,7 @@ class ScheduleHandler(ScheduleBase):
     @authorized
     async def patch(self, schedule_id: str) -> None:
         ident = parse_id(schedule_id)
-        changes = parsing.json_object(self.request.body, "schedule change")
+        changes = parsing.schedule_json(self.request.body, "schedule change")
         payload = None
         if "target" in changes:  # a new path or parameters: snapshot the notebook again
             old = await self.app.run(self.app.store.get_schedule, ident)

@@ -74,7 +74,9 @@ def test_schemathesis_with_all_its_checks_finds_nothing(
     notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     (jupyter_server.home.root_dir / "scheduled.ipynb").write_text(json.dumps(notebook))
     command = [
-        *(sys.executable, "-m", "schemathesis.cli", "run", str(SPEC)),
+        *(sys.executable, "-m", "schemathesis.cli"),
+        *("--config-file", str(Path(__file__).with_name("schemathesis.toml"))),
+        *("run", str(SPEC)),
         *("--url", jupyter_server.url.rstrip("/")),
         *("--header", f"Authorization: token {jupyter_server.token}"),
         *("--checks", "all", "--max-examples", str(EXAMPLES), "--workers", "1"),
