@@ -38,6 +38,8 @@ OVERLAPS = ("skip", "queue")
 CATCH_UPS = ("latest", "none", "all")
 #: The shortest interval: a schedule is for recurring work, not a busy loop.
 MIN_EVERY = 60.0
+#: The longest interval: ten years (`models.MAX_DURATION`, as openapi.yaml says).
+MAX_EVERY = 10 * 365.25 * 86400
 #: At most this many runs are created for the times missed during one stop (`catch_up="all"`).
 MAX_CATCH_UP = 100
 #: A time at most this late is "on time", not missed (the consumer looks every second or so).
@@ -98,8 +100,10 @@ def check_cron(expression: Any) -> str:
 def check_every(every: Any) -> float:
     if isinstance(every, bool) or not isinstance(every, (int, float)) or every != every:
         raise InvalidRequest(f"every: must be a number of seconds, got {every!r}")
-    if not MIN_EVERY <= every <= 10 * 365.25 * 86400:
-        raise InvalidRequest(f"every: must be at least {MIN_EVERY:g} seconds, got {every!r}")
+    if not MIN_EVERY <= every <= MAX_EVERY:
+        raise InvalidRequest(
+            f"every: must be between {MIN_EVERY:g} and {MAX_EVERY:g} seconds, got {every!r}"
+        )
     return float(every)
 
 

@@ -10,6 +10,7 @@ function target is a pickle, which only the Python API makes and only a worker l
 from __future__ import annotations
 
 import json
+import math
 import time
 
 from jupyter_core.utils import ensure_async
@@ -137,7 +138,7 @@ class PreviewHandler(ScheduleBase):
         every_text = self.query("every")
         every = None
         if every_text is not None:
-            every = parsing.seconds("every", every_text, 10 * 365.25 * 86400)
+            every = parsing.seconds("every", every_text, math.inf)  # bounds: check_every
         answer = await self.app.run(
             rules.preview, self.query("cron"), every, self.query("timezone"), time.time()
         )
