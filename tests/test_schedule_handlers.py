@@ -138,6 +138,12 @@ def test_runs_are_listed_by_schedule_with_their_scheduled_time(api: Api, jp_root
     assert job["schedule_id"] == made["id"] and job["scheduled_time"] == made["next_run"]
     assert job["options"]["notebook"]["parameters"] == {"day": "mon"}
     assert job["retries"] == 2 and job["timeout"] == 600
+    queued = {"schedule": str(made["id"]), "status": "queued"}
+    assert [j["id"] for j in api.json("GET", "jobs/api/jobs", params=queued)["jobs"]] == [run.id]
+    finished = {"schedule": str(made["id"]), "status": "succeeded,failed"}
+    assert api.json("GET", "jobs/api/jobs", params=finished)["jobs"] == []
+    bad = {"schedule": str(made["id"]), "status": "later"}
+    assert "later" in api.error("GET", "jobs/api/jobs", params=bad)["message"]
     plain = api.json("GET", "jobs/api/jobs", params={"schedule": "999"})
     assert plain["jobs"] == []
     other = api.submit()

@@ -138,6 +138,7 @@ class JobsListHandler(JobsHandler):
                 parsing.integer("schedule", schedule, 1, MAX_ID),
                 parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
                 self.query("cursor"),
+                parsing.statuses(status or ""),
             )
             self.reply(
                 {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import schedules as rules
@@ -124,11 +125,20 @@ def fire(tx: Tx, files: JobFiles, at: float) -> list[int]:
     return ids
 
 
-def runs(conn: sqlite3.Connection, schedule_id: int, limit: int, cursor: str | None) -> Page:
-    """A page of one schedule's runs, newest first, with counts per status."""
+def runs(
+    conn: sqlite3.Connection,
+    schedule_id: int,
+    statuses: Sequence[Status],
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    """A page of one schedule's runs (in `statuses`, if any), newest first, with counts per
+    status of all its runs."""
     if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
     where, values = ["schedule_id = ?"], [schedule_id]
+    if statuses:
+        where.append(f"status IN ({sql_list(*statuses)})")
     if cursor:
         where.append("id < ?")
         values.append(decode_cursor(cursor))
@@ -246,10 +256,17 @@ class ScheduleVerbs:
             .fetchone()[0]
         )
 
-    def schedule_runs(self, schedule_id: int, limit: int = 50, cursor: str | None = None) -> Page:
+    def schedule_runs(
+        self,
+        schedule_id: int,
+        limit: int = 50,
+        cursor: str | None = None,
+        status: Sequence[str] | None = None,
+    ) -> Page:
         """A page of a schedule's runs (the job list's `?schedule=` filter)."""
+        statuses = [Status(s) for s in dict.fromkeys(status or [])]
         with self._db.read() as conn:
-            return runs(conn, schedule_id, limit, cursor)
+            return runs(conn, schedule_id, statuses, limit, cursor)
 
 
 def _check_notebook(payload: bytes) -> None:
