@@ -74,6 +74,6 @@ def map_body(ctx: Any, body: Any) -> Any:
         return body
     _fix_timing(body, fill=ctx.operation.method.upper() == "POST")
     target = body.get("target")
-    if isinstance(target, dict) and isinstance(target.get("path"), str):
+    if isinstance(target, dict) and isinstance(target.get("path"), str) and target["path"]:
         target["path"] = NOTEBOOK
     return body
