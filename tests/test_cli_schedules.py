@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import dill
 import pytest
 
 from jupyter_jobs import cli
+from jupyter_jobs.models import Status
+from jupyter_jobs.payload import function_payload
+from jupyter_jobs.schedules import ScheduleSpec
 from jupyter_jobs.store import Store
+
+from waiting import wait_until
 
 
 def run(capsysbinary: pytest.CaptureFixture[bytes], db: Path, *args: str) -> tuple[int, str, str]:
@@ -72,3 +82,31 @@ def test_an_unknown_schedule_is_exit_2(db_path, capsysbinary):
     Store(db_path).close()
     code, _, err = run(capsysbinary, db_path, "schedule", "show", "42")
     assert code == 2 and "no schedule with id 42" in err
+
+
+def test_a_standalone_consumer_fires_a_schedule(tmp_path):
+    """`jupyter jobs consumer` runs the schedule's step too: a run appears and succeeds."""
+    db, stderr = tmp_path / "jobs.db", tmp_path / "consumer.err"
+    with Store(db) as store:
+        spec = ScheduleSpec(target={"kind": "function", "name": "pow"}, every=60)
+        # made 58 s ago: its first time is 2 s from now
+        made = store.add_schedule(spec, "test", function_payload(pow, (2, 10)), at=time.time() - 58)
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_jobs.cli", "consumer", "--db", str(db),
+             "--max-workers", "1"],
+            stderr=err,
+        )  # fmt: skip
+    try:
+        with Store(db) as store:
+            run = wait_until(
+                lambda: [j for j in store.schedule_runs(made.id).jobs if j.finished],
+                timeout=60,
+                what="the scheduled run finished",
+            )[0]
+            assert run.status is Status.SUCCEEDED, run.error
+            assert dill.loads(store.result(run.id)) == 1024
+            assert run.scheduled_time == made.next_run
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
