@@ -19,7 +19,7 @@ from .. import schedules as rules
 from ..errors import InvalidRequest, ScheduleNotFound
 from ..models import Job, JobSpec, Kind, Page, Status, now
 from . import submit
-from .queries import MAX_PAGE, counts, decode_cursor, encode_cursor
+from .queries import MAX_PAGE, decode_cursor, encode_cursor
 from .schema import SELECT_JOBS, job_from_row, sql_list
 from .transaction import Tx
 
@@ -148,7 +148,14 @@ def runs(
     ).fetchall()
     jobs = [job_from_row(r) for r in rows[:limit]]
     next_cursor = encode_cursor(jobs[-1].id) if len(rows) > limit else None
-    return Page(jobs, next_cursor, counts(conn, ["schedule_id = ?"], [schedule_id]))
+    found = {s.value: 0 for s in Status}
+    found.update(
+        conn.execute(
+            "SELECT status, COUNT(*) FROM jobs WHERE schedule_id = ? GROUP BY status",
+            (schedule_id,),
+        ).fetchall()
+    )
+    return Page(jobs, next_cursor, found)
 
 
 class ScheduleVerbs:
