@@ -150,3 +150,13 @@ def test_runs_are_listed_by_schedule_with_their_scheduled_time(api: Api, jp_root
     assert other["schedule_id"] is None and other["scheduled_time"] is None
     last = api.json("GET", f"jobs/api/schedules/{made['id']}")["last_run"]
     assert last["job_id"] == run.id
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "01", str(10**18)])
+def test_bad_schedule_ids_are_400_and_unknown_ones_404(api: Api, bad: str) -> None:
+    for method, path in [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/pause")]:
+        body = {} if method in ("POST", "PATCH") else None
+        data = api.error(method, f"jobs/api/schedules/{bad}{path}", body, 400)
+        assert "invalid schedule id" in data["message"]
+        data = api.error(method, f"jobs/api/schedules/4242{path}", body, 404)
+        assert data["type"] == "ScheduleNotFound" and data["detail"] == {"id": 4242}
