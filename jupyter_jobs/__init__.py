@@ -25,6 +25,7 @@ _LAZY = {
     "JobFailed": "errors",
     "JobCancelled": "errors",
     "JobNotFound": "errors",
+    "ScheduleNotFound": "errors",
     "PayloadError": "errors",
     "ServerUnavailable": "errors",
     # the kernel side: `import jupyter_jobs as jj; jj.submit(...)`, `%load_ext jupyter_jobs`
@@ -36,6 +37,12 @@ _LAZY = {
     "retry": "kernel.api",
     "release": "kernel.api",
     "delete": "kernel.api",
+    "schedule": "kernel.api",
+    "list_schedules": "kernel.api",  # not `schedules`: that is the module of the rules
+    "get_schedule": "kernel.api",
+    "pause_schedule": "kernel.api",
+    "resume_schedule": "kernel.api",
+    "delete_schedule": "kernel.api",
     "load_ipython_extension": "kernel.magics",
 }
 

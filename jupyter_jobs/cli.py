@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from . import wording
+from . import cli_schedules, wording
 from .errors import DatabaseNotFound, InvalidRequest, JobsError, error_body
 from .models import Job, Status
 from .store import DEFAULT_RETENTION_DAYS, Store, default_db_path
@@ -354,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--executor", help='overrides c.JobsApp.executor_class ("local", "dask" or a class)'
     )
     p.set_defaults(func=cmd_consumer, creates=True)
+    cli_schedules.add_parser(sub, common)
     return parser
 
 

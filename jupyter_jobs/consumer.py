@@ -3,11 +3,11 @@
 It is one asyncio task (in the Jupyter server's loop, or in `jupyter jobs consumer`). Each tick it
 writes what the executor reported (starts, logs, progress, outcomes: batched, in one writer thread
 so the loop never blocks on SQLite and the writes never contend with each other), kills what was
-cancelled or timed out, promotes pending jobs whose time came, recovers orphans, and claims as many
-queued jobs as the executor has free slots. A claimed job stays queued until the executor reports
-that its code began: only then is it running, with that moment as its `started_at`. It wakes at
-once on a change made in this process (store subscription) or another (doorbell), and otherwise
-sleeps until the next due time.
+cancelled or timed out, promotes pending jobs whose time came, fires due schedules, recovers
+orphans, and claims as many queued jobs as the executor has free slots. A claimed job stays
+queued until the executor reports that its code began: only then is it running, with that moment
+as its `started_at`. It wakes at once on a change made in this process (store subscription) or
+another (doorbell), and otherwise sleeps until the next due time.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ T = TypeVar("T")
 #: Seconds a reported start may wait to share a commit: a short job's start then goes with its
 #: outcome (one commit a job, as before starts were written), a long one shows running this late.
 START_WRITE_DELAY = 0.05
+#: Seconds between looks for due schedules (a look is one indexed read unless one is due).
+SCHEDULE_CHECK_INTERVAL = 1.0
 
 
 def make_consumer_id() -> str:
@@ -95,6 +97,7 @@ class Consumer:
         retention_seconds: float | None = None,
         retention_bytes: int | None = None,
         gc_interval: float = 3600.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.consumer_id = consumer_id or make_consumer_id()
@@ -105,6 +108,8 @@ class Consumer:
         self.retention_seconds = retention_seconds
         self.retention_bytes = retention_bytes
         self.gc_interval = gc_interval
+        #: the time schedules fire by (tests pass a fake one; jobs' own times stay real)
+        self.clock = clock
         self.executor = executor_factory(self)
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jobs-store")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -121,7 +126,7 @@ class Consumer:
         self._kills: set[asyncio.Task[None]] = set()
         self._listener = None
         self._unsubscribe: Callable[[], None] | None = None
-        self._due = {"heartbeat": 0.0, "recover": 0.0, "promote": 0.0, "gc": 0.0}
+        self._due = {"heartbeat": 0.0, "recover": 0.0, "promote": 0.0, "gc": 0.0, "schedules": 0.0}
         self._store_due: float | None = None
         self._bell = False
 
@@ -365,6 +370,12 @@ class Consumer:
                 if self._store_due is not None:
                     self._store_due = max(self._store_due, now + 1.0)
             due["promote"] = now + 1.0
+        if now >= due["schedules"]:
+            # Runs of due schedules become jobs (one transaction; `store/schedules.py`).
+            fired = await self._in_writer(self.store.fire_schedules, self.clock())
+            if fired:
+                log.info("jupyter_jobs: %d scheduled run(s) created", len(fired))
+            due["schedules"] = now + SCHEDULE_CHECK_INTERVAL
         if now >= due["gc"]:
             deleted = await self._in_writer(
                 self.store.gc, self.retention_seconds, self.retention_bytes
@@ -417,6 +428,7 @@ class Consumer:
         now = time.time()
         times = [self._due["heartbeat"] if self._running else None, self._due["recover"]]
         times.append(self._due["promote"])
+        times.append(self._due["schedules"])
         times.append(self._store_due)
         times.extend(r.deadline for r in self._running.values())
         if self._progress:

@@ -61,6 +61,22 @@ class JobNotFound(JobsError):
         self.job_id = job_id
 
 
+class ScheduleNotFound(JobsError):
+    """No schedule with that id (it never existed, or it was deleted)."""
+
+    http_status = 404
+
+    def __init__(self, schedule_id: int | str) -> None:
+        super().__init__(f"no schedule with id {schedule_id}", {"id": schedule_id})
+        self.schedule_id = schedule_id
+
+
+class NotebookNotFound(JobsError):
+    """No notebook at the path given (relative to the server's root)."""
+
+    http_status = 404
+
+
 class IllegalTransition(JobsError):
     """The move is not in the transition table (models.TRANSITIONS), e.g. cancel a finished job."""
 

@@ -1,4 +1,4 @@
-"""`Jobs`: the one front end (submit, map, get, jobs, cancel, retry, delete, release).
+"""`Jobs`: the one front end (submit, map, get, jobs, cancel, retry, delete, release, schedule).
 
 `JobQueue` (the engine's API, over a store file) and `jj.*` in kernels (over the Jupyter server's
 REST API) are thin over it; they differ only by their `Backend` and by who the jobs belong to.
@@ -9,6 +9,7 @@ here is added to both.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,6 +17,7 @@ from . import options as opts
 from .job import Backend, Job
 from .models import JobSpec, Kind, Status
 from .payload import function_payload
+from .schedules import Schedule, ScheduleSpec
 
 #: Jobs one `jobs()` call lists unless told otherwise.
 LIST_LIMIT = 1000
@@ -122,6 +124,81 @@ class Jobs:
     def delete(self, job_id: int) -> None:
         """Remove a job that is not running, with its payload, result and logs."""
         self.backend.delete(int(job_id))
+
+    # --- schedules ---------------------------------------------------------------------------
+
+    def schedule(
+        self,
+        target: Callable[..., Any] | str | os.PathLike[str],
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        timezone: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        name: str | None = None,
+        overlap: str = "skip",
+        catch_up: str = "latest",
+        paused: bool = False,
+        kernel_name: str | None = None,
+        **job_options: Any,
+    ) -> Schedule:
+        """Run `target` at the times of `cron` (in `timezone`, default this machine's) or
+        `every` seconds, as ordinary jobs; returns the stored schedule.
+
+        `target` is a notebook path (`parameters` are injected papermill-style; a notebook
+        whose parameters cell declares `scheduled_time` gets the run's time, ISO 8601) or a
+        function (called as `target(**parameters)`). `overlap`: "skip" (no new run while one
+        is pending, queued or running) or "queue". `catch_up` after a stop: "latest" (one run),
+        "none" or "all" (at most 100). `job_options`: priority, timeout, retries, retry_delay,
+        interpreter, cwd.
+        """
+        payload: bytes | None = None
+        if callable(target):
+            fn_name = opts.function_name(target)
+            target_json: dict[str, Any] = {"kind": "function", "name": fn_name}
+            payload = function_payload(target, (), parameters or {})
+            job_options = {**self._defaults(), **job_options}
+        else:
+            target_json = {
+                "kind": "notebook",
+                "path": os.fspath(target),
+                "parameters": dict(parameters or {}),
+                "kernel_name": kernel_name,
+            }
+            fn_name = ""
+        spec = ScheduleSpec(
+            name=name or fn_name,
+            target=target_json,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            overlap=overlap,
+            catch_up=catch_up,
+            paused=paused,
+            job={k: v for k, v in job_options.items() if v is not None},
+        )
+        spec.validate()
+        return self.backend.add_schedule(spec, payload, self._owner())  # type: ignore[attr-defined]
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule, oldest first."""
+        return self.backend.schedules()  # type: ignore[attr-defined]
+
+    def get_schedule(self, schedule_id: int) -> Schedule:
+        """One schedule (raises ScheduleNotFound)."""
+        return self.backend.get_schedule(int(schedule_id))  # type: ignore[attr-defined]
+
+    def pause_schedule(self, schedule_id: int) -> Schedule:
+        """Stop creating runs until resumed (runs already created are not touched)."""
+        return self.backend.update_schedule(int(schedule_id), {"paused": True})  # type: ignore[attr-defined]
+
+    def resume_schedule(self, schedule_id: int) -> Schedule:
+        """Create runs again from the next time on (the times missed while paused are not)."""
+        return self.backend.update_schedule(int(schedule_id), {"paused": False})  # type: ignore[attr-defined]
+
+    def delete_schedule(self, schedule_id: int) -> None:
+        """Remove a schedule; its runs stay as jobs."""
+        self.backend.delete_schedule(int(schedule_id))  # type: ignore[attr-defined]
 
 
 Jobs.submit.__doc__ = (Jobs.submit.__doc__ or "") + opts.describe()

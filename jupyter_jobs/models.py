@@ -79,10 +79,12 @@ def can_move(current: Status, target: Status) -> bool:
 
 
 class Kind(str, enum.Enum):
-    """What a payload holds: a function call, or a notebook cell plus the variables it reads."""
+    """What a payload holds: a function call, a notebook cell plus the variables it reads, or a
+    whole notebook with its parameters (JSON)."""
 
     FUNCTION = "function"
     CELL = "cell"
+    NOTEBOOK = "notebook"
 
     def __str__(self) -> str:
         return self.value
@@ -234,6 +236,9 @@ class Job:
     result_size: int | None = None
     log_size: int = 0
     has_outputs: bool = False
+    #: the schedule that created this run, and the time it stood for (None for other jobs)
+    schedule_id: int | None = None
+    scheduled_time: float | None = None
 
     @property
     def finished(self) -> bool:

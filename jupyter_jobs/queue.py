@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from .consumer import Consumer
-from .errors import JobsError
+from .errors import InvalidRequest, JobsError
 from .executors.local import LocalExecutor
 from .front import Jobs
 from .job import Backend
 from .models import Change, JobSpec, Page
 from .models import Job as JobRecord
+from .schedules import Schedule, ScheduleSpec
 from .store import Store
 from .submitter import EXIT_WAIT
 
@@ -92,6 +93,27 @@ class StoreBackend(Backend):
         if self._listener is None:
             self._listener = self.store.listen()
         return self._listener.wait(timeout)
+
+    def add_schedule(self, spec: ScheduleSpec, payload: bytes | None, owner: str) -> Schedule:
+        if payload is None:  # a notebook: snapshotted now, as a submit would
+            path = Path(spec.target["path"]).expanduser()
+            try:
+                payload = path.read_bytes()
+            except OSError as exc:
+                raise InvalidRequest(f"target.path: cannot read {path}: {exc}") from None
+        return self.store.add_schedule(spec, owner, payload)
+
+    def schedules(self) -> list[Schedule]:
+        return self.store.schedules()
+
+    def get_schedule(self, schedule_id: int) -> Schedule:
+        return self.store.get_schedule(schedule_id)
+
+    def update_schedule(self, schedule_id: int, changes: dict[str, Any]) -> Schedule:
+        return self.store.update_schedule(schedule_id, changes)
+
+    def delete_schedule(self, schedule_id: int) -> None:
+        self.store.delete_schedule(schedule_id)
 
     def close(self) -> None:
         super().close()

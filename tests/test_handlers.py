@@ -33,6 +33,7 @@ from jupyter_jobs.server import parsing
 from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp, resolve_executor
 from jupyter_jobs.server.emitter import SCHEMA_ID
 from jupyter_jobs.server.handlers import ID, ROUTES
+from jupyter_jobs.server.schedule_handlers import SID
 from jupyter_jobs.store import Store
 
 import jobfuncs
@@ -169,15 +170,15 @@ def route_requests() -> list[tuple[str, str]]:
     """(method, path) for every method of every registered route, ids filled in."""
     out = []
     for pattern, handler in ROUTES:
-        path = pattern.replace(ID, "1").lstrip("/")
-        for method in ("GET", "POST", "DELETE"):
+        path = pattern.replace(ID, "1").replace(SID, "1").lstrip("/")
+        for method in ("GET", "POST", "PATCH", "DELETE"):
             if method.lower() in vars(handler):
                 out.append((method, path))
     return out
 
 
 def body_for(method: str) -> dict[str, Any] | None:
-    return {} if method == "POST" else None
+    return {} if method in ("POST", "PATCH") else None
 
 
 # --- authentication and authorization ---------------------------------------------------------
@@ -185,8 +186,10 @@ def body_for(method: str) -> dict[str, Any] | None:
 
 def test_route_requests_cover_every_route() -> None:
     requests = route_requests()
-    assert len(requests) == 16
-    assert {p for _, p in requests} == {p.replace(ID, "1").lstrip("/") for p, _ in ROUTES}
+    assert len(requests) == 24
+    assert {p for _, p in requests} == {
+        p.replace(ID, "1").replace(SID, "1").lstrip("/") for p, _ in ROUTES
+    }
 
 
 @pytest.mark.parametrize(("method", "path"), route_requests())

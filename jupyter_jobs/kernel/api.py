@@ -1,4 +1,6 @@
-"""`jj.submit`, `map`, `get`, `jobs`, `cancel`, `retry`, `release`, `delete` from a notebook.
+"""`jj.submit`, `map`, `get`, `jobs`, `cancel`, `retry`, `release`, `delete`, `schedule`,
+`list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`, `delete_schedule` from
+a notebook.
 
 The `Jobs` front end (`front.py`), as `JobQueue` is, over the Jupyter server's REST API: the same
 options, names and `Job` interface (result, exception, cancel, done, progress, logs, wait,
@@ -8,6 +10,7 @@ belong to this notebook (the owner). These functions only find the server and fi
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import threading
@@ -16,6 +19,7 @@ from typing import Any
 
 from ..front import Jobs
 from ..models import JobSpec, Kind, Status
+from ..schedules import Schedule
 from .client import Client, HttpBackend, discover
 from .handle import RemoteJob
 from .session import owner
@@ -107,9 +111,40 @@ def delete(job_id: int) -> None:
     front().delete(job_id)
 
 
-for _fn in (submit, map, get, cancel, retry, release, delete):
+def schedule(target: Any, /, **options: Any) -> Schedule:
+    return front().schedule(target, **options)
+
+
+def list_schedules() -> list[Schedule]:
+    """Every schedule, oldest first (`jupyter_jobs.schedules` is the module of the rules)."""
+    return front().schedules()
+
+
+def get_schedule(schedule_id: int) -> Schedule:
+    return front().get_schedule(schedule_id)
+
+
+def pause_schedule(schedule_id: int) -> Schedule:
+    return front().pause_schedule(schedule_id)
+
+
+def resume_schedule(schedule_id: int) -> Schedule:
+    return front().resume_schedule(schedule_id)
+
+
+def delete_schedule(schedule_id: int) -> None:
+    front().delete_schedule(schedule_id)
+
+
+_SCHEDULE_VERBS = (schedule, get_schedule, pause_schedule, resume_schedule, delete_schedule)
+for _fn in (submit, map, get, cancel, retry, release, delete, *_SCHEDULE_VERBS):
     _fn.__doc__ = getattr(Jobs, _fn.__name__).__doc__
 del _fn
+schedule.__signature__ = inspect.signature(
+    Jobs.schedule
+).replace(  # type: ignore[attr-defined]
+    parameters=list(inspect.signature(Jobs.schedule).parameters.values())[1:]
+)
 submit.__signature__ = Jobs.submit.__signature__.replace(  # type: ignore[attr-defined]
     parameters=list(Jobs.submit.__signature__.parameters.values())[1:]  # type: ignore[attr-defined]
 )

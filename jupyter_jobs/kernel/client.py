@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..errors import JobNotFound, JobsError, ServerUnavailable
+from ..errors import InvalidRequest, JobNotFound, JobsError, ServerUnavailable
 from ..job import Backend
 from ..models import Job as JobRecord
 from ..models import JobSpec, Page
+from ..schedules import Schedule, ScheduleSpec
 
 if TYPE_CHECKING:
     from .handle import RemoteJob
@@ -264,6 +265,9 @@ def error_from_response(response: Response, what: str) -> JobsError:
         if cls is JobNotFound:
             job_id = detail.get("id") if isinstance(detail, dict) else None
             return JobNotFound(job_id if job_id is not None else "?")
+        if cls is errors.ScheduleNotFound:
+            found = detail.get("id") if isinstance(detail, dict) else None
+            return errors.ScheduleNotFound(found if found is not None else "?")
         if cls in (errors.JobFailed, errors.JobCancelled):
             cls = JobsError  # only raised from a record, never received as an HTTP error
         return cls(str(data["message"]), detail)
@@ -521,6 +525,34 @@ class HttpBackend(Backend):
         record = JobRecord.from_json(self.client.json("POST", f"jobs/{int(job_id)}/release", {}))
         self.poller.poke()
         return record
+
+    # --- schedules (REST creates notebook schedules only: a function's would be a pickle) ----
+
+    def add_schedule(self, spec: ScheduleSpec, payload: bytes | None, owner: str) -> Schedule:
+        if spec.target["kind"] != "notebook":
+            raise InvalidRequest(
+                "a function schedule needs the engine (JobQueue); from a kernel, schedule a "
+                "notebook (its path relative to the server's root)"
+            )
+        made = self.client.json("POST", "schedules", ScheduleSpec.to_json(spec))
+        return Schedule.from_stored(made)
+
+    def schedules(self) -> list[Schedule]:
+        found = self.client.json("GET", "schedules")["schedules"]
+        return [Schedule.from_stored(s) for s in found]
+
+    def get_schedule(self, schedule_id: int) -> Schedule:
+        return Schedule.from_stored(self.client.json("GET", f"schedules/{int(schedule_id)}"))
+
+    def update_schedule(self, schedule_id: int, changes: dict[str, Any]) -> Schedule:
+        path = f"schedules/{int(schedule_id)}"
+        if set(changes) == {"paused"}:
+            verb = "pause" if changes["paused"] else "resume"
+            return Schedule.from_stored(self.client.json("POST", f"{path}/{verb}", {}))
+        return Schedule.from_stored(self.client.json("PATCH", path, changes))
+
+    def delete_schedule(self, schedule_id: int) -> None:
+        self.client.request("DELETE", f"schedules/{int(schedule_id)}")
 
     def wait_for_change(self, timeout: float) -> bool:
         return self.poller.wait_tick(timeout)

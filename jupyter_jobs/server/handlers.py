@@ -38,6 +38,8 @@ MAX_WAIT = 300.0
 DEFAULT_RESULTS_BYTES = 8 * 2**20
 MAX_RESULTS_BYTES = 64 * 2**20
 MAX_LIST_LIMIT = 500
+#: The largest id text allows (`models.ID_TEXT`: 18 digits), as openapi.yaml says.
+MAX_ID = 10**18 - 1
 MAX_LOG_CHUNK = 16 * 2**20
 ID = r"(?P<job_id>[^/]+)"
 
@@ -129,6 +131,23 @@ class JobsListHandler(JobsHandler):
     @authorized
     async def get(self) -> None:
         status, limit = self.query("status"), self.query("limit")
+        schedule = self.query("schedule")
+        if schedule is not None:  # a schedule's runs (the Schedules view's history)
+            page = await self.app.run(
+                self.app.store.schedule_runs,
+                parsing.integer("schedule", schedule, 1, MAX_ID),
+                parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
+                self.query("cursor"),
+                parsing.statuses(status or ""),
+            )
+            self.reply(
+                {
+                    "jobs": [j.to_json() for j in page.jobs],
+                    "next_cursor": page.next_cursor,
+                    "counts": page.counts,
+                }
+            )
+            return
         page = await self.app.run(
             self.app.store.query,
             status=parsing.statuses(status or "") or None,
@@ -401,3 +420,8 @@ ROUTES: list[tuple[str, type[JobsHandler]]] = [
     (r"/jobs/api/stats", StatsHandler),
     (r"/jobs/api/capabilities", CapabilitiesHandler),
 ]
+
+# The schedule routes live in their own module, which builds on `JobsHandler` above.
+from .schedule_handlers import ROUTES as SCHEDULE_ROUTES  # noqa: E402
+
+ROUTES += SCHEDULE_ROUTES

@@ -233,3 +233,12 @@ def batch_json(body: bytes, limit: int) -> list[tuple[JobSpec, bytes]]:
             {"items": bad},
         )
     return parsed
+
+
+def schedule_json(body: bytes, what: str = "schedule") -> dict[str, Any]:
+    """A schedule (or a change of one) from JSON: its job options' whole numbers as integers,
+    as a submit's are; `schedules.ScheduleSpec` checks the rest."""
+    data = json_object(body, what)
+    if isinstance(data.get("job"), dict):
+        data["job"] = _integers(data["job"])
+    return data

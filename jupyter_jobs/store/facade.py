@@ -42,6 +42,7 @@ from ..workspace import Reference, Workspace
 from . import attempts, moves, queries, retention, schema, submit
 from .connection import Database, check_file, default_db_path
 from .files import JobFiles
+from .schedules import ScheduleVerbs
 from .schema import IDS, LEASED, PENDING, QUEUED, error_columns
 from .transaction import Tx
 
@@ -57,8 +58,9 @@ class Claimed:
     payload: bytes
 
 
-class Store:
-    """A job store on one SQLite file. Thread-safe: one connection per thread."""
+class Store(ScheduleVerbs):
+    """A job store on one SQLite file. Thread-safe: one connection per thread; the schedule
+    verbs are `store/schedules.py`'s."""
 
     path: Path
     workspace: Workspace

@@ -221,6 +221,32 @@ MIGRATIONS: list[list[Migration]] = [
             END""",
         _create_search_index,
     ],
+    [
+        # Schedules (schedules.py): `payload` is the target's snapshot (a notebook's JSON, or a
+        # pickled call the server never loads); `next_run` the earliest time not yet fired.
+        """CREATE TABLE schedules (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            owner TEXT NOT NULL DEFAULT '',
+            target TEXT NOT NULL,
+            cron TEXT,
+            every REAL,
+            timezone TEXT NOT NULL,
+            overlap TEXT NOT NULL,
+            catch_up TEXT NOT NULL,
+            paused INTEGER NOT NULL DEFAULT 0,
+            job TEXT NOT NULL DEFAULT '{}',
+            payload BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            next_run REAL
+        )""",
+        "CREATE INDEX schedules_next ON schedules(next_run) WHERE paused = 0",
+        # A run is a job with its schedule and time; unique, so a time never fires twice.
+        "ALTER TABLE jobs ADD COLUMN schedule_id INTEGER",
+        "ALTER TABLE jobs ADD COLUMN scheduled_time REAL",
+        "CREATE UNIQUE INDEX jobs_schedule_time ON jobs(schedule_id, scheduled_time) "
+        "WHERE schedule_id IS NOT NULL",
+    ],
 ]
 
 #: The columns a `Job` is read from (`job_from_row` maps them by these names).
@@ -231,6 +257,7 @@ JOB_COLUMNS = (
     "progress_done", "progress_total", "progress_message", "progress_at", "error_type",
     "error_message", "error_traceback", "interpreter", "cwd", "idempotency_key", "options",
     "consumer", "lease_until", "payload_size", "result_size", "log_size", "has_outputs",
+    "schedule_id", "scheduled_time",
 )  # fmt: skip
 SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 
@@ -305,6 +332,8 @@ def job_from_row(values: Sequence[Any]) -> Job:
         result_size=r.result_size,
         log_size=r.log_size,
         has_outputs=bool(r.has_outputs),
+        schedule_id=r.schedule_id,
+        scheduled_time=r.scheduled_time,
     )
 
 

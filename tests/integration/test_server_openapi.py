@@ -3,6 +3,7 @@ Schemathesis fuzzing a live server finds no 5xx and no response the spec does no
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ import requests
 import yaml
 
 from jupyter_jobs.server import handlers
+from jupyter_jobs.server.schedule_handlers import SID
 
 from servers import RunningServer
 
@@ -26,7 +28,9 @@ def spec_routes() -> dict[str, set[str]]:
     paths = yaml.safe_load(SPEC.read_text())["paths"]
     methods = {"get", "post", "put", "patch", "delete"}
     return {
-        path.replace("{id}", handlers.ID): {m for m in operations if m in methods}
+        path.replace("{id}", SID if "/schedules/" in path else handlers.ID): {
+            m for m in operations if m in methods
+        }
         for path, operations in paths.items()
     }
 
@@ -49,7 +53,7 @@ def test_every_registered_handler_pattern_is_one_of_the_routes(
     # The live server registers exactly ROUTES: each answers (401, not 404) without a token,
     # with the challenge.
     for pattern in handlers.ROUTES:
-        path = pattern[0].replace(handlers.ID, "1").lstrip("/")
+        path = pattern[0].replace(handlers.ID, "1").replace(SID, "1").lstrip("/")
         method = next(iter(app_routes()[pattern[0]])).upper()
         response = requests.request(method, jupyter_server.url + path, timeout=30)
         assert response.status_code == 401, (pattern, response.status_code)
@@ -66,8 +70,13 @@ def test_schemathesis_with_all_its_checks_finds_nothing(
     # Some jobs to act on (fuzzed ids are small integers), held so that none runs away.
     for _ in range(3):
         jupyter_server.submit(len, (), hold=True)
+    # The notebook every generated schedule runs (schemathesis_hooks.py points them at it).
+    notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (jupyter_server.home.root_dir / "scheduled.ipynb").write_text(json.dumps(notebook))
     command = [
-        *(sys.executable, "-m", "schemathesis.cli", "run", str(SPEC)),
+        *(sys.executable, "-m", "schemathesis.cli"),
+        *("--config-file", str(Path(__file__).with_name("schemathesis.toml"))),
+        *("run", str(SPEC)),
         *("--url", jupyter_server.url.rstrip("/")),
         *("--header", f"Authorization: token {jupyter_server.token}"),
         *("--checks", "all", "--max-examples", str(EXAMPLES), "--workers", "1"),

@@ -1,0 +1,165 @@
+"""`jupyter jobs schedule add|list|show|pause|resume|rm`: schedules from a terminal.
+
+Like the rest of the CLI, it opens the store file: a consumer serving the database (the
+Jupyter server's or `jupyter jobs consumer`) fires what is added here. A notebook is read from
+the filesystem and snapshotted into the store now, as the REST API does through the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from . import schedules as rules
+from .errors import InvalidRequest
+from .store import Store
+
+
+def _schedule_id(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"schedule id must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _value(text: str) -> Any:
+    """A parameter's value: JSON when it parses, else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _print(schedule: rules.Schedule, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(schedule.to_json()))
+        return
+    timing = rules.describe(schedule.cron, schedule.every)
+    raw = f"cron {schedule.cron}" if schedule.cron else f"every {schedule.every:g} s"
+    last = schedule.last_run
+    last_text = "-" if last is None else f"job {last['job_id']} {last['status']}"
+    lines = [
+        f"schedule {schedule.id}: {schedule.name}",
+        f"  target:   {schedule.target.get('path') or schedule.target.get('name')}",
+        f"  when:     {timing} ({raw}, {schedule.timezone})",
+        f"  next run: {'paused' if schedule.paused else rules.utc_text(schedule.next_run)}",
+        f"  last run: {last_text}",
+        f"  overlap:  {schedule.overlap}, catch-up: {schedule.catch_up}",
+    ]
+    if schedule.target.get("parameters"):
+        lines.append(f"  parameters: {json.dumps(schedule.target['parameters'])}")
+    print("\n".join(lines))
+
+
+def cmd_add(store: Store, args: argparse.Namespace) -> int:
+    path = Path(args.notebook).expanduser()
+    try:
+        payload = path.read_bytes()
+    except OSError as exc:
+        raise InvalidRequest(f"target.path: cannot read {path}: {exc}") from None
+    job = {
+        k: v
+        for k, v in (
+            ("priority", args.priority),
+            ("timeout", args.timeout),
+            ("retries", args.retries),
+            ("retry_delay", args.retry_delay),
+        )
+        if v is not None
+    }
+    spec = rules.ScheduleSpec(
+        name=args.name or "",
+        target={
+            "kind": "notebook",
+            "path": str(path),
+            "parameters": {name: _value(value) for name, value in args.parameter or []},
+            "kernel_name": args.kernel,
+        },
+        cron=args.cron,
+        every=args.every,
+        timezone=args.timezone,
+        overlap=args.overlap,
+        catch_up=args.catch_up,
+        paused=args.paused,
+        job=job,
+    )
+    _print(store.add_schedule(spec, "", payload), args.json)
+    return 0
+
+
+def cmd_list(store: Store, args: argparse.Namespace) -> int:
+    found = store.schedules()
+    if args.json:
+        print(json.dumps({"schedules": [s.to_json() for s in found]}))
+        return 0
+    if not found:
+        print("no schedules")
+    for schedule in found:
+        state = "paused" if schedule.paused else f"next {rules.utc_text(schedule.next_run)}"
+        when = rules.describe(schedule.cron, schedule.every)
+        print(f"{schedule.id:>4}  {schedule.name}  {when}  ({state})")
+    return 0
+
+
+def cmd_show(store: Store, args: argparse.Namespace) -> int:
+    _print(store.get_schedule(args.id), args.json)
+    return 0
+
+
+def cmd_pause(store: Store, args: argparse.Namespace) -> int:
+    _print(store.pause_schedule(args.id), args.json)
+    return 0
+
+
+def cmd_resume(store: Store, args: argparse.Namespace) -> int:
+    _print(store.resume_schedule(args.id), args.json)
+    return 0
+
+
+def cmd_rm(store: Store, args: argparse.Namespace) -> int:
+    store.delete_schedule(args.id)
+    if args.json:
+        print(json.dumps({"deleted": args.id}))
+    return 0
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The `schedule` command and its subcommands, on the CLI's subparsers."""
+    parser = sub.add_parser("schedule", help="run notebooks on a schedule")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = verbs.add_parser("add", parents=[common], help="schedule a notebook")
+    p.add_argument("notebook", help="the notebook (snapshotted now)")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", help='a 5-field cron expression, e.g. "0 8 * * 1-5"')
+    when.add_argument("--every", type=float, metavar="SECONDS", help="an interval (>= 60)")
+    p.add_argument("--timezone", help="IANA zone of the cron times (default: this machine's)")
+    p.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a notebook parameter (VALUE as JSON, else a string)",
+    )
+    p.add_argument("--name")
+    p.add_argument("--kernel", help="kernelspec (default: the notebook's)")
+    p.add_argument("--overlap", choices=rules.OVERLAPS, default="skip")
+    p.add_argument("--catch-up", choices=rules.CATCH_UPS, default="latest")
+    p.add_argument("--paused", action="store_true", help="create it paused")
+    p.add_argument("--priority", type=int)
+    p.add_argument("--timeout", type=float)
+    p.add_argument("--retries", type=int)
+    p.add_argument("--retry-delay", type=float)
+    p.set_defaults(func=cmd_add)
+    p = verbs.add_parser("list", parents=[common], help="every schedule")
+    p.set_defaults(func=cmd_list)
+    for name, func, help_ in [
+        ("show", cmd_show, "one schedule in full"),
+        ("pause", cmd_pause, "stop creating runs"),
+        ("resume", cmd_resume, "create runs again from the next time"),
+        ("rm", cmd_rm, "delete a schedule (its runs stay)"),
+    ]:
+        p = verbs.add_parser(name, parents=[common], help=help_)
+        p.add_argument("id", type=_schedule_id)
+        p.set_defaults(func=func)

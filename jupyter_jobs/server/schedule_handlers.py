@@ -1,0 +1,155 @@
+"""REST handlers for schedules under /jobs/api/schedules (the contract's Schedules section).
+
+Thin, as `handlers.py`'s: the body is parsed and checked by `schedules.ScheduleSpec` (a 400
+naming the field), the notebook is read through the server's contents manager (so `path` is
+relative to the server's root, as the file browser shows it) and snapshotted into the store,
+and every store call runs in the app's thread pool. REST creates notebook schedules only: a
+function target is a pickle, which only the Python API makes and only a worker loads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from .. import schedules as rules
+from ..errors import InvalidRequest, NotebookNotFound
+from ..models import ID_TEXT
+from . import parsing
+from .handlers import JobsHandler
+
+SID = r"(?P<schedule_id>[^/]+)"
+
+
+def parse_id(text: str) -> int:
+    if not ID_TEXT.fullmatch(text):
+        raise InvalidRequest(
+            f"invalid schedule id {text[:50]!r}: expected a positive integer of at most 18 digits"
+        )
+    return int(text)
+
+
+class ScheduleBase(JobsHandler):
+    async def snapshot(self, target: dict) -> bytes:
+        """The notebook at `target.path`, as JSON bytes; 400 naming the path when unreadable."""
+        if target.get("kind") != "notebook":
+            raise InvalidRequest("target.kind: REST creates notebook schedules only")
+        path = target["path"]
+        try:
+            model = await ensure_async(
+                self.contents_manager.get(path, content=True, type="notebook")
+            )
+        except web.HTTPError as exc:
+            if exc.status_code == 404:
+                raise NotebookNotFound(
+                    f"target.path: no notebook at {path!r}", {"path": path}
+                ) from None
+            raise InvalidRequest(
+                f"target.path: cannot read the notebook {path!r}: {exc.log_message or exc}",
+                {"path": path},
+            ) from None
+        return await self.app.run(lambda: json.dumps(model["content"]).encode())
+
+    def owner(self) -> str:
+        user = self.current_user
+        return getattr(user, "username", None) or ""
+
+
+class SchedulesHandler(ScheduleBase):
+    """`GET /jobs/api/schedules` lists; `POST` creates one from a ScheduleSpec."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        found = await self.app.run(self.app.store.schedules)
+        self.reply({"schedules": [s.to_json() for s in found]})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = parsing.schedule_json(self.request.body)
+        spec = rules.ScheduleSpec.from_json(body)
+        payload = await self.snapshot(spec.target)
+        made = await self.app.run(self.app.store.add_schedule, spec, self.owner(), payload)
+        self.reply(made.to_json(), 201)
+
+
+class ScheduleHandler(ScheduleBase):
+    """`GET|PATCH|DELETE /jobs/api/schedules/{id}`."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, schedule_id: str) -> None:
+        found = await self.app.run(self.app.store.get_schedule, parse_id(schedule_id))
+        self.reply(found.to_json())
+
+    @web.authenticated
+    @authorized
+    async def patch(self, schedule_id: str) -> None:
+        ident = parse_id(schedule_id)
+        changes = parsing.schedule_json(self.request.body, "schedule change")
+        payload = None
+        if "target" in changes:  # a new path or parameters: snapshot the notebook again
+            old = await self.app.run(self.app.store.get_schedule, ident)
+            payload = await self.snapshot(old.merged({"target": changes["target"]}).target)
+        changed = await self.app.run(self.app.store.update_schedule, ident, changes, payload)
+        self.reply(changed.to_json())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, schedule_id: str) -> None:
+        await self.app.run(self.app.store.delete_schedule, parse_id(schedule_id))
+        self.set_status(204)
+        self.finish()
+
+
+class PauseHandler(ScheduleBase):
+    """`POST /jobs/api/schedules/{id}/pause`."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, schedule_id: str) -> None:
+        paused = await self.app.run(self.app.store.pause_schedule, parse_id(schedule_id))
+        self.reply(paused.to_json())
+
+
+class ResumeHandler(ScheduleBase):
+    """`POST /jobs/api/schedules/{id}/resume`: from the next time on (missed ones are not run)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, schedule_id: str) -> None:
+        resumed = await self.app.run(self.app.store.resume_schedule, parse_id(schedule_id))
+        self.reply(resumed.to_json())
+
+
+class PreviewHandler(ScheduleBase):
+    """`GET /jobs/api/schedules/preview?cron=...&timezone=...` (or `?every=`): the words and the
+    next three times, for the dialog."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        every_text = self.query("every")
+        every = None
+        if every_text is not None:
+            every = parsing.seconds("every", every_text, math.inf)  # bounds: check_every
+        answer = await self.app.run(
+            rules.preview, self.query("cron"), every, self.query("timezone"), time.time()
+        )
+        self.reply(answer)
+
+
+#: Before `{id}`: "preview" is no id.
+ROUTES: list[tuple[str, type[JobsHandler]]] = [
+    (r"/jobs/api/schedules", SchedulesHandler),
+    (r"/jobs/api/schedules/preview", PreviewHandler),
+    (rf"/jobs/api/schedules/{SID}", ScheduleHandler),
+    (rf"/jobs/api/schedules/{SID}/pause", PauseHandler),
+    (rf"/jobs/api/schedules/{SID}/resume", ResumeHandler),
+]
