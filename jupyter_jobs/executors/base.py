@@ -33,6 +33,9 @@ class Task:
     interpreter: str | None = None
     cwd: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: Wall-clock time by which the run must be over unless its claim is renewed
+    #: (`Executor.renew_lease`); None: no limit.
+    lease_until: float | None = None
 
 
 class ExecutorEvents(Protocol):
@@ -138,6 +141,12 @@ class Executor(LoggingConfigurable):
         `queued`, reason `interrupted`, error `NotStarted`, so that its job is queued again
         without counting the attempt."""
         raise NotImplementedError
+
+    def renew_lease(self, until: float) -> None:
+        """Every claim this executor runs under was renewed: its runs may go on until `until`
+        (wall-clock seconds; the lease minus a margin). An executor that can stops a run whose
+        claim was not renewed in time, from outside the consumer's loop, so that a stalled
+        consumer's attempt never overlaps the attempt that takes over its lapsed claim."""
 
     def _notify(self, method: str, task: Task, *value: Any) -> None:
         """Call `events.<method>` for `task`'s attempt. A callback that raises is logged, not
