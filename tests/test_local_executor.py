@@ -7,11 +7,13 @@ no process of a cancelled job may be left, grandchildren and SIGTERM-deaf jobs i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import dill
@@ -26,6 +28,7 @@ from jupyter_jobs.models import Reason, Status
 from jupyter_jobs.protocol import WorkerState
 
 import workers_util as wu
+from waiting import wait_until
 
 
 @pytest.fixture
@@ -737,3 +740,115 @@ async def test_jobs_run_fail_and_stop_without_inherited_sockets_or_groups(
         again = wu.function_task(wu.add, 1, 1)
         await executor.run(again)
         assert dill.loads((await recorder.done(again.job_id)).result) == 2
+
+
+# -- nothing escapes a job: descendants that left its process group ------------------------------
+
+
+async def start_escaping(executor, tmp_path: Path, ignore_term: bool, lease_until=None):
+    """Run `escapes`; returns the task and its pids (the job's process, a child in a session
+    of its own, a daemon whose parent is gone), once all run."""
+    pid_file = tmp_path / "pids"
+    task = wu.function_task(wu.escapes, str(pid_file), ignore_term)
+    task.lease_until = lease_until
+    await executor.run(task)
+    await wu.wait_for(pid_file.exists, timeout=30)
+    pids = wu.read_pids(pid_file)
+    assert len(pids) == 3 and all(wu.alive(pid) for pid in pids)
+    assert all(os.getsid(pid) != os.getsid(pids[0]) for pid in pids[1:])  # they left its session
+    return task, pids
+
+
+def tracked(worker_pid: int) -> set[int]:
+    """The pids the executor has seen in a worker's tree so far."""
+    return set(oslayer._seen.get(worker_pid, {}))
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["children", "sigterm-deaf"])
+@pytest.mark.parametrize("how", ["cancel", "timeout", "worker-lost"])
+async def test_no_descendant_outlives_its_job_even_in_a_session_of_its_own(
+    executor, recorder, tmp_path, ignore_term, how
+):
+    task, pids = await start_escaping(executor, tmp_path, ignore_term)
+    worker = executor.pool.view_of(task.job_id).pid
+    if how == "worker-lost":
+        # The daemon's parent is gone: on Linux the runner adopted it (a subreaper), and the
+        # executor saw it in the worker's tree before the worker died.
+        await wu.wait_for(lambda: set(pids) <= tracked(worker), timeout=10)
+        os.kill(worker, signal.SIGKILL)
+        outcome = await recorder.done(task.job_id)
+        assert outcome.reason is Reason.WORKER_LOST
+    else:
+        reason = Reason.TIMEOUT if how == "timeout" else None
+        await asyncio.wait_for(executor.kill(task.job_id, reason, 0.5), 15)
+        outcome = recorder.outcomes[task.job_id][0]
+        assert outcome.status is (Status.FAILED if reason else Status.CANCELLED)
+    await wu.wait_for(lambda: not any(wu.alive(pid) for pid in pids), timeout=10)
+
+
+#: A stand-in for a server: runs `escapes` in a LocalExecutor, then waits to be killed.
+ESCAPING_SERVER = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+import workers_util as wu
+
+async def main():
+    async with wu.running_executor(wu.Recorder()) as executor:
+        await executor.run(wu.function_task(wu.escapes, sys.argv[2], True))
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_a_server_killed_with_sigkill_takes_its_jobs_processes_along(tmp_path):
+    pid_file = tmp_path / "pids"
+    tests = str(Path(__file__).parent)
+    server = subprocess.Popen([sys.executable, "-c", ESCAPING_SERVER, tests, str(pid_file)])
+    try:
+        wait_until(pid_file.exists, timeout=60)
+        pids = wu.read_pids(pid_file)
+        runner = psutil.Process(pids[0]).parent().pid
+        server.kill()
+        server.wait(30)
+        gone = [runner, *pids]
+        wait_until(lambda: not any(wu.alive(pid) for pid in gone), timeout=15)
+    finally:
+        server.kill()
+        server.wait(30)
+        for pid in wu.read_pids(pid_file):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+# -- a worker never outlives its claim ----------------------------------------------------------
+
+
+async def test_a_run_whose_claim_is_not_renewed_ends_itself_before_the_lease(
+    executor, recorder, tmp_path
+):
+    """The executor's loop is not needed: the worker stops its job (its whole tree) when the
+    time it was given passes without a renewal, as under a stalled consumer."""
+    until = time.time() + 3.0
+    task, pids = await start_escaping(executor, tmp_path, ignore_term=True, lease_until=until)
+    outcome = await recorder.done(task.job_id, timeout=30)
+    ended = time.time()
+    assert outcome.reason is Reason.WORKER_LOST and outcome.exit == "exit code 4"
+    assert "not renewed" in outcome.error.message
+    assert until <= ended
+    assert not any(wu.alive(pid) for pid in pids)
+
+
+async def test_a_renewed_claim_keeps_its_run_going(executor, recorder, tmp_path):
+    flag = tmp_path / "flag"
+    task = wu.function_task(wu.hangs_after_start, str(flag))
+    task.lease_until = time.time() + 1.0
+    await executor.run(task)
+    await wu.wait_for(flag.exists)
+    end = time.time() + 3.0
+    while time.time() < end:  # three times past the first deadline, renewed all along
+        executor.renew_lease(time.time() + 1.0)
+        await asyncio.sleep(0.2)
+    assert task.job_id not in recorder.outcomes
+    await executor.kill(task.job_id, None, 0.5)
+    assert recorder.outcomes[task.job_id][0].status is Status.CANCELLED
