@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -23,9 +24,15 @@ from waiting import wait_until
 FINAL = ("succeeded", "failed", "cancelled")
 
 
-def start_consumer(db: Path, workers: int = 2) -> subprocess.Popen:
-    """A `jupyter jobs consumer` process; its stderr goes to a file beside the database."""
+def start_consumer(db: Path, workers: int = 2, lease: float | None = None) -> subprocess.Popen:
+    """A `jupyter jobs consumer` process; its stderr goes to a file beside the database. With
+    `lease`, it runs in a folder whose `jupyter_jobs_config.json` sets `c.JobsApp.lease`."""
     log = db.with_name(f"consumer-{os.urandom(4).hex()}.log")
+    cwd = None
+    if lease is not None:
+        cwd = db.with_name(f"lease-{lease:g}")
+        cwd.mkdir(exist_ok=True)
+        (cwd / "jupyter_jobs_config.json").write_text(json.dumps({"JobsApp": {"lease": lease}}))
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
             [
@@ -41,6 +48,7 @@ def start_consumer(db: Path, workers: int = 2) -> subprocess.Popen:
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             start_new_session=True,
+            cwd=cwd,
         )
     proc.log_path = log  # type: ignore[attr-defined]
     return proc
