@@ -143,12 +143,15 @@ def test_every_handle_settles_without_the_periodic_full_poll(db_path):
 
 
 def test_a_kill_loop_loses_no_job_and_runs_no_attempt_twice(db_path, tmp_path):
-    """Random kill -9s of workers and of the consumer under 300 short jobs (the long version is
-    `benchmarks/chaos.py`): every job ends, none lost; no attempt's code ran twice; the jobs a
-    killed consumer held are labelled as soon as the next consumer starts."""
-    report = kill_loop(db_path, tmp_path, jobs=300, kills=12, seed=17)
+    """Random kill -9s of workers and of the consumer, and one of a real Jupyter server, under
+    300 short jobs (the long version is `benchmarks/chaos.py`): every job ends, none lost; no
+    attempt's code ran twice; the jobs a killed consumer or server held are labelled as soon as
+    the next one starts."""
+    report = kill_loop(db_path, tmp_path, jobs=300, kills=12, seed=17, server_kills=1)
     assert report.kills["worker"] >= 3 and report.kills["consumer"] >= 2, report.kills
+    assert report.kills["server"] == 1, report.kills
     assert "Traceback" not in report.last_log, report.last_log[-3000:]
+    assert "Traceback" not in report.last_server_log, report.last_server_log[-3000:]
     # Only a job that lost its worker too often may fail (poisoned), never silently.
     assert all(r.reason is Reason.WORKER_LOST for r in report.not_succeeded), report.not_succeeded
     assert report.attempts_completed_twice == []
