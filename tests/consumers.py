@@ -79,7 +79,8 @@ class KillReport:
     """What a kill loop did and what it left: the facts a test asserts and a benchmark prints."""
 
     kills: Counter = field(default_factory=Counter)
-    #: Seconds from starting a consumer after a kill until the dead one's jobs were labelled.
+    #: Seconds from starting a consumer (or a restarted server answering) after a kill until
+    #: the dead one's jobs were labelled.
     label_seconds: list[float] = field(default_factory=list)
     not_succeeded: list[Job] = field(default_factory=list)
     attempts_completed_twice: list[str] = field(default_factory=list)
@@ -156,8 +157,8 @@ def kill_loop(
                 advance()
                 server.kill()
                 report.kills["server"] += 1
-                restarted = time.monotonic()
                 server = start_server(db, folder, replacing=server)
+                restarted = time.monotonic()  # from its answering: a server starts in seconds
                 pid = server.process.pid
                 wait_until(lambda pid=pid: not held_by_others(pid), timeout=30, interval=0.02)
                 report.label_seconds.append(time.monotonic() - restarted)
