@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -852,3 +853,32 @@ async def test_a_renewed_claim_keeps_its_run_going(executor, recorder, tmp_path)
     assert task.job_id not in recorder.outcomes
     await executor.kill(task.job_id, None, 0.5)
     assert recorder.outcomes[task.job_id][0].status is Status.CANCELLED
+
+
+async def test_executors_leave_no_folder_per_run_in_the_temp_dir(recorder, tmp_path, monkeypatch):
+    """Every executor of an installation imports it through one shared folder, so a killed
+    server, which cleans nothing up, leaves no `jupyter_jobs-XXXX` folder behind per run."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    async with wu.running_executor(recorder) as first, wu.running_executor(recorder) as second:
+        for executor in (first, second):
+            task = wu.function_task(wu.add, 1, 2)
+            await executor.run(task)
+            assert dill.loads((await recorder.done(task.job_id)).result) == 3
+        [folder] = tmp_path.iterdir()
+        assert (folder / "jupyter_jobs").resolve() == Path(oslayer.__file__).parent
+        assert folder.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("how", ["cancel", "worker-lost"])
+async def test_without_groups_no_descendant_outlives_its_job(like_windows, recorder, tmp_path, how):
+    """Where there are no process groups, the tracked tree alone reaches everything."""
+    async with wu.running_executor(recorder) as executor:
+        task, pids = await start_escaping(executor, tmp_path, ignore_term=True)
+        worker = executor.pool.view_of(task.job_id).pid
+        if how == "cancel":
+            await asyncio.wait_for(executor.kill(task.job_id, None, 0.5), 15)
+        else:
+            await wu.wait_for(lambda: set(pids) <= tracked(worker), timeout=10)
+            os.kill(worker, signal.SIGKILL)
+            assert (await recorder.done(task.job_id)).reason is Reason.WORKER_LOST
+        await wu.wait_for(lambda: not any(wu.alive(pid) for pid in pids), timeout=10)
