@@ -131,6 +131,7 @@ class Consumer:
         """Recover orphans, start the executor, and begin consuming."""
         self._loop = asyncio.get_running_loop()
         await self._in_writer(self.store.recover, consumer_is_alive)
+        self.executor.leftovers_dir = self.store.workspace.root / "processes"
         await self.executor.start()
         self._unsubscribe = self.store.subscribe(self._on_store_changes)
         self._listener = self.store.listen()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -882,3 +883,63 @@ async def test_without_groups_no_descendant_outlives_its_job(like_windows, recor
             os.kill(worker, signal.SIGKILL)
             assert (await recorder.done(task.job_id)).reason is Reason.WORKER_LOST
         await wu.wait_for(lambda: not any(wu.alive(pid) for pid in pids), timeout=10)
+
+
+#: A server whose executor writes down its jobs' processes in argv[3] (as the consumer has it).
+RECORDING_SERVER = """
+import asyncio, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import workers_util as wu
+from jupyter_jobs.executors.local import LocalExecutor
+
+async def main():
+    executor = LocalExecutor(wu.Recorder(), 1)
+    executor.leftovers_dir = Path(sys.argv[3])
+    await executor.start()
+    await executor.run(wu.function_task(wu.escapes, sys.argv[2], True))
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def recorded_pids(folder: Path) -> set[int]:
+    found = set()
+    for path in folder.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            found |= {pid for pid, _ in json.loads(path.read_text())}
+    return found
+
+
+async def test_the_next_start_ends_what_a_server_killed_with_its_workers_left(recorder, tmp_path):
+    pid_file, folder = tmp_path / "pids", tmp_path / "processes"
+    tests = str(Path(__file__).parent)
+    server = subprocess.Popen(
+        [sys.executable, "-c", RECORDING_SERVER, tests, str(pid_file), str(folder)]
+    )
+    try:
+        await wu.wait_for(pid_file.exists, timeout=60)
+        pids = wu.read_pids(pid_file)
+        runner = psutil.Process(pids[0]).parent().pid
+        await wu.wait_for(lambda: set(pids) <= recorded_pids(folder), timeout=30)
+        server.kill()  # and its worker with it, before it can end its job's processes
+        os.kill(runner, signal.SIGKILL)
+        server.wait(30)
+        await wu.wait_for(lambda: not wu.alive(pids[0]), timeout=10)
+        escaped = pids[1:]
+        assert all(wu.alive(pid) for pid in escaped)  # what nobody could end until now
+        executor = LocalExecutor(recorder, 1)
+        executor.leftovers_dir = folder
+        await executor.start()
+        try:
+            await wu.wait_for(lambda: not any(wu.alive(pid) for pid in escaped), timeout=10)
+            assert [p.name for p in folder.glob("*.json")] == []  # its own comes with jobs
+        finally:
+            await executor.shutdown(1.0)
+    finally:
+        server.kill()
+        server.wait(30)
+        for pid in wu.read_pids(pid_file):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from traitlets import Float, Integer, TraitError, validate
@@ -75,6 +76,10 @@ class Executor(LoggingConfigurable):
     """
 
     name: ClassVar[str] = "base"
+    #: Where an executor that starts processes on this machine writes down what its jobs run,
+    #: so that the next start ends what a killed server left (`leftovers.py`); the consumer
+    #: sets it (a folder of the store's workspace) before `start`. None: nowhere.
+    leftovers_dir: Path | None = None
     #: Whether `on_started` tells when a run's code really begins. Executors that cannot tell
     #: leave it False, and the consumer counts a run as started once `run()` has taken it.
     reports_start: ClassVar[bool] = False

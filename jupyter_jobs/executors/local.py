@@ -38,6 +38,7 @@ from .. import oslayer, protocol
 from ..models import Kind, Outcome, Progress, Reason, Status, now
 from ..oslayer import ParentEnd, kill_group
 from ..protocol import FrameType, WorkerState
+from . import leftovers
 from .base import Executor, ExecutorEvents, Task
 from .pool import Worker, WorkerPool
 from .processes import (
@@ -141,6 +142,8 @@ class LocalExecutor(Executor):
         self._env: dict[str, str] = {}
         self._lease_until: float | None = None  # the last renewal of this consumer's claims
         self._tracker: asyncio.Task | None = None
+        self._record: Path | None = None  # where the processes seen are written down
+        self._recorded: frozenset[tuple[int, int]] = frozenset()
         self._runs: dict[int, Run] = {}
         self._backlog: deque[Run] = deque()  # accepted, waiting for a worker of the pool
         self._warm: list[str] = [self.interpreter]  # interpreters that keep a spare worker
@@ -153,6 +156,9 @@ class LocalExecutor(Executor):
         if self._started:
             return
         self._started = True
+        if self.leftovers_dir is not None:
+            await asyncio.to_thread(leftovers.end_left_over, self.leftovers_dir)
+            self._record = leftovers.own_file(self.leftovers_dir)
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self._env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, _importable()])}
         self._tracker = asyncio.create_task(self._track_trees())
@@ -198,7 +204,18 @@ class LocalExecutor(Executor):
             await asyncio.sleep(_TRACK_INTERVAL)
             busy = [w.pid for w in self.pool if w.run is not None and w.state is WorkerState.BUSY]
             if busy:
-                await asyncio.to_thread(_track, busy)
+                await asyncio.to_thread(self._track, busy)
+
+    def _track(self, pids: list[int]) -> None:
+        """Track the trees of `pids` (a thread), and write them down when they changed."""
+        seen = [process for pid in pids for process in oslayer.track_tree(pid)]
+        now_seen = frozenset((p.pid, id(p)) for p in seen)
+        if self._record is not None and now_seen != self._recorded:
+            try:
+                leftovers.record(self._record, seen)
+                self._recorded = now_seen
+            except OSError as exc:
+                log.warning("cannot write down the processes of jobs: %s", exc)
 
     async def run(self, task: Task) -> None:
         if not self._started or self._closing:
@@ -273,6 +290,8 @@ class LocalExecutor(Executor):
         if self._tracker is not None:
             self._tracker.cancel()
             self._tracker = None
+        if self._record is not None:
+            self._record.unlink(missing_ok=True)
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -721,11 +740,6 @@ class LocalExecutor(Executor):
         returncode = await asyncio.shield(worker.exited)
         await worker.gone.wait()
         return describe_exit(returncode)
-
-
-def _track(pids: list[int]) -> None:
-    for pid in pids:
-        oslayer.track_tree(pid)
 
 
 def _importable() -> str:
