@@ -750,8 +750,7 @@ class Worker:
         cwd = header.get("cwd") or self.home
         with self.capture.lock:
             self.capture.job = output
-        self.lease.renew(header.get("lease_until"))
-        self.lease.running = True
+        self.lease.begin(header.get("lease_until"))
         result, error, reason = None, None, None
         try:
             with self._in_directory(cwd), job_context(context, self.reporter.report):
@@ -903,9 +902,14 @@ class _LeaseWatch:
         self._diagnostics = diagnostics
         threading.Thread(target=self._watch, name="jobs-lease-watch", daemon=True).start()
 
-    def renew(self, until: float | None) -> None:
-        if until is not None:
-            self.until = until if self.until is None else max(self.until, until)
+    def begin(self, until: float | None) -> None:
+        """A job starts, with its own time (its claim's, or a renewal since)."""
+        self.until, self.running = until, True
+
+    def renew(self, until: float) -> None:
+        """Every claim of the consumer was renewed: the current job's included."""
+        if self.until is not None:
+            self.until = max(self.until, until)
 
     def _watch(self) -> None:
         while True:
