@@ -1,6 +1,7 @@
-"""Chaos run: many short jobs through random kill -9s of workers and consumers, then the facts.
+"""Chaos run: many short jobs through random kill -9s of workers, consumers and a Jupyter server.
 
-Run on demand (not a test): `python benchmarks/chaos.py [--jobs 1000] [--kills 26] [--seed 1]`.
+Run on demand (not a test):
+`python benchmarks/chaos.py [--jobs 1000] [--kills 26] [--server-kills 2] [--seed 1]`.
 The suite runs the short version (tests/test_engine_robustness.py); this one is the long run
 behind the README's reliability claims. It prints how many jobs ended how, whether any attempt's
 code completed twice or a succeeded job lacks the run that succeeded, and how soon the jobs of a
@@ -30,10 +31,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--kills", type=int, default=26)
+    parser.add_argument("--server-kills", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="jupyter_jobs-chaos-") as tmp:
-        report = kill_loop(Path(tmp) / "jobs.db", Path(tmp), args.jobs, args.kills, args.seed)
+        db, folder = Path(tmp) / "jobs.db", Path(tmp)
+        report = kill_loop(db, folder, args.jobs, args.kills, args.seed, args.server_kills)
     ended = Counter(r.status.value for r in report.not_succeeded)
     ended["succeeded"] = args.jobs - len(report.not_succeeded)
     labels = report.label_seconds or [float("nan")]
@@ -41,6 +44,7 @@ def main() -> None:
         ("jobs", args.jobs),
         ("kill -9 of a worker", report.kills["worker"]),
         ("kill -9 of the consumer", report.kills["consumer"]),
+        ("kill -9 of a Jupyter server (restarted)", report.kills["server"]),
         *((f"ended {status}", n) for status, n in sorted(ended.items())),
         ("lost (never ended)", args.jobs - sum(ended.values())),
         ("attempts whose code completed twice", len(report.attempts_completed_twice)),

@@ -136,6 +136,7 @@ class Consumer:
         """Recover orphans, start the executor, and begin consuming."""
         self._loop = asyncio.get_running_loop()
         await self._in_writer(self.store.recover, consumer_is_alive)
+        self.executor.leftovers_dir = self.store.workspace.root / "processes"
         await self.executor.start()
         self._unsubscribe = self.store.subscribe(self._on_store_changes)
         self._listener = self.store.listen()
@@ -350,7 +351,9 @@ class Consumer:
         due = self._due
         if now >= due["heartbeat"] and self._running:
             ids = list(self._running)
+            renewed_at = time.time()  # the store's new leases end no earlier than this + lease
             cancel = await self._in_writer(self.store.heartbeat, self.consumer_id, ids, self.lease)
+            self.executor.renew_lease(self._run_deadline(renewed_at + self.lease))
             for job_id in cancel:
                 self._kill(job_id, None)
         if now >= due["heartbeat"]:
@@ -399,6 +402,7 @@ class Consumer:
             interpreter=job.interpreter,
             cwd=job.cwd,
             options=job.options,
+            lease_until=self._run_deadline(job.lease_until or time.time() + self.lease),
         )
         try:
             await self.executor.run(task)
@@ -411,6 +415,12 @@ class Consumer:
             return
         if not self.executor.reports_start and job.id in self._running:
             self.on_started(job.id, job.attempt)  # it cannot tell: taken counts as started
+
+    def _run_deadline(self, lease_until: float) -> float:
+        """When a run must stop unless renewed: a heartbeat interval before its lease ends, so
+        it is over (stopped by its worker, see `Executor.renew_lease`) before another consumer
+        may take the claim over; renewals come every heartbeat interval."""
+        return lease_until - self.heartbeat_interval
 
     def _upstream(self, job: Job) -> list[bytes]:
         """The results of the cell jobs `job` runs after, in its `after` order (opaque bytes:

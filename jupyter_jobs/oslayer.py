@@ -124,17 +124,20 @@ def _pid_exists(pid: int) -> bool:
 
 
 #: Seconds between two looks at the parent in `watch_parent`.
-_PARENT_CHECK_INTERVAL = 1.0
+_PARENT_CHECK_INTERVAL = 0.2
 
 
-def watch_parent(parent: int) -> threading.Thread:
-    """Exit this process soon after `parent` ends (where the kernel cannot do it, as Linux's
-    PR_SET_PDEATHSIG does): a worker must not outlive a server killed with SIGKILL."""
+def watch_parent(parent: int, before_exit: Callable[[], None] | None = None) -> threading.Thread:
+    """Exit this process soon after `parent` ends (a worker must not outlive a server killed
+    with SIGKILL), calling `before_exit` first (a runner ends its job's processes there)."""
     started = process_start_time(parent)
 
     def watch() -> None:
         while os.getppid() == parent and process_alive(parent, started):
             time.sleep(_PARENT_CHECK_INTERVAL)
+        if before_exit is not None:
+            with contextlib.suppress(Exception):
+                before_exit()
         os._exit(1)
 
     thread = threading.Thread(target=watch, name="jupyter-jobs-parent-watch", daemon=True)
@@ -142,9 +145,9 @@ def watch_parent(parent: int) -> threading.Thread:
     return thread
 
 
-#: How a job's whole process tree is reached: through its process group (`os.killpg`, POSIX) or,
-#: where there are no groups (Windows), by walking the leader's descendants with psutil. Tests set
-#: it to False to run the second path on Linux.
+#: Whether the platform has process groups (`os.killpg`, POSIX). Without them (Windows) a job's
+#: tree is reached only through its tracked descendants. Tests set it to False to run that path
+#: on Linux.
 PROCESS_GROUPS: bool = hasattr(os, "killpg")
 
 
@@ -156,29 +159,54 @@ def new_group_options() -> dict[str, Any]:
     return {"start_new_session": True}
 
 
-#: Without process groups: every process seen in a leader's tree, by the leader's pid. A child
-#: whose parent died is no longer the leader's descendant, and must still be found.
+#: Every process seen in a leader's tree, by the leader's pid (the leader included, so that a
+#: later pid with its number is never taken for it). The group is not enough: a descendant that
+#: called setsid() has left it, and one whose parent died is no longer the leader's descendant
+#: (unless the leader is a subreaper, `become_subreaper`); both must still be found. A
+#: `psutil.Process` knows its create time: a recycled pid is never signalled (`is_running`).
 _seen: dict[int, dict[int, psutil.Process]] = {}
 
 
-def _tree(leader_pid: int) -> list[psutil.Process]:
-    """The leader and its descendants, with those seen before that still run (orphans)."""
-    seen = _seen.setdefault(leader_pid, {})
-    with contextlib.suppress(psutil.Error):
-        leader = psutil.Process(leader_pid)
-        for process in (leader, *leader.children(recursive=True)):
+_seen_lock = threading.Lock()  # the executor tracks from a thread, and stops from its loop
+
+
+def track_tree(leader_pid: int) -> list[psutil.Process]:
+    """Look at the leader's descendants now and remember them; returns every remembered
+    process that still runs (zombies included). Call it repeatedly while the job runs, so that
+    a descendant is known before its parent dies or the leader is killed."""
+    with _seen_lock:
+        leader = _seen.get(leader_pid, {}).get(leader_pid)
+    found = []
+    with contextlib.suppress(psutil.Error, OSError):
+        leader = leader or psutil.Process(leader_pid)
+        found.append(leader)
+        if leader.is_running():  # not a later process that got the reaped leader's pid
+            found.extend(leader.children(recursive=True))
+    with _seen_lock:
+        seen = _seen.setdefault(leader_pid, {})
+        for process in found:
             seen.setdefault(process.pid, process)
-    members = [p for p in seen.values() if p.is_running()]  # is_running: not a recycled pid
-    if members:
-        _seen[leader_pid] = {p.pid: p for p in members}
-    else:
-        del _seen[leader_pid]
+        members = [p for p in seen.values() if p.is_running()]
+        kept = {p.pid: p for p in members}
+        if leader_pid in seen:  # the leader's identity, kept while its pid is ours to ask
+            kept.setdefault(leader_pid, seen[leader_pid])
+        _seen[leader_pid] = kept
     return members
 
 
+def forget_tree(leader_pid: int) -> None:
+    """Drop what `track_tree` remembered of a leader once its tree is ended and its pid reaped."""
+    with _seen_lock:
+        _seen.pop(leader_pid, None)
+
+
 def _signal_tree(leader_pid: int, force: bool) -> None:
-    for process in _tree(leader_pid):
-        with contextlib.suppress(psutil.Error):
+    """Signal the tracked tree; on POSIX only those that left the group (killpg reaches the rest,
+    once: a job's SIGTERM handler hears it once)."""
+    for process in track_tree(leader_pid):
+        with contextlib.suppress(psutil.Error, OSError):
+            if PROCESS_GROUPS and os.getpgid(process.pid) == leader_pid and not force:
+                continue
             if force:
                 process.kill()
             else:
@@ -186,38 +214,38 @@ def _signal_tree(leader_pid: int, force: bool) -> None:
 
 
 def terminate_group(pgid: int) -> None:
-    """Ask a job's whole process group (grandchildren included) to end: SIGTERM, or on
-    Windows `TerminateProcess` for every process of the tree (it has no gentler way that every
-    process hears). Gone already is fine."""
+    """Ask a job's whole process tree (its group and every descendant seen, those that started
+    a session of their own included) to end: SIGTERM, or on Windows `TerminateProcess` for every
+    process of the tree (it has no gentler way that every process hears). Gone already is fine."""
     if PROCESS_GROUPS:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
-        return
     _signal_tree(pgid, force=False)
 
 
 def kill_group(pgid: int) -> None:
-    """End a job's whole process group at once (SIGKILL); gone already is fine."""
+    """End a job's whole process tree at once (SIGKILL); gone already is fine."""
     if PROCESS_GROUPS:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        return
     _signal_tree(pgid, force=True)
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether a process of the group still runs. Zombies do not count: their reaper (init,
-    or a container's PID 1) may take its time, and they hold no resources worth waiting for."""
+    """Whether a process of the group or of the tracked tree still runs. Zombies do not count:
+    their reaper (init, or a container's PID 1) may take its time, and they hold no resources
+    worth waiting for."""
+    members: list[psutil.Process] | None = track_tree(pgid)
     if PROCESS_GROUPS:
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
-            return False
+            pass
         except PermissionError:
             return True
-        members = _group_members(pgid)
-    else:
-        members = _tree(pgid)
+        else:
+            group = _group_members(pgid)
+            members = None if group is None else [*group, *members]
     if members is None:
         return True  # the process table cannot be read (no /proc): the grace period decides
     for process in members:
@@ -243,6 +271,46 @@ def _group_members(pgid: int) -> list[psutil.Process] | None:
             if os.getpgid(pid) == pgid:
                 members.append(psutil.Process(pid))
     return members
+
+
+#: Linux's prctl option that makes a process the reaper of its orphaned descendants.
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process adopt its orphaned descendants (Linux): a job's grandchild whose parent
+    died, or that daemonized with a double fork, stays in our tree instead of going to init, so
+    `track_tree` from outside and `end_descendants` from inside still find it. False where the
+    platform has no such thing (there repeated `track_tree` snapshots have to do)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def reap_orphans() -> None:
+    """Collect the exit status of children that ended (orphans a subreaper adopted are nobody
+    else's to wait for), so none stays a zombie. Between jobs only: during one it would steal
+    the job's own `subprocess` children's status."""
+    if not hasattr(os, "waitpid") or os.name != "posix":
+        return
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def end_descendants() -> None:
+    """SIGKILL every descendant of this process (a runner ending its job's tree before it dies)."""
+    with contextlib.suppress(psutil.Error, OSError):
+        for process in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error, OSError):
+                process.kill()
 
 
 #: How a worker gets its end of the executor's socket: inherited (`pass_fds`, POSIX), or, where

@@ -14,6 +14,11 @@ worker starts it the moment the current one ends. The worker then says "start" w
 "skip" (executor -> worker) takes such a job back; the worker answers "skipped" at once if it
 had not started it yet (a thread of its own reads the executor's frames, even during a job).
 
+"lease" (executor -> worker, header "until": wall-clock seconds) renews the claim its jobs run
+under; a job header carries the same "lease_until". A worker whose running job passes that time
+unrenewed ends the job's process tree and exits, so that a stalled consumer's attempt never runs
+alongside the attempt that takes over its lapsed claim.
+
 The worker side is blocking (a thread may send logs while the main thread runs the job, hence the
 lock); the executor side reads with asyncio streams so that many workers share one event loop.
 """
@@ -48,6 +53,7 @@ class FrameType(str, Enum):
     START = "start"
     SKIP = "skip"
     SKIPPED = "skipped"
+    LEASE = "lease"
 
 
 class WorkerState(str, Enum):
@@ -74,6 +80,7 @@ def job_header(
     options: dict[str, Any],
     log_limit: int | None,
     progress_interval: float,
+    lease_until: float | None = None,
 ) -> dict[str, Any]:
     """The header of a "job" frame (its body is the payload): all a runner needs to run it."""
     return {
@@ -86,6 +93,7 @@ def job_header(
         "options": options,
         "progress_interval": progress_interval,
         "log_limit": log_limit,
+        "lease_until": lease_until,
     }
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import codecs
-import ctypes
 import faulthandler
 import functools
 import importlib
@@ -44,7 +43,7 @@ import types
 from collections import deque
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
@@ -653,9 +652,10 @@ def _raw_environ() -> Mapping[Any, Any]:
 class Worker:
     """The state a worker keeps between jobs, and the loop that serves them."""
 
-    def __init__(self, channel: protocol.Channel, shell: JobShell) -> None:
+    def __init__(self, channel: protocol.Channel, shell: JobShell, lease: _LeaseWatch) -> None:
         self.channel = channel
         self.shell = shell
+        self.lease = lease
         self.home = os.getcwd()
         self.capture = Capture()
         self.reporter = Reporter(channel)
@@ -703,7 +703,7 @@ class Worker:
                 "executable": sys.executable,
             }
         )
-        inbox = _Inbox(self.channel)
+        inbox = _Inbox(self.channel, self.lease)
         done: tuple[dict[str, Any], list[bytes]] | None = None  # sent with the next "start"
         while True:
             job = inbox.take()
@@ -750,6 +750,7 @@ class Worker:
         cwd = header.get("cwd") or self.home
         with self.capture.lock:
             self.capture.job = output
+        self.lease.begin(header.get("lease_until"))
         result, error, reason = None, None, None
         try:
             with self._in_directory(cwd), job_context(context, self.reporter.report):
@@ -770,6 +771,8 @@ class Worker:
             self.reporter.flush()
             with self.capture.synced():
                 self.capture.job = None
+            self.lease.running = False
+            oslayer.reap_orphans()
         notebook = outputs.to_json() if outputs is not None else b""
         done = {
             "t": FrameType.DONE.value,
@@ -795,8 +798,9 @@ class _Inbox:
     once, so the executor can take it back from a worker stuck on a long job.
     """
 
-    def __init__(self, channel: protocol.Channel) -> None:
+    def __init__(self, channel: protocol.Channel, lease: _LeaseWatch) -> None:
         self.channel = channel
+        self.lease = lease
         self._jobs: deque[protocol.Frame] = deque()
         self._ready = threading.Condition()
         self._closed = False  # "exit", or the executor is gone
@@ -831,6 +835,8 @@ class _Inbox:
                         self._ready.notify()
                     elif header["t"] == FrameType.SKIP:
                         self._skip(header["job_id"])
+                    elif header["t"] == FrameType.LEASE:
+                        self.lease.renew(header["until"])
                     else:
                         raise protocol.ProtocolError(f"unexpected {header['t']!r} frame")
         except BaseException as exc:  # the main thread raises it, and the worker ends
@@ -868,15 +874,55 @@ def _forget_modules_under(directory: str, keep: frozenset[str]) -> None:
 
 
 def _die_with_parent(parent: int) -> None:
-    """Never outlive the server, even when it is killed with SIGKILL. Linux's kernel sees to it;
-    elsewhere a thread watches the parent."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    else:
-        oslayer.watch_parent(parent)
-    if os.getppid() != parent:  # it died before prctl took effect
+    """Never outlive the server, even when it is killed with SIGKILL, and take the job's
+    processes along: the runner adopts its orphaned descendants where it can (a Linux
+    subreaper), and a thread that sees the parent gone kills them all before it exits."""
+    oslayer.become_subreaper()
+    oslayer.watch_parent(parent, before_exit=oslayer.end_descendants)
+    if os.getppid() != parent:  # it died before the watch began
+        oslayer.end_descendants()
         os._exit(1)
+
+
+class _LeaseWatch:
+    """Ends the job (its whole tree, and this worker) when its claim could not be renewed.
+
+    The consumer's claim on a job is a lease; when it lapses another consumer may start the
+    next attempt. A stalled consumer (stopped, swapping) cannot stop its workers, so each
+    worker stops itself first: the executor sends, with the job and after every renewal, the
+    wall-clock time by which the job must be over unless renewed again (`lease_until`, its
+    lease minus a margin). Two attempts of a job therefore never run at once."""
+
+    #: Seconds between two looks at the deadline.
+    interval = 0.1
+
+    def __init__(self, diagnostics: IO[str]) -> None:
+        self.until: float | None = None
+        self.running = False
+        self._diagnostics = diagnostics
+        threading.Thread(target=self._watch, name="jobs-lease-watch", daemon=True).start()
+
+    def begin(self, until: float | None) -> None:
+        """A job starts, with its own time (its claim's, or a renewal since)."""
+        self.until, self.running = until, True
+
+    def renew(self, until: float) -> None:
+        """Every claim of the consumer was renewed: the current job's included."""
+        if self.until is not None:
+            self.until = max(self.until, until)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            until = self.until
+            if self.running and until is not None and time.time() > until:
+                self._diagnostics.write(
+                    "the job's claim was not renewed in time: stopped, so that no other "
+                    "attempt of it runs at once\n"
+                )
+                self._diagnostics.flush()
+                oslayer.end_descendants()
+                os._exit(4)
 
 
 def main(argv: list[str]) -> int:
@@ -894,7 +940,7 @@ def main(argv: list[str]) -> int:
     diagnostics = os.fdopen(os.dup(2), "w", buffering=1)
     faulthandler.enable(diagnostics, all_threads=False)
     try:
-        Worker(channel, shell).serve()
+        Worker(channel, shell, _LeaseWatch(diagnostics)).serve()
     except Exception:
         traceback.print_exc(file=diagnostics)
         return 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import random
 import signal
@@ -11,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -23,9 +26,15 @@ from waiting import wait_until
 FINAL = ("succeeded", "failed", "cancelled")
 
 
-def start_consumer(db: Path, workers: int = 2) -> subprocess.Popen:
-    """A `jupyter jobs consumer` process; its stderr goes to a file beside the database."""
+def start_consumer(db: Path, workers: int = 2, lease: float | None = None) -> subprocess.Popen:
+    """A `jupyter jobs consumer` process; its stderr goes to a file beside the database. With
+    `lease`, it runs in a folder whose `jupyter_jobs_config.json` sets `c.JobsApp.lease`."""
     log = db.with_name(f"consumer-{os.urandom(4).hex()}.log")
+    cwd = None
+    if lease is not None:
+        cwd = db.with_name(f"lease-{lease:g}")
+        cwd.mkdir(exist_ok=True)
+        (cwd / "jupyter_jobs_config.json").write_text(json.dumps({"JobsApp": {"lease": lease}}))
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
             [
@@ -41,6 +50,7 @@ def start_consumer(db: Path, workers: int = 2) -> subprocess.Popen:
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             start_new_session=True,
+            cwd=cwd,
         )
     proc.log_path = log  # type: ignore[attr-defined]
     return proc
@@ -69,18 +79,40 @@ class KillReport:
     """What a kill loop did and what it left: the facts a test asserts and a benchmark prints."""
 
     kills: Counter = field(default_factory=Counter)
-    #: Seconds from starting a consumer after a kill until the dead one's jobs were labelled.
+    #: Seconds from starting a consumer (or a restarted server answering) after a kill until
+    #: the dead one's jobs were labelled.
     label_seconds: list[float] = field(default_factory=list)
     not_succeeded: list[Job] = field(default_factory=list)
     attempts_completed_twice: list[str] = field(default_factory=list)
     succeeded_without_their_run: list[int] = field(default_factory=list)
     last_log: str = ""
+    last_server_log: str = ""
     seconds: float = 0.0
 
 
-def kill_loop(db: Path, folder: Path, jobs: int, kills: int, seed: int) -> KillReport:
+def start_server(db: Path, folder: Path, replacing: Any = None) -> Any:
+    """A real `jupyter server` (tests/integration/servers.py) serving `db`, ready; `replacing`
+    a killed one restarts it on its home, address and token."""
+    integration = str(Path(__file__).parent / "integration")
+    if integration not in sys.path:
+        sys.path.insert(0, integration)
+    from servers import JupyterHome, RunningServer
+
+    if replacing is not None:
+        return RunningServer(replacing.home, replacing=replacing).wait_ready()
+    home = dataclasses.replace(JupyterHome.create(folder / "server"), db_path=db)
+    return RunningServer(home).wait_ready()
+
+
+def kill_loop(
+    db: Path, folder: Path, jobs: int, kills: int, seed: int, server_kills: int = 0
+) -> KillReport:
     """Run `jobs` short jobs (retries=10) while killing (-9) a random worker, or now and then
-    the consumer itself (then starting another), `kills` times; wait until every job ended."""
+    the consumer itself (then starting another), `kills` times; wait until every job ended.
+
+    With `server_kills`, that many times a consumer's kill is followed by a real Jupyter server
+    on the database, killed with -9 once it ran jobs and restarted (then stopped, and a consumer
+    takes over again): a server's kill loses nothing either."""
     rng = random.Random(seed)
     report = KillReport()
     began = time.monotonic()
@@ -100,6 +132,12 @@ def kill_loop(db: Path, folder: Path, jobs: int, kills: int, seed: int) -> KillR
 
         consumer = start_consumer(db)
         step = max(1, jobs // (kills + 5))
+
+        def advance() -> None:
+            """Until `step` more jobs ended."""
+            done = final()
+            wait_until(lambda: final() >= min(jobs, done + step), timeout=60, interval=0.02)
+
         while report.kills.total() < kills and final() < jobs:
             done = final()
             wait_until(lambda d=done: final() >= min(jobs, d + step), timeout=60, interval=0.02)
@@ -114,6 +152,19 @@ def kill_loop(db: Path, folder: Path, jobs: int, kills: int, seed: int) -> KillR
             os.kill(consumer.pid, signal.SIGKILL)
             stop(consumer)
             report.kills["consumer"] += 1
+            if report.kills["server"] < server_kills and final() < jobs - 2 * step:
+                server = start_server(db, folder)
+                advance()
+                server.kill()
+                report.kills["server"] += 1
+                server = start_server(db, folder, replacing=server)
+                restarted = time.monotonic()  # from its answering: a server starts in seconds
+                pid = server.process.pid
+                wait_until(lambda pid=pid: not held_by_others(pid), timeout=30, interval=0.02)
+                report.label_seconds.append(time.monotonic() - restarted)
+                advance()
+                server.stop()
+                report.last_server_log = server.log_text()
             restarted = time.monotonic()
             consumer = start_consumer(db)
             wait_until(lambda pid=consumer.pid: not held_by_others(pid), timeout=30, interval=0.02)

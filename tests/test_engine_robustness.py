@@ -94,6 +94,39 @@ def test_kill_9_of_the_consumer_mid_run_then_restart(db_path, tmp_path, retries)
                 assert 1 <= counts[r.id] <= r.attempt
 
 
+def traces(path: Path) -> list[tuple[int, int, float]]:
+    """(job id, attempt, time) of each line `jobfuncs.mark_alive` wrote to `path`."""
+    if not path.exists():
+        return []
+    return [(int(i), int(a), float(t)) for i, a, t in map(str.split, path.read_text().splitlines())]
+
+
+def test_a_stalled_consumers_attempt_ends_before_another_consumer_takes_its_job(db_path, tmp_path):
+    """A consumer stopped (SIGSTOP) past its lease cannot stop its workers: they stop
+    themselves before the lease runs out, so the attempt that takes over never runs alongside."""
+    lease = 3.0
+    with JobQueue(db_path) as q:
+        stalled = start_consumer(db_path, workers=1, lease=lease)
+        other = None
+        try:
+            job = q.submit(jobfuncs.mark_alive, str(tmp_path), 2 * lease, retries=2)
+            wait_until(lambda: traces(tmp_path / "alive"), timeout=60)
+            os.kill(stalled.pid, signal.SIGSTOP)
+            other = start_consumer(db_path, workers=1, lease=lease)
+            assert job.result(timeout=60) == job.id
+        finally:
+            os.kill(stalled.pid, signal.SIGCONT)
+            logs = [stop(proc) for proc in (stalled, other) if proc is not None]
+        assert_no_errors(logs[1])
+        record = q.get(job.id)
+        assert record.status is Status.SUCCEEDED and record.attempt == 2
+        starts = {a: t for _, a, t in traces(tmp_path / "starts")}
+        alive_first = [t for _, a, t in traces(tmp_path / "alive") if a == 1]
+        assert set(starts) == {1, 2}
+        assert max(alive_first) < starts[2]  # attempt 1 was over before attempt 2 began
+        assert [a for _, a, _ in traces(tmp_path / "ends")] == [2]
+
+
 def test_every_handle_settles_without_the_periodic_full_poll(db_path):
     """Finishes seen by the watcher must reach handles registered while it polled."""
     with JobQueue(db_path) as q:
@@ -110,12 +143,15 @@ def test_every_handle_settles_without_the_periodic_full_poll(db_path):
 
 
 def test_a_kill_loop_loses_no_job_and_runs_no_attempt_twice(db_path, tmp_path):
-    """Random kill -9s of workers and of the consumer under 300 short jobs (the long version is
-    `benchmarks/chaos.py`): every job ends, none lost; no attempt's code ran twice; the jobs a
-    killed consumer held are labelled as soon as the next consumer starts."""
-    report = kill_loop(db_path, tmp_path, jobs=300, kills=12, seed=17)
+    """Random kill -9s of workers and of the consumer, and one of a real Jupyter server, under
+    300 short jobs (the long version is `benchmarks/chaos.py`): every job ends, none lost; no
+    attempt's code ran twice; the jobs a killed consumer or server held are labelled as soon as
+    the next one starts."""
+    report = kill_loop(db_path, tmp_path, jobs=300, kills=12, seed=17, server_kills=1)
     assert report.kills["worker"] >= 3 and report.kills["consumer"] >= 2, report.kills
+    assert report.kills["server"] == 1, report.kills
     assert "Traceback" not in report.last_log, report.last_log[-3000:]
+    assert "Traceback" not in report.last_server_log, report.last_server_log[-3000:]
     # Only a job that lost its worker too often may fail (poisoned), never silently.
     assert all(r.reason is Reason.WORKER_LOST for r in report.not_succeeded), report.not_succeeded
     assert report.attempts_completed_twice == []

@@ -7,11 +7,15 @@ no process of a cancelled job may be left, grandchildren and SIGTERM-deaf jobs i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import dill
@@ -26,6 +30,7 @@ from jupyter_jobs.models import Reason, Status
 from jupyter_jobs.protocol import WorkerState
 
 import workers_util as wu
+from waiting import wait_until
 
 
 @pytest.fixture
@@ -737,3 +742,203 @@ async def test_jobs_run_fail_and_stop_without_inherited_sockets_or_groups(
         again = wu.function_task(wu.add, 1, 1)
         await executor.run(again)
         assert dill.loads((await recorder.done(again.job_id)).result) == 2
+
+
+# -- nothing escapes a job: descendants that left its process group ------------------------------
+
+
+async def start_escaping(executor, tmp_path: Path, ignore_term: bool, lease_until=None):
+    """Run `escapes`; returns the task and its pids (the job's process, a child in a session
+    of its own, a daemon whose parent is gone), once all run."""
+    pid_file = tmp_path / "pids"
+    task = wu.function_task(wu.escapes, str(pid_file), ignore_term)
+    task.lease_until = lease_until
+    await executor.run(task)
+    await wu.wait_for(pid_file.exists, timeout=30)
+    pids = wu.read_pids(pid_file)
+    assert len(pids) == 3 and all(wu.alive(pid) for pid in pids)
+    assert all(os.getsid(pid) != os.getsid(pids[0]) for pid in pids[1:])  # they left its session
+    return task, pids
+
+
+def tracked(worker_pid: int) -> set[int]:
+    """The pids the executor has seen in a worker's tree so far."""
+    return set(oslayer._seen.get(worker_pid, {}))
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["children", "sigterm-deaf"])
+@pytest.mark.parametrize("how", ["cancel", "timeout", "worker-lost"])
+async def test_no_descendant_outlives_its_job_even_in_a_session_of_its_own(
+    executor, recorder, tmp_path, ignore_term, how
+):
+    task, pids = await start_escaping(executor, tmp_path, ignore_term)
+    worker = executor.pool.view_of(task.job_id).pid
+    if how == "worker-lost":
+        # The daemon's parent is gone: on Linux the runner adopted it (a subreaper), and the
+        # executor saw it in the worker's tree before the worker died.
+        await wu.wait_for(lambda: set(pids) <= tracked(worker), timeout=10)
+        os.kill(worker, signal.SIGKILL)
+        outcome = await recorder.done(task.job_id)
+        assert outcome.reason is Reason.WORKER_LOST
+    else:
+        reason = Reason.TIMEOUT if how == "timeout" else None
+        await asyncio.wait_for(executor.kill(task.job_id, reason, 0.5), 15)
+        outcome = recorder.outcomes[task.job_id][0]
+        assert outcome.status is (Status.FAILED if reason else Status.CANCELLED)
+    await wu.wait_for(lambda: not any(wu.alive(pid) for pid in pids), timeout=10)
+
+
+#: A stand-in for a server: runs `escapes` in a LocalExecutor, then waits to be killed.
+ESCAPING_SERVER = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+import workers_util as wu
+
+async def main():
+    async with wu.running_executor(wu.Recorder()) as executor:
+        await executor.run(wu.function_task(wu.escapes, sys.argv[2], True))
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_a_server_killed_with_sigkill_takes_its_jobs_processes_along(tmp_path):
+    pid_file = tmp_path / "pids"
+    tests = str(Path(__file__).parent)
+    server = subprocess.Popen([sys.executable, "-c", ESCAPING_SERVER, tests, str(pid_file)])
+    try:
+        wait_until(pid_file.exists, timeout=60)
+        pids = wu.read_pids(pid_file)  # the runner (the job runs in it), what escaped its group
+        server.kill()
+        server.wait(30)
+        wait_until(lambda: not any(wu.alive(pid) for pid in pids), timeout=15)
+    finally:
+        server.kill()
+        server.wait(30)
+        for pid in wu.read_pids(pid_file):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+# -- a worker never outlives its claim ----------------------------------------------------------
+
+
+async def test_a_run_whose_claim_is_not_renewed_ends_itself_before_the_lease(
+    executor, recorder, tmp_path
+):
+    """The executor's loop is not needed: the worker stops its job (its whole tree) when the
+    time it was given passes without a renewal, as under a stalled consumer."""
+    until = time.time() + 3.0
+    task, pids = await start_escaping(executor, tmp_path, ignore_term=True, lease_until=until)
+    outcome = await recorder.done(task.job_id, timeout=30)
+    ended = time.time()
+    assert outcome.reason is Reason.WORKER_LOST and outcome.exit == "exit code 4"
+    assert "not renewed" in outcome.error.message
+    assert until <= ended
+    assert not any(wu.alive(pid) for pid in pids)
+
+
+async def test_a_renewed_claim_keeps_its_run_going(executor, recorder, tmp_path):
+    flag = tmp_path / "flag"
+    task = wu.function_task(wu.hangs_after_start, str(flag))
+    task.lease_until = time.time() + 1.0
+    await executor.run(task)
+    await wu.wait_for(flag.exists)
+    end = time.time() + 3.0
+    while time.time() < end:  # three times past the first deadline, renewed all along
+        executor.renew_lease(time.time() + 1.0)
+        await asyncio.sleep(0.2)
+    assert task.job_id not in recorder.outcomes
+    await executor.kill(task.job_id, None, 0.5)
+    assert recorder.outcomes[task.job_id][0].status is Status.CANCELLED
+
+
+async def test_executors_leave_no_folder_per_run_in_the_temp_dir(recorder, tmp_path, monkeypatch):
+    """Every executor of an installation imports it through one shared folder, so a killed
+    server, which cleans nothing up, leaves no `jupyter_jobs-XXXX` folder behind per run."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    async with wu.running_executor(recorder) as first, wu.running_executor(recorder) as second:
+        for executor in (first, second):
+            task = wu.function_task(wu.add, 1, 2)
+            await executor.run(task)
+            assert dill.loads((await recorder.done(task.job_id)).result) == 3
+        [folder] = tmp_path.iterdir()
+        assert (folder / "jupyter_jobs").resolve() == Path(oslayer.__file__).parent
+        assert folder.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("how", ["cancel", "worker-lost"])
+async def test_without_groups_no_descendant_outlives_its_job(like_windows, recorder, tmp_path, how):
+    """Where there are no process groups, the tracked tree alone reaches everything."""
+    async with wu.running_executor(recorder) as executor:
+        task, pids = await start_escaping(executor, tmp_path, ignore_term=True)
+        worker = executor.pool.view_of(task.job_id).pid
+        if how == "cancel":
+            await asyncio.wait_for(executor.kill(task.job_id, None, 0.5), 15)
+        else:
+            await wu.wait_for(lambda: set(pids) <= tracked(worker), timeout=10)
+            os.kill(worker, signal.SIGKILL)
+            assert (await recorder.done(task.job_id)).reason is Reason.WORKER_LOST
+        await wu.wait_for(lambda: not any(wu.alive(pid) for pid in pids), timeout=10)
+
+
+#: A server whose executor writes down its jobs' processes in argv[3] (as the consumer has it).
+RECORDING_SERVER = """
+import asyncio, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import workers_util as wu
+from jupyter_jobs.executors.local import LocalExecutor
+
+async def main():
+    executor = LocalExecutor(wu.Recorder(), 1)
+    executor.leftovers_dir = Path(sys.argv[3])
+    await executor.start()
+    await executor.run(wu.function_task(wu.escapes, sys.argv[2], True))
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def recorded_pids(folder: Path) -> set[int]:
+    found = set()
+    for path in folder.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            found |= {pid for pid, _ in json.loads(path.read_text())}
+    return found
+
+
+async def test_the_next_start_ends_what_a_server_killed_with_its_workers_left(recorder, tmp_path):
+    pid_file, folder = tmp_path / "pids", tmp_path / "processes"
+    tests = str(Path(__file__).parent)
+    server = subprocess.Popen(
+        [sys.executable, "-c", RECORDING_SERVER, tests, str(pid_file), str(folder)]
+    )
+    try:
+        await wu.wait_for(pid_file.exists, timeout=60)
+        pids = wu.read_pids(pid_file)  # the runner (the job runs in it), what escaped its group
+        await wu.wait_for(lambda: set(pids) <= recorded_pids(folder), timeout=30)
+        # The worker dies with its server, before either can end its job's processes.
+        os.kill(server.pid, signal.SIGSTOP)
+        os.kill(pids[0], signal.SIGKILL)
+        server.kill()
+        server.wait(30)
+        await wu.wait_for(lambda: not wu.alive(pids[0]), timeout=10)
+        escaped = pids[1:]
+        assert all(wu.alive(pid) for pid in escaped)  # what nobody could end until now
+        executor = LocalExecutor(recorder, 1)
+        executor.leftovers_dir = folder
+        await executor.start()
+        try:
+            await wu.wait_for(lambda: not any(wu.alive(pid) for pid in escaped), timeout=10)
+            assert [p.name for p in folder.glob("*.json")] == []  # its own comes with jobs
+        finally:
+            await executor.shutdown(1.0)
+    finally:
+        server.kill()
+        server.wait(30)
+        for pid in wu.read_pids(pid_file):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -269,6 +269,31 @@ def spawns_and_hangs(pid_file: str, ignore_term: bool) -> None:
         time.sleep(1)
 
 
+#: Run by `escapes`: starts a daemon (a new session; its launcher then exits, orphaning it).
+_DAEMON = (
+    "import subprocess, sys; "
+    "p = subprocess.Popen(['sh', '-c', sys.argv[1] + 'exec sleep 1000'], "
+    "start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+    "print(p.pid)"
+)
+
+
+def escapes(pid_file: str, ignore_term: bool) -> None:
+    """Descendants that leave the job's process group, then hang: a child in a session of its
+    own, and a daemon (its own session, its parent gone); optionally all deaf to SIGTERM."""
+    trap = "trap '' TERM; " if ignore_term else ""
+    if ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    own = subprocess.Popen(["sh", "-c", f"{trap}exec sleep 1000"], start_new_session=True)
+    launcher = subprocess.run(
+        [sys.executable, "-c", _DAEMON, trap], capture_output=True, text=True, check=True
+    )
+    Path(pid_file + ".tmp").write_text(f"{os.getpid()} {own.pid} {launcher.stdout.strip()}")
+    os.rename(pid_file + ".tmp", pid_file)
+    while True:
+        time.sleep(1)
+
+
 def segfaults() -> None:
     import ctypes
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from traitlets import Float, Integer, TraitError, validate
@@ -33,6 +34,9 @@ class Task:
     interpreter: str | None = None
     cwd: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: Wall-clock time by which the run must be over unless its claim is renewed
+    #: (`Executor.renew_lease`); None: no limit.
+    lease_until: float | None = None
 
 
 class ExecutorEvents(Protocol):
@@ -72,6 +76,10 @@ class Executor(LoggingConfigurable):
     """
 
     name: ClassVar[str] = "base"
+    #: Where an executor that starts processes on this machine writes down what its jobs run,
+    #: so that the next start ends what a killed server left (`leftovers.py`); the consumer
+    #: sets it (a folder of the store's workspace) before `start`. None: nowhere.
+    leftovers_dir: Path | None = None
     #: Whether `on_started` tells when a run's code really begins. Executors that cannot tell
     #: leave it False, and the consumer counts a run as started once `run()` has taken it.
     reports_start: ClassVar[bool] = False
@@ -138,6 +146,12 @@ class Executor(LoggingConfigurable):
         `queued`, reason `interrupted`, error `NotStarted`, so that its job is queued again
         without counting the attempt."""
         raise NotImplementedError
+
+    def renew_lease(self, until: float) -> None:
+        """Every claim this executor runs under was renewed: its runs may go on until `until`
+        (wall-clock seconds; the lease minus a margin). An executor that can stops a run whose
+        claim was not renewed in time, from outside the consumer's loop, so that a stalled
+        consumer's attempt never overlaps the attempt that takes over its lapsed claim."""
 
     def _notify(self, method: str, task: Task, *value: Any) -> None:
         """Call `events.<method>` for `task`'s attempt. A callback that raises is logged, not

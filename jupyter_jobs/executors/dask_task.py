@@ -22,7 +22,7 @@ from distributed import Event as DaskEvent
 from distributed import Variable, get_client, get_worker
 
 from .. import protocol
-from ..oslayer import kill_group
+from ..oslayer import forget_tree, kill_group
 from ..protocol import FrameType
 from .processes import describe_exit, last_words, spawn_runner, stop_group, wait_leader
 
@@ -203,6 +203,7 @@ class _Attempt:
         wait_leader(self.proc)
         with self.lock:
             kill_group(self.proc.pid)
+            forget_tree(self.proc.pid)
             self.reaped = True
             return self.proc.wait()
 

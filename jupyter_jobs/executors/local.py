@@ -9,6 +9,11 @@ the backlog, the jobs sent ahead to busy workers and taken back by idle ones.
 Process exit is watched directly (a pidfd on Linux, a waiting thread elsewhere), so a worker that
 dies under a job is reported at once as `worker_lost` with its signal or exit code, and a fresh
 worker takes its place.
+
+Nothing a job starts outlives its worker: a busy worker's process tree is looked at every
+`_TRACK_INTERVAL` seconds (`oslayer.track_tree`; on Linux the runner adopts orphans, so the tree
+holds even what daemonized), and when a worker exits, for whatever reason, its group and every
+process seen in its tree are killed before its pid is reaped (so it cannot have been reused).
 """
 
 from __future__ import annotations
@@ -17,12 +22,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +34,11 @@ from typing import Any
 
 from traitlets import Bool, Float, Unicode, default
 
-from .. import protocol
+from .. import oslayer, protocol
 from ..models import Kind, Outcome, Progress, Reason, Status, now
 from ..oslayer import ParentEnd, kill_group
 from ..protocol import FrameType, WorkerState
+from . import leftovers
 from .base import Executor, ExecutorEvents, Task
 from .pool import Worker, WorkerPool
 from .processes import (
@@ -45,12 +50,15 @@ from .processes import (
     not_started_outcome,
     spawn_runner,
     stop_group_async,
+    wait_leader,
 )
 
 log = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDERR_TAIL = 16384
+#: Seconds between two looks at the process trees of busy workers.
+_TRACK_INTERVAL = 0.5
 
 
 class WorkerStartError(Exception):
@@ -132,7 +140,10 @@ class LocalExecutor(Executor):
         #: Moving average of recent successful jobs' run time (seconds); None until one ran.
         self.recent_run_time: float | None = None
         self._env: dict[str, str] = {}
-        self._link_dir: str | None = None
+        self._lease_until: float | None = None  # the last renewal of this consumer's claims
+        self._tracker: asyncio.Task | None = None
+        self._record: Path | None = None  # where the processes seen are written down
+        self._recorded: frozenset[tuple[int, int]] = frozenset()
         self._runs: dict[int, Run] = {}
         self._backlog: deque[Run] = deque()  # accepted, waiting for a worker of the pool
         self._warm: list[str] = [self.interpreter]  # interpreters that keep a spare worker
@@ -145,16 +156,12 @@ class LocalExecutor(Executor):
         if self._started:
             return
         self._started = True
-        # Workers import jupyter_jobs through a directory that holds only a link to this
-        # package: any interpreter runs the very code the server runs, and nothing else leaks.
-        self._link_dir = tempfile.mkdtemp(prefix="jupyter_jobs-")
-        try:
-            os.symlink(_PACKAGE_DIR, Path(self._link_dir, "jupyter_jobs"))
-            importable = self._link_dir
-        except OSError:  # Windows without the right to make links: the package's own parent
-            importable = str(_PACKAGE_DIR.parent)
+        if self.leftovers_dir is not None:
+            await asyncio.to_thread(leftovers.end_left_over, self.leftovers_dir)
+            self._record = leftovers.own_file(self.leftovers_dir)
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        self._env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, importable])}
+        self._env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, _importable()])}
+        self._tracker = asyncio.create_task(self._track_trees())
         self._ensure_spares()
 
     def free_slots(self) -> int:
@@ -182,6 +189,33 @@ class LocalExecutor(Executor):
 
     def capabilities(self) -> dict[str, Any]:
         return {**super().capabilities(), "max_workers": self.max_workers}
+
+    def renew_lease(self, until: float) -> None:
+        """Tell every worker with a run (current or sent ahead) that it may go on until
+        `until`; a worker whose run passes its time unrenewed ends it itself (runner.py)."""
+        self._lease_until = until
+        for worker in self.pool:
+            if worker.writer is not None and (worker.run is not None or worker.ahead):
+                worker.send({"t": FrameType.LEASE.value, "until": until})
+
+    async def _track_trees(self) -> None:
+        """Remember what busy workers' jobs started, before a worker's death can orphan it."""
+        while True:
+            await asyncio.sleep(_TRACK_INTERVAL)
+            busy = [w.pid for w in self.pool if w.run is not None and w.state is WorkerState.BUSY]
+            if busy:
+                await asyncio.to_thread(self._track, busy)
+
+    def _track(self, pids: list[int]) -> None:
+        """Track the trees of `pids` (a thread), and write them down when they changed."""
+        seen = [process for pid in pids for process in oslayer.track_tree(pid)]
+        now_seen = frozenset((p.pid, id(p)) for p in seen)
+        if self._record is not None and now_seen != self._recorded:
+            try:
+                leftovers.record(self._record, seen)
+                self._recorded = now_seen
+            except OSError as exc:
+                log.warning("cannot write down the processes of jobs: %s", exc)
 
     async def run(self, task: Task) -> None:
         if not self._started or self._closing:
@@ -253,9 +287,11 @@ class LocalExecutor(Executor):
         await asyncio.gather(*(self.kill(j, Reason.INTERRUPTED, grace) for j in list(self._runs)))
         workers = [w for w in self.pool if w.state is not WorkerState.DEAD]
         await asyncio.gather(*(self._terminate(w, grace) for w in workers))
-        if self._link_dir:
-            shutil.rmtree(self._link_dir, ignore_errors=True)
-            self._link_dir = None
+        if self._tracker is not None:
+            self._tracker.cancel()
+            self._tracker = None
+        if self._record is not None:
+            self._record.unlink(missing_ok=True)
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -312,6 +348,10 @@ class LocalExecutor(Executor):
         )
 
     def _job_header(self, task: Task) -> dict[str, Any]:
+        lease_until = task.lease_until
+        if lease_until is not None and self._lease_until is not None:
+            # A renewal since the claim covers it too (a heartbeat renews all our claims).
+            lease_until = max(lease_until, self._lease_until)
         return protocol.job_header(
             job_id=task.job_id,
             attempt=task.attempt,
@@ -321,6 +361,7 @@ class LocalExecutor(Executor):
             options=task.options,
             log_limit=self.log_limit,
             progress_interval=self.progress_interval,
+            lease_until=lease_until,
         )
 
     def _take_backlog(self) -> None:
@@ -701,6 +742,26 @@ class LocalExecutor(Executor):
         return describe_exit(returncode)
 
 
+def _importable() -> str:
+    """A folder from which workers import this very jupyter_jobs, and nothing else: any
+    interpreter runs the code the server runs. It holds only a link to the package, in a private
+    folder named after the package's path, shared by every executor of this installation and
+    kept (so a killed server leaves no folder per run behind). Where links cannot be made
+    (Windows without the right to), the package's own parent."""
+    try:
+        folder = oslayer.short_private_dir(f"package:{_PACKAGE_DIR}")
+        link = folder / "jupyter_jobs"
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == str(_PACKAGE_DIR):
+                return str(folder)
+        fresh = folder / f".jupyter_jobs-{os.getpid()}-{time.monotonic_ns()}"
+        os.symlink(_PACKAGE_DIR, fresh)
+        os.replace(fresh, link)  # atomic: a worker starting now sees the old link or the new
+        return str(folder)
+    except OSError:
+        return str(_PACKAGE_DIR.parent)
+
+
 def _kernel_of(task: Task) -> str | None:
     """The kernel a cell job came from (the `kernel` option its magic sets), else None."""
     kernel = task.options.get("kernel") if Kind(task.kind) is Kind.CELL else None
@@ -712,6 +773,10 @@ def _exit_future(proc: subprocess.Popen, loop: asyncio.AbstractEventLoop) -> asy
     future = loop.create_future()
 
     def reap() -> None:
+        # The leader is a zombie still, so its pid (the group's id) is not reused yet: end what
+        # its jobs left running, in its group or elsewhere in its tree, then reap it.
+        kill_group(proc.pid)
+        oslayer.forget_tree(proc.pid)
         if not future.done():
             future.set_result(proc.wait())
 
@@ -720,7 +785,7 @@ def _exit_future(proc: subprocess.Popen, loop: asyncio.AbstractEventLoop) -> asy
     except (AttributeError, OSError):  # not Linux >= 5.3: one waiting thread per worker
 
         def wait() -> None:
-            proc.wait()
+            wait_leader(proc)
             loop.call_soon_threadsafe(reap)
 
         threading.Thread(target=wait, name=f"wait-{proc.pid}", daemon=True).start()
