@@ -320,7 +320,9 @@ export class FakeApi {
     const step = 'every' in query ? query.every : 3600;
     return {
       description:
-        'every' in query ? `Every ${query.every} seconds` : `Cron ${query.cron}`,
+        'every' in query
+          ? `Every ${query.every} seconds`
+          : `Cron ${query.cron}`,
       next: [1, 2, 3].map(n => 1_700_000_000 + n * step)
     };
   }

@@ -121,11 +121,7 @@ describe('buildRequest', () => {
       null,
       'Europe/Paris'
     ]);
-    expect(cron({ preset: 'every', minutes: '15' })).toEqual([
-      null,
-      900,
-      null
-    ]);
+    expect(cron({ preset: 'every', minutes: '15' })).toEqual([null, 900, null]);
   });
 
   it('names the field of a value it cannot send', () => {
