@@ -53,7 +53,13 @@ function scheduledRun(
   };
 }
 
-async function mount(api: FakeApi, events = new FakeEvents()) {
+let events: FakeEvents;
+
+beforeEach(() => {
+  events = new FakeEvents();
+});
+
+async function mount(api: FakeApi) {
   const opened: string[] = [];
   const view = new SchedulesView({
     client: api.asClient(),
@@ -75,10 +81,11 @@ async function mount(api: FakeApi, events = new FakeEvents()) {
   ];
   const button = (item: HTMLElement, name: string) =>
     item.querySelector<HTMLButtonElement>(`.jp-JobsSchedules-${name}`)!;
-  return { view, opened, render, items, button, events };
+  return { view, opened, render, items, button };
 }
 
 afterEach(() => {
+  events.dispose();
   document.body.innerHTML = '';
   Notification.dismiss();
 });
@@ -177,7 +184,7 @@ describe('SchedulesView', () => {
 
   it('reads the schedules again when the event stream announces a change', async () => {
     const api = new FakeApi();
-    const { items, events } = await mount(api);
+    const { items } = await mount(api);
     expect(items()).toHaveLength(0);
     api.schedulesById.set(1, makeSchedule(1));
     events.stream.emit({
@@ -191,7 +198,6 @@ describe('SchedulesView', () => {
 
 describe('ScheduleAlerts', () => {
   it('raises an error notification for a failed scheduled run, once', async () => {
-    const events = new FakeEvents();
     const shown: number[] = [];
     let schedulesShown = 0;
     const alerts = new ScheduleAlerts({
