@@ -562,33 +562,35 @@ function RunFormView(props: {
         </button>
         <FieldMessage form={form} field="parameters" />
       </fieldset>
-      {label(
-        trans.__('Kernel'),
-        'kernel',
-        <select
-          className="jp-mod-styled"
-          name="kernel"
-          value={state.kernel}
-          onChange={input('kernel')}
-        >
-          <option value="">{trans.__("The notebook's kernel")}</option>
-          {props.kernels.map(kernel => (
-            <option key={kernel.name} value={kernel.name}>
-              {kernel.display}
-            </option>
-          ))}
-        </select>
-      )}
-      {label(
-        trans.__('Name'),
-        'name',
-        <input
-          className="jp-mod-styled"
-          name="name"
-          value={state.name}
-          onChange={input('name')}
-        />
-      )}
+      <div className="jp-JobsRunForm-row">
+        {label(
+          trans.__('Kernel'),
+          'kernel',
+          <select
+            className="jp-mod-styled"
+            name="kernel"
+            value={state.kernel}
+            onChange={input('kernel')}
+          >
+            <option value="">{trans.__("The notebook's kernel")}</option>
+            {props.kernels.map(kernel => (
+              <option key={kernel.name} value={kernel.name}>
+                {kernel.display}
+              </option>
+            ))}
+          </select>
+        )}
+        {label(
+          trans.__('Name'),
+          'name',
+          <input
+            className="jp-mod-styled"
+            name="name"
+            value={state.name}
+            onChange={input('name')}
+          />
+        )}
+      </div>
       <div className="jp-JobsRunForm-row">
         {label(
           trans.__('Priority'),
