@@ -211,7 +211,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.shell.activateById(schedules.id);
       void schedules.refresh();
     };
-    new ScheduleAlerts({
+    const alerts = new ScheduleAlerts({
       events: app.serviceManager.events ?? null,
       showJob: id => void openDetail(id),
       showSchedules: openSchedules,
@@ -304,6 +304,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       model,
       showJob: id => void openDetail(id),
       showAll: openPanel,
+      announcedElsewhere: id => alerts.isScheduledRun(id),
       ...options
     });
     if (settingRegistry) {
@@ -311,7 +312,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         .load(PLUGIN_ID)
         .then(settings => {
           const apply = () => {
-            notifier.enabled =
+            notifier.enabled = alerts.enabled =
               settings.get('notifications').composite !== false;
           };
           apply();

@@ -33,6 +33,8 @@ import { EVENT_SCHEMA_ID } from './types';
 
 /** Runs shown in a schedule's history. */
 const HISTORY_SIZE = 20;
+/** Scheduled runs remembered by the alerts (the newest ones; a run's news comes within seconds). */
+const REMEMBERED_RUNS = 10_000;
 
 /** What an emission of the event stream says about schedules, or null if nothing. */
 export function scheduleNews(
@@ -69,8 +71,16 @@ export class ScheduleAlerts implements IDisposable {
     this._events?.stream.connect(this._onEmission, this);
   }
 
+  /** Whether failures are announced (the `notifications` setting). */
+  enabled = true;
+
   get isDisposed(): boolean {
     return this._isDisposed;
+  }
+
+  /** Whether job `id` is a scheduled run these alerts have heard of. */
+  isScheduledRun(id: number): boolean {
+    return this._runs.has(id);
   }
 
   dispose(): void {
@@ -83,11 +93,20 @@ export class ScheduleAlerts implements IDisposable {
 
   private _onEmission(_: unknown, emission: Event.Emission): void {
     const news = scheduleNews(emission);
-    if (!news || news.failedJob === null || this._seen.has(news.failedJob)) {
+    if (!news) {
+      return;
+    }
+    if (typeof emission.id === 'number' && emission.action !== 'schedule') {
+      this._remember(emission.id);
+    }
+    if (news.failedJob === null || this._seen.has(news.failedJob)) {
       return;
     }
     const id = news.failedJob;
     this._seen.add(id);
+    if (!this.enabled) {
+      return;
+    }
     const trans = this._trans;
     Notification.error(
       trans.__('Scheduled run %1 “%2” failed', id, news.name),
@@ -109,6 +128,17 @@ export class ScheduleAlerts implements IDisposable {
   private _showJob: (id: number) => void;
   private _showSchedules: () => void;
   private _trans: TranslationBundle;
+  private _remember(id: number): void {
+    this._runs.delete(id);
+    this._runs.add(id);
+    if (this._runs.size > REMEMBERED_RUNS) {
+      const oldest = this._runs.values().next().value as number;
+      this._runs.delete(oldest);
+      this._seen.delete(oldest);
+    }
+  }
+
+  private _runs = new Set<number>();
   private _seen = new Set<number>();
   private _isDisposed = false;
 }

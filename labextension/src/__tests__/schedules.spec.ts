@@ -227,6 +227,18 @@ describe('ScheduleAlerts', () => {
     notes[0].options.actions![1].callback(new MouseEvent('click'));
     expect(shown).toEqual([3]);
     expect(schedulesShown).toBe(1);
+    // The runs it heard of, for the job notifier to leave out.
+    expect([1, 2, 3].map(id => alerts.isScheduledRun(id))).toEqual([
+      false,
+      true,
+      true
+    ]);
+    // Switched off by the notifications setting: remembered, not announced.
+    alerts.enabled = false;
+    emit({ ...makeEvent(6, { status: 'failed' }), schedule_id: 4 });
+    expect(alerts.isScheduledRun(6)).toBe(true);
+    expect(Notification.manager.notifications).toHaveLength(1);
+    alerts.enabled = true;
     alerts.dispose();
     emit({ ...makeEvent(5, { status: 'failed' }), schedule_id: 4 });
     expect(Notification.manager.notifications).toHaveLength(1);
