@@ -8,7 +8,7 @@
  * workspace; "Save a copy" writes an editable `.ipynb` for that.
  */
 
-import { MainAreaWidget } from '@jupyterlab/apputils';
+import { MainAreaWidget, showErrorMessage } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import type { Contents } from '@jupyterlab/services';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
@@ -142,7 +142,16 @@ export function registerNotebookCommands(
     describedBy: jobArgs,
     execute: async args => {
       const id = Number(args.id);
-      const html = await client.notebookHtml(id);
+      let html: string;
+      try {
+        html = await client.notebookHtml(id);
+      } catch (error) {
+        void showErrorMessage(
+          trans.__('Cannot open the result of job %1', id),
+          error as Error
+        );
+        return;
+      }
       const widget = new MainAreaWidget({
         content: new NotebookResult(id, html, trans)
       });
@@ -160,18 +169,25 @@ export function registerNotebookCommands(
     describedBy: jobArgs,
     execute: async args => {
       const id = Number(args.id);
-      const [job, notebook] = await Promise.all([
-        client.get(id),
-        client.notebook(id)
-      ]);
-      const path = copyPath(jobNotebookPath(job), job.name, id);
-      await context.contents.save(path, {
-        type: 'notebook',
-        format: 'json',
-        content: notebook
-      });
-      await context.openNotebook(path);
-      return path;
+      try {
+        const [job, notebook] = await Promise.all([
+          client.get(id),
+          client.notebook(id)
+        ]);
+        const path = copyPath(jobNotebookPath(job), job.name, id);
+        await context.contents.save(path, {
+          type: 'notebook',
+          format: 'json',
+          content: notebook
+        });
+        await context.openNotebook(path);
+        return path;
+      } catch (error) {
+        void showErrorMessage(
+          trans.__('Cannot save a copy of the result of job %1', id),
+          error as Error
+        );
+      }
     }
   });
 
