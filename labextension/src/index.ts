@@ -222,22 +222,26 @@ const plugin: JupyterFrontEndPlugin<void> = {
       Object.values(app.serviceManager.kernelspecs.specs?.kernelspecs ?? {})
         .filter(spec => !!spec)
         .map(spec => ({ name: spec!.name, display: spec!.display_name }));
-    // The notebook a command means: the one right-clicked in the file browser, else the notebook
-    // in the main area.
+    // The notebook a command means: the one right-clicked in the file browser; from elsewhere,
+    // the notebook in the main area, else the one selected in the file browser.
+    const selectedNotebook = (): string | null => {
+      const browser = browserFactory?.tracker.currentWidget;
+      for (const item of browser?.selectedItems() ?? []) {
+        if (item.type === 'notebook') {
+          return item.path;
+        }
+      }
+      return null;
+    };
     const currentNotebook = (fromBrowser: boolean): string | null => {
       if (fromBrowser) {
-        for (const item of browserFactory?.tracker.currentWidget?.selectedItems() ??
-          []) {
-          if (item.type === 'notebook') {
-            return item.path;
-          }
-        }
+        return selectedNotebook();
       }
       const widget = app.shell.currentWidget as unknown as {
         context?: { path?: string };
       } | null;
       const path = widget?.context?.path;
-      return path && path.endsWith('.ipynb') ? path : null;
+      return path && path.endsWith('.ipynb') ? path : selectedNotebook();
     };
     registerNotebookCommands({
       commands: app.commands,

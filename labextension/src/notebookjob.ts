@@ -8,7 +8,11 @@
  * workspace; "Save a copy" writes an editable `.ipynb` for that.
  */
 
-import { MainAreaWidget, showErrorMessage } from '@jupyterlab/apputils';
+import {
+  MainAreaWidget,
+  Notification,
+  showErrorMessage
+} from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import type { Contents } from '@jupyterlab/services';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
@@ -113,15 +117,18 @@ export function registerNotebookCommands(
         }
       }
     },
-    isEnabled: args =>
-      typeof args.path === 'string' ||
-      context.currentNotebook(!!args.fromBrowser) !== null,
     execute: async args => {
       const path =
         typeof args.path === 'string'
           ? args.path
           : context.currentNotebook(!!args.fromBrowser);
       if (!path) {
+        Notification.warning(
+          trans.__(
+            'Open a notebook or select one in the file browser, then choose Run as Job… again.'
+          ),
+          { autoClose: 8000 }
+        );
         return;
       }
       const { showRunDialog } = await import('./runDialog');

@@ -1,4 +1,4 @@
-import { MainAreaWidget } from '@jupyterlab/apputils';
+import { MainAreaWidget, Notification } from '@jupyterlab/apputils';
 import type { Contents } from '@jupyterlab/services';
 import { CommandRegistry } from '@lumino/commands';
 
@@ -97,5 +97,14 @@ describe('notebook job commands', () => {
     await commands.execute(NotebookCommandIDs.openResult, { id: 404 });
     expect(added).toEqual([]);
     document.body.innerHTML = '';
+  });
+
+  it('says what to do when no notebook is open or selected', async () => {
+    const { commands } = setup();
+    await commands.execute(NotebookCommandIDs.runAsJob, {});
+    const notes = Notification.manager.notifications;
+    expect(notes.map(n => n.type)).toEqual(['warning']);
+    expect(notes[0].message).toContain('select one in the file browser');
+    Notification.dismiss();
   });
 });
