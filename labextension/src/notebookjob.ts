@@ -32,7 +32,11 @@ export namespace NotebookCommandIDs {
   export const openSchedules = 'jupyter-jobs:open-schedules';
 }
 
-/** The path of the copy of job `id`'s result: `<name>-job<id>.ipynb` beside the source. */
+/**
+ * The path of the copy of job `id`'s result: `<name>-job<id>.ipynb` beside the source. A source
+ * outside the workspace (an absolute path, from the Python API) or none (a notebook sent as
+ * content) puts the copy at the workspace's top.
+ */
 export function copyPath(
   source: string | null,
   name: string,
@@ -41,8 +45,11 @@ export function copyPath(
   if (!source) {
     return `${name.replace(/[\\/:*?"<>|]/g, '_') || 'notebook'}-job${id}.ipynb`;
   }
-  const stem = PathExt.basename(source, PathExt.extname(source));
-  return PathExt.join(PathExt.dirname(source), `${stem}-job${id}.ipynb`);
+  const file = source.split(/[/\\]/).pop() || source;
+  const stem = file.replace(/\.[^.]*$/, '');
+  const absolute = /^([/\\]|[A-Za-z]:[/\\])/.test(source);
+  const folder = absolute ? '' : PathExt.dirname(source);
+  return PathExt.join(folder, `${stem}-job${id}.ipynb`);
 }
 
 /** The executed notebook of a job as a page in a fully sandboxed iframe. */

@@ -62,6 +62,8 @@ describe('notebook job commands', () => {
     );
     expect(copyPath('report.ipynb', 'x', 1)).toBe('report-job1.ipynb');
     expect(copyPath(null, 'a/b', 3)).toBe('a_b-job3.ipynb');
+    expect(copyPath('/home/ana/r.ipynb', 'x', 4)).toBe('r-job4.ipynb');
+    expect(copyPath('C:\\work\\r.ipynb', 'x', 5)).toBe('r-job5.ipynb');
   });
 
   it('saves a copy of the result beside the source and opens it', async () => {
