@@ -9,6 +9,14 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import type {
+  INotebookJobRequest,
+  IPreviewQuery,
+  ISchedule,
+  IScheduleList,
+  ISchedulePreview,
+  IScheduleSpec
+} from './nbtypes';
+import type {
   IJob,
   IJobPage,
   ILogChunk,
@@ -28,6 +36,8 @@ export interface IListQuery {
   q?: string;
   limit?: number;
   cursor?: string | null;
+  /** Only the runs of this schedule. */
+  schedule?: number;
 }
 
 /** Build `base + path + ?query`, leaving out empty parameters. */
@@ -57,7 +67,8 @@ export function listParams(
     owner: query.owner || undefined,
     q: query.q?.trim() || undefined,
     limit: query.limit,
-    cursor: query.cursor || undefined
+    cursor: query.cursor || undefined,
+    schedule: query.schedule
   };
 }
 
@@ -129,24 +140,92 @@ export class JobsClient {
     return this._json<IStats>('GET', 'stats');
   }
 
+  /** Submit a notebook as a job; the server snapshots it now. */
+  submitNotebook(request: INotebookJobRequest): Promise<IJob> {
+    return this._json<IJob>('POST', 'jobs', undefined, request);
+  }
+
+  /** The executed notebook of a job (nbformat JSON); 404 while none exists yet. */
+  notebook(id: number): Promise<Record<string, unknown>> {
+    return this._json<Record<string, unknown>>('GET', `jobs/${id}/notebook`);
+  }
+
+  /** The executed notebook rendered by nbconvert, as an HTML page. */
+  async notebookHtml(id: number): Promise<string> {
+    const response = await this._request('GET', `jobs/${id}/notebook`, {
+      format: 'html'
+    });
+    return response.text();
+  }
+
+  /** Every schedule. */
+  async schedules(): Promise<ISchedule[]> {
+    return (await this._json<IScheduleList>('GET', 'schedules')).schedules;
+  }
+
+  /** Create a schedule. */
+  createSchedule(spec: IScheduleSpec): Promise<ISchedule> {
+    return this._json<ISchedule>('POST', 'schedules', undefined, spec);
+  }
+
+  /** Change some fields of a schedule. */
+  updateSchedule(
+    id: number,
+    fields: Partial<IScheduleSpec>
+  ): Promise<ISchedule> {
+    return this._json<ISchedule>('PATCH', `schedules/${id}`, undefined, fields);
+  }
+
+  /** Delete a schedule (its past runs stay jobs). */
+  async deleteSchedule(id: number): Promise<void> {
+    await this._request('DELETE', `schedules/${id}`);
+  }
+
+  /** Stop a schedule from firing until resumed. */
+  pauseSchedule(id: number): Promise<ISchedule> {
+    return this._json<ISchedule>('POST', `schedules/${id}/pause`);
+  }
+
+  /** Let a paused schedule fire again. */
+  resumeSchedule(id: number): Promise<ISchedule> {
+    return this._json<ISchedule>('POST', `schedules/${id}/resume`);
+  }
+
+  /** The schedule in plain words and its next three run times. */
+  previewSchedule(query: IPreviewQuery): Promise<ISchedulePreview> {
+    return this._json<ISchedulePreview>('GET', 'schedules/preview', {
+      ...query
+    });
+  }
+
   private async _json<T>(
     method: string,
     path: string,
-    query?: Record<string, string | number | null | undefined>
+    query?: Record<string, string | number | null | undefined>,
+    body?: unknown
   ): Promise<T> {
-    const response = await this._request(method, path, query);
+    const response = await this._request(method, path, query, body);
     return (await response.json()) as T;
   }
 
   private async _request(
     method: string,
     path: string,
-    query?: Record<string, string | number | null | undefined>
+    query?: Record<string, string | number | null | undefined>,
+    body?: unknown
   ): Promise<Response> {
     const url = apiUrl(this.serverSettings.baseUrl, path, query);
+    const init: RequestInit =
+      body === undefined
+        ? { method }
+        : {
+            method,
+            body: JSON.stringify(body),
+            headers: { 'Content-Type': 'application/json' }
+          };
     const response = await ServerConnection.makeRequest(
       url,
-      { method },
+      init,
       this.serverSettings
     );
     if (!response.ok) {

@@ -22,6 +22,8 @@ import { Panel, Widget } from '@lumino/widgets';
 import * as React from 'react';
 
 import { CommandIDs } from './commands';
+import { isNotebookJob } from './nbtypes';
+import { NotebookCommandIDs } from './notebookjob';
 import {
   elapsedSeconds,
   formatDuration,
@@ -410,6 +412,24 @@ function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
           >
             {trans.__('Open %1', path)}
           </button>
+        )}
+        {isNotebookJob(job) && job.started_at !== null && (
+          <>
+            <button
+              type="button"
+              className="jp-mod-styled jp-JobDetail-button jp-JobDetail-openResult"
+              onClick={open(NotebookCommandIDs.openResult, { id: job.id })}
+            >
+              {trans.__('Open result')}
+            </button>
+            <button
+              type="button"
+              className="jp-mod-styled jp-JobDetail-button jp-JobDetail-saveResult"
+              onClick={open(NotebookCommandIDs.saveResult, { id: job.id })}
+            >
+              {trans.__('Save a copy')}
+            </button>
+          </>
         )}
       </div>
       {(job.progress || job.status === 'running') && (

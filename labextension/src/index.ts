@@ -22,6 +22,7 @@ import {
   WidgetTracker
 } from '@jupyterlab/apputils';
 import { PageConfig, URLExt } from '@jupyterlab/coreutils';
+import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
@@ -33,6 +34,9 @@ import { CommandIDs, registerCommands } from './commands';
 import type { JobDetail } from './detail';
 import { LiveUpdates } from './events';
 import { jobsIcon } from './icons';
+import { NotebookCommandIDs, registerNotebookCommands } from './notebookjob';
+import { SchedulesView, ScheduleAlerts } from './schedules';
+import { historyIcon, Toolbar, ToolbarButton } from '@jupyterlab/ui-components';
 import { JobsModel } from './model';
 import { JobNotifier } from './notify';
 import { JobsPanel } from './panel';
@@ -60,7 +64,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     IStatusBar,
     ICommandPalette,
     ITranslator,
-    INotebookTree
+    INotebookTree,
+    IFileBrowserFactory
   ],
   activate: (
     app: JupyterFrontEnd,
@@ -71,7 +76,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null,
     palette: ICommandPalette | null,
     translator: ITranslator | null,
-    notebookTree: INotebookTree | null
+    notebookTree: INotebookTree | null,
+    browserFactory: IFileBrowserFactory | null
   ): void => {
     const options = { translator: translator ?? undefined };
     const serverRoot = PageConfig.getOption('serverRoot');
@@ -178,10 +184,131 @@ const plugin: JupyterFrontEndPlugin<void> = {
       category: trans.__('Jobs')
     });
 
+    const schedules = new SchedulesView({
+      client,
+      events: app.serviceManager.events ?? null,
+      edit: schedule =>
+        void import('./runDialog').then(async ({ showRunDialog }) => {
+          await showRunDialog(schedule.target.path ?? '', {
+            client,
+            kernels: kernels(),
+            schedule,
+            ...options
+          });
+          await schedules.refresh();
+        }),
+      openJob: id => void openDetail(id),
+      openResult: id =>
+        void app.commands.execute(NotebookCommandIDs.openResult, { id }),
+      runNotebook: () =>
+        void app.commands.execute(NotebookCommandIDs.runAsJob, {}),
+      ...options
+    });
+    schedules.title.icon = historyIcon;
+    app.shell.add(schedules, 'left', { rank: 601 });
+    restorer?.add(schedules, schedules.id);
+    const openSchedules = () => {
+      app.shell.activateById(schedules.id);
+      void schedules.refresh();
+    };
+    const alerts = new ScheduleAlerts({
+      events: app.serviceManager.events ?? null,
+      showJob: id => void openDetail(id),
+      showSchedules: openSchedules,
+      ...options
+    });
+
+    const kernels = () =>
+      Object.values(app.serviceManager.kernelspecs.specs?.kernelspecs ?? {})
+        .filter(spec => !!spec)
+        .map(spec => ({ name: spec!.name, display: spec!.display_name }));
+    // The notebook a command means: the one right-clicked in the file browser; from elsewhere,
+    // the notebook in the main area, else the one selected in the file browser.
+    const selectedNotebook = (): string | null => {
+      const browser = browserFactory?.tracker.currentWidget;
+      for (const item of browser?.selectedItems() ?? []) {
+        if (item.type === 'notebook') {
+          return item.path;
+        }
+      }
+      return null;
+    };
+    const currentNotebook = (fromBrowser: boolean): string | null => {
+      if (fromBrowser) {
+        return selectedNotebook();
+      }
+      const widget = app.shell.currentWidget as unknown as {
+        context?: { path?: string };
+      } | null;
+      const path = widget?.context?.path;
+      return path && path.endsWith('.ipynb') ? path : selectedNotebook();
+    };
+    registerNotebookCommands({
+      commands: app.commands,
+      client,
+      contents: app.serviceManager.contents,
+      kernels,
+      currentNotebook,
+      addToMain: widget => {
+        app.shell.add(widget, labShell ? 'main' : 'right', { rank: 600 });
+        app.shell.activateById(widget.id);
+      },
+      openNotebook: path =>
+        openNotebook
+          ? openNotebook(path)
+          : app.commands.execute('docmanager:open', { path }),
+      submitted: result => {
+        if (result.kind === 'job') {
+          model.upsert(result.job);
+          void openDetail(result.job.id);
+        } else {
+          openSchedules();
+        }
+      },
+      openSchedules,
+      ...options
+    });
+    app.contextMenu.addItem({
+      command: NotebookCommandIDs.runAsJob,
+      selector: '.jp-DirListing-item[data-file-type="notebook"]',
+      args: { fromBrowser: true },
+      rank: 10
+    });
+    palette?.addItem({
+      command: NotebookCommandIDs.runAsJob,
+      category: trans.__('Jobs')
+    });
+    palette?.addItem({
+      command: NotebookCommandIDs.openSchedules,
+      category: trans.__('Jobs')
+    });
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: widget => {
+        // A NotebookPanel (a document widget): its toolbar and its file's context.
+        const panel = widget as unknown as {
+          toolbar: Toolbar;
+          context: { path: string };
+        };
+        panel.toolbar.insertAfter(
+          'cellType',
+          'jupyter-jobs-run',
+          new ToolbarButton({
+            icon: jobsIcon,
+            tooltip: trans.__('Run this notebook as a job…'),
+            onClick: () =>
+              void app.commands.execute(NotebookCommandIDs.runAsJob, {
+                path: panel.context.path
+              })
+          })
+        );
+      }
+    });
+
     const notifier = new JobNotifier({
       model,
       showJob: id => void openDetail(id),
       showAll: openPanel,
+      announcedElsewhere: id => alerts.isScheduledRun(id),
       ...options
     });
     if (settingRegistry) {
@@ -189,7 +316,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         .load(PLUGIN_ID)
         .then(settings => {
           const apply = () => {
-            notifier.enabled =
+            notifier.enabled = alerts.enabled =
               settings.get('notifications').composite !== false;
           };
           apply();

@@ -26,6 +26,7 @@ export class JobNotifier implements IDisposable {
     this._showAll = options.showAll;
     this._window = options.window ?? 500;
     this._maxSingle = options.maxSingle ?? 3;
+    this._announcedElsewhere = options.announcedElsewhere ?? (() => false);
     this._trans = (options.translator ?? nullTranslator).load('jupyter_jobs');
     this._model.transition.connect(this._onTransition, this);
   }
@@ -66,7 +67,8 @@ export class JobNotifier implements IDisposable {
 
   private _flush(): void {
     this._timer = null;
-    const batch = this._batch;
+    // Read at the end of the window: whoever announces these jobs has seen their events by now.
+    const batch = this._batch.filter(t => !this._announcedElsewhere(t.id));
     this._batch = [];
     if (!this.enabled || !batch.length) {
       return;
@@ -131,6 +133,7 @@ export class JobNotifier implements IDisposable {
   private _showAll: () => void;
   private _window: number;
   private _maxSingle: number;
+  private _announcedElsewhere: (id: number) => boolean;
   private _trans: TranslationBundle;
   private _batch: IJobTransition[] = [];
   private _timer: ReturnType<typeof setTimeout> | null = null;
@@ -150,6 +153,11 @@ export namespace JobNotifier {
     window?: number;
     /** Up to this many finished jobs get one notification each; more get a summary. */
     maxSingle?: number;
+    /**
+     * Jobs this notifier leaves out: scheduled runs, whose failures the schedule alerts announce
+     * (a schedule every minute would otherwise say "finished" every minute).
+     */
+    announcedElsewhere?: (id: number) => boolean;
     translator?: ITranslator;
   }
 }

@@ -15,6 +15,7 @@ interface IRecorded {
   method: string;
   url: string;
   headers: http.IncomingHttpHeaders;
+  body: string;
 }
 
 interface IAnswer {
@@ -35,13 +36,22 @@ beforeAll(async () => {
   server = http.createServer((req, res) => {
     // JupyterLab appends a cache buster (`?1700000000000`) to every request: leave it out.
     const url = req.url!.replace(/[?&]\d{10,}$/, '');
-    const request = { method: req.method!, url, headers: req.headers };
-    recorded.push(request);
-    const reply = answer(request);
-    res.writeHead(reply.status, {
-      'Content-Type': reply.type ?? 'application/json'
+    const chunks: Buffer[] = [];
+    req.on('data', chunk => chunks.push(chunk));
+    req.on('end', () => {
+      const request = {
+        method: req.method!,
+        url,
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString()
+      };
+      recorded.push(request);
+      const reply = answer(request);
+      res.writeHead(reply.status, {
+        'Content-Type': reply.type ?? 'application/json'
+      });
+      res.end(reply.body ?? '');
     });
-    res.end(reply.body ?? '');
   });
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -92,6 +102,65 @@ describe('URL building', () => {
       cursor: undefined
     });
     expect(listParams({ status: [] }).status).toBeUndefined();
+  });
+});
+
+describe('notebook jobs and schedules', () => {
+  it('posts a notebook job as JSON and reads its result', async () => {
+    answer = () => ({ status: 201, body: JSON.stringify(makeJob(4)) });
+    const request = {
+      spec: { kind: 'notebook' as const, name: 'r' },
+      notebook: { path: 'a b.ipynb', parameters: { n: 1 }, kernel_name: null }
+    };
+    await client().submitNotebook(request);
+    expect(recorded[0].method).toBe('POST');
+    expect(recorded[0].url).toBe('/user/ana/jobs/api/jobs');
+    expect(recorded[0].headers['content-type']).toBe('application/json');
+    expect(JSON.parse(recorded[0].body)).toEqual(request);
+
+    answer = () => ({ status: 200, body: '<p>out</p>', type: 'text/html' });
+    expect(await client().notebookHtml(4)).toBe('<p>out</p>');
+    expect(recorded[1].url).toBe(
+      '/user/ana/jobs/api/jobs/4/notebook?format=html'
+    );
+  });
+
+  it('lists the runs of a schedule and previews a timing', async () => {
+    answer = () => ({
+      status: 200,
+      body: JSON.stringify({ jobs: [], next_cursor: null, counts: {} })
+    });
+    await client().list({ schedule: 7 });
+    expect(recorded[0].url).toBe('/user/ana/jobs/api/jobs?schedule=7');
+    answer = () => ({
+      status: 200,
+      body: JSON.stringify({ description: 'Every hour', next: [1, 2, 3] })
+    });
+    await client().previewSchedule({
+      cron: '0 * * * *',
+      timezone: 'Europe/Paris'
+    });
+    expect(recorded[1].url).toBe(
+      '/user/ana/jobs/api/schedules/preview?cron=0%20*%20*%20*%20*&timezone=Europe%2FParis'
+    );
+  });
+
+  it('gives a 400 its server message', async () => {
+    answer = () => ({
+      status: 400,
+      body: JSON.stringify({ message: 'unknown timezone: Mars/Base' })
+    });
+    await expect(
+      client().createSchedule({
+        name: 'x',
+        target: { kind: 'notebook', path: 'a.ipynb' },
+        cron: '0 * * * *',
+        every: null,
+        timezone: 'Mars/Base'
+      })
+    ).rejects.toThrow('unknown timezone: Mars/Base');
+    expect(recorded[0].method).toBe('POST');
+    expect(recorded[0].url).toBe('/user/ana/jobs/api/schedules');
   });
 });
 

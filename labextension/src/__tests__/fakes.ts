@@ -9,6 +9,14 @@ import type * as nbformat from '@jupyterlab/nbformat';
 import { IListQuery, JobsClient } from '../client';
 import { provisionalJob } from '../model';
 import type {
+  INotebookAwareJob,
+  INotebookJobRequest,
+  IPreviewQuery,
+  ISchedule,
+  ISchedulePreview,
+  IScheduleSpec
+} from '../nbtypes';
+import type {
   Action,
   IJob,
   IJobEvent,
@@ -157,6 +165,11 @@ export class FakeApi {
       .filter(job => job.id < before)
       .filter(job => !statuses.length || statuses.includes(job.status))
       .filter(job => searchMatches(job, q))
+      .filter(
+        job =>
+          query.schedule === undefined ||
+          (job as INotebookAwareJob).schedule_id === query.schedule
+      )
       .sort((a, b) => b.id - a.id);
     const jobs = matching.slice(0, limit);
     const more = matching.length > limit;
@@ -224,6 +237,96 @@ export class FakeApi {
     return { outputs: this.outputsOf.get(id) ?? [] };
   }
 
+  /** The schedules, by id. */
+  schedulesById = new Map<number, ISchedule>();
+  /** The bodies of the notebook jobs and schedules created or changed, in order. */
+  requests: unknown[] = [];
+  /** When set, the next create (job or schedule) answers this 400 message. */
+  badRequest: string | null = null;
+
+  /** The server's notebook submission: a notebook job, queued. */
+  async submitNotebook(request: INotebookJobRequest): Promise<IJob> {
+    this.calls.push('submitNotebook');
+    this.requests.push(request);
+    this._maybeBad();
+    const id = Math.max(0, ...this.jobs.keys()) + 1;
+    const job = makeJob(id, {
+      kind: 'notebook' as IJob['kind'],
+      name: request.spec.name ?? request.notebook.path,
+      options: { notebook: request.notebook }
+    });
+    this.add(job);
+    return { ...job };
+  }
+
+  async schedules(): Promise<ISchedule[]> {
+    this.calls.push('schedules');
+    this._maybeFail('schedules');
+    return [...this.schedulesById.values()].map(s => ({ ...s }));
+  }
+
+  async createSchedule(spec: IScheduleSpec): Promise<ISchedule> {
+    this.calls.push('createSchedule');
+    this.requests.push(spec);
+    this._maybeBad();
+    const id = Math.max(0, ...this.schedulesById.keys()) + 1;
+    const schedule = makeSchedule(id, spec);
+    this.schedulesById.set(id, schedule);
+    return { ...schedule };
+  }
+
+  async updateSchedule(
+    id: number,
+    fields: Partial<IScheduleSpec>
+  ): Promise<ISchedule> {
+    this.calls.push(`updateSchedule ${id}`);
+    this.requests.push(fields);
+    this._maybeBad();
+    const schedule = { ...this._schedule(id), ...fields };
+    this.schedulesById.set(id, schedule);
+    return { ...schedule };
+  }
+
+  async deleteSchedule(id: number): Promise<void> {
+    this.calls.push(`deleteSchedule ${id}`);
+    this._schedule(id);
+    this.schedulesById.delete(id);
+  }
+
+  async pauseSchedule(id: number): Promise<ISchedule> {
+    this.calls.push(`pauseSchedule ${id}`);
+    const schedule = { ...this._schedule(id), paused: true, next_run: null };
+    this.schedulesById.set(id, schedule);
+    return { ...schedule };
+  }
+
+  async resumeSchedule(id: number): Promise<ISchedule> {
+    this.calls.push(`resumeSchedule ${id}`);
+    const schedule = {
+      ...this._schedule(id),
+      paused: false,
+      next_run: 1_700_003_600
+    };
+    this.schedulesById.set(id, schedule);
+    return { ...schedule };
+  }
+
+  /** The server's preview: a cron expression it does not read is a 400 naming `cron`. */
+  async previewSchedule(query: IPreviewQuery): Promise<ISchedulePreview> {
+    this.calls.push(`preview ${JSON.stringify(query)}`);
+    if ('cron' in query && query.cron.split(' ').length !== 5) {
+      throw new Error(`Invalid cron expression: ${query.cron}`);
+    }
+    const step = 'every' in query ? query.every : 3600;
+    return {
+      description:
+        'every' in query
+          ? `Every ${query.every} seconds`
+          : `Cron ${query.cron}`,
+      next: [1, 2, 3].map(n => 1_700_000_000 + n * step)
+    };
+  }
+
   /** This fake as the client type the model expects. */
   asClient(): JobsClient {
     return this as unknown as JobsClient;
@@ -245,10 +348,49 @@ export class FakeApi {
     });
   }
 
+  private _schedule(id: number): ISchedule {
+    const schedule = this.schedulesById.get(id);
+    if (!schedule) {
+      throw new Error(`no schedule with id ${id}`);
+    }
+    return schedule;
+  }
+
+  private _maybeBad(): void {
+    const message = this.badRequest;
+    if (message !== null) {
+      this.badRequest = null;
+      throw new Error(message);
+    }
+  }
+
   private _maybeFail(method: string): void {
     const error = this.failing[method];
     if (error) {
       throw error;
     }
   }
+}
+
+/** A schedule as the server answers it, from its spec. */
+export function makeSchedule(
+  id: number,
+  spec: Partial<IScheduleSpec> = {}
+): ISchedule {
+  return {
+    name: `schedule-${id}`,
+    target: { kind: 'notebook', path: 'report.ipynb', parameters: {} },
+    cron: null,
+    every: 3600,
+    timezone: null,
+    overlap: 'skip',
+    catch_up: 'latest',
+    paused: false,
+    job: {},
+    ...spec,
+    id,
+    created_at: 1_700_000_000,
+    next_run: spec.paused ? null : 1_700_003_600,
+    last_run: null
+  };
 }

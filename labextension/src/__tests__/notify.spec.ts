@@ -4,7 +4,7 @@ import { JobsModel } from '../model';
 import { JobNotifier } from '../notify';
 import { FakeApi, makeJob } from './fakes';
 
-async function setup(n: number) {
+async function setup(n: number, announcedElsewhere?: (id: number) => boolean) {
   const api = new FakeApi();
   for (let id = 1; id <= n; id++) {
     api.add(makeJob(id, { status: 'running' }));
@@ -17,7 +17,8 @@ async function setup(n: number) {
     model,
     showJob: id => shown.push(id),
     showAll: () => panelOpened++,
-    window: 5
+    window: 5,
+    announcedElsewhere
   });
   const settle = () => new Promise(resolve => setTimeout(resolve, 30));
   return { api, model, notifier, shown, settle, panel: () => panelOpened };
@@ -73,5 +74,16 @@ describe('JobNotifier', () => {
     notifier.enabled = true;
     await settle();
     expect(Notification.manager.count).toBe(1);
+  });
+
+  it('leaves out the jobs announced elsewhere (scheduled runs)', async () => {
+    const { api, model, settle } = await setup(3, id => id !== 3);
+    model.applyEvent(api.move(1, 'succeeded'));
+    model.applyEvent(api.move(2, 'failed'));
+    model.applyEvent(api.move(3, 'failed'));
+    await settle();
+    expect(Notification.manager.notifications.map(n => n.message)).toEqual([
+      'Job 3 “job-3” failed'
+    ]);
   });
 });
