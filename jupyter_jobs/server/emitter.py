@@ -71,6 +71,7 @@ def event_data(change: Change) -> dict[str, Any]:
         "attempt": job.attempt,
         "progress": progress,
         "actions": [] if change.what == "deleted" else job.actions,
+        "schedule_id": job.schedule_id,
     }
 
 

@@ -83,7 +83,9 @@ function parseEntry(emission: { [key: string]: unknown }): IJobEvent | null {
     progress: (emission.progress as IJobEvent['progress']) ?? null,
     actions: Array.isArray(emission.actions)
       ? emission.actions.filter((a): a is Action => ACTIONS.includes(a))
-      : []
+      : [],
+    schedule_id:
+      typeof emission.schedule_id === 'number' ? emission.schedule_id : null
   };
 }
 

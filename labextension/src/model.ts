@@ -735,6 +735,8 @@ export function provisionalJob(event: IJobEvent): IJob {
     finished_at: null,
     cancel_requested: event.action === 'cancel_requested',
     held: event.actions.includes('release'),
+    schedule_id: event.schedule_id,
+    scheduled_time: null,
     progress: event.progress,
     error: null,
     interpreter: null,

@@ -29,33 +29,33 @@ import {
 } from './format';
 import type { INotebookAwareJob, ISchedule } from './nbtypes';
 import { isNotebookJob } from './nbtypes';
-import { EVENT_SCHEMA_ID } from './types';
+import { parseJobEvents } from './events';
 
 /** Runs shown in a schedule's history. */
 const HISTORY_SIZE = 20;
 /** Scheduled runs remembered by the alerts (the newest ones; a run's news comes within seconds). */
 const REMEMBERED_RUNS = 10_000;
 
-/** What an emission of the event stream says about schedules, or null if nothing. */
+/** What an emission of the event stream says about scheduled runs (none for other events). */
 export function scheduleNews(
   emission: Record<string, unknown>
-): { scheduleId: number; failedJob: number | null; name: string } | null {
-  if (emission.schema_id !== EVENT_SCHEMA_ID) {
-    return null;
-  }
-  const scheduleId = emission.schedule_id;
-  if (typeof scheduleId !== 'number') {
-    return null;
-  }
-  const failed =
-    emission.action !== 'schedule' &&
-    emission.status === 'failed' &&
-    typeof emission.id === 'number';
-  return {
-    scheduleId,
-    failedJob: failed ? (emission.id as number) : null,
-    name: typeof emission.name === 'string' ? emission.name : ''
-  };
+): IScheduleNews[] {
+  return (parseJobEvents(emission) ?? [])
+    .filter(entry => entry.schedule_id !== null)
+    .map(entry => ({
+      scheduleId: entry.schedule_id as number,
+      run: entry.id,
+      failed: entry.status === 'failed',
+      name: entry.name
+    }));
+}
+
+/** A scheduled run's news. */
+export interface IScheduleNews {
+  scheduleId: number;
+  run: number;
+  failed: boolean;
+  name: string;
 }
 
 /**
@@ -92,17 +92,17 @@ export class ScheduleAlerts implements IDisposable {
   }
 
   private _onEmission(_: unknown, emission: Event.Emission): void {
-    const news = scheduleNews(emission);
-    if (!news) {
+    for (const news of scheduleNews(emission)) {
+      this._announce(news);
+    }
+  }
+
+  private _announce(news: IScheduleNews): void {
+    this._remember(news.run);
+    if (!news.failed || this._seen.has(news.run)) {
       return;
     }
-    if (typeof emission.id === 'number' && emission.action !== 'schedule') {
-      this._remember(emission.id);
-    }
-    if (news.failedJob === null || this._seen.has(news.failedJob)) {
-      return;
-    }
-    const id = news.failedJob;
+    const id = news.run;
     this._seen.add(id);
     if (!this.enabled) {
       return;
@@ -266,7 +266,7 @@ export class SchedulesView extends ReactWidget {
   }
 
   private _onEmission(_: unknown, emission: Event.Emission): void {
-    if (scheduleNews(emission) && this.isVisible) {
+    if (scheduleNews(emission).length && this.isVisible) {
       void this.refresh();
     }
   }

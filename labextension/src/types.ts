@@ -93,4 +93,6 @@ export interface IJobEvent {
   attempt: number;
   progress: IProgress | null;
   actions: Action[];
+  /** The schedule whose run the job is, or null. */
+  schedule_id: number | null;
 }

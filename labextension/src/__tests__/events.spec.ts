@@ -52,7 +52,8 @@ describe('parseJobEvents', () => {
             reason: 'error',
             attempt: 2,
             progress: null,
-            actions: ['retry', 'delete', 'fly']
+            actions: ['retry', 'delete', 'fly'],
+            schedule_id: 3
           },
           {
             action: 'created',
@@ -79,7 +80,8 @@ describe('parseJobEvents', () => {
         reason: 'error',
         attempt: 2,
         progress: null,
-        actions: ['retry', 'delete'] // an action this version does not know is left out
+        actions: ['retry', 'delete'], // an action this version does not know is left out
+        schedule_id: 3
       },
       {
         action: 'created',
@@ -91,7 +93,8 @@ describe('parseJobEvents', () => {
         reason: null,
         attempt: 1,
         progress: { done: 1, total: 1, message: null },
-        actions: ['delete']
+        actions: ['delete'],
+        schedule_id: null
       }
     ]);
   });

@@ -69,7 +69,8 @@ export function makeJob(id: number, fields: Partial<IJob> = {}): IJob {
     reason: null,
     attempt: 0,
     progress: null,
-    actions: ACTIONS_BY_STATUS[status]
+    actions: ACTIONS_BY_STATUS[status],
+    schedule_id: null
   });
   return { ...base, created_at: 1_700_000_000 + id, ...fields };
 }
@@ -90,6 +91,7 @@ export function makeEvent(
     attempt: 1,
     progress: null,
     actions: ACTIONS_BY_STATUS[fields.status ?? 'running'],
+    schedule_id: null,
     ...fields
   };
 }

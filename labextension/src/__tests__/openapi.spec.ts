@@ -86,7 +86,14 @@ describe('types.ts and the fakes match openapi.yaml', () => {
     const list = openapi.paths['/jobs/api/jobs'].get.parameters.map(
       (p: any) => p.name
     );
-    expect(sorted(list)).toEqual(['cursor', 'limit', 'owner', 'q', 'status']);
+    expect(sorted(list)).toEqual([
+      'cursor',
+      'limit',
+      'owner',
+      'q',
+      'schedule',
+      'status'
+    ]);
   });
 });
 

@@ -182,15 +182,14 @@ describe('SchedulesView', () => {
     expect(api.calls).toContain('list {"schedule":3,"limit":20}');
   });
 
-  it('reads the schedules again when the event stream announces a change', async () => {
+  it('reads the schedules again when a scheduled run has news', async () => {
     const api = new FakeApi();
     const { items } = await mount(api);
     expect(items()).toHaveLength(0);
     api.schedulesById.set(1, makeSchedule(1));
     events.stream.emit({
       schema_id: EVENT_SCHEMA_ID,
-      action: 'schedule',
-      schedule_id: 1
+      jobs: [makeEvent(7, { action: 'created', schedule_id: 1 })]
     });
     await waitFor(() => items().length === 1);
   });
@@ -205,8 +204,9 @@ describe('ScheduleAlerts', () => {
       showJob: id => void shown.push(id),
       showSchedules: () => void schedulesShown++
     });
-    const emit = (fields: object) =>
-      events.stream.emit({ schema_id: EVENT_SCHEMA_ID, ...fields });
+    // Each entry in a batch event of its own, as the server's windows send them.
+    const emit = (entry: object) =>
+      events.stream.emit({ schema_id: EVENT_SCHEMA_ID, jobs: [entry] });
     // A failed job outside any schedule, and a scheduled run that succeeded: no alert here.
     emit(makeEvent(1, { status: 'failed' }));
     emit({ ...makeEvent(2, { status: 'succeeded' }), schedule_id: 4 });
