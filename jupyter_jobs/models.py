@@ -79,10 +79,12 @@ def can_move(current: Status, target: Status) -> bool:
 
 
 class Kind(str, enum.Enum):
-    """What a payload holds: a function call, or a notebook cell plus the variables it reads."""
+    """What a payload holds: a function call, a notebook cell plus the variables it reads, or
+    a whole notebook with its parameters (JSON, `notebooks.py`)."""
 
     FUNCTION = "function"
     CELL = "cell"
+    NOTEBOOK = "notebook"
 
     def __str__(self) -> str:
         return self.value

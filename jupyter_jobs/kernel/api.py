@@ -75,6 +75,15 @@ def submit(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> RemoteJob:
     return front().submit(fn, *args, **kwargs)  # type: ignore[return-value]
 
 
+def submit_notebook(
+    path: str, /, parameters: dict[str, Any] | None = None, kernel_name: str | None = None,
+    **options: Any,
+) -> RemoteJob:
+    return front().submit_notebook(  # type: ignore[return-value]
+        path, parameters, kernel_name, **options
+    )
+
+
 def map(fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> list[RemoteJob]:
     return front().map(fn, iterable, **options)  # type: ignore[return-value]
 
@@ -107,7 +116,7 @@ def delete(job_id: int) -> None:
     front().delete(job_id)
 
 
-for _fn in (submit, map, get, cancel, retry, release, delete):
+for _fn in (submit, submit_notebook, map, get, cancel, retry, release, delete):
     _fn.__doc__ = getattr(Jobs, _fn.__name__).__doc__
 del _fn
 submit.__signature__ = Jobs.submit.__signature__.replace(  # type: ignore[attr-defined]
