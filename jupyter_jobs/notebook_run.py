@@ -12,6 +12,7 @@ executed so far is still sent back.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,7 +87,7 @@ def run(data: bytes, report: Report) -> bytes:
     import nbformat
 
     document = notebooks.load_payload(data)
-    nb = nbformat.from_dict(document["notebook"])
+    nb = nbformat.reads(json.dumps(document["notebook"]), as_version=4)  # sources joined
     inject_parameters(nb, document["parameters"])
     client = _client_class()(
         nb,
