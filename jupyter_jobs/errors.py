@@ -61,6 +61,13 @@ class JobNotFound(JobsError):
         self.job_id = job_id
 
 
+class NotebookNotFound(JobsError):
+    """No notebook there: a notebook submit's path names none, or a notebook job has not
+    produced its executed notebook (yet)."""
+
+    http_status = 404
+
+
 class IllegalTransition(JobsError):
     """The move is not in the transition table (models.TRANSITIONS), e.g. cancel a finished job."""
 
