@@ -10,7 +10,7 @@ import psutil
 import pytest
 from waiting import wait_until
 
-from jupyter_jobs import JobCancelled, JobFailed
+from jupyter_jobs import JobCancelled, JobFailed, cli
 from jupyter_jobs.errors import InvalidRequest
 from jupyter_jobs.models import Kind, Reason, Status
 from jupyter_jobs.notebook_run import inject_parameters
@@ -138,3 +138,20 @@ def test_notebook_jobs_chain_with_after(queue, tmp_path):
     queue.release(a.id)
     assert b.result(timeout=180).cells[0].outputs[0]["text"] == "42\n"
     assert a.record.finished_at <= b.record.started_at
+
+
+def test_jupyter_jobs_run_submits_a_notebook_with_parameters_and_waits(
+    queue, db_path, tmp_path, capsys
+):
+    path = write_notebook(tmp_path / "cli.ipynb", "print(repr(n), repr(s), repr(flags))")
+    argv = ["run", str(path), "-p", "n", "5", "-p", "s", "some text", "-p", "flags", "[true]"]
+    code = cli.main([*argv, "--wait", "--json", "--db", str(db_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    record = json.loads(out)
+    assert record["status"] == "succeeded" and record["kind"] == "notebook"
+    assert record["options"]["notebook"]["parameters"] == {"n": 5, "s": "some text", "flags": [True]}
+    nb = queue.get(record["id"]).result(timeout=10)
+    assert nb.cells[1].outputs[0]["text"] == "5 'some text' [True]\n"
+    code = cli.main(["run", str(path), "-p", "bad name", "1", "--db", str(db_path)])
+    assert code == 1 and "'bad name'" in capsys.readouterr().err

@@ -177,20 +177,12 @@ def submit_item(data: Any, limit: int, where: str = "") -> tuple[JobSpec, bytes]
         if key not in data:
             raise InvalidRequest(f"{where}missing field {key!r}")
     try:
-        return notebook_checked(spec(data["spec"]), payload(data["payload"], limit))
+        return spec(data["spec"]), payload(data["payload"], limit)
     except (InvalidRequest, PayloadTooLarge) as e:
         # Name the batch item at fault.
         e.message = f"{where}{e.message}"
         e.args = (e.message,)
         raise
-
-
-def notebook_checked(job: JobSpec, data: bytes) -> tuple[JobSpec, bytes]:
-    """A notebook job's payload is JSON the server can read: checked here, as at a submit by
-    path or content (a pickle under kind "notebook" is refused)."""
-    if job.kind is Kind.NOTEBOOK:
-        notebooks.check_notebook(notebooks.load_payload(data)["notebook"])
-    return job, data
 
 
 class NotebookByPath(NamedTuple):
@@ -283,7 +275,7 @@ def submit_multipart(
     if len(payload_parts) != 1:
         raise InvalidRequest("multipart submit needs exactly one 'payload' part (bytes)")
     check_size(payload_parts[0], limit)
-    return notebook_checked(spec(json_object(spec_parts[0], "spec part")), bytes(payload_parts[0]))
+    return spec(json_object(spec_parts[0], "spec part")), bytes(payload_parts[0])
 
 
 def batch_json(body: bytes, limit: int) -> list[tuple[JobSpec, bytes]]:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from ..errors import InvalidRequest, JobNotFound, NotebookNotFound, ResultNotReady
+from ..errors import JobNotFound, NotebookNotFound, ResultNotReady
 from ..models import Job, JobSpec, Kind, Status, now
 from ..store import Store
 from .parsing import NotebookByPath
@@ -56,7 +56,7 @@ def notebook(store: Store, job_id: int) -> bytes:
     a failed one's as far as it ran; `NotebookNotFound` while there is none."""
     job = store.get(job_id)
     if job.kind is not Kind.NOTEBOOK:
-        raise InvalidRequest(f"job {job_id} is a {job.kind} job, not a notebook job")
+        raise NotebookNotFound(f"job {job_id} is a {job.kind} job: it has no notebook", {"id": job_id})
     try:
         return store.result(job_id)
     except ResultNotReady:

@@ -77,10 +77,14 @@ def test_bad_parameter_names_missing_notebooks_and_bad_content_are_refused(serve
     assert broken.status_code == 400 and "not a valid notebook" in broken.json()["message"]
     both = submit(server, {"content": nb, "path": "x.ipynb"})
     assert both.status_code == 400
+    # A payload sent for kind "notebook" stays opaque to the server; the worker reads it as
+    # JSON, never unpickles it, and fails the job.
     pickle = server.api(
         "POST", "jobs/api/jobs", json={"spec": {"kind": "notebook"}, "payload": "gARLAS4="}
     )
-    assert pickle.status_code == 400
+    assert pickle.status_code == 201
+    done = finished(server, pickle.json()["id"])
+    assert done["status"] == "failed" and done["reason"] == "payload", done
 
 
 def test_a_failed_notebook_job_serves_its_partial_notebook_and_none_exists_before(server):
