@@ -372,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--kernel", help="the kernelspec (default: the notebook's, else python3)")
     p.add_argument("--name", help="the job's name (default: the notebook's file name)")
-    p.add_argument("--wait", action="store_true", help="wait until it ends; exit 1 unless it succeeded")
+    p.add_argument(
+        "--wait", action="store_true", help="wait until it ends; exit 1 unless it succeeded"
+    )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(
         "gc",

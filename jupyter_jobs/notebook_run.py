@@ -54,9 +54,7 @@ def inject_parameters(nb: Any, parameters: dict[str, Any]) -> None:
     lines = ["# Parameters"] + [f"{name} = {python_literal(v)}" for name, v in parameters.items()]
     cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": [INJECTED_TAG]})
     tagged = [
-        i
-        for i, c in enumerate(nb.cells)
-        if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])
+        i for i, c in enumerate(nb.cells) if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])
     ]
     nb.cells.insert(tagged[0] + 1 if tagged else 0, cell)
 
@@ -216,4 +214,3 @@ def _ansi_free(exc: BaseException) -> str:
     import re
 
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc))
-

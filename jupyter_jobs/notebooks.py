@@ -41,9 +41,7 @@ def check_parameters(parameters: Any) -> dict[str, Any]:
             )
         problem = _json_problem(value)
         if problem:
-            raise InvalidRequest(
-                f"parameter {name!r}: {problem}", {"parameter": name}
-            )
+            raise InvalidRequest(f"parameter {name!r}: {problem}", {"parameter": name})
     return parameters
 
 
@@ -70,7 +68,9 @@ def check_notebook(content: Any) -> dict[str, Any]:
     import nbformat
 
     if not isinstance(content, dict):
-        raise InvalidRequest(f"notebook content must be a JSON object, got {type(content).__name__}")
+        raise InvalidRequest(
+            f"notebook content must be a JSON object, got {type(content).__name__}"
+        )
     try:
         node = nbformat.reads(json.dumps(content), as_version=4)
         nbformat.validate(node)
@@ -105,9 +105,7 @@ def load_payload(data: bytes) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("a notebook job's payload must be its JSON document") from None
     if not isinstance(document, dict) or set(document) != {"notebook", "parameters", "kernel_name"}:
-        raise InvalidRequest(
-            "a notebook job's payload must be {notebook, parameters, kernel_name}"
-        )
+        raise InvalidRequest("a notebook job's payload must be {notebook, parameters, kernel_name}")
     check_parameters(document["parameters"])
     if not isinstance(document["notebook"], dict):
         raise InvalidRequest("a notebook job's payload must hold the notebook as an object")

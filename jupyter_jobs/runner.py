@@ -470,7 +470,9 @@ def _run_notebook(data: bytes, report: notebook_run.Report) -> bytes:
     try:
         return notebook_run.run(data, report)
     except notebook_run.NotebookFailed as failed:
-        raise Failure("error", failed.type, failed.message, failed.traceback, failed.notebook) from None
+        raise Failure(
+            "error", failed.type, failed.message, failed.traceback, failed.notebook
+        ) from None
     except InvalidRequest as exc:
         raise Failure("payload", "PayloadError", str(exc)) from None
 

@@ -8,19 +8,26 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from waiting import wait_until
 
 from jupyter_jobs import JobCancelled, JobFailed, cli
 from jupyter_jobs.errors import InvalidRequest
 from jupyter_jobs.models import Kind, Reason, Status
 from jupyter_jobs.notebook_run import inject_parameters
 
+from waiting import wait_until
+
 
 def write_notebook(path: Path, *cells: str, parameters_cell: str | None = None) -> Path:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     if parameters_cell is not None:
-        nb.cells.append(nbformat.v4.new_code_cell(parameters_cell, metadata={"tags": ["parameters"]}))
+        nb.cells.append(
+            nbformat.v4.new_code_cell(parameters_cell, metadata={"tags": ["parameters"]})
+        )
     nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
     nbformat.write(nb, path)
     return path
@@ -60,7 +67,9 @@ def test_injection_goes_to_the_top_without_a_parameters_cell_and_replaces_an_ear
 def test_a_failing_cell_fails_the_job_naming_the_cell_and_keeps_the_partial_notebook(
     queue, tmp_path
 ):
-    path = write_notebook(tmp_path / "broken.ipynb", "a = 1\nprint('before')", "1 / 0", "print('never')")
+    path = write_notebook(
+        tmp_path / "broken.ipynb", "a = 1\nprint('before')", "1 / 0", "print('never')"
+    )
     job = queue.submit_notebook(path)
     with pytest.raises(JobFailed) as failed:
         job.result(timeout=120)
@@ -110,7 +119,7 @@ def test_cancel_and_timeout_kill_the_kernel_and_its_children(queue, tmp_path, ho
         with pytest.raises(JobFailed) as failed:
             job.result(timeout=120)
         assert failed.value.reason == Reason.TIMEOUT.value
-    gone, alive = psutil.wait_procs(processes, timeout=30)
+    _, alive = psutil.wait_procs(processes, timeout=30)
     assert alive == [], f"still alive after {how}: {alive}"
 
 
@@ -150,7 +159,11 @@ def test_jupyter_jobs_run_submits_a_notebook_with_parameters_and_waits(
     assert code == 0, out
     record = json.loads(out)
     assert record["status"] == "succeeded" and record["kind"] == "notebook"
-    assert record["options"]["notebook"]["parameters"] == {"n": 5, "s": "some text", "flags": [True]}
+    assert record["options"]["notebook"]["parameters"] == {
+        "n": 5,
+        "s": "some text",
+        "flags": [True],
+    }
     nb = queue.get(record["id"]).result(timeout=10)
     assert nb.cells[1].outputs[0]["text"] == "5 'some text' [True]\n"
     code = cli.main(["run", str(path), "-p", "bad name", "1", "--db", str(db_path)])

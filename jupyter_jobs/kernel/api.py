@@ -76,7 +76,10 @@ def submit(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> RemoteJob:
 
 
 def submit_notebook(
-    path: str, /, parameters: dict[str, Any] | None = None, kernel_name: str | None = None,
+    path: str,
+    /,
+    parameters: dict[str, Any] | None = None,
+    kernel_name: str | None = None,
     **options: Any,
 ) -> RemoteJob:
     return front().submit_notebook(  # type: ignore[return-value]

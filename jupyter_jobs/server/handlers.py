@@ -18,9 +18,9 @@ from collections.abc import Callable
 from http.client import responses
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
-from jupyter_core.utils import ensure_async
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
@@ -171,7 +171,9 @@ class JobsListHandler(JobsHandler):
         """The notebook at `path` through the server's contents manager (its root, its
         checks): the snapshot a notebook job runs."""
         try:
-            model = await ensure_async(self.contents_manager.get(path, content=True, type="notebook"))
+            model = await ensure_async(
+                self.contents_manager.get(path, content=True, type="notebook")
+            )
         except web.HTTPError as e:
             message = e.log_message % e.args if e.log_message else f"cannot read {path!r}"
             if e.status_code == 404:

@@ -245,7 +245,9 @@ def notebook_path(path: Any) -> str:
     """A notebook path relative to the server's root (the contents manager refuses what
     escapes it); `InvalidRequest` for what cannot be one."""
     if not isinstance(path, str) or not path.strip("/") or "\x00" in path:
-        raise InvalidRequest(f"notebook path must be a file path under the server's root, got {str(path)[:100]!r}")
+        raise InvalidRequest(
+            f"notebook path must be a file path under the server's root, got {str(path)[:100]!r}"
+        )
     return path.strip("/")
 
 

@@ -26,9 +26,10 @@ def submit(
     enqueue; also say whether the job is new (201) or an earlier one with the same key (200).
 
     The store returns the existing job for an `idempotency_key` it has seen: such a job was
-    created before this call started. A notebook submit by path comes back as it is: its
-    file is read through the server's contents manager first. (Two concurrent first submits of one key both see a job
-    created during their call and both answer 201; there is still only one job.)
+    created before this call started. (Two concurrent first submits of one key both see a job
+    created during their call and both answer 201; there is still only one job.) A notebook
+    submit by path comes back as it is: the handler reads the file through the server's
+    contents manager, then submits again.
     """
     parsed = parse()
     if isinstance(parsed, NotebookByPath):
@@ -56,7 +57,9 @@ def notebook(store: Store, job_id: int) -> bytes:
     a failed one's as far as it ran; `NotebookNotFound` while there is none."""
     job = store.get(job_id)
     if job.kind is not Kind.NOTEBOOK:
-        raise NotebookNotFound(f"job {job_id} is a {job.kind} job: it has no notebook", {"id": job_id})
+        raise NotebookNotFound(
+            f"job {job_id} is a {job.kind} job: it has no notebook", {"id": job_id}
+        )
     try:
         return store.result(job_id)
     except ResultNotReady:
