@@ -175,12 +175,11 @@ class JobsListHandler(JobsHandler):
                 self.contents_manager.get(path, content=True, type="notebook")
             )
         except web.HTTPError as e:
-            message = e.log_message % e.args if e.log_message else f"cannot read {path!r}"
-            if e.status_code == 404:
-                raise NotebookNotFound(f"no notebook at {path!r}", {"path": path}) from None
-            raise InvalidRequest(f"cannot read notebook {path!r}: {message}") from None
-        except (OSError, ValueError) as e:
-            raise InvalidRequest(f"cannot read notebook {path!r}: {e}") from None
+            if e.status_code >= 500:
+                raise
+            # Missing, a folder, hidden, unreadable: in every case, no notebook there.
+            why = e.log_message % e.args if e.log_message else responses.get(e.status_code, "")
+            raise NotebookNotFound(f"no notebook at {path!r}: {why}", {"path": path}) from None
         return model["content"]
 
 

@@ -102,3 +102,21 @@ def test_a_failed_notebook_job_serves_its_partial_notebook_and_none_exists_befor
     )
     assert executed.cells[0].outputs[0]["text"] == "ran\n"
     assert executed.cells[1].outputs[0]["ename"] == "ValueError"
+
+
+def test_submit_notebook_from_a_kernel_returns_the_executed_notebook(server, monkeypatch, tmp_path):
+    from jupyter_jobs.kernel import api
+
+    monkeypatch.setenv("JUPYTER_JOBS_URL", server.url)
+    monkeypatch.setenv("JUPYTER_JOBS_TOKEN", server.token)
+    api.reset_connection()
+    try:
+        path = tmp_path / "from_kernel.ipynb"
+        nbformat.write(notebook("print(n * 2)", parameters="n = 0"), path)
+        job = api.submit_notebook(str(path), {"n": 21}, name="doubled")
+        nb = job.result(timeout=120)
+        assert isinstance(nb, nbformat.NotebookNode)
+        assert nb.cells[2].outputs[0]["text"] == "42\n"
+        assert job.record.name == "doubled" and job.record.cwd == str(tmp_path)
+    finally:
+        api.reset_connection()
