@@ -2,9 +2,7 @@
 
 A long poll (`wait=` on /results and /result) on a held job waits its whole time, up to 300 s:
 valid, but it would only make the run slow. Valid waits are shortened; invalid ones are left as
-they are, for the server to refuse. A notebook submit's generated `content` is almost never a
-valid notebook (nbformat's schema is not in openapi.yaml): it is replaced by a valid one, so the
-rest of the request is what gets explored.
+they are, for the server to refuse.
 """
 
 from __future__ import annotations
@@ -22,14 +20,3 @@ def map_query(ctx: Any, query: dict[str, Any] | None) -> dict[str, Any] | None:
     if isinstance(wait, (int, float)) and not isinstance(wait, bool) and wait > SHORT_WAIT:
         query["wait"] = SHORT_WAIT
     return query
-
-
-VALID_NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-
-
-@schemathesis.hook
-def map_body(ctx: Any, body: Any) -> Any:
-    notebook = body.get("notebook") if isinstance(body, dict) else None
-    if isinstance(notebook, dict) and isinstance(notebook.get("content"), dict):
-        notebook["content"] = dict(VALID_NOTEBOOK)
-    return body
