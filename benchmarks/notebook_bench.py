@@ -16,8 +16,10 @@ import secrets
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -88,8 +90,10 @@ def scheduler(python: str, folder: Path, runs: int) -> dict[str, float]:
     token, port = secrets.token_hex(16), free_port()
     env = {**os.environ, "JUPYTER_DATA_DIR": str(folder / "js_data")}
     env.pop("PYTHONPATH", None)
+    # Its own environment first: its kernel (python3) is that environment's ipykernel.
+    env["PATH"] = os.pathsep.join([str(Path(python).parent), env.get("PATH", "")])
     server = subprocess.Popen(
-        [python, "-m", "jupyter", "server", "--allow-root", "--no-browser",
+        [python, "-m", "jupyter_server", "--allow-root", "--no-browser",
          f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root,
     )  # fmt: skip
@@ -109,7 +113,9 @@ def scheduler(python: str, folder: Path, runs: int) -> dict[str, float]:
             try:
                 call("GET", "scheduler/jobs")
                 break
-            except OSError:
+            except OSError:  # not listening yet (an HTTP error would say it is not there)
+                if isinstance(exc := sys.exc_info()[1], urllib.error.HTTPError):
+                    raise RuntimeError(f"jupyter-scheduler's API is not there: {exc}") from None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
