@@ -71,12 +71,21 @@ def check_notebook(content: Any) -> dict[str, Any]:
         raise InvalidRequest(
             f"notebook content must be a JSON object, got {type(content).__name__}"
         )
+    # JSON has one number type: 4.0 is the version 4 (as `parsing` takes 2.0 for an integer).
+    content = {
+        k: int(v) if k in _VERSION_KEYS and isinstance(v, float) and v.is_integer() else v
+        for k, v in content.items()
+    }
     try:
         node = nbformat.reads(json.dumps(content), as_version=4)
         nbformat.validate(node)
     except Exception as exc:  # nbformat raises ValidationError, NBFormatError, KeyError...
-        raise InvalidRequest(f"not a valid notebook: {_first_line(str(exc))}") from None
+        why = _first_line(str(exc)) or type(exc).__name__
+        raise InvalidRequest(f"not a valid notebook: {why}") from None
     return json.loads(nbformat.writes(node))
+
+
+_VERSION_KEYS = ("nbformat", "nbformat_minor")
 
 
 def _first_line(text: str) -> str:
@@ -94,7 +103,12 @@ def payload(
         "parameters": check_parameters(parameters),
         "kernel_name": kernel_name,
     }
-    return json.dumps(document).encode("utf-8")
+    try:
+        return json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            "the notebook or its parameters hold text that is not valid Unicode"
+        ) from None
 
 
 def load_payload(data: bytes) -> dict[str, Any]:
