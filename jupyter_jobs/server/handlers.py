@@ -180,6 +180,8 @@ class JobsListHandler(JobsHandler):
             # Missing, a folder, hidden, unreadable: in every case, no notebook there.
             why = e.log_message % e.args if e.log_message else responses.get(e.status_code, "")
             raise NotebookNotFound(f"no notebook at {path!r}: {why}", {"path": path}) from None
+        except (OSError, ValueError) as e:  # a name the filesystem refuses (too long ...)
+            raise NotebookNotFound(f"no notebook at {path!r}: {e}", {"path": path}) from None
         return model["content"]
 
 
