@@ -30,6 +30,7 @@ _LAZY = {
     "ServerUnavailable": "errors",
     # the kernel side: `import jupyter_jobs as jj; jj.submit(...)`, `%load_ext jupyter_jobs`
     "submit": "kernel.api",
+    "submit_notebook": "kernel.api",
     "map": "kernel.api",
     "get": "kernel.api",
     "jobs": "kernel.api",

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from . import cli_schedules, wording
+from . import cli_schedules, notebooks, wording
 from .errors import DatabaseNotFound, InvalidRequest, JobsError, error_body
 from .models import Job, Status
 from .store import DEFAULT_RETENTION_DAYS, Store, default_db_path
@@ -302,6 +302,31 @@ def cmd_consumer(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(store: Store, args: argparse.Namespace) -> int:
+    """Submit a notebook job; with --wait, wait for it (a consumer must serve the database)
+    and exit 0 only if it succeeded."""
+    from .front import Jobs
+    from .queue import StoreBackend
+
+    parameters: dict[str, Any] = {}
+    for name, value in args.parameters or []:
+        parameters[name] = notebooks.cli_value(value)
+    front = Jobs(StoreBackend(store), lambda: f"cli:{os.getpid()}")
+    try:
+        options = {"name": args.name} if args.name else {}
+        job = front.submit_notebook(args.notebook, parameters, args.kernel, **options)
+        record = job.wait().record if args.wait else job.record
+    finally:
+        front.backend.close()
+    if args.json:
+        _print_json(record.to_json())
+    else:
+        print(f"job {record.id} {record.name!r}: {record.status}")
+        if record.error:
+            print(record.error.message)
+    return 0 if not args.wait or record.status is Status.SUCCEEDED else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
@@ -334,6 +359,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=_job_id)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
     p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("run", parents=[common], help="run a notebook as a job")
+    p.add_argument("notebook", help="the .ipynb file (read now: a snapshot)")
+    p.add_argument(
+        "-p",
+        "--parameter",
+        dest="parameters",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a parameter (VALUE parsed as JSON, else taken as a string); repeatable",
+    )
+    p.add_argument("--kernel", help="the kernelspec (default: the notebook's, else python3)")
+    p.add_argument("--name", help="the job's name (default: the notebook's file name)")
+    p.add_argument(
+        "--wait", action="store_true", help="wait until it ends; exit 1 unless it succeeded"
+    )
+    p.set_defaults(func=cmd_run)
     p = sub.add_parser(
         "gc",
         parents=[common],

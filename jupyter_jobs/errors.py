@@ -72,7 +72,8 @@ class ScheduleNotFound(JobsError):
 
 
 class NotebookNotFound(JobsError):
-    """No notebook at the path given (relative to the server's root)."""
+    """No notebook there: a notebook submit's path names none, or a notebook job has not
+    produced its executed notebook (yet)."""
 
     http_status = 404
 

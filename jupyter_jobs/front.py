@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import notebooks
 from . import options as opts
 from .job import Backend, Job
 from .models import JobSpec, Kind, Status
@@ -86,6 +87,31 @@ class Jobs:
             item_spec.validate()  # the index may make the name too long
             items.append((item_spec, function_payload(fn, (item,), {})))
         return self.backend.submit_and_wait(items)
+
+    def submit_notebook(
+        self,
+        path: str | os.PathLike[str],
+        /,
+        parameters: dict[str, Any] | None = None,
+        kernel_name: str | None = None,
+        **options: Any,
+    ) -> Job:
+        """Run the notebook at `path` as a job, in a fresh kernel; returns its handle at once.
+
+        The notebook is read now (a snapshot: later edits change nothing). `parameters` (JSON
+        values) are set in a cell injected after the cell tagged `parameters`, or at the top.
+        The kernel is `kernel_name`, else the notebook's own, else python3. Options are
+        `submit`'s; the job runs in the notebook's folder unless `cwd` says otherwise. Its
+        `result()` is the executed notebook (`nbformat.NotebookNode`). A bad notebook,
+        parameter name or value raises here, before anything is stored.
+        """
+        path = os.fspath(path)
+        data = notebooks.payload(notebooks.read_file(path), parameters, kernel_name)
+        name = options.pop("name", None) or notebooks.job_name(path)
+        options.setdefault("cwd", os.path.dirname(os.path.abspath(path)))
+        options["options"] = notebooks.display_options(path, parameters, kernel_name)
+        spec = self.spec(Kind.NOTEBOOK, name, **options)
+        return self.backend.submit([(spec, data)])[0]
 
     # --- following and acting ----------------------------------------------------------------
 

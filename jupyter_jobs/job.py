@@ -22,9 +22,10 @@ from typing import Any
 
 import dill
 
+from . import notebooks
 from .errors import IllegalTransition, JobCancelled, JobFailed, JobNotFound, JobsError
 from .models import Job as JobRecord
-from .models import JobSpec, Page, Progress, Status
+from .models import JobSpec, Kind, Page, Progress, Status
 from .submitter import BATCH_BYTES, Submitter, exiting
 
 _NOT_LOADED = object()
@@ -472,8 +473,19 @@ class Job(concurrent.futures.Future):
         super().result(timeout)  # waits; raises JobFailed / JobCancelled / TimeoutError
         with self._value_lock:
             if self._value is _NOT_LOADED:
-                self._value = dill.loads(self._backend.result_bytes(self.id))
+                self._value = self._decode(self._backend.result_bytes(self.id))
         return self._value
+
+    def notebook(self) -> Any:
+        """A notebook job's executed notebook (`nbformat.NotebookNode`), also after a failed
+        run (as far as it ran); `ResultNotReady` while there is none."""
+        return notebooks.from_result(self._backend.result_bytes(self.id))
+
+    def _decode(self, data: bytes) -> Any:
+        # A notebook job's result is its executed notebook's JSON, never a pickle.
+        if self.record.kind is Kind.NOTEBOOK:
+            return notebooks.from_result(data)
+        return dill.loads(data)
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._await().__await__()

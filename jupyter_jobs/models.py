@@ -79,8 +79,8 @@ def can_move(current: Status, target: Status) -> bool:
 
 
 class Kind(str, enum.Enum):
-    """What a payload holds: a function call, a notebook cell plus the variables it reads, or a
-    whole notebook with its parameters (JSON)."""
+    """What a payload holds: a function call, a notebook cell plus the variables it reads, or
+    a whole notebook with its parameters (JSON, `notebooks.py`)."""
 
     FUNCTION = "function"
     CELL = "cell"

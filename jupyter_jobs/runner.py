@@ -57,12 +57,14 @@ from . import (
     figures,
     history,
     notebook_main,
+    notebook_run,
     oslayer,
     protocol,
     rng,
     tty_system,
 )
 from . import payload as payloads
+from .errors import InvalidRequest
 from .progress import JobContext, install_tqdm_bridge, job_context
 from .protocol import FrameType
 from .submitter import flush_all
@@ -462,6 +464,18 @@ def _run_function(data: bytes) -> bytes:
         raise Failure("error", "PayloadError", message) from None
 
 
+def _run_notebook(data: bytes, report: notebook_run.Report) -> bytes:
+    """A notebook job (`notebook_run.py`): a failure keeps the notebook as far as it ran."""
+    try:
+        return notebook_run.run(data, report)
+    except notebook_run.NotebookFailed as failed:
+        raise Failure(
+            "error", failed.type, failed.message, failed.traceback, failed.notebook
+        ) from None
+    except InvalidRequest as exc:
+        raise Failure("payload", "PayloadError", str(exc)) from None
+
+
 def _dumps_or_none(value: Any, by_reference: Collection[type] = ()) -> bytes | None:
     try:
         return payloads.dumps(value, by_reference)
@@ -757,6 +771,8 @@ class Worker:
                 if outputs is not None:
                     target = CellOutput(self.capture, self.channel, outputs)
                     result = _run_cell(self.shell, target, body, header.get("options") or {})
+                elif header["kind"] == "notebook":
+                    result = _run_notebook(body, self.reporter.report)
                 else:
                     result = _run_function(body)
         except Failure as failure:

@@ -186,7 +186,7 @@ def body_for(method: str) -> dict[str, Any] | None:
 
 def test_route_requests_cover_every_route() -> None:
     requests = route_requests()
-    assert len(requests) == 24
+    assert len(requests) == 25
     assert {p for _, p in requests} == {
         p.replace(ID, "1").replace(SID, "1").lstrip("/") for p, _ in ROUTES
     }

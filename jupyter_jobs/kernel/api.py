@@ -79,6 +79,18 @@ def submit(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> RemoteJob:
     return front().submit(fn, *args, **kwargs)  # type: ignore[return-value]
 
 
+def submit_notebook(
+    path: str,
+    /,
+    parameters: dict[str, Any] | None = None,
+    kernel_name: str | None = None,
+    **options: Any,
+) -> RemoteJob:
+    return front().submit_notebook(  # type: ignore[return-value]
+        path, parameters, kernel_name, **options
+    )
+
+
 def map(fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> list[RemoteJob]:
     return front().map(fn, iterable, **options)  # type: ignore[return-value]
 
@@ -137,7 +149,7 @@ def delete_schedule(schedule_id: int) -> None:
 
 
 _SCHEDULE_VERBS = (schedule, get_schedule, pause_schedule, resume_schedule, delete_schedule)
-for _fn in (submit, map, get, cancel, retry, release, delete, *_SCHEDULE_VERBS):
+for _fn in (submit, submit_notebook, map, get, cancel, retry, release, delete, *_SCHEDULE_VERBS):
     _fn.__doc__ = getattr(Jobs, _fn.__name__).__doc__
 del _fn
 schedule.__signature__ = inspect.signature(

@@ -18,12 +18,13 @@ from collections.abc import Callable
 from http.client import responses
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from ..errors import JobsError, ResultNotReady, error_body
+from ..errors import InvalidRequest, JobsError, NotebookNotFound, ResultNotReady, error_body
 from ..models import MAX_INT, Job
 from . import parsing, service
 
@@ -176,8 +177,31 @@ class JobsListHandler(JobsHandler):
             )
         else:
             parse = functools.partial(parsing.submit_json, self.request.body, limit)
-        job, created = await self.app.run(service.submit, self.app.store, parse)
+        answer = await self.app.run(service.submit, self.app.store, parse)
+        if isinstance(answer, parsing.NotebookByPath):
+            content = await self._read_notebook(answer.path)
+            root = getattr(self.contents_manager, "root_dir", None)
+            build = functools.partial(answer.build, content, root, limit)
+            answer = await self.app.run(service.submit, self.app.store, build)
+        job, created = answer
         self.reply(job.to_json(), 201 if created else 200)
+
+    async def _read_notebook(self, path: str) -> Any:
+        """The notebook at `path` through the server's contents manager (its root, its
+        checks): the snapshot a notebook job runs."""
+        try:
+            model = await ensure_async(
+                self.contents_manager.get(path, content=True, type="notebook")
+            )
+        except web.HTTPError as e:
+            if e.status_code >= 500:
+                raise
+            # Missing, a folder, hidden, unreadable: in every case, no notebook there.
+            why = e.log_message % e.args if e.log_message else responses.get(e.status_code, "")
+            raise NotebookNotFound(f"no notebook at {path!r}: {why}", {"path": path}) from None
+        except (OSError, ValueError) as e:  # a name the filesystem refuses (too long ...)
+            raise NotebookNotFound(f"no notebook at {path!r}: {e}", {"path": path}) from None
+        return model["content"]
 
 
 class BatchHandler(JobsHandler):
@@ -276,6 +300,33 @@ class OutputsHandler(JobsHandler):
         raw = await self.app.run(self.app.store.outputs, parsing.job_id(job_id))
         outputs = await self.app.run(json.loads, raw)
         self.reply({"outputs": outputs})
+
+
+class NotebookHandler(JobsHandler):
+    """`GET /jobs/api/jobs/{id}/notebook[?format=html]`: a notebook job's executed notebook
+    (as far as it ran, for a failed run), JSON as stored, or rendered by nbconvert in a thread.
+    The HTML is untrusted job output: it is served sandboxed, with nothing loaded from
+    elsewhere."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        fmt = self.query("format") or "json"
+        if fmt not in ("json", "html"):
+            raise InvalidRequest(f"format must be json or html, got {fmt[:50]!r}")
+        data = await self.app.run(service.notebook, self.app.store, parsing.job_id(job_id))
+        if fmt == "json":
+            self.finish(data, set_content_type="application/x-ipynb+json")
+            return
+        html = await self.app.run(service.notebook_html, data)
+        self.set_header("Content-Security-Policy", NOTEBOOK_CSP)
+        self.finish(html, set_content_type="text/html; charset=UTF-8")
+
+
+#: The rendered notebook runs nothing and loads nothing: inline styles and data: images only.
+NOTEBOOK_CSP = (
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:"
+)
 
 
 class LongPollHandler(JobsHandler):
@@ -415,6 +466,7 @@ ROUTES: list[tuple[str, type[JobsHandler]]] = [
     (rf"/jobs/api/jobs/{ID}/logs", LogsHandler),
     (rf"/jobs/api/jobs/{ID}/outputs", OutputsHandler),
     (rf"/jobs/api/jobs/{ID}/result", ResultHandler),
+    (rf"/jobs/api/jobs/{ID}/notebook", NotebookHandler),
     (r"/jobs/api/results", ResultsHandler),
     (r"/jobs/api/status", StatusHandler),
     (r"/jobs/api/stats", StatsHandler),

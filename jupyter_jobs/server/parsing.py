@@ -12,11 +12,14 @@ import base64
 import binascii
 import dataclasses
 import json
+import os
+import posixpath
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
+from .. import notebooks
 from ..errors import InvalidRequest, PayloadTooLarge
-from ..models import ID_TEXT, JobSpec, Status
+from ..models import ID_TEXT, JobSpec, Kind, Status
 
 #: Digits of the largest integer a query parameter takes (MAX_INT has 19).
 _MAX_DIGITS = 20
@@ -182,9 +185,78 @@ def submit_item(data: Any, limit: int, where: str = "") -> tuple[JobSpec, bytes]
         raise
 
 
-def submit_json(body: bytes, limit: int) -> tuple[JobSpec, bytes]:
-    """The JSON form of `POST /jobs/api/jobs`."""
-    return submit_item(json_object(body), limit)
+class NotebookByPath(NamedTuple):
+    """A notebook submit naming a file under the server's root: the handler reads it through
+    the contents manager, then `build` makes the job."""
+
+    spec: JobSpec
+    path: str
+    parameters: dict[str, Any]
+    kernel_name: str | None
+
+    def build(self, content: Any, root_dir: str | None, limit: int) -> tuple[JobSpec, bytes]:
+        """The job, with the notebook's content: it runs in the notebook's folder unless the
+        spec says otherwise."""
+        if self.spec.cwd is None and root_dir:
+            self.spec.cwd = os.path.join(root_dir, *posixpath.dirname(self.path).split("/"))
+        data = notebooks.payload(content, self.parameters, self.kernel_name)
+        check_size(data, limit)
+        return self.spec, data
+
+
+_NOTEBOOK_FIELDS = {"path", "content", "parameters", "kernel_name"}
+
+
+def notebook_submit(data: dict[str, Any], limit: int) -> tuple[JobSpec, bytes] | NotebookByPath:
+    """`{"spec": {"kind": "notebook", ...}, "notebook": {path | content, parameters,
+    kernel_name}}`: the job when the content is given, else what to read (`NotebookByPath`)."""
+    unknown = sorted(set(data) - {"spec", "notebook"})
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
+    request = data["notebook"]
+    if not isinstance(request, dict):
+        raise InvalidRequest("notebook must be an object {path | content, parameters, kernel_name}")
+    unknown = sorted(set(request) - _NOTEBOOK_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) in notebook: {', '.join(unknown)}")
+    job = spec(data.get("spec", {}))
+    if job.kind is not Kind.NOTEBOOK:
+        raise InvalidRequest('a submit with "notebook" needs spec.kind "notebook"')
+    path, content = request.get("path"), request.get("content")
+    if (path is None) == (content is None):
+        raise InvalidRequest("notebook needs exactly one of path and content")
+    if path is not None:
+        path = notebook_path(path)
+    parameters = notebooks.check_parameters(request.get("parameters"))
+    kernel_name = request.get("kernel_name")
+    if kernel_name is not None and (not isinstance(kernel_name, str) or not kernel_name):
+        raise InvalidRequest("kernel_name must be a kernelspec name or null")
+    job.options = {**job.options, **notebooks.display_options(path, parameters, kernel_name)}
+    if not (data.get("spec") or {}).get("name"):
+        job.name = notebooks.job_name(path)
+    if path is not None:
+        return NotebookByPath(job, path, parameters, kernel_name)
+    payload_bytes = notebooks.payload(content, parameters, kernel_name)
+    check_size(payload_bytes, limit)
+    return job, payload_bytes
+
+
+def notebook_path(path: Any) -> str:
+    """A notebook path relative to the server's root (the contents manager refuses what
+    escapes it); `InvalidRequest` for what cannot be one."""
+    if not isinstance(path, str) or not path.strip("/") or "\x00" in path:
+        raise InvalidRequest(
+            f"notebook path must be a file path under the server's root, got {str(path)[:100]!r}"
+        )
+    return path.strip("/")
+
+
+def submit_json(body: bytes, limit: int) -> tuple[JobSpec, bytes] | NotebookByPath:
+    """The JSON form of `POST /jobs/api/jobs`: `{spec, payload}`, or `{spec, notebook}`."""
+    data = json_object(body)
+    if isinstance(data, dict) and "notebook" in data:
+        return notebook_submit(data, limit)
+    return submit_item(data, limit)
 
 
 def submit_multipart(

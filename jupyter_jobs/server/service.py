@@ -13,20 +13,28 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from ..errors import JobNotFound, ResultNotReady
-from ..models import Job, JobSpec, Status, now
+from ..errors import JobNotFound, NotebookNotFound, ResultNotReady
+from ..models import Job, JobSpec, Kind, Status, now
 from ..store import Store
+from .parsing import NotebookByPath
 
 
-def submit(store: Store, parse: Callable[[], tuple[JobSpec, bytes]]) -> tuple[Job, bool]:
+def submit(
+    store: Store, parse: Callable[[], tuple[JobSpec, bytes] | NotebookByPath]
+) -> tuple[Job, bool] | NotebookByPath:
     """Parse a submit body (`parsing.submit_json` or `submit_multipart`, bound to the body) and
     enqueue; also say whether the job is new (201) or an earlier one with the same key (200).
 
     The store returns the existing job for an `idempotency_key` it has seen: such a job was
     created before this call started. (Two concurrent first submits of one key both see a job
-    created during their call and both answer 201; there is still only one job.)
+    created during their call and both answer 201; there is still only one job.) A notebook
+    submit by path comes back as it is: the handler reads the file through the server's
+    contents manager, then submits again.
     """
-    spec, payload = parse()
+    parsed = parse()
+    if isinstance(parsed, NotebookByPath):
+        return parsed  # the handler reads the notebook, then submits again
+    spec, payload = parsed
     started = now()
     job = store.enqueue(spec, payload)
     return job, spec.idempotency_key is None or job.created_at >= started
@@ -42,6 +50,31 @@ def result(store: Store, job_id: int) -> bytes | Job:
     if job.status is Status.SUCCEEDED:  # it succeeded between the two reads
         return store.result(job_id)
     return job
+
+
+def notebook(store: Store, job_id: int) -> bytes:
+    """A notebook job's executed notebook bytes (JSON, never unpickled): a succeeded run's, or
+    a failed one's as far as it ran; `NotebookNotFound` while there is none."""
+    job = store.get(job_id)
+    if job.kind is not Kind.NOTEBOOK:
+        raise NotebookNotFound(
+            f"job {job_id} is a {job.kind} job: it has no notebook", {"id": job_id}
+        )
+    try:
+        return store.result(job_id)
+    except ResultNotReady:
+        raise NotebookNotFound(
+            f"job {job_id} has no executed notebook: it is {job.status}", {"id": job_id}
+        ) from None
+
+
+def notebook_html(data: bytes) -> str:
+    """The notebook rendered by nbconvert's HTML exporter (its default template)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.reads(data.decode("utf-8"), as_version=4))
+    return body
 
 
 class Batch(NamedTuple):

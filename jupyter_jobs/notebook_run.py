@@ -1,0 +1,216 @@
+"""Run a notebook job in the worker: a fresh kernel, nbclient, papermill-style parameters.
+
+`runner.py` calls `run(payload, report)` for a job of kind "notebook". The kernel is started in
+the worker's own process group (jupyter_client would give it a session of its own), so the
+executor's stop (SIGTERM to the group, then SIGKILL) ends the kernel and whatever it started
+when the job is cancelled or times out, as it ends a function job's children. Every cell's
+stdout/stderr is written to the worker's fds 1 and 2 as it arrives, which is the job's log;
+progress is cells done / total with the current cell's first line. The result is the executed
+notebook's JSON; a failing cell fails the job with an error naming the cell, and the notebook
+executed so far is still sent back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from . import notebooks
+
+#: The tag of the cell parameters follow, and of the cell that sets them (papermill's).
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+DEFAULT_KERNEL = "python3"
+
+Report = Callable[[float, float | None, str | None], None]
+
+
+class NotebookFailed(Exception):
+    """A notebook job that did not complete: its error (type, message, traceback) and the
+    notebook as far as it ran."""
+
+    def __init__(self, type_: str, message: str, tb: str, notebook: bytes | None) -> None:
+        super().__init__(message)
+        self.type = type_
+        self.message = message
+        self.traceback = tb
+        self.notebook = notebook
+
+
+def inject_parameters(nb: Any, parameters: dict[str, Any]) -> None:
+    """Add a cell tagged `injected-parameters` setting each parameter, after the first cell
+    tagged `parameters` (at the top when there is none), as papermill does. An earlier
+    injected cell (a notebook that ran before) is replaced."""
+    import nbformat
+
+    if not parameters:
+        return
+    nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
+    lines = ["# Parameters"] + [f"{name} = {python_literal(v)}" for name, v in parameters.items()]
+    cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": [INJECTED_TAG]})
+    tagged = [
+        i for i, c in enumerate(nb.cells) if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])
+    ]
+    nb.cells.insert(tagged[0] + 1 if tagged else 0, cell)
+
+
+def python_literal(value: Any) -> str:
+    """The Python source of a JSON value (`true` -> `True`, `null` -> `None`)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {python_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(python_literal(v) for v in value) + "]"
+    return repr(value)
+
+
+def kernel_name_for(nb: Any, chosen: str | None) -> str:
+    """The chosen kernelspec, else the notebook's own, else python3."""
+    return chosen or nb.get("metadata", {}).get("kernelspec", {}).get("name") or DEFAULT_KERNEL
+
+
+def first_line(cell: Any) -> str:
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else source
+    return next((line.strip() for line in source.splitlines() if line.strip()), "")[:200]
+
+
+def run(data: bytes, report: Report) -> bytes:
+    """Execute the notebook in `data` (a notebook job's payload); returns the executed
+    notebook's bytes, or raises `NotebookFailed`."""
+    import nbformat
+
+    document = notebooks.load_payload(data)
+    nb = nbformat.reads(json.dumps(document["notebook"]), as_version=4)  # sources joined
+    inject_parameters(nb, document["parameters"])
+    client = _client_class()(
+        nb,
+        report=report,
+        kernel_name=kernel_name_for(nb, document["kernel_name"]),
+        timeout=None,  # the job's timeout applies, enforced by the executor
+        resources={"metadata": {"path": os.getcwd()}},
+    )
+    try:
+        client.execute(cwd=os.getcwd())
+    except Exception as exc:
+        raise NotebookFailed(*client.describe(exc), _dumps(nb)) from None
+    report(client.total, client.total, "done")
+    return _dumps(nb)
+
+
+def _dumps(nb: Any) -> bytes:
+    import nbformat
+
+    return nbformat.writes(nb).encode("utf-8")
+
+
+def _client_class() -> type:
+    """`nbclient.NotebookClient`, streaming outputs to the log and reporting progress, with a
+    kernel manager that keeps the kernel in this process group. Built on first use: nbclient
+    and jupyter_client load only in workers that run notebooks."""
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = _build_client_class()
+    return _CLIENT
+
+
+_CLIENT: type | None = None
+
+
+def _build_client_class() -> type:
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_client.provisioning import LocalProvisioner
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from traitlets import Type
+
+    class InGroupProvisioner(LocalProvisioner):  # type: ignore[misc]
+        """The local provisioner, but the kernel stays in the worker's process group: the
+        executor ends the group, kernel and its children included. Its `pgid` stays unset so
+        that jupyter_client signals the kernel alone, never the worker's group."""
+
+        async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+            options = LocalProvisioner._scrub_kwargs(kwargs)
+            env = dict(options.pop("env", None) or os.environ)
+            env["JPY_PARENT_PID"] = str(os.getpid())  # ipykernel ends if the worker dies
+            self.process = subprocess.Popen(
+                [os.path.expanduser(part) for part in cmd],
+                stdin=subprocess.PIPE,
+                env=env,
+                cwd=options.get("cwd"),
+            )
+            self.pid, self.pgid = self.process.pid, None
+            self.cwd = options.get("cwd") or os.getcwd()
+            return self.connection_info
+
+    class InGroupKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+            # Windows has no sessions to escape: its launcher's own kernel is fine there.
+            if self.provisioner is None and os.name == "posix" and not self._custom_provisioner():
+                import uuid
+
+                self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
+                self.provisioner = InGroupProvisioner(
+                    kernel_id=self.kernel_id,
+                    kernel_spec=self.kernel_spec,
+                    parent=self,
+                )
+            return await super()._async_pre_start_kernel(**kw)
+
+        def _custom_provisioner(self) -> bool:
+            metadata = self.kernel_spec.metadata or {}
+            return bool(metadata.get("kernel_provisioner"))
+
+    class JobNotebookClient(NotebookClient):  # type: ignore[misc]
+        kernel_manager_class = Type(InGroupKernelManager, config=True)
+
+        def __init__(self, nb: Any, report: Report, **kw: Any) -> None:
+            super().__init__(nb, **kw)
+            self._report = report
+            self.code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+            self.total = len(self.code_cells)
+            self.current: int | None = None
+
+        async def async_execute_cell(self, cell: Any, cell_index: int, *a: Any, **kw: Any) -> Any:
+            if cell.cell_type == "code":
+                self.current = cell_index
+                done = self.code_cells.index(cell_index)
+                self._report(done, self.total, first_line(cell) or f"cell {cell_index}")
+            return await super().async_execute_cell(cell, cell_index, *a, **kw)
+
+        def output(self, outs: list, msg: dict, display_id: Any, cell_index: int) -> Any:
+            if msg["msg_type"] == "stream":
+                stream = sys.stderr if msg["content"].get("name") == "stderr" else sys.stdout
+                stream.write(msg["content"].get("text", ""))
+                stream.flush()
+            elif msg["msg_type"] == "error":
+                content = msg["content"]
+                sys.stderr.write("\n".join(content.get("traceback", [])) + "\n")
+                sys.stderr.flush()
+            return super().output(outs, msg, display_id, cell_index)
+
+        def describe(self, exc: BaseException) -> tuple[str, str, str]:
+            """The job's error for `exc`: the failing cell named by index and first line."""
+            if self.current is None:
+                return (type(exc).__name__, f"the notebook could not run: {exc}", _tb(exc))
+            cell = self.nb.cells[self.current]
+            where = f"cell {self.current} ({first_line(cell)!r})"
+            if isinstance(exc, CellExecutionError):
+                return (exc.ename, f"{where} raised {exc.ename}: {exc.evalue}", _ansi_free(exc))
+            return (type(exc).__name__, f"{where} did not complete: {exc}", _tb(exc))
+
+    return JobNotebookClient
+
+
+def _tb(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _ansi_free(exc: BaseException) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc))
