@@ -98,11 +98,15 @@ def payload(
     """The payload bytes of a notebook job (the notebook checked, the parameters too)."""
     if kernel_name is not None and (not isinstance(kernel_name, str) or not kernel_name):
         raise InvalidRequest("kernel_name must be a kernelspec name or null")
-    document = {
-        "notebook": check_notebook(notebook),
-        "parameters": check_parameters(parameters),
-        "kernel_name": kernel_name,
-    }
+    return encode_payload(check_notebook(notebook), check_parameters(parameters), kernel_name)
+
+
+def encode_payload(
+    notebook: dict[str, Any], parameters: dict[str, Any], kernel_name: str | None
+) -> bytes:
+    """The payload bytes of a notebook and parameters already checked (a schedule's run reuses
+    the notebook checked when the schedule was made)."""
+    document = {"notebook": notebook, "parameters": parameters, "kernel_name": kernel_name}
     try:
         return json.dumps(document, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:

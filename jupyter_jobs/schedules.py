@@ -408,16 +408,6 @@ def declares_parameter(notebook: dict[str, Any], name: str) -> bool:
     return False
 
 
-def notebook_payload(notebook: bytes, parameters: dict[str, Any], kernel_name: str | None) -> bytes:
-    """A notebook job's payload: JSON {notebook, parameters, kernel_name} (the contract's).
-
-    Kept here until the notebook-jobs module offers the same builder; that one replaces it.
-    """
-    return json.dumps(
-        {"notebook": json.loads(notebook), "parameters": parameters, "kernel_name": kernel_name}
-    ).encode()
-
-
 def run_parameters(
     target: dict[str, Any], notebook: bytes, scheduled: float, timezone_name: str
 ) -> dict[str, Any]:

@@ -78,6 +78,23 @@ class JobsHandler(ExtensionHandlerMixin, APIHandler):
             401, "authentication required: send the server's token as 'Authorization: token ...'"
         )
 
+    async def read_notebook(self, path: str) -> Any:
+        """The notebook at `path` through the server's contents manager (its root, its
+        checks): the snapshot a notebook job runs."""
+        try:
+            model = await ensure_async(
+                self.contents_manager.get(path, content=True, type="notebook")
+            )
+        except web.HTTPError as e:
+            if e.status_code >= 500:
+                raise
+            # Missing, a folder, hidden, unreadable: in every case, no notebook there.
+            why = e.log_message % e.args if e.log_message else responses.get(e.status_code, "")
+            raise NotebookNotFound(f"no notebook at {path!r}: {why}", {"path": path}) from None
+        except (OSError, ValueError) as e:  # a name the filesystem refuses (too long ...)
+            raise NotebookNotFound(f"no notebook at {path!r}: {e}", {"path": path}) from None
+        return model["content"]
+
     @classmethod
     def allowed_methods(cls) -> list[str]:
         """The HTTP methods this route answers (OPTIONS too: APIHandler answers CORS)."""
@@ -179,29 +196,12 @@ class JobsListHandler(JobsHandler):
             parse = functools.partial(parsing.submit_json, self.request.body, limit)
         answer = await self.app.run(service.submit, self.app.store, parse)
         if isinstance(answer, parsing.NotebookByPath):
-            content = await self._read_notebook(answer.path)
+            content = await self.read_notebook(answer.path)
             root = getattr(self.contents_manager, "root_dir", None)
             build = functools.partial(answer.build, content, root, limit)
             answer = await self.app.run(service.submit, self.app.store, build)
         job, created = answer
         self.reply(job.to_json(), 201 if created else 200)
-
-    async def _read_notebook(self, path: str) -> Any:
-        """The notebook at `path` through the server's contents manager (its root, its
-        checks): the snapshot a notebook job runs."""
-        try:
-            model = await ensure_async(
-                self.contents_manager.get(path, content=True, type="notebook")
-            )
-        except web.HTTPError as e:
-            if e.status_code >= 500:
-                raise
-            # Missing, a folder, hidden, unreadable: in every case, no notebook there.
-            why = e.log_message % e.args if e.log_message else responses.get(e.status_code, "")
-            raise NotebookNotFound(f"no notebook at {path!r}: {why}", {"path": path}) from None
-        except (OSError, ValueError) as e:  # a name the filesystem refuses (too long ...)
-            raise NotebookNotFound(f"no notebook at {path!r}: {e}", {"path": path}) from None
-        return model["content"]
 
 
 class BatchHandler(JobsHandler):

@@ -13,10 +13,10 @@ import json
 import math
 import time
 
-from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from .. import notebooks
 from .. import schedules as rules
 from ..errors import InvalidRequest, NotebookNotFound
 from ..models import ID_TEXT
@@ -41,19 +41,12 @@ class ScheduleBase(JobsHandler):
             raise InvalidRequest("target.kind: REST creates notebook schedules only")
         path = target["path"]
         try:
-            model = await ensure_async(
-                self.contents_manager.get(path, content=True, type="notebook")
-            )
-        except web.HTTPError as exc:
-            if exc.status_code == 404:
-                raise NotebookNotFound(
-                    f"target.path: no notebook at {path!r}", {"path": path}
-                ) from None
-            raise InvalidRequest(
-                f"target.path: cannot read the notebook {path!r}: {exc.log_message or exc}",
-                {"path": path},
-            ) from None
-        return await self.app.run(lambda: json.dumps(model["content"]).encode())
+            content = await self.read_notebook(path)
+        except NotebookNotFound as e:
+            raise NotebookNotFound(f"target.path: {e.message}", e.detail) from None
+        # Checked as a notebook job's would be, once: every run reuses this snapshot.
+        checked = await self.app.run(lambda: notebooks.check_notebook(content))
+        return await self.app.run(lambda: json.dumps(checked).encode())
 
     def owner(self) -> str:
         user = self.current_user

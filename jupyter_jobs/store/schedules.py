@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import notebooks
 from .. import schedules as rules
 from ..errors import InvalidRequest, ScheduleNotFound
 from ..models import Job, JobSpec, Kind, Page, Status, now
@@ -85,7 +86,8 @@ def _run_payload(schedule: rules.Schedule, stored: bytes, at: float) -> bytes:
     if schedule.target["kind"] != Kind.NOTEBOOK.value:
         return stored
     parameters = rules.run_parameters(schedule.target, stored, at, schedule.timezone or "UTC")
-    return rules.notebook_payload(stored, parameters, schedule.target.get("kernel_name"))
+    kernel_name = schedule.target.get("kernel_name")
+    return notebooks.encode_payload(json.loads(stored), parameters, kernel_name)
 
 
 def fire(tx: Tx, files: JobFiles, at: float) -> list[int]:
