@@ -158,8 +158,9 @@ class Kernel:
         if box is None:
             return {}
         row = self.models[box["children"][1].removeprefix("IPY_MODEL_")]
-        bar, label, action = (c.removeprefix("IPY_MODEL_") for c in row["children"])
-        parts = {"header": header, "bar": bar, "label": label, "action": action}
+        bar, label, release, action = (c.removeprefix("IPY_MODEL_") for c in row["children"])
+        parts = {"header": header, "bar": bar, "label": label, "release": release}
+        parts["action"] = action
         for child in box["children"][2:]:
             state = self.models[child.removeprefix("IPY_MODEL_")]
             if state.get("_model_name") == "HTMLModel" and str(state.get("value")).startswith(
