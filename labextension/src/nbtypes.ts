@@ -1,10 +1,12 @@
 /**
- * Hand-written shapes of issue 13's endpoints (notebook jobs and schedules), as the contract
- * between the server and the front end states them. openapi.yaml does not describe them yet;
- * once it does, these become aliases of the generated types, as in `types.ts`.
+ * The shapes of the notebook-job and schedule endpoints. Answers are the types generated from
+ * openapi.yaml (`openapi.ts`); requests are the subsets the dialog sends.
  */
 
-import type { IJob, JobStatus } from './types';
+import type { components } from './openapi';
+import type { IJob } from './types';
+
+type Schemas = components['schemas'];
 
 /** A JSON value, as parameters carry them. */
 export type JSONValue =
@@ -56,46 +58,21 @@ export interface IScheduleSpec {
   job?: IJobOptions;
 }
 
-/** The last run of a schedule. */
-export interface IScheduleRun {
-  job_id: number;
-  status: JobStatus;
-  scheduled_time: number;
-  finished_at: number | null;
-}
-
 /** A schedule as the server answers it. Times are seconds since the epoch. */
-export interface ISchedule extends IScheduleSpec {
-  id: number;
-  created_at: number;
-  /** Null while paused. */
-  next_run: number | null;
-  last_run: IScheduleRun | null;
-}
+export type ISchedule = Schemas['Schedule'];
 
 /** `GET /jobs/api/schedules`. */
-export interface IScheduleList {
-  schedules: ISchedule[];
-}
+export type IScheduleList = Schemas['ScheduleList'];
 
 /** `GET /jobs/api/schedules/preview`. */
-export interface ISchedulePreview {
-  description: string;
-  next: number[];
-}
+export type ISchedulePreview = Schemas['SchedulePreview'];
 
 /** The query of a preview: a cron expression with a zone, or an interval in seconds. */
 export type IPreviewQuery =
   { cron: string; timezone: string | null } | { every: number };
 
-/** The fields issue 13 adds to a job's JSON (absent from servers before it). */
-export interface IScheduledFields {
-  schedule_id?: number | null;
-  scheduled_time?: number | null;
-}
-
-/** A job with issue 13's fields. */
-export type INotebookAwareJob = IJob & IScheduledFields;
+/** A job; its `schedule_id` and `scheduled_time` say which schedule's run it is. */
+export type INotebookAwareJob = IJob;
 
 /** Whether a job runs a whole notebook (kind "notebook"). */
 export function isNotebookJob(job: Pick<IJob, 'kind'>): boolean {

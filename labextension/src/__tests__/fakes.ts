@@ -284,7 +284,13 @@ export class FakeApi {
     this.calls.push(`updateSchedule ${id}`);
     this.requests.push(fields);
     this._maybeBad();
-    const schedule = { ...this._schedule(id), ...fields };
+    const old = this._schedule(id);
+    const schedule = {
+      ...old,
+      ...fields,
+      timezone: fields.timezone ?? old.timezone, // the server fills in its own zone
+      job: { ...(fields.job ?? old.job) }
+    };
     this.schedulesById.set(id, schedule);
     return { ...schedule };
   }
@@ -384,12 +390,13 @@ export function makeSchedule(
     target: { kind: 'notebook', path: 'report.ipynb', parameters: {} },
     cron: null,
     every: 3600,
-    timezone: null,
     overlap: 'skip',
     catch_up: 'latest',
     paused: false,
-    job: {},
+    owner: '',
     ...spec,
+    timezone: spec.timezone ?? 'UTC', // the server fills in its own zone
+    job: { ...spec.job },
     id,
     created_at: 1_700_000_000,
     next_run: spec.paused ? null : 1_700_003_600,
