@@ -482,8 +482,10 @@ class Job(concurrent.futures.Future):
         return notebooks.from_result(self._backend.result_bytes(self.id))
 
     def _decode(self, data: bytes) -> Any:
-        # A notebook job's result is its executed notebook's JSON, never a pickle.
-        if self.record.kind is Kind.NOTEBOOK:
+        # A notebook job's result is its executed notebook's JSON, never a pickle. The kind never
+        # changes: the record seen at submit says it, without a request for a fresh one.
+        self.ensure_stored()
+        if self._record.kind is Kind.NOTEBOOK:
             return notebooks.from_result(data)
         return dill.loads(data)
 
