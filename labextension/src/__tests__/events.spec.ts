@@ -1,33 +1,8 @@
-import { Stream } from '@lumino/signaling';
 
 import { LiveUpdates, parseJobEvents } from '../events';
 import { JobsModel } from '../model';
 import { EVENT_SCHEMA_ID, IJobEvent } from '../types';
-import { FakeApi, makeJob } from './fakes';
-
-/** Poll `check` until it holds, failing after `timeout` ms. */
-async function waitFor(check: () => boolean, timeout = 5000): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      throw new Error('condition not met in time');
-    }
-    await new Promise(resolve => setTimeout(resolve, 10));
-  }
-}
-
-/** A stand-in for JupyterLab's EventManager: the same stream type, fed by the test. */
-class FakeEvents {
-  stream = new Stream<any, any>(this);
-  serverSettings = {} as any;
-  isDisposed = false;
-  dispose() {
-    this.isDisposed = true;
-  }
-  async emit() {
-    throw new Error('not used');
-  }
-}
+import { FakeApi, FakeEvents, makeJob, waitFor } from './fakes';
 
 describe('parseJobEvents', () => {
   it('reads the entries of our schema and ignores others', () => {

@@ -5,6 +5,8 @@
  */
 
 import type * as nbformat from '@jupyterlab/nbformat';
+import type { Event } from '@jupyterlab/services';
+import { Stream } from '@lumino/signaling';
 
 import { IListQuery, JobsClient } from '../client';
 import { provisionalJob } from '../model';
@@ -402,4 +404,34 @@ export function makeSchedule(
     next_run: spec.paused ? null : 1_700_003_600,
     last_run: null
   };
+}
+
+/** Poll `check` until it holds, failing after `timeout` ms. */
+export async function waitFor(
+  check: () => boolean,
+  timeout = 5000
+): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!check()) {
+    if (Date.now() > deadline) {
+      throw new Error('condition not met in time');
+    }
+    await new Promise(resolve => setTimeout(resolve, 10));
+  }
+}
+
+/** A stand-in for JupyterLab's EventManager: the same stream type, fed by the test. */
+export class FakeEvents {
+  stream = new Stream<any, any>(this);
+  serverSettings = {} as any;
+  isDisposed = false;
+  dispose(): void {
+    this.isDisposed = true;
+  }
+  async emit(): Promise<void> {
+    throw new Error('not used');
+  }
+  asManager(): Event.IManager {
+    return this as unknown as Event.IManager;
+  }
 }

@@ -5,17 +5,7 @@ import { Widget } from '@lumino/widgets';
 import { CommandIDs } from '../commands';
 import { JobsModel } from '../model';
 import { JobsPanel, RENDER_INTERVAL } from '../panel';
-import { FakeApi, HELD_ACTIONS, makeJob } from './fakes';
-
-async function waitFor(check: () => boolean, timeout = 5000): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      throw new Error('condition not met in time');
-    }
-    await new Promise(resolve => setTimeout(resolve, 10));
-  }
-}
+import { FakeApi, HELD_ACTIONS, makeJob, waitFor } from './fakes';
 
 const EVIL = '<img src=x onerror="window.__pwned = 1">';
 

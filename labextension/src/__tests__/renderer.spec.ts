@@ -4,7 +4,6 @@ import {
   RenderMimeRegistry,
   standardRendererFactories
 } from '@jupyterlab/rendermime';
-import { Stream } from '@lumino/signaling';
 import { Panel, Widget } from '@lumino/widgets';
 
 import {
@@ -18,17 +17,7 @@ import {
   widgetsBound
 } from '../renderer';
 import { EVENT_SCHEMA_ID } from '../types';
-import { FakeApi, makeJob } from './fakes';
-
-async function waitFor(check: () => boolean, timeout = 5000): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      throw new Error('condition not met in time');
-    }
-    await new Promise(resolve => setTimeout(resolve, 10));
-  }
-}
+import { FakeApi, FakeEvents, makeJob, waitFor } from './fakes';
 
 /* eslint-disable jupyter/no-untranslated-string -- ipywidgets' own (untranslated) messages */
 
@@ -86,10 +75,6 @@ class FakeWidgets {
     this.restored = true;
     this.renderers.forEach(r => r.reveal());
   }
-}
-
-class FakeEvents {
-  stream = new Stream<any, any>(this);
 }
 
 const SAVED_HTML =

@@ -8,17 +8,7 @@ import {
   IRunResult,
   RunForm
 } from '../runDialog';
-import { FakeApi, makeSchedule } from './fakes';
-
-async function waitFor(check: () => boolean, timeout = 5000): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      throw new Error('condition not met in time');
-    }
-    await new Promise(resolve => setTimeout(resolve, 10));
-  }
-}
+import { FakeApi, makeSchedule, waitFor } from './fakes';
 
 /** Type into an input as a user does, so React's onChange runs. */
 function type(node: HTMLInputElement, value: string): void {

@@ -1,39 +1,18 @@
 import { Notification } from '@jupyterlab/apputils';
-import type { Event } from '@jupyterlab/services';
 import { MessageLoop } from '@lumino/messaging';
-import { Stream } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import type { INotebookAwareJob } from '../nbtypes';
 import { ScheduleAlerts, SchedulesView } from '../schedules';
 import { EVENT_SCHEMA_ID } from '../types';
-import { FakeApi, makeEvent, makeJob, makeSchedule } from './fakes';
-
-async function waitFor(check: () => boolean, timeout = 5000): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      throw new Error('condition not met in time');
-    }
-    await new Promise(resolve => setTimeout(resolve, 10));
-  }
-}
-
-/** A stand-in for JupyterLab's EventManager: the same stream type, fed by the test. */
-class FakeEvents {
-  stream = new Stream<any, any>(this);
-  serverSettings = {} as any;
-  isDisposed = false;
-  dispose() {
-    this.isDisposed = true;
-  }
-  async emit() {
-    throw new Error('not used');
-  }
-  asManager(): Event.IManager {
-    return this as unknown as Event.IManager;
-  }
-}
+import {
+  FakeApi,
+  FakeEvents,
+  makeEvent,
+  makeJob,
+  makeSchedule,
+  waitFor
+} from './fakes';
 
 function scheduledRun(
   id: number,
