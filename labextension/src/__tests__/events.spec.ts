@@ -1,4 +1,3 @@
-
 import { LiveUpdates, parseJobEvents } from '../events';
 import { JobsModel } from '../model';
 import { EVENT_SCHEMA_ID, IJobEvent } from '../types';
