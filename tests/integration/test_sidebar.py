@@ -26,22 +26,12 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import jobfuncs
-from servers import REPO, JupyterHome, RunningServer, ServerFactory, poll
+from lab_browser import lab_home, launch_chromium
+from servers import RunningServer, ServerFactory, poll
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-LABEXTENSION = REPO / "jupyter_jobs" / "labextension"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CONFIG = {"JobsApp": {"max_workers": 2, "progress_interval": 0.2, "kill_grace": 2.0}}
-#: No news feed or update check (no network here), and no toast asking about them.
-PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
 VIEWPORT = {"width": 1400, "height": 900}
 #: Generous bound for anything the page must show (a job's whole life fits in it).
 UI_TIMEOUT = 30_000
@@ -73,9 +63,7 @@ load("measurements.csv")
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()
 
@@ -83,18 +71,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def lab(jupyter_server_factory: ServerFactory, tmp_path: Path) -> RunningServer:
     """`jupyter lab` with the repository's build of the extension in its data dir."""
-    if not (LABEXTENSION / "package.json").is_file():
-        pytest.fail(
-            f"{LABEXTENSION} is missing: build the extension first "
-            "(cd labextension && npm install && npm run build:prod)"
-        )
-    home = JupyterHome.create(tmp_path / "home")
-    target = home.data_dir / "labextensions" / "jupyter-jobs"
-    target.parent.mkdir(parents=True)
-    target.symlink_to(LABEXTENSION, target_is_directory=True)
-    labconfig = home.config_dir / "labconfig"
-    labconfig.mkdir()
-    (labconfig / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
+    home = lab_home(tmp_path / "home")
     return jupyter_server_factory(home, app="lab", config=CONFIG)
 
 
