@@ -67,10 +67,18 @@ def test_twenty_wait_cells_results_are_freed_by_del(kernel):  # noqa: F811
     assert max(above) < SLACK, f"kernel RSS above the baseline after each `del b`, MB: {mb(above)}"
 
 
-def test_rebound_names_background_cells_attach_and_failed_cells_keep_nothing(kernel):  # noqa: F811
-    """The submit's snapshot of a rebound name, a background cell and its `--out` handle (whose
-    `result()` still answers, fetched again), `%job attach` and a failed cell's names."""
+def test_sent_and_rebound_names_background_cells_attach_and_failed_cells_keep_nothing(
+    kernel,  # noqa: F811
+):
+    """The payload and the submit's snapshot of a name the cell reads or rebinds, a background
+    cell and its `--out` handle (whose `result()` still answers, fetched again), `%job attach`
+    and a failed cell's names."""
     base = warmed_up(kernel)
+
+    kernel.execute(make(1, "a"))
+    kernel.execute("%%job --wait\nc = a + 1")
+    kernel.execute("assert c[0] == 2\ndel a, c")
+    assert rss(kernel) - base < SLACK, "the variable sent to the job is kept"
 
     kernel.execute("%%job --wait\n" + make(1))
     kernel.execute("%%job --wait\n" + make(2))  # submitted while `b` held the first array
