@@ -539,6 +539,8 @@ class JobWidget:
             if merged:
                 job.forget_result()
             self.job = job.backend.handle(self.record)
+            if self.inline:  # published as the cell's own outputs, never shown here
+                self.outputs = []
 
     def _retry(self) -> None:
         self._restart(self.job.retry())
