@@ -476,6 +476,15 @@ class Job(concurrent.futures.Future):
                 self._value = self._decode(self._backend.result_bytes(self.id))
         return self._value
 
+    def forget_result(self) -> None:
+        """Let go of the loaded value: the next `result()` loads it again, as a new copy.
+
+        For a value whose home is now elsewhere (a cell job's names, merged into the
+        notebook's namespace): a handle kept for its other uses must not keep it alive.
+        """
+        with self._value_lock:
+            self._value = _NOT_LOADED
+
     def notebook(self) -> Any:
         """A notebook job's executed notebook (`nbformat.NotebookNode`), also after a failed
         run (as far as it ran); `ResultNotReady` while there is none."""

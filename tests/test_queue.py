@@ -41,6 +41,15 @@ def test_submit_and_result(queue):
     assert job.exception() is None
 
 
+def test_a_forgotten_result_loads_again_as_a_new_copy(queue):
+    job = queue.submit(jobfuncs.cwd_and_python)
+    first = job.result(timeout=30)
+    assert job.result() is first  # loaded once
+    job.forget_result()
+    again = job.result()
+    assert again == first and again is not first
+
+
 def test_lambda_and_closure_travel_by_value(queue):
     offset = 7
     job = queue.submit(lambda x: x + offset, 3)
