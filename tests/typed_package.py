@@ -7,6 +7,7 @@ servers and workers).
     monkeypatch.syspath_prepend(str(folder))                       # this process
     monkeypatch.setenv("PYTHONPATH", typed_package.pythonpath(folder))   # workers
 
+Each process that imports the module appends its pid to the file named by $MLTYPES_IMPORTS.
 Types: `train` (a schema, progress, a log line, a JSON result and a summary), `explain` (a
 result that is not JSON: a tuple and a set travel as a pickle), `crash` (raises), `noisy` (its
 summarize fails: the job still succeeds), and `broken` (its module does not exist).
@@ -22,7 +23,13 @@ MODULE = "mltypes"
 SOURCE = '''\
 """Job types of a small ML app (a test package)."""
 
+import os
+
 import jupyter_jobs
+
+if os.environ.get("MLTYPES_IMPORTS"):  # who imports it: the server must never
+    with open(os.environ["MLTYPES_IMPORTS"], "a") as imports:
+        imports.write(f"{os.getpid()}\\n")
 
 TRAIN_SCHEMA = {
     "type": "object",
