@@ -118,9 +118,10 @@ class Jobs:
     def submit_typed(
         self, type_name: str, /, parameters: dict[str, Any] | None = None, **options: Any
     ) -> Job:
-        """Run a job of the registered job type `type_name` with `parameters` (JSON values,
-        checked against the type's schema: a bad one raises `InvalidRequest` naming it);
-        returns its handle once the job is stored.
+        """Run a job of the job type `type_name` with `parameters` (JSON values, checked
+        against the type's schema before this returns: a bad one raises `InvalidRequest`
+        naming it, an unknown type `JobTypeNotFound`); returns its handle (over the store, the
+        job is stored in the background as `submit`'s are; over REST, before this returns).
 
         Options are `submit`'s (the job's name defaults to the type's). The job runs where its
         type says (a kernel type: the interpreter and directory of the kernel that registered

@@ -119,6 +119,18 @@ class TypedRun:
     result: Any
 
 
+@dataclass(frozen=True)
+class Declaration:
+    """What `@job_type(...)` said of a function, as given: checked only when the type is
+    described (`describe_function`), so that importing a package of types in a worker stays
+    cheap (jsonschema is not imported there)."""
+
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    summarize: Callable[[TypedRun], Any] | None = None
+    description: str | None = None
+
+
 def job_type(
     name: str | None = None,
     schema: dict[str, Any] | None = None,
@@ -126,22 +138,29 @@ def job_type(
     summarize: Callable[[TypedRun], Any] | None = None,
     description: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Describe `fn` as a job type: its name (default: the function's), the JSON schema of its
+    """Declare `fn` a job type: its name (default: the function's), the JSON schema of its
     parameters (default: one made from its signature, see `schema_from_signature`) and an
-    optional `summarize(job)`. The function is returned unchanged, with the description in
-    its `__job_type__` attribute: an entry point naming it gives the type its schema, and
+    optional `summarize(job)`. The function is returned unchanged, with the declaration in its
+    `__job_type__` attribute: an entry point naming it gives the type its schema, and
     `jupyter_jobs.job_type` in a kernel also registers it with the server.
     """
+    if summarize is not None and not callable(summarize):
+        raise TypeError("summarize must be a function of the finished job")
+    declared = Declaration(name, schema, summarize, description)
 
-    def describe(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def declare(fn: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(fn):
             raise TypeError(f"job_type decorates a function, got {type(fn).__name__}")
-        if summarize is not None and not callable(summarize):
-            raise TypeError("summarize must be a function of the finished job")
-        setattr(fn, ATTRIBUTE, describe_function(fn, name, schema, summarize, description))
+        setattr(fn, ATTRIBUTE, declared)
         return fn
 
-    return describe
+    return declare
+
+
+def summarize_of(fn: Callable[..., Any]) -> Callable[[TypedRun], Any] | None:
+    """The `summarize` declared with a run function, if any (what a worker needs of it)."""
+    declared = getattr(fn, ATTRIBUTE, None)
+    return declared.summarize if isinstance(declared, Declaration) else None
 
 
 def describe_function(
@@ -151,13 +170,14 @@ def describe_function(
     summarize: Callable[[TypedRun], Any] | None = None,
     description: str | None = None,
 ) -> JobType:
-    """The `JobType` of a run function; its name, schema and description checked."""
-    found = getattr(fn, ATTRIBUTE, None)
-    if isinstance(found, JobType):  # decorated already: what was given there counts
-        name = name or found.name
-        schema = schema if schema is not None else found.schema
-        summarize = summarize or found.summarize
-        description = description if description is not None else found.description
+    """The `JobType` of a run function: what is given here, else what `@job_type` declared;
+    its name, schema (with jsonschema) and description checked."""
+    declared = getattr(fn, ATTRIBUTE, None)
+    if isinstance(declared, Declaration):
+        name = name or declared.name
+        schema = schema if schema is not None else declared.schema
+        summarize = summarize or declared.summarize
+        description = description if description is not None else declared.description
     type_name = check_name(name or getattr(fn, "__name__", ""))
     doc = description if description is not None else inspect.getdoc(fn) or ""
     return JobType(

@@ -121,7 +121,8 @@ class StoreBackend(Backend):
         self.store.delete_schedule(schedule_id)
 
     def submit_typed(self, spec: JobSpec) -> Job:
-        return self.submit_and_wait([self.types.prepare(spec)])[0]
+        """Checked here, at the call; stored in the background as `submit`'s jobs are."""
+        return self.submit([self.types.prepare(spec)])[0]
 
     def register_type(self, job_type: JobType, functions: bytes) -> JobType:
         return self.types.register(job_type, functions)

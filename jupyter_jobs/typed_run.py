@@ -41,9 +41,9 @@ class RunFailed(Exception):
         self.error = error
 
 
-def load_entry_point(name: str, value: str) -> JobType:
-    """The `JobType` of an installed type, from its entry point's `module:function`, imported
-    here. The entry point's name is the type's name."""
+def import_entry_point(name: str, value: str) -> Callable[..., Any]:
+    """The run function an installed type's entry point (`module:function`) names, imported
+    here."""
     try:
         fn = EntryPoint(name, value, job_types.ENTRY_POINT_GROUP).load()
     except Exception as exc:
@@ -52,7 +52,13 @@ def load_entry_point(name: str, value: str) -> JobType:
         ) from None
     if not callable(fn):
         raise TypeNotLoaded(f"job type {name!r}: {value} is a {type(fn).__name__}, not a function")
-    found = job_types.describe_function(fn, name)
+    return fn
+
+
+def load_entry_point(name: str, value: str) -> JobType:
+    """The `JobType` of an installed type, described (its schema checked with jsonschema). The
+    entry point's name is the type's name."""
+    found = job_types.describe_function(import_entry_point(name, value), name)
     found.name, found.entry_point = name, value
     return found
 
@@ -73,9 +79,9 @@ def describe_installed() -> list[JobType]:
 
 def _functions(payload: job_types.TypedPayload) -> tuple[Callable[..., Any], Any]:
     """(run, summarize) of the payload's type."""
-    if payload.entry_point is not None:
-        found = load_entry_point(payload.type, payload.entry_point)
-        return found.run, found.summarize  # type: ignore[return-value]
+    if payload.entry_point is not None:  # not described: no schema check needed to run it
+        fn = import_entry_point(payload.type, payload.entry_point)
+        return fn, job_types.summarize_of(fn)
     from . import payload as payloads
 
     try:

@@ -119,7 +119,7 @@ def test_a_schema_is_made_from_the_signature_when_none_is_given() -> None:
     assert job_types.describe_function(anything).schema == {"type": "object", "properties": {}}
 
 
-def test_the_decorator_describes_and_returns_the_function_unchanged() -> None:
+def test_the_decorator_declares_and_describing_checks() -> None:
     def summarize(job):
         return job.result
 
@@ -127,13 +127,28 @@ def test_the_decorator_describes_and_returns_the_function_unchanged() -> None:
     def double(x):
         return 2 * x
 
-    assert double(4) == 8
-    found = double.__job_type__
+    assert double(4) == 8  # the function itself, unchanged
+    assert job_types.summarize_of(double) is summarize
+    found = job_types.describe_function(double)
     assert (found.name, found.description, found.summarize, found.run) == (
         "double", "x2", summarize, double
     )  # fmt: skip
+    assert found.has_summarize and found.schema == {"type": "object"}
+
+    # Declaring checks nothing costly (a worker imports packages of types); describing does.
+    @job_types.job_type("bad name", {"type": "array"})
+    def later():
+        pass
+
+    with pytest.raises(InvalidRequest, match="is not valid"):
+        job_types.describe_function(later)
+    with pytest.raises(InvalidRequest, match="must describe an object"):
+        job_types.describe_function(later, "fine")
+    assert job_types.summarize_of(len) is None
     with pytest.raises(TypeError, match="decorates a function"):
         job_types.job_type("x")(42)
+    with pytest.raises(TypeError, match="summarize must be a function"):
+        job_types.job_type("x", summarize=3)
 
 
 def test_a_payload_splits_at_its_first_newline_whatever_the_function_bytes() -> None:
