@@ -1,4 +1,5 @@
-"""`Jobs`: the one front end (submit, map, get, jobs, cancel, retry, delete, release, schedule).
+"""`Jobs`: the one front end (submit, map, get, jobs, cancel, retry, delete, release, schedule,
+submit_typed and the job type verbs).
 
 `JobQueue` (the engine's API, over a store file) and `jj.*` in kernels (over the Jupyter server's
 REST API) are thin over it; they differ only by their `Backend` and by who the jobs belong to.
