@@ -44,6 +44,12 @@ _LAZY = {
     "pause_schedule": "kernel.api",
     "resume_schedule": "kernel.api",
     "delete_schedule": "kernel.api",
+    "job_type": "kernel.api",
+    "submit_typed": "kernel.api",
+    "list_job_types": "kernel.api",  # not `job_types`: that is the module of the vocabulary
+    "get_job_type": "kernel.api",
+    "delete_job_type": "kernel.api",
+    "JobTypeNotFound": "errors",
     "load_ipython_extension": "kernel.magics",
 }
 

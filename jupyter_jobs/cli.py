@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from . import cli_schedules, notebooks, wording
+from . import cli_schedules, cli_types, notebooks, wording
 from .errors import DatabaseNotFound, InvalidRequest, JobsError, error_body
 from .models import Job, Status
 from .store import DEFAULT_RETENTION_DAYS, Store, default_db_path
@@ -93,6 +93,10 @@ def _describe(job: Job) -> str:
         ("timeout", f"{job.timeout:g}s" if job.timeout else "-"),
         ("log", f"{job.log_size} bytes"),
     ]
+    if job.type is not None:
+        fields.insert(3, ("type", f"{job.type} {json.dumps(job.parameters)}"))
+    if job.summary is not None:
+        fields.append(("summary", json.dumps(job.summary)))
     text = "\n".join(f"{k:<10}{v}" for k, v in fields)
     if job.error:
         text += f"\nerror     {job.error.type}: {job.error.message}"
@@ -397,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_consumer, creates=True)
     cli_schedules.add_parser(sub, common)
+    cli_types.add_parser(sub, common)
     return parser
 
 

@@ -71,6 +71,27 @@ class ScheduleNotFound(JobsError):
         self.schedule_id = schedule_id
 
 
+class JobTypeNotFound(JobsError):
+    """No job type of that name: none is installed (entry points) or registered from a kernel."""
+
+    http_status = 404
+
+    @classmethod
+    def named(cls, name: str, known: list[str] | None = None) -> JobTypeNotFound:
+        """The refusal of `name`; `known` lists the types there are, to name them."""
+        text = f"no job type named {name!r}"
+        if known is not None:
+            text += f" (job types: {', '.join(known) or 'none'})"
+        return cls(text, {"type": name})
+
+
+class JobTypeConflict(JobsError):
+    """The job type cannot be changed that way: an installed type's name is not a kernel's to
+    take, nor to delete (uninstall its package)."""
+
+    http_status = 409
+
+
 class NotebookNotFound(JobsError):
     """No notebook there: a notebook submit's path names none, or a notebook job has not
     produced its executed notebook (yet)."""

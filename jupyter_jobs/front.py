@@ -1,4 +1,5 @@
-"""`Jobs`: the one front end (submit, map, get, jobs, cancel, retry, delete, release, schedule).
+"""`Jobs`: the one front end (submit, map, get, jobs, cancel, retry, delete, release, schedule,
+submit_typed and the job type verbs).
 
 `JobQueue` (the engine's API, over a store file) and `jj.*` in kernels (over the Jupyter server's
 REST API) are thin over it; they differ only by their `Backend` and by who the jobs belong to.
@@ -13,11 +14,13 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import notebooks
+from . import job_types, notebooks
 from . import options as opts
+from .errors import PayloadError
 from .job import Backend, Job
+from .job_types import JobType, TypedRun
 from .models import JobSpec, Kind, Status
-from .payload import function_payload
+from .payload import dumps, function_payload
 from .schedules import Schedule, ScheduleSpec
 
 #: Jobs one `jobs()` call lists unless told otherwise.
@@ -113,6 +116,26 @@ class Jobs:
         spec = self.spec(Kind.NOTEBOOK, name, **options)
         return self.backend.submit([(spec, data)])[0]
 
+    def submit_typed(
+        self, type_name: str, /, parameters: dict[str, Any] | None = None, **options: Any
+    ) -> Job:
+        """Run a job of the job type `type_name` with `parameters` (JSON values, checked
+        against the type's schema before this returns: a bad one raises `InvalidRequest`
+        naming it, an unknown type `JobTypeNotFound`); returns its handle (over the store, the
+        job is stored in the background as `submit`'s are; over REST, before this returns).
+
+        Options are `submit`'s (the job's name defaults to the type's). The job runs where its
+        type says (a kernel type: the interpreter and directory of the kernel that registered
+        it) unless `interpreter` or `cwd` are given. Its `result()` is the run function's
+        value (sent as JSON when it is plain JSON), its record's `summary` what the type's
+        `summarize` made of it.
+        """
+        name = options.pop("name", None) or job_types.check_name(type_name)
+        spec = opts.build_spec(
+            Kind.TYPED, name, self._owner(), options, type=type_name, parameters=parameters
+        )
+        return self.backend.submit_typed(spec)  # type: ignore[attr-defined]
+
     # --- following and acting ----------------------------------------------------------------
 
     def get(self, job_id: int) -> Job:
@@ -150,6 +173,67 @@ class Jobs:
     def delete(self, job_id: int) -> None:
         """Remove a job that is not running, with its payload, result and logs."""
         self.backend.delete(int(job_id))
+
+    # --- job types ---------------------------------------------------------------------------
+
+    def job_type(
+        self,
+        name: str | None = None,
+        schema: dict[str, Any] | None = None,
+        *,
+        summarize: Callable[[TypedRun], Any] | None = None,
+        description: str | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A decorator: `register_type` the function it decorates, and return it unchanged."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.register_type(fn, name, schema, summarize=summarize, description=description)
+            return fn
+
+        return register
+
+    def register_type(
+        self,
+        fn: Callable[..., Any],
+        /,
+        name: str | None = None,
+        schema: dict[str, Any] | None = None,
+        *,
+        summarize: Callable[[TypedRun], Any] | None = None,
+        description: str | None = None,
+    ) -> JobType:
+        """Register `fn` as the job type `name` (default: its name) whose parameters `schema`
+        describes (default: made from its signature), with an optional `summarize(job)` that
+        turns a finished run into a short JSON view. The functions are kept as dill bytes in
+        the job database, which only workers load, so the type outlives this process and the
+        server; registering a name again replaces it. Its jobs run with this process's
+        interpreter in its working directory (a kernel's: its own). Returns the stored type.
+        """
+        described = job_types.describe_function(fn, name, schema, summarize, description)
+        try:
+            functions = dumps({"run": fn, "summarize": described.summarize})
+        except Exception as exc:
+            raise PayloadError(
+                f"job type {described.name!r}: its functions cannot be saved: {exc}"
+            ) from exc
+        defaults = {"interpreter": None, "cwd": os.getcwd(), **self._defaults()}
+        described.owner = self._owner()
+        described.interpreter = defaults["interpreter"]
+        described.cwd = defaults["cwd"]
+        return self.backend.register_type(described, functions)  # type: ignore[attr-defined]
+
+    def job_types(self) -> list[JobType]:
+        """Every job type (installed ones, and those registered from kernels), by name."""
+        return self.backend.job_types()  # type: ignore[attr-defined]
+
+    def get_job_type(self, name: str) -> JobType:
+        """One job type, with its schema (raises JobTypeNotFound)."""
+        return self.backend.get_job_type(name)  # type: ignore[attr-defined]
+
+    def delete_job_type(self, name: str) -> None:
+        """Forget a job type registered from a kernel (its jobs keep their copy of it);
+        installed types are removed by uninstalling their package."""
+        self.backend.delete_job_type(name)  # type: ignore[attr-defined]
 
     # --- schedules ---------------------------------------------------------------------------
 

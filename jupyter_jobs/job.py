@@ -22,7 +22,7 @@ from typing import Any
 
 import dill
 
-from . import notebooks
+from . import job_types, notebooks
 from .errors import IllegalTransition, JobCancelled, JobFailed, JobNotFound, JobsError
 from .models import Job as JobRecord
 from .models import JobSpec, Kind, Page, Progress, Status
@@ -496,6 +496,8 @@ class Job(concurrent.futures.Future):
         self.ensure_stored()
         if self._record.kind is Kind.NOTEBOOK:
             return notebooks.from_result(data)
+        if self._record.kind is Kind.TYPED:  # JSON when the value was plain JSON
+            return job_types.decode_result(data)
         return dill.loads(data)
 
     def __await__(self) -> Generator[Any, None, Any]:

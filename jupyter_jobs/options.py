@@ -287,8 +287,11 @@ def build_spec(
     *,
     interpreter: str | None = None,
     cwd: str | None = None,
+    type: str | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> JobSpec:
-    """A validated spec from submit options; `interpreter`/`cwd` are the client's defaults.
+    """A validated spec from submit options; `interpreter`/`cwd` are the client's defaults;
+    `type` and `parameters` a typed job's.
 
     `options` may also carry `options` (the kind's own settings, e.g. a cell's names to send
     back). Unknown options raise TypeError (naming them) and bad values InvalidRequest, before
@@ -304,7 +307,15 @@ def build_spec(
     values["interpreter"] = values.get("interpreter") or interpreter
     values["cwd"] = values.get("cwd") or cwd
     kind_options = options.get("options") or {}
-    spec = JobSpec(kind=kind, name=name, owner=owner, options=kind_options, **values)
+    spec = JobSpec(
+        kind=kind,
+        name=name,
+        owner=owner,
+        options=kind_options,
+        type=type,
+        parameters=parameters,
+        **values,
+    )
     spec.validate()
     return spec
 

@@ -98,8 +98,9 @@ def job_header(
 
 
 def done_fields(header: dict[str, Any], body: bytes) -> dict[str, Any]:
-    """What a "done" frame says, as plain data: status, reason, error (a dict or None), and
-    the result and notebook outputs (opaque bytes, or None when the job has none)."""
+    """What a "done" frame says, as plain data: status, reason, error (a dict or None), the
+    result and notebook outputs (opaque bytes, or None when the job has none), and a typed
+    job's summary (JSON, or None)."""
     result_len = header.get("result_len", 0)
     outputs_len = header.get("outputs_len", 0)
     return {
@@ -110,6 +111,7 @@ def done_fields(header: dict[str, Any], body: bytes) -> dict[str, Any]:
         "outputs": body[result_len : result_len + outputs_len]
         if header.get("has_outputs")
         else None,
+        "summary": header.get("summary"),
     }
 
 

@@ -16,16 +16,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import typed_run
 from .consumer import Consumer
 from .errors import InvalidRequest, JobsError
 from .executors.local import LocalExecutor
 from .front import Jobs
-from .job import Backend
+from .job import Backend, Job
+from .job_types import JobType
 from .models import Change, JobSpec, Page
 from .models import Job as JobRecord
 from .schedules import Schedule, ScheduleSpec
 from .store import Store
 from .submitter import EXIT_WAIT
+from .type_registry import TypeRegistry
 
 
 class StoreBackend(Backend):
@@ -37,6 +40,8 @@ class StoreBackend(Backend):
         self._listener = None
         self._mark = store.finished_since(None)[1]
         self._unsubscribe = store.subscribe(self._on_changes)
+        # Installed types are imported here, on first need: this is the user's own process.
+        self.types = TypeRegistry(store, typed_run.describe_installed)
 
     def _on_changes(self, changes: list[Change]) -> None:
         self.resolve(c.job for c in changes if c.what == "transition" and c.job.finished)
@@ -114,6 +119,22 @@ class StoreBackend(Backend):
 
     def delete_schedule(self, schedule_id: int) -> None:
         self.store.delete_schedule(schedule_id)
+
+    def submit_typed(self, spec: JobSpec) -> Job:
+        """Checked here, at the call; stored in the background as `submit`'s jobs are."""
+        return self.submit([self.types.prepare(spec)])[0]
+
+    def register_type(self, job_type: JobType, functions: bytes) -> JobType:
+        return self.types.register(job_type, functions)
+
+    def job_types(self) -> list[JobType]:
+        return self.types.all()
+
+    def get_job_type(self, name: str) -> JobType:
+        return self.types.get(name)
+
+    def delete_job_type(self, name: str) -> None:
+        self.types.delete(name)
 
     def close(self) -> None:
         super().close()

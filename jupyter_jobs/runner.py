@@ -62,6 +62,7 @@ from . import (
     protocol,
     rng,
     tty_system,
+    typed_run,
 )
 from . import payload as payloads
 from .errors import InvalidRequest
@@ -476,6 +477,17 @@ def _run_notebook(data: bytes, report: notebook_run.Report) -> bytes:
         raise Failure("payload", "PayloadError", str(exc)) from None
 
 
+def _run_typed(data: bytes, header: dict[str, Any]) -> tuple[bytes, Any]:
+    """A typed job (`typed_run.py`): its result bytes and its summary."""
+    try:
+        return typed_run.run(data, header["job_id"], header["attempt"])
+    except typed_run.TypeNotLoaded as exc:
+        raise Failure("payload", "PayloadError", str(exc)) from None
+    except typed_run.RunFailed as failed:
+        exc = failed.error
+        raise Failure("error", type(exc).__name__, str(exc), _job_traceback(exc)) from None
+
+
 def _dumps_or_none(value: Any, by_reference: Collection[type] = ()) -> bytes | None:
     try:
         return payloads.dumps(value, by_reference)
@@ -765,7 +777,7 @@ class Worker:
         with self.capture.lock:
             self.capture.job = output
         self.lease.begin(header.get("lease_until"))
-        result, error, reason = None, None, None
+        result, error, reason, summary = None, None, None, None
         try:
             with self._in_directory(cwd), job_context(context, self.reporter.report):
                 if outputs is not None:
@@ -773,6 +785,8 @@ class Worker:
                     result = _run_cell(self.shell, target, body, header.get("options") or {})
                 elif header["kind"] == "notebook":
                     result = _run_notebook(body, self.reporter.report)
+                elif header["kind"] == "typed":
+                    result, summary = _run_typed(body, header)
                 else:
                     result = _run_function(body)
         except Failure as failure:
@@ -800,6 +814,8 @@ class Worker:
             "has_outputs": outputs is not None,
             "outputs_len": len(notebook),
         }
+        if summary is not None:
+            done["summary"] = summary
         return done, [result or b"", notebook]
 
 

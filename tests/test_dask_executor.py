@@ -21,8 +21,9 @@ import pytest
 from distributed import Client, LocalCluster
 from traitlets.config import Config
 
-from jupyter_jobs import JobQueue
+from jupyter_jobs import JobQueue, job_types, payload
 from jupyter_jobs.consumer import Consumer
+from jupyter_jobs.executors.base import Task
 from jupyter_jobs.executors.dask import DaskExecutor
 from jupyter_jobs.executors.dask_task import run_on_worker
 from jupyter_jobs.models import Kind, Reason, Status
@@ -132,6 +133,25 @@ async def test_cell_job_returns_values_and_outputs(executor, recorder):
     outputs = json.loads(outcome.outputs)
     assert [o["output_type"] for o in outputs] == ["stream", "execute_result"]
     assert outputs[1]["data"]["text/plain"] == "42"
+
+
+async def test_typed_job_returns_its_json_result_and_summary(executor, recorder):
+    functions = payload.dumps({"run": jobfuncs.add, "summarize": vars})
+    data = job_types.encode_payload(
+        job_types.TypedPayload("adder", {"a": 40, "b": 2}, None, functions)
+    )
+    task = Task(wu.next_id(), 1, Kind.TYPED, "adder", data)
+    await executor.run(task)
+    outcome = await recorder.done(task.job_id)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    assert outcome.result == b"42"  # JSON, the server may serve it as it is
+    assert outcome.summary == {
+        "id": task.job_id,
+        "attempt": 1,
+        "type": "adder",
+        "parameters": {"a": 40, "b": 2},
+        "result": 42,
+    }
 
 
 async def test_large_payload_travels_by_scatter(executor, recorder):

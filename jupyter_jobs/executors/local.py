@@ -54,6 +54,8 @@ from .processes import (
 )
 
 log = logging.getLogger(__name__)
+#: The kinds of job a busy worker may be sent ahead of time: calls, not cells or notebooks.
+_SENT_AHEAD = frozenset({Kind.FUNCTION, Kind.TYPED})
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDERR_TAIL = 16384
@@ -378,7 +380,8 @@ class LocalExecutor(Executor):
         self._reclaim()
 
     def _send_ahead(self) -> None:
-        """Send short function jobs from the backlog to busy workers (see `send_ahead`).
+        """Send short function and typed jobs from the backlog to busy workers (see
+        `send_ahead`); a typed job is a function call too, by name.
 
         Only while jobs are short (prefetching is on), and never behind a cell job (its worker
         is the kernel's) or to a doomed worker (it is "retiring", not "busy").
@@ -388,7 +391,7 @@ class LocalExecutor(Executor):
         batches: dict[Worker, list[protocol.Frame]] = {}
         while self._backlog:
             run = self._backlog[0]
-            if Kind(run.task.kind) is not Kind.FUNCTION:
+            if Kind(run.task.kind) not in _SENT_AHEAD:
                 break
             interpreter = run.task.interpreter or self.interpreter
             workers = [w for w in self.pool if self._takes_ahead(w, interpreter, batches)]

@@ -118,6 +118,7 @@ def done_outcome(fields: dict[str, Any], exit_text: str | None = None) -> Outcom
         result=fields.get("result"),
         outputs=fields.get("outputs"),
         exit=exit_text,
+        summary=fields.get("summary"),
     )
 
 

@@ -1,6 +1,6 @@
 """`jj.submit`, `map`, `get`, `jobs`, `cancel`, `retry`, `release`, `delete`, `schedule`,
-`list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`, `delete_schedule` from
-a notebook.
+`list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`, `delete_schedule`,
+`job_type`, `submit_typed`, `list_job_types`, `get_job_type`, `delete_job_type` from a notebook.
 
 The `Jobs` front end (`front.py`), as `JobQueue` is, over the Jupyter server's REST API: the same
 options, names and `Job` interface (result, exception, cancel, done, progress, logs, wait,
@@ -17,7 +17,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .. import job_types
 from ..front import Jobs
+from ..job_types import JobType, TypedRun
 from ..models import JobSpec, Kind, Status
 from ..schedules import Schedule
 from .client import Client, HttpBackend, discover
@@ -148,8 +150,64 @@ def delete_schedule(schedule_id: int) -> None:
     front().delete_schedule(schedule_id)
 
 
+def job_type(
+    name: str | None = None,
+    schema: dict[str, Any] | None = None,
+    *,
+    summarize: Callable[[TypedRun], Any] | None = None,
+    description: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make the decorated function a job type: `@jupyter_jobs.job_type("train", schema={...})`.
+
+    A function defined in the notebook (module `__main__`) is registered with the server at
+    once (`Jobs.register_type`: kept in the job database with this kernel's interpreter and
+    directory, so it outlives the kernel and the server). In a package's module the decorator
+    only describes the function, for the `jupyter_jobs.types` entry point that installs it.
+    """
+    describe = job_types.job_type(name, schema, summarize=summarize, description=description)
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        describe(fn)
+        if getattr(fn, "__module__", None) == "__main__":
+            front().register_type(fn)
+        return fn
+
+    return register
+
+
+def submit_typed(
+    type_name: str, /, parameters: dict[str, Any] | None = None, **options: Any
+) -> RemoteJob:
+    return front().submit_typed(type_name, parameters, **options)  # type: ignore[return-value]
+
+
+def list_job_types() -> list[JobType]:
+    """Every job type the server knows, by name (`jupyter_jobs.job_types` is the module)."""
+    return front().job_types()
+
+
+def get_job_type(name: str) -> JobType:
+    return front().get_job_type(name)
+
+
+def delete_job_type(name: str) -> None:
+    front().delete_job_type(name)
+
+
 _SCHEDULE_VERBS = (schedule, get_schedule, pause_schedule, resume_schedule, delete_schedule)
-for _fn in (submit, submit_notebook, map, get, cancel, retry, release, delete, *_SCHEDULE_VERBS):
+_TYPE_VERBS = (submit_typed, get_job_type, delete_job_type)
+for _fn in (
+    submit,
+    submit_notebook,
+    map,
+    get,
+    cancel,
+    retry,
+    release,
+    delete,
+    *_SCHEDULE_VERBS,
+    *_TYPE_VERBS,
+):
     _fn.__doc__ = getattr(Jobs, _fn.__name__).__doc__
 del _fn
 schedule.__signature__ = inspect.signature(

@@ -21,19 +21,22 @@ import time
 import urllib.parse
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import errors
 from ..errors import InvalidRequest, JobNotFound, JobsError, ServerUnavailable
 from ..job import Backend
+from ..job_types import JobType
 from ..models import Job as JobRecord
 from ..models import JobSpec, Page
 from ..schedules import Schedule, ScheduleSpec
 
 if TYPE_CHECKING:
     from .handle import RemoteJob
+
+T = TypeVar("T")
 
 #: Whether a handle's future is settled, without `RemoteJob.done()` having the poller follow it.
 settled = concurrent.futures.Future.done
@@ -243,6 +246,11 @@ def _keyed(spec: JobSpec) -> JobSpec:
     return dataclasses.replace(spec, idempotency_key=f"kernel-{uuid.uuid4().hex}")
 
 
+def _segment(text: str) -> str:
+    """`text` as one URL path segment."""
+    return urllib.parse.quote(text, safe="")
+
+
 def _peer_closed(sock: Any) -> bool:
     """An idle keep-alive socket that is readable has been closed by the server."""
     try:
@@ -364,11 +372,16 @@ class HttpBackend(Backend):
         the server stored but could not answer is stored once however often it is sent.
         """
         items = [(_keyed(spec), payload) for spec, payload in items]
+        return self._patiently(lambda: self._store_once(items))
+
+    def _patiently(self, send: Callable[[], T]) -> T:
+        """`send()` again while the server does not answer or is stopping, for up to
+        `submit_patience` seconds (what it sends must carry idempotency keys)."""
         deadline = time.monotonic() + self.submit_patience
         pause = 0.05
         while True:
             try:
-                return self._store_once(items)
+                return send()
             except (errors.ServerUnreachable, errors.ShuttingDown):
                 if time.monotonic() + pause > deadline:
                     raise
@@ -525,6 +538,38 @@ class HttpBackend(Backend):
         record = JobRecord.from_json(self.client.json("POST", f"jobs/{int(job_id)}/release", {}))
         self.poller.poke()
         return record
+
+    # --- job types: the server builds a typed job's payload, from its name and parameters ----
+
+    def submit_typed(self, spec: JobSpec) -> RemoteJob:
+        """`POST /jobs` with the type and parameters (the server checks them): the job's
+        handle, once it is stored; sent again while the server restarts (idempotency key)."""
+        data = _keyed(spec).to_json()
+        body = {"type": data.pop("type"), "parameters": data.pop("parameters"), "spec": data}
+        del data["kind"]
+        record = self._patiently(lambda: self.client.json("POST", "jobs", body))
+        return self.handle(JobRecord.from_json(record))
+
+    def register_type(self, job_type: JobType, functions: bytes) -> JobType:
+        body = {
+            "description": job_type.description,
+            "schema": job_type.schema,
+            "summarize": job_type.has_summarize,
+            "owner": job_type.owner,
+            "interpreter": job_type.interpreter,
+            "cwd": job_type.cwd,
+            "functions": base64.b64encode(functions).decode("ascii"),
+        }
+        return JobType.from_json(self.client.json("PUT", f"types/{_segment(job_type.name)}", body))
+
+    def job_types(self) -> list[JobType]:
+        return [JobType.from_json(t) for t in self.client.json("GET", "types")["types"]]
+
+    def get_job_type(self, name: str) -> JobType:
+        return JobType.from_json(self.client.json("GET", f"types/{_segment(name)}"))
+
+    def delete_job_type(self, name: str) -> None:
+        self.client.request("DELETE", f"types/{_segment(name)}")
 
     # --- schedules (REST creates notebook schedules only: a function's would be a pickle) ----
 

@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import functools
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -39,6 +40,7 @@ from ..models import Job, Status
 from ..store import DEFAULT_RETENTION_DAYS, Store, default_db_path
 from .emitter import EventBridge, register_schema
 from .handlers import ROUTES
+from .types_service import TypesService
 from .waiters import Waiters
 
 T = TypeVar("T")
@@ -242,6 +244,7 @@ class JobsApp(ExtensionApp):
     _pool: concurrent.futures.ThreadPoolExecutor
     _events: EventBridge
     waiters: Waiters
+    types: TypesService
     _started = False
     #: Set when the stop begins: from then on every request is answered 503.
     stopping = False
@@ -258,6 +261,8 @@ class JobsApp(ExtensionApp):
         register_schema(self.serverapp.event_logger)
         self._events = EventBridge(self.store, self.serverapp.event_logger)
         self.waiters = Waiters(self.store)
+        interpreter = getattr(self.consumer.executor, "interpreter", None) or sys.executable
+        self.types = TypesService(self.store, interpreter, self.run, self.log)
         self._fit_body_limits()
         self._share_server_root()
         executor = self.consumer.executor.name
@@ -271,6 +276,7 @@ class JobsApp(ExtensionApp):
         self._export_kernel_env(serverapp)
         self._events.start(asyncio.get_running_loop())
         self.waiters.start(asyncio.get_running_loop())
+        self.types.start()
         await self.consumer.start()
         self._started = True
         self.log.info("jupyter_jobs: consumer running, max_workers %s", self._workers_text())
@@ -294,6 +300,7 @@ class JobsApp(ExtensionApp):
             await self._log_jobs(stop_summary, self.store.get_many, held)
         self._events.stop()
         self.waiters.stop()
+        await self.types.stop()
         self._pool.shutdown(wait=True)
         self.store.close()
 

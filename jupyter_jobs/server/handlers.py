@@ -195,7 +195,9 @@ class JobsListHandler(JobsHandler):
         else:
             parse = functools.partial(parsing.submit_json, self.request.body, limit)
         answer = await self.app.run(service.submit, self.app.store, parse)
-        if isinstance(answer, parsing.NotebookByPath):
+        if isinstance(answer, parsing.TypedSubmit):
+            answer = await self.app.types.submit(answer.spec)
+        elif isinstance(answer, parsing.NotebookByPath):
             content = await self.read_notebook(answer.path)
             root = getattr(self.contents_manager, "root_dir", None)
             build = functools.partial(answer.build, content, root, limit)
@@ -385,7 +387,7 @@ class ResultHandler(LongPollHandler):
         read = functools.partial(service.result, self.app.store, ident)
         answer = await self.long_poll([ident], read, _has_ended)
         if isinstance(answer, bytes):
-            self.finish(answer, set_content_type="application/octet-stream")
+            self.finish(answer, set_content_type=service.result_media_type(answer))
         elif answer is None:
             return  # the client hung up
         elif answer.finished:
@@ -477,3 +479,8 @@ ROUTES: list[tuple[str, type[JobsHandler]]] = [
 from .schedule_handlers import ROUTES as SCHEDULE_ROUTES  # noqa: E402
 
 ROUTES += SCHEDULE_ROUTES
+
+# And the job type routes (`/jobs/api/types`), likewise.
+from .type_handlers import ROUTES as TYPE_ROUTES  # noqa: E402
+
+ROUTES += TYPE_ROUTES

@@ -13,15 +13,16 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from .. import job_types
 from ..errors import JobNotFound, NotebookNotFound, ResultNotReady
 from ..models import Job, JobSpec, Kind, Status, now
 from ..store import Store
-from .parsing import NotebookByPath
+from .parsing import NotebookByPath, TypedSubmit
 
 
 def submit(
-    store: Store, parse: Callable[[], tuple[JobSpec, bytes] | NotebookByPath]
-) -> tuple[Job, bool] | NotebookByPath:
+    store: Store, parse: Callable[[], tuple[JobSpec, bytes] | NotebookByPath | TypedSubmit]
+) -> tuple[Job, bool] | NotebookByPath | TypedSubmit:
     """Parse a submit body (`parsing.submit_json` or `submit_multipart`, bound to the body) and
     enqueue; also say whether the job is new (201) or an earlier one with the same key (200).
 
@@ -29,15 +30,25 @@ def submit(
     created before this call started. (Two concurrent first submits of one key both see a job
     created during their call and both answer 201; there is still only one job.) A notebook
     submit by path comes back as it is: the handler reads the file through the server's
-    contents manager, then submits again.
+    contents manager, then submits again; so does a typed submit, whose type the handler
+    makes sure it knows before it builds the job.
     """
     parsed = parse()
-    if isinstance(parsed, NotebookByPath):
-        return parsed  # the handler reads the notebook, then submits again
+    if isinstance(parsed, (NotebookByPath, TypedSubmit)):
+        return parsed  # the handler reads the notebook or finds the type, then submits again
     spec, payload = parsed
     started = now()
     job = store.enqueue(spec, payload)
     return job, spec.idempotency_key is None or job.created_at >= started
+
+
+def result_media_type(data: bytes) -> str:
+    """The media type of stored result bytes, told without loading them: a pickle (function
+    and cell jobs, a typed job's value that is not JSON) always starts with byte 0x80; the
+    rest (a notebook job's notebook, a typed job's JSON value) is JSON text."""
+    if not data or job_types.is_pickle(data):
+        return "application/octet-stream"
+    return "application/json"
 
 
 def result(store: Store, job_id: int) -> bytes | Job:

@@ -32,7 +32,7 @@ def claim(tx: Tx, consumer: str, limit: int, lease: float) -> list[Taken]:
     tx.conn.execute(
         "UPDATE jobs SET attempt = attempt + 1, started_at = NULL, consumer = ?, "
         "lease_until = ?, cancel_requested = 0, not_before = NULL, progress_done = NULL, "
-        "progress_total = NULL, progress_message = NULL, progress_at = NULL "
+        "progress_total = NULL, progress_message = NULL, progress_at = NULL, summary = NULL "
         f"WHERE id IN {IDS}",
         (consumer, tx.now + lease, json.dumps(ids)),
     )
@@ -129,6 +129,8 @@ def finish(
         files.put_blob(tx, job_id, "outputs", attempt, outcome.outputs)
         tx.update(job_id, has_outputs=1)
     done = {"finished_at": tx.now, "lease_until": None, "cancel_requested": 0}
+    if outcome.summary is not None:
+        tx.update(job_id, summary=json.dumps(outcome.summary))
     if outcome.status is Status.SUCCEEDED:
         if outcome.result is not None:
             files.put_blob(tx, job_id, "result", attempt, outcome.result)

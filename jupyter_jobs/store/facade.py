@@ -45,6 +45,7 @@ from .files import JobFiles
 from .schedules import ScheduleVerbs
 from .schema import IDS, LEASED, PENDING, QUEUED, error_columns
 from .transaction import Tx
+from .types import TypeVerbs
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,9 @@ class Claimed:
     payload: bytes
 
 
-class Store(ScheduleVerbs):
+class Store(ScheduleVerbs, TypeVerbs):
     """A job store on one SQLite file. Thread-safe: one connection per thread; the schedule
-    verbs are `store/schedules.py`'s."""
+    verbs are `store/schedules.py`'s, the job type verbs `store/types.py`'s."""
 
     path: Path
     workspace: Workspace

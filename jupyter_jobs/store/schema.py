@@ -247,6 +247,26 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE UNIQUE INDEX jobs_schedule_time ON jobs(schedule_id, scheduled_time) "
         "WHERE schedule_id IS NOT NULL",
     ],
+    [
+        # Job types (job_types.py): a typed job's type and JSON parameters, and the summary its
+        # type's `summarize` made (JSON, written with the outcome). Types registered from a
+        # kernel are kept here, their functions as dill bytes only workers load.
+        "ALTER TABLE jobs ADD COLUMN type TEXT",
+        "ALTER TABLE jobs ADD COLUMN parameters TEXT",
+        "ALTER TABLE jobs ADD COLUMN summary TEXT",
+        """CREATE TABLE job_types (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL DEFAULT '',
+            schema TEXT NOT NULL,
+            summarize INTEGER NOT NULL DEFAULT 0,
+            owner TEXT NOT NULL DEFAULT '',
+            interpreter TEXT,
+            cwd TEXT,
+            functions BLOB NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+    ],
 ]
 
 #: The columns a `Job` is read from (`job_from_row` maps them by these names).
@@ -257,7 +277,7 @@ JOB_COLUMNS = (
     "progress_done", "progress_total", "progress_message", "progress_at", "error_type",
     "error_message", "error_traceback", "interpreter", "cwd", "idempotency_key", "options",
     "consumer", "lease_until", "payload_size", "result_size", "log_size", "has_outputs",
-    "schedule_id", "scheduled_time",
+    "schedule_id", "scheduled_time", "type", "parameters", "summary",
 )  # fmt: skip
 SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 
@@ -266,7 +286,7 @@ INSERT_COLUMNS = (
     "name", "kind", "owner", "status", "reason", "priority", "retries", "retry_delay", "timeout",
     "after_ids", "hold", "run_at", "expires_at", "created_at", "queued_at", "finished_at",
     "error_type", "error_message", "interpreter", "cwd", "idempotency_key", "options",
-    "payload_size",
+    "payload_size", "type", "parameters",
 )  # fmt: skip
 INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
@@ -334,6 +354,9 @@ def job_from_row(values: Sequence[Any]) -> Job:
         has_outputs=bool(r.has_outputs),
         schedule_id=r.schedule_id,
         scheduled_time=r.scheduled_time,
+        type=r.type,
+        parameters=json.loads(r.parameters) if r.parameters is not None else None,
+        summary=json.loads(r.summary) if r.summary is not None else None,
     )
 
 

@@ -61,6 +61,8 @@ def _values(spec: JobSpec, payload: bytes, options: str, move: lifecycle.Move, a
         "idempotency_key": spec.idempotency_key,
         "options": options,
         "payload_size": len(payload),
+        "type": spec.type,
+        "parameters": None if spec.parameters is None else json.dumps(spec.parameters),
     }
 
 
@@ -161,4 +163,6 @@ def _fresh_job(job_id: int, spec: JobSpec, values: dict[str, Any]) -> Job:
         idempotency_key=spec.idempotency_key,
         options=json.loads(options) if (options := values["options"]) != "{}" else {},
         payload_size=values["payload_size"],
+        type=spec.type,
+        parameters=json.loads(values["parameters"]) if spec.parameters is not None else None,
     )

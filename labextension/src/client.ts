@@ -17,12 +17,15 @@ import type {
   IScheduleSpec
 } from './nbtypes';
 import type {
+  IErrorBody,
   IJob,
   IJobPage,
+  IJobType,
   ILogChunk,
   IOutputs,
   IStats,
   IStatusResponse,
+  ITypedSubmit,
   JobStatus
 } from './types';
 
@@ -158,6 +161,16 @@ export class JobsClient {
     return response.text();
   }
 
+  /** Every job type, with the JSON schema of its parameters. */
+  async types(): Promise<IJobType[]> {
+    return (await this._json<{ types: IJobType[] }>('GET', 'types')).types;
+  }
+
+  /** Start a job of a job type; the server checks the parameters against its schema. */
+  submitTyped(request: ITypedSubmit): Promise<IJob> {
+    return this._json<IJob>('POST', 'jobs', undefined, request);
+  }
+
   /** Every schedule. */
   async schedules(): Promise<ISchedule[]> {
     return (await this._json<IScheduleList>('GET', 'schedules')).schedules;
@@ -231,9 +244,34 @@ export class JobsClient {
     if (!response.ok) {
       // The server answers errors in jupyter_server's shape (`message`, `reason`, plus `type`
       // and `detail`): JupyterLab's own error type reads them, no decoder of ours needed.
-      throw await ServerConnection.ResponseError.create(response);
+      // The body stays readable for `errorDetail`.
+      const error = await ServerConnection.ResponseError.create(
+        response.clone()
+      );
+      errorResponses.set(error, response);
+      throw error;
     }
     return response;
+  }
+}
+
+/** The response of each error the client threw, whose body `errorDetail` reads. */
+const errorResponses = new WeakMap<Error, Response>();
+
+/**
+ * The `detail` of an error the server answered (e.g. the bad parameters of a typed submit, by
+ * path), or null for other errors.
+ */
+export async function errorDetail(error: unknown): Promise<unknown> {
+  const response =
+    error instanceof Error ? errorResponses.get(error) : undefined;
+  if (!response) {
+    return null;
+  }
+  try {
+    return ((await response.clone().json()) as IErrorBody).detail ?? null;
+  } catch {
+    return null;
   }
 }
 

@@ -25,6 +25,8 @@ export namespace CommandIDs {
   export const remove = 'jupyter-jobs:delete';
   export const openNotebook = 'jupyter-jobs:open-notebook';
   export const clearFinished = 'jupyter-jobs:clear-finished';
+  /** Start a job of a job type from a form made from its schema (typeDialog.tsx). */
+  export const newTypedJob = 'jupyter-jobs:new-typed-job';
 }
 
 /** What the commands need from the application. */

@@ -24,6 +24,7 @@ import * as React from 'react';
 import { CommandIDs } from './commands';
 import { isNotebookJob } from './nbtypes';
 import { NotebookCommandIDs } from './notebookjob';
+import { TypedFacts, TypedSummary } from './summary';
 import {
   elapsedSeconds,
   formatDuration,
@@ -444,6 +445,7 @@ function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
       )}
       <dl className="jp-JobDetail-facts">
         <Fact label={trans.__('Job')}>{`${job.id} (${job.kind})`}</Fact>
+        <TypedFacts job={job} trans={trans} />
         <Fact label={trans.__('Owner')}>{job.owner || '—'}</Fact>
         <Fact label={trans.__('Priority')}>{String(job.priority)}</Fact>
         <Fact label={trans.__('Attempt')}>
@@ -481,6 +483,7 @@ function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
           <Fact label={trans.__('Expires')}>{formatTime(job.expires_at)}</Fact>
         )}
       </dl>
+      <TypedSummary job={job} trans={trans} />
       {job.error && (
         <section
           className="jp-JobDetail-section"

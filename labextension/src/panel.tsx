@@ -13,7 +13,7 @@ import {
   nullTranslator,
   TranslationBundle
 } from '@jupyterlab/translation';
-import { clearIcon } from '@jupyterlab/ui-components';
+import { addIcon, clearIcon } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
 import * as React from 'react';
@@ -151,6 +151,7 @@ function JobsView(props: IViewProps): JSX.Element {
       <header className="jp-JobsPanel-header">
         <div className="jp-JobsPanel-titlebar">
           <h2 className="jp-JobsPanel-title">{trans.__('Jobs')}</h2>
+          <NewJobButton {...props} />
           <ClearFinishedButton {...props} />
         </div>
         <SearchBox model={model} trans={trans} />
@@ -163,6 +164,24 @@ function JobsView(props: IViewProps): JSX.Element {
       )}
       <JobList {...props} now={now} />
     </div>
+  );
+}
+
+/** Opens the form that starts a job of a job type (typeDialog.tsx). */
+function NewJobButton(props: IViewProps): JSX.Element {
+  const { commands, trans } = props;
+  const label = trans.__('Start a job of a job type');
+  return (
+    <button
+      type="button"
+      className="jp-JobsPanel-new"
+      aria-label={label}
+      title={label}
+      onClick={() => void commands.execute(CommandIDs.newTypedJob)}
+    >
+      <addIcon.react tag="span" elementPosition="center" />
+      <span>{trans.__('New job')}</span>
+    </button>
   );
 }
 

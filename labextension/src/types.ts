@@ -66,6 +66,13 @@ export type IStatusResponse = Schemas['StatusList'];
 /** `GET /jobs/api/stats`. */
 export type IStats = Schemas['Stats'];
 
+/** A job type (`GET /jobs/api/types`): a name, the JSON schema of its parameters, where it
+ * comes from. */
+export type IJobType = Schemas['JobType'];
+
+/** `POST /jobs/api/jobs` for a typed job: the type, its parameters, the job's options. */
+export type ITypedSubmit = Schemas['TypedSubmit'];
+
 /** The body of every error response: jupyter_server's shape plus `type` and `detail`. */
 export type IErrorBody = Schemas['Error'];
 
