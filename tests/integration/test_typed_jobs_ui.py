@@ -5,7 +5,6 @@ view shows the type, the parameters and the summary the worker made."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +12,11 @@ from pathlib import Path
 import pytest
 import test_sidebar
 from playwright.sync_api import Browser, Page, expect
-from test_sidebar import CONFIG, LABEXTENSION, PAGE_CONFIG, UI_TIMEOUT, VIEWPORT, open_lab
+from test_sidebar import CONFIG, UI_TIMEOUT, VIEWPORT, open_lab
 
 import typed_package
-from servers import REPO, TESTS_DIR, JupyterHome, RunningServer, ServerFactory, poll
+from lab_browser import lab_home
+from servers import REPO, TESTS_DIR, RunningServer, ServerFactory, poll
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,12 +27,7 @@ browser = test_sidebar.browser
 def lab(jupyter_server_factory: ServerFactory, tmp_path: Path) -> RunningServer:
     """`jupyter lab` with the repository's build, and the test package's job types."""
     site = typed_package.install(tmp_path)
-    home = JupyterHome.create(tmp_path / "home")
-    target = home.data_dir / "labextensions" / "jupyter-jobs"
-    target.parent.mkdir(parents=True)
-    target.symlink_to(LABEXTENSION, target_is_directory=True)
-    (home.config_dir / "labconfig").mkdir()
-    (home.config_dir / "labconfig" / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
+    home = lab_home(tmp_path / "home")
     path = [str(site), str(REPO), str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]
     env = {"PYTHONPATH": os.pathsep.join(p for p in path if p)}
     return jupyter_server_factory(home, app="lab", config=CONFIG, env=env)
