@@ -38,6 +38,7 @@ _LAZY = {
     "retry": "kernel.api",
     "release": "kernel.api",
     "delete": "kernel.api",
+    "results": "kernel.api",
     "schedule": "kernel.api",
     "list_schedules": "kernel.api",  # not `schedules`: that is the module of the rules
     "get_schedule": "kernel.api",

@@ -128,6 +128,8 @@ class JobSpec:
     interpreter: str | None = None
     cwd: str | None = None
     idempotency_key: str | None = None
+    #: the result channel it is delivered to once finished (`store/channels.py`), or None
+    channel: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -239,6 +241,8 @@ class Job:
     #: the schedule that created this run, and the time it stood for (None for other jobs)
     schedule_id: int | None = None
     scheduled_time: float | None = None
+    #: the result channel the job is delivered to once finished (None: none)
+    channel: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -1,6 +1,6 @@
-"""`jj.submit`, `map`, `get`, `jobs`, `cancel`, `retry`, `release`, `delete`, `schedule`,
-`list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`, `delete_schedule` from
-a notebook.
+"""`jj.submit`, `map`, `get`, `jobs`, `cancel`, `retry`, `release`, `delete`, `results`,
+`schedule`, `list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`,
+`delete_schedule` from a notebook.
 
 The `Jobs` front end (`front.py`), as `JobQueue` is, over the Jupyter server's REST API: the same
 options, names and `Job` interface (result, exception, cancel, done, progress, logs, wait,
@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..channels import Results
 from ..front import Jobs
 from ..models import JobSpec, Kind, Status
 from ..schedules import Schedule
@@ -123,6 +124,10 @@ def delete(job_id: int) -> None:
     front().delete(job_id)
 
 
+def results(channel: str, /, **options: Any) -> Results:
+    return front().results(channel, **options)
+
+
 def schedule(target: Any, /, **options: Any) -> Schedule:
     return front().schedule(target, **options)
 
@@ -149,9 +154,15 @@ def delete_schedule(schedule_id: int) -> None:
 
 
 _SCHEDULE_VERBS = (schedule, get_schedule, pause_schedule, resume_schedule, delete_schedule)
-for _fn in (submit, submit_notebook, map, get, cancel, retry, release, delete, *_SCHEDULE_VERBS):
+_VERBS = (submit, submit_notebook, map, get, cancel, retry, release, delete, results)
+for _fn in (*_VERBS, *_SCHEDULE_VERBS):
     _fn.__doc__ = getattr(Jobs, _fn.__name__).__doc__
 del _fn
+results.__signature__ = inspect.signature(
+    Jobs.results
+).replace(  # type: ignore[attr-defined]
+    parameters=list(inspect.signature(Jobs.results).parameters.values())[1:]
+)
 schedule.__signature__ = inspect.signature(
     Jobs.schedule
 ).replace(  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..channels import Batch
 from ..errors import InvalidRequest, JobNotFound, JobsError, ServerUnavailable
 from ..job import Backend
 from ..models import Job as JobRecord
@@ -525,6 +526,21 @@ class HttpBackend(Backend):
         record = JobRecord.from_json(self.client.json("POST", f"jobs/{int(job_id)}/release", {}))
         self.poller.poke()
         return record
+
+    # --- result channels ----------------------------------------------------------------------
+
+    def channel_next(
+        self, channel: str, reader: str, after: int | None, limit: int, wait: float | None
+    ) -> Batch:
+        wait = LONG_POLL if wait is None else min(wait, LONG_POLL)
+        query = {"reader": reader, "after": after, "limit": limit, "wait": f"{wait:g}"}
+        path = f"channels/{urllib.parse.quote(channel, safe='')}/next"
+        data = self.client.json("GET", path, query=query, timeout=wait + self.client.timeout)
+        return Batch.from_json(data)
+
+    def channel_ack(self, channel: str, reader: str, seq: int) -> int:
+        path = f"channels/{urllib.parse.quote(channel, safe='')}/ack"
+        return int(self.client.json("POST", path, {"reader": reader, "seq": seq})["acked"])
 
     # --- schedules (REST creates notebook schedules only: a function's would be a pickle) ----
 

@@ -18,6 +18,7 @@ import re
 from typing import Any, NamedTuple
 
 from .. import notebooks
+from ..channels import DEFAULT_READER, check_name
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..models import ID_TEXT, JobSpec, Kind, Status
 
@@ -314,3 +315,23 @@ def schedule_json(body: bytes, what: str = "schedule") -> dict[str, Any]:
     if isinstance(data.get("job"), dict):
         data["job"] = _integers(data["job"])
     return data
+
+
+def channel_name(what: str, text: str) -> str:
+    """A result channel's or reader's name from a URL (`channels.check_name`'s rule)."""
+    return check_name(what, text)
+
+
+def channel_ack(body: bytes) -> tuple[str, int]:
+    """`POST /jobs/api/channels/{name}/ack`: `{"reader": name, "seq": n}` (reader optional)."""
+    data = json_object(body)
+    unknown = sorted(set(data) - {"reader", "seq"})
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
+    reader = check_name("reader", data.get("reader", DEFAULT_READER))
+    seq = data.get("seq")
+    if isinstance(seq, float) and seq.is_integer():
+        seq = int(seq)
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise InvalidRequest(f"seq must be an integer (a job's number in the channel), got {seq!r}")
+    return reader, seq

@@ -40,6 +40,7 @@ from ..models import (
 )
 from ..workspace import Reference, Workspace
 from . import attempts, moves, queries, retention, schema, submit
+from .channels import ChannelVerbs
 from .connection import Database, check_file, default_db_path
 from .files import JobFiles
 from .schedules import ScheduleVerbs
@@ -58,9 +59,9 @@ class Claimed:
     payload: bytes
 
 
-class Store(ScheduleVerbs):
+class Store(ScheduleVerbs, ChannelVerbs):
     """A job store on one SQLite file. Thread-safe: one connection per thread; the schedule
-    verbs are `store/schedules.py`'s."""
+    verbs are `store/schedules.py`'s, the result-channel verbs `store/channels.py`'s."""
 
     path: Path
     workspace: Workspace

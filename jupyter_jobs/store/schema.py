@@ -247,6 +247,40 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE UNIQUE INDEX jobs_schedule_time ON jobs(schedule_id, scheduled_time) "
         "WHERE schedule_id IS NOT NULL",
     ],
+    [
+        # Result channels (`store/channels.py`): a job naming a channel is entered in
+        # `channel_results` when it reaches its final status, numbered in commit order (writes
+        # are serialized), so readers take them in the order they finished. An explicit retry
+        # takes it out again: it is entered anew, once, when it ends again. Each reader's
+        # cursor is the last number it acknowledged.
+        "ALTER TABLE jobs ADD COLUMN channel TEXT",
+        """CREATE TABLE channel_results (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            channel TEXT NOT NULL,
+            job_id INTEGER NOT NULL UNIQUE REFERENCES jobs(id) ON DELETE CASCADE
+        )""",
+        "CREATE INDEX channel_results_order ON channel_results(channel, seq)",
+        f"""CREATE TRIGGER channel_results_finished AFTER UPDATE OF status ON jobs
+            WHEN NEW.channel IS NOT NULL AND NEW.status IN ({FINISHED})
+            AND OLD.status IS NOT NEW.status
+            BEGIN INSERT OR REPLACE INTO channel_results (channel, job_id)
+            VALUES (NEW.channel, NEW.id); END""",
+        f"""CREATE TRIGGER channel_results_inserted AFTER INSERT ON jobs
+            WHEN NEW.channel IS NOT NULL AND NEW.status IN ({FINISHED})
+            BEGIN INSERT INTO channel_results (channel, job_id) VALUES (NEW.channel, NEW.id);
+            END""",
+        f"""CREATE TRIGGER channel_results_retried AFTER UPDATE OF status ON jobs
+            WHEN NEW.channel IS NOT NULL AND OLD.status IN ({FINISHED})
+            AND NEW.status NOT IN ({FINISHED})
+            BEGIN DELETE FROM channel_results WHERE job_id = NEW.id; END""",
+        """CREATE TABLE channel_readers (
+            channel TEXT NOT NULL,
+            reader TEXT NOT NULL,
+            acked INTEGER NOT NULL DEFAULT 0,
+            acked_at REAL,
+            PRIMARY KEY (channel, reader)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 #: The columns a `Job` is read from (`job_from_row` maps them by these names).
@@ -258,6 +292,7 @@ JOB_COLUMNS = (
     "error_message", "error_traceback", "interpreter", "cwd", "idempotency_key", "options",
     "consumer", "lease_until", "payload_size", "result_size", "log_size", "has_outputs",
     "schedule_id", "scheduled_time",
+    "channel",
 )  # fmt: skip
 SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 
@@ -267,6 +302,7 @@ INSERT_COLUMNS = (
     "after_ids", "hold", "run_at", "expires_at", "created_at", "queued_at", "finished_at",
     "error_type", "error_message", "interpreter", "cwd", "idempotency_key", "options",
     "payload_size",
+    "channel",
 )  # fmt: skip
 INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
@@ -334,6 +370,7 @@ def job_from_row(values: Sequence[Any]) -> Job:
         has_outputs=bool(r.has_outputs),
         schedule_id=r.schedule_id,
         scheduled_time=r.scheduled_time,
+        channel=r.channel,
     )
 
 
