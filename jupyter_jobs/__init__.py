@@ -46,6 +46,8 @@ _LAZY = {
     "resume_schedule": "kernel.api",
     "delete_schedule": "kernel.api",
     "load_ipython_extension": "kernel.magics",
+    # what job code calls (a quiet no-op outside a job)
+    "stream": "streams",
 }
 
 __all__ = [*_LAZY, "__version__", "current_job", "progress"]

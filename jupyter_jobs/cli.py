@@ -167,17 +167,27 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_chunks(store: Store, job_id: int, follow: bool) -> Iterator[tuple[int, bytes]]:
-    """(offset, bytes) of the job's log in order; when following, until the job has ended."""
+def _log_chunks(
+    store: Store, job_id: int, follow: bool, stream: str | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of the job's log (or of one of its streams) in order; when following,
+    until the job has ended."""
+
+    def read(offset: int) -> tuple[bytes, int]:
+        if stream is None:
+            return store.read_log(job_id, offset)
+        found = store.read_log_streams(job_id, offset, stream=stream)[1]
+        return found.data, found.next_offset
+
     offset = 0
     while True:
-        data, offset = store.read_log(job_id, offset)
+        data, offset = read(offset)
         if data:
             yield offset - len(data), data
             continue
         if not follow or store.get(job_id).finished:
             # The rest: the job may have written its final lines as it finished.
-            while data := store.read_log(job_id, offset)[0]:
+            while data := read(offset)[0]:
                 yield offset, data
                 offset += len(data)
             return
@@ -185,7 +195,7 @@ def _log_chunks(store: Store, job_id: int, follow: bool) -> Iterator[tuple[int, 
 
 
 def cmd_logs(store: Store, args: argparse.Namespace) -> int:
-    chunks = _log_chunks(store, args.id, args.follow)
+    chunks = _log_chunks(store, args.id, args.follow, args.stream)
     if not args.json:
         out = sys.stdout.buffer
         for _, data in chunks:
@@ -398,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logs", parents=[common], help="print a job's log")
     p.add_argument("id", type=_job_id)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    p.add_argument(
+        "--stream",
+        help='only this stream of the log: "main", "thread NAME", "pid N" or a '
+        "jupyter_jobs.stream label (offsets in --json count its bytes)",
+    )
     p.set_defaults(func=cmd_logs)
     p = sub.add_parser(
         "results",

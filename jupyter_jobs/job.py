@@ -73,8 +73,11 @@ class Backend(abc.ABC):
         """The captured display outputs as nbformat v4 output dicts."""
 
     @abc.abstractmethod
-    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
-        """Log bytes from `offset`, and the offset to read from next."""
+    def read_log(
+        self, job_id: int, offset: int = 0, stream: str | None = None
+    ) -> tuple[bytes, int]:
+        """Log bytes from `offset`, and the offset to read from next; of one labelled stream
+        (`streams.py`; offsets in its bytes) when `stream` names one."""
 
     @abc.abstractmethod
     def cancel(self, job_id: int) -> JobRecord:
@@ -421,12 +424,13 @@ class Job(concurrent.futures.Future):
     def attempt(self) -> int:
         return self.refresh().attempt
 
-    def logs(self) -> str:
-        """The whole log so far, as text."""
+    def logs(self, stream: str | None = None) -> str:
+        """The whole log so far, as text; or what one stream of it holds (`"main"`, a thread's
+        `"thread <name>"`, a child process's `"pid <pid>"`, a `jupyter_jobs.stream` label)."""
         chunks: list[bytes] = []
         offset = 0
         while True:
-            data, offset = self._backend.read_log(self.id, offset)
+            data, offset = self._backend.read_log(self.id, offset, stream)
             if not data:
                 break
             chunks.append(data)

@@ -58,8 +58,13 @@ class StoreBackend(Backend):
     def outputs(self, job_id: int) -> list[dict[str, Any]]:
         return json.loads(self.store.outputs(job_id))
 
-    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
-        return self.store.read_log(job_id, offset)
+    def read_log(
+        self, job_id: int, offset: int = 0, stream: str | None = None
+    ) -> tuple[bytes, int]:
+        if stream is None:
+            return self.store.read_log(job_id, offset)
+        found = self.store.read_log_streams(job_id, offset, stream=stream)[1]
+        return found.data, found.next_offset
 
     def cancel(self, job_id: int) -> JobRecord:
         return self.store.request_cancel(job_id)

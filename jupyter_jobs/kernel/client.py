@@ -503,13 +503,18 @@ class HttpBackend(Backend):
     def outputs(self, job_id: int) -> list[dict[str, Any]]:
         return self.client.json("GET", f"jobs/{int(job_id)}/outputs")["outputs"]
 
-    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
-        data = self.log_page(job_id, offset)
+    def read_log(
+        self, job_id: int, offset: int = 0, stream: str | None = None
+    ) -> tuple[bytes, int]:
+        data = self.log_page(job_id, offset, stream=stream)
         return data["data"].encode("utf-8"), int(data["next_offset"])
 
-    def log_page(self, job_id: int, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
-        """The log from byte `offset` as the server sends it: data, offset, next_offset, size."""
-        query = {"offset": int(offset), "limit": limit}
+    def log_page(
+        self, job_id: int, offset: int = 0, limit: int | None = None, stream: str | None = None
+    ) -> dict[str, Any]:
+        """The log from byte `offset` as the server sends it: data, offset, next_offset, size,
+        and its streams (`stream`: of that one alone)."""
+        query = {"offset": int(offset), "limit": limit, "stream": stream}
         return self.client.json("GET", f"jobs/{int(job_id)}/logs", query=query)
 
     def cancel(self, job_id: int) -> JobRecord:

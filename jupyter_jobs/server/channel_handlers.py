@@ -31,8 +31,8 @@ class NextHandler(LongPollHandler):
     @authorized
     async def get(self, channel: str) -> None:
         name = parsing.channel_name("channel", channel)
-        reader = parsing.channel_name("reader", self.query("reader") or DEFAULT_READER)
-        after, limit = self.query("after"), self.query("limit")
+        reader, after, limit = self.query("reader"), self.query("after"), self.query("limit")
+        reader = parsing.channel_name("reader", DEFAULT_READER if reader is None else reader)
         read = functools.partial(
             self.app.store.channel_next,
             name,

@@ -274,12 +274,13 @@ class ReleaseHandler(JobsHandler):
 
 
 class LogsHandler(JobsHandler):
-    """`GET /jobs/api/jobs/{id}/logs?offset=N&limit=M`: log text from byte N, for tailing."""
+    """`GET /jobs/api/jobs/{id}/logs?offset=N&limit=M[&stream=S]`: log text from byte N, for
+    tailing: of the whole log (cut by stream in `parts`), or of one labelled stream."""
 
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        offset, limit = self.query("offset"), self.query("limit")
+        offset, limit, stream = self.query("offset"), self.query("limit"), self.query("stream")
         self.reply(
             await self.app.run(
                 service.read_log,
@@ -287,6 +288,7 @@ class LogsHandler(JobsHandler):
                 parsing.job_id(job_id),
                 parsing.integer("offset", offset, 0, MAX_INT) if offset is not None else 0,
                 parsing.integer("limit", limit, 1, MAX_LOG_CHUNK) if limit is not None else 2**20,
+                parsing.stream_name(stream) if stream is not None else None,
             )
         )
 

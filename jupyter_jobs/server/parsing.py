@@ -21,6 +21,7 @@ from .. import notebooks
 from ..channels import DEFAULT_READER, check_name
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..models import ID_TEXT, JobSpec, Kind, Status
+from ..streams import check_label
 
 #: Digits of the largest integer a query parameter takes (MAX_INT has 19).
 _MAX_DIGITS = 20
@@ -335,3 +336,11 @@ def channel_ack(body: bytes) -> tuple[str, int]:
     if isinstance(seq, bool) or not isinstance(seq, int):
         raise InvalidRequest(f"seq must be an integer (a job's number in the channel), got {seq!r}")
     return reader, seq
+
+
+def stream_name(text: str) -> str:
+    """A log stream's name (`?stream=`): one line of text (`streams.check_label`)."""
+    try:
+        return check_label(text)
+    except ValueError as e:
+        raise InvalidRequest(f"stream: {e}") from None

@@ -15,6 +15,7 @@ import sqlite3
 from ..errors import InvalidRequest
 from ..models import Status
 from ..workspace import Workspace
+from . import log_streams
 from .transaction import Tx
 
 
@@ -61,9 +62,10 @@ class JobFiles:
             return bytes(data or b"")
         return self.workspace.read(path)
 
-    def append_log(self, tx: Tx, job_id: int, attempt: int, data: bytes) -> int:
+    def append_log(self, tx: Tx, job_id: int, attempt: int, data: bytes, stream: str = "") -> int:
         """Append to a running attempt's log, capped at `log_limit` with a visible marker; the
-        new log size, or -1 for a stale attempt (nothing written)."""
+        new log size, or -1 for a stale attempt (nothing written). `stream`: the labelled
+        stream the bytes belong to ("" the main one; `log_streams.py`); markers are main."""
         row = tx.conn.execute(
             "SELECT status, attempt, log_size, log_attempt, log_truncated FROM jobs WHERE id = ?",
             (job_id,),
@@ -73,16 +75,21 @@ class JobFiles:
         size, log_attempt, truncated = row[2], row[3], row[4]
         if truncated or not data:
             return size
+        pieces = [(stream, data)]
         if attempt > 1 and log_attempt != attempt:
-            data = f"--- attempt {attempt} ---\n".encode() + data
+            pieces.insert(0, ("", f"--- attempt {attempt} ---\n".encode()))
         room = max(0, self.log_limit - size)
-        if len(data) > room:
-            data = (
-                data[:room]
-                + f"\n[jupyter_jobs: log truncated at {self.log_limit} bytes]\n".encode()
-            )
+        if sum(len(piece) for _, piece in pieces) > room:
+            kept = []
+            for name, piece in pieces:
+                kept.append((name, piece[:room]))
+                room -= len(kept[-1][1])
+            marker = f"\n[jupyter_jobs: log truncated at {self.log_limit} bytes]\n"
+            pieces = [*kept, ("", marker.encode())]
             truncated = 1
-        size = self.workspace.append_log(job_id, data)
+        written = b"".join(piece for _, piece in pieces)
+        size = self.workspace.append_log(job_id, written)
+        log_streams.record(tx, job_id, size - len(written), pieces)
         tx.update(job_id, log_size=size, log_attempt=attempt, log_truncated=truncated)
         return size
 

@@ -281,6 +281,28 @@ MIGRATIONS: list[list[Migration]] = [
             PRIMARY KEY (channel, reader)
         ) WITHOUT ROWID""",
     ],
+    [
+        # A log's labelled streams (`store/log_streams.py`): the file stays the log as written;
+        # once a job writes to a thread's or a child process's stream, its log is cut into runs
+        # of one stream each. Stream 0 is the main one. A log without streams has no rows.
+        """CREATE TABLE log_streams (
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            no INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            PRIMARY KEY (job_id, no)
+        ) WITHOUT ROWID""",
+        "CREATE UNIQUE INDEX log_streams_name ON log_streams(job_id, name)",
+        """CREATE TABLE log_runs (
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            offset INTEGER NOT NULL,
+            length INTEGER NOT NULL,
+            stream INTEGER NOT NULL,
+            stream_offset INTEGER NOT NULL,
+            PRIMARY KEY (job_id, offset)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX log_runs_stream ON log_runs(job_id, stream, stream_offset)",
+    ],
 ]
 
 #: The columns a `Job` is read from (`job_from_row` maps them by these names).
