@@ -157,3 +157,17 @@ def threads_print(n: int) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def streams_demo() -> int:
+    """The job's own line, a thread's and a child process's (three streams); the child's pid."""
+    import subprocess
+    import threading
+
+    print("main says hello", flush=True)
+    thread = threading.Thread(target=print, args=("worker says hi",), name="worker")
+    thread.start()
+    thread.join()
+    child = subprocess.Popen([sys.executable, "-c", "print('child says hey')"])
+    child.wait()
+    return child.pid

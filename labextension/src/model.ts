@@ -737,6 +737,7 @@ export function provisionalJob(event: IJobEvent): IJob {
     held: event.actions.includes('release'),
     schedule_id: event.schedule_id,
     scheduled_time: null,
+    channel: null,
     progress: event.progress,
     error: null,
     interpreter: null,
