@@ -103,6 +103,7 @@ class LabelledLines:
         self._deliver = deliver
         self._partial: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def write(self, name: str, label: str, text: str) -> None:
         with self._lock:
@@ -114,7 +115,11 @@ class LabelledLines:
                 self._deliver(name, label, _encode(pending[:cut]))
 
     def flush(self, label: str | None = None) -> None:
-        """Deliver the partial lines of `label` (None: of every label)."""
+        """Deliver the partial lines of `label` (None: of every label). Nothing in a process
+        forked from the worker (its lock may have been held by a thread the fork left behind;
+        the child's output goes to its own pipes)."""
+        if os.getpid() != self._pid:
+            return
         with self._lock:
             for key in [k for k in self._partial if label is None or k[0] == label]:
                 self._deliver(key[1], key[0], _encode(self._partial.pop(key)))

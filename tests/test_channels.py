@@ -305,3 +305,9 @@ def test_the_cli_follows_a_channel_until_interrupted(store, db_path):
         proc.wait(30)
         proc.stdout.close()
     wait_until(lambda: proc.poll() is not None, what="the CLI ended")
+
+
+def test_a_job_cell_names_its_channel_with_a_flag():
+    from jupyter_jobs.kernel.magics import parse_cell_options
+
+    assert parse_cell_options("--channel sweep-1").submit == {"channel": "sweep-1"}

@@ -145,3 +145,14 @@ def test_the_cli_prints_one_stream(store, running, db_path, capsysbinary):
     assert json.loads(capsysbinary.readouterr().out)["data"] == "main\n"
     assert cli.main(["logs", str(job_id), "--stream", "nope", "--db", str(db_path)]) == 2
     assert b"'pid 7'" in capsysbinary.readouterr().err
+
+
+def test_outside_a_job_a_stream_block_prints_as_usual(capsys):
+    import jupyter_jobs
+
+    with jupyter_jobs.stream("fold-3"):
+        print("plain")
+    assert capsys.readouterr().out == "plain\n"
+    for bad in ("", "two\nlines", "x" * 201, 3):
+        with pytest.raises(ValueError, match="label"):
+            jupyter_jobs.stream(bad)
