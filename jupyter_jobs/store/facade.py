@@ -664,11 +664,7 @@ class Store(ScheduleVerbs, ChannelVerbs):
         """The job, and `limit` bytes of its log from `offset`: of the whole log, cut by the
         stream each part belongs to, or (`stream`) of one stream, offsets in its own bytes.
         The slice lists every stream with its size."""
-
-        def read(at: int, size: int) -> bytes:
-            return self.files.read_log(job_id, at, size)[0]
-
-        with self._db.read() as conn:
+        with self._db.read() as conn, self.files.log_reader(job_id) as read:
             job = schema.load_one(conn, job_id)
             found = log_streams.read(conn, read, job_id, job.log_size, offset, limit, stream)
         return job, found

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 
 from ..errors import InvalidRequest
 from ..models import Status
@@ -97,14 +99,26 @@ class JobFiles:
         """Log bytes from `offset` (at most `limit`), and the offset to ask for next."""
         if offset < 0 or limit < 0:
             raise InvalidRequest("offset and limit must be zero or more")
-        try:
-            with open(self.workspace.log_file(job_id), "rb") as f:
+        with self.log_reader(job_id) as read:
+            data = read(offset, limit)
+        return data, offset + len(data)
+
+    @contextmanager
+    def log_reader(self, job_id: int) -> Iterator[Callable[[int, int], bytes]]:
+        """`read(offset, limit)` of one job's log file, through one open file (one stream of
+        a log is many short reads: `log_streams.py`); b"" where there is nothing (yet)."""
+        with ExitStack() as stack:
+            try:
+                f = stack.enter_context(open(self.workspace.log_file(job_id), "rb"))
+            except FileNotFoundError:
+                yield lambda offset, limit: b""
+                return
+
+            def read(offset: int, limit: int) -> bytes:
                 # Past the end there is nothing yet (a seek that far can fail: EINVAL).
                 if offset >= os.fstat(f.fileno()).st_size:
-                    data = b""
-                else:
-                    f.seek(offset)
-                    data = f.read(limit)
-        except FileNotFoundError:
-            data = b""
-        return data, offset + len(data)
+                    return b""
+                f.seek(offset)
+                return f.read(limit)
+
+            yield read

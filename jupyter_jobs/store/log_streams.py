@@ -143,16 +143,24 @@ def read(
     number = conn.execute(
         "SELECT no FROM log_streams WHERE job_id = ? AND name = ?", (job_id, stream)
     ).fetchone()[0]
+    # From the run holding `offset` on: index seeks (job_id, stream, stream_offset).
+    (first,) = conn.execute(
+        "SELECT coalesce(max(stream_offset), 0) FROM log_runs WHERE job_id = ? AND stream = ? "
+        "AND stream_offset <= ?",
+        (job_id, number, offset),
+    ).fetchone()
     rows = conn.execute(
         "SELECT offset, length, stream_offset FROM log_runs WHERE job_id = ? AND stream = ? "
-        "AND stream_offset + length > ? ORDER BY stream_offset",
-        (job_id, number, offset),
+        "AND stream_offset >= ? ORDER BY stream_offset",
+        (job_id, number, first),
     )
     chunks: list[bytes] = []
     got = 0
     for at, length, stream_at in rows:
         if got >= limit:
             break
+        if stream_at + length <= offset:
+            continue  # the run before `offset` ends exactly there
         skip = max(0, offset - stream_at)
         want = min(length - skip, limit - got)
         chunk = read_file(at + skip, want)
@@ -169,15 +177,19 @@ def _parts(
 ) -> list[tuple[str, bytes]]:
     """`data`, read at `offset` of the file, cut by stream."""
     end = offset + len(data)
+    # The runs from the one holding `offset` to `end`: index seeks on (job_id, offset).
     rows = conn.execute(
         "SELECT r.offset, r.length, s.name FROM log_runs r JOIN log_streams s "
-        "ON s.job_id = r.job_id AND s.no = r.stream WHERE r.job_id = ? AND r.offset < ? "
-        "AND r.offset + r.length > ? ORDER BY r.offset",
-        (job_id, end, offset),
+        "ON s.job_id = r.job_id AND s.no = r.stream WHERE r.job_id = ?1 AND r.offset >= "
+        "coalesce((SELECT max(offset) FROM log_runs WHERE job_id = ?1 AND offset <= ?2), 0) "
+        "AND r.offset < ?3 ORDER BY r.offset",
+        (job_id, offset, end),
     ).fetchall()
     parts: list[tuple[str, bytes]] = []
     position = offset
     for at, length, name in rows:
+        if at + length <= position:
+            continue  # the run before `offset` ends exactly there
         start, stop = max(at, position), min(at + length, end)
         if start > position:  # bytes no run covers (written by a rolled-back transaction)
             parts.append((MAIN, data[position - offset : start - offset]))
