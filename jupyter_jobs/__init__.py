@@ -38,6 +38,7 @@ _LAZY = {
     "retry": "kernel.api",
     "release": "kernel.api",
     "delete": "kernel.api",
+    "results": "kernel.api",
     "schedule": "kernel.api",
     "list_schedules": "kernel.api",  # not `schedules`: that is the module of the rules
     "get_schedule": "kernel.api",
@@ -51,6 +52,8 @@ _LAZY = {
     "delete_job_type": "kernel.api",
     "JobTypeNotFound": "errors",
     "load_ipython_extension": "kernel.magics",
+    # what job code calls (a quiet no-op outside a job)
+    "stream": "streams",
 }
 
 __all__ = [*_LAZY, "__version__", "current_job", "progress"]

@@ -19,10 +19,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from . import cli_schedules, cli_types, notebooks, wording
+from .channels import DEFAULT_READER, check_name
 from .errors import DatabaseNotFound, InvalidRequest, JobsError, error_body
 from .models import Job, Status
 from .store import DEFAULT_RETENTION_DAYS, Store, default_db_path
@@ -51,6 +52,18 @@ def _job_id(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"job id must be positive, got {value}")
     return value
+
+
+def _name(what: str) -> Callable[[str], str]:
+    """An argparse type for a channel's or reader's name (a bad one is a usage error)."""
+
+    def check(text: str) -> str:
+        try:
+            return check_name(what, text)
+        except InvalidRequest as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    return check
 
 
 def _when(ts: float | None) -> str:
@@ -158,17 +171,27 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_chunks(store: Store, job_id: int, follow: bool) -> Iterator[tuple[int, bytes]]:
-    """(offset, bytes) of the job's log in order; when following, until the job has ended."""
+def _log_chunks(
+    store: Store, job_id: int, follow: bool, stream: str | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of the job's log (or of one of its streams) in order; when following,
+    until the job has ended."""
+
+    def read(offset: int) -> tuple[bytes, int]:
+        if stream is None:
+            return store.read_log(job_id, offset)
+        found = store.read_log_streams(job_id, offset, stream=stream)[1]
+        return found.data, found.next_offset
+
     offset = 0
     while True:
-        data, offset = store.read_log(job_id, offset)
+        data, offset = read(offset)
         if data:
             yield offset - len(data), data
             continue
         if not follow or store.get(job_id).finished:
             # The rest: the job may have written its final lines as it finished.
-            while data := store.read_log(job_id, offset)[0]:
+            while data := read(offset)[0]:
                 yield offset, data
                 offset += len(data)
             return
@@ -176,7 +199,7 @@ def _log_chunks(store: Store, job_id: int, follow: bool) -> Iterator[tuple[int, 
 
 
 def cmd_logs(store: Store, args: argparse.Namespace) -> int:
-    chunks = _log_chunks(store, args.id, args.follow)
+    chunks = _log_chunks(store, args.id, args.follow, args.stream)
     if not args.json:
         out = sys.stdout.buffer
         for _, data in chunks:
@@ -331,6 +354,33 @@ def cmd_run(store: Store, args: argparse.Namespace) -> int:
     return 0 if not args.wait or record.status is Status.SUCCEEDED else 1
 
 
+def cmd_results(store: Store, args: argparse.Namespace) -> int:
+    """Print the finished jobs of a result channel for a reader, in the order they finished,
+    each acknowledged once printed (when the next is asked for): run again, it prints only what
+    finished since. With -f, keep waiting for more until interrupted."""
+    from .front import Jobs
+    from .queue import StoreBackend
+
+    front = Jobs(StoreBackend(store), lambda: f"cli:{os.getpid()}")
+    jobs = front.results(args.channel, reader=args.reader, timeout=None if args.follow else 0)
+    try:
+        for job in jobs:
+            record = job.record
+            if args.json:
+                seen = {"channel": args.channel, "reader": args.reader, "seq": job.channel_seq}
+                print(json.dumps({**seen, "job": record.to_json()}), flush=True)
+            else:
+                line = f"{job.channel_seq:>6}  job {record.id:<6} {wording.status_word(record)}"
+                print(f"{line}  {record.name}", flush=True)
+    except KeyboardInterrupt:  # -f ends this way; what was printed is acknowledged
+        pass
+    finally:
+        front.backend.close()
+    if not args.json and not jobs.delivered and not args.follow:
+        print(f"no new finished job in channel {args.channel!r} for reader {args.reader!r}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
@@ -362,7 +412,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logs", parents=[common], help="print a job's log")
     p.add_argument("id", type=_job_id)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    p.add_argument(
+        "--stream",
+        help='only this stream of the log: "main", "thread NAME", "pid N" or a '
+        "jupyter_jobs.stream label (offsets in --json count its bytes)",
+    )
     p.set_defaults(func=cmd_logs)
+    p = sub.add_parser(
+        "results",
+        parents=[common],
+        help="print the jobs of a result channel as they finish (each once per reader)",
+    )
+    p.add_argument(
+        "channel",
+        type=_name("channel"),
+        metavar="NAME",
+        help="the channel (the jobs' `channel` option)",
+    )
+    p.add_argument(
+        "--reader",
+        type=_name("reader"),
+        default=DEFAULT_READER,
+        help=f"the reader whose cursor moves (default {DEFAULT_READER!r}); each reader gets "
+        "every job",
+    )
+    p.add_argument("-f", "--follow", action="store_true", help="keep waiting for more jobs")
+    p.set_defaults(func=cmd_results)
     p = sub.add_parser("run", parents=[common], help="run a notebook as a job")
     p.add_argument("notebook", help="the .ipynb file (read now: a snapshot)")
     p.add_argument(

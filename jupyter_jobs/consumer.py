@@ -28,6 +28,7 @@ from .executors.base import Executor, ExecutorEvents, Task
 from .models import Change, Job, JobError, Kind, Outcome, Progress, Reason, Status
 from .oslayer import process_alive, process_start_time
 from .store import Claimed, Store
+from .store.attempts import LogItem
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ class Consumer:
         self._wake = asyncio.Event()
         self._stopping = False
         self._running: dict[int, _Running] = {}
-        self._logs: dict[tuple[int, int], bytearray] = {}
+        #: Output per attempt, as runs of one stream each ("" the main stream: `streams.py`).
+        self._logs: dict[tuple[int, int], list[tuple[str, bytearray]]] = {}
         self._progress: dict[tuple[int, int], Progress] = {}
         self._progress_written: dict[int, float] = {}
         self._outcomes: list[tuple[int, int, Outcome]] = []
@@ -166,8 +168,12 @@ class Consumer:
 
     # --- executor events (on the loop) -------------------------------------------------------
 
-    def on_log(self, job_id: int, attempt: int, data: bytes) -> None:
-        self._logs.setdefault((job_id, attempt), bytearray()).extend(data)
+    def on_log(self, job_id: int, attempt: int, data: bytes, stream: str = "") -> None:
+        runs = self._logs.setdefault((job_id, attempt), [])
+        if runs and runs[-1][0] == stream:
+            runs[-1][1].extend(data)
+        else:
+            runs.append((stream, bytearray(data)))
         self.wake()
 
     def on_progress(self, job_id: int, attempt: int, progress: Progress) -> None:
@@ -270,7 +276,7 @@ class Consumer:
     def _take_reports(
         self,
     ) -> tuple[
-        list[tuple[int, int, bytes]],
+        list[LogItem],
         list[tuple[int, int, Progress]],
         list[tuple[int, int, Outcome]],
         list[tuple[int, int, float]],
@@ -284,7 +290,11 @@ class Consumer:
             if key in finishing or now - last >= self.progress_interval:
                 progress.append((*key, self._progress.pop(key)))
                 self._progress_written[key[0]] = now
-        logs = [(j, a, bytes(data)) for (j, a), data in self._logs.items()]
+        logs: list[LogItem] = [
+            (j, a, bytes(data), stream) if stream else (j, a, bytes(data))
+            for (j, a), runs in self._logs.items()
+            for stream, data in runs
+        ]
         self._logs = {}
         outcomes, self._outcomes = self._outcomes, []
         for job_id, _, _ in outcomes:
@@ -295,7 +305,7 @@ class Consumer:
     @contextlib.contextmanager
     def _kept_on_failure(
         self,
-        logs: list[tuple[int, int, bytes]],
+        logs: list[LogItem],
         progress: list[tuple[int, int, Progress]],
         outcomes: list[tuple[int, int, Outcome]],
         starts: list[tuple[int, int, float]],
@@ -308,9 +318,9 @@ class Consumer:
         except BaseException:
             self._starts[:0] = starts
             self._outcomes[:0] = outcomes
-            for job_id, attempt, data in logs:
-                later = self._logs.get((job_id, attempt), b"")
-                self._logs[(job_id, attempt)] = bytearray(data) + later
+            for job_id, attempt, data, *stream in reversed(logs):  # before what came since
+                runs = self._logs.setdefault((job_id, attempt), [])
+                runs.insert(0, (stream[0] if stream else "", bytearray(data)))
             for job_id, attempt, value in progress:
                 self._progress.setdefault((job_id, attempt), value)  # a newer one wins
             raise

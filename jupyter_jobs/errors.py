@@ -99,6 +99,12 @@ class NotebookNotFound(JobsError):
     http_status = 404
 
 
+class StreamNotFound(JobsError):
+    """A job's log has no stream of that name (yet): `detail` lists the streams it has."""
+
+    http_status = 404
+
+
 class IllegalTransition(JobsError):
     """The move is not in the transition table (models.TRANSITIONS), e.g. cancel a finished job."""
 

@@ -1,5 +1,5 @@
-"""`Jobs`: the one front end (submit, map, get, jobs, cancel, retry, delete, release, schedule,
-submit_typed and the job type verbs).
+"""`Jobs`: the one front end (submit, map, get, jobs, cancel, retry, delete, release, results,
+schedule, submit_typed and the job type verbs).
 
 `JobQueue` (the engine's API, over a store file) and `jj.*` in kernels (over the Jupyter server's
 REST API) are thin over it; they differ only by their `Backend` and by who the jobs belong to.
@@ -16,6 +16,7 @@ from typing import Any
 
 from . import job_types, notebooks
 from . import options as opts
+from .channels import DEFAULT_READER, Results
 from .errors import PayloadError
 from .job import Backend, Job
 from .job_types import JobType, TypedRun
@@ -234,6 +235,26 @@ class Jobs:
         """Forget a job type registered from a kernel (its jobs keep their copy of it);
         installed types are removed by uninstalling their package."""
         self.backend.delete_job_type(name)  # type: ignore[attr-defined]
+
+    def results(
+        self,
+        channel: str,
+        *,
+        reader: str = DEFAULT_READER,
+        timeout: float | None = None,
+        count: int | None = None,
+    ) -> Results:
+        """The jobs submitted with `channel=channel`, as they finish, for `reader`.
+
+        Yields finished `Job` handles in the order they finished, each once per reader (its
+        cursor is durable: a reader that restarts resumes after the last job it acknowledged;
+        other readers get every job too). Asking for the next job acknowledges the one before
+        it; `job.ack()` acknowledges at once (do it for the last one you handle). A reader that
+        dies before acknowledging a job gets it again (at least once). `timeout`: seconds to
+        wait for each next job (None: forever; 0: only those finished already); when it
+        passes the iteration ends, or raises `TimeoutError` when fewer than `count` came.
+        """
+        return Results(self.backend, channel, reader, timeout, count)
 
     # --- schedules ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dill
 
@@ -27,6 +27,9 @@ from .errors import IllegalTransition, JobCancelled, JobFailed, JobNotFound, Job
 from .models import Job as JobRecord
 from .models import JobSpec, Kind, Page, Progress, Status
 from .submitter import BATCH_BYTES, Submitter, exiting
+
+if TYPE_CHECKING:
+    from .channels import Batch
 
 _NOT_LOADED = object()
 
@@ -70,8 +73,11 @@ class Backend(abc.ABC):
         """The captured display outputs as nbformat v4 output dicts."""
 
     @abc.abstractmethod
-    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
-        """Log bytes from `offset`, and the offset to read from next."""
+    def read_log(
+        self, job_id: int, offset: int = 0, stream: str | None = None
+    ) -> tuple[bytes, int]:
+        """Log bytes from `offset`, and the offset to read from next; of one labelled stream
+        (`streams.py`; offsets in its bytes) when `stream` names one."""
 
     @abc.abstractmethod
     def cancel(self, job_id: int) -> JobRecord:
@@ -124,6 +130,17 @@ class Backend(abc.ABC):
         Backends with a real signal (a doorbell, a long poll) return early on it; the watcher
         falls back to an exponential back-off between `poll_min` and `poll_max` otherwise.
         """
+
+    def channel_next(
+        self, channel: str, reader: str, after: int | None, limit: int, wait: float | None
+    ) -> Batch:
+        """Up to `limit` finished jobs of `channel` past `after` (None: past what `reader`
+        acknowledged), waiting up to `wait` seconds (None: a while) for one (`channels.py`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no result channels")
+
+    def channel_ack(self, channel: str, reader: str, seq: int) -> int:
+        """Acknowledge `channel`'s jobs up to `seq` for `reader`; returns its new cursor."""
+        raise NotImplementedError(f"{type(self).__name__} has no result channels")
 
     def poll(self, job_ids: list[int], full: bool) -> list[JobRecord]:
         """Records among `job_ids` that may have finished since the last poll (all when `full`).
@@ -327,6 +344,10 @@ class Job(concurrent.futures.Future):
     error that refused it: `result()` raises it, `exception()` returns it, `id` raises it.
     """
 
+    #: The job's number in its result channel when `results()` delivered it (else None).
+    channel_seq: int | None = None
+    _ack: Callable[[], int] | None = None
+
     def __init__(self, backend: Backend, record: JobRecord | None, name: str = "") -> None:
         super().__init__()
         self._backend = backend
@@ -403,12 +424,13 @@ class Job(concurrent.futures.Future):
     def attempt(self) -> int:
         return self.refresh().attempt
 
-    def logs(self) -> str:
-        """The whole log so far, as text."""
+    def logs(self, stream: str | None = None) -> str:
+        """The whole log so far, as text; or what one stream of it holds (`"main"`, a thread's
+        `"thread <name>"`, a child process's `"pid <pid>"`, a `jupyter_jobs.stream` label)."""
         chunks: list[bytes] = []
         offset = 0
         while True:
-            data, offset = self._backend.read_log(self.id, offset)
+            data, offset = self._backend.read_log(self.id, offset, stream)
             if not data:
                 break
             chunks.append(data)
@@ -458,6 +480,14 @@ class Job(concurrent.futures.Future):
         if self._record.finished:
             self._settle(self._record)
         return True
+
+    def ack(self) -> None:
+        """Acknowledge this job to the channel reader that delivered it (`results()`): once
+        acknowledged, that reader, restarted, resumes after it. The iterator acknowledges a
+        job when the next one is asked for; call this for the last one you handle."""
+        if self._ack is None:
+            raise JobsError(f"{self!r} was not delivered by results(): nothing to acknowledge")
+        self._ack()
 
     def retry(self) -> Job:
         """Queue this failed or cancelled job again; returns a fresh handle to it."""

@@ -132,6 +132,8 @@ class JobSpec:
     interpreter: str | None = None
     cwd: str | None = None
     idempotency_key: str | None = None
+    #: the result channel it is delivered to once finished (`store/channels.py`), or None
+    channel: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     type: str | None = None
     parameters: dict[str, Any] | None = None
@@ -271,6 +273,8 @@ class Job:
     type: str | None = None
     parameters: dict[str, Any] | None = None
     summary: Any = None
+    #: the result channel the job is delivered to once finished (None: none)
+    channel: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import inspect
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,8 @@ class Option:
     maximum: float | None = None
     exclusive_minimum: float | None = None
     max_length: int | None = None
+    #: A regular expression the whole text must match (JSON Schema's `pattern`, anchored).
+    pattern: str | None = None
     #: The value a caller gives -> the spec's value (datetimes, handles ...).
     convert: Callable[[Any], Any] | None = None
     #: `%%job`'s flag; `parse` reads its text (a `store_true` flag when the type is bool).
@@ -92,12 +95,15 @@ class Option:
             ("maximum", self.maximum),
             ("exclusiveMinimum", self.exclusive_minimum),
             ("maxLength", self.max_length),
+            ("pattern", self.pattern),
         )
         schema.update({key: value for key, value in bounds if value is not None})
         return schema
 
 
 SECONDS = "a number of seconds"
+#: A channel's (and a channel reader's) name: it is a segment of REST paths, so no slash.
+CHANNEL_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.:@+-]*$"
 TIME = "a time (epoch seconds)"
 
 OPTIONS: tuple[Option, ...] = (
@@ -195,6 +201,18 @@ OPTIONS: tuple[Option, ...] = (
         flag="--hold",
     ),
     Option(
+        "channel",
+        str,
+        None,
+        "a result channel: once finished, the job is delivered to each reader of the channel "
+        "(`results(channel)`, `jupyter jobs results CHANNEL`), in the order jobs finish",
+        nullable=True,
+        max_length=200,
+        pattern=CHANNEL_PATTERN,
+        flag="--channel",
+        metavar="NAME",
+    ),
+    Option(
         "idempotency_key",
         str,
         None,
@@ -256,6 +274,8 @@ def check(spec: JobSpec) -> None:
                 raise InvalidRequest(f"{name} must be positive")
         elif option.max_length is not None and len(value) > option.max_length:
             raise InvalidRequest(f"{name} is longer than {option.max_length} characters")
+        elif option.pattern is not None and not re.fullmatch(option.pattern, value):
+            raise InvalidRequest(f"{name} {value[:50]!r} does not match {option.pattern}")
 
 
 def _check_ids(after: list[Any]) -> None:

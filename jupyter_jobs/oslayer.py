@@ -469,6 +469,14 @@ def child_socket(arg: str) -> socket.socket:
     raise ValueError(f"unknown channel {arg!r}")
 
 
+#: Python-level hooks around `os.fork` (`os.register_at_fork`): POSIX.
+FORK_HOOKS: bool = hasattr(os, "register_at_fork")
+#: Whether multiprocessing hands a spawned child fds along with its pickled `Process`
+#: (`multiprocessing.reduction.DupFd`: POSIX; Windows passes handles, which `children.py` does
+#: not use, so there a spawned child writes to its parent's output).
+PASS_FDS_TO_SPAWNED: bool = os.name == "posix"
+
+
 def can_select_pipes() -> bool:
     """Whether `selectors` can wait on a pipe (not on Windows, where it takes sockets only)."""
     return os.name == "posix"

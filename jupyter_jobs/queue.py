@@ -12,11 +12,13 @@ import asyncio
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import typed_run
+from .channels import Batch
 from .consumer import Consumer
 from .errors import InvalidRequest, JobsError
 from .executors.local import LocalExecutor
@@ -61,8 +63,13 @@ class StoreBackend(Backend):
     def outputs(self, job_id: int) -> list[dict[str, Any]]:
         return json.loads(self.store.outputs(job_id))
 
-    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
-        return self.store.read_log(job_id, offset)
+    def read_log(
+        self, job_id: int, offset: int = 0, stream: str | None = None
+    ) -> tuple[bytes, int]:
+        if stream is None:
+            return self.store.read_log(job_id, offset)
+        found = self.store.read_log_streams(job_id, offset, stream=stream)[1]
+        return found.data, found.next_offset
 
     def cancel(self, job_id: int) -> JobRecord:
         return self.store.request_cancel(job_id)
@@ -98,6 +105,35 @@ class StoreBackend(Backend):
         if self._listener is None:
             self._listener = self.store.listen()
         return self._listener.wait(timeout)
+
+    def channel_next(
+        self, channel: str, reader: str, after: int | None, limit: int, wait: float | None
+    ) -> Batch:
+        batch = self.store.channel_next(channel, reader, after, limit)
+        if batch.deliveries or wait == 0:
+            return batch
+        # Registered before the next read, so a job that ends in between still wakes us: this
+        # process's commits through the subscription, other processes' through the doorbell.
+        with self.store.listen() as listener:
+
+            def on_changes(changes: list[Change]) -> None:
+                if any(c.job.channel == channel and c.job.finished for c in changes):
+                    listener.wake()
+
+            unsubscribe = self.store.subscribe(on_changes)
+            try:
+                deadline = None if wait is None else time.monotonic() + wait
+                while True:
+                    batch = self.store.channel_next(channel, reader, after, limit)
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if batch.deliveries or left == 0:
+                        return batch
+                    listener.wait(left)
+            finally:
+                unsubscribe()
+
+    def channel_ack(self, channel: str, reader: str, seq: int) -> int:
+        return self.store.channel_ack(channel, reader, seq)
 
     def add_schedule(self, spec: ScheduleSpec, payload: bytes | None, owner: str) -> Schedule:
         if payload is None:  # a notebook: snapshotted now, as a submit would

@@ -9,8 +9,10 @@ cancel and timeout can end the job's whole tree without touching the server.
 
 Output: fds 1 and 2 are pipes drained by a thread, so prints, subprocesses and C code all reach
 the log in order, and a job printing gigabytes costs only the reading (the cap is enforced
-here). A cell job also records nbformat outputs: the display machinery drains the pipes before
-it records a display, which keeps prints and displays in the order they happened.
+here). What other threads print, and what child processes write (each on pipes of its own),
+reaches the log labelled with its thread or pid (`streams.py`, `children.py`). A cell job also
+records nbformat outputs: the display machinery drains the pipes before it records a display,
+which keeps prints and displays in the order they happened.
 
 A worker runs many function jobs, or the cell jobs of one kernel: a cell changes global state
 (imports, matplotlib, the shell) as it would in its kernel, so after one the executor gives the
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import codecs
+import contextlib
 import faulthandler
 import functools
 import importlib
@@ -53,6 +56,7 @@ from traitlets.config import Config
 
 from . import (
     chains,
+    children,
     display_options,
     figures,
     history,
@@ -61,6 +65,7 @@ from . import (
     oslayer,
     protocol,
     rng,
+    streams,
     tty_system,
     typed_run,
 )
@@ -161,47 +166,79 @@ class JobOutput:
         self.sent = 0
         self.truncated = False
 
-    def deliver(self, name: str, data: bytes, stream: bool = True) -> None:
-        """One chunk read from fd 1 or 2 (the caller holds the capture lock). `stream=False`:
-        for the log only, under the same cap (a cell's traceback, already an output)."""
+    def deliver(
+        self, name: str, data: bytes, stream: bool = True, label: str | None = None
+    ) -> None:
+        """One chunk read from fd 1 or 2 (the caller holds the capture lock); `label`: the
+        stream it belongs to (`streams.py`; None: the job's main stream). `stream=False`: for
+        the log only, under the same cap (a cell's traceback, already an output)."""
         if self.truncated:
             return
         if self.log_limit is not None and self.sent + len(data) > self.log_limit:
             data = data[: max(0, self.log_limit - self.sent)]
             self.truncated = True
         if data:
-            self._emit(name, data, stream)
+            self._emit(name, data, stream, label)
         if self.truncated:
             marker = f"\n[jupyter_jobs: output over {self.log_limit} bytes was dropped]\n"
-            self._emit(name, marker.encode(), stream)
+            self._emit(name, marker.encode(), stream, None)
 
-    def _emit(self, name: str, data: bytes, stream: bool) -> None:
+    def _emit(self, name: str, data: bytes, stream: bool, label: str | None) -> None:
         self.sent += len(data)
-        self.channel.send({"t": FrameType.LOG.value}, data)
+        header: dict[str, Any] = {"t": FrameType.LOG.value}
+        if label is not None:
+            header["s"] = label
+        self.channel.send(header, data)
         if stream and self.outputs is not None:
             self.outputs.stream(name, data)
+
+
+#: A child's pipe whose label is still to come: the child writes it as its first line.
+_FROM_CHILD = "\x00"
+
+
+class _Pipe:
+    """One pipe the drain thread reads: fd 1 or 2 of the worker (`label` None: the main
+    stream, for whichever job runs), or a child's (its label, and the job that started it)."""
+
+    __slots__ = ("head", "job", "label", "name")
+
+    def __init__(self, name: str, label: str | None, job: JobOutput | None) -> None:
+        self.name = name
+        self.label = label
+        self.job = job
+        self.head = b""  # a child's first line, while it is incomplete
 
 
 class Capture:
     """Owns fds 1 and 2 for the worker's life: pipes, drained by a thread into the current job.
 
     Output written between jobs (a straggling child of an earlier job) is dropped. `synced()`
-    gives the main thread everything written so far, in order, under the drain lock.
+    gives the main thread everything written so far, in order, under the drain lock. Text that
+    another thread or a `stream()` block writes arrives labelled through `lines`; the pipes of
+    the job's child processes (`children.py`, `add_child`) are drained beside fds 1 and 2.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.job: JobOutput | None = None
-        self._pipes: dict[int, str] = {}
+        self._pipes: dict[int, _Pipe] = {}
         self._write_ends: dict[int, int] = {}  # fd 1/2 -> a spare (non-inheritable) copy
         for fd, name in ((1, "stdout"), (2, "stderr")):
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
             self._write_ends[fd] = write_end
             os.set_blocking(read_end, False)
-            self._pipes[read_end] = name
-        self.stdout = _text_stream(1)
-        self.stderr = _text_stream(2)
+            self._pipes[read_end] = _Pipe(name, None, None)
+        # Children's pipes come and go; the drain thread (un)registers them, woken by a byte.
+        self._added: list[int] = []
+        self._ended: list[int] = []
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self.lines = streams.LabelledLines(self._deliver_labelled)
+        self.stdout = streams.LabelledText(1, "stdout", self.lines)
+        self.stderr = streams.LabelledText(2, "stderr", self.lines)
         self.reset()
         threading.Thread(target=self._drain_forever, name="jobs-output", daemon=True).start()
 
@@ -215,10 +252,30 @@ class Capture:
             if not same:
                 os.dup2(spare, fd)
         if self.stdout.closed:
-            self.stdout = _text_stream(1)
+            self.stdout = streams.LabelledText(1, "stdout", self.lines)
         if self.stderr.closed:
-            self.stderr = _text_stream(2)
+            self.stderr = streams.LabelledText(2, "stderr", self.lines)
         sys.stdout, sys.stderr = self.stdout, self.stderr
+
+    def add_child(self, fds: dict[int, str], label: str | None) -> None:
+        """Drain a child's pipes (read fds by stream name) for the current job, under `label`
+        (None: the first line the child writes)."""
+        with self.lock:
+            for fd, name in fds.items():
+                os.set_blocking(fd, False)
+                self._pipes[fd] = _Pipe(name, _FROM_CHILD if label is None else label, self.job)
+                self._added.append(fd)
+        self._poke()
+
+    def end_job(self) -> None:
+        """The job is over: its threads' partial lines go out, then nothing more is its."""
+        self.lines.flush()
+        with self.synced():
+            self.job = None
+
+    def _poke(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a wake-up is pending already
+            os.write(self._wake_write, b"!")
 
     def _drain_forever(self) -> None:
         """Wake when a pipe has data (or, where pipes cannot be waited on, every few ms)."""
@@ -226,43 +283,73 @@ class Capture:
             while True:
                 time.sleep(_PIPE_POLL)
                 with self.lock:
+                    self._added.clear()
                     self._read_available()
+                    self._close_ended(None)
         selector = selectors.DefaultSelector()
-        for fd in self._pipes:
+        for fd in [*self._pipes, self._wake_read]:
             selector.register(fd, selectors.EVENT_READ)
         while True:
             selector.select()
             with self.lock:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_read, 4096)
+                for fd in self._added:
+                    selector.register(fd, selectors.EVENT_READ)
+                self._added.clear()
                 self._read_available()
+                self._close_ended(selector)
+
+    def _close_ended(self, selector: selectors.BaseSelector | None) -> None:
+        for fd in self._ended:
+            if selector is not None:
+                selector.unregister(fd)
+            os.close(fd)
+        self._ended.clear()
 
     def _read_available(self) -> None:
         # Bounded, so that a child writing without pause cannot hold the lock forever.
-        for fd, name in self._pipes.items():
+        for fd, pipe in list(self._pipes.items()):
             for _ in range(64):
                 try:
                     data = os.read(fd, 65536)
                 except BlockingIOError:
                     break
-                if self.job is not None:
-                    self.job.deliver(name, data)
+                if not data:  # a child's pipe whose writers are all gone (fds 1/2 never end)
+                    del self._pipes[fd]
+                    self._ended.append(fd)
+                    self._poke()  # the drain thread unregisters and closes it
+                    break
+                self._take(pipe, data)
+
+    def _take(self, pipe: _Pipe, data: bytes) -> None:
+        if pipe.label == _FROM_CHILD:
+            pipe.head += data
+            end = pipe.head.find(b"\n")
+            if end < 0:
+                return
+            pipe.label = pipe.head[:end].decode("utf-8", errors="replace") or "child"
+            data, pipe.head = pipe.head[end + 1 :], b""
+        job = self.job
+        if job is not None and data and (pipe.job is None or pipe.job is job):
+            job.deliver(pipe.name, data, label=pipe.label)
+
+    def _deliver_labelled(self, name: str, label: str, data: bytes) -> None:
+        """Lines of another thread or a `stream()` block (`streams.LabelledLines`), after what
+        the pipes hold, so that the whole log keeps the order of writing."""
+        with self.synced():
+            if self.job is not None:
+                self.job.deliver(name, data, label=label)
 
     @contextmanager
     def synced(self) -> Iterator[None]:
         """Flush Python's streams and drain the pipes, then hold the lock for the caller."""
         for stream in (self.stdout, self.stderr):
             if not stream.closed:
-                stream.flush()
+                io.TextIOWrapper.flush(stream)  # its own buffer, not other threads' lines
         with self.lock:
             self._read_available()
             yield
-
-
-def _text_stream(fd: int) -> io.TextIOWrapper:
-    """Line buffered, like a terminal: a line reaches the log as soon as it is printed."""
-    raw = io.FileIO(fd, "w", closefd=False)
-    return io.TextIOWrapper(
-        io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=True
-    )
 
 
 class Reporter:
@@ -684,6 +771,8 @@ class Worker:
         self.lease = lease
         self.home = os.getcwd()
         self.capture = Capture()
+        streams.install(self.capture.lines)
+        children.ChildPipes(self.capture.add_child, lambda: self.capture.job is not None).install()
         self.reporter = Reporter(channel)
         self.preloaded = frozenset(sys.modules)  # what no job's directory change may drop
         self.last_cwd: str | None = None  # the directory of the last job (see `_in_directory`)
@@ -799,8 +888,7 @@ class Worker:
             # A reused worker must stay killable: a job may have ignored SIGTERM.
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             self.reporter.flush()
-            with self.capture.synced():
-                self.capture.job = None
+            self.capture.end_job()
             self.lease.running = False
             oslayer.reap_orphans()
         notebook = outputs.to_json() if outputs is not None else b""

@@ -180,6 +180,17 @@ async def test_logs_and_progress_arrive_before_the_outcome(executor, recorder):
     assert recorder.attempts[prints.job_id] == {1}
 
 
+async def test_labelled_streams_keep_their_labels_through_dask(executor, recorder):
+    task = wu.function_task(wu.labelled_threads)
+    await executor.run(task)
+    outcome = await recorder.done(task.job_id)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    texts = recorder.stream_texts(task.job_id)
+    assert texts["thread worker-a"] == "a line 0\na line 1\na line 2\n"
+    assert texts["phase-2"] == "inside phase 2\n"
+    assert texts[""] == "main before\nmain after\n"
+
+
 async def test_a_log_flood_is_capped_and_complete_before_the_outcome(cluster, recorder):
     async with connected(recorder, cluster.scheduler_address, log_limit=1024 * 1024) as executor:
         task = wu.function_task(wu.floods, 3)

@@ -31,6 +31,7 @@ from jupyter_jobs.executors.local import LocalExecutor
 from jupyter_jobs.payload import cell_payload, function_payload
 from jupyter_jobs.server import parsing
 from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp, resolve_executor
+from jupyter_jobs.server.channel_handlers import NAME
 from jupyter_jobs.server.emitter import SCHEMA_ID
 from jupyter_jobs.server.handlers import ID, ROUTES
 from jupyter_jobs.server.schedule_handlers import SID
@@ -171,7 +172,8 @@ def route_requests() -> list[tuple[str, str]]:
     """(method, path) for every method of every registered route, ids filled in."""
     out = []
     for pattern, handler in ROUTES:
-        path = pattern.replace(ID, "1").replace(SID, "1").replace(TYPE, "t").lstrip("/")
+        path = pattern.replace(ID, "1").replace(SID, "1").replace(TYPE, "t").replace(NAME, "c")
+        path = path.lstrip("/")
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             if method.lower() in vars(handler):
                 out.append((method, path))
@@ -187,9 +189,10 @@ def body_for(method: str) -> dict[str, Any] | None:
 
 def test_route_requests_cover_every_route() -> None:
     requests = route_requests()
-    assert len(requests) == 29
+    assert len(requests) == 31
     assert {p for _, p in requests} == {
-        p.replace(ID, "1").replace(SID, "1").replace(TYPE, "t").lstrip("/") for p, _ in ROUTES
+        p.replace(ID, "1").replace(SID, "1").replace(TYPE, "t").replace(NAME, "c").lstrip("/")
+        for p, _ in ROUTES
     }
 
 

@@ -35,6 +35,8 @@ class Recorder:
 
     def __init__(self) -> None:
         self.logs: dict[int, list[bytes]] = {}
+        #: (stream, bytes) of each log chunk: "" for the main stream (`streams.py`)
+        self.streams: dict[int, list[tuple[str, bytes]]] = {}
         self.progress: dict[int, list[Progress]] = {}
         self.outcomes: dict[int, list[Outcome]] = {}
         self.started: dict[int, list[int]] = {}  # job id -> the attempts that started
@@ -46,8 +48,9 @@ class Recorder:
     def _event(self, table: dict[int, asyncio.Event], job_id: int) -> asyncio.Event:
         return table.setdefault(job_id, asyncio.Event())
 
-    def on_log(self, job_id: int, attempt: int, data: bytes) -> None:
+    def on_log(self, job_id: int, attempt: int, data: bytes, stream: str = "") -> None:
         self.logs.setdefault(job_id, []).append(data)
+        self.streams.setdefault(job_id, []).append((stream, data))
         self.attempts.setdefault(job_id, set()).add(attempt)
         self._event(self._log_seen, job_id).set()
 
@@ -66,6 +69,13 @@ class Recorder:
 
     def log_text(self, job_id: int) -> str:
         return b"".join(self.logs.get(job_id, [])).decode(errors="replace")
+
+    def stream_texts(self, job_id: int) -> dict[str, str]:
+        """The log by stream ("" the main one), each as text."""
+        texts: dict[str, bytes] = {}
+        for stream, data in self.streams.get(job_id, []):
+            texts[stream] = texts.get(stream, b"") + data
+        return {stream: data.decode(errors="replace") for stream, data in texts.items()}
 
     async def done(self, job_id: int, timeout: float = 60.0) -> Outcome:
         await asyncio.wait_for(self._event(self._done, job_id).wait(), timeout)
@@ -363,3 +373,63 @@ def progress_from_a_forked_child() -> int:
     os.waitpid(pid, 0)
     progress(1, 1, "parent")
     return 1
+
+
+def labelled_threads() -> None:
+    """Its own lines, two named threads' lines (taking turns), a `stream()` block's, and a
+    thread's last line left without its newline."""
+    import threading
+
+    import jupyter_jobs
+
+    def worker(name: str, start: threading.Semaphore, then: threading.Semaphore) -> None:
+        for k in range(3):
+            start.acquire()
+            print(f"{name} line {k}")
+            then.release()
+
+    a_turn, b_turn = threading.Semaphore(1), threading.Semaphore(0)
+    threads = [
+        threading.Thread(target=worker, args=("a", a_turn, b_turn), name="worker-a"),
+        threading.Thread(target=worker, args=("b", b_turn, a_turn), name="worker-b"),
+    ]
+    print("main before")
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with jupyter_jobs.stream("phase-2"):
+        print("inside phase 2")
+    partial = threading.Thread(target=lambda: sys.stdout.write("no newline"), name="partial")
+    partial.start()
+    partial.join()
+    print("main after")
+
+
+def mp_child(method: str) -> None:
+    print(f"python from the {method} child", flush=True)
+    os.write(2, f"fd 2 of the {method} child\n".encode())
+
+
+def labelled_children() -> dict[str, int]:
+    """A subprocess, a shell command inside a `stream()` block, and a multiprocessing child of
+    each start method; returns the pids by what started them."""
+    import multiprocessing
+
+    import jupyter_jobs
+
+    pids: dict[str, int] = {}
+    code = "import os; print('from subprocess', flush=True); os.write(2, b'err\\n')"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    child.wait()
+    pids["subprocess"] = child.pid
+    with jupyter_jobs.stream("tool"):
+        subprocess.run("echo from the shell", shell=True, check=True)
+    captured = subprocess.run(["echo", "captured"], capture_output=True, text=True, check=True)
+    print(f"main got {captured.stdout.strip()}")
+    for method in multiprocessing.get_all_start_methods():
+        process = multiprocessing.get_context(method).Process(target=mp_child, args=(method,))
+        process.start()
+        process.join()
+        pids[method] = process.pid
+    return pids

@@ -46,7 +46,9 @@ class ExecutorEvents(Protocol):
     the store (fencing), so a late message from a killed worker cannot corrupt a newer attempt.
     """
 
-    def on_log(self, job_id: int, attempt: int, data: bytes) -> None: ...
+    def on_log(self, job_id: int, attempt: int, data: bytes, stream: str = "") -> None:
+        """Output of the run; `stream` names a labelled stream (a thread's, a child
+        process's: `streams.py`), and is left out for the job's main stream."""
 
     def on_progress(self, job_id: int, attempt: int, progress: Progress) -> None: ...
 

@@ -287,7 +287,8 @@ class DaskExecutor(Executor):
         run.arrived.set()
         kind = message.get("t")
         if kind == "log":
-            self._notify("on_log", run.task, bytes(message["data"]))
+            labelled = [message["s"]] if "s" in message else []  # a thread's, a child's
+            self._notify("on_log", run.task, bytes(message["data"]), *labelled)
         elif kind == "progress":
             value = Progress(message["done"], message.get("total"), message.get("message"), now())
             self._notify("on_progress", run.task, value)

@@ -54,6 +54,7 @@ class _Reporter:
         self.key = key
         self.sent = 0
         self._buffer = bytearray()
+        self._stream: str | None = None  # the buffer's stream (`streams.py`; None: main)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         flusher = threading.Thread(target=self._flush_periodically, name="jobs-dask-logs")
@@ -65,8 +66,11 @@ class _Reporter:
             self._flush()
             self._send(kind, fields)
 
-    def log(self, data: bytes) -> None:
+    def log(self, data: bytes, stream: str | None = None) -> None:
         with self._lock:
+            if stream != self._stream:
+                self._flush()
+                self._stream = stream
             self._buffer += data
             if len(self._buffer) >= _LOG_CHUNK:
                 self._flush()
@@ -84,7 +88,8 @@ class _Reporter:
         while self._buffer:
             chunk = bytes(self._buffer[:_LOG_CHUNK])
             del self._buffer[:_LOG_CHUNK]
-            self._send("log", {"data": chunk})
+            labelled = {} if self._stream is None else {"s": self._stream}
+            self._send("log", {"data": chunk, **labelled})
 
     def _flush_periodically(self) -> None:
         while not self._closed.wait(_LOG_FLUSH):
@@ -172,7 +177,7 @@ class _Attempt:
             while done is None and (frame := channel.recv()) is not None:
                 header, body = frame
                 if header["t"] == FrameType.LOG:
-                    self.report.log(body)
+                    self.report.log(body, header.get("s"))
                 elif header["t"] == FrameType.PROGRESS:
                     fields = {k: header.get(k) for k in ("done", "total", "message")}
                     self.report.publish("progress", **fields)

@@ -662,7 +662,8 @@ class LocalExecutor(Executor):
         if run is None or run.reported:
             return
         if kind == FrameType.LOG:
-            self._notify("on_log", run.task, body)
+            # A labelled stream (a thread's, a child process's: `streams.py`) names itself.
+            self._notify("on_log", run.task, body, *([header["s"]] if "s" in header else []))
         elif kind == FrameType.PROGRESS:
             progress = Progress(header["done"], header.get("total"), header.get("message"), now())
             self._notify("on_progress", run.task, progress)

@@ -1,6 +1,7 @@
-"""`jj.submit`, `map`, `get`, `jobs`, `cancel`, `retry`, `release`, `delete`, `schedule`,
-`list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`, `delete_schedule`,
-`job_type`, `submit_typed`, `list_job_types`, `get_job_type`, `delete_job_type` from a notebook.
+"""`jj.submit`, `map`, `get`, `jobs`, `cancel`, `retry`, `release`, `delete`, `results`,
+`schedule`, `list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`,
+`delete_schedule`, `job_type`, `submit_typed`, `list_job_types`, `get_job_type`,
+`delete_job_type` from a notebook.
 
 The `Jobs` front end (`front.py`), as `JobQueue` is, over the Jupyter server's REST API: the same
 options, names and `Job` interface (result, exception, cancel, done, progress, logs, wait,
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import job_types
+from ..channels import Results
 from ..front import Jobs
 from ..job_types import JobType, TypedRun
 from ..models import JobSpec, Kind, Status
@@ -125,6 +127,10 @@ def delete(job_id: int) -> None:
     front().delete(job_id)
 
 
+def results(channel: str, /, **options: Any) -> Results:
+    return front().results(channel, **options)
+
+
 def schedule(target: Any, /, **options: Any) -> Schedule:
     return front().schedule(target, **options)
 
@@ -195,21 +201,16 @@ def delete_job_type(name: str) -> None:
 
 
 _SCHEDULE_VERBS = (schedule, get_schedule, pause_schedule, resume_schedule, delete_schedule)
+_VERBS = (submit, submit_notebook, map, get, cancel, retry, release, delete, results)
 _TYPE_VERBS = (submit_typed, get_job_type, delete_job_type)
-for _fn in (
-    submit,
-    submit_notebook,
-    map,
-    get,
-    cancel,
-    retry,
-    release,
-    delete,
-    *_SCHEDULE_VERBS,
-    *_TYPE_VERBS,
-):
+for _fn in (*_VERBS, *_SCHEDULE_VERBS, *_TYPE_VERBS):
     _fn.__doc__ = getattr(Jobs, _fn.__name__).__doc__
 del _fn
+results.__signature__ = inspect.signature(
+    Jobs.results
+).replace(  # type: ignore[attr-defined]
+    parameters=list(inspect.signature(Jobs.results).parameters.values())[1:]
+)
 schedule.__signature__ = inspect.signature(
     Jobs.schedule
 ).replace(  # type: ignore[attr-defined]

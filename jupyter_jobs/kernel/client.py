@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import errors
+from ..channels import Batch
 from ..errors import InvalidRequest, JobNotFound, JobsError, ServerUnavailable
 from ..job import Backend
 from ..job_types import JobType
@@ -515,13 +516,18 @@ class HttpBackend(Backend):
     def outputs(self, job_id: int) -> list[dict[str, Any]]:
         return self.client.json("GET", f"jobs/{int(job_id)}/outputs")["outputs"]
 
-    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
-        data = self.log_page(job_id, offset)
+    def read_log(
+        self, job_id: int, offset: int = 0, stream: str | None = None
+    ) -> tuple[bytes, int]:
+        data = self.log_page(job_id, offset, stream=stream)
         return data["data"].encode("utf-8"), int(data["next_offset"])
 
-    def log_page(self, job_id: int, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
-        """The log from byte `offset` as the server sends it: data, offset, next_offset, size."""
-        query = {"offset": int(offset), "limit": limit}
+    def log_page(
+        self, job_id: int, offset: int = 0, limit: int | None = None, stream: str | None = None
+    ) -> dict[str, Any]:
+        """The log from byte `offset` as the server sends it: data, offset, next_offset, size,
+        and its streams (`stream`: of that one alone)."""
+        query = {"offset": int(offset), "limit": limit, "stream": stream}
         return self.client.json("GET", f"jobs/{int(job_id)}/logs", query=query)
 
     def cancel(self, job_id: int) -> JobRecord:
@@ -570,6 +576,21 @@ class HttpBackend(Backend):
 
     def delete_job_type(self, name: str) -> None:
         self.client.request("DELETE", f"types/{_segment(name)}")
+
+    # --- result channels ----------------------------------------------------------------------
+
+    def channel_next(
+        self, channel: str, reader: str, after: int | None, limit: int, wait: float | None
+    ) -> Batch:
+        wait = LONG_POLL if wait is None else min(wait, LONG_POLL)
+        query = {"reader": reader, "after": after, "limit": limit, "wait": f"{wait:g}"}
+        path = f"channels/{urllib.parse.quote(channel, safe='')}/next"
+        data = self.client.json("GET", path, query=query, timeout=wait + self.client.timeout)
+        return Batch.from_json(data)
+
+    def channel_ack(self, channel: str, reader: str, seq: int) -> int:
+        path = f"channels/{urllib.parse.quote(channel, safe='')}/ack"
+        return int(self.client.json("POST", path, {"reader": reader, "seq": seq})["acked"])
 
     # --- schedules (REST creates notebook schedules only: a function's would be a pickle) ----
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from http.client import responses
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -276,12 +276,13 @@ class ReleaseHandler(JobsHandler):
 
 
 class LogsHandler(JobsHandler):
-    """`GET /jobs/api/jobs/{id}/logs?offset=N&limit=M`: log text from byte N, for tailing."""
+    """`GET /jobs/api/jobs/{id}/logs?offset=N&limit=M[&stream=S]`: log text from byte N, for
+    tailing: of the whole log (cut by stream in `parts`), or of one labelled stream."""
 
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        offset, limit = self.query("offset"), self.query("limit")
+        offset, limit, stream = self.query("offset"), self.query("limit"), self.query("stream")
         self.reply(
             await self.app.run(
                 service.read_log,
@@ -289,6 +290,7 @@ class LogsHandler(JobsHandler):
                 parsing.job_id(job_id),
                 parsing.integer("offset", offset, 0, MAX_INT) if offset is not None else 0,
                 parsing.integer("limit", limit, 1, MAX_LOG_CHUNK) if limit is not None else 2**20,
+                parsing.stream_name(stream) if stream is not None else None,
             )
         )
 
@@ -338,10 +340,11 @@ class LongPollHandler(JobsHandler):
     _gone = False
 
     async def long_poll(
-        self, job_ids: list[int], read: Callable[[], T], ready: Callable[[T], bool]
+        self, job_ids: list[Hashable], read: Callable[[], T], ready: Callable[[T], bool]
     ) -> T | None:
         """`read()` (in a thread) until `ready` says so or the wait is over; each read after the
-        first follows the end of one of `job_ids`. None when the client hung up meanwhile.
+        first follows the end of one of `job_ids` (or of a job of a `waiters.channel_key`).
+        None when the client hung up meanwhile.
 
         The waiter is registered before each read, so an end between the read and the wait
         still wakes it; a wake-up that did not make the answer ready waits again until the
@@ -475,10 +478,12 @@ ROUTES: list[tuple[str, type[JobsHandler]]] = [
     (r"/jobs/api/capabilities", CapabilitiesHandler),
 ]
 
-# The schedule routes live in their own module, which builds on `JobsHandler` above.
+# The schedule and channel routes live in their own modules, which build on the handlers above.
+from .channel_handlers import ROUTES as CHANNEL_ROUTES  # noqa: E402
 from .schedule_handlers import ROUTES as SCHEDULE_ROUTES  # noqa: E402
 
 ROUTES += SCHEDULE_ROUTES
+ROUTES += CHANNEL_ROUTES
 
 # And the job type routes (`/jobs/api/types`), likewise.
 from .type_handlers import ROUTES as TYPE_ROUTES  # noqa: E402

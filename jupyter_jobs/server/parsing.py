@@ -18,8 +18,10 @@ import re
 from typing import Any, NamedTuple
 
 from .. import job_types, notebooks
+from ..channels import DEFAULT_READER, check_name
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..models import ID_TEXT, JobSpec, Kind, Status
+from ..streams import check_label
 
 #: Digits of the largest integer a query parameter takes (MAX_INT has 19).
 _MAX_DIGITS = 20
@@ -392,3 +394,31 @@ def type_registration(name: str, body: bytes, limit: int) -> tuple[job_types.Job
     if not functions:
         raise InvalidRequest("functions must not be empty")
     return described, functions
+
+
+def channel_name(what: str, text: str) -> str:
+    """A result channel's or reader's name from a URL (`channels.check_name`'s rule)."""
+    return check_name(what, text)
+
+
+def channel_ack(body: bytes) -> tuple[str, int]:
+    """`POST /jobs/api/channels/{name}/ack`: `{"reader": name, "seq": n}` (reader optional)."""
+    data = json_object(body)
+    unknown = sorted(set(data) - {"reader", "seq"})
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
+    reader = check_name("reader", data.get("reader", DEFAULT_READER))
+    seq = data.get("seq")
+    if isinstance(seq, float) and seq.is_integer():
+        seq = int(seq)
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise InvalidRequest(f"seq must be an integer (a job's number in the channel), got {seq!r}")
+    return reader, seq
+
+
+def stream_name(text: str) -> str:
+    """A log stream's name (`?stream=`): one line of text (`streams.check_label`)."""
+    try:
+        return check_label(text)
+    except ValueError as e:
+        raise InvalidRequest(f"stream: {e}") from None

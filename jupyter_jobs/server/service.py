@@ -122,19 +122,35 @@ def results(store: Store, job_ids: Sequence[int], max_bytes: int) -> Batch:
     return Batch(bool(with_bytes or records or missing), json.dumps(body).encode())
 
 
-def read_log(store: Store, job_id: int, offset: int, limit: int) -> dict[str, Any]:
-    """One chunk of a job's log as text, ending on a whole UTF-8 character when it can."""
-    job = store.get(job_id)
-    data, next_offset = store.read_log(job_id, offset, limit)
+def read_log(
+    store: Store, job_id: int, offset: int, limit: int, stream: str | None = None
+) -> dict[str, Any]:
+    """One chunk of a job's log as text, ending on a whole UTF-8 character when it can: of the
+    whole log, its `parts` saying which stream wrote what, or of one `stream` (offsets in that
+    stream's bytes); `streams` lists every stream with its size."""
+    job, found = store.read_log_streams(job_id, offset, limit, stream)
+    data, next_offset, parts = found.data, found.next_offset, found.parts
     whole = _whole_utf8(data)
     if whole < len(data):
-        next_offset -= len(data) - whole
+        cut = len(data) - whole
+        next_offset -= cut
         data = data[:whole]
+        name, last = parts[-1]
+        parts[-1] = (name, last[: len(last) - cut])
+    sizes = dict(found.streams)
+    size = job.log_size if stream is None else sizes[stream]
     return {
         "data": data.decode("utf-8", errors="replace"),
         "offset": offset,
         "next_offset": next_offset,
-        "size": max(job.log_size, next_offset),
+        "size": max(size, next_offset),
+        "stream": stream,
+        "streams": [{"name": name, "size": n} for name, n in found.streams],
+        "parts": [
+            {"stream": name, "data": part.decode("utf-8", errors="replace")}
+            for name, part in parts
+            if part
+        ],
     }
 
 

@@ -20,6 +20,9 @@ from .transaction import Tx
 
 #: (job id, inline payload, payload file) of each job a claim took
 Taken = tuple[int, bytes | None, str | None]
+#: Output of an attempt: (job id, attempt, bytes) of its main stream, or (job id, attempt,
+#: bytes, stream name) of a labelled one (a thread's, a child process's: `log_streams.py`).
+LogItem = tuple[int, int, bytes] | tuple[int, int, bytes, str]
 
 
 def claim(tx: Tx, consumer: str, limit: int, lease: float) -> list[Taken]:
@@ -90,7 +93,7 @@ def report(
     tx: Tx,
     files: JobFiles,
     starts: Sequence[tuple[int, int, float]],
-    logs: Sequence[tuple[int, int, bytes]],
+    logs: Sequence[LogItem],
     progress: Sequence[tuple[int, int, Progress]],
     among: Callable[[int], bool],
 ) -> None:
@@ -98,9 +101,9 @@ def report(
     for job_id, attempt, at in starts:
         if among(job_id):
             start(tx, job_id, attempt, at)
-    for job_id, attempt, data in logs:
+    for job_id, attempt, data, *stream in logs:
         if among(job_id):
-            files.append_log(tx, job_id, attempt, bytes(data))
+            files.append_log(tx, job_id, attempt, bytes(data), *stream)
     for item in progress:
         if among(item[0]):
             set_progress(tx, *item)

@@ -39,7 +39,9 @@ from ..models import (
     now,
 )
 from ..workspace import Reference, Workspace
-from . import attempts, moves, queries, retention, schema, submit
+from . import attempts, log_streams, moves, queries, retention, schema, submit
+from .attempts import LogItem
+from .channels import ChannelVerbs
 from .connection import Database, check_file, default_db_path
 from .files import JobFiles
 from .schedules import ScheduleVerbs
@@ -59,9 +61,10 @@ class Claimed:
     payload: bytes
 
 
-class Store(ScheduleVerbs, TypeVerbs):
+class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
     """A job store on one SQLite file. Thread-safe: one connection per thread; the schedule
-    verbs are `store/schedules.py`'s, the job type verbs `store/types.py`'s."""
+    verbs are `store/schedules.py`'s, the job type verbs `store/types.py`'s, the result-channel
+    verbs `store/channels.py`'s."""
 
     path: Path
     workspace: Workspace
@@ -236,7 +239,7 @@ class Store(ScheduleVerbs, TypeVerbs):
 
     def record(
         self,
-        logs: Sequence[tuple[int, int, bytes]] = (),
+        logs: Sequence[LogItem] = (),
         progress: Sequence[tuple[int, int, Progress]] = (),
         outcomes: Sequence[tuple[int, int, Outcome]] = (),
         starts: Sequence[tuple[int, int, float]] = (),
@@ -252,7 +255,7 @@ class Store(ScheduleVerbs, TypeVerbs):
 
     def record_and_claim(
         self,
-        logs: Sequence[tuple[int, int, bytes]] = (),
+        logs: Sequence[LogItem] = (),
         progress: Sequence[tuple[int, int, Progress]] = (),
         outcomes: Sequence[tuple[int, int, Outcome]] = (),
         claim: tuple[str, int, float] | None = None,
@@ -656,3 +659,14 @@ class Store(ScheduleVerbs, TypeVerbs):
             raise InvalidRequest("offset and limit must be zero or more")
         self.get(job_id)
         return self.files.read_log(job_id, offset, limit)
+
+    def read_log_streams(
+        self, job_id: int, offset: int = 0, limit: int = 2**20, stream: str | None = None
+    ) -> tuple[Job, log_streams.LogSlice]:
+        """The job, and `limit` bytes of its log from `offset`: of the whole log, cut by the
+        stream each part belongs to, or (`stream`) of one stream, offsets in its own bytes.
+        The slice lists every stream with its size."""
+        with self._db.read() as conn, self.files.log_reader(job_id) as read:
+            job = schema.load_one(conn, job_id)
+            found = log_streams.read(conn, read, job_id, job.log_size, offset, limit, stream)
+        return job, found

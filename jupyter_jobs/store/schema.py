@@ -267,6 +267,62 @@ MIGRATIONS: list[list[Migration]] = [
             created_at REAL NOT NULL
         )""",
     ],
+    [
+        # Result channels (`store/channels.py`): a job naming a channel is entered in
+        # `channel_results` when it reaches its final status, numbered in commit order (writes
+        # are serialized), so readers take them in the order they finished. An explicit retry
+        # takes it out again: it is entered anew, once, when it ends again. Each reader's
+        # cursor is the last number it acknowledged.
+        "ALTER TABLE jobs ADD COLUMN channel TEXT",
+        """CREATE TABLE channel_results (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            channel TEXT NOT NULL,
+            job_id INTEGER NOT NULL UNIQUE REFERENCES jobs(id) ON DELETE CASCADE
+        )""",
+        "CREATE INDEX channel_results_order ON channel_results(channel, seq)",
+        f"""CREATE TRIGGER channel_results_finished AFTER UPDATE OF status ON jobs
+            WHEN NEW.channel IS NOT NULL AND NEW.status IN ({FINISHED})
+            AND OLD.status IS NOT NEW.status
+            BEGIN INSERT OR REPLACE INTO channel_results (channel, job_id)
+            VALUES (NEW.channel, NEW.id); END""",
+        f"""CREATE TRIGGER channel_results_inserted AFTER INSERT ON jobs
+            WHEN NEW.channel IS NOT NULL AND NEW.status IN ({FINISHED})
+            BEGIN INSERT INTO channel_results (channel, job_id) VALUES (NEW.channel, NEW.id);
+            END""",
+        f"""CREATE TRIGGER channel_results_retried AFTER UPDATE OF status ON jobs
+            WHEN NEW.channel IS NOT NULL AND OLD.status IN ({FINISHED})
+            AND NEW.status NOT IN ({FINISHED})
+            BEGIN DELETE FROM channel_results WHERE job_id = NEW.id; END""",
+        """CREATE TABLE channel_readers (
+            channel TEXT NOT NULL,
+            reader TEXT NOT NULL,
+            acked INTEGER NOT NULL DEFAULT 0,
+            acked_at REAL,
+            PRIMARY KEY (channel, reader)
+        ) WITHOUT ROWID""",
+    ],
+    [
+        # A log's labelled streams (`store/log_streams.py`): the file stays the log as written;
+        # once a job writes to a thread's or a child process's stream, its log is cut into runs
+        # of one stream each. Stream 0 is the main one. A log without streams has no rows.
+        """CREATE TABLE log_streams (
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            no INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            PRIMARY KEY (job_id, no)
+        ) WITHOUT ROWID""",
+        "CREATE UNIQUE INDEX log_streams_name ON log_streams(job_id, name)",
+        """CREATE TABLE log_runs (
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            offset INTEGER NOT NULL,
+            length INTEGER NOT NULL,
+            stream INTEGER NOT NULL,
+            stream_offset INTEGER NOT NULL,
+            PRIMARY KEY (job_id, offset)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX log_runs_stream ON log_runs(job_id, stream, stream_offset)",
+    ],
 ]
 
 #: The columns a `Job` is read from (`job_from_row` maps them by these names).
@@ -278,6 +334,7 @@ JOB_COLUMNS = (
     "error_message", "error_traceback", "interpreter", "cwd", "idempotency_key", "options",
     "consumer", "lease_until", "payload_size", "result_size", "log_size", "has_outputs",
     "schedule_id", "scheduled_time", "type", "parameters", "summary",
+    "channel",
 )  # fmt: skip
 SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 
@@ -287,6 +344,7 @@ INSERT_COLUMNS = (
     "after_ids", "hold", "run_at", "expires_at", "created_at", "queued_at", "finished_at",
     "error_type", "error_message", "interpreter", "cwd", "idempotency_key", "options",
     "payload_size", "type", "parameters",
+    "channel",
 )  # fmt: skip
 INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
@@ -357,6 +415,7 @@ def job_from_row(values: Sequence[Any]) -> Job:
         type=r.type,
         parameters=json.loads(r.parameters) if r.parameters is not None else None,
         summary=json.loads(r.summary) if r.summary is not None else None,
+        channel=r.channel,
     )
 
 

@@ -63,6 +63,7 @@ def _values(spec: JobSpec, payload: bytes, options: str, move: lifecycle.Move, a
         "payload_size": len(payload),
         "type": spec.type,
         "parameters": None if spec.parameters is None else json.dumps(spec.parameters),
+        "channel": spec.channel,
     }
 
 
@@ -165,4 +166,5 @@ def _fresh_job(job_id: int, spec: JobSpec, values: dict[str, Any]) -> Job:
         payload_size=values["payload_size"],
         type=spec.type,
         parameters=json.loads(values["parameters"]) if spec.parameters is not None else None,
+        channel=spec.channel,
     )

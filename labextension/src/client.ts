@@ -128,9 +128,21 @@ export class JobsClient {
       .deleted;
   }
 
-  /** The log from byte `offset` on. */
-  logs(id: number, offset = 0, limit?: number): Promise<ILogChunk> {
-    return this._json<ILogChunk>('GET', `jobs/${id}/logs`, { offset, limit });
+  /**
+   * The log from byte `offset` on: of the whole log (its `parts` say which stream wrote what),
+   * or of one `stream` (offsets in that stream's bytes).
+   */
+  logs(
+    id: number,
+    offset = 0,
+    limit?: number,
+    stream?: string | null
+  ): Promise<ILogChunk> {
+    return this._json<ILogChunk>('GET', `jobs/${id}/logs`, {
+      offset,
+      limit,
+      stream
+    });
   }
 
   /** The display outputs the job captured, as nbformat outputs. */

@@ -740,6 +740,7 @@ export function provisionalJob(event: IJobEvent): IJob {
     type: null,
     parameters: null,
     summary: null,
+    channel: null,
     progress: event.progress,
     error: null,
     interpreter: null,

@@ -496,3 +496,37 @@ def test_ten_thousand_jobs_stay_light(page: Page, lab: RunningServer) -> None:
     panel.get_by_label("Search jobs by name or notebook").fill("sweep 1234")
     expect(rows).to_have_count(1)
     expect(row(page, ids[1234])).to_be_visible()
+
+
+def test_detail_view_shows_each_thread_and_child_process_on_its_own(
+    page: Page, lab: RunningServer
+) -> None:
+    job = lab.submit(jobfuncs.streams_demo, name="three streams")
+    lab.wait_status(job["id"], "succeeded")
+    child = f"pid {lab.result(job['id'])}"
+    open_lab(page, lab)
+    open_panel(page)
+    row(page, job["id"]).click()
+    detail = page.locator(f"#jupyter-jobs-detail-{job['id']}")
+    log = detail.locator(".jp-JobDetail-log")
+    select = detail.locator(".jp-JobDetail-streamSelect")
+
+    # "All" first: every line, those of the thread and the child tagged with their stream.
+    expect(select).to_be_visible(timeout=UI_TIMEOUT)
+    expect(select).to_have_value("")
+    expect(select.locator("option")).to_have_text(["All streams", "main", "thread worker", child])
+    expect(log).to_contain_text("main says hello")
+    tags = log.locator(".jp-JobDetail-logTag")
+    expect(tags).to_have_text(["thread worker │ ", f"{child} │ "])
+
+    # One stream at a time, untagged.
+    select.select_option("thread worker")
+    expect(log).to_have_text("worker says hi\n")
+    select.select_option(child)
+    expect(log).to_have_text("child says hey\n")
+    select.select_option("main")
+    expect(log).to_have_text("main says hello\n")
+    select.select_option("")
+    expect(log).to_contain_text("worker says hi")
+    expect(log).to_contain_text("child says hey")
+    expect(tags).to_have_count(2)

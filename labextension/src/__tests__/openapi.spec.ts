@@ -48,7 +48,10 @@ describe('types.ts and the fakes match openapi.yaml', () => {
       'data',
       'next_offset',
       'offset',
-      'size'
+      'parts',
+      'size',
+      'stream',
+      'streams'
     ]);
     expect(sorted(schemas.Error.required)).toEqual([
       'detail',
@@ -94,6 +97,10 @@ describe('types.ts and the fakes match openapi.yaml', () => {
       'schedule',
       'status'
     ]);
+    const logs = openapi.paths['/jobs/api/jobs/{id}/logs'].get.parameters.map(
+      (p: any) => p.name
+    );
+    expect(sorted(logs)).toEqual(['limit', 'offset', 'stream']);
   });
 });
 
