@@ -8,14 +8,22 @@ stdout/stderr is written to the worker's fds 1 and 2 as it arrives, which is the
 progress is cells done / total with the current cell's first line. The result is the executed
 notebook's JSON; a failing cell fails the job with an error naming the cell, and the notebook
 executed so far is still sent back.
+
+A cancel or timeout gives the worker no chance to say anything (its group is killed, SIGKILL
+after the grace at the latest), so the notebook as far as it ran is sent as it runs instead
+(`Snapshots`): when each cell starts, and as outputs arrive, at most once per progress interval.
+The executor keeps the last one as the result of a run that is stopped; it carries a marker on
+the cell that was running (`STOPPED`), which is only true of it if the run stops there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +36,20 @@ INJECTED_TAG = "injected-parameters"
 DEFAULT_KERNEL = "python3"
 
 Report = Callable[[float, float | None, str | None], None]
+#: Sends the notebook as far as it ran (its JSON bytes) to the executor.
+Checkpoint = Callable[[bytes], None]
+
+_STOPPED_WHY = (
+    "the job was stopped while this cell ran (cancelled, timed out, or its worker ended): "
+    "its outputs end here, and the cells below did not run"
+)
+#: The output that marks the cell a stopped run was in (as a failing cell shows its error).
+STOPPED = {
+    "output_type": "error",
+    "ename": "JobStopped",
+    "evalue": _STOPPED_WHY,
+    "traceback": [f"JobStopped: {_STOPPED_WHY}"],
+}
 
 
 class NotebookFailed(Exception):
@@ -79,17 +101,81 @@ def first_line(cell: Any) -> str:
     return next((line.strip() for line in source.splitlines() if line.strip()), "")[:200]
 
 
-def run(data: bytes, report: Report) -> bytes:
+def clear_outputs(nb: Any) -> None:
+    """Forget the outputs the snapshot was saved with: the result shows what this run did,
+    and a cell it did not reach shows nothing."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+
+
+def stopped_at(nb: Any, index: int | None) -> bytes:
+    """The notebook's JSON bytes with the cell at `index` (if any) marked `STOPPED`; `nb`
+    itself is left as it is."""
+    cells = list(nb.cells)
+    if index is not None:
+        cell = cells[index]
+        cells[index] = {**cell, "outputs": [*cell.get("outputs", []), STOPPED]}
+    return json.dumps({**nb, "cells": cells}, ensure_ascii=False).encode("utf-8")
+
+
+class Snapshots:
+    """Sends the notebook as far as it ran: at once when a cell starts, and after outputs at
+    most once per `interval` seconds (the last change always goes, `interval` later at most).
+    Runs on nbclient's event loop, which owns `nb`."""
+
+    def __init__(self, nb: Any, send: Checkpoint, interval: float) -> None:
+        self.nb, self._send, self.interval = nb, send, interval
+        self.running: int | None = None
+        self._last = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def cell_started(self, index: int) -> None:
+        self.running = index
+        self.send_now()
+
+    def changed(self) -> None:
+        """An output of the running cell arrived."""
+        if self._timer is not None:
+            return  # already due
+        delay = self._last + self.interval - time.monotonic()
+        if delay <= 0:
+            self.send_now()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(delay, self.send_now)
+
+    def send_now(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._closed:
+            self._send(stopped_at(self.nb, self.running))
+            self._last = time.monotonic()
+
+    def close(self) -> None:
+        """The run ended (its own result says how): nothing more is sent."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def run(data: bytes, report: Report, checkpoint: Checkpoint, interval: float) -> bytes:
     """Execute the notebook in `data` (a notebook job's payload); returns the executed
-    notebook's bytes, or raises `NotebookFailed`."""
+    notebook's bytes, or raises `NotebookFailed`. `checkpoint` receives the notebook as far
+    as it ran while it runs, at most once per `interval` seconds as outputs arrive."""
     import nbformat
 
     document = notebooks.load_payload(data)
     nb = nbformat.reads(json.dumps(document["notebook"]), as_version=4)  # sources joined
     inject_parameters(nb, document["parameters"])
+    clear_outputs(nb)
+    snapshots = Snapshots(nb, checkpoint, interval)
     client = _client_class()(
         nb,
         report=report,
+        snapshots=snapshots,
         kernel_name=kernel_name_for(nb, document["kernel_name"]),
         timeout=None,  # the job's timeout applies, enforced by the executor
         resources={"metadata": {"path": os.getcwd()}},
@@ -98,6 +184,8 @@ def run(data: bytes, report: Report) -> bytes:
         client.execute(cwd=os.getcwd())
     except Exception as exc:
         raise NotebookFailed(*client.describe(exc), _dumps(nb)) from None
+    finally:
+        snapshots.close()
     report(client.total, client.total, "done")
     return _dumps(nb)
 
@@ -168,9 +256,10 @@ def _build_client_class() -> type:
     class JobNotebookClient(NotebookClient):  # type: ignore[misc]
         kernel_manager_class = Type(InGroupKernelManager, config=True)
 
-        def __init__(self, nb: Any, report: Report, **kw: Any) -> None:
+        def __init__(self, nb: Any, report: Report, snapshots: Snapshots, **kw: Any) -> None:
             super().__init__(nb, **kw)
             self._report = report
+            self._snapshots = snapshots
             self.code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
             self.total = len(self.code_cells)
             self.current: int | None = None
@@ -179,10 +268,16 @@ def _build_client_class() -> type:
             if cell.cell_type == "code":
                 self.current = cell_index
                 done = self.code_cells.index(cell_index)
+                # Before the progress that says it started: whoever saw that may stop the run.
+                self._snapshots.cell_started(cell_index)
                 self._report(done, self.total, first_line(cell) or f"cell {cell_index}")
             return await super().async_execute_cell(cell, cell_index, *a, **kw)
 
         def output(self, outs: list, msg: dict, display_id: Any, cell_index: int) -> Any:
+            out = super().output(outs, msg, display_id, cell_index)
+            # Offered before the log gets the text: with no interval to wait for, whoever
+            # read it in the log (and stopped the run) finds it in the last snapshot too.
+            self._snapshots.changed()
             if msg["msg_type"] == "stream":
                 stream = sys.stderr if msg["content"].get("name") == "stderr" else sys.stdout
                 stream.write(msg["content"].get("text", ""))
@@ -191,7 +286,7 @@ def _build_client_class() -> type:
                 content = msg["content"]
                 sys.stderr.write("\n".join(content.get("traceback", [])) + "\n")
                 sys.stderr.flush()
-            return super().output(outs, msg, display_id, cell_index)
+            return out
 
         def describe(self, exc: BaseException) -> tuple[str, str, str]:
             """The job's error for `exc`: the failing cell named by index and first line."""

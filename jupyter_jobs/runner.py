@@ -464,10 +464,16 @@ def _run_function(data: bytes) -> bytes:
         raise Failure("error", "PayloadError", message) from None
 
 
-def _run_notebook(data: bytes, report: notebook_run.Report) -> bytes:
-    """A notebook job (`notebook_run.py`): a failure keeps the notebook as far as it ran."""
+def _run_notebook(
+    data: bytes,
+    report: notebook_run.Report,
+    checkpoint: notebook_run.Checkpoint,
+    interval: float,
+) -> bytes:
+    """A notebook job (`notebook_run.py`): a failure keeps the notebook as far as it ran, and
+    so does a stop (the last checkpoint)."""
     try:
-        return notebook_run.run(data, report)
+        return notebook_run.run(data, report, checkpoint, interval)
     except notebook_run.NotebookFailed as failed:
         raise Failure(
             "error", failed.type, failed.message, failed.traceback, failed.notebook
@@ -708,6 +714,10 @@ class Worker:
                 os.environ.clear()
                 os.environ.update(self.environ)
 
+    def _checkpoint(self, data: bytes) -> None:
+        """The current job's result, should it be stopped before it ends."""
+        self.channel.send({"t": FrameType.CHECKPOINT.value}, data)
+
     def serve(self) -> None:
         self.channel.send(
             {
@@ -772,7 +782,8 @@ class Worker:
                     target = CellOutput(self.capture, self.channel, outputs)
                     result = _run_cell(self.shell, target, body, header.get("options") or {})
                 elif header["kind"] == "notebook":
-                    result = _run_notebook(body, self.reporter.report)
+                    interval = header.get("progress_interval", 1.0)
+                    result = _run_notebook(body, self.reporter.report, self._checkpoint, interval)
                 else:
                     result = _run_function(body)
         except Failure as failure:

@@ -107,6 +107,7 @@ class _Attempt:
         self.reaped = False
         self.stopped = False  # ended by a stop (kill or released key)
         self.problem: str | None = None  # why the conversation with the runner broke off
+        self.checkpoint: bytes | None = None  # the result should the runner end before "done"
         self.over = threading.Event()  # the runner is gone: stop watching
 
     def close(self) -> None:
@@ -176,6 +177,8 @@ class _Attempt:
                 elif header["t"] == FrameType.PROGRESS:
                     fields = {k: header.get(k) for k in ("done", "total", "message")}
                     self.report.publish("progress", **fields)
+                elif header["t"] == FrameType.CHECKPOINT:
+                    self.checkpoint = body
                 elif header["t"] == FrameType.DONE:
                     done = frame
         except TimeoutError:
@@ -260,11 +263,17 @@ class _Attempt:
         if done is not None:
             return protocol.done_fields(*done)
         if self.stopped:
-            return {"status": "stopped", "exit": exit_text}
+            return {"status": "stopped", "exit": exit_text, "result": self.checkpoint}
         words = self.problem or last_words(output)
         said = f": {words}" if words else ""
         pid = self.proc.pid
         when = "before it was ready" if ready is None else "while running the job"
         message = f"the job's process (pid {pid} on {self.where}) died {when}: {exit_text}{said}"
         error = {"type": "WorkerLost", "message": message, "traceback": output}
-        return {"status": "failed", "reason": "worker_lost", "error": error, "exit": exit_text}
+        return {
+            "status": "failed",
+            "reason": "worker_lost",
+            "error": error,
+            "exit": exit_text,
+            "result": self.checkpoint,
+        }
