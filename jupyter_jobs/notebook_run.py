@@ -11,7 +11,8 @@ executed so far is still sent back.
 
 A cancel or timeout gives the worker no chance to say anything (its group is killed, SIGKILL
 after the grace at the latest), so the notebook as far as it ran is sent as it runs instead
-(`Snapshots`): when each cell starts, and as outputs arrive, at most once per progress interval.
+(`Snapshots`): when each cell starts, and as outputs arrive, at most once per progress interval
+(and in a tenth of the run's time at most).
 The executor keeps the last one as the result of a run that is stopped; it carries a marker on
 the cell that was running (`STOPPED`), which is only true of it if the run stops there.
 """
@@ -23,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -120,38 +120,64 @@ def stopped_at(nb: Any, index: int | None) -> bytes:
 
 
 class Snapshots:
-    """Sends the notebook as far as it ran: at once when a cell starts, and after outputs at
-    most once per `interval` seconds (the last change always goes, `interval` later at most).
-    Runs on nbclient's event loop, which owns `nb`."""
+    """Sends the notebook as far as it ran: when a cell starts, and after outputs at most once
+    per `interval` seconds (the last change always goes, `interval` later at most).
+
+    Encoding the whole notebook each time costs what the notebook weighs, so sending takes at
+    most `SHARE` of the run's time: after a snapshot that took t seconds, the next waits until
+    9 t later (a few ms for a usual notebook; for a large one of short cells the last snapshot
+    may then lag its cell start by that much). With an `interval` of 0, every change goes at
+    once, before the log has it. Runs on nbclient's event loop, which owns `nb`.
+    """
+
+    #: The most of the run's time snapshots may take.
+    SHARE = 0.1
 
     def __init__(self, nb: Any, send: Checkpoint, interval: float) -> None:
         self.nb, self._send, self.interval = nb, send, interval
         self.running: int | None = None
-        self._last = float("-inf")
+        self._last = float("-inf")  # when the last one was sent (loop time)
+        self._allowed = float("-inf")  # the earliest the next may go, by the budget
         self._timer: asyncio.TimerHandle | None = None
+        self._announce: Callable[[], None] | None = None
         self._closed = False
 
-    def cell_started(self, index: int) -> None:
-        self.running = index
-        self.send_now()
+    def cell_started(self, index: int, announce: Callable[[], None]) -> None:
+        """Cell `index` starts. `announce` (its progress) is called once the snapshot that has
+        it running is sent: whoever saw that progress and stopped the run finds that snapshot."""
+        self.running, self._announce = index, announce
+        self._send_by(self._allowed)
 
     def changed(self) -> None:
         """An output of the running cell arrived."""
-        if self._timer is not None:
-            return  # already due
-        delay = self._last + self.interval - time.monotonic()
-        if delay <= 0:
+        self._send_by(max(self._last + self.interval, self._allowed))
+
+    def _send_by(self, when: float) -> None:
+        """Send the notebook as it is at loop time `when` (now, if that has passed), unless a
+        send is due before then already."""
+        loop = asyncio.get_running_loop()
+        if when <= loop.time():
             self.send_now()
-        else:
-            self._timer = asyncio.get_running_loop().call_later(delay, self.send_now)
+        elif self._timer is None or self._timer.when() > when:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(when, self.send_now)
 
     def send_now(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._closed:
-            self._send(stopped_at(self.nb, self.running))
-            self._last = time.monotonic()
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        self._send(stopped_at(self.nb, self.running))
+        self._last = loop.time()
+        if self.interval > 0:  # else every change goes at once, whatever it costs
+            self._allowed = self._last + (self._last - start) * (1 / self.SHARE - 1)
+        announce, self._announce = self._announce, None
+        if announce is not None:
+            announce()
 
     def close(self) -> None:
         """The run ended (its own result says how): nothing more is sent."""
@@ -268,9 +294,10 @@ def _build_client_class() -> type:
             if cell.cell_type == "code":
                 self.current = cell_index
                 done = self.code_cells.index(cell_index)
-                # Before the progress that says it started: whoever saw that may stop the run.
-                self._snapshots.cell_started(cell_index)
-                self._report(done, self.total, first_line(cell) or f"cell {cell_index}")
+                message = first_line(cell) or f"cell {cell_index}"
+                self._snapshots.cell_started(
+                    cell_index, lambda: self._report(done, self.total, message)
+                )
             return await super().async_execute_cell(cell, cell_index, *a, **kw)
 
         def output(self, outs: list, msg: dict, display_id: Any, cell_index: int) -> Any:

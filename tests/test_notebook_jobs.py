@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import psutil
@@ -12,7 +14,7 @@ import pytest
 from jupyter_jobs import JobCancelled, JobFailed, cli
 from jupyter_jobs.errors import InvalidRequest, ResultNotReady
 from jupyter_jobs.models import Kind, Reason, Status
-from jupyter_jobs.notebook_run import clear_outputs, inject_parameters, stopped_at
+from jupyter_jobs.notebook_run import Snapshots, clear_outputs, inject_parameters, stopped_at
 
 from waiting import wait_until
 
@@ -154,6 +156,33 @@ def test_a_notebook_stopped_before_its_first_cell_has_no_notebook(queue, tmp_pat
     job.cancel()
     with pytest.raises(ResultNotReady):
         job.notebook()
+
+
+def test_snapshots_go_before_the_progress_they_hold_and_outputs_wait_for_the_interval():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+    events: list[tuple[str, Any]] = []
+
+    def send(data: bytes) -> None:
+        events.append(("snapshot", json.loads(data)["cells"][0]["outputs"]))
+
+    async def scenario() -> None:
+        snapshots = Snapshots(nb, send, interval=0.05)
+        snapshots.cell_started(0, lambda: events.append(("progress", 0)))
+        assert [kind for kind, _ in events] == ["snapshot", "progress"]
+        nb.cells[0].outputs.append(nbformat.v4.new_output("stream", text="1\n"))
+        snapshots.changed()  # within the interval: later, with what there is by then
+        nb.cells[0].outputs.append(nbformat.v4.new_output("stream", text="2\n"))
+        snapshots.changed()
+        assert len(events) == 2
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(events) == 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert [o["text"] for o in events[2][1][:2]] == ["1\n", "2\n"]
+        snapshots.changed()
+        snapshots.close()  # the run ended: what was pending is not sent
+
+    asyncio.run(scenario())
+    assert len(events) == 3
 
 
 def test_snapshots_mark_the_running_cell_and_keep_the_notebook_itself_unmarked():

@@ -620,12 +620,9 @@ class LocalExecutor(Executor):
                 self._on_frame(worker, *frame)
         except ConnectionError:
             return  # the worker died; its exit is handled by _supervise
-        except protocol.ProtocolError:
-            if worker.doomed:
+        except Exception as exc:
+            if isinstance(exc, protocol.ProtocolError) and worker.doomed:
                 return  # stopped in the middle of a frame (a large checkpoint, say)
-            log.exception("worker %d sent a bad frame; killing it", worker.pid)
-            kill_group(worker.pid)
-        except Exception:
             # A worker that speaks nonsense cannot be trusted with its job: end it.
             log.exception("worker %d sent a bad frame; killing it", worker.pid)
             kill_group(worker.pid)
