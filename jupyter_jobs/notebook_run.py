@@ -20,8 +20,10 @@ the cell that was running (`STOPPED`), which is only true of it if the run stops
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -281,6 +283,14 @@ def _build_client_class() -> type:
 
     class JobNotebookClient(NotebookClient):  # type: ignore[misc]
         kernel_manager_class = Type(InGroupKernelManager, config=True)
+
+        async def async_start_new_kernel(self, **kw: Any) -> None:
+            # nbclient has just made SIGTERM shut the kernel down and carry on, which would
+            # keep this worker alive through the executor's stop until its SIGKILL: the stop
+            # ends it at once instead, as it ends a function job (the last snapshot is kept).
+            with contextlib.suppress(RuntimeError):  # no signals here (Windows)
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+            await super().async_start_new_kernel(**kw)
 
         def __init__(self, nb: Any, report: Report, snapshots: Snapshots, **kw: Any) -> None:
             super().__init__(nb, **kw)
