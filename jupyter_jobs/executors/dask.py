@@ -327,7 +327,7 @@ class DaskExecutor(Executor):
             return failed_outcome(Reason.ERROR, "DaskTaskError", message)
         await self._events_arrived(run, data.get("events", 0))
         if run.killing:  # a kill decides the outcome once it has begun
-            return self._killed(run, data.get("exit"), ran=True, checkpoint=data.get("result"))
+            return self._killed(run, data.get("exit"), ran=True, checkpoint=data.get("checkpoint"))
         return _outcome_of(data, run.where)
 
     async def _events_arrived(self, run: _Run, sent: int) -> None:
@@ -391,7 +391,7 @@ def _outcome_of(data: dict[str, Any], where: str | None) -> Outcome:
     if status == "stopped":
         message = "the job was stopped on its Dask worker: its task was released"
         outcome = failed_outcome(Reason.INTERRUPTED, "Interrupted", message, data.get("exit"))
-        outcome.result = data.get("result")
+        outcome.result = data.get("checkpoint")
         return outcome
     if data.get("rerun"):
         lost = f"the Dask worker {where}" if where else "the Dask worker"

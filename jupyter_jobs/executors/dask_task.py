@@ -42,7 +42,13 @@ def run_on_worker(job: dict[str, Any], payload: bytes, topic: str) -> dict[str, 
         outcome = attempt.run(payload)
     finally:
         attempt.close()
-    return {**outcome, "events": attempt.report.sent, "worker": attempt.where}
+    # The last checkpoint goes too: a stopped run's result, even if it said "done" meanwhile.
+    return {
+        **outcome,
+        "events": attempt.report.sent,
+        "worker": attempt.where,
+        "checkpoint": attempt.checkpoint,
+    }
 
 
 class _Reporter:
@@ -263,7 +269,7 @@ class _Attempt:
         if done is not None:
             return protocol.done_fields(*done)
         if self.stopped:
-            return {"status": "stopped", "exit": exit_text, "result": self.checkpoint}
+            return {"status": "stopped", "exit": exit_text}
         words = self.problem or last_words(output)
         said = f": {words}" if words else ""
         pid = self.proc.pid
