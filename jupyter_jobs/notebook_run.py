@@ -1,20 +1,20 @@
 """Run a notebook job in the worker: a fresh kernel, nbclient, papermill-style parameters.
 
-`runner.py` calls `run(payload, report)` for a job of kind "notebook". The kernel is started in
+`runner.py` calls `run(payload, ...)` for a job of kind "notebook". The kernel is started in
 the worker's own process group (jupyter_client would give it a session of its own), so the
 executor's stop (SIGTERM to the group, then SIGKILL) ends the kernel and whatever it started
 when the job is cancelled or times out, as it ends a function job's children. Every cell's
 stdout/stderr is written to the worker's fds 1 and 2 as it arrives, which is the job's log;
 progress is cells done / total with the current cell's first line. The result is the executed
 notebook's JSON; a failing cell fails the job with an error naming the cell, and the notebook
-executed so far is still sent back.
+executed so far is still sent back. The kernel is shut down after the job is reported.
 
 A cancel or timeout gives the worker no chance to say anything (its group is killed, SIGKILL
 after the grace at the latest), so the notebook as far as it ran is sent as it runs instead
 (`Snapshots`): when each cell starts, and as outputs arrive, at most once per progress interval
-(and in a tenth of the run's time at most).
-The executor keeps the last one as the result of a run that is stopped; it carries a marker on
-the cell that was running (`STOPPED`), which is only true of it if the run stops there.
+(and in a tenth of the run's time at most). The executor keeps the last one as the result of a
+run that is stopped; it carries a marker on the cell that was running (`STOPPED`), which is only
+true of it if the run stops there.
 """
 
 from __future__ import annotations
@@ -189,10 +189,19 @@ class Snapshots:
             self._timer = None
 
 
-def run(data: bytes, report: Report, checkpoint: Checkpoint, interval: float) -> bytes:
+def run(
+    data: bytes,
+    report: Report,
+    checkpoint: Checkpoint,
+    interval: float,
+    after_done: Callable[[Callable[[], None]], None],
+) -> bytes:
     """Execute the notebook in `data` (a notebook job's payload); returns the executed
     notebook's bytes, or raises `NotebookFailed`. `checkpoint` receives the notebook as far
-    as it ran while it runs, at most once per `interval` seconds as outputs arrive."""
+    as it ran while it runs, at most once per `interval` seconds as outputs arrive.
+    `after_done` is handed the kernel's shutdown, for the caller to run once the job is
+    reported: a graceful shutdown (the kernel's exit hooks, its buffered files) takes a few
+    tenths of a second that the job's result need not wait for."""
     import nbformat
 
     document = notebooks.load_payload(data)
@@ -209,11 +218,12 @@ def run(data: bytes, report: Report, checkpoint: Checkpoint, interval: float) ->
         resources={"metadata": {"path": os.getcwd()}},
     )
     try:
-        client.execute(cwd=os.getcwd())
+        client.execute(cwd=os.getcwd(), cleanup_kc=False)
     except Exception as exc:
         raise NotebookFailed(*client.describe(exc), _dumps(nb)) from None
     finally:
         snapshots.close()
+        after_done(client.shut_down)
     report(client.total, client.total, "done")
     return _dumps(nb)
 
@@ -324,6 +334,12 @@ def _build_client_class() -> type:
                 sys.stderr.write("\n".join(content.get("traceback", [])) + "\n")
                 sys.stderr.flush()
             return out
+
+        def shut_down(self) -> None:
+            """Shut the kernel down, gracefully, and close its channels (nbclient's own
+            cleanup, which `execute` was told to leave for later)."""
+            if self.km is not None:
+                self._cleanup_kernel()
 
         def describe(self, exc: BaseException) -> tuple[str, str, str]:
             """The job's error for `exc`: the failing cell named by index and first line."""

@@ -41,7 +41,7 @@ import time
 import traceback
 import types
 from collections import deque
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -469,11 +469,12 @@ def _run_notebook(
     report: notebook_run.Report,
     checkpoint: notebook_run.Checkpoint,
     interval: float,
+    after_done: list[Callable[[], None]],
 ) -> bytes:
     """A notebook job (`notebook_run.py`): a failure keeps the notebook as far as it ran, and
-    so does a stop (the last checkpoint)."""
+    so does a stop (the last checkpoint). Its kernel is shut down once it is reported."""
     try:
-        return notebook_run.run(data, report, checkpoint, interval)
+        return notebook_run.run(data, report, checkpoint, interval, after_done.append)
     except notebook_run.NotebookFailed as failed:
         raise Failure(
             "error", failed.type, failed.message, failed.traceback, failed.notebook
@@ -683,6 +684,8 @@ class Worker:
         self.last_cwd: str | None = None  # the directory of the last job (see `_in_directory`)
         self.environ = dict(os.environ)  # what every job starts with
         self.environ_raw = dict(_raw_environ())
+        #: What the last job left to do once it is reported (a notebook's kernel to shut down).
+        self.after_done: list[Callable[[], None]] = []
 
     @contextmanager
     def _in_directory(self, cwd: str) -> Iterator[None]:
@@ -734,6 +737,8 @@ class Worker:
             if done is not None:
                 self._send_done(*done, job)
                 done = None
+                while self.after_done:  # before the next job runs, whose log this is not
+                    self.after_done.pop(0)()
             elif job is not None and job[0].get("queued"):
                 self.channel.send(_start(job))
             if job is None:
@@ -783,7 +788,9 @@ class Worker:
                     result = _run_cell(self.shell, target, body, header.get("options") or {})
                 elif header["kind"] == "notebook":
                     interval = header.get("progress_interval", 1.0)
-                    result = _run_notebook(body, self.reporter.report, self._checkpoint, interval)
+                    result = _run_notebook(
+                        body, self.reporter.report, self._checkpoint, interval, self.after_done
+                    )
                 else:
                     result = _run_function(body)
         except Failure as failure:

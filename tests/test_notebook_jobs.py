@@ -59,6 +59,21 @@ def test_parameters_are_injected_after_the_parameters_cell_and_the_result_has_ou
     assert progress is not None and progress.done == progress.total == 4
 
 
+def test_the_kernel_is_shut_down_gracefully_after_the_job_is_reported(queue, tmp_path):
+    pid_file, goodbye = tmp_path / "kernel.pid", tmp_path / "goodbye"
+    path = write_notebook(
+        tmp_path / "exits.ipynb",
+        "import atexit, os\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        f"atexit.register(lambda: open({str(goodbye)!r}, 'w').write('bye'))",
+    )
+    queue.submit_notebook(path).result(timeout=120)
+    kernel = psutil.Process(int(pid_file.read_text()))
+    _, alive = psutil.wait_procs([kernel], timeout=30)
+    assert alive == []
+    assert goodbye.read_text() == "bye"  # its exit hooks ran: a shutdown, not a kill
+
+
 def test_injection_goes_to_the_top_without_a_parameters_cell_and_replaces_an_earlier_one():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("y = flag")])
     inject_parameters(nb, {"flag": True, "none": None, "items": [1, {"a": False}]})
