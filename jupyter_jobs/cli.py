@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
-from . import cli_schedules, cli_types, notebooks, wording
+from . import cli_schedules, cli_types, notebooks, options, wording
 from .channels import DEFAULT_READER, check_name
 from .errors import DatabaseNotFound, InvalidRequest, JobsError, error_body
 from .models import Job, Status
@@ -340,8 +340,8 @@ def cmd_run(store: Store, args: argparse.Namespace) -> int:
         parameters[name] = notebooks.cli_value(value)
     front = Jobs(StoreBackend(store), lambda: f"cli:{os.getpid()}")
     try:
-        options = {"name": args.name} if args.name else {}
-        job = front.submit_notebook(args.notebook, parameters, args.kernel, **options)
+        given = options.given(vars(args))
+        job = front.submit_notebook(args.notebook, parameters, args.kernel, **given)
         record = job.wait().record if args.wait else job.record
     finally:
         front.backend.close()
@@ -454,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait", action="store_true", help="wait until it ends; exit 1 unless it succeeded"
     )
+    options.add_arguments(p, set(options.BY_NAME) - {"name"})  # --name: its own help
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(
         "gc",

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import notebooks, options
 from . import schedules as rules
 from .errors import InvalidRequest
 from .store import Store
@@ -21,14 +22,6 @@ def _schedule_id(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"schedule id must be a positive integer, got {text!r}")
     return int(text)
-
-
-def _value(text: str) -> Any:
-    """A parameter's value: JSON when it parses, else the text itself."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _print(schedule: rules.Schedule, as_json: bool) -> None:
@@ -58,22 +51,12 @@ def cmd_add(store: Store, args: argparse.Namespace) -> int:
         payload = path.read_bytes()
     except OSError as exc:
         raise InvalidRequest(f"target.path: cannot read {path}: {exc}") from None
-    job = {
-        k: v
-        for k, v in (
-            ("priority", args.priority),
-            ("timeout", args.timeout),
-            ("retries", args.retries),
-            ("retry_delay", args.retry_delay),
-        )
-        if v is not None
-    }
     spec = rules.ScheduleSpec(
         name=args.name or "",
         target={
             "kind": "notebook",
             "path": str(path),
-            "parameters": {name: _value(value) for name, value in args.parameter or []},
+            "parameters": {n: notebooks.cli_value(v) for n, v in args.parameter or []},
             "kernel_name": args.kernel,
         },
         cron=args.cron,
@@ -82,7 +65,7 @@ def cmd_add(store: Store, args: argparse.Namespace) -> int:
         overlap=args.overlap,
         catch_up=args.catch_up,
         paused=args.paused,
-        job=job,
+        job=options.given(vars(args), rules.JOB_OPTIONS),
     )
     _print(store.add_schedule(spec, "", payload), args.json)
     return 0
@@ -147,10 +130,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", choices=rules.OVERLAPS, default="skip")
     p.add_argument("--catch-up", choices=rules.CATCH_UPS, default="latest")
     p.add_argument("--paused", action="store_true", help="create it paused")
-    p.add_argument("--priority", type=int)
-    p.add_argument("--timeout", type=float)
-    p.add_argument("--retries", type=int)
-    p.add_argument("--retry-delay", type=float)
+    options.add_arguments(p, rules.JOB_OPTIONS)  # each run's job options
     p.set_defaults(func=cmd_add)
     p = verbs.add_parser("list", parents=[common], help="every schedule")
     p.set_defaults(func=cmd_list)

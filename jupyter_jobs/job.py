@@ -516,8 +516,8 @@ class Job(concurrent.futures.Future):
             self._value = _NOT_LOADED
 
     def notebook(self) -> Any:
-        """A notebook job's executed notebook (`nbformat.NotebookNode`), also after a failed
-        run (as far as it ran); `ResultNotReady` while there is none."""
+        """A notebook job's executed notebook (`nbformat.NotebookNode`), also after a failed,
+        cancelled or timed-out run (as far as it ran); `ResultNotReady` while there is none."""
         return notebooks.from_result(self._backend.result_bytes(self.id))
 
     def _decode(self, data: bytes) -> Any:

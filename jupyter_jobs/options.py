@@ -1,11 +1,12 @@
 """Submit options, declared once: what every client accepts, and how it becomes a `JobSpec`.
 
-`Jobs.submit`/`map` (so `JobQueue` and `jj.*`) and `%%job` take the same options, listed in
-`OPTIONS` below: the magic's arguments, the submit signature and docstrings are generated from
-it, `JobSpec.validate` checks a spec against it (`check`, in clients and in the server), and a
-test checks it against the `JobSpec` schema of `server/openapi.yaml` (same names, types and
-bounds), so no client can drift from another or from the server. It is light on purpose:
-kernels import it without the store, the consumer or the executors.
+`Jobs.submit`/`map` (so `JobQueue` and `jj.*`), `%%job` and the CLI take the same options, listed
+in `OPTIONS` below: the arguments of the magic and of `jupyter jobs run` and `schedule add`, the
+submit signature and docstrings are generated from it, `JobSpec.validate` checks a spec against
+it (`check`, in clients and in the server), and a test checks it against the `JobSpec` schema of
+`server/openapi.yaml` (same names, types and bounds), so no client can drift from another or from
+the server. It is light on purpose: kernels import it without the store, the consumer or the
+executors.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import datetime as dt
 import inspect
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -340,12 +341,17 @@ def build_spec(
     return spec
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`%%job`'s arguments for the options it offers (those with a `flag`); an option left out
-    stays None, so its default is `OPTIONS`' own."""
+def add_arguments(
+    parser: argparse.ArgumentParser, only: Collection[str] | None = None
+) -> list[str]:
+    """The arguments of the options that have a `flag` (`%%job`'s, the CLI's), of those named
+    in `only` if given; returns their names (each argument's `dest`). An option left out stays
+    None, so its default is `OPTIONS`' own."""
+    names = []
     for option in OPTIONS:
-        if option.flag is None:
+        if option.flag is None or (only is not None and option.name not in only):
             continue
+        names.append(option.name)
         if option.type is bool:
             parser.add_argument(
                 option.flag, dest=option.name, action="store_true", default=None, help=option.help
@@ -360,6 +366,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             if option.default is not None
             else option.help,
         )
+    return names
+
+
+def given(args: Mapping[str, Any], names: Iterable[str] = BY_NAME) -> dict[str, Any]:
+    """The options (of `names`) given on a command line parsed with `add_arguments`: those
+    left out are None there, and absent here."""
+    return {name: value for name in names if (value := args.get(name)) is not None}
 
 
 def describe(options: Iterable[Option] = OPTIONS) -> str:

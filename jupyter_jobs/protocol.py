@@ -7,7 +7,8 @@ the server side free of pickle; the body carries opaque bytes (payload, log text
 Frame types (`FrameType`): "ready" (worker up), "job" (executor -> worker, body = payload, header
 from `job_header`), "log" (body = raw output bytes), "progress", "done" (body = result bytes then
 outputs bytes, lengths in the header; `done_fields` reads it), "exit" (the worker retires, or the
-executor asks it to).
+executor asks it to), "checkpoint" (body = what the job's result would be, should it be stopped
+before its "done": a notebook job's notebook as far as it ran; each replaces the one before).
 
 A short job may be sent to a worker that is still busy ("job" with "queued": true), so that the
 worker starts it the moment the current one ends. The worker then says "start" when it does.
@@ -54,6 +55,7 @@ class FrameType(str, Enum):
     SKIP = "skip"
     SKIPPED = "skipped"
     LEASE = "lease"
+    CHECKPOINT = "checkpoint"
 
 
 class WorkerState(str, Enum):

@@ -206,11 +206,7 @@ class ConsumerThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            self.consumer = Consumer(
-                self._store,
-                lambda events: LocalExecutor(events, self._max_workers),
-                **self._options,
-            )
+            self.consumer = Consumer(self._store, self._executor, **self._options)
             await self.consumer.start()
         except BaseException as exc:
             self._error = exc
@@ -219,6 +215,15 @@ class ConsumerThread:
         self._ready.set()
         await self._stop.wait()
         await self.consumer.stop()
+
+    def _executor(self, consumer: Consumer) -> LocalExecutor:
+        """Workers that follow the consumer's settings, as the server's do (`JobsApp`)."""
+        return LocalExecutor(
+            consumer,
+            self._max_workers,
+            progress_interval=consumer.progress_interval,
+            kill_grace=consumer.kill_grace,
+        )
 
     def stop(self, timeout: float = 60.0) -> None:
         """End running jobs (recorded interrupted) and stop the thread."""

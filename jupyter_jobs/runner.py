@@ -44,7 +44,7 @@ import time
 import traceback
 import types
 from collections import deque
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -552,10 +552,17 @@ def _run_function(data: bytes) -> bytes:
         raise Failure("error", "PayloadError", message) from None
 
 
-def _run_notebook(data: bytes, report: notebook_run.Report) -> bytes:
-    """A notebook job (`notebook_run.py`): a failure keeps the notebook as far as it ran."""
+def _run_notebook(
+    data: bytes,
+    report: notebook_run.Report,
+    checkpoint: notebook_run.Checkpoint,
+    interval: float,
+    after_done: list[Callable[[], None]],
+) -> bytes:
+    """A notebook job (`notebook_run.py`): a failure keeps the notebook as far as it ran, and
+    so does a stop (the last checkpoint). Its kernel is shut down once it is reported."""
     try:
-        return notebook_run.run(data, report)
+        return notebook_run.run(data, report, checkpoint, interval, after_done.append)
     except notebook_run.NotebookFailed as failed:
         raise Failure(
             "error", failed.type, failed.message, failed.traceback, failed.notebook
@@ -778,6 +785,8 @@ class Worker:
         self.last_cwd: str | None = None  # the directory of the last job (see `_in_directory`)
         self.environ = dict(os.environ)  # what every job starts with
         self.environ_raw = dict(_raw_environ())
+        #: What the last job left to do once it is reported (a notebook's kernel to shut down).
+        self.after_done: list[Callable[[], None]] = []
 
     @contextmanager
     def _in_directory(self, cwd: str) -> Iterator[None]:
@@ -809,6 +818,10 @@ class Worker:
                 os.environ.clear()
                 os.environ.update(self.environ)
 
+    def _checkpoint(self, data: bytes) -> None:
+        """The current job's result, should it be stopped before it ends."""
+        self.channel.send({"t": FrameType.CHECKPOINT.value}, data)
+
     def serve(self) -> None:
         self.channel.send(
             {
@@ -825,6 +838,8 @@ class Worker:
             if done is not None:
                 self._send_done(*done, job)
                 done = None
+                while self.after_done:  # before the next job runs, whose log this is not
+                    self.after_done.pop(0)()
             elif job is not None and job[0].get("queued"):
                 self.channel.send(_start(job))
             if job is None:
@@ -873,7 +888,10 @@ class Worker:
                     target = CellOutput(self.capture, self.channel, outputs)
                     result = _run_cell(self.shell, target, body, header.get("options") or {})
                 elif header["kind"] == "notebook":
-                    result = _run_notebook(body, self.reporter.report)
+                    interval = header.get("progress_interval", 1.0)
+                    result = _run_notebook(
+                        body, self.reporter.report, self._checkpoint, interval, self.after_done
+                    )
                 elif header["kind"] == "typed":
                     result, summary = _run_typed(body, header)
                 else:

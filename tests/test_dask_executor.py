@@ -253,6 +253,13 @@ async def test_timeout_kill_fails_the_job_with_reason_timeout(executor, recorder
     assert not any(wu.alive(pid) for pid in pids)
 
 
+async def test_a_stopped_notebook_job_keeps_what_ran_as_its_result(executor, recorder):
+    """The runner's last checkpoint comes back with the task, as from the local executor."""
+    outcome = await wu.stop_in_second_cell(executor, recorder, None, 1.0)
+    assert outcome.status is Status.CANCELLED
+    wu.assert_stopped_in_second_cell(outcome.result)
+
+
 async def test_kill_of_a_job_still_queued_in_dask(cluster, recorder, tmp_path):
     # Three slots on two Dask threads: the third job waits in Dask's queue.
     async with connected(recorder, cluster.scheduler_address, max_workers=3) as executor:

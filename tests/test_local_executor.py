@@ -204,6 +204,15 @@ async def test_exactly_one_on_done_whatever_the_order(executor, recorder, tmp_pa
     assert recorder.outcomes[task.job_id][0].status is Status.CANCELLED
 
 
+async def test_a_stopped_notebook_ends_on_sigterm_with_what_ran_as_its_result(executor, recorder):
+    # nbclient makes SIGTERM shut the kernel down and carry on: the worker would live until the
+    # SIGKILL, a minute on, and say "done" with an unmarked notebook meanwhile.
+    outcome = await wu.stop_in_second_cell(executor, recorder, Reason.TIMEOUT, 60.0)
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.TIMEOUT)
+    assert outcome.exit == "killed by signal 15 (SIGTERM)"
+    wu.assert_stopped_in_second_cell(outcome.result)
+
+
 async def test_cancel_before_a_worker_is_ready(recorder, tmp_path):
     async with wu.running_executor(recorder, warm_workers=False) as executor:
         task = wu.function_task(wu.add, 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -17,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jupyter_jobs import payload
+from jupyter_jobs import notebooks, payload
 from jupyter_jobs.executors.base import Task
 from jupyter_jobs.executors.local import LocalExecutor
-from jupyter_jobs.models import Kind, Outcome, Progress
+from jupyter_jobs.models import Kind, Outcome, Progress, Reason
 from jupyter_jobs.progress import current_job, progress
 
 _ids = itertools.count(1)
@@ -114,6 +115,35 @@ def function_task(fn: Any, *args: Any, **kwargs: Any) -> Task:
 def cell_task(code: str, namespace: dict[str, Any] | None = None, **options: Any) -> Task:
     data, _ = payload.cell_payload(code, namespace or {})
     return Task(next_id(), 1, Kind.CELL, "cell", data, options=options)
+
+
+def notebook_task(*cells: str) -> Task:
+    """A notebook job of these code cells (run with python3)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    data = notebooks.payload(json.loads(nbformat.writes(nb)), {}, None)
+    return Task(next_id(), 1, Kind.NOTEBOOK, "notebook", data)
+
+
+async def stop_in_second_cell(
+    executor: Any, recorder: Recorder, reason: Reason | None, grace: float
+) -> Outcome:
+    """Run a notebook whose second cell sleeps, stop it there, and return its outcome."""
+    task = notebook_task("print('first cell done')", "import time\ntime.sleep(600)")
+    await executor.run(task)
+    await wait_for(lambda: any(p.done == 1 for p in recorder.progress.get(task.job_id, [])), 120)
+    await asyncio.wait_for(executor.kill(task.job_id, reason, grace), 30)
+    return recorder.outcomes[task.job_id][0]
+
+
+def assert_stopped_in_second_cell(result: bytes | None) -> None:
+    """The result of `stop_in_second_cell`: the first cell's output, the second one marked."""
+    import nbformat
+
+    executed = nbformat.reads(result.decode(), as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "first cell done\n"
+    assert [o["ename"] for o in executed.cells[1].outputs] == ["JobStopped"]
 
 
 async def wait_for(predicate: Any, timeout: float = 30.0) -> Any:

@@ -328,7 +328,7 @@ class DaskExecutor(Executor):
             return failed_outcome(Reason.ERROR, "DaskTaskError", message)
         await self._events_arrived(run, data.get("events", 0))
         if run.killing:  # a kill decides the outcome once it has begun
-            return self._killed(run, data.get("exit"), ran=True)
+            return self._killed(run, data.get("exit"), ran=True, checkpoint=data.get("checkpoint"))
         return _outcome_of(data, run.where)
 
     async def _events_arrived(self, run: _Run, sent: int) -> None:
@@ -348,13 +348,20 @@ class DaskExecutor(Executor):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(run.arrived.wait(), left)
 
-    def _killed(self, run: _Run, exit_text: str | None, ran: bool = False) -> Outcome:
-        """How a killed run ends. At shutdown, one taken out of Dask's queue before it started
-        (no "start" event, its task never returned, the cancel confirmed) goes back to the
-        queue uncounted, as the Executor contract asks."""
+    def _killed(
+        self,
+        run: _Run,
+        exit_text: str | None,
+        ran: bool = False,
+        checkpoint: bytes | None = None,
+    ) -> Outcome:
+        """How a killed run ends (with its last checkpoint as its result, if it sent one). At
+        shutdown, one taken out of Dask's queue before it started (no "start" event, its task
+        never returned, the cancel confirmed) goes back to the queue uncounted, as the Executor
+        contract asks."""
         if self._closing and not ran and run.where is None and run.unconfirmed is None:
             return not_started_outcome()
-        return kill_outcome(run.kill_reason, exit_text or run.unconfirmed)
+        return kill_outcome(run.kill_reason, exit_text or run.unconfirmed, checkpoint)
 
     async def _forget_signals(self, run: _Run) -> None:
         """Remove the run's Events and Variable from the scheduler (they would pile up)."""
@@ -384,7 +391,9 @@ def _outcome_of(data: dict[str, Any], where: str | None) -> Outcome:
     status = data["status"]
     if status == "stopped":
         message = "the job was stopped on its Dask worker: its task was released"
-        return failed_outcome(Reason.INTERRUPTED, "Interrupted", message, data.get("exit"))
+        outcome = failed_outcome(Reason.INTERRUPTED, "Interrupted", message, data.get("exit"))
+        outcome.result = data.get("checkpoint")
+        return outcome
     if data.get("rerun"):
         lost = f"the Dask worker {where}" if where else "the Dask worker"
         message = (

@@ -42,7 +42,13 @@ def run_on_worker(job: dict[str, Any], payload: bytes, topic: str) -> dict[str, 
         outcome = attempt.run(payload)
     finally:
         attempt.close()
-    return {**outcome, "events": attempt.report.sent, "worker": attempt.where}
+    # The last checkpoint goes too: a stopped run's result, even if it said "done" meanwhile.
+    return {
+        **outcome,
+        "events": attempt.report.sent,
+        "worker": attempt.where,
+        "checkpoint": attempt.checkpoint,
+    }
 
 
 class _Reporter:
@@ -112,6 +118,7 @@ class _Attempt:
         self.reaped = False
         self.stopped = False  # ended by a stop (kill or released key)
         self.problem: str | None = None  # why the conversation with the runner broke off
+        self.checkpoint: bytes | None = None  # the result should the runner end before "done"
         self.over = threading.Event()  # the runner is gone: stop watching
 
     def close(self) -> None:
@@ -181,6 +188,8 @@ class _Attempt:
                 elif header["t"] == FrameType.PROGRESS:
                     fields = {k: header.get(k) for k in ("done", "total", "message")}
                     self.report.publish("progress", **fields)
+                elif header["t"] == FrameType.CHECKPOINT:
+                    self.checkpoint = body
                 elif header["t"] == FrameType.DONE:
                     done = frame
         except TimeoutError:
@@ -272,4 +281,10 @@ class _Attempt:
         when = "before it was ready" if ready is None else "while running the job"
         message = f"the job's process (pid {pid} on {self.where}) died {when}: {exit_text}{said}"
         error = {"type": "WorkerLost", "message": message, "traceback": output}
-        return {"status": "failed", "reason": "worker_lost", "error": error, "exit": exit_text}
+        return {
+            "status": "failed",
+            "reason": "worker_lost",
+            "error": error,
+            "exit": exit_text,
+            "result": self.checkpoint,
+        }

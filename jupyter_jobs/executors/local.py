@@ -82,6 +82,8 @@ class Run:
     started_at: float | None = None  # loop time its code began in a worker; None: never began
     killing: bool = False
     reported: bool = False
+    #: The worker's last "checkpoint": the result of this run should it end before "done".
+    checkpoint: bytes | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -271,7 +273,7 @@ class LocalExecutor(Executor):
         if give_back:
             self._finish(run, not_started_outcome())
         else:
-            self._finish(run, kill_outcome(reason, exit_text))
+            self._finish(run, kill_outcome(reason, exit_text, run.checkpoint))
 
     def _withdraw(self, run: Run, worker: Worker, grace: float) -> None:
         """Take back a run sent ahead, for good. It ends now; the worker drops it when it reads
@@ -587,6 +589,7 @@ class LocalExecutor(Executor):
             message = f"the worker process (pid {worker.pid}) died: {exit_text}{said}"
             outcome = failed_outcome(Reason.WORKER_LOST, "WorkerLost", message, exit_text)
             outcome.error.traceback = output
+            outcome.result = run.checkpoint
             self._finish(run, outcome)
         if not self._closing:  # its slot, or the runs taken back, may let the backlog move
             self._take_backlog()
@@ -620,7 +623,9 @@ class LocalExecutor(Executor):
                 self._on_frame(worker, *frame)
         except ConnectionError:
             return  # the worker died; its exit is handled by _supervise
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, protocol.ProtocolError) and worker.doomed:
+                return  # stopped in the middle of a frame (a large checkpoint, say)
             # A worker that speaks nonsense cannot be trusted with its job: end it.
             log.exception("worker %d sent a bad frame; killing it", worker.pid)
             kill_group(worker.pid)
@@ -667,6 +672,8 @@ class LocalExecutor(Executor):
         elif kind == FrameType.PROGRESS:
             progress = Progress(header["done"], header.get("total"), header.get("message"), now())
             self._notify("on_progress", run.task, progress)
+        elif kind == FrameType.CHECKPOINT:
+            run.checkpoint = body
         elif kind == FrameType.DONE:
             worker.run = None
             kernel = _kernel_of(run.task)

@@ -135,12 +135,17 @@ _KILL_ERRORS = {
 }
 
 
-def kill_outcome(reason: Reason | None, exit_text: str | None) -> Outcome:
-    """What a kill ends in: `cancelled` for a cancel (no reason), else failed with the reason."""
+def kill_outcome(
+    reason: Reason | None, exit_text: str | None, checkpoint: bytes | None = None
+) -> Outcome:
+    """What a kill ends in: `cancelled` for a cancel (no reason), else failed with the reason;
+    the run's last checkpoint (protocol.py), if it sent one, is its result."""
     if reason is None:
-        return Outcome(Status.CANCELLED, exit=exit_text)
+        return Outcome(Status.CANCELLED, exit=exit_text, result=checkpoint)
     type_, message = _KILL_ERRORS.get(reason, ("Killed", f"the job was stopped ({reason})"))
-    return failed_outcome(reason, type_, message, exit_text)
+    outcome = failed_outcome(reason, type_, message, exit_text)
+    outcome.result = checkpoint
+    return outcome
 
 
 def not_started_outcome() -> Outcome:

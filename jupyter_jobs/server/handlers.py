@@ -308,7 +308,8 @@ class OutputsHandler(JobsHandler):
 
 class NotebookHandler(JobsHandler):
     """`GET /jobs/api/jobs/{id}/notebook[?format=html]`: a notebook job's executed notebook
-    (as far as it ran, for a failed run), JSON as stored, or rendered by nbconvert in a thread.
+    (as far as it ran, for a failed, cancelled or timed-out run), JSON as stored, or rendered
+    by nbconvert in a thread.
     The HTML is untrusted job output: it is served sandboxed, with nothing loaded from
     elsewhere."""
 

@@ -65,7 +65,8 @@ def result(store: Store, job_id: int) -> bytes | Job:
 
 def notebook(store: Store, job_id: int) -> bytes:
     """A notebook job's executed notebook bytes (JSON, never unpickled): a succeeded run's, or
-    a failed one's as far as it ran; `NotebookNotFound` while there is none."""
+    as far as it ran for a failed, cancelled or timed-out one; `NotebookNotFound` while there
+    is none."""
     job = store.get(job_id)
     if job.kind is not Kind.NOTEBOOK:
         raise NotebookNotFound(

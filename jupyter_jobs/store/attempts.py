@@ -143,11 +143,13 @@ def finish(
             **error_columns(None), **done,
         )  # fmt: skip
     elif outcome.status is Status.CANCELLED:
+        if outcome.result is not None:  # a notebook as far as it ran (its last checkpoint)
+            files.put_blob(tx, job_id, "result", attempt, outcome.result)
         tx.move(
             job_id, current, Status.CANCELLED, reason=None, **error_columns(outcome.error), **done
         )
     else:
-        if outcome.result is not None:  # a failed cell's names set before its error
+        if outcome.result is not None:  # a failed cell's names set before its error, a notebook
             files.put_blob(tx, job_id, "result", attempt, outcome.result)
         reason = outcome.reason or Reason.ERROR
         error = lifecycle.failure_error(reason, outcome.error, outcome.exit)

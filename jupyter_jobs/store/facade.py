@@ -61,6 +61,10 @@ class Claimed:
     payload: bytes
 
 
+#: Statuses whose last attempt may leave a result all the same (`Store.result`).
+_ENDED_EARLY = (Status.FAILED.value, Status.CANCELLED.value)
+
+
 class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
     """A job store on one SQLite file. Thread-safe: one connection per thread; the schedule
     verbs are `store/schedules.py`'s, the job type verbs `store/types.py`'s, the result-channel
@@ -623,7 +627,8 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
 
     def result(self, job_id: int) -> bytes:
         """The result bytes of a succeeded job (b"" if it succeeded without a result), or of a
-        failed one whose last attempt sent some (a cell's names set before its error).
+        failed or cancelled one whose last attempt sent some (a cell's names set before its
+        error, a notebook as far as it ran).
 
         Raises `ResultNotReady` for a job that has no result (detail: its status).
         """
@@ -638,9 +643,9 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
                 (job_id,),
             ).fetchone()
         status, attempt = found
-        if status == Status.FAILED.value and row is not None and row[2] != attempt:
+        if status != Status.SUCCEEDED.value and row is not None and row[2] != attempt:
             row = None  # an earlier attempt's (a failed cell's, since retried)
-        if status != Status.SUCCEEDED.value and not (status == Status.FAILED.value and row):
+        if status != Status.SUCCEEDED.value and not (status in _ENDED_EARLY and row):
             raise ResultNotReady(
                 f"job {job_id} is {status}: it has no result", {"id": job_id, "status": status}
             )
