@@ -83,6 +83,13 @@ def _counted(row: str, delta: str) -> str:
     )
 
 
+def _user_counted(row: str, delta: str) -> str:
+    """The `user_counts` statement for one row entering (+1) or leaving (-1)."""
+    return _count(
+        "user_counts", "user, owner, status", f"{row}.user, {row}.owner, {row}.status", delta
+    )
+
+
 #: A migration step: an SQL statement, or a function for what depends on this SQLite.
 Migration = str | Callable[[sqlite3.Connection], None]
 
@@ -247,6 +254,33 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE UNIQUE INDEX jobs_schedule_time ON jobs(schedule_id, scheduled_time) "
         "WHERE schedule_id IS NOT NULL",
     ],
+    [
+        # Who each job and schedule belongs to (`models.JobUser`); '' for those from before.
+        "ALTER TABLE jobs ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN user_display_name TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE schedules ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE schedules ADD COLUMN user_display_name TEXT NOT NULL DEFAULT ''",
+        # Fair share is per user, then per notebook (picking.py): the claim seeks by both.
+        "DROP INDEX jobs_claim",
+        "CREATE INDEX jobs_claim ON jobs(status, priority, user, owner, id)",
+        "CREATE TABLE users (user TEXT PRIMARY KEY, last_claim REAL NOT NULL) WITHOUT ROWID",
+        # "My jobs": pages through the user's indexes, counts kept per user and notebook.
+        "CREATE INDEX jobs_user ON jobs(user, id)",
+        "CREATE INDEX jobs_user_status ON jobs(user, status, id)",
+        """CREATE TABLE user_counts (user TEXT NOT NULL, owner TEXT NOT NULL,
+            status TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (user, owner, status))
+            WITHOUT ROWID""",
+        "INSERT INTO user_counts SELECT user, owner, status, COUNT(*) FROM jobs "
+        "GROUP BY user, owner, status",
+        f"""CREATE TRIGGER jobs_user_counted_insert AFTER INSERT ON jobs
+            BEGIN {_user_counted("NEW", "1")} END""",
+        f"""CREATE TRIGGER jobs_user_counted_delete AFTER DELETE ON jobs
+            BEGIN {_user_counted("OLD", "-1")} END""",
+        f"""CREATE TRIGGER jobs_user_counted_move AFTER UPDATE OF status, owner, user ON jobs
+            WHEN OLD.status IS NOT NEW.status OR OLD.owner IS NOT NEW.owner
+              OR OLD.user IS NOT NEW.user
+            BEGIN {_user_counted("OLD", "-1")} {_user_counted("NEW", "1")} END""",
+    ],
 ]
 
 #: The columns a `Job` is read from (`job_from_row` maps them by these names).
@@ -258,6 +292,7 @@ JOB_COLUMNS = (
     "error_message", "error_traceback", "interpreter", "cwd", "idempotency_key", "options",
     "consumer", "lease_until", "payload_size", "result_size", "log_size", "has_outputs",
     "schedule_id", "scheduled_time",
+    "user", "user_display_name",
 )  # fmt: skip
 SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 
@@ -267,6 +302,7 @@ INSERT_COLUMNS = (
     "after_ids", "hold", "run_at", "expires_at", "created_at", "queued_at", "finished_at",
     "error_type", "error_message", "interpreter", "cwd", "idempotency_key", "options",
     "payload_size",
+    "user", "user_display_name",
 )  # fmt: skip
 INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
@@ -334,6 +370,8 @@ def job_from_row(values: Sequence[Any]) -> Job:
         has_outputs=bool(r.has_outputs),
         schedule_id=r.schedule_id,
         scheduled_time=r.scheduled_time,
+        user=r.user,
+        user_display_name=r.user_display_name,
     )
 
 
