@@ -32,7 +32,8 @@ import {
   progressFraction,
   progressLabel,
   stripAnsi,
-  statusText
+  statusText,
+  userText
 } from './format';
 import { JobsModel } from './model';
 import { ActionButtons, ProgressBar, useClock } from './components';
@@ -445,6 +446,9 @@ function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
       <dl className="jp-JobDetail-facts">
         <Fact label={trans.__('Job')}>{`${job.id} (${job.kind})`}</Fact>
         <Fact label={trans.__('Owner')}>{job.owner || '—'}</Fact>
+        <Fact label={trans.__('User')}>
+          <span className="jp-JobDetail-user">{userText(job) ?? '—'}</span>
+        </Fact>
         <Fact label={trans.__('Priority')}>{String(job.priority)}</Fact>
         <Fact label={trans.__('Attempt')}>
           {trans.__('%1 of %2', job.attempt, job.retries + 1)}
