@@ -1624,10 +1624,9 @@ def test_the_claim_seeks_users_and_notebooks_through_the_claim_index(store: Stor
 
     conn = sqlite3.connect(store.path)
     for sql, args in (
-        (picking._FIRST_USER, (1.0, 0)),
-        (picking._NEXT_USER, (1.0, 0, "a")),
-        (picking._FIRST_OWNER, (1.0, 0, "a")),
+        (picking._FIRST_HEAD, (1.0, 0)),
         (picking._NEXT_OWNER, (1.0, 0, "a", "nb")),
+        (picking._NEXT_USER, (1.0, 0, "a")),
         (picking._NEXT_OF_OWNER, (1.0, 0, "a", "nb", 5)),
     ):
         plan = " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))

@@ -29,22 +29,21 @@ _AT_PRIORITY = f"{_CLAIMABLE} AND priority = ?2"
 _TOP_PRIORITY = (
     f"SELECT priority FROM jobs WHERE {_CLAIMABLE} AND priority < ?2 ORDER BY priority DESC LIMIT 1"
 )
-# Seeks on jobs_claim (status, priority, user, owner, id): the first user, the next one, the
-# first notebook of a user, the next one, and the next job of one notebook.
-_FIRST_USER = (
-    f"SELECT user FROM jobs WHERE {_AT_PRIORITY} AND {_ELIGIBLE} ORDER BY user, owner, id LIMIT 1"
-)
-_NEXT_USER = (
-    f"SELECT user FROM jobs WHERE {_AT_PRIORITY} AND user > ?3 AND {_ELIGIBLE} "
+# Seeks on jobs_claim (status, priority, user, owner, id): the first (user, notebook), the next
+# notebook of a user, the first of the next user, and the next job of one notebook. (A row-value
+# range, `(user, owner) > (?, ?)`, would be one query instead of two, but SQLite positions it on
+# `user` alone and steps over the user's earlier notebooks' jobs.)
+_FIRST_HEAD = (
+    f"SELECT user, owner, id FROM jobs WHERE {_AT_PRIORITY} AND {_ELIGIBLE} "
     "ORDER BY user, owner, id LIMIT 1"
 )
-_FIRST_OWNER = (
-    f"SELECT owner, id FROM jobs WHERE {_AT_PRIORITY} AND user = ?3 AND {_ELIGIBLE} "
-    "ORDER BY owner, id LIMIT 1"
-)
 _NEXT_OWNER = (
-    f"SELECT owner, id FROM jobs WHERE {_AT_PRIORITY} AND user = ?3 AND owner > ?4 "
+    f"SELECT user, owner, id FROM jobs WHERE {_AT_PRIORITY} AND user = ?3 AND owner > ?4 "
     f"AND {_ELIGIBLE} ORDER BY owner, id LIMIT 1"
+)
+_NEXT_USER = (
+    f"SELECT user, owner, id FROM jobs WHERE {_AT_PRIORITY} AND user > ?3 AND {_ELIGIBLE} "
+    "ORDER BY user, owner, id LIMIT 1"
 )
 _NEXT_OF_OWNER = (
     f"SELECT id FROM jobs WHERE {_AT_PRIORITY} AND user = ?3 AND owner = ?4 "
@@ -65,9 +64,17 @@ class _Turns:
     at: float
     heap: list[tuple[int, float, int, int, str]] = field(default_factory=list)
 
+    def fill(self, heads: dict[str, int]) -> None:
+        """Take these names, each with its head job, in one heapify."""
+        self.heap = [self._entry(name, head) for name, head in heads.items()]
+        heapq.heapify(self.heap)
+
     def push(self, name: str, head: int) -> None:
+        heapq.heappush(self.heap, self._entry(name, head))
+
+    def _entry(self, name: str, head: int) -> tuple[int, float, int, int, str]:
         last = self.at if name in self.served else self.last_claim.get(name, 0.0)
-        heapq.heappush(self.heap, (self.held[name], last, self.served.get(name, 0), head, name))
+        return (self.held[name], last, self.served.get(name, 0), head, name)
 
     def pop(self, place: int) -> tuple[str, int]:
         """The name whose turn it is, and its head job; counted as served at `place`."""
@@ -87,12 +94,13 @@ def pick(conn: sqlite3.Connection, limit: int, at: float) -> list[int]:
     ).fetchall()
     user_held: Counter[str] = Counter()
     owner_held: dict[str, Counter[str]] = {}
+    owners_served: dict[str, dict[str, int]] = {}
     for user, owner, n in held:
         user_held[user] += n
         owner_held.setdefault(user, Counter())[owner] += n
+        owners_served.setdefault(user, {})
     picked: list[int] = []
     users_served: dict[str, int] = {}
-    owners_served: dict[str, dict[str, int]] = {}
     bound: float = float("inf")
     while len(picked) < limit:
         top = conn.execute(_TOP_PRIORITY, (at, bound)).fetchone()
@@ -101,16 +109,15 @@ def pick(conn: sqlite3.Connection, limit: int, at: float) -> list[int]:
         priority = bound = top[0]
         heads = _heads(conn, at, priority)
         users = _Turns(user_held, _last_claims(conn, "users", "user", heads), users_served, at)
+        owners_last = _last_claims(conn, "owners", "owner", {o for f in heads.values() for o in f})
         notebooks: dict[str, _Turns] = {}
         for user, first in heads.items():
-            owners = owner_held.setdefault(user, Counter())
-            served = owners_served.setdefault(user, {})
-            notebooks[user] = _Turns(
-                owners, _last_claims(conn, "owners", "owner", first), served, at
-            )
-            for owner, head in first.items():
-                notebooks[user].push(owner, head)
-            users.push(user, min(first.values()))
+            if user not in owner_held:
+                owner_held[user] = Counter()
+                owners_served[user] = {}
+            notebooks[user] = _Turns(owner_held[user], owners_last, owners_served[user], at)
+            notebooks[user].fill(first)
+        users.fill({user: min(first.values()) for user, first in heads.items()})
         while users.heap and len(picked) < limit:
             user, _ = users.pop(len(picked) + 1)
             turns = notebooks[user]
@@ -137,16 +144,13 @@ def pick(conn: sqlite3.Connection, limit: int, at: float) -> list[int]:
 def _heads(conn: sqlite3.Connection, at: float, priority: int) -> dict[str, dict[str, int]]:
     """user -> notebook -> its oldest claimable job at `priority`."""
     heads: dict[str, dict[str, int]] = {}
-    row = conn.execute(_FIRST_USER, (at, priority)).fetchone()
+    row = conn.execute(_FIRST_HEAD, (at, priority)).fetchone()
     while row is not None:
-        user = row[0]
-        first: dict[str, int] = {}
-        found = conn.execute(_FIRST_OWNER, (at, priority, user)).fetchone()
-        while found is not None:
-            first[found[0]] = found[1]
-            found = conn.execute(_NEXT_OWNER, (at, priority, user, found[0])).fetchone()
-        heads[user] = first
-        row = conn.execute(_NEXT_USER, (at, priority, user)).fetchone()
+        user, owner, job_id = row
+        heads.setdefault(user, {})[owner] = job_id
+        row = conn.execute(_NEXT_OWNER, (at, priority, user, owner)).fetchone()
+        if row is None:
+            row = conn.execute(_NEXT_USER, (at, priority, user)).fetchone()
     return heads
 
 
