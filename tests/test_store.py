@@ -1619,7 +1619,7 @@ def test_one_worker_alternates_between_users_and_remembers_whom_it_served(store:
     conn.close()
 
 
-def test_the_claim_seeks_users_and_notebooks_through_the_claim_index(store: Store) -> None:
+def test_claims_and_counts_of_users_and_notebooks_seek_their_indexes(store: Store) -> None:
     from jupyter_jobs.store import picking
 
     conn = sqlite3.connect(store.path)
@@ -1631,6 +1631,15 @@ def test_the_claim_seeks_users_and_notebooks_through_the_claim_index(store: Stor
     ):
         plan = " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
         assert "USING INDEX jobs_claim" in plan and "TEMP B-TREE" not in plan, (sql, plan)
+    # the counts of a notebook, of a user, of both: seeks in the kept counts, never a scan
+    for where, args in (
+        ("owner = ?", ("nb",)),
+        ("user = ?", ("a",)),
+        ("owner = ? AND user = ?", ("nb", "a")),
+    ):
+        sql = f"SELECT status, SUM(n) FROM user_counts WHERE {where} GROUP BY status"
+        plan = " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        assert "SEARCH user_counts" in plan, (sql, plan)
     conn.close()
 
 

@@ -5,9 +5,9 @@ page stays stable while jobs are added. Each status is read through its own `(st
 range and the ranges are merged here: one `status IN (...)` query would sort every matching row
 for each page.
 
-Counts come from the tables the triggers keep (`status_counts`, `owner_counts`, `user_counts`:
-schema.py), never from the jobs. A user's jobs ("mine") are paged through the user's indexes and
-counted from `user_counts` (per user and notebook).
+Counts come from the tables the triggers keep (`status_counts`, and `user_counts` per notebook
+and user: schema.py), never from the jobs. A user's jobs ("mine") are paged through the user's
+indexes.
 
 A search finds names through the trigram index (`jobs_fts`) and notebooks among the kept counts'
 owners, checking each with the LIKE rule it always had, so results are exactly those
@@ -90,15 +90,11 @@ def counts(
     found = {s.value: 0 for s in Status}
     if owner is None and user is None:
         rows = conn.execute("SELECT status, n FROM status_counts")
-    elif user is None:
-        rows = conn.execute("SELECT status, n FROM owner_counts WHERE owner = ?", (owner,))
-    elif owner is None:
-        rows = conn.execute(
-            "SELECT status, SUM(n) FROM user_counts WHERE user = ? GROUP BY status", (user,)
-        )
     else:
+        where, params = filters(owner, None, user)
         rows = conn.execute(
-            "SELECT status, n FROM user_counts WHERE user = ? AND owner = ?", (user, owner)
+            f"SELECT status, SUM(n) FROM user_counts WHERE {' AND '.join(where)} GROUP BY status",
+            params,
         )
     for status, n in rows.fetchall():
         found[status] = n
@@ -144,21 +140,18 @@ def _search(
         return _matches_page(
             conn, conn.execute(sql, params).fetchall(), [], user, statuses, limit, before
         )
-    counted, by_user = ("owner_counts", "") if user is None else ("user_counts", " AND user = ?")
+    scope, params = filters(owner, None, user)
     owners = [
         o
         for (o,) in conn.execute(
-            f"SELECT DISTINCT owner FROM {counted} WHERE n > 0{by_user} "
+            f"SELECT DISTINCT owner FROM user_counts WHERE {' AND '.join(['n > 0', *scope])} "
             "AND owner LIKE ? ESCAPE '\\'",
-            ((user,) if user is not None else ()) + (_like(q),),
+            (*params, _like(q)),
         ).fetchall()
-        if owner is None or o == owner
     ]
-    where, params = filters(owner, None, user)
-    where.append(NAME_LIKE)
     sql = (
         f"SELECT id, status, owner FROM jobs WHERE id IN (SELECT rowid FROM {FTS_TABLE} "
-        f"WHERE {FTS_TABLE} MATCH ?) AND {' AND '.join(where)}"
+        f"WHERE {FTS_TABLE} MATCH ?) AND {' AND '.join([*scope, NAME_LIKE])}"
     )
     named = conn.execute(sql, (_phrase(q), *params, _like(q))).fetchall()
     matched = set(owners)

@@ -32,7 +32,7 @@ LEASED = "lease_until IS NOT NULL"
 IDS = "(SELECT value FROM json_each(?))"
 
 #: The full-text index of names (`queries.py`): trigram, so any substring of three characters or
-#: more is found through it. (Notebooks are few: they are searched among `owner_counts`.)
+#: more is found through it. (Notebooks are few: they are searched among `user_counts`.)
 FTS_TABLE = "jobs_fts"
 
 
@@ -83,10 +83,11 @@ def _counted(row: str, delta: str) -> str:
     )
 
 
-def _user_counted(row: str, delta: str) -> str:
-    """The `user_counts` statement for one row entering (+1) or leaving (-1)."""
-    return _count(
-        "user_counts", "user, owner, status", f"{row}.user, {row}.owner, {row}.status", delta
+def _counted_by_user(row: str, delta: str) -> str:
+    """The count statements, since users, for one row entering (+1) or leaving (-1): per status,
+    and per notebook and user (`user_counts`, which per-notebook counts are summed from)."""
+    return _count("status_counts", "status", f"{row}.status", delta) + _count(
+        "user_counts", "owner, user, status", f"{row}.owner, {row}.user, {row}.status", delta
     )
 
 
@@ -264,30 +265,32 @@ MIGRATIONS: list[list[Migration]] = [
         "DROP INDEX jobs_claim",
         "CREATE INDEX jobs_claim ON jobs(status, priority, user, owner, id)",
         "CREATE TABLE users (user TEXT PRIMARY KEY, last_claim REAL NOT NULL) WITHOUT ROWID",
-        # "My jobs": pages through the user's indexes, counts kept per user and notebook.
+        # "My jobs": pages through the user's indexes. The counts are kept per notebook and
+        # user (one row where owner_counts had one per notebook): a notebook's are summed over
+        # its users, a user's over their notebooks (by the user index), and a status change
+        # still costs two upserts.
         "CREATE INDEX jobs_user ON jobs(user, id)",
         "CREATE INDEX jobs_user_status ON jobs(user, status, id)",
-        """CREATE TABLE user_counts (user TEXT NOT NULL, owner TEXT NOT NULL,
-            status TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (user, owner, status))
+        """CREATE TABLE user_counts (owner TEXT NOT NULL, user TEXT NOT NULL,
+            status TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (owner, user, status))
             WITHOUT ROWID""",
-        "INSERT INTO user_counts SELECT user, owner, status, COUNT(*) FROM jobs "
-        "GROUP BY user, owner, status",
-        # The counting triggers, now counting per user too (one trigger per write, not two:
-        # a status change is the consumer's most frequent write).
+        "CREATE INDEX user_counts_user ON user_counts(user, owner, status)",
+        "INSERT INTO user_counts SELECT owner, user, status, COUNT(*) FROM jobs "
+        "GROUP BY owner, user, status",
         "DROP TRIGGER jobs_counted_insert",
         "DROP TRIGGER jobs_counted_delete",
         "DROP TRIGGER jobs_counted_move",
-        f"""CREATE TRIGGER jobs_counted_insert AFTER INSERT ON jobs BEGIN {_counted("NEW", "1")}
-            {_user_counted("NEW", "1")}
+        "DROP TABLE owner_counts",
+        f"""CREATE TRIGGER jobs_counted_insert AFTER INSERT ON jobs BEGIN
+            {_counted_by_user("NEW", "1")}
             UPDATE totals SET value = value + NEW.log_size WHERE name = 'log_bytes'; END""",
-        f"""CREATE TRIGGER jobs_counted_delete AFTER DELETE ON jobs BEGIN {_counted("OLD", "-1")}
-            {_user_counted("OLD", "-1")}
+        f"""CREATE TRIGGER jobs_counted_delete AFTER DELETE ON jobs BEGIN
+            {_counted_by_user("OLD", "-1")}
             UPDATE totals SET value = value - OLD.log_size WHERE name = 'log_bytes'; END""",
         f"""CREATE TRIGGER jobs_counted_move AFTER UPDATE OF status, owner, user ON jobs
             WHEN OLD.status IS NOT NEW.status OR OLD.owner IS NOT NEW.owner
               OR OLD.user IS NOT NEW.user
-            BEGIN {_counted("OLD", "-1")} {_user_counted("OLD", "-1")}
-            {_counted("NEW", "1")} {_user_counted("NEW", "1")} END""",
+            BEGIN {_counted_by_user("OLD", "-1")} {_counted_by_user("NEW", "1")} END""",
     ],
 ]
 
