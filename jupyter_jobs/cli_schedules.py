@@ -15,6 +15,7 @@ from typing import Any
 from . import notebooks, options
 from . import schedules as rules
 from .errors import InvalidRequest
+from .models import JobUser
 from .store import Store
 
 
@@ -35,6 +36,7 @@ def _print(schedule: rules.Schedule, as_json: bool) -> None:
     lines = [
         f"schedule {schedule.id}: {schedule.name}",
         f"  target:   {schedule.target.get('path') or schedule.target.get('name')}",
+        f"  user:     {schedule.user_display_name or schedule.user or '-'}",
         f"  when:     {timing} ({raw}, {schedule.timezone})",
         f"  next run: {'paused' if schedule.paused else rules.utc_text(schedule.next_run)}",
         f"  last run: {last_text}",
@@ -67,7 +69,7 @@ def cmd_add(store: Store, args: argparse.Namespace) -> int:
         paused=args.paused,
         job=options.given(vars(args), rules.JOB_OPTIONS),
     )
-    _print(store.add_schedule(spec, "", payload), args.json)
+    _print(store.add_schedule(spec, "", payload, user=JobUser.of_process()), args.json)
     return 0
 
 

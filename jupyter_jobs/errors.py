@@ -143,6 +143,13 @@ def status_phrase(status: Status) -> str:
     return _STATUS_PHRASES[status]
 
 
+class NotAllowed(JobsError):
+    """The user may not do this to another user's job or schedule: the server's authorizer
+    refused (`server/access.py`)."""
+
+    http_status = 403
+
+
 class PayloadTooLarge(JobsError):
     """The payload is over the server's configured limit."""
 

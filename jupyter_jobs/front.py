@@ -150,13 +150,18 @@ class Jobs:
         owner: str | None = None,
         q: str | None = None,
         limit: int = LIST_LIMIT,
+        user: str | None = None,
+        mine: bool = False,
     ) -> list[Job]:
         """Handles for the jobs matching the filters, newest first: `status` (one or several),
-        `owner`, `q` (in the name or notebook), at most `limit`."""
+        `owner`, `q` (in the name or notebook), `user` (whose jobs) or `mine` (your own: the
+        OS user's for `JobQueue`, the server's user for you in a kernel), at most `limit`."""
         if isinstance(status, (str, Status)):
             status = [status]
         statuses = [str(s) for s in status] if status is not None else None
-        records = self.backend.find(status=statuses, owner=owner, q=q, limit=limit)
+        records = self.backend.find(
+            status=statuses, owner=owner, q=q, limit=limit, user=user, mine=mine
+        )
         return [self.backend.handle(r) for r in records]
 
     def cancel(self, job_id: int) -> Job:

@@ -104,18 +104,34 @@ class Backend(abc.ABC):
         q: str | None,
         limit: int,
         cursor: str | None,
+        user: str | None = None,
+        mine: bool = False,
     ) -> Page:
-        """One page of records matching the filters, newest first."""
+        """One page of records matching the filters, newest first: `user` names whose jobs,
+        `mine` asks for the caller's own (who that is, the backend knows)."""
 
     def find(
-        self, *, status: Sequence[str] | None, owner: str | None, q: str | None, limit: int
+        self,
+        *,
+        status: Sequence[str] | None,
+        owner: str | None,
+        q: str | None,
+        limit: int,
+        user: str | None = None,
+        mine: bool = False,
     ) -> list[JobRecord]:
         """Up to `limit` records matching the filters, newest first, page after page."""
         records: list[JobRecord] = []
         cursor = None
         while len(records) < limit:
             page = self.page(
-                status=status, owner=owner, q=q, limit=min(200, limit - len(records)), cursor=cursor
+                status=status,
+                owner=owner,
+                q=q,
+                limit=min(200, limit - len(records)),
+                cursor=cursor,
+                user=user,
+                mine=mine,
             )
             records.extend(page.jobs)
             cursor = page.next_cursor

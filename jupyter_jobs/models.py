@@ -201,6 +201,33 @@ class JobSpec:
             raise InvalidRequest(f"parameters must be an object, got {self.parameters!r}"[:200])
 
 
+@dataclass(frozen=True)
+class JobUser:
+    """Who a job (or a schedule) belongs to: the user jupyter_server authenticated for the
+    request that submitted it, or the OS user running `JobQueue` or `jupyter jobs`.
+
+    Never what a client says about itself: a spec has no such field; the server takes it from
+    the request's authentication (`server/access.py`). Jobs stored before users were recorded
+    have the empty username: they belong to nobody.
+    """
+
+    username: str = ""
+    display_name: str = ""
+
+    @classmethod
+    def of_process(cls) -> JobUser:
+        """The OS user running this process (the engine's and the CLI's "me")."""
+        from .oslayer import user_name
+
+        name = user_name()
+        return cls(name, name)
+
+
+#: The user of jobs stored without one (before users were recorded, or by a caller that names
+#: none): they belong to nobody.
+NOBODY = JobUser()
+
+
 @dataclass
 class Progress:
     """What job code last reported through `jupyter_jobs.progress(done, total, message)`."""
@@ -275,6 +302,9 @@ class Job:
     summary: Any = None
     #: the result channel the job is delivered to once finished (None: none)
     channel: str | None = None
+    #: who the job belongs to (`JobUser`): the username, and how to show it ("" for nobody)
+    user: str = ""
+    user_display_name: str = ""
 
     @property
     def finished(self) -> bool:

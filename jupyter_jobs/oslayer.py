@@ -1,16 +1,18 @@
 """Everything that differs between Linux, macOS and Windows, in one place.
 
-The rest of the package asks this module about processes (are they alive, is a pid still the same
-process, stop a job's whole group), private folders, filesystem types and whether unix datagram
-sockets exist, and how a child gets its socket to its parent; it never reads /proc or uses a
-platform-only flag itself. Process facts come from psutil, which answers on all three. When a
-question cannot be answered here (no permission, an unknown platform), the answer is the one that
-loses nothing: a process we cannot check counts as alive, and the leases in the store decide."""
+The rest of the package asks this module who runs it (the user's name), about processes (are
+they alive, is a pid still the same process, stop a job's whole group), private folders,
+filesystem types and whether unix datagram sockets exist, and how a child gets its socket to its
+parent; it never reads /proc or uses a platform-only flag itself. Process facts come from psutil,
+which answers on all three. When a question cannot be answered here (no permission, an unknown
+platform), the answer is the one that loses nothing: a process we cannot check counts as alive,
+and the leases in the store decide."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import hashlib
 import hmac
 import os
@@ -32,6 +34,22 @@ import psutil
 #: Two readings of one process's start time differ by less than this (Linux counts in ticks of
 #: 10 ms); a recycled pid starting this close to its predecessor is not worth guarding against.
 _START_TOLERANCE = 0.05
+
+
+def user_name() -> str:
+    """The name of the user running this process (the engine's and the CLI's "me").
+
+    `getpass.getuser()` reads the login variables, then the password database (POSIX); a
+    process with neither (a container's uid without an entry) gets psutil's answer, else "".
+    """
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):  # KeyError before Python 3.13, OSError since
+        pass
+    try:
+        return psutil.Process().username()
+    except (psutil.Error, KeyError):
+        return ""
 
 
 def make_private_dir(path: Path) -> None:

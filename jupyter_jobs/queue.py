@@ -25,7 +25,7 @@ from .executors.local import LocalExecutor
 from .front import Jobs
 from .job import Backend, Job
 from .job_types import JobType
-from .models import Change, JobSpec, Page
+from .models import Change, JobSpec, JobUser, Page
 from .models import Job as JobRecord
 from .schedules import Schedule, ScheduleSpec
 from .store import Store
@@ -34,11 +34,14 @@ from .type_registry import TypeRegistry
 
 
 class StoreBackend(Backend):
-    """`Job` handles backed by a store in this process; woken by its doorbell and subscription."""
+    """`Job` handles backed by a store in this process; woken by its doorbell and subscription.
 
-    def __init__(self, store: Store) -> None:
+    The jobs it stores belong to `user` (default: the OS user running this process)."""
+
+    def __init__(self, store: Store, user: JobUser | None = None) -> None:
         super().__init__()
         self.store = store
+        self.user = JobUser.of_process() if user is None else user
         self._listener = None
         self._mark = store.finished_since(None)[1]
         self._unsubscribe = store.subscribe(self._on_changes)
@@ -49,7 +52,7 @@ class StoreBackend(Backend):
         self.resolve(c.job for c in changes if c.what == "transition" and c.job.finished)
 
     def store_jobs(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
-        return self.store.enqueue_many(items)
+        return self.store.enqueue_many(items, self.user)
 
     def get(self, job_id: int) -> JobRecord:
         return self.store.get(job_id)
@@ -91,8 +94,13 @@ class StoreBackend(Backend):
         q: str | None,
         limit: int,
         cursor: str | None,
+        user: str | None = None,
+        mine: bool = False,
     ) -> Page:
-        return self.store.query(status=status, owner=owner, q=q, limit=limit, cursor=cursor)
+        user = self.user.username if mine else user
+        return self.store.query(
+            status=status, owner=owner, q=q, limit=limit, cursor=cursor, user=user
+        )
 
     def poll(self, job_ids: list[int], full: bool) -> list[JobRecord]:
         finished, self._mark = self.store.finished_since(self._mark)
@@ -142,7 +150,7 @@ class StoreBackend(Backend):
                 payload = path.read_bytes()
             except OSError as exc:
                 raise InvalidRequest(f"target.path: cannot read {path}: {exc}") from None
-        return self.store.add_schedule(spec, owner, payload)
+        return self.store.add_schedule(spec, owner, payload, user=self.user)
 
     def schedules(self) -> list[Schedule]:
         return self.store.schedules()
@@ -241,14 +249,23 @@ class JobQueue(Jobs):
     ...     q.start_consumer()
     ...     q.submit(pow, 2, 10).result()
     1024
+
+    Its jobs and schedules belong to `user` (default: the OS user running it, as
+    `jupyter jobs list --mine` takes it) and come from `owner` (default `script:<pid>`).
     """
 
     def __init__(
-        self, path: str | Path | None = None, *, owner: str | None = None, **store_options: Any
+        self,
+        path: str | Path | None = None,
+        *,
+        owner: str | None = None,
+        user: str | None = None,
+        **store_options: Any,
     ) -> None:
         self.store = Store(path, **store_options)
         self.owner = owner or f"script:{os.getpid()}"
-        super().__init__(StoreBackend(self.store), lambda: self.owner)
+        self.user = JobUser(user, user) if user is not None else JobUser.of_process()
+        super().__init__(StoreBackend(self.store, self.user), lambda: self.owner)
         self._consumer: ConsumerThread | None = None
 
     # --- running -----------------------------------------------------------------------------

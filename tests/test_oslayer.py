@@ -256,3 +256,14 @@ def test_a_watched_parent_takes_its_child_along() -> None:
         parent.kill()
         parent.wait(30)
         parent.stdout.close()
+
+
+def test_the_user_name_comes_from_the_login_else_from_the_process(monkeypatch):
+    monkeypatch.setenv("LOGNAME", "login-name")
+    assert oslayer.user_name() == "login-name"
+
+    def no_login() -> str:  # a uid without a password entry and no login variables
+        raise OSError("no user")
+
+    monkeypatch.setattr(oslayer.getpass, "getuser", no_login)
+    assert oslayer.user_name() == psutil.Process().username() != ""

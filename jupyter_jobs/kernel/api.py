@@ -104,11 +104,18 @@ def get(job_id: int) -> RemoteJob:
 
 
 def jobs(
-    status: str | Iterable[str] | Status | None = None, all: bool = False, limit: int = 1000
+    status: str | Iterable[str] | Status | None = None,
+    all: bool = False,
+    limit: int = 1000,
+    user: str | None = None,
+    mine: bool = False,
 ) -> list[RemoteJob]:
-    """This notebook's jobs, newest first (`all=True`: everyone's); `status` filters."""
+    """This notebook's jobs, newest first (`all=True`: every notebook's); `status` filters,
+    `user` keeps one user's jobs, `mine` yours (the user the server takes this kernel for)."""
     who = None if all else this_owner()
-    return front().jobs(status, owner=who, limit=limit)  # type: ignore[return-value]
+    return front().jobs(  # type: ignore[return-value]
+        status, owner=who, limit=limit, user=user, mine=mine
+    )
 
 
 def cancel(job_id: int) -> RemoteJob:

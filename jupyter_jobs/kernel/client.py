@@ -423,6 +423,8 @@ class HttpBackend(Backend):
         q: str | None,
         limit: int,
         cursor: str | None,
+        user: str | None = None,
+        mine: bool = False,
     ) -> Page:
         query = {
             "status": ",".join(status) if status else None,
@@ -430,6 +432,8 @@ class HttpBackend(Backend):
             "q": q,
             "limit": limit,
             "cursor": cursor,
+            "user": user,
+            "mine": "true" if mine else None,
         }
         data = self.client.json("GET", "jobs", query=query)
         jobs = [JobRecord.from_json(j) for j in data["jobs"]]

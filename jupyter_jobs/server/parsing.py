@@ -62,6 +62,15 @@ def statuses(text: str) -> list[str]:
     return names
 
 
+def flag(name: str, text: str | None) -> bool:
+    """A boolean query parameter: `true` or `false` (absent is false), as JSON spells them."""
+    if text is None or text == "false":
+        return False
+    if text == "true":
+        return True
+    raise InvalidRequest(f"{name} must be true or false, got {text[:50]!r}")
+
+
 def integer(name: str, text: str, low: int, high: int) -> int:
     """A query parameter that must be a decimal integer in [low, high]."""
     if not INTEGER.fullmatch(text):

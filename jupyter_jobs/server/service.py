@@ -15,16 +15,19 @@ from typing import Any, NamedTuple
 
 from .. import job_types
 from ..errors import JobNotFound, NotebookNotFound, ResultNotReady
-from ..models import Job, JobSpec, Kind, Status, now
+from ..models import Job, JobSpec, JobUser, Kind, Status, now
 from ..store import Store
 from .parsing import NotebookByPath, TypedSubmit
 
 
 def submit(
-    store: Store, parse: Callable[[], tuple[JobSpec, bytes] | NotebookByPath | TypedSubmit]
+    store: Store,
+    parse: Callable[[], tuple[JobSpec, bytes] | NotebookByPath | TypedSubmit],
+    user: JobUser,
 ) -> tuple[Job, bool] | NotebookByPath | TypedSubmit:
     """Parse a submit body (`parsing.submit_json` or `submit_multipart`, bound to the body) and
-    enqueue; also say whether the job is new (201) or an earlier one with the same key (200).
+    enqueue a job of `user`; also say whether the job is new (201) or an earlier one with the
+    same key (200).
 
     The store returns the existing job for an `idempotency_key` it has seen: such a job was
     created before this call started. (Two concurrent first submits of one key both see a job
@@ -38,7 +41,7 @@ def submit(
         return parsed  # the handler reads the notebook or finds the type, then submits again
     spec, payload = parsed
     started = now()
-    job = store.enqueue(spec, payload)
+    job = store.enqueue(spec, payload, user)
     return job, spec.idempotency_key is None or job.created_at >= started
 
 
@@ -168,9 +171,10 @@ def _whole_utf8(data: bytes) -> int:
     return len(data)
 
 
-def stats(store: Store, extra: dict[str, Any]) -> dict[str, Any]:
-    """`GET /jobs/api/stats`: counts per status, queue depth, database size (+ `extra`)."""
-    numbers = store.stats()
+def stats(store: Store, extra: dict[str, Any], user: str | None = None) -> dict[str, Any]:
+    """`GET /jobs/api/stats`: counts per status and queue depth (of `user`'s jobs, when
+    given), database size (+ `extra`)."""
+    numbers = store.stats(user)
     counts = {s.value: int(numbers.get(s.value, 0)) for s in Status}
     return {
         "counts": counts,

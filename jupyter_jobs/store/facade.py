@@ -26,11 +26,13 @@ from .. import lifecycle
 from ..doorbell import Doorbell, Listener
 from ..errors import IllegalTransition, InvalidRequest, JobNotFound, ResultNotReady, status_phrase
 from ..models import (
+    NOBODY,
     TERMINAL,
     Change,
     Job,
     JobError,
     JobSpec,
+    JobUser,
     Outcome,
     Page,
     Progress,
@@ -215,12 +217,16 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
 
     # -- submit --------------------------------------------------------------------------------
 
-    def enqueue(self, spec: JobSpec, payload: bytes) -> Job:
-        """Store one job; with a known `idempotency_key`, return the existing job instead."""
-        return self.enqueue_many([(spec, payload)])[0]
+    def enqueue(self, spec: JobSpec, payload: bytes, user: JobUser = NOBODY) -> Job:
+        """Store one job of `user`; with a known `idempotency_key`, return the existing job
+        instead (whoever it belongs to: the caller checks)."""
+        return self.enqueue_many([(spec, payload)], user)[0]
 
-    def enqueue_many(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[Job]:
-        """Store many jobs in one transaction (all or none), in order; ids increase with order."""
+    def enqueue_many(
+        self, items: Sequence[tuple[JobSpec, bytes]], user: JobUser = NOBODY
+    ) -> list[Job]:
+        """Store many jobs of `user` in one transaction (all or none), in order; ids increase
+        with order."""
         prepared = []
         for spec, payload in items:
             spec.validate()
@@ -236,7 +242,7 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         with self._tx() as tx:  # numbers are in range: `validate` checked them
             after = {a for s, _, _ in prepared for a in s.after}
             statuses = submit.dependency_statuses(tx.conn, after)
-            ids = submit.insert(tx, self.files, prepared, statuses)
+            ids = submit.insert(tx, self.files, prepared, statuses, user)
         return [tx.snapshots[job_id] for job_id in ids]
 
     # -- consumer ------------------------------------------------------------------------------
@@ -272,7 +278,8 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         commit for all of it keeps the cost of every job low. A claimed job is leased to its
         consumer and its attempt counted, so no other consumer takes it and every report about
         it is fenced; it stays queued until its start is recorded. The order is
-        `store/picking.py`'s: priority, fair share between owners, then FIFO.
+        `store/picking.py`'s: priority, fair share between users, then between their
+        notebooks, then FIFO.
         """
         for _, _, outcome in outcomes:
             if outcome.status not in TERMINAL and outcome.status is not Status.QUEUED:
@@ -483,14 +490,14 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         with self._tx() as tx:
             self._delete(tx, [schema.load_one(tx.conn, job_id)])
 
-    def clear_finished(self) -> list[int]:
-        """Delete every finished job, with its files, in short batches (see `gc`); the ids
-        deleted.
+    def clear_finished(self, user: str | None = None) -> list[int]:
+        """Delete every finished job (of `user`, when given), with its files, in short batches
+        (see `gc`); the ids deleted.
 
         Pending, queued and running jobs are never touched: "finished" is `models.TERMINAL`.
         """
         with self._db.read() as conn:
-            ids = retention.finished_ids(conn)
+            ids = retention.finished_ids(conn, user)
         return self._collect(ids, lambda job: job.finished)
 
     def gc(self, older_than: float | None = None, max_bytes: int | None = None) -> list[int]:
@@ -569,6 +576,13 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
     def get(self, job_id: int) -> Job:
         return schema.load_one(self._db.conn(), job_id)
 
+    def users_of(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """The user of each job among `job_ids` that exists (what authorization asks first)."""
+        rows = self._db.conn().execute(
+            f"SELECT id, user FROM jobs WHERE id IN {IDS}", (json.dumps(list(job_ids)),)
+        )
+        return dict(rows.fetchall())
+
     def get_many(self, job_ids: Iterable[int]) -> list[Job]:
         """The jobs that exist among `job_ids`, in the order asked (unknown ids are skipped)."""
         ids = list(job_ids)
@@ -600,19 +614,22 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         q: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        user: str | None = None,
     ) -> Page:
-        """A page of jobs, newest first, plus counts per status for the same owner/q filter."""
+        """A page of jobs, newest first, plus counts per status for the same owner/user/q
+        filter."""
         with self._db.read() as conn:
-            return queries.page(conn, status, owner, q, limit, cursor)
+            return queries.page(conn, status, owner, q, limit, cursor, user)
 
-    def counts(self, owner: str | None = None) -> dict[str, int]:
-        """Jobs per status (all statuses present), optionally for one owner."""
-        return queries.counts(self._db.conn(), owner)
+    def counts(self, owner: str | None = None, user: str | None = None) -> dict[str, int]:
+        """Jobs per status (all statuses present), optionally for one owner and/or user."""
+        return queries.counts(self._db.conn(), owner, user)
 
-    def stats(self) -> dict[str, int | float]:
-        """Counts per status, database bytes (db + WAL) and workspace bytes (blobs + logs)."""
+    def stats(self, user: str | None = None) -> dict[str, int | float]:
+        """Counts per status (of `user`'s jobs, when given), database bytes (db + WAL) and
+        workspace bytes (blobs + logs)."""
         with self._db.read() as conn:
-            counts = queries.counts(conn)
+            counts = queries.counts(conn, None, user)
             totals = queries.totals(conn)
         db_size = 0
         for suffix in ("", "-wal"):

@@ -32,7 +32,7 @@ LEASED = "lease_until IS NOT NULL"
 IDS = "(SELECT value FROM json_each(?))"
 
 #: The full-text index of names (`queries.py`): trigram, so any substring of three characters or
-#: more is found through it. (Notebooks are few: they are searched among `owner_counts`.)
+#: more is found through it. (Notebooks are few: they are searched among `user_counts`.)
 FTS_TABLE = "jobs_fts"
 
 
@@ -80,6 +80,14 @@ def _counted(row: str, delta: str) -> str:
     """The count statements for one row (`NEW` or `OLD`) entering (+1) or leaving (-1)."""
     return _count("status_counts", "status", f"{row}.status", delta) + _count(
         "owner_counts", "owner, status", f"{row}.owner, {row}.status", delta
+    )
+
+
+def _counted_by_user(row: str, delta: str) -> str:
+    """The count statements, since users, for one row entering (+1) or leaving (-1): per status,
+    and per notebook and user (`user_counts`, which per-notebook counts are summed from)."""
+    return _count("status_counts", "status", f"{row}.status", delta) + _count(
+        "user_counts", "owner, user, status", f"{row}.owner, {row}.user, {row}.status", delta
     )
 
 
@@ -323,6 +331,43 @@ MIGRATIONS: list[list[Migration]] = [
         ) WITHOUT ROWID""",
         "CREATE INDEX log_runs_stream ON log_runs(job_id, stream, stream_offset)",
     ],
+    [
+        # Who each job and schedule belongs to (`models.JobUser`); '' for those from before.
+        "ALTER TABLE jobs ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN user_display_name TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE schedules ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE schedules ADD COLUMN user_display_name TEXT NOT NULL DEFAULT ''",
+        # Fair share is per user, then per notebook (picking.py): the claim seeks by both.
+        "DROP INDEX jobs_claim",
+        "CREATE INDEX jobs_claim ON jobs(status, priority, user, owner, id)",
+        "CREATE TABLE users (user TEXT PRIMARY KEY, last_claim REAL NOT NULL) WITHOUT ROWID",
+        # "My jobs": pages through the user's indexes. The counts are kept per notebook and
+        # user (one row where owner_counts had one per notebook): a notebook's are summed over
+        # its users, a user's over their notebooks (by the user index), and a status change
+        # still costs two upserts.
+        "CREATE INDEX jobs_user ON jobs(user, id)",
+        "CREATE INDEX jobs_user_status ON jobs(user, status, id)",
+        """CREATE TABLE user_counts (owner TEXT NOT NULL, user TEXT NOT NULL,
+            status TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (owner, user, status))
+            WITHOUT ROWID""",
+        "CREATE INDEX user_counts_user ON user_counts(user, owner, status)",
+        "INSERT INTO user_counts SELECT owner, user, status, COUNT(*) FROM jobs "
+        "GROUP BY owner, user, status",
+        "DROP TRIGGER jobs_counted_insert",
+        "DROP TRIGGER jobs_counted_delete",
+        "DROP TRIGGER jobs_counted_move",
+        "DROP TABLE owner_counts",
+        f"""CREATE TRIGGER jobs_counted_insert AFTER INSERT ON jobs BEGIN
+            {_counted_by_user("NEW", "1")}
+            UPDATE totals SET value = value + NEW.log_size WHERE name = 'log_bytes'; END""",
+        f"""CREATE TRIGGER jobs_counted_delete AFTER DELETE ON jobs BEGIN
+            {_counted_by_user("OLD", "-1")}
+            UPDATE totals SET value = value - OLD.log_size WHERE name = 'log_bytes'; END""",
+        f"""CREATE TRIGGER jobs_counted_move AFTER UPDATE OF status, owner, user ON jobs
+            WHEN OLD.status IS NOT NEW.status OR OLD.owner IS NOT NEW.owner
+              OR OLD.user IS NOT NEW.user
+            BEGIN {_counted_by_user("OLD", "-1")} {_counted_by_user("NEW", "1")} END""",
+    ],
 ]
 
 #: The columns a `Job` is read from (`job_from_row` maps them by these names).
@@ -335,6 +380,7 @@ JOB_COLUMNS = (
     "consumer", "lease_until", "payload_size", "result_size", "log_size", "has_outputs",
     "schedule_id", "scheduled_time", "type", "parameters", "summary",
     "channel",
+    "user", "user_display_name",
 )  # fmt: skip
 SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 
@@ -345,6 +391,7 @@ INSERT_COLUMNS = (
     "error_type", "error_message", "interpreter", "cwd", "idempotency_key", "options",
     "payload_size", "type", "parameters",
     "channel",
+    "user", "user_display_name",
 )  # fmt: skip
 INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
@@ -416,6 +463,8 @@ def job_from_row(values: Sequence[Any]) -> Job:
         parameters=json.loads(r.parameters) if r.parameters is not None else None,
         summary=json.loads(r.summary) if r.summary is not None else None,
         channel=r.channel,
+        user=r.user,
+        user_display_name=r.user_display_name,
     )
 
 

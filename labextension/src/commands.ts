@@ -199,16 +199,22 @@ export function registerCommands(context: ICommandContext): void {
               'Delete %1 finished jobs?',
               total
             ),
-            trans.__(
-              'Delete every finished job (%1) with its log, result and outputs? Running and waiting jobs stay. This cannot be undone.',
-              which
-            ),
+            model.mine
+              ? trans.__(
+                  "Delete every finished job of yours (%1) with its log, result and outputs? Running and waiting jobs, and other users' jobs, stay. This cannot be undone.",
+                  which
+                )
+              : trans.__(
+                  'Delete every finished job (%1) with its log, result and outputs? Running and waiting jobs stay. This cannot be undone.',
+                  which
+                ),
             trans.__('Delete'),
             trans.__('Keep')
           )
         ) {
-          // The rows and the counts follow from the server's "deleted" events.
-          await model.client.clearFinished();
+          // The rows and the counts follow from the server's "deleted" events. Under "Mine"
+          // (where the counts are the user's), only the user's own.
+          await model.client.clearFinished({ mine: model.mine });
         }
       })
   });

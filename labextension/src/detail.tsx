@@ -35,7 +35,8 @@ import {
   progressFraction,
   progressLabel,
   stripAnsi,
-  statusText
+  statusText,
+  userText
 } from './format';
 import { JobsModel } from './model';
 import { ActionButtons, ProgressBar, useClock } from './components';
@@ -550,6 +551,9 @@ function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
         <Fact label={trans.__('Job')}>{`${job.id} (${job.kind})`}</Fact>
         <TypedFacts job={job} trans={trans} />
         <Fact label={trans.__('Owner')}>{job.owner || '—'}</Fact>
+        <Fact label={trans.__('User')}>
+          <span className="jp-JobDetail-user">{userText(job) ?? '—'}</span>
+        </Fact>
         <Fact label={trans.__('Priority')}>{String(job.priority)}</Fact>
         <Fact label={trans.__('Attempt')}>
           {trans.__('%1 of %2', job.attempt, job.retries + 1)}

@@ -73,6 +73,9 @@ export type IJobType = Schemas['JobType'];
 /** `POST /jobs/api/jobs` for a typed job: the type, its parameters, the job's options. */
 export type ITypedSubmit = Schemas['TypedSubmit'];
 
+/** `GET /jobs/api/me`: whose jobs are "mine", and whether the user may see and act on everyone's. */
+export type IMe = Schemas['Me'];
+
 /** The body of every error response: jupyter_server's shape plus `type` and `detail`. */
 export type IErrorBody = Schemas['Error'];
 
@@ -94,6 +97,8 @@ export interface IJobEvent {
   id: number;
   name: string;
   owner: string;
+  /** The username of the user the job belongs to ('' for jobs from before users). */
+  user: string;
   status: JobStatus;
   previous: JobStatus | null;
   reason: JobReason | null;
