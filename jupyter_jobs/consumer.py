@@ -137,6 +137,7 @@ class Consumer:
         self._loop = asyncio.get_running_loop()
         await self._in_writer(self.store.recover, consumer_is_alive)
         self.executor.leftovers_dir = self.store.workspace.root / "processes"
+        self.executor.start_log = self.store.start_log_of(self.consumer_id)
         await self.executor.start()
         self._unsubscribe = self.store.subscribe(self._on_store_changes)
         self._listener = self.store.listen()

@@ -28,6 +28,7 @@ from jupyter_jobs.executors.local import LocalExecutor
 from jupyter_jobs.executors.processes import describe_exit
 from jupyter_jobs.models import Reason, Status
 from jupyter_jobs.protocol import WorkerState
+from jupyter_jobs.start_log import StartLog
 
 import workers_util as wu
 from waiting import wait_until
@@ -742,6 +743,35 @@ async def test_jobs_run_fail_and_stop_without_inherited_sockets_or_groups(
         again = wu.function_task(wu.add, 1, 1)
         await executor.run(again)
         assert dill.loads((await recorder.done(again.job_id)).result) == 2
+
+
+# -- the start log: what a consumer killed with -9 began --------------------------------------
+
+
+async def test_each_attempt_is_written_down_before_its_code_runs(recorder, tmp_path):
+    """The start log (`start_log.py`): a job's code finds its attempt written down already; a
+    worker that died leaves its file, with its starts, to the next one; a clean stop removes
+    the folder."""
+    log = StartLog(tmp_path / "starts", "c1")
+    executor = LocalExecutor(recorder, 1, warm_workers=False)
+    executor.start_log = log
+    await executor.start()
+    try:
+        first = wu.function_task(wu.start_log_files, str(log.folder))
+        await executor.run(first)
+        files = dill.loads((await recorder.done(first.job_id)).result)
+        assert files == {"0": [f"{first.job_id} 1"]}
+        lost = wu.function_task(wu.exits, 3)
+        await executor.run(lost)
+        assert (await recorder.done(lost.job_id)).reason is Reason.WORKER_LOST
+        again = wu.function_task(wu.start_log_files, str(log.folder))
+        again.attempt = 2
+        await executor.run(again)
+        files = dill.loads((await recorder.done(again.job_id)).result)
+        assert files == {"0": [f"{first.job_id} 1", f"{lost.job_id} 1", f"{again.job_id} 2"]}
+    finally:
+        await asyncio.wait_for(executor.shutdown(1.0), 30)
+    assert not log.folder.exists()
 
 
 # -- nothing escapes a job: descendants that left its process group ------------------------------

@@ -294,6 +294,12 @@ def escapes(pid_file: str, ignore_term: bool) -> None:
         time.sleep(1)
 
 
+def start_log_files(folder: str) -> dict[str, list[str]]:
+    """The start log's files (`start_log.py`) and their lines, as this job's code finds them."""
+    files = [p for p in Path(folder).iterdir() if p.name[0].isdigit()]
+    return {p.name: p.read_text().splitlines() for p in files}
+
+
 def segfaults() -> None:
     import ctypes
 

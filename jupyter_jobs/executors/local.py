@@ -159,6 +159,12 @@ class LocalExecutor(Executor):
         if self.leftovers_dir is not None:
             await asyncio.to_thread(leftovers.end_left_over, self.leftovers_dir)
             self._record = leftovers.own_file(self.leftovers_dir)
+        if self.start_log is not None:
+            try:
+                await asyncio.to_thread(self.start_log.create)
+            except OSError as exc:
+                log.warning("no start log (%s): a kill -9 will count claims as attempts", exc)
+                self.start_log = None
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self._env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, _importable()])}
         self._tracker = asyncio.create_task(self._track_trees())
@@ -292,6 +298,8 @@ class LocalExecutor(Executor):
             self._tracker = None
         if self._record is not None:
             self._record.unlink(missing_ok=True)
+        if self.start_log is not None:
+            await asyncio.to_thread(self.start_log.remove)
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -513,9 +521,17 @@ class LocalExecutor(Executor):
         return True
 
     def _start_worker(self, interpreter: str) -> Worker:
-        proc, end = spawn_runner(interpreter, stderr=subprocess.PIPE, env=self._env)
+        starts = self.start_log.take_file() if self.start_log is not None else None
+        try:
+            proc, end = spawn_runner(
+                interpreter, stderr=subprocess.PIPE, env=self._env, start_log=starts
+            )
+        except OSError:
+            self._release_start_log(starts)
+            raise
         loop = asyncio.get_running_loop()
         worker = Worker(interpreter, proc, loop.create_future(), _exit_future(proc, loop))
+        worker.start_log = starts
         # Nobody may be waiting when a spare fails to start; the exit is logged instead.
         worker.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.pool.add(worker)
@@ -545,9 +561,14 @@ class LocalExecutor(Executor):
             worker.writer.close()
         worker.state = WorkerState.DEAD
         worker.exit_text = describe_exit(returncode)
+        self._release_start_log(worker.start_log)  # it is reaped: it writes no more
         self.pool.remove(worker)
         self._on_exit(worker, worker.exit_text)
         worker.gone.set()
+
+    def _release_start_log(self, file: Path | None) -> None:
+        if file is not None and self.start_log is not None:
+            self.start_log.release(file)
 
     async def _connection(self, worker: Worker, end: ParentEnd) -> socket.socket | None:
         """The worker's socket once it is there; None if it exited first (or a start timeout

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from .. import oslayer
@@ -31,16 +32,21 @@ def spawn_runner(
     stderr: int | IO[Any] | None = None,
     env: dict[str, str] | None = None,
     cwd: str | None = None,
+    start_log: Path | None = None,
 ) -> tuple[subprocess.Popen, oslayer.ParentEnd]:
-    """Start `python -m jupyter_jobs.runner` as the leader of a new process group.
+    """Start `python -m jupyter_jobs.runner` as the leader of a new process group, writing
+    down the attempts it begins at the end of the file `start_log` (`start_log.py`) if given.
 
     Returns the process and the parent's end of its channel: `accept` it (or `accept_async`)
     for the socket the frames travel on, and `close` it in any case.
     """
     end = oslayer.parent_end()
+    args = [interpreter, "-m", "jupyter_jobs.runner", end.child_arg, str(os.getpid())]
+    if start_log is not None:
+        args.append(str(start_log))
     try:
         proc = subprocess.Popen(
-            [interpreter, "-m", "jupyter_jobs.runner", end.child_arg, str(os.getpid())],
+            args,
             **end.popen_options,
             **oslayer.new_group_options(),
             stdout=subprocess.DEVNULL,

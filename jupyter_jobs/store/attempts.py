@@ -118,7 +118,7 @@ def finish(
         return False
     current = Status(row[0])
     if current is Status.QUEUED and outcome.status is Status.QUEUED:
-        _unclaim(tx, job_id, attempt, bool(row[2]))
+        give_back(tx, job_id, attempt, current, bool(row[2]))
         return True
     if current is Status.QUEUED and outcome.status is Status.SUCCEEDED:
         # It ran, though no start was reported (the executor could not tell when): it
@@ -150,14 +150,20 @@ def finish(
     return True
 
 
-def _unclaim(tx: Tx, job_id: int, attempt: int, cancel: bool) -> None:
-    """A claimed attempt that never started (its executor stopped first) is given back
-    uncounted, as if never claimed; a cancel asked for meanwhile wins."""
+def give_back(tx: Tx, job_id: int, attempt: int, current: Status, cancel: bool) -> None:
+    """A claimed attempt whose code never began (its executor stopped first, or its consumer
+    died before a worker began it: `start_log.py`) is given back uncounted, as if never
+    claimed; a cancel asked for meanwhile wins. A start reported ahead of the code (a job
+    handed to an idle worker) is taken back with it."""
     if cancel:
         tx.move(
-            job_id, Status.QUEUED, Status.CANCELLED, reason=None, finished_at=tx.now,
+            job_id, current, Status.CANCELLED, reason=None, finished_at=tx.now,
             lease_until=None, cancel_requested=0,
         )  # fmt: skip
         return
-    tx.update(job_id, attempt=attempt - 1, consumer=None, lease_until=None, cancel_requested=0)
+    back = {"attempt": attempt - 1, "consumer": None, "lease_until": None, "cancel_requested": 0}
+    if current is Status.RUNNING:
+        tx.move(job_id, current, Status.QUEUED, reason=None, started_at=None, **back)
+        return
+    tx.update(job_id, **back)
     tx.released = True
