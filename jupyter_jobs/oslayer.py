@@ -238,6 +238,7 @@ def terminate_group(pgid: int) -> None:
     """Ask a job's whole process tree (its group and every descendant seen, those that started
     a session of their own included) to end: SIGTERM, or on Windows `TerminateProcess` for every
     process of the tree (it has no gentler way that every process hears). Gone already is fine."""
+    track_tree(pgid)  # first: a leader that dies of the signal orphans what it started
     if PROCESS_GROUPS:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
