@@ -11,7 +11,7 @@ dies under a job is reported at once as `worker_lost` with its signal or exit co
 worker takes its place.
 
 Nothing a job starts outlives its worker: a busy worker's process tree is looked at every
-`_TRACK_INTERVAL` seconds (`oslayer.track_tree`; on Linux the runner adopts orphans, so the tree
+`TRACK_INTERVAL` seconds (`oslayer.track_tree`; on Linux the runner adopts orphans, so the tree
 holds even what daemonized), and when a worker exits, for whatever reason, its group and every
 process seen in its tree are killed before its pid is reaped (so it cannot have been reused).
 """
@@ -42,6 +42,7 @@ from . import leftovers
 from .base import Executor, ExecutorEvents, Task
 from .pool import Worker, WorkerPool
 from .processes import (
+    TRACK_INTERVAL,
     describe_exit,
     done_outcome,
     failed_outcome,
@@ -57,8 +58,6 @@ log = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDERR_TAIL = 16384
-#: Seconds between two looks at the process trees of busy workers.
-_TRACK_INTERVAL = 0.5
 
 
 class WorkerStartError(Exception):
@@ -207,7 +206,7 @@ class LocalExecutor(Executor):
     async def _track_trees(self) -> None:
         """Remember what busy workers' jobs started, before a worker's death can orphan it."""
         while True:
-            await asyncio.sleep(_TRACK_INTERVAL)
+            await asyncio.sleep(TRACK_INTERVAL)
             busy = [w.pid for w in self.pool if w.run is not None and w.state is WorkerState.BUSY]
             if busy:
                 await asyncio.to_thread(self._track, busy)

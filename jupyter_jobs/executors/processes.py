@@ -2,8 +2,9 @@
 
 The local executor keeps runners warm on this machine; the Dask executor starts one per attempt
 on a Dask worker. Both start it here (`spawn_runner`: its own process group, its channel handed
-over the way the platform allows, see `oslayer.parent_end`), stop it here (`stop_group`,
-`stop_group_async`: SIGTERM to the whole group, the grace, then SIGKILL), and turn its "done"
+over the way the platform allows, see `oslayer.parent_end`), look at its tree every
+`TRACK_INTERVAL` while it runs a job, stop it here (`stop_group`, `stop_group_async`: SIGTERM
+to the whole group and every descendant seen, the grace, then SIGKILL), and turn its "done"
 frame or its death into an `Outcome` here.
 """
 
@@ -24,6 +25,9 @@ from ..models import JobError, Outcome, Reason, Status
 
 #: Seconds between two looks at a stopping group (after SIGTERM, before SIGKILL).
 _GROUP_POLL = 0.02
+#: Seconds between two looks at a busy runner's process tree (`oslayer.track_tree`), so that
+#: what its job starts is known before the runner's death can orphan it out of sight.
+TRACK_INTERVAL = 0.5
 
 
 def spawn_runner(
