@@ -24,10 +24,10 @@ not yet on disk may have been lost with the power), a folder or file that cannot
 executor that keeps no log (Dask's workers are not this machine's: it never makes the folder).
 
 Each live worker has a file of its own (`take_file`), which a later worker takes over once it is
-gone, keeping what it holds: a folder has as many files as workers ever ran at once. A file holds
-the last `LIMIT` bytes of starts at least (its previous generation is `<name>.old`), some 70,000
-starts: far more than a consumer ever holds claims at once (17 per worker slot in the local
-executor), so every start whose claim is still held is there.
+gone, keeping what it holds: an executor has as many files as it ever ran workers at once. A
+file holds the last `LIMIT` bytes of starts at least (its previous generation is `<name>.old`),
+some 70,000 starts: far more than a consumer ever holds claims at once (17 per worker slot in
+the local executor), so every start whose claim is still held is there.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -59,12 +60,16 @@ class StartLog:
 
     folder: Path
     consumer: str
+    _prefix: str = field(default_factory=lambda: secrets.token_hex(4), repr=False)
     _taken: set[int] = field(default_factory=set, repr=False)  # files of live workers
 
     def create(self) -> None:
-        """Start afresh, naming this process (which starts the workers) as the owner: what
-        recovery must see gone before it trusts the folder. Before any claim reaches a worker."""
-        self.remove()
+        """Name this process (which starts the workers) as the folder's owner: what recovery
+        must see gone before it trusts the folder. Before any claim reaches a worker.
+
+        What the folder holds already stays: another consumer of this process with the same
+        id may write there too (their files have other prefixes), and the starts of an earlier
+        owner can only make recovery count more attempts, never fewer."""
         oslayer.make_private_dir(self.folder)
         me = os.getpid()
         owner = {
@@ -74,13 +79,16 @@ class StartLog:
             "started": oslayer.process_start_time(me),
             "boot": oslayer.boot_time(),
         }
-        fresh = self.folder / f".{OWNER}.tmp"
+        fresh = self.folder / f".{OWNER}.{self._prefix}.tmp"
         write_private(fresh, json.dumps(owner).encode())
         os.replace(fresh, self.folder / OWNER)
 
     def remove(self) -> None:
-        """Remove the folder (a clean stop, once every claim was settled or given back)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Remove this executor's files (a clean stop, once every claim was settled or given
+        back); the folder goes with the next recovery after its owner process is gone."""
+        with contextlib.suppress(OSError):
+            for path in self.folder.glob(f"{self._prefix}-*"):
+                path.unlink(missing_ok=True)
 
     def take_file(self) -> Path:
         """The file of a worker about to start: the first no live worker writes."""
@@ -88,11 +96,11 @@ class StartLog:
         while number in self._taken:
             number += 1
         self._taken.add(number)
-        return self.folder / str(number)
+        return self.folder / f"{self._prefix}-{number}"
 
     def release(self, file: Path) -> None:
         """The worker of `file` is gone (its process reaped): another may write there."""
-        self._taken.discard(int(file.name))
+        self._taken.discard(int(file.name.rpartition("-")[2]))
 
 
 class Recorder:
@@ -135,8 +143,9 @@ def started(folder: Path) -> set[tuple[int, int]] | None:
         return None
     found: set[tuple[int, int]] = set()
     try:
-        names = [name for name in os.listdir(folder) if name.isdigit()]
-        for name in names:
+        names = os.listdir(folder)
+        files = {n.removesuffix(".old") for n in names if n != OWNER and not n.startswith(".")}
+        for name in files:
             for path in (folder / name, folder / f"{name}.old"):
                 with contextlib.suppress(FileNotFoundError):
                     found.update(_records(path.read_bytes()))

@@ -751,7 +751,7 @@ async def test_jobs_run_fail_and_stop_without_inherited_sockets_or_groups(
 async def test_each_attempt_is_written_down_before_its_code_runs(recorder, tmp_path):
     """The start log (`start_log.py`): a job's code finds its attempt written down already; a
     worker that died leaves its file, with its starts, to the next one; a clean stop removes
-    the folder."""
+    the executor's files."""
     log = StartLog(tmp_path / "starts", "c1")
     executor = LocalExecutor(recorder, 1, warm_workers=False)
     executor.start_log = log
@@ -760,18 +760,19 @@ async def test_each_attempt_is_written_down_before_its_code_runs(recorder, tmp_p
         first = wu.function_task(wu.start_log_files, str(log.folder))
         await executor.run(first)
         files = dill.loads((await recorder.done(first.job_id)).result)
-        assert files == {"0": [f"{first.job_id} 1"]}
+        assert list(files.values()) == [[f"{first.job_id} 1"]]
         lost = wu.function_task(wu.exits, 3)
         await executor.run(lost)
         assert (await recorder.done(lost.job_id)).reason is Reason.WORKER_LOST
         again = wu.function_task(wu.start_log_files, str(log.folder))
         again.attempt = 2
         await executor.run(again)
-        files = dill.loads((await recorder.done(again.job_id)).result)
-        assert files == {"0": [f"{first.job_id} 1", f"{lost.job_id} 1", f"{again.job_id} 2"]}
+        again_files = dill.loads((await recorder.done(again.job_id)).result)
+        lines = [f"{first.job_id} 1", f"{lost.job_id} 1", f"{again.job_id} 2"]
+        assert again_files == {next(iter(files)): lines}  # the same file, taken over
     finally:
         await asyncio.wait_for(executor.shutdown(1.0), 30)
-    assert not log.folder.exists()
+    assert [p.name for p in log.folder.iterdir()] == ["owner"]
 
 
 # -- nothing escapes a job: descendants that left its process group ------------------------------

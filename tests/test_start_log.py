@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import stat
 from pathlib import Path
@@ -76,15 +77,30 @@ def test_a_file_keeps_two_generations_of_starts(tmp_path, monkeypatch):
 
 
 def test_a_gone_workers_file_is_taken_over_with_its_starts(tmp_path):
-    log = by_dead_owner(tmp_path / "log", (1, 1), (2, 1))  # its worker wrote in file 0
-    log = StartLog(log.folder, log.consumer)  # (this process's view: no file taken yet)
+    log = by_dead_owner(tmp_path / "log")
     first, second = log.take_file(), log.take_file()
-    assert (first.name, second.name) == ("0", "1")
-    log.release(first)
+    assert first != second
+    Recorder(first, lambda: True).begin(1, 1)
+    log.release(first)  # its worker is gone
     again = log.take_file()
     assert again == first
-    Recorder(again, lambda: True).begin(3, 2)
-    assert start_log.started(log.folder) == {(1, 1), (2, 1), (3, 2)}
+    Recorder(again, lambda: True).begin(2, 1)
+    assert again.read_text() == "1 1\n2 1\n"
+    assert start_log.started(log.folder) == {(1, 1), (2, 1)}
+
+
+def test_consumers_sharing_a_folder_keep_each_others_starts(tmp_path):
+    """Two executors of one process under one consumer id, or an earlier owner's leftovers:
+    creating keeps what is there, and a clean stop removes only its own files."""
+    earlier = by_dead_owner(tmp_path / "log", (1, 1))
+    one, two = StartLog(earlier.folder, "c1"), StartLog(earlier.folder, "c1")
+    one.create()
+    two.create()
+    Recorder(one.take_file(), lambda: True).begin(2, 1)
+    Recorder(two.take_file(), lambda: True).begin(3, 1)
+    one.remove()
+    kept = [p.read_text() for p in earlier.folder.iterdir() if p.name != start_log.OWNER]
+    assert sorted(kept) == ["1 1\n", "3 1\n"]  # the earlier owner's and two's
 
 
 def test_begin_says_whether_the_consumer_lives_after_writing_the_start(tmp_path):
@@ -95,7 +111,7 @@ def test_begin_says_whether_the_consumer_lives_after_writing_the_start(tmp_path)
 
 def test_a_start_that_cannot_be_written_raises(tmp_path):
     log = by_dead_owner(tmp_path / "log")
-    log.remove()
+    shutil.rmtree(log.folder)
     with pytest.raises(OSError):
         Recorder(log.take_file(), lambda: True).begin(1, 1)
 

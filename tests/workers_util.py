@@ -299,7 +299,7 @@ def escapes(pid_file: str, ignore_term: bool, settle: float = 0.0) -> None:
 
 def start_log_files(folder: str) -> dict[str, list[str]]:
     """The start log's files (`start_log.py`) and their lines, as this job's code finds them."""
-    files = [p for p in Path(folder).iterdir() if p.name[0].isdigit()]
+    files = [p for p in Path(folder).iterdir() if p.name != "owner"]
     return {p.name: p.read_text().splitlines() for p in files}
 
 
