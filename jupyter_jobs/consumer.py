@@ -153,7 +153,9 @@ class Consumer:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         await self.executor.shutdown(self.kill_grace if grace is None else grace)
-        await self._flush()
+        await self._flush()  # claims given back that a worker began count (`start_log.py`)
+        if self.executor.start_log is not None:
+            await asyncio.to_thread(self.executor.start_log.remove)
         if self._unsubscribe:
             self._unsubscribe()
         if self._listener is not None:

@@ -141,16 +141,30 @@ def started(folder: Path) -> set[tuple[int, int]] | None:
     owner = _owner(folder)
     if owner is None or not _gone(owner):
         return None
-    found: set[tuple[int, int]] = set()
     try:
-        names = os.listdir(folder)
-        files = {n.removesuffix(".old") for n in names if n != OWNER and not n.startswith(".")}
-        for name in files:
-            for path in (folder / name, folder / f"{name}.old"):
-                with contextlib.suppress(FileNotFoundError):
-                    found.update(_records(path.read_bytes()))
+        return _read(folder)
     except OSError:
         return None
+
+
+def named(folder: Path) -> set[tuple[int, int]]:
+    """(job id, attempt) of every start written down in `folder` so far, whoever its owner:
+    what it names began for sure (an empty set says nothing, unless the writers are gone)."""
+    try:
+        return _read(folder)
+    except OSError:
+        return set()
+
+
+def _read(folder: Path) -> set[tuple[int, int]]:
+    """Each current file is read before its old one: see `started`."""
+    found: set[tuple[int, int]] = set()
+    names = os.listdir(folder)
+    files = {n.removesuffix(".old") for n in names if n != OWNER and not n.startswith(".")}
+    for name in files:
+        for path in (folder / name, folder / f"{name}.old"):
+            with contextlib.suppress(FileNotFoundError):
+                found.update(_records(path.read_bytes()))
     return found
 
 

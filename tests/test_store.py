@@ -41,6 +41,7 @@ from jupyter_jobs.models import (
     now,
 )
 from jupyter_jobs.oslayer import filesystem_type
+from jupyter_jobs.start_log import Recorder
 from jupyter_jobs.store import MIGRATIONS, Store
 
 from store_driver import (
@@ -1566,6 +1567,27 @@ def test_recover_gives_back_uncounted_the_claims_no_worker_of_a_dead_consumer_be
         (sent.id, 1),
         (reported.id, 1),
     }
+
+
+def test_a_claim_given_back_that_a_worker_wrote_down_as_begun_counts(store):
+    """A stop gives back a run it believes never began while its worker begins it (see
+    test_local_executor.py): the start log names it, so the attempt counts; a claim given
+    back that no worker wrote down goes back uncounted."""
+    began, unbegun = store.enqueue_many([(spec("began"), b""), (spec("unbegun"), b"")])
+    claims = {c.job.id: c.job.attempt for c in claim(store, "c1", 2, 60)}
+    log = store.start_log_of("c1")
+    log.create()  # its owner lives: what the log names began all the same
+    Recorder(log.take_file(), lambda: True).begin(began.id, claims[began.id])
+    back = Outcome(Status.QUEUED, Reason.INTERRUPTED, JobError("NotStarted", "not started"))
+    finish_many(store, [(began.id, claims[began.id], back), (unbegun.id, claims[unbegun.id], back)])
+    counted, given = store.get_many([began.id, unbegun.id])
+    assert (counted.status, counted.reason, counted.attempt) == (
+        Status.FAILED,
+        Reason.INTERRUPTED,
+        1,
+    )
+    assert counted.error.message == "the job began as its executor stopped"
+    assert (given.status, given.attempt, given.lease_until) == (Status.QUEUED, 0, None)
 
 
 def test_recover_counts_the_claims_of_a_consumer_whose_start_log_owner_lives(store):

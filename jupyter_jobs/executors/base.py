@@ -83,9 +83,10 @@ class Executor(LoggingConfigurable):
     leftovers_dir: Path | None = None
     #: Where this executor's workers write down each attempt before its code begins
     #: (`start_log.py`), so that the claims of a consumer killed with -9 that no worker began
-    #: go back to the queue uncounted; the consumer sets it before `start`. An executor that
-    #: can keep that promise `create`s it at start and passes its folder to its runners; one
-    #: that cannot leaves it alone, and such claims count as interrupted attempts.
+    #: go back to the queue uncounted; the consumer sets it before `start` and removes its
+    #: files after its last write. An executor that can keep that promise `create`s it at
+    #: start and gives its runners files (`take_file`); one that cannot leaves it alone, and
+    #: such claims count as interrupted attempts.
     start_log: StartLog | None = None
     #: Whether `on_started` tells when a run's code really begins. Executors that cannot tell
     #: leave it False, and the consumer counts a run as started once `run()` has taken it.

@@ -297,8 +297,6 @@ class LocalExecutor(Executor):
             self._tracker = None
         if self._record is not None:
             self._record.unlink(missing_ok=True)
-        if self.start_log is not None:
-            await asyncio.to_thread(self.start_log.remove)
 
     # -- dispatch -------------------------------------------------------------------------
 

@@ -279,7 +279,11 @@ class Store(ScheduleVerbs):
             # A worker ends one job before it starts the next: the jobs that ended are written
             # first, so the change events of this one commit keep that order.
             attempts.report(tx, self.files, starts, logs, progress, lambda i: i in ending)
-            done = [attempts.finish(tx, self.files, *item, self.poison_limit) for item in outcomes]
+            began = self._written_down()
+            done = [
+                attempts.finish(tx, self.files, *item, self.poison_limit, began)
+                for item in outcomes
+            ]
             attempts.report(tx, self.files, starts, logs, progress, lambda i: i not in ending)
             # A claim given back, or retried before it started, changed no status: no snapshot.
             tx.load_ended([i for (i, _, _), ok in zip(outcomes, done, strict=True) if ok])
@@ -378,6 +382,20 @@ class Store(ScheduleVerbs):
     def _began(self, consumer: str | None) -> set[tuple[int, int]] | None:
         """The attempts `consumer`'s workers began, if it is proven gone and kept a log."""
         return start_log.started(self.workspace.start_log(consumer)) if consumer else None
+
+    def _written_down(self) -> attempts.Began:
+        """Whether a consumer's workers wrote an attempt down as begun (`start_log.py`), each
+        log read once, when first asked (only a claim given back asks)."""
+        read: dict[str, set[tuple[int, int]]] = {}
+
+        def began(job_id: int, attempt: int, consumer: str | None) -> bool:
+            if not consumer:
+                return False
+            if consumer not in read:
+                read[consumer] = start_log.named(self.workspace.start_log(consumer))
+            return (job_id, attempt) in read[consumer]
+
+        return began
 
     def _holds_claims(self, consumer: str) -> bool:
         row = self._db.conn().execute(
