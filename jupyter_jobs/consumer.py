@@ -139,6 +139,7 @@ class Consumer:
         self._loop = asyncio.get_running_loop()
         await self._in_writer(self.store.recover, consumer_is_alive)
         self.executor.leftovers_dir = self.store.workspace.root / "processes"
+        self.executor.start_log = self.store.start_log_of(self.consumer_id)
         await self.executor.start()
         self._unsubscribe = self.store.subscribe(self._on_store_changes)
         self._listener = self.store.listen()
@@ -154,7 +155,9 @@ class Consumer:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         await self.executor.shutdown(self.kill_grace if grace is None else grace)
-        await self._flush()
+        await self._flush()  # claims given back that a worker began count (`start_log.py`)
+        if self.executor.start_log is not None:
+            await asyncio.to_thread(self.executor.start_log.remove)
         if self._unsubscribe:
             self._unsubscribe()
         if self._listener is not None:

@@ -1,10 +1,11 @@
 """The worker process: load a payload, run it, stream its output, report how it ended.
 
-Started by an executor as `python -m jupyter_jobs.runner CHANNEL PARENT_PID` (see
+Started by an executor as `python -m jupyter_jobs.runner CHANNEL PARENT_PID [START_LOG]` (see
 `executors/processes.py`), where CHANNEL says how to reach the executor's socket: `fd:N`, an
 inherited socket pair end, or `tcp:HOST:PORT`, a loopback listener to connect back to with the token
-read from stdin (where sockets cannot be inherited; see `oslayer.parent_end`). This is the only
-server-hosted place that unpickles, and it runs in its own process (and process group) so that
+read from stdin (where sockets cannot be inherited; see `oslayer.parent_end`), and START_LOG the
+file where it writes down each attempt before its code begins (`start_log.py`). This is the
+only server-hosted place that unpickles, and it runs in its own process (and process group) so that
 cancel and timeout can end the job's whole tree without touching the server.
 
 Output: fds 1 and 2 are pipes drained by a thread, so prints, subprocesses and C code all reach
@@ -46,6 +47,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 from IPython.core.displayhook import DisplayHook
@@ -65,6 +67,7 @@ from . import (
     oslayer,
     protocol,
     rng,
+    start_log,
     streams,
     tty_system,
     typed_run,
@@ -772,10 +775,17 @@ def _raw_environ() -> Mapping[Any, Any]:
 class Worker:
     """The state a worker keeps between jobs, and the loop that serves them."""
 
-    def __init__(self, channel: protocol.Channel, shell: JobShell, lease: _LeaseWatch) -> None:
+    def __init__(
+        self,
+        channel: protocol.Channel,
+        shell: JobShell,
+        lease: _LeaseWatch,
+        starts: start_log.Recorder | None = None,
+    ) -> None:
         self.channel = channel
         self.shell = shell
         self.lease = lease
+        self.starts = starts
         self.home = os.getcwd()
         self.capture = Capture()
         streams.install(self.capture.lines)
@@ -883,6 +893,7 @@ class Worker:
         self.lease.begin(header.get("lease_until"))
         result, error, reason, summary = None, None, None, None
         try:
+            self._write_start(header)
             with self._in_directory(cwd), job_context(context, self.reporter.report):
                 if outputs is not None:
                     target = CellOutput(self.capture, self.channel, outputs)
@@ -923,6 +934,20 @@ class Worker:
         if summary is not None:
             done["summary"] = summary
         return done, [result or b"", notebook]
+
+    def _write_start(self, header: dict[str, Any]) -> None:
+        """Write the attempt down before anything of it runs (`start_log.py`). A worker whose
+        consumer is gone begins nothing more: its claims may be given back already."""
+        if self.starts is None:
+            return
+        try:
+            consumer_alive = self.starts.begin(header["job_id"], header["attempt"])
+        except OSError as exc:
+            message = f"its start could not be written down, so it did not run: {exc}"
+            raise Failure("error", type(exc).__name__, message) from None
+        if not consumer_alive:
+            oslayer.end_descendants()
+            os._exit(1)
 
 
 def _start(job: protocol.Frame) -> dict[str, Any]:
@@ -1067,6 +1092,9 @@ def main(argv: list[str]) -> int:
     """Serve jobs until the executor says exit or goes away; returns the exit code."""
     channel_arg, parent = argv[0], int(argv[1])
     _die_with_parent(parent)
+    starts = None
+    if len(argv) > 2:
+        starts = start_log.Recorder(Path(argv[2]), oslayer.still_parent(parent))
     channel = protocol.Channel(oslayer.child_socket(channel_arg))
     if sys.path and sys.path[0] in ("", os.getcwd()):
         sys.path.pop(0)  # added by -m; each job puts its own directory there instead
@@ -1078,7 +1106,7 @@ def main(argv: list[str]) -> int:
     diagnostics = os.fdopen(os.dup(2), "w", buffering=1)
     faulthandler.enable(diagnostics, all_threads=False)
     try:
-        Worker(channel, shell, _LeaseWatch(diagnostics)).serve()
+        Worker(channel, shell, _LeaseWatch(diagnostics), starts).serve()
     except Exception:
         traceback.print_exc(file=diagnostics)
         return 3

@@ -56,6 +56,13 @@ def mark_then_sleep(path: str, seconds: float) -> int:
     return job_id
 
 
+def mark_then_wait(path: str, gate: str) -> int:
+    """`mark`, then run until the file `gate` exists."""
+    job_id = mark(path)
+    wait_for_file(gate)
+    return job_id
+
+
 def mark_run(folder: str, seconds: float) -> int:
     """`mark` in `folder`/starts as the job's code begins and in `folder`/ends as it ends."""
     mark(os.path.join(folder, "starts"))

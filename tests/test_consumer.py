@@ -295,6 +295,8 @@ async def test_a_stop_puts_jobs_claimed_but_never_started_back_in_the_queue(db_p
         await consumer.stop()
         after = store.get_many(rest)
         ended = store.get(slow.id)
+        log = store.start_log_of(consumer.consumer_id)
+        assert [p.name for p in log.folder.iterdir()] == ["owner"]  # its starts, read, removed
     assert ended.status is Status.FAILED and ended.reason is Reason.INTERRUPTED
     assert {j.status for j in after} <= {Status.QUEUED, Status.SUCCEEDED}, [
         (j.id, j.status, j.reason) for j in after

@@ -43,11 +43,13 @@ from jupyter_jobs.models import (
     now,
 )
 from jupyter_jobs.oslayer import filesystem_type
+from jupyter_jobs.start_log import Recorder
 from jupyter_jobs.store import MIGRATIONS, Store
 
 from store_driver import (
     append_log,
     append_log_many,
+    by_dead_owner,
     claim,
     finish,
     finish_many,
@@ -1536,6 +1538,71 @@ def test_recovery_counts_the_claims_of_a_lost_consumer_as_interrupted_attempts(
     assert (retried.status, retried.attempt, retried.lease_until) == (Status.QUEUED, 1, None)
     assert gone.status is Status.CANCELLED and gone.started_at is None
     assert [(c.job.id, c.job.attempt) for c in claim(store, "c2", 5, 60)] == [(again.id, 2)]
+
+
+def test_recover_gives_back_uncounted_the_claims_no_worker_of_a_dead_consumer_began(store):
+    """With the start log of a consumer proven gone (`start_log.py`): a claim its workers began
+    counts; the others go back as if never claimed (a start reported ahead of the code too),
+    a cancel asked for meanwhile wins, and the log goes once nothing is left to recover."""
+    began, sent, reported, cancelled = store.enqueue_many(
+        [(spec(name), b"") for name in ("began", "sent", "reported", "cancelled")]
+    )
+    claims = {c.job.id: c.job.attempt for c in claim(store, "dead", 4, 60)}
+    assert started(store, reported.id, claims[reported.id])
+    store.request_cancel(cancelled.id)
+    log = by_dead_owner(
+        store.workspace.start_log("dead"), (began.id, claims[began.id]), consumer="dead"
+    )
+    changed = store.recover(lambda consumer: False)
+    assert {j.id for j in changed} == {began.id, sent.id, reported.id, cancelled.id}
+    ran, back, taken_back, gone = store.get_many([began.id, sent.id, reported.id, cancelled.id])
+    assert (ran.status, ran.reason, ran.attempt) == (Status.FAILED, Reason.INTERRUPTED, 1)
+    for job in (back, taken_back):
+        assert (job.status, job.attempt, job.consumer, job.lease_until, job.started_at) == (
+            Status.QUEUED,
+            0,
+            None,
+            None,
+            None,
+        )
+    assert (gone.status, gone.attempt) == (Status.CANCELLED, 1)
+    assert not log.folder.exists()
+    assert {(c.job.id, c.job.attempt) for c in claim(store, "c2", 5, 60)} == {
+        (sent.id, 1),
+        (reported.id, 1),
+    }
+
+
+def test_a_claim_given_back_that_a_worker_wrote_down_as_begun_counts(store):
+    """A stop gives back a run it believes never began while its worker begins it (see
+    test_local_executor.py): the start log names it, so the attempt counts; a claim given
+    back that no worker wrote down goes back uncounted."""
+    began, unbegun = store.enqueue_many([(spec("began"), b""), (spec("unbegun"), b"")])
+    claims = {c.job.id: c.job.attempt for c in claim(store, "c1", 2, 60)}
+    log = store.start_log_of("c1")
+    log.create()  # its owner lives: what the log names began all the same
+    Recorder(log.take_file(), lambda: True).begin(began.id, claims[began.id])
+    back = Outcome(Status.QUEUED, Reason.INTERRUPTED, JobError("NotStarted", "not started"))
+    finish_many(store, [(began.id, claims[began.id], back), (unbegun.id, claims[unbegun.id], back)])
+    counted, given = store.get_many([began.id, unbegun.id])
+    assert (counted.status, counted.reason, counted.attempt) == (
+        Status.FAILED,
+        Reason.INTERRUPTED,
+        1,
+    )
+    assert counted.error.message == "the job began as its executor stopped"
+    assert (given.status, given.attempt, given.lease_until) == (Status.QUEUED, 0, None)
+
+
+def test_recover_counts_the_claims_of_a_consumer_whose_start_log_owner_lives(store):
+    job = store.enqueue(spec(), b"")
+    claim(store, "lost", 1, 60)
+    log = store.start_log_of("lost")
+    log.create()  # its owner is this process, alive: its workers might begin the job yet
+    store.recover(lambda consumer: False)
+    final = store.get(job.id)
+    assert (final.status, final.reason, final.attempt) == (Status.FAILED, Reason.INTERRUPTED, 1)
+    assert log.folder.exists()
 
 
 def test_a_claimed_job_is_cancelled_through_its_consumer(store: Store) -> None:

@@ -318,9 +318,11 @@ _DAEMON = (
 )
 
 
-def escapes(pid_file: str, ignore_term: bool) -> None:
+def escapes(pid_file: str, ignore_term: bool, settle: float = 0.0) -> None:
     """Descendants that leave the job's process group, then hang: a child in a session of its
-    own, and a daemon (its own session, its parent gone); optionally all deaf to SIGTERM."""
+    own, and a daemon (its own session, its parent gone); optionally all deaf to SIGTERM. The
+    pids are written `settle` seconds after they started: a watcher that looks every so often
+    (and cannot be asked whether it did) has seen them by then."""
     trap = "trap '' TERM; " if ignore_term else ""
     if ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -328,10 +330,17 @@ def escapes(pid_file: str, ignore_term: bool) -> None:
     launcher = subprocess.run(
         [sys.executable, "-c", _DAEMON, trap], capture_output=True, text=True, check=True
     )
+    time.sleep(settle)
     Path(pid_file + ".tmp").write_text(f"{os.getpid()} {own.pid} {launcher.stdout.strip()}")
     os.rename(pid_file + ".tmp", pid_file)
     while True:
         time.sleep(1)
+
+
+def start_log_files(folder: str) -> dict[str, list[str]]:
+    """The start log's files (`start_log.py`) and their lines, as this job's code finds them."""
+    files = [p for p in Path(folder).iterdir() if p.name != "owner"]
+    return {p.name: p.read_text().splitlines() for p in files}
 
 
 def segfaults() -> None:

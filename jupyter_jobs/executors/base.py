@@ -15,6 +15,7 @@ from traitlets import Float, Integer, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
 from ..models import Kind, Outcome, Progress, Reason
+from ..start_log import StartLog
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,13 @@ class Executor(LoggingConfigurable):
     #: so that the next start ends what a killed server left (`leftovers.py`); the consumer
     #: sets it (a folder of the store's workspace) before `start`. None: nowhere.
     leftovers_dir: Path | None = None
+    #: Where this executor's workers write down each attempt before its code begins
+    #: (`start_log.py`), so that the claims of a consumer killed with -9 that no worker began
+    #: go back to the queue uncounted; the consumer sets it before `start` and removes its
+    #: files after its last write. An executor that can keep that promise `create`s it at
+    #: start and gives its runners files (`take_file`); one that cannot leaves it alone, and
+    #: such claims count as interrupted attempts.
+    start_log: StartLog | None = None
     #: Whether `on_started` tells when a run's code really begins. Executors that cannot tell
     #: leave it False, and the consumer counts a run as started once `run()` has taken it.
     reports_start: ClassVar[bool] = False

@@ -6,7 +6,10 @@ process of its own, `python -m jupyter_jobs.runner`, and speaks the same frames 
 executor does (protocol.py), because Dask cannot stop a running task: only a process can be ended,
 and only a process group takes the job's children with it. The runner is started afresh for every
 attempt (no warm pool on the workers; it costs about a second of start-up per job) and, when it
-ends, whatever the job left running in its process group ends with it.
+ends, whatever the job left running ends with it: its process group, and every process seen in
+its tree (the task looks every `processes.TRACK_INTERVAL`, as the local executor does), those
+in sessions of their own included. A runner whose Dask worker dies ends its descendants itself
+before it exits (on Linux it adopts their orphans, so daemons are among them).
 
 Messages travel through the scheduler, never through pickle in the server:
 - logs and progress: `Worker.log_event` on a topic per executor, `Client.subscribe_topic` here

@@ -1,7 +1,9 @@
 """What runs on a Dask worker for the Dask executor: one attempt of one job, as a Dask task.
 
 `run_on_worker` is the task (see `dask.py` for the whole design). It starts the job's runner in
-a process of its own (`processes.spawn_runner`), speaks the frames of `protocol.py` to it,
+a process of its own (`processes.spawn_runner`), looks at the runner's process tree while it
+runs (as the local executor does, so that a stop ends every descendant seen, those in sessions
+of their own and orphans included), speaks the frames of `protocol.py` to it,
 forwards logs and progress as Dask events on the executor's topic, watches for a stop (a
 `distributed.Event` per key, or the key released), and returns how the attempt ended as plain
 data: the executor's client accepts no pickle. Dask re-runs a task whose worker died; a re-run
@@ -22,9 +24,16 @@ from distributed import Event as DaskEvent
 from distributed import Variable, get_client, get_worker
 
 from .. import protocol
-from ..oslayer import forget_tree, kill_group
+from ..oslayer import forget_tree, kill_group, track_tree
 from ..protocol import FrameType
-from .processes import describe_exit, last_words, spawn_runner, stop_group, wait_leader
+from .processes import (
+    TRACK_INTERVAL,
+    describe_exit,
+    last_words,
+    spawn_runner,
+    stop_group,
+    wait_leader,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +149,7 @@ class _Attempt:
                 return {"status": "failed", "reason": "worker_lost", "error": error}
             self.report.publish("start", where=self.where, pid=self.proc.pid)
             threading.Thread(target=self._watch, name="jobs-dask-stop", daemon=True).start()
+            threading.Thread(target=self._track, name="jobs-dask-tree", daemon=True).start()
             try:
                 sock = end.accept(_START_TIMEOUT, lambda: self.proc.poll() is None)
             finally:
@@ -220,6 +230,15 @@ class _Attempt:
             forget_tree(self.proc.pid)
             self.reaped = True
             return self.proc.wait()
+
+    def _track(self) -> None:
+        """Remember what the job starts (`oslayer.track_tree`) until the runner is reaped, so
+        that a stop or the runner's death ends it even once it left the runner's tree."""
+        while not self.over.wait(TRACK_INTERVAL):
+            with self.lock:
+                if self.reaped:
+                    return
+                track_tree(self.proc.pid)
 
     def _kill(self) -> None:
         with self.lock:

@@ -11,7 +11,7 @@ dies under a job is reported at once as `worker_lost` with its signal or exit co
 worker takes its place.
 
 Nothing a job starts outlives its worker: a busy worker's process tree is looked at every
-`_TRACK_INTERVAL` seconds (`oslayer.track_tree`; on Linux the runner adopts orphans, so the tree
+`TRACK_INTERVAL` seconds (`oslayer.track_tree`; on Linux the runner adopts orphans, so the tree
 holds even what daemonized), and when a worker exits, for whatever reason, its group and every
 process seen in its tree are killed before its pid is reaped (so it cannot have been reused).
 """
@@ -42,6 +42,7 @@ from . import leftovers
 from .base import Executor, ExecutorEvents, Task
 from .pool import Worker, WorkerPool
 from .processes import (
+    TRACK_INTERVAL,
     describe_exit,
     done_outcome,
     failed_outcome,
@@ -59,8 +60,6 @@ _SENT_AHEAD = frozenset({Kind.FUNCTION, Kind.TYPED})
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDERR_TAIL = 16384
-#: Seconds between two looks at the process trees of busy workers.
-_TRACK_INTERVAL = 0.5
 
 
 class WorkerStartError(Exception):
@@ -163,6 +162,12 @@ class LocalExecutor(Executor):
         if self.leftovers_dir is not None:
             await asyncio.to_thread(leftovers.end_left_over, self.leftovers_dir)
             self._record = leftovers.own_file(self.leftovers_dir)
+        if self.start_log is not None:
+            try:
+                await asyncio.to_thread(self.start_log.create)
+            except OSError as exc:
+                log.warning("no start log (%s): a kill -9 will count claims as attempts", exc)
+                self.start_log = None
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self._env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, _importable()])}
         self._tracker = asyncio.create_task(self._track_trees())
@@ -205,7 +210,7 @@ class LocalExecutor(Executor):
     async def _track_trees(self) -> None:
         """Remember what busy workers' jobs started, before a worker's death can orphan it."""
         while True:
-            await asyncio.sleep(_TRACK_INTERVAL)
+            await asyncio.sleep(TRACK_INTERVAL)
             busy = [w.pid for w in self.pool if w.run is not None and w.state is WorkerState.BUSY]
             if busy:
                 await asyncio.to_thread(self._track, busy)
@@ -518,9 +523,17 @@ class LocalExecutor(Executor):
         return True
 
     def _start_worker(self, interpreter: str) -> Worker:
-        proc, end = spawn_runner(interpreter, stderr=subprocess.PIPE, env=self._env)
+        starts = self.start_log.take_file() if self.start_log is not None else None
+        try:
+            proc, end = spawn_runner(
+                interpreter, stderr=subprocess.PIPE, env=self._env, start_log=starts
+            )
+        except OSError:
+            self._release_start_log(starts)
+            raise
         loop = asyncio.get_running_loop()
         worker = Worker(interpreter, proc, loop.create_future(), _exit_future(proc, loop))
+        worker.start_log = starts
         # Nobody may be waiting when a spare fails to start; the exit is logged instead.
         worker.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.pool.add(worker)
@@ -550,9 +563,14 @@ class LocalExecutor(Executor):
             worker.writer.close()
         worker.state = WorkerState.DEAD
         worker.exit_text = describe_exit(returncode)
+        self._release_start_log(worker.start_log)  # it is reaped: it writes no more
         self.pool.remove(worker)
         self._on_exit(worker, worker.exit_text)
         worker.gone.set()
+
+    def _release_start_log(self, file: Path | None) -> None:
+        if file is not None and self.start_log is not None:
+            self.start_log.release(file)
 
     async def _connection(self, worker: Worker, end: ParentEnd) -> socket.socket | None:
         """The worker's socket once it is there; None if it exited first (or a start timeout

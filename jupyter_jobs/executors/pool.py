@@ -14,6 +14,7 @@ import subprocess
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol
@@ -48,6 +49,7 @@ class Worker:
     exit_text: str | None = None
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     supervisor: asyncio.Task | None = None
+    start_log: Path | None = None  # the file it writes the starts of its runs to
 
     @property
     def pid(self) -> int:

@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import lifecycle
+from .. import lifecycle, start_log
 from ..doorbell import Doorbell, Listener
 from ..errors import IllegalTransition, InvalidRequest, JobNotFound, ResultNotReady, status_phrase
 from ..models import (
@@ -294,7 +294,11 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             # A worker ends one job before it starts the next: the jobs that ended are written
             # first, so the change events of this one commit keep that order.
             attempts.report(tx, self.files, starts, logs, progress, lambda i: i in ending)
-            done = [attempts.finish(tx, self.files, *item, self.poison_limit) for item in outcomes]
+            began = self._written_down()
+            done = [
+                attempts.finish(tx, self.files, *item, self.poison_limit, began)
+                for item in outcomes
+            ]
             attempts.report(tx, self.files, starts, logs, progress, lambda i: i not in ending)
             # A claim given back, or retried before it started, changed no status: no snapshot.
             tx.load_ended([i for (i, _, _), ok in zip(outcomes, done, strict=True) if ok])
@@ -356,15 +360,17 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
 
     def recover(self, is_alive: Callable[[str], bool]) -> list[Job]:
         """End attempts whose lease ran out or whose consumer is gone (reason `interrupted`,
-        retried where the job allows).
+        retried where the job allows), and give back uncounted those that never began.
 
-        A claimed attempt that was never recorded as started ends the same way: its start may
-        have happened in the moments before its consumer died, unwritten, and an attempt that
-        may have run is counted, so a job never runs more often than its attempts say. (A
-        consumer that stops cleanly knows, and gives such claims back uncounted.)
+        A claim of a consumer whose workers write down what they begin (`start_log.py`) and
+        whose process is proven gone is given back uncounted when no worker began it, as on a
+        clean stop. Any other claim never recorded as started ends as interrupted: its start
+        may have happened in the moments before its consumer died, unwritten, and an attempt
+        that may have run is counted, so a job never runs more often than its attempts say.
 
-        `is_alive` is called outside the transaction (it may be slow); each candidate is then
-        checked again under the write lock, so a job that finished meanwhile is left alone.
+        `is_alive` is called outside the transaction (it may be slow), and so are the start
+        logs read; each candidate is then checked again under the write lock, so a job that
+        finished meanwhile is left alone.
         """
         at = now()
         rows = self._db.conn().execute(
@@ -379,18 +385,60 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
                 lost.append((job_id, status, attempt, consumer, "its lease expired"))
             elif not alive[consumer]:
                 lost.append((job_id, status, attempt, consumer, "its process is gone"))
-        if not lost:
-            return []
+        began = {c: self._began(c) for c in {row[3] for row in lost}}
+        ended = self._end_lost(lost, began) if lost else []
+        start_log.sweep(self.workspace.start_logs, self._holds_claims)
+        return ended
+
+    def start_log_of(self, consumer: str) -> start_log.StartLog:
+        """Where `consumer`'s workers write down the attempts they begin (`start_log.py`)."""
+        return start_log.StartLog(self.workspace.start_log(consumer), consumer)
+
+    def _began(self, consumer: str | None) -> set[tuple[int, int]] | None:
+        """The attempts `consumer`'s workers began, if it is proven gone and kept a log."""
+        return start_log.started(self.workspace.start_log(consumer)) if consumer else None
+
+    def _written_down(self) -> attempts.Began:
+        """Whether a consumer's workers wrote an attempt down as begun (`start_log.py`), each
+        log read once, when first asked (only a claim given back asks)."""
+        read: dict[str, set[tuple[int, int]]] = {}
+
+        def began(job_id: int, attempt: int, consumer: str | None) -> bool:
+            if not consumer:
+                return False
+            if consumer not in read:
+                read[consumer] = start_log.named(self.workspace.start_log(consumer))
+            return (job_id, attempt) in read[consumer]
+
+        return began
+
+    def _holds_claims(self, consumer: str) -> bool:
+        row = self._db.conn().execute(
+            f"SELECT 1 FROM jobs WHERE {LEASED} AND consumer = ? LIMIT 1", (consumer,)
+        )
+        return row.fetchone() is not None
+
+    def _end_lost(
+        self,
+        lost: list[tuple[int, str, int, str, str]],
+        began: dict[str, set[tuple[int, int]] | None],
+    ) -> list[Job]:
+        """End the lost attempts (see `recover`), each checked again under the write lock."""
         ended: list[int] = []
         with self._tx() as tx:
             for job_id, status, attempt, consumer, why in lost:
                 current = tx.conn.execute(
-                    f"SELECT status, attempt, consumer FROM jobs WHERE id = ? AND {LEASED}",
+                    f"SELECT status, attempt, consumer, cancel_requested FROM jobs "
+                    f"WHERE id = ? AND {LEASED}",
                     (job_id,),
                 ).fetchone()
-                if current != (status, attempt, consumer):
+                if current is None or current[:3] != (status, attempt, consumer):
                     continue
                 ended.append(job_id)
+                known = began[consumer]
+                if known is not None and (job_id, attempt) not in known:
+                    attempts.give_back(tx, job_id, attempt, Status(status), bool(current[3]))
+                    continue
                 held = "running" if status == Status.RUNNING.value else "about to start"
                 error = JobError(
                     "Interrupted", f"the consumer {consumer} holding attempt {attempt} ({held}) "
