@@ -94,36 +94,32 @@ def wrap(
 def probe_client(rec: Recorder) -> None:
     from jupyter_jobs import queue
     from jupyter_jobs.doorbell import Listener
-    from jupyter_jobs.job import Backend, Job
+    from jupyter_jobs.job import Job
 
     wrap(queue.StoreBackend, "store_jobs", before=lambda *a: rec.mark("submitter"))
     wrap(Listener, "wait", after=lambda woke, *a: woke and rec.mark("woken"))
     wrap(Job, "_settle", before=lambda *a: rec.mark("resolved"))
-    del Backend
 
 
 def probe_store(rec: Recorder) -> None:
     """Commits and rings, in whichever process (the role says which)."""
     from jupyter_jobs.doorbell import Doorbell
-    from jupyter_jobs.models import Status
     from jupyter_jobs.store import facade
 
     def published(tx: Any) -> None:
-        whats = {(w, tx.snapshots[j].status if j in tx.snapshots else None) for w, j, _ in tx.events}
-        if any(w == "created" for w, _ in whats):
+        jobs = [(what, tx.snapshots.get(job_id)) for what, job_id, _ in tx.events]
+        if any(what == "created" for what, _ in jobs):
             rec.mark("commit", "client")
-        if any(w == "transition" and s is not None and s.finished for w, s in whats):
+        if any(what == "transition" and job is not None and job.finished for what, job in jobs):
             rec.mark("recorded", "consumer")
 
     wrap(facade.Store, "_publish", before=lambda store, tx: published(tx))
     wrap(Doorbell, "ring", after=lambda rung, *a: rung and rec.mark("rung"))
-    del Status
 
 
 def probe_consumer(rec: Recorder, folder: Path) -> None:
     from jupyter_jobs import consumer
     from jupyter_jobs.executors import local
-    from jupyter_jobs.protocol import FrameType
     from jupyter_jobs.store import facade
 
     wrap(consumer.Consumer, "_on_bell", before=lambda *a: rec.mark("woken"))
@@ -146,7 +142,6 @@ def probe_consumer(rec: Recorder, folder: Path) -> None:
         return real_spawn(stand_in if interpreter == sys.executable else interpreter, **kwargs)
 
     local.spawn_runner = spawn
-    del FrameType
 
 
 def worker_stand_in(folder: Path) -> str:
@@ -197,9 +192,9 @@ def consumer_main(folder: str, argv: list[str]) -> None:
 
 def run_trips(tmp: Path, trips: int, inprocess: bool) -> None:
     sys.path.insert(0, str(HERE))
-    import peers
-
     from jupyter_jobs import JobQueue
+
+    import peers
 
     rec = Recorder(tmp, "client")
     probe_client(rec)
@@ -211,12 +206,10 @@ def run_trips(tmp: Path, trips: int, inprocess: bool) -> None:
             probe_consumer(Recorder(tmp, "consumer"), tmp)
             q.start_consumer(max_workers=2)
         else:
-            log = (tmp / "consumer.log").open("wb")
-            proc = subprocess.Popen(
-                [sys.executable, __file__, "--consumer", str(tmp), "consumer", "--db", str(db)]
-                + ["--max-workers", "2"],
+            consumer = ["consumer", "--db", str(db), "--max-workers", "2"]
+            proc = subprocess.Popen(  # its stderr is ours: a failure shows
+                [sys.executable, __file__, "--consumer", str(tmp), *consumer],
                 stdout=subprocess.DEVNULL,
-                stderr=log,
                 start_new_session=True,
             )
         try:
@@ -244,15 +237,18 @@ def load(tmp: Path) -> list[tuple[int, str, str]]:
 
 
 def breakdown(events: list[tuple[int, str, str]]) -> dict[tuple[str, str], list[float]]:
-    """Per hop, the microseconds since the hop before it found in the same trip."""
+    """Per hop, the microseconds since the hop before it found in the same trip; under
+    ("trip", "total"), each trip's own length."""
     warm = next(i for i, e in enumerate(events) if e[2] == "warm")
     events = events[warm + 1 :]
     gaps: dict[tuple[str, str], list[float]] = {(r, e): [] for r, e, _ in HOPS}
+    gaps[("trip", "total")] = []
     trip: list[tuple[int, str, str]] = []
     for event in events:
         trip.append(event)
         if event[1:] == ("client", "result"):
             _one_trip(trip, gaps)
+            gaps[("trip", "total")].append((event[0] - trip[0][0]) / 1000)
             trip = []
     return gaps
 
@@ -284,6 +280,9 @@ def print_table(gaps: dict[tuple[str, str], list[float]], title: str) -> None:
         print(f"{role:<9} {what:<42} {p50:>8.0f} {statistics.fmean(values):>8.0f}")
     print("-" * len(header))
     print(f"{'':<9} {'sum of the means':<42} {'':>8} {total:>8.0f}")
+    trips = gaps[("trip", "total")]
+    p50, mean = statistics.median(trips), statistics.fmean(trips)
+    print(f"{'':<9} {'whole trip':<42} {p50:>8.0f} {mean:>8.0f}")
 
 
 def main() -> None:
