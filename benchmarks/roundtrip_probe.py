@@ -9,7 +9,8 @@ of the round trip (this one, the consumer process, started through this script, 
 processes, started through a tiny interpreter stand-in that installs the probes and then runs the
 real runner), to write a wall-clock timestamp at each hop to a file per process. The trips run one
 at a time, so each trip's hops are the first events of each kind inside its window, in order.
-The table gives each hop's median time since the previous one, over the trips.
+The table gives each hop's median time since the previous one, over the trips. The processes
+share one clock (wall-clock nanoseconds). POSIX only: the stand-in is a script with a `#!` line.
 """
 
 from __future__ import annotations
@@ -125,7 +126,6 @@ def probe_consumer(rec: Recorder, folder: Path) -> None:
     wrap(consumer.Consumer, "_on_bell", before=lambda *a: rec.mark("woken"))
     wrap(consumer.Consumer, "_apply_changes", before=lambda *a: rec.mark("woken"))
     wrap(consumer.Consumer, "_tick", before=lambda *a: rec.mark("tick"))
-    wrap(consumer.Consumer, "_flush_and_claim", before=lambda *a: rec.mark("tick"))
     wrap(consumer.Consumer, "_dispatch", before=lambda *a: rec.mark("dispatch"))
     wrap(consumer.Consumer, "on_done", before=lambda *a: rec.mark("outcome"))
     wrap(
