@@ -42,6 +42,11 @@ START_WRITE_DELAY = 0.05
 SCHEDULE_CHECK_INTERVAL = 1.0
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def make_consumer_id() -> str:
     """`host:pid:start-time`: enough for another process on this host to tell if we are alive."""
     pid = os.getpid()
@@ -115,7 +120,8 @@ class Consumer:
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jobs-store")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._woken = False  # a tick is due (see `wake`)
+        self._waiter: asyncio.Future[None] | None = None  # what `_sleep` waits on
         self._stopping = False
         self._running: dict[int, _Running] = {}
         #: Output per attempt, as runs of one stream each ("" the main stream: `streams.py`).
@@ -124,6 +130,7 @@ class Consumer:
         self._progress_written: dict[int, float] = {}
         self._outcomes: list[tuple[int, int, Outcome]] = []
         self._starts: list[tuple[int, int, float]] = []
+        self._start_timer: asyncio.TimerHandle | None = None  # wakes to write `_starts`
         self._cancel_ids: set[int] = set()
         self._kills: set[asyncio.Task[None]] = set()
         self._listener = None
@@ -167,7 +174,10 @@ class Consumer:
 
     def wake(self) -> None:
         """Run a tick soon (from the loop's thread)."""
-        self._wake.set()
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # --- executor events (on the loop) -------------------------------------------------------
 
@@ -188,8 +198,8 @@ class Consumer:
         its claim (behind another job in a busy worker, or for a worker to start). The start is
         written with the next flush, at most `START_WRITE_DELAY` later (its time is now)."""
         started = time.time()
-        if not self._starts and self._loop is not None:
-            self._loop.call_later(START_WRITE_DELAY, self.wake)
+        if self._start_timer is None and self._loop is not None:
+            self._start_timer = self._loop.call_later(START_WRITE_DELAY, self.wake)
         self._starts.append((job_id, attempt, started))
         run = self._running.get(job_id)
         if run is not None and run.attempt == attempt and run.timeout:
@@ -203,12 +213,16 @@ class Consumer:
     # --- wake-ups from elsewhere -------------------------------------------------------------
 
     def _on_store_changes(self, changes: list[Change]) -> None:
-        """Store subscription: runs in whichever thread committed; hop to the loop."""
+        """Store subscription: runs in whichever thread committed; hop to the loop.
+
+        Only what gives this consumer work wakes it: a job to claim, a cancel. A job that ended
+        does not (its dependents that may run now come as their own `queued` transitions), or
+        each of its own outcomes would cost it a tick and an empty claim transaction."""
         relevant = [
             c
             for c in changes
             if c.what in ("created", "cancel_requested")
-            or (c.what == "transition" and (c.job.finished or c.job.status is Status.QUEUED))
+            or (c.what == "transition" and c.job.status is Status.QUEUED)
         ]
         if relevant and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._apply_changes, relevant)
@@ -235,11 +249,23 @@ class Consumer:
                 # the consumer: log it with its traceback and try again after a pause.
                 log.exception("jupyter_jobs consumer tick failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
-            timeout = self._seconds_to_next_due()
-            if timeout > 0 and not self._wake.is_set():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
+            await self._sleep(self._seconds_to_next_due())
+            self._woken = False
+
+    async def _sleep(self, timeout: float) -> None:
+        """Until `wake()` or `timeout` seconds. A bare future and a timer rather than
+        `wait_for` on an event, which makes a task per wait and takes more loop turns to
+        resume: every job waits here twice (for its claim, for its outcome)."""
+        if self._woken or timeout <= 0:
+            return
+        assert self._loop is not None
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def _tick(self) -> None:
         now = time.time()
@@ -247,7 +273,8 @@ class Consumer:
         self._check_timeouts(now)
         if self._bell:
             self._bell = False
-            await self._after_bell()
+            if self._running:  # else no job of ours can have a cancel to pick up: claim at once
+                await self._after_bell()
         await self._maintenance(now)
         await self._flush_and_claim()
 
@@ -303,6 +330,9 @@ class Consumer:
         for job_id, _, _ in outcomes:
             self._progress_written.pop(job_id, None)
         starts, self._starts = self._starts, []
+        if self._start_timer is not None:  # written now: a wake-up for them would find nothing
+            self._start_timer.cancel()
+            self._start_timer = None
         return logs, progress, outcomes, starts
 
     @contextlib.contextmanager

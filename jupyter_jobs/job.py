@@ -44,6 +44,10 @@ class Backend(abc.ABC):
     full_poll_interval = 5.0
     #: How many recently finished ids to remember (see `watch`).
     recent_limit = 10_000
+    #: Seconds the watcher thread waits for a new handle once none is left, before it ends:
+    #: a loop of submit-then-wait would otherwise start a thread, and open a store connection
+    #: with it, for every job.
+    watcher_linger = 2.0
     #: Submitted groups whose payloads are larger than this are stored on their own.
     submit_alone_over = BATCH_BYTES
 
@@ -55,6 +59,7 @@ class Backend(abc.ABC):
         self._closed = False
         self._recent: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._submitter: Submitter | None = None
+        self._new_handle = threading.Event()  # wakes a lingering watcher (see `watcher_linger`)
 
     @abc.abstractmethod
     def get(self, job_id: int) -> JobRecord:
@@ -212,6 +217,8 @@ class Backend(abc.ABC):
                     refs[:] = [ref for ref in refs if ref() is not None]
                 if self._watcher is None or not self._watcher.is_alive():
                     self._start_watcher()
+                else:
+                    self._new_handle.set()
         if finished_meanwhile:
             # It finished between the read that made the handle and now: settle from a fresh
             # read (unless a retry made it run again, then watch it like any other).
@@ -274,6 +281,7 @@ class Backend(abc.ABC):
         if self._submitter is not None:
             self._submitter.close()
         self._closed = True
+        self._new_handle.set()
         watcher = self._watcher
         if watcher is not None and watcher is not threading.current_thread():
             watcher.join(self.poll_max + 5.0)
@@ -281,6 +289,7 @@ class Backend(abc.ABC):
     def _watch_loop(self) -> None:
         delay = self.poll_min
         last_full = time.monotonic()
+        idle_since: float | None = None
         while not self._closed:
             full = time.monotonic() - last_full > self.full_poll_interval
             with self._lock:
@@ -290,10 +299,19 @@ class Backend(abc.ABC):
                         for i, refs in self._handles.items()
                         if (alive := [ref for ref in refs if ref() is not None])
                     }
+                self._new_handle.clear()  # under the lock: a handle added later sets it again
                 ids = list(self._handles)
                 if not ids:
-                    self._watcher = None
-                    return
+                    if idle_since is None:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since >= self.watcher_linger:
+                        self._watcher = None
+                        return
+            if not ids:
+                self._new_handle.wait(self.watcher_linger)
+                delay = self.poll_min
+                continue
+            idle_since = None
             signalled = self.wait_for_change(delay)
             if self._closed:
                 return

@@ -110,8 +110,12 @@ class StoreBackend(Backend):
 
     def wait_for_change(self, timeout: float) -> bool:
         # Only other stores ring it: this store's own changes arrive through the subscription.
-        if self._listener is None:
+        if self._listener is None:  # rings before this were missed: the short wait stands
             self._listener = self.store.listen()
+        elif not self._listener.polling:
+            # Every job that ends rings (or, ended here, is pushed): the timeout is only the
+            # fallback, and a short one would read the store for nothing while a job runs.
+            timeout = max(timeout, self.poll_max)
         return self._listener.wait(timeout)
 
     def channel_next(

@@ -386,6 +386,23 @@ def test_short_lived_handles_of_a_running_job_do_not_pile_up(db_path):
         assert len(q.backend._handles[kept.id]) <= 9
 
 
+def test_one_watcher_thread_follows_waits_one_after_another_then_ends(db_path):
+    """Waiting on one job after another starts no thread (and no store connection) per job:
+    the watcher waits for the next handle a while, and ends once nothing came for that long."""
+    with JobQueue(db_path) as q:
+        q.start_consumer(max_workers=1)
+        watchers: set[threading.Thread] = set()
+        for _ in range(5):
+            assert q.submit(jobfuncs.add, 1, 2).result(timeout=60) == 3
+            watchers |= {t for t in threading.enumerate() if t.name == "jupyter-jobs-watcher"}
+        assert len(watchers) == 1
+        q.backend.watcher_linger = 0.1
+        (watcher,) = watchers
+        watcher.join(timeout=30)
+        assert not watcher.is_alive()
+        assert q.submit(jobfuncs.add, 2, 2).result(timeout=60) == 4  # a new one takes over
+
+
 @pytest.mark.parametrize(
     ("option", "value", "words"),
     [

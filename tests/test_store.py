@@ -1202,6 +1202,20 @@ def test_subscribers_get_every_kind_of_change(store: Store) -> None:
     assert len(got) == 6
 
 
+def test_other_processes_are_rung_before_subscribers_hear_of_a_commit(tmp_path: Path) -> None:
+    """Waking another process takes longest, so it starts first: when this process's
+    subscribers are called, a listener of another store on the file holds its ring already."""
+    store, other = Store(tmp_path / "jobs.db"), Store(tmp_path / "jobs.db")
+    listener = other.listen()
+    rings_seen: list[int] = []
+    store.subscribe(lambda changes: rings_seen.append(listener.drain()))
+    store.enqueue(spec(), b"")
+    assert rings_seen == [1]
+    listener.close()
+    other.close()
+    store.close()
+
+
 def test_a_failing_subscriber_is_logged_and_harmless(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -202,6 +202,11 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             or (c.what == "transition" and c.job.status is not Status.RUNNING)
             for c in changes
         )
+        if ring:  # first: another process waking up takes longer than a subscriber's call
+            try:
+                self.doorbell.ring()
+            except OSError as exc:  # committed already: a failed wake-up must not look like one
+                log.warning("could not ring the doorbell in %s: %s", self.doorbell.directory, exc)
         with self._lock:
             subscribers = list(self._subscribers) if changes else []
         for callback in subscribers:
@@ -209,11 +214,6 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
                 callback(changes)
             except Exception:
                 log.exception("job store subscriber %r failed", callback)
-        if ring:
-            try:
-                self.doorbell.ring()
-            except OSError as exc:  # committed already: a failed wake-up must not look like one
-                log.warning("could not ring the doorbell in %s: %s", self.doorbell.directory, exc)
 
     # -- submit --------------------------------------------------------------------------------
 
