@@ -151,6 +151,7 @@ class JobsListHandler(JobsHandler):
     @authorized
     async def get(self) -> None:
         status, limit = self.query("status"), self.query("limit")
+        user = await self.listed_user()  # `mine` and `user` are checked for both listings
         schedule = self.query("schedule")
         if schedule is not None:  # a schedule's runs (the Schedules view's history)
             schedule_id = parsing.integer("schedule", schedule, 1, MAX_ID)
@@ -179,7 +180,7 @@ class JobsListHandler(JobsHandler):
             q=self.query("q"),
             limit=parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
             cursor=self.query("cursor"),
-            user=await self.listed_user(),
+            user=user,
         )
         self.reply(
             {
