@@ -125,6 +125,7 @@ class JobSpec:
     run_at: float | None = None
     expires_at: float | None = None
     hold: bool = False
+    fresh_worker: bool = False
     interpreter: str | None = None
     cwd: str | None = None
     idempotency_key: str | None = None
@@ -239,6 +240,8 @@ class Job:
     #: the schedule that created this run, and the time it stood for (None for other jobs)
     schedule_id: int | None = None
     scheduled_time: float | None = None
+    #: runs in a worker process started for it alone, which exits after it
+    fresh_worker: bool = False
 
     @property
     def finished(self) -> bool:

@@ -195,6 +195,14 @@ OPTIONS: tuple[Option, ...] = (
         flag="--hold",
     ),
     Option(
+        "fresh_worker",
+        bool,
+        False,
+        "run in a new worker process that exits after the job (a one-time worker), so nothing "
+        "an earlier job left in a warm worker can reach it",
+        flag="--fresh-worker",
+    ),
+    Option(
         "idempotency_key",
         str,
         None,

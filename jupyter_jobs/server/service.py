@@ -141,13 +141,5 @@ def _whole_utf8(data: bytes) -> int:
 
 
 def stats(store: Store, extra: dict[str, Any]) -> dict[str, Any]:
-    """`GET /jobs/api/stats`: counts per status, queue depth, database size (+ `extra`)."""
-    numbers = store.stats()
-    counts = {s.value: int(numbers.get(s.value, 0)) for s in Status}
-    return {
-        "counts": counts,
-        "running": counts[Status.RUNNING.value],
-        "queued": counts[Status.QUEUED.value],
-        "db_size": int(numbers.get("db_size", 0)),
-        **extra,
-    }
+    """`GET /jobs/api/stats`: the store's numbers (`Store.overview`) and `extra`."""
+    return {**store.overview(), **extra}

@@ -36,9 +36,10 @@ _NEXT_OF_OWNER = (
 )
 
 
-def pick(conn: sqlite3.Connection, limit: int, at: float) -> list[int]:
+def pick(conn: sqlite3.Connection, limit: int, at: float, *, note: bool = True) -> list[int]:
     """Ids of up to `limit` jobs to claim at time `at`, in claim order; notes the owners served
-    (inside the claim's write transaction)."""
+    (inside the claim's write transaction). `note=False` only looks: `Store.peek` asks the same
+    rule which job a claim would take, and changes nothing."""
     # (Without INDEXED BY, SQLite would rather walk the owner index of every job.)
     running = dict(
         conn.execute(
@@ -86,6 +87,8 @@ def pick(conn: sqlite3.Connection, limit: int, at: float) -> list[int]:
             following = conn.execute(_NEXT_OF_OWNER, (at, priority, owner, job_id)).fetchone()
             if following is not None:
                 heapq.heappush(heads, (count + 1, at, len(picked), following[0], owner))
+    if not note:
+        return picked
     conn.executemany(
         "INSERT INTO owners (owner, last_claim) VALUES (?, ?) "
         "ON CONFLICT(owner) DO UPDATE SET last_claim = excluded.last_claim",

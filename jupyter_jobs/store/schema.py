@@ -247,6 +247,19 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE UNIQUE INDEX jobs_schedule_time ON jobs(schedule_id, scheduled_time) "
         "WHERE schedule_id IS NOT NULL",
     ],
+    [
+        "ALTER TABLE jobs ADD COLUMN fresh_worker INTEGER NOT NULL DEFAULT 0",
+        # Each consumer's workers as its executor last described them (`store/workers.py`):
+        # what `jupyter jobs workers` lists from any process, and where a drain is asked for.
+        """CREATE TABLE workers (
+            consumer TEXT NOT NULL,
+            id TEXT NOT NULL,
+            info TEXT NOT NULL,
+            reported_at REAL NOT NULL,
+            drain_requested INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (consumer, id)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 #: The columns a `Job` is read from (`job_from_row` maps them by these names).
@@ -257,7 +270,7 @@ JOB_COLUMNS = (
     "progress_done", "progress_total", "progress_message", "progress_at", "error_type",
     "error_message", "error_traceback", "interpreter", "cwd", "idempotency_key", "options",
     "consumer", "lease_until", "payload_size", "result_size", "log_size", "has_outputs",
-    "schedule_id", "scheduled_time",
+    "schedule_id", "scheduled_time", "fresh_worker",
 )  # fmt: skip
 SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 
@@ -266,7 +279,7 @@ INSERT_COLUMNS = (
     "name", "kind", "owner", "status", "reason", "priority", "retries", "retry_delay", "timeout",
     "after_ids", "hold", "run_at", "expires_at", "created_at", "queued_at", "finished_at",
     "error_type", "error_message", "interpreter", "cwd", "idempotency_key", "options",
-    "payload_size",
+    "payload_size", "fresh_worker",
 )  # fmt: skip
 INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
@@ -334,6 +347,7 @@ def job_from_row(values: Sequence[Any]) -> Job:
         has_outputs=bool(r.has_outputs),
         schedule_id=r.schedule_id,
         scheduled_time=r.scheduled_time,
+        fresh_worker=bool(r.fresh_worker),
     )
 
 

@@ -61,6 +61,7 @@ def _values(spec: JobSpec, payload: bytes, options: str, move: lifecycle.Move, a
         "idempotency_key": spec.idempotency_key,
         "options": options,
         "payload_size": len(payload),
+        "fresh_worker": int(spec.fresh_worker),
     }
 
 
@@ -161,4 +162,5 @@ def _fresh_job(job_id: int, spec: JobSpec, values: dict[str, Any]) -> Job:
         idempotency_key=spec.idempotency_key,
         options=json.loads(options) if (options := values["options"]) != "{}" else {},
         payload_size=values["payload_size"],
+        fresh_worker=spec.fresh_worker,
     )
