@@ -44,6 +44,11 @@ _LAZY = {
     "pause_schedule": "kernel.api",
     "resume_schedule": "kernel.api",
     "delete_schedule": "kernel.api",
+    "peek": "kernel.api",
+    "is_empty": "kernel.api",
+    "stats": "kernel.api",
+    "workers": "kernel.api",
+    "drain_worker": "kernel.api",
     "load_ipython_extension": "kernel.magics",
 }
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from . import cli_schedules, notebooks, wording
+from . import cli_schedules, cli_workers, notebooks, wording
 from .errors import DatabaseNotFound, InvalidRequest, JobsError, error_body
 from .models import Job, Status
 from .store import DEFAULT_RETENTION_DAYS, Store, default_db_path
@@ -397,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_consumer, creates=True)
     cli_schedules.add_parser(sub, common)
+    cli_workers.add_parser(sub, common)
     return parser
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .consumer import Consumer
+from .consumer import Consumer, consumer_is_alive
 from .errors import InvalidRequest, JobsError
 from .executors.local import LocalExecutor
 from .front import Jobs
@@ -26,6 +26,7 @@ from .models import Job as JobRecord
 from .schedules import Schedule, ScheduleSpec
 from .store import Store
 from .submitter import EXIT_WAIT
+from .worker_info import WorkerInfo
 
 
 class StoreBackend(Backend):
@@ -70,6 +71,18 @@ class StoreBackend(Backend):
 
     def delete(self, job_id: int) -> None:
         self.store.delete(job_id)
+
+    def peek(self) -> JobRecord | None:
+        return self.store.peek()
+
+    def stats(self) -> dict[str, Any]:
+        return self.store.overview()
+
+    def workers(self) -> list[WorkerInfo]:
+        return self.store.workers(consumer_is_alive)
+
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        return self.store.request_drain(worker_id, consumer_is_alive)
 
     def page(
         self,
@@ -188,6 +201,15 @@ class JobQueue(Jobs):
         self.owner = owner or f"script:{os.getpid()}"
         super().__init__(StoreBackend(self.store), lambda: self.owner)
         self._consumer: ConsumerThread | None = None
+
+    def stats(self) -> dict[str, Any]:
+        """`Jobs.stats`, with this queue's consumer's executor when it runs one."""
+        numbers = super().stats()
+        consumer = self._consumer.consumer if self._consumer is not None else None
+        if consumer is not None:
+            numbers.update(executor=consumer.executor.name)
+            numbers.update(max_workers=consumer.executor.max_workers)
+        return numbers
 
     # --- running -----------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """`jj.submit`, `map`, `get`, `jobs`, `cancel`, `retry`, `release`, `delete`, `schedule`,
-`list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`, `delete_schedule` from
-a notebook.
+`list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`, `delete_schedule`,
+`peek`, `is_empty`, `stats`, `workers`, `drain_worker` from a notebook.
 
 The `Jobs` front end (`front.py`), as `JobQueue` is, over the Jupyter server's REST API: the same
 options, names and `Job` interface (result, exception, cancel, done, progress, logs, wait,
@@ -20,6 +20,7 @@ from typing import Any
 from ..front import Jobs
 from ..models import JobSpec, Kind, Status
 from ..schedules import Schedule
+from ..worker_info import WorkerInfo
 from .client import Client, HttpBackend, discover
 from .handle import RemoteJob
 from .session import owner
@@ -123,6 +124,26 @@ def delete(job_id: int) -> None:
     front().delete(job_id)
 
 
+def peek() -> RemoteJob | None:
+    return front().peek()  # type: ignore[return-value]
+
+
+def is_empty() -> bool:
+    return front().is_empty()
+
+
+def stats() -> dict[str, Any]:
+    return front().stats()
+
+
+def workers() -> list[WorkerInfo]:
+    return front().workers()
+
+
+def drain_worker(worker_id: str) -> WorkerInfo:
+    return front().drain_worker(worker_id)
+
+
 def schedule(target: Any, /, **options: Any) -> Schedule:
     return front().schedule(target, **options)
 
@@ -149,7 +170,19 @@ def delete_schedule(schedule_id: int) -> None:
 
 
 _SCHEDULE_VERBS = (schedule, get_schedule, pause_schedule, resume_schedule, delete_schedule)
-for _fn in (submit, submit_notebook, map, get, cancel, retry, release, delete, *_SCHEDULE_VERBS):
+_QUEUE_VERBS = (peek, is_empty, stats, workers, drain_worker)
+for _fn in (
+    submit,
+    submit_notebook,
+    map,
+    get,
+    cancel,
+    retry,
+    release,
+    delete,
+    *_SCHEDULE_VERBS,
+    *_QUEUE_VERBS,
+):
     _fn.__doc__ = getattr(Jobs, _fn.__name__).__doc__
 del _fn
 schedule.__signature__ = inspect.signature(
