@@ -34,6 +34,7 @@ from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp, resolve_executo
 from jupyter_jobs.server.emitter import SCHEMA_ID
 from jupyter_jobs.server.handlers import ID, ROUTES
 from jupyter_jobs.server.schedule_handlers import SID
+from jupyter_jobs.server.worker_handlers import WORKER_ID
 from jupyter_jobs.store import Store
 
 import jobfuncs
@@ -170,7 +171,7 @@ def route_requests() -> list[tuple[str, str]]:
     """(method, path) for every method of every registered route, ids filled in."""
     out = []
     for pattern, handler in ROUTES:
-        path = pattern.replace(ID, "1").replace(SID, "1").lstrip("/")
+        path = pattern.replace(ID, "1").replace(SID, "1").replace(WORKER_ID, "w").lstrip("/")
         for method in ("GET", "POST", "PATCH", "DELETE"):
             if method.lower() in vars(handler):
                 out.append((method, path))
@@ -186,9 +187,9 @@ def body_for(method: str) -> dict[str, Any] | None:
 
 def test_route_requests_cover_every_route() -> None:
     requests = route_requests()
-    assert len(requests) == 25
+    assert len(requests) == 28
     assert {p for _, p in requests} == {
-        p.replace(ID, "1").replace(SID, "1").lstrip("/") for p, _ in ROUTES
+        p.replace(ID, "1").replace(SID, "1").replace(WORKER_ID, "w").lstrip("/") for p, _ in ROUTES
     }
 
 

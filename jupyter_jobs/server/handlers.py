@@ -473,7 +473,8 @@ ROUTES: list[tuple[str, type[JobsHandler]]] = [
     (r"/jobs/api/capabilities", CapabilitiesHandler),
 ]
 
-# The schedule routes live in their own module, which builds on `JobsHandler` above.
+# The schedule and worker routes live in their own modules, which build on `JobsHandler` above.
 from .schedule_handlers import ROUTES as SCHEDULE_ROUTES  # noqa: E402
+from .worker_handlers import ROUTES as WORKER_ROUTES  # noqa: E402
 
-ROUTES += SCHEDULE_ROUTES
+ROUTES += SCHEDULE_ROUTES + WORKER_ROUTES
