@@ -23,6 +23,8 @@ import type {
   IOutputs,
   IStats,
   IStatusResponse,
+  IWorker,
+  IWorkerList,
   JobStatus
 } from './types';
 
@@ -138,6 +140,19 @@ export class JobsClient {
   /** Queue depth, running jobs, counts per status. */
   stats(): Promise<IStats> {
     return this._json<IStats>('GET', 'stats');
+  }
+
+  /** The worker processes that run the jobs. */
+  async workers(): Promise<IWorker[]> {
+    return (await this._json<IWorkerList>('GET', 'workers')).workers;
+  }
+
+  /** Let a worker finish its current job, then stop it; the worker as it is now. */
+  drainWorker(id: string): Promise<IWorker> {
+    return this._json<IWorker>(
+      'POST',
+      `workers/${encodeURIComponent(id)}/drain`
+    );
   }
 
   /** Submit a notebook as a job; the server snapshots it now. */

@@ -66,6 +66,12 @@ export type IStatusResponse = Schemas['StatusList'];
 /** `GET /jobs/api/stats`. */
 export type IStats = Schemas['Stats'];
 
+/** One worker process (`GET /jobs/api/workers`); `state` is what it is doing. */
+export type IWorker = Schemas['Worker'];
+
+/** `GET /jobs/api/workers`: this server's workers, then other consumers'. */
+export type IWorkerList = Schemas['WorkerList'];
+
 /** The body of every error response: jupyter_server's shape plus `type` and `detail`. */
 export type IErrorBody = Schemas['Error'];
 
