@@ -38,7 +38,7 @@ def cmd_list(store: Store, args: argparse.Namespace) -> int:
             w.id,
             str(w.pid) if w.pid is not None else "-",
             w.state.value + (" (one-time)" if w.one_time else ""),
-            f"{w.job_id} {w.job_name or ''}"[:40] if w.job_id is not None else "-",
+            f"{w.job} {w.job_name or ''}"[:40] if w.job is not None else "-",
             str(w.jobs_done),
             _when(w.started_at),
             _ago(w.heartbeat_at, now),
@@ -68,7 +68,7 @@ def cmd_drain(store: Store, args: argparse.Namespace) -> int:
 
 
 def _drain_text(worker: WorkerInfo) -> str:
-    job = f" after job {worker.job_id}" if worker.job_id is not None else ""
+    job = f" after job {worker.job}" if worker.job is not None else ""
     return f"worker {worker.id} (pid {worker.pid}): asked to drain; it stops{job}"
 
 

@@ -47,7 +47,8 @@ class WorkerInfo:
     host: str
     executor: str
     state: WorkerStatus
-    job_id: int | None = None
+    #: the id of the job it runs now (not `job_id`: no reference to follow when it is null)
+    job: int | None = None
     job_name: str | None = None
     started_at: float | None = None
     heartbeat_at: float | None = None

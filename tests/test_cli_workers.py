@@ -53,7 +53,7 @@ def test_a_headless_consumers_workers_are_listed_and_drained_from_the_cli(
         with JobQueue(db_path) as q:
             gate = tmp_path / "gate"
             job = q.submit(jobfuncs.wait_for_file, str(gate))
-            busy = wait_until(lambda: [w for w in listing() if w["job_id"] == job.id], 60)[0]
+            busy = wait_until(lambda: [w for w in listing() if w["job"] == job.id], 60)[0]
             assert busy["state"] == "busy" and busy["job_name"] == "wait_for_file"
             code, out, _ = run(capsysbinary, db_path, "workers", "drain", busy["id"])
             assert code == 0 and "asked to drain" in out and f"after job {job.id}" in out

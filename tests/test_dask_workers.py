@@ -64,7 +64,7 @@ async def test_each_dask_worker_is_shown_with_its_pid_heartbeat_and_job(
         async def busy():
             while True:
                 (shown,) = await executor.workers()
-                if shown.job_id == task.job_id:
+                if shown.job == task.job_id:
                     return shown
                 await asyncio.sleep(0.05)
 
@@ -73,6 +73,6 @@ async def test_each_dask_worker_is_shown_with_its_pid_heartbeat_and_job(
         gate.touch()
         assert (await recorder.done(task.job_id)).status is Status.SUCCEEDED
         (after,) = await executor.workers()
-        assert after.state is WorkerStatus.IDLE and after.job_id is None and after.jobs_done == 1
+        assert after.state is WorkerStatus.IDLE and after.job is None and after.jobs_done == 1
     finally:
         await asyncio.wait_for(executor.shutdown(1.0), 60)

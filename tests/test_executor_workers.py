@@ -58,8 +58,8 @@ async def test_workers_shows_each_process_with_its_job_and_heartbeat(tmp_path: P
         gate = tmp_path / "gate"
         task = wu.function_task(wu.waits_for, str(gate))
         await executor.run(task)
-        busy = await workers_where(executor, lambda ws: any(w.job_id == task.job_id for w in ws))
-        running = next(w for w in busy if w.job_id == task.job_id)
+        busy = await workers_where(executor, lambda ws: any(w.job == task.job_id for w in ws))
+        running = next(w for w in busy if w.job == task.job_id)
         assert running.state is WorkerStatus.BUSY and running.job_name == "waits_for"
         # A busy worker answers pings too: its heartbeat moves on while its job runs.
         beat = running.heartbeat_at
@@ -71,7 +71,7 @@ async def test_workers_shows_each_process_with_its_job_and_heartbeat(tmp_path: P
         assert (await recorder.done(task.job_id)).status is Status.SUCCEEDED
         done = await workers_where(executor, lambda ws: of(ws, running.pid).jobs_done == 1)
         assert of(done, running.pid).state is WorkerStatus.IDLE
-        assert of(done, running.pid).job_id is None
+        assert of(done, running.pid).job is None
 
 
 async def test_min_workers_are_started_and_kept_after_jobs(tmp_path: Path) -> None:
@@ -122,11 +122,11 @@ async def test_a_drained_worker_finishes_its_job_then_exits(tmp_path: Path) -> N
         gate = tmp_path / "gate"
         task = wu.function_task(wu.waits_for, str(gate))
         await executor.run(task)
-        busy = await workers_where(executor, lambda ws: any(w.job_id == task.job_id for w in ws))
-        worker = next(w for w in busy if w.job_id == task.job_id)
+        busy = await workers_where(executor, lambda ws: any(w.job == task.job_id for w in ws))
+        worker = next(w for w in busy if w.job == task.job_id)
         drained = await executor.drain(worker.id)
         assert drained.state is WorkerStatus.DRAINING and not drained.drainable
-        assert drained.job_id == task.job_id
+        assert drained.job == task.job_id
         # Its job goes on, the worker with it, and no other job goes to it meanwhile.
         later = wu.function_task(wu.whoami)
         await executor.run(later)
@@ -167,8 +167,8 @@ async def test_jobs_sent_ahead_to_a_drained_worker_run_elsewhere(tmp_path: Path)
         gate = tmp_path / "gate"
         first = wu.function_task(wu.waits_for, str(gate))
         await executor.run(first)
-        ws = await workers_where(executor, lambda ws: any(w.job_id == first.job_id for w in ws))
-        worker = next(w for w in ws if w.job_id == first.job_id)
+        ws = await workers_where(executor, lambda ws: any(w.job == first.job_id for w in ws))
+        worker = next(w for w in ws if w.job == first.job_id)
         ahead = [wu.function_task(wu.whoami) for _ in range(3)]
         for task in ahead:
             await executor.run(task)
@@ -197,8 +197,8 @@ async def test_a_fresh_worker_job_runs_in_a_new_process_that_is_gone_after() -> 
         fresh = wu.function_task(wu.sleeps, 1.0)
         fresh.fresh_worker = True
         await executor.run(fresh)
-        ws = await workers_where(executor, lambda ws: any(w.job_id == fresh.job_id for w in ws))
-        one_time = next(w for w in ws if w.job_id == fresh.job_id)
+        ws = await workers_where(executor, lambda ws: any(w.job == fresh.job_id for w in ws))
+        one_time = next(w for w in ws if w.job == fresh.job_id)
         assert one_time.one_time and one_time.pid not in seen and alive(one_time.pid)
         assert (await recorder.done(fresh.job_id)).status is Status.SUCCEEDED
         await asyncio.wait_for(_gone(one_time.pid), 30)

@@ -33,10 +33,10 @@ def everyone(consumer: str) -> bool:
 
 
 def test_what_a_consumer_writes_another_store_lists(store: Store, db_path: Path) -> None:
-    assert store.sync_workers("c1", [worker(1), worker(2, WorkerStatus.BUSY, job_id=7)]) == []
+    assert store.sync_workers("c1", [worker(1), worker(2, WorkerStatus.BUSY, job=7)]) == []
     with Store(db_path) as other:
         listed = other.workers(everyone)
-    assert [(w.id, w.state, w.job_id, w.consumer) for w in listed] == [
+    assert [(w.id, w.state, w.job, w.consumer) for w in listed] == [
         ("h:1", WorkerStatus.IDLE, None, "c1"),
         ("h:2", WorkerStatus.BUSY, 7, "c1"),
     ]

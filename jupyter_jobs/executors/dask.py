@@ -455,7 +455,7 @@ def _dask_worker(
         host=address,
         executor=DaskExecutor.name,
         state=state,
-        job_id=run.task.job_id if run is not None else None,
+        job=run.task.job_id if run is not None else None,
         job_name=run.task.name if run is not None else None,
         started_at=identity.get("started_at"),
         heartbeat_at=facts.get("last_seen"),

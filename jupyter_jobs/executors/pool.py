@@ -222,7 +222,7 @@ def _info(worker: Worker, host: str, executor: str) -> WorkerInfo:
         host=host,
         executor=executor,
         state=state,
-        job_id=run.task.job_id if run is not None else None,
+        job=run.task.job_id if run is not None else None,
         job_name=run.task.name if run is not None else None,
         started_at=worker.started_at,
         heartbeat_at=worker.heard_at,

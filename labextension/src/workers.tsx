@@ -202,10 +202,10 @@ export function stateWord(
 }
 
 function jobText(worker: IWorker, trans: TranslationBundle): string {
-  if (worker.job_id === null) {
+  if (worker.job === null) {
     return trans.__('no job');
   }
-  return trans.__('job %1 %2', worker.job_id, worker.job_name ?? '');
+  return trans.__('job %1 %2', worker.job, worker.job_name ?? '');
 }
 
 function ago(

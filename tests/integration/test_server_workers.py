@@ -67,7 +67,7 @@ def test_the_servers_workers_are_listed_and_one_is_drained_over_rest(
     gate = tmp_path / "gate"
     job = server.submit(jobfuncs.wait_for_file, str(gate))
     busy = poll(
-        lambda: [w for w in workers(server)["workers"] if w["job_id"] == job["id"]],
+        lambda: [w for w in workers(server)["workers"] if w["job"] == job["id"]],
         60,
         "a worker runs the job",
     )[0]
@@ -148,7 +148,7 @@ def test_queue_next_stats_and_the_kernel_api(kernel: RunningServer, tmp_path: Pa
     assert api.peek().id == high["id"]
     assert not api.is_empty() and api.stats()["queued"] == 2
     shown = api.workers()
-    assert {w.job_id for w in shown} >= {b["id"] for b in blockers}
+    assert {w.job for w in shown} >= {b["id"] for b in blockers}
     gate.touch()
     for job in (low, high):
         server.wait_status(job["id"], "succeeded")

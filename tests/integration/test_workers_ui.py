@@ -53,7 +53,7 @@ def test_the_footer_lists_the_workers_and_drains_one(
 
     def running_it() -> list[dict]:
         workers = lab.api("GET", "jobs/api/workers").json()["workers"]
-        return [w for w in workers if w["job_id"] == job["id"]]
+        return [w for w in workers if w["job"] == job["id"]]
 
     busy = poll(running_it, 60, "a worker runs the job")[0]
     busy_chip = chip(page, busy["id"])

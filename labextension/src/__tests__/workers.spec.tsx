@@ -16,7 +16,7 @@ function makeWorker(pid: number, fields: Partial<IWorker> = {}): IWorker {
     host: 'host',
     executor: 'local',
     state: 'idle',
-    job_id: null,
+    job: null,
     job_name: null,
     started_at: Date.now() / 1000 - 120,
     heartbeat_at: Date.now() / 1000 - 1,
@@ -54,7 +54,7 @@ describe('WorkersFooter', () => {
     api.workerList = [
       makeWorker(101, {
         state: 'busy',
-        job_id: 7,
+        job: 7,
         job_name: 'train',
         jobs_done: 3
       }),
@@ -71,7 +71,7 @@ describe('WorkersFooter', () => {
 
   it('opens a card on click and drains the worker from it', async () => {
     const api = new FakeApi();
-    api.workerList = [makeWorker(101, { state: 'busy', job_id: 7 })];
+    api.workerList = [makeWorker(101, { state: 'busy', job: 7 })];
     const { chips, card } = mount(api);
     await waitFor(() => chips().length === 1);
     expect(card()).toBeNull();
@@ -108,9 +108,7 @@ describe('WorkersFooter', () => {
   it('renders what the server sends as text', async () => {
     const api = new FakeApi();
     const evil = '<img src=x onerror="window.__pwned = 1">';
-    api.workerList = [
-      makeWorker(9, { state: 'busy', job_id: 1, job_name: evil })
-    ];
+    api.workerList = [makeWorker(9, { state: 'busy', job: 1, job_name: evil })];
     const { chips, card, widget } = mount(api);
     await waitFor(() => chips().length === 1);
     chips()[0].click();
