@@ -13,6 +13,7 @@ from pathlib import Path
 import dill
 import psutil
 import pytest
+from traitlets import TraitError
 
 from jupyter_jobs.errors import WorkerNotFound
 from jupyter_jobs.executors.local import PING_INTERVAL, LocalExecutor
@@ -112,8 +113,24 @@ async def _gone(pid: int) -> None:
 
 
 def test_min_workers_above_max_workers_is_refused() -> None:
-    with pytest.raises(ValueError, match="min_workers"):
+    with pytest.raises(TraitError, match="min_workers"):
         LocalExecutor(wu.Recorder(), 2, min_workers=3)
+
+
+async def test_min_workers_of_a_broken_interpreter_are_not_restarted_in_a_loop(
+    tmp_path: Path,
+) -> None:
+    starts = tmp_path / "starts"
+    fake = tmp_path / "fake-python"
+    fake.write_text(f"#!/bin/sh\necho started >> {starts}\nexit 5\n")
+    fake.chmod(0o755)
+    recorder = wu.Recorder()
+    async with wu.running_executor(
+        recorder, max_workers=2, min_workers=2, interpreter=str(fake)
+    ) as executor:
+        await wu.wait_for(lambda: starts.exists() and not executor.pool.view())
+        await asyncio.sleep(0.5)  # time for a loop to show
+        assert len(starts.read_text().split()) == 2 and not executor.pool.view()
 
 
 async def test_a_drained_worker_finishes_its_job_then_exits(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, TraitError, Unicode, default
 
 from .. import oslayer, protocol
 from ..errors import WorkerNotFound
@@ -151,7 +151,7 @@ class LocalExecutor(Executor):
         if self.max_workers is None:
             self.max_workers = os.cpu_count() or 1
         if self.min_workers > self.max_workers:
-            raise ValueError(
+            raise TraitError(
                 f"LocalExecutor.min_workers ({self.min_workers}) is more than max_workers "
                 f"({self.max_workers})"
             )
@@ -541,11 +541,14 @@ class LocalExecutor(Executor):
         if self._closing:
             return
         standing = sum(1 for w in self.pool.live() if w.interpreter == self.interpreter)
-        for _ in range(self.min_workers - standing):
+        # (An interpreter whose workers die before they are ready is forgotten: no restart loop.)
+        wanted = self.min_workers if self.interpreter in self._warm else 0
+        for _ in range(wanted - standing):
             try:
                 self._start_worker(self.interpreter)
             except OSError as exc:
                 log.error("cannot start a worker with interpreter %r: %s", self.interpreter, exc)
+                self._forget(self.interpreter)
                 break
         if not self.warm_workers:
             return
