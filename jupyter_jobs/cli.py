@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
-from . import cli_schedules, cli_types, notebooks, options, wording
+from . import cli_schedules, cli_types, cli_workers, notebooks, options, wording
 from .channels import DEFAULT_READER, check_name
 from .errors import DatabaseNotFound, InvalidRequest, JobsError, error_body
 from .models import Job, JobUser, Status
@@ -498,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_consumer, creates=True)
     cli_schedules.add_parser(sub, common)
     cli_types.add_parser(sub, common)
+    cli_workers.add_parser(sub, common)
     return parser
 
 

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import chains
+from .errors import JobsError
 from .executors.base import Executor, ExecutorEvents, Task
 from .models import Change, Job, JobError, Kind, Outcome, Progress, Reason, Status
 from .oslayer import process_alive, process_start_time
 from .store import Claimed, Store
 from .store.attempts import LogItem
+from .worker_info import WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ T = TypeVar("T")
 START_WRITE_DELAY = 0.05
 #: Seconds between looks for due schedules (a look is one indexed read unless one is due).
 SCHEDULE_CHECK_INTERVAL = 1.0
+#: Seconds between two looks at the executor's workers: written into the store when they
+#: changed, so any process lists them (`store/workers.py`), and drains asked there applied.
+WORKERS_INTERVAL = 1.0
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -135,7 +140,10 @@ class Consumer:
         self._kills: set[asyncio.Task[None]] = set()
         self._listener = None
         self._unsubscribe: Callable[[], None] | None = None
-        self._due = {"heartbeat": 0.0, "recover": 0.0, "promote": 0.0, "gc": 0.0, "schedules": 0.0}
+        self._due = dict.fromkeys(
+            ("heartbeat", "recover", "promote", "gc", "schedules", "workers"), 0.0
+        )
+        self._workers_written: tuple[list[WorkerInfo], float] | None = None  # and when
         self._store_due: float | None = None
         self._bell = False
 
@@ -163,6 +171,10 @@ class Consumer:
             await self._task
         await self.executor.shutdown(self.kill_grace if grace is None else grace)
         await self._flush()  # claims given back that a worker began count (`start_log.py`)
+        try:
+            await self._in_writer(self.store.forget_workers, self.consumer_id)
+        except Exception:  # they age out of listings (`store/workers.py`)
+            log.exception("jupyter_jobs: cannot remove this consumer's workers from the store")
         if self.executor.start_log is not None:
             await asyncio.to_thread(self.executor.start_log.remove)
         if self._unsubscribe:
@@ -416,6 +428,9 @@ class Consumer:
                 if self._store_due is not None:
                     self._store_due = max(self._store_due, now + 1.0)
             due["promote"] = now + 1.0
+        if now >= due["workers"]:
+            await self._sync_workers(now)
+            due["workers"] = now + WORKERS_INTERVAL
         if now >= due["schedules"]:
             # Runs of due schedules become jobs (one transaction; `store/schedules.py`).
             fired = await self._in_writer(self.store.fire_schedules, self.clock())
@@ -429,6 +444,37 @@ class Consumer:
             if deleted:
                 log.info("jupyter_jobs: garbage-collected %d finished jobs", len(deleted))
             due["gc"] = now + self.gc_interval
+
+    async def _sync_workers(self, now: float) -> None:
+        """Write the executor's workers into the store when they changed, and at least every
+        heartbeat interval (readers tell a live consumer by it); drain those another process
+        asked to (`Store.request_drain`)."""
+        asked = await self._write_workers(now)
+        while asked:  # drained: written again at once, so readers see it draining
+            for worker_id in asked:
+                try:
+                    await self.executor.drain(worker_id)
+                except JobsError as exc:
+                    log.warning("jupyter_jobs: cannot drain worker %s: %s", worker_id, exc)
+            asked = await self._write_workers(now)
+
+    async def _write_workers(self, now: float) -> list[str]:
+        """`Store.sync_workers` with the executor's workers, unless they are as last written
+        less than a heartbeat interval ago; the drains asked since."""
+        infos = await self.executor.workers()
+        written = self._workers_written
+        same = (
+            written is not None
+            and now - written[1] < self.heartbeat_interval
+            and len(written[0]) == len(infos)
+            and all(a.same_as(b) for a, b in zip(written[0], infos, strict=True))
+        )
+        asked = await self._in_writer(
+            self.store.sync_workers, self.consumer_id, None if same else infos
+        )
+        if not same:
+            self._workers_written = (infos, now)
+        return asked
 
     async def _dispatch(self, item: Claimed) -> None:
         job = item.job
@@ -445,6 +491,7 @@ class Consumer:
             interpreter=job.interpreter,
             cwd=job.cwd,
             options=job.options,
+            fresh_worker=job.fresh_worker,
             lease_until=self._run_deadline(job.lease_until or time.time() + self.lease),
         )
         try:
@@ -482,6 +529,7 @@ class Consumer:
         times = [self._due["heartbeat"] if self._running else None, self._due["recover"]]
         times.append(self._due["promote"])
         times.append(self._due["schedules"])
+        times.append(self._due["workers"])
         times.append(self._store_due)
         times.extend(r.deadline for r in self._running.values())
         if self._progress:

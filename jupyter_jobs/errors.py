@@ -92,6 +92,23 @@ class JobTypeConflict(JobsError):
     http_status = 409
 
 
+class WorkerNotFound(JobsError):
+    """No worker with that id (it exited, or belongs to no consumer of this database)."""
+
+    http_status = 404
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(f"no worker with id {worker_id[:200]!r}", {"id": worker_id[:200]})
+        self.worker_id = worker_id
+
+
+class WorkerNotDrainable(JobsError):
+    """The worker cannot be drained: its executor does not drain workers (Dask's), or it is
+    exiting already."""
+
+    http_status = 409
+
+
 class NotebookNotFound(JobsError):
     """No notebook there: a notebook submit's path names none, or a notebook job has not
     produced its executed notebook (yet)."""

@@ -27,6 +27,7 @@ from .errors import IllegalTransition, JobCancelled, JobFailed, JobNotFound, Job
 from .models import Job as JobRecord
 from .models import JobSpec, Kind, Page, Progress, Status
 from .submitter import BATCH_BYTES, Submitter, exiting
+from .worker_info import WorkerInfo
 
 if TYPE_CHECKING:
     from .channels import Batch
@@ -99,6 +100,22 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def delete(self, job_id: int) -> None:
         """Remove a job that is not running."""
+
+    @abc.abstractmethod
+    def peek(self) -> JobRecord | None:
+        """The job the next claim would take (`Store.peek`), or None."""
+
+    @abc.abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """The queue in numbers (`Store.overview`, the shape of `GET /jobs/api/stats`)."""
+
+    @abc.abstractmethod
+    def workers(self) -> list[WorkerInfo]:
+        """The worker processes that run this queue's jobs."""
+
+    @abc.abstractmethod
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        """Ask a worker to halt after its current job."""
 
     @abc.abstractmethod
     def page(

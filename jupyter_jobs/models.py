@@ -129,6 +129,7 @@ class JobSpec:
     run_at: float | None = None
     expires_at: float | None = None
     hold: bool = False
+    fresh_worker: bool = False
     interpreter: str | None = None
     cwd: str | None = None
     idempotency_key: str | None = None
@@ -305,6 +306,8 @@ class Job:
     #: who the job belongs to (`JobUser`): the username, and how to show it ("" for nobody)
     user: str = ""
     user_display_name: str = ""
+    #: runs in a worker process started for it alone, which exits after it
+    fresh_worker: bool = False
 
     @property
     def finished(self) -> bool:

@@ -15,6 +15,9 @@ worker starts it the moment the current one ends. The worker then says "start" w
 "skip" (executor -> worker) takes such a job back; the worker answers "skipped" at once if it
 had not started it yet (a thread of its own reads the executor's frames, even during a job).
 
+"ping" (executor -> worker) is answered "pong" at once, from the worker's reading thread: the
+worker's heartbeat, even while a job runs.
+
 "lease" (executor -> worker, header "until": wall-clock seconds) renews the claim its jobs run
 under; a job header carries the same "lease_until". A worker whose running job passes that time
 unrenewed ends the job's process tree and exits, so that a stalled consumer's attempt never runs
@@ -56,6 +59,8 @@ class FrameType(str, Enum):
     SKIPPED = "skipped"
     LEASE = "lease"
     CHECKPOINT = "checkpoint"
+    PING = "ping"
+    PONG = "pong"
 
 
 class WorkerState(str, Enum):

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import typed_run
 from .channels import Batch
-from .consumer import Consumer
+from .consumer import Consumer, consumer_is_alive
 from .errors import InvalidRequest, JobsError
 from .executors.local import LocalExecutor
 from .front import Jobs
@@ -31,6 +31,7 @@ from .schedules import Schedule, ScheduleSpec
 from .store import Store
 from .submitter import EXIT_WAIT
 from .type_registry import TypeRegistry
+from .worker_info import WorkerInfo
 
 
 class StoreBackend(Backend):
@@ -85,6 +86,18 @@ class StoreBackend(Backend):
 
     def delete(self, job_id: int) -> None:
         self.store.delete(job_id)
+
+    def peek(self) -> JobRecord | None:
+        return self.store.peek()
+
+    def stats(self) -> dict[str, Any]:
+        return self.store.overview()
+
+    def workers(self) -> list[WorkerInfo]:
+        return self.store.workers(consumer_is_alive)
+
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        return self.store.request_drain(worker_id, consumer_is_alive)
 
     def page(
         self,
@@ -271,6 +284,15 @@ class JobQueue(Jobs):
         self.user = JobUser(user, user) if user is not None else JobUser.of_process()
         super().__init__(StoreBackend(self.store, self.user), lambda: self.owner)
         self._consumer: ConsumerThread | None = None
+
+    def stats(self) -> dict[str, Any]:
+        """`Jobs.stats`, with this queue's consumer's executor when it runs one."""
+        numbers = super().stats()
+        consumer = self._consumer.consumer if self._consumer is not None else None
+        if consumer is not None:
+            numbers.update(executor=consumer.executor.name)
+            numbers.update(max_workers=consumer.executor.max_workers)
+        return numbers
 
     # --- running -----------------------------------------------------------------------------
 

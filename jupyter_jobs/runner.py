@@ -1000,6 +1000,8 @@ class _Inbox:
                         self._skip(header["job_id"])
                     elif header["t"] == FrameType.LEASE:
                         self.lease.renew(header["until"])
+                    elif header["t"] == FrameType.PING:
+                        self.channel.send({"t": FrameType.PONG.value})
                     else:
                         raise protocol.ProtocolError(f"unexpected {header['t']!r} frame")
         except BaseException as exc:  # the main thread raises it, and the worker ends

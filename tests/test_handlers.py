@@ -40,6 +40,7 @@ from jupyter_jobs.server.emitter import SCHEMA_ID
 from jupyter_jobs.server.handlers import ID, ROUTES
 from jupyter_jobs.server.schedule_handlers import SID
 from jupyter_jobs.server.type_handlers import TYPE
+from jupyter_jobs.server.worker_handlers import WORKER_ID
 from jupyter_jobs.store import Store
 
 import jobfuncs
@@ -177,7 +178,7 @@ def route_requests() -> list[tuple[str, str]]:
     out = []
     for pattern, handler in ROUTES:
         path = pattern.replace(ID, "1").replace(SID, "1").replace(TYPE, "t").replace(NAME, "c")
-        path = path.lstrip("/")
+        path = path.replace(WORKER_ID, "w").lstrip("/")
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             if method.lower() in vars(handler):
                 out.append((method, path))
@@ -193,9 +194,14 @@ def body_for(method: str) -> dict[str, Any] | None:
 
 def test_route_requests_cover_every_route() -> None:
     requests = route_requests()
-    assert len(requests) == 32
+    assert len(requests) == 35
     assert {p for _, p in requests} == {
-        p.replace(ID, "1").replace(SID, "1").replace(TYPE, "t").replace(NAME, "c").lstrip("/")
+        p.replace(ID, "1")
+        .replace(SID, "1")
+        .replace(TYPE, "t")
+        .replace(NAME, "c")
+        .replace(WORKER_ID, "w")
+        .lstrip("/")
         for p, _ in ROUTES
     }
 

@@ -14,8 +14,10 @@ from typing import Any, ClassVar, Protocol
 from traitlets import Float, Integer, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
+from ..errors import WorkerNotDrainable
 from ..models import Kind, Outcome, Progress, Reason
 from ..start_log import StartLog
+from ..worker_info import WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,9 @@ class Task:
     #: Wall-clock time by which the run must be over unless its claim is renewed
     #: (`Executor.renew_lease`); None: no limit.
     lease_until: float | None = None
+    #: Run in a process started for this run alone, which exits after it (the job's
+    #: `fresh_worker` option): nothing an earlier job left in a worker can reach it.
+    fresh_worker: bool = False
 
 
 class ExecutorEvents(Protocol):
@@ -175,10 +180,24 @@ class Executor(LoggingConfigurable):
         """(job_id, attempt) of every task this executor currently runs."""
         return []
 
+    async def workers(self) -> list[WorkerInfo]:
+        """The processes this executor runs jobs in, as shown (`GET /jobs/api/workers`);
+        an executor that cannot tell shows none."""
+        return []
+
+    async def drain(self, worker_id: str) -> WorkerInfo:
+        """Let the worker `worker_id` finish the job it runs (if any), then stop it; returns it
+        as it is now (`draining`, or `retiring` when it had nothing to finish). Jobs waiting
+        in it go back to the others. `WorkerNotFound` for an unknown id; an executor that
+        cannot drain (capability `drain` false) raises `WorkerNotDrainable`."""
+        raise WorkerNotDrainable(f"the {self.name} executor does not drain workers")
+
     def capabilities(self) -> dict[str, Any]:
         """What this executor supports, for `GET /jobs/api/capabilities` and the UI."""
         return {
             "executor": self.name,
+            "drain": False,
+            "fresh_worker": True,
             "cancel": True,
             "timeout": True,
             "progress": True,

@@ -24,7 +24,7 @@ from distributed import Event as DaskEvent
 from distributed import Variable, get_client, get_worker
 
 from .. import protocol
-from ..oslayer import forget_tree, kill_group, track_tree
+from ..oslayer import forget_tree, kill_group, process_start_time, track_tree
 from ..protocol import FrameType
 from .processes import (
     TRACK_INTERVAL,
@@ -42,6 +42,13 @@ _LOG_FLUSH = 0.1  # seconds a log line may wait on the worker to share an event 
 _LOG_CHUNK = 16 * 1024  # bytes of log per event, at most
 _START_TIMEOUT = 60.0  # seconds for a runner to say it is ready
 _STDERR_TAIL = 16384  # bytes of the runner's own stderr kept for a worker_lost error
+
+
+def worker_identity() -> dict[str, Any]:
+    """The Dask worker process's pid and start time (`Client.run` asks each worker once; the
+    scheduler does not know them), for the executor's workers view."""
+    pid = os.getpid()
+    return {"pid": pid, "started_at": process_start_time(pid)}
 
 
 def run_on_worker(job: dict[str, Any], payload: bytes, topic: str) -> dict[str, Any]:

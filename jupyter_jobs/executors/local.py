@@ -32,12 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Float, Unicode, default
+from traitlets import Bool, Float, Integer, TraitError, Unicode, default
 
 from .. import oslayer, protocol
+from ..errors import WorkerNotFound
 from ..models import Kind, Outcome, Progress, Reason, Status, now
 from ..oslayer import ParentEnd, kill_group
 from ..protocol import FrameType, WorkerState
+from ..worker_info import WorkerInfo
 from . import leftovers
 from .base import Executor, ExecutorEvents, Task
 from .pool import Worker, WorkerPool
@@ -60,6 +62,9 @@ _SENT_AHEAD = frozenset({Kind.FUNCTION, Kind.TYPED})
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDERR_TAIL = 16384
+#: Seconds between two pings of every worker: its pong is its heartbeat (`WorkerInfo`).
+PING_INTERVAL = 2.0
+_PINGED = (WorkerState.IDLE, WorkerState.BUSY)
 
 
 class WorkerStartError(Exception):
@@ -104,6 +109,15 @@ class LocalExecutor(Executor):
         True, help="Keep a spare worker started, so that the next job need not wait for one."
     ).tag(config=True)
 
+    min_workers = Integer(
+        0,
+        min=0,
+        help="""Worker processes (of the default interpreter) kept started at all times, busy
+        or idle: started with the executor, and replaced when one exits (a retired cell worker,
+        a drained one), so that this many jobs start at once without waiting for Python. At
+        most max_workers.""",
+    ).tag(config=True)
+
     start_timeout = Float(60.0, help="Seconds a worker may take to start.").tag(config=True)
 
     cell_linger = Float(
@@ -139,7 +153,14 @@ class LocalExecutor(Executor):
         super().__init__(events, max_workers, **traits)
         if self.max_workers is None:
             self.max_workers = os.cpu_count() or 1
+        if self.min_workers > self.max_workers:
+            raise TraitError(
+                f"LocalExecutor.min_workers ({self.min_workers}) is more than max_workers "
+                f"({self.max_workers})"
+            )
         self.pool = WorkerPool()
+        self.host = socket.gethostname()
+        self._pinger: asyncio.Task | None = None
         #: Moving average of recent successful jobs' run time (seconds); None until one ran.
         self.recent_run_time: float | None = None
         self._env: dict[str, str] = {}
@@ -171,6 +192,7 @@ class LocalExecutor(Executor):
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self._env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, _importable()])}
         self._tracker = asyncio.create_task(self._track_trees())
+        self._pinger = asyncio.create_task(self._ping())
         self._ensure_spares()
 
     def free_slots(self) -> int:
@@ -197,7 +219,43 @@ class LocalExecutor(Executor):
         return [run.task.job_id for run in self._backlog]
 
     def capabilities(self) -> dict[str, Any]:
-        return {**super().capabilities(), "max_workers": self.max_workers}
+        return {
+            **super().capabilities(),
+            "max_workers": self.max_workers,
+            "min_workers": self.min_workers,
+            "drain": True,
+        }
+
+    async def workers(self) -> list[WorkerInfo]:
+        return self.pool.infos(self.host, self.name)
+
+    async def drain(self, worker_id: str) -> WorkerInfo:
+        """Its current job (or the one it starts for) ends as usual, then it exits; jobs sent
+        ahead to it are asked back for the others. An idle worker exits at once. A spare
+        takes its place (`min_workers`, `warm_workers`)."""
+        worker = self.pool.find(worker_id, self.host)
+        if worker is None:
+            raise WorkerNotFound(worker_id)
+        if not worker.draining and worker.state is not WorkerState.RETIRING:
+            worker.draining = True
+            for run in list(worker.ahead):  # it starts none of them: the backlog takes them
+                worker.ahead.remove(run)
+                worker.reclaimed[run.task.job_id] = run
+                worker.send({"t": FrameType.SKIP.value, "job_id": run.task.job_id})
+            if worker.state is WorkerState.IDLE and not worker.reserved:
+                self._retire(worker)
+            self._ensure_spares()
+        return next(i for i in self.pool.infos(self.host, self.name) if i.id == worker_id)
+
+    async def _ping(self) -> None:
+        """Ping every worker now and then: its pong (any frame) is its heartbeat. The runner
+        answers from a thread of its own, so a busy worker answers too, unless its job holds
+        the interpreter (a long call into C that keeps the GIL): then its heartbeat ages."""
+        while True:
+            await asyncio.sleep(PING_INTERVAL)
+            for worker in self.pool:
+                if worker.writer is not None and worker.state in _PINGED:
+                    worker.send({"t": FrameType.PING.value})
 
     def renew_lease(self, until: float) -> None:
         """Tell every worker with a run (current or sent ahead) that it may go on until
@@ -240,7 +298,7 @@ class LocalExecutor(Executor):
         interpreter = task.interpreter or self.interpreter
         if interpreter not in self._warm:
             self._warm.append(interpreter)
-        worker = self.pool.idle(interpreter, _kernel_of(task))
+        worker = self._idle_for(run, interpreter)
         if self._active() > self.max_workers:  # counting this run: every worker is taken
             self._backlog.append(run)
             self._send_ahead()
@@ -272,7 +330,10 @@ class LocalExecutor(Executor):
             run.dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await run.dispatcher
-            run.waiting_on.reserved = False  # it becomes a spare once ready
+            waiting_on = run.waiting_on
+            waiting_on.reserved = False  # it becomes a spare once ready
+            if not waiting_on.takes_jobs and waiting_on.state is WorkerState.IDLE:
+                self._retire(waiting_on)  # started for this run alone
         if run.worker is not None:
             exit_text = await self._terminate(run.worker, grace)
         if give_back:
@@ -296,9 +357,10 @@ class LocalExecutor(Executor):
         await asyncio.gather(*(self.kill(j, Reason.INTERRUPTED, grace) for j in list(self._runs)))
         workers = [w for w in self.pool if w.state is not WorkerState.DEAD]
         await asyncio.gather(*(self._terminate(w, grace) for w in workers))
-        if self._tracker is not None:
-            self._tracker.cancel()
-            self._tracker = None
+        for task in (self._tracker, self._pinger):
+            if task is not None:
+                task.cancel()
+        self._tracker = self._pinger = None
         if self._record is not None:
             self._record.unlink(missing_ok=True)
 
@@ -330,7 +392,12 @@ class LocalExecutor(Executor):
         for worker in self.pool:
             if self._active() >= self.max_workers:
                 return  # an idle spare beyond the slots takes nothing
-            if worker.state is not WorkerState.IDLE or worker.reserved or worker.kernel is not None:
+            if (
+                worker.state is not WorkerState.IDLE
+                or worker.reserved
+                or worker.kernel is not None
+                or not worker.takes_jobs
+            ):
                 continue
             donors = [
                 w
@@ -351,6 +418,7 @@ class LocalExecutor(Executor):
         room = self.send_ahead - len(worker.ahead)
         return (
             worker.state is WorkerState.BUSY
+            and worker.takes_jobs
             and worker.interpreter == interpreter
             and room > 0
             and (worker in batches or room >= (self.send_ahead + 1) // 2)
@@ -378,7 +446,7 @@ class LocalExecutor(Executor):
         while self._backlog and self._active() < self.max_workers:
             run = self._backlog.popleft()
             interpreter = run.task.interpreter or self.interpreter
-            worker = self.pool.idle(interpreter, _kernel_of(run.task))
+            worker = self._idle_for(run, interpreter)
             if worker is not None:
                 self._send_job(run, worker)
             else:
@@ -398,7 +466,7 @@ class LocalExecutor(Executor):
         batches: dict[Worker, list[protocol.Frame]] = {}
         while self._backlog:
             run = self._backlog[0]
-            if Kind(run.task.kind) not in _SENT_AHEAD:
+            if Kind(run.task.kind) not in _SENT_AHEAD or run.task.fresh_worker:
                 break
             interpreter = run.task.interpreter or self.interpreter
             workers = [w for w in self.pool if self._takes_ahead(w, interpreter, batches)]
@@ -413,9 +481,17 @@ class LocalExecutor(Executor):
         for worker, frames in batches.items():
             worker.send_frames(frames)
 
+    def _idle_for(self, run: Run, interpreter: str) -> Worker | None:
+        """An idle worker that may take `run` now (never one for a `fresh_worker` run)."""
+        if run.task.fresh_worker:
+            return None
+        return self.pool.idle(interpreter, _kernel_of(run.task))
+
     def _wait_for_worker(self, run: Run, interpreter: str) -> None:
-        """Reserve a starting spare of the interpreter (or start a worker) and run when ready."""
-        worker = self.pool.spare(interpreter)
+        """Reserve a starting spare of the interpreter (or start a worker) and run when ready.
+        A `fresh_worker` run gets a worker started for it alone (`one_time`)."""
+        fresh = run.task.fresh_worker
+        worker = None if fresh else self.pool.spare(interpreter)
         if worker is None:
             try:
                 worker = self._start_worker(interpreter)
@@ -424,6 +500,7 @@ class LocalExecutor(Executor):
                 message = f"cannot start a worker with interpreter {interpreter!r}: {exc}"
                 self._finish(run, failed_outcome(Reason.ERROR, "WorkerStartError", message))
                 return
+            worker.one_time = fresh
         worker.reserved = True
         run.waiting_on = worker
         run.dispatcher = asyncio.create_task(self._dispatch_when_ready(run, worker))
@@ -469,8 +546,21 @@ class LocalExecutor(Executor):
         return self.max_workers + len(self._warm)
 
     def _ensure_spares(self) -> None:
-        """Keep one spare (idle or starting) worker per warm interpreter."""
-        if self._closing or not self.warm_workers:
+        """Keep `min_workers` workers of the default interpreter started, and one spare (idle
+        or starting) worker per warm interpreter."""
+        if self._closing:
+            return
+        standing = sum(1 for w in self.pool.live() if w.interpreter == self.interpreter)
+        # (An interpreter whose workers die before they are ready is forgotten: no restart loop.)
+        wanted = self.min_workers if self.interpreter in self._warm else 0
+        for _ in range(wanted - standing):
+            try:
+                self._start_worker(self.interpreter)
+            except OSError as exc:
+                log.error("cannot start a worker with interpreter %r: %s", self.interpreter, exc)
+                self._forget(self.interpreter)
+                break
+        if not self.warm_workers:
             return
         for interpreter in list(self._warm):
             live = self.pool.live()
@@ -668,11 +758,16 @@ class LocalExecutor(Executor):
 
     def _on_frame(self, worker: Worker, header: dict[str, Any], body: bytes) -> None:
         kind = header["t"]
+        worker.heard_at = time.time()
+        if kind == FrameType.PONG:
+            return
         if kind == FrameType.READY:
             if worker.state is WorkerState.STARTING:
                 worker.state = WorkerState.IDLE
             if not worker.ready.done():
                 worker.ready.set_result(None)
+            if not worker.takes_jobs and not worker.reserved:  # drained, or its run is gone
+                self._retire(worker)
             self._reclaim()
             return
         if kind == FrameType.EXIT:
@@ -694,9 +789,13 @@ class LocalExecutor(Executor):
             run.checkpoint = body
         elif kind == FrameType.DONE:
             worker.run = None
+            worker.jobs_done += 1
             kernel = _kernel_of(run.task)
             if worker.doomed:
                 worker.state = WorkerState.RETIRING
+            elif not worker.takes_jobs:  # drained or one-time: it exits once nothing is left
+                worker.state = WorkerState.BUSY
+                self._settle(worker)
             elif Kind(run.task.kind) is Kind.CELL:
                 if kernel and self.cell_linger > 0 and not self._closing:
                     self._keep(worker, kernel)
@@ -749,9 +848,13 @@ class LocalExecutor(Executor):
         self._send_ahead()
 
     def _settle(self, worker: Worker) -> None:
-        """A worker between jobs with nothing more to start is idle."""
+        """A worker between jobs with nothing more to start is idle; a drained or one-time
+        one exits."""
         if worker.state is WorkerState.BUSY and worker.run is None and not worker.has_queue:
-            worker.state = WorkerState.IDLE
+            if worker.takes_jobs:
+                worker.state = WorkerState.IDLE
+            else:
+                self._retire(worker)
 
     def _doom(self, worker: Worker) -> None:
         """From the decision to stop a worker on, it takes no job and starts nothing for us."""

@@ -33,6 +33,7 @@ from ..job_types import JobType
 from ..models import Job as JobRecord
 from ..models import JobSpec, Page
 from ..schedules import Schedule, ScheduleSpec
+from ..worker_info import WorkerInfo
 
 if TYPE_CHECKING:
     from .handle import RemoteJob
@@ -644,6 +645,20 @@ class HttpBackend(Backend):
 
     def capabilities(self) -> dict[str, Any]:
         return self.client.json("GET", "capabilities")
+
+    def peek(self) -> JobRecord | None:
+        job = self.client.json("GET", "queue/next")["job"]
+        return None if job is None else JobRecord.from_json(job)
+
+    def stats(self) -> dict[str, Any]:
+        return self.client.json("GET", "stats")
+
+    def workers(self) -> list[WorkerInfo]:
+        return [WorkerInfo.from_json(w) for w in self.client.json("GET", "workers")["workers"]]
+
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        path = f"workers/{urllib.parse.quote(worker_id, safe='')}/drain"
+        return WorkerInfo.from_json(self.client.json("POST", path, {}))
 
     def close(self) -> None:
         super().close()

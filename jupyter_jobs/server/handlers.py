@@ -530,11 +530,13 @@ ROUTES: list[tuple[str, type[JobsHandler]]] = [
     (r"/jobs/api/me", MeHandler),
 ]
 
-# The schedule and channel routes live in their own modules, which build on the handlers above.
+# The schedule, channel and worker routes live in their own modules, which build on the
+# handlers above.
 from .channel_handlers import ROUTES as CHANNEL_ROUTES  # noqa: E402
 from .schedule_handlers import ROUTES as SCHEDULE_ROUTES  # noqa: E402
+from .worker_handlers import ROUTES as WORKER_ROUTES  # noqa: E402
 
-ROUTES += SCHEDULE_ROUTES
+ROUTES += SCHEDULE_ROUTES + WORKER_ROUTES
 ROUTES += CHANNEL_ROUTES
 
 # And the job type routes (`/jobs/api/types`), likewise.

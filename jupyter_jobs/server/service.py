@@ -172,14 +172,6 @@ def _whole_utf8(data: bytes) -> int:
 
 
 def stats(store: Store, extra: dict[str, Any], user: str | None = None) -> dict[str, Any]:
-    """`GET /jobs/api/stats`: counts per status and queue depth (of `user`'s jobs, when
-    given), database size (+ `extra`)."""
-    numbers = store.stats(user)
-    counts = {s.value: int(numbers.get(s.value, 0)) for s in Status}
-    return {
-        "counts": counts,
-        "running": counts[Status.RUNNING.value],
-        "queued": counts[Status.QUEUED.value],
-        "db_size": int(numbers.get("db_size", 0)),
-        **extra,
-    }
+    """`GET /jobs/api/stats`: the store's numbers (`Store.overview`, of `user`'s jobs when
+    given) and `extra`."""
+    return {**store.overview(user), **extra}

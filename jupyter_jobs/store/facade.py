@@ -13,6 +13,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,10 +22,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import lifecycle, start_log
 from ..doorbell import Doorbell, Listener
-from ..errors import IllegalTransition, InvalidRequest, JobNotFound, ResultNotReady, status_phrase
+from ..errors import (
+    IllegalTransition,
+    InvalidRequest,
+    JobNotFound,
+    ResultNotReady,
+    WorkerNotFound,
+    status_phrase,
+)
 from ..models import (
     NOBODY,
     TERMINAL,
@@ -40,8 +49,10 @@ from ..models import (
     Status,
     now,
 )
+from ..worker_info import WorkerInfo, WorkerStatus
 from ..workspace import Reference, Workspace
-from . import attempts, log_streams, moves, queries, retention, schema, submit
+from . import attempts, log_streams, moves, picking, queries, retention, schema, submit
+from . import workers as worker_rows
 from .attempts import LogItem
 from .channels import ChannelVerbs
 from .connection import Database, check_file, default_db_path
@@ -468,6 +479,50 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         )
         return row.fetchone()[0]
 
+    # -- workers (store/workers.py) ------------------------------------------------------------
+
+    def sync_workers(self, consumer: str, infos: Sequence[WorkerInfo] | None) -> list[str]:
+        """Write `consumer`'s workers (`infos`; None: unchanged since the last write), and take
+        the drains asked of them since: their ids, each handed out once."""
+        if infos is None and not worker_rows.drains(self._db.conn(), consumer):
+            return []
+        with self._tx() as tx:
+            if infos is not None:
+                worker_rows.write(tx, consumer, infos)
+            asked = worker_rows.drains(tx.conn, consumer)
+            worker_rows.forget_drains(tx, consumer, asked)
+        return asked
+
+    def forget_workers(self, consumer: str) -> None:
+        """`consumer` stopped: its workers are gone."""
+        with self._tx() as tx:
+            worker_rows.forget(tx, consumer)
+
+    def workers(self, is_alive: Callable[[str], bool]) -> list[WorkerInfo]:
+        """Every consumer's workers as it last wrote them (lately: `workers.STALE_AFTER`),
+        but those of consumers `is_alive` proves gone; one asked to drain shows draining."""
+        with self._db.read() as conn:
+            rows = worker_rows.listing(conn, now())
+        alive: dict[str, bool] = {}
+        shown = []
+        for consumer, info, asked in rows:
+            if consumer not in alive:
+                alive[consumer] = is_alive(consumer)
+            if alive[consumer]:
+                shown.append(_asked_to_drain(info) if asked else info)
+        return shown
+
+    def request_drain(self, worker_id: str, is_alive: Callable[[str], bool]) -> WorkerInfo:
+        """Ask the consumer that runs worker `worker_id` to drain it (it does on its next
+        round, within seconds); the worker as listed now. `WorkerNotFound` when no consumer
+        alive lists it."""
+        listed = [info for info in self.workers(is_alive) if info.id == worker_id]
+        with self._tx() as tx:
+            marked = worker_rows.ask_drain(tx, worker_id, [info.consumer or "" for info in listed])
+        if not marked:
+            raise WorkerNotFound(worker_id)
+        return _asked_to_drain(listed[0])
+
     # -- actions -------------------------------------------------------------------------------
 
     def request_cancel(self, job_id: int) -> Job:
@@ -690,6 +745,30 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             "workspace_bytes": totals["blob_bytes"] + totals["log_bytes"],
         }
 
+    def overview(self, user: str | None = None) -> dict[str, Any]:
+        """The queue in numbers (of `user`'s jobs, when given), as `GET /jobs/api/stats` and
+        `Jobs.stats()` give them: jobs per status, `running`, `queued` (waiting for a worker,
+        claimed ones not started included), `pending` (held, or waiting for `after=` jobs or
+        `run_at`), and the bytes used."""
+        numbers = self.stats(user)
+        counts = {s.value: int(numbers.get(s.value, 0)) for s in Status}
+        return {
+            "counts": counts,
+            "running": counts[Status.RUNNING.value],
+            "queued": counts[Status.QUEUED.value],
+            "pending": counts[Status.PENDING.value],
+            "db_size": int(numbers["db_size"]),
+            "workspace_bytes": int(numbers["workspace_bytes"]),
+        }
+
+    def peek(self) -> Job | None:
+        """The job the next claim would take now, or None: the claim's own rule
+        (`picking.pick`: priority, fair share, FIFO; only queued jobs whose time has come),
+        asked without taking the job or noting anything."""
+        with self._db.read() as conn:
+            ids = picking.pick(conn, 1, now(), note=False)
+            return schema.load_one(conn, ids[0]) if ids else None
+
     def result(self, job_id: int) -> bytes:
         """The result bytes of a succeeded job (b"" if it succeeded without a result), or of a
         failed or cancelled one whose last attempt sent some (a cell's names set before its
@@ -740,3 +819,10 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             job = schema.load_one(conn, job_id)
             found = log_streams.read(conn, read, job_id, job.log_size, offset, limit, stream)
         return job, found
+
+
+def _asked_to_drain(info: WorkerInfo) -> WorkerInfo:
+    """A worker whose drain was asked for (its consumer has not acted yet): draining."""
+    if info.state is WorkerStatus.RETIRING:
+        return info
+    return dataclasses.replace(info, state=WorkerStatus.DRAINING, drainable=False)

@@ -84,9 +84,10 @@ class _Turns:
         return name, head
 
 
-def pick(conn: sqlite3.Connection, limit: int, at: float) -> list[int]:
+def pick(conn: sqlite3.Connection, limit: int, at: float, *, note: bool = True) -> list[int]:
     """Ids of up to `limit` jobs to claim at time `at`, in claim order; notes the users and
-    notebooks served (inside the claim's write transaction)."""
+    notebooks served (inside the claim's write transaction). `note=False` only looks:
+    `Store.peek` asks the same rule which job a claim would take, and changes nothing."""
     # (Without INDEXED BY, SQLite would rather walk the owner index of every job.)
     held = conn.execute(
         f"SELECT user, owner, COUNT(*) FROM jobs INDEXED BY jobs_leased WHERE {LEASED} "
@@ -128,6 +129,8 @@ def pick(conn: sqlite3.Connection, limit: int, at: float) -> list[int]:
                 turns.push(owner, following[0])
             if turns.heap:
                 users.push(user, min(entry[3] for entry in turns.heap))
+    if not note:
+        return picked
     conn.executemany(
         "INSERT INTO users (user, last_claim) VALUES (?, ?) "
         "ON CONFLICT(user) DO UPDATE SET last_claim = excluded.last_claim",

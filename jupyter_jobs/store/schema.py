@@ -368,6 +368,19 @@ MIGRATIONS: list[list[Migration]] = [
               OR OLD.user IS NOT NEW.user
             BEGIN {_counted_by_user("OLD", "-1")} {_counted_by_user("NEW", "1")} END""",
     ],
+    [
+        "ALTER TABLE jobs ADD COLUMN fresh_worker INTEGER NOT NULL DEFAULT 0",
+        # Each consumer's workers as its executor last described them (`store/workers.py`):
+        # what `jupyter jobs workers` lists from any process, and where a drain is asked for.
+        """CREATE TABLE workers (
+            consumer TEXT NOT NULL,
+            id TEXT NOT NULL,
+            info TEXT NOT NULL,
+            reported_at REAL NOT NULL,
+            drain_requested INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (consumer, id)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 #: The columns a `Job` is read from (`job_from_row` maps them by these names).
@@ -381,6 +394,7 @@ JOB_COLUMNS = (
     "schedule_id", "scheduled_time", "type", "parameters", "summary",
     "channel",
     "user", "user_display_name",
+    "fresh_worker",
 )  # fmt: skip
 SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 
@@ -392,6 +406,7 @@ INSERT_COLUMNS = (
     "payload_size", "type", "parameters",
     "channel",
     "user", "user_display_name",
+    "fresh_worker",
 )  # fmt: skip
 INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
@@ -465,6 +480,7 @@ def job_from_row(values: Sequence[Any]) -> Job:
         channel=r.channel,
         user=r.user,
         user_display_name=r.user_display_name,
+        fresh_worker=bool(r.fresh_worker),
     )
 
 

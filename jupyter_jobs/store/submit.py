@@ -69,6 +69,7 @@ def _values(
         "channel": spec.channel,
         "user": user.username,
         "user_display_name": user.display_name,
+        "fresh_worker": int(spec.fresh_worker),
     }
 
 
@@ -184,4 +185,5 @@ def _fresh_job(job_id: int, spec: JobSpec, values: dict[str, Any]) -> Job:
         channel=spec.channel,
         user=values["user"],
         user_display_name=values["user_display_name"],
+        fresh_worker=spec.fresh_worker,
     )

@@ -27,6 +27,8 @@ import type {
   IStats,
   IStatusResponse,
   ITypedSubmit,
+  IWorker,
+  IWorkerList,
   JobStatus
 } from './types';
 
@@ -180,6 +182,19 @@ export class JobsClient {
   /** Who the server takes this user for, and whether they may see everyone's jobs. */
   me(): Promise<IMe> {
     return this._json<IMe>('GET', 'me');
+  }
+
+  /** The worker processes that run the jobs. */
+  async workers(): Promise<IWorker[]> {
+    return (await this._json<IWorkerList>('GET', 'workers')).workers;
+  }
+
+  /** Let a worker finish its current job, then stop it; the worker as it is now. */
+  drainWorker(id: string): Promise<IWorker> {
+    return this._json<IWorker>(
+      'POST',
+      `workers/${encodeURIComponent(id)}/drain`
+    );
   }
 
   /** Submit a notebook as a job; the server snapshots it now. */

@@ -808,6 +808,7 @@ export function provisionalJob(event: IJobEvent): IJob {
     result_size: null,
     log_size: 0,
     has_outputs: false,
+    fresh_worker: false,
     actions: event.actions
   };
 }

@@ -36,6 +36,7 @@ import { jobsIcon } from './icons';
 import { JobsModel } from './model';
 import type { IJob, JobStatus } from './types';
 import { ACTIVE_STATUSES, STATUSES } from './types';
+import { WorkersFooter } from './workers';
 
 /** Height of one row in pixels; fixed so that the list can be virtualized. */
 export const ROW_HEIGHT = 58;
@@ -143,7 +144,7 @@ interface IViewProps {
   trans: TranslationBundle;
 }
 
-/** The whole panel: toolbar, status line, list. */
+/** The whole panel: toolbar, status line, list, and the workers at the bottom. */
 function JobsView(props: IViewProps): JSX.Element {
   const { model, trans } = props;
   const now = useClock(model.jobs.some(job => ACTIVE_STATUSES.has(job.status)));
@@ -165,6 +166,7 @@ function JobsView(props: IViewProps): JSX.Element {
         </div>
       )}
       <JobList {...props} now={now} />
+      <WorkersFooter client={model.client} trans={trans} />
     </div>
   );
 }

@@ -75,6 +75,11 @@ export type ITypedSubmit = Schemas['TypedSubmit'];
 
 /** `GET /jobs/api/me`: whose jobs are "mine", and whether the user may see and act on everyone's. */
 export type IMe = Schemas['Me'];
+/** One worker process (`GET /jobs/api/workers`); `state` is what it is doing. */
+export type IWorker = Schemas['Worker'];
+
+/** `GET /jobs/api/workers`: this server's workers, then other consumers'. */
+export type IWorkerList = Schemas['WorkerList'];
 
 /** The body of every error response: jupyter_server's shape plus `type` and `detail`. */
 export type IErrorBody = Schemas['Error'];

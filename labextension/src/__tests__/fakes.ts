@@ -27,6 +27,7 @@ import type {
   IOutputs,
   IStats,
   IStatusResponse,
+  IWorker,
   JobStatus,
   StatusCounts
 } from '../types';
@@ -217,10 +218,32 @@ export class FakeApi {
       counts,
       running: counts.running ?? 0,
       queued: counts.queued ?? 0,
+      pending: counts.pending ?? 0,
       max_workers: 2,
       db_size: 4096,
+      workspace_bytes: 0,
       executor: 'local'
     };
+  }
+
+  /** The workers `workers()` lists (none unless a test sets some). */
+  workerList: IWorker[] = [];
+
+  async workers(): Promise<IWorker[]> {
+    this.calls.push('workers');
+    this._maybeFail('workers');
+    return this.workerList.map(worker => ({ ...worker }));
+  }
+
+  async drainWorker(id: string): Promise<IWorker> {
+    this.calls.push(`drainWorker ${id}`);
+    this._maybeFail('drainWorker');
+    const worker = this.workerList.find(item => item.id === id);
+    if (!worker) {
+      throw new Error(`no worker with id ${id}`);
+    }
+    Object.assign(worker, { state: 'draining', drainable: false });
+    return { ...worker };
   }
 
   async status(ids: readonly number[]): Promise<IStatusResponse> {
