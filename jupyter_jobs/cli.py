@@ -350,9 +350,7 @@ def cmd_run(store: Store, args: argparse.Namespace) -> int:
     from .front import Jobs
     from .queue import StoreBackend
 
-    parameters: dict[str, Any] = {}
-    for name, value in args.parameters or []:
-        parameters[name] = notebooks.cli_value(value)
+    parameters = notebooks.cli_parameters(args.parameters)
     front = Jobs(StoreBackend(store), lambda: f"cli:{os.getpid()}")
     try:
         given = options.given(vars(args))
@@ -460,15 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_results)
     p = sub.add_parser("run", parents=[common], help="run a notebook as a job")
     p.add_argument("notebook", help="the .ipynb file (read now: a snapshot)")
-    p.add_argument(
-        "-p",
-        "--parameter",
-        dest="parameters",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="a parameter (VALUE parsed as JSON, else taken as a string); repeatable",
-    )
+    notebooks.add_parameter_argument(p)
     p.add_argument("--kernel", help="the kernelspec (default: the notebook's, else python3)")
     p.add_argument("--name", help="the job's name (default: the notebook's file name)")
     p.add_argument(

@@ -58,7 +58,7 @@ def cmd_add(store: Store, args: argparse.Namespace) -> int:
         target={
             "kind": "notebook",
             "path": str(path),
-            "parameters": {n: notebooks.cli_value(v) for n, v in args.parameter or []},
+            "parameters": notebooks.cli_parameters(args.parameters),
             "kernel_name": args.kernel,
         },
         cron=args.cron,
@@ -119,14 +119,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     when.add_argument("--cron", help='a 5-field cron expression, e.g. "0 8 * * 1-5"')
     when.add_argument("--every", type=float, metavar="SECONDS", help="an interval (>= 60)")
     p.add_argument("--timezone", help="IANA zone of the cron times (default: this machine's)")
-    p.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="a notebook parameter (VALUE as JSON, else a string)",
-    )
+    notebooks.add_parameter_argument(p)
     p.add_argument("--name")
     p.add_argument("--kernel", help="kernelspec (default: the notebook's)")
     p.add_argument("--overlap", choices=rules.OVERLAPS, default="skip")
