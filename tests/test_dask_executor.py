@@ -34,21 +34,14 @@ from jupyter_jobs.store import Store
 import jobfuncs
 import workers_util as wu
 
-TESTS_DIR = Path(__file__).parent
-
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    """Two single-threaded Dask worker processes that can import the tests' job functions."""
-    with pytest.MonkeyPatch.context() as mp:
-        path = os.environ.get("PYTHONPATH", "")
-        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(TESTS_DIR), path) if p))
-        with LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster:
-            yield cluster
+    """Two single-threaded Dask worker processes (`workers_util.dask_cluster`)."""
+    with wu.dask_cluster(2) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -20,21 +20,14 @@ from jupyter_jobs.worker_info import WorkerStatus
 
 import workers_util as wu
 
-TESTS_DIR = Path(__file__).parent
-
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    """One single-threaded Dask worker process that can import the tests' job functions."""
-    with pytest.MonkeyPatch.context() as mp:
-        path = os.environ.get("PYTHONPATH", "")
-        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(TESTS_DIR), path) if p))
-        with LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster:
-            yield cluster
+    """One single-threaded Dask worker process (`workers_util.dask_cluster`)."""
+    with wu.dask_cluster(1) as cluster:
+        yield cluster
 
 
 async def test_each_dask_worker_is_shown_with_its_pid_heartbeat_and_job(

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -472,3 +473,20 @@ def labelled_children() -> dict[str, int]:
         process.join()
         pids[method] = process.pid
     return pids
+
+
+@contextlib.contextmanager
+def dask_cluster(n_workers: int) -> Iterator[Any]:
+    """A LocalCluster of `n_workers` single-threaded worker processes that can import the
+    tests' job functions (this folder on their PYTHONPATH)."""
+    import pytest
+    from distributed import LocalCluster
+
+    tests_dir = str(Path(__file__).parent)
+    path = os.environ.get("PYTHONPATH", "")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (tests_dir, path) if p))
+        with LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster:
+            yield cluster
