@@ -85,7 +85,7 @@ def page(browser: Browser, lab: RunningServer) -> Iterator[Page]:
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
     context.close()
-    assert not [e for e in errors if "jupyter-jobs" in e or "JobsPanel" in e], errors
+    assert not [e for e in errors if "jupyter-jobs" in e or "Jobs" in e], errors
 
 
 def open_lab(page: Page, lab: RunningServer) -> None:
