@@ -5,8 +5,12 @@
  */
 
 import type * as nbformat from '@jupyterlab/nbformat';
+import type { ReactWidget } from '@jupyterlab/apputils';
 import type { Event } from '@jupyterlab/services';
+import { MessageLoop } from '@lumino/messaging';
 import { Stream } from '@lumino/signaling';
+import { Widget } from '@lumino/widgets';
+import { act } from 'react';
 
 import { IListQuery, IWhoseQuery, JobsClient } from '../client';
 import { provisionalJob } from '../model';
@@ -475,6 +479,26 @@ export function makeSchedule(
     next_run: spec.paused ? null : 1_700_003_600,
     last_run: null
   };
+}
+
+/**
+ * Render a ReactWidget now and return once React has committed the result to the DOM.
+ * (`renderPromise` alone resolves on an idle callback, which a loaded machine can reach
+ * before React commits; `act` flushes the render first.)
+ */
+export async function rendered(widget: ReactWidget): Promise<void> {
+  // Only around this render: other renders of the test are not React's to wait for.
+  const scope = globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean };
+  const before = scope.IS_REACT_ACT_ENVIRONMENT;
+  scope.IS_REACT_ACT_ENVIRONMENT = true;
+  try {
+    await act(async () => {
+      MessageLoop.sendMessage(widget, Widget.Msg.UpdateRequest);
+      await widget.renderPromise;
+    });
+  } finally {
+    scope.IS_REACT_ACT_ENVIRONMENT = before;
+  }
 }
 
 /** Poll `check` until it holds, failing after `timeout` ms. */

@@ -1,11 +1,10 @@
 import { CommandRegistry } from '@lumino/commands';
-import { MessageLoop } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { CommandIDs } from '../commands';
 import { JobsModel } from '../model';
 import { JobsPanel, RENDER_INTERVAL } from '../panel';
-import { FakeApi, HELD_ACTIONS, makeJob, waitFor } from './fakes';
+import { FakeApi, HELD_ACTIONS, makeJob, waitFor, rendered } from './fakes';
 
 const EVIL = '<img src=x onerror="window.__pwned = 1">';
 
@@ -33,10 +32,7 @@ async function setup(api: FakeApi, pageSize = 100) {
   await model.load();
   const panel = new JobsPanel({ model, commands, serverRoot: '/home/ana' });
   Widget.attach(panel, document.body);
-  const render = async () => {
-    MessageLoop.sendMessage(panel, Widget.Msg.UpdateRequest);
-    await panel.renderPromise;
-  };
+  const render = () => rendered(panel);
   await render();
   const rows = () => [
     ...panel.node.querySelectorAll<HTMLElement>('.jp-JobsPanel-row')
