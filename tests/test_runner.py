@@ -386,16 +386,24 @@ async def test_a_cell_after_others_reads_their_names_over_the_kernels(executor, 
     assert outcome.error.type == "NameError" and "never_set" in outcome.error.message
 
 
-def test_a_bundle_unbundles_to_its_parts_and_a_plain_payload_to_itself():
+def test_a_bundle_is_received_as_its_parts_and_a_plain_payload_as_itself():
+    import io
+
     from jupyter_jobs import chains
 
+    def receive(data: bytes) -> tuple:
+        stream = io.BytesIO(data + b"next frame")  # a body is followed by the next frame
+        received = chains.receive(stream, len(data))
+        assert stream.read() == b"next frame"  # read exactly its own bytes, whatever they hold
+        return received
+
     assert chains.bundle(b"p", []) == b"p"
-    body, parts = chains.unbundle(chains.bundle(b"\x80payload", [b"one", b""]))
+    body, parts = receive(chains.bundle(b"\x80payload", [b"one", b""]))
     assert bytes(body) == b"\x80payload" and [bytes(p) for p in parts] == [b"one", b""]
-    plain, none = chains.unbundle(b"\x80plain")
+    plain, none = receive(b"\x80plain")
     assert bytes(plain) == b"\x80plain" and none == []
     with pytest.raises(ValueError, match="parts say"):
-        chains.unbundle(chains.bundle(b"p", [b"x"]) + b"extra")
+        receive(chains.bundle(b"p", [b"x"]) + b"extra")
 
 
 async def test_cell_tells_objects_changed_in_place_from_names_bound_anew(executor, recorder):

@@ -103,7 +103,7 @@ def function_task(fn: Any, *args: Any, **kwargs: Any) -> Task:
 
 def cell_task(code: str, namespace: dict[str, Any] | None = None, **options: Any) -> Task:
     data, _ = payload.cell_payload(code, namespace or {})
-    return Task(next_id(), 1, Kind.CELL, "cell", data, options=options)
+    return Task(next_id(), 1, Kind.CELL, "cell", bytes(data), options=options)
 
 
 async def wait_for(predicate: Any, timeout: float = 30.0) -> Any:
