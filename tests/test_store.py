@@ -31,6 +31,7 @@ from jupyter_jobs.errors import (
 from jupyter_jobs.models import (
     TRANSITIONS,
     Change,
+    FileBytes,
     JobError,
     JobSpec,
     Kind,
@@ -494,10 +495,11 @@ def test_large_payloads_go_to_files(tmp_path: Path) -> None:
     small, big = s.enqueue_many([(spec(), b"s" * 100), (spec(), b"b" * 101)])
     assert not (s.workspace_root / str(small.id)).exists()
     assert (s.workspace_root / str(big.id) / "payload").read_bytes() == b"b" * 101
-    assert {c.job.id: c.payload for c in claim(s, "c", 2, 60)} == {
-        small.id: b"s" * 100,
-        big.id: b"b" * 101,
-    }
+    claimed = {c.job.id: c.payload for c in claim(s, "c", 2, 60)}
+    assert claimed[small.id] == b"s" * 100
+    # a large one is handed over as its file (a local worker reads it), not read into memory
+    assert claimed[big.id] == FileBytes(str(s.workspace_root / str(big.id) / "payload"), 101)
+    assert claimed[big.id].read() == b"b" * 101
     s.close()
 
 
