@@ -11,19 +11,20 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from ..errors import JobNotFound, NotebookNotFound, ResultNotReady
-from ..models import Job, JobSpec, Kind, Status, now
+from ..models import FileBytes, Job, JobSpec, Kind, Status, now
 from ..store import Store
 from .parsing import NotebookByPath
 
 
 def submit(
-    store: Store, parse: Callable[[], tuple[JobSpec, bytes] | NotebookByPath]
+    store: Store, parse: Callable[[], tuple[JobSpec, bytes | FileBytes] | NotebookByPath]
 ) -> tuple[Job, bool] | NotebookByPath:
     """Parse a submit body (`parsing.submit_json` or `submit_multipart`, bound to the body) and
     enqueue; also say whether the job is new (201) or an earlier one with the same key (200).
+    A spooled payload (`FileBytes`, bodies.py) becomes the job's file.
 
     The store returns the existing job for an `idempotency_key` it has seen: such a job was
     created before this call started. (Two concurrent first submits of one key both see a job
@@ -40,15 +41,22 @@ def submit(
     return job, spec.idempotency_key is None or job.created_at >= started
 
 
-def result(store: Store, job_id: int) -> bytes | Job:
-    """The result bytes of a succeeded job (or of a failed cell that sent names back), else its
-    record: one hop for either answer."""
+class Stored(NamedTuple):
+    """Result bytes as the store keeps them: an open file (the caller closes it) and its size."""
+
+    file: BinaryIO
+    size: int
+
+
+def result(store: Store, job_id: int) -> Stored | Job:
+    """The result of a succeeded job (or of a failed cell that sent names back), to be read a
+    piece at a time, else its record: one hop for either answer."""
     try:
-        return store.result(job_id)
+        return Stored(*store.open_result(job_id))
     except ResultNotReady:
         job = store.get(job_id)
     if job.status is Status.SUCCEEDED:  # it succeeded between the two reads
-        return store.result(job_id)
+        return Stored(*store.open_result(job_id))
     return job
 
 
