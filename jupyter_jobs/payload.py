@@ -11,6 +11,10 @@ module name. A dotted alias ("xml.etree") is a submodule the cell reaches throug
 imported, not bound. `execution_count` is the notebook cell's number (None outside a notebook)
 and `first_line` the cell's line the code starts on (2 under `%%job`): the worker labels the
 cell's tracebacks with them, `Cell In[7], line 3`, as the kernel would.
+
+A cell's payload (and a worker's result, runner.py) is `dumps_framed`: big NumPy arrays go beside
+the pickle as their own memory (buffers.py) instead of being copied into it; `loads` takes
+either form.
 """
 
 from __future__ import annotations
