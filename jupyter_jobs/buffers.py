@@ -27,7 +27,9 @@ sent without hashing it again (runner.py compares what a cell changed by these d
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
+import functools
 import hashlib
 import io
 import json
@@ -270,16 +272,29 @@ def _empty(dtype: str, shape: list[int], order: str) -> Any:
 
 
 def _fill(stream: Readable, target: memoryview, hashed: bool) -> bytes:
-    """Read `len(target)` bytes into `target`, a chunk at a time (hashed as they come)."""
+    """Read `len(target)` bytes into `target`, a chunk at a time; hashed, each chunk is hashed
+    by another thread while the next one is read (hashlib lets go of the GIL)."""
     h = hashlib.sha256() if hashed else None
+    hashing: concurrent.futures.Future[None] | None = None
     at, size = 0, len(target)
-    while at < size:
-        chunk = target[at : min(size, at + CHUNK)]
-        got = _read_into(stream, chunk)
-        if h is not None:
-            h.update(chunk)
-        at += got
+    try:
+        while at < size:
+            chunk = target[at : min(size, at + CHUNK)]
+            at += _read_into(stream, chunk)
+            if h is not None:
+                if hashing is not None:
+                    hashing.result()
+                hashing = _hasher().submit(h.update, chunk)
+    finally:
+        if hashing is not None:
+            hashing.result()
     return h.digest() if h is not None else b""
+
+
+@functools.cache
+def _hasher() -> concurrent.futures.ThreadPoolExecutor:
+    """The thread that hashes what `_fill` reads (one: chunks are hashed in order)."""
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jobs-hash")
 
 
 def _read_into(stream: Readable, target: memoryview) -> int:

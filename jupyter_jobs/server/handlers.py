@@ -12,6 +12,7 @@ The server never unpickles anything: result bytes are served as they were stored
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 from collections.abc import Callable
@@ -430,17 +431,21 @@ class ResultHandler(LongPollHandler):
             self.reply(answer.to_json(), 202)
 
     async def _send(self, stored: service.Stored) -> None:
-        """The stored bytes, read in a thread a piece at a time and sent as they are read, so
-        that a 100 MiB result is never in the server's memory whole."""
+        """The stored bytes, read in a thread a piece at a time (the next piece while this one
+        is sent), so that a 100 MiB result is never in the server's memory whole."""
         self.set_header("Content-Type", "application/octet-stream")
         self.set_header("Content-Length", str(stored.size))
+        ahead = asyncio.ensure_future(self.app.run(stored.file.read, RESULT_CHUNK))
         try:
-            while chunk := await self.app.run(stored.file.read, RESULT_CHUNK):
+            while chunk := await ahead:
+                ahead = asyncio.ensure_future(self.app.run(stored.file.read, RESULT_CHUNK))
                 self.write(chunk)
                 await self.flush()
         except StreamClosedError:
             return  # the client hung up
         finally:
+            with contextlib.suppress(Exception):  # raised above already, or the client left
+                await ahead  # not closed under a read
             stored.file.close()
         self.finish()
 
