@@ -6,7 +6,7 @@ a big cell's time. Here the pickler puts a reference in place of each big array 
 index) and keeps the array's memory aside. What travels is a *framed* pickle:
 
     MAGIC | header length (u32) | header (JSON: the pickle's length; each array's dtype,
-    shape, order) | pickle | the arrays' bytes, one after the other
+    shape, order) | pickle | each array's bytes, from a multiple of ALIGN bytes
 
 sent as parts (`Framed`: the arrays' memory as views, never joined), and received by reading each
 array's bytes straight into a new array's memory (`receive`: from a socket, an HTTP response or
@@ -14,15 +14,19 @@ bytes in memory), before the pickle is loaded (`loads`), so an array is whole be
 refers to it. Received arrays own their memory, as inline: `x.base`, `x.resize()` and views of
 them (array_views.py) behave as they would. That is why this is not pickle protocol 5's own
 out-of-band buffers: loaded through `pickle.loads(buffers=)`, an array is a view of the received
-buffer.
+buffer, and a view of it would not be a view of the array. A framed pickle in a file on this
+machine (a worker's large payload) is mapped instead (`map_file`): its arrays are copy-on-write
+views of the file, aligned, and cost nothing until written.
 
 Only plain `ndarray`s of at least `THRESHOLD` bytes, C or Fortran contiguous, of a dtype its
 `str` describes (no Python objects, no fields) go beside; everything else is pickled as before. A
 pickle with no such array is the plain pickle bytes it always was (a framed one starts with
 MAGIC, never with pickle's PROTO opcode 0x80, nor with chains.py's mark).
 
-`receive` can hash each array as it arrives (`digests`), so that the worker knows what it was
-sent without hashing it again (runner.py compares what a cell changed by these digests).
+Each array received says what it was (`Received.origins`, for changes.py): its hash, taken as
+it arrived (`receive` with `hashed`), or the file region it was mapped from, which still holds
+it whatever the array became: so the worker knows what a cell was sent without copying it, and
+without hashing what it mapped.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import functools
 import hashlib
 import io
 import json
+import mmap
 import struct
 import sys
 from collections.abc import Callable, Iterable
@@ -48,6 +53,9 @@ _HEADER_LENGTH = struct.Struct("!I")
 CHUNK = 2**20
 #: A framed pickle's header is small: a few numbers per array.
 MAX_HEADER = 16 * 2**20
+#: Each array's bytes start this many bytes apart from the frame's first (padded with zeros),
+#: so that an array mapped from a file is aligned for any dtype.
+ALIGN = 64
 
 #: The arrays of the framed pickle being loaded in this context (see `loads`).
 _LOADING: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
@@ -92,14 +100,56 @@ class Framed:
         return b"".join(self.parts)
 
 
+class Origin(Protocol):
+    """What an array was when it arrived, to tell later whether it still is."""
+
+    def matches(self, arr: Any) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Digest:
+    """An array's bytes as they were, by their hash."""
+
+    value: bytes
+
+    def matches(self, arr: Any) -> bool:
+        return digest([raw(arr)]) == self.value
+
+
+@dataclass(frozen=True)
+class FileRegion:
+    """An array's bytes as they were: still in the file it was mapped from (copy on write)."""
+
+    path: str
+    offset: int
+    size: int
+
+    def matches(self, arr: Any) -> bool:
+        """Compared a chunk at a time with the file (its pages are in memory already)."""
+        import numpy as np
+
+        now = raw(arr)
+        if len(now) != self.size:
+            return False
+        chunk = bytearray(min(CHUNK, self.size))
+        with open(self.path, "rb", buffering=0) as file:
+            file.seek(self.offset)
+            for at in range(0, self.size, CHUNK):
+                part = memoryview(chunk)[: min(CHUNK, self.size - at)]
+                _read_into(file, part)
+                if not np.array_equal(np.frombuffer(part, np.uint8), now[at : at + len(part)]):
+                    return False
+        return True
+
+
 @dataclass
 class Received:
     """A framed pickle read: the pickle, and its arrays already filled (see `loads`)."""
 
     pickle: bytes
     arrays: list[Any]
-    #: Each array's digest as it arrived (when `receive` was asked to hash).
-    digests: dict[int, bytes] = field(default_factory=dict)
+    #: What each array was as it arrived, by array id (hashed, or mapped from a file).
+    origins: dict[int, Origin] = field(default_factory=dict)
     loaded: bool = False
 
     def __len__(self) -> int:
@@ -141,7 +191,14 @@ class Collector:
             return pickled
         header = json.dumps({"pickle": len(pickled), "arrays": self._layouts}).encode()
         head = MAGIC + _HEADER_LENGTH.pack(len(header)) + header
-        return Framed([head, pickled, *map(raw, self.arrays)], list(self.arrays))
+        parts: list[Part] = [head, pickled]
+        at = len(head) + len(pickled)
+        for arr in self.arrays:
+            if pad := -at % ALIGN:
+                parts.append(bytes(pad))
+            parts.append(raw(arr))
+            at += pad + arr.nbytes
+        return Framed(parts, list(self.arrays))
 
 
 def _simple(dtype: Any, np: Any) -> bool:
@@ -198,26 +255,45 @@ def receive(stream: Readable, size: int, hashed: bool = False) -> bytearray | Re
         return data
     counted = _Counted(stream)
     try:
-        return _framed(counted, size - len(start), hashed)
+        return _read_framed(counted, size, hashed)
     except BaseException:
         skip(stream, size - len(start) - counted.count)
         raise
 
 
-def _framed(stream: _Counted, size: int, hashed: bool) -> Received:
-    """A framed pickle after its MAGIC (`size` bytes)."""
-    (header_length,) = _HEADER_LENGTH.unpack(read_exactly(stream, _HEADER_LENGTH.size))
-    room = size - _HEADER_LENGTH.size - header_length
-    if header_length > MAX_HEADER or room < 0:
-        raise FramingError(f"a framed pickle's header of {header_length} bytes is too long")
-    length, arrays = _layout(read_exactly(stream, header_length), room)
-    received = Received(read_exactly(stream, length), [])
-    for dtype, shape, order in arrays:
+def _read_framed(stream: _Counted, size: int, hashed: bool) -> Received:
+    """A framed pickle of `size` bytes, after its MAGIC."""
+    layout = _read_layout(stream, size)
+    received = Received(read_exactly(stream, layout.pickle), [])
+    for dtype, shape, order, offset in layout.arrays:
+        skip(stream, offset - len(MAGIC) - stream.count)  # the padding before it
         arr = _empty(dtype, shape, order)
         received.arrays.append(arr)
         found = _fill(stream, raw(arr), hashed)
         if hashed:
-            received.digests[id(arr)] = found
+            received.origins[id(arr)] = Digest(found)
+    return received
+
+
+def map_file(path: str, size: int) -> bytearray | Received:
+    """The `size` bytes of the file at `path` as `receive` would read them, but a framed
+    pickle's arrays are copy-on-write views of the file: nothing is copied or allocated until
+    a cell writes to them, and each one's origin is its region of the file."""
+    with open(path, "rb", buffering=0) as file:
+        start = read_exactly(file, min(size, len(MAGIC)))
+        if size < len(MAGIC) or not is_framed(start):
+            return receive(Replay(start, file), size)
+        counted = _Counted(file)
+        layout = _read_layout(counted, size)
+        pickled = read_exactly(counted, layout.pickle)
+        mapped = mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY)
+    received = Received(pickled, [])
+    import numpy as np
+
+    for dtype, shape, order, offset in layout.arrays:
+        arr = np.ndarray(shape, np.dtype(dtype), buffer=mapped, offset=offset, order=order)
+        received.arrays.append(arr)
+        received.origins[id(arr)] = FileRegion(path, offset, arr.nbytes)
     return received
 
 
@@ -239,10 +315,24 @@ class _Counted:
         return got
 
 
-def _layout(header: bytes, room: int) -> tuple[int, list[tuple[str, list[int], str]]]:
-    """(pickle length, each array's (dtype, shape, order)), checked to fit in `room` bytes."""
+@dataclass
+class _Layout:
+    """What a framed pickle's header says: its pickle's length, and each array's dtype, shape,
+    order and offset from the frame's first byte."""
+
+    pickle: int
+    arrays: list[tuple[str, list[int], str, int]]
+
+
+def _read_layout(stream: _Counted, size: int) -> _Layout:
+    """Read a framed pickle's header (after its MAGIC) and check that its parts, padding
+    included, add up to the `size` of the whole."""
+    (header_length,) = _HEADER_LENGTH.unpack(read_exactly(stream, _HEADER_LENGTH.size))
+    at = len(MAGIC) + _HEADER_LENGTH.size + header_length
+    if header_length > MAX_HEADER or at > size:
+        raise FramingError(f"a framed pickle's header of {header_length} bytes is too long")
     try:
-        found = json.loads(header)
+        found = json.loads(read_exactly(stream, header_length))
         length = found["pickle"]
         arrays = [(str(d), [int(n) for n in s], str(o)) for d, s, o in found["arrays"]]
     except (ValueError, TypeError, KeyError) as exc:
@@ -251,7 +341,7 @@ def _layout(header: bytes, room: int) -> tuple[int, list[tuple[str, list[int], s
         raise FramingError(f"a framed pickle's header gives its pickle {length!r} bytes")
     import numpy as np
 
-    total = length
+    layout, at = _Layout(length, []), at + length
     for dtype, shape, order in arrays:
         try:
             itemsize = np.dtype(dtype).itemsize
@@ -259,10 +349,12 @@ def _layout(header: bytes, room: int) -> tuple[int, list[tuple[str, list[int], s
             raise FramingError(f"a framed pickle names an unknown dtype: {exc}") from None
         if order not in ("C", "F") or any(n < 0 for n in shape):
             raise FramingError(f"a framed pickle names an array it cannot hold: {shape}, {order}")
-        total += int(np.prod(shape, dtype=np.int64)) * itemsize
-    if total != room:
-        raise FramingError(f"a framed pickle's parts add up to {total} bytes, not {room}")
-    return length, arrays
+        at += -at % ALIGN
+        layout.arrays.append((dtype, shape, order, at))
+        at += int(np.prod(shape, dtype=np.int64)) * itemsize
+    if at != size:
+        raise FramingError(f"a framed pickle's parts add up to {at} bytes, not {size}")
+    return layout
 
 
 def _empty(dtype: str, shape: list[int], order: str) -> Any:

@@ -452,7 +452,7 @@ JobBody = tuple[buffers.Loadable, list[buffers.Loadable]] | buffers.FramingError
 def _read_body(header: dict[str, Any], stream: buffers.Readable, size: int) -> Any:
     """A frame's body, read by the inbox thread as it arrives: a job's arrays straight into
     their own memory, hashed on the way (the runner then knows what the cell was sent without
-    hashing it again, changes.py), while the main thread is free."""
+    hashing it again, changes.py)."""
     if header["t"] != FrameType.JOB:
         return buffers.read_exactly(stream, size)
     try:
@@ -654,10 +654,10 @@ def _run_cell(
 ) -> bytes | buffers.Framed:
     job = _load(payload)
     variables, classes = _prepare_cell(shell, job, upstream)
-    known = {k: v for part in (payload, *upstream) for k, v in _digests(part).items()}
+    origins = {k: v for part in (payload, *upstream) for k, v in _origins(part).items()}
     # the objects the cell starts with: a change in place is told from a name bound anew
     sent = {name: shell.user_ns[name] for name in variables}
-    shipped = changes.Fingerprints(sent, classes, known)
+    shipped = changes.Fingerprints(sent, classes, origins)
     code = job["code"]
     shell.attach(cell, code)
     # IPython names the cell in tracebacks by its execution count: `Cell In[7], line 3`, as in
@@ -681,9 +681,9 @@ def _run_cell(
     return _cell_result(shell, code, shipped, classes, options, last=outcome.result)
 
 
-def _digests(part: Any) -> dict[int, bytes]:
-    """The digests of a received part's arrays, by array id (as they arrived)."""
-    return part.digests if isinstance(part, buffers.Received) else {}
+def _origins(part: Any) -> dict[int, buffers.Origin]:
+    """What a received part's arrays were as they arrived, by array id."""
+    return part.origins if isinstance(part, buffers.Received) else {}
 
 
 def _raw_environ() -> Mapping[Any, Any]:
@@ -845,14 +845,13 @@ class Worker:
 
 
 def _job_body(header: dict[str, Any], body: Any) -> tuple[buffers.Loadable, list[buffers.Loadable]]:
-    """The payload (and upstream results) as the inbox read them, or read now from the file
-    the header names (a large payload, on this machine: never through the executor)."""
+    """The payload (and upstream results) as the inbox read them, or the file the header names
+    (a large payload, on this machine: never through the executor), its arrays mapped."""
     path = header.get("payload_file")
     if path is not None:
         try:
-            with open(path, "rb", buffering=0) as file:
-                body = chains.receive(file, int(header["payload_len"]), hashed=True)
-        except (OSError, EOFError, buffers.FramingError) as exc:
+            body = buffers.map_file(path, int(header["payload_len"]))
+        except (OSError, ValueError, EOFError) as exc:
             message = f"the payload file {path} could not be read in the worker: {exc}"
             raise Failure("payload", type(exc).__name__, message) from None
     if isinstance(body, buffers.FramingError):

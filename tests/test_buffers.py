@@ -39,8 +39,14 @@ def test_big_arrays_travel_beside_the_pickle_and_arrive_owning_their_memory():
     assert isinstance(framed, buffers.Framed)
     # the five big plain arrays go beside, as their own memory: never copied into the pickle
     assert len(framed.arrays) == 5 and len(framed.parts[1]) < 20_000
-    assert all(np.shares_memory(np.asarray(part), arr) for part, arr in
-               zip(framed.parts[2:], framed.arrays, strict=True))  # fmt: skip
+    views = [part for part in framed.parts if isinstance(part, memoryview)]
+    assert all(
+        np.shares_memory(np.asarray(v), a) for v, a in zip(views, framed.arrays, strict=True)
+    )
+    at = 0  # each array's bytes start aligned, so that one mapped from a file is aligned too
+    for part in framed.parts:
+        assert at % buffers.ALIGN == 0 or not isinstance(part, memoryview)
+        at += len(part)
     back = through(framed)
     for name in ("c", "fortran", "readonly", "dates", "big_endian", "small"):
         assert np.array_equal(back[name], sent[name]), name
@@ -78,7 +84,7 @@ def test_a_framed_pickle_is_read_exactly_and_its_arrays_hashed_as_they_arrive():
     received = buffers.receive(stream, len(joined), hashed=True)
     assert stream.read() == b"the next frame"
     (arr,) = received.arrays
-    assert received.digests == {id(arr): hashlib.sha256(big.tobytes()).digest()}
+    assert received.origins == {id(arr): buffers.Digest(hashlib.sha256(big.tobytes()).digest())}
     assert loads(received)["big"] is arr  # loaded once: its own arrays, as read
     again = loads(received)["big"]  # loaded again: copies, the first objects keep theirs
     assert again is not arr and np.array_equal(again, big)
@@ -110,3 +116,25 @@ def test_plain_bytes_are_received_as_they_are():
     stream = io.BytesIO(b"\x80plain pickle or JSON" + b"next")
     assert buffers.receive(stream, 21) == bytearray(b"\x80plain pickle or JSON")
     assert stream.read() == b"next"
+
+
+def test_a_framed_file_is_mapped_copy_on_write_and_each_array_knows_its_region(tmp_path):
+    base = np.arange(BIG * 2, dtype=np.float64)
+    sent = {"base": base, "window": base[10:20], "f": np.asfortranarray(np.ones((BIG // 8, 8)))}
+    framed = dumps_framed(sent, together=sent.values())
+    path = tmp_path / "payload"
+    path.write_bytes(bytes(framed))
+    received = buffers.map_file(str(path), len(framed))
+    back = loads(received)
+    mapped = back["base"]
+    assert back["window"].base is mapped and np.array_equal(mapped, base)
+    assert mapped.flags.writeable and mapped.flags.aligned and back["f"].flags.f_contiguous
+    region = received.origins[id(mapped)]
+    assert region.matches(mapped)
+    back["window"][0] = -1  # written: a copy of that page, the file stays as it was
+    assert not region.matches(mapped) and mapped[10] == -1
+    assert path.read_bytes() == bytes(framed)
+    assert region.matches(base)  # another object with the same bytes
+    plain = tmp_path / "plain"
+    plain.write_bytes(dumps({"n": 1}))
+    assert loads(buffers.map_file(str(plain), plain.stat().st_size)) == {"n": 1}
