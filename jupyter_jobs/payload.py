@@ -12,9 +12,9 @@ imported, not bound. `execution_count` is the notebook cell's number (None outsi
 and `first_line` the cell's line the code starts on (2 under `%%job`): the worker labels the
 cell's tracebacks with them, `Cell In[7], line 3`, as the kernel would.
 
-A cell's payload (and a worker's result, runner.py) is `dumps_framed`: big NumPy arrays go beside
-the pickle as their own memory (buffers.py) instead of being copied into it; `loads` takes
-either form.
+Payloads (and a worker's results, runner.py) are `dumps_framed`: big NumPy arrays go beside the
+pickle as their own memory (buffers.py) instead of being copied into it; `loads` takes either
+form.
 """
 
 from __future__ import annotations
@@ -231,13 +231,14 @@ def _culprits(items: Iterable[tuple[str, Any]]) -> list[str]:
 
 def function_payload(
     fn: Any, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
-) -> bytes:
-    """The payload for `fn(*args, **kwargs)`; PayloadError names each part dill cannot take."""
+) -> bytes | buffers.Framed:
+    """The payload for `fn(*args, **kwargs)` (its big arrays beside it, buffers.py);
+    PayloadError names each part dill cannot take."""
     if not callable(fn):
         raise PayloadError(f"a function job needs a callable, got {describe_type(fn)}")
     kwargs = dict(kwargs or {})
     try:
-        return dumps({"fn": fn, "args": tuple(args), "kwargs": kwargs})
+        return dumps_framed({"fn": fn, "args": tuple(args), "kwargs": kwargs})
     except Exception as exc:
         name = getattr(fn, "__qualname__", None) or repr(fn)
         items = [(f"the function '{name}'", fn)]

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .buffers import Framed
 from .consumer import Consumer
 from .errors import InvalidRequest, JobsError
 from .executors.local import LocalExecutor
@@ -41,8 +42,9 @@ class StoreBackend(Backend):
     def _on_changes(self, changes: list[Change]) -> None:
         self.resolve(c.job for c in changes if c.what == "transition" and c.job.finished)
 
-    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
-        return self.store.enqueue_many(items)
+    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes | Framed]]) -> list[JobRecord]:
+        # The store takes bytes: a framed payload's parts are joined, once, as a pickle was.
+        return self.store.enqueue_many([(spec, bytes(payload)) for spec, payload in items])
 
     def get(self, job_id: int) -> JobRecord:
         return self.store.get(job_id)

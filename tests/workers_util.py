@@ -97,7 +97,7 @@ async def running_executor(recorder: Recorder, max_workers: int = 2, **kwargs: A
 
 def function_task(fn: Any, *args: Any, **kwargs: Any) -> Task:
     return Task(
-        next_id(), 1, Kind.FUNCTION, fn.__name__, payload.function_payload(fn, args, kwargs)
+        next_id(), 1, Kind.FUNCTION, fn.__name__, bytes(payload.function_payload(fn, args, kwargs))
     )
 
 
