@@ -6,7 +6,7 @@ also keeps `requests` out of the runtime dependencies. Errors come back as the s
 `jupyter_jobs.errors` types the server raised (by the `type` field of the JSON error body), so a
 notebook catches `JobNotFound` whether it asked the engine or the server.
 
-Big variables are never copied on the way: a cell's payload goes out as its parts (its arrays'
+Big variables are never copied on the way: a payload goes out as its parts (its arrays'
 own memory, buffers.py) behind the multipart head, and a result's arrays are read from the
 response straight into their memory.
 """
@@ -62,7 +62,7 @@ RESULTS_BYTES = 2**20
 
 _UNKNOWN = object()
 
-#: What a kernel submits: pickle bytes, or a cell's pickle and its arrays (buffers.py).
+#: What a kernel submits: pickle bytes, or a pickle and its arrays beside it (buffers.py).
 Payload = bytes | buffers.Framed
 #: Reads an answer's body of the given size from the response (`Client.request`).
 Receive = Callable[[Any, int], Any]
