@@ -36,19 +36,11 @@ sys.path[0:0] = [str(REPO / "tests" / "integration"), str(REPO / "tests")]
 import websocket  # noqa: E402
 
 import jobfuncs  # noqa: E402
-from servers import JupyterHome, RunningServer, submit_body  # noqa: E402
+from lab_browser import lab_home, launch_chromium  # noqa: E402
+from servers import RunningServer, submit_body  # noqa: E402
 
 WORKERS = 2
 BATCH = 500
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
 SCHEMA_ID = "https://events.jupyter.org/jupyter_jobs/job"
 
 
@@ -60,13 +52,7 @@ class Code:
         self.root = root
 
     def lab(self, base: Path) -> RunningServer:
-        home = JupyterHome.create(base)
-        target = home.data_dir / "labextensions" / "jupyter-jobs"
-        target.parent.mkdir(parents=True)
-        target.symlink_to(self.root / "jupyter_jobs" / "labextension", target_is_directory=True)
-        labconfig = home.config_dir / "labconfig"
-        labconfig.mkdir()
-        (labconfig / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
+        home = lab_home(base, self.root / "jupyter_jobs" / "labextension")
         path = f"{self.root}:{self.root / 'tests'}"
         server = RunningServer(
             home, "lab", {"JobsApp": {"max_workers": WORKERS}}, env={"PYTHONPATH": path}
@@ -117,9 +103,7 @@ class TabWatcher:
     def __init__(self, playwright: Any, server: RunningServer) -> None:
         from playwright.sync_api import expect
 
-        self._browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        self._browser = launch_chromium(playwright)
         self.page = self._browser.new_page(viewport={"width": 1400, "height": 900})
         self.page.goto(f"{server.url}lab?token={server.token}")
         expect(self.page.locator("#jupyterlab-splash")).to_have_count(0, timeout=120_000)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -29,13 +28,11 @@ from playwright.sync_api import Page, expect, sync_playwright
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests" / "integration"), str(REPO / "tests")]
 
-from servers import JupyterHome, RunningServer, poll  # noqa: E402
+from lab_browser import lab_home, launch_chromium  # noqa: E402
+from servers import RunningServer, poll  # noqa: E402
 
-LABEXTENSION = REPO / "jupyter_jobs" / "labextension"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 VIEWPORT = {"width": 1400, "height": 900}
 CONFIG = {"JobsApp": {"max_workers": 2, "progress_interval": 0.2}}
-PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
 NOTEBOOK = "churn/resnet.ipynb"
 TIMEOUT = 60_000
 
@@ -181,24 +178,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="where the PNGs go")
     out = parser.parse_args().out
-    if not (LABEXTENSION / "package.json").is_file():
-        sys.exit(f"{LABEXTENSION} is missing: cd labextension && npm run build")
     with tempfile.TemporaryDirectory(prefix="jupyter-jobs-screens-") as tmp:
-        home = JupyterHome.create(Path(tmp) / "home")
-        target = home.data_dir / "labextensions" / "jupyter-jobs"
-        target.parent.mkdir(parents=True)
-        target.symlink_to(LABEXTENSION, target_is_directory=True)
-        (home.config_dir / "labconfig").mkdir()
-        (home.config_dir / "labconfig" / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
+        home = lab_home(Path(tmp) / "home")
         server = RunningServer(home, "lab", CONFIG).wait_ready()
         try:
             create_notebook(server, NOTEBOOK)
             # Relative, so that the detail view's Owner line does not show the temporary dir.
             jobs = session(server, NOTEBOOK)
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-                )
+                browser = launch_chromium(playwright)
                 try:
                     shoot(browser.new_page(viewport=VIEWPORT), server, jobs, out)
                 finally:

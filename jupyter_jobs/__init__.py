@@ -38,13 +38,27 @@ _LAZY = {
     "retry": "kernel.api",
     "release": "kernel.api",
     "delete": "kernel.api",
+    "results": "kernel.api",
     "schedule": "kernel.api",
     "list_schedules": "kernel.api",  # not `schedules`: that is the module of the rules
     "get_schedule": "kernel.api",
     "pause_schedule": "kernel.api",
     "resume_schedule": "kernel.api",
     "delete_schedule": "kernel.api",
+    "job_type": "kernel.api",
+    "submit_typed": "kernel.api",
+    "list_job_types": "kernel.api",  # not `job_types`: that is the module of the vocabulary
+    "get_job_type": "kernel.api",
+    "delete_job_type": "kernel.api",
+    "JobTypeNotFound": "errors",
+    "peek": "kernel.api",
+    "is_empty": "kernel.api",
+    "stats": "kernel.api",
+    "workers": "kernel.api",
+    "drain_worker": "kernel.api",
     "load_ipython_extension": "kernel.magics",
+    # what job code calls (a quiet no-op outside a job)
+    "stream": "streams",
 }
 
 __all__ = [*_LAZY, "__version__", "current_job", "progress"]

@@ -2,9 +2,13 @@
 
 The CLI opens the store file directly: a consumer serving the same database (the Jupyter server's
 or a `jupyter jobs consumer`) hears about cancels and retries at once through the doorbell, so
-there is no need to find a server first. Only `consumer` creates a database: a typo in `--db`
-must not look like an empty queue. With `--json`, everything it prints is JSON, errors included
-(on stderr, in the REST API's error shape).
+there is no need to find a server first. So it asks no server who you are: "mine" (`--mine`) is
+the OS user running it, whom `JobQueue` and a single-user Jupyter server record too; and whoever
+can open the database file (0600, its owner's) may act on every job in it.
+
+Only `consumer` creates a database: a typo in `--db` must not look like an empty queue. With
+`--json`, everything it prints is JSON, errors included (on stderr, in the REST API's error
+shape).
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
-from . import cli_schedules, notebooks, wording
+from . import cli_schedules, cli_types, cli_workers, notebooks, options, wording
+from .channels import DEFAULT_READER, check_name
 from .errors import DatabaseNotFound, InvalidRequest, JobsError, error_body
-from .models import Job, Status
+from .models import Job, JobUser, Status
 from .store import DEFAULT_RETENTION_DAYS, Store, default_db_path
 
 DB_ENV = "JUPYTER_JOBS_DB"
@@ -51,6 +56,18 @@ def _job_id(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"job id must be positive, got {value}")
     return value
+
+
+def _name(what: str) -> Callable[[str], str]:
+    """An argparse type for a channel's or reader's name (a bad one is a usage error)."""
+
+    def check(text: str) -> str:
+        try:
+            return check_name(what, text)
+        except InvalidRequest as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    return check
 
 
 def _when(ts: float | None) -> str:
@@ -80,6 +97,7 @@ def _describe(job: Job) -> str:
         ("name", job.name),
         ("kind", job.kind.value),
         ("owner", job.owner or "-"),
+        ("user", _user(job)),
         ("status", wording.status_word(job)),
         ("attempt", f"{job.attempt} (retries allowed: {job.retries})"),
         ("actions", ", ".join(job.actions) or "-"),
@@ -93,12 +111,25 @@ def _describe(job: Job) -> str:
         ("timeout", f"{job.timeout:g}s" if job.timeout else "-"),
         ("log", f"{job.log_size} bytes"),
     ]
+    if job.type is not None:
+        fields.insert(3, ("type", f"{job.type} {json.dumps(job.parameters)}"))
+    if job.summary is not None:
+        fields.append(("summary", json.dumps(job.summary)))
     text = "\n".join(f"{k:<10}{v}" for k, v in fields)
     if job.error:
         text += f"\nerror     {job.error.type}: {job.error.message}"
         if job.error.traceback:
             text += "\n\n" + job.error.traceback.rstrip()
     return text
+
+
+def _user(job: Job) -> str:
+    """The job's user as people know them: the display name, with the username when it says
+    something else."""
+    shown = job.user_display_name or job.user
+    if shown and job.user and shown != job.user:
+        return f"{shown} ({job.user})"
+    return shown or "-"
 
 
 def _print_json(data: Any) -> None:
@@ -114,7 +145,8 @@ def cmd_list(store: Store, args: argparse.Namespace) -> int:
                 f"unknown status {', '.join(unknown)}; choose from "
                 f"{', '.join(s.value for s in Status)}"
             )
-    page = store.query(status=status, owner=args.owner, q=args.q, limit=args.limit)
+    user = JobUser.of_process().username if args.mine else args.user
+    page = store.query(status=status, owner=args.owner, q=args.q, limit=args.limit, user=user)
     if args.json:
         _print_json(
             {
@@ -134,12 +166,12 @@ def cmd_list(store: Store, args: argparse.Namespace) -> int:
             _elapsed(j),
             _when(j.created_at),
             (j.owner or "")[:40],
+            j.user[:20] or "-",
         ]
         for j in page.jobs
     ]
-    print(
-        _table(rows, ["ID", "NAME", "STATUS", "REASON", "PROGRESS", "ELAPSED", "CREATED", "OWNER"])
-    )
+    headers = ["ID", "NAME", "STATUS", "REASON", "PROGRESS", "ELAPSED", "CREATED", "OWNER", "USER"]
+    print(_table(rows, headers))
     counts = ", ".join(f"{n} {s}" for s, n in page.counts.items() if n)
     print(f"\n{counts or 'no jobs'}")
     return 0
@@ -154,17 +186,27 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_chunks(store: Store, job_id: int, follow: bool) -> Iterator[tuple[int, bytes]]:
-    """(offset, bytes) of the job's log in order; when following, until the job has ended."""
+def _log_chunks(
+    store: Store, job_id: int, follow: bool, stream: str | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of the job's log (or of one of its streams) in order; when following,
+    until the job has ended."""
+
+    def read(offset: int) -> tuple[bytes, int]:
+        if stream is None:
+            return store.read_log(job_id, offset)
+        found = store.read_log_streams(job_id, offset, stream=stream)[1]
+        return found.data, found.next_offset
+
     offset = 0
     while True:
-        data, offset = store.read_log(job_id, offset)
+        data, offset = read(offset)
         if data:
             yield offset - len(data), data
             continue
         if not follow or store.get(job_id).finished:
             # The rest: the job may have written its final lines as it finished.
-            while data := store.read_log(job_id, offset)[0]:
+            while data := read(offset)[0]:
                 yield offset, data
                 offset += len(data)
             return
@@ -172,7 +214,7 @@ def _log_chunks(store: Store, job_id: int, follow: bool) -> Iterator[tuple[int, 
 
 
 def cmd_logs(store: Store, args: argparse.Namespace) -> int:
-    chunks = _log_chunks(store, args.id, args.follow)
+    chunks = _log_chunks(store, args.id, args.follow, args.stream)
     if not args.json:
         out = sys.stdout.buffer
         for _, data in chunks:
@@ -308,13 +350,11 @@ def cmd_run(store: Store, args: argparse.Namespace) -> int:
     from .front import Jobs
     from .queue import StoreBackend
 
-    parameters: dict[str, Any] = {}
-    for name, value in args.parameters or []:
-        parameters[name] = notebooks.cli_value(value)
+    parameters = notebooks.cli_parameters(args.parameters)
     front = Jobs(StoreBackend(store), lambda: f"cli:{os.getpid()}")
     try:
-        options = {"name": args.name} if args.name else {}
-        job = front.submit_notebook(args.notebook, parameters, args.kernel, **options)
+        given = options.given(vars(args))
+        job = front.submit_notebook(args.notebook, parameters, args.kernel, **given)
         record = job.wait().record if args.wait else job.record
     finally:
         front.backend.close()
@@ -325,6 +365,33 @@ def cmd_run(store: Store, args: argparse.Namespace) -> int:
         if record.error:
             print(record.error.message)
     return 0 if not args.wait or record.status is Status.SUCCEEDED else 1
+
+
+def cmd_results(store: Store, args: argparse.Namespace) -> int:
+    """Print the finished jobs of a result channel for a reader, in the order they finished,
+    each acknowledged once printed (when the next is asked for): run again, it prints only what
+    finished since. With -f, keep waiting for more until interrupted."""
+    from .front import Jobs
+    from .queue import StoreBackend
+
+    front = Jobs(StoreBackend(store), lambda: f"cli:{os.getpid()}")
+    jobs = front.results(args.channel, reader=args.reader, timeout=None if args.follow else 0)
+    try:
+        for job in jobs:
+            record = job.record
+            if args.json:
+                seen = {"channel": args.channel, "reader": args.reader, "seq": job.channel_seq}
+                print(json.dumps({**seen, "job": record.to_json()}), flush=True)
+            else:
+                line = f"{job.channel_seq:>6}  job {record.id:<6} {wording.status_word(record)}"
+                print(f"{line}  {record.name}", flush=True)
+    except KeyboardInterrupt:  # -f ends this way; what was printed is acknowledged
+        pass
+    finally:
+        front.backend.close()
+    if not args.json and not jobs.delivered and not args.follow:
+        print(f"no new finished job in channel {args.channel!r} for reader {args.reader!r}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -340,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", parents=[common], help="list jobs, newest first")
     p.add_argument("--status", help="comma-separated statuses to show")
     p.add_argument("--owner", help="only jobs of this notebook/owner")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--user", help="only jobs of this user (their username)")
+    who.add_argument(
+        "--mine", action="store_true", help="only your jobs (those of the OS user running this)"
+    )
     p.add_argument("-q", help="only jobs whose name contains this")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_list)
@@ -358,23 +430,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logs", parents=[common], help="print a job's log")
     p.add_argument("id", type=_job_id)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    p.add_argument(
+        "--stream",
+        help='only this stream of the log: "main", "thread NAME", "pid N" or a '
+        "jupyter_jobs.stream label (offsets in --json count its bytes)",
+    )
     p.set_defaults(func=cmd_logs)
+    p = sub.add_parser(
+        "results",
+        parents=[common],
+        help="print the jobs of a result channel as they finish (each once per reader)",
+    )
+    p.add_argument(
+        "channel",
+        type=_name("channel"),
+        metavar="NAME",
+        help="the channel (the jobs' `channel` option)",
+    )
+    p.add_argument(
+        "--reader",
+        type=_name("reader"),
+        default=DEFAULT_READER,
+        help=f"the reader whose cursor moves (default {DEFAULT_READER!r}); each reader gets "
+        "every job",
+    )
+    p.add_argument("-f", "--follow", action="store_true", help="keep waiting for more jobs")
+    p.set_defaults(func=cmd_results)
     p = sub.add_parser("run", parents=[common], help="run a notebook as a job")
     p.add_argument("notebook", help="the .ipynb file (read now: a snapshot)")
-    p.add_argument(
-        "-p",
-        "--parameter",
-        dest="parameters",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="a parameter (VALUE parsed as JSON, else taken as a string); repeatable",
-    )
+    notebooks.add_parameter_argument(p)
     p.add_argument("--kernel", help="the kernelspec (default: the notebook's, else python3)")
     p.add_argument("--name", help="the job's name (default: the notebook's file name)")
     p.add_argument(
         "--wait", action="store_true", help="wait until it ends; exit 1 unless it succeeded"
     )
+    options.add_arguments(p, set(options.BY_NAME) - {"name"})  # --name: its own help
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(
         "gc",
@@ -397,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_consumer, creates=True)
     cli_schedules.add_parser(sub, common)
+    cli_types.add_parser(sub, common)
+    cli_workers.add_parser(sub, common)
     return parser
 
 

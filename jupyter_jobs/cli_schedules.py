@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import notebooks, options
 from . import schedules as rules
 from .errors import InvalidRequest
+from .models import JobUser
 from .store import Store
 
 
@@ -21,14 +23,6 @@ def _schedule_id(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"schedule id must be a positive integer, got {text!r}")
     return int(text)
-
-
-def _value(text: str) -> Any:
-    """A parameter's value: JSON when it parses, else the text itself."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _print(schedule: rules.Schedule, as_json: bool) -> None:
@@ -42,6 +36,7 @@ def _print(schedule: rules.Schedule, as_json: bool) -> None:
     lines = [
         f"schedule {schedule.id}: {schedule.name}",
         f"  target:   {schedule.target.get('path') or schedule.target.get('name')}",
+        f"  user:     {schedule.user_display_name or schedule.user or '-'}",
         f"  when:     {timing} ({raw}, {schedule.timezone})",
         f"  next run: {'paused' if schedule.paused else rules.utc_text(schedule.next_run)}",
         f"  last run: {last_text}",
@@ -58,22 +53,12 @@ def cmd_add(store: Store, args: argparse.Namespace) -> int:
         payload = path.read_bytes()
     except OSError as exc:
         raise InvalidRequest(f"target.path: cannot read {path}: {exc}") from None
-    job = {
-        k: v
-        for k, v in (
-            ("priority", args.priority),
-            ("timeout", args.timeout),
-            ("retries", args.retries),
-            ("retry_delay", args.retry_delay),
-        )
-        if v is not None
-    }
     spec = rules.ScheduleSpec(
         name=args.name or "",
         target={
             "kind": "notebook",
             "path": str(path),
-            "parameters": {name: _value(value) for name, value in args.parameter or []},
+            "parameters": notebooks.cli_parameters(args.parameters),
             "kernel_name": args.kernel,
         },
         cron=args.cron,
@@ -82,9 +67,9 @@ def cmd_add(store: Store, args: argparse.Namespace) -> int:
         overlap=args.overlap,
         catch_up=args.catch_up,
         paused=args.paused,
-        job=job,
+        job=options.given(vars(args), rules.JOB_OPTIONS),
     )
-    _print(store.add_schedule(spec, "", payload), args.json)
+    _print(store.add_schedule(spec, "", payload, user=JobUser.of_process()), args.json)
     return 0
 
 
@@ -134,23 +119,13 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     when.add_argument("--cron", help='a 5-field cron expression, e.g. "0 8 * * 1-5"')
     when.add_argument("--every", type=float, metavar="SECONDS", help="an interval (>= 60)")
     p.add_argument("--timezone", help="IANA zone of the cron times (default: this machine's)")
-    p.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="a notebook parameter (VALUE as JSON, else a string)",
-    )
+    notebooks.add_parameter_argument(p)
     p.add_argument("--name")
     p.add_argument("--kernel", help="kernelspec (default: the notebook's)")
     p.add_argument("--overlap", choices=rules.OVERLAPS, default="skip")
     p.add_argument("--catch-up", choices=rules.CATCH_UPS, default="latest")
     p.add_argument("--paused", action="store_true", help="create it paused")
-    p.add_argument("--priority", type=int)
-    p.add_argument("--timeout", type=float)
-    p.add_argument("--retries", type=int)
-    p.add_argument("--retry-delay", type=float)
+    options.add_arguments(p, rules.JOB_OPTIONS)  # each run's job options
     p.set_defaults(func=cmd_add)
     p = verbs.add_parser("list", parents=[common], help="every schedule")
     p.set_defaults(func=cmd_list)

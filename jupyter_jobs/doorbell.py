@@ -213,6 +213,19 @@ class Listener:
             if rings or left == 0:
                 return bool(rings)
 
+    def wake(self) -> None:
+        """Ring this listener alone, from its own process: for a commit the waiting thread
+        learns of through the store's subscription (the doorbell never rings its own
+        listeners). Never blocks; a polling listener wakes at its next poll anyway."""
+        if self.path is None or self._sock is None:
+            return
+        try:
+            self._doorbell._socket().sendto(b"!", os.fspath(self.path))
+        except BlockingIOError:
+            pass  # its buffer is full: a wake-up is pending already
+        except OSError as exc:  # closed meanwhile: nobody waits on it any more
+            log.debug("cannot wake %s: %s", self.path, exc)
+
     def drain(self) -> int:
         """Consume every pending ring without blocking; returns how many there were."""
         rings = 0

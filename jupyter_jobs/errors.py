@@ -71,9 +71,53 @@ class ScheduleNotFound(JobsError):
         self.schedule_id = schedule_id
 
 
+class JobTypeNotFound(JobsError):
+    """No job type of that name: none is installed (entry points) or registered from a kernel."""
+
+    http_status = 404
+
+    @classmethod
+    def named(cls, name: str, known: list[str] | None = None) -> JobTypeNotFound:
+        """The refusal of `name`; `known` lists the types there are, to name them."""
+        text = f"no job type named {name!r}"
+        if known is not None:
+            text += f" (job types: {', '.join(known) or 'none'})"
+        return cls(text, {"type": name})
+
+
+class JobTypeConflict(JobsError):
+    """The job type cannot be changed that way: an installed type's name is not a kernel's to
+    take, nor to delete (uninstall its package)."""
+
+    http_status = 409
+
+
+class WorkerNotFound(JobsError):
+    """No worker with that id (it exited, or belongs to no consumer of this database)."""
+
+    http_status = 404
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(f"no worker with id {worker_id[:200]!r}", {"id": worker_id[:200]})
+        self.worker_id = worker_id
+
+
+class WorkerNotDrainable(JobsError):
+    """The worker cannot be drained: its executor does not drain workers (Dask's), or it is
+    exiting already."""
+
+    http_status = 409
+
+
 class NotebookNotFound(JobsError):
     """No notebook there: a notebook submit's path names none, or a notebook job has not
     produced its executed notebook (yet)."""
+
+    http_status = 404
+
+
+class StreamNotFound(JobsError):
+    """A job's log has no stream of that name (yet): `detail` lists the streams it has."""
 
     http_status = 404
 
@@ -114,6 +158,13 @@ _TARGET_PHRASES = {
 def status_phrase(status: Status) -> str:
     """Where a job is, as the rest of a sentence that starts "job 1 ...": "is running"."""
     return _STATUS_PHRASES[status]
+
+
+class NotAllowed(JobsError):
+    """The user may not do this to another user's job or schedule: the server's authorizer
+    refused (`server/access.py`)."""
+
+    http_status = 403
 
 
 class PayloadTooLarge(JobsError):

@@ -1,4 +1,5 @@
-"""`Jobs`: the one front end (submit, map, get, jobs, cancel, retry, delete, release, schedule).
+"""`Jobs`: the one front end (submit, map, get, jobs, cancel, retry, delete, release, results,
+schedule, submit_typed and the job type verbs).
 
 `JobQueue` (the engine's API, over a store file) and `jj.*` in kernels (over the Jupyter server's
 REST API) are thin over it; they differ only by their `Backend` and by who the jobs belong to.
@@ -13,12 +14,16 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import notebooks
+from . import job_types, notebooks
 from . import options as opts
+from .channels import DEFAULT_READER, Results
+from .errors import PayloadError
 from .job import Backend, Job
+from .job_types import JobType, TypedRun
 from .models import JobSpec, Kind, Status
-from .payload import function_payload
+from .payload import dumps, function_payload
 from .schedules import Schedule, ScheduleSpec
+from .worker_info import WorkerInfo
 
 #: Jobs one `jobs()` call lists unless told otherwise.
 LIST_LIMIT = 1000
@@ -113,6 +118,26 @@ class Jobs:
         spec = self.spec(Kind.NOTEBOOK, name, **options)
         return self.backend.submit([(spec, data)])[0]
 
+    def submit_typed(
+        self, type_name: str, /, parameters: dict[str, Any] | None = None, **options: Any
+    ) -> Job:
+        """Run a job of the job type `type_name` with `parameters` (JSON values, checked
+        against the type's schema before this returns: a bad one raises `InvalidRequest`
+        naming it, an unknown type `JobTypeNotFound`); returns its handle (over the store, the
+        job is stored in the background as `submit`'s are; over REST, before this returns).
+
+        Options are `submit`'s (the job's name defaults to the type's). The job runs where its
+        type says (a kernel type: the interpreter and directory of the kernel that registered
+        it) unless `interpreter` or `cwd` are given. Its `result()` is the run function's
+        value (sent as JSON when it is plain JSON), its record's `summary` what the type's
+        `summarize` made of it.
+        """
+        name = options.pop("name", None) or job_types.check_name(type_name)
+        spec = opts.build_spec(
+            Kind.TYPED, name, self._owner(), options, type=type_name, parameters=parameters
+        )
+        return self.backend.submit_typed(spec)  # type: ignore[attr-defined]
+
     # --- following and acting ----------------------------------------------------------------
 
     def get(self, job_id: int) -> Job:
@@ -126,13 +151,18 @@ class Jobs:
         owner: str | None = None,
         q: str | None = None,
         limit: int = LIST_LIMIT,
+        user: str | None = None,
+        mine: bool = False,
     ) -> list[Job]:
         """Handles for the jobs matching the filters, newest first: `status` (one or several),
-        `owner`, `q` (in the name or notebook), at most `limit`."""
+        `owner`, `q` (in the name or notebook), `user` (whose jobs) or `mine` (your own: the
+        OS user's for `JobQueue`, the server's user for you in a kernel), at most `limit`."""
         if isinstance(status, (str, Status)):
             status = [status]
         statuses = [str(s) for s in status] if status is not None else None
-        records = self.backend.find(status=statuses, owner=owner, q=q, limit=limit)
+        records = self.backend.find(
+            status=statuses, owner=owner, q=q, limit=limit, user=user, mine=mine
+        )
         return [self.backend.handle(r) for r in records]
 
     def cancel(self, job_id: int) -> Job:
@@ -150,6 +180,126 @@ class Jobs:
     def delete(self, job_id: int) -> None:
         """Remove a job that is not running, with its payload, result and logs."""
         self.backend.delete(int(job_id))
+
+    # --- job types ---------------------------------------------------------------------------
+
+    def job_type(
+        self,
+        name: str | None = None,
+        schema: dict[str, Any] | None = None,
+        *,
+        summarize: Callable[[TypedRun], Any] | None = None,
+        description: str | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A decorator: `register_type` the function it decorates, and return it unchanged."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.register_type(fn, name, schema, summarize=summarize, description=description)
+            return fn
+
+        return register
+
+    def register_type(
+        self,
+        fn: Callable[..., Any],
+        /,
+        name: str | None = None,
+        schema: dict[str, Any] | None = None,
+        *,
+        summarize: Callable[[TypedRun], Any] | None = None,
+        description: str | None = None,
+    ) -> JobType:
+        """Register `fn` as the job type `name` (default: its name) whose parameters `schema`
+        describes (default: made from its signature), with an optional `summarize(job)` that
+        turns a finished run into a short JSON view. The functions are kept as dill bytes in
+        the job database, which only workers load, so the type outlives this process and the
+        server; registering a name again replaces it. Its jobs run with this process's
+        interpreter in its working directory (a kernel's: its own). Returns the stored type.
+        """
+        described = job_types.describe_function(fn, name, schema, summarize, description)
+        try:
+            functions = dumps({"run": fn, "summarize": described.summarize})
+        except Exception as exc:
+            raise PayloadError(
+                f"job type {described.name!r}: its functions cannot be saved: {exc}"
+            ) from exc
+        defaults = {"interpreter": None, "cwd": os.getcwd(), **self._defaults()}
+        described.owner = self._owner()
+        described.interpreter = defaults["interpreter"]
+        described.cwd = defaults["cwd"]
+        return self.backend.register_type(described, functions)  # type: ignore[attr-defined]
+
+    def job_types(self) -> list[JobType]:
+        """Every job type (installed ones, and those registered from kernels), by name."""
+        return self.backend.job_types()  # type: ignore[attr-defined]
+
+    def get_job_type(self, name: str) -> JobType:
+        """One job type, with its schema (raises JobTypeNotFound)."""
+        return self.backend.get_job_type(name)  # type: ignore[attr-defined]
+
+    def delete_job_type(self, name: str) -> None:
+        """Forget a job type registered from a kernel (its jobs keep their copy of it);
+        installed types are removed by uninstalling their package."""
+        self.backend.delete_job_type(name)  # type: ignore[attr-defined]
+
+    def results(
+        self,
+        channel: str,
+        *,
+        reader: str = DEFAULT_READER,
+        timeout: float | None = None,
+        count: int | None = None,
+    ) -> Results:
+        """The jobs submitted with `channel=channel`, as they finish, for `reader`.
+
+        Yields finished `Job` handles in the order they finished, each once per reader (its
+        cursor is durable: a reader that restarts resumes after the last job it acknowledged;
+        other readers get every job too). Asking for the next job acknowledges the one before
+        it; `job.ack()` acknowledges at once (do it for the last one you handle). A reader that
+        dies before acknowledging a job gets it again (at least once). `timeout`: seconds to
+        wait for each next job (None: forever; 0: only those finished already); when it
+        passes the iteration ends, or raises `TimeoutError` when fewer than `count` came.
+        """
+        return Results(self.backend, channel, reader, timeout, count)
+
+    # --- the queue and its workers -----------------------------------------------------------
+
+    def peek(self) -> Job | None:
+        """The job that would run next, without taking it: the consumers' own rule (priority,
+        then fair share between owners, then first come; only queued jobs whose time has
+        come), or None when none waits. Another job may be taken first if one is submitted
+        or a claim happens meanwhile."""
+        record = self.backend.peek()
+        return None if record is None else self.backend.handle(record)
+
+    def __len__(self) -> int:
+        """Jobs waiting for a worker (queued; claimed ones not started yet included). Pending
+        jobs (held, waiting for `after=` jobs or `run_at`) cannot run yet: not counted."""
+        return int(self.stats()["queued"])
+
+    def __bool__(self) -> bool:
+        """Always true: `if q:` asks whether there is a queue; `is_empty()` whether jobs wait."""
+        return True
+
+    def is_empty(self) -> bool:
+        """No job waits for a worker (`len(q) == 0`)."""
+        return len(self) == 0
+
+    def stats(self) -> dict[str, Any]:
+        """The queue in numbers, as `GET /jobs/api/stats` gives them: `counts` per status,
+        `running`, `queued` (the length), `pending`, `db_size`, `workspace_bytes` (and the
+        `executor` and `max_workers` of the consumer this front end runs or talks to)."""
+        return self.backend.stats()
+
+    def workers(self) -> list[WorkerInfo]:
+        """The worker processes that run the jobs (`jupyter_jobs.worker_info.WorkerInfo`): pid,
+        host, state, current job, started at, last heartbeat, jobs done."""
+        return self.backend.workers()
+
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        """Let the worker `worker_id` (`WorkerInfo.id`) finish its current job, then stop it;
+        returns it as it is now."""
+        return self.backend.drain_worker(str(worker_id))
 
     # --- schedules ---------------------------------------------------------------------------
 

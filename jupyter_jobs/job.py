@@ -18,14 +18,18 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import notebooks, payload
+from . import job_types, notebooks, payload
 from .buffers import Received
 from .errors import IllegalTransition, JobCancelled, JobFailed, JobNotFound, JobsError
 from .models import Job as JobRecord
 from .models import JobSpec, Kind, Page, Progress, Status
 from .submitter import BATCH_BYTES, Submitter, exiting
+from .worker_info import WorkerInfo
+
+if TYPE_CHECKING:
+    from .channels import Batch
 
 _NOT_LOADED = object()
 
@@ -40,6 +44,10 @@ class Backend(abc.ABC):
     full_poll_interval = 5.0
     #: How many recently finished ids to remember (see `watch`).
     recent_limit = 10_000
+    #: Seconds the watcher thread waits for a new handle once none is left, before it ends:
+    #: a loop of submit-then-wait would otherwise start a thread, and open a store connection
+    #: with it, for every job.
+    watcher_linger = 2.0
     #: Submitted groups whose payloads are larger than this are stored on their own.
     submit_alone_over = BATCH_BYTES
 
@@ -51,6 +59,7 @@ class Backend(abc.ABC):
         self._closed = False
         self._recent: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._submitter: Submitter | None = None
+        self._new_handle = threading.Event()  # wakes a lingering watcher (see `watcher_linger`)
 
     @abc.abstractmethod
     def get(self, job_id: int) -> JobRecord:
@@ -70,8 +79,11 @@ class Backend(abc.ABC):
         """The captured display outputs as nbformat v4 output dicts."""
 
     @abc.abstractmethod
-    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
-        """Log bytes from `offset`, and the offset to read from next."""
+    def read_log(
+        self, job_id: int, offset: int = 0, stream: str | None = None
+    ) -> tuple[bytes, int]:
+        """Log bytes from `offset`, and the offset to read from next; of one labelled stream
+        (`streams.py`; offsets in its bytes) when `stream` names one."""
 
     @abc.abstractmethod
     def cancel(self, job_id: int) -> JobRecord:
@@ -90,6 +102,22 @@ class Backend(abc.ABC):
         """Remove a job that is not running."""
 
     @abc.abstractmethod
+    def peek(self) -> JobRecord | None:
+        """The job the next claim would take (`Store.peek`), or None."""
+
+    @abc.abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """The queue in numbers (`Store.overview`, the shape of `GET /jobs/api/stats`)."""
+
+    @abc.abstractmethod
+    def workers(self) -> list[WorkerInfo]:
+        """The worker processes that run this queue's jobs."""
+
+    @abc.abstractmethod
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        """Ask a worker to halt after its current job."""
+
+    @abc.abstractmethod
     def page(
         self,
         *,
@@ -98,18 +126,34 @@ class Backend(abc.ABC):
         q: str | None,
         limit: int,
         cursor: str | None,
+        user: str | None = None,
+        mine: bool = False,
     ) -> Page:
-        """One page of records matching the filters, newest first."""
+        """One page of records matching the filters, newest first: `user` names whose jobs,
+        `mine` asks for the caller's own (who that is, the backend knows)."""
 
     def find(
-        self, *, status: Sequence[str] | None, owner: str | None, q: str | None, limit: int
+        self,
+        *,
+        status: Sequence[str] | None,
+        owner: str | None,
+        q: str | None,
+        limit: int,
+        user: str | None = None,
+        mine: bool = False,
     ) -> list[JobRecord]:
         """Up to `limit` records matching the filters, newest first, page after page."""
         records: list[JobRecord] = []
         cursor = None
         while len(records) < limit:
             page = self.page(
-                status=status, owner=owner, q=q, limit=min(200, limit - len(records)), cursor=cursor
+                status=status,
+                owner=owner,
+                q=q,
+                limit=min(200, limit - len(records)),
+                cursor=cursor,
+                user=user,
+                mine=mine,
             )
             records.extend(page.jobs)
             cursor = page.next_cursor
@@ -124,6 +168,17 @@ class Backend(abc.ABC):
         Backends with a real signal (a doorbell, a long poll) return early on it; the watcher
         falls back to an exponential back-off between `poll_min` and `poll_max` otherwise.
         """
+
+    def channel_next(
+        self, channel: str, reader: str, after: int | None, limit: int, wait: float | None
+    ) -> Batch:
+        """Up to `limit` finished jobs of `channel` past `after` (None: past what `reader`
+        acknowledged), waiting up to `wait` seconds (None: a while) for one (`channels.py`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no result channels")
+
+    def channel_ack(self, channel: str, reader: str, seq: int) -> int:
+        """Acknowledge `channel`'s jobs up to `seq` for `reader`; returns its new cursor."""
+        raise NotImplementedError(f"{type(self).__name__} has no result channels")
 
     def poll(self, job_ids: list[int], full: bool) -> list[JobRecord]:
         """Records among `job_ids` that may have finished since the last poll (all when `full`).
@@ -179,6 +234,8 @@ class Backend(abc.ABC):
                     refs[:] = [ref for ref in refs if ref() is not None]
                 if self._watcher is None or not self._watcher.is_alive():
                     self._start_watcher()
+                else:
+                    self._new_handle.set()
         if finished_meanwhile:
             # It finished between the read that made the handle and now: settle from a fresh
             # read (unless a retry made it run again, then watch it like any other).
@@ -241,6 +298,7 @@ class Backend(abc.ABC):
         if self._submitter is not None:
             self._submitter.close()
         self._closed = True
+        self._new_handle.set()
         watcher = self._watcher
         if watcher is not None and watcher is not threading.current_thread():
             watcher.join(self.poll_max + 5.0)
@@ -248,6 +306,7 @@ class Backend(abc.ABC):
     def _watch_loop(self) -> None:
         delay = self.poll_min
         last_full = time.monotonic()
+        idle_since: float | None = None
         while not self._closed:
             full = time.monotonic() - last_full > self.full_poll_interval
             with self._lock:
@@ -257,10 +316,19 @@ class Backend(abc.ABC):
                         for i, refs in self._handles.items()
                         if (alive := [ref for ref in refs if ref() is not None])
                     }
+                self._new_handle.clear()  # under the lock: a handle added later sets it again
                 ids = list(self._handles)
                 if not ids:
-                    self._watcher = None
-                    return
+                    if idle_since is None:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since >= self.watcher_linger:
+                        self._watcher = None
+                        return
+            if not ids:
+                self._new_handle.wait(self.watcher_linger)
+                delay = self.poll_min
+                continue
+            idle_since = None
             signalled = self.wait_for_change(delay)
             if self._closed:
                 return
@@ -326,6 +394,10 @@ class Job(concurrent.futures.Future):
     verbs wait until it is stored. A job that could not be stored fails its handle with the
     error that refused it: `result()` raises it, `exception()` returns it, `id` raises it.
     """
+
+    #: The job's number in its result channel when `results()` delivered it (else None).
+    channel_seq: int | None = None
+    _ack: Callable[[], int] | None = None
 
     def __init__(self, backend: Backend, record: JobRecord | None, name: str = "") -> None:
         super().__init__()
@@ -403,12 +475,13 @@ class Job(concurrent.futures.Future):
     def attempt(self) -> int:
         return self.refresh().attempt
 
-    def logs(self) -> str:
-        """The whole log so far, as text."""
+    def logs(self, stream: str | None = None) -> str:
+        """The whole log so far, as text; or what one stream of it holds (`"main"`, a thread's
+        `"thread <name>"`, a child process's `"pid <pid>"`, a `jupyter_jobs.stream` label)."""
         chunks: list[bytes] = []
         offset = 0
         while True:
-            data, offset = self._backend.read_log(self.id, offset)
+            data, offset = self._backend.read_log(self.id, offset, stream)
             if not data:
                 break
             chunks.append(data)
@@ -459,6 +532,14 @@ class Job(concurrent.futures.Future):
             self._settle(self._record)
         return True
 
+    def ack(self) -> None:
+        """Acknowledge this job to the channel reader that delivered it (`results()`): once
+        acknowledged, that reader, restarted, resumes after it. The iterator acknowledges a
+        job when the next one is asked for; call this for the last one you handle."""
+        if self._ack is None:
+            raise JobsError(f"{self!r} was not delivered by results(): nothing to acknowledge")
+        self._ack()
+
     def retry(self) -> Job:
         """Queue this failed or cancelled job again; returns a fresh handle to it."""
         return self._backend.handle(self._backend.retry(self.id))
@@ -476,9 +557,18 @@ class Job(concurrent.futures.Future):
                 self._value = self._decode(self._backend.result_bytes(self.id))
         return self._value
 
+    def forget_result(self) -> None:
+        """Let go of the loaded value: the next `result()` loads it again, as a new copy.
+
+        For a value whose home is now elsewhere (a cell job's names, merged into the
+        notebook's namespace): a handle kept for its other uses must not keep it alive.
+        """
+        with self._value_lock:
+            self._value = _NOT_LOADED
+
     def notebook(self) -> Any:
-        """A notebook job's executed notebook (`nbformat.NotebookNode`), also after a failed
-        run (as far as it ran); `ResultNotReady` while there is none."""
+        """A notebook job's executed notebook (`nbformat.NotebookNode`), also after a failed,
+        cancelled or timed-out run (as far as it ran); `ResultNotReady` while there is none."""
         return notebooks.from_result(self._backend.result_bytes(self.id))
 
     def _decode(self, data: bytes) -> Any:
@@ -487,6 +577,8 @@ class Job(concurrent.futures.Future):
         self.ensure_stored()
         if self._record.kind is Kind.NOTEBOOK:
             return notebooks.from_result(data)
+        if self._record.kind is Kind.TYPED:  # JSON when the value was plain JSON
+            return job_types.decode_result(data)
         return payload.loads(data)
 
     def __await__(self) -> Generator[Any, None, Any]:

@@ -79,12 +79,14 @@ def can_move(current: Status, target: Status) -> bool:
 
 
 class Kind(str, enum.Enum):
-    """What a payload holds: a function call, a notebook cell plus the variables it reads, or
-    a whole notebook with its parameters (JSON, `notebooks.py`)."""
+    """What a payload holds: a function call, a notebook cell plus the variables it reads, a
+    whole notebook with its parameters (JSON, `notebooks.py`), or a registered job type's
+    name and JSON parameters (`job_types.py`)."""
 
     FUNCTION = "function"
     CELL = "cell"
     NOTEBOOK = "notebook"
+    TYPED = "typed"
 
     def __str__(self) -> str:
         return self.value
@@ -112,6 +114,8 @@ class JobSpec:
 
     `options` carries kind-specific settings the server never interprets beyond JSON (for cells:
     which names to send back). `interpreter` and `cwd` say where the worker runs the job.
+    A typed job (kind "typed") names its job type in `type` and carries its JSON `parameters`
+    (checked against the type's schema by `type_registry.py`, which builds its payload).
     """
 
     kind: Kind = Kind.FUNCTION
@@ -125,17 +129,27 @@ class JobSpec:
     run_at: float | None = None
     expires_at: float | None = None
     hold: bool = False
+    fresh_worker: bool = False
     interpreter: str | None = None
     cwd: str | None = None
     idempotency_key: str | None = None
+    #: the result channel it is delivered to once finished (`store/channels.py`), or None
+    channel: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    type: str | None = None
+    parameters: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Built by hand, as `Job.to_json` is: a kernel pays this on every submit."""
+        """Built by hand, as `Job.to_json` is: a kernel pays this on every submit. The fields
+        of a typed job are left out of other jobs' specs (what openapi.yaml's JobSpec says)."""
         data = dict(self.__dict__)
         data["after"] = list(self.after)
         data["options"] = copy.deepcopy(self.options)
         data["kind"] = self.kind.value
+        if self.type is None and self.parameters is None:
+            del data["type"], data["parameters"]
+        else:
+            data["parameters"] = copy.deepcopy(self.parameters)
         return data
 
     @classmethod
@@ -167,9 +181,52 @@ class JobSpec:
         for name, value, kind in (("owner", self.owner, str), ("options", self.options, dict)):
             if not isinstance(value, kind):
                 raise InvalidRequest(f"{name} must be {kind.__name__}, got {value!r}")
+        self._check_typed()
         check(self)
         if not self.name:
             self.name = "job"
+
+    def _check_typed(self) -> None:
+        """A typed job, and only one, names its type; its parameters are a JSON object."""
+        from .errors import InvalidRequest
+
+        if self.kind is not Kind.TYPED:
+            if self.type is not None or self.parameters is not None:
+                raise InvalidRequest('type and parameters are for jobs of kind "typed"')
+            return
+        if not isinstance(self.type, str) or not self.type:
+            raise InvalidRequest("a typed job needs the name of its job type (type)")
+        if self.parameters is None:
+            self.parameters = {}
+        if not isinstance(self.parameters, dict):
+            raise InvalidRequest(f"parameters must be an object, got {self.parameters!r}"[:200])
+
+
+@dataclass(frozen=True)
+class JobUser:
+    """Who a job (or a schedule) belongs to: the user jupyter_server authenticated for the
+    request that submitted it, or the OS user running `JobQueue` or `jupyter jobs`.
+
+    Never what a client says about itself: a spec has no such field; the server takes it from
+    the request's authentication (`server/access.py`). Jobs stored before users were recorded
+    have the empty username: they belong to nobody.
+    """
+
+    username: str = ""
+    display_name: str = ""
+
+    @classmethod
+    def of_process(cls) -> JobUser:
+        """The OS user running this process (the engine's and the CLI's "me")."""
+        from .oslayer import user_name
+
+        name = user_name()
+        return cls(name, name)
+
+
+#: The user of jobs stored without one (before users were recorded, or by a caller that names
+#: none): they belong to nobody.
+NOBODY = JobUser()
 
 
 @dataclass
@@ -239,6 +296,18 @@ class Job:
     #: the schedule that created this run, and the time it stood for (None for other jobs)
     schedule_id: int | None = None
     scheduled_time: float | None = None
+    #: a typed job's job type and parameters, and what its type's `summarize` made of its
+    #: outcome (JSON, computed in the worker); None for other jobs
+    type: str | None = None
+    parameters: dict[str, Any] | None = None
+    summary: Any = None
+    #: the result channel the job is delivered to once finished (None: none)
+    channel: str | None = None
+    #: who the job belongs to (`JobUser`): the username, and how to show it ("" for nobody)
+    user: str = ""
+    user_display_name: str = ""
+    #: runs in a worker process started for it alone, which exits after it
+    fresh_worker: bool = False
 
     @property
     def finished(self) -> bool:
@@ -269,6 +338,9 @@ class Job:
         data = dict(self.__dict__)
         data["after"] = list(self.after)
         data["options"] = copy.deepcopy(self.options)
+        if self.parameters is not None or self.summary is not None:
+            data["parameters"] = copy.deepcopy(self.parameters)
+            data["summary"] = copy.deepcopy(self.summary)
         data["progress"] = dataclasses.asdict(self.progress) if self.progress else None
         data["error"] = dataclasses.asdict(self.error) if self.error else None
         data["kind"] = self.kind.value
@@ -329,7 +401,8 @@ class Outcome:
     `result` and `outputs` are opaque bytes produced in the worker (dill bytes, nbformat JSON):
     the server stores and serves them and never unpickles them. A large result may be a file
     the worker left (`FileBytes`), which the store takes. `exit` describes how a lost worker
-    ended ("killed by signal 9", "exit code 3") so that `worker_lost` errors say why.
+    ended ("killed by signal 9", "exit code 3") so that `worker_lost` errors say why. `summary`
+    is a typed job's summary (JSON, made by its type's `summarize` in the worker).
     """
 
     status: Status
@@ -338,6 +411,7 @@ class Outcome:
     result: bytes | memoryview | FileBytes | None = None
     outputs: bytes | None = None
     exit: str | None = None
+    summary: Any = None
 
 
 @dataclass

@@ -1,11 +1,12 @@
 """Submit options, declared once: what every client accepts, and how it becomes a `JobSpec`.
 
-`Jobs.submit`/`map` (so `JobQueue` and `jj.*`) and `%%job` take the same options, listed in
-`OPTIONS` below: the magic's arguments, the submit signature and docstrings are generated from
-it, `JobSpec.validate` checks a spec against it (`check`, in clients and in the server), and a
-test checks it against the `JobSpec` schema of `server/openapi.yaml` (same names, types and
-bounds), so no client can drift from another or from the server. It is light on purpose:
-kernels import it without the store, the consumer or the executors.
+`Jobs.submit`/`map` (so `JobQueue` and `jj.*`), `%%job` and the CLI take the same options, listed
+in `OPTIONS` below: the arguments of the magic and of `jupyter jobs run` and `schedule add`, the
+submit signature and docstrings are generated from it, `JobSpec.validate` checks a spec against
+it (`check`, in clients and in the server), and a test checks it against the `JobSpec` schema of
+`server/openapi.yaml` (same names, types and bounds), so no client can drift from another or from
+the server. It is light on purpose: kernels import it without the store, the consumer or the
+executors.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import argparse
 import datetime as dt
 import inspect
 import math
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +73,8 @@ class Option:
     maximum: float | None = None
     exclusive_minimum: float | None = None
     max_length: int | None = None
+    #: A regular expression the whole text must match (JSON Schema's `pattern`, anchored).
+    pattern: str | None = None
     #: The value a caller gives -> the spec's value (datetimes, handles ...).
     convert: Callable[[Any], Any] | None = None
     #: `%%job`'s flag; `parse` reads its text (a `store_true` flag when the type is bool).
@@ -92,12 +96,15 @@ class Option:
             ("maximum", self.maximum),
             ("exclusiveMinimum", self.exclusive_minimum),
             ("maxLength", self.max_length),
+            ("pattern", self.pattern),
         )
         schema.update({key: value for key, value in bounds if value is not None})
         return schema
 
 
 SECONDS = "a number of seconds"
+#: A channel's (and a channel reader's) name: it is a segment of REST paths, so no slash.
+CHANNEL_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.:@+-]*$"
 TIME = "a time (epoch seconds)"
 
 OPTIONS: tuple[Option, ...] = (
@@ -195,6 +202,26 @@ OPTIONS: tuple[Option, ...] = (
         flag="--hold",
     ),
     Option(
+        "channel",
+        str,
+        None,
+        "a result channel: once finished, the job is delivered to each reader of the channel "
+        "(`results(channel)`, `jupyter jobs results CHANNEL`), in the order jobs finish",
+        nullable=True,
+        max_length=200,
+        pattern=CHANNEL_PATTERN,
+        flag="--channel",
+        metavar="NAME",
+    ),
+    Option(
+        "fresh_worker",
+        bool,
+        False,
+        "run in a new worker process that exits after the job (a one-time worker), so nothing "
+        "an earlier job left in a warm worker can reach it",
+        flag="--fresh-worker",
+    ),
+    Option(
         "idempotency_key",
         str,
         None,
@@ -256,6 +283,8 @@ def check(spec: JobSpec) -> None:
                 raise InvalidRequest(f"{name} must be positive")
         elif option.max_length is not None and len(value) > option.max_length:
             raise InvalidRequest(f"{name} is longer than {option.max_length} characters")
+        elif option.pattern is not None and not re.fullmatch(option.pattern, value):
+            raise InvalidRequest(f"{name} {value[:50]!r} does not match {option.pattern}")
 
 
 def _check_ids(after: list[Any]) -> None:
@@ -287,8 +316,11 @@ def build_spec(
     *,
     interpreter: str | None = None,
     cwd: str | None = None,
+    type: str | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> JobSpec:
-    """A validated spec from submit options; `interpreter`/`cwd` are the client's defaults.
+    """A validated spec from submit options; `interpreter`/`cwd` are the client's defaults;
+    `type` and `parameters` a typed job's.
 
     `options` may also carry `options` (the kind's own settings, e.g. a cell's names to send
     back). Unknown options raise TypeError (naming them) and bad values InvalidRequest, before
@@ -304,17 +336,30 @@ def build_spec(
     values["interpreter"] = values.get("interpreter") or interpreter
     values["cwd"] = values.get("cwd") or cwd
     kind_options = options.get("options") or {}
-    spec = JobSpec(kind=kind, name=name, owner=owner, options=kind_options, **values)
+    spec = JobSpec(
+        kind=kind,
+        name=name,
+        owner=owner,
+        options=kind_options,
+        type=type,
+        parameters=parameters,
+        **values,
+    )
     spec.validate()
     return spec
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`%%job`'s arguments for the options it offers (those with a `flag`); an option left out
-    stays None, so its default is `OPTIONS`' own."""
+def add_arguments(
+    parser: argparse.ArgumentParser, only: Collection[str] | None = None
+) -> list[str]:
+    """The arguments of the options that have a `flag` (`%%job`'s, the CLI's), of those named
+    in `only` if given; returns their names (each argument's `dest`). An option left out stays
+    None, so its default is `OPTIONS`' own."""
+    names = []
     for option in OPTIONS:
-        if option.flag is None:
+        if option.flag is None or (only is not None and option.name not in only):
             continue
+        names.append(option.name)
         if option.type is bool:
             parser.add_argument(
                 option.flag, dest=option.name, action="store_true", default=None, help=option.help
@@ -329,6 +374,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             if option.default is not None
             else option.help,
         )
+    return names
+
+
+def given(args: Mapping[str, Any], names: Iterable[str] = BY_NAME) -> dict[str, Any]:
+    """The options (of `names`) given on a command line parsed with `add_arguments`: those
+    left out are None there, and absent here."""
+    return {name: value for name in names if (value := args.get(name)) is not None}
 
 
 def describe(options: Iterable[Option] = OPTIONS) -> str:

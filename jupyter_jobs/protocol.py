@@ -7,7 +7,8 @@ the server side free of pickle; the body carries opaque bytes (payload, log text
 Frame types (`FrameType`): "ready" (worker up), "job" (executor -> worker, body = payload, header
 from `job_header`), "log" (body = raw output bytes), "progress", "done" (body = result bytes then
 outputs bytes, lengths in the header; `done_fields` reads it), "exit" (the worker retires, or the
-executor asks it to).
+executor asks it to), "checkpoint" (body = what the job's result would be, should it be stopped
+before its "done": a notebook job's notebook as far as it ran; each replaces the one before).
 
 Big variables do not go through the executor's memory (buffers.py): a payload the store keeps in
 a file goes as its path ("payload_file", `job_frame`), and a worker given a "result_dir" (the
@@ -18,6 +19,9 @@ A short job may be sent to a worker that is still busy ("job" with "queued": tru
 worker starts it the moment the current one ends. The worker then says "start" when it does.
 "skip" (executor -> worker) takes such a job back; the worker answers "skipped" at once if it
 had not started it yet (a thread of its own reads the executor's frames, even during a job).
+
+"ping" (executor -> worker) is answered "pong" at once, from the worker's reading thread: the
+worker's heartbeat, even while a job runs.
 
 "lease" (executor -> worker, header "until": wall-clock seconds) renews the claim its jobs run
 under; a job header carries the same "lease_until". A worker whose running job passes that time
@@ -70,6 +74,9 @@ class FrameType(str, Enum):
     SKIP = "skip"
     SKIPPED = "skipped"
     LEASE = "lease"
+    CHECKPOINT = "checkpoint"
+    PING = "ping"
+    PONG = "pong"
 
 
 class WorkerState(str, Enum):
@@ -131,10 +138,11 @@ def result_file_name() -> str:
 def done_fields(
     header: dict[str, Any], body: bytes | bytearray, result_dir: str | os.PathLike | None = None
 ) -> dict[str, Any]:
-    """What a "done" frame says, as plain data: status, reason, error (a dict or None), and
-    the result and notebook outputs (opaque bytes, or None when the job has none). A large
-    body (a bytearray from `read_frame`) is cut into views of it, not copies. A result left
-    in `result_dir` (the job header's) is that file, named by a `result_file_name` only."""
+    """What a "done" frame says, as plain data: status, reason, error (a dict or None), the
+    result and notebook outputs (opaque bytes, or None when the job has none), and a typed
+    job's summary (JSON, or None). A large body (a bytearray from `read_frame`) is cut into
+    views of it, not copies. A result left in `result_dir` (the job header's) is that file,
+    named by a `result_file_name` only."""
     result_len = header.get("result_len", 0)
     outputs_len = header.get("outputs_len", 0)
     data = memoryview(body) if isinstance(body, bytearray) else body
@@ -155,6 +163,7 @@ def done_fields(
         "outputs": data[result_len : result_len + outputs_len]
         if header.get("has_outputs")
         else None,
+        "summary": header.get("summary"),
     }
 
 

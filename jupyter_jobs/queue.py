@@ -12,39 +12,52 @@ import asyncio
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import typed_run
 from .buffers import Framed
-from .consumer import Consumer
+from .channels import Batch
+from .consumer import Consumer, consumer_is_alive
 from .errors import InvalidRequest, JobsError
 from .executors.local import LocalExecutor
 from .front import Jobs
-from .job import Backend
-from .models import Change, JobSpec, Page
+from .job import Backend, Job
+from .job_types import JobType
+from .models import Change, JobSpec, JobUser, Page
 from .models import Job as JobRecord
 from .schedules import Schedule, ScheduleSpec
 from .store import Store
 from .submitter import EXIT_WAIT
+from .type_registry import TypeRegistry
+from .worker_info import WorkerInfo
 
 
 class StoreBackend(Backend):
-    """`Job` handles backed by a store in this process; woken by its doorbell and subscription."""
+    """`Job` handles backed by a store in this process; woken by its doorbell and subscription.
 
-    def __init__(self, store: Store) -> None:
+    The jobs it stores belong to `user` (default: the OS user running this process)."""
+
+    def __init__(self, store: Store, user: JobUser | None = None) -> None:
         super().__init__()
         self.store = store
+        self.user = JobUser.of_process() if user is None else user
         self._listener = None
         self._mark = store.finished_since(None)[1]
         self._unsubscribe = store.subscribe(self._on_changes)
+        # Installed types are imported here, on first need: this is the user's own process.
+        self.types = TypeRegistry(store, typed_run.describe_installed)
 
     def _on_changes(self, changes: list[Change]) -> None:
         self.resolve(c.job for c in changes if c.what == "transition" and c.job.finished)
 
     def store_jobs(self, items: Sequence[tuple[JobSpec, bytes | Framed]]) -> list[JobRecord]:
         # The store takes bytes: a framed payload's parts are joined, once, as a pickle was.
-        return self.store.enqueue_many([(spec, bytes(payload)) for spec, payload in items])
+        return self.store.enqueue_many(
+            [(spec, bytes(payload)) for spec, payload in items], self.user
+        )
 
     def get(self, job_id: int) -> JobRecord:
         return self.store.get(job_id)
@@ -58,8 +71,13 @@ class StoreBackend(Backend):
     def outputs(self, job_id: int) -> list[dict[str, Any]]:
         return json.loads(self.store.outputs(job_id))
 
-    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
-        return self.store.read_log(job_id, offset)
+    def read_log(
+        self, job_id: int, offset: int = 0, stream: str | None = None
+    ) -> tuple[bytes, int]:
+        if stream is None:
+            return self.store.read_log(job_id, offset)
+        found = self.store.read_log_streams(job_id, offset, stream=stream)[1]
+        return found.data, found.next_offset
 
     def cancel(self, job_id: int) -> JobRecord:
         return self.store.request_cancel(job_id)
@@ -73,6 +91,18 @@ class StoreBackend(Backend):
     def delete(self, job_id: int) -> None:
         self.store.delete(job_id)
 
+    def peek(self) -> JobRecord | None:
+        return self.store.peek()
+
+    def stats(self) -> dict[str, Any]:
+        return self.store.overview()
+
+    def workers(self) -> list[WorkerInfo]:
+        return self.store.workers(consumer_is_alive)
+
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        return self.store.request_drain(worker_id, consumer_is_alive)
+
     def page(
         self,
         *,
@@ -81,8 +111,13 @@ class StoreBackend(Backend):
         q: str | None,
         limit: int,
         cursor: str | None,
+        user: str | None = None,
+        mine: bool = False,
     ) -> Page:
-        return self.store.query(status=status, owner=owner, q=q, limit=limit, cursor=cursor)
+        user = self.user.username if mine else user
+        return self.store.query(
+            status=status, owner=owner, q=q, limit=limit, cursor=cursor, user=user
+        )
 
     def poll(self, job_ids: list[int], full: bool) -> list[JobRecord]:
         finished, self._mark = self.store.finished_since(self._mark)
@@ -92,9 +127,42 @@ class StoreBackend(Backend):
 
     def wait_for_change(self, timeout: float) -> bool:
         # Only other stores ring it: this store's own changes arrive through the subscription.
-        if self._listener is None:
+        if self._listener is None:  # rings before this were missed: the short wait stands
             self._listener = self.store.listen()
+        elif not self._listener.polling:
+            # Every job that ends rings (or, ended here, is pushed): the timeout is only the
+            # fallback, and a short one would read the store for nothing while a job runs.
+            timeout = max(timeout, self.poll_max)
         return self._listener.wait(timeout)
+
+    def channel_next(
+        self, channel: str, reader: str, after: int | None, limit: int, wait: float | None
+    ) -> Batch:
+        batch = self.store.channel_next(channel, reader, after, limit)
+        if batch.deliveries or wait == 0:
+            return batch
+        # Registered before the next read, so a job that ends in between still wakes us: this
+        # process's commits through the subscription, other processes' through the doorbell.
+        with self.store.listen() as listener:
+
+            def on_changes(changes: list[Change]) -> None:
+                if any(c.job.channel == channel and c.job.finished for c in changes):
+                    listener.wake()
+
+            unsubscribe = self.store.subscribe(on_changes)
+            try:
+                deadline = None if wait is None else time.monotonic() + wait
+                while True:
+                    batch = self.store.channel_next(channel, reader, after, limit)
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if batch.deliveries or left == 0:
+                        return batch
+                    listener.wait(left)
+            finally:
+                unsubscribe()
+
+    def channel_ack(self, channel: str, reader: str, seq: int) -> int:
+        return self.store.channel_ack(channel, reader, seq)
 
     def add_schedule(self, spec: ScheduleSpec, payload: bytes | None, owner: str) -> Schedule:
         if payload is None:  # a notebook: snapshotted now, as a submit would
@@ -103,7 +171,7 @@ class StoreBackend(Backend):
                 payload = path.read_bytes()
             except OSError as exc:
                 raise InvalidRequest(f"target.path: cannot read {path}: {exc}") from None
-        return self.store.add_schedule(spec, owner, payload)
+        return self.store.add_schedule(spec, owner, payload, user=self.user)
 
     def schedules(self) -> list[Schedule]:
         return self.store.schedules()
@@ -116,6 +184,22 @@ class StoreBackend(Backend):
 
     def delete_schedule(self, schedule_id: int) -> None:
         self.store.delete_schedule(schedule_id)
+
+    def submit_typed(self, spec: JobSpec) -> Job:
+        """Checked here, at the call; stored in the background as `submit`'s jobs are."""
+        return self.submit([self.types.prepare(spec)])[0]
+
+    def register_type(self, job_type: JobType, functions: bytes) -> JobType:
+        return self.types.register(job_type, functions)
+
+    def job_types(self) -> list[JobType]:
+        return self.types.all()
+
+    def get_job_type(self, name: str) -> JobType:
+        return self.types.get(name)
+
+    def delete_job_type(self, name: str) -> None:
+        self.types.delete(name)
 
     def close(self) -> None:
         super().close()
@@ -151,11 +235,7 @@ class ConsumerThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            self.consumer = Consumer(
-                self._store,
-                lambda events: LocalExecutor(events, self._max_workers),
-                **self._options,
-            )
+            self.consumer = Consumer(self._store, self._executor, **self._options)
             await self.consumer.start()
         except BaseException as exc:
             self._error = exc
@@ -164,6 +244,15 @@ class ConsumerThread:
         self._ready.set()
         await self._stop.wait()
         await self.consumer.stop()
+
+    def _executor(self, consumer: Consumer) -> LocalExecutor:
+        """Workers that follow the consumer's settings, as the server's do (`JobsApp`)."""
+        return LocalExecutor(
+            consumer,
+            self._max_workers,
+            progress_interval=consumer.progress_interval,
+            kill_grace=consumer.kill_grace,
+        )
 
     def stop(self, timeout: float = 60.0) -> None:
         """End running jobs (recorded interrupted) and stop the thread."""
@@ -181,15 +270,33 @@ class JobQueue(Jobs):
     ...     q.start_consumer()
     ...     q.submit(pow, 2, 10).result()
     1024
+
+    Its jobs and schedules belong to `user` (default: the OS user running it, as
+    `jupyter jobs list --mine` takes it) and come from `owner` (default `script:<pid>`).
     """
 
     def __init__(
-        self, path: str | Path | None = None, *, owner: str | None = None, **store_options: Any
+        self,
+        path: str | Path | None = None,
+        *,
+        owner: str | None = None,
+        user: str | None = None,
+        **store_options: Any,
     ) -> None:
         self.store = Store(path, **store_options)
         self.owner = owner or f"script:{os.getpid()}"
-        super().__init__(StoreBackend(self.store), lambda: self.owner)
+        self.user = JobUser(user, user) if user is not None else JobUser.of_process()
+        super().__init__(StoreBackend(self.store, self.user), lambda: self.owner)
         self._consumer: ConsumerThread | None = None
+
+    def stats(self) -> dict[str, Any]:
+        """`Jobs.stats`, with this queue's consumer's executor when it runs one."""
+        numbers = super().stats()
+        consumer = self._consumer.consumer if self._consumer is not None else None
+        if consumer is not None:
+            numbers.update(executor=consumer.executor.name)
+            numbers.update(max_workers=consumer.executor.max_workers)
+        return numbers
 
     # --- running -----------------------------------------------------------------------------
 

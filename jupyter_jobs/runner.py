@@ -1,16 +1,19 @@
 """The worker process: load a payload, run it, stream its output, report how it ended.
 
-Started by an executor as `python -m jupyter_jobs.runner CHANNEL PARENT_PID` (see
+Started by an executor as `python -m jupyter_jobs.runner CHANNEL PARENT_PID [START_LOG]` (see
 `executors/processes.py`), where CHANNEL says how to reach the executor's socket: `fd:N`, an
 inherited socket pair end, or `tcp:HOST:PORT`, a loopback listener to connect back to with the token
-read from stdin (where sockets cannot be inherited; see `oslayer.parent_end`). This is the only
-server-hosted place that unpickles, and it runs in its own process (and process group) so that
+read from stdin (where sockets cannot be inherited; see `oslayer.parent_end`), and START_LOG the
+file where it writes down each attempt before its code begins (`start_log.py`). This is the
+only server-hosted place that unpickles, and it runs in its own process (and process group) so that
 cancel and timeout can end the job's whole tree without touching the server.
 
 Output: fds 1 and 2 are pipes drained by a thread, so prints, subprocesses and C code all reach
 the log in order, and a job printing gigabytes costs only the reading (the cap is enforced
-here). A cell job also records nbformat outputs: the display machinery drains the pipes before
-it records a display, which keeps prints and displays in the order they happened.
+here). What other threads print, and what child processes write (each on pipes of its own),
+reaches the log labelled with its thread or pid (`streams.py`, `children.py`). A cell job also
+records nbformat outputs: the display machinery drains the pipes before it records a display,
+which keeps prints and displays in the order they happened.
 
 A worker runs many function jobs, or the cell jobs of one kernel: a cell changes global state
 (imports, matplotlib, the shell) as it would in its kernel, so after one the executor gives the
@@ -42,8 +45,9 @@ import time
 import traceback
 import types
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 from IPython.core.displayhook import DisplayHook
@@ -56,6 +60,7 @@ from . import (
     buffers,
     chains,
     changes,
+    children,
     display_options,
     figures,
     history,
@@ -64,7 +69,10 @@ from . import (
     oslayer,
     protocol,
     rng,
+    start_log,
+    streams,
     tty_system,
+    typed_run,
 )
 from . import payload as payloads
 from .errors import InvalidRequest
@@ -164,47 +172,79 @@ class JobOutput:
         self.sent = 0
         self.truncated = False
 
-    def deliver(self, name: str, data: bytes, stream: bool = True) -> None:
-        """One chunk read from fd 1 or 2 (the caller holds the capture lock). `stream=False`:
-        for the log only, under the same cap (a cell's traceback, already an output)."""
+    def deliver(
+        self, name: str, data: bytes, stream: bool = True, label: str | None = None
+    ) -> None:
+        """One chunk read from fd 1 or 2 (the caller holds the capture lock); `label`: the
+        stream it belongs to (`streams.py`; None: the job's main stream). `stream=False`: for
+        the log only, under the same cap (a cell's traceback, already an output)."""
         if self.truncated:
             return
         if self.log_limit is not None and self.sent + len(data) > self.log_limit:
             data = data[: max(0, self.log_limit - self.sent)]
             self.truncated = True
         if data:
-            self._emit(name, data, stream)
+            self._emit(name, data, stream, label)
         if self.truncated:
             marker = f"\n[jupyter_jobs: output over {self.log_limit} bytes was dropped]\n"
-            self._emit(name, marker.encode(), stream)
+            self._emit(name, marker.encode(), stream, None)
 
-    def _emit(self, name: str, data: bytes, stream: bool) -> None:
+    def _emit(self, name: str, data: bytes, stream: bool, label: str | None) -> None:
         self.sent += len(data)
-        self.channel.send({"t": FrameType.LOG.value}, data)
+        header: dict[str, Any] = {"t": FrameType.LOG.value}
+        if label is not None:
+            header["s"] = label
+        self.channel.send(header, data)
         if stream and self.outputs is not None:
             self.outputs.stream(name, data)
+
+
+#: A child's pipe whose label is still to come: the child writes it as its first line.
+_FROM_CHILD = "\x00"
+
+
+class _Pipe:
+    """One pipe the drain thread reads: fd 1 or 2 of the worker (`label` None: the main
+    stream, for whichever job runs), or a child's (its label, and the job that started it)."""
+
+    __slots__ = ("head", "job", "label", "name")
+
+    def __init__(self, name: str, label: str | None, job: JobOutput | None) -> None:
+        self.name = name
+        self.label = label
+        self.job = job
+        self.head = b""  # a child's first line, while it is incomplete
 
 
 class Capture:
     """Owns fds 1 and 2 for the worker's life: pipes, drained by a thread into the current job.
 
     Output written between jobs (a straggling child of an earlier job) is dropped. `synced()`
-    gives the main thread everything written so far, in order, under the drain lock.
+    gives the main thread everything written so far, in order, under the drain lock. Text that
+    another thread or a `stream()` block writes arrives labelled through `lines`; the pipes of
+    the job's child processes (`children.py`, `add_child`) are drained beside fds 1 and 2.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.job: JobOutput | None = None
-        self._pipes: dict[int, str] = {}
+        self._pipes: dict[int, _Pipe] = {}
         self._write_ends: dict[int, int] = {}  # fd 1/2 -> a spare (non-inheritable) copy
         for fd, name in ((1, "stdout"), (2, "stderr")):
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
             self._write_ends[fd] = write_end
             os.set_blocking(read_end, False)
-            self._pipes[read_end] = name
-        self.stdout = _text_stream(1)
-        self.stderr = _text_stream(2)
+            self._pipes[read_end] = _Pipe(name, None, None)
+        # Children's pipes come and go; the drain thread (un)registers them, woken by a byte.
+        self._added: list[int] = []
+        self._ended: list[int] = []
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self.lines = streams.LabelledLines(self._deliver_labelled)
+        self.stdout = streams.LabelledText(1, "stdout", self.lines)
+        self.stderr = streams.LabelledText(2, "stderr", self.lines)
         self.reset()
         threading.Thread(target=self._drain_forever, name="jobs-output", daemon=True).start()
 
@@ -218,10 +258,30 @@ class Capture:
             if not same:
                 os.dup2(spare, fd)
         if self.stdout.closed:
-            self.stdout = _text_stream(1)
+            self.stdout = streams.LabelledText(1, "stdout", self.lines)
         if self.stderr.closed:
-            self.stderr = _text_stream(2)
+            self.stderr = streams.LabelledText(2, "stderr", self.lines)
         sys.stdout, sys.stderr = self.stdout, self.stderr
+
+    def add_child(self, fds: dict[int, str], label: str | None) -> None:
+        """Drain a child's pipes (read fds by stream name) for the current job, under `label`
+        (None: the first line the child writes)."""
+        with self.lock:
+            for fd, name in fds.items():
+                os.set_blocking(fd, False)
+                self._pipes[fd] = _Pipe(name, _FROM_CHILD if label is None else label, self.job)
+                self._added.append(fd)
+        self._poke()
+
+    def end_job(self) -> None:
+        """The job is over: its threads' partial lines go out, then nothing more is its."""
+        self.lines.flush()
+        with self.synced():
+            self.job = None
+
+    def _poke(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a wake-up is pending already
+            os.write(self._wake_write, b"!")
 
     def _drain_forever(self) -> None:
         """Wake when a pipe has data (or, where pipes cannot be waited on, every few ms)."""
@@ -229,43 +289,73 @@ class Capture:
             while True:
                 time.sleep(_PIPE_POLL)
                 with self.lock:
+                    self._added.clear()
                     self._read_available()
+                    self._close_ended(None)
         selector = selectors.DefaultSelector()
-        for fd in self._pipes:
+        for fd in [*self._pipes, self._wake_read]:
             selector.register(fd, selectors.EVENT_READ)
         while True:
             selector.select()
             with self.lock:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_read, 4096)
+                for fd in self._added:
+                    selector.register(fd, selectors.EVENT_READ)
+                self._added.clear()
                 self._read_available()
+                self._close_ended(selector)
+
+    def _close_ended(self, selector: selectors.BaseSelector | None) -> None:
+        for fd in self._ended:
+            if selector is not None:
+                selector.unregister(fd)
+            os.close(fd)
+        self._ended.clear()
 
     def _read_available(self) -> None:
         # Bounded, so that a child writing without pause cannot hold the lock forever.
-        for fd, name in self._pipes.items():
+        for fd, pipe in list(self._pipes.items()):
             for _ in range(64):
                 try:
                     data = os.read(fd, 65536)
                 except BlockingIOError:
                     break
-                if self.job is not None:
-                    self.job.deliver(name, data)
+                if not data:  # a child's pipe whose writers are all gone (fds 1/2 never end)
+                    del self._pipes[fd]
+                    self._ended.append(fd)
+                    self._poke()  # the drain thread unregisters and closes it
+                    break
+                self._take(pipe, data)
+
+    def _take(self, pipe: _Pipe, data: bytes) -> None:
+        if pipe.label == _FROM_CHILD:
+            pipe.head += data
+            end = pipe.head.find(b"\n")
+            if end < 0:
+                return
+            pipe.label = pipe.head[:end].decode("utf-8", errors="replace") or "child"
+            data, pipe.head = pipe.head[end + 1 :], b""
+        job = self.job
+        if job is not None and data and (pipe.job is None or pipe.job is job):
+            job.deliver(pipe.name, data, label=pipe.label)
+
+    def _deliver_labelled(self, name: str, label: str, data: bytes) -> None:
+        """Lines of another thread or a `stream()` block (`streams.LabelledLines`), after what
+        the pipes hold, so that the whole log keeps the order of writing."""
+        with self.synced():
+            if self.job is not None:
+                self.job.deliver(name, data, label=label)
 
     @contextmanager
     def synced(self) -> Iterator[None]:
         """Flush Python's streams and drain the pipes, then hold the lock for the caller."""
         for stream in (self.stdout, self.stderr):
             if not stream.closed:
-                stream.flush()
+                io.TextIOWrapper.flush(stream)  # its own buffer, not other threads' lines
         with self.lock:
             self._read_available()
             yield
-
-
-def _text_stream(fd: int) -> io.TextIOWrapper:
-    """Line buffered, like a terminal: a line reaches the log as soon as it is printed."""
-    raw = io.FileIO(fd, "w", closefd=False)
-    return io.TextIOWrapper(
-        io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=True
-    )
 
 
 class Reporter:
@@ -491,16 +581,34 @@ def _run_function(data: buffers.Loadable) -> bytes | buffers.Framed:
         raise Failure("error", "PayloadError", message) from None
 
 
-def _run_notebook(data: buffers.Loadable, report: notebook_run.Report) -> bytes:
-    """A notebook job (`notebook_run.py`): a failure keeps the notebook as far as it ran."""
+def _run_notebook(
+    data: buffers.Loadable,
+    report: notebook_run.Report,
+    checkpoint: notebook_run.Checkpoint,
+    interval: float,
+    after_done: list[Callable[[], None]],
+) -> bytes:
+    """A notebook job (`notebook_run.py`): a failure keeps the notebook as far as it ran, and
+    so does a stop (the last checkpoint). Its kernel is shut down once it is reported."""
     try:
-        return notebook_run.run(data, report)
+        return notebook_run.run(data, report, checkpoint, interval, after_done.append)
     except notebook_run.NotebookFailed as failed:
         raise Failure(
             "error", failed.type, failed.message, failed.traceback, failed.notebook
         ) from None
     except InvalidRequest as exc:
         raise Failure("payload", "PayloadError", str(exc)) from None
+
+
+def _run_typed(data: buffers.Loadable, header: dict[str, Any]) -> tuple[bytes, Any]:
+    """A typed job (`typed_run.py`): its result bytes and its summary."""
+    try:
+        return typed_run.run(data, header["job_id"], header["attempt"])
+    except typed_run.TypeNotLoaded as exc:
+        raise Failure("payload", "PayloadError", str(exc)) from None
+    except typed_run.RunFailed as failed:
+        exc = failed.error
+        raise Failure("error", type(exc).__name__, str(exc), _job_traceback(exc)) from None
 
 
 def _prepare_cell(
@@ -698,17 +806,28 @@ def _raw_environ() -> Mapping[Any, Any]:
 class Worker:
     """The state a worker keeps between jobs, and the loop that serves them."""
 
-    def __init__(self, channel: protocol.Channel, shell: JobShell, lease: _LeaseWatch) -> None:
+    def __init__(
+        self,
+        channel: protocol.Channel,
+        shell: JobShell,
+        lease: _LeaseWatch,
+        starts: start_log.Recorder | None = None,
+    ) -> None:
         self.channel = channel
         self.shell = shell
         self.lease = lease
+        self.starts = starts
         self.home = os.getcwd()
         self.capture = Capture()
+        streams.install(self.capture.lines)
+        children.ChildPipes(self.capture.add_child, lambda: self.capture.job is not None).install()
         self.reporter = Reporter(channel)
         self.preloaded = frozenset(sys.modules)  # what no job's directory change may drop
         self.last_cwd: str | None = None  # the directory of the last job (see `_in_directory`)
         self.environ = dict(os.environ)  # what every job starts with
         self.environ_raw = dict(_raw_environ())
+        #: What the last job left to do once it is reported (a notebook's kernel to shut down).
+        self.after_done: list[Callable[[], None]] = []
 
     @contextmanager
     def _in_directory(self, cwd: str) -> Iterator[None]:
@@ -740,6 +859,10 @@ class Worker:
                 os.environ.clear()
                 os.environ.update(self.environ)
 
+    def _checkpoint(self, data: bytes) -> None:
+        """The current job's result, should it be stopped before it ends."""
+        self.channel.send({"t": FrameType.CHECKPOINT.value}, data)
+
     def serve(self) -> None:
         self.channel.send(
             {
@@ -756,6 +879,8 @@ class Worker:
             if done is not None:
                 self._send_done(*done, job)
                 done = None
+                while self.after_done:  # before the next job runs, whose log this is not
+                    self.after_done.pop(0)()
             elif job is not None and job[0].get("queued"):
                 self.channel.send(_start(job))
             if job is None:
@@ -800,8 +925,9 @@ class Worker:
         with self.capture.lock:
             self.capture.job = output
         self.lease.begin(header.get("lease_until"))
-        result, error, reason = None, None, None
+        result, error, reason, summary = None, None, None, None
         try:
+            self._write_start(header)
             with self._in_directory(cwd), job_context(context, self.reporter.report):
                 payload, upstream = _job_body(header, body)
                 body = None  # what is loaded now lives as long as the job's names
@@ -810,7 +936,12 @@ class Worker:
                     options = header.get("options") or {}
                     result = _run_cell(self.shell, target, payload, upstream, options)
                 elif header["kind"] == "notebook":
-                    result = _run_notebook(payload, self.reporter.report)
+                    interval = header.get("progress_interval", 1.0)
+                    result = _run_notebook(
+                        payload, self.reporter.report, self._checkpoint, interval, self.after_done
+                    )
+                elif header["kind"] == "typed":
+                    result, summary = _run_typed(payload, header)
                 else:
                     result = _run_function(payload)
         except Failure as failure:
@@ -823,8 +954,7 @@ class Worker:
             # A reused worker must stay killable: a job may have ignored SIGTERM.
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             self.reporter.flush()
-            with self.capture.synced():
-                self.capture.job = None
+            self.capture.end_job()
             self.lease.running = False
             oslayer.reap_orphans()
         notebook = outputs.to_json() if outputs is not None else b""
@@ -838,10 +968,26 @@ class Worker:
             "has_outputs": outputs is not None,
             "outputs_len": len(notebook),
         }
+        if summary is not None:
+            done["summary"] = summary
         left = _leave_result(header.get("result_dir"), result)
         if left is not None:
             return {**done, "result_file": left}, [notebook]
         return done, [*buffers.parts(result or b""), notebook]
+
+    def _write_start(self, header: dict[str, Any]) -> None:
+        """Write the attempt down before anything of it runs (`start_log.py`). A worker whose
+        consumer is gone begins nothing more: its claims may be given back already."""
+        if self.starts is None:
+            return
+        try:
+            consumer_alive = self.starts.begin(header["job_id"], header["attempt"])
+        except OSError as exc:
+            message = f"its start could not be written down, so it did not run: {exc}"
+            raise Failure("error", type(exc).__name__, message) from None
+        if not consumer_alive:
+            oslayer.end_descendants()
+            os._exit(1)
 
 
 def _job_body(header: dict[str, Any], body: Any) -> tuple[buffers.Loadable, list[buffers.Loadable]]:
@@ -927,6 +1073,8 @@ class _Inbox:
                         self._skip(header["job_id"])
                     elif header["t"] == FrameType.LEASE:
                         self.lease.renew(header["until"])
+                    elif header["t"] == FrameType.PING:
+                        self.channel.send({"t": FrameType.PONG.value})
                     else:
                         raise protocol.ProtocolError(f"unexpected {header['t']!r} frame")
         except BaseException as exc:  # the main thread raises it, and the worker ends
@@ -1019,6 +1167,9 @@ def main(argv: list[str]) -> int:
     """Serve jobs until the executor says exit or goes away; returns the exit code."""
     channel_arg, parent = argv[0], int(argv[1])
     _die_with_parent(parent)
+    starts = None
+    if len(argv) > 2:
+        starts = start_log.Recorder(Path(argv[2]), oslayer.still_parent(parent))
     channel = protocol.Channel(oslayer.child_socket(channel_arg))
     if sys.path and sys.path[0] in ("", os.getcwd()):
         sys.path.pop(0)  # added by -m; each job puts its own directory there instead
@@ -1030,7 +1181,7 @@ def main(argv: list[str]) -> int:
     diagnostics = os.fdopen(os.dup(2), "w", buffering=1)
     faulthandler.enable(diagnostics, all_threads=False)
     try:
-        Worker(channel, shell, _LeaseWatch(diagnostics)).serve()
+        Worker(channel, shell, _LeaseWatch(diagnostics), starts).serve()
     except Exception:
         traceback.print_exc(file=diagnostics)
         return 3

@@ -14,6 +14,7 @@ and what its rows point to, and hands them over.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -91,6 +92,17 @@ class Workspace:
 
     def log_file(self, job_id: int) -> Path:
         return self.job_folder(job_id) / "log"
+
+    @property
+    def start_logs(self) -> Path:
+        """The folder of the consumers' start logs (`start_log.py`)."""
+        return self.root / "starts"
+
+    def start_log(self, consumer_id: str) -> Path:
+        """Where `consumer_id`'s workers write down the attempts they begin, named by a digest
+        of the id (which holds characters some file systems refuse)."""
+        digest = hashlib.sha256(consumer_id.encode("utf-8", "surrogateescape")).hexdigest()
+        return self.start_logs / digest[:16]
 
     def file(self, relative: str) -> Path:
         """The file a blob row points to (its `path` column, relative to the folder)."""

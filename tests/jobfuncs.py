@@ -56,6 +56,13 @@ def mark_then_sleep(path: str, seconds: float) -> int:
     return job_id
 
 
+def mark_then_wait(path: str, gate: str) -> int:
+    """`mark`, then run until the file `gate` exists."""
+    job_id = mark(path)
+    wait_for_file(gate)
+    return job_id
+
+
 def mark_run(folder: str, seconds: float) -> int:
     """`mark` in `folder`/starts as the job's code begins and in `folder`/ends as it ends."""
     mark(os.path.join(folder, "starts"))
@@ -142,3 +149,32 @@ def fail_until(path: str, succeed_on_attempt: int) -> int:
 
 def cwd_and_python() -> tuple[str, str]:
     return os.getcwd(), sys.executable
+
+
+def threads_print(n: int) -> None:
+    """Says how many threads it starts, then each thread says hi (a stream each)."""
+    import threading
+
+    print(f"started {n}")
+    threads = [
+        threading.Thread(target=print, args=(f"printer-{k} says hi",), name=f"printer-{k}")
+        for k in range(n)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def streams_demo() -> int:
+    """The job's own line, a thread's and a child process's (three streams); the child's pid."""
+    import subprocess
+    import threading
+
+    print("main says hello", flush=True)
+    thread = threading.Thread(target=print, args=("worker says hi",), name="worker")
+    thread.start()
+    thread.join()
+    child = subprocess.Popen([sys.executable, "-c", "print('child says hey')"])
+    child.wait()
+    return child.pid

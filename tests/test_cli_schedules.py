@@ -14,8 +14,9 @@ import pytest
 
 from jupyter_jobs import cli
 from jupyter_jobs.models import Status
+from jupyter_jobs.options import OPTIONS
 from jupyter_jobs.payload import function_payload
-from jupyter_jobs.schedules import ScheduleSpec
+from jupyter_jobs.schedules import JOB_OPTIONS, ScheduleSpec
 from jupyter_jobs.store import Store
 
 from waiting import wait_until
@@ -76,6 +77,26 @@ def test_bad_input_is_refused_naming_the_field(db_path, notebook, capsysbinary, 
     Store(db_path).close()
     code, out, err = run(capsysbinary, db_path, "schedule", "add", str(notebook), *args)
     assert code == 1 and out == "" and message in err and "Traceback" not in err
+
+
+def test_every_job_option_a_schedule_passes_on_is_a_flag_spelled_as_in_options(
+    db_path, notebook, capsysbinary
+):
+    flagged = [o for o in OPTIONS if o.name in JOB_OPTIONS and o.flag]
+    assert {o.name for o in flagged} == {"priority", "timeout", "retries", "retry_delay"}
+    values = {"priority": "7", "timeout": "30", "retries": "2", "retry_delay": "0.5"}
+    argv = [part for o in flagged for part in (o.flag, values[o.name])]
+    Store(db_path).close()
+    code, out, err = run(
+        capsysbinary, db_path, "schedule", "add", str(notebook), "--every", "60", *argv, "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["job"] == {"priority": 7, "timeout": 30.0, "retries": 2,
+                                      "retry_delay": 0.5}  # fmt: skip
+    code, _, err = run(
+        capsysbinary, db_path, "schedule", "add", str(notebook), "--every", "60", "--retries", "x"
+    )
+    assert code == 2 and "--retries: invalid int value: 'x'" in err
 
 
 def test_an_unknown_schedule_is_exit_2(db_path, capsysbinary):

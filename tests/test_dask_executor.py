@@ -17,12 +17,14 @@ from pathlib import Path
 
 import dask
 import dill
+import psutil
 import pytest
 from distributed import Client, LocalCluster
 from traitlets.config import Config
 
-from jupyter_jobs import JobQueue
+from jupyter_jobs import JobQueue, job_types, payload
 from jupyter_jobs.consumer import Consumer
+from jupyter_jobs.executors.base import Task
 from jupyter_jobs.executors.dask import DaskExecutor
 from jupyter_jobs.executors.dask_task import run_on_worker
 from jupyter_jobs.models import Kind, Reason, Status
@@ -32,21 +34,14 @@ from jupyter_jobs.store import Store
 import jobfuncs
 import workers_util as wu
 
-TESTS_DIR = Path(__file__).parent
-
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    """Two single-threaded Dask worker processes that can import the tests' job functions."""
-    with pytest.MonkeyPatch.context() as mp:
-        path = os.environ.get("PYTHONPATH", "")
-        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(TESTS_DIR), path) if p))
-        with LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster:
-            yield cluster
+    """Two single-threaded Dask worker processes (`workers_util.dask_cluster`)."""
+    with wu.dask_cluster(2) as cluster:
+        yield cluster
 
 
 @pytest.fixture
@@ -134,6 +129,25 @@ async def test_cell_job_returns_values_and_outputs(executor, recorder):
     assert outputs[1]["data"]["text/plain"] == "42"
 
 
+async def test_typed_job_returns_its_json_result_and_summary(executor, recorder):
+    functions = payload.dumps({"run": jobfuncs.add, "summarize": vars})
+    data = job_types.encode_payload(
+        job_types.TypedPayload("adder", {"a": 40, "b": 2}, None, functions)
+    )
+    task = Task(wu.next_id(), 1, Kind.TYPED, "adder", data)
+    await executor.run(task)
+    outcome = await recorder.done(task.job_id)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    assert outcome.result == b"42"  # JSON, the server may serve it as it is
+    assert outcome.summary == {
+        "id": task.job_id,
+        "attempt": 1,
+        "type": "adder",
+        "parameters": {"a": 40, "b": 2},
+        "result": 42,
+    }
+
+
 async def test_large_payload_travels_by_scatter(executor, recorder):
     data = os.urandom(3 * 1024 * 1024)
     task = wu.function_task(len, data)
@@ -158,6 +172,17 @@ async def test_logs_and_progress_arrive_before_the_outcome(executor, recorder):
     last = recorder.progress[steps.job_id][-1]
     assert (last.done, last.total, last.message) == (5, 5, "step 5")
     assert recorder.attempts[prints.job_id] == {1}
+
+
+async def test_labelled_streams_keep_their_labels_through_dask(executor, recorder):
+    task = wu.function_task(wu.labelled_threads)
+    await executor.run(task)
+    outcome = await recorder.done(task.job_id)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    texts = recorder.stream_texts(task.job_id)
+    assert texts["thread worker-a"] == "a line 0\na line 1\na line 2\n"
+    assert texts["phase-2"] == "inside phase 2\n"
+    assert texts[""] == "main before\nmain after\n"
 
 
 async def test_a_log_flood_is_capped_and_complete_before_the_outcome(cluster, recorder):
@@ -220,6 +245,13 @@ async def test_timeout_kill_fails_the_job_with_reason_timeout(executor, recorder
     assert outcome.status is Status.FAILED and outcome.reason is Reason.TIMEOUT
     assert outcome.error.type == "TimeoutError"
     assert not any(wu.alive(pid) for pid in pids)
+
+
+async def test_a_stopped_notebook_job_keeps_what_ran_as_its_result(executor, recorder):
+    """The runner's last checkpoint comes back with the task, as from the local executor."""
+    outcome = await wu.stop_in_second_cell(executor, recorder, None, 1.0)
+    assert outcome.status is Status.CANCELLED
+    wu.assert_stopped_in_second_cell(outcome.result)
 
 
 async def test_kill_of_a_job_still_queued_in_dask(cluster, recorder, tmp_path):
@@ -316,6 +348,41 @@ async def test_a_dead_dask_worker_is_reported_lost_once(executor, recorder, clus
     again = wu.function_task(wu.add, 2, 3)
     await executor.run(again)
     assert dill.loads((await recorder.done(again.job_id, timeout=60)).result) == 5
+
+
+def living(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of `processes` still running (a zombie is gone: it only waits for its reaper)."""
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+    return found
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["children", "sigterm-deaf"])
+@pytest.mark.parametrize("how", ["cancel", "timeout", "worker-lost", "runner-killed"])
+async def test_no_descendant_outlives_its_dask_job_even_in_a_session_of_its_own(
+    executor, recorder, tmp_path, ignore_term, how
+):
+    """A child in a session of its own and a daemon (its parent gone) end with the job, however
+    it ends: stopped, its Dask worker lost (the runner ends them), or the runner itself killed
+    with -9 (its orphans are no one's descendants then: the task saw them, 0.5 s at a time)."""
+    pid_file = tmp_path / "pids"
+    task = wu.function_task(wu.escapes, str(pid_file), ignore_term, 2.0)
+    await executor.run(task)
+    await wu.wait_for(pid_file.exists, timeout=60)
+    runner = psutil.Process(wu.read_pids(pid_file)[0])  # the job runs in it
+    tree = [runner, *runner.children(recursive=True)]
+    assert set(wu.read_pids(pid_file)) <= {p.pid for p in living(tree)}
+    assert len({os.getsid(p.pid) for p in tree}) >= 3  # they left the job's session
+    if how in ("worker-lost", "runner-killed"):
+        os.kill(parent_of(runner.pid) if how == "worker-lost" else runner.pid, signal.SIGKILL)
+        assert (await recorder.done(task.job_id, timeout=60)).reason is Reason.WORKER_LOST
+    else:
+        reason = Reason.TIMEOUT if how == "timeout" else None
+        await asyncio.wait_for(executor.kill(task.job_id, reason, 1.0), 30)
+    await wu.wait_for(lambda: not living(tree), timeout=15)
 
 
 async def test_a_kill_the_worker_cannot_confirm_is_reported_and_still_happens(

@@ -21,19 +21,26 @@ from typing import Any
 
 import dill
 import pytest
-from jupyter_server.auth import Authorizer
+from jupyter_server.auth import Authorizer, IdentityProvider
+from jupyter_server.auth.identity import PasswordIdentityProvider
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (fixtures, for this module only)
 from tornado.httpclient import HTTPResponse
 from traitlets import TraitError
 from traitlets.config import Config
 
+from jupyter_jobs import oslayer
 from jupyter_jobs.executors.local import LocalExecutor
+from jupyter_jobs.models import JobSpec
 from jupyter_jobs.payload import cell_payload, function_payload
 from jupyter_jobs.server import parsing
+from jupyter_jobs.server.access import identifies_users
 from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp, resolve_executor
+from jupyter_jobs.server.channel_handlers import NAME
 from jupyter_jobs.server.emitter import SCHEMA_ID
 from jupyter_jobs.server.handlers import ID, ROUTES
 from jupyter_jobs.server.schedule_handlers import SID
+from jupyter_jobs.server.type_handlers import TYPE
+from jupyter_jobs.server.worker_handlers import WORKER_ID
 from jupyter_jobs.store import Store
 
 import jobfuncs
@@ -170,15 +177,16 @@ def route_requests() -> list[tuple[str, str]]:
     """(method, path) for every method of every registered route, ids filled in."""
     out = []
     for pattern, handler in ROUTES:
-        path = pattern.replace(ID, "1").replace(SID, "1").lstrip("/")
-        for method in ("GET", "POST", "PATCH", "DELETE"):
+        path = pattern.replace(ID, "1").replace(SID, "1").replace(TYPE, "t").replace(NAME, "c")
+        path = path.replace(WORKER_ID, "w").lstrip("/")
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             if method.lower() in vars(handler):
                 out.append((method, path))
     return out
 
 
 def body_for(method: str) -> dict[str, Any] | None:
-    return {} if method in ("POST", "PATCH") else None
+    return {} if method in ("POST", "PUT", "PATCH") else None
 
 
 # --- authentication and authorization ---------------------------------------------------------
@@ -186,9 +194,15 @@ def body_for(method: str) -> dict[str, Any] | None:
 
 def test_route_requests_cover_every_route() -> None:
     requests = route_requests()
-    assert len(requests) == 25
+    assert len(requests) == 35
     assert {p for _, p in requests} == {
-        p.replace(ID, "1").replace(SID, "1").lstrip("/") for p, _ in ROUTES
+        p.replace(ID, "1")
+        .replace(SID, "1")
+        .replace(TYPE, "t")
+        .replace(NAME, "c")
+        .replace(WORKER_ID, "w")
+        .lstrip("/")
+        for p, _ in ROUTES
     }
 
 
@@ -788,6 +802,63 @@ def test_stats_and_capabilities(api: Api) -> None:
     assert caps["cancel"] is True
 
 
+# --- users ------------------------------------------------------------------------------------
+
+
+def test_in_the_default_setup_every_request_is_the_servers_user(api: Api) -> None:
+    # jupyter_server's own identity provider makes each token request a new anonymous user:
+    # here every job is the OS user's running the server, as `JobQueue` and the CLI record.
+    me = oslayer.user_name()
+    first, second = api.submit(hold=True), api.submit(hold=True, owner="nb.ipynb")
+    assert {(j["user"], j["user_display_name"]) for j in (first, second)} == {(me, me)}
+    assert api.json("GET", "jobs/api/me") == {
+        "username": me,
+        "display_name": me,
+        "can_read_all": True,
+        "can_write_all": True,
+    }
+    mine = api.json("GET", "jobs/api/jobs", params={"mine": "true"})
+    assert [j["id"] for j in mine["jobs"]] == [second["id"], first["id"]]
+    assert mine["counts"]["pending"] == 2
+    assert api.json("GET", "jobs/api/jobs", params={"user": "someone-else"})["jobs"] == []
+    assert api.json("GET", "jobs/api/stats", params={"user": me})["counts"]["pending"] == 2
+    api.json("POST", f"jobs/api/jobs/{first['id']}/cancel")
+    cleared = api.json("POST", "jobs/api/jobs/clear", params={"mine": "true"})
+    assert cleared == {"deleted": [first["id"]]}
+    both = api.json("GET", "jobs/api/jobs", params={"mine": "true", "user": "someone-else"})
+    assert [j["id"] for j in both["jobs"]] == [second["id"]]  # mine wins
+    for bad in ("yes", "1", ""):
+        api.error("GET", "jobs/api/jobs", params={"mine": bad}, status=400)
+    api.error("GET", "jobs/api/stats", params={"mine": "yes"}, status=400)
+    # also where they do not filter: a schedule's runs
+    api.error("GET", "jobs/api/jobs", params={"schedule": "1", "mine": "-1"}, status=400)
+
+
+def test_jobs_of_nobody_from_before_users_stay_readable_and_actionable(api: Api) -> None:
+    old = api.app.store.enqueue(JobSpec(name="old", hold=True), b"")  # no user, as migrated
+    assert api.json("GET", f"jobs/api/jobs/{old.id}")["user"] == ""
+    assert api.json("POST", f"jobs/api/jobs/{old.id}/cancel")["status"] == "cancelled"
+    assert [j["id"] for j in api.json("GET", "jobs/api/jobs", params={"user": ""})["jobs"]] == [
+        old.id
+    ]
+
+
+def test_who_the_jobs_belong_to_follows_the_identity_provider() -> None:
+    class HubLike(IdentityProvider):
+        pass
+
+    for provider, auto in (
+        (IdentityProvider(), False),
+        (PasswordIdentityProvider(), False),
+        (HubLike(), True),
+    ):
+        assert identifies_users("auto", provider) is auto
+        assert identifies_users("identity", provider) is True
+        assert identifies_users("server", provider) is False
+    with pytest.raises(TraitError):
+        JobsApp(user_source="everyone")
+
+
 # --- configuration ---------------------------------------------------------------------------
 
 
@@ -826,6 +897,7 @@ def test_events_of_a_job_arrive_in_order_over_the_websocket(api: Api) -> None:
     def read() -> None:
         event = json.loads(api.run(asyncio.wait_for(ws.read_message(), 60)))
         if event.get("schema_id") == SCHEMA_ID:
+            assert {e["user"] for e in event["jobs"]} == {oslayer.user_name()}
             seen.extend(
                 (e["action"], e["previous"], e["status"])
                 for e in event["jobs"]

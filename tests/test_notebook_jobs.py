@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import psutil
 import pytest
 
 from jupyter_jobs import JobCancelled, JobFailed, cli
-from jupyter_jobs.errors import InvalidRequest
+from jupyter_jobs.errors import InvalidRequest, ResultNotReady
 from jupyter_jobs.models import Kind, Reason, Status
-from jupyter_jobs.notebook_run import inject_parameters
+from jupyter_jobs.notebook_run import Snapshots, clear_outputs, inject_parameters, stopped_at
 
 from waiting import wait_until
 
@@ -57,6 +59,21 @@ def test_parameters_are_injected_after_the_parameters_cell_and_the_result_has_ou
     assert progress is not None and progress.done == progress.total == 4
 
 
+def test_the_kernel_is_shut_down_gracefully_after_the_job_is_reported(queue, tmp_path):
+    pid_file, goodbye = tmp_path / "kernel.pid", tmp_path / "goodbye"
+    path = write_notebook(
+        tmp_path / "exits.ipynb",
+        "import atexit, os\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        f"atexit.register(lambda: open({str(goodbye)!r}, 'w').write('bye'))",
+    )
+    queue.submit_notebook(path).result(timeout=120)
+    kernel = psutil.Process(int(pid_file.read_text()))
+    _, alive = psutil.wait_procs([kernel], timeout=30)
+    assert alive == []
+    assert goodbye.read_text() == "bye"  # its exit hooks ran: a shutdown, not a kill
+
+
 def test_injection_goes_to_the_top_without_a_parameters_cell_and_replaces_an_earlier_one():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("y = flag")])
     inject_parameters(nb, {"flag": True, "none": None, "items": [1, {"a": False}]})
@@ -96,22 +113,38 @@ def test_bad_parameter_names_and_values_are_refused_before_anything_is_stored(qu
     assert queue.jobs() == []
 
 
+@pytest.fixture
+def eager_queue(db_path):
+    """A JobQueue whose jobs report every change at once (progress interval 0): a notebook's
+    checkpoint then leaves the worker before the log has the output it holds."""
+    from jupyter_jobs import JobQueue
+
+    q = JobQueue(db_path)
+    q.start_consumer(max_workers=2, progress_interval=0, kill_grace=2.0)
+    yield q
+    q.close()
+
+
 @pytest.mark.parametrize("how", ["cancel", "timeout"])
-def test_cancel_and_timeout_kill_the_kernel_and_its_children(queue, tmp_path, how):
+def test_cancel_and_timeout_kill_the_kernel_and_its_children_and_keep_the_partial_notebook(
+    eager_queue, tmp_path, how
+):
     pid_file = tmp_path / "pids"
     path = write_notebook(
         tmp_path / "slow.ipynb",
         "import os, subprocess, sys\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
-        f"open({str(pid_file)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')",
-        "import time\ntime.sleep(600)",
+        f"open({str(pid_file)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "print('before')",
+        "import time\nprint('started', flush=True)\ntime.sleep(600)",
+        "print('never')",
     )
     timeout = {"timeout": 20.0} if how == "timeout" else {}
-    job = queue.submit_notebook(path, **timeout)
+    job = eager_queue.submit_notebook(path, **timeout)
     wait_until(lambda: pid_file.exists() and pid_file.read_text(), 120, what="the kernel ran")
     processes = [psutil.Process(int(pid)) for pid in pid_file.read_text().split()]
+    wait_until(lambda: "started" in job.logs(), 60, what="the second cell's output")
     if how == "cancel":
-        wait_until(lambda: (p := job.refresh().progress) and p.done == 1, 30, what="cell 2")
         job.cancel()
         with pytest.raises(JobCancelled):
             job.result(timeout=60)
@@ -121,6 +154,65 @@ def test_cancel_and_timeout_kill_the_kernel_and_its_children(queue, tmp_path, ho
         assert failed.value.reason == Reason.TIMEOUT.value
     _, alive = psutil.wait_procs(processes, timeout=30)
     assert alive == [], f"still alive after {how}: {alive}"
+
+    nb = job.notebook()  # what ran until the stop, the running cell marked
+    assert [o.get("text") for o in nb.cells[0].outputs] == ["before\n"]
+    assert nb.cells[0].execution_count == 1
+    running = nb.cells[1].outputs
+    assert running[0]["text"] == "started\n"
+    assert running[-1]["output_type"] == "error" and running[-1]["ename"] == "JobStopped"
+    assert "cells below did not run" in running[-1]["evalue"]
+    assert nb.cells[2].outputs == [] and nb.cells[2].execution_count is None
+
+
+def test_a_notebook_stopped_before_its_first_cell_has_no_notebook(queue, tmp_path):
+    path = write_notebook(tmp_path / "held.ipynb", "print('never')")
+    job = queue.submit_notebook(path, hold=True)
+    job.cancel()
+    with pytest.raises(ResultNotReady):
+        job.notebook()
+
+
+def test_snapshots_go_before_the_progress_they_hold_and_outputs_wait_for_the_interval():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+    events: list[tuple[str, Any]] = []
+
+    def send(data: bytes) -> None:
+        events.append(("snapshot", json.loads(data)["cells"][0]["outputs"]))
+
+    async def scenario() -> None:
+        snapshots = Snapshots(nb, send, interval=0.05)
+        snapshots.cell_started(0, lambda: events.append(("progress", 0)))
+        assert [kind for kind, _ in events] == ["snapshot", "progress"]
+        nb.cells[0].outputs.append(nbformat.v4.new_output("stream", text="1\n"))
+        snapshots.changed()  # within the interval: later, with what there is by then
+        nb.cells[0].outputs.append(nbformat.v4.new_output("stream", text="2\n"))
+        snapshots.changed()
+        assert len(events) == 2
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(events) == 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert [o["text"] for o in events[2][1][:2]] == ["1\n", "2\n"]
+        snapshots.changed()
+        snapshots.close()  # the run ended: what was pending is not sent
+
+    asyncio.run(scenario())
+    assert len(events) == 3
+
+
+def test_snapshots_mark_the_running_cell_and_keep_the_notebook_itself_unmarked():
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("a = 1"), nbformat.v4.new_code_cell("b = 2")]
+    )
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="old\n")]
+    clear_outputs(nb)
+    nb.cells[0].outputs.append(nbformat.v4.new_output("stream", text="new\n"))
+    marked = nbformat.reads(stopped_at(nb, 0).decode(), as_version=4)
+    nbformat.validate(marked)
+    assert [o.output_type for o in marked.cells[0].outputs] == ["stream", "error"]
+    assert marked.cells[0].outputs[1].ename == "JobStopped"
+    assert len(nb.cells[0].outputs) == 1  # the running notebook is untouched
+    assert nbformat.reads(stopped_at(nb, None).decode(), as_version=4) == nb
 
 
 def test_a_failed_notebook_job_can_be_retried(queue, tmp_path):
@@ -154,11 +246,13 @@ def test_jupyter_jobs_run_submits_a_notebook_with_parameters_and_waits(
 ):
     path = write_notebook(tmp_path / "cli.ipynb", "print(repr(n), repr(s), repr(flags))")
     argv = ["run", str(path), "-p", "n", "5", "-p", "s", "some text", "-p", "flags", "[true]"]
+    argv += ["--priority", "3", "--timeout", "120", "--name", "cli run"]  # the submit options
     code = cli.main([*argv, "--wait", "--json", "--db", str(db_path)])
     out = capsys.readouterr().out
     assert code == 0, out
     record = json.loads(out)
     assert record["status"] == "succeeded" and record["kind"] == "notebook"
+    assert (record["priority"], record["timeout"], record["name"]) == (3, 120.0, "cli run")
     assert record["options"]["notebook"]["parameters"] == {
         "n": 5,
         "s": "some text",

@@ -856,3 +856,54 @@ def test_deprecated_pandas_options_are_not_read_nor_sent():
         warnings.simplefilter("always")
         assert "jupyter_jobs_test.old" not in display_options.capture().get("pandas", {})
     assert not [w for w in caught if "jupyter_jobs_test.old" in str(w.message)]
+
+
+# -- labelled streams: threads and child processes ----------------------------------------------
+
+
+async def test_other_threads_and_stream_blocks_write_to_streams_of_their_own(executor, recorder):
+    task = wu.function_task(wu.labelled_threads)
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    texts = recorder.stream_texts(task.job_id)
+    assert texts.pop("") == "main before\nmain after\n"
+    assert texts == {
+        "thread worker-a": "a line 0\na line 1\na line 2\n",
+        "thread worker-b": "b line 0\nb line 1\nb line 2\n",
+        "phase-2": "inside phase 2\n",
+        "thread partial": "no newline",  # its last partial line, when the job ended
+    }
+    # the whole log keeps the order of writing: the threads took turns
+    order = [line for line in recorder.log_text(task.job_id).splitlines() if " line " in line]
+    assert order == [f"{t} line {k}" for k in range(3) for t in "ab"]
+
+
+async def test_child_processes_write_to_streams_labelled_by_pid(executor, recorder):
+    task = wu.function_task(wu.labelled_children)
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    pids = dill.loads(outcome.result)
+    texts = recorder.stream_texts(task.job_id)
+    assert texts.pop("") == "main got captured\n"  # the captured output stayed the job's
+    assert texts.pop(f"pid {pids.pop('subprocess')}") == "from subprocess\nerr\n"
+    assert texts.pop("tool") == "from the shell\n"
+    for method, pid in pids.items():  # fork, spawn, forkserver: each child's python and fd
+        assert texts.pop(f"pid {pid}") == (
+            f"python from the {method} child\nfd 2 of the {method} child\n"
+        ), method
+    assert texts == {}
+
+
+async def test_a_cells_threads_print_into_its_output_too(executor, recorder):
+    code = (
+        "import threading\n"
+        "t = threading.Thread(target=print, args=('from a thread',), name='helper')\n"
+        "t.start(); t.join()\n"
+        "print('from the cell')\n"
+    )
+    task = wu.cell_task(code)
+    outcome = await run(executor, recorder, task)
+    assert outcome.status is Status.SUCCEEDED, outcome.error
+    text = "".join(o.get("text", "") for o in outputs_of(outcome))
+    assert text == "from a thread\nfrom the cell\n"
+    assert recorder.stream_texts(task.job_id)["thread helper"] == "from a thread\n"

@@ -9,18 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jupyter_jobs import payload
+from jupyter_jobs import notebooks, payload
 from jupyter_jobs.executors.base import Task
 from jupyter_jobs.executors.local import LocalExecutor
-from jupyter_jobs.models import Kind, Outcome, Progress
+from jupyter_jobs.models import Kind, Outcome, Progress, Reason
 from jupyter_jobs.progress import current_job, progress
 
 _ids = itertools.count(1)
@@ -35,6 +37,8 @@ class Recorder:
 
     def __init__(self) -> None:
         self.logs: dict[int, list[bytes]] = {}
+        #: (stream, bytes) of each log chunk: "" for the main stream (`streams.py`)
+        self.streams: dict[int, list[tuple[str, bytes]]] = {}
         self.progress: dict[int, list[Progress]] = {}
         self.outcomes: dict[int, list[Outcome]] = {}
         self.started: dict[int, list[int]] = {}  # job id -> the attempts that started
@@ -46,8 +50,9 @@ class Recorder:
     def _event(self, table: dict[int, asyncio.Event], job_id: int) -> asyncio.Event:
         return table.setdefault(job_id, asyncio.Event())
 
-    def on_log(self, job_id: int, attempt: int, data: bytes) -> None:
+    def on_log(self, job_id: int, attempt: int, data: bytes, stream: str = "") -> None:
         self.logs.setdefault(job_id, []).append(data)
+        self.streams.setdefault(job_id, []).append((stream, data))
         self.attempts.setdefault(job_id, set()).add(attempt)
         self._event(self._log_seen, job_id).set()
 
@@ -66,6 +71,13 @@ class Recorder:
 
     def log_text(self, job_id: int) -> str:
         return b"".join(self.logs.get(job_id, [])).decode(errors="replace")
+
+    def stream_texts(self, job_id: int) -> dict[str, str]:
+        """The log by stream ("" the main one), each as text."""
+        texts: dict[str, bytes] = {}
+        for stream, data in self.streams.get(job_id, []):
+            texts[stream] = texts.get(stream, b"") + data
+        return {stream: data.decode(errors="replace") for stream, data in texts.items()}
 
     async def done(self, job_id: int, timeout: float = 60.0) -> Outcome:
         await asyncio.wait_for(self._event(self._done, job_id).wait(), timeout)
@@ -104,6 +116,35 @@ def function_task(fn: Any, *args: Any, **kwargs: Any) -> Task:
 def cell_task(code: str, namespace: dict[str, Any] | None = None, **options: Any) -> Task:
     data, _ = payload.cell_payload(code, namespace or {})
     return Task(next_id(), 1, Kind.CELL, "cell", bytes(data), options=options)
+
+
+def notebook_task(*cells: str) -> Task:
+    """A notebook job of these code cells (run with python3)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    data = notebooks.payload(json.loads(nbformat.writes(nb)), {}, None)
+    return Task(next_id(), 1, Kind.NOTEBOOK, "notebook", data)
+
+
+async def stop_in_second_cell(
+    executor: Any, recorder: Recorder, reason: Reason | None, grace: float
+) -> Outcome:
+    """Run a notebook whose second cell sleeps, stop it there, and return its outcome."""
+    task = notebook_task("print('first cell done')", "import time\ntime.sleep(600)")
+    await executor.run(task)
+    await wait_for(lambda: any(p.done == 1 for p in recorder.progress.get(task.job_id, [])), 120)
+    await asyncio.wait_for(executor.kill(task.job_id, reason, grace), 30)
+    return recorder.outcomes[task.job_id][0]
+
+
+def assert_stopped_in_second_cell(result: bytes | None) -> None:
+    """The result of `stop_in_second_cell`: the first cell's output, the second one marked."""
+    import nbformat
+
+    executed = nbformat.reads(result.decode(), as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "first cell done\n"
+    assert [o["ename"] for o in executed.cells[1].outputs] == ["JobStopped"]
 
 
 async def wait_for(predicate: Any, timeout: float = 30.0) -> Any:
@@ -278,9 +319,11 @@ _DAEMON = (
 )
 
 
-def escapes(pid_file: str, ignore_term: bool) -> None:
+def escapes(pid_file: str, ignore_term: bool, settle: float = 0.0) -> None:
     """Descendants that leave the job's process group, then hang: a child in a session of its
-    own, and a daemon (its own session, its parent gone); optionally all deaf to SIGTERM."""
+    own, and a daemon (its own session, its parent gone); optionally all deaf to SIGTERM. The
+    pids are written `settle` seconds after they started: a watcher that looks every so often
+    (and cannot be asked whether it did) has seen them by then."""
     trap = "trap '' TERM; " if ignore_term else ""
     if ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -288,10 +331,17 @@ def escapes(pid_file: str, ignore_term: bool) -> None:
     launcher = subprocess.run(
         [sys.executable, "-c", _DAEMON, trap], capture_output=True, text=True, check=True
     )
+    time.sleep(settle)
     Path(pid_file + ".tmp").write_text(f"{os.getpid()} {own.pid} {launcher.stdout.strip()}")
     os.rename(pid_file + ".tmp", pid_file)
     while True:
         time.sleep(1)
+
+
+def start_log_files(folder: str) -> dict[str, list[str]]:
+    """The start log's files (`start_log.py`) and their lines, as this job's code finds them."""
+    files = [p for p in Path(folder).iterdir() if p.name != "owner"]
+    return {p.name: p.read_text().splitlines() for p in files}
 
 
 def segfaults() -> None:
@@ -363,3 +413,80 @@ def progress_from_a_forked_child() -> int:
     os.waitpid(pid, 0)
     progress(1, 1, "parent")
     return 1
+
+
+def labelled_threads() -> None:
+    """Its own lines, two named threads' lines (taking turns), a `stream()` block's, and a
+    thread's last line left without its newline."""
+    import threading
+
+    import jupyter_jobs
+
+    def worker(name: str, start: threading.Semaphore, then: threading.Semaphore) -> None:
+        for k in range(3):
+            start.acquire()
+            print(f"{name} line {k}")
+            then.release()
+
+    a_turn, b_turn = threading.Semaphore(1), threading.Semaphore(0)
+    threads = [
+        threading.Thread(target=worker, args=("a", a_turn, b_turn), name="worker-a"),
+        threading.Thread(target=worker, args=("b", b_turn, a_turn), name="worker-b"),
+    ]
+    print("main before")
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with jupyter_jobs.stream("phase-2"):
+        print("inside phase 2")
+    partial = threading.Thread(target=lambda: sys.stdout.write("no newline"), name="partial")
+    partial.start()
+    partial.join()
+    print("main after")
+
+
+def mp_child(method: str) -> None:
+    print(f"python from the {method} child", flush=True)
+    os.write(2, f"fd 2 of the {method} child\n".encode())
+
+
+def labelled_children() -> dict[str, int]:
+    """A subprocess, a shell command inside a `stream()` block, and a multiprocessing child of
+    each start method; returns the pids by what started them."""
+    import multiprocessing
+
+    import jupyter_jobs
+
+    pids: dict[str, int] = {}
+    code = "import os; print('from subprocess', flush=True); os.write(2, b'err\\n')"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    child.wait()
+    pids["subprocess"] = child.pid
+    with jupyter_jobs.stream("tool"):
+        subprocess.run("echo from the shell", shell=True, check=True)
+    captured = subprocess.run(["echo", "captured"], capture_output=True, text=True, check=True)
+    print(f"main got {captured.stdout.strip()}")
+    for method in multiprocessing.get_all_start_methods():
+        process = multiprocessing.get_context(method).Process(target=mp_child, args=(method,))
+        process.start()
+        process.join()
+        pids[method] = process.pid
+    return pids
+
+
+@contextlib.contextmanager
+def dask_cluster(n_workers: int) -> Iterator[Any]:
+    """A LocalCluster of `n_workers` single-threaded worker processes that can import the
+    tests' job functions (this folder on their PYTHONPATH)."""
+    import pytest
+    from distributed import LocalCluster
+
+    tests_dir = str(Path(__file__).parent)
+    path = os.environ.get("PYTHONPATH", "")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (tests_dir, path) if p))
+        with LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster:
+            yield cluster

@@ -14,7 +14,10 @@ from typing import Any, ClassVar, Protocol
 from traitlets import Float, Integer, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
+from ..errors import WorkerNotDrainable
 from ..models import FileBytes, Kind, Outcome, Progress, Reason
+from ..start_log import StartLog
+from ..worker_info import WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,9 @@ class Task:
     #: Wall-clock time by which the run must be over unless its claim is renewed
     #: (`Executor.renew_lease`); None: no limit.
     lease_until: float | None = None
+    #: Run in a process started for this run alone, which exits after it (the job's
+    #: `fresh_worker` option): nothing an earlier job left in a worker can reach it.
+    fresh_worker: bool = False
 
 
 class ExecutorEvents(Protocol):
@@ -48,7 +54,9 @@ class ExecutorEvents(Protocol):
     the store (fencing), so a late message from a killed worker cannot corrupt a newer attempt.
     """
 
-    def on_log(self, job_id: int, attempt: int, data: bytes) -> None: ...
+    def on_log(self, job_id: int, attempt: int, data: bytes, stream: str = "") -> None:
+        """Output of the run; `stream` names a labelled stream (a thread's, a child
+        process's: `streams.py`), and is left out for the job's main stream."""
 
     def on_progress(self, job_id: int, attempt: int, progress: Progress) -> None: ...
 
@@ -86,6 +94,13 @@ class Executor(LoggingConfigurable):
     #: (`Outcome.result` as `FileBytes`); the consumer sets it (the store's incoming folder)
     #: before `start`. None: results come back as bytes.
     result_dir: Path | None = None
+    #: Where this executor's workers write down each attempt before its code begins
+    #: (`start_log.py`), so that the claims of a consumer killed with -9 that no worker began
+    #: go back to the queue uncounted; the consumer sets it before `start` and removes its
+    #: files after its last write. An executor that can keep that promise `create`s it at
+    #: start and gives its runners files (`take_file`); one that cannot leaves it alone, and
+    #: such claims count as interrupted attempts.
+    start_log: StartLog | None = None
     #: Whether `on_started` tells when a run's code really begins. Executors that cannot tell
     #: leave it False, and the consumer counts a run as started once `run()` has taken it.
     reports_start: ClassVar[bool] = False
@@ -171,10 +186,24 @@ class Executor(LoggingConfigurable):
         """(job_id, attempt) of every task this executor currently runs."""
         return []
 
+    async def workers(self) -> list[WorkerInfo]:
+        """The processes this executor runs jobs in, as shown (`GET /jobs/api/workers`);
+        an executor that cannot tell shows none."""
+        return []
+
+    async def drain(self, worker_id: str) -> WorkerInfo:
+        """Let the worker `worker_id` finish the job it runs (if any), then stop it; returns it
+        as it is now (`draining`, or `retiring` when it had nothing to finish). Jobs waiting
+        in it go back to the others. `WorkerNotFound` for an unknown id; an executor that
+        cannot drain (capability `drain` false) raises `WorkerNotDrainable`."""
+        raise WorkerNotDrainable(f"the {self.name} executor does not drain workers")
+
     def capabilities(self) -> dict[str, Any]:
         """What this executor supports, for `GET /jobs/api/capabilities` and the UI."""
         return {
             "executor": self.name,
+            "drain": False,
+            "fresh_worker": True,
             "cancel": True,
             "timeout": True,
             "progress": True,

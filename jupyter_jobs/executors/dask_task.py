@@ -1,7 +1,9 @@
 """What runs on a Dask worker for the Dask executor: one attempt of one job, as a Dask task.
 
 `run_on_worker` is the task (see `dask.py` for the whole design). It starts the job's runner in
-a process of its own (`processes.spawn_runner`), speaks the frames of `protocol.py` to it,
+a process of its own (`processes.spawn_runner`), looks at the runner's process tree while it
+runs (as the local executor does, so that a stop ends every descendant seen, those in sessions
+of their own and orphans included), speaks the frames of `protocol.py` to it,
 forwards logs and progress as Dask events on the executor's topic, watches for a stop (a
 `distributed.Event` per key, or the key released), and returns how the attempt ended as plain
 data: the executor's client accepts no pickle. Dask re-runs a task whose worker died; a re-run
@@ -22,9 +24,16 @@ from distributed import Event as DaskEvent
 from distributed import Variable, get_client, get_worker
 
 from .. import protocol
-from ..oslayer import forget_tree, kill_group
+from ..oslayer import forget_tree, kill_group, process_start_time, track_tree
 from ..protocol import FrameType
-from .processes import describe_exit, last_words, spawn_runner, stop_group, wait_leader
+from .processes import (
+    TRACK_INTERVAL,
+    describe_exit,
+    last_words,
+    spawn_runner,
+    stop_group,
+    wait_leader,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,13 @@ _START_TIMEOUT = 60.0  # seconds for a runner to say it is ready
 _STDERR_TAIL = 16384  # bytes of the runner's own stderr kept for a worker_lost error
 
 
+def worker_identity() -> dict[str, Any]:
+    """The Dask worker process's pid and start time (`Client.run` asks each worker once; the
+    scheduler does not know them), for the executor's workers view."""
+    pid = os.getpid()
+    return {"pid": pid, "started_at": process_start_time(pid)}
+
+
 def run_on_worker(job: dict[str, Any], payload: bytes, topic: str) -> dict[str, Any]:
     """The Dask task of one attempt: run it in a runner process, return how it ended."""
     attempt = _Attempt(job, topic)
@@ -42,7 +58,13 @@ def run_on_worker(job: dict[str, Any], payload: bytes, topic: str) -> dict[str, 
         outcome = attempt.run(payload)
     finally:
         attempt.close()
-    return {**outcome, "events": attempt.report.sent, "worker": attempt.where}
+    # The last checkpoint goes too: a stopped run's result, even if it said "done" meanwhile.
+    return {
+        **outcome,
+        "events": attempt.report.sent,
+        "worker": attempt.where,
+        "checkpoint": attempt.checkpoint,
+    }
 
 
 class _Reporter:
@@ -54,6 +76,7 @@ class _Reporter:
         self.key = key
         self.sent = 0
         self._buffer = bytearray()
+        self._stream: str | None = None  # the buffer's stream (`streams.py`; None: main)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         flusher = threading.Thread(target=self._flush_periodically, name="jobs-dask-logs")
@@ -65,8 +88,11 @@ class _Reporter:
             self._flush()
             self._send(kind, fields)
 
-    def log(self, data: bytes) -> None:
+    def log(self, data: bytes, stream: str | None = None) -> None:
         with self._lock:
+            if stream != self._stream:
+                self._flush()
+                self._stream = stream
             self._buffer += data
             if len(self._buffer) >= _LOG_CHUNK:
                 self._flush()
@@ -84,7 +110,8 @@ class _Reporter:
         while self._buffer:
             chunk = bytes(self._buffer[:_LOG_CHUNK])
             del self._buffer[:_LOG_CHUNK]
-            self._send("log", {"data": chunk})
+            labelled = {} if self._stream is None else {"s": self._stream}
+            self._send("log", {"data": chunk, **labelled})
 
     def _flush_periodically(self) -> None:
         while not self._closed.wait(_LOG_FLUSH):
@@ -107,6 +134,7 @@ class _Attempt:
         self.reaped = False
         self.stopped = False  # ended by a stop (kill or released key)
         self.problem: str | None = None  # why the conversation with the runner broke off
+        self.checkpoint: bytes | None = None  # the result should the runner end before "done"
         self.over = threading.Event()  # the runner is gone: stop watching
 
     def close(self) -> None:
@@ -128,6 +156,7 @@ class _Attempt:
                 return {"status": "failed", "reason": "worker_lost", "error": error}
             self.report.publish("start", where=self.where, pid=self.proc.pid)
             threading.Thread(target=self._watch, name="jobs-dask-stop", daemon=True).start()
+            threading.Thread(target=self._track, name="jobs-dask-tree", daemon=True).start()
             try:
                 sock = end.accept(_START_TIMEOUT, lambda: self.proc.poll() is None)
             finally:
@@ -172,10 +201,12 @@ class _Attempt:
             while done is None and (frame := channel.recv()) is not None:
                 header, body = frame
                 if header["t"] == FrameType.LOG:
-                    self.report.log(body)
+                    self.report.log(body, header.get("s"))
                 elif header["t"] == FrameType.PROGRESS:
                     fields = {k: header.get(k) for k in ("done", "total", "message")}
                     self.report.publish("progress", **fields)
+                elif header["t"] == FrameType.CHECKPOINT:
+                    self.checkpoint = body
                 elif header["t"] == FrameType.DONE:
                     done = frame
         except TimeoutError:
@@ -206,6 +237,15 @@ class _Attempt:
             forget_tree(self.proc.pid)
             self.reaped = True
             return self.proc.wait()
+
+    def _track(self) -> None:
+        """Remember what the job starts (`oslayer.track_tree`) until the runner is reaped, so
+        that a stop or the runner's death ends it even once it left the runner's tree."""
+        while not self.over.wait(TRACK_INTERVAL):
+            with self.lock:
+                if self.reaped:
+                    return
+                track_tree(self.proc.pid)
 
     def _kill(self) -> None:
         with self.lock:
@@ -267,4 +307,10 @@ class _Attempt:
         when = "before it was ready" if ready is None else "while running the job"
         message = f"the job's process (pid {pid} on {self.where}) died {when}: {exit_text}{said}"
         error = {"type": "WorkerLost", "message": message, "traceback": output}
-        return {"status": "failed", "reason": "worker_lost", "error": error, "exit": exit_text}
+        return {
+            "status": "failed",
+            "reason": "worker_lost",
+            "error": error,
+            "exit": exit_text,
+            "result": self.checkpoint,
+        }

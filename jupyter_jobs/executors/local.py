@@ -11,7 +11,7 @@ dies under a job is reported at once as `worker_lost` with its signal or exit co
 worker takes its place.
 
 Nothing a job starts outlives its worker: a busy worker's process tree is looked at every
-`_TRACK_INTERVAL` seconds (`oslayer.track_tree`; on Linux the runner adopts orphans, so the tree
+`TRACK_INTERVAL` seconds (`oslayer.track_tree`; on Linux the runner adopts orphans, so the tree
 holds even what daemonized), and when a worker exits, for whatever reason, its group and every
 process seen in its tree are killed before its pid is reaped (so it cannot have been reused).
 """
@@ -32,16 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Float, Unicode, default
+from traitlets import Bool, Float, Integer, TraitError, Unicode, default
 
 from .. import oslayer, protocol
+from ..errors import WorkerNotFound
 from ..models import Kind, Outcome, Progress, Reason, Status, now
 from ..oslayer import ParentEnd, kill_group
 from ..protocol import FrameType, WorkerState
+from ..worker_info import WorkerInfo
 from . import leftovers
 from .base import Executor, ExecutorEvents, Task
 from .pool import Worker, WorkerPool
 from .processes import (
+    TRACK_INTERVAL,
     describe_exit,
     done_outcome,
     failed_outcome,
@@ -54,11 +57,14 @@ from .processes import (
 )
 
 log = logging.getLogger(__name__)
+#: The kinds of job a busy worker may be sent ahead of time: calls, not cells or notebooks.
+_SENT_AHEAD = frozenset({Kind.FUNCTION, Kind.TYPED})
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDERR_TAIL = 16384
-#: Seconds between two looks at the process trees of busy workers.
-_TRACK_INTERVAL = 0.5
+#: Seconds between two pings of every worker: its pong is its heartbeat (`WorkerInfo`).
+PING_INTERVAL = 2.0
+_PINGED = (WorkerState.IDLE, WorkerState.BUSY)
 
 
 class WorkerStartError(Exception):
@@ -80,6 +86,8 @@ class Run:
     started_at: float | None = None  # loop time its code began in a worker; None: never began
     killing: bool = False
     reported: bool = False
+    #: The worker's last "checkpoint": the result of this run should it end before "done".
+    checkpoint: bytes | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -99,6 +107,15 @@ class LocalExecutor(Executor):
 
     warm_workers = Bool(
         True, help="Keep a spare worker started, so that the next job need not wait for one."
+    ).tag(config=True)
+
+    min_workers = Integer(
+        0,
+        min=0,
+        help="""Worker processes (of the default interpreter) kept started at all times, busy
+        or idle: started with the executor, and replaced when one exits (a retired cell worker,
+        a drained one), so that this many jobs start at once without waiting for Python. At
+        most max_workers.""",
     ).tag(config=True)
 
     start_timeout = Float(60.0, help="Seconds a worker may take to start.").tag(config=True)
@@ -136,7 +153,14 @@ class LocalExecutor(Executor):
         super().__init__(events, max_workers, **traits)
         if self.max_workers is None:
             self.max_workers = os.cpu_count() or 1
+        if self.min_workers > self.max_workers:
+            raise TraitError(
+                f"LocalExecutor.min_workers ({self.min_workers}) is more than max_workers "
+                f"({self.max_workers})"
+            )
         self.pool = WorkerPool()
+        self.host = socket.gethostname()
+        self._pinger: asyncio.Task | None = None
         #: Moving average of recent successful jobs' run time (seconds); None until one ran.
         self.recent_run_time: float | None = None
         self._env: dict[str, str] = {}
@@ -159,9 +183,16 @@ class LocalExecutor(Executor):
         if self.leftovers_dir is not None:
             await asyncio.to_thread(leftovers.end_left_over, self.leftovers_dir)
             self._record = leftovers.own_file(self.leftovers_dir)
+        if self.start_log is not None:
+            try:
+                await asyncio.to_thread(self.start_log.create)
+            except OSError as exc:
+                log.warning("no start log (%s): a kill -9 will count claims as attempts", exc)
+                self.start_log = None
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self._env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, _importable()])}
         self._tracker = asyncio.create_task(self._track_trees())
+        self._pinger = asyncio.create_task(self._ping())
         self._ensure_spares()
 
     def free_slots(self) -> int:
@@ -188,7 +219,43 @@ class LocalExecutor(Executor):
         return [run.task.job_id for run in self._backlog]
 
     def capabilities(self) -> dict[str, Any]:
-        return {**super().capabilities(), "max_workers": self.max_workers}
+        return {
+            **super().capabilities(),
+            "max_workers": self.max_workers,
+            "min_workers": self.min_workers,
+            "drain": True,
+        }
+
+    async def workers(self) -> list[WorkerInfo]:
+        return self.pool.infos(self.host, self.name)
+
+    async def drain(self, worker_id: str) -> WorkerInfo:
+        """Its current job (or the one it starts for) ends as usual, then it exits; jobs sent
+        ahead to it are asked back for the others. An idle worker exits at once. A spare
+        takes its place (`min_workers`, `warm_workers`)."""
+        worker = self.pool.find(worker_id, self.host)
+        if worker is None:
+            raise WorkerNotFound(worker_id)
+        if not worker.draining and worker.state is not WorkerState.RETIRING:
+            worker.draining = True
+            for run in list(worker.ahead):  # it starts none of them: the backlog takes them
+                worker.ahead.remove(run)
+                worker.reclaimed[run.task.job_id] = run
+                worker.send({"t": FrameType.SKIP.value, "job_id": run.task.job_id})
+            if worker.state is WorkerState.IDLE and not worker.reserved:
+                self._retire(worker)
+            self._ensure_spares()
+        return next(i for i in self.pool.infos(self.host, self.name) if i.id == worker_id)
+
+    async def _ping(self) -> None:
+        """Ping every worker now and then: its pong (any frame) is its heartbeat. The runner
+        answers from a thread of its own, so a busy worker answers too, unless its job holds
+        the interpreter (a long call into C that keeps the GIL): then its heartbeat ages."""
+        while True:
+            await asyncio.sleep(PING_INTERVAL)
+            for worker in self.pool:
+                if worker.writer is not None and worker.state in _PINGED:
+                    worker.send({"t": FrameType.PING.value})
 
     def renew_lease(self, until: float) -> None:
         """Tell every worker with a run (current or sent ahead) that it may go on until
@@ -201,7 +268,7 @@ class LocalExecutor(Executor):
     async def _track_trees(self) -> None:
         """Remember what busy workers' jobs started, before a worker's death can orphan it."""
         while True:
-            await asyncio.sleep(_TRACK_INTERVAL)
+            await asyncio.sleep(TRACK_INTERVAL)
             busy = [w.pid for w in self.pool if w.run is not None and w.state is WorkerState.BUSY]
             if busy:
                 await asyncio.to_thread(self._track, busy)
@@ -231,7 +298,7 @@ class LocalExecutor(Executor):
         interpreter = task.interpreter or self.interpreter
         if interpreter not in self._warm:
             self._warm.append(interpreter)
-        worker = self.pool.idle(interpreter, _kernel_of(task))
+        worker = self._idle_for(run, interpreter)
         if self._active() > self.max_workers:  # counting this run: every worker is taken
             self._backlog.append(run)
             self._send_ahead()
@@ -263,13 +330,16 @@ class LocalExecutor(Executor):
             run.dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await run.dispatcher
-            run.waiting_on.reserved = False  # it becomes a spare once ready
+            waiting_on = run.waiting_on
+            waiting_on.reserved = False  # it becomes a spare once ready
+            if not waiting_on.takes_jobs and waiting_on.state is WorkerState.IDLE:
+                self._retire(waiting_on)  # started for this run alone
         if run.worker is not None:
             exit_text = await self._terminate(run.worker, grace)
         if give_back:
             self._finish(run, not_started_outcome())
         else:
-            self._finish(run, kill_outcome(reason, exit_text))
+            self._finish(run, kill_outcome(reason, exit_text, run.checkpoint))
 
     def _withdraw(self, run: Run, worker: Worker, grace: float) -> None:
         """Take back a run sent ahead, for good. It ends now; the worker drops it when it reads
@@ -287,9 +357,10 @@ class LocalExecutor(Executor):
         await asyncio.gather(*(self.kill(j, Reason.INTERRUPTED, grace) for j in list(self._runs)))
         workers = [w for w in self.pool if w.state is not WorkerState.DEAD]
         await asyncio.gather(*(self._terminate(w, grace) for w in workers))
-        if self._tracker is not None:
-            self._tracker.cancel()
-            self._tracker = None
+        for task in (self._tracker, self._pinger):
+            if task is not None:
+                task.cancel()
+        self._tracker = self._pinger = None
         if self._record is not None:
             self._record.unlink(missing_ok=True)
 
@@ -321,7 +392,12 @@ class LocalExecutor(Executor):
         for worker in self.pool:
             if self._active() >= self.max_workers:
                 return  # an idle spare beyond the slots takes nothing
-            if worker.state is not WorkerState.IDLE or worker.reserved or worker.kernel is not None:
+            if (
+                worker.state is not WorkerState.IDLE
+                or worker.reserved
+                or worker.kernel is not None
+                or not worker.takes_jobs
+            ):
                 continue
             donors = [
                 w
@@ -342,6 +418,7 @@ class LocalExecutor(Executor):
         room = self.send_ahead - len(worker.ahead)
         return (
             worker.state is WorkerState.BUSY
+            and worker.takes_jobs
             and worker.interpreter == interpreter
             and room > 0
             and (worker in batches or room >= (self.send_ahead + 1) // 2)
@@ -370,7 +447,7 @@ class LocalExecutor(Executor):
         while self._backlog and self._active() < self.max_workers:
             run = self._backlog.popleft()
             interpreter = run.task.interpreter or self.interpreter
-            worker = self.pool.idle(interpreter, _kernel_of(run.task))
+            worker = self._idle_for(run, interpreter)
             if worker is not None:
                 self._send_job(run, worker)
             else:
@@ -379,7 +456,8 @@ class LocalExecutor(Executor):
         self._reclaim()
 
     def _send_ahead(self) -> None:
-        """Send short function jobs from the backlog to busy workers (see `send_ahead`).
+        """Send short function and typed jobs from the backlog to busy workers (see
+        `send_ahead`); a typed job is a function call too, by name.
 
         Only while jobs are short (prefetching is on), and never behind a cell job (its worker
         is the kernel's) or to a doomed worker (it is "retiring", not "busy").
@@ -389,7 +467,7 @@ class LocalExecutor(Executor):
         batches: dict[Worker, list[protocol.Frame]] = {}
         while self._backlog:
             run = self._backlog[0]
-            if Kind(run.task.kind) is not Kind.FUNCTION:
+            if Kind(run.task.kind) not in _SENT_AHEAD or run.task.fresh_worker:
                 break
             interpreter = run.task.interpreter or self.interpreter
             workers = [w for w in self.pool if self._takes_ahead(w, interpreter, batches)]
@@ -405,9 +483,17 @@ class LocalExecutor(Executor):
         for worker, frames in batches.items():
             worker.send_frames(frames)
 
+    def _idle_for(self, run: Run, interpreter: str) -> Worker | None:
+        """An idle worker that may take `run` now (never one for a `fresh_worker` run)."""
+        if run.task.fresh_worker:
+            return None
+        return self.pool.idle(interpreter, _kernel_of(run.task))
+
     def _wait_for_worker(self, run: Run, interpreter: str) -> None:
-        """Reserve a starting spare of the interpreter (or start a worker) and run when ready."""
-        worker = self.pool.spare(interpreter)
+        """Reserve a starting spare of the interpreter (or start a worker) and run when ready.
+        A `fresh_worker` run gets a worker started for it alone (`one_time`)."""
+        fresh = run.task.fresh_worker
+        worker = None if fresh else self.pool.spare(interpreter)
         if worker is None:
             try:
                 worker = self._start_worker(interpreter)
@@ -416,6 +502,7 @@ class LocalExecutor(Executor):
                 message = f"cannot start a worker with interpreter {interpreter!r}: {exc}"
                 self._finish(run, failed_outcome(Reason.ERROR, "WorkerStartError", message))
                 return
+            worker.one_time = fresh
         worker.reserved = True
         run.waiting_on = worker
         run.dispatcher = asyncio.create_task(self._dispatch_when_ready(run, worker))
@@ -461,8 +548,21 @@ class LocalExecutor(Executor):
         return self.max_workers + len(self._warm)
 
     def _ensure_spares(self) -> None:
-        """Keep one spare (idle or starting) worker per warm interpreter."""
-        if self._closing or not self.warm_workers:
+        """Keep `min_workers` workers of the default interpreter started, and one spare (idle
+        or starting) worker per warm interpreter."""
+        if self._closing:
+            return
+        standing = sum(1 for w in self.pool.live() if w.interpreter == self.interpreter)
+        # (An interpreter whose workers die before they are ready is forgotten: no restart loop.)
+        wanted = self.min_workers if self.interpreter in self._warm else 0
+        for _ in range(wanted - standing):
+            try:
+                self._start_worker(self.interpreter)
+            except OSError as exc:
+                log.error("cannot start a worker with interpreter %r: %s", self.interpreter, exc)
+                self._forget(self.interpreter)
+                break
+        if not self.warm_workers:
             return
         for interpreter in list(self._warm):
             live = self.pool.live()
@@ -515,9 +615,17 @@ class LocalExecutor(Executor):
         return True
 
     def _start_worker(self, interpreter: str) -> Worker:
-        proc, end = spawn_runner(interpreter, stderr=subprocess.PIPE, env=self._env)
+        starts = self.start_log.take_file() if self.start_log is not None else None
+        try:
+            proc, end = spawn_runner(
+                interpreter, stderr=subprocess.PIPE, env=self._env, start_log=starts
+            )
+        except OSError:
+            self._release_start_log(starts)
+            raise
         loop = asyncio.get_running_loop()
         worker = Worker(interpreter, proc, loop.create_future(), _exit_future(proc, loop))
+        worker.start_log = starts
         # Nobody may be waiting when a spare fails to start; the exit is logged instead.
         worker.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.pool.add(worker)
@@ -547,9 +655,14 @@ class LocalExecutor(Executor):
             worker.writer.close()
         worker.state = WorkerState.DEAD
         worker.exit_text = describe_exit(returncode)
+        self._release_start_log(worker.start_log)  # it is reaped: it writes no more
         self.pool.remove(worker)
         self._on_exit(worker, worker.exit_text)
         worker.gone.set()
+
+    def _release_start_log(self, file: Path | None) -> None:
+        if file is not None and self.start_log is not None:
+            self.start_log.release(file)
 
     async def _connection(self, worker: Worker, end: ParentEnd) -> socket.socket | None:
         """The worker's socket once it is there; None if it exited first (or a start timeout
@@ -586,6 +699,7 @@ class LocalExecutor(Executor):
             message = f"the worker process (pid {worker.pid}) died: {exit_text}{said}"
             outcome = failed_outcome(Reason.WORKER_LOST, "WorkerLost", message, exit_text)
             outcome.error.traceback = output
+            outcome.result = run.checkpoint
             self._finish(run, outcome)
         if not self._closing:  # its slot, or the runs taken back, may let the backlog move
             self._take_backlog()
@@ -619,7 +733,9 @@ class LocalExecutor(Executor):
                 self._on_frame(worker, *frame)
         except ConnectionError:
             return  # the worker died; its exit is handled by _supervise
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, protocol.ProtocolError) and worker.doomed:
+                return  # stopped in the middle of a frame (a large checkpoint, say)
             # A worker that speaks nonsense cannot be trusted with its job: end it.
             log.exception("worker %d sent a bad frame; killing it", worker.pid)
             kill_group(worker.pid)
@@ -644,11 +760,16 @@ class LocalExecutor(Executor):
 
     def _on_frame(self, worker: Worker, header: dict[str, Any], body: bytes) -> None:
         kind = header["t"]
+        worker.heard_at = time.time()
+        if kind == FrameType.PONG:
+            return
         if kind == FrameType.READY:
             if worker.state is WorkerState.STARTING:
                 worker.state = WorkerState.IDLE
             if not worker.ready.done():
                 worker.ready.set_result(None)
+            if not worker.takes_jobs and not worker.reserved:  # drained, or its run is gone
+                self._retire(worker)
             self._reclaim()
             return
         if kind == FrameType.EXIT:
@@ -661,15 +782,22 @@ class LocalExecutor(Executor):
         if run is None or run.reported:
             return
         if kind == FrameType.LOG:
-            self._notify("on_log", run.task, body)
+            # A labelled stream (a thread's, a child process's: `streams.py`) names itself.
+            self._notify("on_log", run.task, body, *([header["s"]] if "s" in header else []))
         elif kind == FrameType.PROGRESS:
             progress = Progress(header["done"], header.get("total"), header.get("message"), now())
             self._notify("on_progress", run.task, progress)
+        elif kind == FrameType.CHECKPOINT:
+            run.checkpoint = body
         elif kind == FrameType.DONE:
             worker.run = None
+            worker.jobs_done += 1
             kernel = _kernel_of(run.task)
             if worker.doomed:
                 worker.state = WorkerState.RETIRING
+            elif not worker.takes_jobs:  # drained or one-time: it exits once nothing is left
+                worker.state = WorkerState.BUSY
+                self._settle(worker)
             elif Kind(run.task.kind) is Kind.CELL:
                 if kernel and self.cell_linger > 0 and not self._closing:
                     self._keep(worker, kernel)
@@ -723,9 +851,13 @@ class LocalExecutor(Executor):
         self._send_ahead()
 
     def _settle(self, worker: Worker) -> None:
-        """A worker between jobs with nothing more to start is idle."""
+        """A worker between jobs with nothing more to start is idle; a drained or one-time
+        one exits."""
         if worker.state is WorkerState.BUSY and worker.run is None and not worker.has_queue:
-            worker.state = WorkerState.IDLE
+            if worker.takes_jobs:
+                worker.state = WorkerState.IDLE
+            else:
+                self._retire(worker)
 
     def _doom(self, worker: Worker) -> None:
         """From the decision to stop a worker on, it takes no job and starts nothing for us."""

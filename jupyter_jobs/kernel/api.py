@@ -1,6 +1,7 @@
-"""`jj.submit`, `map`, `get`, `jobs`, `cancel`, `retry`, `release`, `delete`, `schedule`,
-`list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`, `delete_schedule` from
-a notebook.
+"""`jj.submit`, `map`, `get`, `jobs`, `cancel`, `retry`, `release`, `delete`, `results`,
+`schedule`, `list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`,
+`delete_schedule`, `job_type`, `submit_typed`, `list_job_types`, `get_job_type`,
+`delete_job_type`, `peek`, `is_empty`, `stats`, `workers`, `drain_worker` from a notebook.
 
 The `Jobs` front end (`front.py`), as `JobQueue` is, over the Jupyter server's REST API: the same
 options, names and `Job` interface (result, exception, cancel, done, progress, logs, wait,
@@ -17,9 +18,13 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .. import job_types
+from ..channels import Results
 from ..front import Jobs
+from ..job_types import JobType, TypedRun
 from ..models import JobSpec, Kind, Status
 from ..schedules import Schedule
+from ..worker_info import WorkerInfo
 from .client import Client, HttpBackend, discover
 from .handle import RemoteJob
 from .session import owner
@@ -100,11 +105,18 @@ def get(job_id: int) -> RemoteJob:
 
 
 def jobs(
-    status: str | Iterable[str] | Status | None = None, all: bool = False, limit: int = 1000
+    status: str | Iterable[str] | Status | None = None,
+    all: bool = False,
+    limit: int = 1000,
+    user: str | None = None,
+    mine: bool = False,
 ) -> list[RemoteJob]:
-    """This notebook's jobs, newest first (`all=True`: everyone's); `status` filters."""
+    """This notebook's jobs, newest first (`all=True`: every notebook's); `status` filters,
+    `user` keeps one user's jobs, `mine` yours (the user the server takes this kernel for)."""
     who = None if all else this_owner()
-    return front().jobs(status, owner=who, limit=limit)  # type: ignore[return-value]
+    return front().jobs(  # type: ignore[return-value]
+        status, owner=who, limit=limit, user=user, mine=mine
+    )
 
 
 def cancel(job_id: int) -> RemoteJob:
@@ -121,6 +133,30 @@ def release(job_id: int) -> RemoteJob:
 
 def delete(job_id: int) -> None:
     front().delete(job_id)
+
+
+def results(channel: str, /, **options: Any) -> Results:
+    return front().results(channel, **options)
+
+
+def peek() -> RemoteJob | None:
+    return front().peek()  # type: ignore[return-value]
+
+
+def is_empty() -> bool:
+    return front().is_empty()
+
+
+def stats() -> dict[str, Any]:
+    return front().stats()
+
+
+def workers() -> list[WorkerInfo]:
+    return front().workers()
+
+
+def drain_worker(worker_id: str) -> WorkerInfo:
+    return front().drain_worker(worker_id)
 
 
 def schedule(target: Any, /, **options: Any) -> Schedule:
@@ -148,10 +184,62 @@ def delete_schedule(schedule_id: int) -> None:
     front().delete_schedule(schedule_id)
 
 
+def job_type(
+    name: str | None = None,
+    schema: dict[str, Any] | None = None,
+    *,
+    summarize: Callable[[TypedRun], Any] | None = None,
+    description: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make the decorated function a job type: `@jupyter_jobs.job_type("train", schema={...})`.
+
+    A function defined in the notebook (module `__main__`) is registered with the server at
+    once (`Jobs.register_type`: kept in the job database with this kernel's interpreter and
+    directory, so it outlives the kernel and the server). In a package's module the decorator
+    only describes the function, for the `jupyter_jobs.types` entry point that installs it.
+    """
+    describe = job_types.job_type(name, schema, summarize=summarize, description=description)
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        describe(fn)
+        if getattr(fn, "__module__", None) == "__main__":
+            front().register_type(fn)
+        return fn
+
+    return register
+
+
+def submit_typed(
+    type_name: str, /, parameters: dict[str, Any] | None = None, **options: Any
+) -> RemoteJob:
+    return front().submit_typed(type_name, parameters, **options)  # type: ignore[return-value]
+
+
+def list_job_types() -> list[JobType]:
+    """Every job type the server knows, by name (`jupyter_jobs.job_types` is the module)."""
+    return front().job_types()
+
+
+def get_job_type(name: str) -> JobType:
+    return front().get_job_type(name)
+
+
+def delete_job_type(name: str) -> None:
+    front().delete_job_type(name)
+
+
 _SCHEDULE_VERBS = (schedule, get_schedule, pause_schedule, resume_schedule, delete_schedule)
-for _fn in (submit, submit_notebook, map, get, cancel, retry, release, delete, *_SCHEDULE_VERBS):
+_VERBS = (submit, submit_notebook, map, get, cancel, retry, release, delete, results)
+_TYPE_VERBS = (submit_typed, get_job_type, delete_job_type)
+_QUEUE_VERBS = (peek, is_empty, stats, workers, drain_worker)
+for _fn in (*_VERBS, *_SCHEDULE_VERBS, *_TYPE_VERBS, *_QUEUE_VERBS):
     _fn.__doc__ = getattr(Jobs, _fn.__name__).__doc__
 del _fn
+results.__signature__ = inspect.signature(
+    Jobs.results
+).replace(  # type: ignore[attr-defined]
+    parameters=list(inspect.signature(Jobs.results).parameters.values())[1:]
+)
 schedule.__signature__ = inspect.signature(
     Jobs.schedule
 ).replace(  # type: ignore[attr-defined]

@@ -27,17 +27,22 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import buffers, errors
+from ..channels import Batch
 from ..errors import InvalidRequest, JobNotFound, JobsError, ServerUnavailable
 from ..job import Backend
+from ..job_types import JobType
 from ..models import Job as JobRecord
 from ..models import JobSpec, Page
 from ..schedules import Schedule, ScheduleSpec
+from ..worker_info import WorkerInfo
 
 if TYPE_CHECKING:
     from .handle import RemoteJob
+
+T = TypeVar("T")
 
 #: Whether a handle's future is settled, without `RemoteJob.done()` having the poller follow it.
 settled = concurrent.futures.Future.done
@@ -270,6 +275,11 @@ def _keyed(spec: JobSpec) -> JobSpec:
     return dataclasses.replace(spec, idempotency_key=f"kernel-{uuid.uuid4().hex}")
 
 
+def _segment(text: str) -> str:
+    """`text` as one URL path segment."""
+    return urllib.parse.quote(text, safe="")
+
+
 def _peer_closed(sock: Any) -> bool:
     """An idle keep-alive socket that is readable has been closed by the server."""
     try:
@@ -392,11 +402,16 @@ class HttpBackend(Backend):
         the server stored but could not answer is stored once however often it is sent.
         """
         items = [(_keyed(spec), payload) for spec, payload in items]
+        return self._patiently(lambda: self._store_once(items))
+
+    def _patiently(self, send: Callable[[], T]) -> T:
+        """`send()` again while the server does not answer or is stopping, for up to
+        `submit_patience` seconds (what it sends must carry idempotency keys)."""
         deadline = time.monotonic() + self.submit_patience
         pause = 0.05
         while True:
             try:
-                return self._store_once(items)
+                return send()
             except (errors.ServerUnreachable, errors.ShuttingDown):
                 if time.monotonic() + pause > deadline:
                     raise
@@ -437,6 +452,8 @@ class HttpBackend(Backend):
         q: str | None,
         limit: int,
         cursor: str | None,
+        user: str | None = None,
+        mine: bool = False,
     ) -> Page:
         query = {
             "status": ",".join(status) if status else None,
@@ -444,6 +461,8 @@ class HttpBackend(Backend):
             "q": q,
             "limit": limit,
             "cursor": cursor,
+            "user": user,
+            "mine": "true" if mine else None,
         }
         data = self.client.json("GET", "jobs", query=query)
         jobs = [JobRecord.from_json(j) for j in data["jobs"]]
@@ -531,13 +550,18 @@ class HttpBackend(Backend):
     def outputs(self, job_id: int) -> list[dict[str, Any]]:
         return self.client.json("GET", f"jobs/{int(job_id)}/outputs")["outputs"]
 
-    def read_log(self, job_id: int, offset: int = 0) -> tuple[bytes, int]:
-        data = self.log_page(job_id, offset)
+    def read_log(
+        self, job_id: int, offset: int = 0, stream: str | None = None
+    ) -> tuple[bytes, int]:
+        data = self.log_page(job_id, offset, stream=stream)
         return data["data"].encode("utf-8"), int(data["next_offset"])
 
-    def log_page(self, job_id: int, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
-        """The log from byte `offset` as the server sends it: data, offset, next_offset, size."""
-        query = {"offset": int(offset), "limit": limit}
+    def log_page(
+        self, job_id: int, offset: int = 0, limit: int | None = None, stream: str | None = None
+    ) -> dict[str, Any]:
+        """The log from byte `offset` as the server sends it: data, offset, next_offset, size,
+        and its streams (`stream`: of that one alone)."""
+        query = {"offset": int(offset), "limit": limit, "stream": stream}
         return self.client.json("GET", f"jobs/{int(job_id)}/logs", query=query)
 
     def cancel(self, job_id: int) -> JobRecord:
@@ -554,6 +578,53 @@ class HttpBackend(Backend):
         record = JobRecord.from_json(self.client.json("POST", f"jobs/{int(job_id)}/release", {}))
         self.poller.poke()
         return record
+
+    # --- job types: the server builds a typed job's payload, from its name and parameters ----
+
+    def submit_typed(self, spec: JobSpec) -> RemoteJob:
+        """`POST /jobs` with the type and parameters (the server checks them): the job's
+        handle, once it is stored; sent again while the server restarts (idempotency key)."""
+        data = _keyed(spec).to_json()
+        body = {"type": data.pop("type"), "parameters": data.pop("parameters"), "spec": data}
+        del data["kind"]
+        record = self._patiently(lambda: self.client.json("POST", "jobs", body))
+        return self.handle(JobRecord.from_json(record))
+
+    def register_type(self, job_type: JobType, functions: bytes) -> JobType:
+        body = {
+            "description": job_type.description,
+            "schema": job_type.schema,
+            "summarize": job_type.has_summarize,
+            "owner": job_type.owner,
+            "interpreter": job_type.interpreter,
+            "cwd": job_type.cwd,
+            "functions": base64.b64encode(functions).decode("ascii"),
+        }
+        return JobType.from_json(self.client.json("PUT", f"types/{_segment(job_type.name)}", body))
+
+    def job_types(self) -> list[JobType]:
+        return [JobType.from_json(t) for t in self.client.json("GET", "types")["types"]]
+
+    def get_job_type(self, name: str) -> JobType:
+        return JobType.from_json(self.client.json("GET", f"types/{_segment(name)}"))
+
+    def delete_job_type(self, name: str) -> None:
+        self.client.request("DELETE", f"types/{_segment(name)}")
+
+    # --- result channels ----------------------------------------------------------------------
+
+    def channel_next(
+        self, channel: str, reader: str, after: int | None, limit: int, wait: float | None
+    ) -> Batch:
+        wait = LONG_POLL if wait is None else min(wait, LONG_POLL)
+        query = {"reader": reader, "after": after, "limit": limit, "wait": f"{wait:g}"}
+        path = f"channels/{urllib.parse.quote(channel, safe='')}/next"
+        data = self.client.json("GET", path, query=query, timeout=wait + self.client.timeout)
+        return Batch.from_json(data)
+
+    def channel_ack(self, channel: str, reader: str, seq: int) -> int:
+        path = f"channels/{urllib.parse.quote(channel, safe='')}/ack"
+        return int(self.client.json("POST", path, {"reader": reader, "seq": seq})["acked"])
 
     # --- schedules (REST creates notebook schedules only: a function's would be a pickle) ----
 
@@ -603,6 +674,20 @@ class HttpBackend(Backend):
 
     def capabilities(self) -> dict[str, Any]:
         return self.client.json("GET", "capabilities")
+
+    def peek(self) -> JobRecord | None:
+        job = self.client.json("GET", "queue/next")["job"]
+        return None if job is None else JobRecord.from_json(job)
+
+    def stats(self) -> dict[str, Any]:
+        return self.client.json("GET", "stats")
+
+    def workers(self) -> list[WorkerInfo]:
+        return [WorkerInfo.from_json(w) for w in self.client.json("GET", "workers")["workers"]]
+
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        path = f"workers/{urllib.parse.quote(worker_id, safe='')}/drain"
+        return WorkerInfo.from_json(self.client.json("POST", path, {}))
 
     def close(self) -> None:
         super().close()

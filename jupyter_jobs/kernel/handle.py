@@ -146,6 +146,12 @@ class RemoteJob(Job):
             self._backend.keep_result(self.id, data)  # taken by the load in `Job.result`
         return super().result(0 if timeout is not None else None)
 
+    def forget_result(self) -> None:
+        """Let go of the result, loaded or prefetched: `result()` fetches it from the server
+        again (a cell job's widget calls this once the names are in the namespace)."""
+        self._prefetched = None
+        super().forget_result()
+
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self.wait(timeout)
         return super().exception(0 if timeout is not None else None)

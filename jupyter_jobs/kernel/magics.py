@@ -91,7 +91,7 @@ def parse_cell_options(line: str) -> CellOptions:
     return_names = _names(args["return_"], "--return") if args["return_"] is not None else None
     if args["out"] is not None and not args["out"].isidentifier():
         raise UsageError(f"%%job: --out needs a variable name, got {args['out']!r}")
-    given = {o.name: args[o.name] for o in options.OPTIONS if args.get(o.name) is not None}
+    given = options.given(args)
     return CellOptions(
         submit=given,
         return_names=return_names,

@@ -24,6 +24,7 @@ so a reopened notebook never shows "model not found".
 from __future__ import annotations
 
 import collections
+import functools
 import html
 import logging
 import sys
@@ -104,19 +105,38 @@ def call_on_main(fn: Callable[..., None], *args: Any) -> None:
     elif loop is not None:
         loop.add_callback(_logged, fn, *args)
     else:
-        _between_cells.append((fn, args))
-        if not getattr(shell, "_jupyter_jobs_between_cells", False):
-            shell._jupyter_jobs_between_cells = True
-            shell.events.register("pre_run_cell", _run_between_cells)
+        _on_event(shell, "pre_run_cell", fn, args)
 
 
-#: Main-thread work a terminal IPython applies when the next cell starts (see `call_on_main`).
-_between_cells: collections.deque[tuple[Callable[..., None], tuple[Any, ...]]] = collections.deque()
+def after_cell(fn: Callable[..., None], *args: Any) -> None:
+    """Run `fn(*args)` on the main thread once the running cell has ended (its
+    `post_run_cell` event, which comes also when the cell failed); at once outside IPython."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        _logged(fn, *args)
+    else:
+        _on_event(shell, "post_run_cell", fn, args)
 
 
-def _run_between_cells(*_info: Any) -> None:
-    while _between_cells:
-        fn, args = _between_cells.popleft()
+#: Main-thread work waiting for an IPython event, by event (`call_on_main`, `after_cell`).
+_waiting: dict[str, collections.deque[tuple[Callable[..., None], tuple[Any, ...]]]] = {}
+
+
+def _on_event(shell: Any, event: str, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+    """Queue `fn(*args)` for the shell's next `event`, hooked once per shell and event."""
+    _waiting.setdefault(event, collections.deque()).append((fn, args))
+    hooked: set[str] = getattr(shell, "_jupyter_jobs_hooked", set())
+    if event not in hooked:
+        shell._jupyter_jobs_hooked = hooked | {event}
+        shell.events.register(event, functools.partial(_run_waiting, event))
+
+
+def _run_waiting(event: str, *_info: Any) -> None:
+    queue = _waiting[event]
+    while queue:
+        fn, args = queue.popleft()
         _logged(fn, *args)
 
 
@@ -377,12 +397,15 @@ class JobWidget:
                 return
             self._completed = _ending(record)
             self._completing = True
+            merged = record.status in _SENDS_NAMES and self.on_result is not None
             try:
-                if record.status in _SENDS_NAMES and self.on_result is not None:
+                if merged:
                     self._set_names(self.on_result)
             finally:
                 self._completing = False
             self._update_displays()
+            if record.status is Status.SUCCEEDED:
+                self._let_go(merged)
 
     def _set_names(self, on_result: Callable[[Any], dict[str, Any] | None]) -> None:
         """Main thread: put the job's names into the namespace and list them: a succeeded
@@ -489,6 +512,34 @@ class JobWidget:
             if ended and self.record.status is Status.SUCCEEDED:
                 self._set_names(on_result)
                 self._update_displays()
+                self._let_go(merged=True)
+
+    def _let_go(self, merged: bool) -> None:
+        """A succeeded run is over: from now on nothing here may keep its result alive, so
+        that `del` frees it as it would inline (the namespace is its home now).
+
+        A succeeded job never runs again, so `on_result` goes (the submit's snapshot holds the
+        objects its names were bound to then). The handle the names came from (`merged`)
+        forgets the value: its `result()` fetches it again. And the widget follows a handle
+        of its own from now on, not one its user may have called `result()` on. A `--wait`
+        cell's result is the cell's own, whose last value the magic shows after this: it is
+        let go once the cell has ended.
+        """
+        if self.inline:
+            after_cell(self._release, self.job, merged)
+        else:
+            self._release(self.job, merged)
+
+    def _release(self, job: RemoteJob, merged: bool) -> None:
+        with self._lock:
+            if job is not self.job:  # run again meanwhile (a retry): its own end lets go
+                return
+            self.on_result = None
+            if merged:
+                job.forget_result()
+            self.job = job.backend.handle(self.record)
+            if self.inline:  # published as the cell's own outputs, never shown here
+                self.outputs = []
 
     def _retry(self) -> None:
         self._restart(self.job.retry())

@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import functools
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -29,16 +30,28 @@ from jupyter_core.paths import jupyter_config_path
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from jupyter_server.utils import url_path_join
-from traitlets import Float, Integer, TraitError, Type, Unicode, default, observe, validate
+from traitlets import (
+    CaselessStrEnum,
+    Float,
+    Integer,
+    TraitError,
+    Type,
+    Unicode,
+    default,
+    observe,
+    validate,
+)
 from traitlets.config import Application, Config
 
 from ..consumer import Consumer
 from ..errors import ServerUnavailable, ShuttingDown
 from ..executors.base import Executor, ExecutorEvents
-from ..models import Job, Status
+from ..models import Job, JobUser, Status
 from ..store import DEFAULT_RETENTION_DAYS, Store, default_db_path
+from .access import USER_SOURCES, identifies_users
 from .emitter import EventBridge, register_schema
 from .handlers import ROUTES
+from .types_service import TypesService
 from .waiters import Waiters
 
 T = TypeVar("T")
@@ -198,6 +211,17 @@ class JobsApp(ExtensionApp):
         "on the same database recovers a job whose lease ran out.",
     ).tag(config=True)
 
+    user_source = CaselessStrEnum(
+        USER_SOURCES,
+        default_value="auto",
+        help="""Who the jobs submitted through this server belong to (who "mine" is).
+        "identity": the user jupyter_server's identity provider authenticated
+        (`current_user.username`; JupyterHub, or a custom IdentityProvider). "server": the OS
+        user running the server, for every request (jupyter_server's own token and password
+        providers make every token request a new anonymous user). "auto": "server" with those
+        providers, else "identity".""",
+    ).tag(config=True)
+
     @default("db_path")
     def _default_db_path(self) -> str:
         return str(default_db_path())
@@ -239,9 +263,13 @@ class JobsApp(ExtensionApp):
 
     store: Store
     consumer: Consumer
+    #: whether jobs record the identity provider's user (else `server_user`: `access.py`)
+    identify_users: bool
+    server_user: JobUser
     _pool: concurrent.futures.ThreadPoolExecutor
     _events: EventBridge
     waiters: Waiters
+    types: TypesService
     _started = False
     #: Set when the stop begins: from then on every request is answered 503.
     stopping = False
@@ -258,10 +286,20 @@ class JobsApp(ExtensionApp):
         register_schema(self.serverapp.event_logger)
         self._events = EventBridge(self.store, self.serverapp.event_logger)
         self.waiters = Waiters(self.store)
+        interpreter = getattr(self.consumer.executor, "interpreter", None) or sys.executable
+        self.types = TypesService(self.store, interpreter, self.run, self.log)
+        self.server_user = JobUser.of_process()
+        self.identify_users = identifies_users(self.user_source, self.serverapp.identity_provider)
         self._fit_body_limits()
         self._share_server_root()
         executor = self.consumer.executor.name
         self.log.info("jupyter_jobs: database %s, executor %s", self.store.path, executor)
+        users = (
+            "the identity provider's users"
+            if self.identify_users
+            else f"the server's user {self.server_user.username!r}"
+        )
+        self.log.info("jupyter_jobs: jobs submitted here belong to %s", users)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(ROUTES)
@@ -271,6 +309,7 @@ class JobsApp(ExtensionApp):
         self._export_kernel_env(serverapp)
         self._events.start(asyncio.get_running_loop())
         self.waiters.start(asyncio.get_running_loop())
+        self.types.start()
         await self.consumer.start()
         self._started = True
         self.log.info("jupyter_jobs: consumer running, max_workers %s", self._workers_text())
@@ -294,6 +333,7 @@ class JobsApp(ExtensionApp):
             await self._log_jobs(stop_summary, self.store.get_many, held)
         self._events.stop()
         self.waiters.stop()
+        await self.types.stop()
         self._pool.shutdown(wait=True)
         self.store.close()
 

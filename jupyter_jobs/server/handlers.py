@@ -1,6 +1,7 @@
 """REST handlers under /jobs/api: parse, authorize, call the store or consumer, write JSON.
 
-Every method is authenticated and authorized by jupyter_server (resource "jobs"). Errors are
+Every method is authenticated and authorized by jupyter_server (resource "jobs"), and then per
+job by `access.py` (a job is its user's; others need the authorizer's yes). Errors are
 mapped in one place, `JobsHandler.write_error`: a `JobsError` becomes its `http_status` with the
 JSON body `{"message", "reason", "type", "detail"}` (jupyter_server's `APIHandler` shape, plus
 type and detail); tornado's own HTTP errors take the same shape. While the
@@ -15,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from http.client import responses
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,13 +30,13 @@ from tornado.iostream import StreamClosedError
 from ..errors import InvalidRequest, JobsError, NotebookNotFound, ResultNotReady, error_body
 from ..models import MAX_INT, Job
 from . import bodies, parsing, service
+from .access import AUTH_RESOURCE, JobAccess
 
 if TYPE_CHECKING:
     from .app import JobsApp
 
 T = TypeVar("T")
 
-AUTH_RESOURCE = "jobs"
 MAX_WAIT = 300.0
 #: Result bytes in one `/results` answer: by default, and at most (base64 adds a third).
 DEFAULT_RESULTS_BYTES = 8 * 2**20
@@ -49,8 +50,9 @@ RESULT_CHUNK = 2**20
 ID = r"(?P<job_id>[^/]+)"
 
 
-class JobsHandler(ExtensionHandlerMixin, APIHandler):
-    """Base of every jupyter_jobs handler: auth resource, JSON replies, the error mapping."""
+class JobsHandler(JobAccess, ExtensionHandlerMixin, APIHandler):
+    """Base of every jupyter_jobs handler: auth resource, per-job checks (`JobAccess`), JSON
+    replies, the error mapping."""
 
     auth_resource = AUTH_RESOURCE
 
@@ -186,11 +188,16 @@ class JobsListHandler(JobsHandler):
     @authorized
     async def get(self) -> None:
         status, limit = self.query("status"), self.query("limit")
+        user = await self.listed_user()  # `mine` and `user` are checked for both listings
         schedule = self.query("schedule")
         if schedule is not None:  # a schedule's runs (the Schedules view's history)
+            schedule_id = parsing.integer("schedule", schedule, 1, MAX_ID)
+            if not await self.may_everyone("read"):  # its runs are its user's
+                found = await self.app.run(self.app.store.get_schedule, schedule_id)
+                await self.check_schedule(found, "read", "read the runs of")
             page = await self.app.run(
                 self.app.store.schedule_runs,
-                parsing.integer("schedule", schedule, 1, MAX_ID),
+                schedule_id,
                 parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
                 self.query("cursor"),
                 parsing.statuses(status or ""),
@@ -210,6 +217,7 @@ class JobsListHandler(JobsHandler):
             q=self.query("q"),
             limit=parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
             cursor=self.query("cursor"),
+            user=user,
         )
         self.reply(
             {
@@ -224,16 +232,19 @@ class JobsListHandler(JobsHandler):
     async def post(self) -> None:
         assert self._body is not None  # made by `prepare`
         limit = self.app.max_payload_size
+        user = self.job_user
         try:
             parse = await self._body.finish()
-            answer = await self.app.run(service.submit, self.app.store, parse)
+            answer = await self.app.run(service.submit, self.app.store, parse, user)
         finally:  # a spooled payload no job took (refused, or a known idempotency key)
             await asyncio.to_thread(self._body.discard)
-        if isinstance(answer, parsing.NotebookByPath):
+        if isinstance(answer, parsing.TypedSubmit):
+            answer = await self.app.types.submit(answer.spec, user)
+        elif isinstance(answer, parsing.NotebookByPath):
             content = await self.read_notebook(answer.path)
             root = getattr(self.contents_manager, "root_dir", None)
             build = functools.partial(answer.build, content, root, limit)
-            answer = await self.app.run(service.submit, self.app.store, build)
+            answer = await self.app.run(service.submit, self.app.store, build, user)
         job, created = answer
         self.reply(job.to_json(), 201 if created else 200)
 
@@ -245,7 +256,7 @@ class BatchHandler(JobsHandler):
     @authorized
     async def post(self) -> None:
         items = await self.app.run(parsing.batch_json, self.request.body, self.app.max_payload_size)
-        jobs = await self.app.run(self.app.store.enqueue_many, items)
+        jobs = await self.app.run(self.app.store.enqueue_many, items, self.job_user)
         self.reply({"jobs": [j.to_json() for j in jobs]}, 201)
 
 
@@ -256,24 +267,29 @@ class JobHandler(JobsHandler):
     @authorized
     async def get(self, job_id: str) -> None:
         job = await self.app.run(self.app.store.get, parsing.job_id(job_id))
+        await self.check_job(job, "read", "read")
         self.reply(job.to_json())
 
     @web.authenticated
     @authorized
     async def delete(self, job_id: str) -> None:
-        await self.app.run(self.app.store.delete, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "write", "delete")
+        await self.app.run(self.app.store.delete, ident)
         self.set_status(204)
         self.finish()
 
 
 class ClearHandler(JobsHandler):
     """`POST /jobs/api/jobs/clear`: delete every finished job at once (the sidebar's "clear
-    finished"); active jobs stay. Answers the deleted ids."""
+    finished"): of `?user=` or `?mine=true`, else every user's (only yours when you may not
+    delete others'); active jobs stay. Answers the deleted ids."""
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        deleted = await self.app.run(self.app.store.clear_finished)
+        user = await self.listed_user("write", "delete")
+        deleted = await self.app.run(self.app.store.clear_finished, user)
         self.reply({"deleted": deleted})
 
 
@@ -283,7 +299,9 @@ class CancelHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def post(self, job_id: str) -> None:
-        job = await self.app.run(self.app.store.request_cancel, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "write", "cancel")
+        job = await self.app.run(self.app.store.request_cancel, ident)
         self.reply(job.to_json())
 
 
@@ -293,7 +311,9 @@ class RetryHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def post(self, job_id: str) -> None:
-        job = await self.app.run(self.app.store.retry, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "write", "retry")
+        job = await self.app.run(self.app.store.retry, ident)
         self.reply(job.to_json())
 
 
@@ -303,24 +323,30 @@ class ReleaseHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def post(self, job_id: str) -> None:
-        job = await self.app.run(self.app.store.release, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "write", "release")
+        job = await self.app.run(self.app.store.release, ident)
         self.reply(job.to_json())
 
 
 class LogsHandler(JobsHandler):
-    """`GET /jobs/api/jobs/{id}/logs?offset=N&limit=M`: log text from byte N, for tailing."""
+    """`GET /jobs/api/jobs/{id}/logs?offset=N&limit=M[&stream=S]`: log text from byte N, for
+    tailing: of the whole log (cut by stream in `parts`), or of one labelled stream."""
 
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        offset, limit = self.query("offset"), self.query("limit")
+        offset, limit, stream = self.query("offset"), self.query("limit"), self.query("stream")
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "read", "read")
         self.reply(
             await self.app.run(
                 service.read_log,
                 self.app.store,
-                parsing.job_id(job_id),
+                ident,
                 parsing.integer("offset", offset, 0, MAX_INT) if offset is not None else 0,
                 parsing.integer("limit", limit, 1, MAX_LOG_CHUNK) if limit is not None else 2**20,
+                parsing.stream_name(stream) if stream is not None else None,
             )
         )
 
@@ -331,14 +357,17 @@ class OutputsHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        raw = await self.app.run(self.app.store.outputs, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "read", "read")
+        raw = await self.app.run(self.app.store.outputs, ident)
         outputs = await self.app.run(json.loads, raw)
         self.reply({"outputs": outputs})
 
 
 class NotebookHandler(JobsHandler):
     """`GET /jobs/api/jobs/{id}/notebook[?format=html]`: a notebook job's executed notebook
-    (as far as it ran, for a failed run), JSON as stored, or rendered by nbconvert in a thread.
+    (as far as it ran, for a failed, cancelled or timed-out run), JSON as stored, or rendered
+    by nbconvert in a thread.
     The HTML is untrusted job output: it is served sandboxed, with nothing loaded from
     elsewhere."""
 
@@ -348,7 +377,9 @@ class NotebookHandler(JobsHandler):
         fmt = self.query("format") or "json"
         if fmt not in ("json", "html"):
             raise InvalidRequest(f"format must be json or html, got {fmt[:50]!r}")
-        data = await self.app.run(service.notebook, self.app.store, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "read", "read")
+        data = await self.app.run(service.notebook, self.app.store, ident)
         if fmt == "json":
             self.finish(data, set_content_type="application/x-ipynb+json")
             return
@@ -370,10 +401,11 @@ class LongPollHandler(JobsHandler):
     _gone = False
 
     async def long_poll(
-        self, job_ids: list[int], read: Callable[[], T], ready: Callable[[T], bool]
+        self, job_ids: list[Hashable], read: Callable[[], T], ready: Callable[[T], bool]
     ) -> T | None:
         """`read()` (in a thread) until `ready` says so or the wait is over; each read after the
-        first follows the end of one of `job_ids`. None when the client hung up meanwhile.
+        first follows the end of one of `job_ids` (or of a job of a `waiters.channel_key`).
+        None when the client hung up meanwhile.
 
         The waiter is registered before each read, so an end between the read and the wait
         still wakes it; a wake-up that did not make the answer ready waits again until the
@@ -417,6 +449,7 @@ class ResultHandler(LongPollHandler):
     @authorized
     async def get(self, job_id: str) -> None:
         ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "read", "read")
         read = functools.partial(service.result, self.app.store, ident)
         answer = await self.long_poll([ident], read, _has_ended)
         if isinstance(answer, service.Stored):
@@ -433,7 +466,7 @@ class ResultHandler(LongPollHandler):
     async def _send(self, stored: service.Stored) -> None:
         """The stored bytes, read in a thread a piece at a time (the next piece while this one
         is sent), so that a 100 MiB result is never in the server's memory whole."""
-        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Type", stored.media_type)
         self.set_header("Content-Length", str(stored.size))
         ahead = asyncio.ensure_future(self.app.run(stored.file.read, RESULT_CHUNK))
         try:
@@ -469,6 +502,7 @@ class ResultsHandler(LongPollHandler):
             if limit is not None
             else DEFAULT_RESULTS_BYTES
         )
+        await self.check_ids(ids, "read", "read")
         read = functools.partial(service.results, self.app.store, ids, max_bytes)
         answer = await self.long_poll(ids, read, lambda batch: batch.ended)
         if answer is not None:
@@ -483,6 +517,8 @@ class StatusHandler(JobsHandler):
     async def get(self) -> None:
         ids = parsing.job_ids(self.query("ids") or "")
         jobs = await self.app.run(self.app.store.get_many, ids) if ids else []
+        for job in jobs:
+            await self.check_job(job, "read", "read")
         found = {j.id for j in jobs}
         self.reply(
             {"jobs": [j.to_json() for j in jobs], "missing": [i for i in ids if i not in found]}
@@ -490,12 +526,14 @@ class StatusHandler(JobsHandler):
 
 
 class StatsHandler(JobsHandler):
-    """`GET /jobs/api/stats`: queue depth, running, workers, database size."""
+    """`GET /jobs/api/stats`: queue depth, running, workers, database size; the numbers of
+    `?user=` or `?mine=true`, else of every user (only yours when you may not read others')."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.reply(await self.app.run(service.stats, self.app.store, self.app.stats_extra()))
+        user = await self.listed_user()
+        self.reply(await self.app.run(service.stats, self.app.store, self.app.stats_extra(), user))
 
 
 class CapabilitiesHandler(JobsHandler):
@@ -505,6 +543,24 @@ class CapabilitiesHandler(JobsHandler):
     @authorized
     async def get(self) -> None:
         self.reply(self.app.capabilities())
+
+
+class MeHandler(JobsHandler):
+    """`GET /jobs/api/me`: who the jobs API takes you for (whose jobs are "mine") and whether
+    you may read and act on every user's jobs, so a UI offers only that."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        user = self.job_user
+        self.reply(
+            {
+                "username": user.username,
+                "display_name": user.display_name,
+                "can_read_all": await self.may_everyone("read"),
+                "can_write_all": await self.may_everyone("write"),
+            }
+        )
 
 
 #: The routes, relative to the server's base_url (openapi.yaml describes each one).
@@ -525,9 +581,19 @@ ROUTES: list[tuple[str, type[JobsHandler]]] = [
     (r"/jobs/api/status", StatusHandler),
     (r"/jobs/api/stats", StatsHandler),
     (r"/jobs/api/capabilities", CapabilitiesHandler),
+    (r"/jobs/api/me", MeHandler),
 ]
 
-# The schedule routes live in their own module, which builds on `JobsHandler` above.
+# The schedule, channel and worker routes live in their own modules, which build on the
+# handlers above.
+from .channel_handlers import ROUTES as CHANNEL_ROUTES  # noqa: E402
 from .schedule_handlers import ROUTES as SCHEDULE_ROUTES  # noqa: E402
+from .worker_handlers import ROUTES as WORKER_ROUTES  # noqa: E402
 
-ROUTES += SCHEDULE_ROUTES
+ROUTES += SCHEDULE_ROUTES + WORKER_ROUTES
+ROUTES += CHANNEL_ROUTES
+
+# And the job type routes (`/jobs/api/types`), likewise.
+from .type_handlers import ROUTES as TYPE_ROUTES  # noqa: E402
+
+ROUTES += TYPE_ROUTES

@@ -17,9 +17,11 @@ import posixpath
 import re
 from typing import Any, NamedTuple
 
-from .. import notebooks
+from .. import job_types, notebooks
+from ..channels import DEFAULT_READER, check_name
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..models import ID_TEXT, JobSpec, Kind, Status
+from ..streams import check_label
 
 #: Digits of the largest integer a query parameter takes (MAX_INT has 19).
 _MAX_DIGITS = 20
@@ -58,6 +60,15 @@ def statuses(text: str) -> list[str]:
             f"unknown status {bad[0][:50]!r}: expected some of {', '.join(sorted(known))}"
         )
     return names
+
+
+def flag(name: str, text: str | None) -> bool:
+    """A boolean query parameter: `true` or `false` (absent is false), as JSON spells them."""
+    if text is None or text == "false":
+        return False
+    if text == "true":
+        return True
+    raise InvalidRequest(f"{name} must be true or false, got {text[:50]!r}")
 
 
 def integer(name: str, text: str, low: int, high: int) -> int:
@@ -114,6 +125,13 @@ def spec(data: Any) -> JobSpec:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidRequest("spec contains text that is not valid Unicode") from None
+    # A typed job's payload is the server's to build: its type and parameters come beside the
+    # spec (`typed_submit`), never inside it with a payload of the client's.
+    if data.get("kind") == Kind.TYPED.value or "type" in data or "parameters" in data:
+        raise InvalidRequest(
+            'a typed job is submitted as {"type": ..., "parameters": {...}, "spec": {...}}, '
+            "without a payload"
+        )
     return JobSpec.from_json(_integers(data))
 
 
@@ -141,28 +159,29 @@ def _integers(data: dict[str, Any]) -> dict[str, Any]:
     return fixed
 
 
-def payload(text: Any, limit: int) -> bytes:
-    """Decode a base64 payload (standard alphabet, padded), refusing more than `limit` bytes."""
+def payload(text: Any, limit: int, what: str = "payload") -> bytes:
+    """Decode a base64 payload (standard alphabet, padded), refusing more than `limit` bytes;
+    `what` names the field in errors."""
     if not isinstance(text, str):
-        raise InvalidRequest(f"payload must be a base64 string, got {type(text).__name__}")
+        raise InvalidRequest(f"{what} must be a base64 string, got {type(text).__name__}")
     if len(text) // 4 * 3 > limit + 2:
         raise PayloadTooLarge(
-            f"payload is larger than the server's limit of {limit} bytes",
+            f"{what} is larger than the server's limit of {limit} bytes",
             {"max_payload_size": limit},
         )
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
-        raise InvalidRequest(f"payload is not valid base64: {e}") from None
-    check_size(data, limit)
+        raise InvalidRequest(f"{what} is not valid base64: {e}") from None
+    check_size(data, limit, what)
     return data
 
 
-def check_size(data: Any, limit: int) -> None:
-    """`PayloadTooLarge` for a payload (anything with a length) over `limit` bytes."""
+def check_size(data: Any, limit: int, what: str = "payload") -> None:
+    """`PayloadTooLarge` for `what` (anything with a length) over `limit` bytes."""
     if len(data) > limit:
         raise PayloadTooLarge(
-            f"payload of {len(data)} bytes is larger than the server's limit of {limit} bytes",
+            f"{what} of {len(data)} bytes is larger than the server's limit of {limit} bytes",
             {"max_payload_size": limit, "size": len(data)},
         )
 
@@ -252,11 +271,43 @@ def notebook_path(path: Any) -> str:
     return path.strip("/")
 
 
-def submit_json(body: bytes, limit: int) -> tuple[JobSpec, bytes] | NotebookByPath:
-    """The JSON form of `POST /jobs/api/jobs`: `{spec, payload}`, or `{spec, notebook}`."""
+class TypedSubmit(NamedTuple):
+    """A typed submit: the spec (kind "typed", its type and parameters) whose payload the
+    server builds from its job type (`type_registry.TypeRegistry.prepare`)."""
+
+    spec: JobSpec
+
+
+def typed_submit(data: dict[str, Any]) -> TypedSubmit:
+    """`{"type": NAME, "parameters": {...}, "spec": {...}}` (spec optional, without kind)."""
+    unknown = sorted(set(data) - {"type", "parameters", "spec"})
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) in a typed submit: {', '.join(unknown)}")
+    name = job_types.check_name(data["type"])
+    parameters = data.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidRequest(
+            f"parameters must be an object of name: value, got {type(parameters).__name__}"
+        )
+    given = data.get("spec", {})
+    if isinstance(given, dict) and "kind" in given:
+        raise InvalidRequest("a typed submit's spec has no kind: the job is typed")
+    job = spec(given)
+    job.kind, job.type, job.parameters = Kind.TYPED, name, parameters or {}
+    if not (data.get("spec") or {}).get("name"):
+        job.name = name
+    job.validate()
+    return TypedSubmit(job)
+
+
+def submit_json(body: bytes, limit: int) -> tuple[JobSpec, bytes] | NotebookByPath | TypedSubmit:
+    """The JSON form of `POST /jobs/api/jobs`: `{spec, payload}`, `{spec, notebook}`, or
+    `{type, parameters, spec}`."""
     data = json_object(body)
     if isinstance(data, dict) and "notebook" in data:
         return notebook_submit(data, limit)
+    if "type" in data:
+        return typed_submit(data)
     return submit_item(data, limit)
 
 
@@ -310,3 +361,69 @@ def schedule_json(body: bytes, what: str = "schedule") -> dict[str, Any]:
     if isinstance(data.get("job"), dict):
         data["job"] = _integers(data["job"])
     return data
+
+
+_TYPE_FIELDS = {"description", "schema", "summarize", "owner", "interpreter", "cwd", "functions"}
+
+
+def type_registration(name: str, body: bytes, limit: int) -> tuple[job_types.JobType, bytes]:
+    """`PUT /jobs/api/types/{name}`: a kernel's job type (schema checked with jsonschema) and
+    its functions' bytes (base64 of dill: stored, never loaded here)."""
+    data = json_object(body, "job type")
+    unknown = sorted(set(data) - _TYPE_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) in a job type: {', '.join(unknown)}")
+    if "functions" not in data:
+        raise InvalidRequest("a job type needs its functions (base64 of their dill bytes)")
+    for key in ("owner", "interpreter", "cwd"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequest(f"{key} must be text or null, got {type(value).__name__}")
+    if not isinstance(data.get("summarize", False), bool):
+        raise InvalidRequest("summarize must be true or false")
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest("the job type contains text that is not valid Unicode") from None
+    described = job_types.JobType(
+        name=job_types.check_name(name),
+        schema=job_types.check_schema(data.get("schema", {"type": "object"})),
+        description=job_types.check_description(data.get("description", "")),
+        source=job_types.REGISTERED,
+        has_summarize=bool(data.get("summarize", False)),
+        owner=data.get("owner") or "",
+        interpreter=data.get("interpreter"),
+        cwd=data.get("cwd"),
+    )
+    functions = payload(data["functions"], limit, "functions")
+    if not functions:
+        raise InvalidRequest("functions must not be empty")
+    return described, functions
+
+
+def channel_name(what: str, text: str) -> str:
+    """A result channel's or reader's name from a URL (`channels.check_name`'s rule)."""
+    return check_name(what, text)
+
+
+def channel_ack(body: bytes) -> tuple[str, int]:
+    """`POST /jobs/api/channels/{name}/ack`: `{"reader": name, "seq": n}` (reader optional)."""
+    data = json_object(body)
+    unknown = sorted(set(data) - {"reader", "seq"})
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
+    reader = check_name("reader", data.get("reader", DEFAULT_READER))
+    seq = data.get("seq")
+    if isinstance(seq, float) and seq.is_integer():
+        seq = int(seq)
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise InvalidRequest(f"seq must be an integer (a job's number in the channel), got {seq!r}")
+    return reader, seq
+
+
+def stream_name(text: str) -> str:
+    """A log stream's name (`?stream=`): one line of text (`streams.check_label`)."""
+    try:
+        return check_label(text)
+    except ValueError as e:
+        raise InvalidRequest(f"stream: {e}") from None

@@ -13,56 +13,82 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, NamedTuple
 
+from .. import job_types
 from ..errors import JobNotFound, NotebookNotFound, ResultNotReady
-from ..models import FileBytes, Job, JobSpec, Kind, Status, now
+from ..models import FileBytes, Job, JobSpec, JobUser, Kind, Status, now
 from ..store import Store
-from .parsing import NotebookByPath
+from .parsing import NotebookByPath, TypedSubmit
+
+#: Enough of a result's first bytes to tell its media type (`buffers.MAGIC` is 21).
+_HEAD = 64
 
 
 def submit(
-    store: Store, parse: Callable[[], tuple[JobSpec, bytes | FileBytes] | NotebookByPath]
-) -> tuple[Job, bool] | NotebookByPath:
+    store: Store,
+    parse: Callable[[], tuple[JobSpec, bytes | FileBytes] | NotebookByPath | TypedSubmit],
+    user: JobUser,
+) -> tuple[Job, bool] | NotebookByPath | TypedSubmit:
     """Parse a submit body (`parsing.submit_json` or `submit_multipart`, bound to the body) and
-    enqueue; also say whether the job is new (201) or an earlier one with the same key (200).
-    A spooled payload (`FileBytes`, bodies.py) becomes the job's file.
+    enqueue a job of `user`; also say whether the job is new (201) or an earlier one with the
+    same key (200). A spooled payload (`FileBytes`, bodies.py) becomes the job's file.
 
     The store returns the existing job for an `idempotency_key` it has seen: such a job was
     created before this call started. (Two concurrent first submits of one key both see a job
     created during their call and both answer 201; there is still only one job.) A notebook
     submit by path comes back as it is: the handler reads the file through the server's
-    contents manager, then submits again.
+    contents manager, then submits again; so does a typed submit, whose type the handler
+    makes sure it knows before it builds the job.
     """
     parsed = parse()
-    if isinstance(parsed, NotebookByPath):
-        return parsed  # the handler reads the notebook, then submits again
+    if isinstance(parsed, (NotebookByPath, TypedSubmit)):
+        return parsed  # the handler reads the notebook or finds the type, then submits again
     spec, payload = parsed
     started = now()
-    job = store.enqueue(spec, payload)
+    job = store.enqueue(spec, payload, user)
     return job, spec.idempotency_key is None or job.created_at >= started
 
 
+def result_media_type(data: bytes) -> str:
+    """The media type of stored result bytes (their first bytes are enough), told without
+    loading them: a pickle (function and cell jobs, a typed job's value that is not JSON)
+    always starts with byte 0x80 or `buffers.MAGIC`; the rest (a notebook job's notebook, a
+    typed job's JSON value) is JSON text."""
+    if not data or job_types.is_pickle(data):
+        return "application/octet-stream"
+    return "application/json"
+
+
 class Stored(NamedTuple):
-    """Result bytes as the store keeps them: an open file (the caller closes it) and its size."""
+    """Result bytes as the store keeps them: an open file (the caller closes it), its size,
+    and its media type (`result_media_type`)."""
 
     file: BinaryIO
     size: int
+    media_type: str
+
+
+def _stored(file: BinaryIO, size: int) -> Stored:
+    head = file.read(_HEAD)
+    file.seek(0)
+    return Stored(file, size, result_media_type(head))
 
 
 def result(store: Store, job_id: int) -> Stored | Job:
     """The result of a succeeded job (or of a failed cell that sent names back), to be read a
     piece at a time, else its record: one hop for either answer."""
     try:
-        return Stored(*store.open_result(job_id))
+        return _stored(*store.open_result(job_id))
     except ResultNotReady:
         job = store.get(job_id)
     if job.status is Status.SUCCEEDED:  # it succeeded between the two reads
-        return Stored(*store.open_result(job_id))
+        return _stored(*store.open_result(job_id))
     return job
 
 
 def notebook(store: Store, job_id: int) -> bytes:
     """A notebook job's executed notebook bytes (JSON, never unpickled): a succeeded run's, or
-    a failed one's as far as it ran; `NotebookNotFound` while there is none."""
+    as far as it ran for a failed, cancelled or timed-out one; `NotebookNotFound` while there
+    is none."""
     job = store.get(job_id)
     if job.kind is not Kind.NOTEBOOK:
         raise NotebookNotFound(
@@ -119,19 +145,35 @@ def results(store: Store, job_ids: Sequence[int], max_bytes: int) -> Batch:
     return Batch(bool(with_bytes or records or missing), json.dumps(body).encode())
 
 
-def read_log(store: Store, job_id: int, offset: int, limit: int) -> dict[str, Any]:
-    """One chunk of a job's log as text, ending on a whole UTF-8 character when it can."""
-    job = store.get(job_id)
-    data, next_offset = store.read_log(job_id, offset, limit)
+def read_log(
+    store: Store, job_id: int, offset: int, limit: int, stream: str | None = None
+) -> dict[str, Any]:
+    """One chunk of a job's log as text, ending on a whole UTF-8 character when it can: of the
+    whole log, its `parts` saying which stream wrote what, or of one `stream` (offsets in that
+    stream's bytes); `streams` lists every stream with its size."""
+    job, found = store.read_log_streams(job_id, offset, limit, stream)
+    data, next_offset, parts = found.data, found.next_offset, found.parts
     whole = _whole_utf8(data)
     if whole < len(data):
-        next_offset -= len(data) - whole
+        cut = len(data) - whole
+        next_offset -= cut
         data = data[:whole]
+        name, last = parts[-1]
+        parts[-1] = (name, last[: len(last) - cut])
+    sizes = dict(found.streams)
+    size = job.log_size if stream is None else sizes[stream]
     return {
         "data": data.decode("utf-8", errors="replace"),
         "offset": offset,
         "next_offset": next_offset,
-        "size": max(job.log_size, next_offset),
+        "size": max(size, next_offset),
+        "stream": stream,
+        "streams": [{"name": name, "size": n} for name, n in found.streams],
+        "parts": [
+            {"stream": name, "data": part.decode("utf-8", errors="replace")}
+            for name, part in parts
+            if part
+        ],
     }
 
 
@@ -148,14 +190,7 @@ def _whole_utf8(data: bytes) -> int:
     return len(data)
 
 
-def stats(store: Store, extra: dict[str, Any]) -> dict[str, Any]:
-    """`GET /jobs/api/stats`: counts per status, queue depth, database size (+ `extra`)."""
-    numbers = store.stats()
-    counts = {s.value: int(numbers.get(s.value, 0)) for s in Status}
-    return {
-        "counts": counts,
-        "running": counts[Status.RUNNING.value],
-        "queued": counts[Status.QUEUED.value],
-        "db_size": int(numbers.get("db_size", 0)),
-        **extra,
-    }
+def stats(store: Store, extra: dict[str, Any], user: str | None = None) -> dict[str, Any]:
+    """`GET /jobs/api/stats`: the store's numbers (`Store.overview`, of `user`'s jobs when
+    given) and `extra`."""
+    return {**store.overview(user), **extra}

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from .. import lifecycle
 from ..errors import IllegalTransition
-from ..models import Outcome, Progress, Reason, Status, can_move
+from ..models import JobError, Outcome, Progress, Reason, Status, can_move
 from . import moves, picking, schema
 from .files import JobFiles
 from .schema import IDS, LEASED, QUEUED, RUNNING, error_columns
@@ -20,6 +20,9 @@ from .transaction import Tx
 
 #: (job id, inline payload, payload file, payload size) of each job a claim took
 Taken = tuple[int, bytes | None, str | None, int]
+#: Output of an attempt: (job id, attempt, bytes) of its main stream, or (job id, attempt,
+#: bytes, stream name) of a labelled one (a thread's, a child process's: `log_streams.py`).
+LogItem = tuple[int, int, bytes] | tuple[int, int, bytes, str]
 
 
 def claim(tx: Tx, consumer: str, limit: int, lease: float) -> list[Taken]:
@@ -32,7 +35,7 @@ def claim(tx: Tx, consumer: str, limit: int, lease: float) -> list[Taken]:
     tx.conn.execute(
         "UPDATE jobs SET attempt = attempt + 1, started_at = NULL, consumer = ?, "
         "lease_until = ?, cancel_requested = 0, not_before = NULL, progress_done = NULL, "
-        "progress_total = NULL, progress_message = NULL, progress_at = NULL "
+        "progress_total = NULL, progress_message = NULL, progress_at = NULL, summary = NULL "
         f"WHERE id IN {IDS}",
         (consumer, tx.now + lease, json.dumps(ids)),
     )
@@ -91,7 +94,7 @@ def report(
     tx: Tx,
     files: JobFiles,
     starts: Sequence[tuple[int, int, float]],
-    logs: Sequence[tuple[int, int, bytes]],
+    logs: Sequence[LogItem],
     progress: Sequence[tuple[int, int, Progress]],
     among: Callable[[int], bool],
 ) -> None:
@@ -99,28 +102,46 @@ def report(
     for job_id, attempt, at in starts:
         if among(job_id):
             start(tx, job_id, attempt, at)
-    for job_id, attempt, data in logs:
+    for job_id, attempt, data, *stream in logs:
         if among(job_id):
-            files.append_log(tx, job_id, attempt, bytes(data))
+            files.append_log(tx, job_id, attempt, bytes(data), *stream)
     for item in progress:
         if among(item[0]):
             set_progress(tx, *item)
 
 
+#: Whether the workers of a consumer wrote an attempt down as begun (`start_log.py`):
+#: (job id, attempt, consumer) -> bool.
+Began = Callable[[int, int, str | None], bool]
+
+
 def finish(
-    tx: Tx, files: JobFiles, job_id: int, attempt: int, outcome: Outcome, poison_limit: int
+    tx: Tx,
+    files: JobFiles,
+    job_id: int,
+    attempt: int,
+    outcome: Outcome,
+    poison_limit: int,
+    began: Began = lambda *_: False,
 ) -> bool:
-    """Record how an attempt ended; False (nothing written) when it is stale."""
+    """Record how an attempt ended; False (nothing written) when it is stale.
+
+    A claim given back (outcome `queued`: its executor stopped before the run began, as far as
+    it knew) whose start a worker wrote down all the same (`began`; it began as it was taken
+    back) counts as an interrupted attempt instead."""
     row = tx.conn.execute(
-        "SELECT status, attempt, cancel_requested, lease_until FROM jobs WHERE id = ?",
+        "SELECT status, attempt, cancel_requested, lease_until, consumer FROM jobs WHERE id = ?",
         (job_id,),
     ).fetchone()
     if row is None or row[1] != attempt or row[3] is None:  # stale, or neither held nor run
         return False
     current = Status(row[0])
     if current is Status.QUEUED and outcome.status is Status.QUEUED:
-        _unclaim(tx, job_id, attempt, bool(row[2]))
-        return True
+        if not began(job_id, attempt, row[4]):
+            give_back(tx, job_id, attempt, current, bool(row[2]))
+            return True
+        error = JobError("Interrupted", "the job began as its executor stopped")
+        outcome = Outcome(Status.FAILED, Reason.INTERRUPTED, error)
     if current is Status.QUEUED and outcome.status is Status.SUCCEEDED:
         # It ran, though no start was reported (the executor could not tell when): it
         # started as it ended, as far as anyone knows.
@@ -130,6 +151,8 @@ def finish(
         files.put_blob(tx, job_id, "outputs", attempt, outcome.outputs)
         tx.update(job_id, has_outputs=1)
     done = {"finished_at": tx.now, "lease_until": None, "cancel_requested": 0}
+    if outcome.summary is not None:
+        tx.update(job_id, summary=json.dumps(outcome.summary))
     if outcome.status is Status.SUCCEEDED:
         if outcome.result is not None:
             files.put_blob(tx, job_id, "result", attempt, outcome.result)
@@ -139,11 +162,13 @@ def finish(
             **error_columns(None), **done,
         )  # fmt: skip
     elif outcome.status is Status.CANCELLED:
+        if outcome.result is not None:  # a notebook as far as it ran (its last checkpoint)
+            files.put_blob(tx, job_id, "result", attempt, outcome.result)
         tx.move(
             job_id, current, Status.CANCELLED, reason=None, **error_columns(outcome.error), **done
         )
     else:
-        if outcome.result is not None:  # a failed cell's names set before its error
+        if outcome.result is not None:  # a failed cell's names set before its error, a notebook
             files.put_blob(tx, job_id, "result", attempt, outcome.result)
         reason = outcome.reason or Reason.ERROR
         error = lifecycle.failure_error(reason, outcome.error, outcome.exit)
@@ -151,14 +176,20 @@ def finish(
     return True
 
 
-def _unclaim(tx: Tx, job_id: int, attempt: int, cancel: bool) -> None:
-    """A claimed attempt that never started (its executor stopped first) is given back
-    uncounted, as if never claimed; a cancel asked for meanwhile wins."""
+def give_back(tx: Tx, job_id: int, attempt: int, current: Status, cancel: bool) -> None:
+    """A claimed attempt whose code never began (its executor stopped first, or its consumer
+    died before a worker began it: `start_log.py`) is given back uncounted, as if never
+    claimed; a cancel asked for meanwhile wins. A start reported ahead of the code (a job
+    handed to an idle worker) is taken back with it."""
     if cancel:
         tx.move(
-            job_id, Status.QUEUED, Status.CANCELLED, reason=None, finished_at=tx.now,
+            job_id, current, Status.CANCELLED, reason=None, finished_at=tx.now,
             lease_until=None, cancel_requested=0,
         )  # fmt: skip
         return
-    tx.update(job_id, attempt=attempt - 1, consumer=None, lease_until=None, cancel_requested=0)
+    back = {"attempt": attempt - 1, "consumer": None, "lease_until": None, "cancel_requested": 0}
+    if current is Status.RUNNING:
+        tx.move(job_id, current, Status.QUEUED, reason=None, started_at=None, **back)
+        return
+    tx.update(job_id, **back)
     tx.released = True

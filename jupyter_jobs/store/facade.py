@@ -13,6 +13,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,18 +23,27 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from .. import lifecycle
+from .. import lifecycle, start_log
 from ..doorbell import Doorbell, Listener
-from ..errors import IllegalTransition, InvalidRequest, JobNotFound, ResultNotReady, status_phrase
+from ..errors import (
+    IllegalTransition,
+    InvalidRequest,
+    JobNotFound,
+    ResultNotReady,
+    WorkerNotFound,
+    status_phrase,
+)
 from ..models import (
+    NOBODY,
     TERMINAL,
     Change,
     FileBytes,
     Job,
     JobError,
     JobSpec,
+    JobUser,
     Outcome,
     Page,
     Progress,
@@ -41,13 +51,18 @@ from ..models import (
     Status,
     now,
 )
+from ..worker_info import WorkerInfo, WorkerStatus
 from ..workspace import Reference, Workspace
-from . import attempts, moves, queries, retention, schema, submit
+from . import attempts, log_streams, moves, picking, queries, retention, schema, submit
+from . import workers as worker_rows
+from .attempts import LogItem
+from .channels import ChannelVerbs
 from .connection import Database, check_file, default_db_path
 from .files import JobFiles, Spool
 from .schedules import ScheduleVerbs
 from .schema import IDS, LEASED, PENDING, QUEUED, error_columns
 from .transaction import Tx
+from .types import TypeVerbs
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +76,14 @@ class Claimed:
     payload: bytes | FileBytes
 
 
-class Store(ScheduleVerbs):
+#: Statuses whose last attempt may leave a result all the same (`Store.result`).
+_ENDED_EARLY = (Status.FAILED.value, Status.CANCELLED.value)
+
+
+class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
     """A job store on one SQLite file. Thread-safe: one connection per thread; the schedule
-    verbs are `store/schedules.py`'s."""
+    verbs are `store/schedules.py`'s, the job type verbs `store/types.py`'s, the result-channel
+    verbs `store/channels.py`'s."""
 
     path: Path
     workspace: Workspace
@@ -199,6 +219,11 @@ class Store(ScheduleVerbs):
             or (c.what == "transition" and c.job.status is not Status.RUNNING)
             for c in changes
         )
+        if ring:  # first: another process waking up takes longer than a subscriber's call
+            try:
+                self.doorbell.ring()
+            except OSError as exc:  # committed already: a failed wake-up must not look like one
+                log.warning("could not ring the doorbell in %s: %s", self.doorbell.directory, exc)
         with self._lock:
             subscribers = list(self._subscribers) if changes else []
         for callback in subscribers:
@@ -206,11 +231,6 @@ class Store(ScheduleVerbs):
                 callback(changes)
             except Exception:
                 log.exception("job store subscriber %r failed", callback)
-        if ring:
-            try:
-                self.doorbell.ring()
-            except OSError as exc:  # committed already: a failed wake-up must not look like one
-                log.warning("could not ring the doorbell in %s: %s", self.doorbell.directory, exc)
 
     # -- submit --------------------------------------------------------------------------------
 
@@ -224,13 +244,16 @@ class Store(ScheduleVerbs):
         the store then takes (`Outcome.result` as `FileBytes`)."""
         return self.files.incoming()
 
-    def enqueue(self, spec: JobSpec, payload: bytes | FileBytes) -> Job:
-        """Store one job; with a known `idempotency_key`, return the existing job instead."""
-        return self.enqueue_many([(spec, payload)])[0]
+    def enqueue(self, spec: JobSpec, payload: bytes | FileBytes, user: JobUser = NOBODY) -> Job:
+        """Store one job of `user`; with a known `idempotency_key`, return the existing job
+        instead (whoever it belongs to: the caller checks)."""
+        return self.enqueue_many([(spec, payload)], user)[0]
 
-    def enqueue_many(self, items: Sequence[tuple[JobSpec, bytes | FileBytes]]) -> list[Job]:
-        """Store many jobs in one transaction (all or none), in order; ids increase with order.
-        A payload may be an incoming file (a spooled submit), which its job takes."""
+    def enqueue_many(
+        self, items: Sequence[tuple[JobSpec, bytes | FileBytes]], user: JobUser = NOBODY
+    ) -> list[Job]:
+        """Store many jobs of `user` in one transaction (all or none), in order; ids increase
+        with order. A payload may be an incoming file (a spooled submit), which its job takes."""
         prepared = []
         for spec, payload in items:
             spec.validate()
@@ -247,14 +270,14 @@ class Store(ScheduleVerbs):
         with self._tx() as tx:  # numbers are in range: `validate` checked them
             after = {a for s, _, _ in prepared for a in s.after}
             statuses = submit.dependency_statuses(tx.conn, after)
-            ids = submit.insert(tx, self.files, prepared, statuses)
+            ids = submit.insert(tx, self.files, prepared, statuses, user)
         return [tx.snapshots[job_id] for job_id in ids]
 
     # -- consumer ------------------------------------------------------------------------------
 
     def record(
         self,
-        logs: Sequence[tuple[int, int, bytes]] = (),
+        logs: Sequence[LogItem] = (),
         progress: Sequence[tuple[int, int, Progress]] = (),
         outcomes: Sequence[tuple[int, int, Outcome]] = (),
         starts: Sequence[tuple[int, int, float]] = (),
@@ -270,7 +293,7 @@ class Store(ScheduleVerbs):
 
     def record_and_claim(
         self,
-        logs: Sequence[tuple[int, int, bytes]] = (),
+        logs: Sequence[LogItem] = (),
         progress: Sequence[tuple[int, int, Progress]] = (),
         outcomes: Sequence[tuple[int, int, Outcome]] = (),
         claim: tuple[str, int, float] | None = None,
@@ -283,7 +306,8 @@ class Store(ScheduleVerbs):
         commit for all of it keeps the cost of every job low. A claimed job is leased to its
         consumer and its attempt counted, so no other consumer takes it and every report about
         it is fenced; it stays queued until its start is recorded. The order is
-        `store/picking.py`'s: priority, fair share between owners, then FIFO.
+        `store/picking.py`'s: priority, fair share between users, then between their
+        notebooks, then FIFO.
         """
         for _, _, outcome in outcomes:
             if outcome.status not in TERMINAL and outcome.status is not Status.QUEUED:
@@ -298,7 +322,11 @@ class Store(ScheduleVerbs):
             # A worker ends one job before it starts the next: the jobs that ended are written
             # first, so the change events of this one commit keep that order.
             attempts.report(tx, self.files, starts, logs, progress, lambda i: i in ending)
-            done = [attempts.finish(tx, self.files, *item, self.poison_limit) for item in outcomes]
+            began = self._written_down()
+            done = [
+                attempts.finish(tx, self.files, *item, self.poison_limit, began)
+                for item in outcomes
+            ]
             attempts.report(tx, self.files, starts, logs, progress, lambda i: i not in ending)
             # A claim given back, or retried before it started, changed no status: no snapshot.
             tx.load_ended([i for (i, _, _), ok in zip(outcomes, done, strict=True) if ok])
@@ -364,15 +392,17 @@ class Store(ScheduleVerbs):
 
     def recover(self, is_alive: Callable[[str], bool]) -> list[Job]:
         """End attempts whose lease ran out or whose consumer is gone (reason `interrupted`,
-        retried where the job allows).
+        retried where the job allows), and give back uncounted those that never began.
 
-        A claimed attempt that was never recorded as started ends the same way: its start may
-        have happened in the moments before its consumer died, unwritten, and an attempt that
-        may have run is counted, so a job never runs more often than its attempts say. (A
-        consumer that stops cleanly knows, and gives such claims back uncounted.)
+        A claim of a consumer whose workers write down what they begin (`start_log.py`) and
+        whose process is proven gone is given back uncounted when no worker began it, as on a
+        clean stop. Any other claim never recorded as started ends as interrupted: its start
+        may have happened in the moments before its consumer died, unwritten, and an attempt
+        that may have run is counted, so a job never runs more often than its attempts say.
 
-        `is_alive` is called outside the transaction (it may be slow); each candidate is then
-        checked again under the write lock, so a job that finished meanwhile is left alone.
+        `is_alive` is called outside the transaction (it may be slow), and so are the start
+        logs read; each candidate is then checked again under the write lock, so a job that
+        finished meanwhile is left alone.
         """
         at = now()
         rows = self._db.conn().execute(
@@ -387,18 +417,60 @@ class Store(ScheduleVerbs):
                 lost.append((job_id, status, attempt, consumer, "its lease expired"))
             elif not alive[consumer]:
                 lost.append((job_id, status, attempt, consumer, "its process is gone"))
-        if not lost:
-            return []
+        began = {c: self._began(c) for c in {row[3] for row in lost}}
+        ended = self._end_lost(lost, began) if lost else []
+        start_log.sweep(self.workspace.start_logs, self._holds_claims)
+        return ended
+
+    def start_log_of(self, consumer: str) -> start_log.StartLog:
+        """Where `consumer`'s workers write down the attempts they begin (`start_log.py`)."""
+        return start_log.StartLog(self.workspace.start_log(consumer), consumer)
+
+    def _began(self, consumer: str | None) -> set[tuple[int, int]] | None:
+        """The attempts `consumer`'s workers began, if it is proven gone and kept a log."""
+        return start_log.started(self.workspace.start_log(consumer)) if consumer else None
+
+    def _written_down(self) -> attempts.Began:
+        """Whether a consumer's workers wrote an attempt down as begun (`start_log.py`), each
+        log read once, when first asked (only a claim given back asks)."""
+        read: dict[str, set[tuple[int, int]]] = {}
+
+        def began(job_id: int, attempt: int, consumer: str | None) -> bool:
+            if not consumer:
+                return False
+            if consumer not in read:
+                read[consumer] = start_log.named(self.workspace.start_log(consumer))
+            return (job_id, attempt) in read[consumer]
+
+        return began
+
+    def _holds_claims(self, consumer: str) -> bool:
+        row = self._db.conn().execute(
+            f"SELECT 1 FROM jobs WHERE {LEASED} AND consumer = ? LIMIT 1", (consumer,)
+        )
+        return row.fetchone() is not None
+
+    def _end_lost(
+        self,
+        lost: list[tuple[int, str, int, str, str]],
+        began: dict[str, set[tuple[int, int]] | None],
+    ) -> list[Job]:
+        """End the lost attempts (see `recover`), each checked again under the write lock."""
         ended: list[int] = []
         with self._tx() as tx:
             for job_id, status, attempt, consumer, why in lost:
                 current = tx.conn.execute(
-                    f"SELECT status, attempt, consumer FROM jobs WHERE id = ? AND {LEASED}",
+                    f"SELECT status, attempt, consumer, cancel_requested FROM jobs "
+                    f"WHERE id = ? AND {LEASED}",
                     (job_id,),
                 ).fetchone()
-                if current != (status, attempt, consumer):
+                if current is None or current[:3] != (status, attempt, consumer):
                     continue
                 ended.append(job_id)
+                known = began[consumer]
+                if known is not None and (job_id, attempt) not in known:
+                    attempts.give_back(tx, job_id, attempt, Status(status), bool(current[3]))
+                    continue
                 held = "running" if status == Status.RUNNING.value else "about to start"
                 error = JobError(
                     "Interrupted", f"the consumer {consumer} holding attempt {attempt} ({held}) "
@@ -427,6 +499,50 @@ class Store(ScheduleVerbs):
             (now(),),
         )
         return row.fetchone()[0]
+
+    # -- workers (store/workers.py) ------------------------------------------------------------
+
+    def sync_workers(self, consumer: str, infos: Sequence[WorkerInfo] | None) -> list[str]:
+        """Write `consumer`'s workers (`infos`; None: unchanged since the last write), and take
+        the drains asked of them since: their ids, each handed out once."""
+        if infos is None and not worker_rows.drains(self._db.conn(), consumer):
+            return []
+        with self._tx() as tx:
+            if infos is not None:
+                worker_rows.write(tx, consumer, infos)
+            asked = worker_rows.drains(tx.conn, consumer)
+            worker_rows.forget_drains(tx, consumer, asked)
+        return asked
+
+    def forget_workers(self, consumer: str) -> None:
+        """`consumer` stopped: its workers are gone."""
+        with self._tx() as tx:
+            worker_rows.forget(tx, consumer)
+
+    def workers(self, is_alive: Callable[[str], bool]) -> list[WorkerInfo]:
+        """Every consumer's workers as it last wrote them (lately: `workers.STALE_AFTER`),
+        but those of consumers `is_alive` proves gone; one asked to drain shows draining."""
+        with self._db.read() as conn:
+            rows = worker_rows.listing(conn, now())
+        alive: dict[str, bool] = {}
+        shown = []
+        for consumer, info, asked in rows:
+            if consumer not in alive:
+                alive[consumer] = is_alive(consumer)
+            if alive[consumer]:
+                shown.append(_asked_to_drain(info) if asked else info)
+        return shown
+
+    def request_drain(self, worker_id: str, is_alive: Callable[[str], bool]) -> WorkerInfo:
+        """Ask the consumer that runs worker `worker_id` to drain it (it does on its next
+        round, within seconds); the worker as listed now. `WorkerNotFound` when no consumer
+        alive lists it."""
+        listed = [info for info in self.workers(is_alive) if info.id == worker_id]
+        with self._tx() as tx:
+            marked = worker_rows.ask_drain(tx, worker_id, [info.consumer or "" for info in listed])
+        if not marked:
+            raise WorkerNotFound(worker_id)
+        return _asked_to_drain(listed[0])
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -498,14 +614,14 @@ class Store(ScheduleVerbs):
         with self._tx() as tx:
             self._delete(tx, [schema.load_one(tx.conn, job_id)])
 
-    def clear_finished(self) -> list[int]:
-        """Delete every finished job, with its files, in short batches (see `gc`); the ids
-        deleted.
+    def clear_finished(self, user: str | None = None) -> list[int]:
+        """Delete every finished job (of `user`, when given), with its files, in short batches
+        (see `gc`); the ids deleted.
 
         Pending, queued and running jobs are never touched: "finished" is `models.TERMINAL`.
         """
         with self._db.read() as conn:
-            ids = retention.finished_ids(conn)
+            ids = retention.finished_ids(conn, user)
         return self._collect(ids, lambda job: job.finished)
 
     def gc(self, older_than: float | None = None, max_bytes: int | None = None) -> list[int]:
@@ -584,6 +700,13 @@ class Store(ScheduleVerbs):
     def get(self, job_id: int) -> Job:
         return schema.load_one(self._db.conn(), job_id)
 
+    def users_of(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """The user of each job among `job_ids` that exists (what authorization asks first)."""
+        rows = self._db.conn().execute(
+            f"SELECT id, user FROM jobs WHERE id IN {IDS}", (json.dumps(list(job_ids)),)
+        )
+        return dict(rows.fetchall())
+
     def get_many(self, job_ids: Iterable[int]) -> list[Job]:
         """The jobs that exist among `job_ids`, in the order asked (unknown ids are skipped)."""
         ids = list(job_ids)
@@ -615,19 +738,22 @@ class Store(ScheduleVerbs):
         q: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        user: str | None = None,
     ) -> Page:
-        """A page of jobs, newest first, plus counts per status for the same owner/q filter."""
+        """A page of jobs, newest first, plus counts per status for the same owner/user/q
+        filter."""
         with self._db.read() as conn:
-            return queries.page(conn, status, owner, q, limit, cursor)
+            return queries.page(conn, status, owner, q, limit, cursor, user)
 
-    def counts(self, owner: str | None = None) -> dict[str, int]:
-        """Jobs per status (all statuses present), optionally for one owner."""
-        return queries.counts(self._db.conn(), owner)
+    def counts(self, owner: str | None = None, user: str | None = None) -> dict[str, int]:
+        """Jobs per status (all statuses present), optionally for one owner and/or user."""
+        return queries.counts(self._db.conn(), owner, user)
 
-    def stats(self) -> dict[str, int | float]:
-        """Counts per status, database bytes (db + WAL) and workspace bytes (blobs + logs)."""
+    def stats(self, user: str | None = None) -> dict[str, int | float]:
+        """Counts per status (of `user`'s jobs, when given), database bytes (db + WAL) and
+        workspace bytes (blobs + logs)."""
         with self._db.read() as conn:
-            counts = queries.counts(conn)
+            counts = queries.counts(conn, None, user)
             totals = queries.totals(conn)
         db_size = 0
         for suffix in ("", "-wal"):
@@ -640,9 +766,34 @@ class Store(ScheduleVerbs):
             "workspace_bytes": totals["blob_bytes"] + totals["log_bytes"],
         }
 
+    def overview(self, user: str | None = None) -> dict[str, Any]:
+        """The queue in numbers (of `user`'s jobs, when given), as `GET /jobs/api/stats` and
+        `Jobs.stats()` give them: jobs per status, `running`, `queued` (waiting for a worker,
+        claimed ones not started included), `pending` (held, or waiting for `after=` jobs or
+        `run_at`), and the bytes used."""
+        numbers = self.stats(user)
+        counts = {s.value: int(numbers.get(s.value, 0)) for s in Status}
+        return {
+            "counts": counts,
+            "running": counts[Status.RUNNING.value],
+            "queued": counts[Status.QUEUED.value],
+            "pending": counts[Status.PENDING.value],
+            "db_size": int(numbers["db_size"]),
+            "workspace_bytes": int(numbers["workspace_bytes"]),
+        }
+
+    def peek(self) -> Job | None:
+        """The job the next claim would take now, or None: the claim's own rule
+        (`picking.pick`: priority, fair share, FIFO; only queued jobs whose time has come),
+        asked without taking the job or noting anything."""
+        with self._db.read() as conn:
+            ids = picking.pick(conn, 1, now(), note=False)
+            return schema.load_one(conn, ids[0]) if ids else None
+
     def result(self, job_id: int) -> bytes:
         """The result bytes of a succeeded job (b"" if it succeeded without a result), or of a
-        failed one whose last attempt sent some (a cell's names set before its error).
+        failed or cancelled one whose last attempt sent some (a cell's names set before its
+        error, a notebook as far as it ran).
 
         Raises `ResultNotReady` for a job that has no result (detail: its status).
         """
@@ -666,9 +817,9 @@ class Store(ScheduleVerbs):
                 (job_id,),
             ).fetchone()
         status, attempt = found
-        if status == Status.FAILED.value and row is not None and row[2] != attempt:
+        if status != Status.SUCCEEDED.value and row is not None and row[2] != attempt:
             row = None  # an earlier attempt's (a failed cell's, since retried)
-        if status != Status.SUCCEEDED.value and not (status == Status.FAILED.value and row):
+        if status != Status.SUCCEEDED.value and not (status in _ENDED_EARLY and row):
             raise ResultNotReady(
                 f"job {job_id} is {status}: it has no result", {"id": job_id, "status": status}
             )
@@ -687,3 +838,21 @@ class Store(ScheduleVerbs):
             raise InvalidRequest("offset and limit must be zero or more")
         self.get(job_id)
         return self.files.read_log(job_id, offset, limit)
+
+    def read_log_streams(
+        self, job_id: int, offset: int = 0, limit: int = 2**20, stream: str | None = None
+    ) -> tuple[Job, log_streams.LogSlice]:
+        """The job, and `limit` bytes of its log from `offset`: of the whole log, cut by the
+        stream each part belongs to, or (`stream`) of one stream, offsets in its own bytes.
+        The slice lists every stream with its size."""
+        with self._db.read() as conn, self.files.log_reader(job_id) as read:
+            job = schema.load_one(conn, job_id)
+            found = log_streams.read(conn, read, job_id, job.log_size, offset, limit, stream)
+        return job, found
+
+
+def _asked_to_drain(info: WorkerInfo) -> WorkerInfo:
+    """A worker whose drain was asked for (its consumer has not acted yet): draining."""
+    if info.state is WorkerStatus.RETIRING:
+        return info
+    return dataclasses.replace(info, state=WorkerStatus.DRAINING, drainable=False)

@@ -20,12 +20,15 @@ import io
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import InvalidRequest
 from ..models import FileBytes, Status
 from ..workspace import Workspace, write_all
+from . import log_streams
 from .transaction import Tx
 
 
@@ -147,9 +150,10 @@ class JobFiles:
             return io.BytesIO(data or b""), len(data or b"")
         return self.workspace.open_file(path)
 
-    def append_log(self, tx: Tx, job_id: int, attempt: int, data: bytes) -> int:
+    def append_log(self, tx: Tx, job_id: int, attempt: int, data: bytes, stream: str = "") -> int:
         """Append to a running attempt's log, capped at `log_limit` with a visible marker; the
-        new log size, or -1 for a stale attempt (nothing written)."""
+        new log size, or -1 for a stale attempt (nothing written). `stream`: the labelled
+        stream the bytes belong to ("" the main one; `log_streams.py`); markers are main."""
         row = tx.conn.execute(
             "SELECT status, attempt, log_size, log_attempt, log_truncated FROM jobs WHERE id = ?",
             (job_id,),
@@ -159,16 +163,21 @@ class JobFiles:
         size, log_attempt, truncated = row[2], row[3], row[4]
         if truncated or not data:
             return size
+        pieces = [(stream, data)]
         if attempt > 1 and log_attempt != attempt:
-            data = f"--- attempt {attempt} ---\n".encode() + data
+            pieces.insert(0, ("", f"--- attempt {attempt} ---\n".encode()))
         room = max(0, self.log_limit - size)
-        if len(data) > room:
-            data = (
-                data[:room]
-                + f"\n[jupyter_jobs: log truncated at {self.log_limit} bytes]\n".encode()
-            )
+        if sum(len(piece) for _, piece in pieces) > room:
+            kept = []
+            for name, piece in pieces:
+                kept.append((name, piece[:room]))
+                room -= len(kept[-1][1])
+            marker = f"\n[jupyter_jobs: log truncated at {self.log_limit} bytes]\n"
+            pieces = [*kept, ("", marker.encode())]
             truncated = 1
-        size = self.workspace.append_log(job_id, data)
+        written = b"".join(piece for _, piece in pieces)
+        size = self.workspace.append_log(job_id, written)
+        log_streams.record(tx, job_id, size - len(written), pieces)
         tx.update(job_id, log_size=size, log_attempt=attempt, log_truncated=truncated)
         return size
 
@@ -176,14 +185,26 @@ class JobFiles:
         """Log bytes from `offset` (at most `limit`), and the offset to ask for next."""
         if offset < 0 or limit < 0:
             raise InvalidRequest("offset and limit must be zero or more")
-        try:
-            with open(self.workspace.log_file(job_id), "rb") as f:
+        with self.log_reader(job_id) as read:
+            data = read(offset, limit)
+        return data, offset + len(data)
+
+    @contextmanager
+    def log_reader(self, job_id: int) -> Iterator[Callable[[int, int], bytes]]:
+        """`read(offset, limit)` of one job's log file, through one open file (one stream of
+        a log is many short reads: `log_streams.py`); b"" where there is nothing (yet)."""
+        with ExitStack() as stack:
+            try:
+                f = stack.enter_context(open(self.workspace.log_file(job_id), "rb"))
+            except FileNotFoundError:
+                yield lambda offset, limit: b""
+                return
+
+            def read(offset: int, limit: int) -> bytes:
                 # Past the end there is nothing yet (a seek that far can fail: EINVAL).
                 if offset >= os.fstat(f.fileno()).st_size:
-                    data = b""
-                else:
-                    f.seek(offset)
-                    data = f.read(limit)
-        except FileNotFoundError:
-            data = b""
-        return data, offset + len(data)
+                    return b""
+                f.seek(offset)
+                return f.read(limit)
+
+            yield read

@@ -32,7 +32,7 @@ LEASED = "lease_until IS NOT NULL"
 IDS = "(SELECT value FROM json_each(?))"
 
 #: The full-text index of names (`queries.py`): trigram, so any substring of three characters or
-#: more is found through it. (Notebooks are few: they are searched among `owner_counts`.)
+#: more is found through it. (Notebooks are few: they are searched among `user_counts`.)
 FTS_TABLE = "jobs_fts"
 
 
@@ -80,6 +80,14 @@ def _counted(row: str, delta: str) -> str:
     """The count statements for one row (`NEW` or `OLD`) entering (+1) or leaving (-1)."""
     return _count("status_counts", "status", f"{row}.status", delta) + _count(
         "owner_counts", "owner, status", f"{row}.owner, {row}.status", delta
+    )
+
+
+def _counted_by_user(row: str, delta: str) -> str:
+    """The count statements, since users, for one row entering (+1) or leaving (-1): per status,
+    and per notebook and user (`user_counts`, which per-notebook counts are summed from)."""
+    return _count("status_counts", "status", f"{row}.status", delta) + _count(
+        "user_counts", "owner, user, status", f"{row}.owner, {row}.user, {row}.status", delta
     )
 
 
@@ -247,6 +255,132 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE UNIQUE INDEX jobs_schedule_time ON jobs(schedule_id, scheduled_time) "
         "WHERE schedule_id IS NOT NULL",
     ],
+    [
+        # Job types (job_types.py): a typed job's type and JSON parameters, and the summary its
+        # type's `summarize` made (JSON, written with the outcome). Types registered from a
+        # kernel are kept here, their functions as dill bytes only workers load.
+        "ALTER TABLE jobs ADD COLUMN type TEXT",
+        "ALTER TABLE jobs ADD COLUMN parameters TEXT",
+        "ALTER TABLE jobs ADD COLUMN summary TEXT",
+        """CREATE TABLE job_types (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL DEFAULT '',
+            schema TEXT NOT NULL,
+            summarize INTEGER NOT NULL DEFAULT 0,
+            owner TEXT NOT NULL DEFAULT '',
+            interpreter TEXT,
+            cwd TEXT,
+            functions BLOB NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+    ],
+    [
+        # Result channels (`store/channels.py`): a job naming a channel is entered in
+        # `channel_results` when it reaches its final status, numbered in commit order (writes
+        # are serialized), so readers take them in the order they finished. An explicit retry
+        # takes it out again: it is entered anew, once, when it ends again. Each reader's
+        # cursor is the last number it acknowledged.
+        "ALTER TABLE jobs ADD COLUMN channel TEXT",
+        """CREATE TABLE channel_results (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            channel TEXT NOT NULL,
+            job_id INTEGER NOT NULL UNIQUE REFERENCES jobs(id) ON DELETE CASCADE
+        )""",
+        "CREATE INDEX channel_results_order ON channel_results(channel, seq)",
+        f"""CREATE TRIGGER channel_results_finished AFTER UPDATE OF status ON jobs
+            WHEN NEW.channel IS NOT NULL AND NEW.status IN ({FINISHED})
+            AND OLD.status IS NOT NEW.status
+            BEGIN INSERT OR REPLACE INTO channel_results (channel, job_id)
+            VALUES (NEW.channel, NEW.id); END""",
+        f"""CREATE TRIGGER channel_results_inserted AFTER INSERT ON jobs
+            WHEN NEW.channel IS NOT NULL AND NEW.status IN ({FINISHED})
+            BEGIN INSERT INTO channel_results (channel, job_id) VALUES (NEW.channel, NEW.id);
+            END""",
+        f"""CREATE TRIGGER channel_results_retried AFTER UPDATE OF status ON jobs
+            WHEN NEW.channel IS NOT NULL AND OLD.status IN ({FINISHED})
+            AND NEW.status NOT IN ({FINISHED})
+            BEGIN DELETE FROM channel_results WHERE job_id = NEW.id; END""",
+        """CREATE TABLE channel_readers (
+            channel TEXT NOT NULL,
+            reader TEXT NOT NULL,
+            acked INTEGER NOT NULL DEFAULT 0,
+            acked_at REAL,
+            PRIMARY KEY (channel, reader)
+        ) WITHOUT ROWID""",
+    ],
+    [
+        # A log's labelled streams (`store/log_streams.py`): the file stays the log as written;
+        # once a job writes to a thread's or a child process's stream, its log is cut into runs
+        # of one stream each. Stream 0 is the main one. A log without streams has no rows.
+        """CREATE TABLE log_streams (
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            no INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            PRIMARY KEY (job_id, no)
+        ) WITHOUT ROWID""",
+        "CREATE UNIQUE INDEX log_streams_name ON log_streams(job_id, name)",
+        """CREATE TABLE log_runs (
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            offset INTEGER NOT NULL,
+            length INTEGER NOT NULL,
+            stream INTEGER NOT NULL,
+            stream_offset INTEGER NOT NULL,
+            PRIMARY KEY (job_id, offset)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX log_runs_stream ON log_runs(job_id, stream, stream_offset)",
+    ],
+    [
+        # Who each job and schedule belongs to (`models.JobUser`); '' for those from before.
+        "ALTER TABLE jobs ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN user_display_name TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE schedules ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE schedules ADD COLUMN user_display_name TEXT NOT NULL DEFAULT ''",
+        # Fair share is per user, then per notebook (picking.py): the claim seeks by both.
+        "DROP INDEX jobs_claim",
+        "CREATE INDEX jobs_claim ON jobs(status, priority, user, owner, id)",
+        "CREATE TABLE users (user TEXT PRIMARY KEY, last_claim REAL NOT NULL) WITHOUT ROWID",
+        # "My jobs": pages through the user's indexes. The counts are kept per notebook and
+        # user (one row where owner_counts had one per notebook): a notebook's are summed over
+        # its users, a user's over their notebooks (by the user index), and a status change
+        # still costs two upserts.
+        "CREATE INDEX jobs_user ON jobs(user, id)",
+        "CREATE INDEX jobs_user_status ON jobs(user, status, id)",
+        """CREATE TABLE user_counts (owner TEXT NOT NULL, user TEXT NOT NULL,
+            status TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (owner, user, status))
+            WITHOUT ROWID""",
+        "CREATE INDEX user_counts_user ON user_counts(user, owner, status)",
+        "INSERT INTO user_counts SELECT owner, user, status, COUNT(*) FROM jobs "
+        "GROUP BY owner, user, status",
+        "DROP TRIGGER jobs_counted_insert",
+        "DROP TRIGGER jobs_counted_delete",
+        "DROP TRIGGER jobs_counted_move",
+        "DROP TABLE owner_counts",
+        f"""CREATE TRIGGER jobs_counted_insert AFTER INSERT ON jobs BEGIN
+            {_counted_by_user("NEW", "1")}
+            UPDATE totals SET value = value + NEW.log_size WHERE name = 'log_bytes'; END""",
+        f"""CREATE TRIGGER jobs_counted_delete AFTER DELETE ON jobs BEGIN
+            {_counted_by_user("OLD", "-1")}
+            UPDATE totals SET value = value - OLD.log_size WHERE name = 'log_bytes'; END""",
+        f"""CREATE TRIGGER jobs_counted_move AFTER UPDATE OF status, owner, user ON jobs
+            WHEN OLD.status IS NOT NEW.status OR OLD.owner IS NOT NEW.owner
+              OR OLD.user IS NOT NEW.user
+            BEGIN {_counted_by_user("OLD", "-1")} {_counted_by_user("NEW", "1")} END""",
+    ],
+    [
+        "ALTER TABLE jobs ADD COLUMN fresh_worker INTEGER NOT NULL DEFAULT 0",
+        # Each consumer's workers as its executor last described them (`store/workers.py`):
+        # what `jupyter jobs workers` lists from any process, and where a drain is asked for.
+        """CREATE TABLE workers (
+            consumer TEXT NOT NULL,
+            id TEXT NOT NULL,
+            info TEXT NOT NULL,
+            reported_at REAL NOT NULL,
+            drain_requested INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (consumer, id)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 #: The columns a `Job` is read from (`job_from_row` maps them by these names).
@@ -257,7 +391,10 @@ JOB_COLUMNS = (
     "progress_done", "progress_total", "progress_message", "progress_at", "error_type",
     "error_message", "error_traceback", "interpreter", "cwd", "idempotency_key", "options",
     "consumer", "lease_until", "payload_size", "result_size", "log_size", "has_outputs",
-    "schedule_id", "scheduled_time",
+    "schedule_id", "scheduled_time", "type", "parameters", "summary",
+    "channel",
+    "user", "user_display_name",
+    "fresh_worker",
 )  # fmt: skip
 SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 
@@ -266,7 +403,10 @@ INSERT_COLUMNS = (
     "name", "kind", "owner", "status", "reason", "priority", "retries", "retry_delay", "timeout",
     "after_ids", "hold", "run_at", "expires_at", "created_at", "queued_at", "finished_at",
     "error_type", "error_message", "interpreter", "cwd", "idempotency_key", "options",
-    "payload_size",
+    "payload_size", "type", "parameters",
+    "channel",
+    "user", "user_display_name",
+    "fresh_worker",
 )  # fmt: skip
 INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
@@ -334,6 +474,13 @@ def job_from_row(values: Sequence[Any]) -> Job:
         has_outputs=bool(r.has_outputs),
         schedule_id=r.schedule_id,
         scheduled_time=r.scheduled_time,
+        type=r.type,
+        parameters=json.loads(r.parameters) if r.parameters is not None else None,
+        summary=json.loads(r.summary) if r.summary is not None else None,
+        channel=r.channel,
+        user=r.user,
+        user_display_name=r.user_display_name,
+        fresh_worker=bool(r.fresh_worker),
     )
 
 

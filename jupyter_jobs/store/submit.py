@@ -1,7 +1,8 @@
 """Storing new jobs: rows, payloads and dependencies, many in one transaction.
 
 A run of jobs without an idempotency key is inserted with one `executemany`; a job with a key
-that is known already is not inserted again (the existing job is returned). Each job's first
+that is known already is not inserted again (the existing job is returned, if it is the same
+user's: another user's key refuses the whole submit). Each job's first
 status is `lifecycle.when_stored`'s decision.
 """
 
@@ -12,8 +13,8 @@ import sqlite3
 from typing import Any
 
 from .. import lifecycle
-from ..errors import JobNotFound
-from ..models import FileBytes, Job, JobError, JobSpec, Reason, Status
+from ..errors import JobNotFound, NotAllowed
+from ..models import FileBytes, Job, JobError, JobSpec, JobUser, Reason, Status
 from . import schema
 from .files import JobFiles
 from .schema import INSERT_COLUMNS, INSERT_JOB
@@ -36,7 +37,12 @@ def dependency_statuses(conn: sqlite3.Connection, after: set[int]) -> dict[int, 
 
 
 def _values(
-    spec: JobSpec, payload: bytes | FileBytes, options: str, move: lifecycle.Move, at: float
+    spec: JobSpec,
+    payload: bytes | FileBytes,
+    options: str,
+    move: lifecycle.Move,
+    at: float,
+    user: JobUser,
 ) -> dict:
     """The new row's columns, by name (`INSERT_COLUMNS`)."""
     error = move.error
@@ -64,14 +70,24 @@ def _values(
         "idempotency_key": spec.idempotency_key,
         "options": options,
         "payload_size": len(payload),
+        "type": spec.type,
+        "parameters": None if spec.parameters is None else json.dumps(spec.parameters),
+        "channel": spec.channel,
+        "user": user.username,
+        "user_display_name": user.display_name,
+        "fresh_worker": int(spec.fresh_worker),
     }
 
 
 def insert(
-    tx: Tx, files: JobFiles, prepared: list[Prepared], dep_status: dict[int, Status]
+    tx: Tx,
+    files: JobFiles,
+    prepared: list[Prepared],
+    dep_status: dict[int, Status],
+    user: JobUser,
 ) -> list[int]:
-    """Insert rows, then payloads and deps; the job ids, in order (existing ones for known
-    idempotency keys)."""
+    """Insert rows, then payloads and deps, all belonging to `user`; the job ids, in order
+    (existing ones for known idempotency keys, whoever they belong to)."""
     ids: list[int] = []
     fresh: list[tuple[int, JobSpec, bytes | FileBytes, dict[str, Any]]] = []
     run: list[tuple[JobSpec, bytes | FileBytes, dict[str, Any]]] = []
@@ -90,7 +106,7 @@ def insert(
     for spec, payload, options in prepared:
         deps = [(a, dep_status[a]) for a in spec.after]
         move = lifecycle.when_stored(deps, spec.hold, spec.run_at, tx.now)
-        values = _values(spec, payload, options, move, tx.now)
+        values = _values(spec, payload, options, move, tx.now, user)
         if spec.idempotency_key is None:
             run.append((spec, payload, values))
             continue
@@ -108,7 +124,13 @@ def insert(
                 "SELECT id FROM jobs WHERE idempotency_key = ?", (spec.idempotency_key,)
             ).fetchone()[0]
             ids.append(existing)
-            tx.snapshots[existing] = schema.load_one(tx.conn, existing)
+            tx.snapshots[existing] = known = schema.load_one(tx.conn, existing)
+            if known.user != user.username:
+                raise NotAllowed(
+                    f"idempotency_key {spec.idempotency_key[:100]!r} names another user's job "
+                    f"({existing}): choose another key",
+                    {"id": existing},
+                )
     flush()
     inline = []
     for job_id, spec, payload, values in fresh:
@@ -164,4 +186,10 @@ def _fresh_job(job_id: int, spec: JobSpec, values: dict[str, Any]) -> Job:
         idempotency_key=spec.idempotency_key,
         options=json.loads(options) if (options := values["options"]) != "{}" else {},
         payload_size=values["payload_size"],
+        type=spec.type,
+        parameters=json.loads(values["parameters"]) if spec.parameters is not None else None,
+        channel=spec.channel,
+        user=values["user"],
+        user_display_name=values["user_display_name"],
+        fresh_worker=spec.fresh_worker,
     )

@@ -17,12 +17,18 @@ import type {
   IScheduleSpec
 } from './nbtypes';
 import type {
+  IErrorBody,
   IJob,
   IJobPage,
+  IJobType,
   ILogChunk,
+  IMe,
   IOutputs,
   IStats,
   IStatusResponse,
+  ITypedSubmit,
+  IWorker,
+  IWorkerList,
   JobStatus
 } from './types';
 
@@ -38,6 +44,20 @@ export interface IListQuery {
   cursor?: string | null;
   /** Only the runs of this schedule. */
   schedule?: number;
+  /** Only the jobs of this user (by username). */
+  user?: string;
+  /** Only your own jobs (`GET /jobs/api/me`'s user). */
+  mine?: boolean;
+}
+
+/** Which user's jobs numbers or a clear cover: yours, or every user's you may. */
+export interface IWhoseQuery {
+  mine?: boolean;
+}
+
+/** `mine` as the server reads it: `true`, or left out. */
+function mineParam(mine: boolean | undefined): string | undefined {
+  return mine ? 'true' : undefined;
 }
 
 /** Build `base + path + ?query`, leaving out empty parameters. */
@@ -68,7 +88,9 @@ export function listParams(
     q: query.q?.trim() || undefined,
     limit: query.limit,
     cursor: query.cursor || undefined,
-    schedule: query.schedule
+    schedule: query.schedule,
+    user: query.user || undefined,
+    mine: mineParam(query.mine)
   };
 }
 
@@ -119,15 +141,32 @@ export class JobsClient {
     await this._request('DELETE', `jobs/${id}`);
   }
 
-  /** Delete every finished job at once (running and waiting ones stay); the ids deleted. */
-  async clearFinished(): Promise<number[]> {
-    return (await this._json<{ deleted: number[] }>('POST', 'jobs/clear'))
-      .deleted;
+  /**
+   * Delete every finished job at once (running and waiting ones stay): yours with `mine`, else
+   * every user's you may delete; the ids deleted.
+   */
+  async clearFinished(query: IWhoseQuery = {}): Promise<number[]> {
+    const params = { mine: mineParam(query.mine) };
+    return (
+      await this._json<{ deleted: number[] }>('POST', 'jobs/clear', params)
+    ).deleted;
   }
 
-  /** The log from byte `offset` on. */
-  logs(id: number, offset = 0, limit?: number): Promise<ILogChunk> {
-    return this._json<ILogChunk>('GET', `jobs/${id}/logs`, { offset, limit });
+  /**
+   * The log from byte `offset` on: of the whole log (its `parts` say which stream wrote what),
+   * or of one `stream` (offsets in that stream's bytes).
+   */
+  logs(
+    id: number,
+    offset = 0,
+    limit?: number,
+    stream?: string | null
+  ): Promise<ILogChunk> {
+    return this._json<ILogChunk>('GET', `jobs/${id}/logs`, {
+      offset,
+      limit,
+      stream
+    });
   }
 
   /** The display outputs the job captured, as nbformat outputs. */
@@ -135,9 +174,27 @@ export class JobsClient {
     return this._json<IOutputs>('GET', `jobs/${id}/outputs`);
   }
 
-  /** Queue depth, running jobs, counts per status. */
-  stats(): Promise<IStats> {
-    return this._json<IStats>('GET', 'stats');
+  /** Queue depth, running jobs, counts per status (of your jobs with `mine`). */
+  stats(query: IWhoseQuery = {}): Promise<IStats> {
+    return this._json<IStats>('GET', 'stats', { mine: mineParam(query.mine) });
+  }
+
+  /** Who the server takes this user for, and whether they may see everyone's jobs. */
+  me(): Promise<IMe> {
+    return this._json<IMe>('GET', 'me');
+  }
+
+  /** The worker processes that run the jobs. */
+  async workers(): Promise<IWorker[]> {
+    return (await this._json<IWorkerList>('GET', 'workers')).workers;
+  }
+
+  /** Let a worker finish its current job, then stop it; the worker as it is now. */
+  drainWorker(id: string): Promise<IWorker> {
+    return this._json<IWorker>(
+      'POST',
+      `workers/${encodeURIComponent(id)}/drain`
+    );
   }
 
   /** Submit a notebook as a job; the server snapshots it now. */
@@ -156,6 +213,16 @@ export class JobsClient {
       format: 'html'
     });
     return response.text();
+  }
+
+  /** Every job type, with the JSON schema of its parameters. */
+  async types(): Promise<IJobType[]> {
+    return (await this._json<{ types: IJobType[] }>('GET', 'types')).types;
+  }
+
+  /** Start a job of a job type; the server checks the parameters against its schema. */
+  submitTyped(request: ITypedSubmit): Promise<IJob> {
+    return this._json<IJob>('POST', 'jobs', undefined, request);
   }
 
   /** Every schedule. */
@@ -231,9 +298,34 @@ export class JobsClient {
     if (!response.ok) {
       // The server answers errors in jupyter_server's shape (`message`, `reason`, plus `type`
       // and `detail`): JupyterLab's own error type reads them, no decoder of ours needed.
-      throw await ServerConnection.ResponseError.create(response);
+      // The body stays readable for `errorDetail`.
+      const error = await ServerConnection.ResponseError.create(
+        response.clone()
+      );
+      errorResponses.set(error, response);
+      throw error;
     }
     return response;
+  }
+}
+
+/** The response of each error the client threw, whose body `errorDetail` reads. */
+const errorResponses = new WeakMap<Error, Response>();
+
+/**
+ * The `detail` of an error the server answered (e.g. the bad parameters of a typed submit, by
+ * path), or null for other errors.
+ */
+export async function errorDetail(error: unknown): Promise<unknown> {
+  const response =
+    error instanceof Error ? errorResponses.get(error) : undefined;
+  if (!response) {
+    return null;
+  }
+  try {
+    return ((await response.clone().json()) as IErrorBody).detail ?? null;
+  } catch {
+    return null;
   }
 }
 

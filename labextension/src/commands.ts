@@ -25,6 +25,8 @@ export namespace CommandIDs {
   export const remove = 'jupyter-jobs:delete';
   export const openNotebook = 'jupyter-jobs:open-notebook';
   export const clearFinished = 'jupyter-jobs:clear-finished';
+  /** Start a job of a job type from a form made from its schema (typeDialog.tsx). */
+  export const newTypedJob = 'jupyter-jobs:new-typed-job';
 }
 
 /** What the commands need from the application. */
@@ -197,16 +199,22 @@ export function registerCommands(context: ICommandContext): void {
               'Delete %1 finished jobs?',
               total
             ),
-            trans.__(
-              'Delete every finished job (%1) with its log, result and outputs? Running and waiting jobs stay. This cannot be undone.',
-              which
-            ),
+            model.mine
+              ? trans.__(
+                  "Delete every finished job of yours (%1) with its log, result and outputs? Running and waiting jobs, and other users' jobs, stay. This cannot be undone.",
+                  which
+                )
+              : trans.__(
+                  'Delete every finished job (%1) with its log, result and outputs? Running and waiting jobs stay. This cannot be undone.',
+                  which
+                ),
             trans.__('Delete'),
             trans.__('Keep')
           )
         ) {
-          // The rows and the counts follow from the server's "deleted" events.
-          await model.client.clearFinished();
+          // The rows and the counts follow from the server's "deleted" events. Under "Mine"
+          // (where the counts are the user's), only the user's own.
+          await model.client.clearFinished({ mine: model.mine });
         }
       })
   });

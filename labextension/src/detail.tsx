@@ -5,6 +5,8 @@
  *
  * The view polls the job and its log once a second while the job is active and stops when it has
  * read everything of a finished job; an event about the job (a retry, a delete) wakes it again.
+ * A log whose job had other threads or child processes write has labelled streams: a selector
+ * shows one of them alone, or all of them ("All", each labelled line tagged with its stream).
  */
 
 import { ReactWidget } from '@jupyterlab/apputils';
@@ -24,6 +26,7 @@ import * as React from 'react';
 import { CommandIDs } from './commands';
 import { isNotebookJob } from './nbtypes';
 import { NotebookCommandIDs } from './notebookjob';
+import { TypedFacts, TypedSummary } from './summary';
 import {
   elapsedSeconds,
   formatDuration,
@@ -32,7 +35,8 @@ import {
   progressFraction,
   progressLabel,
   stripAnsi,
-  statusText
+  statusText,
+  userText
 } from './format';
 import { JobsModel } from './model';
 import { ActionButtons, ProgressBar, useClock } from './components';
@@ -43,6 +47,8 @@ import { ACTIVE_STATUSES } from './types';
 export const MAX_LOG_CHARS = 1_000_000;
 /** Bytes asked for per log request. */
 const LOG_CHUNK = 256 * 1024;
+/** The job's own output (`jupyter_jobs/streams.py`'s MAIN): untagged in the "All" view. */
+export const MAIN_STREAM = 'main';
 
 /** The content of a job's detail tab. */
 export class JobDetail extends Panel {
@@ -78,6 +84,7 @@ export class JobDetail extends Panel {
     this.addWidget(this._outputsSection);
 
     this._log = new LogView(trans);
+    this._log.streamChanged = () => this._onStreamChanged();
     this.addWidget(this._log);
 
     this._model.jobTouched.connect(this._onTouched, this);
@@ -114,6 +121,14 @@ export class JobDetail extends Panel {
     super.dispose();
   }
 
+  /** Another stream was chosen: read it from its start. */
+  private _onStreamChanged(): void {
+    this._logOffset = 0;
+    this._log.clear();
+    this._setActive(true);
+    void this._poll.refresh();
+  }
+
   private _onTouched(_: JobsModel, id: number): void {
     if (id === this.jobId) {
       this._setActive(true);
@@ -148,7 +163,7 @@ export class JobDetail extends Panel {
       this._outputsRead = false;
       this._outputsSection.hide();
     }
-    if (job.log_size < this._logOffset) {
+    if (this._log.stream === null && job.log_size < this._logOffset) {
       // The log was rewritten (a retry that starts it afresh): read it from the start.
       this._logOffset = 0;
       this._log.clear();
@@ -165,18 +180,30 @@ export class JobDetail extends Panel {
 
   /** Append the log text written since the last read; true when all of it is read. */
   private async _readLog(job: IJob): Promise<boolean> {
-    if (this._logOffset === 0 && job.log_size > MAX_LOG_CHARS) {
+    const stream = this._log.stream;
+    const size =
+      stream === null ? job.log_size : (this._log.sizeOf(stream) ?? 0);
+    if (this._logOffset === 0 && size > MAX_LOG_CHARS) {
       // Start near the end of a long log: the tail is what a user looks for.
-      this._logOffset = job.log_size - MAX_LOG_CHARS;
+      this._logOffset = size - MAX_LOG_CHARS;
       this._log.markCut();
     }
     for (let reads = 0; reads < 8; reads++) {
       const chunk = await this._model.client.logs(
         this.jobId,
         this._logOffset,
-        LOG_CHUNK
+        LOG_CHUNK,
+        stream
       );
-      this._log.append(chunk.data);
+      if (stream !== this._log.stream) {
+        return false; // another stream was chosen meanwhile: this read is of no use
+      }
+      this._log.setStreams(chunk.streams);
+      if (stream === null) {
+        this._log.appendParts(chunk.parts);
+      } else {
+        this._log.append(chunk.data);
+      }
       const advanced = chunk.next_offset > this._logOffset;
       this._logOffset = chunk.next_offset;
       if (!advanced || chunk.next_offset >= chunk.size) {
@@ -252,16 +279,32 @@ function heading(text: string): Widget {
 
 /**
  * The log, appended as text nodes: a chunk costs one DOM insertion however long the log is, and
- * nothing in it is ever parsed as HTML.
+ * nothing in it is ever parsed as HTML. Labelled streams (other threads, child processes) are
+ * offered in a selector once the log has some; in the "All" view each of their lines starts
+ * with a tag naming its stream.
  */
 export class LogView extends Widget {
   constructor(trans: TranslationBundle = nullTranslator.load('jupyter_jobs')) {
     super();
     this.addClass('jp-JobDetail-section');
     this.addClass('jp-JobDetail-logSection');
+    const header = document.createElement('div');
+    header.className = 'jp-JobDetail-logHeader';
     const title = document.createElement('h3');
     title.className = 'jp-JobDetail-heading';
     title.textContent = trans.__('Log');
+    this._select = document.createElement('select');
+    this._select.className = 'jp-JobDetail-streamSelect';
+    this._select.setAttribute('aria-label', trans.__('Log stream'));
+    this._select.title = trans.__(
+      'Show the output of one thread or child process of the job'
+    );
+    this._select.append(new Option(trans.__('All streams'), ''));
+    this._select.hidden = true;
+    this._select.addEventListener('change', () => {
+      this.streamChanged?.();
+    });
+    header.append(title, this._select);
     this._pre = document.createElement('pre');
     this._pre.className = 'jp-JobDetail-log';
     this._pre.setAttribute('aria-label', trans.__('Job log'));
@@ -269,7 +312,15 @@ export class LogView extends Widget {
     this._empty.className = 'jp-JobDetail-muted';
     this._empty.textContent = trans.__('No log output yet.');
     this._cutText = trans.__('… earlier log not shown …');
-    this.node.append(title, this._empty, this._pre);
+    this.node.append(header, this._empty, this._pre);
+  }
+
+  /** Called when the user chooses another stream (the text is theirs to read again). */
+  streamChanged: (() => void) | null = null;
+
+  /** The stream shown, or null for all of them. */
+  get stream(): string | null {
+    return this._select.value || null;
   }
 
   /** The text shown. */
@@ -277,20 +328,69 @@ export class LogView extends Widget {
     return this._pre.textContent ?? '';
   }
 
+  /** The names of the log's streams, as the selector offers them (main first). */
+  get streams(): string[] {
+    return [...this._sizes.keys()];
+  }
+
+  /** A stream's size in bytes, as last read. */
+  sizeOf(stream: string): number | undefined {
+    return this._sizes.get(stream);
+  }
+
+  /** The log's streams: the selector shows once there is more than the main one. */
+  setStreams(streams: readonly { name: string; size: number }[]): void {
+    for (const { name, size } of streams) {
+      if (!this._sizes.has(name)) {
+        this._select.append(new Option(name, name));
+      }
+      this._sizes.set(name, size);
+    }
+    this._select.hidden = this._sizes.size < 2;
+  }
+
+  /** Add the parts of a chunk of the whole log, tagging the lines of labelled streams. */
+  appendParts(parts: readonly { stream: string; data: string }[]): void {
+    for (const { stream, data } of parts) {
+      if (stream === MAIN_STREAM) {
+        this.append(data);
+        continue;
+      }
+      const part = document.createElement('span');
+      part.className = 'jp-JobDetail-logPart';
+      part.dataset.stream = stream;
+      for (const line of stripAnsi(data).split(/(?<=\n)/)) {
+        if (this._lineStart.get(stream) ?? true) {
+          const tag = document.createElement('span');
+          tag.className = 'jp-JobDetail-logTag';
+          tag.textContent = `${stream} │ `;
+          part.appendChild(tag);
+        }
+        part.appendChild(document.createTextNode(line));
+        this._lineStart.set(stream, line.endsWith('\n'));
+      }
+      this._insert(part, data.length);
+    }
+  }
+
   /** Add text at the end, keeping the view pinned to the bottom if it was there. */
   append(text: string): void {
     if (!text) {
       return;
     }
+    this._insert(document.createTextNode(stripAnsi(text)), text.length);
+  }
+
+  private _insert(node: Node, length: number): void {
     const pinned =
       this._pre.scrollHeight - this._pre.scrollTop - this._pre.clientHeight < 4;
-    this._pre.appendChild(document.createTextNode(stripAnsi(text)));
-    this._length += text.length;
+    this._pre.appendChild(node);
+    this._length += length;
     this._empty.hidden = true;
     while (this._length > MAX_LOG_CHARS && this._pre.childNodes.length > 1) {
-      const node = this._pre.childNodes[this._cut ? 1 : 0];
-      this._length -= node.textContent?.length ?? 0;
-      node.remove();
+      const oldest = this._pre.childNodes[this._cut ? 1 : 0];
+      this._length -= oldest.textContent?.length ?? 0;
+      oldest.remove();
       this.markCut();
     }
     if (pinned) {
@@ -309,19 +409,24 @@ export class LogView extends Widget {
     this._pre.prepend(this._cut);
   }
 
-  /** Forget the text (a retry starts a new log). */
+  /** Forget the text (a retry starts a new log; another stream is read from its start). */
   clear(): void {
     this._pre.textContent = '';
     this._cut = null;
     this._length = 0;
+    this._lineStart.clear();
     this._empty.hidden = false;
   }
 
   private _pre: HTMLPreElement;
+  private _select: HTMLSelectElement;
   private _empty: HTMLDivElement;
   private _cut: HTMLSpanElement | null = null;
   private _cutText: string;
   private _length = 0;
+  private _sizes = new Map<string, number>();
+  /** Whether each labelled stream's next text begins a line (so it gets a tag). */
+  private _lineStart = new Map<string, boolean>();
 }
 
 interface ISummaryState {
@@ -444,7 +549,11 @@ function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
       )}
       <dl className="jp-JobDetail-facts">
         <Fact label={trans.__('Job')}>{`${job.id} (${job.kind})`}</Fact>
+        <TypedFacts job={job} trans={trans} />
         <Fact label={trans.__('Owner')}>{job.owner || '—'}</Fact>
+        <Fact label={trans.__('User')}>
+          <span className="jp-JobDetail-user">{userText(job) ?? '—'}</span>
+        </Fact>
         <Fact label={trans.__('Priority')}>{String(job.priority)}</Fact>
         <Fact label={trans.__('Attempt')}>
           {trans.__('%1 of %2', job.attempt, job.retries + 1)}
@@ -481,6 +590,7 @@ function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
           <Fact label={trans.__('Expires')}>{formatTime(job.expires_at)}</Fact>
         )}
       </dl>
+      <TypedSummary job={job} trans={trans} />
       {job.error && (
         <section
           className="jp-JobDetail-section"

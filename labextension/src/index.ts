@@ -183,6 +183,26 @@ const plugin: JupyterFrontEndPlugin<void> = {
       command: CommandIDs.openPanel,
       category: trans.__('Jobs')
     });
+    app.commands.addCommand(CommandIDs.newTypedJob, {
+      label: trans.__('New Job of a Job Type…'),
+      caption: trans.__(
+        'Start a job of a job type, from a form made from its schema'
+      ),
+      describedBy: { args: { type: 'object', properties: {} } },
+      // The dialog (and its JSON schema validator) loads on first use.
+      execute: async () => {
+        const { showTypedJobDialog } = await import('./typeDialog');
+        const job = await showTypedJobDialog({ client, ...options });
+        if (job) {
+          model.upsert(job);
+          await openDetail(job.id);
+        }
+      }
+    });
+    palette?.addItem({
+      command: CommandIDs.newTypedJob,
+      category: trans.__('Jobs')
+    });
 
     const schedules = new SchedulesView({
       client,

@@ -471,6 +471,49 @@ function FieldMessage(props: {
   ) : null;
 }
 
+/** The fields of the form that hold one text value (a control each). */
+type TextField = {
+  [K in keyof IRunFormState]: IRunFormState[K] extends string ? K : never;
+}[keyof IRunFormState];
+
+/** An onChange that sets one field of the form to the control's value. */
+function setter(form: RunForm, field: TextField) {
+  return (event: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) =>
+    form.set({ [field]: event.target.value });
+}
+
+/**
+ * One row of the form: its caption, its control, and the error for its field. The control is a
+ * text input bound to the field (with `input`'s attributes) unless children are given; a row
+ * that only shows its value (`shown`) is no label, having no control to name.
+ */
+function Field(props: {
+  form: RunForm;
+  field: TextField;
+  label: string;
+  input?: React.InputHTMLAttributes<HTMLInputElement>;
+  shown?: boolean;
+  children?: React.ReactNode;
+}): JSX.Element {
+  const { form, field } = props;
+  const Row = props.shown ? 'div' : 'label';
+  return (
+    <Row className="jp-JobsRunForm-field">
+      <span>{props.label}</span>
+      {props.children ?? (
+        <input
+          className="jp-mod-styled"
+          name={field}
+          value={form.state[field]}
+          onChange={setter(form, field)}
+          {...props.input}
+        />
+      )}
+      <FieldMessage form={form} field={field} />
+    </Row>
+  );
+}
+
 function RunFormView(props: {
   form: RunForm;
   trans: TranslationBundle;
@@ -480,27 +523,12 @@ function RunFormView(props: {
 }): JSX.Element {
   const { form, trans } = props;
   const state = form.state;
-  const input =
-    (field: keyof IRunFormState) =>
-    (event: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) =>
-      form.set({ [field]: event.target.value } as Partial<IRunFormState>);
   const setRow = (index: number, fields: Partial<IParameterRow>) =>
     form.set({
       parameters: state.parameters.map((row, i) =>
         i === index ? { ...row, ...fields } : row
       )
     });
-  const label = (
-    text: string,
-    field: keyof IRunFormState,
-    child: JSX.Element
-  ) => (
-    <label className="jp-JobsRunForm-field">
-      <span>{text}</span>
-      {child}
-      <FieldMessage form={form} field={field} />
-    </label>
-  );
   return (
     <form
       className="jp-JobsRunForm-form"
@@ -509,11 +537,9 @@ function RunFormView(props: {
         void form.submit();
       }}
     >
-      <div className="jp-JobsRunForm-field">
-        <span>{trans.__('Notebook')}</span>
+      <Field form={form} field="path" label={trans.__('Notebook')} shown>
         <code className="jp-JobsRunForm-path">{state.path}</code>
-        <FieldMessage form={form} field="path" />
-      </div>
+      </Field>
       <fieldset className="jp-JobsRunForm-parameters">
         <legend>{trans.__('Parameters')}</legend>
         {state.parameters.map((row, index) => (
@@ -563,14 +589,12 @@ function RunFormView(props: {
         <FieldMessage form={form} field="parameters" />
       </fieldset>
       <div className="jp-JobsRunForm-row">
-        {label(
-          trans.__('Kernel'),
-          'kernel',
+        <Field form={form} field="kernel" label={trans.__('Kernel')}>
           <select
             className="jp-mod-styled"
             name="kernel"
             value={state.kernel}
-            onChange={input('kernel')}
+            onChange={setter(form, 'kernel')}
           >
             <option value="">{trans.__("The notebook's kernel")}</option>
             {props.kernels.map(kernel => (
@@ -579,55 +603,28 @@ function RunFormView(props: {
               </option>
             ))}
           </select>
-        )}
-        {label(
-          trans.__('Name'),
-          'name',
-          <input
-            className="jp-mod-styled"
-            name="name"
-            value={state.name}
-            onChange={input('name')}
-          />
-        )}
+        </Field>
+        <Field form={form} field="name" label={trans.__('Name')} />
       </div>
       <div className="jp-JobsRunForm-row">
-        {label(
-          trans.__('Priority'),
-          'priority',
-          <input
-            className="jp-mod-styled"
-            name="priority"
-            type="number"
-            value={state.priority}
-            onChange={input('priority')}
-          />
-        )}
-        {label(
-          trans.__('Timeout (s)'),
-          'timeout',
-          <input
-            className="jp-mod-styled"
-            name="timeout"
-            type="number"
-            min="1"
-            placeholder={trans.__('none')}
-            value={state.timeout}
-            onChange={input('timeout')}
-          />
-        )}
-        {label(
-          trans.__('Retries'),
-          'retries',
-          <input
-            className="jp-mod-styled"
-            name="retries"
-            type="number"
-            min="0"
-            value={state.retries}
-            onChange={input('retries')}
-          />
-        )}
+        <Field
+          form={form}
+          field="priority"
+          label={trans.__('Priority')}
+          input={{ type: 'number' }}
+        />
+        <Field
+          form={form}
+          field="timeout"
+          label={trans.__('Timeout (s)')}
+          input={{ type: 'number', min: '1', placeholder: trans.__('none') }}
+        />
+        <Field
+          form={form}
+          field="retries"
+          label={trans.__('Retries')}
+          input={{ type: 'number', min: '0' }}
+        />
       </div>
       {!props.editing && (
         <div className="jp-JobsRunForm-mode" role="radiogroup">
@@ -691,13 +688,12 @@ function ScheduleFields(props: {
   return (
     <fieldset className="jp-JobsRunForm-schedule">
       <legend>{trans.__('Schedule')}</legend>
-      <label className="jp-JobsRunForm-field">
-        <span>{trans.__('Repeat')}</span>
+      <Field form={form} field="preset" label={trans.__('Repeat')}>
         <select
           className="jp-mod-styled"
           name="preset"
           value={state.preset}
-          onChange={event => form.set({ preset: event.target.value as Preset })}
+          onChange={setter(form, 'preset')}
         >
           {presets.map(([value, text]) => (
             <option key={value} value={value}>
@@ -705,55 +701,37 @@ function ScheduleFields(props: {
             </option>
           ))}
         </select>
-        <FieldMessage form={form} field="preset" />
-      </label>
+      </Field>
       {(state.preset === 'daily' || state.preset === 'weekdays') && (
-        <label className="jp-JobsRunForm-field">
-          <span>{trans.__('Time (HH:MM)')}</span>
-          <input
-            className="jp-mod-styled"
-            name="time"
-            type="time"
-            value={state.time}
-            onChange={event => form.set({ time: event.target.value })}
-          />
-          <FieldMessage form={form} field="time" />
-        </label>
+        <Field
+          form={form}
+          field="time"
+          label={trans.__('Time (HH:MM)')}
+          input={{ type: 'time' }}
+        />
       )}
       {state.preset === 'cron' && (
-        <label className="jp-JobsRunForm-field">
-          <span>{trans.__('Cron expression')}</span>
-          <input
-            className="jp-mod-styled"
-            name="cron"
-            value={state.cron}
-            placeholder="0 8 * * 1-5"
-            onChange={event => form.set({ cron: event.target.value })}
-          />
-          <FieldMessage form={form} field="cron" />
-        </label>
+        <Field
+          form={form}
+          field="cron"
+          label={trans.__('Cron expression')}
+          input={{ placeholder: '0 8 * * 1-5' }}
+        />
       )}
       {state.preset === 'every' ? (
-        <label className="jp-JobsRunForm-field">
-          <span>{trans.__('Every (minutes)')}</span>
-          <input
-            className="jp-mod-styled"
-            name="minutes"
-            type="number"
-            min="1"
-            value={state.minutes}
-            onChange={event => form.set({ minutes: event.target.value })}
-          />
-          <FieldMessage form={form} field="minutes" />
-        </label>
+        <Field
+          form={form}
+          field="minutes"
+          label={trans.__('Every (minutes)')}
+          input={{ type: 'number', min: '1' }}
+        />
       ) : (
-        <label className="jp-JobsRunForm-field">
-          <span>{trans.__('Time zone')}</span>
+        <Field form={form} field="timezone" label={trans.__('Time zone')}>
           <select
             className="jp-mod-styled"
             name="timezone"
             value={state.timezone}
-            onChange={event => form.set({ timezone: event.target.value })}
+            onChange={setter(form, 'timezone')}
           >
             {props.timezones.map(zone => (
               <option key={zone} value={zone}>
@@ -761,8 +739,7 @@ function ScheduleFields(props: {
               </option>
             ))}
           </select>
-          <FieldMessage form={form} field="timezone" />
-        </label>
+        </Field>
       )}
       {form.preview && (
         <div className="jp-JobsRunForm-preview" aria-live="polite">

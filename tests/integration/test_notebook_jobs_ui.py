@@ -1,6 +1,7 @@
 """Issue 13 in a real Chromium against a real `jupyter lab`: a notebook run as a job from the file
-browser's context menu (the job succeeds, its result opens read-only and is saved as a copy), and
-a schedule made from the same dialog, shown, paused and deleted in the Schedules view.
+browser's context menu (the job succeeds, its result opens read-only and is saved as a copy), a
+cancelled notebook job whose partial result opens from the sidebar, and a schedule made from the
+same dialog, shown, paused and deleted in the Schedules view.
 
 Each test skips while the server lacks the notebook-jobs backend (its route answers tornado's
 HTML 404, not a handler's JSON), so the tests run as soon as the backend lands.
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import test_sidebar
 from playwright.sync_api import Page, expect
-from test_sidebar import UI_TIMEOUT, open_lab
+from test_sidebar import UI_TIMEOUT, open_lab, open_panel, row
 
 from servers import RunningServer, poll
 
@@ -115,6 +116,31 @@ def test_run_a_notebook_from_the_file_browser_and_open_its_result(
     poll(copy.is_file, timeout=30, what="the saved copy")
     assert "bonjour from the job" in copy.read_text()
     expect(page.locator(".lm-TabBar-tab", has_text=copy.name)).to_be_visible(timeout=UI_TIMEOUT)
+
+
+def test_a_cancelled_notebook_job_opens_what_ran_from_the_sidebar(
+    page: Page, lab: RunningServer
+) -> None:
+    require_backend(lab, "jobs/api/jobs/1/notebook")
+    content = {**NOTEBOOK, "cells": [
+        {**NOTEBOOK["cells"][1], "source": 'print("the first cell ran")'},
+        {**NOTEBOOK["cells"][1], "source": "import time\ntime.sleep(600)"},
+    ]}  # fmt: skip
+    body = {"spec": {"kind": "notebook", "name": "stopped"}, "notebook": {"content": content}}
+    job = lab.api("POST", "jobs/api/jobs", json=body).json()
+    poll(lambda: (lab.job(job["id"])["progress"] or {}).get("done") == 1, 120, "the 2nd cell")
+    assert lab.api("POST", f"jobs/api/jobs/{job['id']}/cancel").status_code == 200
+    lab.wait_status(job["id"], "cancelled", timeout=60)
+
+    open_lab(page, lab)
+    open_panel(page)
+    row(page, job["id"]).click()
+    detail = page.locator(f"#jupyter-jobs-detail-{job['id']}")
+    expect(detail.locator(".jp-JobDetail-status")).to_contain_text("cancelled", timeout=UI_TIMEOUT)
+    detail.get_by_role("button", name="Open result").click()
+    body_text = page.locator(f"#jupyter-jobs-result-{job['id']}").frame_locator("iframe")
+    expect(body_text.locator("body")).to_contain_text("the first cell ran", timeout=UI_TIMEOUT)
+    expect(body_text.locator("body")).to_contain_text("JobStopped")
 
 
 def test_schedule_every_minute_then_pause_and_delete_it(page: Page, lab: RunningServer) -> None:

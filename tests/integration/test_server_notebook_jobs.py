@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import nbformat
+import psutil
 import pytest
 
 from servers import RunningServer, poll
@@ -102,6 +103,45 @@ def test_a_failed_notebook_job_serves_its_partial_notebook_and_none_exists_befor
     )
     assert executed.cells[0].outputs[0]["text"] == "ran\n"
     assert executed.cells[1].outputs[0]["ename"] == "ValueError"
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_a_cancelled_or_timed_out_notebook_job_serves_what_ran_and_its_kernel_is_gone(
+    server, tmp_path, how
+):
+    pid_file = tmp_path / "pids"
+    content = notebook(
+        "import os, subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "print('first cell done')",
+        "import time\ntime.sleep(600)",
+        "print('never')",
+    )
+    timeout = {"timeout": 20} if how == "timeout" else {}
+    job = submit(server, {"content": content}, **timeout).json()
+    # The second cell started: the worker sent its checkpoint before that progress.
+    poll(lambda: (server.job(job["id"])["progress"] or {}).get("done") == 1, 120, "cell 1")
+    processes = [psutil.Process(int(pid)) for pid in pid_file.read_text().split()]
+    if how == "cancel":
+        assert server.api("POST", f"jobs/api/jobs/{job['id']}/cancel").status_code == 200
+    done = finished(server, job["id"])
+    if how == "cancel":
+        assert done["status"] == "cancelled", done
+    else:
+        assert (done["status"], done["reason"]) == ("failed", "timeout"), done
+    _, alive = psutil.wait_procs(processes, timeout=30)
+    assert alive == [], f"still alive after {how}: {alive}"
+
+    answer = server.api("GET", f"jobs/api/jobs/{job['id']}/notebook")
+    assert answer.status_code == 200, answer.text
+    executed = nbformat.reads(answer.text, as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "first cell done\n"
+    assert [o.get("ename") for o in executed.cells[1].outputs] == ["JobStopped"]
+    assert executed.cells[2].outputs == []
+    html = server.api("GET", f"jobs/api/jobs/{job['id']}/notebook", params={"format": "html"})
+    assert html.status_code == 200
+    assert "first cell done" in html.text and "JobStopped" in html.text
 
 
 def test_submit_notebook_from_a_kernel_returns_the_executed_notebook(server, monkeypatch, tmp_path):

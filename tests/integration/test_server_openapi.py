@@ -15,7 +15,10 @@ import requests
 import yaml
 
 from jupyter_jobs.server import handlers
+from jupyter_jobs.server.channel_handlers import NAME
 from jupyter_jobs.server.schedule_handlers import SID
+from jupyter_jobs.server.type_handlers import TYPE
+from jupyter_jobs.server.worker_handlers import WORKER_ID
 
 from servers import RunningServer
 
@@ -28,9 +31,9 @@ def spec_routes() -> dict[str, set[str]]:
     paths = yaml.safe_load(SPEC.read_text())["paths"]
     methods = {"get", "post", "put", "patch", "delete"}
     return {
-        path.replace("{id}", SID if "/schedules/" in path else handlers.ID): {
-            m for m in operations if m in methods
-        }
+        path.replace("{id}", SID if "/schedules/" in path else handlers.ID)
+        .replace("{name}", NAME if "/channels/" in path else TYPE)
+        .replace("{worker_id}", WORKER_ID): {m for m in operations if m in methods}
         for path, operations in paths.items()
     }
 
@@ -53,7 +56,9 @@ def test_every_registered_handler_pattern_is_one_of_the_routes(
     # The live server registers exactly ROUTES: each answers (401, not 404) without a token,
     # with the challenge.
     for pattern in handlers.ROUTES:
-        path = pattern[0].replace(handlers.ID, "1").replace(SID, "1").lstrip("/")
+        path = pattern[0].replace(handlers.ID, "1").replace(SID, "1").replace(TYPE, "t")
+        path = path.replace(NAME, "c").replace(WORKER_ID, "w")
+        path = path.lstrip("/")
         method = next(iter(app_routes()[pattern[0]])).upper()
         response = requests.request(method, jupyter_server.url + path, timeout=30)
         assert response.status_code == 401, (pattern, response.status_code)

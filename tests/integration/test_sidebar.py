@@ -25,23 +25,15 @@ import dill
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from jupyter_jobs import JobQueue, oslayer
+
 import jobfuncs
-from servers import REPO, JupyterHome, RunningServer, ServerFactory, poll
+from lab_browser import lab_home, launch_chromium
+from servers import RunningServer, ServerFactory, poll
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-LABEXTENSION = REPO / "jupyter_jobs" / "labextension"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CONFIG = {"JobsApp": {"max_workers": 2, "progress_interval": 0.2, "kill_grace": 2.0}}
-#: No news feed or update check (no network here), and no toast asking about them.
-PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
 VIEWPORT = {"width": 1400, "height": 900}
 #: Generous bound for anything the page must show (a job's whole life fits in it).
 UI_TIMEOUT = 30_000
@@ -73,9 +65,7 @@ load("measurements.csv")
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()
 
@@ -83,18 +73,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def lab(jupyter_server_factory: ServerFactory, tmp_path: Path) -> RunningServer:
     """`jupyter lab` with the repository's build of the extension in its data dir."""
-    if not (LABEXTENSION / "package.json").is_file():
-        pytest.fail(
-            f"{LABEXTENSION} is missing: build the extension first "
-            "(cd labextension && npm install && npm run build:prod)"
-        )
-    home = JupyterHome.create(tmp_path / "home")
-    target = home.data_dir / "labextensions" / "jupyter-jobs"
-    target.parent.mkdir(parents=True)
-    target.symlink_to(LABEXTENSION, target_is_directory=True)
-    labconfig = home.config_dir / "labconfig"
-    labconfig.mkdir()
-    (labconfig / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
+    home = lab_home(tmp_path / "home")
     return jupyter_server_factory(home, app="lab", config=CONFIG)
 
 
@@ -106,7 +85,7 @@ def page(browser: Browser, lab: RunningServer) -> Iterator[Page]:
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
     context.close()
-    assert not [e for e in errors if "jupyter-jobs" in e or "JobsPanel" in e], errors
+    assert not [e for e in errors if "jupyter-jobs" in e or "Jobs" in e], errors
 
 
 def open_lab(page: Page, lab: RunningServer) -> None:
@@ -403,7 +382,7 @@ def test_filter_chips_fit_one_row_and_clear_finished_keeps_active_jobs(
 
     # At the sidebar's default width every chip sits on one line, all in view.
     panel = page.locator("#jupyter-jobs-panel")
-    chips = panel.locator(".jp-JobsPanel-chip")
+    chips = panel.locator(".jp-JobsPanel-filters .jp-JobsPanel-chip")
     expect(chips).to_have_count(7)
     boxes = [chips.nth(i).bounding_box() for i in range(7)]
     assert len({round(box["y"]) for box in boxes}) == 1, boxes
@@ -438,6 +417,49 @@ def test_filter_chips_fit_one_row_and_clear_finished_keeps_active_jobs(
     expect(panel.get_by_role("button", name="succeeded: 0")).to_be_visible()
     expect(panel.get_by_role("button", name="Clear finished jobs")).to_be_disabled()
     lab.api("POST", f"jobs/api/jobs/{sleeper['id']}/cancel").raise_for_status()
+
+
+def test_mine_or_everyone_and_the_user_of_each_job(page: Page, lab: RunningServer) -> None:
+    me = oslayer.user_name()
+    mine = lab.submit(jobfuncs.add, 1, 2, name="my training")
+    # A colleague's job in the same database (their own JobQueue), held so that it waits.
+    with JobQueue(lab.home.db_path, user="colleague") as queue:
+        theirs = queue.submit(jobfuncs.noop, name="their report", hold=True).id
+    open_lab(page, lab)
+    open_panel(page)
+    panel = page.locator("#jupyter-jobs-panel")
+    expect(status_of(page, mine["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
+    expect(row(page, theirs).locator(".jp-JobsPanel-user")).to_have_text("colleague")
+    expect(row(page, mine["id"]).locator(".jp-JobsPanel-user")).to_have_count(0)
+    everyone = panel.get_by_role("button", name="Everyone")
+    only_mine = panel.get_by_role("button", name="Mine")
+    expect(everyone).to_have_attribute("aria-pressed", "true")
+
+    only_mine.click()
+    expect(only_mine).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
+    expect(row(page, mine["id"])).to_be_visible()
+    expect(panel.get_by_role("button", name="pending: 0")).to_be_visible()
+    # A job submitted now is the user's: it comes in live under "Mine".
+    later = lab.submit(jobfuncs.add, 2, 3, name="my evaluation")
+    expect(status_of(page, later["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
+
+    # Under "Mine", clear finished clears the user's own finished jobs only.
+    lab.api("POST", f"jobs/api/jobs/{theirs}/cancel").raise_for_status()
+    panel.get_by_role("button", name="Clear finished jobs").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Delete 2 finished jobs?")
+    expect(dialog).to_contain_text("every finished job of yours")
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(0, timeout=UI_TIMEOUT)
+    assert lab.job(theirs)["status"] == "cancelled"
+
+    everyone.click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
+    row(page, theirs).click()
+    detail = page.locator(".jp-JobDetail")
+    expect(detail.locator(".jp-JobDetail-user")).to_have_text("colleague", timeout=UI_TIMEOUT)
+    assert me and lab.api("GET", "jobs/api/me").json()["username"] == me
 
 
 def test_notebook7_owner_link_opens_the_notebook_in_a_new_tab(
@@ -519,3 +541,37 @@ def test_ten_thousand_jobs_stay_light(page: Page, lab: RunningServer) -> None:
     panel.get_by_label("Search jobs by name or notebook").fill("sweep 1234")
     expect(rows).to_have_count(1)
     expect(row(page, ids[1234])).to_be_visible()
+
+
+def test_detail_view_shows_each_thread_and_child_process_on_its_own(
+    page: Page, lab: RunningServer
+) -> None:
+    job = lab.submit(jobfuncs.streams_demo, name="three streams")
+    lab.wait_status(job["id"], "succeeded")
+    child = f"pid {lab.result(job['id'])}"
+    open_lab(page, lab)
+    open_panel(page)
+    row(page, job["id"]).click()
+    detail = page.locator(f"#jupyter-jobs-detail-{job['id']}")
+    log = detail.locator(".jp-JobDetail-log")
+    select = detail.locator(".jp-JobDetail-streamSelect")
+
+    # "All" first: every line, those of the thread and the child tagged with their stream.
+    expect(select).to_be_visible(timeout=UI_TIMEOUT)
+    expect(select).to_have_value("")
+    expect(select.locator("option")).to_have_text(["All streams", "main", "thread worker", child])
+    expect(log).to_contain_text("main says hello")
+    tags = log.locator(".jp-JobDetail-logTag")
+    expect(tags).to_have_text(["thread worker │ ", f"{child} │ "])
+
+    # One stream at a time, untagged.
+    select.select_option("thread worker")
+    expect(log).to_have_text("worker says hi\n")
+    select.select_option(child)
+    expect(log).to_have_text("child says hey\n")
+    select.select_option("main")
+    expect(log).to_have_text("main says hello\n")
+    select.select_option("")
+    expect(log).to_contain_text("worker says hi")
+    expect(log).to_contain_text("child says hey")
+    expect(tags).to_have_count(2)

@@ -48,7 +48,10 @@ describe('types.ts and the fakes match openapi.yaml', () => {
       'data',
       'next_offset',
       'offset',
-      'size'
+      'parts',
+      'size',
+      'stream',
+      'streams'
     ]);
     expect(sorted(schemas.Error.required)).toEqual([
       'detail',
@@ -61,10 +64,15 @@ describe('types.ts and the fakes match openapi.yaml', () => {
       'db_size',
       'executor',
       'max_workers',
+      'pending',
       'queued',
-      'running'
+      'running',
+      'workspace_bytes'
     ]);
     expect(sorted(schemas.StatusList.required)).toEqual(['jobs', 'missing']);
+    expect(sorted(schemas.Worker.required)).toEqual(
+      sorted(Object.keys(schemas.Worker.properties))
+    );
   });
 
   it('uses the paths and verbs the client calls', () => {
@@ -83,6 +91,8 @@ describe('types.ts and the fakes match openapi.yaml', () => {
     expect(verbs['/jobs/api/jobs/{id}/outputs']).toEqual(['get']);
     expect(verbs['/jobs/api/status']).toEqual(['get']);
     expect(verbs['/jobs/api/stats']).toEqual(['get']);
+    expect(verbs['/jobs/api/workers']).toEqual(['get']);
+    expect(verbs['/jobs/api/workers/{worker_id}/drain']).toEqual(['post']);
     const list = openapi.paths['/jobs/api/jobs'].get.parameters.map(
       (p: any) => p.name
     );
@@ -94,6 +104,10 @@ describe('types.ts and the fakes match openapi.yaml', () => {
       'schedule',
       'status'
     ]);
+    const logs = openapi.paths['/jobs/api/jobs/{id}/logs'].get.parameters.map(
+      (p: any) => p.name
+    );
+    expect(sorted(logs)).toEqual(['limit', 'offset', 'stream']);
   });
 });
 

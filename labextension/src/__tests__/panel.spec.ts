@@ -241,3 +241,53 @@ describe('JobsPanel rendering', () => {
     expect(renders).toBeGreaterThan(0);
   });
 });
+
+describe('JobsPanel: whose jobs', () => {
+  const whose = (panel: JobsPanel) =>
+    [
+      ...panel.node.querySelectorAll<HTMLButtonElement>(
+        '.jp-JobsPanel-whose button'
+      )
+    ].map(button => ({
+      text: button.textContent,
+      pressed: button.getAttribute('aria-pressed'),
+      disabled: button.disabled
+    }));
+
+  it("toggles between everyone's jobs and the user's own, naming other users", async () => {
+    const api = new FakeApi();
+    api.add(
+      makeJob(1, { name: 'mine' }),
+      makeJob(2, { name: 'theirs', user: 'bob', user_display_name: 'Bob B.' })
+    );
+    const { panel, rows, render } = await setup(api);
+    expect(whose(panel)).toEqual([
+      { text: 'Mine', pressed: 'false', disabled: false },
+      { text: 'Everyone', pressed: 'true', disabled: false }
+    ]);
+    const [theirs, mine] = rows();
+    expect(theirs.querySelector('.jp-JobsPanel-user')!.textContent).toBe(
+      'Bob B.'
+    );
+    expect(mine.querySelector('.jp-JobsPanel-user')).toBeNull();
+    panel.node
+      .querySelector<HTMLButtonElement>('.jp-JobsPanel-whose button')!
+      .click();
+    await waitFor(() => rows().length === 1);
+    await render();
+    expect(rows()[0].dataset.jobId).toBe('1');
+    expect(whose(panel)[0].pressed).toBe('true');
+  });
+
+  it('switches Everyone off for a user the server shows only their own jobs', async () => {
+    const api = new FakeApi();
+    api.me_ = { ...api.me_, can_read_all: false };
+    api.add(makeJob(1), makeJob(2, { user: 'bob' }));
+    const { panel, rows } = await setup(api);
+    expect(rows().map(row => row.dataset.jobId)).toEqual(['1']);
+    expect(whose(panel)).toEqual([
+      { text: 'Mine', pressed: 'true', disabled: false },
+      { text: 'Everyone', pressed: 'false', disabled: true }
+    ]);
+  });
+});

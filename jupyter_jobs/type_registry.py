@@ -1,0 +1,114 @@
+"""The job types a store's jobs can name, and how a typed submit becomes a job.
+
+Installed types come from a describer (the server's runs `typed_run describe` in a worker's
+interpreter, `server/installed_types.py`; `JobQueue` and the CLI import them in-process) and
+kernel types from the store (`store/types.py`). An installed name wins: a kernel cannot
+register it, nor delete it. `prepare` checks a typed job's parameters against its type's schema
+and builds its payload (`job_types.encode_payload`): the entry point to import, or a copy of the
+kernel type's function bytes (never loaded here). Every method is blocking (SQLite): the server
+calls them in its thread pool.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from . import job_types
+from .errors import InvalidRequest, JobTypeConflict, JobTypeNotFound
+from .job_types import JobType, TypedPayload
+from .models import JobSpec, Kind
+from .store import Store
+
+
+class TypeRegistry:
+    """Installed and kernel job types over one store; `describe` lists the installed ones
+    (called once, on first need; None: none until `set_installed`)."""
+
+    def __init__(
+        self, store: Store, describe: Callable[[], Iterable[JobType]] | None = None
+    ) -> None:
+        self.store = store
+        self._describe = describe
+        self._installed: dict[str, JobType] | None = None
+        self._lock = threading.Lock()
+
+    def installed(self) -> dict[str, JobType]:
+        """The installed types by name."""
+        with self._lock:
+            if self._installed is None:
+                found = self._describe() if self._describe is not None else ()
+                self._installed = {t.name: t for t in found}
+            return self._installed
+
+    def set_installed(self, found: Iterable[JobType]) -> None:
+        """Replace the installed types (a describer ran again)."""
+        with self._lock:
+            self._installed = {t.name: t for t in found}
+
+    def all(self) -> list[JobType]:
+        """Every type, by name: installed ones, then kernel ones whose name is free."""
+        installed = self.installed()
+        kernel = [t for t in self.store.types() if t.name not in installed]
+        return sorted([*installed.values(), *kernel], key=lambda t: t.name)
+
+    def get(self, name: str) -> JobType:
+        """One type (`JobTypeNotFound` if there is none of that name)."""
+        found = self.installed().get(name)
+        return found if found is not None else self.store.get_type(name)
+
+    def register(self, job_type: JobType, functions: bytes) -> JobType:
+        """Keep a kernel's type (replacing its earlier version); refuses an installed name."""
+        job_types.check_name(job_type.name)
+        job_type.schema = job_types.check_schema(job_type.schema)
+        job_type.description = job_types.check_description(job_type.description)
+        installed = self.installed().get(job_type.name)
+        if installed is not None:
+            raise JobTypeConflict(
+                f"job type {job_type.name!r} is installed ({installed.entry_point}): a kernel "
+                "cannot register that name; choose another",
+                {"type": job_type.name},
+            )
+        if not functions:
+            raise InvalidRequest("a kernel's job type needs its functions (dill bytes)")
+        job_type.source = job_types.REGISTERED
+        return self.store.put_type(job_type, functions)
+
+    def delete(self, name: str) -> None:
+        """Forget a kernel's type (its jobs keep their copy); refuses an installed one."""
+        installed = self.installed().get(name)
+        if installed is not None:
+            raise JobTypeConflict(
+                f"job type {name!r} is installed ({installed.entry_point}): uninstall its "
+                "package to remove it",
+                {"type": name},
+            )
+        self.store.delete_type(name)
+
+    def prepare(self, spec: JobSpec) -> tuple[JobSpec, bytes]:
+        """A typed job's spec (parameters checked; a kernel type's interpreter and cwd where
+        the spec names none) and payload. `JobTypeNotFound` for an unknown type (it names
+        the known ones), `InvalidRequest` naming every bad parameter."""
+        if spec.kind is not Kind.TYPED or spec.type is None:
+            raise InvalidRequest('prepare takes a spec of kind "typed" that names its type')
+        name = spec.type
+        installed = self.installed().get(name)
+        if installed is not None:
+            if installed.error:
+                raise InvalidRequest(
+                    f"job type {name!r} cannot be loaded: {installed.error}", {"type": name}
+                )
+            parameters = job_types.check_parameters(installed, spec.parameters)
+            payload = TypedPayload(name, parameters, entry_point=installed.entry_point)
+        else:
+            try:
+                kernel, functions = self.store.type_functions(name)
+            except JobTypeNotFound:
+                raise JobTypeNotFound.named(name, [t.name for t in self.all()]) from None
+            parameters = job_types.check_parameters(kernel, spec.parameters)
+            payload = TypedPayload(name, parameters, functions=functions)
+            spec.interpreter = spec.interpreter or kernel.interpreter
+            spec.cwd = spec.cwd or kernel.cwd
+        spec.parameters = parameters
+        spec.validate()
+        return spec, job_types.encode_payload(payload)

@@ -1,0 +1,77 @@
+"""Job types in a real Chromium against a real `jupyter lab`: the Jobs panel's "New job" opens
+a form generated from the type's JSON schema (an installed type of a package in a temporary
+folder); a bad value is marked by its field, the filled-in form starts the job, and its detail
+view shows the type, the parameters and the summary the worker made."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import test_sidebar
+from playwright.sync_api import Page, expect
+from test_sidebar import CONFIG, UI_TIMEOUT, open_lab
+
+import typed_package
+from lab_browser import lab_home
+from servers import REPO, TESTS_DIR, RunningServer, ServerFactory, poll
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+browser, page = test_sidebar.browser, test_sidebar.page
+
+
+@pytest.fixture
+def lab(jupyter_server_factory: ServerFactory, tmp_path: Path) -> RunningServer:
+    """`jupyter lab` with the repository's build, and the test package's job types."""
+    site = typed_package.install(tmp_path)
+    home = lab_home(tmp_path / "home")
+    path = [str(site), str(REPO), str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]
+    env = {"PYTHONPATH": os.pathsep.join(p for p in path if p)}
+    return jupyter_server_factory(home, app="lab", config=CONFIG, env=env)
+
+
+def test_a_typed_job_starts_from_a_form_made_from_its_schema_and_shows_its_summary(
+    page: Page, lab: RunningServer
+) -> None:
+    open_lab(page, lab)
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-jobs-panel"]').click()
+    page.locator("#jupyter-jobs-panel").get_by_role("button", name="Start a job").click()
+    dialog = page.locator(".jp-JobsTypeDialog")
+    expect(dialog).to_be_visible()
+    # The installed types, the one that cannot be imported offered but disabled.
+    select = dialog.locator('select[name="type"]')
+    expect(select.locator("option", has_text="train")).to_have_count(1, timeout=UI_TIMEOUT)
+    assert select.locator("option", has_text="broken").is_disabled()
+    select.select_option("train")
+    expect(dialog.locator(".jp-JobsTypeForm-description")).to_have_text("Train a model.")
+
+    # The fields come from the schema, with its defaults; a value out of range is refused
+    # by its field before anything is sent.
+    epochs = dialog.locator("#jp-JobsTypeForm_epochs")
+    expect(epochs).to_have_value("3")
+    epochs.fill("500")
+    dialog.locator(".jp-JobsTypeForm-submit").click()
+    expect(dialog.locator('[role="alert"]')).to_contain_text("Check the parameters")
+    expect(dialog).to_contain_text("must be <= 50")
+    assert lab.api("GET", "jobs/api/jobs").json()["jobs"] == []
+
+    epochs.fill("4")
+    dialog.locator("#jp-JobsTypeForm_model").select_option("tree")
+    dialog.locator('input[name="name"]').fill("nightly training")
+    dialog.locator(".jp-JobsTypeForm-submit").click()
+    expect(dialog).to_have_count(0, timeout=UI_TIMEOUT)
+
+    jobs = poll(lambda: lab.api("GET", "jobs/api/jobs").json()["jobs"], 30, "the typed job")
+    (job,) = jobs
+    assert (job["kind"], job["type"], job["name"]) == ("typed", "train", "nightly training")
+    assert job["parameters"] == {"epochs": 4, "model": "tree", "lr": 0.1}
+    detail = page.locator(f"#jupyter-jobs-detail-{job['id']}")
+    expect(detail.locator(".jp-JobDetail-status")).to_contain_text("succeeded", timeout=60_000)
+    expect(detail.locator(".jp-JobDetail-type")).to_have_text("train")
+    expect(detail.locator(".jp-JobDetail-parameters")).to_contain_text('"model":"tree"')
+    summary = detail.locator(".jp-JobDetail-summaryView")
+    expect(summary.locator("dt")).to_have_text(["accuracy", "epochs"], timeout=UI_TIMEOUT)
+    expect(summary.locator("dd")).to_have_text(["0.8", "4"])
+    expect(detail.locator(".jp-JobDetail-log")).to_contain_text("trained a tree model")

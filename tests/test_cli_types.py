@@ -1,0 +1,66 @@
+"""`jupyter jobs types` and `jupyter jobs run-type` on a real store, with the installed types of
+a package in a temporary folder, a type registered through `JobQueue`, and a consumer serving
+the database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jupyter_jobs import cli
+
+import jobfuncs
+import typed_package
+
+
+@pytest.fixture(autouse=True)
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    site = typed_package.install(tmp_path)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", typed_package.pythonpath(site))
+    return site
+
+
+def run(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> tuple[int, str, str]:
+    code = cli.main([*args, "--db", str(db)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_types_lists_installed_and_registered_types_and_shows_one(queue, db_path, capsys):
+    queue.register_type(jobfuncs.add, "adder", description="Adds two numbers.")
+    code, out, _ = run(capsys, db_path, "types")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert lines["train"].split()[1:4] == ["installed", "yes", "Train"]
+    assert lines["adder"].split()[1:3] == ["registered", "-"]
+    assert "cannot be loaded: job type 'broken'" in lines["broken"]
+    code, out, _ = run(capsys, db_path, "types", "train")
+    assert code == 0 and "entry point: mltypes:train" in out and '"maximum": 50' in out
+    code, out, _ = run(capsys, db_path, "types", "--json")
+    names = [t["name"] for t in json.loads(out)["types"]]
+    assert names == sorted(names) and {"adder", "train"} <= set(names)
+    code, out, _ = run(capsys, db_path, "types", "adder", "--delete")
+    assert (code, out) == (0, "deleted adder\n")
+    code, _, err = run(capsys, db_path, "types", "adder", "--json")
+    assert code == 2 and json.loads(err)["type"] == "JobTypeNotFound"
+
+
+def test_run_type_takes_parameters_as_run_does_and_waits(queue, db_path, capsys):
+    code, out, _ = run(
+        capsys, db_path, "run-type", "train", "-p", "epochs", "4", "-p", "model", "tree", "--wait"
+    )
+    assert code == 0
+    assert out.splitlines()[0].endswith("'train': succeeded")
+    assert out.splitlines()[1] == 'summary: {"accuracy": 0.8, "epochs": 4}'
+    code, out, _ = run(capsys, db_path, "show", out.split()[1])
+    assert 'type      train {"epochs": 4, "model": "tree"}' in out
+    code, _, err = run(capsys, db_path, "run-type", "train", "-p", "epochs", "x", "--json")
+    error = json.loads(err)
+    assert code == 1 and error["detail"]["parameters"] == {
+        "parameters.epochs": "'x' is not of type 'integer'"
+    }
+    code, out, _ = run(capsys, db_path, "run-type", "crash", "-p", "message", "no", "--wait")
+    assert code == 1 and "no" in out
