@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from . import chains
 from .errors import JobsError
 from .executors.base import Executor, ExecutorEvents, Task
-from .models import Change, Job, JobError, Kind, Outcome, Progress, Reason, Status
+from .models import Change, FileBytes, Job, JobError, Kind, Outcome, Progress, Reason, Status
 from .oslayer import process_alive, process_start_time
 from .store import Claimed, Store
 from .store.attempts import LogItem
@@ -154,6 +154,7 @@ class Consumer:
         self._loop = asyncio.get_running_loop()
         await self._in_writer(self.store.recover, consumer_is_alive)
         self.executor.leftovers_dir = self.store.workspace.root / "processes"
+        self.executor.result_dir = await asyncio.to_thread(self.store.incoming)
         self.executor.start_log = self.store.start_log_of(self.consumer_id)
         await self.executor.start()
         self._unsubscribe = self.store.subscribe(self._on_store_changes)
@@ -481,7 +482,7 @@ class Consumer:
         self._running[job.id] = _Running(job.id, job.attempt, job.timeout)
         payload = item.payload
         if job.kind is Kind.CELL and job.after:  # it sees the names of the cells before it
-            payload = chains.bundle(payload, await asyncio.to_thread(self._upstream, job))
+            payload = await asyncio.to_thread(self._bundle, payload, job)
         task = Task(
             job_id=job.id,
             attempt=job.attempt,
@@ -511,6 +512,11 @@ class Consumer:
         it is over (stopped by its worker, see `Executor.renew_lease`) before another consumer
         may take the claim over; renewals come every heartbeat interval."""
         return lease_until - self.heartbeat_interval
+
+    def _bundle(self, payload: bytes | FileBytes, job: Job) -> bytes:
+        """`payload` with the results of the cell jobs `job` runs after (chains.py)."""
+        data = payload.read() if isinstance(payload, FileBytes) else payload
+        return chains.bundle(data, self._upstream(job))
 
     def _upstream(self, job: Job) -> list[bytes]:
         """The results of the cell jobs `job` runs after, in its `after` order (opaque bytes:

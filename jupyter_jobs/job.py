@@ -20,9 +20,8 @@ import weakref
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import dill
-
-from . import job_types, notebooks
+from . import job_types, notebooks, payload
+from .buffers import Received
 from .errors import IllegalTransition, JobCancelled, JobFailed, JobNotFound, JobsError
 from .models import Job as JobRecord
 from .models import JobSpec, Kind, Page, Progress, Status
@@ -71,8 +70,9 @@ class Backend(abc.ABC):
         """Current records of the ids that exist (unknown ids are left out)."""
 
     @abc.abstractmethod
-    def result_bytes(self, job_id: int) -> bytes:
-        """The dill bytes of a succeeded job's result."""
+    def result_bytes(self, job_id: int) -> bytes | bytearray | Received:
+        """The dill bytes of a succeeded job's result (or, read from a stream, the framed
+        pickle with its arrays, buffers.py)."""
 
     @abc.abstractmethod
     def outputs(self, job_id: int) -> list[dict[str, Any]]:
@@ -579,7 +579,7 @@ class Job(concurrent.futures.Future):
             return notebooks.from_result(data)
         if self._record.kind is Kind.TYPED:  # JSON when the value was plain JSON
             return job_types.decode_result(data)
-        return dill.loads(data)
+        return payload.loads(data)
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._await().__await__()

@@ -374,12 +374,33 @@ class Page:
     counts: dict[str, int]
 
 
+@dataclass(frozen=True)
+class FileBytes:
+    """Bytes that live in a file, handed over by its path rather than read into memory.
+
+    A large payload the store keeps in a file goes to a worker on this machine as its path (the
+    worker reads it); a large result a worker left in the store's incoming folder, or a large
+    submit the server wrote there as it arrived, is taken by the store with a move. So the
+    server never holds a big variable's bytes whole (see buffers.py)."""
+
+    path: str
+    size: int
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as file:
+            return file.read()
+
+
 @dataclass
 class Outcome:
     """How one attempt ended, as the executor reports it to the consumer and the store records it.
 
     `result` and `outputs` are opaque bytes produced in the worker (dill bytes, nbformat JSON):
-    the server stores and serves them and never unpickles them. `exit` describes how a lost worker
+    the server stores and serves them and never unpickles them. A large result may be a file
+    the worker left (`FileBytes`), which the store takes. `exit` describes how a lost worker
     ended ("killed by signal 9", "exit code 3") so that `worker_lost` errors say why. `summary`
     is a typed job's summary (JSON, made by its type's `summarize` in the worker).
     """
@@ -387,7 +408,7 @@ class Outcome:
     status: Status
     reason: Reason | None = None
     error: JobError | None = None
-    result: bytes | None = None
+    result: bytes | memoryview | FileBytes | None = None
     outputs: bytes | None = None
     exit: str | None = None
     summary: Any = None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import typed_run
+from .buffers import Framed
 from .channels import Batch
 from .consumer import Consumer, consumer_is_alive
 from .errors import InvalidRequest, JobsError
@@ -52,8 +53,11 @@ class StoreBackend(Backend):
     def _on_changes(self, changes: list[Change]) -> None:
         self.resolve(c.job for c in changes if c.what == "transition" and c.job.finished)
 
-    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
-        return self.store.enqueue_many(items, self.user)
+    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes | Framed]]) -> list[JobRecord]:
+        # The store takes bytes: a framed payload's parts are joined, once, as a pickle was.
+        return self.store.enqueue_many(
+            [(spec, bytes(payload)) for spec, payload in items], self.user
+        )
 
     def get(self, job_id: int) -> JobRecord:
         return self.store.get(job_id)

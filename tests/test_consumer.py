@@ -85,6 +85,21 @@ def test_logs_stream_while_running(db_path):
         job.cancel()
 
 
+def test_big_payloads_and_results_pass_between_store_and_worker_as_files(db_path):
+    import numpy as np
+
+    data = np.arange(300_000.0)  # 2.4 MB: its payload and its result are the job's files
+    with JobQueue(db_path) as q:
+        q.start_consumer(max_workers=1)
+        job = q.submit(jobfuncs.add, data, data)
+        back = job.result(timeout=60)
+        assert np.array_equal(back, data * 2) and back.flags.owndata
+        folder = q.store.workspace_root / str(job.id)
+        assert {"payload", "result.1"} <= {p.name for p in folder.iterdir()}
+        # the worker read the payload file itself and left its result for the store to take
+        assert list(q.store.incoming().iterdir()) == []
+
+
 def test_cancel_queued_and_pending_is_immediate(db_path):
     with JobQueue(db_path) as q:
         queued = q.submit(jobfuncs.noop)

@@ -294,6 +294,8 @@ def test_submit_multipart_runs_and_returns_the_result(api: Api) -> None:
     assert result.code == 200
     assert result.headers["Content-Type"] == "application/octet-stream"
     assert dill.loads(result.body) == 42
+    # the payload arrived into a file (bodies.py), small enough to be read into its row
+    assert list(api.app.store.incoming().iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -357,6 +359,7 @@ def test_payload_over_the_limit_is_a_413(api: Api) -> None:
         [("spec", None, b"{}"), ("payload", "p", b"x" * (MAX_PAYLOAD + 1))]
     )
     api.error("POST", "jobs/api/jobs", body, 413, headers={"Content-Type": content_type})
+    assert list(api.app.store.incoming().iterdir()) == []  # what arrived of it is gone
     exact = base64.b64encode(b"x" * MAX_PAYLOAD).decode()
     assert api.call("POST", "jobs/api/jobs", {"spec": {"hold": True}, "payload": exact}).code == 201
 
@@ -371,6 +374,10 @@ def test_multipart_bad_parts_are_400(api: Api) -> None:
     ]:
         body, headers["Content-Type"] = multipart(parts)
         assert message in api.error("POST", "jobs/api/jobs", body, 400, headers=headers)["message"]
+    body, headers["Content-Type"] = multipart([("spec", None, b"{}"), ("payload", "p", b"x")])
+    cut = api.error("POST", "jobs/api/jobs", body[:-10], 400, headers=headers)["message"]
+    assert cut == "multipart body ends before its closing boundary"
+    assert list(api.app.store.incoming().iterdir()) == []
 
 
 def test_batch_submits_all_in_order_or_none(api: Api) -> None:

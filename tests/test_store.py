@@ -32,6 +32,7 @@ from jupyter_jobs.errors import (
 from jupyter_jobs.models import (
     TRANSITIONS,
     Change,
+    FileBytes,
     JobError,
     JobSpec,
     JobUser,
@@ -44,7 +45,7 @@ from jupyter_jobs.models import (
 )
 from jupyter_jobs.oslayer import filesystem_type
 from jupyter_jobs.start_log import Recorder
-from jupyter_jobs.store import MIGRATIONS, Store
+from jupyter_jobs.store import MIGRATIONS, Store, moves
 
 from store_driver import (
     append_log,
@@ -498,11 +499,90 @@ def test_large_payloads_go_to_files(tmp_path: Path) -> None:
     small, big = s.enqueue_many([(spec(), b"s" * 100), (spec(), b"b" * 101)])
     assert not (s.workspace_root / str(small.id)).exists()
     assert (s.workspace_root / str(big.id) / "payload").read_bytes() == b"b" * 101
-    assert {c.job.id: c.payload for c in claim(s, "c", 2, 60)} == {
-        small.id: b"s" * 100,
-        big.id: b"b" * 101,
-    }
+    claimed = {c.job.id: c.payload for c in claim(s, "c", 2, 60)}
+    assert claimed[small.id] == b"s" * 100
+    # a large one is handed over as its file (a local worker reads it), not read into memory
+    assert claimed[big.id] == FileBytes(str(s.workspace_root / str(big.id) / "payload"), 101)
+    assert claimed[big.id].read() == b"b" * 101
     s.close()
+
+
+def test_a_spooled_payload_becomes_its_jobs_file_and_a_small_one_its_row(tmp_path: Path) -> None:
+    s = Store(tmp_path / "jobs.db", inline_limit=100)
+    big, small, again = s.spool(), s.spool(), s.spool()
+    for spool, data in ((big, b"b" * 101), (small, b"s" * 100), (again, b"x" * 200)):
+        spool.write(data[:50])
+        spool.write(data[50:])
+    first = s.enqueue(spec(idempotency_key="k"), big.stored())
+    tiny = s.enqueue(spec(), small.stored())
+    assert s.enqueue(spec(idempotency_key="k"), again.stored()).id == first.id
+    payload = s.workspace_root / str(first.id) / "payload"
+    assert payload.read_bytes() == b"b" * 101 and mode(payload) == 0o600
+    assert not big.path.exists() and not small.path.exists()  # moved, and read into its row
+    assert not (s.workspace_root / str(tiny.id)).exists()
+    assert again.path.exists()  # a known key: no job took it, and its maker discards it
+    again.discard()
+    assert list(s.incoming().iterdir()) == []
+    claimed = {c.job.id: c.payload for c in claim(s, "c", 2, 60)}
+    assert claimed == {first.id: FileBytes(str(payload), 101), tiny.id: b"s" * 100}
+    s.close()
+
+
+def test_a_result_left_as_a_file_is_taken_by_its_job_and_a_stale_ones_removed(
+    tmp_path: Path,
+) -> None:
+    s = Store(tmp_path / "jobs.db", inline_limit=100)
+    job = s.enqueue(spec(), b"p")
+    attempt = start(s, job.id)
+    left, stale = s.incoming() / f"{'a' * 32}.result", s.incoming() / f"{'b' * 32}.result"
+    left.write_bytes(b"r" * 500)
+    stale.write_bytes(b"an attempt that is not the job's any more")
+    outcomes = [
+        (job.id, attempt, Outcome(Status.SUCCEEDED, result=FileBytes(str(left), 500))),
+        (job.id, attempt + 1, Outcome(Status.SUCCEEDED, result=FileBytes(str(stale), 42))),
+    ]
+    assert [j is not None for j in finish_many(s, outcomes)] == [True, False]
+    assert s.result(job.id) == b"r" * 500 and s.get(job.id).result_size == 500
+    assert (s.workspace_root / str(job.id) / f"result.{attempt}").exists()
+    assert list(s.incoming().iterdir()) == []
+    s.close()
+
+
+def test_a_result_file_goes_back_when_its_transaction_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = Store(tmp_path / "jobs.db", inline_limit=100)
+    job = s.enqueue(spec(), b"p")
+    attempt = start(s, job.id)
+    left = s.incoming() / f"{'c' * 32}.result"
+    left.write_bytes(b"r" * 500)
+    outcome = Outcome(Status.SUCCEEDED, result=FileBytes(str(left), 500))
+
+    def disk_full(tx: object, finished: object) -> None:  # a failure that cannot run here
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(moves, "resolve_dependents", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        finish(s, job.id, attempt, outcome)
+    assert left.read_bytes() == b"r" * 500  # back, for the consumer's next try
+    assert s.get(job.id).status is Status.RUNNING
+    monkeypatch.undo()
+    assert finish(s, job.id, attempt, outcome).status is Status.SUCCEEDED
+    assert s.result(job.id) == b"r" * 500 and not left.exists()
+    s.close()
+
+
+def test_uploads_a_dead_server_left_are_removed_when_the_store_opens(db_path: Path) -> None:
+    s = Store(db_path)
+    old, fresh = s.spool(), s.spool()
+    old.write(b"an upload cut short a while ago")
+    old.close()
+    fresh.close()
+    s.close()
+    long_ago = time.time() - 2 * 24 * 3600
+    os.utime(old.path, (long_ago, long_ago))
+    Store(db_path).close()
+    assert not old.path.exists() and fresh.path.exists()  # one may still be arriving
 
 
 def test_idempotency_key_returns_the_existing_job(store: Store) -> None:

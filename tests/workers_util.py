@@ -109,13 +109,13 @@ async def running_executor(recorder: Recorder, max_workers: int = 2, **kwargs: A
 
 def function_task(fn: Any, *args: Any, **kwargs: Any) -> Task:
     return Task(
-        next_id(), 1, Kind.FUNCTION, fn.__name__, payload.function_payload(fn, args, kwargs)
+        next_id(), 1, Kind.FUNCTION, fn.__name__, bytes(payload.function_payload(fn, args, kwargs))
     )
 
 
 def cell_task(code: str, namespace: dict[str, Any] | None = None, **options: Any) -> Task:
     data, _ = payload.cell_payload(code, namespace or {})
-    return Task(next_id(), 1, Kind.CELL, "cell", data, options=options)
+    return Task(next_id(), 1, Kind.CELL, "cell", bytes(data), options=options)
 
 
 def notebook_task(*cells: str) -> Task:

@@ -15,7 +15,7 @@ from traitlets import Float, Integer, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
 from ..errors import WorkerNotDrainable
-from ..models import Kind, Outcome, Progress, Reason
+from ..models import FileBytes, Kind, Outcome, Progress, Reason
 from ..start_log import StartLog
 from ..worker_info import WorkerInfo
 
@@ -26,14 +26,16 @@ log = logging.getLogger(__name__)
 class Task:
     """One attempt of one job, as the executor needs it.
 
-    `payload` is the opaque dill bytes the client sent; only the runner in the worker loads it.
+    `payload` is the opaque dill bytes the client sent, or the file the store keeps them in
+    (large ones: a worker on this machine reads it itself, `protocol.job_frame`); only the
+    runner in the worker loads it.
     """
 
     job_id: int
     attempt: int
     kind: Kind
     name: str
-    payload: bytes
+    payload: bytes | FileBytes
     interpreter: str | None = None
     cwd: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -88,6 +90,10 @@ class Executor(LoggingConfigurable):
     #: so that the next start ends what a killed server left (`leftovers.py`); the consumer
     #: sets it (a folder of the store's workspace) before `start`. None: nowhere.
     leftovers_dir: Path | None = None
+    #: Where workers on this machine may leave a large result as a file, which the store takes
+    #: (`Outcome.result` as `FileBytes`); the consumer sets it (the store's incoming folder)
+    #: before `start`. None: results come back as bytes.
+    result_dir: Path | None = None
     #: Where this executor's workers write down each attempt before its code begins
     #: (`start_log.py`), so that the claims of a consumer killed with -9 that no worker began
     #: go back to the queue uncounted; the consumer sets it before `start` and removes its

@@ -52,7 +52,7 @@ from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 from traitlets import Float, Unicode
 
-from ..models import Kind, Outcome, Progress, Reason, now
+from ..models import FileBytes, Kind, Outcome, Progress, Reason, now
 from ..worker_info import WorkerInfo, WorkerStatus
 from .base import Executor, ExecutorEvents, Task
 from .dask_task import run_on_worker, worker_identity
@@ -230,9 +230,11 @@ class DaskExecutor(Executor):
         self._runs[task.job_id] = run
         self._keys[run.key] = run
         payload: bytes | Future = task.payload
-        if len(task.payload) > _SCATTER_ABOVE:  # large bytes do not belong in the task graph
+        if isinstance(payload, FileBytes):  # the cluster's workers may be elsewhere: bytes
+            payload = await asyncio.to_thread(payload.read)
+        if len(payload) > _SCATTER_ABOVE:  # large bytes do not belong in the task graph
             try:
-                payload = run.payload = await client.scatter(task.payload, hash=False)
+                payload = run.payload = await client.scatter(payload, hash=False)
             except OSError as exc:
                 message = f"the payload could not be sent to the Dask cluster: {exc}"
                 self._finish(run, failed_outcome(Reason.ERROR, "DaskUnavailable", message))

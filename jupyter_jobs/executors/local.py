@@ -375,7 +375,7 @@ class LocalExecutor(Executor):
     def _send_job(self, run: Run, worker: Worker) -> None:
         worker.state, worker.run, run.worker = WorkerState.BUSY, run, worker
         worker.kernel = None  # busy; kept again once done, if it is a cell's
-        worker.send(self._job_header(run.task), run.task.payload)
+        worker.send(*protocol.job_frame(self._job_header(run.task), run.task.payload))
         self._report_start(run)
 
     def _report_start(self, run: Run) -> None:
@@ -439,6 +439,7 @@ class LocalExecutor(Executor):
             log_limit=self.log_limit,
             progress_interval=self.progress_interval,
             lease_until=lease_until,
+            result_dir=None if self.result_dir is None else str(self.result_dir),
         )
 
     def _take_backlog(self) -> None:
@@ -476,7 +477,8 @@ class LocalExecutor(Executor):
             self._backlog.popleft()
             worker.ahead.append(run)
             run.worker = worker
-            frame = ({**self._job_header(run.task), "queued": True}, run.task.payload)
+            header = {**self._job_header(run.task), "queued": True}
+            frame = protocol.job_frame(header, run.task.payload)
             batches.setdefault(worker, []).append(frame)
         for worker, frames in batches.items():
             worker.send_frames(frames)
@@ -804,7 +806,8 @@ class LocalExecutor(Executor):
             else:
                 worker.state = WorkerState.BUSY if worker.has_queue else WorkerState.IDLE
             if not run.killing:  # a kill decides the outcome once it has begun
-                self._finish(run, done_outcome(protocol.done_fields(header, body)))
+                fields = protocol.done_fields(header, body, self.result_dir)
+                self._finish(run, done_outcome(fields))
                 self._trim_idle()
                 self._ensure_spares()
         else:

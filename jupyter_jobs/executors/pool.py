@@ -88,9 +88,20 @@ class Worker:
         self.send_frames([(header, body)])
 
     def send_frames(self, frames: list[protocol.Frame]) -> None:
-        """One write, so one system call and one wake-up of the worker, for all `frames`."""
+        """One write, so one system call and one wake-up of the worker, for all `frames`; a
+        large body is written as it is, not copied behind its head."""
         assert self.writer is not None
-        self.writer.write(b"".join(protocol.encode_head(h, len(b)) + b for h, b in frames))
+        small: list[bytes] = []
+        for header, body in frames:
+            small.append(protocol.encode_head(header, len(body)))
+            if len(body) <= protocol.JOIN_LIMIT:
+                small.append(body)
+                continue
+            self.writer.write(b"".join(small))
+            self.writer.write(body)
+            small = []
+        if small:
+            self.writer.write(b"".join(small))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ and a keep-alive connection per thread costs about a millisecond a round trip on
 also keeps `requests` out of the runtime dependencies. Errors come back as the same
 `jupyter_jobs.errors` types the server raised (by the `type` field of the JSON error body), so a
 notebook catches `JobNotFound` whether it asked the engine or the server.
+
+Big variables are never copied on the way: a payload goes out as its parts (its arrays'
+own memory, buffers.py) behind the multipart head, and a result's arrays are read from the
+response straight into their memory.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import errors
+from .. import buffers, errors
 from ..channels import Batch
 from ..errors import InvalidRequest, JobNotFound, JobsError, ServerUnavailable
 from ..job import Backend
@@ -63,6 +67,11 @@ RESULTS_BYTES = 2**20
 
 _UNKNOWN = object()
 
+#: What a kernel submits: pickle bytes, or a pickle and its arrays beside it (buffers.py).
+Payload = bytes | buffers.Framed
+#: Reads an answer's body of the given size from the response (`Client.request`).
+Receive = Callable[[Any, int], Any]
+
 START_HINT = (
     "Start one in a terminal with `jupyter lab` (or `jupyter server`), with jupyter_jobs "
     "installed, then run this again."
@@ -94,7 +103,8 @@ class ServerInfo:
 class Response:
     status: int
     content_type: str
-    body: bytes
+    #: The bytes; or, from a `receive` reader, what it made of them.
+    body: Any
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -160,12 +170,17 @@ class Client:
         path: str,
         *,
         query: Mapping[str, Any] | None = None,
-        body: bytes | None = None,
+        body: bytes | list[buffers.Part] | None = None,
         content_type: str | None = None,
         timeout: float | None = None,
         expect: tuple[int, ...] = (),
+        receive: Receive | None = None,
     ) -> Response:
-        """One request; raises the mapped `JobsError` for a status >= 400 not in `expect`."""
+        """One request; raises the mapped `JobsError` for a status >= 400 not in `expect`.
+
+        `body` may be a list of parts, sent one after the other (never joined). `receive`
+        reads a 200 answer of known length from the response as it arrives (`buffers.receive`:
+        arrays straight into their memory); the answer's `body` is what it returns."""
         target = self._base_path + path
         if query:
             pairs = {k: v for k, v in query.items() if v is not None}
@@ -173,7 +188,9 @@ class Client:
         headers = dict(self._headers)
         if content_type:
             headers["Content-Type"] = content_type
-        response = self._send(method, target, body, headers, timeout or self.timeout)
+        if isinstance(body, list):
+            headers["Content-Length"] = str(sum(len(part) for part in body))
+        response = self._send(method, target, body, headers, timeout or self.timeout, receive)
         if response.status >= 400 and response.status not in expect:
             raise error_from_response(response, f"{method} {path}")
         return response
@@ -185,7 +202,13 @@ class Client:
         return self.request(method, path, body=body, content_type=ctype, **kwargs).json()
 
     def _send(
-        self, method: str, target: str, body: bytes | None, headers: dict[str, str], timeout: float
+        self,
+        method: str,
+        target: str,
+        body: bytes | list[buffers.Part] | None,
+        headers: dict[str, str],
+        timeout: float,
+        receive: Receive | None = None,
     ) -> Response:
         # A reused connection the server has closed in the meantime fails at once; only then is
         # it safe to send again, since the server never saw the request.
@@ -197,7 +220,11 @@ class Client:
             try:
                 conn.request(method, target, body=body, headers=headers)
                 raw = conn.getresponse()
-                data = raw.read()
+                size = raw.length
+                if receive is not None and raw.status == 200 and size is not None:
+                    data = receive(raw, size)
+                else:
+                    data = raw.read()
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
                 self._drop(conn)
                 stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError))
@@ -297,13 +324,14 @@ def error_from_response(response: Response, what: str) -> JobsError:
     return JobsError(f"{what}: HTTP {response.status}: {text}", {"status": response.status})
 
 
-def encode_submission(spec: JobSpec, payload: bytes) -> dict[str, Any]:
+def encode_submission(spec: JobSpec, payload: bytes | buffers.Framed) -> dict[str, Any]:
     """One item of a JSON submit or batch body."""
-    return {"spec": spec.to_json(), "payload": base64.b64encode(payload).decode("ascii")}
+    return {"spec": spec.to_json(), "payload": base64.b64encode(bytes(payload)).decode("ascii")}
 
 
-def multipart(spec: JobSpec, payload: bytes) -> tuple[bytes, str]:
-    """A multipart/form-data body with the spec as JSON text and the payload as a file."""
+def multipart(spec: JobSpec, payload: bytes | buffers.Framed) -> tuple[list[buffers.Part], str]:
+    """A multipart/form-data body with the spec as JSON text and the payload as a file: its
+    parts, to be sent one after the other (a framed payload's arrays as they lie in memory)."""
     boundary = uuid.uuid4().hex
     head = (
         f"--{boundary}\r\n"
@@ -315,7 +343,7 @@ def multipart(spec: JobSpec, payload: bytes) -> tuple[bytes, str]:
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
-    return head + payload + tail, f"multipart/form-data; boundary={boundary}"
+    return [head, *buffers.parts(payload), tail], f"multipart/form-data; boundary={boundary}"
 
 
 class HttpBackend(Backend):
@@ -352,7 +380,7 @@ class HttpBackend(Backend):
 
     # --- submit and list ---------------------------------------------------------------------
 
-    def submit(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[RemoteJob]:
+    def submit(self, items: Sequence[tuple[JobSpec, Payload]]) -> list[RemoteJob]:
         """Queue jobs to be stored together (see `Backend.submit`); a payload over the server's
         limit is refused here, before anything is queued."""
         limit = self._payload_limit()
@@ -365,7 +393,7 @@ class HttpBackend(Backend):
                 )
         return super().submit(items)
 
-    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+    def store_jobs(self, items: Sequence[tuple[JobSpec, Payload]]) -> list[JobRecord]:
         """Store jobs in one request and one transaction (the submitter's transport).
 
         A server restart must not fail a notebook's submits: while the server does not answer,
@@ -390,7 +418,7 @@ class HttpBackend(Backend):
             time.sleep(pause)  # a backoff, not a synchronisation: the server is away
             pause = min(pause * 2, 1.0)
 
-    def _store_once(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+    def _store_once(self, items: Sequence[tuple[JobSpec, Payload]]) -> list[JobRecord]:
         """One job as `POST /jobs` (multipart when its payload is large), several as
         `POST /jobs/batch`."""
         if len(items) > 1:
@@ -508,12 +536,13 @@ class HttpBackend(Backend):
         with self._results_lock:
             self._results[job_id] = data
 
-    def result_bytes(self, job_id: int) -> bytes:
+    def result_bytes(self, job_id: int) -> bytes | bytearray | buffers.Received:
+        """A result as `payload.loads` takes it: a framed one with its arrays read already."""
         with self._results_lock:
             cached = self._results.pop(job_id, None)
         if cached is not None:
             return cached
-        response = self.client.request("GET", f"jobs/{int(job_id)}/result")
+        response = self.client.request("GET", f"jobs/{int(job_id)}/result", receive=buffers.receive)
         if response.status != 200:  # 202: not finished (a 409 raised ResultNotReady already)
             raise errors.ResultNotReady(f"job {job_id} has no result", {"id": job_id})
         return response.body

@@ -13,6 +13,7 @@ The server never unpickles anything: result bytes are served as they were stored
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 from collections.abc import Callable, Hashable
@@ -24,10 +25,11 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
+from tornado.iostream import StreamClosedError
 
 from ..errors import InvalidRequest, JobsError, NotebookNotFound, ResultNotReady, error_body
 from ..models import MAX_INT, Job
-from . import parsing, service
+from . import bodies, parsing, service
 from .access import AUTH_RESOURCE, JobAccess
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ MAX_LIST_LIMIT = 500
 #: The largest id text allows (`models.ID_TEXT`: 18 digits), as openapi.yaml says.
 MAX_ID = 10**18 - 1
 MAX_LOG_CHUNK = 16 * 2**20
+#: Bytes of a stored result read and sent at a time.
+RESULT_CHUNK = 2**20
 ID = r"(?P<job_id>[^/]+)"
 
 
@@ -144,8 +148,41 @@ class JobsHandler(JobAccess, ExtensionHandlerMixin, APIHandler):
         self.finish(json.dumps(body))
 
 
+@web.stream_request_body
 class JobsListHandler(JobsHandler):
-    """`GET /jobs/api/jobs` lists; `POST /jobs/api/jobs` submits one job."""
+    """`GET /jobs/api/jobs` lists; `POST /jobs/api/jobs` submits one job.
+
+    The submit body is read as it arrives (`bodies.SubmitBody`): a large payload goes straight
+    to a file the job then takes, so the server never holds it whole. Who may not submit is
+    refused before the body is read."""
+
+    _body: bodies.SubmitBody | None = None
+    _discarding: asyncio.Future[None] | None = None
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self.request.method == "POST":
+            await self._may_submit()
+            self._body = bodies.SubmitBody(
+                self.request.headers.get("Content-Type", ""),
+                self.app.max_payload_size,
+                self.app.store.spool,
+                self.app.run,
+            )
+
+    @web.authenticated
+    @authorized
+    async def _may_submit(self) -> None:
+        """Nothing: its decorators refuse what they refuse `post`, before the body comes."""
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._body is not None:
+            await self._body.feed(chunk)
+
+    def on_connection_close(self) -> None:
+        if self._body is not None:  # the client left mid-body: its spooled part goes
+            self._discarding = asyncio.ensure_future(asyncio.to_thread(self._body.discard))
+        super().on_connection_close()
 
     @web.authenticated
     @authorized
@@ -193,17 +230,14 @@ class JobsListHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
+        assert self._body is not None  # made by `prepare`
         limit = self.app.max_payload_size
-        content_type = self.request.headers.get("Content-Type", "")
-        if content_type.startswith("multipart/form-data"):
-            request = self.request
-            parse = functools.partial(
-                parsing.submit_multipart, request.body_arguments, request.files, limit
-            )
-        else:
-            parse = functools.partial(parsing.submit_json, self.request.body, limit)
         user = self.job_user
-        answer = await self.app.run(service.submit, self.app.store, parse, user)
+        try:
+            parse = await self._body.finish()
+            answer = await self.app.run(service.submit, self.app.store, parse, user)
+        finally:  # a spooled payload no job took (refused, or a known idempotency key)
+            await asyncio.to_thread(self._body.discard)
         if isinstance(answer, parsing.TypedSubmit):
             answer = await self.app.types.submit(answer.spec, user)
         elif isinstance(answer, parsing.NotebookByPath):
@@ -406,8 +440,9 @@ class LongPollHandler(JobsHandler):
 class ResultHandler(LongPollHandler):
     """`GET /jobs/api/jobs/{id}/result?wait=S`: the result bytes, after a long poll of S s.
 
-    200 with the stored bytes (never unpickled here), 202 with the job while it has not
-    finished, 409 with the job as detail when it ended without a result.
+    200 with the stored bytes (never unpickled here, sent from their file a piece at a time),
+    202 with the job while it has not finished, 409 with the job as detail when it ended
+    without a result.
     """
 
     @web.authenticated
@@ -417,8 +452,8 @@ class ResultHandler(LongPollHandler):
         await self.check_ids([ident], "read", "read")
         read = functools.partial(service.result, self.app.store, ident)
         answer = await self.long_poll([ident], read, _has_ended)
-        if isinstance(answer, bytes):
-            self.finish(answer, set_content_type=service.result_media_type(answer))
+        if isinstance(answer, service.Stored):
+            await self._send(answer)
         elif answer is None:
             return  # the client hung up
         elif answer.finished:
@@ -428,9 +463,28 @@ class ResultHandler(LongPollHandler):
         else:
             self.reply(answer.to_json(), 202)
 
+    async def _send(self, stored: service.Stored) -> None:
+        """The stored bytes, read in a thread a piece at a time (the next piece while this one
+        is sent), so that a 100 MiB result is never in the server's memory whole."""
+        self.set_header("Content-Type", stored.media_type)
+        self.set_header("Content-Length", str(stored.size))
+        ahead = asyncio.ensure_future(self.app.run(stored.file.read, RESULT_CHUNK))
+        try:
+            while chunk := await ahead:
+                ahead = asyncio.ensure_future(self.app.run(stored.file.read, RESULT_CHUNK))
+                self.write(chunk)
+                await self.flush()
+        except StreamClosedError:
+            return  # the client hung up
+        finally:
+            with contextlib.suppress(Exception):  # raised above already, or the client left
+                await ahead  # not closed under a read
+            stored.file.close()
+        self.finish()
 
-def _has_ended(answer: bytes | Job) -> bool:
-    return isinstance(answer, bytes) or answer.finished
+
+def _has_ended(answer: service.Stored | Job) -> bool:
+    return isinstance(answer, service.Stored) or answer.finished
 
 
 class ResultsHandler(LongPollHandler):

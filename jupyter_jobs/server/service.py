@@ -11,23 +11,26 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from .. import job_types
 from ..errors import JobNotFound, NotebookNotFound, ResultNotReady
-from ..models import Job, JobSpec, JobUser, Kind, Status, now
+from ..models import FileBytes, Job, JobSpec, JobUser, Kind, Status, now
 from ..store import Store
 from .parsing import NotebookByPath, TypedSubmit
+
+#: Enough of a result's first bytes to tell its media type (`buffers.MAGIC` is 21).
+_HEAD = 64
 
 
 def submit(
     store: Store,
-    parse: Callable[[], tuple[JobSpec, bytes] | NotebookByPath | TypedSubmit],
+    parse: Callable[[], tuple[JobSpec, bytes | FileBytes] | NotebookByPath | TypedSubmit],
     user: JobUser,
 ) -> tuple[Job, bool] | NotebookByPath | TypedSubmit:
     """Parse a submit body (`parsing.submit_json` or `submit_multipart`, bound to the body) and
     enqueue a job of `user`; also say whether the job is new (201) or an earlier one with the
-    same key (200).
+    same key (200). A spooled payload (`FileBytes`, bodies.py) becomes the job's file.
 
     The store returns the existing job for an `idempotency_key` it has seen: such a job was
     created before this call started. (Two concurrent first submits of one key both see a job
@@ -46,23 +49,39 @@ def submit(
 
 
 def result_media_type(data: bytes) -> str:
-    """The media type of stored result bytes, told without loading them: a pickle (function
-    and cell jobs, a typed job's value that is not JSON) always starts with byte 0x80; the
-    rest (a notebook job's notebook, a typed job's JSON value) is JSON text."""
+    """The media type of stored result bytes (their first bytes are enough), told without
+    loading them: a pickle (function and cell jobs, a typed job's value that is not JSON)
+    always starts with byte 0x80 or `buffers.MAGIC`; the rest (a notebook job's notebook, a
+    typed job's JSON value) is JSON text."""
     if not data or job_types.is_pickle(data):
         return "application/octet-stream"
     return "application/json"
 
 
-def result(store: Store, job_id: int) -> bytes | Job:
-    """The result bytes of a succeeded job (or of a failed cell that sent names back), else its
-    record: one hop for either answer."""
+class Stored(NamedTuple):
+    """Result bytes as the store keeps them: an open file (the caller closes it), its size,
+    and its media type (`result_media_type`)."""
+
+    file: BinaryIO
+    size: int
+    media_type: str
+
+
+def _stored(file: BinaryIO, size: int) -> Stored:
+    head = file.read(_HEAD)
+    file.seek(0)
+    return Stored(file, size, result_media_type(head))
+
+
+def result(store: Store, job_id: int) -> Stored | Job:
+    """The result of a succeeded job (or of a failed cell that sent names back), to be read a
+    piece at a time, else its record: one hop for either answer."""
     try:
-        return store.result(job_id)
+        return _stored(*store.open_result(job_id))
     except ResultNotReady:
         job = store.get(job_id)
     if job.status is Status.SUCCEEDED:  # it succeeded between the two reads
-        return store.result(job_id)
+        return _stored(*store.open_result(job_id))
     return job
 
 

@@ -18,11 +18,12 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .. import lifecycle, start_log
 from ..doorbell import Doorbell, Listener
@@ -38,6 +39,7 @@ from ..models import (
     NOBODY,
     TERMINAL,
     Change,
+    FileBytes,
     Job,
     JobError,
     JobSpec,
@@ -56,7 +58,7 @@ from . import workers as worker_rows
 from .attempts import LogItem
 from .channels import ChannelVerbs
 from .connection import Database, check_file, default_db_path
-from .files import JobFiles
+from .files import JobFiles, Spool
 from .schedules import ScheduleVerbs
 from .schema import IDS, LEASED, PENDING, QUEUED, error_columns
 from .transaction import Tx
@@ -67,11 +69,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Claimed:
-    """A job the consumer now holds (still queued until it starts), with the payload bytes to
-    hand to the executor."""
+    """A job the consumer now holds (still queued until it starts), with the payload to hand to
+    the executor: its bytes, or its file when it is large."""
 
     job: Job
-    payload: bytes
+    payload: bytes | FileBytes
 
 
 #: Statuses whose last attempt may leave a result all the same (`Store.result`).
@@ -117,6 +119,7 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             self._db.close()
             raise
         self._db.protect_side_files()
+        self.workspace.remove_stale_spools(time.time())
         self.doorbell = Doorbell(self.path.with_name(self.path.name + ".bells"))
 
     @property
@@ -194,6 +197,9 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         except BaseException:
             for path in tx.written if tx else []:
                 path.unlink(missing_ok=True)
+            for target, source in reversed(tx.adopted if tx else []):
+                with suppress(OSError):  # the caller keeps it, to store it again later
+                    os.replace(target, source)
             raise
         for path in tx.obsolete:
             path.unlink(missing_ok=True)
@@ -228,26 +234,37 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
 
     # -- submit --------------------------------------------------------------------------------
 
-    def enqueue(self, spec: JobSpec, payload: bytes, user: JobUser = NOBODY) -> Job:
+    def spool(self) -> Spool:
+        """A file for a payload still arriving (`Spool.stored()` is what `enqueue` takes: moved,
+        not copied); the caller discards it if no job took it (`Spool.discard`)."""
+        return self.files.spool()
+
+    def incoming(self) -> Path:
+        """The folder where a worker on this machine may leave a large result as a file, which
+        the store then takes (`Outcome.result` as `FileBytes`)."""
+        return self.files.incoming()
+
+    def enqueue(self, spec: JobSpec, payload: bytes | FileBytes, user: JobUser = NOBODY) -> Job:
         """Store one job of `user`; with a known `idempotency_key`, return the existing job
         instead (whoever it belongs to: the caller checks)."""
         return self.enqueue_many([(spec, payload)], user)[0]
 
     def enqueue_many(
-        self, items: Sequence[tuple[JobSpec, bytes]], user: JobUser = NOBODY
+        self, items: Sequence[tuple[JobSpec, bytes | FileBytes]], user: JobUser = NOBODY
     ) -> list[Job]:
         """Store many jobs of `user` in one transaction (all or none), in order; ids increase
-        with order."""
+        with order. A payload may be an incoming file (a spooled submit), which its job takes."""
         prepared = []
         for spec, payload in items:
             spec.validate()
-            if not isinstance(payload, (bytes, bytearray, memoryview)):
+            if not isinstance(payload, (bytes, bytearray, memoryview, FileBytes)):
                 raise InvalidRequest(f"payload must be bytes, got {type(payload).__name__}")
             try:
                 options = json.dumps(spec.options, allow_nan=False)  # NaN is no JSON
             except (TypeError, ValueError) as exc:
                 raise InvalidRequest(f"options must be JSON: {exc}") from None
-            prepared.append((spec, bytes(payload), options))
+            data = payload if isinstance(payload, FileBytes) else bytes(payload)
+            prepared.append((spec, self.files.small(data), options))
         if not prepared:
             return []
         with self._tx() as tx:  # numbers are in range: `validate` checked them
@@ -319,8 +336,12 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             for (job_id, _, _), ok in zip(outcomes, done, strict=True)
         ]
         claimed = [
-            Claimed(tx.snapshots[i], self.files.blob_bytes(data, path)) for i, data, path in taken
+            Claimed(tx.snapshots[i], self.files.blob_ref(data, path, size))
+            for i, data, path, size in taken
         ]
+        for _, _, outcome in outcomes:  # a stale attempt's result file: no job took it
+            if isinstance(outcome.result, FileBytes):
+                Path(outcome.result.path).unlink(missing_ok=True)
         return finished, claimed
 
     def heartbeat(self, consumer: str, job_ids: Iterable[int], lease: float) -> list[int]:
@@ -776,6 +797,15 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
 
         Raises `ResultNotReady` for a job that has no result (detail: its status).
         """
+        data, path = self._result_row(job_id)
+        return self.files.blob_bytes(data, path)
+
+    def open_result(self, job_id: int) -> tuple[BinaryIO, int]:
+        """`result` as an open file and its size, to be sent a piece at a time (a large
+        result is never held whole); the caller closes it."""
+        return self.files.open_blob(*self._result_row(job_id))
+
+    def _result_row(self, job_id: int) -> tuple[bytes | None, str | None]:
         with self._db.read() as conn:
             found = conn.execute(
                 "SELECT status, attempt FROM jobs WHERE id = ?", (job_id,)
@@ -793,7 +823,7 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             raise ResultNotReady(
                 f"job {job_id} is {status}: it has no result", {"id": job_id, "status": status}
             )
-        return b"" if row is None else self.files.blob_bytes(row[0], row[1])
+        return (b"", None) if row is None else (row[0], row[1])
 
     def outputs(self, job_id: int) -> bytes:
         """The captured display outputs (nbformat outputs JSON bytes; b"[]" when none)."""

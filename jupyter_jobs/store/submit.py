@@ -14,14 +14,15 @@ from typing import Any
 
 from .. import lifecycle
 from ..errors import JobNotFound, NotAllowed
-from ..models import Job, JobError, JobSpec, JobUser, Reason, Status
+from ..models import FileBytes, Job, JobError, JobSpec, JobUser, Reason, Status
 from . import schema
 from .files import JobFiles
 from .schema import INSERT_COLUMNS, INSERT_JOB
 from .transaction import Tx
 
-#: A job about to be stored: its spec, payload bytes and options as JSON text.
-Prepared = tuple[JobSpec, bytes, str]
+#: A job about to be stored: its spec, payload (bytes, or a large one's incoming file) and
+#: options as JSON text.
+Prepared = tuple[JobSpec, bytes | FileBytes, str]
 
 
 def dependency_statuses(conn: sqlite3.Connection, after: set[int]) -> dict[int, Status]:
@@ -36,7 +37,12 @@ def dependency_statuses(conn: sqlite3.Connection, after: set[int]) -> dict[int, 
 
 
 def _values(
-    spec: JobSpec, payload: bytes, options: str, move: lifecycle.Move, at: float, user: JobUser
+    spec: JobSpec,
+    payload: bytes | FileBytes,
+    options: str,
+    move: lifecycle.Move,
+    at: float,
+    user: JobUser,
 ) -> dict:
     """The new row's columns, by name (`INSERT_COLUMNS`)."""
     error = move.error
@@ -83,8 +89,8 @@ def insert(
     """Insert rows, then payloads and deps, all belonging to `user`; the job ids, in order
     (existing ones for known idempotency keys, whoever they belong to)."""
     ids: list[int] = []
-    fresh: list[tuple[int, JobSpec, bytes, dict[str, Any]]] = []
-    run: list[tuple[JobSpec, bytes, dict[str, Any]]] = []
+    fresh: list[tuple[int, JobSpec, bytes | FileBytes, dict[str, Any]]] = []
+    run: list[tuple[JobSpec, bytes | FileBytes, dict[str, Any]]] = []
 
     def flush() -> None:
         if not run:
