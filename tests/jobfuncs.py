@@ -178,3 +178,10 @@ def streams_demo() -> int:
     child = subprocess.Popen([sys.executable, "-c", "print('child says hey')"])
     child.wait()
     return child.pid
+
+
+def big_array(n: int):
+    """A NumPy array of `n` bytes: a result big enough to travel out of band (buffers.py)."""
+    import numpy as np
+
+    return np.arange(n, dtype=np.uint8)

@@ -28,7 +28,8 @@ from tornado.httpclient import HTTPResponse
 from traitlets import TraitError
 from traitlets.config import Config
 
-from jupyter_jobs import oslayer
+from jupyter_jobs import buffers, oslayer
+from jupyter_jobs import payload as payloads
 from jupyter_jobs.executors.local import LocalExecutor
 from jupyter_jobs.models import JobSpec
 from jupyter_jobs.payload import cell_payload, function_payload
@@ -296,6 +297,24 @@ def test_submit_multipart_runs_and_returns_the_result(api: Api) -> None:
     assert dill.loads(result.body) == 42
     # the payload arrived into a file (bodies.py), small enough to be read into its row
     assert list(api.app.store.incoming().iterdir()) == []
+
+
+def test_a_result_with_a_big_array_is_served_framed_as_octet_stream(api: Api) -> None:
+    """The worker frames a big array beside its pickle (buffers.py): the server, which never
+    unpickles, tells it from JSON by its first bytes and serves it whole."""
+    size = 4 * buffers.THRESHOLD
+    payload = function_payload(jobfuncs.big_array, (size,))
+    spec = json.dumps({"name": "framed", "owner": "o"}).encode()
+    body, content_type = multipart([("spec", None, spec), ("payload", "payload.bin", payload)])
+    response = api.call("POST", "jobs/api/jobs", body, headers={"Content-Type": content_type})
+    assert response.code == 201, response.body
+    job = json.loads(response.body)
+    result = api.call("GET", f"jobs/api/jobs/{job['id']}/result", params={"wait": 60})
+    assert result.code == 200
+    assert result.headers["Content-Type"] == "application/octet-stream"
+    assert buffers.is_framed(result.body)
+    value = payloads.loads(result.body)
+    assert value.nbytes == size and int(value[-1]) == (size - 1) % 256
 
 
 @pytest.mark.parametrize(
