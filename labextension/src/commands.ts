@@ -234,8 +234,8 @@ function jobId(args: { [key: string]: unknown }): number {
 }
 
 /**
- * Whether the job a command names offers `action` (its `actions`, as the server decides them).
- * A job the model does not hold is left to the server to judge.
+ * Whether the job a command names offers `action` to this user (`JobsModel.actionsFor`). A job
+ * the model does not hold is left to the server to judge.
  */
 function offers(
   model: JobsModel,
@@ -243,7 +243,7 @@ function offers(
   action: Action
 ): boolean {
   const job = model.get(Number(args.id));
-  return !job || job.actions.includes(action);
+  return !job || model.actionsFor(job).includes(action);
 }
 
 async function loadJob(model: JobsModel, id: number): Promise<IJob> {

@@ -63,6 +63,7 @@ export class JobDetail extends Panel {
     this.title.caption = this.title.label;
 
     this._summary = new JobSummaryWidget({
+      model: options.model,
       commands: options.commands,
       serverRoot: options.serverRoot ?? '',
       trans
@@ -436,6 +437,7 @@ interface ISummaryState {
 }
 
 interface ISummaryContext {
+  model: JobsModel;
   commands: CommandRegistry;
   serverRoot: string;
   trans: TranslationBundle;
@@ -463,7 +465,7 @@ class JobSummaryWidget extends ReactWidget {
 }
 
 function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
-  const { job, commands, trans } = props;
+  const { job, model, commands, trans } = props;
   const now = useClock(job !== null && ACTIVE_STATUSES.has(job.status));
   if (!job) {
     return (
@@ -508,7 +510,13 @@ function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
         </div>
       )}
       <div className="jp-JobDetail-toolbar">
-        <ActionButtons job={job} commands={commands} trans={trans} withLabels />
+        <ActionButtons
+          job={job}
+          actions={model.actionsFor(job)}
+          commands={commands}
+          trans={trans}
+          withLabels
+        />
         {path && (
           <button
             type="button"

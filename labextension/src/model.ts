@@ -29,6 +29,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { JobsClient } from './client';
 import { JobIndex } from './jobindex';
 import type {
+  Action,
   IJob,
   IJobEvent,
   IJobPage,
@@ -160,6 +161,19 @@ export class JobsModel implements IDisposable {
   /** Whether jobs of `user` are this user's (true while the server has not said who). */
   isMine(user: string): boolean {
     return this._me === null || user === this._me.username;
+  }
+
+  /**
+   * What this user may ask of `job` now: its `actions` when it is theirs or they may act on
+   * every user's jobs (`GET /jobs/api/me`), else none, so the sidebar offers no button the
+   * server would refuse. (An authorizer that allows some other users' jobs only is still asked
+   * by the server for each action.)
+   */
+  actionsFor(job: Pick<IJob, 'actions' | 'user'>): Action[] {
+    if (this._me === null || this._me.can_write_all || this.isMine(job.user)) {
+      return job.actions;
+    }
+    return [];
   }
 
   /** A loaded job by id. */

@@ -473,7 +473,12 @@ function JobRow(props: IRowProps): JSX.Element {
         <span className="jp-JobsPanel-elapsed" title={trans.__('Elapsed')}>
           {formatDuration(elapsedSeconds(job, now))}
         </span>
-        <ActionButtons job={job} commands={commands} trans={trans} />
+        <ActionButtons
+          job={job}
+          actions={model.actionsFor(job)}
+          commands={commands}
+          trans={trans}
+        />
       </div>
       <div className="jp-JobsPanel-line jp-JobsPanel-meta">
         <span className="jp-JobsPanel-status" data-status={job.status}>

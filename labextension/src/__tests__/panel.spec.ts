@@ -275,6 +275,20 @@ describe('JobsPanel: whose jobs', () => {
     expect(whose(panel)[0].pressed).toBe('true');
   });
 
+  it("offers no action on another user's job to a user who may not act on it", async () => {
+    const api = new FakeApi();
+    api.me_ = { ...api.me_, can_write_all: false };
+    api.add(makeJob(1, { status: 'failed' }), makeJob(2, { user: 'bob' }));
+    const { rows } = await setup(api);
+    const labels = (row: Element) =>
+      [...row.querySelectorAll('.jp-JobsPanel-actions button')].map(b =>
+        b.getAttribute('aria-label')
+      );
+    const [theirs, mine] = rows();
+    expect(labels(theirs)).toEqual([]);
+    expect(labels(mine)).toEqual(['Retry job 1', 'Delete job 1']);
+  });
+
   it('switches Everyone off for a user the server shows only their own jobs', async () => {
     const api = new FakeApi();
     api.me_ = { ...api.me_, can_read_all: false };
