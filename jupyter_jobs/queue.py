@@ -165,7 +165,9 @@ class StoreBackend(Backend):
         return self.store.channel_ack(channel, reader, seq)
 
     def add_schedule(self, spec: ScheduleSpec, payload: bytes | None, owner: str) -> Schedule:
-        if payload is None:  # a notebook: snapshotted now, as a submit would
+        if spec.target["kind"] == "typed":  # its parameters checked now, as a submit's
+            payload = self.types.schedule_payload(spec)
+        elif payload is None:  # a notebook: snapshotted now, as a submit would
             path = Path(spec.target["path"]).expanduser()
             try:
                 payload = path.read_bytes()

@@ -626,13 +626,13 @@ class HttpBackend(Backend):
         path = f"channels/{urllib.parse.quote(channel, safe='')}/ack"
         return int(self.client.json("POST", path, {"reader": reader, "seq": seq})["acked"])
 
-    # --- schedules (REST creates notebook schedules only: a function's would be a pickle) ----
+    # --- schedules (REST creates notebook and typed schedules: a function's would be a pickle)
 
     def add_schedule(self, spec: ScheduleSpec, payload: bytes | None, owner: str) -> Schedule:
-        if spec.target["kind"] != "notebook":
+        if spec.target["kind"] == "function":
             raise InvalidRequest(
                 "a function schedule needs the engine (JobQueue); from a kernel, schedule a "
-                "notebook (its path relative to the server's root)"
+                "notebook (its path relative to the server's root) or a job type (job_type=)"
             )
         made = self.client.json("POST", "schedules", ScheduleSpec.to_json(spec))
         return Schedule.from_stored(made)
