@@ -68,7 +68,12 @@ def _target(args: argparse.Namespace) -> dict[str, Any]:
             raise InvalidRequest("--kernel is for a notebook; a job type runs in Python")
         return {"kind": "typed", "type": args.type, "parameters": parameters}
     path = Path(args.notebook).expanduser()
-    return {"kind": "notebook", "path": str(path), "parameters": parameters, "kernel_name": args.kernel}
+    return {
+        "kind": "notebook",
+        "path": str(path),
+        "parameters": parameters,
+        "kernel_name": args.kernel,
+    }
 
 
 def _payload(store: Store, spec: rules.ScheduleSpec) -> bytes:

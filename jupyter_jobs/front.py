@@ -153,15 +153,17 @@ class Jobs:
         limit: int = LIST_LIMIT,
         user: str | None = None,
         mine: bool = False,
+        type: str | None = None,
     ) -> list[Job]:
         """Handles for the jobs matching the filters, newest first: `status` (one or several),
         `owner`, `q` (in the name or notebook), `user` (whose jobs) or `mine` (your own: the
-        OS user's for `JobQueue`, the server's user for you in a kernel), at most `limit`."""
+        OS user's for `JobQueue`, the server's user for you in a kernel), `type` (typed jobs
+        of that job type), at most `limit`."""
         if isinstance(status, (str, Status)):
             status = [status]
         statuses = [str(s) for s in status] if status is not None else None
         records = self.backend.find(
-            status=statuses, owner=owner, q=q, limit=limit, user=user, mine=mine
+            status=statuses, owner=owner, q=q, limit=limit, user=user, mine=mine, type=type
         )
         return [self.backend.handle(r) for r in records]
 

@@ -113,10 +113,11 @@ class StoreBackend(Backend):
         cursor: str | None,
         user: str | None = None,
         mine: bool = False,
+        type: str | None = None,
     ) -> Page:
         user = self.user.username if mine else user
         return self.store.query(
-            status=status, owner=owner, q=q, limit=limit, cursor=cursor, user=user
+            status=status, owner=owner, q=q, limit=limit, cursor=cursor, user=user, type=type
         )
 
     def poll(self, job_ids: list[int], full: bool) -> list[JobRecord]:

@@ -1,10 +1,10 @@
 """Schedules as pure rules: when a schedule fires, what it fires, and how it reads in words.
 
 A schedule turns a target (a notebook with parameters, a job type's name with its parameters, or
-a pickled function call) into a job at given times: a cron expression read in an IANA timezone (croniter over zoneinfo), or a fixed
-interval (`every` seconds). The store keeps schedules and applies these rules in one transaction
-(`store/schedules.py`); nothing here touches SQLite or the clock, so every rule is tested with
-times given by the test.
+a pickled function call) into a job at given times: a cron expression read in an IANA timezone
+(croniter over zoneinfo), or a fixed interval (`every` seconds). The store keeps schedules and
+applies these rules in one transaction (`store/schedules.py`); nothing here touches SQLite or the
+clock, so every rule is tested with times given by the test.
 
 Why the rules are what they are:
 
@@ -311,7 +311,11 @@ class ScheduleSpec:
         if target["kind"] == "function":
             return
         typed = target["kind"] == "typed"
-        allowed = {"kind", "type", "parameters"} if typed else {"kind", "path", "parameters", "kernel_name"}
+        allowed = (
+            {"kind", "type", "parameters"}
+            if typed
+            else {"kind", "path", "parameters", "kernel_name"}
+        )
         unknown = sorted(set(target) - allowed)
         if unknown:
             raise InvalidRequest(f"unknown field(s) in target: {', '.join(unknown)}")

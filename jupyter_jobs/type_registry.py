@@ -6,8 +6,8 @@ kernel types from the store (`store/types.py`). An installed name wins: a kernel
 register it, nor delete it. `prepare` checks a typed job's parameters against its type's schema
 and builds its payload (`job_types.encode_payload`): the entry point to import, or a copy of the
 kernel type's function bytes (never loaded here); `schedule_payload` does the same once for a
-schedule of a typed job, whose runs all take that payload. Every method is blocking (SQLite): the server
-calls them in its thread pool.
+schedule of a typed job, whose runs all take that payload. Every method is blocking (SQLite): the
+server calls them in its thread pool.
 """
 
 from __future__ import annotations

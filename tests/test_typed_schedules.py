@@ -101,7 +101,7 @@ def test_bad_parameters_are_refused_by_name_when_the_schedule_is_made(installed,
             queue.schedule(job_type="1x", every=60)
         with pytest.raises(InvalidRequest, match="channel"):
             queue.schedule(job_type="train", parameters={"epochs": 1}, every=60, channel="a/b")
-        with pytest.raises(TypeError, match="a target .* or a job_type"):
+        with pytest.raises(TypeError, match=r"a target .* or a job_type"):
             queue.schedule(jobfuncs.add, job_type="train", every=60)
         assert queue.schedules() == []
 

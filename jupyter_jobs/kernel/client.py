@@ -454,6 +454,7 @@ class HttpBackend(Backend):
         cursor: str | None,
         user: str | None = None,
         mine: bool = False,
+        type: str | None = None,
     ) -> Page:
         query = {
             "status": ",".join(status) if status else None,
@@ -463,6 +464,7 @@ class HttpBackend(Backend):
             "cursor": cursor,
             "user": user,
             "mine": "true" if mine else None,
+            "type": type,
         }
         data = self.client.json("GET", "jobs", query=query)
         jobs = [JobRecord.from_json(j) for j in data["jobs"]]

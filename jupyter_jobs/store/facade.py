@@ -739,15 +739,19 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         limit: int = 50,
         cursor: str | None = None,
         user: str | None = None,
+        type: str | None = None,
     ) -> Page:
-        """A page of jobs, newest first, plus counts per status for the same owner/user/q
-        filter."""
+        """A page of jobs, newest first, plus counts per status for the same owner/user/type/q
+        filter (`type`: typed jobs of that job type)."""
         with self._db.read() as conn:
-            return queries.page(conn, status, owner, q, limit, cursor, user)
+            return queries.page(conn, status, owner, q, limit, cursor, user, type)
 
-    def counts(self, owner: str | None = None, user: str | None = None) -> dict[str, int]:
-        """Jobs per status (all statuses present), optionally for one owner and/or user."""
-        return queries.counts(self._db.conn(), owner, user)
+    def counts(
+        self, owner: str | None = None, user: str | None = None, type: str | None = None
+    ) -> dict[str, int]:
+        """Jobs per status (all statuses present), optionally for one owner, user and/or job
+        type."""
+        return queries.counts(self._db.conn(), owner, user, type)
 
     def stats(self, user: str | None = None) -> dict[str, int | float]:
         """Counts per status (of `user`'s jobs, when given), database bytes (db + WAL) and
