@@ -628,7 +628,9 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         """Delete finished jobs finished over `older_than` seconds ago, then the oldest finished
         ones until blobs plus logs take at most `max_bytes`. Unfinished jobs are never touched.
         Also prunes the finished log (see `finished_since`), so call it now and then even with
-        no retention set.
+        no retention set. Then deletes the result channel cursors that no job they read is
+        left behind (`retention.prune_channel_readers`: lossless), so every reader's cursor
+        goes with the last of the jobs it acknowledged.
 
         The jobs are chosen by id from the indexes, then deleted in batches of one short
         transaction each (`retention.Batches`), so a submit or a claim arriving meanwhile
@@ -650,7 +652,16 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             with self._db.read() as conn:
                 extra = retention.over_budget(conn, max_bytes)
             doomed += self._collect(extra, lambda job: job.finished)
+        self._prune_channel_readers()
         return doomed
+
+    def _prune_channel_readers(self) -> None:
+        """`retention.prune_channel_readers` over every cursor, in gc's short transactions."""
+        batches = retention.Batches()
+        after: tuple[str, str] | None = ("", "")
+        while after is not None:
+            with batches.timed(), self._tx() as tx:
+                after = retention.prune_channel_readers(tx.conn, after, batches.size)
 
     def _collect(self, ids: list[int], still: Callable[[Job], bool]) -> list[int]:
         """Delete the jobs among `ids` that are `still` to go when their batch comes; the ids
