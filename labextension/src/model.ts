@@ -317,7 +317,11 @@ export class JobsModel implements IDisposable {
           cancel_requested:
             job.cancel_requested || event.action === 'cancel_requested',
           held: job.held && event.action !== 'released',
-          actions: event.actions
+          actions: event.actions,
+          // A typed job's entry carries its summary as its record has it (set when its run
+          // ends, cleared when it runs again): shown without reading the job.
+          type: event.type ?? job.type,
+          summary: event.type !== null ? event.summary : job.summary
         },
         job.status
       );
@@ -782,7 +786,7 @@ export function provisionalJob(event: IJobEvent): IJob {
   return {
     id: event.id,
     name: event.name,
-    kind: 'function',
+    kind: event.type !== null ? 'typed' : 'function',
     owner: event.owner,
     user: event.user,
     user_display_name: '',
@@ -806,9 +810,9 @@ export function provisionalJob(event: IJobEvent): IJob {
     held: event.actions.includes('release'),
     schedule_id: event.schedule_id,
     scheduled_time: null,
-    type: null,
+    type: event.type,
     parameters: null,
-    summary: null,
+    summary: event.summary,
     channel: null,
     progress: event.progress,
     error: null,

@@ -115,6 +115,8 @@ export function makeEvent(
     progress: null,
     actions: ACTIONS_BY_STATUS[fields.status ?? 'running'],
     schedule_id: null,
+    type: null,
+    summary: null,
     ...fields
   };
 }
@@ -419,7 +421,9 @@ export class FakeApi {
       attempt: job.attempt,
       reason: job.reason,
       progress: job.progress,
-      actions: job.actions
+      actions: job.actions,
+      type: job.type,
+      summary: job.summary
     });
   }
 

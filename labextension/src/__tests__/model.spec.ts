@@ -217,6 +217,43 @@ describe('JobsModel events', () => {
     expect(api.calls.filter(call => call.startsWith('status'))).toEqual([]);
   });
 
+  it("shows a typed job's summary from the event that ends it, without a read", async () => {
+    const { model, api } = setup(2);
+    api.set(1, { kind: 'typed', type: 'train' });
+    await model.load();
+    await model.flush();
+    const before = api.calls.length;
+    const summary = { accuracy: 0.75, epochs: 2 };
+    model.applyEvent(
+      makeEvent(1, {
+        status: 'succeeded',
+        previous: 'queued',
+        type: 'train',
+        summary
+      })
+    );
+    expect(model.get(1)!.summary).toEqual(summary);
+    expect(model.get(1)!.status).toBe('succeeded');
+    expect(api.calls.length).toBe(before); // shown before any read
+    // run again: its entry says the summary is gone, and so it is
+    model.applyEvent(
+      makeEvent(1, { status: 'queued', previous: 'succeeded', type: 'train' })
+    );
+    expect(model.get(1)!.summary).toBeNull();
+    // a job created and ended within a window shows its summary from the start
+    model.applyEvent(
+      makeEvent(3, {
+        action: 'created',
+        status: 'succeeded',
+        previous: null,
+        type: 'train',
+        summary
+      })
+    );
+    expect(model.get(3)!.kind).toBe('typed');
+    expect(model.get(3)!.summary).toEqual(summary);
+  });
+
   it('removes a job that leaves the status filter and adds one that enters it', async () => {
     const { model, api } = setup(4);
     api.set(1, { status: 'running' });
