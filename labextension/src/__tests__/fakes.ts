@@ -87,7 +87,9 @@ export function makeJob(id: number, fields: Partial<IJob> = {}): IJob {
     attempt: 0,
     progress: null,
     actions: ACTIONS_BY_STATUS[status],
-    schedule_id: null
+    schedule_id: null,
+    type: null,
+    summary: null
   });
   return {
     ...base,
