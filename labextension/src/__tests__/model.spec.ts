@@ -72,7 +72,8 @@ describe('JobsModel filters', () => {
     expect(model.filter).toEqual({
       statuses: ['failed'],
       query: 'TRAIN',
-      mine: false
+      mine: false,
+      type: ''
     });
   });
 
@@ -99,7 +100,8 @@ describe('JobsModel filters', () => {
       status,
       name,
       owner,
-      user: 'ana'
+      user: 'ana',
+      type: null
     });
     expect(model.matches(job('running', 'model fitting'))).toBe(true);
     expect(model.matches(job('queued', 'model fitting'))).toBe(false);
@@ -700,5 +702,50 @@ describe('JobsModel: whose jobs', () => {
     expect(model.isMine('bob')).toBe(true);
     model.applyEvent(api.move(3, 'running'));
     expect(transitions.map(t => [t.id, t.user])).toEqual([[3, 'ana']]);
+  });
+});
+
+describe('JobsModel: one job type', () => {
+  /** Jobs 1..6: 1, 3 and 5 typed "train", 4 typed "explain", the others untyped. */
+  function typed() {
+    const { api, model } = setup(0);
+    for (let id = 1; id <= 6; id++) {
+      const type = id % 2 ? 'train' : id === 4 ? 'explain' : null;
+      api.add(makeJob(id, type ? { kind: 'typed', type } : {}));
+    }
+    return { api, model };
+  }
+
+  it("asks for the type's jobs and counts, and keeps the totals of all", async () => {
+    const { api, model } = typed();
+    await model.setFilter({ type: 'train' });
+    expect(ids(model)).toEqual([5, 3, 1]);
+    expect(api.calls.slice(-2)[0]).toContain('"type":"train"');
+    expect(model.counts).toEqual({ queued: 3 });
+    expect(model.totals).toEqual({ queued: 6 });
+    expect(model.matches({ ...makeJob(9), type: 'explain' })).toBe(false);
+    await model.setFilter({ type: '' });
+    expect(ids(model)).toEqual([6, 5, 4, 3, 2, 1]);
+  });
+
+  it("follows the type's jobs through their events, counts included", async () => {
+    const { api, model } = typed();
+    await model.setFilter({ type: 'train' });
+    api.add(
+      makeJob(7, { kind: 'typed', type: 'train' }),
+      makeJob(8, { kind: 'typed', type: 'explain' })
+    );
+    model.applyEvents([
+      makeEvent(7, { action: 'created', status: 'queued', type: 'train' }),
+      makeEvent(8, { action: 'created', status: 'queued', type: 'explain' })
+    ]);
+    expect(ids(model)).toEqual([7, 5, 3, 1]);
+    expect(model.counts).toEqual({ queued: 4 });
+    expect(model.totals).toEqual({ queued: 8 });
+    await model.flush(); // the real numbers, read within the type
+    expect(model.counts).toEqual({ queued: 4 });
+    expect(
+      api.calls.some(call => call.includes('"q":"","type":"train","limit":1'))
+    ).toBe(true);
   });
 });
