@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import websocket
 
+import jupyter_jobs as jj
 from jupyter_jobs.errors import InvalidRequest, JobTypeNotFound
-from jupyter_jobs.front import Jobs
-from jupyter_jobs.kernel.client import Client, HttpBackend, ServerInfo
+from jupyter_jobs.kernel import api as kernel_api
 from jupyter_jobs.server.emitter import SCHEMA_ID
 from jupyter_jobs.store import Store
 
@@ -124,24 +124,31 @@ def test_a_typed_schedule_over_rest_checks_its_parameters_and_delivers_its_runs(
     assert done["parameters"] == {"epochs": 4} and done["summary"]["epochs"] == 4
 
 
-def test_the_kernel_api_schedules_a_job_type_through_the_server(server: RunningServer) -> None:
-    jobs = Jobs(HttpBackend(Client(ServerInfo(server.url, server.token, "test"))), lambda: "nb")
+def test_the_kernel_api_schedules_a_job_type_through_the_server(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a kernel the server launched inherits: the server's URL and its own token.
+    monkeypatch.setenv("JUPYTER_JOBS_URL", server.url)
+    monkeypatch.setenv("JUPYTER_JOBS_TOKEN", server.token)
+    monkeypatch.setenv("JPY_SESSION_NAME", "analysis.ipynb")
+    kernel_api.reset_connection()
     try:
         with pytest.raises(InvalidRequest) as caught:
-            jobs.schedule(job_type="train", parameters={"epochs": "many"}, every=3600)
+            jj.schedule(job_type="train", parameters={"epochs": "many"}, every=3600)
         assert caught.value.detail["parameters"] == {
             "parameters.epochs": "'many' is not of type 'integer'"
         }
         with pytest.raises(JobTypeNotFound):
-            jobs.schedule(job_type="nope", every=3600)
-        made = jobs.schedule(
+            jj.schedule(job_type="nope", every=3600)
+        made = jj.schedule(
             job_type="explain", parameters={"rows": 3}, cron="0 6 * * *", channel="why"
         )
         assert made.target == {"kind": "typed", "type": "explain", "parameters": {"rows": 3}}
         assert made.job == {"channel": "why"} and made.user
         run = fire(server, made.to_json())
-        (job,) = list(jobs.results("why", timeout=120, count=1))
+        (job,) = list(jj.results("why", timeout=120, count=1))
         assert job.id == run and job.result() == (3, {"a", "b"})
-        assert [j.id for j in jobs.jobs(type="explain")] == [run]
+        assert [j.id for j in jj.jobs(type="explain", all=True)] == [run]
+        assert jj.jobs(type="train", all=True) == []
     finally:
-        jobs.backend.close()
+        kernel_api.reset_connection()
