@@ -11,6 +11,9 @@ module name. A dotted alias ("xml.etree") is a submodule the cell reaches throug
 imported, not bound. `execution_count` is the notebook cell's number (None outside a notebook)
 and `first_line` the cell's line the code starts on (2 under `%%job`): the worker labels the
 cell's tracebacks with them, `Cell In[7], line 3`, as the kernel would.
+
+A function job from `Jobs.submit` or `map` pickles its function and its `{"args", "kwargs"}`
+apart (`function_bytes`, `call_bytes`), so that the function is stored once (`shared.py`).
 """
 
 from __future__ import annotations
@@ -202,19 +205,53 @@ def _culprits(items: Iterable[tuple[str, Any]]) -> list[str]:
 def function_payload(
     fn: Any, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
 ) -> bytes:
-    """The payload for `fn(*args, **kwargs)`; PayloadError names each part dill cannot take."""
-    if not callable(fn):
-        raise PayloadError(f"a function job needs a callable, got {describe_type(fn)}")
+    """The payload for `fn(*args, **kwargs)` as one pickle (a schedule's target; `Jobs.submit`
+    and `map` send the function apart: `function_bytes`, `call_bytes`, `shared.py`);
+    PayloadError names each part dill cannot take."""
+    _check_callable(fn)
     kwargs = dict(kwargs or {})
     try:
         return dumps({"fn": fn, "args": tuple(args), "kwargs": kwargs})
     except Exception as exc:
-        name = getattr(fn, "__qualname__", None) or repr(fn)
-        items = [(f"the function '{name}'", fn)]
-        items += [(f"argument {i}", value) for i, value in enumerate(args)]
-        items += [(f"keyword argument '{key}'", value) for key, value in kwargs.items()]
-        problems = _culprits(items) or [f"the call cannot be sent: {exc}"]
-        raise PayloadError("; ".join(problems), {"problems": problems}) from exc
+        raise _call_error(fn, args, kwargs, exc) from exc
+
+
+def function_bytes(fn: Any) -> bytes:
+    """The function of a function job, pickled on its own (stored once: `shared.py`)."""
+    _check_callable(fn)
+    try:
+        return dumps(fn)
+    except Exception as exc:
+        raise _call_error(fn, (), {}, exc) from exc
+
+
+def call_bytes(fn: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
+    """The arguments of one call of `fn`, pickled without the function: `{"args", "kwargs"}`."""
+    try:
+        return dumps({"args": tuple(args), "kwargs": dict(kwargs)})
+    except Exception as exc:
+        raise _call_error(fn, args, kwargs, exc, with_function=False) from exc
+
+
+def _check_callable(fn: Any) -> None:
+    if not callable(fn):
+        raise PayloadError(f"a function job needs a callable, got {describe_type(fn)}")
+
+
+def _call_error(
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    exc: Exception,
+    with_function: bool = True,
+) -> PayloadError:
+    """A PayloadError naming every part of the call dill refuses, at once."""
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    items = [(f"the function '{name}'", fn)] if with_function else []
+    items += [(f"argument {i}", value) for i, value in enumerate(args)]
+    items += [(f"keyword argument '{key}'", value) for key, value in kwargs.items()]
+    problems = _culprits(items) or [f"the call cannot be sent: {exc}"]
+    return PayloadError("; ".join(problems), {"problems": problems})
 
 
 def _parse(code: str) -> ast.Module:

@@ -29,7 +29,7 @@ from .models import Change, JobSpec, Page
 from .models import Job as JobRecord
 from .schedules import Schedule, ScheduleSpec
 from .store import Store
-from .submitter import EXIT_WAIT
+from .submitter import EXIT_WAIT, Items
 from .type_registry import TypeRegistry
 
 
@@ -48,7 +48,7 @@ class StoreBackend(Backend):
     def _on_changes(self, changes: list[Change]) -> None:
         self.resolve(c.job for c in changes if c.what == "transition" and c.job.finished)
 
-    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+    def store_jobs(self, items: Items) -> list[JobRecord]:
         return self.store.enqueue_many(items)
 
     def get(self, job_id: int) -> JobRecord:

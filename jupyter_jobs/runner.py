@@ -46,8 +46,9 @@ import types
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
+import dill
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
@@ -65,6 +66,7 @@ from . import (
     oslayer,
     protocol,
     rng,
+    shared,
     streams,
     tty_system,
     typed_run,
@@ -74,6 +76,8 @@ from .errors import InvalidRequest
 from .progress import JobContext, install_tqdm_bridge, job_context
 from .protocol import FrameType
 from .submitter import flush_all
+
+T = TypeVar("T")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: Seconds between two reads of the output pipes where they cannot be waited on (Windows).
@@ -522,9 +526,14 @@ def _job_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _load(data: bytes) -> dict[str, Any]:
+def _load(data: bytes | memoryview) -> dict[str, Any]:
+    return _loading(lambda: payloads.load_payload(data))
+
+
+def _loading(load: Callable[[], T]) -> T:
+    """`load()`, or the job fails `payload` saying why."""
     try:
-        return payloads.load_payload(data)
+        return load()
     except Exception as exc:
         where = f"Python {platform.python_version()} at {sys.executable}"
         raise Failure(
@@ -535,9 +544,19 @@ def _load(data: bytes) -> dict[str, Any]:
         ) from None
 
 
-def _run_function(data: bytes) -> bytes:
-    job = _load(data)
-    fn, args, kwargs = job["fn"], job.get("args", ()), job.get("kwargs", {})
+#: A pack's function, loaded (or kept from an earlier job of the worker: `shared.py`).
+Loaded = Callable[[shared.Unpacked], Any]
+
+
+def _run_function(data: bytes, loaded: Loaded) -> bytes:
+    unpacked = _loading(lambda: shared.unpack(data))
+    if unpacked is None:  # one pickle of the whole call (a schedule's, or from before)
+        job = _load(data)
+        fn, args, kwargs = job["fn"], job.get("args", ()), job.get("kwargs", {})
+    else:
+        fn = _loading(lambda: loaded(unpacked))
+        call = _load(unpacked.arguments)
+        args, kwargs = call.get("args", ()), call.get("kwargs", {})
     try:
         value = fn(*args, **kwargs)
         if inspect.iscoroutine(value):
@@ -571,10 +590,15 @@ def _run_notebook(
         raise Failure("payload", "PayloadError", str(exc)) from None
 
 
-def _run_typed(data: bytes, header: dict[str, Any]) -> tuple[bytes, Any]:
-    """A typed job (`typed_run.py`): its result bytes and its summary."""
+def _run_typed(data: bytes, header: dict[str, Any], loaded: Loaded) -> tuple[bytes, Any]:
+    """A typed job (`typed_run.py`): its result bytes and its summary. A kernel type's
+    functions come packed with the job's parameters, and are loaded once per worker."""
+    unpacked = _loading(lambda: shared.unpack(data))
     try:
-        return typed_run.run(data, header["job_id"], header["attempt"])
+        if unpacked is None:
+            return typed_run.run(data, header["job_id"], header["attempt"])
+        functions = functools.partial(loaded, unpacked)
+        return typed_run.run(unpacked.arguments, header["job_id"], header["attempt"], functions)
     except typed_run.TypeNotLoaded as exc:
         raise Failure("payload", "PayloadError", str(exc)) from None
     except typed_run.RunFailed as failed:
@@ -787,6 +811,12 @@ class Worker:
         self.environ_raw = dict(_raw_environ())
         #: What the last job left to do once it is reported (a notebook's kernel to shut down).
         self.after_done: list[Callable[[], None]] = []
+        #: The functions of the jobs it ran, loaded once each (`shared.py`).
+        self.functions = shared.LoadedFunctions()
+
+    def _loaded(self, cwd: str) -> Loaded:
+        """How a job run in `cwd` gets its pack's function: loaded once per worker."""
+        return lambda unpacked: self.functions.get(unpacked, cwd, dill.loads)
 
     @contextmanager
     def _in_directory(self, cwd: str) -> Iterator[None]:
@@ -893,9 +923,9 @@ class Worker:
                         body, self.reporter.report, self._checkpoint, interval, self.after_done
                     )
                 elif header["kind"] == "typed":
-                    result, summary = _run_typed(body, header)
+                    result, summary = _run_typed(body, header, self._loaded(cwd))
                 else:
-                    result = _run_function(body)
+                    result = _run_function(body, self._loaded(cwd))
         except Failure as failure:
             error, reason, result = failure.error, failure.reason, failure.result
         finally:

@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING
 from .errors import InvalidRequest, JobNotFound, JobsError, PayloadTooLarge
 from .models import Job as JobRecord
 from .models import JobSpec
+from .shared import Payload, sent_size
 
 if TYPE_CHECKING:
     from .job import Job
 
 log = logging.getLogger(__name__)
 
-Items = Sequence[tuple[JobSpec, bytes]]
+Items = Sequence[tuple[JobSpec, Payload]]
 
 #: Jobs in one batch at most (the server takes up to 10,000 in a request).
 BATCH_ITEMS = 1000
@@ -125,7 +126,7 @@ class Submitter:
 
     def put(self, items: Items, handles: list[Job]) -> None:
         """Queue one group; its handles are stored or refused later, in submission order."""
-        group = Group(items, handles, sum(len(payload) for _, payload in items))
+        group = Group(items, handles, sent_size(payload for _, payload in items))
         with self._cond:
             self._cond.wait_for(self._has_room)
             if self._closed:

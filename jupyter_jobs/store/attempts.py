@@ -18,8 +18,9 @@ from .files import JobFiles
 from .schema import IDS, LEASED, QUEUED, RUNNING, error_columns
 from .transaction import Tx
 
-#: (job id, inline payload, payload file) of each job a claim took
-Taken = tuple[int, bytes | None, str | None]
+#: (job id, inline payload, payload file, the stored function it names) of each job a claim
+#: took
+Taken = tuple[int, bytes | None, str | None, str | None]
 #: Output of an attempt: (job id, attempt, bytes) of its main stream, or (job id, attempt,
 #: bytes, stream name) of a labelled one (a thread's, a child process's: `log_streams.py`).
 LogItem = tuple[int, int, bytes] | tuple[int, int, bytes, str]
@@ -41,13 +42,14 @@ def claim(tx: Tx, consumer: str, limit: int, lease: float) -> list[Taken]:
     )
     tx.snapshots.update(schema.load(tx.conn, ids))
     blobs = {
-        r[0]: (r[1], r[2])
+        r[0]: (r[1], r[2], r[3])
         for r in tx.conn.execute(
-            f"SELECT job_id, data, path FROM blobs WHERE kind = 'payload' AND job_id IN {IDS}",
+            "SELECT job_id, data, path, shared FROM blobs "
+            f"WHERE kind = 'payload' AND job_id IN {IDS}",
             (json.dumps(ids),),
         ).fetchall()
     }
-    return [(i, *blobs.get(i, (b"", None))) for i in ids]
+    return [(i, *blobs.get(i, (b"", None, None))) for i in ids]
 
 
 def check_table() -> None:

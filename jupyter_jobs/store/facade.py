@@ -38,8 +38,10 @@ from ..models import (
     Status,
     now,
 )
+from ..shared import Function, SharedPayload, functions_in, pack
 from ..workspace import Reference, Workspace
 from . import attempts, log_streams, moves, queries, retention, schema, submit
+from . import shared as stored_once
 from .attempts import LogItem
 from .channels import ChannelVerbs
 from .connection import Database, check_file, default_db_path
@@ -59,6 +61,12 @@ class Claimed:
 
     job: Job
     payload: bytes
+
+
+def _bytes(payload: object) -> bytes:
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise InvalidRequest(f"payload must be bytes, got {type(payload).__name__}")
+    return bytes(payload)
 
 
 #: Statuses whose last attempt may leave a result all the same (`Store.result`).
@@ -91,6 +99,7 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         self.workspace = Workspace(self.path)
         self.workspace_root = self.workspace.root
         self.files = JobFiles(self.workspace, inline_limit, log_limit)
+        self.shared = stored_once.SharedBytes(self.files)
         self.poison_limit = poison_limit
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[list[Change]], None]] = []
@@ -215,29 +224,49 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
 
     # -- submit --------------------------------------------------------------------------------
 
-    def enqueue(self, spec: JobSpec, payload: bytes) -> Job:
+    def enqueue(self, spec: JobSpec, payload: bytes | SharedPayload) -> Job:
         """Store one job; with a known `idempotency_key`, return the existing job instead."""
         return self.enqueue_many([(spec, payload)])[0]
 
-    def enqueue_many(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[Job]:
-        """Store many jobs in one transaction (all or none), in order; ids increase with order."""
-        prepared = []
+    def enqueue_many(self, items: Sequence[tuple[JobSpec, bytes | SharedPayload]]) -> list[Job]:
+        """Store many jobs in one transaction (all or none), in order; ids increase with order.
+
+        A `SharedPayload`'s function is stored once, in the same transaction, unless it is
+        already (one sent by name only must be: `FunctionNotFound`)."""
+        prepared: list[submit.Prepared] = []
         for spec, payload in items:
             spec.validate()
-            if not isinstance(payload, (bytes, bytearray, memoryview)):
-                raise InvalidRequest(f"payload must be bytes, got {type(payload).__name__}")
+            if isinstance(payload, SharedPayload):
+                payload = SharedPayload(payload.function, _bytes(payload.arguments))
+            else:
+                payload = _bytes(payload)
             try:
                 options = json.dumps(spec.options, allow_nan=False)  # NaN is no JSON
             except (TypeError, ValueError) as exc:
                 raise InvalidRequest(f"options must be JSON: {exc}") from None
-            prepared.append((spec, bytes(payload), options))
+            prepared.append((spec, payload, options))
         if not prepared:
             return []
         with self._tx() as tx:  # numbers are in range: `validate` checked them
             after = {a for s, _, _ in prepared for a in s.after}
             statuses = submit.dependency_statuses(tx.conn, after)
-            ids = submit.insert(tx, self.files, prepared, statuses)
+            functions = stored_once.ensure(tx, self.files, functions_in(p for _, p, _ in prepared))
+            ids = submit.insert(tx, self.files, prepared, statuses, functions)
+            stored_once.free(tx, self.files, functions)  # those only known jobs named
         return [tx.snapshots[job_id] for job_id in ids]
+
+    def put_function(self, function: Function) -> tuple[stored_once.StoredFunction, bool]:
+        """Store a function on its own, before the jobs that will name it (a kernel's upload);
+        the stored function, and whether it is new. Its bytes must have its sha256
+        (`InvalidRequest`). Unless a job names it within `shared.ORPHAN_GRACE`, gc frees it."""
+        with self._tx() as tx:
+            created = stored_once.put(tx, self.files, function)
+            return stored_once.describe(tx.conn, function.sha256), created
+
+    def describe_function(self, sha256: str) -> stored_once.StoredFunction:
+        """A stored function's size and references (`FunctionNotFound` if it is not stored)."""
+        with self._db.read() as conn:
+            return stored_once.describe(conn, sha256)
 
     # -- consumer ------------------------------------------------------------------------------
 
@@ -296,10 +325,16 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             tx.snapshots.get(job_id) if ok else None
             for (job_id, _, _), ok in zip(outcomes, done, strict=True)
         ]
-        claimed = [
-            Claimed(tx.snapshots[i], self.files.blob_bytes(data, path)) for i, data, path in taken
-        ]
+        claimed = [Claimed(tx.snapshots[i], self._payload(*blob)) for i, *blob in taken]
         return finished, claimed
+
+    def _payload(self, data: bytes | None, path: str | None, function: str | None) -> bytes:
+        """A claimed job's payload as its worker loads it: a stored function is packed with
+        the job's arguments (`shared.pack`). The job names it, so it cannot be freed now."""
+        arguments = self.files.blob_bytes(data, path)
+        if function is None:
+            return arguments
+        return pack(function, self.shared.read(self._db.conn(), function), arguments)
 
     def heartbeat(self, consumer: str, job_ids: Iterable[int], lease: float) -> list[int]:
         """Extend the lease of `consumer`'s running and claimed jobs; returns those asked to
@@ -507,6 +542,7 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         """
         with self._tx() as tx:
             retention.prune_finished_log(tx.conn)
+            stored_once.sweep(tx, self.files, tx.now - stored_once.ORPHAN_GRACE)
         doomed: list[int] = []
         if older_than is not None:
             cutoff = now() - older_than
@@ -554,7 +590,9 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             tx.snapshots[job.id] = job
             tx.record("deleted", job.id)
             tx.doomed_jobs.append(job.id)
+        functions = stored_once.named_by_jobs(tx.conn, ids)
         tx.conn.execute(f"DELETE FROM jobs WHERE id IN {IDS}", (json.dumps(ids),))
+        stored_once.free(tx, self.files, functions)  # those no other job or type names
         failed = []
         for dependent, after_id in dependents:
             if after_id in unfinished and dependent not in failed and dependent not in ids:

@@ -323,6 +323,29 @@ MIGRATIONS: list[list[Migration]] = [
         ) WITHOUT ROWID""",
         "CREATE INDEX log_runs_stream ON log_runs(job_id, stream, stream_offset)",
     ],
+    [
+        # Functions stored once (`store/shared.py`): dill bytes by their sha256, inline or in
+        # the workspace's `shared/` folder. A job's payload row names the function it calls
+        # (`blobs.shared`: the row keeps only the job's arguments), a kernel's job type the
+        # functions it runs; a function nothing names any more is freed by the transaction
+        # that dropped the last reference (found through these indexes: no counter to drift).
+        # Its bytes count once in the `blob_bytes` total.
+        """CREATE TABLE shared_blobs (
+            sha256 TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            data BLOB,
+            path TEXT,
+            created_at REAL NOT NULL
+        )""",
+        "ALTER TABLE blobs ADD COLUMN shared TEXT REFERENCES shared_blobs(sha256)",
+        "CREATE INDEX blobs_shared ON blobs(shared) WHERE shared IS NOT NULL",
+        "ALTER TABLE job_types ADD COLUMN shared TEXT REFERENCES shared_blobs(sha256)",
+        "CREATE INDEX job_types_shared ON job_types(shared) WHERE shared IS NOT NULL",
+        """CREATE TRIGGER shared_bytes_insert AFTER INSERT ON shared_blobs BEGIN
+            UPDATE totals SET value = value + NEW.size WHERE name = 'blob_bytes'; END""",
+        """CREATE TRIGGER shared_bytes_delete AFTER DELETE ON shared_blobs BEGIN
+            UPDATE totals SET value = value - OLD.size WHERE name = 'blob_bytes'; END""",
+    ],
 ]
 
 #: The columns a `Job` is read from (`job_from_row` maps them by these names).

@@ -2,7 +2,9 @@
 
 A run of jobs without an idempotency key is inserted with one `executemany`; a job with a key
 that is known already is not inserted again (the existing job is returned). Each job's first
-status is `lifecycle.when_stored`'s decision.
+status is `lifecycle.when_stored`'s decision. A job whose function is stored once
+(`SharedPayload`) keeps only its arguments in its payload row, which names the function
+(`store/shared.py` stores it first, in the same transaction).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from typing import Any
 from .. import lifecycle
 from ..errors import JobNotFound
 from ..models import Job, JobError, JobSpec, Reason, Status
+from ..shared import Payload, SharedPayload
 from . import schema
 from .files import JobFiles
 from .schema import INSERT_COLUMNS, INSERT_JOB
 from .transaction import Tx
 
-#: A job about to be stored: its spec, payload bytes and options as JSON text.
-Prepared = tuple[JobSpec, bytes, str]
+#: A job about to be stored: its spec, payload and options as JSON text.
+Prepared = tuple[JobSpec, Payload, str]
 
 
 def dependency_statuses(conn: sqlite3.Connection, after: set[int]) -> dict[int, Status]:
@@ -34,8 +37,9 @@ def dependency_statuses(conn: sqlite3.Connection, after: set[int]) -> dict[int, 
     return found
 
 
-def _values(spec: JobSpec, payload: bytes, options: str, move: lifecycle.Move, at: float) -> dict:
-    """The new row's columns, by name (`INSERT_COLUMNS`)."""
+def _values(spec: JobSpec, size: int, options: str, move: lifecycle.Move, at: float) -> dict:
+    """The new row's columns, by name (`INSERT_COLUMNS`); `size`: the payload's, function
+    included."""
     error = move.error
     return {
         "name": spec.name,
@@ -60,7 +64,7 @@ def _values(spec: JobSpec, payload: bytes, options: str, move: lifecycle.Move, a
         "cwd": spec.cwd,
         "idempotency_key": spec.idempotency_key,
         "options": options,
-        "payload_size": len(payload),
+        "payload_size": size,
         "type": spec.type,
         "parameters": None if spec.parameters is None else json.dumps(spec.parameters),
         "channel": spec.channel,
@@ -68,13 +72,17 @@ def _values(spec: JobSpec, payload: bytes, options: str, move: lifecycle.Move, a
 
 
 def insert(
-    tx: Tx, files: JobFiles, prepared: list[Prepared], dep_status: dict[int, Status]
+    tx: Tx,
+    files: JobFiles,
+    prepared: list[Prepared],
+    dep_status: dict[int, Status],
+    function_sizes: dict[str, int],
 ) -> list[int]:
     """Insert rows, then payloads and deps; the job ids, in order (existing ones for known
-    idempotency keys)."""
+    idempotency keys). `function_sizes`: of the stored functions the payloads name."""
     ids: list[int] = []
-    fresh: list[tuple[int, JobSpec, bytes, dict[str, Any]]] = []
-    run: list[tuple[JobSpec, bytes, dict[str, Any]]] = []
+    fresh: list[tuple[int, JobSpec, Payload, dict[str, Any]]] = []
+    run: list[tuple[JobSpec, Payload, dict[str, Any]]] = []
 
     def flush() -> None:
         if not run:
@@ -90,7 +98,11 @@ def insert(
     for spec, payload, options in prepared:
         deps = [(a, dep_status[a]) for a in spec.after]
         move = lifecycle.when_stored(deps, spec.hold, spec.run_at, tx.now)
-        values = _values(spec, payload, options, move, tx.now)
+        if isinstance(payload, SharedPayload):
+            size = len(payload.arguments) + function_sizes[payload.function.sha256]
+        else:
+            size = len(payload)
+        values = _values(spec, size, options, move, tx.now)
         if spec.idempotency_key is None:
             run.append((spec, payload, values))
             continue
@@ -112,16 +124,20 @@ def insert(
     flush()
     inline = []
     for job_id, spec, payload, values in fresh:
-        if len(payload) > files.inline_limit:
-            files.put_blob(tx, job_id, "payload", 0, payload)
+        data, function = payload, None
+        if isinstance(payload, SharedPayload):
+            data, function = payload.arguments, payload.function.sha256
+        if len(data) > files.inline_limit:
+            files.put_blob(tx, job_id, "payload", 0, data, shared=function)
         else:
-            inline.append((job_id, len(payload), payload))
+            inline.append((job_id, len(data), data, function))
         tx.snapshots[job_id] = _fresh_job(job_id, spec, values)
         tx.record("created", job_id)
         if values["status"] == Status.FAILED.value:
             tx.finished.append(job_id)
     tx.conn.executemany(
-        "INSERT INTO blobs (job_id, kind, attempt, size, data) VALUES (?, 'payload', 0, ?, ?)",
+        "INSERT INTO blobs (job_id, kind, attempt, size, data, shared) "
+        "VALUES (?, 'payload', 0, ?, ?, ?)",
         inline,
     )
     tx.conn.executemany(

@@ -1,0 +1,179 @@
+"""A function job's function, stored once and loaded once per worker.
+
+Why: `map(f, items)` used to pickle `f` once per item, and the store kept (the consumer sent,
+the worker unpickled) one copy of it per job: a function closing over a megabyte of data made
+a 10,000-item map ten gigabytes. Now a function job's payload has two parts, the function's dill
+bytes, named by their sha256, and the call's own part (`{"args", "kwargs"}`, or a typed job's
+JSON line: `arguments`). `Jobs.submit` and `map` pickle the function once (`payload.function_bytes`,
+`call_bytes`).
+
+- A function of `SHARE_FROM` bytes or more travels as a `SharedPayload` (function and arguments
+  apart): the store keeps its bytes once, in a content-addressed table that each job's payload
+  row references (`store/shared.py`), and the kernel sends them once per request, or not at all
+  when the server has them (`kernel/functions.py`). A kernel job type's functions are stored the
+  same way, and its typed jobs reference them.
+- A smaller function costs less than a reference: it is packed with the arguments at once and
+  stored in the job's payload as any payload is.
+- A worker always gets a *pack*: `MAGIC`, the function's sha256 and length, its bytes, then the
+  arguments (the store packs a shared function with a job's arguments when the job is claimed).
+  The worker keeps what it loaded by sha256 (`LoadedFunctions`), so a warm worker unpickles a
+  map's function once, not once per item. As in Dask and Ray, the jobs a worker runs then share
+  that function object: its closure and globals, should a job change them.
+
+Nothing here unpickles: the server reads a pack's header and hashes bytes, never more. A payload
+from before (one pickle of `{"fn", "args", "kwargs"}`) starts with pickle's PROTO opcode, never
+with `MAGIC`, and runs as it did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+#: Starts a pack; a pickle starts with 0x80, a chained cell's body with `chains.MAGIC`.
+MAGIC = b"jupyter-jobs-fn\x00"
+_HEAD = struct.Struct("!32sQ")  # the sha256 digest, the function's length
+#: Functions of this many bytes or more are stored once; smaller ones go with each job.
+SHARE_FROM = 1024
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function's dill bytes and their sha256 (hex); `data` None: only named, for a store or
+    a server that has the bytes already."""
+
+    sha256: str
+    data: bytes | None = None
+
+    @classmethod
+    def of(cls, data: bytes) -> Function:
+        return cls(hashlib.sha256(data).hexdigest(), data)
+
+
+@dataclass(frozen=True)
+class SharedPayload:
+    """A job's payload whose function is stored once, apart from the job's own `arguments`."""
+
+    function: Function
+    arguments: bytes
+
+
+#: What a front end hands a backend per job: packed bytes (or any older payload), or the parts.
+Payload = bytes | SharedPayload
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    """A pack's parts (views into it, not copies: the function may be large)."""
+
+    sha256: str
+    function: memoryview
+    arguments: memoryview
+
+
+def payload_for(function: Function, arguments: bytes) -> Payload:
+    """Shared when the function is large enough to be worth a reference (or only named)."""
+    if function.data is None or len(function.data) >= SHARE_FROM:
+        return SharedPayload(function, arguments)
+    return pack(function.sha256, function.data, arguments)
+
+
+def pack(sha256: str, function: bytes | memoryview, arguments: bytes | memoryview) -> bytes:
+    """One body with both parts: what a worker loads."""
+    head = _HEAD.pack(bytes.fromhex(sha256), len(function))
+    return b"".join((MAGIC, head, function, arguments))
+
+
+def unpack(body: bytes | memoryview) -> Unpacked | None:
+    """The parts of a pack; None for a payload that is not one (`ValueError` if it is cut)."""
+    view = memoryview(body)
+    if view[: len(MAGIC)] != MAGIC:
+        return None
+    start = len(MAGIC) + _HEAD.size
+    if len(view) < start:
+        raise ValueError(f"a function job's payload of {len(view)} bytes is cut in its header")
+    digest, length = _HEAD.unpack_from(view, len(MAGIC))
+    if start + length > len(view):
+        raise ValueError(f"a function job's payload says {length} function bytes, has fewer")
+    return Unpacked(digest.hex(), view[start : start + length], view[start + length :])
+
+
+def size(payload: Payload) -> int:
+    """The bytes a job carries: its arguments and its function (as a worker gets them)."""
+    if isinstance(payload, SharedPayload):
+        return len(payload.arguments) + len(payload.function.data or b"")
+    return len(payload)
+
+
+def sent_size(payloads: Iterable[Payload]) -> int:
+    """The bytes a group of jobs costs to send and store: each function once."""
+    total = 0
+    functions: dict[str, int] = {}
+    for payload in payloads:
+        if isinstance(payload, SharedPayload):
+            total += len(payload.arguments)
+            functions[payload.function.sha256] = len(payload.function.data or b"")
+        else:
+            total += len(payload)
+    return total + sum(functions.values())
+
+
+def functions_in(payloads: Iterable[Payload]) -> list[Function]:
+    """The distinct functions the payloads share, in order of first use (with their bytes,
+    when any payload carries them)."""
+    found: dict[str, Function] = {}
+    for payload in payloads:
+        if isinstance(payload, SharedPayload):
+            known = found.get(payload.function.sha256)
+            if known is None or known.data is None:
+                found[payload.function.sha256] = payload.function
+    return list(found.values())
+
+
+def is_sha256(text: str) -> bool:
+    """Whether `text` names a function as this module does: 64 lowercase hex digits."""
+    return _SHA256.fullmatch(text) is not None
+
+
+class LoadedFunctions:
+    """The functions a worker loaded, by sha256, so that each is unpickled once.
+
+    Kept for one working directory: a job from another one imports that directory's modules
+    (the runner forgets the last one's), so what was loaded before is dropped. At most
+    `max_entries` functions and `max_bytes` of their pickles stay, the least recently used
+    going first; a load that raises keeps nothing.
+    """
+
+    def __init__(self, max_entries: int = 16, max_bytes: int = 256 * 2**20) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._directory: str | None = None
+
+    def get(self, unpacked: Unpacked, directory: str, load: Callable[[memoryview], T]) -> T:
+        """The loaded function of `unpacked`: kept from an earlier job, or `load`ed now."""
+        if directory != self._directory:
+            self._entries.clear()
+            self._bytes = 0
+            self._directory = directory
+        found = self._entries.get(unpacked.sha256)
+        if found is not None:
+            self._entries.move_to_end(unpacked.sha256)
+            return found[0]
+        value = load(unpacked.function)
+        size = len(unpacked.function)
+        if size <= self.max_bytes:
+            self._entries[unpacked.sha256] = (value, size)
+            self._bytes += size
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                self._bytes -= self._entries.popitem(last=False)[1][1]
+        return value
