@@ -33,6 +33,8 @@ from ..job_types import JobType
 from ..models import Job as JobRecord
 from ..models import JobSpec, Page
 from ..schedules import Schedule, ScheduleSpec
+from ..shared import Payload, SharedPayload, size
+from .functions import FunctionSender
 
 if TYPE_CHECKING:
     from .handle import RemoteJob
@@ -339,6 +341,7 @@ class HttpBackend(Backend):
 
         self.client = client
         self.poller = Poller(self.get_many)
+        self.functions = FunctionSender(client)
         self._limit: Any = _UNKNOWN
         self._results: dict[int, bytes] = {}
         self._results_lock = threading.Lock()
@@ -351,20 +354,20 @@ class HttpBackend(Backend):
 
     # --- submit and list ---------------------------------------------------------------------
 
-    def submit(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[RemoteJob]:
+    def submit(self, items: Sequence[tuple[JobSpec, Payload]]) -> list[RemoteJob]:
         """Queue jobs to be stored together (see `Backend.submit`); a payload over the server's
         limit is refused here, before anything is queued."""
         limit = self._payload_limit()
         for spec, payload in items:
-            if limit is not None and len(payload) > limit:
+            if limit is not None and size(payload) > limit:
                 raise errors.PayloadTooLarge(
-                    f"job {spec.name!r}: payload of {len(payload)} bytes is larger than the "
+                    f"job {spec.name!r}: payload of {size(payload)} bytes is larger than the "
                     f"server's limit of {limit} bytes",
-                    {"max_payload_size": limit, "size": len(payload)},
+                    {"max_payload_size": limit, "size": size(payload)},
                 )
         return super().submit(items)
 
-    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+    def store_jobs(self, items: Sequence[tuple[JobSpec, Payload]]) -> list[JobRecord]:
         """Store jobs in one request and one transaction (the submitter's transport).
 
         A server restart must not fail a notebook's submits: while the server does not answer,
@@ -389,9 +392,12 @@ class HttpBackend(Backend):
             time.sleep(pause)  # a backoff, not a synchronisation: the server is away
             pause = min(pause * 2, 1.0)
 
-    def _store_once(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+    def _store_once(self, items: Sequence[tuple[JobSpec, Payload]]) -> list[JobRecord]:
         """One job as `POST /jobs` (multipart when its payload is large), several as
-        `POST /jobs/batch`."""
+        `POST /jobs/batch`; jobs that share a function as a batch that names it
+        (`functions.py`)."""
+        if any(isinstance(payload, SharedPayload) for _, payload in items):
+            return self.functions.store(items)
         if len(items) > 1:
             body = {"items": [encode_submission(spec, payload) for spec, payload in items]}
             data = self.client.json("POST", "jobs/batch", body)

@@ -490,3 +490,8 @@ ROUTES += CHANNEL_ROUTES
 from .type_handlers import ROUTES as TYPE_ROUTES  # noqa: E402
 
 ROUTES += TYPE_ROUTES
+
+# And the stored functions' routes (`/jobs/api/functions`).
+from .function_handlers import ROUTES as FUNCTION_ROUTES  # noqa: E402
+
+ROUTES += FUNCTION_ROUTES
