@@ -546,10 +546,24 @@ def _loading(load: Callable[[], T]) -> T:
 
 #: A pack's function, loaded (or kept from an earlier job of the worker: `shared.py`).
 Loaded = Callable[[shared.Unpacked], Any]
+#: A job's body as the inbox hands it over: a pack's parts, its function whole (`shared.py`),
+#: or the bytes as they came.
+Body = bytes | shared.Unpacked
 
 
-def _run_function(data: bytes, loaded: Loaded) -> bytes:
-    unpacked = _loading(lambda: shared.unpack(data))
+#: A "job" frame as the inbox hands it over: its header and body.
+Job = tuple[dict[str, Any], Body]
+
+
+def _unpacked(body: Body) -> shared.Unpacked | None:
+    """A function or typed job's pack, in parts; None for a payload that is not one."""
+    if isinstance(body, shared.Unpacked):
+        return body
+    return _loading(lambda: shared.unpack(body))
+
+
+def _run_function(data: Body, loaded: Loaded) -> bytes:
+    unpacked = _unpacked(data)
     if unpacked is None:  # one pickle of the whole call (a schedule's, or from before)
         job = _load(data)
         fn, args, kwargs = job["fn"], job.get("args", ()), job.get("kwargs", {})
@@ -590,13 +604,13 @@ def _run_notebook(
         raise Failure("payload", "PayloadError", str(exc)) from None
 
 
-def _run_typed(data: bytes, header: dict[str, Any], loaded: Loaded) -> tuple[bytes, Any]:
+def _run_typed(data: Body, header: dict[str, Any], loaded: Loaded) -> tuple[bytes, Any]:
     """A typed job (`typed_run.py`): its result bytes and its summary. A kernel type's
     functions come packed with the job's parameters, and are loaded once per worker."""
-    unpacked = _loading(lambda: shared.unpack(data))
+    unpacked = _unpacked(data)
     try:
         if unpacked is None:
-            return typed_run.run(data, header["job_id"], header["attempt"])
+            return typed_run.run(bytes(data), header["job_id"], header["attempt"])
         functions = functools.partial(loaded, unpacked)
         return typed_run.run(unpacked.arguments, header["job_id"], header["attempt"], functions)
     except typed_run.TypeNotLoaded as exc:
@@ -861,7 +875,7 @@ class Worker:
                 "executable": sys.executable,
             }
         )
-        inbox = _Inbox(self.channel, self.lease)
+        inbox = _Inbox(self.channel, self.lease, shared.HeldFunctions())
         done: tuple[dict[str, Any], list[bytes]] | None = None  # sent with the next "start"
         while True:
             job = inbox.take()
@@ -888,9 +902,7 @@ class Worker:
             done = (done_header, parts)
         inbox.check()
 
-    def _send_done(
-        self, header: dict[str, Any], parts: list[bytes], job: protocol.Frame | None
-    ) -> None:
+    def _send_done(self, header: dict[str, Any], parts: list[bytes], job: Job | None) -> None:
         """The last job's "done", in one write with the next job's "start" when it has one."""
         start = [(_start(job), b"")] if job is not None and job[0].get("queued") else []
         if sum(len(part) for part in parts) > protocol.JOIN_LIMIT:
@@ -900,7 +912,7 @@ class Worker:
         else:
             self.channel.send_frames([(header, b"".join(parts)), *start])
 
-    def run(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], list[bytes]]:
+    def run(self, header: dict[str, Any], body: Body) -> tuple[dict[str, Any], list[bytes]]:
         """One job, start to end; returns the "done" frame (header, body parts)."""
         cell = header["kind"] == "cell"
         outputs = Outputs() if cell else None
@@ -955,7 +967,7 @@ class Worker:
         return done, [result or b"", notebook]
 
 
-def _start(job: protocol.Frame) -> dict[str, Any]:
+def _start(job: Job) -> dict[str, Any]:
     return {"t": FrameType.START.value, "job_id": job[0]["job_id"]}
 
 
@@ -963,24 +975,28 @@ class _Inbox:
     """The executor's frames, read by a thread of their own into a queue of jobs.
 
     A job sent ahead waits here while the current one runs; a "skip" for it is answered at
-    once, so the executor can take it back from a worker stuck on a long job.
+    once, so the executor can take it back from a worker stuck on a long job. `held`: the
+    functions this worker holds (the executor sends each once: `shared.HeldFunctions`).
     """
 
-    def __init__(self, channel: protocol.Channel, lease: _LeaseWatch) -> None:
+    def __init__(
+        self, channel: protocol.Channel, lease: _LeaseWatch, held: shared.HeldFunctions
+    ) -> None:
         self.channel = channel
         self.lease = lease
-        self._jobs: deque[protocol.Frame] = deque()
+        self.held = held
+        self._jobs: deque[Job] = deque()
         self._ready = threading.Condition()
         self._closed = False  # "exit", or the executor is gone
         self._error: BaseException | None = None
         threading.Thread(target=self._read, name="jobs-inbox", daemon=True).start()
 
-    def take(self) -> protocol.Frame | None:
+    def take(self) -> Job | None:
         """The next job if one is waiting."""
         with self._ready:
             return self._jobs.popleft() if self._jobs and not self._closed else None
 
-    def wait(self) -> protocol.Frame | None:
+    def wait(self) -> Job | None:
         """The next job, waiting for it; None once the executor said "exit" or is gone."""
         with self._ready:
             self._ready.wait_for(lambda: self._jobs or self._closed)
@@ -999,7 +1015,8 @@ class _Inbox:
                     break
                 with self._ready:
                     if header["t"] == FrameType.JOB:
-                        self._jobs.append(frame)
+                        # Counted as it comes, as the executor counted it when it sent it.
+                        self._jobs.append((header, self.held.receive(frame[1])))
                         self._ready.notify()
                     elif header["t"] == FrameType.SKIP:
                         self._skip(header["job_id"])

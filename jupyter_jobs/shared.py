@@ -14,11 +14,12 @@ JSON line: `arguments`). `Jobs.submit` and `map` pickle the function once (`payl
   same way, and its typed jobs reference them.
 - A smaller function costs less than a reference: it is packed with the arguments at once and
   stored in the job's payload as any payload is.
-- A worker always gets a *pack*: `MAGIC`, the function's sha256 and length, its bytes, then the
+- A worker gets a *pack*: `MAGIC`, the function's sha256 and length, its bytes, then the
   arguments (the store packs a shared function with a job's arguments when the job is claimed).
-  The worker keeps what it loaded by sha256 (`LoadedFunctions`), so a warm worker unpickles a
-  map's function once, not once per item. As in Dask and Ray, the jobs a worker runs then share
-  that function object: its closure and globals, should a job change them.
+  The local executor sends a worker each function's bytes once (`HeldFunctions`), and the
+  worker keeps what it loaded by sha256 (`LoadedFunctions`), so a warm worker neither receives
+  nor unpickles a map's function once per item. As in Dask and Ray, the jobs a worker runs then
+  share that function object: its closure and globals, should a job change them.
 
 Nothing here unpickles: the server reads a pack's header and hashes bytes, never more. A payload
 from before (one pickle of `{"fn", "args", "kwargs"}`) starts with pickle's PROTO opcode, never
@@ -169,6 +170,8 @@ class LoadedFunctions:
         if found is not None:
             self._entries.move_to_end(unpacked.sha256)
             return found[0]
+        if len(unpacked.function) == 0:
+            raise ValueError(f"the function {unpacked.sha256} was not sent to this worker")
         value = load(unpacked.function)
         size = len(unpacked.function)
         if size <= self.max_bytes:
@@ -177,3 +180,63 @@ class LoadedFunctions:
             while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
                 self._bytes -= self._entries.popitem(last=False)[1][1]
         return value
+
+
+class HeldFunctions:
+    """The functions one worker holds, as its executor and the worker both count them, so that
+    each goes to the worker once.
+
+    The executor passes every pack it sends the worker through `send`: a function the worker
+    holds is cut out (sent with length 0). The worker passes every job body it receives through
+    `receive`, which keeps a whole function's bytes and puts them back where they were cut.
+    Both sides apply one rule to the same packs in the same order (the frames of one channel),
+    so they agree on what the worker holds without a word about it: the last `max_entries`
+    functions sent or named, at most `max_bytes` of them (a larger one always goes whole).
+    """
+
+    def __init__(self, max_entries: int = 8, max_bytes: int = 256 * 2**20) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._held: OrderedDict[str, tuple[int, memoryview | None]] = OrderedDict()
+        self._bytes = 0
+
+    def send(self, body: bytes) -> bytes:
+        """The executor's side: `body` as it goes to the worker."""
+        try:
+            unpacked = unpack(body)
+        except ValueError:
+            return body  # the worker says what is wrong with it
+        if unpacked is None:
+            return body
+        held = self._hold(unpacked.sha256, len(unpacked.function), None)
+        return pack(unpacked.sha256, b"", unpacked.arguments) if held else body
+
+    def receive(self, body: bytes) -> bytes | Unpacked:
+        """The worker's side: a pack's parts with its function whole again, or `body` as it
+        came (not a pack, or one cut short: the runner says so)."""
+        try:
+            unpacked = unpack(body)
+        except ValueError:
+            return body
+        if unpacked is None:
+            return body
+        if len(unpacked.function) == 0:
+            found = self._held.get(unpacked.sha256)
+            if found is None or found[1] is None:
+                return body
+            self._hold(unpacked.sha256, found[0], found[1])
+            return Unpacked(unpacked.sha256, found[1], unpacked.arguments)
+        self._hold(unpacked.sha256, len(unpacked.function), unpacked.function)
+        return unpacked
+
+    def _hold(self, sha256: str, size: int, data: memoryview | None) -> bool:
+        """Count a function sent (or named) now; whether it was held already."""
+        if sha256 in self._held:
+            self._held.move_to_end(sha256)
+            return True
+        if size <= self.max_bytes:
+            self._held[sha256] = (size, data)
+            self._bytes += size
+            while len(self._held) > self.max_entries or self._bytes > self.max_bytes:
+                self._bytes -= self._held.popitem(last=False)[1][0]
+        return False

@@ -308,7 +308,7 @@ class LocalExecutor(Executor):
     def _send_job(self, run: Run, worker: Worker) -> None:
         worker.state, worker.run, run.worker = WorkerState.BUSY, run, worker
         worker.kernel = None  # busy; kept again once done, if it is a cell's
-        worker.send(self._job_header(run.task), run.task.payload)
+        worker.send(self._job_header(run.task), worker.functions.send(run.task.payload))
         self._report_start(run)
 
     def _report_start(self, run: Run) -> None:
@@ -403,7 +403,8 @@ class LocalExecutor(Executor):
             self._backlog.popleft()
             worker.ahead.append(run)
             run.worker = worker
-            frame = ({**self._job_header(run.task), "queued": True}, run.task.payload)
+            body = worker.functions.send(run.task.payload)  # each function once per worker
+            frame = ({**self._job_header(run.task), "queued": True}, body)
             batches.setdefault(worker, []).append(frame)
         for worker, frames in batches.items():
             worker.send_frames(frames)

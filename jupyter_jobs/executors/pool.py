@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import protocol
 from ..protocol import WorkerState
+from ..shared import HeldFunctions
 
 if TYPE_CHECKING:
     from .local import Run
@@ -48,6 +49,8 @@ class Worker:
     exit_text: str | None = None
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     supervisor: asyncio.Task | None = None
+    #: The functions it holds: each is sent to it once (`shared.HeldFunctions`).
+    functions: HeldFunctions = field(default_factory=HeldFunctions)
 
     @property
     def pid(self) -> int:
