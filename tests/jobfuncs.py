@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -171,3 +172,33 @@ def streams_demo() -> int:
     child = subprocess.Popen([sys.executable, "-c", "print('child says hey')"])
     child.wait()
     return child.pid
+
+
+#: How many times a `CountsLoads` was unpickled in this process (a worker's count).
+LOADS = 0
+
+
+class CountsLoads:
+    """Closed over by a function, it counts how often a worker unpickles that function."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return _loaded_once_more, ()
+
+
+def _loaded_once_more() -> CountsLoads:
+    global LOADS
+    LOADS += 1
+    return CountsLoads()
+
+
+def counting_loads(tag: str) -> object:
+    """A function whose unpickling counts (`LOADS`); it returns (its worker's pid, LOADS).
+    Functions of different tags are different functions (other bytes)."""
+    counter = CountsLoads()
+
+    def loads_here(_item: object) -> tuple[int, int]:
+        assert counter is not None and tag  # closed over: unpickled with the function
+        # Read from the module: a copy of its globals travels with a function sent by value.
+        return os.getpid(), importlib.import_module("jobfuncs").LOADS
+
+    return loads_here

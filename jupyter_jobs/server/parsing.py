@@ -386,6 +386,8 @@ def function_bytes(sha256: str, data: bytes, limit: int, what: str = "function")
     """Bytes sent as the function `sha256`, checked: they must have that sha256 (the server
     stores what it can name, and never loads it)."""
     check_size(data, limit, what)
+    if not data:
+        raise InvalidRequest(f"{what}: a function's bytes cannot be empty")
     function = Function.of(bytes(data))
     if function.sha256 != sha256:
         raise InvalidRequest(
