@@ -76,10 +76,10 @@ def insert(
     files: JobFiles,
     prepared: list[Prepared],
     dep_status: dict[int, Status],
-    function_sizes: dict[str, int],
+    function_sizes: dict[str, int] | None = None,
 ) -> list[int]:
     """Insert rows, then payloads and deps; the job ids, in order (existing ones for known
-    idempotency keys). `function_sizes`: of the stored functions the payloads name."""
+    idempotency keys). `function_sizes`: of the stored functions the payloads name, if any."""
     ids: list[int] = []
     fresh: list[tuple[int, JobSpec, Payload, dict[str, Any]]] = []
     run: list[tuple[JobSpec, Payload, dict[str, Any]]] = []
@@ -99,7 +99,7 @@ def insert(
         deps = [(a, dep_status[a]) for a in spec.after]
         move = lifecycle.when_stored(deps, spec.hold, spec.run_at, tx.now)
         if isinstance(payload, SharedPayload):
-            size = len(payload.arguments) + function_sizes[payload.function.sha256]
+            size = len(payload.arguments) + (function_sizes or {})[payload.function.sha256]
         else:
             size = len(payload)
         values = _values(spec, size, options, move, tx.now)
