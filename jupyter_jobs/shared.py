@@ -114,17 +114,18 @@ def size(payload: Payload) -> int:
     return len(payload)
 
 
-def sent_size(payloads: Iterable[Payload]) -> int:
-    """The bytes a group of jobs costs to send and store: each function once."""
-    total = 0
+def parts_size(payloads: Iterable[Payload]) -> tuple[int, dict[str, int]]:
+    """The payloads' own bytes (arguments, where a function is shared), and the size of each
+    function they share, by sha256: what a group of jobs costs to send, each function once."""
+    own = 0
     functions: dict[str, int] = {}
     for payload in payloads:
         if isinstance(payload, SharedPayload):
-            total += len(payload.arguments)
+            own += len(payload.arguments)
             functions[payload.function.sha256] = len(payload.function.data or b"")
         else:
-            total += len(payload)
-    return total + sum(functions.values())
+            own += len(payload)
+    return own, functions
 
 
 def functions_in(payloads: Iterable[Payload]) -> list[Function]:

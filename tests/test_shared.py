@@ -77,7 +77,10 @@ def test_only_a_function_large_enough_is_shared() -> None:
     assert shared.payload_for(large, b"a") == SharedPayload(large, b"a")
     assert isinstance(shared.payload_for(Function(large.sha256), b"a"), SharedPayload)
     # A group's size counts each function once.
-    assert shared.sent_size([SharedPayload(large, b"a")] * 3) == 3 + shared.SHARE_FROM
+    assert shared.parts_size([SharedPayload(large, b"a")] * 3 + [b"xy"]) == (
+        5,
+        {large.sha256: shared.SHARE_FROM},
+    )
 
 
 def test_executor_and_worker_agree_on_what_the_worker_holds() -> None:

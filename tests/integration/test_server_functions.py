@@ -196,6 +196,17 @@ def test_a_large_function_is_uploaded_raw_once(server, monkeypatch) -> None:
     assert [p for _, p, _, _ in sent.calls if "functions/" in p] == []
 
 
+def test_submits_of_one_large_function_in_a_loop_are_batched(server, monkeypatch) -> None:
+    sent = Sent(monkeypatch)
+    fn = closing_over(os.urandom(UPLOAD_OVER + 1000))
+    jobs = [api.submit(fn, i) for i in range(100)]
+    assert [j.result(timeout=120) for j in jobs] == [UPLOAD_OVER + 1000 + i for i in range(100)]
+    batches = sent.batches()
+    assert sum(len(body["items"]) for body in batches) == 100
+    assert len(batches) < 100  # what piled up went together: the function counts once
+    assert [p for m, p, _, _ in sent.calls if m == "PUT"] == [f"functions/{sha256(dumps(fn))}"]
+
+
 def test_a_function_freed_meanwhile_is_sent_again(server, monkeypatch) -> None:
     fn = closing_over(os.urandom(10_000))
     digest = sha256(dumps(fn))
