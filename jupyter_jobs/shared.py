@@ -192,7 +192,8 @@ class HeldFunctions:
     `receive`, which keeps a whole function's bytes and puts them back where they were cut.
     Both sides apply one rule to the same packs in the same order (the frames of one channel),
     so they agree on what the worker holds without a word about it: the last `max_entries`
-    functions sent or named, at most `max_bytes` of them (a larger one always goes whole).
+    functions sent or named, at most `max_bytes` of them (a larger one always goes whole, and
+    so does one under `SHARE_FROM` bytes, cheaper sent than counted).
     """
 
     def __init__(self, max_entries: int = 8, max_bytes: int = 256 * 2**20) -> None:
@@ -207,8 +208,8 @@ class HeldFunctions:
             unpacked = unpack(body)
         except ValueError:
             return body  # the worker says what is wrong with it
-        if unpacked is None:
-            return body
+        if unpacked is None or len(unpacked.function) < SHARE_FROM:
+            return body  # small: cheaper sent than counted
         held = self._hold(unpacked.sha256, len(unpacked.function), None)
         return pack(unpacked.sha256, b"", unpacked.arguments) if held else body
 
@@ -227,7 +228,8 @@ class HeldFunctions:
                 return body
             self._hold(unpacked.sha256, found[0], found[1])
             return Unpacked(unpacked.sha256, found[1], unpacked.arguments)
-        self._hold(unpacked.sha256, len(unpacked.function), unpacked.function)
+        if len(unpacked.function) >= SHARE_FROM:  # as `send` counts
+            self._hold(unpacked.sha256, len(unpacked.function), unpacked.function)
         return unpacked
 
     def _hold(self, sha256: str, size: int, data: memoryview | None) -> bool:

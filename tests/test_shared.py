@@ -85,9 +85,10 @@ def test_only_a_function_large_enough_is_shared() -> None:
 
 def test_executor_and_worker_agree_on_what_the_worker_holds() -> None:
     chance = random.Random(15)
-    functions = [Function.of(os.urandom(chance.randint(1, 400))) for _ in range(12)]
-    sender = HeldFunctions(max_entries=4, max_bytes=1000)
-    worker = HeldFunctions(max_entries=4, max_bytes=1000)
+    sizes = [chance.randint(1, 4 * shared.SHARE_FROM) for _ in range(12)]
+    functions = [Function.of(os.urandom(size)) for size in sizes]
+    sender = HeldFunctions(max_entries=4, max_bytes=10 * shared.SHARE_FROM)
+    worker = HeldFunctions(max_entries=4, max_bytes=10 * shared.SHARE_FROM)
     cut = 0
     for n in range(500):
         function = chance.choice(functions)
