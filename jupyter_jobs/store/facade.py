@@ -64,6 +64,7 @@ class Claimed:
 
 
 def _bytes(payload: object) -> bytes:
+    """A payload's bytes, or what it should have been, named."""
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise InvalidRequest(f"payload must be bytes, got {type(payload).__name__}")
     return bytes(payload)
@@ -252,7 +253,8 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             statuses = submit.dependency_statuses(tx.conn, after)
             functions = stored_once.ensure(tx, self.files, functions_in(p for _, p, _ in prepared))
             ids = submit.insert(tx, self.files, prepared, statuses, functions)
-            stored_once.free(tx, self.files, functions)  # those only known jobs named
+            # A function stored now that no new job names (their keys were known) is not kept.
+            stored_once.free(tx, self.files, functions)
         return [tx.snapshots[job_id] for job_id in ids]
 
     def put_function(self, function: Function) -> tuple[stored_once.StoredFunction, bool]:
