@@ -51,6 +51,11 @@ _LAZY = {
     "get_job_type": "kernel.api",
     "delete_job_type": "kernel.api",
     "JobTypeNotFound": "errors",
+    "peek": "kernel.api",
+    "is_empty": "kernel.api",
+    "stats": "kernel.api",
+    "workers": "kernel.api",
+    "drain_worker": "kernel.api",
     "load_ipython_extension": "kernel.magics",
     # what job code calls (a quiet no-op outside a job)
     "stream": "streams",

@@ -47,9 +47,10 @@ def find(values: Iterable[Any]) -> dict[int, View]:
 
 def _owner(array: Any, np: Any) -> Any:
     """The contiguous plain array `array` views (None if it owns its data or views another kind
-    of buffer)."""
+    of buffer). An array over another kind of buffer (a file mapped by buffers.py,
+    `np.frombuffer`) counts as the owner of its views, as NumPy's `base` says."""
     base = array.base
-    if type(base) is not np.ndarray or base.base is not None:
+    if type(base) is not np.ndarray or isinstance(base.base, np.ndarray):
         return None
     if not (base.flags.c_contiguous or base.flags.f_contiguous):
         return None

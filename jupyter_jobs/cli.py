@@ -2,9 +2,13 @@
 
 The CLI opens the store file directly: a consumer serving the same database (the Jupyter server's
 or a `jupyter jobs consumer`) hears about cancels and retries at once through the doorbell, so
-there is no need to find a server first. Only `consumer` creates a database: a typo in `--db`
-must not look like an empty queue. With `--json`, everything it prints is JSON, errors included
-(on stderr, in the REST API's error shape).
+there is no need to find a server first. So it asks no server who you are: "mine" (`--mine`) is
+the OS user running it, whom `JobQueue` and a single-user Jupyter server record too; and whoever
+can open the database file (0600, its owner's) may act on every job in it.
+
+Only `consumer` creates a database: a typo in `--db` must not look like an empty queue. With
+`--json`, everything it prints is JSON, errors included (on stderr, in the REST API's error
+shape).
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
-from . import cli_schedules, cli_types, notebooks, options, wording
+from . import cli_schedules, cli_types, cli_workers, notebooks, options, wording
 from .channels import DEFAULT_READER, check_name
 from .errors import DatabaseNotFound, InvalidRequest, JobsError, error_body
-from .models import Job, Status
+from .models import Job, JobUser, Status
 from .store import DEFAULT_RETENTION_DAYS, Store, default_db_path
 
 DB_ENV = "JUPYTER_JOBS_DB"
@@ -93,6 +97,7 @@ def _describe(job: Job) -> str:
         ("name", job.name),
         ("kind", job.kind.value),
         ("owner", job.owner or "-"),
+        ("user", _user(job)),
         ("status", wording.status_word(job)),
         ("attempt", f"{job.attempt} (retries allowed: {job.retries})"),
         ("actions", ", ".join(job.actions) or "-"),
@@ -118,6 +123,15 @@ def _describe(job: Job) -> str:
     return text
 
 
+def _user(job: Job) -> str:
+    """The job's user as people know them: the display name, with the username when it says
+    something else."""
+    shown = job.user_display_name or job.user
+    if shown and job.user and shown != job.user:
+        return f"{shown} ({job.user})"
+    return shown or "-"
+
+
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
 
@@ -131,7 +145,8 @@ def cmd_list(store: Store, args: argparse.Namespace) -> int:
                 f"unknown status {', '.join(unknown)}; choose from "
                 f"{', '.join(s.value for s in Status)}"
             )
-    page = store.query(status=status, owner=args.owner, q=args.q, limit=args.limit)
+    user = JobUser.of_process().username if args.mine else args.user
+    page = store.query(status=status, owner=args.owner, q=args.q, limit=args.limit, user=user)
     if args.json:
         _print_json(
             {
@@ -151,12 +166,12 @@ def cmd_list(store: Store, args: argparse.Namespace) -> int:
             _elapsed(j),
             _when(j.created_at),
             (j.owner or "")[:40],
+            j.user[:20] or "-",
         ]
         for j in page.jobs
     ]
-    print(
-        _table(rows, ["ID", "NAME", "STATUS", "REASON", "PROGRESS", "ELAPSED", "CREATED", "OWNER"])
-    )
+    headers = ["ID", "NAME", "STATUS", "REASON", "PROGRESS", "ELAPSED", "CREATED", "OWNER", "USER"]
+    print(_table(rows, headers))
     counts = ", ".join(f"{n} {s}" for s, n in page.counts.items() if n)
     print(f"\n{counts or 'no jobs'}")
     return 0
@@ -335,9 +350,7 @@ def cmd_run(store: Store, args: argparse.Namespace) -> int:
     from .front import Jobs
     from .queue import StoreBackend
 
-    parameters: dict[str, Any] = {}
-    for name, value in args.parameters or []:
-        parameters[name] = notebooks.cli_value(value)
+    parameters = notebooks.cli_parameters(args.parameters)
     front = Jobs(StoreBackend(store), lambda: f"cli:{os.getpid()}")
     try:
         given = options.given(vars(args))
@@ -394,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", parents=[common], help="list jobs, newest first")
     p.add_argument("--status", help="comma-separated statuses to show")
     p.add_argument("--owner", help="only jobs of this notebook/owner")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--user", help="only jobs of this user (their username)")
+    who.add_argument(
+        "--mine", action="store_true", help="only your jobs (those of the OS user running this)"
+    )
     p.add_argument("-q", help="only jobs whose name contains this")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_list)
@@ -440,15 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_results)
     p = sub.add_parser("run", parents=[common], help="run a notebook as a job")
     p.add_argument("notebook", help="the .ipynb file (read now: a snapshot)")
-    p.add_argument(
-        "-p",
-        "--parameter",
-        dest="parameters",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="a parameter (VALUE parsed as JSON, else taken as a string); repeatable",
-    )
+    notebooks.add_parameter_argument(p)
     p.add_argument("--kernel", help="the kernelspec (default: the notebook's, else python3)")
     p.add_argument("--name", help="the job's name (default: the notebook's file name)")
     p.add_argument(
@@ -478,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_consumer, creates=True)
     cli_schedules.add_parser(sub, common)
     cli_types.add_parser(sub, common)
+    cli_workers.add_parser(sub, common)
     return parser
 
 

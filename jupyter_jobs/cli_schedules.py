@@ -15,6 +15,7 @@ from typing import Any
 from . import notebooks, options
 from . import schedules as rules
 from .errors import InvalidRequest
+from .models import JobUser
 from .store import Store
 
 
@@ -35,6 +36,7 @@ def _print(schedule: rules.Schedule, as_json: bool) -> None:
     lines = [
         f"schedule {schedule.id}: {schedule.name}",
         f"  target:   {schedule.target.get('path') or schedule.target.get('name')}",
+        f"  user:     {schedule.user_display_name or schedule.user or '-'}",
         f"  when:     {timing} ({raw}, {schedule.timezone})",
         f"  next run: {'paused' if schedule.paused else rules.utc_text(schedule.next_run)}",
         f"  last run: {last_text}",
@@ -56,7 +58,7 @@ def cmd_add(store: Store, args: argparse.Namespace) -> int:
         target={
             "kind": "notebook",
             "path": str(path),
-            "parameters": {n: notebooks.cli_value(v) for n, v in args.parameter or []},
+            "parameters": notebooks.cli_parameters(args.parameters),
             "kernel_name": args.kernel,
         },
         cron=args.cron,
@@ -67,7 +69,7 @@ def cmd_add(store: Store, args: argparse.Namespace) -> int:
         paused=args.paused,
         job=options.given(vars(args), rules.JOB_OPTIONS),
     )
-    _print(store.add_schedule(spec, "", payload), args.json)
+    _print(store.add_schedule(spec, "", payload, user=JobUser.of_process()), args.json)
     return 0
 
 
@@ -117,14 +119,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     when.add_argument("--cron", help='a 5-field cron expression, e.g. "0 8 * * 1-5"')
     when.add_argument("--every", type=float, metavar="SECONDS", help="an interval (>= 60)")
     p.add_argument("--timezone", help="IANA zone of the cron times (default: this machine's)")
-    p.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="a notebook parameter (VALUE as JSON, else a string)",
-    )
+    notebooks.add_parameter_argument(p)
     p.add_argument("--name")
     p.add_argument("--kernel", help="kernelspec (default: the notebook's)")
     p.add_argument("--overlap", choices=rules.OVERLAPS, default="skip")

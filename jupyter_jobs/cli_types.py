@@ -80,9 +80,7 @@ def cmd_types(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_run_type(store: Store, args: argparse.Namespace) -> int:
     """Submit a typed job; with --wait, wait for it and exit 0 only if it succeeded."""
-    parameters: dict[str, Any] = {}
-    for name, value in args.parameters or []:
-        parameters[name] = notebooks.cli_value(value)
+    parameters = notebooks.cli_parameters(args.parameters)
     front = _front(store)
     try:
         options = {"name": args.name} if args.name else {}
@@ -111,15 +109,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_types)
     p = sub.add_parser("run-type", parents=[common], help="run a job of a job type")
     p.add_argument("type", metavar="TYPE", help="the job type (see `jupyter jobs types`)")
-    p.add_argument(
-        "-p",
-        "--parameter",
-        dest="parameters",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="a parameter (VALUE parsed as JSON, else taken as a string); repeatable",
-    )
+    notebooks.add_parameter_argument(p)
     p.add_argument("--name", help="the job's name (default: the type's)")
     p.add_argument(
         "--wait", action="store_true", help="wait until it ends; exit 1 unless it succeeded"

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import chains
+from .errors import JobsError
 from .executors.base import Executor, ExecutorEvents, Task
-from .models import Change, Job, JobError, Kind, Outcome, Progress, Reason, Status
+from .models import Change, FileBytes, Job, JobError, Kind, Outcome, Progress, Reason, Status
 from .oslayer import process_alive, process_start_time
 from .store import Claimed, Store
 from .store.attempts import LogItem
+from .worker_info import WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,14 @@ T = TypeVar("T")
 START_WRITE_DELAY = 0.05
 #: Seconds between looks for due schedules (a look is one indexed read unless one is due).
 SCHEDULE_CHECK_INTERVAL = 1.0
+#: Seconds between two looks at the executor's workers: written into the store when they
+#: changed, so any process lists them (`store/workers.py`), and drains asked there applied.
+WORKERS_INTERVAL = 1.0
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def make_consumer_id() -> str:
@@ -115,7 +125,8 @@ class Consumer:
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jobs-store")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._woken = False  # a tick is due (see `wake`)
+        self._waiter: asyncio.Future[None] | None = None  # what `_sleep` waits on
         self._stopping = False
         self._running: dict[int, _Running] = {}
         #: Output per attempt, as runs of one stream each ("" the main stream: `streams.py`).
@@ -124,11 +135,15 @@ class Consumer:
         self._progress_written: dict[int, float] = {}
         self._outcomes: list[tuple[int, int, Outcome]] = []
         self._starts: list[tuple[int, int, float]] = []
+        self._start_timer: asyncio.TimerHandle | None = None  # wakes to write `_starts`
         self._cancel_ids: set[int] = set()
         self._kills: set[asyncio.Task[None]] = set()
         self._listener = None
         self._unsubscribe: Callable[[], None] | None = None
-        self._due = {"heartbeat": 0.0, "recover": 0.0, "promote": 0.0, "gc": 0.0, "schedules": 0.0}
+        self._due = dict.fromkeys(
+            ("heartbeat", "recover", "promote", "gc", "schedules", "workers"), 0.0
+        )
+        self._workers_written: tuple[list[WorkerInfo], float] | None = None  # and when
         self._store_due: float | None = None
         self._bell = False
 
@@ -139,6 +154,8 @@ class Consumer:
         self._loop = asyncio.get_running_loop()
         await self._in_writer(self.store.recover, consumer_is_alive)
         self.executor.leftovers_dir = self.store.workspace.root / "processes"
+        self.executor.result_dir = await asyncio.to_thread(self.store.incoming)
+        self.executor.start_log = self.store.start_log_of(self.consumer_id)
         await self.executor.start()
         self._unsubscribe = self.store.subscribe(self._on_store_changes)
         self._listener = self.store.listen()
@@ -154,7 +171,13 @@ class Consumer:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         await self.executor.shutdown(self.kill_grace if grace is None else grace)
-        await self._flush()
+        await self._flush()  # claims given back that a worker began count (`start_log.py`)
+        try:
+            await self._in_writer(self.store.forget_workers, self.consumer_id)
+        except Exception:  # they age out of listings (`store/workers.py`)
+            log.exception("jupyter_jobs: cannot remove this consumer's workers from the store")
+        if self.executor.start_log is not None:
+            await asyncio.to_thread(self.executor.start_log.remove)
         if self._unsubscribe:
             self._unsubscribe()
         if self._listener is not None:
@@ -164,7 +187,10 @@ class Consumer:
 
     def wake(self) -> None:
         """Run a tick soon (from the loop's thread)."""
-        self._wake.set()
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # --- executor events (on the loop) -------------------------------------------------------
 
@@ -185,8 +211,8 @@ class Consumer:
         its claim (behind another job in a busy worker, or for a worker to start). The start is
         written with the next flush, at most `START_WRITE_DELAY` later (its time is now)."""
         started = time.time()
-        if not self._starts and self._loop is not None:
-            self._loop.call_later(START_WRITE_DELAY, self.wake)
+        if self._start_timer is None and self._loop is not None:
+            self._start_timer = self._loop.call_later(START_WRITE_DELAY, self.wake)
         self._starts.append((job_id, attempt, started))
         run = self._running.get(job_id)
         if run is not None and run.attempt == attempt and run.timeout:
@@ -200,12 +226,16 @@ class Consumer:
     # --- wake-ups from elsewhere -------------------------------------------------------------
 
     def _on_store_changes(self, changes: list[Change]) -> None:
-        """Store subscription: runs in whichever thread committed; hop to the loop."""
+        """Store subscription: runs in whichever thread committed; hop to the loop.
+
+        Only what gives this consumer work wakes it: a job to claim, a cancel. A job that ended
+        does not (its dependents that may run now come as their own `queued` transitions), or
+        each of its own outcomes would cost it a tick and an empty claim transaction."""
         relevant = [
             c
             for c in changes
             if c.what in ("created", "cancel_requested")
-            or (c.what == "transition" and (c.job.finished or c.job.status is Status.QUEUED))
+            or (c.what == "transition" and c.job.status is Status.QUEUED)
         ]
         if relevant and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._apply_changes, relevant)
@@ -232,11 +262,23 @@ class Consumer:
                 # the consumer: log it with its traceback and try again after a pause.
                 log.exception("jupyter_jobs consumer tick failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
-            timeout = self._seconds_to_next_due()
-            if timeout > 0 and not self._wake.is_set():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
+            await self._sleep(self._seconds_to_next_due())
+            self._woken = False
+
+    async def _sleep(self, timeout: float) -> None:
+        """Until `wake()` or `timeout` seconds. A bare future and a timer rather than
+        `wait_for` on an event, which makes a task per wait and takes more loop turns to
+        resume: every job waits here twice (for its claim, for its outcome)."""
+        if self._woken or timeout <= 0:
+            return
+        assert self._loop is not None
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def _tick(self) -> None:
         now = time.time()
@@ -244,7 +286,8 @@ class Consumer:
         self._check_timeouts(now)
         if self._bell:
             self._bell = False
-            await self._after_bell()
+            if self._running:  # else no job of ours can have a cancel to pick up: claim at once
+                await self._after_bell()
         await self._maintenance(now)
         await self._flush_and_claim()
 
@@ -300,6 +343,9 @@ class Consumer:
         for job_id, _, _ in outcomes:
             self._progress_written.pop(job_id, None)
         starts, self._starts = self._starts, []
+        if self._start_timer is not None:  # written now: a wake-up for them would find nothing
+            self._start_timer.cancel()
+            self._start_timer = None
         return logs, progress, outcomes, starts
 
     @contextlib.contextmanager
@@ -383,6 +429,9 @@ class Consumer:
                 if self._store_due is not None:
                     self._store_due = max(self._store_due, now + 1.0)
             due["promote"] = now + 1.0
+        if now >= due["workers"]:
+            await self._sync_workers(now)
+            due["workers"] = now + WORKERS_INTERVAL
         if now >= due["schedules"]:
             # Runs of due schedules become jobs (one transaction; `store/schedules.py`).
             fired = await self._in_writer(self.store.fire_schedules, self.clock())
@@ -397,12 +446,43 @@ class Consumer:
                 log.info("jupyter_jobs: garbage-collected %d finished jobs", len(deleted))
             due["gc"] = now + self.gc_interval
 
+    async def _sync_workers(self, now: float) -> None:
+        """Write the executor's workers into the store when they changed, and at least every
+        heartbeat interval (readers tell a live consumer by it); drain those another process
+        asked to (`Store.request_drain`)."""
+        asked = await self._write_workers(now)
+        while asked:  # drained: written again at once, so readers see it draining
+            for worker_id in asked:
+                try:
+                    await self.executor.drain(worker_id)
+                except JobsError as exc:
+                    log.warning("jupyter_jobs: cannot drain worker %s: %s", worker_id, exc)
+            asked = await self._write_workers(now)
+
+    async def _write_workers(self, now: float) -> list[str]:
+        """`Store.sync_workers` with the executor's workers, unless they are as last written
+        less than a heartbeat interval ago; the drains asked since."""
+        infos = await self.executor.workers()
+        written = self._workers_written
+        same = (
+            written is not None
+            and now - written[1] < self.heartbeat_interval
+            and len(written[0]) == len(infos)
+            and all(a.same_as(b) for a, b in zip(written[0], infos, strict=True))
+        )
+        asked = await self._in_writer(
+            self.store.sync_workers, self.consumer_id, None if same else infos
+        )
+        if not same:
+            self._workers_written = (infos, now)
+        return asked
+
     async def _dispatch(self, item: Claimed) -> None:
         job = item.job
         self._running[job.id] = _Running(job.id, job.attempt, job.timeout)
         payload = item.payload
         if job.kind is Kind.CELL and job.after:  # it sees the names of the cells before it
-            payload = chains.bundle(payload, await asyncio.to_thread(self._upstream, job))
+            payload = await asyncio.to_thread(self._bundle, payload, job)
         task = Task(
             job_id=job.id,
             attempt=job.attempt,
@@ -412,6 +492,7 @@ class Consumer:
             interpreter=job.interpreter,
             cwd=job.cwd,
             options=job.options,
+            fresh_worker=job.fresh_worker,
             lease_until=self._run_deadline(job.lease_until or time.time() + self.lease),
         )
         try:
@@ -432,6 +513,11 @@ class Consumer:
         may take the claim over; renewals come every heartbeat interval."""
         return lease_until - self.heartbeat_interval
 
+    def _bundle(self, payload: bytes | FileBytes, job: Job) -> bytes:
+        """`payload` with the results of the cell jobs `job` runs after (chains.py)."""
+        data = payload.read() if isinstance(payload, FileBytes) else payload
+        return chains.bundle(data, self._upstream(job))
+
     def _upstream(self, job: Job) -> list[bytes]:
         """The results of the cell jobs `job` runs after, in its `after` order (opaque bytes:
         only the worker loads them)."""
@@ -449,6 +535,7 @@ class Consumer:
         times = [self._due["heartbeat"] if self._running else None, self._due["recover"]]
         times.append(self._due["promote"])
         times.append(self._due["schedules"])
+        times.append(self._due["workers"])
         times.append(self._store_due)
         times.extend(r.deadline for r in self._running.values())
         if self._progress:

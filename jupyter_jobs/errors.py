@@ -105,6 +105,23 @@ class JobTypeConflict(JobsError):
     http_status = 409
 
 
+class WorkerNotFound(JobsError):
+    """No worker with that id (it exited, or belongs to no consumer of this database)."""
+
+    http_status = 404
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(f"no worker with id {worker_id[:200]!r}", {"id": worker_id[:200]})
+        self.worker_id = worker_id
+
+
+class WorkerNotDrainable(JobsError):
+    """The worker cannot be drained: its executor does not drain workers (Dask's), or it is
+    exiting already."""
+
+    http_status = 409
+
+
 class NotebookNotFound(JobsError):
     """No notebook there: a notebook submit's path names none, or a notebook job has not
     produced its executed notebook (yet)."""
@@ -154,6 +171,13 @@ _TARGET_PHRASES = {
 def status_phrase(status: Status) -> str:
     """Where a job is, as the rest of a sentence that starts "job 1 ...": "is running"."""
     return _STATUS_PHRASES[status]
+
+
+class NotAllowed(JobsError):
+    """The user may not do this to another user's job or schedule: the server's authorizer
+    refused (`server/access.py`)."""
+
+    http_status = 403
 
 
 class PayloadTooLarge(JobsError):

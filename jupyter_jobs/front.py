@@ -23,6 +23,7 @@ from .job_types import JobType, TypedRun
 from .models import JobSpec, Kind, Status
 from .payload import call_bytes, dumps, function_bytes, function_payload
 from .schedules import Schedule, ScheduleSpec
+from .worker_info import WorkerInfo
 
 #: Jobs one `jobs()` call lists unless told otherwise.
 LIST_LIMIT = 1000
@@ -154,13 +155,18 @@ class Jobs:
         owner: str | None = None,
         q: str | None = None,
         limit: int = LIST_LIMIT,
+        user: str | None = None,
+        mine: bool = False,
     ) -> list[Job]:
         """Handles for the jobs matching the filters, newest first: `status` (one or several),
-        `owner`, `q` (in the name or notebook), at most `limit`."""
+        `owner`, `q` (in the name or notebook), `user` (whose jobs) or `mine` (your own: the
+        OS user's for `JobQueue`, the server's user for you in a kernel), at most `limit`."""
         if isinstance(status, (str, Status)):
             status = [status]
         statuses = [str(s) for s in status] if status is not None else None
-        records = self.backend.find(status=statuses, owner=owner, q=q, limit=limit)
+        records = self.backend.find(
+            status=statuses, owner=owner, q=q, limit=limit, user=user, mine=mine
+        )
         return [self.backend.handle(r) for r in records]
 
     def cancel(self, job_id: int) -> Job:
@@ -259,6 +265,45 @@ class Jobs:
         passes the iteration ends, or raises `TimeoutError` when fewer than `count` came.
         """
         return Results(self.backend, channel, reader, timeout, count)
+
+    # --- the queue and its workers -----------------------------------------------------------
+
+    def peek(self) -> Job | None:
+        """The job that would run next, without taking it: the consumers' own rule (priority,
+        then fair share between owners, then first come; only queued jobs whose time has
+        come), or None when none waits. Another job may be taken first if one is submitted
+        or a claim happens meanwhile."""
+        record = self.backend.peek()
+        return None if record is None else self.backend.handle(record)
+
+    def __len__(self) -> int:
+        """Jobs waiting for a worker (queued; claimed ones not started yet included). Pending
+        jobs (held, waiting for `after=` jobs or `run_at`) cannot run yet: not counted."""
+        return int(self.stats()["queued"])
+
+    def __bool__(self) -> bool:
+        """Always true: `if q:` asks whether there is a queue; `is_empty()` whether jobs wait."""
+        return True
+
+    def is_empty(self) -> bool:
+        """No job waits for a worker (`len(q) == 0`)."""
+        return len(self) == 0
+
+    def stats(self) -> dict[str, Any]:
+        """The queue in numbers, as `GET /jobs/api/stats` gives them: `counts` per status,
+        `running`, `queued` (the length), `pending`, `db_size`, `workspace_bytes` (and the
+        `executor` and `max_workers` of the consumer this front end runs or talks to)."""
+        return self.backend.stats()
+
+    def workers(self) -> list[WorkerInfo]:
+        """The worker processes that run the jobs (`jupyter_jobs.worker_info.WorkerInfo`): pid,
+        host, state, current job, started at, last heartbeat, jobs done."""
+        return self.backend.workers()
+
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        """Let the worker `worker_id` (`WorkerInfo.id`) finish its current job, then stop it;
+        returns it as it is now."""
+        return self.backend.drain_worker(str(worker_id))
 
     # --- schedules ---------------------------------------------------------------------------
 

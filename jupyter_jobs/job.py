@@ -20,13 +20,13 @@ import weakref
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import dill
-
-from . import job_types, notebooks
+from . import job_types, notebooks, payload
+from .buffers import Received
 from .errors import IllegalTransition, JobCancelled, JobFailed, JobNotFound, JobsError
 from .models import Job as JobRecord
 from .models import Kind, Page, Progress, Status
 from .submitter import BATCH_BYTES, Items, Submitter, exiting
+from .worker_info import WorkerInfo
 
 if TYPE_CHECKING:
     from .channels import Batch
@@ -44,6 +44,10 @@ class Backend(abc.ABC):
     full_poll_interval = 5.0
     #: How many recently finished ids to remember (see `watch`).
     recent_limit = 10_000
+    #: Seconds the watcher thread waits for a new handle once none is left, before it ends:
+    #: a loop of submit-then-wait would otherwise start a thread, and open a store connection
+    #: with it, for every job.
+    watcher_linger = 2.0
     #: Submitted groups whose payloads are larger than this are stored on their own.
     submit_alone_over = BATCH_BYTES
 
@@ -55,6 +59,7 @@ class Backend(abc.ABC):
         self._closed = False
         self._recent: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._submitter: Submitter | None = None
+        self._new_handle = threading.Event()  # wakes a lingering watcher (see `watcher_linger`)
 
     @abc.abstractmethod
     def get(self, job_id: int) -> JobRecord:
@@ -65,8 +70,9 @@ class Backend(abc.ABC):
         """Current records of the ids that exist (unknown ids are left out)."""
 
     @abc.abstractmethod
-    def result_bytes(self, job_id: int) -> bytes:
-        """The dill bytes of a succeeded job's result."""
+    def result_bytes(self, job_id: int) -> bytes | bytearray | Received:
+        """The dill bytes of a succeeded job's result (or, read from a stream, the framed
+        pickle with its arrays, buffers.py)."""
 
     @abc.abstractmethod
     def outputs(self, job_id: int) -> list[dict[str, Any]]:
@@ -96,6 +102,22 @@ class Backend(abc.ABC):
         """Remove a job that is not running."""
 
     @abc.abstractmethod
+    def peek(self) -> JobRecord | None:
+        """The job the next claim would take (`Store.peek`), or None."""
+
+    @abc.abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """The queue in numbers (`Store.overview`, the shape of `GET /jobs/api/stats`)."""
+
+    @abc.abstractmethod
+    def workers(self) -> list[WorkerInfo]:
+        """The worker processes that run this queue's jobs."""
+
+    @abc.abstractmethod
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        """Ask a worker to halt after its current job."""
+
+    @abc.abstractmethod
     def page(
         self,
         *,
@@ -104,18 +126,34 @@ class Backend(abc.ABC):
         q: str | None,
         limit: int,
         cursor: str | None,
+        user: str | None = None,
+        mine: bool = False,
     ) -> Page:
-        """One page of records matching the filters, newest first."""
+        """One page of records matching the filters, newest first: `user` names whose jobs,
+        `mine` asks for the caller's own (who that is, the backend knows)."""
 
     def find(
-        self, *, status: Sequence[str] | None, owner: str | None, q: str | None, limit: int
+        self,
+        *,
+        status: Sequence[str] | None,
+        owner: str | None,
+        q: str | None,
+        limit: int,
+        user: str | None = None,
+        mine: bool = False,
     ) -> list[JobRecord]:
         """Up to `limit` records matching the filters, newest first, page after page."""
         records: list[JobRecord] = []
         cursor = None
         while len(records) < limit:
             page = self.page(
-                status=status, owner=owner, q=q, limit=min(200, limit - len(records)), cursor=cursor
+                status=status,
+                owner=owner,
+                q=q,
+                limit=min(200, limit - len(records)),
+                cursor=cursor,
+                user=user,
+                mine=mine,
             )
             records.extend(page.jobs)
             cursor = page.next_cursor
@@ -196,6 +234,8 @@ class Backend(abc.ABC):
                     refs[:] = [ref for ref in refs if ref() is not None]
                 if self._watcher is None or not self._watcher.is_alive():
                     self._start_watcher()
+                else:
+                    self._new_handle.set()
         if finished_meanwhile:
             # It finished between the read that made the handle and now: settle from a fresh
             # read (unless a retry made it run again, then watch it like any other).
@@ -258,6 +298,7 @@ class Backend(abc.ABC):
         if self._submitter is not None:
             self._submitter.close()
         self._closed = True
+        self._new_handle.set()
         watcher = self._watcher
         if watcher is not None and watcher is not threading.current_thread():
             watcher.join(self.poll_max + 5.0)
@@ -265,6 +306,7 @@ class Backend(abc.ABC):
     def _watch_loop(self) -> None:
         delay = self.poll_min
         last_full = time.monotonic()
+        idle_since: float | None = None
         while not self._closed:
             full = time.monotonic() - last_full > self.full_poll_interval
             with self._lock:
@@ -274,10 +316,19 @@ class Backend(abc.ABC):
                         for i, refs in self._handles.items()
                         if (alive := [ref for ref in refs if ref() is not None])
                     }
+                self._new_handle.clear()  # under the lock: a handle added later sets it again
                 ids = list(self._handles)
                 if not ids:
-                    self._watcher = None
-                    return
+                    if idle_since is None:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since >= self.watcher_linger:
+                        self._watcher = None
+                        return
+            if not ids:
+                self._new_handle.wait(self.watcher_linger)
+                delay = self.poll_min
+                continue
+            idle_since = None
             signalled = self.wait_for_change(delay)
             if self._closed:
                 return
@@ -528,7 +579,7 @@ class Job(concurrent.futures.Future):
             return notebooks.from_result(data)
         if self._record.kind is Kind.TYPED:  # JSON when the value was plain JSON
             return job_types.decode_result(data)
-        return dill.loads(data)
+        return payload.loads(data)
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._await().__await__()

@@ -16,7 +16,8 @@ come from two places:
 This module is the vocabulary every side shares, and is light on purpose (no dill, no store):
 the `JobType` record, the decorator, the checks (names, schemas with `jsonschema`, parameters
 named by their path), the payload a worker reads, and the result (JSON when the value is
-plain JSON, so apps read it over REST; else dill's pickle, which always starts with byte 0x80).
+plain JSON, so apps read it over REST; else dill's pickle, which always starts with byte 0x80,
+or a framed pickle with its arrays beside it, `buffers.MAGIC`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import buffers
 from .errors import InvalidRequest
 
 #: The entry point group of installed job types (`name = module:function`).
@@ -401,16 +403,16 @@ def encode_result(value: Any, pickle: Callable[[Any], bytes]) -> bytes:
 
 
 def is_pickle(data: bytes) -> bool:
-    """Whether result bytes are a pickle (else they are JSON, or empty)."""
-    return len(data) > 0 and data[0] == PICKLE_MARK
+    """Whether result bytes are a pickle, plain or framed (else they are JSON, or empty)."""
+    return len(data) > 0 and (data[0] == PICKLE_MARK or buffers.is_framed(data))
 
 
 def decode_result(data: bytes) -> Any:
     """A typed job's value from its result bytes (dill only for a pickle: client side)."""
     if is_pickle(data):
-        import dill
+        from . import payload  # dill: not for the server, which only reads this module
 
-        return dill.loads(data)
+        return payload.loads(data)
     return json.loads(bytes(data).decode("utf-8"))
 
 

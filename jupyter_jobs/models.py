@@ -129,6 +129,7 @@ class JobSpec:
     run_at: float | None = None
     expires_at: float | None = None
     hold: bool = False
+    fresh_worker: bool = False
     interpreter: str | None = None
     cwd: str | None = None
     idempotency_key: str | None = None
@@ -199,6 +200,33 @@ class JobSpec:
             self.parameters = {}
         if not isinstance(self.parameters, dict):
             raise InvalidRequest(f"parameters must be an object, got {self.parameters!r}"[:200])
+
+
+@dataclass(frozen=True)
+class JobUser:
+    """Who a job (or a schedule) belongs to: the user jupyter_server authenticated for the
+    request that submitted it, or the OS user running `JobQueue` or `jupyter jobs`.
+
+    Never what a client says about itself: a spec has no such field; the server takes it from
+    the request's authentication (`server/access.py`). Jobs stored before users were recorded
+    have the empty username: they belong to nobody.
+    """
+
+    username: str = ""
+    display_name: str = ""
+
+    @classmethod
+    def of_process(cls) -> JobUser:
+        """The OS user running this process (the engine's and the CLI's "me")."""
+        from .oslayer import user_name
+
+        name = user_name()
+        return cls(name, name)
+
+
+#: The user of jobs stored without one (before users were recorded, or by a caller that names
+#: none): they belong to nobody.
+NOBODY = JobUser()
 
 
 @dataclass
@@ -275,6 +303,11 @@ class Job:
     summary: Any = None
     #: the result channel the job is delivered to once finished (None: none)
     channel: str | None = None
+    #: who the job belongs to (`JobUser`): the username, and how to show it ("" for nobody)
+    user: str = ""
+    user_display_name: str = ""
+    #: runs in a worker process started for it alone, which exits after it
+    fresh_worker: bool = False
 
     @property
     def finished(self) -> bool:
@@ -341,12 +374,33 @@ class Page:
     counts: dict[str, int]
 
 
+@dataclass(frozen=True)
+class FileBytes:
+    """Bytes that live in a file, handed over by its path rather than read into memory.
+
+    A large payload the store keeps in a file goes to a worker on this machine as its path (the
+    worker reads it); a large result a worker left in the store's incoming folder, or a large
+    submit the server wrote there as it arrived, is taken by the store with a move. So the
+    server never holds a big variable's bytes whole (see buffers.py)."""
+
+    path: str
+    size: int
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as file:
+            return file.read()
+
+
 @dataclass
 class Outcome:
     """How one attempt ended, as the executor reports it to the consumer and the store records it.
 
     `result` and `outputs` are opaque bytes produced in the worker (dill bytes, nbformat JSON):
-    the server stores and serves them and never unpickles them. `exit` describes how a lost worker
+    the server stores and serves them and never unpickles them. A large result may be a file
+    the worker left (`FileBytes`), which the store takes. `exit` describes how a lost worker
     ended ("killed by signal 9", "exit code 3") so that `worker_lost` errors say why. `summary`
     is a typed job's summary (JSON, made by its type's `summarize` in the worker).
     """
@@ -354,7 +408,7 @@ class Outcome:
     status: Status
     reason: Reason | None = None
     error: JobError | None = None
-    result: bytes | None = None
+    result: bytes | memoryview | FileBytes | None = None
     outputs: bytes | None = None
     exit: str | None = None
     summary: Any = None

@@ -14,9 +14,12 @@ import json
 import keyword
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidRequest
+
+if TYPE_CHECKING:
+    import argparse
 
 #: The `options` key under which a notebook job's spec says what it runs (for display only:
 #: the worker reads the payload).
@@ -161,6 +164,25 @@ def from_result(data: bytes) -> Any:
     import nbformat
 
     return nbformat.reads(bytes(data).decode("utf-8"), as_version=4)
+
+
+def add_parameter_argument(parser: argparse.ArgumentParser) -> None:
+    """`-p NAME VALUE`, repeatable: the parameters of a notebook job, a schedule or a typed job
+    (read back with `cli_parameters`)."""
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        dest="parameters",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a parameter (VALUE parsed as JSON, else taken as a string); repeatable",
+    )
+
+
+def cli_parameters(pairs: list[list[str]] | None) -> dict[str, Any]:
+    """The `-p NAME VALUE` pairs given, as parameters (`cli_value`)."""
+    return {name: cli_value(value) for name, value in pairs or []}
 
 
 def cli_value(text: str) -> Any:

@@ -214,6 +214,14 @@ OPTIONS: tuple[Option, ...] = (
         metavar="NAME",
     ),
     Option(
+        "fresh_worker",
+        bool,
+        False,
+        "run in a new worker process that exits after the job (a one-time worker), so nothing "
+        "an earlier job left in a warm worker can reach it",
+        flag="--fresh-worker",
+    ),
+    Option(
         "idempotency_key",
         str,
         None,

@@ -1,16 +1,18 @@
 """Everything that differs between Linux, macOS and Windows, in one place.
 
-The rest of the package asks this module about processes (are they alive, is a pid still the same
-process, stop a job's whole group), private folders, filesystem types and whether unix datagram
-sockets exist, and how a child gets its socket to its parent; it never reads /proc or uses a
-platform-only flag itself. Process facts come from psutil, which answers on all three. When a
-question cannot be answered here (no permission, an unknown platform), the answer is the one that
-loses nothing: a process we cannot check counts as alive, and the leases in the store decide."""
+The rest of the package asks this module who runs it (the user's name), about processes (are
+they alive, is a pid still the same process, stop a job's whole group), private folders,
+filesystem types and whether unix datagram sockets exist, and how a child gets its socket to its
+parent; it never reads /proc or uses a platform-only flag itself. Process facts come from psutil,
+which answers on all three. When a question cannot be answered here (no permission, an unknown
+platform), the answer is the one that loses nothing: a process we cannot check counts as alive,
+and the leases in the store decide."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import hashlib
 import hmac
 import os
@@ -32,6 +34,22 @@ import psutil
 #: Two readings of one process's start time differ by less than this (Linux counts in ticks of
 #: 10 ms); a recycled pid starting this close to its predecessor is not worth guarding against.
 _START_TOLERANCE = 0.05
+
+
+def user_name() -> str:
+    """The name of the user running this process (the engine's and the CLI's "me").
+
+    `getpass.getuser()` reads the login variables, then the password database (POSIX); a
+    process with neither (a container's uid without an entry) gets psutil's answer, else "".
+    """
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):  # KeyError before Python 3.13, OSError since
+        pass
+    try:
+        return psutil.Process().username()
+    except (psutil.Error, KeyError):
+        return ""
 
 
 def make_private_dir(path: Path) -> None:
@@ -94,6 +112,15 @@ def process_start_time(pid: int) -> float | None:
         return None
 
 
+def boot_time() -> float | None:
+    """When this machine started (seconds since the epoch), None if it cannot be read: a
+    process recorded under another boot is gone, whatever its pid is now."""
+    try:
+        return psutil.boot_time()
+    except (psutil.Error, OSError):
+        return None
+
+
 def process_alive(pid: int, started: float | None = None) -> bool:
     """False only when `pid` provably is not the process that started at `started`: no such
     process, a zombie, or another process that got the pid later. Cannot tell means alive."""
@@ -127,13 +154,25 @@ def _pid_exists(pid: int) -> bool:
 _PARENT_CHECK_INTERVAL = 0.2
 
 
+def still_parent(parent: int) -> Callable[[], bool]:
+    """A test of whether `parent` still lives and is still this process's parent, cheap enough
+    to ask before every job. POSIX re-parents a child as its parent dies (before the parent is
+    even a zombie), so there it is one system call, and once it says False it always will;
+    Windows keeps a dead parent's pid, so there the parent itself is looked at, by its start
+    time (a pid reused since does not pass)."""
+    if os.name == "posix":
+        return lambda: os.getppid() == parent
+    started = process_start_time(parent)
+    return lambda: os.getppid() == parent and process_alive(parent, started)
+
+
 def watch_parent(parent: int, before_exit: Callable[[], None] | None = None) -> threading.Thread:
     """Exit this process soon after `parent` ends (a worker must not outlive a server killed
     with SIGKILL), calling `before_exit` first (a runner ends its job's processes there)."""
-    started = process_start_time(parent)
+    alive = still_parent(parent)
 
     def watch() -> None:
-        while os.getppid() == parent and process_alive(parent, started):
+        while alive():
             time.sleep(_PARENT_CHECK_INTERVAL)
         if before_exit is not None:
             with contextlib.suppress(Exception):
@@ -217,6 +256,7 @@ def terminate_group(pgid: int) -> None:
     """Ask a job's whole process tree (its group and every descendant seen, those that started
     a session of their own included) to end: SIGTERM, or on Windows `TerminateProcess` for every
     process of the tree (it has no gentler way that every process hears). Gone already is fine."""
+    track_tree(pgid)  # first: a leader that dies of the signal orphans what it started
     if PROCESS_GROUPS:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)

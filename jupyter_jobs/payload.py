@@ -12,6 +12,10 @@ imported, not bound. `execution_count` is the notebook cell's number (None outsi
 and `first_line` the cell's line the code starts on (2 under `%%job`): the worker labels the
 cell's tracebacks with them, `Cell In[7], line 3`, as the kernel would.
 
+Payloads (and a worker's results, runner.py) are `dumps_framed`: big NumPy arrays go beside the
+pickle as their own memory (buffers.py) instead of being copied into it; `loads` takes either
+form.
+
 A function job from `Jobs.submit` or `map` pickles its function and its `{"args", "kwargs"}`
 apart (`function_bytes`, `call_bytes`), so that the function is stored once (`shared.py`).
 """
@@ -31,7 +35,7 @@ from typing import Any
 
 import dill
 
-from . import array_views, history, notebook_enums, notebook_main
+from . import array_views, buffers, history, notebook_enums, notebook_main
 from .errors import PayloadError
 
 #: Names IPython puts into a namespace; shipping them would drag the kernel's history along.
@@ -101,11 +105,14 @@ class _Pickler(dill.Pickler):
     dispatch = dill.Pickler.dispatch.copy()
     by_reference: dict[int, str] = {}
     views: dict[int, array_views.View] = {}
+    beside: buffers.Collector | None = None
 
     def reducer_override(self, obj: Any) -> Any:
         view = self.views.get(id(obj))
         if view is not None:
             return array_views.rebuild, view
+        if self.beside is not None and (reduced := self.beside.reduce(obj)) is not None:
+            return reduced
         qualname = self.by_reference.get(id(obj))
         if qualname is None:
             return notebook_enums.reduce(obj) or NotImplemented
@@ -151,11 +158,14 @@ class _ByName(pickle.Pickler):
     """
 
     views: dict[int, array_views.View] = {}
+    beside: buffers.Collector | None = None
 
     def reducer_override(self, obj: Any) -> Any:
         view = self.views.get(id(obj))
         if view is not None:
             return array_views.rebuild, view
+        if self.beside is not None and (reduced := self.beside.reduce(obj)) is not None:
+            return reduced
         # Functions, classes and wrappers that pickle by name (functools.cache, lru_cache)
         # defined in `__main__` exist only in this process: dill sends them by value.
         if getattr(obj, "__module__", None) == "__main__" and hasattr(obj, "__qualname__"):
@@ -168,25 +178,45 @@ def dumps(obj: Any, by_reference: Collection[type] = (), together: Iterable[Any]
     value brings only the globals it really uses). `by_reference`: notebook classes to send as
     the receiving notebook's own (see notebook_main.py), not by value. `together`: variables
     sent in `obj` whose NumPy views of one another stay views (see array_views.py)."""
+    return _dump(obj, by_reference, together, None)
+
+
+def dumps_framed(
+    obj: Any, by_reference: Collection[type] = (), together: Iterable[Any] = ()
+) -> bytes | buffers.Framed:
+    """`dumps`, with big arrays beside the pickle, not copied into it (buffers.py): what
+    travels between a kernel and a worker. Plain pickle bytes when there is no big array."""
+    beside = buffers.Collector()
+    return beside.framed(_dump(obj, by_reference, together, beside))
+
+
+def _dump(
+    obj: Any,
+    by_reference: Collection[type],
+    together: Iterable[Any],
+    beside: buffers.Collector | None,
+) -> bytes:
     views = array_views.find(together)
     buffer = io.BytesIO()
     try:
         fast = _ByName(buffer, dill.settings["protocol"])
-        fast.views = views
+        fast.views, fast.beside = views, beside
         fast.dump(obj)
         return buffer.getvalue()
     except Exception:  # dill takes what the C pickler refuses, or says why it cannot
         buffer = io.BytesIO()
+        if beside is not None:
+            beside.clear()  # what the C pickler put aside is not in dill's pickle
     pickler = _Pickler(buffer, recurse=True)
     pickler.by_reference = {id(cls): cls.__qualname__ for cls in by_reference}
-    pickler.views = views
+    pickler.views, pickler.beside = views, beside
     pickler.dump(obj)
     return buffer.getvalue()
 
 
 def _why_not(obj: Any) -> str | None:
     try:
-        dumps(obj)
+        dumps_framed(obj)  # big arrays are not copied to be tried
     except Exception as exc:
         return f"{exc}" or type(exc).__name__
     return None
@@ -204,14 +234,15 @@ def _culprits(items: Iterable[tuple[str, Any]]) -> list[str]:
 
 def function_payload(
     fn: Any, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
-) -> bytes:
-    """The payload for `fn(*args, **kwargs)` as one pickle (a schedule's target; `Jobs.submit`
-    and `map` send the function apart: `function_bytes`, `call_bytes`, `shared.py`);
-    PayloadError names each part dill cannot take."""
+) -> bytes | buffers.Framed:
+    """The payload for `fn(*args, **kwargs)` as one pickle, its big arrays beside it
+    (buffers.py): a schedule's target. `Jobs.submit` and `map` send the function apart
+    (`function_bytes`, `call_bytes`, `shared.py`). PayloadError names each part dill cannot
+    take."""
     _check_callable(fn)
     kwargs = dict(kwargs or {})
     try:
-        return dumps({"fn": fn, "args": tuple(args), "kwargs": kwargs})
+        return dumps_framed({"fn": fn, "args": tuple(args), "kwargs": kwargs})
     except Exception as exc:
         raise _call_error(fn, args, kwargs, exc) from exc
 
@@ -225,10 +256,11 @@ def function_bytes(fn: Any) -> bytes:
         raise _call_error(fn, (), {}, exc) from exc
 
 
-def call_bytes(fn: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
-    """The arguments of one call of `fn`, pickled without the function: `{"args", "kwargs"}`."""
+def call_bytes(fn: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes | buffers.Framed:
+    """The arguments of one call of `fn`, pickled without the function: `{"args", "kwargs"}`,
+    their big arrays beside the pickle (buffers.py)."""
     try:
-        return dumps({"args": tuple(args), "kwargs": dict(kwargs)})
+        return dumps_framed({"args": tuple(args), "kwargs": dict(kwargs)})
     except Exception as exc:
         raise _call_error(fn, args, kwargs, exc, with_function=False) from exc
 
@@ -522,7 +554,7 @@ def cell_payload(
     execution_count: int | None = None,
     first_line: int = 1,
     settings: Mapping[str, Any] | None = None,
-) -> tuple[bytes, CellInfo]:
+) -> tuple[bytes | buffers.Framed, CellInfo]:
     """The payload for running `code` elsewhere with the variables it reads from `namespace`
     (`execution_count` and `first_line`: where the code is in the notebook, for tracebacks;
     `settings`: the kernel's global state that is not variables, by kind: `rng`, the random
@@ -562,7 +594,7 @@ def cell_payload(
     }
     try:
         sent = {**variables, **guessed}
-        data = dumps({**fields, "variables": sent, "history": past}, together=sent.values())
+        data = dumps_framed({**fields, "variables": sent, "history": past}, together=sent.values())
     except Exception as exc:
         # Names guessed from strings and history entries are optional: what cannot be sent
         # stays behind (the cell fails as it would without it); only then is each one tried.
@@ -570,7 +602,9 @@ def cell_payload(
         past = history.sendable(past, lambda value: _why_not(value) is None)
         sent = {**variables, **guessed}
         try:
-            data = dumps({**fields, "variables": sent, "history": past}, together=sent.values())
+            data = dumps_framed(
+                {**fields, "variables": sent, "history": past}, together=sent.values()
+            )
         except Exception:
             items = [(f"variable '{name}'", value) for name, value in variables.items()]
             problems = _culprits(items) or [f"the cell cannot be sent: {exc}"]
@@ -584,9 +618,15 @@ def cell_payload(
     return data, info
 
 
-def load_payload(data: bytes) -> dict[str, Any]:
+def loads(data: buffers.Loadable) -> Any:
+    """A pickle made by `dumps` or `dumps_framed` (a framed one with its arrays); only
+    workers and the submitting kernel call this (the server never unpickles)."""
+    return buffers.loads(data, dill.load)
+
+
+def load_payload(data: buffers.Loadable) -> dict[str, Any]:
     """The payload dict; only the runner calls this (the server never unpickles)."""
-    payload = dill.loads(data)
+    payload = loads(data)
     if not isinstance(payload, dict):
         raise TypeError(f"payload is a {describe_type(payload)}, not a dict")
     return payload

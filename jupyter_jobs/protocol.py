@@ -10,10 +10,21 @@ outputs bytes, lengths in the header; `done_fields` reads it), "exit" (the worke
 executor asks it to), "checkpoint" (body = what the job's result would be, should it be stopped
 before its "done": a notebook job's notebook as far as it ran; each replaces the one before).
 
+Big variables do not go through the executor's memory (buffers.py): a payload the store keeps in
+a file goes as its path ("payload_file", `job_frame`), and a worker given a "result_dir" (the
+store's incoming folder) leaves a large result there as a file it names in its "done" frame
+("result_file"), which the store takes. Both are on this machine: the local executor's workers.
+A job whose function is stored once goes as a pack (`shared.py`): the function (cut out when
+the worker holds it) and the job's arguments, or the function alone when the arguments are in
+a file ("payload_file" then names the arguments).
+
 A short job may be sent to a worker that is still busy ("job" with "queued": true), so that the
 worker starts it the moment the current one ends. The worker then says "start" when it does.
 "skip" (executor -> worker) takes such a job back; the worker answers "skipped" at once if it
 had not started it yet (a thread of its own reads the executor's frames, even during a job).
+
+"ping" (executor -> worker) is answered "pong" at once, from the worker's reading thread: the
+worker's heartbeat, even while a job runs.
 
 "lease" (executor -> worker, header "until": wall-clock seconds) renews the claim its jobs run
 under; a job header carries the same "lease_until". A worker whose running job passes that time
@@ -28,18 +39,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import secrets
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
+
+from .models import FileBytes
+from .shared import SharedPayload, Task, pack
 
 PREFIX = struct.Struct("!IQ")
 MAX_HEADER = 1 << 20
 #: Frames up to this size are copied together and sent in one system call.
 JOIN_LIMIT = 1 << 16
+#: Larger bodies are read by the executor in pieces of this size into one buffer.
+READ_CHUNK = 1 << 20
 
-Frame = tuple[dict[str, Any], bytes]
+Frame = tuple[dict[str, Any], Any]
+#: Reads a frame's body of the given size from the stream (`Channel.recv`).
+BodyReader = Callable[[dict[str, Any], Any, int], Any]
+_RESULT_FILE = re.compile(r"[0-9a-f]{32}\.result")
 
 
 class FrameType(str, Enum):
@@ -56,6 +79,8 @@ class FrameType(str, Enum):
     SKIPPED = "skipped"
     LEASE = "lease"
     CHECKPOINT = "checkpoint"
+    PING = "ping"
+    PONG = "pong"
 
 
 class WorkerState(str, Enum):
@@ -83,8 +108,10 @@ def job_header(
     log_limit: int | None,
     progress_interval: float,
     lease_until: float | None = None,
+    result_dir: str | None = None,
 ) -> dict[str, Any]:
-    """The header of a "job" frame (its body is the payload): all a runner needs to run it."""
+    """The header of a "job" frame (its body is the payload): all a runner needs to run it.
+    `result_dir`: where the runner may leave a large result as a file (see the module)."""
     return {
         "t": FrameType.JOB.value,
         "job_id": job_id,
@@ -96,21 +123,58 @@ def job_header(
         "progress_interval": progress_interval,
         "log_limit": log_limit,
         "lease_until": lease_until,
+        "result_dir": result_dir,
     }
 
 
-def done_fields(header: dict[str, Any], body: bytes) -> dict[str, Any]:
+def job_frame(header: dict[str, Any], payload: Task) -> Frame:
+    """A "job" frame; a payload kept in a file goes as its path, for the worker to read. A
+    function stored once goes packed with the job's arguments (`shared.pack`), or alone when
+    they are in a file."""
+    if not isinstance(payload, SharedPayload):
+        return _by_path(header, payload)
+    header, arguments = _by_path(header, payload.arguments)
+    function = payload.function
+    return header, pack(function.sha256, function.data or b"", arguments)
+
+
+def _by_path(header: dict[str, Any], payload: Any) -> Frame:
+    if isinstance(payload, FileBytes):
+        return {**header, "payload_file": payload.path, "payload_len": payload.size}, b""
+    return header, payload
+
+
+def result_file_name() -> str:
+    """A new name for a result a runner leaves in its "result_dir"."""
+    return f"{secrets.token_hex(16)}.result"
+
+
+def done_fields(
+    header: dict[str, Any], body: bytes | bytearray, result_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """What a "done" frame says, as plain data: status, reason, error (a dict or None), the
     result and notebook outputs (opaque bytes, or None when the job has none), and a typed
-    job's summary (JSON, or None)."""
+    job's summary (JSON, or None). A large body (a bytearray from `read_frame`) is cut into
+    views of it, not copies. A result left in `result_dir` (the job header's) is that file,
+    named by a `result_file_name` only."""
     result_len = header.get("result_len", 0)
     outputs_len = header.get("outputs_len", 0)
+    data = memoryview(body) if isinstance(body, bytearray) else body
+    left = header.get("result_file")
+    result: Any = None
+    if left is not None:
+        if result_dir is None or not isinstance(left, str) or not _RESULT_FILE.fullmatch(left):
+            raise ProtocolError(f"a done frame names a result file it cannot: {left!r}")
+        result = FileBytes(os.path.join(result_dir, left), result_len)
+        result_len = 0  # not in the body
+    elif header.get("has_result"):
+        result = data[:result_len]
     return {
         "status": header["status"],
         "reason": header.get("reason"),
         "error": header.get("error"),
-        "result": body[:result_len] if header.get("has_result") else None,
-        "outputs": body[result_len : result_len + outputs_len]
+        "result": result,
+        "outputs": data[result_len : result_len + outputs_len]
         if header.get("has_outputs")
         else None,
         "summary": header.get("summary"),
@@ -179,8 +243,12 @@ class Channel:
         self._file.close()
         self._sock.close()
 
-    def recv(self) -> Frame | None:
-        """The next frame, or None when the executor closed its end (it exited or died)."""
+    def recv(self, read_body: BodyReader | None = None) -> Frame | None:
+        """The next frame, or None when the other side closed its end (it exited or died).
+
+        `read_body(header, file, size)` reads a body as it arrives (the runner reads a job's
+        arrays straight into their memory, buffers.py); it must read exactly `size` bytes,
+        and raise EOFError if the stream ends first. By default the body is its bytes."""
         prefix = self._file.read(PREFIX.size)
         if not prefix:
             return None
@@ -188,10 +256,18 @@ class Channel:
             raise ProtocolError("connection closed inside a frame")
         head_len, body_len = _parse_prefix(prefix)
         head = self._file.read(head_len)
-        body = self._file.read(body_len) if body_len else b""
-        if len(head) < head_len or len(body) < body_len:
+        if len(head) < head_len:
             raise ProtocolError("connection closed inside a frame")
-        return _parse_header(head), body
+        header = _parse_header(head)
+        if read_body is not None and body_len:
+            try:
+                return header, read_body(header, self._file, body_len)
+            except EOFError:
+                raise ProtocolError("connection closed inside a frame") from None
+        body = self._file.read(body_len) if body_len else b""
+        if len(body) < body_len:
+            raise ProtocolError("connection closed inside a frame")
+        return header, body
 
 
 async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
@@ -205,7 +281,25 @@ async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
     head_len, body_len = _parse_prefix(prefix)
     try:
         head = await reader.readexactly(head_len)
-        body = await reader.readexactly(body_len) if body_len else b""
+        if body_len > READ_CHUNK:
+            body: bytes | bytearray = await _read_large(reader, body_len)
+        else:
+            body = await reader.readexactly(body_len) if body_len else b""
     except asyncio.IncompleteReadError:
         raise ProtocolError("connection closed inside a frame") from None
     return _parse_header(head), body
+
+
+async def _read_large(reader: asyncio.StreamReader, size: int) -> bytearray:
+    """A large body in one buffer, filled a piece at a time: `readexactly` would gather it all
+    in the stream's own buffer first and copy it out, twice the memory (a 100 MiB result)."""
+    body = bytearray(size)
+    view = memoryview(body)
+    at = 0
+    while at < size:
+        chunk = await reader.read(min(READ_CHUNK, size - at))
+        if not chunk:
+            raise ProtocolError("connection closed inside a frame")
+        view[at : at + len(chunk)] = chunk
+        at += len(chunk)
+    return body

@@ -17,28 +17,32 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import typed_run
+from . import shared, typed_run
 from .channels import Batch
-from .consumer import Consumer
+from .consumer import Consumer, consumer_is_alive
 from .errors import InvalidRequest, JobsError
 from .executors.local import LocalExecutor
 from .front import Jobs
 from .job import Backend, Job
 from .job_types import JobType
-from .models import Change, JobSpec, Page
+from .models import Change, JobSpec, JobUser, Page
 from .models import Job as JobRecord
 from .schedules import Schedule, ScheduleSpec
 from .store import Store
 from .submitter import EXIT_WAIT, Items
 from .type_registry import TypeRegistry
+from .worker_info import WorkerInfo
 
 
 class StoreBackend(Backend):
-    """`Job` handles backed by a store in this process; woken by its doorbell and subscription."""
+    """`Job` handles backed by a store in this process; woken by its doorbell and subscription.
 
-    def __init__(self, store: Store) -> None:
+    The jobs it stores belong to `user` (default: the OS user running this process)."""
+
+    def __init__(self, store: Store, user: JobUser | None = None) -> None:
         super().__init__()
         self.store = store
+        self.user = JobUser.of_process() if user is None else user
         self._listener = None
         self._mark = store.finished_since(None)[1]
         self._unsubscribe = store.subscribe(self._on_changes)
@@ -49,7 +53,10 @@ class StoreBackend(Backend):
         self.resolve(c.job for c in changes if c.what == "transition" and c.job.finished)
 
     def store_jobs(self, items: Items) -> list[JobRecord]:
-        return self.store.enqueue_many(items)
+        # The store takes bytes: a framed payload's parts are joined, once, as a pickle was.
+        return self.store.enqueue_many(
+            [(spec, shared.joined(payload)) for spec, payload in items], self.user
+        )
 
     def get(self, job_id: int) -> JobRecord:
         return self.store.get(job_id)
@@ -83,6 +90,18 @@ class StoreBackend(Backend):
     def delete(self, job_id: int) -> None:
         self.store.delete(job_id)
 
+    def peek(self) -> JobRecord | None:
+        return self.store.peek()
+
+    def stats(self) -> dict[str, Any]:
+        return self.store.overview()
+
+    def workers(self) -> list[WorkerInfo]:
+        return self.store.workers(consumer_is_alive)
+
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        return self.store.request_drain(worker_id, consumer_is_alive)
+
     def page(
         self,
         *,
@@ -91,8 +110,13 @@ class StoreBackend(Backend):
         q: str | None,
         limit: int,
         cursor: str | None,
+        user: str | None = None,
+        mine: bool = False,
     ) -> Page:
-        return self.store.query(status=status, owner=owner, q=q, limit=limit, cursor=cursor)
+        user = self.user.username if mine else user
+        return self.store.query(
+            status=status, owner=owner, q=q, limit=limit, cursor=cursor, user=user
+        )
 
     def poll(self, job_ids: list[int], full: bool) -> list[JobRecord]:
         finished, self._mark = self.store.finished_since(self._mark)
@@ -102,8 +126,12 @@ class StoreBackend(Backend):
 
     def wait_for_change(self, timeout: float) -> bool:
         # Only other stores ring it: this store's own changes arrive through the subscription.
-        if self._listener is None:
+        if self._listener is None:  # rings before this were missed: the short wait stands
             self._listener = self.store.listen()
+        elif not self._listener.polling:
+            # Every job that ends rings (or, ended here, is pushed): the timeout is only the
+            # fallback, and a short one would read the store for nothing while a job runs.
+            timeout = max(timeout, self.poll_max)
         return self._listener.wait(timeout)
 
     def channel_next(
@@ -142,7 +170,7 @@ class StoreBackend(Backend):
                 payload = path.read_bytes()
             except OSError as exc:
                 raise InvalidRequest(f"target.path: cannot read {path}: {exc}") from None
-        return self.store.add_schedule(spec, owner, payload)
+        return self.store.add_schedule(spec, owner, payload, user=self.user)
 
     def schedules(self) -> list[Schedule]:
         return self.store.schedules()
@@ -241,15 +269,33 @@ class JobQueue(Jobs):
     ...     q.start_consumer()
     ...     q.submit(pow, 2, 10).result()
     1024
+
+    Its jobs and schedules belong to `user` (default: the OS user running it, as
+    `jupyter jobs list --mine` takes it) and come from `owner` (default `script:<pid>`).
     """
 
     def __init__(
-        self, path: str | Path | None = None, *, owner: str | None = None, **store_options: Any
+        self,
+        path: str | Path | None = None,
+        *,
+        owner: str | None = None,
+        user: str | None = None,
+        **store_options: Any,
     ) -> None:
         self.store = Store(path, **store_options)
         self.owner = owner or f"script:{os.getpid()}"
-        super().__init__(StoreBackend(self.store), lambda: self.owner)
+        self.user = JobUser(user, user) if user is not None else JobUser.of_process()
+        super().__init__(StoreBackend(self.store, self.user), lambda: self.owner)
         self._consumer: ConsumerThread | None = None
+
+    def stats(self) -> dict[str, Any]:
+        """`Jobs.stats`, with this queue's consumer's executor when it runs one."""
+        numbers = super().stats()
+        consumer = self._consumer.consumer if self._consumer is not None else None
+        if consumer is not None:
+            numbers.update(executor=consumer.executor.name)
+            numbers.update(max_workers=consumer.executor.max_workers)
+        return numbers
 
     # --- running -----------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """The worker process: load a payload, run it, stream its output, report how it ended.
 
-Started by an executor as `python -m jupyter_jobs.runner CHANNEL PARENT_PID` (see
+Started by an executor as `python -m jupyter_jobs.runner CHANNEL PARENT_PID [START_LOG]` (see
 `executors/processes.py`), where CHANNEL says how to reach the executor's socket: `fd:N`, an
 inherited socket pair end, or `tcp:HOST:PORT`, a loopback listener to connect back to with the token
-read from stdin (where sockets cannot be inherited; see `oslayer.parent_end`). This is the only
-server-hosted place that unpickles, and it runs in its own process (and process group) so that
+read from stdin (where sockets cannot be inherited; see `oslayer.parent_end`), and START_LOG the
+file where it writes down each attempt before its code begins (`start_log.py`). This is the
+only server-hosted place that unpickles, and it runs in its own process (and process group) so that
 cancel and timeout can end the job's whole tree without touching the server.
 
 Output: fds 1 and 2 are pipes drained by a thread, so prints, subprocesses and C code all reach
@@ -26,6 +27,7 @@ import asyncio
 import base64
 import codecs
 import contextlib
+import dataclasses
 import faulthandler
 import functools
 import importlib
@@ -44,11 +46,11 @@ import time
 import traceback
 import types
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import dill
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
@@ -56,7 +58,9 @@ from traitlets import Type
 from traitlets.config import Config
 
 from . import (
+    buffers,
     chains,
+    changes,
     children,
     display_options,
     figures,
@@ -67,6 +71,7 @@ from . import (
     protocol,
     rng,
     shared,
+    start_log,
     streams,
     tty_system,
     typed_run,
@@ -76,6 +81,7 @@ from .errors import InvalidRequest
 from .progress import JobContext, install_tqdm_bridge, job_context
 from .protocol import FrameType
 from .submitter import flush_all
+from .workspace import write_private
 
 T = TypeVar("T")
 
@@ -512,7 +518,12 @@ class Failure(Exception):
     `result`: what a failed cell still sends back (the names it set before its error)."""
 
     def __init__(
-        self, reason: str, type_: str, message: str, tb: str = "", result: bytes | None = None
+        self,
+        reason: str,
+        type_: str,
+        message: str,
+        tb: str = "",
+        result: bytes | buffers.Framed | None = None,
     ) -> None:
         super().__init__(message)
         self.reason = reason
@@ -526,7 +537,26 @@ def _job_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _load(data: bytes | memoryview) -> dict[str, Any]:
+#: What the inbox reads of a "job" frame's body (`_read_body`): the payload and, for a cell
+#: that runs after others, their results (chains.py), each plain bytes or a framed pickle
+#: whose arrays are read already (buffers.py), a function job's pack as its parts, its
+#: function whole (`shared.HeldFunctions.receive`); or why it could not be read.
+JobBody = tuple[buffers.Loadable | shared.Unpacked, list[buffers.Loadable]] | buffers.FramingError
+
+
+def _read_body(header: dict[str, Any], stream: buffers.Readable, size: int) -> Any:
+    """A frame's body, read by the inbox thread as it arrives: a job's arrays straight into
+    their own memory, hashed on the way (the runner then knows what the cell was sent without
+    hashing it again, changes.py)."""
+    if header["t"] != FrameType.JOB:
+        return buffers.read_exactly(stream, size)
+    try:
+        return chains.receive(stream, size, hashed=True)
+    except buffers.FramingError as exc:  # all of it was read: the job fails, the worker goes on
+        return exc
+
+
+def _load(data: buffers.Loadable) -> dict[str, Any]:
     return _loading(lambda: payloads.load_payload(data))
 
 
@@ -546,23 +576,20 @@ def _loading(load: Callable[[], T]) -> T:
 
 #: A pack's function, loaded (or kept from an earlier job of the worker: `shared.py`).
 Loaded = Callable[[shared.Unpacked], Any]
-#: A job's body as the inbox hands it over: a pack's parts, its function whole (`shared.py`),
-#: or the bytes as they came.
-Body = bytes | shared.Unpacked
-
-
-#: A "job" frame as the inbox hands it over: its header and body.
-Job = tuple[dict[str, Any], Body]
+#: A job's payload as the runner gets it: as received (or mapped), or a pack's parts.
+Body = buffers.Loadable | shared.Unpacked
 
 
 def _unpacked(body: Body) -> shared.Unpacked | None:
     """A function or typed job's pack, in parts; None for a payload that is not one."""
     if isinstance(body, shared.Unpacked):
         return body
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        return None  # a framed pickle, read into its arrays
     return _loading(lambda: shared.unpack(body))
 
 
-def _run_function(data: Body, loaded: Loaded) -> bytes:
+def _run_function(data: Body, loaded: Loaded) -> bytes | buffers.Framed:
     unpacked = _unpacked(data)
     if unpacked is None:  # one pickle of the whole call (a schedule's, or from before)
         job = _load(data)
@@ -578,7 +605,7 @@ def _run_function(data: Body, loaded: Loaded) -> bytes:
     except BaseException as exc:  # SystemExit and KeyboardInterrupt end this job, not the worker
         raise Failure("error", type(exc).__name__, str(exc), _job_traceback(exc)) from None
     try:
-        return payloads.dumps(value)
+        return payloads.dumps_framed(value)
     except Exception as exc:
         kind = payloads.describe_type(value)
         message = f"the job's return value ({kind}) cannot be sent back: {exc}"
@@ -586,7 +613,7 @@ def _run_function(data: Body, loaded: Loaded) -> bytes:
 
 
 def _run_notebook(
-    data: bytes,
+    data: buffers.Loadable,
     report: notebook_run.Report,
     checkpoint: notebook_run.Checkpoint,
     interval: float,
@@ -610,7 +637,7 @@ def _run_typed(data: Body, header: dict[str, Any], loaded: Loaded) -> tuple[byte
     unpacked = _unpacked(data)
     try:
         if unpacked is None:
-            return typed_run.run(bytes(data), header["job_id"], header["attempt"])
+            return typed_run.run(data, header["job_id"], header["attempt"])
         functions = functools.partial(loaded, unpacked)
         return typed_run.run(unpacked.arguments, header["job_id"], header["attempt"], functions)
     except typed_run.TypeNotLoaded as exc:
@@ -620,20 +647,13 @@ def _run_typed(data: Body, header: dict[str, Any], loaded: Loaded) -> tuple[byte
         raise Failure("error", type(exc).__name__, str(exc), _job_traceback(exc)) from None
 
 
-def _dumps_or_none(value: Any, by_reference: Collection[type] = ()) -> bytes | None:
-    try:
-        return payloads.dumps(value, by_reference)
-    except Exception:
-        return None  # compared only: an unpicklable value before and after counts as unchanged
-
-
 def _prepare_cell(
-    shell: JobShell, job: dict[str, Any], upstream: Sequence[memoryview] = ()
-) -> tuple[dict[str, bytes | None], set[type]]:
-    """Fill the fresh namespace; returns the shipped variables' bytes for change detection,
-    and the notebook classes that go back by reference (the kernel has them). `upstream`: the
-    results of the cells this one runs after (chains.py), whose names are newer than the
-    kernel's at submit."""
+    shell: JobShell, job: dict[str, Any], upstream: Sequence[buffers.Loadable] = ()
+) -> tuple[dict[str, Any], set[type]]:
+    """Fill the fresh namespace; returns the shipped variables (what a change is told from,
+    changes.py), and the notebook classes that go back by reference (the kernel has them).
+    `upstream`: the results of the cells this one runs after (chains.py), whose names are
+    newer than the kernel's at submit."""
     namespace = shell.user_ns
     for alias, name in job.get("modules", {}).items():
         try:
@@ -657,11 +677,10 @@ def _prepare_cell(
         # draws and figure style go on from the cell that ran just before, as inline
         job.update({k: before_it[k] for k in ("rng", "figures") if before_it.get(k) is not None})
     figures.prepare(shell, job.get("figures"))  # shown and styled as in the kernel
-    classes = notebook_main.notebook_classes(variables.values())
-    return {name: _dumps_or_none(value, classes) for name, value in variables.items()}, classes
+    return variables, notebook_main.notebook_classes(variables.values())
 
 
-def _upstream_result(data: memoryview, index: int) -> dict[str, Any]:
+def _upstream_result(data: buffers.Loadable, index: int) -> dict[str, Any]:
     """What a cell this one runs after sent back (its names, generators, style), loaded here."""
     try:
         return payloads.load_payload(data)
@@ -673,24 +692,25 @@ def _upstream_result(data: memoryview, index: int) -> dict[str, Any]:
 def _cell_result(
     shell: JobShell,
     code: str,
-    before: dict[str, bytes | None],
+    shipped: changes.Fingerprints,
     classes: set[type],
     options: dict[str, Any],
-    sent: dict[str, Any],
     last: Any = None,
     partial: bool = False,
-) -> bytes:
+) -> bytes | buffers.Framed:
     """What a cell sends back: its names (`values`, `assigned`, `changed`, `unsent`), the
     global generators' states (`rng`), its figures' style (`figures`), and the value of its
     last expression (`last`, when it showed one), which the kernel shows as the cell's result.
     `partial`: the cell raised, so a shipped variable counts only if its value changed (the
     kernel keeps its own object). `classes`: the notebook classes the kernel has, sent as its
     own, so that what the cell built with them is an instance of them there. `mutated`: the
-    names whose object is the one `sent` (changed in place, not bound anew): the kernel changes
-    its own object, which other names and views may share."""
+    names whose object is the one `shipped` (changed in place, not bound anew): the kernel
+    changes its own object, which other names and views may share. Big arrays go beside the
+    pickle, not into it (buffers.py)."""
     result: dict[str, Any] = {"values": {}, "assigned": [], "changed": [], "unsent": {}}
     if not options.get("no_return"):
-        result.update(_names_back(shell.user_ns, code, before, classes, options, partial))
+        result.update(_names_back(shell.user_ns, code, shipped, options, partial))
+    sent = shipped.sent
     result["mutated"] = [
         name for name, value in result["values"].items() if name in sent and sent[name] is value
     ]
@@ -701,28 +721,27 @@ def _cell_result(
         result["last"] = last
     values = result["values"]
     try:
-        return payloads.dumps(result, classes, together=values.values())
+        return payloads.dumps_framed(result, classes, together=values.values())
     except Exception:
         unsent = result["unsent"]
         for name, value in list(values.items()):
             try:
-                payloads.dumps(value, classes)
+                payloads.dumps_framed(value, classes)
             except Exception as exc:
                 kind = payloads.describe_type(value)
                 unsent[name] = f"{kind} cannot be sent back: {exc}"
                 del values[name]
         try:
-            payloads.dumps(last, classes)
+            payloads.dumps_framed(last, classes)
         except Exception:
             del result["last"]  # the kernel shows the worker's rendering of it instead
-        return payloads.dumps(result, classes, together=values.values())
+        return payloads.dumps_framed(result, classes, together=values.values())
 
 
 def _names_back(
     namespace: dict[str, Any],
     code: str,
-    before: dict[str, bytes | None],
-    classes: set[type],
+    shipped: changes.Fingerprints,
     options: dict[str, Any],
     partial: bool,
 ) -> dict[str, Any]:
@@ -736,20 +755,20 @@ def _names_back(
         bound = [
             n
             for n in bound
-            if n not in before or _dumps_or_none(namespace[n], classes) != before[n]
+            if n not in shipped or (n in namespace and shipped.changed(n, namespace[n]))
         ]
     # Asked-for names count even when the AST cannot see them bound (exec, globals()).
-    candidates = bound if wanted is None else [n for n in wanted if n in bound or n not in before]
+    candidates = bound if wanted is None else [n for n in wanted if n in bound or n not in shipped]
     assigned = [name for name in candidates if name in namespace]
-    shipped = before if wanted is None else {n: before[n] for n in wanted if n in before}
+    looked_at = shipped.sent if wanted is None else [n for n in wanted if n in shipped]
     # A notebook function changes only by being bound anew (its globals are the job's now).
     changed = [
         name
-        for name, old in shipped.items()
+        for name in looked_at
         if name in namespace
         and name not in bound
         and not isinstance(namespace[name], types.FunctionType)
-        and _dumps_or_none(namespace[name], classes) != old
+        and shipped.changed(name, namespace[name])
     ]
     unsent = {
         name: "not defined after the cell ran" for name in wanted or () if name not in namespace
@@ -770,11 +789,19 @@ def _as_in_the_notebook(code: str, first_line: Any) -> str:
     return "#\n" * (first_line - 1) + code
 
 
-def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str, Any]) -> bytes:
-    payload, upstream = chains.unbundle(data)
+def _run_cell(
+    shell: JobShell,
+    cell: CellOutput,
+    payload: buffers.Loadable,
+    upstream: list[buffers.Loadable],
+    options: dict[str, Any],
+) -> bytes | buffers.Framed:
     job = _load(payload)
-    before, classes = _prepare_cell(shell, job, upstream)
-    sent = {name: shell.user_ns[name] for name in before}  # to tell mutated from rebound
+    variables, classes = _prepare_cell(shell, job, upstream)
+    origins = {k: v for part in (payload, *upstream) for k, v in _origins(part).items()}
+    # the objects the cell starts with: a change in place is told from a name bound anew
+    sent = {name: shell.user_ns[name] for name in variables}
+    shipped = changes.Fingerprints(sent, classes, origins)
     code = job["code"]
     shell.attach(cell, code)
     # IPython names the cell in tracebacks by its execution count: `Cell In[7], line 3`, as in
@@ -792,10 +819,15 @@ def _run_cell(shell: JobShell, cell: CellOutput, data: bytes, options: dict[str,
         # What ran before the error stays done, as in a kernel: its names come back too.
         ran = outcome.error_before_exec is None
         partial = (
-            _cell_result(shell, code, before, classes, options, sent, partial=True) if ran else None
+            _cell_result(shell, code, shipped, classes, options, partial=True) if ran else None
         )
         raise Failure("error", type(exc).__name__, str(exc), text, partial)
-    return _cell_result(shell, code, before, classes, options, sent, last=outcome.result)
+    return _cell_result(shell, code, shipped, classes, options, last=outcome.result)
+
+
+def _origins(part: Any) -> dict[int, buffers.Origin]:
+    """What a received part's arrays were as they arrived, by array id."""
+    return part.origins if isinstance(part, buffers.Received) else {}
 
 
 def _raw_environ() -> Mapping[Any, Any]:
@@ -810,10 +842,17 @@ def _raw_environ() -> Mapping[Any, Any]:
 class Worker:
     """The state a worker keeps between jobs, and the loop that serves them."""
 
-    def __init__(self, channel: protocol.Channel, shell: JobShell, lease: _LeaseWatch) -> None:
+    def __init__(
+        self,
+        channel: protocol.Channel,
+        shell: JobShell,
+        lease: _LeaseWatch,
+        starts: start_log.Recorder | None = None,
+    ) -> None:
         self.channel = channel
         self.shell = shell
         self.lease = lease
+        self.starts = starts
         self.home = os.getcwd()
         self.capture = Capture()
         streams.install(self.capture.lines)
@@ -830,7 +869,7 @@ class Worker:
 
     def _loaded(self, cwd: str) -> Loaded:
         """How a job run in `cwd` gets its pack's function: loaded once per worker."""
-        return lambda unpacked: self.functions.get(unpacked, cwd, dill.loads)
+        return lambda unpacked: self.functions.get(unpacked, cwd, payloads.loads)
 
     @contextmanager
     def _in_directory(self, cwd: str) -> Iterator[None]:
@@ -876,7 +915,7 @@ class Worker:
             }
         )
         inbox = _Inbox(self.channel, self.lease, shared.HeldFunctions())
-        done: tuple[dict[str, Any], list[bytes]] | None = None  # sent with the next "start"
+        done: tuple[dict[str, Any], list[Any]] | None = None  # sent with the next "start"
         while True:
             job = inbox.take()
             if done is not None:
@@ -894,15 +933,19 @@ class Worker:
                     self.channel.send(_start(job))
             header, body = job
             done_header, parts = self.run(header, body)
+            job = body = None  # the run's arrays go now, not when the next job comes
             if header["kind"] == "cell":
                 self.channel.send(done_header, *parts)
+                parts = None
                 # Its names go now, not when the kernel's next cell comes (if it does).
                 self.shell.reset(new_session=False)
                 continue
             done = (done_header, parts)
         inbox.check()
 
-    def _send_done(self, header: dict[str, Any], parts: list[bytes], job: Job | None) -> None:
+    def _send_done(
+        self, header: dict[str, Any], parts: list[Any], job: protocol.Frame | None
+    ) -> None:
         """The last job's "done", in one write with the next job's "start" when it has one."""
         start = [(_start(job), b"")] if job is not None and job[0].get("queued") else []
         if sum(len(part) for part in parts) > protocol.JOIN_LIMIT:
@@ -912,8 +955,9 @@ class Worker:
         else:
             self.channel.send_frames([(header, b"".join(parts)), *start])
 
-    def run(self, header: dict[str, Any], body: Body) -> tuple[dict[str, Any], list[bytes]]:
-        """One job, start to end; returns the "done" frame (header, body parts)."""
+    def run(self, header: dict[str, Any], body: JobBody) -> tuple[dict[str, Any], list[Any]]:
+        """One job, start to end; returns the "done" frame (header, body parts: big arrays
+        as views of their memory, see buffers.py)."""
         cell = header["kind"] == "cell"
         outputs = Outputs() if cell else None
         output = JobOutput(self.channel, header.get("log_limit"), outputs)
@@ -925,19 +969,23 @@ class Worker:
         self.lease.begin(header.get("lease_until"))
         result, error, reason, summary = None, None, None, None
         try:
+            self._write_start(header)
             with self._in_directory(cwd), job_context(context, self.reporter.report):
+                payload, upstream = _job_body(header, body)
+                body = None  # what is loaded now lives as long as the job's names
                 if outputs is not None:
                     target = CellOutput(self.capture, self.channel, outputs)
-                    result = _run_cell(self.shell, target, body, header.get("options") or {})
+                    options = header.get("options") or {}
+                    result = _run_cell(self.shell, target, payload, upstream, options)
                 elif header["kind"] == "notebook":
                     interval = header.get("progress_interval", 1.0)
                     result = _run_notebook(
-                        body, self.reporter.report, self._checkpoint, interval, self.after_done
+                        payload, self.reporter.report, self._checkpoint, interval, self.after_done
                     )
                 elif header["kind"] == "typed":
-                    result, summary = _run_typed(body, header, self._loaded(cwd))
+                    result, summary = _run_typed(payload, header, self._loaded(cwd))
                 else:
-                    result = _run_function(body, self._loaded(cwd))
+                    result = _run_function(payload, self._loaded(cwd))
         except Failure as failure:
             error, reason, result = failure.error, failure.reason, failure.result
         finally:
@@ -964,10 +1012,64 @@ class Worker:
         }
         if summary is not None:
             done["summary"] = summary
-        return done, [result or b"", notebook]
+        left = _leave_result(header.get("result_dir"), result)
+        if left is not None:
+            return {**done, "result_file": left}, [notebook]
+        return done, [*buffers.parts(result or b""), notebook]
+
+    def _write_start(self, header: dict[str, Any]) -> None:
+        """Write the attempt down before anything of it runs (`start_log.py`). A worker whose
+        consumer is gone begins nothing more: its claims may be given back already."""
+        if self.starts is None:
+            return
+        try:
+            consumer_alive = self.starts.begin(header["job_id"], header["attempt"])
+        except OSError as exc:
+            message = f"its start could not be written down, so it did not run: {exc}"
+            raise Failure("error", type(exc).__name__, message) from None
+        if not consumer_alive:
+            oslayer.end_descendants()
+            os._exit(1)
 
 
-def _start(job: Job) -> dict[str, Any]:
+def _job_body(header: dict[str, Any], body: Any) -> tuple[Body, list[buffers.Loadable]]:
+    """The payload (and upstream results) as the inbox read them, or the file the header names
+    (a large payload, on this machine: never through the executor), its arrays mapped. A pack
+    that comes with a file holds the function the file's arguments are for (`shared.py`)."""
+    if isinstance(body, buffers.FramingError):
+        message = f"the payload could not be read in the worker: {body}"
+        raise Failure("payload", "FramingError", message)
+    payload, upstream = body if isinstance(body, tuple) else (body, [])
+    path = header.get("payload_file")
+    if path is not None:
+        try:
+            mapped = buffers.map_file(path, int(header["payload_len"]))
+        except (OSError, ValueError, EOFError) as exc:
+            message = f"the payload file {path} could not be read in the worker: {exc}"
+            raise Failure("payload", type(exc).__name__, message) from None
+        unpacked = _unpacked(payload)
+        payload = mapped if unpacked is None else dataclasses.replace(unpacked, arguments=mapped)
+    return payload, upstream
+
+
+def _leave_result(folder: str | None, result: bytes | buffers.Framed | None) -> str | None:
+    """Write a large result to a new file in `folder` (the store's incoming folder, from the
+    job header), for the store to take, rather than through the executor; its name, or None
+    to send it in the "done" frame (small, no folder, or the file could not be written)."""
+    if folder is None or result is None or len(result) <= protocol.READ_CHUNK:
+        return None
+    name = protocol.result_file_name()
+    path = os.path.join(folder, name)
+    try:
+        write_private(path, buffers.parts(result))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return None
+    return name
+
+
+def _start(job: protocol.Frame) -> dict[str, Any]:
     return {"t": FrameType.START.value, "job_id": job[0]["job_id"]}
 
 
@@ -985,18 +1087,18 @@ class _Inbox:
         self.channel = channel
         self.lease = lease
         self.held = held
-        self._jobs: deque[Job] = deque()
+        self._jobs: deque[protocol.Frame] = deque()
         self._ready = threading.Condition()
         self._closed = False  # "exit", or the executor is gone
         self._error: BaseException | None = None
         threading.Thread(target=self._read, name="jobs-inbox", daemon=True).start()
 
-    def take(self) -> Job | None:
+    def take(self) -> protocol.Frame | None:
         """The next job if one is waiting."""
         with self._ready:
             return self._jobs.popleft() if self._jobs and not self._closed else None
 
-    def wait(self) -> Job | None:
+    def wait(self) -> protocol.Frame | None:
         """The next job, waiting for it; None once the executor said "exit" or is gone."""
         with self._ready:
             self._ready.wait_for(lambda: self._jobs or self._closed)
@@ -1009,19 +1111,21 @@ class _Inbox:
 
     def _read(self) -> None:
         try:
-            while (frame := self.channel.recv()) is not None:
+            while (frame := self.channel.recv(_read_body)) is not None:
                 header = frame[0]
                 if header["t"] == FrameType.EXIT:
                     break
                 with self._ready:
                     if header["t"] == FrameType.JOB:
                         # Counted as it comes, as the executor counted it when it sent it.
-                        self._jobs.append((header, self.held.receive(frame[1])))
+                        self._jobs.append((header, self._held(frame[1])))
                         self._ready.notify()
                     elif header["t"] == FrameType.SKIP:
                         self._skip(header["job_id"])
                     elif header["t"] == FrameType.LEASE:
                         self.lease.renew(header["until"])
+                    elif header["t"] == FrameType.PING:
+                        self.channel.send({"t": FrameType.PONG.value})
                     else:
                         raise protocol.ProtocolError(f"unexpected {header['t']!r} frame")
         except BaseException as exc:  # the main thread raises it, and the worker ends
@@ -1030,6 +1134,12 @@ class _Inbox:
             with self._ready:
                 self._closed = True
                 self._ready.notify()
+
+    def _held(self, body: JobBody) -> JobBody:
+        """A job's body with its pack's function whole again (`shared.HeldFunctions`)."""
+        if not isinstance(body, tuple):
+            return body
+        return self.held.receive(body[0]), body[1]
 
     def _skip(self, job_id: int) -> None:
         # Not found: it has started or ended already, as the executor learns from our frames.
@@ -1114,6 +1224,9 @@ def main(argv: list[str]) -> int:
     """Serve jobs until the executor says exit or goes away; returns the exit code."""
     channel_arg, parent = argv[0], int(argv[1])
     _die_with_parent(parent)
+    starts = None
+    if len(argv) > 2:
+        starts = start_log.Recorder(Path(argv[2]), oslayer.still_parent(parent))
     channel = protocol.Channel(oslayer.child_socket(channel_arg))
     if sys.path and sys.path[0] in ("", os.getcwd()):
         sys.path.pop(0)  # added by -m; each job puts its own directory there instead
@@ -1125,7 +1238,7 @@ def main(argv: list[str]) -> int:
     diagnostics = os.fdopen(os.dup(2), "w", buffering=1)
     faulthandler.enable(diagnostics, all_threads=False)
     try:
-        Worker(channel, shell, _LeaseWatch(diagnostics)).serve()
+        Worker(channel, shell, _LeaseWatch(diagnostics), starts).serve()
     except Exception:
         traceback.print_exc(file=diagnostics)
         return 3

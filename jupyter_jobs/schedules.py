@@ -360,6 +360,9 @@ class Schedule(ScheduleSpec):
     owner: str = ""
     created_at: float = 0.0
     next_run: float | None = None
+    #: who made it (`models.JobUser`); its runs are this user's jobs
+    user: str = ""
+    user_display_name: str = ""
     #: {"job_id", "status", "scheduled_time", "finished_at"} of the latest run, or None
     last_run: dict[str, Any] | None = None
 
@@ -375,6 +378,8 @@ class Schedule(ScheduleSpec):
             created_at=self.created_at,
             next_run=self.next_run,
             last_run=dict(self.last_run) if self.last_run else None,
+            user=self.user,
+            user_display_name=self.user_display_name,
         )
         return data
 

@@ -13,9 +13,14 @@ JSON line: `arguments`). `Jobs.submit` and `map` pickle the function once (`payl
   when the server has them (`kernel/functions.py`). A kernel job type's functions are stored the
   same way, and its typed jobs reference them.
 - A smaller function costs less than a reference: it is packed with the arguments at once and
-  stored in the job's payload as any payload is.
+  stored in the job's payload as any payload is. Unless the arguments carry big arrays beside
+  their pickle (`buffers.Framed`): those stay a payload of their own, so that the server
+  streams them to a file and a local worker maps that file (buffers.py), which a pack would
+  prevent; the function, however small, is then stored once too.
 - A worker gets a *pack*: `MAGIC`, the function's sha256 and length, its bytes, then the
-  arguments (the store packs a shared function with a job's arguments when the job is claimed).
+  arguments. A claim hands the executor the function beside the job's arguments (a
+  `SharedPayload` with the function's bytes), and `protocol.job_frame` packs them; arguments
+  kept in a file stay there and go as its path, the pack then holding the function alone.
   The local executor sends a worker each function's bytes once (`HeldFunctions`), and the
   worker keeps what it loaded by sha256 (`LoadedFunctions`), so a warm worker neither receives
   nor unpickles a map's function once per item. As in Dask and Ray, the jobs a worker runs then
@@ -35,6 +40,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from .buffers import Framed, Loadable, parts
+from .models import FileBytes
 
 #: Starts a pack; a pickle starts with 0x80, a chained cell's body with `chains.MAGIC`.
 MAGIC = b"jupyter-jobs-fn\x00"
@@ -61,28 +69,37 @@ class Function:
 
 @dataclass(frozen=True)
 class SharedPayload:
-    """A job's payload whose function is stored once, apart from the job's own `arguments`."""
+    """A job's payload whose function is stored once, apart from the job's own `arguments`:
+    their bytes (a pickle, or a framed one with its arrays beside it, as a kernel sends it),
+    or the file they are kept in (a large submit as the server spooled it, a claimed job's as
+    the store keeps it)."""
 
     function: Function
-    arguments: bytes
+    arguments: bytes | Framed | FileBytes
 
 
-#: What a front end hands a backend per job: packed bytes (or any older payload), or the parts.
-Payload = bytes | SharedPayload
+#: What a front end hands a backend per job: packed bytes (or any other payload, its arrays
+#: perhaps beside it), or the parts.
+Payload = bytes | Framed | SharedPayload
+#: What an executor hands on per job (`executors/base.Task.payload`): bytes, the file they are
+#: kept in, or a function stored once beside the job's arguments.
+Task = bytes | FileBytes | SharedPayload
 
 
 @dataclass(frozen=True)
 class Unpacked:
-    """A pack's parts (views into it, not copies: the function may be large)."""
+    """A pack's parts (views into it, not copies: the function may be large); `arguments`
+    may be what the worker read from a file instead (`replace`d in: runner.py)."""
 
     sha256: str
     function: memoryview
-    arguments: memoryview
+    arguments: Loadable
 
 
-def payload_for(function: Function, arguments: bytes) -> Payload:
-    """Shared when the function is large enough to be worth a reference (or only named)."""
-    if function.data is None or len(function.data) >= SHARE_FROM:
+def payload_for(function: Function, arguments: bytes | Framed) -> Payload:
+    """Shared when the function is large enough to be worth a reference (or only named), or
+    when the arguments' arrays travel beside them (see the module's docstring)."""
+    if function.data is None or len(function.data) >= SHARE_FROM or isinstance(arguments, Framed):
         return SharedPayload(function, arguments)
     return pack(function.sha256, function.data, arguments)
 
@@ -91,6 +108,15 @@ def pack(sha256: str, function: bytes | memoryview, arguments: bytes | memoryvie
     """One body with both parts: what a worker loads."""
     head = _HEAD.pack(bytes.fromhex(sha256), len(function))
     return b"".join((MAGIC, head, function, arguments))
+
+
+def packed(payload: SharedPayload) -> bytes:
+    """A shared payload as one pack, its arguments read from their file if they are in one
+    (for an executor whose workers may be on other machines: Dask's)."""
+    arguments = payload.arguments
+    if isinstance(arguments, FileBytes):
+        arguments = arguments.read()
+    return pack(payload.function.sha256, payload.function.data or b"", b"".join(parts(arguments)))
 
 
 def unpack(body: bytes | memoryview) -> Unpacked | None:
@@ -105,6 +131,17 @@ def unpack(body: bytes | memoryview) -> Unpacked | None:
     if start + length > len(view):
         raise ValueError(f"a function job's payload says {length} function bytes, has fewer")
     return Unpacked(digest.hex(), view[start : start + length], view[start + length :])
+
+
+def joined(payload: Payload) -> bytes | SharedPayload:
+    """A payload as a store in this process takes it: a framed pickle's parts joined, once,
+    as a pickle's bytes were (what an HTTP request does on its way)."""
+    if isinstance(payload, SharedPayload):
+        arguments = payload.arguments
+        if isinstance(arguments, Framed):
+            return SharedPayload(payload.function, bytes(arguments))
+        return payload
+    return bytes(payload)
 
 
 def size(payload: Payload) -> int:
@@ -202,20 +239,24 @@ class HeldFunctions:
         self._held: OrderedDict[str, tuple[int, memoryview | None]] = OrderedDict()
         self._bytes = 0
 
-    def send(self, body: bytes) -> bytes:
-        """The executor's side: `body` as it goes to the worker."""
-        try:
-            unpacked = unpack(body)
-        except ValueError:
-            return body  # the worker says what is wrong with it
-        if unpacked is None or len(unpacked.function) < SHARE_FROM:
-            return body  # small: cheaper sent than counted
-        held = self._hold(unpacked.sha256, len(unpacked.function), None)
-        return pack(unpacked.sha256, b"", unpacked.arguments) if held else body
+    def send(self, payload: Task) -> Task:
+        """The executor's side: a claimed job's payload as it goes to the worker, its function
+        cut out (`Function(sha256, b"")`) if the worker holds it (`protocol.job_frame` packs
+        it). Any other payload goes as it is."""
+        if not isinstance(payload, SharedPayload):
+            return payload
+        function = payload.function
+        if function.data is None or len(function.data) < SHARE_FROM:
+            return payload  # small: cheaper sent than counted
+        if not self._hold(function.sha256, len(function.data), None):
+            return payload
+        return SharedPayload(Function(function.sha256, b""), payload.arguments)
 
-    def receive(self, body: bytes) -> bytes | Unpacked:
+    def receive(self, body: Loadable) -> Loadable | Unpacked:
         """The worker's side: a pack's parts with its function whole again, or `body` as it
         came (not a pack, or one cut short: the runner says so)."""
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            return body  # a framed pickle, read into its arrays: no pack
         try:
             unpacked = unpack(body)
         except ValueError:

@@ -15,6 +15,7 @@ and what its rows point to, and hands them over.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -22,12 +23,15 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import StorageError, WorkspaceConflict
 from .oslayer import make_private_dir
 
 log = logging.getLogger(__name__)
+
+#: Bytes, or anything that exposes its memory as bytes (a memoryview of an array).
+Buffer = bytes | bytearray | memoryview
 
 #: The file in the folder that names the database it belongs to (its workspace id).
 MARKER = "workspace-id"
@@ -35,6 +39,11 @@ MARKER = "workspace-id"
 SHARED_FOLDER = "shared"
 #: Where every database in a directory kept its files before workspaces had ids.
 LEGACY_FOLDER = "jobs"
+#: The folder of files on their way to a job (`Workspace.incoming`).
+INCOMING = "incoming"
+#: Seconds after which a file left in INCOMING is an upload that never ended (a server that
+#: died mid-request): removed when the store opens.
+INCOMING_STALE = 24 * 3600.0
 _TEMP_PREFIX = f".{MARKER}."
 
 
@@ -43,18 +52,25 @@ def folder_for(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".files")
 
 
-def write_private(path: Path, data: bytes, append: bool = False) -> int:
-    """Write (or append) bytes to a 0600 file whatever the umask; returns the file's size."""
+def write_private(path: Path | str, data: Buffer | list[Buffer], append: bool = False) -> int:
+    """Write (or append) bytes to a 0600 file whatever the umask; returns the file's size.
+    `data` may come in parts (a framed pickle's, buffers.py), written one after the other."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags, 0o600)
+    fd = os.open(path, flags | getattr(os, "O_BINARY", 0), 0o600)
     try:
         os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         return os.fstat(fd).st_size
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: Buffer | list[Buffer]) -> None:
+    """Write all of `data` (or of each of its parts) to a file descriptor, without copies."""
+    for part in data if isinstance(data, list) else [data]:
+        view = memoryview(part).cast("B")
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,17 @@ class Workspace:
     def log_file(self, job_id: int) -> Path:
         return self.job_folder(job_id) / "log"
 
+    @property
+    def start_logs(self) -> Path:
+        """The folder of the consumers' start logs (`start_log.py`)."""
+        return self.root / "starts"
+
+    def start_log(self, consumer_id: str) -> Path:
+        """Where `consumer_id`'s workers write down the attempts they begin, named by a digest
+        of the id (which holds characters some file systems refuse)."""
+        digest = hashlib.sha256(consumer_id.encode("utf-8", "surrogateescape")).hexdigest()
+        return self.start_logs / digest[:16]
+
     def file(self, relative: str) -> Path:
         """The file a blob row points to (its `path` column, relative to the folder)."""
         return self.root / relative
@@ -103,6 +130,43 @@ class Workspace:
         write_private(folder / name, data)
         return folder / name, f"{SHARED_FOLDER}/{name}"
 
+    def incoming(self) -> Path:
+        """The folder of files a job will take (`adopt`): large submits the server writes as
+        they arrive, large results local workers leave (made if missing)."""
+        folder = self.root / INCOMING
+        if not folder.is_dir():
+            make_private_dir(folder)
+        return folder
+
+    def spool(self) -> tuple[Path, int]:
+        """A new private file in `incoming` for a payload that is still arriving, open for
+        writing: its path and file descriptor. A job takes it with `adopt`; whoever made it
+        removes it if none does."""
+        path = self.incoming() / secrets.token_hex(16)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)
+        return path, fd
+
+    def adopt(self, job_id: int, name: str, spooled: Path) -> tuple[Path, str]:
+        """Move a spooled file into a job's folder as its file `name` (no copy); its path and
+        the row's `path`, as `write` returns them."""
+        target = self._make_job_folder(job_id) / name
+        os.replace(spooled, target)
+        return target, f"{job_id}/{name}"
+
+    def remove_stale_spools(self, now: float) -> None:
+        """Remove spooled files older than INCOMING_STALE: uploads a dead server left."""
+        try:
+            entries = list(os.scandir(self.root / INCOMING))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            try:
+                if now - entry.stat().st_mtime > INCOMING_STALE:
+                    os.unlink(entry.path)
+            except OSError as exc:
+                log.warning("could not remove the stale upload %s: %s", entry.path, exc)
+
     def append_log(self, job_id: int, data: bytes) -> int:
         """Append to a job's log file; returns its new size."""
         self._make_job_folder(job_id)
@@ -113,11 +177,22 @@ class Workspace:
         try:
             return self.file(relative).read_bytes()
         except FileNotFoundError:
-            raise StorageError(
-                f"the file {relative} of the job database {self.db_path} is missing from its "
-                f"workspace {self.root}",
-                {"path": relative},
-            ) from None
+            raise self._missing(relative) from None
+
+    def _missing(self, relative: str) -> StorageError:
+        return StorageError(
+            f"the file {relative} of the job database {self.db_path} is missing from its "
+            f"workspace {self.root}",
+            {"path": relative},
+        )
+
+    def open_file(self, relative: str) -> tuple[BinaryIO, int]:
+        """The file a blob row points to, open for reading, and its size."""
+        try:
+            file = self.file(relative).open("rb")
+        except FileNotFoundError:
+            raise self._missing(relative) from None
+        return file, os.fstat(file.fileno()).st_size
 
     def remove_job(self, job_id: int) -> None:
         """Remove a job's folder; one that never existed is fine, other errors are logged."""

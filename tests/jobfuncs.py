@@ -57,6 +57,13 @@ def mark_then_sleep(path: str, seconds: float) -> int:
     return job_id
 
 
+def mark_then_wait(path: str, gate: str) -> int:
+    """`mark`, then run until the file `gate` exists."""
+    job_id = mark(path)
+    wait_for_file(gate)
+    return job_id
+
+
 def mark_run(folder: str, seconds: float) -> int:
     """`mark` in `folder`/starts as the job's code begins and in `folder`/ends as it ends."""
     mark(os.path.join(folder, "starts"))
@@ -202,3 +209,10 @@ def counting_loads(tag: str) -> object:
         return os.getpid(), importlib.import_module("jobfuncs").LOADS
 
     return loads_here
+
+
+def big_array(n: int):
+    """A NumPy array of `n` bytes: a result big enough to travel out of band (buffers.py)."""
+    import numpy as np
+
+    return np.arange(n, dtype=np.uint8)

@@ -6,10 +6,14 @@ The fenced writes say whether they applied by what the record shows afterwards.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from jupyter_jobs.errors import JobNotFound
 from jupyter_jobs.models import Job, Outcome, Progress, Status, now
+from jupyter_jobs.start_log import StartLog
 from jupyter_jobs.store import Claimed, Store
 
 
@@ -60,3 +64,24 @@ def set_progress(store: Store, job_id: int, attempt: int, progress: Progress) ->
     """Record a running attempt's progress; False for a stale attempt."""
     store.record(progress=[(job_id, attempt, progress)])
     return _running(store, job_id, attempt) is not None
+
+
+#: Makes a start log owned by this short-lived process, writes the starts it is given, exits.
+_DEAD_OWNER = """
+import sys
+from pathlib import Path
+from jupyter_jobs.start_log import Recorder, StartLog
+log = StartLog(Path(sys.argv[1]), sys.argv[2])
+log.create()
+recorder = Recorder(log.take_file(), lambda: True)
+for pair in sys.argv[3:]:
+    assert recorder.begin(*map(int, pair.split(":")))
+"""
+
+
+def by_dead_owner(folder: Path, *starts: tuple[int, int], consumer: str = "c1") -> StartLog:
+    """A start log (`start_log.py`) whose owner, the process that made it and whose workers
+    began `starts` (job id, attempt), has exited: a consumer killed with -9."""
+    pairs = [f"{job}:{attempt}" for job, attempt in starts]
+    subprocess.run([sys.executable, "-c", _DEAD_OWNER, str(folder), consumer, *pairs], check=True)
+    return StartLog(folder, consumer)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_jobs import cli
-from jupyter_jobs.models import JobSpec, Outcome, Status
+from jupyter_jobs import cli, oslayer
+from jupyter_jobs.models import JobSpec, JobUser, Outcome, Status
 from jupyter_jobs.store import Store
 
 from store_driver import append_log, claim, finish, started
@@ -40,6 +40,22 @@ def test_list_and_show_as_tables_and_json(store, db_path, capsysbinary):
     assert code == 0 and "train model" in out and "queued" in out
     code, out, _ = run(capsysbinary, db_path, "show", str(job.id), "--json")
     assert code == 0 and json.loads(out)["name"] == "train model"
+
+
+def test_list_mine_is_the_os_users_and_user_names_anyone(store, db_path, capsysbinary):
+    me = oslayer.user_name()
+    assert me, "the test needs an OS user name"
+    mine = store.enqueue(JobSpec(name="mine"), b"", JobUser(me, me))
+    theirs = store.enqueue(JobSpec(name="theirs"), b"", JobUser("x-other", "Other Person"))
+    code, out, _ = run(capsysbinary, db_path, "list", "--mine", "--json")
+    assert code == 0 and [j["id"] for j in json.loads(out)["jobs"]] == [mine.id]
+    code, out, _ = run(capsysbinary, db_path, "list", "--user", "x-other")
+    assert code == 0 and "theirs" in out and "mine" not in out and "x-other" in out
+    assert "USER" in out.splitlines()[0]
+    code, out, _ = run(capsysbinary, db_path, "show", str(theirs.id))
+    assert "user      Other Person (x-other)\n" in out
+    code, _, err = run(capsysbinary, db_path, "list", "--mine", "--user", "x-other")
+    assert code == 2 and "not allowed with argument" in err
 
 
 def test_show_and_cancel_use_the_widgets_words_and_the_jobs_actions(store, db_path, capsysbinary):

@@ -85,6 +85,21 @@ def test_logs_stream_while_running(db_path):
         job.cancel()
 
 
+def test_big_payloads_and_results_pass_between_store_and_worker_as_files(db_path):
+    import numpy as np
+
+    data = np.arange(300_000.0)  # 2.4 MB: its payload and its result are the job's files
+    with JobQueue(db_path) as q:
+        q.start_consumer(max_workers=1)
+        job = q.submit(jobfuncs.add, data, data)
+        back = job.result(timeout=60)
+        assert np.array_equal(back, data * 2) and back.flags.owndata
+        folder = q.store.workspace_root / str(job.id)
+        assert {"payload", "result.1"} <= {p.name for p in folder.iterdir()}
+        # the worker read the payload file itself and left its result for the store to take
+        assert list(q.store.incoming().iterdir()) == []
+
+
 def test_cancel_queued_and_pending_is_immediate(db_path):
     with JobQueue(db_path) as q:
         queued = q.submit(jobfuncs.noop)
@@ -157,6 +172,62 @@ def test_cancel_from_another_process_reaches_the_consumer(db_path, tmp_path):
         )
         assert out.stdout == f"job {job.id}: running (cancelling)\n"
         assert job.wait(timeout=30).status is Status.CANCELLED
+
+
+def test_a_ring_with_none_of_its_jobs_running_claims_without_asking_for_cancels(
+    db_path, monkeypatch
+):
+    """A ring from another process (here a second store on the file) usually means a new job.
+    With none of the consumer's jobs running, no cancel can be its to pick up: it claims at
+    once rather than reading the store first."""
+    from jupyter_jobs.store import Store
+
+    asked: list[str] = []
+    real = Store.cancel_requested
+
+    def counting(self: Store, consumer: str) -> list[tuple[int, int]]:
+        asked.append(consumer)
+        return real(self, consumer)
+
+    monkeypatch.setattr(Store, "cancel_requested", counting)
+    with JobQueue(db_path) as serving, JobQueue(db_path) as client:
+        serving.start_consumer(max_workers=1)
+        client.submit(jobfuncs.noop).result(timeout=60)  # may be claimed before its ring came
+        asked.clear()
+        for n in range(6):
+            assert client.submit(jobfuncs.add, n, 1).result(timeout=60) == n + 1
+    # (A timer's tick may claim a job between its commit and its ring, once in a long while.)
+    assert len(asked) <= 1, asked
+
+
+def test_a_job_costs_a_claim_and_an_outcome_write_and_no_idle_ones(db_path, monkeypatch):
+    """Jobs one after another: each is claimed in one transaction and recorded in another. The
+    consumer is not woken again by its own outcome, nor by a start already written with it: each
+    such tick would be a claim transaction that finds nothing (holding the write lock)."""
+    from jupyter_jobs.store import Store
+
+    busy: list[bool] = []  # per record_and_claim: did it write or claim anything?
+    real = Store.record_and_claim
+
+    def counting(self: Store, logs=(), progress=(), outcomes=(), claim=None, starts=()):
+        finished, claimed = real(self, logs, progress, outcomes, claim, starts)
+        busy.append(bool(logs or progress or outcomes or starts or claimed))
+        return finished, claimed
+
+    monkeypatch.setattr(Store, "record_and_claim", counting)
+    with JobQueue(db_path) as q:
+        q.start_consumer(max_workers=1)
+        q.submit(jobfuncs.noop).result(timeout=60)  # the worker is warm
+        busy.clear()
+        began = time.monotonic()
+        for _ in range(30):
+            q.submit(jobfuncs.noop).result(timeout=60)
+        elapsed = time.monotonic() - began
+        idle = busy.count(False)
+    assert busy.count(True) >= 60
+    # Only the consumer's own timers (due promotions, schedules: about once a second each) may
+    # have found nothing to do.
+    assert idle <= 2 * elapsed + 2, (idle, elapsed)
 
 
 @pytest.mark.expect_consumer_errors
@@ -295,6 +366,8 @@ async def test_a_stop_puts_jobs_claimed_but_never_started_back_in_the_queue(db_p
         await consumer.stop()
         after = store.get_many(rest)
         ended = store.get(slow.id)
+        log = store.start_log_of(consumer.consumer_id)
+        assert [p.name for p in log.folder.iterdir()] == ["owner"]  # its starts, read, removed
     assert ended.status is Status.FAILED and ended.reason is Reason.INTERRUPTED
     assert {j.status for j in after} <= {Status.QUEUED, Status.SUCCEEDED}, [
         (j.id, j.status, j.reason) for j in after

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dask
 import dill
+import psutil
 import pytest
 from distributed import Client, LocalCluster
 from traitlets.config import Config
@@ -33,21 +34,14 @@ from jupyter_jobs.store import Store
 import jobfuncs
 import workers_util as wu
 
-TESTS_DIR = Path(__file__).parent
-
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    """Two single-threaded Dask worker processes that can import the tests' job functions."""
-    with pytest.MonkeyPatch.context() as mp:
-        path = os.environ.get("PYTHONPATH", "")
-        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(TESTS_DIR), path) if p))
-        with LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster:
-            yield cluster
+    """Two single-threaded Dask worker processes (`workers_util.dask_cluster`)."""
+    with wu.dask_cluster(2) as cluster:
+        yield cluster
 
 
 @pytest.fixture
@@ -354,6 +348,41 @@ async def test_a_dead_dask_worker_is_reported_lost_once(executor, recorder, clus
     again = wu.function_task(wu.add, 2, 3)
     await executor.run(again)
     assert dill.loads((await recorder.done(again.job_id, timeout=60)).result) == 5
+
+
+def living(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of `processes` still running (a zombie is gone: it only waits for its reaper)."""
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+    return found
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["children", "sigterm-deaf"])
+@pytest.mark.parametrize("how", ["cancel", "timeout", "worker-lost", "runner-killed"])
+async def test_no_descendant_outlives_its_dask_job_even_in_a_session_of_its_own(
+    executor, recorder, tmp_path, ignore_term, how
+):
+    """A child in a session of its own and a daemon (its parent gone) end with the job, however
+    it ends: stopped, its Dask worker lost (the runner ends them), or the runner itself killed
+    with -9 (its orphans are no one's descendants then: the task saw them, 0.5 s at a time)."""
+    pid_file = tmp_path / "pids"
+    task = wu.function_task(wu.escapes, str(pid_file), ignore_term, 2.0)
+    await executor.run(task)
+    await wu.wait_for(pid_file.exists, timeout=60)
+    runner = psutil.Process(wu.read_pids(pid_file)[0])  # the job runs in it
+    tree = [runner, *runner.children(recursive=True)]
+    assert set(wu.read_pids(pid_file)) <= {p.pid for p in living(tree)}
+    assert len({os.getsid(p.pid) for p in tree}) >= 3  # they left the job's session
+    if how in ("worker-lost", "runner-killed"):
+        os.kill(parent_of(runner.pid) if how == "worker-lost" else runner.pid, signal.SIGKILL)
+        assert (await recorder.done(task.job_id, timeout=60)).reason is Reason.WORKER_LOST
+    else:
+        reason = Reason.TIMEOUT if how == "timeout" else None
+        await asyncio.wait_for(executor.kill(task.job_id, reason, 1.0), 30)
+    await wu.wait_for(lambda: not living(tree), timeout=15)
 
 
 async def test_a_kill_the_worker_cannot_confirm_is_reported_and_still_happens(

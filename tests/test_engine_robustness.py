@@ -11,6 +11,7 @@ import pytest
 from consumers import assert_no_errors, kill_loop, start_consumer, stop
 
 from jupyter_jobs import JobQueue
+from jupyter_jobs.consumer import consumer_is_alive
 from jupyter_jobs.errors import JobFailed
 from jupyter_jobs.models import Reason, Status
 
@@ -92,6 +93,53 @@ def test_kill_9_of_the_consumer_mid_run_then_restart(db_path, tmp_path, retries)
         for r in records:
             if r.status is Status.SUCCEEDED:
                 assert 1 <= counts[r.id] <= r.attempt
+
+
+def test_a_killed_consumers_claims_no_worker_began_go_back_uncounted(db_path, tmp_path):
+    """kill -9 of a consumer holding a job that ran (its outcome unwritten), one its worker
+    began unseen (the consumer was stopped) and jobs sent ahead or waiting that never began:
+    the first two count as interrupted attempts, the others come back with their attempt
+    unchanged, then run once each."""
+    marks, gate = tmp_path / "marks", tmp_path / "gate"
+    with JobQueue(db_path) as q:
+        first = start_consumer(db_path, workers=1)
+        try:
+            for job in [q.submit(jobfuncs.noop) for _ in range(20)]:
+                job.result(timeout=60)  # short jobs: the executor now claims and sends ahead
+            ran = q.submit(jobfuncs.mark_then_wait, str(marks), str(gate))
+            began = q.submit(jobfuncs.mark_then_sleep, str(marks), 600)
+            waiting = [q.submit(jobfuncs.mark, str(marks)) for _ in range(5)]
+            ids = [ran.id, began.id, *(j.id for j in waiting)]
+            wait_until(lambda: all(r.claimed for r in q.store.get_many(ids[1:])), timeout=60)
+            wait_until(lambda: marks_of(marks)[ran.id] == 1, timeout=60)
+            os.kill(first.pid, signal.SIGSTOP)  # from here on, it hears nothing
+            gate.touch()  # `ran` ends; its worker begins `began`, sent to it ahead
+            wait_until(lambda: marks_of(marks)[began.id] == 1, timeout=60)
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(30)
+        # Claimed, not started as far as the store knows (`ran` may show running).
+        assert [r.status for r in q.store.get_many(ids[1:])] == [Status.QUEUED] * 6
+        recovered = {r.id: r for r in q.store.recover(consumer_is_alive)}
+        assert set(recovered) == set(ids)
+        for job in (ran, began):
+            record = recovered[job.id]
+            assert (record.status, record.reason, record.attempt) == (
+                Status.FAILED,
+                Reason.INTERRUPTED,
+                1,
+            )
+        for job in waiting:
+            record = recovered[job.id]
+            assert (record.status, record.attempt, record.lease_until) == (Status.QUEUED, 0, None)
+        second = start_consumer(db_path, workers=1)
+        try:
+            assert [job.result(timeout=60) for job in waiting] == [j.id for j in waiting]
+        finally:
+            log = stop(second)
+        assert_no_errors(log)
+        assert [r.attempt for r in q.store.get_many([j.id for j in waiting])] == [1] * 5
+        assert marks_of(marks) == Counter(ids)
 
 
 def traces(path: Path) -> list[tuple[int, int, float]]:

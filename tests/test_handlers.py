@@ -21,15 +21,20 @@ from typing import Any
 
 import dill
 import pytest
-from jupyter_server.auth import Authorizer
+from jupyter_server.auth import Authorizer, IdentityProvider
+from jupyter_server.auth.identity import PasswordIdentityProvider
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (fixtures, for this module only)
 from tornado.httpclient import HTTPResponse
 from traitlets import TraitError
 from traitlets.config import Config
 
+from jupyter_jobs import buffers, oslayer
+from jupyter_jobs import payload as payloads
 from jupyter_jobs.executors.local import LocalExecutor
+from jupyter_jobs.models import JobSpec
 from jupyter_jobs.payload import cell_payload, function_payload
 from jupyter_jobs.server import parsing
+from jupyter_jobs.server.access import identifies_users
 from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp, resolve_executor
 from jupyter_jobs.server.channel_handlers import NAME
 from jupyter_jobs.server.emitter import SCHEMA_ID
@@ -37,6 +42,7 @@ from jupyter_jobs.server.function_handlers import SHA256
 from jupyter_jobs.server.handlers import ID, ROUTES
 from jupyter_jobs.server.schedule_handlers import SID
 from jupyter_jobs.server.type_handlers import TYPE
+from jupyter_jobs.server.worker_handlers import WORKER_ID
 from jupyter_jobs.store import Store
 
 import jobfuncs
@@ -174,7 +180,7 @@ def route_requests() -> list[tuple[str, str]]:
     out = []
     for pattern, handler in ROUTES:
         path = pattern.replace(ID, "1").replace(SID, "1").replace(TYPE, "t").replace(NAME, "c")
-        path = path.replace(SHA256, "0" * 64).lstrip("/")
+        path = path.replace(WORKER_ID, "w").replace(SHA256, "0" * 64).lstrip("/")
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             if method.lower() in vars(handler):
                 out.append((method, path))
@@ -190,12 +196,13 @@ def body_for(method: str) -> dict[str, Any] | None:
 
 def test_route_requests_cover_every_route() -> None:
     requests = route_requests()
-    assert len(requests) == 33
+    assert len(requests) == 37
     assert {p for _, p in requests} == {
         p.replace(ID, "1")
         .replace(SID, "1")
         .replace(TYPE, "t")
         .replace(NAME, "c")
+        .replace(WORKER_ID, "w")
         .replace(SHA256, "0" * 64)
         .lstrip("/")
         for p, _ in ROUTES
@@ -290,6 +297,26 @@ def test_submit_multipart_runs_and_returns_the_result(api: Api) -> None:
     assert result.code == 200
     assert result.headers["Content-Type"] == "application/octet-stream"
     assert dill.loads(result.body) == 42
+    # the payload arrived into a file (bodies.py), small enough to be read into its row
+    assert list(api.app.store.incoming().iterdir()) == []
+
+
+def test_a_result_with_a_big_array_is_served_framed_as_octet_stream(api: Api) -> None:
+    """The worker frames a big array beside its pickle (buffers.py): the server, which never
+    unpickles, tells it from JSON by its first bytes and serves it whole."""
+    size = 4 * buffers.THRESHOLD
+    payload = function_payload(jobfuncs.big_array, (size,))
+    spec = json.dumps({"name": "framed", "owner": "o"}).encode()
+    body, content_type = multipart([("spec", None, spec), ("payload", "payload.bin", payload)])
+    response = api.call("POST", "jobs/api/jobs", body, headers={"Content-Type": content_type})
+    assert response.code == 201, response.body
+    job = json.loads(response.body)
+    result = api.call("GET", f"jobs/api/jobs/{job['id']}/result", params={"wait": 60})
+    assert result.code == 200
+    assert result.headers["Content-Type"] == "application/octet-stream"
+    assert buffers.is_framed(result.body)
+    value = payloads.loads(result.body)
+    assert value.nbytes == size and int(value[-1]) == (size - 1) % 256
 
 
 @pytest.mark.parametrize(
@@ -353,6 +380,7 @@ def test_payload_over_the_limit_is_a_413(api: Api) -> None:
         [("spec", None, b"{}"), ("payload", "p", b"x" * (MAX_PAYLOAD + 1))]
     )
     api.error("POST", "jobs/api/jobs", body, 413, headers={"Content-Type": content_type})
+    assert list(api.app.store.incoming().iterdir()) == []  # what arrived of it is gone
     exact = base64.b64encode(b"x" * MAX_PAYLOAD).decode()
     assert api.call("POST", "jobs/api/jobs", {"spec": {"hold": True}, "payload": exact}).code == 201
 
@@ -367,6 +395,10 @@ def test_multipart_bad_parts_are_400(api: Api) -> None:
     ]:
         body, headers["Content-Type"] = multipart(parts)
         assert message in api.error("POST", "jobs/api/jobs", body, 400, headers=headers)["message"]
+    body, headers["Content-Type"] = multipart([("spec", None, b"{}"), ("payload", "p", b"x")])
+    cut = api.error("POST", "jobs/api/jobs", body[:-10], 400, headers=headers)["message"]
+    assert cut == "multipart body ends before its closing boundary"
+    assert list(api.app.store.incoming().iterdir()) == []
 
 
 def test_batch_submits_all_in_order_or_none(api: Api) -> None:
@@ -791,6 +823,63 @@ def test_stats_and_capabilities(api: Api) -> None:
     assert caps["cancel"] is True
 
 
+# --- users ------------------------------------------------------------------------------------
+
+
+def test_in_the_default_setup_every_request_is_the_servers_user(api: Api) -> None:
+    # jupyter_server's own identity provider makes each token request a new anonymous user:
+    # here every job is the OS user's running the server, as `JobQueue` and the CLI record.
+    me = oslayer.user_name()
+    first, second = api.submit(hold=True), api.submit(hold=True, owner="nb.ipynb")
+    assert {(j["user"], j["user_display_name"]) for j in (first, second)} == {(me, me)}
+    assert api.json("GET", "jobs/api/me") == {
+        "username": me,
+        "display_name": me,
+        "can_read_all": True,
+        "can_write_all": True,
+    }
+    mine = api.json("GET", "jobs/api/jobs", params={"mine": "true"})
+    assert [j["id"] for j in mine["jobs"]] == [second["id"], first["id"]]
+    assert mine["counts"]["pending"] == 2
+    assert api.json("GET", "jobs/api/jobs", params={"user": "someone-else"})["jobs"] == []
+    assert api.json("GET", "jobs/api/stats", params={"user": me})["counts"]["pending"] == 2
+    api.json("POST", f"jobs/api/jobs/{first['id']}/cancel")
+    cleared = api.json("POST", "jobs/api/jobs/clear", params={"mine": "true"})
+    assert cleared == {"deleted": [first["id"]]}
+    both = api.json("GET", "jobs/api/jobs", params={"mine": "true", "user": "someone-else"})
+    assert [j["id"] for j in both["jobs"]] == [second["id"]]  # mine wins
+    for bad in ("yes", "1", ""):
+        api.error("GET", "jobs/api/jobs", params={"mine": bad}, status=400)
+    api.error("GET", "jobs/api/stats", params={"mine": "yes"}, status=400)
+    # also where they do not filter: a schedule's runs
+    api.error("GET", "jobs/api/jobs", params={"schedule": "1", "mine": "-1"}, status=400)
+
+
+def test_jobs_of_nobody_from_before_users_stay_readable_and_actionable(api: Api) -> None:
+    old = api.app.store.enqueue(JobSpec(name="old", hold=True), b"")  # no user, as migrated
+    assert api.json("GET", f"jobs/api/jobs/{old.id}")["user"] == ""
+    assert api.json("POST", f"jobs/api/jobs/{old.id}/cancel")["status"] == "cancelled"
+    assert [j["id"] for j in api.json("GET", "jobs/api/jobs", params={"user": ""})["jobs"]] == [
+        old.id
+    ]
+
+
+def test_who_the_jobs_belong_to_follows_the_identity_provider() -> None:
+    class HubLike(IdentityProvider):
+        pass
+
+    for provider, auto in (
+        (IdentityProvider(), False),
+        (PasswordIdentityProvider(), False),
+        (HubLike(), True),
+    ):
+        assert identifies_users("auto", provider) is auto
+        assert identifies_users("identity", provider) is True
+        assert identifies_users("server", provider) is False
+    with pytest.raises(TraitError):
+        JobsApp(user_source="everyone")
+
+
 # --- configuration ---------------------------------------------------------------------------
 
 
@@ -829,6 +918,7 @@ def test_events_of_a_job_arrive_in_order_over_the_websocket(api: Api) -> None:
     def read() -> None:
         event = json.loads(api.run(asyncio.wait_for(ws.read_message(), 60)))
         if event.get("schema_id") == SCHEMA_ID:
+            assert {e["user"] for e in event["jobs"]} == {oslayer.user_name()}
             seen.extend(
                 (e["action"], e["previous"], e["status"])
                 for e in event["jobs"]

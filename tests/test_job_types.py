@@ -13,9 +13,10 @@ from pathlib import Path
 import dill
 import pytest
 
-from jupyter_jobs import job_types, typed_run
+from jupyter_jobs import buffers, job_types, payload, typed_run
 from jupyter_jobs.errors import InvalidRequest
 from jupyter_jobs.job_types import JobType, TypedPayload
+from jupyter_jobs.server import service
 
 import typed_package
 
@@ -182,6 +183,18 @@ def test_what_json_would_change_is_sent_as_a_pickle(value) -> None:
     assert job_types.is_pickle(data)
     decoded = job_types.decode_result(data)
     assert decoded == value or (decoded != decoded and value != value)  # nan
+
+
+def test_a_framed_pickle_is_a_pickle_and_decodes_with_its_arrays() -> None:
+    """A result whose big array travels beside its pickle (buffers.py) is still a pickle to
+    the server and decodes whole on the client."""
+    import numpy as np
+
+    arr = np.arange(2 * buffers.THRESHOLD, dtype=np.uint8)
+    data = bytes(payload.dumps_framed({"weights": arr}))
+    assert buffers.is_framed(data) and job_types.is_pickle(data)
+    assert service.result_media_type(data[:64]) == "application/octet-stream"
+    assert np.array_equal(job_types.decode_result(data)["weights"], arr)
 
 
 def test_a_summary_must_be_short_plain_json() -> None:

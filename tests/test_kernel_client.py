@@ -20,6 +20,7 @@ import pytest
 from tornado.httputil import parse_body_arguments
 
 from jupyter_jobs import errors
+from jupyter_jobs.buffers import Framed
 from jupyter_jobs.kernel.client import (
     Client,
     HttpBackend,
@@ -31,6 +32,8 @@ from jupyter_jobs.kernel.client import (
     multipart,
 )
 from jupyter_jobs.models import Job, JobError, JobSpec, Kind, Progress, Reason, Status
+from jupyter_jobs.payload import dumps_framed
+from jupyter_jobs.server.bodies import MultipartReader
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -195,14 +198,33 @@ def test_records_survive_the_json_round_trip():
 def test_payload_encodings_parse_as_the_server_parses_them():
     spec = JobSpec(name="big", owner="o")
     payload = bytes(range(256)) * 10
-    body, ctype = multipart(spec, payload)
+    parts, ctype = multipart(spec, payload)
+    body = b"".join(parts)
     arguments: dict = {}
     files: dict = {}
-    parse_body_arguments(ctype, body, arguments, files)
+    parse_body_arguments(ctype, body, arguments, files)  # plain multipart, as tornado reads it
     assert json.loads(arguments["spec"][0]) == spec.to_json()
     assert files["payload"][0]["body"] == payload
+    reader = MultipartReader(ctype.partition("boundary=")[2])
+    for at in range(0, len(body), 7):  # as the server reads it: in pieces, as they arrive
+        reader.feed(body[at : at + 7])
+    assert reader.ended and [name for name, _ in reader.parts] == ["spec", "payload"]
+    assert json.loads(bytes(reader.parts[0][1])) == spec.to_json()
+    assert reader.take() == payload
     inline = encode_submission(spec, payload)
     assert base64.b64decode(inline["payload"]) == payload and inline["spec"]["name"] == "big"
+
+
+def test_a_framed_payload_is_sent_as_its_parts_with_the_arrays_memory_as_it_lies():
+    import numpy as np
+
+    big = np.arange(2**17, dtype=np.float64)
+    payload = dumps_framed({"big": big})
+    parts, _ = multipart(JobSpec(name="big"), payload)
+    assert isinstance(payload, Framed)
+    # the array's own memory is one of the parts: nothing joined, nothing copied
+    assert any(isinstance(p, memoryview) and np.shares_memory(np.asarray(p), big) for p in parts)
+    assert b"".join(parts[1:-1]) == bytes(payload)
 
 
 def test_discovery_prefers_the_environment(monkeypatch):

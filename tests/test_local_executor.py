@@ -22,12 +22,13 @@ import dill
 import psutil
 import pytest
 
-from jupyter_jobs import oslayer
+from jupyter_jobs import oslayer, start_log
 from jupyter_jobs.executors.base import Task
 from jupyter_jobs.executors.local import LocalExecutor
 from jupyter_jobs.executors.processes import describe_exit
 from jupyter_jobs.models import Reason, Status
 from jupyter_jobs.protocol import WorkerState
+from jupyter_jobs.start_log import StartLog
 
 import workers_util as wu
 from waiting import wait_until
@@ -751,6 +752,62 @@ async def test_jobs_run_fail_and_stop_without_inherited_sockets_or_groups(
         again = wu.function_task(wu.add, 1, 1)
         await executor.run(again)
         assert dill.loads((await recorder.done(again.job_id)).result) == 2
+
+
+# -- the start log: what a consumer killed with -9 began --------------------------------------
+
+
+async def test_each_attempt_is_written_down_before_its_code_runs(recorder, tmp_path):
+    """The start log (`start_log.py`): a job's code finds its attempt written down already; a
+    worker that died leaves its file, with its starts, to the next one."""
+    log = StartLog(tmp_path / "starts", "c1")
+    executor = LocalExecutor(recorder, 1, warm_workers=False)
+    executor.start_log = log
+    await executor.start()
+    try:
+        first = wu.function_task(wu.start_log_files, str(log.folder))
+        await executor.run(first)
+        files = dill.loads((await recorder.done(first.job_id)).result)
+        assert list(files.values()) == [[f"{first.job_id} 1"]]
+        lost = wu.function_task(wu.exits, 3)
+        await executor.run(lost)
+        assert (await recorder.done(lost.job_id)).reason is Reason.WORKER_LOST
+        again = wu.function_task(wu.start_log_files, str(log.folder))
+        again.attempt = 2
+        await executor.run(again)
+        again_files = dill.loads((await recorder.done(again.job_id)).result)
+        lines = [f"{first.job_id} 1", f"{lost.job_id} 1", f"{again.job_id} 2"]
+        assert again_files == {next(iter(files)): lines}  # the same file, taken over
+    finally:
+        await asyncio.wait_for(executor.shutdown(1.0), 30)
+    # Kept: the consumer's last write reads them, then removes them (`Consumer.stop`).
+    assert start_log.named(log.folder) == {(first.job_id, 1), (lost.job_id, 1), (again.job_id, 2)}
+
+
+async def test_a_run_a_stop_gives_back_as_its_worker_begins_it_is_written_down(recorder, tmp_path):
+    """The race of a clean stop with a run sent ahead: the stop gives the run back as never
+    begun while its worker begins it (its "start" still on the way). Its start is written
+    down all the same, which makes the store count the attempt (see test_store.py)."""
+    log = StartLog(tmp_path / "starts", "c1")
+    executor = LocalExecutor(recorder, 1, warm_workers=False)
+    executor.start_log = log
+    await executor.start()
+    try:
+        await teach_short(executor, recorder, limit=4)
+        gate, began = tmp_path / "gate", tmp_path / "began"
+        first = wu.function_task(wu.waits_for, str(gate))
+        late = wu.function_task(wu.records_start, str(began), str(tmp_path / "never"))
+        await executor.run(first)
+        await executor.run(late)
+        assert executor.pool.view_of(first.job_id).ahead == (late.job_id,)
+        gate.touch()
+        # The loop is held here: the worker's "done" and "start" stay unread as it begins.
+        wait_until(began.exists, timeout=30)
+    finally:
+        await asyncio.wait_for(executor.shutdown(1.0), 30)
+    given_back = recorder.outcomes[late.job_id][0]
+    assert (given_back.status, given_back.error.type) == (Status.QUEUED, "NotStarted")
+    assert (late.job_id, late.attempt) in start_log.named(log.folder)
 
 
 # -- nothing escapes a job: descendants that left its process group ------------------------------

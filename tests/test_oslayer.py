@@ -112,6 +112,43 @@ def test_kill_group_stops_the_leader_and_its_children(
         leader.stdout.close()
 
 
+#: A group leader that dies of SIGTERM at once, with a child in a session of its own.
+LEADER_WITH_A_SESSION_CHILD = """
+import subprocess, sys, time
+code = "import time; time.sleep(120)"
+child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_stop_finds_a_child_in_a_session_of_its_own_before_its_leader_dies() -> None:
+    """Nothing looked at the tree before the stop: the stop itself looks before it signals,
+    so a leader that dies of SIGTERM at once cannot orphan its child out of sight (it raced,
+    and lost about one time in three, when the stop looked only after signalling)."""
+    for _ in range(10):
+        leader = subprocess.Popen(
+            [sys.executable, "-c", LEADER_WITH_A_SESSION_CHILD],
+            stdout=subprocess.PIPE,
+            text=True,
+            **oslayer.new_group_options(),
+        )
+        child = int(leader.stdout.readline())
+        try:
+            assert os.getsid(child) == child  # out of the leader's group and session
+            oslayer.terminate_group(leader.pid)
+            leader.wait(30)
+            oslayer.kill_group(leader.pid)
+            wait_until(lambda child=child: not oslayer.process_alive(child), 10)
+        finally:
+            oslayer.forget_tree(leader.pid)
+            leader.kill()
+            leader.wait(30)
+            leader.stdout.close()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+
 def test_without_groups_an_orphaned_child_is_still_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     """The tree is remembered: a child whose leader died first (SIGTERM ends the leader, the
     child ignores it) is no longer the leader's descendant, and must still be found."""
@@ -256,3 +293,14 @@ def test_a_watched_parent_takes_its_child_along() -> None:
         parent.kill()
         parent.wait(30)
         parent.stdout.close()
+
+
+def test_the_user_name_comes_from_the_login_else_from_the_process(monkeypatch):
+    monkeypatch.setenv("LOGNAME", "login-name")
+    assert oslayer.user_name() == "login-name"
+
+    def no_login() -> str:  # a uid without a password entry and no login variables
+        raise OSError("no user")
+
+    monkeypatch.setattr(oslayer.getpass, "getuser", no_login)
+    assert oslayer.user_name() == psutil.Process().username() != ""

@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from jupyter_jobs import JobQueue
+from jupyter_jobs import JobQueue, oslayer
 from jupyter_jobs.errors import (
     IllegalTransition,
     InvalidRequest,
@@ -48,6 +48,21 @@ def test_a_forgotten_result_loads_again_as_a_new_copy(queue):
     job.forget_result()
     again = job.result()
     assert again == first and again is not first
+
+
+def test_a_queues_jobs_and_schedules_are_the_os_users_unless_it_names_one(queue, db_path):
+    me = oslayer.user_name()
+    job = queue.submit(jobfuncs.add, 1, 2)
+    assert (job.record.user, job.record.user_display_name) == (me, me)
+    schedule = queue.schedule(jobfuncs.add, every=60, parameters={"a": 1, "b": 1})
+    assert schedule.user == me
+    with JobQueue(db_path, user="robot") as other:
+        theirs = other.submit(jobfuncs.add, 3, 4)
+        assert theirs.record.user == "robot"
+        assert [j.id for j in other.jobs(mine=True)] == [theirs.id]
+        assert [j.id for j in other.jobs(user=me)] == [job.id]
+        assert theirs.result(timeout=30) == 7
+    assert [j.id for j in queue.jobs(mine=True)] == [job.id]
 
 
 def test_lambda_and_closure_travel_by_value(queue):
@@ -237,9 +252,9 @@ def test_submits_in_a_loop_are_stored_in_order_in_few_transactions(queue, monkey
     writes: list[int] = []
     enqueue_many = queue.store.enqueue_many
 
-    def counting(items):
+    def counting(items, user):
         writes.append(len(items))
-        return enqueue_many(items)
+        return enqueue_many(items, user)
 
     monkeypatch.setattr(queue.store, "enqueue_many", counting)
     jobs = [queue.submit(jobfuncs.add, i) for i in range(300)]
@@ -369,6 +384,23 @@ def test_short_lived_handles_of_a_running_job_do_not_pile_up(db_path):
         for _ in range(2000):
             assert q.get(kept.id).status is Status.QUEUED  # a throwaway handle each time
         assert len(q.backend._handles[kept.id]) <= 9
+
+
+def test_one_watcher_thread_follows_waits_one_after_another_then_ends(db_path):
+    """Waiting on one job after another starts no thread (and no store connection) per job:
+    the watcher waits for the next handle a while, and ends once nothing came for that long."""
+    with JobQueue(db_path) as q:
+        q.start_consumer(max_workers=1)
+        watchers: set[threading.Thread] = set()
+        for _ in range(5):
+            assert q.submit(jobfuncs.add, 1, 2).result(timeout=60) == 3
+            watchers |= {t for t in threading.enumerate() if t.name == "jupyter-jobs-watcher"}
+        assert len(watchers) == 1
+        q.backend.watcher_linger = 0.1
+        (watcher,) = watchers
+        watcher.join(timeout=30)
+        assert not watcher.is_alive()
+        assert q.submit(jobfuncs.add, 2, 2).result(timeout=60) == 4  # a new one takes over
 
 
 @pytest.mark.parametrize(

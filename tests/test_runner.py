@@ -21,7 +21,7 @@ import pytest
 from jupyter_jobs import payload, protocol, rng
 from jupyter_jobs.executors.base import Task
 from jupyter_jobs.executors.processes import spawn_runner
-from jupyter_jobs.models import Kind, Reason, Status
+from jupyter_jobs.models import FileBytes, Kind, Reason, Status
 
 import workers_util as wu
 
@@ -386,16 +386,24 @@ async def test_a_cell_after_others_reads_their_names_over_the_kernels(executor, 
     assert outcome.error.type == "NameError" and "never_set" in outcome.error.message
 
 
-def test_a_bundle_unbundles_to_its_parts_and_a_plain_payload_to_itself():
+def test_a_bundle_is_received_as_its_parts_and_a_plain_payload_as_itself():
+    import io
+
     from jupyter_jobs import chains
 
+    def receive(data: bytes) -> tuple:
+        stream = io.BytesIO(data + b"next frame")  # a body is followed by the next frame
+        received = chains.receive(stream, len(data))
+        assert stream.read() == b"next frame"  # read exactly its own bytes, whatever they hold
+        return received
+
     assert chains.bundle(b"p", []) == b"p"
-    body, parts = chains.unbundle(chains.bundle(b"\x80payload", [b"one", b""]))
+    body, parts = receive(chains.bundle(b"\x80payload", [b"one", b""]))
     assert bytes(body) == b"\x80payload" and [bytes(p) for p in parts] == [b"one", b""]
-    plain, none = chains.unbundle(b"\x80plain")
+    plain, none = receive(b"\x80plain")
     assert bytes(plain) == b"\x80plain" and none == []
     with pytest.raises(ValueError, match="parts say"):
-        chains.unbundle(chains.bundle(b"p", [b"x"]) + b"extra")
+        receive(chains.bundle(b"p", [b"x"]) + b"extra")
 
 
 async def test_cell_tells_objects_changed_in_place_from_names_bound_anew(executor, recorder):
@@ -770,6 +778,64 @@ def test_runner_frames_for_one_job(tmp_path):
         channel.close()
         proc.kill()
         proc.wait()
+
+
+def test_runner_reads_a_large_payload_from_its_file_and_leaves_a_large_result_as_one(tmp_path):
+    import numpy as np
+
+    original = np.arange(300_000.0)
+    namespace = {"a": original.copy(), "untouched": np.ones(300_000)}
+    data, _ = payload.cell_payload("b = a * 2\na[0] = -1\nc = untouched.sum()", namespace)
+    (tmp_path / "payload").write_bytes(bytes(data))
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    proc, channel = start_runner(tmp_path)
+    try:
+        assert channel.recv()[0]["t"] == "ready"
+        header = protocol.job_header(
+            job_id=8, attempt=1, kind="cell", name="big", cwd=None, options={}, log_limit=None,
+            progress_interval=1.0, result_dir=str(incoming),
+        )  # fmt: skip
+        channel.send(*protocol.job_frame(header, FileBytes(str(tmp_path / "payload"), len(data))))
+        while (frame := channel.recv())[0]["t"] != "done":
+            pass
+        fields = protocol.done_fields(*frame, incoming)
+        assert fields["status"] == "succeeded" and isinstance(fields["result"], FileBytes)
+        assert Path(fields["result"].path).parent == incoming  # for the store to take
+        result = payload.loads(fields["result"].read())
+        # the untouched big array is not sent back: only what the cell set or changed
+        assert result["mutated"] == ["a"] and sorted(result["values"]) == ["a", "b", "c"]
+        assert result["values"]["a"][0] == -1 and np.array_equal(
+            result["values"]["b"], original * 2
+        )
+        (tmp_path / "payload").write_bytes(bytes(data)[:-100])  # cut short: the job fails
+        channel.send(
+            *protocol.job_frame(
+                {**header, "job_id": 9}, FileBytes(str(tmp_path / "payload"), len(data))
+            )
+        )
+        while (frame := channel.recv())[0]["t"] != "done":
+            pass
+        assert (
+            frame[0]["reason"] == "payload" and "could not be read" in frame[0]["error"]["message"]
+        )
+        channel.send({"t": "exit"})
+        assert proc.wait(timeout=30) == 0  # and the worker went on serving
+    finally:
+        channel.close()
+        proc.kill()
+        proc.wait()
+
+
+def test_a_done_frame_can_name_only_a_result_file_of_its_own_folder(tmp_path):
+    header = {"t": "done", "status": "succeeded", "has_result": True, "result_len": 3}
+    with pytest.raises(protocol.ProtocolError, match="cannot"):
+        protocol.done_fields({**header, "result_file": "../jobs.db"}, b"", tmp_path)
+    with pytest.raises(protocol.ProtocolError, match="cannot"):
+        protocol.done_fields({**header, "result_file": f"{'a' * 32}.result"}, b"", None)
+    name = protocol.result_file_name()
+    left = protocol.done_fields({**header, "result_file": name}, b"", tmp_path)["result"]
+    assert left == FileBytes(str(tmp_path / name), 3)
 
 
 def test_deprecated_pandas_options_are_not_read_nor_sent():

@@ -15,7 +15,7 @@ import pytest
 
 from jupyter_jobs import JobQueue
 from jupyter_jobs.errors import InvalidRequest, ScheduleNotFound
-from jupyter_jobs.models import Kind, Status
+from jupyter_jobs.models import JobUser, Kind, Status
 from jupyter_jobs.schedules import (
     MAX_CATCH_UP,
     ScheduleSpec,
@@ -292,6 +292,25 @@ def test_deleting_a_schedule_keeps_its_runs(db_path):
         assert store.schedules() == []
         assert store.get(job.id).schedule_id == sid
         assert store.fire_schedules(5000.0) == []
+
+
+def test_a_schedules_runs_belong_to_the_user_who_made_it(db_path):
+    from jupyter_jobs.payload import function_payload
+
+    with Store(db_path) as store:
+        spec = ScheduleSpec(target={"kind": "function", "name": "add"}, every=60)
+        payload = function_payload(jobfuncs.add, (), {"a": 2, "b": 3})
+        alice = JobUser("alice", "Alice Liddell")
+        made = store.add_schedule(spec, "nb.ipynb", payload, at=1000.0, user=alice)
+        function_schedule(store, 1000.0, every=60)  # nobody's
+        assert (made.user, made.to_json()["user_display_name"]) == ("alice", "Alice Liddell")
+        assert [s.id for s in store.schedules(user="alice")] == [made.id]
+        fired = store.fire_schedules(1061.0)
+        assert sorted((j.schedule_id, j.user, j.user_display_name) for j in fired) == [
+            (made.id, "alice", "Alice Liddell"),
+            (made.id + 1, "", ""),
+        ]
+        assert store.query(user="alice").jobs[0].schedule_id == made.id
 
 
 # --- notebooks ----------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_jobs import JobQueue, errors, shared
-from jupyter_jobs.models import JobSpec, Kind, Status
+from jupyter_jobs import JobQueue, errors, protocol, shared
+from jupyter_jobs.models import FileBytes, JobSpec, Kind, Status
 from jupyter_jobs.payload import dumps, function_payload
 from jupyter_jobs.shared import Function, HeldFunctions, LoadedFunctions, SharedPayload
 from jupyter_jobs.store import Store
@@ -92,15 +92,31 @@ def test_executor_and_worker_agree_on_what_the_worker_holds() -> None:
     cut = 0
     for n in range(500):
         function = chance.choice(functions)
-        body = shared.pack(function.sha256, function.data, str(n).encode())
-        sent = sender.send(body)
-        cut += len(sent) < len(body)
-        received = worker.receive(sent)
+        claimed = SharedPayload(function, str(n).encode())
+        _, body = protocol.job_frame({}, sender.send(claimed))  # as the local executor sends it
+        cut += len(body) < len(shared.packed(claimed))
+        received = worker.receive(bytearray(body))  # as the runner's inbox reads it
         assert isinstance(received, shared.Unpacked)
         assert bytes(received.function) == function.data
         assert bytes(received.arguments) == str(n).encode()
     assert 100 < cut < 500  # some went whole (evicted meanwhile), most did not
     assert sender.send(b"\x80not a pack") == b"\x80not a pack"
+    in_file = FileBytes("/the/arguments", 7)
+    assert sender.send(in_file) is in_file
+
+
+def test_arguments_in_a_file_go_as_its_path_beside_the_function(tmp_path: Path) -> None:
+    function = Function.of(os.urandom(shared.SHARE_FROM))
+    arguments = FileBytes(str(tmp_path / "payload"), 11)
+    header, body = protocol.job_frame({"t": "job"}, SharedPayload(function, arguments))
+    assert header["payload_file"] == arguments.path and header["payload_len"] == 11
+    unpacked = shared.unpack(body)
+    assert unpacked is not None and bytes(unpacked.function) == function.data
+    assert bytes(unpacked.arguments) == b""  # they stay in their file
+    (tmp_path / "payload").write_bytes(b"hello world")
+    assert shared.packed(SharedPayload(function, arguments)) == shared.pack(
+        function.sha256, function.data, b"hello world"
+    )  # what a Dask worker, maybe elsewhere, gets
 
 
 def test_a_worker_keeps_loaded_functions_for_one_directory() -> None:

@@ -24,6 +24,7 @@ from jupyter_jobs.errors import (
     IllegalTransition,
     InvalidRequest,
     JobNotFound,
+    NotAllowed,
     ResultNotReady,
     StorageError,
     WorkspaceConflict,
@@ -31,8 +32,10 @@ from jupyter_jobs.errors import (
 from jupyter_jobs.models import (
     TRANSITIONS,
     Change,
+    FileBytes,
     JobError,
     JobSpec,
+    JobUser,
     Kind,
     Outcome,
     Progress,
@@ -41,11 +44,13 @@ from jupyter_jobs.models import (
     now,
 )
 from jupyter_jobs.oslayer import filesystem_type
-from jupyter_jobs.store import MIGRATIONS, Store
+from jupyter_jobs.start_log import Recorder
+from jupyter_jobs.store import MIGRATIONS, Store, moves
 
 from store_driver import (
     append_log,
     append_log_many,
+    by_dead_owner,
     claim,
     finish,
     finish_many,
@@ -494,11 +499,90 @@ def test_large_payloads_go_to_files(tmp_path: Path) -> None:
     small, big = s.enqueue_many([(spec(), b"s" * 100), (spec(), b"b" * 101)])
     assert not (s.workspace_root / str(small.id)).exists()
     assert (s.workspace_root / str(big.id) / "payload").read_bytes() == b"b" * 101
-    assert {c.job.id: c.payload for c in claim(s, "c", 2, 60)} == {
-        small.id: b"s" * 100,
-        big.id: b"b" * 101,
-    }
+    claimed = {c.job.id: c.payload for c in claim(s, "c", 2, 60)}
+    assert claimed[small.id] == b"s" * 100
+    # a large one is handed over as its file (a local worker reads it), not read into memory
+    assert claimed[big.id] == FileBytes(str(s.workspace_root / str(big.id) / "payload"), 101)
+    assert claimed[big.id].read() == b"b" * 101
     s.close()
+
+
+def test_a_spooled_payload_becomes_its_jobs_file_and_a_small_one_its_row(tmp_path: Path) -> None:
+    s = Store(tmp_path / "jobs.db", inline_limit=100)
+    big, small, again = s.spool(), s.spool(), s.spool()
+    for spool, data in ((big, b"b" * 101), (small, b"s" * 100), (again, b"x" * 200)):
+        spool.write(data[:50])
+        spool.write(data[50:])
+    first = s.enqueue(spec(idempotency_key="k"), big.stored())
+    tiny = s.enqueue(spec(), small.stored())
+    assert s.enqueue(spec(idempotency_key="k"), again.stored()).id == first.id
+    payload = s.workspace_root / str(first.id) / "payload"
+    assert payload.read_bytes() == b"b" * 101 and mode(payload) == 0o600
+    assert not big.path.exists() and not small.path.exists()  # moved, and read into its row
+    assert not (s.workspace_root / str(tiny.id)).exists()
+    assert again.path.exists()  # a known key: no job took it, and its maker discards it
+    again.discard()
+    assert list(s.incoming().iterdir()) == []
+    claimed = {c.job.id: c.payload for c in claim(s, "c", 2, 60)}
+    assert claimed == {first.id: FileBytes(str(payload), 101), tiny.id: b"s" * 100}
+    s.close()
+
+
+def test_a_result_left_as_a_file_is_taken_by_its_job_and_a_stale_ones_removed(
+    tmp_path: Path,
+) -> None:
+    s = Store(tmp_path / "jobs.db", inline_limit=100)
+    job = s.enqueue(spec(), b"p")
+    attempt = start(s, job.id)
+    left, stale = s.incoming() / f"{'a' * 32}.result", s.incoming() / f"{'b' * 32}.result"
+    left.write_bytes(b"r" * 500)
+    stale.write_bytes(b"an attempt that is not the job's any more")
+    outcomes = [
+        (job.id, attempt, Outcome(Status.SUCCEEDED, result=FileBytes(str(left), 500))),
+        (job.id, attempt + 1, Outcome(Status.SUCCEEDED, result=FileBytes(str(stale), 42))),
+    ]
+    assert [j is not None for j in finish_many(s, outcomes)] == [True, False]
+    assert s.result(job.id) == b"r" * 500 and s.get(job.id).result_size == 500
+    assert (s.workspace_root / str(job.id) / f"result.{attempt}").exists()
+    assert list(s.incoming().iterdir()) == []
+    s.close()
+
+
+def test_a_result_file_goes_back_when_its_transaction_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = Store(tmp_path / "jobs.db", inline_limit=100)
+    job = s.enqueue(spec(), b"p")
+    attempt = start(s, job.id)
+    left = s.incoming() / f"{'c' * 32}.result"
+    left.write_bytes(b"r" * 500)
+    outcome = Outcome(Status.SUCCEEDED, result=FileBytes(str(left), 500))
+
+    def disk_full(tx: object, finished: object) -> None:  # a failure that cannot run here
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(moves, "resolve_dependents", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        finish(s, job.id, attempt, outcome)
+    assert left.read_bytes() == b"r" * 500  # back, for the consumer's next try
+    assert s.get(job.id).status is Status.RUNNING
+    monkeypatch.undo()
+    assert finish(s, job.id, attempt, outcome).status is Status.SUCCEEDED
+    assert s.result(job.id) == b"r" * 500 and not left.exists()
+    s.close()
+
+
+def test_uploads_a_dead_server_left_are_removed_when_the_store_opens(db_path: Path) -> None:
+    s = Store(db_path)
+    old, fresh = s.spool(), s.spool()
+    old.write(b"an upload cut short a while ago")
+    old.close()
+    fresh.close()
+    s.close()
+    long_ago = time.time() - 2 * 24 * 3600
+    os.utime(old.path, (long_ago, long_ago))
+    Store(db_path).close()
+    assert not old.path.exists() and fresh.path.exists()  # one may still be arriving
 
 
 def test_idempotency_key_returns_the_existing_job(store: Store) -> None:
@@ -1198,6 +1282,20 @@ def test_subscribers_get_every_kind_of_change(store: Store) -> None:
     assert len(got) == 6
 
 
+def test_other_processes_are_rung_before_subscribers_hear_of_a_commit(tmp_path: Path) -> None:
+    """Waking another process takes longest, so it starts first: when this process's
+    subscribers are called, a listener of another store on the file holds its ring already."""
+    store, other = Store(tmp_path / "jobs.db"), Store(tmp_path / "jobs.db")
+    listener = other.listen()
+    rings_seen: list[int] = []
+    store.subscribe(lambda changes: rings_seen.append(listener.drain()))
+    store.enqueue(spec(), b"")
+    assert rings_seen == [1]
+    listener.close()
+    other.close()
+    store.close()
+
+
 def test_a_failing_subscriber_is_logged_and_harmless(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1536,6 +1634,71 @@ def test_recovery_counts_the_claims_of_a_lost_consumer_as_interrupted_attempts(
     assert [(c.job.id, c.job.attempt) for c in claim(store, "c2", 5, 60)] == [(again.id, 2)]
 
 
+def test_recover_gives_back_uncounted_the_claims_no_worker_of_a_dead_consumer_began(store):
+    """With the start log of a consumer proven gone (`start_log.py`): a claim its workers began
+    counts; the others go back as if never claimed (a start reported ahead of the code too),
+    a cancel asked for meanwhile wins, and the log goes once nothing is left to recover."""
+    began, sent, reported, cancelled = store.enqueue_many(
+        [(spec(name), b"") for name in ("began", "sent", "reported", "cancelled")]
+    )
+    claims = {c.job.id: c.job.attempt for c in claim(store, "dead", 4, 60)}
+    assert started(store, reported.id, claims[reported.id])
+    store.request_cancel(cancelled.id)
+    log = by_dead_owner(
+        store.workspace.start_log("dead"), (began.id, claims[began.id]), consumer="dead"
+    )
+    changed = store.recover(lambda consumer: False)
+    assert {j.id for j in changed} == {began.id, sent.id, reported.id, cancelled.id}
+    ran, back, taken_back, gone = store.get_many([began.id, sent.id, reported.id, cancelled.id])
+    assert (ran.status, ran.reason, ran.attempt) == (Status.FAILED, Reason.INTERRUPTED, 1)
+    for job in (back, taken_back):
+        assert (job.status, job.attempt, job.consumer, job.lease_until, job.started_at) == (
+            Status.QUEUED,
+            0,
+            None,
+            None,
+            None,
+        )
+    assert (gone.status, gone.attempt) == (Status.CANCELLED, 1)
+    assert not log.folder.exists()
+    assert {(c.job.id, c.job.attempt) for c in claim(store, "c2", 5, 60)} == {
+        (sent.id, 1),
+        (reported.id, 1),
+    }
+
+
+def test_a_claim_given_back_that_a_worker_wrote_down_as_begun_counts(store):
+    """A stop gives back a run it believes never began while its worker begins it (see
+    test_local_executor.py): the start log names it, so the attempt counts; a claim given
+    back that no worker wrote down goes back uncounted."""
+    began, unbegun = store.enqueue_many([(spec("began"), b""), (spec("unbegun"), b"")])
+    claims = {c.job.id: c.job.attempt for c in claim(store, "c1", 2, 60)}
+    log = store.start_log_of("c1")
+    log.create()  # its owner lives: what the log names began all the same
+    Recorder(log.take_file(), lambda: True).begin(began.id, claims[began.id])
+    back = Outcome(Status.QUEUED, Reason.INTERRUPTED, JobError("NotStarted", "not started"))
+    finish_many(store, [(began.id, claims[began.id], back), (unbegun.id, claims[unbegun.id], back)])
+    counted, given = store.get_many([began.id, unbegun.id])
+    assert (counted.status, counted.reason, counted.attempt) == (
+        Status.FAILED,
+        Reason.INTERRUPTED,
+        1,
+    )
+    assert counted.error.message == "the job began as its executor stopped"
+    assert (given.status, given.attempt, given.lease_until) == (Status.QUEUED, 0, None)
+
+
+def test_recover_counts_the_claims_of_a_consumer_whose_start_log_owner_lives(store):
+    job = store.enqueue(spec(), b"")
+    claim(store, "lost", 1, 60)
+    log = store.start_log_of("lost")
+    log.create()  # its owner is this process, alive: its workers might begin the job yet
+    store.recover(lambda consumer: False)
+    final = store.get(job.id)
+    assert (final.status, final.reason, final.attempt) == (Status.FAILED, Reason.INTERRUPTED, 1)
+    assert log.folder.exists()
+
+
 def test_a_claimed_job_is_cancelled_through_its_consumer(store: Store) -> None:
     job = store.enqueue(spec(), b"")
     [claimed] = claim(store, "c", 1, 60)
@@ -1564,3 +1727,137 @@ def test_a_success_reported_without_a_start_started_as_it_ended(store: Store) ->
     [claimed] = claim(store, "c", 1, 60)
     done = finish(store, job.id, claimed.job.attempt, OK)
     assert done.status is Status.SUCCEEDED and done.started_at == done.finished_at
+
+
+# -- users: whose jobs, and fair share between users ------------------------------------------
+
+ALICE = JobUser("alice", "Alice Liddell")
+BOB = JobUser("bob", "Bob")
+
+
+def test_a_job_records_its_user_and_nobody_when_none_is_named(store: Store) -> None:
+    mine = store.enqueue(spec(), b"", ALICE)
+    assert (mine.user, mine.user_display_name) == ("alice", "Alice Liddell")
+    assert store.get(mine.id).to_json()["user"] == "alice"
+    nobodys = store.enqueue(spec(), b"")
+    assert (store.get(nobodys.id).user, store.get(nobodys.id).user_display_name) == ("", "")
+
+
+def test_claim_shares_between_users_first_then_between_their_notebooks(store: Store) -> None:
+    a1 = [j.id for j in store.enqueue_many([(spec(owner="a1"), b"") for _ in range(3)], ALICE)]
+    a2 = store.enqueue(spec(owner="a2"), b"", ALICE).id
+    b1 = [j.id for j in store.enqueue_many([(spec(owner="b1"), b"") for _ in range(2)], BOB)]
+    order = [c.job.id for c in claim(store, "c", 6, 60)]
+    # alice and bob take turns; alice's turns go to her notebooks in turn
+    assert order == [a1[0], b1[0], a2, b1[1], a1[1], a1[2]]
+
+
+def test_a_user_with_many_notebooks_gets_no_more_turns_than_one_with_one(store: Store) -> None:
+    alice = [store.enqueue(spec(owner=f"nb{i}"), b"", ALICE).id for i in range(3) for _ in range(2)]
+    bob = [j.id for j in store.enqueue_many([(spec(owner="b"), b"") for _ in range(3)], BOB)]
+    order = [c.job.id for c in claim(store, "c", 6, 60)]
+    assert [("bob" if i in bob else "alice") for i in order] == ["alice", "bob"] * 3
+    assert set(order) & set(alice) == {alice[0], alice[2], alice[4]}  # one of each notebook
+
+
+def test_claim_counts_each_users_jobs_already_held(store: Store) -> None:
+    held = [j.id for j in store.enqueue_many([(spec(owner="x"), b"") for _ in range(2)], ALICE)]
+    assert [c.job.id for c in claim(store, "c", 2, 60)] == held
+    later = store.enqueue(spec(owner="y"), b"", ALICE)  # a notebook of hers with none held
+    bobs = store.enqueue(spec(owner="b"), b"", BOB)
+    # alice holds two already: bob's job goes first, though it is newer than her new notebook's
+    assert [c.job.id for c in claim(store, "c", 2, 60)] == [bobs.id, later.id]
+
+
+def test_one_worker_alternates_between_users_and_remembers_whom_it_served(store: Store) -> None:
+    alice = [j.id for j in store.enqueue_many([(spec(owner="a"), b"") for _ in range(3)], ALICE)]
+    bob = [j.id for j in store.enqueue_many([(spec(owner="b"), b"") for _ in range(2)], BOB)]
+    order = []
+    while claimed := claim(store, "c", 1, 60):
+        order.append(claimed[0].job.id)
+        finish(store, claimed[0].job.id, claimed[0].job.attempt, OK)
+    assert order == [alice[0], bob[0], alice[1], bob[1], alice[2]]
+    conn = sqlite3.connect(store.path)
+    assert {u for (u,) in conn.execute("SELECT user FROM users")} == {"alice", "bob"}
+    conn.close()
+
+
+def test_claims_and_counts_of_users_and_notebooks_seek_their_indexes(store: Store) -> None:
+    from jupyter_jobs.store import picking
+
+    conn = sqlite3.connect(store.path)
+    for sql, args in (
+        (picking._FIRST_HEAD, (1.0, 0)),
+        (picking._NEXT_OWNER, (1.0, 0, "a", "nb")),
+        (picking._NEXT_USER, (1.0, 0, "a")),
+        (picking._NEXT_OF_OWNER, (1.0, 0, "a", "nb", 5)),
+    ):
+        plan = " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        assert "USING INDEX jobs_claim" in plan and "TEMP B-TREE" not in plan, (sql, plan)
+    # the counts of a notebook, of a user, of both: seeks in the kept counts, never a scan
+    for where, args in (
+        ("owner = ?", ("nb",)),
+        ("user = ?", ("a",)),
+        ("owner = ? AND user = ?", ("nb", "a")),
+    ):
+        sql = f"SELECT status, SUM(n) FROM user_counts WHERE {where} GROUP BY status"
+        plan = " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        assert "SEARCH user_counts" in plan, (sql, plan)
+    conn.close()
+
+
+def test_listing_and_counting_one_users_jobs(store: Store) -> None:
+    a = store.enqueue_many(
+        [(spec("fit", owner="nb1"), b""), (spec("plot", owner="nb2"), b"")], ALICE
+    )
+    b = store.enqueue_many([(spec("fit", owner="nb1"), b""), (spec("other"), b"")], BOB)
+    finish(store, a[0].id, start(store, a[0].id), OK)
+    page = store.query(user="alice")
+    assert [j.id for j in page.jobs] == [a[1].id, a[0].id]
+    assert (page.counts["queued"], page.counts["succeeded"]) == (1, 1)
+    assert [j.id for j in store.query(user="bob", owner="nb1").jobs] == [b[0].id]
+    assert store.counts("nb1", "bob")["queued"] == 1 and store.counts("nb1")["queued"] == 1
+    assert [j.id for j in store.query(user="alice", status=["succeeded"]).jobs] == [a[0].id]
+    for q in ("fit", "nb1", "fi"):  # by the name index, among the notebooks, and by LIKE
+        assert [j.id for j in store.query(user="bob", q=q).jobs] == [b[0].id], q
+    assert store.query(user="bob", q="nb1").counts["queued"] == 1
+    assert store.query(user="carol").jobs == []
+    assert store.stats("alice")["succeeded"] == 1 and store.stats()["queued"] == 3
+
+
+def test_clear_finished_of_one_user_leaves_the_others(store: Store) -> None:
+    jobs = [store.enqueue(spec(), b"", user) for user in (ALICE, BOB)]
+    for job in jobs:
+        store.request_cancel(job.id)
+    assert store.clear_finished("alice") == [jobs[0].id]
+    assert [j.id for j in store.query().jobs] == [jobs[1].id]
+
+
+def test_another_users_idempotency_key_refuses_the_whole_batch(store: Store) -> None:
+    first = store.enqueue(spec(idempotency_key="k"), b"", ALICE)
+    assert store.enqueue(spec(idempotency_key="k"), b"", ALICE).id == first.id
+    with pytest.raises(NotAllowed, match="another user's job"):
+        store.enqueue_many([(spec("new"), b""), (spec(idempotency_key="k"), b"")], BOB)
+    assert [j.id for j in store.query().jobs] == [first.id]  # nothing of bob's was stored
+
+
+def test_the_users_migration_gives_earlier_jobs_to_nobody_and_counts_them(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    mine = next(i for i, m in enumerate(MIGRATIONS) if any("user_counts" in str(s) for s in m))
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:mine]:
+        for step in migration:
+            step(conn) if callable(step) else conn.execute(step)
+    conn.execute(f"PRAGMA user_version = {mine}")
+    conn.executemany(
+        "INSERT INTO jobs (name, kind, owner, status, created_at, queued_at) "
+        "VALUES ('old', 'function', ?, 'queued', 1.0, 1.0)",
+        [("nb",), ("nb",), ("other",)],
+    )
+    conn.close()
+    with Store(path) as s:
+        assert {(j.user, j.user_display_name) for j in s.query().jobs} == {("", "")}
+        assert s.counts("nb", "")["queued"] == 2 and s.query(user="").counts["queued"] == 3
+        new = s.enqueue(spec(owner="nb"), b"", ALICE)
+        # nobody's jobs are one more user in the fair share
+        assert [c.job.id for c in claim(s, "c", 2, 60)] == [1, new.id]

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +109,13 @@ async def running_executor(recorder: Recorder, max_workers: int = 2, **kwargs: A
 
 def function_task(fn: Any, *args: Any, **kwargs: Any) -> Task:
     return Task(
-        next_id(), 1, Kind.FUNCTION, fn.__name__, payload.function_payload(fn, args, kwargs)
+        next_id(), 1, Kind.FUNCTION, fn.__name__, bytes(payload.function_payload(fn, args, kwargs))
     )
 
 
 def cell_task(code: str, namespace: dict[str, Any] | None = None, **options: Any) -> Task:
     data, _ = payload.cell_payload(code, namespace or {})
-    return Task(next_id(), 1, Kind.CELL, "cell", data, options=options)
+    return Task(next_id(), 1, Kind.CELL, "cell", bytes(data), options=options)
 
 
 def notebook_task(*cells: str) -> Task:
@@ -318,9 +319,11 @@ _DAEMON = (
 )
 
 
-def escapes(pid_file: str, ignore_term: bool) -> None:
+def escapes(pid_file: str, ignore_term: bool, settle: float = 0.0) -> None:
     """Descendants that leave the job's process group, then hang: a child in a session of its
-    own, and a daemon (its own session, its parent gone); optionally all deaf to SIGTERM."""
+    own, and a daemon (its own session, its parent gone); optionally all deaf to SIGTERM. The
+    pids are written `settle` seconds after they started: a watcher that looks every so often
+    (and cannot be asked whether it did) has seen them by then."""
     trap = "trap '' TERM; " if ignore_term else ""
     if ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -328,10 +331,17 @@ def escapes(pid_file: str, ignore_term: bool) -> None:
     launcher = subprocess.run(
         [sys.executable, "-c", _DAEMON, trap], capture_output=True, text=True, check=True
     )
+    time.sleep(settle)
     Path(pid_file + ".tmp").write_text(f"{os.getpid()} {own.pid} {launcher.stdout.strip()}")
     os.rename(pid_file + ".tmp", pid_file)
     while True:
         time.sleep(1)
+
+
+def start_log_files(folder: str) -> dict[str, list[str]]:
+    """The start log's files (`start_log.py`) and their lines, as this job's code finds them."""
+    files = [p for p in Path(folder).iterdir() if p.name != "owner"]
+    return {p.name: p.read_text().splitlines() for p in files}
 
 
 def segfaults() -> None:
@@ -463,3 +473,20 @@ def labelled_children() -> dict[str, int]:
         process.join()
         pids[method] = process.pid
     return pids
+
+
+@contextlib.contextmanager
+def dask_cluster(n_workers: int) -> Iterator[Any]:
+    """A LocalCluster of `n_workers` single-threaded worker processes that can import the
+    tests' job functions (this folder on their PYTHONPATH)."""
+    import pytest
+    from distributed import LocalCluster
+
+    tests_dir = str(Path(__file__).parent)
+    path = os.environ.get("PYTHONPATH", "")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (tests_dir, path) if p))
+        with LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster:
+            yield cluster

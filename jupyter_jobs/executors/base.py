@@ -14,7 +14,11 @@ from typing import Any, ClassVar, Protocol
 from traitlets import Float, Integer, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
-from ..models import Kind, Outcome, Progress, Reason
+from ..errors import WorkerNotDrainable
+from ..models import FileBytes, Kind, Outcome, Progress, Reason
+from ..shared import SharedPayload
+from ..start_log import StartLog
+from ..worker_info import WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -23,20 +27,26 @@ log = logging.getLogger(__name__)
 class Task:
     """One attempt of one job, as the executor needs it.
 
-    `payload` is the opaque dill bytes the client sent; only the runner in the worker loads it.
+    `payload` is the opaque dill bytes the client sent, or the file the store keeps them in
+    (large ones: a worker on this machine reads it itself, `protocol.job_frame`), or a function
+    stored once beside the job's arguments (`shared.SharedPayload`: `protocol.job_frame` packs
+    them); only the runner in the worker loads it.
     """
 
     job_id: int
     attempt: int
     kind: Kind
     name: str
-    payload: bytes
+    payload: bytes | FileBytes | SharedPayload
     interpreter: str | None = None
     cwd: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     #: Wall-clock time by which the run must be over unless its claim is renewed
     #: (`Executor.renew_lease`); None: no limit.
     lease_until: float | None = None
+    #: Run in a process started for this run alone, which exits after it (the job's
+    #: `fresh_worker` option): nothing an earlier job left in a worker can reach it.
+    fresh_worker: bool = False
 
 
 class ExecutorEvents(Protocol):
@@ -82,6 +92,17 @@ class Executor(LoggingConfigurable):
     #: so that the next start ends what a killed server left (`leftovers.py`); the consumer
     #: sets it (a folder of the store's workspace) before `start`. None: nowhere.
     leftovers_dir: Path | None = None
+    #: Where workers on this machine may leave a large result as a file, which the store takes
+    #: (`Outcome.result` as `FileBytes`); the consumer sets it (the store's incoming folder)
+    #: before `start`. None: results come back as bytes.
+    result_dir: Path | None = None
+    #: Where this executor's workers write down each attempt before its code begins
+    #: (`start_log.py`), so that the claims of a consumer killed with -9 that no worker began
+    #: go back to the queue uncounted; the consumer sets it before `start` and removes its
+    #: files after its last write. An executor that can keep that promise `create`s it at
+    #: start and gives its runners files (`take_file`); one that cannot leaves it alone, and
+    #: such claims count as interrupted attempts.
+    start_log: StartLog | None = None
     #: Whether `on_started` tells when a run's code really begins. Executors that cannot tell
     #: leave it False, and the consumer counts a run as started once `run()` has taken it.
     reports_start: ClassVar[bool] = False
@@ -167,10 +188,24 @@ class Executor(LoggingConfigurable):
         """(job_id, attempt) of every task this executor currently runs."""
         return []
 
+    async def workers(self) -> list[WorkerInfo]:
+        """The processes this executor runs jobs in, as shown (`GET /jobs/api/workers`);
+        an executor that cannot tell shows none."""
+        return []
+
+    async def drain(self, worker_id: str) -> WorkerInfo:
+        """Let the worker `worker_id` finish the job it runs (if any), then stop it; returns it
+        as it is now (`draining`, or `retiring` when it had nothing to finish). Jobs waiting
+        in it go back to the others. `WorkerNotFound` for an unknown id; an executor that
+        cannot drain (capability `drain` false) raises `WorkerNotDrainable`."""
+        raise WorkerNotDrainable(f"the {self.name} executor does not drain workers")
+
     def capabilities(self) -> dict[str, Any]:
         """What this executor supports, for `GET /jobs/api/capabilities` and the UI."""
         return {
             "executor": self.name,
+            "drain": False,
+            "fresh_worker": True,
             "cancel": True,
             "timeout": True,
             "progress": True,

@@ -6,7 +6,10 @@ process of its own, `python -m jupyter_jobs.runner`, and speaks the same frames 
 executor does (protocol.py), because Dask cannot stop a running task: only a process can be ended,
 and only a process group takes the job's children with it. The runner is started afresh for every
 attempt (no warm pool on the workers; it costs about a second of start-up per job) and, when it
-ends, whatever the job left running in its process group ends with it.
+ends, whatever the job left running ends with it: its process group, and every process seen in
+its tree (the task looks every `processes.TRACK_INTERVAL`, as the local executor does), those
+in sessions of their own included. A runner whose Dask worker dies ends its descendants itself
+before it exits (on Linux it adopts their orphans, so daemons are among them).
 
 Messages travel through the scheduler, never through pickle in the server:
 - logs and progress: `Worker.log_event` on a topic per executor, `Client.subscribe_topic` here
@@ -49,9 +52,11 @@ from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 from traitlets import Float, Unicode
 
-from ..models import Kind, Outcome, Progress, Reason, now
+from .. import shared
+from ..models import FileBytes, Kind, Outcome, Progress, Reason, now
+from ..worker_info import WorkerInfo, WorkerStatus
 from .base import Executor, ExecutorEvents, Task
-from .dask_task import run_on_worker
+from .dask_task import run_on_worker, worker_identity
 from .processes import done_outcome, failed_outcome, kill_outcome, not_started_outcome
 
 log = logging.getLogger(__name__)
@@ -131,6 +136,8 @@ class DaskExecutor(Executor):
         self._runs: dict[int, _Run] = {}
         self._keys: dict[str, _Run] = {}
         self._followers: set[asyncio.Task] = set()
+        self._identities: dict[str, dict[str, Any]] = {}  # Dask worker address -> pid, start
+        self._done_on: dict[str, int] = {}  # Dask worker address -> attempts it ran
         self._started = False
         self._closing = False
 
@@ -184,6 +191,34 @@ class DaskExecutor(Executor):
             "scheduler": self._client.scheduler.address if self._client else None,
         }
 
+    async def workers(self) -> list[WorkerInfo]:
+        """The cluster's Dask workers (the scheduler's view: its last heartbeat from each),
+        with the job of ours each runs. Every attempt runs in a runner process of its own
+        there, so a `fresh_worker` job is what every job is on Dask."""
+        client = self._client
+        if client is None or not self._started:
+            return []
+        found = (await client.scheduler.identity(n_workers=-1)).get("workers", {})
+        unknown = [address for address in found if address not in self._identities]
+        if unknown:
+            try:
+                self._identities.update(await client.run(worker_identity, workers=unknown))
+            except Exception as exc:  # a worker leaving meanwhile: shown without its pid
+                log.debug("jupyter_jobs: cannot ask Dask workers their pid: %s", exc)
+        for gone in set(self._identities) - set(found):
+            del self._identities[gone]
+        running = {_address(run.where): run for run in self._runs.values() if run.where}
+        return [
+            _dask_worker(
+                address,
+                facts,
+                self._identities.get(address, {}),
+                running.get(address),
+                self._done_on.get(address, 0),
+            )
+            for address, facts in found.items()
+        ]
+
     async def run(self, task: Task) -> None:
         if not self._started or self._closing:
             raise RuntimeError("the Dask executor is not running")
@@ -196,9 +231,13 @@ class DaskExecutor(Executor):
         self._runs[task.job_id] = run
         self._keys[run.key] = run
         payload: bytes | Future = task.payload
-        if len(task.payload) > _SCATTER_ABOVE:  # large bytes do not belong in the task graph
+        if isinstance(payload, FileBytes):  # the cluster's workers may be elsewhere: bytes
+            payload = await asyncio.to_thread(payload.read)
+        elif isinstance(payload, shared.SharedPayload):  # a function stored once: packed for them
+            payload = await asyncio.to_thread(shared.packed, payload)
+        if len(payload) > _SCATTER_ABOVE:  # large bytes do not belong in the task graph
             try:
-                payload = run.payload = await client.scatter(task.payload, hash=False)
+                payload = run.payload = await client.scatter(payload, hash=False)
             except OSError as exc:
                 message = f"the payload could not be sent to the Dask cluster: {exc}"
                 self._finish(run, failed_outcome(Reason.ERROR, "DaskUnavailable", message))
@@ -382,6 +421,9 @@ class DaskExecutor(Executor):
         run.reported = True
         self._runs.pop(run.task.job_id, None)
         self._keys.pop(run.key, None)
+        if run.where:
+            address = _address(run.where)
+            self._done_on[address] = self._done_on.get(address, 0) + 1
         run.finished.set()
         self._notify("on_done", run.task, outcome)
 
@@ -402,3 +444,38 @@ def _outcome_of(data: dict[str, Any], where: str | None) -> Outcome:
         )
         return failed_outcome(Reason.WORKER_LOST, "WorkerLost", message)
     return done_outcome(data, data.get("exit"))
+
+
+def _address(where: str) -> str:
+    """The Dask worker's address in a "start" event's `where` ("tcp://... (pid N)")."""
+    return where.split(" ", 1)[0]
+
+
+#: Dask's worker statuses that are shown as other than idle or busy.
+_DASK_STATUS = {
+    "closing_gracefully": WorkerStatus.DRAINING,
+    "closing": WorkerStatus.RETIRING,
+    "closed": WorkerStatus.RETIRING,
+    "init": WorkerStatus.STARTING,
+}
+
+
+def _dask_worker(
+    address: str, facts: dict[str, Any], identity: dict[str, Any], run: _Run | None, done: int
+) -> WorkerInfo:
+    """A Dask worker as shown, from the scheduler's `identity` and what we ran there."""
+    state = _DASK_STATUS.get(facts.get("status", ""))
+    if state is None:
+        state = WorkerStatus.BUSY if run is not None else WorkerStatus.IDLE
+    return WorkerInfo(
+        id=address.split("://", 1)[-1],
+        pid=identity.get("pid"),
+        host=address,
+        executor=DaskExecutor.name,
+        state=state,
+        job=run.task.job_id if run is not None else None,
+        job_name=run.task.name if run is not None else None,
+        started_at=identity.get("started_at"),
+        heartbeat_at=facts.get("last_seen"),
+        jobs_done=done,
+    )

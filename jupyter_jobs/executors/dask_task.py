@@ -1,7 +1,9 @@
 """What runs on a Dask worker for the Dask executor: one attempt of one job, as a Dask task.
 
 `run_on_worker` is the task (see `dask.py` for the whole design). It starts the job's runner in
-a process of its own (`processes.spawn_runner`), speaks the frames of `protocol.py` to it,
+a process of its own (`processes.spawn_runner`), looks at the runner's process tree while it
+runs (as the local executor does, so that a stop ends every descendant seen, those in sessions
+of their own and orphans included), speaks the frames of `protocol.py` to it,
 forwards logs and progress as Dask events on the executor's topic, watches for a stop (a
 `distributed.Event` per key, or the key released), and returns how the attempt ended as plain
 data: the executor's client accepts no pickle. Dask re-runs a task whose worker died; a re-run
@@ -22,9 +24,16 @@ from distributed import Event as DaskEvent
 from distributed import Variable, get_client, get_worker
 
 from .. import protocol
-from ..oslayer import forget_tree, kill_group
+from ..oslayer import forget_tree, kill_group, process_start_time, track_tree
 from ..protocol import FrameType
-from .processes import describe_exit, last_words, spawn_runner, stop_group, wait_leader
+from .processes import (
+    TRACK_INTERVAL,
+    describe_exit,
+    last_words,
+    spawn_runner,
+    stop_group,
+    wait_leader,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,13 @@ _LOG_FLUSH = 0.1  # seconds a log line may wait on the worker to share an event 
 _LOG_CHUNK = 16 * 1024  # bytes of log per event, at most
 _START_TIMEOUT = 60.0  # seconds for a runner to say it is ready
 _STDERR_TAIL = 16384  # bytes of the runner's own stderr kept for a worker_lost error
+
+
+def worker_identity() -> dict[str, Any]:
+    """The Dask worker process's pid and start time (`Client.run` asks each worker once; the
+    scheduler does not know them), for the executor's workers view."""
+    pid = os.getpid()
+    return {"pid": pid, "started_at": process_start_time(pid)}
 
 
 def run_on_worker(job: dict[str, Any], payload: bytes, topic: str) -> dict[str, Any]:
@@ -140,6 +156,7 @@ class _Attempt:
                 return {"status": "failed", "reason": "worker_lost", "error": error}
             self.report.publish("start", where=self.where, pid=self.proc.pid)
             threading.Thread(target=self._watch, name="jobs-dask-stop", daemon=True).start()
+            threading.Thread(target=self._track, name="jobs-dask-tree", daemon=True).start()
             try:
                 sock = end.accept(_START_TIMEOUT, lambda: self.proc.poll() is None)
             finally:
@@ -220,6 +237,15 @@ class _Attempt:
             forget_tree(self.proc.pid)
             self.reaped = True
             return self.proc.wait()
+
+    def _track(self) -> None:
+        """Remember what the job starts (`oslayer.track_tree`) until the runner is reaped, so
+        that a stop or the runner's death ends it even once it left the runner's tree."""
+        while not self.over.wait(TRACK_INTERVAL):
+            with self.lock:
+                if self.reaped:
+                    return
+                track_tree(self.proc.pid)
 
     def _kill(self) -> None:
         with self.lock:

@@ -11,7 +11,7 @@ dies under a job is reported at once as `worker_lost` with its signal or exit co
 worker takes its place.
 
 Nothing a job starts outlives its worker: a busy worker's process tree is looked at every
-`_TRACK_INTERVAL` seconds (`oslayer.track_tree`; on Linux the runner adopts orphans, so the tree
+`TRACK_INTERVAL` seconds (`oslayer.track_tree`; on Linux the runner adopts orphans, so the tree
 holds even what daemonized), and when a worker exits, for whatever reason, its group and every
 process seen in its tree are killed before its pid is reaped (so it cannot have been reused).
 """
@@ -32,16 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Float, Unicode, default
+from traitlets import Bool, Float, Integer, TraitError, Unicode, default
 
 from .. import oslayer, protocol
+from ..errors import WorkerNotFound
 from ..models import Kind, Outcome, Progress, Reason, Status, now
 from ..oslayer import ParentEnd, kill_group
 from ..protocol import FrameType, WorkerState
+from ..worker_info import WorkerInfo
 from . import leftovers
 from .base import Executor, ExecutorEvents, Task
 from .pool import Worker, WorkerPool
 from .processes import (
+    TRACK_INTERVAL,
     describe_exit,
     done_outcome,
     failed_outcome,
@@ -59,8 +62,9 @@ _SENT_AHEAD = frozenset({Kind.FUNCTION, Kind.TYPED})
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDERR_TAIL = 16384
-#: Seconds between two looks at the process trees of busy workers.
-_TRACK_INTERVAL = 0.5
+#: Seconds between two pings of every worker: its pong is its heartbeat (`WorkerInfo`).
+PING_INTERVAL = 2.0
+_PINGED = (WorkerState.IDLE, WorkerState.BUSY)
 
 
 class WorkerStartError(Exception):
@@ -105,6 +109,15 @@ class LocalExecutor(Executor):
         True, help="Keep a spare worker started, so that the next job need not wait for one."
     ).tag(config=True)
 
+    min_workers = Integer(
+        0,
+        min=0,
+        help="""Worker processes (of the default interpreter) kept started at all times, busy
+        or idle: started with the executor, and replaced when one exits (a retired cell worker,
+        a drained one), so that this many jobs start at once without waiting for Python. At
+        most max_workers.""",
+    ).tag(config=True)
+
     start_timeout = Float(60.0, help="Seconds a worker may take to start.").tag(config=True)
 
     cell_linger = Float(
@@ -140,7 +153,14 @@ class LocalExecutor(Executor):
         super().__init__(events, max_workers, **traits)
         if self.max_workers is None:
             self.max_workers = os.cpu_count() or 1
+        if self.min_workers > self.max_workers:
+            raise TraitError(
+                f"LocalExecutor.min_workers ({self.min_workers}) is more than max_workers "
+                f"({self.max_workers})"
+            )
         self.pool = WorkerPool()
+        self.host = socket.gethostname()
+        self._pinger: asyncio.Task | None = None
         #: Moving average of recent successful jobs' run time (seconds); None until one ran.
         self.recent_run_time: float | None = None
         self._env: dict[str, str] = {}
@@ -163,9 +183,16 @@ class LocalExecutor(Executor):
         if self.leftovers_dir is not None:
             await asyncio.to_thread(leftovers.end_left_over, self.leftovers_dir)
             self._record = leftovers.own_file(self.leftovers_dir)
+        if self.start_log is not None:
+            try:
+                await asyncio.to_thread(self.start_log.create)
+            except OSError as exc:
+                log.warning("no start log (%s): a kill -9 will count claims as attempts", exc)
+                self.start_log = None
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self._env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, _importable()])}
         self._tracker = asyncio.create_task(self._track_trees())
+        self._pinger = asyncio.create_task(self._ping())
         self._ensure_spares()
 
     def free_slots(self) -> int:
@@ -192,7 +219,43 @@ class LocalExecutor(Executor):
         return [run.task.job_id for run in self._backlog]
 
     def capabilities(self) -> dict[str, Any]:
-        return {**super().capabilities(), "max_workers": self.max_workers}
+        return {
+            **super().capabilities(),
+            "max_workers": self.max_workers,
+            "min_workers": self.min_workers,
+            "drain": True,
+        }
+
+    async def workers(self) -> list[WorkerInfo]:
+        return self.pool.infos(self.host, self.name)
+
+    async def drain(self, worker_id: str) -> WorkerInfo:
+        """Its current job (or the one it starts for) ends as usual, then it exits; jobs sent
+        ahead to it are asked back for the others. An idle worker exits at once. A spare
+        takes its place (`min_workers`, `warm_workers`)."""
+        worker = self.pool.find(worker_id, self.host)
+        if worker is None:
+            raise WorkerNotFound(worker_id)
+        if not worker.draining and worker.state is not WorkerState.RETIRING:
+            worker.draining = True
+            for run in list(worker.ahead):  # it starts none of them: the backlog takes them
+                worker.ahead.remove(run)
+                worker.reclaimed[run.task.job_id] = run
+                worker.send({"t": FrameType.SKIP.value, "job_id": run.task.job_id})
+            if worker.state is WorkerState.IDLE and not worker.reserved:
+                self._retire(worker)
+            self._ensure_spares()
+        return next(i for i in self.pool.infos(self.host, self.name) if i.id == worker_id)
+
+    async def _ping(self) -> None:
+        """Ping every worker now and then: its pong (any frame) is its heartbeat. The runner
+        answers from a thread of its own, so a busy worker answers too, unless its job holds
+        the interpreter (a long call into C that keeps the GIL): then its heartbeat ages."""
+        while True:
+            await asyncio.sleep(PING_INTERVAL)
+            for worker in self.pool:
+                if worker.writer is not None and worker.state in _PINGED:
+                    worker.send({"t": FrameType.PING.value})
 
     def renew_lease(self, until: float) -> None:
         """Tell every worker with a run (current or sent ahead) that it may go on until
@@ -205,7 +268,7 @@ class LocalExecutor(Executor):
     async def _track_trees(self) -> None:
         """Remember what busy workers' jobs started, before a worker's death can orphan it."""
         while True:
-            await asyncio.sleep(_TRACK_INTERVAL)
+            await asyncio.sleep(TRACK_INTERVAL)
             busy = [w.pid for w in self.pool if w.run is not None and w.state is WorkerState.BUSY]
             if busy:
                 await asyncio.to_thread(self._track, busy)
@@ -235,7 +298,7 @@ class LocalExecutor(Executor):
         interpreter = task.interpreter or self.interpreter
         if interpreter not in self._warm:
             self._warm.append(interpreter)
-        worker = self.pool.idle(interpreter, _kernel_of(task))
+        worker = self._idle_for(run, interpreter)
         if self._active() > self.max_workers:  # counting this run: every worker is taken
             self._backlog.append(run)
             self._send_ahead()
@@ -267,7 +330,10 @@ class LocalExecutor(Executor):
             run.dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await run.dispatcher
-            run.waiting_on.reserved = False  # it becomes a spare once ready
+            waiting_on = run.waiting_on
+            waiting_on.reserved = False  # it becomes a spare once ready
+            if not waiting_on.takes_jobs and waiting_on.state is WorkerState.IDLE:
+                self._retire(waiting_on)  # started for this run alone
         if run.worker is not None:
             exit_text = await self._terminate(run.worker, grace)
         if give_back:
@@ -291,9 +357,10 @@ class LocalExecutor(Executor):
         await asyncio.gather(*(self.kill(j, Reason.INTERRUPTED, grace) for j in list(self._runs)))
         workers = [w for w in self.pool if w.state is not WorkerState.DEAD]
         await asyncio.gather(*(self._terminate(w, grace) for w in workers))
-        if self._tracker is not None:
-            self._tracker.cancel()
-            self._tracker = None
+        for task in (self._tracker, self._pinger):
+            if task is not None:
+                task.cancel()
+        self._tracker = self._pinger = None
         if self._record is not None:
             self._record.unlink(missing_ok=True)
 
@@ -308,7 +375,8 @@ class LocalExecutor(Executor):
     def _send_job(self, run: Run, worker: Worker) -> None:
         worker.state, worker.run, run.worker = WorkerState.BUSY, run, worker
         worker.kernel = None  # busy; kept again once done, if it is a cell's
-        worker.send(self._job_header(run.task), worker.functions.send(run.task.payload))
+        payload = worker.functions.send(run.task.payload)  # each function once per worker
+        worker.send(*protocol.job_frame(self._job_header(run.task), payload))
         self._report_start(run)
 
     def _report_start(self, run: Run) -> None:
@@ -325,7 +393,12 @@ class LocalExecutor(Executor):
         for worker in self.pool:
             if self._active() >= self.max_workers:
                 return  # an idle spare beyond the slots takes nothing
-            if worker.state is not WorkerState.IDLE or worker.reserved or worker.kernel is not None:
+            if (
+                worker.state is not WorkerState.IDLE
+                or worker.reserved
+                or worker.kernel is not None
+                or not worker.takes_jobs
+            ):
                 continue
             donors = [
                 w
@@ -346,6 +419,7 @@ class LocalExecutor(Executor):
         room = self.send_ahead - len(worker.ahead)
         return (
             worker.state is WorkerState.BUSY
+            and worker.takes_jobs
             and worker.interpreter == interpreter
             and room > 0
             and (worker in batches or room >= (self.send_ahead + 1) // 2)
@@ -366,6 +440,7 @@ class LocalExecutor(Executor):
             log_limit=self.log_limit,
             progress_interval=self.progress_interval,
             lease_until=lease_until,
+            result_dir=None if self.result_dir is None else str(self.result_dir),
         )
 
     def _take_backlog(self) -> None:
@@ -373,7 +448,7 @@ class LocalExecutor(Executor):
         while self._backlog and self._active() < self.max_workers:
             run = self._backlog.popleft()
             interpreter = run.task.interpreter or self.interpreter
-            worker = self.pool.idle(interpreter, _kernel_of(run.task))
+            worker = self._idle_for(run, interpreter)
             if worker is not None:
                 self._send_job(run, worker)
             else:
@@ -393,7 +468,7 @@ class LocalExecutor(Executor):
         batches: dict[Worker, list[protocol.Frame]] = {}
         while self._backlog:
             run = self._backlog[0]
-            if Kind(run.task.kind) not in _SENT_AHEAD:
+            if Kind(run.task.kind) not in _SENT_AHEAD or run.task.fresh_worker:
                 break
             interpreter = run.task.interpreter or self.interpreter
             workers = [w for w in self.pool if self._takes_ahead(w, interpreter, batches)]
@@ -403,15 +478,24 @@ class LocalExecutor(Executor):
             self._backlog.popleft()
             worker.ahead.append(run)
             run.worker = worker
-            body = worker.functions.send(run.task.payload)  # each function once per worker
-            frame = ({**self._job_header(run.task), "queued": True}, body)
+            header = {**self._job_header(run.task), "queued": True}
+            payload = worker.functions.send(run.task.payload)  # each function once per worker
+            frame = protocol.job_frame(header, payload)
             batches.setdefault(worker, []).append(frame)
         for worker, frames in batches.items():
             worker.send_frames(frames)
 
+    def _idle_for(self, run: Run, interpreter: str) -> Worker | None:
+        """An idle worker that may take `run` now (never one for a `fresh_worker` run)."""
+        if run.task.fresh_worker:
+            return None
+        return self.pool.idle(interpreter, _kernel_of(run.task))
+
     def _wait_for_worker(self, run: Run, interpreter: str) -> None:
-        """Reserve a starting spare of the interpreter (or start a worker) and run when ready."""
-        worker = self.pool.spare(interpreter)
+        """Reserve a starting spare of the interpreter (or start a worker) and run when ready.
+        A `fresh_worker` run gets a worker started for it alone (`one_time`)."""
+        fresh = run.task.fresh_worker
+        worker = None if fresh else self.pool.spare(interpreter)
         if worker is None:
             try:
                 worker = self._start_worker(interpreter)
@@ -420,6 +504,7 @@ class LocalExecutor(Executor):
                 message = f"cannot start a worker with interpreter {interpreter!r}: {exc}"
                 self._finish(run, failed_outcome(Reason.ERROR, "WorkerStartError", message))
                 return
+            worker.one_time = fresh
         worker.reserved = True
         run.waiting_on = worker
         run.dispatcher = asyncio.create_task(self._dispatch_when_ready(run, worker))
@@ -465,8 +550,21 @@ class LocalExecutor(Executor):
         return self.max_workers + len(self._warm)
 
     def _ensure_spares(self) -> None:
-        """Keep one spare (idle or starting) worker per warm interpreter."""
-        if self._closing or not self.warm_workers:
+        """Keep `min_workers` workers of the default interpreter started, and one spare (idle
+        or starting) worker per warm interpreter."""
+        if self._closing:
+            return
+        standing = sum(1 for w in self.pool.live() if w.interpreter == self.interpreter)
+        # (An interpreter whose workers die before they are ready is forgotten: no restart loop.)
+        wanted = self.min_workers if self.interpreter in self._warm else 0
+        for _ in range(wanted - standing):
+            try:
+                self._start_worker(self.interpreter)
+            except OSError as exc:
+                log.error("cannot start a worker with interpreter %r: %s", self.interpreter, exc)
+                self._forget(self.interpreter)
+                break
+        if not self.warm_workers:
             return
         for interpreter in list(self._warm):
             live = self.pool.live()
@@ -519,9 +617,17 @@ class LocalExecutor(Executor):
         return True
 
     def _start_worker(self, interpreter: str) -> Worker:
-        proc, end = spawn_runner(interpreter, stderr=subprocess.PIPE, env=self._env)
+        starts = self.start_log.take_file() if self.start_log is not None else None
+        try:
+            proc, end = spawn_runner(
+                interpreter, stderr=subprocess.PIPE, env=self._env, start_log=starts
+            )
+        except OSError:
+            self._release_start_log(starts)
+            raise
         loop = asyncio.get_running_loop()
         worker = Worker(interpreter, proc, loop.create_future(), _exit_future(proc, loop))
+        worker.start_log = starts
         # Nobody may be waiting when a spare fails to start; the exit is logged instead.
         worker.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.pool.add(worker)
@@ -551,9 +657,14 @@ class LocalExecutor(Executor):
             worker.writer.close()
         worker.state = WorkerState.DEAD
         worker.exit_text = describe_exit(returncode)
+        self._release_start_log(worker.start_log)  # it is reaped: it writes no more
         self.pool.remove(worker)
         self._on_exit(worker, worker.exit_text)
         worker.gone.set()
+
+    def _release_start_log(self, file: Path | None) -> None:
+        if file is not None and self.start_log is not None:
+            self.start_log.release(file)
 
     async def _connection(self, worker: Worker, end: ParentEnd) -> socket.socket | None:
         """The worker's socket once it is there; None if it exited first (or a start timeout
@@ -651,11 +762,16 @@ class LocalExecutor(Executor):
 
     def _on_frame(self, worker: Worker, header: dict[str, Any], body: bytes) -> None:
         kind = header["t"]
+        worker.heard_at = time.time()
+        if kind == FrameType.PONG:
+            return
         if kind == FrameType.READY:
             if worker.state is WorkerState.STARTING:
                 worker.state = WorkerState.IDLE
             if not worker.ready.done():
                 worker.ready.set_result(None)
+            if not worker.takes_jobs and not worker.reserved:  # drained, or its run is gone
+                self._retire(worker)
             self._reclaim()
             return
         if kind == FrameType.EXIT:
@@ -677,9 +793,13 @@ class LocalExecutor(Executor):
             run.checkpoint = body
         elif kind == FrameType.DONE:
             worker.run = None
+            worker.jobs_done += 1
             kernel = _kernel_of(run.task)
             if worker.doomed:
                 worker.state = WorkerState.RETIRING
+            elif not worker.takes_jobs:  # drained or one-time: it exits once nothing is left
+                worker.state = WorkerState.BUSY
+                self._settle(worker)
             elif Kind(run.task.kind) is Kind.CELL:
                 if kernel and self.cell_linger > 0 and not self._closing:
                     self._keep(worker, kernel)
@@ -688,7 +808,8 @@ class LocalExecutor(Executor):
             else:
                 worker.state = WorkerState.BUSY if worker.has_queue else WorkerState.IDLE
             if not run.killing:  # a kill decides the outcome once it has begun
-                self._finish(run, done_outcome(protocol.done_fields(header, body)))
+                fields = protocol.done_fields(header, body, self.result_dir)
+                self._finish(run, done_outcome(fields))
                 self._trim_idle()
                 self._ensure_spares()
         else:
@@ -732,9 +853,13 @@ class LocalExecutor(Executor):
         self._send_ahead()
 
     def _settle(self, worker: Worker) -> None:
-        """A worker between jobs with nothing more to start is idle."""
+        """A worker between jobs with nothing more to start is idle; a drained or one-time
+        one exits."""
         if worker.state is WorkerState.BUSY and worker.run is None and not worker.has_queue:
-            worker.state = WorkerState.IDLE
+            if worker.takes_jobs:
+                worker.state = WorkerState.IDLE
+            else:
+                self._retire(worker)
 
     def _doom(self, worker: Worker) -> None:
         """From the decision to stop a worker on, it takes no job and starts nothing for us."""

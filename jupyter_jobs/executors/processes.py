@@ -2,8 +2,9 @@
 
 The local executor keeps runners warm on this machine; the Dask executor starts one per attempt
 on a Dask worker. Both start it here (`spawn_runner`: its own process group, its channel handed
-over the way the platform allows, see `oslayer.parent_end`), stop it here (`stop_group`,
-`stop_group_async`: SIGTERM to the whole group, the grace, then SIGKILL), and turn its "done"
+over the way the platform allows, see `oslayer.parent_end`), look at its tree every
+`TRACK_INTERVAL` while it runs a job, stop it here (`stop_group`, `stop_group_async`: SIGTERM
+to the whole group and every descendant seen, the grace, then SIGKILL), and turn its "done"
 frame or its death into an `Outcome` here.
 """
 
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from .. import oslayer
@@ -23,6 +25,9 @@ from ..models import JobError, Outcome, Reason, Status
 
 #: Seconds between two looks at a stopping group (after SIGTERM, before SIGKILL).
 _GROUP_POLL = 0.02
+#: Seconds between two looks at a busy runner's process tree (`oslayer.track_tree`), so that
+#: what its job starts is known before the runner's death can orphan it out of sight.
+TRACK_INTERVAL = 0.5
 
 
 def spawn_runner(
@@ -31,16 +36,21 @@ def spawn_runner(
     stderr: int | IO[Any] | None = None,
     env: dict[str, str] | None = None,
     cwd: str | None = None,
+    start_log: Path | None = None,
 ) -> tuple[subprocess.Popen, oslayer.ParentEnd]:
-    """Start `python -m jupyter_jobs.runner` as the leader of a new process group.
+    """Start `python -m jupyter_jobs.runner` as the leader of a new process group, writing
+    down the attempts it begins at the end of the file `start_log` (`start_log.py`) if given.
 
     Returns the process and the parent's end of its channel: `accept` it (or `accept_async`)
     for the socket the frames travel on, and `close` it in any case.
     """
     end = oslayer.parent_end()
+    args = [interpreter, "-m", "jupyter_jobs.runner", end.child_arg, str(os.getpid())]
+    if start_log is not None:
+        args.append(str(start_log))
     try:
         proc = subprocess.Popen(
-            [interpreter, "-m", "jupyter_jobs.runner", end.child_arg, str(os.getpid())],
+            args,
             **end.popen_options,
             **oslayer.new_group_options(),
             stdout=subprocess.DEVNULL,

@@ -1,7 +1,7 @@
 """`jj.submit`, `map`, `get`, `jobs`, `cancel`, `retry`, `release`, `delete`, `results`,
 `schedule`, `list_schedules`, `get_schedule`, `pause_schedule`, `resume_schedule`,
 `delete_schedule`, `job_type`, `submit_typed`, `list_job_types`, `get_job_type`,
-`delete_job_type` from a notebook.
+`delete_job_type`, `peek`, `is_empty`, `stats`, `workers`, `drain_worker` from a notebook.
 
 The `Jobs` front end (`front.py`), as `JobQueue` is, over the Jupyter server's REST API: the same
 options, names and `Job` interface (result, exception, cancel, done, progress, logs, wait,
@@ -24,6 +24,7 @@ from ..front import Jobs
 from ..job_types import JobType, TypedRun
 from ..models import JobSpec, Kind, Status
 from ..schedules import Schedule
+from ..worker_info import WorkerInfo
 from .client import Client, HttpBackend, discover
 from .handle import RemoteJob
 from .session import owner
@@ -104,11 +105,18 @@ def get(job_id: int) -> RemoteJob:
 
 
 def jobs(
-    status: str | Iterable[str] | Status | None = None, all: bool = False, limit: int = 1000
+    status: str | Iterable[str] | Status | None = None,
+    all: bool = False,
+    limit: int = 1000,
+    user: str | None = None,
+    mine: bool = False,
 ) -> list[RemoteJob]:
-    """This notebook's jobs, newest first (`all=True`: everyone's); `status` filters."""
+    """This notebook's jobs, newest first (`all=True`: every notebook's); `status` filters,
+    `user` keeps one user's jobs, `mine` yours (the user the server takes this kernel for)."""
     who = None if all else this_owner()
-    return front().jobs(status, owner=who, limit=limit)  # type: ignore[return-value]
+    return front().jobs(  # type: ignore[return-value]
+        status, owner=who, limit=limit, user=user, mine=mine
+    )
 
 
 def cancel(job_id: int) -> RemoteJob:
@@ -129,6 +137,26 @@ def delete(job_id: int) -> None:
 
 def results(channel: str, /, **options: Any) -> Results:
     return front().results(channel, **options)
+
+
+def peek() -> RemoteJob | None:
+    return front().peek()  # type: ignore[return-value]
+
+
+def is_empty() -> bool:
+    return front().is_empty()
+
+
+def stats() -> dict[str, Any]:
+    return front().stats()
+
+
+def workers() -> list[WorkerInfo]:
+    return front().workers()
+
+
+def drain_worker(worker_id: str) -> WorkerInfo:
+    return front().drain_worker(worker_id)
 
 
 def schedule(target: Any, /, **options: Any) -> Schedule:
@@ -203,7 +231,8 @@ def delete_job_type(name: str) -> None:
 _SCHEDULE_VERBS = (schedule, get_schedule, pause_schedule, resume_schedule, delete_schedule)
 _VERBS = (submit, submit_notebook, map, get, cancel, retry, release, delete, results)
 _TYPE_VERBS = (submit_typed, get_job_type, delete_job_type)
-for _fn in (*_VERBS, *_SCHEDULE_VERBS, *_TYPE_VERBS):
+_QUEUE_VERBS = (peek, is_empty, stats, workers, drain_worker)
+for _fn in (*_VERBS, *_SCHEDULE_VERBS, *_TYPE_VERBS, *_QUEUE_VERBS):
     _fn.__doc__ = getattr(Jobs, _fn.__name__).__doc__
 del _fn
 results.__signature__ = inspect.signature(

@@ -5,6 +5,10 @@ and a keep-alive connection per thread costs about a millisecond a round trip on
 also keeps `requests` out of the runtime dependencies. Errors come back as the same
 `jupyter_jobs.errors` types the server raised (by the `type` field of the JSON error body), so a
 notebook catches `JobNotFound` whether it asked the engine or the server.
+
+Big variables are never copied on the way: a payload goes out as its parts (its arrays'
+own memory, buffers.py) behind the multipart head, and a result's arrays are read from the
+response straight into their memory.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import errors
+from .. import buffers, errors
 from ..channels import Batch
 from ..errors import InvalidRequest, JobNotFound, JobsError, ServerUnavailable
 from ..job import Backend
@@ -34,6 +38,7 @@ from ..models import Job as JobRecord
 from ..models import JobSpec, Page
 from ..schedules import Schedule, ScheduleSpec
 from ..shared import Payload, SharedPayload, size
+from ..worker_info import WorkerInfo
 from .functions import FunctionSender
 
 if TYPE_CHECKING:
@@ -63,6 +68,9 @@ RESULTS_BATCH = 500
 RESULTS_BYTES = 2**20
 
 _UNKNOWN = object()
+
+#: Reads an answer's body of the given size from the response (`Client.request`).
+Receive = Callable[[Any, int], Any]
 
 START_HINT = (
     "Start one in a terminal with `jupyter lab` (or `jupyter server`), with jupyter_jobs "
@@ -95,7 +103,8 @@ class ServerInfo:
 class Response:
     status: int
     content_type: str
-    body: bytes
+    #: The bytes; or, from a `receive` reader, what it made of them.
+    body: Any
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -161,12 +170,17 @@ class Client:
         path: str,
         *,
         query: Mapping[str, Any] | None = None,
-        body: bytes | None = None,
+        body: bytes | list[buffers.Part] | None = None,
         content_type: str | None = None,
         timeout: float | None = None,
         expect: tuple[int, ...] = (),
+        receive: Receive | None = None,
     ) -> Response:
-        """One request; raises the mapped `JobsError` for a status >= 400 not in `expect`."""
+        """One request; raises the mapped `JobsError` for a status >= 400 not in `expect`.
+
+        `body` may be a list of parts, sent one after the other (never joined). `receive`
+        reads a 200 answer of known length from the response as it arrives (`buffers.receive`:
+        arrays straight into their memory); the answer's `body` is what it returns."""
         target = self._base_path + path
         if query:
             pairs = {k: v for k, v in query.items() if v is not None}
@@ -174,7 +188,9 @@ class Client:
         headers = dict(self._headers)
         if content_type:
             headers["Content-Type"] = content_type
-        response = self._send(method, target, body, headers, timeout or self.timeout)
+        if isinstance(body, list):
+            headers["Content-Length"] = str(sum(len(part) for part in body))
+        response = self._send(method, target, body, headers, timeout or self.timeout, receive)
         if response.status >= 400 and response.status not in expect:
             raise error_from_response(response, f"{method} {path}")
         return response
@@ -186,7 +202,13 @@ class Client:
         return self.request(method, path, body=body, content_type=ctype, **kwargs).json()
 
     def _send(
-        self, method: str, target: str, body: bytes | None, headers: dict[str, str], timeout: float
+        self,
+        method: str,
+        target: str,
+        body: bytes | list[buffers.Part] | None,
+        headers: dict[str, str],
+        timeout: float,
+        receive: Receive | None = None,
     ) -> Response:
         # A reused connection the server has closed in the meantime fails at once; only then is
         # it safe to send again, since the server never saw the request.
@@ -198,7 +220,11 @@ class Client:
             try:
                 conn.request(method, target, body=body, headers=headers)
                 raw = conn.getresponse()
-                data = raw.read()
+                size = raw.length
+                if receive is not None and raw.status == 200 and size is not None:
+                    data = receive(raw, size)
+                else:
+                    data = raw.read()
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
                 self._drop(conn)
                 stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError))
@@ -298,25 +324,36 @@ def error_from_response(response: Response, what: str) -> JobsError:
     return JobsError(f"{what}: HTTP {response.status}: {text}", {"status": response.status})
 
 
-def encode_submission(spec: JobSpec, payload: bytes) -> dict[str, Any]:
+def encode_submission(spec: JobSpec, payload: bytes | buffers.Framed) -> dict[str, Any]:
     """One item of a JSON submit or batch body."""
-    return {"spec": spec.to_json(), "payload": base64.b64encode(payload).decode("ascii")}
+    return {"spec": spec.to_json(), "payload": base64.b64encode(bytes(payload)).decode("ascii")}
 
 
-def multipart(spec: JobSpec, payload: bytes) -> tuple[bytes, str]:
-    """A multipart/form-data body with the spec as JSON text and the payload as a file."""
+def multipart(
+    spec: JobSpec, payload: bytes | buffers.Framed, function: str | None = None
+) -> tuple[list[buffers.Part], str]:
+    """A multipart/form-data body with the spec as JSON text and the payload as a file: its
+    parts, to be sent one after the other (a framed payload's arrays as they lie in memory).
+    `function`: the sha256 of the stored function the payload is the arguments of
+    (`shared.py`), as a part of its own."""
     boundary = uuid.uuid4().hex
+    named = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="function"\r\n\r\n{function}\r\n'
+        if function is not None
+        else ""
+    )
     head = (
         f"--{boundary}\r\n"
         'Content-Disposition: form-data; name="spec"\r\n'
         "Content-Type: application/json\r\n\r\n"
         f"{json.dumps(spec.to_json())}\r\n"
+        f"{named}"
         f"--{boundary}\r\n"
         'Content-Disposition: form-data; name="payload"; filename="payload.dill"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
-    return head + payload + tail, f"multipart/form-data; boundary={boundary}"
+    return [head, *buffers.parts(payload), tail], f"multipart/form-data; boundary={boundary}"
 
 
 class HttpBackend(Backend):
@@ -397,6 +434,10 @@ class HttpBackend(Backend):
         `POST /jobs/batch`; jobs that share a function as a batch that names it
         (`functions.py`)."""
         if any(isinstance(payload, SharedPayload) for _, payload in items):
+            spec, alone = items[0]
+            large = isinstance(alone, SharedPayload) and len(alone.arguments) > INLINE_PAYLOAD_LIMIT
+            if len(items) == 1 and large:
+                return [self._store_alone(spec, alone)]
             return self.functions.store(items)
         if len(items) > 1:
             body = {"items": [encode_submission(spec, payload) for spec, payload in items]}
@@ -409,6 +450,16 @@ class HttpBackend(Backend):
             body, ctype = multipart(spec, payload)
             data = self.client.request("POST", "jobs", body=body, content_type=ctype).json()
         return [JobRecord.from_json(data)]
+
+    def _store_alone(self, spec: JobSpec, payload: SharedPayload) -> JobRecord:
+        """One job whose arguments are large: multipart, as any large payload (its arrays
+        sent as they lie in memory), naming its function, which goes on its own first."""
+
+        def send() -> Any:
+            body, ctype = multipart(spec, payload.arguments, payload.function.sha256)
+            return self.client.request("POST", "jobs", body=body, content_type=ctype).json()
+
+        return JobRecord.from_json(self.functions.named(payload.function, send))
 
     def _payload_limit(self) -> int | None:
         """The server's `max_payload_size` (asked once per connection; None if it has none, or
@@ -429,6 +480,8 @@ class HttpBackend(Backend):
         q: str | None,
         limit: int,
         cursor: str | None,
+        user: str | None = None,
+        mine: bool = False,
     ) -> Page:
         query = {
             "status": ",".join(status) if status else None,
@@ -436,6 +489,8 @@ class HttpBackend(Backend):
             "q": q,
             "limit": limit,
             "cursor": cursor,
+            "user": user,
+            "mine": "true" if mine else None,
         }
         data = self.client.json("GET", "jobs", query=query)
         jobs = [JobRecord.from_json(j) for j in data["jobs"]]
@@ -509,12 +564,13 @@ class HttpBackend(Backend):
         with self._results_lock:
             self._results[job_id] = data
 
-    def result_bytes(self, job_id: int) -> bytes:
+    def result_bytes(self, job_id: int) -> bytes | bytearray | buffers.Received:
+        """A result as `payload.loads` takes it: a framed one with its arrays read already."""
         with self._results_lock:
             cached = self._results.pop(job_id, None)
         if cached is not None:
             return cached
-        response = self.client.request("GET", f"jobs/{int(job_id)}/result")
+        response = self.client.request("GET", f"jobs/{int(job_id)}/result", receive=buffers.receive)
         if response.status != 200:  # 202: not finished (a 409 raised ResultNotReady already)
             raise errors.ResultNotReady(f"job {job_id} has no result", {"id": job_id})
         return response.body
@@ -646,6 +702,20 @@ class HttpBackend(Backend):
 
     def capabilities(self) -> dict[str, Any]:
         return self.client.json("GET", "capabilities")
+
+    def peek(self) -> JobRecord | None:
+        job = self.client.json("GET", "queue/next")["job"]
+        return None if job is None else JobRecord.from_json(job)
+
+    def stats(self) -> dict[str, Any]:
+        return self.client.json("GET", "stats")
+
+    def workers(self) -> list[WorkerInfo]:
+        return [WorkerInfo.from_json(w) for w in self.client.json("GET", "workers")["workers"]]
+
+    def drain_worker(self, worker_id: str) -> WorkerInfo:
+        path = f"workers/{urllib.parse.quote(worker_id, safe='')}/drain"
+        return WorkerInfo.from_json(self.client.json("POST", path, {}))
 
     def close(self) -> None:
         super().close()

@@ -10,16 +10,21 @@ as base64 nor twice. The functions the server has (as far as this connection kno
 by name only; one freed meanwhile (its jobs were deleted) comes back as `FunctionNotFound`,
 and the batch goes once more with its bytes. Items carry idempotency keys (`client.py`), so a
 batch sent again stores each job once.
+
+A job alone whose arguments are large goes as a multipart `POST /jobs`, as any large payload
+does (its big arrays sent from their own memory, buffers.py), with a part naming its function,
+which is uploaded first unless the server has it (`named`).
 """
 
 from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import errors
+from ..buffers import Framed
 from ..models import Job as JobRecord
 from ..models import JobSpec
 from ..shared import Function, Payload, SharedPayload, functions_in
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 
 #: Functions larger than this are uploaded raw on their own (when the server lacks them).
 UPLOAD_OVER = 256 * 2**10
+
+T = TypeVar("T")
 
 
 class FunctionSender:
@@ -58,6 +65,20 @@ class FunctionSender:
             return [JobRecord.from_json(j) for j in data["jobs"]]
         raise AssertionError("unreachable")
 
+    def named(self, function: Function, send: Callable[[], T]) -> T:
+        """`send()` a request that names `function` by its sha256 alone, once the server has
+        it (uploaded first unless it had it already); once more, uploaded again, if the server
+        freed it meanwhile."""
+        for attempt in (0, 1):
+            if not self._known(function.sha256):
+                self._upload(function)
+            try:
+                return send()
+            except errors.FunctionNotFound:
+                if attempt or not self._forget([function.sha256]):
+                    raise
+        raise AssertionError("unreachable")
+
     def _body(
         self, items: Sequence[tuple[JobSpec, Payload]], functions: list[Function]
     ) -> dict[str, Any]:
@@ -75,9 +96,13 @@ class FunctionSender:
         return body
 
     def _upload(self, function: Function) -> None:
-        """Make sure the server has a large function: ask, and send it raw if it has not."""
-        asked = self.client.request("GET", f"functions/{function.sha256}", expect=(404,))
-        if asked.status == 404:
+        """Make sure the server has a function: ask (when it is large), and send it raw if it
+        has not."""
+        data = function.data or b""
+        asked = None
+        if len(data) > UPLOAD_OVER:
+            asked = self.client.request("GET", f"functions/{function.sha256}", expect=(404,))
+        if asked is None or asked.status == 404:
             self.client.request(
                 "PUT",
                 f"functions/{function.sha256}",
@@ -106,5 +131,5 @@ def _item(spec: JobSpec, payload: Payload) -> dict[str, Any]:
     return {"spec": spec.to_json(), "payload": _b64(payload)}
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+def _b64(data: bytes | Framed) -> str:
+    return base64.b64encode(bytes(data)).decode("ascii")

@@ -33,11 +33,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import dill
 import ipywidgets as widgets
 from IPython.display import display, publish_display_data, update_display
 
-from .. import wording
+from .. import payload, wording
 from ..errors import JobsError, ResultNotReady
 from ..lifecycle import Action
 from ..models import Job as JobRecord
@@ -431,7 +430,7 @@ class JobWidget:
             data = self.job.backend.result_bytes(self.job.id)
         except ResultNotReady:
             return None
-        return dill.loads(data)
+        return payload.loads(data)
 
     def complete(self, resend: bool = False) -> None:
         """Finish now (main thread) if the job has finished and this attempt is not done yet.

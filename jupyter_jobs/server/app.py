@@ -30,14 +30,25 @@ from jupyter_core.paths import jupyter_config_path
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from jupyter_server.utils import url_path_join
-from traitlets import Float, Integer, TraitError, Type, Unicode, default, observe, validate
+from traitlets import (
+    CaselessStrEnum,
+    Float,
+    Integer,
+    TraitError,
+    Type,
+    Unicode,
+    default,
+    observe,
+    validate,
+)
 from traitlets.config import Application, Config
 
 from ..consumer import Consumer
 from ..errors import ServerUnavailable, ShuttingDown
 from ..executors.base import Executor, ExecutorEvents
-from ..models import Job, Status
+from ..models import Job, JobUser, Status
 from ..store import DEFAULT_RETENTION_DAYS, Store, default_db_path
+from .access import USER_SOURCES, identifies_users
 from .emitter import EventBridge, register_schema
 from .handlers import ROUTES
 from .types_service import TypesService
@@ -200,6 +211,17 @@ class JobsApp(ExtensionApp):
         "on the same database recovers a job whose lease ran out.",
     ).tag(config=True)
 
+    user_source = CaselessStrEnum(
+        USER_SOURCES,
+        default_value="auto",
+        help="""Who the jobs submitted through this server belong to (who "mine" is).
+        "identity": the user jupyter_server's identity provider authenticated
+        (`current_user.username`; JupyterHub, or a custom IdentityProvider). "server": the OS
+        user running the server, for every request (jupyter_server's own token and password
+        providers make every token request a new anonymous user). "auto": "server" with those
+        providers, else "identity".""",
+    ).tag(config=True)
+
     @default("db_path")
     def _default_db_path(self) -> str:
         return str(default_db_path())
@@ -241,6 +263,9 @@ class JobsApp(ExtensionApp):
 
     store: Store
     consumer: Consumer
+    #: whether jobs record the identity provider's user (else `server_user`: `access.py`)
+    identify_users: bool
+    server_user: JobUser
     _pool: concurrent.futures.ThreadPoolExecutor
     _events: EventBridge
     waiters: Waiters
@@ -263,10 +288,18 @@ class JobsApp(ExtensionApp):
         self.waiters = Waiters(self.store)
         interpreter = getattr(self.consumer.executor, "interpreter", None) or sys.executable
         self.types = TypesService(self.store, interpreter, self.run, self.log)
+        self.server_user = JobUser.of_process()
+        self.identify_users = identifies_users(self.user_source, self.serverapp.identity_provider)
         self._fit_body_limits()
         self._share_server_root()
         executor = self.consumer.executor.name
         self.log.info("jupyter_jobs: database %s, executor %s", self.store.path, executor)
+        users = (
+            "the identity provider's users"
+            if self.identify_users
+            else f"the server's user {self.server_user.username!r}"
+        )
+        self.log.info("jupyter_jobs: jobs submitted here belong to %s", users)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(ROUTES)

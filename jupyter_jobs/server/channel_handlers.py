@@ -42,6 +42,9 @@ class NextHandler(LongPollHandler):
         )
         answer = await self.long_poll([channel_key(name)], read, _has_jobs)
         if answer is not None:
+            # A channel is any user's to name: its jobs are read only as far as they may be.
+            for delivery in answer.deliveries:
+                await self.check_job(delivery.job, "read", "read")
             self.reply(answer.to_json(name, reader))
 
 

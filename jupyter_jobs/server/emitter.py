@@ -5,7 +5,7 @@ its data and validates it with jsonschema on every call, on the server's event l
 listening to a queue draining thousands of jobs a second slowed that queue several times over.
 So changes are coalesced: within a short window each job keeps only its latest state (with what
 the sidebar needs to count it: whether it was created, the status it had before the window),
-and the window goes out as one `jupyter_jobs/job` event (schema version 2) carrying a list.
+and the window goes out as one `jupyter_jobs/job` event (schema version 3) carrying a list.
 
 The store calls its subscribers in whichever thread committed (a request's worker thread, the
 consumer's writer thread): the entries are built and merged there, and the loop only wakes once
@@ -65,6 +65,7 @@ def event_data(change: Change) -> dict[str, Any]:
         "id": job.id,
         "name": job.name,
         "owner": job.owner,
+        "user": job.user,
         "status": job.status.value,
         "previous": change.previous.value if change.previous is not None else None,
         "reason": job.reason.value if job.reason is not None else None,

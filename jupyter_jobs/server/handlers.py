@@ -1,6 +1,7 @@
 """REST handlers under /jobs/api: parse, authorize, call the store or consumer, write JSON.
 
-Every method is authenticated and authorized by jupyter_server (resource "jobs"). Errors are
+Every method is authenticated and authorized by jupyter_server (resource "jobs"), and then per
+job by `access.py` (a job is its user's; others need the authorizer's yes). Errors are
 mapped in one place, `JobsHandler.write_error`: a `JobsError` becomes its `http_status` with the
 JSON body `{"message", "reason", "type", "detail"}` (jupyter_server's `APIHandler` shape, plus
 type and detail); tornado's own HTTP errors take the same shape. While the
@@ -12,6 +13,7 @@ The server never unpickles anything: result bytes are served as they were stored
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 from collections.abc import Callable, Hashable
@@ -23,17 +25,18 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
+from tornado.iostream import StreamClosedError
 
 from ..errors import InvalidRequest, JobsError, NotebookNotFound, ResultNotReady, error_body
 from ..models import MAX_INT, Job
-from . import parsing, service
+from . import bodies, parsing, service
+from .access import AUTH_RESOURCE, JobAccess
 
 if TYPE_CHECKING:
     from .app import JobsApp
 
 T = TypeVar("T")
 
-AUTH_RESOURCE = "jobs"
 MAX_WAIT = 300.0
 #: Result bytes in one `/results` answer: by default, and at most (base64 adds a third).
 DEFAULT_RESULTS_BYTES = 8 * 2**20
@@ -42,11 +45,14 @@ MAX_LIST_LIMIT = 500
 #: The largest id text allows (`models.ID_TEXT`: 18 digits), as openapi.yaml says.
 MAX_ID = 10**18 - 1
 MAX_LOG_CHUNK = 16 * 2**20
+#: Bytes of a stored result read and sent at a time.
+RESULT_CHUNK = 2**20
 ID = r"(?P<job_id>[^/]+)"
 
 
-class JobsHandler(ExtensionHandlerMixin, APIHandler):
-    """Base of every jupyter_jobs handler: auth resource, JSON replies, the error mapping."""
+class JobsHandler(JobAccess, ExtensionHandlerMixin, APIHandler):
+    """Base of every jupyter_jobs handler: auth resource, per-job checks (`JobAccess`), JSON
+    replies, the error mapping."""
 
     auth_resource = AUTH_RESOURCE
 
@@ -142,18 +148,56 @@ class JobsHandler(ExtensionHandlerMixin, APIHandler):
         self.finish(json.dumps(body))
 
 
+@web.stream_request_body
 class JobsListHandler(JobsHandler):
-    """`GET /jobs/api/jobs` lists; `POST /jobs/api/jobs` submits one job."""
+    """`GET /jobs/api/jobs` lists; `POST /jobs/api/jobs` submits one job.
+
+    The submit body is read as it arrives (`bodies.SubmitBody`): a large payload goes straight
+    to a file the job then takes, so the server never holds it whole. Who may not submit is
+    refused before the body is read."""
+
+    _body: bodies.SubmitBody | None = None
+    _discarding: asyncio.Future[None] | None = None
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self.request.method == "POST":
+            await self._may_submit()
+            self._body = bodies.SubmitBody(
+                self.request.headers.get("Content-Type", ""),
+                self.app.max_payload_size,
+                self.app.store.spool,
+                self.app.run,
+            )
+
+    @web.authenticated
+    @authorized
+    async def _may_submit(self) -> None:
+        """Nothing: its decorators refuse what they refuse `post`, before the body comes."""
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._body is not None:
+            await self._body.feed(chunk)
+
+    def on_connection_close(self) -> None:
+        if self._body is not None:  # the client left mid-body: its spooled part goes
+            self._discarding = asyncio.ensure_future(asyncio.to_thread(self._body.discard))
+        super().on_connection_close()
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
         status, limit = self.query("status"), self.query("limit")
+        user = await self.listed_user()  # `mine` and `user` are checked for both listings
         schedule = self.query("schedule")
         if schedule is not None:  # a schedule's runs (the Schedules view's history)
+            schedule_id = parsing.integer("schedule", schedule, 1, MAX_ID)
+            if not await self.may_everyone("read"):  # its runs are its user's
+                found = await self.app.run(self.app.store.get_schedule, schedule_id)
+                await self.check_schedule(found, "read", "read the runs of")
             page = await self.app.run(
                 self.app.store.schedule_runs,
-                parsing.integer("schedule", schedule, 1, MAX_ID),
+                schedule_id,
                 parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
                 self.query("cursor"),
                 parsing.statuses(status or ""),
@@ -173,6 +217,7 @@ class JobsListHandler(JobsHandler):
             q=self.query("q"),
             limit=parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
             cursor=self.query("cursor"),
+            user=user,
         )
         self.reply(
             {
@@ -185,23 +230,26 @@ class JobsListHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
+        assert self._body is not None  # made by `prepare`
         limit = self.app.max_payload_size
-        content_type = self.request.headers.get("Content-Type", "")
-        if content_type.startswith("multipart/form-data"):
-            request = self.request
-            parse = functools.partial(
-                parsing.submit_multipart, request.body_arguments, request.files, limit
-            )
-        else:
-            parse = functools.partial(parsing.submit_json, self.request.body, limit)
-        answer = await self.app.run(service.submit, self.app.store, parse)
+        user = self.job_user
+        try:
+            parse = await self._body.finish()
+            answer = await self.app.run(service.submit, self.app.store, parse, user)
+            if isinstance(answer, service.NamesFunctions):
+                others = await self.named_functions(answer.senders)
+                spec, payload = answer.items[0]
+                run = self.app.run
+                answer = await run(service.enqueue, self.app.store, spec, payload, user, others)
+        finally:  # a spooled payload no job took (refused, or a known idempotency key)
+            await asyncio.to_thread(self._body.discard)
         if isinstance(answer, parsing.TypedSubmit):
-            answer = await self.app.types.submit(answer.spec)
+            answer = await self.app.types.submit(answer.spec, user)
         elif isinstance(answer, parsing.NotebookByPath):
             content = await self.read_notebook(answer.path)
             root = getattr(self.contents_manager, "root_dir", None)
             build = functools.partial(answer.build, content, root, limit)
-            answer = await self.app.run(service.submit, self.app.store, build)
+            answer = await self.app.run(service.submit, self.app.store, build, user)
         job, created = answer
         self.reply(job.to_json(), 201 if created else 200)
 
@@ -212,8 +260,13 @@ class BatchHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        items = await self.app.run(parsing.batch_json, self.request.body, self.app.max_payload_size)
-        jobs = await self.app.run(self.app.store.enqueue_many, items)
+        limit = self.app.max_payload_size
+        items = await self.app.run(service.batch, self.app.store, self.request.body, limit)
+        others: set[str] | None = set()
+        if isinstance(items, service.NamesFunctions):
+            others = await self.named_functions(items.senders)
+            items = items.items
+        jobs = await self.app.run(self.app.store.enqueue_many, items, self.job_user, others)
         self.reply({"jobs": [j.to_json() for j in jobs]}, 201)
 
 
@@ -224,24 +277,29 @@ class JobHandler(JobsHandler):
     @authorized
     async def get(self, job_id: str) -> None:
         job = await self.app.run(self.app.store.get, parsing.job_id(job_id))
+        await self.check_job(job, "read", "read")
         self.reply(job.to_json())
 
     @web.authenticated
     @authorized
     async def delete(self, job_id: str) -> None:
-        await self.app.run(self.app.store.delete, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "write", "delete")
+        await self.app.run(self.app.store.delete, ident)
         self.set_status(204)
         self.finish()
 
 
 class ClearHandler(JobsHandler):
     """`POST /jobs/api/jobs/clear`: delete every finished job at once (the sidebar's "clear
-    finished"); active jobs stay. Answers the deleted ids."""
+    finished"): of `?user=` or `?mine=true`, else every user's (only yours when you may not
+    delete others'); active jobs stay. Answers the deleted ids."""
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        deleted = await self.app.run(self.app.store.clear_finished)
+        user = await self.listed_user("write", "delete")
+        deleted = await self.app.run(self.app.store.clear_finished, user)
         self.reply({"deleted": deleted})
 
 
@@ -251,7 +309,9 @@ class CancelHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def post(self, job_id: str) -> None:
-        job = await self.app.run(self.app.store.request_cancel, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "write", "cancel")
+        job = await self.app.run(self.app.store.request_cancel, ident)
         self.reply(job.to_json())
 
 
@@ -261,7 +321,9 @@ class RetryHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def post(self, job_id: str) -> None:
-        job = await self.app.run(self.app.store.retry, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "write", "retry")
+        job = await self.app.run(self.app.store.retry, ident)
         self.reply(job.to_json())
 
 
@@ -271,7 +333,9 @@ class ReleaseHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def post(self, job_id: str) -> None:
-        job = await self.app.run(self.app.store.release, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "write", "release")
+        job = await self.app.run(self.app.store.release, ident)
         self.reply(job.to_json())
 
 
@@ -283,11 +347,13 @@ class LogsHandler(JobsHandler):
     @authorized
     async def get(self, job_id: str) -> None:
         offset, limit, stream = self.query("offset"), self.query("limit"), self.query("stream")
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "read", "read")
         self.reply(
             await self.app.run(
                 service.read_log,
                 self.app.store,
-                parsing.job_id(job_id),
+                ident,
                 parsing.integer("offset", offset, 0, MAX_INT) if offset is not None else 0,
                 parsing.integer("limit", limit, 1, MAX_LOG_CHUNK) if limit is not None else 2**20,
                 parsing.stream_name(stream) if stream is not None else None,
@@ -301,7 +367,9 @@ class OutputsHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        raw = await self.app.run(self.app.store.outputs, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "read", "read")
+        raw = await self.app.run(self.app.store.outputs, ident)
         outputs = await self.app.run(json.loads, raw)
         self.reply({"outputs": outputs})
 
@@ -319,7 +387,9 @@ class NotebookHandler(JobsHandler):
         fmt = self.query("format") or "json"
         if fmt not in ("json", "html"):
             raise InvalidRequest(f"format must be json or html, got {fmt[:50]!r}")
-        data = await self.app.run(service.notebook, self.app.store, parsing.job_id(job_id))
+        ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "read", "read")
+        data = await self.app.run(service.notebook, self.app.store, ident)
         if fmt == "json":
             self.finish(data, set_content_type="application/x-ipynb+json")
             return
@@ -380,18 +450,20 @@ class LongPollHandler(JobsHandler):
 class ResultHandler(LongPollHandler):
     """`GET /jobs/api/jobs/{id}/result?wait=S`: the result bytes, after a long poll of S s.
 
-    200 with the stored bytes (never unpickled here), 202 with the job while it has not
-    finished, 409 with the job as detail when it ended without a result.
+    200 with the stored bytes (never unpickled here, sent from their file a piece at a time),
+    202 with the job while it has not finished, 409 with the job as detail when it ended
+    without a result.
     """
 
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
         ident = parsing.job_id(job_id)
+        await self.check_ids([ident], "read", "read")
         read = functools.partial(service.result, self.app.store, ident)
         answer = await self.long_poll([ident], read, _has_ended)
-        if isinstance(answer, bytes):
-            self.finish(answer, set_content_type=service.result_media_type(answer))
+        if isinstance(answer, service.Stored):
+            await self._send(answer)
         elif answer is None:
             return  # the client hung up
         elif answer.finished:
@@ -401,9 +473,28 @@ class ResultHandler(LongPollHandler):
         else:
             self.reply(answer.to_json(), 202)
 
+    async def _send(self, stored: service.Stored) -> None:
+        """The stored bytes, read in a thread a piece at a time (the next piece while this one
+        is sent), so that a 100 MiB result is never in the server's memory whole."""
+        self.set_header("Content-Type", stored.media_type)
+        self.set_header("Content-Length", str(stored.size))
+        ahead = asyncio.ensure_future(self.app.run(stored.file.read, RESULT_CHUNK))
+        try:
+            while chunk := await ahead:
+                ahead = asyncio.ensure_future(self.app.run(stored.file.read, RESULT_CHUNK))
+                self.write(chunk)
+                await self.flush()
+        except StreamClosedError:
+            return  # the client hung up
+        finally:
+            with contextlib.suppress(Exception):  # raised above already, or the client left
+                await ahead  # not closed under a read
+            stored.file.close()
+        self.finish()
 
-def _has_ended(answer: bytes | Job) -> bool:
-    return isinstance(answer, bytes) or answer.finished
+
+def _has_ended(answer: service.Stored | Job) -> bool:
+    return isinstance(answer, service.Stored) or answer.finished
 
 
 class ResultsHandler(LongPollHandler):
@@ -421,6 +512,7 @@ class ResultsHandler(LongPollHandler):
             if limit is not None
             else DEFAULT_RESULTS_BYTES
         )
+        await self.check_ids(ids, "read", "read")
         read = functools.partial(service.results, self.app.store, ids, max_bytes)
         answer = await self.long_poll(ids, read, lambda batch: batch.ended)
         if answer is not None:
@@ -435,6 +527,8 @@ class StatusHandler(JobsHandler):
     async def get(self) -> None:
         ids = parsing.job_ids(self.query("ids") or "")
         jobs = await self.app.run(self.app.store.get_many, ids) if ids else []
+        for job in jobs:
+            await self.check_job(job, "read", "read")
         found = {j.id for j in jobs}
         self.reply(
             {"jobs": [j.to_json() for j in jobs], "missing": [i for i in ids if i not in found]}
@@ -442,12 +536,14 @@ class StatusHandler(JobsHandler):
 
 
 class StatsHandler(JobsHandler):
-    """`GET /jobs/api/stats`: queue depth, running, workers, database size."""
+    """`GET /jobs/api/stats`: queue depth, running, workers, database size; the numbers of
+    `?user=` or `?mine=true`, else of every user (only yours when you may not read others')."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.reply(await self.app.run(service.stats, self.app.store, self.app.stats_extra()))
+        user = await self.listed_user()
+        self.reply(await self.app.run(service.stats, self.app.store, self.app.stats_extra(), user))
 
 
 class CapabilitiesHandler(JobsHandler):
@@ -457,6 +553,24 @@ class CapabilitiesHandler(JobsHandler):
     @authorized
     async def get(self) -> None:
         self.reply(self.app.capabilities())
+
+
+class MeHandler(JobsHandler):
+    """`GET /jobs/api/me`: who the jobs API takes you for (whose jobs are "mine") and whether
+    you may read and act on every user's jobs, so a UI offers only that."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        user = self.job_user
+        self.reply(
+            {
+                "username": user.username,
+                "display_name": user.display_name,
+                "can_read_all": await self.may_everyone("read"),
+                "can_write_all": await self.may_everyone("write"),
+            }
+        )
 
 
 #: The routes, relative to the server's base_url (openapi.yaml describes each one).
@@ -477,13 +591,16 @@ ROUTES: list[tuple[str, type[JobsHandler]]] = [
     (r"/jobs/api/status", StatusHandler),
     (r"/jobs/api/stats", StatsHandler),
     (r"/jobs/api/capabilities", CapabilitiesHandler),
+    (r"/jobs/api/me", MeHandler),
 ]
 
-# The schedule and channel routes live in their own modules, which build on the handlers above.
+# The schedule, channel and worker routes live in their own modules, which build on the
+# handlers above.
 from .channel_handlers import ROUTES as CHANNEL_ROUTES  # noqa: E402
 from .schedule_handlers import ROUTES as SCHEDULE_ROUTES  # noqa: E402
+from .worker_handlers import ROUTES as WORKER_ROUTES  # noqa: E402
 
-ROUTES += SCHEDULE_ROUTES
+ROUTES += SCHEDULE_ROUTES + WORKER_ROUTES
 ROUTES += CHANNEL_ROUTES
 
 # And the job type routes (`/jobs/api/types`), likewise.

@@ -63,6 +63,15 @@ def statuses(text: str) -> list[str]:
     return names
 
 
+def flag(name: str, text: str | None) -> bool:
+    """A boolean query parameter: `true` or `false` (absent is false), as JSON spells them."""
+    if text is None or text == "false":
+        return False
+    if text == "true":
+        return True
+    raise InvalidRequest(f"{name} must be true or false, got {text[:50]!r}")
+
+
 def integer(name: str, text: str, low: int, high: int) -> int:
     """A query parameter that must be a decimal integer in [low, high]."""
     if not INTEGER.fullmatch(text):
@@ -169,7 +178,8 @@ def payload(text: Any, limit: int, what: str = "payload") -> bytes:
     return data
 
 
-def check_size(data: bytes, limit: int, what: str = "payload") -> None:
+def check_size(data: Any, limit: int, what: str = "payload") -> None:
+    """`PayloadTooLarge` for `what` (anything with a length) over `limit` bytes."""
     if len(data) > limit:
         raise PayloadTooLarge(
             f"{what} of {len(data)} bytes is larger than the server's limit of {limit} bytes",
@@ -302,25 +312,32 @@ def submit_json(body: bytes, limit: int) -> tuple[JobSpec, bytes] | NotebookByPa
     return submit_item(data, limit)
 
 
-def submit_multipart(
-    fields: dict[str, list[bytes]], files: dict[str, list[Any]], limit: int
-) -> tuple[JobSpec, bytes]:
-    """The multipart form of `POST /jobs/api/jobs`: a `spec` field (JSON) and a `payload` file.
-
-    `fields` and `files` are tornado's parsed `body_arguments` and `files`; `spec` may also come
-    as a file part (clients that send every part as a file).
-    """
-    unknown = sorted((set(fields) | set(files)) - {"spec", "payload"})
+def submit_multipart(parts: dict[str, list[Any]], limit: int) -> tuple[JobSpec, Any]:
+    """The multipart form of `POST /jobs/api/jobs`: one `spec` part (JSON) and one `payload`
+    part, by name (`bodies.SubmitBody` reads them: the payload's bytes, or the file they were
+    written to, anything with a length). An optional `function` part names the stored function
+    (its sha256, `shared.py`) the payload is the arguments of."""
+    unknown = sorted(set(parts) - {"spec", "payload", "function"})
     if unknown:
         raise InvalidRequest(f"unknown multipart field(s): {', '.join(unknown)}")
-    spec_parts = fields.get("spec") or [f["body"] for f in files.get("spec", [])]
-    payload_parts = [f["body"] for f in files.get("payload", [])] or fields.get("payload", [])
+    spec_parts, payload_parts = parts.get("spec", []), parts.get("payload", [])
+    function_parts = parts.get("function", [])
     if len(spec_parts) != 1:
         raise InvalidRequest("multipart submit needs exactly one 'spec' part (JSON)")
     if len(payload_parts) != 1:
         raise InvalidRequest("multipart submit needs exactly one 'payload' part (bytes)")
+    if len(function_parts) > 1:
+        raise InvalidRequest("multipart submit takes at most one 'function' part (a sha256)")
     check_size(payload_parts[0], limit)
-    return spec(json_object(spec_parts[0], "spec part")), bytes(payload_parts[0])
+    found = spec(json_object(spec_parts[0], "spec part"))
+    if not function_parts:
+        return found, payload_parts[0]
+    try:
+        text = bytes(function_parts[0]).decode("ascii").strip()
+    except UnicodeDecodeError:
+        text = None
+    sha256 = function_name(text, "the 'function' part")
+    return found, SharedPayload(Function(sha256), payload_parts[0])
 
 
 def batch_json(body: bytes, limit: int) -> list[tuple[JobSpec, Payload]]:

@@ -5,6 +5,9 @@ naming the field), the notebook is read through the server's contents manager (s
 relative to the server's root, as the file browser shows it) and snapshotted into the store,
 and every store call runs in the app's thread pool. REST creates notebook schedules only: a
 function target is a pickle, which only the Python API makes and only a worker loads.
+
+A schedule belongs to the user who made it, and so do its runs; reading or changing another
+user's schedule is `access.py`'s question, as for a job.
 """
 
 from __future__ import annotations
@@ -49,8 +52,13 @@ class ScheduleBase(JobsHandler):
         return await self.app.run(lambda: json.dumps(checked).encode())
 
     def owner(self) -> str:
-        user = self.current_user
-        return getattr(user, "username", None) or ""
+        return self.job_user.username
+
+    async def check_write(self, schedule_id: int, verb: str) -> None:
+        """`NotAllowed` unless the schedule is this user's or the authorizer allows the change."""
+        if not await self.may_everyone("write"):
+            found = await self.app.run(self.app.store.get_schedule, schedule_id)
+            await self.check_schedule(found, "write", verb)
 
 
 class SchedulesHandler(ScheduleBase):
@@ -59,7 +67,8 @@ class SchedulesHandler(ScheduleBase):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        found = await self.app.run(self.app.store.schedules)
+        user = await self.listed_user()
+        found = await self.app.run(self.app.store.schedules, None, user)
         self.reply({"schedules": [s.to_json() for s in found]})
 
     @web.authenticated
@@ -68,7 +77,9 @@ class SchedulesHandler(ScheduleBase):
         body = parsing.schedule_json(self.request.body)
         spec = rules.ScheduleSpec.from_json(body)
         payload = await self.snapshot(spec.target)
-        made = await self.app.run(self.app.store.add_schedule, spec, self.owner(), payload)
+        made = await self.app.run(
+            self.app.store.add_schedule, spec, self.owner(), payload, None, self.job_user
+        )
         self.reply(made.to_json(), 201)
 
 
@@ -79,12 +90,14 @@ class ScheduleHandler(ScheduleBase):
     @authorized
     async def get(self, schedule_id: str) -> None:
         found = await self.app.run(self.app.store.get_schedule, parse_id(schedule_id))
+        await self.check_schedule(found, "read", "read")
         self.reply(found.to_json())
 
     @web.authenticated
     @authorized
     async def patch(self, schedule_id: str) -> None:
         ident = parse_id(schedule_id)
+        await self.check_write(ident, "change")
         changes = parsing.schedule_json(self.request.body, "schedule change")
         payload = None
         if "target" in changes:  # a new path or parameters: snapshot the notebook again
@@ -96,7 +109,9 @@ class ScheduleHandler(ScheduleBase):
     @web.authenticated
     @authorized
     async def delete(self, schedule_id: str) -> None:
-        await self.app.run(self.app.store.delete_schedule, parse_id(schedule_id))
+        ident = parse_id(schedule_id)
+        await self.check_write(ident, "delete")
+        await self.app.run(self.app.store.delete_schedule, ident)
         self.set_status(204)
         self.finish()
 
@@ -107,7 +122,9 @@ class PauseHandler(ScheduleBase):
     @web.authenticated
     @authorized
     async def post(self, schedule_id: str) -> None:
-        paused = await self.app.run(self.app.store.pause_schedule, parse_id(schedule_id))
+        ident = parse_id(schedule_id)
+        await self.check_write(ident, "pause")
+        paused = await self.app.run(self.app.store.pause_schedule, ident)
         self.reply(paused.to_json())
 
 
@@ -117,7 +134,9 @@ class ResumeHandler(ScheduleBase):
     @web.authenticated
     @authorized
     async def post(self, schedule_id: str) -> None:
-        resumed = await self.app.run(self.app.store.resume_schedule, parse_id(schedule_id))
+        ident = parse_id(schedule_id)
+        await self.check_write(ident, "resume")
+        resumed = await self.app.run(self.app.store.resume_schedule, ident)
         self.reply(resumed.to_json())
 
 

@@ -10,56 +10,125 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, BinaryIO, NamedTuple
 
 from .. import job_types
 from ..errors import JobNotFound, NotebookNotFound, ResultNotReady
-from ..models import Job, JobSpec, Kind, Status, now
+from ..models import FileBytes, Job, JobSpec, JobUser, Kind, Status, now
+from ..shared import SharedPayload
 from ..store import Store
+from . import parsing
 from .parsing import NotebookByPath, TypedSubmit
+
+#: Enough of a result's first bytes to tell its media type (`buffers.MAGIC` is 21).
+_HEAD = 64
+
+
+class NamesFunctions(NamedTuple):
+    """A submit whose payloads name functions stored once by their sha256 alone (`shared.py`):
+    the handler checks that its user may name them (`access.JobAccess.named_functions`, with
+    each one's `senders`: empty for one not stored), then enqueues the `items`."""
+
+    items: list[tuple[JobSpec, Any]]
+    senders: dict[str, set[str]]
+
+
+def names_functions(
+    store: Store, items: list[tuple[JobSpec, Any]]
+) -> list[tuple[JobSpec, Any]] | NamesFunctions:
+    """`items` as they are, or with the senders of the functions they name by sha256 alone."""
+    named = {
+        payload.function.sha256
+        for _, payload in items
+        if isinstance(payload, SharedPayload) and payload.function.data is None
+    }
+    if not named:
+        return items
+    found = store.function_users(named)
+    return NamesFunctions(items, {sha256: found.get(sha256, set()) for sha256 in named})
 
 
 def submit(
-    store: Store, parse: Callable[[], tuple[JobSpec, bytes] | NotebookByPath | TypedSubmit]
-) -> tuple[Job, bool] | NotebookByPath | TypedSubmit:
+    store: Store,
+    parse: Callable[[], tuple[JobSpec, Any] | NotebookByPath | TypedSubmit],
+    user: JobUser,
+) -> tuple[Job, bool] | NotebookByPath | TypedSubmit | NamesFunctions:
     """Parse a submit body (`parsing.submit_json` or `submit_multipart`, bound to the body) and
-    enqueue; also say whether the job is new (201) or an earlier one with the same key (200).
+    enqueue a job of `user`; also say whether the job is new (201) or an earlier one with the
+    same key (200). A spooled payload (`FileBytes`, bodies.py) becomes the job's file.
 
-    The store returns the existing job for an `idempotency_key` it has seen: such a job was
-    created before this call started. (Two concurrent first submits of one key both see a job
-    created during their call and both answer 201; there is still only one job.) A notebook
-    submit by path comes back as it is: the handler reads the file through the server's
-    contents manager, then submits again; so does a typed submit, whose type the handler
-    makes sure it knows before it builds the job.
+    A notebook submit by path comes back as it is: the handler reads the file through the
+    server's contents manager, then submits again; so does a typed submit, whose type the
+    handler makes sure it knows before it builds the job, and one naming a stored function by
+    its sha256 alone, which the handler checks the user may name (`NamesFunctions`).
     """
     parsed = parse()
     if isinstance(parsed, (NotebookByPath, TypedSubmit)):
         return parsed  # the handler reads the notebook or finds the type, then submits again
-    spec, payload = parsed
+    checked = names_functions(store, [parsed])
+    if isinstance(checked, NamesFunctions):
+        return checked
+    return enqueue(store, *parsed, user)
+
+
+def enqueue(
+    store: Store,
+    spec: JobSpec,
+    payload: bytes | FileBytes | SharedPayload,
+    user: JobUser,
+    others: Collection[str] | None = (),
+) -> tuple[Job, bool]:
+    """Store one job of `user` (`others`: `Store.enqueue`'s); whether it is new.
+
+    The store returns the existing job for an `idempotency_key` it has seen: such a job was
+    created before this call started. (Two concurrent first submits of one key both see a job
+    created during their call and both answer 201; there is still only one job.)"""
     started = now()
-    job = store.enqueue(spec, payload)
+    job = store.enqueue(spec, payload, user, others)
     return job, spec.idempotency_key is None or job.created_at >= started
 
 
+def batch(store: Store, body: bytes, limit: int) -> list[tuple[JobSpec, Any]] | NamesFunctions:
+    """A batch submit's items (`parsing.batch_json`), with the senders of the functions they
+    name by sha256 alone, if any (`NamesFunctions`)."""
+    return names_functions(store, parsing.batch_json(body, limit))
+
+
 def result_media_type(data: bytes) -> str:
-    """The media type of stored result bytes, told without loading them: a pickle (function
-    and cell jobs, a typed job's value that is not JSON) always starts with byte 0x80; the
-    rest (a notebook job's notebook, a typed job's JSON value) is JSON text."""
+    """The media type of stored result bytes (their first bytes are enough), told without
+    loading them: a pickle (function and cell jobs, a typed job's value that is not JSON)
+    always starts with byte 0x80 or `buffers.MAGIC`; the rest (a notebook job's notebook, a
+    typed job's JSON value) is JSON text."""
     if not data or job_types.is_pickle(data):
         return "application/octet-stream"
     return "application/json"
 
 
-def result(store: Store, job_id: int) -> bytes | Job:
-    """The result bytes of a succeeded job (or of a failed cell that sent names back), else its
-    record: one hop for either answer."""
+class Stored(NamedTuple):
+    """Result bytes as the store keeps them: an open file (the caller closes it), its size,
+    and its media type (`result_media_type`)."""
+
+    file: BinaryIO
+    size: int
+    media_type: str
+
+
+def _stored(file: BinaryIO, size: int) -> Stored:
+    head = file.read(_HEAD)
+    file.seek(0)
+    return Stored(file, size, result_media_type(head))
+
+
+def result(store: Store, job_id: int) -> Stored | Job:
+    """The result of a succeeded job (or of a failed cell that sent names back), to be read a
+    piece at a time, else its record: one hop for either answer."""
     try:
-        return store.result(job_id)
+        return _stored(*store.open_result(job_id))
     except ResultNotReady:
         job = store.get(job_id)
     if job.status is Status.SUCCEEDED:  # it succeeded between the two reads
-        return store.result(job_id)
+        return _stored(*store.open_result(job_id))
     return job
 
 
@@ -168,14 +237,7 @@ def _whole_utf8(data: bytes) -> int:
     return len(data)
 
 
-def stats(store: Store, extra: dict[str, Any]) -> dict[str, Any]:
-    """`GET /jobs/api/stats`: counts per status, queue depth, database size (+ `extra`)."""
-    numbers = store.stats()
-    counts = {s.value: int(numbers.get(s.value, 0)) for s in Status}
-    return {
-        "counts": counts,
-        "running": counts[Status.RUNNING.value],
-        "queued": counts[Status.QUEUED.value],
-        "db_size": int(numbers.get("db_size", 0)),
-        **extra,
-    }
+def stats(store: Store, extra: dict[str, Any], user: str | None = None) -> dict[str, Any]:
+    """`GET /jobs/api/stats`: the store's numbers (`Store.overview`, of `user`'s jobs when
+    given) and `extra`."""
+    return {**store.overview(user), **extra}

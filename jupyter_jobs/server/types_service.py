@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from ..errors import JobTypeNotFound
 from ..job_types import JobType
-from ..models import Job, JobSpec
+from ..models import Job, JobSpec, JobUser
 from ..store import Store
 from ..type_registry import TypeRegistry
 from . import service
@@ -82,16 +82,16 @@ class TypesService:
         await self.ready()
         return await self._run(method, *args)
 
-    async def submit(self, spec: JobSpec) -> tuple[Job, bool]:
-        """Store a typed job (`service.submit` with the registry's payload); a type unknown
-        to the last description makes it describe again once before it is refused."""
+    async def submit(self, spec: JobSpec, user: JobUser) -> tuple[Job, bool]:
+        """Store a typed job of `user` (`service.submit` with the registry's payload); a type
+        unknown to the last description makes it describe again once before it is refused."""
         prepare = functools.partial(self.registry.prepare, spec)
         try:
-            return await self.call(service.submit, self.store, prepare)
+            return await self.call(service.submit, self.store, prepare, user)
         except JobTypeNotFound:
             if not await self.refresh():
                 raise
-        return await self.call(service.submit, self.store, prepare)
+        return await self.call(service.submit, self.store, prepare, user)
 
     async def _describe(self) -> None:
         """Run the describer; keep what it found, or log why it found nothing."""

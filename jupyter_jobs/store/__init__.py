@@ -5,8 +5,8 @@ with one job: `connection.py` (connections, transactions, journal mode, migratio
 (tables, columns, rows mapped to records by name), `transaction.py` (what one write did, the one
 place a status changes), `submit.py` (new jobs), `picking.py` (the claim's fair-share order),
 `attempts.py` (claims, starts, progress, outcomes, fenced by attempt), `moves.py` (applying the
-`lifecycle` rules), `files.py` (blobs and logs), `queries.py` (pages, counts) and
-`retention.py` (what gc deletes).
+`lifecycle` rules), `files.py` (blobs and logs), `queries.py` (pages, counts),
+`retention.py` (what gc deletes) and `workers.py` (each consumer's workers, and drains asked).
 """
 
 from .connection import default_db_path

@@ -12,15 +12,15 @@ from collections.abc import Callable, Sequence
 
 from .. import lifecycle
 from ..errors import IllegalTransition
-from ..models import Outcome, Progress, Reason, Status, can_move
+from ..models import JobError, Outcome, Progress, Reason, Status, can_move
 from . import moves, picking, schema
 from .files import JobFiles
 from .schema import IDS, LEASED, QUEUED, RUNNING, error_columns
 from .transaction import Tx
 
-#: (job id, inline payload, payload file, the stored function it names) of each job a claim
-#: took
-Taken = tuple[int, bytes | None, str | None, str | None]
+#: (job id, inline payload, payload file, payload size, the stored function it names) of each
+#: job a claim took
+Taken = tuple[int, bytes | None, str | None, int, str | None]
 #: Output of an attempt: (job id, attempt, bytes) of its main stream, or (job id, attempt,
 #: bytes, stream name) of a labelled one (a thread's, a child process's: `log_streams.py`).
 LogItem = tuple[int, int, bytes] | tuple[int, int, bytes, str]
@@ -42,14 +42,14 @@ def claim(tx: Tx, consumer: str, limit: int, lease: float) -> list[Taken]:
     )
     tx.snapshots.update(schema.load(tx.conn, ids))
     blobs = {
-        r[0]: (r[1], r[2], r[3])
+        r[0]: (r[1], r[2], r[3], r[4])
         for r in tx.conn.execute(
-            "SELECT job_id, data, path, shared FROM blobs "
-            f"WHERE kind = 'payload' AND job_id IN {IDS}",
+            "SELECT job_id, data, path, size, shared FROM blobs WHERE kind = 'payload' "
+            f"AND job_id IN {IDS}",
             (json.dumps(ids),),
         ).fetchall()
     }
-    return [(i, *blobs.get(i, (b"", None, None))) for i in ids]
+    return [(i, *blobs.get(i, (b"", None, 0, None))) for i in ids]
 
 
 def check_table() -> None:
@@ -111,20 +111,38 @@ def report(
             set_progress(tx, *item)
 
 
+#: Whether the workers of a consumer wrote an attempt down as begun (`start_log.py`):
+#: (job id, attempt, consumer) -> bool.
+Began = Callable[[int, int, str | None], bool]
+
+
 def finish(
-    tx: Tx, files: JobFiles, job_id: int, attempt: int, outcome: Outcome, poison_limit: int
+    tx: Tx,
+    files: JobFiles,
+    job_id: int,
+    attempt: int,
+    outcome: Outcome,
+    poison_limit: int,
+    began: Began = lambda *_: False,
 ) -> bool:
-    """Record how an attempt ended; False (nothing written) when it is stale."""
+    """Record how an attempt ended; False (nothing written) when it is stale.
+
+    A claim given back (outcome `queued`: its executor stopped before the run began, as far as
+    it knew) whose start a worker wrote down all the same (`began`; it began as it was taken
+    back) counts as an interrupted attempt instead."""
     row = tx.conn.execute(
-        "SELECT status, attempt, cancel_requested, lease_until FROM jobs WHERE id = ?",
+        "SELECT status, attempt, cancel_requested, lease_until, consumer FROM jobs WHERE id = ?",
         (job_id,),
     ).fetchone()
     if row is None or row[1] != attempt or row[3] is None:  # stale, or neither held nor run
         return False
     current = Status(row[0])
     if current is Status.QUEUED and outcome.status is Status.QUEUED:
-        _unclaim(tx, job_id, attempt, bool(row[2]))
-        return True
+        if not began(job_id, attempt, row[4]):
+            give_back(tx, job_id, attempt, current, bool(row[2]))
+            return True
+        error = JobError("Interrupted", "the job began as its executor stopped")
+        outcome = Outcome(Status.FAILED, Reason.INTERRUPTED, error)
     if current is Status.QUEUED and outcome.status is Status.SUCCEEDED:
         # It ran, though no start was reported (the executor could not tell when): it
         # started as it ended, as far as anyone knows.
@@ -159,14 +177,20 @@ def finish(
     return True
 
 
-def _unclaim(tx: Tx, job_id: int, attempt: int, cancel: bool) -> None:
-    """A claimed attempt that never started (its executor stopped first) is given back
-    uncounted, as if never claimed; a cancel asked for meanwhile wins."""
+def give_back(tx: Tx, job_id: int, attempt: int, current: Status, cancel: bool) -> None:
+    """A claimed attempt whose code never began (its executor stopped first, or its consumer
+    died before a worker began it: `start_log.py`) is given back uncounted, as if never
+    claimed; a cancel asked for meanwhile wins. A start reported ahead of the code (a job
+    handed to an idle worker) is taken back with it."""
     if cancel:
         tx.move(
-            job_id, Status.QUEUED, Status.CANCELLED, reason=None, finished_at=tx.now,
+            job_id, current, Status.CANCELLED, reason=None, finished_at=tx.now,
             lease_until=None, cancel_requested=0,
         )  # fmt: skip
         return
-    tx.update(job_id, attempt=attempt - 1, consumer=None, lease_until=None, cancel_requested=0)
+    back = {"attempt": attempt - 1, "consumer": None, "lease_until": None, "cancel_requested": 0}
+    if current is Status.RUNNING:
+        tx.move(job_id, current, Status.QUEUED, reason=None, started_at=None, **back)
+        return
+    tx.update(job_id, **back)
     tx.released = True

@@ -13,24 +13,37 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
-from .. import lifecycle
+from .. import lifecycle, start_log
 from ..doorbell import Doorbell, Listener
-from ..errors import IllegalTransition, InvalidRequest, JobNotFound, ResultNotReady, status_phrase
+from ..errors import (
+    IllegalTransition,
+    InvalidRequest,
+    JobNotFound,
+    ResultNotReady,
+    WorkerNotFound,
+    status_phrase,
+)
 from ..models import (
+    NOBODY,
     TERMINAL,
     Change,
+    FileBytes,
     Job,
     JobError,
     JobSpec,
+    JobUser,
     Outcome,
     Page,
     Progress,
@@ -38,14 +51,16 @@ from ..models import (
     Status,
     now,
 )
-from ..shared import Function, SharedPayload, functions_in, pack
+from ..shared import Function, SharedPayload, functions_in
+from ..worker_info import WorkerInfo, WorkerStatus
 from ..workspace import Reference, Workspace
-from . import attempts, log_streams, moves, queries, retention, schema, submit
+from . import attempts, log_streams, moves, picking, queries, retention, schema, submit
 from . import shared as stored_once
+from . import workers as worker_rows
 from .attempts import LogItem
 from .channels import ChannelVerbs
 from .connection import Database, check_file, default_db_path
-from .files import JobFiles
+from .files import JobFiles, Spool
 from .schedules import ScheduleVerbs
 from .schema import IDS, LEASED, PENDING, QUEUED, error_columns
 from .transaction import Tx
@@ -56,18 +71,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Claimed:
-    """A job the consumer now holds (still queued until it starts), with the payload bytes to
-    hand to the executor."""
+    """A job the consumer now holds (still queued until it starts), with the payload to hand to
+    the executor: its bytes, or its file when it is large; for a job naming a function stored
+    once, that function (its bytes) and the job's arguments (`shared.SharedPayload`)."""
 
     job: Job
-    payload: bytes
-
-
-def _bytes(payload: object) -> bytes:
-    """A payload's bytes, or what it should have been, named."""
-    if not isinstance(payload, (bytes, bytearray, memoryview)):
-        raise InvalidRequest(f"payload must be bytes, got {type(payload).__name__}")
-    return bytes(payload)
+    payload: bytes | FileBytes | SharedPayload
 
 
 #: Statuses whose last attempt may leave a result all the same (`Store.result`).
@@ -114,6 +123,7 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             self._db.close()
             raise
         self._db.protect_side_files()
+        self.workspace.remove_stale_spools(time.time())
         self.doorbell = Doorbell(self.path.with_name(self.path.name + ".bells"))
 
     @property
@@ -191,6 +201,9 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         except BaseException:
             for path in tx.written if tx else []:
                 path.unlink(missing_ok=True)
+            for target, source in reversed(tx.adopted if tx else []):
+                with suppress(OSError):  # the caller keeps it, to store it again later
+                    os.replace(target, source)
             raise
         for path in tx.obsolete:
             path.unlink(missing_ok=True)
@@ -210,6 +223,11 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             or (c.what == "transition" and c.job.status is not Status.RUNNING)
             for c in changes
         )
+        if ring:  # first: another process waking up takes longer than a subscriber's call
+            try:
+                self.doorbell.ring()
+            except OSError as exc:  # committed already: a failed wake-up must not look like one
+                log.warning("could not ring the doorbell in %s: %s", self.doorbell.directory, exc)
         with self._lock:
             subscribers = list(self._subscribers) if changes else []
         for callback in subscribers:
@@ -217,58 +235,98 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
                 callback(changes)
             except Exception:
                 log.exception("job store subscriber %r failed", callback)
-        if ring:
-            try:
-                self.doorbell.ring()
-            except OSError as exc:  # committed already: a failed wake-up must not look like one
-                log.warning("could not ring the doorbell in %s: %s", self.doorbell.directory, exc)
 
     # -- submit --------------------------------------------------------------------------------
 
-    def enqueue(self, spec: JobSpec, payload: bytes | SharedPayload) -> Job:
-        """Store one job; with a known `idempotency_key`, return the existing job instead."""
-        return self.enqueue_many([(spec, payload)])[0]
+    def spool(self) -> Spool:
+        """A file for a payload still arriving (`Spool.stored()` is what `enqueue` takes: moved,
+        not copied); the caller discards it if no job took it (`Spool.discard`)."""
+        return self.files.spool()
 
-    def enqueue_many(self, items: Sequence[tuple[JobSpec, bytes | SharedPayload]]) -> list[Job]:
-        """Store many jobs in one transaction (all or none), in order; ids increase with order.
+    def incoming(self) -> Path:
+        """The folder where a worker on this machine may leave a large result as a file, which
+        the store then takes (`Outcome.result` as `FileBytes`)."""
+        return self.files.incoming()
+
+    def enqueue(
+        self,
+        spec: JobSpec,
+        payload: bytes | FileBytes | SharedPayload,
+        user: JobUser = NOBODY,
+        others: Collection[str] | None = (),
+    ) -> Job:
+        """Store one job of `user`; with a known `idempotency_key`, return the existing job
+        instead (whoever it belongs to: the caller checks). `others`: `enqueue_many`'s."""
+        return self.enqueue_many([(spec, payload)], user, others)[0]
+
+    def enqueue_many(
+        self,
+        items: Sequence[tuple[JobSpec, bytes | FileBytes | SharedPayload]],
+        user: JobUser = NOBODY,
+        others: Collection[str] | None = (),
+    ) -> list[Job]:
+        """Store many jobs of `user` in one transaction (all or none), in order; ids increase
+        with order. A payload may be an incoming file (a spooled submit), which its job takes.
 
         A `SharedPayload`'s function is stored once, in the same transaction, unless it is
-        already (one sent by name only must be: `FunctionNotFound`)."""
+        already; `user` is recorded as one who sent its bytes (`store/shared.py`). One named by
+        its sha256 alone must be stored, and sent by `user` or one of `others` (None: anyone),
+        else `FunctionNotFound`. Its arguments are stored as any payload."""
         prepared: list[submit.Prepared] = []
         for spec, payload in items:
             spec.validate()
-            if isinstance(payload, SharedPayload):
-                payload = SharedPayload(payload.function, _bytes(payload.arguments))
-            else:
-                payload = _bytes(payload)
             try:
                 options = json.dumps(spec.options, allow_nan=False)  # NaN is no JSON
             except (TypeError, ValueError) as exc:
                 raise InvalidRequest(f"options must be JSON: {exc}") from None
-            prepared.append((spec, payload, options))
+            if isinstance(payload, SharedPayload):
+                arguments = self._stored(payload.arguments)
+                prepared.append((spec, SharedPayload(payload.function, arguments), options))
+            else:
+                prepared.append((spec, self._stored(payload), options))
         if not prepared:
             return []
         with self._tx() as tx:  # numbers are in range: `validate` checked them
             after = {a for s, _, _ in prepared for a in s.after}
             statuses = submit.dependency_statuses(tx.conn, after)
-            functions = stored_once.ensure(tx, self.files, functions_in(p for _, p, _ in prepared))
-            ids = submit.insert(tx, self.files, prepared, statuses, functions)
+            shared = functions_in(p for _, p, _ in prepared)
+            functions = stored_once.ensure(tx, self.files, shared, user.username, others)
+            ids = submit.insert(tx, self.files, prepared, statuses, user, functions)
             # A function stored now that no new job names (their keys were known) is not kept.
             stored_once.free(tx, self.files, functions)
         return [tx.snapshots[job_id] for job_id in ids]
 
-    def put_function(self, function: Function) -> tuple[stored_once.StoredFunction, bool]:
-        """Store a function on its own, before the jobs that will name it (a kernel's upload);
-        the stored function, and whether it is new. Its bytes must have its sha256
-        (`InvalidRequest`). Unless a job names it within `shared.ORPHAN_GRACE`, gc frees it."""
-        with self._tx() as tx:
-            created = stored_once.put(tx, self.files, function)
-            return stored_once.describe(tx.conn, function.sha256), created
+    def _stored(self, payload: object) -> submit.Stored:
+        """A payload as the store keeps it (a small incoming file as its bytes), or what it
+        should have been, named."""
+        if isinstance(payload, FileBytes):
+            return self.files.small(payload)
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise InvalidRequest(f"payload must be bytes, got {type(payload).__name__}")
+        return bytes(payload)
 
-    def describe_function(self, sha256: str) -> stored_once.StoredFunction:
-        """A stored function's size and references (`FunctionNotFound` if it is not stored)."""
+    def put_function(
+        self, function: Function, user: str = NOBODY.username
+    ) -> tuple[stored_once.StoredFunction, bool]:
+        """Store a function on its own, before the jobs that will name it (a kernel's upload),
+        sent by `user`; the stored function as `user` sees it, and whether it is new to them.
+        Its bytes must have its sha256 (`InvalidRequest`). Unless a job names it within
+        `shared.ORPHAN_GRACE`, gc frees it."""
+        with self._tx() as tx:
+            created = stored_once.put(tx, self.files, function, user)
+            return stored_once.describe(tx.conn, function.sha256, user), created
+
+    def describe_function(self, sha256: str, user: str | None = None) -> stored_once.StoredFunction:
+        """A stored function's size and references (those of `user`'s jobs, when given;
+        `FunctionNotFound` if it is not stored)."""
         with self._db.read() as conn:
-            return stored_once.describe(conn, sha256)
+            return stored_once.describe(conn, sha256, user)
+
+    def function_users(self, sha256s: Iterable[str]) -> dict[str, set[str]]:
+        """The users who sent the bytes of each stored function among `sha256s` (what naming
+        one by its hash alone is checked against: `server/function_handlers.py`)."""
+        with self._db.read() as conn:
+            return stored_once.users(conn, list(sha256s))
 
     # -- consumer ------------------------------------------------------------------------------
 
@@ -303,7 +361,8 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         commit for all of it keeps the cost of every job low. A claimed job is leased to its
         consumer and its attempt counted, so no other consumer takes it and every report about
         it is fenced; it stays queued until its start is recorded. The order is
-        `store/picking.py`'s: priority, fair share between owners, then FIFO.
+        `store/picking.py`'s: priority, fair share between users, then between their
+        notebooks, then FIFO.
         """
         for _, _, outcome in outcomes:
             if outcome.status not in TERMINAL and outcome.status is not Status.QUEUED:
@@ -318,25 +377,42 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             # A worker ends one job before it starts the next: the jobs that ended are written
             # first, so the change events of this one commit keep that order.
             attempts.report(tx, self.files, starts, logs, progress, lambda i: i in ending)
-            done = [attempts.finish(tx, self.files, *item, self.poison_limit) for item in outcomes]
+            began = self._written_down()
+            done = [
+                attempts.finish(tx, self.files, *item, self.poison_limit, began)
+                for item in outcomes
+            ]
             attempts.report(tx, self.files, starts, logs, progress, lambda i: i not in ending)
             # A claim given back, or retried before it started, changed no status: no snapshot.
             tx.load_ended([i for (i, _, _), ok in zip(outcomes, done, strict=True) if ok])
             taken = attempts.claim(tx, *claim) if claim and claiming else []
+            # Read under the claim: its jobs name them, so they cannot be freed meanwhile.
+            named = {t[4] for t in taken if t[4] is not None}
+            functions = {sha256: self.shared.read(tx.conn, sha256) for sha256 in named}
         finished = [
             tx.snapshots.get(job_id) if ok else None
             for (job_id, _, _), ok in zip(outcomes, done, strict=True)
         ]
-        claimed = [Claimed(tx.snapshots[i], self._payload(*blob)) for i, *blob in taken]
+        claimed = [Claimed(tx.snapshots[i], self._payload(functions, *blob)) for i, *blob in taken]
+        for _, _, outcome in outcomes:  # a stale attempt's result file: no job took it
+            if isinstance(outcome.result, FileBytes):
+                Path(outcome.result.path).unlink(missing_ok=True)
         return finished, claimed
 
-    def _payload(self, data: bytes | None, path: str | None, function: str | None) -> bytes:
-        """A claimed job's payload as its worker loads it: a stored function is packed with
-        the job's arguments (`shared.pack`). The job names it, so it cannot be freed now."""
-        arguments = self.files.blob_bytes(data, path)
+    def _payload(
+        self,
+        functions: dict[str, bytes],
+        data: bytes | None,
+        path: str | None,
+        size: int,
+        function: str | None,
+    ) -> bytes | FileBytes | SharedPayload:
+        """A claimed job's payload as its executor hands it on: its bytes or file, with the
+        function it names (bytes read once per process: `SharedBytes`) beside them."""
+        arguments = self.files.blob_ref(data, path, size)
         if function is None:
             return arguments
-        return pack(function, self.shared.read(self._db.conn(), function), arguments)
+        return SharedPayload(Function(function, functions[function]), arguments)
 
     def heartbeat(self, consumer: str, job_ids: Iterable[int], lease: float) -> list[int]:
         """Extend the lease of `consumer`'s running and claimed jobs; returns those asked to
@@ -386,15 +462,17 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
 
     def recover(self, is_alive: Callable[[str], bool]) -> list[Job]:
         """End attempts whose lease ran out or whose consumer is gone (reason `interrupted`,
-        retried where the job allows).
+        retried where the job allows), and give back uncounted those that never began.
 
-        A claimed attempt that was never recorded as started ends the same way: its start may
-        have happened in the moments before its consumer died, unwritten, and an attempt that
-        may have run is counted, so a job never runs more often than its attempts say. (A
-        consumer that stops cleanly knows, and gives such claims back uncounted.)
+        A claim of a consumer whose workers write down what they begin (`start_log.py`) and
+        whose process is proven gone is given back uncounted when no worker began it, as on a
+        clean stop. Any other claim never recorded as started ends as interrupted: its start
+        may have happened in the moments before its consumer died, unwritten, and an attempt
+        that may have run is counted, so a job never runs more often than its attempts say.
 
-        `is_alive` is called outside the transaction (it may be slow); each candidate is then
-        checked again under the write lock, so a job that finished meanwhile is left alone.
+        `is_alive` is called outside the transaction (it may be slow), and so are the start
+        logs read; each candidate is then checked again under the write lock, so a job that
+        finished meanwhile is left alone.
         """
         at = now()
         rows = self._db.conn().execute(
@@ -409,18 +487,60 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
                 lost.append((job_id, status, attempt, consumer, "its lease expired"))
             elif not alive[consumer]:
                 lost.append((job_id, status, attempt, consumer, "its process is gone"))
-        if not lost:
-            return []
+        began = {c: self._began(c) for c in {row[3] for row in lost}}
+        ended = self._end_lost(lost, began) if lost else []
+        start_log.sweep(self.workspace.start_logs, self._holds_claims)
+        return ended
+
+    def start_log_of(self, consumer: str) -> start_log.StartLog:
+        """Where `consumer`'s workers write down the attempts they begin (`start_log.py`)."""
+        return start_log.StartLog(self.workspace.start_log(consumer), consumer)
+
+    def _began(self, consumer: str | None) -> set[tuple[int, int]] | None:
+        """The attempts `consumer`'s workers began, if it is proven gone and kept a log."""
+        return start_log.started(self.workspace.start_log(consumer)) if consumer else None
+
+    def _written_down(self) -> attempts.Began:
+        """Whether a consumer's workers wrote an attempt down as begun (`start_log.py`), each
+        log read once, when first asked (only a claim given back asks)."""
+        read: dict[str, set[tuple[int, int]]] = {}
+
+        def began(job_id: int, attempt: int, consumer: str | None) -> bool:
+            if not consumer:
+                return False
+            if consumer not in read:
+                read[consumer] = start_log.named(self.workspace.start_log(consumer))
+            return (job_id, attempt) in read[consumer]
+
+        return began
+
+    def _holds_claims(self, consumer: str) -> bool:
+        row = self._db.conn().execute(
+            f"SELECT 1 FROM jobs WHERE {LEASED} AND consumer = ? LIMIT 1", (consumer,)
+        )
+        return row.fetchone() is not None
+
+    def _end_lost(
+        self,
+        lost: list[tuple[int, str, int, str, str]],
+        began: dict[str, set[tuple[int, int]] | None],
+    ) -> list[Job]:
+        """End the lost attempts (see `recover`), each checked again under the write lock."""
         ended: list[int] = []
         with self._tx() as tx:
             for job_id, status, attempt, consumer, why in lost:
                 current = tx.conn.execute(
-                    f"SELECT status, attempt, consumer FROM jobs WHERE id = ? AND {LEASED}",
+                    f"SELECT status, attempt, consumer, cancel_requested FROM jobs "
+                    f"WHERE id = ? AND {LEASED}",
                     (job_id,),
                 ).fetchone()
-                if current != (status, attempt, consumer):
+                if current is None or current[:3] != (status, attempt, consumer):
                     continue
                 ended.append(job_id)
+                known = began[consumer]
+                if known is not None and (job_id, attempt) not in known:
+                    attempts.give_back(tx, job_id, attempt, Status(status), bool(current[3]))
+                    continue
                 held = "running" if status == Status.RUNNING.value else "about to start"
                 error = JobError(
                     "Interrupted", f"the consumer {consumer} holding attempt {attempt} ({held}) "
@@ -449,6 +569,50 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             (now(),),
         )
         return row.fetchone()[0]
+
+    # -- workers (store/workers.py) ------------------------------------------------------------
+
+    def sync_workers(self, consumer: str, infos: Sequence[WorkerInfo] | None) -> list[str]:
+        """Write `consumer`'s workers (`infos`; None: unchanged since the last write), and take
+        the drains asked of them since: their ids, each handed out once."""
+        if infos is None and not worker_rows.drains(self._db.conn(), consumer):
+            return []
+        with self._tx() as tx:
+            if infos is not None:
+                worker_rows.write(tx, consumer, infos)
+            asked = worker_rows.drains(tx.conn, consumer)
+            worker_rows.forget_drains(tx, consumer, asked)
+        return asked
+
+    def forget_workers(self, consumer: str) -> None:
+        """`consumer` stopped: its workers are gone."""
+        with self._tx() as tx:
+            worker_rows.forget(tx, consumer)
+
+    def workers(self, is_alive: Callable[[str], bool]) -> list[WorkerInfo]:
+        """Every consumer's workers as it last wrote them (lately: `workers.STALE_AFTER`),
+        but those of consumers `is_alive` proves gone; one asked to drain shows draining."""
+        with self._db.read() as conn:
+            rows = worker_rows.listing(conn, now())
+        alive: dict[str, bool] = {}
+        shown = []
+        for consumer, info, asked in rows:
+            if consumer not in alive:
+                alive[consumer] = is_alive(consumer)
+            if alive[consumer]:
+                shown.append(_asked_to_drain(info) if asked else info)
+        return shown
+
+    def request_drain(self, worker_id: str, is_alive: Callable[[str], bool]) -> WorkerInfo:
+        """Ask the consumer that runs worker `worker_id` to drain it (it does on its next
+        round, within seconds); the worker as listed now. `WorkerNotFound` when no consumer
+        alive lists it."""
+        listed = [info for info in self.workers(is_alive) if info.id == worker_id]
+        with self._tx() as tx:
+            marked = worker_rows.ask_drain(tx, worker_id, [info.consumer or "" for info in listed])
+        if not marked:
+            raise WorkerNotFound(worker_id)
+        return _asked_to_drain(listed[0])
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -520,14 +684,14 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         with self._tx() as tx:
             self._delete(tx, [schema.load_one(tx.conn, job_id)])
 
-    def clear_finished(self) -> list[int]:
-        """Delete every finished job, with its files, in short batches (see `gc`); the ids
-        deleted.
+    def clear_finished(self, user: str | None = None) -> list[int]:
+        """Delete every finished job (of `user`, when given), with its files, in short batches
+        (see `gc`); the ids deleted.
 
         Pending, queued and running jobs are never touched: "finished" is `models.TERMINAL`.
         """
         with self._db.read() as conn:
-            ids = retention.finished_ids(conn)
+            ids = retention.finished_ids(conn, user)
         return self._collect(ids, lambda job: job.finished)
 
     def gc(self, older_than: float | None = None, max_bytes: int | None = None) -> list[int]:
@@ -609,6 +773,13 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
     def get(self, job_id: int) -> Job:
         return schema.load_one(self._db.conn(), job_id)
 
+    def users_of(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """The user of each job among `job_ids` that exists (what authorization asks first)."""
+        rows = self._db.conn().execute(
+            f"SELECT id, user FROM jobs WHERE id IN {IDS}", (json.dumps(list(job_ids)),)
+        )
+        return dict(rows.fetchall())
+
     def get_many(self, job_ids: Iterable[int]) -> list[Job]:
         """The jobs that exist among `job_ids`, in the order asked (unknown ids are skipped)."""
         ids = list(job_ids)
@@ -640,19 +811,22 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         q: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        user: str | None = None,
     ) -> Page:
-        """A page of jobs, newest first, plus counts per status for the same owner/q filter."""
+        """A page of jobs, newest first, plus counts per status for the same owner/user/q
+        filter."""
         with self._db.read() as conn:
-            return queries.page(conn, status, owner, q, limit, cursor)
+            return queries.page(conn, status, owner, q, limit, cursor, user)
 
-    def counts(self, owner: str | None = None) -> dict[str, int]:
-        """Jobs per status (all statuses present), optionally for one owner."""
-        return queries.counts(self._db.conn(), owner)
+    def counts(self, owner: str | None = None, user: str | None = None) -> dict[str, int]:
+        """Jobs per status (all statuses present), optionally for one owner and/or user."""
+        return queries.counts(self._db.conn(), owner, user)
 
-    def stats(self) -> dict[str, int | float]:
-        """Counts per status, database bytes (db + WAL) and workspace bytes (blobs + logs)."""
+    def stats(self, user: str | None = None) -> dict[str, int | float]:
+        """Counts per status (of `user`'s jobs, when given), database bytes (db + WAL) and
+        workspace bytes (blobs + logs)."""
         with self._db.read() as conn:
-            counts = queries.counts(conn)
+            counts = queries.counts(conn, None, user)
             totals = queries.totals(conn)
         db_size = 0
         for suffix in ("", "-wal"):
@@ -665,6 +839,30 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             "workspace_bytes": totals["blob_bytes"] + totals["log_bytes"],
         }
 
+    def overview(self, user: str | None = None) -> dict[str, Any]:
+        """The queue in numbers (of `user`'s jobs, when given), as `GET /jobs/api/stats` and
+        `Jobs.stats()` give them: jobs per status, `running`, `queued` (waiting for a worker,
+        claimed ones not started included), `pending` (held, or waiting for `after=` jobs or
+        `run_at`), and the bytes used."""
+        numbers = self.stats(user)
+        counts = {s.value: int(numbers.get(s.value, 0)) for s in Status}
+        return {
+            "counts": counts,
+            "running": counts[Status.RUNNING.value],
+            "queued": counts[Status.QUEUED.value],
+            "pending": counts[Status.PENDING.value],
+            "db_size": int(numbers["db_size"]),
+            "workspace_bytes": int(numbers["workspace_bytes"]),
+        }
+
+    def peek(self) -> Job | None:
+        """The job the next claim would take now, or None: the claim's own rule
+        (`picking.pick`: priority, fair share, FIFO; only queued jobs whose time has come),
+        asked without taking the job or noting anything."""
+        with self._db.read() as conn:
+            ids = picking.pick(conn, 1, now(), note=False)
+            return schema.load_one(conn, ids[0]) if ids else None
+
     def result(self, job_id: int) -> bytes:
         """The result bytes of a succeeded job (b"" if it succeeded without a result), or of a
         failed or cancelled one whose last attempt sent some (a cell's names set before its
@@ -672,6 +870,15 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
 
         Raises `ResultNotReady` for a job that has no result (detail: its status).
         """
+        data, path = self._result_row(job_id)
+        return self.files.blob_bytes(data, path)
+
+    def open_result(self, job_id: int) -> tuple[BinaryIO, int]:
+        """`result` as an open file and its size, to be sent a piece at a time (a large
+        result is never held whole); the caller closes it."""
+        return self.files.open_blob(*self._result_row(job_id))
+
+    def _result_row(self, job_id: int) -> tuple[bytes | None, str | None]:
         with self._db.read() as conn:
             found = conn.execute(
                 "SELECT status, attempt FROM jobs WHERE id = ?", (job_id,)
@@ -689,7 +896,7 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             raise ResultNotReady(
                 f"job {job_id} is {status}: it has no result", {"id": job_id, "status": status}
             )
-        return b"" if row is None else self.files.blob_bytes(row[0], row[1])
+        return (b"", None) if row is None else (row[0], row[1])
 
     def outputs(self, job_id: int) -> bytes:
         """The captured display outputs (nbformat outputs JSON bytes; b"[]" when none)."""
@@ -715,3 +922,10 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             job = schema.load_one(conn, job_id)
             found = log_streams.read(conn, read, job_id, job.log_size, offset, limit, stream)
         return job, found
+
+
+def _asked_to_drain(info: WorkerInfo) -> WorkerInfo:
+    """A worker whose drain was asked for (its consumer has not acted yet): draining."""
+    if info.state is WorkerStatus.RETIRING:
+        return info
+    return dataclasses.replace(info, state=WorkerStatus.DRAINING, drainable=False)

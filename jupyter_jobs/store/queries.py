@@ -5,9 +5,12 @@ page stays stable while jobs are added. Each status is read through its own `(st
 range and the ranges are merged here: one `status IN (...)` query would sort every matching row
 for each page.
 
-Counts come from the tables the triggers keep (`status_counts`, `owner_counts`: schema.py), never
-from the jobs. A search finds names through the trigram index (`jobs_fts`) and notebooks among the
-kept counts' owners, checking each with the LIKE rule it always had, so results are exactly those
+Counts come from the tables the triggers keep (`status_counts`, and `user_counts` per notebook
+and user: schema.py), never from the jobs. A user's jobs ("mine") are paged through the user's
+indexes.
+
+A search finds names through the trigram index (`jobs_fts`) and notebooks among the kept counts'
+owners, checking each with the LIKE rule it always had, so results are exactly those
 of `LIKE %q%` on name or notebook; counts and page come from that one read (`_search`). Queries
 under three characters, and databases made where SQLite has no FTS5 trigram tokenizer, scan with
 LIKE.
@@ -61,26 +64,38 @@ def _status(value: str) -> Status:
         ) from None
 
 
-def filters(owner: str | None, q: str | None) -> tuple[list[str], list[Any]]:
-    """SQL conditions and their parameters for an owner and a search text."""
+def filters(
+    owner: str | None, q: str | None, user: str | None = None
+) -> tuple[list[str], list[Any]]:
+    """SQL conditions and their parameters for an owner, a search text and a user."""
     where: list[str] = []
     params: list[Any] = []
     if owner is not None:
         where.append("owner = ?")
         params.append(owner)
+    if user is not None:
+        where.append("user = ?")
+        params.append(user)
     if q:  # the sidebar's search box: a job's name, or its notebook's path
         where.append("(name LIKE ? ESCAPE '\\' OR owner LIKE ? ESCAPE '\\')")
         params += [_like(q)] * 2
     return where, params
 
 
-def counts(conn: sqlite3.Connection, owner: str | None = None) -> dict[str, int]:
-    """Jobs per status (every status present), of one owner or of all, from the kept counts."""
+def counts(
+    conn: sqlite3.Connection, owner: str | None = None, user: str | None = None
+) -> dict[str, int]:
+    """Jobs per status (every status present), of one owner and/or one user or of all, from the
+    kept counts."""
     found = {s.value: 0 for s in Status}
-    if owner is None:
+    if owner is None and user is None:
         rows = conn.execute("SELECT status, n FROM status_counts")
     else:
-        rows = conn.execute("SELECT status, n FROM owner_counts WHERE owner = ?", (owner,))
+        where, params = filters(owner, None, user)
+        rows = conn.execute(
+            f"SELECT status, SUM(n) FROM user_counts WHERE {' AND '.join(where)} GROUP BY status",
+            params,
+        )
     for status, n in rows.fetchall():
         found[status] = n
     return found
@@ -105,13 +120,14 @@ def _phrase(text: str) -> str:
 def _search(
     conn: sqlite3.Connection,
     owner: str | None,
+    user: str | None,
     q: str,
     statuses: list[Status],
     limit: int,
     before: int | None,
 ) -> Page:
-    """A page of the jobs whose name or notebook contains `q` (LIKE's rule), of `owner` when
-    given, with their counts per status.
+    """A page of the jobs whose name or notebook contains `q` (LIKE's rule), of `owner` and
+    `user` when given, with their counts per status.
 
     Notebooks are few: those that match are found among the kept counts' owners, and their jobs
     counted from there and paged through the owner indexes. Names go through the trigram index
@@ -119,37 +135,44 @@ def _search(
     find `q`, every job is scanned with LIKE.
     """
     if len(q) < MIN_INDEXED or not has_search_index(conn):
-        where, params = filters(owner, q)
+        where, params = filters(owner, q, user)
         sql = f"SELECT id, status FROM jobs WHERE {' AND '.join(where)}"
         return _matches_page(
-            conn, conn.execute(sql, params).fetchall(), [], statuses, limit, before
+            conn, conn.execute(sql, params).fetchall(), [], user, statuses, limit, before
         )
+    scope, params = filters(owner, None, user)
     owners = [
         o
         for (o,) in conn.execute(
-            "SELECT DISTINCT owner FROM owner_counts WHERE n > 0 AND owner LIKE ? ESCAPE '\\'",
-            (_like(q),),
+            f"SELECT DISTINCT owner FROM user_counts WHERE {' AND '.join(['n > 0', *scope])} "
+            "AND owner LIKE ? ESCAPE '\\'",
+            (*params, _like(q)),
         ).fetchall()
-        if owner is None or o == owner
     ]
-    where, params = filters(owner, None)
-    where.append(NAME_LIKE)
     sql = (
         f"SELECT id, status, owner FROM jobs WHERE id IN (SELECT rowid FROM {FTS_TABLE} "
-        f"WHERE {FTS_TABLE} MATCH ?) AND {' AND '.join(where)}"
+        f"WHERE {FTS_TABLE} MATCH ?) AND {' AND '.join([*scope, NAME_LIKE])}"
     )
     named = conn.execute(sql, (_phrase(q), *params, _like(q))).fetchall()
     matched = set(owners)
     others = [(job_id, status) for job_id, status, o in named if o not in matched]
-    return _matches_page(conn, others, owners, statuses, limit, before)
+    return _matches_page(conn, others, owners, user, statuses, limit, before)
 
 
 def _owner_ids(
-    conn: sqlite3.Connection, owner: str, statuses: list[Status], limit: int, before: int | None
+    conn: sqlite3.Connection,
+    owner: str,
+    user: str | None,
+    statuses: list[Status],
+    limit: int,
+    before: int | None,
 ) -> list[int]:
-    """The newest `limit` ids of one notebook's jobs (of `statuses`, before the cursor)."""
-    where = ["owner = ?"] + (["id < ?"] if before is not None else [])
-    values: list[Any] = [owner] + ([before] if before is not None else [])
+    """The newest `limit` ids of one notebook's jobs (of `user`, of `statuses`, before the
+    cursor)."""
+    where, values = filters(owner, None, user)
+    if before is not None:
+        where.append("id < ?")
+        values.append(before)
     ids: list[int] = []
     for status in statuses or [None]:
         extra = ([" AND status = ?"], [status.value]) if status else ([""], [])
@@ -166,15 +189,16 @@ def _matches_page(
     conn: sqlite3.Connection,
     matches: list[tuple[int, str]],
     owners: list[str],
+    user: str | None,
     statuses: list[Status],
     limit: int,
     before: int | None,
 ) -> Page:
-    """A page of a search's matches: `matches` (id, status) plus every job of `owners`, and
-    their counts per status."""
+    """A page of a search's matches: `matches` (id, status) plus every job of `owners` (of
+    `user`, when given), and their counts per status."""
     per_status = {s.value: 0 for s in Status}
     for o in owners:
-        for status, n in counts(conn, o).items():
+        for status, n in counts(conn, o, user).items():
             per_status[status] += n
     for _, status in matches:
         per_status[status] += 1
@@ -185,7 +209,7 @@ def _matches_page(
         if (not wanted or status in wanted) and (before is None or job_id < before)
     ]
     for o in owners:
-        candidates += _owner_ids(conn, o, statuses, limit + 1, before)
+        candidates += _owner_ids(conn, o, user, statuses, limit + 1, before)
     ids = sorted(candidates, reverse=True)[: limit + 1]
     found = schema.load(conn, ids[:limit])
     jobs = [found[i] for i in ids[:limit] if i in found]
@@ -200,15 +224,16 @@ def page(
     q: str | None,
     limit: int,
     cursor: str | None,
+    user: str | None = None,
 ) -> Page:
-    """A page of jobs, newest first, plus counts per status for the same owner/q filter."""
+    """A page of jobs, newest first, plus counts per status for the same owner/user/q filter."""
     if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
     statuses = [_status(s) for s in dict.fromkeys(status or [])]
     before = decode_cursor(cursor) if cursor else None
     if q:
-        return _search(conn, owner, q, statuses, limit, before)
-    where, values = filters(owner, None)
+        return _search(conn, owner, user, q, statuses, limit, before)
+    where, values = filters(owner, None, user)
     if before is not None:
         where.append("id < ?")
         values.append(before)
@@ -224,7 +249,7 @@ def page(
             (*values, limit + 1),
         ).fetchall()
     ]
-    per_status = counts(conn, owner)
+    per_status = counts(conn, owner, user)
     rows = list(heapq.merge(*ranges, key=lambda r: -r[0]))[: limit + 1]
     jobs = [schema.job_from_row(r) for r in rows[:limit]]
     next_cursor = encode_cursor(jobs[-1].id) if len(rows) > limit else None

@@ -30,9 +30,14 @@ def prune_finished_log(conn: sqlite3.Connection) -> None:
     )
 
 
-def finished_ids(conn: sqlite3.Connection) -> list[int]:
-    """Every finished job, oldest id first."""
-    rows = conn.execute(f"SELECT id FROM jobs WHERE status IN ({FINISHED}) ORDER BY id")
+def finished_ids(conn: sqlite3.Connection, user: str | None = None) -> list[int]:
+    """Every finished job (of `user`, when given), oldest id first."""
+    if user is None:
+        rows = conn.execute(f"SELECT id FROM jobs WHERE status IN ({FINISHED}) ORDER BY id")
+    else:
+        rows = conn.execute(
+            f"SELECT id FROM jobs WHERE user = ? AND status IN ({FINISHED}) ORDER BY id", (user,)
+        )
     return [r[0] for r in rows.fetchall()]
 
 

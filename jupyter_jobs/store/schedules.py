@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from .. import notebooks
 from .. import schedules as rules
 from ..errors import InvalidRequest, ScheduleNotFound
-from ..models import Job, JobSpec, Kind, Page, Status, now
+from ..models import NOBODY, Job, JobSpec, JobUser, Kind, Page, Status, now
 from . import submit
-from .queries import MAX_PAGE, decode_cursor, encode_cursor
+from .queries import MAX_PAGE, decode_cursor, encode_cursor, filters
 from .schema import SELECT_JOBS, job_from_row, sql_list
 from .transaction import Tx
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 ACTIVE = sql_list(Status.PENDING, Status.QUEUED, Status.RUNNING)
 COLUMNS = (
     "id", "name", "owner", "target", "cron", "every", "timezone", "overlap", "catch_up", "paused",
-    "job", "created_at", "next_run",
+    "job", "created_at", "next_run", "user", "user_display_name",
 )  # fmt: skip
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM schedules"
 
@@ -113,7 +113,8 @@ def fire(tx: Tx, files: JobFiles, at: float) -> list[int]:
             spec = _run_spec(schedule)
             options = json.dumps(spec.options)
             prepared = [(spec, _run_payload(schedule, stored, t), options) for t in times]
-            new = submit.insert(tx, files, prepared, {})
+            user = JobUser(schedule.user, schedule.user_display_name)
+            new = submit.insert(tx, files, prepared, {}, user)  # its runs are its user's
             for job_id, t in zip(new, times, strict=True):
                 tx.update(job_id, schedule_id=schedule.id, scheduled_time=t)
                 tx.snapshots[job_id] = dataclasses.replace(
@@ -170,9 +171,15 @@ class ScheduleVerbs:
         raise NotImplementedError
 
     def add_schedule(
-        self, spec: rules.ScheduleSpec, owner: str, payload: bytes, at: float | None = None
+        self,
+        spec: rules.ScheduleSpec,
+        owner: str,
+        payload: bytes,
+        at: float | None = None,
+        user: JobUser = NOBODY,
     ) -> rules.Schedule:
-        """Store a checked schedule with its target's snapshot (`payload`); first run after `at`."""
+        """Store a checked schedule of `user` (its runs are that user's jobs) with its
+        target's snapshot (`payload`); first run after `at`."""
         spec.validate()
         if spec.target["kind"] == Kind.NOTEBOOK.value:
             _check_notebook(payload)
@@ -180,12 +187,13 @@ class ScheduleVerbs:
         with self._tx() as tx:
             cursor = tx.conn.execute(
                 "INSERT INTO schedules (name, owner, target, cron, every, timezone, overlap, "
-                "catch_up, paused, job, payload, created_at, next_run) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "catch_up, paused, job, payload, created_at, next_run, user, user_display_name) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     spec.name, owner, json.dumps(spec.target), spec.cron, spec.every,
                     spec.timezone, spec.overlap, spec.catch_up, int(spec.paused),
                     json.dumps(spec.job), bytes(payload), at, _first_run(spec, at, at),
+                    user.username, user.display_name,
                 ),
             )  # fmt: skip
             return load(tx.conn, cursor.lastrowid)
@@ -194,11 +202,12 @@ class ScheduleVerbs:
         with self._db.read() as conn:
             return load(conn, schedule_id)
 
-    def schedules(self, owner: str | None = None) -> list[rules.Schedule]:
-        """Every schedule (of `owner`), oldest first."""
+    def schedules(self, owner: str | None = None, user: str | None = None) -> list[rules.Schedule]:
+        """Every schedule (of `owner`, of `user`), oldest first."""
+        where, params = filters(owner, None, user)
         with self._db.read() as conn:
-            where, params = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
-            rows = conn.execute(f"{SELECT} {where} ORDER BY id", params).fetchall()
+            rows = conn.execute(f"{SELECT} WHERE {' AND '.join(['1', *where])} ORDER BY id", params)
+            rows = rows.fetchall()
             return [_from_row(conn, r) for r in rows]
 
     def update_schedule(

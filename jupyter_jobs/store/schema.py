@@ -32,7 +32,7 @@ LEASED = "lease_until IS NOT NULL"
 IDS = "(SELECT value FROM json_each(?))"
 
 #: The full-text index of names (`queries.py`): trigram, so any substring of three characters or
-#: more is found through it. (Notebooks are few: they are searched among `owner_counts`.)
+#: more is found through it. (Notebooks are few: they are searched among `user_counts`.)
 FTS_TABLE = "jobs_fts"
 
 
@@ -80,6 +80,14 @@ def _counted(row: str, delta: str) -> str:
     """The count statements for one row (`NEW` or `OLD`) entering (+1) or leaving (-1)."""
     return _count("status_counts", "status", f"{row}.status", delta) + _count(
         "owner_counts", "owner, status", f"{row}.owner, {row}.status", delta
+    )
+
+
+def _counted_by_user(row: str, delta: str) -> str:
+    """The count statements, since users, for one row entering (+1) or leaving (-1): per status,
+    and per notebook and user (`user_counts`, which per-notebook counts are summed from)."""
+    return _count("status_counts", "status", f"{row}.status", delta) + _count(
+        "user_counts", "owner, user, status", f"{row}.owner, {row}.user, {row}.status", delta
     )
 
 
@@ -324,6 +332,56 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE INDEX log_runs_stream ON log_runs(job_id, stream, stream_offset)",
     ],
     [
+        # Who each job and schedule belongs to (`models.JobUser`); '' for those from before.
+        "ALTER TABLE jobs ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN user_display_name TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE schedules ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE schedules ADD COLUMN user_display_name TEXT NOT NULL DEFAULT ''",
+        # Fair share is per user, then per notebook (picking.py): the claim seeks by both.
+        "DROP INDEX jobs_claim",
+        "CREATE INDEX jobs_claim ON jobs(status, priority, user, owner, id)",
+        "CREATE TABLE users (user TEXT PRIMARY KEY, last_claim REAL NOT NULL) WITHOUT ROWID",
+        # "My jobs": pages through the user's indexes. The counts are kept per notebook and
+        # user (one row where owner_counts had one per notebook): a notebook's are summed over
+        # its users, a user's over their notebooks (by the user index), and a status change
+        # still costs two upserts.
+        "CREATE INDEX jobs_user ON jobs(user, id)",
+        "CREATE INDEX jobs_user_status ON jobs(user, status, id)",
+        """CREATE TABLE user_counts (owner TEXT NOT NULL, user TEXT NOT NULL,
+            status TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (owner, user, status))
+            WITHOUT ROWID""",
+        "CREATE INDEX user_counts_user ON user_counts(user, owner, status)",
+        "INSERT INTO user_counts SELECT owner, user, status, COUNT(*) FROM jobs "
+        "GROUP BY owner, user, status",
+        "DROP TRIGGER jobs_counted_insert",
+        "DROP TRIGGER jobs_counted_delete",
+        "DROP TRIGGER jobs_counted_move",
+        "DROP TABLE owner_counts",
+        f"""CREATE TRIGGER jobs_counted_insert AFTER INSERT ON jobs BEGIN
+            {_counted_by_user("NEW", "1")}
+            UPDATE totals SET value = value + NEW.log_size WHERE name = 'log_bytes'; END""",
+        f"""CREATE TRIGGER jobs_counted_delete AFTER DELETE ON jobs BEGIN
+            {_counted_by_user("OLD", "-1")}
+            UPDATE totals SET value = value - OLD.log_size WHERE name = 'log_bytes'; END""",
+        f"""CREATE TRIGGER jobs_counted_move AFTER UPDATE OF status, owner, user ON jobs
+            WHEN OLD.status IS NOT NEW.status OR OLD.owner IS NOT NEW.owner
+              OR OLD.user IS NOT NEW.user
+            BEGIN {_counted_by_user("OLD", "-1")} {_counted_by_user("NEW", "1")} END""",
+    ],
+    [
+        "ALTER TABLE jobs ADD COLUMN fresh_worker INTEGER NOT NULL DEFAULT 0",
+        # Each consumer's workers as its executor last described them (`store/workers.py`):
+        # what `jupyter jobs workers` lists from any process, and where a drain is asked for.
+        """CREATE TABLE workers (
+            consumer TEXT NOT NULL,
+            id TEXT NOT NULL,
+            info TEXT NOT NULL,
+            reported_at REAL NOT NULL,
+            drain_requested INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (consumer, id)
+        ) WITHOUT ROWID""",
+    ],
+    [
         # Functions stored once (`store/shared.py`): dill bytes by their sha256, inline or in
         # the workspace's `shared/` folder. A job's payload row names the function it calls
         # (`blobs.shared`: the row keeps only the job's arguments), a kernel's job type the
@@ -345,6 +403,14 @@ MIGRATIONS: list[list[Migration]] = [
             UPDATE totals SET value = value + NEW.size WHERE name = 'blob_bytes'; END""",
         """CREATE TRIGGER shared_bytes_delete AFTER DELETE ON shared_blobs BEGIN
             UPDATE totals SET value = value - OLD.size WHERE name = 'blob_bytes'; END""",
+        # The users who sent a function's bytes: a function is user code, so naming one by
+        # its sha256 alone is for them, and for whom the authorizer lets read their jobs
+        # (`server/function_handlers.py`).
+        """CREATE TABLE shared_users (
+            sha256 TEXT NOT NULL REFERENCES shared_blobs(sha256) ON DELETE CASCADE,
+            user TEXT NOT NULL,
+            PRIMARY KEY (sha256, user)
+        ) WITHOUT ROWID""",
     ],
 ]
 
@@ -358,6 +424,8 @@ JOB_COLUMNS = (
     "consumer", "lease_until", "payload_size", "result_size", "log_size", "has_outputs",
     "schedule_id", "scheduled_time", "type", "parameters", "summary",
     "channel",
+    "user", "user_display_name",
+    "fresh_worker",
 )  # fmt: skip
 SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 
@@ -368,6 +436,8 @@ INSERT_COLUMNS = (
     "error_type", "error_message", "interpreter", "cwd", "idempotency_key", "options",
     "payload_size", "type", "parameters",
     "channel",
+    "user", "user_display_name",
+    "fresh_worker",
 )  # fmt: skip
 INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
@@ -439,6 +509,9 @@ def job_from_row(values: Sequence[Any]) -> Job:
         parameters=json.loads(r.parameters) if r.parameters is not None else None,
         summary=json.loads(r.summary) if r.summary is not None else None,
         channel=r.channel,
+        user=r.user,
+        user_display_name=r.user_display_name,
+        fresh_worker=bool(r.fresh_worker),
     )
 
 

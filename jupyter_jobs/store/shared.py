@@ -9,6 +9,10 @@ cannot go while something names it. Nothing here loads the bytes.
 - Stored with, or before, the jobs that name it: `ensure` runs in the submit's transaction (a
   file is written before its row and removed if the transaction rolls back); `put` stores one
   on its own (a kernel's upload of a large function, before the batch that names it).
+- Known to the users who sent its bytes (`shared_users`): a function is user code, and its
+  hash alone must not let another user run it, or learn that it is stored. The server lets a
+  request name a function by hash only for those users and whom the authorizer lets read their
+  jobs (`server/function_handlers.py`); whoever sends the bytes proves they have them.
 - Freed by the transaction that drops its last reference (`free`: jobs deleted, a type
   replaced or deleted), its file removed after the commit. A function stored on its own and
   never named is swept by gc once `ORPHAN_GRACE` has passed (`sweep`), not before: its batch
@@ -23,7 +27,7 @@ import json
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +59,19 @@ class StoredFunction:
         return {"sha256": self.sha256, "size": self.size, "references": self.references}
 
 
-def ensure(tx: Tx, files: JobFiles, functions: Iterable[Function]) -> dict[str, int]:
-    """Each function's size by sha256, storing those the store does not have; one sent by
-    name only must be stored already (`FunctionNotFound` names every one that is not)."""
+def ensure(
+    tx: Tx,
+    files: JobFiles,
+    functions: Iterable[Function],
+    user: str | None = None,
+    others: Collection[str] | None = (),
+) -> dict[str, int]:
+    """Each function's size by sha256, storing those the store does not have.
+
+    `user` sent the bytes of those that come with them (recorded; None: a job type's, no
+    user's). One named by its sha256 alone must be stored, and sent by `user` or one of
+    `others` (users whose jobs the authorizer lets `user` read; None: anyone): else
+    `FunctionNotFound` names every such one, as if it were not stored."""
     wanted = {f.sha256: f for f in functions}
     if not wanted:
         return {}
@@ -67,12 +81,23 @@ def ensure(tx: Tx, files: JobFiles, functions: Iterable[Function]) -> dict[str, 
             (json.dumps(list(wanted)),),
         ).fetchall()
     )
-    missing = [h for h, f in wanted.items() if h not in sizes and f.data is None]
+    named = [h for h, f in wanted.items() if f.data is None]
+    if named and user is not None and others is not None:
+        senders = users(tx.conn, named)
+        allowed = {user, *others}
+        sizes = {h: n for h, n in sizes.items() if h not in named or senders[h] & allowed}
+    missing = [h for h in named if h not in sizes]
     if missing:
         raise FunctionNotFound.named(missing)
     for sha256, function in wanted.items():
         if sha256 not in sizes:
             sizes[sha256] = _insert(tx, files, function)
+    if user is not None:
+        sent = [h for h, f in wanted.items() if f.data is not None]
+        tx.conn.executemany(
+            "INSERT OR IGNORE INTO shared_users (sha256, user) VALUES (?, ?)",
+            [(sha256, user) for sha256 in sent],
+        )
     return sizes
 
 
@@ -94,15 +119,34 @@ def _insert(tx: Tx, files: JobFiles, function: Function) -> int:
     return len(data)
 
 
-def put(tx: Tx, files: JobFiles, function: Function) -> bool:
-    """Store one function on its own (before the jobs that will name it); False if it was
-    stored already."""
+def put(tx: Tx, files: JobFiles, function: Function, user: str) -> bool:
+    """Store one function on its own (before the jobs that will name it), sent by `user`;
+    False if `user` had sent it already (whether another user did is not theirs to know)."""
     known = tx.conn.execute(
         "SELECT 1 FROM shared_blobs WHERE sha256 = ?", (function.sha256,)
     ).fetchone()
     if known is None:
         _insert(tx, files, function)
-    return known is None
+    added = tx.conn.execute(
+        "INSERT OR IGNORE INTO shared_users (sha256, user) VALUES (?, ?)", (function.sha256, user)
+    )
+    return added.rowcount == 1
+
+
+def users(conn: sqlite3.Connection, sha256s: list[str]) -> dict[str, set[str]]:
+    """The users who sent the bytes of each stored function among `sha256s` (a stored one no
+    user sent, a job type's, maps to an empty set; one not stored is left out)."""
+    found: dict[str, set[str]] = {}
+    rows = conn.execute(
+        f"SELECT b.sha256, u.user FROM shared_blobs b LEFT JOIN shared_users u "
+        f"ON u.sha256 = b.sha256 WHERE b.sha256 IN {IDS}",
+        (json.dumps(sha256s),),
+    )
+    for sha256, user in rows.fetchall():
+        found.setdefault(sha256, set())
+        if user is not None:
+            found[sha256].add(user)
+    return found
 
 
 def named_by_jobs(conn: sqlite3.Connection, job_ids: list[int]) -> list[str]:
@@ -144,13 +188,23 @@ def _delete(tx: Tx, files: JobFiles, rows: list[tuple[str, str | None]]) -> list
     return hashes
 
 
-def describe(conn: sqlite3.Connection, sha256: str) -> StoredFunction:
-    """A stored function's size and how many jobs and job types name it (`FunctionNotFound`)."""
+def describe(conn: sqlite3.Connection, sha256: str, user: str | None = None) -> StoredFunction:
+    """A stored function's size and how many jobs and job types name it (`FunctionNotFound`);
+    with `user`, how many of that user's jobs do (what the REST API tells: other users' jobs
+    are not theirs to count)."""
+    if user is None:
+        counted = (
+            "(SELECT COUNT(*) FROM blobs WHERE shared = ?1) "
+            "+ (SELECT COUNT(*) FROM job_types WHERE shared = ?1)"
+        )
+    else:
+        counted = (
+            "(SELECT COUNT(*) FROM blobs JOIN jobs ON jobs.id = blobs.job_id "
+            "WHERE blobs.shared = ?1 AND jobs.user = ?2)"
+        )
     row = conn.execute(
-        "SELECT size, (SELECT COUNT(*) FROM blobs WHERE shared = ?1) "
-        "+ (SELECT COUNT(*) FROM job_types WHERE shared = ?1) "
-        "FROM shared_blobs WHERE sha256 = ?1",
-        (sha256,),
+        f"SELECT size, {counted} FROM shared_blobs WHERE sha256 = ?1",
+        (sha256,) if user is None else (sha256, user),
     ).fetchone()
     if row is None:
         raise FunctionNotFound.named([sha256])

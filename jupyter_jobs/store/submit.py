@@ -1,10 +1,11 @@
 """Storing new jobs: rows, payloads and dependencies, many in one transaction.
 
 A run of jobs without an idempotency key is inserted with one `executemany`; a job with a key
-that is known already is not inserted again (the existing job is returned). Each job's first
-status is `lifecycle.when_stored`'s decision. A job whose function is stored once
-(`SharedPayload`) keeps only its arguments in its payload row, which names the function
-(`store/shared.py` stores it first, in the same transaction).
+that is known already is not inserted again (the existing job is returned, if it is the same
+user's: another user's key refuses the whole submit). Each job's first status is
+`lifecycle.when_stored`'s decision. A job whose function is stored once (`SharedPayload`) keeps
+only its arguments in its payload row (bytes, or a large one's incoming file), which names the
+function (`store/shared.py` stores it first, in the same transaction).
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ import sqlite3
 from typing import Any
 
 from .. import lifecycle
-from ..errors import JobNotFound
-from ..models import Job, JobError, JobSpec, Reason, Status
-from ..shared import Payload, SharedPayload
+from ..errors import JobNotFound, NotAllowed
+from ..models import FileBytes, Job, JobError, JobSpec, JobUser, Reason, Status
+from ..shared import SharedPayload
 from . import schema
 from .files import JobFiles
 from .schema import INSERT_COLUMNS, INSERT_JOB
 from .transaction import Tx
 
-#: A job about to be stored: its spec, payload and options as JSON text.
-Prepared = tuple[JobSpec, Payload, str]
+#: A payload as the store keeps it: bytes, or a large one's incoming file.
+Stored = bytes | FileBytes
+#: A job about to be stored: its spec, payload (or its arguments and the function it names)
+#: and options as JSON text.
+Prepared = tuple[JobSpec, Stored | SharedPayload, str]
 
 
 def dependency_statuses(conn: sqlite3.Connection, after: set[int]) -> dict[int, Status]:
@@ -37,7 +41,14 @@ def dependency_statuses(conn: sqlite3.Connection, after: set[int]) -> dict[int, 
     return found
 
 
-def _values(spec: JobSpec, size: int, options: str, move: lifecycle.Move, at: float) -> dict:
+def _values(
+    spec: JobSpec,
+    size: int,
+    options: str,
+    move: lifecycle.Move,
+    at: float,
+    user: JobUser,
+) -> dict:
     """The new row's columns, by name (`INSERT_COLUMNS`); `size`: the payload's, function
     included."""
     error = move.error
@@ -68,6 +79,9 @@ def _values(spec: JobSpec, size: int, options: str, move: lifecycle.Move, at: fl
         "type": spec.type,
         "parameters": None if spec.parameters is None else json.dumps(spec.parameters),
         "channel": spec.channel,
+        "user": user.username,
+        "user_display_name": user.display_name,
+        "fresh_worker": int(spec.fresh_worker),
     }
 
 
@@ -76,13 +90,15 @@ def insert(
     files: JobFiles,
     prepared: list[Prepared],
     dep_status: dict[int, Status],
+    user: JobUser,
     function_sizes: dict[str, int] | None = None,
 ) -> list[int]:
-    """Insert rows, then payloads and deps; the job ids, in order (existing ones for known
-    idempotency keys). `function_sizes`: of the stored functions the payloads name, if any."""
+    """Insert rows, then payloads and deps, all belonging to `user`; the job ids, in order
+    (existing ones for known idempotency keys, whoever they belong to). `function_sizes`: of
+    the stored functions the payloads name, if any."""
     ids: list[int] = []
-    fresh: list[tuple[int, JobSpec, Payload, dict[str, Any]]] = []
-    run: list[tuple[JobSpec, Payload, dict[str, Any]]] = []
+    fresh: list[tuple[int, JobSpec, Stored | SharedPayload, dict[str, Any]]] = []
+    run: list[tuple[JobSpec, Stored | SharedPayload, dict[str, Any]]] = []
 
     def flush() -> None:
         if not run:
@@ -102,7 +118,7 @@ def insert(
             size = len(payload.arguments) + (function_sizes or {})[payload.function.sha256]
         else:
             size = len(payload)
-        values = _values(spec, size, options, move, tx.now)
+        values = _values(spec, size, options, move, tx.now, user)
         if spec.idempotency_key is None:
             run.append((spec, payload, values))
             continue
@@ -120,7 +136,13 @@ def insert(
                 "SELECT id FROM jobs WHERE idempotency_key = ?", (spec.idempotency_key,)
             ).fetchone()[0]
             ids.append(existing)
-            tx.snapshots[existing] = schema.load_one(tx.conn, existing)
+            tx.snapshots[existing] = known = schema.load_one(tx.conn, existing)
+            if known.user != user.username:
+                raise NotAllowed(
+                    f"idempotency_key {spec.idempotency_key[:100]!r} names another user's job "
+                    f"({existing}): choose another key",
+                    {"id": existing},
+                )
     flush()
     inline = []
     for job_id, spec, payload, values in fresh:
@@ -183,4 +205,7 @@ def _fresh_job(job_id: int, spec: JobSpec, values: dict[str, Any]) -> Job:
         type=spec.type,
         parameters=json.loads(values["parameters"]) if spec.parameters is not None else None,
         channel=spec.channel,
+        user=values["user"],
+        user_display_name=values["user_display_name"],
+        fresh_worker=spec.fresh_worker,
     )

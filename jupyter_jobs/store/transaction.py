@@ -2,7 +2,8 @@
 
 Every status change goes through `Tx.move`, checked against `models.TRANSITIONS`; what the
 transaction did is kept here so that, after the commit, the store can tell subscribers in order
-(`events`, `snapshots`) and, after a rollback, remove the files it wrote (`written`).
+(`events`, `snapshots`) and, after a rollback, remove the files it wrote (`written`) and put
+back the files it took (`adopted`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class Tx:
     events: list[tuple[str, int, Status | None]] = field(default_factory=list)
     snapshots: dict[int, Job] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
+    #: (where it is now, where it came from) of each incoming file a job took
+    adopted: list[tuple[Path, Path]] = field(default_factory=list)
     obsolete: list[Path] = field(default_factory=list)
     doomed_jobs: list[int] = field(default_factory=list)
     #: jobs that reached a terminal status: their pending dependents are settled before commit

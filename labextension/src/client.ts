@@ -22,10 +22,13 @@ import type {
   IJobPage,
   IJobType,
   ILogChunk,
+  IMe,
   IOutputs,
   IStats,
   IStatusResponse,
   ITypedSubmit,
+  IWorker,
+  IWorkerList,
   JobStatus
 } from './types';
 
@@ -41,6 +44,20 @@ export interface IListQuery {
   cursor?: string | null;
   /** Only the runs of this schedule. */
   schedule?: number;
+  /** Only the jobs of this user (by username). */
+  user?: string;
+  /** Only your own jobs (`GET /jobs/api/me`'s user). */
+  mine?: boolean;
+}
+
+/** Which user's jobs numbers or a clear cover: yours, or every user's you may. */
+export interface IWhoseQuery {
+  mine?: boolean;
+}
+
+/** `mine` as the server reads it: `true`, or left out. */
+function mineParam(mine: boolean | undefined): string | undefined {
+  return mine ? 'true' : undefined;
 }
 
 /** Build `base + path + ?query`, leaving out empty parameters. */
@@ -71,7 +88,9 @@ export function listParams(
     q: query.q?.trim() || undefined,
     limit: query.limit,
     cursor: query.cursor || undefined,
-    schedule: query.schedule
+    schedule: query.schedule,
+    user: query.user || undefined,
+    mine: mineParam(query.mine)
   };
 }
 
@@ -122,10 +141,15 @@ export class JobsClient {
     await this._request('DELETE', `jobs/${id}`);
   }
 
-  /** Delete every finished job at once (running and waiting ones stay); the ids deleted. */
-  async clearFinished(): Promise<number[]> {
-    return (await this._json<{ deleted: number[] }>('POST', 'jobs/clear'))
-      .deleted;
+  /**
+   * Delete every finished job at once (running and waiting ones stay): yours with `mine`, else
+   * every user's you may delete; the ids deleted.
+   */
+  async clearFinished(query: IWhoseQuery = {}): Promise<number[]> {
+    const params = { mine: mineParam(query.mine) };
+    return (
+      await this._json<{ deleted: number[] }>('POST', 'jobs/clear', params)
+    ).deleted;
   }
 
   /**
@@ -150,9 +174,27 @@ export class JobsClient {
     return this._json<IOutputs>('GET', `jobs/${id}/outputs`);
   }
 
-  /** Queue depth, running jobs, counts per status. */
-  stats(): Promise<IStats> {
-    return this._json<IStats>('GET', 'stats');
+  /** Queue depth, running jobs, counts per status (of your jobs with `mine`). */
+  stats(query: IWhoseQuery = {}): Promise<IStats> {
+    return this._json<IStats>('GET', 'stats', { mine: mineParam(query.mine) });
+  }
+
+  /** Who the server takes this user for, and whether they may see everyone's jobs. */
+  me(): Promise<IMe> {
+    return this._json<IMe>('GET', 'me');
+  }
+
+  /** The worker processes that run the jobs. */
+  async workers(): Promise<IWorker[]> {
+    return (await this._json<IWorkerList>('GET', 'workers')).workers;
+  }
+
+  /** Let a worker finish its current job, then stop it; the worker as it is now. */
+  drainWorker(id: string): Promise<IWorker> {
+    return this._json<IWorker>(
+      'POST',
+      `workers/${encodeURIComponent(id)}/drain`
+    );
   }
 
   /** Submit a notebook as a job; the server snapshots it now. */

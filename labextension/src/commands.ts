@@ -199,16 +199,22 @@ export function registerCommands(context: ICommandContext): void {
               'Delete %1 finished jobs?',
               total
             ),
-            trans.__(
-              'Delete every finished job (%1) with its log, result and outputs? Running and waiting jobs stay. This cannot be undone.',
-              which
-            ),
+            model.mine
+              ? trans.__(
+                  "Delete every finished job of yours (%1) with its log, result and outputs? Running and waiting jobs, and other users' jobs, stay. This cannot be undone.",
+                  which
+                )
+              : trans.__(
+                  'Delete every finished job (%1) with its log, result and outputs? Running and waiting jobs stay. This cannot be undone.',
+                  which
+                ),
             trans.__('Delete'),
             trans.__('Keep')
           )
         ) {
-          // The rows and the counts follow from the server's "deleted" events.
-          await model.client.clearFinished();
+          // The rows and the counts follow from the server's "deleted" events. Under "Mine"
+          // (where the counts are the user's), only the user's own.
+          await model.client.clearFinished({ mine: model.mine });
         }
       })
   });
@@ -228,8 +234,8 @@ function jobId(args: { [key: string]: unknown }): number {
 }
 
 /**
- * Whether the job a command names offers `action` (its `actions`, as the server decides them).
- * A job the model does not hold is left to the server to judge.
+ * Whether the job a command names offers `action` to this user (`JobsModel.actionsFor`). A job
+ * the model does not hold is left to the server to judge.
  */
 function offers(
   model: JobsModel,
@@ -237,7 +243,7 @@ function offers(
   action: Action
 ): boolean {
   const job = model.get(Number(args.id));
-  return !job || job.actions.includes(action);
+  return !job || model.actionsFor(job).includes(action);
 }
 
 async function loadJob(model: JobsModel, id: number): Promise<IJob> {

@@ -15,7 +15,7 @@ import { CommandRegistry } from '@lumino/commands';
 import * as React from 'react';
 
 import { CommandIDs } from './commands';
-import type { IJob } from './types';
+import type { Action, IJob } from './types';
 
 /** A bar for the job's progress; indeterminate while it runs without a known total. */
 export function ProgressBar(props: {
@@ -56,21 +56,25 @@ export function ProgressBar(props: {
   );
 }
 
-/** A button for each action the job allows now: its `actions`, as the server decides them. */
+/**
+ * A button for each action offered on the job now: `actions`, the job's own as the server
+ * decides them, less what this user may not do (`JobsModel.actionsFor`).
+ */
 export function ActionButtons(props: {
   job: IJob;
+  actions: Action[];
   commands: CommandRegistry;
   trans: TranslationBundle;
   withLabels?: boolean;
 }): JSX.Element {
-  const { job, commands, trans, withLabels } = props;
+  const { job, actions, commands, trans, withLabels } = props;
   const run = (command: string) => (event: React.MouseEvent) => {
     event.stopPropagation();
     void commands.execute(command, { id: job.id });
   };
   return (
     <span className="jp-JobsPanel-actions">
-      {job.actions.includes('cancel') && (
+      {actions.includes('cancel') && (
         <ActionButton
           text={trans.__('Cancel')}
           label={trans.__('Cancel job %1', job.id)}
@@ -79,7 +83,7 @@ export function ActionButtons(props: {
           onClick={run(CommandIDs.cancel)}
         />
       )}
-      {job.actions.includes('retry') && (
+      {actions.includes('retry') && (
         <ActionButton
           text={trans.__('Retry')}
           label={trans.__('Retry job %1', job.id)}
@@ -88,7 +92,7 @@ export function ActionButtons(props: {
           onClick={run(CommandIDs.retry)}
         />
       )}
-      {job.actions.includes('release') && (
+      {actions.includes('release') && (
         <ActionButton
           text={trans.__('Release')}
           label={trans.__('Release job %1', job.id)}
@@ -97,7 +101,7 @@ export function ActionButtons(props: {
           onClick={run(CommandIDs.release)}
         />
       )}
-      {job.actions.includes('delete') && (
+      {actions.includes('delete') && (
         <ActionButton
           text={trans.__('Delete')}
           label={trans.__('Delete job %1', job.id)}

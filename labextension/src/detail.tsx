@@ -35,7 +35,8 @@ import {
   progressFraction,
   progressLabel,
   stripAnsi,
-  statusText
+  statusText,
+  userText
 } from './format';
 import { JobsModel } from './model';
 import { ActionButtons, ProgressBar, useClock } from './components';
@@ -62,6 +63,7 @@ export class JobDetail extends Panel {
     this.title.caption = this.title.label;
 
     this._summary = new JobSummaryWidget({
+      model: options.model,
       commands: options.commands,
       serverRoot: options.serverRoot ?? '',
       trans
@@ -435,6 +437,7 @@ interface ISummaryState {
 }
 
 interface ISummaryContext {
+  model: JobsModel;
   commands: CommandRegistry;
   serverRoot: string;
   trans: TranslationBundle;
@@ -462,7 +465,7 @@ class JobSummaryWidget extends ReactWidget {
 }
 
 function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
-  const { job, commands, trans } = props;
+  const { job, model, commands, trans } = props;
   const now = useClock(job !== null && ACTIVE_STATUSES.has(job.status));
   if (!job) {
     return (
@@ -507,7 +510,13 @@ function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
         </div>
       )}
       <div className="jp-JobDetail-toolbar">
-        <ActionButtons job={job} commands={commands} trans={trans} withLabels />
+        <ActionButtons
+          job={job}
+          actions={model.actionsFor(job)}
+          commands={commands}
+          trans={trans}
+          withLabels
+        />
         {path && (
           <button
             type="button"
@@ -550,6 +559,9 @@ function JobSummary(props: ISummaryState & ISummaryContext): JSX.Element {
         <Fact label={trans.__('Job')}>{`${job.id} (${job.kind})`}</Fact>
         <TypedFacts job={job} trans={trans} />
         <Fact label={trans.__('Owner')}>{job.owner || '—'}</Fact>
+        <Fact label={trans.__('User')}>
+          <span className="jp-JobDetail-user">{userText(job) ?? '—'}</span>
+        </Fact>
         <Fact label={trans.__('Priority')}>{String(job.priority)}</Fact>
         <Fact label={trans.__('Attempt')}>
           {trans.__('%1 of %2', job.attempt, job.retries + 1)}

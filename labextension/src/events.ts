@@ -34,7 +34,7 @@ const EVENT_ACTIONS: readonly JobAction[] = [
 
 /**
  * Read one emission of the event stream as its job entries (the changes of one window, one entry
- * per job: schema version 2), or null when it is another schema's. A malformed entry is
+ * per job: schema version 3), or null when it is another schema's. A malformed entry is
  * reported, not dropped silently.
  */
 export function parseJobEvents(emission: {
@@ -74,6 +74,7 @@ function parseEntry(emission: { [key: string]: unknown }): IJobEvent | null {
     id,
     name: typeof emission.name === 'string' ? emission.name : '',
     owner: typeof emission.owner === 'string' ? emission.owner : '',
+    user: typeof emission.user === 'string' ? emission.user : '',
     status: status as JobStatus,
     previous: STATUSES.includes(previous as JobStatus)
       ? (previous as JobStatus)

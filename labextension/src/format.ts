@@ -161,6 +161,20 @@ export function notebookPath(owner: string, serverRoot = ''): string | null {
   return null;
 }
 
+/**
+ * Who a job belongs to, as people know them: the display name, with the username when it says
+ * something else ("Alice Liddell (alice)"); null for a job of no user (from before users).
+ */
+export function userText(
+  job: Pick<IJob, 'user' | 'user_display_name'>
+): string | null {
+  const shown = job.user_display_name || job.user;
+  if (!shown) {
+    return null;
+  }
+  return job.user && shown !== job.user ? `${shown} (${job.user})` : shown;
+}
+
 /** The last segment of a path, for a compact owner column. */
 export function basename(path: string): string {
   const parts = path.replace(/\\/g, '/').split('/');

@@ -13,6 +13,10 @@
  * goes on top, and the oldest loaded one makes room for it (the cursor moves up with it), so a
  * burst of new jobs does not grow the list; older ones are left to "load more".
  *
+ * "Mine" (the filter's `mine`, and always for a user who may not see everyone's jobs) keeps the
+ * list, its numbers and the status bar's to the jobs of the user `GET /jobs/api/me` names; events
+ * about other users' jobs then change nothing.
+ *
  * The numbers per status are the server's: events move them at once, and every burst of events
  * that moved them is followed by one read of the real ones, so a missed or late event (a server
  * restart loses the events of its recovery) is corrected within a batch. An answer never
@@ -25,9 +29,11 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { JobsClient } from './client';
 import { JobIndex } from './jobindex';
 import type {
+  Action,
   IJob,
   IJobEvent,
   IJobPage,
+  IMe,
   IStats,
   JobStatus,
   JobReason,
@@ -35,10 +41,14 @@ import type {
 } from './types';
 import { ACTIVE_STATUSES } from './types';
 
-/** What the list shows: the statuses chosen (none = all) and a search over job names. */
+/**
+ * What the list shows: the statuses chosen (none = all), a search over job names, and whether
+ * only the user's own jobs ("Mine") or everyone's.
+ */
 export interface IJobsFilter {
   statuses: readonly JobStatus[];
   query: string;
+  mine: boolean;
 }
 
 /** A job that moved from one status to another, seen through an event or a poll. */
@@ -46,6 +56,7 @@ export interface IJobTransition {
   id: number;
   name: string;
   owner: string;
+  user: string;
   status: JobStatus;
   previous: JobStatus | null;
   reason: JobReason | null;
@@ -137,25 +148,54 @@ export class JobsModel implements IDisposable {
     return this._isDisposed;
   }
 
+  /** Who the server takes this user for; null until the first load read it. */
+  get me(): IMe | null {
+    return this._me;
+  }
+
+  /** Whether the list keeps to the user's own jobs: chosen, or all the user may see. */
+  get mine(): boolean {
+    return this._filter.mine || (this._me !== null && !this._me.can_read_all);
+  }
+
+  /** Whether jobs of `user` are this user's (true while the server has not said who). */
+  isMine(user: string): boolean {
+    return this._me === null || user === this._me.username;
+  }
+
+  /**
+   * What this user may ask of `job` now: its `actions` when it is theirs or they may act on
+   * every user's jobs (`GET /jobs/api/me`), else none, so the sidebar offers no button the
+   * server would refuse. (An authorizer that allows some other users' jobs only is still asked
+   * by the server for each action.)
+   */
+  actionsFor(job: Pick<IJob, 'actions' | 'user'>): Action[] {
+    if (this._me === null || this._me.can_write_all || this.isMine(job.user)) {
+      return job.actions;
+    }
+    return [];
+  }
+
   /** A loaded job by id. */
   get(id: number): IJob | undefined {
     return this._byId.get(id);
   }
 
   /** Whether a job passes the current filter (the same rule the server applies). */
-  matches(job: Pick<IJob, 'status' | 'name' | 'owner'>): boolean {
+  matches(job: Pick<IJob, 'status' | 'name' | 'owner' | 'user'>): boolean {
     const { statuses } = this._filter;
     if (statuses.length && !statuses.includes(job.status)) {
       return false;
     }
-    return this._matchesQuery(job);
+    return this._isShown(job.user) && this._matchesQuery(job);
   }
 
   /** Change the filter and load the first page for it. */
   setFilter(filter: Partial<IJobsFilter>): Promise<void> {
     this._filter = {
       statuses: filter.statuses ?? this._filter.statuses,
-      query: filter.query ?? this._filter.query
+      query: filter.query ?? this._filter.query,
+      mine: filter.mine ?? this._filter.mine
     };
     return this.load();
   }
@@ -168,9 +208,12 @@ export class JobsModel implements IDisposable {
     this._loading = true;
     this._changed.emit();
     try {
+      if (this._me === null) {
+        this._me = await this._whoAmI();
+      }
       const [page, stats] = await Promise.all([
         this.client.list(this._query(null, this._pageSize)),
-        this.client.stats()
+        this.client.stats(this._whose())
       ]);
       if (generation !== this._generation) {
         return;
@@ -361,7 +404,7 @@ export class JobsModel implements IDisposable {
     try {
       [page, stats] = await Promise.all([
         this.client.list(this._query(null, this._pageSize)),
-        this.client.stats()
+        this.client.stats(this._whose())
       ]);
     } catch (error) {
       this._fail(generation, error);
@@ -415,6 +458,26 @@ export class JobsModel implements IDisposable {
     Signal.clearData(this);
   }
 
+  /** Who the server takes this user for; null (and a warning) when it cannot say. */
+  private async _whoAmI(): Promise<IMe | null> {
+    try {
+      return await this.client.me();
+    } catch (error) {
+      console.warn('jupyter-jobs: cannot tell whose jobs are mine', error);
+      return null;
+    }
+  }
+
+  /** The `mine` of a request: there under "Mine" only. */
+  private _whose(): { mine?: true } {
+    return this.mine ? { mine: true } : {};
+  }
+
+  /** Whether jobs of `user` are shown: all of them, or the user's own under "Mine". */
+  private _isShown(user: string): boolean {
+    return !this.mine || this.isMine(user);
+  }
+
   /**
    * The server's search (`Store._filters`): the text anywhere in the name or in the owner (the
    * notebook's path), ignoring ASCII case as SQLite's LIKE does.
@@ -436,7 +499,8 @@ export class JobsModel implements IDisposable {
       status: this._filter.statuses,
       q: this._searchText(),
       limit,
-      cursor
+      cursor,
+      ...this._whose()
     };
   }
 
@@ -507,6 +571,7 @@ export class JobsModel implements IDisposable {
         id: job.id,
         name: job.name,
         owner: job.owner,
+        user: job.user,
         status: job.status,
         previous,
         reason: job.reason
@@ -557,7 +622,7 @@ export class JobsModel implements IDisposable {
     ) {
       moves.push([event.previous, -1], [event.status, 1]);
     }
-    if (!moves.length) {
+    if (!moves.length || !this._isShown(event.user)) {
       return;
     }
     this._totals = applyMoves(this._totals, moves);
@@ -596,8 +661,8 @@ export class JobsModel implements IDisposable {
     const q = this._filter.query.trim();
     try {
       const [stats, page] = await Promise.all([
-        this.client.stats(),
-        q ? this.client.list({ q, limit: 1 }) : null
+        this.client.stats(this._whose()),
+        q ? this.client.list({ q, limit: 1, ...this._whose() }) : null
       ]);
       if (generation === this._generation) {
         this._setCounts(ask, page ? page.counts : stats.counts, stats.counts);
@@ -649,7 +714,8 @@ export class JobsModel implements IDisposable {
   private _cursor: string | null = null;
   private _counts: StatusCounts = {};
   private _totals: StatusCounts = {};
-  private _filter: IJobsFilter = { statuses: [], query: '' };
+  private _filter: IJobsFilter = { statuses: [], query: '', mine: false };
+  private _me: IMe | null = null;
   private _loading = false;
   private _loaded = false;
   private _error: string | null = null;
@@ -704,6 +770,7 @@ function transitionOf(event: IJobEvent): IJobTransition {
     id: event.id,
     name: event.name,
     owner: event.owner,
+    user: event.user,
     status: event.status,
     previous: event.previous,
     reason: event.reason
@@ -717,6 +784,8 @@ export function provisionalJob(event: IJobEvent): IJob {
     name: event.name,
     kind: 'function',
     owner: event.owner,
+    user: event.user,
+    user_display_name: '',
     status: event.status,
     reason: event.reason,
     priority: 0,
@@ -753,6 +822,7 @@ export function provisionalJob(event: IJobEvent): IJob {
     result_size: null,
     log_size: 0,
     has_outputs: false,
+    fresh_worker: false,
     actions: event.actions
   };
 }

@@ -55,9 +55,12 @@ export class JobNotifier implements IDisposable {
    * Switching on reloads the settings from the server after saving them, and a job that ends in
    * that moment is still announced.
    */
-  private _onTransition(_: JobsModel, transition: IJobTransition): void {
+  private _onTransition(model: JobsModel, transition: IJobTransition): void {
     if (transition.status !== 'succeeded' && transition.status !== 'failed') {
       return;
+    }
+    if (!model.isMine(transition.user)) {
+      return; // on a shared server, other users' jobs are theirs to hear about
     }
     this._batch.push(transition);
     if (this._timer === null) {

@@ -1,6 +1,6 @@
 /**
  * The Jobs panel in the left sidebar: a live list of jobs, newest first, with status filters, a
- * name search, progress bars, elapsed times and the actions on each job.
+ * name search, "Mine / Everyone", progress bars, elapsed times and the actions on each job.
  *
  * The list is virtualized (only the rows in view are in the DOM) and loads older pages as the
  * user scrolls, so ten thousand jobs scroll as smoothly as ten. Everything from a job (name,
@@ -29,12 +29,14 @@ import {
   progressFraction,
   progressLabel,
   statusText,
-  statusWord
+  statusWord,
+  userText
 } from './format';
 import { jobsIcon } from './icons';
 import { JobsModel } from './model';
 import type { IJob, JobStatus } from './types';
 import { ACTIVE_STATUSES, STATUSES } from './types';
+import { WorkersFooter } from './workers';
 
 /** Height of one row in pixels; fixed so that the list can be virtualized. */
 export const ROW_HEIGHT = 58;
@@ -142,7 +144,7 @@ interface IViewProps {
   trans: TranslationBundle;
 }
 
-/** The whole panel: toolbar, status line, list. */
+/** The whole panel: toolbar, status line, list, and the workers at the bottom. */
 function JobsView(props: IViewProps): JSX.Element {
   const { model, trans } = props;
   const now = useClock(model.jobs.some(job => ACTIVE_STATUSES.has(job.status)));
@@ -152,6 +154,7 @@ function JobsView(props: IViewProps): JSX.Element {
         <div className="jp-JobsPanel-titlebar">
           <h2 className="jp-JobsPanel-title">{trans.__('Jobs')}</h2>
           <NewJobButton {...props} />
+          <WhoseFilter model={model} trans={trans} />
           <ClearFinishedButton {...props} />
         </div>
         <SearchBox model={model} trans={trans} />
@@ -163,6 +166,7 @@ function JobsView(props: IViewProps): JSX.Element {
         </div>
       )}
       <JobList {...props} now={now} />
+      <WorkersFooter client={model.client} trans={trans} />
     </div>
   );
 }
@@ -202,6 +206,53 @@ function ClearFinishedButton(props: IViewProps): JSX.Element {
       <clearIcon.react tag="span" elementPosition="center" />
       <span>{trans.__('Clear finished')}</span>
     </button>
+  );
+}
+
+/**
+ * "Mine" or "Everyone": whose jobs the list, its numbers and the status bar show. A user the
+ * server lets see only their own jobs gets "Everyone" switched off.
+ */
+function WhoseFilter(props: {
+  model: JobsModel;
+  trans: TranslationBundle;
+}): JSX.Element | null {
+  const { model, trans } = props;
+  const me = model.me;
+  if (me === null) {
+    return null;
+  }
+  const mine = model.mine;
+  return (
+    <div
+      className="jp-JobsPanel-whose"
+      role="group"
+      aria-label={trans.__('Whose jobs')}
+    >
+      <button
+        type="button"
+        className="jp-JobsPanel-chip"
+        aria-pressed={mine}
+        title={trans.__('Only your jobs (%1)', me.display_name || me.username)}
+        onClick={() => void model.setFilter({ mine: true })}
+      >
+        {trans.__('Mine')}
+      </button>
+      <button
+        type="button"
+        className="jp-JobsPanel-chip"
+        aria-pressed={!mine}
+        disabled={!me.can_read_all}
+        title={
+          me.can_read_all
+            ? trans.__("Every user's jobs")
+            : trans.__('This server shows you your own jobs only')
+        }
+        onClick={() => void model.setFilter({ mine: false })}
+      >
+        {trans.__('Everyone')}
+      </button>
+    </div>
   );
 }
 
@@ -327,7 +378,8 @@ function JobList(props: IViewProps & { now: number }): JSX.Element {
   }, [last, jobs.length, model.hasMore, model.loading]);
 
   if (model.loaded && !jobs.length && !model.loading) {
-    const filtered = model.filter.statuses.length || model.filter.query;
+    const filtered =
+      model.filter.statuses.length || model.filter.query || model.filter.mine;
     return (
       <div className="jp-JobsPanel-empty">
         {filtered
@@ -388,9 +440,9 @@ interface IRowProps extends IViewProps {
   now: number;
 }
 
-/** One job: name, elapsed, owner, status, progress and actions. */
+/** One job: name, elapsed, owner (and user, when another's), status, progress and actions. */
 function JobRow(props: IRowProps): JSX.Element {
-  const { job, commands, now, trans } = props;
+  const { job, commands, model, now, trans } = props;
   const path = notebookPath(job.owner, props.serverRoot);
   const fraction = progressFraction(job.progress);
   const run =
@@ -421,7 +473,12 @@ function JobRow(props: IRowProps): JSX.Element {
         <span className="jp-JobsPanel-elapsed" title={trans.__('Elapsed')}>
           {formatDuration(elapsedSeconds(job, now))}
         </span>
-        <ActionButtons job={job} commands={commands} trans={trans} />
+        <ActionButtons
+          job={job}
+          actions={model.actionsFor(job)}
+          commands={commands}
+          trans={trans}
+        />
       </div>
       <div className="jp-JobsPanel-line jp-JobsPanel-meta">
         <span className="jp-JobsPanel-status" data-status={job.status}>
@@ -439,6 +496,14 @@ function JobRow(props: IRowProps): JSX.Element {
         ) : (
           <span className="jp-JobsPanel-owner" title={job.owner}>
             {job.owner}
+          </span>
+        )}
+        {job.user && !model.isMine(job.user) && (
+          <span
+            className="jp-JobsPanel-user"
+            title={trans.__('User: %1', userText(job) ?? job.user)}
+          >
+            {job.user_display_name || job.user}
           </span>
         )}
         <span className="jp-JobsPanel-progress-label">

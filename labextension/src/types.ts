@@ -73,6 +73,14 @@ export type IJobType = Schemas['JobType'];
 /** `POST /jobs/api/jobs` for a typed job: the type, its parameters, the job's options. */
 export type ITypedSubmit = Schemas['TypedSubmit'];
 
+/** `GET /jobs/api/me`: whose jobs are "mine", and whether the user may see and act on everyone's. */
+export type IMe = Schemas['Me'];
+/** One worker process (`GET /jobs/api/workers`); `state` is what it is doing. */
+export type IWorker = Schemas['Worker'];
+
+/** `GET /jobs/api/workers`: this server's workers, then other consumers'. */
+export type IWorkerList = Schemas['WorkerList'];
+
 /** The body of every error response: jupyter_server's shape plus `type` and `detail`. */
 export type IErrorBody = Schemas['Error'];
 
@@ -94,6 +102,8 @@ export interface IJobEvent {
   id: number;
   name: string;
   owner: string;
+  /** The username of the user the job belongs to ('' for jobs from before users). */
+  user: string;
   status: JobStatus;
   previous: JobStatus | null;
   reason: JobReason | null;

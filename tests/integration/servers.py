@@ -298,3 +298,19 @@ ServerFactory = Callable[..., RunningServer]
 
 
 TEST_CONFIG = {"JobsApp": {"max_workers": 2, "progress_interval": 0.2, "kill_grace": 2.0}}
+
+
+def execute_notebook(server: RunningServer, nb: Any, cwd: Path) -> None:
+    """Run `nb` in place with nbclient in a python3 kernel started in `cwd`, given the server's
+    URL and token as a kernel that server launched would be."""
+    from nbclient import NotebookClient
+
+    env = dict(server.env, JUPYTER_JOBS_URL=server.url, JUPYTER_JOBS_TOKEN=server.token)
+    client = NotebookClient(
+        nb,
+        timeout=180,
+        startup_timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    client.execute(env=env)

@@ -191,6 +191,18 @@ def test_large_payloads_go_multipart(server, monkeypatch):
     assert small_post == "application/json"
 
 
+def test_big_array_arguments_and_results_travel_as_their_memory(server, monkeypatch):
+    import numpy as np
+
+    seen = Requests().install(monkeypatch)
+    data = np.arange(2_000_000.0)  # 16 MB
+    job = api.submit(np.multiply, data, 2)
+    back = job.result(timeout=120)
+    assert np.array_equal(back, data * 2) and back.flags.owndata and back.flags.writeable
+    (post,) = [c[3] for c in seen.calls if c[0] == "POST"]
+    assert post.startswith("multipart/form-data; boundary=")
+
+
 def test_a_payload_over_the_servers_limit_is_refused(jupyter_server_factory, monkeypatch):
     server = jupyter_server_factory(config={"JobsApp": {"max_payload_size": 50_000}})
     connect(monkeypatch, server)

@@ -14,9 +14,8 @@ from typing import Any
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from servers import REPO, RunningServer
+from servers import REPO, RunningServer, execute_notebook
 
 NOTEBOOKS = REPO / "notebooks"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -31,15 +30,7 @@ def server(shared_jupyter_server: RunningServer) -> RunningServer:
 def run(server: RunningServer, name: str, tmp_path: Path) -> nbformat.NotebookNode:
     """Execute notebooks/<name> in `tmp_path`; save it there and return the saved copy."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    env = dict(server.env, JUPYTER_JOBS_URL=server.url, JUPYTER_JOBS_TOKEN=server.token)
-    client = NotebookClient(
-        nb,
-        timeout=180,
-        startup_timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute(env=env)
+    execute_notebook(server, nb, tmp_path)
     saved = tmp_path / name
     nbformat.write(nb, saved)
     return nbformat.read(saved, as_version=4)

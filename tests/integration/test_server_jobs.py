@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import websocket
 
 from jupyter_jobs.payload import function_payload
 from jupyter_jobs.server.emitter import SCHEMA_ID
+from jupyter_jobs.workspace import INCOMING, folder_for
 
 import jobfuncs
 from servers import TEST_CONFIG, RunningServer, ServerFactory, poll, submit_body
@@ -56,6 +58,24 @@ def test_large_payload_by_multipart_and_large_result(server: RunningServer) -> N
     assert server.result(response.json()["id"]) == len(data)
     big = server.submit(jobfuncs.blob, 5 * 2**20)
     assert server.result(big["id"]) == b"x" * (5 * 2**20)
+
+
+def test_an_upload_cut_short_leaves_no_file_behind(server: RunningServer) -> None:
+    incoming = folder_for(server.home.db_path) / INCOMING
+    boundary = "cut-short"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="spec"\r\n\r\n{{}}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="payload"\r\n\r\n'
+    ).encode()
+    request = (
+        f"POST /jobs/api/jobs HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Authorization: token {server.token}\r\nContent-Length: {100 * 2**20}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request + head + b"x" * (3 * 2**20))  # of 100 MiB announced
+        poll(lambda: incoming.exists() and any(incoming.iterdir()), 30, "the payload spooled")
+    poll(lambda: not any(incoming.iterdir()), 30, "the spooled part removed")
 
 
 def test_failed_job_result_is_409_with_the_error(server: RunningServer) -> None:

@@ -13,13 +13,20 @@ from typing import Any
 import dill
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from jupyter_jobs import payload
 
 import jobfuncs
 import typed_package
-from servers import REPO, TEST_CONFIG, TESTS_DIR, JupyterHome, RunningServer, ServerFactory
+from servers import (
+    REPO,
+    TEST_CONFIG,
+    TESTS_DIR,
+    JupyterHome,
+    RunningServer,
+    ServerFactory,
+    execute_notebook,
+)
 
 #: The schema of `jobfuncs.add(a, b=0)` registered as a type.
 SCHEMA = {
@@ -197,15 +204,7 @@ def test_a_kernel_registers_a_notebook_function_as_a_type_and_runs_it(
     server: RunningServer, tmp_path: Path
 ) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in KERNEL_CELLS])
-    env = dict(server.env, JUPYTER_JOBS_URL=server.url, JUPYTER_JOBS_TOKEN=server.token)
-    client = NotebookClient(
-        nb,
-        timeout=180,
-        startup_timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute(env=env)
+    execute_notebook(server, nb, tmp_path)
     text = "".join(o.get("text", "") for c in nb.cells for o in c.outputs)
     assert "result: hello lab {'length': 9}" in text
     assert "refused: {'parameters.who': \"3 is not of type 'string'\"}" in text

@@ -25,6 +25,8 @@ import dill
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from jupyter_jobs import JobQueue, oslayer
+
 import jobfuncs
 from lab_browser import lab_home, launch_chromium
 from servers import RunningServer, ServerFactory, poll
@@ -83,7 +85,7 @@ def page(browser: Browser, lab: RunningServer) -> Iterator[Page]:
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
     context.close()
-    assert not [e for e in errors if "jupyter-jobs" in e or "JobsPanel" in e], errors
+    assert not [e for e in errors if "jupyter-jobs" in e or "Jobs" in e], errors
 
 
 def open_lab(page: Page, lab: RunningServer) -> None:
@@ -380,7 +382,7 @@ def test_filter_chips_fit_one_row_and_clear_finished_keeps_active_jobs(
 
     # At the sidebar's default width every chip sits on one line, all in view.
     panel = page.locator("#jupyter-jobs-panel")
-    chips = panel.locator(".jp-JobsPanel-chip")
+    chips = panel.locator(".jp-JobsPanel-filters .jp-JobsPanel-chip")
     expect(chips).to_have_count(7)
     boxes = [chips.nth(i).bounding_box() for i in range(7)]
     assert len({round(box["y"]) for box in boxes}) == 1, boxes
@@ -415,6 +417,49 @@ def test_filter_chips_fit_one_row_and_clear_finished_keeps_active_jobs(
     expect(panel.get_by_role("button", name="succeeded: 0")).to_be_visible()
     expect(panel.get_by_role("button", name="Clear finished jobs")).to_be_disabled()
     lab.api("POST", f"jobs/api/jobs/{sleeper['id']}/cancel").raise_for_status()
+
+
+def test_mine_or_everyone_and_the_user_of_each_job(page: Page, lab: RunningServer) -> None:
+    me = oslayer.user_name()
+    mine = lab.submit(jobfuncs.add, 1, 2, name="my training")
+    # A colleague's job in the same database (their own JobQueue), held so that it waits.
+    with JobQueue(lab.home.db_path, user="colleague") as queue:
+        theirs = queue.submit(jobfuncs.noop, name="their report", hold=True).id
+    open_lab(page, lab)
+    open_panel(page)
+    panel = page.locator("#jupyter-jobs-panel")
+    expect(status_of(page, mine["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
+    expect(row(page, theirs).locator(".jp-JobsPanel-user")).to_have_text("colleague")
+    expect(row(page, mine["id"]).locator(".jp-JobsPanel-user")).to_have_count(0)
+    everyone = panel.get_by_role("button", name="Everyone")
+    only_mine = panel.get_by_role("button", name="Mine")
+    expect(everyone).to_have_attribute("aria-pressed", "true")
+
+    only_mine.click()
+    expect(only_mine).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
+    expect(row(page, mine["id"])).to_be_visible()
+    expect(panel.get_by_role("button", name="pending: 0")).to_be_visible()
+    # A job submitted now is the user's: it comes in live under "Mine".
+    later = lab.submit(jobfuncs.add, 2, 3, name="my evaluation")
+    expect(status_of(page, later["id"])).to_have_text("succeeded", timeout=UI_TIMEOUT)
+
+    # Under "Mine", clear finished clears the user's own finished jobs only.
+    lab.api("POST", f"jobs/api/jobs/{theirs}/cancel").raise_for_status()
+    panel.get_by_role("button", name="Clear finished jobs").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Delete 2 finished jobs?")
+    expect(dialog).to_contain_text("every finished job of yours")
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(0, timeout=UI_TIMEOUT)
+    assert lab.job(theirs)["status"] == "cancelled"
+
+    everyone.click()
+    expect(page.locator(".jp-JobsPanel-row")).to_have_count(1)
+    row(page, theirs).click()
+    detail = page.locator(".jp-JobDetail")
+    expect(detail.locator(".jp-JobDetail-user")).to_have_text("colleague", timeout=UI_TIMEOUT)
+    assert me and lab.api("GET", "jobs/api/me").json()["username"] == me
 
 
 def test_notebook7_owner_link_opens_the_notebook_in_a_new_tab(

@@ -6,13 +6,12 @@ view shows the type, the parameters and the summary the worker made."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import test_sidebar
-from playwright.sync_api import Browser, Page, expect
-from test_sidebar import CONFIG, UI_TIMEOUT, VIEWPORT, open_lab
+from playwright.sync_api import Page, expect
+from test_sidebar import CONFIG, UI_TIMEOUT, open_lab
 
 import typed_package
 from lab_browser import lab_home
@@ -20,7 +19,7 @@ from servers import REPO, TESTS_DIR, RunningServer, ServerFactory, poll
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-browser = test_sidebar.browser
+browser, page = test_sidebar.browser, test_sidebar.page
 
 
 @pytest.fixture
@@ -31,17 +30,6 @@ def lab(jupyter_server_factory: ServerFactory, tmp_path: Path) -> RunningServer:
     path = [str(site), str(REPO), str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]
     env = {"PYTHONPATH": os.pathsep.join(p for p in path if p)}
     return jupyter_server_factory(home, app="lab", config=CONFIG, env=env)
-
-
-@pytest.fixture
-def page(browser: Browser, lab: RunningServer) -> Iterator[Page]:
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert not [e for e in errors if "jupyter-jobs" in e or "Jobs" in e], errors
 
 
 def test_a_typed_job_starts_from_a_form_made_from_its_schema_and_shows_its_summary(

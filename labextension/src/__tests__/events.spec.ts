@@ -21,6 +21,7 @@ describe('parseJobEvents', () => {
             id: 7,
             name: 'fit',
             owner: 'a.ipynb',
+            user: 'ana',
             status: 'failed',
             previous: 'running',
             reason: 'error',
@@ -49,6 +50,7 @@ describe('parseJobEvents', () => {
         id: 7,
         name: 'fit',
         owner: 'a.ipynb',
+        user: 'ana',
         status: 'failed',
         previous: 'running',
         reason: 'error',
@@ -62,6 +64,7 @@ describe('parseJobEvents', () => {
         id: 8,
         name: 'plot',
         owner: '',
+        user: '', // a version 2 entry has none: a job of no user
         status: 'succeeded',
         previous: null,
         reason: null,

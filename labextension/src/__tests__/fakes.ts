@@ -5,10 +5,14 @@
  */
 
 import type * as nbformat from '@jupyterlab/nbformat';
+import type { ReactWidget } from '@jupyterlab/apputils';
 import type { Event } from '@jupyterlab/services';
+import { MessageLoop } from '@lumino/messaging';
 import { Stream } from '@lumino/signaling';
+import { Widget } from '@lumino/widgets';
+import { act } from 'react';
 
-import { IListQuery, JobsClient } from '../client';
+import { IListQuery, IWhoseQuery, JobsClient } from '../client';
 import { provisionalJob } from '../model';
 import type {
   INotebookAwareJob,
@@ -23,9 +27,11 @@ import type {
   IJob,
   IJobEvent,
   IJobPage,
+  IMe,
   IOutputs,
   IStats,
   IStatusResponse,
+  IWorker,
   JobStatus,
   StatusCounts
 } from '../types';
@@ -58,6 +64,14 @@ export function searchMatches(
   );
 }
 
+/** The user the fake server takes the test for: jobs are theirs unless a test says not. */
+export const ME: IMe = {
+  username: 'ana',
+  display_name: 'Ana',
+  can_read_all: true,
+  can_write_all: true
+};
+
 /** A full job record with defaults. */
 export function makeJob(id: number, fields: Partial<IJob> = {}): IJob {
   const status = fields.status ?? 'queued';
@@ -66,6 +80,7 @@ export function makeJob(id: number, fields: Partial<IJob> = {}): IJob {
     id,
     name: `job-${id}`,
     owner: 'analysis.ipynb',
+    user: ME.username,
     status: 'queued',
     previous: null,
     reason: null,
@@ -74,7 +89,12 @@ export function makeJob(id: number, fields: Partial<IJob> = {}): IJob {
     actions: ACTIONS_BY_STATUS[status],
     schedule_id: null
   });
-  return { ...base, created_at: 1_700_000_000 + id, ...fields };
+  return {
+    ...base,
+    created_at: 1_700_000_000 + id,
+    user_display_name: ME.display_name,
+    ...fields
+  };
 }
 
 /** A job event with defaults. */
@@ -87,6 +107,7 @@ export function makeEvent(
     id,
     name: `job-${id}`,
     owner: 'analysis.ipynb',
+    user: ME.username,
     status: 'running',
     previous: 'queued',
     reason: null,
@@ -124,6 +145,10 @@ export class FakeApi {
   statusGate: Deferred<void> | null = null;
   /** When set, `list()` waits for this before answering. */
   listGate: Deferred<void> | null = null;
+  /** Who `me()` says the user is. */
+  me_: IMe = { ...ME };
+  /** The `mine` of each `clearFinished()`, in order. */
+  cleared: boolean[] = [];
 
   add(...jobs: IJob[]): void {
     for (const job of jobs) {
@@ -142,11 +167,14 @@ export class FakeApi {
     return job;
   }
 
-  /** Jobs per status, among those the search `q` matches (as the server counts). */
-  counts(q = ''): StatusCounts {
+  /**
+   * Jobs per status, among those the search `q` matches (as the server counts), of the user
+   * `user` names when given.
+   */
+  counts(q = '', user?: string): StatusCounts {
     const counts: StatusCounts = {};
     for (const job of this.jobs.values()) {
-      if (!searchMatches(job, q)) {
+      if (!searchMatches(job, q) || (user !== undefined && job.user !== user)) {
         continue;
       }
       counts[job.status] = (counts[job.status] ?? 0) + 1;
@@ -165,7 +193,9 @@ export class FakeApi {
     const q = query.q ?? '';
     const limit = query.limit ?? 50;
     const before = query.cursor ? Number(query.cursor) : Infinity;
+    const user = this._whose(query);
     const matching = [...this.jobs.values()]
+      .filter(job => user === undefined || job.user === user)
       .filter(job => job.id < before)
       .filter(job => !statuses.length || statuses.includes(job.status))
       .filter(job => searchMatches(job, q))
@@ -180,22 +210,44 @@ export class FakeApi {
     return {
       jobs: jobs.map(job => ({ ...job })),
       next_cursor: more ? String(jobs[jobs.length - 1].id) : null,
-      counts: this.counts(q)
+      counts: this.counts(q, user)
     };
   }
 
-  async stats(): Promise<IStats> {
-    this.calls.push('stats');
+  async stats(query: IWhoseQuery = {}): Promise<IStats> {
+    this.calls.push(query.mine ? 'stats mine' : 'stats');
     this._maybeFail('stats');
-    const counts = this.counts();
+    const counts = this.counts('', this._whose(query));
     return {
       counts,
       running: counts.running ?? 0,
       queued: counts.queued ?? 0,
+      pending: counts.pending ?? 0,
       max_workers: 2,
       db_size: 4096,
+      workspace_bytes: 0,
       executor: 'local'
     };
+  }
+
+  /** The workers `workers()` lists (none unless a test sets some). */
+  workerList: IWorker[] = [];
+
+  async workers(): Promise<IWorker[]> {
+    this.calls.push('workers');
+    this._maybeFail('workers');
+    return this.workerList.map(worker => ({ ...worker }));
+  }
+
+  async drainWorker(id: string): Promise<IWorker> {
+    this.calls.push(`drainWorker ${id}`);
+    this._maybeFail('drainWorker');
+    const worker = this.workerList.find(item => item.id === id);
+    if (!worker) {
+      throw new Error(`no worker with id ${id}`);
+    }
+    Object.assign(worker, { state: 'draining', drainable: false });
+    return { ...worker };
   }
 
   async status(ids: readonly number[]): Promise<IStatusResponse> {
@@ -212,6 +264,18 @@ export class FakeApi {
         .map(job => ({ ...job })),
       missing: ids.filter((_, i) => !snapshot[i])
     };
+  }
+
+  async me(): Promise<IMe> {
+    this.calls.push('me');
+    this._maybeFail('me');
+    return { ...this.me_ };
+  }
+
+  async clearFinished(query: IWhoseQuery = {}): Promise<number[]> {
+    this.calls.push('clearFinished');
+    this.cleared.push(!!query.mine);
+    return [];
   }
 
   async get(id: number): Promise<IJob> {
@@ -349,6 +413,7 @@ export class FakeApi {
     return makeEvent(id, {
       name: job.name,
       owner: job.owner,
+      user: job.user,
       status,
       previous,
       attempt: job.attempt,
@@ -364,6 +429,14 @@ export class FakeApi {
       throw new Error(`no schedule with id ${id}`);
     }
     return schedule;
+  }
+
+  /** The server's rule for whose jobs: `mine`, `user`, else everyone's you may see. */
+  private _whose(query: IListQuery): string | undefined {
+    if (query.mine || !this.me_.can_read_all) {
+      return this.me_.username;
+    }
+    return query.user;
   }
 
   private _maybeBad(): void {
@@ -396,6 +469,8 @@ export function makeSchedule(
     catch_up: 'latest',
     paused: false,
     owner: '',
+    user: ME.username,
+    user_display_name: ME.display_name,
     ...spec,
     timezone: spec.timezone ?? 'UTC', // the server fills in its own zone
     job: { ...spec.job },
@@ -404,6 +479,26 @@ export function makeSchedule(
     next_run: spec.paused ? null : 1_700_003_600,
     last_run: null
   };
+}
+
+/**
+ * Render a ReactWidget now and return once React has committed the result to the DOM.
+ * (`renderPromise` alone resolves on an idle callback, which a loaded machine can reach
+ * before React commits; `act` flushes the render first.)
+ */
+export async function rendered(widget: ReactWidget): Promise<void> {
+  // Only around this render: other renders of the test are not React's to wait for.
+  const scope = globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean };
+  const before = scope.IS_REACT_ACT_ENVIRONMENT;
+  scope.IS_REACT_ACT_ENVIRONMENT = true;
+  try {
+    await act(async () => {
+      MessageLoop.sendMessage(widget, Widget.Msg.UpdateRequest);
+      await widget.renderPromise;
+    });
+  } finally {
+    scope.IS_REACT_ACT_ENVIRONMENT = before;
+  }
 }
 
 /** Poll `check` until it holds, failing after `timeout` ms. */

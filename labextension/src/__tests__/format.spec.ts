@@ -10,7 +10,8 @@ import {
   progressLabel,
   statusText,
   statusWord,
-  stripAnsi
+  stripAnsi,
+  userText
 } from '../format';
 import type { IJob } from '../types';
 import { makeJob } from './fakes';
@@ -105,6 +106,17 @@ describe('text helpers', () => {
     expect(stripAnsi(colored)).toBe(
       'ZeroDivisionError Traceback (most recent call last)\n----> 1 1/0'
     );
+  });
+});
+
+describe('userText', () => {
+  it('names the user as people know them, with the username when it differs', () => {
+    expect(userText({ user: 'alice', user_display_name: 'Alice L.' })).toBe(
+      'Alice L. (alice)'
+    );
+    expect(userText({ user: 'root', user_display_name: 'root' })).toBe('root');
+    expect(userText({ user: 'bob', user_display_name: '' })).toBe('bob');
+    expect(userText({ user: '', user_display_name: '' })).toBeNull();
   });
 });
 

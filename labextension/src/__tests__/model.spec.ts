@@ -69,7 +69,11 @@ describe('JobsModel filters', () => {
     expect(listings[listings.length - 1]).toContain('"status":["failed"]');
     await model.setFilter({ query: 'TRAIN' });
     expect(ids(model)).toEqual([5]);
-    expect(model.filter).toEqual({ statuses: ['failed'], query: 'TRAIN' });
+    expect(model.filter).toEqual({
+      statuses: ['failed'],
+      query: 'TRAIN',
+      mine: false
+    });
   });
 
   it('counts per status within the search, totals over all jobs', async () => {
@@ -94,7 +98,8 @@ describe('JobsModel filters', () => {
     const job = (status: 'running' | 'queued', name: string, owner = '') => ({
       status,
       name,
-      owner
+      owner,
+      user: 'ana'
     });
     expect(model.matches(job('running', 'model fitting'))).toBe(true);
     expect(model.matches(job('queued', 'model fitting'))).toBe(false);
@@ -235,6 +240,7 @@ describe('JobsModel events', () => {
         id: 5,
         name: 'job-5',
         owner: 'analysis.ipynb',
+        user: 'ana',
         status: 'failed',
         previous: 'queued',
         reason: 'timeout'
@@ -586,5 +592,76 @@ describe('JobsModel cost per event', () => {
     expect(after).not.toBe(before);
     expect(model.jobs).toBe(after);
     expect(after.find(job => job.id === 10)!.status).toBe('running');
+  });
+});
+
+describe('JobsModel: whose jobs', () => {
+  /** Jobs 1..4, alternately ana's (the user the fake server takes us for) and bob's. */
+  function shared() {
+    const { api, model, transitions } = setup(0);
+    for (let id = 1; id <= 4; id++) {
+      api.add(
+        makeJob(id, id % 2 ? {} : { user: 'bob', user_display_name: 'Bob' })
+      );
+    }
+    return { api, model, transitions };
+  }
+
+  it("lists everyone's jobs, or only the user's own under Mine", async () => {
+    const { api, model } = shared();
+    await model.load();
+    expect(ids(model)).toEqual([4, 3, 2, 1]);
+    expect(model.me?.username).toBe('ana');
+    expect(model.mine).toBe(false);
+    await model.setFilter({ mine: true });
+    expect(ids(model)).toEqual([3, 1]);
+    expect(model.counts).toEqual({ queued: 2 });
+    expect(model.totals).toEqual({ queued: 2 });
+    const calls = api.calls.slice(-2);
+    expect(calls[0]).toContain('"mine":true');
+    expect(calls[1]).toBe('stats mine');
+    expect(api.calls.filter(call => call === 'me')).toHaveLength(1);
+  });
+
+  it("leaves other users' jobs out of the list and its numbers under Mine", async () => {
+    const { api, model } = shared();
+    await model.setFilter({ mine: true });
+    api.add(makeJob(5, { user: 'bob' }), makeJob(6));
+    model.applyEvents([
+      makeEvent(5, { action: 'created', user: 'bob', status: 'queued' }),
+      makeEvent(6, { action: 'created', status: 'queued' })
+    ]);
+    expect(ids(model)).toEqual([6, 3, 1]);
+    expect(model.counts).toEqual({ queued: 3 });
+    await model.flush();
+    expect(api.calls.filter(call => call.startsWith('status'))).toEqual([
+      'status 6'
+    ]);
+  });
+
+  it('keeps a user who may not see everyone to their own jobs', async () => {
+    const { api, model } = shared();
+    api.me_ = { ...api.me_, can_read_all: false };
+    await model.load();
+    expect(model.mine).toBe(true);
+    expect(model.filter.mine).toBe(false);
+    expect(ids(model)).toEqual([3, 1]);
+    model.applyEvent(makeEvent(4, { user: 'bob', previous: 'queued' }));
+    await model.flush();
+    expect(api.calls.some(call => call.startsWith('status'))).toBe(false);
+  });
+
+  it('says whose job moved, and shows all jobs when the server cannot say who', async () => {
+    const { api, model, transitions } = shared();
+    api.failing.me = new Error('404: no /me here');
+    const warn = jest.spyOn(console, 'warn').mockImplementation(() => {});
+    await model.setFilter({ mine: true });
+    expect(warn).toHaveBeenCalled();
+    warn.mockRestore();
+    expect(model.me).toBeNull();
+    expect(ids(model)).toEqual([3, 1]); // the server still applies mine
+    expect(model.isMine('bob')).toBe(true);
+    model.applyEvent(api.move(3, 'running'));
+    expect(transitions.map(t => [t.id, t.user])).toEqual([[3, 'ana']]);
   });
 });

@@ -87,3 +87,20 @@ describe('JobNotifier', () => {
     ]);
   });
 });
+
+describe('JobNotifier on a shared server', () => {
+  it("announces the user's own jobs only", async () => {
+    const { api, model, settle } = await setup(0);
+    api.add(
+      makeJob(1, { status: 'running' }),
+      makeJob(2, { status: 'running', user: 'bob' })
+    );
+    await model.load();
+    model.applyEvent(api.move(1, 'succeeded'));
+    model.applyEvent(api.move(2, 'failed', { reason: 'error' }));
+    await settle();
+    expect(Notification.manager.notifications.map(n => n.message)).toEqual([
+      'Job 1 “job-1” finished'
+    ]);
+  });
+});

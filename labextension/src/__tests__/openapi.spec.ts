@@ -64,10 +64,15 @@ describe('types.ts and the fakes match openapi.yaml', () => {
       'db_size',
       'executor',
       'max_workers',
+      'pending',
       'queued',
-      'running'
+      'running',
+      'workspace_bytes'
     ]);
     expect(sorted(schemas.StatusList.required)).toEqual(['jobs', 'missing']);
+    expect(sorted(schemas.Worker.required)).toEqual(
+      sorted(Object.keys(schemas.Worker.properties))
+    );
   });
 
   it('uses the paths and verbs the client calls', () => {
@@ -86,6 +91,8 @@ describe('types.ts and the fakes match openapi.yaml', () => {
     expect(verbs['/jobs/api/jobs/{id}/outputs']).toEqual(['get']);
     expect(verbs['/jobs/api/status']).toEqual(['get']);
     expect(verbs['/jobs/api/stats']).toEqual(['get']);
+    expect(verbs['/jobs/api/workers']).toEqual(['get']);
+    expect(verbs['/jobs/api/workers/{worker_id}/drain']).toEqual(['post']);
     const list = openapi.paths['/jobs/api/jobs'].get.parameters.map(
       (p: any) => p.name
     );

@@ -1,11 +1,10 @@
 import { CommandRegistry } from '@lumino/commands';
-import { MessageLoop } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { CommandIDs } from '../commands';
 import { JobsModel } from '../model';
 import { JobsPanel, RENDER_INTERVAL } from '../panel';
-import { FakeApi, HELD_ACTIONS, makeJob, waitFor } from './fakes';
+import { FakeApi, HELD_ACTIONS, makeJob, waitFor, rendered } from './fakes';
 
 const EVIL = '<img src=x onerror="window.__pwned = 1">';
 
@@ -33,10 +32,7 @@ async function setup(api: FakeApi, pageSize = 100) {
   await model.load();
   const panel = new JobsPanel({ model, commands, serverRoot: '/home/ana' });
   Widget.attach(panel, document.body);
-  const render = async () => {
-    MessageLoop.sendMessage(panel, Widget.Msg.UpdateRequest);
-    await panel.renderPromise;
-  };
+  const render = () => rendered(panel);
   await render();
   const rows = () => [
     ...panel.node.querySelectorAll<HTMLElement>('.jp-JobsPanel-row')
@@ -239,5 +235,69 @@ describe('JobsPanel rendering', () => {
       Math.ceil(elapsed / RENDER_INTERVAL) + 2
     );
     expect(renders).toBeGreaterThan(0);
+  });
+});
+
+describe('JobsPanel: whose jobs', () => {
+  const whose = (panel: JobsPanel) =>
+    [
+      ...panel.node.querySelectorAll<HTMLButtonElement>(
+        '.jp-JobsPanel-whose button'
+      )
+    ].map(button => ({
+      text: button.textContent,
+      pressed: button.getAttribute('aria-pressed'),
+      disabled: button.disabled
+    }));
+
+  it("toggles between everyone's jobs and the user's own, naming other users", async () => {
+    const api = new FakeApi();
+    api.add(
+      makeJob(1, { name: 'mine' }),
+      makeJob(2, { name: 'theirs', user: 'bob', user_display_name: 'Bob B.' })
+    );
+    const { panel, rows, render } = await setup(api);
+    expect(whose(panel)).toEqual([
+      { text: 'Mine', pressed: 'false', disabled: false },
+      { text: 'Everyone', pressed: 'true', disabled: false }
+    ]);
+    const [theirs, mine] = rows();
+    expect(theirs.querySelector('.jp-JobsPanel-user')!.textContent).toBe(
+      'Bob B.'
+    );
+    expect(mine.querySelector('.jp-JobsPanel-user')).toBeNull();
+    panel.node
+      .querySelector<HTMLButtonElement>('.jp-JobsPanel-whose button')!
+      .click();
+    await waitFor(() => rows().length === 1);
+    await render();
+    expect(rows()[0].dataset.jobId).toBe('1');
+    expect(whose(panel)[0].pressed).toBe('true');
+  });
+
+  it("offers no action on another user's job to a user who may not act on it", async () => {
+    const api = new FakeApi();
+    api.me_ = { ...api.me_, can_write_all: false };
+    api.add(makeJob(1, { status: 'failed' }), makeJob(2, { user: 'bob' }));
+    const { rows } = await setup(api);
+    const labels = (row: Element) =>
+      [...row.querySelectorAll('.jp-JobsPanel-actions button')].map(b =>
+        b.getAttribute('aria-label')
+      );
+    const [theirs, mine] = rows();
+    expect(labels(theirs)).toEqual([]);
+    expect(labels(mine)).toEqual(['Retry job 1', 'Delete job 1']);
+  });
+
+  it('switches Everyone off for a user the server shows only their own jobs', async () => {
+    const api = new FakeApi();
+    api.me_ = { ...api.me_, can_read_all: false };
+    api.add(makeJob(1), makeJob(2, { user: 'bob' }));
+    const { panel, rows } = await setup(api);
+    expect(rows().map(row => row.dataset.jobId)).toEqual(['1']);
+    expect(whose(panel)).toEqual([
+      { text: 'Mine', pressed: 'true', disabled: false },
+      { text: 'Everyone', pressed: 'false', disabled: true }
+    ]);
   });
 });

@@ -1,4 +1,3 @@
-import { MessageLoop } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import {
@@ -8,7 +7,7 @@ import {
   IRunResult,
   RunForm
 } from '../runDialog';
-import { FakeApi, makeSchedule, waitFor } from './fakes';
+import { FakeApi, makeSchedule, waitFor, rendered } from './fakes';
 
 /** Type into an input as a user does, so React's onChange runs. */
 function type(node: HTMLInputElement, value: string): void {
@@ -30,10 +29,7 @@ async function mount(api: FakeApi, path = 'work/report.ipynb') {
     previewDelay: 0
   });
   Widget.attach(form, document.body);
-  const render = async () => {
-    MessageLoop.sendMessage(form, Widget.Msg.UpdateRequest);
-    await form.renderPromise;
-  };
+  const render = () => rendered(form);
   await render();
   const query = <T extends Element>(selector: string) =>
     form.node.querySelector<T>(selector);

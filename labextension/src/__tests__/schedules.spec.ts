@@ -1,5 +1,4 @@
 import { Notification } from '@jupyterlab/apputils';
-import { MessageLoop } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import type { INotebookAwareJob } from '../nbtypes';
@@ -11,6 +10,7 @@ import {
   makeEvent,
   makeJob,
   makeSchedule,
+  rendered,
   waitFor
 } from './fakes';
 
@@ -50,10 +50,7 @@ async function mount(api: FakeApi) {
   });
   Widget.attach(view, document.body);
   await view.refresh();
-  const render = async () => {
-    MessageLoop.sendMessage(view, Widget.Msg.UpdateRequest);
-    await view.renderPromise;
-  };
+  const render = () => rendered(view);
   await render();
   const items = () => [
     ...view.node.querySelectorAll<HTMLElement>('.jp-JobsSchedules-item')

@@ -10,7 +10,6 @@ import { AddressInfo } from 'net';
 import { ReactWidget } from '@jupyterlab/apputils';
 import { ServerConnection } from '@jupyterlab/services';
 import { nullTranslator } from '@jupyterlab/translation';
-import { MessageLoop } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
@@ -18,7 +17,7 @@ import { JobsClient } from '../client';
 import { isFlat, jsonText, TypedSummary } from '../summary';
 import { errorSchemaOf, TypedJobForm, typedRequest } from '../typeDialog';
 import type { IJob, IJobType } from '../types';
-import { makeJob } from './fakes';
+import { makeJob, rendered } from './fakes';
 
 const TRAIN: IJobType = {
   name: 'train',
@@ -104,10 +103,7 @@ async function mount() {
     onDone: job => void done.push(job)
   });
   Widget.attach(form, document.body);
-  const render = async () => {
-    MessageLoop.sendMessage(form, Widget.Msg.UpdateRequest);
-    await form.renderPromise;
-  };
+  const render = () => rendered(form);
   answers.push({ status: 200, body: { types: [BROKEN, TRAIN] } });
   await form.load();
   await render();
@@ -224,8 +220,7 @@ describe('TypedJobForm', () => {
     Widget.attach(form, document.body);
     answers.push({ status: 200, body: { types: [] } });
     await form.load();
-    MessageLoop.sendMessage(form, Widget.Msg.UpdateRequest);
-    await form.renderPromise;
+    await rendered(form);
     expect(form.node.textContent).toContain('@jupyter_jobs.job_type');
   });
 });
@@ -235,8 +230,7 @@ describe('TypedSummary', () => {
     const trans = nullTranslator.load('jupyter_jobs');
     const widget = ReactWidget.create(<TypedSummary job={job} trans={trans} />);
     Widget.attach(widget, document.body);
-    MessageLoop.sendMessage(widget, Widget.Msg.UpdateRequest);
-    await widget.renderPromise;
+    await rendered(widget);
     return widget.node;
   }
 

@@ -1,0 +1,217 @@
+"""A `jupyter server` shared by several users: jobs belong to the user who submitted them.
+
+The server runs with `two_users.TokenUsers` (each token names a user; the server's own token,
+which kernels use, names its owner alice) and `two_users.ReadersAndAdmins` (own jobs for all;
+bob may read alice's; carol may do anything). Every request here is a real HTTP request to
+that server; this test process also plays a kernel (the kernel API with the server's token).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import dill
+import pytest
+import requests
+
+from jupyter_jobs.kernel import api as kernel_api
+
+import jobfuncs
+import two_users
+from servers import TEST_CONFIG, RunningServer, submit_body
+
+CONFIG = {
+    **TEST_CONFIG,
+    "ServerApp": {
+        "identity_provider_class": "two_users.TokenUsers",
+        "authorizer_class": "two_users.ReadersAndAdmins",
+    },
+}
+
+
+class As:
+    """Requests to the server as the user of one token."""
+
+    def __init__(self, server: RunningServer, token: str) -> None:
+        self.server = server
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {token}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        return self.session.request(method, self.server.url + path, **kwargs)
+
+    def json(self, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
+        response = self.call(method, path, **kwargs)
+        assert response.status_code == status, (response.status_code, response.text)
+        return response.json() if response.content else None
+
+    def refused(self, method: str, path: str, **kwargs: Any) -> str:
+        """Assert a 403 NotAllowed; returns its message."""
+        body = self.json(method, path, status=403, **kwargs)
+        assert body["type"] == "NotAllowed", body
+        return body["message"]
+
+    def submit(self, **spec: Any) -> dict[str, Any]:
+        body = submit_body(jobfuncs.add, 1, 2, **spec)
+        return self.json("POST", "jobs/api/jobs", status=201, json=body)
+
+    def ids(self, path: str = "jobs/api/jobs", **params: Any) -> list[int]:
+        return [j["id"] for j in self.json("GET", path, params=params)["jobs"]]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    from servers import JupyterHome
+
+    running = RunningServer(JupyterHome.create(tmp_path_factory.mktemp("users")), config=CONFIG)
+    try:
+        yield running.wait_ready()
+    finally:
+        running.close()
+    running.assert_consumer_never_failed()
+
+
+@pytest.fixture(scope="module")
+def alice(server: RunningServer) -> As:
+    return As(server, "alice-token")
+
+
+@pytest.fixture(scope="module")
+def bob(server: RunningServer) -> As:
+    return As(server, "bob-token")
+
+
+@pytest.fixture(scope="module")
+def carol(server: RunningServer) -> As:
+    return As(server, "carol-token")
+
+
+def test_each_job_records_the_user_who_submitted_it(alice: As, bob: As) -> None:
+    job = alice.submit(hold=True, name="alices")
+    assert (job["user"], job["user_display_name"]) == ("alice", "Alice Liddell")
+    assert bob.submit(hold=True)["user"] == "bob"
+    assert alice.json("GET", "jobs/api/me") == {
+        "username": "alice",
+        "display_name": "Alice Liddell",
+        "can_read_all": False,
+        "can_write_all": False,
+    }
+    assert bob.json("GET", "jobs/api/me")["can_read_all"] is False
+
+
+def test_listings_show_each_user_what_they_may_read(alice: As, bob: As, carol: As) -> None:
+    mine = alice.submit(hold=True, owner="nb.ipynb")["id"]
+    bobs = bob.submit(hold=True, owner="nb.ipynb")["id"]
+    carols = carol.submit(hold=True)["id"]
+    everything = carol.ids()
+    assert {mine, bobs, carols} <= set(everything)
+    assert carol.json("GET", "jobs/api/me")["can_write_all"] is True
+    # without a filter, a user who may not read everyone's jobs gets their own
+    assert mine in alice.ids() and not {bobs, carols} & set(alice.ids())
+    assert alice.ids(mine="true") == alice.ids()
+    assert bob.ids(user="alice") == alice.ids(mine="true")  # bob may read alice's
+    assert "may not read the jobs of 'bob'" in alice.refused(
+        "GET", "jobs/api/jobs", params={"user": "bob"}
+    )
+    assert bob.ids(owner="nb.ipynb") == [bobs]
+    assert carol.ids(owner="nb.ipynb", user="bob") == [bobs]
+    counts = alice.json("GET", "jobs/api/stats", params={"mine": "true"})["counts"]
+    assert counts["pending"] == len(alice.ids(status="pending"))
+    assert carol.json("GET", "jobs/api/stats")["counts"]["pending"] > counts["pending"]
+    assert alice.ids(mine="true", user="bob") == alice.ids()  # mine wins
+
+
+def test_reading_a_job_is_for_its_user_and_those_the_authorizer_allows(
+    server: RunningServer, alice: As, bob: As
+) -> None:
+    alices = alice.submit()["id"]
+    bobs = bob.submit()["id"]
+    assert bob.json("GET", f"jobs/api/jobs/{alices}")["user"] == "alice"
+    result = bob.call("GET", f"jobs/api/jobs/{alices}/result", params={"wait": 30})
+    assert result.status_code == 200 and dill.loads(result.content) == 3
+    message = alice.refused("GET", f"jobs/api/jobs/{bobs}")
+    assert message == f"job {bobs} belongs to 'bob': 'alice' may not read it"
+    for path in ("logs", "outputs", "result"):
+        alice.refused("GET", f"jobs/api/jobs/{bobs}/{path}")
+    alice.refused("GET", "jobs/api/status", params={"ids": f"{alices},{bobs}"})
+    alice.refused("GET", "jobs/api/results", params={"ids": str(bobs)})
+    status = alice.json("GET", "jobs/api/status", params={"ids": f"{alices},999999"})
+    assert [j["id"] for j in status["jobs"]] == [alices] and status["missing"] == [999999]
+    # the authorizer was asked about bob's job itself: the job is the resource context
+    asked = [line for line in server.log_text().splitlines() if two_users.ASKED in line]
+    assert any(f"alice read user='bob' job={bobs}" in line for line in asked), asked[-5:]
+
+
+def test_only_its_user_acts_on_a_job_unless_the_authorizer_grants_write(
+    alice: As, bob: As, carol: As
+) -> None:
+    held = alice.submit(hold=True)["id"]
+    for verb in ("cancel", "retry", "release"):
+        message = bob.refused("POST", f"jobs/api/jobs/{held}/{verb}")
+        assert message == f"job {held} belongs to 'alice': 'bob' may not {verb} it"
+    bob.refused("DELETE", f"jobs/api/jobs/{held}")
+    assert alice.json("GET", f"jobs/api/jobs/{held}")["status"] == "pending"
+    assert carol.json("POST", f"jobs/api/jobs/{held}/release")["user"] == "alice"
+    cancelled = alice.submit(hold=True)["id"]
+    assert alice.json("POST", f"jobs/api/jobs/{cancelled}/cancel")["status"] == "cancelled"
+    alice.json("DELETE", f"jobs/api/jobs/{cancelled}", status=204)
+
+
+def test_clear_finished_clears_only_what_the_user_may_delete(alice: As, bob: As) -> None:
+    ended = {}
+    for who in (alice, bob):
+        job = who.submit(hold=True)["id"]
+        who.json("POST", f"jobs/api/jobs/{job}/cancel")
+        ended[who] = job
+    deleted = alice.json("POST", "jobs/api/jobs/clear")["deleted"]
+    assert ended[alice] in deleted and ended[bob] not in deleted
+    assert bob.json("GET", f"jobs/api/jobs/{ended[bob]}")["status"] == "cancelled"
+    bob.refused("POST", "jobs/api/jobs/clear", params={"user": "alice"})
+
+
+def test_schedules_belong_to_their_maker(server: RunningServer, alice: As, bob: As, carol: As):
+    notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (server.home.root_dir / "daily.ipynb").write_text(json.dumps(notebook))
+    spec = {"target": {"kind": "notebook", "path": "daily.ipynb"}, "every": 3600}
+    made = alice.json("POST", "jobs/api/schedules", status=201, json=spec)
+    assert (made["user"], made["user_display_name"]) == ("alice", "Alice Liddell")
+    sid = made["id"]
+    assert bob.json("GET", f"jobs/api/schedules/{sid}")["user"] == "alice"
+    for method, path in (("POST", "pause"), ("POST", "resume")):
+        message = bob.refused(method, f"jobs/api/schedules/{sid}/{path}")
+        assert message == f"schedule {sid} belongs to 'alice': 'bob' may not {path} it"
+    bob.refused("PATCH", f"jobs/api/schedules/{sid}", json={"every": 7200})
+    bob.refused("DELETE", f"jobs/api/schedules/{sid}")
+    assert bob.json("GET", "jobs/api/schedules")["schedules"] == []
+    assert carol.json("POST", f"jobs/api/schedules/{sid}/pause")["paused"] is True
+    assert [s["id"] for s in alice.json("GET", "jobs/api/schedules")["schedules"]] == [sid]
+    alice.json("DELETE", f"jobs/api/schedules/{sid}", status=204)
+
+
+def test_a_kernels_jobs_are_the_user_its_servers_token_names(
+    server: RunningServer, alice: As, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a kernel the server launched inherits: the server's URL and its own token.
+    monkeypatch.setenv("JUPYTER_JOBS_URL", server.url)
+    monkeypatch.setenv("JUPYTER_JOBS_TOKEN", server.token)
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/alice/analysis.ipynb")
+    kernel_api.reset_connection()
+    try:
+        job = kernel_api.submit(jobfuncs.add, 20, 22)
+        assert job.result(timeout=60) == 42
+        assert (job.record.user, job.record.user_display_name) == ("alice", "Alice Liddell")
+        assert job.id in [j.id for j in kernel_api.jobs(mine=True)]
+    finally:
+        kernel_api.reset_connection()
+    assert alice.json("GET", f"jobs/api/jobs/{job.id}")["owner"] == "/home/alice/analysis.ipynb"
+
+
+def test_a_channel_delivers_a_job_only_to_those_who_may_read_it(alice: As, bob: As) -> None:
+    bobs = bob.submit(channel="shared-sweep")["id"]
+    taken = bob.json("GET", "jobs/api/channels/shared-sweep/next", params={"wait": 30})
+    assert [item["job"]["id"] for item in taken["items"]] == [bobs]
+    message = alice.refused("GET", "jobs/api/channels/shared-sweep/next", params={"wait": 30})
+    assert message == f"job {bobs} belongs to 'bob': 'alice' may not read it"
