@@ -216,3 +216,9 @@ def big_array(n: int):
     import numpy as np
 
     return np.arange(n, dtype=np.uint8)
+
+
+def memory_of(arr) -> tuple[str, bool, int]:
+    """Where a received array's memory is (its base's type: `mmap` for a payload file a worker
+    mapped copy-on-write, buffers.py), whether it is aligned, and its sum."""
+    return type(arr.base).__name__, bool(arr.flags.aligned), int(arr.sum())

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_jobs import JobQueue, errors, protocol, shared
+from jupyter_jobs import JobQueue, buffers, errors, protocol, shared
 from jupyter_jobs.models import FileBytes, JobSpec, Kind, Status
 from jupyter_jobs.payload import dumps, function_payload
 from jupyter_jobs.shared import Function, HeldFunctions, LoadedFunctions, SharedPayload
 from jupyter_jobs.store import Store
+from jupyter_jobs.oslayer import make_private_dir
 from jupyter_jobs.store.schema import MIGRATIONS
+from jupyter_jobs.workspace import MARKER, folder_for, write_private
 
 import jobfuncs
 
@@ -254,6 +256,33 @@ def test_a_job_naming_a_function_the_store_has_not_got_is_refused(db_path: Path)
         assert store.counts()["queued"] == 0
 
 
+def test_big_arguments_stay_a_file_a_worker_maps_beside_their_stored_function(queue) -> None:
+    import numpy as np
+
+    db = queue.store.path
+    big = np.arange(2**18, dtype=np.int64)  # 2 MiB: beside the pickle, then the job's file
+    fn = closing_over(os.urandom(3000))  # large enough to be shared on its own
+    jobs = [queue.submit(jobfuncs.memory_of, big), *queue.map(jobfuncs.memory_of, [big, big])]
+    jobs.append(queue.submit(fn, 5))
+    expected = ("mmap", True, int(big.sum()))
+    assert [j.result(timeout=60) for j in jobs] == [expected] * 3 + [3005]
+    # The function (a few bytes, by name) is stored once all the same: the arguments, big
+    # arrays beside their pickle, are each job's own file, which the worker mapped.
+    found = rows(
+        db,
+        "SELECT job_id, shared, path, size FROM blobs WHERE kind = 'payload' ORDER BY job_id",
+    )
+    assert [r[0] for r in found] == [j.id for j in jobs]
+    memory_of = {r[1] for r in found[:3]}
+    assert len(memory_of) == 1 and None not in memory_of
+    assert all(r[2] is not None and r[3] > big.nbytes for r in found[:3])
+    for job_id, _, path, _ in found[:3]:
+        head = (queue.store.workspace_root / path).read_bytes()[: len(buffers.MAGIC)]
+        assert head == buffers.MAGIC  # the framed arguments, not a pack
+    assert found[3][1] is not None and found[3][1] not in memory_of and found[3][2] is None
+    assert rows(db, "SELECT COUNT(*) FROM shared_blobs") == [(2,)]
+
+
 def test_a_warm_worker_loads_a_maps_function_once(queue) -> None:
     seen = [j.result(timeout=60) for j in queue.map(jobfuncs.counting_loads("a"), range(60))]
     per_worker = defaultdict(set)
@@ -295,7 +324,8 @@ def test_a_kernel_types_jobs_name_its_stored_functions(db_path: Path) -> None:
 
 
 def old_database(db: Path) -> None:
-    """A database as the schema before functions were stored once left it."""
+    """A database at the schema before functions were stored once: main's latest, with users,
+    workers and payload files (every migration but the last)."""
     db.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA foreign_keys = ON")
@@ -305,34 +335,65 @@ def old_database(db: Path) -> None:
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
 
 
+def old_job(db: Path, name: str, payload: bytes, user: str, in_file: bool = False) -> int:
+    """A queued function job of `user` as that schema stored it: its payload inline, or in its
+    file in the database's workspace (a large one)."""
+    with sqlite3.connect(db) as conn:
+        job_id = conn.execute(
+            "INSERT INTO jobs (name, kind, status, created_at, queued_at, payload_size, user, "
+            "user_display_name) VALUES (?, 'function', 'queued', 1.0, 1.0, ?, ?, ?)",
+            (name, len(payload), user, user.title()),
+        ).lastrowid
+        path = None
+        if in_file:
+            (workspace_id,) = conn.execute(
+                "SELECT value FROM meta WHERE key = 'workspace_id'"
+            ).fetchone()
+            root = folder_for(db)
+            make_private_dir(root)
+            write_private(root / MARKER, workspace_id.encode())
+            make_private_dir(root / str(job_id))
+            write_private(root / str(job_id) / "payload", payload)
+            path = f"{job_id}/payload"
+        conn.execute(
+            "INSERT INTO blobs (job_id, kind, attempt, size, data, path) "
+            "VALUES (?, 'payload', 0, ?, ?, ?)",
+            (job_id, len(payload), None if path else payload, path),
+        )
+    return job_id
+
+
 def test_a_database_from_before_is_brought_forward_and_its_jobs_run(db_path: Path) -> None:
+    import numpy as np
+
     old_database(db_path)
 
     def doubled(x: int) -> int:
         return 2 * x
 
+    big = np.arange(2**17, dtype=np.int64)  # its payload is framed, and kept in a file
+    framed = function_payload(jobfuncs.memory_of, (big,))
+    assert isinstance(framed, buffers.Framed)
+    old = old_job(db_path, "old", bytes(function_payload(doubled, (21,))), "alice")
+    old_big = old_job(db_path, "old big", bytes(framed), "bob", in_file=True)
     with sqlite3.connect(db_path) as conn:
-        payload = function_payload(doubled, (21,))  # one pickle of the whole call
-        job_id = conn.execute(
-            "INSERT INTO jobs (name, kind, status, created_at, queued_at, payload_size) "
-            "VALUES ('old', 'function', 'queued', 1.0, 1.0, ?)",
-            (len(payload),),
-        ).lastrowid
-        conn.execute(
-            "INSERT INTO blobs (job_id, kind, attempt, size, data) VALUES (?, 'payload', 0, ?, ?)",
-            (job_id, len(payload), payload),
-        )
         conn.execute(
             "INSERT INTO job_types (name, schema, functions, created_at) VALUES "
             "('old_type', ?, ?, 1.0)",
             (json.dumps({"type": "object"}), dumps({"run": doubled, "summarize": None})),
         )
     with JobQueue(db_path) as q:
+        assert rows(db_path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+        assert rows(db_path, "PRAGMA foreign_key_check") == []
         q.start_consumer(max_workers=1)
-        assert q.get(job_id).result(timeout=120) == 42
+        assert q.get(old).result(timeout=120) == 42
+        assert q.get(old_big).result(timeout=120) == ("mmap", True, int(big.sum()))
+        assert [q.get(i).record.user for i in (old, old_big)] == ["alice", "bob"]
         # A type registered before keeps its bytes in its row, and its jobs a copy of them.
         assert q.submit_typed("old_type", {"x": 4}).result(timeout=120) == 8
         assert rows(db_path, "SELECT COUNT(*) FROM shared_blobs") == [(0,)]
-        assert q.map(closing_over(b"y" * 3000), [1])[0].result(timeout=120) == 3001
-        assert q.get(job_id).status is Status.SUCCEEDED
-    assert rows(db_path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+        fn = closing_over(b"y" * 3000)
+        assert q.map(fn, [1])[0].result(timeout=120) == 3001
+        assert rows(db_path, "SELECT user FROM shared_users") == [(q.user.username,)]
+        assert q.get(old).status is Status.SUCCEEDED
+        assert recounted_blob_bytes(db_path)[0] == recounted_blob_bytes(db_path)[1]

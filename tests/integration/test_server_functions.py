@@ -21,6 +21,7 @@ from jupyter_jobs.kernel import api
 from jupyter_jobs.kernel.functions import UPLOAD_OVER
 from jupyter_jobs.payload import call_bytes, dumps
 
+import jobfuncs
 from servers import RunningServer
 
 
@@ -207,6 +208,33 @@ def test_submits_of_one_large_function_in_a_loop_are_batched(server, monkeypatch
     assert [p for m, p, _, _ in sent.calls if m == "PUT"] == [f"functions/{sha256(dumps(fn))}"]
 
 
+def test_a_submit_with_big_arrays_goes_multipart_beside_its_stored_function(
+    server, monkeypatch
+) -> None:
+    import numpy as np
+
+    sent = Sent(monkeypatch)
+    big = np.arange(2**18, dtype=np.int64)  # 2 MiB: beside the pickle, streamed, mapped
+    expected = ("mmap", True, int(big.sum()))
+    job = api.submit(jobfuncs.memory_of, big)
+    assert job.result(timeout=120) == expected
+    digest = sha256(dumps(jobfuncs.memory_of))
+    calls = [(m, p, t.split(";")[0] if t else t) for m, p, _, t in sent.calls if m != "GET"]
+    assert calls == [
+        ("PUT", f"functions/{digest}", "application/octet-stream"),  # small: no GET first
+        ("POST", "jobs", "multipart/form-data"),
+    ]
+    with sqlite3.connect(server.home.db_path) as conn:
+        ((shared, path),) = conn.execute(
+            "SELECT shared, path FROM blobs WHERE kind = 'payload' AND job_id = ?", (job.id,)
+        ).fetchall()
+    assert shared == digest and path is not None  # the arguments are the job's file
+    sent.clear()
+    again = api.submit(jobfuncs.memory_of, big)
+    assert again.result(timeout=120) == expected
+    assert [m for m, p, _, _ in sent.calls if "functions/" in p] == []  # known by now
+
+
 def test_a_function_freed_meanwhile_is_sent_again(server, monkeypatch) -> None:
     fn = closing_over(os.urandom(10_000))
     digest = sha256(dumps(fn))
@@ -240,8 +268,8 @@ def test_a_kernel_types_jobs_name_its_functions_stored_once(server) -> None:
             (digest, *(j.id for j in jobs)),
         ).fetchall()
     assert named == [(3,)]
-    assert stored(server, digest)["references"] == 4  # the type and its three jobs
+    assert stored(server, digest)["references"] == 3  # the user's three jobs (and the type)
     api.delete_job_type("stored_once_measure")
     with pytest.raises(errors.JobTypeNotFound):
         api.get_job_type("stored_once_measure")
-    assert stored(server, digest)["references"] == 3
+    assert stored(server, digest)["references"] == 3  # kept: its jobs name it
