@@ -15,10 +15,10 @@ import pytest
 
 from jupyter_jobs import JobQueue, buffers, errors, protocol, shared
 from jupyter_jobs.models import FileBytes, JobSpec, Kind, Status
+from jupyter_jobs.oslayer import make_private_dir
 from jupyter_jobs.payload import dumps, function_payload
 from jupyter_jobs.shared import Function, HeldFunctions, LoadedFunctions, SharedPayload
 from jupyter_jobs.store import Store
-from jupyter_jobs.oslayer import make_private_dir
 from jupyter_jobs.store.schema import MIGRATIONS
 from jupyter_jobs.workspace import MARKER, folder_for, write_private
 
@@ -276,7 +276,7 @@ def test_big_arguments_stay_a_file_a_worker_maps_beside_their_stored_function(qu
     memory_of = {r[1] for r in found[:3]}
     assert len(memory_of) == 1 and None not in memory_of
     assert all(r[2] is not None and r[3] > big.nbytes for r in found[:3])
-    for job_id, _, path, _ in found[:3]:
+    for _, _, path, _ in found[:3]:
         head = (queue.store.workspace_root / path).read_bytes()[: len(buffers.MAGIC)]
         assert head == buffers.MAGIC  # the framed arguments, not a pack
     assert found[3][1] is not None and found[3][1] not in memory_of and found[3][2] is None
