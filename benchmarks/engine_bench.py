@@ -5,6 +5,12 @@ Workloads (issue 3): W1 N no-op jobs submitted one by one, then every result (jo
 same through `map` (jobs/s); W2 200 sequential submit->result round trips (p50/p99 ms); W3 50 jobs
 each returning 1 MB (MB/s). Every system gets 2 worker processes. jupyter_jobs and Huey store
 every job durably in SQLite; ProcessPoolExecutor and Dask keep them in memory.
+
+`--main CHECKOUT [--rounds 3]` measures only jupyter_jobs (its consumer in another process),
+this checkout's and CHECKOUT's side by side: each round runs one, then the other, each in a
+process of its own importing its own jupyter_jobs, and prints the load average before each;
+then the median and range of every column per checkout. Interleaved rounds let a machine's
+load change touch both alike.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
+import json
 import os
 import shutil
 import statistics
@@ -205,11 +213,66 @@ SYSTEMS = {
 }
 
 
+def run_in(checkout: str, jobs: int) -> Row:
+    """One jupyter_jobs row, measured in a process that imports `checkout`'s jupyter_jobs."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", "--jobs", str(jobs)],
+        env={**os.environ, "PYTHONPATH": checkout},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    ).stdout
+    return Row(**json.loads(out.splitlines()[-1]))
+
+
+def compare(main_checkout: str, jobs: int, rounds: int) -> None:
+    """This checkout's jupyter_jobs row beside `main_checkout`'s, in interleaved rounds."""
+    checkouts = {"this checkout": str(HERE.parent), main_checkout: main_checkout}
+    runs: dict[str, list[Row]] = {name: [] for name in checkouts}
+    print(f"{'round':<6} {'checkout':<22} {'load':>5} {'W1':>7} {'W1b':>7} {'W2 p50':>7}")
+    for n in range(rounds):
+        for name, path in checkouts.items():
+            load = os.getloadavg()[0]
+            row = run_in(path, jobs)
+            runs[name].append(row)
+            line = f"{n + 1:<6} {name:<22} {load:>5.2f} {row.w1:>7.0f} {row.w1b:>7.0f}"
+            print(f"{line} {row.w2_p50:>7.2f}", flush=True)
+    print(f"\n{os.cpu_count()} cores, {WORKERS} workers, N={jobs}, {rounds} rounds interleaved:")
+    print("median (min-max)\n")
+    columns = [("W1 jobs/s", "w1", 0), ("W1b jobs/s", "w1b", 0), ("W2 p50 ms", "w2_p50", 2)]
+    columns += [("W2 p99 ms", "w2_p99", 2), ("W3 MB/s", "w3", 0)]
+    header = f"{'checkout':<22}" + "".join(f" {title:>20}" for title, _, _ in columns)
+    print(header)
+    print("-" * len(header))
+    for name, rows in runs.items():
+        cells = [summary([getattr(r, field) for r in rows], digits) for _, field, digits in columns]
+        print(f"{name:<22}" + "".join(f" {cell:>20}" for cell in cells))
+
+
+def summary(values: list[float], digits: int) -> str:
+    median = statistics.median(values)
+    return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000, help="jobs in W1 and W1b")
     parser.add_argument("--only", help=f"comma-separated subset of {', '.join(SYSTEMS)}")
+    parser.add_argument("--main", help="a checkout to measure jupyter_jobs beside (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, with --main")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            jupyter_jobs_consumer_process(Path(tmp)) as system,
+        ):
+            print(json.dumps(dataclasses.asdict(measure(system, args.jobs))))
+        return
+    if args.main:
+        compare(args.main, args.jobs, args.rounds)
+        return
     names = args.only.split(",") if args.only else list(SYSTEMS)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -85,6 +85,19 @@ class JobTypeNotFound(JobsError):
         return cls(text, {"type": name})
 
 
+class FunctionNotFound(JobsError):
+    """A submit names a function (by sha256) the store does not have: never sent, or freed
+    since (`store/shared.py`); the client sends its bytes again."""
+
+    http_status = 404
+
+    @classmethod
+    def named(cls, sha256s: list[str]) -> FunctionNotFound:
+        """The refusal of the functions `sha256s`, every one named."""
+        names = ", ".join(sha256s)
+        return cls(f"no stored function with sha256 {names}: send its bytes", {"sha256": sha256s})
+
+
 class JobTypeConflict(JobsError):
     """The job type cannot be changed that way: an installed type's name is not a kernel's to
     take, nor to delete (uninstall its package)."""

@@ -14,14 +14,14 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import job_types, notebooks
+from . import job_types, notebooks, shared
 from . import options as opts
 from .channels import DEFAULT_READER, Results
 from .errors import PayloadError
 from .job import Backend, Job
 from .job_types import JobType, TypedRun
 from .models import JobSpec, Kind, Status
-from .payload import dumps, function_payload
+from .payload import call_bytes, dumps, function_bytes, function_payload
 from .schedules import Schedule, ScheduleSpec
 from .worker_info import WorkerInfo
 
@@ -70,18 +70,22 @@ class Jobs:
         options, kwargs = opts.split_options(kwargs)
         name = opts.function_name(fn, options.pop("name", None))
         spec = self.spec(Kind.FUNCTION, name, **options)
-        return self.backend.submit([(spec, function_payload(fn, args, kwargs))])[0]
+        function = shared.Function.of(function_bytes(fn))
+        payload = shared.payload_for(function, call_bytes(fn, args, kwargs))
+        return self.backend.submit([(spec, payload)])[0]
 
     def map(self, fn: Callable[..., Any], iterable: Iterable[Any], /, **options: Any) -> list[Job]:
         """One job per item, `fn(item)`, stored in one transaction; waits until it is stored.
 
         Options are `submit`'s. Job names get the item's index (`f[0]`, `f[1]`...), so the jobs
         can be told apart in a list, and an `idempotency_key` gets one too, so each item is one
-        job and a re-run of the same map stores nothing twice.
+        job and a re-run of the same map stores nothing twice. `fn` is pickled once, and stored
+        once (see `shared.py`): each job keeps only its item.
         """
         base = opts.function_name(fn, options.pop("name", None))
         key = options.pop("idempotency_key", None)
         spec = self.spec(Kind.FUNCTION, base, **options)  # validated once: items differ by name
+        function = shared.Function.of(function_bytes(fn))
         items = []
         for index, item in enumerate(iterable):
             item_spec = dataclasses.replace(
@@ -90,7 +94,7 @@ class Jobs:
                 idempotency_key=None if key is None else f"{key}[{index}]",
             )
             item_spec.validate()  # the index may make the name too long
-            items.append((item_spec, function_payload(fn, (item,), {})))
+            items.append((item_spec, shared.payload_for(function, call_bytes(fn, (item,), {}))))
         return self.backend.submit_and_wait(items)
 
     def submit_notebook(

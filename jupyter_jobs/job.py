@@ -24,8 +24,8 @@ from . import job_types, notebooks, payload
 from .buffers import Received
 from .errors import IllegalTransition, JobCancelled, JobFailed, JobNotFound, JobsError
 from .models import Job as JobRecord
-from .models import JobSpec, Kind, Page, Progress, Status
-from .submitter import BATCH_BYTES, Submitter, exiting
+from .models import Kind, Page, Progress, Status
+from .submitter import BATCH_BYTES, Items, Submitter, exiting
 from .worker_info import WorkerInfo
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ class Backend(abc.ABC):
         return self.get_many(job_ids)
 
     @abc.abstractmethod
-    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[JobRecord]:
+    def store_jobs(self, items: Items) -> list[JobRecord]:
         """Store jobs in one transaction, in order (the submitter's write); raises if refused."""
 
     def handle(self, record: JobRecord) -> Job:
@@ -203,7 +203,7 @@ class Backend(abc.ABC):
         """A handle for a job the submitter has yet to store."""
         return Job(self, None, name)
 
-    def submit(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[Job]:
+    def submit(self, items: Items) -> list[Job]:
         """Queue jobs to be stored together, in one transaction, after those queued before;
         their handles come back at once (see `submitter.py`)."""
         handles = [self.pending(spec.name) for spec, _ in items]
@@ -214,7 +214,7 @@ class Backend(abc.ABC):
         submitter.put(items, handles)
         return handles
 
-    def submit_and_wait(self, items: Sequence[tuple[JobSpec, bytes]]) -> list[Job]:
+    def submit_and_wait(self, items: Items) -> list[Job]:
         """`submit`, then wait until the group is stored (all of it, in one transaction), or
         raise what refused it (for `map`, and for a cell that shows its widget at once)."""
         if not items:

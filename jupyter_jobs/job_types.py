@@ -360,8 +360,9 @@ def encode_payload(payload: TypedPayload) -> bytes:
     return json.dumps(head, ensure_ascii=False).encode("utf-8") + b"\n" + payload.functions
 
 
-def decode_payload(data: bytes) -> TypedPayload:
-    """The inverse of `encode_payload`; `InvalidRequest` for bytes that are not one."""
+def decode_payload(data: bytes | memoryview, functions_apart: bool = False) -> TypedPayload:
+    """The inverse of `encode_payload`; `InvalidRequest` for bytes that are not one.
+    `functions_apart`: a kernel type's functions come apart (stored once: `shared.py`)."""
     head, _, functions = bytes(data).partition(b"\n")
     try:
         document = json.loads(head.decode("utf-8"))
@@ -370,7 +371,7 @@ def decode_payload(data: bytes) -> TypedPayload:
     if not isinstance(document, dict) or not isinstance(document.get("parameters"), dict):
         raise InvalidRequest("a typed job's payload must name its type and parameters")
     entry_point = document.get("entry_point")
-    if entry_point is None and not functions:
+    if entry_point is None and not functions and not functions_apart:
         raise InvalidRequest("a typed job's payload has neither an entry point nor functions")
     return TypedPayload(str(document.get("type")), document["parameters"], entry_point, functions)
 

@@ -15,6 +15,9 @@ cell's tracebacks with them, `Cell In[7], line 3`, as the kernel would.
 Payloads (and a worker's results, runner.py) are `dumps_framed`: big NumPy arrays go beside the
 pickle as their own memory (buffers.py) instead of being copied into it; `loads` takes either
 form.
+
+A function job from `Jobs.submit` or `map` pickles its function and its `{"args", "kwargs"}`
+apart (`function_bytes`, `call_bytes`), so that the function is stored once (`shared.py`).
 """
 
 from __future__ import annotations
@@ -232,20 +235,55 @@ def _culprits(items: Iterable[tuple[str, Any]]) -> list[str]:
 def function_payload(
     fn: Any, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
 ) -> bytes | buffers.Framed:
-    """The payload for `fn(*args, **kwargs)` (its big arrays beside it, buffers.py);
-    PayloadError names each part dill cannot take."""
-    if not callable(fn):
-        raise PayloadError(f"a function job needs a callable, got {describe_type(fn)}")
+    """The payload for `fn(*args, **kwargs)` as one pickle, its big arrays beside it
+    (buffers.py): a schedule's target. `Jobs.submit` and `map` send the function apart
+    (`function_bytes`, `call_bytes`, `shared.py`). PayloadError names each part dill cannot
+    take."""
+    _check_callable(fn)
     kwargs = dict(kwargs or {})
     try:
         return dumps_framed({"fn": fn, "args": tuple(args), "kwargs": kwargs})
     except Exception as exc:
-        name = getattr(fn, "__qualname__", None) or repr(fn)
-        items = [(f"the function '{name}'", fn)]
-        items += [(f"argument {i}", value) for i, value in enumerate(args)]
-        items += [(f"keyword argument '{key}'", value) for key, value in kwargs.items()]
-        problems = _culprits(items) or [f"the call cannot be sent: {exc}"]
-        raise PayloadError("; ".join(problems), {"problems": problems}) from exc
+        raise _call_error(fn, args, kwargs, exc) from exc
+
+
+def function_bytes(fn: Any) -> bytes:
+    """The function of a function job, pickled on its own (stored once: `shared.py`)."""
+    _check_callable(fn)
+    try:
+        return dumps(fn)
+    except Exception as exc:
+        raise _call_error(fn, (), {}, exc) from exc
+
+
+def call_bytes(fn: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes | buffers.Framed:
+    """The arguments of one call of `fn`, pickled without the function: `{"args", "kwargs"}`,
+    their big arrays beside the pickle (buffers.py)."""
+    try:
+        return dumps_framed({"args": tuple(args), "kwargs": dict(kwargs)})
+    except Exception as exc:
+        raise _call_error(fn, args, kwargs, exc, with_function=False) from exc
+
+
+def _check_callable(fn: Any) -> None:
+    if not callable(fn):
+        raise PayloadError(f"a function job needs a callable, got {describe_type(fn)}")
+
+
+def _call_error(
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    exc: Exception,
+    with_function: bool = True,
+) -> PayloadError:
+    """A PayloadError naming every part of the call dill refuses, at once."""
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    items = [(f"the function '{name}'", fn)] if with_function else []
+    items += [(f"argument {i}", value) for i, value in enumerate(args)]
+    items += [(f"keyword argument '{key}'", value) for key, value in kwargs.items()]
+    problems = _culprits(items) or [f"the call cannot be sent: {exc}"]
+    return PayloadError("; ".join(problems), {"problems": problems})
 
 
 def _parse(code: str) -> ast.Module:

@@ -14,6 +14,9 @@ Big variables do not go through the executor's memory (buffers.py): a payload th
 a file goes as its path ("payload_file", `job_frame`), and a worker given a "result_dir" (the
 store's incoming folder) leaves a large result there as a file it names in its "done" frame
 ("result_file"), which the store takes. Both are on this machine: the local executor's workers.
+A job whose function is stored once goes as a pack (`shared.py`): the function (cut out when
+the worker holds it) and the job's arguments, or the function alone when the arguments are in
+a file ("payload_file" then names the arguments).
 
 A short job may be sent to a worker that is still busy ("job" with "queued": true), so that the
 worker starts it the moment the current one ends. The worker then says "start" when it does.
@@ -47,6 +50,7 @@ from enum import Enum
 from typing import Any
 
 from .models import FileBytes
+from .shared import SharedPayload, Task, pack
 
 PREFIX = struct.Struct("!IQ")
 MAX_HEADER = 1 << 20
@@ -123,8 +127,18 @@ def job_header(
     }
 
 
-def job_frame(header: dict[str, Any], payload: bytes | FileBytes) -> Frame:
-    """A "job" frame; a payload kept in a file goes as its path, for the worker to read."""
+def job_frame(header: dict[str, Any], payload: Task) -> Frame:
+    """A "job" frame; a payload kept in a file goes as its path, for the worker to read. A
+    function stored once goes packed with the job's arguments (`shared.pack`), or alone when
+    they are in a file."""
+    if not isinstance(payload, SharedPayload):
+        return _by_path(header, payload)
+    header, arguments = _by_path(header, payload.arguments)
+    function = payload.function
+    return header, pack(function.sha256, function.data or b"", arguments)
+
+
+def _by_path(header: dict[str, Any], payload: Any) -> Frame:
     if isinstance(payload, FileBytes):
         return {**header, "payload_file": payload.path, "payload_len": payload.size}, b""
     return header, payload

@@ -17,8 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import typed_run
-from .buffers import Framed
+from . import shared, typed_run
 from .channels import Batch
 from .consumer import Consumer, consumer_is_alive
 from .errors import InvalidRequest, JobsError
@@ -30,7 +29,7 @@ from .models import Change, JobSpec, JobUser, Page
 from .models import Job as JobRecord
 from .schedules import Schedule, ScheduleSpec
 from .store import Store
-from .submitter import EXIT_WAIT
+from .submitter import EXIT_WAIT, Items
 from .type_registry import TypeRegistry
 from .worker_info import WorkerInfo
 
@@ -53,10 +52,10 @@ class StoreBackend(Backend):
     def _on_changes(self, changes: list[Change]) -> None:
         self.resolve(c.job for c in changes if c.what == "transition" and c.job.finished)
 
-    def store_jobs(self, items: Sequence[tuple[JobSpec, bytes | Framed]]) -> list[JobRecord]:
+    def store_jobs(self, items: Items) -> list[JobRecord]:
         # The store takes bytes: a framed payload's parts are joined, once, as a pickle was.
         return self.store.enqueue_many(
-            [(spec, bytes(payload)) for spec, payload in items], self.user
+            [(spec, shared.joined(payload)) for spec, payload in items], self.user
         )
 
     def get(self, job_id: int) -> JobRecord:

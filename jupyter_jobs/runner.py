@@ -27,6 +27,7 @@ import asyncio
 import base64
 import codecs
 import contextlib
+import dataclasses
 import faulthandler
 import functools
 import importlib
@@ -48,7 +49,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
@@ -69,6 +70,7 @@ from . import (
     oslayer,
     protocol,
     rng,
+    shared,
     start_log,
     streams,
     tty_system,
@@ -80,6 +82,8 @@ from .progress import JobContext, install_tqdm_bridge, job_context
 from .protocol import FrameType
 from .submitter import flush_all
 from .workspace import write_private
+
+T = TypeVar("T")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: Seconds between two reads of the output pipes where they cannot be waited on (Windows).
@@ -535,8 +539,9 @@ def _job_traceback(exc: BaseException) -> str:
 
 #: What the inbox reads of a "job" frame's body (`_read_body`): the payload and, for a cell
 #: that runs after others, their results (chains.py), each plain bytes or a framed pickle
-#: whose arrays are read already (buffers.py); or why it could not be read.
-JobBody = tuple[buffers.Loadable, list[buffers.Loadable]] | buffers.FramingError
+#: whose arrays are read already (buffers.py), a function job's pack as its parts, its
+#: function whole (`shared.HeldFunctions.receive`); or why it could not be read.
+JobBody = tuple[buffers.Loadable | shared.Unpacked, list[buffers.Loadable]] | buffers.FramingError
 
 
 def _read_body(header: dict[str, Any], stream: buffers.Readable, size: int) -> Any:
@@ -552,8 +557,13 @@ def _read_body(header: dict[str, Any], stream: buffers.Readable, size: int) -> A
 
 
 def _load(data: buffers.Loadable) -> dict[str, Any]:
+    return _loading(lambda: payloads.load_payload(data))
+
+
+def _loading(load: Callable[[], T]) -> T:
+    """`load()`, or the job fails `payload` saying why."""
     try:
-        return payloads.load_payload(data)
+        return load()
     except Exception as exc:
         where = f"Python {platform.python_version()} at {sys.executable}"
         raise Failure(
@@ -564,9 +574,30 @@ def _load(data: buffers.Loadable) -> dict[str, Any]:
         ) from None
 
 
-def _run_function(data: buffers.Loadable) -> bytes | buffers.Framed:
-    job = _load(data)
-    fn, args, kwargs = job["fn"], job.get("args", ()), job.get("kwargs", {})
+#: A pack's function, loaded (or kept from an earlier job of the worker: `shared.py`).
+Loaded = Callable[[shared.Unpacked], Any]
+#: A job's payload as the runner gets it: as received (or mapped), or a pack's parts.
+Body = buffers.Loadable | shared.Unpacked
+
+
+def _unpacked(body: Body) -> shared.Unpacked | None:
+    """A function or typed job's pack, in parts; None for a payload that is not one."""
+    if isinstance(body, shared.Unpacked):
+        return body
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        return None  # a framed pickle, read into its arrays
+    return _loading(lambda: shared.unpack(body))
+
+
+def _run_function(data: Body, loaded: Loaded) -> bytes | buffers.Framed:
+    unpacked = _unpacked(data)
+    if unpacked is None:  # one pickle of the whole call (a schedule's, or from before)
+        job = _load(data)
+        fn, args, kwargs = job["fn"], job.get("args", ()), job.get("kwargs", {})
+    else:
+        fn = _loading(lambda: loaded(unpacked))
+        call = _load(unpacked.arguments)
+        args, kwargs = call.get("args", ()), call.get("kwargs", {})
     try:
         value = fn(*args, **kwargs)
         if inspect.iscoroutine(value):
@@ -600,10 +631,15 @@ def _run_notebook(
         raise Failure("payload", "PayloadError", str(exc)) from None
 
 
-def _run_typed(data: buffers.Loadable, header: dict[str, Any]) -> tuple[bytes, Any]:
-    """A typed job (`typed_run.py`): its result bytes and its summary."""
+def _run_typed(data: Body, header: dict[str, Any], loaded: Loaded) -> tuple[bytes, Any]:
+    """A typed job (`typed_run.py`): its result bytes and its summary. A kernel type's
+    functions come packed with the job's parameters, and are loaded once per worker."""
+    unpacked = _unpacked(data)
     try:
-        return typed_run.run(data, header["job_id"], header["attempt"])
+        if unpacked is None:
+            return typed_run.run(data, header["job_id"], header["attempt"])
+        functions = functools.partial(loaded, unpacked)
+        return typed_run.run(unpacked.arguments, header["job_id"], header["attempt"], functions)
     except typed_run.TypeNotLoaded as exc:
         raise Failure("payload", "PayloadError", str(exc)) from None
     except typed_run.RunFailed as failed:
@@ -828,6 +864,12 @@ class Worker:
         self.environ_raw = dict(_raw_environ())
         #: What the last job left to do once it is reported (a notebook's kernel to shut down).
         self.after_done: list[Callable[[], None]] = []
+        #: The functions of the jobs it ran, loaded once each (`shared.py`).
+        self.functions = shared.LoadedFunctions()
+
+    def _loaded(self, cwd: str) -> Loaded:
+        """How a job run in `cwd` gets its pack's function: loaded once per worker."""
+        return lambda unpacked: self.functions.get(unpacked, cwd, payloads.loads)
 
     @contextmanager
     def _in_directory(self, cwd: str) -> Iterator[None]:
@@ -872,7 +914,7 @@ class Worker:
                 "executable": sys.executable,
             }
         )
-        inbox = _Inbox(self.channel, self.lease)
+        inbox = _Inbox(self.channel, self.lease, shared.HeldFunctions())
         done: tuple[dict[str, Any], list[Any]] | None = None  # sent with the next "start"
         while True:
             job = inbox.take()
@@ -941,9 +983,9 @@ class Worker:
                         payload, self.reporter.report, self._checkpoint, interval, self.after_done
                     )
                 elif header["kind"] == "typed":
-                    result, summary = _run_typed(payload, header)
+                    result, summary = _run_typed(payload, header, self._loaded(cwd))
                 else:
-                    result = _run_function(payload)
+                    result = _run_function(payload, self._loaded(cwd))
         except Failure as failure:
             error, reason, result = failure.error, failure.reason, failure.result
         finally:
@@ -990,20 +1032,24 @@ class Worker:
             os._exit(1)
 
 
-def _job_body(header: dict[str, Any], body: Any) -> tuple[buffers.Loadable, list[buffers.Loadable]]:
+def _job_body(header: dict[str, Any], body: Any) -> tuple[Body, list[buffers.Loadable]]:
     """The payload (and upstream results) as the inbox read them, or the file the header names
-    (a large payload, on this machine: never through the executor), its arrays mapped."""
-    path = header.get("payload_file")
-    if path is not None:
-        try:
-            body = buffers.map_file(path, int(header["payload_len"]))
-        except (OSError, ValueError, EOFError) as exc:
-            message = f"the payload file {path} could not be read in the worker: {exc}"
-            raise Failure("payload", type(exc).__name__, message) from None
+    (a large payload, on this machine: never through the executor), its arrays mapped. A pack
+    that comes with a file holds the function the file's arguments are for (`shared.py`)."""
     if isinstance(body, buffers.FramingError):
         message = f"the payload could not be read in the worker: {body}"
         raise Failure("payload", "FramingError", message)
-    return body if isinstance(body, tuple) else (body, [])
+    payload, upstream = body if isinstance(body, tuple) else (body, [])
+    path = header.get("payload_file")
+    if path is not None:
+        try:
+            mapped = buffers.map_file(path, int(header["payload_len"]))
+        except (OSError, ValueError, EOFError) as exc:
+            message = f"the payload file {path} could not be read in the worker: {exc}"
+            raise Failure("payload", type(exc).__name__, message) from None
+        unpacked = _unpacked(payload)
+        payload = mapped if unpacked is None else dataclasses.replace(unpacked, arguments=mapped)
+    return payload, upstream
 
 
 def _leave_result(folder: str | None, result: bytes | buffers.Framed | None) -> str | None:
@@ -1031,12 +1077,16 @@ class _Inbox:
     """The executor's frames, read by a thread of their own into a queue of jobs.
 
     A job sent ahead waits here while the current one runs; a "skip" for it is answered at
-    once, so the executor can take it back from a worker stuck on a long job.
+    once, so the executor can take it back from a worker stuck on a long job. `held`: the
+    functions this worker holds (the executor sends each once: `shared.HeldFunctions`).
     """
 
-    def __init__(self, channel: protocol.Channel, lease: _LeaseWatch) -> None:
+    def __init__(
+        self, channel: protocol.Channel, lease: _LeaseWatch, held: shared.HeldFunctions
+    ) -> None:
         self.channel = channel
         self.lease = lease
+        self.held = held
         self._jobs: deque[protocol.Frame] = deque()
         self._ready = threading.Condition()
         self._closed = False  # "exit", or the executor is gone
@@ -1067,7 +1117,8 @@ class _Inbox:
                     break
                 with self._ready:
                     if header["t"] == FrameType.JOB:
-                        self._jobs.append(frame)
+                        # Counted as it comes, as the executor counted it when it sent it.
+                        self._jobs.append((header, self._held(frame[1])))
                         self._ready.notify()
                     elif header["t"] == FrameType.SKIP:
                         self._skip(header["job_id"])
@@ -1083,6 +1134,12 @@ class _Inbox:
             with self._ready:
                 self._closed = True
                 self._ready.notify()
+
+    def _held(self, body: JobBody) -> JobBody:
+        """A job's body with its pack's function whole again (`shared.HeldFunctions`)."""
+        if not isinstance(body, tuple):
+            return body
+        return self.held.receive(body[0]), body[1]
 
     def _skip(self, job_id: int) -> None:
         # Not found: it has started or ended already, as the executor learns from our frames.

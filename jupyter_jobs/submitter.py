@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING
 from .errors import InvalidRequest, JobNotFound, JobsError, PayloadTooLarge
 from .models import Job as JobRecord
 from .models import JobSpec
+from .shared import Payload, parts_size
 
 if TYPE_CHECKING:
     from .job import Job
 
 log = logging.getLogger(__name__)
 
-Items = Sequence[tuple[JobSpec, bytes]]
+Items = Sequence[tuple[JobSpec, Payload]]
 
 #: Jobs in one batch at most (the server takes up to 10,000 in a request).
 BATCH_ITEMS = 1000
@@ -95,11 +96,20 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 @dataclass
 class Group:
-    """Jobs submitted together (one `submit`, or one `map`): stored in one transaction."""
+    """Jobs submitted together (one `submit`, or one `map`): stored in one transaction.
+
+    `size` is its payloads' own bytes; the functions they share (`shared.py`) go once per
+    batch, whatever the number of groups that call them."""
 
     items: Items
     handles: list[Job]
     size: int
+    functions: dict[str, int]
+
+    @property
+    def weight(self) -> int:
+        """The memory it holds, its functions included."""
+        return self.size + sum(self.functions.values())
 
 
 class Submitter:
@@ -125,21 +135,21 @@ class Submitter:
 
     def put(self, items: Items, handles: list[Job]) -> None:
         """Queue one group; its handles are stored or refused later, in submission order."""
-        group = Group(items, handles, sum(len(payload) for _, payload in items))
+        group = Group(items, handles, *parts_size(payload for _, payload in items))
         with self._cond:
             self._cond.wait_for(self._has_room)
             if self._closed:
                 raise JobsError("this queue or connection was closed: nothing more is submitted")
             self._queue.append(group)
             self._queued_items += len(items)
-            self._queued_bytes += group.size
+            self._queued_bytes += group.weight
             if self._thread is None:
                 try:
                     self._start_thread()
                 except BaseException:  # nothing will store it: the caller hears so, now
                     self._queue.pop()
                     self._queued_items -= len(items)
-                    self._queued_bytes -= group.size
+                    self._queued_bytes -= group.weight
                     raise
             self._cond.notify_all()
 
@@ -188,7 +198,7 @@ class Submitter:
                     return
                 self._sending = self._take()
                 self._queued_items -= sum(len(group.items) for group in self._sending)
-                self._queued_bytes -= sum(group.size for group in self._sending)
+                self._queued_bytes -= sum(group.weight for group in self._sending)
                 self._cond.notify_all()  # room for a waiting `put`
             settles: list[Settle] = []
             try:
@@ -235,20 +245,25 @@ class Submitter:
             settle()
 
     def _take(self) -> list[Group]:
-        """The next batch: the first group, and the small groups behind it that fit."""
+        """The next batch: the first group, and the small groups behind it that fit (a
+        function the batch shares counts once)."""
         batch = [self._queue.popleft()]
         if batch[0].size > self._alone_over:
             return batch
-        items, size = len(batch[0].items), batch[0].size
+        items, size = len(batch[0].items), batch[0].weight
+        functions = dict(batch[0].functions)
         while self._queue:
             group = self._queue[0]
             if group.size > self._alone_over:
                 break
-            if items + len(group.items) > BATCH_ITEMS or size + group.size > BATCH_BYTES:
+            new = {k: v for k, v in group.functions.items() if k not in functions}
+            grown = size + group.size + sum(new.values())
+            if items + len(group.items) > BATCH_ITEMS or grown > BATCH_BYTES:
                 break
             batch.append(self._queue.popleft())
             items += len(group.items)
-            size += group.size
+            size = grown
+            functions.update(new)
         return batch
 
     def _deliver(self, batch: list[Group], settles: list[Settle]) -> None:

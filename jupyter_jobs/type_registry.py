@@ -4,14 +4,16 @@ Installed types come from a describer (the server's runs `typed_run describe` in
 interpreter, `server/installed_types.py`; `JobQueue` and the CLI import them in-process) and
 kernel types from the store (`store/types.py`). An installed name wins: a kernel cannot
 register it, nor delete it. `prepare` checks a typed job's parameters against its type's schema
-and builds its payload (`job_types.encode_payload`): the entry point to import, or a copy of the
-kernel type's function bytes (never loaded here); `schedule_payload` does the same once for a
-schedule of a typed job, whose runs all take that payload. Every method is blocking (SQLite): the
-server calls them in its thread pool.
+and builds its payload (`job_types.encode_payload`): the entry point to import, or the kernel
+type's functions, stored once, which the job names (`shared.py`; never loaded here).
+`schedule_payload` does the same once for a schedule of a typed job, whose runs all take that
+payload: a copy of a kernel type's function bytes, so that the schedule keeps working whatever
+becomes of the type. Every method is blocking (SQLite): the server calls them in its thread pool.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 
@@ -20,6 +22,7 @@ from .errors import InvalidRequest, JobTypeConflict, JobTypeNotFound
 from .job_types import JobType, TypedPayload
 from .models import JobSpec, Kind
 from .schedules import ScheduleSpec
+from .shared import Payload, SharedPayload
 from .store import Store
 
 
@@ -87,7 +90,7 @@ class TypeRegistry:
             )
         self.store.delete_type(name)
 
-    def prepare(self, spec: JobSpec) -> tuple[JobSpec, bytes]:
+    def prepare(self, spec: JobSpec) -> tuple[JobSpec, Payload]:
         """A typed job's spec (parameters checked; a kernel type's interpreter and cwd where
         the spec names none) and payload. `JobTypeNotFound` for an unknown type (it names
         the known ones), `InvalidRequest` naming every bad parameter."""
@@ -102,18 +105,23 @@ class TypeRegistry:
                 )
             parameters = job_types.check_parameters(installed, spec.parameters)
             payload = TypedPayload(name, parameters, entry_point=installed.entry_point)
+            function = None
         else:
             try:
-                kernel, functions = self.store.type_functions(name)
+                kernel, function = self.store.type_functions(name)
             except JobTypeNotFound:
                 raise JobTypeNotFound.named(name, [t.name for t in self.all()]) from None
             parameters = job_types.check_parameters(kernel, spec.parameters)
-            payload = TypedPayload(name, parameters, functions=functions)
+            if isinstance(function, bytes):  # a type registered before functions were shared
+                payload, function = TypedPayload(name, parameters, functions=function), None
+            else:
+                payload = TypedPayload(name, parameters)
             spec.interpreter = spec.interpreter or kernel.interpreter
             spec.cwd = spec.cwd or kernel.cwd
         spec.parameters = parameters
         spec.validate()
-        return spec, job_types.encode_payload(payload)
+        data = job_types.encode_payload(payload)
+        return spec, data if function is None else SharedPayload(function, data)
 
     def schedule_payload(self, spec: ScheduleSpec) -> bytes:
         """The payload every run of a typed schedule takes, its parameters checked against the
@@ -132,4 +140,8 @@ class TypeRegistry:
         for option in ("interpreter", "cwd"):
             if getattr(job, option) and spec.job.get(option) is None:
                 spec.job[option] = getattr(job, option)
-        return payload
+        if isinstance(payload, SharedPayload):  # the functions' bytes go into the payload
+            built = job_types.decode_payload(bytes(payload.arguments), functions_apart=True)
+            built = dataclasses.replace(built, functions=payload.function.data)
+            return job_types.encode_payload(built)
+        return bytes(payload)

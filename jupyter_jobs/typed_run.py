@@ -77,15 +77,18 @@ def describe_installed() -> list[JobType]:
     return list(found.values())
 
 
-def _functions(payload: job_types.TypedPayload) -> tuple[Callable[..., Any], Any]:
-    """(run, summarize) of the payload's type."""
+def _functions(
+    payload: job_types.TypedPayload, load: Callable[[], Any] | None
+) -> tuple[Callable[..., Any], Any]:
+    """(run, summarize) of the payload's type; `load`: gets a kernel type's functions stored
+    apart from the payload (`shared.py`)."""
     if payload.entry_point is not None:  # not described: no schema check needed to run it
         fn = import_entry_point(payload.type, payload.entry_point)
         return fn, job_types.summarize_of(fn)
     from . import payload as payloads
 
     try:
-        loaded = payloads.load_payload(payload.functions)
+        loaded = load() if load is not None else payloads.load_payload(payload.functions)
     except Exception as exc:
         raise TypeNotLoaded(
             f"job type {payload.type!r}: its functions cannot be loaded in this worker "
@@ -96,16 +99,19 @@ def _functions(payload: job_types.TypedPayload) -> tuple[Callable[..., Any], Any
     return loaded["run"], loaded.get("summarize")
 
 
-def run(data: bytes, job_id: int, attempt: int) -> tuple[bytes, Any]:
-    """Run the typed job in `data`; (result bytes, summary). `TypeNotLoaded` when its type
-    cannot be loaded, `RunFailed` when the run function raised."""
+def run(
+    data: bytes | memoryview, job_id: int, attempt: int, functions: Callable[[], Any] | None = None
+) -> tuple[bytes, Any]:
+    """Run the typed job in `data`; (result bytes, summary). `functions`: loads a kernel
+    type's functions when they come apart from `data` (a pack's: `shared.py`). `TypeNotLoaded`
+    when its type cannot be loaded, `RunFailed` when the run function raised."""
     from . import payload as payloads
 
     try:
-        payload = job_types.decode_payload(data)
+        payload = job_types.decode_payload(data, functions_apart=functions is not None)
     except InvalidRequest as exc:
         raise TypeNotLoaded(exc.message) from None
-    fn, summarize = _functions(payload)
+    fn, summarize = _functions(payload, functions)
     try:
         value = fn(**payload.parameters)
         if inspect.iscoroutine(value):

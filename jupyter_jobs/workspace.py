@@ -1,4 +1,5 @@
-"""The folder of one database's job files: large payloads, results and outputs, and every log.
+"""The folder of one database's job files: large payloads, results and outputs, every log, and
+the large functions stored once (`shared/`).
 
 Why it exists: those files are named by job id, and job ids start at 1 in every database. A
 folder shared by two databases (two in one directory, or a new database beside a deleted one's
@@ -34,6 +35,8 @@ Buffer = bytes | bytearray | memoryview
 
 #: The file in the folder that names the database it belongs to (its workspace id).
 MARKER = "workspace-id"
+#: The folder of the functions stored once (`store/shared.py`), beside the job folders.
+SHARED_FOLDER = "shared"
 #: Where every database in a directory kept its files before workspaces had ids.
 LEGACY_FOLDER = "jobs"
 #: The folder of files on their way to a job (`Workspace.incoming`).
@@ -115,6 +118,17 @@ class Workspace:
         target = self._make_job_folder(job_id) / name
         write_private(target, data)
         return target, f"{job_id}/{name}"
+
+    def write_shared(self, sha256: str, data: bytes) -> tuple[Path, str]:
+        """Write a function stored once (`store/shared.py`) into `shared/`; its path and the
+        row's `path`. Each write gets a new name, so removing a freed function's file after
+        its commit never removes the file of the same function stored again meanwhile."""
+        folder = self.root / SHARED_FOLDER
+        if not folder.is_dir():
+            make_private_dir(folder)
+        name = f"{sha256}.{secrets.token_hex(4)}"
+        write_private(folder / name, data)
+        return folder / name, f"{SHARED_FOLDER}/{name}"
 
     def incoming(self) -> Path:
         """The folder of files a job will take (`adopt`): large submits the server writes as

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -180,8 +181,44 @@ def streams_demo() -> int:
     return child.pid
 
 
+#: How many times a `CountsLoads` was unpickled in this process (a worker's count).
+LOADS = 0
+
+
+class CountsLoads:
+    """Closed over by a function, it counts how often a worker unpickles that function."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return _loaded_once_more, ()
+
+
+def _loaded_once_more() -> CountsLoads:
+    global LOADS
+    LOADS += 1
+    return CountsLoads()
+
+
+def counting_loads(tag: str) -> object:
+    """A function whose unpickling counts (`LOADS`); it returns (its worker's pid, LOADS).
+    Functions of different tags are different functions (other bytes)."""
+    counter = CountsLoads()
+
+    def loads_here(_item: object) -> tuple[int, int]:
+        assert counter is not None and tag  # closed over: unpickled with the function
+        # Read from the module: a copy of its globals travels with a function sent by value.
+        return os.getpid(), importlib.import_module("jobfuncs").LOADS
+
+    return loads_here
+
+
 def big_array(n: int):
     """A NumPy array of `n` bytes: a result big enough to travel out of band (buffers.py)."""
     import numpy as np
 
     return np.arange(n, dtype=np.uint8)
+
+
+def memory_of(arr) -> tuple[str, bool, int]:
+    """Where a received array's memory is (its base's type: `mmap` for a payload file a worker
+    mapped copy-on-write, buffers.py), whether it is aligned, and its sum."""
+    return type(arr.base).__name__, bool(arr.flags.aligned), int(arr.sum())

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -505,6 +506,39 @@ async def test_consumer_and_store_run_jobs_on_dask(cluster, db_path):
         assert doomed.status is Status.CANCELLED
         record = store.get(added.id)
         assert record.kind is Kind.FUNCTION and record.attempt == 1
+    finally:
+        queue.close()
+        await consumer.stop()
+        store.close()
+
+
+async def test_functions_stored_once_reach_dask_workers_packed(cluster, db_path):
+    import numpy as np
+
+    address = cluster.scheduler_address
+    store = Store(db_path)
+    consumer = Consumer(store, lambda events: DaskExecutor(events, 2, scheduler_address=address))
+    await consumer.start()
+    queue = JobQueue(db_path)
+    data = os.urandom(3000)
+
+    def size_plus(x: int) -> int:  # sent by value, and large enough to be stored once
+        return len(data) + x
+
+    try:
+        big = np.arange(2**17, dtype=np.int64)  # 1 MiB: the job's file, beside its function
+        in_file = queue.submit(jobfuncs.memory_of, big)
+        mapped = queue.map(size_plus, range(3))
+        # The Dask executor reads the arguments in (its workers may be elsewhere): no mapping.
+        assert await asyncio.to_thread(in_file.result, 60) == ("NoneType", True, int(big.sum()))
+        assert [await asyncio.to_thread(j.result, 60) for j in mapped] == [3000, 3001, 3002]
+        with sqlite3.connect(db_path) as conn:
+            named = conn.execute(
+                "SELECT shared IS NOT NULL, path IS NOT NULL FROM blobs "
+                "WHERE kind = 'payload' AND job_id IN (?, ?)",
+                (in_file.id, mapped[0].id),
+            ).fetchall()
+        assert named == [(1, 1), (1, 0)]  # both name their function; the big call is a file
     finally:
         queue.close()
         await consumer.stop()

@@ -38,6 +38,7 @@ from jupyter_jobs.server.access import identifies_users
 from jupyter_jobs.server.app import TOKEN_ENV, URL_ENV, JobsApp, resolve_executor
 from jupyter_jobs.server.channel_handlers import NAME
 from jupyter_jobs.server.emitter import SCHEMA_ID
+from jupyter_jobs.server.function_handlers import SHA256
 from jupyter_jobs.server.handlers import ID, ROUTES
 from jupyter_jobs.server.schedule_handlers import SID
 from jupyter_jobs.server.type_handlers import TYPE
@@ -179,7 +180,7 @@ def route_requests() -> list[tuple[str, str]]:
     out = []
     for pattern, handler in ROUTES:
         path = pattern.replace(ID, "1").replace(SID, "1").replace(TYPE, "t").replace(NAME, "c")
-        path = path.replace(WORKER_ID, "w").lstrip("/")
+        path = path.replace(WORKER_ID, "w").replace(SHA256, "0" * 64).lstrip("/")
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             if method.lower() in vars(handler):
                 out.append((method, path))
@@ -195,13 +196,14 @@ def body_for(method: str) -> dict[str, Any] | None:
 
 def test_route_requests_cover_every_route() -> None:
     requests = route_requests()
-    assert len(requests) == 35
+    assert len(requests) == 37
     assert {p for _, p in requests} == {
         p.replace(ID, "1")
         .replace(SID, "1")
         .replace(TYPE, "t")
         .replace(NAME, "c")
         .replace(WORKER_ID, "w")
+        .replace(SHA256, "0" * 64)
         .lstrip("/")
         for p, _ in ROUTES
     }

@@ -16,6 +16,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..errors import WorkerNotDrainable
 from ..models import FileBytes, Kind, Outcome, Progress, Reason
+from ..shared import SharedPayload
 from ..start_log import StartLog
 from ..worker_info import WorkerInfo
 
@@ -27,15 +28,16 @@ class Task:
     """One attempt of one job, as the executor needs it.
 
     `payload` is the opaque dill bytes the client sent, or the file the store keeps them in
-    (large ones: a worker on this machine reads it itself, `protocol.job_frame`); only the
-    runner in the worker loads it.
+    (large ones: a worker on this machine reads it itself, `protocol.job_frame`), or a function
+    stored once beside the job's arguments (`shared.SharedPayload`: `protocol.job_frame` packs
+    them); only the runner in the worker loads it.
     """
 
     job_id: int
     attempt: int
     kind: Kind
     name: str
-    payload: bytes | FileBytes
+    payload: bytes | FileBytes | SharedPayload
     interpreter: str | None = None
     cwd: str | None = None
     options: dict[str, Any] = field(default_factory=dict)

@@ -52,6 +52,7 @@ from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 from traitlets import Float, Unicode
 
+from .. import shared
 from ..models import FileBytes, Kind, Outcome, Progress, Reason, now
 from ..worker_info import WorkerInfo, WorkerStatus
 from .base import Executor, ExecutorEvents, Task
@@ -232,6 +233,8 @@ class DaskExecutor(Executor):
         payload: bytes | Future = task.payload
         if isinstance(payload, FileBytes):  # the cluster's workers may be elsewhere: bytes
             payload = await asyncio.to_thread(payload.read)
+        elif isinstance(payload, shared.SharedPayload):  # a function stored once: packed for them
+            payload = await asyncio.to_thread(shared.packed, payload)
         if len(payload) > _SCATTER_ABOVE:  # large bytes do not belong in the task graph
             try:
                 payload = run.payload = await client.scatter(payload, hash=False)

@@ -375,7 +375,8 @@ class LocalExecutor(Executor):
     def _send_job(self, run: Run, worker: Worker) -> None:
         worker.state, worker.run, run.worker = WorkerState.BUSY, run, worker
         worker.kernel = None  # busy; kept again once done, if it is a cell's
-        worker.send(*protocol.job_frame(self._job_header(run.task), run.task.payload))
+        payload = worker.functions.send(run.task.payload)  # each function once per worker
+        worker.send(*protocol.job_frame(self._job_header(run.task), payload))
         self._report_start(run)
 
     def _report_start(self, run: Run) -> None:
@@ -478,7 +479,8 @@ class LocalExecutor(Executor):
             worker.ahead.append(run)
             run.worker = worker
             header = {**self._job_header(run.task), "queued": True}
-            frame = protocol.job_frame(header, run.task.payload)
+            payload = worker.functions.send(run.task.payload)  # each function once per worker
+            frame = protocol.job_frame(header, payload)
             batches.setdefault(worker, []).append(frame)
         for worker, frames in batches.items():
             worker.send_frames(frames)

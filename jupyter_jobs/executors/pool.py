@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import protocol
 from ..protocol import WorkerState
+from ..shared import HeldFunctions
 from ..worker_info import WorkerInfo, WorkerStatus
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class Worker:
     jobs_done: int = 0
     draining: bool = False  # halts once its current job is over (`LocalExecutor.drain`)
     one_time: bool = False  # started for one `fresh_worker` run; exits after it
+    #: The functions it holds: each is sent to it once (`shared.HeldFunctions`).
+    functions: HeldFunctions = field(default_factory=HeldFunctions)
 
     @property
     def pid(self) -> int:

@@ -37,7 +37,9 @@ from ..job_types import JobType
 from ..models import Job as JobRecord
 from ..models import JobSpec, Page
 from ..schedules import Schedule, ScheduleSpec
+from ..shared import Payload, SharedPayload, size
 from ..worker_info import WorkerInfo
+from .functions import FunctionSender
 
 if TYPE_CHECKING:
     from .handle import RemoteJob
@@ -67,8 +69,6 @@ RESULTS_BYTES = 2**20
 
 _UNKNOWN = object()
 
-#: What a kernel submits: pickle bytes, or a pickle and its arrays beside it (buffers.py).
-Payload = bytes | buffers.Framed
 #: Reads an answer's body of the given size from the response (`Client.request`).
 Receive = Callable[[Any, int], Any]
 
@@ -329,15 +329,25 @@ def encode_submission(spec: JobSpec, payload: bytes | buffers.Framed) -> dict[st
     return {"spec": spec.to_json(), "payload": base64.b64encode(bytes(payload)).decode("ascii")}
 
 
-def multipart(spec: JobSpec, payload: bytes | buffers.Framed) -> tuple[list[buffers.Part], str]:
+def multipart(
+    spec: JobSpec, payload: bytes | buffers.Framed, function: str | None = None
+) -> tuple[list[buffers.Part], str]:
     """A multipart/form-data body with the spec as JSON text and the payload as a file: its
-    parts, to be sent one after the other (a framed payload's arrays as they lie in memory)."""
+    parts, to be sent one after the other (a framed payload's arrays as they lie in memory).
+    `function`: the sha256 of the stored function the payload is the arguments of
+    (`shared.py`), as a part of its own."""
     boundary = uuid.uuid4().hex
+    named = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="function"\r\n\r\n{function}\r\n'
+        if function is not None
+        else ""
+    )
     head = (
         f"--{boundary}\r\n"
         'Content-Disposition: form-data; name="spec"\r\n'
         "Content-Type: application/json\r\n\r\n"
         f"{json.dumps(spec.to_json())}\r\n"
+        f"{named}"
         f"--{boundary}\r\n"
         'Content-Disposition: form-data; name="payload"; filename="payload.dill"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n"
@@ -368,6 +378,7 @@ class HttpBackend(Backend):
 
         self.client = client
         self.poller = Poller(self.get_many)
+        self.functions = FunctionSender(client)
         self._limit: Any = _UNKNOWN
         self._results: dict[int, bytes] = {}
         self._results_lock = threading.Lock()
@@ -385,11 +396,11 @@ class HttpBackend(Backend):
         limit is refused here, before anything is queued."""
         limit = self._payload_limit()
         for spec, payload in items:
-            if limit is not None and len(payload) > limit:
+            if limit is not None and size(payload) > limit:
                 raise errors.PayloadTooLarge(
-                    f"job {spec.name!r}: payload of {len(payload)} bytes is larger than the "
+                    f"job {spec.name!r}: payload of {size(payload)} bytes is larger than the "
                     f"server's limit of {limit} bytes",
-                    {"max_payload_size": limit, "size": len(payload)},
+                    {"max_payload_size": limit, "size": size(payload)},
                 )
         return super().submit(items)
 
@@ -420,7 +431,14 @@ class HttpBackend(Backend):
 
     def _store_once(self, items: Sequence[tuple[JobSpec, Payload]]) -> list[JobRecord]:
         """One job as `POST /jobs` (multipart when its payload is large), several as
-        `POST /jobs/batch`."""
+        `POST /jobs/batch`; jobs that share a function as a batch that names it
+        (`functions.py`)."""
+        if any(isinstance(payload, SharedPayload) for _, payload in items):
+            spec, alone = items[0]
+            large = isinstance(alone, SharedPayload) and len(alone.arguments) > INLINE_PAYLOAD_LIMIT
+            if len(items) == 1 and large:
+                return [self._store_alone(spec, alone)]
+            return self.functions.store(items)
         if len(items) > 1:
             body = {"items": [encode_submission(spec, payload) for spec, payload in items]}
             data = self.client.json("POST", "jobs/batch", body)
@@ -432,6 +450,16 @@ class HttpBackend(Backend):
             body, ctype = multipart(spec, payload)
             data = self.client.request("POST", "jobs", body=body, content_type=ctype).json()
         return [JobRecord.from_json(data)]
+
+    def _store_alone(self, spec: JobSpec, payload: SharedPayload) -> JobRecord:
+        """One job whose arguments are large: multipart, as any large payload (its arrays
+        sent as they lie in memory), naming its function, which goes on its own first."""
+
+        def send() -> Any:
+            body, ctype = multipart(spec, payload.arguments, payload.function.sha256)
+            return self.client.request("POST", "jobs", body=body, content_type=ctype).json()
+
+        return JobRecord.from_json(self.functions.named(payload.function, send))
 
     def _payload_limit(self) -> int | None:
         """The server's `max_payload_size` (asked once per connection; None if it has none, or

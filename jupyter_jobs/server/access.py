@@ -7,7 +7,9 @@ client says), who may read it and act on it. Anyone else may only when the serve
 `Authorizer.is_authorized(handler, user, action, "jobs")` says so with the job as context:
 while that call runs, `handler.job_context` is a `JobContext` naming whose jobs (and which job
 or schedule) it is about; at the route level it is None. Reading is action "read"; cancel,
-retry, release, delete and a schedule's changes are "write".
+retry, release, delete and a schedule's changes are "write". A function stored once
+(`shared.py`) is its senders' code: naming one by its sha256 alone, or asking about it, is a
+"read" of their jobs (`named_functions`).
 
 Who a request is (`JobsApp.user_source`):
 
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 
-from ..errors import NotAllowed
+from ..errors import FunctionNotFound, NotAllowed
 from ..models import Job, JobUser
 from ..schedules import Schedule
 from . import parsing
@@ -141,6 +143,28 @@ class JobAccess:
                 f"not {verb} it",
                 {"id": schedule.id, "user": schedule.user},
             )
+
+    async def named_functions(self, senders: dict[str, set[str]]) -> set[str] | None:
+        """The users besides this one whose functions (stored once, `shared.py`) this request
+        may name by sha256 alone, given each named one's `senders`: None for anyone's (the
+        authorizer lets it read every user's jobs), else those of the senders whose jobs it
+        may read. A function is user code: `FunctionNotFound` names each one it may not name,
+        as for one not stored (whether another user stored it is not theirs to know)."""
+        me = self.job_user.username
+        others: set[str] = set()
+        refused = []
+        for sha256, users in senders.items():
+            if me in users:
+                continue
+            if users and await self.may_everyone("read"):
+                return None
+            readable = {u for u in users if await self.may("read", JobContext(u))}
+            if not readable:
+                refused.append(sha256)
+            others |= readable
+        if refused:
+            raise FunctionNotFound.named(sorted(refused))
+        return others
 
     async def listed_user(self, action: str = "read", verb: str = "read") -> str | None:
         """The user whose jobs a listing (or a count, or a clear) covers, from `?mine=` and

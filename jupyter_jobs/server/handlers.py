@@ -237,6 +237,11 @@ class JobsListHandler(JobsHandler):
         try:
             parse = await self._body.finish()
             answer = await self.app.run(service.submit, self.app.store, parse, user)
+            if isinstance(answer, service.NamesFunctions):
+                others = await self.named_functions(answer.senders)
+                spec, payload = answer.items[0]
+                run = self.app.run
+                answer = await run(service.enqueue, self.app.store, spec, payload, user, others)
         finally:  # a spooled payload no job took (refused, or a known idempotency key)
             await asyncio.to_thread(self._body.discard)
         if isinstance(answer, parsing.TypedSubmit):
@@ -256,8 +261,13 @@ class BatchHandler(JobsHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        items = await self.app.run(parsing.batch_json, self.request.body, self.app.max_payload_size)
-        jobs = await self.app.run(self.app.store.enqueue_many, items, self.job_user)
+        limit = self.app.max_payload_size
+        items = await self.app.run(service.batch, self.app.store, self.request.body, limit)
+        others: set[str] | None = set()
+        if isinstance(items, service.NamesFunctions):
+            others = await self.named_functions(items.senders)
+            items = items.items
+        jobs = await self.app.run(self.app.store.enqueue_many, items, self.job_user, others)
         self.reply({"jobs": [j.to_json() for j in jobs]}, 201)
 
 
@@ -598,3 +608,8 @@ ROUTES += CHANNEL_ROUTES
 from .type_handlers import ROUTES as TYPE_ROUTES  # noqa: E402
 
 ROUTES += TYPE_ROUTES
+
+# And the stored functions' routes (`/jobs/api/functions`).
+from .function_handlers import ROUTES as FUNCTION_ROUTES  # noqa: E402
+
+ROUTES += FUNCTION_ROUTES

@@ -21,6 +21,7 @@ from .. import job_types, notebooks
 from ..channels import DEFAULT_READER, check_name
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..models import ID_TEXT, JobSpec, Kind, Status
+from ..shared import Function, Payload, SharedPayload, is_sha256
 from ..streams import check_label
 
 #: Digits of the largest integer a query parameter takes (MAX_INT has 19).
@@ -324,23 +325,39 @@ def submit_json(body: bytes, limit: int) -> tuple[JobSpec, bytes] | NotebookByPa
 def submit_multipart(parts: dict[str, list[Any]], limit: int) -> tuple[JobSpec, Any]:
     """The multipart form of `POST /jobs/api/jobs`: one `spec` part (JSON) and one `payload`
     part, by name (`bodies.SubmitBody` reads them: the payload's bytes, or the file they were
-    written to, anything with a length)."""
-    unknown = sorted(set(parts) - {"spec", "payload"})
+    written to, anything with a length). An optional `function` part names the stored function
+    (its sha256, `shared.py`) the payload is the arguments of."""
+    unknown = sorted(set(parts) - {"spec", "payload", "function"})
     if unknown:
         raise InvalidRequest(f"unknown multipart field(s): {', '.join(unknown)}")
     spec_parts, payload_parts = parts.get("spec", []), parts.get("payload", [])
+    function_parts = parts.get("function", [])
     if len(spec_parts) != 1:
         raise InvalidRequest("multipart submit needs exactly one 'spec' part (JSON)")
     if len(payload_parts) != 1:
         raise InvalidRequest("multipart submit needs exactly one 'payload' part (bytes)")
+    if len(function_parts) > 1:
+        raise InvalidRequest("multipart submit takes at most one 'function' part (a sha256)")
     check_size(payload_parts[0], limit)
-    return spec(json_object(spec_parts[0], "spec part")), payload_parts[0]
+    found = spec(json_object(spec_parts[0], "spec part"))
+    if not function_parts:
+        return found, payload_parts[0]
+    try:
+        text = bytes(function_parts[0]).decode("ascii").strip()
+    except UnicodeDecodeError:
+        text = None
+    sha256 = function_name(text, "the 'function' part")
+    return found, SharedPayload(Function(sha256), payload_parts[0])
 
 
-def batch_json(body: bytes, limit: int) -> list[tuple[JobSpec, bytes]]:
-    """`POST /jobs/api/jobs/batch`: `{"items": [{"spec": ..., "payload": ...}, ...]}`."""
+def batch_json(body: bytes, limit: int) -> list[tuple[JobSpec, Payload]]:
+    """`POST /jobs/api/jobs/batch`: `{"items": [{"spec": ..., "payload": ...}, ...]}`, and
+    `"functions": {sha256: base64}`: the functions that items naming one (`"function":
+    sha256`, their payload then being the call's arguments) call, each sent once (`shared.py`).
+    An item may name a function the server has already (`FunctionNotFound` when it has not:
+    the store says so)."""
     data = json_object(body)
-    unknown = sorted(set(data) - {"items"})
+    unknown = sorted(set(data) - {"items", "functions"})
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
     items = data.get("items")
@@ -348,10 +365,12 @@ def batch_json(body: bytes, limit: int) -> list[tuple[JobSpec, bytes]]:
         raise InvalidRequest("items must be a non-empty list of {spec, payload} objects")
     if len(items) > MAX_BATCH:
         raise InvalidRequest(f"too many items: at most {MAX_BATCH} per batch")
-    parsed, bad = [], {}
+    functions = functions_field(data.get("functions", {}), limit)
+    parsed: list[tuple[JobSpec, Payload]] = []
+    bad = {}
     for i, item in enumerate(items):
         try:
-            parsed.append(submit_item(item, limit, f"items[{i}]: "))
+            parsed.append(batch_item(item, limit, functions, f"items[{i}]: "))
         except InvalidRequest as e:  # all or none: the 400 names every bad item at once
             bad[str(i)] = e.message
     if bad:
@@ -361,7 +380,60 @@ def batch_json(body: bytes, limit: int) -> list[tuple[JobSpec, bytes]]:
             + ("; ..." if len(bad) > 10 else ""),
             {"items": bad},
         )
+    named = {p.function.sha256 for _, p in parsed if isinstance(p, SharedPayload)}
+    unused = sorted(set(functions) - named)
+    if unused:
+        raise InvalidRequest(
+            f"functions {', '.join(unused)} are named by no item", {"functions": unused}
+        )
     return parsed
+
+
+def batch_item(
+    data: Any, limit: int, functions: dict[str, Function], where: str = ""
+) -> tuple[JobSpec, Payload]:
+    """One batch item: `submit_item`'s, or one naming the function it calls (`"function":
+    sha256`), whose bytes are among `functions` or stored already."""
+    if not isinstance(data, dict) or "function" not in data:
+        return submit_item(data, limit, where)
+    rest = dict(data)
+    sha256 = function_name(rest.pop("function"), f"{where}function")
+    item_spec, arguments = submit_item(rest, limit, where)
+    return item_spec, SharedPayload(functions.get(sha256, Function(sha256)), arguments)
+
+
+def function_name(text: Any, what: str = "sha256") -> str:
+    """A stored function's name: the sha256 of its bytes, as 64 lowercase hex digits."""
+    if not isinstance(text, str) or not is_sha256(text):
+        raise InvalidRequest(f"{what} must be a sha256: 64 lowercase hexadecimal digits")
+    return text
+
+
+def function_bytes(sha256: str, data: bytes, limit: int, what: str = "function") -> Function:
+    """Bytes sent as the function `sha256`, checked: they must have that sha256 (the server
+    stores what it can name, and never loads it)."""
+    check_size(data, limit, what)
+    if not data:
+        raise InvalidRequest(f"{what}: a function's bytes cannot be empty")
+    function = Function.of(bytes(data))
+    if function.sha256 != sha256:
+        raise InvalidRequest(
+            f"{what}: the bytes sent as {sha256} have sha256 {function.sha256}",
+            {"sha256": sha256, "received": function.sha256},
+        )
+    return function
+
+
+def functions_field(value: Any, limit: int) -> dict[str, Function]:
+    """A batch's `functions`: `{sha256: base64 of the bytes}`, each one checked."""
+    if not isinstance(value, dict):
+        raise InvalidRequest("functions must be an object mapping sha256 to base64 bytes")
+    found = {}
+    for key, text in value.items():
+        sha256 = function_name(key, "functions: each key")
+        data = payload(text, limit, f"functions.{sha256}")
+        found[sha256] = function_bytes(sha256, data, limit, f"functions.{sha256}")
+    return found
 
 
 def schedule_json(body: bytes, what: str = "schedule") -> dict[str, Any]:

@@ -10,42 +10,89 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, BinaryIO, NamedTuple
 
 from .. import job_types
 from ..errors import JobNotFound, NotebookNotFound, ResultNotReady
 from ..models import FileBytes, Job, JobSpec, JobUser, Kind, Status, now
+from ..shared import SharedPayload
 from ..store import Store
+from . import parsing
 from .parsing import NotebookByPath, TypedSubmit
 
 #: Enough of a result's first bytes to tell its media type (`buffers.MAGIC` is 21).
 _HEAD = 64
 
 
+class NamesFunctions(NamedTuple):
+    """A submit whose payloads name functions stored once by their sha256 alone (`shared.py`):
+    the handler checks that its user may name them (`access.JobAccess.named_functions`, with
+    each one's `senders`: empty for one not stored), then enqueues the `items`."""
+
+    items: list[tuple[JobSpec, Any]]
+    senders: dict[str, set[str]]
+
+
+def names_functions(
+    store: Store, items: list[tuple[JobSpec, Any]]
+) -> list[tuple[JobSpec, Any]] | NamesFunctions:
+    """`items` as they are, or with the senders of the functions they name by sha256 alone."""
+    named = {
+        payload.function.sha256
+        for _, payload in items
+        if isinstance(payload, SharedPayload) and payload.function.data is None
+    }
+    if not named:
+        return items
+    found = store.function_users(named)
+    return NamesFunctions(items, {sha256: found.get(sha256, set()) for sha256 in named})
+
+
 def submit(
     store: Store,
-    parse: Callable[[], tuple[JobSpec, bytes | FileBytes] | NotebookByPath | TypedSubmit],
+    parse: Callable[[], tuple[JobSpec, Any] | NotebookByPath | TypedSubmit],
     user: JobUser,
-) -> tuple[Job, bool] | NotebookByPath | TypedSubmit:
+) -> tuple[Job, bool] | NotebookByPath | TypedSubmit | NamesFunctions:
     """Parse a submit body (`parsing.submit_json` or `submit_multipart`, bound to the body) and
     enqueue a job of `user`; also say whether the job is new (201) or an earlier one with the
     same key (200). A spooled payload (`FileBytes`, bodies.py) becomes the job's file.
 
-    The store returns the existing job for an `idempotency_key` it has seen: such a job was
-    created before this call started. (Two concurrent first submits of one key both see a job
-    created during their call and both answer 201; there is still only one job.) A notebook
-    submit by path comes back as it is: the handler reads the file through the server's
-    contents manager, then submits again; so does a typed submit, whose type the handler
-    makes sure it knows before it builds the job.
+    A notebook submit by path comes back as it is: the handler reads the file through the
+    server's contents manager, then submits again; so does a typed submit, whose type the
+    handler makes sure it knows before it builds the job, and one naming a stored function by
+    its sha256 alone, which the handler checks the user may name (`NamesFunctions`).
     """
     parsed = parse()
     if isinstance(parsed, (NotebookByPath, TypedSubmit)):
         return parsed  # the handler reads the notebook or finds the type, then submits again
-    spec, payload = parsed
+    checked = names_functions(store, [parsed])
+    if isinstance(checked, NamesFunctions):
+        return checked
+    return enqueue(store, *parsed, user)
+
+
+def enqueue(
+    store: Store,
+    spec: JobSpec,
+    payload: bytes | FileBytes | SharedPayload,
+    user: JobUser,
+    others: Collection[str] | None = (),
+) -> tuple[Job, bool]:
+    """Store one job of `user` (`others`: `Store.enqueue`'s); whether it is new.
+
+    The store returns the existing job for an `idempotency_key` it has seen: such a job was
+    created before this call started. (Two concurrent first submits of one key both see a job
+    created during their call and both answer 201; there is still only one job.)"""
     started = now()
-    job = store.enqueue(spec, payload, user)
+    job = store.enqueue(spec, payload, user, others)
     return job, spec.idempotency_key is None or job.created_at >= started
+
+
+def batch(store: Store, body: bytes, limit: int) -> list[tuple[JobSpec, Any]] | NamesFunctions:
+    """A batch submit's items (`parsing.batch_json`), with the senders of the functions they
+    name by sha256 alone, if any (`NamesFunctions`)."""
+    return names_functions(store, parsing.batch_json(body, limit))
 
 
 def result_media_type(data: bytes) -> str:

@@ -18,8 +18,9 @@ from .files import JobFiles
 from .schema import IDS, LEASED, QUEUED, RUNNING, error_columns
 from .transaction import Tx
 
-#: (job id, inline payload, payload file, payload size) of each job a claim took
-Taken = tuple[int, bytes | None, str | None, int]
+#: (job id, inline payload, payload file, payload size, the stored function it names) of each
+#: job a claim took
+Taken = tuple[int, bytes | None, str | None, int, str | None]
 #: Output of an attempt: (job id, attempt, bytes) of its main stream, or (job id, attempt,
 #: bytes, stream name) of a labelled one (a thread's, a child process's: `log_streams.py`).
 LogItem = tuple[int, int, bytes] | tuple[int, int, bytes, str]
@@ -41,14 +42,14 @@ def claim(tx: Tx, consumer: str, limit: int, lease: float) -> list[Taken]:
     )
     tx.snapshots.update(schema.load(tx.conn, ids))
     blobs = {
-        r[0]: (r[1], r[2], r[3])
+        r[0]: (r[1], r[2], r[3], r[4])
         for r in tx.conn.execute(
-            "SELECT job_id, data, path, size FROM blobs WHERE kind = 'payload' "
+            "SELECT job_id, data, path, size, shared FROM blobs WHERE kind = 'payload' "
             f"AND job_id IN {IDS}",
             (json.dumps(ids),),
         ).fetchall()
     }
-    return [(i, *blobs.get(i, (b"", None, 0))) for i in ids]
+    return [(i, *blobs.get(i, (b"", None, 0, None))) for i in ids]
 
 
 def check_table() -> None:

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +51,11 @@ from ..models import (
     Status,
     now,
 )
+from ..shared import Function, SharedPayload, functions_in
 from ..worker_info import WorkerInfo, WorkerStatus
 from ..workspace import Reference, Workspace
 from . import attempts, log_streams, moves, picking, queries, retention, schema, submit
+from . import shared as stored_once
 from . import workers as worker_rows
 from .attempts import LogItem
 from .channels import ChannelVerbs
@@ -70,10 +72,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class Claimed:
     """A job the consumer now holds (still queued until it starts), with the payload to hand to
-    the executor: its bytes, or its file when it is large."""
+    the executor: its bytes, or its file when it is large; for a job naming a function stored
+    once, that function (its bytes) and the job's arguments (`shared.SharedPayload`)."""
 
     job: Job
-    payload: bytes | FileBytes
+    payload: bytes | FileBytes | SharedPayload
 
 
 #: Statuses whose last attempt may leave a result all the same (`Store.result`).
@@ -106,6 +109,7 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         self.workspace = Workspace(self.path)
         self.workspace_root = self.workspace.root
         self.files = JobFiles(self.workspace, inline_limit, log_limit)
+        self.shared = stored_once.SharedBytes(self.files)
         self.poison_limit = poison_limit
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[list[Change]], None]] = []
@@ -244,34 +248,85 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         the store then takes (`Outcome.result` as `FileBytes`)."""
         return self.files.incoming()
 
-    def enqueue(self, spec: JobSpec, payload: bytes | FileBytes, user: JobUser = NOBODY) -> Job:
+    def enqueue(
+        self,
+        spec: JobSpec,
+        payload: bytes | FileBytes | SharedPayload,
+        user: JobUser = NOBODY,
+        others: Collection[str] | None = (),
+    ) -> Job:
         """Store one job of `user`; with a known `idempotency_key`, return the existing job
-        instead (whoever it belongs to: the caller checks)."""
-        return self.enqueue_many([(spec, payload)], user)[0]
+        instead (whoever it belongs to: the caller checks). `others`: `enqueue_many`'s."""
+        return self.enqueue_many([(spec, payload)], user, others)[0]
 
     def enqueue_many(
-        self, items: Sequence[tuple[JobSpec, bytes | FileBytes]], user: JobUser = NOBODY
+        self,
+        items: Sequence[tuple[JobSpec, bytes | FileBytes | SharedPayload]],
+        user: JobUser = NOBODY,
+        others: Collection[str] | None = (),
     ) -> list[Job]:
         """Store many jobs of `user` in one transaction (all or none), in order; ids increase
-        with order. A payload may be an incoming file (a spooled submit), which its job takes."""
-        prepared = []
+        with order. A payload may be an incoming file (a spooled submit), which its job takes.
+
+        A `SharedPayload`'s function is stored once, in the same transaction, unless it is
+        already; `user` is recorded as one who sent its bytes (`store/shared.py`). One named by
+        its sha256 alone must be stored, and sent by `user` or one of `others` (None: anyone),
+        else `FunctionNotFound`. Its arguments are stored as any payload."""
+        prepared: list[submit.Prepared] = []
         for spec, payload in items:
             spec.validate()
-            if not isinstance(payload, (bytes, bytearray, memoryview, FileBytes)):
-                raise InvalidRequest(f"payload must be bytes, got {type(payload).__name__}")
             try:
                 options = json.dumps(spec.options, allow_nan=False)  # NaN is no JSON
             except (TypeError, ValueError) as exc:
                 raise InvalidRequest(f"options must be JSON: {exc}") from None
-            data = payload if isinstance(payload, FileBytes) else bytes(payload)
-            prepared.append((spec, self.files.small(data), options))
+            if isinstance(payload, SharedPayload):
+                arguments = self._stored(payload.arguments)
+                prepared.append((spec, SharedPayload(payload.function, arguments), options))
+            else:
+                prepared.append((spec, self._stored(payload), options))
         if not prepared:
             return []
         with self._tx() as tx:  # numbers are in range: `validate` checked them
             after = {a for s, _, _ in prepared for a in s.after}
             statuses = submit.dependency_statuses(tx.conn, after)
-            ids = submit.insert(tx, self.files, prepared, statuses, user)
+            shared = functions_in(p for _, p, _ in prepared)
+            functions = stored_once.ensure(tx, self.files, shared, user.username, others)
+            ids = submit.insert(tx, self.files, prepared, statuses, user, functions)
+            # A function stored now that no new job names (their keys were known) is not kept.
+            stored_once.free(tx, self.files, functions)
         return [tx.snapshots[job_id] for job_id in ids]
+
+    def _stored(self, payload: object) -> submit.Stored:
+        """A payload as the store keeps it (a small incoming file as its bytes), or what it
+        should have been, named."""
+        if isinstance(payload, FileBytes):
+            return self.files.small(payload)
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise InvalidRequest(f"payload must be bytes, got {type(payload).__name__}")
+        return bytes(payload)
+
+    def put_function(
+        self, function: Function, user: str = NOBODY.username
+    ) -> tuple[stored_once.StoredFunction, bool]:
+        """Store a function on its own, before the jobs that will name it (a kernel's upload),
+        sent by `user`; the stored function as `user` sees it, and whether it is new to them.
+        Its bytes must have its sha256 (`InvalidRequest`). Unless a job names it within
+        `shared.ORPHAN_GRACE`, gc frees it."""
+        with self._tx() as tx:
+            created = stored_once.put(tx, self.files, function, user)
+            return stored_once.describe(tx.conn, function.sha256, user), created
+
+    def describe_function(self, sha256: str, user: str | None = None) -> stored_once.StoredFunction:
+        """A stored function's size and references (those of `user`'s jobs, when given;
+        `FunctionNotFound` if it is not stored)."""
+        with self._db.read() as conn:
+            return stored_once.describe(conn, sha256, user)
+
+    def function_users(self, sha256s: Iterable[str]) -> dict[str, set[str]]:
+        """The users who sent the bytes of each stored function among `sha256s` (what naming
+        one by its hash alone is checked against: `server/function_handlers.py`)."""
+        with self._db.read() as conn:
+            return stored_once.users(conn, list(sha256s))
 
     # -- consumer ------------------------------------------------------------------------------
 
@@ -331,18 +386,33 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             # A claim given back, or retried before it started, changed no status: no snapshot.
             tx.load_ended([i for (i, _, _), ok in zip(outcomes, done, strict=True) if ok])
             taken = attempts.claim(tx, *claim) if claim and claiming else []
+            # Read under the claim: its jobs name them, so they cannot be freed meanwhile.
+            named = {t[4] for t in taken if t[4] is not None}
+            functions = {sha256: self.shared.read(tx.conn, sha256) for sha256 in named}
         finished = [
             tx.snapshots.get(job_id) if ok else None
             for (job_id, _, _), ok in zip(outcomes, done, strict=True)
         ]
-        claimed = [
-            Claimed(tx.snapshots[i], self.files.blob_ref(data, path, size))
-            for i, data, path, size in taken
-        ]
+        claimed = [Claimed(tx.snapshots[i], self._payload(functions, *blob)) for i, *blob in taken]
         for _, _, outcome in outcomes:  # a stale attempt's result file: no job took it
             if isinstance(outcome.result, FileBytes):
                 Path(outcome.result.path).unlink(missing_ok=True)
         return finished, claimed
+
+    def _payload(
+        self,
+        functions: dict[str, bytes],
+        data: bytes | None,
+        path: str | None,
+        size: int,
+        function: str | None,
+    ) -> bytes | FileBytes | SharedPayload:
+        """A claimed job's payload as its executor hands it on: its bytes or file, with the
+        function it names (bytes read once per process: `SharedBytes`) beside them."""
+        arguments = self.files.blob_ref(data, path, size)
+        if function is None:
+            return arguments
+        return SharedPayload(Function(function, functions[function]), arguments)
 
     def heartbeat(self, consumer: str, job_ids: Iterable[int], lease: float) -> list[int]:
         """Extend the lease of `consumer`'s running and claimed jobs; returns those asked to
@@ -640,6 +710,7 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         """
         with self._tx() as tx:
             retention.prune_finished_log(tx.conn)
+            stored_once.sweep(tx, self.files, tx.now - stored_once.ORPHAN_GRACE)
         doomed: list[int] = []
         if older_than is not None:
             cutoff = now() - older_than
@@ -696,7 +767,9 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             tx.snapshots[job.id] = job
             tx.record("deleted", job.id)
             tx.doomed_jobs.append(job.id)
+        functions = stored_once.named_by_jobs(tx.conn, ids)
         tx.conn.execute(f"DELETE FROM jobs WHERE id IN {IDS}", (json.dumps(ids),))
+        stored_once.free(tx, self.files, functions)  # those no other job or type names
         failed = []
         for dependent, after_id in dependents:
             if after_id in unfinished and dependent not in failed and dependent not in ids:

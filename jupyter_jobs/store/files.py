@@ -95,10 +95,17 @@ class JobFiles:
         return small
 
     def put_blob(
-        self, tx: Tx, job_id: int, kind: str, attempt: int, data: bytes | memoryview | FileBytes
+        self,
+        tx: Tx,
+        job_id: int,
+        kind: str,
+        attempt: int,
+        data: bytes | memoryview | FileBytes,
+        shared: str | None = None,
     ) -> None:
         """Store bytes inline or, when large, in a workspace file written before its row (an
-        incoming file, moved there)."""
+        incoming file, moved there); `shared`: the stored function a payload's arguments go
+        with (`store/shared.py`)."""
         old = tx.conn.execute(
             "SELECT path FROM blobs WHERE job_id = ? AND kind = ?", (job_id, kind)
         ).fetchone()
@@ -113,11 +120,11 @@ class JobFiles:
                 target, path = self.workspace.write(job_id, name, data)
                 tx.written.append(target)
         tx.conn.execute(
-            "INSERT INTO blobs (job_id, kind, attempt, size, data, path) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, kind) DO UPDATE SET "
+            "INSERT INTO blobs (job_id, kind, attempt, size, data, path, shared) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, kind) DO UPDATE SET "
             "attempt = excluded.attempt, size = excluded.size, data = excluded.data, "
-            "path = excluded.path",
-            (job_id, kind, attempt, len(data), None if path else data, path),
+            "path = excluded.path, shared = excluded.shared",
+            (job_id, kind, attempt, len(data), None if path else data, path, shared),
         )
         if old and old[0] and old[0] != path:
             tx.obsolete.append(self.workspace.file(old[0]))

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from . import shared as stored_once
 from .schema import FINISHED
 
 #: Finished jobs are kept this long by default: the server's `JobsApp.retention_days`, and what
@@ -59,22 +60,32 @@ def finished_before(conn: sqlite3.Connection, at: float) -> list[int]:
 
 def over_budget(conn: sqlite3.Connection, max_bytes: int) -> list[int]:
     """The oldest finished jobs to delete so blobs plus logs fit `max_bytes`: read from the kept
-    total and the oldest finished jobs first, only as far as needed."""
+    total and the oldest finished jobs first, only as far as needed. A function stored once
+    (`shared.py`) is freed with the last job that names it: its bytes count then."""
     (total,) = conn.execute(
         "SELECT COALESCE(SUM(value), 0) FROM totals WHERE name IN ('blob_bytes', 'log_bytes')"
     ).fetchone()
     rows = conn.execute(
-        "SELECT id, log_size + (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE job_id = jobs.id) "
+        "SELECT id, log_size + (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE job_id = jobs.id), "
+        "(SELECT shared FROM blobs WHERE job_id = jobs.id AND kind = 'payload') "
         f"FROM jobs WHERE finished_at IS NOT NULL AND status IN ({FINISHED}) "
         "ORDER BY finished_at, id"
     )
     extra = []
+    named: dict[str, list[int]] = {}  # function -> [references left, its size]
     while total > max_bytes:
         row = rows.fetchone()
         if row is None:
             break
         extra.append(row[0])
         total -= row[1]
+        if row[2] is not None:
+            if row[2] not in named:
+                stored = stored_once.describe(conn, row[2])
+                named[row[2]] = [stored.references, stored.size]
+            named[row[2]][0] -= 1
+            if named[row[2]][0] == 0:
+                total -= named[row[2]][1]
     return extra
 
 

@@ -389,6 +389,37 @@ MIGRATIONS: list[list[Migration]] = [
         ) WITHOUT ROWID""",
     ],
     [
+        # Functions stored once (`store/shared.py`): dill bytes by their sha256, inline or in
+        # the workspace's `shared/` folder. A job's payload row names the function it calls
+        # (`blobs.shared`: the row keeps only the job's arguments), a kernel's job type the
+        # functions it runs; a function nothing names any more is freed by the transaction
+        # that dropped the last reference (found through these indexes: no counter to drift).
+        # Its bytes count once in the `blob_bytes` total.
+        """CREATE TABLE shared_blobs (
+            sha256 TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            data BLOB,
+            path TEXT,
+            created_at REAL NOT NULL
+        )""",
+        "ALTER TABLE blobs ADD COLUMN shared TEXT REFERENCES shared_blobs(sha256)",
+        "CREATE INDEX blobs_shared ON blobs(shared) WHERE shared IS NOT NULL",
+        "ALTER TABLE job_types ADD COLUMN shared TEXT REFERENCES shared_blobs(sha256)",
+        "CREATE INDEX job_types_shared ON job_types(shared) WHERE shared IS NOT NULL",
+        """CREATE TRIGGER shared_bytes_insert AFTER INSERT ON shared_blobs BEGIN
+            UPDATE totals SET value = value + NEW.size WHERE name = 'blob_bytes'; END""",
+        """CREATE TRIGGER shared_bytes_delete AFTER DELETE ON shared_blobs BEGIN
+            UPDATE totals SET value = value - OLD.size WHERE name = 'blob_bytes'; END""",
+        # The users who sent a function's bytes: a function is user code, so naming one by
+        # its sha256 alone is for them, and for whom the authorizer lets read their jobs
+        # (`server/function_handlers.py`).
+        """CREATE TABLE shared_users (
+            sha256 TEXT NOT NULL REFERENCES shared_blobs(sha256) ON DELETE CASCADE,
+            user TEXT NOT NULL,
+            PRIMARY KEY (sha256, user)
+        ) WITHOUT ROWID""",
+    ],
+    [
         # The job list by type (`?type=`, queries.py): typed jobs paged through their own
         # indexes, counted per type, user and notebook by triggers as `user_counts` are. Jobs
         # without a type have no entry and no count row. A job's type is set when it is made.

@@ -2,8 +2,10 @@
 
 A run of jobs without an idempotency key is inserted with one `executemany`; a job with a key
 that is known already is not inserted again (the existing job is returned, if it is the same
-user's: another user's key refuses the whole submit). Each job's first
-status is `lifecycle.when_stored`'s decision.
+user's: another user's key refuses the whole submit). Each job's first status is
+`lifecycle.when_stored`'s decision. A job whose function is stored once (`SharedPayload`) keeps
+only its arguments in its payload row (bytes, or a large one's incoming file), which names the
+function (`store/shared.py` stores it first, in the same transaction).
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from typing import Any
 from .. import lifecycle
 from ..errors import JobNotFound, NotAllowed
 from ..models import FileBytes, Job, JobError, JobSpec, JobUser, Reason, Status
+from ..shared import SharedPayload
 from . import schema
 from .files import JobFiles
 from .schema import INSERT_COLUMNS, INSERT_JOB
 from .transaction import Tx
 
-#: A job about to be stored: its spec, payload (bytes, or a large one's incoming file) and
-#: options as JSON text.
-Prepared = tuple[JobSpec, bytes | FileBytes, str]
+#: A payload as the store keeps it: bytes, or a large one's incoming file.
+Stored = bytes | FileBytes
+#: A job about to be stored: its spec, payload (or its arguments and the function it names)
+#: and options as JSON text.
+Prepared = tuple[JobSpec, Stored | SharedPayload, str]
 
 
 def dependency_statuses(conn: sqlite3.Connection, after: set[int]) -> dict[int, Status]:
@@ -38,13 +43,14 @@ def dependency_statuses(conn: sqlite3.Connection, after: set[int]) -> dict[int, 
 
 def _values(
     spec: JobSpec,
-    payload: bytes | FileBytes,
+    size: int,
     options: str,
     move: lifecycle.Move,
     at: float,
     user: JobUser,
 ) -> dict:
-    """The new row's columns, by name (`INSERT_COLUMNS`)."""
+    """The new row's columns, by name (`INSERT_COLUMNS`); `size`: the payload's, function
+    included."""
     error = move.error
     return {
         "name": spec.name,
@@ -69,7 +75,7 @@ def _values(
         "cwd": spec.cwd,
         "idempotency_key": spec.idempotency_key,
         "options": options,
-        "payload_size": len(payload),
+        "payload_size": size,
         "type": spec.type,
         "parameters": None if spec.parameters is None else json.dumps(spec.parameters),
         "channel": spec.channel,
@@ -85,12 +91,14 @@ def insert(
     prepared: list[Prepared],
     dep_status: dict[int, Status],
     user: JobUser,
+    function_sizes: dict[str, int] | None = None,
 ) -> list[int]:
     """Insert rows, then payloads and deps, all belonging to `user`; the job ids, in order
-    (existing ones for known idempotency keys, whoever they belong to)."""
+    (existing ones for known idempotency keys, whoever they belong to). `function_sizes`: of
+    the stored functions the payloads name, if any."""
     ids: list[int] = []
-    fresh: list[tuple[int, JobSpec, bytes | FileBytes, dict[str, Any]]] = []
-    run: list[tuple[JobSpec, bytes | FileBytes, dict[str, Any]]] = []
+    fresh: list[tuple[int, JobSpec, Stored | SharedPayload, dict[str, Any]]] = []
+    run: list[tuple[JobSpec, Stored | SharedPayload, dict[str, Any]]] = []
 
     def flush() -> None:
         if not run:
@@ -106,7 +114,11 @@ def insert(
     for spec, payload, options in prepared:
         deps = [(a, dep_status[a]) for a in spec.after]
         move = lifecycle.when_stored(deps, spec.hold, spec.run_at, tx.now)
-        values = _values(spec, payload, options, move, tx.now, user)
+        if isinstance(payload, SharedPayload):
+            size = len(payload.arguments) + (function_sizes or {})[payload.function.sha256]
+        else:
+            size = len(payload)
+        values = _values(spec, size, options, move, tx.now, user)
         if spec.idempotency_key is None:
             run.append((spec, payload, values))
             continue
@@ -134,16 +146,20 @@ def insert(
     flush()
     inline = []
     for job_id, spec, payload, values in fresh:
-        if len(payload) > files.inline_limit:
-            files.put_blob(tx, job_id, "payload", 0, payload)
+        data, function = payload, None
+        if isinstance(payload, SharedPayload):
+            data, function = payload.arguments, payload.function.sha256
+        if len(data) > files.inline_limit:
+            files.put_blob(tx, job_id, "payload", 0, data, shared=function)
         else:
-            inline.append((job_id, len(payload), payload))
+            inline.append((job_id, len(data), data, function))
         tx.snapshots[job_id] = _fresh_job(job_id, spec, values)
         tx.record("created", job_id)
         if values["status"] == Status.FAILED.value:
             tx.finished.append(job_id)
     tx.conn.executemany(
-        "INSERT INTO blobs (job_id, kind, attempt, size, data) VALUES (?, 'payload', 0, ?, ?)",
+        "INSERT INTO blobs (job_id, kind, attempt, size, data, shared) "
+        "VALUES (?, 'payload', 0, ?, ?, ?)",
         inline,
     )
     tx.conn.executemany(

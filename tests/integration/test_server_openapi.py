@@ -18,6 +18,7 @@ import yaml
 from jupyter_jobs import payload
 from jupyter_jobs.server import handlers
 from jupyter_jobs.server.channel_handlers import NAME
+from jupyter_jobs.server.function_handlers import SHA256
 from jupyter_jobs.server.schedule_handlers import SID
 from jupyter_jobs.server.type_handlers import TYPE
 from jupyter_jobs.server.worker_handlers import WORKER_ID
@@ -35,7 +36,8 @@ def spec_routes() -> dict[str, set[str]]:
     return {
         path.replace("{id}", SID if "/schedules/" in path else handlers.ID)
         .replace("{name}", NAME if "/channels/" in path else TYPE)
-        .replace("{worker_id}", WORKER_ID): {m for m in operations if m in methods}
+        .replace("{worker_id}", WORKER_ID)
+        .replace("{sha256}", SHA256): {m for m in operations if m in methods}
         for path, operations in paths.items()
     }
 
@@ -59,7 +61,7 @@ def test_every_registered_handler_pattern_is_one_of_the_routes(
     # with the challenge.
     for pattern in handlers.ROUTES:
         path = pattern[0].replace(handlers.ID, "1").replace(SID, "1").replace(TYPE, "t")
-        path = path.replace(NAME, "c").replace(WORKER_ID, "w")
+        path = path.replace(NAME, "c").replace(WORKER_ID, "w").replace(SHA256, "0" * 64)
         path = path.lstrip("/")
         method = next(iter(app_routes()[pattern[0]])).upper()
         response = requests.request(method, jupyter_server.url + path, timeout=30)

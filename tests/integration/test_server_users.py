@@ -9,7 +9,9 @@ that server; this test process also plays a kernel (the kernel API with the serv
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +21,7 @@ import requests
 
 from jupyter_jobs import payload
 from jupyter_jobs.kernel import api as kernel_api
+from jupyter_jobs.payload import call_bytes, dumps
 
 import jobfuncs
 import two_users
@@ -257,3 +260,80 @@ def test_the_type_filter_and_typed_schedules_keep_to_what_each_user_may_see(
     bob.json("DELETE", f"jobs/api/schedules/{sid}", status=204)
     for who in (alice, bob, carol):
         who.json("POST", f"jobs/api/jobs/{made[who]}/cancel")
+
+
+# --- functions stored once are their senders' code ---------------------------------------------
+
+
+def sent_function(size: int = 3000) -> tuple[Any, bytes, str]:
+    """A function sent by value (its closure a few kilobytes of data), its bytes, their sha256."""
+    data = os.urandom(size)
+
+    def size_plus(x: int) -> int:
+        return len(data) + x
+
+    pickled = dumps(size_plus)
+    return size_plus, pickled, hashlib.sha256(pickled).hexdigest()
+
+
+def named_item(fn: Any, digest: str, x: int, name: str) -> dict[str, Any]:
+    """A batch item that names its function by sha256 alone."""
+    arguments = base64.b64encode(bytes(call_bytes(fn, (x,), {}))).decode()
+    return {"spec": {"name": name}, "payload": arguments, "function": digest}
+
+
+def result_of(who: As, job_id: int) -> Any:
+    response = who.call("GET", f"jobs/api/jobs/{job_id}/result", params={"wait": 30})
+    assert response.status_code == 200, response.text
+    return dill.loads(response.content)
+
+
+def test_a_function_is_found_and_named_by_its_senders_and_their_jobs_readers(
+    server: RunningServer, alice: As, bob: As, carol: As
+) -> None:
+    fn, data, digest = sent_function()
+    path = f"jobs/api/functions/{digest}"
+    assert alice.json("GET", path, status=404)["type"] == "FunctionNotFound"
+    assert alice.json("PUT", path, status=201, data=data)["references"] == 0
+    assert alice.json("PUT", path, status=200, data=data)["size"] == len(data)
+    # bob may read alice's jobs, carol everyone's: both may see it, and name it.
+    assert bob.json("GET", path)["size"] == carol.json("GET", path)["size"] == len(data)
+    body = {"items": [named_item(fn, digest, 1, "bobs")]}
+    (job,) = bob.json("POST", "jobs/api/jobs/batch", status=201, json=body)["jobs"]
+    assert job["user"] == "bob" and result_of(bob, job["id"]) == 3001
+    asked = [line for line in server.log_text().splitlines() if two_users.ASKED in line]
+    assert any("bob read user='alice' job=None" in line for line in asked), asked[-5:]
+    # Each sees how many of their own jobs name it.
+    assert bob.json("GET", path)["references"] == 1
+    assert alice.json("GET", path)["references"] == 0
+
+
+def test_another_users_function_is_not_found_by_its_hash_alone(alice: As, bob: As) -> None:
+    fn, data, digest = sent_function()
+    path = f"jobs/api/functions/{digest}"
+    bob.json("PUT", path, status=201, data=data)
+    # alice may not read bob's jobs: for her it is not stored, whether she asks or names it.
+    refused = alice.json("GET", path, status=404)
+    assert refused == bob.json("GET", f"jobs/api/functions/{'0' * 64}", status=404) | {
+        "message": refused["message"],
+        "detail": {"sha256": [digest]},
+    }
+    before = alice.ids()
+    body = {"items": [named_item(fn, digest, 1, "alices")]}
+    refused = alice.json("POST", "jobs/api/jobs/batch", status=404, json=body)
+    assert refused["type"] == "FunctionNotFound" and refused["detail"] == {"sha256": [digest]}
+    arguments = bytes(call_bytes(fn, (1,), {}))
+    files = {
+        "spec": (None, json.dumps({"name": "alone"}), "application/json"),
+        "function": (None, digest),
+        "payload": ("payload.dill", arguments, "application/octet-stream"),
+    }
+    refused = alice.json("POST", "jobs/api/jobs", status=404, files=files)
+    assert refused["detail"] == {"sha256": [digest]}
+    assert alice.ids() == before  # nothing was stored
+    # Her own bytes prove she has it: new to her (201), then hers to name.
+    assert alice.json("PUT", path, status=201, data=data)["references"] == 0
+    made = alice.json("POST", "jobs/api/jobs", status=201, files=files)
+    assert made["user"] == "alice" and result_of(alice, made["id"]) == 3001
+    assert alice.json("GET", path)["references"] == 1
+    assert bob.json("GET", path)["references"] == 0
