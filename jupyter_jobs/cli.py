@@ -146,7 +146,9 @@ def cmd_list(store: Store, args: argparse.Namespace) -> int:
                 f"{', '.join(s.value for s in Status)}"
             )
     user = JobUser.of_process().username if args.mine else args.user
-    page = store.query(status=status, owner=args.owner, q=args.q, limit=args.limit, user=user)
+    page = store.query(
+        status=status, owner=args.owner, q=args.q, limit=args.limit, user=user, type=args.type
+    )
     if args.json:
         _print_json(
             {
@@ -413,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--mine", action="store_true", help="only your jobs (those of the OS user running this)"
     )
     p.add_argument("-q", help="only jobs whose name contains this")
+    p.add_argument("--type", metavar="TYPE", help="only typed jobs of this job type")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_list)
     for name, func, help_ in [

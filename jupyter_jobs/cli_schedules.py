@@ -2,7 +2,9 @@
 
 Like the rest of the CLI, it opens the store file: a consumer serving the database (the
 Jupyter server's or `jupyter jobs consumer`) fires what is added here. A notebook is read from
-the filesystem and snapshotted into the store now, as the REST API does through the server.
+the filesystem and snapshotted into the store now, as the REST API does through the server; a
+job type's (`--type`) parameters are checked against its schema now, the installed types
+imported in this process as `JobQueue` does.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import notebooks, options
+from . import notebooks, options, typed_run
 from . import schedules as rules
 from .errors import InvalidRequest
 from .models import JobUser
 from .store import Store
+from .type_registry import TypeRegistry
 
 
 def _schedule_id(text: str) -> int:
@@ -35,7 +38,7 @@ def _print(schedule: rules.Schedule, as_json: bool) -> None:
     last_text = "-" if last is None else f"job {last['job_id']} {last['status']}"
     lines = [
         f"schedule {schedule.id}: {schedule.name}",
-        f"  target:   {schedule.target.get('path') or schedule.target.get('name')}",
+        f"  target:   {_target_text(schedule.target)}",
         f"  user:     {schedule.user_display_name or schedule.user or '-'}",
         f"  when:     {timing} ({raw}, {schedule.timezone})",
         f"  next run: {'paused' if schedule.paused else rules.utc_text(schedule.next_run)}",
@@ -44,23 +47,51 @@ def _print(schedule: rules.Schedule, as_json: bool) -> None:
     ]
     if schedule.target.get("parameters"):
         lines.append(f"  parameters: {json.dumps(schedule.target['parameters'])}")
+    if schedule.job.get("channel"):
+        lines.append(f"  channel:  {schedule.job['channel']}")
     print("\n".join(lines))
 
 
-def cmd_add(store: Store, args: argparse.Namespace) -> int:
+def _target_text(target: dict[str, Any]) -> str:
+    if target["kind"] == "typed":
+        return f"job type {target['type']}"
+    return str(target.get("path") or target.get("name"))
+
+
+def _target(args: argparse.Namespace) -> dict[str, Any]:
+    """The schedule's target: the NOTEBOOK given, or the job type of `--type`."""
+    if (args.notebook is None) == (args.type is None):
+        raise InvalidRequest("schedule add takes a NOTEBOOK or --type TYPE (one of them)")
+    parameters = notebooks.cli_parameters(args.parameters)
+    if args.type is not None:
+        if args.kernel is not None:
+            raise InvalidRequest("--kernel is for a notebook; a job type runs in Python")
+        return {"kind": "typed", "type": args.type, "parameters": parameters}
     path = Path(args.notebook).expanduser()
+    return {
+        "kind": "notebook",
+        "path": str(path),
+        "parameters": parameters,
+        "kernel_name": args.kernel,
+    }
+
+
+def _payload(store: Store, spec: rules.ScheduleSpec) -> bytes:
+    """The notebook's snapshot, or the typed job's payload (its parameters checked against
+    its type, imported here as `JobQueue` does)."""
+    if spec.target["kind"] == "typed":
+        return TypeRegistry(store, typed_run.describe_installed).schedule_payload(spec)
+    path = Path(spec.target["path"])
     try:
-        payload = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise InvalidRequest(f"target.path: cannot read {path}: {exc}") from None
+
+
+def cmd_add(store: Store, args: argparse.Namespace) -> int:
     spec = rules.ScheduleSpec(
         name=args.name or "",
-        target={
-            "kind": "notebook",
-            "path": str(path),
-            "parameters": notebooks.cli_parameters(args.parameters),
-            "kernel_name": args.kernel,
-        },
+        target=_target(args),
         cron=args.cron,
         every=args.every,
         timezone=args.timezone,
@@ -69,6 +100,8 @@ def cmd_add(store: Store, args: argparse.Namespace) -> int:
         paused=args.paused,
         job=options.given(vars(args), rules.JOB_OPTIONS),
     )
+    spec.validate()
+    payload = _payload(store, spec)
     _print(store.add_schedule(spec, "", payload, user=JobUser.of_process()), args.json)
     return 0
 
@@ -111,10 +144,13 @@ def cmd_rm(store: Store, args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """The `schedule` command and its subcommands, on the CLI's subparsers."""
-    parser = sub.add_parser("schedule", help="run notebooks on a schedule")
+    parser = sub.add_parser("schedule", help="run notebooks or typed jobs on a schedule")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    p = verbs.add_parser("add", parents=[common], help="schedule a notebook")
-    p.add_argument("notebook", help="the notebook (snapshotted now)")
+    p = verbs.add_parser("add", parents=[common], help="schedule a notebook or a job type")
+    p.add_argument("notebook", nargs="?", help="the notebook (snapshotted now)")
+    p.add_argument(
+        "--type", metavar="TYPE", help="instead of a notebook: a job type (`jupyter jobs types`)"
+    )
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--cron", help='a 5-field cron expression, e.g. "0 8 * * 1-5"')
     when.add_argument("--every", type=float, metavar="SECONDS", help="an interval (>= 60)")

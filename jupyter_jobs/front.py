@@ -157,15 +157,17 @@ class Jobs:
         limit: int = LIST_LIMIT,
         user: str | None = None,
         mine: bool = False,
+        type: str | None = None,
     ) -> list[Job]:
         """Handles for the jobs matching the filters, newest first: `status` (one or several),
         `owner`, `q` (in the name or notebook), `user` (whose jobs) or `mine` (your own: the
-        OS user's for `JobQueue`, the server's user for you in a kernel), at most `limit`."""
+        OS user's for `JobQueue`, the server's user for you in a kernel), `type` (typed jobs
+        of that job type), at most `limit`."""
         if isinstance(status, (str, Status)):
             status = [status]
         statuses = [str(s) for s in status] if status is not None else None
         records = self.backend.find(
-            status=statuses, owner=owner, q=q, limit=limit, user=user, mine=mine
+            status=statuses, owner=owner, q=q, limit=limit, user=user, mine=mine, type=type
         )
         return [self.backend.handle(r) for r in records]
 
@@ -309,8 +311,9 @@ class Jobs:
 
     def schedule(
         self,
-        target: Callable[..., Any] | str | os.PathLike[str],
+        target: Callable[..., Any] | str | os.PathLike[str] | None = None,
         *,
+        job_type: str | None = None,
         cron: str | None = None,
         every: float | None = None,
         timezone: str | None = None,
@@ -327,15 +330,26 @@ class Jobs:
 
         `target` is a notebook path (`parameters` are injected papermill-style; a notebook
         whose parameters cell declares `scheduled_time` gets the run's time, ISO 8601) or a
-        function (called as `target(**parameters)`). `overlap`: "skip" (no new run while one
+        function (called as `target(**parameters)`); or, instead of a target, `job_type`
+        names a job type whose runs get `parameters` (checked against its schema now: a bad
+        one raises `InvalidRequest` naming it). `overlap`: "skip" (no new run while one
         is pending, queued or running) or "queue". `catch_up` after a stop: "latest" (one run),
         "none" or "all" (at most 100). `job_options`: priority, timeout, retries, retry_delay,
-        interpreter, cwd.
+        interpreter, cwd, channel (each finished run goes to that result channel).
         """
         payload: bytes | None = None
-        if callable(target):
+        if (target is None) == (job_type is None):
+            raise TypeError("schedule() takes a target (a notebook or a function) or a job_type")
+        if job_type is not None:
+            target_json: dict[str, Any] = {
+                "kind": "typed",
+                "type": job_type,
+                "parameters": dict(parameters or {}),
+            }
+            fn_name = job_type
+        elif callable(target):
             fn_name = opts.function_name(target)
-            target_json: dict[str, Any] = {"kind": "function", "name": fn_name}
+            target_json = {"kind": "function", "name": fn_name}
             payload = function_payload(target, (), parameters or {})
             job_options = {**self._defaults(), **job_options}
         else:

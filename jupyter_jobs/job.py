@@ -128,9 +128,11 @@ class Backend(abc.ABC):
         cursor: str | None,
         user: str | None = None,
         mine: bool = False,
+        type: str | None = None,
     ) -> Page:
         """One page of records matching the filters, newest first: `user` names whose jobs,
-        `mine` asks for the caller's own (who that is, the backend knows)."""
+        `mine` asks for the caller's own (who that is, the backend knows), `type` a job
+        type."""
 
     def find(
         self,
@@ -141,6 +143,7 @@ class Backend(abc.ABC):
         limit: int,
         user: str | None = None,
         mine: bool = False,
+        type: str | None = None,
     ) -> list[JobRecord]:
         """Up to `limit` records matching the filters, newest first, page after page."""
         records: list[JobRecord] = []
@@ -154,6 +157,7 @@ class Backend(abc.ABC):
                 cursor=cursor,
                 user=user,
                 mine=mine,
+                type=type,
             )
             records.extend(page.jobs)
             cursor = page.next_cursor

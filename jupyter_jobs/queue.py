@@ -112,10 +112,11 @@ class StoreBackend(Backend):
         cursor: str | None,
         user: str | None = None,
         mine: bool = False,
+        type: str | None = None,
     ) -> Page:
         user = self.user.username if mine else user
         return self.store.query(
-            status=status, owner=owner, q=q, limit=limit, cursor=cursor, user=user
+            status=status, owner=owner, q=q, limit=limit, cursor=cursor, user=user, type=type
         )
 
     def poll(self, job_ids: list[int], full: bool) -> list[JobRecord]:
@@ -164,7 +165,9 @@ class StoreBackend(Backend):
         return self.store.channel_ack(channel, reader, seq)
 
     def add_schedule(self, spec: ScheduleSpec, payload: bytes | None, owner: str) -> Schedule:
-        if payload is None:  # a notebook: snapshotted now, as a submit would
+        if spec.target["kind"] == "typed":  # its parameters checked now, as a submit's
+            payload = self.types.schedule_payload(spec)
+        elif payload is None:  # a notebook: snapshotted now, as a submit would
             path = Path(spec.target["path"]).expanduser()
             try:
                 payload = path.read_bytes()

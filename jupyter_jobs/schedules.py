@@ -1,10 +1,10 @@
 """Schedules as pure rules: when a schedule fires, what it fires, and how it reads in words.
 
-A schedule turns a target (a notebook with parameters, or a pickled function call) into a job at
-given times: a cron expression read in an IANA timezone (croniter over zoneinfo), or a fixed
-interval (`every` seconds). The store keeps schedules and applies these rules in one transaction
-(`store/schedules.py`); nothing here touches SQLite or the clock, so every rule is tested with
-times given by the test.
+A schedule turns a target (a notebook with parameters, a job type's name with its parameters, or
+a pickled function call) into a job at given times: a cron expression read in an IANA timezone
+(croniter over zoneinfo), or a fixed interval (`every` seconds). The store keeps schedules and
+applies these rules in one transaction (`store/schedules.py`); nothing here touches SQLite or the
+clock, so every rule is tested with times given by the test.
 
 Why the rules are what they are:
 
@@ -44,9 +44,10 @@ MAX_EVERY = 10 * 365.25 * 86400
 MAX_CATCH_UP = 100
 #: A time at most this late is "on time", not missed (the consumer looks every second or so).
 ON_TIME = 60.0
-#: Job options a schedule passes to each run (the run's name is the schedule's).
-JOB_OPTIONS = ("priority", "timeout", "retries", "retry_delay", "interpreter", "cwd")
-TARGET_KINDS = ("notebook", "function")
+#: Job options a schedule passes to each run (the run's name is the schedule's); `channel`
+#: delivers its finished runs to that result channel's readers.
+JOB_OPTIONS = ("priority", "timeout", "retries", "retry_delay", "interpreter", "cwd", "channel")
+TARGET_KINDS = ("notebook", "function", "typed")
 #: The parameter a notebook declares to receive its run's scheduled time.
 SCHEDULED_TIME = "scheduled_time"
 
@@ -299,9 +300,9 @@ class ScheduleSpec:
         self._check_target()
         self._check_job()
         if not self.name:
-            self.name = (
-                Path(self.target.get("path") or "").stem or self.target.get("name") or "schedule"
-            )
+            target = self.target
+            named = Path(target.get("path") or "").stem or target.get("name") or target.get("type")
+            self.name = named or "schedule"
 
     def _check_target(self) -> None:
         target = self.target
@@ -309,22 +310,35 @@ class ScheduleSpec:
             raise InvalidRequest(f"target.kind: must be one of {list(TARGET_KINDS)}")
         if target["kind"] == "function":
             return
-        allowed = {"kind", "path", "parameters", "kernel_name"}
+        typed = target["kind"] == "typed"
+        allowed = (
+            {"kind", "type", "parameters"}
+            if typed
+            else {"kind", "path", "parameters", "kernel_name"}
+        )
         unknown = sorted(set(target) - allowed)
         if unknown:
             raise InvalidRequest(f"unknown field(s) in target: {', '.join(unknown)}")
-        if not isinstance(target.get("path"), str) or not target["path"]:
-            raise InvalidRequest("target.path: must be the notebook's path")
         parameters = target.setdefault("parameters", {})
         if not isinstance(parameters, dict):
             raise InvalidRequest("target.parameters: must be an object of name: value")
-        for name in parameters:
-            if not name.isidentifier():
-                raise InvalidRequest(f"target.parameters: {name!r} is not a Python identifier")
         try:
             json.dumps(parameters, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"target.parameters: values must be JSON: {exc}") from None
+        if typed:  # the type's schema checks the parameters (`TypeRegistry.schedule_payload`)
+            from .job_types import check_name
+
+            try:
+                check_name(target.get("type"))
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"target.type: {exc.message}", exc.detail) from None
+            return
+        if not isinstance(target.get("path"), str) or not target["path"]:
+            raise InvalidRequest("target.path: must be the notebook's path")
+        for name in parameters:
+            if not name.isidentifier():
+                raise InvalidRequest(f"target.parameters: {name!r} is not a Python identifier")
         kernel = target.setdefault("kernel_name", None)
         if kernel is not None and not isinstance(kernel, str):
             raise InvalidRequest("target.kernel_name: must be a kernelspec name or null")

@@ -5,12 +5,15 @@ interpreter, `server/installed_types.py`; `JobQueue` and the CLI import them in-
 kernel types from the store (`store/types.py`). An installed name wins: a kernel cannot
 register it, nor delete it. `prepare` checks a typed job's parameters against its type's schema
 and builds its payload (`job_types.encode_payload`): the entry point to import, or the kernel
-type's functions, stored once, which the job names (`shared.py`; never loaded here). Every
-method is blocking (SQLite): the server calls them in its thread pool.
+type's functions, stored once, which the job names (`shared.py`; never loaded here).
+`schedule_payload` does the same once for a schedule of a typed job, whose runs all take that
+payload: a copy of a kernel type's function bytes, so that the schedule keeps working whatever
+becomes of the type. Every method is blocking (SQLite): the server calls them in its thread pool.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 
@@ -18,6 +21,7 @@ from . import job_types
 from .errors import InvalidRequest, JobTypeConflict, JobTypeNotFound
 from .job_types import JobType, TypedPayload
 from .models import JobSpec, Kind
+from .schedules import ScheduleSpec
 from .shared import Payload, SharedPayload
 from .store import Store
 
@@ -118,3 +122,26 @@ class TypeRegistry:
         spec.validate()
         data = job_types.encode_payload(payload)
         return spec, data if function is None else SharedPayload(function, data)
+
+    def schedule_payload(self, spec: ScheduleSpec) -> bytes:
+        """The payload every run of a typed schedule takes, its parameters checked against the
+        type's schema now (`prepare`'s errors, naming each bad parameter); `spec` gets the
+        checked parameters, and a kernel type's interpreter and cwd where its job options
+        name none. A type changed later changes no run: change the schedule's target."""
+        target = spec.target
+        if target.get("kind") != Kind.TYPED.value:
+            raise InvalidRequest('schedule_payload takes a schedule of a target of kind "typed"')
+        job = JobSpec(
+            kind=Kind.TYPED, name=spec.name, type=target.get("type"),
+            parameters=target.get("parameters"), **spec.job,
+        )  # fmt: skip
+        job, payload = self.prepare(job)
+        target["parameters"] = job.parameters
+        for option in ("interpreter", "cwd"):
+            if getattr(job, option) and spec.job.get(option) is None:
+                spec.job[option] = getattr(job, option)
+        if isinstance(payload, SharedPayload):  # the functions' bytes go into the payload
+            built = job_types.decode_payload(bytes(payload.arguments), functions_apart=True)
+            built = dataclasses.replace(built, functions=payload.function.data)
+            return job_types.encode_payload(built)
+        return bytes(payload)

@@ -83,8 +83,9 @@ def test_every_job_option_a_schedule_passes_on_is_a_flag_spelled_as_in_options(
     db_path, notebook, capsysbinary
 ):
     flagged = [o for o in OPTIONS if o.name in JOB_OPTIONS and o.flag]
-    assert {o.name for o in flagged} == {"priority", "timeout", "retries", "retry_delay"}
-    values = {"priority": "7", "timeout": "30", "retries": "2", "retry_delay": "0.5"}
+    assert {o.name for o in flagged} == {"priority", "timeout", "retries", "retry_delay", "channel"}
+    values = {"priority": "7", "timeout": "30", "retries": "2", "retry_delay": "0.5",
+              "channel": "nightly"}  # fmt: skip
     argv = [part for o in flagged for part in (o.flag, values[o.name])]
     Store(db_path).close()
     code, out, err = run(
@@ -92,7 +93,7 @@ def test_every_job_option_a_schedule_passes_on_is_a_flag_spelled_as_in_options(
     )
     assert code == 0, err
     assert json.loads(out)["job"] == {"priority": 7, "timeout": 30.0, "retries": 2,
-                                      "retry_delay": 0.5}  # fmt: skip
+                                      "retry_delay": 0.5, "channel": "nightly"}  # fmt: skip
     code, _, err = run(
         capsysbinary, db_path, "schedule", "add", str(notebook), "--every", "60", "--retries", "x"
     )

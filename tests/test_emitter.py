@@ -19,7 +19,7 @@ import pytest
 import yaml
 from jupyter_events import EventLogger
 
-from jupyter_jobs.models import JobSpec, Outcome, Progress, Status
+from jupyter_jobs.models import JobSpec, Kind, Outcome, Progress, Status
 from jupyter_jobs.server.emitter import (
     SCHEMA_ID,
     SCHEMA_PATH,
@@ -245,3 +245,27 @@ def test_every_entry_sent_meets_the_full_schema_of_the_file(store: Store, bridge
         full.schemas.validate_event(SCHEMA_ID, event)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"jobs": [entry("exploded", "running")]}, schema)
+
+
+def test_a_typed_jobs_entries_carry_its_type_and_the_summary_stored_with_its_outcome(
+    store: Store, bridge: Bridge
+) -> None:
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    typed = JobSpec(kind=Kind.TYPED, name="train", type="train", parameters={"epochs": 2})
+    job = store.enqueue(typed, b'{"type": "train", "parameters": {}, "entry_point": "m:f"}\n')
+    plain = store.enqueue(JobSpec(name="plain"), b"")
+    created = wait_for(lambda: bridge.last_of(job.id), "the creation")
+    assert (created["type"], created["summary"]) == ("train", None)
+    (claimed,) = [c for c in claim(store, "c1", 2, 60.0) if c.job.id == job.id]
+    assert started(store, job.id, claimed.job.attempt)
+    summary = {"accuracy": 0.75, "epochs": 2}
+    finish(store, job.id, claimed.job.attempt, Outcome(Status.SUCCEEDED, summary=summary))
+    done = wait_for(
+        lambda: (e := bridge.last_of(job.id)) and e["status"] == "succeeded" and e, "the end"
+    )
+    assert (done["type"], done["summary"]) == ("train", summary)
+    assert done["summary"] == store.get(job.id).summary
+    other = bridge.last_of(plain.id)
+    assert (other["type"], other["summary"]) == (None, None)
+    for event in bridge.events:
+        jsonschema.validate(event, schema)

@@ -110,12 +110,14 @@ def jobs(
     limit: int = 1000,
     user: str | None = None,
     mine: bool = False,
+    type: str | None = None,
 ) -> list[RemoteJob]:
     """This notebook's jobs, newest first (`all=True`: every notebook's); `status` filters,
-    `user` keeps one user's jobs, `mine` yours (the user the server takes this kernel for)."""
+    `user` keeps one user's jobs, `mine` yours (the user the server takes this kernel for),
+    `type` the typed jobs of one job type."""
     who = None if all else this_owner()
     return front().jobs(  # type: ignore[return-value]
-        status, owner=who, limit=limit, user=user, mine=mine
+        status, owner=who, limit=limit, user=user, mine=mine, type=type
     )
 
 
@@ -159,7 +161,7 @@ def drain_worker(worker_id: str) -> WorkerInfo:
     return front().drain_worker(worker_id)
 
 
-def schedule(target: Any, /, **options: Any) -> Schedule:
+def schedule(target: Any = None, /, **options: Any) -> Schedule:
     return front().schedule(target, **options)
 
 

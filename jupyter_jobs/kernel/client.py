@@ -482,6 +482,7 @@ class HttpBackend(Backend):
         cursor: str | None,
         user: str | None = None,
         mine: bool = False,
+        type: str | None = None,
     ) -> Page:
         query = {
             "status": ",".join(status) if status else None,
@@ -491,6 +492,7 @@ class HttpBackend(Backend):
             "cursor": cursor,
             "user": user,
             "mine": "true" if mine else None,
+            "type": type,
         }
         data = self.client.json("GET", "jobs", query=query)
         jobs = [JobRecord.from_json(j) for j in data["jobs"]]
@@ -654,13 +656,13 @@ class HttpBackend(Backend):
         path = f"channels/{urllib.parse.quote(channel, safe='')}/ack"
         return int(self.client.json("POST", path, {"reader": reader, "seq": seq})["acked"])
 
-    # --- schedules (REST creates notebook schedules only: a function's would be a pickle) ----
+    # --- schedules (REST creates notebook and typed schedules: a function's would be a pickle)
 
     def add_schedule(self, spec: ScheduleSpec, payload: bytes | None, owner: str) -> Schedule:
-        if spec.target["kind"] != "notebook":
+        if spec.target["kind"] == "function":
             raise InvalidRequest(
                 "a function schedule needs the engine (JobQueue); from a kernel, schedule a "
-                "notebook (its path relative to the server's root)"
+                "notebook (its path relative to the server's root) or a job type (job_type=)"
             )
         made = self.client.json("POST", "schedules", ScheduleSpec.to_json(spec))
         return Schedule.from_stored(made)

@@ -5,7 +5,10 @@ its data and validates it with jsonschema on every call, on the server's event l
 listening to a queue draining thousands of jobs a second slowed that queue several times over.
 So changes are coalesced: within a short window each job keeps only its latest state (with what
 the sidebar needs to count it: whether it was created, the status it had before the window),
-and the window goes out as one `jupyter_jobs/job` event (schema version 3) carrying a list.
+and the window goes out as one `jupyter_jobs/job` event (schema version 4) carrying a list.
+An entry is built from the record the store publishes with its commit and nothing else: a typed
+job's `type` and `summary` are columns of that record (the summary computed in the worker and
+stored with the outcome, once), so no entry costs a read.
 
 The store calls its subscribers in whichever thread committed (a request's worker thread, the
 consumer's writer thread): the entries are built and merged there, and the loop only wakes once
@@ -73,6 +76,8 @@ def event_data(change: Change) -> dict[str, Any]:
         "progress": progress,
         "actions": [] if change.what == "deleted" else job.actions,
         "schedule_id": job.schedule_id,
+        "type": job.type,
+        "summary": job.summary,
     }
 
 

@@ -218,6 +218,7 @@ class JobsListHandler(JobsHandler):
             limit=parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
             cursor=self.query("cursor"),
             user=user,
+            type=parsing.job_type_filter(self.query("type")),
         )
         self.reply(
             {

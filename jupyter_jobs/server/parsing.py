@@ -63,6 +63,16 @@ def statuses(text: str) -> list[str]:
     return names
 
 
+def job_type_filter(text: str | None) -> str | None:
+    """The list's `?type=`: a job type's name (`job_types.NAME`), or None when absent."""
+    if text is None:
+        return None
+    try:
+        return job_types.check_name(text)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"type: {exc.message}", exc.detail) from None
+
+
 def flag(name: str, text: str | None) -> bool:
     """A boolean query parameter: `true` or `false` (absent is false), as JSON spells them."""
     if text is None or text == "false":

@@ -3,8 +3,11 @@
 Thin, as `handlers.py`'s: the body is parsed and checked by `schedules.ScheduleSpec` (a 400
 naming the field), the notebook is read through the server's contents manager (so `path` is
 relative to the server's root, as the file browser shows it) and snapshotted into the store,
-and every store call runs in the app's thread pool. REST creates notebook schedules only: a
-function target is a pickle, which only the Python API makes and only a worker loads.
+and every store call runs in the app's thread pool. A typed target (a job type's name and
+parameters) has its parameters checked against the type's schema when the schedule is made or
+its target changed, and its payload built then (`TypeRegistry.schedule_payload`). REST creates
+notebook and typed schedules only: a function target is a pickle, which only the Python API
+makes and only a worker loads.
 
 A schedule belongs to the user who made it, and so do its runs; reading or changing another
 user's schedule is `access.py`'s question, as for a job.
@@ -38,10 +41,18 @@ def parse_id(text: str) -> int:
 
 
 class ScheduleBase(JobsHandler):
+    async def payload(self, spec: rules.ScheduleSpec) -> bytes:
+        """What every run of `spec` takes: its notebook's snapshot, or its typed job's payload
+        (the parameters checked against the type's schema now: a 400 names each bad one)."""
+        kind = spec.target.get("kind")
+        if kind == "typed":
+            return await self.app.types.schedule_payload(spec)
+        if kind != "notebook":
+            raise InvalidRequest("target.kind: REST creates notebook and typed schedules only")
+        return await self.snapshot(spec.target)
+
     async def snapshot(self, target: dict) -> bytes:
         """The notebook at `target.path`, as JSON bytes; 400 naming the path when unreadable."""
-        if target.get("kind") != "notebook":
-            raise InvalidRequest("target.kind: REST creates notebook schedules only")
         path = target["path"]
         try:
             content = await self.read_notebook(path)
@@ -76,7 +87,7 @@ class SchedulesHandler(ScheduleBase):
     async def post(self) -> None:
         body = parsing.schedule_json(self.request.body)
         spec = rules.ScheduleSpec.from_json(body)
-        payload = await self.snapshot(spec.target)
+        payload = await self.payload(spec)
         made = await self.app.run(
             self.app.store.add_schedule, spec, self.owner(), payload, None, self.job_user
         )
@@ -100,9 +111,11 @@ class ScheduleHandler(ScheduleBase):
         await self.check_write(ident, "change")
         changes = parsing.schedule_json(self.request.body, "schedule change")
         payload = None
-        if "target" in changes:  # a new path or parameters: snapshot the notebook again
+        if "target" in changes:  # a new target: snapshot it, or check its parameters, again
             old = await self.app.run(self.app.store.get_schedule, ident)
-            payload = await self.snapshot(old.merged({"target": changes["target"]}).target)
+            spec = old.merged(changes)
+            payload = await self.payload(spec)
+            changes = {**changes, "target": spec.target, "job": spec.job}
         changed = await self.app.run(self.app.store.update_schedule, ident, changes, payload)
         self.reply(changed.to_json())
 

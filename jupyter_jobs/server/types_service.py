@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from ..errors import JobTypeNotFound
 from ..job_types import JobType
 from ..models import Job, JobSpec, JobUser
+from ..schedules import ScheduleSpec
 from ..store import Store
 from ..type_registry import TypeRegistry
 from . import service
@@ -83,15 +84,23 @@ class TypesService:
         return await self._run(method, *args)
 
     async def submit(self, spec: JobSpec, user: JobUser) -> tuple[Job, bool]:
-        """Store a typed job of `user` (`service.submit` with the registry's payload); a type
-        unknown to the last description makes it describe again once before it is refused."""
+        """Store a typed job of `user` (`service.submit` with the registry's payload)."""
         prepare = functools.partial(self.registry.prepare, spec)
+        return await self._named(service.submit, self.store, prepare, user)
+
+    async def schedule_payload(self, spec: ScheduleSpec) -> bytes:
+        """A typed schedule's payload, its parameters checked (`TypeRegistry.schedule_payload`)."""
+        return await self._named(self.registry.schedule_payload, spec)
+
+    async def _named(self, method: Callable[..., T], *args: Any) -> T:
+        """`call`, for a method that looks a type up by name: a type unknown to the last
+        description makes it describe again once before it is refused."""
         try:
-            return await self.call(service.submit, self.store, prepare, user)
+            return await self.call(method, *args)
         except JobTypeNotFound:
             if not await self.refresh():
                 raise
-        return await self.call(service.submit, self.store, prepare, user)
+        return await self.call(method, *args)
 
     async def _describe(self) -> None:
         """Run the describer; keep what it found, or log why it found nothing."""

@@ -698,7 +698,9 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         """Delete finished jobs finished over `older_than` seconds ago, then the oldest finished
         ones until blobs plus logs take at most `max_bytes`. Unfinished jobs are never touched.
         Also prunes the finished log (see `finished_since`), so call it now and then even with
-        no retention set.
+        no retention set. Then deletes the result channel cursors that no job they read is
+        left behind (`retention.prune_channel_readers`: lossless), so every reader's cursor
+        goes with the last of the jobs it acknowledged.
 
         The jobs are chosen by id from the indexes, then deleted in batches of one short
         transaction each (`retention.Batches`), so a submit or a claim arriving meanwhile
@@ -721,7 +723,16 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             with self._db.read() as conn:
                 extra = retention.over_budget(conn, max_bytes)
             doomed += self._collect(extra, lambda job: job.finished)
+        self._prune_channel_readers()
         return doomed
+
+    def _prune_channel_readers(self) -> None:
+        """`retention.prune_channel_readers` over every cursor, in gc's short transactions."""
+        batches = retention.Batches()
+        after: tuple[str, str] | None = ("", "")
+        while after is not None:
+            with batches.timed(), self._tx() as tx:
+                after = retention.prune_channel_readers(tx.conn, after, batches.size)
 
     def _collect(self, ids: list[int], still: Callable[[Job], bool]) -> list[int]:
         """Delete the jobs among `ids` that are `still` to go when their batch comes; the ids
@@ -812,15 +823,19 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         limit: int = 50,
         cursor: str | None = None,
         user: str | None = None,
+        type: str | None = None,
     ) -> Page:
-        """A page of jobs, newest first, plus counts per status for the same owner/user/q
-        filter."""
+        """A page of jobs, newest first, plus counts per status for the same owner/user/type/q
+        filter (`type`: typed jobs of that job type)."""
         with self._db.read() as conn:
-            return queries.page(conn, status, owner, q, limit, cursor, user)
+            return queries.page(conn, status, owner, q, limit, cursor, user, type)
 
-    def counts(self, owner: str | None = None, user: str | None = None) -> dict[str, int]:
-        """Jobs per status (all statuses present), optionally for one owner and/or user."""
-        return queries.counts(self._db.conn(), owner, user)
+    def counts(
+        self, owner: str | None = None, user: str | None = None, type: str | None = None
+    ) -> dict[str, int]:
+        """Jobs per status (all statuses present), optionally for one owner, user and/or job
+        type."""
+        return queries.counts(self._db.conn(), owner, user, type)
 
     def stats(self, user: str | None = None) -> dict[str, int | float]:
         """Counts per status (of `user`'s jobs, when given), database bytes (db + WAL) and

@@ -5,9 +5,9 @@ page stays stable while jobs are added. Each status is read through its own `(st
 range and the ranges are merged here: one `status IN (...)` query would sort every matching row
 for each page.
 
-Counts come from the tables the triggers keep (`status_counts`, and `user_counts` per notebook
-and user: schema.py), never from the jobs. A user's jobs ("mine") are paged through the user's
-indexes.
+Counts come from the tables the triggers keep (`status_counts`, `user_counts` per notebook and
+user, and `type_counts` per job type, user and notebook: schema.py), never from the jobs. A
+user's jobs ("mine") are paged through the user's indexes, a type's through the type's.
 
 A search finds names through the trigram index (`jobs_fts`) and notebooks among the kept counts'
 owners, checking each with the LIKE rule it always had, so results are exactly those
@@ -22,6 +22,7 @@ import heapq
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest
@@ -65,9 +66,10 @@ def _status(value: str) -> Status:
 
 
 def filters(
-    owner: str | None, q: str | None, user: str | None = None
+    owner: str | None, q: str | None, user: str | None = None, job_type: str | None = None
 ) -> tuple[list[str], list[Any]]:
-    """SQL conditions and their parameters for an owner, a search text and a user."""
+    """SQL conditions and their parameters for an owner, a search text, a user and a job type
+    (the columns of `jobs`, and of the count tables but `q`)."""
     where: list[str] = []
     params: list[Any] = []
     if owner is not None:
@@ -76,24 +78,36 @@ def filters(
     if user is not None:
         where.append("user = ?")
         params.append(user)
+    if job_type is not None:
+        where.append("type = ?")
+        params.append(job_type)
     if q:  # the sidebar's search box: a job's name, or its notebook's path
         where.append("(name LIKE ? ESCAPE '\\' OR owner LIKE ? ESCAPE '\\')")
         params += [_like(q)] * 2
     return where, params
 
 
+def _counts_table(job_type: str | None) -> str:
+    """Where the counts of a filter are kept: a type's per type, the others' per user."""
+    return "user_counts" if job_type is None else "type_counts"
+
+
 def counts(
-    conn: sqlite3.Connection, owner: str | None = None, user: str | None = None
+    conn: sqlite3.Connection,
+    owner: str | None = None,
+    user: str | None = None,
+    job_type: str | None = None,
 ) -> dict[str, int]:
-    """Jobs per status (every status present), of one owner and/or one user or of all, from the
-    kept counts."""
+    """Jobs per status (every status present), of one owner, user and/or job type or of all,
+    from the kept counts."""
     found = {s.value: 0 for s in Status}
-    if owner is None and user is None:
+    if owner is None and user is None and job_type is None:
         rows = conn.execute("SELECT status, n FROM status_counts")
     else:
-        where, params = filters(owner, None, user)
+        where, params = filters(owner, None, user, job_type)
         rows = conn.execute(
-            f"SELECT status, SUM(n) FROM user_counts WHERE {' AND '.join(where)} GROUP BY status",
+            f"SELECT status, SUM(n) FROM {_counts_table(job_type)} "
+            f"WHERE {' AND '.join(where)} GROUP BY status",
             params,
         )
     for status, n in rows.fetchall():
@@ -125,27 +139,29 @@ def _search(
     statuses: list[Status],
     limit: int,
     before: int | None,
+    job_type: str | None = None,
 ) -> Page:
-    """A page of the jobs whose name or notebook contains `q` (LIKE's rule), of `owner` and
-    `user` when given, with their counts per status.
+    """A page of the jobs whose name or notebook contains `q` (LIKE's rule), of `owner`,
+    `user` and `job_type` when given, with their counts per status.
 
     Notebooks are few: those that match are found among the kept counts' owners, and their jobs
     counted from there and paged through the owner indexes. Names go through the trigram index
     (each hit checked with LIKE); only those of other notebooks are read. Where the index cannot
     find `q`, every job is scanned with LIKE.
     """
+    scoped = Scope(user, job_type)
     if len(q) < MIN_INDEXED or not has_search_index(conn):
-        where, params = filters(owner, q, user)
+        where, params = filters(owner, q, user, job_type)
         sql = f"SELECT id, status FROM jobs WHERE {' AND '.join(where)}"
         return _matches_page(
-            conn, conn.execute(sql, params).fetchall(), [], user, statuses, limit, before
+            conn, conn.execute(sql, params).fetchall(), [], scoped, statuses, limit, before
         )
-    scope, params = filters(owner, None, user)
+    scope, params = filters(owner, None, user, job_type)
     owners = [
         o
         for (o,) in conn.execute(
-            f"SELECT DISTINCT owner FROM user_counts WHERE {' AND '.join(['n > 0', *scope])} "
-            "AND owner LIKE ? ESCAPE '\\'",
+            f"SELECT DISTINCT owner FROM {_counts_table(job_type)} "
+            f"WHERE {' AND '.join(['n > 0', *scope])} AND owner LIKE ? ESCAPE '\\'",
             (*params, _like(q)),
         ).fetchall()
     ]
@@ -156,20 +172,28 @@ def _search(
     named = conn.execute(sql, (_phrase(q), *params, _like(q))).fetchall()
     matched = set(owners)
     others = [(job_id, status) for job_id, status, o in named if o not in matched]
-    return _matches_page(conn, others, owners, user, statuses, limit, before)
+    return _matches_page(conn, others, owners, scoped, statuses, limit, before)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The filters a search's notebooks are read within: whose jobs, of which job type."""
+
+    user: str | None = None
+    job_type: str | None = None
 
 
 def _owner_ids(
     conn: sqlite3.Connection,
     owner: str,
-    user: str | None,
+    scope: Scope,
     statuses: list[Status],
     limit: int,
     before: int | None,
 ) -> list[int]:
-    """The newest `limit` ids of one notebook's jobs (of `user`, of `statuses`, before the
-    cursor)."""
-    where, values = filters(owner, None, user)
+    """The newest `limit` ids of one notebook's jobs (of the scope's user and type, of
+    `statuses`, before the cursor)."""
+    where, values = filters(owner, None, scope.user, scope.job_type)
     if before is not None:
         where.append("id < ?")
         values.append(before)
@@ -189,16 +213,16 @@ def _matches_page(
     conn: sqlite3.Connection,
     matches: list[tuple[int, str]],
     owners: list[str],
-    user: str | None,
+    scope: Scope,
     statuses: list[Status],
     limit: int,
     before: int | None,
 ) -> Page:
-    """A page of a search's matches: `matches` (id, status) plus every job of `owners` (of
-    `user`, when given), and their counts per status."""
+    """A page of a search's matches: `matches` (id, status) plus every job of `owners` (within
+    `scope`), and their counts per status."""
     per_status = {s.value: 0 for s in Status}
     for o in owners:
-        for status, n in counts(conn, o, user).items():
+        for status, n in counts(conn, o, scope.user, scope.job_type).items():
             per_status[status] += n
     for _, status in matches:
         per_status[status] += 1
@@ -209,7 +233,7 @@ def _matches_page(
         if (not wanted or status in wanted) and (before is None or job_id < before)
     ]
     for o in owners:
-        candidates += _owner_ids(conn, o, user, statuses, limit + 1, before)
+        candidates += _owner_ids(conn, o, scope, statuses, limit + 1, before)
     ids = sorted(candidates, reverse=True)[: limit + 1]
     found = schema.load(conn, ids[:limit])
     jobs = [found[i] for i in ids[:limit] if i in found]
@@ -225,15 +249,17 @@ def page(
     limit: int,
     cursor: str | None,
     user: str | None = None,
+    job_type: str | None = None,
 ) -> Page:
-    """A page of jobs, newest first, plus counts per status for the same owner/user/q filter."""
+    """A page of jobs, newest first, plus counts per status for the same owner/user/type/q
+    filter."""
     if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
     statuses = [_status(s) for s in dict.fromkeys(status or [])]
     before = decode_cursor(cursor) if cursor else None
     if q:
-        return _search(conn, owner, user, q, statuses, limit, before)
-    where, values = filters(owner, None, user)
+        return _search(conn, owner, user, q, statuses, limit, before, job_type)
+    where, values = filters(owner, None, user, job_type)
     if before is not None:
         where.append("id < ?")
         values.append(before)
@@ -249,7 +275,7 @@ def page(
             (*values, limit + 1),
         ).fetchall()
     ]
-    per_status = counts(conn, owner, user)
+    per_status = counts(conn, owner, user, job_type)
     rows = list(heapq.merge(*ranges, key=lambda r: -r[0]))[: limit + 1]
     jobs = [schema.job_from_row(r) for r in rows[:limit]]
     next_cursor = encode_cursor(jobs[-1].id) if len(rows) > limit else None

@@ -1,9 +1,16 @@
 """Which finished jobs go: those finished long ago, then the oldest while over a byte budget;
-and how much of them goes per transaction.
+which result channel cursors go; and how much of them goes per transaction.
 
 Unfinished jobs are never chosen: "finished" is `models.TERMINAL`. Choosing reads ids from
 indexes (never whole records); deleting goes in batches sized so that one holds the write lock
 for about `Batches.target` seconds, so other writers wait that long at most.
+
+A reader's cursor (`channel_readers`: the last position it acknowledged in a channel) goes once
+no job it acknowledged is left in its channel, the jobs deleted by gc or by hand: positions are
+never reused, so every job the channel holds or will hold lies past the cursor, and reading
+from the start gives exactly what reading past it gives. Nothing is lost or delivered twice,
+and a cursor lives no longer than the jobs it read (`retention_days`), whether its reader is
+idle, gone, or its channel has no job left at all.
 """
 
 from __future__ import annotations
@@ -80,6 +87,24 @@ def over_budget(conn: sqlite3.Connection, max_bytes: int) -> list[int]:
             if named[row[2]][0] == 0:
                 total -= named[row[2]][1]
     return extra
+
+
+def prune_channel_readers(
+    conn: sqlite3.Connection, after: tuple[str, str], limit: int
+) -> tuple[str, str] | None:
+    """Delete the cursors, among the `limit` that follow `after` (channel, reader), that no
+    job of their channel is left at or before; the last cursor looked at (None: the end)."""
+    rows = conn.execute(
+        "SELECT channel, reader, EXISTS (SELECT 1 FROM channel_results c "
+        "WHERE c.channel = r.channel AND c.seq <= r.acked) FROM channel_readers r "
+        "WHERE (channel, reader) > (?, ?) ORDER BY channel, reader LIMIT ?",
+        (*after, limit),
+    ).fetchall()
+    conn.executemany(
+        "DELETE FROM channel_readers WHERE channel = ? AND reader = ?",
+        [(channel, reader) for channel, reader, read in rows if not read],
+    )
+    return (rows[-1][0], rows[-1][1]) if len(rows) == limit else None
 
 
 class Batches:

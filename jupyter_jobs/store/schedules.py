@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import notebooks
+from .. import job_types, notebooks
 from .. import schedules as rules
 from ..errors import InvalidRequest, ScheduleNotFound
 from ..models import NOBODY, Job, JobSpec, JobUser, Kind, Page, Status, now
@@ -70,15 +70,20 @@ def _first_run(spec: rules.ScheduleSpec, anchor: float, at: float) -> float | No
 
 
 def _run_spec(schedule: rules.Schedule) -> JobSpec:
-    """The spec of one run: the schedule's name, owner and job options."""
+    """The spec of one run: the schedule's name, owner and job options (a typed run: its
+    type and parameters too, as a typed submit's record has them)."""
     kind = Kind(schedule.target["kind"])
     options: dict[str, Any] = {}
+    typed: dict[str, Any] = {}
     if kind is Kind.NOTEBOOK:
         shown = {k: schedule.target.get(k) for k in ("path", "parameters", "kernel_name")}
         options["notebook"] = shown
+    elif kind is Kind.TYPED:
+        typed = {"type": schedule.target["type"], "parameters": schedule.target["parameters"]}
     return JobSpec(
-        kind=kind, name=schedule.name, owner=schedule.owner, options=options, **schedule.job
-    )
+        kind=kind, name=schedule.name, owner=schedule.owner, options=options, **typed,
+        **schedule.job,
+    )  # fmt: skip
 
 
 def _run_payload(schedule: rules.Schedule, stored: bytes, at: float) -> bytes:
@@ -181,8 +186,7 @@ class ScheduleVerbs:
         """Store a checked schedule of `user` (its runs are that user's jobs) with its
         target's snapshot (`payload`); first run after `at`."""
         spec.validate()
-        if spec.target["kind"] == Kind.NOTEBOOK.value:
-            _check_notebook(payload)
+        _check_payload(spec.target, payload)
         at = now() if at is None else at
         with self._tx() as tx:
             cursor = tx.conn.execute(
@@ -227,8 +231,13 @@ class ScheduleVerbs:
             spec = old.merged(changes)
             if spec.target["kind"] != old.target["kind"]:
                 raise InvalidRequest("target.kind: a schedule's kind of target cannot change")
-            if payload is not None and spec.target["kind"] == Kind.NOTEBOOK.value:
-                _check_notebook(payload)
+            if payload is not None:
+                _check_payload(spec.target, payload)
+            elif spec.target["kind"] == Kind.TYPED.value and spec.target != old.target:
+                raise InvalidRequest(
+                    "target: a typed schedule's new target needs its payload, checked against "
+                    "its type (`TypeRegistry.schedule_payload`)"
+                )
             timing = (spec.cron, spec.every, spec.timezone)
             same = timing == (old.cron, old.every, old.timezone) and spec.paused == old.paused
             next_run = old.next_run if same else _first_run(spec, old.created_at, at)
@@ -285,6 +294,17 @@ class ScheduleVerbs:
         statuses = [Status(s) for s in dict.fromkeys(status or [])]
         with self._db.read() as conn:
             return runs(conn, schedule_id, statuses, limit, cursor)
+
+
+def _check_payload(target: dict[str, Any], payload: bytes) -> None:
+    """A notebook target's snapshot must be a notebook; a typed target's payload the one
+    `TypeRegistry.schedule_payload` built for it (read as JSON, never loaded)."""
+    if target["kind"] == Kind.NOTEBOOK.value:
+        _check_notebook(payload)
+    elif target["kind"] == Kind.TYPED.value:
+        built = job_types.decode_payload(payload)
+        if (built.type, built.parameters) != (target["type"], target["parameters"]):
+            raise InvalidRequest("target: the payload is not that of this job type and parameters")
 
 
 def _check_notebook(payload: bytes) -> None:

@@ -91,6 +91,13 @@ def _counted_by_user(row: str, delta: str) -> str:
     )
 
 
+def _counted_by_type(row: str, delta: str) -> str:
+    """The count statement of a typed job's row entering (+1) or leaving (-1) `type_counts`."""
+    columns = "type, user, owner, status"
+    values = ", ".join(f"{row}.{c}" for c in columns.split(", "))
+    return _count("type_counts", columns, values, delta)
+
+
 #: A migration step: an SQL statement, or a function for what depends on this SQLite.
 Migration = str | Callable[[sqlite3.Connection], None]
 
@@ -411,6 +418,26 @@ MIGRATIONS: list[list[Migration]] = [
             user TEXT NOT NULL,
             PRIMARY KEY (sha256, user)
         ) WITHOUT ROWID""",
+    ],
+    [
+        # The job list by type (`?type=`, queries.py): typed jobs paged through their own
+        # indexes, counted per type, user and notebook by triggers as `user_counts` are. Jobs
+        # without a type have no entry and no count row. A job's type is set when it is made.
+        "CREATE INDEX jobs_type ON jobs(type, id) WHERE type IS NOT NULL",
+        "CREATE INDEX jobs_type_status ON jobs(type, status, id) WHERE type IS NOT NULL",
+        """CREATE TABLE type_counts (type TEXT NOT NULL, user TEXT NOT NULL, owner TEXT NOT NULL,
+            status TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (type, user, owner, status))
+            WITHOUT ROWID""",
+        "INSERT INTO type_counts SELECT type, user, owner, status, COUNT(*) FROM jobs "
+        "WHERE type IS NOT NULL GROUP BY type, user, owner, status",
+        f"""CREATE TRIGGER type_counted_insert AFTER INSERT ON jobs WHEN NEW.type IS NOT NULL
+            BEGIN {_counted_by_type("NEW", "1")} END""",
+        f"""CREATE TRIGGER type_counted_delete AFTER DELETE ON jobs WHEN OLD.type IS NOT NULL
+            BEGIN {_counted_by_type("OLD", "-1")} END""",
+        f"""CREATE TRIGGER type_counted_move AFTER UPDATE OF status, owner, user ON jobs
+            WHEN NEW.type IS NOT NULL AND (OLD.status IS NOT NEW.status
+              OR OLD.owner IS NOT NEW.owner OR OLD.user IS NOT NEW.user)
+            BEGIN {_counted_by_type("OLD", "-1")} {_counted_by_type("NEW", "1")} END""",
     ],
 ]
 

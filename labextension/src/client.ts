@@ -48,6 +48,8 @@ export interface IListQuery {
   user?: string;
   /** Only your own jobs (`GET /jobs/api/me`'s user). */
   mine?: boolean;
+  /** Only the typed jobs of this job type. */
+  type?: string;
 }
 
 /** Which user's jobs numbers or a clear cover: yours, or every user's you may. */
@@ -90,7 +92,8 @@ export function listParams(
     cursor: query.cursor || undefined,
     schedule: query.schedule,
     user: query.user || undefined,
-    mine: mineParam(query.mine)
+    mine: mineParam(query.mine),
+    type: query.type || undefined
   };
 }
 

@@ -34,7 +34,7 @@ const EVENT_ACTIONS: readonly JobAction[] = [
 
 /**
  * Read one emission of the event stream as its job entries (the changes of one window, one entry
- * per job: schema version 3), or null when it is another schema's. A malformed entry is
+ * per job: schema version 4), or null when it is another schema's. A malformed entry is
  * reported, not dropped silently.
  */
 export function parseJobEvents(emission: {
@@ -86,7 +86,9 @@ function parseEntry(emission: { [key: string]: unknown }): IJobEvent | null {
       ? emission.actions.filter((a): a is Action => ACTIONS.includes(a))
       : [],
     schedule_id:
-      typeof emission.schedule_id === 'number' ? emission.schedule_id : null
+      typeof emission.schedule_id === 'number' ? emission.schedule_id : null,
+    type: typeof emission.type === 'string' ? emission.type : null,
+    summary: (emission.summary as IJobEvent['summary']) ?? null
   };
 }
 

@@ -42,13 +42,14 @@ import type {
 import { ACTIVE_STATUSES } from './types';
 
 /**
- * What the list shows: the statuses chosen (none = all), a search over job names, and whether
- * only the user's own jobs ("Mine") or everyone's.
+ * What the list shows: the statuses chosen (none = all), a search over job names, whether
+ * only the user's own jobs ("Mine") or everyone's, and a job type ('' for jobs of any kind).
  */
 export interface IJobsFilter {
   statuses: readonly JobStatus[];
   query: string;
   mine: boolean;
+  type: string;
 }
 
 /** A job that moved from one status to another, seen through an event or a poll. */
@@ -126,7 +127,8 @@ export class JobsModel implements IDisposable {
   }
 
   /**
-   * Jobs per status among those the search matches (all statuses, not only the loaded window):
+   * Jobs per status among those the search and the type match (all statuses, not only the
+   * loaded window):
    * the numbers beside the status filters.
    */
   get counts(): StatusCounts {
@@ -182,12 +184,18 @@ export class JobsModel implements IDisposable {
   }
 
   /** Whether a job passes the current filter (the same rule the server applies). */
-  matches(job: Pick<IJob, 'status' | 'name' | 'owner' | 'user'>): boolean {
+  matches(
+    job: Pick<IJob, 'status' | 'name' | 'owner' | 'user' | 'type'>
+  ): boolean {
     const { statuses } = this._filter;
     if (statuses.length && !statuses.includes(job.status)) {
       return false;
     }
-    return this._isShown(job.user) && this._matchesQuery(job);
+    return (
+      this._isShown(job.user) &&
+      this._matchesQuery(job) &&
+      this._matchesType(job)
+    );
   }
 
   /** Change the filter and load the first page for it. */
@@ -195,7 +203,8 @@ export class JobsModel implements IDisposable {
     this._filter = {
       statuses: filter.statuses ?? this._filter.statuses,
       query: filter.query ?? this._filter.query,
-      mine: filter.mine ?? this._filter.mine
+      mine: filter.mine ?? this._filter.mine,
+      type: filter.type ?? this._filter.type
     };
     return this.load();
   }
@@ -317,7 +326,11 @@ export class JobsModel implements IDisposable {
           cancel_requested:
             job.cancel_requested || event.action === 'cancel_requested',
           held: job.held && event.action !== 'released',
-          actions: event.actions
+          actions: event.actions,
+          // A typed job's entry carries its summary as its record has it (set when its run
+          // ends, cleared when it runs again): shown without reading the job.
+          type: event.type ?? job.type,
+          summary: event.type !== null ? event.summary : job.summary
         },
         job.status
       );
@@ -489,6 +502,11 @@ export class JobsModel implements IDisposable {
     );
   }
 
+  /** The type filter (`?type=`): a job's type is in its record and in its events. */
+  private _matchesType(job: Pick<IJob, 'type'>): boolean {
+    return !this._filter.type || job.type === this._filter.type;
+  }
+
   /** The search text as sent to the server. */
   private _searchText(): string {
     return this._filter.query.trim();
@@ -498,10 +516,16 @@ export class JobsModel implements IDisposable {
     return {
       status: this._filter.statuses,
       q: this._searchText(),
+      ...this._ofType(),
       limit,
       cursor,
       ...this._whose()
     };
+  }
+
+  /** The `type` of a request: there while a type is chosen. */
+  private _ofType(): { type?: string } {
+    return this._filter.type ? { type: this._filter.type } : {};
   }
 
   /** Whether a job with this id belongs to the loaded window (newer than the oldest loaded). */
@@ -626,7 +650,7 @@ export class JobsModel implements IDisposable {
       return;
     }
     this._totals = applyMoves(this._totals, moves);
-    if (this._matchesQuery(event)) {
+    if (this._matchesQuery(event) && this._matchesType(event)) {
       this._counts = applyMoves(this._counts, moves);
     }
     this._countsMoved = true;
@@ -654,15 +678,26 @@ export class JobsModel implements IDisposable {
     }
   }
 
-  /** Read the real numbers: the totals, and the counts within the search when there is one. */
+  /**
+   * Read the real numbers: the totals, and the counts within the search or the type when
+   * there is one.
+   */
   private async _readCounts(): Promise<void> {
     const generation = this._generation;
     const ask = this._askCounts();
     const q = this._filter.query.trim();
+    const within = q || this._filter.type;
     try {
       const [stats, page] = await Promise.all([
         this.client.stats(this._whose()),
-        q ? this.client.list({ q, limit: 1, ...this._whose() }) : null
+        within
+          ? this.client.list({
+              q,
+              ...this._ofType(),
+              limit: 1,
+              ...this._whose()
+            })
+          : null
       ]);
       if (generation === this._generation) {
         this._setCounts(ask, page ? page.counts : stats.counts, stats.counts);
@@ -714,7 +749,12 @@ export class JobsModel implements IDisposable {
   private _cursor: string | null = null;
   private _counts: StatusCounts = {};
   private _totals: StatusCounts = {};
-  private _filter: IJobsFilter = { statuses: [], query: '', mine: false };
+  private _filter: IJobsFilter = {
+    statuses: [],
+    query: '',
+    mine: false,
+    type: ''
+  };
   private _me: IMe | null = null;
   private _loading = false;
   private _loaded = false;
@@ -782,7 +822,7 @@ export function provisionalJob(event: IJobEvent): IJob {
   return {
     id: event.id,
     name: event.name,
-    kind: 'function',
+    kind: event.type !== null ? 'typed' : 'function',
     owner: event.owner,
     user: event.user,
     user_display_name: '',
@@ -806,9 +846,9 @@ export function provisionalJob(event: IJobEvent): IJob {
     held: event.actions.includes('release'),
     schedule_id: event.schedule_id,
     scheduled_time: null,
-    type: null,
+    type: event.type,
     parameters: null,
-    summary: null,
+    summary: event.summary,
     channel: null,
     progress: event.progress,
     error: null,

@@ -35,10 +35,15 @@ export interface INotebookJobRequest {
   notebook: INotebookSource;
 }
 
-/** What a schedule runs. REST creates notebook targets; function ones come from Python. */
+/**
+ * What a schedule runs. REST creates notebook and typed targets (a job type's name and its
+ * parameters); function ones come from Python.
+ */
 export interface IScheduleTarget {
-  kind: 'notebook' | 'function';
+  kind: 'notebook' | 'function' | 'typed';
   path?: string;
+  /** A typed target's job type. */
+  type?: string;
   parameters?: Record<string, JSONValue>;
   kernel_name?: string | null;
 }

@@ -157,7 +157,10 @@ function JobsView(props: IViewProps): JSX.Element {
           <WhoseFilter model={model} trans={trans} />
           <ClearFinishedButton {...props} />
         </div>
-        <SearchBox model={model} trans={trans} />
+        <div className="jp-JobsPanel-searchRow">
+          <SearchBox model={model} trans={trans} />
+          <TypeFilter model={model} trans={trans} />
+        </div>
         <StatusFilter model={model} trans={trans} />
       </header>
       {model.error && (
@@ -286,6 +289,49 @@ function SearchBox(props: {
 }
 
 /**
+ * Jobs of one job type only (`?type=`), beside the search; shown once the server knows a job
+ * type (read when the panel first renders), or while a type is chosen.
+ */
+function TypeFilter(props: {
+  model: JobsModel;
+  trans: TranslationBundle;
+}): JSX.Element | null {
+  const { model, trans } = props;
+  const [types, setTypes] = React.useState<string[]>([]);
+  React.useEffect(() => {
+    let live = true;
+    model.client.types().then(
+      found => live && setTypes(found.map(type => type.name)),
+      error => console.warn('jupyter-jobs: cannot list the job types', error)
+    );
+    return () => {
+      live = false;
+    };
+  }, [model]);
+  const chosen = model.filter.type;
+  const names = chosen && !types.includes(chosen) ? [chosen, ...types] : types;
+  if (!names.length) {
+    return null;
+  }
+  return (
+    <select
+      className="jp-JobsPanel-type jp-mod-styled"
+      aria-label={trans.__('Filter by job type')}
+      title={trans.__('Only the jobs of one job type')}
+      value={chosen}
+      onChange={event => void model.setFilter({ type: event.target.value })}
+    >
+      <option value="">{trans.__('All kinds')}</option>
+      {names.map(name => (
+        <option key={name} value={name}>
+          {name}
+        </option>
+      ))}
+    </select>
+  );
+}
+
+/**
  * One toggle per status, each with its count; none pressed shows every job. In a narrow
  * sidebar a chip is the status's colour and its count (the name in its label and tooltip, and
  * shown once pressed), so all of them fit one row; a wide one shows every name.
@@ -378,8 +424,8 @@ function JobList(props: IViewProps & { now: number }): JSX.Element {
   }, [last, jobs.length, model.hasMore, model.loading]);
 
   if (model.loaded && !jobs.length && !model.loading) {
-    const filtered =
-      model.filter.statuses.length || model.filter.query || model.filter.mine;
+    const { statuses, query, mine, type } = model.filter;
+    const filtered = statuses.length || query || mine || type;
     return (
       <div className="jp-JobsPanel-empty">
         {filtered

@@ -339,9 +339,7 @@ function SchedulesList(props: {
           >
             <div className="jp-JobsSchedules-name">{schedule.name}</div>
             <div className="jp-JobsSchedules-target">
-              {schedule.target.kind === 'notebook'
-                ? schedule.target.path
-                : trans.__('a function')}
+              {targetText(schedule.target, trans)}
               {' · '}
               {schedule.cron !== null
                 ? `${schedule.cron} (${schedule.timezone ?? trans.__('server time')})`
@@ -411,6 +409,21 @@ function SchedulesList(props: {
       </ul>
     </div>
   );
+}
+
+/** What a schedule runs, in words: its notebook, its job type, or a function. */
+function targetText(
+  target: ISchedule['target'],
+  trans: TranslationBundle
+): string {
+  switch (target.kind) {
+    case 'notebook':
+      return target.path ?? '';
+    case 'typed':
+      return trans.__('job type %1', target.type ?? '');
+    default:
+      return trans.__('a function');
+  }
 }
 
 function RunHistory(props: {

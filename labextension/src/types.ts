@@ -112,4 +112,8 @@ export interface IJobEvent {
   actions: Action[];
   /** The schedule whose run the job is, or null. */
   schedule_id: number | null;
+  /** A typed job's job type, or null. */
+  type: string | null;
+  /** What a typed job's type made of its run (any JSON), or null: as in its record. */
+  summary: IJob['summary'];
 }

@@ -36,8 +36,10 @@ def map_query(ctx: Any, query: dict[str, Any] | None) -> dict[str, Any] | None:
 # cannot state (openapi.yaml states their shape; the server's 400 names the rule). A generated
 # value of the right shape that breaks such a rule is replaced by a valid one, so that
 # schema-valid cases reach the schedule logic; values of the wrong shape are left for the
-# server to refuse. A notebook path becomes the notebook the test put in the server's root.
+# server to refuse. A notebook path becomes the notebook the test put in the server's root, a
+# typed target's job type the type the test registered (its schema takes any parameters).
 NOTEBOOK = "scheduled.ipynb"
+JOB_TYPE = "scheduled_type"
 CRON_SHAPE = re.compile(r"\S+( \S+){4}")
 ZONE_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*")
 
@@ -80,6 +82,8 @@ def map_body(ctx: Any, body: Any) -> Any:
     target = body.get("target")
     if isinstance(target, dict) and isinstance(target.get("path"), str) and target["path"]:
         target["path"] = NOTEBOOK
+    if isinstance(target, dict) and target.get("kind") == "typed" and "type" in target:
+        target["type"] = JOB_TYPE
     return body
 
 

@@ -3,6 +3,7 @@ Schemathesis fuzzing a live server finds no 5xx and no response the spec does no
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import pytest
 import requests
 import yaml
 
+from jupyter_jobs import payload
 from jupyter_jobs.server import handlers
 from jupyter_jobs.server.channel_handlers import NAME
 from jupyter_jobs.server.function_handlers import SHA256
@@ -80,6 +82,13 @@ def test_schemathesis_with_all_its_checks_finds_nothing(
     # The notebook every generated schedule runs (schemathesis_hooks.py points them at it).
     notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     (jupyter_server.home.root_dir / "scheduled.ipynb").write_text(json.dumps(notebook))
+    # And the job type of every generated typed schedule: any parameters pass its schema.
+    functions = base64.b64encode(payload.dumps({"run": len, "summarize": None})).decode()
+    registered = jupyter_server.api(
+        "PUT", "jobs/api/types/scheduled_type",
+        json={"schema": {"type": "object"}, "functions": functions},
+    )  # fmt: skip
+    assert registered.status_code == 200, registered.text
     command = [
         *(sys.executable, "-m", "schemathesis.cli"),
         *("--config-file", str(Path(__file__).with_name("schemathesis.toml"))),

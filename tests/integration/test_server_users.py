@@ -19,6 +19,7 @@ import dill
 import pytest
 import requests
 
+from jupyter_jobs import payload
 from jupyter_jobs.kernel import api as kernel_api
 from jupyter_jobs.payload import call_bytes, dumps
 
@@ -219,6 +220,46 @@ def test_a_channel_delivers_a_job_only_to_those_who_may_read_it(alice: As, bob: 
     assert [item["job"]["id"] for item in taken["items"]] == [bobs]
     message = alice.refused("GET", "jobs/api/channels/shared-sweep/next", params={"wait": 30})
     assert message == f"job {bobs} belongs to 'bob': 'alice' may not read it"
+
+
+def test_the_type_filter_and_typed_schedules_keep_to_what_each_user_may_see(
+    alice: As, bob: As, carol: As
+) -> None:
+    functions = payload.dumps({"run": jobfuncs.add, "summarize": None})
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    body = {"schema": schema, "functions": base64.b64encode(functions).decode()}
+    alice.json("PUT", "jobs/api/types/adder", json=body)
+    typed = {"type": "adder", "parameters": {"a": 1}, "spec": {"hold": True}}
+    made = {who: who.json("POST", "jobs/api/jobs", status=201, json=typed)["id"]
+            for who in (alice, bob, carol)}  # fmt: skip
+    assert alice.ids(type="adder") == [made[alice]]  # may read no one else's
+    assert bob.ids(type="adder") == [made[bob]]
+    assert bob.ids(type="adder", user="alice") == [made[alice]]  # bob may read alice's
+    assert "may not read the jobs of 'bob'" in alice.refused(
+        "GET", "jobs/api/jobs", params={"type": "adder", "user": "bob"}
+    )
+    everyone = carol.json("GET", "jobs/api/jobs", params={"type": "adder"})
+    assert [j["id"] for j in everyone["jobs"]] == sorted(made.values(), reverse=True)
+    assert everyone["counts"]["pending"] == 3
+    mine = bob.json("GET", "jobs/api/jobs", params={"type": "adder", "mine": "true"})
+    assert mine["counts"]["pending"] == 1
+
+    target = {"kind": "typed", "type": "adder", "parameters": {"a": 2}}
+    refused = bob.json(
+        "POST", "jobs/api/schedules", status=400,
+        json={"target": {**target, "parameters": {"a": "x"}}, "every": 3600},
+    )  # fmt: skip
+    assert refused["detail"]["parameters"] == {"parameters.a": "'x' is not of type 'integer'"}
+    spec = {"target": target, "every": 3600, "job": {"channel": "bobs"}}
+    sid = bob.json("POST", "jobs/api/schedules", status=201, json=spec)["id"]
+    change = {"target": {**target, "parameters": {"a": 3}}}
+    message = alice.refused("PATCH", f"jobs/api/schedules/{sid}", json=change)
+    assert message == f"schedule {sid} belongs to 'bob': 'alice' may not change it"
+    changed = carol.json("PATCH", f"jobs/api/schedules/{sid}", json=change)
+    assert (changed["user"], changed["target"]["parameters"]) == ("bob", {"a": 3})
+    bob.json("DELETE", f"jobs/api/schedules/{sid}", status=204)
+    for who in (alice, bob, carol):
+        who.json("POST", f"jobs/api/jobs/{made[who]}/cancel")
 
 
 # --- functions stored once are their senders' code ---------------------------------------------

@@ -13,9 +13,10 @@ import test_sidebar
 from playwright.sync_api import Page, expect
 from test_sidebar import CONFIG, UI_TIMEOUT, open_lab
 
+import jobfuncs
 import typed_package
 from lab_browser import lab_home
-from servers import REPO, TESTS_DIR, RunningServer, ServerFactory, poll
+from servers import REPO, TESTS_DIR, RunningServer, ServerFactory, poll, submit_body
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -75,3 +76,48 @@ def test_a_typed_job_starts_from_a_form_made_from_its_schema_and_shows_its_summa
     expect(summary.locator("dt")).to_have_text(["accuracy", "epochs"], timeout=UI_TIMEOUT)
     expect(summary.locator("dd")).to_have_text(["0.8", "4"])
     expect(detail.locator(".jp-JobDetail-log")).to_contain_text("trained a tree model")
+
+
+def test_the_panel_lists_one_job_types_jobs_and_names_a_typed_schedules_target(
+    page: Page, lab: RunningServer
+) -> None:
+    def submit(body: dict) -> int:
+        response = lab.api("POST", "jobs/api/jobs", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    held = {"hold": True}
+    train = submit({"type": "train", "parameters": {"epochs": 1}, "spec": held})
+    submit({"type": "explain", "parameters": {}, "spec": held})
+    submit(submit_body(jobfuncs.add, 1, 2, hold=True))
+    schedule = {"target": {"kind": "typed", "type": "train", "parameters": {"epochs": 2}},
+                "every": 3600, "job": {"channel": "nightly"}}  # fmt: skip
+    assert lab.api("POST", "jobs/api/schedules", json=schedule).status_code == 201
+
+    open_lab(page, lab)
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-jobs-panel"]').click()
+    panel = page.locator("#jupyter-jobs-panel")
+    rows = panel.locator(".jp-JobsPanel-row")
+    expect(rows).to_have_count(3, timeout=UI_TIMEOUT)
+    select = panel.get_by_label("Filter by job type")
+    expect(select.locator("option", has_text="train")).to_have_count(1, timeout=UI_TIMEOUT)
+    select.select_option("train")
+    expect(rows).to_have_count(1, timeout=UI_TIMEOUT)
+    expect(rows.first).to_contain_text("train")
+    pending = panel.locator('.jp-JobsPanel-chip[data-status="pending"]')
+    expect(pending).to_have_attribute("aria-label", "pending: 1", timeout=UI_TIMEOUT)
+    # new jobs come through the events, which carry the type: only the chosen type's show
+    other = submit({"type": "explain", "parameters": {}, "spec": held})
+    later = submit({"type": "train", "parameters": {"epochs": 1}, "spec": held})
+    expect(rows).to_have_count(2, timeout=UI_TIMEOUT)
+    expect(panel.locator(f'.jp-JobsPanel-row[data-job-id="{later}"]')).to_have_count(1)
+    expect(panel.locator(f'.jp-JobsPanel-row[data-job-id="{other}"]')).to_have_count(0)
+    expect(pending).to_have_attribute("aria-label", "pending: 2", timeout=UI_TIMEOUT)
+    select.select_option("")
+    expect(rows).to_have_count(5, timeout=UI_TIMEOUT)
+    expect(panel.locator(f'.jp-JobsPanel-row[data-job-id="{train}"]')).to_have_count(1)
+
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-jobs-schedules"]').click()
+    item = page.locator("#jupyter-jobs-schedules .jp-JobsSchedules-item")
+    expect(item).to_contain_text("job type train", timeout=UI_TIMEOUT)
+    expect(item.locator(".jp-JobsSchedules-edit")).to_have_count(0)

@@ -28,7 +28,9 @@ describe('parseJobEvents', () => {
             attempt: 2,
             progress: null,
             actions: ['retry', 'delete', 'fly'],
-            schedule_id: 3
+            schedule_id: 3,
+            type: 'train',
+            summary: { accuracy: 0.75 }
           },
           {
             action: 'created',
@@ -57,7 +59,9 @@ describe('parseJobEvents', () => {
         attempt: 2,
         progress: null,
         actions: ['retry', 'delete'], // an action this version does not know is left out
-        schedule_id: 3
+        schedule_id: 3,
+        type: 'train',
+        summary: { accuracy: 0.75 }
       },
       {
         action: 'created',
@@ -71,7 +75,9 @@ describe('parseJobEvents', () => {
         attempt: 1,
         progress: { done: 1, total: 1, message: null },
         actions: ['delete'],
-        schedule_id: null
+        schedule_id: null,
+        type: null, // a version 3 entry has none: an untyped job
+        summary: null
       }
     ]);
   });

@@ -27,6 +27,7 @@ import type {
   IJob,
   IJobEvent,
   IJobPage,
+  IJobType,
   IMe,
   IOutputs,
   IStats,
@@ -87,7 +88,9 @@ export function makeJob(id: number, fields: Partial<IJob> = {}): IJob {
     attempt: 0,
     progress: null,
     actions: ACTIONS_BY_STATUS[status],
-    schedule_id: null
+    schedule_id: null,
+    type: null,
+    summary: null
   });
   return {
     ...base,
@@ -115,6 +118,8 @@ export function makeEvent(
     progress: null,
     actions: ACTIONS_BY_STATUS[fields.status ?? 'running'],
     schedule_id: null,
+    type: null,
+    summary: null,
     ...fields
   };
 }
@@ -169,12 +174,16 @@ export class FakeApi {
 
   /**
    * Jobs per status, among those the search `q` matches (as the server counts), of the user
-   * `user` names when given.
+   * `user` names and of the job type `type` names when given.
    */
-  counts(q = '', user?: string): StatusCounts {
+  counts(q = '', user?: string, type?: string): StatusCounts {
     const counts: StatusCounts = {};
     for (const job of this.jobs.values()) {
-      if (!searchMatches(job, q) || (user !== undefined && job.user !== user)) {
+      if (
+        !searchMatches(job, q) ||
+        (user !== undefined && job.user !== user) ||
+        (type && job.type !== type)
+      ) {
         continue;
       }
       counts[job.status] = (counts[job.status] ?? 0) + 1;
@@ -199,6 +208,7 @@ export class FakeApi {
       .filter(job => job.id < before)
       .filter(job => !statuses.length || statuses.includes(job.status))
       .filter(job => searchMatches(job, q))
+      .filter(job => !query.type || job.type === query.type)
       .filter(
         job =>
           query.schedule === undefined ||
@@ -210,8 +220,27 @@ export class FakeApi {
     return {
       jobs: jobs.map(job => ({ ...job })),
       next_cursor: more ? String(jobs[jobs.length - 1].id) : null,
-      counts: this.counts(q, user)
+      counts: this.counts(q, user, query.type)
     };
+  }
+
+  /** The job type names `types()` lists (none unless a test sets some). */
+  typeNames: string[] = [];
+
+  async types(): Promise<IJobType[]> {
+    return this.typeNames.map(name => ({
+      name,
+      description: '',
+      schema: { type: 'object' },
+      source: 'installed',
+      entry_point: `m:${name}`,
+      summarize: false,
+      owner: '',
+      interpreter: null,
+      cwd: null,
+      created_at: null,
+      error: null
+    }));
   }
 
   async stats(query: IWhoseQuery = {}): Promise<IStats> {
@@ -419,7 +448,9 @@ export class FakeApi {
       attempt: job.attempt,
       reason: job.reason,
       progress: job.progress,
-      actions: job.actions
+      actions: job.actions,
+      type: job.type,
+      summary: job.summary
     });
   }
 

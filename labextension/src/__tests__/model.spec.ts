@@ -72,7 +72,8 @@ describe('JobsModel filters', () => {
     expect(model.filter).toEqual({
       statuses: ['failed'],
       query: 'TRAIN',
-      mine: false
+      mine: false,
+      type: ''
     });
   });
 
@@ -99,7 +100,8 @@ describe('JobsModel filters', () => {
       status,
       name,
       owner,
-      user: 'ana'
+      user: 'ana',
+      type: null
     });
     expect(model.matches(job('running', 'model fitting'))).toBe(true);
     expect(model.matches(job('queued', 'model fitting'))).toBe(false);
@@ -215,6 +217,43 @@ describe('JobsModel events', () => {
     });
     await model.flush();
     expect(api.calls.filter(call => call.startsWith('status'))).toEqual([]);
+  });
+
+  it("shows a typed job's summary from the event that ends it, without a read", async () => {
+    const { model, api } = setup(2);
+    api.set(1, { kind: 'typed', type: 'train' });
+    await model.load();
+    await model.flush();
+    const before = api.calls.length;
+    const summary = { accuracy: 0.75, epochs: 2 };
+    model.applyEvent(
+      makeEvent(1, {
+        status: 'succeeded',
+        previous: 'queued',
+        type: 'train',
+        summary
+      })
+    );
+    expect(model.get(1)!.summary).toEqual(summary);
+    expect(model.get(1)!.status).toBe('succeeded');
+    expect(api.calls.length).toBe(before); // shown before any read
+    // run again: its entry says the summary is gone, and so it is
+    model.applyEvent(
+      makeEvent(1, { status: 'queued', previous: 'succeeded', type: 'train' })
+    );
+    expect(model.get(1)!.summary).toBeNull();
+    // a job created and ended within a window shows its summary from the start
+    model.applyEvent(
+      makeEvent(3, {
+        action: 'created',
+        status: 'succeeded',
+        previous: null,
+        type: 'train',
+        summary
+      })
+    );
+    expect(model.get(3)!.kind).toBe('typed');
+    expect(model.get(3)!.summary).toEqual(summary);
   });
 
   it('removes a job that leaves the status filter and adds one that enters it', async () => {
@@ -663,5 +702,50 @@ describe('JobsModel: whose jobs', () => {
     expect(model.isMine('bob')).toBe(true);
     model.applyEvent(api.move(3, 'running'));
     expect(transitions.map(t => [t.id, t.user])).toEqual([[3, 'ana']]);
+  });
+});
+
+describe('JobsModel: one job type', () => {
+  /** Jobs 1..6: 1, 3 and 5 typed "train", 4 typed "explain", the others untyped. */
+  function typed() {
+    const { api, model } = setup(0);
+    for (let id = 1; id <= 6; id++) {
+      const type = id % 2 ? 'train' : id === 4 ? 'explain' : null;
+      api.add(makeJob(id, type ? { kind: 'typed', type } : {}));
+    }
+    return { api, model };
+  }
+
+  it("asks for the type's jobs and counts, and keeps the totals of all", async () => {
+    const { api, model } = typed();
+    await model.setFilter({ type: 'train' });
+    expect(ids(model)).toEqual([5, 3, 1]);
+    expect(api.calls.slice(-2)[0]).toContain('"type":"train"');
+    expect(model.counts).toEqual({ queued: 3 });
+    expect(model.totals).toEqual({ queued: 6 });
+    expect(model.matches({ ...makeJob(9), type: 'explain' })).toBe(false);
+    await model.setFilter({ type: '' });
+    expect(ids(model)).toEqual([6, 5, 4, 3, 2, 1]);
+  });
+
+  it("follows the type's jobs through their events, counts included", async () => {
+    const { api, model } = typed();
+    await model.setFilter({ type: 'train' });
+    api.add(
+      makeJob(7, { kind: 'typed', type: 'train' }),
+      makeJob(8, { kind: 'typed', type: 'explain' })
+    );
+    model.applyEvents([
+      makeEvent(7, { action: 'created', status: 'queued', type: 'train' }),
+      makeEvent(8, { action: 'created', status: 'queued', type: 'explain' })
+    ]);
+    expect(ids(model)).toEqual([7, 5, 3, 1]);
+    expect(model.counts).toEqual({ queued: 4 });
+    expect(model.totals).toEqual({ queued: 8 });
+    await model.flush(); // the real numbers, read within the type
+    expect(model.counts).toEqual({ queued: 4 });
+    expect(
+      api.calls.some(call => call.includes('"q":"","type":"train","limit":1'))
+    ).toBe(true);
   });
 });

@@ -102,7 +102,8 @@ describe('types.ts and the fakes match openapi.yaml', () => {
       'owner',
       'q',
       'schedule',
-      'status'
+      'status',
+      'type'
     ]);
     const logs = openapi.paths['/jobs/api/jobs/{id}/logs'].get.parameters.map(
       (p: any) => p.name

@@ -301,3 +301,41 @@ describe('JobsPanel: whose jobs', () => {
     ]);
   });
 });
+
+describe('JobsPanel: job types', () => {
+  it('offers the job types beside the search and lists one type', async () => {
+    const api = new FakeApi();
+    api.typeNames = ['explain', 'train'];
+    api.add(
+      makeJob(1, { kind: 'typed', type: 'train' }),
+      makeJob(2),
+      makeJob(3, { kind: 'typed', type: 'explain' })
+    );
+    const { panel, model, rows, render } = await setup(api);
+    const found = () =>
+      panel.node.querySelector<HTMLSelectElement>('.jp-JobsPanel-type');
+    await waitFor(() => found() !== null); // once the types are read
+    const select = found()!;
+    expect([...select.options].map(option => option.value)).toEqual([
+      '',
+      'explain',
+      'train'
+    ]);
+    select.value = 'train';
+    select.dispatchEvent(new Event('change', { bubbles: true }));
+    await waitFor(() => model.jobs.length === 1);
+    await render();
+    await waitFor(() => rows().length === 1);
+    expect(model.filter.type).toBe('train');
+    expect(rows()[0].textContent).toContain('job-1');
+  });
+
+  it('shows no type filter where the server knows no job type', async () => {
+    const api = new FakeApi();
+    api.add(makeJob(1));
+    const { panel, render } = await setup(api);
+    await render();
+    expect(panel.node.querySelector('.jp-JobsPanel-type')).toBeNull();
+    expect(panel.node.querySelector('.jp-JobsPanel-search')).not.toBeNull();
+  });
+});

@@ -80,7 +80,11 @@ describe('SchedulesView', () => {
       })
     );
     api.schedulesById.set(2, {
-      ...makeSchedule(2, { name: 'poll', every: 600 }),
+      ...makeSchedule(2, {
+        name: 'poll',
+        every: 600,
+        target: { kind: 'typed', type: 'train', parameters: { epochs: 2 } }
+      }),
       last_run: {
         job_id: 9,
         status: 'failed',
@@ -98,6 +102,10 @@ describe('SchedulesView', () => {
       /^Next: /
     );
     expect(first.querySelector('.jp-JobsSchedules-last')).toBeNull();
+    expect(second.textContent).toContain('job type train');
+    // Edit is the notebook form's: a typed schedule is changed over REST or the CLI
+    expect(second.querySelector('.jp-JobsSchedules-edit')).toBeNull();
+    expect(first.querySelector('.jp-JobsSchedules-edit')).not.toBeNull();
     const last = second.querySelector<HTMLElement>('.jp-JobsSchedules-last')!;
     expect(last.dataset.status).toBe('failed');
     expect(last.textContent).toBe('Last: failed');
