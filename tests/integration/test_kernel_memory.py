@@ -220,3 +220,21 @@ def test_failed_cancelled_and_chained_background_cells_keep_nothing_they_were_se
     assert printed(kernel, "print(n)") == "1"
     kernel.execute("del a, first")
     assert rss(kernel) - base < SLACK, "the chained cell's snapshot keeps `a`"
+
+
+def test_an_interrupted_wait_cell_keeps_nothing_it_was_sent(kernel):  # noqa: F811
+    """Interrupted, a `--wait` cell fails with KeyboardInterrupt (its frames kept by IPython)
+    while its job runs on; cancelled from its widget, it keeps nothing either."""
+    base = warmed_up(kernel)
+    kernel.execute(make(1, "a"))
+    cell = "%%job --wait --name interrupted\nimport time\ntime.sleep(120)\nn = len(a)"
+    msg_id = kernel.kc.execute(cell)
+    kernel.pump_until(lambda: kernel.status("interrupted") == "running", "the cell running")
+    kernel.km.interrupt_kernel()
+    reply = kernel.reply_to(msg_id)["content"]
+    assert reply["ename"] == "KeyboardInterrupt" and reply["traceback"]
+    kernel.execute("del a")
+    assert rss(kernel) - base < SLACK, "the interrupted cell keeps `a`"
+    kernel.click(kernel.widget("interrupted")["action"])
+    kernel.pump_until(lambda: kernel.status("interrupted") == "cancelled", "the cell cancelled")
+    kernel.pump_until(lambda: rss(kernel) - base < SLACK, "nothing kept after the cancel")
