@@ -31,7 +31,7 @@ from .. import notebook_main
 from . import in_place
 
 _UNBOUND = object()
-#: What a weak reference of a snapshot gives once its object is gone: bound to something else.
+#: What a snapshot's weak reference gives once its object is gone: the name was rebound since.
 _GONE = object()
 #: What a released snapshot holds of a big object that allows no weak reference.
 _FORGOTTEN = object()
@@ -83,10 +83,13 @@ class Snapshot:
         return held
 
     def _hold(self, name: str, obj: Any) -> None:
+        if obj is _UNBOUND or obj is _GONE or obj is _FORGOTTEN:
+            self.held[name] = obj
+            return
         try:
             self.held[name] = _Weak(obj)
         except TypeError:  # no weak reference to it (a list, a dict, a number)
-            forget = self.released and obj is not _UNBOUND and not _small(obj)
+            forget = self.released and not _small(obj)
             self.held[name] = _FORGOTTEN if forget else obj
 
     def release(self) -> None:
