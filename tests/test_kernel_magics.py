@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import gc
+import socket
+import sys
+import weakref
+
+import numpy as np
 import pytest
 from IPython.core.error import UsageError
 
 from jupyter_jobs.kernel import api
+from jupyter_jobs.kernel.client import HttpBackend
 from jupyter_jobs.kernel.magics import (
     default_name,
     jobs_table,
@@ -135,11 +142,31 @@ def test_no_server_says_how_to_start_one(shell, monkeypatch):
 
 
 def test_a_server_that_does_not_answer_says_how_to_start_one(shell, monkeypatch):
-    import socket
-
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("JUPYTER_JOBS_URL", f"http://127.0.0.1:{port}/")
     with pytest.raises(UsageError, match=rf"127\.0\.0\.1:{port}.*does not answer.*jupyter lab"):
         shell.run_line_magic("jobs", "")
+
+
+def test_an_error_leaving_the_magic_keeps_none_of_the_cell_s_variables(shell, monkeypatch):
+    """IPython keeps the last error (`sys.last_traceback`) until the next one: the magic's
+    frames in it must not hold the payload built from the cell's variables, so `del` frees
+    them as after a failed inline cell."""
+    with socket.socket() as s:  # a port nobody listens on: the submit fails after the payload
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("JUPYTER_JOBS_URL", f"http://127.0.0.1:{port}/")
+    monkeypatch.setattr(HttpBackend, "submit_patience", 0.0)
+    big = shell.user_ns["big"] = np.ones(2**17)  # above buffers.THRESHOLD: sent beside
+    alive = weakref.ref(big)
+    del big
+    result = shell.run_cell("%%job --wait\ntotal = big.sum()\n")
+    error = result.error_in_exec
+    assert isinstance(error, UsageError) and "does not answer" in str(error)
+    assert sys.last_value is error  # kept by IPython, as after any failed cell
+    del error
+    del shell.user_ns["big"]
+    gc.collect()
+    assert alive() is None, "the failed submit's frames keep the cell's variable"

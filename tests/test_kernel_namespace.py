@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import dill
 import numpy as np
 import pandas as pd
 
 from jupyter_jobs import payload
-from jupyter_jobs.kernel.namespace import Snapshot, merge
+from jupyter_jobs.kernel.namespace import KEEP_BYTES, Snapshot, merge
 
 
 def result(values: dict, unsent: dict | None = None) -> dict:
@@ -201,3 +204,49 @@ def test_what_cannot_change_in_place_takes_its_aliases_along_and_names_views_lef
     report = merge(ns, snap, {"values": {"x2": grown}, "mutated": ["x2"]})
     assert ns["x2"] is grown and ns["same"] is grown
     assert list(report.separated) == ["half"] and "'x2'" in report.separated["half"]
+
+
+def test_a_snapshot_keeps_no_variable_alive_that_allows_a_weak_reference():
+    """`del` frees an array the job was sent, as inline; the name then counts as deleted, and
+    a new array the name holds (freed memory is reused: maybe at the same id) as reassigned."""
+    ns = {"x": np.ones(4), "y": np.ones(4)}
+    snap = Snapshot.take(ns, ["x", "y"])
+    alive = weakref.ref(ns["x"])
+    del ns["x"]
+    ns["y"] = np.ones(4)
+    gc.collect()
+    assert alive() is None
+    snap.release()  # as after a failed run: what it knows stays known
+    report = merge(ns, snap, result({"x": "job", "y": "job"}))
+    assert report.kept == {"x": "was deleted since submit", "y": "was reassigned since submit"}
+
+
+def test_a_released_snapshot_forgets_big_values_without_weak_references_and_keeps_small_ones():
+    """After a run that ended without success (waiting for a Retry), a dict of arrays is not
+    kept alive: the Retry then cannot tell the user's change from the job's and keeps the
+    user's value. Small plain values are kept, and tracked as before."""
+    big = {"x": np.ones(KEEP_BYTES)}
+    ns = {"big": big, "small": [1, 2], "n": 3, "data": np.ones(4)}
+    snap = Snapshot.take(ns, ["big", "small", "n", "data", "new"])
+    alive = weakref.ref(big["x"])
+    snap.release()
+    del big, ns["big"]
+    gc.collect()
+    assert alive() is None
+    ns["big"] = {}
+    report = merge(ns, snap, result({n: "job" for n in ("big", "small", "n", "data", "new")}))
+    assert report.set == ["small", "n", "data", "new"]
+    assert report.kept == {
+        "big": "may have been reassigned since submit (too big to follow after its run ended)"
+    }
+
+
+def test_names_set_by_a_cell_it_ran_after_are_followed_by_a_released_snapshot():
+    ns = {"a": [0]}
+    snap = Snapshot.take(ns, ["a"])
+    snap.release()
+    before = snap.bound(ns)
+    ns["a"] = np.zeros(3)  # the first cell's value came in
+    snap.follow(ns, before, ["a"])
+    report = merge(ns, snap, result({"a": "job"}))
+    assert report.set == ["a"] and ns["a"] == "job"

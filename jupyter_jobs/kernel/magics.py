@@ -16,6 +16,8 @@ import argparse
 import html
 import os
 import shlex
+import traceback
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -132,8 +134,10 @@ class JobMagics(Magics):
     def __init__(self, shell: Any = None) -> None:
         super().__init__(shell)
         # The snapshots of cell jobs submitted `--after` a job of this kernel, by that job's
-        # id, until its names come back (see `Snapshot.follow`).
-        self._after: dict[int, list[Snapshot]] = {}
+        # id, until its names come back (see `Snapshot.follow`). Weakly: a snapshot lives as
+        # long as its own cell may still take names (its widget's `on_result`), whether or
+        # not the job it waits on ever sends any (a function job, a cancelled cell).
+        self._after: dict[int, weakref.WeakSet[Snapshot]] = {}
 
     @line_cell_magic
     def job(self, line: str, cell: str | None = None) -> Any:
@@ -144,7 +148,11 @@ class JobMagics(Magics):
         """
         if cell is None:
             return self._job_line(line)
-        return self._job_cell(line, cell)
+        try:
+            return self._job_cell(line, cell)
+        except BaseException as exc:
+            _clear_frames(exc)
+            raise
 
     @line_magic
     def jobs(self, line: str) -> None:
@@ -196,12 +204,13 @@ class JobMagics(Magics):
             names = dict.fromkeys([*info.assigned, *info.names, *later])
             snapshot = Snapshot.take(ns, names)
             (job,) = api.connection().submit_and_wait([(spec, payload)])
+        self._after = {upstream: waiting for upstream, waiting in self._after.items() if waiting}
         for upstream in opts.after:
-            self._after.setdefault(upstream, []).append(snapshot)
+            self._after.setdefault(upstream, weakref.WeakSet()).add(snapshot)
         if opts.out:
             ns[opts.out] = job
         on_result = partial(self._cell_done, job.id, snapshot, opts, info.incidental, os.getcwd())
-        widget = widget_for(job, on_result=on_result, inline=opts.wait)
+        widget = widget_for(job, on_result=on_result, on_kept=snapshot.release, inline=opts.wait)
         # The names come back by a done callback, not by waiting: it finishes the cell at once
         # when a `wait()`/`result()` on the main thread settles the handle; without one, the
         # widget's own update does, between cells.
@@ -257,7 +266,7 @@ class JobMagics(Magics):
             shown = api.connection().widgets.get(upstream)
             if shown is not None:
                 shown.complete()
-        waiting = self._after.pop(job_id, [])
+        waiting = list(self._after.pop(job_id, ()))
         ns = self.shell.user_ns
         before = [later.bound(ns) for later in waiting]
         report = None
@@ -343,6 +352,28 @@ class JobMagics(Magics):
             snapshot = Snapshot.take(self.shell.user_ns, [], moment="attach")
             widget.bring_names(partial(self._merge, snapshot, record.options.get("return"), None))
         widget.show()
+
+
+def _clear_frames(exc: BaseException) -> None:
+    """Drop the locals of the finished frames an exception leaving `%%job` went through (and of
+    those its cause and context went through), and a context it hides (`raise ... from None`).
+
+    IPython keeps the last error (`sys.last_traceback`) until the next one: its frames would
+    keep the cell's payload, its snapshot and its handle alive after the user deleted the
+    variables they hold (inline, a failed cell's frame holds only the namespace). The error
+    shows as before: a job's traceback is its own text, other frames keep their code and line.
+    """
+    todo: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while todo:
+        error = todo.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        if error.__suppress_context__:  # never shown; the submit's error from its thread
+            error.__context__ = None
+        todo += [error.__cause__, error.__context__]
 
 
 class JobCellError(Exception):

@@ -4,8 +4,15 @@ At submit time the magic takes a `Snapshot`: for each name the job may send back
 name was bound to (or that it was unbound). When the job succeeds, `merge` sets a name only if it
 still holds that same object: a name the user reassigned, deleted or created meanwhile keeps the
 user's value, and the report says where the job's value is instead. Identity, not equality, is
-the test, because "the user did something to this name since" is what must not be lost; the
-snapshot keeps strong references so an id cannot be reused by another object meanwhile.
+the test, because "the user did something to this name since" is what must not be lost: ids
+alone would not do, since a freed object's id is soon another object's.
+
+The snapshot must not keep a variable alive that the user deleted (inline, `del` frees it): it
+holds a weak reference to each object that allows one (an array, a DataFrame, an instance: dead
+means the name holds something else now). Other objects (lists, dicts, numbers) it holds while
+the job may still send its names; once a run ended without success, the snapshot waits for a
+Retry that may never come, so it keeps only those that are small plain data (`release`). For the
+others, a Retry cannot tell a reassignment from the job's value, and keeps the user's.
 
 The report also says which names are not results (imports, loop variables), so the widget can
 list what the user would call results and summarise the rest: all of them are set alike.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import sys
 import types
+import weakref
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +31,24 @@ from .. import notebook_main
 from . import in_place
 
 _UNBOUND = object()
+#: What a snapshot's weak reference gives once its object is gone: the name was rebound since.
+_GONE = object()
+#: What a released snapshot holds of a big object that allows no weak reference.
+_FORGOTTEN = object()
+#: A released snapshot keeps an object that allows no weak reference only up to this size (its
+#: own bytes and those of the plain values it contains).
+KEEP_BYTES = 64 * 2**10
+_PLAIN = (int, float, complex, bool, str, bytes, type(None))
+_CONTAINERS = (tuple, list, set, frozenset, dict)
 
 
-@dataclass
+class _Weak(weakref.ref):
+    """A snapshot's weak reference (its own type: a user's `weakref.ref` value is data)."""
+
+    __slots__ = ()
+
+
+@dataclass(eq=False)
 class Snapshot:
     """The names a job may send back, each with its object at submit time (or `_UNBOUND`).
 
@@ -33,19 +56,53 @@ class Snapshot:
     (`%job attach`: no name is tracked, so every name bound then keeps the user's value).
     """
 
-    objects: dict[str, Any]
+    held: dict[str, Any]  # by name: `_Weak`, the object itself, `_UNBOUND` or `_FORGOTTEN`
     present: frozenset[str]  # every name bound when taken (for names nobody predicted)
     moment: str = "submit"
+    released: bool = False
 
     @classmethod
     def take(
         cls, ns: MutableMapping[str, Any], names: Iterable[str], moment: str = "submit"
     ) -> Snapshot:
-        return cls({n: ns.get(n, _UNBOUND) for n in names}, frozenset(ns), moment)
+        snapshot = cls({}, frozenset(ns), moment)
+        for name in names:
+            snapshot._hold(name, ns.get(name, _UNBOUND))
+        return snapshot
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.held
+
+    def before(self, name: str) -> Any:
+        """What `name` held when taken: the object, `_UNBOUND`, `_GONE` (its object was freed
+        since, so the name holds something else) or `_FORGOTTEN` (see `release`)."""
+        held = self.held.get(name, _UNBOUND)
+        if type(held) is _Weak:
+            obj = held()
+            return _GONE if obj is None else obj
+        return held
+
+    def _hold(self, name: str, obj: Any) -> None:
+        if obj is _UNBOUND or obj is _GONE or obj is _FORGOTTEN:
+            self.held[name] = obj
+            return
+        try:
+            self.held[name] = _Weak(obj)
+        except TypeError:  # no weak reference to it (a list, a dict, a number)
+            forget = self.released and not _small(obj)
+            self.held[name] = _FORGOTTEN if forget else obj
+
+    def release(self) -> None:
+        """The run ended without success: keep for a Retry no object that allows no weak
+        reference and is more than small plain data, so no variable the user deletes stays
+        alive here (the names are tracked by weak references only, as far as they can be)."""
+        self.released = True
+        for name in list(self.held):
+            self._hold(name, self.before(name))
 
     def bound(self, ns: Mapping[str, Any]) -> dict[str, Any]:
         """What this snapshot's names hold in `ns` now (for `follow`)."""
-        return {n: ns.get(n, _UNBOUND) for n in self.objects}
+        return {n: ns.get(n, _UNBOUND) for n in self.held}
 
     def follow(
         self, ns: Mapping[str, Any], before: Mapping[str, Any], names: Iterable[str]
@@ -55,8 +112,29 @@ class Snapshot:
         snapshot had the object it replaced, it takes the new one, so this job's own values
         for them are not "reassigned since submit" when they come back."""
         for name in names:
-            if name in self.objects and self.objects[name] is before.get(name, _UNBOUND):
-                self.objects[name] = ns.get(name, _UNBOUND)
+            if name in self.held and self.before(name) is before.get(name, _UNBOUND):
+                self._hold(name, ns.get(name, _UNBOUND))
+
+
+def _small(obj: Any) -> bool:
+    """Whether `obj` is plain data (numbers, strings, bytes, and the built-in containers of
+    them) of at most KEEP_BYTES: then all it keeps alive is itself."""
+    np = sys.modules.get("numpy")
+    scalars = (np.number, np.bool_) if np is not None else ()
+    room, todo = KEEP_BYTES, [obj]
+    while todo:
+        item = todo.pop()
+        kind = type(item)
+        if kind not in _PLAIN and kind not in _CONTAINERS and not isinstance(item, scalars):
+            return False
+        room -= sys.getsizeof(item)
+        if room < 0:
+            return False
+        if kind is dict:
+            todo.extend(item.items())
+        elif kind in _CONTAINERS:
+            todo.extend(item)
+    return True
 
 
 @dataclass
@@ -114,11 +192,7 @@ def merge(
     report.unsent = unsent
     # Objects the cell changed in place (not bound anew) that the name still holds here.
     mutated = set(result.get("mutated", ()))
-    own = {
-        n: ns[n]
-        for n in names
-        if n in mutated and n in ns and ns[n] is snapshot.objects.get(n, _UNBOUND)
-    }
+    own = {n: ns[n] for n in names if n in mutated and n in ns and ns[n] is snapshot.before(n)}
     stand_in = {id(values[n]): obj for n, obj in own.items()}
 
     def swap(obj: Any) -> Any:
@@ -173,15 +247,17 @@ def _imported(value: Any) -> str | None:
 def _conflict(ns: MutableMapping[str, Any], snapshot: Snapshot, name: str) -> str | None:
     """Why `name` must keep the user's value, or None if the job's value may go in."""
     now, moment = ns.get(name, _UNBOUND), snapshot.moment
-    if name not in snapshot.objects:
+    if name not in snapshot:
         if name in snapshot.present:
             return f"was already bound at {moment}"
         return None if now is _UNBOUND else f"was created since {moment}"
-    before = snapshot.objects[name]
+    before = snapshot.before(name)
     if now is before:
         return None
     if now is _UNBOUND:
         return f"was deleted since {moment}"
     if before is _UNBOUND:
         return f"was created since {moment}"
+    if before is _FORGOTTEN:
+        return f"may have been reassigned since {moment} (too big to follow after its run ended)"
     return f"was reassigned since {moment}"

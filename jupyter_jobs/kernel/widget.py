@@ -150,8 +150,10 @@ def _logged(fn: Callable[..., None], *args: Any) -> None:
 class JobWidget:
     """The live view of one job. `on_result(result)` (main thread) gets a succeeded job's
     result, or what a failed cell sent back (the names it set before its error), and may return
-    a namespace report (`MergeReport.to_json()`) to list; `inline=True` (`%%job --wait`) leaves
-    the captured outputs to the cell itself, which publishes them as its own outputs.
+    a namespace report (`MergeReport.to_json()`) to list; `on_kept()` (main thread) is called
+    after each run that ended without success, whose `on_result` is kept for a Retry (it lets
+    go of what a Retry does not need); `inline=True` (`%%job --wait`) leaves the captured
+    outputs to the cell itself, which publishes them as its own outputs.
 
     The log, names and outputs parts are created when there is something to show: every
     ipywidget costs comm messages, and a trivial `%%job` should appear at once.
@@ -162,11 +164,13 @@ class JobWidget:
         job: RemoteJob,
         *,
         on_result: Callable[[Any], dict[str, Any] | None] | None = None,
+        on_kept: Callable[[], None] | None = None,
         inline: bool = False,
     ) -> None:
         self.job = job
         self.record: JobRecord = job.record
         self.on_result = on_result
+        self.on_kept = on_kept
         self.inline = inline
         self.report: dict[str, Any] | None = None
         self.outputs: list[dict[str, Any]] = []
@@ -406,6 +410,8 @@ class JobWidget:
             self._update_displays()
             if record.status is Status.SUCCEEDED:
                 self._let_go(merged)
+            elif self.on_kept is not None:
+                _logged(self.on_kept)
 
     def _set_names(self, on_result: Callable[[Any], dict[str, Any] | None]) -> None:
         """Main thread: put the job's names into the namespace and list them: a succeeded
@@ -518,12 +524,12 @@ class JobWidget:
         """A succeeded run is over: from now on nothing here may keep its result alive, so
         that `del` frees it as it would inline (the namespace is its home now).
 
-        A succeeded job never runs again, so `on_result` goes (the submit's snapshot holds the
-        objects its names were bound to then). The handle the names came from (`merged`)
-        forgets the value: its `result()` fetches it again. And the widget follows a handle
-        of its own from now on, not one its user may have called `result()` on. A `--wait`
-        cell's result is the cell's own, whose last value the magic shows after this: it is
-        let go once the cell has ended.
+        A succeeded job never runs again, so `on_result` and `on_kept` go (the submit's
+        snapshot holds the objects its names were bound to then). The handle the names came
+        from (`merged`) forgets the value: its `result()` fetches it again. And the widget
+        follows a handle of its own from now on, not one its user may have called `result()`
+        on. A `--wait` cell's result is the cell's own, whose last value the magic shows after
+        this: it is let go once the cell has ended.
         """
         if self.inline:
             after_cell(self._release, self.job, merged)
@@ -534,7 +540,7 @@ class JobWidget:
         with self._lock:
             if job is not self.job:  # run again meanwhile (a retry): its own end lets go
                 return
-            self.on_result = None
+            self.on_result = self.on_kept = None
             if merged:
                 job.forget_result()
             self.job = job.backend.handle(self.record)
