@@ -235,7 +235,8 @@ class ConsumerThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            self.consumer = Consumer(self._store, self._executor, **self._options)
+            options = {"owns_loop": True, **self._options}  # its loop serves it alone
+            self.consumer = Consumer(self._store, self._executor, **options)
             await self.consumer.start()
         except BaseException as exc:
             self._error = exc
