@@ -40,6 +40,8 @@ class StoreBackend(Backend):
 
     The jobs it stores belong to `user` (default: the OS user running this process)."""
 
+    store_in_waiting_thread = True  # a local transaction
+
     def __init__(self, store: Store, user: JobUser | None = None) -> None:
         super().__init__()
         self.store = store

@@ -264,6 +264,20 @@ def test_submits_in_a_loop_are_stored_in_order_in_few_transactions(queue, monkey
     assert [j.result(timeout=60) for j in jobs] == list(range(300))
 
 
+def test_a_thread_waiting_on_a_job_not_yet_stored_stores_it_itself(queue, monkeypatch):
+    """`result()`, `id` and `wait()` right after `submit` store what is queued in the calling
+    thread rather than wait for the submitter's thread to wake up (here it never starts)."""
+    from jupyter_jobs.submitter import Submitter
+
+    monkeypatch.setattr(Submitter, "_start_thread", lambda self: None)
+    assert queue.submit(jobfuncs.add, 2, 3).result(timeout=30) == 5
+    assert queue.get(queue.submit(jobfuncs.noop).id).name == "noop"
+    assert queue.submit(jobfuncs.add, 1).wait(timeout=30).done()
+    refused = queue.submit(jobfuncs.add, 2, after=[10**9])
+    with pytest.raises(JobNotFound):  # refused while storing it: it fails as it would have
+        refused.result(timeout=30)
+
+
 def test_a_job_the_store_refuses_fails_alone(queue):
     before = queue.submit(jobfuncs.add, 1)
     bad = queue.submit(jobfuncs.add, 2, after=[10**9])
