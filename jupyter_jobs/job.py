@@ -309,10 +309,19 @@ class Backend(abc.ABC):
         if self._submitter is not None:
             self._submitter.close()
         self._closed = True
-        self._new_handle.set()
+        self._wake_watcher()
         watcher = self._watcher
         if watcher is not None and watcher is not threading.current_thread():
             watcher.join(self.poll_max + 5.0)
+
+    def _linger(self, timeout: float) -> None:
+        """The watcher, following no handle, waits up to `timeout` seconds for one: `watch`
+        wakes it. (`StoreBackend` waits on its doorbell instead.)"""
+        self._new_handle.wait(timeout)
+
+    def _wake_watcher(self) -> None:
+        """Have a lingering watcher look again now (it is closing)."""
+        self._new_handle.set()
 
     def _watch_loop(self) -> None:
         delay = self.poll_min
@@ -336,7 +345,7 @@ class Backend(abc.ABC):
                         self._watcher = None
                         return
             if not ids:
-                self._new_handle.wait(self.watcher_linger)
+                self._linger(self.watcher_linger)
                 delay = self.poll_min
                 continue
             idle_since = None

@@ -417,6 +417,51 @@ def test_one_watcher_thread_follows_waits_one_after_another_then_ends(db_path):
         assert q.submit(jobfuncs.add, 2, 2).result(timeout=60) == 4  # a new one takes over
 
 
+def test_a_lingering_watcher_is_woken_by_the_jobs_ring_not_by_its_handle(db_path, monkeypatch):
+    """Between jobs the watcher waits on the doorbell: a submit wakes no thread of this process
+    (the consumer, elsewhere, needs the CPU then); the ring of the job that ends settles it."""
+    from jupyter_jobs.queue import StoreBackend
+
+    waits: list[float] = []  # the watcher's waits while it follows a handle
+    real = StoreBackend.wait_for_change
+
+    def counting(self: StoreBackend, timeout: float) -> bool:
+        waits.append(timeout)
+        return real(self, timeout)
+
+    monkeypatch.setattr(StoreBackend, "wait_for_change", counting)
+    with JobQueue(db_path) as serving, JobQueue(db_path) as client:  # a ring from "elsewhere"
+        serving.start_consumer(max_workers=1)
+        assert client.submit(jobfuncs.add, 1, 2).result(timeout=60) == 3  # the watcher starts
+        waits.clear()
+        for n in range(5):
+            assert client.submit(jobfuncs.add, n, 1).result(timeout=60) == n + 1
+        assert waits == []
+
+
+def test_closing_a_queue_wakes_its_watcher_lingering_on_the_doorbell(db_path):
+    q = JobQueue(db_path)
+    q.start_consumer(max_workers=1)
+    q.backend.watcher_linger = 600.0
+    lingering = threading.Event()
+    linger = q.backend._linger
+
+    def noting(timeout: float) -> None:
+        lingering.set()
+        linger(timeout)
+
+    q.backend._linger = noting  # type: ignore[method-assign]
+    assert q.submit(jobfuncs.add, 1, 2).result(timeout=60) == 3
+    assert lingering.wait(60)
+    (watcher,) = [t for t in threading.enumerate() if t.name == "jupyter-jobs-watcher"]
+    q.backend.poll_max = 300.0  # close would wait this long (and more) for an unwoken watcher
+    closing = threading.Thread(target=q.close)
+    closing.start()
+    closing.join(60)
+    assert not closing.is_alive()
+    assert not watcher.is_alive()
+
+
 @pytest.mark.parametrize(
     ("option", "value", "words"),
     [
