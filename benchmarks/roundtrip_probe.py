@@ -9,13 +9,16 @@ of the round trip (this one, the consumer process, started through this script, 
 processes, started through a tiny interpreter stand-in that installs the probes and then runs the
 real runner), to write a wall-clock timestamp at each hop to a file per process. The trips run one
 at a time, so each trip's hops are the first events of each kind inside its window, in order.
-The table gives each hop's median time since the previous one, over the trips. The processes
-share one clock (wall-clock nanoseconds). POSIX only: the stand-in is a script with a `#!` line.
+The first table gives each hop's median time since the previous one, over the trips; the second
+what the slowest tenth of the trips spent on each hop beyond its median (where the tail comes
+from); then the CPU each process used per trip. The processes share one clock (wall-clock
+nanoseconds). POSIX only: the stand-in is a script with a `#!` line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import signal
@@ -24,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +36,12 @@ HERE = Path(__file__).resolve().parent
 #: The hops of one trip, in order: (process, event, what it is).
 HOPS = [
     ("client", "submit", "submit() called"),
-    ("client", "submitter", "submitter thread takes the job"),
+    ("client", "submitter", "the store takes the job (a waiting thread)"),
     ("client", "commit", "submit committed"),
     ("client", "rung", "doorbell rung"),
     ("consumer", "woken", "consumer woken (bell or subscription)"),
     ("consumer", "tick", "consumer tick begins"),
-    ("consumer", "claimed", "claim committed (writer thread)"),
+    ("consumer", "claimed", "claim committed"),
     ("consumer", "dispatch", "claim back on the loop"),
     ("consumer", "sent", "job frame written to the worker"),
     ("worker", "read", "worker read the frame"),
@@ -46,7 +49,7 @@ HOPS = [
     ("worker", "ran", "runner ends the job"),
     ("worker", "done", "done frame written"),
     ("consumer", "outcome", "consumer read the done frame"),
-    ("consumer", "recording", "outcome given to the writer thread"),
+    ("consumer", "recording", "the outcome's write begins"),
     ("consumer", "recorded", "outcome committed"),
     ("consumer", "rung", "doorbell rung"),
     ("client", "woken", "waiter woken"),
@@ -190,7 +193,8 @@ def consumer_main(folder: str, argv: list[str]) -> None:
 # --- the run and its table --------------------------------------------------------------------
 
 
-def run_trips(tmp: Path, trips: int, inprocess: bool) -> None:
+def run_trips(tmp: Path, trips: int, inprocess: bool) -> dict[str, float]:
+    """Run the trips; returns the CPU microseconds each kind of process used per trip."""
     sys.path.insert(0, str(HERE))
     from jupyter_jobs import JobQueue
 
@@ -215,15 +219,39 @@ def run_trips(tmp: Path, trips: int, inprocess: bool) -> None:
         try:
             for _ in range(20):  # warm up: workers started, imports done
                 q.submit(peers.noop).result(timeout=600)
-            rec.mark("warm")
-            for _ in range(trips):
-                rec.mark("submit")
-                q.submit(peers.noop).result(timeout=600)
-                rec.mark("result")
+            with cpu_per_trip(proc.pid if proc else None, trips) as cpu:
+                rec.mark("warm")
+                for _ in range(trips):
+                    rec.mark("submit")
+                    q.submit(peers.noop).result(timeout=600)
+                    rec.mark("result")
+            return cpu
         finally:
             if proc is not None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)
+
+
+@contextlib.contextmanager
+def cpu_per_trip(consumer: int | None, trips: int) -> Iterator[dict[str, float]]:
+    """CPU microseconds (user + system) per trip of this process, of the consumer process (with
+    `--inprocess` it is this one) and of its workers, over the `with` block."""
+    import psutil
+
+    me = psutil.Process()
+    roles = {"client": [me]}
+    if consumer is not None:
+        roles["consumer"] = [psutil.Process(consumer)]
+    roles["workers"] = (roles.get("consumer") or [me])[0].children(recursive=True)
+
+    def used() -> dict[str, float]:
+        return {role: sum(sum(p.cpu_times()[:2]) for p in ps) for role, ps in roles.items()}
+
+    found: dict[str, float] = {}
+    before = used()
+    yield found
+    after = used()
+    found.update({role: (after[role] - before[role]) / trips * 1e6 for role in roles})
 
 
 def load(tmp: Path) -> list[tuple[int, str, str]]:
@@ -236,42 +264,47 @@ def load(tmp: Path) -> list[tuple[int, str, str]]:
     return events
 
 
-def breakdown(events: list[tuple[int, str, str]]) -> dict[tuple[str, str], list[float]]:
-    """Per hop, the microseconds since the hop before it found in the same trip; under
-    ("trip", "total"), each trip's own length."""
+Trip = dict[tuple[str, str], float]
+
+
+def breakdown(events: list[tuple[int, str, str]]) -> list[Trip]:
+    """Per trip, the microseconds from the hop before to each hop found in it; under
+    ("trip", "total"), the trip's own length."""
     warm = next(i for i, e in enumerate(events) if e[2] == "warm")
     events = events[warm + 1 :]
-    gaps: dict[tuple[str, str], list[float]] = {(r, e): [] for r, e, _ in HOPS}
-    gaps[("trip", "total")] = []
+    trips: list[Trip] = []
     trip: list[tuple[int, str, str]] = []
     for event in events:
         trip.append(event)
         if event[1:] == ("client", "result"):
-            _one_trip(trip, gaps)
-            gaps[("trip", "total")].append((event[0] - trip[0][0]) / 1000)
+            gaps = _one_trip(trip)
+            gaps[("trip", "total")] = (event[0] - trip[0][0]) / 1000
+            trips.append(gaps)
             trip = []
-    return gaps
+    return trips
 
 
-def _one_trip(trip: list[tuple[int, str, str]], gaps: dict) -> None:
+def _one_trip(trip: list[tuple[int, str, str]]) -> Trip:
+    gaps: Trip = {}
     at = 0
     previous = trip[0][0]
     for role, event, _ in HOPS:
         for i in range(at, len(trip)):
             if trip[i][1:] == (role, event):
-                gaps[(role, event)].append((trip[i][0] - previous) / 1000)
+                gaps[(role, event)] = (trip[i][0] - previous) / 1000
                 previous, at = trip[i][0], i + 1
                 break
+    return gaps
 
 
-def print_table(gaps: dict[tuple[str, str], list[float]], title: str) -> None:
+def print_table(trips: list[Trip], cpu: dict[str, float], title: str) -> None:
     print(f"\n{title}\n")
     header = f"{'process':<9} {'hop (time since the hop before)':<42} {'p50 us':>8} {'mean us':>8}"
     print(header)
     print("-" * len(header))
     total = 0.0
     for role, event, what in HOPS:
-        values = gaps[(role, event)]
+        values = [t[(role, event)] for t in trips if (role, event) in t]
         if not values:
             print(f"{role:<9} {what:<42} {'-':>8} {'-':>8}")
             continue
@@ -280,9 +313,27 @@ def print_table(gaps: dict[tuple[str, str], list[float]], title: str) -> None:
         print(f"{role:<9} {what:<42} {p50:>8.0f} {statistics.fmean(values):>8.0f}")
     print("-" * len(header))
     print(f"{'':<9} {'sum of the means':<42} {'':>8} {total:>8.0f}")
-    trips = gaps[("trip", "total")]
-    p50, mean = statistics.median(trips), statistics.fmean(trips)
+    lengths = [t[("trip", "total")] for t in trips]
+    p50, mean = statistics.median(lengths), statistics.fmean(lengths)
     print(f"{'':<9} {'whole trip':<42} {p50:>8.0f} {mean:>8.0f}")
+    print_tail(trips)
+    print(
+        "\nCPU per trip (user + system): " + ", ".join(f"{r} {us:.0f} us" for r, us in cpu.items())
+    )
+
+
+def print_tail(trips: list[Trip]) -> None:
+    """Where the slowest tenth of the trips lost their time: per hop, its mean in those trips
+    minus its median over all trips."""
+    cut = sorted(t[("trip", "total")] for t in trips)[int(len(trips) * 0.9)]
+    slow = [t for t in trips if t[("trip", "total")] >= cut]
+    print(f"\nthe slowest tenth (trips of {cut:.0f} us or more): time beyond each hop's median\n")
+    for role, event, what in HOPS:
+        values = [t[(role, event)] for t in trips if (role, event) in t]
+        in_slow = [t[(role, event)] for t in slow if (role, event) in t]
+        if values and in_slow:
+            extra = statistics.fmean(in_slow) - statistics.median(values)
+            print(f"{role:<9} {what:<42} {extra:>8.0f}")
 
 
 def main() -> None:
@@ -294,10 +345,10 @@ def main() -> None:
     parser.add_argument("--inprocess", action="store_true", help="consumer in this process")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        run_trips(Path(tmp), args.trips, args.inprocess)
-        gaps = breakdown(load(Path(tmp)))
+        cpu = run_trips(Path(tmp), args.trips, args.inprocess)
+        trips = breakdown(load(Path(tmp)))
     shape = "in-process consumer" if args.inprocess else "consumer process"
-    print_table(gaps, f"W2 round trip, {args.trips} trips, {shape}, 2 workers")
+    print_table(trips, cpu, f"W2 round trip, {args.trips} trips, {shape}, 2 workers")
 
 
 if __name__ == "__main__":

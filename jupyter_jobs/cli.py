@@ -317,7 +317,7 @@ def cmd_consumer(store: Store, args: argparse.Namespace) -> int:
     store.log_limit = app.log_limit  # the server opens its store with it
 
     async def serve() -> None:
-        consumer = app.make_consumer(store)
+        consumer = app.make_consumer(store, owns_loop=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -50,6 +50,10 @@ class Backend(abc.ABC):
     watcher_linger = 2.0
     #: Submitted groups whose payloads are larger than this are stored on their own.
     submit_alone_over = BATCH_BYTES
+    #: Whether a thread about to wait for its job to be stored stores what is queued itself
+    #: (`Submitter.store_here`): where storing is a local transaction, not a request that
+    #: may be retried for a minute while a server restarts.
+    store_in_waiting_thread = False
 
     def __init__(self) -> None:
         # Weak references, a list per job: a WeakSet each cost a tenth of a submit.
@@ -214,6 +218,13 @@ class Backend(abc.ABC):
         submitter.put(items, handles)
         return handles
 
+    def store_queued(self) -> None:
+        """Before waiting for a job to be stored: store what is queued in this thread, unless
+        the submitter thread is storing a batch (see `store_in_waiting_thread`)."""
+        submitter = self._submitter
+        if submitter is not None and self.store_in_waiting_thread:
+            submitter.store_here()
+
     def submit_and_wait(self, items: Items) -> list[Job]:
         """`submit`, then wait until the group is stored (all of it, in one transaction), or
         raise what refused it (for `map`, and for a cell that shows its widget at once)."""
@@ -302,10 +313,19 @@ class Backend(abc.ABC):
         if self._submitter is not None:
             self._submitter.close()
         self._closed = True
-        self._new_handle.set()
+        self._wake_watcher()
         watcher = self._watcher
         if watcher is not None and watcher is not threading.current_thread():
             watcher.join(self.poll_max + 5.0)
+
+    def _linger(self, timeout: float) -> None:
+        """The watcher, following no handle, waits up to `timeout` seconds for one: `watch`
+        wakes it. (`StoreBackend` waits on its doorbell instead.)"""
+        self._new_handle.wait(timeout)
+
+    def _wake_watcher(self) -> None:
+        """Have a lingering watcher look again now (it is closing)."""
+        self._new_handle.set()
 
     def _watch_loop(self) -> None:
         delay = self.poll_min
@@ -329,7 +349,7 @@ class Backend(abc.ABC):
                         self._watcher = None
                         return
             if not ids:
-                self._new_handle.wait(self.watcher_linger)
+                self._linger(self.watcher_linger)
                 delay = self.poll_min
                 continue
             idle_since = None
@@ -432,6 +452,8 @@ class Job(concurrent.futures.Future):
 
     def ensure_stored(self) -> Job:
         """Block until the job is stored (a moment after `submit`); raise what refused it."""
+        if not self._known.is_set():
+            self._backend.store_queued()
         self._known.wait()
         if self._refusal is not None:
             raise self._refusal
@@ -550,16 +572,27 @@ class Job(concurrent.futures.Future):
 
     def wait(self, timeout: float | None = None) -> Job:
         """Block until the job finished (or `timeout` passed); returns self for chaining."""
+        timeout = self._store_first(timeout)
         concurrent.futures.wait([self], timeout=timeout)
         return self
 
     def result(self, timeout: float | None = None) -> Any:
         """The job's return value (for a cell: the dict of names it sent back)."""
+        timeout = self._store_first(timeout)
         super().result(timeout)  # waits; raises JobFailed / JobCancelled / TimeoutError
         with self._value_lock:
             if self._value is _NOT_LOADED:
                 self._value = self._decode(self._backend.result_bytes(self.id))
         return self._value
+
+    def _store_first(self, timeout: float | None) -> float | None:
+        """Store the job in this thread if it is still queued (`Backend.store_queued`: it
+        would wait for that anyway); returns what is left of `timeout`."""
+        if self._known.is_set():
+            return timeout
+        start = time.monotonic()
+        self._backend.store_queued()
+        return None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
 
     def forget_result(self) -> None:
         """Let go of the loaded value: the next `result()` loads it again, as a new copy.

@@ -39,6 +39,8 @@ class StoreBackend(Backend):
 
     The jobs it stores belong to `user` (default: the OS user running this process)."""
 
+    store_in_waiting_thread = True  # a local transaction
+
     def __init__(self, store: Store, user: JobUser | None = None) -> None:
         super().__init__()
         self.store = store
@@ -134,6 +136,25 @@ class StoreBackend(Backend):
             # fallback, and a short one would read the store for nothing while a job runs.
             timeout = max(timeout, self.poll_max)
         return self._listener.wait(timeout)
+
+    def _linger(self, timeout: float) -> None:
+        """Waits on the doorbell rather than for a handle: registering one (a submit) then
+        wakes no thread, at the moment the consumer needs a CPU to claim the job; the ring of
+        the job that ends does. Each ring is followed by a look at what finished, which settles
+        the handles registered meanwhile, or lets one registered next find its job finished
+        (`watch`). A polling listener would see rings late: it waits for a handle as usual."""
+        listener = self._listener
+        if listener is None or listener.polling:
+            super()._linger(timeout)
+        elif listener.wait(timeout) and not self._closed:
+            with self._lock:
+                ids = list(self._handles)
+            self.resolve(self.poll(ids, full=False))
+
+    def _wake_watcher(self) -> None:
+        super()._wake_watcher()
+        if self._listener is not None:
+            self._listener.wake()
 
     def channel_next(
         self, channel: str, reader: str, after: int | None, limit: int, wait: float | None
@@ -237,7 +258,8 @@ class ConsumerThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            self.consumer = Consumer(self._store, self._executor, **self._options)
+            options = {"owns_loop": True, **self._options}  # its loop serves it alone
+            self.consumer = Consumer(self._store, self._executor, **options)
             await self.consumer.start()
         except BaseException as exc:
             self._error = exc

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -317,6 +318,68 @@ async def test_a_lease_that_runs_out_elsewhere_is_recovered_at_once_without_spin
     store.close()
     assert final.status is Status.FAILED and final.reason is Reason.INTERRUPTED
     assert len(calls) < 30, f"{len(calls)} promote() transactions: the consumer spun"
+
+
+@contextlib.asynccontextmanager
+async def noting_write_threads(db_path, workers: int, owns_loop: bool):
+    """A store and its consumer; yields the list of the threads in which each write that
+    recorded an outcome or claimed a job ran."""
+    from jupyter_jobs.consumer import Consumer
+    from jupyter_jobs.executors.local import LocalExecutor
+    from jupyter_jobs.store import Store
+
+    store = Store(db_path)
+    threads: list[threading.Thread] = []
+    real = store.record_and_claim
+
+    def noting(logs=(), progress=(), outcomes=(), claim=None, starts=()):
+        finished, claimed = real(logs, progress, outcomes, claim, starts)
+        if outcomes or claimed:
+            threads.append(threading.current_thread())
+        return finished, claimed
+
+    store.record_and_claim = noting
+    consumer = Consumer(store, lambda events: LocalExecutor(events, workers), owns_loop=owns_loop)
+    await consumer.start()
+    try:
+        yield store, threads
+    finally:
+        await consumer.stop()
+        store.close()
+
+
+async def run_one_after_another(store, n: int) -> None:
+    payload = function_payload(jobfuncs.add, (2, 3), {})
+    for _ in range(n):
+        job = store.enqueue(JobSpec(name="add"), payload)
+        await wu.wait_for(lambda job=job: store.get(job.id).finished, timeout=60)
+
+
+@pytest.mark.parametrize("owns_loop", [True, False])
+async def test_a_lone_jobs_writes_run_on_the_loop_only_when_the_loop_is_the_consumers(
+    db_path, owns_loop
+):
+    """A consumer with a loop of its own (`jupyter jobs consumer`, a JobQueue's thread) writes
+    the claim and the outcome of a lone job on the loop: the hop to the writer thread and back
+    would cost two thread wake-ups. On a shared loop (the server's), never."""
+    async with noting_write_threads(db_path, 1, owns_loop) as (store, threads):
+        await run_one_after_another(store, 5)
+    assert len(threads) >= 10  # a claim and an outcome each
+    on_the_loop = [t is threading.current_thread() for t in threads]
+    assert on_the_loop == [owns_loop] * len(threads)
+
+
+async def test_writes_made_while_a_job_runs_go_to_the_writer_thread(db_path):
+    """Meanwhile the loop reads the running job's frames (SQLite lets go of the interpreter)."""
+    async with noting_write_threads(db_path, 2, owns_loop=True) as (store, threads):
+        slow = store.enqueue(JobSpec(name="slow"), function_payload(jobfuncs.sleep, (30,), {}))
+        await wu.wait_for(lambda: store.get(slow.id).status is Status.RUNNING, timeout=60)
+        threads.clear()
+        await run_one_after_another(store, 5)
+        assert store.get(slow.id).status is Status.RUNNING  # it ran all along
+        assert len(threads) >= 10
+        assert threading.current_thread() not in threads
+        store.request_cancel(slow.id)
 
 
 @contextlib.asynccontextmanager

@@ -264,6 +264,20 @@ def test_submits_in_a_loop_are_stored_in_order_in_few_transactions(queue, monkey
     assert [j.result(timeout=60) for j in jobs] == list(range(300))
 
 
+def test_a_thread_waiting_on_a_job_not_yet_stored_stores_it_itself(queue, monkeypatch):
+    """`result()`, `id` and `wait()` right after `submit` store what is queued in the calling
+    thread rather than wait for the submitter's thread to wake up (here it never starts)."""
+    from jupyter_jobs.submitter import Submitter
+
+    monkeypatch.setattr(Submitter, "_start_thread", lambda self: None)
+    assert queue.submit(jobfuncs.add, 2, 3).result(timeout=30) == 5
+    assert queue.get(queue.submit(jobfuncs.noop).id).name == "noop"
+    assert queue.submit(jobfuncs.add, 1).wait(timeout=30).done()
+    refused = queue.submit(jobfuncs.add, 2, after=[10**9])
+    with pytest.raises(JobNotFound):  # refused while storing it: it fails as it would have
+        refused.result(timeout=30)
+
+
 def test_a_job_the_store_refuses_fails_alone(queue):
     before = queue.submit(jobfuncs.add, 1)
     bad = queue.submit(jobfuncs.add, 2, after=[10**9])
@@ -401,6 +415,51 @@ def test_one_watcher_thread_follows_waits_one_after_another_then_ends(db_path):
         watcher.join(timeout=30)
         assert not watcher.is_alive()
         assert q.submit(jobfuncs.add, 2, 2).result(timeout=60) == 4  # a new one takes over
+
+
+def test_a_lingering_watcher_is_woken_by_the_jobs_ring_not_by_its_handle(db_path, monkeypatch):
+    """Between jobs the watcher waits on the doorbell: a submit wakes no thread of this process
+    (the consumer, elsewhere, needs the CPU then); the ring of the job that ends settles it."""
+    from jupyter_jobs.queue import StoreBackend
+
+    waits: list[float] = []  # the watcher's waits while it follows a handle
+    real = StoreBackend.wait_for_change
+
+    def counting(self: StoreBackend, timeout: float) -> bool:
+        waits.append(timeout)
+        return real(self, timeout)
+
+    monkeypatch.setattr(StoreBackend, "wait_for_change", counting)
+    with JobQueue(db_path) as serving, JobQueue(db_path) as client:  # a ring from "elsewhere"
+        serving.start_consumer(max_workers=1)
+        assert client.submit(jobfuncs.add, 1, 2).result(timeout=60) == 3  # the watcher starts
+        waits.clear()
+        for n in range(5):
+            assert client.submit(jobfuncs.add, n, 1).result(timeout=60) == n + 1
+        assert waits == []
+
+
+def test_closing_a_queue_wakes_its_watcher_lingering_on_the_doorbell(db_path):
+    q = JobQueue(db_path)
+    q.start_consumer(max_workers=1)
+    q.backend.watcher_linger = 600.0
+    lingering = threading.Event()
+    linger = q.backend._linger
+
+    def noting(timeout: float) -> None:
+        lingering.set()
+        linger(timeout)
+
+    q.backend._linger = noting  # type: ignore[method-assign]
+    assert q.submit(jobfuncs.add, 1, 2).result(timeout=60) == 3
+    assert lingering.wait(60)
+    (watcher,) = [t for t in threading.enumerate() if t.name == "jupyter-jobs-watcher"]
+    q.backend.poll_max = 300.0  # close would wait this long (and more) for an unwoken watcher
+    closing = threading.Thread(target=q.close)
+    closing.start()
+    closing.join(60)
+    assert not closing.is_alive()
+    assert not watcher.is_alive()
 
 
 @pytest.mark.parametrize(

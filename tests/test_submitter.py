@@ -54,10 +54,12 @@ class Server:
         self.release.set()
         self.refuse: set[str] = set()
         self.fail_with: Exception | None = None
+        self.threads: list[threading.Thread] = []  # that made each request
 
     def store(self, items: list[tuple[JobSpec, bytes]]) -> list[JobRecord]:
         names = [spec.name for spec, _ in items]
         self.requests.append(names)
+        self.threads.append(threading.current_thread())
         self.entered.set()
         assert self.release.wait(WAIT)
         if self.fail_with is not None:
@@ -247,4 +249,53 @@ def test_a_thread_that_cannot_start_fails_that_submit_and_not_the_next(server, m
     (b,) = put(sub, "b")
     assert b.known.wait(WAIT) and b.record is not None
     assert server.requests == [["b"]]  # the refused submit was not stored behind the caller
+    sub.close()
+
+
+def test_a_caller_about_to_wait_stores_what_is_queued_itself(server, monkeypatch):
+    """`result()` right after `submit` stores the job in its own thread (`store_here`), as the
+    submitter's thread would have: here no thread ever starts, so the caller stored them."""
+    monkeypatch.setattr(Submitter, "_start_thread", lambda self: None)
+    sub = Submitter(server.store, alone_over=100)
+    handles = put(sub, "a", "b") + put(sub, "c")
+    sub.store_here()
+    assert server.requests == [["a", "b", "c"]]
+    assert server.threads == [threading.current_thread()]
+    assert [h.record.name for h in handles if h.record] == ["a", "b", "c"]
+    sub.close()
+
+
+def test_a_caller_leaves_a_batch_being_stored_to_the_thread(submitter, server):
+    server.release.clear()
+    put(submitter, "first")
+    assert server.entered.wait(WAIT)  # the thread stores it, and its write hangs
+    (a,) = put(submitter, "a")
+    caller = threading.Thread(target=submitter.store_here)
+    caller.start()
+    caller.join(WAIT)
+    assert not caller.is_alive()  # it did not wait behind that write...
+    assert server.requests == [["first"]]  # ...nor store "a" ahead of "first"
+    server.release.set()
+    assert a.known.wait(WAIT)
+    assert server.requests == [["first"], ["a"]]
+
+
+def test_the_thread_takes_nothing_while_a_caller_stores_a_batch(server, monkeypatch):
+    start_thread = Submitter._start_thread
+    monkeypatch.setattr(Submitter, "_start_thread", lambda self: None)
+    sub = Submitter(server.store, alone_over=100)
+    server.release.clear()
+    (a,) = put(sub, "a")
+    caller = threading.Thread(target=sub.store_here)
+    caller.start()
+    assert server.entered.wait(WAIT)  # the caller's write of "a" hangs
+    start_thread(sub)  # now a thread serves the queue too
+    (b,) = put(sub, "b")
+    assert not b.known.wait(0.3)  # "b" is not stored beside or ahead of "a"
+    assert server.requests == [["a"]]
+    server.release.set()
+    assert a.known.wait(WAIT) and b.known.wait(WAIT)
+    assert server.requests == [["a"], ["b"]]
+    assert server.threads[1] is not threading.current_thread()  # the thread stored "b"
+    caller.join(WAIT)
     sub.close()

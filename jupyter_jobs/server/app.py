@@ -398,9 +398,10 @@ class JobsApp(ExtensionApp):
             return f"{figure} (the number of CPUs)"
         return f"{figure} (the executor's default)"
 
-    def make_consumer(self, store: Store) -> Consumer:
+    def make_consumer(self, store: Store, owns_loop: bool = False) -> Consumer:
         """The consumer of `store` with this configuration: the server's, and that of
-        `jupyter jobs consumer`, which reads the same config files."""
+        `jupyter jobs consumer`, which reads the same config files (and runs it on a loop of
+        its own: `owns_loop`)."""
         return Consumer(
             store,
             self.make_executor,
@@ -409,6 +410,7 @@ class JobsApp(ExtensionApp):
             kill_grace=self.kill_grace,
             retention_seconds=self.retention_days * 86400 if self.retention_days else None,
             retention_bytes=self.retention_bytes,
+            owns_loop=owns_loop,
         )
 
     def make_executor(self, events: ExecutorEvents) -> Executor:
