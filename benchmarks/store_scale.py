@@ -16,13 +16,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import checkouts
 
 #: Notebooks the jobs belong to.
 OWNERS = 10
@@ -199,15 +200,7 @@ def main() -> None:
         return
     if args.main:
         print(f"{args.main}:", file=sys.stderr)
-        env = {**os.environ, "PYTHONPATH": args.main}
-        out = subprocess.run(
-            [sys.executable, __file__, "--sizes", args.sizes, "--json"],
-            env=env,
-            check=True,
-            stdout=subprocess.PIPE,
-            text=True,
-        ).stdout
-        runs["main"] = json.loads(out)
+        runs["main"] = checkouts.results_in(args.main, __file__, "--sizes", args.sizes)
     print(table(runs, sizes))
 
 

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+import checkouts
 
 TYPES = ("train", "explain", "predict")
 USERS = 5
@@ -163,22 +162,9 @@ def main() -> None:
         print(json.dumps(runs["this"]))
         return
     if args.main:
-        env = {**os.environ, "PYTHONPATH": args.main}
-        out = subprocess.run(
-            [sys.executable, __file__, "--jobs", str(args.jobs), "--json"],
-            env=env,
-            check=True,
-            stdout=subprocess.PIPE,
-            text=True,
-        ).stdout
-        runs["main"] = json.loads(out)
+        runs["main"] = checkouts.results_in(args.main, __file__, "--jobs", str(args.jobs))
     print(f"{args.jobs:,} jobs per workload; {USERS} users; types {', '.join(TYPES)}")
-    print(f"{'':<36}" + "".join(f"{label:>12}" for label in runs))
-    for name in runs["this"]:
-        cells = "".join(
-            f"{runs[label][name]:>12.3f}" if name in runs[label] else f"{'-':>12}" for label in runs
-        )
-        print(f"{name:<36}{cells}")
+    checkouts.print_columns(runs, digits=3)
 
 
 if __name__ == "__main__":

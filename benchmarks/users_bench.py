@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+import checkouts
 
 USERS = 20
 NOTEBOOKS = 5
@@ -157,23 +156,9 @@ def main() -> None:
         print(json.dumps(runs["this"]))
         return
     if args.main:
-        env = {**os.environ, "PYTHONPATH": args.main}
-        out = subprocess.run(
-            [sys.executable, __file__, "--jobs", str(args.jobs), "--json"],
-            env=env,
-            check=True,
-            stdout=subprocess.PIPE,
-            text=True,
-        ).stdout
-        runs["main"] = json.loads(out)
-    names = list(runs["this"])
+        runs["main"] = checkouts.results_in(args.main, __file__, "--jobs", str(args.jobs))
     print(f"{args.jobs:,} jobs; {USERS} users x {NOTEBOOKS} notebooks (or 1 user x {NOTEBOOKS})")
-    print(f"{'':<36}" + "".join(f"{label:>12}" for label in runs))
-    for name in names:
-        cells = "".join(
-            f"{runs[label][name]:>12.2f}" if name in runs[label] else f"{'-':>12}" for label in runs
-        )
-        print(f"{name:<36}{cells}")
+    checkouts.print_columns(runs, digits=2)
 
 
 if __name__ == "__main__":
