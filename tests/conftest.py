@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import typed_package
+
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
@@ -71,3 +73,13 @@ def _consumer_logs_no_errors(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
     assert not handler.messages, "the consumer logged errors:\n" + "\n".join(handler.messages)
+
+
+@pytest.fixture
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test package of job types (`typed_package`) on this process's path and its
+    workers'."""
+    site = typed_package.install(tmp_path)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", typed_package.pythonpath(site))
+    return site

@@ -13,15 +13,8 @@ from jupyter_jobs import cli
 from jupyter_jobs.store import Store
 
 import jobfuncs
-import typed_package
 
-
-@pytest.fixture(autouse=True)
-def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    site = typed_package.install(tmp_path)
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("PYTHONPATH", typed_package.pythonpath(site))
-    return site
+pytestmark = pytest.mark.usefixtures("installed")
 
 
 def run(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> tuple[int, str, str]:

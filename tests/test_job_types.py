@@ -205,13 +205,6 @@ def test_a_summary_must_be_short_plain_json() -> None:
         job_types.summary_json("x" * (job_types.MAX_SUMMARY + 1))
 
 
-@pytest.fixture
-def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    site = typed_package.install(tmp_path)
-    monkeypatch.syspath_prepend(str(site))
-    return site
-
-
 def test_installed_types_are_found_through_their_entry_points(installed: Path) -> None:
     found = {t.name: t for t in typed_run.describe_installed()}
     assert {"train", "explain", "crash", "noisy", "broken"} <= set(found)

@@ -14,17 +14,6 @@ from jupyter_jobs.errors import InvalidRequest, JobTypeConflict, JobTypeNotFound
 from jupyter_jobs.job_types import REGISTERED
 from jupyter_jobs.models import Kind, Reason, Status
 
-import typed_package
-
-
-@pytest.fixture
-def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The test package on this process's path and its workers'."""
-    site = typed_package.install(tmp_path)
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("PYTHONPATH", typed_package.pythonpath(site))
-    return site
-
 
 def test_an_installed_type_runs_in_a_worker_with_a_json_result_and_a_summary(
     installed, queue

@@ -17,7 +17,6 @@ from jupyter_jobs.schedules import ScheduleSpec
 from jupyter_jobs.store import Store
 
 import jobfuncs
-import typed_package
 from waiting import wait_until
 
 
@@ -29,15 +28,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture
-def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The test package on this process's path and its workers'."""
-    site = typed_package.install(tmp_path)
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("PYTHONPATH", typed_package.pythonpath(site))
-    return site
 
 
 def stored_payload(db_path: Path, schedule_id: int) -> bytes:

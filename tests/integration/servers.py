@@ -42,6 +42,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,9 @@ from typing import Any, TypeVar
 
 import dill
 import requests
+import websocket
+
+from jupyter_jobs.server.emitter import SCHEMA_ID
 
 from waiting import wait_until
 
@@ -314,3 +318,28 @@ def execute_notebook(server: RunningServer, nb: Any, cwd: Path) -> None:
         resources={"metadata": {"path": str(cwd)}},
     )
     client.execute(env=env)
+
+
+def entries(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job entries of one event off the websocket (none when it is another schema's)."""
+    return event["jobs"] if event.get("schema_id") == SCHEMA_ID else []
+
+
+def job_events(server: RunningServer, job_id_of: Callable[[], int]) -> list[dict[str, Any]]:
+    """Subscribe to the server's events, run `job_id_of()` (which submits a job), and collect
+    that job's jupyter_jobs events until it has finished."""
+    ws = websocket.create_connection(
+        server.url.replace("http", "ws", 1) + "api/events/subscribe",
+        header=[f"Authorization: token {server.token}"],
+        timeout=60,
+    )
+    events: list[dict[str, Any]] = []
+    try:
+        job_id = job_id_of()
+        deadline = time.monotonic() + 120
+        while not events or events[-1]["status"] not in ("succeeded", "failed", "cancelled"):
+            assert time.monotonic() < deadline, events
+            events += [e for e in entries(json.loads(ws.recv())) if e["id"] == job_id]
+    finally:
+        ws.close()
+    return events

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,18 @@ import requests
 import websocket
 
 from jupyter_jobs.payload import function_payload
-from jupyter_jobs.server.emitter import SCHEMA_ID
 from jupyter_jobs.workspace import INCOMING, folder_for
 
 import jobfuncs
-from servers import TEST_CONFIG, RunningServer, ServerFactory, poll, submit_body
+from servers import (
+    TEST_CONFIG,
+    RunningServer,
+    ServerFactory,
+    entries,
+    job_events,
+    poll,
+    submit_body,
+)
 
 
 @pytest.fixture
@@ -86,31 +92,6 @@ def test_failed_job_result_is_409_with_the_error(server: RunningServer) -> None:
     assert detail["status"] == "failed"
     assert detail["error"]["type"] == "ValueError"
     assert "broken on purpose" in detail["error"]["message"]
-
-
-def entries(event: dict[str, Any]) -> list[dict[str, Any]]:
-    """The job entries of one event off the websocket (none when it is another schema's)."""
-    return event["jobs"] if event.get("schema_id") == SCHEMA_ID else []
-
-
-def job_events(server: RunningServer, job_id_of: Callable[[], int]) -> list[dict[str, Any]]:
-    """Subscribe to the server's events, run `job_id_of()` (which submits a job), and collect
-    that job's jupyter_jobs events until it has finished."""
-    ws = websocket.create_connection(
-        server.url.replace("http", "ws", 1) + "api/events/subscribe",
-        header=[f"Authorization: token {server.token}"],
-        timeout=60,
-    )
-    events: list[dict[str, Any]] = []
-    try:
-        job_id = job_id_of()
-        deadline = time.monotonic() + 60
-        while not events or events[-1]["status"] not in ("succeeded", "failed", "cancelled"):
-            assert time.monotonic() < deadline, events
-            events += [e for e in entries(json.loads(ws.recv())) if e["id"] == job_id]
-    finally:
-        ws.close()
-    return events
 
 
 def test_events_arrive_in_order_over_the_websocket(server: RunningServer) -> None:

@@ -5,25 +5,19 @@ events carrying the type and summary over the websocket, and the job list by typ
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import websocket
 
 import jupyter_jobs as jj
 from jupyter_jobs.errors import InvalidRequest, JobTypeNotFound
 from jupyter_jobs.kernel import api as kernel_api
-from jupyter_jobs.server.emitter import SCHEMA_ID
 from jupyter_jobs.store import Store
 
 import typed_package
-from servers import REPO, TEST_CONFIG, TESTS_DIR, RunningServer, ServerFactory
-
-FINAL = ("succeeded", "failed", "cancelled")
+from servers import REPO, TEST_CONFIG, TESTS_DIR, RunningServer, ServerFactory, job_events
 
 
 @pytest.fixture
@@ -48,28 +42,6 @@ def fire(server: RunningServer, schedule: dict[str, Any]) -> int:
     return run.id
 
 
-def run_events(server: RunningServer, start: Any) -> list[dict[str, Any]]:
-    """Subscribe to the server's events, call `start()` (which returns a job id), and collect
-    that job's entries until it has finished."""
-    ws = websocket.create_connection(
-        server.url.replace("http", "ws", 1) + "api/events/subscribe",
-        header=[f"Authorization: token {server.token}"],
-        timeout=60,
-    )
-    events: list[dict[str, Any]] = []
-    try:
-        job_id = start()
-        deadline = time.monotonic() + 120
-        while not events or events[-1]["status"] not in FINAL:
-            assert time.monotonic() < deadline, events
-            event = json.loads(ws.recv())
-            if event.get("schema_id") == SCHEMA_ID:
-                events += [e for e in event["jobs"] if e["id"] == job_id]
-    finally:
-        ws.close()
-    return events
-
-
 def test_a_typed_schedule_over_rest_checks_its_parameters_and_delivers_its_runs(
     server: RunningServer,
 ) -> None:
@@ -92,7 +64,7 @@ def test_a_typed_schedule_over_rest_checks_its_parameters_and_delivers_its_runs(
     made = call(server, "POST", "schedules", 201, json=spec)
     assert (made["name"], made["target"], made["job"]) == ("train", target, spec["job"])
 
-    events = run_events(server, lambda: fire(server, made))
+    events = job_events(server, lambda: fire(server, made))
     run_id = events[-1]["id"]
     # the entry that ends the run carries the summary: no read needed to show it
     assert (events[-1]["status"], events[-1]["type"]) == ("succeeded", "train")
