@@ -3,10 +3,12 @@ process that imports jupyter_jobs from that checkout, and prints both side by si
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -32,3 +34,26 @@ def print_columns(runs: dict[str, dict[str, float]], digits: int = 3, width: int
             for label in runs
         )
         print(f"{name:<{width}}{cells}")
+
+
+def jobs_arguments(description: str) -> argparse.Namespace:
+    """`--jobs N`, `--main CHECKOUT` and `--json` (what the child run prints)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--main", help="a checkout to compare with (its jupyter_jobs)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser.parse_args()
+
+
+def runs_by_jobs(
+    script: str, run: Callable[[int], dict[str, float]], args: argparse.Namespace
+) -> dict[str, dict[str, float]] | None:
+    """`run(args.jobs)` here, then in `args.main` if given, by label; None for a child run
+    (`--json`), which has printed its results for its parent."""
+    found = {"this": run(args.jobs)}
+    if args.json:
+        print(json.dumps(found["this"]))
+        return None
+    if args.main:
+        found["main"] = results_in(args.main, script, "--jobs", str(args.jobs))
+    return found

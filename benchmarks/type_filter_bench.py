@@ -15,8 +15,6 @@ both are printed side by side (its reads are the scans).
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -152,17 +150,10 @@ def run(n: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--main", help="a checkout to compare with (its jupyter_jobs)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
-    runs = {"this": run(args.jobs)}
-    if args.json:
-        print(json.dumps(runs["this"]))
+    args = checkouts.jobs_arguments(__doc__.splitlines()[0])
+    runs = checkouts.runs_by_jobs(__file__, run, args)
+    if runs is None:
         return
-    if args.main:
-        runs["main"] = checkouts.results_in(args.main, __file__, "--jobs", str(args.jobs))
     print(f"{args.jobs:,} jobs per workload; {USERS} users; types {', '.join(TYPES)}")
     checkouts.print_columns(runs, digits=3)
 

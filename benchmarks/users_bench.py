@@ -14,9 +14,7 @@ and both are printed side by side.
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import json
 import statistics
 import tempfile
 import time
@@ -146,17 +144,10 @@ def run(n: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--main", help="a checkout to compare with (its jupyter_jobs)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
-    runs = {"this": run(args.jobs)}
-    if args.json:
-        print(json.dumps(runs["this"]))
+    args = checkouts.jobs_arguments(__doc__.splitlines()[0])
+    runs = checkouts.runs_by_jobs(__file__, run, args)
+    if runs is None:
         return
-    if args.main:
-        runs["main"] = checkouts.results_in(args.main, __file__, "--jobs", str(args.jobs))
     print(f"{args.jobs:,} jobs; {USERS} users x {NOTEBOOKS} notebooks (or 1 user x {NOTEBOOKS})")
     checkouts.print_columns(runs, digits=2)
 
