@@ -13,8 +13,8 @@ to disk, for each measurement. Three places a submit can come from while gc runs
 - store, thread: `Store.gc` in one thread of a process, `Store.enqueue` every 5 ms in another
   thread on the same `Store` (a `JobQueue` whose consumer runs in the submitting process);
 - store, process: the same gc, and `Store.enqueue` every 5 ms from another process on the same
-  file (a `jupyter jobs consumer`'s gc and a client's submits); both submitters run together,
-  from `QUIET` seconds before the gc ("no gc": what a submit costs here without it);
+  file (a `jupyter jobs consumer`'s gc and a client's submits); each submitter starts `QUIET`
+  seconds before the gc ("no gc": what a submit costs there without it);
 - server: a real `jupyter server` (2 workers, `retention_days` set) whose consumer collects at
   its start, with an events websocket open (a JupyterLab tab), and `POST /jobs/api/jobs` (a
   no-op function job) every 5 ms from the first moment it answers until `QUIET` seconds after
@@ -151,40 +151,41 @@ def submit_loop(store: Any, stop: Callable[[], bool]) -> list[tuple[float, float
     return times
 
 
-def measure_store(path: Path, old: int) -> dict[str, Any]:
+def measure_store(path: Path, old: int, submitter: str) -> dict[str, Any]:
+    """gc of the `old` jobs of the store at `path` while `submitter` ("thread" or "process")
+    submits, from `QUIET` seconds before it."""
     from jupyter_jobs.store import Store
 
     stop_file = path.with_name("stop")
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--submitter", str(path)], stdout=subprocess.PIPE, text=True
-    )
     done = threading.Event()
-    in_thread: list[tuple[float, float]] = []
+    times: list[tuple[float, float]] = []
     before = file_size(path)
     with Store(path) as store:
-        thread = threading.Thread(
-            target=lambda: in_thread.extend(submit_loop(store, done.is_set)), name="submitter"
-        )
-        thread.start()
+        if submitter == "thread":
+            thread = threading.Thread(target=lambda: times.extend(submit_loop(store, done.is_set)))
+            thread.start()
+        else:
+            command = [sys.executable, __file__, "--submitter", str(path)]
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         quiet = time.time()
-        time.sleep(QUIET)  # both submitters going, without gc
+        time.sleep(QUIET)
         began = time.time()
         deleted = store.gc(older_than=time.time() - 1e9)
         ended = time.time()
-        done.set()
-        stop_file.touch()
-        thread.join()
-        out, _ = process.communicate(timeout=60)
-    stop_file.unlink()
-    in_process = [tuple(x) for x in json.loads(out)]
+        if submitter == "thread":
+            done.set()
+            thread.join()
+        else:
+            stop_file.touch()
+            out, _ = process.communicate(timeout=60)
+            times = [(at, ms) for at, ms in json.loads(out)]
+            stop_file.unlink()
     if len(deleted) != old:
         raise RuntimeError(f"gc deleted {len(deleted)} jobs, not {old}")
     return {
         "gc s": ended - began,
-        "thread, during gc": percentiles(started_within(in_thread, began, ended)),
-        "thread, no gc": percentiles(started_within(in_thread, quiet + 0.5, began)),
-        "process, during gc": percentiles(started_within(in_process, began, ended)),
-        "process, no gc": percentiles(started_within(in_process, quiet + 0.5, began)),
+        "during gc": percentiles(started_within(times, began, ended)),
+        "no gc": percentiles(started_within(times, quiet + 0.5, began)),
         "file MB before": before / 2**20,
         "file MB after": file_size(path) / 2**20,
     }
@@ -315,14 +316,14 @@ def measure(base: Path, old: int, folder: Path) -> dict[str, Any]:
 
     root = Path(jupyter_jobs.__file__).resolve().parents[1]
     results: dict[str, Any] = {}
-    for name in ("store", "server"):
-        path = folder / name / "jobs.db"
+    for name in ("store, thread", "store, process", "server"):
+        path = folder / name.replace(", ", "-") / "jobs.db"
         path.parent.mkdir()
         copy_synced(base, path)
-        if name == "store":
-            results[name] = measure_store(path, old)
+        if name == "server":
+            results[name] = measure_server(path, root, path.parent)
         else:
-            results[name] = measure_server(path, root, folder / name)
+            results[name] = measure_store(path, old, name.split(", ")[1])
         shutil.rmtree(path.parent)
     return results
 
@@ -355,7 +356,7 @@ def table(runs: dict[str, list[dict[str, Any]]]) -> str:
                 out.append((f"{prefix}{key}", value))
         return out
 
-    width = 8 * len(next(iter(runs.values())))
+    width = 10 * len(next(iter(runs.values())))
     names = [name for name, _ in rows(runs[labels[0]][0])]
     lines = [f"{'':<46}" + "".join(f"{label:>{width}}" for label in labels)]
     for name in names:

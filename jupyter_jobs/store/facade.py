@@ -696,8 +696,11 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         """
         with self._db.read() as conn:
             ids = retention.finished_ids(conn, user)
+        never = threading.Event()
         with self._db.checkpointing():
-            return self._collect(ids, None, threading.Event())
+            deleted = self._collect(ids, None, never)
+            self._db.shrink(never)
+        return deleted
 
     def gc(
         self,
@@ -742,6 +745,7 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
                     extra = retention.over_budget(conn, max_bytes)
                 doomed += self._collect(extra, None, stop)
             self._prune_channel_readers(stop)
+            self._db.shrink(stop)  # (also what a gc stopped or killed before it freed)
         return doomed
 
     def _prune_channel_readers(self, stop: threading.Event) -> None:
@@ -755,8 +759,7 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
 
     def _collect(self, ids: list[int], before: float | None, stop: threading.Event) -> list[int]:
         """Delete the jobs among `ids` still finished (before `before`, when given) when their
-        batch comes, until `stop`; the ids deleted. Call it within `Database.checkpointing`.
-        At the end the freed pages go back to the filesystem."""
+        batch comes, until `stop`; the ids deleted. Call it within `Database.checkpointing`."""
         deleted: list[int] = []
         batches = retention.Batches()
         while batches.done < len(ids) and not stop.is_set():
@@ -767,8 +770,6 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
                     self._delete(tx, jobs)
             self._between_batches(batches, stop)
             deleted += [job.id for job in jobs]
-        if deleted:
-            self._db.shrink(stop)
         return deleted
 
     def _between_batches(self, batches: retention.Batches, stop: threading.Event) -> None:
