@@ -115,21 +115,27 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 class GcWatch:
-    """Whether gc is over, read from the file by another connection: no old job left, and
-    the file no longer shrinking (freed pages given back)."""
+    """What the server's gc did: how many old jobs are left (read from the file by another
+    connection), and whether its consumer logged the end of the collection."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    #: What the consumer logs at INFO when a gc deleted jobs (`consumer.py`).
+    ENDED = "jupyter_jobs: garbage-collected"
+
+    def __init__(self, path: Path, log: Path) -> None:
         self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        self.log = log
+        self._read = 0
 
     def old_left(self) -> int:
         return self.conn.execute("SELECT count(*) FROM jobs WHERE finished_at < 1e9").fetchone()[0]
 
-    def free_pages(self) -> int:
-        return self.conn.execute("PRAGMA freelist_count").fetchone()[0]
-
     def over(self) -> bool:
-        return self.old_left() == 0 and self.free_pages() == 0
+        start = max(0, self._read - len(self.ENDED))  # (a line being written may end later)
+        with open(self.log, "rb") as f:
+            f.seek(start)
+            text = f.read()
+        self._read = start + len(text)
+        return self.ENDED.encode() in text
 
     def close(self) -> None:
         self.conn.close()
@@ -212,10 +218,18 @@ def measure_server(path: Path, root: Path, tmp: Path) -> dict[str, Any]:
     before = file_size(home.db_path)
     server = RunningServer(
         home,
-        config={"JobsApp": {"max_workers": 2, "retention_days": 1.0}},
+        config={
+            "JobsApp": {"max_workers": 2, "retention_days": 1.0},
+            # the consumer's INFO lines too (the end of its gc)
+            "ServerApp": {
+                "logging_config": {
+                    "loggers": {"jupyter_jobs": {"level": "INFO", "handlers": ["console"]}}
+                }
+            },
+        },
         env={"PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"},
     )
-    watch = GcWatch(home.db_path)
+    watch = GcWatch(home.db_path, server.log_path)
     stop = threading.Event()
     rss: list[tuple[float, int]] = []
     entries = [0]
