@@ -19,6 +19,7 @@ from jupyter_jobs.models import JobSpec, Outcome, Status
 from jupyter_jobs.store import MIGRATIONS, Store, connection
 
 import jobfuncs
+import old_schemas
 from store_driver import claim, finish, started
 from waiting import wait_until
 
@@ -124,7 +125,7 @@ def test_deleting_a_job_removes_it_from_its_channel(store):
 
 
 def test_a_database_of_the_previous_version_gains_channels(tmp_path, monkeypatch):
-    mine = next(i for i, m in enumerate(MIGRATIONS) if "ADD COLUMN channel TEXT" in str(m))
+    mine = old_schemas.migration_bringing("ADD COLUMN channel TEXT")
     path = tmp_path / "old.db"
     monkeypatch.setattr(connection, "MIGRATIONS", MIGRATIONS[:mine])
     old = connection.Database(path)

@@ -193,6 +193,14 @@ async def test_jobs_sent_ahead_to_a_drained_worker_run_elsewhere(tmp_path: Path)
         waiting = await workers_where(executor, lambda ws: of(ws, worker.pid).waiting > 0)
         assert of(waiting, worker.pid).waiting > 0
         await executor.drain(worker.id)
+
+        def given_back() -> bool:  # its "skipped" came: a "start" could still win till then
+            return all(
+                (view := executor.pool.view_of(t.job_id)) is None or view.pid != worker.pid
+                for t in ahead
+            )
+
+        await wu.wait_for(given_back)
         gate.touch()
         for task in ahead:
             outcome = await recorder.done(task.job_id)

@@ -853,6 +853,7 @@ def test_in_the_default_setup_every_request_is_the_servers_user(api: Api) -> Non
     api.error("GET", "jobs/api/stats", params={"mine": "yes"}, status=400)
     # also where they do not filter: a schedule's runs
     api.error("GET", "jobs/api/jobs", params={"schedule": "1", "mine": "-1"}, status=400)
+    api.error("GET", "jobs/api/jobs", params={"schedule": "1", "type": "\x04;"}, status=400)
 
 
 def test_jobs_of_nobody_from_before_users_stay_readable_and_actionable(api: Api) -> None:

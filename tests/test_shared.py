@@ -23,6 +23,7 @@ from jupyter_jobs.store.schema import MIGRATIONS
 from jupyter_jobs.workspace import MARKER, folder_for, write_private
 
 import jobfuncs
+import old_schemas
 
 
 def closing_over(data: bytes):
@@ -329,10 +330,7 @@ def old_database(db: Path) -> None:
     db.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA foreign_keys = ON")
-        for migration in MIGRATIONS[:-1]:
-            for step in migration:
-                conn.execute(step) if isinstance(step, str) else step(conn)
-        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+        old_schemas.schema_before(conn, "shared_blobs")
 
 
 def old_job(db: Path, name: str, payload: bytes, user: str, in_file: bool = False) -> int:

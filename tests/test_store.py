@@ -47,6 +47,7 @@ from jupyter_jobs.oslayer import filesystem_type
 from jupyter_jobs.start_log import Recorder
 from jupyter_jobs.store import MIGRATIONS, Store, moves
 
+import old_schemas
 from store_driver import (
     append_log,
     append_log_many,
@@ -246,12 +247,8 @@ def legacy_database(path: Path, logs: dict[int, bytes], result: bytes | None = N
     """A database as versions before workspace ids wrote it: jobs with these logs (files in
     `jobs/` beside it, appended to, as two such databases in one folder did), and job 1's
     result in a file."""
-    before = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE meta" in m[0])
     conn = sqlite3.connect(path, isolation_level=None)
-    for migration in MIGRATIONS[:before]:
-        for statement in migration:
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {before}")
+    old_schemas.schema_before(conn, "CREATE TABLE meta")
     folder = path.parent / "jobs"
     for job_id, log in logs.items():
         conn.execute(
@@ -1843,12 +1840,8 @@ def test_another_users_idempotency_key_refuses_the_whole_batch(store: Store) -> 
 
 def test_the_users_migration_gives_earlier_jobs_to_nobody_and_counts_them(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
-    mine = next(i for i, m in enumerate(MIGRATIONS) if any("user_counts" in str(s) for s in m))
     conn = sqlite3.connect(path, isolation_level=None)
-    for migration in MIGRATIONS[:mine]:
-        for step in migration:
-            step(conn) if callable(step) else conn.execute(step)
-    conn.execute(f"PRAGMA user_version = {mine}")
+    old_schemas.schema_before(conn, "user_counts")
     conn.executemany(
         "INSERT INTO jobs (name, kind, owner, status, created_at, queued_at) "
         "VALUES ('old', 'function', ?, 'queued', 1.0, 1.0)",

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from jupyter_jobs.models import Change, JobError, JobSpec, Kind, Outcome, Progress, Reason, Status
-from jupyter_jobs.store import MIGRATIONS, Store, retention
+from jupyter_jobs.store import Store, retention
 from jupyter_jobs.store.queries import has_search_index
 from jupyter_jobs.store.schema import fts_available
 
+import old_schemas
 from store_driver import append_log, claim, finish, set_progress, started
 from waiting import wait_until
 
@@ -116,17 +117,7 @@ def test_kept_counts_and_totals_follow_every_kind_of_write(store: Store) -> None
 def test_an_existing_database_gets_its_counts_totals_and_index(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    # The store as it was before the migration that keeps counts (later ones may follow it).
-    counts = next(
-        i
-        for i, migration in enumerate(MIGRATIONS)
-        if any(isinstance(s, str) and "status_counts" in s for s in migration)
-    )
-    for migration in MIGRATIONS[:counts]:
-        for statement in migration:
-            assert isinstance(statement, str)
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {counts}")
+    old_schemas.schema_before(conn, "status_counts")  # before the counts were kept
     for i, status in enumerate(["queued", "succeeded", "succeeded", "failed"], start=1):
         conn.execute(
             "INSERT INTO jobs (id, name, kind, owner, status, created_at, log_size) "
@@ -315,7 +306,7 @@ def assert_search_finds_what_like_finds(s: Store, queries: list[str]) -> None:
 
 GC_ONCE = """
 import sys
-from jupyter_jobs.store import Store
+from jupyter_jobs.store import Store, retention
 Store(sys.argv[1]).gc(older_than=0)
 """
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from jupyter_jobs.models import JobSpec, JobUser, Kind, Outcome, Status
-from jupyter_jobs.store import MIGRATIONS, Store
+from jupyter_jobs.store import Store
 from jupyter_jobs.store.schema import SELECT_JOBS
 
+import old_schemas
 from store_driver import claim, finish, started
 
 STATUSES = [s.value for s in Status]
@@ -154,12 +155,8 @@ def test_a_types_list_and_counts_seek_their_indexes(store: Store) -> None:
 
 def test_the_type_migration_counts_the_typed_jobs_already_there(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
-    step = next(i for i, m in enumerate(MIGRATIONS) if any("type_counts" in str(s) for s in m))
     conn = sqlite3.connect(path, isolation_level=None)
-    for migration in MIGRATIONS[:step]:
-        for statement in migration:
-            statement(conn) if callable(statement) else conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {step}")
+    old_schemas.schema_before(conn, "type_counts")
     conn.executemany(
         "INSERT INTO jobs (name, kind, owner, status, created_at, type, user) "
         "VALUES ('t', ?, 'nb', ?, 1.0, ?, 'alice')",

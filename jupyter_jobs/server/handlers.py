@@ -189,6 +189,7 @@ class JobsListHandler(JobsHandler):
     async def get(self) -> None:
         status, limit = self.query("status"), self.query("limit")
         user = await self.listed_user()  # `mine` and `user` are checked for both listings
+        job_type = parsing.job_type_filter(self.query("type"))  # a malformed one is a 400 in both
         schedule = self.query("schedule")
         if schedule is not None:  # a schedule's runs (the Schedules view's history)
             schedule_id = parsing.integer("schedule", schedule, 1, MAX_ID)
@@ -218,7 +219,7 @@ class JobsListHandler(JobsHandler):
             limit=parsing.integer("limit", limit, 1, MAX_LIST_LIMIT) if limit is not None else 50,
             cursor=self.query("cursor"),
             user=user,
-            type=parsing.job_type_filter(self.query("type")),
+            type=job_type,
         )
         self.reply(
             {

@@ -18,6 +18,8 @@ from typing import Any
 import schemathesis
 from croniter import croniter
 
+from jupyter_jobs.schedules import MAX_EVERY, MIN_EVERY
+
 SHORT_WAIT = 0.2
 ZONES = zoneinfo.available_timezones()
 
@@ -45,7 +47,9 @@ ZONE_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*")
 
 
 def _is_every(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 60
+    """A valid `every` (a value out of its bounds stays, for the server to refuse)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and MIN_EVERY <= value <= MAX_EVERY
 
 
 def _fix_timing(data: dict[str, Any], fill: bool) -> None:
