@@ -4,7 +4,9 @@ It is one asyncio task (in the Jupyter server's loop, or in `jupyter jobs consum
 writes what the executor reported (starts, logs, progress, outcomes: batched, in one writer thread
 so the loop never blocks on SQLite and the writes never contend with each other), kills what was
 cancelled or timed out, promotes pending jobs whose time came, fires due schedules, recovers
-orphans, and claims as many queued jobs as the executor has free slots. A claimed job stays
+orphans, and claims as many queued jobs as the executor has free slots. Garbage collection runs
+in a thread of its own beside the ticks: a large one takes seconds or minutes, in short
+transactions between which the writer's go on. A claimed job stays
 queued until the executor reports that its code began: only then is it running, with that moment
 as its `started_at`. It wakes at once on a change made in this process (store subscription) or
 another (doorbell), and otherwise sleeps until the next due time.
@@ -18,6 +20,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -150,6 +153,8 @@ class Consumer:
         self._workers_written: tuple[list[WorkerInfo], float] | None = None  # and when
         self._store_due: float | None = None
         self._bell = False
+        self._collecting: asyncio.Task[None] | None = None  # a gc under way
+        self._stop_collecting = threading.Event()
 
     # --- life --------------------------------------------------------------------------------
 
@@ -171,9 +176,12 @@ class Consumer:
         if self._task is None:
             return
         self._stopping = True
+        self._stop_collecting.set()  # after the batch under way: the rest waits for the next
         self.wake()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        if self._collecting is not None:
+            await self._collecting
         await self.executor.shutdown(self.kill_grace if grace is None else grace)
         await self._flush()  # claims given back that a worker began count (`start_log.py`)
         try:
@@ -443,12 +451,26 @@ class Consumer:
                 log.info("jupyter_jobs: %d scheduled run(s) created", len(fired))
             due["schedules"] = now + SCHEDULE_CHECK_INTERVAL
         if now >= due["gc"]:
-            deleted = await self._in_writer(
-                self.store.gc, self.retention_seconds, self.retention_bytes
+            if self._collecting is None:  # (else the last one is still at it)
+                self._collecting = asyncio.create_task(self._collect_garbage())
+            due["gc"] = now + self.gc_interval
+
+    async def _collect_garbage(self) -> None:
+        """`Store.gc` in a thread of its own, not the writer's: claims, outcomes and
+        heartbeats go on meanwhile (gc leaves the write lock free most of the time)."""
+        try:
+            deleted = await asyncio.to_thread(
+                self.store.gc,
+                self.retention_seconds,
+                self.retention_bytes,
+                self._stop_collecting,
             )
             if deleted:
                 log.info("jupyter_jobs: garbage-collected %d finished jobs", len(deleted))
-            due["gc"] = now + self.gc_interval
+        except Exception:  # tried again at the next interval; the ticks go on
+            log.exception("jupyter_jobs: garbage collection failed")
+        finally:
+            self._collecting = None
 
     async def _sync_workers(self, now: float) -> None:
         """Write the executor's workers into the store when they changed, and at least every

@@ -105,5 +105,5 @@ def test_many_cursors_are_pruned_in_short_batches_each_its_own_transaction(store
     monkeypatch.setattr(retention, "prune_channel_readers", counted)
     monkeypatch.setattr(retention.Batches, "largest", 64)
     store.gc(older_than=None)
-    assert len(calls) >= 10 and set(calls[1:]) <= {16, 32, 64}
+    assert len(calls) >= 10 and all(16 <= limit <= 64 for limit in calls)
     assert cursors(store) == {("live", "stay"): live.seq}

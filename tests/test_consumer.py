@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -125,6 +126,71 @@ def test_stop_interrupts_running_and_keeps_queued(db_path, tmp_path):
         assert again.store.get(waiting.id).status is Status.QUEUED
         again.start_consumer(max_workers=2)
         assert again.get(waiting.id).result(timeout=60) is None
+
+
+def old_finished_jobs(queue: JobQueue, n: int) -> None:
+    """`n` failed jobs (each ran after a cancelled one), stored in one transaction."""
+    first = queue.store.enqueue(JobSpec(name="old"), b"")
+    queue.store.request_cancel(first.id)
+    queue.store.enqueue_many([(JobSpec(name=f"old {i}", after=[first.id]), b"") for i in range(n)])
+
+
+def held_in_gc(queue: JobQueue, until: threading.Event) -> threading.Event:
+    """Hold the store's gc after its first batch until `until`: a subscriber, called in the
+    thread that committed (gc's own, for deletions). Set once gc is held."""
+    held = threading.Event()
+
+    def hold(changes: list[Change]) -> None:
+        if any(c.what == "deleted" for c in changes) and not held.is_set():
+            held.set()
+            until.wait(60)
+
+    queue.store.subscribe(hold)
+    return held
+
+
+def failed_counted_and_scanned(queue: JobQueue) -> tuple[int, int]:
+    conn = sqlite3.connect(queue.store.path)
+    try:
+        (scanned,) = conn.execute("SELECT count(*) FROM jobs WHERE status = 'failed'").fetchone()
+    finally:
+        conn.close()
+    return queue.store.counts()["failed"], scanned
+
+
+def test_the_consumer_runs_jobs_while_its_gc_is_under_way(db_path):
+    """gc runs in a thread of its own: held between two of its batches, the consumer still
+    claims, runs and records jobs (in the writer thread, gc blocked them all until it ended)."""
+    with JobQueue(db_path) as q:
+        old_finished_jobs(q, 2000)
+        go_on = threading.Event()
+        held = held_in_gc(q, go_on)
+        q.start_consumer(max_workers=1, retention_seconds=0.0)
+        wait_until(held.is_set, 30, what="the gc's first batch")
+        assert q.submit(jobfuncs.add, 2, 3).result(timeout=60) == 5
+        assert q.store.counts()["failed"] > 0  # the gc still held
+        go_on.set()
+        wait_until(lambda: q.store.counts()["failed"] == 0, 60, what="the gc's end")
+
+
+def test_stopping_the_consumer_ends_its_gc_after_the_batch_under_way(db_path):
+    with JobQueue(db_path) as q:
+        old_finished_jobs(q, 3000)
+        go_on = threading.Event()
+        held = held_in_gc(q, go_on)
+        consumer = q.start_consumer(max_workers=1, retention_seconds=0.0)
+        wait_until(held.is_set, 30, what="the gc's first batch")
+        stopping = threading.Thread(target=consumer.stop)
+        stopping.start()
+        assert consumer.consumer is not None
+        wait_until(consumer.consumer._stop_collecting.is_set, 30, what="gc asked to stop")
+        go_on.set()
+        stopping.join(60)
+        assert not stopping.is_alive()
+        counted, scanned = failed_counted_and_scanned(q)
+        assert 0 < counted == scanned < 3000  # stopped after one batch, counts in step
+        q.store.gc(older_than=0)  # the next one goes on
+        assert failed_counted_and_scanned(q) == (0, 0)
 
 
 def test_jobs_of_a_dead_consumer_are_recovered_at_start(db_path):

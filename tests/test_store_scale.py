@@ -1,25 +1,30 @@
 """The store's kept data (counts, byte totals, search index) and its batched gc.
 
 Counts and totals are kept by triggers so that listing and stats never read the jobs table;
-these tests compare them with what a scan of the tables says, after every kind of write. Search
-goes through a trigram index; its results must be exactly those of the old `LIKE %q%` rule.
+these tests compare them with what a scan of the tables says, after every kind of write, and
+after a gc stopped or killed between two of its batches. Search goes through a trigram index;
+its results must be exactly those of the old `LIKE %q%` rule.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from jupyter_jobs.models import Change, JobError, JobSpec, Outcome, Progress, Reason, Status
-from jupyter_jobs.store import Store
+from jupyter_jobs.models import Change, JobError, JobSpec, Kind, Outcome, Progress, Reason, Status
+from jupyter_jobs.store import Store, retention
 from jupyter_jobs.store.queries import has_search_index
 from jupyter_jobs.store.schema import fts_available
 
 import old_schemas
 from store_driver import append_log, claim, finish, set_progress, started
+from waiting import wait_until
 
 STATUSES = [s.value for s in Status]
 
@@ -274,3 +279,157 @@ def test_gc_of_a_database_without_incremental_vacuum_keeps_its_size(tmp_path: Pa
         assert s._db.conn().execute("PRAGMA freelist_count").fetchone()[0] > 0
     finally:
         s.close()
+
+
+def finished_jobs(s: Store, n: int, name: str = "old job") -> list[int]:
+    """`n` failed jobs, stored in one transaction (each runs after a cancelled one)."""
+    first = s.enqueue(JobSpec(name="cancelled"), b"")
+    s.request_cancel(first.id)
+    jobs = s.enqueue_many(
+        [(JobSpec(name=f"{name} {i}", owner=f"nb{i % 3}.ipynb", after=[first.id]), b"p" * 50)
+         for i in range(n)]
+    )  # fmt: skip
+    assert all(job.status is Status.FAILED for job in jobs)
+    return [first.id, *(job.id for job in jobs)]
+
+
+def assert_search_finds_what_like_finds(s: Store, queries: list[str]) -> None:
+    conn = sqlite3.connect(s.path)
+    try:
+        for q in queries:
+            ids, counts = like_rule(conn, q)
+            page = s.query(q=q, limit=100)
+            assert ([j.id for j in page.jobs], page.counts) == (ids[:100], counts), q
+    finally:
+        conn.close()
+
+
+GC_ONCE = """
+import sys
+from jupyter_jobs.store import Store, retention
+Store(sys.argv[1]).gc(older_than=0)
+"""
+
+
+def test_a_gc_killed_between_batches_leaves_a_consistent_store_and_the_next_finishes(
+    tmp_path: Path,
+) -> None:
+    s = Store(tmp_path / "jobs.db")
+    try:
+        old = finished_jobs(s, 10_000)
+        kept = s.enqueue(JobSpec(name="old job, queued"), b"")
+        s._db.checkpoint()
+        before = os.stat(s.path).st_size
+        gc = subprocess.Popen([sys.executable, "-c", GC_ONCE, str(s.path)])
+        try:
+            left = wait_until(
+                lambda: 0 < (n := s.counts()["failed"]) < len(old) - 1 and n,
+                60,
+                0.002,
+                what="gc under way",
+            )
+        finally:
+            gc.kill()  # kill -9: between two batches, or in one (rolled back)
+            gc.wait(30)
+        assert 0 < s.counts()["failed"] <= left
+        check_kept(s)
+        assert_search_finds_what_like_finds(s, ["old job", "job 99", "queued", "nb1"])
+
+        left_ids = [j.id for j in s.get_many(old)]
+        assert sorted(s.gc(older_than=0)) == left_ids
+        assert [j.id for j in s.query(limit=10).jobs] == [kept.id]
+        check_kept(s)
+        assert_search_finds_what_like_finds(s, ["old job", "job 99", "queued"])
+        assert os.stat(s.path).st_size < before / 2
+    finally:
+        s.close()
+
+
+def test_a_gc_stopped_after_a_batch_keeps_counts_and_the_next_one_goes_on(
+    tmp_path: Path,
+) -> None:
+    s = Store(tmp_path / "jobs.db")
+    try:
+        old = finished_jobs(s, 3000)
+        stop = threading.Event()
+        s.subscribe(lambda changes: stop.set())  # in the gc's thread, after its first batch
+        first = s.gc(older_than=0, stop=stop)
+        assert 0 < len(first) < len(old) and first == old[: len(first)]
+        check_kept(s)
+        assert_search_finds_what_like_finds(s, ["old job", "job 2999"])
+        rest = s.gc(older_than=0)
+        assert first + rest == old
+        check_kept(s)
+        assert s.counts() == dict.fromkeys(STATUSES, 0)
+    finally:
+        s.close()
+
+
+def test_a_deletion_publishes_brief_records_not_whole_ones(store: Store) -> None:
+    job = store.enqueue(
+        JobSpec(
+            name="typed",
+            kind=Kind.TYPED,
+            owner="nb.ipynb",
+            type="t",
+            parameters={"x": 1},
+            channel="ch",
+        ),
+        b"",
+    )
+    [claimed] = claim(store, "c1", 1, 60.0)
+    assert started(store, job.id, claimed.job.attempt)
+    error = JobError("ValueError", "bad", "Traceback ... " * 100)
+    finish(store, job.id, claimed.job.attempt, Outcome(Status.FAILED, Reason.ERROR, error))
+    whole = store.get(job.id)
+    assert whole.error == error and whole.parameters == {"x": 1}
+    published: list[Change] = []
+    store.subscribe(published.extend)
+    assert store.gc(older_than=0) == [job.id]
+    [change] = published
+    gone = change.job
+    assert change.what == "deleted"
+    assert (gone.id, gone.name, gone.owner, gone.user, gone.status, gone.reason) == (
+        whole.id, whole.name, whole.owner, whole.user, whole.status, whole.reason
+    )  # fmt: skip
+    assert (gone.type, gone.channel, gone.attempt, gone.finished_at) == (
+        "t", "ch", whole.attempt, whole.finished_at
+    )  # fmt: skip
+    assert gone.error is None and gone.parameters is None  # not read
+
+
+def test_while_gc_copies_the_wal_back_the_other_commits_of_the_process_leave_it_to_gc(
+    store: Store,
+) -> None:
+    def autocheckpoint_of_a_commit_in_another_thread() -> int:
+        found: list[int] = []
+
+        def submit() -> None:
+            store.enqueue(JobSpec(name="j"), b"")
+            found.append(store._db.conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+        thread = threading.Thread(target=submit)
+        thread.start()
+        thread.join(30)
+        return found[0]
+
+    assert autocheckpoint_of_a_commit_in_another_thread() == 1000  # SQLite's default
+    with store._db.checkpointing():
+        assert autocheckpoint_of_a_commit_in_another_thread() == 0
+    assert autocheckpoint_of_a_commit_in_another_thread() == 1000
+
+
+def test_gc_prunes_a_long_finished_log_to_its_newest_entries(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention, "FINISHED_LOG_KEEP", 100)
+    ids = finished_jobs(store, 500)
+    mark = store.finished_since(None)[1]
+    store.gc()
+    conn = sqlite3.connect(store.path)
+    try:
+        logged = [r[0] for r in conn.execute("SELECT job_id FROM finished_log ORDER BY seq")]
+    finally:
+        conn.close()
+    assert logged == ids[-100:]
+    assert store.finished_since(mark) == ([], mark)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -55,6 +57,8 @@ NETWORK_FILESYSTEMS = frozenset(
 VACUUM_PAGES = 512
 #: The size a WAL is cut back to after a checkpoint (SQLite otherwise keeps its largest size).
 WAL_LIMIT = 16 * 2**20
+#: SQLite's own default: a commit that leaves the WAL over this many pages copies it back.
+AUTOCHECKPOINT = 1000
 
 
 def default_db_path() -> Path:
@@ -95,6 +99,8 @@ class Database:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._writing = threading.Lock()
+        #: threads copying the WAL back after each of their commits (`checkpointing`)
+        self._checkpointers = 0
         self._closed = False
         make_private_dir(path.parent)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -165,12 +171,17 @@ class Database:
                 conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, checkpoint: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction (`BEGIN IMMEDIATE`), committed on leaving, rolled back on an
-        exception."""
+        exception. With `checkpoint` (inside `checkpointing`), the WAL is copied back as soon
+        as the write lock is let go: then another writer's commit finds a checkpoint under
+        way, and does not copy (and sync) what this transaction wrote while holding the lock.
+        `held()` then says how long this transaction held the lock."""
         conn = self.conn()
         with self._writing:
+            self._autocheckpoint(conn)
             conn.execute("BEGIN IMMEDIATE")
+            began = time.perf_counter()
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -178,6 +189,36 @@ class Database:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._local.held = time.perf_counter() - began
+        if checkpoint:
+            self.checkpoint()
+
+    def held(self) -> float:
+        """Seconds the last write transaction of this thread held the write lock."""
+        return getattr(self._local, "held", 0.0)
+
+    def rest(self, stop: threading.Event) -> None:
+        """Leave the write lock alone for one to three times as long as this thread's last
+        transaction held it (or until `stop`), between the transactions of a long run of
+        them (a gc).
+
+        A writer in another process waits on SQLite's own lock, which sleeps 1, 2, 5, 10,
+        15, 20, 25, 25, 25, 50, 50, 100 ... ms between its tries: against transactions that
+        follow each other with short gaps it misses gap after gap, for up to a second. With
+        gaps longer than the transactions, each try finds the lock free more often than not;
+        gaps of random length, so that tries 25 or 50 ms apart cannot keep falling in step
+        with the transactions.
+        """
+        stop.wait(self.held() * random.uniform(1.0, 3.0))
+
+    def _autocheckpoint(self, conn: sqlite3.Connection) -> None:
+        """Let this connection's commits copy the WAL back, unless a thread of this process
+        is doing it after each of its commits (`checkpointing`)."""
+        pages = 0 if self._checkpointers else AUTOCHECKPOINT
+        if getattr(self._local, "autocheckpoint", AUTOCHECKPOINT) != pages:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+            self._local.autocheckpoint = pages
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -197,21 +238,27 @@ class Database:
             self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     @contextmanager
-    def deferred_checkpoints(self) -> Iterator[None]:
-        """Within: this thread's commits leave the WAL to grow, for the caller to `checkpoint`
-        between its transactions; a commit that copies the WAL back holds the write lock for
-        as long as that takes (tens of milliseconds while a large gc writes)."""
-        conn = self.conn()
-        (pages,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
+    def checkpointing(self) -> Iterator[None]:
+        """Within: the caller copies the WAL back after each of its transactions
+        (`write(checkpoint=True)`), and no other commit of this process does.
+
+        A commit that copies the WAL back holds the write lock while it copies and syncs
+        every page written since the last copy: during a large gc, tens of milliseconds
+        (hundreds after a large transaction), which the next submit would wait for. Other
+        processes' commits still copy the WAL back when it is long, but only what no
+        checkpoint is copying already (they skip while one runs).
+        """
+        with self._lock:
+            self._checkpointers += 1
         try:
             yield
         finally:
-            conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+            with self._lock:
+                self._checkpointers -= 1
 
-    def shrink(self) -> None:
-        """Give free pages back to the filesystem, `VACUUM_PAGES` per transaction, then copy
-        the WAL back so the file gets shorter.
+    def shrink(self, stop: threading.Event) -> None:
+        """Give free pages back to the filesystem, `VACUUM_PAGES` per transaction, each copied
+        back from the WAL at once so the file gets shorter, until none is left or `stop`.
 
         Only files made with `auto_vacuum = INCREMENTAL` (every one this version creates) can;
         an older one keeps its size and reuses its free pages for new jobs.
@@ -219,8 +266,10 @@ class Database:
         conn = self.conn()
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2: incremental
             return
-        while conn.execute("PRAGMA freelist_count").fetchone()[0] > 0:
+        while conn.execute("PRAGMA freelist_count").fetchone()[0] > 0 and not stop.is_set():
             with self._writing:
+                self._autocheckpoint(conn)
+                began = time.perf_counter()
                 try:  # (`execute` would free one page per call: the pragma's rows have no columns)
                     conn.executescript(
                         f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum({VACUUM_PAGES}); COMMIT;"
@@ -229,7 +278,10 @@ class Database:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+                finally:
+                    self._local.held = time.perf_counter() - began
             self.checkpoint()
+            self.rest(stop)
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection (opened on first use)."""

@@ -188,12 +188,13 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
     # -- transactions --------------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self) -> Iterator[Tx]:
+    def _tx(self, checkpoint: bool = False) -> Iterator[Tx]:
         """One write transaction; pending dependents of jobs that finished in it are settled
-        before the commit; after it, subscribers are told and the doorbell rung."""
+        before the commit; after it, subscribers are told and the doorbell rung. `checkpoint`:
+        see `Database.write`."""
         tx: Tx | None = None
         try:
-            with self._db.write() as conn:
+            with self._db.write(checkpoint) as conn:
                 tx = Tx(conn, now())
                 yield tx
                 moves.resolve_dependents(tx, tx.finished)
@@ -682,7 +683,10 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
     def delete(self, job_id: int) -> None:
         """Remove a job that is not running, with its payload, result, logs and workspace."""
         with self._tx() as tx:
-            self._delete(tx, [schema.load_one(tx.conn, job_id)])
+            jobs = schema.load_brief(tx.conn, [job_id])
+            if not jobs:
+                raise JobNotFound(job_id)
+            self._delete(tx, jobs)
 
     def clear_finished(self, user: str | None = None) -> list[int]:
         """Delete every finished job (of `user`, when given), with its files, in short batches
@@ -692,67 +696,86 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         """
         with self._db.read() as conn:
             ids = retention.finished_ids(conn, user)
-        return self._collect(ids, lambda job: job.finished)
+        never = threading.Event()
+        with self._db.checkpointing():
+            deleted = self._collect(ids, None, never)
+            self._db.shrink(never)
+        return deleted
 
-    def gc(self, older_than: float | None = None, max_bytes: int | None = None) -> list[int]:
+    def gc(
+        self,
+        older_than: float | None = None,
+        max_bytes: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[int]:
         """Delete finished jobs finished over `older_than` seconds ago, then the oldest finished
         ones until blobs plus logs take at most `max_bytes`. Unfinished jobs are never touched.
         Also prunes the finished log (see `finished_since`), so call it now and then even with
         no retention set. Then deletes the result channel cursors that no job they read is
         left behind (`retention.prune_channel_readers`: lossless), so every reader's cursor
-        goes with the last of the jobs it acknowledged.
+        goes with the last of the jobs it acknowledged. The ids deleted.
 
-        The jobs are chosen by id from the indexes, then deleted in batches of one short
-        transaction each (`retention.Batches`), so a submit or a claim arriving meanwhile
-        waits for one batch, not for the whole collection; each batch is published as one
-        list of changes. A job that changed since it was chosen (retried) is spared. Freed
-        pages are then given back to the filesystem, in short steps too (`Database.shrink`).
+        Everything goes in batches of one short transaction each (`retention.Batches`), so
+        a submit or a claim arriving meanwhile waits for one batch, not for the whole
+        collection; each batch is published as one list of changes, and the WAL is copied
+        back after each, by this thread alone (`Database.checkpointing`). The jobs are chosen
+        by id from the indexes; a job that changed since it was chosen (retried) is spared.
+        Freed pages are then given back to the filesystem, in short steps too
+        (`Database.shrink`). Setting `stop` ends the collection after the batch under way:
+        what is left goes at the next gc.
         """
-        with self._tx() as tx:
-            retention.prune_finished_log(tx.conn)
-            stored_once.sweep(tx, self.files, tx.now - stored_once.ORPHAN_GRACE)
+        stop = stop or threading.Event()
         doomed: list[int] = []
-        if older_than is not None:
-            cutoff = now() - older_than
-            with self._db.read() as conn:
-                aged = retention.finished_before(conn, cutoff)
-            doomed += self._collect(
-                aged, lambda job: job.finished and (job.finished_at or 0.0) < cutoff
-            )
-        if max_bytes is not None:
-            with self._db.read() as conn:
-                extra = retention.over_budget(conn, max_bytes)
-            doomed += self._collect(extra, lambda job: job.finished)
-        self._prune_channel_readers()
+        with self._db.checkpointing():
+            batches = retention.Batches(size=4096, largest=65536)
+            more = True
+            while more and not stop.is_set():
+                with self._tx(checkpoint=True) as tx:
+                    more = retention.prune_finished_log(tx.conn, batches.size)
+                self._between_batches(batches, stop)
+            with self._tx(checkpoint=True) as tx:
+                stored_once.sweep(tx, self.files, tx.now - stored_once.ORPHAN_GRACE)
+            if older_than is not None:
+                cutoff = now() - older_than
+                with self._db.read() as conn:
+                    aged = retention.finished_before(conn, cutoff)
+                doomed += self._collect(aged, cutoff, stop)
+            if max_bytes is not None and not stop.is_set():
+                with self._db.read() as conn:
+                    extra = retention.over_budget(conn, max_bytes)
+                doomed += self._collect(extra, None, stop)
+            self._prune_channel_readers(stop)
+            self._db.shrink(stop)  # (also what a gc stopped or killed before it freed)
         return doomed
 
-    def _prune_channel_readers(self) -> None:
+    def _prune_channel_readers(self, stop: threading.Event) -> None:
         """`retention.prune_channel_readers` over every cursor, in gc's short transactions."""
         batches = retention.Batches()
         after: tuple[str, str] | None = ("", "")
-        while after is not None:
-            with batches.timed(), self._tx() as tx:
+        while after is not None and not stop.is_set():
+            with self._tx(checkpoint=True) as tx:
                 after = retention.prune_channel_readers(tx.conn, after, batches.size)
+            self._between_batches(batches, stop)
 
-    def _collect(self, ids: list[int], still: Callable[[Job], bool]) -> list[int]:
-        """Delete the jobs among `ids` that are `still` to go when their batch comes; the ids
-        deleted. The WAL is copied back between batches, outside the write lock; at the end
-        the freed pages go back to the filesystem."""
+    def _collect(self, ids: list[int], before: float | None, stop: threading.Event) -> list[int]:
+        """Delete the jobs among `ids` still finished (before `before`, when given) when their
+        batch comes, until `stop`; the ids deleted. Call it within `Database.checkpointing`."""
         deleted: list[int] = []
         batches = retention.Batches()
-        with self._db.deferred_checkpoints():
-            while batches.done < len(ids):
-                chunk = ids[batches.done : batches.done + batches.size]
-                with batches.timed(), self._tx() as tx:
-                    found = schema.load(tx.conn, chunk)
-                    jobs = [found[i] for i in chunk if i in found and still(found[i])]
-                    if jobs:
-                        self._delete(tx, jobs)
-                deleted += [job.id for job in jobs]
-                self._db.checkpoint()
-        if deleted:
-            self._db.shrink()
+        while batches.done < len(ids) and not stop.is_set():
+            chunk = ids[batches.done : batches.done + batches.size]
+            with self._tx(checkpoint=True) as tx:
+                jobs = retention.still_to_go(tx.conn, chunk, before)
+                if jobs:
+                    self._delete(tx, jobs)
+            self._between_batches(batches, stop)
+            deleted += [job.id for job in jobs]
         return deleted
+
+    def _between_batches(self, batches: retention.Batches, stop: threading.Event) -> None:
+        """Size the next batch of a long deletion, and let other processes write."""
+        batches.took(self._db.held())
+        self._db.rest(stop)
 
     def _delete(self, tx: Tx, jobs: list[Job]) -> None:
         """Delete rows; pending dependents of a deleted unfinished job fail, others re-settle."""

@@ -1,9 +1,13 @@
 """Which finished jobs go: those finished long ago, then the oldest while over a byte budget;
-which result channel cursors go; and how much of them goes per transaction.
+which result channel cursors and finished log entries go; and how much of them goes per
+transaction.
 
 Unfinished jobs are never chosen: "finished" is `models.TERMINAL`. Choosing reads ids from
-indexes (never whole records); deleting goes in batches sized so that one holds the write lock
-for about `Batches.target` seconds, so other writers wait that long at most.
+indexes, and deleting reads of each job only what its "deleted" change carries
+(`schema.BRIEF_COLUMNS`), never whole records. Deleting goes in batches sized so that one
+holds the write lock for about `Batches.target` seconds, so other writers wait that long at
+most; each batch is its own transaction, so a gc stopped or killed between two leaves a
+store whose counts and totals agree with its rows, and the next gc goes on from there.
 
 A reader's cursor (`channel_readers`: the last position it acknowledged in a channel) goes once
 no job it acknowledged is left in its channel, the jobs deleted by gc or by hand: positions are
@@ -16,10 +20,9 @@ idle, gone, or its channel has no job left at all.
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
+from ..models import Job
+from . import schema
 from . import shared as stored_once
 from .schema import FINISHED
 
@@ -30,10 +33,17 @@ DEFAULT_RETENTION_DAYS = 30.0
 FINISHED_LOG_KEEP = 100_000
 
 
-def prune_finished_log(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "DELETE FROM finished_log WHERE seq <= (SELECT max(seq) FROM finished_log) - ?",
-        (FINISHED_LOG_KEEP,),
+def prune_finished_log(conn: sqlite3.Connection, limit: int) -> bool:
+    """Delete the `limit` oldest finished log entries beyond the newest `FINISHED_LOG_KEEP`;
+    whether there may be more. (A log that grew for an hour at a thousand jobs a second holds
+    millions: deleted at once, the next submit would wait for the whole copy back.)"""
+    return (
+        conn.execute(
+            "DELETE FROM finished_log WHERE seq IN (SELECT seq FROM finished_log "
+            "WHERE seq <= (SELECT max(seq) FROM finished_log) - ? ORDER BY seq LIMIT ?)",
+            (FINISHED_LOG_KEEP, limit),
+        ).rowcount
+        == limit
     )
 
 
@@ -56,6 +66,19 @@ def finished_before(conn: sqlite3.Connection, at: float) -> list[int]:
         (at,),
     )
     return [r[0] for r in rows.fetchall()]
+
+
+def still_to_go(conn: sqlite3.Connection, ids: list[int], before: float | None) -> list[Job]:
+    """The jobs among `ids` that are finished (before `before`, when given), in the order of
+    `ids`, as brief records: a job retried since it was chosen is spared."""
+    if before is None:
+        brief = schema.load_brief(conn, ids, f"status IN ({FINISHED})")
+    else:
+        brief = schema.load_brief(
+            conn, ids, f"status IN ({FINISHED}) AND finished_at < ?", (before,)
+        )
+    found = {job.id: job for job in brief}
+    return [found[i] for i in ids if i in found]
 
 
 def over_budget(conn: sqlite3.Connection, max_bytes: int) -> list[int]:
@@ -108,25 +131,23 @@ def prune_channel_readers(
 
 
 class Batches:
-    """Batch sizes for deleting many jobs: doubled while a batch is quick, halved when it is
-    slow, so each transaction holds the write lock for about `target` seconds."""
+    """Sizes of the batches of a long deletion: each as large as fits `target` seconds of the
+    write lock at the rate the last one went, and at most twice the last, so that other
+    writers wait about `target` at most (a batch that went slow, the machine being busy,
+    makes the next one smaller at once)."""
 
-    target = 0.015
+    target = 0.010
     smallest, largest = 16, 4096
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = 64, largest: int | None = None) -> None:
         self.size = size
-        #: how many of the chosen ids the batches so far covered
+        if largest is not None:  # (items much cheaper to delete than jobs)
+            self.largest = largest
+        #: how many of the items to delete the batches so far covered
         self.done = 0
 
-    @contextmanager
-    def timed(self) -> Iterator[None]:
-        """Time one batch of `size` ids and size the next one."""
-        began = time.perf_counter()
-        yield
+    def took(self, seconds: float) -> None:
+        """The last batch (of `size` items) held the write lock `seconds`: size the next."""
         self.done += self.size
-        took = time.perf_counter() - began
-        if took < self.target / 2:
-            self.size = min(self.size * 2, self.largest)
-        elif took > self.target:
-            self.size = max(self.size // 2, self.smallest)
+        fits = int(self.size * self.target / max(seconds, 1e-6))
+        self.size = max(self.smallest, min(self.largest, fits, 2 * self.size))

@@ -559,6 +559,52 @@ def load(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, Job]:
     return {job.id: job for job in map(job_from_row, rows.fetchall())}
 
 
+#: What a deleted job's change carries (`Store._delete`): who it was, whose, how it ended and
+#: whether it held a lease, which is what subscribers of a deletion use (the sidebar's counts,
+#: waiters on it or on its channel). A large gc reads no more than this of each job: not its
+#: error, options, parameters or summary, and builds no full record.
+BRIEF_COLUMNS = (
+    "id", "name", "kind", "owner", "status", "reason", "attempt", "finished_at", "lease_until",
+    "schedule_id", "type", "channel", "user", "user_display_name",
+)  # fmt: skip
+
+
+def load_brief(
+    conn: sqlite3.Connection, ids: Iterable[int], where: str = "", params: Sequence[Any] = ()
+) -> list[Job]:
+    """The jobs among `ids` that exist (and match `where`, SQL with `params`), as records
+    of `BRIEF_COLUMNS` (the other fields keep their defaults)."""
+    condition = f" AND {where}" if where else ""
+    rows = conn.execute(
+        f"SELECT {', '.join(BRIEF_COLUMNS)} FROM jobs WHERE id IN {IDS}{condition}",
+        (json.dumps(list(ids)), *params),
+    )
+    return [_brief(_as_row(BriefRow, values)) for values in rows.fetchall()]
+
+
+#: A row read with `BRIEF_COLUMNS`, its values named by column.
+BriefRow = namedtuple("BriefRow", BRIEF_COLUMNS)  # type: ignore[misc]
+
+
+def _brief(r: Any) -> Job:
+    return Job(
+        id=r.id,
+        name=r.name,
+        kind=Kind(r.kind),
+        owner=r.owner,
+        status=Status(r.status),
+        reason=Reason(r.reason) if r.reason else None,
+        attempt=r.attempt,
+        finished_at=r.finished_at,
+        lease_until=r.lease_until,
+        schedule_id=r.schedule_id,
+        type=r.type,
+        channel=r.channel,
+        user=r.user,
+        user_display_name=r.user_display_name,
+    )
+
+
 def load_one(conn: sqlite3.Connection, job_id: int) -> Job:
     """One job; `JobNotFound` when there is none."""
     row = conn.execute(f"{SELECT_JOBS} WHERE id = ?", (job_id,)).fetchone()
