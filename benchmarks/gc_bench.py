@@ -49,8 +49,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[0:0] = [str(REPO / "tests" / "integration"), str(REPO / "tests")]
 
-#: Notebooks the jobs belong to.
-OWNERS = 10
+import store_scale  # noqa: E402
+
 #: Seconds between two submits of one submitter.
 PACE = 0.005
 #: Seconds of submits measured without gc, beside those during gc.
@@ -58,32 +58,9 @@ QUIET = 3.0
 
 
 def build(path: Path, jobs: int, old: int) -> None:
-    """A store of `jobs` finished jobs, the `old` oldest finished in 1970 (gc deletes them)."""
-    from jupyter_jobs.store import Store
-
-    Store(path).close()  # this version's schema (and triggers)
-    conn = sqlite3.connect(path, isolation_level=None)
-    now = time.time()
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute(
-        """WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
-        INSERT INTO jobs (id, name, kind, owner, status, created_at, queued_at, started_at,
-                          finished_at, payload_size, log_size)
-        SELECT i, printf('fit %07d model %d', i, i % 1000), 'cell',
-               printf('notebooks/analysis_%02d.ipynb', i % ?),
-               CASE WHEN i % 50 < 3 THEN 'failed'
-                    WHEN i % 50 < 5 THEN 'cancelled' ELSE 'succeeded' END,
-               t, t, t, t, 200, i % 7 * 100
-        FROM (SELECT i, CASE WHEN i <= ? THEN 1000.0 + i ELSE ? END AS t FROM n)""",
-        (jobs, OWNERS, old, now),
-    )
-    conn.execute(
-        "INSERT INTO blobs (job_id, kind, attempt, size, data) "
-        "SELECT id, 'payload', 0, 200, zeroblob(200) FROM jobs"
-    )
-    conn.execute("COMMIT")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+    """A store of `jobs` finished jobs, the `old` oldest finished in 1970 (gc deletes them),
+    on disk."""
+    store_scale.build(path, jobs, old, queued=False)
     os.sync()
 
 

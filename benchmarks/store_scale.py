@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -27,31 +28,29 @@ OWNERS = 10
 REPEATS = 15
 
 
-def build(path: Path, n: int) -> None:
-    """A store of `n` jobs in `OWNERS` notebooks: mostly succeeded, some failed or cancelled, 2%
-    queued, each with a 200-byte payload."""
+def build(path: Path, n: int, old: int = 0, queued: bool = True) -> None:
+    """A store of `n` jobs in `OWNERS` notebooks, each with a 200-byte payload: mostly
+    succeeded, some failed or cancelled, and (with `queued`) 2% queued; the `old` first ones
+    finished in 1970 (what gc deletes), the others now. Built by SQL: the store's own
+    triggers keep its counts, search index and finished log."""
     from jupyter_jobs.store import Store
 
     Store(path).close()  # this version's schema (and triggers)
-    import sqlite3
-
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    now = time.time()
     conn.execute("BEGIN IMMEDIATE")
     conn.execute(
-        """WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
-        INSERT INTO jobs (id, name, kind, owner, status, created_at, queued_at, finished_at,
-                          payload_size, log_size)
+        """WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n)
+        INSERT INTO jobs (id, name, kind, owner, status, created_at, queued_at, started_at,
+                          finished_at, payload_size, log_size)
         SELECT i, printf('fit %07d model %d', i, i % 1000), 'cell',
-               printf('notebooks/analysis_%02d.ipynb', i % ?),
-               CASE WHEN i % 50 = 0 THEN 'queued'
+               printf('notebooks/analysis_%02d.ipynb', i % :owners),
+               CASE WHEN :queued AND i % 50 = 0 THEN 'queued'
                     WHEN i % 50 < 3 THEN 'failed'
                     WHEN i % 50 < 5 THEN 'cancelled' ELSE 'succeeded' END,
-               ?, ?, CASE WHEN i % 50 = 0 THEN NULL ELSE ? END,
-               200, i % 7 * 100
-        FROM n""",
-        (n, OWNERS, now, now, now),
+               t, t, CASE WHEN :queued AND i % 50 = 0 THEN NULL ELSE t END,
+               CASE WHEN :queued AND i % 50 = 0 THEN NULL ELSE t END, 200, i % 7 * 100
+        FROM (SELECT i, CASE WHEN i <= :old THEN 1000.0 + i ELSE :now END AS t FROM n)""",
+        {"n": n, "owners": OWNERS, "queued": queued, "old": old, "now": time.time()},
     )
     conn.execute(
         "INSERT INTO blobs (job_id, kind, attempt, size, data) "

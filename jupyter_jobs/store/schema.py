@@ -587,22 +587,13 @@ BriefRow = namedtuple("BriefRow", BRIEF_COLUMNS)  # type: ignore[misc]
 
 
 def _brief(r: Any) -> Job:
-    return Job(
-        id=r.id,
-        name=r.name,
+    fields = r._asdict()  # `BRIEF_COLUMNS` are named as `Job`'s fields
+    fields.update(
         kind=Kind(r.kind),
-        owner=r.owner,
         status=Status(r.status),
         reason=Reason(r.reason) if r.reason else None,
-        attempt=r.attempt,
-        finished_at=r.finished_at,
-        lease_until=r.lease_until,
-        schedule_id=r.schedule_id,
-        type=r.type,
-        channel=r.channel,
-        user=r.user,
-        user_display_name=r.user_display_name,
     )
+    return Job(**fields)
 
 
 def load_one(conn: sqlite3.Connection, job_id: int) -> Job:
