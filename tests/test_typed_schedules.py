@@ -97,7 +97,7 @@ def test_a_typed_run_receives_its_scheduled_time_when_its_type_declares_it(db_pa
         (job,) = list(queue.results("daily", timeout=120, count=1))
         when = job.record.parameters["scheduled_time"]
         assert job.record.parameters == {"region": "EU", "scheduled_time": when}
-        assert job.result() == {"region": "EU", "scheduled_time": when}  # the worker got it
+        assert job.result() == {"region": "EU", "days": 1, "scheduled_time": when}  # received
         parsed = datetime.fromisoformat(when)  # ISO 8601, the run's time in Paris
         assert parsed.timestamp() == job.record.scheduled_time == made.next_run
         assert parsed.strftime("%H:%M") == "08:00"
@@ -108,7 +108,7 @@ def test_a_typed_run_receives_its_scheduled_time_when_its_type_declares_it(db_pa
         ]:
             clock.t = day.replace(hour=8, second=1).timestamp()
             (later,) = list(queue.results("daily", timeout=120, count=1))
-            assert later.result() == {"region": "EU", "scheduled_time": stamp}
+            assert later.result() == {"region": "EU", "days": 1, "scheduled_time": stamp}
             assert later.record.parameters["scheduled_time"] == stamp
 
 
