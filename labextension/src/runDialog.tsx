@@ -541,7 +541,7 @@ export class RunForm extends ReactWidget {
         this._options.onDone({ kind: 'schedule', schedule: created });
       }
     } catch (error) {
-      await this._showError(error);
+      await this._showError(error, this.state.target === 'typed');
     } finally {
       this.busy = false;
       this.update();
@@ -600,16 +600,17 @@ export class RunForm extends ReactWidget {
   }
 
   /**
-   * Show an error by the field it names. A server error naming a job type's parameters (its
-   * `detail`) marks them in the generated form, its message below it.
+   * Show an error by the field it names. With `typed` (the answer to a job type's request), a
+   * server error naming its parameters (its `detail`) marks them in the generated form, its
+   * message below it.
    */
-  private async _showError(error: unknown): Promise<void> {
+  private async _showError(error: unknown, typed = false): Promise<void> {
     const message = error instanceof Error ? error.message : String(error);
     let field =
       error instanceof FieldError
         ? error.field
         : errorField(message, this.state);
-    if (this.state.target === 'typed' && !(error instanceof FieldError)) {
+    if (typed && !(error instanceof FieldError)) {
       if (this.typed.showServerErrors(await errorDetail(error))) {
         field = 'parameters';
       }

@@ -65,9 +65,8 @@ export class TypedJobForm extends ReactWidget {
     this.update();
   }
 
-  /** Choose a type: its form starts from its schema's defaults. */
-  choose(name: string): void {
-    this.typed.choose(name);
+  /** Another type was chosen: its form shows, without the last error. */
+  typeChosen(): void {
     this.error = '';
     this.update();
   }
@@ -135,7 +134,7 @@ function TypedJobView(props: {
       <TypedParametersFields
         model={form.typed}
         trans={trans}
-        changed={() => form.choose(form.typed.chosen)}
+        changed={() => form.typeChosen()}
         idPrefix="jp-JobsTypeForm"
       />
       <label className="jp-JobsRunForm-field">
