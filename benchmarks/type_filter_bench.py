@@ -1,7 +1,9 @@
 """What the job list by type costs the store: submits and claims of typed and untyped jobs (the
 `type_counts` triggers and the two partial indexes), beside the same run of another checkout;
 and the list and counts of one type, through the type's indexes and kept counts, beside the
-scan and count a store without them has to do.
+scan and count a store without them has to do; and what the sidebar reads for a type's counts
+after events: `GET /stats?type=` (`Store.overview(type=...)`) where the checkout has it, else
+the one-job page of that type whose counts it used.
 
 Run on demand (not a test): `python benchmarks/type_filter_bench.py [--jobs 20000] [--main
 /work/main]`. Each workload runs on a fresh store file with a consumer's verbs
@@ -108,6 +110,15 @@ def reads(folder: Path, n: int) -> dict[str, float]:
     for typed in (True, False):
         for items, user in _batches(n // 2, typed):
             store.enqueue_many(items, user)
+    if "type" in inspect.signature(store.overview).parameters:
+
+        def sidebar_counts():  # GET /stats?type=
+            return store.overview(type="predict")["counts"]
+    else:
+
+        def sidebar_counts():  # GET /jobs?type=&limit=1, for its counts
+            return store.query(type="predict", limit=1).counts
+
     if "type" in inspect.signature(store.query).parameters:
 
         def page(where: str = "", **filters: str):
@@ -135,6 +146,7 @@ def reads(folder: Path, n: int) -> dict[str, float]:
         ),
         "list of a type and user ms": timed(lambda: page("AND user = 'user3'", user="user3")),
         "counts of a type ms": timed(counts),
+        "sidebar's counts of a type ms": timed(sidebar_counts),
     }
     store.close()
     return result

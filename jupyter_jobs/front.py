@@ -291,11 +291,12 @@ class Jobs:
         """No job waits for a worker (`len(q) == 0`)."""
         return len(self) == 0
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, *, type: str | None = None) -> dict[str, Any]:
         """The queue in numbers, as `GET /jobs/api/stats` gives them: `counts` per status,
         `running`, `queued` (the length), `pending`, `db_size`, `workspace_bytes` (and the
-        `executor` and `max_workers` of the consumer this front end runs or talks to)."""
-        return self.backend.stats()
+        `executor` and `max_workers` of the consumer this front end runs or talks to); the
+        numbers of job type `type`'s jobs when given (the bytes stay the whole store's)."""
+        return self.backend.stats(type)
 
     def workers(self) -> list[WorkerInfo]:
         """The worker processes that run the jobs (`jupyter_jobs.worker_info.WorkerInfo`): pid,

@@ -110,8 +110,9 @@ class Backend(abc.ABC):
         """The job the next claim would take (`Store.peek`), or None."""
 
     @abc.abstractmethod
-    def stats(self) -> dict[str, Any]:
-        """The queue in numbers (`Store.overview`, the shape of `GET /jobs/api/stats`)."""
+    def stats(self, type: str | None = None) -> dict[str, Any]:
+        """The queue in numbers (`Store.overview`, the shape of `GET /jobs/api/stats`), of the
+        jobs of job type `type` when given."""
 
     @abc.abstractmethod
     def workers(self) -> list[WorkerInfo]:

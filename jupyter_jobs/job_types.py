@@ -343,20 +343,27 @@ def _annotation_name(annotation: Any) -> str:
 @dataclass
 class TypedPayload:
     """A typed job's payload: the type and parameters, where its run function comes from (an
-    entry point's `module:function`, or the dill bytes of a kernel type's functions)."""
+    entry point's `module:function`, or the dill bytes of a kernel type's functions).
+
+    `takes_scheduled_time` is a typed schedule's: its type's schema declares the parameter
+    `scheduled_time`, which each run receives (`schedules.run_parameters`); a job's payload
+    never has it."""
 
     type: str
     parameters: dict[str, Any]
     entry_point: str | None = None
     functions: bytes = b""
+    takes_scheduled_time: bool = False
 
 
 def encode_payload(payload: TypedPayload) -> bytes:
     """One JSON line (newlines inside strings are escaped by `json.dumps`), then the function
     bytes if any: the server builds it without loading them, the worker splits it."""
-    head = {"type": payload.type, "parameters": payload.parameters}
+    head: dict[str, Any] = {"type": payload.type, "parameters": payload.parameters}
     if payload.entry_point is not None:
         head["entry_point"] = payload.entry_point
+    if payload.takes_scheduled_time:
+        head["takes_scheduled_time"] = True
     return json.dumps(head, ensure_ascii=False).encode("utf-8") + b"\n" + payload.functions
 
 
@@ -373,7 +380,13 @@ def decode_payload(data: bytes | memoryview, functions_apart: bool = False) -> T
     entry_point = document.get("entry_point")
     if entry_point is None and not functions and not functions_apart:
         raise InvalidRequest("a typed job's payload has neither an entry point nor functions")
-    return TypedPayload(str(document.get("type")), document["parameters"], entry_point, functions)
+    return TypedPayload(
+        str(document.get("type")),
+        document["parameters"],
+        entry_point,
+        functions,
+        document.get("takes_scheduled_time") is True,
+    )
 
 
 # --- results -------------------------------------------------------------------------------

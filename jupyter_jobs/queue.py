@@ -95,8 +95,8 @@ class StoreBackend(Backend):
     def peek(self) -> JobRecord | None:
         return self.store.peek()
 
-    def stats(self) -> dict[str, Any]:
-        return self.store.overview()
+    def stats(self, type: str | None = None) -> dict[str, Any]:
+        return self.store.overview(type=type)
 
     def workers(self) -> list[WorkerInfo]:
         return self.store.workers(consumer_is_alive)
@@ -313,9 +313,9 @@ class JobQueue(Jobs):
         super().__init__(StoreBackend(self.store, self.user), lambda: self.owner)
         self._consumer: ConsumerThread | None = None
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, *, type: str | None = None) -> dict[str, Any]:
         """`Jobs.stats`, with this queue's consumer's executor when it runs one."""
-        numbers = super().stats()
+        numbers = super().stats(type=type)
         consumer = self._consumer.consumer if self._consumer is not None else None
         if consumer is not None:
             numbers.update(executor=consumer.executor.name)

@@ -48,7 +48,8 @@ ON_TIME = 60.0
 #: delivers its finished runs to that result channel's readers.
 JOB_OPTIONS = ("priority", "timeout", "retries", "retry_delay", "interpreter", "cwd", "channel")
 TARGET_KINDS = ("notebook", "function", "typed")
-#: The parameter a notebook declares to receive its run's scheduled time.
+#: The parameter a target declares to receive its run's scheduled time (a notebook in its
+#: `parameters` cell, a job type in its schema's properties: `run_parameters`).
 SCHEDULED_TIME = "scheduled_time"
 
 
@@ -233,7 +234,7 @@ def check_timing(cron: Any, every: Any, timezone_name: Any, anchor: float) -> Ti
 
 
 def iso_time(t: float, timezone_name: str) -> str:
-    """`t` as ISO 8601 in the schedule's zone (what a notebook's `scheduled_time` receives)."""
+    """`t` as ISO 8601 in the schedule's zone (what a run's `scheduled_time` receives)."""
     return datetime.fromtimestamp(t, zone(timezone_name)).isoformat()
 
 
@@ -403,7 +404,7 @@ class Schedule(ScheduleSpec):
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
-# --- notebook runs -------------------------------------------------------------------------------
+# --- what a run receives ---------------------------------------------------------------------
 
 
 def declares_parameter(notebook: dict[str, Any], name: str) -> bool:
@@ -427,12 +428,21 @@ def declares_parameter(notebook: dict[str, Any], name: str) -> bool:
     return False
 
 
+def schema_declares(schema: dict[str, Any], name: str) -> bool:
+    """Whether a job type's JSON schema names `name` among its parameters (`properties`): an
+    open schema (`{"type": "object"}`) takes anything, but asks for nothing."""
+    properties = schema.get("properties")
+    return isinstance(properties, dict) and name in properties
+
+
 def run_parameters(
-    target: dict[str, Any], notebook: bytes, scheduled: float, timezone_name: str
+    parameters: dict[str, Any], declared: bool, scheduled: float, timezone_name: str
 ) -> dict[str, Any]:
-    """The run's parameters: the schedule's, plus `scheduled_time` when the notebook declares it."""
-    parameters = dict(target.get("parameters") or {})
-    if declares_parameter(json.loads(notebook), SCHEDULED_TIME):
+    """A run's parameters: the schedule's, plus `scheduled_time` (ISO 8601 in the schedule's
+    zone, replacing any value given) when its target `declared` it, whatever its kind (a
+    notebook's `declares_parameter`, a job type's `schema_declares`)."""
+    parameters = dict(parameters)
+    if declared:
         parameters[SCHEDULED_TIME] = iso_time(scheduled, timezone_name)
     return parameters
 

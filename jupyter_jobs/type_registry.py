@@ -13,15 +13,14 @@ becomes of the type. Every method is blocking (SQLite): the server calls them in
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 
 from . import job_types
 from .errors import InvalidRequest, JobTypeConflict, JobTypeNotFound
 from .job_types import JobType, TypedPayload
-from .models import JobSpec, Kind
-from .schedules import ScheduleSpec
+from .models import JobSpec, Kind, now
+from .schedules import SCHEDULED_TIME, ScheduleSpec, iso_time, local_zone, schema_declares
 from .shared import Payload, SharedPayload
 from .store import Store
 
@@ -127,21 +126,43 @@ class TypeRegistry:
         """The payload every run of a typed schedule takes, its parameters checked against the
         type's schema now (`prepare`'s errors, naming each bad parameter); `spec` gets the
         checked parameters, and a kernel type's interpreter and cwd where its job options
-        name none. A type changed later changes no run: change the schedule's target."""
+        name none. A type changed later changes no run: change the schedule's target.
+
+        A type whose schema declares `scheduled_time` gets it from each run
+        (`schedules.run_parameters`): it is checked here with a time as a run will receive it
+        (ISO 8601 in the schedule's zone), kept out of the stored parameters, and the payload
+        says the type takes it."""
         target = spec.target
         if target.get("kind") != Kind.TYPED.value:
             raise InvalidRequest('schedule_payload takes a schedule of a target of kind "typed"')
+        takes_time = self._takes_scheduled_time(target.get("type"))
+        parameters = target.get("parameters")
+        if takes_time and isinstance(parameters, dict):
+            sample = iso_time(now(), spec.timezone or local_zone())
+            parameters = {**parameters, SCHEDULED_TIME: sample}
         job = JobSpec(
             kind=Kind.TYPED, name=spec.name, type=target.get("type"),
-            parameters=target.get("parameters"), **spec.job,
+            parameters=parameters, **spec.job,
         )  # fmt: skip
         job, payload = self.prepare(job)
-        target["parameters"] = job.parameters
+        checked = {k: v for k, v in job.parameters.items() if not takes_time or k != SCHEDULED_TIME}
+        target["parameters"] = checked
         for option in ("interpreter", "cwd"):
             if getattr(job, option) and spec.job.get(option) is None:
                 spec.job[option] = getattr(job, option)
         if isinstance(payload, SharedPayload):  # the functions' bytes go into the payload
             built = job_types.decode_payload(bytes(payload.arguments), functions_apart=True)
-            built = dataclasses.replace(built, functions=payload.function.data)
-            return job_types.encode_payload(built)
-        return bytes(payload)
+            built.functions = payload.function.data or b""
+        else:
+            built = job_types.decode_payload(bytes(payload))
+        built.parameters, built.takes_scheduled_time = checked, takes_time
+        return job_types.encode_payload(built)
+
+    def _takes_scheduled_time(self, name: object) -> bool:
+        """Whether the type `name` declares `scheduled_time` (False for an unknown type, which
+        `prepare` then refuses naming the known ones)."""
+        try:
+            found = self.get(name) if isinstance(name, str) else None
+        except JobTypeNotFound:
+            return False
+        return found is not None and schema_declares(found.schema, SCHEDULED_TIME)

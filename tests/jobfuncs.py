@@ -20,6 +20,11 @@ def add(a: int, b: int = 0) -> int:
     return a + b
 
 
+def stamped(region: str, scheduled_time: str, days: int = 1) -> dict[str, object]:
+    """A job type's run that declares `scheduled_time`: a schedule's runs receive it."""
+    return {"region": region, "days": days, "scheduled_time": scheduled_time}
+
+
 def fail(message: str = "boom") -> None:
     raise ValueError(message)
 

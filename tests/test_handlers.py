@@ -31,7 +31,7 @@ from traitlets.config import Config
 from jupyter_jobs import buffers, oslayer
 from jupyter_jobs import payload as payloads
 from jupyter_jobs.executors.local import LocalExecutor
-from jupyter_jobs.models import JobSpec
+from jupyter_jobs.models import JobSpec, Kind
 from jupyter_jobs.payload import cell_payload, function_payload
 from jupyter_jobs.server import parsing
 from jupyter_jobs.server.access import identifies_users
@@ -808,6 +808,28 @@ def test_before_the_consumer_runs_jobs_queue_and_waits_are_503(unstarted_api: Ap
     assert api.json("GET", result, status=202)["status"] == "queued"
     results = {"ids": str(job["id"]), "wait": 5}
     api.error("GET", "jobs/api/results", params=results, status=503)
+
+
+def test_stats_of_one_job_type_are_its_kept_counts_and_a_bad_name_is_a_400(api: Api) -> None:
+    typed = b'{"type": "train", "parameters": {}, "entry_point": "m:f"}\n'
+    for name, hold in [("train", True), ("train", True), ("explain", True), ("train", False)]:
+        spec = JobSpec(kind=Kind.TYPED, name=name, type=name, hold=hold)
+        api.app.store.enqueue(spec, typed)
+    api.submit(jobfuncs.noop, hold=True)  # not typed: in no type's numbers
+    everyone = api.json("GET", "jobs/api/stats")
+    train = api.json("GET", "jobs/api/stats", params={"type": "train"})
+    assert (everyone["pending"], train["pending"], train["queued"]) == (4, 2, 1)
+    assert train["counts"] == api.json("GET", "jobs/api/jobs", params={"type": "train"})["counts"]
+    assert train["db_size"] == everyone["db_size"] > 0  # the bytes are the store's
+    mine = {"type": "explain", "mine": "true"}
+    assert api.json("GET", "jobs/api/stats", params=mine)["pending"] == 0  # stored as nobody's
+    none = api.json("GET", "jobs/api/stats", params={"type": "none-such"})
+    assert sum(none["counts"].values()) == 0
+    for bad in ("", "1x", "a b", "x" * 101):
+        refused = api.error("GET", "jobs/api/stats", params={"type": bad}, status=400)
+        assert refused["message"].startswith("type: job type name"), refused
+        listed = api.error("GET", "jobs/api/jobs", params={"type": bad}, status=400)
+        assert listed["message"] == refused["message"]  # one parser, one rule
 
 
 def test_stats_and_capabilities(api: Api) -> None:

@@ -136,6 +136,11 @@ def test_jobqueue_peek_len_is_empty_and_stats(db_path: Path) -> None:
         stats = q.stats()
         assert stats["queued"] == 2 and stats["pending"] == 1
         assert "executor" not in stats  # no consumer here
+        q.register_type(jobfuncs.add, "adder")
+        assert q.submit_typed("adder", {"a": 1}, hold=True).id  # stored
+        typed = q.stats(type="adder")  # the numbers of that job type's jobs only
+        assert (typed["pending"], typed["queued"], sum(typed["counts"].values())) == (1, 0, 1)
+        assert q.stats()["pending"] == 2
         q.start_consumer(max_workers=1)
         assert high.result(timeout=60) == 4 and low.result(timeout=60) == 3
         wait_until(q.is_empty, 30, what="the queue empties")

@@ -23,6 +23,8 @@ from jupyter_jobs.schedules import (
     declares_parameter,
     describe,
     preview,
+    run_parameters,
+    schema_declares,
 )
 from jupyter_jobs.store import Store
 
@@ -336,6 +338,19 @@ def test_declared_parameters_are_found_in_the_tagged_cell():
     assert declares_parameter(notebook("scheduled_time: str = ''"), "scheduled_time")
     assert not declares_parameter(notebook("x = 1"), "scheduled_time")
     assert not declares_parameter(notebook(None), "scheduled_time")
+
+
+def test_a_job_type_declares_a_parameter_by_naming_it_in_its_schemas_properties():
+    named = {"type": "object", "properties": {"scheduled_time": {"type": "string"}}}
+    assert schema_declares(named, "scheduled_time")
+    assert not schema_declares({"type": "object"}, "scheduled_time")  # open: takes, not asks
+    assert not schema_declares({"type": "object", "properties": {"day": {}}}, "scheduled_time")
+    given = {"scheduled_time": "mine", "day": 1}
+    assert run_parameters(given, False, 0.0, "UTC") == given
+    assert run_parameters(given, True, 0.0, "Asia/Tokyo") == {
+        "scheduled_time": "1970-01-01T09:00:00+09:00",
+        "day": 1,
+    }
 
 
 @pytest.mark.parametrize("declared", [True, False])

@@ -61,6 +61,10 @@ def check_type_counts(store: Store) -> None:
         if type_name is None:
             continue
         assert store.counts(type=type_name) == scanned(store, type=type_name)
+        assert store.overview(type=type_name)["counts"] == scanned(store, type=type_name)
+        numbers = store.overview(user, type_name)  # `GET /stats?type=&user=`
+        assert numbers["counts"] == scanned(store, type=type_name, user=user)
+        assert numbers["queued"] == numbers["counts"]["queued"]
         assert store.query(type=type_name, limit=1).counts == scanned(store, type=type_name)
         both = store.query(type=type_name, user=user, limit=1).counts
         assert both == scanned(store, type=type_name, user=user)

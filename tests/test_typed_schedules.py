@@ -5,7 +5,9 @@ installed types from a package in a temporary folder and a type registered from 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -13,7 +15,7 @@ from jupyter_jobs import JobQueue
 from jupyter_jobs.errors import InvalidRequest, JobTypeNotFound
 from jupyter_jobs.job_types import decode_payload
 from jupyter_jobs.models import Kind, Status
-from jupyter_jobs.schedules import ScheduleSpec
+from jupyter_jobs.schedules import ScheduleSpec, schema_declares
 from jupyter_jobs.store import Store
 
 import jobfuncs
@@ -74,6 +76,68 @@ def test_a_typed_schedule_runs_its_type_and_its_runs_arrive_in_its_channel(insta
         # the type filter finds the runs, with counts of that type only
         queue.submit(jobfuncs.add, 1, 2).result(timeout=60)
         assert {j.id for j in queue.jobs(type="train")} == {job.id, later.id}
+
+
+def test_a_typed_run_receives_its_scheduled_time_when_its_type_declares_it(db_path):
+    paris = ZoneInfo("Europe/Paris")
+    with JobQueue(db_path) as queue:
+        queue.register_type(jobfuncs.stamped)  # its schema, from the signature, declares it
+        assert schema_declares(queue.get_job_type("stamped").schema, "scheduled_time")
+        made = queue.schedule(
+            job_type="stamped", parameters={"region": "EU", "scheduled_time": "given"},
+            cron="0 8 * * *", timezone="Europe/Paris", channel="daily",
+        )  # fmt: skip
+        # required by the schema, yet each run's own: not a parameter the schedule keeps
+        assert made.target["parameters"] == {"region": "EU"}
+        built = decode_payload(stored_payload(db_path, made.id))
+        assert (built.parameters, built.takes_scheduled_time) == ({"region": "EU"}, True)
+        clock = Clock(made.next_run - 1)
+        queue.start_consumer(max_workers=1, clock=clock)
+        clock.t = made.next_run + 1
+        (job,) = list(queue.results("daily", timeout=120, count=1))
+        when = job.record.parameters["scheduled_time"]
+        assert job.record.parameters == {"region": "EU", "scheduled_time": when}
+        assert job.result() == {"region": "EU", "days": 1, "scheduled_time": when}  # received
+        parsed = datetime.fromisoformat(when)  # ISO 8601, the run's time in Paris
+        assert parsed.timestamp() == job.record.scheduled_time == made.next_run
+        assert parsed.strftime("%H:%M") == "08:00"
+        assert parsed.utcoffset() == datetime.fromtimestamp(made.next_run, paris).utcoffset()
+        for day, stamp in [
+            (datetime(2027, 7, 5, tzinfo=paris), "2027-07-05T08:00:00+02:00"),  # summer time
+            (datetime(2027, 12, 6, tzinfo=paris), "2027-12-06T08:00:00+01:00"),
+        ]:
+            clock.t = day.replace(hour=8, second=1).timestamp()
+            (later,) = list(queue.results("daily", timeout=120, count=1))
+            assert later.result() == {"region": "EU", "days": 1, "scheduled_time": stamp}
+            assert later.record.parameters["scheduled_time"] == stamp
+
+
+def test_a_type_that_does_not_declare_it_gets_no_scheduled_time(db_path):
+    clock = Clock(1000.0)
+    with JobQueue(db_path) as queue:
+        queue.register_type(jobfuncs.add, "adder")
+        made = queue.schedule(job_type="adder", parameters={"a": 1, "b": 2}, every=60)
+        assert decode_payload(stored_payload(db_path, made.id)).takes_scheduled_time is False
+        queue.start_consumer(max_workers=1, clock=clock)
+        clock.t = made.next_run + 1
+        job = wait_until(lambda: queue.jobs(), timeout=30, what="the scheduled run exists")[0]
+        assert job.result(timeout=120) == 3
+        assert job.refresh().parameters == {"a": 1, "b": 2}
+
+
+def test_a_scheduled_time_the_type_cannot_take_is_refused_when_the_schedule_is_made(db_path):
+    schema = {
+        "type": "object",
+        "properties": {"region": {"type": "string"}, "scheduled_time": {"type": "integer"}},
+    }
+    with JobQueue(db_path) as queue:
+        queue.register_type(jobfuncs.stamped, "epoch_stamped", schema=schema)
+        with pytest.raises(InvalidRequest) as caught:
+            queue.schedule(job_type="epoch_stamped", parameters={"region": "EU"}, every=60)
+        (problem,) = caught.value.detail["parameters"].items()
+        assert problem[0] == "parameters.scheduled_time"
+        assert "is not of type 'integer'" in problem[1]
+        assert queue.schedules() == []
 
 
 def test_bad_parameters_are_refused_by_name_when_the_schedule_is_made(installed, db_path):

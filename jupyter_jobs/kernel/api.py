@@ -149,8 +149,8 @@ def is_empty() -> bool:
     return front().is_empty()
 
 
-def stats() -> dict[str, Any]:
-    return front().stats()
+def stats(*, type: str | None = None) -> dict[str, Any]:
+    return front().stats(type=type)
 
 
 def workers() -> list[WorkerInfo]:

@@ -709,8 +709,8 @@ class HttpBackend(Backend):
         job = self.client.json("GET", "queue/next")["job"]
         return None if job is None else JobRecord.from_json(job)
 
-    def stats(self) -> dict[str, Any]:
-        return self.client.json("GET", "stats")
+    def stats(self, type: str | None = None) -> dict[str, Any]:
+        return self.client.json("GET", "stats", query={"type": type})
 
     def workers(self) -> list[WorkerInfo]:
         return [WorkerInfo.from_json(w) for w in self.client.json("GET", "workers")["workers"]]

@@ -539,13 +539,16 @@ class StatusHandler(JobsHandler):
 
 class StatsHandler(JobsHandler):
     """`GET /jobs/api/stats`: queue depth, running, workers, database size; the numbers of
-    `?user=` or `?mine=true`, else of every user (only yours when you may not read others')."""
+    `?user=` or `?mine=true`, else of every user (only yours when you may not read others'),
+    and of one job type's jobs with `?type=` (checked as the job list's)."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
         user = await self.listed_user()
-        self.reply(await self.app.run(service.stats, self.app.store, self.app.stats_extra(), user))
+        job_type = parsing.job_type_filter(self.query("type"))
+        extra = self.app.stats_extra()
+        self.reply(await self.app.run(service.stats, self.app.store, extra, user, job_type))
 
 
 class CapabilitiesHandler(JobsHandler):

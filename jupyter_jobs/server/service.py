@@ -237,7 +237,9 @@ def _whole_utf8(data: bytes) -> int:
     return len(data)
 
 
-def stats(store: Store, extra: dict[str, Any], user: str | None = None) -> dict[str, Any]:
-    """`GET /jobs/api/stats`: the store's numbers (`Store.overview`, of `user`'s jobs when
-    given) and `extra`."""
-    return {**store.overview(user), **extra}
+def stats(
+    store: Store, extra: dict[str, Any], user: str | None = None, job_type: str | None = None
+) -> dict[str, Any]:
+    """`GET /jobs/api/stats`: the store's numbers (`Store.overview`, of `user`'s jobs and of
+    `job_type`'s when given) and `extra`."""
+    return {**store.overview(user, job_type), **extra}

@@ -860,11 +860,11 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
         type."""
         return queries.counts(self._db.conn(), owner, user, type)
 
-    def stats(self, user: str | None = None) -> dict[str, int | float]:
-        """Counts per status (of `user`'s jobs, when given), database bytes (db + WAL) and
-        workspace bytes (blobs + logs)."""
+    def stats(self, user: str | None = None, type: str | None = None) -> dict[str, int | float]:
+        """Counts per status (of `user`'s jobs and of job type `type`'s, when given: kept
+        counts, no scan), database bytes (db + WAL) and workspace bytes (blobs + logs)."""
         with self._db.read() as conn:
-            counts = queries.counts(conn, None, user)
+            counts = queries.counts(conn, None, user, type)
             totals = queries.totals(conn)
         db_size = 0
         for suffix in ("", "-wal"):
@@ -877,12 +877,12 @@ class Store(ScheduleVerbs, TypeVerbs, ChannelVerbs):
             "workspace_bytes": totals["blob_bytes"] + totals["log_bytes"],
         }
 
-    def overview(self, user: str | None = None) -> dict[str, Any]:
-        """The queue in numbers (of `user`'s jobs, when given), as `GET /jobs/api/stats` and
-        `Jobs.stats()` give them: jobs per status, `running`, `queued` (waiting for a worker,
-        claimed ones not started included), `pending` (held, or waiting for `after=` jobs or
-        `run_at`), and the bytes used."""
-        numbers = self.stats(user)
+    def overview(self, user: str | None = None, type: str | None = None) -> dict[str, Any]:
+        """The queue in numbers (of `user`'s jobs and of job type `type`'s, when given), as
+        `GET /jobs/api/stats` and `Jobs.stats()` give them: jobs per status, `running`,
+        `queued` (waiting for a worker, claimed ones not started included), `pending` (held,
+        or waiting for `after=` jobs or `run_at`), and the bytes used (the whole store's)."""
+        numbers = self.stats(user, type)
         counts = {s.value: int(numbers.get(s.value, 0)) for s in Status}
         return {
             "counts": counts,

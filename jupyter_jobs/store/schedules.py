@@ -69,30 +69,37 @@ def _first_run(spec: rules.ScheduleSpec, anchor: float, at: float) -> float | No
     return timing.next_after(at)
 
 
-def _run_spec(schedule: rules.Schedule) -> JobSpec:
-    """The spec of one run: the schedule's name, owner and job options (a typed run: its
-    type and parameters too, as a typed submit's record has them)."""
+def _run(schedule: rules.Schedule, stored: bytes, at: float) -> tuple[JobSpec, bytes]:
+    """The spec and payload of the run at `at`: the schedule's name, owner and job options; a
+    function's stored call as it is; a notebook, or a job type (its type and parameters in the
+    record, as a typed submit's), with the run's parameters (`rules.run_parameters`)."""
     kind = Kind(schedule.target["kind"])
+    timezone = schedule.timezone or "UTC"
     options: dict[str, Any] = {}
     typed: dict[str, Any] = {}
+    payload = stored
     if kind is Kind.NOTEBOOK:
+        notebook = json.loads(stored)
+        declared = rules.declares_parameter(notebook, rules.SCHEDULED_TIME)
+        given = schedule.target.get("parameters") or {}
+        parameters = rules.run_parameters(given, declared, at, timezone)
+        kernel_name = schedule.target.get("kernel_name")
+        payload = notebooks.encode_payload(notebook, parameters, kernel_name)
         shown = {k: schedule.target.get(k) for k in ("path", "parameters", "kernel_name")}
         options["notebook"] = shown
     elif kind is Kind.TYPED:
-        typed = {"type": schedule.target["type"], "parameters": schedule.target["parameters"]}
-    return JobSpec(
+        built = job_types.decode_payload(stored)
+        declared = built.takes_scheduled_time
+        parameters = rules.run_parameters(built.parameters, declared, at, timezone)
+        if declared:  # the stored payload has the schedule's parameters, not the run's
+            built.parameters, built.takes_scheduled_time = parameters, False
+            payload = job_types.encode_payload(built)
+        typed = {"type": schedule.target["type"], "parameters": parameters}
+    spec = JobSpec(
         kind=kind, name=schedule.name, owner=schedule.owner, options=options, **typed,
         **schedule.job,
     )  # fmt: skip
-
-
-def _run_payload(schedule: rules.Schedule, stored: bytes, at: float) -> bytes:
-    """The run's payload: a function's stored call as it is; a notebook with its parameters."""
-    if schedule.target["kind"] != Kind.NOTEBOOK.value:
-        return stored
-    parameters = rules.run_parameters(schedule.target, stored, at, schedule.timezone or "UTC")
-    kernel_name = schedule.target.get("kernel_name")
-    return notebooks.encode_payload(json.loads(stored), parameters, kernel_name)
+    return spec, payload
 
 
 def fire(tx: Tx, files: JobFiles, at: float) -> list[int]:
@@ -115,9 +122,8 @@ def fire(tx: Tx, files: JobFiles, at: float) -> list[int]:
             (stored,) = tx.conn.execute(
                 "SELECT payload FROM schedules WHERE id = ?", (schedule.id,)
             ).fetchone()
-            spec = _run_spec(schedule)
-            options = json.dumps(spec.options)
-            prepared = [(spec, _run_payload(schedule, stored, t), options) for t in times]
+            runs = [_run(schedule, stored, t) for t in times]
+            prepared = [(spec, payload, json.dumps(spec.options)) for spec, payload in runs]
             user = JobUser(schedule.user, schedule.user_display_name)
             new = submit.insert(tx, files, prepared, {}, user)  # its runs are its user's
             for job_id, t in zip(new, times, strict=True):

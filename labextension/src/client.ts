@@ -57,6 +57,11 @@ export interface IWhoseQuery {
   mine?: boolean;
 }
 
+/** Whose jobs the numbers cover, and of which job type ('' or absent: of every kind). */
+export interface IStatsQuery extends IWhoseQuery {
+  type?: string;
+}
+
 /** `mine` as the server reads it: `true`, or left out. */
 function mineParam(mine: boolean | undefined): string | undefined {
   return mine ? 'true' : undefined;
@@ -177,9 +182,15 @@ export class JobsClient {
     return this._json<IOutputs>('GET', `jobs/${id}/outputs`);
   }
 
-  /** Queue depth, running jobs, counts per status (of your jobs with `mine`). */
-  stats(query: IWhoseQuery = {}): Promise<IStats> {
-    return this._json<IStats>('GET', 'stats', { mine: mineParam(query.mine) });
+  /**
+   * Queue depth, running jobs, counts per status (of your jobs with `mine`, of one job type's
+   * with `type`: counts the server keeps, read without a listing).
+   */
+  stats(query: IStatsQuery = {}): Promise<IStats> {
+    return this._json<IStats>('GET', 'stats', {
+      mine: mineParam(query.mine),
+      type: query.type || undefined
+    });
   }
 
   /** Who the server takes this user for, and whether they may see everyone's jobs. */

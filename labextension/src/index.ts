@@ -222,6 +222,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         void app.commands.execute(NotebookCommandIDs.openResult, { id }),
       runNotebook: () =>
         void app.commands.execute(NotebookCommandIDs.runAsJob, {}),
+      newSchedule: () =>
+        void app.commands.execute(NotebookCommandIDs.newSchedule, {}),
       ...options
     });
     schedules.title.icon = historyIcon;
@@ -296,6 +298,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     palette?.addItem({
       command: NotebookCommandIDs.runAsJob,
+      category: trans.__('Jobs')
+    });
+    palette?.addItem({
+      command: NotebookCommandIDs.newSchedule,
       category: trans.__('Jobs')
     });
     palette?.addItem({

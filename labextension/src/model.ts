@@ -679,28 +679,29 @@ export class JobsModel implements IDisposable {
   }
 
   /**
-   * Read the real numbers: the totals, and the counts within the search or the type when
-   * there is one.
+   * Read the real numbers: the totals, and the counts within the search (a one-job listing
+   * carries them) or of the type (`stats?type=`, the counts the server keeps per type).
    */
   private async _readCounts(): Promise<void> {
     const generation = this._generation;
     const ask = this._askCounts();
     const q = this._filter.query.trim();
-    const within = q || this._filter.type;
     try {
-      const [stats, page] = await Promise.all([
+      const [stats, within] = await Promise.all([
         this.client.stats(this._whose()),
-        within
+        q
           ? this.client.list({
               q,
               ...this._ofType(),
               limit: 1,
               ...this._whose()
             })
-          : null
+          : this._filter.type
+            ? this.client.stats({ ...this._whose(), ...this._ofType() })
+            : null
       ]);
       if (generation === this._generation) {
-        this._setCounts(ask, page ? page.counts : stats.counts, stats.counts);
+        this._setCounts(ask, (within ?? stats).counts, stats.counts);
       }
     } catch (error) {
       this._fail(generation, error);

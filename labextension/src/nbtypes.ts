@@ -27,6 +27,8 @@ export interface IJobOptions {
   priority?: number;
   timeout?: number | null;
   retries?: number;
+  /** The result channel its finished job (each run's) is delivered to. */
+  channel?: string;
 }
 
 /** `POST /jobs/api/jobs` for a notebook: no payload, the server snapshots the notebook. */

@@ -27,6 +27,8 @@ import { jobNotebookPath } from './nbtypes';
 /** Command ids of notebook jobs. */
 export namespace NotebookCommandIDs {
   export const runAsJob = 'jupyter-jobs:run-notebook';
+  /** The dialog on "On a schedule": of the current notebook, else of a job type. */
+  export const newSchedule = 'jupyter-jobs:new-schedule';
   export const openResult = 'jupyter-jobs:open-result';
   export const saveResult = 'jupyter-jobs:save-result';
   export const openSchedules = 'jupyter-jobs:open-schedules';
@@ -95,7 +97,7 @@ export interface INotebookCommandContext {
   translator?: ITranslator;
 }
 
-/** Register Run as job…, Open result, Save a copy and Show Schedules. */
+/** Register Run as job…, New schedule…, Open result, Save a copy and Show Schedules. */
 export function registerNotebookCommands(
   context: INotebookCommandContext
 ): void {
@@ -142,6 +144,33 @@ export function registerNotebookCommands(
       const result = await showRunDialog(path, {
         client,
         kernels: context.kernels(),
+        translator: context.translator
+      });
+      if (result) {
+        context.submitted(result);
+      }
+    }
+  });
+
+  commands.addCommand(NotebookCommandIDs.newSchedule, {
+    label: trans.__('New Job Schedule…'),
+    caption: trans.__(
+      'Run a notebook or a job of a job type at given times (cron or every N minutes)'
+    ),
+    icon: jobsIcon,
+    describedBy: {
+      args: { type: 'object', properties: { path: { type: 'string' } } }
+    },
+    execute: async args => {
+      const path =
+        typeof args.path === 'string'
+          ? args.path
+          : (context.currentNotebook(false) ?? '');
+      const { showRunDialog } = await import('./runDialog');
+      const result = await showRunDialog(path, {
+        client,
+        kernels: context.kernels(),
+        mode: 'schedule',
         translator: context.translator
       });
       if (result) {

@@ -1,9 +1,12 @@
 /**
- * The "Run as job…" dialog: a notebook with parameters, run now as a job or on a schedule.
+ * The "Run as job…" dialog: a notebook with parameters, or a job type with its parameters (once
+ * the server knows job types), run now as a job or on a schedule.
  *
- * The form checks what it can (JSON values, numbers) and leaves the rest to the server: a 400's
- * message is shown beside the field it names, and the dialog stays open. The same form edits a
- * schedule (PATCH) from the Schedules view.
+ * The form checks what it can (JSON values, numbers, a job type's parameters against its
+ * schema) and leaves the rest to the server: a 400's message is shown beside the field it
+ * names (a job type's parameters beside their fields in the form generated from its schema,
+ * typeForm.tsx), and the dialog stays open. The same form edits a schedule (PATCH) from the
+ * Schedules view.
  */
 
 import { Dialog, ReactWidget } from '@jupyterlab/apputils';
@@ -12,11 +15,13 @@ import {
   nullTranslator,
   TranslationBundle
 } from '@jupyterlab/translation';
+import type { ReadonlyJSONObject } from '@lumino/coreutils';
 import * as React from 'react';
 
-import { JobsClient } from './client';
+import { errorDetail, JobsClient } from './client';
 import { formatTime } from './format';
 import type {
+  IJobOptions,
   INotebookJobRequest,
   IPreviewQuery,
   ISchedule,
@@ -24,7 +29,24 @@ import type {
   ISchedulePreview,
   JSONValue
 } from './nbtypes';
-import type { IJob } from './types';
+import { TypedParameters, TypedParametersFields } from './typeForm';
+import type { IJob, ITypedSubmit } from './types';
+
+/**
+ * The parameter each run of a schedule receives (its time, ISO 8601 in the schedule's zone)
+ * when its notebook or its job type declares it (`schedules.SCHEDULED_TIME`): a schedule's
+ * job-type form does not ask for it.
+ */
+export const SCHEDULED_TIME = 'scheduled_time';
+
+/** What the dialog runs: a notebook, or a job of a job type. */
+export type Target = 'notebook' | 'typed';
+
+/** A job type and its parameters, as the job-type form holds them. */
+export interface ITypedTarget {
+  type: string;
+  parameters: ReadonlyJSONObject;
+}
 
 /** How often a schedule fires, as the dialog offers it. */
 export type Preset = 'hourly' | 'daily' | 'weekdays' | 'cron' | 'every';
@@ -35,8 +57,13 @@ export interface IParameterRow {
   value: string;
 }
 
-/** Everything the form holds. Numbers stay text until the request is built. */
+/**
+ * Everything the form holds, but a job type's parameters (`TypedParameters`). Numbers stay
+ * text until the request is built.
+ */
 export interface IRunFormState {
+  target: Target;
+  /** The notebook ('' for none: then only a job type can be run). */
   path: string;
   name: string;
   parameters: IParameterRow[];
@@ -46,6 +73,8 @@ export interface IRunFormState {
   /** Seconds; '' for none. */
   timeout: string;
   retries: string;
+  /** The result channel of the job (of each run); '' for none. */
+  channel: string;
   mode: 'now' | 'schedule';
   preset: Preset;
   /** HH:MM for the daily and weekdays presets. */
@@ -61,18 +90,27 @@ export function browserTimezone(): string {
   return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 }
 
-/** A fresh form for a notebook. */
-export function initialState(path: string): IRunFormState {
-  const base = path.split('/').pop() ?? path;
+/** The name a notebook's job takes unless told otherwise. */
+function notebookName(path: string): string {
+  return (path.split('/').pop() ?? path).replace(/\.ipynb$/, '');
+}
+
+/** A fresh form for a notebook, or for a job type when there is no notebook (`path` ''). */
+export function initialState(
+  path: string,
+  mode: IRunFormState['mode'] = 'now'
+): IRunFormState {
   return {
+    target: path ? 'notebook' : 'typed',
     path,
-    name: base.replace(/\.ipynb$/, ''),
+    name: notebookName(path),
     parameters: [],
     kernel: '',
     priority: '0',
     timeout: '',
     retries: '0',
-    mode: 'now',
+    channel: '',
+    mode,
     preset: 'daily',
     time: '08:00',
     cron: '0 8 * * *',
@@ -81,19 +119,26 @@ export function initialState(path: string): IRunFormState {
   };
 }
 
-/** The form filled from a schedule, to edit it. */
+/**
+ * The form filled from a schedule, to edit it (a job type's parameters go to its
+ * `TypedParameters`).
+ */
 export function stateFromSchedule(schedule: ISchedule): IRunFormState {
   const state = initialState(schedule.target.path ?? '');
   const job = schedule.job ?? {};
   return {
     ...state,
+    target: schedule.target.kind === 'typed' ? 'typed' : 'notebook',
     name: schedule.name,
-    parameters: Object.entries(schedule.target.parameters ?? {}).map(
-      ([name, value]) => ({
-        name,
-        value: typeof value === 'string' ? value : JSON.stringify(value)
-      })
-    ),
+    parameters:
+      schedule.target.kind === 'typed'
+        ? []
+        : Object.entries(schedule.target.parameters ?? {}).map(
+            ([name, value]) => ({
+              name,
+              value: typeof value === 'string' ? value : JSON.stringify(value)
+            })
+          ),
     kernel: schedule.target.kernel_name ?? '',
     priority: String(job.priority ?? 0),
     timeout:
@@ -101,6 +146,7 @@ export function stateFromSchedule(schedule: ISchedule): IRunFormState {
         ? ''
         : String(job.timeout),
     retries: String(job.retries ?? 0),
+    channel: typeof job.channel === 'string' ? job.channel : '',
     mode: 'schedule',
     preset: schedule.every !== null ? 'every' : 'cron',
     cron: schedule.cron ?? state.cron,
@@ -198,47 +244,70 @@ export function parametersOf(state: IRunFormState): Record<string, JSONValue> {
   return parameters;
 }
 
-/** The request the form stands for: a job now, or a schedule. Throws a FieldError. */
-export function buildRequest(
-  state: IRunFormState
-):
+/** What the form asks of the server: a notebook job, a job of a job type, or a schedule. */
+export type RunRequest =
   | { kind: 'job'; body: INotebookJobRequest }
-  | { kind: 'schedule'; body: IScheduleSpec } {
-  const parameters = parametersOf(state);
+  | { kind: 'typed'; body: ITypedSubmit }
+  | { kind: 'schedule'; body: IScheduleSpec };
+
+/**
+ * The request the form stands for: a job now, or a schedule, of the notebook or of the job
+ * type `typed` (the job-type form's, checked there). Throws a FieldError.
+ */
+export function buildRequest(
+  state: IRunFormState,
+  typed: ITypedTarget | null = null
+): RunRequest {
   const timeout = state.timeout.trim() ? Number(state.timeout) : null;
   if (timeout !== null && !(timeout > 0)) {
     throw new FieldError('timeout', 'Timeout: a number of seconds above 0');
   }
-  const options = {
-    name: state.name.trim() || undefined,
+  const job: IJobOptions = {
     priority: integer(state, 'priority'),
     timeout,
     retries: integer(state, 'retries')
   };
-  const kernel_name = state.kernel || null;
-  if (state.mode === 'now') {
-    return {
-      kind: 'job',
-      body: {
-        spec: { kind: 'notebook', ...options },
-        notebook: { path: state.path, parameters, kernel_name }
-      }
-    };
+  if (state.channel.trim()) {
+    job.channel = state.channel.trim();
+  }
+  const name = state.name.trim() || undefined;
+  let target: IScheduleSpec['target'];
+  if (state.target === 'typed') {
+    if (!typed?.type) {
+      throw new FieldError('type', 'Choose a job type');
+    }
+    const parameters = { ...typed.parameters } as Record<string, JSONValue>;
+    if (state.mode === 'now') {
+      return {
+        kind: 'typed',
+        body: { type: typed.type, parameters, spec: { name, ...job } }
+      };
+    }
+    target = { kind: 'typed', type: typed.type, parameters };
+  } else {
+    const parameters = parametersOf(state);
+    const kernel_name = state.kernel || null;
+    if (state.mode === 'now') {
+      return {
+        kind: 'job',
+        body: {
+          spec: { kind: 'notebook', name, ...job },
+          notebook: { path: state.path, parameters, kernel_name }
+        }
+      };
+    }
+    target = { kind: 'notebook', path: state.path, parameters, kernel_name };
   }
   const cron = presetCron(state);
   return {
     kind: 'schedule',
     body: {
-      name: options.name ?? state.path,
-      target: { kind: 'notebook', path: state.path, parameters, kernel_name },
+      name: name ?? (state.target === 'typed' ? '' : state.path),
+      target,
       cron,
       every: cron === null ? everySeconds(state) : null,
       timezone: cron === null ? null : state.timezone || null,
-      job: {
-        priority: options.priority,
-        timeout: options.timeout,
-        retries: options.retries
-      }
+      job
     }
   };
 }
@@ -266,7 +335,9 @@ export function errorField(message: string, state: IRunFormState): string {
     ['timeout', 'timeout'],
     ['retries', 'retries'],
     ['priority', 'priority'],
+    ['channel', 'channel'],
     ['param', 'parameters'],
+    ['job type', 'type'],
     ['path', 'path'],
     ['notebook', 'path'],
     ['name', 'name']
@@ -289,6 +360,8 @@ export interface IRunFormOptions {
   kernels: { name: string; display: string }[];
   /** Set to edit this schedule instead of creating a job or schedule. */
   schedule?: ISchedule | null;
+  /** Whether the form starts on "Run now" or "On a schedule" (default: now). */
+  mode?: IRunFormState['mode'];
   /** Called with what the server created or changed. */
   onDone: (result: IRunResult) => void;
   translator?: ITranslator;
@@ -320,9 +393,16 @@ export class RunForm extends ReactWidget {
     this.addClass('jp-JobsRunForm');
     this._options = options;
     this._trans = (options.translator ?? nullTranslator).load('jupyter_jobs');
-    this.state = options.schedule
-      ? stateFromSchedule(options.schedule)
-      : initialState(path);
+    const schedule = options.schedule;
+    this.state = schedule
+      ? stateFromSchedule(schedule)
+      : initialState(path, options.mode);
+    if (schedule?.target.kind === 'typed') {
+      this.typed.chosen = schedule.target.type ?? '';
+      this.typed.parameters = (schedule.target.parameters ??
+        {}) as ReadonlyJSONObject;
+    }
+    this._omitScheduledTime();
     const zones = options.timezones ?? allTimezones();
     this._timezones = zones.includes(this.state.timezone)
       ? zones
@@ -331,6 +411,9 @@ export class RunForm extends ReactWidget {
 
   /** The form's values. */
   state: IRunFormState;
+
+  /** The job types the server knows, the one chosen and its parameters. */
+  readonly typed = new TypedParameters();
 
   /** Errors by field ('' for the whole form). */
   errors: Record<string, string> = {};
@@ -341,14 +424,58 @@ export class RunForm extends ReactWidget {
   /** Whether a request is on its way. */
   busy = false;
 
-  /** Change some fields. */
-  set(fields: Partial<IRunFormState>): void {
-    this.state = { ...this.state, ...fields };
-    this.errors = {};
+  /** Whether the job types have been read (`load`). */
+  get typesLoaded(): boolean {
+    return this.typed.types !== null;
+  }
+
+  /** Whether the form can run a job type: the server knows some. */
+  get offersTypes(): boolean {
+    return !!this.typed.types?.length;
+  }
+
+  /**
+   * Read the job types (`GET /jobs/api/types`): the form offers a job type as its target once
+   * the server knows one. A schedule's preview is asked for too, when the form starts on one.
+   */
+  async load(): Promise<void> {
+    await this.typed.load(this._options.client);
     this.update();
     if (this.state.mode === 'schedule') {
       this._schedulePreview();
     }
+  }
+
+  /** Change some fields. */
+  set(fields: Partial<IRunFormState>): void {
+    this.state = { ...this.state, ...fields };
+    this.errors = {};
+    this._omitScheduledTime();
+    this.update();
+    if (this.state.mode === 'schedule') {
+      this._schedulePreview();
+    }
+  }
+
+  /**
+   * Run a notebook or a job type: a job's name that was the notebook's becomes the type's
+   * (left empty), and back.
+   */
+  setTarget(target: Target): void {
+    const own = notebookName(this.state.path);
+    const name =
+      target === 'typed' && this.state.name === own
+        ? ''
+        : target === 'notebook' && !this.state.name
+          ? own
+          : this.state.name;
+    this.set({ target, name });
+  }
+
+  /** Another job type was chosen: its form shows, without the last errors. */
+  typeChosen(): void {
+    this.errors = {};
+    this.update();
   }
 
   /** Ask the server for the plain words and the next three runs of the timing. */
@@ -357,7 +484,7 @@ export class RunForm extends ReactWidget {
     try {
       query = previewQuery(this.state);
     } catch (error) {
-      this._showError(error);
+      await this._showError(error);
       return;
     }
     const asked = this.state;
@@ -370,7 +497,7 @@ export class RunForm extends ReactWidget {
     } catch (error) {
       if (this.state === asked) {
         this.preview = null;
-        this._showError(error);
+        await this._showError(error);
       }
     }
   }
@@ -380,14 +507,15 @@ export class RunForm extends ReactWidget {
     if (this.busy) {
       return;
     }
-    let request: ReturnType<typeof buildRequest>;
+    let request: RunRequest;
     try {
-      request = buildRequest(this.state);
+      request = buildRequest(this.state, this._typedTarget());
     } catch (error) {
-      this._showError(error);
+      await this._showError(error);
       return;
     }
     this.busy = true;
+    this.errors = {};
     this.update();
     const { client } = this._options;
     try {
@@ -395,11 +523,17 @@ export class RunForm extends ReactWidget {
       if (request.kind === 'job') {
         const job = await client.submitNotebook(request.body);
         this._options.onDone({ kind: 'job', job });
+      } else if (request.kind === 'typed') {
+        const job = await client.submitTyped(request.body);
+        this._options.onDone({ kind: 'job', job });
       } else if (schedule) {
         const { target, ...rest } = request.body;
         const changed = await client.updateSchedule(schedule.id, {
           ...rest,
-          target: { ...target, path: schedule.target.path }
+          target:
+            target.kind === 'notebook'
+              ? { ...target, path: schedule.target.path }
+              : target
         });
         this._options.onDone({ kind: 'schedule', schedule: changed });
       } else {
@@ -407,7 +541,7 @@ export class RunForm extends ReactWidget {
         this._options.onDone({ kind: 'schedule', schedule: created });
       }
     } catch (error) {
-      this._showError(error);
+      await this._showError(error, this.state.target === 'typed');
     } finally {
       this.busy = false;
       this.update();
@@ -433,6 +567,28 @@ export class RunForm extends ReactWidget {
     );
   }
 
+  /**
+   * The job type and its parameters, checked against its schema (a FieldError naming the
+   * parameters, marked by their fields, when they fail); null for a notebook.
+   */
+  private _typedTarget(): ITypedTarget | null {
+    if (this.state.target !== 'typed' || !this.typed.type) {
+      return null;
+    }
+    if (!this.typed.check()) {
+      throw new FieldError(
+        'parameters',
+        this._trans.__('Check the parameters marked below.')
+      );
+    }
+    return { type: this.typed.chosen, parameters: this.typed.values() };
+  }
+
+  /** A schedule's runs get `scheduled_time` themselves: its form does not ask for it. */
+  private _omitScheduledTime(): void {
+    this.typed.omitted = this.state.mode === 'schedule' ? [SCHEDULED_TIME] : [];
+  }
+
   private _schedulePreview(): void {
     if (this._timer !== null) {
       clearTimeout(this._timer);
@@ -443,12 +599,22 @@ export class RunForm extends ReactWidget {
     }, this._options.previewDelay ?? 300);
   }
 
-  private _showError(error: unknown): void {
+  /**
+   * Show an error by the field it names. With `typed` (the answer to a job type's request), a
+   * server error naming its parameters (its `detail`) marks them in the generated form, its
+   * message below it.
+   */
+  private async _showError(error: unknown, typed = false): Promise<void> {
     const message = error instanceof Error ? error.message : String(error);
-    const field =
+    let field =
       error instanceof FieldError
         ? error.field
         : errorField(message, this.state);
+    if (typed && !(error instanceof FieldError)) {
+      if (this.typed.showServerErrors(await errorDetail(error))) {
+        field = 'parameters';
+      }
+    }
     this.errors = { [field]: message };
     this.update();
   }
@@ -523,88 +689,55 @@ function RunFormView(props: {
 }): JSX.Element {
   const { form, trans } = props;
   const state = form.state;
-  const setRow = (index: number, fields: Partial<IParameterRow>) =>
-    form.set({
-      parameters: state.parameters.map((row, i) =>
-        i === index ? { ...row, ...fields } : row
-      )
-    });
+  if (!state.path && !form.offersTypes) {
+    return (
+      <div className="jp-JobsRunForm-form">
+        {form.typesLoaded ? (
+          <div className="jp-JobDetail-muted">
+            {form.typed.loadError ||
+              trans.__(
+                'Open a notebook (or select one in the file browser) to run it as a job, or install or register a job type to run one.'
+              )}
+          </div>
+        ) : (
+          <div className="jp-JobDetail-muted">{trans.__('Loading…')}</div>
+        )}
+      </div>
+    );
+  }
+  const typed = state.target === 'typed';
   return (
+    // No validation by the browser: the form checks what it sends, and the generated form
+    // (a div inside this form) marks its own fields.
     <form
       className="jp-JobsRunForm-form"
+      noValidate
       onSubmit={event => {
         event.preventDefault();
         void form.submit();
       }}
     >
-      <Field form={form} field="path" label={trans.__('Notebook')} shown>
-        <code className="jp-JobsRunForm-path">{state.path}</code>
-      </Field>
-      <fieldset className="jp-JobsRunForm-parameters">
-        <legend>{trans.__('Parameters')}</legend>
-        {state.parameters.map((row, index) => (
-          <div className="jp-JobsRunForm-parameter" key={index}>
-            <input
-              className="jp-mod-styled"
-              name={`parameter-name-${index}`}
-              aria-label={trans.__('Parameter name')}
-              placeholder={trans.__('name')}
-              value={row.name}
-              onChange={event => setRow(index, { name: event.target.value })}
-            />
-            <input
-              className="jp-mod-styled"
-              name={`parameter-value-${index}`}
-              aria-label={trans.__('Parameter value (JSON or text)')}
-              placeholder={trans.__('value (JSON or text)')}
-              value={row.value}
-              onChange={event => setRow(index, { value: event.target.value })}
-            />
-            <button
-              type="button"
-              className="jp-mod-styled"
-              aria-label={trans.__('Remove parameter')}
-              onClick={() =>
-                form.set({
-                  parameters: state.parameters.filter((_, i) => i !== index)
-                })
-              }
-            >
-              ×
-            </button>
-            <FieldMessage form={form} field={`parameter:${index}`} />
-          </div>
-        ))}
-        <button
-          type="button"
-          className="jp-mod-styled jp-JobsRunForm-addParameter"
-          onClick={() =>
-            form.set({
-              parameters: [...state.parameters, { name: '', value: '' }]
-            })
-          }
-        >
-          {trans.__('Add parameter')}
-        </button>
-        <FieldMessage form={form} field="parameters" />
-      </fieldset>
+      {!props.editing && form.offersTypes && (
+        <TargetChoice form={form} trans={trans} />
+      )}
+      {typed ? (
+        <TypedTargetFields form={form} trans={trans} />
+      ) : (
+        <NotebookFields form={form} trans={trans} kernels={props.kernels} />
+      )}
       <div className="jp-JobsRunForm-row">
-        <Field form={form} field="kernel" label={trans.__('Kernel')}>
-          <select
-            className="jp-mod-styled"
-            name="kernel"
-            value={state.kernel}
-            onChange={setter(form, 'kernel')}
-          >
-            <option value="">{trans.__("The notebook's kernel")}</option>
-            {props.kernels.map(kernel => (
-              <option key={kernel.name} value={kernel.name}>
-                {kernel.display}
-              </option>
-            ))}
-          </select>
-        </Field>
-        <Field form={form} field="name" label={trans.__('Name')} />
+        <Field
+          form={form}
+          field="name"
+          label={trans.__('Name')}
+          input={typed ? { placeholder: form.typed.chosen } : undefined}
+        />
+        <Field
+          form={form}
+          field="channel"
+          label={trans.__('Result channel')}
+          input={{ placeholder: trans.__('none') }}
+        />
       </div>
       <div className="jp-JobsRunForm-row">
         <Field
@@ -658,7 +791,7 @@ function RunFormView(props: {
         <button
           type="submit"
           className="jp-mod-styled jp-mod-accept jp-JobsRunForm-submit"
-          disabled={form.busy}
+          disabled={form.busy || (typed && !form.typed.type)}
         >
           {props.editing
             ? trans.__('Save schedule')
@@ -668,6 +801,170 @@ function RunFormView(props: {
         </button>
       </div>
     </form>
+  );
+}
+
+/** What to run: the notebook, or a job type (offered once the server knows one). */
+function TargetChoice(props: {
+  form: RunForm;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { form, trans } = props;
+  const state = form.state;
+  return (
+    <div
+      className="jp-JobsRunForm-mode jp-JobsRunForm-target"
+      role="radiogroup"
+      aria-label={trans.__('What to run')}
+    >
+      <label
+        title={
+          state.path ? state.path : trans.__('Open or select a notebook first')
+        }
+      >
+        <input
+          type="radio"
+          name="target"
+          value="notebook"
+          checked={state.target === 'notebook'}
+          disabled={!state.path}
+          onChange={() => form.setTarget('notebook')}
+        />
+        {trans.__('Notebook')}
+      </label>
+      <label>
+        <input
+          type="radio"
+          name="target"
+          value="typed"
+          checked={state.target === 'typed'}
+          onChange={() => form.setTarget('typed')}
+        />
+        {trans.__('Job type')}
+      </label>
+    </div>
+  );
+}
+
+/** The notebook, its parameters (names and JSON or text values) and its kernel. */
+function NotebookFields(props: {
+  form: RunForm;
+  trans: TranslationBundle;
+  kernels: { name: string; display: string }[];
+}): JSX.Element {
+  const { form, trans } = props;
+  const state = form.state;
+  const setRow = (index: number, fields: Partial<IParameterRow>) =>
+    form.set({
+      parameters: state.parameters.map((row, i) =>
+        i === index ? { ...row, ...fields } : row
+      )
+    });
+  return (
+    <>
+      <Field form={form} field="path" label={trans.__('Notebook')} shown>
+        <code className="jp-JobsRunForm-path">{state.path}</code>
+      </Field>
+      <fieldset className="jp-JobsRunForm-parameters">
+        <legend>{trans.__('Parameters')}</legend>
+        {state.parameters.map((row, index) => (
+          <div className="jp-JobsRunForm-parameter" key={index}>
+            <input
+              className="jp-mod-styled"
+              name={`parameter-name-${index}`}
+              aria-label={trans.__('Parameter name')}
+              placeholder={trans.__('name')}
+              value={row.name}
+              onChange={event => setRow(index, { name: event.target.value })}
+            />
+            <input
+              className="jp-mod-styled"
+              name={`parameter-value-${index}`}
+              aria-label={trans.__('Parameter value (JSON or text)')}
+              placeholder={trans.__('value (JSON or text)')}
+              value={row.value}
+              onChange={event => setRow(index, { value: event.target.value })}
+            />
+            <button
+              type="button"
+              className="jp-mod-styled"
+              aria-label={trans.__('Remove parameter')}
+              onClick={() =>
+                form.set({
+                  parameters: state.parameters.filter((_, i) => i !== index)
+                })
+              }
+            >
+              ×
+            </button>
+            <FieldMessage form={form} field={`parameter:${index}`} />
+          </div>
+        ))}
+        <button
+          type="button"
+          className="jp-mod-styled jp-JobsRunForm-addParameter"
+          onClick={() =>
+            form.set({
+              parameters: [...state.parameters, { name: '', value: '' }]
+            })
+          }
+        >
+          {trans.__('Add parameter')}
+        </button>
+        <FieldMessage form={form} field="parameters" />
+      </fieldset>
+      <Field form={form} field="kernel" label={trans.__('Kernel')}>
+        <select
+          className="jp-mod-styled"
+          name="kernel"
+          value={state.kernel}
+          onChange={setter(form, 'kernel')}
+        >
+          <option value="">{trans.__("The notebook's kernel")}</option>
+          {props.kernels.map(kernel => (
+            <option key={kernel.name} value={kernel.name}>
+              {kernel.display}
+            </option>
+          ))}
+        </select>
+      </Field>
+    </>
+  );
+}
+
+/**
+ * The job type and its parameters, in the form generated from its schema; on a schedule,
+ * without `scheduled_time`, which each run receives.
+ */
+function TypedTargetFields(props: {
+  form: RunForm;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { form, trans } = props;
+  const model = form.typed;
+  return (
+    <div className="jp-JobsRunForm-typed">
+      {model.types === null ? (
+        <div className="jp-JobDetail-muted">{trans.__('Loading…')}</div>
+      ) : (
+        <TypedParametersFields
+          model={model}
+          trans={trans}
+          changed={() => form.typeChosen()}
+          idPrefix="jp-JobsRunForm-type"
+        />
+      )}
+      <FieldMessage form={form} field="type" />
+      {model.omitted.some(name => model.declares(name)) && (
+        <div className="jp-JobDetail-muted jp-JobsRunForm-scheduledTime">
+          {trans.__(
+            '%1: each run receives its own time (ISO 8601, in the schedule’s time zone).',
+            SCHEDULED_TIME
+          )}
+        </div>
+      )}
+      <FieldMessage form={form} field="parameters" />
+    </div>
   );
 }
 
@@ -761,8 +1058,8 @@ function ScheduleFields(props: {
 }
 
 /**
- * Show the dialog for a notebook (or a schedule to edit); resolves with what was created, or
- * null when the user closed it.
+ * Show the dialog for a notebook (`path` '' for none: then a job type), or for a schedule to
+ * edit; resolves with what was created, or null when the user closed it.
  */
 export async function showRunDialog(
   path: string,
@@ -770,22 +1067,26 @@ export async function showRunDialog(
 ): Promise<IRunResult | null> {
   const trans = (options.translator ?? nullTranslator).load('jupyter_jobs');
   let result: IRunResult | null = null;
+  const body = new RunForm(path, {
+    ...options,
+    onDone: done => {
+      result = done;
+      dialog.resolve(0);
+    }
+  });
   // The form submits itself (a 400 keeps the dialog open); the dialog only offers Cancel.
   const dialog: Dialog<unknown> = new Dialog({
     title: options.schedule
       ? trans.__('Edit schedule “%1”', options.schedule.name)
-      : trans.__('Run as job'),
-    body: new RunForm(path, {
-      ...options,
-      onDone: done => {
-        result = done;
-        dialog.resolve(0);
-      }
-    }),
+      : options.mode === 'schedule'
+        ? trans.__('New schedule')
+        : trans.__('Run as job'),
+    body,
     buttons: [Dialog.cancelButton({ label: trans.__('Close') })],
     focusNodeSelector: 'input[name="name"]'
   });
   dialog.addClass('jp-JobsRunDialog');
+  void body.load();
   await dialog.launch();
   return result;
 }

@@ -244,6 +244,7 @@ export class SchedulesView extends ReactWidget {
         openJob={this._options.openJob}
         openResult={this._options.openResult}
         runNotebook={this._options.runNotebook}
+        newSchedule={this._options.newSchedule}
       />
     );
   }
@@ -286,6 +287,8 @@ export namespace SchedulesView {
     openResult: (id: number) => void;
     /** Open the Run as job… dialog for the current notebook. */
     runNotebook: () => void;
+    /** Open the dialog that makes a schedule (of the current notebook, or of a job type). */
+    newSchedule: () => void;
     translator?: ITranslator;
   }
 }
@@ -297,6 +300,7 @@ function SchedulesList(props: {
   openJob: (id: number) => void;
   openResult: (id: number) => void;
   runNotebook: () => void;
+  newSchedule: () => void;
 }): JSX.Element {
   const { view, trans } = props;
   return (
@@ -309,6 +313,13 @@ function SchedulesList(props: {
           onClick={() => void view.refresh()}
         >
           {trans.__('Refresh')}
+        </button>
+        <button
+          type="button"
+          className="jp-mod-styled jp-JobsSchedules-new"
+          onClick={props.newSchedule}
+        >
+          {trans.__('New schedule…')}
         </button>
         <button
           type="button"
@@ -326,7 +337,7 @@ function SchedulesList(props: {
       {view.loaded && !view.schedules.length && !view.error && (
         <div className="jp-JobDetail-muted">
           {trans.__(
-            'No schedules. Right-click a notebook and choose “Run as job…”.'
+            'No schedules. Choose “New schedule…”, or right-click a notebook and choose “Run as job…”.'
           )}
         </div>
       )}
@@ -371,7 +382,7 @@ function SchedulesList(props: {
               >
                 {schedule.paused ? trans.__('Resume') : trans.__('Pause')}
               </button>
-              {schedule.target.kind === 'notebook' && (
+              {schedule.target.kind !== 'function' && (
                 <button
                   type="button"
                   className="jp-mod-styled jp-JobsSchedules-edit"

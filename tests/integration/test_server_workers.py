@@ -14,6 +14,7 @@ import psutil
 import pytest
 from consumers import assert_no_errors, start_consumer, stop
 
+from jupyter_jobs.errors import InvalidRequest
 from jupyter_jobs.kernel import api
 
 import jobfuncs
@@ -147,6 +148,9 @@ def test_queue_next_stats_and_the_kernel_api(kernel: RunningServer, tmp_path: Pa
     # The kernel API says the same.
     assert api.peek().id == high["id"]
     assert not api.is_empty() and api.stats()["queued"] == 2
+    assert api.stats(type="add")["queued"] == 0  # `?type=`: no typed job of that type
+    with pytest.raises(InvalidRequest, match="type: job type name 'a b' is not valid"):
+        api.stats(type="a b")
     shown = api.workers()
     assert {w.job for w in shown} >= {b["id"] for b in blockers}
     gate.touch()

@@ -1,17 +1,24 @@
 """Job types in a real Chromium against a real `jupyter lab`: the Jobs panel's "New job" opens
 a form generated from the type's JSON schema (an installed type of a package in a temporary
 folder); a bad value is marked by its field, the filled-in form starts the job, and its detail
-view shows the type, the parameters and the summary the worker made."""
+view shows the type, the parameters and the summary the worker made. The Schedules view's
+"New schedule…" makes a schedule of a job type from the same kind of form (the server's 400
+shown by its parameter), whose runs receive their `scheduled_time`; the panel's type filter
+keeps the list and its counts to one type's jobs."""
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import test_sidebar
 from playwright.sync_api import Page, expect
 from test_sidebar import CONFIG, UI_TIMEOUT, open_lab
+
+from jupyter_jobs import JobQueue
+from jupyter_jobs.store import Store
 
 import jobfuncs
 import typed_package
@@ -120,4 +127,98 @@ def test_the_panel_lists_one_job_types_jobs_and_names_a_typed_schedules_target(
     page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-jobs-schedules"]').click()
     item = page.locator("#jupyter-jobs-schedules .jp-JobsSchedules-item")
     expect(item).to_contain_text("job type train", timeout=UI_TIMEOUT)
-    expect(item.locator(".jp-JobsSchedules-edit")).to_have_count(0)
+    expect(item.locator(".jp-JobsSchedules-edit")).to_have_count(1)  # the dialog edits it
+
+
+def register_stamped(lab: RunningServer, maximum: int) -> None:
+    """Register `jobfuncs.stamped` as the job type "stamped" in the server's database, as a
+    script does (`JobQueue.register_type`): its schema declares `scheduled_time`."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "region": {"type": "string"},
+            "days": {"type": "integer", "minimum": 1, "maximum": maximum, "default": 3},
+            "scheduled_time": {"type": "string"},
+        },
+        "required": ["region", "scheduled_time"],
+        "additionalProperties": False,
+    }
+    with JobQueue(lab.home.db_path) as queue:
+        queue.register_type(jobfuncs.stamped, "stamped", schema=schema)
+
+
+def test_a_typed_schedule_is_made_from_the_schedules_view_and_its_runs_get_their_time(
+    page: Page, lab: RunningServer
+) -> None:
+    register_stamped(lab, maximum=10)
+    open_lab(page, lab)
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-jobs-schedules"]').click()
+    view = page.locator("#jupyter-jobs-schedules")
+    view.get_by_role("button", name="New schedule…").click()
+    dialog = page.locator(".jp-JobsRunDialog")
+    expect(dialog).to_be_visible()
+    # No notebook is open: the job type is the target, the notebook cannot be chosen.
+    typed = dialog.locator('input[name="target"][value="typed"]')
+    expect(typed).to_be_checked(timeout=UI_TIMEOUT)
+    expect(dialog.locator('input[name="target"][value="notebook"]')).to_be_disabled()
+    expect(dialog.get_by_label("On a schedule")).to_be_checked()
+    dialog.locator('select[name="type"]').select_option("stamped")
+
+    # The form of its schema: the required parameter marked, the default filled in, a number
+    # input for the integer; scheduled_time is each run's, not asked for.
+    fields = dialog.locator(".jp-JobsRunForm-typed")
+    expect(fields.locator(".jp-FormGroup-fieldLabel")).to_have_text(["region *", "days"])
+    region, days = (
+        fields.locator("#jp-JobsRunForm-type_region"),
+        fields.locator("#jp-JobsRunForm-type_days"),
+    )
+    expect(days).to_have_value("3")
+    assert days.get_attribute("type") == "number"
+    expect(fields.locator("#jp-JobsRunForm-type_scheduled_time")).to_have_count(0)
+    expect(fields).to_contain_text("scheduled_time: each run receives its own time")
+
+    # A value out of range is marked by its field before anything is sent.
+    region.fill("EU")
+    days.fill("50")
+    submit = dialog.locator(".jp-JobsRunForm-submit")
+    submit.click()
+    expect(fields).to_contain_text("must be <= 10", timeout=UI_TIMEOUT)
+    assert lab.api("GET", "jobs/api/schedules").json()["schedules"] == []
+
+    # The type is registered again with a stricter schema while the form is open: the server's
+    # 400 names the parameter, shown by its field and above the buttons; the dialog stays.
+    register_stamped(lab, maximum=5)
+    days.fill("7")
+    submit.click()
+    refusal = dialog.locator('.jp-JobsRunForm-error[data-field="parameters"]')
+    expect(refusal).to_contain_text(
+        "parameters.days: 7 is greater than the maximum of 5", timeout=UI_TIMEOUT
+    )
+    its_group = days.locator("xpath=ancestor::div[contains(@class, 'form-group')][1]")
+    expect(its_group).to_contain_text("7 is greater than the maximum of 5")
+    assert lab.api("GET", "jobs/api/schedules").json()["schedules"] == []
+
+    days.fill("4")
+    dialog.locator('input[name="channel"]').fill("stamps")
+    submit.click()
+    expect(dialog).to_have_count(0, timeout=UI_TIMEOUT)
+    item = view.locator(".jp-JobsSchedules-item")
+    expect(item).to_contain_text("job type stamped", timeout=UI_TIMEOUT)
+    (made,) = lab.api("GET", "jobs/api/schedules").json()["schedules"]
+    assert made["target"] == {
+        "kind": "typed", "type": "stamped", "parameters": {"region": "EU", "days": 4},
+    }  # fmt: skip
+    assert made["job"]["channel"] == "stamps" and made["cron"] == "0 8 * * *"
+    expect(item).to_contain_text(f"0 8 * * * ({made['timezone']})")
+
+    # Its time comes (the store fires it, as the server's consumer does then): the run is
+    # given its scheduled_time, in the schedule's zone, and runs with it.
+    with Store(lab.home.db_path) as store:
+        (run,) = store.fire_schedules(made["next_run"] + 1)
+    when = run.parameters["scheduled_time"]
+    assert run.parameters == {"region": "EU", "days": 4, "scheduled_time": when}
+    assert datetime.fromisoformat(when).timestamp() == made["next_run"]
+    ended = lab.wait_status(run.id, "succeeded", "failed", "cancelled", timeout=120)
+    assert ended["status"] == "succeeded", (ended["error"], ended["reason"])
+    result = lab.api("GET", f"jobs/api/jobs/{run.id}/result")
+    assert result.json() == {"region": "EU", "days": 4, "scheduled_time": when}

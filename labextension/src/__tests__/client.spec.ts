@@ -3,78 +3,28 @@
  * The server answers what each test scripts and records what it was asked.
  */
 
-import * as http from 'http';
-import { AddressInfo } from 'net';
-
 import { ServerConnection } from '@jupyterlab/services';
 
 import { apiUrl, JobsClient, listParams } from '../client';
 import { makeJob } from './fakes';
+import { ScriptedServer } from './scripted';
 
-interface IRecorded {
-  method: string;
-  url: string;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
+const server = new ScriptedServer();
 
-interface IAnswer {
-  status: number;
-  body?: string;
-  type?: string;
-}
+beforeAll(() => server.start('/user/ana/'));
 
-let server: http.Server;
-let baseUrl: string;
-let recorded: IRecorded[] = [];
-let answer: (request: IRecorded) => IAnswer = () => ({
-  status: 200,
-  body: '{}'
-});
-
-beforeAll(async () => {
-  server = http.createServer((req, res) => {
-    // JupyterLab appends a cache buster (`?1700000000000`) to every request: leave it out.
-    const url = req.url!.replace(/[?&]\d{10,}$/, '');
-    const chunks: Buffer[] = [];
-    req.on('data', chunk => chunks.push(chunk));
-    req.on('end', () => {
-      const request = {
-        method: req.method!,
-        url,
-        headers: req.headers,
-        body: Buffer.concat(chunks).toString()
-      };
-      recorded.push(request);
-      const reply = answer(request);
-      res.writeHead(reply.status, {
-        'Content-Type': reply.type ?? 'application/json'
-      });
-      res.end(reply.body ?? '');
-    });
-  });
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  baseUrl = `http://127.0.0.1:${port}/user/ana/`;
-});
-
-afterAll(async () => {
-  await new Promise(resolve => server.close(resolve));
-});
+afterAll(() => server.stop());
 
 beforeEach(() => {
-  recorded = [];
-  answer = () => ({ status: 200, body: '{}' });
+  server.reset();
+  server.answer = () => ({ status: 200, body: '{}' });
 });
 
 function client(): JobsClient {
-  return new JobsClient({
-    serverSettings: ServerConnection.makeSettings({
-      baseUrl,
-      wsUrl: baseUrl.replace('http', 'ws'),
-      token: 'secret-token',
-      appendToken: false
-    })
+  return server.client({
+    wsUrl: server.baseUrl.replace('http', 'ws'),
+    token: 'secret-token',
+    appendToken: false
   });
 }
 
@@ -107,32 +57,36 @@ describe('URL building', () => {
 
 describe('notebook jobs and schedules', () => {
   it('posts a notebook job as JSON and reads its result', async () => {
-    answer = () => ({ status: 201, body: JSON.stringify(makeJob(4)) });
+    server.answer = () => ({ status: 201, body: JSON.stringify(makeJob(4)) });
     const request = {
       spec: { kind: 'notebook' as const, name: 'r' },
       notebook: { path: 'a b.ipynb', parameters: { n: 1 }, kernel_name: null }
     };
     await client().submitNotebook(request);
-    expect(recorded[0].method).toBe('POST');
-    expect(recorded[0].url).toBe('/user/ana/jobs/api/jobs');
-    expect(recorded[0].headers['content-type']).toBe('application/json');
-    expect(JSON.parse(recorded[0].body)).toEqual(request);
+    expect(server.recorded[0].method).toBe('POST');
+    expect(server.recorded[0].url).toBe('/user/ana/jobs/api/jobs');
+    expect(server.recorded[0].headers['content-type']).toBe('application/json');
+    expect(JSON.parse(server.recorded[0].body)).toEqual(request);
 
-    answer = () => ({ status: 200, body: '<p>out</p>', type: 'text/html' });
+    server.answer = () => ({
+      status: 200,
+      body: '<p>out</p>',
+      type: 'text/html'
+    });
     expect(await client().notebookHtml(4)).toBe('<p>out</p>');
-    expect(recorded[1].url).toBe(
+    expect(server.recorded[1].url).toBe(
       '/user/ana/jobs/api/jobs/4/notebook?format=html'
     );
   });
 
   it('lists the runs of a schedule and previews a timing', async () => {
-    answer = () => ({
+    server.answer = () => ({
       status: 200,
       body: JSON.stringify({ jobs: [], next_cursor: null, counts: {} })
     });
     await client().list({ schedule: 7 });
-    expect(recorded[0].url).toBe('/user/ana/jobs/api/jobs?schedule=7');
-    answer = () => ({
+    expect(server.recorded[0].url).toBe('/user/ana/jobs/api/jobs?schedule=7');
+    server.answer = () => ({
       status: 200,
       body: JSON.stringify({ description: 'Every hour', next: [1, 2, 3] })
     });
@@ -140,13 +94,13 @@ describe('notebook jobs and schedules', () => {
       cron: '0 * * * *',
       timezone: 'Europe/Paris'
     });
-    expect(recorded[1].url).toBe(
+    expect(server.recorded[1].url).toBe(
       '/user/ana/jobs/api/schedules/preview?cron=0%20*%20*%20*%20*&timezone=Europe%2FParis'
     );
   });
 
   it('gives a 400 its server message', async () => {
-    answer = () => ({
+    server.answer = () => ({
       status: 400,
       body: JSON.stringify({ message: 'unknown timezone: Mars/Base' })
     });
@@ -159,8 +113,8 @@ describe('notebook jobs and schedules', () => {
         timezone: 'Mars/Base'
       })
     ).rejects.toThrow('unknown timezone: Mars/Base');
-    expect(recorded[0].method).toBe('POST');
-    expect(recorded[0].url).toBe('/user/ana/jobs/api/schedules');
+    expect(server.recorded[0].method).toBe('POST');
+    expect(server.recorded[0].url).toBe('/user/ana/jobs/api/schedules');
   });
 });
 
@@ -171,7 +125,7 @@ describe('JobsClient requests', () => {
       next_cursor: '3',
       counts: { queued: 1 }
     };
-    answer = () => ({ status: 200, body: JSON.stringify(page) });
+    server.answer = () => ({ status: 200, body: JSON.stringify(page) });
     const result = await client().list({
       status: ['failed'],
       q: 'a&b',
@@ -179,16 +133,16 @@ describe('JobsClient requests', () => {
       cursor: 'abc'
     });
     expect(result).toEqual(page);
-    expect(recorded).toHaveLength(1);
-    expect(recorded[0].method).toBe('GET');
-    expect(recorded[0].url).toBe(
+    expect(server.recorded).toHaveLength(1);
+    expect(server.recorded[0].method).toBe('GET');
+    expect(server.recorded[0].url).toBe(
       '/user/ana/jobs/api/jobs?status=failed&q=a%26b&limit=20&cursor=abc'
     );
-    expect(recorded[0].headers.authorization).toBe('token secret-token');
+    expect(server.recorded[0].headers.authorization).toBe('token secret-token');
   });
 
   it('uses the verbs of each action', async () => {
-    answer = request =>
+    server.answer = request =>
       request.method === 'DELETE'
         ? { status: 204 }
         : { status: 200, body: JSON.stringify(makeJob(4)) };
@@ -202,7 +156,9 @@ describe('JobsClient requests', () => {
     await api.logs(4, 1024, 4096);
     await api.outputs(4);
     await api.stats();
-    expect(recorded.map(r => `${r.method} ${r.url}`)).toEqual([
+    await api.stats({ mine: true, type: 'train' });
+    await api.stats({ type: '' });
+    expect(server.recorded.map(r => `${r.method} ${r.url}`)).toEqual([
       'POST /user/ana/jobs/api/jobs/4/cancel',
       'POST /user/ana/jobs/api/jobs/4/retry',
       'POST /user/ana/jobs/api/jobs/4/release',
@@ -211,6 +167,8 @@ describe('JobsClient requests', () => {
       'GET /user/ana/jobs/api/status?ids=1%2C2%2C3',
       'GET /user/ana/jobs/api/jobs/4/logs?offset=1024&limit=4096',
       'GET /user/ana/jobs/api/jobs/4/outputs',
+      'GET /user/ana/jobs/api/stats',
+      'GET /user/ana/jobs/api/stats?mine=true&type=train',
       'GET /user/ana/jobs/api/stats'
     ]);
   });
@@ -218,7 +176,7 @@ describe('JobsClient requests', () => {
 
 describe('JobsClient errors', () => {
   it("raises JupyterLab's ResponseError with the server's message", async () => {
-    answer = () => ({
+    server.answer = () => ({
       status: 409,
       body: JSON.stringify({
         message: 'job 4 is running: cancel it first',
@@ -236,7 +194,7 @@ describe('JobsClient errors', () => {
   });
 
   it('names the status when the answer is not JSON', async () => {
-    answer = () => ({
+    server.answer = () => ({
       status: 502,
       body: '<html>Bad gateway</html>',
       type: 'text/html'
@@ -250,7 +208,7 @@ describe('JobsClient errors', () => {
   });
 
   it("reads jupyter_server's own error messages", async () => {
-    answer = () => ({
+    server.answer = () => ({
       status: 403,
       body: JSON.stringify({ message: 'Forbidden', reason: null })
     });

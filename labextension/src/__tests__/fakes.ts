@@ -12,7 +12,7 @@ import { Stream } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 import { act } from 'react';
 
-import { IListQuery, IWhoseQuery, JobsClient } from '../client';
+import { IListQuery, IStatsQuery, IWhoseQuery, JobsClient } from '../client';
 import { provisionalJob } from '../model';
 import type {
   INotebookAwareJob,
@@ -32,6 +32,7 @@ import type {
   IOutputs,
   IStats,
   IStatusResponse,
+  ITypedSubmit,
   IWorker,
   JobStatus,
   StatusCounts
@@ -99,6 +100,61 @@ export function makeJob(id: number, fields: Partial<IJob> = {}): IJob {
     ...fields
   };
 }
+
+/** A job type as `GET /jobs/api/types` lists it, with defaults (an installed type). */
+export function makeJobType(
+  name: string,
+  fields: Partial<IJobType> = {}
+): IJobType {
+  return {
+    name,
+    description: '',
+    schema: { type: 'object' },
+    source: 'installed',
+    entry_point: `m:${name}`,
+    summarize: false,
+    owner: '',
+    interpreter: null,
+    cwd: null,
+    created_at: null,
+    error: null,
+    ...fields
+  };
+}
+
+/** The test package's `train` type (tests/typed_package.py), a schema of each kind. */
+export const TRAIN_TYPE = makeJobType('train', {
+  description: 'Train a model.',
+  schema: {
+    type: 'object',
+    properties: {
+      epochs: { type: 'integer', minimum: 1, default: 3 },
+      model: { type: 'string', enum: ['linear', 'tree'], default: 'linear' }
+    },
+    required: ['epochs'],
+    additionalProperties: false
+  },
+  entry_point: 'mltypes:train',
+  summarize: true
+});
+
+/** A type with a parameter of each JSON type, and the time a schedule's runs receive. */
+export const REPORT_TYPE: IJobType = makeJobType('report', {
+  description: 'A report of one region.',
+  schema: {
+    type: 'object',
+    properties: {
+      // eslint-disable-next-line jupyter/no-untranslated-string -- the schema's own words
+      region: { type: 'string', title: 'Region' },
+      days: { type: 'integer', minimum: 1, default: 7 },
+      rate: { type: 'number', default: 0.5 },
+      draft: { type: 'boolean', default: false },
+      scheduled_time: { type: 'string' }
+    },
+    required: ['region', 'days', 'scheduled_time'],
+    additionalProperties: false
+  }
+});
 
 /** A job event with defaults. */
 export function makeEvent(
@@ -224,29 +280,25 @@ export class FakeApi {
     };
   }
 
-  /** The job type names `types()` lists (none unless a test sets some). */
+  /** The job type names `types()` lists (none unless a test sets some)... */
   typeNames: string[] = [];
+  /** ...then these types. */
+  jobTypes: IJobType[] = [];
 
   async types(): Promise<IJobType[]> {
-    return this.typeNames.map(name => ({
-      name,
-      description: '',
-      schema: { type: 'object' },
-      source: 'installed',
-      entry_point: `m:${name}`,
-      summarize: false,
-      owner: '',
-      interpreter: null,
-      cwd: null,
-      created_at: null,
-      error: null
-    }));
+    this.calls.push('types');
+    this._maybeFail('types');
+    return [...this.typeNames.map(name => makeJobType(name)), ...this.jobTypes];
   }
 
-  async stats(query: IWhoseQuery = {}): Promise<IStats> {
-    this.calls.push(query.mine ? 'stats mine' : 'stats');
+  async stats(query: IStatsQuery = {}): Promise<IStats> {
+    const scope = [
+      query.mine ? ' mine' : '',
+      query.type ? ` ${query.type}` : ''
+    ];
+    this.calls.push(`stats${scope.join('')}`);
     this._maybeFail('stats');
-    const counts = this.counts('', this._whose(query));
+    const counts = this.counts('', this._whose(query), query.type);
     return {
       counts,
       running: counts.running ?? 0,
@@ -336,7 +388,23 @@ export class FakeApi {
 
   /** The schedules, by id. */
   schedulesById = new Map<number, ISchedule>();
-  /** The bodies of the notebook jobs and schedules created or changed, in order. */
+  /** The server's typed submit: a typed job, queued (its parameters as sent). */
+  async submitTyped(request: ITypedSubmit): Promise<IJob> {
+    this.calls.push('submitTyped');
+    this.requests.push(request);
+    this._maybeBad();
+    const id = Math.max(0, ...this.jobs.keys()) + 1;
+    const job = makeJob(id, {
+      kind: 'typed',
+      name: request.spec?.name ?? request.type,
+      type: request.type,
+      parameters: request.parameters ?? {}
+    });
+    this.add(job);
+    return { ...job };
+  }
+
+  /** The bodies of the jobs and schedules created or changed, in order. */
   requests: unknown[] = [];
   /** When set, the next create (job or schedule) answers this 400 message. */
   badRequest: string | null = null;

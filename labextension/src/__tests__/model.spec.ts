@@ -742,10 +742,32 @@ describe('JobsModel: one job type', () => {
     expect(ids(model)).toEqual([7, 5, 3, 1]);
     expect(model.counts).toEqual({ queued: 4 });
     expect(model.totals).toEqual({ queued: 8 });
-    await model.flush(); // the real numbers, read within the type
+    const before = api.calls.length;
+    await model.flush(); // the real numbers: the type's kept counts, no listing
     expect(model.counts).toEqual({ queued: 4 });
-    expect(
-      api.calls.some(call => call.includes('"q":"","type":"train","limit":1'))
-    ).toBe(true);
+    const read = api.calls.slice(before);
+    expect(read).toContain('stats train');
+    expect(read.some(call => call.startsWith('list'))).toBe(false);
+  });
+
+  it("reads the type's numbers from the server after events, under Mine too", async () => {
+    const { api, model } = typed();
+    await model.setFilter({ type: 'train', mine: true });
+    api.set(3, { status: 'running' }); // a move whose event never came
+    model.applyEvent(api.move(1, 'running'));
+    expect(model.counts).toEqual({ queued: 2, running: 1 });
+    await model.flush();
+    expect(model.counts).toEqual({ queued: 1, running: 2 }); // the server's
+    expect(model.totals).toEqual({ queued: 4, running: 2 });
+    expect(api.calls).toContain('stats mine train');
+    // a search within the type reads its counts from a listing, as every search does
+    await model.setFilter({ query: 'job-5' });
+    api.set(5, { status: 'failed' });
+    model.applyEvent(api.move(3, 'succeeded'));
+    await model.flush();
+    expect(model.counts).toEqual({ failed: 1 });
+    expect(api.calls.slice(-3).join(' ')).toContain(
+      '"q":"job-5","type":"train","limit":1'
+    );
   });
 });

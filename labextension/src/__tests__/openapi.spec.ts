@@ -23,6 +23,15 @@ const schemas = openapi.components.schemas;
 
 const sorted = (keys: Iterable<string>) => [...keys].sort();
 
+/** The names of an operation's query and path parameters, `$ref`s followed. */
+function parameterNames(operation: any): string[] {
+  return operation.parameters.map((p: any) =>
+    p.$ref
+      ? openapi.components.parameters[p.$ref.split('/').pop()].name
+      : p.name
+  );
+}
+
 describe('types.ts and the fakes match openapi.yaml', () => {
   it('builds fake jobs with every Job field, and no other', () => {
     expect(sorted(Object.keys(makeJob(1)))).toEqual(
@@ -93,21 +102,21 @@ describe('types.ts and the fakes match openapi.yaml', () => {
     expect(verbs['/jobs/api/stats']).toEqual(['get']);
     expect(verbs['/jobs/api/workers']).toEqual(['get']);
     expect(verbs['/jobs/api/workers/{worker_id}/drain']).toEqual(['post']);
-    const list = openapi.paths['/jobs/api/jobs'].get.parameters.map(
-      (p: any) => p.name
-    );
+    const list = parameterNames(openapi.paths['/jobs/api/jobs'].get);
     expect(sorted(list)).toEqual([
       'cursor',
       'limit',
+      'mine',
       'owner',
       'q',
       'schedule',
       'status',
-      'type'
+      'type',
+      'user'
     ]);
-    const logs = openapi.paths['/jobs/api/jobs/{id}/logs'].get.parameters.map(
-      (p: any) => p.name
-    );
+    const stats = parameterNames(openapi.paths['/jobs/api/stats'].get);
+    expect(sorted(stats)).toEqual(['mine', 'type', 'user']);
+    const logs = parameterNames(openapi.paths['/jobs/api/jobs/{id}/logs'].get);
     expect(sorted(logs)).toEqual(['limit', 'offset', 'stream']);
   });
 });

@@ -46,7 +46,8 @@ async function mount(api: FakeApi) {
     edit: schedule => void opened.push(`edit ${schedule.id}`),
     openJob: id => void opened.push(`job ${id}`),
     openResult: id => void opened.push(`result ${id}`),
-    runNotebook: () => void opened.push('run')
+    runNotebook: () => void opened.push('run'),
+    newSchedule: () => void opened.push('new')
   });
   Widget.attach(view, document.body);
   await view.refresh();
@@ -92,9 +93,13 @@ describe('SchedulesView', () => {
         finished_at: 1_700_000_010
       }
     });
-    const { items } = await mount(api);
-    const [first, second] = items();
-    expect(items()).toHaveLength(2);
+    api.schedulesById.set(
+      3,
+      makeSchedule(3, { target: { kind: 'function', parameters: {} } })
+    );
+    const { items, view, opened, button } = await mount(api);
+    const [first, second, third] = items();
+    expect(items()).toHaveLength(3);
     expect(first.textContent).toContain('morning report');
     expect(first.textContent).toContain('work/report.ipynb');
     expect(first.textContent).toContain('0 8 * * 1-5 (Europe/Paris)');
@@ -103,9 +108,15 @@ describe('SchedulesView', () => {
     );
     expect(first.querySelector('.jp-JobsSchedules-last')).toBeNull();
     expect(second.textContent).toContain('job type train');
-    // Edit is the notebook form's: a typed schedule is changed over REST or the CLI
-    expect(second.querySelector('.jp-JobsSchedules-edit')).toBeNull();
-    expect(first.querySelector('.jp-JobsSchedules-edit')).not.toBeNull();
+    // The dialog edits notebook and typed schedules; a function's is Python's to change
+    expect(third.textContent).toContain('a function');
+    expect(third.querySelector('.jp-JobsSchedules-edit')).toBeNull();
+    button(second, 'edit').click();
+    button(first, 'edit').click();
+    view.node
+      .querySelector<HTMLButtonElement>('.jp-JobsSchedules-new')!
+      .click();
+    expect(opened).toEqual(['edit 2', 'edit 1', 'new']);
     const last = second.querySelector<HTMLElement>('.jp-JobsSchedules-last')!;
     expect(last.dataset.status).toBe('failed');
     expect(last.textContent).toBe('Last: failed');
