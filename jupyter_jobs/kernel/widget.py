@@ -84,6 +84,17 @@ def _ending(record: JobRecord) -> tuple[int, float | None]:
     return record.attempt, record.finished_at
 
 
+def _before_cancel(record: JobRecord, shown: JobRecord) -> bool:
+    """Whether `record` was fetched before the cancel `shown` asked for: within an attempt, a
+    job asked to cancel stays so until it ends (the poller's fetch may cross the click's)."""
+    return (
+        record.attempt == shown.attempt
+        and shown.cancel_requested
+        and not record.cancel_requested
+        and not record.finished
+    )
+
+
 #: Ends after which a cell's names come back: a failed cell keeps what it set before the error.
 _SENDS_NAMES = (Status.SUCCEEDED, Status.FAILED)
 
@@ -251,9 +262,10 @@ class JobWidget:
 
     def observe(self, record: JobRecord) -> None:
         with self._lock:
-            if record.attempt < self.record.attempt:
-                # a record from before a retry, fetched just before it (if it was that run's
-                # end, the poller has let go of this job: the new run is still to follow)
+            if record.attempt < self.record.attempt or _before_cancel(record, self.record):
+                # a record fetched before a retry or a cancel this widget shows already (if it
+                # was that run's end, the poller has let go of this job: the new run is still
+                # to follow)
                 self._follow(self.record)
                 return
             if self._collected is not None:  # an end is shown: is this a new run?
