@@ -49,6 +49,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[0:0] = [str(REPO / "tests" / "integration"), str(REPO / "tests")]
 
+import checkouts  # noqa: E402
 import store_scale  # noqa: E402
 
 #: Seconds between two submits of one submitter.
@@ -319,21 +320,6 @@ def measure(base: Path, old: int, folder: Path) -> dict[str, Any]:
     return results
 
 
-def run_in(checkout: Path, base: Path, old: int) -> dict[str, Any]:
-    """`measure` in a child process importing jupyter_jobs from `checkout`."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--measure", str(base), "--old", str(old)],
-        env={
-            **os.environ,
-            "PYTHONPATH": f"{checkout}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        },
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    ).stdout
-    return json.loads(out)
-
-
 def table(runs: dict[str, list[dict[str, Any]]]) -> str:
     """One row per measure, one column per checkout, with each round's figure in turn."""
     labels = list(runs)
@@ -365,7 +351,8 @@ def main() -> None:
     parser.add_argument("--old", type=int, default=100_000, help="of which gc deletes")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--main", type=Path, help="another checkout to measure beside this one")
-    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # a child run
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # a child run's store
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # a child run
     parser.add_argument("--submitter", type=Path, help=argparse.SUPPRESS)  # a child submitter
     args = parser.parse_args()
     if args.submitter:
@@ -375,7 +362,7 @@ def main() -> None:
         with Store(args.submitter) as store:
             print(json.dumps(submit_loop(store, stop_file.exists)))
         return
-    if args.measure:
+    if args.json:  # `checkouts.results_in`: measure with this jupyter_jobs, print JSON
         with tempfile.TemporaryDirectory(prefix="gc-bench-", dir=args.measure.parent) as folder:
             print(json.dumps(measure(args.measure, args.old, Path(folder))))
         return
@@ -390,7 +377,10 @@ def main() -> None:
         print(f"built {args.jobs:,} jobs in {time.perf_counter() - began:.0f} s", file=sys.stderr)
         for round_ in range(args.rounds):
             for label, root in codes.items():
-                runs[label].append(run_in(root, base, args.old))
+                measured = checkouts.results_in(
+                    str(root), __file__, "--measure", str(base), "--old", str(args.old)
+                )
+                runs[label].append(measured)
                 print(f"round {round_ + 1}: {label} measured", file=sys.stderr)
     print(
         f"gc of {args.old:,} finished jobs in a store of {args.jobs:,}; load average "
